@@ -1,0 +1,1 @@
+//! The eBPF programs (C), their shared structs, and the loader.

@@ -1,0 +1,1 @@
+//! Reconciler: desired state into BPF maps, make-before-break; attach, pin and adopt.

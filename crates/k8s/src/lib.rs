@@ -1,0 +1,1 @@
+//! Sources of Kubernetes objects: a manifest directory and the API server.

@@ -1,0 +1,1 @@
+//! Network-namespace clusters for tests, benchmarks and switchyard lab.

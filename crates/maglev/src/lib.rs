@@ -1,0 +1,1 @@
+//! Maglev consistent hashing tables, identical on every machine.
