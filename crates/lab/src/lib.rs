@@ -1,1 +1,5 @@
-//! Network-namespace clusters for tests, benchmarks and switchyard lab.
+//! Network-namespace clusters for tests, benchmarks and `switchyard lab`.
+
+pub mod privilege;
+
+pub use privilege::require_root;
