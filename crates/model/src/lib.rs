@@ -2,9 +2,22 @@
 //!
 //! Input is ordinary Kubernetes objects (k8s-openapi `Service`, `EndpointSlice`, `Node`), fed either
 //! as a whole [`ClusterState`] or as a stream of [`Change`]s. Output is the desired state of one
-//! node's data plane and the difference from the previous desired state. Kernel and network code
-//! only carry that difference out.
+//! node's data plane ([`DesiredState`]) and the difference from the previous desired state
+//! ([`StateDiff`]). Kernel and network code only carry that difference out.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod cidr;
+pub mod config;
+pub mod desired;
+pub mod engine;
 pub mod input;
 
+pub use cidr::{Cidr, CidrError};
+pub use config::{NodePortAddresses, PortRange, ProxyConfig};
+pub use desired::{
+    Algorithm, Backend, BackendState, DesiredState, Frontend, FrontendKey, FrontendKind,
+    HealthCheck, Protocol, StateDiff, TrafficPolicy, WhenEmpty,
+};
+pub use engine::NodeModel;
 pub use input::{Change, ClusterState, ObjectKey, ObjectKind};

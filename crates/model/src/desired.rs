@@ -1,0 +1,296 @@
+//! The model's output: what one node's data plane should do, and how that changed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cidr::Cidr;
+use crate::input::ObjectKey;
+
+/// Transport protocols a Service port can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// Parses the Kubernetes spelling; a missing protocol means TCP.
+    pub fn from_kubernetes(text: Option<&str>) -> Option<Self> {
+        match text {
+            None | Some("TCP") => Some(Self::Tcp),
+            Some("UDP") => Some(Self::Udp),
+            Some("SCTP") => Some(Self::Sctp),
+            Some(_) => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a packet is matched on: destination address, destination port, protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FrontendKey {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl FrontendKey {
+    pub fn new(ip: IpAddr, port: u16, protocol: Protocol) -> Self {
+        Self { ip, port, protocol }
+    }
+}
+
+impl fmt::Display for FrontendKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}/{}", self.port, self.protocol),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}/{}", self.port, self.protocol),
+        }
+    }
+}
+
+/// How a frontend address came to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FrontendKind {
+    /// An entry of `spec.clusterIPs`. Internal traffic policy applies.
+    ClusterIp,
+    /// `spec.ports[].nodePort` on one of this node's addresses. External traffic policy applies.
+    NodePort,
+    /// `status.loadBalancer.ingress[].ip` (ipMode VIP). External traffic policy applies.
+    LoadBalancer,
+    /// An entry of `spec.externalIPs`. External traffic policy applies.
+    ExternalIp,
+}
+
+impl FrontendKind {
+    /// True for the kinds reached from outside the cluster (external traffic policy applies).
+    pub fn is_external(self) -> bool {
+        !matches!(self, Self::ClusterIp)
+    }
+}
+
+impl fmt::Display for FrontendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ClusterIp => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+            Self::ExternalIp => "ExternalIP",
+        })
+    }
+}
+
+/// The traffic policy in force for a frontend (internal for ClusterIP, external otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TrafficPolicy {
+    /// Any ready endpoint in the cluster; the client source may be SNATed.
+    Cluster,
+    /// Only endpoints on this node; the client source IP is preserved.
+    Local,
+}
+
+impl fmt::Display for TrafficPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cluster => "Cluster",
+            Self::Local => "Local",
+        })
+    }
+}
+
+/// How a backend is picked for a new flow.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub enum Algorithm {
+    #[default]
+    Random,
+    /// Consistent hashing of the flow over a Maglev table (same choice on every node).
+    Maglev,
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Random => "Random",
+            Self::Maglev => "Maglev",
+        })
+    }
+}
+
+/// What to do with a new flow when `backends` is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum WhenEmpty {
+    /// The Service has no usable endpoint anywhere: refuse (TCP RST / ICMP port unreachable).
+    Reject,
+    /// The Service has endpoints, just none this node may use (Local policy): drop silently.
+    Drop,
+}
+
+/// Whether a backend is used because it is ready, or as the serving+terminating fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum BackendState {
+    /// Ready (or unready but published because of `publishNotReadyAddresses`).
+    Ready,
+    /// Serving and terminating; used only because no ready endpoint is left in its list
+    /// (KEP-1669).
+    Terminating,
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ready => "Ready",
+            Self::Terminating => "Terminating",
+        })
+    }
+}
+
+/// One endpoint a frontend may send traffic to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Backend {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// `nodeName` of the endpoint, if the EndpointSlice gives one.
+    pub node_name: Option<Arc<str>>,
+    /// `zone` of the endpoint, if the EndpointSlice gives one.
+    pub zone: Option<Arc<str>>,
+    /// True when `node_name` is this proxy's node.
+    pub is_local: bool,
+    pub state: BackendState,
+}
+
+/// Everything the data plane needs to serve one frontend on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frontend {
+    /// The Service this frontend belongs to.
+    pub service: ObjectKey,
+    /// `spec.ports[].name` ("" when unnamed).
+    pub port_name: String,
+    pub kind: FrontendKind,
+    /// Backends this node may use, sorted by (ip, port): after traffic policy, the ready →
+    /// serving+terminating fallback, `publishNotReadyAddresses` and topology hints.
+    pub backends: Vec<Backend>,
+    /// For external frontends with `externalTrafficPolicy: Local` only: the cluster-wide list to
+    /// use for traffic that originates inside the cluster (pods, the node itself), as kube-proxy
+    /// short-circuits it. `None` means: use `backends` for every client.
+    pub in_cluster_backends: Option<Vec<Backend>>,
+    /// Internal policy for ClusterIP frontends, external policy for the others.
+    pub traffic_policy: TrafficPolicy,
+    /// `Some(seconds)` for `sessionAffinity: ClientIP`.
+    pub affinity_timeout_seconds: Option<u32>,
+    /// LoadBalancer frontends only: client prefixes allowed in (`loadBalancerSourceRanges`), of the
+    /// frontend's address family. Empty means everyone.
+    pub source_ranges: Vec<Cidr>,
+    pub algorithm: Algorithm,
+    /// What to do when `backends` is empty.
+    pub when_empty: WhenEmpty,
+    /// External frontends of a Service with `externalTrafficPolicy: Local`: the port the node's
+    /// health check server answers on for this Service.
+    pub health_check_node_port: Option<u16>,
+}
+
+impl Frontend {
+    /// Ready backends on this node (what a health check node port reports as `localEndpoints`).
+    pub fn local_ready_backends(&self) -> usize {
+        self.backends.iter().filter(|b| b.is_local && b.state == BackendState::Ready).count()
+    }
+}
+
+/// The desired state of one node's data plane: every frontend it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub frontends: BTreeMap<FrontendKey, Frontend>,
+}
+
+/// What a health check node port must answer for a Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub service: ObjectKey,
+    /// Ready endpoints of the Service on this node: 200 when > 0, 503 otherwise.
+    pub local_endpoints: usize,
+}
+
+impl DesiredState {
+    pub fn get(&self, key: &FrontendKey) -> Option<&Frontend> {
+        self.frontends.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.frontends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frontends.is_empty()
+    }
+
+    /// The health check node ports this node must serve, by port.
+    pub fn health_checks(&self) -> BTreeMap<u16, HealthCheck> {
+        let mut checks = BTreeMap::new();
+        for frontend in self.frontends.values() {
+            if let Some(port) = frontend.health_check_node_port {
+                checks.entry(port).or_insert_with(|| HealthCheck {
+                    service: frontend.service.clone(),
+                    local_endpoints: frontend.local_ready_backends(),
+                });
+            }
+        }
+        checks
+    }
+
+    /// What must change to go from `old` to `new`, sorted by key.
+    pub fn diff(old: &DesiredState, new: &DesiredState) -> StateDiff {
+        let mut diff = StateDiff::default();
+        for (key, frontend) in &new.frontends {
+            if old.frontends.get(key) != Some(frontend) {
+                diff.upserted.push((*key, frontend.clone()));
+            }
+        }
+        diff.removed =
+            old.frontends.keys().filter(|k| !new.frontends.contains_key(k)).copied().collect();
+        diff
+    }
+
+    /// Applies a difference (the inverse of [`DesiredState::diff`]).
+    pub fn apply(&mut self, diff: &StateDiff) {
+        for key in &diff.removed {
+            self.frontends.remove(key);
+        }
+        for (key, frontend) in &diff.upserted {
+            self.frontends.insert(*key, frontend.clone());
+        }
+    }
+}
+
+/// The difference between two desired states: frontends added or changed, frontends removed.
+/// Both lists are sorted by key and never name the same key twice.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StateDiff {
+    pub upserted: Vec<(FrontendKey, Frontend)>,
+    pub removed: Vec<FrontendKey>,
+}
+
+impl StateDiff {
+    pub fn is_empty(&self) -> bool {
+        self.upserted.is_empty() && self.removed.is_empty()
+    }
+}
