@@ -1,0 +1,9 @@
+//! Benchmarks of Switchyard against kube-proxy's iptables and nftables data planes.
+//!
+//! The peers' rulesets are generated exactly as kube-proxy writes them ([`kube_proxy`]) from one
+//! [`state::DesiredState`], and applied inside network namespaces of our own.
+
+pub mod golden;
+pub mod kube_proxy;
+pub mod state;
+pub mod synthetic;
