@@ -1,33 +1,124 @@
 //! The incremental, sans-IO engine: keeps the parsed cluster and the desired state of one node,
 //! and recomputes only the Services a change touches.
+//!
+//! Two Services may claim the same frontend key (a NodePort or externalIP collision the API
+//! server would have refused, but a manifest directory can hold). The Service with the smallest
+//! namespace/name owns the key; the others wait as contenders and take over, in order, when the
+//! owner lets go. The result is therefore independent of the order changes arrive in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use k8s_openapi::api::core::v1::Node;
 
 use crate::config::ProxyConfig;
-use crate::desired::{DesiredState, StateDiff};
-use crate::input::{Change, ClusterState};
+use crate::desired::{DesiredState, Frontend, FrontendKey, StateDiff};
+use crate::frontends::service_frontends;
+use crate::input::{Change, ClusterState, ObjectKey};
+use crate::parse::{NodeFacts, ServiceFacts, SliceFacts, node_facts, service_facts, slice_facts};
+
+/// Old values of the frontend keys a change touched, to compute its difference at the end.
+type Touched = BTreeMap<FrontendKey, Option<Frontend>>;
 
 /// The desired state of one node, kept up to date change by change.
 #[derive(Debug, Clone)]
 pub struct NodeModel {
     config: ProxyConfig,
+    node: NodeFacts,
+    /// Services this proxy serves (others are not kept).
+    services: HashMap<ObjectKey, ServiceFacts>,
+    slices: HashMap<ObjectKey, SliceFacts>,
+    /// Service → its EndpointSlices, by the `kubernetes.io/service-name` label. Ordered so that
+    /// duplicate endpoints resolve the same way every time.
+    slices_by_service: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Service → the frontend keys it claims (owned or contended).
+    claims: HashMap<ObjectKey, Vec<FrontendKey>>,
+    /// Frontend key → Services claiming it that do not own it.
+    contenders: HashMap<FrontendKey, BTreeSet<ObjectKey>>,
     desired: DesiredState,
 }
 
 impl NodeModel {
     /// A model that has seen no objects yet.
     pub fn new(config: ProxyConfig) -> Self {
-        Self { config, desired: DesiredState::default() }
+        Self {
+            node: node_facts(&config, None),
+            config,
+            services: HashMap::new(),
+            slices: HashMap::new(),
+            slices_by_service: HashMap::new(),
+            claims: HashMap::new(),
+            contenders: HashMap::new(),
+            desired: DesiredState::default(),
+        }
     }
 
     /// A model fed a whole snapshot at once.
     pub fn from_state(config: ProxyConfig, state: &ClusterState) -> Self {
-        let _ = state;
-        Self::new(config)
+        let mut model = Self::new(config);
+        let own_node = state.nodes.get(&ObjectKey::cluster(model.config.node_name.clone()));
+        model.node = node_facts(&model.config, own_node);
+        for (key, slice) in &state.endpoint_slices {
+            let facts = slice_facts(&model.config, key, slice);
+            model.index_slice(key, &facts);
+            model.slices.insert(key.clone(), facts);
+        }
+        for (key, service) in &state.services {
+            if let Some(facts) = service_facts(&model.config, service) {
+                model.services.insert(key.clone(), facts);
+            }
+        }
+        let mut keys: Vec<ObjectKey> = model.services.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            model.recompute(&key, None);
+        }
+        model
     }
 
     /// Feeds one change; returns how the desired state changed.
     pub fn apply(&mut self, change: Change) -> StateDiff {
-        let _ = change;
-        StateDiff::default()
+        let mut touched = Touched::new();
+        match change {
+            Change::Service(key, service) => {
+                let facts = service.and_then(|s| service_facts(&self.config, &s));
+                let unchanged = self.services.get(&key) == facts.as_ref();
+                match facts {
+                    Some(facts) => self.services.insert(key.clone(), facts),
+                    None => self.services.remove(&key),
+                };
+                if !unchanged {
+                    self.recompute(&key, Some(&mut touched));
+                }
+            }
+            Change::EndpointSlice(key, slice) => {
+                let facts = slice.map(|s| slice_facts(&self.config, &key, &s));
+                let old = match &facts {
+                    Some(facts) => self.slices.insert(key.clone(), facts.clone()),
+                    None => self.slices.remove(&key),
+                };
+                if old != facts {
+                    let old_service = old.as_ref().and_then(|o| o.service.clone());
+                    if let Some(old) = &old {
+                        self.unindex_slice(&key, old);
+                    }
+                    if let Some(facts) = &facts {
+                        self.index_slice(&key, facts);
+                    }
+                    let new_service = facts.and_then(|f| f.service);
+                    for service in
+                        [old_service.as_ref(), new_service.as_ref()].into_iter().flatten()
+                    {
+                        self.recompute(service, Some(&mut touched));
+                    }
+                }
+            }
+            Change::Node(key, node) => {
+                if key.name == self.config.node_name {
+                    self.set_node(node.as_deref(), &mut touched);
+                }
+            }
+        }
+        self.finish(touched)
     }
 
     pub fn config(&self) -> &ProxyConfig {
@@ -36,5 +127,148 @@ impl NodeModel {
 
     pub fn desired(&self) -> &DesiredState {
         &self.desired
+    }
+
+    /// This node's addresses changed or its zone did: every Service may be affected.
+    fn set_node(&mut self, node: Option<&Node>, touched: &mut Touched) {
+        let facts = node_facts(&self.config, node);
+        if facts == self.node {
+            return;
+        }
+        self.node = facts;
+        let mut keys: Vec<ObjectKey> =
+            self.claims.keys().chain(self.services.keys()).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            self.recompute(&key, Some(touched));
+        }
+    }
+
+    fn index_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
+        if let Some(service) = &facts.service {
+            self.slices_by_service.entry(service.clone()).or_default().insert(key.clone());
+        }
+    }
+
+    fn unindex_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
+        if let Some(service) = &facts.service
+            && let Some(set) = self.slices_by_service.get_mut(service)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.slices_by_service.remove(service);
+            }
+        }
+    }
+
+    /// Recomputes one Service's frontends and settles ownership of every key it claimed or
+    /// claims now. With `touched`, records the previous value of each key it changes.
+    fn recompute(&mut self, key: &ObjectKey, mut touched: Option<&mut Touched>) {
+        let new_frontends = match self.services.get(key) {
+            Some(service) => {
+                let slices: Vec<&SliceFacts> = self
+                    .slices_by_service
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|slice_key| self.slices.get(slice_key))
+                    .collect();
+                service_frontends(key, service, &slices, &self.node)
+            }
+            None => Vec::new(),
+        };
+        let old_keys = self.claims.remove(key).unwrap_or_default();
+        let mut successors: Vec<ObjectKey> = Vec::new();
+
+        // Let go of keys no longer claimed.
+        for frontend_key in
+            old_keys.iter().filter(|k| new_frontends.binary_search_by_key(k, |(nk, _)| nk).is_err())
+        {
+            let owned = self.desired.frontends.get(frontend_key).is_some_and(|f| &f.service == key);
+            if owned {
+                remember(&mut touched, &self.desired, frontend_key);
+                self.desired.frontends.remove(frontend_key);
+                if let Some(next) = self.pop_contender(frontend_key) {
+                    successors.push(next);
+                }
+            } else {
+                self.drop_contender(frontend_key, key);
+            }
+        }
+
+        // Claim the current ones.
+        let mut new_keys = Vec::with_capacity(new_frontends.len());
+        for (frontend_key, frontend) in new_frontends {
+            new_keys.push(frontend_key);
+            match self.desired.frontends.get(&frontend_key) {
+                Some(current) if current.service == *key => {
+                    if *current != frontend {
+                        remember(&mut touched, &self.desired, &frontend_key);
+                        self.desired.frontends.insert(frontend_key, frontend);
+                    }
+                }
+                Some(current) if current.service < *key => {
+                    self.contenders.entry(frontend_key).or_default().insert(key.clone());
+                }
+                Some(current) => {
+                    let previous_owner = current.service.clone();
+                    remember(&mut touched, &self.desired, &frontend_key);
+                    self.drop_contender(&frontend_key, key);
+                    self.contenders.entry(frontend_key).or_default().insert(previous_owner);
+                    self.desired.frontends.insert(frontend_key, frontend);
+                }
+                None => {
+                    remember(&mut touched, &self.desired, &frontend_key);
+                    self.drop_contender(&frontend_key, key);
+                    self.desired.frontends.insert(frontend_key, frontend);
+                }
+            }
+        }
+        if !new_keys.is_empty() {
+            self.claims.insert(key.clone(), new_keys);
+        }
+
+        for successor in successors {
+            self.recompute(&successor, touched.as_deref_mut());
+        }
+    }
+
+    fn pop_contender(&mut self, frontend_key: &FrontendKey) -> Option<ObjectKey> {
+        let set = self.contenders.get_mut(frontend_key)?;
+        let next = set.pop_first();
+        if set.is_empty() {
+            self.contenders.remove(frontend_key);
+        }
+        next
+    }
+
+    fn drop_contender(&mut self, frontend_key: &FrontendKey, service: &ObjectKey) {
+        if let Some(set) = self.contenders.get_mut(frontend_key) {
+            set.remove(service);
+            if set.is_empty() {
+                self.contenders.remove(frontend_key);
+            }
+        }
+    }
+
+    fn finish(&self, touched: Touched) -> StateDiff {
+        let mut diff = StateDiff::default();
+        for (key, old) in touched {
+            match (old, self.desired.frontends.get(&key)) {
+                (Some(old), Some(new)) if old == *new => {}
+                (None, None) => {}
+                (_, Some(new)) => diff.upserted.push((key, new.clone())),
+                (Some(_), None) => diff.removed.push(key),
+            }
+        }
+        diff
+    }
+}
+
+/// Records the value of `key` before its first change in this batch.
+fn remember(touched: &mut Option<&mut Touched>, desired: &DesiredState, key: &FrontendKey) {
+    if let Some(touched) = touched {
+        touched.entry(*key).or_insert_with(|| desired.frontends.get(key).cloned());
     }
 }

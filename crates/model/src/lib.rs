@@ -11,7 +11,11 @@ pub mod cidr;
 pub mod config;
 pub mod desired;
 pub mod engine;
+mod frontends;
 pub mod input;
+mod parse;
+mod select;
+pub mod synthetic;
 
 pub use cidr::{Cidr, CidrError};
 pub use config::{NodePortAddresses, PortRange, ProxyConfig};
@@ -21,3 +25,7 @@ pub use desired::{
 };
 pub use engine::NodeModel;
 pub use input::{Change, ClusterState, ObjectKey, ObjectKind};
+pub use parse::{
+    HEADLESS_LABEL, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, TOPOLOGY_AWARE_HINTS_ANNOTATION,
+    TOPOLOGY_MODE_ANNOTATION, ZONE_LABEL,
+};

@@ -1,0 +1,408 @@
+//! Kubernetes objects → compact, already-validated facts the rules work on. Anything the proxy
+//! cannot use (an address that does not parse, an unknown protocol, an FQDN slice) is dropped here,
+//! so the rules never see strings. Reporting such input is the job of `validate`.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::cidr::Cidr;
+use crate::config::{MAX_AFFINITY_TIMEOUT_SECONDS, NodePortAddresses, ProxyConfig};
+use crate::desired::{Algorithm, Protocol};
+use crate::input::ObjectKey;
+
+/// Label naming the proxy that should serve a Service (absent: the default proxy).
+pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+/// Label marking a Service headless regardless of its clusterIP.
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+/// Label joining an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Label carrying a Node's zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Legacy annotation asking for topology-aware routing (treated like `PreferSameZone`).
+pub const TOPOLOGY_MODE_ANNOTATION: &str = "service.kubernetes.io/topology-mode";
+/// Older spelling of [`TOPOLOGY_MODE_ANNOTATION`].
+pub const TOPOLOGY_AWARE_HINTS_ANNOTATION: &str = "service.kubernetes.io/topology-aware-hints";
+
+/// IPv4 or IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub(crate) fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() { Self::V4 } else { Self::V6 }
+    }
+}
+
+/// Which topology hints a Service asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopologyMode {
+    None,
+    /// `PreferSameZone`, `PreferClose`, or the legacy topology-mode annotation.
+    Zone,
+    /// `PreferSameNode`: node hints first, zone hints as the next choice.
+    NodeThenZone,
+}
+
+/// One port of a Service that the proxy can serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServicePortFacts {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
+    /// Set only for NodePort / LoadBalancer Services, and only inside the NodePort range.
+    pub(crate) node_port: Option<u16>,
+}
+
+/// What the rules need to know about a Service that this proxy serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceFacts {
+    pub(crate) ports: Vec<ServicePortFacts>,
+    pub(crate) cluster_ips: Vec<IpAddr>,
+    pub(crate) external_ips: Vec<IpAddr>,
+    pub(crate) load_balancer_ips: Vec<IpAddr>,
+    pub(crate) internal_local: bool,
+    pub(crate) external_local: bool,
+    pub(crate) affinity_timeout_seconds: Option<u32>,
+    pub(crate) source_ranges: Vec<Cidr>,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) health_check_node_port: Option<u16>,
+    pub(crate) publish_not_ready: bool,
+    pub(crate) topology: TopologyMode,
+}
+
+impl ServiceFacts {
+    /// Address families the Service has cluster IPs in (NodePorts exist only in those).
+    pub(crate) fn families(&self) -> BTreeSet<Family> {
+        self.cluster_ips.iter().map(|ip| Family::of(*ip)).collect()
+    }
+}
+
+/// Whether this proxy serves `service`, and if so the facts about it. `None` for Services the proxy
+/// must leave alone: ExternalName, headless (clusterIP None/empty or the headless label), and
+/// Services labelled for another proxy.
+pub(crate) fn service_facts(config: &ProxyConfig, service: &Service) -> Option<ServiceFacts> {
+    let labels = service.metadata.labels.as_ref();
+    let label = |name: &str| labels.and_then(|l| l.get(name)).map(String::as_str);
+    if label(SERVICE_PROXY_NAME_LABEL) != config.proxy_name.as_deref() {
+        return None;
+    }
+    if label(HEADLESS_LABEL).is_some() {
+        return None;
+    }
+    let spec = service.spec.as_ref()?;
+    let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if service_type == "ExternalName" {
+        return None;
+    }
+    let cluster_ip_texts: Vec<&str> = match spec.cluster_ips.as_deref() {
+        Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
+        _ => spec.cluster_ip.as_deref().into_iter().collect(),
+    };
+    match cluster_ip_texts.first() {
+        None | Some(&"") | Some(&"None") => return None,
+        Some(_) => {}
+    }
+    let cluster_ips = unique_ips(cluster_ip_texts.into_iter());
+
+    let exposes_node_ports = matches!(service_type, "NodePort" | "LoadBalancer");
+    let is_load_balancer = service_type == "LoadBalancer";
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(ServicePortFacts {
+                name: p.name.clone().unwrap_or_default(),
+                port: port_number(p.port)?,
+                protocol: Protocol::from_kubernetes(p.protocol.as_deref())?,
+                node_port: p
+                    .node_port
+                    .filter(|_| exposes_node_ports)
+                    .and_then(port_number)
+                    .filter(|n| config.node_port_range.contains(*n)),
+            })
+        })
+        .collect();
+
+    let external_ips = unique_ips(spec.external_ips.iter().flatten().map(String::as_str));
+    let load_balancer_ips = if is_load_balancer {
+        let ingress = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref());
+        // ipMode Proxy: the load balancer proxies to the nodes itself, so packets never carry the
+        // ingress IP as destination here, and in-cluster traffic must go out to it (kube-proxy
+        // programs nothing for such an IP).
+        unique_ips(
+            ingress
+                .into_iter()
+                .flatten()
+                .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
+                .filter_map(|i| i.ip.as_deref()),
+        )
+    } else {
+        Vec::new()
+    };
+
+    let external_local =
+        exposes_node_ports && spec.external_traffic_policy.as_deref() == Some("Local");
+    let affinity_timeout_seconds =
+        (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            let configured = spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .and_then(|t| u32::try_from(t).ok())
+                .filter(|t| *t > 0);
+            configured
+                .unwrap_or(config.default_affinity_timeout_seconds)
+                .clamp(1, MAX_AFFINITY_TIMEOUT_SECONDS)
+        });
+    let source_ranges = if is_load_balancer {
+        let mut ranges: Vec<Cidr> = spec
+            .load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| r.parse().ok())
+            .collect();
+        ranges.sort();
+        ranges.dedup();
+        ranges
+    } else {
+        Vec::new()
+    };
+    let annotations = service.metadata.annotations.as_ref();
+    let annotation = |name: &str| annotations.and_then(|a| a.get(name)).map(String::as_str);
+    let algorithm = match annotation(&config.algorithm_annotation) {
+        Some(value) if value.trim().eq_ignore_ascii_case("maglev") => Algorithm::Maglev,
+        _ => Algorithm::Random,
+    };
+    let legacy_topology = [TOPOLOGY_MODE_ANNOTATION, TOPOLOGY_AWARE_HINTS_ANNOTATION]
+        .iter()
+        .any(|a| annotation(a).is_some_and(|v| v.eq_ignore_ascii_case("auto")));
+    let topology = match spec.traffic_distribution.as_deref() {
+        Some("PreferSameNode") => TopologyMode::NodeThenZone,
+        Some("PreferSameZone" | "PreferClose") => TopologyMode::Zone,
+        _ if legacy_topology => TopologyMode::Zone,
+        _ => TopologyMode::None,
+    };
+
+    Some(ServiceFacts {
+        ports,
+        cluster_ips,
+        external_ips,
+        load_balancer_ips,
+        internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        external_local,
+        affinity_timeout_seconds,
+        source_ranges,
+        algorithm,
+        health_check_node_port: spec
+            .health_check_node_port
+            .filter(|_| external_local)
+            .and_then(port_number),
+        publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
+        topology,
+    })
+}
+
+/// One port of an EndpointSlice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlicePort {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) port: u16,
+}
+
+/// Node hints of an endpoint, as seen from this proxy's node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeHint {
+    /// The endpoint carries no node hint.
+    Absent,
+    ForThisNode,
+    ForOtherNodes,
+}
+
+/// One endpoint of a slice (its first address, as kube-proxy uses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EndpointFacts {
+    pub(crate) ip: IpAddr,
+    pub(crate) ready: bool,
+    pub(crate) serving: bool,
+    pub(crate) terminating: bool,
+    pub(crate) node_name: Option<Arc<str>>,
+    pub(crate) zone: Option<Arc<str>>,
+    pub(crate) is_local: bool,
+    /// Zones named in `hints.forZones`; empty when there is no zone hint.
+    pub(crate) zone_hints: Vec<String>,
+    pub(crate) node_hint: NodeHint,
+}
+
+/// What the rules need from an EndpointSlice. Slices of addressType FQDN (or unknown) have no
+/// family and contribute nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SliceFacts {
+    pub(crate) service: Option<ObjectKey>,
+    pub(crate) family: Option<Family>,
+    pub(crate) ports: Vec<SlicePort>,
+    pub(crate) endpoints: Vec<EndpointFacts>,
+}
+
+pub(crate) fn slice_facts(
+    config: &ProxyConfig,
+    key: &ObjectKey,
+    slice: &EndpointSlice,
+) -> SliceFacts {
+    let service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .filter(|name| !name.is_empty())
+        .map(|name| ObjectKey::new(key.namespace.clone(), name.clone()));
+    let family = match slice.address_type.as_str() {
+        "IPv4" => Some(Family::V4),
+        "IPv6" => Some(Family::V6),
+        _ => None,
+    };
+    let Some(family) = family else {
+        return SliceFacts { service, family: None, ports: Vec::new(), endpoints: Vec::new() };
+    };
+    let ports = slice
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(SlicePort {
+                name: p.name.clone().unwrap_or_default(),
+                protocol: Protocol::from_kubernetes(p.protocol.as_deref())?,
+                port: p.port.and_then(port_number)?,
+            })
+        })
+        .collect();
+    let endpoints = slice
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let ip: IpAddr = e.addresses.first()?.trim().parse().ok()?;
+            if Family::of(ip) != family {
+                return None;
+            }
+            let conditions = e.conditions.as_ref();
+            // Kubernetes: a missing `ready` means ready; a missing `serving` means `ready`.
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+            let node_name = e.node_name.as_deref().filter(|n| !n.is_empty());
+            let hints = e.hints.as_ref();
+            let zone_hints: Vec<String> = hints
+                .and_then(|h| h.for_zones.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|z| z.name.clone())
+                .collect();
+            let node_hints = hints.and_then(|h| h.for_nodes.as_ref()).filter(|n| !n.is_empty());
+            let node_hint = match node_hints {
+                None => NodeHint::Absent,
+                Some(nodes) if nodes.iter().any(|n| n.name == config.node_name) => {
+                    NodeHint::ForThisNode
+                }
+                Some(_) => NodeHint::ForOtherNodes,
+            };
+            Some(EndpointFacts {
+                ip,
+                ready,
+                serving,
+                terminating,
+                is_local: node_name == Some(config.node_name.as_str()),
+                node_name: node_name.map(Arc::from),
+                zone: e.zone.as_deref().filter(|z| !z.is_empty()).map(Arc::from),
+                zone_hints,
+                node_hint,
+            })
+        })
+        .collect();
+    SliceFacts { service, family: Some(family), ports, endpoints }
+}
+
+/// What the rules need from this proxy's own Node object.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct NodeFacts {
+    /// Addresses that carry NodePorts, sorted.
+    pub(crate) node_port_addresses: Vec<IpAddr>,
+    pub(crate) zone: Option<String>,
+}
+
+pub(crate) fn node_facts(config: &ProxyConfig, node: Option<&Node>) -> NodeFacts {
+    let Some(node) = node else {
+        return NodeFacts::default();
+    };
+    let zone = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(ZONE_LABEL))
+        .filter(|z| !z.is_empty())
+        .cloned();
+    let addresses: Vec<(&str, IpAddr)> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "ExternalIP"))
+        .filter_map(|a| Some((a.type_.as_str(), a.address.trim().parse().ok()?)))
+        .collect();
+    let mut chosen: Vec<IpAddr> = match &config.node_port_addresses {
+        NodePortAddresses::All => {
+            addresses.iter().map(|(_, ip)| *ip).filter(|ip| !ip.is_loopback()).collect()
+        }
+        NodePortAddresses::Primary => [Family::V4, Family::V6]
+            .into_iter()
+            .filter_map(|family| {
+                let of_type = |wanted: &str| {
+                    addresses
+                        .iter()
+                        .find(|(t, ip)| {
+                            *t == wanted && Family::of(*ip) == family && !ip.is_loopback()
+                        })
+                        .map(|(_, ip)| *ip)
+                };
+                of_type("InternalIP").or_else(|| of_type("ExternalIP"))
+            })
+            .collect(),
+        NodePortAddresses::Cidrs(cidrs) => addresses
+            .iter()
+            .map(|(_, ip)| *ip)
+            .filter(|ip| cidrs.iter().any(|c| c.contains(*ip)))
+            .collect(),
+    };
+    chosen.sort();
+    chosen.dedup();
+    NodeFacts { node_port_addresses: chosen, zone }
+}
+
+/// A Kubernetes port number (i32) as a usable port: 1-65535.
+pub(crate) fn port_number(port: i32) -> Option<u16> {
+    u16::try_from(port).ok().filter(|p| *p != 0)
+}
+
+/// Parses addresses, skipping any that do not parse, keeping first-seen order without duplicates.
+fn unique_ips<'a>(texts: impl Iterator<Item = &'a str>) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for ip in texts.filter_map(|t| t.trim().parse().ok()) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}

@@ -1,0 +1,887 @@
+//! One table-driven test per rule of service-semantics.md that the model decides.
+// Case tables are tuples of slices; naming each shape would hide the table.
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use switchyard_model::{
+    Algorithm, Cidr, FrontendKind, NodePortAddresses, ProxyConfig, TrafficPolicy, WhenEmpty,
+};
+
+const CIP: &str = "10.96.0.10:80/TCP";
+
+#[test]
+fn ready_endpoints_are_used_and_serving_terminating_ones_only_as_fallback() {
+    let cases: &[(&str, &[(&str, &str)], &[&str], WhenEmpty)] = &[
+        (
+            "all ready",
+            &[("10.1.0.1", "ready"), ("10.1.0.2", "ready")],
+            &["10.1.0.1:8080", "10.1.0.2:8080"],
+            WhenEmpty::Drop,
+        ),
+        (
+            "ready beats terminating",
+            &[("10.1.0.1", "ready"), ("10.1.0.2", "terminating")],
+            &["10.1.0.1:8080"],
+            WhenEmpty::Drop,
+        ),
+        (
+            "ready beats unready",
+            &[("10.1.0.1", "unready"), ("10.1.0.2", "ready")],
+            &["10.1.0.2:8080"],
+            WhenEmpty::Drop,
+        ),
+        (
+            "only terminating: fallback",
+            &[("10.1.0.1", "terminating"), ("10.1.0.2", "gone")],
+            &["10.1.0.1:8080(T)"],
+            WhenEmpty::Drop,
+        ),
+        ("terminating but not serving: nothing", &[("10.1.0.1", "gone")], &[], WhenEmpty::Reject),
+        ("unready only: nothing", &[("10.1.0.1", "unready")], &[], WhenEmpty::Reject),
+        (
+            "serving but not terminating is no fallback",
+            &[("10.1.0.1", "serving-not-terminating")],
+            &[],
+            WhenEmpty::Reject,
+        ),
+        ("no endpoints: reject", &[], &[], WhenEmpty::Reject),
+    ];
+    for (name, endpoints, expected, when_empty) in cases {
+        let eps = endpoints.iter().map(|(ip, state)| ep(ip, "node-b", state)).collect();
+        let state =
+            desired(&config(), &[this_node(), svc("web", json!({})), slice("web-1", "web", eps)]);
+        let f = frontend(&state, CIP);
+        assert_eq!(backend_list(&f.backends), *expected, "{name}");
+        assert_eq!(f.when_empty, *when_empty, "{name}");
+    }
+}
+
+#[test]
+fn local_list_falls_back_to_terminating_separately_from_cluster_list() {
+    // (case, endpoints (ip, node, state), cluster-policy backends, local-policy backends, local when_empty)
+    type Case<'a> =
+        (&'a str, &'a [(&'a str, &'a str, &'a str)], &'a [&'a str], &'a [&'a str], WhenEmpty);
+    let cases: &[Case<'_>] = &[
+        (
+            "local ready wins",
+            &[("10.1.0.1", NODE, "ready"), ("10.1.0.2", "node-b", "ready")],
+            &["10.1.0.1:8080+L", "10.1.0.2:8080"],
+            &["10.1.0.1:8080+L"],
+            WhenEmpty::Drop,
+        ),
+        (
+            "local terminating, remote ready: local list falls back, cluster list does not",
+            &[("10.1.0.1", NODE, "terminating"), ("10.1.0.2", "node-b", "ready")],
+            &["10.1.0.2:8080"],
+            &["10.1.0.1:8080(T)+L"],
+            WhenEmpty::Drop,
+        ),
+        (
+            "nothing local: local list empty, dropped not rejected",
+            &[("10.1.0.2", "node-b", "ready")],
+            &["10.1.0.2:8080"],
+            &[],
+            WhenEmpty::Drop,
+        ),
+        (
+            "only remote terminating: cluster falls back, local stays empty",
+            &[("10.1.0.2", "node-b", "terminating")],
+            &["10.1.0.2:8080(T)"],
+            &[],
+            WhenEmpty::Drop,
+        ),
+        ("no endpoints at all: reject", &[], &[], &[], WhenEmpty::Reject),
+    ];
+    for (name, endpoints, cluster_expected, local_expected, local_when_empty) in cases {
+        let eps: Vec<Value> = endpoints.iter().map(|(ip, n, s)| ep(ip, n, s)).collect();
+        for (policy, expected) in [("Cluster", cluster_expected), ("Local", local_expected)] {
+            let objects = [
+                this_node(),
+                svc("web", json!({"internalTrafficPolicy": policy})),
+                slice("web-1", "web", eps.clone()),
+            ];
+            let f = frontend(&desired(&config(), &objects), CIP).clone();
+            assert_eq!(backend_list(&f.backends), **expected, "{name}, ITP {policy}");
+            if policy == "Local" {
+                assert_eq!(f.traffic_policy, TrafficPolicy::Local, "{name}");
+                assert_eq!(f.when_empty, *local_when_empty, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn publish_not_ready_addresses_uses_unready_endpoints_only_when_true() {
+    let cases: &[(Option<bool>, &[&str])] = &[
+        (None, &["10.1.0.2:8080"]),
+        (Some(false), &["10.1.0.2:8080"]),
+        (Some(true), &["10.1.0.1:8080", "10.1.0.2:8080", "10.1.0.3:8080"]),
+    ];
+    for (publish, expected) in cases {
+        let spec = match publish {
+            Some(p) => json!({"publishNotReadyAddresses": p}),
+            None => json!({}),
+        };
+        let eps = vec![
+            ep("10.1.0.1", "n", "unready"),
+            ep("10.1.0.2", "n", "ready"),
+            ep("10.1.0.3", "n", "terminating"),
+        ];
+        let state = desired(&config(), &[svc("web", spec), slice("web-1", "web", eps)]);
+        assert_eq!(
+            backends_of(&state, CIP).unwrap(),
+            *expected,
+            "publishNotReadyAddresses {publish:?}"
+        );
+    }
+}
+
+#[test]
+fn named_target_ports_resolve_per_endpoint_slice_port() {
+    let cases: &[(&str, Value, &[&str])] = &[
+        (
+            "port named like the service port",
+            json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
+            &["10.1.0.1:8080"],
+        ),
+        (
+            "other number in this slice",
+            json!([{"name": "http", "port": 9090, "protocol": "TCP"}]),
+            &["10.1.0.1:9090"],
+        ),
+        (
+            "name mismatch: slice ignored",
+            json!([{"name": "metrics", "port": 9100, "protocol": "TCP"}]),
+            &[],
+        ),
+        (
+            "protocol mismatch: slice ignored",
+            json!([{"name": "http", "port": 8080, "protocol": "UDP"}]),
+            &[],
+        ),
+        ("protocol defaults to TCP", json!([{"name": "http", "port": 8081}]), &["10.1.0.1:8081"]),
+        ("port without number: ignored", json!([{"name": "http", "protocol": "TCP"}]), &[]),
+    ];
+    for (name, ports, expected) in cases {
+        let objects = [
+            svc("web", json!({})),
+            slice_with("web-1", "web", "IPv4", ports.clone(), vec![ep("10.1.0.1", "n", "ready")]),
+        ];
+        assert_eq!(backends_of(&desired(&config(), &objects), CIP).unwrap(), *expected, "{name}");
+    }
+    // Two slices of one Service whose pods disagree on the container port.
+    let objects = [
+        svc("web", json!({})),
+        slice("web-1", "web", vec![ep("10.1.0.1", "n", "ready")]),
+        slice_with(
+            "web-2",
+            "web",
+            "IPv4",
+            json!([{"name": "http", "port": 9090}]),
+            vec![ep("10.1.0.2", "n", "ready")],
+        ),
+    ];
+    assert_eq!(
+        backends_of(&desired(&config(), &objects), CIP).unwrap(),
+        ["10.1.0.1:8080", "10.1.0.2:9090"]
+    );
+}
+
+#[test]
+fn headless_and_external_name_services_are_not_proxied() {
+    let cases: &[(&str, Value, bool)] = &[
+        ("plain ClusterIP", svc("s", json!({})), true),
+        ("clusterIP None", svc("s", json!({"clusterIP": "None"})), false),
+        (
+            "clusterIPs [None]",
+            svc("s", json!({"clusterIP": "None", "clusterIPs": ["None"]})),
+            false,
+        ),
+        ("no clusterIP", with(svc("s", json!({})), json!({"spec": {"clusterIP": ""}})), false),
+        (
+            "headless label",
+            with(
+                svc("s", json!({})),
+                json!({"metadata": {"labels": {"service.kubernetes.io/headless": ""}}}),
+            ),
+            false,
+        ),
+        (
+            "ExternalName",
+            svc(
+                "s",
+                json!({"type": "ExternalName", "externalName": "example.com", "clusterIP": ""}),
+            ),
+            false,
+        ),
+        (
+            "ExternalName with clusterIP",
+            svc("s", json!({"type": "ExternalName", "externalName": "example.com"})),
+            false,
+        ),
+    ];
+    for (name, service, proxied) in cases {
+        let state = desired(
+            &config(),
+            &[service.clone(), slice("s-1", "s", vec![ep("10.1.0.1", "n", "ready")])],
+        );
+        assert_eq!(!state.is_empty(), *proxied, "{name}: {:?}", keys(&state));
+    }
+}
+
+#[test]
+fn service_proxy_name_label_selects_the_proxy() {
+    let cases: &[(Option<&str>, Option<&str>, bool)] = &[
+        (None, None, true),
+        (None, Some("switchyard"), false),
+        (Some("switchyard"), None, false),
+        (Some("switchyard"), Some("switchyard"), true),
+        (Some("switchyard"), Some("other"), false),
+    ];
+    for (ours, label, served) in cases {
+        let mut service = svc("web", json!({}));
+        if let Some(label) = label {
+            service = with(
+                service,
+                json!({"metadata": {"labels": {"service.kubernetes.io/service-proxy-name": label}}}),
+            );
+        }
+        let config = ProxyConfig { proxy_name: ours.map(str::to_owned), ..config() };
+        let state = desired(&config, &[service]);
+        assert_eq!(!state.is_empty(), *served, "our name {ours:?}, label {label:?}");
+    }
+}
+
+#[test]
+fn dual_stack_cluster_ips_get_backends_of_their_own_family() {
+    let v6_ports = json!([{"name": "http", "port": 8080, "protocol": "TCP"}]);
+    let cases: &[(&str, Value, &[(&str, &[&str])])] = &[
+        (
+            "dual stack",
+            json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00::10"]}),
+            &[
+                ("10.96.0.10:80/TCP", &["10.1.0.1:8080"]),
+                ("[fd00::10]:80/TCP", &["[fd00:1::1]:8080"]),
+            ],
+        ),
+        (
+            "IPv6 only",
+            json!({"clusterIP": "fd00::10", "clusterIPs": ["fd00::10"]}),
+            &[("[fd00::10]:80/TCP", &["[fd00:1::1]:8080"])],
+        ),
+        ("IPv4 only", json!({}), &[("10.96.0.10:80/TCP", &["10.1.0.1:8080"])]),
+    ];
+    for (name, spec, expected) in cases {
+        let objects = [
+            svc("web", spec.clone()),
+            slice("web-v4", "web", vec![ep("10.1.0.1", "n", "ready")]),
+            slice_with(
+                "web-v6",
+                "web",
+                "IPv6",
+                v6_ports.clone(),
+                vec![ep("fd00:1::1", "n", "ready")],
+            ),
+        ];
+        let state = desired(&config(), &objects);
+        let got: Vec<(String, Vec<String>)> = state
+            .frontends
+            .iter()
+            .map(|(k, f)| (k.to_string(), backend_list(&f.backends)))
+            .collect();
+        let want: Vec<(String, Vec<String>)> = expected
+            .iter()
+            .map(|(k, b)| ((*k).to_owned(), b.iter().map(|s| (*s).to_owned()).collect()))
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn endpoints_whose_address_does_not_match_the_slice_family_or_fqdn_slices_are_ignored() {
+    let ports = json!([{"name": "http", "port": 8080}]);
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("IPv4 slice, IPv4 address", "IPv4", "10.1.0.1", &["10.1.0.1:8080"]),
+        ("IPv4 slice, IPv6 address", "IPv4", "fd00:1::1", &[]),
+        ("IPv6 slice feeds no IPv4 frontend", "IPv6", "fd00:1::1", &[]),
+        ("FQDN slice", "FQDN", "db.example.com", &[]),
+        ("address that does not parse", "IPv4", "10.1.0.300", &[]),
+    ];
+    for (name, address_type, address, expected) in cases {
+        let objects = [
+            svc("web", json!({})),
+            slice_with(
+                "web-1",
+                "web",
+                address_type,
+                ports.clone(),
+                vec![ep(address, "n", "ready")],
+            ),
+        ];
+        assert_eq!(backends_of(&desired(&config(), &objects), CIP).unwrap(), *expected, "{name}");
+    }
+}
+
+#[test]
+fn node_ports_open_on_the_configured_node_addresses_only() {
+    let addresses = [
+        ("InternalIP", "192.168.1.10"),
+        ("InternalIP", "10.0.0.10"),
+        ("ExternalIP", "203.0.113.10"),
+        ("InternalIP", "127.0.0.1"),
+        ("InternalIP", "2001:db8::10"),
+        ("Hostname", "node-a"),
+    ];
+    let cidrs = |list: &[&str]| {
+        NodePortAddresses::Cidrs(list.iter().map(|c| c.parse::<Cidr>().unwrap()).collect())
+    };
+    let cases: Vec<(&str, NodePortAddresses, bool, Vec<&str>)> = vec![
+        (
+            "all, single stack",
+            NodePortAddresses::All,
+            false,
+            vec!["10.0.0.10", "192.168.1.10", "203.0.113.10"],
+        ),
+        (
+            "all, dual stack",
+            NodePortAddresses::All,
+            true,
+            vec!["10.0.0.10", "192.168.1.10", "203.0.113.10", "2001:db8::10"],
+        ),
+        ("primary", NodePortAddresses::Primary, true, vec!["192.168.1.10", "2001:db8::10"]),
+        ("cidr list", cidrs(&["192.168.0.0/16", "2001:db8::/32"]), false, vec!["192.168.1.10"]),
+        ("cidr naming loopback explicitly", cidrs(&["127.0.0.0/8"]), false, vec!["127.0.0.1"]),
+        ("cidr matching nothing", cidrs(&["172.16.0.0/12"]), false, vec![]),
+    ];
+    for (name, node_port_addresses, dual_stack, expected) in cases {
+        let mut spec =
+            json!({"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+        if dual_stack {
+            spec["clusterIPs"] = json!(["10.96.0.10", "fd00::10"]);
+        }
+        let config = ProxyConfig { node_port_addresses, ..config() };
+        let state = desired(&config, &[node(NODE, "zone-a", &addresses), svc("web", spec)]);
+        let mut got: Vec<std::net::IpAddr> = state
+            .frontends
+            .iter()
+            .filter(|(_, f)| f.kind == FrontendKind::NodePort)
+            .map(|(k, _)| {
+                assert_eq!(k.port, 30080, "{name}");
+                k.ip
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<std::net::IpAddr> = expected.iter().map(|a| a.parse().unwrap()).collect();
+        want.sort();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn node_ports_outside_the_range_or_without_a_node_object_are_not_opened() {
+    let cases: &[(&str, i32, bool, bool)] = &[
+        ("in range", 30080, true, true),
+        ("below range", 29999, true, false),
+        ("above range", 32768, true, false),
+        ("no Node object for this node", 30080, false, false),
+    ];
+    for (name, node_port, with_node, opened) in cases {
+        let mut objects = vec![svc(
+            "web",
+            json!({"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": node_port}]}),
+        )];
+        if *with_node {
+            objects.push(this_node());
+        }
+        let state = desired(&config(), &objects);
+        let node_port_key = format!("192.168.1.10:{node_port}/TCP");
+        assert_eq!(state.get(&key(&node_port_key)).is_some(), *opened, "{name}");
+        assert!(state.get(&key(CIP)).is_some(), "{name}: the clusterIP stays");
+    }
+}
+
+#[test]
+fn topology_hints_apply_only_when_every_ready_endpoint_is_hinted_and_one_matches() {
+    // Endpoints: (ip, node, zone hint, node hint). This node: node-a in zone-a.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'a [(&'a str, Option<&'a str>, Option<&'a str>)],
+        &'a [&'a str],
+    );
+    let cases: &[Case<'_>] = &[
+        (
+            "PreferSameZone, all hinted, one matches",
+            Some("PreferSameZone"),
+            &[("10.1.0.1", Some("zone-a"), None), ("10.1.0.2", Some("zone-b"), None)],
+            &["10.1.0.1:8080"],
+        ),
+        (
+            "PreferClose is PreferSameZone",
+            Some("PreferClose"),
+            &[("10.1.0.1", Some("zone-a"), None), ("10.1.0.2", Some("zone-b"), None)],
+            &["10.1.0.1:8080"],
+        ),
+        (
+            "one ready endpoint unhinted: ignored",
+            Some("PreferSameZone"),
+            &[("10.1.0.1", Some("zone-a"), None), ("10.1.0.2", None, None)],
+            &["10.1.0.1:8080", "10.1.0.2:8080"],
+        ),
+        (
+            "no hint names our zone: ignored",
+            Some("PreferSameZone"),
+            &[("10.1.0.1", Some("zone-c"), None), ("10.1.0.2", Some("zone-b"), None)],
+            &["10.1.0.1:8080", "10.1.0.2:8080"],
+        ),
+        (
+            "no trafficDistribution: hints ignored",
+            None,
+            &[("10.1.0.1", Some("zone-a"), None), ("10.1.0.2", Some("zone-b"), None)],
+            &["10.1.0.1:8080", "10.1.0.2:8080"],
+        ),
+        (
+            "PreferSameNode, node hints match",
+            Some("PreferSameNode"),
+            &[
+                ("10.1.0.1", Some("zone-a"), Some("node-b")),
+                ("10.1.0.2", Some("zone-a"), Some(NODE)),
+                ("10.1.0.3", Some("zone-b"), Some("node-c")),
+            ],
+            &["10.1.0.2:8080"],
+        ),
+        (
+            "PreferSameNode, no node hint for us: zone hints next",
+            Some("PreferSameNode"),
+            &[
+                ("10.1.0.1", Some("zone-a"), Some("node-b")),
+                ("10.1.0.3", Some("zone-b"), Some("node-c")),
+            ],
+            &["10.1.0.1:8080"],
+        ),
+        (
+            "PreferSameZone ignores node hints",
+            Some("PreferSameZone"),
+            &[
+                ("10.1.0.1", Some("zone-a"), Some("node-b")),
+                ("10.1.0.2", Some("zone-a"), Some(NODE)),
+                ("10.1.0.3", Some("zone-b"), Some("node-c")),
+            ],
+            &["10.1.0.1:8080", "10.1.0.2:8080"],
+        ),
+    ];
+    for (name, distribution, endpoints, expected) in cases {
+        let eps = endpoints
+            .iter()
+            .map(|(ip, zone, node_hint)| {
+                let mut e = ep(ip, "node-x", "ready");
+                let mut hints = json!({});
+                if let Some(z) = zone {
+                    hints["forZones"] = json!([{"name": z}]);
+                }
+                if let Some(n) = node_hint {
+                    hints["forNodes"] = json!([{"name": n}]);
+                }
+                e["hints"] = hints;
+                e
+            })
+            .collect();
+        let spec = match distribution {
+            Some(d) => json!({"trafficDistribution": d}),
+            None => json!({}),
+        };
+        let state =
+            desired(&config(), &[this_node(), svc("web", spec), slice("web-1", "web", eps)]);
+        assert_eq!(backends_of(&state, CIP).unwrap(), *expected, "{name}");
+    }
+}
+
+#[test]
+fn topology_hints_consider_only_ready_endpoints_and_not_the_local_list() {
+    // An unhinted terminating endpoint does not disable hints; ITP Local ignores hints.
+    let mut hinted = ep("10.1.0.1", "node-b", "ready");
+    hinted["hints"] = json!({"forZones": [{"name": "zone-a"}]});
+    let mut other = ep("10.1.0.2", NODE, "ready");
+    other["hints"] = json!({"forZones": [{"name": "zone-b"}]});
+    let unhinted_terminating = ep("10.1.0.3", "node-c", "terminating");
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("Cluster", "PreferSameZone", &["10.1.0.1:8080"]),
+        ("Local", "PreferSameZone", &["10.1.0.2:8080+L"]),
+    ];
+    for (policy, distribution, expected) in cases {
+        let objects = [
+            this_node(),
+            svc(
+                "web",
+                json!({"trafficDistribution": distribution, "internalTrafficPolicy": policy}),
+            ),
+            slice(
+                "web-1",
+                "web",
+                vec![hinted.clone(), other.clone(), unhinted_terminating.clone()],
+            ),
+        ];
+        assert_eq!(
+            backends_of(&desired(&config(), &objects), CIP).unwrap(),
+            *expected,
+            "ITP {policy}"
+        );
+    }
+}
+
+#[test]
+fn endpoints_are_local_by_node_name_only() {
+    let cases: &[(&str, Value, bool)] = &[
+        ("nodeName is ours", json!({"addresses": ["10.1.0.1"], "nodeName": NODE}), true),
+        (
+            "nodeName is another node",
+            json!({"addresses": ["10.1.0.1"], "nodeName": "node-b"}),
+            false,
+        ),
+        (
+            "no nodeName, hostname equal to ours",
+            json!({"addresses": ["10.1.0.1"], "hostname": NODE}),
+            false,
+        ),
+        (
+            "no nodeName, zone equal to ours",
+            json!({"addresses": ["10.1.0.1"], "zone": "zone-a"}),
+            false,
+        ),
+    ];
+    for (name, endpoint, local) in cases {
+        let state = desired(
+            &config(),
+            &[this_node(), svc("web", json!({})), slice("web-1", "web", vec![endpoint.clone()])],
+        );
+        let f = frontend(&state, CIP);
+        assert_eq!(f.backends.len(), 1, "{name}");
+        assert_eq!(f.backends[0].is_local, *local, "{name}");
+    }
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_external_frontends_on_local_endpoints() {
+    let eps = vec![ep("10.1.0.1", NODE, "ready"), ep("10.1.0.2", "node-b", "ready")];
+    let lb = |policy: &str| {
+        with(
+            svc(
+                "web",
+                json!({
+                    "type": "LoadBalancer", "externalTrafficPolicy": policy, "healthCheckNodePort": 32100,
+                    "externalIPs": ["203.0.113.50"],
+                    "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+                }),
+            ),
+            json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}}),
+        )
+    };
+    // (policy, frontend, backends, in-cluster backends, health check port)
+    type Case<'a> = (&'a str, &'a str, &'a [&'a str], Option<&'a [&'a str]>, Option<u16>);
+    let both: &[&str] = &["10.1.0.1:8080+L", "10.1.0.2:8080"];
+    let cases: &[Case<'_>] = &[
+        ("Local", CIP, both, None, None),
+        ("Local", "192.168.1.10:30080/TCP", &["10.1.0.1:8080+L"], Some(both), Some(32100)),
+        ("Local", "198.51.100.7:80/TCP", &["10.1.0.1:8080+L"], Some(both), Some(32100)),
+        ("Local", "203.0.113.50:80/TCP", &["10.1.0.1:8080+L"], Some(both), Some(32100)),
+        ("Cluster", "192.168.1.10:30080/TCP", both, None, None),
+        ("Cluster", "198.51.100.7:80/TCP", both, None, None),
+    ];
+    for (policy, name, backends, in_cluster, health) in cases {
+        let state =
+            desired(&config(), &[this_node(), lb(policy), slice("web-1", "web", eps.clone())]);
+        let f = frontend(&state, name);
+        let expected_policy = if *policy == "Local" && f.kind != FrontendKind::ClusterIp {
+            TrafficPolicy::Local
+        } else {
+            TrafficPolicy::Cluster
+        };
+        assert_eq!(f.traffic_policy, expected_policy, "{policy} {name}");
+        assert_eq!(backend_list(&f.backends), *backends, "{policy} {name}");
+        assert_eq!(
+            f.in_cluster_backends.as_deref().map(backend_list),
+            in_cluster.map(|l| l.iter().map(|s| (*s).to_owned()).collect()),
+            "{policy} {name}"
+        );
+        assert_eq!(f.health_check_node_port, *health, "{policy} {name}");
+    }
+}
+
+#[test]
+fn health_check_reports_ready_local_endpoints_only() {
+    let cases: &[(&str, &[(&str, &str, &str)], usize)] = &[
+        (
+            "two local ready",
+            &[
+                ("10.1.0.1", NODE, "ready"),
+                ("10.1.0.2", NODE, "ready"),
+                ("10.1.0.3", "node-b", "ready"),
+            ],
+            2,
+        ),
+        (
+            "only local terminating: 0 (503) while traffic still flows",
+            &[("10.1.0.1", NODE, "terminating"), ("10.1.0.3", "node-b", "ready")],
+            0,
+        ),
+        ("none local", &[("10.1.0.3", "node-b", "ready")], 0),
+    ];
+    for (name, endpoints, expected) in cases {
+        let eps = endpoints.iter().map(|(ip, n, s)| ep(ip, n, s)).collect();
+        let service = svc(
+            "web",
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32100,
+                                         "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+        );
+        let state = desired(&config(), &[this_node(), service, slice("web-1", "web", eps)]);
+        let checks = state.health_checks();
+        assert_eq!(checks.len(), 1, "{name}");
+        assert_eq!(checks[&32100].local_endpoints, *expected, "{name}");
+        assert_eq!(checks[&32100].service.to_string(), "default/web", "{name}");
+    }
+}
+
+#[test]
+fn session_affinity_client_ip_timeout_defaults_and_clamps() {
+    let cases: &[(&str, Value, u32, Option<u32>)] = &[
+        ("no affinity", json!({}), 10800, None),
+        ("affinity None", json!({"sessionAffinity": "None"}), 10800, None),
+        ("ClientIP, default timeout", json!({"sessionAffinity": "ClientIP"}), 10800, Some(10800)),
+        ("ClientIP, configured default", json!({"sessionAffinity": "ClientIP"}), 600, Some(600)),
+        (
+            "ClientIP, own timeout",
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}),
+            10800,
+            Some(60),
+        ),
+        (
+            "ClientIP, timeout above max clamped",
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 100000}}}),
+            10800,
+            Some(86400),
+        ),
+        (
+            "ClientIP, zero timeout means default",
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}}),
+            10800,
+            Some(10800),
+        ),
+    ];
+    for (name, spec, default, expected) in cases {
+        let config = ProxyConfig { default_affinity_timeout_seconds: *default, ..config() };
+        let state = desired(&config, &[svc("web", spec.clone())]);
+        assert_eq!(frontend(&state, CIP).affinity_timeout_seconds, *expected, "{name}");
+    }
+}
+
+#[test]
+fn load_balancer_source_ranges_apply_to_load_balancer_frontends_of_their_family() {
+    let service = with(
+        svc(
+            "web",
+            json!({
+                "type": "LoadBalancer", "clusterIPs": ["10.96.0.10", "fd00::10"],
+                "loadBalancerSourceRanges": ["203.0.113.0/24", " 198.51.100.0/24", "2001:db8::/32", "bogus"],
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+            }),
+        ),
+        json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"ip": "2001:db8:ff::1"}]}}}),
+    );
+    let state = desired(&config(), &[this_node(), service]);
+    let cases: &[(&str, &[&str])] = &[
+        ("192.0.2.1:80/TCP", &["198.51.100.0/24", "203.0.113.0/24"]),
+        ("[2001:db8:ff::1]:80/TCP", &["2001:db8::/32"]),
+        ("192.168.1.10:30080/TCP", &[]),
+        (CIP, &[]),
+    ];
+    for (name, expected) in cases {
+        let got: Vec<String> =
+            frontend(&state, name).source_ranges.iter().map(ToString::to_string).collect();
+        assert_eq!(got, *expected, "{name}");
+    }
+}
+
+#[test]
+fn load_balancer_ingress_ips_are_frontends_unless_ip_mode_proxy() {
+    let cases: &[(&str, Value, &[&str])] = &[
+        ("VIP mode", json!([{"ip": "192.0.2.1", "ipMode": "VIP"}]), &["192.0.2.1:80/TCP"]),
+        ("no ipMode means VIP", json!([{"ip": "192.0.2.1"}]), &["192.0.2.1:80/TCP"]),
+        (
+            "Proxy mode: left to the load balancer",
+            json!([{"ip": "192.0.2.1", "ipMode": "Proxy"}]),
+            &[],
+        ),
+        ("hostname only", json!([{"hostname": "lb.example.com"}]), &[]),
+        (
+            "two ingress IPs",
+            json!([{"ip": "192.0.2.2"}, {"ip": "192.0.2.1"}]),
+            &["192.0.2.1:80/TCP", "192.0.2.2:80/TCP"],
+        ),
+    ];
+    for (name, ingress, expected) in cases {
+        let service = with(
+            svc(
+                "web",
+                json!({"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+            ),
+            json!({"status": {"loadBalancer": {"ingress": ingress}}}),
+        );
+        let state = desired(&config(), &[this_node(), service]);
+        let got: Vec<String> = state
+            .frontends
+            .iter()
+            .filter(|(_, f)| f.kind == FrontendKind::LoadBalancer)
+            .map(|(k, _)| k.to_string())
+            .collect();
+        assert_eq!(got, *expected, "{name}");
+    }
+    // A ClusterIP Service never gets LoadBalancer frontends from a stale status.
+    let service = with(
+        svc("web", json!({})),
+        json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}),
+    );
+    assert_eq!(keys(&desired(&config(), &[service])), [CIP]);
+}
+
+#[test]
+fn external_ips_are_frontends_of_every_port() {
+    let cases: &[(&str, Value, &[&str])] = &[
+        ("one external IP", json!({"externalIPs": ["203.0.113.5"]}), &[CIP, "203.0.113.5:80/TCP"]),
+        (
+            "invalid external IP skipped",
+            json!({"externalIPs": ["203.0.113.500", "203.0.113.6"]}),
+            &[CIP, "203.0.113.6:80/TCP"],
+        ),
+        (
+            "external IP equal to clusterIP: the clusterIP frontend wins",
+            json!({"externalIPs": ["10.96.0.10"]}),
+            &[CIP],
+        ),
+    ];
+    for (name, spec, expected) in cases {
+        let state = desired(&config(), &[svc("web", spec.clone())]);
+        assert_eq!(keys(&state), *expected, "{name}");
+        assert_eq!(frontend(&state, CIP).kind, FrontendKind::ClusterIp, "{name}");
+    }
+}
+
+#[test]
+fn endpoints_listed_in_several_slices_are_used_once_in_their_best_state() {
+    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+        (
+            "same endpoint ready twice",
+            &[("web-1", "ready"), ("web-2", "ready")],
+            &["10.1.0.1:8080"],
+        ),
+        (
+            "ready in the second slice wins",
+            &[("web-1", "unready"), ("web-2", "ready")],
+            &["10.1.0.1:8080"],
+        ),
+        (
+            "terminating beats unready",
+            &[("web-1", "unready"), ("web-2", "terminating")],
+            &["10.1.0.1:8080(T)"],
+        ),
+    ];
+    for (name, copies, expected) in cases {
+        let mut objects = vec![svc("web", json!({}))];
+        objects.extend(
+            copies.iter().map(|(slice_name, state)| {
+                slice(slice_name, "web", vec![ep("10.1.0.1", "n", state)])
+            }),
+        );
+        assert_eq!(backends_of(&desired(&config(), &objects), CIP).unwrap(), *expected, "{name}");
+    }
+}
+
+#[test]
+fn multiple_ports_and_same_port_number_with_different_protocols() {
+    let service = svc(
+        "dns",
+        json!({"ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            {"name": "metrics", "port": 9153, "protocol": "TCP"},
+            {"name": "sctp", "port": 53, "protocol": "SCTP"},
+            {"name": "bad", "port": 70000, "protocol": "TCP"},
+            {"name": "quic", "port": 443, "protocol": "QUIC"},
+        ]}),
+    );
+    let slice_ports = json!([
+        {"name": "dns", "port": 5353, "protocol": "UDP"},
+        {"name": "dns-tcp", "port": 5354, "protocol": "TCP"},
+        {"name": "metrics", "port": 9153, "protocol": "TCP"},
+        {"name": "sctp", "port": 5355, "protocol": "SCTP"},
+    ]);
+    let state = desired(
+        &config(),
+        &[
+            service,
+            slice_with("dns-1", "dns", "IPv4", slice_ports, vec![ep("10.1.0.1", "n", "ready")]),
+        ],
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        ("10.96.0.10:53/UDP", "dns", "10.1.0.1:5353"),
+        ("10.96.0.10:53/TCP", "dns-tcp", "10.1.0.1:5354"),
+        ("10.96.0.10:9153/TCP", "metrics", "10.1.0.1:9153"),
+        ("10.96.0.10:53/SCTP", "sctp", "10.1.0.1:5355"),
+    ];
+    assert_eq!(state.len(), cases.len(), "invalid ports are skipped: {:?}", keys(&state));
+    for (name, port_name, backend) in cases {
+        let f = frontend(&state, name);
+        assert_eq!(f.port_name, *port_name, "{name}");
+        assert_eq!(backend_list(&f.backends), [*backend], "{name}");
+    }
+}
+
+#[test]
+fn algorithm_annotation_selects_maglev() {
+    let cases: &[(Option<&str>, Algorithm)] = &[
+        (None, Algorithm::Random),
+        (Some("maglev"), Algorithm::Maglev),
+        (Some("Maglev"), Algorithm::Maglev),
+        (Some("random"), Algorithm::Random),
+        (Some("round-robin"), Algorithm::Random),
+    ];
+    for (value, expected) in cases {
+        let mut service = svc("web", json!({}));
+        if let Some(value) = value {
+            service = with(
+                service,
+                json!({"metadata": {"annotations": {"switchyard.io/lb-algorithm": value}}}),
+            );
+        }
+        assert_eq!(
+            frontend(&desired(&config(), &[service]), CIP).algorithm,
+            *expected,
+            "{value:?}"
+        );
+    }
+}
+
+#[test]
+fn colliding_frontends_go_to_the_smallest_service_name() {
+    let a = svc(
+        "a",
+        json!({"type": "NodePort", "clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+    );
+    let b = svc(
+        "b",
+        json!({"type": "NodePort", "clusterIP": "10.96.0.2", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+    );
+    let cases: &[(&str, Vec<Value>, Option<&str>)] = &[
+        ("both", vec![this_node(), a.clone(), b.clone()], Some("default/a")),
+        ("order does not matter", vec![b.clone(), this_node(), a.clone()], Some("default/a")),
+        ("only b", vec![this_node(), b.clone()], Some("default/b")),
+        ("neither", vec![this_node()], None),
+    ];
+    for (name, objects, owner) in cases {
+        let state = desired(&config(), objects);
+        let got = state.get(&key("192.168.1.10:30080/TCP")).map(|f| f.service.to_string());
+        assert_eq!(got.as_deref(), *owner, "{name}");
+    }
+}
