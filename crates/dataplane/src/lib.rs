@@ -1,1 +1,13 @@
 //! Reconciler: desired state into BPF maps, make-before-break; attach, pin and adopt.
+//!
+//! Sans-IO at the core: [`planner::Planner`] turns desired frontends into ordered map
+//! operations ([`ops::Op`]); an executor ([`ops::MapOps`]) carries them out — the in-memory
+//! [`fake::FakeKernel`] in tests, the BPF maps in production.
+
+pub mod fake;
+mod ids;
+pub mod ops;
+pub mod planner;
+
+pub use ops::{BackendId, FrontendId, FrontendValue, MapOps, Op, Phase, Snapshot};
+pub use planner::{AdoptReport, FrontendSpec, Limits, Plan, PlanError, Planner, TableBuilder};
