@@ -1,0 +1,59 @@
+//! The objects a manifest directory can contribute to the model.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use switchyard_model::{Change, ObjectKey, ObjectKind};
+
+/// One Kubernetes object the model reads. Shared (`Arc`) so that unchanged files cost no copies
+/// when the directory state is recomputed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Node(Arc<Node>),
+}
+
+/// Identifies an object across files: kind plus namespace/name.
+pub type ObjectId = (ObjectKind, ObjectKey);
+
+impl Object {
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Self::Service(_) => ObjectKind::Service,
+            Self::EndpointSlice(_) => ObjectKind::EndpointSlice,
+            Self::Node(_) => ObjectKind::Node,
+        }
+    }
+
+    /// Cheap identity check first: objects from files that were not re-read are the same `Arc`.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Service(a), Self::Service(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::Node(a), Self::Node(b)) => Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        }
+    }
+
+    /// The model change that sets this object.
+    pub fn to_change(&self, key: ObjectKey) -> Change {
+        match self {
+            Self::Service(o) => Change::Service(key, Some(Box::new(Service::clone(o)))),
+            Self::EndpointSlice(o) => {
+                Change::EndpointSlice(key, Some(Box::new(EndpointSlice::clone(o))))
+            }
+            Self::Node(o) => Change::Node(key, Some(Box::new(Node::clone(o)))),
+        }
+    }
+}
+
+/// The model change that removes an object.
+pub(crate) fn delete_change(kind: ObjectKind, key: ObjectKey) -> Change {
+    match kind {
+        ObjectKind::Service => Change::Service(key, None),
+        ObjectKind::EndpointSlice => Change::EndpointSlice(key, None),
+        ObjectKind::Node => Change::Node(key, None),
+    }
+}

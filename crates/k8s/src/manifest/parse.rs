@@ -1,0 +1,476 @@
+//! Turning the text of one manifest file into documents: objects, ignored kinds, or errors.
+//!
+//! YAML files are split on `---` separator lines *before* parsing (as kubectl does), so a syntax
+//! error in one document does not take the other documents of the file down with it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use switchyard_model::{ObjectKey, ObjectKind};
+
+use super::error::{Identity, Location, ManifestError};
+use super::object::{Object, ObjectId};
+
+/// Namespace used when a namespaced object does not name one, as `kubectl apply` does.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// One document (or one item of a `kind: List` document) of a file.
+#[derive(Debug, Clone)]
+pub(crate) struct Document {
+    pub(crate) location: Location,
+    pub(crate) outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// An object the model reads.
+    Object(ObjectId, Object),
+    /// A well-formed object of a kind Switchyard does not read.
+    Ignored(Identity),
+    /// A broken document. `id` is set when kind and name could be read, so the last good version
+    /// of that object can be kept.
+    Broken { id: Option<ObjectId>, error: ManifestError },
+}
+
+/// Which parser a file needs, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// `None` for files that are not manifests.
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "yaml" | "yml" => Some(Self::Yaml),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Parses the text of one file. Never fails as a whole: each problem is a document outcome.
+pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Document> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut documents = Vec::new();
+    match format {
+        Format::Yaml => {
+            for (number, chunk) in split_yaml(text).into_iter().enumerate() {
+                let location = Location {
+                    file: path.to_path_buf(),
+                    document: number + 1,
+                    line: chunk.first_content_line,
+                    item: None,
+                };
+                match serde_norway::from_str::<Value>(chunk.text) {
+                    Ok(value) => interpret(value, location, &mut documents),
+                    Err(err) => {
+                        let reason = format!(
+                            "YAML syntax error: {}",
+                            shift_line_numbers(&err.to_string(), chunk.start_line - 1)
+                        );
+                        documents.push(syntax_error(location, reason));
+                    }
+                }
+            }
+        }
+        Format::Json => {
+            let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+            let mut number = 0;
+            loop {
+                let offset = stream.byte_offset();
+                let line = line_of_offset(text, offset + leading_whitespace(&text[offset..]));
+                let Some(next) = stream.next() else { break };
+                number += 1;
+                let location =
+                    Location { file: path.to_path_buf(), document: number, line, item: None };
+                match next {
+                    Ok(value) => interpret(value, location, &mut documents),
+                    Err(err) => {
+                        documents.push(syntax_error(location, format!("JSON syntax error: {err}")));
+                        // The stream cannot resynchronise after a syntax error.
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    documents
+}
+
+fn syntax_error(location: Location, reason: String) -> Document {
+    Document {
+        location: location.clone(),
+        outcome: Outcome::Broken { id: None, error: ManifestError::Syntax { location, reason } },
+    }
+}
+
+/// One `---`-separated YAML document with content.
+#[derive(Debug)]
+struct Chunk<'a> {
+    text: &'a str,
+    /// 1-based line of the chunk's first line (just after the separator).
+    start_line: usize,
+    /// 1-based line of the first line that is not blank or a comment.
+    first_content_line: usize,
+}
+
+/// Splits YAML text on separator lines: `---` followed by nothing but blanks or a comment.
+/// Documents holding only blanks and comments are dropped.
+fn split_yaml(text: &str) -> Vec<Chunk<'_>> {
+    let mut chunks = Vec::new();
+    let mut start_byte = 0;
+    let mut start_line = 1;
+    let mut first_content_line = None;
+    let mut byte = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let line_number = index + 1;
+        if is_separator(line) {
+            if let Some(first) = first_content_line.take() {
+                chunks.push(Chunk {
+                    text: &text[start_byte..byte],
+                    start_line,
+                    first_content_line: first,
+                });
+            }
+            start_byte = byte + line.len();
+            start_line = line_number + 1;
+        } else if first_content_line.is_none() && has_content(line) {
+            first_content_line = Some(line_number);
+        }
+        byte += line.len();
+    }
+    if let Some(first) = first_content_line {
+        chunks.push(Chunk { text: &text[start_byte..], start_line, first_content_line: first });
+    }
+    chunks
+}
+
+fn is_separator(line: &str) -> bool {
+    line.strip_prefix("---").is_some_and(|rest| {
+        let rest = rest.trim();
+        rest.is_empty() || rest.starts_with('#')
+    })
+}
+
+fn has_content(line: &str) -> bool {
+    let line = line.trim();
+    !line.is_empty() && !line.starts_with('#') && line != "..."
+}
+
+/// The YAML parser counts lines from the start of the chunk; the operator needs file lines.
+fn shift_line_numbers(message: &str, offset: usize) -> String {
+    if offset == 0 {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(position) = rest.find("line ") {
+        let (before, after) = rest.split_at(position + "line ".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(line) => out.push_str(&(line + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn leading_whitespace(text: &str) -> usize {
+    text.len() - text.trim_start().len()
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+fn string_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut value = value;
+    for key in path {
+        value = value.get(key)?;
+    }
+    value.as_str()
+}
+
+fn identity_of(value: &Value) -> Identity {
+    Identity {
+        api_version: string_at(value, &["apiVersion"]).map(str::to_owned),
+        kind: string_at(value, &["kind"]).map(str::to_owned),
+        namespace: string_at(value, &["metadata", "namespace"]).map(str::to_owned),
+        name: string_at(value, &["metadata", "name"]).map(str::to_owned),
+    }
+}
+
+/// The apiVersion Switchyard reads for each kind it knows.
+fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
+    match kind {
+        "Service" => Some((ObjectKind::Service, "v1")),
+        "EndpointSlice" => Some((ObjectKind::EndpointSlice, "discovery.k8s.io/v1")),
+        "Node" => Some((ObjectKind::Node, "v1")),
+        _ => None,
+    }
+}
+
+/// Turns one parsed document into outcomes (several for a `kind: List`).
+fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
+    if value.is_null() {
+        return;
+    }
+    let identity = identity_of(&value);
+    let invalid = |location: Location, identity: Identity, id: Option<ObjectId>, reason: String| {
+        Document {
+            location: location.clone(),
+            outcome: Outcome::Broken {
+                id,
+                error: ManifestError::Invalid { location, object: identity, reason },
+            },
+        }
+    };
+    if !value.is_object() {
+        let found = match value {
+            Value::Array(_) => "a list",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::Null | Value::Object(_) => "something else",
+        };
+        let reason = format!("expected a Kubernetes object (a mapping with apiVersion and kind), found {found}");
+        out.push(invalid(location, identity, None, reason));
+        return;
+    }
+    let Some(kind) = identity.kind.clone() else {
+        out.push(invalid(location, identity, None, "missing kind".to_owned()));
+        return;
+    };
+    let Some(api_version) = identity.api_version.clone() else {
+        out.push(invalid(location, identity, None, "missing apiVersion".to_owned()));
+        return;
+    };
+
+    if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
+        if location.item.is_some() {
+            out.push(invalid(location, identity, None, "a List inside a List is not supported".to_owned()));
+            return;
+        }
+        let Some(Value::Array(items)) = value.get("items") else {
+            out.push(invalid(location, identity, None, "a List needs an items array".to_owned()));
+            return;
+        };
+        for (index, item) in items.iter().enumerate() {
+            let item_location = Location { item: Some(index), ..location.clone() };
+            interpret(item.clone(), item_location, out);
+        }
+        return;
+    }
+
+    let Some((object_kind, expected_version)) = supported_kind(&kind) else {
+        out.push(Document { location, outcome: Outcome::Ignored(identity) });
+        return;
+    };
+
+    let namespace = match object_kind {
+        ObjectKind::Node => String::new(),
+        ObjectKind::Service | ObjectKind::EndpointSlice => identity
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+    };
+    let name = identity.name.clone().filter(|name| !name.is_empty());
+    let id = name.clone().map(|name| (object_kind, ObjectKey::new(namespace.clone(), name)));
+    // Name broken objects with the namespace they would get, so errors match other messages.
+    let named = Identity {
+        namespace: (!namespace.is_empty()).then(|| namespace.clone()),
+        ..identity.clone()
+    };
+
+    if api_version != expected_version {
+        let reason = format!(
+            "apiVersion {api_version} is not supported for {kind}; Switchyard reads {expected_version}"
+        );
+        out.push(invalid(location, named, id, reason));
+        return;
+    }
+    let Some(id) = id else {
+        let reason = if string_at(&value, &["metadata", "generateName"]).is_some() {
+            "metadata.name is required (generateName only works through the API server)"
+        } else {
+            "metadata.name is required"
+        };
+        out.push(invalid(location, named, None, reason.to_owned()));
+        return;
+    };
+
+    let parsed = match object_kind {
+        ObjectKind::Service => deserialize::<Service>(value).map(|mut o| {
+            o.metadata.namespace = Some(namespace);
+            Object::Service(Arc::new(o))
+        }),
+        ObjectKind::EndpointSlice => deserialize::<EndpointSlice>(value).map(|mut o| {
+            o.metadata.namespace = Some(namespace);
+            Object::EndpointSlice(Arc::new(o))
+        }),
+        ObjectKind::Node => deserialize::<Node>(value).map(|mut o| {
+            o.metadata.namespace = None;
+            Object::Node(Arc::new(o))
+        }),
+    };
+    match parsed {
+        Ok(object) => out.push(Document { location, outcome: Outcome::Object(id, object) }),
+        Err(reason) => out.push(invalid(location, named, Some(id), reason)),
+    }
+}
+
+/// Deserialises with the path of the offending field in the error (`spec.ports[0].port: …`).
+fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        if path == "." { err.inner().to_string() } else { format!("{path}: {}", err.inner()) }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_yaml(text: &str) -> Vec<Document> {
+        parse_file(Path::new("f.yaml"), Format::Yaml, text)
+    }
+
+    fn error_text(doc: &Document) -> String {
+        match &doc.outcome {
+            Outcome::Broken { error, .. } => error.to_string(),
+            other => panic!("expected a broken document, got {other:?}"),
+        }
+    }
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
+
+    #[test]
+    fn splits_on_separator_lines_and_skips_empty_documents() {
+        let text = format!("# leading comment\n---\n{SERVICE}---\n\n--- # empty\n# only a comment\n---\n{}", SERVICE.replace("web", "api"));
+        let docs = parse_yaml(&text);
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| match &d.outcome {
+                Outcome::Object((_, key), _) => (d.location.document, d.location.line, key.to_string()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(names, vec![(1, 3, "default/web".to_owned()), (2, 15, "default/api".to_owned())]);
+    }
+
+    #[test]
+    fn separator_with_trailing_text_is_not_a_separator() {
+        assert!(is_separator("---\n"));
+        assert!(is_separator("---   # comment\n"));
+        assert!(is_separator("---"));
+        assert!(!is_separator("--- kind: Service\n"));
+        assert!(!is_separator("----\n"));
+    }
+
+    #[test]
+    fn syntax_error_in_one_document_leaves_the_others_readable() {
+        let text = format!("{SERVICE}---\nkind: Service\n  bad: [indent\n---\n{}", SERVICE.replace("web", "api"));
+        let docs = parse_yaml(&text);
+        assert_eq!(docs.len(), 3);
+        assert!(matches!(docs[0].outcome, Outcome::Object(..)));
+        let message = error_text(&docs[1]);
+        assert!(message.starts_with("f.yaml:9 (document 2): YAML syntax error"), "{message}");
+        // The line number inside the reason is a file line, not a line of the document.
+        assert!(message.contains("line 10") || message.contains("line 9"), "{message}");
+        assert!(matches!(docs[2].outcome, Outcome::Object(..)));
+    }
+
+    #[test]
+    fn type_error_names_object_and_field_path() {
+        let text = SERVICE.replace("port: 80", "port: eighty");
+        let docs = parse_yaml(&text);
+        let message = error_text(&docs[0]);
+        assert!(message.starts_with("f.yaml:1 (document 1): Service default/web: spec.ports[0].port:"), "{message}");
+        match &docs[0].outcome {
+            Outcome::Broken { id: Some((kind, key)), .. } => {
+                assert_eq!((*kind, key.to_string()), (ObjectKind::Service, "default/web".to_owned()));
+            }
+            other => panic!("broken object should keep its identity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn documents_that_are_not_objects_are_reported() {
+        let cases: &[(&str, &str)] = &[
+            ("- a\n- b\n", "found a list"),
+            ("apiVersion: v1\nmetadata:\n  name: x\n", "missing kind"),
+            ("kind: Service\nmetadata:\n  name: x\n", "missing apiVersion"),
+            ("apiVersion: v1\nkind: Service\nmetadata:\n  generateName: web-\n", "generateName"),
+            ("apiVersion: v1\nkind: Service\nmetadata: {}\n", "metadata.name is required"),
+            ("apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: x\naddressType: IPv4\nendpoints: []\n", "apiVersion discovery.k8s.io/v1beta1 is not supported"),
+        ];
+        for (text, expected) in cases {
+            let docs = parse_yaml(text);
+            assert_eq!(docs.len(), 1, "{text}");
+            let message = error_text(&docs[0]);
+            assert!(message.contains(expected), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_ignored_not_errors() {
+        let docs = parse_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n");
+        assert!(matches!(&docs[0].outcome, Outcome::Ignored(identity) if identity.kind.as_deref() == Some("Deployment")));
+    }
+
+    #[test]
+    fn namespace_defaults_for_namespaced_kinds_and_is_cleared_for_nodes() {
+        let docs = parse_yaml(&format!(
+            "{SERVICE}---\napiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  namespace: stray\n"
+        ));
+        match (&docs[0].outcome, &docs[1].outcome) {
+            (Outcome::Object((_, service_key), Object::Service(service)), Outcome::Object((_, node_key), Object::Node(node))) => {
+                assert_eq!(service_key, &ObjectKey::new("default", "web"));
+                assert_eq!(service.metadata.namespace.as_deref(), Some("default"));
+                assert_eq!(node_key, &ObjectKey::cluster("n1"));
+                assert_eq!(node.metadata.namespace, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_file_with_a_list_yields_each_item() {
+        let text = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"x"},"spec":{"ports":[{"port":80}]}},
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"b"},"spec":{"ports":[{"port":"http"}]}}
+        ]}"#;
+        let docs = parse_file(Path::new("f.json"), Format::Json, text);
+        assert_eq!(docs.len(), 2);
+        assert!(matches!(&docs[0].outcome, Outcome::Object((_, key), _) if key == &ObjectKey::new("x", "a")));
+        let message = error_text(&docs[1]);
+        assert!(message.starts_with("f.json:1 (document 1, items[1]): Service default/b: spec.ports[0].port"), "{message}");
+    }
+
+    #[test]
+    fn json_syntax_error_names_the_line() {
+        let docs = parse_file(Path::new("f.json"), Format::Json, "\n\n{\"kind\": \"Service\",\n  oops}");
+        let message = error_text(&docs[0]);
+        assert!(message.starts_with("f.json:3 (document 1): JSON syntax error"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
+    }
+
+    #[test]
+    fn shift_line_numbers_moves_every_line_reference() {
+        assert_eq!(
+            shift_line_numbers("bad at line 2 column 3, while parsing at line 1 column 1", 10),
+            "bad at line 12 column 3, while parsing at line 11 column 1"
+        );
+    }
+}
