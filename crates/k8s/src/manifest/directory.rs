@@ -89,11 +89,13 @@ impl ManifestDirectory {
 
         self.files.retain(|path, _| listed.contains_key(path));
         for (path, (format, fingerprint)) in listed {
-            let unchanged = self.files.get(&path).is_some_and(|entry| {
-                entry.fingerprint == fingerprint && !touched.contains(&path)
-            });
+            let unchanged = self
+                .files
+                .get(&path)
+                .is_some_and(|entry| entry.fingerprint == fingerprint && !touched.contains(&path));
             if !unchanged {
-                let contents = read_file(&path, format);
+                let contents = read_file(&path, format)
+                    .map_err(|reason| ManifestError::Unreadable { file: path.clone(), reason });
                 self.files.insert(path, FileEntry { fingerprint, contents });
             }
         }
@@ -133,8 +135,10 @@ impl ManifestDirectory {
                             second: document.location.clone(),
                         }),
                         None => {
-                            let entry =
-                                Applied { location: document.location.clone(), object: object.clone() };
+                            let entry = Applied {
+                                location: document.location.clone(),
+                                object: object.clone(),
+                            };
                             applied.insert(id.clone(), entry);
                         }
                     },
@@ -216,7 +220,10 @@ impl ManifestDirectory {
 
     /// Every applied object as a change from an empty state: the first thing a watcher emits.
     pub fn changes_from_empty(&self) -> Vec<Change> {
-        self.applied.iter().map(|((_, key), applied)| applied.object.to_change(key.clone())).collect()
+        self.applied
+            .iter()
+            .map(|((_, key), applied)| applied.object.to_change(key.clone()))
+            .collect()
     }
 }
 
@@ -236,10 +243,10 @@ fn diff(old: &BTreeMap<ObjectId, Applied>, new: &BTreeMap<ObjectId, Applied>) ->
     changes
 }
 
-fn read_file(path: &Path, format: Format) -> Result<Vec<Document>, ManifestError> {
-    let unreadable = |reason: String| ManifestError::Unreadable { file: path.to_path_buf(), reason };
-    let bytes = fs::read(path).map_err(|err| unreadable(err.to_string()))?;
-    let text = String::from_utf8(bytes).map_err(|err| unreadable(format!("not UTF-8: {err}")))?;
+/// Reads and parses one file; the error is the reason the file could not be read at all.
+fn read_file(path: &Path, format: Format) -> Result<Vec<Document>, String> {
+    let bytes = fs::read(path).map_err(|err| err.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|err| format!("not UTF-8: {err}"))?;
     Ok(parse_file(path, format, &text))
 }
 
@@ -250,24 +257,21 @@ fn list_manifest_files(
 ) -> BTreeMap<PathBuf, (Format, Fingerprint)> {
     let mut files = BTreeMap::new();
     match fs::metadata(root) {
-        Ok(metadata) if metadata.is_file() => {
-            match Format::of(root) {
-                Some(format) => {
-                    files.insert(root.to_path_buf(), (format, Fingerprint::of(&metadata)));
-                }
-                None => errors.push(ManifestError::Unreadable {
-                    file: root.to_path_buf(),
-                    reason: "not a manifest file (expected .yaml, .yml or .json)".to_owned(),
-                }),
+        Ok(metadata) if metadata.is_file() => match Format::of(root) {
+            Some(format) => {
+                files.insert(root.to_path_buf(), (format, Fingerprint::of(&metadata)));
             }
-        }
+            None => errors.push(ManifestError::Unreadable {
+                file: root.to_path_buf(),
+                reason: "not a manifest file (expected .yaml, .yml or .json)".to_owned(),
+            }),
+        },
         Ok(_) => {
             let mut visited = HashSet::new();
             walk(root, &mut visited, &mut files, errors);
         }
-        Err(err) => {
-            errors.push(ManifestError::Directory { dir: root.to_path_buf(), reason: err.to_string() })
-        }
+        Err(err) => errors
+            .push(ManifestError::Directory { dir: root.to_path_buf(), reason: err.to_string() }),
     }
     files
 }
@@ -278,8 +282,10 @@ fn walk(
     files: &mut BTreeMap<PathBuf, (Format, Fingerprint)>,
     errors: &mut Vec<ManifestError>,
 ) {
-    let directory_error =
-        |err: std::io::Error| ManifestError::Directory { dir: dir.to_path_buf(), reason: err.to_string() };
+    let directory_error = |err: std::io::Error| ManifestError::Directory {
+        dir: dir.to_path_buf(),
+        reason: err.to_string(),
+    };
     // Symlinked directories are followed, but each directory is read once (no loops).
     match fs::metadata(dir) {
         Ok(metadata) if !visited.insert((metadata.dev(), metadata.ino())) => return,

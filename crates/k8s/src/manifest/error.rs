@@ -97,6 +97,10 @@ pub struct IgnoredDocument {
 impl fmt::Display for IgnoredDocument {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let api_version = self.object.api_version.as_deref().unwrap_or("?");
-        write!(f, "{}: {} ({api_version}): not read by Switchyard, ignored", self.location, self.object)
+        write!(
+            f,
+            "{}: {} ({api_version}): not read by Switchyard, ignored",
+            self.location, self.object
+        )
     }
 }

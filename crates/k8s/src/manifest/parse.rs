@@ -226,15 +226,14 @@ fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
         return;
     }
     let identity = identity_of(&value);
-    let invalid = |location: Location, identity: Identity, id: Option<ObjectId>, reason: String| {
-        Document {
+    let invalid =
+        |location: Location, identity: Identity, id: Option<ObjectId>, reason: String| Document {
             location: location.clone(),
             outcome: Outcome::Broken {
                 id,
                 error: ManifestError::Invalid { location, object: identity, reason },
             },
-        }
-    };
+        };
     if !value.is_object() {
         let found = match value {
             Value::Array(_) => "a list",
@@ -243,7 +242,9 @@ fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
             Value::Bool(_) => "a boolean",
             Value::Null | Value::Object(_) => "something else",
         };
-        let reason = format!("expected a Kubernetes object (a mapping with apiVersion and kind), found {found}");
+        let reason = format!(
+            "expected a Kubernetes object (a mapping with apiVersion and kind), found {found}"
+        );
         out.push(invalid(location, identity, None, reason));
         return;
     }
@@ -258,7 +259,12 @@ fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
 
     if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
         if location.item.is_some() {
-            out.push(invalid(location, identity, None, "a List inside a List is not supported".to_owned()));
+            out.push(invalid(
+                location,
+                identity,
+                None,
+                "a List inside a List is not supported".to_owned(),
+            ));
             return;
         }
         let Some(Value::Array(items)) = value.get("items") else {
@@ -353,20 +359,29 @@ mod tests {
         }
     }
 
-    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
+    const SERVICE: &str =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
 
     #[test]
     fn splits_on_separator_lines_and_skips_empty_documents() {
-        let text = format!("# leading comment\n---\n{SERVICE}---\n\n--- # empty\n# only a comment\n---\n{}", SERVICE.replace("web", "api"));
+        let text = format!(
+            "# leading comment\n---\n{SERVICE}---\n\n--- # empty\n# only a comment\n---\n{}",
+            SERVICE.replace("web", "api")
+        );
         let docs = parse_yaml(&text);
         let names: Vec<_> = docs
             .iter()
             .map(|d| match &d.outcome {
-                Outcome::Object((_, key), _) => (d.location.document, d.location.line, key.to_string()),
+                Outcome::Object((_, key), _) => {
+                    (d.location.document, d.location.line, key.to_string())
+                }
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(names, vec![(1, 3, "default/web".to_owned()), (2, 15, "default/api".to_owned())]);
+        assert_eq!(
+            names,
+            vec![(1, 3, "default/web".to_owned()), (2, 15, "default/api".to_owned())]
+        );
     }
 
     #[test]
@@ -380,7 +395,10 @@ mod tests {
 
     #[test]
     fn syntax_error_in_one_document_leaves_the_others_readable() {
-        let text = format!("{SERVICE}---\nkind: Service\n  bad: [indent\n---\n{}", SERVICE.replace("web", "api"));
+        let text = format!(
+            "{SERVICE}---\nkind: Service\n  bad: [indent\n---\n{}",
+            SERVICE.replace("web", "api")
+        );
         let docs = parse_yaml(&text);
         assert_eq!(docs.len(), 3);
         assert!(matches!(docs[0].outcome, Outcome::Object(..)));
@@ -396,10 +414,16 @@ mod tests {
         let text = SERVICE.replace("port: 80", "port: eighty");
         let docs = parse_yaml(&text);
         let message = error_text(&docs[0]);
-        assert!(message.starts_with("f.yaml:1 (document 1): Service default/web: spec.ports[0].port:"), "{message}");
+        assert!(
+            message.starts_with("f.yaml:1 (document 1): Service default/web: spec.ports[0].port:"),
+            "{message}"
+        );
         match &docs[0].outcome {
             Outcome::Broken { id: Some((kind, key)), .. } => {
-                assert_eq!((*kind, key.to_string()), (ObjectKind::Service, "default/web".to_owned()));
+                assert_eq!(
+                    (*kind, key.to_string()),
+                    (ObjectKind::Service, "default/web".to_owned())
+                );
             }
             other => panic!("broken object should keep its identity, got {other:?}"),
         }
@@ -413,7 +437,10 @@ mod tests {
             ("kind: Service\nmetadata:\n  name: x\n", "missing apiVersion"),
             ("apiVersion: v1\nkind: Service\nmetadata:\n  generateName: web-\n", "generateName"),
             ("apiVersion: v1\nkind: Service\nmetadata: {}\n", "metadata.name is required"),
-            ("apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: x\naddressType: IPv4\nendpoints: []\n", "apiVersion discovery.k8s.io/v1beta1 is not supported"),
+            (
+                "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: x\naddressType: IPv4\nendpoints: []\n",
+                "apiVersion discovery.k8s.io/v1beta1 is not supported",
+            ),
         ];
         for (text, expected) in cases {
             let docs = parse_yaml(text);
@@ -426,7 +453,9 @@ mod tests {
     #[test]
     fn unknown_kinds_are_ignored_not_errors() {
         let docs = parse_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n");
-        assert!(matches!(&docs[0].outcome, Outcome::Ignored(identity) if identity.kind.as_deref() == Some("Deployment")));
+        assert!(
+            matches!(&docs[0].outcome, Outcome::Ignored(identity) if identity.kind.as_deref() == Some("Deployment"))
+        );
     }
 
     #[test]
@@ -435,7 +464,10 @@ mod tests {
             "{SERVICE}---\napiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  namespace: stray\n"
         ));
         match (&docs[0].outcome, &docs[1].outcome) {
-            (Outcome::Object((_, service_key), Object::Service(service)), Outcome::Object((_, node_key), Object::Node(node))) => {
+            (
+                Outcome::Object((_, service_key), Object::Service(service)),
+                Outcome::Object((_, node_key), Object::Node(node)),
+            ) => {
                 assert_eq!(service_key, &ObjectKey::new("default", "web"));
                 assert_eq!(service.metadata.namespace.as_deref(), Some("default"));
                 assert_eq!(node_key, &ObjectKey::cluster("n1"));
@@ -453,14 +485,22 @@ mod tests {
         ]}"#;
         let docs = parse_file(Path::new("f.json"), Format::Json, text);
         assert_eq!(docs.len(), 2);
-        assert!(matches!(&docs[0].outcome, Outcome::Object((_, key), _) if key == &ObjectKey::new("x", "a")));
+        assert!(
+            matches!(&docs[0].outcome, Outcome::Object((_, key), _) if key == &ObjectKey::new("x", "a"))
+        );
         let message = error_text(&docs[1]);
-        assert!(message.starts_with("f.json:1 (document 1, items[1]): Service default/b: spec.ports[0].port"), "{message}");
+        assert!(
+            message.starts_with(
+                "f.json:1 (document 1, items[1]): Service default/b: spec.ports[0].port"
+            ),
+            "{message}"
+        );
     }
 
     #[test]
     fn json_syntax_error_names_the_line() {
-        let docs = parse_file(Path::new("f.json"), Format::Json, "\n\n{\"kind\": \"Service\",\n  oops}");
+        let docs =
+            parse_file(Path::new("f.json"), Format::Json, "\n\n{\"kind\": \"Service\",\n  oops}");
         let message = error_text(&docs[0]);
         assert!(message.starts_with("f.json:3 (document 1): JSON syntax error"), "{message}");
         assert!(message.contains("line 4"), "{message}");

@@ -73,7 +73,10 @@ impl ManifestWatcher {
         .map_err(|source| WatchError::Watch { path: root.clone(), source })?;
         // A single file is watched through its directory, so atomic replaces are seen.
         let (watched, mode) = if root.is_file() {
-            (root.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf), RecursiveMode::NonRecursive)
+            (
+                root.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                RecursiveMode::NonRecursive,
+            )
         } else {
             (root.clone(), RecursiveMode::Recursive)
         };
@@ -138,7 +141,11 @@ fn run(
         if changes.is_empty() && directory.errors() == previous_errors.as_slice() {
             continue;
         }
-        tracing::debug!(changes = changes.len(), errors = directory.errors().len(), "manifest directory changed");
+        tracing::debug!(
+            changes = changes.len(),
+            errors = directory.errors().len(),
+            "manifest directory changed"
+        );
         let update = ManifestUpdate {
             changes,
             errors: directory.errors().to_vec(),
@@ -152,7 +159,10 @@ fn run(
 
 /// Waits for an event, then collects events until `debounce` passes quietly (or `max_delay`
 /// passes in all). Returns the paths named in the events; `None` when the watcher is gone.
-fn next_batch(events: &std_mpsc::Receiver<Event>, options: WatchOptions) -> Option<BTreeSet<PathBuf>> {
+fn next_batch(
+    events: &std_mpsc::Receiver<Event>,
+    options: WatchOptions,
+) -> Option<BTreeSet<PathBuf>> {
     let mut touched = BTreeSet::new();
     collect(events.recv().ok()?, &mut touched);
     let deadline = Instant::now() + options.max_delay;

@@ -1,0 +1,230 @@
+//! Reading a manifest directory: merging files, reporting problems, keeping last good versions.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use switchyard_k8s::manifest::{ManifestDirectory, ManifestError};
+use switchyard_model::{Change, ObjectKey, ObjectKind};
+
+fn service(name: &str, port: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  ports:\n  - port: {port}\n"
+    )
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn service_port(directory: &ManifestDirectory, name: &str) -> Option<i32> {
+    let state = directory.state();
+    let service = state.services.get(&ObjectKey::new("shop", name))?;
+    Some(service.spec.as_ref()?.ports.as_ref()?[0].port)
+}
+
+/// A compact view of changes for assertions: (kind, key, deleted?).
+fn summary(changes: &[Change]) -> Vec<(ObjectKind, String, bool)> {
+    changes.iter().map(|c| (c.kind(), c.key().to_string(), c.is_delete())).collect()
+}
+
+#[test]
+fn reads_yaml_yml_and_json_recursively_and_skips_hidden_and_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", "80"));
+    write(dir.path(), "sub/deeper/b.yml", &service("b", "81"));
+    write(
+        dir.path(),
+        "c.json",
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"c","namespace":"shop"},"spec":{"ports":[{"port":82}]}}"#,
+    );
+    write(dir.path(), ".hidden.yaml", &service("hidden", "83"));
+    write(dir.path(), ".git/d.yaml", &service("d", "84"));
+    write(dir.path(), "notes.txt", "kind: Service");
+    let directory = ManifestDirectory::load(dir.path());
+    assert_eq!(directory.errors(), &[] as &[ManifestError]);
+    let names: Vec<String> = directory.state().services.keys().map(|k| k.name.clone()).collect();
+    assert_eq!(names, vec!["a", "b", "c"]);
+    assert_eq!(directory.file_count(), 3);
+}
+
+#[test]
+fn broken_document_is_reported_and_valid_objects_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}---\n{}", service("good", "80"), service("bad", "seventy"));
+    write(dir.path(), "svc.yaml", &text);
+    let directory = ManifestDirectory::load(dir.path());
+    assert_eq!(service_port(&directory, "good"), Some(80));
+    assert_eq!(service_port(&directory, "bad"), None);
+    let errors: Vec<String> = directory.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1);
+    let expected_prefix = format!(
+        "{}:10 (document 2): Service shop/bad: spec.ports[0].port:",
+        dir.path().join("svc.yaml").display()
+    );
+    assert!(errors[0].starts_with(&expected_prefix), "{}", errors[0]);
+}
+
+#[test]
+fn duplicate_object_in_two_files_names_both_and_keeps_the_first_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "b.yaml", &service("web", "81"));
+    write(dir.path(), "a.yaml", &service("web", "80"));
+    let directory = ManifestDirectory::load(dir.path());
+    assert_eq!(service_port(&directory, "web"), Some(80));
+    match directory.errors() {
+        [ManifestError::Duplicate { kind, key, first, second }] => {
+            assert_eq!((*kind, key), (ObjectKind::Service, &ObjectKey::new("shop", "web")));
+            assert_eq!(first.file, dir.path().join("a.yaml"));
+            assert_eq!(second.file, dir.path().join("b.yaml"));
+        }
+        other => panic!("expected one duplicate error, got {other:?}"),
+    }
+    let message = directory.errors()[0].to_string();
+    assert!(message.contains("a.yaml") && message.contains("b.yaml"), "{message}");
+}
+
+#[test]
+fn same_name_in_different_kinds_or_namespaces_is_not_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("web", "80"));
+    write(
+        dir.path(),
+        "b.yaml",
+        &service("web", "80").replace("namespace: shop", "namespace: other"),
+    );
+    write(
+        dir.path(),
+        "c.yaml",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web\n  namespace: shop\naddressType: IPv4\nendpoints: []\n",
+    );
+    let directory = ManifestDirectory::load(dir.path());
+    assert_eq!(directory.errors(), &[] as &[ManifestError]);
+    assert_eq!(directory.applied().len(), 3);
+}
+
+#[test]
+fn broken_new_version_keeps_the_last_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "svc.yaml", &service("web", "80"));
+    let mut directory = ManifestDirectory::load(dir.path());
+    assert_eq!(service_port(&directory, "web"), Some(80));
+
+    write(dir.path(), "svc.yaml", &service("web", "not-a-port"));
+    let changes = directory.rescan(&BTreeSet::new());
+    assert!(changes.is_empty(), "a broken version must not change anything: {changes:?}");
+    assert_eq!(service_port(&directory, "web"), Some(80));
+    assert_eq!(directory.errors().len(), 1);
+
+    write(dir.path(), "svc.yaml", &service("web", "8080"));
+    let changes = directory.rescan(&BTreeSet::new());
+    assert_eq!(summary(&changes), vec![(ObjectKind::Service, "shop/web".to_owned(), false)]);
+    assert_eq!(service_port(&directory, "web"), Some(8080));
+    assert!(directory.errors().is_empty());
+}
+
+#[test]
+fn unreadable_document_keeps_everything_its_file_defined() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = format!("{}---\n{}", service("a", "80"), service("b", "81"));
+    write(dir.path(), "svc.yaml", &both);
+    let mut directory = ManifestDirectory::load(dir.path());
+    // The second document becomes unreadable YAML: we cannot tell which object it was.
+    write(dir.path(), "svc.yaml", &format!("{}---\nkind: [unclosed\n", service("a", "80")));
+    let changes = directory.rescan(&BTreeSet::new());
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(service_port(&directory, "b"), Some(81));
+    assert!(matches!(directory.errors(), [ManifestError::Syntax { .. }]));
+}
+
+#[test]
+fn removing_an_object_or_a_file_deletes_its_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &format!("{}---\n{}", service("a", "80"), service("b", "81")));
+    write(dir.path(), "c.yaml", &service("c", "82"));
+    let mut directory = ManifestDirectory::load(dir.path());
+
+    write(dir.path(), "a.yaml", &service("a", "80"));
+    fs::remove_file(dir.path().join("c.yaml")).unwrap();
+    let changes = directory.rescan(&BTreeSet::new());
+    assert_eq!(
+        summary(&changes),
+        vec![
+            (ObjectKind::Service, "shop/b".to_owned(), true),
+            (ObjectKind::Service, "shop/c".to_owned(), true),
+        ]
+    );
+}
+
+#[test]
+fn rescan_without_changes_reports_nothing_and_touched_files_are_reread() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", "80"));
+    let mut directory = ManifestDirectory::load(dir.path());
+    assert!(directory.rescan(&BTreeSet::new()).is_empty());
+    let touched = BTreeSet::from([dir.path().join("a.yaml")]);
+    assert!(directory.rescan(&touched).is_empty(), "re-reading equal content is no change");
+}
+
+#[test]
+fn fixing_a_duplicate_switches_nothing_and_deleting_the_first_promotes_the_second() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("web", "80"));
+    write(dir.path(), "b.yaml", &service("web", "81"));
+    let mut directory = ManifestDirectory::load(dir.path());
+    fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    let changes = directory.rescan(&BTreeSet::new());
+    assert_eq!(summary(&changes), vec![(ObjectKind::Service, "shop/web".to_owned(), false)]);
+    assert_eq!(service_port(&directory, "web"), Some(81));
+    assert!(directory.errors().is_empty());
+}
+
+#[test]
+fn unsupported_kinds_are_listed_as_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "app.yaml",
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\n{}",
+            service("web", "80")
+        ),
+    );
+    let directory = ManifestDirectory::load(dir.path());
+    assert!(directory.errors().is_empty());
+    assert_eq!(directory.ignored().len(), 1);
+    let message = directory.ignored()[0].to_string();
+    assert!(message.contains("Deployment web") && message.contains("ignored"), "{message}");
+}
+
+#[test]
+fn missing_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = ManifestDirectory::load(dir.path().join("nope"));
+    assert!(matches!(directory.errors(), [ManifestError::Directory { .. }]));
+    assert!(directory.applied().is_empty());
+}
+
+#[test]
+fn a_single_file_can_be_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", "80"));
+    write(dir.path(), "b.yaml", &service("b", "80"));
+    let directory = ManifestDirectory::load(dir.path().join("a.yaml"));
+    assert_eq!(directory.applied().len(), 1);
+    assert_eq!(service_port(&directory, "a"), Some(80));
+}
+
+#[test]
+fn location_of_points_at_the_defining_document() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &format!("{}---\n{}", service("a", "80"), service("b", "81")));
+    let directory = ManifestDirectory::load(dir.path());
+    let location =
+        directory.location_of(&(ObjectKind::Service, ObjectKey::new("shop", "b"))).unwrap();
+    assert_eq!((location.document, location.line), (2, 10));
+}

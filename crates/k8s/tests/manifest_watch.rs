@@ -1,0 +1,144 @@
+//! Watching a manifest directory: file writes become debounced model changes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use switchyard_k8s::manifest::{ManifestUpdate, ManifestWatcher, WatchOptions};
+use switchyard_model::{Change, ObjectKind};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn options() -> WatchOptions {
+    WatchOptions { debounce: Duration::from_millis(50), max_delay: Duration::from_secs(1) }
+}
+
+fn service(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports:\n  - port: {port}\n"
+    )
+}
+
+fn summary(update: &ManifestUpdate) -> Vec<(ObjectKind, String, bool)> {
+    update.changes.iter().map(|c| (c.kind(), c.key().to_string(), c.is_delete())).collect()
+}
+
+fn port_of(change: &Change) -> Option<i32> {
+    match change {
+        Change::Service(_, Some(service)) => Some(service.spec.as_ref()?.ports.as_ref()?[0].port),
+        _ => None,
+    }
+}
+
+/// Waits for the next update whose changes or errors are non-empty (editors may cause more
+/// than one event group per write; an update is only emitted when something changed).
+fn next(watcher: &mut ManifestWatcher) -> ManifestUpdate {
+    watcher.next_timeout(WAIT).expect("no update from the watcher")
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    fs::write(dir.join(file), text).unwrap();
+}
+
+#[test]
+fn first_update_is_the_full_initial_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", 80));
+    write(dir.path(), "b.yaml", "kind: [broken\n");
+    let mut watcher = ManifestWatcher::start(dir.path(), options()).unwrap();
+    let update = next(&mut watcher);
+    assert_eq!(summary(&update), vec![(ObjectKind::Service, "default/a".to_owned(), false)]);
+    assert_eq!(update.errors.len(), 1);
+}
+
+#[test]
+fn writing_a_file_emits_a_change_for_the_changed_object_only() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", 80));
+    write(dir.path(), "b.yaml", &service("b", 80));
+    let mut watcher = ManifestWatcher::start(dir.path(), options()).unwrap();
+    next(&mut watcher);
+
+    write(dir.path(), "a.yaml", &service("a", 8080));
+    let update = next(&mut watcher);
+    assert_eq!(summary(&update), vec![(ObjectKind::Service, "default/a".to_owned(), false)]);
+    assert_eq!(port_of(&update.changes[0]), Some(8080));
+    assert!(update.errors.is_empty());
+}
+
+#[test]
+fn new_file_in_a_new_subdirectory_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watcher = ManifestWatcher::start(dir.path(), options()).unwrap();
+    assert!(next(&mut watcher).changes.is_empty());
+    fs::create_dir(dir.path().join("team")).unwrap();
+    // Give the recursive watch a moment to add the new directory before the file appears.
+    std::thread::sleep(Duration::from_millis(100));
+    write(&dir.path().join("team"), "c.yaml", &service("c", 80));
+    let mut seen = Vec::new();
+    while seen.is_empty() {
+        seen = summary(&next(&mut watcher));
+    }
+    assert_eq!(seen, vec![(ObjectKind::Service, "default/c".to_owned(), false)]);
+}
+
+#[test]
+fn deleting_a_file_emits_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", 80));
+    let mut watcher = ManifestWatcher::start(dir.path(), options()).unwrap();
+    next(&mut watcher);
+    fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    let update = next(&mut watcher);
+    assert_eq!(summary(&update), vec![(ObjectKind::Service, "default/a".to_owned(), true)]);
+}
+
+#[test]
+fn broken_write_reports_the_error_and_keeps_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", 80));
+    let mut watcher = ManifestWatcher::start(dir.path(), options()).unwrap();
+    next(&mut watcher);
+    write(dir.path(), "a.yaml", &service("a", 80).replace("port: 80", "port: [80"));
+    let update = next(&mut watcher);
+    assert!(update.changes.is_empty(), "{:?}", update.changes);
+    assert_eq!(update.errors.len(), 1);
+    assert!(update.errors[0].to_string().contains("a.yaml"), "{}", update.errors[0]);
+
+    write(dir.path(), "a.yaml", &service("a", 81));
+    let update = next(&mut watcher);
+    assert_eq!(port_of(&update.changes[0]), Some(81));
+    assert!(update.errors.is_empty());
+}
+
+#[test]
+fn burst_of_writes_is_debounced_into_one_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watcher = ManifestWatcher::start(
+        dir.path(),
+        WatchOptions { debounce: Duration::from_millis(300), max_delay: Duration::from_secs(5) },
+    )
+    .unwrap();
+    next(&mut watcher);
+    for port in 1..=5 {
+        write(dir.path(), "a.yaml", &service("a", port));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let update = next(&mut watcher);
+    assert_eq!(update.changes.len(), 1);
+    assert_eq!(port_of(&update.changes[0]), Some(5));
+    assert!(watcher.next_timeout(Duration::from_millis(600)).is_none(), "only one update expected");
+}
+
+#[tokio::test]
+async fn async_consumers_receive_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watcher = ManifestWatcher::start(dir.path(), options()).unwrap();
+    let initial = tokio::time::timeout(WAIT, watcher.next()).await.unwrap().unwrap();
+    assert!(initial.changes.is_empty());
+    write(dir.path(), "a.yaml", &service("a", 80));
+    let update = tokio::time::timeout(WAIT, watcher.next()).await.unwrap().unwrap();
+    assert_eq!(summary(&update), vec![(ObjectKind::Service, "default/a".to_owned(), false)]);
+}
