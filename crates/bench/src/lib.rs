@@ -3,7 +3,14 @@
 //! The peers' rulesets are generated exactly as kube-proxy writes them ([`kube_proxy`]) from one
 //! [`state::DesiredState`], and applied inside network namespaces of our own.
 
+pub mod error;
 pub mod golden;
 pub mod kube_proxy;
+pub mod machine;
+pub mod netns;
+pub mod plot;
+pub mod programming;
+pub mod report;
 pub mod state;
+pub mod switchyard;
 pub mod synthetic;

@@ -1,11 +1,22 @@
 //! `switchyard-bench`: runs the benchmarks of issue 8 and writes docs/benchmarks/.
+//!
+//! `cargo run --release -p switchyard-bench -- all [--quick]` runs everything (as root: it
+//! creates network namespaces of its own and never touches the host's rules).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
+use switchyard_bench::machine::Machine;
+use switchyard_bench::plot;
+use switchyard_bench::programming::{self, Limits, Peer, Step};
+use switchyard_bench::report::{self, ProgrammingReport};
+use switchyard_bench::state::NodeConfig;
+use switchyard_bench::synthetic::{self, Shape};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-bench", about)]
@@ -22,18 +33,48 @@ enum Ruleset {
     NftablesPartial,
 }
 
+#[derive(Debug, Args)]
+struct RunOptions {
+    /// Small clusters and short limits: a smoke run of a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Where results go (default: docs/benchmarks, or docs/benchmarks/quick with --quick).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl RunOptions {
+    fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let docs = root.canonicalize().unwrap_or(root).join("docs/benchmarks");
+            if self.quick { docs.join("quick") } else { docs }
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the ruleset kube-proxy would write for the small golden cluster.
+    /// Everything below, results and plots under docs/benchmarks/ (needs root).
+    All(RunOptions),
+    /// Item 1: programming time of each data plane (needs root; namespaces of its own).
+    Programming(RunOptions),
+    /// Print the ruleset kube-proxy would write (the small golden cluster, or a synthetic one).
     Ruleset {
         #[arg(value_enum)]
         kind: Ruleset,
+        /// Render a synthetic cluster of this many Services instead of the golden one.
+        #[arg(long)]
+        services: Option<usize>,
+        /// Endpoints per Service of the synthetic cluster.
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
     },
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchyard-bench: {error:#}");
             ExitCode::FAILURE
@@ -41,24 +82,95 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Ruleset { kind } => {
-            let config = golden::node_config();
-            let before = golden::state();
-            let after = golden::state_after_endpoint_change();
-            let text = match kind {
-                Ruleset::Iptables => {
-                    iptables::render(&config, &before, iptables::Sync::Full { previous: None })
-                }
-                Ruleset::IptablesPartial => {
-                    iptables::render(&config, &after, iptables::Sync::Partial { previous: &before })
-                }
-                Ruleset::Nftables => nftables::render(&config, &before, None),
-                Ruleset::NftablesPartial => nftables::render(&config, &after, Some(&before)),
-            };
-            print!("{text}");
+        Command::All(options) => {
+            let started = Instant::now();
+            run_programming(&options)?;
+            eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
+        }
+        Command::Programming(options) => run_programming(&options)?,
+        Command::Ruleset { kind, services, endpoints } => {
+            print!("{}", render_ruleset(kind, services, endpoints));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+fn render_ruleset(kind: Ruleset, services: Option<usize>, endpoints: usize) -> String {
+    let (config, before, after) = match services {
+        None => (golden::node_config(), golden::state(), golden::state_after_endpoint_change()),
+        Some(services) => {
+            let before = synthetic::cluster(Shape { services, endpoints_per_service: endpoints });
+            let after = synthetic::replace_one_endpoint(&before);
+            (NodeConfig::default(), before, after)
+        }
+    };
+    match kind {
+        Ruleset::Iptables => {
+            iptables::render(&config, &before, iptables::Sync::Full { previous: None })
+        }
+        Ruleset::IptablesPartial => {
+            iptables::render(&config, &after, iptables::Sync::Partial { previous: &before })
+        }
+        Ruleset::Nftables => nftables::render(&config, &before, None),
+        Ruleset::NftablesPartial => nftables::render(&config, &after, Some(&before)),
+    }
+}
+
+/// The shapes of issue 8 (or small ones with --quick), each with its repetitions.
+fn programming_plan(quick: bool) -> (Vec<(Shape, usize)>, Duration) {
+    let shape = |services, endpoints_per_service| Shape { services, endpoints_per_service };
+    if quick {
+        (
+            vec![(shape(100, 10), 3), (shape(300, 10), 3), (shape(100, 50), 3)],
+            Duration::from_secs(30),
+        )
+    } else {
+        (
+            vec![
+                (shape(1000, 10), 3),
+                (shape(10_000, 10), 1),
+                (shape(30_000, 10), 1),
+                (shape(5000, 50), 1),
+            ],
+            Duration::from_secs(60),
+        )
+    }
+}
+
+fn run_programming(options: &RunOptions) -> Result<()> {
+    let out = options.out_dir();
+    let (plan, per_run) = programming_plan(options.quick);
+    let mut measurements = Vec::new();
+    for (shape, repetitions) in plan {
+        let limits = Limits { per_run, repetitions };
+        measurements.extend(programming::measure_shape(&Peer::ALL, shape, limits, &mut |line| {
+            eprintln!("{line}")
+        }));
+    }
+    let report = ProgrammingReport {
+        machine: Machine::detect(),
+        quick: options.quick,
+        per_run_limit_seconds: per_run.as_secs_f64(),
+        measurements,
+    };
+    report::write_json(&out.join("programming.json"), &report)?;
+    report::write_file(&out.join("programming.md"), &report::programming_markdown(&report))?;
+    plot::programming_chart(
+        &out.join("programming-full.svg"),
+        "Full programming: empty node → N Services",
+        &report.measurements,
+        &[Step::Full],
+    )
+    .context("plotting full programming")?;
+    plot::programming_chart(
+        &out.join("programming-change.svg"),
+        "One endpoint change at N Services",
+        &report.measurements,
+        &[Step::ChangePartial, Step::ChangeFullRewrite],
+    )
+    .context("plotting endpoint change")?;
+    eprintln!("programming results in {}", out.display());
+    Ok(())
 }

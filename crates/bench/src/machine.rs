@@ -1,0 +1,50 @@
+//! The machine and tool versions a result was measured with, recorded next to every result.
+
+use std::process::Command;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub iptables: String,
+    pub nft: String,
+}
+
+fn first_line_of(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| format!("{program}: not found"))
+}
+
+impl Machine {
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0);
+        Self {
+            cpu_model,
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            kernel: first_line_of("uname", &["-r"]),
+            iptables: first_line_of("iptables", &["--version"]),
+            nft: first_line_of("nft", &["--version"]),
+        }
+    }
+}

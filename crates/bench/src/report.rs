@@ -1,0 +1,137 @@
+//! Results on disk: JSON for machines, a Markdown table with ratios for people.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::BenchError;
+use crate::machine::Machine;
+use crate::programming::{Measurement, Peer, Step};
+
+/// Everything one `programming` run measured, with the conditions it ran under.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgrammingReport {
+    pub machine: Machine,
+    pub quick: bool,
+    pub per_run_limit_seconds: f64,
+    pub measurements: Vec<Measurement>,
+}
+
+pub fn write_file(path: &Path, contents: &str) -> Result<(), BenchError> {
+    let write_error = |source| BenchError::Write { path: path.display().to_string(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(write_error)?;
+    }
+    std::fs::write(path, contents).map_err(write_error)
+}
+
+pub fn write_json(path: &Path, report: &impl Serialize) -> Result<(), BenchError> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| BenchError::Write {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    write_file(path, &format!("{text}\n"))
+}
+
+fn cell(m: Option<&Measurement>) -> String {
+    match m {
+        Some(Measurement { median_seconds: Some(wall), median_cpu_seconds: Some(cpu), .. }) => {
+            format!("{wall:.3} ({cpu:.3})")
+        }
+        Some(Measurement { exceeded_seconds: Some(limit), .. }) => format!("> {limit:.0}"),
+        Some(Measurement { error: Some(_), .. }) => "failed".into(),
+        _ => "—".into(),
+    }
+}
+
+/// `numerator / denominator` of median CPU times, when both were measured.
+fn ratio(numerator: Option<&Measurement>, denominator: Option<&Measurement>) -> String {
+    match (
+        numerator.and_then(|m| m.median_cpu_seconds),
+        denominator.and_then(|m| m.median_cpu_seconds),
+    ) {
+        (Some(n), Some(d)) if d > 0.0 => format!("{:.1}×", n / d),
+        _ => match (
+            numerator.and_then(|m| m.exceeded_seconds),
+            denominator.and_then(|m| m.median_seconds),
+        ) {
+            (Some(limit), Some(d)) if d > 0.0 => format!("> {:.0}× (wall)", limit / d),
+            _ => "—".into(),
+        },
+    }
+}
+
+/// Markdown table: one row per shape and step, one column per peer, ratios against nftables
+/// (and against Switchyard once it is measured).
+pub fn programming_markdown(report: &ProgrammingReport) -> String {
+    let mut shapes: Vec<(usize, usize)> = Vec::new();
+    for m in &report.measurements {
+        if !shapes.contains(&(m.services, m.endpoints_per_service)) {
+            shapes.push((m.services, m.endpoints_per_service));
+        }
+    }
+    let find = |shape: (usize, usize), peer: Peer, step: Step| {
+        report.measurements.iter().find(|m| {
+            (m.services, m.endpoints_per_service) == shape && m.peer == peer && m.step == step
+        })
+    };
+    let switchyard_measured = report
+        .measurements
+        .iter()
+        .any(|m| m.peer == Peer::Switchyard && m.median_seconds.is_some());
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Seconds, median wall clock (CPU time of the tool in parentheses); `> N` = killed at the \
+         per-run limit. Ratios use CPU time.\n"
+    );
+    let _ = write!(
+        out,
+        "| Services × endpoints | step | iptables-nft | iptables-legacy | nftables | switchyard | iptables-nft / nftables | iptables-legacy / nftables |"
+    );
+    if switchyard_measured {
+        let _ = write!(out, " nftables / switchyard |");
+    }
+    out.push('\n');
+    let _ = write!(out, "|---|---|---|---|---|---|---|---|");
+    if switchyard_measured {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for shape in shapes {
+        for step in [Step::Full, Step::ChangeFullRewrite, Step::ChangePartial, Step::FullResync] {
+            let cells: Vec<Option<&Measurement>> =
+                Peer::ALL.iter().map(|&peer| find(shape, peer, step)).collect();
+            if cells.iter().all(Option::is_none) {
+                continue;
+            }
+            let nft = find(shape, Peer::Nftables, step);
+            // nftables has no "full rewrite" of its own: compare with what it does for a change.
+            let nft_reference = nft.or_else(|| {
+                (step == Step::ChangeFullRewrite)
+                    .then(|| find(shape, Peer::Nftables, Step::ChangePartial))
+                    .flatten()
+            });
+            let _ = write!(
+                out,
+                "| {} × {} | {:?} | {} | {} | {} | {} | {} | {} |",
+                shape.0,
+                shape.1,
+                step,
+                cell(cells[0]),
+                cell(cells[1]),
+                cell(cells[2]),
+                cell(cells[3]),
+                ratio(cells[0], nft_reference),
+                ratio(cells[1], nft_reference),
+            );
+            if switchyard_measured {
+                let _ = write!(out, " {} |", ratio(nft, cells[3]));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
