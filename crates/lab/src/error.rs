@@ -1,0 +1,44 @@
+//! Errors of the lab: each names the object (namespace, file, link) and the reason.
+
+use std::io;
+
+/// Everything that can go wrong building, using or removing a lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("topology {origin}: {reason}")]
+    Topology { origin: String, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("netlink in {netns}: {what}: {source}")]
+    Netlink {
+        netns: String,
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("invalid lab prefix {0:?}: use 1 to 16 characters from a-z, 0-9 and '-'")]
+    BadPrefix(String),
+    #[error(
+        "lab {0:?} already exists (remove it with `switchyard lab down` or Lab::down_by_prefix)"
+    )]
+    AlreadyExists(String),
+    #[error("no lab {prefix:?} under {run_dir}")]
+    NotFound { prefix: String, run_dir: String },
+    #[error("lab {prefix}: no node, pod or client named {name:?}")]
+    UnknownMember { prefix: String, name: String },
+    #[error("lab state {path}: {reason}")]
+    State { path: String, reason: String },
+    #[error("teardown of lab {prefix} left things behind: {}", problems.join("; "))]
+    Teardown { prefix: String, problems: Vec<String> },
+}
+
+impl LabError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
+        let what = what.into();
+        move |source| LabError::Io { what, source }
+    }
+}

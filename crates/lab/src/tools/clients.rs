@@ -1,0 +1,393 @@
+//! Clients for the built-in servers. Each returns serde structs: one per attempt plus a summary,
+//! so tests assert on fields and the CLI prints JSON lines.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Reply;
+use super::servers::canonical;
+
+/// One request on its own connection (TCP, HTTP) or socket (UDP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// `tcp`, `udp` or `http`.
+    pub kind: String,
+    pub target: String,
+    /// The server that answered, if any.
+    pub backend: Option<String>,
+    /// The client address as the server saw it.
+    pub seen_as: Option<String>,
+    /// The local address the client used.
+    pub local: Option<String>,
+    /// UDP: the source address of the reply (a socket-level load balancer must make this the
+    /// address the client sent to).
+    pub reply_from: Option<String>,
+    /// Time to establish the connection (TCP, HTTP), or the round trip (UDP), in microseconds.
+    pub micros: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    fn new(kind: &str, target: SocketAddr) -> Self {
+        Self {
+            kind: kind.to_string(),
+            target: target.to_string(),
+            backend: None,
+            seen_as: None,
+            local: None,
+            reply_from: None,
+            micros: None,
+            error: None,
+        }
+    }
+
+    fn fail(mut self, err: &io::Error) -> Self {
+        self.error = Some(error_name(err));
+        self
+    }
+}
+
+/// Error text that keeps the kind tests look for (`connection refused`, `timed out`, ...).
+fn error_name(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".to_string(),
+        _ => err.to_string(),
+    }
+}
+
+/// Counts per backend and failures over a series of attempts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub kind: String,
+    pub target: String,
+    pub attempts: usize,
+    pub backends: BTreeMap<String, usize>,
+    pub errors: BTreeMap<String, usize>,
+}
+
+impl Summary {
+    pub fn of(kind: &str, target: SocketAddr, attempts: &[Attempt]) -> Self {
+        let mut summary = Summary {
+            kind: format!("{kind}-summary"),
+            target: target.to_string(),
+            attempts: attempts.len(),
+            ..Default::default()
+        };
+        for attempt in attempts {
+            if let Some(backend) = &attempt.backend {
+                *summary.backends.entry(backend.clone()).or_default() += 1;
+            }
+            if let Some(error) = &attempt.error {
+                *summary.errors.entry(error.clone()).or_default() += 1;
+            }
+        }
+        summary
+    }
+
+    pub fn successes(&self) -> usize {
+        self.backends.values().sum()
+    }
+}
+
+fn parse_reply(line: &str) -> io::Result<Reply> {
+    serde_json::from_str(line.trim()).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+}
+
+fn connect(target: SocketAddr, timeout: Duration) -> io::Result<(TcpStream, Duration)> {
+    let started = Instant::now();
+    let stream = TcpStream::connect_timeout(&target, timeout)?;
+    let elapsed = started.elapsed();
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok((stream, elapsed))
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Opens `count` TCP connections to an echo server, one request each.
+pub fn tcp(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> {
+    (0..count).map(|i| tcp_once(target, i, timeout)).collect()
+}
+
+fn tcp_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
+    let attempt = Attempt::new("tcp", target);
+    let result = (|| -> io::Result<Attempt> {
+        let (mut stream, elapsed) = connect(target, timeout)?;
+        let mut attempt = attempt.clone();
+        attempt.micros = Some(micros(elapsed));
+        attempt.local = Some(canonical(stream.local_addr()?).to_string());
+        stream.write_all(format!("request {sequence}\n").as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        if line.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed without a reply"));
+        }
+        let reply = parse_reply(&line)?;
+        attempt.backend = Some(reply.backend);
+        attempt.seen_as = Some(reply.peer);
+        Ok(attempt)
+    })();
+    result.unwrap_or_else(|err| attempt.fail(&err))
+}
+
+/// Sends `count` UDP requests, each from a new socket (a new source port), and waits for replies.
+pub fn udp(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> {
+    (0..count).map(|i| udp_once(target, i, timeout)).collect()
+}
+
+fn udp_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
+    let attempt = Attempt::new("udp", target);
+    let result = (|| -> io::Result<Attempt> {
+        let bind: SocketAddr = match target {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = UdpSocket::bind(bind)?;
+        socket.set_read_timeout(Some(timeout))?;
+        let started = Instant::now();
+        // Unconnected send, like dig: the reply's source address is then checked by hand.
+        socket.send_to(format!("request {sequence}").as_bytes(), target)?;
+        let mut buf = vec![0u8; 65536];
+        let (len, from) = socket.recv_from(&mut buf)?;
+        let mut attempt = attempt.clone();
+        attempt.micros = Some(micros(started.elapsed()));
+        attempt.local = Some(socket.local_addr()?.to_string());
+        attempt.reply_from = Some(canonical(from).to_string());
+        let reply = parse_reply(&String::from_utf8_lossy(&buf[..len]))?;
+        attempt.backend = Some(reply.backend);
+        attempt.seen_as = Some(reply.peer);
+        Ok(attempt)
+    })();
+    result.unwrap_or_else(|err| attempt.fail(&err))
+}
+
+/// Sends `count` HTTP GET requests, each on a new connection.
+pub fn http(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> {
+    (0..count).map(|i| http_once(target, i, timeout)).collect()
+}
+
+fn http_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
+    let attempt = Attempt::new("http", target);
+    let result = (|| -> io::Result<Attempt> {
+        let (mut stream, elapsed) = connect(target, timeout)?;
+        let mut attempt = attempt.clone();
+        attempt.micros = Some(micros(elapsed));
+        attempt.local = Some(canonical(stream.local_addr()?).to_string());
+        stream.write_all(
+            format!(
+                "GET /request/{sequence} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response.lines().next().unwrap_or_default();
+        if !status.contains(" 200 ") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected status {status:?}"),
+            ));
+        }
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let reply = parse_reply(body)?;
+        attempt.backend = Some(reply.backend);
+        attempt.seen_as = Some(reply.peer);
+        Ok(attempt)
+    })();
+    result.unwrap_or_else(|err| attempt.fail(&err))
+}
+
+/// How a long-lived connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldReport {
+    pub kind: String,
+    pub target: String,
+    /// Backends that answered over the connection's life (more than one means it moved).
+    pub backends: Vec<String>,
+    /// Round trips that got an answer.
+    pub pings: usize,
+    /// The connection was reset (or closed by the far end) before `duration` was over.
+    pub reset: bool,
+    pub error: Option<String>,
+    pub held_ms: u64,
+}
+
+/// Holds one TCP connection for `duration`, sending a request every `interval`, and reports
+/// whether it survived. A failed connect is reported as an error, not as a reset.
+pub fn hold(
+    target: SocketAddr,
+    duration: Duration,
+    interval: Duration,
+    timeout: Duration,
+) -> HoldReport {
+    let mut report = HoldReport {
+        kind: "hold".to_string(),
+        target: target.to_string(),
+        backends: Vec::new(),
+        pings: 0,
+        reset: false,
+        error: None,
+        held_ms: 0,
+    };
+    let started = Instant::now();
+    let (stream, _) = match connect(target, timeout) {
+        Ok(connected) => connected,
+        Err(err) => {
+            report.error = Some(format!("connect: {}", error_name(&err)));
+            return report;
+        }
+    };
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(err) => {
+            report.error = Some(err.to_string());
+            return report;
+        }
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let outcome = (|| -> io::Result<Reply> {
+            writer.write_all(format!("ping {}\n", report.pings).as_bytes())?;
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "closed by peer"));
+            }
+            parse_reply(&line)
+        })();
+        match outcome {
+            Ok(reply) => {
+                report.pings += 1;
+                if !report.backends.contains(&reply.backend) {
+                    report.backends.push(reply.backend);
+                }
+            }
+            Err(err) => {
+                report.reset = matches!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionAborted
+                );
+                report.error = Some(error_name(&err));
+                break;
+            }
+        }
+        if started.elapsed() >= duration {
+            break;
+        }
+        std::thread::sleep(interval.min(duration.saturating_sub(started.elapsed())));
+    }
+    report.held_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report
+}
+
+/// Connect-time statistics over many connections, in microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    pub kind: String,
+    pub target: String,
+    pub connections: usize,
+    pub failures: usize,
+    pub min_us: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+/// Opens and closes `count` TCP connections, measuring how long each connect() takes.
+pub fn connect_latency(target: SocketAddr, count: usize, timeout: Duration) -> LatencyReport {
+    let mut samples = Vec::with_capacity(count);
+    let mut failures = 0;
+    for _ in 0..count {
+        match connect(target, timeout) {
+            Ok((_, elapsed)) => samples.push(micros(elapsed)),
+            Err(_) => failures += 1,
+        }
+    }
+    latency_report(target, samples, failures)
+}
+
+pub(crate) fn latency_report(
+    target: SocketAddr,
+    mut samples: Vec<u64>,
+    failures: usize,
+) -> LatencyReport {
+    samples.sort_unstable();
+    let at = |q: f64| -> u64 {
+        if samples.is_empty() {
+            return 0;
+        }
+        // Nearest-rank percentile.
+        let rank = (q * samples.len() as f64).ceil() as usize;
+        samples[rank.clamp(1, samples.len()) - 1]
+    };
+    let mean = if samples.is_empty() {
+        0.0
+    } else {
+        samples.iter().sum::<u64>() as f64 / samples.len() as f64
+    };
+    LatencyReport {
+        kind: "latency".to_string(),
+        target: target.to_string(),
+        connections: samples.len(),
+        failures,
+        min_us: samples.first().copied().unwrap_or(0),
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        max_us: samples.last().copied().unwrap_or(0),
+        mean_us: mean,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn target() -> SocketAddr {
+        "10.0.0.1:80".parse().unwrap()
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let cases: [(Vec<u64>, u64, u64, u64); 4] = [
+            (vec![], 0, 0, 0),
+            (vec![7], 7, 7, 7),
+            ((1..=100).collect(), 50, 99, 1),
+            (vec![30, 10, 20], 20, 30, 10),
+        ];
+        for (samples, p50, p99, min) in cases {
+            let report = latency_report(target(), samples.clone(), 0);
+            assert_eq!(
+                (report.p50_us, report.p99_us, report.min_us),
+                (p50, p99, min),
+                "{samples:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn summary_counts_backends_and_errors() {
+        let mut a = Attempt::new("tcp", target());
+        a.backend = Some("pod1".into());
+        let mut b = a.clone();
+        b.backend = Some("pod2".into());
+        let c =
+            Attempt::new("tcp", target()).fail(&io::Error::from(io::ErrorKind::ConnectionRefused));
+        let summary = Summary::of("tcp", target(), &[a.clone(), b, a, c]);
+        assert_eq!(summary.backends.get("pod1"), Some(&2));
+        assert_eq!(summary.backends.get("pod2"), Some(&1));
+        assert_eq!(summary.errors.get("connection refused"), Some(&1));
+        assert_eq!(summary.successes(), 3);
+        assert_eq!(summary.attempts, 4);
+    }
+}

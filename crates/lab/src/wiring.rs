@@ -1,0 +1,339 @@
+//! Builds a planned lab's network with rtnetlink: namespaces, veths, addresses and routes.
+//!
+//! One netlink socket is opened inside each namespace when it is created (a socket stays bound to
+//! the namespace it was created in), then all namespaces are configured concurrently on one
+//! runtime in three phases: veths, links up with addresses, routes. Routes come last so every
+//! gateway is already reachable on a link with carrier.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use futures::future::try_join_all;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::error::LabError;
+use crate::netns;
+use crate::plan::{Cidr, LabPlan, POD_GATEWAY_V4, POD_GATEWAY_V6};
+
+/// A netlink handle bound to one namespace, with the namespace's name for errors.
+#[derive(Clone)]
+struct Ns {
+    name: String,
+    handle: Handle,
+}
+
+impl std::fmt::Debug for Ns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ns").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+fn nl_err(ns: &Ns, what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LabError {
+    let netns = ns.name.clone();
+    let what = what.into();
+    move |source| LabError::Netlink { netns, what, source }
+}
+
+/// Creates every namespace of `plan` and wires them. On error, the caller tears down by prefix.
+pub(crate) fn build(plan: &LabPlan) -> Result<(), LabError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .map_err(LabError::io("starting the netlink runtime"))?;
+                let namespaces = create_namespaces(plan, runtime.handle())?;
+                runtime.block_on(configure(plan, &namespaces))
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Creates the namespaces in parallel, each with a netlink connection opened inside it.
+fn create_namespaces(
+    plan: &LabPlan,
+    runtime: &tokio::runtime::Handle,
+) -> Result<BTreeMap<String, Ns>, LabError> {
+    let names = plan.all_netns();
+    let results: Vec<Result<Ns, LabError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = names
+            .iter()
+            .map(|name| {
+                scope.spawn(move || {
+                    let handle = netns::create(name, || {
+                        let _guard = runtime.enter();
+                        let (connection, handle, _) = rtnetlink::new_connection()?;
+                        runtime.spawn(connection);
+                        Ok(handle)
+                    })?;
+                    Ok(Ns { name: name.clone(), handle })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    results.into_iter().map(|ns| ns.map(|ns| (ns.name.clone(), ns))).collect()
+}
+
+async fn configure(plan: &LabPlan, namespaces: &BTreeMap<String, Ns>) -> Result<(), LabError> {
+    let ns = |name: &str| -> Result<&Ns, LabError> {
+        namespaces.get(name).ok_or_else(|| LabError::Io {
+            what: format!("netns {name} was not created"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+    };
+    let router = ns(&plan.router_netns)?;
+
+    // Phase 1: veths, created in the namespace of one end with the peer placed straight into the
+    // other, so no device ever appears in the host namespace.
+    let mut veths = Vec::new();
+    for node in &plan.nodes {
+        veths.push(add_veth(router, &node.router_link, &node.uplink, &node.netns));
+    }
+    for client in &plan.clients {
+        veths.push(add_veth(router, &client.router_link, &client.interface, &client.netns));
+    }
+    for pod in &plan.pods {
+        let node = plan
+            .nodes
+            .iter()
+            .find(|n| n.name == pod.node)
+            .map(|n| n.netns.as_str())
+            .unwrap_or_default();
+        veths.push(add_veth(ns(node)?, &pod.node_link, &pod.interface, &pod.netns));
+    }
+    try_join_all(veths).await?;
+
+    // Phase 2: links up and addresses.
+    let mut links = Vec::new();
+    for ns in namespaces.values() {
+        links.push(link_up(ns, "lo", Vec::new()));
+    }
+    for node in &plan.nodes {
+        let node_ns = ns(&node.netns)?;
+        links.push(link_up(
+            router,
+            &node.router_link,
+            vec![Cidr::new(node.router_ipv4, 24), Cidr::new(node.router_ipv6, 64)],
+        ));
+        links.push(link_up(
+            node_ns,
+            &node.uplink,
+            vec![Cidr::new(node.ipv4, 24), Cidr::new(node.ipv6, 64)],
+        ));
+    }
+    for client in &plan.clients {
+        links.push(link_up(
+            router,
+            &client.router_link,
+            vec![Cidr::new(client.router_ipv4, 24), Cidr::new(client.router_ipv6, 64)],
+        ));
+        links.push(link_up(
+            ns(&client.netns)?,
+            &client.interface,
+            vec![Cidr::new(client.ipv4, 24), Cidr::new(client.ipv6, 64)],
+        ));
+    }
+    for pod in &plan.pods {
+        let node_netns = plan
+            .nodes
+            .iter()
+            .find(|n| n.name == pod.node)
+            .map(|n| n.netns.as_str())
+            .unwrap_or_default();
+        links.push(link_up(
+            ns(node_netns)?,
+            &pod.node_link,
+            vec![Cidr::new(POD_GATEWAY_V4, 32), Cidr::new(POD_GATEWAY_V6, 64)],
+        ));
+        links.push(link_up(
+            ns(&pod.netns)?,
+            &pod.interface,
+            vec![Cidr::new(pod.ipv4, 32), Cidr::new(pod.ipv6, 128)],
+        ));
+    }
+    try_join_all(links).await?;
+
+    // Phase 3: routes. Nodes and clients default to the router; the router sends each pod CIDR to
+    // its node; a node reaches its pods over their veths; pods default to the link-local gateway.
+    let mut routes = Vec::new();
+    for node in &plan.nodes {
+        let node_ns = ns(&node.netns)?;
+        routes.push(add_route(node_ns, Route::default_via(node.router_ipv4.into())));
+        routes.push(add_route(node_ns, Route::default_via(node.router_ipv6.into())));
+        routes.push(add_route(router, Route::via(node.pod_cidr_v4, node.ipv4.into())));
+        routes.push(add_route(router, Route::via(node.pod_cidr_v6, node.ipv6.into())));
+    }
+    for client in &plan.clients {
+        let client_ns = ns(&client.netns)?;
+        routes.push(add_route(client_ns, Route::default_via(client.router_ipv4.into())));
+        routes.push(add_route(client_ns, Route::default_via(client.router_ipv6.into())));
+    }
+    for pod in &plan.pods {
+        let Some(node) = plan.nodes.iter().find(|n| n.name == pod.node) else { continue };
+        let node_ns = ns(&node.netns)?;
+        let pod_ns = ns(&pod.netns)?;
+        routes.push(add_route(
+            node_ns,
+            Route::on_link(Cidr::new(pod.ipv4, 32), &pod.node_link, Some(node.ipv4.into())),
+        ));
+        routes.push(add_route(
+            node_ns,
+            Route::on_link(Cidr::new(pod.ipv6, 128), &pod.node_link, Some(node.ipv6.into())),
+        ));
+        routes
+            .push(add_route(pod_ns, Route::gateway_on_link(POD_GATEWAY_V4.into(), &pod.interface)));
+        routes
+            .push(add_route(pod_ns, Route::gateway_on_link(POD_GATEWAY_V6.into(), &pod.interface)));
+    }
+    try_join_all(routes).await?;
+    Ok(())
+}
+
+async fn add_veth(ns: &Ns, name: &str, peer: &str, peer_netns: &str) -> Result<(), LabError> {
+    let peer_ns_file: File = netns::open(peer_netns)?;
+    let peer_msg = LinkUnspec::new_with_name(peer).setns_by_fd(peer_ns_file.as_raw_fd()).build();
+    let msg =
+        LinkVeth::new(name, peer).set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg))).build();
+    ns.handle
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl_err(ns, format!("creating veth {name} (peer {peer} in {peer_netns})")))?;
+    drop(peer_ns_file);
+    Ok(())
+}
+
+async fn link_index(ns: &Ns, name: &str) -> Result<u32, LabError> {
+    let link = ns
+        .handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+        .map_err(nl_err(ns, format!("looking up link {name}")))?;
+    link.map(|link| link.header.index).ok_or_else(|| LabError::Io {
+        what: format!("link {name} missing in netns {}", ns.name),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })
+}
+
+/// Brings `name` up and gives it `addresses` (IPv6 without duplicate address detection).
+async fn link_up(ns: &Ns, name: &str, addresses: Vec<Cidr>) -> Result<(), LabError> {
+    let index = link_index(ns, name).await?;
+    ns.handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl_err(ns, format!("setting {name} up")))?;
+    for cidr in &addresses {
+        let mut request = ns.handle.address().add(index, cidr.addr, cidr.prefix_len);
+        if cidr.addr.is_ipv6() {
+            request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request.execute().await.map_err(nl_err(ns, format!("adding {cidr} to {name}")))?;
+    }
+    Ok(())
+}
+
+/// A route to add: destination, and either a gateway or an output device.
+#[derive(Debug)]
+struct Route<'a> {
+    destination: Cidr,
+    gateway: Option<IpAddr>,
+    device: Option<&'a str>,
+    source: Option<IpAddr>,
+    onlink: bool,
+}
+
+impl<'a> Route<'a> {
+    fn default_destination(family: IpAddr) -> Cidr {
+        match family {
+            IpAddr::V4(_) => Cidr::new(Ipv4Addr::UNSPECIFIED, 0),
+            IpAddr::V6(_) => Cidr::new(Ipv6Addr::UNSPECIFIED, 0),
+        }
+    }
+
+    fn default_via(gateway: IpAddr) -> Self {
+        Self::via(Self::default_destination(gateway), gateway)
+    }
+
+    fn via(destination: Cidr, gateway: IpAddr) -> Self {
+        Self { destination, gateway: Some(gateway), device: None, source: None, onlink: false }
+    }
+
+    fn on_link(destination: Cidr, device: &'a str, source: Option<IpAddr>) -> Self {
+        Self { destination, gateway: None, device: Some(device), source, onlink: false }
+    }
+
+    /// A default route through a gateway that is not in any subnet of the device (pods).
+    fn gateway_on_link(gateway: IpAddr, device: &'a str) -> Self {
+        Self {
+            destination: Self::default_destination(gateway),
+            gateway: Some(gateway),
+            device: Some(device),
+            source: None,
+            onlink: true,
+        }
+    }
+}
+
+async fn add_route(ns: &Ns, route: Route<'_>) -> Result<(), LabError> {
+    let device = match route.device {
+        Some(name) => Some(link_index(ns, name).await?),
+        None => None,
+    };
+    let what = format!("adding route {} {route:?}", route.destination);
+    let message = match route.destination.addr {
+        IpAddr::V4(dst) => {
+            let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst, route.destination.prefix_len);
+            if let Some(IpAddr::V4(gw)) = route.gateway {
+                b = b.gateway(gw);
+            }
+            if let Some(IpAddr::V4(src)) = route.source {
+                b = b.pref_source(src);
+            }
+            if let Some(index) = device {
+                b = b.output_interface(index);
+                if route.gateway.is_none() {
+                    b = b.scope(RouteScope::Link);
+                }
+            }
+            if route.onlink {
+                b = b.onlink();
+            }
+            b.build()
+        }
+        IpAddr::V6(dst) => {
+            let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(dst, route.destination.prefix_len);
+            if let Some(IpAddr::V6(gw)) = route.gateway {
+                b = b.gateway(gw);
+            }
+            if let Some(IpAddr::V6(src)) = route.source {
+                b = b.pref_source(src);
+            }
+            if let Some(index) = device {
+                b = b.output_interface(index);
+            }
+            b.build()
+        }
+    };
+    ns.handle.route().add(message).execute().await.map_err(nl_err(ns, what))
+}

@@ -1,0 +1,248 @@
+//! Privileged end-to-end tests of the lab: build, reach, tear down, leave nothing behind.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use switchyard_lab::tools::clients::{self, Summary};
+use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
+use switchyard_lab::{Lab, LabOptions, LabPlan, Topology, require_root};
+
+const PORT: u16 = 7000;
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Starts TCP, UDP and HTTP servers named after `member` inside its namespace.
+fn serve(lab: &Lab, member: &str) -> Vec<ServerHandle> {
+    lab.run_in(member, || {
+        [ServerKind::TcpEcho, ServerKind::UdpEcho, ServerKind::Http]
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| servers::start(kind, member, PORT + i as u16).unwrap())
+            .collect()
+    })
+    .unwrap()
+}
+
+/// From `from`, one TCP, UDP and HTTP request to `to`; asserts that `expected` answered each.
+fn assert_reaches(lab: &Lab, from: &str, to: IpAddr, expected: &str) {
+    let (tcp, udp, http) = lab
+        .run_in(from, || {
+            (
+                clients::tcp(SocketAddr::new(to, PORT), 1, TIMEOUT),
+                clients::udp(SocketAddr::new(to, PORT + 1), 1, TIMEOUT),
+                clients::http(SocketAddr::new(to, PORT + 2), 1, TIMEOUT),
+            )
+        })
+        .unwrap();
+    for attempt in [&tcp[0], &udp[0], &http[0]] {
+        assert_eq!(attempt.backend.as_deref(), Some(expected), "{from} -> {to}: {attempt:?}");
+        assert_eq!(attempt.error, None, "{from} -> {to}");
+    }
+    assert_eq!(
+        udp[0].reply_from.as_deref(),
+        Some(SocketAddr::new(to, PORT + 1).to_string().as_str())
+    );
+}
+
+/// What a lab may leave on the host: namespaces, cgroups, mounts, run directory.
+fn leftovers(plan: &LabPlan) -> Vec<String> {
+    let mut found: Vec<String> = plan
+        .all_netns()
+        .into_iter()
+        .filter(|name| Path::new("/run/netns").join(name).exists())
+        .map(|name| format!("netns {name}"))
+        .collect();
+    for path in [&plan.cgroup, &plan.run_dir] {
+        if path.exists() {
+            found.push(format!("path {}", path.display()));
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|line| line.contains(&plan.prefix))
+            .map(|line| format!("mount {line}")),
+    );
+    found
+}
+
+#[test]
+fn default_topology_reaches_everywhere_and_tears_down_cleanly() {
+    if !require_root("default_topology_reaches_everywhere_and_tears_down_cleanly") {
+        return;
+    }
+    let topology = Topology::default();
+    let started = Instant::now();
+    let lab = Lab::up(&topology).unwrap();
+    let build_time = started.elapsed();
+    eprintln!(
+        "lab build time: {:.0} ms for {} nodes, {} pods, {} clients",
+        build_time.as_secs_f64() * 1e3,
+        lab.nodes().len(),
+        lab.pods().len(),
+        lab.clients().len()
+    );
+    let plan = lab.plan().clone();
+    assert_eq!((plan.nodes.len(), plan.pods.len(), plan.clients.len()), (3, 6, 1));
+
+    let mut running = Vec::new();
+    for member in plan.pods.iter().map(|p| &p.name).chain(plan.nodes.iter().map(|n| &n.name)) {
+        running.extend(serve(&lab, member));
+    }
+
+    // Every pod reaches every pod (local and remote), IPv4 and IPv6.
+    for from in &plan.pods {
+        for to in &plan.pods {
+            assert_reaches(&lab, &from.name, to.ipv4.into(), &to.name);
+            assert_reaches(&lab, &from.name, to.ipv6.into(), &to.name);
+        }
+    }
+    // The external client reaches every node; every node reaches every pod.
+    for node in &plan.nodes {
+        assert_reaches(&lab, "client1", node.ipv4.into(), &node.name);
+        assert_reaches(&lab, "client1", node.ipv6.into(), &node.name);
+        for pod in &plan.pods {
+            assert_reaches(&lab, &node.name, pod.ipv4.into(), &pod.name);
+            assert_reaches(&lab, &node.name, pod.ipv6.into(), &pod.name);
+        }
+    }
+    // A pod sees the client address of a remote pod unchanged (flat routed network, no NAT).
+    let pod1a = lab.pod("pod1a").unwrap().clone();
+    let from_pod3b = lab
+        .run_in("pod3b", || clients::tcp(SocketAddr::new(pod1a.ipv4.into(), PORT), 1, TIMEOUT))
+        .unwrap();
+    let seen: SocketAddr = from_pod3b[0].seen_as.as_deref().unwrap().parse().unwrap();
+    assert_eq!(seen.ip(), IpAddr::from(lab.pod("pod3b").unwrap().ipv4));
+
+    drop(running);
+    lab.down().unwrap();
+    assert_eq!(leftovers(&plan), Vec::<String>::new());
+}
+
+#[test]
+fn spawned_pod_process_runs_in_the_pod_netns_and_the_node_cgroup() {
+    if !require_root("spawned_pod_process_runs_in_the_pod_netns_and_the_node_cgroup") {
+        return;
+    }
+    let topology =
+        Topology::from_yaml("nodes:\n  - name: n1\n    pods: [p1]\nclients: [c1]\n", "inline")
+            .unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let cgroup_root = Path::new(switchyard_lab::DEFAULT_CGROUP_ROOT);
+    for (member, cgroup) in
+        [("p1", &lab.node("n1").unwrap().cgroup), ("n1", &lab.node("n1").unwrap().cgroup)]
+    {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "stat -L -c %i /proc/self/ns/net; cat /proc/self/cgroup | grep '^0::'"]);
+        let output = lab.output_in(member, command).unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let mut lines = stdout.lines();
+        let inode: u64 = lines.next().unwrap().trim().parse().unwrap();
+        let netns_file = Path::new("/run/netns").join(lab.netns_of(member).unwrap());
+        assert_eq!(inode, std::fs::metadata(netns_file).unwrap().ino(), "{member}: wrong netns");
+        let expected = format!("0::/{}", cgroup.strip_prefix(cgroup_root).unwrap().display());
+        assert_eq!(lines.next().unwrap(), expected, "{member}: wrong cgroup");
+    }
+    // A long-running process is killed by teardown (its cgroup must go away).
+    let mut sleeper = lab
+        .spawn_in("p1", {
+            let mut c = Command::new("sleep");
+            c.arg("1000");
+            c
+        })
+        .unwrap();
+    let plan = lab.plan().clone();
+    assert!(lab.node("n1").unwrap().bpf_dir.is_dir());
+    lab.down().unwrap();
+    assert!(!sleeper.wait().unwrap().success());
+    assert_eq!(leftovers(&plan), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_member_is_a_clear_error() {
+    if !require_root("unknown_member_is_a_clear_error") {
+        return;
+    }
+    let topology = Topology::from_yaml("nodes:\n  - name: n1\n", "inline").unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let err = lab.spawn_in("nope", Command::new("true")).unwrap_err().to_string();
+    assert!(err.contains("nope") && err.contains(lab.prefix()), "{err}");
+}
+
+#[test]
+fn forgotten_lab_is_removed_by_prefix_and_dead_owner_labs_are_swept() {
+    if !require_root("forgotten_lab_is_removed_by_prefix_and_dead_owner_labs_are_swept") {
+        return;
+    }
+    let topology = Topology::from_yaml("nodes:\n  - name: n1\n    pods: [p1]\n", "inline").unwrap();
+    let options = LabOptions::default();
+
+    // As if the owner was killed: the handle is never dropped.
+    let lab = Lab::up(&topology).unwrap();
+    let plan = lab.plan().clone();
+    std::mem::forget(lab);
+    assert!(!leftovers(&plan).is_empty());
+    Lab::down_by_prefix(&options, &plan.prefix).unwrap();
+    assert_eq!(leftovers(&plan), Vec::<String>::new());
+
+    // A lab whose owner process is gone is swept by the next up.
+    let lab = Lab::up(&topology).unwrap();
+    let plan = lab.plan().clone();
+    std::mem::forget(lab);
+    let state_path = plan.run_dir.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    state["owner"]["pid"] = dead.id().into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let swept = Lab::sweep_stale(&options).unwrap();
+    assert!(swept.contains(&plan.prefix), "{swept:?}");
+    assert_eq!(leftovers(&plan), Vec::<String>::new());
+}
+
+#[test]
+fn detached_lab_is_found_again_and_taken_down() {
+    if !require_root("detached_lab_is_found_again_and_taken_down") {
+        return;
+    }
+    let topology = Topology::from_yaml("nodes:\n  - name: n1\n    pods: [p1]\n", "inline").unwrap();
+    let options = LabOptions::default();
+    let plan = Lab::up(&topology).unwrap().keep_running().unwrap();
+    // Not swept: a detached lab has no owner.
+    assert!(!Lab::sweep_stale(&options).unwrap().contains(&plan.prefix));
+    let reopened = Lab::open(&options, &plan.prefix).unwrap();
+    assert_eq!(reopened.plan(), &plan);
+    drop(reopened);
+    assert!(
+        Path::new("/run/netns").join(&plan.router_netns).exists(),
+        "dropping an opened lab must not tear it down"
+    );
+    assert!(Lab::list(&options).iter().any(|s| s.plan.prefix == plan.prefix && s.owner.is_none()));
+    Lab::down_by_prefix(&options, &plan.prefix).unwrap();
+    assert_eq!(leftovers(&plan), Vec::<String>::new());
+}
+
+#[test]
+fn udp_and_tcp_to_a_closed_port_fail_fast() {
+    if !require_root("udp_and_tcp_to_a_closed_port_fail_fast") {
+        return;
+    }
+    let lab = Lab::up(&Topology::default()).unwrap();
+    let target = lab.pod("pod2a").unwrap().ipv4;
+    let started = Instant::now();
+    let attempts = lab
+        .run_in("pod1a", || clients::tcp(SocketAddr::new(target.into(), 9), 1, TIMEOUT))
+        .unwrap();
+    assert_eq!(attempts[0].error.as_deref(), Some("connection refused"));
+    assert!(started.elapsed() < TIMEOUT);
+    let summary = Summary::of("tcp", SocketAddr::new(target.into(), 9), &attempts);
+    assert_eq!(summary.successes(), 0);
+}
