@@ -1,1 +1,27 @@
 //! The eBPF programs (C), their shared structs, and the loader.
+//!
+//! - [`abi`]: `#[repr(C)]` mirrors of `include/switchyard.h`, the one definition of every
+//!   struct shared with the BPF programs.
+//! - [`maps`]: typed handles on the pinned maps, for the reconciler and for inspection.
+//! - [`loader`]: load the object, create or adopt pinned maps, attach to a cgroup, detach.
+
+pub mod abi;
+pub mod error;
+pub mod loader;
+pub mod maps;
+
+pub use error::Error;
+pub use loader::{Datapath, LoadOptions, MapSizes};
+pub use maps::Maps;
+
+/// The compiled socket-level programs (`c/sock.bpf.c`), aligned for the ELF parser.
+pub fn sock_object() -> &'static [u8] {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static OBJECT: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/sock.bpf.o")));
+    &OBJECT.0
+}
+
+/// Path of `include/switchyard.h`, for other crates that compile BPF objects against it.
+pub const HEADER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include");

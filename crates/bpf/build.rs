@@ -1,0 +1,76 @@
+//! Compiles the BPF programs in `c/` with clang-19 and runs a host-compiled layout probe so
+//! the tests can compare the Rust mirrors with what C actually lays out.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// The BPF objects to build: `c/<name>.bpf.c` becomes `$OUT_DIR/<name>.bpf.o`.
+const BPF_OBJECTS: &[&str] = &["sock"];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let include = manifest_dir.join("include");
+    let c_dir = manifest_dir.join("c");
+    let clang = env::var("SWITCHYARD_CLANG").unwrap_or_else(|_| "clang-19".to_owned());
+
+    println!("cargo:rerun-if-changed={}", include.display());
+    println!("cargo:rerun-if-changed={}", c_dir.display());
+    println!("cargo:rerun-if-env-changed=SWITCHYARD_CLANG");
+
+    for name in BPF_OBJECTS {
+        let source = c_dir.join(format!("{name}.bpf.c"));
+        let object = out_dir.join(format!("{name}.bpf.o"));
+        run(
+            Command::new(&clang)
+                .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+                .arg("-I/usr/include/x86_64-linux-gnu")
+                .arg(format!("-I{}", include.display()))
+                .arg("-c")
+                .arg(&source)
+                .arg("-o")
+                .arg(&object),
+            &format!("compiling {}", source.display()),
+        );
+    }
+
+    let probe_source = c_dir.join("layout_probe.c");
+    let probe = out_dir.join("layout_probe");
+    run(
+        Command::new(&clang)
+            .args(["-O0", "-Wall", "-Werror"])
+            .arg(format!("-I{}", include.display()))
+            .arg(&probe_source)
+            .arg("-o")
+            .arg(&probe),
+        &format!("compiling {}", probe_source.display()),
+    );
+    let output = Command::new(&probe)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", probe.display()));
+    assert!(
+        output.status.success(),
+        "{} failed: {}",
+        probe.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    write(&out_dir.join("c_layout.rs"), &output.stdout);
+}
+
+fn run(command: &mut Command, what: &str) {
+    let status = command.status().unwrap_or_else(|e| {
+        panic!(
+            "{what}: cannot run {:?} ({e}); run scripts/setup to install clang-19 and libbpf-dev",
+            command.get_program()
+        )
+    });
+    assert!(status.success(), "{what}: {status}");
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}

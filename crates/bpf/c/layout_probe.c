@@ -1,0 +1,109 @@
+/* Host-compiled by build.rs: prints the layout of every shared struct and the value of every
+ * shared constant in switchyard.h as Rust, so tests/layout.rs can compare the #[repr(C)]
+ * mirrors against what the C compiler actually does. */
+#include <stddef.h>
+#include <stdio.h>
+#include "switchyard.h"
+
+#define SIZE(t) printf("    (\"%s\", %zu, %zu),\n", #t, sizeof(struct t), _Alignof(struct t))
+#define FIELD(t, f) printf("    (\"%s.%s\", %zu),\n", #t, #f, offsetof(struct t, f))
+#define CONST(c) printf("    (\"%s\", %llu),\n", #c, (unsigned long long)(c))
+
+int main(void)
+{
+	printf("/// (struct, size, align) as the C compiler lays them out.\n");
+	printf("pub const C_SIZES: &[(&str, usize, usize)] = &[\n");
+	SIZE(sy_addr);
+	SIZE(sy_frontend_key);
+	SIZE(sy_frontend);
+	SIZE(sy_slot_key);
+	SIZE(sy_backend);
+	SIZE(sy_sock_revnat_key);
+	SIZE(sy_sock_revnat);
+	SIZE(sy_affinity_key);
+	SIZE(sy_affinity);
+	SIZE(sy_sock_sticky_key);
+	SIZE(sy_node_addr_key);
+	SIZE(sy_counter);
+	SIZE(sy_config);
+	printf("];\n\n/// (struct.field, offset).\npub const C_OFFSETS: &[(&str, usize)] = &[\n");
+	FIELD(sy_frontend_key, addr);
+	FIELD(sy_frontend_key, port);
+	FIELD(sy_frontend_key, proto);
+	FIELD(sy_frontend_key, family);
+	FIELD(sy_frontend_key, scope);
+	FIELD(sy_frontend_key, pad);
+	FIELD(sy_frontend, id);
+	FIELD(sy_frontend, flags);
+	FIELD(sy_frontend, backend_count);
+	FIELD(sy_frontend, affinity_timeout_s);
+	FIELD(sy_slot_key, frontend_id);
+	FIELD(sy_slot_key, slot);
+	FIELD(sy_backend, addr);
+	FIELD(sy_backend, port);
+	FIELD(sy_backend, family);
+	FIELD(sy_backend, flags);
+	FIELD(sy_backend, tunnel_id);
+	FIELD(sy_sock_revnat_key, cookie);
+	FIELD(sy_sock_revnat_key, addr);
+	FIELD(sy_sock_revnat_key, port);
+	FIELD(sy_sock_revnat_key, family);
+	FIELD(sy_sock_revnat_key, pad);
+	FIELD(sy_sock_revnat, addr);
+	FIELD(sy_sock_revnat, port);
+	FIELD(sy_sock_revnat, family);
+	FIELD(sy_sock_revnat, pad);
+	FIELD(sy_sock_revnat, frontend_id);
+	FIELD(sy_affinity_key, client);
+	FIELD(sy_affinity_key, frontend_id);
+	FIELD(sy_affinity_key, family);
+	FIELD(sy_affinity_key, pad);
+	FIELD(sy_affinity, backend_id);
+	FIELD(sy_affinity, slot);
+	FIELD(sy_affinity, last_used_ns);
+	FIELD(sy_sock_sticky_key, cookie);
+	FIELD(sy_sock_sticky_key, frontend_id);
+	FIELD(sy_sock_sticky_key, pad);
+	FIELD(sy_node_addr_key, addr);
+	FIELD(sy_node_addr_key, family);
+	FIELD(sy_node_addr_key, pad);
+	FIELD(sy_counter, packets);
+	FIELD(sy_counter, bytes);
+	FIELD(sy_config, maglev_table_size);
+	FIELD(sy_config, flags);
+	printf("];\n\n/// (constant, value).\npub const C_CONSTANTS: &[(&str, u64)] = &[\n");
+	CONST(SY_AF_INET);
+	CONST(SY_AF_INET6);
+	CONST(SY_AF_NETNS_COOKIE);
+	CONST(SY_SCOPE_DEFAULT);
+	CONST(SY_SCOPE_INTERNAL);
+	CONST(SY_FE_AFFINITY);
+	CONST(SY_FE_MAGLEV);
+	CONST(SY_FE_REJECT_EMPTY);
+	CONST(SY_FE_LOCAL_ONLY);
+	CONST(SY_FE_TERMINATING_FALLBACK);
+	CONST(SY_FE_SPLIT_SCOPE);
+	CONST(SY_FE_NODEPORT);
+	CONST(SY_FE_SOURCE_RANGES);
+	CONST(SY_BE_TERMINATING);
+	CONST(SY_BE_LOCAL);
+	CONST(SY_BE_ENCAP);
+	CONST(SY_SLOT_NONE);
+	CONST(SY_MAGLEV_DEFAULT_TABLE_SIZE);
+	CONST(SY_REASON_NOT_SERVICE);
+	CONST(SY_REASON_TRANSLATED_RANDOM);
+	CONST(SY_REASON_TRANSLATED_MAGLEV);
+	CONST(SY_REASON_TRANSLATED_AFFINITY);
+	CONST(SY_REASON_TRANSLATED_STICKY);
+	CONST(SY_REASON_REJECT_NO_BACKEND);
+	CONST(SY_REASON_DROP_NO_BACKEND);
+	CONST(SY_REASON_ERR_SLOT_MISSING);
+	CONST(SY_REASON_ERR_BACKEND_MISSING);
+	CONST(SY_REASON_ERR_MAGLEV_MISSING);
+	CONST(SY_REASON_ERR_REVNAT_UPDATE);
+	CONST(SY_REASON_REVNAT_RECVMSG);
+	CONST(SY_REASON_REVNAT_GETPEERNAME);
+	CONST(SY_REASON_MAX);
+	printf("];\n");
+	return 0;
+}

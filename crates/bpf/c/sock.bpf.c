@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Socket-level load balancing (cgroup sock_addr hooks), in the style of Cilium's
+ * kube-proxy replacement: connect()/sendmsg() to a frontend is rewritten to a backend before
+ * the protocol sees it, so no packet is ever NATed; recvmsg()/getpeername() rewrite the
+ * backend back to the frontend so clients that check the peer (dig, nslookup) are happy.
+ *
+ * A frontend without backends makes connect()/sendmsg() fail at once with ECONNREFUSED:
+ * the program sets the syscall's return value with bpf_set_retval(-ECONNREFUSED) and
+ * returns 0 ("reject"); without bpf_set_retval the kernel would report EPERM.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "switchyard.h"
+
+#define SY_ECONNREFUSED 111
+#define NSEC_PER_SEC 1000000000ull
+
+/* sock_addr return codes */
+#define SY_ALLOW 1
+#define SY_REJECT 0
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline void count(__u32 reason)
+{
+	struct sy_counter *c = bpf_map_lookup_elem(&sy_counters, &reason);
+	if (c)
+		c->packets += 1;
+}
+
+static __always_inline void addr_from_ip4(struct sy_addr *a, __u32 ip4_be)
+{
+	a->words[0] = 0;
+	a->words[1] = 0;
+	a->words[2] = bpf_htonl(0x0000ffff);
+	a->words[3] = ip4_be;
+}
+
+static __always_inline int addr_is_v4_mapped(const struct sy_addr *a)
+{
+	return a->words[0] == 0 && a->words[1] == 0 && a->words[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int addr_is_loopback(const struct sy_addr *a, __u8 family)
+{
+	if (family == SY_AF_INET)
+		return (bpf_ntohl(a->words[3]) >> 24) == 127;
+	return a->words[0] == 0 && a->words[1] == 0 && a->words[2] == 0 &&
+	       a->words[3] == bpf_htonl(1);
+}
+
+static __always_inline int addr_is_node_local(const struct sy_addr *a, __u8 family)
+{
+	struct sy_node_addr_key k = {};
+
+	if (addr_is_loopback(a, family))
+		return 1;
+	k.addr = *a;
+	k.family = family;
+	return bpf_map_lookup_elem(&sy_node_addrs, &k) != NULL;
+}
+
+/* The frontend for a destination: exact entry first, then the NodePort wildcard when the
+ * destination is one of this node's addresses. Socket path: prefer the internal scope. */
+static __always_inline struct sy_frontend *lookup_frontend(const struct sy_addr *dst, __be16 port,
+							    __u8 proto, __u8 family)
+{
+	struct sy_frontend_key key = {};
+	struct sy_frontend *fe;
+
+	key.addr = *dst;
+	key.port = port;
+	key.proto = proto;
+	key.family = family;
+	key.scope = SY_SCOPE_DEFAULT;
+	fe = bpf_map_lookup_elem(&sy_frontends, &key);
+	if (!fe) {
+		if (!addr_is_node_local(dst, family))
+			return NULL;
+		__builtin_memset(&key.addr, 0, sizeof(key.addr));
+		fe = bpf_map_lookup_elem(&sy_frontends, &key);
+		if (!fe || !(fe->flags & SY_FE_NODEPORT))
+			return NULL;
+	}
+	if (fe->flags & SY_FE_SPLIT_SCOPE) {
+		struct sy_frontend *internal;
+
+		key.scope = SY_SCOPE_INTERNAL;
+		internal = bpf_map_lookup_elem(&sy_frontends, &key);
+		if (internal)
+			return internal;
+	}
+	return fe;
+}
+
+/*
+ * The per-socket hash for Maglev on the socket path: the socket cookie mixed with the
+ * frontend id (splitmix64 finaliser). Any good 64-bit mix works here, because a socket is its
+ * own flow; the per-packet path must use the packet hash of crates/maglev instead.
+ */
+static __always_inline __u64 sock_hash(__u64 cookie, __u32 frontend_id)
+{
+	__u64 z = cookie ^ ((__u64)frontend_id << 32);
+
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Is a remembered choice still one of the frontend's current backends? */
+static __always_inline int choice_still_valid(const struct sy_frontend *fe,
+					      const struct sy_affinity *choice)
+{
+	struct sy_slot_key sk = {};
+	__u32 *be;
+
+	if (choice->slot == SY_SLOT_NONE)
+		return (fe->flags & SY_FE_MAGLEV) != 0;
+	if (choice->slot >= fe->backend_count)
+		return 0;
+	sk.frontend_id = fe->id;
+	sk.slot = choice->slot;
+	be = bpf_map_lookup_elem(&sy_slots, &sk);
+	return be && *be == choice->backend_id;
+}
+
+struct pick {
+	__u32 backend_id;
+	__u32 slot;
+	__u32 reason;
+};
+
+/* A fresh choice: Maglev table or random slot. Returns 0 or a negative error reason. */
+static __always_inline int pick_backend(const struct sy_frontend *fe, __u64 cookie, struct pick *out)
+{
+	if (fe->flags & SY_FE_MAGLEV) {
+		__u32 zero = 0;
+		struct sy_config *cfg = bpf_map_lookup_elem(&sy_config, &zero);
+		void *table = bpf_map_lookup_elem(&sy_maglev, &fe->id);
+		__u32 size, index, *be;
+
+		if (!cfg || !table || cfg->maglev_table_size == 0)
+			return -SY_REASON_ERR_MAGLEV_MISSING;
+		size = cfg->maglev_table_size;
+		index = (__u32)(sock_hash(cookie, fe->id) % size);
+		be = bpf_map_lookup_elem(table, &index);
+		if (!be || *be == 0)
+			return -SY_REASON_ERR_MAGLEV_MISSING;
+		out->backend_id = *be;
+		out->slot = SY_SLOT_NONE;
+		out->reason = SY_REASON_TRANSLATED_MAGLEV;
+		return 0;
+	} else {
+		struct sy_slot_key sk = {};
+		__u32 *be;
+
+		sk.frontend_id = fe->id;
+		sk.slot = bpf_get_prandom_u32() % fe->backend_count;
+		be = bpf_map_lookup_elem(&sy_slots, &sk);
+		if (!be)
+			return -SY_REASON_ERR_SLOT_MISSING;
+		out->backend_id = *be;
+		out->slot = sk.slot;
+		out->reason = SY_REASON_TRANSLATED_RANDOM;
+		return 0;
+	}
+}
+
+/*
+ * Translate ctx's destination if it is a frontend. Returns SY_ALLOW or SY_REJECT; on reject the
+ * syscall fails with ECONNREFUSED.
+ */
+static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int is_sendmsg)
+{
+	struct sy_addr dst;
+	__be16 port = (__be16)ctx->user_port;
+	__u8 proto = (__u8)ctx->protocol;
+	__u8 family;
+	struct sy_frontend *fe;
+	struct sy_backend *be;
+	struct pick pick = {};
+	__u64 cookie, now;
+	int err;
+
+	if (is_v6) {
+		dst.words[0] = ctx->user_ip6[0];
+		dst.words[1] = ctx->user_ip6[1];
+		dst.words[2] = ctx->user_ip6[2];
+		dst.words[3] = ctx->user_ip6[3];
+		family = addr_is_v4_mapped(&dst) ? SY_AF_INET : SY_AF_INET6;
+	} else {
+		addr_from_ip4(&dst, ctx->user_ip4);
+		family = SY_AF_INET;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return SY_ALLOW;
+
+	fe = lookup_frontend(&dst, port, proto, family);
+	if (!fe)
+		return SY_ALLOW;
+
+	if (fe->backend_count == 0) {
+		count(SY_REASON_REJECT_NO_BACKEND);
+		bpf_set_retval(-SY_ECONNREFUSED);
+		return SY_REJECT;
+	}
+
+	cookie = bpf_get_socket_cookie(ctx);
+	now = bpf_ktime_get_ns();
+	pick.backend_id = 0;
+
+	/* 1. sessionAffinity ClientIP: the client is the network namespace (a pod), because the
+	 *    source address of an unbound socket is not known yet. */
+	struct sy_affinity_key akey = {};
+	if (fe->flags & SY_FE_AFFINITY) {
+		struct sy_affinity *a;
+		__u64 netns = bpf_get_netns_cookie(ctx);
+
+		__builtin_memcpy(akey.client.bytes, &netns, sizeof(netns));
+		akey.frontend_id = fe->id;
+		akey.family = SY_AF_NETNS_COOKIE;
+		a = bpf_map_lookup_elem(&sy_affinity, &akey);
+		if (a && now - a->last_used_ns <= (__u64)fe->affinity_timeout_s * NSEC_PER_SEC &&
+		    choice_still_valid(fe, a)) {
+			pick.backend_id = a->backend_id;
+			pick.slot = a->slot;
+			pick.reason = SY_REASON_TRANSLATED_AFFINITY;
+		}
+	}
+
+	/* 2. Unconnected UDP: keep the backend this socket used before for this frontend. */
+	struct sy_sock_sticky_key skey = {};
+	if (pick.backend_id == 0 && is_sendmsg) {
+		struct sy_affinity *s;
+
+		skey.cookie = cookie;
+		skey.frontend_id = fe->id;
+		s = bpf_map_lookup_elem(&sy_sock_sticky, &skey);
+		if (s && choice_still_valid(fe, s)) {
+			pick.backend_id = s->backend_id;
+			pick.slot = s->slot;
+			pick.reason = SY_REASON_TRANSLATED_STICKY;
+		}
+	}
+
+	/* 3. A fresh choice. */
+	if (pick.backend_id == 0) {
+		err = pick_backend(fe, cookie, &pick);
+		if (err < 0) {
+			count((__u32)-err);
+			bpf_set_retval(-SY_ECONNREFUSED);
+			return SY_REJECT;
+		}
+	}
+
+	be = bpf_map_lookup_elem(&sy_backends, &pick.backend_id);
+	if (!be || be->family != family) {
+		count(SY_REASON_ERR_BACKEND_MISSING);
+		bpf_set_retval(-SY_ECONNREFUSED);
+		return SY_REJECT;
+	}
+
+	/* Remember the choice (refreshes the affinity timer on every use). */
+	struct sy_affinity remembered = {};
+	remembered.backend_id = pick.backend_id;
+	remembered.slot = pick.slot;
+	remembered.last_used_ns = now;
+	if (fe->flags & SY_FE_AFFINITY)
+		bpf_map_update_elem(&sy_affinity, &akey, &remembered, BPF_ANY);
+	if (is_sendmsg) {
+		skey.cookie = cookie;
+		skey.frontend_id = fe->id;
+		bpf_map_update_elem(&sy_sock_sticky, &skey, &remembered, BPF_ANY);
+	}
+
+	/* Reverse translation for recvmsg/getpeername. */
+	struct sy_sock_revnat_key rkey = {};
+	struct sy_sock_revnat rval = {};
+	rkey.cookie = cookie;
+	rkey.addr = be->addr;
+	rkey.port = be->port;
+	rkey.family = family;
+	rval.addr = dst;
+	rval.port = port;
+	rval.family = family;
+	rval.frontend_id = fe->id;
+	if (bpf_map_update_elem(&sy_sock_revnat, &rkey, &rval, BPF_ANY) != 0)
+		count(SY_REASON_ERR_REVNAT_UPDATE);
+
+	if (is_v6) {
+		ctx->user_ip6[0] = be->addr.words[0];
+		ctx->user_ip6[1] = be->addr.words[1];
+		ctx->user_ip6[2] = be->addr.words[2];
+		ctx->user_ip6[3] = be->addr.words[3];
+	} else {
+		ctx->user_ip4 = be->addr.words[3];
+	}
+	ctx->user_port = (__u32)be->port;
+	count(pick.reason);
+	return SY_ALLOW;
+}
+
+/* Rewrite a backend peer back into the frontend the socket asked for. Always allows. */
+static __always_inline int reverse(struct bpf_sock_addr *ctx, int is_v6, __u32 reason)
+{
+	struct sy_sock_revnat_key key = {};
+	struct sy_sock_revnat *orig;
+
+	key.cookie = bpf_get_socket_cookie(ctx);
+	if (is_v6) {
+		key.addr.words[0] = ctx->user_ip6[0];
+		key.addr.words[1] = ctx->user_ip6[1];
+		key.addr.words[2] = ctx->user_ip6[2];
+		key.addr.words[3] = ctx->user_ip6[3];
+		key.family = addr_is_v4_mapped(&key.addr) ? SY_AF_INET : SY_AF_INET6;
+	} else {
+		addr_from_ip4(&key.addr, ctx->user_ip4);
+		key.family = SY_AF_INET;
+	}
+	key.port = (__be16)ctx->user_port;
+
+	orig = bpf_map_lookup_elem(&sy_sock_revnat, &key);
+	if (!orig)
+		return SY_ALLOW;
+	if (is_v6) {
+		ctx->user_ip6[0] = orig->addr.words[0];
+		ctx->user_ip6[1] = orig->addr.words[1];
+		ctx->user_ip6[2] = orig->addr.words[2];
+		ctx->user_ip6[3] = orig->addr.words[3];
+	} else {
+		ctx->user_ip4 = orig->addr.words[3];
+	}
+	ctx->user_port = (__u32)orig->port;
+	count(reason);
+	return SY_ALLOW;
+}
+
+SEC("cgroup/connect4")
+int sy_connect4(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, 0, 0);
+}
+
+SEC("cgroup/connect6")
+int sy_connect6(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, 1, 0);
+}
+
+SEC("cgroup/sendmsg4")
+int sy_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, 0, 1);
+}
+
+SEC("cgroup/sendmsg6")
+int sy_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return translate(ctx, 1, 1);
+}
+
+SEC("cgroup/recvmsg4")
+int sy_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return reverse(ctx, 0, SY_REASON_REVNAT_RECVMSG);
+}
+
+SEC("cgroup/recvmsg6")
+int sy_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return reverse(ctx, 1, SY_REASON_REVNAT_RECVMSG);
+}
+
+SEC("cgroup/getpeername4")
+int sy_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return reverse(ctx, 0, SY_REASON_REVNAT_GETPEERNAME);
+}
+
+SEC("cgroup/getpeername6")
+int sy_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return reverse(ctx, 1, SY_REASON_REVNAT_GETPEERNAME);
+}

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * switchyard.h - the ONE definition of every struct, enum and map shared between the BPF
+ * programs (c/NAME.bpf.c) and user space (crates/bpf/src/abi.rs mirrors these with #[repr(C)];
+ * tests/layout.rs asserts sizes, offsets and constant values against this file).
+ *
+ * Rules for every shared struct:
+ *  - fixed-width types only, explicit padding fields (always zero), no implicit holes;
+ *  - ports are in network byte order (__be16), everything else in host order;
+ *  - addresses use struct sy_addr: IPv6 as is, IPv4 as an IPv4-mapped IPv6 address
+ *    (::ffff:a.b.c.d). One representation means one code path for both families, and a
+ *    v4-mapped destination on a dual-stack socket looks up the same entry as plain IPv4.
+ *    The family field next to an address must agree with it (SY_AF_INET for mapped ones).
+ *
+ * The map definitions at the end are compiled only for the BPF target, so this header can be
+ * included by the host-compiled layout probe as well.
+ * See docs/datapath.md for what each map holds and who writes it.
+ */
+#ifndef SWITCHYARD_H
+#define SWITCHYARD_H
+
+#include <linux/types.h>
+
+/* ---- address families (values of the Linux AF_* constants) ---- */
+#define SY_AF_INET 2
+#define SY_AF_INET6 10
+/* Affinity key only: client.bytes[0..8] holds a network-namespace cookie, not an address. */
+#define SY_AF_NETNS_COOKIE 255
+
+/* ---- frontend scopes ---- */
+/* The entry every path uses. */
+#define SY_SCOPE_DEFAULT 0
+/* A second entry for traffic from inside the cluster, present only when the frontend has
+ * SY_FE_SPLIT_SCOPE (internal and external traffic policies select different backends). */
+#define SY_SCOPE_INTERNAL 1
+
+/* ---- frontend flags (struct sy_frontend.flags) ---- */
+/* sessionAffinity ClientIP: reuse the backend in sy_affinity for affinity_timeout_s. */
+#define SY_FE_AFFINITY (1u << 0)
+/* Select with the frontend's Maglev table in sy_maglev instead of a random slot. */
+#define SY_FE_MAGLEV (1u << 1)
+/* Per-packet path: with no backends answer with TCP RST / ICMP unreachable instead of a
+ * silent drop. The socket path always refuses (ECONNREFUSED) when there are no backends. */
+#define SY_FE_REJECT_EMPTY (1u << 2)
+/* The backend set was narrowed to node-local endpoints (internal/external traffic policy
+ * Local). Informational for the socket path; the per-packet path keeps the client address. */
+#define SY_FE_LOCAL_ONLY (1u << 3)
+/* The slots hold serving-but-terminating backends because no ready one exists. */
+#define SY_FE_TERMINATING_FALLBACK (1u << 4)
+/* An SY_SCOPE_INTERNAL entry exists for the same address/port/protocol. */
+#define SY_FE_SPLIT_SCOPE (1u << 5)
+/* NodePort wildcard: key address is all-zero and matches any node-local address
+ * (sy_node_addrs, and loopback). */
+#define SY_FE_NODEPORT (1u << 6)
+/* Per-packet path: check the client against loadBalancerSourceRanges (reserved, issue 6). */
+#define SY_FE_SOURCE_RANGES (1u << 7)
+
+/* ---- backend flags (struct sy_backend.flags) ---- */
+/* Endpoint is terminating: existing flows keep it, new ones avoid it unless in fallback. */
+#define SY_BE_TERMINATING (1u << 0)
+/* Endpoint runs on this node. */
+#define SY_BE_LOCAL (1u << 1)
+/* Reach the backend through the tunnel named by tunnel_id (GUE / IPIP, reserved). */
+#define SY_BE_ENCAP (1u << 2)
+
+/* ---- sy_config.flags ---- */
+/* Reserved; zero today. */
+#define SY_CFG_NONE 0u
+
+/* Slot value meaning "not chosen through a slot" (Maglev picks) in struct sy_affinity. */
+#define SY_SLOT_NONE 0xffffffffu
+
+/* Default Maglev table size M (prime). The actual size is sy_config.maglev_table_size. */
+#define SY_MAGLEV_DEFAULT_TABLE_SIZE 16381
+
+/* ---- decisions and drop reasons: index into sy_counters ---- */
+enum sy_reason {
+	/* connect/sendmsg to an address that is not a frontend: left alone (not counted). */
+	SY_REASON_NOT_SERVICE = 0,
+	/* Translated to a backend picked at random from the slots. */
+	SY_REASON_TRANSLATED_RANDOM = 1,
+	/* Translated to the backend of the frontend's Maglev table. */
+	SY_REASON_TRANSLATED_MAGLEV = 2,
+	/* Translated to the backend remembered in sy_affinity (ClientIP). */
+	SY_REASON_TRANSLATED_AFFINITY = 3,
+	/* Unconnected UDP: translated to the backend this socket used before (sy_sock_sticky). */
+	SY_REASON_TRANSLATED_STICKY = 4,
+	/* Frontend has no backends: the socket call fails with ECONNREFUSED. */
+	SY_REASON_REJECT_NO_BACKEND = 5,
+	/* Frontend has no backends and no SY_FE_REJECT_EMPTY (per-packet path): dropped. */
+	SY_REASON_DROP_NO_BACKEND = 6,
+	/* A slot below backend_count is missing: refused (reconciler invariant broken). */
+	SY_REASON_ERR_SLOT_MISSING = 7,
+	/* A slot or Maglev entry names a backend id that is not in sy_backends: refused. */
+	SY_REASON_ERR_BACKEND_MISSING = 8,
+	/* SY_FE_MAGLEV without a table in sy_maglev: refused. */
+	SY_REASON_ERR_MAGLEV_MISSING = 9,
+	/* sy_sock_revnat could not be written: translated anyway, replies keep backend source. */
+	SY_REASON_ERR_REVNAT_UPDATE = 10,
+	/* recvmsg: reply source rewritten from backend to frontend. */
+	SY_REASON_REVNAT_RECVMSG = 11,
+	/* getpeername: peer rewritten from backend to frontend. */
+	SY_REASON_REVNAT_GETPEERNAME = 12,
+	/* 13..31 reserved for the socket path, 32..63 for the per-packet path (issue 6). */
+	SY_REASON_MAX = 64,
+};
+
+/* ---- shared structs ---- */
+
+/* An IPv6 address, or an IPv4 address mapped into IPv6 (::ffff:a.b.c.d). */
+struct sy_addr {
+	union {
+		__u8 bytes[16];
+		__u32 words[4]; /* network byte order, as in struct in6_addr */
+	};
+};
+
+/* sy_frontends key: one entry per (address, port, protocol[, scope]). */
+struct sy_frontend_key {
+	struct sy_addr addr; /* all-zero for a NodePort wildcard (SY_FE_NODEPORT) */
+	__be16 port;         /* network byte order */
+	__u8 proto;          /* IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP */
+	__u8 family;         /* SY_AF_INET or SY_AF_INET6 */
+	__u8 scope;          /* SY_SCOPE_DEFAULT or SY_SCOPE_INTERNAL */
+	__u8 pad[3];         /* zero */
+};
+
+/* sy_frontends value. */
+struct sy_frontend {
+	__u32 id;                 /* nonzero, unique per entry: keys sy_slots, sy_maglev, ... */
+	__u32 flags;              /* SY_FE_* */
+	__u32 backend_count;      /* usable slots are 0 .. backend_count-1 in sy_slots */
+	__u32 affinity_timeout_s; /* SY_FE_AFFINITY: seconds since last use before it expires */
+};
+
+/* sy_slots key: the slot-th usable backend of a frontend. Value: __u32 backend id. */
+struct sy_slot_key {
+	__u32 frontend_id;
+	__u32 slot; /* 0 .. backend_count-1 */
+};
+
+/* sy_backends value, keyed by __u32 backend id (nonzero). */
+struct sy_backend {
+	struct sy_addr addr;
+	__be16 port;     /* network byte order */
+	__u8 family;     /* SY_AF_INET or SY_AF_INET6 */
+	__u8 flags;      /* SY_BE_* */
+	__u32 tunnel_id; /* SY_BE_ENCAP: tunnel endpoint id (reserved), else 0 */
+};
+
+/* sy_sock_revnat key: a translated socket and the backend it talks to. */
+struct sy_sock_revnat_key {
+	__u64 cookie;        /* bpf_get_socket_cookie() of the client socket */
+	struct sy_addr addr; /* backend address */
+	__be16 port;         /* backend port, network byte order */
+	__u8 family;         /* SY_AF_INET or SY_AF_INET6 */
+	__u8 pad[5];         /* zero */
+};
+
+/* sy_sock_revnat value: what the socket asked for, shown back by recvmsg/getpeername. */
+struct sy_sock_revnat {
+	struct sy_addr addr; /* frontend address */
+	__be16 port;         /* frontend port, network byte order */
+	__u8 family;
+	__u8 pad;
+	__u32 frontend_id;
+};
+
+/* sy_affinity key: ClientIP session affinity. */
+struct sy_affinity_key {
+	struct sy_addr client; /* client address, or netns cookie in bytes[0..8] */
+	__u32 frontend_id;
+	__u8 family; /* SY_AF_INET, SY_AF_INET6 or SY_AF_NETNS_COOKIE */
+	__u8 pad[3];
+};
+
+/* sy_affinity and sy_sock_sticky value: a remembered backend choice. */
+struct sy_affinity {
+	__u32 backend_id;
+	__u32 slot;          /* slot it was found in, or SY_SLOT_NONE; checked before reuse */
+	__u64 last_used_ns;  /* bpf_ktime_get_ns() of the last use */
+};
+
+/* sy_sock_sticky key: unconnected UDP sockets keep one backend per frontend. */
+struct sy_sock_sticky_key {
+	__u64 cookie; /* socket cookie */
+	__u32 frontend_id;
+	__u32 pad; /* zero */
+};
+
+/* sy_node_addrs key: an address of this node (NodePort wildcard matches). Value: __u32 flags
+ * (zero today). Loopback addresses always count as node addresses. */
+struct sy_node_addr_key {
+	struct sy_addr addr;
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* sy_counters value (per CPU), indexed by enum sy_reason. */
+struct sy_counter {
+	__u64 packets; /* socket path: calls */
+	__u64 bytes;   /* per-packet path only */
+};
+
+/* sy_config value, key 0: load-time settings written by the loader. */
+struct sy_config {
+	__u32 maglev_table_size; /* M: entries of every sy_maglev inner array */
+	__u32 flags;             /* SY_CFG_* */
+};
+
+/* ---- maps (BPF side only) ----
+ * Default sizes; the loader overrides max_entries by name (EbpfLoader::map_max_entries).
+ * All maps are pinned by name under the loader's bpffs directory, so another object
+ * (the per-packet programs) including this header shares them. */
+#if defined(__bpf__)
+#include <bpf/bpf_helpers.h>
+
+#define SY_DEFAULT_FRONTENDS 65536
+#define SY_DEFAULT_SLOTS 1048576
+#define SY_DEFAULT_BACKENDS 262144
+#define SY_DEFAULT_SOCK_REVNAT 262144
+#define SY_DEFAULT_AFFINITY 65536
+#define SY_DEFAULT_STICKY 65536
+#define SY_DEFAULT_MAGLEV 4096
+#define SY_DEFAULT_NODE_ADDRS 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_frontend_key);
+	__type(value, struct sy_frontend);
+	__uint(max_entries, SY_DEFAULT_FRONTENDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_frontends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_slot_key);
+	__type(value, __u32);
+	__uint(max_entries, SY_DEFAULT_SLOTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct sy_backend);
+	__uint(max_entries, SY_DEFAULT_BACKENDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_backends SEC(".maps");
+
+/* Inner map template of sy_maglev: BPF_F_INNER_MAP lets user space create tables of the
+ * configured size M (sy_config.maglev_table_size) instead of this template's size. */
+struct sy_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, SY_MAGLEV_DEFAULT_TABLE_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, SY_DEFAULT_MAGLEV);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct sy_maglev_inner);
+} sy_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_sock_revnat_key);
+	__type(value, struct sy_sock_revnat);
+	__uint(max_entries, SY_DEFAULT_SOCK_REVNAT);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_sock_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_affinity_key);
+	__type(value, struct sy_affinity);
+	__uint(max_entries, SY_DEFAULT_AFFINITY);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_sock_sticky_key);
+	__type(value, struct sy_affinity);
+	__uint(max_entries, SY_DEFAULT_STICKY);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_sock_sticky SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_node_addr_key);
+	__type(value, __u32);
+	__uint(max_entries, SY_DEFAULT_NODE_ADDRS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_node_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_counter);
+	__uint(max_entries, SY_REASON_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_config SEC(".maps");
+
+#endif /* __bpf__ */
+
+#endif /* SWITCHYARD_H */

@@ -1,0 +1,86 @@
+//! Errors of the loader and the map handles.
+
+use std::{io, path::PathBuf};
+
+/// Everything that can go wrong loading, attaching or talking to the maps.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bpffs directory could not be created, inspected or mounted.
+    #[error("bpffs directory {path}: {reason}: {source}")]
+    BpfDir {
+        /// The directory.
+        path: PathBuf,
+        /// What was being done.
+        reason: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The directory is not on a bpffs and mounting one was not allowed.
+    #[error("{path} is not on a bpffs (mount one there, or allow the loader to)")]
+    NotBpffs {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The object could not be loaded (parse, map creation, pin adoption).
+    #[error("loading the BPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A map is missing from the object or could not be opened as the expected type.
+    #[error("map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// The aya error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// A map is missing from the object.
+    #[error("map {name} is not in the BPF object")]
+    MissingMap {
+        /// Map name.
+        name: &'static str,
+    },
+    /// A pinned map from an earlier run does not match what this build expects.
+    #[error(
+        "pinned map {name} is incompatible: {detail}; run `switchyard agent --cleanup` to recreate it"
+    )]
+    IncompatiblePin {
+        /// Map name.
+        name: &'static str,
+        /// What differs.
+        detail: String,
+    },
+    /// A program is missing, failed the verifier, or could not be attached.
+    #[error("program {name}: {source}")]
+    Program {
+        /// Program name.
+        name: &'static str,
+        /// The aya error.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A program is missing from the object.
+    #[error("program {name} is not in the BPF object")]
+    MissingProgram {
+        /// Program name.
+        name: &'static str,
+    },
+    /// The cgroup directory could not be opened.
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A link could not be pinned, opened or removed.
+    #[error("link pin {path}: {detail}")]
+    LinkPin {
+        /// The pin path.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A value handed to the map API is out of range.
+    #[error("{0}")]
+    InvalidArgument(String),
+}

@@ -1,0 +1,414 @@
+//! Load the object, create or adopt the pinned maps, attach to a cgroup, detach and clean up.
+//!
+//! Everything lives under one bpffs directory of the agent's own:
+//! `<bpf_dir>/<map name>` for each map and `<bpf_dir>/links/<program>.<generation>` for each
+//! cgroup attachment. Both outlive the agent. A restarted agent adopts the maps (same pins,
+//! entries untouched), attaches its freshly loaded programs next to the old ones
+//! (`BPF_F_ALLOW_MULTI`), and only then removes the old links: there is no moment without a
+//! program, and running old and new program together is harmless because the first one
+//! translates a frontend into a backend and the second then sees a non-frontend address.
+
+use std::{
+    ffi::CString,
+    fs, io,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::MapInfo,
+    programs::{
+        CgroupAttachMode, CgroupSockAddr,
+        links::{FdLink, PinnedLink},
+    },
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    Error,
+    abi::{
+        Affinity, AffinityKey, Backend, Config, Counter, Frontend, FrontendKey, NodeAddrKey,
+        Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
+    },
+    maps::{Maps, names},
+};
+
+/// The socket-level programs, by function name in `c/sock.bpf.c`.
+pub const SOCK_PROGRAMS: [&str; 8] = [
+    "sy_connect4",
+    "sy_connect6",
+    "sy_sendmsg4",
+    "sy_sendmsg6",
+    "sy_recvmsg4",
+    "sy_recvmsg6",
+    "sy_getpeername4",
+    "sy_getpeername6",
+];
+
+/// Subdirectory of the bpffs directory holding the pinned cgroup links.
+pub const LINKS_DIR: &str = "links";
+
+/// `BPF_FS_MAGIC` from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// max_entries of the maps the reconciler sizes (the rest are fixed by the header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSizes {
+    /// `sy_frontends`: frontend entries (one per address, port, protocol and scope).
+    pub frontends: u32,
+    /// `sy_slots`: backend slots summed over all frontends.
+    pub slots: u32,
+    /// `sy_backends`: distinct backends.
+    pub backends: u32,
+    /// `sy_maglev`: frontends with a Maglev table.
+    pub maglev_tables: u32,
+    /// `sy_sock_revnat`: translated sockets remembered for recvmsg/getpeername (LRU).
+    pub sock_revnat: u32,
+    /// `sy_affinity`: ClientIP affinity entries (LRU).
+    pub affinity: u32,
+    /// `sy_sock_sticky`: unconnected UDP socket choices (LRU).
+    pub sock_sticky: u32,
+    /// `sy_node_addrs`: addresses of this node.
+    pub node_addrs: u32,
+}
+
+impl Default for MapSizes {
+    /// The defaults of the header (`SY_DEFAULT_*`).
+    fn default() -> Self {
+        MapSizes {
+            frontends: 65_536,
+            slots: 1_048_576,
+            backends: 262_144,
+            maglev_tables: 4_096,
+            sock_revnat: 262_144,
+            affinity: 65_536,
+            sock_sticky: 65_536,
+            node_addrs: 256,
+        }
+    }
+}
+
+/// Where and how to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// bpffs directory of this agent: maps and links are pinned here.
+    pub bpf_dir: PathBuf,
+    /// Map sizes.
+    pub sizes: MapSizes,
+    /// Maglev table size M (prime, at least the largest backend count).
+    pub maglev_table_size: u32,
+    /// Mount a bpffs on `bpf_dir` when it is not on one already.
+    pub mount_bpffs: bool,
+}
+
+impl LoadOptions {
+    /// Defaults for `bpf_dir`: header sizes, M = 16381, mount a bpffs if needed.
+    pub fn new(bpf_dir: impl Into<PathBuf>) -> Self {
+        LoadOptions {
+            bpf_dir: bpf_dir.into(),
+            sizes: MapSizes::default(),
+            maglev_table_size: crate::abi::MAGLEV_DEFAULT_TABLE_SIZE,
+            mount_bpffs: true,
+        }
+    }
+}
+
+/// What a map must look like: (name, key size, value size, max_entries).
+fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 10] {
+    let s = &opts.sizes;
+    [
+        (names::FRONTENDS, size_of::<FrontendKey>(), size_of::<Frontend>(), s.frontends),
+        (names::SLOTS, size_of::<SlotKey>(), size_of::<u32>(), s.slots),
+        (names::BACKENDS, size_of::<u32>(), size_of::<Backend>(), s.backends),
+        (names::MAGLEV, size_of::<u32>(), size_of::<u32>(), s.maglev_tables),
+        (names::SOCK_REVNAT, size_of::<SockRevnatKey>(), size_of::<SockRevnat>(), s.sock_revnat),
+        (names::AFFINITY, size_of::<AffinityKey>(), size_of::<Affinity>(), s.affinity),
+        (names::SOCK_STICKY, size_of::<SockStickyKey>(), size_of::<Affinity>(), s.sock_sticky),
+        (names::NODE_ADDRS, size_of::<NodeAddrKey>(), size_of::<u32>(), s.node_addrs),
+        (names::COUNTERS, size_of::<u32>(), size_of::<Counter>(), Reason::MAX),
+        (names::CONFIG, size_of::<u32>(), size_of::<Config>(), 1),
+    ]
+}
+
+/// The loaded programs and their maps.
+#[derive(Debug)]
+pub struct Datapath {
+    ebpf: Ebpf,
+    maps: Maps,
+    bpf_dir: PathBuf,
+    programs_loaded: bool,
+}
+
+impl Datapath {
+    /// Loads the socket-level object: creates the maps, or adopts the ones pinned in
+    /// `opts.bpf_dir` by an earlier run (after checking they still fit this build), and
+    /// records the load-time settings. Programs are verified on [`Datapath::attach`].
+    pub fn load(opts: &LoadOptions) -> Result<Self, Error> {
+        if opts.maglev_table_size == 0 {
+            return Err(Error::InvalidArgument("Maglev table size must be at least 1".into()));
+        }
+        prepare_bpf_dir(&opts.bpf_dir, opts.mount_bpffs)?;
+        check_pins(opts)?;
+
+        let s = &opts.sizes;
+        let ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&opts.bpf_dir)
+            .map_max_entries(names::FRONTENDS, s.frontends)
+            .map_max_entries(names::SLOTS, s.slots)
+            .map_max_entries(names::BACKENDS, s.backends)
+            .map_max_entries(names::MAGLEV, s.maglev_tables)
+            .map_max_entries(names::SOCK_REVNAT, s.sock_revnat)
+            .map_max_entries(names::AFFINITY, s.affinity)
+            .map_max_entries(names::SOCK_STICKY, s.sock_sticky)
+            .map_max_entries(names::NODE_ADDRS, s.node_addrs)
+            .load(crate::sock_object());
+        let mut ebpf = ebpf?;
+        let mut maps = Maps::from_ebpf(&mut ebpf)?;
+
+        let config_err = |source| Error::Map { name: names::CONFIG, source };
+        let previous = maps.config()?;
+        let has_tables = maps.maglev.keys().next().is_some();
+        if has_tables && previous.maglev_table_size != opts.maglev_table_size {
+            return Err(Error::IncompatiblePin {
+                name: names::MAGLEV,
+                detail: format!(
+                    "holds Maglev tables of size {}, configured size is {}",
+                    previous.maglev_table_size, opts.maglev_table_size
+                ),
+            });
+        }
+        let config = Config { maglev_table_size: opts.maglev_table_size, flags: 0 };
+        maps.config.set(0, config, 0).map_err(config_err)?;
+        info!(bpf_dir = %opts.bpf_dir.display(), adopted = previous.maglev_table_size != 0, "BPF maps ready");
+        Ok(Datapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone(), programs_loaded: false })
+    }
+
+    /// The maps, for the reconciler.
+    pub fn maps(&self) -> &Maps {
+        &self.maps
+    }
+
+    /// The maps, for the reconciler.
+    pub fn maps_mut(&mut self) -> &mut Maps {
+        &mut self.maps
+    }
+
+    /// The bpffs directory.
+    pub fn bpf_dir(&self) -> &Path {
+        &self.bpf_dir
+    }
+
+    /// Attaches the socket programs to the cgroup v2 directory `cgroup` and pins the links, then
+    /// removes the links of earlier generations (make-before-break). Attachments survive the
+    /// process; [`detach`] or [`cleanup`] remove them.
+    pub fn attach(&mut self, cgroup: &Path) -> Result<(), Error> {
+        let cgroup_dir = fs::File::open(cgroup)
+            .map_err(|source| Error::Cgroup { path: cgroup.to_owned(), source })?;
+        let links_dir = self.bpf_dir.join(LINKS_DIR);
+        fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
+            path: links_dir.clone(),
+            reason: "creating the links directory",
+            source,
+        })?;
+        let generation = generation();
+
+        for name in SOCK_PROGRAMS {
+            let program: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(Error::MissingProgram { name })?
+                .try_into()
+                .map_err(|source| Error::Program { name, source })?;
+            if !self.programs_loaded {
+                program.load().map_err(|source| Error::Program { name, source })?;
+            }
+            let link_id = program
+                .attach(&cgroup_dir, CgroupAttachMode::AllowMultiple)
+                .map_err(|source| Error::Program { name, source })?;
+            let link =
+                program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
+            let path = links_dir.join(format!("{name}.{generation}"));
+            let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
+                path: path.clone(),
+                detail: format!("not a bpf_link (kernel without BPF_LINK_CREATE?): {e}"),
+            })?;
+            fd_link
+                .pin(&path)
+                .map_err(|e| Error::LinkPin { path: path.clone(), detail: e.to_string() })?;
+            debug!(program = name, cgroup = %cgroup.display(), link = %path.display(), "attached");
+        }
+        self.programs_loaded = true;
+
+        // The new generation is in place: retire the old ones.
+        for path in link_pins(&self.bpf_dir)? {
+            let is_current =
+                path.extension().is_some_and(|ext| ext.as_bytes() == generation.as_bytes());
+            if !is_current {
+                unpin_link(&path)?;
+                debug!(link = %path.display(), "old link removed");
+            }
+        }
+        info!(cgroup = %cgroup.display(), "socket programs attached");
+        Ok(())
+    }
+}
+
+/// A generation tag for link pins that differs between runs of the agent.
+fn generation() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}{nanos}", std::process::id())
+}
+
+/// Link pins under `<bpf_dir>/links` (none when the directory is missing).
+fn link_pins(bpf_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let dir = bpf_dir.join(LINKS_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::BpfDir { path: dir, reason: "listing links", source }),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::BpfDir {
+            path: dir.clone(),
+            reason: "listing links",
+            source,
+        })?;
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes one pinned link; the attachment goes away with the last reference.
+fn unpin_link(path: &Path) -> Result<(), Error> {
+    let link = PinnedLink::from_pin(path)
+        .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: e.to_string() })?;
+    let fd_link = link
+        .unpin()
+        .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: e.to_string() })?;
+    drop(fd_link);
+    Ok(())
+}
+
+/// Detaches every program attached from `bpf_dir` (removes the pinned links); maps stay.
+/// Returns how many links were removed.
+pub fn detach(bpf_dir: &Path) -> Result<usize, Error> {
+    let pins = link_pins(bpf_dir)?;
+    for path in &pins {
+        unpin_link(path)?;
+    }
+    let links_dir = bpf_dir.join(LINKS_DIR);
+    match fs::remove_dir(&links_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::BpfDir {
+                path: links_dir,
+                reason: "removing the links directory",
+                source,
+            });
+        }
+    }
+    Ok(pins.len())
+}
+
+/// Removes everything this crate installed under `bpf_dir`: links (detaching the programs)
+/// and map pins. The directory itself (and a bpffs mounted on it) stays.
+pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
+    let links = detach(bpf_dir)?;
+    let mut maps = 0;
+    for name in names::ALL {
+        let path = bpf_dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => maps += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
+            }
+        }
+    }
+    info!(bpf_dir = %bpf_dir.display(), links, maps, "cleaned up");
+    Ok(())
+}
+
+/// Whether `path` is on a bpffs.
+pub fn is_bpffs(path: &Path) -> Result<bool, Error> {
+    let c_path = c_path(path)?;
+    // SAFETY: statfs only writes into the zeroed struct we pass; c_path is NUL-terminated.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: see above.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return Err(Error::BpfDir {
+            path: path.to_owned(),
+            reason: "statfs",
+            source: io::Error::last_os_error(),
+        });
+    }
+    #[allow(clippy::unnecessary_cast, reason = "f_type's width differs between libc targets")]
+    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+}
+
+/// Mounts a bpffs on `path` (which must exist).
+pub fn mount_bpffs(path: &Path) -> Result<(), Error> {
+    let c_path = c_path(path)?;
+    // SAFETY: all pointers are NUL-terminated strings that outlive the call; data is null.
+    let rc = unsafe {
+        libc::mount(c"bpffs".as_ptr(), c_path.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(Error::BpfDir {
+            path: path.to_owned(),
+            reason: "mounting bpffs",
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+fn c_path(path: &Path) -> Result<CString, Error> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidArgument(format!("path {} contains a NUL byte", path.display())))
+}
+
+fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|source| Error::BpfDir {
+        path: dir.to_owned(),
+        reason: "creating",
+        source,
+    })?;
+    if is_bpffs(dir)? {
+        return Ok(());
+    }
+    if !mount {
+        return Err(Error::NotBpffs { path: dir.to_owned() });
+    }
+    warn!(bpf_dir = %dir.display(), "not on a bpffs: mounting one");
+    mount_bpffs(dir)
+}
+
+/// Refuses pins from an earlier run that no longer match this build's layout or sizes:
+/// adopting them would make the programs misread every entry.
+fn check_pins(opts: &LoadOptions) -> Result<(), Error> {
+    for (name, key_size, value_size, max_entries) in expected_maps(opts) {
+        let path = opts.bpf_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| Error::Map { name, source })?;
+        let found = (info.key_size() as usize, info.value_size() as usize, info.max_entries());
+        if found != (key_size, value_size, max_entries) {
+            return Err(Error::IncompatiblePin {
+                name,
+                detail: format!(
+                    "pinned (key, value, max_entries) = {found:?}, this build wants {:?}",
+                    (key_size, value_size, max_entries)
+                ),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Typed handles on the maps declared in `include/switchyard.h`.
+//!
+//! The reconciler (crates/dataplane) writes frontends, slots, backends, Maglev tables and node
+//! addresses through these handles; the programs write the reverse-translation, affinity and
+//! sticky maps and the counters. See docs/datapath.md for the protocol (make-before-break).
+
+use std::{collections::BTreeMap, path::Path};
+
+use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray};
+
+use crate::{
+    Error,
+    abi::{
+        Affinity, AffinityKey, Backend, Config, Counter, Frontend, FrontendKey, NodeAddrKey,
+        Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
+    },
+};
+
+/// Map names, as in the header (also their pin file names in the bpffs directory).
+pub mod names {
+    /// `sy_frontends`: frontend key -> frontend.
+    pub const FRONTENDS: &str = "sy_frontends";
+    /// `sy_slots`: (frontend id, slot) -> backend id.
+    pub const SLOTS: &str = "sy_slots";
+    /// `sy_backends`: backend id -> backend.
+    pub const BACKENDS: &str = "sy_backends";
+    /// `sy_maglev`: frontend id -> Maglev table (array of backend ids).
+    pub const MAGLEV: &str = "sy_maglev";
+    /// `sy_sock_revnat`: (socket cookie, backend) -> frontend.
+    pub const SOCK_REVNAT: &str = "sy_sock_revnat";
+    /// `sy_affinity`: (client, frontend id) -> remembered backend.
+    pub const AFFINITY: &str = "sy_affinity";
+    /// `sy_sock_sticky`: (socket cookie, frontend id) -> remembered backend.
+    pub const SOCK_STICKY: &str = "sy_sock_sticky";
+    /// `sy_node_addrs`: node address -> flags.
+    pub const NODE_ADDRS: &str = "sy_node_addrs";
+    /// `sy_counters`: reason -> per-CPU counter.
+    pub const COUNTERS: &str = "sy_counters";
+    /// `sy_config`: 0 -> load-time settings.
+    pub const CONFIG: &str = "sy_config";
+
+    /// Every map, in the order the loader checks them.
+    pub const ALL: [&str; 10] = [
+        FRONTENDS,
+        SLOTS,
+        BACKENDS,
+        MAGLEV,
+        SOCK_REVNAT,
+        AFFINITY,
+        SOCK_STICKY,
+        NODE_ADDRS,
+        COUNTERS,
+        CONFIG,
+    ];
+}
+
+/// One Maglev table: index -> backend id, M entries.
+pub type MaglevTable = Array<MapData, u32>;
+
+/// `BPF_F_INNER_MAP`: inner arrays of any size fit the `sy_maglev` template.
+const BPF_F_INNER_MAP: u32 = 1 << 12;
+
+/// Typed handles on every shared map.
+pub struct Maps {
+    /// Frontend key -> frontend.
+    pub frontends: HashMap<MapData, FrontendKey, Frontend>,
+    /// (frontend id, slot) -> backend id.
+    pub slots: HashMap<MapData, SlotKey, u32>,
+    /// Backend id -> backend.
+    pub backends: HashMap<MapData, u32, Backend>,
+    /// Frontend id -> Maglev table; use [`Maps::set_maglev_table`] to write.
+    pub maglev: HashOfMaps<MapData, u32, MaglevTable>,
+    /// (socket cookie, backend) -> frontend; written by the programs (LRU).
+    pub sock_revnat: HashMap<MapData, SockRevnatKey, SockRevnat>,
+    /// (client, frontend id) -> remembered backend; written by the programs (LRU).
+    pub affinity: HashMap<MapData, AffinityKey, Affinity>,
+    /// (socket cookie, frontend id) -> remembered backend; written by the programs (LRU).
+    pub sock_sticky: HashMap<MapData, SockStickyKey, Affinity>,
+    /// Node address -> flags (zero): where NodePort wildcards match.
+    pub node_addrs: HashMap<MapData, NodeAddrKey, u32>,
+    /// Reason -> per-CPU counter.
+    pub counters: PerCpuArray<MapData, Counter>,
+    /// The single load-time settings entry.
+    pub config: Array<MapData, Config>,
+}
+
+impl std::fmt::Debug for Maps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maps").finish_non_exhaustive()
+    }
+}
+
+fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    T::try_from(map).map_err(|source| Error::Map { name, source })
+}
+
+impl Maps {
+    /// Takes the maps out of a loaded object.
+    pub(crate) fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Self, Error> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
+        Ok(Maps {
+            frontends: typed(names::FRONTENDS, take(names::FRONTENDS)?)?,
+            slots: typed(names::SLOTS, take(names::SLOTS)?)?,
+            backends: typed(names::BACKENDS, take(names::BACKENDS)?)?,
+            maglev: typed(names::MAGLEV, take(names::MAGLEV)?)?,
+            sock_revnat: typed(names::SOCK_REVNAT, take(names::SOCK_REVNAT)?)?,
+            affinity: typed(names::AFFINITY, take(names::AFFINITY)?)?,
+            sock_sticky: typed(names::SOCK_STICKY, take(names::SOCK_STICKY)?)?,
+            node_addrs: typed(names::NODE_ADDRS, take(names::NODE_ADDRS)?)?,
+            counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
+            config: typed(names::CONFIG, take(names::CONFIG)?)?,
+        })
+    }
+
+    /// Opens the maps pinned in `bpf_dir` by a running (or earlier) agent, without loading
+    /// programs: for inspection (`explain`, counters) and for tests. Key and value sizes are
+    /// checked against the kernel's view of each map.
+    pub fn open_pinned(bpf_dir: &Path) -> Result<Self, Error> {
+        let open = |name: &'static str| -> Result<Map, Error> {
+            let data = MapData::from_pin(bpf_dir.join(name))
+                .map_err(|source| Error::Map { name, source })?;
+            Map::from_map_data(data).map_err(|source| Error::Map { name, source })
+        };
+        Ok(Maps {
+            frontends: typed(names::FRONTENDS, open(names::FRONTENDS)?)?,
+            slots: typed(names::SLOTS, open(names::SLOTS)?)?,
+            backends: typed(names::BACKENDS, open(names::BACKENDS)?)?,
+            maglev: typed(names::MAGLEV, open(names::MAGLEV)?)?,
+            sock_revnat: typed(names::SOCK_REVNAT, open(names::SOCK_REVNAT)?)?,
+            affinity: typed(names::AFFINITY, open(names::AFFINITY)?)?,
+            sock_sticky: typed(names::SOCK_STICKY, open(names::SOCK_STICKY)?)?,
+            node_addrs: typed(names::NODE_ADDRS, open(names::NODE_ADDRS)?)?,
+            counters: typed(names::COUNTERS, open(names::COUNTERS)?)?,
+            config: typed(names::CONFIG, open(names::CONFIG)?)?,
+        })
+    }
+
+    /// The load-time settings.
+    pub fn config(&self) -> Result<Config, Error> {
+        self.config.get(&0, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
+    }
+
+    /// Maglev table size M every table must have.
+    pub fn maglev_table_size(&self) -> Result<u32, Error> {
+        Ok(self.config()?.maglev_table_size)
+    }
+
+    /// Builds a Maglev table in a new inner array and swaps it in for `frontend_id` with one
+    /// map update, so programs see either the old table or the new one, never a mix.
+    /// `table` must have exactly M entries (see [`Maps::maglev_table_size`]), all nonzero
+    /// backend ids.
+    pub fn set_maglev_table(&mut self, frontend_id: u32, table: &[u32]) -> Result<(), Error> {
+        let size = self.maglev_table_size()?;
+        if table.len() != size as usize {
+            return Err(Error::InvalidArgument(format!(
+                "Maglev table for frontend {frontend_id} has {} entries, the loaded size is {size}",
+                table.len()
+            )));
+        }
+        if let Some(pos) = table.iter().position(|&b| b == 0) {
+            return Err(Error::InvalidArgument(format!(
+                "Maglev table for frontend {frontend_id}: entry {pos} is backend id 0 (ids start at 1)"
+            )));
+        }
+        let map_err = |source| Error::Map { name: names::MAGLEV, source };
+        let mut inner = MaglevTable::create(size, BPF_F_INNER_MAP).map_err(map_err)?;
+        for (index, backend) in (0u32..).zip(table) {
+            inner.set(index, backend, 0).map_err(map_err)?;
+        }
+        self.maglev.insert(frontend_id, &inner, 0).map_err(map_err)
+    }
+
+    /// Removes the Maglev table of `frontend_id` (missing is fine).
+    pub fn remove_maglev_table(&mut self, frontend_id: u32) -> Result<(), Error> {
+        match self.maglev.remove(&frontend_id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(Error::Map { name: names::MAGLEV, source }),
+        }
+    }
+
+    /// Reads the Maglev table of `frontend_id`, if any (for `explain` and tests).
+    pub fn maglev_table(&self, frontend_id: u32) -> Result<Option<Vec<u32>>, Error> {
+        let map_err = |source| Error::Map { name: names::MAGLEV, source };
+        let inner: MaglevTable = match self.maglev.get(&frontend_id, 0) {
+            Ok(inner) => inner,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+            Err(source) => return Err(map_err(source)),
+        };
+        let mut table = Vec::with_capacity(inner.len() as usize);
+        for index in 0..inner.len() {
+            table.push(inner.get(&index, 0).map_err(map_err)?);
+        }
+        Ok(Some(table))
+    }
+
+    /// Every counter summed over CPUs, by reason (reasons with a zero count included).
+    pub fn counters(&self) -> Result<BTreeMap<Reason, Counter>, Error> {
+        let mut out = BTreeMap::new();
+        for reason in Reason::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(reason as u32), 0)
+                .map_err(|source| Error::Map { name: names::COUNTERS, source })?;
+            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            });
+            out.insert(reason, sum);
+        }
+        Ok(out)
+    }
+}

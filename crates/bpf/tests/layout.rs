@@ -1,0 +1,160 @@
+//! The Rust mirrors in `abi` must lay out exactly like `include/switchyard.h`.
+//!
+//! build.rs compiles `c/layout_probe.c` with the host C compiler and records sizeof, _Alignof,
+//! offsetof and constant values; these tests compare them with Rust's view. Any drift on either
+//! side fails here, without root.
+
+use std::{collections::BTreeMap, mem::offset_of};
+
+use switchyard_bpf::abi::*;
+
+include!(concat!(env!("OUT_DIR"), "/c_layout.rs"));
+
+fn rust_sizes() -> BTreeMap<&'static str, (usize, usize)> {
+    macro_rules! s {
+        ($($c:literal => $t:ty),* $(,)?) => {
+            BTreeMap::from([$(($c, (size_of::<$t>(), align_of::<$t>()))),*])
+        };
+    }
+    s! {
+        "sy_addr" => Addr,
+        "sy_frontend_key" => FrontendKey,
+        "sy_frontend" => Frontend,
+        "sy_slot_key" => SlotKey,
+        "sy_backend" => Backend,
+        "sy_sock_revnat_key" => SockRevnatKey,
+        "sy_sock_revnat" => SockRevnat,
+        "sy_affinity_key" => AffinityKey,
+        "sy_affinity" => Affinity,
+        "sy_sock_sticky_key" => SockStickyKey,
+        "sy_node_addr_key" => NodeAddrKey,
+        "sy_counter" => Counter,
+        "sy_config" => Config,
+    }
+}
+
+fn rust_offsets() -> BTreeMap<&'static str, usize> {
+    macro_rules! o {
+        ($($c:literal => $t:ty, $f:ident);* $(;)?) => {
+            BTreeMap::from([$(($c, offset_of!($t, $f))),*])
+        };
+    }
+    o! {
+        "sy_frontend_key.addr" => FrontendKey, addr;
+        "sy_frontend_key.port" => FrontendKey, port;
+        "sy_frontend_key.proto" => FrontendKey, proto;
+        "sy_frontend_key.family" => FrontendKey, family;
+        "sy_frontend_key.scope" => FrontendKey, scope;
+        "sy_frontend_key.pad" => FrontendKey, pad;
+        "sy_frontend.id" => Frontend, id;
+        "sy_frontend.flags" => Frontend, flags;
+        "sy_frontend.backend_count" => Frontend, backend_count;
+        "sy_frontend.affinity_timeout_s" => Frontend, affinity_timeout_s;
+        "sy_slot_key.frontend_id" => SlotKey, frontend_id;
+        "sy_slot_key.slot" => SlotKey, slot;
+        "sy_backend.addr" => Backend, addr;
+        "sy_backend.port" => Backend, port;
+        "sy_backend.family" => Backend, family;
+        "sy_backend.flags" => Backend, flags;
+        "sy_backend.tunnel_id" => Backend, tunnel_id;
+        "sy_sock_revnat_key.cookie" => SockRevnatKey, cookie;
+        "sy_sock_revnat_key.addr" => SockRevnatKey, addr;
+        "sy_sock_revnat_key.port" => SockRevnatKey, port;
+        "sy_sock_revnat_key.family" => SockRevnatKey, family;
+        "sy_sock_revnat_key.pad" => SockRevnatKey, pad;
+        "sy_sock_revnat.addr" => SockRevnat, addr;
+        "sy_sock_revnat.port" => SockRevnat, port;
+        "sy_sock_revnat.family" => SockRevnat, family;
+        "sy_sock_revnat.pad" => SockRevnat, pad;
+        "sy_sock_revnat.frontend_id" => SockRevnat, frontend_id;
+        "sy_affinity_key.client" => AffinityKey, client;
+        "sy_affinity_key.frontend_id" => AffinityKey, frontend_id;
+        "sy_affinity_key.family" => AffinityKey, family;
+        "sy_affinity_key.pad" => AffinityKey, pad;
+        "sy_affinity.backend_id" => Affinity, backend_id;
+        "sy_affinity.slot" => Affinity, slot;
+        "sy_affinity.last_used_ns" => Affinity, last_used_ns;
+        "sy_sock_sticky_key.cookie" => SockStickyKey, cookie;
+        "sy_sock_sticky_key.frontend_id" => SockStickyKey, frontend_id;
+        "sy_sock_sticky_key.pad" => SockStickyKey, pad;
+        "sy_node_addr_key.addr" => NodeAddrKey, addr;
+        "sy_node_addr_key.family" => NodeAddrKey, family;
+        "sy_node_addr_key.pad" => NodeAddrKey, pad;
+        "sy_counter.packets" => Counter, packets;
+        "sy_counter.bytes" => Counter, bytes;
+        "sy_config.maglev_table_size" => Config, maglev_table_size;
+        "sy_config.flags" => Config, flags;
+    }
+}
+
+fn rust_constants() -> BTreeMap<&'static str, u64> {
+    let mut m = BTreeMap::from([
+        ("SY_AF_INET", u64::from(AF_INET)),
+        ("SY_AF_INET6", u64::from(AF_INET6)),
+        ("SY_AF_NETNS_COOKIE", u64::from(AF_NETNS_COOKIE)),
+        ("SY_SCOPE_DEFAULT", u64::from(SCOPE_DEFAULT)),
+        ("SY_SCOPE_INTERNAL", u64::from(SCOPE_INTERNAL)),
+        ("SY_FE_AFFINITY", u64::from(FE_AFFINITY)),
+        ("SY_FE_MAGLEV", u64::from(FE_MAGLEV)),
+        ("SY_FE_REJECT_EMPTY", u64::from(FE_REJECT_EMPTY)),
+        ("SY_FE_LOCAL_ONLY", u64::from(FE_LOCAL_ONLY)),
+        ("SY_FE_TERMINATING_FALLBACK", u64::from(FE_TERMINATING_FALLBACK)),
+        ("SY_FE_SPLIT_SCOPE", u64::from(FE_SPLIT_SCOPE)),
+        ("SY_FE_NODEPORT", u64::from(FE_NODEPORT)),
+        ("SY_FE_SOURCE_RANGES", u64::from(FE_SOURCE_RANGES)),
+        ("SY_BE_TERMINATING", u64::from(BE_TERMINATING)),
+        ("SY_BE_LOCAL", u64::from(BE_LOCAL)),
+        ("SY_BE_ENCAP", u64::from(BE_ENCAP)),
+        ("SY_SLOT_NONE", u64::from(SLOT_NONE)),
+        ("SY_MAGLEV_DEFAULT_TABLE_SIZE", u64::from(MAGLEV_DEFAULT_TABLE_SIZE)),
+        ("SY_REASON_MAX", u64::from(Reason::MAX)),
+    ]);
+    for reason in Reason::ALL {
+        let c_name = format!("SY_REASON_{}", reason.name().to_uppercase());
+        m.insert(Box::leak(c_name.into_boxed_str()), reason as u64);
+    }
+    m
+}
+
+#[test]
+fn every_shared_struct_has_the_size_and_alignment_of_the_header() {
+    let c: BTreeMap<_, _> = C_SIZES.iter().map(|&(n, s, a)| (n, (s, a))).collect();
+    assert_eq!(rust_sizes(), c, "(size, align) per struct: left Rust, right C");
+}
+
+#[test]
+fn every_shared_field_has_the_offset_of_the_header() {
+    let c: BTreeMap<_, _> = C_OFFSETS.iter().copied().collect();
+    assert_eq!(rust_offsets(), c, "field offsets: left Rust, right C");
+}
+
+#[test]
+fn every_shared_constant_has_the_value_of_the_header() {
+    let c: BTreeMap<_, _> = C_CONSTANTS.iter().copied().collect();
+    assert_eq!(rust_constants(), c, "constants: left Rust, right C");
+}
+
+#[test]
+fn shared_structs_have_no_implicit_padding() {
+    // Pod soundness: the sum of the declared fields equals the size (no hidden bytes).
+    let declared = [
+        ("sy_frontend_key", 16 + 2 + 1 + 1 + 1 + 3, size_of::<FrontendKey>()),
+        ("sy_frontend", 4 * 4, size_of::<Frontend>()),
+        ("sy_slot_key", 4 + 4, size_of::<SlotKey>()),
+        ("sy_backend", 16 + 2 + 1 + 1 + 4, size_of::<Backend>()),
+        ("sy_sock_revnat_key", 8 + 16 + 2 + 1 + 5, size_of::<SockRevnatKey>()),
+        ("sy_sock_revnat", 16 + 2 + 1 + 1 + 4, size_of::<SockRevnat>()),
+        ("sy_affinity_key", 16 + 4 + 1 + 3, size_of::<AffinityKey>()),
+        ("sy_affinity", 4 + 4 + 8, size_of::<Affinity>()),
+        ("sy_sock_sticky_key", 8 + 4 + 4, size_of::<SockStickyKey>()),
+        ("sy_node_addr_key", 16 + 1 + 3, size_of::<NodeAddrKey>()),
+        ("sy_counter", 8 + 8, size_of::<Counter>()),
+        ("sy_config", 4 + 4, size_of::<Config>()),
+    ];
+    for (name, fields, size) in declared {
+        assert_eq!(
+            fields, size,
+            "{name}: fields add up to {fields} bytes but the struct has {size}"
+        );
+    }
+}
