@@ -16,6 +16,7 @@ pub mod input;
 mod parse;
 mod select;
 pub mod synthetic;
+pub mod validate;
 
 pub use cidr::{Cidr, CidrError};
 pub use config::{NodePortAddresses, PortRange, ProxyConfig};
