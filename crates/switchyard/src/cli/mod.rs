@@ -1,5 +1,7 @@
 //! Command-line interface. Each subcommand lives in a module of its own.
 
+mod lab;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -23,7 +25,10 @@ pub(crate) enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// A multi-node cluster in network namespaces on this machine.
+    Lab(lab::LabArgs),
+}
 
 /// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`).
 pub(crate) fn init_logging(format: LogFormat) {
@@ -37,5 +42,7 @@ pub(crate) fn init_logging(format: LogFormat) {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Lab(args) => lab::run(args),
+    }
 }

@@ -1,0 +1,278 @@
+//! `switchyard lab`: a multi-node cluster in network namespaces on this machine.
+//!
+//! `up` builds a lab and leaves it running (its state file lives under the run directory), so
+//! `status`, `exec` and `down` find it again by name (`--lab`, default `sy-lab`). `serve` and `client` are the built-in test
+//! servers and clients as processes, for running inside pods through `exec` or `Lab::spawn_in`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use switchyard_lab::tools::{clients, servers};
+use switchyard_lab::{Lab, LabOptions, LabPlan, Topology};
+
+/// Name of the lab the CLI manages unless `--name` says otherwise.
+const DEFAULT_LAB_NAME: &str = "sy-lab";
+
+#[derive(Debug, Args)]
+pub(crate) struct LabArgs {
+    #[command(flatten)]
+    location: Location,
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+/// Where the lab lives; the same flags find it again later.
+#[derive(Debug, Args)]
+struct Location {
+    /// Lab name: the prefix of its namespaces, cgroups and directories.
+    #[arg(long = "lab", global = true, default_value = DEFAULT_LAB_NAME)]
+    name: String,
+    /// cgroup v2 mount under which the lab creates its cgroups.
+    #[arg(long, global = true, default_value = switchyard_lab::DEFAULT_CGROUP_ROOT)]
+    cgroup_root: PathBuf,
+    /// Directory for lab state files and bpffs mounts.
+    #[arg(long, global = true, default_value = switchyard_lab::DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+}
+
+impl Location {
+    fn options(&self) -> LabOptions {
+        LabOptions {
+            prefix: Some(self.name.clone()),
+            cgroup_root: self.cgroup_root.clone(),
+            run_dir: self.run_dir.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Build a lab (default: 3 nodes, 2 pods each, 1 external client) and leave it running.
+    Up {
+        /// YAML topology file: `nodes: [{name, pods: [..]}]`, `clients: [..]`.
+        topology: Option<PathBuf>,
+    },
+    /// Show the lab's nodes, pods and clients with their addresses.
+    Status {
+        /// Print the lab state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a node, pod or client (pods and nodes: inside the node's cgroup).
+    Exec {
+        /// Node, pod or client name (`fabric` for the router).
+        member: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Tear the lab down: processes, namespaces, cgroups, pins, state.
+    Down,
+    /// Run a built-in server until killed (prints one JSON line once listening).
+    #[command(hide = true)]
+    Serve {
+        kind: ServeKind,
+        #[arg(long)]
+        port: u16,
+        /// Name the server answers with (usually the pod name).
+        #[arg(long)]
+        name: String,
+    },
+    /// Run a built-in client; prints JSON lines; exits 1 if any attempt failed.
+    #[command(hide = true)]
+    Client {
+        kind: ClientKind,
+        /// `ip:port` or `[ipv6]:port`.
+        #[arg(long)]
+        target: SocketAddr,
+        /// Connections or requests to make (tcp, udp, http, latency).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Per-attempt timeout.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// hold: how long to keep the connection.
+        #[arg(long, default_value_t = 5000)]
+        duration_ms: u64,
+        /// hold: time between round trips.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ServeKind {
+    /// TCP and UDP echo on the same port.
+    Echo,
+    TcpEcho,
+    UdpEcho,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ClientKind {
+    /// New TCP connection per request to an echo server.
+    Tcp,
+    /// New UDP socket per request to an echo server.
+    Udp,
+    /// HTTP GET per connection.
+    Http,
+    /// One long-lived TCP connection; reports whether it was reset.
+    Hold,
+    /// Connect-time statistics.
+    Latency,
+}
+
+pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
+    let options = args.location.options();
+    let name = &args.location.name;
+    match args.command {
+        LabCommand::Up { topology } => up(&options, topology),
+        LabCommand::Status { json } => {
+            let lab = Lab::open(&options, name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(lab.plan())?);
+            } else {
+                print_plan(lab.plan());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Exec { member, command } => {
+            let lab = Lab::open(&options, name)?;
+            let (program, rest) = command.split_first().context("exec needs a command")?;
+            let mut cmd = Command::new(program);
+            cmd.args(rest);
+            let status = lab.spawn_in(&member, cmd)?.wait().context("waiting for the command")?;
+            Ok(exit_code(status.code().unwrap_or(1)))
+        }
+        LabCommand::Down => {
+            Lab::down_by_prefix(&options, name)?;
+            println!("lab {name} is down");
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Serve { kind, port, name } => serve(kind, port, &name),
+        LabCommand::Client { kind, target, count, timeout_ms, duration_ms, interval_ms } => {
+            let timeout = Duration::from_millis(timeout_ms);
+            let ok = match kind {
+                ClientKind::Tcp => attempts("tcp", target, &clients::tcp(target, count, timeout))?,
+                ClientKind::Udp => attempts("udp", target, &clients::udp(target, count, timeout))?,
+                ClientKind::Http => {
+                    attempts("http", target, &clients::http(target, count, timeout))?
+                }
+                ClientKind::Hold => {
+                    let report = clients::hold(
+                        target,
+                        Duration::from_millis(duration_ms),
+                        Duration::from_millis(interval_ms),
+                        timeout,
+                    );
+                    print_json(&report)?;
+                    report.error.is_none()
+                }
+                ClientKind::Latency => {
+                    let report = clients::connect_latency(target, count, timeout);
+                    print_json(&report)?;
+                    report.failures == 0
+                }
+            };
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn up(options: &LabOptions, topology: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let topology = match topology {
+        Some(path) => Topology::from_file(&path)?,
+        None => Topology::default(),
+    };
+    let started = std::time::Instant::now();
+    let plan = Lab::up_with(&topology, options)?.keep_running()?;
+    print_plan(&plan);
+    println!("\nbuilt in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "try:  switchyard lab exec {} -- ip addr",
+        plan.pods.first().map_or("<pod>", |p| &p.name)
+    );
+    println!("stop: switchyard lab down");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_plan(plan: &LabPlan) {
+    println!("lab {} (router netns {})", plan.prefix, plan.router_netns);
+    for node in &plan.nodes {
+        println!(
+            "node   {:<12} {:<15} {:<22} pods {} / {}  dev {}  cgroup {}  bpffs {}",
+            node.name,
+            node.ipv4,
+            node.ipv6,
+            node.pod_cidr_v4,
+            node.pod_cidr_v6,
+            node.uplink,
+            node.cgroup.display(),
+            node.bpf_dir.display()
+        );
+    }
+    for pod in &plan.pods {
+        println!("pod    {:<12} {:<15} {:<22} on {}", pod.name, pod.ipv4, pod.ipv6, pod.node);
+    }
+    for client in &plan.clients {
+        println!("client {:<12} {:<15} {}", client.name, client.ipv4, client.ipv6);
+    }
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// Prints each attempt and a summary; returns whether every attempt got an answer.
+fn attempts(kind: &str, target: SocketAddr, attempts: &[clients::Attempt]) -> anyhow::Result<bool> {
+    for attempt in attempts {
+        print_json(attempt)?;
+    }
+    let summary = clients::Summary::of(kind, target, attempts);
+    print_json(&summary)?;
+    Ok(summary.errors.is_empty())
+}
+
+fn serve(kind: ServeKind, port: u16, name: &str) -> anyhow::Result<ExitCode> {
+    let kinds: &[servers::ServerKind] = match kind {
+        ServeKind::Echo => &[servers::ServerKind::TcpEcho, servers::ServerKind::UdpEcho],
+        ServeKind::TcpEcho => &[servers::ServerKind::TcpEcho],
+        ServeKind::UdpEcho => &[servers::ServerKind::UdpEcho],
+        ServeKind::Http => &[servers::ServerKind::Http],
+    };
+    let mut handles = Vec::new();
+    for kind in kinds {
+        let handle = servers::start(*kind, name, port)
+            .with_context(|| format!("starting {kind:?} server {name} on port {port}"))?;
+        #[derive(Serialize)]
+        struct Listening<'a> {
+            kind: &'static str,
+            server: servers::ServerKind,
+            name: &'a str,
+            addr: String,
+        }
+        print_json(&Listening {
+            kind: "listening",
+            server: *kind,
+            name,
+            addr: handle.local_addr().to_string(),
+        })?;
+        handles.push(handle);
+    }
+    // Servers run until the process is killed.
+    for handle in handles {
+        handle.wait();
+    }
+    Ok(ExitCode::SUCCESS)
+}

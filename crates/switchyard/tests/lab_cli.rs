@@ -1,0 +1,103 @@
+//! Privileged test of `switchyard lab up|status|exec|down` and the hidden `serve`/`client`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn lab(name: &str, args: &[&str]) -> Output {
+    Command::new(BIN).args(["lab", "--lab", name]).args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Takes the lab down if the test fails half-way.
+struct DownOnDrop(String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = lab(&self.0, &["down"]);
+    }
+}
+
+#[test]
+fn lab_cli_up_exec_serve_client_down() {
+    if !switchyard_lab::require_root("lab_cli_up_exec_serve_client_down") {
+        return;
+    }
+    let name = format!("sy-cli-{:x}", std::process::id());
+    let topology = std::env::temp_dir().join(format!("{name}.yaml"));
+    std::fs::write(
+        &topology,
+        "nodes:\n  - name: n1\n    pods: [web]\n  - name: n2\nclients: [ext]\n",
+    )
+    .unwrap();
+
+    let _guard = DownOnDrop(name.clone());
+    let up = stdout(&lab(&name, &["up", topology.to_str().unwrap()]));
+    assert!(up.contains("pod    web"), "{up}");
+    // The lab outlives the command.
+    assert!(Path::new("/run/netns").join(format!("{name}-web")).exists());
+
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&lab(&name, &["status", "--json"]))).unwrap();
+    let web_ip = status["pods"][0]["ipv4"].as_str().unwrap().to_string();
+    let web_ip6 = status["pods"][0]["ipv6"].as_str().unwrap().to_string();
+
+    // A server in the pod, started through exec; wait for its "listening" lines.
+    let mut server = Command::new(BIN)
+        .args([
+            "lab", "--lab", &name, "exec", "web", "--", BIN, "lab", "serve", "echo", "--port",
+            "80", "--name", "web",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.contains("\"listening\""), "{line}");
+    }
+
+    for target in [format!("{web_ip}:80"), format!("[{web_ip6}]:80")] {
+        for kind in ["tcp", "udp"] {
+            let out = stdout(&lab(
+                &name,
+                &[
+                    "exec", "ext", "--", BIN, "lab", "client", kind, "--target", &target,
+                    "--count", "3",
+                ],
+            ));
+            let summary: serde_json::Value =
+                serde_json::from_str(out.lines().last().unwrap()).unwrap();
+            assert_eq!(summary["backends"]["web"], 3, "{kind} {target}: {out}");
+        }
+    }
+    // A failing client exits non-zero and says why.
+    let refused = lab(
+        &name,
+        &["exec", "ext", "--", BIN, "lab", "client", "tcp", "--target", &format!("{web_ip}:81")],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("connection refused"));
+
+    // exec passes the exit code through; an unknown member is an error naming it.
+    assert_eq!(lab(&name, &["exec", "n2", "--", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let unknown = lab(&name, &["exec", "nobody", "--", "true"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody"));
+
+    stdout(&lab(&name, &["down"]));
+    // Down killed the server (it ran in the node's cgroup).
+    server.wait().unwrap();
+    assert!(!Path::new("/run/netns").join(format!("{name}-web")).exists());
+    assert!(!Path::new(switchyard_lab::DEFAULT_CGROUP_ROOT).join(&name).exists());
+    assert!(!Path::new(switchyard_lab::DEFAULT_RUN_DIR).join(&name).exists());
+    assert!(!lab(&name, &["status"]).status.success());
+    std::fs::remove_file(topology).unwrap();
+}
