@@ -1,6 +1,7 @@
 //! A running lab: built from a plan, found again through its state file, torn down by prefix.
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
-use crate::plan::{ClientInfo, LabPlan, NodeInfo, PodInfo};
+use crate::plan::{Cidr, ClientInfo, LabPlan, NodeInfo, PodInfo};
 use crate::topology::Topology;
 use crate::{bpffs, cgroup, netns, wiring};
 
@@ -327,6 +328,27 @@ impl Lab {
         command.stderr(std::process::Stdio::piped());
         let child = self.spawn_in(name, command)?;
         child.wait_with_output().map_err(LabError::io(format!("waiting for a command in {name}")))
+    }
+
+    /// Routes `destination` (a LoadBalancer or External IP, say) from the router to `nodes`,
+    /// spread by ECMP over the 5-tuple when several are given; replaces an earlier route to it.
+    /// An empty `nodes` removes the route.
+    pub fn route_to_nodes(&self, destination: Cidr, nodes: &[&str]) -> Result<(), LabError> {
+        let mut gateways = Vec::new();
+        for name in nodes {
+            let node = self.node(name)?;
+            gateways.push(match destination.addr {
+                IpAddr::V4(_) => IpAddr::V4(node.ipv4),
+                IpAddr::V6(_) => IpAddr::V6(node.ipv6),
+            });
+        }
+        wiring::set_route(&self.plan.router_netns, destination, &gateways)
+    }
+
+    /// Sets the MTU of `link` in the namespace of a node, pod, client or the router (`fabric`),
+    /// e.g. to put a smaller-MTU hop between the router and a node.
+    pub fn set_mtu(&self, member: &str, link: &str, mtu: u32) -> Result<(), LabError> {
+        wiring::set_mtu(&self.netns_of(member)?, link, mtu)
     }
 
     /// Runs `f` on a thread inside the network namespace of `name` (not its cgroup: a thread

@@ -43,6 +43,9 @@ const SYSCTLS: &[(&str, &str)] = &[
     ("net/ipv6/conf/all/accept_dad", "0"),
     ("net/ipv6/conf/default/accept_dad", "0"),
     ("net/ipv6/conf/all/keep_addr_on_down", "1"),
+    // ECMP routes (several nodes announcing one LoadBalancer IP) spread flows by 5-tuple.
+    ("net/ipv4/fib_multipath_hash_policy", "1"),
+    ("net/ipv6/fib_multipath_hash_policy", "1"),
 ];
 
 /// Creates the named namespace and runs `init` on a thread inside it (e.g. to open a netlink

@@ -45,8 +45,32 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    pub(crate) fn new(addr: impl Into<IpAddr>, prefix_len: u8) -> Self {
+    pub fn new(addr: impl Into<IpAddr>, prefix_len: u8) -> Self {
         Self { addr: addr.into(), prefix_len }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    /// Parses `addr/len`, or a bare address as a host route (`/32` or `/128`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = match text.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|err| format!("{text:?}: {err}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match len {
+            Some(len) => {
+                len.parse::<u8>().map_err(|err| format!("{text:?}: prefix length: {err}"))?
+            }
+            None => max,
+        };
+        if prefix_len > max {
+            return Err(format!("{text:?}: prefix length {prefix_len} is longer than {max}"));
+        }
+        Ok(Self { addr, prefix_len })
     }
 }
 
@@ -227,6 +251,21 @@ mod tests {
             Path::new("/sys/fs/cgroup/unified"),
             Path::new("/run/switchyard-lab"),
         )
+    }
+
+    #[test]
+    fn cidrs_parse_and_reject_bad_input() {
+        let good = [
+            ("10.96.0.0/12", "10.96.0.0/12"),
+            ("10.1.2.3", "10.1.2.3/32"),
+            ("fd00::1", "fd00::1/128"),
+        ];
+        for (text, shown) in good {
+            assert_eq!(text.parse::<Cidr>().unwrap().to_string(), shown);
+        }
+        for bad in ["10.0.0.0/33", "fd00::/129", "x/8", "10.0.0.0/", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use futures::TryStreamExt;
 use futures::future::try_join_all;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::packet_route::route::RouteScope;
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteScope};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder, RouteNextHopBuilder};
 
 use crate::error::LabError;
 use crate::netns;
@@ -336,4 +336,95 @@ async fn add_route(ns: &Ns, route: Route<'_>) -> Result<(), LabError> {
         }
     };
     ns.handle.route().add(message).execute().await.map_err(nl_err(ns, what))
+}
+
+/// Opens a netlink connection inside `netns_name` and runs `work` with it on a fresh thread and
+/// runtime, so callers need no runtime of their own (and may already be inside one).
+fn with_netlink<T, F>(netns_name: &str, work: impl FnOnce(Ns) -> F + Send) -> Result<T, LabError>
+where
+    T: Send,
+    F: Future<Output = Result<T, LabError>>,
+{
+    let ns_file = netns::open(netns_name)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                netns::enter(&ns_file)
+                    .map_err(LabError::io(format!("entering netns {netns_name}")))?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .map_err(LabError::io("starting the netlink runtime"))?;
+                let handle = {
+                    let _guard = runtime.enter();
+                    let (connection, handle, _) = rtnetlink::new_connection()
+                        .map_err(LabError::io(format!("netlink socket in {netns_name}")))?;
+                    runtime.spawn(connection);
+                    handle
+                };
+                runtime.block_on(work(Ns { name: netns_name.to_string(), handle }))
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Routes `destination` through `gateways` (ECMP when several) in namespace `netns_name`,
+/// replacing any route to it; with no gateways the route is removed.
+pub(crate) fn set_route(
+    netns_name: &str,
+    destination: Cidr,
+    gateways: &[IpAddr],
+) -> Result<(), LabError> {
+    let gateways = gateways.to_vec();
+    with_netlink(netns_name, move |ns| async move {
+        let what = format!("routing {destination} via {gateways:?}");
+        let mut message = match destination.addr {
+            IpAddr::V4(dst) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst, destination.prefix_len)
+                .build(),
+            IpAddr::V6(dst) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(dst, destination.prefix_len)
+                .build(),
+        };
+        if gateways.is_empty() {
+            return match ns.handle.route().del(message).execute().await {
+                Ok(()) => Ok(()),
+                // Removing a route that is not there is fine.
+                Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ESRCH => {
+                    Ok(())
+                }
+                Err(err) => Err(nl_err(&ns, what)(err)),
+            };
+        }
+        let family = message.header.address_family;
+        if let [gateway] = gateways.as_slice() {
+            message.attributes.push(RouteAttribute::Gateway((*gateway).into()));
+        } else {
+            let mut hops = Vec::new();
+            for gateway in &gateways {
+                let hop =
+                    RouteNextHopBuilder::new(family).via(*gateway).map_err(|err| LabError::Io {
+                        what: what.clone(),
+                        source: std::io::Error::other(err.to_string()),
+                    })?;
+                hops.push(hop.build());
+            }
+            message.attributes.push(RouteAttribute::MultiPath(hops));
+        }
+        ns.handle.route().add(message).replace().execute().await.map_err(nl_err(&ns, what))
+    })
+}
+
+/// Sets the MTU of `link` in namespace `netns_name`.
+pub(crate) fn set_mtu(netns_name: &str, link: &str, mtu: u32) -> Result<(), LabError> {
+    with_netlink(netns_name, move |ns| async move {
+        let index = link_index(&ns, link).await?;
+        ns.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(nl_err(&ns, format!("setting mtu {mtu} on {link}")))
+    })
 }

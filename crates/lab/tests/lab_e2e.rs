@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_lab::tools::clients::{self, Summary};
 use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
-use switchyard_lab::{Lab, LabOptions, LabPlan, Topology, require_root};
+use switchyard_lab::{Cidr, Lab, LabOptions, LabPlan, Topology, require_root};
 
 const PORT: u16 = 7000;
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -245,4 +245,96 @@ fn udp_and_tcp_to_a_closed_port_fail_fast() {
     assert!(started.elapsed() < TIMEOUT);
     let summary = Summary::of("tcp", SocketAddr::new(target.into(), 9), &attempts);
     assert_eq!(summary.successes(), 0);
+}
+
+fn ip(lab: &Lab, member: &str, args: &str) -> String {
+    let mut command = Command::new("ip");
+    command.args(args.split_whitespace());
+    let output = lab.output_in(member, command).unwrap();
+    assert!(output.status.success(), "ip {args} in {member}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn router_sends_a_routed_address_to_the_chosen_nodes_with_ecmp() {
+    if !require_root("router_sends_a_routed_address_to_the_chosen_nodes_with_ecmp") {
+        return;
+    }
+    let lab = Lab::up(&Topology::default()).unwrap();
+    let vip: Cidr = "10.96.0.10/32".parse().unwrap();
+    let vip6: Cidr = "fd00:96::10/128".parse().unwrap();
+    let mut running = Vec::new();
+    for node in ["node1", "node2", "node3"] {
+        ip(&lab, node, "addr add 10.96.0.10/32 dev lo");
+        ip(&lab, node, "addr add fd00:96::10/128 dev lo nodad");
+        running.extend(serve(&lab, node));
+    }
+    let connect = |target: IpAddr, count: usize| {
+        let attempts = lab
+            .run_in("client1", || clients::tcp(SocketAddr::new(target, PORT), count, TIMEOUT))
+            .unwrap();
+        Summary::of("tcp", SocketAddr::new(target, PORT), &attempts)
+    };
+
+    lab.route_to_nodes(vip, &["node2"]).unwrap();
+    lab.route_to_nodes(vip6, &["node3"]).unwrap();
+    assert_eq!(
+        connect(vip.addr, 5).backends.into_iter().collect::<Vec<_>>(),
+        vec![("node2".to_string(), 5)]
+    );
+    assert_eq!(
+        connect(vip6.addr, 5).backends.into_iter().collect::<Vec<_>>(),
+        vec![("node3".to_string(), 5)]
+    );
+
+    // ECMP over all nodes spreads connections (5-tuple hash): 60 connections reach all three.
+    for cidr in [vip, vip6] {
+        lab.route_to_nodes(cidr, &["node1", "node2", "node3"]).unwrap();
+        let summary = connect(cidr.addr, 60);
+        assert_eq!(summary.successes(), 60, "{summary:?}");
+        assert_eq!(summary.backends.len(), 3, "{summary:?}");
+    }
+
+    // Without a route the router has nowhere to send it: an error, quickly.
+    lab.route_to_nodes(vip, &[]).unwrap();
+    lab.route_to_nodes(vip, &[]).unwrap();
+    let started = Instant::now();
+    assert_eq!(connect(vip.addr, 1).successes(), 0);
+    assert!(started.elapsed() < TIMEOUT);
+
+    let err = lab.route_to_nodes(vip, &["node9"]).unwrap_err().to_string();
+    assert!(err.contains("node9"), "{err}");
+}
+
+#[test]
+fn large_transfer_crosses_a_smaller_mtu_hop_with_path_mtu_discovery() {
+    if !require_root("large_transfer_crosses_a_smaller_mtu_hop_with_path_mtu_discovery") {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    let lab = Lab::up(&Topology::default()).unwrap();
+    let node2 = lab.node("node2").unwrap().clone();
+    lab.set_mtu("fabric", &node2.router_link, 1280).unwrap();
+    assert!(ip(&lab, "fabric", &format!("link show {}", node2.router_link)).contains("mtu 1280"));
+    let _running = serve(&lab, "node2");
+    for target in [IpAddr::from(node2.ipv4), IpAddr::from(node2.ipv6)] {
+        let reply = lab
+            .run_in("client1", || {
+                let mut stream =
+                    std::net::TcpStream::connect_timeout(&SocketAddr::new(target, PORT), TIMEOUT)
+                        .unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let payload = "x".repeat(200_000);
+                stream.write_all(format!("{payload}\n").as_bytes()).unwrap();
+                let mut line = String::new();
+                BufReader::new(stream).read_line(&mut line).unwrap();
+                line
+            })
+            .unwrap();
+        let reply: switchyard_lab::tools::Reply = serde_json::from_str(&reply).unwrap();
+        assert_eq!((reply.backend.as_str(), reply.echo.len()), ("node2", 200_000), "{target}");
+    }
+    assert!(
+        lab.set_mtu("fabric", "nosuchlink", 1280).unwrap_err().to_string().contains("nosuchlink")
+    );
 }
