@@ -6,14 +6,16 @@
 //! namespace/name owns the key; the others wait as contenders and take over, in order, when the
 //! owner lets go. The result is therefore independent of the order changes arrive in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Node;
 
 use crate::config::ProxyConfig;
 use crate::desired::{DesiredState, Frontend, FrontendKey, StateDiff};
+use crate::fast_hash::FastMap;
 use crate::frontends::service_frontends;
 use crate::input::{Change, ClusterState, ObjectKey};
+use crate::intern::Interner;
 use crate::parse::{NodeFacts, ServiceFacts, SliceFacts, node_facts, service_facts, slice_facts};
 
 /// Old values of the frontend keys a change touched, to compute its difference at the end.
@@ -25,16 +27,17 @@ pub struct NodeModel {
     config: ProxyConfig,
     node: NodeFacts,
     /// Services this proxy serves (others are not kept).
-    services: HashMap<ObjectKey, ServiceFacts>,
-    slices: HashMap<ObjectKey, SliceFacts>,
+    services: FastMap<ObjectKey, ServiceFacts>,
+    slices: FastMap<ObjectKey, SliceFacts>,
     /// Service → its EndpointSlices, by the `kubernetes.io/service-name` label. Ordered so that
     /// duplicate endpoints resolve the same way every time.
-    slices_by_service: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    slices_by_service: FastMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// Service → the frontend keys it claims (owned or contended).
-    claims: HashMap<ObjectKey, Vec<FrontendKey>>,
+    claims: FastMap<ObjectKey, Vec<FrontendKey>>,
     /// Frontend key → Services claiming it that do not own it.
-    contenders: HashMap<FrontendKey, BTreeSet<ObjectKey>>,
+    contenders: FastMap<FrontendKey, BTreeSet<ObjectKey>>,
     desired: DesiredState,
+    interner: Interner,
 }
 
 impl NodeModel {
@@ -43,22 +46,27 @@ impl NodeModel {
         Self {
             node: node_facts(&config, None),
             config,
-            services: HashMap::new(),
-            slices: HashMap::new(),
-            slices_by_service: HashMap::new(),
-            claims: HashMap::new(),
-            contenders: HashMap::new(),
+            services: FastMap::default(),
+            slices: FastMap::default(),
+            slices_by_service: FastMap::default(),
+            claims: FastMap::default(),
+            contenders: FastMap::default(),
             desired: DesiredState::default(),
+            interner: Interner::default(),
         }
     }
 
     /// A model fed a whole snapshot at once.
     pub fn from_state(config: ProxyConfig, state: &ClusterState) -> Self {
         let mut model = Self::new(config);
+        model.services.reserve(state.services.len());
+        model.slices.reserve(state.endpoint_slices.len());
+        model.slices_by_service.reserve(state.services.len());
+        model.claims.reserve(state.services.len());
         let own_node = state.nodes.get(&ObjectKey::cluster(model.config.node_name.clone()));
         model.node = node_facts(&model.config, own_node);
         for (key, slice) in &state.endpoint_slices {
-            let facts = slice_facts(&model.config, key, slice);
+            let facts = slice_facts(&model.config, &mut model.interner, key, slice);
             model.index_slice(key, &facts);
             model.slices.insert(key.clone(), facts);
         }
@@ -91,7 +99,7 @@ impl NodeModel {
                 }
             }
             Change::EndpointSlice(key, slice) => {
-                let facts = slice.map(|s| slice_facts(&self.config, &key, &s));
+                let facts = slice.map(|s| slice_facts(&self.config, &mut self.interner, &key, &s));
                 let old = match &facts {
                     Some(facts) => self.slices.insert(key.clone(), facts.clone()),
                     None => self.slices.remove(&key),

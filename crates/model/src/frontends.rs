@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::desired::{Frontend, FrontendKey, FrontendKind, TrafficPolicy, WhenEmpty};
+use crate::desired::{Backend, Frontend, FrontendKey, FrontendKind, TrafficPolicy, WhenEmpty};
 use crate::input::ObjectKey;
 use crate::parse::{Family, NodeFacts, ServiceFacts, ServicePortFacts, SliceFacts};
 use crate::select::{Selection, candidates, select};
@@ -16,40 +16,46 @@ pub(crate) fn service_frontends(
     slices: &[&SliceFacts],
     node: &NodeFacts,
 ) -> Vec<(FrontendKey, Frontend)> {
-    let service_families = service.families();
     let mut frontends = Vec::new();
+    let mut addresses: Vec<(IpAddr, u16, FrontendKind)> = Vec::new();
     for port in &service.ports {
-        let node_port_ips = port.node_port.into_iter().flat_map(|node_port| {
-            node.node_port_addresses
-                .iter()
-                .filter(|ip| service_families.contains(&Family::of(**ip)))
-                .map(move |ip| (*ip, node_port, FrontendKind::NodePort))
-        });
-        let addresses: Vec<(IpAddr, u16, FrontendKind)> = service
-            .cluster_ips
-            .iter()
-            .map(|ip| (*ip, port.port, FrontendKind::ClusterIp))
-            .chain(node_port_ips)
-            .chain(
-                service
-                    .load_balancer_ips
+        addresses.clear();
+        addresses
+            .extend(service.cluster_ips.iter().map(|ip| (*ip, port.port, FrontendKind::ClusterIp)));
+        if let Some(node_port) = port.node_port {
+            addresses.extend(
+                node.node_port_addresses
                     .iter()
-                    .map(|ip| (*ip, port.port, FrontendKind::LoadBalancer)),
-            )
-            .chain(service.external_ips.iter().map(|ip| (*ip, port.port, FrontendKind::ExternalIp)))
-            .collect();
-        let selection_for = |family: Family| {
-            addresses
-                .iter()
-                .any(|(ip, _, _)| Family::of(*ip) == family)
-                .then(|| compute_selection(service, slices, family, port, node))
+                    .filter(|ip| service.has_family(Family::of(**ip)))
+                    .map(|ip| (*ip, node_port, FrontendKind::NodePort)),
+            );
+        }
+        addresses.extend(
+            service.load_balancer_ips.iter().map(|ip| (*ip, port.port, FrontendKind::LoadBalancer)),
+        );
+        addresses.extend(
+            service.external_ips.iter().map(|ip| (*ip, port.port, FrontendKind::ExternalIp)),
+        );
+
+        // One selection per family, shared by that family's frontends; the last frontend to use
+        // it takes its lists instead of copying them.
+        let uses = |family: Family| {
+            addresses.iter().filter(|(ip, _, _)| Family::of(*ip) == family).count()
         };
-        let selections = [selection_for(Family::V4), selection_for(Family::V6)];
-        for (ip, frontend_port, kind) in addresses {
-            if let Some(lists) = &selections[Family::of(ip) as usize] {
+        let mut remaining = [uses(Family::V4), uses(Family::V6)];
+        let needs_local = service.internal_local || service.external_local;
+        let mut selections = [Family::V4, Family::V6].map(|family| {
+            (remaining[family as usize] > 0)
+                .then(|| compute_selection(service, slices, family, port, node, needs_local))
+        });
+        for (ip, frontend_port, kind) in addresses.iter().copied() {
+            let family = Family::of(ip) as usize;
+            remaining[family] -= 1;
+            let last = remaining[family] == 0;
+            if let Some(lists) = &mut selections[family] {
                 frontends.push((
                     FrontendKey::new(ip, frontend_port, port.protocol),
-                    frontend(key, service, port, kind, ip, lists),
+                    frontend(key, service, port, kind, ip, lists, last),
                 ));
             }
         }
@@ -66,9 +72,15 @@ fn compute_selection(
     family: Family,
     port: &ServicePortFacts,
     node: &NodeFacts,
+    needs_local: bool,
 ) -> Selection {
     let found = candidates(slices.iter().copied(), family, port);
-    select(service, &found, node.zone.as_deref())
+    select(service, &found, node.zone.as_deref(), needs_local)
+}
+
+/// Moves the list out on its last use, copies it otherwise.
+fn take_or_copy(list: &mut Vec<Backend>, last: bool) -> Vec<Backend> {
+    if last { std::mem::take(list) } else { list.clone() }
 }
 
 fn frontend(
@@ -77,14 +89,17 @@ fn frontend(
     port: &ServicePortFacts,
     kind: FrontendKind,
     ip: IpAddr,
-    lists: &Selection,
+    lists: &mut Selection,
+    last: bool,
 ) -> Frontend {
     let external = kind.is_external();
     let local = if external { service.external_local } else { service.internal_local };
     let (backends, in_cluster_backends) = match (local, external) {
-        (false, _) => (lists.cluster.clone(), None),
-        (true, false) => (lists.local.clone(), None),
-        (true, true) => (lists.local.clone(), Some(lists.cluster.clone())),
+        (false, _) => (take_or_copy(&mut lists.cluster, last), None),
+        (true, false) => (take_or_copy(&mut lists.local, last), None),
+        (true, true) => {
+            (take_or_copy(&mut lists.local, last), Some(take_or_copy(&mut lists.cluster, last)))
+        }
     };
     Frontend {
         service: key.clone(),

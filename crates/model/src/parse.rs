@@ -2,7 +2,6 @@
 //! cannot use (an address that does not parse, an unknown protocol, an FQDN slice) is dropped here,
 //! so the rules never see strings. Reporting such input is the job of `validate`.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use crate::cidr::Cidr;
 use crate::config::{MAX_AFFINITY_TIMEOUT_SECONDS, NodePortAddresses, ProxyConfig};
 use crate::desired::{Algorithm, Protocol};
 use crate::input::ObjectKey;
+use crate::intern::Interner;
 
 /// Label naming the proxy that should serve a Service (absent: the default proxy).
 pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
@@ -78,9 +78,9 @@ pub(crate) struct ServiceFacts {
 }
 
 impl ServiceFacts {
-    /// Address families the Service has cluster IPs in (NodePorts exist only in those).
-    pub(crate) fn families(&self) -> BTreeSet<Family> {
-        self.cluster_ips.iter().map(|ip| Family::of(*ip)).collect()
+    /// True when the Service has a cluster IP of `family` (NodePorts exist only in those).
+    pub(crate) fn has_family(&self, family: Family) -> bool {
+        self.cluster_ips.iter().any(|ip| Family::of(*ip) == family)
     }
 }
 
@@ -242,9 +242,31 @@ pub(crate) struct EndpointFacts {
     pub(crate) node_name: Option<Arc<str>>,
     pub(crate) zone: Option<Arc<str>>,
     pub(crate) is_local: bool,
-    /// Zones named in `hints.forZones`; empty when there is no zone hint.
-    pub(crate) zone_hints: Vec<String>,
+    pub(crate) zone_hints: ZoneHints,
     pub(crate) node_hint: NodeHint,
+}
+
+/// Zones named in an endpoint's `hints.forZones`. One zone is by far the common case and needs
+/// no allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ZoneHints {
+    Absent,
+    One(Arc<str>),
+    Many(Box<[Arc<str>]>),
+}
+
+impl ZoneHints {
+    pub(crate) fn is_absent(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+
+    pub(crate) fn contains(&self, zone: &str) -> bool {
+        match self {
+            Self::Absent => false,
+            Self::One(z) => &**z == zone,
+            Self::Many(zones) => zones.iter().any(|z| &**z == zone),
+        }
+    }
 }
 
 /// What the rules need from an EndpointSlice. Slices of addressType FQDN (or unknown) have no
@@ -259,6 +281,7 @@ pub(crate) struct SliceFacts {
 
 pub(crate) fn slice_facts(
     config: &ProxyConfig,
+    interner: &mut Interner,
     key: &ObjectKey,
     slice: &EndpointSlice,
 ) -> SliceFacts {
@@ -304,12 +327,11 @@ pub(crate) fn slice_facts(
             let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
             let node_name = e.node_name.as_deref().filter(|n| !n.is_empty());
             let hints = e.hints.as_ref();
-            let zone_hints: Vec<String> = hints
-                .and_then(|h| h.for_zones.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|z| z.name.clone())
-                .collect();
+            let zone_hints = match hints.and_then(|h| h.for_zones.as_deref()).unwrap_or_default() {
+                [] => ZoneHints::Absent,
+                [one] => ZoneHints::One(interner.intern(&one.name)),
+                many => ZoneHints::Many(many.iter().map(|z| interner.intern(&z.name)).collect()),
+            };
             let node_hints = hints.and_then(|h| h.for_nodes.as_ref()).filter(|n| !n.is_empty());
             let node_hint = match node_hints {
                 None => NodeHint::Absent,
@@ -324,8 +346,8 @@ pub(crate) fn slice_facts(
                 serving,
                 terminating,
                 is_local: node_name == Some(config.node_name.as_str()),
-                node_name: node_name.map(Arc::from),
-                zone: e.zone.as_deref().filter(|z| !z.is_empty()).map(Arc::from),
+                node_name: node_name.map(|n| interner.intern(n)),
+                zone: e.zone.as_deref().filter(|z| !z.is_empty()).map(|z| interner.intern(z)),
                 zone_hints,
                 node_hint,
             })

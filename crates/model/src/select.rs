@@ -70,6 +70,7 @@ pub(crate) struct Selection {
     /// serving+terminating ones.
     pub(crate) cluster: Vec<Backend>,
     /// For Local policy: ready endpoints on this node, else serving+terminating ones on this node.
+    /// Left empty when no frontend of the Service uses Local policy.
     pub(crate) local: Vec<Backend>,
     /// True when the Service has a usable endpoint anywhere (empty lists then mean drop, not
     /// reject).
@@ -87,6 +88,7 @@ pub(crate) fn select(
     service: &ServiceFacts,
     candidates: &[Candidate<'_>],
     node_zone: Option<&str>,
+    needs_local: bool,
 ) -> Selection {
     let is_ready = |c: &Candidate<'_>| service.publish_not_ready || c.endpoint.ready;
     let is_fallback = |c: &Candidate<'_>| c.endpoint.serving && c.endpoint.terminating;
@@ -114,11 +116,13 @@ pub(crate) fn select(
     }
 
     let local_candidates = || candidates.iter().filter(|c| c.endpoint.is_local);
-    let mut local: Vec<Backend> = local_candidates()
-        .filter(|c| is_ready(c))
-        .map(|c| backend(c, BackendState::Ready))
-        .collect();
-    if local.is_empty() {
+    let mut local: Vec<Backend> = Vec::new();
+    if needs_local {
+        local.extend(
+            local_candidates().filter(|c| is_ready(c)).map(|c| backend(c, BackendState::Ready)),
+        );
+    }
+    if needs_local && local.is_empty() {
         local = local_candidates()
             .filter(|c| is_fallback(c))
             .map(|c| backend(c, BackendState::Terminating))
@@ -149,14 +153,13 @@ fn topology_filter<'z>(
         return Some(TopologyFilter::ThisNode);
     }
     let zone = node_zone?;
-    (ready().all(|e| !e.zone_hints.is_empty())
-        && ready().any(|e| e.zone_hints.iter().any(|z| z == zone)))
-    .then_some(TopologyFilter::Zone(zone))
+    (ready().all(|e| !e.zone_hints.is_absent()) && ready().any(|e| e.zone_hints.contains(zone)))
+        .then_some(TopologyFilter::Zone(zone))
 }
 
 fn matches_topology(endpoint: &EndpointFacts, filter: TopologyFilter<'_>) -> bool {
     match filter {
         TopologyFilter::ThisNode => endpoint.node_hint == NodeHint::ForThisNode,
-        TopologyFilter::Zone(zone) => endpoint.zone_hints.iter().any(|z| z == zone),
+        TopologyFilter::Zone(zone) => endpoint.zone_hints.contains(zone),
     }
 }

@@ -143,7 +143,7 @@ impl Traits {
     fn of(index: usize) -> Self {
         let load_balancer = index % 10 == 3;
         Self {
-            node_port: index.is_multiple_of(4) || load_balancer,
+            node_port: index.is_multiple_of(8) || load_balancer,
             load_balancer,
             dual_stack: index % 8 == 1,
             topology: index % 5 == 2,
@@ -196,7 +196,9 @@ fn service(key: &ObjectKey, index: usize, traits: Traits) -> Service {
     if traits.dual_stack {
         cluster_ips.push(cluster_ip(index, true).to_string());
     }
-    let node_port = traits.node_port.then(|| 30_000 + (index % 2_768) as i32);
+    // Distinct NodePorts for up to ~12,000 Services (1 in 8 is NodePort, 1 in 10 LoadBalancer).
+    let node_port_ordinal = if traits.load_balancer { 1_500 + index / 10 } else { index / 8 };
+    let node_port = traits.node_port.then(|| 30_000 + (node_port_ordinal % 2_768) as i32);
     let service_type = if traits.load_balancer {
         "LoadBalancer"
     } else if traits.node_port {
