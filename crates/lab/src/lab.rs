@@ -282,6 +282,29 @@ impl Lab {
         Err(self.unknown(name))
     }
 
+    /// Lab objects that should exist but do not (namespaces, cgroups, bpffs directories): empty
+    /// for a healthy lab.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing: Vec<String> = self
+            .plan
+            .all_netns()
+            .into_iter()
+            .filter(|name| !netns::netns_path(name).exists())
+            .map(|name| format!("netns {name}"))
+            .collect();
+        for node in &self.plan.nodes {
+            for dir in [&node.cgroup, &node.bpf_dir] {
+                if !dir.is_dir() {
+                    missing.push(format!("{} of node {}", dir.display(), node.name));
+                }
+            }
+        }
+        if !bpffs::is_bpffs(&self.plan.bpffs) {
+            missing.push(format!("bpffs mount {}", self.plan.bpffs.display()));
+        }
+        missing
+    }
+
     /// Netns name of a node, pod, client or the router (`fabric`).
     pub fn netns_of(&self, name: &str) -> Result<String, LabError> {
         Ok(self.placement(name)?.0)

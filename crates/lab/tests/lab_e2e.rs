@@ -338,3 +338,36 @@ fn large_transfer_crosses_a_smaller_mtu_hop_with_path_mtu_discovery() {
         lab.set_mtu("fabric", "nosuchlink", 1280).unwrap_err().to_string().contains("nosuchlink")
     );
 }
+
+#[test]
+fn lab_has_no_way_out_and_no_device_outside_its_namespaces() {
+    if !require_root("lab_has_no_way_out_and_no_device_outside_its_namespaces") {
+        return;
+    }
+    let lab = Lab::up(&Topology::default()).unwrap();
+    assert_eq!(lab.missing(), Vec::<String>::new());
+    let plan = lab.plan().clone();
+    // Both ends of every veth are inside the lab: 2 per node, pod and client.
+    let members: Vec<String> = std::iter::once("fabric".to_string())
+        .chain(plan.nodes.iter().map(|n| n.name.clone()))
+        .chain(plan.pods.iter().map(|p| p.name.clone()))
+        .chain(plan.clients.iter().map(|c| c.name.clone()))
+        .collect();
+    let veths: usize =
+        members.iter().map(|m| ip(&lab, m, "-o -d link show type veth").lines().count()).sum();
+    assert_eq!(veths, 2 * (plan.nodes.len() + plan.pods.len() + plan.clients.len()));
+    // The router knows no route out (route lookups only; nothing is sent).
+    for (member, target) in
+        [("fabric", "192.0.2.1"), ("fabric", "2001:db8::1"), ("fabric", "8.8.8.8")]
+    {
+        let mut command = Command::new("ip");
+        command.args(["route", "get", target]);
+        let output = lab.output_in(member, command).unwrap();
+        assert!(!output.status.success(), "{member} has a route to {target}: {output:?}");
+    }
+    // Killing a piece makes the lab report it missing.
+    let pod_netns = switchyard_lab::netns::netns_path(&plan.pods[0].netns);
+    assert!(Command::new("umount").arg("-l").arg(&pod_netns).status().unwrap().success());
+    std::fs::remove_file(&pod_netns).unwrap();
+    assert_eq!(lab.missing(), vec![format!("netns {}", plan.pods[0].netns)]);
+}

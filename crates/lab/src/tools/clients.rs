@@ -205,6 +205,32 @@ fn http_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt 
     result.unwrap_or_else(|err| attempt.fail(&err))
 }
 
+/// The JSON lines of `switchyard lab client tcp|udp|http`: every attempt, then the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOutput {
+    pub attempts: Vec<Attempt>,
+    pub summary: Summary,
+}
+
+impl ClientOutput {
+    /// Parses a client process's standard output (for tests that run clients in pods).
+    pub fn parse(stdout: &str) -> Result<Self, String> {
+        let mut attempts = Vec::new();
+        let mut summary = None;
+        for line in stdout.lines().filter(|line| !line.trim().is_empty()) {
+            if line.contains("-summary\"") {
+                summary =
+                    Some(serde_json::from_str(line).map_err(|err| format!("{line:?}: {err}"))?);
+            } else {
+                attempts
+                    .push(serde_json::from_str(line).map_err(|err| format!("{line:?}: {err}"))?);
+            }
+        }
+        let summary = summary.ok_or_else(|| format!("no summary line in {stdout:?}"))?;
+        Ok(Self { attempts, summary })
+    }
+}
+
 /// How a long-lived connection ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldReport {
@@ -355,6 +381,26 @@ mod tests {
 
     fn target() -> SocketAddr {
         "10.0.0.1:80".parse().unwrap()
+    }
+
+    #[test]
+    fn client_output_round_trips_through_json_lines() {
+        let mut a = Attempt::new("udp", target());
+        a.backend = Some("pod1".into());
+        a.reply_from = Some("10.0.0.1:80".into());
+        let b = Attempt::new("udp", target()).fail(&io::Error::from(io::ErrorKind::TimedOut));
+        let summary = Summary::of("udp", target(), &[a.clone(), b.clone()]);
+        let text = [
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap(),
+            serde_json::to_string(&summary).unwrap(),
+        ]
+        .join("\n");
+        let parsed = ClientOutput::parse(&text).unwrap();
+        assert_eq!(parsed.attempts, vec![a, b]);
+        assert_eq!(parsed.summary, summary);
+        assert!(ClientOutput::parse("").unwrap_err().contains("no summary"));
+        assert!(ClientOutput::parse("{").is_err());
     }
 
     #[test]

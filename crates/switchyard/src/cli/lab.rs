@@ -57,7 +57,7 @@ enum LabCommand {
         /// YAML topology file: `nodes: [{name, pods: [..]}]`, `clients: [..]`.
         topology: Option<PathBuf>,
     },
-    /// Show the lab's nodes, pods and clients with their addresses.
+    /// Show the lab's nodes, pods and clients with their addresses (exit 1 if parts are missing).
     Status {
         /// Print the lab state as JSON.
         #[arg(long)]
@@ -71,7 +71,8 @@ enum LabCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
-    /// Tear the lab down: processes, namespaces, cgroups, pins, state.
+    /// Tear the lab down (processes, namespaces, cgroups, pins, state) and remove leftovers of
+    /// labs whose owner process died.
     Down,
     /// Run a built-in server until killed (prints one JSON line once listening).
     #[command(hide = true)]
@@ -135,12 +136,16 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         LabCommand::Up { topology } => up(&options, topology),
         LabCommand::Status { json } => {
             let lab = Lab::open(&options, name)?;
+            let missing = lab.missing();
             if json {
                 println!("{}", serde_json::to_string_pretty(lab.plan())?);
             } else {
                 print_plan(lab.plan());
+                for thing in &missing {
+                    println!("MISSING {thing}");
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         LabCommand::Exec { member, command } => {
             let lab = Lab::open(&options, name)?;
@@ -153,6 +158,9 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         LabCommand::Down => {
             Lab::down_by_prefix(&options, name)?;
             println!("lab {name} is down");
+            for stale in Lab::sweep_stale(&options)? {
+                println!("removed leftover lab {stale} (its owner process is gone)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Serve { kind, port, name } => serve(kind, port, &name),
