@@ -34,7 +34,7 @@ fn assert_reaches(lab: &Lab, from: &str, to: IpAddr, expected: &str) {
             (
                 clients::tcp(SocketAddr::new(to, PORT), 1, TIMEOUT),
                 clients::udp(SocketAddr::new(to, PORT + 1), 1, TIMEOUT),
-                clients::http(SocketAddr::new(to, PORT + 2), 1, TIMEOUT),
+                clients::http(SocketAddr::new(to, PORT + 2), "/", 1, TIMEOUT),
             )
         })
         .unwrap();
@@ -370,4 +370,85 @@ fn lab_has_no_way_out_and_no_device_outside_its_namespaces() {
     assert!(Command::new("umount").arg("-l").arg(&pod_netns).status().unwrap().success());
     std::fs::remove_file(&pod_netns).unwrap();
     assert_eq!(lab.missing(), vec![format!("netns {}", plan.pods[0].netns)]);
+}
+
+#[test]
+fn clients_report_connected_udp_holds_uploads_http_status_and_latency_pairs() {
+    if !require_root("clients_report_connected_udp_holds_uploads_http_status_and_latency_pairs") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let lab = Lab::up(&Topology::default()).unwrap();
+    let _running = serve(&lab, "pod2a");
+    let pod2a = IpAddr::from(lab.pod("pod2a").unwrap().ipv6);
+    let echo = SocketAddr::new(pod2a, PORT + 1);
+    let closed = SocketAddr::new(pod2a, 9);
+
+    let (connected, held, refused, upload, latency) = lab
+        .run_in("pod1a", || {
+            (
+                clients::udp_connected(echo, 2, TIMEOUT),
+                clients::udp_hold(
+                    echo,
+                    Duration::from_millis(300),
+                    Duration::from_millis(50),
+                    TIMEOUT,
+                ),
+                clients::udp_hold(
+                    closed,
+                    Duration::from_millis(200),
+                    Duration::from_millis(50),
+                    TIMEOUT,
+                ),
+                clients::upload(SocketAddr::new(pod2a, PORT), 1 << 20, TIMEOUT),
+                clients::connect_latency_pair(
+                    SocketAddr::new(pod2a, PORT),
+                    SocketAddr::new(lab.pod("pod1b").unwrap().ipv4.into(), PORT),
+                    5,
+                    TIMEOUT,
+                ),
+            )
+        })
+        .unwrap();
+    assert!(connected.iter().all(|a| a.backend.as_deref() == Some("pod2a")), "{connected:?}");
+    assert_eq!(connected[0].reply_from.as_deref(), Some(echo.to_string().as_str()));
+    assert!(held.answers.len() >= 3 && held.answers.iter().all(|b| b == "pod2a"), "{held:?}");
+    assert!(held.errors.is_empty(), "{held:?}");
+    assert!(refused.answers.is_empty(), "{refused:?}");
+    assert!(refused.errors.contains_key("connection refused"), "{refused:?}");
+    assert!(refused.reconnects >= 1, "{refused:?}");
+    assert_eq!(
+        (upload.backend.as_deref(), upload.error.as_deref()),
+        (Some("pod2a"), None),
+        "{upload:?}"
+    );
+    // pod1b has no server: the pair reports failures on its side only.
+    assert_eq!((latency.0.connections, latency.0.failures), (5, 0));
+    assert_eq!((latency.1.connections, latency.1.failures), (0, 5));
+
+    // An HTTP error status is reported with its body, as an error.
+    let attempts = lab
+        .run_in("pod1a", || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = std::thread::spawn(move || {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).unwrap();
+                let body = "{\"localEndpoints\": 0}";
+                let head = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(format!("{head}{body}").as_bytes()).unwrap();
+            });
+            let attempts = clients::http(addr, "/healthz", 1, TIMEOUT);
+            server.join().unwrap();
+            attempts
+        })
+        .unwrap();
+    assert_eq!(attempts[0].status, Some(503));
+    assert_eq!(attempts[0].error.as_deref(), Some("http status 503"));
+    assert_eq!(attempts[0].body.as_deref(), Some("{\"localEndpoints\": 0}"));
+    assert_eq!(attempts[0].backend, None);
 }

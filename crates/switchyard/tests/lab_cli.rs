@@ -79,6 +79,66 @@ fn lab_cli_up_exec_serve_client_down() {
             assert_eq!(summary["backends"]["web"], 3, "{kind} {target}: {out}");
         }
     }
+    let connected = stdout(&lab(
+        &name,
+        &[
+            "exec",
+            "ext",
+            "--",
+            BIN,
+            "lab",
+            "client",
+            "udp",
+            "--connected",
+            "--target",
+            &format!("{web_ip}:80"),
+        ],
+    ));
+    assert!(connected.contains("\"udp-connected-summary\""), "{connected}");
+    let upload = stdout(&lab(
+        &name,
+        &[
+            "exec",
+            "ext",
+            "--",
+            BIN,
+            "lab",
+            "client",
+            "upload",
+            "--bytes",
+            "300000",
+            "--target",
+            &format!("{web_ip}:80"),
+        ],
+    ));
+    let upload: serde_json::Value = serde_json::from_str(upload.trim()).unwrap();
+    assert_eq!(upload["backend"], "web");
+    let latency = stdout(&lab(
+        &name,
+        &[
+            "exec",
+            "ext",
+            "--",
+            BIN,
+            "lab",
+            "client",
+            "latency",
+            "--count",
+            "5",
+            "--target",
+            &format!("{web_ip}:80"),
+            "--peer",
+            &format!("[{web_ip6}]:80"),
+        ],
+    ));
+    let lines: Vec<serde_json::Value> =
+        latency.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        (lines[0]["connections"].as_u64(), lines[1]["connections"].as_u64()),
+        (Some(5), Some(5))
+    );
+    assert!(lines[2]["p50_ratio"].as_f64().unwrap() > 0.0, "{latency}");
+
     // A failing client exits non-zero and says why.
     let refused = lab(
         &name,

@@ -28,6 +28,11 @@ pub struct Attempt {
     pub reply_from: Option<String>,
     /// Time to establish the connection (TCP, HTTP), or the round trip (UDP), in microseconds.
     pub micros: Option<u64>,
+    /// HTTP: the response status and body (at most 4 KiB), whatever server answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     pub error: Option<String>,
 }
 
@@ -41,6 +46,8 @@ impl Attempt {
             local: None,
             reply_from: None,
             micros: None,
+            status: None,
+            body: None,
             error: None,
         }
     }
@@ -169,35 +176,177 @@ fn udp_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
     result.unwrap_or_else(|err| attempt.fail(&err))
 }
 
-/// Sends `count` HTTP GET requests, each on a new connection.
-pub fn http(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> {
-    (0..count).map(|i| http_once(target, i, timeout)).collect()
+/// Sends `count` HTTP GET requests for `path`, each on a new connection. A response that is not
+/// 2xx counts as an error (`http status N`) but keeps its status and body.
+pub fn http(target: SocketAddr, path: &str, count: usize, timeout: Duration) -> Vec<Attempt> {
+    (0..count).map(|_| http_once(target, path, timeout)).collect()
 }
 
-fn http_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
+/// Longest HTTP body kept in an [`Attempt`].
+const MAX_BODY: usize = 4096;
+
+fn http_once(target: SocketAddr, path: &str, timeout: Duration) -> Attempt {
     let attempt = Attempt::new("http", target);
     let result = (|| -> io::Result<Attempt> {
         let (mut stream, elapsed) = connect(target, timeout)?;
         let mut attempt = attempt.clone();
         attempt.micros = Some(micros(elapsed));
         attempt.local = Some(canonical(stream.local_addr()?).to_string());
-        stream.write_all(
-            format!(
-                "GET /request/{sequence} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let status = response.lines().next().unwrap_or_default();
-        if !status.contains(" 200 ") {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes())?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let response = String::from_utf8_lossy(&raw);
+        let status_line = response.lines().next().unwrap_or_default();
+        let status: u16 =
+            status_line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or_else(
+                || {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad status line {status_line:?}"),
+                    )
+                },
+            )?;
+        let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+        attempt.status = Some(status);
+        attempt.body = Some(body.chars().take(MAX_BODY).collect());
+        if let Ok(reply) = parse_reply(body) {
+            attempt.backend = Some(reply.backend);
+            attempt.seen_as = Some(reply.peer);
+        }
+        if !(200..300).contains(&status) {
+            attempt.error = Some(format!("http status {status}"));
+        }
+        Ok(attempt)
+    })();
+    result.unwrap_or_else(|err| attempt.fail(&err))
+}
+
+/// Sends `count` requests over one connected UDP socket each (connect() then send(), as most
+/// UDP applications do, which is where socket-level load balancing translates).
+pub fn udp_connected(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> {
+    (0..count)
+        .map(|i| {
+            let attempt = Attempt::new("udp-connected", target);
+            let result = (|| -> io::Result<Attempt> {
+                let socket = connected_udp(target, timeout)?;
+                let mut attempt = attempt.clone();
+                attempt.local = Some(socket.local_addr()?.to_string());
+                let started = Instant::now();
+                let reply = udp_round_trip(&socket, &format!("request {i}"))?;
+                attempt.micros = Some(micros(started.elapsed()));
+                attempt.reply_from = Some(canonical(socket.peer_addr()?).to_string());
+                attempt.backend = Some(reply.backend);
+                attempt.seen_as = Some(reply.peer);
+                Ok(attempt)
+            })();
+            result.unwrap_or_else(|err| attempt.fail(&err))
+        })
+        .collect()
+}
+
+fn connected_udp(target: SocketAddr, timeout: Duration) -> io::Result<UdpSocket> {
+    let bind: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(bind)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.connect(target)?;
+    Ok(socket)
+}
+
+fn udp_round_trip(socket: &UdpSocket, request: &str) -> io::Result<Reply> {
+    socket.send(request.as_bytes())?;
+    let mut buf = vec![0u8; 65536];
+    let len = socket.recv(&mut buf)?;
+    parse_reply(&String::from_utf8_lossy(&buf[..len]))
+}
+
+/// What a long-lived connected UDP socket saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpHoldReport {
+    pub kind: String,
+    pub target: String,
+    /// The answering backend of every round trip that got one, in order.
+    pub answers: Vec<String>,
+    /// Failed round trips by error (`timed out`, `connection refused`, socket errors such as
+    /// `Software caused connection abort` after the kernel destroyed the socket).
+    pub errors: BTreeMap<String, usize>,
+    /// Times the socket was re-created and re-connected after a socket error.
+    pub reconnects: usize,
+}
+
+/// Keeps one connected UDP socket for `duration`, one round trip every `interval`. After a
+/// socket error (not a timeout) it re-creates and re-connects the socket, as a resilient
+/// application would, so a test sees both the error and where traffic went next.
+pub fn udp_hold(
+    target: SocketAddr,
+    duration: Duration,
+    interval: Duration,
+    timeout: Duration,
+) -> UdpHoldReport {
+    let mut report = UdpHoldReport {
+        kind: "udp-hold".to_string(),
+        target: target.to_string(),
+        answers: Vec::new(),
+        errors: BTreeMap::new(),
+        reconnects: 0,
+    };
+    let started = Instant::now();
+    let mut socket = None;
+    let mut sequence = 0usize;
+    while started.elapsed() < duration {
+        let outcome = match &socket {
+            Some(socket) => udp_round_trip(socket, &format!("ping {sequence}")),
+            None => connected_udp(target, timeout).and_then(|fresh| {
+                let reply = udp_round_trip(&fresh, &format!("ping {sequence}"));
+                socket = Some(fresh);
+                reply
+            }),
+        };
+        sequence += 1;
+        match outcome {
+            Ok(reply) => report.answers.push(reply.backend),
+            Err(err) => {
+                *report.errors.entry(error_name(&err)).or_default() += 1;
+                let timed_out =
+                    matches!(err.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock);
+                if !timed_out && socket.take().is_some() {
+                    report.reconnects += 1;
+                }
+            }
+        }
+        std::thread::sleep(interval.min(duration.saturating_sub(started.elapsed())));
+    }
+    report
+}
+
+/// Sends `bytes` bytes as one request line to a TCP echo server and checks the whole line comes
+/// back (path-MTU discovery, large transfers). `micros` is the whole exchange.
+pub fn upload(target: SocketAddr, bytes: usize, timeout: Duration) -> Attempt {
+    let attempt = Attempt::new("upload", target);
+    let result = (|| -> io::Result<Attempt> {
+        let (stream, _) = connect(target, timeout)?;
+        let mut attempt = attempt.clone();
+        attempt.local = Some(canonical(stream.local_addr()?).to_string());
+        let started = Instant::now();
+        let payload = "u".repeat(bytes);
+        let mut writer = stream.try_clone()?;
+        // Write from a second thread: the echo comes back while we are still sending.
+        let sender =
+            std::thread::spawn(move || writer.write_all(format!("{payload}\n").as_bytes()));
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        sender.join().map_err(|_| io::Error::other("sender thread panicked"))??;
+        let reply = parse_reply(&line)?;
+        if reply.echo.len() != bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("unexpected status {status:?}"),
+                format!("echo has {} bytes, sent {bytes}", reply.echo.len()),
             ));
         }
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-        let reply = parse_reply(body)?;
+        attempt.micros = Some(micros(started.elapsed()));
         attempt.backend = Some(reply.backend);
         attempt.seen_as = Some(reply.peer);
         Ok(attempt)
@@ -340,6 +489,31 @@ pub fn connect_latency(target: SocketAddr, count: usize, timeout: Duration) -> L
         }
     }
     latency_report(target, samples, failures)
+}
+
+/// Connect-time statistics for `target` and a `peer` to compare it with (a ClusterIP and the pod
+/// IP behind it, say), measured in the same run with connects alternating so drift hits both.
+pub fn connect_latency_pair(
+    target: SocketAddr,
+    peer: SocketAddr,
+    count: usize,
+    timeout: Duration,
+) -> (LatencyReport, LatencyReport) {
+    let mut samples = [Vec::with_capacity(count), Vec::with_capacity(count)];
+    let mut failures = [0, 0];
+    for _ in 0..count {
+        for (i, addr) in [target, peer].into_iter().enumerate() {
+            match connect(addr, timeout) {
+                Ok((_, elapsed)) => samples[i].push(micros(elapsed)),
+                Err(_) => failures[i] += 1,
+            }
+        }
+    }
+    let [target_samples, peer_samples] = samples;
+    (
+        latency_report(target, target_samples, failures[0]),
+        latency_report(peer, peer_samples, failures[1]),
+    )
 }
 
 pub(crate) fn latency_report(

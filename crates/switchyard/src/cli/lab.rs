@@ -86,24 +86,40 @@ enum LabCommand {
     },
     /// Run a built-in client; prints JSON lines; exits 1 if any attempt failed.
     #[command(hide = true)]
-    Client {
-        kind: ClientKind,
-        /// `ip:port` or `[ipv6]:port`.
-        #[arg(long)]
-        target: SocketAddr,
-        /// Connections or requests to make (tcp, udp, http, latency).
-        #[arg(long, default_value_t = 1)]
-        count: usize,
-        /// Per-attempt timeout.
-        #[arg(long, default_value_t = 2000)]
-        timeout_ms: u64,
-        /// hold: how long to keep the connection.
-        #[arg(long, default_value_t = 5000)]
-        duration_ms: u64,
-        /// hold: time between round trips.
-        #[arg(long, default_value_t = 100)]
-        interval_ms: u64,
-    },
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    kind: ClientKind,
+    /// `ip:port` or `[ipv6]:port`.
+    #[arg(long)]
+    target: SocketAddr,
+    /// Connections or requests to make (tcp, udp, http, latency).
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Per-attempt timeout.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// hold, udp-hold: how long to keep the connection or socket.
+    #[arg(long, default_value_t = 5000)]
+    duration_ms: u64,
+    /// hold, udp-hold: time between round trips.
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
+    /// udp: connect() the socket and send(), instead of sendto() on an unconnected socket.
+    #[arg(long)]
+    connected: bool,
+    /// http: the request path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// upload: bytes to send in one request.
+    #[arg(long, default_value_t = 1 << 20)]
+    bytes: usize,
+    /// latency: a second address measured in the same run, alternating (e.g. the pod behind a
+    /// ClusterIP), for a ratio that drift cannot skew.
+    #[arg(long)]
+    peer: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,6 +143,10 @@ enum ClientKind {
     Hold,
     /// Connect-time statistics.
     Latency,
+    /// One connected UDP socket over time; re-connects after socket errors.
+    UdpHold,
+    /// One large request to a TCP echo server, checked end to end.
+    Upload,
 }
 
 pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
@@ -164,33 +184,67 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Serve { kind, port, name } => serve(kind, port, &name),
-        LabCommand::Client { kind, target, count, timeout_ms, duration_ms, interval_ms } => {
-            let timeout = Duration::from_millis(timeout_ms);
-            let ok = match kind {
-                ClientKind::Tcp => attempts("tcp", target, &clients::tcp(target, count, timeout))?,
-                ClientKind::Udp => attempts("udp", target, &clients::udp(target, count, timeout))?,
-                ClientKind::Http => {
-                    attempts("http", target, &clients::http(target, count, timeout))?
-                }
-                ClientKind::Hold => {
-                    let report = clients::hold(
-                        target,
-                        Duration::from_millis(duration_ms),
-                        Duration::from_millis(interval_ms),
-                        timeout,
-                    );
-                    print_json(&report)?;
-                    report.error.is_none()
-                }
-                ClientKind::Latency => {
-                    let report = clients::connect_latency(target, count, timeout);
-                    print_json(&report)?;
-                    report.failures == 0
-                }
-            };
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-        }
+        LabCommand::Client(args) => client(&args),
     }
+}
+
+fn client(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let (target, count) = (args.target, args.count);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let duration = Duration::from_millis(args.duration_ms);
+    let interval = Duration::from_millis(args.interval_ms);
+    let ok = match args.kind {
+        ClientKind::Tcp => attempts("tcp", target, &clients::tcp(target, count, timeout))?,
+        ClientKind::Udp if args.connected => {
+            attempts("udp-connected", target, &clients::udp_connected(target, count, timeout))?
+        }
+        ClientKind::Udp => attempts("udp", target, &clients::udp(target, count, timeout))?,
+        ClientKind::Http => {
+            attempts("http", target, &clients::http(target, &args.path, count, timeout))?
+        }
+        ClientKind::Hold => {
+            let report = clients::hold(target, duration, interval, timeout);
+            print_json(&report)?;
+            report.error.is_none()
+        }
+        ClientKind::UdpHold => {
+            let report = clients::udp_hold(target, duration, interval, timeout);
+            print_json(&report)?;
+            report.errors.is_empty()
+        }
+        ClientKind::Upload => {
+            let attempt = clients::upload(target, args.bytes, timeout);
+            print_json(&attempt)?;
+            attempt.error.is_none()
+        }
+        ClientKind::Latency => match args.peer {
+            None => {
+                let report = clients::connect_latency(target, count, timeout);
+                print_json(&report)?;
+                report.failures == 0
+            }
+            Some(peer) => {
+                let (report, peer_report) =
+                    clients::connect_latency_pair(target, peer, count, timeout);
+                print_json(&report)?;
+                print_json(&peer_report)?;
+                #[derive(Serialize)]
+                struct Ratio {
+                    kind: &'static str,
+                    p50_ratio: f64,
+                    mean_ratio: f64,
+                }
+                let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+                print_json(&Ratio {
+                    kind: "latency-ratio",
+                    p50_ratio: ratio(report.p50_us as f64, peer_report.p50_us as f64),
+                    mean_ratio: ratio(report.mean_us, peer_report.mean_us),
+                })?;
+                report.failures == 0 && peer_report.failures == 0
+            }
+        },
+    };
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn exit_code(code: i32) -> ExitCode {
