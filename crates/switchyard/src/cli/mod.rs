@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod maglev;
+
 /// Kubernetes service load balancing for bare-metal clusters, with an eBPF data plane.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about, propagate_version = true)]
@@ -28,6 +30,8 @@ pub(crate) enum LogFormat {
 enum Command {
     /// A multi-node cluster in network namespaces on this machine.
     Lab(lab::LabArgs),
+    /// Build a Maglev table from a backend list and show its distribution.
+    Maglev(maglev::MaglevArgs),
 }
 
 /// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`).
@@ -44,5 +48,6 @@ pub(crate) fn init_logging(format: LogFormat) {
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lab(args) => lab::run(args),
+        Command::Maglev(args) => maglev::run(&args),
     }
 }
