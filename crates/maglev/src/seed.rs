@@ -63,8 +63,8 @@ impl fmt::Display for Seed {
 pub enum SeedError {
     #[error("a seed is 32 hexadecimal digits (16 bytes), found {found} characters")]
     WrongLength { found: usize },
-    #[error("a seed is 32 hexadecimal digits; character {position} is not one")]
-    NotHex { position: usize },
+    #[error("a seed is 32 hexadecimal digits; {character:?} (character {position}) is not one")]
+    NotHex { character: char, position: usize },
 }
 
 impl FromStr for Seed {
@@ -74,7 +74,8 @@ impl FromStr for Seed {
         let mut bytes = [0u8; 16];
         let mut count = 0;
         for (position, digit) in text.chars().enumerate() {
-            let value = digit.to_digit(16).ok_or(SeedError::NotHex { position })?;
+            let value =
+                digit.to_digit(16).ok_or(SeedError::NotHex { character: digit, position })?;
             if let Some(byte) = bytes.get_mut(position / 2) {
                 // to_digit(16) is below 16, so the cast is lossless.
                 *byte = (*byte << 4) | value as u8;
@@ -106,9 +107,12 @@ mod tests {
     fn malformed_seeds_are_refused_with_the_reason() {
         let cases: [(&str, SeedError); 4] = [
             ("abcd", SeedError::WrongLength { found: 4 }),
-            ("000102030405060708090a0b0c0d0e0g", SeedError::NotHex { position: 31 }),
+            (
+                "000102030405060708090a0b0c0d0e0g",
+                SeedError::NotHex { character: 'g', position: 31 },
+            ),
             ("000102030405060708090a0b0c0d0e0f00", SeedError::WrongLength { found: 34 }),
-            ("x00102030405060708090a0b0c0d0e0f", SeedError::NotHex { position: 0 }),
+            ("x00102030405060708090a0b0c0d0e0f", SeedError::NotHex { character: 'x', position: 0 }),
         ];
         for (text, expected) in cases {
             assert_eq!(text.parse::<Seed>(), Err(expected), "{text}");

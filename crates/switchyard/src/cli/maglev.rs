@@ -31,12 +31,26 @@ pub(crate) struct MaglevArgs {
 }
 
 pub(crate) fn run(args: &MaglevArgs) -> anyhow::Result<ExitCode> {
+    let size = TableSize::new(args.size).context("--size")?;
     let path = args.backends.display();
     let text = std::fs::read_to_string(&args.backends)
         .with_context(|| format!("cannot read backend list {path}"))?;
     let backends = parse_backend_list(&text).with_context(|| format!("backend list {path}"))?;
-    let size = TableSize::new(args.size).context("--size")?;
     let config = MaglevConfig { size, seed: args.seed.unwrap_or_default() };
+
+    // Check --remove before printing anything, so a typo does not look like a result.
+    let removal = match &args.remove {
+        Some(removed) => {
+            let identity = canonical_identity(removed).into_owned();
+            let rest: Vec<Backend> =
+                backends.iter().filter(|b| b.identity() != identity.as_bytes()).cloned().collect();
+            if rest.len() == backends.len() {
+                bail!("--remove {removed}: no such backend in {path}");
+            }
+            Some((identity, rest))
+        }
+        None => None,
+    };
 
     let built = Table::build(&config, &backends)
         .with_context(|| format!("cannot build a table from {path}"))?;
@@ -45,15 +59,9 @@ pub(crate) fn run(args: &MaglevArgs) -> anyhow::Result<ExitCode> {
     }
     print!("{}", distribution_report(&built.table));
 
-    if let Some(removed) = &args.remove {
-        let identity = canonical_identity(removed);
-        let rest: Vec<Backend> =
-            backends.iter().filter(|b| b.identity() != identity.as_bytes()).cloned().collect();
-        if rest.len() == backends.len() {
-            bail!("--remove {removed}: no such backend in {path}");
-        }
+    if let Some((identity, rest)) = removal {
         let after = Table::build(&config, &rest)
-            .with_context(|| format!("cannot build a table without {removed}"))?
+            .with_context(|| format!("cannot build a table without {identity}"))?
             .table;
         print!("{}", removal_report(&built.table, &after, &identity)?);
     }
@@ -138,14 +146,14 @@ mod tests {
     use super::*;
 
     fn table(backends: &[Backend]) -> Table {
-        let config = MaglevConfig { size: TableSize::new(251).expect("prime"), seed: Seed::DEFAULT };
+        let config =
+            MaglevConfig { size: TableSize::new(251).expect("prime"), seed: Seed::DEFAULT };
         Table::build(&config, backends).expect("buildable").table
     }
 
     #[test]
     fn the_distribution_lists_every_backend_and_the_extremes() {
-        let backends =
-            [Backend::new("b:1", 1), Backend::new("a:1", 3), Backend::new("c:1", 0)];
+        let backends = [Backend::new("b:1", 1), Backend::new("a:1", 3), Backend::new("c:1", 0)];
         let t = table(&backends);
         let report = distribution_report(&t);
         let counts = t.slot_counts();

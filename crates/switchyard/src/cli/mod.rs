@@ -1,12 +1,11 @@
 //! Command-line interface. Each subcommand lives in a module of its own.
 
 mod lab;
+mod maglev;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-
-mod maglev;
 
 /// Kubernetes service load balancing for bare-metal clusters, with an eBPF data plane.
 #[derive(Debug, Parser)]
