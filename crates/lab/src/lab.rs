@@ -374,6 +374,16 @@ impl Lab {
         wiring::set_mtu(&self.netns_of(member)?, link, mtu)
     }
 
+    /// The kernel's IP counters in the namespace of a node, pod, client or the router
+    /// (`IpExt.InNoRoutes`, `Ip.OutNoRoutes`, `Ip.ForwDatagrams`, `Udp.NoPorts`, `Ip6.InNoRoutes`...).
+    pub fn ip_counters(
+        &self,
+        member: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, LabError> {
+        self.run_in(member, crate::counters::read_snmp)?
+            .map_err(LabError::io(format!("reading IP counters of {member}")))
+    }
+
     /// Runs `f` on a thread inside the network namespace of `name` (not its cgroup: a thread
     /// cannot leave its process's cgroup). Good for the built-in servers and clients as a library.
     pub fn run_in<T: Send>(&self, name: &str, f: impl FnOnce() -> T + Send) -> Result<T, LabError> {

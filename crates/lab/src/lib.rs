@@ -15,6 +15,7 @@
 
 mod bpffs;
 mod cgroup;
+pub mod counters;
 mod error;
 mod lab;
 pub mod netns;

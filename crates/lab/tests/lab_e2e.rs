@@ -298,9 +298,12 @@ fn router_sends_a_routed_address_to_the_chosen_nodes_with_ecmp() {
     // Without a route the router has nowhere to send it: an error, quickly.
     lab.route_to_nodes(vip, &[]).unwrap();
     lab.route_to_nodes(vip, &[]).unwrap();
+    let no_routes = |lab: &Lab| lab.ip_counters("fabric").unwrap()["IpExt.InNoRoutes"];
+    let before = no_routes(&lab);
     let started = Instant::now();
     assert_eq!(connect(vip.addr, 1).successes(), 0);
     assert!(started.elapsed() < TIMEOUT);
+    assert!(no_routes(&lab) > before, "the router should count the unroutable packet");
 
     let err = lab.route_to_nodes(vip, &["node9"]).unwrap_err().to_string();
     assert!(err.contains("node9"), "{err}");
