@@ -6,6 +6,7 @@
 //! namespace/name owns the key; the others wait as contenders and take over, in order, when the
 //! owner lets go. The result is therefore independent of the order changes arrive in.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Node;
@@ -70,17 +71,45 @@ impl NodeModel {
             model.index_slice(key, &facts);
             model.slices.insert(key.clone(), facts);
         }
+        // Bulk path: Services come in name order, so the first to claim a key is the smallest
+        // name and owns it; later claimants become contenders.
         for (key, service) in &state.services {
-            if let Some(facts) = service_facts(&model.config, service) {
-                model.services.insert(key.clone(), facts);
+            let Some(facts) = service_facts(&model.config, service) else {
+                continue;
+            };
+            let frontends = model.frontends_of(key, &facts);
+            if !frontends.is_empty() {
+                model.claims.insert(key.clone(), frontends.iter().map(|(k, _)| *k).collect());
             }
-        }
-        let mut keys: Vec<ObjectKey> = model.services.keys().cloned().collect();
-        keys.sort();
-        for key in keys {
-            model.recompute(&key, None);
+            for (frontend_key, frontend) in frontends {
+                match model.desired.frontends.entry(frontend_key) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(frontend);
+                    }
+                    Entry::Occupied(_) => {
+                        model.contenders.entry(frontend_key).or_default().insert(frontend.service);
+                    }
+                }
+            }
+            model.services.insert(key.clone(), facts);
         }
         model
+    }
+
+    /// The frontends `service` would have on its own, without looking at collisions.
+    fn frontends_of(
+        &self,
+        key: &ObjectKey,
+        service: &ServiceFacts,
+    ) -> Vec<(FrontendKey, Frontend)> {
+        let slices: Vec<&SliceFacts> = self
+            .slices_by_service
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|slice_key| self.slices.get(slice_key))
+            .collect();
+        service_frontends(key, service, &slices, &self.node)
     }
 
     /// Feeds one change; returns how the desired state changed.
@@ -155,7 +184,12 @@ impl NodeModel {
 
     fn index_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
         if let Some(service) = &facts.service {
-            self.slices_by_service.entry(service.clone()).or_default().insert(key.clone());
+            match self.slices_by_service.get_mut(service) {
+                Some(set) => set.insert(key.clone()),
+                None => {
+                    self.slices_by_service.entry(service.clone()).or_default().insert(key.clone())
+                }
+            };
         }
     }
 
@@ -174,16 +208,7 @@ impl NodeModel {
     /// claims now. With `touched`, records the previous value of each key it changes.
     fn recompute(&mut self, key: &ObjectKey, mut touched: Option<&mut Touched>) {
         let new_frontends = match self.services.get(key) {
-            Some(service) => {
-                let slices: Vec<&SliceFacts> = self
-                    .slices_by_service
-                    .get(key)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|slice_key| self.slices.get(slice_key))
-                    .collect();
-                service_frontends(key, service, &slices, &self.node)
-            }
+            Some(service) => self.frontends_of(key, service),
             None => Vec::new(),
         };
         let old_keys = self.claims.remove(key).unwrap_or_default();

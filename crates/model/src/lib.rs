@@ -7,6 +7,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod address;
 pub mod cidr;
 pub mod config;
 pub mod desired;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::address::parse_ip;
 use crate::cidr::Cidr;
 use crate::config::{MAX_AFFINITY_TIMEOUT_SECONDS, NodePortAddresses, ProxyConfig};
 use crate::desired::{Algorithm, Protocol};
@@ -312,47 +313,44 @@ pub(crate) fn slice_facts(
             })
         })
         .collect();
-    let endpoints = slice
-        .endpoints
-        .iter()
-        .filter_map(|e| {
-            let ip: IpAddr = e.addresses.first()?.trim().parse().ok()?;
-            if Family::of(ip) != family {
-                return None;
+    let mut endpoints = Vec::with_capacity(slice.endpoints.len());
+    endpoints.extend(slice.endpoints.iter().filter_map(|e| {
+        let ip = parse_ip(e.addresses.first()?.trim())?;
+        if Family::of(ip) != family {
+            return None;
+        }
+        let conditions = e.conditions.as_ref();
+        // Kubernetes: a missing `ready` means ready; a missing `serving` means `ready`.
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+        let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+        let node_name = e.node_name.as_deref().filter(|n| !n.is_empty());
+        let hints = e.hints.as_ref();
+        let zone_hints = match hints.and_then(|h| h.for_zones.as_deref()).unwrap_or_default() {
+            [] => ZoneHints::Absent,
+            [one] => ZoneHints::One(interner.intern(&one.name)),
+            many => ZoneHints::Many(many.iter().map(|z| interner.intern(&z.name)).collect()),
+        };
+        let node_hints = hints.and_then(|h| h.for_nodes.as_ref()).filter(|n| !n.is_empty());
+        let node_hint = match node_hints {
+            None => NodeHint::Absent,
+            Some(nodes) if nodes.iter().any(|n| n.name == config.node_name) => {
+                NodeHint::ForThisNode
             }
-            let conditions = e.conditions.as_ref();
-            // Kubernetes: a missing `ready` means ready; a missing `serving` means `ready`.
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-            let node_name = e.node_name.as_deref().filter(|n| !n.is_empty());
-            let hints = e.hints.as_ref();
-            let zone_hints = match hints.and_then(|h| h.for_zones.as_deref()).unwrap_or_default() {
-                [] => ZoneHints::Absent,
-                [one] => ZoneHints::One(interner.intern(&one.name)),
-                many => ZoneHints::Many(many.iter().map(|z| interner.intern(&z.name)).collect()),
-            };
-            let node_hints = hints.and_then(|h| h.for_nodes.as_ref()).filter(|n| !n.is_empty());
-            let node_hint = match node_hints {
-                None => NodeHint::Absent,
-                Some(nodes) if nodes.iter().any(|n| n.name == config.node_name) => {
-                    NodeHint::ForThisNode
-                }
-                Some(_) => NodeHint::ForOtherNodes,
-            };
-            Some(EndpointFacts {
-                ip,
-                ready,
-                serving,
-                terminating,
-                is_local: node_name == Some(config.node_name.as_str()),
-                node_name: node_name.map(|n| interner.intern(n)),
-                zone: e.zone.as_deref().filter(|z| !z.is_empty()).map(|z| interner.intern(z)),
-                zone_hints,
-                node_hint,
-            })
+            Some(_) => NodeHint::ForOtherNodes,
+        };
+        Some(EndpointFacts {
+            ip,
+            ready,
+            serving,
+            terminating,
+            is_local: node_name == Some(config.node_name.as_str()),
+            node_name: node_name.map(|n| interner.intern(n)),
+            zone: e.zone.as_deref().filter(|z| !z.is_empty()).map(|z| interner.intern(z)),
+            zone_hints,
+            node_hint,
         })
-        .collect();
+    }));
     SliceFacts { service, family: Some(family), ports, endpoints }
 }
 
@@ -382,7 +380,7 @@ pub(crate) fn node_facts(config: &ProxyConfig, node: Option<&Node>) -> NodeFacts
         .into_iter()
         .flatten()
         .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "ExternalIP"))
-        .filter_map(|a| Some((a.type_.as_str(), a.address.trim().parse().ok()?)))
+        .filter_map(|a| Some((a.type_.as_str(), parse_ip(a.address.trim())?)))
         .collect();
     let mut chosen: Vec<IpAddr> = match &config.node_port_addresses {
         NodePortAddresses::All => {
@@ -421,7 +419,7 @@ pub(crate) fn port_number(port: i32) -> Option<u16> {
 /// Parses addresses, skipping any that do not parse, keeping first-seen order without duplicates.
 fn unique_ips<'a>(texts: impl Iterator<Item = &'a str>) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = Vec::new();
-    for ip in texts.filter_map(|t| t.trim().parse().ok()) {
+    for ip in texts.filter_map(|t| parse_ip(t.trim())) {
         if !ips.contains(&ip) {
             ips.push(ip);
         }

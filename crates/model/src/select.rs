@@ -2,7 +2,6 @@
 //! fallback (KEP-1669) computed separately for the cluster-wide and the node-local list,
 //! `publishNotReadyAddresses`, topology hints, deduplication across slices.
 
-use std::cmp::Reverse;
 use std::net::IpAddr;
 
 use crate::desired::{Backend, BackendState};
@@ -57,8 +56,15 @@ pub(crate) fn candidates<'a>(
             slice.endpoints.iter().map(|endpoint| Candidate { endpoint, port: slice_port.port }),
         );
     }
-    // Stable: among equal keys the best rank comes first, then the earliest slice.
-    found.sort_by_key(|c| (c.key(), Reverse(c.rank())));
+    // Stable: among equal keys the best rank comes first, then the earliest slice. Integer keys
+    // keep the comparisons cheap; already sorted input (the common case) costs one pass.
+    found.sort_by_key(|c| {
+        let ip = match c.endpoint.ip {
+            IpAddr::V4(ip) => u128::from(u32::from(ip)),
+            IpAddr::V6(ip) => u128::from(ip),
+        };
+        (ip, c.port, 2 - c.rank())
+    });
     found.dedup_by_key(|c| c.key());
     found
 }
