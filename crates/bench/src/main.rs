@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
 use switchyard_bench::machine::Machine;
+use switchyard_bench::netns::Netns;
 use switchyard_bench::plot;
 use switchyard_bench::programming::{self, Limits, Peer, Step};
 use switchyard_bench::report::{self, ProgrammingReport};
@@ -141,6 +142,9 @@ fn programming_plan(quick: bool) -> (Vec<(Shape, usize)>, Duration) {
 
 fn run_programming(options: &RunOptions) -> Result<()> {
     let out = options.out_dir();
+    for name in Netns::sweep_stale("sybench") {
+        eprintln!("deleted namespace {name} left by an earlier, killed run");
+    }
     let (plan, per_run) = programming_plan(options.quick);
     let mut measurements = Vec::new();
     for (shape, repetitions) in plan {

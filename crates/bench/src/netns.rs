@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::process::CommandExt as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -66,6 +67,38 @@ impl Netns {
         Ok(Self { name })
     }
 
+    /// Deletes namespaces named `<prefix>-<pid>-<n>` whose creating process is gone (a run that
+    /// was killed before its guards could drop). Returns the names deleted.
+    pub fn sweep_stale(prefix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/run/netns") else {
+            return Vec::new();
+        };
+        let mut deleted = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {
+                continue;
+            };
+            // `rest` is `<tag>-<pid>-<n>` or `<pid>-<n>`: the pid is the second-to-last field.
+            let fields: Vec<&str> = rest.rsplitn(3, '-').collect();
+            let Some(pid) = fields.get(1).and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let status = Command::new("ip")
+                .args(["netns", "del", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if status.is_ok_and(|s| s.success()) {
+                deleted.push(name);
+            }
+        }
+        deleted
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -104,25 +137,35 @@ impl Netns {
         let started = Instant::now();
         let mut child = command.spawn().map_err(spawn_error)?;
         drop(namespace_file);
-        if let Some(mut stdin) = child.stdin.take() {
-            // A tool that rejects its input may close stdin early; its exit status says why.
-            let _ = stdin.write_all(input);
-        }
-        let status = loop {
-            if let Some(status) = child.try_wait().map_err(spawn_error)? {
-                break status;
-            }
-            if started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(BenchError::TimedOut {
-                    program: program.to_owned(),
-                    namespace: self.name.clone(),
-                    limit,
+        let stdin = child.stdin.take();
+        // The input is written from a second thread: tools that parse as they read (like
+        // iptables-restore --noflush) would otherwise keep this thread from ever checking the
+        // limit. Killing the child makes the writer fail with EPIPE and end.
+        let status = std::thread::scope(|scope| {
+            if let Some(mut stdin) = stdin {
+                scope.spawn(move || {
+                    // A tool that rejects its input may close stdin early; its exit status says why.
+                    let _ = stdin.write_all(input);
                 });
             }
-            std::thread::sleep(Duration::from_micros(200));
-        };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => return Ok(status),
+                    Ok(None) => {}
+                    Err(error) => return Err(spawn_error(error)),
+                }
+                if started.elapsed() > limit {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(BenchError::TimedOut {
+                        program: program.to_owned(),
+                        namespace: self.name.clone(),
+                        limit,
+                    });
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })?;
         let elapsed = started.elapsed();
         let cpu = children_cpu_time().saturating_sub(cpu_before);
         if !status.success() {

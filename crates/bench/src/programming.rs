@@ -220,6 +220,18 @@ fn catch_up(netns: &Netns, program: &str, args: &[&str], input: &str) -> Result<
     netns.run(program, args, input.as_bytes(), Duration::from_secs(3600)).map(|_| ())
 }
 
+/// Untimed: replaces the filter and nat tables with `ruleset` (a restore without --noflush, far
+/// faster with iptables-nft), then puts the jump rules back, which that replacement flushed.
+fn replace_tables(
+    netns: &Netns,
+    program: &str,
+    ruleset: &str,
+    jumps: &str,
+) -> Result<(), BenchError> {
+    catch_up(netns, program, &["-w", "5"], ruleset)?;
+    catch_up(netns, program, &["-w", "5", "--noflush"], jumps)
+}
+
 fn measure_iptables(
     peer: Peer,
     config: &NodeConfig,
@@ -228,14 +240,14 @@ fn measure_iptables(
     limits: Limits,
 ) -> Vec<StepRecord> {
     let full = iptables::render(config, before, iptables::Sync::Full { previous: None });
-    let rewrite = iptables::render(config, after, iptables::Sync::Full { previous: Some(before) });
-    // The partial sync goes back from `after` to `before`: the same size of change.
-    let partial = iptables::render(config, before, iptables::Sync::Partial { previous: after });
+    let partial = iptables::render(config, after, iptables::Sync::Partial { previous: before });
+    // The full rewrite goes back from `after` to `before`: the same size of change.
+    let rewrite = iptables::render(config, before, iptables::Sync::Full { previous: Some(after) });
     let jumps = iptables::render_jump_rules();
     let program = peer.restore_program();
     let mut full_record = StepRecord::new(Step::Full, &full);
-    let mut rewrite_record = StepRecord::new(Step::ChangeFullRewrite, &rewrite);
     let mut partial_record = StepRecord::new(Step::ChangePartial, &partial);
+    let mut rewrite_record = StepRecord::new(Step::ChangeFullRewrite, &rewrite);
 
     for _ in 0..limits.repetitions {
         let netns = match Netns::create("sybench-ipt") {
@@ -253,45 +265,35 @@ fn measure_iptables(
         let timed = |input: &str| {
             netns.run(program, iptables::RESTORE_ARGS, input.as_bytes(), limits.per_run)
         };
-        // Without --noflush the restore replaces whole tables, which is quick with iptables-nft;
-        // used only to reach a state a timed run could not reach in time.
-        let flush_args = ["-w", "5"];
 
         if !full_record.record(timed(&full)) {
             if full_record.failed() {
                 break;
             }
-            if let Err(error) = catch_up(&netns, program, &flush_args, &format!("{jumps}{full}")) {
+            // Without --noflush a restore replaces whole tables, which iptables-nft does far
+            // faster; used only to reach the state the timed run could not reach in time.
+            if let Err(error) = replace_tables(&netns, program, &full, &jumps) {
                 full_record.error = Some(error.to_string());
                 break;
             }
         }
-        // A full rewrite costs at least what the first full sync cost: skip it when that
-        // already exceeded the limit.
-        let rewritten = full_record.exceeded.is_none() && rewrite_record.record(timed(&rewrite));
-        if !rewritten {
-            if rewrite_record.failed() {
+        if !partial_record.record(timed(&partial)) {
+            if partial_record.failed() {
                 break;
             }
-            if let Err(error) = catch_up(
-                &netns,
-                program,
-                &flush_args,
-                &format!(
-                    "{jumps}{}",
-                    iptables::render(config, after, iptables::Sync::Full { previous: None })
-                ),
-            ) {
-                rewrite_record.error = Some(error.to_string());
+            let whole = iptables::render(config, after, iptables::Sync::Full { previous: None });
+            if let Err(error) = replace_tables(&netns, program, &whole, &jumps) {
+                partial_record.error = Some(error.to_string());
                 break;
             }
         }
-        if !partial_record.record(timed(&partial)) && partial_record.failed() {
+        // A full rewrite costs at least what the first full sync cost: not tried when that
+        // already exceeded the limit.
+        if full_record.exceeded.is_some() {
+            rewrite_record.exceeded = full_record.exceeded;
+        } else if !rewrite_record.record(timed(&rewrite)) && rewrite_record.failed() {
             break;
         }
-    }
-    if full_record.exceeded.is_some() && rewrite_record.wall.is_empty() {
-        rewrite_record.exceeded = full_record.exceeded;
     }
     vec![full_record, rewrite_record, partial_record]
 }
