@@ -24,6 +24,10 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("lab: {0}")]
+    Lab(String),
+    #[error("{0}")]
+    NotAvailable(String),
     #[error("plotting {path}: {detail}")]
     Plot { path: String, detail: String },
 }

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod golden;
 pub mod kube_proxy;
+pub mod latency;
 pub mod machine;
 pub mod netns;
 pub mod plot;

@@ -11,11 +11,12 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
+use switchyard_bench::latency::{self, LatencyPlan};
 use switchyard_bench::machine::Machine;
 use switchyard_bench::netns::Netns;
 use switchyard_bench::plot;
 use switchyard_bench::programming::{self, Limits, Peer, Step};
-use switchyard_bench::report::{self, ProgrammingReport};
+use switchyard_bench::report::{self, LatencyReport, ProgrammingReport};
 use switchyard_bench::state::NodeConfig;
 use switchyard_bench::synthetic::{self, Shape};
 
@@ -60,6 +61,8 @@ enum Command {
     All(RunOptions),
     /// Item 1: programming time of each data plane (needs root; namespaces of its own).
     Programming(RunOptions),
+    /// Item 2: latency against the number of Services (needs root; a lab of its own).
+    Latency(RunOptions),
     /// Print the ruleset kube-proxy would write (the small golden cluster, or a synthetic one).
     Ruleset {
         #[arg(value_enum)]
@@ -88,9 +91,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::All(options) => {
             let started = Instant::now();
             run_programming(&options)?;
+            run_latency(&options)?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
+        Command::Latency(options) => run_latency(&options)?,
         Command::Ruleset { kind, services, endpoints } => {
             print!("{}", render_ruleset(kind, services, endpoints));
         }
@@ -176,5 +181,30 @@ fn run_programming(options: &RunOptions) -> Result<()> {
     )
     .context("plotting endpoint change")?;
     eprintln!("programming results in {}", out.display());
+    Ok(())
+}
+
+fn run_latency(options: &RunOptions) -> Result<()> {
+    let out = options.out_dir();
+    let plan = if options.quick {
+        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers: Peer::ALL.to_vec() }
+    } else {
+        LatencyPlan {
+            sizes: vec![1, 100, 1000, 5000, 10_000, 30_000],
+            connections: 1000,
+            peers: Peer::ALL.to_vec(),
+        }
+    };
+    let points = latency::run(&plan, &mut |line| eprintln!("{line}"))?;
+    let report = LatencyReport {
+        machine: Machine::detect(),
+        quick: options.quick,
+        connections_per_point: plan.connections,
+        points,
+    };
+    report::write_json(&out.join("latency.json"), &report)?;
+    report::write_file(&out.join("latency.md"), &report::latency_markdown(&report))?;
+    plot::latency_chart(&out.join("latency.svg"), &report.points).context("plotting latency")?;
+    eprintln!("latency results in {}", out.display());
     Ok(())
 }

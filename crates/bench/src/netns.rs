@@ -17,10 +17,12 @@ use crate::error::BenchError;
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
-/// A network namespace created by us (`ip netns add`), deleted when dropped.
+/// A network namespace: one created by us (`ip netns add`, deleted when dropped), or one owned
+/// by someone else (a lab's node) that we only run tools in.
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    owned: bool,
 }
 
 /// How a tool run inside a namespace went.
@@ -64,7 +66,12 @@ impl Netns {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             });
         }
-        Ok(Self { name })
+        Ok(Self { name, owned: true })
+    }
+
+    /// A namespace someone else created and will delete (e.g. a lab node's).
+    pub fn existing(name: impl Into<String>) -> Self {
+        Self { name: name.into(), owned: false }
     }
 
     /// Deletes namespaces named `<prefix>-<pid>-<n>` whose creating process is gone (a run that
@@ -209,6 +216,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .stdout(Stdio::null())

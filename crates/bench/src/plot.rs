@@ -127,3 +127,73 @@ pub fn programming_chart(
     root.present().map_err(|e| plot_error(&e))?;
     Ok(())
 }
+
+/// Latency against the number of Services (log x), p50 solid and p99 thin, one colour per peer.
+pub fn latency_chart(
+    path: &Path,
+    points: &[crate::latency::LatencyPoint],
+) -> Result<(), BenchError> {
+    let plot_error = |e: &dyn std::fmt::Display| BenchError::Plot {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    };
+    type Pick = fn(&crate::latency::LatencyPoint) -> Option<f64>;
+    let quantiles: [(&str, Pick, u32); 2] = [("p50", |p| p.p50_us, 2), ("p99", |p| p.p99_us, 1)];
+    let mut all = Vec::new();
+    for &peer in &Peer::ALL {
+        for (name, pick, width) in quantiles {
+            let mut series: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.peer == peer)
+                .filter_map(|p| pick(p).map(|v| (p.services as f64, v)))
+                .collect();
+            series.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if !series.is_empty() {
+                all.push((peer, name, width, series));
+            }
+        }
+    }
+    let x_max = all.iter().flat_map(|s| s.3.iter().map(|p| p.0)).fold(10.0_f64, f64::max) * 1.5;
+    let y_max = all.iter().flat_map(|s| s.3.iter().map(|p| p.1)).fold(100.0_f64, f64::max) * 1.2;
+
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Pod → ClusterIP of the last Service: TCP connect + 1-byte request/response",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d((0.7..x_max).log_scale(), 0.0..y_max)
+        .map_err(|e| plot_error(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("Services")
+        .y_desc("microseconds")
+        .draw()
+        .map_err(|e| plot_error(&e))?;
+    for (peer, name, width, series) in all {
+        let colour = colour(peer);
+        chart
+            .draw_series(LineSeries::new(series.clone(), colour.stroke_width(width)))
+            .map_err(|e| plot_error(&e))?
+            .label(format!("{} {name}", peer.label()))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(width))
+            });
+        chart
+            .draw_series(series.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(|e| plot_error(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_error(&e))?;
+    root.present().map_err(|e| plot_error(&e))?;
+    Ok(())
+}

@@ -217,11 +217,15 @@ fn describe(m: &Measurement) -> String {
 /// Untimed: brings a namespace to a state some other way when a timed run could not, so the
 /// later steps still start from the state they expect.
 fn catch_up(netns: &Netns, program: &str, args: &[&str], input: &str) -> Result<(), BenchError> {
-    netns.run(program, args, input.as_bytes(), Duration::from_secs(3600)).map(|_| ())
+    netns.run(program, args, input.as_bytes(), CATCH_UP_LIMIT).map(|_| ())
 }
 
+/// How long an untimed catch-up may take before the peer's remaining steps at this size are
+/// given up (recorded as errors), so one slow peer cannot blow the whole run's time budget.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(240);
+
 /// Untimed: replaces the filter and nat tables with `ruleset` (a restore without --noflush, far
-/// faster with iptables-nft), then puts the jump rules back, which that replacement flushed.
+/// faster with iptables-nft), then puts the jump rules back (`jumps` must not declare chains).
 fn replace_tables(
     netns: &Netns,
     program: &str,
@@ -243,7 +247,8 @@ fn measure_iptables(
     let partial = iptables::render(config, after, iptables::Sync::Partial { previous: before });
     // The full rewrite goes back from `after` to `before`: the same size of change.
     let rewrite = iptables::render(config, before, iptables::Sync::Full { previous: Some(after) });
-    let jumps = iptables::render_jump_rules();
+    let jumps = iptables::render_jump_rules(true);
+    let jumps_only = iptables::render_jump_rules(false);
     let program = peer.restore_program();
     let mut full_record = StepRecord::new(Step::Full, &full);
     let mut partial_record = StepRecord::new(Step::ChangePartial, &partial);
@@ -272,7 +277,7 @@ fn measure_iptables(
             }
             // Without --noflush a restore replaces whole tables, which iptables-nft does far
             // faster; used only to reach the state the timed run could not reach in time.
-            if let Err(error) = replace_tables(&netns, program, &full, &jumps) {
+            if let Err(error) = replace_tables(&netns, program, &full, &jumps_only) {
                 full_record.error = Some(error.to_string());
                 break;
             }
@@ -282,7 +287,7 @@ fn measure_iptables(
                 break;
             }
             let whole = iptables::render(config, after, iptables::Sync::Full { previous: None });
-            if let Err(error) = replace_tables(&netns, program, &whole, &jumps) {
+            if let Err(error) = replace_tables(&netns, program, &whole, &jumps_only) {
                 partial_record.error = Some(error.to_string());
                 break;
             }
@@ -345,7 +350,11 @@ fn measure_nftables(
             partial_record.error = Some(error.to_string());
             break;
         }
-        if !resync_record.record(timed(&resync)) && resync_record.failed() {
+        // A full resync writes at least what the first full sync wrote: not tried when that
+        // already exceeded the limit.
+        if full_record.exceeded.is_some() {
+            resync_record.exceeded = full_record.exceeded;
+        } else if !resync_record.record(timed(&resync)) && resync_record.failed() {
             break;
         }
     }

@@ -135,3 +135,51 @@ pub fn programming_markdown(report: &ProgrammingReport) -> String {
     }
     out
 }
+
+/// Everything one latency run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyReport {
+    pub machine: Machine,
+    pub quick: bool,
+    pub connections_per_point: usize,
+    pub points: Vec<crate::latency::LatencyPoint>,
+}
+
+/// Markdown table: p50/p99 per peer and size, with ratios iptables-nft / nftables.
+pub fn latency_markdown(report: &LatencyReport) -> String {
+    let mut sizes: Vec<usize> = report.points.iter().map(|p| p.services).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let find = |peer: Peer, services: usize| {
+        report.points.iter().find(|p| p.peer == peer && p.services == services)
+    };
+    let cell = |p: Option<&crate::latency::LatencyPoint>| match p {
+        Some(crate::latency::LatencyPoint { p50_us: Some(p50), p99_us: Some(p99), .. }) => {
+            format!("{p50:.0} / {p99:.0}")
+        }
+        Some(crate::latency::LatencyPoint { error: Some(_), .. }) => "failed".into(),
+        _ => "—".into(),
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    };
+    let mut out = String::from(
+        "Microseconds, p50 / p99 over all connections at each size.\n\n| Services | iptables-nft | iptables-legacy | nftables | switchyard | iptables-nft / nftables p50 | p99 |\n|---|---|---|---|---|---|---|\n",
+    );
+    for services in sizes {
+        let ipt = find(Peer::IptablesNft, services);
+        let nft = find(Peer::Nftables, services);
+        let _ = writeln!(
+            out,
+            "| {services} | {} | {} | {} | {} | {} | {} |",
+            cell(ipt),
+            cell(find(Peer::IptablesLegacy, services)),
+            cell(nft),
+            cell(find(Peer::Switchyard, services)),
+            ratio(ipt.and_then(|p| p.p50_us), nft.and_then(|p| p.p50_us)),
+            ratio(ipt.and_then(|p| p.p99_us), nft.and_then(|p| p.p99_us)),
+        );
+    }
+    out
+}

@@ -18,3 +18,15 @@ pub fn measure_programming(
 ) -> Option<Vec<StepRecord>> {
     None
 }
+
+/// Latency through Switchyard (socket-level from a pod, per-packet for NodePort from an external
+/// client): sorted samples in microseconds and the number of failed connections, for `state`
+/// programmed into the lab's node 1, connecting to `target`.
+pub fn measure_latency(
+    _lab: &switchyard_lab::Lab,
+    _state: &DesiredState,
+    _target: std::net::SocketAddr,
+    _connections: usize,
+) -> Option<Result<(Vec<f64>, usize), crate::error::BenchError>> {
+    None
+}

@@ -24,7 +24,7 @@ fn iptables_rulesets_load_and_a_partial_sync_replaces_the_endpoint_chain() {
         ("iptables-legacy-restore", "iptables-legacy-save"),
     ] {
         let netns = Netns::create("sybench-test-ipt").expect("create namespace");
-        let jumps = iptables::render_jump_rules();
+        let jumps = iptables::render_jump_rules(true);
         netns.run(restore, &["--noflush"], jumps.as_bytes(), LIMIT).expect("jump rules");
         let full = iptables::render(&config, &before, iptables::Sync::Full { previous: None });
         netns.run(restore, iptables::RESTORE_ARGS, full.as_bytes(), LIMIT).expect("full sync");

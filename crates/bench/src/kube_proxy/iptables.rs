@@ -87,8 +87,10 @@ fn all_service_chains(state: &DesiredState) -> BTreeSet<String> {
 }
 
 /// Rules kube-proxy installs once with `iptables -I` (ensureRule) to jump from the built-in
-/// chains into its own. Written here as restore input so a benchmark can install them untimed.
-pub fn render_jump_rules() -> String {
+/// chains into its own. Written here as restore input (for `--noflush`) so a benchmark can
+/// install them untimed. With `declare_chains` the target chains are created first, for an empty
+/// node; without, the input leaves existing chains alone (a chain line would flush them).
+pub fn render_jump_rules(declare_chains: bool) -> String {
     let filter_jumps: [(&str, &str, &str, &str); 9] = [
         (
             KUBE_EXTERNAL_SERVICES,
@@ -140,8 +142,10 @@ pub fn render_jump_rules() -> String {
         let _ = writeln!(out, "-I {from} -m comment --comment \"{comment}\" {extra}-j {chain}");
     }
     out.push_str("COMMIT\n*nat\n");
-    for chain in [KUBE_SERVICES, KUBE_POSTROUTING] {
-        let _ = writeln!(out, ":{chain} - [0:0]");
+    if declare_chains {
+        for chain in [KUBE_SERVICES, KUBE_POSTROUTING] {
+            let _ = writeln!(out, ":{chain} - [0:0]");
+        }
     }
     for (chain, from, comment) in nat_jumps {
         let _ = writeln!(out, "-I {from} -m comment --comment \"{comment}\" -j {chain}");

@@ -1,0 +1,351 @@
+//! Item 2: latency against the number of Services (the LPC 2019 graph).
+//!
+//! A pod on node 1 opens a TCP connection to the ClusterIP of the Service last in the list,
+//! sends one byte and waits for one byte back; the endpoint is a one-byte echo server in a pod on
+//! node 2. Every connection is new, so every one goes through the NAT lookup the peer's ruleset
+//! does for a first packet (iptables: a linear walk of KUBE-SERVICES; nftables: one map lookup).
+//! The ruleset is the peer's full sync for N Services, applied in node 1's namespace.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::AsRawFd as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use switchyard_lab::{Lab, LabOptions, NodeSpec, Topology};
+
+use crate::error::BenchError;
+use crate::kube_proxy::{iptables, nftables};
+use crate::netns::Netns;
+use crate::programming::Peer;
+use crate::state::{DesiredState, Endpoint, NodeConfig};
+use crate::switchyard;
+use crate::synthetic::{self, Shape};
+
+const CLIENT_POD: &str = "lat-client";
+const SERVER_POD: &str = "lat-server";
+const SERVER_PORT: u16 = 8080;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections made before measuring at each size (caches, ARP, conntrack warm-up).
+const WARM_UP: usize = 20;
+
+/// p50/p99 of connect + one-byte round trip for one peer at one number of Services.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyPoint {
+    pub peer: Peer,
+    pub services: usize,
+    pub connections: usize,
+    pub failures: usize,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub mean_us: Option<f64>,
+    /// Why there are no samples (the ruleset did not load, or the peer does not exist yet).
+    pub error: Option<String>,
+}
+
+/// What a latency run needs to know.
+#[derive(Debug, Clone)]
+pub struct LatencyPlan {
+    pub sizes: Vec<usize>,
+    pub connections: usize,
+    pub peers: Vec<Peer>,
+}
+
+/// Nearest-rank percentile of sorted samples.
+pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// The node settings matching the lab's addressing (pods in 10.244.0.0/16).
+fn node_config(node_ip: Ipv4Addr) -> NodeConfig {
+    NodeConfig { cluster_cidr: "10.244.0.0/16".into(), node_ip, ..NodeConfig::default() }
+}
+
+/// N Services with one endpoint each; the last one's endpoint is the real echo server.
+/// (One endpoint per Service: the first-packet path walks Services, not the endpoints of
+/// Services it skips, and one keeps loading 30,000 Services quick.)
+pub fn state_with_target(services: usize, server: SocketAddrV4) -> DesiredState {
+    let mut state = synthetic::cluster(Shape { services, endpoints_per_service: 1 });
+    if let Some(last) = state.services.last_mut() {
+        last.endpoints = vec![Endpoint { ip: *server.ip(), port: server.port() }];
+    }
+    state
+}
+
+/// A one-byte echo server: reads one byte, writes it back, closes (so TIME_WAIT stays on the
+/// server side and the client never runs out of ports).
+struct EchoServer {
+    stop: Arc<AtomicBool>,
+    fd: i32,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    fn start(listener: TcpListener) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let fd = listener.as_raw_fd();
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let mut byte = [0u8; 1];
+                if stream.read_exact(&mut byte).is_ok() {
+                    let _ = stream.write_all(&byte);
+                }
+            }
+        });
+        Self { stop, fd, thread: Some(thread) }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Shutting a listening socket down wakes a thread blocked in accept().
+        // SAFETY: shutdown on a descriptor the server thread still owns; no memory is touched.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One measured connection: connect, send one byte, receive one byte. Returns microseconds.
+fn one_round_trip(target: SocketAddr) -> std::io::Result<f64> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    stream.write_all(&[1])?;
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte)?;
+    let elapsed = started.elapsed();
+    // Untimed: wait for the server's close so the connection ends on its side.
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    Ok(elapsed.as_secs_f64() * 1e6)
+}
+
+/// Samples (sorted, microseconds) and failures of `count` round trips.
+fn round_trips(target: SocketAddr, count: usize) -> (Vec<f64>, usize) {
+    let warmed = (0..WARM_UP).filter(|_| one_round_trip(target).is_ok()).count();
+    if warmed == 0 {
+        // Nothing gets through: do not spend `count` timeouts finding that out again.
+        return (Vec::new(), WARM_UP);
+    }
+    let mut samples = Vec::with_capacity(count);
+    let mut failures = 0;
+    for _ in 0..count {
+        match one_round_trip(target) {
+            Ok(us) => samples.push(us),
+            Err(_) => failures += 1,
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    (samples, failures)
+}
+
+const APPLY_LIMIT: Duration = Duration::from_secs(600);
+
+/// Loads a peer's full ruleset for `state` into the node, replacing whatever the peer had there.
+fn apply(
+    peer: Peer,
+    node: &Netns,
+    config: &NodeConfig,
+    state: &DesiredState,
+) -> Result<(), BenchError> {
+    match peer {
+        Peer::IptablesNft | Peer::IptablesLegacy => {
+            let program = if peer == Peer::IptablesNft {
+                "iptables-nft-restore"
+            } else {
+                "iptables-legacy-restore"
+            };
+            let ruleset = iptables::render(config, state, iptables::Sync::Full { previous: None });
+            // Without --noflush: replace the tables, then put back the jump rules.
+            node.run(program, &["-w", "5"], ruleset.as_bytes(), APPLY_LIMIT)?;
+            node.run(
+                program,
+                &["-w", "5", "--noflush"],
+                iptables::render_jump_rules(false).as_bytes(),
+                APPLY_LIMIT,
+            )?;
+        }
+        Peer::Nftables => {
+            let mut transaction = format!("add table {t}\ndelete table {t}\n", t = nftables::TABLE);
+            transaction.push_str(&nftables::render(config, state, None));
+            node.run("nft", &["-f", "-"], transaction.as_bytes(), APPLY_LIMIT)?;
+        }
+        Peer::Switchyard => {}
+    }
+    Ok(())
+}
+
+/// Removes a peer's rules from the node so the next peer runs alone.
+fn clear(peer: Peer, node: &Netns) -> Result<(), BenchError> {
+    let empty = "*filter\nCOMMIT\n*nat\nCOMMIT\n";
+    match peer {
+        Peer::IptablesNft => node
+            .run("iptables-nft-restore", &["-w", "5"], empty.as_bytes(), APPLY_LIMIT)
+            .map(|_| ()),
+        Peer::IptablesLegacy => node
+            .run("iptables-legacy-restore", &["-w", "5"], empty.as_bytes(), APPLY_LIMIT)
+            .map(|_| ()),
+        Peer::Nftables => {
+            let transaction = format!("add table {t}\ndelete table {t}\n", t = nftables::TABLE);
+            node.run("nft", &["-f", "-"], transaction.as_bytes(), APPLY_LIMIT).map(|_| ())
+        }
+        Peer::Switchyard => Ok(()),
+    }
+}
+
+/// Runs the whole latency sweep in a lab of its own (two nodes, one pod each).
+pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyPoint>, BenchError> {
+    let lab_error = |e: switchyard_lab::LabError| BenchError::Lab(e.to_string());
+    let topology = Topology {
+        nodes: vec![
+            NodeSpec { name: "node1".into(), pods: vec![CLIENT_POD.into()] },
+            NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
+        ],
+        clients: Vec::new(),
+    };
+    let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
+    let node = lab.node("node1").map_err(lab_error)?.clone();
+    let server_ip = lab.pod(SERVER_POD).map_err(lab_error)?.ipv4;
+    let listener = lab
+        .run_in(SERVER_POD, || {
+            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT))
+        })
+        .map_err(lab_error)?
+        .map_err(|e| BenchError::Lab(format!("binding the echo server in {SERVER_POD}: {e}")))?;
+    let _server = EchoServer::start(listener);
+    let node_ns = Netns::existing(node.netns.clone());
+    let config = node_config(node.ipv4);
+    let server = SocketAddrV4::new(server_ip, SERVER_PORT);
+
+    let mut points = Vec::new();
+    for &peer in &plan.peers {
+        for &services in &plan.sizes {
+            let state = state_with_target(services, server);
+            let target = SocketAddr::V4(SocketAddrV4::new(
+                synthetic::cluster_ip(services - 1),
+                synthetic::SERVICE_PORT,
+            ));
+            let measured = if peer == Peer::Switchyard {
+                switchyard::measure_latency(&lab, &state, target, plan.connections).unwrap_or_else(
+                    || {
+                        Err(BenchError::NotAvailable(
+                            "Switchyard data plane not available yet".into(),
+                        ))
+                    },
+                )
+            } else {
+                apply(peer, &node_ns, &config, &state).and_then(|()| {
+                    lab.run_in(CLIENT_POD, || round_trips(target, plan.connections))
+                        .map_err(lab_error)
+                })
+            };
+            let point = match measured {
+                Ok((samples, failures)) if samples.is_empty() => LatencyPoint {
+                    peer,
+                    services,
+                    connections: 0,
+                    failures,
+                    p50_us: None,
+                    p99_us: None,
+                    mean_us: None,
+                    error: Some(format!("no connection got through ({failures} failed)")),
+                },
+                Ok((samples, failures)) => LatencyPoint {
+                    peer,
+                    services,
+                    connections: samples.len(),
+                    failures,
+                    p50_us: percentile(&samples, 0.50),
+                    p99_us: percentile(&samples, 0.99),
+                    mean_us: (!samples.is_empty())
+                        .then(|| samples.iter().sum::<f64>() / samples.len() as f64),
+                    error: None,
+                },
+                Err(error) => LatencyPoint {
+                    peer,
+                    services,
+                    connections: 0,
+                    failures: 0,
+                    p50_us: None,
+                    p99_us: None,
+                    mean_us: None,
+                    error: Some(error.to_string()),
+                },
+            };
+            log(&describe(&point));
+            let unavailable = peer == Peer::Switchyard && point.error.is_some();
+            points.push(point);
+            if unavailable {
+                break;
+            }
+        }
+        clear(peer, &node_ns)?;
+    }
+    Ok(points)
+}
+
+fn describe(point: &LatencyPoint) -> String {
+    match (point.p50_us, point.p99_us, &point.error) {
+        (Some(p50), Some(p99), _) => format!(
+            "latency {:<16} {:>6} Services: p50 {p50:.0} µs, p99 {p99:.0} µs ({} connections, {} failed)",
+            point.peer.label(),
+            point.services,
+            point.connections,
+            point.failures
+        ),
+        (_, _, Some(error)) => {
+            format!("latency {:<16} {:>6} Services: {error}", point.peer.label(), point.services)
+        }
+        _ => {
+            format!("latency {:<16} {:>6} Services: no samples", point.peer.label(), point.services)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&samples, 0.50), Some(50.0));
+        assert_eq!(percentile(&samples, 0.99), Some(99.0));
+        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn only_the_last_service_points_at_the_real_server() {
+        let server = SocketAddrV4::new(Ipv4Addr::new(10, 244, 2, 2), SERVER_PORT);
+        let state = state_with_target(50, server);
+        assert_eq!(state.services.len(), 50);
+        let hits: Vec<usize> = state
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.endpoints.iter().any(|e| e.ip == *server.ip()))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(hits, vec![49]);
+        assert_eq!(state.services[49].cluster_ip, synthetic::cluster_ip(49));
+    }
+}
