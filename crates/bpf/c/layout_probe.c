@@ -71,6 +71,8 @@ int main(void)
 	FIELD(sy_counter, bytes);
 	FIELD(sy_config, maglev_table_size);
 	FIELD(sy_config, flags);
+	FIELD(sy_config, hash_k0);
+	FIELD(sy_config, hash_k1);
 	printf("];\n\n/// (constant, value).\npub const C_CONSTANTS: &[(&str, u64)] = &[\n");
 	CONST(SY_AF_INET);
 	CONST(SY_AF_INET6);
@@ -104,6 +106,24 @@ int main(void)
 	CONST(SY_REASON_REVNAT_RECVMSG);
 	CONST(SY_REASON_REVNAT_GETPEERNAME);
 	CONST(SY_REASON_MAX);
+	printf("];\n\n");
+	/* Golden SipHash values: key bytes 0..15, message bytes 0..len-1 (the reference vectors'
+	 * setup), and the socket hash of a few cookies under the same key. */
+	__u64 k0 = 0x0706050403020100ull, k1 = 0x0f0e0d0c0b0a0908ull;
+	__u8 msg[64];
+	for (int i = 0; i < 64; i++)
+		msg[i] = (__u8)i;
+	printf("/// (message length, SipHash-2-4 of bytes 0..len under key bytes 0..16).\n");
+	printf("pub const C_SIPHASH: &[(usize, u64)] = &[\n");
+	for (__u32 len = 0; len <= 40; len++)
+		printf("    (%u, 0x%016llx),\n", len, (unsigned long long)sy_siphash24(k0, k1, msg, len));
+	printf("];\n\n/// (socket cookie, sy_sock_hash) under key bytes 0..16.\n");
+	printf("pub const C_SOCK_HASH: &[(u64, u64)] = &[\n");
+	struct sy_config cfg = { .hash_k0 = k0, .hash_k1 = k1 };
+	__u64 cookies[] = { 0, 1, 4096, 0x0123456789abcdefull, ~0ull };
+	for (unsigned i = 0; i < sizeof(cookies) / sizeof(cookies[0]); i++)
+		printf("    (0x%016llx, 0x%016llx),\n", (unsigned long long)cookies[i],
+		       (unsigned long long)sy_sock_hash(&cfg, cookies[i]));
 	printf("];\n");
 	return 0;
 }

@@ -96,21 +96,6 @@ static __always_inline struct sy_frontend *lookup_frontend(const struct sy_addr 
 	return fe;
 }
 
-/*
- * The per-socket hash for Maglev on the socket path: the socket cookie mixed with the
- * frontend id (splitmix64 finaliser). Any good 64-bit mix works here, because a socket is its
- * own flow; the per-packet path must use the packet hash of crates/maglev instead.
- */
-static __always_inline __u64 sock_hash(__u64 cookie, __u32 frontend_id)
-{
-	__u64 z = cookie ^ ((__u64)frontend_id << 32);
-
-	z += 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Is a remembered choice still one of the frontend's current backends? */
 static __always_inline int choice_still_valid(const struct sy_frontend *fe,
 					      const struct sy_affinity *choice)
@@ -146,7 +131,7 @@ static __always_inline int pick_backend(const struct sy_frontend *fe, __u64 cook
 		if (!cfg || !table || cfg->maglev_table_size == 0)
 			return -SY_REASON_ERR_MAGLEV_MISSING;
 		size = cfg->maglev_table_size;
-		index = (__u32)(sock_hash(cookie, fe->id) % size);
+		index = (__u32)(sy_sock_hash(cfg, cookie) % size);
 		be = bpf_map_lookup_elem(table, &index);
 		if (!be || *be == 0)
 			return -SY_REASON_ERR_MAGLEV_MISSING;

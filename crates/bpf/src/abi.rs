@@ -362,6 +362,18 @@ pub struct Config {
     pub maglev_table_size: u32,
     /// `SY_CFG_*` (zero).
     pub flags: u32,
+    /// SipHash key, seed bytes 0..8 read little-endian.
+    pub hash_k0: u64,
+    /// SipHash key, seed bytes 8..16 read little-endian.
+    pub hash_k1: u64,
+}
+
+impl Config {
+    /// The SipHash key words of a 16-byte seed (as `switchyard_maglev::Seed::words`).
+    pub fn seed_words(seed: [u8; 16]) -> (u64, u64) {
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = seed;
+        (u64::from_le_bytes([a, b, c, d, e, f, g, h]), u64::from_le_bytes([i, j, k, l, m, n, o, p]))
+    }
 }
 
 // SAFETY: every type below is #[repr(C)], made only of integers and byte arrays, and has no

@@ -1,10 +1,10 @@
 //! Load the object, create or adopt the pinned maps, attach to a cgroup, detach and clean up.
 //!
 //! Everything lives under one bpffs directory of the agent's own:
-//! `<bpf_dir>/<map name>` for each map and `<bpf_dir>/links/<program>.<generation>` for each
+//! `<bpf_dir>/<map name>` for each map and `<bpf_dir>/links/<program>-<generation>` for each
 //! cgroup attachment. Both outlive the agent. A restarted agent adopts the maps (same pins,
 //! entries untouched), attaches its freshly loaded programs next to the old ones
-//! (`BPF_F_ALLOW_MULTI`), and only then removes the old links: there is no moment without a
+//! (cgroup bpf_links stack like `BPF_F_ALLOW_MULTI`), and only then removes the old links: there is no moment without a
 //! program, and running old and new program together is harmless because the first one
 //! translates a frontend into a backend and the second then sees a non-frontend address.
 
@@ -101,6 +101,8 @@ pub struct LoadOptions {
     pub maglev_table_size: u32,
     /// Mount a bpffs on `bpf_dir` when it is not on one already.
     pub mount_bpffs: bool,
+    /// Cluster-wide SipHash seed (the Maglev seed of crates/maglev).
+    pub hash_seed: [u8; 16],
 }
 
 impl LoadOptions {
@@ -111,6 +113,7 @@ impl LoadOptions {
             sizes: MapSizes::default(),
             maglev_table_size: crate::abi::MAGLEV_DEFAULT_TABLE_SIZE,
             mount_bpffs: true,
+            hash_seed: switchyard_maglev::Seed::DEFAULT.to_bytes(),
         }
     }
 }
@@ -179,7 +182,9 @@ impl Datapath {
                 ),
             });
         }
-        let config = Config { maglev_table_size: opts.maglev_table_size, flags: 0 };
+        let (hash_k0, hash_k1) = Config::seed_words(opts.hash_seed);
+        let config =
+            Config { maglev_table_size: opts.maglev_table_size, flags: 0, hash_k0, hash_k1 };
         maps.config.set(0, config, 0).map_err(config_err)?;
         info!(bpf_dir = %opts.bpf_dir.display(), adopted = previous.maglev_table_size != 0, "BPF maps ready");
         Ok(Datapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone(), programs_loaded: false })
@@ -221,30 +226,34 @@ impl Datapath {
                 .ok_or(Error::MissingProgram { name })?
                 .try_into()
                 .map_err(|source| Error::Program { name, source })?;
+            // Mode Single becomes flags 0, which BPF_LINK_CREATE requires; cgroup bpf_links
+            // always stack like BPF_F_ALLOW_MULTI, so old and new generations coexist.
             if !self.programs_loaded {
                 program.load().map_err(|source| Error::Program { name, source })?;
             }
             let link_id = program
-                .attach(&cgroup_dir, CgroupAttachMode::AllowMultiple)
+                .attach(&cgroup_dir, CgroupAttachMode::Single)
                 .map_err(|source| Error::Program { name, source })?;
             let link =
                 program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
-            let path = links_dir.join(format!("{name}.{generation}"));
+            // bpffs refuses names containing '.'.
+            let path = links_dir.join(format!("{name}-{generation}"));
             let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
                 path: path.clone(),
                 detail: format!("not a bpf_link (kernel without BPF_LINK_CREATE?): {e}"),
             })?;
             fd_link
                 .pin(&path)
-                .map_err(|e| Error::LinkPin { path: path.clone(), detail: e.to_string() })?;
+                .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
             debug!(program = name, cgroup = %cgroup.display(), link = %path.display(), "attached");
         }
         self.programs_loaded = true;
 
         // The new generation is in place: retire the old ones.
         for path in link_pins(&self.bpf_dir)? {
+            let suffix = format!("-{generation}");
             let is_current =
-                path.extension().is_some_and(|ext| ext.as_bytes() == generation.as_bytes());
+                path.file_name().is_some_and(|n| n.as_bytes().ends_with(suffix.as_bytes()));
             if !is_current {
                 unpin_link(&path)?;
                 debug!(link = %path.display(), "old link removed");
@@ -253,6 +262,18 @@ impl Datapath {
         info!(cgroup = %cgroup.display(), "socket programs attached");
         Ok(())
     }
+}
+
+/// An error and its sources, for messages that would otherwise hide the OS error.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// A generation tag for link pins that differs between runs of the agent.
@@ -285,10 +306,10 @@ fn link_pins(bpf_dir: &Path) -> Result<Vec<PathBuf>, Error> {
 /// Removes one pinned link; the attachment goes away with the last reference.
 fn unpin_link(path: &Path) -> Result<(), Error> {
     let link = PinnedLink::from_pin(path)
-        .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: e.to_string() })?;
+        .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: error_chain(&e) })?;
     let fd_link = link
         .unpin()
-        .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: e.to_string() })?;
+        .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: error_chain(&e) })?;
     drop(fd_link);
     Ok(())
 }

@@ -84,6 +84,8 @@ fn rust_offsets() -> BTreeMap<&'static str, usize> {
         "sy_counter.bytes" => Counter, bytes;
         "sy_config.maglev_table_size" => Config, maglev_table_size;
         "sy_config.flags" => Config, flags;
+        "sy_config.hash_k0" => Config, hash_k0;
+        "sy_config.hash_k1" => Config, hash_k1;
     }
 }
 
@@ -149,7 +151,7 @@ fn shared_structs_have_no_implicit_padding() {
         ("sy_sock_sticky_key", 8 + 4 + 4, size_of::<SockStickyKey>()),
         ("sy_node_addr_key", 16 + 1 + 3, size_of::<NodeAddrKey>()),
         ("sy_counter", 8 + 8, size_of::<Counter>()),
-        ("sy_config", 4 + 4, size_of::<Config>()),
+        ("sy_config", 4 + 4 + 8 + 8, size_of::<Config>()),
     ];
     for (name, fields, size) in declared {
         assert_eq!(
@@ -157,4 +159,33 @@ fn shared_structs_have_no_implicit_padding() {
             "{name}: fields add up to {fields} bytes but the struct has {size}"
         );
     }
+}
+
+#[test]
+fn the_c_siphash_in_the_header_matches_crates_maglev() {
+    let seed = switchyard_maglev::Seed::from_bytes(std::array::from_fn(|i| i as u8));
+    let message: Vec<u8> = (0u8..64).collect();
+    assert_eq!(C_SIPHASH.len(), 41, "probe printed every length 0..=40");
+    for &(len, c_hash) in C_SIPHASH {
+        let rust_hash = switchyard_maglev::siphash24(&seed, &message[..len]);
+        assert_eq!(
+            c_hash, rust_hash,
+            "SipHash-2-4 of {len} bytes: C {c_hash:#x}, Rust {rust_hash:#x}"
+        );
+    }
+}
+
+#[test]
+fn the_socket_hash_is_siphash_of_the_little_endian_cookie() {
+    let seed = switchyard_maglev::Seed::from_bytes(std::array::from_fn(|i| i as u8));
+    for &(cookie, c_hash) in C_SOCK_HASH {
+        let rust_hash = switchyard_maglev::siphash24(&seed, &cookie.to_le_bytes());
+        assert_eq!(c_hash, rust_hash, "socket hash of cookie {cookie:#x}");
+    }
+}
+
+#[test]
+fn config_seed_words_match_crates_maglev() {
+    let seed = switchyard_maglev::Seed::DEFAULT;
+    assert_eq!(Config::seed_words(seed.to_bytes()), seed.words());
 }

@@ -1,0 +1,186 @@
+//! Test helper for the privileged socket-LB tests: joins a cgroup, enters a fresh network
+//! namespace, starts servers on backend addresses and runs client operations against frontends,
+//! printing one line per result. It lives in its own process because cgroup membership (which
+//! decides whether the cgroup programs run for a socket) is per process.
+//!
+//! `sy-sockprobe CGROUP_DIR OP...`, where OP is one of
+//! - `addr=IP` add IP/32 or IP/128 to `lo` (127.0.0.0/8 and ::1 need nothing),
+//! - `tcp-server=IP:PORT=NAME`, `udp-server=IP:PORT=NAME` answer every client with NAME,
+//! - `tcp=IP:PORT` connect, print the peer (getpeername) and the server's NAME,
+//! - `udp-connected=IP:PORT` connect, send, receive: print peer, source and NAME,
+//! - `udp-sendto=IP:PORT*N` one unconnected socket sending N datagrams: source and NAME of each,
+//! - `sleep=MS`.
+//!
+//! Output lines: `OP ok peer=ADDR from=ADDR reply=NAME` or `OP err=ERRNO`.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    process::{Command, ExitCode},
+    time::Duration,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cgroup, ops)) = args.split_first() else {
+        eprintln!("usage: sy-sockprobe CGROUP_DIR OP...");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = std::fs::write(format!("{cgroup}/cgroup.procs"), "0") {
+        eprintln!("joining cgroup {cgroup}: {e}");
+        return ExitCode::from(1);
+    }
+    // SAFETY: unshare has no memory-safety preconditions; we are single-threaded here.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        eprintln!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        return ExitCode::from(1);
+    }
+    if let Err(e) = ip(&["link", "set", "lo", "up"]) {
+        eprintln!("{e}");
+        return ExitCode::from(1);
+    }
+    for op in ops {
+        if let Err(e) = run(op) {
+            eprintln!("{op}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let status = Command::new("ip").args(args).status().map_err(|e| format!("ip {args:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("ip {args:?}: {status}")) }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|e| format!("bad socket address {text:?}: {e}"))
+}
+
+fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(-1)
+}
+
+/// Runs one operation; Err only for a malformed op or a broken setup step.
+fn run(op: &str) -> Result<(), String> {
+    let (verb, arg) = op.split_once('=').ok_or_else(|| format!("bad op {op:?}"))?;
+    match verb {
+        "addr" => {
+            let prefix = if arg.contains(':') { "128" } else { "32" };
+            let mut args = vec!["addr", "add"];
+            let cidr = format!("{arg}/{prefix}");
+            args.push(&cidr);
+            args.extend(["dev", "lo"]);
+            if arg.contains(':') {
+                args.push("nodad");
+            }
+            ip(&args)
+        }
+        "sleep" => {
+            let ms: u64 = arg.parse().map_err(|e| format!("bad sleep {arg:?}: {e}"))?;
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(())
+        }
+        "tcp-server" => {
+            let (addr, name) = arg.rsplit_once('=').ok_or_else(|| format!("bad server {arg:?}"))?;
+            let listener =
+                TcpListener::bind(parse_addr(addr)?).map_err(|e| format!("bind {addr}: {e}"))?;
+            let name = name.to_owned();
+            std::thread::spawn(move || {
+                for mut stream in listener.incoming().flatten() {
+                    let _ = stream.write_all(format!("{name}\n").as_bytes());
+                }
+            });
+            Ok(())
+        }
+        "udp-server" => {
+            let (addr, name) = arg.rsplit_once('=').ok_or_else(|| format!("bad server {arg:?}"))?;
+            let socket =
+                UdpSocket::bind(parse_addr(addr)?).map_err(|e| format!("bind {addr}: {e}"))?;
+            let name = name.to_owned();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 512];
+                while let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(name.as_bytes(), from);
+                }
+            });
+            Ok(())
+        }
+        "tcp" => {
+            let target = parse_addr(arg)?;
+            match TcpStream::connect_timeout(&target, TIMEOUT) {
+                Err(e) => println!("{op} err={}", errno(&e)),
+                Ok(mut stream) => {
+                    let peer = stream
+                        .peer_addr()
+                        .map_or_else(|e| format!("err{}", errno(&e)), |p| p.to_string());
+                    stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+                    let mut reply = String::new();
+                    let _ = stream.read_to_string(&mut reply);
+                    println!("{op} ok peer={peer} from={peer} reply={}", reply.trim());
+                }
+            }
+            Ok(())
+        }
+        "udp-connected" => {
+            let target = parse_addr(arg)?;
+            let socket = udp_socket(&target)?;
+            if let Err(e) = socket.connect(target) {
+                println!("{op} err={}", errno(&e));
+                return Ok(());
+            }
+            let peer =
+                socket.peer_addr().map_or_else(|e| format!("err{}", errno(&e)), |p| p.to_string());
+            if let Err(e) = socket.send(b"hello") {
+                println!("{op} err={}", errno(&e));
+                return Ok(());
+            }
+            let mut buf = [0u8; 512];
+            match socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    println!(
+                        "{op} ok peer={peer} from={from} reply={}",
+                        String::from_utf8_lossy(&buf[..n])
+                    );
+                }
+                Err(e) => println!("{op} err={}", errno(&e)),
+            }
+            Ok(())
+        }
+        "udp-sendto" => {
+            let (addr, count) = arg.split_once('*').unwrap_or((arg, "1"));
+            let count: usize = count.parse().map_err(|e| format!("bad count {count:?}: {e}"))?;
+            let target = parse_addr(addr)?;
+            let socket = udp_socket(&target)?;
+            for _ in 0..count {
+                if let Err(e) = socket.send_to(b"hello", target) {
+                    println!("{op} err={}", errno(&e));
+                    continue;
+                }
+                let mut buf = [0u8; 512];
+                match socket.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        println!(
+                            "{op} ok peer=- from={from} reply={}",
+                            String::from_utf8_lossy(&buf[..n])
+                        );
+                    }
+                    Err(e) => println!("{op} err={}", errno(&e)),
+                }
+            }
+            Ok(())
+        }
+        _ => Err(format!("unknown op {verb:?}")),
+    }
+}
+
+fn udp_socket(target: &SocketAddr) -> Result<UdpSocket, String> {
+    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let socket = UdpSocket::bind(bind).map_err(|e| format!("bind: {e}"))?;
+    socket.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    Ok(socket)
+}
