@@ -76,7 +76,8 @@ fn run(op: &str) -> Result<(), String> {
             if arg.contains(':') {
                 args.push("nodad");
             }
-            ip(&args)
+            ip(&args)?;
+            wait_routable(arg)
         }
         "sleep" => {
             let ms: u64 = arg.parse().map_err(|e| format!("bad sleep {arg:?}: {e}"))?;
@@ -174,6 +175,28 @@ fn run(op: &str) -> Result<(), String> {
         }
         _ => Err(format!("unknown op {verb:?}")),
     }
+}
+
+/// IPv6 addresses become usable a moment after `ip addr add` (the kernel adds the local route
+/// in a work item, even with nodad): wait until a datagram sent to the address arrives there.
+fn wait_routable(ip: &str) -> Result<(), String> {
+    let bind = parse_addr(&format!("[{ip}]:0")).or_else(|_| parse_addr(&format!("{ip}:0")))?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut last_error = String::new();
+    while std::time::Instant::now() < deadline {
+        let attempt = UdpSocket::bind(bind).and_then(|socket| {
+            socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+            socket.send_to(b"ping", socket.local_addr()?)?;
+            let mut buf = [0u8; 8];
+            socket.recv_from(&mut buf).map(|_| ())
+        });
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) => last_error = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(format!("{ip} not usable after {TIMEOUT:?}: {last_error}"))
 }
 
 fn udp_socket(target: &SocketAddr) -> Result<UdpSocket, String> {
