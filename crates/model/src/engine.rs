@@ -166,6 +166,19 @@ impl NodeModel {
         &self.desired
     }
 
+    /// This node's addresses that carry NodePorts (sorted), from its Node object and
+    /// [`ProxyConfig::node_port_addresses`]. A data plane that matches NodePorts by port alone
+    /// (a wildcard frontend) needs this list; the NodePort frontends in [`Self::desired`] are the
+    /// same ports expanded over it.
+    pub fn node_port_addresses(&self) -> &[std::net::IpAddr] {
+        &self.node.node_port_addresses
+    }
+
+    /// This node's zone (label `topology.kubernetes.io/zone` of its Node object), if known.
+    pub fn zone(&self) -> Option<&str> {
+        self.node.zone.as_deref()
+    }
+
     /// This node's addresses changed or its zone did: every Service may be affected.
     fn set_node(&mut self, node: Option<&Node>, touched: &mut Touched) {
         let facts = node_facts(&self.config, node);

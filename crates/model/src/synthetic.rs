@@ -314,3 +314,79 @@ fn endpoint_slice(
 fn endpoints_first_index(slice: usize, spec: &SyntheticCluster) -> usize {
     slice * spec.endpoints_per_slice.max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NodeModel;
+
+    #[test]
+    fn generated_cluster_has_the_requested_shape() {
+        let cases = [
+            SyntheticCluster {
+                services: 40,
+                endpoints_per_service: 25,
+                endpoints_per_slice: 10,
+                ..SyntheticCluster::default()
+            },
+            SyntheticCluster {
+                services: 16,
+                endpoints_per_service: 7,
+                endpoints_per_slice: 100,
+                nodes: 3,
+                ..SyntheticCluster::default()
+            },
+        ];
+        for spec in cases {
+            let state = generate(&spec);
+            let slices_per_family = spec.endpoints_per_service.div_ceil(spec.endpoints_per_slice);
+            let dual_stack = (0..spec.services).filter(|i| Traits::of(*i).dual_stack).count();
+            assert_eq!(state.services.len(), spec.services, "{spec:?}");
+            assert_eq!(state.nodes.len(), spec.nodes, "{spec:?}");
+            assert_eq!(
+                state.endpoint_slices.len(),
+                (spec.services + dual_stack) * slices_per_family,
+                "{spec:?}"
+            );
+            let endpoints: usize = state.endpoint_slices.values().map(|s| s.endpoints.len()).sum();
+            assert_eq!(
+                endpoints,
+                (spec.services + dual_stack) * spec.endpoints_per_service,
+                "{spec:?}"
+            );
+            assert!(state.endpoint_slices.contains_key(&slice_key(&spec, 3, 0)), "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn generated_cluster_yields_frontends_of_every_kind_without_collisions() {
+        let spec = SyntheticCluster { services: 200, ..SyntheticCluster::default() };
+        let model = NodeModel::from_state(config(), &generate(&spec));
+        let kinds: std::collections::BTreeSet<_> =
+            model.desired().frontends.values().map(|f| f.kind).collect();
+        assert_eq!(kinds.len(), 3, "ClusterIP, NodePort, LoadBalancer: {kinds:?}");
+        let node_port_services = (0..spec.services).filter(|i| Traits::of(*i).node_port).count();
+        let node_port_frontends = model
+            .desired()
+            .frontends
+            .values()
+            .filter(|f| f.kind == crate::desired::FrontendKind::NodePort)
+            .count();
+        assert_eq!(node_port_frontends, node_port_services, "one NodePort each, none collide");
+    }
+
+    #[test]
+    fn changed_slice_differs_between_consecutive_generations() {
+        let spec = SyntheticCluster::default();
+        let mut model = NodeModel::from_state(config(), &generate(&spec));
+        for generation in 1..=4 {
+            let diff = model.apply(changed_slice(&spec, 10, 1, generation));
+            assert_eq!(
+                diff.upserted.len(),
+                1,
+                "generation {generation}: the one ClusterIP frontend"
+            );
+            assert!(diff.removed.is_empty(), "generation {generation}");
+        }
+    }
+}
