@@ -197,6 +197,14 @@ pub(crate) fn service_facts(config: &ProxyConfig, service: &Service) -> Option<S
         _ => TopologyMode::None,
     };
 
+    // Like kube-proxy (one proxier per family), external addresses exist only in the families the
+    // Service has cluster IPs in; an IPv6 externalIP of an IPv4-only Service is not ours to answer.
+    let cluster_families: Vec<Family> = cluster_ips.iter().map(|ip| Family::of(*ip)).collect();
+    let in_service_family = |ip: &IpAddr| cluster_families.contains(&Family::of(*ip));
+    let external_ips: Vec<IpAddr> = external_ips.into_iter().filter(in_service_family).collect();
+    let load_balancer_ips: Vec<IpAddr> =
+        load_balancer_ips.into_iter().filter(in_service_family).collect();
+
     Some(ServiceFacts {
         ports,
         cluster_ips,

@@ -747,7 +747,7 @@ fn load_balancer_ingress_ips_are_frontends_unless_ip_mode_proxy() {
 }
 
 #[test]
-fn external_ips_are_frontends_of_every_port() {
+fn external_ips_are_frontends_of_every_port_in_the_service_families() {
     let cases: &[(&str, Value, &[&str])] = &[
         ("one external IP", json!({"externalIPs": ["203.0.113.5"]}), &[CIP, "203.0.113.5:80/TCP"]),
         (
@@ -759,6 +759,16 @@ fn external_ips_are_frontends_of_every_port() {
             "external IP equal to clusterIP: the clusterIP frontend wins",
             json!({"externalIPs": ["10.96.0.10"]}),
             &[CIP],
+        ),
+        (
+            "IPv6 external IP of an IPv4-only Service: not ours",
+            json!({"externalIPs": ["2001:db8::5", "203.0.113.5"]}),
+            &[CIP, "203.0.113.5:80/TCP"],
+        ),
+        (
+            "IPv6 external IP of a dual-stack Service",
+            json!({"clusterIPs": ["10.96.0.10", "fd00::10"], "externalIPs": ["2001:db8::5"]}),
+            &[CIP, "[2001:db8::5]:80/TCP", "[fd00::10]:80/TCP"],
         ),
     ];
     for (name, spec, expected) in cases {
