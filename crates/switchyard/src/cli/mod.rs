@@ -2,6 +2,8 @@
 
 mod lab;
 mod maglev;
+mod services;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,8 @@ enum Command {
     Lab(lab::LabArgs),
     /// Build a Maglev table from a backend list and show its distribution.
     Maglev(maglev::MaglevArgs),
+    Validate(validate::ValidateArgs),
+    Services(services::ServicesArgs),
 }
 
 /// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`).
@@ -48,5 +52,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lab(args) => lab::run(args),
         Command::Maglev(args) => maglev::run(&args),
+        Command::Validate(args) => validate::run(args),
+        Command::Services(args) => services::run(args),
     }
 }

@@ -1,0 +1,269 @@
+//! `switchyard services DIR`: the desired state of one node, as a table or JSON.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use switchyard_k8s::manifest::ManifestDirectory;
+use switchyard_model::{
+    Backend, BackendState, Cidr, DesiredState, Frontend, FrontendKey, NodeModel, NodePortAddresses,
+    ObjectKey, PortRange, ProxyConfig, WhenEmpty,
+};
+
+/// Show what one node's data plane should do for the Services in a manifest directory.
+///
+/// Every frontend (cluster IP, NodePort on a node address, LoadBalancer ingress, external IP)
+/// with its policy and the backends this node may use.
+#[derive(Debug, Args)]
+pub(crate) struct ServicesArgs {
+    /// Directory of *.yaml / *.yml / *.json manifests (read recursively), or a single file.
+    dir: PathBuf,
+
+    /// Node to compute the state for [default: the first Node in DIR, by name].
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+
+    /// Serve Services labelled service.kubernetes.io/service-proxy-name=NAME
+    /// [default: only Services without that label].
+    #[arg(long, value_name = "NAME")]
+    proxy_name: Option<String>,
+
+    /// Node addresses that carry NodePorts: `all`, `primary`, or a comma-separated CIDR list.
+    #[arg(long, value_name = "all|primary|CIDR,...", default_value = "all", value_parser = parse_node_port_addresses)]
+    nodeport_addresses: NodePortAddresses,
+
+    /// The cluster's NodePort range; NodePorts outside it are not served.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
+    node_port_range: PortRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// Aligned columns, like kubectl.
+    Table,
+    /// Every field of every frontend.
+    Json,
+}
+
+fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
+    match text {
+        "all" => Ok(NodePortAddresses::All),
+        "primary" => Ok(NodePortAddresses::Primary),
+        cidrs => cidrs
+            .split(',')
+            .map(|c| c.parse::<Cidr>().map_err(|err| err.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(NodePortAddresses::Cidrs),
+    }
+}
+
+pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
+    let directory = ManifestDirectory::load(&args.dir);
+    let state = directory.state();
+    if !directory.errors().is_empty() {
+        if directory.applied().is_empty() {
+            for error in directory.errors() {
+                eprintln!("error: {error}");
+            }
+            bail!("no objects could be read from {}", args.dir.display());
+        }
+        eprintln!(
+            "warning: {} problem(s) in {}; showing the objects that are valid (details: switchyard validate {})",
+            directory.errors().len(),
+            args.dir.display(),
+            args.dir.display()
+        );
+    }
+
+    let node_names: Vec<&str> = state.nodes.keys().map(|k| k.name.as_str()).collect();
+    let node = match (&args.node, node_names.first()) {
+        (Some(node), _) => {
+            if !state.nodes.contains_key(&ObjectKey::cluster(node.clone())) {
+                bail!(
+                    "node {node:?} is not in {} (nodes there: {})",
+                    args.dir.display(),
+                    if node_names.is_empty() { "none".to_owned() } else { node_names.join(", ") }
+                );
+            }
+            node.clone()
+        }
+        (None, Some(first)) => {
+            eprintln!(
+                "showing node {first} (the first Node in {}; choose another with --node)",
+                args.dir.display()
+            );
+            (*first).to_owned()
+        }
+        (None, None) => {
+            eprintln!(
+                "no Node in {}: showing cluster-wide frontends only (no NodePorts, no local endpoints)",
+                args.dir.display()
+            );
+            String::new()
+        }
+    };
+
+    let mut config = ProxyConfig::new(node.clone());
+    config.proxy_name = args.proxy_name.clone();
+    config.node_port_addresses = args.nodeport_addresses.clone();
+    config.node_port_range = args.node_port_range;
+    let model = NodeModel::from_state(config, &state);
+    let desired = model.desired();
+
+    match args.output {
+        Output::Table => print!("{}", table(desired)),
+        Output::Json => {
+            let json = serde_json::to_string_pretty(&JsonState::new(&node, desired))
+                .context("serialising the desired state")?;
+            println!("{json}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON form: a list, because frontend keys are not strings.
+#[derive(Debug, Serialize)]
+struct JsonState<'a> {
+    node: &'a str,
+    frontends: Vec<JsonFrontend<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonFrontend<'a> {
+    #[serde(flatten)]
+    key: &'a FrontendKey,
+    #[serde(flatten)]
+    frontend: &'a Frontend,
+}
+
+impl<'a> JsonState<'a> {
+    fn new(node: &'a str, desired: &'a DesiredState) -> Self {
+        let frontends = rows(desired)
+            .into_iter()
+            .map(|(key, frontend)| JsonFrontend { key, frontend })
+            .collect();
+        Self { node, frontends }
+    }
+}
+
+/// Frontends grouped the way an operator reads them: by Service, port, then kind and address.
+fn rows(desired: &DesiredState) -> Vec<(&FrontendKey, &Frontend)> {
+    let mut rows: Vec<_> = desired.frontends.iter().collect();
+    rows.sort_by(|(ka, a), (kb, b)| {
+        (&a.service, &a.port_name, a.kind, *ka).cmp(&(&b.service, &b.port_name, b.kind, *kb))
+    });
+    rows
+}
+
+const HEADERS: [&str; 6] = ["SERVICE", "PORT", "TYPE", "FRONTEND", "POLICY", "BACKENDS"];
+
+/// kubectl-style table: upper-case headers, columns padded to the widest cell plus three spaces.
+fn table(desired: &DesiredState) -> String {
+    let cells: Vec<[String; 6]> = rows(desired)
+        .into_iter()
+        .map(|(key, frontend)| {
+            [
+                frontend.service.to_string(),
+                if frontend.port_name.is_empty() {
+                    "-".to_owned()
+                } else {
+                    frontend.port_name.clone()
+                },
+                frontend.kind.to_string(),
+                key.to_string(),
+                policy(frontend),
+                backends(frontend),
+            ]
+        })
+        .collect();
+    let mut widths = HEADERS.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |row: [&str; 6]| {
+        let mut text = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}   ", width = widths[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(HEADERS);
+    for row in &cells {
+        line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// Traffic policy plus the flags that change backend choice.
+fn policy(frontend: &Frontend) -> String {
+    let mut text = frontend.traffic_policy.to_string();
+    if let Some(seconds) = frontend.affinity_timeout_seconds {
+        let _ = write!(text, " affinity={seconds}s");
+    }
+    if frontend.algorithm != switchyard_model::Algorithm::Random {
+        let _ = write!(text, " {}", frontend.algorithm.to_string().to_lowercase());
+    }
+    if !frontend.source_ranges.is_empty() {
+        let ranges: Vec<String> = frontend.source_ranges.iter().map(ToString::to_string).collect();
+        let _ = write!(text, " from={}", ranges.join(","));
+    }
+    if let Some(port) = frontend.health_check_node_port {
+        let _ = write!(text, " healthCheck=:{port}");
+    }
+    text
+}
+
+/// `ip:port` per backend; non-ready states in parentheses; what happens when there are none.
+fn backends(frontend: &Frontend) -> String {
+    if frontend.backends.is_empty() {
+        return match frontend.when_empty {
+            WhenEmpty::Reject => "<none: reject>".to_owned(),
+            WhenEmpty::Drop => "<none: drop>".to_owned(),
+        };
+    }
+    frontend.backends.iter().map(backend).collect::<Vec<_>>().join(", ")
+}
+
+fn backend(backend: &Backend) -> String {
+    let mut text = match backend.ip {
+        IpAddr::V4(ip) => format!("{ip}:{}", backend.port),
+        IpAddr::V6(ip) => format!("[{ip}]:{}", backend.port),
+    };
+    if backend.state == BackendState::Terminating {
+        text.push_str(" (terminating)");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodeport_addresses_flag_parses_keywords_and_cidrs() {
+        assert_eq!(parse_node_port_addresses("all"), Ok(NodePortAddresses::All));
+        assert_eq!(parse_node_port_addresses("primary"), Ok(NodePortAddresses::Primary));
+        let parsed = parse_node_port_addresses("192.168.0.0/16,fd00::/8");
+        assert!(
+            matches!(parsed, Ok(NodePortAddresses::Cidrs(ref c)) if c.len() == 2),
+            "{parsed:?}"
+        );
+        assert!(parse_node_port_addresses("192.168.0.0").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! `switchyard validate DIR`: every problem in a manifest directory, each pointing at its file.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use switchyard_k8s::manifest::ManifestDirectory;
+use switchyard_model::validate::{Finding, Severity, ValidationOptions, validate};
+use switchyard_model::{ClusterState, PortRange};
+
+/// Check a directory of manifests: syntax, duplicates, and what the API server would reject.
+///
+/// Exits 0 when there are no errors (warnings are printed but allowed), 1 otherwise.
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Directory of *.yaml / *.yml / *.json manifests (read recursively), or a single file.
+    dir: PathBuf,
+
+    /// The cluster's NodePort range (kube-apiserver --service-node-port-range).
+    #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
+    node_port_range: PortRange,
+
+    /// Fail on warnings too (a Service without EndpointSlices, a slice naming a missing Service).
+    #[arg(long)]
+    strict: bool,
+}
+
+/// Every problem found in a directory, ready to print.
+#[derive(Debug)]
+pub(crate) struct Report {
+    /// One line per problem, `error: …` / `warning: …` / `ignored: …`.
+    pub(crate) lines: Vec<String>,
+    pub(crate) errors: usize,
+    pub(crate) warnings: usize,
+}
+
+/// Reads and checks `directory`'s objects. Semantic findings are prefixed with the location of
+/// the object they are about, so every line points at a file.
+pub(crate) fn check(
+    directory: &ManifestDirectory,
+    state: &ClusterState,
+    options: &ValidationOptions,
+) -> Report {
+    let mut lines = Vec::new();
+    for error in directory.errors() {
+        lines.push(format!("error: {error}"));
+    }
+    let findings = validate(state, options);
+    for finding in &findings {
+        lines.push(format_finding(directory, finding));
+    }
+    for ignored in directory.ignored() {
+        lines.push(format!("ignored: {ignored}"));
+    }
+    let semantic_errors = findings.iter().filter(|f| f.is_error()).count();
+    Report {
+        lines,
+        errors: directory.errors().len() + semantic_errors,
+        warnings: findings.len() - semantic_errors,
+    }
+}
+
+fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> String {
+    let severity = match finding.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    match directory.location_of(&(finding.kind, finding.object.clone())) {
+        Some(location) => format!("{severity}: {location}: {finding}"),
+        None => format!("{severity}: {finding}"),
+    }
+}
+
+pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let directory = ManifestDirectory::load(&args.dir);
+    let state = directory.state();
+    let options = ValidationOptions { node_port_range: args.node_port_range };
+    let report = check(&directory, &state, &options);
+    for line in &report.lines {
+        println!("{line}");
+    }
+    println!("{}", summary(&args, &directory, &state, &report));
+    let failed = report.errors > 0 || (args.strict && report.warnings > 0);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn summary(
+    args: &ValidateArgs,
+    directory: &ManifestDirectory,
+    state: &ClusterState,
+    report: &Report,
+) -> String {
+    let verdict = if report.errors > 0 { "INVALID" } else { "valid" };
+    let mut text = format!(
+        "{}: {verdict}: {} error{}, {} warning{}; {} file{}, {} Service{}, {} EndpointSlice{}, {} Node{}",
+        args.dir.display(),
+        report.errors,
+        plural(report.errors),
+        report.warnings,
+        plural(report.warnings),
+        directory.file_count(),
+        plural(directory.file_count()),
+        state.services.len(),
+        plural(state.services.len()),
+        state.endpoint_slices.len(),
+        plural(state.endpoint_slices.len()),
+        state.nodes.len(),
+        plural(state.nodes.len()),
+    );
+    if !directory.ignored().is_empty() {
+        let count = directory.ignored().len();
+        let _ = write!(text, "; {count} document{} of other kinds ignored", plural(count));
+    }
+    text
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}

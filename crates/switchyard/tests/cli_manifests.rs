@@ -1,0 +1,234 @@
+//! `switchyard validate` and `switchyard services`, run as a user runs them, on testdata/.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(name)
+}
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn arg(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn validate_accepts_the_example_cluster() {
+    let dir = testdata("cluster");
+    let output = switchyard(&["validate", arg(&dir)]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains(": valid: 0 errors, 0 warnings;"), "{text}");
+    assert!(text.contains("3 Nodes"), "{text}");
+    assert!(
+        text.contains("Deployment shop/frontend (apps/v1): not read by Switchyard, ignored"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validate_pinpoints_every_broken_file_and_exits_1() {
+    let dir = testdata("broken");
+    let output = switchyard(&["validate", arg(&dir)]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    // (file:line (document), object and field, reason) — each must appear on one error line.
+    let expected: &[(&str, &str, &str)] = &[
+        ("syntax.yaml:13 (document 2)", "YAML syntax error", "line 19 column 10"),
+        ("types.json:1 (document 1)", "Service broken/bad-type: spec.ports[0].port", "\"eighty\""),
+        (
+            "ports.yaml:3 (document 1)",
+            "Service broken/bad-ports: spec.ports[0].port",
+            "70000 is outside 1-65535",
+        ),
+        (
+            "ports.yaml:3 (document 1)",
+            "spec.ports[1].nodePort",
+            "NodePort 8443 is outside the NodePort range 30000-32767",
+        ),
+        ("ports.yaml:3 (document 1)", "spec.ports[1].name", "duplicate port name \"http\""),
+        ("ports.yaml:3 (document 1)", "spec.ports[1].targetPort", "\"https_port\""),
+        (
+            "addresses.yaml:3 (document 1)",
+            "Service broken/bad-addresses: spec.clusterIP",
+            "\"10.96.100.300\" is not an IP address",
+        ),
+        (
+            "addresses.yaml:3 (document 1)",
+            "spec.externalIPs[0]",
+            "\"10.210.0.9/32\" is not an IP address",
+        ),
+        (
+            "addresses.yaml:3 (document 1)",
+            "spec.loadBalancerSourceRanges[0]",
+            "\"10.0.0.0/33\" is not a CIDR",
+        ),
+        (
+            "addresses.yaml:20 (document 2)",
+            "EndpointSlice broken/bad-addresses-4kx9p: endpoints[0].addresses[0]",
+            "not an IPv4 address",
+        ),
+        (
+            "collision.yaml:15 (document 2)",
+            "Service broken/collide-b: spec.ports[0].nodePort",
+            "30200/TCP is already used by Service broken/collide-a",
+        ),
+        (
+            "nodes.yaml:2 (document 1)",
+            "Node node-broken: status.addresses[0].address",
+            "\"192.168.10.300\"",
+        ),
+        (
+            "duplicate-a.yaml:2 (document 1) (used)",
+            "Service broken/dup is defined twice",
+            "duplicate-b.yaml:2 (document 1) (ignored)",
+        ),
+    ];
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    for (location, object, reason) in expected {
+        assert!(
+            errors.iter().any(|l| l.contains(location) && l.contains(object) && l.contains(reason)),
+            "no error line with {location} / {object} / {reason} in:\n{text}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{text}");
+    assert!(text.contains(": INVALID: 13 errors,"), "{text}");
+}
+
+#[test]
+fn validate_reports_a_missing_directory() {
+    let output = switchyard(&["validate", "/nonexistent/switchyard-manifests"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("/nonexistent/switchyard-manifests: cannot list directory"));
+}
+
+#[test]
+fn validate_takes_the_node_port_range_as_a_flag() {
+    let file = testdata("broken/ports.yaml");
+    let output = switchyard(&["validate", "--node-port-range", "8000-31000", arg(&file)]);
+    let text = stdout(&output);
+    assert!(!text.contains("NodePort 8443"), "8443 is inside 8000-31000:\n{text}");
+    assert!(text.contains("70000 is outside 1-65535"), "{text}");
+}
+
+#[test]
+fn validate_strict_fails_on_warnings() {
+    let file = testdata("broken/duplicate-b.yaml");
+    assert_eq!(switchyard(&["validate", arg(&file)]).status.code(), Some(0));
+    assert_eq!(switchyard(&["validate", "--strict", arg(&file)]).status.code(), Some(1));
+}
+
+#[test]
+fn services_table_shows_every_frontend_kind_for_the_first_node() {
+    let dir = testdata("cluster");
+    let output = switchyard(&["services", arg(&dir)]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("showing node node-a (the first Node in"),
+        "{}",
+        stderr(&output)
+    );
+    let text = stdout(&output);
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["SERVICE", "PORT", "TYPE", "FRONTEND", "POLICY", "BACKENDS"]);
+    // One line per (service, port, type, frontend) that must be there, with a fragment of the rest.
+    let expected: &[(&str, &str, &str, &str, &str)] = &[
+        ("infra/cluster-dns", "dns", "ClusterIP", "10.96.0.10:53/UDP", "10.244.0.2:53"),
+        ("infra/cluster-dns", "dns-tcp", "ClusterIP", "10.96.0.10:53/TCP", "10.244.0.2:53"),
+        ("shop/checkout", "http", "NodePort", "192.168.10.11:30080/TCP", "Local"),
+        ("shop/checkout", "http", "ClusterIP", "10.96.33.7:80/TCP", "10.244.2.61:8081"),
+        ("shop/storefront", "https", "LoadBalancer", "[fd00:200::10]:443/TCP", "from=fd00::/8"),
+        ("shop/storefront", "http", "NodePort", "[fd00:10::11]:31080/TCP", "healthCheck=:32001"),
+        ("shop/status-page", "http", "ExternalIP", "10.210.0.5:80/TCP", "10.244.1.95:8080"),
+        ("shop/cart", "http", "ClusterIP", "10.96.51.9:80/TCP", "affinity=1800s"),
+        ("shop/search", "http", "ClusterIP", "10.96.66.6:80/TCP", "10.244.0.66:7700 (terminating)"),
+        ("shop/reports", "http", "ClusterIP", "10.96.90.1:80/TCP", "<none: reject>"),
+    ];
+    for (service, port, kind, frontend, fragment) in expected {
+        assert!(
+            text.lines().any(|l| {
+                let columns: Vec<&str> = l.split_whitespace().collect();
+                columns.len() >= 5
+                    && columns[..4] == [*service, *port, *kind, *frontend]
+                    && l.contains(fragment)
+            }),
+            "no row {service} {port} {kind} {frontend} …{fragment}… in:\n{text}"
+        );
+    }
+    // Not proxied: headless, ExternalName, and the Service labelled for another proxy.
+    for absent in ["shop/orders-db", "shop/legacy-db", "infra/edge-gateway"] {
+        assert!(!text.contains(absent), "{absent} must not be served:\n{text}");
+    }
+}
+
+#[test]
+fn services_json_for_a_chosen_node() {
+    let dir = testdata("cluster");
+    let output = switchyard(&["services", arg(&dir), "--node", "node-b", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["node"], "node-b");
+    let frontends = json["frontends"].as_array().unwrap();
+    let node_port = frontends
+        .iter()
+        .find(|f| f["ip"] == "192.168.10.12" && f["port"] == 30080)
+        .expect("checkout's NodePort on node-b's address");
+    let backends = node_port["backends"].as_array().unwrap();
+    assert_eq!(backends.len(), 1, "externalTrafficPolicy Local: only node-b's endpoint");
+    assert_eq!(backends[0]["ip"], "10.244.1.52");
+    assert_eq!(backends[0]["is_local"], true);
+}
+
+#[test]
+fn services_with_another_proxy_name_serves_only_its_services() {
+    let dir = testdata("cluster");
+    let output = switchyard(&["services", arg(&dir), "--proxy-name", "edge-proxy"]);
+    let text = stdout(&output);
+    let services: Vec<&str> =
+        text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(!services.is_empty(), "{text}");
+    assert!(services.iter().all(|s| *s == "infra/edge-gateway"), "{text}");
+}
+
+#[test]
+fn services_rejects_an_unknown_node_and_lists_the_known_ones() {
+    let dir = testdata("cluster");
+    let output = switchyard(&["services", arg(&dir), "--node", "node-x"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("node \"node-x\" is not in") && text.contains("node-a, node-b, node-c"),
+        "{text}"
+    );
+}
+
+#[test]
+fn services_still_shows_valid_objects_of_a_broken_directory() {
+    let dir = testdata("broken");
+    let output = switchyard(&["services", arg(&dir)]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("problem(s) in"), "{}", stderr(&output));
+    assert!(stdout(&output).contains("broken/syntax-ok-too"), "{}", stdout(&output));
+}
+
+#[test]
+fn help_is_available_for_both_commands() {
+    for command in ["validate", "services"] {
+        let output = switchyard(&[command, "--help"]);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(stdout(&output).contains("Usage: switchyard"), "{command}");
+    }
+}
