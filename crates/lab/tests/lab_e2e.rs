@@ -287,6 +287,16 @@ fn router_sends_a_routed_address_to_the_chosen_nodes_with_ecmp() {
         vec![("node3".to_string(), 5)]
     );
 
+    // A UDP reply comes from the routed address the request went to, not the node's own.
+    for (cidr, node) in [(vip, "node2"), (vip6, "node3")] {
+        let target = SocketAddr::new(cidr.addr, PORT + 1);
+        let attempts = lab.run_in("client1", || clients::udp(target, 2, TIMEOUT)).unwrap();
+        for attempt in attempts {
+            assert_eq!(attempt.backend.as_deref(), Some(node), "{attempt:?}");
+            assert_eq!(attempt.reply_from, Some(target.to_string()), "{attempt:?}");
+        }
+    }
+
     // ECMP over all nodes spreads connections (5-tuple hash): 60 connections reach all three.
     for cidr in [vip, vip6] {
         lab.route_to_nodes(cidr, &["node1", "node2", "node3"]).unwrap();

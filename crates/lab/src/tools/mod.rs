@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod servers;
+mod udp_reply;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,8 @@
 //! TCP echo, UDP echo and HTTP servers that answer with their name.
 //!
 //! Servers listen on `[::]:port`, which on Linux also accepts IPv4 (bindv6only is 0 in lab
-//! namespaces). Each runs on its own threads until its handle is dropped.
+//! namespaces). Each runs on its own threads until its handle is dropped. UDP replies leave from
+//! the address the request was sent to.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -165,6 +166,7 @@ fn serve_http_connection(stream: TcpStream, name: &str) -> io::Result<()> {
 
 fn start_udp(name: &str, port: u16) -> io::Result<ServerHandle> {
     let socket = UdpSocket::bind(any(port))?;
+    super::udp_reply::enable(&socket)?;
     let local = socket.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let fd = socket.as_raw_fd();
@@ -173,17 +175,14 @@ fn start_udp(name: &str, port: u16) -> io::Result<ServerHandle> {
     let thread = std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
         while !stopped.load(Ordering::SeqCst) {
-            let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                continue;
-            };
-            if len == 0 && stopped.load(Ordering::SeqCst) {
+            let Ok(received) = super::udp_reply::recv(&socket, &mut buf) else { continue };
+            if stopped.load(Ordering::SeqCst) {
                 break;
             }
-            let request = String::from_utf8_lossy(&buf[..len]).trim_end().to_string();
-            let _ = socket.send_to(reply_line(&name, peer, &request).as_bytes(), peer);
+            let peer = SocketAddr::V6(received.peer);
+            let request = String::from_utf8_lossy(&buf[..received.len]).trim_end().to_string();
+            let reply = reply_line(&name, peer, &request);
+            let _ = super::udp_reply::send(&socket, reply.as_bytes(), peer, received.destination);
         }
     });
     Ok(ServerHandle { kind: ServerKind::UdpEcho, local, stop, fd, thread: Some(thread) })
