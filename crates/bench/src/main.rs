@@ -136,6 +136,7 @@ fn programming_plan(quick: bool) -> (Vec<(Shape, usize)>, Duration) {
         (
             vec![
                 (shape(1000, 10), 3),
+                (shape(3000, 10), 1),
                 (shape(10_000, 10), 1),
                 (shape(30_000, 10), 1),
                 (shape(5000, 50), 1),

@@ -222,7 +222,11 @@ fn catch_up(netns: &Netns, program: &str, args: &[&str], input: &str) -> Result<
 
 /// How long an untimed catch-up may take before the peer's remaining steps at this size are
 /// given up (recorded as errors), so one slow peer cannot blow the whole run's time budget.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(240);
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(90);
+
+/// Services per transaction when nftables state is built untimed (see
+/// [`nftables::render_in_chunks`]).
+pub const NFT_CHUNK: usize = 1000;
 
 /// Untimed: replaces the filter and nat tables with `ruleset` (a restore without --noflush, far
 /// faster with iptables-nft), then puts the jump rules back (`jumps` must not declare chains).
@@ -278,7 +282,8 @@ fn measure_iptables(
             // Without --noflush a restore replaces whole tables, which iptables-nft does far
             // faster; used only to reach the state the timed run could not reach in time.
             if let Err(error) = replace_tables(&netns, program, &full, &jumps_only) {
-                full_record.error = Some(error.to_string());
+                partial_record.error =
+                    Some(format!("reaching the starting state untimed: {error}"));
                 break;
             }
         }
@@ -288,7 +293,7 @@ fn measure_iptables(
             }
             let whole = iptables::render(config, after, iptables::Sync::Full { previous: None });
             if let Err(error) = replace_tables(&netns, program, &whole, &jumps_only) {
-                partial_record.error = Some(error.to_string());
+                rewrite_record.error = Some(format!("reaching the next state untimed: {error}"));
                 break;
             }
         }
@@ -331,8 +336,11 @@ fn measure_nftables(
             if full_record.failed() {
                 break;
             }
-            if let Err(error) = catch_up(&netns, "nft", &nft_args, &full) {
-                full_record.error = Some(error.to_string());
+            let chunks = nftables::render_in_chunks(config, before, NFT_CHUNK);
+            if let Err(error) =
+                chunks.iter().try_for_each(|tx| catch_up(&netns, "nft", &nft_args, tx))
+            {
+                full_record.error = Some(format!("reaching the starting state untimed: {error}"));
                 break;
             }
         }
@@ -341,7 +349,7 @@ fn measure_nftables(
                 break;
             }
             if let Err(error) = catch_up(&netns, "nft", &nft_args, &partial) {
-                partial_record.error = Some(error.to_string());
+                partial_record.error = Some(format!("reaching the next state untimed: {error}"));
                 break;
             }
         }

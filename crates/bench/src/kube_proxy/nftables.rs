@@ -120,6 +120,30 @@ pub fn render(
     tx
 }
 
+/// The same ruleset as a full sync, cut into transactions of at most `services_per_transaction`
+/// Services each (the first also sets up the table). Not what kube-proxy does: the kernel's cost
+/// for one transaction grows faster than linearly with the chains it adds, so benchmarks use this
+/// to reach a large starting state quickly, untimed.
+pub fn render_in_chunks(
+    config: &NodeConfig,
+    state: &DesiredState,
+    services_per_transaction: usize,
+) -> Vec<String> {
+    let mut transactions = Vec::new();
+    let mut tx = String::new();
+    write_setup(config, &mut tx);
+    for chunk in state.services.chunks(services_per_transaction.max(1)) {
+        for service in chunk {
+            write_service(config, service, false, &mut tx);
+        }
+        transactions.push(std::mem::take(&mut tx));
+    }
+    if !tx.is_empty() {
+        transactions.push(tx);
+    }
+    transactions
+}
+
 /// The later transaction that deletes chains a partial sync left flushed and unreferenced.
 pub fn render_stale_chain_deletion(state: &DesiredState, previous: &DesiredState) -> String {
     let active = all_service_chains(state);
@@ -322,5 +346,29 @@ fn write_service(config: &NodeConfig, service: &ServicePort, skip_chains: bool, 
             endpoint.ip
         );
         let _ = writeln!(tx, "add rule {TABLE} {chain} meta l4proto {proto} dnat to {endpoint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{Shape, cluster};
+
+    #[test]
+    fn chunked_transactions_hold_the_same_commands_as_one_full_sync() {
+        let config = NodeConfig::default();
+        let state = cluster(Shape { services: 25, endpoints_per_service: 3 });
+        let whole = render(&config, &state, None);
+        let chunks = render_in_chunks(&config, &state, 10);
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks.concat(), whole);
+        assert!(chunks[1].starts_with(&format!("add chain {TABLE} service-")));
+    }
+
+    #[test]
+    fn an_empty_state_is_one_setup_transaction() {
+        let chunks = render_in_chunks(&NodeConfig::default(), &DesiredState::default(), 10);
+        assert_eq!(chunks.len(), 1);
+        assert!(chunks[0].starts_with(&format!("add table {TABLE}")));
     }
 }
