@@ -465,3 +465,88 @@ fn clients_report_connected_udp_holds_uploads_http_status_and_latency_pairs() {
     assert_eq!(attempts[0].body.as_deref(), Some("{\"localEndpoints\": 0}"));
     assert_eq!(attempts[0].backend, None);
 }
+
+#[test]
+fn hold_reports_a_reset_connection_and_a_survivor() {
+    if !require_root("hold_reports_a_reset_connection_and_a_survivor") {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    let lab = Lab::up(&Topology::default()).unwrap();
+    let _running = serve(&lab, "pod2a");
+    let pod2a = IpAddr::from(lab.pod("pod2a").unwrap().ipv4);
+    // A server in pod3a that answers twice, then aborts the connection (RST via linger 0).
+    let pod3a = IpAddr::from(lab.pod("pod3a").unwrap().ipv4);
+    let listener =
+        lab.run_in("pod3a", || std::net::TcpListener::bind((pod3a, 7100)).unwrap()).unwrap();
+    let aborter = std::thread::spawn(move || {
+        let (stream, peer) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        for _ in 0..2 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let reply = format!(
+                "{{\"backend\":\"pod3a\",\"peer\":\"{peer}\",\"echo\":\"{}\"}}\n",
+                line.trim()
+            );
+            writer.write_all(reply.as_bytes()).unwrap();
+        }
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: a valid socket and a correctly sized linger struct.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&writer),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    });
+    let (survivor, aborted) = lab
+        .run_in("client1", || {
+            let aborted = clients::hold(
+                SocketAddr::new(pod3a, 7100),
+                Duration::from_secs(3),
+                Duration::from_millis(20),
+                TIMEOUT,
+            );
+            let mut rounds = 0;
+            let survivor = clients::hold_until(
+                SocketAddr::new(pod2a, PORT),
+                Duration::from_millis(20),
+                TIMEOUT,
+                || {
+                    rounds += 1;
+                    rounds >= 5
+                },
+            );
+            (survivor, aborted)
+        })
+        .unwrap();
+    aborter.join().unwrap();
+    assert_eq!((aborted.pings, aborted.reset), (2, true), "{aborted:?}");
+    assert_eq!(aborted.backends, vec!["pod3a"]);
+    assert_eq!(
+        (survivor.pings, survivor.reset, survivor.error.as_deref()),
+        (5, false, None),
+        "{survivor:?}"
+    );
+}
+
+#[test]
+fn lab_builds_and_tears_down_from_inside_an_async_runtime() {
+    if !require_root("lab_builds_and_tears_down_from_inside_an_async_runtime") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let plan = runtime.block_on(async {
+        let lab = Lab::up(&Topology::default()).unwrap();
+        lab.route_to_nodes("10.96.0.1/32".parse().unwrap(), &["node1"]).unwrap();
+        let plan = lab.plan().clone();
+        drop(lab);
+        plan
+    });
+    assert_eq!(leftovers(&plan), Vec::<String>::new());
+}

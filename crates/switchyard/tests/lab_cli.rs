@@ -139,6 +139,21 @@ fn lab_cli_up_exec_serve_client_down() {
     );
     assert!(lines[2]["p50_ratio"].as_f64().unwrap() > 0.0, "{latency}");
 
+    // A long-lived connection held until the test closes the client's stdin.
+    let mut hold = Command::new(BIN)
+        .args(["lab", "--lab", &name, "exec", "ext", "--", BIN, "lab", "client", "hold"])
+        .args(["--until-stdin-closes", "--interval-ms", "20", "--target", &format!("{web_ip}:80")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(hold.stdin.take());
+    let held = hold.wait_with_output().unwrap();
+    let held: serde_json::Value = serde_json::from_str(stdout(&held).trim()).unwrap();
+    assert!(held["pings"].as_u64().unwrap() >= 3, "{held}");
+    assert_eq!(held["reset"], false);
+
     // A failing client exits non-zero and says why.
     let refused = lab(
         &name,

@@ -403,6 +403,18 @@ pub fn hold(
     interval: Duration,
     timeout: Duration,
 ) -> HoldReport {
+    let started = Instant::now();
+    hold_until(target, interval, timeout, || started.elapsed() >= duration)
+}
+
+/// Like [`hold`], but keeps the connection until `done()` returns true (checked after every
+/// round trip), for tests that do not know in advance how long a restart takes.
+pub fn hold_until(
+    target: SocketAddr,
+    interval: Duration,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> HoldReport {
     let mut report = HoldReport {
         kind: "hold".to_string(),
         target: target.to_string(),
@@ -455,10 +467,10 @@ pub fn hold(
                 break;
             }
         }
-        if started.elapsed() >= duration {
+        if done() {
             break;
         }
-        std::thread::sleep(interval.min(duration.saturating_sub(started.elapsed())));
+        std::thread::sleep(interval);
     }
     report.held_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report

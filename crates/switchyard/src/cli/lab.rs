@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -107,6 +109,9 @@ struct ClientArgs {
     /// hold, udp-hold: time between round trips.
     #[arg(long, default_value_t = 100)]
     interval_ms: u64,
+    /// hold: keep the connection until standard input is closed (instead of --duration-ms).
+    #[arg(long)]
+    until_stdin_closes: bool,
     /// udp: connect() the socket and send(), instead of sendto() on an unconnected socket.
     #[arg(long)]
     connected: bool,
@@ -201,6 +206,18 @@ fn client(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         ClientKind::Udp => attempts("udp", target, &clients::udp(target, count, timeout))?,
         ClientKind::Http => {
             attempts("http", target, &clients::http(target, &args.path, count, timeout))?
+        }
+        ClientKind::Hold if args.until_stdin_closes => {
+            let closed = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&closed);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+                flag.store(true, Ordering::SeqCst);
+            });
+            let report =
+                clients::hold_until(target, interval, timeout, || closed.load(Ordering::SeqCst));
+            print_json(&report)?;
+            report.error.is_none()
         }
         ClientKind::Hold => {
             let report = clients::hold(target, duration, interval, timeout);
