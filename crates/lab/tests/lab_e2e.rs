@@ -500,7 +500,7 @@ fn hold_reports_a_reset_connection_and_a_survivor() {
                 libc::SOL_SOCKET,
                 libc::SO_LINGER,
                 (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                size_of::<libc::linger>() as libc::socklen_t,
             );
         }
     });
