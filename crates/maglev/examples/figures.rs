@@ -1,5 +1,7 @@
-//! Prints the balance and disruption figures quoted in docs/maglev.md:
+//! Prints the balance, disruption and build-time figures quoted in docs/maglev.md:
 //! `cargo run --release -p switchyard-maglev --example figures`.
+
+use std::time::Instant;
 
 use switchyard_maglev::{Backend, MaglevConfig, Seed, Table, TableSize};
 
@@ -37,7 +39,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:>7} {:>6} {:>7} {:>10} {:>12} {:>12}",
         "M", "N", "change", "ideal", "moved mean", "moved max"
     );
-    for (m, n) in [(65_537, 10), (65_537, 100), (65_537, 1000), (16_381, 100), (16_381, 1000)] {
+    for (m, n) in [
+        (65_537, 10),
+        (65_537, 100),
+        (65_537, 655),
+        (65_537, 1000),
+        (16_381, 100),
+        (16_381, 160),
+        (16_381, 1000),
+    ] {
         let all = backends(n + 1, |_| 1);
         let base = build(m, &all[..n])?;
         let trials = 20.min(n);
@@ -66,8 +76,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+
+    println!();
+    println!("## Build time ({BUILD_RUNS} builds each; min is the least disturbed)");
+    println!("{:>7} {:>6} {:>10} {:>10} {:>10}", "M", "N", "weights", "min", "median");
+    let cases: [(u32, usize, &str, fn(usize) -> u32); 6] = [
+        (65_537, 10, "1", |_| 1),
+        (65_537, 100, "1", |_| 1),
+        (65_537, 1000, "1", |_| 1),
+        (16_381, 1000, "1", |_| 1),
+        (65_537, 1000, "1..4", |i| (i % 4) as u32 + 1),
+        (65_537, 1000, "1000:1", |i| if i == 0 { 1000 } else { 1 }),
+    ];
+    for (m, n, weights, weight) in cases {
+        let set = backends(n, weight);
+        let config = MaglevConfig { size: TableSize::new(m)?, seed: Seed::DEFAULT };
+        let mut times: Vec<f64> = (0..BUILD_RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                let built = Table::build(&config, &set);
+                std::hint::black_box(&built);
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{m:>7} {n:>6} {weights:>10} {:>7.3} ms {:>7.3} ms",
+            times[0],
+            times[BUILD_RUNS / 2]
+        );
+    }
     Ok(())
 }
+
+const BUILD_RUNS: usize = 200;
 
 fn backends(n: usize, weight: impl Fn(usize) -> u32) -> Vec<Backend> {
     (0..n).map(|i| Backend::new(format!("10.{}.{}.1:8080", i / 256, i % 256), weight(i))).collect()
