@@ -80,7 +80,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("## Build time ({BUILD_RUNS} builds each; min is the least disturbed)");
     println!("{:>7} {:>6} {:>10} {:>10} {:>10}", "M", "N", "weights", "min", "median");
-    let cases: [(u32, usize, &str, fn(usize) -> u32); 6] = [
+    type Case = (u32, usize, &'static str, fn(usize) -> u32);
+    let cases: [Case; 6] = [
         (65_537, 10, "1", |_| 1),
         (65_537, 100, "1", |_| 1),
         (65_537, 1000, "1", |_| 1),
