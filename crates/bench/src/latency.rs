@@ -160,7 +160,7 @@ fn round_trips(target: SocketAddr, count: usize) -> (Vec<f64>, usize) {
 const APPLY_LIMIT: Duration = Duration::from_secs(600);
 
 /// Loads a peer's full ruleset for `state` into the node, replacing whatever the peer had there.
-fn apply(
+pub(crate) fn apply(
     peer: Peer,
     node: &Netns,
     config: &NodeConfig,
@@ -198,7 +198,7 @@ fn apply(
 }
 
 /// Removes a peer's rules from the node so the next peer runs alone.
-fn clear(peer: Peer, node: &Netns) -> Result<(), BenchError> {
+pub(crate) fn clear(peer: Peer, node: &Netns) -> Result<(), BenchError> {
     let empty = "*filter\nCOMMIT\n*nat\nCOMMIT\n";
     match peer {
         Peer::IptablesNft => node

@@ -15,3 +15,4 @@ pub mod report;
 pub mod state;
 pub mod switchyard;
 pub mod synthetic;
+pub mod throughput;

@@ -16,9 +16,10 @@ use switchyard_bench::machine::Machine;
 use switchyard_bench::netns::Netns;
 use switchyard_bench::plot;
 use switchyard_bench::programming::{self, Limits, Peer, Step};
-use switchyard_bench::report::{self, LatencyReport, ProgrammingReport};
+use switchyard_bench::report::{self, LatencyReport, ProgrammingReport, ThroughputReport};
 use switchyard_bench::state::NodeConfig;
 use switchyard_bench::synthetic::{self, Shape};
+use switchyard_bench::throughput;
 
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-bench", about)]
@@ -63,6 +64,8 @@ enum Command {
     Programming(RunOptions),
     /// Item 2: latency against the number of Services (needs root; a lab of its own).
     Latency(RunOptions),
+    /// Item 3: NodePort forwarding throughput (needs root; a lab of its own).
+    Throughput(RunOptions),
     /// Print the ruleset kube-proxy would write (the small golden cluster, or a synthetic one).
     Ruleset {
         #[arg(value_enum)]
@@ -92,10 +95,12 @@ fn run(cli: Cli) -> Result<()> {
             let started = Instant::now();
             run_programming(&options)?;
             run_latency(&options)?;
+            run_throughput(&options)?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
         Command::Latency(options) => run_latency(&options)?,
+        Command::Throughput(options) => run_throughput(&options)?,
         Command::Ruleset { kind, services, endpoints } => {
             print!("{}", render_ruleset(kind, services, endpoints));
         }
@@ -207,5 +212,16 @@ fn run_latency(options: &RunOptions) -> Result<()> {
     report::write_file(&out.join("latency.md"), &report::latency_markdown(&report))?;
     plot::latency_chart(&out.join("latency.svg"), &report.points).context("plotting latency")?;
     eprintln!("latency results in {}", out.display());
+    Ok(())
+}
+
+fn run_throughput(options: &RunOptions) -> Result<()> {
+    let out = options.out_dir();
+    let duration = Duration::from_secs(if options.quick { 2 } else { 10 });
+    let points = throughput::run(&Peer::ALL, 1000, duration, &mut |line| eprintln!("{line}"))?;
+    let report = ThroughputReport { machine: Machine::detect(), quick: options.quick, points };
+    report::write_json(&out.join("throughput.json"), &report)?;
+    report::write_file(&out.join("throughput.md"), &report::throughput_markdown(&report))?;
+    eprintln!("throughput results in {}", out.display());
     Ok(())
 }

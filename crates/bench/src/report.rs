@@ -183,3 +183,45 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
     }
     out
 }
+
+/// Everything one throughput run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputReport {
+    pub machine: Machine,
+    pub quick: bool,
+    pub points: Vec<crate::throughput::ThroughputPoint>,
+}
+
+/// Markdown table: received packets per second and CPU per peer, ratio against nftables.
+pub fn throughput_markdown(report: &ThroughputReport) -> String {
+    let nft = report
+        .points
+        .iter()
+        .find(|p| p.peer == Peer::Nftables && p.error.is_none())
+        .map(|p| p.received_per_second);
+    let mut out = String::from(
+        "Packets/s received by the pod over the run; per CPU second = received / (sender + receiver thread CPU time), which discounts time the threads spent waiting for a CPU on a shared machine.\n\n| peer | Services | packets/s received | per CPU second | sent | received | sender CPU s | receiver CPU s | pps / nftables |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for p in &report.points {
+        if let Some(error) = &p.error {
+            let _ = writeln!(out, "| {} | {} | {error} | | | | | | |", p.peer.label(), p.services);
+            continue;
+        }
+        let ratio = nft
+            .filter(|n| *n > 0.0)
+            .map_or("—".to_string(), |n| format!("{:.2}×", p.received_per_second / n));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {:.2} | {:.2} | {ratio} |",
+            p.peer.label(),
+            p.services,
+            p.received_per_second,
+            p.received as f64 / (p.sender_cpu_seconds + p.receiver_cpu_seconds).max(1e-9),
+            p.sent,
+            p.received,
+            p.sender_cpu_seconds,
+            p.receiver_cpu_seconds
+        );
+    }
+    out
+}
