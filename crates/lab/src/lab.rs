@@ -368,6 +368,12 @@ impl Lab {
         wiring::set_route(&self.plan.router_netns, destination, &gateways)
     }
 
+    /// Adds an address to `link` in the namespace of a node, pod, client or the router, e.g. an
+    /// External IP a node should own (`lo` works for addresses routed to the node).
+    pub fn add_address(&self, member: &str, link: &str, address: Cidr) -> Result<(), LabError> {
+        wiring::add_address(&self.netns_of(member)?, link, address)
+    }
+
     /// Sets the MTU of `link` in the namespace of a node, pod, client or the router (`fabric`),
     /// e.g. to put a smaller-MTU hop between the router and a node.
     pub fn set_mtu(&self, member: &str, link: &str, mtu: u32) -> Result<(), LabError> {

@@ -428,3 +428,15 @@ pub(crate) fn set_mtu(netns_name: &str, link: &str, mtu: u32) -> Result<(), LabE
             .map_err(nl_err(&ns, format!("setting mtu {mtu} on {link}")))
     })
 }
+
+/// Adds `address` to `link` in namespace `netns_name` (IPv6 without duplicate address detection).
+pub(crate) fn add_address(netns_name: &str, link: &str, address: Cidr) -> Result<(), LabError> {
+    with_netlink(netns_name, move |ns| async move {
+        let index = link_index(&ns, link).await?;
+        let mut request = ns.handle.address().add(index, address.addr, address.prefix_len);
+        if address.addr.is_ipv6() {
+            request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request.execute().await.map_err(nl_err(&ns, format!("adding {address} to {link}")))
+    })
+}

@@ -265,8 +265,8 @@ fn router_sends_a_routed_address_to_the_chosen_nodes_with_ecmp() {
     let vip6: Cidr = "fd00:96::10/128".parse().unwrap();
     let mut running = Vec::new();
     for node in ["node1", "node2", "node3"] {
-        ip(&lab, node, "addr add 10.96.0.10/32 dev lo");
-        ip(&lab, node, "addr add fd00:96::10/128 dev lo nodad");
+        lab.add_address(node, "lo", vip).unwrap();
+        lab.add_address(node, "lo", vip6).unwrap();
         running.extend(serve(&lab, node));
     }
     let connect = |target: IpAddr, count: usize| {
@@ -317,6 +317,8 @@ fn router_sends_a_routed_address_to_the_chosen_nodes_with_ecmp() {
 
     let err = lab.route_to_nodes(vip, &["node9"]).unwrap_err().to_string();
     assert!(err.contains("node9"), "{err}");
+    let err = lab.add_address("node1", "lo", vip).unwrap_err().to_string();
+    assert!(err.contains("10.96.0.10/32") && err.contains("lo"), "{err}");
 }
 
 #[test]
