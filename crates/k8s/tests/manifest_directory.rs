@@ -228,3 +228,22 @@ fn location_of_points_at_the_defining_document() {
         directory.location_of(&(ObjectKind::Service, ObjectKey::new("shop", "b"))).unwrap();
     assert_eq!((location.document, location.line), (2, 10));
 }
+
+#[test]
+fn unknown_fields_are_warnings_and_the_object_still_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        &service("web", "80").replace("  - port: 80\n", "  - port: 80\n    targetport: 8080\n"),
+    );
+    let directory = ManifestDirectory::load(dir.path());
+    assert!(directory.errors().is_empty());
+    assert_eq!(service_port(&directory, "web"), Some(80));
+    let warnings: Vec<String> = directory.warnings().iter().map(ToString::to_string).collect();
+    let expected = format!(
+        "{}:1 (document 1): Service shop/web: unknown field \"spec.ports[0].targetport\" (ignored)",
+        dir.path().join("a.yaml").display()
+    );
+    assert_eq!(warnings, vec![expected]);
+}

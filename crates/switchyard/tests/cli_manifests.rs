@@ -105,6 +105,10 @@ fn validate_pinpoints_every_broken_file_and_exits_1() {
         );
     }
     assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{text}");
+    assert!(
+        text.contains("warning: ") && text.contains("typos.yaml:2 (document 1): Service broken/typos: unknown field \"spec.ports[0].nodeport\" (ignored)"),
+        "misspelt fields must be reported:\n{text}"
+    );
     assert!(text.contains(": INVALID: 13 errors,"), "{text}");
 }
 

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use switchyard_model::{Change, ClusterState};
 
-use super::error::{IgnoredDocument, Location, ManifestError};
+use super::error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarning};
 use super::object::{Object, ObjectId, delete_change};
 use super::parse::{Document, Format, Outcome, parse_file};
 
@@ -62,6 +62,7 @@ pub struct ManifestDirectory {
     files: BTreeMap<PathBuf, FileEntry>,
     applied: BTreeMap<ObjectId, Applied>,
     errors: Vec<ManifestError>,
+    warnings: Vec<ManifestWarning>,
     ignored: Vec<IgnoredDocument>,
 }
 
@@ -75,6 +76,7 @@ impl ManifestDirectory {
             files: BTreeMap::new(),
             applied: BTreeMap::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
             ignored: Vec::new(),
         };
         directory.rescan(&BTreeSet::new());
@@ -100,20 +102,22 @@ impl ManifestDirectory {
             }
         }
 
-        let (applied, mut errors, ignored) = self.merge();
-        listing_errors.append(&mut errors);
+        let Merged { applied, errors: mut merge_errors, warnings, ignored } = self.merge();
+        listing_errors.append(&mut merge_errors);
         let changes = diff(&self.applied, &applied);
         self.applied = applied;
         self.errors = listing_errors;
+        self.warnings = warnings;
         self.ignored = ignored;
         changes
     }
 
     /// Combines the files in path order. The first definition of an object wins; broken
     /// documents keep what applied before.
-    fn merge(&self) -> (BTreeMap<ObjectId, Applied>, Vec<ManifestError>, Vec<IgnoredDocument>) {
+    fn merge(&self) -> Merged {
         let mut applied: BTreeMap<ObjectId, Applied> = BTreeMap::new();
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         let mut ignored = Vec::new();
         for (path, entry) in &self.files {
             let documents = match &entry.contents {
@@ -127,7 +131,7 @@ impl ManifestDirectory {
             let mut unidentified_broken = false;
             for document in documents {
                 match &document.outcome {
-                    Outcome::Object(id, object) => match applied.get(id) {
+                    Outcome::Object(id, object, unknown_fields) => match applied.get(id) {
                         Some(first) => errors.push(ManifestError::Duplicate {
                             kind: id.0,
                             key: id.1.clone(),
@@ -135,6 +139,13 @@ impl ManifestDirectory {
                             second: document.location.clone(),
                         }),
                         None => {
+                            for field in unknown_fields {
+                                warnings.push(ManifestWarning::UnknownField {
+                                    location: document.location.clone(),
+                                    object: identity_of(id),
+                                    field: field.clone(),
+                                });
+                            }
                             let entry = Applied {
                                 location: document.location.clone(),
                                 object: object.clone(),
@@ -168,7 +179,7 @@ impl ManifestDirectory {
                 self.keep_previous_from(path, &mut applied);
             }
         }
-        (applied, errors, ignored)
+        Merged { applied, errors, warnings, ignored }
     }
 
     fn keep_previous_from(&self, path: &Path, applied: &mut BTreeMap<ObjectId, Applied>) {
@@ -199,6 +210,11 @@ impl ManifestDirectory {
         &self.errors
     }
 
+    /// Suspicious but applied content (unknown fields), in path order.
+    pub fn warnings(&self) -> &[ManifestWarning] {
+        &self.warnings
+    }
+
     /// Documents of kinds Switchyard does not read.
     pub fn ignored(&self) -> &[IgnoredDocument] {
         &self.ignored
@@ -224,6 +240,24 @@ impl ManifestDirectory {
             .iter()
             .map(|((_, key), applied)| applied.object.to_change(key.clone()))
             .collect()
+    }
+}
+
+/// The result of combining every file.
+struct Merged {
+    applied: BTreeMap<ObjectId, Applied>,
+    errors: Vec<ManifestError>,
+    warnings: Vec<ManifestWarning>,
+    ignored: Vec<IgnoredDocument>,
+}
+
+/// How an applied object is named in messages.
+fn identity_of((kind, key): &ObjectId) -> Identity {
+    Identity {
+        api_version: None,
+        kind: Some(kind.to_string()),
+        namespace: (!key.namespace.is_empty()).then(|| key.namespace.clone()),
+        name: Some(key.name.clone()),
     }
 }
 

@@ -104,3 +104,12 @@ impl fmt::Display for IgnoredDocument {
         )
     }
 }
+
+/// Something legal but suspicious in a document that was read. Not an error: the object applies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestWarning {
+    /// A field the object's kind does not have, most often a typo (`nodeport`, `targetport`).
+    /// Kubernetes rejects it (kubectl's strict field validation); Switchyard ignores the field.
+    #[error("{location}: {object}: unknown field {field:?} (ignored)")]
+    UnknownField { location: Location, object: Identity, field: String },
+}

@@ -13,7 +13,7 @@ mod parse;
 mod watch;
 
 pub use directory::{Applied, ManifestDirectory};
-pub use error::{Identity, IgnoredDocument, Location, ManifestError};
+pub use error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarning};
 pub use object::{Object, ObjectId};
 pub use parse::DEFAULT_NAMESPACE;
 pub use watch::{ManifestUpdate, ManifestWatcher, WatchError, WatchOptions};

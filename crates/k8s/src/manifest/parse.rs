@@ -27,8 +27,9 @@ pub(crate) struct Document {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
-    /// An object the model reads.
-    Object(ObjectId, Object),
+    /// An object the model reads, and the fields it has that its kind does not (typos such as
+    /// `nodeport`, which Kubernetes would reject and Switchyard would silently ignore).
+    Object(ObjectId, Object, Vec<String>),
     /// A well-formed object of a kind Switchyard does not read.
     Ignored(Identity),
     /// A broken document. `id` is set when kind and name could be read, so the last good version
@@ -316,32 +317,56 @@ fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
         return;
     };
 
+    let mut unknown_fields = Vec::new();
+    let unknown = &mut unknown_fields;
     let parsed = match object_kind {
-        ObjectKind::Service => deserialize::<Service>(value).map(|mut o| {
+        ObjectKind::Service => deserialize::<Service>(value, unknown).map(|mut o| {
             o.metadata.namespace = Some(namespace);
             Object::Service(Arc::new(o))
         }),
-        ObjectKind::EndpointSlice => deserialize::<EndpointSlice>(value).map(|mut o| {
+        ObjectKind::EndpointSlice => deserialize::<EndpointSlice>(value, unknown).map(|mut o| {
             o.metadata.namespace = Some(namespace);
             Object::EndpointSlice(Arc::new(o))
         }),
-        ObjectKind::Node => deserialize::<Node>(value).map(|mut o| {
+        ObjectKind::Node => deserialize::<Node>(value, unknown).map(|mut o| {
             o.metadata.namespace = None;
             Object::Node(Arc::new(o))
         }),
     };
     match parsed {
-        Ok(object) => out.push(Document { location, outcome: Outcome::Object(id, object) }),
+        Ok(object) => {
+            out.push(Document { location, outcome: Outcome::Object(id, object, unknown_fields) })
+        }
         Err(reason) => out.push(invalid(location, named, Some(id), reason)),
     }
 }
 
-/// Deserialises with the path of the offending field in the error (`spec.ports[0].port: …`).
-fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        if path == "." { err.inner().to_string() } else { format!("{path}: {}", err.inner()) }
+/// Deserialises with the path of the offending field in the error (`spec.ports[0].port: …`),
+/// collecting the paths of fields the type does not know into `unknown`.
+fn deserialize<T: DeserializeOwned>(value: Value, unknown: &mut Vec<String>) -> Result<T, String> {
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
+    let result = serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path)));
+    result.map_err(|err| {
+        let path = track.path().to_string();
+        if path == "." { err.to_string() } else { format!("{path}: {err}") }
     })
+}
+
+/// `spec.ports[0].nodeport`, the way kubectl names fields.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() { key.clone() } else { format!("{parent}.{key}") }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
 }
 
 #[cfg(test)]
@@ -372,7 +397,7 @@ mod tests {
         let names: Vec<_> = docs
             .iter()
             .map(|d| match &d.outcome {
-                Outcome::Object((_, key), _) => {
+                Outcome::Object((_, key), _, _) => {
                     (d.location.document, d.location.line, key.to_string())
                 }
                 other => panic!("unexpected {other:?}"),
@@ -451,6 +476,19 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_collected_with_their_path() {
+        let text = SERVICE.replace("  - port: 80\n", "  - port: 80\n    nodeport: 30080\n")
+            + "  tpye: NodePort\n";
+        let docs = parse_yaml(&text);
+        match &docs[0].outcome {
+            Outcome::Object(_, _, unknown) => {
+                assert_eq!(unknown, &["spec.ports[0].nodeport".to_owned(), "spec.tpye".to_owned()]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
     fn unknown_kinds_are_ignored_not_errors() {
         let docs = parse_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n");
         assert!(
@@ -465,8 +503,8 @@ mod tests {
         ));
         match (&docs[0].outcome, &docs[1].outcome) {
             (
-                Outcome::Object((_, service_key), Object::Service(service)),
-                Outcome::Object((_, node_key), Object::Node(node)),
+                Outcome::Object((_, service_key), Object::Service(service), _),
+                Outcome::Object((_, node_key), Object::Node(node), _),
             ) => {
                 assert_eq!(service_key, &ObjectKey::new("default", "web"));
                 assert_eq!(service.metadata.namespace.as_deref(), Some("default"));
@@ -486,7 +524,7 @@ mod tests {
         let docs = parse_file(Path::new("f.json"), Format::Json, text);
         assert_eq!(docs.len(), 2);
         assert!(
-            matches!(&docs[0].outcome, Outcome::Object((_, key), _) if key == &ObjectKey::new("x", "a"))
+            matches!(&docs[0].outcome, Outcome::Object((_, key), _, _) if key == &ObjectKey::new("x", "a"))
         );
         let message = error_text(&docs[1]);
         assert!(

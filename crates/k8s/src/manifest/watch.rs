@@ -15,7 +15,7 @@ use switchyard_model::Change;
 use tokio::sync::mpsc;
 
 use super::directory::ManifestDirectory;
-use super::error::{IgnoredDocument, ManifestError};
+use super::error::{IgnoredDocument, ManifestError, ManifestWarning};
 
 /// How the watcher groups file events.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +41,8 @@ pub struct ManifestUpdate {
     pub changes: Vec<Change>,
     /// All current problems (not only new ones), so a consumer can simply replace its list.
     pub errors: Vec<ManifestError>,
+    /// All current warnings (unknown fields).
+    pub warnings: Vec<ManifestWarning>,
     pub ignored: Vec<IgnoredDocument>,
 }
 
@@ -130,6 +132,7 @@ fn run(
     let initial = ManifestUpdate {
         changes: directory.changes_from_empty(),
         errors: directory.errors().to_vec(),
+        warnings: directory.warnings().to_vec(),
         ignored: directory.ignored().to_vec(),
     };
     if updates.blocking_send(initial).is_err() {
@@ -137,8 +140,12 @@ fn run(
     }
     while let Some(touched) = next_batch(events, options) {
         let previous_errors = directory.errors().to_vec();
+        let previous_warnings = directory.warnings().to_vec();
         let changes = directory.rescan(&touched);
-        if changes.is_empty() && directory.errors() == previous_errors.as_slice() {
+        if changes.is_empty()
+            && directory.errors() == previous_errors.as_slice()
+            && directory.warnings() == previous_warnings.as_slice()
+        {
             continue;
         }
         tracing::debug!(
@@ -149,6 +156,7 @@ fn run(
         let update = ManifestUpdate {
             changes,
             errors: directory.errors().to_vec(),
+            warnings: directory.warnings().to_vec(),
             ignored: directory.ignored().to_vec(),
         };
         if updates.blocking_send(update).is_err() {

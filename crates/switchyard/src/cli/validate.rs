@@ -21,7 +21,8 @@ pub(crate) struct ValidateArgs {
     #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
     node_port_range: PortRange,
 
-    /// Fail on warnings too (a Service without EndpointSlices, a slice naming a missing Service).
+    /// Fail on warnings too (unknown fields, a Service without EndpointSlices, a slice naming a
+    /// missing Service).
     #[arg(long)]
     strict: bool,
 }
@@ -46,6 +47,9 @@ pub(crate) fn check(
     for error in directory.errors() {
         lines.push(format!("error: {error}"));
     }
+    for warning in directory.warnings() {
+        lines.push(format!("warning: {warning}"));
+    }
     let findings = validate(state, options);
     for finding in &findings {
         lines.push(format_finding(directory, finding));
@@ -57,7 +61,7 @@ pub(crate) fn check(
     Report {
         lines,
         errors: directory.errors().len() + semantic_errors,
-        warnings: findings.len() - semantic_errors,
+        warnings: directory.warnings().len() + findings.len() - semantic_errors,
     }
 }
 
