@@ -7,19 +7,12 @@ use std::io;
 pub enum LabError {
     #[error("topology {origin}: {reason}")]
     Topology { origin: String, reason: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("netlink in {netns}: {what}: {source}")]
-    Netlink {
-        netns: String,
-        what: String,
-        #[source]
-        source: rtnetlink::Error,
-    },
+    // The cause is part of the message (and deliberately not a `source`, which would make
+    // error-chain printers such as anyhow's repeat it).
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: io::Error },
+    #[error("netlink in {netns}: {what}: {cause}")]
+    Netlink { netns: String, what: String, cause: rtnetlink::Error },
     #[error("invalid lab prefix {0:?}: use 1 to 16 characters from a-z, 0-9 and '-'")]
     BadPrefix(String),
     #[error(
@@ -39,6 +32,6 @@ pub enum LabError {
 impl LabError {
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
         let what = what.into();
-        move |source| LabError::Io { what, source }
+        move |cause| LabError::Io { what, cause }
     }
 }

@@ -412,8 +412,8 @@ fn read_state(path: &Path) -> Result<Option<LabState>, LabError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(LabError::Io { what: format!("reading {}", path.display()), source });
+        Err(cause) => {
+            return Err(LabError::Io { what: format!("reading {}", path.display()), cause });
         }
     };
     serde_json::from_str(&text).map(Some).map_err(|err| LabError::State {

@@ -86,9 +86,9 @@ pub(crate) fn create<T: Send>(
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
     });
-    result.map_err(|source| {
+    result.map_err(|cause| {
         let _ = remove(name);
-        LabError::Io { what: format!("creating netns {name}"), source }
+        LabError::Io { what: format!("creating netns {name}"), cause }
     })
 }
 

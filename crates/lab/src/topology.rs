@@ -60,9 +60,9 @@ impl Topology {
 
     /// Reads a YAML topology file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, LabError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LabError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| LabError::Io {
             what: format!("reading topology {}", path.display()),
-            source,
+            cause,
         })?;
         Self::from_yaml(&text, &path.display().to_string())
     }

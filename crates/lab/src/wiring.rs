@@ -37,7 +37,7 @@ impl std::fmt::Debug for Ns {
 fn nl_err(ns: &Ns, what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LabError {
     let netns = ns.name.clone();
     let what = what.into();
-    move |source| LabError::Netlink { netns, what, source }
+    move |cause| LabError::Netlink { netns, what, cause }
 }
 
 /// Creates every namespace of `plan` and wires them. On error, the caller tears down by prefix.
@@ -90,7 +90,7 @@ async fn configure(plan: &LabPlan, namespaces: &BTreeMap<String, Ns>) -> Result<
     let ns = |name: &str| -> Result<&Ns, LabError> {
         namespaces.get(name).ok_or_else(|| LabError::Io {
             what: format!("netns {name} was not created"),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            cause: std::io::Error::from(std::io::ErrorKind::NotFound),
         })
     };
     let router = ns(&plan.router_netns)?;
@@ -228,7 +228,7 @@ async fn link_index(ns: &Ns, name: &str) -> Result<u32, LabError> {
         .map_err(nl_err(ns, format!("looking up link {name}")))?;
     link.map(|link| link.header.index).ok_or_else(|| LabError::Io {
         what: format!("link {name} missing in netns {}", ns.name),
-        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        cause: std::io::Error::from(std::io::ErrorKind::NotFound),
     })
 }
 
@@ -406,7 +406,7 @@ pub(crate) fn set_route(
                 let hop =
                     RouteNextHopBuilder::new(family).via(*gateway).map_err(|err| LabError::Io {
                         what: what.clone(),
-                        source: std::io::Error::other(err.to_string()),
+                        cause: std::io::Error::other(err.to_string()),
                     })?;
                 hops.push(hop.build());
             }
