@@ -552,3 +552,36 @@ fn lab_builds_and_tears_down_from_inside_an_async_runtime() {
     });
     assert_eq!(leftovers(&plan), Vec::<String>::new());
 }
+
+#[test]
+fn concurrent_labs_do_not_collide() {
+    if !require_root("concurrent_labs_do_not_collide") {
+        return;
+    }
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1]\n  - name: n2\n    pods: [p2]\n",
+        "inline",
+    )
+    .unwrap();
+    let plans: Vec<LabPlan> = std::thread::scope(|scope| {
+        let labs: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let lab = Lab::up(&topology).unwrap();
+                    let _server = serve(&lab, "p2");
+                    // Same addresses in every lab, yet each pod reaches its own lab's p2.
+                    assert_reaches(&lab, "p1", lab.pod("p2").unwrap().ipv4.into(), "p2");
+                    let plan = lab.plan().clone();
+                    lab.down().unwrap();
+                    plan
+                })
+            })
+            .collect();
+        labs.into_iter().map(|lab| lab.join().unwrap()).collect()
+    });
+    let prefixes: std::collections::BTreeSet<_> = plans.iter().map(|p| p.prefix.clone()).collect();
+    assert_eq!(prefixes.len(), 4);
+    for plan in &plans {
+        assert_eq!(leftovers(plan), Vec::<String>::new());
+    }
+}
