@@ -68,7 +68,9 @@ impl NodeModel {
         model.node = node_facts(&model.config, own_node);
         for (key, slice) in &state.endpoint_slices {
             let facts = slice_facts(&model.config, &mut model.interner, key, slice);
-            model.index_slice(key, &facts);
+            if let Some(service) = &facts.service {
+                model.index_slice(key, service);
+            }
             model.slices.insert(key.clone(), facts);
         }
         // Bulk path: Services come in name order, so the first to claim a key is the smallest
@@ -129,25 +131,28 @@ impl NodeModel {
             }
             Change::EndpointSlice(key, slice) => {
                 let facts = slice.map(|s| slice_facts(&self.config, &mut self.interner, &key, &s));
-                let old = match &facts {
-                    Some(facts) => self.slices.insert(key.clone(), facts.clone()),
+                if self.slices.get(&key) == facts.as_ref() {
+                    return StateDiff::default();
+                }
+                let new_service = facts.as_ref().and_then(|f| f.service.clone());
+                let old = match facts {
+                    Some(facts) => self.slices.insert(key.clone(), facts),
                     None => self.slices.remove(&key),
                 };
-                if old != facts {
-                    let old_service = old.as_ref().and_then(|o| o.service.clone());
-                    if let Some(old) = &old {
-                        self.unindex_slice(&key, old);
-                    }
-                    if let Some(facts) = &facts {
-                        self.index_slice(&key, facts);
-                    }
-                    let new_service = facts.and_then(|f| f.service);
-                    for service in
-                        [old_service.as_ref(), new_service.as_ref()].into_iter().flatten()
-                    {
-                        self.recompute(service, Some(&mut touched));
-                    }
+                let old_service = old.and_then(|o| o.service);
+                if let Some(service) = &old_service {
+                    self.unindex_slice(&key, service);
                 }
+                if let Some(service) = &new_service {
+                    self.index_slice(&key, service);
+                }
+                // A relabelled slice moves from one Service to another: both change.
+                self.recompute_all(
+                    old_service
+                        .iter()
+                        .chain(new_service.iter().filter(|n| Some(*n) != old_service.as_ref())),
+                    &mut touched,
+                );
             }
             Change::Node(key, node) => {
                 if key.name == self.config.node_name {
@@ -195,25 +200,29 @@ impl NodeModel {
         }
     }
 
-    fn index_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
-        if let Some(service) = &facts.service {
-            match self.slices_by_service.get_mut(service) {
-                Some(set) => set.insert(key.clone()),
-                None => {
-                    self.slices_by_service.entry(service.clone()).or_default().insert(key.clone())
-                }
-            };
-        }
+    fn index_slice(&mut self, key: &ObjectKey, service: &ObjectKey) {
+        match self.slices_by_service.get_mut(service) {
+            Some(set) => set.insert(key.clone()),
+            None => self.slices_by_service.entry(service.clone()).or_default().insert(key.clone()),
+        };
     }
 
-    fn unindex_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
-        if let Some(service) = &facts.service
-            && let Some(set) = self.slices_by_service.get_mut(service)
-        {
+    fn unindex_slice(&mut self, key: &ObjectKey, service: &ObjectKey) {
+        if let Some(set) = self.slices_by_service.get_mut(service) {
             set.remove(key);
             if set.is_empty() {
                 self.slices_by_service.remove(service);
             }
+        }
+    }
+
+    fn recompute_all<'k>(
+        &mut self,
+        services: impl Iterator<Item = &'k ObjectKey>,
+        touched: &mut Touched,
+    ) {
+        for service in services {
+            self.recompute(service, Some(touched));
         }
     }
 
