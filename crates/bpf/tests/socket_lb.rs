@@ -8,209 +8,20 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    path::Path,
     time::{Duration, Instant},
 };
 
 use switchyard_bpf::{
-    Datapath, Error, LoadOptions, MapSizes,
+    Datapath, Error, LoadOptions,
     abi::*,
     loader::{self, SOCK_PROGRAMS},
     maps::names,
 };
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
-const ECONNREFUSED: &str = "err=111";
+mod common;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A unique name per test and process, so concurrent tests never share a cgroup or bpffs.
-fn unique(test: &str) -> String {
-    format!("sy-bpf-{}-{}-{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A bpffs of the test's own; on drop: detach, remove pins, unmount, remove the directory.
-struct BpfDir(PathBuf);
-
-impl BpfDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(unique(test));
-        std::fs::create_dir_all(&path).unwrap();
-        loader::mount_bpffs(&path).unwrap();
-        BpfDir(path)
-    }
-}
-
-impl Drop for BpfDir {
-    fn drop(&mut self) {
-        let _ = loader::cleanup(&self.0);
-        let c = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: c is a valid NUL-terminated path.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// A cgroup of the test's own; on drop: kill what is left in it and remove it.
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    fn new(test: &str) -> Self {
-        let path = Path::new(CGROUP_ROOT).join(unique(test));
-        std::fs::create_dir(&path).unwrap();
-        Cgroup(path)
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// A loaded and attached datapath with its own bpffs and cgroup.
-struct Fixture {
-    datapath: Datapath,
-    cgroup: Cgroup,
-    bpf: BpfDir,
-}
-
-impl Fixture {
-    fn new(test: &str) -> Self {
-        let bpf = BpfDir::new(test);
-        let cgroup = Cgroup::new(test);
-        let mut options = LoadOptions::new(&bpf.0);
-        options.sizes = small_sizes();
-        options.maglev_table_size = 251;
-        let mut datapath = Datapath::load(&options).unwrap();
-        datapath.attach(&cgroup.0).unwrap();
-        Fixture { datapath, cgroup, bpf }
-    }
-
-    fn maps(&mut self) -> &mut switchyard_bpf::Maps {
-        self.datapath.maps_mut()
-    }
-
-    /// Frontend `ip:port/proto` with the given backends (ids from `first_backend_id`).
-    fn frontend(
-        &mut self,
-        id: u32,
-        ip: &str,
-        port: u16,
-        proto: u8,
-        flags: u32,
-        backends: &[(u32, &str, u16)],
-    ) {
-        let maps = self.maps();
-        for (slot, &(backend_id, addr, backend_port)) in (0u32..).zip(backends) {
-            let backend = Backend::new(addr.parse().unwrap(), backend_port, 0);
-            maps.backends.insert(backend_id, backend, 0).unwrap();
-            maps.slots.insert(SlotKey { frontend_id: id, slot }, backend_id, 0).unwrap();
-        }
-        let key = FrontendKey::new(ip.parse().unwrap(), port, proto, SCOPE_DEFAULT);
-        let frontend =
-            Frontend { id, flags, backend_count: backends.len() as u32, affinity_timeout_s: 0 };
-        maps.frontends.insert(key, frontend, 0).unwrap();
-    }
-
-    fn counter(&self, reason: Reason) -> u64 {
-        self.datapath.maps().counters().unwrap()[&reason].packets
-    }
-
-    /// Runs the probe in the cgroup; returns its output lines.
-    fn probe(&self, ops: &[&str]) -> Vec<String> {
-        probe_in(&self.cgroup.0, ops)
-    }
-}
-
-fn small_sizes() -> MapSizes {
-    MapSizes {
-        frontends: 1024,
-        slots: 4096,
-        backends: 1024,
-        maglev_tables: 16,
-        sock_revnat: 1024,
-        affinity: 1024,
-        sock_sticky: 1024,
-        node_addrs: 16,
-    }
-}
-
-fn probe_in(cgroup: &Path, ops: &[&str]) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sy-sockprobe"))
-        .arg(cgroup)
-        .args(ops)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sy-sockprobe {ops:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "sy-sockprobe {ops:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect()
-}
-
-/// `key=value` fields of a probe line.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace().find_map(|f| f.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-}
-
-fn replies(lines: &[String]) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for line in lines {
-        if let Some(reply) = field(line, "reply") {
-            *out.entry(reply.to_owned()).or_default() += 1;
-        }
-    }
-    out
-}
-
-const V4_BACKENDS: [(u32, &str, u16); 2] = [(1, "127.0.0.2", 8080), (2, "127.0.0.3", 8080)];
-const V6_BACKENDS: [(u32, &str, u16); 2] = [(11, "fd00::2", 8080), (12, "fd00::3", 8080)];
-const V4_SERVERS: [&str; 4] = [
-    "tcp-server=127.0.0.2:8080=b1",
-    "tcp-server=127.0.0.3:8080=b2",
-    "udp-server=127.0.0.2:8080=b1",
-    "udp-server=127.0.0.3:8080=b2",
-];
-const V6_SERVERS: [&str; 6] = [
-    "addr=fd00::2",
-    "addr=fd00::3",
-    "tcp-server=[fd00::2]:8080=b1",
-    "tcp-server=[fd00::3]:8080=b2",
-    "udp-server=[fd00::2]:8080=b1",
-    "udp-server=[fd00::3]:8080=b2",
-];
-
-fn ops(servers: &[&str], op: &str, times: usize) -> Vec<String> {
-    servers
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain(std::iter::repeat_n(op.to_owned(), times))
-        .collect()
-}
-
-fn run_ops(f: &Fixture, ops: &[String]) -> Vec<String> {
-    let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
-    f.probe(&ops)
-}
+use common::*;
 
 #[test]
 fn tcp_connect_to_a_frontend_reaches_every_backend_and_getpeername_shows_the_frontend() {
@@ -515,4 +326,45 @@ fn pinned_links(bpf_dir: &Path) -> Vec<String> {
         }
         Err(_) => Vec::new(),
     }
+}
+
+#[test]
+fn the_socket_path_prefers_the_internal_scope_of_a_split_frontend() {
+    if !switchyard_lab::require_root(
+        "the_socket_path_prefers_the_internal_scope_of_a_split_frontend",
+    ) {
+        return;
+    }
+    let mut f = Fixture::new("scope");
+    // Default (external view): backend 1 only, and a flag saying an internal entry exists.
+    f.frontend(30, "10.96.0.30", 80, PROTO_TCP, FE_SPLIT_SCOPE, &V4_BACKENDS[..1]);
+    // Internal view (e.g. internalTrafficPolicy Local): backend 2 only.
+    let maps = f.maps();
+    maps.backends.insert(2, Backend::new("127.0.0.3".parse().unwrap(), 8080, BE_LOCAL), 0).unwrap();
+    maps.slots.insert(SlotKey { frontend_id: 31, slot: 0 }, 2, 0).unwrap();
+    let internal = FrontendKey::new("10.96.0.30".parse().unwrap(), 80, PROTO_TCP, SCOPE_INTERNAL);
+    let value = Frontend { id: 31, flags: FE_LOCAL_ONLY, backend_count: 1, affinity_timeout_s: 0 };
+    maps.frontends.insert(internal, value, 0).unwrap();
+
+    let lines = run_ops(&f, &ops(&V4_SERVERS, "tcp=10.96.0.30:80", 10));
+    assert_eq!(replies(&lines), BTreeMap::from([("b2".to_owned(), 10)]), "{lines:?}");
+
+    // No local endpoint in the internal view: refused, not sent to the external view's backends.
+    let value = Frontend { backend_count: 0, ..value };
+    f.maps().frontends.insert(internal, value, 0).unwrap();
+    let lines = f.probe(&["tcp=10.96.0.30:80"]);
+    assert_eq!(lines, ["tcp=10.96.0.30:80 err=111"]);
+}
+
+#[test]
+fn a_slot_naming_a_missing_backend_is_refused_and_counted() {
+    if !switchyard_lab::require_root("a_slot_naming_a_missing_backend_is_refused_and_counted") {
+        return;
+    }
+    let mut f = Fixture::new("broken");
+    f.frontend(40, "10.96.0.40", 80, PROTO_TCP, 0, &V4_BACKENDS[..1]);
+    f.maps().backends.remove(&1).unwrap();
+    let lines = f.probe(&["tcp=10.96.0.40:80"]);
+    assert_eq!(lines, ["tcp=10.96.0.40:80 err=111"]);
+    assert_eq!(f.counter(Reason::ErrBackendMissing), 1);
 }

@@ -1,0 +1,206 @@
+//! Shared fixture of the privileged socket-LB tests and the connect benchmark: a bpffs and a
+//! cgroup of the caller's own (removed on drop, also on panic), the loaded datapath, and
+//! `sy-sockprobe` running in that cgroup inside a fresh network namespace.
+
+#![allow(dead_code, unreachable_pub, reason = "each test target uses a different part")]
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use switchyard_bpf::{Datapath, LoadOptions, MapSizes, abi::*, loader};
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
+pub const ECONNREFUSED: &str = "err=111";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name per test and process, so concurrent tests never share a cgroup or bpffs.
+pub fn unique(test: &str) -> String {
+    format!("sy-bpf-{}-{}-{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A bpffs of the test's own; on drop: detach, remove pins, unmount, remove the directory.
+pub struct BpfDir(pub PathBuf);
+
+impl BpfDir {
+    pub fn new(test: &str) -> Self {
+        let path = std::env::temp_dir().join(unique(test));
+        std::fs::create_dir_all(&path).unwrap();
+        loader::mount_bpffs(&path).unwrap();
+        BpfDir(path)
+    }
+}
+
+impl Drop for BpfDir {
+    fn drop(&mut self) {
+        let _ = loader::cleanup(&self.0);
+        let c = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A cgroup of the test's own; on drop: kill what is left in it and remove it.
+pub struct Cgroup(pub PathBuf);
+
+impl Cgroup {
+    pub fn new(test: &str) -> Self {
+        let path = Path::new(CGROUP_ROOT).join(unique(test));
+        std::fs::create_dir(&path).unwrap();
+        Cgroup(path)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A loaded and attached datapath with its own bpffs and cgroup.
+pub struct Fixture {
+    pub datapath: Datapath,
+    pub cgroup: Cgroup,
+    pub bpf: BpfDir,
+}
+
+impl Fixture {
+    pub fn new(test: &str) -> Self {
+        let bpf = BpfDir::new(test);
+        let cgroup = Cgroup::new(test);
+        let mut options = LoadOptions::new(&bpf.0);
+        options.sizes = small_sizes();
+        options.maglev_table_size = 251;
+        let mut datapath = Datapath::load(&options).unwrap();
+        datapath.attach(&cgroup.0).unwrap();
+        Fixture { datapath, cgroup, bpf }
+    }
+
+    pub fn maps(&mut self) -> &mut switchyard_bpf::Maps {
+        self.datapath.maps_mut()
+    }
+
+    /// Frontend `ip:port/proto` with the given backends (ids from `first_backend_id`).
+    pub fn frontend(
+        &mut self,
+        id: u32,
+        ip: &str,
+        port: u16,
+        proto: u8,
+        flags: u32,
+        backends: &[(u32, &str, u16)],
+    ) {
+        let maps = self.maps();
+        for (slot, &(backend_id, addr, backend_port)) in (0u32..).zip(backends) {
+            let backend = Backend::new(addr.parse().unwrap(), backend_port, 0);
+            maps.backends.insert(backend_id, backend, 0).unwrap();
+            maps.slots.insert(SlotKey { frontend_id: id, slot }, backend_id, 0).unwrap();
+        }
+        let key = FrontendKey::new(ip.parse().unwrap(), port, proto, SCOPE_DEFAULT);
+        let frontend =
+            Frontend { id, flags, backend_count: backends.len() as u32, affinity_timeout_s: 0 };
+        maps.frontends.insert(key, frontend, 0).unwrap();
+    }
+
+    pub fn counter(&self, reason: Reason) -> u64 {
+        self.datapath.maps().counters().unwrap()[&reason].packets
+    }
+
+    /// Runs the probe in the cgroup; returns its output lines.
+    pub fn probe(&self, ops: &[&str]) -> Vec<String> {
+        probe_in(&self.cgroup.0, ops)
+    }
+}
+
+pub fn small_sizes() -> MapSizes {
+    MapSizes {
+        frontends: 1024,
+        slots: 4096,
+        backends: 1024,
+        maglev_tables: 16,
+        sock_revnat: 1024,
+        affinity: 1024,
+        sock_sticky: 1024,
+        node_addrs: 16,
+    }
+}
+
+pub fn probe_in(cgroup: &Path, ops: &[&str]) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sy-sockprobe"))
+        .arg(cgroup)
+        .args(ops)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sy-sockprobe {ops:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "sy-sockprobe {ops:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// `key=value` fields of a probe line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|f| f.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+pub fn replies(lines: &[String]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for line in lines {
+        if let Some(reply) = field(line, "reply") {
+            *out.entry(reply.to_owned()).or_default() += 1;
+        }
+    }
+    out
+}
+
+pub const V4_BACKENDS: [(u32, &str, u16); 2] = [(1, "127.0.0.2", 8080), (2, "127.0.0.3", 8080)];
+pub const V6_BACKENDS: [(u32, &str, u16); 2] = [(11, "fd00::2", 8080), (12, "fd00::3", 8080)];
+pub const V4_SERVERS: [&str; 4] = [
+    "tcp-server=127.0.0.2:8080=b1",
+    "tcp-server=127.0.0.3:8080=b2",
+    "udp-server=127.0.0.2:8080=b1",
+    "udp-server=127.0.0.3:8080=b2",
+];
+pub const V6_SERVERS: [&str; 6] = [
+    "addr=fd00::2",
+    "addr=fd00::3",
+    "tcp-server=[fd00::2]:8080=b1",
+    "tcp-server=[fd00::3]:8080=b2",
+    "udp-server=[fd00::2]:8080=b1",
+    "udp-server=[fd00::3]:8080=b2",
+];
+
+pub fn ops(servers: &[&str], op: &str, times: usize) -> Vec<String> {
+    servers
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(std::iter::repeat_n(op.to_owned(), times))
+        .collect()
+}
+
+pub fn run_ops(f: &Fixture, ops: &[String]) -> Vec<String> {
+    let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
+    f.probe(&ops)
+}
