@@ -1,5 +1,6 @@
 //! A running lab: built from a plan, found again through its state file, torn down by prefix.
 
+use std::fs::File;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -86,8 +87,8 @@ pub struct Lab {
 
 fn random_prefix() -> String {
     let mut bytes = [0u8; 3];
-    let random = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes));
+    let random =
+        File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes));
     if random.is_err() {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -314,6 +315,30 @@ impl Lab {
     /// Processes of a node or its pods join the node's cgroup (where the agent attaches its
     /// cgroup programs); others join the lab's external cgroup. Teardown kills them all.
     pub fn spawn_in(&self, name: &str, mut command: Command) -> Result<Child, LabError> {
+        let placement = self.enter_on_exec(name, &mut command)?;
+        let child = command
+            .spawn()
+            .map_err(LabError::io(format!("starting {:?} in {name}", command.get_program())))?;
+        drop(placement);
+        Ok(child)
+    }
+
+    /// Replaces the calling process with `command` inside `name` (see [`Lab::spawn_in`]), so
+    /// its pid, exit status and signals are the command's own (`switchyard lab exec`). Returns
+    /// only on failure.
+    pub fn exec_in(&self, name: &str, mut command: Command) -> LabError {
+        let placement = match self.enter_on_exec(name, &mut command) {
+            Ok(placement) => placement,
+            Err(err) => return err,
+        };
+        let err = command.exec();
+        drop(placement);
+        LabError::Io { what: format!("running {:?} in {name}", command.get_program()), cause: err }
+    }
+
+    /// Makes `command` join the cgroup and netns of `name` between fork and exec. The returned
+    /// descriptors must stay open until the command has been started.
+    fn enter_on_exec(&self, name: &str, command: &mut Command) -> Result<(File, File), LabError> {
         let (netns_name, cgroup_dir) = self.placement(name)?;
         let ns_file = netns::open(&netns_name)?;
         let procs_path = cgroup_dir.join("cgroup.procs");
@@ -324,7 +349,7 @@ impl Lab {
         let ns_fd = ns_file.as_raw_fd();
         let procs_fd = procs.as_raw_fd();
         // SAFETY: the closure only calls async-signal-safe functions (write, setns) on descriptors
-        // that stay open in the parent until spawn returns; it allocates nothing.
+        // the caller keeps open until the command started; it allocates nothing.
         unsafe {
             command.pre_exec(move || {
                 // Writing "0" moves the writing process itself.
@@ -337,11 +362,7 @@ impl Lab {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .map_err(LabError::io(format!("starting {:?} in {name}", command.get_program())))?;
-        drop((ns_file, procs));
-        Ok(child)
+        Ok((ns_file, procs))
     }
 
     /// Runs `command` in `name` (see [`Lab::spawn_in`]) to completion and collects its output.

@@ -162,6 +162,19 @@ fn lab_cli_up_exec_serve_client_down() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stdout).contains("connection refused"));
 
+    // exec becomes the command: same pid, so a test can signal it directly.
+    let mut sleeper = Command::new(BIN)
+        .args(["lab", "--lab", &name, "exec", "web", "--", "sleep", "100"])
+        .spawn()
+        .unwrap();
+    let is_sleep = || {
+        std::fs::read_to_string(format!("/proc/{}/comm", sleeper.id()))
+            .is_ok_and(|c| c.trim() == "sleep")
+    };
+    assert!(switchyard_lab::wait_until(std::time::Duration::from_secs(5), is_sleep));
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+
     // exec passes the exit code through; an unknown member is an error naming it.
     assert_eq!(lab(&name, &["exec", "n2", "--", "sh", "-c", "exit 7"]).status.code(), Some(7));
     let unknown = lab(&name, &["exec", "nobody", "--", "true"]);

@@ -177,8 +177,8 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             let (program, rest) = command.split_first().context("exec needs a command")?;
             let mut cmd = Command::new(program);
             cmd.args(rest);
-            let status = lab.spawn_in(&member, cmd)?.wait().context("waiting for the command")?;
-            Ok(exit_code(status.code().unwrap_or(1)))
+            // Only returns if the command could not be started.
+            Err(lab.exec_in(&member, cmd).into())
         }
         LabCommand::Down => {
             Lab::down_by_prefix(&options, name)?;
@@ -262,10 +262,6 @@ fn client(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         },
     };
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn exit_code(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn up(options: &LabOptions, topology: Option<PathBuf>) -> anyhow::Result<ExitCode> {
