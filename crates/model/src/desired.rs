@@ -219,7 +219,44 @@ impl Frontend {
 /// The desired state of one node's data plane: every frontend it serves.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DesiredState {
+    /// Serialized as a list of `{"key": …, "frontend": …}` because JSON map keys must be strings.
+    #[serde(with = "frontend_list")]
     pub frontends: BTreeMap<FrontendKey, Frontend>,
+}
+
+/// (De)serializes the frontend map as a list of entries.
+mod frontend_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Frontend, FrontendKey};
+
+    #[derive(Serialize)]
+    struct EntryRef<'a> {
+        key: &'a FrontendKey,
+        frontend: &'a Frontend,
+    }
+
+    #[derive(Deserialize)]
+    struct Entry {
+        key: FrontendKey,
+        frontend: Frontend,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<FrontendKey, Frontend>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter().map(|(key, frontend)| EntryRef { key, frontend }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<FrontendKey, Frontend>, D::Error> {
+        let entries = Vec::<Entry>::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| (e.key, e.frontend)).collect())
+    }
 }
 
 /// What a health check node port must answer for a Service.

@@ -256,3 +256,43 @@ fn diff_lists_added_changed_and_removed_frontends_sorted() {
         assert_eq!(diff.is_empty(), upserted.is_empty() && removed.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn desired_state_and_diff_round_trip_through_json() {
+    let cases: &[(&str, Vec<Value>)] = &[
+        ("empty", vec![]),
+        (
+            "every kind of frontend",
+            vec![
+                this_node(),
+                with(
+                    svc(
+                        "web",
+                        json!({
+                            "type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32100,
+                            "clusterIPs": ["10.96.0.10", "fd00::10"], "externalIPs": ["203.0.113.5"],
+                            "sessionAffinity": "ClientIP", "loadBalancerSourceRanges": ["198.51.100.0/24"],
+                            "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+                        }),
+                    ),
+                    json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}),
+                ),
+                slice(
+                    "web-1",
+                    "web",
+                    vec![ep("10.1.0.1", NODE, "ready"), ep("10.1.0.2", "node-b", "terminating")],
+                ),
+            ],
+        ),
+    ];
+    for (name, objects) in cases {
+        let state = desired(&config(), objects);
+        let text = serde_json::to_string(&state).unwrap();
+        let back: DesiredState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, state, "{name}");
+        let diff = DesiredState::diff(&DesiredState::default(), &state);
+        let back: switchyard_model::StateDiff =
+            serde_json::from_str(&serde_json::to_string(&diff).unwrap()).unwrap();
+        assert_eq!(back, diff, "{name}");
+    }
+}
