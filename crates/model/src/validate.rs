@@ -759,7 +759,8 @@ fn check_cluster_ip_collisions(state: &ClusterState, findings: &mut Vec<Finding>
 /// EndpointSlices reach a Service through the `kubernetes.io/service-name` label, and endpoints
 /// reach a node through `nodeName`. A typo in either silently loses endpoints, so say so.
 fn check_joins(state: &ClusterState, findings: &mut Vec<Finding>) {
-    let mut services_with_slices = BTreeSet::new();
+    // Service → (port name, protocol) pairs its EndpointSlices offer.
+    let mut slice_ports: BTreeMap<ObjectKey, BTreeSet<(String, String)>> = BTreeMap::new();
     for (key, slice) in &state.endpoint_slices {
         let mut report = Report { kind: ObjectKind::EndpointSlice, object: key, findings };
         let service_name = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
@@ -771,7 +772,11 @@ fn check_joins(state: &ClusterState, findings: &mut Vec<Finding>) {
             Some(name) => {
                 let service = ObjectKey::new(key.namespace.clone(), name.clone());
                 if state.services.contains_key(&service) {
-                    services_with_slices.insert(service);
+                    let offered = slice.ports.iter().flatten().map(|p| {
+                        let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+                        (p.name.clone().unwrap_or_default(), protocol)
+                    });
+                    slice_ports.entry(service).or_default().extend(offered);
                 } else {
                     report.warning(
                         format!("metadata.labels[{SERVICE_NAME_LABEL}]"),
@@ -798,8 +803,8 @@ fn check_joins(state: &ClusterState, findings: &mut Vec<Finding>) {
         if service_type(spec) == "ExternalName" || is_headless(spec) {
             continue;
         }
-        if !services_with_slices.contains(key) {
-            let mut report = Report { kind: ObjectKind::Service, object: key, findings };
+        let mut report = Report { kind: ObjectKind::Service, object: key, findings };
+        let Some(offered) = slice_ports.get(key) else {
             report.warning(
                 "spec",
                 Problem::Rule(format!(
@@ -807,6 +812,28 @@ fn check_joins(state: &ClusterState, findings: &mut Vec<Finding>) {
                     key.name
                 )),
             );
+            continue;
+        };
+        // Backends are found by Service port name and protocol; a hand-written slice whose port
+        // names differ leaves the Service port without backends.
+        if offered.is_empty() {
+            continue;
+        }
+        for (i, port) in spec.ports.iter().flatten().enumerate() {
+            let name = port.name.clone().unwrap_or_default();
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+            if !offered.contains(&(name.clone(), protocol.clone())) {
+                let offered: Vec<String> =
+                    offered.iter().map(|(n, p)| format!("{n:?}/{p}")).collect();
+                report.warning(
+                    format!("spec.ports[{i}]"),
+                    Problem::Rule(format!(
+                        "no EndpointSlice of this Service has a port named {name:?}/{protocol} \
+                         (they have {}): this port has no backends",
+                        offered.join(", ")
+                    )),
+                );
+            }
         }
     }
 }

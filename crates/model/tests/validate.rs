@@ -581,3 +581,26 @@ fn findings_name_the_object_in_their_message() {
     let text = errors(&state)[0].to_string();
     assert_eq!(text, "Service default/web: spec.ports[0].port: port 70000 is outside 1-65535");
 }
+
+#[test]
+fn service_port_without_a_matching_slice_port_is_a_warning() {
+    let state = cluster(
+        vec![service(
+            "web",
+            json!({"ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]}),
+        )],
+        vec![slice(
+            "web-abc12",
+            json!({"ports": [{"name": "web", "port": 8080, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}]}),
+        )],
+    );
+    let findings = validate(&state, &ValidationOptions::default());
+    let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        vec![
+            "Service default/web: spec.ports[0]: no EndpointSlice of this Service has a port named \"http\"/TCP (they have \"dns\"/UDP, \"web\"/TCP): this port has no backends"
+        ]
+    );
+    assert_eq!(findings[0].severity, Severity::Warning);
+}
