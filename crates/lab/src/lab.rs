@@ -499,3 +499,45 @@ pub fn wait_until(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_checked() {
+        let cases = [
+            ("sy-lab", true),
+            ("sy-0a1b2c", true),
+            ("a", true),
+            ("", false),
+            ("-sy", false),
+            ("Sy", false),
+            ("sy/lab", false),
+            ("sy lab", false),
+            ("abcdefghijklmnop", true),
+            ("abcdefghijklmnopq", false),
+        ];
+        for (prefix, ok) in cases {
+            assert_eq!(check_prefix(prefix).is_ok(), ok, "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn random_prefixes_are_valid_and_differ() {
+        let a = random_prefix();
+        let b = random_prefix();
+        check_prefix(&a).unwrap();
+        assert!(a.starts_with("sy-") && a.len() == 9, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_current_process_is_an_alive_owner_and_a_changed_start_time_is_not() {
+        let me = Owner::current().unwrap();
+        assert!(me.is_alive());
+        assert!(!Owner { start_time: me.start_time + 1, ..me }.is_alive());
+        assert!(!Owner { pid: u32::MAX, ..me }.is_alive());
+    }
+}
