@@ -81,12 +81,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("## Build time ({BUILD_RUNS} builds each; min is the least disturbed)");
     println!("{:>7} {:>6} {:>10} {:>10} {:>10}", "M", "N", "weights", "min", "median");
     type Case = (u32, usize, &'static str, fn(usize) -> u32);
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         (65_537, 10, "1", |_| 1),
         (65_537, 100, "1", |_| 1),
         (65_537, 1000, "1", |_| 1),
         (16_381, 1000, "1", |_| 1),
         (65_537, 1000, "1..4", |i| (i % 4) as u32 + 1),
+        (65_537, 1000, "10:1", |i| if i == 0 { 10 } else { 1 }),
         (65_537, 1000, "1000:1", |i| if i == 0 { 1000 } else { 1 }),
     ];
     for (m, n, weights, weight) in cases {

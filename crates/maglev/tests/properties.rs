@@ -52,6 +52,24 @@ proptest! {
         prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
     }
 
+    /// One heavy backend among light ones: mostly idle rounds, the builder's heap schedule.
+    #[test]
+    fn fast_builder_matches_the_naive_reference_with_one_heavy_backend(
+        set in backend_sets(40, 1..=3),
+        heavy in 20u32..=2000,
+        m in select(&SMALL_PRIMES[..4]),
+    ) {
+        let mut set = set;
+        let identity = set[0].identity().to_vec();
+        set[0] = Backend::new(identity, heavy);
+        let table = build(m, &set);
+        let fast: Vec<&[u8]> = (0..m as usize)
+            .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
+            .collect();
+        let reference = reference_table(&Seed::DEFAULT, m, &set);
+        prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+
     #[test]
     fn every_slot_belongs_to_an_active_backend(
         set in backend_sets(60, 0..=3),
