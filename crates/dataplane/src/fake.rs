@@ -70,9 +70,6 @@ where
                 self.rev_nat.insert(*id, frontend.clone());
             }
             Op::PutSlot { frontend, slot, backend } => {
-                if *slot == 0 {
-                    return Err(refuse("slot 0"));
-                }
                 self.slots.insert((*frontend, *slot), *backend);
             }
             Op::PutMaglev { frontend, table } => {
@@ -113,7 +110,7 @@ where
                     value.id.0
                 ));
             }
-            for slot in 1..=value.count {
+            for slot in 0..value.count {
                 let Some(backend) = self.slots.get(&(value.id, slot)) else {
                     return Err(format!("frontend {key:?} slot {slot} of {} missing", value.count));
                 };
@@ -144,7 +141,7 @@ where
             return Err("two frontends share an id".into());
         }
         for (frontend, slot) in self.slots.keys() {
-            if live.get(frontend).is_none_or(|count| slot > count) {
+            if live.get(frontend).is_none_or(|count| slot >= count) {
                 return Err(format!("slot {} of frontend id {} is unreachable", slot, frontend.0));
             }
         }
@@ -181,7 +178,7 @@ where
         self.frontends
             .iter()
             .map(|(key, value)| {
-                let backends = (1..=value.count)
+                let backends = (0..value.count)
                     .filter_map(|s| self.slots.get(&(value.id, s)))
                     .filter_map(|id| self.backends.get(id).cloned())
                     .collect();

@@ -18,7 +18,7 @@ pub struct BackendId(pub u32);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendValue<A> {
     pub id: FrontendId,
-    /// Number of backend slots, `1..=count`. Zero means "no usable backend": reject.
+    /// Number of backend slots, `0..count`. Zero means "no usable backend": reject.
     pub count: u32,
     /// Select through the frontend's Maglev table instead of a random slot.
     pub maglev: bool,

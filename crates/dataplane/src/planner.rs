@@ -83,7 +83,7 @@ pub struct AdoptReport {
 #[derive(Debug, Clone)]
 struct FrontendState<B, A> {
     id: FrontendId,
-    /// What slots `1..=len` hold in the kernel; `None` for missing or unusable entries.
+    /// What slots `0..len` hold in the kernel; `None` for missing or unusable entries.
     slots: Vec<Option<B>>,
     /// The frontend entry as the kernel holds it, if any.
     written: Option<FrontendValue<A>>,
@@ -370,11 +370,11 @@ where
             let Some(backend) = slot else { continue };
             if state.slots.get(i).and_then(Option::as_ref) != Some(backend) {
                 let id = self.backends[backend].id;
-                buckets.push(Op::PutSlot { frontend: state.id, slot: i as u32 + 1, backend: id });
+                buckets.push(Op::PutSlot { frontend: state.id, slot: i as u32, backend: id });
             }
         }
         for i in n..state.slots.len() {
-            buckets.push(Op::DeleteSlot { frontend: state.id, slot: i as u32 + 1 });
+            buckets.push(Op::DeleteSlot { frontend: state.id, slot: i as u32 });
         }
         self.slots_in_use += growth;
         batch.slots_to_free += old_len.saturating_sub(n) as u64;
@@ -418,7 +418,7 @@ where
             buckets.push(Op::DeleteFrontend { key: key.clone() });
         }
         for i in 0..state.slots.len() {
-            buckets.push(Op::DeleteSlot { frontend: state.id, slot: i as u32 + 1 });
+            buckets.push(Op::DeleteSlot { frontend: state.id, slot: i as u32 });
         }
         if state.table.is_some() {
             buckets.push(Op::DeleteMaglev { frontend: state.id });
@@ -526,14 +526,14 @@ where
         for (frontend, slot, backend) in snapshot.slots {
             let state = owner.get(&frontend).and_then(|k| planner.frontends.get(k));
             match state {
-                Some(_) if slot >= 1 => {
+                Some(_) if slot < limits.slots_per_frontend => {
                     let resolved = resolve(backend, &planner);
                     let Some(state) =
                         owner.get(&frontend).and_then(|k| planner.frontends.get_mut(k))
                     else {
                         continue;
                     };
-                    let i = slot as usize - 1;
+                    let i = slot as usize;
                     if state.slots.len() <= i {
                         state.slots.resize(i + 1, None);
                     }

@@ -108,9 +108,9 @@ fn removing_a_backend_moves_the_last_one_into_its_slot_and_shrinks_after_the_cou
     assert_eq!(
         plan.ops,
         [
-            Op::PutSlot { frontend: fid, slot: 2, backend: id_12 },
+            Op::PutSlot { frontend: fid, slot: 1, backend: id_12 },
             Op::PutFrontend { key: 1, value: expected_value },
-            Op::DeleteSlot { frontend: fid, slot: 3 },
+            Op::DeleteSlot { frontend: fid, slot: 2 },
             Op::DeleteBackend { id: id_11 },
         ]
     );
@@ -133,7 +133,7 @@ fn backends_that_stay_keep_their_slots() {
             _ => None,
         })
         .collect();
-    assert_eq!(slot_writes, [4]);
+    assert_eq!(slot_writes, [3]);
     apply(&mut kernel, &plan);
     for (slot, backend) in before {
         assert_eq!(kernel.slots[&slot], backend);
