@@ -11,3 +11,6 @@ pub mod planner;
 
 pub use ops::{BackendId, FrontendId, FrontendValue, MapOps, Op, Phase, Snapshot};
 pub use planner::{AdoptReport, FrontendSpec, Limits, Plan, PlanError, Planner, TableBuilder};
+mod batch;
+pub mod kernel;
+pub mod translate;
