@@ -6,11 +6,13 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `enum bpf_cmd` values from linux/bpf.h.
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
-/// Entries per syscall: large enough to amortise the call, small enough to stay responsive.
-const CHUNK: usize = 16 * 1024;
+/// Entries per syscall by default: large enough to amortise the call, small enough to stay
+/// responsive.
+pub(crate) const DEFAULT_CHUNK: usize = 16 * 1024;
 
 /// The `batch` member of `union bpf_attr`.
 #[repr(C)]
@@ -24,6 +26,52 @@ struct BatchAttr {
     map_fd: u32,
     elem_flags: u64,
     flags: u64,
+}
+
+/// Reads every entry of a hash map, `chunk` entries per syscall.
+pub(crate) fn lookup_all<K: Copy + Default, V: Copy + Default>(
+    fd: BorrowedFd<'_>,
+    chunk: usize,
+) -> io::Result<Vec<(K, V)>> {
+    let chunk = chunk.max(1);
+    let mut out = Vec::new();
+    let mut keys = vec![K::default(); chunk];
+    let mut values = vec![V::default(); chunk];
+    // Hash maps use a bucket index (u32) as the resume token.
+    let mut token: u64 = 0;
+    let mut first = true;
+    loop {
+        let mut next: u64 = 0;
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &mut token as *mut u64 as u64 },
+            out_batch: &mut next as *mut u64 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: chunk as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: keys and values have room for `chunk` elements of the map's key and value
+        // types, the tokens outlive the call, attr is a valid bpf_attr prefix.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                size_of::<BatchAttr>() as libc::c_uint,
+            )
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        let filled = (attr.count as usize).min(chunk);
+        out.extend(keys[..filled].iter().copied().zip(values[..filled].iter().copied()));
+        match err {
+            None => {}
+            Some(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Some(err) => return Err(err),
+        }
+        token = next;
+        first = false;
+    }
 }
 
 /// Runs one batch command; returns how many entries the kernel processed and the error, if any.
@@ -64,9 +112,11 @@ pub(crate) fn update<K: Copy, V: Copy>(
     fd: BorrowedFd<'_>,
     keys: &[K],
     values: &[V],
+    chunk: usize,
 ) -> io::Result<()> {
     debug_assert_eq!(keys.len(), values.len());
-    for (keys, values) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
+    let chunk = chunk.max(1);
+    for (keys, values) in keys.chunks(chunk).zip(values.chunks(chunk)) {
         // SAFETY: both slices hold keys.len() elements of the map's key and value types.
         let (_, err) = unsafe {
             batch_call(
@@ -85,11 +135,12 @@ pub(crate) fn update<K: Copy, V: Copy>(
 }
 
 /// Deletes `keys`; keys that are not in the map are skipped. Returns how many were missing.
-pub(crate) fn delete<K: Copy>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
+pub(crate) fn delete<K: Copy>(fd: BorrowedFd<'_>, keys: &[K], chunk: usize) -> io::Result<usize> {
+    let chunk_len = chunk.max(1);
     let mut missing = 0;
     let mut rest = keys;
     while !rest.is_empty() {
-        let chunk = &rest[..rest.len().min(CHUNK)];
+        let chunk = &rest[..rest.len().min(chunk_len)];
         // SAFETY: chunk holds chunk.len() elements of the map's key type; no values.
         let (done, err) = unsafe {
             batch_call(

@@ -98,6 +98,7 @@ fn slot_key(frontend: FrontendId, slot: u32) -> abi::SlotKey {
 pub struct KernelMaps<'a> {
     maps: &'a mut Maps,
     table_size: u32,
+    batch_size: usize,
 }
 
 impl<'a> KernelMaps<'a> {
@@ -106,7 +107,17 @@ impl<'a> KernelMaps<'a> {
             map: names::CONFIG,
             source: io::Error::other(e.to_string()),
         })?;
-        Ok(Self { maps, table_size: table_size.maglev_table_size })
+        Ok(Self {
+            maps,
+            table_size: table_size.maglev_table_size,
+            batch_size: batch::DEFAULT_CHUNK,
+        })
+    }
+
+    /// Entries per batched syscall; 1 means one syscall per entry (the benchmark's peer).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
     }
 
     /// Maglev table size M of the loaded maps.
@@ -154,27 +165,30 @@ impl<'a> KernelMaps<'a> {
         }
         if !backend_ids.is_empty() {
             let fd = self.maps.backends.map().fd().as_fd();
-            batch::update(fd, &backend_ids, &backend_values).map_err(io(names::BACKENDS))?;
+            batch::update(fd, &backend_ids, &backend_values, self.batch_size)
+                .map_err(io(names::BACKENDS))?;
         }
         if !slot_keys.is_empty() {
             let fd = self.maps.slots.map().fd().as_fd();
-            batch::update(fd, &slot_keys, &slot_values).map_err(io(names::SLOTS))?;
+            batch::update(fd, &slot_keys, &slot_values, self.batch_size)
+                .map_err(io(names::SLOTS))?;
         }
         if !fe_keys.is_empty() {
             let fd = self.maps.frontends.map().fd().as_fd();
-            batch::update(fd, &fe_keys, &fe_values).map_err(io(names::FRONTENDS))?;
+            batch::update(fd, &fe_keys, &fe_values, self.batch_size)
+                .map_err(io(names::FRONTENDS))?;
         }
         if !fe_deletes.is_empty() {
             let fd = self.maps.frontends.map().fd().as_fd();
-            batch::delete(fd, &fe_deletes).map_err(io(names::FRONTENDS))?;
+            batch::delete(fd, &fe_deletes, self.batch_size).map_err(io(names::FRONTENDS))?;
         }
         if !slot_deletes.is_empty() {
             let fd = self.maps.slots.map().fd().as_fd();
-            batch::delete(fd, &slot_deletes).map_err(io(names::SLOTS))?;
+            batch::delete(fd, &slot_deletes, self.batch_size).map_err(io(names::SLOTS))?;
         }
         if !backend_deletes.is_empty() {
             let fd = self.maps.backends.map().fd().as_fd();
-            batch::delete(fd, &backend_deletes).map_err(io(names::BACKENDS))?;
+            batch::delete(fd, &backend_deletes, self.batch_size).map_err(io(names::BACKENDS))?;
         }
         Ok(())
     }
@@ -196,7 +210,7 @@ impl<'a> KernelMaps<'a> {
         let inner = MaglevTable::create(self.table_size, BPF_F_INNER_MAP).map_err(map_err)?;
         let indices: Vec<u32> = (0..self.table_size).collect();
         let ids: Vec<u32> = table.iter().map(|b| b.0).collect();
-        batch::update(inner.map().fd().as_fd(), &indices, &ids)
+        batch::update(inner.map().fd().as_fd(), &indices, &ids, batch::DEFAULT_CHUNK)
             .map_err(|source| KernelError::Io { map: names::MAGLEV, source })?;
         self.maps.maglev.insert(frontend.0, &inner, 0).map_err(map_err)
     }
@@ -205,8 +219,11 @@ impl<'a> KernelMaps<'a> {
     pub fn snapshot(&self) -> Result<KernelSnapshot, KernelError> {
         let mut snapshot = KernelSnapshot::default();
         let map_err = |map| move |source| KernelError::Map { map, source };
-        for entry in self.maps.frontends.iter() {
-            let (key, value) = entry.map_err(map_err(names::FRONTENDS))?;
+        let io = |map| move |source| KernelError::Io { map, source };
+        let frontends: Vec<(abi::FrontendKey, abi::Frontend)> =
+            batch::lookup_all(self.maps.frontends.map().fd().as_fd(), batch::DEFAULT_CHUNK)
+                .map_err(io(names::FRONTENDS))?;
+        for (key, value) in frontends {
             let Some(map_key) = map_key(&key) else {
                 warn!(?key, "frontend entry this agent cannot read; left alone");
                 continue;
@@ -224,12 +241,16 @@ impl<'a> KernelMaps<'a> {
             snapshot.rev_nat.push((value.id, map_key));
             snapshot.frontends.push((map_key, value));
         }
-        for entry in self.maps.slots.iter() {
-            let (key, backend) = entry.map_err(map_err(names::SLOTS))?;
+        let slots: Vec<(abi::SlotKey, u32)> =
+            batch::lookup_all(self.maps.slots.map().fd().as_fd(), batch::DEFAULT_CHUNK)
+                .map_err(io(names::SLOTS))?;
+        for (key, backend) in slots {
             snapshot.slots.push((FrontendId(key.frontend_id), key.slot, BackendId(backend)));
         }
-        for entry in self.maps.backends.iter() {
-            let (id, b) = entry.map_err(map_err(names::BACKENDS))?;
+        let backends: Vec<(u32, abi::Backend)> =
+            batch::lookup_all(self.maps.backends.map().fd().as_fd(), batch::DEFAULT_CHUNK)
+                .map_err(io(names::BACKENDS))?;
+        for (id, b) in backends {
             let backend = MapBackend { ip: b.addr.to_ip(b.family), port: b.port(), flags: b.flags };
             snapshot.backends.push((BackendId(id), backend));
         }

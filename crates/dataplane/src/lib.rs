@@ -8,9 +8,13 @@ pub mod fake;
 mod ids;
 pub mod ops;
 pub mod planner;
+pub mod reconciler;
+pub mod sockdiag;
+pub mod stale;
 
 pub use ops::{BackendId, FrontendId, FrontendValue, MapOps, Op, Phase, Snapshot};
 pub use planner::{AdoptReport, FrontendSpec, Limits, Plan, PlanError, Planner, TableBuilder};
 mod batch;
 pub mod kernel;
+pub mod maglev_tables;
 pub mod translate;

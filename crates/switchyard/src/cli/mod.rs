@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in a module of its own.
 
+mod agent;
 mod lab;
 mod maglev;
 mod services;
@@ -35,6 +36,8 @@ enum Command {
     Maglev(maglev::MaglevArgs),
     Validate(validate::ValidateArgs),
     Services(services::ServicesArgs),
+    /// The node role: socket-level load balancing for a cgroup, from a manifest directory.
+    Agent(agent::AgentArgs),
 }
 
 /// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`).
@@ -54,5 +57,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Maglev(args) => maglev::run(&args),
         Command::Validate(args) => validate::run(args),
         Command::Services(args) => services::run(args),
+        Command::Agent(args) => agent::run(args),
     }
 }

@@ -1,0 +1,149 @@
+//! The reconciler the agent runs: model output in, kernel maps out, through the planner.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_bpf::{MapSizes, Maps};
+use switchyard_model::{DesiredState, StateDiff};
+
+use crate::kernel::{KernelError, KernelMaps};
+use crate::ops::MapOps;
+use crate::planner::{AdoptReport, Limits, Plan, PlanError, Planner, TableBuilder};
+use crate::translate::{self, FrontendAttrs, MapBackend, MapKey};
+
+pub type KernelPlanner = Planner<MapKey, MapBackend, FrontendAttrs>;
+
+/// What one reconciliation did.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub ops: usize,
+    /// Backends no frontend uses any more (deleted from the maps): candidates for tearing down
+    /// their sockets.
+    pub released: Vec<MapBackend>,
+    /// Frontends that did not fit; they keep their previous state.
+    pub errors: Vec<PlanError>,
+    pub plan_time: Duration,
+    pub apply_time: Duration,
+}
+
+/// Planner plus the knowledge of how to reach the kernel.
+pub struct Reconciler {
+    planner: KernelPlanner,
+    limits: Limits,
+    tables: Arc<dyn TableBuilder<MapBackend>>,
+    batch_size: usize,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler").field("planner", &self.planner).finish_non_exhaustive()
+    }
+}
+
+/// Capacities of maps of `sizes`, with Maglev tables of `table_size` entries (a frontend cannot
+/// have more backends than its table has entries).
+pub fn limits_for(sizes: &MapSizes, table_size: u32) -> Limits {
+    Limits {
+        frontends: sizes.frontends,
+        backends: sizes.backends,
+        slots: sizes.slots,
+        slots_per_frontend: table_size.min(sizes.slots),
+    }
+}
+
+impl Reconciler {
+    /// Reads the pinned maps (empty on a first start) and takes over their ids. Nothing is
+    /// written until the first [`Reconciler::apply_full`].
+    pub fn adopt(
+        maps: &mut Maps,
+        limits: Limits,
+        tables: Arc<dyn TableBuilder<MapBackend>>,
+    ) -> Result<(Self, AdoptReport), KernelError> {
+        let snapshot = KernelMaps::new(maps)?.snapshot()?;
+        let (planner, report) = Planner::adopt(snapshot, limits, tables.clone());
+        Ok((Self { planner, limits, tables, batch_size: usize::MAX }, report))
+    }
+
+    /// Entries per batched map syscall (default: as many as the executor takes).
+    pub fn set_batch_size(&mut self, batch_size: usize) {
+        self.batch_size = batch_size;
+    }
+
+    pub fn planner(&self) -> &KernelPlanner {
+        &self.planner
+    }
+
+    /// Brings the maps to exactly `desired` (first reconciliation after adoption, resyncs).
+    pub fn apply_full(
+        &mut self,
+        maps: &mut Maps,
+        desired: &DesiredState,
+    ) -> Result<Applied, KernelError> {
+        let started = Instant::now();
+        let plan = self.planner.plan_full(translate::desired(desired));
+        self.execute(maps, plan, started)
+    }
+
+    /// Applies one model difference.
+    pub fn apply_diff(
+        &mut self,
+        maps: &mut Maps,
+        diff: &StateDiff,
+    ) -> Result<Applied, KernelError> {
+        self.apply_diffs(maps, std::slice::from_ref(diff))
+    }
+
+    /// Applies consecutive model differences as one plan (later ones win).
+    pub fn apply_diffs(
+        &mut self,
+        maps: &mut Maps,
+        diffs: &[StateDiff],
+    ) -> Result<Applied, KernelError> {
+        let started = Instant::now();
+        let plan = self.planner.plan(diffs.iter().flat_map(translate::changes));
+        self.execute(maps, plan, started)
+    }
+
+    /// Whether any frontend still uses `ip:port` (under any flags).
+    pub fn uses_address(&self, ip: std::net::IpAddr, port: u16) -> bool {
+        use switchyard_bpf::abi::{BE_LOCAL, BE_TERMINATING};
+        [0, BE_LOCAL, BE_TERMINATING, BE_LOCAL | BE_TERMINATING]
+            .into_iter()
+            .any(|flags| self.planner.backend_id(&MapBackend { ip, port, flags }).is_some())
+    }
+
+    /// After a failed apply the planner's view may be ahead of the kernel: read the maps back
+    /// and reconcile everything against them.
+    pub fn resync(
+        &mut self,
+        maps: &mut Maps,
+        desired: &DesiredState,
+    ) -> Result<Applied, KernelError> {
+        let (mut fresh, _) = Self::adopt(maps, self.limits, self.tables.clone())?;
+        fresh.batch_size = self.batch_size;
+        *self = fresh;
+        self.apply_full(maps, desired)
+    }
+
+    fn execute(
+        &mut self,
+        maps: &mut Maps,
+        plan: Plan<MapKey, MapBackend, FrontendAttrs>,
+        started: Instant,
+    ) -> Result<Applied, KernelError> {
+        let plan_time = started.elapsed();
+        let applying = Instant::now();
+        let mut kernel = KernelMaps::new(maps)?;
+        if self.batch_size != usize::MAX {
+            kernel = kernel.with_batch_size(self.batch_size);
+        }
+        kernel.apply(&plan.ops)?;
+        Ok(Applied {
+            ops: plan.ops.len(),
+            released: plan.released,
+            errors: plan.errors,
+            plan_time,
+            apply_time: applying.elapsed(),
+        })
+    }
+}

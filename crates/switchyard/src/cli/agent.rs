@@ -1,0 +1,291 @@
+//! `switchyard agent`: the node role, fed from a manifest directory.
+//!
+//! source (manifest watcher) -> model (NodeModel) -> reconciler (planner + BPF maps). The maps and
+//! the cgroup attachments are pinned under `--bpf-dir` and outlive the process: a restarted
+//! agent adopts them and reconciles without a moment where a Service is missing.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use switchyard_bpf::{Datapath, LoadOptions, MapSizes};
+use switchyard_dataplane::maglev_tables::MaglevTables;
+use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
+use switchyard_dataplane::sockdiag;
+use switchyard_dataplane::stale::TerminatingEndpoints;
+use switchyard_k8s::manifest::{ManifestUpdate, ManifestWatcher, WatchOptions};
+use switchyard_model::{NodeModel, ProxyConfig, StateDiff};
+use tracing::{debug, error, info, warn};
+
+/// Run the node role: socket-level load balancing for a cgroup, from a manifest directory.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Directory of Kubernetes manifests (Services, EndpointSlices, Nodes); watched for changes.
+    #[arg(long, value_name = "DIR", required_unless_present = "cleanup")]
+    manifests: Option<PathBuf>,
+
+    /// Name of the Node this agent serves (endpoints with this nodeName are local).
+    #[arg(long, value_name = "NAME", required_unless_present = "cleanup")]
+    node_name: Option<String>,
+
+    /// cgroup v2 directory whose processes get socket-level load balancing.
+    #[arg(long, value_name = "PATH", required_unless_present = "cleanup")]
+    cgroup: Option<PathBuf>,
+
+    /// bpffs directory for pinned maps and program links (a bpffs is mounted there if needed).
+    #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard")]
+    bpf_dir: PathBuf,
+
+    /// Remove everything an agent installed under --bpf-dir (programs, links, maps) and exit.
+    #[arg(long)]
+    cleanup: bool,
+
+    /// Capacity of the frontends map (address, port, protocol, scope).
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().frontends)]
+    max_frontends: u32,
+
+    /// Capacity of the backends map (distinct endpoints).
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().backends)]
+    max_backends: u32,
+
+    /// Capacity of the slots map (backend references summed over all frontends).
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().slots)]
+    max_slots: u32,
+
+    /// Number of Maglev tables (frontends using Maglev).
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().maglev_tables)]
+    max_maglev_tables: u32,
+
+    /// Maglev table size M, a prime; the same on every node.
+    #[arg(long, value_name = "M", default_value_t = switchyard_bpf::abi::MAGLEV_DEFAULT_TABLE_SIZE)]
+    maglev_table_size: u32,
+
+    /// Quiet time after a manifest change before the directory is re-read.
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    debounce_ms: u64,
+
+    /// Leave sockets connected to removed backends alone (default: destroy them).
+    #[arg(long)]
+    keep_stale_sockets: bool,
+}
+
+pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if args.cleanup {
+        switchyard_bpf::loader::cleanup(&args.bpf_dir)
+            .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
+        info!(bpf_dir = %args.bpf_dir.display(), "removed programs, links and maps");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let (Some(manifests), Some(node_name), Some(cgroup)) =
+        (args.manifests.clone(), args.node_name.clone(), args.cgroup.clone())
+    else {
+        bail!("--manifests, --node-name and --cgroup are required");
+    };
+    let sizes = MapSizes {
+        frontends: args.max_frontends,
+        backends: args.max_backends,
+        slots: args.max_slots,
+        maglev_tables: args.max_maglev_tables,
+        ..MapSizes::default()
+    };
+    let tables = MaglevTables::new(args.maglev_table_size)
+        .with_context(|| format!("--maglev-table-size {}", args.maglev_table_size))?;
+    let options = LoadOptions {
+        sizes,
+        maglev_table_size: args.maglev_table_size,
+        ..LoadOptions::new(&args.bpf_dir)
+    };
+    let mut datapath = Datapath::load(&options).context("loading the BPF maps")?;
+    let limits = limits_for(&sizes, args.maglev_table_size);
+    let (mut reconciler, adopted) =
+        Reconciler::adopt(datapath.maps_mut(), limits, Arc::new(tables))
+            .context("reading the pinned maps")?;
+    info!(
+        frontends = adopted.frontends,
+        backends = adopted.backends,
+        orphans = adopted.orphans,
+        "adopted pinned state"
+    );
+
+    let watch = WatchOptions {
+        debounce: Duration::from_millis(args.debounce_ms),
+        ..WatchOptions::default()
+    };
+    let mut watcher = ManifestWatcher::start(&manifests, watch)
+        .with_context(|| format!("watching {}", manifests.display()))?;
+    let mut agent = Agent {
+        model: NodeModel::new(ProxyConfig::new(node_name.clone())),
+        terminating: TerminatingEndpoints::default(),
+        problems: BTreeSet::new(),
+        cgroup: cgroup.clone(),
+        destroy_stale: !args.keep_stale_sockets,
+    };
+
+    // First reconciliation: everything the directory holds against what was adopted. Existing
+    // frontends keep their ids and stay in place while their slots are brought up to date.
+    let first = watcher.next().await.context("the manifest watcher stopped before reading")?;
+    agent.report_problems(&first);
+    for change in first.changes {
+        agent.terminating.observe(&change);
+        agent.model.apply(change);
+    }
+    let applied = reconciler
+        .apply_full(datapath.maps_mut(), agent.model.desired())
+        .context("programming the maps")?;
+    agent.log_applied("initial reconciliation", &applied);
+
+    datapath
+        .attach(&cgroup)
+        .with_context(|| format!("attaching to cgroup {}", cgroup.display()))?;
+    info!(
+        node = %node_name,
+        cgroup = %cgroup.display(),
+        bpf_dir = %args.bpf_dir.display(),
+        frontends = reconciler.planner().frontend_count(),
+        "agent ready"
+    );
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            update = watcher.next() => {
+                let Some(update) = update else { bail!("the manifest watcher stopped") };
+                agent.handle(update, &mut reconciler, &mut datapath);
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    info!(
+        bpf_dir = %args.bpf_dir.display(),
+        "stopping; programs and maps stay in place (`switchyard agent --cleanup` removes them)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Agent {
+    model: NodeModel,
+    terminating: TerminatingEndpoints,
+    /// Manifest problems already logged, so each is logged once while it lasts.
+    problems: BTreeSet<String>,
+    cgroup: PathBuf,
+    destroy_stale: bool,
+}
+
+impl Agent {
+    fn handle(
+        &mut self,
+        update: ManifestUpdate,
+        reconciler: &mut Reconciler,
+        datapath: &mut Datapath,
+    ) {
+        self.report_problems(&update);
+        let mut diffs: Vec<StateDiff> = Vec::with_capacity(update.changes.len());
+        for change in update.changes {
+            self.terminating.observe(&change);
+            let diff = self.model.apply(change);
+            if !diff.is_empty() {
+                diffs.push(diff);
+            }
+        }
+        if diffs.is_empty() {
+            return;
+        }
+        let applied = match reconciler.apply_diffs(datapath.maps_mut(), &diffs) {
+            Ok(applied) => applied,
+            Err(err) => {
+                warn!(%err, "applying changes failed; re-reading the maps and reconciling everything");
+                match reconciler.resync(datapath.maps_mut(), self.model.desired()) {
+                    Ok(applied) => applied,
+                    Err(err) => {
+                        error!(%err, "resync failed; will retry on the next change");
+                        return;
+                    }
+                }
+            }
+        };
+        self.log_applied("update", &applied);
+        self.tear_down_stale(reconciler, datapath, &applied);
+    }
+
+    fn report_problems(&mut self, update: &ManifestUpdate) {
+        let now: BTreeSet<String> = update.errors.iter().map(ToString::to_string).collect();
+        for problem in now.difference(&self.problems) {
+            warn!(problem = %problem, "manifest problem; the object keeps its last good version");
+        }
+        for problem in self.problems.difference(&now) {
+            info!(problem = %problem, "manifest problem resolved");
+        }
+        self.problems = now;
+    }
+
+    fn log_applied(&self, what: &str, applied: &Applied) {
+        for err in &applied.errors {
+            error!(%err, "frontend not programmed");
+        }
+        info!(
+            ops = applied.ops,
+            released_backends = applied.released.len(),
+            plan_us = applied.plan_time.as_micros() as u64,
+            kernel_us = applied.apply_time.as_micros() as u64,
+            frontends = self.model.desired().len(),
+            "{what} applied"
+        );
+    }
+
+    /// Destroys sockets to backends that are gone for good (not terminating, not in use by any
+    /// other frontend), and only sockets our programs translated.
+    fn tear_down_stale(&self, reconciler: &Reconciler, datapath: &Datapath, applied: &Applied) {
+        if !self.destroy_stale {
+            return;
+        }
+        let targets: HashSet<(std::net::IpAddr, u16)> = applied
+            .released
+            .iter()
+            .filter(|b| !reconciler.uses_address(b.ip, b.port))
+            .filter(|b| !self.terminating.is_terminating(b.ip))
+            .map(|b| (b.ip, b.port))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let maps = datapath.maps();
+        let translated = |socket: &sockdiag::FoundSocket| {
+            let (addr, family) = switchyard_bpf::abi::Addr::from_ip(socket.destination.0);
+            let key = switchyard_bpf::abi::SockRevnatKey {
+                cookie: socket.cookie,
+                addr,
+                port: socket.destination.1.to_be(),
+                family,
+                pad: [0; 5],
+            };
+            // Keep the socket unless our programs translated it to this backend.
+            maps.sock_revnat.get(&key, 0).is_err()
+        };
+        let report = sockdiag::sweep_cgroup(&self.cgroup, &targets, &translated);
+        for err in &report.errors {
+            warn!(%err, "socket sweep");
+        }
+        debug!(?targets, "stale backends");
+        info!(
+            backends = targets.len(),
+            namespaces = report.namespaces,
+            destroyed = report.destroyed,
+            kept = report.kept,
+            "sockets to removed backends torn down"
+        );
+    }
+}
