@@ -141,7 +141,6 @@ pub struct Datapath {
     ebpf: Ebpf,
     maps: Maps,
     bpf_dir: PathBuf,
-    programs_loaded: bool,
 }
 
 impl Datapath {
@@ -187,7 +186,7 @@ impl Datapath {
             Config { maglev_table_size: opts.maglev_table_size, flags: 0, hash_k0, hash_k1 };
         maps.config.set(0, config, 0).map_err(config_err)?;
         info!(bpf_dir = %opts.bpf_dir.display(), adopted = previous.maglev_table_size != 0, "BPF maps ready");
-        Ok(Datapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone(), programs_loaded: false })
+        Ok(Datapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone() })
     }
 
     /// The maps, for the reconciler.
@@ -219,35 +218,28 @@ impl Datapath {
         })?;
         let generation = generation();
 
+        // Verify every program before attaching any: a verifier failure changes nothing.
         for name in SOCK_PROGRAMS {
-            let program: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
-            // Mode Single becomes flags 0, which BPF_LINK_CREATE requires; cgroup bpf_links
-            // always stack like BPF_F_ALLOW_MULTI, so old and new generations coexist.
-            if !self.programs_loaded {
+            let program = self.sock_program(name)?;
+            if program.fd().is_err() {
                 program.load().map_err(|source| Error::Program { name, source })?;
             }
-            let link_id = program
-                .attach(&cgroup_dir, CgroupAttachMode::Single)
-                .map_err(|source| Error::Program { name, source })?;
-            let link =
-                program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
+        }
+
+        let mut pinned: Vec<PathBuf> = Vec::with_capacity(SOCK_PROGRAMS.len());
+        for name in SOCK_PROGRAMS {
             // bpffs refuses names containing '.'.
             let path = links_dir.join(format!("{name}-{generation}"));
-            let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
-                path: path.clone(),
-                detail: format!("not a bpf_link (kernel without BPF_LINK_CREATE?): {e}"),
-            })?;
-            fd_link
-                .pin(&path)
-                .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+            if let Err(error) = self.attach_one(name, &cgroup_dir, &path) {
+                // Roll back this generation; the previous one (if any) keeps running.
+                for path in &pinned {
+                    let _ = unpin_link(path);
+                }
+                return Err(error);
+            }
             debug!(program = name, cgroup = %cgroup.display(), link = %path.display(), "attached");
+            pinned.push(path);
         }
-        self.programs_loaded = true;
 
         // The new generation is in place: retire the old ones.
         for path in link_pins(&self.bpf_dir)? {
@@ -260,6 +252,40 @@ impl Datapath {
             }
         }
         info!(cgroup = %cgroup.display(), "socket programs attached");
+        Ok(())
+    }
+}
+
+impl Datapath {
+    fn sock_program(&mut self, name: &'static str) -> Result<&mut CgroupSockAddr, Error> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(Error::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| Error::Program { name, source })
+    }
+
+    /// Attaches one program and pins its link at `path`.
+    fn attach_one(
+        &mut self,
+        name: &'static str,
+        cgroup: &fs::File,
+        path: &Path,
+    ) -> Result<(), Error> {
+        let program = self.sock_program(name)?;
+        // Mode Single becomes flags 0, which BPF_LINK_CREATE requires; cgroup bpf_links always
+        // stack like BPF_F_ALLOW_MULTI, so old and new generations coexist.
+        let link_id = program
+            .attach(cgroup, CgroupAttachMode::Single)
+            .map_err(|source| Error::Program { name, source })?;
+        let link = program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
+        let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
+            path: path.to_owned(),
+            detail: format!("not a bpf_link (kernel without BPF_LINK_CREATE?): {e}"),
+        })?;
+        fd_link
+            .pin(path)
+            .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: error_chain(&e) })?;
         Ok(())
     }
 }

@@ -368,3 +368,17 @@ fn a_slot_naming_a_missing_backend_is_refused_and_counted() {
     assert_eq!(lines, ["tcp=10.96.0.40:80 err=111"]);
     assert_eq!(f.counter(Reason::ErrBackendMissing), 1);
 }
+
+#[test]
+fn attaching_to_a_missing_cgroup_fails_naming_it_and_keeps_the_running_links() {
+    if !switchyard_lab::require_root("attaching_to_a_missing_cgroup_fails_naming_it") {
+        return;
+    }
+    let mut f = Fixture::new("badcg");
+    let before = pinned_links(&f.bpf.0);
+    let missing = f.cgroup.0.join("does-not-exist");
+    let error = f.datapath.attach(&missing).unwrap_err();
+    assert!(matches!(&error, Error::Cgroup { path, .. } if *path == missing), "{error:?}");
+    assert!(error.to_string().contains("does-not-exist"), "{error}");
+    assert_eq!(pinned_links(&f.bpf.0), before, "the running generation is untouched");
+}

@@ -9,7 +9,8 @@
 //! - `tcp=IP:PORT` connect, print the peer (getpeername) and the server's NAME,
 //! - `udp-connected=IP:PORT` connect, send, receive: print peer, source and NAME,
 //! - `udp-sendto=IP:PORT*N` one unconnected socket sending N datagrams: source and NAME of each,
-//! - `bench-tcp=IP:PORT*N` N connect()s (closed with RST), print the mean time per connect,
+//! - `bench-udp-connect=IP:PORT*N` N times socket()+bind()+connect() on UDP (no packet is
+//!   sent, so this is the syscall path plus the cgroup program), print the mean per round,
 //! - `sleep=MS`.
 //!
 //! Output lines: `OP ok peer=ADDR from=ADDR reply=NAME` or `OP err=ERRNO`.
@@ -174,16 +175,17 @@ fn run(op: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        "bench-tcp" => {
+        "bench-udp-connect" => {
             let (addr, count) = arg.split_once('*').unwrap_or((arg, "1000"));
             let count: u32 = count.parse().map_err(|e| format!("bad count {count:?}: {e}"))?;
             let target = parse_addr(addr)?;
+            let bind: SocketAddr = "0.0.0.0:0".parse().map_err(|e| format!("{e}"))?;
             let started = std::time::Instant::now();
             let mut failures = 0u32;
             for _ in 0..count {
-                match TcpStream::connect_timeout(&target, TIMEOUT) {
-                    Ok(stream) => reset_on_close(&stream),
-                    Err(_) => failures += 1,
+                let socket = UdpSocket::bind(bind).map_err(|e| format!("bind: {e}"))?;
+                if socket.connect(target).is_err() {
+                    failures += 1;
                 }
             }
             let ns = started.elapsed().as_nanos() / u128::from(count.max(1));
@@ -214,22 +216,6 @@ fn wait_routable(ip: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Err(format!("{ip} not usable after {TIMEOUT:?}: {last_error}"))
-}
-
-/// SO_LINGER 0: close() sends RST, so thousands of rounds leave no TIME_WAIT behind.
-fn reset_on_close(stream: &TcpStream) {
-    use std::os::fd::AsRawFd as _;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: the fd is open for the duration of the call; linger is a valid, sized struct.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 fn udp_socket(target: &SocketAddr) -> Result<UdpSocket, String> {
