@@ -63,7 +63,7 @@ fn broken_document_is_reported_and_valid_objects_still_apply() {
     let errors: Vec<String> = directory.errors().iter().map(ToString::to_string).collect();
     assert_eq!(errors.len(), 1);
     let expected_prefix = format!(
-        "{}:10 (document 2): Service shop/bad: spec.ports[0].port:",
+        "{}:17 (document 2): Service shop/bad: spec.ports[0].port:",
         dir.path().join("svc.yaml").display()
     );
     assert!(errors[0].starts_with(&expected_prefix), "{}", errors[0]);
@@ -242,7 +242,7 @@ fn unknown_fields_are_warnings_and_the_object_still_applies() {
     assert_eq!(service_port(&directory, "web"), Some(80));
     let warnings: Vec<String> = directory.warnings().iter().map(ToString::to_string).collect();
     let expected = format!(
-        "{}:1 (document 1): Service shop/web: unknown field \"spec.ports[0].targetport\" (ignored)",
+        "{}:9 (document 1): Service shop/web: unknown field \"spec.ports[0].targetport\" (ignored)",
         dir.path().join("a.yaml").display()
     );
     assert_eq!(warnings, vec![expected]);

@@ -50,44 +50,44 @@ fn validate_pinpoints_every_broken_file_and_exits_1() {
         ("syntax.yaml:13 (document 2)", "YAML syntax error", "line 19 column 10"),
         ("types.json:1 (document 1)", "Service broken/bad-type: spec.ports[0].port", "\"eighty\""),
         (
-            "ports.yaml:3 (document 1)",
+            "ports.yaml:13 (document 1)",
             "Service broken/bad-ports: spec.ports[0].port",
             "70000 is outside 1-65535",
         ),
         (
-            "ports.yaml:3 (document 1)",
+            "ports.yaml:19 (document 1)",
             "spec.ports[1].nodePort",
             "NodePort 8443 is outside the NodePort range 30000-32767",
         ),
-        ("ports.yaml:3 (document 1)", "spec.ports[1].name", "duplicate port name \"http\""),
-        ("ports.yaml:3 (document 1)", "spec.ports[1].targetPort", "\"https_port\""),
+        ("ports.yaml:16 (document 1)", "spec.ports[1].name", "duplicate port name \"http\""),
+        ("ports.yaml:18 (document 1)", "spec.ports[1].targetPort", "\"https_port\""),
         (
-            "addresses.yaml:3 (document 1)",
+            "addresses.yaml:10 (document 1)",
             "Service broken/bad-addresses: spec.clusterIP",
             "\"10.96.100.300\" is not an IP address",
         ),
         (
-            "addresses.yaml:3 (document 1)",
+            "addresses.yaml:12 (document 1)",
             "spec.externalIPs[0]",
             "\"10.210.0.9/32\" is not an IP address",
         ),
         (
-            "addresses.yaml:3 (document 1)",
+            "addresses.yaml:14 (document 1)",
             "spec.loadBalancerSourceRanges[0]",
             "\"10.0.0.0/33\" is not a CIDR",
         ),
         (
-            "addresses.yaml:20 (document 2)",
+            "addresses.yaml:30 (document 2)",
             "EndpointSlice broken/bad-addresses-4kx9p: endpoints[0].addresses[0]",
             "not an IPv4 address",
         ),
         (
-            "collision.yaml:15 (document 2)",
+            "collision.yaml:26 (document 2)",
             "Service broken/collide-b: spec.ports[0].nodePort",
             "30200/TCP is already used by Service broken/collide-a",
         ),
         (
-            "nodes.yaml:2 (document 1)",
+            "nodes.yaml:11 (document 1)",
             "Node node-broken: status.addresses[0].address",
             "\"192.168.10.300\"",
         ),
@@ -106,7 +106,7 @@ fn validate_pinpoints_every_broken_file_and_exits_1() {
     }
     assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{text}");
     assert!(
-        text.contains("warning: ") && text.contains("typos.yaml:2 (document 1): Service broken/typos: unknown field \"spec.ports[0].nodeport\" (ignored)"),
+        text.contains("warning: ") && text.contains("typos.yaml:14 (document 1): Service broken/typos: unknown field \"spec.ports[0].nodeport\" (ignored)"),
         "misspelt fields must be reported:\n{text}"
     );
     assert!(text.contains(": INVALID: 13 errors,"), "{text}");

@@ -139,9 +139,9 @@ impl ManifestDirectory {
                             second: document.location.clone(),
                         }),
                         None => {
-                            for field in unknown_fields {
+                            for (field, line) in unknown_fields {
                                 warnings.push(ManifestWarning::UnknownField {
-                                    location: document.location.clone(),
+                                    location: Location { line: *line, ..document.location.clone() },
                                     object: identity_of(id),
                                     field: field.clone(),
                                 });

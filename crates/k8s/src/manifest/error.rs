@@ -13,7 +13,8 @@ pub struct Location {
     /// 1-based, counted over every `---`-separated document of the file, empty ones included, so
     /// the number matches what an editor shows between separators.
     pub document: usize,
-    /// 1-based line where the document starts.
+    /// 1-based line: of the offending field in errors and warnings when it could be found,
+    /// otherwise (and for applied objects) the document's first line with content.
     pub line: usize,
     /// 0-based index into `items` of a `kind: List` document.
     pub item: Option<usize>,

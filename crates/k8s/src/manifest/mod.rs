@@ -8,12 +8,14 @@
 
 mod directory;
 mod error;
+mod locate;
 mod object;
 mod parse;
 mod watch;
 
 pub use directory::{Applied, ManifestDirectory};
 pub use error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarning};
+pub use locate::field_line;
 pub use object::{Object, ObjectId};
 pub use parse::DEFAULT_NAMESPACE;
 pub use watch::{ManifestUpdate, ManifestWatcher, WatchError, WatchOptions};

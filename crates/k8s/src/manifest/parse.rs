@@ -13,6 +13,7 @@ use serde_json::Value;
 use switchyard_model::{ObjectKey, ObjectKind};
 
 use super::error::{Identity, Location, ManifestError};
+use super::locate::locate_in_text;
 use super::object::{Object, ObjectId};
 
 /// Namespace used when a namespaced object does not name one, as `kubectl apply` does.
@@ -28,8 +29,9 @@ pub(crate) struct Document {
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// An object the model reads, and the fields it has that its kind does not (typos such as
-    /// `nodeport`, which Kubernetes would reject and Switchyard would silently ignore).
-    Object(ObjectId, Object, Vec<String>),
+    /// `nodeport`, which Kubernetes would reject and Switchyard would silently ignore), each with
+    /// its line.
+    Object(ObjectId, Object, Vec<(String, usize)>),
     /// A well-formed object of a kind Switchyard does not read.
     Ignored(Identity),
     /// A broken document. `id` is set when kind and name could be read, so the last good version
@@ -70,7 +72,11 @@ pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Documen
                     item: None,
                 };
                 match serde_norway::from_str::<Value>(chunk.text) {
-                    Ok(value) => interpret(value, location, &mut documents),
+                    Ok(value) => {
+                        let source =
+                            Source { text: Some(chunk.text), first_line: chunk.start_line };
+                        interpret(value, location, source, &mut documents);
+                    }
                     Err(err) => {
                         let reason = format!(
                             "YAML syntax error: {}",
@@ -92,7 +98,10 @@ pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Documen
                 let location =
                     Location { file: path.to_path_buf(), document: number, line, item: None };
                 match next {
-                    Ok(value) => interpret(value, location, &mut documents),
+                    Ok(value) => {
+                        let source = Source { text: None, first_line: line };
+                        interpret(value, location, source, &mut documents);
+                    }
                     Err(err) => {
                         documents.push(syntax_error(location, format!("JSON syntax error: {err}")));
                         // The stream cannot resynchronise after a syntax error.
@@ -153,7 +162,7 @@ fn split_yaml(text: &str) -> Vec<Chunk<'_>> {
     chunks
 }
 
-fn is_separator(line: &str) -> bool {
+pub(crate) fn is_separator(line: &str) -> bool {
     line.strip_prefix("---").is_some_and(|rest| {
         let rest = rest.trim();
         rest.is_empty() || rest.starts_with('#')
@@ -221,8 +230,26 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
     }
 }
 
+/// The text a document was parsed from, to point errors at the line of a field.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    /// Block-style YAML text of the document; `None` for JSON.
+    text: Option<&'a str>,
+    /// 1-based file line of the text's first line.
+    first_line: usize,
+}
+
+impl Source<'_> {
+    /// 1-based line of `field`, or `fallback` when it cannot be found.
+    fn line_of(&self, field: &str, fallback: usize) -> usize {
+        self.text
+            .and_then(|text| locate_in_text(text, field))
+            .map_or(fallback, |offset| self.first_line + offset)
+    }
+}
+
 /// Turns one parsed document into outcomes (several for a `kind: List`).
-fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
+fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec<Document>) {
     if value.is_null() {
         return;
     }
@@ -274,7 +301,9 @@ fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
         };
         for (index, item) in items.iter().enumerate() {
             let item_location = Location { item: Some(index), ..location.clone() };
-            interpret(item.clone(), item_location, out);
+            // Field lines inside list items are not located (paths are relative to the item).
+            let source = Source { text: None, ..source };
+            interpret(item.clone(), item_location, source, out);
         }
         return;
     }
@@ -335,21 +364,44 @@ fn interpret(value: Value, location: Location, out: &mut Vec<Document>) {
     };
     match parsed {
         Ok(object) => {
+            let unknown_fields = unknown_fields
+                .into_iter()
+                .map(|field| {
+                    let line = source.line_of(&field, location.line);
+                    (field, line)
+                })
+                .collect();
             out.push(Document { location, outcome: Outcome::Object(id, object, unknown_fields) })
         }
-        Err(reason) => out.push(invalid(location, named, Some(id), reason)),
+        Err((field, reason)) => {
+            let line = field.map_or(location.line, |field| source.line_of(&field, location.line));
+            let error = ManifestError::Invalid {
+                location: Location { line, ..location.clone() },
+                object: named,
+                reason,
+            };
+            out.push(Document { location, outcome: Outcome::Broken { id: Some(id), error } });
+        }
     }
 }
 
 /// Deserialises with the path of the offending field in the error (`spec.ports[0].port: …`),
 /// collecting the paths of fields the type does not know into `unknown`.
-fn deserialize<T: DeserializeOwned>(value: Value, unknown: &mut Vec<String>) -> Result<T, String> {
+/// The error is the path of the offending field (when inside the object) and the message.
+fn deserialize<T: DeserializeOwned>(
+    value: Value,
+    unknown: &mut Vec<String>,
+) -> Result<T, (Option<String>, String)> {
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
     let result = serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path)));
     result.map_err(|err| {
         let path = track.path().to_string();
-        if path == "." { err.to_string() } else { format!("{path}: {err}") }
+        if path == "." {
+            (None, err.to_string())
+        } else {
+            (Some(path.clone()), format!("{path}: {err}"))
+        }
     })
 }
 
@@ -440,7 +492,7 @@ mod tests {
         let docs = parse_yaml(&text);
         let message = error_text(&docs[0]);
         assert!(
-            message.starts_with("f.yaml:1 (document 1): Service default/web: spec.ports[0].port:"),
+            message.starts_with("f.yaml:7 (document 1): Service default/web: spec.ports[0].port:"),
             "{message}"
         );
         match &docs[0].outcome {
@@ -482,7 +534,9 @@ mod tests {
         let docs = parse_yaml(&text);
         match &docs[0].outcome {
             Outcome::Object(_, _, unknown) => {
-                assert_eq!(unknown, &["spec.ports[0].nodeport".to_owned(), "spec.tpye".to_owned()]);
+                let expected =
+                    [("spec.ports[0].nodeport".to_owned(), 8), ("spec.tpye".to_owned(), 9)];
+                assert_eq!(unknown, &expected);
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use switchyard_k8s::manifest::ManifestDirectory;
+use switchyard_k8s::manifest::{Location, ManifestDirectory, field_line};
 use switchyard_model::validate::{Finding, Severity, ValidationOptions, validate};
 use switchyard_model::{ClusterState, PortRange};
 
@@ -71,7 +71,12 @@ fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> String {
         Severity::Warning => "warning",
     };
     match directory.location_of(&(finding.kind, finding.object.clone())) {
-        Some(location) => format!("{severity}: {location}: {finding}"),
+        Some(location) => {
+            // Point at the field itself when the file lets us find it.
+            let line = field_line(location, &finding.field).unwrap_or(location.line);
+            let location = Location { line, ..location.clone() };
+            format!("{severity}: {location}: {finding}")
+        }
         None => format!("{severity}: {finding}"),
     }
 }
