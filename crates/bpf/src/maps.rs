@@ -4,15 +4,16 @@
 //! addresses through these handles; the programs write the reverse-translation, affinity and
 //! sticky maps and the counters. See docs/datapath.md for the protocol (make-before-break).
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray};
 
 use crate::{
     Error,
     abi::{
-        Affinity, AffinityKey, Backend, Config, Counter, Frontend, FrontendKey, NodeAddrKey,
-        Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
+        Affinity, AffinityKey, Backend, Config, Counter, FE_NODEPORT, FE_SPLIT_SCOPE, Frontend,
+        FrontendKey, NodeAddrKey, Reason, SCOPE_DEFAULT, SCOPE_INTERNAL, SlotKey, SockRevnat,
+        SockRevnatKey, SockStickyKey,
     },
 };
 
@@ -194,6 +195,52 @@ impl Maps {
             table.push(inner.get(&index, 0).map_err(map_err)?);
         }
         Ok(Some(table))
+    }
+
+    /// The frontend the socket programs use for a destination, following the same steps as
+    /// `lookup_frontend()` in `c/sock.bpf.c`: the exact entry, else the NodePort wildcard when
+    /// the address is loopback or in `sy_node_addrs`; then the internal-scope entry when the
+    /// frontend is split. For `switchyard explain` and tests. `None`: not a frontend.
+    pub fn resolve(
+        &self,
+        destination: SocketAddr,
+        proto: u8,
+    ) -> Result<Option<(FrontendKey, Frontend)>, Error> {
+        let lookup = |key: &FrontendKey| -> Result<Option<Frontend>, Error> {
+            match self.frontends.get(key, 0) {
+                Ok(frontend) => Ok(Some(frontend)),
+                Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+                Err(source) => Err(Error::Map { name: names::FRONTENDS, source }),
+            }
+        };
+        let mut key = FrontendKey::new(destination.ip(), destination.port(), proto, SCOPE_DEFAULT);
+        let frontend = match lookup(&key)? {
+            Some(frontend) => frontend,
+            None => {
+                let ip = key.addr.to_ip(key.family);
+                let is_node_address = ip.is_loopback()
+                    || match self.node_addrs.get(&NodeAddrKey::new(ip), 0) {
+                        Ok(_) => true,
+                        Err(aya::maps::MapError::KeyNotFound) => false,
+                        Err(source) => return Err(Error::Map { name: names::NODE_ADDRS, source }),
+                    };
+                if !is_node_address {
+                    return Ok(None);
+                }
+                key = FrontendKey::node_port(key.family, destination.port(), proto, SCOPE_DEFAULT);
+                match lookup(&key)? {
+                    Some(frontend) if frontend.flags & FE_NODEPORT != 0 => frontend,
+                    _ => return Ok(None),
+                }
+            }
+        };
+        if frontend.flags & FE_SPLIT_SCOPE != 0 {
+            let internal = FrontendKey { scope: SCOPE_INTERNAL, ..key };
+            if let Some(found) = lookup(&internal)? {
+                return Ok(Some((internal, found)));
+            }
+        }
+        Ok(Some((key, frontend)))
     }
 
     /// Every counter summed over CPUs, by reason (reasons with a zero count included).

@@ -261,6 +261,21 @@ fn a_node_port_on_a_node_address_is_translated() {
     assert!(field(&lines[1], "reply").is_some(), "node-address NodePort translated: {}", lines[1]);
     assert!(lines[2].contains("err="), "a foreign address is not a NodePort: {}", lines[2]);
     assert_eq!(f.counter(Reason::TranslatedRandom), 2);
+
+    // The Rust mirror of the lookup (for `explain`) agrees with what the kernel did.
+    let maps = f.datapath.maps();
+    for (destination, expected) in
+        [("127.0.0.1:30080", Some(20)), ("192.0.2.10:30080", Some(20)), ("192.0.2.99:30080", None)]
+    {
+        let found =
+            maps.resolve(destination.parse().unwrap(), PROTO_TCP).unwrap().map(|(_, fe)| fe.id);
+        assert_eq!(found, expected, "{destination}");
+    }
+    assert_eq!(
+        maps.resolve("127.0.0.1:30080".parse().unwrap(), PROTO_UDP).unwrap(),
+        None,
+        "other protocol"
+    );
 }
 
 #[test]
@@ -348,6 +363,8 @@ fn the_socket_path_prefers_the_internal_scope_of_a_split_frontend() {
 
     let lines = run_ops(&f, &ops(&V4_SERVERS, "tcp=10.96.0.30:80", 10));
     assert_eq!(replies(&lines), BTreeMap::from([("b2".to_owned(), 10)]), "{lines:?}");
+    let resolved = f.datapath.maps().resolve("10.96.0.30:80".parse().unwrap(), PROTO_TCP).unwrap();
+    assert_eq!(resolved.map(|(key, fe)| (key.scope, fe.id)), Some((SCOPE_INTERNAL, 31)));
 
     // No local endpoint in the internal view: refused, not sent to the external view's backends.
     let value = Frontend { backend_count: 0, ..value };
