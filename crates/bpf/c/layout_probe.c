@@ -6,7 +6,9 @@
 #include "switchyard.h"
 
 #define SIZE(t) printf("    (\"%s\", %zu, %zu),\n", #t, sizeof(struct t), _Alignof(struct t))
-#define FIELD(t, f) printf("    (\"%s.%s\", %zu),\n", #t, #f, offsetof(struct t, f))
+#define FIELD(t, f)                                                                       \
+	printf("    (\"%s.%s\", %zu, %zu),\n", #t, #f, offsetof(struct t, f),                    \
+	       sizeof(((struct t *)0)->f))
 #define CONST(c) printf("    (\"%s\", %llu),\n", #c, (unsigned long long)(c))
 
 int main(void)
@@ -26,7 +28,7 @@ int main(void)
 	SIZE(sy_node_addr_key);
 	SIZE(sy_counter);
 	SIZE(sy_config);
-	printf("];\n\n/// (struct.field, offset).\npub const C_OFFSETS: &[(&str, usize)] = &[\n");
+	printf("];\n\n/// (struct.field, offset, size).\npub const C_OFFSETS: &[(&str, usize, usize)] = &[\n");
 	FIELD(sy_frontend_key, addr);
 	FIELD(sy_frontend_key, port);
 	FIELD(sy_frontend_key, proto);

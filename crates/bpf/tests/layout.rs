@@ -33,10 +33,10 @@ fn rust_sizes() -> BTreeMap<&'static str, (usize, usize)> {
     }
 }
 
-fn rust_offsets() -> BTreeMap<&'static str, usize> {
+fn rust_offsets() -> BTreeMap<&'static str, (usize, usize)> {
     macro_rules! o {
         ($($c:literal => $t:ty, $f:ident);* $(;)?) => {
-            BTreeMap::from([$(($c, offset_of!($t, $f))),*])
+            BTreeMap::from([$(($c, (offset_of!($t, $f), size_of_val(&<$t>::default().$f)))),*])
         };
     }
     o! {
@@ -125,9 +125,9 @@ fn every_shared_struct_has_the_size_and_alignment_of_the_header() {
 }
 
 #[test]
-fn every_shared_field_has_the_offset_of_the_header() {
-    let c: BTreeMap<_, _> = C_OFFSETS.iter().copied().collect();
-    assert_eq!(rust_offsets(), c, "field offsets: left Rust, right C");
+fn every_shared_field_has_the_offset_and_size_of_the_header() {
+    let c: BTreeMap<_, _> = C_OFFSETS.iter().map(|&(n, o, s)| (n, (o, s))).collect();
+    assert_eq!(rust_offsets(), c, "(offset, size) per field: left Rust, right C");
 }
 
 #[test]

@@ -5,12 +5,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use switchyard_bpf::{
     Datapath, Error, LoadOptions,
@@ -149,7 +144,6 @@ fn a_frontend_without_backends_refuses_at_once_with_econnrefused() {
     f.frontend(4, "10.96.0.99", 53, PROTO_UDP, FE_REJECT_EMPTY, &[]);
     f.frontend(5, "fd00:96::99", 80, PROTO_TCP, FE_REJECT_EMPTY, &[]);
     f.frontend(6, "fd00:96::99", 53, PROTO_UDP, FE_REJECT_EMPTY, &[]);
-    let started = Instant::now();
     let lines = f.probe(&[
         "tcp=10.96.0.99:80",
         "udp-connected=10.96.0.99:53",
@@ -159,12 +153,10 @@ fn a_frontend_without_backends_refuses_at_once_with_econnrefused() {
         "udp-sendto=[fd00:96::99]:53",
         "tcp=[::ffff:10.96.0.99]:80",
     ]);
-    let elapsed = started.elapsed();
     assert_eq!(lines.len(), 7, "{lines:?}");
     for line in &lines {
-        assert!(line.ends_with(ECONNREFUSED), "must fail with ECONNREFUSED: {line}");
+        assert!(refused_at_once(line), "must fail at once with ECONNREFUSED: {line}");
     }
-    assert!(elapsed < Duration::from_secs(2), "refusal must be immediate, took {elapsed:?}");
     assert_eq!(f.counter(Reason::RejectNoBackend), 7);
 }
 
@@ -214,7 +206,7 @@ fn a_maglev_frontend_selects_through_its_table() {
 
     // No table yet: refused, and counted as a broken invariant.
     let lines = f.probe(&["tcp=10.96.0.10:80"]);
-    assert_eq!(lines, ["tcp=10.96.0.10:80 err=111"]);
+    assert!(lines.len() == 1 && refused_at_once(&lines[0]), "{lines:?}");
     assert_eq!(f.counter(Reason::ErrMaglevMissing), 1);
 
     // Table pointing only at backend 2: every connection goes there.
@@ -331,7 +323,7 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     let lines = probe_in(&cgroup.0, &["tcp=10.96.0.10:80"]);
     assert_eq!(lines.len(), 1);
     assert!(lines[0].contains("err="), "no translation after cleanup: {}", lines[0]);
-    assert!(!lines[0].ends_with(ECONNREFUSED) || field(&lines[0], "reply").is_none());
+    assert!(field(&lines[0], "reply").is_none(), "{}", lines[0]);
 }
 
 fn pinned_links(bpf_dir: &Path) -> Vec<String> {
@@ -370,7 +362,7 @@ fn the_socket_path_prefers_the_internal_scope_of_a_split_frontend() {
     let value = Frontend { backend_count: 0, ..value };
     f.maps().frontends.insert(internal, value, 0).unwrap();
     let lines = f.probe(&["tcp=10.96.0.30:80"]);
-    assert_eq!(lines, ["tcp=10.96.0.30:80 err=111"]);
+    assert!(lines.len() == 1 && refused_at_once(&lines[0]), "{lines:?}");
 }
 
 #[test]
@@ -382,7 +374,7 @@ fn a_slot_naming_a_missing_backend_is_refused_and_counted() {
     f.frontend(40, "10.96.0.40", 80, PROTO_TCP, 0, &V4_BACKENDS[..1]);
     f.maps().backends.remove(&1).unwrap();
     let lines = f.probe(&["tcp=10.96.0.40:80"]);
-    assert_eq!(lines, ["tcp=10.96.0.40:80 err=111"]);
+    assert!(lines.len() == 1 && refused_at_once(&lines[0]), "{lines:?}");
     assert_eq!(f.counter(Reason::ErrBackendMissing), 1);
 }
 

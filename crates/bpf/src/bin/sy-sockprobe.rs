@@ -13,7 +13,8 @@
 //!   sent, so this is the syscall path plus the cgroup program), print the mean per round,
 //! - `sleep=MS`.
 //!
-//! Output lines: `OP ok peer=ADDR from=ADDR reply=NAME` or `OP err=ERRNO`.
+//! Output lines: `OP ok peer=ADDR from=ADDR reply=NAME` or `OP err=ERRNO after_us=MICROS`
+//! (time since the op started).
 
 use std::{
     io::{Read as _, Write as _},
@@ -67,6 +68,7 @@ fn errno(e: &std::io::Error) -> i32 {
 
 /// Runs one operation; Err only for a malformed op or a broken setup step.
 fn run(op: &str) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let (verb, arg) = op.split_once('=').ok_or_else(|| format!("bad op {op:?}"))?;
     match verb {
         "addr" => {
@@ -114,7 +116,9 @@ fn run(op: &str) -> Result<(), String> {
         "tcp" => {
             let target = parse_addr(arg)?;
             match TcpStream::connect_timeout(&target, TIMEOUT) {
-                Err(e) => println!("{op} err={}", errno(&e)),
+                Err(e) => {
+                    println!("{op} err={} after_us={}", errno(&e), started.elapsed().as_micros())
+                }
                 Ok(mut stream) => {
                     let peer = stream
                         .peer_addr()
@@ -131,13 +135,13 @@ fn run(op: &str) -> Result<(), String> {
             let target = parse_addr(arg)?;
             let socket = udp_socket(&target)?;
             if let Err(e) = socket.connect(target) {
-                println!("{op} err={}", errno(&e));
+                println!("{op} err={} after_us={}", errno(&e), started.elapsed().as_micros());
                 return Ok(());
             }
             let peer =
                 socket.peer_addr().map_or_else(|e| format!("err{}", errno(&e)), |p| p.to_string());
             if let Err(e) = socket.send(b"hello") {
-                println!("{op} err={}", errno(&e));
+                println!("{op} err={} after_us={}", errno(&e), started.elapsed().as_micros());
                 return Ok(());
             }
             let mut buf = [0u8; 512];
@@ -148,7 +152,9 @@ fn run(op: &str) -> Result<(), String> {
                         String::from_utf8_lossy(&buf[..n])
                     );
                 }
-                Err(e) => println!("{op} err={}", errno(&e)),
+                Err(e) => {
+                    println!("{op} err={} after_us={}", errno(&e), started.elapsed().as_micros())
+                }
             }
             Ok(())
         }
@@ -159,7 +165,7 @@ fn run(op: &str) -> Result<(), String> {
             let socket = udp_socket(&target)?;
             for _ in 0..count {
                 if let Err(e) = socket.send_to(b"hello", target) {
-                    println!("{op} err={}", errno(&e));
+                    println!("{op} err={} after_us={}", errno(&e), started.elapsed().as_micros());
                     continue;
                 }
                 let mut buf = [0u8; 512];
@@ -170,7 +176,11 @@ fn run(op: &str) -> Result<(), String> {
                             String::from_utf8_lossy(&buf[..n])
                         );
                     }
-                    Err(e) => println!("{op} err={}", errno(&e)),
+                    Err(e) => println!(
+                        "{op} err={} after_us={}",
+                        errno(&e),
+                        started.elapsed().as_micros()
+                    ),
                 }
             }
             Ok(())

@@ -15,7 +15,14 @@ use std::{
 use switchyard_bpf::{Datapath, LoadOptions, MapSizes, abi::*, loader};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
-pub const ECONNREFUSED: &str = "err=111";
+/// Whether a probe line reports ECONNREFUSED within a second of the op starting (a silent
+/// drop would instead time out after seconds, with ETIMEDOUT or EAGAIN).
+pub fn refused_at_once(line: &str) -> bool {
+    let fast = field(line, "after_us")
+        .and_then(|us| us.parse::<u64>().ok())
+        .is_some_and(|us| us < 1_000_000);
+    field(line, "err") == Some("111") && fast
+}
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
