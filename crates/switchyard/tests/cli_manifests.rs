@@ -236,3 +236,69 @@ fn help_is_available_for_both_commands() {
         assert!(stdout(&output).contains("Usage: switchyard"), "{command}");
     }
 }
+
+/// Kills the watched child even when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn services_watch_prints_what_changes_when_a_file_changes() {
+    use std::io::BufRead as _;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["nodes.yaml", "shop/search.yaml", "shop/reports.json"] {
+        let target = dir.path().join(file);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(testdata("cluster").join(file), target).unwrap();
+    }
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["services", arg(dir.path()), "--watch"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |fragment: &str| {
+        let mut seen = Vec::new();
+        loop {
+            match received.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(fragment) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no line with {fragment:?}; saw:\n{}", seen.join("\n")),
+            }
+        }
+    };
+    // Rows are sorted by Service: reports, then search.
+    wait_for("shop/reports");
+    wait_for("10.244.0.66:7700 (terminating)");
+
+    // Replace the file atomically, as editors and deploy tools do.
+    let search = dir.path().join("shop/search.yaml");
+    let text = std::fs::read_to_string(&search).unwrap().replace("port: 7700", "port: 7701");
+    std::fs::write(dir.path().join("shop/.search.yaml.tmp"), text).unwrap();
+    std::fs::rename(dir.path().join("shop/.search.yaml.tmp"), &search).unwrap();
+    assert_eq!(wait_for("# "), "# 1 frontend(s) added or changed, 0 removed");
+    let row = wait_for("shop/search");
+    assert!(row.contains("10.244.0.66:7701 (terminating)"), "{row}");
+
+    std::fs::remove_file(dir.path().join("shop/reports.json")).unwrap();
+    assert_eq!(wait_for("# "), "# 0 frontend(s) added or changed, 1 removed");
+    assert_eq!(wait_for("removed"), "removed 10.96.90.1:80/TCP (shop/reports)");
+}

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use switchyard_k8s::manifest::ManifestDirectory;
+use switchyard_k8s::manifest::{ManifestDirectory, ManifestWatcher, WatchOptions};
 use switchyard_model::{
-    Backend, BackendState, Cidr, DesiredState, Frontend, FrontendKey, NodeModel, NodePortAddresses,
-    ObjectKey, PortRange, ProxyConfig, WhenEmpty,
+    Backend, BackendState, Cidr, ClusterState, DesiredState, Frontend, FrontendKey, NodeModel,
+    NodePortAddresses, ObjectKey, PortRange, ProxyConfig, WhenEmpty,
 };
 
 /// Show what one node's data plane should do for the Services in a manifest directory.
@@ -43,6 +43,11 @@ pub(crate) struct ServicesArgs {
     /// The cluster's NodePort range; NodePorts outside it are not served.
     #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
     node_port_range: PortRange,
+
+    /// Keep watching DIR and print what changes (frontends added or changed, then removed ones),
+    /// like `kubectl get --watch`. Runs until interrupted.
+    #[arg(long, short = 'w')]
+    watch: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,6 +71,9 @@ fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
 }
 
 pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
+    if args.watch {
+        return watch(&args);
+    }
     let directory = ManifestDirectory::load(&args.dir);
     let state = directory.state();
     if !directory.errors().is_empty() {
@@ -75,16 +83,93 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
             }
             bail!("no objects could be read from {}", args.dir.display());
         }
-        eprintln!(
-            "warning: {} problem(s) in {}; showing the objects that are valid (details: switchyard validate {})",
-            directory.errors().len(),
-            args.dir.display(),
-            args.dir.display()
-        );
+        report_problems(&args, directory.errors().len());
     }
+    let node = choose_node(&args, &state)?;
+    let model = NodeModel::from_state(proxy_config(&args, &node), &state);
+    print_state(&args, &node, model.desired())?;
+    Ok(ExitCode::SUCCESS)
+}
 
+/// `--watch`: the full state once, then every difference as the directory changes.
+fn watch(args: &ServicesArgs) -> anyhow::Result<ExitCode> {
+    let mut watcher = ManifestWatcher::start(&args.dir, WatchOptions::default())
+        .with_context(|| format!("watching {}", args.dir.display()))?;
+    let first = watcher.blocking_next().context("the manifest watch ended at once")?;
+    let mut state = ClusterState::default();
+    for change in first.changes {
+        state.apply(change);
+    }
+    if !first.errors.is_empty() {
+        report_problems(args, first.errors.len());
+    }
+    let node = choose_node(args, &state)?;
+    let mut model = NodeModel::from_state(proxy_config(args, &node), &state);
+    print_state(args, &node, model.desired())?;
+    let mut errors = first.errors;
+    while let Some(update) = watcher.blocking_next() {
+        if update.errors != errors {
+            for error in update.errors.iter().filter(|e| !errors.contains(e)) {
+                eprintln!("error: {error}");
+            }
+            errors = update.errors;
+        }
+        let before = model.desired().clone();
+        for change in update.changes {
+            model.apply(change);
+        }
+        let diff = DesiredState::diff(&before, model.desired());
+        if diff.is_empty() {
+            continue;
+        }
+        match args.output {
+            Output::Table => {
+                println!(
+                    "# {} frontend(s) added or changed, {} removed",
+                    diff.upserted.len(),
+                    diff.removed.len()
+                );
+                let upserted: Vec<(&FrontendKey, &Frontend)> =
+                    diff.upserted.iter().map(|(key, frontend)| (key, frontend)).collect();
+                if !upserted.is_empty() {
+                    print!("{}", table(upserted));
+                }
+                for key in &diff.removed {
+                    let service =
+                        before.get(key).map(|f| f.service.to_string()).unwrap_or_default();
+                    println!("removed {key} ({service})");
+                }
+            }
+            Output::Json => {
+                let json = serde_json::to_string(&JsonDiff {
+                    upserted: diff
+                        .upserted
+                        .iter()
+                        .map(|(key, frontend)| JsonFrontend { key, frontend })
+                        .collect(),
+                    removed: &diff.removed,
+                })
+                .context("serialising a state difference")?;
+                println!("{json}");
+            }
+        }
+        std::io::Write::flush(&mut std::io::stdout()).context("writing to standard output")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_problems(args: &ServicesArgs, count: usize) {
+    eprintln!(
+        "warning: {count} problem(s) in {}; showing the objects that are valid (details: switchyard validate {})",
+        args.dir.display(),
+        args.dir.display()
+    );
+}
+
+/// `--node`, or the first Node by name (said on stderr), or none at all.
+fn choose_node(args: &ServicesArgs, state: &ClusterState) -> anyhow::Result<String> {
     let node_names: Vec<&str> = state.nodes.keys().map(|k| k.name.as_str()).collect();
-    let node = match (&args.node, node_names.first()) {
+    Ok(match (&args.node, node_names.first()) {
         (Some(node), _) => {
             if !state.nodes.contains_key(&ObjectKey::cluster(node.clone())) {
                 bail!(
@@ -109,24 +194,34 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
             );
             String::new()
         }
-    };
+    })
+}
 
-    let mut config = ProxyConfig::new(node.clone());
+fn proxy_config(args: &ServicesArgs, node: &str) -> ProxyConfig {
+    let mut config = ProxyConfig::new(node);
     config.proxy_name = args.proxy_name.clone();
     config.node_port_addresses = args.nodeport_addresses.clone();
     config.node_port_range = args.node_port_range;
-    let model = NodeModel::from_state(config, &state);
-    let desired = model.desired();
+    config
+}
 
+fn print_state(args: &ServicesArgs, node: &str, desired: &DesiredState) -> anyhow::Result<()> {
     match args.output {
-        Output::Table => print!("{}", table(desired)),
+        Output::Table => print!("{}", table(rows(desired))),
         Output::Json => {
-            let json = serde_json::to_string_pretty(&JsonState::new(&node, desired))
+            let json = serde_json::to_string_pretty(&JsonState::new(node, desired))
                 .context("serialising the desired state")?;
             println!("{json}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    std::io::Write::flush(&mut std::io::stdout()).context("writing to standard output")
+}
+
+/// One `--watch -o json` line.
+#[derive(Debug, Serialize)]
+struct JsonDiff<'a> {
+    upserted: Vec<JsonFrontend<'a>>,
+    removed: &'a [FrontendKey],
 }
 
 /// The JSON form: a list, because frontend keys are not strings.
@@ -166,8 +261,8 @@ fn rows(desired: &DesiredState) -> Vec<(&FrontendKey, &Frontend)> {
 const HEADERS: [&str; 6] = ["SERVICE", "PORT", "TYPE", "FRONTEND", "POLICY", "BACKENDS"];
 
 /// kubectl-style table: upper-case headers, columns padded to the widest cell plus three spaces.
-fn table(desired: &DesiredState) -> String {
-    let cells: Vec<[String; 6]> = rows(desired)
+fn table(rows: Vec<(&FrontendKey, &Frontend)>) -> String {
+    let cells: Vec<[String; 6]> = rows
         .into_iter()
         .map(|(key, frontend)| {
             [
