@@ -107,6 +107,7 @@ int main(void)
 	CONST(SY_REASON_ERR_REVNAT_UPDATE);
 	CONST(SY_REASON_REVNAT_RECVMSG);
 	CONST(SY_REASON_REVNAT_GETPEERNAME);
+	CONST(SY_REASON_SOCK_RELEASED);
 	CONST(SY_REASON_MAX);
 	printf("];\n\n");
 	/* Golden SipHash values: key bytes 0..15, message bytes 0..len-1 (the reference vectors'

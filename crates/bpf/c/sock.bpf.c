@@ -371,3 +371,45 @@ int sy_getpeername6(struct bpf_sock_addr *ctx)
 {
 	return reverse(ctx, 1, SY_REASON_REVNAT_GETPEERNAME);
 }
+
+/*
+ * A connected socket is going away: forget its reverse-translation entry (and a sticky entry
+ * for it, if any) instead of leaving it to LRU eviction, so churn of short-lived connections
+ * does not push out the entries of long-lived ones. Unconnected UDP sockets have no
+ * destination here; their entries age out of the LRU maps.
+ */
+SEC("cgroup/sock_release")
+int sy_sock_release(struct bpf_sock *sk)
+{
+	struct sy_sock_revnat_key key = {};
+	struct sy_sock_sticky_key sticky = {};
+	struct sy_sock_revnat *orig;
+
+	if (sk->family == SY_AF_INET) {
+		if (sk->dst_ip4 == 0)
+			return 1;
+		addr_from_ip4(&key.addr, sk->dst_ip4);
+		key.family = SY_AF_INET;
+	} else if (sk->family == SY_AF_INET6) {
+		key.addr.words[0] = sk->dst_ip6[0];
+		key.addr.words[1] = sk->dst_ip6[1];
+		key.addr.words[2] = sk->dst_ip6[2];
+		key.addr.words[3] = sk->dst_ip6[3];
+		key.family = addr_is_v4_mapped(&key.addr) ? SY_AF_INET : SY_AF_INET6;
+	} else {
+		return 1;
+	}
+	key.port = sk->dst_port;
+	if (key.port == 0)
+		return 1;
+	key.cookie = bpf_get_socket_cookie(sk);
+	orig = bpf_map_lookup_elem(&sy_sock_revnat, &key);
+	if (!orig)
+		return 1;
+	sticky.cookie = key.cookie;
+	sticky.frontend_id = orig->frontend_id;
+	bpf_map_delete_elem(&sy_sock_sticky, &sticky);
+	bpf_map_delete_elem(&sy_sock_revnat, &key);
+	count(SY_REASON_SOCK_RELEASED);
+	return 1;
+}

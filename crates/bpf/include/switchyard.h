@@ -104,7 +104,9 @@ enum sy_reason {
 	SY_REASON_REVNAT_RECVMSG = 11,
 	/* getpeername: peer rewritten from backend to frontend. */
 	SY_REASON_REVNAT_GETPEERNAME = 12,
-	/* 13..31 reserved for the socket path, 32..63 for the per-packet path (issue 6). */
+	/* A connected, translated socket closed: its reverse-translation entry was removed. */
+	SY_REASON_SOCK_RELEASED = 13,
+	/* 14..31 reserved for the socket path, 32..63 for the per-packet path (issue 6). */
 	SY_REASON_MAX = 64,
 };
 

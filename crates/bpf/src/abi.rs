@@ -84,11 +84,13 @@ pub enum Reason {
     RevnatRecvmsg = 11,
     /// getpeername peer rewritten to the frontend.
     RevnatGetpeername = 12,
+    /// A connected, translated socket closed; its reverse entry was removed.
+    SockReleased = 13,
 }
 
 impl Reason {
     /// Every reason, in counter-index order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::NotService,
         Reason::TranslatedRandom,
         Reason::TranslatedMaglev,
@@ -102,6 +104,7 @@ impl Reason {
         Reason::ErrRevnatUpdate,
         Reason::RevnatRecvmsg,
         Reason::RevnatGetpeername,
+        Reason::SockReleased,
     ];
     /// Number of counter slots (`SY_REASON_MAX`): reasons up to here may be added in C.
     pub const MAX: u32 = 64;
@@ -122,6 +125,7 @@ impl Reason {
             Reason::ErrRevnatUpdate => "err_revnat_update",
             Reason::RevnatRecvmsg => "revnat_recvmsg",
             Reason::RevnatGetpeername => "revnat_getpeername",
+            Reason::SockReleased => "sock_released",
         }
     }
 }

@@ -20,7 +20,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::MapInfo,
     programs::{
-        CgroupAttachMode, CgroupSockAddr,
+        CgroupAttachMode, Program,
         links::{FdLink, PinnedLink},
     },
 };
@@ -45,6 +45,22 @@ pub const SOCK_PROGRAMS: [&str; 8] = [
     "sy_recvmsg6",
     "sy_getpeername4",
     "sy_getpeername6",
+];
+
+/// Removes a closing socket's reverse-translation entry (`cgroup/sock_release`).
+pub const SOCK_RELEASE_PROGRAM: &str = "sy_sock_release";
+
+/// Every program attached to the cgroup.
+pub const ALL_PROGRAMS: [&str; 9] = [
+    SOCK_PROGRAMS[0],
+    SOCK_PROGRAMS[1],
+    SOCK_PROGRAMS[2],
+    SOCK_PROGRAMS[3],
+    SOCK_PROGRAMS[4],
+    SOCK_PROGRAMS[5],
+    SOCK_PROGRAMS[6],
+    SOCK_PROGRAMS[7],
+    SOCK_RELEASE_PROGRAM,
 ];
 
 /// Subdirectory of the bpffs directory holding the pinned cgroup links.
@@ -219,15 +235,17 @@ impl Datapath {
         let generation = generation();
 
         // Verify every program before attaching any: a verifier failure changes nothing.
-        for name in SOCK_PROGRAMS {
-            let program = self.sock_program(name)?;
-            if program.fd().is_err() {
-                program.load().map_err(|source| Error::Program { name, source })?;
+        for name in ALL_PROGRAMS {
+            let program_err = |source| Error::Program { name, source };
+            match self.program(name)? {
+                Program::CgroupSockAddr(p) if p.fd().is_err() => p.load().map_err(program_err)?,
+                Program::CgroupSock(p) if p.fd().is_err() => p.load().map_err(program_err)?,
+                _ => {}
             }
         }
 
-        let mut pinned: Vec<PathBuf> = Vec::with_capacity(SOCK_PROGRAMS.len());
-        for name in SOCK_PROGRAMS {
+        let mut pinned: Vec<PathBuf> = Vec::with_capacity(ALL_PROGRAMS.len());
+        for name in ALL_PROGRAMS {
             // bpffs refuses names containing '.'.
             let path = links_dir.join(format!("{name}-{generation}"));
             if let Err(error) = self.attach_one(name, &cgroup_dir, &path) {
@@ -257,12 +275,8 @@ impl Datapath {
 }
 
 impl Datapath {
-    fn sock_program(&mut self, name: &'static str) -> Result<&mut CgroupSockAddr, Error> {
-        self.ebpf
-            .program_mut(name)
-            .ok_or(Error::MissingProgram { name })?
-            .try_into()
-            .map_err(|source| Error::Program { name, source })
+    fn program(&mut self, name: &'static str) -> Result<&mut Program, Error> {
+        self.ebpf.program_mut(name).ok_or(Error::MissingProgram { name })
     }
 
     /// Attaches one program and pins its link at `path`.
@@ -272,17 +286,31 @@ impl Datapath {
         cgroup: &fs::File,
         path: &Path,
     ) -> Result<(), Error> {
-        let program = self.sock_program(name)?;
-        // Mode Single becomes flags 0, which BPF_LINK_CREATE requires; cgroup bpf_links always
-        // stack like BPF_F_ALLOW_MULTI, so old and new generations coexist.
-        let link_id = program
-            .attach(cgroup, CgroupAttachMode::Single)
-            .map_err(|source| Error::Program { name, source })?;
-        let link = program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
-        let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
+        let program_err = |source| Error::Program { name, source };
+        let not_a_link = |e: &dyn std::fmt::Display| Error::LinkPin {
             path: path.to_owned(),
             detail: format!("not a bpf_link (kernel without BPF_LINK_CREATE?): {e}"),
-        })?;
+        };
+        // Mode Single becomes flags 0, which BPF_LINK_CREATE requires; cgroup bpf_links always
+        // stack like BPF_F_ALLOW_MULTI, so old and new generations coexist.
+        let fd_link = match self.program(name)? {
+            Program::CgroupSockAddr(p) => {
+                let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(program_err)?;
+                let link = p.take_link(id).map_err(program_err)?;
+                FdLink::try_from(link).map_err(|e| not_a_link(&e))?
+            }
+            Program::CgroupSock(p) => {
+                let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(program_err)?;
+                let link = p.take_link(id).map_err(program_err)?;
+                FdLink::try_from(link).map_err(|e| not_a_link(&e))?
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "program {name} has unexpected type {:?}",
+                    other.prog_type()
+                )));
+            }
+        };
         fd_link
             .pin(path)
             .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: error_chain(&e) })?;

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 use switchyard_bpf::{
     Datapath, Error, LoadOptions,
     abi::*,
-    loader::{self, SOCK_PROGRAMS},
+    loader::{self, ALL_PROGRAMS},
     maps::names,
 };
 
@@ -54,6 +54,9 @@ fn tcp_connect_to_a_frontend_reaches_every_backend_and_getpeername_shows_the_fro
         );
         assert_eq!(f.counter(Reason::TranslatedRandom), 40, "{case}");
         assert_eq!(f.counter(Reason::RevnatGetpeername), 40, "{case}");
+        // The probe exited: every connection closed and took its reverse entry with it.
+        assert_eq!(f.counter(Reason::SockReleased), 40, "{case}");
+        assert_eq!(f.datapath.maps().sock_revnat.keys().count(), 0, "{case}: reverse entries left");
     }
 }
 
@@ -280,7 +283,7 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     let mut f = Fixture::new("restart");
     f.frontend(7, "10.96.0.10", 80, PROTO_TCP, 0, &V4_BACKENDS);
     let links_before = pinned_links(&f.bpf.0);
-    assert_eq!(links_before.len(), SOCK_PROGRAMS.len());
+    assert_eq!(links_before.len(), ALL_PROGRAMS.len());
 
     // "Restart": drop the old loader, load again from the same directory and attach again.
     let Fixture { datapath, cgroup, bpf } = f;
@@ -293,7 +296,7 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     assert_eq!(datapath.maps().frontends.get(&key, 0).unwrap().id, 7, "map entries survive");
     datapath.attach(&cgroup.0).unwrap();
     let links_after = pinned_links(&bpf.0);
-    assert_eq!(links_after.len(), SOCK_PROGRAMS.len(), "old generation removed: {links_after:?}");
+    assert_eq!(links_after.len(), ALL_PROGRAMS.len(), "old generation removed: {links_after:?}");
     assert!(links_after.iter().all(|l| !links_before.contains(l)), "new generation pinned");
     let lines = probe_in(
         &cgroup.0,
