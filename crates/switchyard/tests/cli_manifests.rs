@@ -92,9 +92,9 @@ fn validate_pinpoints_every_broken_file_and_exits_1() {
             "\"192.168.10.300\"",
         ),
         (
-            "duplicate-a.yaml:2 (document 1) (used)",
-            "Service broken/dup is defined twice",
-            "duplicate-b.yaml:2 (document 1) (ignored)",
+            "duplicate-b.yaml:2 (document 1): Service broken/dup",
+            "is already defined in",
+            "duplicate-a.yaml:2 (document 1); that first definition is used",
         ),
     ];
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();

@@ -71,7 +71,7 @@ pub enum ManifestError {
     Invalid { location: Location, object: Identity, reason: String },
 
     /// The same object is defined twice. The first definition (in path order) is used.
-    #[error("{kind} {key} is defined twice: in {first} (used) and in {second} (ignored)")]
+    #[error("{second}: {kind} {key} is already defined in {first}; that first definition is used")]
     Duplicate { kind: ObjectKind, key: ObjectKey, first: Location, second: Location },
 }
 

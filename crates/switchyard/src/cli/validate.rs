@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use switchyard_k8s::manifest::{Location, ManifestDirectory, field_line};
+use switchyard_k8s::manifest::{
+    Location, ManifestDirectory, ManifestError, ManifestWarning, field_line,
+};
 use switchyard_model::validate::{Finding, Severity, ValidationOptions, validate};
 use switchyard_model::{ClusterState, PortRange};
 
@@ -36,24 +38,42 @@ pub(crate) struct Report {
     pub(crate) warnings: usize,
 }
 
+/// Where a line points, for sorting: problems without a file first, then by file and line, so
+/// the output reads like a compiler's.
+type SortKey = Option<(PathBuf, usize)>;
+
 /// Reads and checks `directory`'s objects. Semantic findings are prefixed with the location of
-/// the object they are about, so every line points at a file.
+/// the object they are about (the field's line when it can be found), so every line points at a
+/// file.
 pub(crate) fn check(
     directory: &ManifestDirectory,
     state: &ClusterState,
     options: &ValidationOptions,
 ) -> Report {
-    let mut lines = Vec::new();
+    let mut problems: Vec<(SortKey, String)> = Vec::new();
     for error in directory.errors() {
-        lines.push(format!("error: {error}"));
+        let key = match error {
+            ManifestError::Directory { .. } => None,
+            ManifestError::Unreadable { file, .. } => Some((file.clone(), 0)),
+            ManifestError::Syntax { location, .. } | ManifestError::Invalid { location, .. } => {
+                Some((location.file.clone(), location.line))
+            }
+            ManifestError::Duplicate { second, .. } => Some((second.file.clone(), second.line)),
+        };
+        problems.push((key, format!("error: {error}")));
     }
     for warning in directory.warnings() {
-        lines.push(format!("warning: {warning}"));
+        let ManifestWarning::UnknownField { location, .. } = warning;
+        problems
+            .push((Some((location.file.clone(), location.line)), format!("warning: {warning}")));
     }
     let findings = validate(state, options);
     for finding in &findings {
-        lines.push(format_finding(directory, finding));
+        problems.push(format_finding(directory, finding));
     }
+    // Stable: equal keys keep the order above (errors before warnings, rule order).
+    problems.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut lines: Vec<String> = problems.into_iter().map(|(_, line)| line).collect();
     for ignored in directory.ignored() {
         lines.push(format!("ignored: {ignored}"));
     }
@@ -65,7 +85,7 @@ pub(crate) fn check(
     }
 }
 
-fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> String {
+fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> (SortKey, String) {
     let severity = match finding.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
@@ -75,9 +95,10 @@ fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> String {
             // Point at the field itself when the file lets us find it.
             let line = field_line(location, &finding.field).unwrap_or(location.line);
             let location = Location { line, ..location.clone() };
-            format!("{severity}: {location}: {finding}")
+            let key = Some((location.file.clone(), location.line));
+            (key, format!("{severity}: {location}: {finding}"))
         }
-        None => format!("{severity}: {finding}"),
+        None => (None, format!("{severity}: {finding}")),
     }
 }
 
