@@ -285,8 +285,21 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     let links_before = pinned_links(&f.bpf.0);
     assert_eq!(links_before.len(), ALL_PROGRAMS.len());
 
-    // "Restart": drop the old loader, load again from the same directory and attach again.
+    // Traffic keeps flowing through the restart: a client connects every few milliseconds
+    // while the old loader goes away and a new one adopts the pins and re-attaches.
     let Fixture { datapath, cgroup, bpf } = f;
+    let traffic_cgroup = cgroup.0.clone();
+    let traffic = std::thread::spawn(move || {
+        let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
+        for _ in 0..300 {
+            ops.push("tcp=10.96.0.10:80".to_owned());
+            ops.push("sleep=4".to_owned());
+        }
+        probe_in(&traffic_cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(150));
+
+    // "Restart": drop the old loader, load again from the same directory and attach again.
     drop(datapath);
     let mut options = LoadOptions::new(&bpf.0);
     options.sizes = small_sizes();
@@ -298,15 +311,16 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     let links_after = pinned_links(&bpf.0);
     assert_eq!(links_after.len(), ALL_PROGRAMS.len(), "old generation removed: {links_after:?}");
     assert!(links_after.iter().all(|l| !links_before.contains(l)), "new generation pinned");
-    let lines = probe_in(
-        &cgroup.0,
-        &ops(&V4_SERVERS, "tcp=10.96.0.10:80", 5).iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    assert_eq!(
-        lines.iter().filter(|l| field(l, "peer") == Some("10.96.0.10:80")).count(),
-        5,
-        "{lines:?}"
-    );
+
+    assert!(!traffic.is_finished(), "the restart must happen while the client is still running");
+    let lines = traffic.join().unwrap();
+    assert_eq!(lines.len(), 300, "{lines:?}");
+    let failed: Vec<_> =
+        lines.iter().filter(|l| field(l, "peer") != Some("10.96.0.10:80")).collect();
+    assert!(failed.is_empty(), "connections during the restart failed: {failed:?}");
+    // Each connection was translated exactly once, by the old or the new generation.
+    let translated = datapath.maps().counters().unwrap()[&Reason::TranslatedRandom].packets;
+    assert_eq!(translated, 300);
 
     // Another build wanting other sizes refuses the pins instead of misreading them.
     let mut other = options.clone();
