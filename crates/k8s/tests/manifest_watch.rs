@@ -154,3 +154,27 @@ async fn async_consumers_receive_updates() {
     let update = tokio::time::timeout(WAIT, watcher.next()).await.unwrap().unwrap();
     assert_eq!(summary(&update), vec![(ObjectKind::Service, "default/a".to_owned(), false)]);
 }
+
+#[test]
+fn a_single_file_root_sees_atomic_replaces_and_ignores_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", 80));
+    let mut watcher = ManifestWatcher::start(dir.path().join("a.yaml"), options()).unwrap();
+    assert_eq!(
+        summary(&next(&mut watcher)),
+        vec![(ObjectKind::Service, "default/a".to_owned(), false)]
+    );
+    write(dir.path(), "b.yaml", &service("b", 80));
+    write(dir.path(), "a.yaml", &service("a", 81));
+    let update = next(&mut watcher);
+    assert_eq!(summary(&update), vec![(ObjectKind::Service, "default/a".to_owned(), false)]);
+    assert_eq!(port_of(&update.changes[0]), Some(81));
+}
+
+#[test]
+fn watching_a_missing_directory_fails_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let error = ManifestWatcher::start(&missing, options()).unwrap_err();
+    assert!(error.to_string().contains("nope"), "{error}");
+}
