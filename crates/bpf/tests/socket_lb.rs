@@ -408,3 +408,46 @@ fn attaching_to_a_missing_cgroup_fails_naming_it_and_keeps_the_running_links() {
     assert!(error.to_string().contains("does-not-exist"), "{error}");
     assert_eq!(pinned_links(&f.bpf.0), before, "the running generation is untouched");
 }
+
+#[test]
+fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
+    if !switchyard_lab::require_root("an_unconnected_udp_socket_moves_when_its_backend_leaves") {
+        return;
+    }
+    let mut f = Fixture::new("moves");
+    f.frontend(9, "10.96.0.53", 53, PROTO_UDP, 0, &V4_BACKENDS);
+    let cgroup = f.cgroup.0.clone();
+    let client = std::thread::spawn(move || {
+        let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
+        ops.push("udp-sendto=10.96.0.53:53*5,sleep=800,10.96.0.53:53*5".to_owned());
+        probe_in(&cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
+    });
+
+    // Wait for the socket's sticky choice, then take that backend out of the frontend the way
+    // the reconciler does (lower the count, move the last slot into the hole).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let chosen = loop {
+        let entries: Vec<_> = f.maps().sock_sticky.iter().filter_map(Result::ok).collect();
+        if let Some((_, choice)) = entries.first() {
+            break choice.backend_id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sticky entry appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let remaining = if chosen == 1 { 2 } else { 1 };
+    let key = FrontendKey::new("10.96.0.53".parse().unwrap(), 53, PROTO_UDP, SCOPE_DEFAULT);
+    let maps = f.maps();
+    let mut frontend = maps.frontends.get(&key, 0).unwrap();
+    frontend.backend_count = 1;
+    maps.frontends.insert(key, frontend, 0).unwrap();
+    maps.slots.insert(SlotKey { frontend_id: 9, slot: 0 }, remaining, 0).unwrap();
+    maps.slots.remove(&SlotKey { frontend_id: 9, slot: 1 }).unwrap();
+
+    let lines = client.join().unwrap();
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    let name = |id: u32| format!("b{id}");
+    let (before, after) = lines.split_at(5);
+    assert!(before.iter().all(|l| field(l, "reply") == Some(&name(chosen))), "{before:?}");
+    assert!(after.iter().all(|l| field(l, "reply") == Some(&name(remaining))), "moved: {after:?}");
+    assert!(lines.iter().all(|l| field(l, "from") == Some("10.96.0.53:53")), "{lines:?}");
+}

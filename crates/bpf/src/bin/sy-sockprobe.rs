@@ -8,7 +8,8 @@
 //! - `tcp-server=IP:PORT=NAME`, `udp-server=IP:PORT=NAME` answer every client with NAME,
 //! - `tcp=IP:PORT` connect, print the peer (getpeername) and the server's NAME,
 //! - `udp-connected=IP:PORT` connect, send, receive: print peer, source and NAME,
-//! - `udp-sendto=IP:PORT*N` one unconnected socket sending N datagrams: source and NAME of each,
+//! - `udp-sendto=IP:PORT*N[,sleep=MS,IP:PORT*N...]` one unconnected socket sending datagrams:
+//!   source and NAME of each reply,
 //! - `bench-udp-connect=IP:PORT*N` N times socket()+bind()+connect() on UDP (no packet is
 //!   sent, so this is the syscall path plus the cgroup program), print the mean per round,
 //! - `sleep=MS`.
@@ -159,28 +160,48 @@ fn run(op: &str) -> Result<(), String> {
             Ok(())
         }
         "udp-sendto" => {
-            let (addr, count) = arg.split_once('*').unwrap_or((arg, "1"));
-            let count: usize = count.parse().map_err(|e| format!("bad count {count:?}: {e}"))?;
-            let target = parse_addr(addr)?;
-            let socket = udp_socket(&target)?;
-            for _ in 0..count {
-                if let Err(e) = socket.send_to(b"hello", target) {
-                    println!("{op} err={} after_us={}", errno(&e), started.elapsed().as_micros());
+            // One socket for every step: `IP:PORT*N` sends, `sleep=MS` pauses.
+            let mut socket = None;
+            for step in arg.split(',') {
+                if let Some(ms) = step.strip_prefix("sleep=") {
+                    let ms: u64 = ms.parse().map_err(|e| format!("bad sleep {ms:?}: {e}"))?;
+                    std::thread::sleep(Duration::from_millis(ms));
                     continue;
                 }
-                let mut buf = [0u8; 512];
-                match socket.recv_from(&mut buf) {
-                    Ok((n, from)) => {
+                let (addr, count) = step.split_once('*').unwrap_or((step, "1"));
+                let count: usize =
+                    count.parse().map_err(|e| format!("bad count {count:?}: {e}"))?;
+                let target = parse_addr(addr)?;
+                if socket.is_none() {
+                    socket = Some(udp_socket(&target)?);
+                }
+                let Some(socket) = socket.as_ref() else { continue };
+                for _ in 0..count {
+                    let sent = started.elapsed();
+                    if let Err(e) = socket.send_to(b"hello", target) {
                         println!(
-                            "{op} ok peer=- from={from} reply={}",
-                            String::from_utf8_lossy(&buf[..n])
+                            "{op} err={} after_us={}",
+                            errno(&e),
+                            (started.elapsed() - sent).as_micros()
                         );
+                        continue;
                     }
-                    Err(e) => println!(
-                        "{op} err={} after_us={}",
-                        errno(&e),
-                        started.elapsed().as_micros()
-                    ),
+                    let mut buf = [0u8; 512];
+                    match socket.recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            println!(
+                                "{op} ok peer=- from={from} reply={}",
+                                String::from_utf8_lossy(&buf[..n])
+                            );
+                        }
+                        Err(e) => {
+                            println!(
+                                "{op} err={} after_us={}",
+                                errno(&e),
+                                (started.elapsed() - sent).as_micros()
+                            );
+                        }
+                    }
                 }
             }
             Ok(())
