@@ -3,4 +3,5 @@
 //! Every source produces the model's input ([`switchyard_model::ClusterState`] and
 //! [`switchyard_model::Change`]s), so the model never learns where objects came from.
 
+pub mod api;
 pub mod manifest;

@@ -1,0 +1,93 @@
+//! What the API source watches and how: selectors (as kube-proxy sets them), list strategy,
+//! backoff.
+
+use std::time::Duration;
+
+use switchyard_model::{HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL};
+
+/// How a watch (re)starts with a complete list of objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitialList {
+    /// A watch with `sendInitialEvents=true` (Kubernetes streaming lists); falls back to
+    /// [`InitialList::ListWatch`] when the API server refuses it.
+    #[default]
+    Streaming,
+    /// A paginated LIST, then a WATCH from its resourceVersion.
+    ListWatch,
+}
+
+/// Settings of the API source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiOptions {
+    /// The Node this proxy runs on: its Node object is the only one watched.
+    pub node_name: String,
+    /// `None`: Services without the `service.kubernetes.io/service-proxy-name` label.
+    /// `Some(name)`: only Services whose label names this proxy.
+    pub proxy_name: Option<String>,
+    pub initial_list: InitialList,
+    /// Objects per LIST page (ListWatch only); `None` lets the API server decide.
+    pub page_size: Option<u32>,
+    /// First delay after a failed request; doubled on each further failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl ApiOptions {
+    pub fn new(node_name: impl Into<String>) -> Self {
+        Self {
+            node_name: node_name.into(),
+            proxy_name: None,
+            initial_list: InitialList::default(),
+            page_size: Some(500),
+            // client-go's reflector backoff: 800 ms doubling to 30 s.
+            min_backoff: Duration::from_millis(800),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    /// Label selector for Services and EndpointSlices, the one kube-proxy uses: Services meant
+    /// for another proxy and headless Services are filtered out by the API server. The
+    /// EndpointSlice controller copies these labels onto the slices, so the same selector works
+    /// for both.
+    pub fn label_selector(&self) -> String {
+        let proxy = match &self.proxy_name {
+            None => format!("!{SERVICE_PROXY_NAME_LABEL}"),
+            Some(name) => format!("{SERVICE_PROXY_NAME_LABEL}={name}"),
+        };
+        format!("{proxy},!{HEADLESS_LABEL}")
+    }
+
+    /// Field selector for Nodes: only this node's (its addresses and zone are all the model
+    /// reads from Nodes; endpoints carry their own nodeName and zone).
+    pub fn node_field_selector(&self) -> String {
+        format!("metadata.name={}", self.node_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selector_excludes_other_proxies_and_headless_services() {
+        let cases: &[(Option<&str>, &str)] = &[
+            (None, "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"),
+            (
+                Some("switchyard"),
+                "service.kubernetes.io/service-proxy-name=switchyard,!service.kubernetes.io/headless",
+            ),
+        ];
+        for (proxy_name, expected) in cases {
+            let options = ApiOptions {
+                proxy_name: proxy_name.map(str::to_owned),
+                ..ApiOptions::new("node-a")
+            };
+            assert_eq!(options.label_selector(), *expected, "proxy name {proxy_name:?}");
+        }
+    }
+
+    #[test]
+    fn node_field_selector_names_only_this_node() {
+        assert_eq!(ApiOptions::new("worker-7").node_field_selector(), "metadata.name=worker-7");
+    }
+}

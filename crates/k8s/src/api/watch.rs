@@ -1,0 +1,267 @@
+//! The API source: one kube-runtime watcher per kind, feeding a [`Reflection`] that hands
+//! batches of model changes to the consumer.
+//!
+//! Each kind runs in a task of its own. A task restarts its watcher from scratch (a full relist)
+//! when the API server says the resourceVersion is gone, however it says it (an ERROR event with
+//! code 410 — handled inside kube-runtime — or an HTTP 410 on the watch request, which
+//! kube-runtime would otherwise retry forever with the same stale version), and falls back from
+//! streaming lists to LIST+WATCH when the API server refuses or ignores `sendInitialEvents`.
+
+use std::fmt::Debug;
+use std::pin::pin;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff as _;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use switchyard_model::Change;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::backoff::JitteredBackoff;
+use super::options::{ApiOptions, InitialList};
+use super::reflection::{KindEvent, Reflection, Watched};
+
+/// Model changes from the API server. The first update holds the whole cluster (every kind
+/// completely listed); later ones hold what changed since, each object at most once.
+#[derive(Debug, Clone)]
+pub struct ApiUpdate {
+    pub changes: Vec<Change>,
+}
+
+/// How long a streaming list may go without its end marker before the API server is assumed to
+/// ignore `sendInitialEvents` (servers before Kubernetes 1.27 do) and LIST+WATCH is used instead.
+pub const DEFAULT_STREAMING_LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running watch of Services, EndpointSlices and this node's Node. Dropping it stops the
+/// watches.
+#[derive(Debug)]
+pub struct ApiWatcher {
+    updates: mpsc::Receiver<ApiUpdate>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ApiWatcher {
+    /// Starts the watches; must be called within a tokio runtime. The first update arrives once
+    /// every kind has been listed completely — until then nothing is handed on.
+    pub fn start(client: Client, options: ApiOptions) -> Self {
+        Self::start_with(client, options, DEFAULT_STREAMING_LIST_TIMEOUT)
+    }
+
+    /// [`ApiWatcher::start`] with a chosen streaming-list timeout (tests use a short one).
+    pub fn start_with(
+        client: Client,
+        options: ApiOptions,
+        streaming_list_timeout: Duration,
+    ) -> Self {
+        let (event_sender, events) = mpsc::channel(256);
+        let (update_sender, updates) = mpsc::channel(1);
+        let labels = options.label_selector();
+        let tuning = Tuning { options: options.clone(), streaming_list_timeout };
+
+        let services = KindWatch {
+            api: Api::<Service>::all(client.clone()),
+            config: watcher::Config::default().labels(&labels),
+            wrap: KindEvent::Service,
+        };
+        let slices = KindWatch {
+            api: Api::<EndpointSlice>::all(client.clone()),
+            config: watcher::Config::default().labels(&labels),
+            wrap: KindEvent::EndpointSlice,
+        };
+        let nodes = KindWatch {
+            api: Api::<Node>::all(client),
+            config: watcher::Config::default().fields(&options.node_field_selector()),
+            wrap: KindEvent::Node,
+        };
+        let tasks = vec![
+            tokio::spawn(services.run(tuning.clone(), event_sender.clone())),
+            tokio::spawn(slices.run(tuning.clone(), event_sender.clone())),
+            tokio::spawn(nodes.run(tuning, event_sender)),
+            tokio::spawn(hand_on(events, update_sender)),
+        ];
+        Self { updates, tasks }
+    }
+
+    /// The next update; `None` once the watches have ended.
+    pub async fn next(&mut self) -> Option<ApiUpdate> {
+        self.updates.recv().await
+    }
+}
+
+impl Drop for ApiWatcher {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Tuning {
+    options: ApiOptions,
+    streaming_list_timeout: Duration,
+}
+
+/// Collects watcher events into the reflection and hands ready batches on. While the consumer is
+/// busy, changes keep collecting (and coalescing) instead of queueing up one by one.
+async fn hand_on(mut events: mpsc::Receiver<KindEvent>, updates: mpsc::Sender<ApiUpdate>) {
+    let mut reflection = Reflection::new();
+    let mut first = true;
+    loop {
+        let ready = reflection.synced() && reflection.has_pending();
+        tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Some(event) => reflection.handle(event),
+                None => return,
+            },
+            permit = updates.reserve(), if ready => {
+                let Ok(permit) = permit else { return };
+                if let Some(changes) = reflection.take_ready() {
+                    if first {
+                        tracing::info!(objects = changes.len(), "API server: first complete list");
+                        first = false;
+                    }
+                    permit.send(ApiUpdate { changes });
+                }
+            }
+        }
+    }
+}
+
+/// The watch of one kind.
+struct KindWatch<K: Watched> {
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: fn(Event<K>) -> KindEvent,
+}
+
+/// Why a watcher is thrown away and started again.
+enum Restart {
+    /// The resourceVersion is gone (HTTP 410 on the watch request): list again.
+    Gone,
+    /// Streaming lists are not available: use LIST+WATCH from now on.
+    NoStreamingLists,
+}
+
+impl<K> KindWatch<K>
+where
+    K: Watched + DeserializeOwned + Debug + kube::Resource<DynamicType = ()>,
+{
+    async fn run(self, tuning: Tuning, events: mpsc::Sender<KindEvent>) {
+        let options = &tuning.options;
+        let mut strategy = options.initial_list;
+        let mut restarts = JitteredBackoff::new(options.min_backoff, options.max_backoff);
+        loop {
+            let mut config = self.config.clone();
+            config = match strategy {
+                InitialList::Streaming => config.streaming_lists(),
+                InitialList::ListWatch => match options.page_size {
+                    Some(size) => config.page_size(size),
+                    None => config,
+                },
+            };
+            let backoff = JitteredBackoff::new(options.min_backoff, options.max_backoff);
+            let mut stream = pin!(watcher(self.api.clone(), config).backoff(backoff));
+            // Deadline for the end marker of a streaming list.
+            let mut list_deadline = (strategy == InitialList::Streaming)
+                .then(|| Instant::now() + tuning.streaming_list_timeout);
+            let restart = loop {
+                let next = match list_deadline {
+                    Some(deadline) => {
+                        match tokio::time::timeout_at(deadline, stream.next()).await {
+                            Ok(next) => next,
+                            Err(_) => {
+                                tracing::warn!(
+                                    kind = %K::KIND,
+                                    "streaming list did not complete; the API server seems to ignore \
+                                     sendInitialEvents, using LIST+WATCH"
+                                );
+                                break Restart::NoStreamingLists;
+                            }
+                        }
+                    }
+                    None => stream.next().await,
+                };
+                match next {
+                    // A watcher stream never ends on its own; if it does, start over.
+                    None => break Restart::Gone,
+                    Some(Ok(event)) => {
+                        if matches!(event, Event::InitDone) {
+                            list_deadline = None;
+                            restarts.reset();
+                        }
+                        if events.send((self.wrap)(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(err)) => {
+                        if let Some(restart) = restart_for(&err, strategy) {
+                            if matches!(restart, Restart::NoStreamingLists) {
+                                tracing::warn!(
+                                    kind = %K::KIND, error = %err,
+                                    "API server refused a streaming list; using LIST+WATCH"
+                                );
+                            } else {
+                                tracing::info!(kind = %K::KIND, "resourceVersion gone; listing again");
+                            }
+                            break restart;
+                        }
+                        log_watch_error(K::KIND, &err);
+                    }
+                }
+            };
+            if matches!(restart, Restart::NoStreamingLists) {
+                strategy = InitialList::ListWatch;
+            }
+            tokio::time::sleep(restarts.next().unwrap_or(options.min_backoff)).await;
+        }
+    }
+}
+
+fn watcher<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = watcher::Result<Event<K>>>
+where
+    K: Watched + DeserializeOwned + Debug + kube::Resource<DynamicType = ()>,
+{
+    watcher::watcher(api, config)
+}
+
+/// The errors the watcher cannot recover from by itself.
+fn restart_for(err: &watcher::Error, strategy: InitialList) -> Option<Restart> {
+    let watcher::Error::WatchStartFailed(kube::Error::Api(status)) = err else { return None };
+    match status.code {
+        410 => Some(Restart::Gone),
+        // Bad request / invalid: `sendInitialEvents` is refused unless the WatchList feature
+        // is on (Kubernetes 1.27 and later).
+        400 | 422 if strategy == InitialList::Streaming => Some(Restart::NoStreamingLists),
+        _ => None,
+    }
+}
+
+fn log_watch_error(kind: switchyard_model::ObjectKind, err: &watcher::Error) {
+    let forbidden = match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
+    };
+    if forbidden {
+        tracing::error!(
+            %kind, error = %err,
+            "forbidden: the service account needs list and watch on this kind (see deploy/rbac.yaml)"
+        );
+    } else {
+        tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff");
+    }
+}

@@ -1,0 +1,329 @@
+//! The API source against a fake API server speaking the real list/watch protocol over HTTP:
+//! first-list gating, selectors, watch events, bookmarks, reconnects and relists after 410 Gone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/fake_api.rs"]
+mod fake_api;
+
+use std::time::Duration;
+
+use fake_api::{FakeApi, GoneStyle, Resource, node, service, slice};
+use serde_json::json;
+use switchyard_k8s::api::{ApiOptions, ApiUpdate, ApiWatcher, InitialList};
+use switchyard_model::{Change, ClusterState, ObjectKey};
+
+const NODE: &str = "node-a";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn options(initial_list: InitialList) -> ApiOptions {
+    ApiOptions {
+        initial_list,
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..ApiOptions::new(NODE)
+    }
+}
+
+fn start(api: &FakeApi, initial_list: InitialList) -> ApiWatcher {
+    ApiWatcher::start_with(api.client(), options(initial_list), Duration::from_secs(5))
+}
+
+async fn next(watcher: &mut ApiWatcher) -> ApiUpdate {
+    tokio::time::timeout(WAIT, watcher.next())
+        .await
+        .expect("no update in time")
+        .expect("watch ended")
+}
+
+/// Applies updates until `done` holds for the state.
+async fn until(
+    watcher: &mut ApiWatcher,
+    state: &mut ClusterState,
+    done: impl Fn(&ClusterState) -> bool,
+) -> Vec<Change> {
+    let mut seen = Vec::new();
+    while !done(state) {
+        let update = next(watcher).await;
+        for change in update.changes {
+            seen.push(change.clone());
+            state.apply(change);
+        }
+    }
+    seen
+}
+
+/// Waits until the client has a watch open for every kind (after a list, watches start a moment
+/// later than the first update).
+async fn watches_open(api: &FakeApi) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while api.open_watches() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "watches not opened in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey::new(namespace, name)
+}
+
+fn names(map: &std::collections::BTreeMap<ObjectKey, impl Sized>) -> Vec<String> {
+    map.keys().map(ToString::to_string).collect()
+}
+
+/// The usual cluster: one Service with a slice, one for another proxy, one headless, two nodes.
+fn populate(api: &FakeApi) {
+    api.put(service("default", "web", json!({}), "10.96.0.10", 80));
+    api.put(slice("default", "web-abc", "web", json!({}), &["10.0.0.1", "10.0.0.2"]));
+    let other = json!({ "service.kubernetes.io/service-proxy-name": "other-proxy" });
+    api.put(service("default", "elsewhere", other.clone(), "10.96.0.11", 80));
+    api.put(slice("default", "elsewhere-abc", "elsewhere", other, &["10.0.1.1"]));
+    let headless = json!({ "service.kubernetes.io/headless": "" });
+    api.put(service("default", "db", headless.clone(), "10.96.0.12", 5432));
+    api.put(slice("default", "db-abc", "db", headless, &["10.0.2.1"]));
+    api.put(node(NODE, "192.168.1.10", "zone-1"));
+    api.put(node("node-b", "192.168.1.11", "zone-2"));
+}
+
+#[tokio::test]
+async fn first_update_waits_for_every_kind_and_holds_only_what_the_selectors_admit() {
+    for initial_list in [InitialList::Streaming, InitialList::ListWatch] {
+        let api = FakeApi::start().await;
+        populate(&api);
+        api.hold(Resource::Nodes);
+        let mut watcher = start(&api, initial_list);
+        let early = tokio::time::timeout(Duration::from_millis(500), watcher.next()).await;
+        assert!(early.is_err(), "{initial_list:?}: an update came out before Nodes were listed");
+        api.release(Resource::Nodes);
+        let mut state = ClusterState::default();
+        for change in next(&mut watcher).await.changes {
+            state.apply(change);
+        }
+        assert_eq!(names(&state.services), ["default/web"], "{initial_list:?}");
+        assert_eq!(names(&state.endpoint_slices), ["default/web-abc"], "{initial_list:?}");
+        assert_eq!(names(&state.nodes), [NODE], "{initial_list:?}");
+        let own = &state.nodes[&ObjectKey::cluster(NODE)];
+        let address = &own.status.as_ref().unwrap().addresses.as_ref().unwrap()[0].address;
+        assert_eq!(address, "192.168.1.10");
+    }
+}
+
+#[tokio::test]
+async fn selectors_are_sent_to_the_api_server_in_the_query() {
+    let api = FakeApi::start().await;
+    populate(&api);
+    let mut watcher = start(&api, InitialList::ListWatch);
+    next(&mut watcher).await;
+    watches_open(&api).await;
+    let requests = api.requests();
+    let expected_labels =
+        "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
+    for resource in [Resource::Services, Resource::EndpointSlices] {
+        let of_kind: Vec<_> = requests.iter().filter(|r| r.resource == Some(resource)).collect();
+        assert!(of_kind.iter().any(|r| r.is_list()), "{resource:?}: no list");
+        for request in of_kind {
+            assert_eq!(
+                request.query.get("labelSelector").map(String::as_str),
+                Some(expected_labels),
+                "{resource:?}"
+            );
+        }
+    }
+    let node_requests: Vec<_> =
+        requests.iter().filter(|r| r.resource == Some(Resource::Nodes)).collect();
+    assert!(!node_requests.is_empty());
+    for request in node_requests {
+        assert_eq!(
+            request.query.get("fieldSelector").map(String::as_str),
+            Some("metadata.name=node-a")
+        );
+    }
+    let watches: Vec<_> = requests.iter().filter(|r| r.is_watch()).collect();
+    assert!(!watches.is_empty());
+    assert!(
+        watches
+            .iter()
+            .all(|r| r.query.get("allowWatchBookmarks").map(String::as_str) == Some("true"))
+    );
+}
+
+#[tokio::test]
+async fn named_proxy_selects_only_services_labelled_with_its_name() {
+    let api = FakeApi::start().await;
+    populate(&api);
+    let options = ApiOptions {
+        proxy_name: Some("other-proxy".to_owned()),
+        ..options(InitialList::Streaming)
+    };
+    let mut watcher = ApiWatcher::start_with(api.client(), options, Duration::from_secs(5));
+    let mut state = ClusterState::default();
+    for change in next(&mut watcher).await.changes {
+        state.apply(change);
+    }
+    assert_eq!(names(&state.services), ["default/elsewhere"]);
+    assert_eq!(names(&state.endpoint_slices), ["default/elsewhere-abc"]);
+}
+
+#[tokio::test]
+async fn watch_events_after_the_first_list_become_changes() {
+    let api = FakeApi::start().await;
+    populate(&api);
+    let mut watcher = start(&api, InitialList::Streaming);
+    let mut state = ClusterState::default();
+    until(&mut watcher, &mut state, |s| s.services.len() == 1).await;
+
+    api.put(service("default", "api", json!({}), "10.96.0.20", 443));
+    until(&mut watcher, &mut state, |s| s.services.contains_key(&key("default", "api"))).await;
+
+    api.put(slice("default", "web-abc", "web", json!({}), &["10.0.0.9"]));
+    until(&mut watcher, &mut state, |s| {
+        s.endpoint_slices[&key("default", "web-abc")].endpoints[0].addresses == ["10.0.0.9"]
+    })
+    .await;
+
+    api.delete(Resource::EndpointSlices, "default", "web-abc");
+    until(&mut watcher, &mut state, |s| s.endpoint_slices.is_empty()).await;
+
+    // Labelled for another proxy: it leaves the selector, which the API server reports as a deletion.
+    let other = json!({ "service.kubernetes.io/service-proxy-name": "other-proxy" });
+    api.put(service("default", "api", other, "10.96.0.20", 443));
+    until(&mut watcher, &mut state, |s| !s.services.contains_key(&key("default", "api"))).await;
+
+    // Another node's changes are not even sent.
+    api.put(node("node-b", "192.168.1.99", "zone-2"));
+    api.put(node(NODE, "192.168.1.20", "zone-1"));
+    let seen = until(&mut watcher, &mut state, |s| {
+        s.nodes[&ObjectKey::cluster(NODE)].status.as_ref().unwrap().addresses.as_ref().unwrap()[0]
+            .address
+            == "192.168.1.20"
+    })
+    .await;
+    assert!(seen.iter().all(|c| c.key().name != "node-b"), "{seen:?}");
+}
+
+/// The Cilium bug (cilium#48050): the watch breaks, an EndpointSlice is deleted meanwhile and the
+/// history is compacted, so the client must relist — and must then report the deletion.
+#[tokio::test]
+async fn endpointslice_deleted_while_the_watch_was_down_is_deleted_after_the_relist() {
+    let cases = [
+        (InitialList::Streaming, GoneStyle::ErrorEvent),
+        (InitialList::Streaming, GoneStyle::Http),
+        (InitialList::ListWatch, GoneStyle::ErrorEvent),
+        (InitialList::ListWatch, GoneStyle::Http),
+    ];
+    for (initial_list, gone) in cases {
+        let case = format!("{initial_list:?} / 410 as {gone:?}");
+        let api = FakeApi::start().await;
+        api.set_gone_style(gone);
+        populate(&api);
+        api.put(slice("default", "web-def", "web", json!({}), &["10.0.0.3"]));
+        let mut watcher = start(&api, initial_list);
+        let mut state = ClusterState::default();
+        until(&mut watcher, &mut state, |s| s.endpoint_slices.len() == 2).await;
+        let requests_before = api.requests().len();
+
+        api.outage(|outage| {
+            outage.delete(Resource::EndpointSlices, "default", "web-abc");
+            outage.put(slice("default", "web-def", "web", json!({}), &["10.0.0.4"]));
+            outage.compact();
+        });
+        let seen = until(&mut watcher, &mut state, |s| {
+            !s.endpoint_slices.contains_key(&key("default", "web-abc"))
+                && s.endpoint_slices[&key("default", "web-def")].endpoints[0].addresses
+                    == ["10.0.0.4"]
+        })
+        .await;
+        let deletions: Vec<_> =
+            seen.iter().filter(|c| c.is_delete()).map(|c| c.key().to_string()).collect();
+        assert_eq!(deletions, ["default/web-abc"], "{case}");
+        // Nothing that did not change comes again: the Service and the node are not in the relist diff.
+        assert!(seen.iter().all(|c| c.key().name.starts_with("web-")), "{case}: {seen:?}");
+        assert_eq!(names(&state.services), ["default/web"], "{case}");
+
+        // It really relisted after a 410 on a resumed watch.
+        let after = &api.requests()[requests_before..];
+        let resumed_gone = after.iter().any(|r| {
+            r.resource == Some(Resource::EndpointSlices)
+                && r.is_watch()
+                && !r.streams_initial_events()
+        });
+        let relisted = after.iter().any(|r| {
+            r.resource == Some(Resource::EndpointSlices)
+                && (r.is_list() || r.streams_initial_events())
+        });
+        assert!(resumed_gone && relisted, "{case}: {after:?}");
+
+        // And the watch goes on afterwards.
+        api.put(slice("default", "web-ghi", "web", json!({}), &["10.0.0.5"]));
+        until(&mut watcher, &mut state, |s| {
+            s.endpoint_slices.contains_key(&key("default", "web-ghi"))
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn reconnect_without_compaction_resumes_and_misses_nothing() {
+    let api = FakeApi::start().await;
+    populate(&api);
+    let mut watcher = start(&api, InitialList::Streaming);
+    let mut state = ClusterState::default();
+    until(&mut watcher, &mut state, |s| s.endpoint_slices.len() == 1).await;
+    let requests_before = api.requests().len();
+    api.outage(|outage| {
+        outage.delete(Resource::EndpointSlices, "default", "web-abc");
+        outage.put(service("default", "api", json!({}), "10.96.0.20", 443));
+    });
+    let seen = until(&mut watcher, &mut state, |s| {
+        s.endpoint_slices.is_empty() && s.services.contains_key(&key("default", "api"))
+    })
+    .await;
+    assert_eq!(seen.len(), 2, "each change once: {seen:?}");
+    let after = &api.requests()[requests_before..];
+    assert!(
+        after.iter().all(|r| r.is_watch() && !r.streams_initial_events()),
+        "no relist: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn bookmarks_move_the_resume_point_past_compacted_history() {
+    let api = FakeApi::start().await;
+    populate(&api);
+    let mut watcher = start(&api, InitialList::ListWatch);
+    let mut state = ClusterState::default();
+    until(&mut watcher, &mut state, |s| s.services.len() == 1).await;
+    watches_open(&api).await;
+    // History moves on with objects this client does not see (headless), then a bookmark.
+    let headless = json!({ "service.kubernetes.io/headless": "" });
+    for i in 0..5 {
+        api.put(service("default", &format!("hidden-{i}"), headless.clone(), "10.96.1.1", 80));
+    }
+    let bookmark = api.bookmark();
+    // Give the client a moment to read the bookmark; then only history before it is compacted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests_before = api.requests().len();
+    api.outage(|outage| outage.compact_below(bookmark));
+    api.put(service("default", "api", json!({}), "10.96.0.20", 443));
+    until(&mut watcher, &mut state, |s| s.services.contains_key(&key("default", "api"))).await;
+    let after = &api.requests()[requests_before..];
+    assert!(after.iter().all(|r| r.is_watch()), "resumed without a relist: {after:?}");
+    let services_resume = after.iter().find(|r| r.resource == Some(Resource::Services)).unwrap();
+    assert_eq!(services_resume.resource_version(), Some(bookmark.to_string().as_str()));
+}
+
+#[tokio::test]
+async fn refused_streaming_list_falls_back_to_list_and_watch() {
+    let api = FakeApi::start().await;
+    api.refuse_streaming_lists();
+    populate(&api);
+    let mut watcher = start(&api, InitialList::Streaming);
+    let mut state = ClusterState::default();
+    until(&mut watcher, &mut state, |s| s.services.len() == 1 && s.nodes.len() == 1).await;
+    let requests = api.requests();
+    for resource in [Resource::Services, Resource::EndpointSlices, Resource::Nodes] {
+        let of_kind: Vec<_> = requests.iter().filter(|r| r.resource == Some(resource)).collect();
+        assert!(of_kind[0].streams_initial_events(), "{resource:?} tried streaming first");
+        assert!(of_kind.iter().any(|r| r.is_list()), "{resource:?} then listed");
+    }
+}

@@ -1,0 +1,599 @@
+//! A fake Kubernetes API server speaking the real HTTP list/watch protocol on 127.0.0.1.
+//!
+//! It keeps objects as JSON with one global resourceVersion counter (as etcd does), answers
+//! LISTs (`{"kind":"ServiceList","metadata":{"resourceVersion":..},"items":[..]}`) and WATCHes
+//! (newline-delimited `{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":..}`), honours
+//! label and field selectors (an object leaving a selector is seen as DELETED, as the API server's
+//! watch cache does), bookmarks, streaming lists (`sendInitialEvents` and the
+//! `k8s.io/initial-events-end` bookmark), and answers a watch from a compacted resourceVersion
+//! with 410 Gone — as an ERROR event (what real API servers send) or as an HTTP 410.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+/// The resources the fake serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    Services,
+    EndpointSlices,
+    Nodes,
+}
+
+impl Resource {
+    const ALL: [Self; 3] = [Self::Services, Self::EndpointSlices, Self::Nodes];
+
+    fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/api/v1/services" => Some(Self::Services),
+            "/apis/discovery.k8s.io/v1/endpointslices" => Some(Self::EndpointSlices),
+            "/api/v1/nodes" => Some(Self::Nodes),
+            _ => None,
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Services => "Service",
+            Self::EndpointSlices => "EndpointSlice",
+            Self::Nodes => "Node",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Self::EndpointSlices => "discovery.k8s.io/v1",
+            _ => "v1",
+        }
+    }
+}
+
+/// How a watch from a compacted resourceVersion is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoneStyle {
+    /// HTTP 200 and an ERROR event with a 410 Status (what kube-apiserver does).
+    ErrorEvent,
+    /// HTTP 410 with a Status body.
+    Http,
+}
+
+/// One request as the server received it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub resource: Option<Resource>,
+    pub query: BTreeMap<String, String>,
+}
+
+impl Logged {
+    pub fn is_watch(&self) -> bool {
+        self.query.get("watch").map(String::as_str) == Some("true")
+    }
+    pub fn is_list(&self) -> bool {
+        self.resource.is_some() && !self.is_watch()
+    }
+    pub fn streams_initial_events(&self) -> bool {
+        self.query.get("sendInitialEvents").map(String::as_str) == Some("true")
+    }
+    pub fn resource_version(&self) -> Option<&str> {
+        self.query.get("resourceVersion").map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LogEntry {
+    version: u64,
+    resource: Resource,
+    old: Option<Value>,
+    new: Option<Value>,
+}
+
+struct Watcher {
+    resource: Resource,
+    selector: Selector,
+    bookmarks: bool,
+    sender: mpsc::UnboundedSender<Bytes>,
+}
+
+struct Inner {
+    version: u64,
+    objects: BTreeMap<(Resource, String, String), Value>,
+    log: Vec<LogEntry>,
+    /// Watches from a resourceVersion below this are answered with 410 Gone.
+    compacted_below: u64,
+    gone_style: GoneStyle,
+    refuse_streaming: bool,
+    watchers: Vec<Watcher>,
+    requests: Vec<Logged>,
+}
+
+/// The fake API server; stops when dropped.
+pub struct FakeApi {
+    inner: Arc<Mutex<Inner>>,
+    holds: Arc<BTreeMap<Resource, watch::Sender<bool>>>,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    holds: Arc<BTreeMap<Resource, watch::Sender<bool>>>,
+}
+
+impl FakeApi {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            version: 100,
+            objects: BTreeMap::new(),
+            log: Vec::new(),
+            compacted_below: 0,
+            gone_style: GoneStyle::ErrorEvent,
+            refuse_streaming: false,
+            watchers: Vec::new(),
+            requests: Vec::new(),
+        }));
+        let holds: BTreeMap<Resource, watch::Sender<bool>> =
+            Resource::ALL.iter().map(|r| (*r, watch::channel(false).0)).collect();
+        let holds = Arc::new(holds);
+        let shared = Shared { inner: inner.clone(), holds: holds.clone() };
+        let app = Router::new().fallback(handle).with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { inner, holds, addr, task }
+    }
+
+    /// A kube client talking to this server over plain HTTP.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Creates or replaces an object (kind from `apiVersion`/`kind`); returns its new version.
+    pub fn put(&self, object: Value) -> u64 {
+        let mut inner = self.inner.lock().unwrap();
+        inner.put(object)
+    }
+
+    pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> u64 {
+        let mut inner = self.inner.lock().unwrap();
+        inner.delete(resource, namespace, name)
+    }
+
+    /// Runs `f` while every watch is cut: open watches end first, and nothing `f` does reaches a
+    /// client before it reconnects.
+    pub fn outage<T>(&self, f: impl FnOnce(&mut Outage<'_>) -> T) -> T {
+        let mut inner = self.inner.lock().unwrap();
+        inner.watchers.clear();
+        f(&mut Outage { inner: &mut inner })
+    }
+
+    /// Sends a BOOKMARK at the current resourceVersion to every watch that asked for them.
+    pub fn bookmark(&self) -> u64 {
+        let inner = self.inner.lock().unwrap();
+        for w in &inner.watchers {
+            if w.bookmarks {
+                let _ = w.sender.send(event_line(
+                    "BOOKMARK",
+                    &bookmark_object(w.resource, inner.version, false),
+                ));
+            }
+        }
+        inner.version
+    }
+
+    /// Makes requests for `resource` wait until [`FakeApi::release`].
+    pub fn hold(&self, resource: Resource) {
+        self.holds[&resource].send_replace(true);
+    }
+
+    pub fn release(&self, resource: Resource) {
+        self.holds[&resource].send_replace(false);
+    }
+
+    pub fn set_gone_style(&self, style: GoneStyle) {
+        self.inner.lock().unwrap().gone_style = style;
+    }
+
+    /// Answer `sendInitialEvents=true` with 422 Invalid, as servers without WatchList do.
+    pub fn refuse_streaming_lists(&self) {
+        self.inner.lock().unwrap().refuse_streaming = true;
+    }
+
+    pub fn requests(&self) -> Vec<Logged> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.inner.lock().unwrap().version
+    }
+
+    pub fn open_watches(&self) -> usize {
+        self.inner.lock().unwrap().watchers.len()
+    }
+}
+
+/// Changes made while the watches are down.
+pub struct Outage<'a> {
+    inner: &'a mut Inner,
+}
+
+impl Outage<'_> {
+    pub fn put(&mut self, object: Value) -> u64 {
+        self.inner.put(object)
+    }
+    pub fn delete(&mut self, resource: Resource, namespace: &str, name: &str) -> u64 {
+        self.inner.delete(resource, namespace, name)
+    }
+    /// Forgets history: a watch from any resourceVersion before now gets 410 Gone.
+    pub fn compact(&mut self) {
+        self.inner.compacted_below = self.inner.version + 1;
+    }
+    /// Forgets history before `version` only.
+    pub fn compact_below(&mut self, version: u64) {
+        self.inner.compacted_below = version;
+    }
+}
+
+impl Inner {
+    fn put(&mut self, mut object: Value) -> u64 {
+        let resource = match object["kind"].as_str() {
+            Some("Service") => Resource::Services,
+            Some("EndpointSlice") => Resource::EndpointSlices,
+            Some("Node") => Resource::Nodes,
+            other => panic!("fake API server: unknown kind {other:?}"),
+        };
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        let key = (resource, namespace_of(&object), name_of(&object));
+        let old = self.objects.insert(key, object.clone());
+        self.record(LogEntry { version: self.version, resource, old, new: Some(object) });
+        self.version
+    }
+
+    fn delete(&mut self, resource: Resource, namespace: &str, name: &str) -> u64 {
+        let key = (resource, namespace.to_owned(), name.to_owned());
+        let Some(old) = self.objects.remove(&key) else { panic!("no {name} to delete") };
+        self.version += 1;
+        self.record(LogEntry { version: self.version, resource, old: Some(old), new: None });
+        self.version
+    }
+
+    fn record(&mut self, entry: LogEntry) {
+        self.watchers.retain(|w| {
+            match entry_event(&entry, w.resource, &w.selector, entry.version) {
+                Some(line) => w.sender.send(line).is_ok(),
+                None => !w.sender.is_closed(),
+            }
+        });
+        self.log.push(entry);
+    }
+}
+
+/// The watch event a log entry means for a watch with `selector` (None if it does not see it).
+fn entry_event(
+    entry: &LogEntry,
+    resource: Resource,
+    selector: &Selector,
+    version: u64,
+) -> Option<Bytes> {
+    if entry.resource != resource {
+        return None;
+    }
+    let was = entry.old.as_ref().is_some_and(|o| selector.matches(o));
+    let is = entry.new.as_ref().is_some_and(|o| selector.matches(o));
+    match (was, is) {
+        (false, true) => Some(event_line("ADDED", entry.new.as_ref()?)),
+        (true, true) => Some(event_line("MODIFIED", entry.new.as_ref()?)),
+        (true, false) => {
+            // Leaving the selector looks like a deletion, at the version of the change.
+            let mut gone = entry.new.clone().or_else(|| entry.old.clone())?;
+            gone["metadata"]["resourceVersion"] = json!(version.to_string());
+            Some(event_line("DELETED", &gone))
+        }
+        (false, false) => None,
+    }
+}
+
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn bookmark_object(resource: Resource, version: u64, initial_end: bool) -> Value {
+    let mut metadata = json!({ "resourceVersion": version.to_string() });
+    if initial_end {
+        metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+    }
+    json!({ "kind": resource.kind(), "apiVersion": resource.api_version(), "metadata": metadata })
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code
+    })
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    (code, [("content-type", "application/json")], serde_json::to_vec(body).unwrap())
+        .into_response()
+}
+
+fn namespace_of(object: &Value) -> String {
+    object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned()
+}
+
+fn name_of(object: &Value) -> String {
+    object["metadata"]["name"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn handle(State(shared): State<Shared>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let query: BTreeMap<String, String> =
+        request.uri().query().map(form_urlencoded_pairs).unwrap_or_default();
+    let resource = Resource::from_path(&path);
+    shared.inner.lock().unwrap().requests.push(Logged { resource, query: query.clone() });
+    let Some(resource) = resource else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &status(404, "NotFound", "the server could not find the requested resource"),
+        );
+    };
+    // Held resources answer only once released.
+    let mut hold = shared.holds[&resource].subscribe();
+    let _ = hold.wait_for(|held| !*held).await;
+
+    let selector = match Selector::parse(
+        query.get("labelSelector").map_or("", String::as_str),
+        query.get("fieldSelector").map_or("", String::as_str),
+    ) {
+        Ok(s) => s,
+        Err(message) => {
+            return json_response(StatusCode::BAD_REQUEST, &status(400, "BadRequest", &message));
+        }
+    };
+    let mut inner = shared.inner.lock().unwrap();
+    if query.get("watch").map(String::as_str) != Some("true") {
+        let items: Vec<Value> = inner
+            .objects
+            .iter()
+            .filter(|((r, _, _), o)| *r == resource && selector.matches(o))
+            .map(|(_, o)| {
+                // List items carry no kind/apiVersion, as the API server sends them.
+                let mut item = o.clone();
+                if let Some(map) = item.as_object_mut() {
+                    map.remove("kind");
+                    map.remove("apiVersion");
+                }
+                item
+            })
+            .collect();
+        let list = json!({
+            "kind": format!("{}List", resource.kind()),
+            "apiVersion": resource.api_version(),
+            "metadata": { "resourceVersion": inner.version.to_string() },
+            "items": items,
+        });
+        return json_response(StatusCode::OK, &list);
+    }
+
+    let streaming = query.get("sendInitialEvents").map(String::as_str) == Some("true");
+    let bookmarks = query.get("allowWatchBookmarks").map(String::as_str) == Some("true");
+    let (sender, receiver) = mpsc::unbounded_channel::<Bytes>();
+    if streaming {
+        if inner.refuse_streaming {
+            return json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &status(
+                    422,
+                    "Invalid",
+                    "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+                ),
+            );
+        }
+        for ((r, _, _), object) in &inner.objects {
+            if *r == resource && selector.matches(object) {
+                let _ = sender.send(event_line("ADDED", object));
+            }
+        }
+        let _ =
+            sender.send(event_line("BOOKMARK", &bookmark_object(resource, inner.version, true)));
+    } else {
+        let from: u64 = match query.get("resourceVersion").map(|v| v.parse()) {
+            Some(Ok(v)) => v,
+            _ => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &status(400, "BadRequest", "resourceVersion required"),
+                );
+            }
+        };
+        if from < inner.compacted_below {
+            let message = format!("too old resource version: {from} ({})", inner.compacted_below);
+            match inner.gone_style {
+                GoneStyle::Http => {
+                    return json_response(StatusCode::GONE, &status(410, "Expired", &message));
+                }
+                GoneStyle::ErrorEvent => {
+                    let _ = sender.send(event_line("ERROR", &status(410, "Expired", &message)));
+                    drop(sender);
+                    return stream_response(receiver);
+                }
+            }
+        }
+        for entry in inner.log.iter().filter(|e| e.version > from) {
+            if let Some(line) = entry_event(entry, resource, &selector, entry.version) {
+                let _ = sender.send(line);
+            }
+        }
+    }
+    inner.watchers.push(Watcher { resource, selector, bookmarks, sender });
+    stream_response(receiver)
+}
+
+fn stream_response(receiver: mpsc::UnboundedReceiver<Bytes>) -> Response {
+    let body = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|line| (Ok::<_, Infallible>(line), receiver))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(body))
+        .unwrap()
+}
+
+fn form_urlencoded_pairs(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Label and field selectors, the subset kube-proxy-like clients use.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    labels: Vec<Requirement>,
+    fields: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+enum Requirement {
+    Exists(String),
+    NotExists(String),
+    Equals(String, String),
+    NotEquals(String, String),
+}
+
+impl Selector {
+    pub fn parse(labels: &str, fields: &str) -> Result<Self, String> {
+        let mut selector = Self::default();
+        for term in labels.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let requirement = if let Some(key) = term.strip_prefix('!') {
+                Requirement::NotExists(key.to_owned())
+            } else if let Some((k, v)) = term.split_once("!=") {
+                Requirement::NotEquals(k.to_owned(), v.to_owned())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                Requirement::Equals(k.to_owned(), v.to_owned())
+            } else if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+                Requirement::Exists(term.to_owned())
+            } else {
+                return Err(format!("unable to parse requirement: {term:?}"));
+            };
+            selector.labels.push(requirement);
+        }
+        for term in fields.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (k, v) =
+                term.split_once('=').ok_or_else(|| format!("invalid field selector {term:?}"))?;
+            if k != "metadata.name" && k != "metadata.namespace" {
+                return Err(format!("field label not supported: {k}"));
+            }
+            selector.fields.push((k.to_owned(), v.to_owned()));
+        }
+        Ok(selector)
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels = &object["metadata"]["labels"];
+        let label = |k: &str| labels.get(k).and_then(Value::as_str);
+        let labels_ok = self.labels.iter().all(|r| match r {
+            Requirement::Exists(k) => label(k).is_some(),
+            Requirement::NotExists(k) => label(k).is_none(),
+            Requirement::Equals(k, v) => label(k) == Some(v),
+            Requirement::NotEquals(k, v) => label(k) != Some(v),
+        });
+        let fields_ok = self.fields.iter().all(|(k, v)| match k.as_str() {
+            "metadata.name" => name_of(object) == *v,
+            _ => namespace_of(object) == *v,
+        });
+        labels_ok && fields_ok
+    }
+}
+
+// Objects as the API server would store them.
+
+pub fn service(namespace: &str, name: &str, labels: Value, cluster_ip: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "namespace": namespace, "name": name, "labels": labels, "uid": format!("uid-svc-{name}") },
+        "spec": {
+            "type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+            "ipFamilies": ["IPv4"],
+            "ports": [{ "name": "http", "port": port, "protocol": "TCP", "targetPort": 8080 }]
+        }
+    })
+}
+
+pub fn slice(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    labels: Value,
+    addresses: &[&str],
+) -> Value {
+    let mut labels = labels;
+    labels["kubernetes.io/service-name"] = json!(service);
+    labels["endpointslice.kubernetes.io/managed-by"] = json!("endpointslice-controller.k8s.io");
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|a| json!({ "addresses": [a], "conditions": { "ready": true, "serving": true, "terminating": false }, "nodeName": "node-a" }))
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "namespace": namespace, "name": name, "labels": labels },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }]
+    })
+}
+
+pub fn node(name: &str, address: &str, zone: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": name, "labels": { "topology.kubernetes.io/zone": zone } },
+        "status": { "addresses": [{ "type": "InternalIP", "address": address }, { "type": "Hostname", "address": name }] }
+    })
+}
