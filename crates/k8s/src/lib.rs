@@ -4,4 +4,5 @@
 //! [`switchyard_model::Change`]s), so the model never learns where objects came from.
 
 pub mod api;
+pub mod health;
 pub mod manifest;

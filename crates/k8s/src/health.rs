@@ -1,0 +1,293 @@
+//! Proxy health as kube-proxy reports it on `/healthz` and `/livez` (default port 10256), so
+//! load balancers and probes written for kube-proxy work unchanged.
+//!
+//! Healthy means: no update from the API server has been waiting to reach the data plane for
+//! longer than the health timeout. `/healthz` additionally answers 503 when the node is going
+//! away (deletionTimestamp set, or the cluster autoscaler's `ToBeDeletedByClusterAutoscaler`
+//! taint), so external load balancers drain it first; `/livez` ignores that (a liveness probe
+//! must not restart a proxy on a node that is merely being drained).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use k8s_openapi::api::core::v1::Node;
+
+/// kube-proxy's default `--healthz-bind-address`.
+pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0:10256";
+/// Taint the cluster autoscaler puts on a node it is about to delete.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+/// kube-proxy's health timeout: twice its sync period, 2 × 30 s by default.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The health state of the proxy; time is passed in so the logic is testable.
+#[derive(Debug, Clone)]
+pub struct ProxyHealth {
+    timeout: Duration,
+    last_updated: Option<SystemTime>,
+    /// When the oldest update not yet applied was queued.
+    oldest_pending: Option<SystemTime>,
+    node_eligible: bool,
+}
+
+/// One answer of the health endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub healthy: bool,
+    /// The JSON body, kube-proxy's fields.
+    pub body: String,
+}
+
+impl ProxyHealth {
+    /// A proxy that just started: its first full sync counts as pending from `now`, so a proxy
+    /// that never manages to sync turns unhealthy after `timeout`.
+    pub fn new(timeout: Duration, now: SystemTime) -> Self {
+        Self { timeout, last_updated: None, oldest_pending: Some(now), node_eligible: true }
+    }
+
+    /// Changes arrived that the data plane does not have yet.
+    pub fn queued(&mut self, now: SystemTime) {
+        self.oldest_pending.get_or_insert(now);
+    }
+
+    /// Everything queued so far is in the data plane.
+    pub fn updated(&mut self, now: SystemTime) {
+        self.last_updated = Some(now);
+        self.oldest_pending = None;
+    }
+
+    /// Follows this node's Node object (`None`: deleted).
+    pub fn observe_node(&mut self, node: Option<&Node>) {
+        self.node_eligible = node.is_some_and(|node| {
+            let deleting = node.metadata.deletion_timestamp.is_some();
+            let tainted = node
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.taints.as_ref())
+                .is_some_and(|taints| taints.iter().any(|t| t.key == TO_BE_DELETED_TAINT));
+            !deleting && !tainted
+        });
+    }
+
+    /// True unless an update has waited longer than the timeout.
+    pub fn healthy(&self, now: SystemTime) -> bool {
+        self.oldest_pending.is_none_or(|queued| {
+            now.duration_since(queued).unwrap_or(Duration::ZERO) <= self.timeout
+        })
+    }
+
+    pub fn node_eligible(&self) -> bool {
+        self.node_eligible
+    }
+
+    /// `/healthz`: healthy and the node eligible for traffic.
+    pub fn healthz(&self, now: SystemTime) -> HealthReport {
+        let healthy = self.healthy(now) && self.node_eligible;
+        let body = serde_json::json!({
+            "lastUpdated": self.last_updated.map_or_else(String::new, rfc3339),
+            "currentTime": rfc3339(now),
+            "nodeEligible": self.node_eligible,
+        });
+        HealthReport { healthy, body: body.to_string() }
+    }
+
+    /// `/livez`: healthy, whatever the node's state.
+    pub fn livez(&self, now: SystemTime) -> HealthReport {
+        let body = serde_json::json!({
+            "lastUpdated": self.last_updated.map_or_else(String::new, rfc3339),
+            "currentTime": rfc3339(now),
+        });
+        HealthReport { healthy: self.healthy(now), body: body.to_string() }
+    }
+}
+
+/// Health shared between the agent (which reports updates) and the HTTP server.
+pub type SharedHealth = Arc<Mutex<ProxyHealth>>;
+
+/// The HTTP server of `/healthz` and `/livez`. Dropping it stops the server.
+#[derive(Debug)]
+pub struct HealthServer {
+    local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HealthServer {
+    /// Binds `address` (port 0 picks a free port) and serves in the background; must be called
+    /// within a tokio runtime.
+    pub async fn start(address: SocketAddr, health: SharedHealth) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let local_addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/livez", get(livez))
+            .with_state(health);
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(error = %err, "health server stopped");
+            }
+        });
+        Ok(Self { local_addr, task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn healthz(State(health): State<SharedHealth>) -> Response {
+    let report = health.lock().unwrap_or_else(PoisonError::into_inner).healthz(SystemTime::now());
+    respond(report)
+}
+
+async fn livez(State(health): State<SharedHealth>) -> Response {
+    let report = health.lock().unwrap_or_else(PoisonError::into_inner).livez(SystemTime::now());
+    respond(report)
+}
+
+fn respond(report: HealthReport) -> Response {
+    let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        report.body,
+    )
+        .into_response()
+}
+
+/// `2006-01-02T15:04:05.123456789Z`, UTC.
+fn rfc3339(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let seconds = since_epoch.as_secs();
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_nanos()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use k8s_openapi::api::core::v1::{NodeSpec, Taint};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
+    }
+
+    #[test]
+    fn unhealthy_only_when_an_update_waits_longer_than_the_timeout() {
+        // (steps, time of the check, healthy?)
+        enum Step {
+            Queued(u64),
+            Updated(u64),
+        }
+        use Step::{Queued, Updated};
+        let cases: &[(&str, &[Step], u64, bool)] = &[
+            ("first sync pending, within timeout", &[], 60, true),
+            ("first sync never happened", &[], 61, false),
+            ("synced, nothing pending", &[Updated(5)], 1000, true),
+            ("pending within timeout", &[Updated(5), Queued(100)], 160, true),
+            ("pending past timeout", &[Updated(5), Queued(100)], 161, false),
+            ("oldest pending counts", &[Updated(5), Queued(100), Queued(150)], 161, false),
+            ("applied again", &[Updated(5), Queued(100), Updated(170)], 1000, true),
+        ];
+        for (name, steps, check, expected) in cases {
+            let mut health = ProxyHealth::new(Duration::from_secs(60), at(0));
+            for step in *steps {
+                match step {
+                    Queued(t) => health.queued(at(*t)),
+                    Updated(t) => health.updated(at(*t)),
+                }
+            }
+            assert_eq!(health.healthy(at(*check)), *expected, "{name}");
+            assert_eq!(health.healthz(at(*check)).healthy, *expected, "{name}: healthz");
+            assert_eq!(health.livez(at(*check)).healthy, *expected, "{name}: livez");
+        }
+    }
+
+    #[test]
+    fn node_going_away_fails_healthz_but_not_livez() {
+        let taint = |key: &str| NodeSpec {
+            taints: Some(vec![Taint {
+                key: key.to_owned(),
+                effect: "NoSchedule".to_owned(),
+                ..Taint::default()
+            }]),
+            ..NodeSpec::default()
+        };
+        let deleting = ObjectMeta {
+            deletion_timestamp: Some(Time(Default::default())),
+            ..ObjectMeta::default()
+        };
+        let cases: &[(&str, Option<Node>, bool)] = &[
+            ("plain node", Some(Node::default()), true),
+            ("being deleted", Some(Node { metadata: deleting, ..Node::default() }), false),
+            (
+                "autoscaler taint",
+                Some(Node { spec: Some(taint(TO_BE_DELETED_TAINT)), ..Node::default() }),
+                false,
+            ),
+            ("other taint", Some(Node { spec: Some(taint("dedicated")), ..Node::default() }), true),
+            ("node object gone", None, false),
+        ];
+        for (name, node, eligible) in cases {
+            let mut health = ProxyHealth::new(Duration::from_secs(60), at(0));
+            health.updated(at(1));
+            health.observe_node(node.as_ref());
+            let healthz = health.healthz(at(2));
+            assert_eq!(healthz.healthy, *eligible, "{name}");
+            let body: serde_json::Value = serde_json::from_str(&healthz.body).unwrap();
+            assert_eq!(body["nodeEligible"], *eligible, "{name}");
+            assert!(health.livez(at(2)).healthy, "{name}: livez ignores the node");
+        }
+    }
+
+    #[test]
+    fn body_has_kube_proxy_fields_with_utc_timestamps() {
+        let mut health = ProxyHealth::new(Duration::from_secs(60), at(0));
+        health.updated(UNIX_EPOCH + Duration::new(951_782_400, 5));
+        let body: serde_json::Value = serde_json::from_str(
+            &health.healthz(UNIX_EPOCH + Duration::from_secs(4_102_444_799)).body,
+        )
+        .unwrap();
+        assert_eq!(body["lastUpdated"], "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(body["currentTime"], "2099-12-31T23:59:59.000000000Z");
+        assert_eq!(body["nodeEligible"], true);
+        let livez: serde_json::Value = serde_json::from_str(&health.livez(at(0)).body).unwrap();
+        assert!(livez.get("nodeEligible").is_none());
+        assert_eq!(livez["currentTime"], "2023-11-14T22:13:20.000000000Z");
+    }
+}

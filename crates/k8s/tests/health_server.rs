@@ -1,0 +1,64 @@
+//! `/healthz` and `/livez` over real HTTP on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
+use switchyard_k8s::health::{HealthServer, ProxyHealth, TO_BE_DELETED_TAINT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A plain HTTP/1.1 GET; returns the status code and the body.
+async fn get(server: &HealthServer, path: &str) -> (u16, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status: u16 = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    (status, serde_json::from_str(body).unwrap())
+}
+
+#[tokio::test]
+async fn endpoints_answer_200_or_503_with_kube_proxy_json() {
+    let now = SystemTime::now();
+    let health = Arc::new(Mutex::new(ProxyHealth::new(Duration::from_secs(60), now)));
+    let server = HealthServer::start("127.0.0.1:0".parse().unwrap(), health.clone()).await.unwrap();
+
+    let (status, body) = get(&server, "/healthz").await;
+    assert_eq!(status, 200, "first sync pending but young: {body}");
+    assert_eq!(body["lastUpdated"], "");
+    assert_eq!(body["nodeEligible"], true);
+    assert!(body["currentTime"].as_str().unwrap().ends_with('Z'));
+
+    // An update queued two minutes ago and never applied.
+    health.lock().unwrap().updated(now);
+    health.lock().unwrap().queued(now - Duration::from_secs(120));
+    assert_eq!(get(&server, "/healthz").await.0, 503);
+    assert_eq!(get(&server, "/livez").await.0, 503);
+
+    health.lock().unwrap().updated(SystemTime::now());
+    let (status, body) = get(&server, "/livez").await;
+    assert_eq!(status, 200);
+    assert!(body.get("nodeEligible").is_none());
+
+    // The autoscaler is about to delete the node: drain it from load balancers, stay alive.
+    let doomed = Node {
+        spec: Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: TO_BE_DELETED_TAINT.to_owned(),
+                effect: "NoSchedule".to_owned(),
+                ..Taint::default()
+            }]),
+            ..NodeSpec::default()
+        }),
+        ..Node::default()
+    };
+    health.lock().unwrap().observe_node(Some(&doomed));
+    let (status, body) = get(&server, "/healthz").await;
+    assert_eq!((status, body["nodeEligible"].clone()), (503, serde_json::json!(false)));
+    assert_eq!(get(&server, "/livez").await.0, 200);
+}
