@@ -8,7 +8,7 @@ use std::{
 };
 
 /// The BPF objects to build: `c/<name>.bpf.c` becomes `$OUT_DIR/<name>.bpf.o`.
-const BPF_OBJECTS: &[&str] = &["sock"];
+const BPF_OBJECTS: &[&str] = &["sock", "nodeport"];
 
 fn main() {
     let manifest_dir =
@@ -59,6 +59,24 @@ fn main() {
         String::from_utf8_lossy(&output.stderr)
     );
     write(&out_dir.join("c_layout.rs"), &output.stdout);
+
+    // The per-packet section of the header has a probe of its own (tests/layout_pkt.rs).
+    let probe_source = c_dir.join("layout_probe_pkt.c");
+    let probe = out_dir.join("layout_probe_pkt");
+    run(
+        Command::new(&clang)
+            .args(["-O0", "-Wall", "-Werror"])
+            .arg(format!("-I{}", include.display()))
+            .arg(&probe_source)
+            .arg("-o")
+            .arg(&probe),
+        &format!("compiling {}", probe_source.display()),
+    );
+    let output = Command::new(&probe)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", probe.display()));
+    assert!(output.status.success(), "{} failed", probe.display());
+    write(&out_dir.join("c_layout_pkt.rs"), &output.stdout);
 }
 
 fn run(command: &mut Command, what: &str) {

@@ -24,135 +24,25 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#include "lb.h"
+
 static __always_inline void count(__u32 reason)
 {
-	struct sy_counter *c = bpf_map_lookup_elem(&sy_counters, &reason);
-	if (c)
-		c->packets += 1;
+	sy_count(reason, 0);
 }
 
-static __always_inline void addr_from_ip4(struct sy_addr *a, __u32 ip4_be)
-{
-	a->words[0] = 0;
-	a->words[1] = 0;
-	a->words[2] = bpf_htonl(0x0000ffff);
-	a->words[3] = ip4_be;
-}
-
-static __always_inline int addr_is_v4_mapped(const struct sy_addr *a)
-{
-	return a->words[0] == 0 && a->words[1] == 0 && a->words[2] == bpf_htonl(0x0000ffff);
-}
-
-static __always_inline int addr_is_loopback(const struct sy_addr *a, __u8 family)
-{
-	if (family == SY_AF_INET)
-		return (bpf_ntohl(a->words[3]) >> 24) == 127;
-	return a->words[0] == 0 && a->words[1] == 0 && a->words[2] == 0 &&
-	       a->words[3] == bpf_htonl(1);
-}
-
-static __always_inline int addr_is_node_local(const struct sy_addr *a, __u8 family)
-{
-	struct sy_node_addr_key k = {};
-
-	if (addr_is_loopback(a, family))
-		return 1;
-	k.addr = *a;
-	k.family = family;
-	return bpf_map_lookup_elem(&sy_node_addrs, &k) != NULL;
-}
-
-/* The frontend for a destination: exact entry first, then the NodePort wildcard when the
- * destination is one of this node's addresses. Socket path: prefer the internal scope. */
-static __always_inline struct sy_frontend *lookup_frontend(const struct sy_addr *dst, __be16 port,
-							    __u8 proto, __u8 family)
-{
-	struct sy_frontend_key key = {};
-	struct sy_frontend *fe;
-
-	key.addr = *dst;
-	key.port = port;
-	key.proto = proto;
-	key.family = family;
-	key.scope = SY_SCOPE_DEFAULT;
-	fe = bpf_map_lookup_elem(&sy_frontends, &key);
-	if (!fe) {
-		if (!addr_is_node_local(dst, family))
-			return NULL;
-		__builtin_memset(&key.addr, 0, sizeof(key.addr));
-		fe = bpf_map_lookup_elem(&sy_frontends, &key);
-		if (!fe || !(fe->flags & SY_FE_NODEPORT))
-			return NULL;
-	}
-	if (fe->flags & SY_FE_SPLIT_SCOPE) {
-		struct sy_frontend *internal;
-
-		key.scope = SY_SCOPE_INTERNAL;
-		internal = bpf_map_lookup_elem(&sy_frontends, &key);
-		if (internal)
-			return internal;
-	}
-	return fe;
-}
-
-/* Is a remembered choice still one of the frontend's current backends? */
-static __always_inline int choice_still_valid(const struct sy_frontend *fe,
-					      const struct sy_affinity *choice)
-{
-	struct sy_slot_key sk = {};
-	__u32 *be;
-
-	if (choice->slot == SY_SLOT_NONE)
-		return (fe->flags & SY_FE_MAGLEV) != 0;
-	if (choice->slot >= fe->backend_count)
-		return 0;
-	sk.frontend_id = fe->id;
-	sk.slot = choice->slot;
-	be = bpf_map_lookup_elem(&sy_slots, &sk);
-	return be && *be == choice->backend_id;
-}
-
-struct pick {
-	__u32 backend_id;
-	__u32 slot;
-	__u32 reason;
-};
-
-/* A fresh choice: Maglev table or random slot. Returns 0 or a negative error reason. */
+/* A fresh choice: Maglev table (hash of the socket cookie) or random slot.
+ * Returns 0 or a negative error reason. */
 static __always_inline int pick_backend(const struct sy_frontend *fe, __u64 cookie, struct pick *out)
 {
 	if (fe->flags & SY_FE_MAGLEV) {
-		__u32 zero = 0;
-		struct sy_config *cfg = bpf_map_lookup_elem(&sy_config, &zero);
-		void *table = bpf_map_lookup_elem(&sy_maglev, &fe->id);
-		__u32 size, index, *be;
+		struct sy_config *cfg = sy_get_config();
 
-		if (!cfg || !table || cfg->maglev_table_size == 0)
+		if (!cfg)
 			return -SY_REASON_ERR_MAGLEV_MISSING;
-		size = cfg->maglev_table_size;
-		index = (__u32)(sy_sock_hash(cfg, cookie) % size);
-		be = bpf_map_lookup_elem(table, &index);
-		if (!be || *be == 0)
-			return -SY_REASON_ERR_MAGLEV_MISSING;
-		out->backend_id = *be;
-		out->slot = SY_SLOT_NONE;
-		out->reason = SY_REASON_TRANSLATED_MAGLEV;
-		return 0;
-	} else {
-		struct sy_slot_key sk = {};
-		__u32 *be;
-
-		sk.frontend_id = fe->id;
-		sk.slot = bpf_get_prandom_u32() % fe->backend_count;
-		be = bpf_map_lookup_elem(&sy_slots, &sk);
-		if (!be)
-			return -SY_REASON_ERR_SLOT_MISSING;
-		out->backend_id = *be;
-		out->slot = sk.slot;
-		out->reason = SY_REASON_TRANSLATED_RANDOM;
-		return 0;
+		return pick_maglev(fe, cfg, sy_sock_hash(cfg, cookie), out);
 	}
+	return pick_random(fe, out);
 }
 
 /*
@@ -184,7 +74,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return SY_ALLOW;
 
-	fe = lookup_frontend(&dst, port, proto, family);
+	fe = lookup_frontend(&dst, port, proto, family, 1);
 	if (!fe)
 		return SY_ALLOW;
 

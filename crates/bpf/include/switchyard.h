@@ -391,4 +391,167 @@ struct {
 
 #endif /* __bpf__ */
 
+
+/* ======================================================================================
+ * Per-packet path (issue 6): TC programs in c/nodeport.bpf.c for NodePort, LoadBalancer and
+ * ExternalIP traffic arriving on the node's devices. Everything below is additive; the maps
+ * above (frontends, slots, backends, maglev, affinity, node_addrs, counters, config) are
+ * shared with the socket path, so one reconciler programs both.
+ * ====================================================================================== */
+
+/* Counter indexes of the per-packet path (enum sy_reason reserves 32..63 for it). The
+ * socket-path reasons SY_REASON_DROP_NO_BACKEND, _ERR_SLOT_MISSING, _ERR_BACKEND_MISSING and
+ * _ERR_MAGLEV_MISSING are counted by the per-packet path too (it drops where the socket path
+ * refuses). */
+enum sy_pkt_reason {
+	/* New flow DNATed to a backend, client address kept (local backend, ETP Local). */
+	SY_REASON_PKT_DNAT = 32,
+	/* New flow DNATed to a remote backend and SNATed to this node's address. */
+	SY_REASON_PKT_DNAT_SNAT = 33,
+	/* Packet of a known flow translated with its conntrack entry (same backend). */
+	SY_REASON_PKT_CT_HIT = 34,
+	/* Reply translated back (backend -> frontend source, node:port -> client destination). */
+	SY_REASON_PKT_REVNAT = 35,
+	/* ICMP error about a translated flow rewritten (outer and inner headers). */
+	SY_REASON_PKT_ICMP_REVNAT = 36,
+	/* No backends, SY_FE_REJECT_EMPTY: answered with a TCP RST. */
+	SY_REASON_PKT_REJECT_RST = 37,
+	/* No backends, SY_FE_REJECT_EMPTY: answered with ICMP(v6) port unreachable. */
+	SY_REASON_PKT_REJECT_ICMP = 38,
+	/* SY_FE_LOCAL_ONLY (externalTrafficPolicy Local) and no local backend: dropped. */
+	SY_REASON_PKT_DROP_NO_LOCAL_BACKEND = 39,
+	/* SY_FE_SOURCE_RANGES and the client is outside loadBalancerSourceRanges: dropped. */
+	SY_REASON_PKT_DROP_SOURCE_RANGE = 40,
+	/* Every probed SNAT source port was taken: dropped. */
+	SY_REASON_PKT_DROP_SNAT_EXHAUSTED = 41,
+	/* No SNAT address configured for the family (sy_pkt_config): dropped. */
+	SY_REASON_PKT_DROP_SNAT_NO_ADDR = 42,
+	/* An IP packet whose transport header is truncated, or an ICMP error whose quoted packet
+	 * is: passed to the stack untouched (which drops it). */
+	SY_REASON_PKT_PASS_MALFORMED = 43,
+	/* A non-first IP fragment (no ports): passed to the stack untouched. */
+	SY_REASON_PKT_PASS_FRAGMENT = 44,
+	/* sy_ct or sy_nat could not be written: dropped. */
+	SY_REASON_PKT_DROP_CT_UPDATE = 45,
+	/* A packet rewrite helper failed (store/checksum/resize): dropped. */
+	SY_REASON_PKT_DROP_REWRITE = 46,
+	/* Translated packet larger than the route's MTU with DF (or IPv6): ICMP frag-needed /
+	 * packet-too-big sent back to the client instead (path-MTU discovery keeps working). */
+	SY_REASON_PKT_FRAG_NEEDED = 47,
+	/* A reject or frag-needed answer could not be built (IPv4 options): dropped. */
+	SY_REASON_PKT_DROP_NO_ANSWER = 48,
+	/* Translated to the backend remembered for this client (sessionAffinity ClientIP). */
+	SY_REASON_PKT_AFFINITY = 49,
+};
+
+/* Conntrack states (struct sy_ct_entry.state). */
+#define SY_CT_SYN_SENT 1    /* TCP: client SYN seen, no reply yet */
+#define SY_CT_ESTABLISHED 2 /* TCP: the backend answered; UDP/other: any packet */
+#define SY_CT_CLOSING 3     /* TCP: FIN or RST seen in either direction */
+
+/* Conntrack flags (struct sy_ct_entry.flags). */
+#define SY_CT_F_SNAT (1u << 0)       /* source rewritten to this node's address */
+#define SY_CT_F_REPLY_SEEN (1u << 1) /* a reply passed through sy_nat */
+#define SY_CT_F_HAIRPIN (1u << 2)    /* client is the backend: SNAT forced */
+
+/* Number of SNAT ports tried for one new flow before SY_REASON_PKT_DROP_SNAT_EXHAUSTED. */
+#define SY_SNAT_PROBES 32
+
+/* A flow as seen on the wire (5-tuple). */
+struct sy_ct_key {
+	struct sy_addr saddr;
+	struct sy_addr daddr;
+	__be16 sport; /* network byte order; ICMP echo: identifier, else 0 */
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2]; /* zero */
+};
+
+/* sy_ct value, keyed by the client's original tuple (client -> frontend). */
+struct sy_ct_entry {
+	struct sy_addr nat_saddr; /* source after translation: client, or node SNAT address */
+	struct sy_addr nat_daddr; /* backend address */
+	__be16 nat_sport;         /* client port, or the allocated SNAT port */
+	__be16 nat_dport;         /* backend port */
+	__u32 backend_id;
+	__u32 frontend_id;
+	__u8 state; /* SY_CT_* */
+	__u8 flags; /* SY_CT_F_* */
+	__u8 pad[2];
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the last packet in either direction */
+};
+
+/* sy_nat value, keyed by the reply tuple the backend sends (backend -> client or node:port):
+ * the original tuple, whose sy_ct entry holds the state. */
+struct sy_nat_entry {
+	struct sy_ct_key orig;
+};
+
+/* sy_src_ranges key (LPM trie): loadBalancerSourceRanges of one frontend.
+ * prefixlen counts frontend_id's 32 bits plus the address prefix, with IPv4 prefixes as
+ * IPv4-mapped (a /24 is 32 + 96 + 24). Value: __u32 (zero). */
+struct sy_src_range_key {
+	__u32 prefixlen;
+	__u32 frontend_id; /* always fully matched (part of every prefix) */
+	struct sy_addr addr;
+};
+
+/* sy_pkt_config value, key 0: per-packet settings written by the agent. */
+struct sy_pkt_config {
+	struct sy_addr snat_addr4;  /* IPv4-mapped source for SNAT, all-zero = none */
+	struct sy_addr snat_addr6;  /* IPv6 source for SNAT, all-zero = none */
+	__u16 snat_port_min;        /* host order, inclusive; disjoint from the NodePort range */
+	__u16 snat_port_max;        /* host order, inclusive */
+	__u32 flags;                /* zero */
+	__u32 timeout_tcp_syn_s;    /* SY_CT_SYN_SENT */
+	__u32 timeout_tcp_established_s;
+	__u32 timeout_tcp_closing_s;
+	__u32 timeout_udp_s;
+	__u32 timeout_other_s;      /* ICMP echo */
+	__u32 pad;
+};
+
+#if defined(__bpf__)
+
+#define SY_DEFAULT_CT 262144
+#define SY_DEFAULT_NAT 262144
+#define SY_DEFAULT_SRC_RANGES 16384
+
+/* Shared (not per-CPU) LRU: the two directions of a flow arrive on different CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_ct_key);
+	__type(value, struct sy_ct_entry);
+	__uint(max_entries, SY_DEFAULT_CT);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_ct_key);
+	__type(value, struct sy_nat_entry);
+	__uint(max_entries, SY_DEFAULT_NAT);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct sy_src_range_key);
+	__type(value, __u32);
+	__uint(max_entries, SY_DEFAULT_SRC_RANGES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_src_ranges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_pkt_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_pkt_config SEC(".maps");
+
+#endif /* __bpf__ */
+
 #endif /* SWITCHYARD_H */

@@ -4,11 +4,14 @@
 //!   struct shared with the BPF programs.
 //! - [`maps`]: typed handles on the pinned maps, for the reconciler and for inspection.
 //! - [`loader`]: load the object, create or adopt pinned maps, attach to a cgroup, detach.
+//! - [`pkt`], [`tc`]: the per-packet (TC) programs: mirrors, loader, attach to devices.
 
 pub mod abi;
 pub mod error;
 pub mod loader;
 pub mod maps;
+pub mod pkt;
+pub mod tc;
 
 pub use error::Error;
 pub use loader::{Datapath, LoadOptions, MapSizes};
@@ -25,3 +28,12 @@ pub fn sock_object() -> &'static [u8] {
 
 /// Path of `include/switchyard.h`, for other crates that compile BPF objects against it.
 pub const HEADER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include");
+
+/// The compiled per-packet programs (`c/nodeport.bpf.c`), aligned for the ELF parser.
+pub fn nodeport_object() -> &'static [u8] {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static OBJECT: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nodeport.bpf.o")));
+    &OBJECT.0
+}

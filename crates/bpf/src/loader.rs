@@ -319,7 +319,7 @@ impl Datapath {
 }
 
 /// An error and its sources, for messages that would otherwise hide the OS error.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
@@ -331,7 +331,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// A generation tag for link pins that differs between runs of the agent.
-fn generation() -> String {
+pub(crate) fn generation() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{}{nanos}", std::process::id())
 }
@@ -358,7 +358,7 @@ fn link_pins(bpf_dir: &Path) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// Removes one pinned link; the attachment goes away with the last reference.
-fn unpin_link(path: &Path) -> Result<(), Error> {
+pub(crate) fn unpin_link(path: &Path) -> Result<(), Error> {
     let link = PinnedLink::from_pin(path)
         .map_err(|e| Error::LinkPin { path: path.to_owned(), detail: error_chain(&e) })?;
     let fd_link = link

@@ -1,0 +1,292 @@
+//! `#[repr(C)]` mirrors of the per-packet section of `include/switchyard.h` (issue 6): the
+//! conntrack and NAT maps, loadBalancerSourceRanges, per-packet settings and drop reasons of
+//! `c/nodeport.bpf.c`. `tests/layout_pkt.rs` checks them against the C compiler.
+
+use std::net::IpAddr;
+
+use crate::abi::{AF_INET, Addr};
+
+/// Conntrack state: TCP SYN seen, no answer yet.
+pub const CT_SYN_SENT: u8 = 1;
+/// Conntrack state: TCP answered by the backend; UDP and others once any packet passed.
+pub const CT_ESTABLISHED: u8 = 2;
+/// Conntrack state: TCP FIN or RST seen.
+pub const CT_CLOSING: u8 = 3;
+
+/// Conntrack flag: source rewritten to the node's SNAT address.
+pub const CT_F_SNAT: u8 = 1 << 0;
+/// Conntrack flag: a reply has passed.
+pub const CT_F_REPLY_SEEN: u8 = 1 << 1;
+/// Conntrack flag: the client is the backend (SNAT forced).
+pub const CT_F_HAIRPIN: u8 = 1 << 2;
+
+/// SNAT ports tried per new flow before the drop `PktDropSnatExhausted`.
+pub const SNAT_PROBES: u32 = 32;
+
+/// Counter indexes of the per-packet path (`enum sy_pkt_reason`, 32..63 of `sy_counters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum PacketReason {
+    /// New flow DNATed, client address kept.
+    Dnat = 32,
+    /// New flow DNATed and SNATed to the node address.
+    DnatSnat = 33,
+    /// Packet of a known flow translated with its conntrack entry.
+    CtHit = 34,
+    /// Reply translated back to the frontend.
+    Revnat = 35,
+    /// ICMP error about a translated flow rewritten.
+    IcmpRevnat = 36,
+    /// No backends: answered with TCP RST.
+    RejectRst = 37,
+    /// No backends: answered with ICMP port unreachable.
+    RejectIcmp = 38,
+    /// Traffic policy Local without local backend: dropped.
+    DropNoLocalBackend = 39,
+    /// Client outside loadBalancerSourceRanges: dropped.
+    DropSourceRange = 40,
+    /// No free SNAT port: dropped.
+    DropSnatExhausted = 41,
+    /// No SNAT address for the family: dropped.
+    DropSnatNoAddr = 42,
+    /// Truncated transport header: passed to the stack.
+    PassMalformed = 43,
+    /// Non-first fragment: passed to the stack.
+    PassFragment = 44,
+    /// Conntrack or NAT entry could not be written: dropped.
+    DropCtUpdate = 45,
+    /// A rewrite helper failed: dropped.
+    DropRewrite = 46,
+    /// Too big for the route: ICMP frag-needed / packet-too-big sent to the client.
+    FragNeeded = 47,
+    /// An answer (RST, ICMP) could not be built: dropped.
+    DropNoAnswer = 48,
+    /// Translated to the ClientIP-affinity backend.
+    Affinity = 49,
+}
+
+impl PacketReason {
+    /// Every per-packet reason, in counter-index order.
+    pub const ALL: [PacketReason; 18] = [
+        PacketReason::Dnat,
+        PacketReason::DnatSnat,
+        PacketReason::CtHit,
+        PacketReason::Revnat,
+        PacketReason::IcmpRevnat,
+        PacketReason::RejectRst,
+        PacketReason::RejectIcmp,
+        PacketReason::DropNoLocalBackend,
+        PacketReason::DropSourceRange,
+        PacketReason::DropSnatExhausted,
+        PacketReason::DropSnatNoAddr,
+        PacketReason::PassMalformed,
+        PacketReason::PassFragment,
+        PacketReason::DropCtUpdate,
+        PacketReason::DropRewrite,
+        PacketReason::FragNeeded,
+        PacketReason::DropNoAnswer,
+        PacketReason::Affinity,
+    ];
+
+    /// Stable snake_case name for metrics and `explain` (C: `SY_REASON_PKT_<NAME>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketReason::Dnat => "dnat",
+            PacketReason::DnatSnat => "dnat_snat",
+            PacketReason::CtHit => "ct_hit",
+            PacketReason::Revnat => "revnat",
+            PacketReason::IcmpRevnat => "icmp_revnat",
+            PacketReason::RejectRst => "reject_rst",
+            PacketReason::RejectIcmp => "reject_icmp",
+            PacketReason::DropNoLocalBackend => "drop_no_local_backend",
+            PacketReason::DropSourceRange => "drop_source_range",
+            PacketReason::DropSnatExhausted => "drop_snat_exhausted",
+            PacketReason::DropSnatNoAddr => "drop_snat_no_addr",
+            PacketReason::PassMalformed => "pass_malformed",
+            PacketReason::PassFragment => "pass_fragment",
+            PacketReason::DropCtUpdate => "drop_ct_update",
+            PacketReason::DropRewrite => "drop_rewrite",
+            PacketReason::FragNeeded => "frag_needed",
+            PacketReason::DropNoAnswer => "drop_no_answer",
+            PacketReason::Affinity => "affinity",
+        }
+    }
+
+    /// Whether the packet was dropped (as opposed to translated, answered or passed).
+    pub fn is_drop(self) -> bool {
+        self.name().starts_with("drop_")
+    }
+}
+
+/// `struct sy_ct_key`: a 5-tuple as on the wire (also the `sy_nat` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct CtKey {
+    /// Source address.
+    pub saddr: Addr,
+    /// Destination address.
+    pub daddr: Addr,
+    /// Source port, network byte order.
+    pub sport: u16,
+    /// Destination port, network byte order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// Zero.
+    pub pad: [u8; 2],
+}
+
+impl CtKey {
+    /// The tuple `source:sport -> destination:dport` (host byte order ports). Both addresses
+    /// must be of one family; the family of `source` is used.
+    pub fn new(source: IpAddr, sport: u16, destination: IpAddr, dport: u16, proto: u8) -> Self {
+        let (saddr, family) = Addr::from_ip(source);
+        let (daddr, _) = Addr::from_ip(destination);
+        CtKey {
+            saddr,
+            daddr,
+            sport: sport.to_be(),
+            dport: dport.to_be(),
+            proto,
+            family,
+            pad: [0; 2],
+        }
+    }
+
+    /// Source address as an [`IpAddr`].
+    pub fn source(&self) -> IpAddr {
+        self.saddr.to_ip(self.family)
+    }
+
+    /// Destination address as an [`IpAddr`].
+    pub fn destination(&self) -> IpAddr {
+        self.daddr.to_ip(self.family)
+    }
+}
+
+/// `struct sy_ct_entry`, keyed by the client's original tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct CtEntry {
+    /// Source after translation: the client, or the node's SNAT address.
+    pub nat_saddr: Addr,
+    /// Backend address.
+    pub nat_daddr: Addr,
+    /// Client port or SNAT port, network byte order.
+    pub nat_sport: u16,
+    /// Backend port, network byte order.
+    pub nat_dport: u16,
+    /// Backend id chosen for the flow.
+    pub backend_id: u32,
+    /// Frontend id of the flow.
+    pub frontend_id: u32,
+    /// `CT_*` state.
+    pub state: u8,
+    /// `CT_F_*` flags.
+    pub flags: u8,
+    /// Zero.
+    pub pad: [u8; 2],
+    /// `bpf_ktime_get_ns()` of the last packet (CLOCK_MONOTONIC).
+    pub last_seen_ns: u64,
+}
+
+/// `struct sy_nat_entry`, keyed by the reply tuple (backend -> client or node:port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct NatEntry {
+    /// The client's original tuple (its `sy_ct` key).
+    pub orig: CtKey,
+}
+
+/// `struct sy_src_range_key`: one loadBalancerSourceRanges prefix of a frontend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct SrcRangeKey {
+    /// 32 (frontend id) + prefix bits, IPv4 counted as IPv4-mapped (+96).
+    pub prefixlen: u32,
+    /// Frontend id (always fully matched).
+    pub frontend_id: u32,
+    /// The prefix address (host bits zero).
+    pub addr: Addr,
+}
+
+impl SrcRangeKey {
+    /// The trie key for `frontend_id` and `ip/len`. `len` is checked against the family.
+    pub fn new(frontend_id: u32, ip: IpAddr, len: u8) -> Result<Self, crate::Error> {
+        let (addr, family) = Addr::from_ip(ip);
+        let max = if family == AF_INET { 32 } else { 128 };
+        if len > max {
+            return Err(crate::Error::InvalidArgument(format!(
+                "source range {ip}/{len} of frontend {frontend_id}: prefix longer than {max} bits"
+            )));
+        }
+        let bits = u32::from(len) + if family == AF_INET { 96 } else { 0 };
+        let mut masked = addr.0;
+        for (i, byte) in masked.iter_mut().enumerate() {
+            let first_bit = i as u32 * 8;
+            if first_bit >= bits {
+                *byte = 0;
+            } else if first_bit + 8 > bits {
+                *byte &= 0xffu8 << (8 - (bits - first_bit));
+            }
+        }
+        Ok(SrcRangeKey { prefixlen: 32 + bits, frontend_id, addr: Addr(masked) })
+    }
+
+    /// The key as aya's LPM trie API wants it (prefix length apart from the data).
+    pub fn to_trie_key(&self) -> aya::maps::lpm_trie::Key<SrcRangeData> {
+        aya::maps::lpm_trie::Key::new(
+            self.prefixlen,
+            SrcRangeData { frontend_id: self.frontend_id, addr: self.addr },
+        )
+    }
+}
+
+/// The data part of [`SrcRangeKey`] (everything after `prefixlen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct SrcRangeData {
+    /// Frontend id.
+    pub frontend_id: u32,
+    /// Prefix address.
+    pub addr: Addr,
+}
+
+/// `struct sy_pkt_config`, the single entry of `sy_pkt_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct PktConfig {
+    /// IPv4-mapped SNAT source, all-zero for none.
+    pub snat_addr4: Addr,
+    /// IPv6 SNAT source, all-zero for none.
+    pub snat_addr6: Addr,
+    /// First SNAT source port (host order).
+    pub snat_port_min: u16,
+    /// Last SNAT source port (host order, inclusive).
+    pub snat_port_max: u16,
+    /// Zero.
+    pub flags: u32,
+    /// TCP before the backend answered, seconds.
+    pub timeout_tcp_syn_s: u32,
+    /// TCP established, seconds.
+    pub timeout_tcp_established_s: u32,
+    /// TCP after FIN/RST, seconds.
+    pub timeout_tcp_closing_s: u32,
+    /// UDP, seconds since the last packet.
+    pub timeout_udp_s: u32,
+    /// Other protocols, seconds.
+    pub timeout_other_s: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+// SAFETY: #[repr(C)], integers and byte arrays only, no implicit padding (tests/layout_pkt.rs
+// checks each size equals the sum of its fields): every bit pattern is valid.
+unsafe impl aya::Pod for CtKey {}
+unsafe impl aya::Pod for CtEntry {}
+unsafe impl aya::Pod for NatEntry {}
+unsafe impl aya::Pod for SrcRangeKey {}
+unsafe impl aya::Pod for SrcRangeData {}
+unsafe impl aya::Pod for PktConfig {}

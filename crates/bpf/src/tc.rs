@@ -1,0 +1,502 @@
+//! The per-packet programs (`c/nodeport.bpf.c`): load them next to the socket programs
+//! (same pinned maps, so one reconciler programs both paths), attach them to devices at TC
+//! ingress and egress, pin, detach; typed handles on the conntrack, NAT, source-range and
+//! settings maps.
+//!
+//! Links are pinned as `<bpf_dir>/links/tc-<device>-<ingress|egress>-<generation>`; a restarted
+//! agent attaches the new generation before removing the old one, like the cgroup links
+//! (a packet meanwhile runs through both programs; the second finds nothing left to translate
+//! because the first already rewrote the destination to a backend).
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    ops::RangeInclusive,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapData, MapInfo, lpm_trie::LpmTrie},
+    programs::{SchedClassifier, TcAttachType, links::FdLink, tc},
+};
+use tracing::{debug, info};
+
+use crate::{
+    Error, LoadOptions,
+    abi::{Addr, Counter},
+    loader::{LINKS_DIR, error_chain, generation, unpin_link},
+    maps::names as shared_names,
+    pkt::{CtEntry, CtKey, NatEntry, PacketReason, PktConfig, SrcRangeData, SrcRangeKey},
+};
+
+/// The TC programs, by function name in `c/nodeport.bpf.c`, and where they attach.
+pub const TC_PROGRAMS: [(&str, TcAttachType, &str); 2] = [
+    ("sy_nodeport_ingress", TcAttachType::Ingress, "ingress"),
+    ("sy_nodeport_egress", TcAttachType::Egress, "egress"),
+];
+
+/// Names of the per-packet maps (pin file names).
+pub mod names {
+    /// `sy_ct`: original tuple -> conntrack entry.
+    pub const CT: &str = "sy_ct";
+    /// `sy_nat`: reply tuple -> original tuple.
+    pub const NAT: &str = "sy_nat";
+    /// `sy_src_ranges`: (frontend id, source prefix) LPM trie.
+    pub const SRC_RANGES: &str = "sy_src_ranges";
+    /// `sy_pkt_config`: 0 -> per-packet settings.
+    pub const PKT_CONFIG: &str = "sy_pkt_config";
+    /// Every per-packet map.
+    pub const ALL: [&str; 4] = [CT, NAT, SRC_RANGES, PKT_CONFIG];
+}
+
+/// max_entries of the per-packet maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketMapSizes {
+    /// `sy_ct` (LRU): tracked flows.
+    pub ct: u32,
+    /// `sy_nat` (LRU): reverse entries, one per tracked flow.
+    pub nat: u32,
+    /// `sy_src_ranges`: prefixes summed over all frontends.
+    pub src_ranges: u32,
+}
+
+impl Default for PacketMapSizes {
+    /// The header's `SY_DEFAULT_CT`, `SY_DEFAULT_NAT`, `SY_DEFAULT_SRC_RANGES`.
+    fn default() -> Self {
+        PacketMapSizes { ct: 262_144, nat: 262_144, src_ranges: 16_384 }
+    }
+}
+
+/// Conntrack timeouts in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP until the backend answers.
+    pub tcp_syn: u32,
+    /// TCP established.
+    pub tcp_established: u32,
+    /// TCP after FIN or RST.
+    pub tcp_closing: u32,
+    /// UDP since the last packet.
+    pub udp: u32,
+    /// Other protocols.
+    pub other: u32,
+}
+
+impl Default for Timeouts {
+    /// Close to the kernel's nf_conntrack defaults (established 6 h instead of 5 days).
+    fn default() -> Self {
+        Timeouts { tcp_syn: 60, tcp_established: 21_600, tcp_closing: 10, udp: 60, other: 30 }
+    }
+}
+
+/// Per-packet settings the agent writes into `sy_pkt_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketSettings {
+    /// This node's IPv4 address used as SNAT source for remote backends.
+    pub snat_ipv4: Option<Ipv4Addr>,
+    /// This node's IPv6 address used as SNAT source for remote backends.
+    pub snat_ipv6: Option<Ipv6Addr>,
+    /// SNAT source ports.
+    pub snat_ports: RangeInclusive<u16>,
+    /// The cluster's NodePort range, which `snat_ports` must not overlap (a SNATed flow on a
+    /// NodePort number would catch the replies of another Service's clients).
+    pub node_port_range: RangeInclusive<u16>,
+    /// Conntrack timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Default for PacketSettings {
+    /// No SNAT address, ports 32768–60999 (the Linux ephemeral range, disjoint from the
+    /// default NodePort range 30000–32767).
+    fn default() -> Self {
+        PacketSettings {
+            snat_ipv4: None,
+            snat_ipv6: None,
+            snat_ports: 32_768..=60_999,
+            node_port_range: 30_000..=32_767,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+impl PacketSettings {
+    /// The map value, after checking the ranges.
+    pub fn to_config(&self) -> Result<PktConfig, Error> {
+        let (min, max) = (*self.snat_ports.start(), *self.snat_ports.end());
+        if min == 0 || min > max {
+            return Err(Error::InvalidArgument(format!(
+                "SNAT port range {min}-{max}: must be non-empty and start above 0"
+            )));
+        }
+        let (np_min, np_max) = (*self.node_port_range.start(), *self.node_port_range.end());
+        if min <= np_max && np_min <= max {
+            return Err(Error::InvalidArgument(format!(
+                "SNAT port range {min}-{max} overlaps the NodePort range {np_min}-{np_max}"
+            )));
+        }
+        let t = &self.timeouts;
+        if [t.tcp_syn, t.tcp_established, t.tcp_closing, t.udp, t.other].contains(&0) {
+            return Err(Error::InvalidArgument(
+                "conntrack timeouts must be at least 1 second".to_owned(),
+            ));
+        }
+        Ok(PktConfig {
+            snat_addr4: self.snat_ipv4.map(|a| Addr::from_ip(a.into()).0).unwrap_or_default(),
+            snat_addr6: self.snat_ipv6.map(|a| Addr::from_ip(a.into()).0).unwrap_or_default(),
+            snat_port_min: min,
+            snat_port_max: max,
+            flags: 0,
+            timeout_tcp_syn_s: t.tcp_syn,
+            timeout_tcp_established_s: t.tcp_established,
+            timeout_tcp_closing_s: t.tcp_closing,
+            timeout_udp_s: t.udp,
+            timeout_other_s: t.other,
+            pad: 0,
+        })
+    }
+}
+
+/// Typed handles on the per-packet maps.
+pub struct PacketMaps {
+    /// Original tuple -> conntrack entry (written by the programs).
+    pub ct: HashMap<MapData, CtKey, CtEntry>,
+    /// Reply tuple -> original tuple (written by the programs).
+    pub nat: HashMap<MapData, CtKey, NatEntry>,
+    /// loadBalancerSourceRanges (written by the reconciler).
+    pub src_ranges: LpmTrie<MapData, SrcRangeData, u32>,
+    /// Per-packet settings (written by the agent).
+    pub config: Array<MapData, PktConfig>,
+    /// Counters (shared with the socket path).
+    pub counters: aya::maps::PerCpuArray<MapData, Counter>,
+}
+
+impl std::fmt::Debug for PacketMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketMaps").finish_non_exhaustive()
+    }
+}
+
+fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    T::try_from(map).map_err(|source| Error::Map { name, source })
+}
+
+impl PacketMaps {
+    /// Opens the per-packet maps pinned in `bpf_dir` (for inspection and tests).
+    pub fn open_pinned(bpf_dir: &Path) -> Result<Self, Error> {
+        let open = |name: &'static str| -> Result<Map, Error> {
+            let data = MapData::from_pin(bpf_dir.join(name))
+                .map_err(|source| Error::Map { name, source })?;
+            Map::from_map_data(data).map_err(|source| Error::Map { name, source })
+        };
+        Ok(PacketMaps {
+            ct: typed(names::CT, open(names::CT)?)?,
+            nat: typed(names::NAT, open(names::NAT)?)?,
+            src_ranges: typed(names::SRC_RANGES, open(names::SRC_RANGES)?)?,
+            config: typed(names::PKT_CONFIG, open(names::PKT_CONFIG)?)?,
+            counters: typed(shared_names::COUNTERS, open(shared_names::COUNTERS)?)?,
+        })
+    }
+
+    /// Writes the per-packet settings (SNAT address and ports, timeouts).
+    pub fn set_settings(&mut self, settings: &PacketSettings) -> Result<(), Error> {
+        let config = settings.to_config()?;
+        self.config
+            .set(0, config, 0)
+            .map_err(|source| Error::Map { name: names::PKT_CONFIG, source })
+    }
+
+    /// The per-packet settings as stored.
+    pub fn settings(&self) -> Result<PktConfig, Error> {
+        self.config.get(&0, 0).map_err(|source| Error::Map { name: names::PKT_CONFIG, source })
+    }
+
+    /// Allows `range` as a source for `frontend_id` (the frontend must carry
+    /// `FE_SOURCE_RANGES`, set only on LoadBalancer frontends).
+    pub fn add_source_range(&mut self, frontend_id: u32, range: SrcRangeKey) -> Result<(), Error> {
+        let key = SrcRangeKey { frontend_id, ..range }.to_trie_key();
+        self.src_ranges
+            .insert(&key, 0, 0)
+            .map_err(|source| Error::Map { name: names::SRC_RANGES, source })
+    }
+
+    /// Removes one allowed prefix (missing is fine).
+    pub fn remove_source_range(&mut self, range: SrcRangeKey) -> Result<(), Error> {
+        match self.src_ranges.remove(&range.to_trie_key()) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(Error::Map { name: names::SRC_RANGES, source }),
+        }
+    }
+
+    /// The conntrack entry of a client's original tuple, if tracked.
+    pub fn conntrack(&self, orig: &CtKey) -> Result<Option<CtEntry>, Error> {
+        match self.ct.get(orig, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(Error::Map { name: names::CT, source }),
+        }
+    }
+
+    /// Every per-packet counter summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<PacketReason, Counter>, Error> {
+        let mut out = BTreeMap::new();
+        for reason in PacketReason::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(reason as u32), 0)
+                .map_err(|source| Error::Map { name: shared_names::COUNTERS, source })?;
+            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            });
+            out.insert(reason, sum);
+        }
+        Ok(out)
+    }
+}
+
+/// The loaded TC programs and their maps.
+#[derive(Debug)]
+pub struct PacketDatapath {
+    ebpf: Ebpf,
+    maps: PacketMaps,
+    bpf_dir: PathBuf,
+    programs_loaded: bool,
+}
+
+impl PacketDatapath {
+    /// Loads `c/nodeport.bpf.c` against the maps pinned in `opts.bpf_dir`. Load the socket
+    /// datapath ([`crate::Datapath::load`]) with the same options first: it checks and
+    /// creates the shared maps and writes `sy_config`.
+    pub fn load(
+        opts: &LoadOptions,
+        sizes: PacketMapSizes,
+        settings: &PacketSettings,
+    ) -> Result<Self, Error> {
+        let config = settings.to_config()?;
+        if !opts.bpf_dir.join(shared_names::CONFIG).exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: no pinned {}; load the socket datapath first",
+                opts.bpf_dir.display(),
+                shared_names::CONFIG
+            )));
+        }
+        check_pins(&opts.bpf_dir, sizes)?;
+        let s = &opts.sizes;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&opts.bpf_dir)
+            .map_max_entries(shared_names::FRONTENDS, s.frontends)
+            .map_max_entries(shared_names::SLOTS, s.slots)
+            .map_max_entries(shared_names::BACKENDS, s.backends)
+            .map_max_entries(shared_names::MAGLEV, s.maglev_tables)
+            .map_max_entries(shared_names::SOCK_REVNAT, s.sock_revnat)
+            .map_max_entries(shared_names::AFFINITY, s.affinity)
+            .map_max_entries(shared_names::SOCK_STICKY, s.sock_sticky)
+            .map_max_entries(shared_names::NODE_ADDRS, s.node_addrs)
+            .map_max_entries(names::CT, sizes.ct)
+            .map_max_entries(names::NAT, sizes.nat)
+            .map_max_entries(names::SRC_RANGES, sizes.src_ranges)
+            .load(crate::nodeport_object())?;
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
+        let mut maps = PacketMaps {
+            ct: typed(names::CT, take(names::CT)?)?,
+            nat: typed(names::NAT, take(names::NAT)?)?,
+            src_ranges: typed(names::SRC_RANGES, take(names::SRC_RANGES)?)?,
+            config: typed(names::PKT_CONFIG, take(names::PKT_CONFIG)?)?,
+            counters: typed(shared_names::COUNTERS, take(shared_names::COUNTERS)?)?,
+        };
+        maps.config
+            .set(0, config, 0)
+            .map_err(|source| Error::Map { name: names::PKT_CONFIG, source })?;
+        let mut datapath =
+            PacketDatapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone(), programs_loaded: false };
+        datapath.load_programs()?;
+        info!(bpf_dir = %opts.bpf_dir.display(), "per-packet programs loaded");
+        Ok(datapath)
+    }
+
+    fn load_programs(&mut self) -> Result<(), Error> {
+        if self.programs_loaded {
+            return Ok(());
+        }
+        for (name, _, _) in TC_PROGRAMS {
+            let program: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(Error::MissingProgram { name })?
+                .try_into()
+                .map_err(|source| Error::Program { name, source })?;
+            program.load().map_err(|source| Error::Program { name, source })?;
+        }
+        self.programs_loaded = true;
+        Ok(())
+    }
+
+    /// The maps.
+    pub fn maps(&self) -> &PacketMaps {
+        &self.maps
+    }
+
+    /// The maps, for the reconciler and the agent.
+    pub fn maps_mut(&mut self) -> &mut PacketMaps {
+        &mut self.maps
+    }
+
+    /// A loaded program by name (one of [`TC_PROGRAMS`]), e.g. for `TestRun`.
+    pub fn program(&self, name: &'static str) -> Result<&SchedClassifier, Error> {
+        self.ebpf
+            .program(name)
+            .ok_or(Error::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| Error::Program { name, source })
+    }
+
+    /// Attaches ingress and egress programs to `device` (in the caller's network namespace)
+    /// and pins the links; then removes this device's links of earlier generations.
+    /// On kernels with TCX (6.6+) the links are bpf_links; a clsact qdisc is added first for
+    /// older kernels, where the netlink attachment cannot be pinned and this fails.
+    pub fn attach(&mut self, device: &str) -> Result<(), Error> {
+        check_device_name(device)?;
+        let links_dir = self.bpf_dir.join(LINKS_DIR);
+        std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
+            path: links_dir.clone(),
+            reason: "creating the links directory",
+            source,
+        })?;
+        if let Err(e) = tc::qdisc_add_clsact(device) {
+            // EEXIST (already there) is fine; TCX does not need it at all.
+            debug!(device, error = %error_chain(&e), "clsact qdisc not added");
+        }
+        let generation = generation();
+        for (name, attach_type, direction) in TC_PROGRAMS {
+            let program: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(Error::MissingProgram { name })?
+                .try_into()
+                .map_err(|source| Error::Program { name, source })?;
+            let link_id = program
+                .attach(device, attach_type)
+                .map_err(|source| Error::Program { name, source })?;
+            let link =
+                program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
+            let path = links_dir.join(format!("tc-{device}-{direction}-{generation}"));
+            let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
+                path: path.clone(),
+                detail: format!("not a bpf_link (kernel without TCX, < 6.6?): {e}"),
+            })?;
+            fd_link
+                .pin(&path)
+                .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+            debug!(program = name, device, link = %path.display(), "attached");
+        }
+        for path in device_links(&self.bpf_dir, device)? {
+            let current =
+                path.file_name().is_some_and(|n| n.as_bytes().ends_with(generation.as_bytes()));
+            if !current {
+                unpin_link(&path)?;
+            }
+        }
+        info!(device, "per-packet programs attached");
+        Ok(())
+    }
+}
+
+fn check_device_name(device: &str) -> Result<(), Error> {
+    let ok = !device.is_empty()
+        && device.len() < 16
+        && device.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "device name {device:?}: 1-15 characters of [A-Za-z0-9_-] expected"
+        )))
+    }
+}
+
+/// Link pins of `device` under `<bpf_dir>/links`.
+fn device_links(bpf_dir: &Path, device: &str) -> Result<Vec<PathBuf>, Error> {
+    let dir = bpf_dir.join(LINKS_DIR);
+    let prefix = format!("tc-{device}-");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::BpfDir { path: dir, reason: "listing links", source }),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::BpfDir {
+            path: dir.clone(),
+            reason: "listing links",
+            source,
+        })?;
+        let name = entry.file_name();
+        let rest = name.as_bytes().strip_prefix(prefix.as_bytes());
+        // "tc-eth0-" must not match "tc-eth0-x-ingress-..." of device "eth0-x".
+        if rest.is_some_and(|r| r.starts_with(b"ingress-") || r.starts_with(b"egress-")) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Detaches the per-packet programs from `device` (removes its link pins). Returns how many
+/// links were removed.
+pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
+    check_device_name(device)?;
+    let pins = device_links(bpf_dir, device)?;
+    for path in &pins {
+        unpin_link(path)?;
+    }
+    Ok(pins.len())
+}
+
+/// Removes the per-packet map pins (after [`crate::loader::cleanup`] removed links and the
+/// shared maps).
+pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
+    for name in names::ALL {
+        let path = bpf_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses per-packet pins of another layout or size.
+fn check_pins(bpf_dir: &Path, sizes: PacketMapSizes) -> Result<(), Error> {
+    let expected = [
+        (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
+        (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),
+        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), sizes.src_ranges),
+        (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), 1),
+    ];
+    for (name, key_size, value_size, max_entries) in expected {
+        let path = bpf_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| Error::Map { name, source })?;
+        let found = (info.key_size() as usize, info.value_size() as usize, info.max_entries());
+        if found != (key_size, value_size, max_entries) {
+            return Err(Error::IncompatiblePin {
+                name,
+                detail: format!(
+                    "pinned (key, value, max_entries) = {found:?}, this build wants {:?}",
+                    (key_size, value_size, max_entries)
+                ),
+            });
+        }
+    }
+    Ok(())
+}

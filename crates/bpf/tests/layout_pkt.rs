@@ -1,0 +1,115 @@
+//! The per-packet mirrors in `pkt` must lay out exactly like the per-packet section of
+//! `include/switchyard.h` (build.rs runs `c/layout_probe_pkt.c`). No root needed.
+
+use std::{collections::BTreeMap, mem::offset_of};
+
+use switchyard_bpf::pkt::*;
+
+include!(concat!(env!("OUT_DIR"), "/c_layout_pkt.rs"));
+
+#[test]
+fn every_per_packet_struct_has_the_size_and_alignment_of_the_header() {
+    let rust = BTreeMap::from([
+        ("sy_ct_key", (size_of::<CtKey>(), align_of::<CtKey>())),
+        ("sy_ct_entry", (size_of::<CtEntry>(), align_of::<CtEntry>())),
+        ("sy_nat_entry", (size_of::<NatEntry>(), align_of::<NatEntry>())),
+        ("sy_src_range_key", (size_of::<SrcRangeKey>(), align_of::<SrcRangeKey>())),
+        ("sy_pkt_config", (size_of::<PktConfig>(), align_of::<PktConfig>())),
+    ]);
+    let c: BTreeMap<_, _> = C_PKT_SIZES.iter().map(|&(n, s, a)| (n, (s, a))).collect();
+    assert_eq!(rust, c, "(size, align) per struct: left Rust, right C");
+}
+
+#[test]
+fn every_per_packet_field_has_the_offset_of_the_header() {
+    macro_rules! o {
+        ($($c:literal => $t:ty, $f:ident);* $(;)?) => {
+            BTreeMap::from([$(($c, offset_of!($t, $f))),*])
+        };
+    }
+    let rust = o! {
+        "sy_ct_key.saddr" => CtKey, saddr;
+        "sy_ct_key.daddr" => CtKey, daddr;
+        "sy_ct_key.sport" => CtKey, sport;
+        "sy_ct_key.dport" => CtKey, dport;
+        "sy_ct_key.proto" => CtKey, proto;
+        "sy_ct_key.family" => CtKey, family;
+        "sy_ct_key.pad" => CtKey, pad;
+        "sy_ct_entry.nat_saddr" => CtEntry, nat_saddr;
+        "sy_ct_entry.nat_daddr" => CtEntry, nat_daddr;
+        "sy_ct_entry.nat_sport" => CtEntry, nat_sport;
+        "sy_ct_entry.nat_dport" => CtEntry, nat_dport;
+        "sy_ct_entry.backend_id" => CtEntry, backend_id;
+        "sy_ct_entry.frontend_id" => CtEntry, frontend_id;
+        "sy_ct_entry.state" => CtEntry, state;
+        "sy_ct_entry.flags" => CtEntry, flags;
+        "sy_ct_entry.pad" => CtEntry, pad;
+        "sy_ct_entry.last_seen_ns" => CtEntry, last_seen_ns;
+        "sy_nat_entry.orig" => NatEntry, orig;
+        "sy_src_range_key.prefixlen" => SrcRangeKey, prefixlen;
+        "sy_src_range_key.frontend_id" => SrcRangeKey, frontend_id;
+        "sy_src_range_key.addr" => SrcRangeKey, addr;
+        "sy_pkt_config.snat_addr4" => PktConfig, snat_addr4;
+        "sy_pkt_config.snat_addr6" => PktConfig, snat_addr6;
+        "sy_pkt_config.snat_port_min" => PktConfig, snat_port_min;
+        "sy_pkt_config.snat_port_max" => PktConfig, snat_port_max;
+        "sy_pkt_config.flags" => PktConfig, flags;
+        "sy_pkt_config.timeout_tcp_syn_s" => PktConfig, timeout_tcp_syn_s;
+        "sy_pkt_config.timeout_tcp_established_s" => PktConfig, timeout_tcp_established_s;
+        "sy_pkt_config.timeout_tcp_closing_s" => PktConfig, timeout_tcp_closing_s;
+        "sy_pkt_config.timeout_udp_s" => PktConfig, timeout_udp_s;
+        "sy_pkt_config.timeout_other_s" => PktConfig, timeout_other_s;
+        "sy_pkt_config.pad" => PktConfig, pad;
+    };
+    let c: BTreeMap<_, _> = C_PKT_OFFSETS.iter().copied().collect();
+    assert_eq!(rust, c, "field offsets: left Rust, right C");
+}
+
+#[test]
+fn every_per_packet_constant_has_the_value_of_the_header() {
+    let mut rust = BTreeMap::from([
+        ("SY_CT_SYN_SENT", u64::from(CT_SYN_SENT)),
+        ("SY_CT_ESTABLISHED", u64::from(CT_ESTABLISHED)),
+        ("SY_CT_CLOSING", u64::from(CT_CLOSING)),
+        ("SY_CT_F_SNAT", u64::from(CT_F_SNAT)),
+        ("SY_CT_F_REPLY_SEEN", u64::from(CT_F_REPLY_SEEN)),
+        ("SY_CT_F_HAIRPIN", u64::from(CT_F_HAIRPIN)),
+        ("SY_SNAT_PROBES", u64::from(SNAT_PROBES)),
+    ]);
+    let names: Vec<String> = PacketReason::ALL
+        .iter()
+        .map(|r| format!("SY_REASON_PKT_{}", r.name().to_uppercase()))
+        .collect();
+    for (reason, name) in PacketReason::ALL.iter().zip(&names) {
+        rust.insert(name.as_str(), *reason as u64);
+    }
+    let c: BTreeMap<_, _> = C_PKT_CONSTANTS.iter().copied().collect();
+    assert_eq!(rust, c, "constants: left Rust, right C");
+}
+
+#[test]
+fn per_packet_structs_have_no_implicit_padding() {
+    let declared = [
+        ("sy_ct_key", 16 + 16 + 2 + 2 + 1 + 1 + 2, size_of::<CtKey>()),
+        ("sy_ct_entry", 16 + 16 + 2 + 2 + 4 + 4 + 1 + 1 + 2 + 8, size_of::<CtEntry>()),
+        ("sy_nat_entry", size_of::<CtKey>(), size_of::<NatEntry>()),
+        ("sy_src_range_key", 4 + 4 + 16, size_of::<SrcRangeKey>()),
+        ("sy_pkt_config", 16 + 16 + 2 + 2 + 4 + 5 * 4 + 4, size_of::<PktConfig>()),
+    ];
+    for (name, fields, size) in declared {
+        assert_eq!(
+            fields, size,
+            "{name}: fields add up to {fields} bytes but the struct has {size}"
+        );
+    }
+}
+
+#[test]
+fn per_packet_reasons_fit_the_counter_map_and_are_unique() {
+    let mut seen = std::collections::BTreeSet::new();
+    for reason in PacketReason::ALL {
+        let index = reason as u32;
+        assert!((32..switchyard_bpf::abi::Reason::MAX).contains(&index), "{reason:?} = {index}");
+        assert!(seen.insert(index), "{reason:?} reuses counter {index}");
+    }
+}

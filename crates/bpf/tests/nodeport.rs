@@ -1,0 +1,635 @@
+//! The per-packet programs under BPF_PROG_TEST_RUN with crafted frames (root).
+//!
+//! Each test runs on a thread moved into a fresh, empty network namespace, so the programs'
+//! route lookups find no route (the translated packet goes to the stack: TC_ACT_OK) and never
+//! depend on or touch the host's network; answers (RST, ICMP) are redirected back (TC_ACT_REDIRECT).
+
+#![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
+
+mod common;
+mod packet;
+
+use std::net::IpAddr;
+
+use aya::programs::{TestRun, TestRunOptions};
+use common::{BpfDir, small_sizes};
+use packet::*;
+use switchyard_bpf::{
+    Datapath, LoadOptions,
+    abi::*,
+    pkt::*,
+    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+};
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+
+const INGRESS: &str = "sy_nodeport_ingress";
+const EGRESS: &str = "sy_nodeport_egress";
+
+const NODE4: &str = "10.0.0.1";
+const NODE6: &str = "fd00::1";
+const SNAT4: &str = "10.0.0.1";
+const SNAT6: &str = "fd00::1";
+const CLIENT4: &str = "192.0.2.7";
+const CLIENT6: &str = "2001:db8::7";
+const NODE_PORT: u16 = 30080;
+
+/// Loaded socket + per-packet datapath in a bpffs of the test's own, on a thread in a fresh
+/// network namespace.
+struct Tc {
+    sock: Datapath,
+    pkt: PacketDatapath,
+    _bpf: BpfDir,
+}
+
+fn enter_private_netns() {
+    // SAFETY: unshare only affects the calling thread (each test has its own thread).
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+}
+
+fn settings() -> PacketSettings {
+    PacketSettings {
+        snat_ipv4: Some(SNAT4.parse().unwrap()),
+        snat_ipv6: Some(SNAT6.parse().unwrap()),
+        snat_ports: 40_000..=40_999,
+        ..PacketSettings::default()
+    }
+}
+
+impl Tc {
+    fn new(test: &str, settings: &PacketSettings) -> Tc {
+        enter_private_netns();
+        let bpf = BpfDir::new(test);
+        let mut options = LoadOptions::new(&bpf.0);
+        options.sizes = small_sizes();
+        options.maglev_table_size = 251;
+        let mut sock = Datapath::load(&options).unwrap();
+        let pkt = PacketDatapath::load(&options, PacketMapSizes::default(), settings).unwrap();
+        for node in [NODE4, NODE6] {
+            let key = NodeAddrKey::new(node.parse().unwrap());
+            sock.maps_mut().node_addrs.insert(key, 0, 0).unwrap();
+        }
+        Tc { sock, pkt, _bpf: bpf }
+    }
+
+    /// A frontend with backends (id, address, port, flags); `addr` None = NodePort wildcard.
+    #[allow(clippy::too_many_arguments, reason = "one call per frontend reads like a table")]
+    fn frontend(
+        &mut self,
+        id: u32,
+        addr: Option<&str>,
+        family: u8,
+        port: u16,
+        proto: u8,
+        flags: u32,
+        backends: &[(u32, &str, u16, u8)],
+    ) {
+        let maps = self.sock.maps_mut();
+        for (slot, &(backend_id, ip, bport, bflags)) in (0u32..).zip(backends) {
+            let backend = Backend::new(ip.parse().unwrap(), bport, bflags);
+            maps.backends.insert(backend_id, backend, 0).unwrap();
+            maps.slots.insert(SlotKey { frontend_id: id, slot }, backend_id, 0).unwrap();
+        }
+        let key = match addr {
+            Some(ip) => FrontendKey::new(ip.parse().unwrap(), port, proto, SCOPE_DEFAULT),
+            None => FrontendKey::node_port(family, port, proto, SCOPE_DEFAULT),
+        };
+        let frontend =
+            Frontend { id, flags, backend_count: backends.len() as u32, affinity_timeout_s: 60 };
+        maps.frontends.insert(key, frontend, 0).unwrap();
+    }
+
+    /// Replaces the slots of frontend `id` (backends must exist).
+    fn set_slots(&mut self, id: u32, key: FrontendKey, flags: u32, backend_ids: &[u32]) {
+        let maps = self.sock.maps_mut();
+        for (slot, &b) in (0u32..).zip(backend_ids) {
+            maps.slots.insert(SlotKey { frontend_id: id, slot }, b, 0).unwrap();
+        }
+        let frontend =
+            Frontend { id, flags, backend_count: backend_ids.len() as u32, affinity_timeout_s: 60 };
+        maps.frontends.insert(key, frontend, 0).unwrap();
+    }
+
+    fn run(&self, program: &'static str, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.try_run(program, frame).unwrap()
+    }
+
+    fn try_run(
+        &self,
+        program: &'static str,
+        frame: &[u8],
+    ) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
+        let prog = self.pkt.program(program).unwrap();
+        let mut out = vec![0u8; 2048];
+        let result = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
+    fn count(&self, reason: PacketReason) -> u64 {
+        self.pkt.maps().counters().unwrap()[&reason].packets
+    }
+
+    fn shared_count(&self, reason: Reason) -> u64 {
+        self.sock.maps().counters().unwrap()[&reason].packets
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// (family, node, client, local backend, remote backend)
+const FAMILIES: [(u8, &str, &str, &str, &str); 2] = [
+    (AF_INET, NODE4, CLIENT4, "10.244.1.5", "10.244.2.9"),
+    (AF_INET6, NODE6, CLIENT6, "fd00:244:1::5", "fd00:244:2::9"),
+];
+
+#[test]
+fn nodeport_to_a_local_backend_is_dnated_and_the_reply_is_translated_back() {
+    if !switchyard_lab::require_root(
+        "nodeport_to_a_local_backend_is_dnated_and_the_reply_is_translated_back",
+    ) {
+        return;
+    }
+    for (family, node, client, local, _) in FAMILIES {
+        for proto in [TCP, UDP] {
+            let mut tc = Tc::new("dnat-local", &settings());
+            tc.frontend(
+                1,
+                None,
+                family,
+                NODE_PORT,
+                proto,
+                FE_NODEPORT,
+                &[(7, local, 8080, BE_LOCAL)],
+            );
+            let spec = if proto == TCP {
+                Spec::tcp(client, 51000, node, NODE_PORT, SYN)
+            } else {
+                Spec::udp(client, 51000, node, NODE_PORT)
+            };
+            let (rc, out) = tc.run(INGRESS, &spec.frame());
+            assert_eq!(rc, TC_ACT_OK, "{family} {proto}: no route in the test netns: to the stack");
+            let p = parse(&out);
+            assert_eq!((p.src, p.sport), (ip(client), 51000), "client address kept");
+            assert_eq!((p.dst, p.dport), (ip(local), 8080), "DNATed to the backend");
+            assert_eq!(tc.count(PacketReason::Dnat), 1);
+
+            let orig = CtKey::new(ip(client), 51000, ip(node), NODE_PORT, proto);
+            let ct = tc.pkt.maps().conntrack(&orig).unwrap().expect("conntrack entry");
+            assert_eq!(ct.backend_id, 7);
+            assert_eq!(ct.flags & CT_F_SNAT, 0);
+            let want_state = if proto == TCP { CT_SYN_SENT } else { CT_ESTABLISHED };
+            assert_eq!(ct.state, want_state);
+
+            // The backend's reply leaves through the device's egress.
+            let mut reply = if proto == TCP {
+                Spec::tcp(local, 8080, client, 51000, SYN | ACK)
+            } else {
+                Spec::udp(local, 8080, client, 51000)
+            };
+            reply.payload = b"reply".to_vec();
+            let (rc, out) = tc.run(EGRESS, &reply.frame());
+            assert_eq!(rc, TC_ACT_OK);
+            let p = parse(&out);
+            assert_eq!((p.src, p.sport), (ip(node), NODE_PORT), "reply comes from the NodePort");
+            assert_eq!((p.dst, p.dport), (ip(client), 51000));
+            assert_eq!(tc.count(PacketReason::Revnat), 1);
+            let ct = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
+            assert_eq!(ct.state, CT_ESTABLISHED, "the backend answered");
+            assert_ne!(ct.flags & CT_F_REPLY_SEEN, 0);
+        }
+    }
+}
+
+#[test]
+fn a_remote_backend_gets_the_node_address_as_source_and_its_reply_is_translated_back() {
+    if !switchyard_lab::require_root(
+        "a_remote_backend_gets_the_node_address_as_source_and_its_reply_is_translated_back",
+    ) {
+        return;
+    }
+    for (family, node, client, _, remote) in FAMILIES {
+        let mut tc = Tc::new("snat", &settings());
+        tc.frontend(1, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(9, remote, 8080, 0)]);
+        let (rc, out) = tc.run(INGRESS, &Spec::tcp(client, 51000, node, NODE_PORT, SYN).frame());
+        assert_eq!(rc, TC_ACT_OK);
+        let p = parse(&out);
+        assert_eq!(p.src, ip(node), "SNAT to the node address");
+        assert!((40_000..=40_999).contains(&p.sport), "SNAT port {} from the range", p.sport);
+        assert_eq!((p.dst, p.dport), (ip(remote), 8080));
+        assert_eq!(tc.count(PacketReason::DnatSnat), 1);
+
+        // The reply arrives on the device from the other node.
+        let reply = Spec::tcp(remote, 8080, node, p.sport, SYN | ACK);
+        let (rc, out) = tc.run(INGRESS, &reply.frame());
+        assert_eq!(rc, TC_ACT_OK);
+        let r = parse(&out);
+        assert_eq!((r.src, r.sport), (ip(node), NODE_PORT), "reply from the NodePort");
+        assert_eq!((r.dst, r.dport), (ip(client), 51000), "to the client's own port");
+        assert_eq!(tc.count(PacketReason::Revnat), 1);
+    }
+}
+
+#[test]
+fn local_traffic_policy_keeps_the_client_address_and_drops_without_local_backends() {
+    if !switchyard_lab::require_root(
+        "local_traffic_policy_keeps_the_client_address_and_drops_without_local_backends",
+    ) {
+        return;
+    }
+    let mut tc = Tc::new("etp-local", &settings());
+    let flags = FE_NODEPORT | FE_LOCAL_ONLY;
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, flags, &[(7, "10.244.1.5", 8080, BE_LOCAL)]);
+    tc.frontend(2, None, AF_INET, NODE_PORT + 1, TCP, flags | FE_REJECT_EMPTY, &[]);
+    let (_, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, SYN).frame());
+    assert_eq!(parse(&out).src, ip(CLIENT4), "client address preserved");
+    let (rc, _) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT + 1, SYN).frame());
+    assert_eq!(rc, TC_ACT_SHOT, "dropped, not rejected: another node may have endpoints");
+    assert_eq!(tc.count(PacketReason::DropNoLocalBackend), 1);
+}
+
+#[test]
+fn an_existing_flow_keeps_its_backend_when_the_backend_set_changes() {
+    if !switchyard_lab::require_root(
+        "an_existing_flow_keeps_its_backend_when_the_backend_set_changes",
+    ) {
+        return;
+    }
+    let mut tc = Tc::new("ct-keeps", &settings());
+    let lb = "198.51.100.10";
+    tc.frontend(1, Some(lb), AF_INET, 80, TCP, 0, &[(7, "10.244.1.5", 8080, BE_LOCAL)]);
+    let first = Spec::tcp(CLIENT4, 51000, lb, 80, SYN);
+    let (_, out) = tc.run(INGRESS, &first.frame());
+    assert_eq!(parse(&out).dst, ip("10.244.1.5"));
+
+    // Backend 8 replaces backend 7 in the slots; 7 still exists (terminating).
+    tc.sock
+        .maps_mut()
+        .backends
+        .insert(8, Backend::new(ip("10.244.1.6"), 8080, BE_LOCAL), 0)
+        .unwrap();
+    let key = FrontendKey::new(ip(lb), 80, TCP, SCOPE_DEFAULT);
+    tc.set_slots(1, key, 0, &[8]);
+
+    let (_, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, lb, 80, ACK).frame());
+    assert_eq!(parse(&out).dst, ip("10.244.1.5"), "the established flow stays");
+    assert_eq!(tc.count(PacketReason::CtHit), 1);
+    let (_, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51001, lb, 80, SYN).frame());
+    assert_eq!(parse(&out).dst, ip("10.244.1.6"), "a new flow takes the new set");
+
+    // Once backend 7 is deleted, its flow moves on (stale UDP/TCP flows are not blackholed).
+    tc.sock.maps_mut().backends.remove(&7).unwrap();
+    let (_, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, lb, 80, ACK).frame());
+    assert_eq!(parse(&out).dst, ip("10.244.1.6"));
+}
+
+#[test]
+fn a_new_syn_on_a_closed_flow_picks_again() {
+    if !switchyard_lab::require_root("a_new_syn_on_a_closed_flow_picks_again") {
+        return;
+    }
+    let mut tc = Tc::new("ct-closing", &settings());
+    let lb = "198.51.100.10";
+    tc.frontend(1, Some(lb), AF_INET, 80, TCP, 0, &[(7, "10.244.1.5", 8080, BE_LOCAL)]);
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, lb, 80, SYN).frame());
+    let orig = CtKey::new(ip(CLIENT4), 51000, ip(lb), 80, TCP);
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, lb, 80, FIN | ACK).frame());
+    assert_eq!(tc.pkt.maps().conntrack(&orig).unwrap().unwrap().state, CT_CLOSING);
+
+    tc.sock
+        .maps_mut()
+        .backends
+        .insert(8, Backend::new(ip("10.244.1.6"), 8080, BE_LOCAL), 0)
+        .unwrap();
+    tc.set_slots(1, FrontendKey::new(ip(lb), 80, TCP, SCOPE_DEFAULT), 0, &[8]);
+    let (_, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, lb, 80, SYN).frame());
+    assert_eq!(parse(&out).dst, ip("10.244.1.6"), "port reuse after close is a new flow");
+    let ct = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
+    assert_eq!((ct.backend_id, ct.state), (8, CT_SYN_SENT));
+}
+
+#[test]
+fn snat_ports_do_not_collide_and_exhaustion_is_a_counted_drop() {
+    if !switchyard_lab::require_root("snat_ports_do_not_collide_and_exhaustion_is_a_counted_drop") {
+        return;
+    }
+    let mut settings = settings();
+    settings.snat_ports = 40_000..=40_001;
+    let mut tc = Tc::new("snat-ports", &settings);
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(9, "10.244.2.9", 8080, 0)]);
+    let mut ports = Vec::new();
+    for client_port in [51000, 51001] {
+        let (rc, out) =
+            tc.run(INGRESS, &Spec::tcp(CLIENT4, client_port, NODE4, NODE_PORT, SYN).frame());
+        assert_eq!(rc, TC_ACT_OK);
+        ports.push(parse(&out).sport);
+    }
+    ports.sort();
+    assert_eq!(ports, [40_000, 40_001], "two flows, two distinct ports of the range");
+    let (rc, _) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51002, NODE4, NODE_PORT, SYN).frame());
+    assert_eq!(rc, TC_ACT_SHOT, "third flow: range exhausted");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
+}
+
+#[test]
+fn snat_settings_overlapping_the_node_port_range_are_refused() {
+    let cases = [
+        (30_000..=32_767, false, "NodePort range itself"),
+        (32_000..=33_000, false, "overlaps the top"),
+        (29_000..=30_000, false, "overlaps the bottom"),
+        (0..=100, false, "port 0"),
+        (32_768..=60_999, true, "default ephemeral range"),
+        (20_000..=29_999, true, "below"),
+    ];
+    for (range, ok, what) in cases {
+        let settings = PacketSettings { snat_ports: range.clone(), ..PacketSettings::default() };
+        assert_eq!(settings.to_config().is_ok(), ok, "{what}: {range:?}");
+    }
+}
+
+#[test]
+fn an_empty_service_with_reject_answers_rst_or_icmp_port_unreachable() {
+    if !switchyard_lab::require_root(
+        "an_empty_service_with_reject_answers_rst_or_icmp_port_unreachable",
+    ) {
+        return;
+    }
+    for (family, node, client, _, _) in FAMILIES {
+        let mut tc = Tc::new("reject", &settings());
+        tc.frontend(1, None, family, NODE_PORT, TCP, FE_NODEPORT | FE_REJECT_EMPTY, &[]);
+        tc.frontend(2, None, family, NODE_PORT, UDP, FE_NODEPORT | FE_REJECT_EMPTY, &[]);
+        tc.frontend(3, None, family, NODE_PORT + 1, TCP, FE_NODEPORT, &[]);
+
+        let syn = Spec::tcp(client, 51000, node, NODE_PORT, SYN);
+        let (rc, out) = tc.run(INGRESS, &syn.frame());
+        assert_eq!(rc, TC_ACT_REDIRECT, "sent back out");
+        let p = parse(&out);
+        assert_eq!((p.src, p.sport, p.dst, p.dport), (ip(node), NODE_PORT, ip(client), 51000));
+        assert_eq!(p.tcp_flags, RST | ACK);
+        assert_eq!(p.tcp_ack, syn.seq + 1, "acknowledges the SYN");
+        assert_eq!((p.dst_mac, p.src_mac), (CLIENT_MAC, NODE_MAC));
+        assert_eq!(tc.count(PacketReason::RejectRst), 1);
+
+        let udp = Spec::udp(client, 51000, node, NODE_PORT);
+        let (rc, out) = tc.run(INGRESS, &udp.frame());
+        assert_eq!(rc, TC_ACT_REDIRECT);
+        let p = parse(&out);
+        assert_eq!((p.src, p.dst), (ip(node), ip(client)));
+        let want = if family == AF_INET { (ICMP, 3, 3) } else { (ICMPV6, 1, 4) };
+        let (kind, code, _) = p.icmp();
+        assert_eq!((p.proto, kind, code), want, "port unreachable");
+        let q = p.quoted();
+        assert_eq!((q.src, q.sport, q.dst, q.dport), (ip(client), 51000, ip(node), NODE_PORT));
+        assert_eq!(tc.count(PacketReason::RejectIcmp), 1);
+
+        let (rc, _) = tc.run(INGRESS, &Spec::tcp(client, 51000, node, NODE_PORT + 1, SYN).frame());
+        assert_eq!(rc, TC_ACT_SHOT, "no reject flag: dropped");
+        assert_eq!(tc.shared_count(Reason::DropNoBackend), 1);
+    }
+}
+
+#[test]
+fn source_ranges_admit_listed_clients_only() {
+    if !switchyard_lab::require_root("source_ranges_admit_listed_clients_only") {
+        return;
+    }
+    let mut tc = Tc::new("src-ranges", &settings());
+    let lb = "198.51.100.10";
+    let lb6 = "2001:db8:100::10";
+    tc.frontend(
+        5,
+        Some(lb),
+        AF_INET,
+        443,
+        TCP,
+        FE_SOURCE_RANGES,
+        &[(7, "10.244.1.5", 8443, BE_LOCAL)],
+    );
+    tc.frontend(
+        6,
+        Some(lb6),
+        AF_INET6,
+        443,
+        TCP,
+        FE_SOURCE_RANGES,
+        &[(8, "fd00:244:1::5", 8443, BE_LOCAL)],
+    );
+    let maps = tc.pkt.maps_mut();
+    maps.add_source_range(5, SrcRangeKey::new(5, ip("192.0.2.0"), 24).unwrap()).unwrap();
+    maps.add_source_range(6, SrcRangeKey::new(6, ip("2001:db8::"), 64).unwrap()).unwrap();
+    // A range of another frontend admits nobody here.
+    maps.add_source_range(99, SrcRangeKey::new(99, ip("203.0.113.0"), 24).unwrap()).unwrap();
+
+    let cases = [
+        ("192.0.2.7", lb, TC_ACT_OK),
+        ("192.0.2.255", lb, TC_ACT_OK),
+        ("192.0.3.1", lb, TC_ACT_SHOT),
+        ("203.0.113.5", lb, TC_ACT_SHOT),
+        ("2001:db8::7", lb6, TC_ACT_OK),
+        ("2001:db8:1::7", lb6, TC_ACT_SHOT),
+    ];
+    let mut drops = 0;
+    for (client, dst, want) in cases {
+        let (rc, _) = tc.run(INGRESS, &Spec::tcp(client, 51000, dst, 443, SYN).frame());
+        assert_eq!(rc, want, "{client} -> {dst}");
+        drops += u64::from(want == TC_ACT_SHOT);
+    }
+    assert_eq!(tc.count(PacketReason::DropSourceRange), drops);
+}
+
+#[test]
+fn source_range_keys_mask_host_bits_and_refuse_long_prefixes() {
+    let k = SrcRangeKey::new(3, ip("192.0.2.77"), 24).unwrap();
+    assert_eq!(k.prefixlen, 32 + 96 + 24);
+    assert_eq!(k.addr.to_ip(AF_INET), ip("192.0.2.0"));
+    let k = SrcRangeKey::new(3, ip("2001:db8::ff"), 120).unwrap();
+    assert_eq!(k.addr.to_ip(AF_INET6), ip("2001:db8::"));
+    assert!(SrcRangeKey::new(3, ip("192.0.2.0"), 33).is_err());
+    assert!(SrcRangeKey::new(3, ip("2001:db8::"), 129).is_err());
+}
+
+#[test]
+fn icmp_frag_needed_about_a_snated_packet_reaches_the_client_translated() {
+    if !switchyard_lab::require_root(
+        "icmp_frag_needed_about_a_snated_packet_reaches_the_client_translated",
+    ) {
+        return;
+    }
+    for (family, node, client, _, remote) in FAMILIES {
+        let mut tc = Tc::new("icmp-ptb", &settings());
+        tc.frontend(1, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(9, remote, 8080, 0)]);
+        let mut data = Spec::tcp(client, 51000, node, NODE_PORT, ACK);
+        data.payload = vec![0xab; 1200];
+        let (_, forwarded) = tc.run(INGRESS, &data.frame());
+        let fwd = parse(&forwarded);
+
+        // A router between this node and the backend cannot pass 1200 bytes.
+        let router = if family == AF_INET { "10.0.5.1" } else { "fd00:5::1" };
+        let (kind, code) = if family == AF_INET { (3, 4) } else { (2, 0) };
+        let quoted =
+            without_ethernet(&forwarded)[..if family == AF_INET { 28 } else { 48 }].to_vec();
+        let err = icmp_error(router, node, kind, code, 1000, &quoted);
+        let (rc, out) = tc.run(INGRESS, &err);
+        assert_eq!(rc, TC_ACT_OK);
+        let p = parse(&out);
+        assert_eq!((p.src, p.dst), (ip(node), ip(client)), "from the frontend to the client");
+        assert_eq!(p.icmp(), (kind, code, 1000), "type, code and MTU unchanged");
+        let q = p.quoted();
+        assert_eq!(
+            (q.src, q.sport, q.dst, q.dport),
+            (ip(client), 51000, ip(node), NODE_PORT),
+            "the quote is the client's own packet (SNAT port {} undone)",
+            fwd.sport
+        );
+        assert_eq!(tc.count(PacketReason::IcmpRevnat), 1);
+    }
+}
+
+#[test]
+fn icmp_errors_about_replies_and_from_local_backends_are_translated() {
+    if !switchyard_lab::require_root(
+        "icmp_errors_about_replies_and_from_local_backends_are_translated",
+    ) {
+        return;
+    }
+    let mut tc = Tc::new("icmp-both", &settings());
+    let lb = "198.51.100.10";
+    let backend = "10.244.1.5";
+    tc.frontend(1, Some(lb), AF_INET, 53, UDP, 0, &[(7, backend, 5353, BE_LOCAL)]);
+    let query = Spec::udp(CLIENT4, 51000, lb, 53);
+    let (_, forwarded) = tc.run(INGRESS, &query.frame());
+
+    // The local backend answers port unreachable about the query it got (egress).
+    let quoted = without_ethernet(&forwarded)[..28].to_vec();
+    let (rc, out) = tc.run(EGRESS, &icmp_error(backend, CLIENT4, 3, 3, 0, &quoted));
+    assert_eq!(rc, TC_ACT_OK);
+    let p = parse(&out);
+    assert_eq!((p.src, p.dst), (ip(lb), ip(CLIENT4)));
+    let q = p.quoted();
+    assert_eq!((q.src, q.sport, q.dst, q.dport), (ip(CLIENT4), 51000, ip(lb), 53));
+
+    // The client's side reports a reply too big (quoting LB -> client): goes to the backend.
+    let reply = Spec::udp(lb, 53, CLIENT4, 51000);
+    let quoted = without_ethernet(&reply.frame())[..28].to_vec();
+    let (rc, out) = tc.run(INGRESS, &icmp_error("192.0.2.254", lb, 3, 4, 1280, &quoted));
+    assert_eq!(rc, TC_ACT_OK);
+    let p = parse(&out);
+    assert_eq!(p.dst, ip(backend), "sent to the backend");
+    assert_eq!(p.src, ip("192.0.2.254"), "no SNAT: the reporting router stays the source");
+    let q = p.quoted();
+    assert_eq!((q.src, q.sport, q.dst, q.dport), (ip(backend), 5353, ip(CLIENT4), 51000));
+    assert_eq!(tc.count(PacketReason::IcmpRevnat), 2);
+}
+
+#[test]
+fn maglev_frontends_pick_the_backend_of_the_flow_hash() {
+    if !switchyard_lab::require_root("maglev_frontends_pick_the_backend_of_the_flow_hash") {
+        return;
+    }
+    let mut tc = Tc::new("maglev", &settings());
+    let lb = "198.51.100.10";
+    let backends = [(11, "10.244.1.11"), (12, "10.244.1.12"), (13, "10.244.1.13")];
+    let b: Vec<_> = backends.iter().map(|&(id, a)| (id, a, 8080u16, BE_LOCAL)).collect();
+    tc.frontend(1, Some(lb), AF_INET, 80, TCP, FE_MAGLEV, &b);
+    let table: Vec<u32> = (0..251u32).map(|i| [11, 12, 13][(i * 7 % 3) as usize]).collect();
+    tc.sock.maps_mut().set_maglev_table(1, &table).unwrap();
+    let seed = switchyard_maglev::Seed::DEFAULT;
+    for client_port in 50_000..50_040u16 {
+        let flow = switchyard_maglev::FlowKey {
+            source: ip(CLIENT4),
+            destination: ip(lb),
+            source_port: client_port,
+            destination_port: 80,
+            protocol: TCP,
+        };
+        let want_id = table[(flow.hash(&seed).unwrap() % 251) as usize];
+        let want = backends.iter().find(|b| b.0 == want_id).unwrap().1;
+        let (_, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, client_port, lb, 80, SYN).frame());
+        assert_eq!(parse(&out).dst, ip(want), "client port {client_port}");
+    }
+    assert_eq!(tc.shared_count(Reason::TranslatedMaglev), 40);
+}
+
+#[test]
+fn hairpin_traffic_is_snated_so_the_backend_does_not_answer_itself() {
+    if !switchyard_lab::require_root(
+        "hairpin_traffic_is_snated_so_the_backend_does_not_answer_itself",
+    ) {
+        return;
+    }
+    let mut tc = Tc::new("hairpin", &settings());
+    let pod = "10.244.1.5";
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(7, pod, 8080, BE_LOCAL)]);
+    let (_, out) = tc.run(INGRESS, &Spec::tcp(pod, 51000, NODE4, NODE_PORT, SYN).frame());
+    let p = parse(&out);
+    assert_eq!((p.src, p.dst), (ip(SNAT4), ip(pod)));
+    let orig = CtKey::new(ip(pod), 51000, ip(NODE4), NODE_PORT, TCP);
+    let ct = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
+    assert_eq!(ct.flags & (CT_F_SNAT | CT_F_HAIRPIN), CT_F_SNAT | CT_F_HAIRPIN);
+}
+
+#[test]
+fn malformed_and_foreign_packets_pass_or_drop_with_a_reason() {
+    if !switchyard_lab::require_root("malformed_and_foreign_packets_pass_or_drop_with_a_reason") {
+        return;
+    }
+    let mut tc = Tc::new("malformed", &settings());
+    tc.frontend(
+        1,
+        None,
+        AF_INET,
+        NODE_PORT,
+        TCP,
+        FE_NODEPORT,
+        &[(7, "10.244.1.5", 8080, BE_LOCAL)],
+    );
+    let good = Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, SYN).frame();
+
+    // (The kernel refuses test frames shorter than Ethernet + IP header, so truncation is
+    // tested at the transport header.)
+    let mut long_ihl = good.clone();
+    long_ihl[14] = 0x4f;
+    let short_udp = Spec::udp(CLIENT4, 51000, NODE4, NODE_PORT).frame()[..36].to_vec();
+    let mut arp = good.clone();
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    let mut bad_version = good.clone();
+    bad_version[14] = 0x35;
+    let mut fragment = good.clone();
+    fragment[20..22].copy_from_slice(&0x0010u16.to_be_bytes());
+    let mut v6_ext = Spec::tcp(CLIENT6, 51000, NODE6, NODE_PORT, SYN).frame();
+    v6_ext[20] = 0; // hop-by-hop options header: not parsed, passed
+
+    let cases: [(&str, Vec<u8>, u32, Option<PacketReason>); 7] = [
+        (
+            "IPv4 header length beyond the frame",
+            long_ihl,
+            TC_ACT_OK,
+            Some(PacketReason::PassMalformed),
+        ),
+        ("truncated UDP header", short_udp, TC_ACT_OK, Some(PacketReason::PassMalformed)),
+        ("truncated TCP header", good[..40].to_vec(), TC_ACT_OK, Some(PacketReason::PassMalformed)),
+        ("ARP", arp, TC_ACT_OK, None),
+        ("IP version 3", bad_version, TC_ACT_OK, None),
+        ("non-first fragment", fragment, TC_ACT_OK, Some(PacketReason::PassFragment)),
+        ("IPv6 extension header", v6_ext, TC_ACT_OK, None),
+    ];
+    for (what, frame, want, reason) in cases {
+        let before = reason.map(|r| tc.count(r));
+        let (rc, out) = tc.try_run(INGRESS, &frame).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert_eq!(rc, want, "{what}");
+        assert_eq!(out, frame, "{what}: passed untouched");
+        if let (Some(r), Some(b)) = (reason, before) {
+            assert_eq!(tc.count(r), b + 1, "{what}: counted as {r:?}");
+        }
+    }
+    assert_eq!(tc.count(PacketReason::Dnat), 0, "nothing was translated");
+}

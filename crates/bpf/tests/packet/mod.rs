@@ -1,0 +1,276 @@
+//! Crafted Ethernet/IPv4/IPv6/TCP/UDP/ICMP frames for BPF_PROG_TEST_RUN, and a parser that
+//! checks every checksum of what the program hands back.
+
+#![allow(dead_code, unreachable_pub, reason = "each test target uses a different part")]
+
+use std::net::IpAddr;
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const RST: u8 = 0x04;
+pub const FIN: u8 = 0x01;
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
+pub const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// One's-complement sum of 16-bit big-endian words.
+pub fn sum16(data: &[u8], mut acc: u32) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u32::from(*last) << 8;
+    }
+    acc
+}
+
+pub fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn pseudo_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
+    let mut acc = sum16(&ip_bytes(src), 0);
+    acc = sum16(&ip_bytes(dst), acc);
+    acc + u32::from(proto) + len as u32
+}
+
+/// A packet to craft.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub seq: u32,
+    pub payload: Vec<u8>,
+    pub df: bool,
+}
+
+impl Spec {
+    pub fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Spec {
+        Spec {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport,
+            dport,
+            proto: TCP,
+            tcp_flags: flags,
+            seq: 1000,
+            payload: Vec::new(),
+            df: true,
+        }
+    }
+
+    pub fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Spec {
+        Spec {
+            proto: UDP,
+            tcp_flags: 0,
+            payload: b"hello".to_vec(),
+            ..Spec::tcp(src, sport, dst, dport, 0)
+        }
+    }
+
+    pub fn transport(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&self.sport.to_be_bytes());
+        l4.extend_from_slice(&self.dport.to_be_bytes());
+        if self.proto == TCP {
+            l4.extend_from_slice(&self.seq.to_be_bytes());
+            l4.extend_from_slice(&0u32.to_be_bytes());
+            l4.push(5 << 4);
+            l4.push(self.tcp_flags);
+            l4.extend_from_slice(&64240u16.to_be_bytes());
+            l4.extend_from_slice(&[0, 0, 0, 0]);
+        } else {
+            l4.extend_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+        }
+        l4.extend_from_slice(&self.payload);
+        let csum = fold(pseudo_sum(self.src, self.dst, self.proto, l4.len()) + sum16(&l4, 0));
+        let at = if self.proto == TCP { 16 } else { 6 };
+        l4[at..at + 2].copy_from_slice(&csum.to_be_bytes());
+        l4
+    }
+
+    /// The whole Ethernet frame.
+    pub fn frame(&self) -> Vec<u8> {
+        let l4 = self.transport();
+        ip_frame(self.src, self.dst, self.proto, &l4, self.df)
+    }
+}
+
+/// Ethernet + IP header around an already-built transport payload.
+pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], df: bool) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&NODE_MAC);
+    f.extend_from_slice(&CLIENT_MAC);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            f.extend_from_slice(&0x0800u16.to_be_bytes());
+            let mut ip = vec![0x45, 0];
+            ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+            ip.extend_from_slice(&[0x12, 0x34]);
+            ip.extend_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+            ip.extend_from_slice(&[64, proto, 0, 0]);
+            ip.extend_from_slice(&s.octets());
+            ip.extend_from_slice(&d.octets());
+            let c = fold(sum16(&ip, 0));
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&ip);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            f.extend_from_slice(&0x86ddu16.to_be_bytes());
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            f.extend_from_slice(&[proto, 64]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        _ => panic!("mixed families"),
+    }
+    f.extend_from_slice(l4);
+    f
+}
+
+/// An ICMP(v6) error from `from` to `to` quoting `quoted` (an IP packet without Ethernet).
+pub fn icmp_error(from: &str, to: &str, kind: u8, code: u8, mtu: u32, quoted: &[u8]) -> Vec<u8> {
+    let from: IpAddr = from.parse().unwrap();
+    let to: IpAddr = to.parse().unwrap();
+    let v4 = from.is_ipv4();
+    let mut msg = vec![kind, code, 0, 0];
+    if v4 {
+        msg.extend_from_slice(&[0, 0]);
+        msg.extend_from_slice(&(mtu as u16).to_be_bytes());
+    } else {
+        msg.extend_from_slice(&mtu.to_be_bytes());
+    }
+    msg.extend_from_slice(quoted);
+    let proto = if v4 { ICMP } else { ICMPV6 };
+    let acc = if v4 { 0 } else { pseudo_sum(from, to, ICMPV6, msg.len()) };
+    let c = fold(sum16(&msg, acc));
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    ip_frame(from, to, proto, &msg, false)
+}
+
+/// What came out, with every checksum verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
+    /// The transport header and payload.
+    pub l4: Vec<u8>,
+}
+
+impl Parsed {
+    /// An ICMP error's quoted packet (IP header on), parsed without Ethernet and without
+    /// checking the quoted transport checksum (it is truncated).
+    pub fn quoted(&self) -> Parsed {
+        let mut f = Vec::from([0u8; 12]);
+        f.extend_from_slice(&(if self.src.is_ipv4() { 0x0800u16 } else { 0x86dd }).to_be_bytes());
+        f.extend_from_slice(&self.l4[8..]);
+        parse_inner(&f)
+    }
+
+    /// ICMP: (type, code, MTU field).
+    pub fn icmp(&self) -> (u8, u8, u32) {
+        let mtu = if self.src.is_ipv4() {
+            u32::from(u16::from_be_bytes([self.l4[6], self.l4[7]]))
+        } else {
+            u32::from_be_bytes([self.l4[4], self.l4[5], self.l4[6], self.l4[7]])
+        };
+        (self.l4[0], self.l4[1], mtu)
+    }
+}
+
+fn parse_common(f: &[u8], check_l4: bool) -> Parsed {
+    let ethertype = u16::from_be_bytes([f[12], f[13]]);
+    let (src, dst, proto, l4): (IpAddr, IpAddr, u8, &[u8]) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(f[14] & 0xf) * 4;
+            let ip = &f[14..14 + ihl];
+            assert_eq!(fold(sum16(ip, 0)), 0, "IPv4 header checksum invalid: {ip:02x?}");
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            let s: [u8; 4] = ip[12..16].try_into().unwrap();
+            let d: [u8; 4] = ip[16..20].try_into().unwrap();
+            let end = (14 + total).min(f.len());
+            (s.into(), d.into(), ip[9], &f[14 + ihl..end])
+        }
+        0x86dd => {
+            let len = usize::from(u16::from_be_bytes([f[18], f[19]]));
+            let s: [u8; 16] = f[22..38].try_into().unwrap();
+            let d: [u8; 16] = f[38..54].try_into().unwrap();
+            let end = (54 + len).min(f.len());
+            (s.into(), d.into(), f[20], &f[54..end])
+        }
+        other => panic!("not IP: ethertype {other:#x}"),
+    };
+    if check_l4 {
+        let acc = match proto {
+            ICMP => 0,
+            _ => pseudo_sum(src, dst, proto, l4.len()),
+        };
+        let skip_zero_udp = proto == UDP && src.is_ipv4() && l4[6] == 0 && l4[7] == 0;
+        if !skip_zero_udp {
+            assert_eq!(fold(sum16(l4, acc)), 0, "transport checksum (proto {proto}) invalid");
+        }
+    }
+    let (sport, dport) = if proto == TCP || proto == UDP {
+        (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
+    } else {
+        (0, 0)
+    };
+    let tcp = proto == TCP && l4.len() >= 20;
+    Parsed {
+        dst_mac: f[0..6].try_into().unwrap(),
+        src_mac: f[6..12].try_into().unwrap(),
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        tcp_flags: if tcp { l4[13] } else { 0 },
+        tcp_seq: if tcp { u32::from_be_bytes(l4[4..8].try_into().unwrap()) } else { 0 },
+        tcp_ack: if tcp { u32::from_be_bytes(l4[8..12].try_into().unwrap()) } else { 0 },
+        l4: l4.to_vec(),
+    }
+}
+
+/// Parses a frame and asserts the IPv4 header and transport/ICMP checksums are valid.
+pub fn parse(f: &[u8]) -> Parsed {
+    parse_common(f, true)
+}
+
+fn parse_inner(f: &[u8]) -> Parsed {
+    parse_common(f, false)
+}
+
+/// The IP packet of a frame (Ethernet header removed), e.g. to quote it in an ICMP error.
+pub fn without_ethernet(f: &[u8]) -> Vec<u8> {
+    f[14..].to_vec()
+}
