@@ -56,12 +56,58 @@ impl RunOptions {
     }
 }
 
+#[derive(Debug, Args)]
+struct ProgrammingOptions {
+    #[command(flatten)]
+    run: RunOptions,
+    /// Only these shapes, as SERVICESxENDPOINTS (e.g. 5000x50); default: the whole plan.
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<String>,
+    /// Only these peers; default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    peers: Vec<PeerArg>,
+    /// Keep the other measurements already in programming.json and replace only these.
+    #[arg(long)]
+    merge: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PeerArg {
+    IptablesNft,
+    IptablesLegacy,
+    Nftables,
+    Switchyard,
+}
+
+impl From<PeerArg> for Peer {
+    fn from(peer: PeerArg) -> Self {
+        match peer {
+            PeerArg::IptablesNft => Peer::IptablesNft,
+            PeerArg::IptablesLegacy => Peer::IptablesLegacy,
+            PeerArg::Nftables => Peer::Nftables,
+            PeerArg::Switchyard => Peer::Switchyard,
+        }
+    }
+}
+
+fn parse_shape(text: &str) -> Result<Shape> {
+    let (services, endpoints) = text
+        .split_once('x')
+        .with_context(|| format!("shape {text:?}: expected SERVICESxENDPOINTS, e.g. 5000x50"))?;
+    Ok(Shape {
+        services: services.parse().with_context(|| format!("shape {text:?}: services"))?,
+        endpoints_per_service: endpoints
+            .parse()
+            .with_context(|| format!("shape {text:?}: endpoints"))?,
+    })
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Everything below, results and plots under docs/benchmarks/ (needs root).
     All(RunOptions),
     /// Item 1: programming time of each data plane (needs root; namespaces of its own).
-    Programming(RunOptions),
+    Programming(ProgrammingOptions),
     /// Item 2: latency against the number of Services (needs root; a lab of its own).
     Latency(RunOptions),
     /// Item 3: NodePort forwarding throughput (needs root; a lab of its own).
@@ -93,7 +139,14 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::All(options) => {
             let started = Instant::now();
-            run_programming(&options)?;
+            let programming = ProgrammingOptions {
+                run: options,
+                shapes: Vec::new(),
+                peers: Vec::new(),
+                merge: false,
+            };
+            run_programming(&programming)?;
+            let options = programming.run;
             run_latency(&options)?;
             run_throughput(&options)?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
@@ -151,27 +204,58 @@ fn programming_plan(quick: bool) -> (Vec<(Shape, usize)>, Duration) {
     }
 }
 
-fn run_programming(options: &RunOptions) -> Result<()> {
-    let out = options.out_dir();
+fn run_programming(options: &ProgrammingOptions) -> Result<()> {
+    let out = options.run.out_dir();
     for name in Netns::sweep_stale("sybench") {
         eprintln!("deleted namespace {name} left by an earlier, killed run");
     }
-    let (plan, per_run) = programming_plan(options.quick);
+    let (mut plan, per_run) = programming_plan(options.run.quick);
+    if !options.shapes.is_empty() {
+        let wanted = options.shapes.iter().map(|s| parse_shape(s)).collect::<Result<Vec<_>>>()?;
+        let repetitions =
+            |shape: &Shape| plan.iter().find(|(s, _)| s == shape).map_or(1, |(_, r)| *r);
+        plan = wanted.iter().map(|shape| (*shape, repetitions(shape))).collect();
+    }
+    let peers: Vec<Peer> = if options.peers.is_empty() {
+        Peer::ALL.to_vec()
+    } else {
+        options.peers.iter().map(|&p| p.into()).collect()
+    };
+    let json_path = out.join("programming.json");
     let mut measurements = Vec::new();
+    if options.merge {
+        let text = std::fs::read_to_string(&json_path)
+            .with_context(|| format!("--merge: reading {}", json_path.display()))?;
+        let previous: ProgrammingReport = serde_json::from_str(&text)
+            .with_context(|| format!("--merge: parsing {}", json_path.display()))?;
+        measurements = previous.measurements;
+    }
     for (shape, repetitions) in plan {
         let limits = Limits { per_run, repetitions };
-        measurements.extend(programming::measure_shape(&Peer::ALL, shape, limits, &mut |line| {
-            eprintln!("{line}")
-        }));
+        let fresh =
+            programming::measure_shape(&peers, shape, limits, &mut |line| eprintln!("{line}"));
+        measurements.retain(|m| {
+            !(m.services == shape.services
+                && m.endpoints_per_service == shape.endpoints_per_service
+                && peers.contains(&m.peer))
+        });
+        measurements.extend(fresh);
+        // Written after every shape, so a run stopped early keeps what it measured.
+        let report = ProgrammingReport {
+            machine: Machine::detect(),
+            quick: options.run.quick,
+            per_run_limit_seconds: per_run.as_secs_f64(),
+            measurements: measurements.clone(),
+        };
+        write_programming(&out, &report)?;
     }
-    let report = ProgrammingReport {
-        machine: Machine::detect(),
-        quick: options.quick,
-        per_run_limit_seconds: per_run.as_secs_f64(),
-        measurements,
-    };
-    report::write_json(&out.join("programming.json"), &report)?;
-    report::write_file(&out.join("programming.md"), &report::programming_markdown(&report))?;
+    eprintln!("programming results in {}", out.display());
+    Ok(())
+}
+
+fn write_programming(out: &Path, report: &ProgrammingReport) -> Result<()> {
+    report::write_json(&out.join("programming.json"), report)?;
+    report::write_file(&out.join("programming.md"), &report::programming_markdown(report))?;
     plot::programming_chart(
         &out.join("programming-full.svg"),
         "Full programming: empty node → N Services",
@@ -186,7 +270,6 @@ fn run_programming(options: &RunOptions) -> Result<()> {
         &[Step::ChangePartial, Step::ChangeFullRewrite],
     )
     .context("plotting endpoint change")?;
-    eprintln!("programming results in {}", out.display());
     Ok(())
 }
 
@@ -224,4 +307,18 @@ fn run_throughput(options: &RunOptions) -> Result<()> {
     report::write_file(&out.join("throughput.md"), &report::throughput_markdown(&report))?;
     eprintln!("throughput results in {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse_as_services_x_endpoints() {
+        let shape = parse_shape("5000x50").expect("valid shape");
+        assert_eq!(shape, Shape { services: 5000, endpoints_per_service: 50 });
+        for bad in ["5000", "x50", "5000x", "5k x50", "5000x50x2"] {
+            assert!(parse_shape(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -3,14 +3,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::BenchError;
 use crate::machine::Machine;
 use crate::programming::{Measurement, Peer, Step};
 
 /// Everything one `programming` run measured, with the conditions it ran under.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProgrammingReport {
     pub machine: Machine,
     pub quick: bool,
