@@ -108,6 +108,8 @@ enum Command {
     All(RunOptions),
     /// Item 1: programming time of each data plane (needs root; namespaces of its own).
     Programming(ProgrammingOptions),
+    /// Rewrite programming.md and the programming plots from programming.json (no measuring).
+    Report(RunOptions),
     /// Item 2: latency against the number of Services (needs root; a lab of its own).
     Latency(RunOptions),
     /// Item 3: NodePort forwarding throughput (needs root; a lab of its own).
@@ -153,6 +155,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Programming(options) => run_programming(&options)?,
         Command::Latency(options) => run_latency(&options)?,
+        Command::Report(options) => {
+            let path = options.out_dir().join("programming.json");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let report: ProgrammingReport = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            write_programming(&options.out_dir(), &report)?;
+        }
         Command::Throughput(options) => run_throughput(&options)?,
         Command::Ruleset { kind, services, endpoints } => {
             print!("{}", render_ruleset(kind, services, endpoints));

@@ -40,6 +40,12 @@ fn cell(m: Option<&Measurement>) -> String {
             format!("{wall:.3} ({cpu:.3})")
         }
         Some(Measurement { exceeded_seconds: Some(limit), .. }) => format!("> {limit:.0}"),
+        Some(Measurement { error: Some(error), .. }) if error.contains("not available") => {
+            "n/a".into()
+        }
+        Some(Measurement { error: Some(error), .. }) if error.starts_with("reaching") => {
+            "start not reached".into()
+        }
         Some(Measurement { error: Some(_), .. }) => "failed".into(),
         _ => "—".into(),
     }
@@ -85,7 +91,9 @@ pub fn programming_markdown(report: &ProgrammingReport) -> String {
     let _ = writeln!(
         out,
         "Seconds, median wall clock (CPU time of the tool in parentheses); `> N` = killed at the \
-         per-run limit. Ratios use CPU time.\n"
+         per-run limit; `start not reached` = the starting state for the step could not be built \
+         (untimed) within the catch-up budget. Ratios use CPU time; `(wall)` ratios compare the \
+         limit with a measured wall time, so they are lower bounds.\n"
     );
     let _ = write!(
         out,
@@ -156,6 +164,11 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
     let cell = |p: Option<&crate::latency::LatencyPoint>| match p {
         Some(crate::latency::LatencyPoint { p50_us: Some(p50), p99_us: Some(p99), .. }) => {
             format!("{p50:.0} / {p99:.0}")
+        }
+        Some(crate::latency::LatencyPoint { error: Some(error), .. })
+            if error.contains("not available") =>
+        {
+            "n/a".into()
         }
         Some(crate::latency::LatencyPoint { error: Some(_), .. }) => "failed".into(),
         _ => "—".into(),
