@@ -1,4 +1,4 @@
-//! `switchyard agent`: the node role, fed from a manifest directory.
+//! `switchyard agent`: the node role, fed from a manifest directory or the API server.
 //!
 //! source (manifest watcher) -> model (NodeModel) -> reconciler (planner + BPF maps). The maps and
 //! the cgroup attachments are pinned under `--bpf-dir` and outlive the process: a restarted
@@ -17,19 +17,22 @@ use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
 use switchyard_dataplane::sockdiag;
 use switchyard_dataplane::stale::TerminatingEndpoints;
-use switchyard_k8s::manifest::{ManifestUpdate, ManifestWatcher, WatchOptions};
+use switchyard_k8s::manifest::{ManifestUpdate, WatchOptions};
 use switchyard_model::{NodeModel, ProxyConfig, StateDiff};
 use tracing::{debug, error, info, warn};
+
+mod source;
 
 /// Run the node role: socket-level load balancing for a cgroup, from a manifest directory.
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
     /// Directory of Kubernetes manifests (Services, EndpointSlices, Nodes); watched for changes.
-    #[arg(long, value_name = "DIR", required_unless_present = "cleanup")]
+    /// Without it the API server is the source (--kubeconfig, or in-cluster configuration).
+    #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
 
     /// Name of the Node this agent serves (endpoints with this nodeName are local).
-    #[arg(long, value_name = "NAME", required_unless_present = "cleanup")]
+    #[arg(long, value_name = "NAME", env = "NODE_NAME", required_unless_present = "cleanup")]
     node_name: Option<String>,
 
     /// cgroup v2 directory whose processes get socket-level load balancing.
@@ -71,6 +74,9 @@ pub(crate) struct AgentArgs {
     /// Leave sockets connected to removed backends alone (default: destroy them).
     #[arg(long)]
     keep_stale_sockets: bool,
+
+    #[command(flatten)]
+    source: source::SourceArgs,
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -88,10 +94,8 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let (Some(manifests), Some(node_name), Some(cgroup)) =
-        (args.manifests.clone(), args.node_name.clone(), args.cgroup.clone())
-    else {
-        bail!("--manifests, --node-name and --cgroup are required");
+    let (Some(node_name), Some(cgroup)) = (args.node_name.clone(), args.cgroup.clone()) else {
+        bail!("--node-name and --cgroup are required");
     };
     let sizes = MapSizes {
         frontends: args.max_frontends,
@@ -123,10 +127,14 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         debounce: Duration::from_millis(args.debounce_ms),
         ..WatchOptions::default()
     };
-    let mut watcher = ManifestWatcher::start(&manifests, watch)
-        .with_context(|| format!("watching {}", manifests.display()))?;
+    let mut watcher =
+        source::Source::open(args.manifests.as_deref(), watch, &node_name, &args.source).await?;
+    let health = source::Health::start(&args.source, &watcher, &node_name).await?;
     let mut agent = Agent {
-        model: NodeModel::new(ProxyConfig::new(node_name.clone())),
+        model: NodeModel::new(ProxyConfig {
+            proxy_name: args.source.proxy_name(),
+            ..ProxyConfig::new(node_name.clone())
+        }),
         terminating: TerminatingEndpoints::default(),
         problems: BTreeSet::new(),
         cgroup: cgroup.clone(),
@@ -137,6 +145,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
     // frontends keep their ids and stay in place while their slots are brought up to date.
     let first = watcher.next().await.context("the manifest watcher stopped before reading")?;
     agent.report_problems(&first);
+    health.queued(&first.changes);
     for change in first.changes {
         agent.terminating.observe(&change);
         agent.model.apply(change);
@@ -156,14 +165,17 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         frontends = reconciler.planner().frontend_count(),
         "agent ready"
     );
+    health.updated();
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     loop {
         tokio::select! {
             update = watcher.next() => {
-                let Some(update) = update else { bail!("the manifest watcher stopped") };
+                let Some(update) = update else { bail!("the source stopped") };
+                health.queued(&update.changes);
                 agent.handle(update, &mut reconciler, &mut datapath);
+                health.updated();
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,

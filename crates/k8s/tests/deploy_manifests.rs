@@ -1,0 +1,191 @@
+//! Every manifest under deploy/ parses into its typed k8s-openapi object, and the DaemonSet and
+//! RBAC grant no more than the agent needs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use serde::Deserialize;
+
+/// Every object in deploy/, typed.
+#[derive(Debug, Default)]
+struct Deploy {
+    daemon_sets: Vec<DaemonSet>,
+    service_accounts: Vec<ServiceAccount>,
+    cluster_roles: Vec<ClusterRole>,
+    bindings: Vec<ClusterRoleBinding>,
+    config_maps: Vec<ConfigMap>,
+}
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value, place: &str) -> T {
+    serde_path_to_error::deserialize(value).unwrap_or_else(|err| panic!("{place}: {err}"))
+}
+
+fn load() -> Deploy {
+    let mut deploy = Deploy::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "deploy/ holds the manifests: {files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (index, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
+            let place = format!("{} document {}", file.display(), index + 1);
+            let value =
+                serde_json::Value::deserialize(document).unwrap_or_else(|e| panic!("{place}: {e}"));
+            if value.is_null() {
+                continue;
+            }
+            match (value["apiVersion"].as_str(), value["kind"].as_str()) {
+                (Some("apps/v1"), Some("DaemonSet")) => {
+                    deploy.daemon_sets.push(typed(value, &place))
+                }
+                (Some("v1"), Some("ServiceAccount")) => {
+                    deploy.service_accounts.push(typed(value, &place))
+                }
+                (Some("v1"), Some("ConfigMap")) => deploy.config_maps.push(typed(value, &place)),
+                (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRole")) => {
+                    deploy.cluster_roles.push(typed(value, &place));
+                }
+                (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRoleBinding")) => {
+                    deploy.bindings.push(typed(value, &place));
+                }
+                (api_version, kind) => panic!("{place}: unexpected {api_version:?} {kind:?}"),
+            }
+        }
+    }
+    deploy
+}
+
+#[test]
+fn every_manifest_parses_into_its_typed_object() {
+    let deploy = load();
+    assert_eq!(deploy.daemon_sets.len(), 1);
+    assert_eq!(deploy.service_accounts.len(), 1);
+    assert_eq!(deploy.cluster_roles.len(), 1);
+    assert_eq!(deploy.bindings.len(), 1);
+    assert_eq!(deploy.config_maps.len(), 1);
+}
+
+#[test]
+fn cluster_role_grants_exactly_list_and_watch_on_what_a_proxy_reads() {
+    let deploy = load();
+    let role = &deploy.cluster_roles[0];
+    let mut grants = BTreeSet::new();
+    for rule in role.rules.as_deref().unwrap_or_default() {
+        assert!(rule.non_resource_urls.is_none(), "no non-resource URLs: {rule:?}");
+        assert!(rule.resource_names.is_none(), "no resourceNames: {rule:?}");
+        for group in rule.api_groups.as_deref().unwrap_or_default() {
+            for resource in rule.resources.as_deref().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    grants.insert((group.as_str(), resource.as_str(), verb.as_str()));
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<_> = [
+        ("", "services", "list"),
+        ("", "services", "watch"),
+        ("", "nodes", "list"),
+        ("", "nodes", "watch"),
+        ("discovery.k8s.io", "endpointslices", "list"),
+        ("discovery.k8s.io", "endpointslices", "watch"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(grants, expected);
+    assert!(role.aggregation_rule.is_none());
+}
+
+#[test]
+fn binding_ties_the_role_to_the_daemonsets_service_account() {
+    let deploy = load();
+    let account = &deploy.service_accounts[0].metadata;
+    let binding = &deploy.bindings[0];
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+    assert_eq!(Some(&binding.role_ref.name), deploy.cluster_roles[0].metadata.name.as_ref());
+    let subjects = binding.subjects.as_deref().unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0].kind, "ServiceAccount");
+    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+    assert_eq!(subjects[0].namespace, account.namespace);
+    let pod = deploy.daemon_sets[0].spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name, account.name);
+    assert_eq!(deploy.daemon_sets[0].metadata.namespace, account.namespace);
+}
+
+#[test]
+fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
+    let deploy = load();
+    let daemon_set = &deploy.daemon_sets[0];
+    let pod = daemon_set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_ne!(pod.host_pid, Some(true));
+    assert_ne!(pod.host_ipc, Some(true));
+    assert_eq!(pod.containers.len(), 1);
+    let container = &pod.containers[0];
+    let security = container.security_context.as_ref().unwrap();
+    assert_ne!(security.privileged, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    let capabilities = security.capabilities.as_ref().unwrap();
+    assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+    let added: BTreeSet<&str> = capabilities.add.iter().flatten().map(String::as_str).collect();
+    assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN"]));
+
+    let host_paths: BTreeSet<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| {
+            v.host_path
+                .as_ref()
+                .map(|h| h.path.as_str())
+                .unwrap_or_else(|| panic!("volume {} is not a hostPath", v.name))
+        })
+        .collect();
+    assert_eq!(host_paths, BTreeSet::from(["/sys/fs/bpf", "/sys/fs/cgroup"]));
+    for mount in container.volume_mounts.iter().flatten() {
+        assert!(mount.mount_propagation.is_none(), "{}: no mount propagation needed", mount.name);
+    }
+
+    // The node name comes from the downward API; settings from the ConfigMap in deploy/.
+    let env = container.env.as_deref().unwrap_or_default();
+    let node_name = env.iter().find(|e| e.name == "NODE_NAME").expect("NODE_NAME");
+    let field = node_name.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).unwrap();
+    assert_eq!(field.field_path, "spec.nodeName");
+    let config_map = &deploy.config_maps[0];
+    let data = config_map.data.as_ref().unwrap();
+    for source in container.env_from.iter().flatten() {
+        let reference = source.config_map_ref.as_ref().unwrap();
+        assert_eq!(Some(&reference.name), config_map.metadata.name.as_ref());
+    }
+    // Every $(VAR) in the arguments is defined, or Kubernetes would pass it through literally.
+    for arg in container.args.iter().flatten() {
+        if let Some(start) = arg.find("$(") {
+            let name = &arg[start + 2..arg[start..].find(')').unwrap() + start];
+            assert!(
+                data.contains_key(name) || env.iter().any(|e| e.name == name),
+                "{arg}: {name} undefined"
+            );
+        }
+    }
+    // The liveness probe asks the health server on the port the ConfigMap binds.
+    let probe = container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+    assert_eq!(probe.path.as_deref(), Some("/livez"));
+    let port = match &probe.port {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p,
+        other => panic!("probe port {other:?}"),
+    };
+    assert!(data["HEALTHZ_BIND_ADDRESS"].ends_with(&format!(":{port}")));
+}
