@@ -1,0 +1,168 @@
+//! `switchyard agent --kubeconfig` against a fake API server (real HTTP list/watch): nothing is
+//! programmed before the first complete list, the Service then appears in the pinned maps,
+//! /healthz reports the sync, and an EndpointSlice deleted while the watch was down leaves the
+//! maps after the relist. Privileged: BPF maps and programs on a bpffs and cgroup of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../k8s/tests/common/fake_api.rs"]
+mod fake_api;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_api::{FakeApi, Resource, node, service, slice};
+use serde_json::json;
+use switchyard_bpf::abi::PROTO_TCP;
+use switchyard_bpf::{Maps, loader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
+
+fn unique(test: &str) -> String {
+    format!("sy-kube-{}-{test}", std::process::id())
+}
+
+/// A bpffs of the test's own; on drop: detach, remove pins, unmount, remove the directory.
+struct BpfDir(PathBuf);
+
+impl Drop for BpfDir {
+    fn drop(&mut self) {
+        let _ = loader::cleanup(&self.0);
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A cgroup of the test's own; on drop: kill what is left in it and remove it.
+struct Cgroup(PathBuf);
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The agent process; killed (by its pid) on drop.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn healthz(address: SocketAddr) -> Option<(u16, serde_json::Value)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()?;
+    Some((status, body))
+}
+
+/// The backend count the pinned maps hold for 10.96.0.10:80/TCP (`None`: no frontend).
+fn web_backends(bpf_dir: &Path) -> Option<u32> {
+    let maps = Maps::open_pinned(bpf_dir).ok()?;
+    let found = maps.resolve("10.96.0.10:80".parse().unwrap(), PROTO_TCP).ok()??;
+    Some(found.1.backend_count)
+}
+
+async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_during_an_outage() {
+    if !switchyard_lab::require_root("agent_programs_only_after_the_first_list") {
+        return;
+    }
+    let api = FakeApi::start().await;
+    api.put(service("default", "web", json!({}), "10.96.0.10", 80));
+    api.put(slice("default", "web-abc", "web", json!({}), &["10.0.0.1", "10.0.0.2"]));
+    api.put(slice("default", "web-def", "web", json!({}), &["10.0.0.3"]));
+    api.put(node("node-a", "192.168.1.10", "zone-1"));
+    api.hold(Resource::EndpointSlices);
+
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = work.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
+             users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\n",
+            api.addr
+        ),
+    )
+    .unwrap();
+    let bpf = BpfDir(std::env::temp_dir().join(unique("bpf")));
+    std::fs::create_dir_all(&bpf.0).unwrap();
+    loader::mount_bpffs(&bpf.0).unwrap();
+    let cgroup = Cgroup(Path::new(CGROUP_ROOT).join(unique("cg")));
+    std::fs::create_dir(&cgroup.0).unwrap();
+    let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["agent", "--node-name", "node-a", "--max-maglev-tables", "4"])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cgroup")
+            .arg(&cgroup.0)
+            .arg("--bpf-dir")
+            .arg(&bpf.0)
+            .arg("--healthz-bind-address")
+            .arg(health.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // EndpointSlices not listed yet: health answers, nothing synced, nothing programmed.
+    let (_, body) = wait_for("the health server", async || healthz(health).await).await;
+    assert_eq!(body["lastUpdated"], "", "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(web_backends(&bpf.0), None, "programmed before the first complete list");
+
+    api.release(Resource::EndpointSlices);
+    let count =
+        wait_for("the Service in the maps", async || web_backends(&bpf.0).filter(|n| *n == 3))
+            .await;
+    assert_eq!(count, 3);
+    let (status, body) = wait_for("a synced /healthz", async || {
+        healthz(health).await.filter(|(_, b)| b["lastUpdated"] != "")
+    })
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The watch breaks; a slice is deleted and history compacted meanwhile: relist, deletion.
+    api.outage(|outage| {
+        outage.delete(Resource::EndpointSlices, "default", "web-abc");
+        outage.compact();
+    });
+    wait_for("the deleted slice's backends to leave", async || {
+        web_backends(&bpf.0).filter(|n| *n == 1)
+    })
+    .await;
+}
