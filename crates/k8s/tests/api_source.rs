@@ -327,3 +327,30 @@ async fn refused_streaming_list_falls_back_to_list_and_watch() {
         assert!(of_kind.iter().any(|r| r.is_list()), "{resource:?} then listed");
     }
 }
+
+#[tokio::test]
+async fn ignored_streaming_list_falls_back_to_list_and_watch_after_the_timeout() {
+    let api = FakeApi::start().await;
+    api.ignore_streaming_lists();
+    populate(&api);
+    let mut watcher = ApiWatcher::start_with(
+        api.client(),
+        options(InitialList::Streaming),
+        Duration::from_secs(1),
+    );
+    let started = tokio::time::Instant::now();
+    let mut state = ClusterState::default();
+    for change in next(&mut watcher).await.changes {
+        state.apply(change);
+    }
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before the streaming timeout");
+    assert_eq!(names(&state.services), ["default/web"]);
+    assert_eq!(names(&state.endpoint_slices), ["default/web-abc"]);
+    assert_eq!(names(&state.nodes), [NODE]);
+    let requests = api.requests();
+    for resource in [Resource::Services, Resource::EndpointSlices, Resource::Nodes] {
+        let of_kind: Vec<_> = requests.iter().filter(|r| r.resource == Some(resource)).collect();
+        assert!(of_kind[0].streams_initial_events(), "{resource:?} tried streaming first");
+        assert!(of_kind.iter().any(|r| r.is_list()), "{resource:?} then listed");
+    }
+}

@@ -113,6 +113,8 @@ struct Inner {
     compacted_below: u64,
     gone_style: GoneStyle,
     refuse_streaming: bool,
+    /// Behave like a server before Kubernetes 1.27: `sendInitialEvents` is an unknown parameter.
+    ignore_streaming: bool,
     watchers: Vec<Watcher>,
     requests: Vec<Logged>,
 }
@@ -146,6 +148,7 @@ impl FakeApi {
             compacted_below: 0,
             gone_style: GoneStyle::ErrorEvent,
             refuse_streaming: false,
+            ignore_streaming: false,
             watchers: Vec::new(),
             requests: Vec::new(),
         }));
@@ -217,6 +220,12 @@ impl FakeApi {
     /// Answer `sendInitialEvents=true` with 422 Invalid, as servers without WatchList do.
     pub fn refuse_streaming_lists(&self) {
         self.inner.lock().unwrap().refuse_streaming = true;
+    }
+
+    /// Ignore `sendInitialEvents`, as servers before Kubernetes 1.27 do: a watch from
+    /// resourceVersion 0 gets the current objects as ADDED events but no end-of-list bookmark.
+    pub fn ignore_streaming_lists(&self) {
+        self.inner.lock().unwrap().ignore_streaming = true;
     }
 
     pub fn requests(&self) -> Vec<Logged> {
@@ -398,7 +407,8 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         return json_response(StatusCode::OK, &list);
     }
 
-    let streaming = query.get("sendInitialEvents").map(String::as_str) == Some("true");
+    let streaming = query.get("sendInitialEvents").map(String::as_str) == Some("true")
+        && !inner.ignore_streaming;
     let bookmarks = query.get("allowWatchBookmarks").map(String::as_str) == Some("true");
     let (sender, receiver) = mpsc::unbounded_channel::<Bytes>();
     if streaming {
@@ -442,7 +452,15 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
                 }
             }
         }
-        for entry in inner.log.iter().filter(|e| e.version > from) {
+        if from == 0 {
+            // "Any version": the current state as ADDED events, then what follows.
+            for ((r, _, _), object) in &inner.objects {
+                if *r == resource && selector.matches(object) {
+                    let _ = sender.send(event_line("ADDED", object));
+                }
+            }
+        }
+        for entry in inner.log.iter().filter(|e| from != 0 && e.version > from) {
             if let Some(line) = entry_event(entry, resource, &selector, entry.version) {
                 let _ = sender.send(line);
             }
