@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand lives in a module of its own.
 
 mod agent;
+mod demo;
 mod lab;
 mod maglev;
 mod services;
@@ -38,6 +39,8 @@ enum Command {
     Services(services::ServicesArgs),
     /// The node role: socket-level load balancing for a cgroup, from a manifest directory.
     Agent(agent::AgentArgs),
+    /// A lab cluster with the node agent on every node, example Services and traffic (root).
+    Demo(demo::DemoArgs),
 }
 
 /// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`).
@@ -58,5 +61,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Services(args) => services::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

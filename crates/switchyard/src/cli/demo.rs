@@ -1,0 +1,282 @@
+//! `switchyard demo`: the node role end to end on this machine, no cluster needed.
+//!
+//! Brings up a lab (3 nodes, 2 pods each, see docs/lab.md), starts an echo server in every pod
+//! and `switchyard agent` on every node, applies the example Services shipped in
+//! examples/demo (built into the binary, so the release binary is enough), sends traffic from
+//! pods and from nodes, prints how it spread over the backends, and tears everything down, also
+//! on failure and on Ctrl-C. Needs root.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use switchyard_lab::tools::clients::ClientOutput;
+use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
+use switchyard_lab::{Lab, LabOptions, Topology, wait_until};
+
+/// Bring up a lab cluster with the node agent on every node, apply example Services, send
+/// traffic and show how it spread over the backends; everything is removed at the end.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Requests per row of the table.
+    #[arg(long, default_value_t = 60)]
+    requests: usize,
+}
+
+/// The example manifests (examples/demo), written for the demo lab's addresses.
+const EXAMPLES: [(&str, &str); 5] = [
+    ("nodes.yaml", include_str!("../../../../examples/demo/nodes.yaml")),
+    ("web.yaml", include_str!("../../../../examples/demo/web.yaml")),
+    ("cache.yaml", include_str!("../../../../examples/demo/cache.yaml")),
+    ("sticky.yaml", include_str!("../../../../examples/demo/sticky.yaml")),
+    ("empty.yaml", include_str!("../../../../examples/demo/empty.yaml")),
+];
+
+/// Port of the echo servers in the pods (the examples' targetPort).
+const ECHO_PORT: u16 = 8080;
+
+/// One row of the table: a client in `from` sending `kind` requests to `target`.
+struct Row {
+    service: &'static str,
+    what: &'static str,
+    from: &'static str,
+    kind: &'static str,
+    target: &'static str,
+}
+
+const ROWS: [Row; 11] = [
+    Row { service: "web", what: "random", from: "pod1a", kind: "tcp", target: "10.96.0.80:80" },
+    Row { service: "web", what: "random", from: "pod1a", kind: "udp", target: "10.96.0.80:80" },
+    Row { service: "web", what: "IPv6", from: "pod2a", kind: "tcp", target: "[fd00:96::80]:80" },
+    Row { service: "web", what: "IPv6", from: "pod2a", kind: "udp", target: "[fd00:96::80]:80" },
+    Row { service: "web", what: "from node", from: "node3", kind: "tcp", target: "10.96.0.80:80" },
+    Row { service: "cache", what: "ITP Local", from: "pod1a", kind: "tcp", target: "10.96.0.81:80" },
+    Row { service: "cache", what: "ITP Local", from: "pod2b", kind: "tcp", target: "10.96.0.81:80" },
+    Row { service: "cache", what: "ITP Local", from: "node3", kind: "udp", target: "10.96.0.81:80" },
+    Row { service: "sticky", what: "ClientIP", from: "pod1a", kind: "tcp", target: "10.96.0.82:80" },
+    Row { service: "sticky", what: "ClientIP", from: "pod3b", kind: "tcp", target: "10.96.0.82:80" },
+    Row { service: "empty", what: "refused", from: "pod1a", kind: "tcp", target: "10.96.0.83:80" },
+];
+
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("finding the switchyard binary")?;
+    let started = Instant::now();
+    let lab = Lab::up(&Topology::default()).context("bringing up the lab (needs root)")?;
+    let work = std::env::temp_dir().join(format!("{}-demo", lab.prefix()));
+    tear_down_on_signal(lab.prefix().to_string(), work.clone());
+    let result = demo(&lab, &exe, &work, &args, started);
+    // Agents run in the nodes' cgroups: the lab's teardown (on drop) stops them with the rest.
+    drop(lab);
+    match &result {
+        Ok(_) => {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        Err(_) => eprintln!("demo: agent logs kept in {}", work.display()),
+    }
+    println!("lab removed (namespaces, cgroups, programs, pinned maps)");
+    result
+}
+
+fn demo(
+    lab: &Lab,
+    exe: &Path,
+    work: &Path,
+    args: &DemoArgs,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let manifests = work.join("manifests");
+    std::fs::create_dir_all(&manifests)
+        .with_context(|| format!("creating {}", manifests.display()))?;
+    for (file, text) in EXAMPLES {
+        std::fs::write(manifests.join(file), text)
+            .with_context(|| format!("writing {}", manifests.join(file).display()))?;
+    }
+    let mut servers: Vec<ServerHandle> = Vec::new();
+    for pod in lab.pods() {
+        for kind in [ServerKind::TcpEcho, ServerKind::UdpEcho] {
+            let name = pod.name.as_str();
+            let server = lab
+                .run_in(name, || servers::start(kind, name, ECHO_PORT))?
+                .with_context(|| format!("starting an echo server in {name}"))?;
+            servers.push(server);
+        }
+    }
+    let mut agents = Vec::new();
+    for node in lab.nodes() {
+        agents.push(start_agent(lab, exe, work, &manifests, &node.name)?);
+    }
+    println!(
+        "lab {} up: {} nodes, {} pods, agent on every node ({} ms); Services from examples/demo",
+        lab.prefix(),
+        lab.nodes().len(),
+        lab.pods().len(),
+        started.elapsed().as_millis()
+    );
+    wait_for_services(lab, exe)?;
+
+    let pods: Vec<&str> = lab.pods().iter().map(|p| p.name.as_str()).collect();
+    let mut table = String::new();
+    let _ = write!(table, "{:<7} {:<10} {:<6} {:<5} {:<17}", "SERVICE", "", "FROM", "PROTO", "TARGET");
+    for pod in &pods {
+        let _ = write!(table, " {pod:>5}");
+    }
+    let _ = writeln!(table, "  ERRORS");
+    for row in &ROWS {
+        let target: SocketAddr = row.target.parse().context("demo target")?;
+        let out = client(lab, exe, row.from, row.kind, target, args.requests)?;
+        let _ = write!(
+            table,
+            "{:<7} {:<10} {:<6} {:<5} {:<17}",
+            row.service, row.what, row.from, row.kind, row.target
+        );
+        for pod in &pods {
+            match out.summary.backends.get(*pod) {
+                Some(n) => {
+                    let _ = write!(table, " {n:>5}");
+                }
+                None => {
+                    let _ = write!(table, " {:>5}", ".");
+                }
+            }
+        }
+        let errors: Vec<String> =
+            out.summary.errors.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+        let _ = writeln!(table, "  {}", if errors.is_empty() { "-".into() } else { errors.join(", ") });
+    }
+    println!("\n{table}");
+    println!(
+        "{} requests per row, each on a new connection (TCP) or socket (UDP); '.' = none.",
+        args.requests
+    );
+    println!("web: every pod; cache: only pods on the client's node; sticky: one pod per client;");
+    println!("empty: no endpoints, so connect() fails at once with ECONNREFUSED.");
+
+    let fabric = lab.ip_counters("fabric")?;
+    let escaped = fabric.get("IpExt.InNoRoutes").copied().unwrap_or(0)
+        + fabric.get("Ip6.InNoRoutes").copied().unwrap_or(0);
+    println!("packets that tried to leave the lab (router without a route): {escaped}");
+    drop(agents);
+    drop(servers);
+    Ok(if escaped == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// A running agent; killed when dropped (the lab's teardown would too).
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(
+    lab: &Lab,
+    exe: &Path,
+    work: &Path,
+    manifests: &Path,
+    node: &str,
+) -> anyhow::Result<AgentProcess> {
+    let info = lab.node(node)?;
+    let log_path = work.join(format!("agent-{node}.log"));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("agent")
+        .arg("--manifests")
+        .arg(manifests)
+        .args(["--node-name", node])
+        .arg("--cgroup")
+        .arg(&info.cgroup)
+        .arg("--bpf-dir")
+        .arg(&info.bpf_dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut agent = AgentProcess(lab.spawn_in(node, command)?);
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let ready = wait_until(Duration::from_secs(20), || {
+        read_log().contains("agent ready") || matches!(agent.0.try_wait(), Ok(Some(_)))
+    });
+    if !ready || !read_log().contains("agent ready") {
+        bail!("the agent on {node} did not start:\n{}", read_log());
+    }
+    Ok(agent)
+}
+
+/// Waits until the example Services answer on every node (agents apply them within
+/// milliseconds of reading the directory; this only covers start-up).
+fn wait_for_services(lab: &Lab, exe: &Path) -> anyhow::Result<()> {
+    let target: SocketAddr = "10.96.0.80:80".parse().context("demo target")?;
+    for node in lab.nodes() {
+        let pod = node.pods.first().map_or(node.name.as_str(), String::as_str);
+        let answered = wait_until(Duration::from_secs(10), || {
+            client(lab, exe, pod, "tcp", target, 1).is_ok_and(|o| o.summary.errors.is_empty())
+        });
+        if !answered {
+            bail!("the web Service does not answer from {pod}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `switchyard lab client KIND` in `member` (inside its node's cgroup, so the node's
+/// programs translate its connections) and parses its JSON lines.
+fn client(
+    lab: &Lab,
+    exe: &Path,
+    member: &str,
+    kind: &str,
+    target: SocketAddr,
+    count: usize,
+) -> anyhow::Result<ClientOutput> {
+    let mut command = Command::new(exe);
+    command
+        .args(["lab", "client", kind, "--target", &target.to_string()])
+        .args(["--count", &count.to_string(), "--timeout-ms", "1000"]);
+    let output = lab.output_in(member, command)?;
+    ClientOutput::parse(&String::from_utf8_lossy(&output.stdout)).map_err(|err| {
+        anyhow::anyhow!(
+            "{kind} client in {member}: {err}; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// On Ctrl-C or SIGTERM, removes the lab by its prefix (the main thread may be anywhere) and
+/// exits; the agents and clients die with the lab's cgroups.
+fn tear_down_on_signal(prefix: String, work: PathBuf) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        let signalled = runtime.block_on(async {
+            let Ok(mut terminate) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return tokio::signal::ctrl_c().await.is_ok();
+            };
+            tokio::select! {
+                result = tokio::signal::ctrl_c() => result.is_ok(),
+                _ = terminate.recv() => true,
+            }
+        });
+        if !signalled {
+            return;
+        }
+        eprintln!("\ndemo: interrupted; removing lab {prefix}");
+        if let Err(err) = Lab::down_by_prefix(&LabOptions::default(), &prefix) {
+            eprintln!("demo: {err}");
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        let _ = std::io::stdout().flush();
+        std::process::exit(130);
+    });
+}

@@ -1,0 +1,329 @@
+//! The end-to-end harness shared by tests/node_e2e.rs and benches/clusterip_connect.rs: a lab
+//! with `switchyard agent` on every node, echo servers in every pod, manifests written by the
+//! test, and the built-in clients run as processes inside pods and nodes.
+
+#![allow(dead_code, reason = "each test target uses a part")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard_lab::tools::clients::ClientOutput;
+use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
+use switchyard_lab::{Lab, NodeSpec, Topology, wait_until};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+/// Port the echo servers listen on in every pod (the Services' targetPort).
+pub(crate) const ECHO_PORT: u16 = 8080;
+/// How long a change may take from manifest write to traffic following it. Generous: the
+/// agent takes milliseconds, but CI machines are loaded.
+pub(crate) const CONVERGE: Duration = Duration::from_secs(10);
+
+/// Condition of an endpoint in an EndpointSlice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Ready,
+    /// serving and terminating, not ready (a pod being deleted).
+    Terminating,
+}
+
+/// A lab with an agent on every node and echo servers (TCP and UDP on [`ECHO_PORT`]) in every
+/// pod. Dropping it stops the agents and tears the lab down (which removes every pin).
+pub(crate) struct Cluster {
+    pub(crate) lab: Lab,
+    pub(crate) manifests: PathBuf,
+    pub(crate) agents: Vec<Agent>,
+    _servers: Vec<ServerHandle>,
+}
+
+pub(crate) struct Agent {
+    pub(crate) node: String,
+    pub(crate) child: Child,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    pub(crate) fn start(lab: &Lab, manifests: &Path, node: &str) -> Agent {
+        let info = lab.node(node).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["agent", "--manifests"])
+            .arg(manifests)
+            .args(["--node-name", node, "--cgroup"])
+            .arg(&info.cgroup)
+            .arg("--bpf-dir")
+            .arg(&info.bpf_dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = lab.spawn_in(node, command).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let (sink, name) = (Arc::clone(&log), node.to_string());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("agent {name}: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let agent = Agent { node: node.to_string(), child, log };
+        let ready = wait_until(CONVERGE, || agent.logged("agent ready"));
+        assert!(ready, "agent on {node} did not get ready: {:#?}", agent.log.lock().unwrap());
+        agent
+    }
+
+    pub(crate) fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|line| line.contains(text))
+    }
+
+    /// SIGTERM, as a service manager stops it; the pinned state stays behind.
+    pub(crate) fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "agent on {} exited with {exit}", self.node);
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// Two nodes (`node1` with pods `a1`, `a2`; `node2` with `b1`, `b2`) unless told otherwise.
+    pub(crate) fn up() -> Cluster {
+        Self::with(&[("node1", &["a1", "a2"]), ("node2", &["b1", "b2"])])
+    }
+
+    pub(crate) fn with(nodes: &[(&str, &[&str])]) -> Cluster {
+        let topology = Topology {
+            nodes: nodes
+                .iter()
+                .map(|(name, pods)| NodeSpec {
+                    name: name.to_string(),
+                    pods: pods.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+            clients: vec![],
+        };
+        let lab = Lab::up(&topology).unwrap();
+        let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.prefix()));
+        std::fs::create_dir_all(&manifests).unwrap();
+        let mut servers = Vec::new();
+        for pod in lab.pods() {
+            let name = pod.name.clone();
+            for kind in [ServerKind::TcpEcho, ServerKind::UdpEcho] {
+                servers.push(lab.run_in(&name, || servers::start(kind, &name, ECHO_PORT)).unwrap().unwrap());
+            }
+        }
+        let mut cluster = Cluster { lab, manifests, agents: Vec::new(), _servers: servers };
+        cluster.apply("nodes.yaml", &cluster.nodes_yaml());
+        let names: Vec<String> = cluster.lab.nodes().iter().map(|n| n.name.clone()).collect();
+        for node in names {
+            let agent = Agent::start(&cluster.lab, &cluster.manifests, &node);
+            cluster.agents.push(agent);
+        }
+        cluster
+    }
+
+    /// Writes a manifest file atomically (hidden temporary file, then rename), as `kubectl`-like
+    /// tools and ConfigMap volumes do, so the agent never reads half a file.
+    pub(crate) fn apply(&self, file: &str, text: &str) {
+        let temporary = self.manifests.join(format!(".{file}.tmp"));
+        std::fs::File::create(&temporary).unwrap().write_all(text.as_bytes()).unwrap();
+        std::fs::rename(&temporary, self.manifests.join(file)).unwrap();
+    }
+
+    pub(crate) fn delete(&self, file: &str) {
+        std::fs::remove_file(self.manifests.join(file)).unwrap();
+    }
+
+    pub(crate) fn nodes_yaml(&self) -> String {
+        let mut text = String::new();
+        for node in self.lab.nodes() {
+            text += &format!(
+                "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {}\nspec:\n  podCIDRs: [\"{}\", \"{}\"]\n\
+                 status:\n  addresses:\n  - {{type: InternalIP, address: \"{}\"}}\n  - {{type: InternalIP, address: \"{}\"}}\n",
+                node.name,
+                node.pod_cidr_v4,
+                node.pod_cidr_v6,
+                node.ipv4,
+                node.ipv6
+            );
+        }
+        text
+    }
+
+    pub(crate) fn pod_ip(&self, pod: &str, v6: bool) -> IpAddr {
+        let info = self.lab.pod(pod).unwrap();
+        if v6 { IpAddr::V6(info.ipv6) } else { IpAddr::V4(info.ipv4) }
+    }
+
+    /// A Service with TCP and UDP on `port` (targetPort [`ECHO_PORT`] unless `target` says
+    /// otherwise) and its EndpointSlices, one per address family of `cluster_ips`.
+    pub(crate) fn service(
+        &self,
+        name: &str,
+        cluster_ips: &[IpAddr],
+        port: u16,
+        extra_spec: &str,
+        endpoints: &[(&str, State)],
+    ) -> String {
+        self.service_to(name, cluster_ips, port, ECHO_PORT, extra_spec, endpoints)
+    }
+
+    pub(crate) fn service_to(
+        &self,
+        name: &str,
+        cluster_ips: &[IpAddr],
+        port: u16,
+        target: u16,
+        extra_spec: &str,
+        endpoints: &[(&str, State)],
+    ) -> String {
+        let family = |ip: &IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+        let ips: Vec<String> = cluster_ips.iter().map(|ip| format!("\"{ip}\"")).collect();
+        let families: Vec<&str> = cluster_ips.iter().map(family).collect();
+        let policy = if cluster_ips.len() > 1 { "RequireDualStack" } else { "SingleStack" };
+        let mut text = format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
+             spec:\n  type: ClusterIP\n  clusterIP: {first}\n  clusterIPs: [{ips}]\n  ipFamilies: [{families}]\n\
+             \x20 ipFamilyPolicy: {policy}\n  ports:\n\
+             \x20 - {{name: tcp, port: {port}, protocol: TCP, targetPort: {target}}}\n\
+             \x20 - {{name: udp, port: {port}, protocol: UDP, targetPort: {target}}}\n{extra_spec}",
+            first = ips[0],
+            ips = ips.join(", "),
+            families = families.join(", "),
+        );
+        for ip in cluster_ips {
+            let v6 = ip.is_ipv6();
+            let mut list = String::new();
+            for (pod, state) in endpoints {
+                let (ready, terminating) = match state {
+                    State::Ready => (true, false),
+                    State::Terminating => (false, true),
+                };
+                list += &format!(
+                    "- addresses: [\"{}\"]\n  conditions: {{ready: {ready}, serving: true, terminating: {terminating}}}\n  nodeName: {}\n",
+                    self.pod_ip(pod, v6),
+                    self.lab.pod(pod).unwrap().node
+                );
+            }
+            if endpoints.is_empty() {
+                list = "[]\n".to_string();
+            } else {
+                list.insert(0, '\n');
+            }
+            text += &format!(
+                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{fam}\n  namespace: e2e\n\
+                 \x20 labels: {{kubernetes.io/service-name: {name}}}\naddressType: {family}\nendpoints: {list}\
+                 ports:\n- {{name: tcp, port: {target}, protocol: TCP}}\n- {{name: udp, port: {target}, protocol: UDP}}\n",
+                fam = if v6 { "v6" } else { "v4" },
+                family = family(ip),
+            );
+        }
+        text
+    }
+
+    /// Runs a built-in client (`switchyard lab client KIND`) as a process in `member` (a pod or
+    /// a node: inside the node's cgroup) and parses its JSON lines.
+    pub(crate) fn client(&self, member: &str, kind: &str, target: SocketAddr, count: usize) -> ClientOutput {
+        self.client_with(member, kind, target, count, &[])
+    }
+
+    pub(crate) fn client_with(
+        &self,
+        member: &str,
+        kind: &str,
+        target: SocketAddr,
+        count: usize,
+        extra: &[&str],
+    ) -> ClientOutput {
+        let mut command = Command::new(BIN);
+        command
+            .args(["lab", "client", kind, "--target", &target.to_string()])
+            .args(["--count", &count.to_string(), "--timeout-ms", "1000"])
+            .args(extra);
+        let output = self.lab.output_in(member, command).unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        ClientOutput::parse(&stdout).unwrap_or_else(|err| {
+            panic!("{kind} client in {member}: {err}; stderr {}", String::from_utf8_lossy(&output.stderr))
+        })
+    }
+
+    /// Backends that answered `count` requests of `kind` from `member`; panics on any error.
+    pub(crate) fn backends(&self, member: &str, kind: &str, target: SocketAddr, count: usize) -> BTreeSet<String> {
+        let out = self.client(member, kind, target, count);
+        assert!(out.summary.errors.is_empty(), "{kind} from {member} to {target}: {:?}", out.summary);
+        for attempt in &out.attempts {
+            if let Some(from) = &attempt.reply_from {
+                assert_eq!(from, &target.to_string(), "UDP reply source not translated back: {attempt:?}");
+            }
+        }
+        out.summary.backends.keys().cloned().collect()
+    }
+
+    /// Waits until `probe` holds, polling; panics with `what` and the agents' logs otherwise.
+    pub(crate) fn eventually(&self, what: &str, mut probe: impl FnMut() -> bool) {
+        if !wait_until(CONVERGE, &mut probe) {
+            let logs: Vec<String> =
+                self.agents.iter().flat_map(|a| a.log.lock().unwrap().clone()).collect();
+            panic!("timed out waiting until {what}; agent logs:\n{}", logs.join("\n"));
+        }
+    }
+
+    pub(crate) fn agent_index(&self, node: &str) -> usize {
+        self.agents.iter().position(|a| a.node == node).unwrap()
+    }
+
+    /// Nothing a client sent left the lab or went untranslated towards a ClusterIP: the router
+    /// has no route for Service addresses (nor a default route), so any such packet counts as
+    /// `InNoRoutes` there; nodes and pods route everything else to the router.
+    pub(crate) fn assert_nothing_left_the_lab(&self) {
+        let fabric = self.lab.ip_counters("fabric").unwrap();
+        for key in ["IpExt.InNoRoutes", "Ip6.InNoRoutes"] {
+            assert_eq!(fabric[key], 0, "router counter {key}: a packet tried to leave the lab");
+        }
+        for node in self.lab.nodes() {
+            let counters = self.lab.ip_counters(&node.name).unwrap();
+            for key in ["Ip.OutNoRoutes", "Ip6.OutNoRoutes"] {
+                assert_eq!(counters[key], 0, "{} counter {key}", node.name);
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.agents.clear();
+        let _ = std::fs::remove_dir_all(&self.manifests);
+    }
+}
+
+pub(crate) fn v4(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+pub(crate) fn at(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+
+pub(crate) fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(ToString::to_string).collect()
+}
+

@@ -1,0 +1,77 @@
+//! `switchyard demo` as the README's main command runs it, and the example Services it ships.
+
+#![allow(clippy::unwrap_used, reason = "test harness")]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo")
+}
+
+#[test]
+fn demo_examples_validate_strictly() {
+    let output = Command::new(BIN).arg("validate").arg("--strict").arg(examples()).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("0 errors, 0 warnings; 5 files, 4 Services"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("error:") || l.starts_with("warning:")), "{text}");
+}
+
+/// The table's row for `service`/`what`/`from`/`kind`: the count per pod column (None for '.').
+fn row(table: &str, header: &[&str], key: [&str; 4]) -> Vec<(String, Option<usize>)> {
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().take(4).eq(key.iter().copied()))
+        .unwrap_or_else(|| panic!("no row {key:?} in\n{table}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    // SERVICE WHAT... : locate the target column (contains ':'), pods follow it.
+    let target = cells.iter().position(|c| c.contains(':')).unwrap();
+    header
+        .iter()
+        .zip(&cells[target + 1..])
+        .map(|(pod, cell)| (pod.to_string(), cell.parse().ok()))
+        .collect()
+}
+
+#[test]
+fn demo_spreads_traffic_shows_the_table_and_removes_its_lab() {
+    if !switchyard_lab::require_root("demo_spreads_traffic_shows_the_table_and_removes_its_lab") {
+        return;
+    }
+    let output = Command::new(BIN).args(["demo", "--requests", "40"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let header_line = stdout.lines().find(|l| l.starts_with("SERVICE")).unwrap();
+    let header: Vec<&str> =
+        header_line.split_whitespace().skip_while(|c| *c != "TARGET").skip(1).take(6).collect();
+    assert_eq!(header, ["pod1a", "pod1b", "pod2a", "pod2b", "pod3a", "pod3b"]);
+
+    let web = row(&stdout, &header, ["web", "random", "pod1a", "tcp"]);
+    assert!(web.iter().all(|(_, n)| n.is_some()), "web must reach every pod: {web:?}");
+    let local = row(&stdout, &header, ["cache", "ITP", "pod2b", "tcp"]);
+    let used: Vec<&str> = local.iter().filter(|(_, n)| n.is_some()).map(|(p, _)| p.as_str()).collect();
+    assert_eq!(used, ["pod2a", "pod2b"], "{local:?}");
+    let sticky = row(&stdout, &header, ["sticky", "ClientIP", "pod1a", "tcp"]);
+    assert_eq!(sticky.iter().filter(|(_, n)| n.is_some()).count(), 1, "{sticky:?}");
+    let empty = stdout.lines().find(|l| l.starts_with("empty")).unwrap();
+    assert!(empty.contains("40 connection refused"), "{empty}");
+    assert!(stdout.contains("packets that tried to leave the lab (router without a route): 0"));
+
+    // "lab sy-xxxxxx up: ..." names the prefix; nothing of that lab may remain.
+    let prefix = stdout.split_whitespace().nth(1).unwrap();
+    assert!(prefix.starts_with("sy-"), "{stdout}");
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&format!("{prefix}-")))
+        .collect();
+    assert!(left.is_empty(), "the demo left namespaces behind: {left:?}");
+    assert!(!std::path::Path::new("/run/switchyard-lab").join(prefix).exists());
+}
