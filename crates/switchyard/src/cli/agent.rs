@@ -139,6 +139,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         problems: BTreeSet::new(),
         cgroup: cgroup.clone(),
         destroy_stale: !args.keep_stale_sockets,
+        draining: HashSet::new(),
     };
 
     // First reconciliation: everything the directory holds against what was adopted. Existing
@@ -195,6 +196,9 @@ struct Agent {
     problems: BTreeSet<String>,
     cgroup: PathBuf,
     destroy_stale: bool,
+    /// Backends released while terminating: their connections were kept, and are torn down
+    /// once the endpoint is gone for good (no longer terminating, not used again).
+    draining: HashSet<(std::net::IpAddr, u16)>,
 }
 
 impl Agent {
@@ -214,6 +218,9 @@ impl Agent {
             }
         }
         if diffs.is_empty() {
+            // No map change, but a draining endpoint may have left its slice for good.
+            let finished = self.finished_draining(reconciler);
+            self.tear_down_stale(datapath, finished);
             return;
         }
         let applied = match reconciler.apply_diffs(datapath.maps_mut(), &diffs) {
@@ -230,7 +237,36 @@ impl Agent {
             }
         };
         self.log_applied("update", &applied);
-        self.tear_down_stale(reconciler, datapath, &applied);
+        let mut targets = self.finished_draining(reconciler);
+        for backend in &applied.released {
+            let target = (backend.ip, backend.port);
+            if reconciler.uses_address(backend.ip, backend.port) {
+                continue;
+            }
+            if self.terminating.is_terminating(backend.ip) {
+                self.draining.insert(target);
+            } else {
+                targets.insert(target);
+            }
+        }
+        self.tear_down_stale(datapath, targets);
+    }
+
+    /// Draining backends whose endpoint is no longer terminating: gone (their sockets are torn
+    /// down) or back in use (forgotten).
+    fn finished_draining(&mut self, reconciler: &Reconciler) -> HashSet<(std::net::IpAddr, u16)> {
+        let mut finished = HashSet::new();
+        self.draining.retain(|&(ip, port)| {
+            if reconciler.uses_address(ip, port) {
+                return false;
+            }
+            if self.terminating.is_terminating(ip) {
+                return true;
+            }
+            finished.insert((ip, port));
+            false
+        });
+        finished
     }
 
     fn report_problems(&mut self, update: &ManifestUpdate) {
@@ -260,18 +296,8 @@ impl Agent {
 
     /// Destroys sockets to backends that are gone for good (not terminating, not in use by any
     /// other frontend), and only sockets our programs translated.
-    fn tear_down_stale(&self, reconciler: &Reconciler, datapath: &Datapath, applied: &Applied) {
-        if !self.destroy_stale {
-            return;
-        }
-        let targets: HashSet<(std::net::IpAddr, u16)> = applied
-            .released
-            .iter()
-            .filter(|b| !reconciler.uses_address(b.ip, b.port))
-            .filter(|b| !self.terminating.is_terminating(b.ip))
-            .map(|b| (b.ip, b.port))
-            .collect();
-        if targets.is_empty() {
+    fn tear_down_stale(&self, datapath: &Datapath, targets: HashSet<(std::net::IpAddr, u16)>) {
+        if !self.destroy_stale || targets.is_empty() {
             return;
         }
         let maps = datapath.maps();
