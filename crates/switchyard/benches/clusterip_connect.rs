@@ -30,7 +30,10 @@ fn main() {
     }
     let cluster = Cluster::up();
     let ip = v4("10.96.9.10");
-    cluster.apply("svc.yaml", &cluster.service("svc", &[ip], 80, "", &[("b1", State::Ready)]));
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.service("svc", &[ip], 80, "", &[("b1", State::Ready)]),
+    );
     let clusterip = at(ip, 80);
     let pod = at(cluster.pod_ip("b1", false), ECHO_PORT);
     cluster.eventually("the Service answers", || {
@@ -40,9 +43,12 @@ fn main() {
     let (mut to_service, mut to_pod, mut means) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let mut command = Command::new(BIN);
-        command
-            .args(["lab", "client", "latency", "--target", &clusterip.to_string()])
-            .args(["--peer", &pod.to_string(), "--count", &CONNECTS.to_string()]);
+        command.args(["lab", "client", "latency", "--target", &clusterip.to_string()]).args([
+            "--peer",
+            &pod.to_string(),
+            "--count",
+            &CONNECTS.to_string(),
+        ]);
         let output = cluster.lab.output_in("a1", command).unwrap();
         let text = String::from_utf8_lossy(&output.stdout);
         let reports: Vec<LatencyReport> = text

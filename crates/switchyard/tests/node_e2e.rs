@@ -26,8 +26,10 @@ fn pods_and_nodes_reach_dual_stack_cluster_ips_over_tcp_and_udp_and_every_backen
     let ips = [v4("10.96.1.10"), v4("fd00:96::1:10")];
     let all = ["a1", "a2", "b1", "b2"];
     let endpoints: Vec<(&str, State)> = all.iter().map(|p| (*p, State::Ready)).collect();
-    cluster.apply("web.yaml", &cluster.service("web", &ips, 80, "", &endpoints));
-    cluster.eventually("web answers", || cluster.client("a1", "tcp", at(ips[0], 80), 1).summary.errors.is_empty());
+    cluster.apply_and_wait("web.yaml", &cluster.service("web", &ips, 80, "", &endpoints));
+    cluster.eventually("web answers", || {
+        cluster.client("a1", "tcp", at(ips[0], 80), 1).summary.errors.is_empty()
+    });
 
     // From a pod on each node and from each node itself; 40 requests over 4 backends miss one
     // with probability 4 * (3/4)^40 < 1e-4.
@@ -37,8 +39,7 @@ fn pods_and_nodes_reach_dual_stack_cluster_ips_over_tcp_and_udp_and_every_backen
                 let seen = cluster.backends(member, kind, at(ip, 80), 40);
                 assert_eq!(seen, set(&all), "{kind} from {member} to {ip}");
             }
-            let connected =
-                cluster.client_with(member, "udp", at(ip, 80), 10, &["--connected"]);
+            let connected = cluster.client_with(member, "udp", at(ip, 80), 10, &["--connected"]);
             assert!(connected.summary.errors.is_empty(), "{member} {ip}: {:?}", connected.summary);
         }
     }
@@ -71,7 +72,7 @@ fn dnsmasq_behind_a_cluster_ip_answers_dig_over_udp_and_tcp() {
     let mut dnsmasq = cluster.lab.spawn_in(dns_pod, dnsmasq).unwrap();
     let ips = [v4("10.96.0.10"), v4("fd00:96::a")];
     let endpoints = [(dns_pod, State::Ready)];
-    cluster.apply("dns.yaml", &cluster.service_to("dns", &ips, 53, 53, "", &endpoints));
+    cluster.apply_and_wait("dns.yaml", &cluster.service_to("dns", &ips, 53, 53, "", &endpoints));
 
     let dig = |server: IpAddr, record: &str, tcp: bool| {
         let mut command = Command::new("dig");
@@ -87,7 +88,9 @@ fn dnsmasq_behind_a_cluster_ip_answers_dig_over_udp_and_tcp() {
             .find(|l| l.starts_with("web.e2e.test."))
             .and_then(|l| l.split_whitespace().last().map(ToString::to_string))
     };
-    cluster.eventually("dnsmasq answers through the ClusterIP", || answer(&dig(ips[0], "A", false)).is_some());
+    cluster.eventually("dnsmasq answers through the ClusterIP", || {
+        answer(&dig(ips[0], "A", false)).is_some()
+    });
     for server in ips {
         for tcp in [false, true] {
             for (record, expected) in [("A", "10.1.2.3"), ("AAAA", "fd00::1:2:3")] {
@@ -95,7 +98,11 @@ fn dnsmasq_behind_a_cluster_ip_answers_dig_over_udp_and_tcp() {
                 // dig drops a UDP reply whose source is not the server it asked: an answer at
                 // all means recvmsg translated the pod address back to the ClusterIP.
                 assert!(!text.contains("unexpected source"), "{text}");
-                assert_eq!(answer(&text).as_deref(), Some(expected), "{server} {record} tcp={tcp}: {text}");
+                assert_eq!(
+                    answer(&text).as_deref(),
+                    Some(expected),
+                    "{server} {record} tcp={tcp}: {text}"
+                );
                 assert!(text.contains(&format!("SERVER: {server}#53")), "{text}");
             }
         }
@@ -114,9 +121,13 @@ fn session_affinity_client_ip_holds_within_the_timeout_and_expires_after_it() {
     let ip = v4("10.96.2.10");
     let all = ["a1", "a2", "b1", "b2"];
     let endpoints: Vec<(&str, State)> = all.iter().map(|p| (*p, State::Ready)).collect();
-    let affinity = "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}\n";
-    cluster.apply("sticky.yaml", &cluster.service("sticky", &[ip], 80, affinity, &endpoints));
-    cluster.eventually("sticky answers", || cluster.client("a1", "tcp", at(ip, 80), 1).summary.errors.is_empty());
+    let affinity =
+        "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}\n";
+    cluster
+        .apply_and_wait("sticky.yaml", &cluster.service("sticky", &[ip], 80, affinity, &endpoints));
+    cluster.eventually("sticky answers", || {
+        cluster.client("a1", "tcp", at(ip, 80), 1).summary.errors.is_empty()
+    });
 
     // Within the timeout (each connection refreshes it): one backend for all 30 connections.
     for kind in ["tcp", "udp"] {
@@ -141,13 +152,21 @@ fn internal_traffic_policy_local_uses_only_endpoints_on_the_clients_node() {
     }
     let cluster = Cluster::up();
     let ip = v4("10.96.3.10");
-    let endpoints: Vec<(&str, State)> = ["a1", "a2", "b1", "b2"].iter().map(|p| (*p, State::Ready)).collect();
+    let endpoints: Vec<(&str, State)> =
+        ["a1", "a2", "b1", "b2"].iter().map(|p| (*p, State::Ready)).collect();
     let local = "  internalTrafficPolicy: Local\n";
-    cluster.apply("local.yaml", &cluster.service("local", &[ip], 80, local, &endpoints));
-    cluster.eventually("local answers", || cluster.client("a1", "tcp", at(ip, 80), 1).summary.errors.is_empty());
-    for (member, expected) in [("a1", ["a1", "a2"]), ("node1", ["a1", "a2"]), ("b1", ["b1", "b2"])] {
+    cluster.apply_and_wait("local.yaml", &cluster.service("local", &[ip], 80, local, &endpoints));
+    cluster.eventually("local answers", || {
+        cluster.client("a1", "tcp", at(ip, 80), 1).summary.errors.is_empty()
+    });
+    for (member, expected) in [("a1", ["a1", "a2"]), ("node1", ["a1", "a2"]), ("b1", ["b1", "b2"])]
+    {
         for kind in ["tcp", "udp"] {
-            assert_eq!(cluster.backends(member, kind, at(ip, 80), 30), set(&expected), "{kind} from {member}");
+            assert_eq!(
+                cluster.backends(member, kind, at(ip, 80), 30),
+                set(&expected),
+                "{kind} from {member}"
+            );
         }
     }
     cluster.assert_nothing_left_the_lab();
@@ -161,17 +180,31 @@ fn terminating_endpoints_are_used_only_when_no_ready_endpoint_is_left() {
     let cluster = Cluster::up();
     let ip = v4("10.96.4.10");
     let target = at(ip, 80);
-    cluster.apply(
+    cluster.apply_and_wait(
         "drain.yaml",
-        &cluster.service("drain", &[ip], 80, "", &[("a1", State::Ready), ("b1", State::Terminating)]),
+        &cluster.service(
+            "drain",
+            &[ip],
+            80,
+            "",
+            &[("a1", State::Ready), ("b1", State::Terminating)],
+        ),
     );
-    cluster.eventually("drain answers", || cluster.client("a2", "tcp", target, 1).summary.errors.is_empty());
+    cluster.eventually("drain answers", || {
+        cluster.client("a2", "tcp", target, 1).summary.errors.is_empty()
+    });
     assert_eq!(cluster.backends("a2", "tcp", target, 20), set(&["a1"]));
 
     // The last ready endpoint goes away: fall back to the serving, terminating one.
     cluster.apply(
         "drain.yaml",
-        &cluster.service("drain", &[ip], 80, "", &[("b1", State::Terminating), ("b2", State::Terminating)]),
+        &cluster.service(
+            "drain",
+            &[ip],
+            80,
+            "",
+            &[("b1", State::Terminating), ("b2", State::Terminating)],
+        ),
     );
     cluster.eventually("traffic falls back to terminating endpoints", || {
         cluster.client("a2", "tcp", target, 10).summary.backends.keys().all(|b| b.starts_with('b'))
@@ -189,12 +222,7 @@ fn a_service_without_endpoints_refuses_connections_at_once() {
     }
     let cluster = Cluster::up();
     let ips = [v4("10.96.5.10"), v4("fd00:96::5:10")];
-    cluster.apply("empty.yaml", &cluster.service("empty", &ips, 80, "", &[]));
-    // A readiness marker: a Service in the same file set that does answer.
-    cluster.apply("marker.yaml", &cluster.service("marker", &[v4("10.96.5.11")], 80, "", &[("a1", State::Ready)]));
-    cluster.eventually("marker answers", || {
-        cluster.client("a2", "tcp", at(v4("10.96.5.11"), 80), 1).summary.errors.is_empty()
-    });
+    cluster.apply_and_wait("empty.yaml", &cluster.service("empty", &ips, 80, "", &[]));
     for member in ["a2", "node1"] {
         for ip in ips {
             for kind in ["tcp", "udp"] {
@@ -223,8 +251,13 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
     let cluster = Cluster::up();
     let ip = v4("10.96.6.10");
     let target = at(ip, 80);
-    cluster.apply("svc.yaml", &cluster.service("svc", &[ip], 80, "", &[("a2", State::Ready)]));
-    cluster.eventually("svc answers", || cluster.client("a1", "tcp", target, 1).summary.errors.is_empty());
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.service("svc", &[ip], 80, "", &[("a2", State::Ready)]),
+    );
+    cluster.eventually("svc answers", || {
+        cluster.client("a1", "tcp", target, 1).summary.errors.is_empty()
+    });
 
     // A long-lived connection to a2 that must survive every change below that keeps a2.
     let mut hold = Command::new(BIN);
@@ -239,7 +272,13 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
     // Scale out: new endpoints get traffic.
     cluster.apply(
         "svc.yaml",
-        &cluster.service("svc", &[ip], 80, "", &[("a2", State::Ready), ("b1", State::Ready), ("b2", State::Ready)]),
+        &cluster.service(
+            "svc",
+            &[ip],
+            80,
+            "",
+            &[("a2", State::Ready), ("b1", State::Ready), ("b2", State::Ready)],
+        ),
     );
     cluster.eventually("new endpoints get traffic", || {
         cluster.client("a1", "tcp", target, 30).summary.backends.len() == 3
@@ -252,7 +291,7 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
             "  - {name: udp, port: 80, protocol: UDP, targetPort: 8080}\n  - {name: alt, port: 81, protocol: TCP, targetPort: 8080}\n",
         )
         .replace("ports:\n- {name: tcp", "ports:\n- {name: alt, port: 8080, protocol: TCP}\n- {name: tcp");
-    cluster.apply("svc.yaml", &two_ports);
+    cluster.apply_and_wait("svc.yaml", &two_ports);
     cluster.eventually("the added port answers", || {
         cluster.client("a1", "tcp", at(ip, 81), 1).summary.errors.is_empty()
     });
@@ -263,7 +302,10 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
 
     // The ClusterIP changes (Service recreated): the old address refuses, the new one answers.
     let moved = v4("10.96.6.20");
-    cluster.apply("svc.yaml", &cluster.service("svc", &[moved], 80, "", &[("a2", State::Ready)]));
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.service("svc", &[moved], 80, "", &[("a2", State::Ready)]),
+    );
     cluster.eventually("the new ClusterIP answers", || {
         cluster.client("a1", "tcp", at(moved, 80), 1).summary.errors.is_empty()
     });
@@ -278,7 +320,12 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
     // Service deleted (its sockets to a2 would now be torn down): nothing answers on its address any more (the frontends are gone).
     cluster.delete("svc.yaml");
     cluster.eventually("the deleted Service is gone from node1's maps", || {
-        cluster.agents[cluster.agent_index("node1")].log.lock().unwrap().iter().any(|l| l.contains("frontends=0"))
+        cluster.agents[cluster.agent_index("node1")]
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("frontends=0"))
     });
 
     cluster.assert_nothing_left_the_lab();
@@ -292,16 +339,25 @@ fn agent_restart_keeps_services_and_a_long_lived_connection() {
     let mut cluster = Cluster::up();
     let ips = [v4("10.96.7.10"), v4("fd00:96::7:10")];
     let endpoints = [("a2", State::Ready), ("b1", State::Ready), ("b2", State::Ready)];
-    cluster.apply("svc.yaml", &cluster.service("svc", &ips, 80, "", &endpoints));
-    cluster.eventually("svc answers", || cluster.client("a1", "tcp", at(ips[0], 80), 1).summary.errors.is_empty());
+    cluster.apply_and_wait("svc.yaml", &cluster.service("svc", &ips, 80, "", &endpoints));
+    cluster.eventually("svc answers", || {
+        cluster.client("a1", "tcp", at(ips[0], 80), 1).summary.errors.is_empty()
+    });
 
     let mut holds = Vec::new();
     for ip in ips {
         let mut hold = Command::new(BIN);
-        hold.args(["lab", "client", "hold", "--target", &at(ip, 80).to_string(), "--until-stdin-closes"])
-            .args(["--interval-ms", "20"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
+        hold.args([
+            "lab",
+            "client",
+            "hold",
+            "--target",
+            &at(ip, 80).to_string(),
+            "--until-stdin-closes",
+        ])
+        .args(["--interval-ms", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
         holds.push(cluster.lab.spawn_in("a1", hold).unwrap());
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -345,7 +401,10 @@ fn agent_restart_keeps_services_and_a_long_lived_connection() {
     }
 
     // The restarted agent still follows changes.
-    cluster.apply("svc.yaml", &cluster.service("svc", &ips, 80, "", &[("a2", State::Ready), ("b1", State::Ready)]));
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.service("svc", &ips, 80, "", &[("a2", State::Ready), ("b1", State::Ready)]),
+    );
     cluster.eventually("the restarted agent applies a change", || {
         !cluster.client("a1", "tcp", at(ips[0], 80), 20).summary.backends.contains_key("b2")
     });
@@ -361,8 +420,13 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     let cluster = Cluster::up();
     let ip = v4("10.96.8.10");
     let target = at(ip, 80);
-    cluster.apply("svc.yaml", &cluster.service("svc", &[ip], 80, "", &[("b1", State::Ready)]));
-    cluster.eventually("svc answers", || cluster.client("a1", "tcp", target, 1).summary.errors.is_empty());
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.service("svc", &[ip], 80, "", &[("b1", State::Ready)]),
+    );
+    cluster.eventually("svc answers", || {
+        cluster.client("a1", "tcp", target, 1).summary.errors.is_empty()
+    });
 
     let mut tcp = Command::new(BIN);
     tcp.args(["lab", "client", "hold", "--target", &target.to_string(), "--until-stdin-closes"])
@@ -378,7 +442,10 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     std::thread::sleep(Duration::from_millis(300));
 
     // b1 starts terminating, b2 takes new traffic: existing flows to b1 stay.
-    cluster.apply("svc.yaml", &cluster.service("svc", &[ip], 80, "", &[("b1", State::Terminating), ("b2", State::Ready)]));
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.service("svc", &[ip], 80, "", &[("b1", State::Terminating), ("b2", State::Ready)]),
+    );
     cluster.eventually("new connections go to b2", || {
         cluster.client("a2", "tcp", target, 10).summary.backends.keys().all(|b| b == "b2")
     });
@@ -386,6 +453,7 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     assert!(matches!(tcp.try_wait(), Ok(None)), "the TCP connection to terminating b1 ended");
 
     // b1 is removed: flows to it are torn down at once.
+    // (No map changes: b1 left the slots when it started terminating; only the sweep runs.)
     cluster.apply("svc.yaml", &cluster.service("svc", &[ip], 80, "", &[("b2", State::Ready)]));
     let tcp_ended = wait_until(Duration::from_secs(3), || matches!(tcp.try_wait(), Ok(Some(_))));
     drop(tcp.stdin.take());

@@ -85,10 +85,8 @@ impl Agent {
 
     /// SIGTERM, as a service manager stops it; the pinned state stays behind.
     pub(crate) fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "agent on {} exited with {exit}", self.node);
@@ -128,7 +126,9 @@ impl Cluster {
         for pod in lab.pods() {
             let name = pod.name.clone();
             for kind in [ServerKind::TcpEcho, ServerKind::UdpEcho] {
-                servers.push(lab.run_in(&name, || servers::start(kind, &name, ECHO_PORT)).unwrap().unwrap());
+                servers.push(
+                    lab.run_in(&name, || servers::start(kind, &name, ECHO_PORT)).unwrap().unwrap(),
+                );
             }
         }
         let mut cluster = Cluster { lab, manifests, agents: Vec::new(), _servers: servers };
@@ -149,6 +149,20 @@ impl Cluster {
         std::fs::rename(&temporary, self.manifests.join(file)).unwrap();
     }
 
+    /// Writes a manifest that changes every node's maps and waits until every agent applied
+    /// an update, so the test sends no packet to an address not yet programmed (it would
+    /// leave through the router untranslated and fail the containment check).
+    pub(crate) fn apply_and_wait(&self, file: &str, text: &str) {
+        let applied = |agent: &Agent| {
+            agent.log.lock().unwrap().iter().filter(|l| l.contains("update applied")).count()
+        };
+        let before: Vec<usize> = self.agents.iter().map(applied).collect();
+        self.apply(file, text);
+        self.eventually(&format!("every agent applied {file}"), || {
+            self.agents.iter().zip(&before).all(|(agent, n)| applied(agent) > *n)
+        });
+    }
+
     pub(crate) fn delete(&self, file: &str) {
         std::fs::remove_file(self.manifests.join(file)).unwrap();
     }
@@ -159,11 +173,7 @@ impl Cluster {
             text += &format!(
                 "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {}\nspec:\n  podCIDRs: [\"{}\", \"{}\"]\n\
                  status:\n  addresses:\n  - {{type: InternalIP, address: \"{}\"}}\n  - {{type: InternalIP, address: \"{}\"}}\n",
-                node.name,
-                node.pod_cidr_v4,
-                node.pod_cidr_v6,
-                node.ipv4,
-                node.ipv6
+                node.name, node.pod_cidr_v4, node.pod_cidr_v6, node.ipv4, node.ipv6
             );
         }
         text
@@ -242,7 +252,13 @@ impl Cluster {
 
     /// Runs a built-in client (`switchyard lab client KIND`) as a process in `member` (a pod or
     /// a node: inside the node's cgroup) and parses its JSON lines.
-    pub(crate) fn client(&self, member: &str, kind: &str, target: SocketAddr, count: usize) -> ClientOutput {
+    pub(crate) fn client(
+        &self,
+        member: &str,
+        kind: &str,
+        target: SocketAddr,
+        count: usize,
+    ) -> ClientOutput {
         self.client_with(member, kind, target, count, &[])
     }
 
@@ -257,22 +273,41 @@ impl Cluster {
         let mut command = Command::new(BIN);
         command
             .args(["lab", "client", kind, "--target", &target.to_string()])
-            .args(["--count", &count.to_string(), "--timeout-ms", "1000"])
+            .args(["--count", &count.to_string(), "--timeout-ms", "3000"])
             .args(extra);
         let output = self.lab.output_in(member, command).unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         ClientOutput::parse(&stdout).unwrap_or_else(|err| {
-            panic!("{kind} client in {member}: {err}; stderr {}", String::from_utf8_lossy(&output.stderr))
+            panic!(
+                "{kind} client in {member}: {err}; stderr {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
         })
     }
 
     /// Backends that answered `count` requests of `kind` from `member`; panics on any error.
-    pub(crate) fn backends(&self, member: &str, kind: &str, target: SocketAddr, count: usize) -> BTreeSet<String> {
+    pub(crate) fn backends(
+        &self,
+        member: &str,
+        kind: &str,
+        target: SocketAddr,
+        count: usize,
+    ) -> BTreeSet<String> {
         let out = self.client(member, kind, target, count);
-        assert!(out.summary.errors.is_empty(), "{kind} from {member} to {target}: {:?}", out.summary);
+        let failed: Vec<_> = out.attempts.iter().filter(|a| a.error.is_some()).collect();
+        assert!(
+            failed.is_empty(),
+            "{kind} from {member} to {target}: {:?}; failed attempts {failed:#?}; router counters {:?}",
+            out.summary,
+            self.lab.ip_counters("fabric").map(|c| (c["IpExt.InNoRoutes"], c["Ip6.InNoRoutes"]))
+        );
         for attempt in &out.attempts {
             if let Some(from) = &attempt.reply_from {
-                assert_eq!(from, &target.to_string(), "UDP reply source not translated back: {attempt:?}");
+                assert_eq!(
+                    from,
+                    &target.to_string(),
+                    "UDP reply source not translated back: {attempt:?}"
+                );
             }
         }
         out.summary.backends.keys().cloned().collect()
@@ -326,4 +361,3 @@ pub(crate) fn at(ip: IpAddr, port: u16) -> SocketAddr {
 pub(crate) fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(ToString::to_string).collect()
 }
-
