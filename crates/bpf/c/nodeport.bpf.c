@@ -28,6 +28,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#define SY_PER_PACKET_MAPS
 #include "switchyard.h"
 #include "lb.h"
 
@@ -921,21 +922,22 @@ static __always_inline void affinity_store(const struct sy_frontend *fe, const s
 }
 
 /* Claim a source port on the SNAT address for the reply key (backend -> node:port). Probes
- * SY_SNAT_PROBES ports from a random start; a port is free when no live flow owns it. */
+ * SY_SNAT_PROBES ports chosen at random (independent probes: with a fraction f of the range
+ * in use, all probes fail with probability f^32, where linear probing would fail far earlier
+ * on clusters of used ports); a port is free when no live flow owns it. */
 static SY_NOINLINE int snat_claim(struct sy_ct_key *reply, const struct sy_nat_entry *val,
 				      const struct sy_pkt_config *cfg, __u64 now)
 {
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
-	__u32 span, start, i;
+	__u32 span, i;
 
 	if (min == 0 || max < min)
 		return -1;
 	span = max - min + 1;
-	start = bpf_get_prandom_u32();
 	for (i = 0; i < SY_SNAT_PROBES; i++) {
 		struct sy_nat_entry *cur;
 
-		reply->dport = bpf_htons((__u16)(min + (start + i) % span));
+		reply->dport = bpf_htons((__u16)(min + bpf_get_prandom_u32() % span));
 		cur = bpf_map_lookup_elem(&sy_nat, reply);
 		if (!cur) {
 			if (bpf_map_update_elem(&sy_nat, reply, val, BPF_NOEXIST) == 0)
@@ -945,8 +947,6 @@ static SY_NOINLINE int snat_claim(struct sy_ct_key *reply, const struct sy_nat_e
 		if (!nat_entry_live(reply, cur, cfg, now) &&
 		    bpf_map_update_elem(&sy_nat, reply, val, BPF_EXIST) == 0)
 			return 0;
-		if (i + 1 >= span)
-			break;
 	}
 	return -1;
 }

@@ -512,7 +512,10 @@ struct sy_pkt_config {
 	__u32 pad;
 };
 
-#if defined(__bpf__)
+/* Only the per-packet object defines these maps (it defines SY_PER_PACKET_MAPS before
+ * including this header): an object that merely includes the header must not create and pin
+ * them with its own sizes. */
+#if defined(__bpf__) && defined(SY_PER_PACKET_MAPS)
 
 #define SY_DEFAULT_CT 262144
 #define SY_DEFAULT_NAT 262144
@@ -552,6 +555,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_pkt_config SEC(".maps");
 
-#endif /* __bpf__ */
+#endif /* __bpf__ && SY_PER_PACKET_MAPS */
 
 #endif /* SWITCHYARD_H */

@@ -20,7 +20,7 @@ pub const CT_F_REPLY_SEEN: u8 = 1 << 1;
 /// Conntrack flag: the client is the backend (SNAT forced).
 pub const CT_F_HAIRPIN: u8 = 1 << 2;
 
-/// SNAT ports tried per new flow before the drop `PktDropSnatExhausted`.
+/// Random SNAT ports tried per new flow before the drop `DropSnatExhausted`.
 pub const SNAT_PROBES: u32 = 32;
 
 /// Counter indexes of the per-packet path (`enum sy_pkt_reason`, 32..63 of `sy_counters`).

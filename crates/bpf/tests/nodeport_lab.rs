@@ -1,0 +1,226 @@
+//! The per-packet programs attached to a lab node's uplink (root): real clients outside the
+//! cluster reach NodePorts with local and remote backends over IPv4 and IPv6, empty Services
+//! refuse, externalTrafficPolicy Local drops without local endpoints, and large uploads pass
+//! links with a smaller MTU (ICMP frag-needed / packet-too-big translated back to the client).
+//! Also: links are pinned per device and generation, a restart replaces them, detach removes.
+
+#![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use switchyard_bpf::{
+    Datapath, LoadOptions, MapSizes,
+    abi::*,
+    tc::{self, PacketDatapath, PacketMapSizes, PacketSettings},
+};
+use switchyard_lab::{
+    Lab, Topology, require_root,
+    tools::{
+        clients,
+        servers::{self, ServerKind},
+    },
+};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+const ECHO: u16 = 8080;
+
+fn small_sizes() -> MapSizes {
+    MapSizes {
+        frontends: 1024,
+        slots: 4096,
+        backends: 1024,
+        maglev_tables: 16,
+        sock_revnat: 1024,
+        affinity: 1024,
+        sock_sticky: 1024,
+        node_addrs: 16,
+    }
+}
+
+fn options(bpf_dir: &Path) -> LoadOptions {
+    let mut options = LoadOptions::new(bpf_dir);
+    options.sizes = small_sizes();
+    options.maglev_table_size = 251;
+    options
+}
+
+/// Loads both datapaths in the node's bpffs, programs NodePorts, attaches to the uplink.
+/// Frontends (same port numbers for IPv4 and IPv6):
+///   30080 TCP -> pod on this node (local), 30081 TCP -> pod on n2 (SNAT),
+///   30082 TCP empty + reject, 30083 TCP ETP Local without local endpoint.
+fn program_node(lab: &Lab) {
+    let node = lab.node("n1").unwrap().clone();
+    let local = lab.pod("p1").unwrap().clone();
+    let remote = lab.pod("p2").unwrap().clone();
+    lab.run_in("n1", move || {
+        let options = options(&node.bpf_dir);
+        let mut sock = Datapath::load(&options).unwrap();
+        let settings = PacketSettings {
+            snat_ipv4: Some(node.ipv4),
+            snat_ipv6: Some(node.ipv6),
+            ..PacketSettings::default()
+        };
+        let mut pkt = PacketDatapath::load(&options, PacketMapSizes::default(), &settings).unwrap();
+        let maps = sock.maps_mut();
+        for ip in [IpAddr::from(node.ipv4), IpAddr::from(node.ipv6)] {
+            maps.node_addrs.insert(NodeAddrKey::new(ip), 0, 0).unwrap();
+        }
+        let backends: [(u32, IpAddr, u8); 4] = [
+            (1, local.ipv4.into(), BE_LOCAL),
+            (2, local.ipv6.into(), BE_LOCAL),
+            (3, remote.ipv4.into(), 0),
+            (4, remote.ipv6.into(), 0),
+        ];
+        for (id, ip, flags) in backends {
+            maps.backends.insert(id, Backend::new(ip, ECHO, flags), 0).unwrap();
+        }
+        let mut next_id = 1;
+        for (family, local_id, remote_id) in [(AF_INET, 1, 3), (AF_INET6, 2, 4)] {
+            let frontends: [(u16, u32, &[u32]); 4] = [
+                (30080, FE_NODEPORT, &[local_id]),
+                (30081, FE_NODEPORT, &[remote_id]),
+                (30082, FE_NODEPORT | FE_REJECT_EMPTY, &[]),
+                (30083, FE_NODEPORT | FE_LOCAL_ONLY | FE_REJECT_EMPTY, &[]),
+            ];
+            for (port, flags, ids) in frontends {
+                let id = next_id;
+                next_id += 1;
+                for (slot, &b) in (0u32..).zip(ids) {
+                    maps.slots.insert(SlotKey { frontend_id: id, slot }, b, 0).unwrap();
+                }
+                let key = FrontendKey::node_port(family, port, PROTO_TCP, SCOPE_DEFAULT);
+                let fe =
+                    Frontend { id, flags, backend_count: ids.len() as u32, affinity_timeout_s: 0 };
+                maps.frontends.insert(key, fe, 0).unwrap();
+            }
+        }
+        pkt.attach(&node.uplink).unwrap();
+    })
+    .unwrap();
+}
+
+fn link_pins(bpf_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(bpf_dir.join("links"))
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn external_clients_reach_nodeports_through_the_tc_programs() {
+    if !require_root("external_clients_reach_nodeports_through_the_tc_programs") {
+        return;
+    }
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1]\n  - name: n2\n    pods: [p2]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let _servers: Vec<_> = ["p1", "p2"]
+        .into_iter()
+        .map(|pod| lab.run_in(pod, || servers::start(ServerKind::TcpEcho, pod, ECHO).unwrap()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    let client = lab.client("c1").unwrap().clone();
+
+    let pins = link_pins(&node.bpf_dir);
+    assert_eq!(pins.len(), 2, "ingress and egress pinned: {pins:?}");
+    assert!(pins.iter().all(|p| p.starts_with(&format!("tc-{}-", node.uplink))), "{pins:?}");
+
+    for (node_ip, client_ip) in [
+        (IpAddr::from(node.ipv4), IpAddr::from(client.ipv4)),
+        (node.ipv6.into(), client.ipv6.into()),
+    ] {
+        let at = |port| SocketAddr::new(node_ip, port);
+        let (local, remote, empty, etp_local) = lab
+            .run_in("c1", || {
+                (
+                    clients::tcp(at(30080), 3, TIMEOUT),
+                    clients::tcp(at(30081), 3, TIMEOUT),
+                    clients::tcp(at(30082), 1, TIMEOUT),
+                    clients::tcp(at(30083), 1, Duration::from_secs(1)),
+                )
+            })
+            .unwrap();
+        for a in &local {
+            assert_eq!(a.error, None, "{node_ip}:30080: {a:?}");
+            assert_eq!(a.backend.as_deref(), Some("p1"));
+            let seen: SocketAddr = a.seen_as.as_deref().unwrap().parse().unwrap();
+            assert_eq!(seen.ip(), client_ip, "local backend sees the client address");
+        }
+        for a in &remote {
+            assert_eq!(a.error, None, "{node_ip}:30081: {a:?}");
+            assert_eq!(a.backend.as_deref(), Some("p2"));
+            let seen: SocketAddr = a.seen_as.as_deref().unwrap().parse().unwrap();
+            assert_eq!(seen.ip(), node_ip, "remote backend sees the node (SNAT)");
+            assert!((32_768..=60_999).contains(&seen.port()), "SNAT port {}", seen.port());
+        }
+        assert_eq!(empty[0].error.as_deref(), Some("connection refused"), "{empty:?}");
+        assert_eq!(etp_local[0].error.as_deref(), Some("timed out"), "dropped: {etp_local:?}");
+    }
+
+    // Smaller MTUs on the way to either backend: uploads still complete, IPv4 and IPv6.
+    // Remote: n2's kernel sends frag-needed to n1 (the SNAT source), which translates it back.
+    lab.set_mtu("n1", &lab.pod("p1").unwrap().node_link, 1280).unwrap();
+    lab.set_mtu("n2", &lab.pod("p2").unwrap().node_link, 1280).unwrap();
+    for node_ip in [IpAddr::from(node.ipv4), node.ipv6.into()] {
+        for port in [30080, 30081] {
+            let target = SocketAddr::new(node_ip, port);
+            let up = lab
+                .run_in("c1", || clients::upload(target, 200_000, Duration::from_secs(10)))
+                .unwrap();
+            assert_eq!(up.error, None, "upload to {target}: {up:?}");
+        }
+    }
+    let counters = lab
+        .run_in("n1", || tc::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap())
+        .unwrap();
+    use switchyard_bpf::pkt::PacketReason as R;
+    // Local backend: whichever of the program (route lookup says too big) or the stack (packet
+    // handed to it, kernel's own frag-needed, translated at egress) answers; remote backend:
+    // n2's frag-needed translated at ingress. At least one translation per family and path.
+    let answered = counters[&R::FragNeeded].packets + counters[&R::IcmpRevnat].packets;
+    assert!(answered >= 4, "frag-needed answered or translated: {counters:?}");
+    assert!(counters[&R::IcmpRevnat].packets >= 2, "remote path translated: {counters:?}");
+    assert!(counters[&R::RejectRst].packets >= 2);
+    assert!(counters[&R::DropNoLocalBackend].packets >= 2);
+
+    // A restarted agent attaches a new generation before the old one goes; detach removes all.
+    lab.run_in("n1", || {
+        let options = options(&node.bpf_dir);
+        let _sock = Datapath::load(&options).unwrap();
+        let mut pkt =
+            PacketDatapath::load(&options, PacketMapSizes::default(), &PacketSettings::default())
+                .unwrap();
+        pkt.attach(&node.uplink).unwrap();
+    })
+    .unwrap();
+    let after = link_pins(&node.bpf_dir);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|p| !pins.contains(p)),
+        "old generation replaced: {pins:?} -> {after:?}"
+    );
+    let again = lab
+        .run_in("c1", || clients::tcp(SocketAddr::new(node.ipv4.into(), 30080), 1, TIMEOUT))
+        .unwrap();
+    assert_eq!(again[0].error, None, "still served after the restart: {again:?}");
+
+    assert_eq!(tc::detach_device(&node.bpf_dir, &node.uplink).unwrap(), 2);
+    assert!(link_pins(&node.bpf_dir).is_empty());
+    let gone = lab
+        .run_in("c1", || {
+            clients::tcp(SocketAddr::new(node.ipv4.into(), 30080), 1, Duration::from_secs(1))
+        })
+        .unwrap();
+    assert!(gone[0].error.is_some(), "no translation once detached: {gone:?}");
+    drop(lab);
+}
