@@ -301,7 +301,7 @@ async fn bookmarks_move_the_resume_point_past_compacted_history() {
     }
     let bookmark = api.bookmark();
     // Give the client a moment to read the bookmark; then only history before it is compacted.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let requests_before = api.requests().len();
     api.outage(|outage| outage.compact_below(bookmark));
     api.put(service("default", "api", json!({}), "10.96.0.20", 443));

@@ -117,11 +117,8 @@ async fn hand_on(mut events: mpsc::Receiver<KindEvent>, updates: mpsc::Sender<Ap
     loop {
         let ready = reflection.synced() && reflection.has_pending();
         tokio::select! {
+            // Handing on first: a steady stream of events must not hold updates back.
             biased;
-            event = events.recv() => match event {
-                Some(event) => reflection.handle(event),
-                None => return,
-            },
             permit = updates.reserve(), if ready => {
                 let Ok(permit) = permit else { return };
                 if let Some(changes) = reflection.take_ready() {
@@ -132,6 +129,10 @@ async fn hand_on(mut events: mpsc::Receiver<KindEvent>, updates: mpsc::Sender<Ap
                     permit.send(ApiUpdate { changes });
                 }
             }
+            event = events.recv() => match event {
+                Some(event) => reflection.handle(event),
+                None => return,
+            },
         }
     }
 }
