@@ -3,6 +3,7 @@
 //! Each test runs on a thread moved into a fresh, empty network namespace, so the programs'
 //! route lookups find no route (the translated packet goes to the stack: TC_ACT_OK) and never
 //! depend on or touch the host's network; answers (RST, ICMP) are redirected back (TC_ACT_REDIRECT).
+//! One test adds a route of its own in that namespace to check redirects and frag-needed.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
@@ -632,4 +633,72 @@ fn malformed_and_foreign_packets_pass_or_drop_with_a_reason() {
         }
     }
     assert_eq!(tc.count(PacketReason::Dnat), 0, "nothing was translated");
+}
+
+/// Inode of a network namespace file, to make sure a test never configures the host's.
+fn netns_inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Runs `ip`/`sysctl`-like commands in this thread's private namespace (children inherit it);
+/// refuses when the thread is still in the process's (the host's) namespace.
+fn sh(cmd: &str) {
+    assert_ne!(
+        netns_inode("/proc/thread-self/ns/net"),
+        netns_inode("/proc/self/ns/net"),
+        "refusing to configure the host's network namespace"
+    );
+    let status = std::process::Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(status.success(), "{cmd}: {status}");
+}
+
+#[test]
+fn a_packet_too_big_for_the_route_is_answered_with_frag_needed_and_others_are_redirected() {
+    if !switchyard_lab::require_root(
+        "a_packet_too_big_for_the_route_is_answered_with_frag_needed_and_others_are_redirected",
+    ) {
+        return;
+    }
+    let mut tc = Tc::new("too-big", &settings());
+    // In the test's own namespace: a 1280-byte-MTU device towards the backends, neighbours known.
+    sh(
+        "ip link set lo up && ip link add sy-small type veth peer name sy-small-peer && ip link set sy-small-peer up && ip link set sy-small mtu 1280 up \
+        && ip addr add 10.99.0.1/24 dev sy-small && ip addr add fd99::1/64 dev sy-small nodad \
+        && ip neigh add 10.99.0.5 lladdr 02:00:00:00:99:05 dev sy-small nud permanent \
+        && ip neigh add fd99::5 lladdr 02:00:00:00:99:05 dev sy-small nud permanent \
+        && echo 1 > /proc/sys/net/ipv4/conf/all/forwarding \
+        && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding",
+    );
+    for (family, node, client, backend) in
+        [(AF_INET, NODE4, CLIENT4, "10.99.0.5"), (AF_INET6, NODE6, CLIENT6, "fd99::5")]
+    {
+        tc.frontend(
+            10 + u32::from(family),
+            None,
+            family,
+            NODE_PORT,
+            TCP,
+            FE_NODEPORT,
+            &[(20 + u32::from(family), backend, 8080, BE_LOCAL)],
+        );
+        let small = Spec::tcp(client, 51000, node, NODE_PORT, SYN);
+        let (rc, out) = tc.run(INGRESS, &small.frame());
+        assert_eq!(rc, TC_ACT_REDIRECT, "{family}: redirected along the route");
+        let p = parse(&out);
+        assert_eq!(p.dst_mac, [0x02, 0, 0, 0, 0x99, 0x05], "neighbour's MAC");
+        assert_eq!((p.dst, p.dport), (ip(backend), 8080));
+
+        let mut big = Spec::tcp(client, 51000, node, NODE_PORT, ACK);
+        big.payload = vec![0x5a; 1400];
+        let (rc, out) = tc.run(INGRESS, &big.frame());
+        assert_eq!(rc, TC_ACT_REDIRECT, "{family}: answered back to the client");
+        let p = parse(&out);
+        assert_eq!((p.src, p.dst), (ip(node), ip(client)), "from the address the client used");
+        let want = if family == AF_INET { (3, 4, 1280) } else { (2, 0, 1280) };
+        assert_eq!(p.icmp(), want, "frag-needed / packet-too-big with the route MTU");
+        let q = p.quoted();
+        assert_eq!((q.src, q.sport, q.dst, q.dport), (ip(client), 51000, ip(node), NODE_PORT));
+    }
+    assert_eq!(tc.count(PacketReason::FragNeeded), 2);
 }
