@@ -108,13 +108,14 @@ pub struct PacketSettings {
 }
 
 impl Default for PacketSettings {
-    /// No SNAT address, ports 32768–60999 (the Linux ephemeral range, disjoint from the
-    /// default NodePort range 30000–32767).
+    /// No SNAT address, ports 61000–65535: above both the default NodePort range
+    /// (30000–32767) and Linux's default ephemeral range (32768–60999), so neither a Service
+    /// nor the node's own outgoing connections share a (node address, port) with a SNATed flow.
     fn default() -> Self {
         PacketSettings {
             snat_ipv4: None,
             snat_ipv6: None,
-            snat_ports: 32_768..=60_999,
+            snat_ports: 61_000..=65_535,
             node_port_range: 30_000..=32_767,
             timeouts: Timeouts::default(),
         }

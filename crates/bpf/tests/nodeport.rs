@@ -348,7 +348,8 @@ fn snat_settings_overlapping_the_node_port_range_are_refused() {
         (32_000..=33_000, false, "overlaps the top"),
         (29_000..=30_000, false, "overlaps the bottom"),
         (0..=100, false, "port 0"),
-        (32_768..=60_999, true, "default ephemeral range"),
+        (32_768..=60_999, true, "Linux ephemeral range"),
+        (61_000..=65_535, true, "default"),
         (20_000..=29_999, true, "below"),
     ];
     for (range, ok, what) in cases {
@@ -701,4 +702,35 @@ fn a_packet_too_big_for_the_route_is_answered_with_frag_needed_and_others_are_re
         assert_eq!((q.src, q.sport, q.dst, q.dport), (ip(client), 51000, ip(node), NODE_PORT));
     }
     assert_eq!(tc.count(PacketReason::FragNeeded), 2);
+}
+
+#[test]
+fn client_ip_affinity_keeps_new_flows_of_one_client_on_one_backend() {
+    if !switchyard_lab::require_root(
+        "client_ip_affinity_keeps_new_flows_of_one_client_on_one_backend",
+    ) {
+        return;
+    }
+    let mut tc = Tc::new("affinity", &settings());
+    let lb = "198.51.100.10";
+    let backends: Vec<_> = (1..=4u32)
+        .map(|i| {
+            (
+                i,
+                ["10.244.1.1", "10.244.1.2", "10.244.1.3", "10.244.1.4"][i as usize - 1],
+                8080,
+                BE_LOCAL,
+            )
+        })
+        .collect();
+    tc.frontend(1, Some(lb), AF_INET, 80, TCP, FE_AFFINITY, &backends);
+    for client in ["192.0.2.7", "192.0.2.8", "192.0.2.9"] {
+        let mut seen = std::collections::BTreeSet::new();
+        for port in 50_000..50_020u16 {
+            let (_, out) = tc.run(INGRESS, &Spec::tcp(client, port, lb, 80, SYN).frame());
+            seen.insert(parse(&out).dst);
+        }
+        assert_eq!(seen.len(), 1, "{client}: 20 new flows, one backend: {seen:?}");
+    }
+    assert_eq!(tc.count(PacketReason::Affinity), 3 * 19, "every flow after the first reused");
 }

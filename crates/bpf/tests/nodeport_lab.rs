@@ -161,7 +161,7 @@ fn external_clients_reach_nodeports_through_the_tc_programs() {
             assert_eq!(a.backend.as_deref(), Some("p2"));
             let seen: SocketAddr = a.seen_as.as_deref().unwrap().parse().unwrap();
             assert_eq!(seen.ip(), node_ip, "remote backend sees the node (SNAT)");
-            assert!((32_768..=60_999).contains(&seen.port()), "SNAT port {}", seen.port());
+            assert!((61_000..=65_535).contains(&seen.port()), "SNAT port {}", seen.port());
         }
         assert_eq!(empty[0].error.as_deref(), Some("connection refused"), "{empty:?}");
         assert_eq!(etp_local[0].error.as_deref(), Some("timed out"), "dropped: {etp_local:?}");
