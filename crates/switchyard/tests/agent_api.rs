@@ -20,6 +20,8 @@ use switchyard_bpf::{Maps, loader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
+/// The capabilities deploy/daemonset.yaml adds (after dropping all), in setpriv's syntax.
+const DAEMONSET_CAPABILITIES: &str = "+bpf,+net_admin";
 
 fn unique(test: &str) -> String {
     format!("sy-kube-{}-{test}", std::process::id())
@@ -124,7 +126,10 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
 
     let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        // Only the capabilities deploy/daemonset.yaml grants, to show they suffice.
+        Command::new("setpriv")
+            .arg(format!("--bounding-set=-all,{}", DAEMONSET_CAPABILITIES))
+            .arg(env!("CARGO_BIN_EXE_switchyard"))
             .args(["agent", "--node-name", "node-a", "--max-maglev-tables", "4"])
             .arg("--kubeconfig")
             .arg(&kubeconfig)

@@ -250,6 +250,13 @@ fn restart_for(err: &watcher::Error, strategy: InitialList) -> Option<Restart> {
 }
 
 fn log_watch_error(kind: switchyard_model::ObjectKind, err: &watcher::Error) {
+    if let watcher::Error::WatchError(status) = err
+        && status.code == 410
+    {
+        // Routine after a reconnect: the watcher lists again by itself.
+        tracing::info!(%kind, "resourceVersion expired; listing again");
+        return;
+    }
     let forbidden = match err {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
