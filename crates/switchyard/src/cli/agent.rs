@@ -175,8 +175,9 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
             update = watcher.next() => {
                 let Some(update) = update else { bail!("the source stopped") };
                 health.queued(&update.changes);
-                agent.handle(update, &mut reconciler, &mut datapath);
-                health.updated();
+                if agent.handle(update, &mut reconciler, &mut datapath) {
+                    health.updated();
+                }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -202,12 +203,14 @@ struct Agent {
 }
 
 impl Agent {
+    /// Applies an update; false when the maps could not be brought up to date (health then
+    /// keeps the update pending).
     fn handle(
         &mut self,
         update: ManifestUpdate,
         reconciler: &mut Reconciler,
         datapath: &mut Datapath,
-    ) {
+    ) -> bool {
         self.report_problems(&update);
         let mut diffs: Vec<StateDiff> = Vec::with_capacity(update.changes.len());
         for change in update.changes {
@@ -221,7 +224,7 @@ impl Agent {
             // No map change, but a draining endpoint may have left its slice for good.
             let finished = self.finished_draining(reconciler);
             self.tear_down_stale(datapath, finished);
-            return;
+            return true;
         }
         let applied = match reconciler.apply_diffs(datapath.maps_mut(), &diffs) {
             Ok(applied) => applied,
@@ -231,7 +234,7 @@ impl Agent {
                     Ok(applied) => applied,
                     Err(err) => {
                         error!(%err, "resync failed; will retry on the next change");
-                        return;
+                        return false;
                     }
                 }
             }
@@ -250,6 +253,7 @@ impl Agent {
             }
         }
         self.tear_down_stale(datapath, targets);
+        true
     }
 
     /// Draining backends whose endpoint is no longer terminating: gone (their sockets are torn
