@@ -471,5 +471,25 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     assert!(report.reconnects >= 1, "the connected UDP socket was not torn down: {report:?}");
     // Torn down, not timed out: at most a couple of lost round trips.
     assert!(report.errors.get("timed out").copied().unwrap_or(0) <= 2, "{report:?}");
+
+    // A ready backend removed outright (no terminating phase): b2's flows end at once too.
+    let mut tcp = Command::new(BIN);
+    tcp.args(["lab", "client", "hold", "--target", &target.to_string(), "--until-stdin-closes"])
+        .args(["--interval-ms", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut tcp = cluster.lab.spawn_in("a1", tcp).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.service("svc", &[ip], 80, "", &[("a2", State::Ready)]),
+    );
+    let tcp_ended = wait_until(Duration::from_secs(3), || matches!(tcp.try_wait(), Ok(Some(_))));
+    drop(tcp.stdin.take());
+    let out = tcp.wait_with_output().unwrap();
+    let report: HoldReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(tcp_ended, "TCP connection to removed b2 survived: {report:?}");
+    assert_eq!(report.backends, vec!["b2".to_string()], "{report:?}");
+    assert!(report.reset, "{report:?}");
     cluster.assert_nothing_left_the_lab();
 }
