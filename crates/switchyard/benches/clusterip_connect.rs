@@ -40,7 +40,7 @@ fn main() {
         cluster.client("a1", "tcp", clusterip, 1).summary.errors.is_empty()
     });
 
-    let (mut to_service, mut to_pod, mut means) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut to_service, mut to_pod) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let mut command = Command::new(BIN);
         command.args(["lab", "client", "latency", "--target", &clusterip.to_string()]).args([
@@ -64,14 +64,12 @@ fn main() {
         );
         to_service.push(service.p50_us as f64);
         to_pod.push(direct.p50_us as f64);
-        means.push(service.mean_us / direct.mean_us);
     }
     let (s, d) = (median(to_service), median(to_pod));
     println!(
         "TCP connect(), {CONNECTS} per target per round, median of {ROUNDS} rounds: \
-         to the pod {d:.0} us, to the ClusterIP {s:.0} us (p50), ratio {:.3}; \
-         median ratio of means {:.3}",
-        s / d,
-        median(means)
+         to the pod {d:.0} us, to the ClusterIP {s:.0} us (p50), ratio {:.3} \
+         (means are dominated by the odd 1 s SYN retransmit on a loaded machine)",
+        s / d
     );
 }
