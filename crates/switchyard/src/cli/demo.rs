@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -36,6 +37,14 @@ const EXAMPLES: [(&str, &str); 5] = [
     ("sticky.yaml", include_str!("../../../../examples/demo/sticky.yaml")),
     ("empty.yaml", include_str!("../../../../examples/demo/empty.yaml")),
 ];
+
+/// Claimed by whoever tears the lab down first: the main thread when the demo ends, or the
+/// signal thread on Ctrl-C; the other one leaves it alone (two teardowns would race).
+static TEARDOWN_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+fn claim_teardown() -> bool {
+    TEARDOWN_CLAIMED.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+}
 
 /// Port of the echo servers in the pods (the examples' targetPort).
 const ECHO_PORT: u16 = 8080;
@@ -100,6 +109,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let work = std::env::temp_dir().join(format!("{}-demo", lab.prefix()));
     tear_down_on_signal(lab.prefix().to_string(), work.clone());
     let result = demo(&lab, &exe, &work, &args, started);
+    if !claim_teardown() {
+        // Interrupted: the signal thread removes the lab and exits the process.
+        std::mem::forget(lab);
+        loop {
+            std::thread::park();
+        }
+    }
     // Agents run in the nodes' cgroups: the lab's teardown (on drop) stops them with the rest.
     drop(lab);
     match &result {
@@ -318,7 +334,8 @@ fn tear_down_on_signal(prefix: String, work: PathBuf) {
                 _ = terminate.recv() => true,
             }
         });
-        if !signalled {
+        if !signalled || !claim_teardown() {
+            // The demo is already tearing down; it exits when done.
             return;
         }
         eprintln!("\ndemo: interrupted; removing lab {prefix}");
