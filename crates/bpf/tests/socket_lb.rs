@@ -416,24 +416,32 @@ fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
     }
     let mut f = Fixture::new("moves");
     f.frontend(9, "10.96.0.53", 53, PROTO_UDP, 0, &V4_BACKENDS);
+    // The probe marks when its first five datagrams are answered and waits for the test to
+    // change the frontend before sending five more: no race with a loaded machine.
+    let sync = tempfile::tempdir().unwrap();
+    let sent = sync.path().join("sent");
+    let moved = sync.path().join("moved");
     let cgroup = f.cgroup.0.clone();
+    let steps = format!(
+        "udp-sendto=10.96.0.53:53*5,mark={},await={},10.96.0.53:53*5",
+        sent.display(),
+        moved.display()
+    );
     let client = std::thread::spawn(move || {
         let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
-        ops.push("udp-sendto=10.96.0.53:53*5,sleep=800,10.96.0.53:53*5".to_owned());
+        ops.push(steps);
         probe_in(&cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
     });
 
-    // Wait for the socket's sticky choice, then take that backend out of the frontend the way
-    // the reconciler does (lower the count, move the last slot into the hole).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let chosen = loop {
-        let entries: Vec<_> = f.maps().sock_sticky.iter().filter_map(Result::ok).collect();
-        if let Some((_, choice)) = entries.first() {
-            break choice.backend_id;
-        }
-        assert!(std::time::Instant::now() < deadline, "no sticky entry appeared");
+    // Wait until the first five are answered, then take the socket's sticky backend out of the
+    // frontend the way the reconciler does (lower the count, move the last slot into the hole).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sent.exists() {
+        assert!(std::time::Instant::now() < deadline, "the probe never finished its first sends");
         std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+    }
+    let entries: Vec<_> = f.maps().sock_sticky.iter().filter_map(Result::ok).collect();
+    let chosen = entries.first().expect("no sticky entry after the first sends").1.backend_id;
     let remaining = if chosen == 1 { 2 } else { 1 };
     let key = FrontendKey::new("10.96.0.53".parse().unwrap(), 53, PROTO_UDP, SCOPE_DEFAULT);
     let maps = f.maps();
@@ -442,6 +450,7 @@ fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
     maps.frontends.insert(key, frontend, 0).unwrap();
     maps.slots.insert(SlotKey { frontend_id: 9, slot: 0 }, remaining, 0).unwrap();
     maps.slots.remove(&SlotKey { frontend_id: 9, slot: 1 }).unwrap();
+    std::fs::write(&moved, b"").unwrap();
 
     let lines = client.join().unwrap();
     assert_eq!(lines.len(), 10, "{lines:?}");

@@ -8,8 +8,9 @@
 //! - `tcp-server=IP:PORT=NAME`, `udp-server=IP:PORT=NAME` answer every client with NAME,
 //! - `tcp=IP:PORT` connect, print the peer (getpeername) and the server's NAME,
 //! - `udp-connected=IP:PORT` connect, send, receive: print peer, source and NAME,
-//! - `udp-sendto=IP:PORT*N[,sleep=MS,IP:PORT*N...]` one unconnected socket sending datagrams:
-//!   source and NAME of each reply,
+//! - `udp-sendto=IP:PORT*N[,sleep=MS,mark=FILE,await=FILE,IP:PORT*N...]` one unconnected socket
+//!   sending datagrams: source and NAME of each reply; `mark` creates FILE, `await` waits (up to
+//!   10 s) until FILE exists, so a test can change maps at an exact point between sends,
 //! - `bench-udp-connect=IP:PORT*N` N times socket()+bind()+connect() on UDP (no packet is
 //!   sent, so this is the syscall path plus the cgroup program), print the mean per round,
 //! - `sleep=MS`.
@@ -166,6 +167,20 @@ fn run(op: &str) -> Result<(), String> {
                 if let Some(ms) = step.strip_prefix("sleep=") {
                     let ms: u64 = ms.parse().map_err(|e| format!("bad sleep {ms:?}: {e}"))?;
                     std::thread::sleep(Duration::from_millis(ms));
+                    continue;
+                }
+                if let Some(path) = step.strip_prefix("mark=") {
+                    std::fs::write(path, b"").map_err(|e| format!("mark {path}: {e}"))?;
+                    continue;
+                }
+                if let Some(path) = step.strip_prefix("await=") {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                    while !std::path::Path::new(path).exists() {
+                        if std::time::Instant::now() > deadline {
+                            return Err(format!("await {path}: not created within 10 s"));
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
                     continue;
                 }
                 let (addr, count) = step.split_once('*').unwrap_or((step, "1"));
