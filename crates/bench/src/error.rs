@@ -28,6 +28,8 @@ pub enum BenchError {
     Lab(String),
     #[error("{0}")]
     NotAvailable(String),
+    #[error("switchyard: {0}")]
+    Switchyard(String),
     #[error("plotting {path}: {detail}")]
     Plot { path: String, detail: String },
 }

@@ -139,7 +139,7 @@ fn one_round_trip(target: SocketAddr) -> std::io::Result<f64> {
 }
 
 /// Samples (sorted, microseconds) and failures of `count` round trips.
-fn round_trips(target: SocketAddr, count: usize) -> (Vec<f64>, usize) {
+pub fn round_trips(target: SocketAddr, count: usize) -> (Vec<f64>, usize) {
     let warmed = (0..WARM_UP).filter(|_| one_round_trip(target).is_ok()).count();
     if warmed == 0 {
         // Nothing gets through: do not spend `count` timeouts finding that out again.
@@ -156,6 +156,18 @@ fn round_trips(target: SocketAddr, count: usize) -> (Vec<f64>, usize) {
     samples.sort_by(f64::total_cmp);
     (samples, failures)
 }
+
+/// What the `latency-client` subcommand prints: the client runs as a process of its own when
+/// it must sit in the node's cgroup (Switchyard's socket-level programs hook the cgroup; a thread
+/// cannot leave its process's cgroup).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ClientResult {
+    pub samples_us: Vec<f64>,
+    pub failures: usize,
+}
+
+/// Subcommand that runs [`round_trips`] in a process of its own (see [`ClientResult`]).
+pub const CLIENT_SUBCOMMAND: &str = "latency-client";
 
 const APPLY_LIMIT: Duration = Duration::from_secs(600);
 
@@ -248,12 +260,13 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
                 synthetic::SERVICE_PORT,
             ));
             let measured = if peer == Peer::Switchyard {
-                switchyard::measure_latency(&lab, &state, target, plan.connections).unwrap_or_else(
-                    || {
-                        Err(BenchError::NotAvailable(
-                            "Switchyard data plane not available yet".into(),
-                        ))
-                    },
+                switchyard::measure_latency(
+                    &lab,
+                    CLIENT_POD,
+                    node.ipv4,
+                    &state,
+                    target,
+                    plan.connections,
                 )
             } else {
                 apply(peer, &node_ns, &config, &state).and_then(|()| {
@@ -327,6 +340,18 @@ fn describe(point: &LatencyPoint) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_results_survive_the_trip_through_json() {
+        let cases = [
+            ClientResult { samples_us: vec![], failures: 20 },
+            ClientResult { samples_us: vec![71.5, 80.25, 9000.0], failures: 1 },
+        ];
+        for case in cases {
+            let text = serde_json::to_string(&case).unwrap();
+            assert_eq!(serde_json::from_str::<ClientResult>(&text).unwrap(), case);
+        }
+    }
 
     #[test]
     fn percentiles_use_nearest_rank() {

@@ -3,11 +3,14 @@
 //! The peers' rulesets are generated exactly as kube-proxy writes them ([`kube_proxy`]) from one
 //! [`state::DesiredState`], and applied inside network namespaces of our own.
 
+pub mod bpf_dir;
 pub mod error;
 pub mod golden;
 pub mod kube_proxy;
 pub mod latency;
 pub mod machine;
+pub mod memory;
+pub mod model_input;
 pub mod netns;
 pub mod plot;
 pub mod programming;

@@ -114,6 +114,15 @@ enum Command {
     Latency(RunOptions),
     /// Item 3: NodePort forwarding throughput (needs root; a lab of its own).
     Throughput(RunOptions),
+    /// Item 4: BPF map memory and process RSS at 10,000 Services × 25 endpoints (needs root).
+    Memory(RunOptions),
+    /// Internal: the latency client as a process of its own (started by `latency` inside a pod
+    /// and its node's cgroup); prints samples as JSON.
+    #[command(name = "latency-client", hide = true)]
+    LatencyClient {
+        target: std::net::SocketAddr,
+        connections: usize,
+    },
     /// Print the ruleset kube-proxy would write (the small golden cluster, or a synthetic one).
     Ruleset {
         #[arg(value_enum)]
@@ -151,6 +160,7 @@ fn run(cli: Cli) -> Result<()> {
             let options = programming.run;
             run_latency(&options)?;
             run_throughput(&options)?;
+            run_memory(&options)?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
@@ -164,6 +174,12 @@ fn run(cli: Cli) -> Result<()> {
             write_programming(&options.out_dir(), &report)?;
         }
         Command::Throughput(options) => run_throughput(&options)?,
+        Command::Memory(options) => run_memory(&options)?,
+        Command::LatencyClient { target, connections } => {
+            let (samples_us, failures) = latency::round_trips(target, connections);
+            let result = latency::ClientResult { samples_us, failures };
+            println!("{}", serde_json::to_string(&result).context("encoding client samples")?);
+        }
         Command::Ruleset { kind, services, endpoints } => {
             print!("{}", render_ruleset(kind, services, endpoints));
         }
@@ -305,6 +321,18 @@ fn run_latency(options: &RunOptions) -> Result<()> {
     report::write_file(&out.join("latency.md"), &report::latency_markdown(&report))?;
     plot::latency_chart(&out.join("latency.svg"), &report.points).context("plotting latency")?;
     eprintln!("latency results in {}", out.display());
+    Ok(())
+}
+
+/// Item 4 at the 10,000 × 25 (also with --quick: it takes seconds).
+fn run_memory(options: &RunOptions) -> Result<()> {
+    let out = options.out_dir();
+    let shape = Shape { services: 10_000, endpoints_per_service: 25 };
+    let report = switchyard_bench::memory::measure(shape)?;
+    let text = switchyard_bench::memory::markdown(&report);
+    eprint!("{text}");
+    report::write_json(&out.join("memory.json"), &report)?;
+    report::write_file(&out.join("memory.md"), &text)?;
     Ok(())
 }
 

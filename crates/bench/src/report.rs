@@ -37,7 +37,7 @@ pub fn write_json(path: &Path, report: &impl Serialize) -> Result<(), BenchError
 fn cell(m: Option<&Measurement>) -> String {
     match m {
         Some(Measurement { median_seconds: Some(wall), median_cpu_seconds: Some(cpu), .. }) => {
-            format!("{wall:.3} ({cpu:.3})")
+            format!("{} ({})", seconds(*wall), seconds(*cpu))
         }
         Some(Measurement { exceeded_seconds: Some(limit), .. }) => format!("> {limit:.0}"),
         Some(Measurement { error: Some(error), .. }) if error.contains("not available") => {
@@ -49,6 +49,16 @@ fn cell(m: Option<&Measurement>) -> String {
         Some(Measurement { error: Some(_), .. }) => "failed".into(),
         _ => "—".into(),
     }
+}
+
+/// Seconds with three decimals, or two significant digits below 10 ms (Switchyard's changes take
+/// microseconds; `0.000` would hide them).
+fn seconds(value: f64) -> String {
+    if value >= 0.01 || value <= 0.0 {
+        return format!("{value:.3}");
+    }
+    let decimals = (1.0 - value.log10().floor()).clamp(3.0, 9.0) as usize;
+    format!("{value:.decimals$}")
 }
 
 /// `numerator / denominator` of median CPU times, when both were measured.
@@ -237,4 +247,23 @@ pub fn throughput_markdown(report: &ThroughputReport) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn seconds_keep_two_significant_digits_below_ten_milliseconds() {
+        let cases = [
+            (12.3456, "12.346"),
+            (0.0123, "0.012"),
+            (0.00456, "0.0046"),
+            (0.0000347, "0.000035"),
+            (0.0, "0.000"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(seconds(value), expected, "{value}");
+        }
+    }
 }

@@ -1,32 +1,204 @@
-//! Switchyard's side of the benchmarks: the hook the data plane fills when it lands.
+//! Switchyard's side of the benchmarks.
 //!
-//! Each function returns `None` while the part of Switchyard it measures does not exist; the
-//! report then shows the peers alone and says so. When the reconciler lands, convert the
-//! benchmark's [`DesiredState`] to `switchyard_model::DesiredState` (one ClusterIP frontend per
-//! service port, one NodePort frontend where `node_port` is set), program it into a namespace of
-//! our own, and return the same steps the peers report.
+//! Programming: the benchmark's [`DesiredState`] is turned into the Kubernetes objects the model
+//! reads ([`crate::model_input`]), the model computes the node's desired state, and the
+//! reconciler programs it into real BPF maps (pinned in a bpffs of our own, removed afterwards).
+//! Timed, like the peers' tools: the reconciler's work (plan + map syscalls), not the model's
+//! (kube-proxy's Go code is not timed for the peers either); the model's time is logged.
 
-use crate::programming::{Limits, StepRecord};
-use crate::state::DesiredState;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Programming time of Switchyard's reconciler, as one [`StepRecord`] per step (see
-/// [`crate::programming::Step`]).
-pub fn measure_programming(
-    _before: &DesiredState,
-    _after: &DesiredState,
-    _limits: Limits,
-) -> Option<Vec<StepRecord>> {
-    None
+use switchyard_bpf::{Datapath, LoadOptions, MapSizes};
+use switchyard_dataplane::maglev_tables::MaglevTables;
+use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
+use switchyard_model::NodeModel;
+
+use crate::bpf_dir::BpfDir;
+use crate::error::BenchError;
+use crate::model_input;
+use crate::programming::{Limits, Step, StepRecord};
+use crate::state::{DesiredState, NodeConfig};
+
+/// Maglev table size for the benchmark's maps; no benchmark Service selects Maglev, so it only
+/// bounds backends per frontend (the synthetic clusters have at most 50).
+const MAGLEV_TABLE_SIZE: u32 = 251;
+
+/// CPU time (user + system, nanosecond resolution) of the calling thread: map syscalls run in
+/// its context.
+pub fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes into the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(u64::try_from(now.tv_sec).unwrap_or(0), u32::try_from(now.tv_nsec).unwrap_or(0))
 }
 
-/// Latency through Switchyard (socket-level from a pod, per-packet for NodePort from an external
-/// client): sorted samples in microseconds and the number of failed connections, for `state`
-/// programmed into the lab's node 1, connecting to `target`.
+/// Map sizes that hold `model`'s desired state with room to spare (as an operator would size
+/// them for a cluster of this size).
+pub fn sizes_for(model: &NodeModel) -> MapSizes {
+    let desired = model.desired();
+    let backends: usize = desired.frontends.values().map(|f| f.backends.len()).sum();
+    let frontends = u32::try_from(desired.len() * 2).unwrap_or(u32::MAX).max(1024);
+    let backends = u32::try_from(backends * 2).unwrap_or(u32::MAX).max(4096);
+    MapSizes { frontends, slots: backends, backends, ..MapSizes::default() }
+}
+
+/// A loaded datapath with its reconciler, in a bpffs of its own (dropped before the directory).
+#[allow(missing_debug_implementations, reason = "Datapath and Reconciler hold kernel handles")]
+pub struct Programmed {
+    pub reconciler: Reconciler,
+    pub datapath: Datapath,
+    pub dir: BpfDir,
+}
+
+/// Loads the socket-level object into a fresh bpffs with maps sized for `model`.
+pub fn load(model: &NodeModel, prefix: &str) -> Result<Programmed, BenchError> {
+    let dir = BpfDir::create(prefix)?;
+    let sizes = sizes_for(model);
+    let options =
+        LoadOptions { sizes, maglev_table_size: MAGLEV_TABLE_SIZE, ..LoadOptions::new(dir.path()) };
+    let err = |what: &str, e: &dyn std::fmt::Display| BenchError::Switchyard(format!("{what}: {e}"));
+    let mut datapath = Datapath::load(&options).map_err(|e| err("loading the BPF object", &e))?;
+    let tables = MaglevTables::new(MAGLEV_TABLE_SIZE).map_err(|e| err("Maglev tables", &e))?;
+    let (reconciler, _) = Reconciler::adopt(
+        datapath.maps_mut(),
+        limits_for(&sizes, MAGLEV_TABLE_SIZE),
+        Arc::new(tables),
+    )
+    .map_err(|e| err("adopting the maps", &e))?;
+    Ok(Programmed { reconciler, datapath, dir })
+}
+
+fn checked(applied: Result<Applied, impl std::fmt::Display>) -> Result<Applied, String> {
+    let applied = applied.map_err(|e| e.to_string())?;
+    match applied.errors.first() {
+        Some(error) => Err(format!("{} frontends not programmed, first: {error}", applied.errors.len())),
+        None => Ok(applied),
+    }
+}
+
+/// Programming time of Switchyard's reconciler, as one [`StepRecord`] per step: `Full` (empty
+/// maps → `before`) and `ChangePartial` (the EndpointSlice change `before` → `after`). The
+/// records' `input_lines` hold the number of map operations.
+pub fn measure_programming(
+    before: &DesiredState,
+    after: &DesiredState,
+    limits: Limits,
+) -> Option<Vec<StepRecord>> {
+    let config = NodeConfig::default();
+    let cluster = model_input::cluster_state(&config, before);
+    let changes = model_input::endpoint_changes(before, after);
+    let mut full = StepRecord::new(Step::Full, "");
+    let mut partial = StepRecord::new(Step::ChangePartial, "");
+    for _ in 0..limits.repetitions {
+        let started = Instant::now();
+        let mut model = NodeModel::from_state(model_input::proxy_config(), &cluster);
+        let model_time = started.elapsed();
+        let mut programmed = match load(&model, "sybench-sy") {
+            Ok(programmed) => programmed,
+            Err(error) => {
+                full.error = Some(error.to_string());
+                break;
+            }
+        };
+        let maps = programmed.datapath.maps_mut();
+
+        let (cpu, started) = (thread_cpu_time(), Instant::now());
+        let applied = checked(programmed.reconciler.apply_full(maps, model.desired()));
+        let (wall, cpu) = (started.elapsed(), thread_cpu_time().saturating_sub(cpu));
+        match applied {
+            Ok(applied) => {
+                full.wall.push(wall.as_secs_f64());
+                full.cpu.push(cpu.as_secs_f64());
+                full.input_lines = applied.ops;
+                eprintln!(
+                    "  switchyard: model {:.1} ms, full programming {} ops: plan {:.1} ms + kernel {:.1} ms",
+                    model_time.as_secs_f64() * 1e3,
+                    applied.ops,
+                    applied.plan_time.as_secs_f64() * 1e3,
+                    applied.apply_time.as_secs_f64() * 1e3
+                );
+            }
+            Err(error) => {
+                full.error = Some(error);
+                break;
+            }
+        }
+
+        let diffs: Vec<_> = changes.iter().cloned().map(|c| model.apply(c)).collect();
+        let (cpu, started) = (thread_cpu_time(), Instant::now());
+        let applied = checked(programmed.reconciler.apply_diffs(maps, &diffs));
+        let (wall, cpu) = (started.elapsed(), thread_cpu_time().saturating_sub(cpu));
+        match applied {
+            Ok(applied) => {
+                partial.wall.push(wall.as_secs_f64());
+                partial.cpu.push(cpu.as_secs_f64());
+                partial.input_lines = applied.ops;
+            }
+            Err(error) => {
+                partial.error = Some(error);
+                break;
+            }
+        }
+    }
+    // In-process work cannot be killed; a step over the limit is reported as exceeding it.
+    for record in [&mut full, &mut partial] {
+        if record.wall.iter().any(|&w| w > limits.per_run.as_secs_f64()) {
+            record.exceeded = Some(limits.per_run);
+        }
+    }
+    Some(vec![full, partial])
+}
+
+/// Latency through Switchyard's socket-level load balancer: `state` goes through the model and
+/// the reconciler into maps of our own, the socket programs are attached to node 1's cgroup (the
+/// lab's, created for this run), and the client runs as a process of its own in the client pod
+/// and that cgroup (this binary's hidden `latency-client` subcommand). Sorted samples in
+/// microseconds and the number of failed connections. Everything is detached and unpinned when
+/// this returns.
 pub fn measure_latency(
-    _lab: &switchyard_lab::Lab,
-    _state: &DesiredState,
-    _target: std::net::SocketAddr,
-    _connections: usize,
-) -> Option<Result<(Vec<f64>, usize), crate::error::BenchError>> {
-    None
+    lab: &switchyard_lab::Lab,
+    client_pod: &str,
+    node_ip: std::net::Ipv4Addr,
+    state: &DesiredState,
+    target: std::net::SocketAddr,
+    connections: usize,
+) -> Result<(Vec<f64>, usize), BenchError> {
+    let lab_error = |e: switchyard_lab::LabError| BenchError::Lab(e.to_string());
+    let config = NodeConfig { node_ip, ..NodeConfig::default() };
+    let model = NodeModel::from_state(
+        model_input::proxy_config(),
+        &model_input::cluster_state(&config, state),
+    );
+    let mut programmed = load(&model, "sybench-lat")?;
+    checked(programmed.reconciler.apply_full(programmed.datapath.maps_mut(), model.desired()))
+        .map_err(BenchError::Switchyard)?;
+    let node = &lab.pod(client_pod).map_err(lab_error)?.node;
+    let cgroup = lab.node(node).map_err(lab_error)?.cgroup.clone();
+    programmed
+        .datapath
+        .attach(&cgroup)
+        .map_err(|e| BenchError::Switchyard(format!("attaching to {}: {e}", cgroup.display())))?;
+
+    let exe = std::env::current_exe()
+        .map_err(|e| BenchError::Switchyard(format!("finding the benchmark binary: {e}")))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg(crate::latency::CLIENT_SUBCOMMAND)
+        .arg(target.to_string())
+        .arg(connections.to_string());
+    let output = lab.output_in(client_pod, command).map_err(lab_error)?;
+    if !output.status.success() {
+        return Err(BenchError::Switchyard(format!(
+            "latency client in {client_pod} exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let result: crate::latency::ClientResult = serde_json::from_slice(&output.stdout)
+        .map_err(|e| BenchError::Switchyard(format!("latency client output: {e}")))?;
+    Ok((result.samples_us, result.failures))
 }
