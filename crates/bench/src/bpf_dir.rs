@@ -18,10 +18,8 @@ impl BpfDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|source| BenchError::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&path)
+            .map_err(|source| BenchError::Write { path: path.display().to_string(), source })?;
         let dir = Self { path };
         switchyard_bpf::loader::mount_bpffs(&dir.path)
             .map_err(|e| BenchError::Switchyard(format!("{}: {e}", dir.path.display())))?;

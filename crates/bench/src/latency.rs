@@ -342,6 +342,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::unwrap_used, reason = "a test: a failure should panic")]
     fn client_results_survive_the_trip_through_json() {
         let cases = [
             ClientResult { samples_us: vec![], failures: 20 },

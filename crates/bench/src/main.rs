@@ -119,10 +119,7 @@ enum Command {
     /// Internal: the latency client as a process of its own (started by `latency` inside a pod
     /// and its node's cgroup); prints samples as JSON.
     #[command(name = "latency-client", hide = true)]
-    LatencyClient {
-        target: std::net::SocketAddr,
-        connections: usize,
-    },
+    LatencyClient { target: std::net::SocketAddr, connections: usize },
     /// Print the ruleset kube-proxy would write (the small golden cluster, or a synthetic one).
     Ruleset {
         #[arg(value_enum)]

@@ -70,9 +70,8 @@ pub fn own_maps() -> Result<Vec<MapMemory>, BenchError> {
 
 /// `VmRSS` of this process in bytes.
 pub fn own_rss() -> Result<u64, BenchError> {
-    let text = std::fs::read_to_string("/proc/self/status").map_err(|source| BenchError::Write {
-        path: "/proc/self/status (reading)".into(),
-        source,
+    let text = std::fs::read_to_string("/proc/self/status").map_err(|source| {
+        BenchError::Write { path: "/proc/self/status (reading)".into(), source }
     })?;
     parse_vm_rss(&text)
         .ok_or_else(|| BenchError::Switchyard("no VmRSS line in /proc/self/status".into()))
@@ -81,7 +80,8 @@ pub fn own_rss() -> Result<u64, BenchError> {
 /// The `VmRSS:  1234 kB` line of a status file, in bytes.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: u64 =
+        line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
 }
 
@@ -159,7 +159,10 @@ mod tests {
                    value_size:\t16\nmax_entries:\t4096\nmap_flags:\t0x1\nmap_extra:\t0x0\n\
                    memlock:\t360448\nmap_id:\t42\nfrozen:\t0\n";
         let cases = [
-            (map, Some(MapMemory { id: 42, map_type: 1, max_entries: 4096, memlock_bytes: 360_448 })),
+            (
+                map,
+                Some(MapMemory { id: 42, map_type: 1, max_entries: 4096, memlock_bytes: 360_448 }),
+            ),
             ("pos:\t0\nflags:\t02\nmnt_id:\t25\nino:\t1\n", None),
             ("prog_type:\t8\nprog_jited:\t1\nmemlock:\t4096\nprog_id:\t7\n", None),
         ];

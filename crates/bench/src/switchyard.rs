@@ -60,7 +60,8 @@ pub fn load(model: &NodeModel, prefix: &str) -> Result<Programmed, BenchError> {
     let sizes = sizes_for(model);
     let options =
         LoadOptions { sizes, maglev_table_size: MAGLEV_TABLE_SIZE, ..LoadOptions::new(dir.path()) };
-    let err = |what: &str, e: &dyn std::fmt::Display| BenchError::Switchyard(format!("{what}: {e}"));
+    let err =
+        |what: &str, e: &dyn std::fmt::Display| BenchError::Switchyard(format!("{what}: {e}"));
     let mut datapath = Datapath::load(&options).map_err(|e| err("loading the BPF object", &e))?;
     let tables = MaglevTables::new(MAGLEV_TABLE_SIZE).map_err(|e| err("Maglev tables", &e))?;
     let (reconciler, _) = Reconciler::adopt(
@@ -75,7 +76,9 @@ pub fn load(model: &NodeModel, prefix: &str) -> Result<Programmed, BenchError> {
 fn checked(applied: Result<Applied, impl std::fmt::Display>) -> Result<Applied, String> {
     let applied = applied.map_err(|e| e.to_string())?;
     match applied.errors.first() {
-        Some(error) => Err(format!("{} frontends not programmed, first: {error}", applied.errors.len())),
+        Some(error) => {
+            Err(format!("{} frontends not programmed, first: {error}", applied.errors.len()))
+        }
         None => Ok(applied),
     }
 }
