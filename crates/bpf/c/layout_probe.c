@@ -27,6 +27,7 @@ int main(void)
 	SIZE(sy_sock_sticky_key);
 	SIZE(sy_node_addr_key);
 	SIZE(sy_counter);
+	SIZE(sy_fe_counter);
 	SIZE(sy_config);
 	printf("];\n\n/// (struct.field, offset, size).\npub const C_OFFSETS: &[(&str, usize, usize)] = &[\n");
 	FIELD(sy_frontend_key, addr);
@@ -71,6 +72,9 @@ int main(void)
 	FIELD(sy_node_addr_key, pad);
 	FIELD(sy_counter, packets);
 	FIELD(sy_counter, bytes);
+	FIELD(sy_fe_counter, connections);
+	FIELD(sy_fe_counter, packets);
+	FIELD(sy_fe_counter, bytes);
 	FIELD(sy_config, maglev_table_size);
 	FIELD(sy_config, flags);
 	FIELD(sy_config, hash_k0);

@@ -176,6 +176,9 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 	}
 	ctx->user_port = (__u32)be->port;
 	count(pick.reason);
+	/* A sticky pick is a later datagram of a flow already counted. */
+	if (pick.reason != SY_REASON_TRANSLATED_STICKY)
+		sy_count_frontend(fe->id, 1, 0, 0);
 	return SY_ALLOW;
 }
 

@@ -207,6 +207,15 @@ struct sy_counter {
 	__u64 bytes;   /* per-packet path only */
 };
 
+/* sy_fe_counters value (per CPU), keyed by __u32 frontend id: per-Service traffic for metrics.
+ * Entries appear on first use (sy_count_frontend) and are removed by the reconciler or left
+ * until the id is reused; readers sum over CPUs. */
+struct sy_fe_counter {
+	__u64 connections; /* socket path: new flows (connect, first sendmsg of a socket) */
+	__u64 packets;     /* per-packet path */
+	__u64 bytes;       /* per-packet path */
+};
+
 /* sy_config value, key 0: load-time settings written by the loader. */
 struct sy_config {
 	__u32 maglev_table_size; /* M: entries of every sy_maglev inner array */
@@ -295,6 +304,7 @@ static __always_inline __u64 sy_sock_hash(const struct sy_config *cfg, __u64 coo
 #define SY_DEFAULT_STICKY 65536
 #define SY_DEFAULT_MAGLEV 4096
 #define SY_DEFAULT_NODE_ADDRS 256
+#define SY_DEFAULT_FE_COUNTERS 65536
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -388,6 +398,38 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u32);
+	__type(value, struct sy_fe_counter);
+	__uint(max_entries, SY_DEFAULT_FE_COUNTERS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_fe_counters SEC(".maps");
+
+/* Adds to the frontend's per-CPU counters, creating its entry on first use. */
+static __always_inline void sy_count_frontend(__u32 frontend_id, __u64 connections,
+					      __u64 packets, __u64 bytes)
+{
+	struct sy_fe_counter *c = bpf_map_lookup_elem(&sy_fe_counters, &frontend_id);
+	struct sy_fe_counter init = {};
+
+	if (!c) {
+		init.connections = connections;
+		init.packets = packets;
+		init.bytes = bytes;
+		if (bpf_map_update_elem(&sy_fe_counters, &frontend_id, &init, BPF_NOEXIST) == 0)
+			return;
+		/* Created meanwhile on another CPU (or the map is full): add to it if present. */
+		c = bpf_map_lookup_elem(&sy_fe_counters, &frontend_id);
+		if (!c)
+			return;
+	}
+	c->connections += connections;
+	c->packets += packets;
+	c->bytes += bytes;
+}
 
 #endif /* __bpf__ */
 

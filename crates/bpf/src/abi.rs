@@ -358,6 +358,29 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// `struct sy_fe_counter` (per CPU), keyed by frontend id: per-Service traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct FrontendCounter {
+    /// Socket path: new flows (connect, first sendmsg of a socket to the frontend).
+    pub connections: u64,
+    /// Per-packet path: packets.
+    pub packets: u64,
+    /// Per-packet path: bytes.
+    pub bytes: u64,
+}
+
+impl FrontendCounter {
+    /// Field-wise sum (for adding up the per-CPU values).
+    pub fn plus(self, other: FrontendCounter) -> FrontendCounter {
+        FrontendCounter {
+            connections: self.connections.wrapping_add(other.connections),
+            packets: self.packets.wrapping_add(other.packets),
+            bytes: self.bytes.wrapping_add(other.bytes),
+        }
+    }
+}
+
 /// `struct sy_config`, the single entry of `sy_config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
@@ -395,4 +418,5 @@ unsafe impl aya::Pod for Affinity {}
 unsafe impl aya::Pod for SockStickyKey {}
 unsafe impl aya::Pod for NodeAddrKey {}
 unsafe impl aya::Pod for Counter {}
+unsafe impl aya::Pod for FrontendCounter {}
 unsafe impl aya::Pod for Config {}

@@ -29,8 +29,8 @@ use tracing::{debug, info, warn};
 use crate::{
     Error,
     abi::{
-        Affinity, AffinityKey, Backend, Config, Counter, Frontend, FrontendKey, NodeAddrKey,
-        Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
+        Affinity, AffinityKey, Backend, Config, Counter, Frontend, FrontendCounter, FrontendKey,
+        NodeAddrKey, Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
     },
     maps::{Maps, names},
 };
@@ -135,7 +135,7 @@ impl LoadOptions {
 }
 
 /// What a map must look like: (name, key size, value size, max_entries).
-fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 10] {
+fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 11] {
     let s = &opts.sizes;
     [
         (names::FRONTENDS, size_of::<FrontendKey>(), size_of::<Frontend>(), s.frontends),
@@ -148,6 +148,8 @@ fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 10] 
         (names::NODE_ADDRS, size_of::<NodeAddrKey>(), size_of::<u32>(), s.node_addrs),
         (names::COUNTERS, size_of::<u32>(), size_of::<Counter>(), Reason::MAX),
         (names::CONFIG, size_of::<u32>(), size_of::<Config>(), 1),
+        // One counter entry per frontend at most.
+        (names::FE_COUNTERS, size_of::<u32>(), size_of::<FrontendCounter>(), s.frontends),
     ]
 }
 
@@ -181,6 +183,7 @@ impl Datapath {
             .map_max_entries(names::AFFINITY, s.affinity)
             .map_max_entries(names::SOCK_STICKY, s.sock_sticky)
             .map_max_entries(names::NODE_ADDRS, s.node_addrs)
+            .map_max_entries(names::FE_COUNTERS, s.frontends)
             .load(crate::sock_object());
         let mut ebpf = ebpf?;
         let mut maps = Maps::from_ebpf(&mut ebpf)?;

@@ -6,14 +6,14 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
-use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, PerCpuHashMap};
 
 use crate::{
     Error,
     abi::{
         Affinity, AffinityKey, Backend, Config, Counter, FE_NODEPORT, FE_SPLIT_SCOPE, Frontend,
-        FrontendKey, NodeAddrKey, Reason, SCOPE_DEFAULT, SCOPE_INTERNAL, SlotKey, SockRevnat,
-        SockRevnatKey, SockStickyKey,
+        FrontendCounter, FrontendKey, NodeAddrKey, Reason, SCOPE_DEFAULT, SCOPE_INTERNAL, SlotKey,
+        SockRevnat, SockRevnatKey, SockStickyKey,
     },
 };
 
@@ -39,9 +39,11 @@ pub mod names {
     pub const COUNTERS: &str = "sy_counters";
     /// `sy_config`: 0 -> load-time settings.
     pub const CONFIG: &str = "sy_config";
+    /// `sy_fe_counters`: frontend id -> per-CPU traffic counters.
+    pub const FE_COUNTERS: &str = "sy_fe_counters";
 
     /// Every map, in the order the loader checks them.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         FRONTENDS,
         SLOTS,
         BACKENDS,
@@ -52,6 +54,7 @@ pub mod names {
         NODE_ADDRS,
         COUNTERS,
         CONFIG,
+        FE_COUNTERS,
     ];
 }
 
@@ -83,6 +86,8 @@ pub struct Maps {
     pub counters: PerCpuArray<MapData, Counter>,
     /// The single load-time settings entry.
     pub config: Array<MapData, Config>,
+    /// Frontend id -> per-CPU traffic counters; written by the programs.
+    pub fe_counters: PerCpuHashMap<MapData, u32, FrontendCounter>,
 }
 
 impl std::fmt::Debug for Maps {
@@ -113,6 +118,7 @@ impl Maps {
             node_addrs: typed(names::NODE_ADDRS, take(names::NODE_ADDRS)?)?,
             counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
             config: typed(names::CONFIG, take(names::CONFIG)?)?,
+            fe_counters: typed(names::FE_COUNTERS, take(names::FE_COUNTERS)?)?,
         })
     }
 
@@ -136,6 +142,7 @@ impl Maps {
             node_addrs: typed(names::NODE_ADDRS, open(names::NODE_ADDRS)?)?,
             counters: typed(names::COUNTERS, open(names::COUNTERS)?)?,
             config: typed(names::CONFIG, open(names::CONFIG)?)?,
+            fe_counters: typed(names::FE_COUNTERS, open(names::FE_COUNTERS)?)?,
         })
     }
 
@@ -258,5 +265,26 @@ impl Maps {
             out.insert(reason, sum);
         }
         Ok(out)
+    }
+
+    /// Per-frontend traffic summed over CPUs, by frontend id (only frontends that saw traffic).
+    pub fn frontend_counters(&self) -> Result<BTreeMap<u32, FrontendCounter>, Error> {
+        let mut out = BTreeMap::new();
+        for entry in self.fe_counters.iter() {
+            let (id, per_cpu) =
+                entry.map_err(|source| Error::Map { name: names::FE_COUNTERS, source })?;
+            let sum = per_cpu.iter().fold(FrontendCounter::default(), |acc, c| acc.plus(*c));
+            out.insert(id, sum);
+        }
+        Ok(out)
+    }
+
+    /// Forgets the counters of a removed frontend (missing is fine), so a reused id starts at
+    /// zero.
+    pub fn remove_frontend_counters(&mut self, frontend_id: u32) -> Result<(), Error> {
+        match self.fe_counters.remove(&frontend_id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(Error::Map { name: names::FE_COUNTERS, source }),
+        }
     }
 }

@@ -298,6 +298,7 @@ impl PacketDatapath {
             .map_max_entries(shared_names::AFFINITY, s.affinity)
             .map_max_entries(shared_names::SOCK_STICKY, s.sock_sticky)
             .map_max_entries(shared_names::NODE_ADDRS, s.node_addrs)
+            .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
             .map_max_entries(names::CT, sizes.ct)
             .map_max_entries(names::NAT, sizes.nat)
             .map_max_entries(names::SRC_RANGES, sizes.src_ranges)

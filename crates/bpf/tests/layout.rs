@@ -29,6 +29,7 @@ fn rust_sizes() -> BTreeMap<&'static str, (usize, usize)> {
         "sy_sock_sticky_key" => SockStickyKey,
         "sy_node_addr_key" => NodeAddrKey,
         "sy_counter" => Counter,
+        "sy_fe_counter" => FrontendCounter,
         "sy_config" => Config,
     }
 }
@@ -82,6 +83,9 @@ fn rust_offsets() -> BTreeMap<&'static str, (usize, usize)> {
         "sy_node_addr_key.pad" => NodeAddrKey, pad;
         "sy_counter.packets" => Counter, packets;
         "sy_counter.bytes" => Counter, bytes;
+        "sy_fe_counter.connections" => FrontendCounter, connections;
+        "sy_fe_counter.packets" => FrontendCounter, packets;
+        "sy_fe_counter.bytes" => FrontendCounter, bytes;
         "sy_config.maglev_table_size" => Config, maglev_table_size;
         "sy_config.flags" => Config, flags;
         "sy_config.hash_k0" => Config, hash_k0;
@@ -151,6 +155,7 @@ fn shared_structs_have_no_implicit_padding() {
         ("sy_sock_sticky_key", 8 + 4 + 4, size_of::<SockStickyKey>()),
         ("sy_node_addr_key", 16 + 1 + 3, size_of::<NodeAddrKey>()),
         ("sy_counter", 8 + 8, size_of::<Counter>()),
+        ("sy_fe_counter", 8 + 8 + 8, size_of::<FrontendCounter>()),
         ("sy_config", 4 + 4 + 8 + 8, size_of::<Config>()),
     ];
     for (name, fields, size) in declared {

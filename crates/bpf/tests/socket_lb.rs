@@ -57,6 +57,10 @@ fn tcp_connect_to_a_frontend_reaches_every_backend_and_getpeername_shows_the_fro
         // The probe exited: every connection closed and took its reverse entry with it.
         assert_eq!(f.counter(Reason::SockReleased), 40, "{case}");
         assert_eq!(f.datapath.maps().sock_revnat.keys().count(), 0, "{case}: reverse entries left");
+        let per_frontend = f.datapath.maps().frontend_counters().unwrap();
+        assert_eq!(per_frontend[&7].connections, 40, "{case}: one new connection per connect()");
+        f.datapath.maps_mut().remove_frontend_counters(7).unwrap();
+        assert!(f.datapath.maps().frontend_counters().unwrap().is_empty(), "{case}");
     }
 }
 
@@ -133,6 +137,8 @@ fn an_unconnected_udp_socket_sticks_to_one_backend() {
         assert_eq!(replies(&lines).len(), 1, "one socket, one backend: {lines:?}");
     }
     assert_eq!(f.counter(Reason::TranslatedSticky), 3 * 19);
+    // Three sockets, three flows: the sticky datagrams are not new connections.
+    assert_eq!(f.datapath.maps().frontend_counters().unwrap()[&9].connections, 3);
 }
 
 #[test]
@@ -161,6 +167,10 @@ fn a_frontend_without_backends_refuses_at_once_with_econnrefused() {
         assert!(refused_at_once(line), "must fail at once with ECONNREFUSED: {line}");
     }
     assert_eq!(f.counter(Reason::RejectNoBackend), 7);
+    assert!(
+        f.datapath.maps().frontend_counters().unwrap().is_empty(),
+        "refused calls are drops, not connections"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -22,6 +22,7 @@ use switchyard_model::{NodeModel, ProxyConfig, StateDiff};
 use tracing::{debug, error, info, warn};
 
 mod source;
+use super::agent_observe::AgentObservability;
 
 /// Run the node role: socket-level load balancing for a cgroup, from a manifest directory.
 #[derive(Debug, Args)]
@@ -77,6 +78,13 @@ pub(crate) struct AgentArgs {
 
     #[command(flatten)]
     source: source::SourceArgs,
+    /// Unix socket of the local API (`/metrics`, `/status`); mode 0600.
+    #[arg(long, value_name = "PATH", default_value = "/run/switchyard/agent.sock")]
+    api_socket: PathBuf,
+
+    /// Also serve `/metrics` (and `/status`) on this TCP address; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_bind_address: Option<std::net::SocketAddr>,
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -130,6 +138,9 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let mut watcher =
         source::Source::open(args.manifests.as_deref(), watch, &node_name, &args.source).await?;
     let health = source::Health::start(&args.source, &watcher, &node_name).await?;
+    let observe =
+        AgentObservability::start(&args.bpf_dir, &args.api_socket, args.metrics_bind_address)
+            .await?;
     let mut agent = Agent {
         model: NodeModel::new(ProxyConfig {
             proxy_name: args.source.proxy_name(),
@@ -140,11 +151,13 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         cgroup: cgroup.clone(),
         destroy_stale: !args.keep_stale_sockets,
         draining: HashSet::new(),
+        observe,
     };
 
     // First reconciliation: everything the directory holds against what was adopted. Existing
     // frontends keep their ids and stay in place while their slots are brought up to date.
     let first = watcher.next().await.context("the manifest watcher stopped before reading")?;
+    let arrived = Instant::now();
     agent.report_problems(&first);
     health.queued(&first.changes);
     for change in first.changes {
@@ -155,6 +168,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .apply_full(datapath.maps_mut(), agent.model.desired())
         .context("programming the maps")?;
     agent.log_applied("initial reconciliation", &applied);
+    agent.observe.synced(true, &applied, agent.model.desired(), arrived);
 
     datapath
         .attach(&cgroup)
@@ -200,6 +214,7 @@ struct Agent {
     /// Backends released while terminating: their connections were kept, and are torn down
     /// once the endpoint is gone for good (no longer terminating, not used again).
     draining: HashSet<(std::net::IpAddr, u16)>,
+    observe: AgentObservability,
 }
 
 impl Agent {
@@ -211,6 +226,7 @@ impl Agent {
         reconciler: &mut Reconciler,
         datapath: &mut Datapath,
     ) -> bool {
+        let arrived = Instant::now();
         self.report_problems(&update);
         let mut diffs: Vec<StateDiff> = Vec::with_capacity(update.changes.len());
         for change in update.changes {
@@ -226,13 +242,16 @@ impl Agent {
             self.tear_down_stale(datapath, finished);
             return true;
         }
-        let applied = match reconciler.apply_diffs(datapath.maps_mut(), &diffs) {
-            Ok(applied) => applied,
+        self.observe.pending(diffs.len());
+        let (full, applied) = match reconciler.apply_diffs(datapath.maps_mut(), &diffs) {
+            Ok(applied) => (false, applied),
             Err(err) => {
+                self.observe.sync_failed();
                 warn!(%err, "applying changes failed; re-reading the maps and reconciling everything");
                 match reconciler.resync(datapath.maps_mut(), self.model.desired()) {
-                    Ok(applied) => applied,
+                    Ok(applied) => (true, applied),
                     Err(err) => {
+                        self.observe.sync_failed();
                         error!(%err, "resync failed; will retry on the next change");
                         return false;
                     }
@@ -240,6 +259,7 @@ impl Agent {
             }
         };
         self.log_applied("update", &applied);
+        self.observe.synced(full, &applied, self.model.desired(), arrived);
         let mut targets = self.finished_draining(reconciler);
         for backend in &applied.released {
             let target = (backend.ip, backend.port);

@@ -1,0 +1,1 @@
+//! `switchyard explain`: placeholder replaced below.

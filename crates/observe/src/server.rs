@@ -1,0 +1,118 @@
+//! The local API: `/metrics` (Prometheus text) and `/status` (JSON) over a unix socket, and
+//! over TCP only when an address is given. The router can also be merged into another axum
+//! server (the kube-proxy-compatible health server) with `Router::merge`.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::Error;
+use crate::kernel::{self, KernelState};
+use crate::metrics::{KernelCollector, SyncMetrics, render};
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// Every metric, including the kernel collector.
+    pub registry: Arc<Registry>,
+    /// The kernel view for `/status`.
+    pub kernel: Arc<KernelCollector>,
+    /// Sync metrics for `/status`.
+    pub sync: SyncMetrics,
+}
+
+impl ApiState {
+    /// A registry with the sync metrics and the kernel collector registered.
+    pub fn new(sync: SyncMetrics, kernel: Arc<KernelCollector>) -> Self {
+        let mut registry = Registry::default();
+        sync.register(&mut registry);
+        registry.register_collector(Box::new(Arc::clone(&kernel)));
+        ApiState { registry: Arc::new(registry), kernel, sync }
+    }
+}
+
+/// The `/status` document.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// bpffs directory.
+    pub bpf_dir: PathBuf,
+    /// Pinned program links (attached programs).
+    pub programs: Vec<String>,
+    /// Unix time of the last successful sync (0: none yet).
+    pub last_sync_unix: f64,
+    /// The kernel state.
+    pub kernel: KernelState,
+}
+
+/// `/metrics` and `/status`.
+pub fn router(state: ApiState) -> Router {
+    Router::new().route("/metrics", get(metrics)).route("/status", get(status)).with_state(state)
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    match render(&state.registry) {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response(),
+    }
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    match state.kernel.read() {
+        Ok(kernel_state) => axum::Json(Status {
+            bpf_dir: state.kernel.bpf_dir().to_owned(),
+            programs: kernel::attached_programs(state.kernel.bpf_dir()),
+            last_sync_unix: state.sync.last_sync_unix(),
+            kernel: kernel_state,
+        })
+        .into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")).into_response(),
+    }
+}
+
+/// Serves `router` on a unix socket at `path` (a stale socket file is replaced; mode 0600, so
+/// only root reads the API). Returns the server task.
+pub fn serve_unix(path: &Path, router: Router) -> Result<JoinHandle<()>, Error> {
+    let socket_err = |source| Error::Socket { path: path.to_owned(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(socket_err)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(socket_err(e)),
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(socket_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_err)?;
+    info!(socket = %path.display(), "local API listening");
+    let shown = path.to_owned();
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            warn!(socket = %shown.display(), %err, "local API stopped");
+        }
+    }))
+}
+
+/// Serves `router` on TCP at `address` (only when the operator asks for it).
+pub async fn serve_tcp(address: SocketAddr, router: Router) -> Result<JoinHandle<()>, Error> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Bind { address, source })?;
+    info!(%address, "metrics listening on TCP");
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            warn!(%address, %err, "metrics server stopped");
+        }
+    }))
+}

@@ -1,0 +1,175 @@
+//! The Prometheus text the metrics produce, from a fixed kernel state (no root needed).
+
+#![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+use switchyard_observe::kernel::{
+    FrontendTraffic, KernelState, MapFill, ProgrammedBackend, ProgrammedFrontend, ReasonCount,
+};
+use switchyard_observe::labels::{ServiceIndex, ServiceLabel};
+use switchyard_observe::metrics::{SyncMetrics, encode_kernel, render};
+
+#[derive(Debug)]
+struct Fixed(KernelState, ServiceIndex);
+
+impl Collector for Fixed {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encode_kernel(&self.0, &self.1, encoder)
+    }
+}
+
+fn frontend(id: u32, ip: Option<&str>, port: u16) -> ProgrammedFrontend {
+    ProgrammedFrontend {
+        id,
+        ip: ip.map(|s| s.parse().unwrap()),
+        port,
+        protocol: "tcp".into(),
+        scope: "default",
+        flags: vec![],
+        maglev_table: false,
+        backends: vec![ProgrammedBackend {
+            id: 1,
+            ip: "10.1.0.1".parse().unwrap(),
+            port: 8080,
+            flags: vec![],
+        }],
+        broken_slots: vec![],
+    }
+}
+
+fn label(name: &str, kind: &str) -> ServiceLabel {
+    ServiceLabel {
+        namespace: "shop".into(),
+        name: name.into(),
+        port_name: "http".into(),
+        kind: kind.into(),
+    }
+}
+
+fn rendered(state: KernelState, index: ServiceIndex) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Fixed(state, index)));
+    render(&registry).unwrap()
+}
+
+/// The value of the sample whose line starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn per_service_counters_carry_the_service_of_each_frontend() {
+    let mut index = ServiceIndex::default();
+    let cluster_ip: IpAddr = "10.96.0.10".parse().unwrap();
+    index.insert(cluster_ip, 80, "tcp", label("web", "ClusterIP"));
+    index.insert("192.168.1.5".parse().unwrap(), 30080, "tcp", label("web", "NodePort"));
+    let state = KernelState {
+        frontends: vec![frontend(3, Some("10.96.0.10"), 80), frontend(4, None, 30080)],
+        frontend_counters: BTreeMap::from([
+            (3, FrontendTraffic { connections: 7, packets: 0, bytes: 0 }),
+            (4, FrontendTraffic { connections: 2, packets: 11, bytes: 1500 }),
+        ]),
+        ..KernelState::default()
+    };
+    let text = rendered(state, index);
+    let conns = "switchyard_service_new_connections_total{namespace=\"shop\",service=\"web\",port_name=\"http\",frontend=\"10.96.0.10:80\",protocol=\"tcp\",scope=\"default\"}";
+    assert_eq!(sample(&text, conns), Some(7.0), "{text}");
+    let node_port = "switchyard_service_bytes_total{namespace=\"shop\",service=\"web\",port_name=\"http\",frontend=\"*:30080\"";
+    assert_eq!(sample(&text, node_port), Some(1500.0), "{text}");
+}
+
+#[test]
+fn frontends_without_traffic_or_service_still_get_a_zero_series() {
+    let state = KernelState {
+        frontends: vec![frontend(9, Some("10.96.0.99"), 53)],
+        ..KernelState::default()
+    };
+    let text = rendered(state, ServiceIndex::default());
+    let line = "switchyard_service_new_connections_total{namespace=\"\",service=\"\",port_name=\"\",frontend=\"10.96.0.99:53\"";
+    assert_eq!(sample(&text, line), Some(0.0), "{text}");
+}
+
+#[test]
+fn drops_by_reason_and_map_fill_come_from_the_kernel_state() {
+    let state = KernelState {
+        reasons: BTreeMap::from([
+            ("reject_no_backend", ReasonCount { packets: 5, bytes: 0 }),
+            ("translated_random", ReasonCount { packets: 40, bytes: 0 }),
+        ]),
+        maps: vec![MapFill {
+            name: "sy_frontends",
+            entries: 12,
+            max_entries: 65536,
+            memory_bytes: Some(4096),
+        }],
+        ..KernelState::default()
+    };
+    let text = rendered(state, ServiceIndex::default());
+    assert_eq!(
+        sample(&text, "switchyard_datapath_drops_total{reason=\"reject_no_backend\"}"),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&text, "switchyard_datapath_drops_total{reason=\"drop_no_backend\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "switchyard_datapath_decisions_total{reason=\"translated_random\"}"),
+        Some(40.0)
+    );
+    assert!(!text.contains("switchyard_datapath_drops_total{reason=\"translated_random\"}"));
+    assert_eq!(sample(&text, "switchyard_bpf_map_entries{map=\"sy_frontends\"}"), Some(12.0));
+    assert_eq!(
+        sample(&text, "switchyard_bpf_map_max_entries{map=\"sy_frontends\"}"),
+        Some(65536.0)
+    );
+    assert_eq!(
+        sample(&text, "switchyard_bpf_map_memory_bytes{map=\"sy_frontends\"}"),
+        Some(4096.0)
+    );
+}
+
+#[test]
+fn sync_metrics_use_kube_proxy_names_with_the_switchyard_prefix() {
+    let sync = SyncMetrics::default();
+    let mut registry = Registry::default();
+    sync.register(&mut registry);
+    let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    sync.observe_sync(false, Duration::from_micros(1500), at, 1);
+    sync.observe_sync(true, Duration::from_millis(20), at + Duration::from_secs(5), 0);
+    sync.observe_programming(Duration::from_micros(300));
+    sync.set_pending(3);
+    let text = render(&registry).unwrap();
+    assert_eq!(sample(&text, "switchyard_sync_proxy_rules_duration_seconds_count"), Some(2.0));
+    assert_eq!(sample(&text, "switchyard_sync_full_proxy_rules_duration_seconds_count"), Some(1.0));
+    assert_eq!(
+        sample(&text, "switchyard_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "switchyard_sync_proxy_rules_last_timestamp_seconds"),
+        Some(1_700_000_005.0)
+    );
+    assert_eq!(sample(&text, "switchyard_sync_proxy_rules_changes_pending"), Some(3.0));
+    assert_eq!(sample(&text, "switchyard_frontends_not_programmed"), Some(0.0));
+    assert_eq!(
+        sample(&text, "switchyard_network_programming_duration_seconds_bucket{le=\"0.001\"}"),
+        Some(1.0)
+    );
+    // kube-proxy's own boundaries are all present.
+    for le in ["0.25", "0.5", "1.0", "59.0", "60.0", "115.0", "120.0", "300.0"] {
+        let line = format!("switchyard_network_programming_duration_seconds_bucket{{le=\"{le}\"}}");
+        assert!(text.contains(&line), "missing bucket {le}: {text}");
+    }
+    assert!(SystemTime::now() > at);
+}

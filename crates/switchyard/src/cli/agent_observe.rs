@@ -1,0 +1,77 @@
+//! The agent's observability: sync metrics, the kernel collector and the local API.
+//!
+//! Kept apart from agent.rs so the agent only reports what it did; everything here reads
+//! the pinned maps through handles of its own.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use switchyard_bpf::Maps;
+use switchyard_dataplane::reconciler::Applied;
+use switchyard_model::DesiredState;
+use switchyard_observe::labels::ServiceIndex;
+use switchyard_observe::metrics::{KernelCollector, SyncMetrics};
+use switchyard_observe::server::{self, ApiState};
+use tracing::warn;
+
+/// Metrics and the local API of a running agent.
+pub(crate) struct AgentObservability {
+    sync: SyncMetrics,
+    services: Arc<RwLock<ServiceIndex>>,
+}
+
+impl AgentObservability {
+    /// Opens the pinned maps in `bpf_dir` and serves `/metrics` and `/status` on the unix
+    /// socket `api_socket`, and on TCP at `metrics_address` when given.
+    pub(crate) async fn start(
+        bpf_dir: &Path,
+        api_socket: &Path,
+        metrics_address: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let maps = Maps::open_pinned(bpf_dir).with_context(|| {
+            format!("opening the maps pinned in {} for metrics", bpf_dir.display())
+        })?;
+        let services = Arc::new(RwLock::new(ServiceIndex::default()));
+        let collector =
+            Arc::new(KernelCollector::new(maps, bpf_dir.to_owned(), Arc::clone(&services)));
+        let sync = SyncMetrics::default();
+        let router = server::router(ApiState::new(sync.clone(), collector));
+        server::serve_unix(api_socket, router.clone())?;
+        if let Some(address) = metrics_address {
+            server::serve_tcp(address, router).await?;
+        }
+        Ok(AgentObservability { sync, services })
+    }
+
+    /// Changes are waiting to be programmed.
+    pub(crate) fn pending(&self, changes: usize) {
+        self.sync.set_pending(changes);
+    }
+
+    /// A sync finished: record its duration, the latency since the changes `arrived`, and
+    /// refresh the Service names of the frontends.
+    pub(crate) fn synced(
+        &self,
+        full: bool,
+        applied: &Applied,
+        desired: &DesiredState,
+        arrived: Instant,
+    ) {
+        let duration: Duration = applied.plan_time + applied.apply_time;
+        self.sync.observe_sync(full, duration, SystemTime::now(), applied.errors.len());
+        self.sync.observe_programming(arrived.elapsed());
+        self.sync.set_pending(0);
+        match self.services.write() {
+            Ok(mut index) => *index = ServiceIndex::from_desired(desired),
+            Err(_) => warn!("service index poisoned; metrics keep the previous Service names"),
+        }
+    }
+
+    /// A sync failed.
+    pub(crate) fn sync_failed(&self) {
+        self.sync.sync_failed();
+    }
+}
