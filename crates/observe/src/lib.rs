@@ -5,12 +5,10 @@
 //! - [`labels`]: which Service a frontend entry belongs to (the kernel only knows ids).
 //! - [`metrics`]: Prometheus metrics (prometheus-client): kube-proxy-equivalent sync metrics
 //!   kept by the agent, and per-Service / per-reason counters read from the maps on scrape.
-//! - [`explain`]: why one flow goes where it goes, computed the way the programs compute it.
 //! - [`server`]: the local API (unix socket; TCP only when asked) serving `/metrics` and
 //!   `/status`.
 
 pub mod error;
-pub mod explain;
 pub mod kernel;
 pub mod labels;
 pub mod metrics;

@@ -6,6 +6,7 @@ mod demo;
 mod lab;
 mod maglev;
 mod services;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Maglev(maglev::MaglevArgs),
     Validate(validate::ValidateArgs),
     Services(services::ServicesArgs),
+    /// What is programmed in the kernel: programs, frontends, backends, counters, map fill.
+    Status(status::StatusArgs),
     /// The node role: socket-level load balancing for a cgroup, from a manifest directory.
     Agent(agent::AgentArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
@@ -61,6 +64,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Maglev(args) => maglev::run(&args),
         Command::Validate(args) => validate::run(args),
         Command::Services(args) => services::run(args),
+        Command::Status(args) => status::run(&args),
         Command::Agent(args) => agent::run(args),
         Command::Demo(args) => demo::run(args),
     }

@@ -1,1 +1,0 @@
-//! `switchyard explain`: placeholder replaced below.
