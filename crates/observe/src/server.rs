@@ -81,12 +81,19 @@ async fn status(State(state): State<ApiState>) -> Response {
     }
 }
 
-/// Serves `router` on a unix socket at `path` (a stale socket file is replaced; mode 0600, so
-/// only root reads the API). Returns the server task.
+/// Serves `router` on a unix socket at `path` (mode 0600, so only root reads the API). A stale
+/// socket file left by a dead agent is replaced; one that a live process still answers on is
+/// refused, so a second agent never steals the first one's API. Returns the server task.
 pub fn serve_unix(path: &Path, router: Router) -> Result<JoinHandle<()>, Error> {
     let socket_err = |source| Error::Socket { path: path.to_owned(), source };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(socket_err)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(socket_err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another process serves this socket (give each agent its own --api-socket)",
+        )));
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

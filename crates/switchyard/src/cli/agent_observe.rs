@@ -15,7 +15,7 @@ use switchyard_model::DesiredState;
 use switchyard_observe::labels::ServiceIndex;
 use switchyard_observe::metrics::{KernelCollector, SyncMetrics};
 use switchyard_observe::server::{self, ApiState};
-use tracing::warn;
+use tracing::{error, warn};
 
 /// Metrics and the local API of a running agent.
 pub(crate) struct AgentObservability {
@@ -39,7 +39,11 @@ impl AgentObservability {
             Arc::new(KernelCollector::new(maps, bpf_dir.to_owned(), Arc::clone(&services)));
         let sync = SyncMetrics::default();
         let router = server::router(ApiState::new(sync.clone(), collector));
-        server::serve_unix(api_socket, router.clone())?;
+        // The local API is for inspection; a socket that cannot be served must not keep the
+        // data plane from running, so it is an error in the log, not a reason to stop.
+        if let Err(err) = server::serve_unix(api_socket, router.clone()) {
+            error!(%err, "local API not served; the agent runs without it");
+        }
         if let Some(address) = metrics_address {
             server::serve_tcp(address, router).await?;
         }

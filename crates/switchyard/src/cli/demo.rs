@@ -259,6 +259,8 @@ fn start_agent(
         .arg(&info.cgroup)
         .arg("--bpf-dir")
         .arg(&info.bpf_dir)
+        .arg("--api-socket")
+        .arg(work.join(format!("agent-{node}.sock")))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
