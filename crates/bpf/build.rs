@@ -38,10 +38,39 @@ fn main() {
         );
     }
 
-    let probe_source = c_dir.join("layout_probe.c");
-    let probe = out_dir.join("layout_probe");
+    layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe", "c_layout.rs");
+    // The per-packet section of the header has a probe of its own (tests/layout_pkt.rs).
+    layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe_pkt", "c_layout_pkt.rs");
+}
+
+fn run(command: &mut Command, what: &str) {
+    let status = command.status().unwrap_or_else(|e| {
+        panic!(
+            "{what}: cannot run {:?} ({e}); run scripts/setup to install clang-19 and libbpf-dev",
+            command.get_program()
+        )
+    });
+    assert!(status.success(), "{what}: {status}");
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// Compiles `c/NAME.c` for the host, runs it and writes what it prints (the C compiler's view
+/// of sizes, offsets and constants) to `OUT_DIR/generated`, for the layout tests.
+fn layout_probe(
+    clang: &str,
+    include: &Path,
+    c_dir: &Path,
+    out_dir: &Path,
+    name: &str,
+    generated: &str,
+) {
+    let probe_source = c_dir.join(format!("{name}.c"));
+    let probe = out_dir.join(name);
     run(
-        Command::new(&clang)
+        Command::new(clang)
             .args(["-O0", "-Wall", "-Werror"])
             .arg(format!("-I{}", include.display()))
             .arg(&probe_source)
@@ -58,37 +87,5 @@ fn main() {
         probe.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    write(&out_dir.join("c_layout.rs"), &output.stdout);
-
-    // The per-packet section of the header has a probe of its own (tests/layout_pkt.rs).
-    let probe_source = c_dir.join("layout_probe_pkt.c");
-    let probe = out_dir.join("layout_probe_pkt");
-    run(
-        Command::new(&clang)
-            .args(["-O0", "-Wall", "-Werror"])
-            .arg(format!("-I{}", include.display()))
-            .arg(&probe_source)
-            .arg("-o")
-            .arg(&probe),
-        &format!("compiling {}", probe_source.display()),
-    );
-    let output = Command::new(&probe)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", probe.display()));
-    assert!(output.status.success(), "{} failed", probe.display());
-    write(&out_dir.join("c_layout_pkt.rs"), &output.stdout);
-}
-
-fn run(command: &mut Command, what: &str) {
-    let status = command.status().unwrap_or_else(|e| {
-        panic!(
-            "{what}: cannot run {:?} ({e}); run scripts/setup to install clang-19 and libbpf-dev",
-            command.get_program()
-        )
-    });
-    assert!(status.success(), "{what}: {status}");
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    write(&out_dir.join(generated), &output.stdout);
 }

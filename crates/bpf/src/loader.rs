@@ -471,8 +471,17 @@ fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
 /// Refuses pins from an earlier run that no longer match this build's layout or sizes:
 /// adopting them would make the programs misread every entry.
 fn check_pins(opts: &LoadOptions) -> Result<(), Error> {
-    for (name, key_size, value_size, max_entries) in expected_maps(opts) {
-        let path = opts.bpf_dir.join(name);
+    check_pinned_layouts(&opts.bpf_dir, expected_maps(opts))
+}
+
+/// Compares every pinned map of `expected` (name, key size, value size, max_entries) found in
+/// `bpf_dir` with what this build wants; absent pins are fine (they are created).
+pub(crate) fn check_pinned_layouts(
+    bpf_dir: &Path,
+    expected: impl IntoIterator<Item = (&'static str, usize, usize, u32)>,
+) -> Result<(), Error> {
+    for (name, key_size, value_size, max_entries) in expected {
+        let path = bpf_dir.join(name);
         if !path.exists() {
             continue;
         }

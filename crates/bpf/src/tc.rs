@@ -18,7 +18,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, MapInfo, lpm_trie::LpmTrie},
+    maps::{Array, HashMap, Map, MapData, lpm_trie::LpmTrie},
     programs::{SchedClassifier, TcAttachType, links::FdLink, tc},
 };
 use tracing::{debug, info};
@@ -483,22 +483,5 @@ fn check_pins(bpf_dir: &Path, sizes: PacketMapSizes) -> Result<(), Error> {
         (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), sizes.src_ranges),
         (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), 1),
     ];
-    for (name, key_size, value_size, max_entries) in expected {
-        let path = bpf_dir.join(name);
-        if !path.exists() {
-            continue;
-        }
-        let info = MapInfo::from_pin(&path).map_err(|source| Error::Map { name, source })?;
-        let found = (info.key_size() as usize, info.value_size() as usize, info.max_entries());
-        if found != (key_size, value_size, max_entries) {
-            return Err(Error::IncompatiblePin {
-                name,
-                detail: format!(
-                    "pinned (key, value, max_entries) = {found:?}, this build wants {:?}",
-                    (key_size, value_size, max_entries)
-                ),
-            });
-        }
-    }
-    Ok(())
+    crate::loader::check_pinned_layouts(bpf_dir, expected)
 }
