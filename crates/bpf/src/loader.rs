@@ -262,12 +262,13 @@ impl Datapath {
             pinned.push(path);
         }
 
-        // The new generation is in place: retire the old ones.
+        // The new generation is in place: retire the old ones (of the cgroup programs only;
+        // the TC links of `tc.rs` are per device and retired by their own attach).
         for path in link_pins(&self.bpf_dir)? {
             let suffix = format!("-{generation}");
-            let is_current =
-                path.file_name().is_some_and(|n| n.as_bytes().ends_with(suffix.as_bytes()));
-            if !is_current {
+            let name = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+            let is_current = name.ends_with(suffix.as_bytes());
+            if !is_current && !name.starts_with(crate::tc::LINK_PREFIX.as_bytes()) {
                 unpin_link(&path)?;
                 debug!(link = %path.display(), "old link removed");
             }

@@ -37,6 +37,9 @@ pub const TC_PROGRAMS: [(&str, TcAttachType, &str); 2] = [
     ("sy_nodeport_egress", TcAttachType::Egress, "egress"),
 ];
 
+/// Link pins of the TC programs start with this (`tc-<device>-<direction>-<generation>`).
+pub const LINK_PREFIX: &str = "tc-";
+
 /// Names of the per-packet maps (pin file names).
 pub mod names {
     /// `sy_ct`: original tuple -> conntrack entry.
@@ -386,7 +389,7 @@ impl PacketDatapath {
                 .map_err(|source| Error::Program { name, source })?;
             let link =
                 program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
-            let path = links_dir.join(format!("tc-{device}-{direction}-{generation}"));
+            let path = links_dir.join(format!("{LINK_PREFIX}{device}-{direction}-{generation}"));
             let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
                 path: path.clone(),
                 detail: format!("not a bpf_link (kernel without TCX, < 6.6?): {e}"),
@@ -424,7 +427,7 @@ fn check_device_name(device: &str) -> Result<(), Error> {
 /// Link pins of `device` under `<bpf_dir>/links`.
 fn device_links(bpf_dir: &Path, device: &str) -> Result<Vec<PathBuf>, Error> {
     let dir = bpf_dir.join(LINKS_DIR);
-    let prefix = format!("tc-{device}-");
+    let prefix = format!("{LINK_PREFIX}{device}-");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -446,6 +449,37 @@ fn device_links(bpf_dir: &Path, device: &str) -> Result<Vec<PathBuf>, Error> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Devices the per-packet programs are attached to (by their link pins), sorted.
+pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
+    let dir = bpf_dir.join(LINKS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::BpfDir { path: dir, reason: "listing links", source }),
+    };
+    let mut devices = std::collections::BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::BpfDir {
+            path: dir.clone(),
+            reason: "listing links",
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // tc-<device>-<ingress|egress>-<generation>; the device may itself contain '-'.
+        let Some(rest) = name.strip_prefix(LINK_PREFIX) else { continue };
+        let mut parts = rest.rsplitn(3, '-');
+        let (Some(_generation), Some(direction), Some(device)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if matches!(direction, "ingress" | "egress") {
+            devices.insert(device.to_owned());
+        }
+    }
+    Ok(devices.into_iter().collect())
 }
 
 /// Detaches the per-packet programs from `device` (removes its link pins). Returns how many

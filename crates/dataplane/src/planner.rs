@@ -138,6 +138,8 @@ pub struct Planner<K, B, A> {
     orphan_backend_ids: Vec<BackendId>,
     /// Adopted backends nothing referred to; deleted by the next plan unless it uses them.
     pending_zero: Vec<B>,
+    /// Backends kept in the maps without a slot ([`Planner::hold`]); each holds one reference.
+    held: HashSet<B>,
 }
 
 impl<K, B, A> fmt::Debug for Planner<K, B, A> {
@@ -180,6 +182,7 @@ where
             orphan_frontend_ids: Vec::new(),
             orphan_backend_ids: Vec::new(),
             pending_zero: Vec::new(),
+            held: HashSet::new(),
         }
     }
 
@@ -197,6 +200,40 @@ where
 
     pub fn backend_id(&self, backend: &B) -> Option<BackendId> {
         self.backends.get(backend).map(|b| b.id)
+    }
+
+    /// Keeps `backend`'s entry and id in the maps even when no frontend uses it any more:
+    /// per-packet conntrack names flows by backend id, and a terminating endpoint's flows must
+    /// keep their backend until the endpoint is gone. False when the backend is not in the maps.
+    pub fn hold(&mut self, backend: &B) -> bool {
+        if self.held.contains(backend) {
+            return true;
+        }
+        match self.backends.get_mut(backend) {
+            Some(entry) => {
+                entry.refs += 1;
+                self.held.insert(backend.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends a hold: the entry goes with the next plan unless a frontend uses it.
+    pub fn release(&mut self, backend: &B) {
+        if self.held.remove(backend)
+            && let Some(entry) = self.backends.get_mut(backend)
+        {
+            entry.refs = entry.refs.saturating_sub(1);
+            if entry.refs == 0 {
+                self.pending_zero.push(backend.clone());
+            }
+        }
+    }
+
+    /// Backends currently held.
+    pub fn held(&self) -> impl Iterator<Item = &B> {
+        self.held.iter()
     }
 
     /// Plans a batch of changes: `Some(spec)` creates or updates a frontend, `None` removes it.

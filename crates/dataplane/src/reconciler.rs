@@ -1,5 +1,7 @@
 //! The reconciler the agent runs: model output in, kernel maps out, through the planner.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ pub struct Applied {
 /// Planner plus the knowledge of how to reach the kernel.
 pub struct Reconciler {
     planner: KernelPlanner,
+    /// Endpoints (address, port) whose backend entries are held ([`Reconciler::hold`]).
+    holds: HashSet<(IpAddr, u16)>,
     limits: Limits,
     tables: Arc<dyn TableBuilder<MapBackend>>,
     batch_size: usize,
@@ -61,7 +65,10 @@ impl Reconciler {
     ) -> Result<(Self, AdoptReport), KernelError> {
         let snapshot = KernelMaps::new(maps)?.snapshot()?;
         let (planner, report) = Planner::adopt(snapshot, limits, tables.clone());
-        Ok((Self { planner, limits, tables, batch_size: usize::MAX }, report))
+        Ok((
+            Self { planner, holds: HashSet::new(), limits, tables, batch_size: usize::MAX },
+            report,
+        ))
     }
 
     /// Entries per batched map syscall (default: as many as the executor takes).
@@ -104,8 +111,29 @@ impl Reconciler {
         self.execute(maps, plan, started)
     }
 
+    /// Keeps the backend entries of exactly these endpoints (under any flags) in the maps
+    /// while no frontend uses them — terminating endpoints, whose per-packet flows (conntrack
+    /// remembers the backend id) keep working until the endpoint is gone. Takes effect with
+    /// the next plan; ends the holds of endpoints no longer listed (true when any ended: the
+    /// next plan, even an empty one, deletes their entries).
+    pub fn hold(&mut self, endpoints: &HashSet<(IpAddr, u16)>) -> bool {
+        use switchyard_bpf::abi::{BE_LOCAL, BE_TERMINATING};
+        let ended: Vec<MapBackend> =
+            self.planner.held().filter(|b| !endpoints.contains(&(b.ip, b.port))).copied().collect();
+        for backend in &ended {
+            self.planner.release(backend);
+        }
+        for &(ip, port) in endpoints {
+            for flags in [0, BE_LOCAL, BE_TERMINATING, BE_LOCAL | BE_TERMINATING] {
+                self.planner.hold(&MapBackend { ip, port, flags });
+            }
+        }
+        self.holds.clone_from(endpoints);
+        !ended.is_empty()
+    }
+
     /// Whether any frontend still uses `ip:port` (under any flags).
-    pub fn uses_address(&self, ip: std::net::IpAddr, port: u16) -> bool {
+    pub fn uses_address(&self, ip: IpAddr, port: u16) -> bool {
         use switchyard_bpf::abi::{BE_LOCAL, BE_TERMINATING};
         [0, BE_LOCAL, BE_TERMINATING, BE_LOCAL | BE_TERMINATING]
             .into_iter()
@@ -121,7 +149,9 @@ impl Reconciler {
     ) -> Result<Applied, KernelError> {
         let (mut fresh, _) = Self::adopt(maps, self.limits, self.tables.clone())?;
         fresh.batch_size = self.batch_size;
+        let holds = std::mem::take(&mut self.holds);
         *self = fresh;
+        self.hold(&holds);
         self.apply_full(maps, desired)
     }
 

@@ -10,10 +10,11 @@ use std::net::IpAddr;
 
 use switchyard_model::{Change, ObjectKey};
 
-/// Terminating endpoint addresses, per EndpointSlice.
+/// Terminating endpoint addresses, per EndpointSlice (with the slice's ports).
 #[derive(Debug, Clone, Default)]
 pub struct TerminatingEndpoints {
     by_slice: HashMap<ObjectKey, HashSet<IpAddr>>,
+    ports: HashMap<ObjectKey, Vec<u16>>,
 }
 
 impl TerminatingEndpoints {
@@ -29,9 +30,27 @@ impl TerminatingEndpoints {
             .collect();
         if terminating.is_empty() {
             self.by_slice.remove(key);
+            self.ports.remove(key);
         } else {
+            let ports = slice
+                .iter()
+                .flat_map(|s| s.ports.iter().flatten())
+                .filter_map(|p| p.port.and_then(|p| u16::try_from(p).ok()))
+                .collect();
             self.by_slice.insert(key.clone(), terminating);
+            self.ports.insert(key.clone(), ports);
         }
+    }
+
+    /// Every terminating (address, port): the backends whose flows must keep working.
+    pub fn endpoints(&self) -> HashSet<(IpAddr, u16)> {
+        let mut out = HashSet::new();
+        for (key, ips) in &self.by_slice {
+            for port in self.ports.get(key).into_iter().flatten() {
+                out.extend(ips.iter().map(|ip| (*ip, *port)));
+            }
+        }
+        out
     }
 
     pub fn is_terminating(&self, ip: IpAddr) -> bool {

@@ -108,6 +108,11 @@ pub fn entries(key: FrontendKey, frontend: Option<&Frontend>) -> [(MapKey, Optio
     if frontend.in_cluster_backends.is_some() {
         flags |= abi::FE_SPLIT_SCOPE;
     }
+    // The model lists source ranges on LoadBalancer frontends only; the per-packet path checks
+    // them on the default entry (crate::packet writes the prefixes).
+    if !frontend.source_ranges.is_empty() {
+        flags |= abi::FE_SOURCE_RANGES;
+    }
     let internal_spec = frontend.in_cluster_backends.as_deref().map(|list| spec(frontend, list, 0));
     [(default, Some(spec(frontend, &frontend.backends, flags))), (internal, internal_spec)]
 }

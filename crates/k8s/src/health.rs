@@ -7,7 +7,8 @@
 //! taint), so external load balancers drain it first; `/livez` ignores that (a liveness probe
 //! must not restart a proxy on a node that is merely being drained).
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use k8s_openapi::api::core::v1::Node;
+use switchyard_model::HealthCheck;
 
 /// kube-proxy's default `--healthz-bind-address`.
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0:10256";
@@ -165,6 +167,129 @@ fn respond(report: HealthReport) -> Response {
         .into_response()
 }
 
+/// What a Service's health check node port answers (kube-proxy's `hcHandler`): 200 when the
+/// Service has ready endpoints on this node and the proxy is healthy, else 503 (also when only
+/// terminating local endpoints are left, so load balancers stop sending new clients while
+/// existing flows still reach them). `weight` is the `X-Load-Balancing-Endpoint-Weight` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceHealthReport {
+    pub healthy: bool,
+    pub weight: usize,
+    pub body: String,
+}
+
+/// The answer for `check`, given whether the proxy itself is healthy.
+pub fn service_health(check: &HealthCheck, proxy_healthy: bool) -> ServiceHealthReport {
+    let body = serde_json::json!({
+        "service": {"namespace": check.service.namespace, "name": check.service.name},
+        "localEndpoints": check.local_endpoints,
+        "serviceProxyHealthy": proxy_healthy,
+    });
+    ServiceHealthReport {
+        healthy: check.local_endpoints > 0 && proxy_healthy,
+        weight: check.local_endpoints,
+        body: body.to_string(),
+    }
+}
+
+/// One HTTP server per health check node port (`[::]:PORT`, both families), started, updated
+/// and stopped port by port as the desired state changes. Must be used within a tokio runtime.
+#[derive(Debug)]
+pub struct ServiceHealthServers {
+    health: SharedHealth,
+    servers: BTreeMap<u16, ServiceServer>,
+}
+
+#[derive(Debug)]
+struct ServiceServer {
+    check: Arc<Mutex<HealthCheck>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ServiceServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why a health check node port could not be served.
+#[derive(Debug, thiserror::Error)]
+#[error("health check node port {port} of Service {service}: {source}")]
+pub struct ServiceHealthError {
+    pub port: u16,
+    pub service: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl ServiceHealthServers {
+    /// No servers yet; `health` says whether the proxy itself is healthy.
+    pub fn new(health: SharedHealth) -> Self {
+        Self { health, servers: BTreeMap::new() }
+    }
+
+    /// Serves `check` on `port` (`None`: stops serving it). A port already served only
+    /// changes its answer; its listener stays.
+    pub fn update(
+        &mut self,
+        port: u16,
+        check: Option<HealthCheck>,
+    ) -> Result<(), ServiceHealthError> {
+        let Some(check) = check else {
+            self.servers.remove(&port);
+            return Ok(());
+        };
+        if let Some(server) = self.servers.get(&port) {
+            *server.check.lock().unwrap_or_else(PoisonError::into_inner) = check;
+            return Ok(());
+        }
+        let error =
+            |source| ServiceHealthError { port, service: check.service.to_string(), source };
+        let listener = std::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(error)?;
+        let shared = Arc::new(Mutex::new(check));
+        let state = (Arc::clone(&shared), Arc::clone(&self.health));
+        let app = Router::new().fallback(service_health_handler).with_state(state);
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(port, error = %err, "health check node port server stopped");
+            }
+        });
+        self.servers.insert(port, ServiceServer { check: shared, task });
+        Ok(())
+    }
+
+    /// Ports currently served.
+    pub fn ports(&self) -> Vec<u16> {
+        self.servers.keys().copied().collect()
+    }
+}
+
+type ServiceHealthState = (Arc<Mutex<HealthCheck>>, SharedHealth);
+
+async fn service_health_handler(State((check, health)): State<ServiceHealthState>) -> Response {
+    let proxy_healthy =
+        health.lock().unwrap_or_else(PoisonError::into_inner).healthy(SystemTime::now());
+    let check = check.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let report = service_health(&check, proxy_healthy);
+    let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (
+                header::HeaderName::from_static("x-load-balancing-endpoint-weight"),
+                report.weight.to_string(),
+            ),
+        ],
+        report.body,
+    )
+        .into_response()
+}
+
 /// `2006-01-02T15:04:05.123456789Z`, UTC.
 fn rfc3339(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
@@ -272,6 +397,33 @@ mod tests {
             let body: serde_json::Value = serde_json::from_str(&healthz.body).unwrap();
             assert_eq!(body["nodeEligible"], *eligible, "{name}");
             assert!(health.livez(at(2)).healthy, "{name}: livez ignores the node");
+        }
+    }
+
+    #[test]
+    fn service_health_is_200_only_with_local_ready_endpoints_and_a_healthy_proxy() {
+        let cases: &[(usize, bool, bool)] = &[
+            (1, true, true),
+            (3, true, true),
+            (0, true, false),
+            (2, false, false),
+            (0, false, false),
+        ];
+        for &(local_endpoints, proxy_healthy, expected) in cases {
+            let check = HealthCheck {
+                service: switchyard_model::ObjectKey::new("shop", "web"),
+                local_endpoints,
+            };
+            let report = service_health(&check, proxy_healthy);
+            assert_eq!(report.healthy, expected, "{local_endpoints} endpoints, {proxy_healthy}");
+            assert_eq!(report.weight, local_endpoints);
+            let body: serde_json::Value = serde_json::from_str(&report.body).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"service": {"namespace": "shop", "name": "web"},
+                                   "localEndpoints": local_endpoints,
+                                   "serviceProxyHealthy": proxy_healthy})
+            );
         }
     }
 

@@ -62,3 +62,60 @@ async fn endpoints_answer_200_or_503_with_kube_proxy_json() {
     assert_eq!((status, body["nodeEligible"].clone()), (503, serde_json::json!(false)));
     assert_eq!(get(&server, "/livez").await.0, 200);
 }
+
+/// A GET to a health check node port on loopback: status, weight header and body.
+async fn get_port(port: u16) -> (u16, String, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status: u16 = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let weight = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-load-balancing-endpoint-weight: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    (status, weight, serde_json::from_str(body).unwrap())
+}
+
+#[tokio::test]
+async fn health_check_node_ports_start_update_and_stop_per_port() {
+    use switchyard_k8s::health::ServiceHealthServers;
+    use switchyard_model::{HealthCheck, ObjectKey};
+
+    let health = Arc::new(Mutex::new(ProxyHealth::new(Duration::from_secs(60), SystemTime::now())));
+    health.lock().unwrap().updated(SystemTime::now());
+    let mut servers = ServiceHealthServers::new(health.clone());
+    // A free port (the kernel picks it; released before the server binds it).
+    let port = std::net::TcpListener::bind("[::]:0").unwrap().local_addr().unwrap().port();
+    let check =
+        |n| Some(HealthCheck { service: ObjectKey::new("shop", "web"), local_endpoints: n });
+
+    servers.update(port, check(2)).unwrap();
+    let (status, weight, body) = get_port(port).await;
+    assert_eq!((status, weight.as_str()), (200, "2"), "{body}");
+    assert_eq!(body["service"]["name"], "web");
+    assert_eq!(body["localEndpoints"], 2);
+    assert_eq!(body["serviceProxyHealthy"], true);
+
+    servers.update(port, check(0)).unwrap();
+    let (status, _, body) = get_port(port).await;
+    assert_eq!(status, 503, "no local endpoints: {body}");
+    assert_eq!(servers.ports(), vec![port], "the listener stays while the answer changes");
+
+    // The proxy itself unhealthy: 503 even with endpoints.
+    servers.update(port, check(1)).unwrap();
+    health.lock().unwrap().queued(SystemTime::now() - Duration::from_secs(120));
+    let (status, _, body) = get_port(port).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["serviceProxyHealthy"], false);
+
+    servers.update(port, None).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "stopped");
+    assert!(servers.ports().is_empty());
+}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -265,6 +265,100 @@ pub struct HealthCheck {
     pub service: ObjectKey,
     /// Ready endpoints of the Service on this node: 200 when > 0, 503 otherwise.
     pub local_endpoints: usize,
+}
+
+/// This node's own address per family (its first InternalIP, else its first ExternalIP, as the
+/// Node object lists them): the source address of traffic SNATed towards a backend on another
+/// node. `None` when the Node object has no address of that family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PrimaryAddresses {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// The health check node ports of a desired state, kept up to date difference by difference
+/// (so a change costs the frontends it touches, not the whole state). Answers exactly what
+/// [`DesiredState::health_checks`] computes from scratch: per port, the first frontend (in
+/// key order) that names it decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthCheckIndex {
+    by_port: BTreeMap<u16, BTreeMap<FrontendKey, HealthCheck>>,
+    port_of: BTreeMap<FrontendKey, u16>,
+}
+
+impl HealthCheckIndex {
+    /// The index of a whole state.
+    pub fn new(state: &DesiredState) -> Self {
+        let mut index = Self::default();
+        for (key, frontend) in &state.frontends {
+            index.upsert(*key, frontend);
+        }
+        index
+    }
+
+    /// Applies one difference; returns the ports whose answer changed, with the new answer
+    /// (`None`: the port is no longer served).
+    pub fn apply(&mut self, diff: &StateDiff) -> BTreeMap<u16, Option<HealthCheck>> {
+        let mut touched: BTreeMap<u16, Option<HealthCheck>> = BTreeMap::new();
+        let mut before = |index: &Self, port: u16| {
+            touched.entry(port).or_insert_with(|| index.get(port).cloned());
+        };
+        for key in &diff.removed {
+            if let Some(port) = self.port_of.get(key).copied() {
+                before(self, port);
+                self.remove(key);
+            }
+        }
+        for (key, frontend) in &diff.upserted {
+            if let Some(port) = self.port_of.get(key).copied() {
+                before(self, port);
+            }
+            if let Some(port) = frontend.health_check_node_port {
+                before(self, port);
+            }
+            self.remove(key);
+            self.upsert(*key, frontend);
+        }
+        touched
+            .into_iter()
+            .filter_map(|(port, old)| {
+                let new = self.get(port).cloned();
+                (new != old).then_some((port, new))
+            })
+            .collect()
+    }
+
+    /// What `port` must answer, if it is a health check node port.
+    pub fn get(&self, port: u16) -> Option<&HealthCheck> {
+        self.by_port.get(&port).and_then(|checks| checks.values().next())
+    }
+
+    /// Every served port and its answer.
+    pub fn checks(&self) -> BTreeMap<u16, HealthCheck> {
+        self.by_port.keys().filter_map(|port| Some((*port, self.get(*port)?.clone()))).collect()
+    }
+
+    fn upsert(&mut self, key: FrontendKey, frontend: &Frontend) {
+        if let Some(port) = frontend.health_check_node_port {
+            let check = HealthCheck {
+                service: frontend.service.clone(),
+                local_endpoints: frontend.local_ready_backends(),
+            };
+            self.by_port.entry(port).or_default().insert(key, check);
+            self.port_of.insert(key, port);
+        }
+    }
+
+    fn remove(&mut self, key: &FrontendKey) {
+        if let Some(port) = self.port_of.remove(key)
+            && let Some(checks) = self.by_port.get_mut(&port)
+        {
+            checks.remove(key);
+            if checks.is_empty() {
+                self.by_port.remove(&port);
+            }
+        }
+    }
 }
 
 impl DesiredState {

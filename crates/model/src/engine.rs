@@ -179,6 +179,12 @@ impl NodeModel {
         &self.node.node_port_addresses
     }
 
+    /// This node's own address per family: what traffic to a backend on another node is
+    /// SNATed to, so the replies come back through this node.
+    pub fn primary_addresses(&self) -> crate::desired::PrimaryAddresses {
+        self.node.primary
+    }
+
     /// This node's zone (label `topology.kubernetes.io/zone` of its Node object), if known.
     pub fn zone(&self) -> Option<&str> {
         self.node.zone.as_deref()

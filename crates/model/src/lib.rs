@@ -25,7 +25,7 @@ pub use cidr::{Cidr, CidrError};
 pub use config::{NodePortAddresses, PortRange, ProxyConfig};
 pub use desired::{
     Algorithm, Backend, BackendState, DesiredState, Frontend, FrontendKey, FrontendKind,
-    HealthCheck, Protocol, StateDiff, TrafficPolicy, WhenEmpty,
+    HealthCheck, HealthCheckIndex, PrimaryAddresses, Protocol, StateDiff, TrafficPolicy, WhenEmpty,
 };
 pub use engine::NodeModel;
 pub use input::{Change, ClusterState, ObjectKey, ObjectKind};

@@ -367,6 +367,8 @@ pub(crate) fn slice_facts(
 pub(crate) struct NodeFacts {
     /// Addresses that carry NodePorts, sorted.
     pub(crate) node_port_addresses: Vec<IpAddr>,
+    /// The node's own address per family (first InternalIP, else first ExternalIP).
+    pub(crate) primary: crate::desired::PrimaryAddresses,
     pub(crate) zone: Option<String>,
 }
 
@@ -390,24 +392,32 @@ pub(crate) fn node_facts(config: &ProxyConfig, node: Option<&Node>) -> NodeFacts
         .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "ExternalIP"))
         .filter_map(|a| Some((a.type_.as_str(), parse_ip(a.address.trim())?)))
         .collect();
+    let primary_of = |family: Family| {
+        let of_type = |wanted: &str| {
+            addresses
+                .iter()
+                .find(|(t, ip)| *t == wanted && Family::of(*ip) == family && !ip.is_loopback())
+                .map(|(_, ip)| *ip)
+        };
+        of_type("InternalIP").or_else(|| of_type("ExternalIP"))
+    };
+    let primary = crate::desired::PrimaryAddresses {
+        ipv4: match primary_of(Family::V4) {
+            Some(IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        },
+        ipv6: match primary_of(Family::V6) {
+            Some(IpAddr::V6(ip)) => Some(ip),
+            _ => None,
+        },
+    };
     let mut chosen: Vec<IpAddr> = match &config.node_port_addresses {
         NodePortAddresses::All => {
             addresses.iter().map(|(_, ip)| *ip).filter(|ip| !ip.is_loopback()).collect()
         }
-        NodePortAddresses::Primary => [Family::V4, Family::V6]
-            .into_iter()
-            .filter_map(|family| {
-                let of_type = |wanted: &str| {
-                    addresses
-                        .iter()
-                        .find(|(t, ip)| {
-                            *t == wanted && Family::of(*ip) == family && !ip.is_loopback()
-                        })
-                        .map(|(_, ip)| *ip)
-                };
-                of_type("InternalIP").or_else(|| of_type("ExternalIP"))
-            })
-            .collect(),
+        NodePortAddresses::Primary => {
+            [Family::V4, Family::V6].into_iter().filter_map(primary_of).collect()
+        }
         NodePortAddresses::Cidrs(cidrs) => addresses
             .iter()
             .map(|(_, ip)| *ip)
@@ -416,7 +426,7 @@ pub(crate) fn node_facts(config: &ProxyConfig, node: Option<&Node>) -> NodeFacts
     };
     chosen.sort();
     chosen.dedup();
-    NodeFacts { node_port_addresses: chosen, zone }
+    NodeFacts { node_port_addresses: chosen, primary, zone }
 }
 
 /// A Kubernetes port number (i32) as a usable port: 1-65535.

@@ -895,3 +895,105 @@ fn colliding_frontends_go_to_the_smallest_service_name() {
         assert_eq!(got.as_deref(), *owner, "{name}");
     }
 }
+
+#[test]
+fn health_check_index_follows_differences_like_a_full_recompute() {
+    // A sequence of states; the index, fed only the differences, must answer what
+    // health_checks() computes from scratch after every step.
+    let web = |port: Option<u16>, policy: &str| {
+        let mut spec = json!({"type": "LoadBalancer", "externalTrafficPolicy": policy,
+                              "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+        if let Some(port) = port {
+            spec["healthCheckNodePort"] = json!(port);
+        }
+        svc("web", spec)
+    };
+    let eps = |states: &[&str]| {
+        states.iter().enumerate().map(|(i, s)| ep(&format!("10.1.0.{}", i + 1), NODE, s)).collect()
+    };
+    let steps: Vec<(&str, Vec<Value>)> = vec![
+        (
+            "one local ready",
+            vec![this_node(), web(Some(32100), "Local"), slice("s", "web", eps(&["ready"]))],
+        ),
+        (
+            "two ready",
+            vec![
+                this_node(),
+                web(Some(32100), "Local"),
+                slice("s", "web", eps(&["ready", "ready"])),
+            ],
+        ),
+        (
+            "only terminating",
+            vec![this_node(), web(Some(32100), "Local"), slice("s", "web", eps(&["terminating"]))],
+        ),
+        (
+            "port moved",
+            vec![this_node(), web(Some(32101), "Local"), slice("s", "web", eps(&["ready"]))],
+        ),
+        (
+            "policy Cluster: no port",
+            vec![this_node(), web(None, "Cluster"), slice("s", "web", eps(&["ready"]))],
+        ),
+        (
+            "back to Local",
+            vec![this_node(), web(Some(32100), "Local"), slice("s", "web", eps(&[]))],
+        ),
+        ("service gone", vec![this_node()]),
+    ];
+    let mut index = switchyard_model::HealthCheckIndex::default();
+    let mut previous = switchyard_model::DesiredState::default();
+    for (name, objects) in steps {
+        let state = desired(&config(), &objects);
+        let before = index.checks();
+        let changed = index.apply(&switchyard_model::DesiredState::diff(&previous, &state));
+        assert_eq!(index.checks(), state.health_checks(), "{name}");
+        assert_eq!(index, switchyard_model::HealthCheckIndex::new(&state), "{name}");
+        // The reported changes are exactly the ports whose answer differs.
+        for (port, answer) in &changed {
+            assert_ne!(before.get(port), answer.as_ref(), "{name}: port {port} reported unchanged");
+            assert_eq!(state.health_checks().get(port), answer.as_ref(), "{name}");
+        }
+        let all: std::collections::BTreeSet<u16> =
+            before.keys().chain(state.health_checks().keys()).copied().collect();
+        for port in all {
+            if before.get(&port) != state.health_checks().get(&port) {
+                assert!(changed.contains_key(&port), "{name}: change of port {port} not reported");
+            }
+        }
+        previous = state;
+    }
+}
+
+#[test]
+fn primary_addresses_are_the_first_internal_ip_per_family_else_external() {
+    let cases: &[(&str, &[(&str, &str)], Option<&str>, Option<&str>)] = &[
+        ("internal v4 only", &[("InternalIP", "192.168.1.10")], Some("192.168.1.10"), None),
+        (
+            "internal beats external, first wins",
+            &[
+                ("ExternalIP", "203.0.113.1"),
+                ("InternalIP", "192.168.1.10"),
+                ("InternalIP", "192.168.1.11"),
+                ("InternalIP", "fd00::10"),
+            ],
+            Some("192.168.1.10"),
+            Some("fd00::10"),
+        ),
+        ("external when no internal", &[("ExternalIP", "2001:db8::1")], None, Some("2001:db8::1")),
+        (
+            "loopback and hostnames never",
+            &[("InternalIP", "127.0.0.1"), ("Hostname", "n")],
+            None,
+            None,
+        ),
+    ];
+    for (name, addresses, v4, v6) in cases {
+        let state = cluster(&[node(NODE, "zone-a", addresses)]);
+        let model = switchyard_model::NodeModel::from_state(config(), &state);
+        let primary = model.primary_addresses();
+        assert_eq!(primary.ipv4.map(|a| a.to_string()).as_deref(), *v4, "{name}");
+        assert_eq!(primary.ipv6.map(|a| a.to_string()).as_deref(), *v6, "{name}");
+    }
+}

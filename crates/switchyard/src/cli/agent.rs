@@ -17,10 +17,15 @@ use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
 use switchyard_dataplane::sockdiag;
 use switchyard_dataplane::stale::TerminatingEndpoints;
+use switchyard_k8s::health::ServiceHealthServers;
 use switchyard_k8s::manifest::{ManifestUpdate, WatchOptions};
-use switchyard_model::{NodeModel, ProxyConfig, StateDiff};
+use switchyard_model::{
+    DesiredState, Frontend, FrontendKey, HealthCheckIndex, NodeModel, PortRange, ProxyConfig,
+    StateDiff,
+};
 use tracing::{debug, error, info, warn};
 
+mod packet;
 mod source;
 use super::agent_observe::AgentObservability;
 
@@ -76,6 +81,22 @@ pub(crate) struct AgentArgs {
     #[arg(long)]
     keep_stale_sockets: bool,
 
+    /// Network devices that receive traffic from outside the node (NodePort, LoadBalancer and
+    /// external IPs): the per-packet programs are attached at TC ingress and egress of each.
+    /// Devices attached by an earlier agent but no longer listed are detached.
+    #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',')]
+    devices: Vec<String>,
+
+    /// Source ports for flows SNATed to this node's address (to pods on other nodes); must not
+    /// overlap --node-port-range.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "61000-65535")]
+    snat_port_range: PortRange,
+
+    /// The cluster's NodePort range (kube-apiserver --service-node-port-range): NodePorts
+    /// outside it are not opened.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
+    node_port_range: PortRange,
+
     #[command(flatten)]
     source: source::SourceArgs,
     /// Unix socket of the local API (`/metrics`, `/status`); mode 0600.
@@ -89,7 +110,10 @@ pub(crate) struct AgentArgs {
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if args.cleanup {
+        // Links first (cgroup and TC: detaching the programs), then every map pin.
         switchyard_bpf::loader::cleanup(&args.bpf_dir)
+            .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
+        switchyard_bpf::tc::cleanup(&args.bpf_dir)
             .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
         info!(bpf_dir = %args.bpf_dir.display(), "removed programs, links and maps");
         return Ok(ExitCode::SUCCESS);
@@ -105,6 +129,9 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let (Some(node_name), Some(cgroup)) = (args.node_name.clone(), args.cgroup.clone()) else {
         bail!("--node-name and --cgroup are required");
     };
+    if !args.devices.is_empty() {
+        packet::check_port_ranges(args.snat_port_range, args.node_port_range)?;
+    }
     let sizes = MapSizes {
         frontends: args.max_frontends,
         backends: args.max_backends,
@@ -144,6 +171,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let mut agent = Agent {
         model: NodeModel::new(ProxyConfig {
             proxy_name: args.source.proxy_name(),
+            node_port_range: args.node_port_range,
             ..ProxyConfig::new(node_name.clone())
         }),
         terminating: TerminatingEndpoints::default(),
@@ -152,6 +180,9 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         destroy_stale: !args.keep_stale_sockets,
         draining: HashSet::new(),
         observe,
+        packet: None,
+        health_checks: HealthCheckIndex::default(),
+        health_servers: ServiceHealthServers::new(health.shared()),
     };
 
     // First reconciliation: everything the directory holds against what was adopted. Existing
@@ -164,20 +195,47 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         agent.terminating.observe(&change);
         agent.model.apply(change);
     }
+    if !args.devices.is_empty() {
+        agent.packet = Some(packet::PacketPath::load(
+            &options,
+            datapath.maps_mut(),
+            args.devices.clone(),
+            args.snat_port_range,
+            args.node_port_range,
+            &agent.model,
+        )?);
+    }
+    if let Some(packet) = &mut agent.packet {
+        packet.prepare(reconciler.planner(), all_frontends(agent.model.desired()));
+    }
+    reconciler.hold(&agent.terminating.endpoints());
     let applied = reconciler
         .apply_full(datapath.maps_mut(), agent.model.desired())
         .context("programming the maps")?;
+    if let Some(packet) = &mut agent.packet {
+        packet.finish_full(reconciler.planner(), agent.model.desired());
+    }
     agent.log_applied("initial reconciliation", &applied);
     agent.observe.synced(true, &applied, agent.model.desired(), arrived);
 
     datapath
         .attach(&cgroup)
         .with_context(|| format!("attaching to cgroup {}", cgroup.display()))?;
+    match &mut agent.packet {
+        Some(packet) => packet.attach(&args.bpf_dir)?,
+        None => packet::detach_others(&args.bpf_dir, &[])?,
+    }
+    agent.health_checks = HealthCheckIndex::new(agent.model.desired());
+    for (port, check) in agent.health_checks.checks() {
+        agent.serve_health_check(port, Some(check));
+    }
     info!(
         node = %node_name,
         cgroup = %cgroup.display(),
         bpf_dir = %args.bpf_dir.display(),
         frontends = reconciler.planner().frontend_count(),
+        devices = ?args.devices,
+        health_check_node_ports = ?agent.health_servers.ports(),
         "agent ready"
     );
     health.updated();
@@ -215,6 +273,25 @@ struct Agent {
     /// once the endpoint is gone for good (no longer terminating, not used again).
     draining: HashSet<(std::net::IpAddr, u16)>,
     observe: AgentObservability,
+    /// The TC programs and their state (`--devices`), if any.
+    packet: Option<packet::PacketPath>,
+    health_checks: HealthCheckIndex,
+    health_servers: ServiceHealthServers,
+}
+
+/// Every frontend of `desired` as a change.
+fn all_frontends(desired: &DesiredState) -> impl Iterator<Item = (FrontendKey, Option<&Frontend>)> {
+    desired.frontends.iter().map(|(k, f)| (*k, Some(f)))
+}
+
+/// The changes of `diffs`, in order (a later one wins).
+fn diff_changes(diffs: &[StateDiff]) -> impl Iterator<Item = (FrontendKey, Option<&Frontend>)> {
+    diffs.iter().flat_map(|diff| {
+        diff.upserted
+            .iter()
+            .map(|(k, f)| (*k, Some(f)))
+            .chain(diff.removed.iter().map(|k| (*k, None)))
+    })
 }
 
 impl Agent {
@@ -236,6 +313,20 @@ impl Agent {
                 diffs.push(diff);
             }
         }
+        if let Some(packet) = &mut self.packet {
+            packet.node_changed(datapath.maps_mut(), &self.model);
+        }
+        for diff in &diffs {
+            for (port, check) in self.health_checks.apply(diff) {
+                self.serve_health_check(port, check);
+            }
+        }
+        // Terminating endpoints keep their backend entries (their per-packet flows go on).
+        let holds_ended = reconciler.hold(&self.terminating.endpoints());
+        if diffs.is_empty() && holds_ended {
+            // No frontend changed, but an endpoint that was terminating is gone: delete it.
+            diffs.push(StateDiff::default());
+        }
         if diffs.is_empty() {
             // No map change, but a draining endpoint may have left its slice for good.
             let finished = self.finished_draining(reconciler);
@@ -243,6 +334,9 @@ impl Agent {
             return true;
         }
         self.observe.pending(diffs.len());
+        if let Some(packet) = &mut self.packet {
+            packet.prepare(reconciler.planner(), diff_changes(&diffs));
+        }
         let (full, applied) = match reconciler.apply_diffs(datapath.maps_mut(), &diffs) {
             Ok(applied) => (false, applied),
             Err(err) => {
@@ -258,6 +352,13 @@ impl Agent {
                 }
             }
         };
+        if let Some(packet) = &mut self.packet {
+            if full {
+                packet.finish_full(reconciler.planner(), self.model.desired());
+            } else {
+                packet.finish(reconciler.planner(), diff_changes(&diffs));
+            }
+        }
         self.log_applied("update", &applied);
         self.observe.synced(full, &applied, self.model.desired(), arrived);
         let mut targets = self.finished_draining(reconciler);
@@ -291,6 +392,21 @@ impl Agent {
             false
         });
         finished
+    }
+
+    /// Starts, updates or stops (`None`) the health check node port server of one port; a port
+    /// that cannot be bound is logged with its Service and retried on its next change.
+    fn serve_health_check(&mut self, port: u16, check: Option<switchyard_model::HealthCheck>) {
+        let what = check.as_ref().map(|c| (c.service.to_string(), c.local_endpoints));
+        match self.health_servers.update(port, check) {
+            Ok(()) => match what {
+                Some((service, local_endpoints)) => {
+                    debug!(port, %service, local_endpoints, "health check node port")
+                }
+                None => info!(port, "health check node port closed"),
+            },
+            Err(err) => error!(%err, "health check node port not served"),
+        }
     }
 
     fn report_problems(&mut self, update: &ManifestUpdate) {

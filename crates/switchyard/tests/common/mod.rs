@@ -38,6 +38,8 @@ pub(crate) struct Cluster {
     pub(crate) lab: Lab,
     pub(crate) manifests: PathBuf,
     pub(crate) agents: Vec<Agent>,
+    /// Extra arguments every agent of this cluster gets.
+    pub(crate) agent_args: Vec<String>,
     _servers: Vec<ServerHandle>,
 }
 
@@ -49,6 +51,11 @@ pub(crate) struct Agent {
 
 impl Agent {
     pub(crate) fn start(lab: &Lab, manifests: &Path, node: &str) -> Agent {
+        Self::start_with(lab, manifests, node, &[])
+    }
+
+    /// Like [`Agent::start`], with extra command-line arguments (e.g. `--devices eth0`).
+    pub(crate) fn start_with(lab: &Lab, manifests: &Path, node: &str, extra: &[String]) -> Agent {
         let info = lab.node(node).unwrap();
         let mut command = Command::new(BIN);
         command
@@ -58,6 +65,7 @@ impl Agent {
             .arg(&info.cgroup)
             .arg("--bpf-dir")
             .arg(&info.bpf_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -109,6 +117,16 @@ impl Cluster {
     }
 
     pub(crate) fn with(nodes: &[(&str, &[&str])]) -> Cluster {
+        Self::with_clients(nodes, &[], &[])
+    }
+
+    /// A cluster with external clients (namespaces behind the router) and extra agent
+    /// arguments.
+    pub(crate) fn with_clients(
+        nodes: &[(&str, &[&str])],
+        clients: &[&str],
+        agent_args: &[&str],
+    ) -> Cluster {
         let topology = Topology {
             nodes: nodes
                 .iter()
@@ -117,7 +135,7 @@ impl Cluster {
                     pods: pods.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
-            clients: vec![],
+            clients: clients.iter().map(ToString::to_string).collect(),
         };
         let lab = Lab::up(&topology).unwrap();
         let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.prefix()));
@@ -131,14 +149,21 @@ impl Cluster {
                 );
             }
         }
-        let mut cluster = Cluster { lab, manifests, agents: Vec::new(), _servers: servers };
+        let agent_args = agent_args.iter().map(ToString::to_string).collect();
+        let mut cluster =
+            Cluster { lab, manifests, agents: Vec::new(), agent_args, _servers: servers };
         cluster.apply("nodes.yaml", &cluster.nodes_yaml());
         let names: Vec<String> = cluster.lab.nodes().iter().map(|n| n.name.clone()).collect();
         for node in names {
-            let agent = Agent::start(&cluster.lab, &cluster.manifests, &node);
+            let agent = cluster.start_agent(&node);
             cluster.agents.push(agent);
         }
         cluster
+    }
+
+    /// Starts an agent on `node` with this cluster's arguments (waits until it is ready).
+    pub(crate) fn start_agent(&self, node: &str) -> Agent {
+        Agent::start_with(&self.lab, &self.manifests, node, &self.agent_args)
     }
 
     /// Writes a manifest file atomically (hidden temporary file, then rename), as `kubectl`-like
@@ -339,6 +364,33 @@ impl Cluster {
             for key in ["Ip.OutNoRoutes", "Ip6.OutNoRoutes"] {
                 assert_eq!(counters[key], 0, "{} counter {key}", node.name);
             }
+        }
+    }
+}
+
+impl Cluster {
+    /// The containment counters now, for labs whose bring-up already counted (a topology with
+    /// external clients counts one stray `Ip6.InNoRoutes` while it comes up).
+    pub(crate) fn containment_baseline(&self) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        let fabric = self.lab.ip_counters("fabric").unwrap();
+        for key in ["IpExt.InNoRoutes", "Ip6.InNoRoutes"] {
+            out.push(("fabric".to_string(), key.to_string(), fabric[key]));
+        }
+        for node in self.lab.nodes() {
+            let counters = self.lab.ip_counters(&node.name).unwrap();
+            for key in ["Ip.OutNoRoutes", "Ip6.OutNoRoutes"] {
+                out.push((node.name.clone(), key.to_string(), counters[key]));
+            }
+        }
+        out
+    }
+
+    /// [`Cluster::assert_nothing_left_the_lab`] relative to a baseline.
+    pub(crate) fn assert_nothing_left_the_lab_since(&self, baseline: &[(String, String, u64)]) {
+        for ((member, key, before), (_, _, now)) in baseline.iter().zip(self.containment_baseline())
+        {
+            assert_eq!(now, *before, "{member} counter {key}: a packet tried to leave the lab");
         }
     }
 }

@@ -142,6 +142,11 @@ impl Health {
         Ok(Self { shared, node_name: node_name.to_owned(), _server: server })
     }
 
+    /// The proxy's health, for the health check node ports (`serviceProxyHealthy`).
+    pub(crate) fn shared(&self) -> SharedHealth {
+        Arc::clone(&self.shared)
+    }
+
     /// An update arrived; `changes` are looked through for this node's Node object.
     pub(crate) fn queued(&self, changes: &[Change]) {
         let mut health = self.shared.lock().unwrap_or_else(PoisonError::into_inner);

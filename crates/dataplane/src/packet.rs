@@ -1,0 +1,261 @@
+//! What the per-packet programs need besides the frontend maps: this node's NodePort addresses
+//! (`sy_node_addrs`, for wildcard NodePort entries), loadBalancerSourceRanges (`sy_src_ranges`,
+//! keyed by frontend id) and the SNAT settings (`sy_pkt_config`).
+//!
+//! The model decides which prefixes apply (LoadBalancer frontends only) and which address is
+//! this node's; this module only writes them, make-before-break around the planner's plan:
+//! [`PacketState::prepare`] adds the prefixes of frontends that already have an id *before*
+//! the plan sets `FE_SOURCE_RANGES` on them (an allowed client is never dropped while the flag
+//! is ahead of its prefixes), [`PacketState::finish`] adds those of new frontends and removes
+//! stale ones *after* it (a prefix outlives its flag, never the other way round).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+
+use switchyard_bpf::Maps;
+use switchyard_bpf::abi::NodeAddrKey;
+use switchyard_bpf::pkt::SrcRangeKey;
+use switchyard_bpf::tc::{PacketMaps, PacketSettings};
+use switchyard_model::{DesiredState, Frontend, FrontendKey};
+
+use crate::reconciler::KernelPlanner;
+use crate::translate::{MapKey, Scope};
+
+/// A per-packet map write that failed; names what it was for.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    #[error("source ranges of {frontend} (Service {service}): {source}")]
+    SourceRange {
+        frontend: FrontendKey,
+        service: String,
+        #[source]
+        source: Box<switchyard_bpf::Error>,
+    },
+    #[error("{what}: {source}")]
+    Map {
+        what: &'static str,
+        #[source]
+        source: Box<switchyard_bpf::Error>,
+    },
+}
+
+/// What the agent last wrote into the per-packet maps.
+#[derive(Debug, Default)]
+pub struct PacketState {
+    /// Prefixes in the kernel per frontend (default scope), as written.
+    ranges: HashMap<FrontendKey, Vec<SrcRangeKey>>,
+    /// Prefixes found at adoption that no frontend has claimed yet.
+    adopted: HashSet<SrcRangeKey>,
+    node_addrs: BTreeSet<IpAddr>,
+    settings: Option<PacketSettings>,
+}
+
+impl PacketState {
+    /// Reads what an earlier agent left in the pinned maps.
+    pub fn adopt(maps: &Maps, packet: &PacketMaps) -> Result<Self, PacketError> {
+        let read =
+            |source| PacketError::Map { what: "reading the pinned maps", source: Box::new(source) };
+        let mut state = PacketState::default();
+        for key in maps.node_addrs.keys() {
+            let key = key.map_err(|source| {
+                read(switchyard_bpf::Error::Map { name: "sy_node_addrs", source })
+            })?;
+            state.node_addrs.insert(key.addr.to_ip(key.family));
+        }
+        for key in packet.src_ranges.keys() {
+            let key = key.map_err(|source| {
+                read(switchyard_bpf::Error::Map { name: "sy_src_ranges", source })
+            })?;
+            let data = key.data();
+            state.adopted.insert(SrcRangeKey {
+                prefixlen: key.prefix_len(),
+                frontend_id: data.frontend_id,
+                addr: data.addr,
+            });
+        }
+        Ok(state)
+    }
+
+    /// Node addresses currently written.
+    pub fn node_addresses(&self) -> &BTreeSet<IpAddr> {
+        &self.node_addrs
+    }
+
+    /// Writes this node's addresses into `sy_node_addrs`: new ones first, then the old ones
+    /// go. Returns whether anything changed.
+    pub fn set_node_addresses(
+        &mut self,
+        maps: &mut Maps,
+        addresses: &[IpAddr],
+    ) -> Result<bool, PacketError> {
+        let wanted: BTreeSet<IpAddr> = addresses.iter().copied().collect();
+        if wanted == self.node_addrs {
+            return Ok(false);
+        }
+        let err = |source| PacketError::Map {
+            what: "writing sy_node_addrs",
+            source: Box::new(switchyard_bpf::Error::Map { name: "sy_node_addrs", source }),
+        };
+        for ip in wanted.difference(&self.node_addrs) {
+            maps.node_addrs.insert(NodeAddrKey::new(*ip), 0, 0).map_err(err)?;
+        }
+        for ip in self.node_addrs.difference(&wanted) {
+            match maps.node_addrs.remove(&NodeAddrKey::new(*ip)) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(err(source)),
+            }
+        }
+        self.node_addrs = wanted;
+        Ok(true)
+    }
+
+    /// Writes the SNAT settings unless they are already in place. Returns whether it wrote.
+    pub fn set_settings(
+        &mut self,
+        packet: &mut PacketMaps,
+        settings: &PacketSettings,
+    ) -> Result<bool, PacketError> {
+        if self.settings.as_ref() == Some(settings) {
+            return Ok(false);
+        }
+        packet.set_settings(settings).map_err(|source| PacketError::Map {
+            what: "writing sy_pkt_config",
+            source: Box::new(source),
+        })?;
+        self.settings = Some(settings.clone());
+        Ok(true)
+    }
+
+    /// Before a plan: adds the prefixes of changed frontends that already have an id.
+    pub fn prepare<'a>(
+        &mut self,
+        packet: &mut PacketMaps,
+        planner: &KernelPlanner,
+        changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
+    ) -> Vec<PacketError> {
+        let mut errors = Vec::new();
+        for (key, frontend) in changes {
+            let Some(frontend) = frontend else { continue };
+            let Some(wanted) = wanted(planner, key, frontend) else { continue };
+            let have = self.ranges.entry(key).or_default();
+            for range in wanted {
+                if have.contains(&range) {
+                    continue;
+                }
+                if !self.adopted.remove(&range)
+                    && let Err(source) = packet.add_source_range(range.frontend_id, range)
+                {
+                    errors.push(range_error(key, frontend, source));
+                    continue;
+                }
+                have.push(range);
+            }
+        }
+        errors
+    }
+
+    /// After a plan: every changed frontend has exactly its prefixes under its current id.
+    pub fn finish<'a>(
+        &mut self,
+        packet: &mut PacketMaps,
+        planner: &KernelPlanner,
+        changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
+    ) -> Vec<PacketError> {
+        let mut errors = Vec::new();
+        for (key, frontend) in changes {
+            let wanted = frontend.and_then(|f| wanted(planner, key, f)).unwrap_or_default();
+            let have = self.ranges.remove(&key).unwrap_or_default();
+            let mut kept = Vec::with_capacity(wanted.len());
+            for range in &wanted {
+                if have.contains(range) || self.adopted.remove(range) {
+                    kept.push(*range);
+                    continue;
+                }
+                match packet.add_source_range(range.frontend_id, *range) {
+                    Ok(()) => kept.push(*range),
+                    Err(source) => {
+                        if let Some(frontend) = frontend {
+                            errors.push(range_error(key, frontend, source));
+                        }
+                    }
+                }
+            }
+            for range in have.iter().filter(|r| !wanted.contains(r)) {
+                if let Err(source) = packet.remove_source_range(*range) {
+                    errors.push(PacketError::Map {
+                        what: "removing a source range",
+                        source: Box::new(source),
+                    });
+                    kept.push(*range); // still in the kernel: try again next time
+                }
+            }
+            if !kept.is_empty() {
+                self.ranges.insert(key, kept);
+            }
+        }
+        errors
+    }
+
+    /// After a full reconciliation: `finish` for every frontend, then whatever no frontend of
+    /// `desired` claims (debris of an earlier agent, frontends gone) is removed.
+    pub fn finish_full(
+        &mut self,
+        packet: &mut PacketMaps,
+        planner: &KernelPlanner,
+        desired: &DesiredState,
+    ) -> Vec<PacketError> {
+        let gone: Vec<FrontendKey> =
+            self.ranges.keys().filter(|k| desired.get(k).is_none()).copied().collect();
+        let changes = desired
+            .frontends
+            .iter()
+            .map(|(k, f)| (*k, Some(f)))
+            .chain(gone.into_iter().map(|k| (k, None)));
+        let mut errors = self.finish(packet, planner, changes);
+        for range in std::mem::take(&mut self.adopted) {
+            if let Err(source) = packet.remove_source_range(range) {
+                errors.push(PacketError::Map {
+                    what: "removing a stale source range",
+                    source: Box::new(source),
+                });
+            }
+        }
+        errors
+    }
+
+    /// Prefixes currently written, for tests and status.
+    pub fn source_ranges(&self, key: &FrontendKey) -> &[SrcRangeKey] {
+        self.ranges.get(key).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The trie keys `frontend` needs, or `None` when it has no id (not programmed).
+fn wanted(
+    planner: &KernelPlanner,
+    key: FrontendKey,
+    frontend: &Frontend,
+) -> Option<Vec<SrcRangeKey>> {
+    if frontend.source_ranges.is_empty() {
+        return Some(Vec::new());
+    }
+    let id = planner.frontend_id(&MapKey { frontend: key, scope: Scope::Default })?;
+    Some(
+        frontend
+            .source_ranges
+            .iter()
+            .filter_map(|cidr| SrcRangeKey::new(id.0, cidr.network(), cidr.prefix_len()).ok())
+            .collect(),
+    )
+}
+
+fn range_error(
+    key: FrontendKey,
+    frontend: &Frontend,
+    source: switchyard_bpf::Error,
+) -> PacketError {
+    PacketError::SourceRange {
+        frontend: key,
+        service: frontend.service.to_string(),
+        source: Box::new(source),
+    }
+}
