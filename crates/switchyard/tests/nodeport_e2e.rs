@@ -1,0 +1,467 @@
+//! The per-packet half of the node role through the agent (root): `switchyard agent --devices
+//! eth0` on every lab node, Services of type NodePort / LoadBalancer with external IPs written
+//! as manifests, and clients in external namespaces behind the router (`ext`, `far`) that
+//! reach node addresses, LoadBalancer and external IPs routed to the nodes. See docs/e2e.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, ECHO_PORT, State, at, set, v4};
+use switchyard_bpf::pkt::PacketReason;
+use switchyard_lab::require_root;
+use switchyard_lab::tools::clients::{self, Attempt};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// A dropped connection attempt is given this long.
+const DROPPED: Duration = Duration::from_secs(1);
+
+/// Two nodes (`node1`: a1, a2; `node2`: b1, b2), external clients `ext` and `far`, agents
+/// with the per-packet programs on the uplink.
+fn cluster() -> Cluster {
+    Cluster::with_clients(
+        &[("node1", &["a1", "a2"]), ("node2", &["b1", "b2"])],
+        &["ext", "far"],
+        &["--devices", "eth0"],
+    )
+}
+
+/// A LoadBalancer Service (TCP and UDP on `port`, NodePort `node_port`) with its
+/// EndpointSlices, dual-stack. `spec` adds spec fields, `ingress` the status IPs.
+fn lb_service(
+    cluster: &Cluster,
+    name: &str,
+    node_port: u16,
+    spec: &str,
+    ingress: &[&str],
+    endpoints: &[(&str, State)],
+) -> String {
+    let last = 10 + node_port % 100;
+    let ips = [format!("10.96.{last}.10"), format!("fd00:96::{last}:10")];
+    let ingress: Vec<String> = ingress.iter().map(|ip| format!("{{ip: \"{ip}\"}}")).collect();
+    let mut text = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
+         spec:\n  type: LoadBalancer\n  clusterIP: \"{v4}\"\n  clusterIPs: [\"{v4}\", \"{v6}\"]\n\
+         \x20 ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n  ports:\n\
+         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
+         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
+         {spec}status:\n  loadBalancer:\n    ingress: [{ingress}]\n",
+        v4 = ips[0],
+        v6 = ips[1],
+        ingress = ingress.join(", "),
+    );
+    for v6 in [false, true] {
+        let mut list = String::new();
+        for (pod, state) in endpoints {
+            let (ready, terminating) = match state {
+                State::Ready => (true, false),
+                State::Terminating => (false, true),
+            };
+            list += &format!(
+                "- addresses: [\"{}\"]\n  conditions: {{ready: {ready}, serving: true, terminating: {terminating}}}\n  nodeName: {}\n",
+                cluster.pod_ip(pod, v6),
+                cluster.lab.pod(pod).unwrap().node
+            );
+        }
+        let list = if list.is_empty() { " []\n".to_string() } else { format!("\n{list}") };
+        text += &format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{fam}\n  namespace: e2e\n\
+             \x20 labels: {{kubernetes.io/service-name: {name}}}\naddressType: {family}\nendpoints:{list}\
+             ports:\n- {{name: tcp, port: {ECHO_PORT}, protocol: TCP}}\n- {{name: udp, port: {ECHO_PORT}, protocol: UDP}}\n",
+            fam = if v6 { "v6" } else { "v4" },
+            family = if v6 { "IPv6" } else { "IPv4" },
+        );
+    }
+    text
+}
+
+/// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP).
+fn route(cluster: &Cluster, ip: &str, nodes: &[&str]) {
+    let len = if ip.contains(':') { 128 } else { 32 };
+    cluster.lab.route_to_nodes(format!("{ip}/{len}").parse().unwrap(), nodes).unwrap();
+}
+
+fn node_ip(cluster: &Cluster, node: &str, v6: bool) -> IpAddr {
+    let info = cluster.lab.node(node).unwrap();
+    if v6 { info.ipv6.into() } else { info.ipv4.into() }
+}
+
+fn client_ip(cluster: &Cluster, client: &str, v6: bool) -> IpAddr {
+    let info = cluster.lab.client(client).unwrap();
+    if v6 { info.ipv6.into() } else { info.ipv4.into() }
+}
+
+/// `count` TCP connections from an external client (a thread in its namespace).
+fn tcp_from(cluster: &Cluster, client: &str, target: SocketAddr, count: usize) -> Vec<Attempt> {
+    cluster.lab.run_in(client, || clients::tcp(target, count, TIMEOUT)).unwrap()
+}
+
+/// Like [`tcp_from`] but every attempt must succeed.
+fn ok_from(cluster: &Cluster, client: &str, target: SocketAddr, count: usize) -> Vec<Attempt> {
+    let attempts = tcp_from(cluster, client, target, count);
+    for a in &attempts {
+        assert_eq!(a.error, None, "{client} -> {target}: {a:?}");
+    }
+    attempts
+}
+
+fn backends(attempts: &[Attempt]) -> std::collections::BTreeSet<String> {
+    attempts.iter().filter_map(|a| a.backend.clone()).collect()
+}
+
+fn seen(a: &Attempt) -> SocketAddr {
+    a.seen_as.as_deref().unwrap().parse().unwrap()
+}
+
+/// One HTTP GET from `client`: status and parsed JSON body.
+fn health(cluster: &Cluster, client: &str, target: SocketAddr) -> Option<(u16, serde_json::Value)> {
+    let a = cluster.lab.run_in(client, || clients::http(target, "/", 1, TIMEOUT)).unwrap();
+    let a = a.into_iter().next()?;
+    Some((a.status?, serde_json::from_str(a.body.as_deref()?).ok()?))
+}
+
+/// Per-packet counters of a node's pinned maps.
+fn counters(cluster: &Cluster, node: &str) -> std::collections::BTreeMap<PacketReason, u64> {
+    let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
+    cluster
+        .lab
+        .run_in(node, move || {
+            switchyard_bpf::tc::PacketMaps::open_pinned(&bpf_dir)
+                .unwrap()
+                .counters()
+                .unwrap()
+                .into_iter()
+                .map(|(reason, c)| (reason, c.packets))
+                .collect()
+        })
+        .unwrap()
+}
+
+#[test]
+fn external_clients_reach_node_ports_load_balancer_and_external_ips_on_every_node() {
+    if !require_root(
+        "external_clients_reach_node_ports_load_balancer_and_external_ips_on_every_node",
+    ) {
+        return;
+    }
+    let cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    let (lb, ext_ip) = (["10.96.80.1", "fd00:96::80:1"], ["10.96.81.1", "fd00:96::81:1"]);
+    let spec = format!("  externalIPs: [\"{}\", \"{}\"]\n", ext_ip[0], ext_ip[1]);
+    let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
+    cluster.apply_and_wait("web.yaml", &lb_service(&cluster, "web", 30080, &spec, &lb, &endpoints));
+    for ip in lb {
+        route(&cluster, ip, &["node1", "node2"]);
+    }
+    for ip in ext_ip {
+        route(&cluster, ip, &["node2"]);
+    }
+
+    // NodePort on every node, both families: local and remote backends both answer; a local
+    // backend sees the client, a remote one this node's address and a SNAT port.
+    for (node, local) in [("node1", "a1"), ("node2", "b1")] {
+        for v6 in [false, true] {
+            let (node_ip, client) = (node_ip(&cluster, node, v6), client_ip(&cluster, "ext", v6));
+            let attempts = ok_from(&cluster, "ext", at(node_ip, 30080), 24);
+            assert_eq!(backends(&attempts), set(&["a1", "b1"]), "{node_ip}:30080");
+            for a in &attempts {
+                let seen = seen(a);
+                if a.backend.as_deref() == Some(local) {
+                    assert_eq!(seen.ip(), client, "local backend sees the client: {a:?}");
+                } else {
+                    assert_eq!(seen.ip(), node_ip, "remote backend sees the node: {a:?}");
+                    assert!((61_000..=65_535).contains(&seen.port()), "SNAT port: {a:?}");
+                }
+            }
+            // UDP through the NodePort: replies come from the address the client sent to.
+            let target = at(node_ip, 30080);
+            let udp = cluster.lab.run_in("ext", || clients::udp(target, 10, TIMEOUT)).unwrap();
+            for a in &udp {
+                assert_eq!(a.error, None, "UDP {target}: {a:?}");
+                assert_eq!(a.reply_from.as_deref(), Some(target.to_string().as_str()), "{a:?}");
+            }
+        }
+    }
+    // LoadBalancer IPs (ECMP to both nodes) and external IPs (routed to node2).
+    for ip in lb.iter().chain(&ext_ip) {
+        let target = at(ip.parse().unwrap(), 80);
+        let attempts = ok_from(&cluster, "ext", target, 24);
+        assert_eq!(backends(&attempts), set(&["a1", "b1"]), "{target}");
+    }
+    let n1 = counters(&cluster, "node1");
+    assert!(n1[&PacketReason::Dnat] > 0 && n1[&PacketReason::DnatSnat] > 0, "{n1:?}");
+    assert!(n1[&PacketReason::Revnat] > 0, "{n1:?}");
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_ports_follow() {
+    if !require_root(
+        "external_traffic_policy_local_keeps_the_client_address_and_health_check_node_ports_follow",
+    ) {
+        return;
+    }
+    let cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    let spec = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32081\n";
+    let lb = ["10.96.90.1"];
+    let write = |endpoints: &[(&str, State)]| {
+        cluster
+            .apply_and_wait("loc.yaml", &lb_service(&cluster, "loc", 30081, spec, &lb, endpoints));
+    };
+    write(&[("a1", State::Ready)]);
+    route(&cluster, "10.96.90.1", &["node1"]);
+
+    for v6 in [false, true] {
+        let client = client_ip(&cluster, "ext", v6);
+        let attempts = ok_from(&cluster, "ext", at(node_ip(&cluster, "node1", v6), 30081), 10);
+        assert_eq!(backends(&attempts), set(&["a1"]));
+        for a in &attempts {
+            assert_eq!(seen(a).ip(), client, "ETP Local preserves the client: {a:?}");
+        }
+        // node2 has no endpoint of its own: dropped, not refused, not forwarded.
+        let target = at(node_ip(&cluster, "node2", v6), 30081);
+        let dropped = cluster.lab.run_in("ext", || clients::tcp(target, 1, DROPPED)).unwrap();
+        assert_eq!(dropped[0].error.as_deref(), Some("timed out"), "{target}: {dropped:?}");
+    }
+    let via_lb = ok_from(&cluster, "ext", at(v4("10.96.90.1"), 80), 5);
+    assert!(via_lb.iter().all(|a| seen(a).ip() == client_ip(&cluster, "ext", false)), "{via_lb:?}");
+    assert!(counters(&cluster, "node2")[&PacketReason::DropNoLocalBackend] >= 2);
+
+    // Health check node port on both nodes: 200 where a local endpoint is ready, else 503.
+    let hc = |node: &str| at(node_ip(&cluster, node, false), 32081);
+    let (status, body) = health(&cluster, "ext", hc("node1")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["localEndpoints"], 1);
+    assert_eq!(body["service"], serde_json::json!({"namespace": "e2e", "name": "loc"}));
+    assert_eq!(body["serviceProxyHealthy"], true);
+    let (status, body) =
+        health(&cluster, "ext", at(node_ip(&cluster, "node2", true), 32081)).unwrap();
+    assert_eq!((status, &body["localEndpoints"]), (503, &serde_json::json!(0)), "{body}");
+
+    // Only a terminating local endpoint: 503 while traffic still reaches it.
+    write(&[("a1", State::Terminating)]);
+    cluster.eventually("node1's health check turns 503", || {
+        health(&cluster, "ext", hc("node1"))
+            .is_some_and(|(status, body)| status == 503 && body["localEndpoints"] == 0)
+    });
+    let attempts = ok_from(&cluster, "ext", at(node_ip(&cluster, "node1", false), 30081), 3);
+    assert_eq!(backends(&attempts), set(&["a1"]));
+    // An endpoint on node2 turns its health check to 200.
+    write(&[("a1", State::Terminating), ("b1", State::Ready)]);
+    cluster.eventually("node2's health check turns 200", || {
+        health(&cluster, "ext", hc("node2")).is_some_and(|(status, _)| status == 200)
+    });
+    // Back to externalTrafficPolicy Cluster: the health check node ports close.
+    cluster.apply_and_wait(
+        "loc.yaml",
+        &lb_service(&cluster, "loc", 30081, "", &lb, &[("b1", State::Ready)]),
+    );
+    for node in ["node1", "node2"] {
+        let target = hc(node);
+        cluster.eventually(&format!("{target} closes"), || {
+            let gone = cluster.lab.run_in("ext", || clients::tcp(target, 1, TIMEOUT)).unwrap();
+            gone[0].error.as_deref() == Some("connection refused")
+        });
+    }
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
+    if !require_root("source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu") {
+        return;
+    }
+    let cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    let lb = ["10.96.82.1", "fd00:96::82:1"];
+    // Only `ext`'s networks may use the LoadBalancer IPs; `far` may not.
+    let spec = "  loadBalancerSourceRanges: [\"10.200.1.0/24\", \"fd00:200:0:1::/64\"]\n";
+    let fw = lb_service(&cluster, "fw", 30082, spec, &lb, &[("b1", State::Ready)]);
+    let empty = lb_service(&cluster, "empty", 30083, "", &["10.96.83.1"], &[]);
+    cluster.apply_and_wait("svc.yaml", &(fw + &empty));
+    for ip in ["10.96.82.1", "fd00:96::82:1", "10.96.83.1"] {
+        route(&cluster, ip, &["node1"]);
+    }
+
+    for ip in lb {
+        let target = at(ip.parse().unwrap(), 80);
+        assert_eq!(backends(&ok_from(&cluster, "ext", target, 3)), set(&["b1"]), "{target}");
+        let denied = cluster.lab.run_in("far", || clients::tcp(target, 1, DROPPED)).unwrap();
+        assert_eq!(denied[0].error.as_deref(), Some("timed out"), "far -> {target}: {denied:?}");
+    }
+    // Source ranges are for LoadBalancer IPs only: `far` reaches the NodePort.
+    ok_from(&cluster, "far", at(node_ip(&cluster, "node1", false), 30082), 3);
+    assert!(counters(&cluster, "node1")[&PacketReason::DropSourceRange] >= 2);
+
+    // No endpoints anywhere: refused at once (TCP RST, ICMP port unreachable for UDP).
+    for target in [
+        at(node_ip(&cluster, "node1", false), 30083),
+        at(node_ip(&cluster, "node2", true), 30083),
+        at(v4("10.96.83.1"), 80),
+    ] {
+        let started = Instant::now();
+        let tcp = tcp_from(&cluster, "ext", target, 1);
+        let udp = cluster.lab.run_in("ext", || clients::udp_connected(target, 1, TIMEOUT)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1), "{target}: not at once");
+        assert_eq!(tcp[0].error.as_deref(), Some("connection refused"), "{target}: {tcp:?}");
+        assert_eq!(udp[0].error.as_deref(), Some("connection refused"), "{target}: {udp:?}");
+    }
+    let n1 = counters(&cluster, "node1");
+    assert!(n1[&PacketReason::RejectRst] >= 2 && n1[&PacketReason::RejectIcmp] >= 2, "{n1:?}");
+
+    // A hop with a smaller MTU between node1 and node2 (router -> node2): 200 kB uploads to the
+    // remote backend complete, because the router's frag-needed / packet-too-big about the
+    // SNATed packets is translated back to the client (path-MTU discovery through the proxy).
+    let router_link = cluster.lab.node("node2").unwrap().router_link.clone();
+    cluster.lab.set_mtu("fabric", &router_link, 1280).unwrap();
+    let before = counters(&cluster, "node1")[&PacketReason::IcmpRevnat];
+    for v6 in [false, true] {
+        let target = at(node_ip(&cluster, "node1", v6), 30082);
+        let up = cluster
+            .lab
+            .run_in("ext", || clients::upload(target, 200_000, Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(up.error, None, "upload to {target}: {up:?}");
+        assert_eq!(up.backend.as_deref(), Some("b1"));
+    }
+    let after = counters(&cluster, "node1")[&PacketReason::IcmpRevnat];
+    assert!(after >= before + 2, "ICMP errors translated: {before} -> {after}");
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+/// A long-lived connection from `ext`, held until `stop` is set.
+fn hold(lab: &switchyard_lab::Lab, target: SocketAddr, stop: &AtomicBool) -> clients::HoldReport {
+    lab.run_in("ext", || {
+        clients::hold_until(target, Duration::from_millis(20), TIMEOUT, || {
+            stop.load(Ordering::SeqCst)
+        })
+    })
+    .unwrap()
+}
+
+/// The two Services of the long-lived test: only a remote backend (SNAT path) and only a
+/// local one (DNAT).
+fn write_hold_services(cluster: &Cluster, remote: &[(&str, State)], local: &[(&str, State)]) {
+    let text = lb_service(cluster, "remote", 30084, "", &[], remote)
+        + &lb_service(cluster, "local", 30085, "", &[], local);
+    cluster.apply_and_wait("svc.yaml", &text);
+}
+
+#[test]
+fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
+    if !require_root("long_lived_connections_survive_backend_changes_and_an_agent_restart") {
+        return;
+    }
+    let mut cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    write_hold_services(&cluster, &[("b1", State::Ready)], &[("a1", State::Ready)]);
+    let (n1v4, n1v6) = (node_ip(&cluster, "node1", false), node_ip(&cluster, "node1", true));
+    let targets = [at(n1v4, 30084), at(n1v6, 30084), at(n1v4, 30085)];
+    // Warm up (neighbour entries along the path), so each long-lived connection is
+    // established right away and is known to start on the original backend.
+    for target in targets {
+        ok_from(&cluster, "ext", target, 1);
+    }
+
+    let stop = AtomicBool::new(false);
+    let reports = std::thread::scope(|scope| {
+        let lab = &cluster.lab;
+        let stop = &stop;
+        let holds: Vec<_> =
+            targets.iter().map(|t| scope.spawn(move || hold(lab, *t, stop))).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // More backends; then the original ones terminate: new flows avoid them.
+        write_hold_services(
+            &cluster,
+            &[("b1", State::Ready), ("b2", State::Ready)],
+            &[("a1", State::Ready), ("a2", State::Ready)],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        write_hold_services(
+            &cluster,
+            &[("b1", State::Terminating), ("b2", State::Ready)],
+            &[("a1", State::Terminating), ("a2", State::Ready)],
+        );
+        assert_eq!(backends(&ok_from(&cluster, "ext", targets[0], 10)), set(&["b2"]));
+        assert_eq!(backends(&ok_from(&cluster, "ext", targets[2], 10)), set(&["a2"]));
+        std::thread::sleep(Duration::from_millis(200));
+        // Restart node1's agent: the pinned programs serve meanwhile; the new agent attaches
+        // its TC links before the old ones go.
+        let pins = |cluster: &Cluster| -> Vec<String> {
+            let dir = cluster.lab.node("node1").unwrap().bpf_dir.join("links");
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("tc-"))
+                .collect();
+            names.sort();
+            names
+        };
+        let before = pins(&cluster);
+        assert_eq!(before.len(), 2, "ingress and egress on eth0: {before:?}");
+        let index = cluster.agent_index("node1");
+        cluster.agents.remove(index).stop();
+        ok_from(&cluster, "ext", targets[0], 3);
+        let agent = cluster.start_agent("node1");
+        assert!(agent.logged("adopted pinned state"));
+        cluster.agents.push(agent);
+        let after = pins(&cluster);
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert!(
+            after.iter().all(|p| !before.contains(p)),
+            "new generation: {before:?} -> {after:?}"
+        );
+        assert_eq!(backends(&ok_from(&cluster, "ext", targets[1], 10)), set(&["b2"]));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        holds.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    for (report, original) in reports.iter().zip(["b1", "b1", "a1"]) {
+        assert!(!report.reset && report.error.is_none(), "connection broke: {report:?}");
+        assert_eq!(report.backends, vec![original.to_string()], "{report:?}");
+        assert!(report.pings > 20, "{report:?}");
+    }
+
+    // `--cleanup` removes the TC programs with everything else.
+    let index = cluster.agent_index("node1");
+    cluster.agents.remove(index).stop();
+    let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
+    let mut command = std::process::Command::new(common::BIN);
+    command.args(["agent", "--cleanup", "--bpf-dir"]).arg(&bpf_dir);
+    let out = cluster.lab.output_in("node1", command).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!bpf_dir.join("links").exists() && !bpf_dir.join("sy_ct").exists());
+    let gone = tcp_from(&cluster, "ext", targets[0], 1);
+    assert_eq!(gone[0].error.as_deref(), Some("connection refused"), "untranslated: {gone:?}");
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
+    // No root needed: the ranges are checked before anything is loaded.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "agent",
+            "--manifests",
+            "/nonexistent",
+            "--node-name",
+            "n",
+            "--cgroup",
+            "/nonexistent",
+        ])
+        .args(["--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
+        .args(["--devices", "eth0", "--snat-port-range", "32000-40000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--snat-port-range 32000-40000 overlaps the NodePort range 30000-32767"),
+        "{stderr}"
+    );
+}
