@@ -1,8 +1,9 @@
 //! `switchyard agent`: the node role, fed from a manifest directory or the API server.
 //!
-//! source (manifest watcher) -> model (NodeModel) -> reconciler (planner + BPF maps). The maps and
-//! the cgroup attachments are pinned under `--bpf-dir` and outlive the process: a restarted
-//! agent adopts them and reconciles without a moment where a Service is missing.
+//! source (manifest watcher) -> model (NodeModel) -> reconciler (planner + BPF maps). The maps,
+//! the cgroup attachments and the TC attachments of `--devices` are pinned under `--bpf-dir` and
+//! outlive the process: a restarted agent adopts them and reconciles without a moment where a
+//! Service is missing. Services with externalTrafficPolicy Local get a health check node port.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -29,7 +30,8 @@ mod packet;
 mod source;
 use super::agent_observe::AgentObservability;
 
-/// Run the node role: socket-level load balancing for a cgroup, from a manifest directory.
+/// Run the node role: socket-level load balancing for a cgroup, and per-packet NodePort /
+/// LoadBalancer / external IP translation on --devices.
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
     /// Directory of Kubernetes manifests (Services, EndpointSlices, Nodes); watched for changes.

@@ -41,7 +41,7 @@ enum Command {
     Services(services::ServicesArgs),
     /// What is programmed in the kernel: programs, frontends, backends, counters, map fill.
     Status(status::StatusArgs),
-    /// The node role: socket-level load balancing for a cgroup, from a manifest directory.
+    /// The node role: socket-level load balancing for a cgroup, per-packet on --devices.
     Agent(agent::AgentArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
     Demo(demo::DemoArgs),
