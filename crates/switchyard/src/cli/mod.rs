@@ -3,6 +3,7 @@
 mod agent;
 mod agent_observe;
 mod demo;
+mod explain;
 mod lab;
 mod maglev;
 mod services;
@@ -41,6 +42,8 @@ enum Command {
     Services(services::ServicesArgs),
     /// What is programmed in the kernel: programs, frontends, backends, counters, map fill.
     Status(status::StatusArgs),
+    /// For one flow: frontend, policy, candidate backends, the choice and the translation.
+    Explain(explain::ExplainArgs),
     /// The node role: socket-level load balancing for a cgroup, from a manifest directory.
     Agent(agent::AgentArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
@@ -65,6 +68,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Services(args) => services::run(args),
         Command::Status(args) => status::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Agent(args) => agent::run(args),
         Command::Demo(args) => demo::run(args),
     }

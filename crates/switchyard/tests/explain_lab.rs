@@ -1,0 +1,219 @@
+//! `switchyard explain` against the kernel (root): a lab node with three local pods, the
+//! socket and per-packet datapaths loaded in its bpffs and attached to its uplink (as
+//! crates/bpf/tests/nodeport_lab.rs does, until the agent attaches TC itself), a Maglev
+//! NodePort and a random NodePort. An external client opens connections; for every one,
+//! explain (the binary, reading the pins) must name the backend that actually answered: from
+//! its own Maglev computation (SipHash over the 5-tuple with the seed it reads from sy_config;
+//! the test uses a non-default seed) and from the flow's conntrack entry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use switchyard_bpf::{
+    Datapath, LoadOptions, MapSizes,
+    abi::*,
+    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+};
+use switchyard_lab::tools::{
+    clients,
+    servers::{self, ServerKind},
+};
+use switchyard_lab::{Lab, Topology, require_root};
+use switchyard_maglev::{MaglevConfig, Seed, Table, TableSize};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const ECHO: u16 = 8080;
+const PODS: [&str; 3] = ["p1", "p2", "p3"];
+const MAGLEV_PORT: u16 = 30090;
+const RANDOM_PORT: u16 = 30091;
+const EMPTY_PORT: u16 = 30092;
+const SEED: [u8; 16] = *b"explain-testseed";
+const M: u32 = 251;
+
+fn options(bpf_dir: &Path) -> LoadOptions {
+    let mut options = LoadOptions::new(bpf_dir);
+    options.sizes = MapSizes {
+        frontends: 1024,
+        slots: 4096,
+        backends: 1024,
+        maglev_tables: 16,
+        sock_revnat: 1024,
+        affinity: 1024,
+        sock_sticky: 1024,
+        node_addrs: 16,
+    };
+    options.maglev_table_size = M;
+    options.hash_seed = SEED;
+    options
+}
+
+/// Backend ids: IPv4 of pod i is id i + 1, IPv6 is id i + 11. Frontends per family: Maglev,
+/// random, empty with reject.
+fn program_node(lab: &Lab) {
+    let node = lab.node("n1").unwrap().clone();
+    let pods: Vec<_> = PODS.iter().map(|p| lab.pod(p).unwrap().clone()).collect();
+    lab.run_in("n1", move || {
+        let options = options(&node.bpf_dir);
+        let mut sock = Datapath::load(&options).unwrap();
+        let settings = PacketSettings {
+            snat_ipv4: Some(node.ipv4),
+            snat_ipv6: Some(node.ipv6),
+            ..PacketSettings::default()
+        };
+        let mut pkt = PacketDatapath::load(&options, PacketMapSizes::default(), &settings).unwrap();
+        let maps = sock.maps_mut();
+        for ip in [IpAddr::from(node.ipv4), IpAddr::from(node.ipv6)] {
+            maps.node_addrs.insert(NodeAddrKey::new(ip), 0, 0).unwrap();
+        }
+        let mut next_id = 1;
+        for (family, base) in [(AF_INET, 1u32), (AF_INET6, 11)] {
+            let ids: Vec<u32> = (0..3).map(|i| base + i).collect();
+            let mut identities = Vec::new();
+            for (i, pod) in pods.iter().enumerate() {
+                let ip: IpAddr = if family == AF_INET { pod.ipv4.into() } else { pod.ipv6.into() };
+                maps.backends.insert(ids[i], Backend::new(ip, ECHO, BE_LOCAL), 0).unwrap();
+                identities.push((
+                    switchyard_maglev::Backend::from_socket_addr(SocketAddr::new(ip, ECHO), 1),
+                    ids[i],
+                ));
+            }
+            let config =
+                MaglevConfig { size: TableSize::new(M).unwrap(), seed: Seed::from_bytes(SEED) };
+            let backends: Vec<_> = identities.iter().map(|(b, _)| b.clone()).collect();
+            let built = Table::build(&config, &backends).unwrap().table;
+            let table: Vec<u32> = built
+                .slots()
+                .iter()
+                .map(|&index| {
+                    let identity = built.backends()[index as usize].identity();
+                    identities.iter().find(|(b, _)| b.identity() == identity).unwrap().1
+                })
+                .collect();
+            for (port, flags, count) in [
+                (MAGLEV_PORT, FE_NODEPORT | FE_MAGLEV, 3u32),
+                (RANDOM_PORT, FE_NODEPORT, 3),
+                (EMPTY_PORT, FE_NODEPORT | FE_REJECT_EMPTY, 0),
+            ] {
+                let id = next_id;
+                next_id += 1;
+                for slot in 0..count {
+                    maps.slots
+                        .insert(SlotKey { frontend_id: id, slot }, ids[slot as usize], 0)
+                        .unwrap();
+                }
+                if flags & FE_MAGLEV != 0 {
+                    maps.set_maglev_table(id, &table).unwrap();
+                }
+                let key = FrontendKey::node_port(family, port, PROTO_TCP, SCOPE_DEFAULT);
+                let fe = Frontend { id, flags, backend_count: count, affinity_timeout_s: 0 };
+                maps.frontends.insert(key, fe, 0).unwrap();
+            }
+        }
+        pkt.attach(&node.uplink).unwrap();
+    })
+    .unwrap();
+}
+
+fn explain(bpf_dir: &Path, source: &str, destination: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["explain", source, destination, "--json", "--bpf-dir"])
+        .arg(bpf_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn backend_addr(value: &serde_json::Value) -> Option<SocketAddr> {
+    let ip: IpAddr = value.get("ip")?.as_str()?.parse().ok()?;
+    Some(SocketAddr::new(ip, u16::try_from(value.get("port")?.as_u64()?).ok()?))
+}
+
+#[test]
+fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
+    if !require_root("explain_names_the_backend_the_kernel_chose_for_every_flow") {
+        return;
+    }
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let _servers: Vec<_> = PODS
+        .into_iter()
+        .map(|pod| lab.run_in(pod, || servers::start(ServerKind::TcpEcho, pod, ECHO).unwrap()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    let pod_of = |addr: SocketAddr| -> String {
+        PODS.iter()
+            .find(|p| {
+                let info = lab.pod(p).unwrap();
+                addr.ip() == IpAddr::from(info.ipv4) || addr.ip() == IpAddr::from(info.ipv6)
+            })
+            .map_or_else(|| format!("not a pod: {addr}"), ToString::to_string)
+    };
+
+    for node_ip in [IpAddr::from(node.ipv4), IpAddr::from(node.ipv6)] {
+        for port in [MAGLEV_PORT, RANDOM_PORT] {
+            let target = SocketAddr::new(node_ip, port);
+            let attempts =
+                lab.run_in("c1", || clients::tcp(target, 12, Duration::from_secs(3))).unwrap();
+            let mut answered = BTreeSet::new();
+            for a in &attempts {
+                assert_eq!(a.error, None, "{target}: {a:?}");
+                let backend = a.backend.clone().unwrap();
+                answered.insert(backend.clone());
+                let local = a.local.as_deref().unwrap();
+                assert_eq!(a.seen_as.as_deref(), Some(local), "local backends see the client");
+                let e = explain(&node.bpf_dir, local, &format!("{target}/tcp"));
+                assert_eq!(e["path"], "packet", "{e:#}");
+                assert_eq!(e["frontend"]["port"], port, "{e:#}");
+                assert_eq!(e["candidates"].as_array().unwrap().len(), 3, "{e:#}");
+                // The flow just closed: its conntrack entry (closing, 10 s) names the backend.
+                assert_eq!(e["decision"]["method"], "conntrack", "{e:#}");
+                let ct = backend_addr(&e["decision"]["backend"]).expect("conntrack backend");
+                assert_eq!(pod_of(ct), backend, "conntrack of {local} -> {target}: {e:#}");
+                if port == MAGLEV_PORT {
+                    // explain's own hash of the 5-tuple, independent of the conntrack entry.
+                    let m = backend_addr(&e["maglev"]["backend"]).expect("maglev backend");
+                    assert_eq!(pod_of(m), backend, "Maglev of {local} -> {target}: {e:#}");
+                    assert!(e["maglev"]["slot"].as_u64().unwrap() < u64::from(M));
+                } else {
+                    assert!(e["maglev"].is_null(), "{e:#}");
+                }
+            }
+            // Several backends answered, so the check covered more than one table slot.
+            assert!(answered.len() >= 2, "{target}: only {answered:?} answered");
+        }
+
+        // A fresh source port explains a new flow: Maglev names a backend; random does not.
+        let fresh_ip: IpAddr = if node_ip.is_ipv4() {
+            "192.0.2.1".parse().unwrap()
+        } else {
+            "2001:db8::1".parse().unwrap()
+        };
+        let fresh = SocketAddr::new(fresh_ip, 40000).to_string();
+        let at = |port: u16| format!("{}/tcp", SocketAddr::new(node_ip, port));
+        let e = explain(&node.bpf_dir, &fresh, &at(MAGLEV_PORT));
+        assert_eq!(e["decision"]["method"], "maglev", "{e:#}");
+        assert!(backend_addr(&e["decision"]["backend"]).is_some(), "{e:#}");
+        assert!(e["translation"][0].as_str().unwrap().starts_with("DNAT"), "{e:#}");
+        let e = explain(&node.bpf_dir, &fresh, &at(RANDOM_PORT));
+        assert_eq!(e["decision"]["method"], "random", "{e:#}");
+        assert!(e["decision"]["backend"].is_null(), "{e:#}");
+        let e = explain(&node.bpf_dir, &fresh, &at(EMPTY_PORT));
+        assert_eq!(e["decision"]["method"], "rejected", "{e:#}");
+        let e = explain(&node.bpf_dir, &fresh, &at(30099));
+        assert!(e["frontend"].is_null(), "{e:#}");
+        assert!(e["no_match"].as_str().unwrap().contains("no NodePort 30099/tcp"), "{e:#}");
+    }
+    drop(lab);
+}
