@@ -113,11 +113,36 @@ pub struct Conntrack {
     pub unusable_because: Option<String>,
 }
 
+/// A connected socket of the client, as `sock_diag` reports it (the caller runs in the
+/// client's network namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObservedSocket {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// Local address.
+    pub source: SocketAddr,
+    /// Peer (the backend, when translated).
+    pub peer: SocketAddr,
+}
+
+/// One of the client's sockets that the socket programs translated for this frontend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TranslatedSocket {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// Local address.
+    pub source: SocketAddr,
+    /// The backend the kernel connected it to.
+    pub backend: SocketAddr,
+    /// Maglev frontends: the slot and backend SipHash-2-4 of this cookie names.
+    pub maglev: Option<MaglevPick>,
+}
+
 /// The choice, and how it was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     /// `not-a-service`, `dropped`, `refused`, `rejected`, `conntrack`, `affinity`, `maglev`,
-    /// `maglev-per-socket`, `random`, `reverse-nat`.
+    /// `maglev-per-socket`, `random`, `reverse-nat`, `existing-socket`.
     pub method: &'static str,
     /// The backend, when the choice is determined.
     pub backend: Option<ProgrammedBackend>,
@@ -148,6 +173,8 @@ pub struct Explanation {
     pub maglev: Option<MaglevPick>,
     /// Existing sockets translated to each backend (socket path: `sy_sock_revnat`).
     pub existing_sockets: Vec<(SocketAddr, u64)>,
+    /// The client's own sockets translated for this frontend (socket path, from `sock_diag`).
+    pub sockets: Vec<TranslatedSocket>,
     /// The choice.
     pub decision: Decision,
     /// The rewrite, in words (DNAT, SNAT).
@@ -278,13 +305,15 @@ fn policy_words(fe: &Frontend, path: Path) -> Vec<String> {
 }
 
 /// Explains `flow` as `path` would treat it. `packet` is needed for the per-packet path
-/// (conntrack, settings, source ranges).
+/// (conntrack, settings, source ranges); `sockets` are the client's connected sockets (socket
+/// path), whose cookies name the translations already made.
 pub fn explain(
     maps: &Maps,
     packet: Option<&PacketMaps>,
     flow: &Flow,
     path: Path,
     path_reason: String,
+    sockets: &[ObservedSocket],
 ) -> Result<Explanation, Error> {
     let sport = flow.source_port.map_or_else(String::new, |p| format!(":{p}"));
     let mut out = Explanation {
@@ -303,6 +332,7 @@ pub fn explain(
         conntrack: None,
         maglev: None,
         existing_sockets: Vec::new(),
+        sockets: Vec::new(),
         decision: Decision { method: "not-a-service", backend: None, detail: String::new() },
         translation: Vec::new(),
     };
@@ -399,6 +429,7 @@ pub fn explain(
     }
     if path == Path::Socket {
         out.existing_sockets = existing_sockets(maps, fe.id)?;
+        out.sockets = translated_sockets(maps, &fe, sockets)?;
     }
 
     // An existing, usable conntrack entry wins over everything below.
@@ -511,7 +542,8 @@ pub fn explain(
                     method: "maglev-per-socket",
                     backend: None,
                     detail: "Maglev over the socket cookie: decided when the socket connects or \
-                             first sends; see existing_sockets for the choices made so far"
+                             first sends; `sockets` shows this client's translated sockets with \
+                             their slots, existing_sockets the choices made so far"
                         .into(),
                 };
                 None
@@ -529,6 +561,23 @@ pub fn explain(
         None
     };
 
+    // The client's own translated sockets are facts, not predictions: with one socket (SRC
+    // with its port) it names the backend.
+    if let [only] = out.sockets.as_slice() {
+        let backend = out
+            .candidates
+            .iter()
+            .map(|c| &c.backend)
+            .find(|b| SocketAddr::new(b.ip, b.port) == only.backend);
+        out.decision = Decision {
+            method: "existing-socket",
+            backend: backend.cloned(),
+            detail: format!(
+                "socket cookie {} was connected to {} by the socket programs (sy_sock_revnat)",
+                only.cookie, only.backend
+            ),
+        };
+    }
     match path {
         Path::Socket => out.translation.push(
             "connect()/sendmsg() destination rewritten to the backend (no packet NAT); replies \
@@ -610,6 +659,57 @@ fn existing_sockets(maps: &Maps, frontend_id: u32) -> Result<Vec<(SocketAddr, u6
         }
     }
     Ok(counts.into_iter().collect())
+}
+
+/// The client's sockets that `sy_sock_revnat` says were translated for this frontend, with the
+/// Maglev slot of each cookie (`sy_sock_hash()`: SipHash-2-4 of the cookie, 8 bytes LE).
+fn translated_sockets(
+    maps: &Maps,
+    fe: &Frontend,
+    sockets: &[ObservedSocket],
+) -> Result<Vec<TranslatedSocket>, Error> {
+    let mut out = Vec::new();
+    for s in sockets {
+        let (addr, family) = Addr::from_ip(s.peer.ip());
+        let key = abi::SockRevnatKey {
+            cookie: s.cookie,
+            addr,
+            port: s.peer.port().to_be(),
+            family,
+            pad: [0; 5],
+        };
+        let revnat = match maps.sock_revnat.get(&key, 0) {
+            Ok(v) => v,
+            Err(aya::maps::MapError::KeyNotFound) => continue,
+            Err(source) => return Err(map_err(names::SOCK_REVNAT)(source)),
+        };
+        if revnat.frontend_id != fe.id {
+            continue;
+        }
+        let maglev = if fe.flags & abi::FE_MAGLEV != 0 {
+            let (seed, size) = kernel_seed(maps)?;
+            let hash = switchyard_maglev::siphash24(&seed, &s.cookie.to_le_bytes());
+            let slot = if size == 0 { 0 } else { (hash % u64::from(size)) as u32 };
+            let backend = match maps.maglev_table(fe.id)? {
+                Some(table) => match table.get(slot as usize) {
+                    Some(&id) if id != 0 => backend_view(maps, id)?,
+                    _ => None,
+                },
+                None => None,
+            };
+            Some(MaglevPick {
+                hashed: format!("socket cookie {} (8 bytes little-endian)", s.cookie),
+                hash: format!("{hash:#018x}"),
+                table_size: size,
+                slot,
+                backend,
+            })
+        } else {
+            None
+        };
+        out.push(TranslatedSocket { cookie: s.cookie, source: s.source, backend: s.peer, maglev });
+    }
+    Ok(out)
 }
 
 fn source_allowed(pm: &PacketMaps, frontend_id: u32, source: IpAddr) -> Result<bool, Error> {

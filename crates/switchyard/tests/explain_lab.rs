@@ -32,6 +32,8 @@ const PODS: [&str; 3] = ["p1", "p2", "p3"];
 const MAGLEV_PORT: u16 = 30090;
 const RANDOM_PORT: u16 = 30091;
 const EMPTY_PORT: u16 = 30092;
+/// A Maglev ClusterIP for the socket path (pods of n1 connect to it).
+const CLUSTER_IPS: [&str; 2] = ["10.96.9.9", "fd00:96::9:9"];
 const SEED: [u8; 16] = *b"explain-testseed";
 const M: u32 = 251;
 
@@ -94,10 +96,12 @@ fn program_node(lab: &Lab) {
                     identities.iter().find(|(b, _)| b.identity() == identity).unwrap().1
                 })
                 .collect();
-            for (port, flags, count) in [
-                (MAGLEV_PORT, FE_NODEPORT | FE_MAGLEV, 3u32),
-                (RANDOM_PORT, FE_NODEPORT, 3),
-                (EMPTY_PORT, FE_NODEPORT | FE_REJECT_EMPTY, 0),
+            let cluster_ip: IpAddr = CLUSTER_IPS[usize::from(family == AF_INET6)].parse().unwrap();
+            for (ip, port, flags, count) in [
+                (None, MAGLEV_PORT, FE_NODEPORT | FE_MAGLEV, 3u32),
+                (None, RANDOM_PORT, FE_NODEPORT, 3),
+                (None, EMPTY_PORT, FE_NODEPORT | FE_REJECT_EMPTY, 0),
+                (Some(cluster_ip), 80, FE_MAGLEV, 3),
             ] {
                 let id = next_id;
                 next_id += 1;
@@ -109,12 +113,16 @@ fn program_node(lab: &Lab) {
                 if flags & FE_MAGLEV != 0 {
                     maps.set_maglev_table(id, &table).unwrap();
                 }
-                let key = FrontendKey::node_port(family, port, PROTO_TCP, SCOPE_DEFAULT);
+                let key = match ip {
+                    Some(ip) => FrontendKey::new(ip, port, PROTO_TCP, SCOPE_DEFAULT),
+                    None => FrontendKey::node_port(family, port, PROTO_TCP, SCOPE_DEFAULT),
+                };
                 let fe = Frontend { id, flags, backend_count: count, affinity_timeout_s: 0 };
                 maps.frontends.insert(key, fe, 0).unwrap();
             }
         }
         pkt.attach(&node.uplink).unwrap();
+        sock.attach(&node.cgroup).unwrap();
     })
     .unwrap();
 }
@@ -214,6 +222,61 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
         let e = explain(&node.bpf_dir, &fresh, &at(30099));
         assert!(e["frontend"].is_null(), "{e:#}");
         assert!(e["no_match"].as_str().unwrap().contains("no NodePort 30099/tcp"), "{e:#}");
+    }
+
+    // Socket path: connections held open from pod p1 to the Maglev ClusterIP. explain, run in
+    // p1's network namespace, finds p1's sockets (sock_diag), their cookies in sy_sock_revnat,
+    // and recomputes each cookie's Maglev slot; it must name the backend each socket reached.
+    for cluster_ip in CLUSTER_IPS {
+        let target = SocketAddr::new(cluster_ip.parse().unwrap(), 80);
+        let pod = lab.pod("p1").unwrap().clone();
+        let source: IpAddr = if target.is_ipv4() { pod.ipv4.into() } else { pod.ipv6.into() };
+        let mut holders: Vec<_> = (0..6)
+            .map(|_| {
+                let mut command = Command::new(BIN);
+                command
+                    .args(["lab", "client", "hold", "--until-stdin-closes", "--interval-ms", "50"])
+                    .arg("--target")
+                    .arg(target.to_string())
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped());
+                lab.spawn_in("p1", command).unwrap()
+            })
+            .collect();
+        // Every holder has connected once explain sees six translated sockets.
+        let mut e = serde_json::Value::Null;
+        let seen_all = switchyard_lab::wait_until(Duration::from_secs(5), || {
+            let mut command = Command::new(BIN);
+            command
+                .args(["explain", &source.to_string(), &format!("{target}/tcp"), "--json"])
+                .args(["--from", "inside", "--bpf-dir"])
+                .arg(&node.bpf_dir);
+            let out = lab.output_in("p1", command).unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            e = serde_json::from_slice(&out.stdout).unwrap();
+            e["sockets"].as_array().unwrap().len() == holders.len()
+        });
+        assert!(seen_all, "explain found the sockets: {e:#}");
+        assert_eq!(e["path"], "socket", "{e:#}");
+        assert_eq!(e["decision"]["method"], "maglev-per-socket", "{e:#}");
+        let mut explained = Vec::new();
+        for s in e["sockets"].as_array().unwrap() {
+            let backend: SocketAddr = s["backend"].as_str().unwrap().parse().unwrap();
+            let maglev = backend_addr(&s["maglev"]["backend"]).expect("maglev backend");
+            assert_eq!(maglev, backend, "cookie {} hashed to another slot: {e:#}", s["cookie"]);
+            explained.push(pod_of(backend));
+        }
+        let mut answered = Vec::new();
+        for mut holder in holders.drain(..) {
+            drop(holder.stdin.take());
+            let out = holder.wait_with_output().unwrap();
+            let report: clients::HoldReport = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(report.error, None, "{report:?}");
+            answered.extend(report.backends);
+        }
+        explained.sort();
+        answered.sort();
+        assert_eq!(explained, answered, "{target}: explain vs the backends that answered");
     }
     drop(lab);
 }

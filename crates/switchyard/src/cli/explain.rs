@@ -10,7 +10,8 @@ use clap::{Args, ValueEnum};
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{NodeAddrKey, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use switchyard_bpf::tc::{self, PacketMaps};
-use switchyard_observe::explain::{self, Explanation, Flow, Path as ProgramPath};
+use switchyard_dataplane::sockdiag;
+use switchyard_observe::explain::{self, Explanation, Flow, ObservedSocket, Path as ProgramPath};
 
 /// For one flow: the frontend that matched (or why none did), the policy, the candidate
 /// backends, how one is chosen and the translation, from the maps pinned by the agent.
@@ -165,7 +166,22 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         bail!("--from outside: the per-packet maps are not pinned in {}", bpf_dir.display());
     }
     let flow = Flow { source, source_port, destination, protocol };
-    let explanation = explain::explain(&maps, packet.as_ref(), &flow, path, reason)
+    // The socket path's translations are per socket: find the client's sockets (in this
+    // network namespace: run explain in the client's) and let their cookies speak.
+    let sockets = if path == ProgramPath::Socket {
+        sockdiag::sockets_from(source, source_port, protocol)
+            .with_context(|| format!("listing the sockets of {source} (sock_diag)"))?
+            .into_iter()
+            .map(|s| ObservedSocket {
+                cookie: s.cookie,
+                source: SocketAddr::new(s.source.0, s.source.1),
+                peer: SocketAddr::new(s.destination.0, s.destination.1),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let explanation = explain::explain(&maps, packet.as_ref(), &flow, path, reason, &sockets)
         .with_context(|| format!("reading the maps pinned in {}", bpf_dir.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&explanation)?);
