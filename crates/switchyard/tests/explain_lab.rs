@@ -198,6 +198,28 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
                     assert!(e["maglev"].is_null(), "{e:#}");
                 }
             }
+            // `switchyard conntrack` lists the same flows with the backends that answered.
+            let out = Command::new(BIN)
+                .args(["conntrack", "--json", "--bpf-dir"])
+                .arg(&node.bpf_dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            for a in &attempts {
+                let local = a.local.as_deref().unwrap();
+                let flow = flows
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["client"] == local && f["frontend"] == target.to_string())
+                    .unwrap_or_else(|| panic!("{local} -> {target} not in conntrack: {flows:#}"));
+                let backend: SocketAddr = flow["backend"].as_str().unwrap().parse().unwrap();
+                assert_eq!(Some(pod_of(backend)), a.backend, "{flow:#}");
+                assert_eq!(flow["snat"], false, "{flow:#}");
+                assert_eq!(flow["reverse_entry"], true, "{flow:#}");
+                assert_eq!(flow["state"], "closing", "{flow:#}");
+            }
             // Several backends answered, so the check covered more than one table slot.
             assert!(answered.len() >= 2, "{target}: only {answered:?} answered");
         }
