@@ -32,6 +32,8 @@ const PODS: [&str; 3] = ["p1", "p2", "p3"];
 const MAGLEV_PORT: u16 = 30090;
 const RANDOM_PORT: u16 = 30091;
 const EMPTY_PORT: u16 = 30092;
+/// UDP to a port nothing listens on in p1 (exact node-address entries): metrics test.
+const SINK_PORT: u16 = 30093;
 /// A Maglev ClusterIP for the socket path (pods of n1 connect to it).
 const CLUSTER_IPS: [&str; 2] = ["10.96.9.9", "fd00:96::9:9"];
 const SEED: [u8; 16] = *b"explain-testseed";
@@ -121,10 +123,26 @@ fn program_node(lab: &Lab) {
                 maps.frontends.insert(key, fe, 0).unwrap();
             }
         }
+        let sink = lab_pod_p1_addresses(&pods);
+        for (id, (node_ip, pod_ip)) in
+            (100u32..).zip([(IpAddr::from(node.ipv4), sink.0), (IpAddr::from(node.ipv6), sink.1)])
+        {
+            let maps = sock.maps_mut();
+            maps.backends.insert(id, Backend::new(pod_ip, 9, BE_LOCAL), 0).unwrap();
+            maps.slots.insert(SlotKey { frontend_id: id, slot: 0 }, id, 0).unwrap();
+            let key = FrontendKey::new(node_ip, SINK_PORT, PROTO_UDP, SCOPE_DEFAULT);
+            let fe = Frontend { id, flags: 0, backend_count: 1, affinity_timeout_s: 0 };
+            maps.frontends.insert(key, fe, 0).unwrap();
+        }
         pkt.attach(&node.uplink).unwrap();
         sock.attach(&node.cgroup).unwrap();
     })
     .unwrap();
+}
+
+fn lab_pod_p1_addresses(pods: &[switchyard_lab::PodInfo]) -> (IpAddr, IpAddr) {
+    let p1 = pods.iter().find(|p| p.name == "p1").unwrap();
+    (p1.ipv4.into(), p1.ipv6.into())
 }
 
 fn explain(bpf_dir: &Path, source: &str, destination: &str) -> serde_json::Value {
@@ -243,7 +261,8 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
         assert_eq!(e["decision"]["method"], "rejected", "{e:#}");
         let e = explain(&node.bpf_dir, &fresh, &at(30099));
         assert!(e["frontend"].is_null(), "{e:#}");
-        assert!(e["no_match"].as_str().unwrap().contains("no NodePort 30099/tcp"), "{e:#}");
+        // The node address is also an exact frontend (the UDP sink), so that is what is said.
+        assert!(e["no_match"].as_str().unwrap().contains("not port 30099/tcp"), "{e:#}");
     }
 
     // Socket path: connections held open from pod p1 to the Maglev ClusterIP. explain, run in
@@ -299,6 +318,97 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
         explained.sort();
         answered.sort();
         assert_eq!(explained, answered, "{target}: explain vs the backends that answered");
+    }
+    drop(lab);
+}
+
+/// The per-Service counters of the per-packet path, as Prometheus renders them, against the
+/// datagrams the test sent: 3 sockets (new flows) x 4 datagrams of 100 bytes per family, to a
+/// port nothing listens on (the pod's ICMP errors are not Service traffic). Bytes are what TC
+/// sees: Ethernet + IP + UDP headers + payload.
+#[test]
+fn per_service_metrics_match_the_traffic_sent() {
+    if !require_root("per_service_metrics_match_the_traffic_sent") {
+        return;
+    }
+    use std::sync::{Arc, RwLock};
+    use switchyard_observe::labels::{ServiceIndex, ServiceLabel};
+    use switchyard_observe::metrics::{KernelCollector, render_kernel};
+
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    const SOCKETS: usize = 3;
+    const DATAGRAMS: usize = 4;
+    const PAYLOAD: usize = 100;
+    let targets = [
+        (SocketAddr::new(node.ipv4.into(), SINK_PORT), 14 + 20 + 8),
+        (SocketAddr::new(node.ipv6.into(), SINK_PORT), 14 + 40 + 8),
+    ];
+    for (target, _) in targets {
+        lab.run_in("c1", || {
+            let bind: SocketAddr = if target.is_ipv4() {
+                "0.0.0.0:0".parse().unwrap()
+            } else {
+                "[::]:0".parse().unwrap()
+            };
+            for _ in 0..SOCKETS {
+                let socket = std::net::UdpSocket::bind(bind).unwrap();
+                for _ in 0..DATAGRAMS {
+                    socket.send_to(&[7u8; PAYLOAD], target).unwrap();
+                }
+            }
+        })
+        .unwrap();
+    }
+
+    let mut index = ServiceIndex::default();
+    for (target, _) in targets {
+        let label = ServiceLabel {
+            namespace: "e2e".into(),
+            name: "sink".into(),
+            port_name: String::new(),
+            kind: "ExternalIP".into(),
+        };
+        index.insert(target.ip(), SINK_PORT, "udp", label);
+    }
+    let index = Arc::new(RwLock::new(index));
+    let value = |text: &str, metric: &str, frontend: &str| -> Option<u64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .filter(|l| {
+                l.contains("service=\"sink\"") && l.contains(&format!("frontend=\"{frontend}\""))
+            })
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let expected_packets = (SOCKETS * DATAGRAMS) as u64;
+    let mut text = String::new();
+    // Packets are processed on the receiving side's softirq: wait until all were counted.
+    let counted = switchyard_lab::wait_until(Duration::from_secs(3), || {
+        let maps = switchyard_bpf::Maps::open_pinned(&node.bpf_dir).unwrap();
+        let collector = KernelCollector::new(maps, node.bpf_dir.clone(), Arc::clone(&index));
+        text = render_kernel(collector).unwrap();
+        targets.iter().all(|(t, _)| {
+            value(&text, "switchyard_service_packets_total", &format!("{}:{SINK_PORT}", t.ip()))
+                >= Some(expected_packets)
+        })
+    });
+    assert!(counted, "{text}");
+    for (target, headers) in targets {
+        let frontend = format!("{}:{SINK_PORT}", target.ip());
+        let get = |metric| value(&text, metric, &frontend);
+        assert_eq!(get("switchyard_service_new_connections_total"), Some(SOCKETS as u64), "{text}");
+        assert_eq!(get("switchyard_service_packets_total"), Some(expected_packets), "{text}");
+        assert_eq!(
+            get("switchyard_service_bytes_total"),
+            Some(expected_packets * (headers + PAYLOAD) as u64),
+            "{text}"
+        );
     }
     drop(lab);
 }
