@@ -814,12 +814,16 @@ static SY_NOINLINE int handle_icmp_error(struct __sk_buff *skb, struct pkt *p, i
 
 /* A reply of a translated flow (backend -> client / node:port): make it frontend -> client. */
 static __always_inline void reply_xlat(struct xlat *x, struct pkt *p,
-				       const struct sy_nat_entry *n, int ingress, __u64 now)
+				       const struct sy_nat_entry *n, int ingress, __u64 now,
+				       __u32 len)
 {
 	struct sy_ct_entry *e = bpf_map_lookup_elem(&sy_ct, &n->orig);
 
-	if (e)
+	if (e) {
 		ct_update(e, p, 1, now);
+		/* Per-Service traffic counts both directions of a translated flow. */
+		sy_count_frontend(e->frontend_id, 0, 1, len);
+	}
 	x->s = n->orig.daddr;
 	x->sp = n->orig.dport;
 	x->d = n->orig.saddr;
@@ -1125,7 +1129,7 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 	now = bpf_ktime_get_ns();
 	n = bpf_map_lookup_elem(&sy_nat, &p->t);
 	if (n) {
-		reply_xlat(x, p, n, 1, now);
+		reply_xlat(x, p, n, 1, now, skb->len);
 		return apply(skb, p, x);
 	}
 
@@ -1133,6 +1137,7 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 	e = bpf_map_lookup_elem(&sy_ct, &p->t);
 	if (e && ct_usable(e, p, cfg, now)) {
 		ct_update(e, p, 0, now);
+		sy_count_frontend(e->frontend_id, 0, 1, skb->len);
 		ct_xlat(x, e, SY_REASON_PKT_CT_HIT);
 		return apply(skb, p, x);
 	}
@@ -1144,6 +1149,7 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 	e = bpf_map_lookup_elem(&sy_ct, &p->t);
 	if (!e)
 		return drop(skb, SY_REASON_PKT_DROP_CT_UPDATE);
+	sy_count_frontend(e->frontend_id, 1, 1, skb->len);
 	ct_xlat(x, e, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT);
 	return apply(skb, p, x);
 }
@@ -1161,6 +1167,6 @@ int sy_nodeport_egress(struct __sk_buff *skb)
 	n = bpf_map_lookup_elem(&sy_nat, &s->p.t);
 	if (!n)
 		return TC_ACT_OK;
-	reply_xlat(&s->x, &s->p, n, 0, bpf_ktime_get_ns());
+	reply_xlat(&s->x, &s->p, n, 0, bpf_ktime_get_ns(), skb->len);
 	return translate_and_forward(skb, &s->p, &s->x);
 }

@@ -211,9 +211,9 @@ struct sy_counter {
  * Entries appear on first use (sy_count_frontend) and are removed by the reconciler or left
  * until the id is reused; readers sum over CPUs. */
 struct sy_fe_counter {
-	__u64 connections; /* socket path: new flows (connect, first sendmsg of a socket) */
-	__u64 packets;     /* per-packet path */
-	__u64 bytes;       /* per-packet path */
+	__u64 connections; /* new flows: connect / first sendmsg of a socket; per-packet new flows */
+	__u64 packets;     /* per-packet path, both directions of translated flows */
+	__u64 bytes;       /* per-packet path, skb->len (Ethernet header included) */
 };
 
 /* sy_config value, key 0: load-time settings written by the loader. */

@@ -262,13 +262,15 @@ impl Datapath {
             pinned.push(path);
         }
 
-        // The new generation is in place: retire the old ones (of the cgroup programs only;
-        // the TC links of `tc.rs` are per device and retired by their own attach).
+        // The new generation is in place: retire the old ones. Only socket-program links: the
+        // TC links (`tc-<device>-...`) share the directory and have generations of their own.
         for path in link_pins(&self.bpf_dir)? {
             let suffix = format!("-{generation}");
-            let name = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+            let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
             let is_current = name.ends_with(suffix.as_bytes());
-            if !is_current && !name.starts_with(crate::tc::LINK_PREFIX.as_bytes()) {
+            let is_socket_link =
+                ALL_PROGRAMS.iter().any(|p| name.starts_with(format!("{p}-").as_bytes()));
+            if is_socket_link && !is_current {
                 unpin_link(&path)?;
                 debug!(link = %path.display(), "old link removed");
             }

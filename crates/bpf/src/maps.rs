@@ -213,6 +213,18 @@ impl Maps {
         destination: SocketAddr,
         proto: u8,
     ) -> Result<Option<(FrontendKey, Frontend)>, Error> {
+        self.resolve_on_path(destination, proto, true)
+    }
+
+    /// [`Maps::resolve`] for either path: `from_inside` is the socket path (loopback counts as
+    /// a node address, the internal scope is preferred); otherwise the per-packet path of
+    /// `c/nodeport.bpf.c` (no loopback, default scope only), as `lookup_frontend()` in `c/lb.h`.
+    pub fn resolve_on_path(
+        &self,
+        destination: SocketAddr,
+        proto: u8,
+        from_inside: bool,
+    ) -> Result<Option<(FrontendKey, Frontend)>, Error> {
         let lookup = |key: &FrontendKey| -> Result<Option<Frontend>, Error> {
             match self.frontends.get(key, 0) {
                 Ok(frontend) => Ok(Some(frontend)),
@@ -225,12 +237,15 @@ impl Maps {
             Some(frontend) => frontend,
             None => {
                 let ip = key.addr.to_ip(key.family);
-                let is_node_address = ip.is_loopback()
-                    || match self.node_addrs.get(&NodeAddrKey::new(ip), 0) {
+                let is_node_address = if ip.is_loopback() {
+                    from_inside
+                } else {
+                    match self.node_addrs.get(&NodeAddrKey::new(ip), 0) {
                         Ok(_) => true,
                         Err(aya::maps::MapError::KeyNotFound) => false,
                         Err(source) => return Err(Error::Map { name: names::NODE_ADDRS, source }),
-                    };
+                    }
+                };
                 if !is_node_address {
                     return Ok(None);
                 }
@@ -241,7 +256,7 @@ impl Maps {
                 }
             }
         };
-        if frontend.flags & FE_SPLIT_SCOPE != 0 {
+        if from_inside && frontend.flags & FE_SPLIT_SCOPE != 0 {
             let internal = FrontendKey { scope: SCOPE_INTERNAL, ..key };
             if let Some(found) = lookup(&internal)? {
                 return Ok(Some((internal, found)));

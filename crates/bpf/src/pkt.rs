@@ -192,6 +192,51 @@ pub struct CtEntry {
     pub last_seen_ns: u64,
 }
 
+impl CtEntry {
+    /// Seconds this entry stays usable after its last packet, as `ct_timeout_ns()` in
+    /// `c/nodeport.bpf.c` decides it (zero settings fall back to the defaults).
+    pub fn timeout_s(&self, proto: u8, cfg: &PktConfig) -> u32 {
+        let defaults = crate::tc::Timeouts::default();
+        let or = |set: u32, default: u32| if set != 0 { set } else { default };
+        match proto {
+            crate::abi::PROTO_TCP => match self.state {
+                CT_SYN_SENT => or(cfg.timeout_tcp_syn_s, defaults.tcp_syn),
+                CT_CLOSING => or(cfg.timeout_tcp_closing_s, defaults.tcp_closing),
+                _ => or(cfg.timeout_tcp_established_s, defaults.tcp_established),
+            },
+            crate::abi::PROTO_UDP => or(cfg.timeout_udp_s, defaults.udp),
+            _ => or(cfg.timeout_other_s, defaults.other),
+        }
+    }
+
+    /// Whether the programs would still use the entry at `now_ns` (CLOCK_MONOTONIC).
+    pub fn expired(&self, proto: u8, cfg: &PktConfig, now_ns: u64) -> bool {
+        now_ns.saturating_sub(self.last_seen_ns)
+            > u64::from(self.timeout_s(proto, cfg)) * 1_000_000_000
+    }
+}
+
+/// Name of a `CT_*` state.
+pub fn ct_state_name(state: u8) -> &'static str {
+    match state {
+        CT_SYN_SENT => "syn-sent",
+        CT_ESTABLISHED => "established",
+        CT_CLOSING => "closing",
+        _ => "unknown",
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`, to age map entries.
+pub fn monotonic_now_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes into the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
 /// `struct sy_nat_entry`, keyed by the reply tuple (backend -> client or node:port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]

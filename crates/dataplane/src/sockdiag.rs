@@ -152,17 +152,15 @@ fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
     }
 }
 
-/// Dumps the sockets of one family and protocol in the calling thread's network namespace and
-/// destroys those whose destination is in `targets` and that `keep` does not claim.
-fn sweep_one(
+/// Dumps the sockets of one family and protocol in the states `states` (bit per state) in the
+/// calling thread's network namespace, handing each to `each`.
+fn dump(
     family: u8,
     protocol: u8,
-    targets: &HashSet<(IpAddr, u16)>,
-    keep: &dyn Fn(&FoundSocket) -> bool,
-    report: &mut SweepReport,
+    states: u32,
+    each: &mut dyn FnMut(&InetDiagMsg),
 ) -> io::Result<()> {
     let dump = netlink_socket()?;
-    let states = if i32::from(protocol) == libc::IPPROTO_TCP { TCP_STATES } else { UDP_CONNECTED };
     let request = Request {
         header: NlMsgHdr {
             len: size_of::<Request>() as u32,
@@ -174,18 +172,17 @@ fn sweep_one(
         body: InetDiagReqV2 { family, protocol, states, ..InetDiagReqV2::default() },
     };
     send(&dump, &request)?;
-    let mut victims = Vec::new();
     let mut buffer = vec![0u8; 64 * 1024];
-    'dump: loop {
+    loop {
         let n = recv(&dump, &mut buffer)?;
         let mut rest = &buffer[..n];
         while let Some(header) = read_struct::<NlMsgHdr>(rest) {
             let len = (header.len as usize).min(rest.len());
             if len < size_of::<NlMsgHdr>() {
-                break 'dump;
+                return Ok(());
             }
             match header.kind {
-                NLMSG_DONE => break 'dump,
+                NLMSG_DONE => return Ok(()),
                 NLMSG_ERROR => {
                     let code = read_struct::<i32>(&rest[size_of::<NlMsgHdr>()..]).unwrap_or(0);
                     return Err(io::Error::from_raw_os_error(-code));
@@ -193,24 +190,81 @@ fn sweep_one(
                 _ => {
                     if let Some(msg) = read_struct::<InetDiagMsg>(&rest[size_of::<NlMsgHdr>()..len])
                     {
-                        let destination =
-                            (address(msg.family, msg.id.dst), u16::from_be(msg.id.dport));
-                        if targets.contains(&destination) {
-                            let cookie =
-                                u64::from(msg.id.cookie[0]) | (u64::from(msg.id.cookie[1]) << 32);
-                            let found = FoundSocket { protocol, cookie, destination };
-                            if keep(&found) {
-                                report.kept += 1;
-                            } else {
-                                victims.push(msg);
-                            }
-                        }
+                        each(&msg);
                     }
                 }
             }
             rest = &rest[len.next_multiple_of(4).min(rest.len())..];
         }
     }
+}
+
+fn cookie_of(msg: &InetDiagMsg) -> u64 {
+    u64::from(msg.id.cookie[0]) | (u64::from(msg.id.cookie[1]) << 32)
+}
+
+/// A connected socket of the calling thread's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalSocket {
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    /// Socket cookie (the key of `sy_sock_revnat`, what the socket path's Maglev hashes).
+    pub cookie: u64,
+    /// Local address and port.
+    pub source: (IpAddr, u16),
+    /// Peer: for a translated socket, the backend.
+    pub destination: (IpAddr, u16),
+}
+
+/// TCP (not listening) or connected UDP sockets of `protocol` in the calling thread's network
+/// namespace whose local address is `source` (and port, when given): for `switchyard explain`,
+/// which looks up their cookies in `sy_sock_revnat`.
+pub fn sockets_from(
+    source: IpAddr,
+    source_port: Option<u16>,
+    protocol: u8,
+) -> io::Result<Vec<LocalSocket>> {
+    let states = if i32::from(protocol) == libc::IPPROTO_TCP { TCP_STATES } else { UDP_CONNECTED };
+    let mut found = Vec::new();
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        dump(family, protocol, states, &mut |msg| {
+            let local = (address(msg.family, msg.id.src), u16::from_be(msg.id.sport));
+            if local.0 == source && source_port.is_none_or(|p| p == local.1) {
+                found.push(LocalSocket {
+                    protocol,
+                    cookie: cookie_of(msg),
+                    source: local,
+                    destination: (address(msg.family, msg.id.dst), u16::from_be(msg.id.dport)),
+                });
+            }
+        })?;
+    }
+    Ok(found)
+}
+
+/// Dumps the sockets of one family and protocol in the calling thread's network namespace and
+/// destroys those whose destination is in `targets` and that `keep` does not claim.
+fn sweep_one(
+    family: u8,
+    protocol: u8,
+    targets: &HashSet<(IpAddr, u16)>,
+    keep: &dyn Fn(&FoundSocket) -> bool,
+    report: &mut SweepReport,
+) -> io::Result<()> {
+    let states = if i32::from(protocol) == libc::IPPROTO_TCP { TCP_STATES } else { UDP_CONNECTED };
+    let mut victims = Vec::new();
+    dump(family, protocol, states, &mut |msg| {
+        let destination = (address(msg.family, msg.id.dst), u16::from_be(msg.id.dport));
+        if targets.contains(&destination) {
+            let found = FoundSocket { protocol, cookie: cookie_of(msg), destination };
+            if keep(&found) {
+                report.kept += 1;
+            } else {
+                victims.push(*msg);
+            }
+        }
+    })?;
+    let mut buffer = vec![0u8; 64 * 1024];
     let destroy = netlink_socket()?;
     for msg in victims {
         let request = Request {

@@ -2,6 +2,7 @@
 //!
 //! - [`kernel`]: a snapshot of what is programmed in the kernel (pinned maps), with map fill
 //!   and memory, for `switchyard status` / `services --live` and for metrics.
+//! - [`explain`]: one flow's fate, decided from the maps the way the programs decide it.
 //! - [`labels`]: which Service a frontend entry belongs to (the kernel only knows ids).
 //! - [`metrics`]: Prometheus metrics (prometheus-client): kube-proxy-equivalent sync metrics
 //!   kept by the agent, and per-Service / per-reason counters read from the maps on scrape.
@@ -9,6 +10,7 @@
 //!   `/status`.
 
 pub mod error;
+pub mod explain;
 pub mod kernel;
 pub mod labels;
 pub mod metrics;

@@ -313,6 +313,14 @@ pub fn encode_kernel(
     Ok(())
 }
 
+/// The kernel-side metrics alone, in the Prometheus text format (for tools and tests that have
+/// no agent registry).
+pub fn render_kernel(collector: KernelCollector) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    render(&registry)
+}
+
 /// Renders a registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::new();

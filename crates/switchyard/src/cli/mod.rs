@@ -3,6 +3,8 @@
 mod agent;
 mod agent_observe;
 mod demo;
+mod explain;
+mod inspect;
 mod lab;
 mod maglev;
 mod services;
@@ -41,6 +43,12 @@ enum Command {
     Services(services::ServicesArgs),
     /// What is programmed in the kernel: programs, frontends, backends, counters, map fill.
     Status(status::StatusArgs),
+    /// For one flow: frontend, policy, candidate backends, the choice and the translation.
+    Explain(explain::ExplainArgs),
+    /// The per-packet path's conntrack entries: tuple, backend, SNAT, state, age.
+    Conntrack(inspect::ConntrackArgs),
+    /// The backends in the kernel, who uses them, and differences from a manifest directory.
+    Backends(inspect::BackendsArgs),
     /// The node role: socket-level load balancing for a cgroup, per-packet on --devices.
     Agent(agent::AgentArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
@@ -65,6 +73,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Services(args) => services::run(args),
         Command::Status(args) => status::run(&args),
+        Command::Explain(args) => explain::run(&args),
+        Command::Conntrack(args) => inspect::conntrack(&args),
+        Command::Backends(args) => inspect::backends(&args),
         Command::Agent(args) => agent::run(args),
         Command::Demo(args) => demo::run(args),
     }

@@ -48,6 +48,15 @@ pub(crate) struct ServicesArgs {
     /// like `kubectl get --watch`. Runs until interrupted.
     #[arg(long, short = 'w')]
     watch: bool,
+
+    /// Compare with what is programmed in the kernel (the maps pinned in --bpf-dir): every
+    /// frontend entry missing, extra or different. Exit status 3 when they differ.
+    #[arg(long, conflicts_with = "watch")]
+    live: bool,
+
+    /// bpffs directory of the agent (with --live).
+    #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard", requires = "live")]
+    bpf_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +96,13 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     }
     let node = choose_node(&args, &state)?;
     let model = NodeModel::from_state(proxy_config(&args, &node), &state);
+    if args.live {
+        return super::inspect::services_live(
+            model.desired(),
+            &args.bpf_dir,
+            args.output == Output::Json,
+        );
+    }
     print_state(&args, &node, model.desired())?;
     Ok(ExitCode::SUCCESS)
 }

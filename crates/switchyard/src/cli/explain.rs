@@ -1,0 +1,278 @@
+//! `switchyard explain SRC DST/PROTO`: what the data plane does with one flow, read from the
+//! pinned maps (see switchyard_observe::explain for what is decided how).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use switchyard_bpf::Maps;
+use switchyard_bpf::abi::{NodeAddrKey, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use switchyard_bpf::tc::{self, PacketMaps};
+use switchyard_dataplane::sockdiag;
+use switchyard_observe::explain::{self, Explanation, Flow, ObservedSocket, Path as ProgramPath};
+
+/// For one flow: the frontend that matched (or why none did), the policy, the candidate
+/// backends, how one is chosen and the translation, from the maps pinned by the agent.
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// Client: ADDR or ADDR:PORT (`[v6]:port`); the port names the per-packet Maglev slot and
+    /// finds the flow's conntrack entry.
+    #[arg(value_name = "SRC")]
+    source: String,
+
+    /// Destination as the client addresses it: ADDR:PORT/PROTO, e.g. 10.96.0.10:53/udp.
+    #[arg(value_name = "DST/PROTO")]
+    destination: String,
+
+    /// Which programs see the flow: `inside` (socket path: a pod or process on this node),
+    /// `outside` (per-packet path: a packet arriving on a device). Default: outside when the
+    /// per-packet maps are pinned and SRC is not an address of this node, else inside.
+    #[arg(long, value_enum, default_value_t = From::Auto)]
+    from: From,
+
+    #[command(flatten)]
+    target: NodeTarget,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum From {
+    Auto,
+    Inside,
+    Outside,
+}
+
+/// Where the maps are: `--bpf-dir`, or `--node` of a running lab.
+#[derive(Debug, Args)]
+pub(crate) struct NodeTarget {
+    /// bpffs directory the agent pinned its maps in.
+    #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard")]
+    bpf_dir: PathBuf,
+
+    /// A node of a running lab (`switchyard lab up`): use that node's bpffs directory.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+
+    /// The lab's prefix, when several labs run.
+    #[arg(long, value_name = "PREFIX", requires = "node")]
+    lab: Option<String>,
+}
+
+impl NodeTarget {
+    /// The bpffs directory to read.
+    pub(crate) fn bpf_dir(&self) -> anyhow::Result<PathBuf> {
+        let Some(node) = &self.node else { return Ok(self.bpf_dir.clone()) };
+        let labs = switchyard_lab::Lab::list(&switchyard_lab::LabOptions::default());
+        let found: Vec<(String, PathBuf)> = labs
+            .iter()
+            .filter(|s| self.lab.as_ref().is_none_or(|p| *p == s.plan.prefix))
+            .filter_map(|s| {
+                s.plan
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == *node)
+                    .map(|n| (s.plan.prefix.clone(), n.bpf_dir.clone()))
+            })
+            .collect();
+        match found.as_slice() {
+            [(_, dir)] => Ok(dir.clone()),
+            [] => bail!("no running lab has a node {node:?} (see `switchyard lab list`)"),
+            many => bail!(
+                "node {node:?} exists in several labs ({}): choose one with --lab",
+                many.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+fn parse_protocol(text: &str) -> anyhow::Result<u8> {
+    match text.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(PROTO_TCP),
+        "udp" => Ok(PROTO_UDP),
+        "sctp" => Ok(PROTO_SCTP),
+        other => bail!("unknown protocol {other:?} (tcp, udp or sctp)"),
+    }
+}
+
+/// `ADDR`, `ADDR:PORT`, `[V6]:PORT` or a bare IPv6 address.
+fn parse_source(text: &str) -> anyhow::Result<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    let addr: SocketAddr = text
+        .parse()
+        .with_context(|| format!("SRC {text:?}: expected ADDR or ADDR:PORT ([v6]:port)"))?;
+    Ok((addr.ip(), Some(addr.port())))
+}
+
+fn parse_destination(text: &str) -> anyhow::Result<(SocketAddr, u8)> {
+    let (addr, proto) = text.rsplit_once('/').with_context(|| {
+        format!("DST {text:?}: expected ADDR:PORT/PROTO, e.g. 10.96.0.10:53/udp")
+    })?;
+    let addr: SocketAddr =
+        addr.parse().with_context(|| format!("DST {text:?}: {addr:?} is not ADDR:PORT"))?;
+    Ok((addr, parse_protocol(proto)?))
+}
+
+fn is_node_address(maps: &Maps, ip: IpAddr) -> bool {
+    ip.is_loopback() || maps.node_addrs.get(&NodeAddrKey::new(ip), 0).is_ok()
+}
+
+fn choose_path(
+    from: From,
+    maps: &Maps,
+    packet: Option<&PacketMaps>,
+    source: IpAddr,
+) -> (ProgramPath, String) {
+    match from {
+        From::Inside => (ProgramPath::Socket, "--from inside".into()),
+        From::Outside => (ProgramPath::Packet, "--from outside".into()),
+        From::Auto if packet.is_none() => {
+            (ProgramPath::Socket, "per-packet maps not pinned: only the socket programs run".into())
+        }
+        From::Auto if is_node_address(maps, source) => (
+            ProgramPath::Socket,
+            format!(
+                "{source} is an address of this node: its connections meet the socket programs"
+            ),
+        ),
+        From::Auto => (
+            ProgramPath::Packet,
+            format!(
+                "{source} is not an address of this node: assumed to arrive on a device \
+                 (use --from inside for a pod on this node)"
+            ),
+        ),
+    }
+}
+
+pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let (source, source_port) = parse_source(&args.source)?;
+    let (destination, protocol) = parse_destination(&args.destination)?;
+    if source.is_ipv4() != destination.is_ipv4() {
+        bail!("SRC {source} and DST {destination} are of different families");
+    }
+    let bpf_dir = args.target.bpf_dir()?;
+    let maps = Maps::open_pinned(&bpf_dir)
+        .with_context(|| format!("opening the maps pinned in {}", bpf_dir.display()))?;
+    let packet = open_packet_maps(&bpf_dir)?;
+    let (path, reason) = choose_path(args.from, &maps, packet.as_ref(), source);
+    if path == ProgramPath::Packet && packet.is_none() {
+        bail!("--from outside: the per-packet maps are not pinned in {}", bpf_dir.display());
+    }
+    let flow = Flow { source, source_port, destination, protocol };
+    // The socket path's translations are per socket: find the client's sockets (in this
+    // network namespace: run explain in the client's) and let their cookies speak.
+    let sockets = if path == ProgramPath::Socket {
+        sockdiag::sockets_from(source, source_port, protocol)
+            .with_context(|| format!("listing the sockets of {source} (sock_diag)"))?
+            .into_iter()
+            .map(|s| ObservedSocket {
+                cookie: s.cookie,
+                source: SocketAddr::new(s.source.0, s.source.1),
+                peer: SocketAddr::new(s.destination.0, s.destination.1),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let explanation = explain::explain(&maps, packet.as_ref(), &flow, path, reason, &sockets)
+        .with_context(|| format!("reading the maps pinned in {}", bpf_dir.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print_text(&explanation);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The per-packet maps, when the TC programs were loaded on this bpffs.
+pub(crate) fn open_packet_maps(bpf_dir: &Path) -> anyhow::Result<Option<PacketMaps>> {
+    if !bpf_dir.join(tc::names::CT).exists() {
+        return Ok(None);
+    }
+    let maps = PacketMaps::open_pinned(bpf_dir)
+        .with_context(|| format!("opening the per-packet maps pinned in {}", bpf_dir.display()))?;
+    Ok(Some(maps))
+}
+
+fn print_text(e: &Explanation) {
+    println!("flow: {}", e.flow);
+    let path = match e.path {
+        ProgramPath::Socket => "socket programs (connect/sendmsg)",
+        ProgramPath::Packet => "per-packet programs (TC ingress)",
+    };
+    println!("path: {path} — {}", e.path_reason);
+    match (&e.frontend, &e.no_match) {
+        (Some(fe), _) => {
+            let address = fe.ip.map_or_else(|| "*".to_owned(), |ip| ip.to_string());
+            println!(
+                "frontend: #{} {address}:{}/{} scope={} flags=[{}] ({})",
+                fe.id,
+                fe.port,
+                fe.protocol,
+                fe.scope,
+                fe.flags.join(","),
+                fe.matched_by
+            );
+        }
+        (None, Some(why)) => println!("frontend: none — {why}"),
+        (None, None) => {}
+    }
+    for line in &e.policy {
+        println!("policy: {line}");
+    }
+    if e.frontend.is_some() {
+        println!("candidates: {}", e.candidates.len());
+        for c in &e.candidates {
+            println!(
+                "  slot {}: #{} {} [{}]",
+                c.slot,
+                c.backend.id,
+                SocketAddr::new(c.backend.ip, c.backend.port),
+                c.backend.flags.join(",")
+            );
+        }
+    }
+    if let Some(ct) = &e.conntrack {
+        println!(
+            "conntrack: backend #{} {} source {} state {} idle {:.1}/{} s{}",
+            ct.backend_id,
+            ct.backend,
+            ct.nat_source,
+            ct.state,
+            ct.idle_s,
+            ct.timeout_s,
+            ct.unusable_because.as_ref().map_or_else(String::new, |w| format!(" (unused: {w})"))
+        );
+    }
+    if let Some(m) = &e.maglev {
+        let backend = m.backend.as_ref().map_or_else(
+            || "none".to_owned(),
+            |b| format!("#{} {}", b.id, SocketAddr::new(b.ip, b.port)),
+        );
+        println!(
+            "maglev: {} hash {} slot {} of {} -> {backend}",
+            m.hashed, m.hash, m.slot, m.table_size
+        );
+    }
+    if !e.existing_sockets.is_empty() {
+        println!("existing sockets (sy_sock_revnat):");
+        for (backend, count) in &e.existing_sockets {
+            println!("  {backend}: {count}");
+        }
+    }
+    let chosen =
+        e.decision.backend.as_ref().map_or_else(String::new, |b| {
+            format!(" -> #{} {}", b.id, SocketAddr::new(b.ip, b.port))
+        });
+    println!("decision: {}{chosen}: {}", e.decision.method, e.decision.detail);
+    for line in &e.translation {
+        println!("translation: {line}");
+    }
+}

@@ -1,0 +1,72 @@
+//! `switchyard services DIR --live` and `switchyard backends DIR` against a running agent in the
+//! lab (root): they agree with the manifests while the agent is in charge, and name the
+//! difference after the test removes a frontend entry and adds a backend behind its back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
+
+mod common;
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use common::*;
+use switchyard_bpf::Maps;
+use switchyard_bpf::abi::{Backend, FrontendKey, PROTO_UDP, SCOPE_DEFAULT};
+use switchyard_lab::require_root;
+
+fn run(args: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    let code = out.status.code().unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (code, json)
+}
+
+#[test]
+fn services_live_and_backends_show_differences_from_the_manifests() {
+    if !require_root("services_live_and_backends_show_differences_from_the_manifests") {
+        return;
+    }
+    let cluster = Cluster::up();
+    let ip: IpAddr = "10.96.7.10".parse().unwrap();
+    let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
+    cluster.apply_and_wait("web.yaml", &cluster.service("web", &[ip], 80, "", &endpoints));
+    let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
+    let dir = cluster.manifests.to_str().unwrap().to_owned();
+    let bpf = bpf_dir.to_str().unwrap().to_owned();
+    let live = ["services", &dir, "--node", "node1", "--live", "--bpf-dir", &bpf, "-o", "json"];
+    let backends = ["backends", &dir, "--node-name", "node1", "--bpf-dir", &bpf, "--json"];
+
+    let (code, rows) = run(&live);
+    assert_eq!(code, 0, "{rows:#}");
+    let all = rows.clone();
+    let rows = rows.as_array().unwrap();
+    assert!(rows.len() >= 2, "TCP and UDP frontends of web: {all:#}");
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{all:#}");
+    assert!(rows.iter().any(|r| r["service"] == "e2e/web"), "{all:#}");
+    let (code, doc) = run(&backends);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(doc["missing"].as_array().unwrap().is_empty(), "{doc:#}");
+    assert!(doc["backends"].as_array().unwrap().iter().all(|b| b["desired"] == true), "{doc:#}");
+
+    // Behind the agent's back: the UDP frontend goes, an unknown backend appears.
+    let mut maps = Maps::open_pinned(&bpf_dir).unwrap();
+    maps.frontends.remove(&FrontendKey::new(ip, 80, PROTO_UDP, SCOPE_DEFAULT)).unwrap();
+    let stray: IpAddr = "10.250.0.1".parse().unwrap();
+    maps.backends.insert(60_000, Backend::new(stray, 9, 0), 0).unwrap();
+
+    let (code, rows) = run(&live);
+    assert_eq!(code, 3, "{rows:#}");
+    let missing: Vec<_> = rows.as_array().unwrap().iter().filter(|r| r["status"] != "ok").collect();
+    assert_eq!(missing.len(), 1, "{rows:#}");
+    assert_eq!(missing[0]["status"], "missing");
+    assert_eq!(missing[0]["frontend"], "10.96.7.10:80/udp");
+    assert_eq!(missing[0]["service"], "e2e/web");
+    let (code, doc) = run(&backends);
+    assert_eq!(code, 3, "{doc:#}");
+    let undesired: Vec<_> =
+        doc["backends"].as_array().unwrap().iter().filter(|b| b["desired"] == false).collect();
+    assert_eq!(undesired.len(), 1, "{doc:#}");
+    assert_eq!(undesired[0]["address"], "10.250.0.1:9");
+    cluster.assert_nothing_left_the_lab();
+}
