@@ -19,7 +19,7 @@ use switchyard_bench::programming::{self, Limits, Peer, Step};
 use switchyard_bench::report::{self, LatencyReport, ProgrammingReport, ThroughputReport};
 use switchyard_bench::state::NodeConfig;
 use switchyard_bench::synthetic::{self, Shape};
-use switchyard_bench::throughput;
+use switchyard_bench::throughput::{self, Forwarder, ThroughputPlan};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-bench", about)]
@@ -335,9 +335,22 @@ fn run_memory(options: &RunOptions) -> Result<()> {
 
 fn run_throughput(options: &RunOptions) -> Result<()> {
     let out = options.out_dir();
-    let duration = Duration::from_secs(if options.quick { 2 } else { 10 });
-    let points = throughput::run(&Peer::ALL, 1000, duration, &mut |line| eprintln!("{line}"))?;
-    let report = ThroughputReport { machine: Machine::detect(), quick: options.quick, points };
+    let plan = ThroughputPlan {
+        forwarders: Forwarder::ALL.to_vec(),
+        services: 1000,
+        duration: Duration::from_secs(if options.quick { 1 } else { 5 }),
+        rounds: if options.quick { 1 } else { 3 },
+    };
+    let points = throughput::run(&plan, &mut |line| eprintln!("{line}"))?;
+    let report = ThroughputReport {
+        machine: Machine::detect(),
+        quick: options.quick,
+        services: plan.services,
+        rounds: plan.rounds,
+        seconds_per_sample: plan.duration.as_secs_f64(),
+        summary: throughput::summarize(&points),
+        points,
+    };
     report::write_json(&out.join("throughput.json"), &report)?;
     report::write_file(&out.join("throughput.md"), &report::throughput_markdown(&report))?;
     eprintln!("throughput results in {}", out.display());

@@ -212,38 +212,81 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
 pub struct ThroughputReport {
     pub machine: Machine,
     pub quick: bool,
+    pub services: usize,
+    pub rounds: usize,
+    pub seconds_per_sample: f64,
+    pub summary: Vec<crate::throughput::ThroughputSummary>,
     pub points: Vec<crate::throughput::ThroughputPoint>,
 }
 
-/// Markdown table: received packets per second and CPU per peer, ratio against nftables.
+/// Markdown: medians per forwarder with ratios against the kernel's own forwarding and
+/// nftables (same run), then every sample.
 pub fn throughput_markdown(report: &ThroughputReport) -> String {
-    let nft = report
-        .points
-        .iter()
-        .find(|p| p.peer == Peer::Nftables && p.error.is_none())
-        .map(|p| p.received_per_second);
-    let mut out = String::from(
-        "Packets/s received by the pod over the run; per CPU second = received / (sender + receiver thread CPU time), which discounts time the threads spent waiting for a CPU on a shared machine.\n\n| peer | Services | packets/s received | per CPU second | sent | received | sender CPU s | receiver CPU s | pps / nftables |\n|---|---|---|---|---|---|---|---|---|\n",
+    use crate::throughput::Forwarder;
+    let median = |f: Forwarder| {
+        report.summary.iter().find(|s| s.forwarder == f).and_then(|s| s.median_received_per_second)
+    };
+    let median_cpu = |f: Forwarder| {
+        report.summary.iter().find(|s| s.forwarder == f).and_then(|s| s.median_per_cpu_second)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    };
+    let kernel = median(Forwarder::KernelForwarding);
+    let kernel_cpu = median_cpu(Forwarder::KernelForwarding);
+    let nft = median(Forwarder::Nftables);
+    let mut out = format!(
+        "{} Services loaded; {} round(s), each in a fresh lab, of {:.0} s per forwarder. Packets/s \
+         received by the pod; per CPU second = received / (sender + receiver thread CPU time), \
+         which discounts time the threads spent waiting for a CPU on a shared machine. Medians over \
+         rounds (min–max of packets/s in brackets); ratios against the kernel's own forwarding of \
+         the same traffic without NAT and against nftables, both from this run. Load average when \
+         written: {}.\n\n\
+         | forwarder | samples | packets/s received | per CPU second | pps / kernel forwarding | per CPU s / kernel forwarding | pps / nftables |\n\
+         |---|---|---|---|---|---|---|\n",
+        report.services, report.rounds, report.seconds_per_sample, report.machine.load_average
+    );
+    for s in &report.summary {
+        let Some(pps) = s.median_received_per_second else {
+            let _ = writeln!(out, "| {} | 0 | failed | | | | |", s.forwarder.label());
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} | {} | {} | {} |",
+            s.forwarder.label(),
+            s.samples,
+            pps,
+            s.min_received_per_second.unwrap_or(pps),
+            s.max_received_per_second.unwrap_or(pps),
+            s.median_per_cpu_second.unwrap_or(0.0),
+            ratio(Some(pps), kernel),
+            ratio(s.median_per_cpu_second, kernel_cpu),
+            ratio(Some(pps), nft),
+        );
+    }
+    out.push_str(
+        "\nSamples:\n\n| round | forwarder | packets/s | sent | received | node 1 forwarded | sender CPU s | receiver CPU s | load 1 min |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in &report.points {
         if let Some(error) = &p.error {
-            let _ = writeln!(out, "| {} | {} | {error} | | | | | | |", p.peer.label(), p.services);
+            let _ =
+                writeln!(out, "| {} | {} | {error} | | | | | | |", p.round, p.forwarder.label());
             continue;
         }
-        let ratio = nft
-            .filter(|n| *n > 0.0)
-            .map_or("—".to_string(), |n| format!("{:.2}×", p.received_per_second / n));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {} | {} | {:.2} | {:.2} | {ratio} |",
-            p.peer.label(),
-            p.services,
+            "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} |",
+            p.round,
+            p.forwarder.label(),
             p.received_per_second,
-            p.received as f64 / (p.sender_cpu_seconds + p.receiver_cpu_seconds).max(1e-9),
             p.sent,
             p.received,
+            p.node1_forwarded,
             p.sender_cpu_seconds,
-            p.receiver_cpu_seconds
+            p.receiver_cpu_seconds,
+            p.load_1m
         );
     }
     out
