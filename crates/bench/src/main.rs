@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
-use switchyard_bench::latency::{self, LatencyPlan};
+use switchyard_bench::latency::{self, LatencyPath, LatencyPlan};
 use switchyard_bench::machine::Machine;
 use switchyard_bench::netns::Netns;
 use switchyard_bench::plot;
@@ -298,13 +298,18 @@ fn write_programming(out: &Path, report: &ProgrammingReport) -> Result<()> {
 
 fn run_latency(options: &RunOptions) -> Result<()> {
     let out = options.out_dir();
+    // Switchyard first, in a node namespace no peer has touched yet (a peer's tables can leave
+    // netfilter hooks registered there); nftables deletes its table; legacy x_tables last.
+    let peers = vec![Peer::Switchyard, Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy];
+    let client_exe = std::env::current_exe().context("finding this binary")?;
     let plan = if options.quick {
-        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers: Peer::ALL.to_vec() }
+        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers, client_exe }
     } else {
         LatencyPlan {
             sizes: vec![1, 100, 1000, 5000, 10_000, 30_000],
             connections: 1000,
-            peers: Peer::ALL.to_vec(),
+            peers,
+            client_exe,
         }
     };
     let points = latency::run(&plan, &mut |line| eprintln!("{line}"))?;
@@ -316,7 +321,14 @@ fn run_latency(options: &RunOptions) -> Result<()> {
     };
     report::write_json(&out.join("latency.json"), &report)?;
     report::write_file(&out.join("latency.md"), &report::latency_markdown(&report))?;
-    plot::latency_chart(&out.join("latency.svg"), &report.points).context("plotting latency")?;
+    plot::latency_chart(&out.join("latency.svg"), &report.points, LatencyPath::PodToClusterIp)
+        .context("plotting latency")?;
+    plot::latency_chart(
+        &out.join("latency-nodeport.svg"),
+        &report.points,
+        LatencyPath::ExternalToNodePort,
+    )
+    .context("plotting NodePort latency")?;
     eprintln!("latency results in {}", out.display());
     Ok(())
 }

@@ -163,46 +163,70 @@ pub struct LatencyReport {
     pub points: Vec<crate::latency::LatencyPoint>,
 }
 
-/// Markdown table: p50/p99 per peer and size, with ratios iptables-nft / nftables.
+/// Markdown: one table per path, p50/p99 per peer and size, with each peer's p50 as a ratio of
+/// Switchyard's on the same path (same run).
 pub fn latency_markdown(report: &LatencyReport) -> String {
+    use crate::latency::{LatencyPath, LatencyPoint};
     let mut sizes: Vec<usize> = report.points.iter().map(|p| p.services).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let find = |peer: Peer, services: usize| {
-        report.points.iter().find(|p| p.peer == peer && p.services == services)
-    };
-    let cell = |p: Option<&crate::latency::LatencyPoint>| match p {
-        Some(crate::latency::LatencyPoint { p50_us: Some(p50), p99_us: Some(p99), .. }) => {
+    let cell = |p: Option<&LatencyPoint>| match p {
+        Some(LatencyPoint { p50_us: Some(p50), p99_us: Some(p99), .. }) => {
             format!("{p50:.0} / {p99:.0}")
         }
-        Some(crate::latency::LatencyPoint { error: Some(error), .. })
-            if error.contains("not available") =>
-        {
+        Some(LatencyPoint { error: Some(error), .. }) if error.contains("not available") => {
             "n/a".into()
         }
-        Some(crate::latency::LatencyPoint { error: Some(_), .. }) => "failed".into(),
+        Some(LatencyPoint { error: Some(_), .. }) => "failed".into(),
         _ => "—".into(),
     };
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "—".into(),
     };
-    let mut out = String::from(
-        "Microseconds, p50 / p99 over all connections at each size.\n\n| Services | iptables-nft | iptables-legacy | nftables | switchyard | iptables-nft / nftables p50 | p99 |\n|---|---|---|---|---|---|---|\n",
+    let peers = [Peer::IptablesNft, Peer::IptablesLegacy, Peer::Nftables];
+    let mut out = format!(
+        "Microseconds, p50 / p99 over all connections at each size ({} per point). Ratios: the \
+         peer's p50 over Switchyard's p50 on the same path, in the same run. Load average when \
+         written: {}.\n",
+        report.connections_per_point, report.machine.load_average
     );
-    for services in sizes {
-        let ipt = find(Peer::IptablesNft, services);
-        let nft = find(Peer::Nftables, services);
-        let _ = writeln!(
+    for path in LatencyPath::ALL {
+        let find = |peer: Peer, services: usize| {
+            report
+                .points
+                .iter()
+                .find(|p| p.peer == peer && p.path == path && p.services == services)
+        };
+        if !report.points.iter().any(|p| p.path == path) {
+            continue;
+        }
+        let _ = write!(
             out,
-            "| {services} | {} | {} | {} | {} | {} | {} |",
-            cell(ipt),
-            cell(find(Peer::IptablesLegacy, services)),
-            cell(nft),
-            cell(find(Peer::Switchyard, services)),
-            ratio(ipt.and_then(|p| p.p50_us), nft.and_then(|p| p.p50_us)),
-            ratio(ipt.and_then(|p| p.p99_us), nft.and_then(|p| p.p99_us)),
+            "\n**{}**\n\n| Services | iptables-nft | iptables-legacy | nftables | {} |",
+            path.label(),
+            path.switchyard_label()
         );
+        for peer in peers {
+            let _ = write!(out, " {} / switchyard p50 |", peer.label());
+        }
+        out.push_str("\n|---|---|---|---|---|---|---|---|\n");
+        for &services in &sizes {
+            let sy = find(Peer::Switchyard, services).and_then(|p| p.p50_us);
+            let _ = write!(
+                out,
+                "| {services} | {} | {} | {} | {} |",
+                cell(find(Peer::IptablesNft, services)),
+                cell(find(Peer::IptablesLegacy, services)),
+                cell(find(Peer::Nftables, services)),
+                cell(find(Peer::Switchyard, services)),
+            );
+            for peer in peers {
+                let _ =
+                    write!(out, " {} |", ratio(find(peer, services).and_then(|p| p.p50_us), sy));
+            }
+            out.push('\n');
+        }
     }
     out
 }

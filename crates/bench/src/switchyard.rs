@@ -209,6 +209,7 @@ pub fn measure_programming(
 /// this returns.
 pub fn measure_latency(
     lab: &switchyard_lab::Lab,
+    client_exe: &std::path::Path,
     client_pod: &str,
     node_ip: std::net::Ipv4Addr,
     state: &DesiredState,
@@ -231,9 +232,7 @@ pub fn measure_latency(
         .attach(&cgroup)
         .map_err(|e| BenchError::Switchyard(format!("attaching to {}: {e}", cgroup.display())))?;
 
-    let exe = std::env::current_exe()
-        .map_err(|e| BenchError::Switchyard(format!("finding the benchmark binary: {e}")))?;
-    let mut command = std::process::Command::new(exe);
+    let mut command = std::process::Command::new(client_exe);
     command
         .arg(crate::latency::CLIENT_SUBCOMMAND)
         .arg(target.to_string())
