@@ -227,6 +227,18 @@ fn programming_plan(quick: bool) -> (Vec<(Shape, usize)>, Duration) {
     }
 }
 
+/// `big` needs at least what `small` needs: no fewer Services and no fewer endpoints in all.
+fn dominates(big: Shape, small: Shape) -> bool {
+    big.services >= small.services
+        && big.services * big.endpoints_per_service >= small.services * small.endpoints_per_service
+}
+
+/// Wall time after which item 1 measures no more peers (Switchyard's steps take seconds and are
+/// still measured), so the whole set stays within its 30 minutes on a loaded machine.
+fn programming_budget(quick: bool) -> Duration {
+    Duration::from_secs(if quick { 4 * 60 } else { 18 * 60 })
+}
+
 fn run_programming(options: &ProgrammingOptions) -> Result<()> {
     let out = options.run.out_dir();
     for name in Netns::sweep_stale("sybench") {
@@ -253,10 +265,53 @@ fn run_programming(options: &ProgrammingOptions) -> Result<()> {
             .with_context(|| format!("--merge: parsing {}", json_path.display()))?;
         measurements = previous.measurements;
     }
+    let started = Instant::now();
+    let budget = programming_budget(options.run.quick);
+    // (peer, shape) whose full sync exceeded the limit: larger clusters are not tried for it.
+    let mut exceeded: Vec<(Peer, Shape)> = Vec::new();
     for (shape, repetitions) in plan {
         let limits = Limits { per_run, repetitions };
-        let fresh =
-            programming::measure_shape(&peers, shape, limits, &mut |line| eprintln!("{line}"));
+        let mut measured = Vec::new();
+        let mut fresh = Vec::new();
+        for &peer in &peers {
+            let reason = if started.elapsed() > budget && peer != Peer::Switchyard {
+                Some(format!(
+                    "not tried: the programming budget of {} min was used up",
+                    budget.as_secs() / 60
+                ))
+            } else {
+                exceeded.iter().find(|(p, smaller)| *p == peer && dominates(shape, *smaller)).map(
+                    |(_, smaller)| {
+                        format!(
+                            "not tried: its full sync exceeded {} s at {} × {}",
+                            per_run.as_secs(),
+                            smaller.services,
+                            smaller.endpoints_per_service
+                        )
+                    },
+                )
+            };
+            match reason {
+                Some(reason) => {
+                    eprintln!(
+                        "{:>6} × {:<3} {:<16} {reason}",
+                        shape.services,
+                        shape.endpoints_per_service,
+                        peer.label()
+                    );
+                    fresh.push(programming::not_tried(peer, shape, &reason));
+                }
+                None => measured.push(peer),
+            }
+        }
+        fresh.extend(programming::measure_shape(&measured, shape, limits, &mut |line| {
+            eprintln!("{line}")
+        }));
+        for m in &fresh {
+            if m.step == Step::Full && m.exceeded_seconds.is_some() {
+                exceeded.push((m.peer, shape));
+            }
+        }
         measurements.retain(|m| {
             !(m.services == shape.services
                 && m.endpoints_per_service == shape.endpoints_per_service
@@ -372,6 +427,18 @@ fn run_throughput(options: &RunOptions) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_dominates_those_with_no_more_services_and_endpoints() {
+        let shape = |services, endpoints_per_service| Shape { services, endpoints_per_service };
+        assert!(dominates(shape(10_000, 10), shape(3000, 10)));
+        assert!(dominates(shape(5000, 50), shape(3000, 10)));
+        assert!(dominates(shape(3000, 10), shape(3000, 10)));
+        assert!(!dominates(shape(5000, 50), shape(10_000, 10)));
+        assert!(dominates(shape(30_000, 10), shape(5000, 50)));
+        assert!(!dominates(shape(5000, 50), shape(30_000, 10)));
+        assert!(!dominates(shape(1000, 10), shape(3000, 10)));
+    }
 
     #[test]
     fn shapes_parse_as_services_x_endpoints() {

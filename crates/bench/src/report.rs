@@ -46,6 +46,9 @@ fn cell(m: Option<&Measurement>) -> String {
         Some(Measurement { error: Some(error), .. }) if error.starts_with("reaching") => {
             "start not reached".into()
         }
+        Some(Measurement { error: Some(error), .. }) if error.starts_with("not tried") => {
+            "not tried".into()
+        }
         Some(Measurement { error: Some(_), .. }) => "failed".into(),
         _ => "—".into(),
     }
@@ -102,7 +105,9 @@ pub fn programming_markdown(report: &ProgrammingReport) -> String {
         out,
         "Seconds, median wall clock (CPU time of the tool in parentheses); `> N` = killed at the \
          per-run limit; `start not reached` = the starting state for the step could not be built \
-         (untimed) within the catch-up budget. Ratios use CPU time; `(wall)` ratios compare the \
+         (untimed) within the catch-up budget; `not tried` = not run because the peer's full sync \
+         already exceeded the limit on a cluster this one dominates (no fewer Services, no fewer \
+         endpoints), or the run's programming budget was used up. Ratios use CPU time; `(wall)` ratios compare the \
          limit with a measured wall time, so they are lower bounds.\n"
     );
     let _ = write!(
