@@ -33,7 +33,9 @@ impl BpfDir {
 
 impl Drop for BpfDir {
     fn drop(&mut self) {
+        // Links (socket and TC) and the shared maps, then the per-packet maps.
         let _ = switchyard_bpf::loader::cleanup(&self.path);
+        let _ = switchyard_bpf::tc::cleanup(&self.path);
         if let Ok(c_path) = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes()) {
             // SAFETY: c_path is a NUL-terminated path that outlives the call.
             unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) };

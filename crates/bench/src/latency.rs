@@ -5,6 +5,12 @@
 //! node 2. Every connection is new, so every one goes through the NAT lookup the peer's ruleset
 //! does for a first packet (iptables: a linear walk of KUBE-SERVICES; nftables: one map lookup).
 //! The ruleset is the peer's full sync for N Services, applied in node 1's namespace.
+//!
+//! The same Service is a NodePort Service too, and with every ruleset loaded an external client
+//! (a namespace behind the router, outside the cluster) does the same through node 1's NodePort:
+//! DNAT plus SNAT to the pod on node 2. Switchyard answers the first path with its socket-level
+//! programs (cgroup, `connect()` rewritten) and the second with its per-packet programs at TC on
+//! node 1's uplink.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -27,15 +33,52 @@ use crate::synthetic::{self, Shape};
 
 const CLIENT_POD: &str = "lat-client";
 const SERVER_POD: &str = "lat-server";
+/// External client (outside the cluster) of the NodePort path.
+const EXTERNAL_CLIENT: &str = "lat-ext";
+/// NodePort of the last Service (the first Service's, handed over: at 30,000 Services every
+/// port of the range is taken).
+pub const TARGET_NODE_PORT: u16 = 30000;
 const SERVER_PORT: u16 = 8080;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections made before measuring at each size (caches, ARP, conntrack warm-up).
 const WARM_UP: usize = 20;
 
+/// Which way the client reaches the Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyPath {
+    /// A pod on node 1 to the ClusterIP (Switchyard: socket level).
+    PodToClusterIp,
+    /// An external client to node 1's NodePort, forwarded to the pod on node 2 (Switchyard:
+    /// per packet, TC).
+    ExternalToNodePort,
+}
+
+impl LatencyPath {
+    pub const ALL: [LatencyPath; 2] =
+        [LatencyPath::PodToClusterIp, LatencyPath::ExternalToNodePort];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PodToClusterIp => "pod → ClusterIP",
+            Self::ExternalToNodePort => "external client → NodePort",
+        }
+    }
+
+    /// What Switchyard's series on this path is called.
+    pub fn switchyard_label(self) -> &'static str {
+        match self {
+            Self::PodToClusterIp => "switchyard socket-level",
+            Self::ExternalToNodePort => "switchyard per-packet",
+        }
+    }
+}
+
 /// p50/p99 of connect + one-byte round trip for one peer at one number of Services.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyPoint {
     pub peer: Peer,
+    pub path: LatencyPath,
     pub services: usize,
     pub connections: usize,
     pub failures: usize,
@@ -52,6 +95,9 @@ pub struct LatencyPlan {
     pub sizes: Vec<usize>,
     pub connections: usize,
     pub peers: Vec<Peer>,
+    /// The `switchyard-bench` binary, whose hidden [`CLIENT_SUBCOMMAND`] is Switchyard's
+    /// socket-level client (a process of its own in the node's cgroup).
+    pub client_exe: std::path::PathBuf,
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -68,13 +114,18 @@ fn node_config(node_ip: Ipv4Addr) -> NodeConfig {
     NodeConfig { cluster_cidr: "10.244.0.0/16".into(), node_ip, ..NodeConfig::default() }
 }
 
-/// N Services with one endpoint each; the last one's endpoint is the real echo server.
+/// N Services with one endpoint each; the last one's endpoint is the real echo server, and it
+/// is a NodePort Service on [`TARGET_NODE_PORT`] (taken from the first Service).
 /// (One endpoint per Service: the first-packet path walks Services, not the endpoints of
 /// Services it skips, and one keeps loading 30,000 Services quick.)
 pub fn state_with_target(services: usize, server: SocketAddrV4) -> DesiredState {
     let mut state = synthetic::cluster(Shape { services, endpoints_per_service: 1 });
+    if let Some(first) = state.services.first_mut() {
+        first.node_port = None;
+    }
     if let Some(last) = state.services.last_mut() {
         last.endpoints = vec![Endpoint { ip: *server.ip(), port: server.port() }];
+        last.node_port = Some(TARGET_NODE_PORT);
     }
     state
 }
@@ -235,7 +286,7 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
             NodeSpec { name: "node1".into(), pods: vec![CLIENT_POD.into()] },
             NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
         ],
-        clients: Vec::new(),
+        clients: vec![EXTERNAL_CLIENT.into()],
     };
     let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
     let node = lab.node("node1").map_err(lab_error)?.clone();
@@ -251,65 +302,67 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
     let config = node_config(node.ipv4);
     let server = SocketAddrV4::new(server_ip, SERVER_PORT);
 
+    let node_port = SocketAddr::V4(SocketAddrV4::new(node.ipv4, TARGET_NODE_PORT));
+
     let mut points = Vec::new();
     for &peer in &plan.peers {
+        let mut unavailable = false;
         for &services in &plan.sizes {
             let state = state_with_target(services, server);
-            let target = SocketAddr::V4(SocketAddrV4::new(
+            let cluster_ip = SocketAddr::V4(SocketAddrV4::new(
                 synthetic::cluster_ip(services - 1),
                 synthetic::SERVICE_PORT,
             ));
-            let measured = if peer == Peer::Switchyard {
-                switchyard::measure_latency(
-                    &lab,
-                    CLIENT_POD,
-                    node.ipv4,
-                    &state,
-                    target,
-                    plan.connections,
-                )
+            let loaded = if peer == Peer::Switchyard {
+                Ok(())
             } else {
-                apply(peer, &node_ns, &config, &state).and_then(|()| {
-                    lab.run_in(CLIENT_POD, || round_trips(target, plan.connections))
-                        .map_err(lab_error)
-                })
+                apply(peer, &node_ns, &config, &state)
             };
-            let point = match measured {
-                Ok((samples, failures)) if samples.is_empty() => LatencyPoint {
-                    peer,
-                    services,
-                    connections: 0,
-                    failures,
-                    p50_us: None,
-                    p99_us: None,
-                    mean_us: None,
-                    error: Some(format!("no connection got through ({failures} failed)")),
-                },
-                Ok((samples, failures)) => LatencyPoint {
-                    peer,
-                    services,
-                    connections: samples.len(),
-                    failures,
-                    p50_us: percentile(&samples, 0.50),
-                    p99_us: percentile(&samples, 0.99),
-                    mean_us: (!samples.is_empty())
-                        .then(|| samples.iter().sum::<f64>() / samples.len() as f64),
-                    error: None,
-                },
-                Err(error) => LatencyPoint {
-                    peer,
-                    services,
-                    connections: 0,
-                    failures: 0,
-                    p50_us: None,
-                    p99_us: None,
-                    mean_us: None,
-                    error: Some(error.to_string()),
-                },
-            };
-            log(&describe(&point));
-            let unavailable = peer == Peer::Switchyard && point.error.is_some();
-            points.push(point);
+            for path in LatencyPath::ALL {
+                let measured = match (loaded.as_ref(), peer, path) {
+                    (Err(error), _, _) => Err(BenchError::Lab(error.to_string())),
+                    (Ok(()), Peer::Switchyard, LatencyPath::PodToClusterIp) => {
+                        switchyard::measure_latency(
+                            &lab,
+                            &plan.client_exe,
+                            CLIENT_POD,
+                            node.ipv4,
+                            &state,
+                            cluster_ip,
+                            plan.connections,
+                        )
+                    }
+                    (Ok(()), Peer::Switchyard, LatencyPath::ExternalToNodePort) => {
+                        switchyard::load_packet_path(
+                            &state,
+                            node.ipv4,
+                            &node.netns,
+                            &node.uplink,
+                            "sybench-latpkt",
+                        )
+                        .and_then(|programmed| {
+                            let measured = lab
+                                .run_in(EXTERNAL_CLIENT, || {
+                                    round_trips(node_port, plan.connections)
+                                })
+                                .map_err(lab_error);
+                            // Detached and unpinned here, before the next size.
+                            drop(programmed);
+                            measured
+                        })
+                    }
+                    (Ok(()), _, LatencyPath::PodToClusterIp) => lab
+                        .run_in(CLIENT_POD, || round_trips(cluster_ip, plan.connections))
+                        .map_err(lab_error),
+                    (Ok(()), _, LatencyPath::ExternalToNodePort) => lab
+                        .run_in(EXTERNAL_CLIENT, || round_trips(node_port, plan.connections))
+                        .map_err(lab_error),
+                };
+                let point = point_of(peer, path, services, measured);
+                log(&describe(&point));
+                unavailable |= peer == Peer::Switchyard && point.error.is_some();
+                points.push(point);
+            }
             if unavailable {
                 break;
             }
@@ -319,18 +372,58 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
     Ok(points)
 }
 
+fn point_of(
+    peer: Peer,
+    path: LatencyPath,
+    services: usize,
+    measured: Result<(Vec<f64>, usize), BenchError>,
+) -> LatencyPoint {
+    let empty = |failures, error| LatencyPoint {
+        peer,
+        path,
+        services,
+        connections: 0,
+        failures,
+        p50_us: None,
+        p99_us: None,
+        mean_us: None,
+        error: Some(error),
+    };
+    match measured {
+        Ok((samples, failures)) if samples.is_empty() => {
+            empty(failures, format!("no connection got through ({failures} failed)"))
+        }
+        Ok((samples, failures)) => LatencyPoint {
+            peer,
+            path,
+            services,
+            connections: samples.len(),
+            failures,
+            p50_us: percentile(&samples, 0.50),
+            p99_us: percentile(&samples, 0.99),
+            mean_us: Some(samples.iter().sum::<f64>() / samples.len() as f64),
+            error: None,
+        },
+        Err(error) => empty(0, error.to_string()),
+    }
+}
+
 fn describe(point: &LatencyPoint) -> String {
     match (point.p50_us, point.p99_us, &point.error) {
         (Some(p50), Some(p99), _) => format!(
-            "latency {:<16} {:>6} Services: p50 {p50:.0} µs, p99 {p99:.0} µs ({} connections, {} failed)",
+            "latency {:<16} {:<27} {:>6} Services: p50 {p50:.0} µs, p99 {p99:.0} µs ({} connections, {} failed)",
             point.peer.label(),
+            point.path.label(),
             point.services,
             point.connections,
             point.failures
         ),
-        (_, _, Some(error)) => {
-            format!("latency {:<16} {:>6} Services: {error}", point.peer.label(), point.services)
-        }
+        (_, _, Some(error)) => format!(
+            "latency {:<16} {:<27} {:>6} Services: {error}",
+            point.peer.label(),
+            point.path.label(),
+            point.services
+        ),
         _ => {
             format!("latency {:<16} {:>6} Services: no samples", point.peer.label(), point.services)
         }
@@ -377,5 +470,15 @@ mod tests {
             .collect();
         assert_eq!(hits, vec![49]);
         assert_eq!(state.services[49].cluster_ip, synthetic::cluster_ip(49));
+        let with_port: Vec<usize> = state
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.node_port == Some(TARGET_NODE_PORT))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(with_port, vec![49], "the NodePort moved to the last Service");
+        let one = state_with_target(1, server);
+        assert_eq!(one.services[0].node_port, Some(TARGET_NODE_PORT));
     }
 }

@@ -12,6 +12,20 @@ pub struct Machine {
     pub kernel: String,
     pub iptables: String,
     pub nft: String,
+    /// `/proc/loadavg` (1, 5, 15 minutes, runnable/total, last pid) when the report was written:
+    /// the machine is shared, and this says how busy it was.
+    #[serde(default)]
+    pub load_average: String,
+}
+
+/// The first three fields of `/proc/loadavg`, e.g. `"3.10 2.75 2.01"`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn first_line_of(program: &str, args: &[&str]) -> String {
@@ -45,6 +59,7 @@ impl Machine {
             kernel: first_line_of("uname", &["-r"]),
             iptables: first_line_of("iptables", &["--version"]),
             nft: first_line_of("nft", &["--version"]),
+            load_average: load_average(),
         }
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
-use switchyard_bench::latency::{self, LatencyPlan};
+use switchyard_bench::latency::{self, LatencyPath, LatencyPlan};
 use switchyard_bench::machine::Machine;
 use switchyard_bench::netns::Netns;
 use switchyard_bench::plot;
@@ -19,7 +19,7 @@ use switchyard_bench::programming::{self, Limits, Peer, Step};
 use switchyard_bench::report::{self, LatencyReport, ProgrammingReport, ThroughputReport};
 use switchyard_bench::state::NodeConfig;
 use switchyard_bench::synthetic::{self, Shape};
-use switchyard_bench::throughput;
+use switchyard_bench::throughput::{self, Forwarder, ThroughputPlan};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-bench", about)]
@@ -227,6 +227,18 @@ fn programming_plan(quick: bool) -> (Vec<(Shape, usize)>, Duration) {
     }
 }
 
+/// `big` needs at least what `small` needs: no fewer Services and no fewer endpoints in all.
+fn dominates(big: Shape, small: Shape) -> bool {
+    big.services >= small.services
+        && big.services * big.endpoints_per_service >= small.services * small.endpoints_per_service
+}
+
+/// Wall time after which item 1 measures no more peers (Switchyard's steps take seconds and are
+/// still measured), so the whole set stays within its 30 minutes on a loaded machine.
+fn programming_budget(quick: bool) -> Duration {
+    Duration::from_secs(if quick { 4 * 60 } else { 18 * 60 })
+}
+
 fn run_programming(options: &ProgrammingOptions) -> Result<()> {
     let out = options.run.out_dir();
     for name in Netns::sweep_stale("sybench") {
@@ -253,10 +265,53 @@ fn run_programming(options: &ProgrammingOptions) -> Result<()> {
             .with_context(|| format!("--merge: parsing {}", json_path.display()))?;
         measurements = previous.measurements;
     }
+    let started = Instant::now();
+    let budget = programming_budget(options.run.quick);
+    // (peer, shape) whose full sync exceeded the limit: larger clusters are not tried for it.
+    let mut exceeded: Vec<(Peer, Shape)> = Vec::new();
     for (shape, repetitions) in plan {
         let limits = Limits { per_run, repetitions };
-        let fresh =
-            programming::measure_shape(&peers, shape, limits, &mut |line| eprintln!("{line}"));
+        let mut measured = Vec::new();
+        let mut fresh = Vec::new();
+        for &peer in &peers {
+            let reason = if started.elapsed() > budget && peer != Peer::Switchyard {
+                Some(format!(
+                    "not tried: the programming budget of {} min was used up",
+                    budget.as_secs() / 60
+                ))
+            } else {
+                exceeded.iter().find(|(p, smaller)| *p == peer && dominates(shape, *smaller)).map(
+                    |(_, smaller)| {
+                        format!(
+                            "not tried: its full sync exceeded {} s at {} × {}",
+                            per_run.as_secs(),
+                            smaller.services,
+                            smaller.endpoints_per_service
+                        )
+                    },
+                )
+            };
+            match reason {
+                Some(reason) => {
+                    eprintln!(
+                        "{:>6} × {:<3} {:<16} {reason}",
+                        shape.services,
+                        shape.endpoints_per_service,
+                        peer.label()
+                    );
+                    fresh.push(programming::not_tried(peer, shape, &reason));
+                }
+                None => measured.push(peer),
+            }
+        }
+        fresh.extend(programming::measure_shape(&measured, shape, limits, &mut |line| {
+            eprintln!("{line}")
+        }));
+        for m in &fresh {
+            if m.step == Step::Full && m.exceeded_seconds.is_some() {
+                exceeded.push((m.peer, shape));
+            }
+        }
         measurements.retain(|m| {
             !(m.services == shape.services
                 && m.endpoints_per_service == shape.endpoints_per_service
@@ -298,13 +353,18 @@ fn write_programming(out: &Path, report: &ProgrammingReport) -> Result<()> {
 
 fn run_latency(options: &RunOptions) -> Result<()> {
     let out = options.out_dir();
+    // Switchyard first, in a node namespace no peer has touched yet (a peer's tables can leave
+    // netfilter hooks registered there); nftables deletes its table; legacy x_tables last.
+    let peers = vec![Peer::Switchyard, Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy];
+    let client_exe = std::env::current_exe().context("finding this binary")?;
     let plan = if options.quick {
-        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers: Peer::ALL.to_vec() }
+        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers, client_exe }
     } else {
         LatencyPlan {
             sizes: vec![1, 100, 1000, 5000, 10_000, 30_000],
             connections: 1000,
-            peers: Peer::ALL.to_vec(),
+            peers,
+            client_exe,
         }
     };
     let points = latency::run(&plan, &mut |line| eprintln!("{line}"))?;
@@ -316,7 +376,14 @@ fn run_latency(options: &RunOptions) -> Result<()> {
     };
     report::write_json(&out.join("latency.json"), &report)?;
     report::write_file(&out.join("latency.md"), &report::latency_markdown(&report))?;
-    plot::latency_chart(&out.join("latency.svg"), &report.points).context("plotting latency")?;
+    plot::latency_chart(&out.join("latency.svg"), &report.points, LatencyPath::PodToClusterIp)
+        .context("plotting latency")?;
+    plot::latency_chart(
+        &out.join("latency-nodeport.svg"),
+        &report.points,
+        LatencyPath::ExternalToNodePort,
+    )
+    .context("plotting NodePort latency")?;
     eprintln!("latency results in {}", out.display());
     Ok(())
 }
@@ -335,9 +402,22 @@ fn run_memory(options: &RunOptions) -> Result<()> {
 
 fn run_throughput(options: &RunOptions) -> Result<()> {
     let out = options.out_dir();
-    let duration = Duration::from_secs(if options.quick { 2 } else { 10 });
-    let points = throughput::run(&Peer::ALL, 1000, duration, &mut |line| eprintln!("{line}"))?;
-    let report = ThroughputReport { machine: Machine::detect(), quick: options.quick, points };
+    let plan = ThroughputPlan {
+        forwarders: Forwarder::ALL.to_vec(),
+        services: 1000,
+        duration: Duration::from_secs(if options.quick { 1 } else { 5 }),
+        rounds: if options.quick { 1 } else { 3 },
+    };
+    let points = throughput::run(&plan, &mut |line| eprintln!("{line}"))?;
+    let report = ThroughputReport {
+        machine: Machine::detect(),
+        quick: options.quick,
+        services: plan.services,
+        rounds: plan.rounds,
+        seconds_per_sample: plan.duration.as_secs_f64(),
+        summary: throughput::summarize(&points),
+        points,
+    };
     report::write_json(&out.join("throughput.json"), &report)?;
     report::write_file(&out.join("throughput.md"), &report::throughput_markdown(&report))?;
     eprintln!("throughput results in {}", out.display());
@@ -347,6 +427,18 @@ fn run_throughput(options: &RunOptions) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_dominates_those_with_no_more_services_and_endpoints() {
+        let shape = |services, endpoints_per_service| Shape { services, endpoints_per_service };
+        assert!(dominates(shape(10_000, 10), shape(3000, 10)));
+        assert!(dominates(shape(5000, 50), shape(3000, 10)));
+        assert!(dominates(shape(3000, 10), shape(3000, 10)));
+        assert!(!dominates(shape(5000, 50), shape(10_000, 10)));
+        assert!(dominates(shape(30_000, 10), shape(5000, 50)));
+        assert!(!dominates(shape(5000, 50), shape(30_000, 10)));
+        assert!(!dominates(shape(1000, 10), shape(3000, 10)));
+    }
 
     #[test]
     fn shapes_parse_as_services_x_endpoints() {

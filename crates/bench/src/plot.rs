@@ -128,10 +128,12 @@ pub fn programming_chart(
     Ok(())
 }
 
-/// Latency against the number of Services (log x), p50 solid and p99 thin, one colour per peer.
+/// Latency against the number of Services (log x) on one path, p50 solid and p99 thin, one
+/// colour per peer.
 pub fn latency_chart(
     path: &Path,
     points: &[crate::latency::LatencyPoint],
+    via: crate::latency::LatencyPath,
 ) -> Result<(), BenchError> {
     let plot_error = |e: &dyn std::fmt::Display| BenchError::Plot {
         path: path.display().to_string(),
@@ -144,7 +146,7 @@ pub fn latency_chart(
         for (name, pick, width) in quantiles {
             let mut series: Vec<(f64, f64)> = points
                 .iter()
-                .filter(|p| p.peer == peer)
+                .filter(|p| p.peer == peer && p.path == via)
                 .filter_map(|p| pick(p).map(|v| (p.services as f64, v)))
                 .collect();
             series.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -160,7 +162,13 @@ pub fn latency_chart(
     root.fill(&WHITE).map_err(|e| plot_error(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Pod → ClusterIP of the last Service: TCP connect + 1-byte request/response",
+            format!(
+                "{} of the last Service: TCP connect + 1-byte request/response",
+                match via {
+                    crate::latency::LatencyPath::PodToClusterIp => "Pod → ClusterIP",
+                    crate::latency::LatencyPath::ExternalToNodePort => "External client → NodePort",
+                }
+            ),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -179,7 +187,10 @@ pub fn latency_chart(
         chart
             .draw_series(LineSeries::new(series.clone(), colour.stroke_width(width)))
             .map_err(|e| plot_error(&e))?
-            .label(format!("{} {name}", peer.label()))
+            .label(format!(
+                "{} {name}",
+                if peer == Peer::Switchyard { via.switchyard_label() } else { peer.label() }
+            ))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(width))
             });

@@ -195,6 +195,24 @@ pub fn measure_shape(
     out
 }
 
+/// The record of a peer's full sync that was not run (see the reason).
+pub fn not_tried(peer: Peer, shape: Shape, reason: &str) -> Measurement {
+    Measurement {
+        peer,
+        services: shape.services,
+        endpoints_per_service: shape.endpoints_per_service,
+        step: Step::Full,
+        samples_seconds: Vec::new(),
+        cpu_samples_seconds: Vec::new(),
+        median_seconds: None,
+        median_cpu_seconds: None,
+        exceeded_seconds: None,
+        input_lines: 0,
+        input_bytes: 0,
+        error: Some(reason.to_owned()),
+    }
+}
+
 fn describe(m: &Measurement) -> String {
     let result = match (m.median_seconds, m.median_cpu_seconds, m.exceeded_seconds, &m.error) {
         (Some(wall), Some(cpu), _, _) => {

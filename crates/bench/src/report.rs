@@ -46,6 +46,9 @@ fn cell(m: Option<&Measurement>) -> String {
         Some(Measurement { error: Some(error), .. }) if error.starts_with("reaching") => {
             "start not reached".into()
         }
+        Some(Measurement { error: Some(error), .. }) if error.starts_with("not tried") => {
+            "not tried".into()
+        }
         Some(Measurement { error: Some(_), .. }) => "failed".into(),
         _ => "—".into(),
     }
@@ -102,7 +105,9 @@ pub fn programming_markdown(report: &ProgrammingReport) -> String {
         out,
         "Seconds, median wall clock (CPU time of the tool in parentheses); `> N` = killed at the \
          per-run limit; `start not reached` = the starting state for the step could not be built \
-         (untimed) within the catch-up budget. Ratios use CPU time; `(wall)` ratios compare the \
+         (untimed) within the catch-up budget; `not tried` = not run because the peer's full sync \
+         already exceeded the limit on a cluster this one dominates (no fewer Services, no fewer \
+         endpoints), or the run's programming budget was used up. Ratios use CPU time; `(wall)` ratios compare the \
          limit with a measured wall time, so they are lower bounds.\n"
     );
     let _ = write!(
@@ -163,46 +168,70 @@ pub struct LatencyReport {
     pub points: Vec<crate::latency::LatencyPoint>,
 }
 
-/// Markdown table: p50/p99 per peer and size, with ratios iptables-nft / nftables.
+/// Markdown: one table per path, p50/p99 per peer and size, with each peer's p50 as a ratio of
+/// Switchyard's on the same path (same run).
 pub fn latency_markdown(report: &LatencyReport) -> String {
+    use crate::latency::{LatencyPath, LatencyPoint};
     let mut sizes: Vec<usize> = report.points.iter().map(|p| p.services).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let find = |peer: Peer, services: usize| {
-        report.points.iter().find(|p| p.peer == peer && p.services == services)
-    };
-    let cell = |p: Option<&crate::latency::LatencyPoint>| match p {
-        Some(crate::latency::LatencyPoint { p50_us: Some(p50), p99_us: Some(p99), .. }) => {
+    let cell = |p: Option<&LatencyPoint>| match p {
+        Some(LatencyPoint { p50_us: Some(p50), p99_us: Some(p99), .. }) => {
             format!("{p50:.0} / {p99:.0}")
         }
-        Some(crate::latency::LatencyPoint { error: Some(error), .. })
-            if error.contains("not available") =>
-        {
+        Some(LatencyPoint { error: Some(error), .. }) if error.contains("not available") => {
             "n/a".into()
         }
-        Some(crate::latency::LatencyPoint { error: Some(_), .. }) => "failed".into(),
+        Some(LatencyPoint { error: Some(_), .. }) => "failed".into(),
         _ => "—".into(),
     };
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "—".into(),
     };
-    let mut out = String::from(
-        "Microseconds, p50 / p99 over all connections at each size.\n\n| Services | iptables-nft | iptables-legacy | nftables | switchyard | iptables-nft / nftables p50 | p99 |\n|---|---|---|---|---|---|---|\n",
+    let peers = [Peer::IptablesNft, Peer::IptablesLegacy, Peer::Nftables];
+    let mut out = format!(
+        "Microseconds, p50 / p99 over all connections at each size ({} per point). Ratios: the \
+         peer's p50 over Switchyard's p50 on the same path, in the same run. Load average when \
+         written: {}.\n",
+        report.connections_per_point, report.machine.load_average
     );
-    for services in sizes {
-        let ipt = find(Peer::IptablesNft, services);
-        let nft = find(Peer::Nftables, services);
-        let _ = writeln!(
+    for path in LatencyPath::ALL {
+        let find = |peer: Peer, services: usize| {
+            report
+                .points
+                .iter()
+                .find(|p| p.peer == peer && p.path == path && p.services == services)
+        };
+        if !report.points.iter().any(|p| p.path == path) {
+            continue;
+        }
+        let _ = write!(
             out,
-            "| {services} | {} | {} | {} | {} | {} | {} |",
-            cell(ipt),
-            cell(find(Peer::IptablesLegacy, services)),
-            cell(nft),
-            cell(find(Peer::Switchyard, services)),
-            ratio(ipt.and_then(|p| p.p50_us), nft.and_then(|p| p.p50_us)),
-            ratio(ipt.and_then(|p| p.p99_us), nft.and_then(|p| p.p99_us)),
+            "\n**{}**\n\n| Services | iptables-nft | iptables-legacy | nftables | {} |",
+            path.label(),
+            path.switchyard_label()
         );
+        for peer in peers {
+            let _ = write!(out, " {} / switchyard p50 |", peer.label());
+        }
+        out.push_str("\n|---|---|---|---|---|---|---|---|\n");
+        for &services in &sizes {
+            let sy = find(Peer::Switchyard, services).and_then(|p| p.p50_us);
+            let _ = write!(
+                out,
+                "| {services} | {} | {} | {} | {} |",
+                cell(find(Peer::IptablesNft, services)),
+                cell(find(Peer::IptablesLegacy, services)),
+                cell(find(Peer::Nftables, services)),
+                cell(find(Peer::Switchyard, services)),
+            );
+            for peer in peers {
+                let _ =
+                    write!(out, " {} |", ratio(find(peer, services).and_then(|p| p.p50_us), sy));
+            }
+            out.push('\n');
+        }
     }
     out
 }
@@ -212,38 +241,81 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
 pub struct ThroughputReport {
     pub machine: Machine,
     pub quick: bool,
+    pub services: usize,
+    pub rounds: usize,
+    pub seconds_per_sample: f64,
+    pub summary: Vec<crate::throughput::ThroughputSummary>,
     pub points: Vec<crate::throughput::ThroughputPoint>,
 }
 
-/// Markdown table: received packets per second and CPU per peer, ratio against nftables.
+/// Markdown: medians per forwarder with ratios against the kernel's own forwarding and
+/// nftables (same run), then every sample.
 pub fn throughput_markdown(report: &ThroughputReport) -> String {
-    let nft = report
-        .points
-        .iter()
-        .find(|p| p.peer == Peer::Nftables && p.error.is_none())
-        .map(|p| p.received_per_second);
-    let mut out = String::from(
-        "Packets/s received by the pod over the run; per CPU second = received / (sender + receiver thread CPU time), which discounts time the threads spent waiting for a CPU on a shared machine.\n\n| peer | Services | packets/s received | per CPU second | sent | received | sender CPU s | receiver CPU s | pps / nftables |\n|---|---|---|---|---|---|---|---|---|\n",
+    use crate::throughput::Forwarder;
+    let median = |f: Forwarder| {
+        report.summary.iter().find(|s| s.forwarder == f).and_then(|s| s.median_received_per_second)
+    };
+    let median_cpu = |f: Forwarder| {
+        report.summary.iter().find(|s| s.forwarder == f).and_then(|s| s.median_per_cpu_second)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    };
+    let kernel = median(Forwarder::KernelForwarding);
+    let kernel_cpu = median_cpu(Forwarder::KernelForwarding);
+    let nft = median(Forwarder::Nftables);
+    let mut out = format!(
+        "{} Services loaded; {} round(s), each in a fresh lab, of {:.0} s per forwarder. Packets/s \
+         received by the pod; per CPU second = received / (sender + receiver thread CPU time), \
+         which discounts time the threads spent waiting for a CPU on a shared machine. Medians over \
+         rounds (min–max of packets/s in brackets); ratios against the kernel's own forwarding of \
+         the same traffic without NAT and against nftables, both from this run. Load average when \
+         written: {}.\n\n\
+         | forwarder | samples | packets/s received | per CPU second | pps / kernel forwarding | per CPU s / kernel forwarding | pps / nftables |\n\
+         |---|---|---|---|---|---|---|\n",
+        report.services, report.rounds, report.seconds_per_sample, report.machine.load_average
+    );
+    for s in &report.summary {
+        let Some(pps) = s.median_received_per_second else {
+            let _ = writeln!(out, "| {} | 0 | failed | | | | |", s.forwarder.label());
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} | {} | {} | {} |",
+            s.forwarder.label(),
+            s.samples,
+            pps,
+            s.min_received_per_second.unwrap_or(pps),
+            s.max_received_per_second.unwrap_or(pps),
+            s.median_per_cpu_second.unwrap_or(0.0),
+            ratio(Some(pps), kernel),
+            ratio(s.median_per_cpu_second, kernel_cpu),
+            ratio(Some(pps), nft),
+        );
+    }
+    out.push_str(
+        "\nSamples:\n\n| round | forwarder | packets/s | sent | received | node 1 forwarded | sender CPU s | receiver CPU s | load 1 min |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in &report.points {
         if let Some(error) = &p.error {
-            let _ = writeln!(out, "| {} | {} | {error} | | | | | | |", p.peer.label(), p.services);
+            let _ =
+                writeln!(out, "| {} | {} | {error} | | | | | | |", p.round, p.forwarder.label());
             continue;
         }
-        let ratio = nft
-            .filter(|n| *n > 0.0)
-            .map_or("—".to_string(), |n| format!("{:.2}×", p.received_per_second / n));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {} | {} | {:.2} | {:.2} | {ratio} |",
-            p.peer.label(),
-            p.services,
+            "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} |",
+            p.round,
+            p.forwarder.label(),
             p.received_per_second,
-            p.received as f64 / (p.sender_cpu_seconds + p.receiver_cpu_seconds).max(1e-9),
             p.sent,
             p.received,
+            p.node1_forwarded,
             p.sender_cpu_seconds,
-            p.receiver_cpu_seconds
+            p.receiver_cpu_seconds,
+            p.load_1m
         );
     }
     out

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchyard_bpf::abi::NodeAddrKey;
+use switchyard_bpf::tc::{PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{Datapath, LoadOptions, MapSizes};
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
@@ -51,6 +53,9 @@ pub fn sizes_for(model: &NodeModel) -> MapSizes {
 pub struct Programmed {
     pub reconciler: Reconciler,
     pub datapath: Datapath,
+    /// The per-packet (TC) programs, when loaded ([`load_packet_path`]).
+    pub packet: Option<PacketDatapath>,
+    pub options: LoadOptions,
     pub dir: BpfDir,
 }
 
@@ -70,7 +75,47 @@ pub fn load(model: &NodeModel, prefix: &str) -> Result<Programmed, BenchError> {
         Arc::new(tables),
     )
     .map_err(|e| err("adopting the maps", &e))?;
-    Ok(Programmed { reconciler, datapath, dir })
+    Ok(Programmed { reconciler, datapath, packet: None, options, dir })
+}
+
+/// The node's data plane for traffic from outside, as the agent sets it up on a node, without
+/// the agent: `state` through the model and the reconciler into freshly loaded maps (socket
+/// object first, it creates the shared maps), the per-packet object loaded against the same
+/// pins with `node_ip` as SNAT address, `node_ip` in `sy_node_addrs` (the agent's job, not the
+/// reconciler's), and both TC programs attached to `device` inside the network namespace `netns`
+/// (links pinned in the run's own bpffs: dropping the result detaches and unpins everything).
+pub fn load_packet_path(
+    state: &DesiredState,
+    node_ip: std::net::Ipv4Addr,
+    netns: &str,
+    device: &str,
+    prefix: &str,
+) -> Result<Programmed, BenchError> {
+    let err =
+        |what: &str, e: &dyn std::fmt::Display| BenchError::Switchyard(format!("{what}: {e}"));
+    let config = NodeConfig { node_ip, ..NodeConfig::default() };
+    let model = NodeModel::from_state(
+        model_input::proxy_config(),
+        &model_input::cluster_state(&config, state),
+    );
+    let mut programmed = load(&model, prefix)?;
+    let settings = PacketSettings { snat_ipv4: Some(node_ip), ..PacketSettings::default() };
+    let packet = PacketDatapath::load(&programmed.options, PacketMapSizes::default(), &settings)
+        .map_err(|e| err("loading the per-packet object", &e))?;
+    programmed.packet = Some(packet);
+    checked(programmed.reconciler.apply_full(programmed.datapath.maps_mut(), model.desired()))
+        .map_err(BenchError::Switchyard)?;
+    programmed
+        .datapath
+        .maps_mut()
+        .node_addrs
+        .insert(NodeAddrKey::new(node_ip.into()), 0, 0)
+        .map_err(|e| err("adding the node address", &e))?;
+    let packet = programmed.packet.as_mut().ok_or_else(|| err("per-packet object", &"missing"))?;
+    switchyard_lab::netns::run_in(netns, || packet.attach(device))
+        .map_err(|e| err(&format!("entering {netns}"), &e))?
+        .map_err(|e| err(&format!("attaching to {device} in {netns}"), &e))?;
+    Ok(programmed)
 }
 
 fn checked(applied: Result<Applied, impl std::fmt::Display>) -> Result<Applied, String> {
@@ -164,6 +209,7 @@ pub fn measure_programming(
 /// this returns.
 pub fn measure_latency(
     lab: &switchyard_lab::Lab,
+    client_exe: &std::path::Path,
     client_pod: &str,
     node_ip: std::net::Ipv4Addr,
     state: &DesiredState,
@@ -186,9 +232,7 @@ pub fn measure_latency(
         .attach(&cgroup)
         .map_err(|e| BenchError::Switchyard(format!("attaching to {}: {e}", cgroup.display())))?;
 
-    let exe = std::env::current_exe()
-        .map_err(|e| BenchError::Switchyard(format!("finding the benchmark binary: {e}")))?;
-    let mut command = std::process::Command::new(exe);
+    let mut command = std::process::Command::new(client_exe);
     command
         .arg(crate::latency::CLIENT_SUBCOMMAND)
         .arg(target.to_string())
