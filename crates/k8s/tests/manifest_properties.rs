@@ -109,3 +109,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The watcher's path: only the files named by events are read. It must end where a full
+    /// listing ends, and where a fresh reading ends when nothing is broken.
+    #[test]
+    fn per_file_updates_equal_a_full_listing_and_a_fresh_reading(
+        versions in prop::collection::vec(version(), 1..6)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        write_all(dir.path(), &versions[0]);
+        let mut per_file = ManifestDirectory::load(dir.path());
+        let mut listed = ManifestDirectory::load(dir.path());
+        let mut state = per_file.state();
+        for version in &versions[1..] {
+            let touched = write_all(dir.path(), version);
+            for change in per_file.update_paths(&touched) {
+                state.apply(change);
+            }
+            listed.rescan(&touched);
+            prop_assert!(same_state(&state, &per_file.state()), "changes do not reproduce the state");
+            prop_assert!(same_state(&per_file.state(), &listed.state()), "per file differs from a listing");
+            prop_assert_eq!(per_file.errors(), listed.errors());
+            prop_assert_eq!(per_file.warnings(), listed.warnings());
+
+            let any_broken = version.iter().flatten().flatten().any(|d| d.broken);
+            if !any_broken {
+                let fresh = ManifestDirectory::load(dir.path());
+                prop_assert!(same_state(&per_file.state(), &fresh.state()), "per file differs from fresh");
+                prop_assert_eq!(per_file.errors(), fresh.errors());
+            }
+        }
+    }
+}

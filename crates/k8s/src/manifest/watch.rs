@@ -138,10 +138,12 @@ fn run(
     if updates.blocking_send(initial).is_err() {
         return;
     }
-    while let Some(touched) = next_batch(events, options) {
+    while let Some(Batch { touched, lost }) = next_batch(events, options) {
         let previous_errors = directory.errors().to_vec();
         let previous_warnings = directory.warnings().to_vec();
-        let changes = directory.rescan(&touched);
+        // Per file normally; a full listing when events were lost.
+        let changes =
+            if lost { directory.rescan(&touched) } else { directory.update_paths(&touched) };
         if changes.is_empty()
             && directory.errors() == previous_errors.as_slice()
             && directory.warnings() == previous_warnings.as_slice()
@@ -165,33 +167,44 @@ fn run(
     }
 }
 
+/// The paths named by one debounced group of events.
+#[derive(Debug, Default)]
+struct Batch {
+    touched: BTreeSet<PathBuf>,
+    /// Events may have been lost (queue overflow, watch errors): only a full listing is sure
+    /// to find every change.
+    lost: bool,
+}
+
 /// Waits for an event, then collects events until `debounce` passes quietly (or `max_delay`
-/// passes in all). Returns the paths named in the events; `None` when the watcher is gone.
-fn next_batch(
-    events: &std_mpsc::Receiver<Event>,
-    options: WatchOptions,
-) -> Option<BTreeSet<PathBuf>> {
-    let mut touched = BTreeSet::new();
-    collect(events.recv().ok()?, &mut touched);
+/// passes in all). `None` when the watcher is gone.
+fn next_batch(events: &std_mpsc::Receiver<Event>, options: WatchOptions) -> Option<Batch> {
+    let mut batch = Batch::default();
+    collect(events.recv().ok()?, &mut batch);
     let deadline = Instant::now() + options.max_delay;
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return Some(touched);
+            return Some(batch);
         }
         match events.recv_timeout(options.debounce.min(deadline - now)) {
-            Ok(event) => collect(event, &mut touched),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => return Some(touched),
+            Ok(event) => collect(event, &mut batch),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => return Some(batch),
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return None,
         }
     }
 }
 
-fn collect(event: Event, touched: &mut BTreeSet<PathBuf>) {
+fn collect(event: Event, batch: &mut Batch) {
     match event {
-        Ok(event) => touched.extend(event.paths),
-        // Lost events (queue overflow and the like): the re-read compares every file's metadata,
-        // so a rescan without named paths still finds the changes.
-        Err(err) => tracing::warn!(error = %err, "manifest watch event error; rescanning"),
+        Ok(event) => {
+            batch.lost |= event.need_rescan();
+            batch.touched.extend(event.paths);
+        }
+        // The listing compares every file's metadata, so it finds the changes without paths.
+        Err(err) => {
+            tracing::warn!(error = %err, "manifest watch event error; rescanning");
+            batch.lost = true;
+        }
     }
 }
