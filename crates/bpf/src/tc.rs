@@ -411,6 +411,21 @@ impl PacketDatapath {
     }
 }
 
+/// Checks that `device` names a network device of the caller's network namespace, so a
+/// typo is refused before anything is loaded or attached.
+pub fn check_device(device: &str) -> Result<(), Error> {
+    check_device_name(device)?;
+    let name = std::ffi::CString::new(device)
+        .map_err(|_| Error::InvalidArgument(format!("device name {device:?} contains NUL")))?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "device {device}: no such network device in this network namespace"
+        )));
+    }
+    Ok(())
+}
+
 fn check_device_name(device: &str) -> Result<(), Error> {
     let ok = !device.is_empty()
         && device.len() < 16

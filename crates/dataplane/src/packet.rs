@@ -137,6 +137,9 @@ impl PacketState {
         for (key, frontend) in changes {
             let Some(frontend) = frontend else { continue };
             let Some(wanted) = wanted(planner, key, frontend) else { continue };
+            if wanted.is_empty() {
+                continue;
+            }
             let have = self.ranges.entry(key).or_default();
             for range in wanted {
                 if have.contains(&range) {

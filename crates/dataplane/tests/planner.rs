@@ -253,3 +253,43 @@ fn adoption_deletes_debris_only_after_the_new_state_is_in_place() {
     assert_eq!(plan.released, [11]);
     apply(&mut kernel, &plan);
 }
+
+#[test]
+fn a_held_backend_keeps_its_entry_and_id_until_released_also_across_adoption() {
+    let mut planner = planner();
+    let mut kernel = kernel();
+    let plan = planner.plan([(1, Some(spec(&[10, 11])))]);
+    apply(&mut kernel, &plan);
+    let id = planner.backend_id(&10).unwrap();
+
+    // 10 leaves the frontend while held: its slot goes, its entry and id stay.
+    assert!(planner.hold(&10));
+    assert!(!planner.hold(&99), "only backends in the maps can be held");
+    let plan = planner.plan([(1, Some(spec(&[11])))]);
+    kernel.apply(&plan.ops).unwrap();
+    assert!(plan.released.is_empty(), "{:?}", plan.released);
+    assert_eq!(kernel.backends.get(&id), Some(&10));
+    assert_eq!(kernel.frontends[&1].count, 1);
+
+    // A restart: the entry is unreferenced debris to adoption, unless held before the plan.
+    let (mut adopted, _) = Planner::adopt(kernel.snapshot(), LIMITS, Arc::new(SevenTable));
+    assert!(adopted.hold(&10));
+    let plan = adopted.plan_full([(1, spec(&[11]))]);
+    kernel.apply(&plan.ops).unwrap();
+    assert_eq!(kernel.backends.get(&id), Some(&10), "kept across adoption");
+
+    // Released: the next plan (even an empty one) deletes it and reports it.
+    adopted.release(&10);
+    let plan = adopted.plan(std::iter::empty());
+    apply(&mut kernel, &plan);
+    assert_eq!(plan.released, vec![10]);
+    assert!(!kernel.backends.contains_key(&id));
+
+    // A held backend that a frontend uses again is not deleted on release.
+    let plan = adopted.plan([(2, Some(spec(&[12])))]);
+    apply(&mut kernel, &plan);
+    assert!(adopted.hold(&12));
+    adopted.release(&12);
+    let plan = adopted.plan(std::iter::empty());
+    assert!(plan.ops.is_empty() && plan.released.is_empty(), "{:?}", plan.ops);
+}

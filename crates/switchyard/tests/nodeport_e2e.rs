@@ -465,3 +465,26 @@ fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_device_that_does_not_exist_is_refused_before_anything_is_loaded() {
+    // No root needed: the device is looked up before anything is loaded.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "agent",
+            "--manifests",
+            "/nonexistent",
+            "--node-name",
+            "n",
+            "--cgroup",
+            "/nonexistent",
+        ])
+        .args(["--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
+        .args(["--devices", "lo,sy-no-such0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("device sy-no-such0: no such network device"), "{stderr}");
+    assert!(!std::path::Path::new("/nonexistent").exists());
+}

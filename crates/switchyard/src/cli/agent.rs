@@ -134,6 +134,9 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if !args.devices.is_empty() {
         packet::check_port_ranges(args.snat_port_range, args.node_port_range)?;
     }
+    for device in &args.devices {
+        switchyard_bpf::tc::check_device(device).context("--devices")?;
+    }
     let sizes = MapSizes {
         frontends: args.max_frontends,
         backends: args.max_backends,
