@@ -34,6 +34,8 @@ const RANDOM_PORT: u16 = 30091;
 const EMPTY_PORT: u16 = 30092;
 /// UDP to a port nothing listens on in p1 (exact node-address entries): metrics test.
 const SINK_PORT: u16 = 30093;
+/// externalTrafficPolicy Local without a local endpoint: dropped (monitor test).
+const LOCAL_DROP_PORT: u16 = 30094;
 /// A Maglev ClusterIP for the socket path (pods of n1 connect to it).
 const CLUSTER_IPS: [&str; 2] = ["10.96.9.9", "fd00:96::9:9"];
 const SEED: [u8; 16] = *b"explain-testseed";
@@ -104,6 +106,7 @@ fn program_node(lab: &Lab) {
                 (None, RANDOM_PORT, FE_NODEPORT, 3),
                 (None, EMPTY_PORT, FE_NODEPORT | FE_REJECT_EMPTY, 0),
                 (Some(cluster_ip), 80, FE_MAGLEV, 3),
+                (None, LOCAL_DROP_PORT, FE_NODEPORT | FE_LOCAL_ONLY, 0),
             ] {
                 let id = next_id;
                 next_id += 1;
@@ -410,5 +413,84 @@ fn per_service_metrics_match_the_traffic_sent() {
             "{text}"
         );
     }
+    drop(lab);
+}
+
+/// `switchyard monitor` shows a drop with its reason and the client, and a decision with the
+/// backend that answered; the stream is off before and after.
+#[test]
+fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
+    if !require_root("monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use switchyard_bpf::monitor::read_settings;
+
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let _servers: Vec<_> = PODS
+        .into_iter()
+        .map(|pod| lab.run_in(pod, || servers::start(ServerKind::TcpEcho, pod, ECHO).unwrap()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    let client = lab.client("c1").unwrap().clone();
+    assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0, "off by default");
+
+    let monitor = |extra: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(["monitor", "--json", "--count", "1", "--duration-ms", "10000", "--bpf-dir"])
+            .arg(&node.bpf_dir)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let on = switchyard_lab::wait_until(Duration::from_secs(5), || {
+            read_settings(&node.bpf_dir).unwrap().enabled != 0
+        });
+        assert!(on, "monitor switched the stream on");
+        let stdout = child.stdout.take().unwrap();
+        (child, BufReader::new(stdout))
+    };
+
+    // A drop: ETP Local without a local endpoint.
+    let (mut child, mut out) = monitor(&["--drops-only"]);
+    let target = SocketAddr::new(node.ipv4.into(), LOCAL_DROP_PORT);
+    let attempt = lab.run_in("c1", || clients::tcp(target, 1, Duration::from_millis(500))).unwrap();
+    assert_eq!(attempt[0].error.as_deref(), Some("timed out"), "{attempt:?}");
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(child.wait().unwrap().success());
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["reason"], "drop_no_local_backend", "{event:#}");
+    assert_eq!(event["drop"], true, "{event:#}");
+    assert_eq!(event["path"], "packet", "{event:#}");
+    assert_eq!(event["destination"], target.to_string(), "{event:#}");
+    let seen: SocketAddr = event["client"].as_str().unwrap().parse().unwrap();
+    assert_eq!(seen.ip(), IpAddr::from(client.ipv4), "{event:#}");
+    assert!(event["frontend_id"].as_u64().is_some(), "frontend resolved: {event:#}");
+    assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0, "off after the monitor");
+
+    // A decision: the new flow's backend is the pod that answered.
+    let (mut child, mut out) = monitor(&["--addr", &client.ipv4.to_string()]);
+    let target = SocketAddr::new(node.ipv4.into(), MAGLEV_PORT);
+    let attempt = lab.run_in("c1", || clients::tcp(target, 1, Duration::from_secs(3))).unwrap();
+    assert_eq!(attempt[0].error, None, "{attempt:?}");
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(child.wait().unwrap().success());
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["reason"], "dnat", "{event:#}");
+    assert_eq!(event["drop"], false, "{event:#}");
+    assert_eq!(event["client"], attempt[0].local.clone().unwrap(), "{event:#}");
+    let backend: SocketAddr = event["backend"].as_str().unwrap().parse().unwrap();
+    let answered = lab.pod(attempt[0].backend.as_deref().unwrap()).unwrap();
+    assert_eq!(backend.ip(), IpAddr::from(answered.ipv4), "{event:#}");
+    assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0);
     drop(lab);
 }
