@@ -370,6 +370,13 @@ fn per_service_metrics_match_the_traffic_sent() {
         .unwrap();
     }
 
+    // One SYN to an externalTrafficPolicy Local NodePort without local endpoints: one drop
+    // (the connect gives up before the kernel's first retransmission, 1 s later).
+    let dropped = SocketAddr::new(node.ipv4.into(), LOCAL_DROP_PORT);
+    let attempt =
+        lab.run_in("c1", || clients::tcp(dropped, 1, Duration::from_millis(300))).unwrap();
+    assert_eq!(attempt[0].error.as_deref(), Some("timed out"), "{attempt:?}");
+
     let mut index = ServiceIndex::default();
     for (target, _) in targets {
         let label = ServiceLabel {
@@ -402,6 +409,13 @@ fn per_service_metrics_match_the_traffic_sent() {
         })
     });
     assert!(counted, "{text}");
+    let drops = text
+        .lines()
+        .find(|l| {
+            l.starts_with("switchyard_datapath_drops_total{reason=\"drop_no_local_backend\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert_eq!(drops, Some(1), "{text}");
     for (target, headers) in targets {
         let frontend = format!("{}:{SINK_PORT}", target.ip());
         let get = |metric| value(&text, metric, &frontend);
