@@ -38,6 +38,8 @@ const SINK_PORT: u16 = 30093;
 const LOCAL_DROP_PORT: u16 = 30094;
 /// A Maglev ClusterIP for the socket path (pods of n1 connect to it).
 const CLUSTER_IPS: [&str; 2] = ["10.96.9.9", "fd00:96::9:9"];
+/// A ClusterIP without endpoints (connect() refused by the socket programs).
+const EMPTY_CLUSTER_IPS: [&str; 2] = ["10.96.9.10", "fd00:96::9:10"];
 const SEED: [u8; 16] = *b"explain-testseed";
 const M: u32 = 251;
 
@@ -101,12 +103,15 @@ fn program_node(lab: &Lab) {
                 })
                 .collect();
             let cluster_ip: IpAddr = CLUSTER_IPS[usize::from(family == AF_INET6)].parse().unwrap();
+            let empty_ip: IpAddr =
+                EMPTY_CLUSTER_IPS[usize::from(family == AF_INET6)].parse().unwrap();
             for (ip, port, flags, count) in [
                 (None, MAGLEV_PORT, FE_NODEPORT | FE_MAGLEV, 3u32),
                 (None, RANDOM_PORT, FE_NODEPORT, 3),
                 (None, EMPTY_PORT, FE_NODEPORT | FE_REJECT_EMPTY, 0),
                 (Some(cluster_ip), 80, FE_MAGLEV, 3),
                 (None, LOCAL_DROP_PORT, FE_NODEPORT | FE_LOCAL_ONLY, 0),
+                (Some(empty_ip), 80, 0, 0),
             ] {
                 let id = next_id;
                 next_id += 1;
@@ -506,5 +511,25 @@ fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
     let answered = lab.pod(attempt[0].backend.as_deref().unwrap()).unwrap();
     assert_eq!(backend.ip(), IpAddr::from(answered.ipv4), "{event:#}");
     assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0);
+
+    // The socket path: a pod's connect() to a ClusterIP without endpoints is refused.
+    let (mut child, mut out) = monitor(&["--drops-only"]);
+    let target = SocketAddr::new(EMPTY_CLUSTER_IPS[0].parse().unwrap(), 80);
+    let mut command = Command::new(BIN);
+    command.args(["lab", "client", "tcp", "--target", &target.to_string()]);
+    let refused = lab.output_in("p1", command).unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("connection refused"),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(child.wait().unwrap().success());
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["reason"], "reject_no_backend", "{event:#}");
+    assert_eq!(event["path"], "socket", "{event:#}");
+    assert_eq!(event["destination"], target.to_string(), "{event:#}");
+    assert!(event["cookie"].as_u64().is_some_and(|c| c != 0), "{event:#}");
     drop(lab);
 }
