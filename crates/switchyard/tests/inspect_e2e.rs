@@ -49,6 +49,24 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     assert!(doc["missing"].as_array().unwrap().is_empty(), "{doc:#}");
     assert!(doc["backends"].as_array().unwrap().iter().all(|b| b["desired"] == true), "{doc:#}");
 
+    // explain from a pod, run in its namespace, names the Service from the manifests.
+    let pod_ip = cluster.pod_ip("a1", false).to_string();
+    let mut command = Command::new(BIN);
+    command.args(["explain", &pod_ip, "10.96.7.10:80/tcp", "--from", "inside", "--json"]).args([
+        "--manifests",
+        &dir,
+        "--node-name",
+        "node1",
+        "--bpf-dir",
+        &bpf,
+    ]);
+    let out = cluster.lab.output_in("a1", command).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["frontend"]["service"], "e2e/web (ClusterIP port tcp)", "{e:#}");
+    assert_eq!(e["decision"]["method"], "random", "{e:#}");
+    assert_eq!(e["candidates"].as_array().unwrap().len(), 2, "{e:#}");
+
     // Behind the agent's back: the UDP frontend goes, an unknown backend appears.
     let mut maps = Maps::open_pinned(&bpf_dir).unwrap();
     maps.frontends.remove(&FrontendKey::new(ip, 80, PROTO_UDP, SCOPE_DEFAULT)).unwrap();
