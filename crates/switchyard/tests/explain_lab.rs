@@ -477,8 +477,18 @@ fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
         (child, BufReader::new(stdout))
     };
 
+    let status = || {
+        let out =
+            Command::new(BIN).args(["status", "--bpf-dir"]).arg(&node.bpf_dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(status().contains("monitor: off"), "{}", status());
+
     // A drop: ETP Local without a local endpoint.
-    let (mut child, mut out) = monitor(&["--drops-only"]);
+    let (mut child, mut out) = monitor(&["--drops-only", "--sample", "7"]);
+    let shown = status();
+    assert!(shown.contains("monitor: on (decisions 1 in 7, drops 1 in 1)"), "{shown}");
     let target = SocketAddr::new(node.ipv4.into(), LOCAL_DROP_PORT);
     let attempt = lab.run_in("c1", || clients::tcp(target, 1, Duration::from_millis(500))).unwrap();
     assert_eq!(attempt[0].error.as_deref(), Some("timed out"), "{attempt:?}");
@@ -494,6 +504,7 @@ fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
     assert_eq!(seen.ip(), IpAddr::from(client.ipv4), "{event:#}");
     assert!(event["frontend_id"].as_u64().is_some(), "frontend resolved: {event:#}");
     assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0, "off after the monitor");
+    assert!(status().contains("monitor: off"), "{}", status());
 
     // A decision: the new flow's backend is the pod that answered.
     let (mut child, mut out) = monitor(&["--addr", &client.ipv4.to_string()]);
