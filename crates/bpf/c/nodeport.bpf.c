@@ -546,9 +546,37 @@ static __always_inline int send_back(struct __sk_buff *skb, __u32 reason)
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-static __always_inline int drop(struct __sk_buff *skb, __u32 reason)
+/* Tells the monitor (when on and sampled) what happened to p. */
+static SY_NOINLINE void pkt_event(const struct pkt *p, __u32 reason, __u32 frontend_id,
+				  __u32 backend_id, __u32 len)
+{
+	struct sy_event *ev;
+	int is_drop = reason != SY_REASON_PKT_DNAT && reason != SY_REASON_PKT_DNAT_SNAT;
+
+	if (!sy_monitor_sampled(is_drop))
+		return;
+	ev = sy_event_reserve();
+	if (!ev)
+		return;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->reason = reason;
+	ev->frontend_id = frontend_id;
+	ev->backend_id = backend_id;
+	ev->len = len;
+	ev->saddr = p->t.saddr;
+	ev->daddr = p->t.daddr;
+	ev->sport = p->t.sport;
+	ev->dport = p->t.dport;
+	ev->proto = p->t.proto;
+	ev->family = p->t.family;
+	ev->path = SY_PATH_PKT;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline int drop(struct __sk_buff *skb, const struct pkt *p, __u32 reason)
 {
 	sy_count(reason, skb->len);
+	pkt_event(p, reason, 0, 0, skb->len);
 	return TC_ACT_SHOT;
 }
 
@@ -610,7 +638,7 @@ static SY_NOINLINE int answer_too_big(struct __sk_buff *skb, const struct pkt *p
 	else
 		err = answer_icmp(skb, p, ICMP6_PKT_TOO_BIG_, 0, mtu);
 	if (err)
-		return drop(skb, SY_REASON_PKT_DROP_NO_ANSWER);
+		return drop(skb, p, SY_REASON_PKT_DROP_NO_ANSWER);
 	return send_back(skb, SY_REASON_PKT_FRAG_NEEDED);
 }
 
@@ -671,7 +699,7 @@ static SY_NOINLINE int translate_and_forward(struct __sk_buff *skb, const struct
 		}
 	}
 	if (rewrite(skb, p, s, sp, d, dp))
-		return drop(skb, SY_REASON_PKT_DROP_REWRITE);
+		return drop(skb, p, SY_REASON_PKT_DROP_REWRITE);
 	sy_count(reason, skb->len);
 	if (!ingress)
 		return TC_ACT_OK;
@@ -803,7 +831,7 @@ static SY_NOINLINE int handle_icmp_error(struct __sk_buff *skb, struct pkt *p, i
 	if (ingress)
 		route_lookup(skb, p, &out_s, &out_d, &r);
 	if (set_inner(skb, p, &in_s, in_sp, &in_d, in_dp) || set_outer(skb, p, &out_s, &out_d))
-		return drop(skb, SY_REASON_PKT_DROP_REWRITE);
+		return drop(skb, p, SY_REASON_PKT_DROP_REWRITE);
 	sy_count(SY_REASON_PKT_ICMP_REVNAT, skb->len);
 	if (!ingress)
 		return TC_ACT_OK;
@@ -981,15 +1009,15 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 	fe_flags = fe->flags;
 
 	if (!source_allowed(fe, p))
-		return drop(skb, SY_REASON_PKT_DROP_SOURCE_RANGE);
+		return drop(skb, p, SY_REASON_PKT_DROP_SOURCE_RANGE);
 
 	if (fe->backend_count == 0) {
 		if (fe_flags & SY_FE_LOCAL_ONLY)
-			return drop(skb, SY_REASON_PKT_DROP_NO_LOCAL_BACKEND);
+			return drop(skb, p, SY_REASON_PKT_DROP_NO_LOCAL_BACKEND);
 		if (!(fe_flags & SY_FE_REJECT_EMPTY))
-			return drop(skb, SY_REASON_DROP_NO_BACKEND);
+			return drop(skb, p, SY_REASON_DROP_NO_BACKEND);
 		if (p->t.proto == IPPROTO_TCP && (p->tcp_flags & TCP_RST))
-			return drop(skb, SY_REASON_DROP_NO_BACKEND);
+			return drop(skb, p, SY_REASON_DROP_NO_BACKEND);
 		return NF_REJECT;
 	}
 
@@ -1005,11 +1033,11 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 			err = pick_random(fe, &pick);
 		}
 		if (err < 0)
-			return drop(skb, (__u32)-err);
+			return drop(skb, p, (__u32)-err);
 	}
 	be = bpf_map_lookup_elem(&sy_backends, &pick.backend_id);
 	if (!be || be->family != p->t.family)
-		return drop(skb, SY_REASON_ERR_BACKEND_MISSING);
+		return drop(skb, p, SY_REASON_ERR_BACKEND_MISSING);
 	if (fe_flags & SY_FE_AFFINITY)
 		affinity_store(fe, p, now, &pick);
 
@@ -1040,27 +1068,27 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 
 	if (snat) {
 		if (!pcfg)
-			return drop(skb, SY_REASON_PKT_DROP_SNAT_NO_ADDR);
+			return drop(skb, p, SY_REASON_PKT_DROP_SNAT_NO_ADDR);
 		e.nat_saddr = p->t.family == SY_AF_INET ? pcfg->snat_addr4 : pcfg->snat_addr6;
 		if (e.nat_saddr.words[0] == 0 && e.nat_saddr.words[1] == 0 &&
 		    e.nat_saddr.words[2] == 0 && e.nat_saddr.words[3] == 0)
-			return drop(skb, SY_REASON_PKT_DROP_SNAT_NO_ADDR);
+			return drop(skb, p, SY_REASON_PKT_DROP_SNAT_NO_ADDR);
 		e.flags |= SY_CT_F_SNAT;
 		e.nat_sport = 0;
 		nat_key_of(&reply, &e, &p->t);
 		if (snat_claim(&reply, &nat, pcfg, now))
-			return drop(skb, SY_REASON_PKT_DROP_SNAT_EXHAUSTED);
+			return drop(skb, p, SY_REASON_PKT_DROP_SNAT_EXHAUSTED);
 		e.nat_sport = reply.dport;
 	} else {
 		e.nat_saddr = p->t.saddr;
 		e.nat_sport = p->t.sport;
 		nat_key_of(&reply, &e, &p->t);
 		if (bpf_map_update_elem(&sy_nat, &reply, &nat, BPF_ANY))
-			return drop(skb, SY_REASON_PKT_DROP_CT_UPDATE);
+			return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	}
 	if (bpf_map_update_elem(&sy_ct, &p->t, &e, BPF_ANY)) {
 		bpf_map_delete_elem(&sy_nat, &reply);
-		return drop(skb, SY_REASON_PKT_DROP_CT_UPDATE);
+		return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	}
 	sy_count(pick.reason, 0);
 	return NF_TRANSLATE;
@@ -1070,13 +1098,15 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 static SY_NOINLINE int reject(struct __sk_buff *skb, const struct pkt *p)
 {
 	if (p->t.proto == IPPROTO_TCP) {
+		pkt_event(p, SY_REASON_PKT_REJECT_RST, 0, 0, skb->len);
 		if (answer_rst(skb, p))
-			return drop(skb, SY_REASON_PKT_DROP_NO_ANSWER);
+			return drop(skb, p, SY_REASON_PKT_DROP_NO_ANSWER);
 		return send_back(skb, SY_REASON_PKT_REJECT_RST);
 	}
+	pkt_event(p, SY_REASON_PKT_REJECT_ICMP, 0, 0, skb->len);
 	if (answer_icmp(skb, p, p->t.family == SY_AF_INET ? ICMP_DEST_UNREACH_ : ICMP6_DST_UNREACH_,
 			p->t.family == SY_AF_INET ? ICMP_PORT_UNREACH_ : ICMP6_PORT_UNREACH_, 0))
-		return drop(skb, SY_REASON_PKT_DROP_NO_ANSWER);
+		return drop(skb, p, SY_REASON_PKT_DROP_NO_ANSWER);
 	return send_back(skb, SY_REASON_PKT_REJECT_ICMP);
 }
 
@@ -1148,8 +1178,10 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 		return rc;
 	e = bpf_map_lookup_elem(&sy_ct, &p->t);
 	if (!e)
-		return drop(skb, SY_REASON_PKT_DROP_CT_UPDATE);
+		return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	sy_count_frontend(e->frontend_id, 1, 1, skb->len);
+	pkt_event(p, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT,
+		  e->frontend_id, e->backend_id, skb->len);
 	ct_xlat(x, e, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT);
 	return apply(skb, p, x);
 }

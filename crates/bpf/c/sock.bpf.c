@@ -31,6 +31,31 @@ static __always_inline void count(__u32 reason)
 	sy_count(reason, 0);
 }
 
+/* Tells the monitor (when on and sampled) about a translation or a refusal. */
+static __always_inline void sock_event(__u32 reason, int is_drop, __u32 frontend_id,
+				       __u32 backend_id, const struct sy_addr *dst, __be16 port,
+				       __u8 proto, __u8 family, __u64 cookie)
+{
+	struct sy_event *ev;
+
+	if (!sy_monitor_sampled(is_drop))
+		return;
+	ev = sy_event_reserve();
+	if (!ev)
+		return;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->cookie = cookie;
+	ev->reason = reason;
+	ev->frontend_id = frontend_id;
+	ev->backend_id = backend_id;
+	ev->daddr = *dst;
+	ev->dport = port;
+	ev->proto = proto;
+	ev->family = family;
+	ev->path = SY_PATH_SOCK;
+	bpf_ringbuf_submit(ev, 0);
+}
+
 /* A fresh choice: Maglev table (hash of the socket cookie) or random slot.
  * Returns 0 or a negative error reason. */
 static __always_inline int pick_backend(const struct sy_frontend *fe, __u64 cookie, struct pick *out)
@@ -80,6 +105,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 
 	if (fe->backend_count == 0) {
 		count(SY_REASON_REJECT_NO_BACKEND);
+		sock_event(SY_REASON_REJECT_NO_BACKEND, 1, fe->id, 0, &dst, port, proto, family,
+			   bpf_get_socket_cookie(ctx));
 		bpf_set_retval(-SY_ECONNREFUSED);
 		return SY_REJECT;
 	}
@@ -127,6 +154,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 		err = pick_backend(fe, cookie, &pick);
 		if (err < 0) {
 			count((__u32)-err);
+			sock_event((__u32)-err, 1, fe->id, 0, &dst, port, proto, family, cookie);
 			bpf_set_retval(-SY_ECONNREFUSED);
 			return SY_REJECT;
 		}
@@ -135,6 +163,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 	be = bpf_map_lookup_elem(&sy_backends, &pick.backend_id);
 	if (!be || be->family != family) {
 		count(SY_REASON_ERR_BACKEND_MISSING);
+		sock_event(SY_REASON_ERR_BACKEND_MISSING, 1, fe->id, pick.backend_id, &dst, port, proto,
+			   family, cookie);
 		bpf_set_retval(-SY_ECONNREFUSED);
 		return SY_REJECT;
 	}
@@ -177,8 +207,11 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 	ctx->user_port = (__u32)be->port;
 	count(pick.reason);
 	/* A sticky pick is a later datagram of a flow already counted. */
-	if (pick.reason != SY_REASON_TRANSLATED_STICKY)
+	if (pick.reason != SY_REASON_TRANSLATED_STICKY) {
 		sy_count_frontend(fe->id, 1, 0, 0);
+		sock_event(pick.reason, 0, fe->id, pick.backend_id, &dst, port, proto, family,
+			   cookie);
+	}
 	return SY_ALLOW;
 }
 

@@ -224,6 +224,40 @@ struct sy_config {
 	__u64 hash_k1;           /* SipHash key, seed bytes 8..16 read little-endian */
 };
 
+/* ---- monitor: a live stream of decisions and drops (switchyard monitor) ----
+ * Off by default: the programs write to sy_events only while sy_monitor[0].enabled is set (the
+ * monitor command sets it and clears it when it ends). Decisions are sampled 1 in
+ * sample_every, drops 1 in drop_sample_every (0 and 1: every one), with bpf_get_prandom_u32. */
+#define SY_PATH_SOCK 0 /* cgroup socket programs */
+#define SY_PATH_PKT 1  /* TC per-packet programs */
+#define SY_DEFAULT_EVENTS_BYTES 262144 /* sy_events ring buffer size (power of 2, pages) */
+
+/* sy_monitor value, key 0: written by the monitor command. */
+struct sy_monitor_config {
+	__u32 enabled;
+	__u32 sample_every;      /* decisions: 1 in N (0, 1: all) */
+	__u32 drop_sample_every; /* drops and rejects: 1 in N (0, 1: all) */
+	__u32 pad;
+};
+
+/* One sy_events record. */
+struct sy_event {
+	__u64 ts_ns;       /* bpf_ktime_get_ns() */
+	__u64 cookie;      /* socket path: socket cookie; per-packet path: 0 */
+	__u32 reason;      /* enum sy_reason */
+	__u32 frontend_id; /* 0: not known where the event was emitted */
+	__u32 backend_id;  /* 0: none */
+	__u32 len;         /* per-packet path: skb->len; socket path: 0 */
+	struct sy_addr saddr; /* per-packet: client; socket: zero (connect knows no source) */
+	struct sy_addr daddr; /* the destination as the client addressed it */
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 path; /* SY_PATH_* */
+	__u8 pad;
+};
+
 /* ---- the one hash (crates/maglev/src/siphash.rs, docs/maglev.md) ----
  * SipHash-2-4: little-endian message words, length in the top byte of the last word. Written
  * for the BPF target and the host alike (the layout probe prints golden values that the Rust
@@ -429,6 +463,42 @@ static __always_inline void sy_count_frontend(__u32 frontend_id, __u64 connectio
 	c->connections += connections;
 	c->packets += packets;
 	c->bytes += bytes;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_monitor_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_monitor SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SY_DEFAULT_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_events SEC(".maps");
+
+/* Should this event go to the monitor? One array lookup when the monitor is off. */
+static __always_inline int sy_monitor_sampled(int is_drop)
+{
+	__u32 zero = 0, every;
+	struct sy_monitor_config *m = bpf_map_lookup_elem(&sy_monitor, &zero);
+
+	if (!m || !m->enabled)
+		return 0;
+	every = is_drop ? m->drop_sample_every : m->sample_every;
+	return every <= 1 || bpf_get_prandom_u32() % every == 0;
+}
+
+/* A zeroed record in sy_events, or NULL (ring full: the event is lost, never the packet). */
+static __always_inline struct sy_event *sy_event_reserve(void)
+{
+	struct sy_event *ev = bpf_ringbuf_reserve(&sy_events, sizeof(struct sy_event), 0);
+
+	if (ev)
+		__builtin_memset(ev, 0, sizeof(*ev));
+	return ev;
 }
 
 #endif /* __bpf__ */

@@ -403,6 +403,74 @@ impl Config {
     }
 }
 
+/// `SY_PATH_SOCK`: an event of the cgroup socket programs.
+pub const PATH_SOCK: u8 = 0;
+/// `SY_PATH_PKT`: an event of the TC per-packet programs.
+pub const PATH_PKT: u8 = 1;
+/// `SY_DEFAULT_EVENTS_BYTES`: size of the `sy_events` ring buffer.
+pub const DEFAULT_EVENTS_BYTES: u32 = 262_144;
+
+/// `struct sy_monitor_config`, the single entry of `sy_monitor` (written by `switchyard
+/// monitor`; all zero, the default, means off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct MonitorConfig {
+    /// Nonzero: the programs write events.
+    pub enabled: u32,
+    /// Decisions: 1 in N (0 and 1: all).
+    pub sample_every: u32,
+    /// Drops and rejects: 1 in N (0 and 1: all).
+    pub drop_sample_every: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+/// `struct sy_event`: one record of the `sy_events` ring buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Socket path: the socket cookie; per-packet path: 0.
+    pub cookie: u64,
+    /// `enum sy_reason` (socket or per-packet reason).
+    pub reason: u32,
+    /// Frontend id, 0 where the program did not know it (per-packet drops).
+    pub frontend_id: u32,
+    /// Backend id, 0 for none.
+    pub backend_id: u32,
+    /// Per-packet path: `skb->len`.
+    pub len: u32,
+    /// Per-packet path: client address; socket path: zero.
+    pub saddr: Addr,
+    /// Destination as the client addressed it.
+    pub daddr: Addr,
+    /// Source port, network byte order.
+    pub sport: u16,
+    /// Destination port, network byte order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Family of both addresses.
+    pub family: u8,
+    /// [`PATH_SOCK`] or [`PATH_PKT`].
+    pub path: u8,
+    /// Zero.
+    pub pad: u8,
+}
+
+impl Event {
+    /// Parses one ring-buffer record (`None` when it is too short).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
+        if bytes.len() < size_of::<Event>() {
+            return None;
+        }
+        // SAFETY: bytes holds at least size_of::<Event>() bytes; read_unaligned copes with any
+        // alignment, and Event is plain old data (every bit pattern is valid).
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+    }
+}
+
 // SAFETY: every type below is #[repr(C)], made only of integers and byte arrays, and has no
 // implicit padding (tests/layout.rs checks the sizes equal the sum the header spells out),
 // so every bit pattern is valid and no uninitialised byte is ever exposed.
@@ -418,5 +486,6 @@ unsafe impl aya::Pod for Affinity {}
 unsafe impl aya::Pod for SockStickyKey {}
 unsafe impl aya::Pod for NodeAddrKey {}
 unsafe impl aya::Pod for Counter {}
+unsafe impl aya::Pod for MonitorConfig {}
 unsafe impl aya::Pod for FrontendCounter {}
 unsafe impl aya::Pod for Config {}

@@ -10,6 +10,7 @@ pub mod abi;
 pub mod error;
 pub mod loader;
 pub mod maps;
+pub mod monitor;
 pub mod pkt;
 pub mod tc;
 

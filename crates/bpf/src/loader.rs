@@ -135,7 +135,7 @@ impl LoadOptions {
 }
 
 /// What a map must look like: (name, key size, value size, max_entries).
-fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 11] {
+fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 13] {
     let s = &opts.sizes;
     [
         (names::FRONTENDS, size_of::<FrontendKey>(), size_of::<Frontend>(), s.frontends),
@@ -150,6 +150,9 @@ fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 11] 
         (names::CONFIG, size_of::<u32>(), size_of::<Config>(), 1),
         // One counter entry per frontend at most.
         (names::FE_COUNTERS, size_of::<u32>(), size_of::<FrontendCounter>(), s.frontends),
+        (names::MONITOR, size_of::<u32>(), size_of::<crate::abi::MonitorConfig>(), 1),
+        // A ring buffer has no key or value; max_entries is its size in bytes.
+        (names::EVENTS, 0, 0, crate::abi::DEFAULT_EVENTS_BYTES),
     ]
 }
 

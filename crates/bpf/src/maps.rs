@@ -41,9 +41,13 @@ pub mod names {
     pub const CONFIG: &str = "sy_config";
     /// `sy_fe_counters`: frontend id -> per-CPU traffic counters.
     pub const FE_COUNTERS: &str = "sy_fe_counters";
+    /// `sy_monitor`: 0 -> monitor settings (off unless `switchyard monitor` runs).
+    pub const MONITOR: &str = "sy_monitor";
+    /// `sy_events`: ring buffer of decisions and drops for the monitor.
+    pub const EVENTS: &str = "sy_events";
 
     /// Every map, in the order the loader checks them.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         FRONTENDS,
         SLOTS,
         BACKENDS,
@@ -55,6 +59,8 @@ pub mod names {
         COUNTERS,
         CONFIG,
         FE_COUNTERS,
+        MONITOR,
+        EVENTS,
     ];
 }
 

@@ -31,6 +31,8 @@ fn rust_sizes() -> BTreeMap<&'static str, (usize, usize)> {
         "sy_counter" => Counter,
         "sy_fe_counter" => FrontendCounter,
         "sy_config" => Config,
+        "sy_monitor_config" => MonitorConfig,
+        "sy_event" => Event,
     }
 }
 
@@ -90,6 +92,24 @@ fn rust_offsets() -> BTreeMap<&'static str, (usize, usize)> {
         "sy_config.flags" => Config, flags;
         "sy_config.hash_k0" => Config, hash_k0;
         "sy_config.hash_k1" => Config, hash_k1;
+        "sy_monitor_config.enabled" => MonitorConfig, enabled;
+        "sy_monitor_config.sample_every" => MonitorConfig, sample_every;
+        "sy_monitor_config.drop_sample_every" => MonitorConfig, drop_sample_every;
+        "sy_monitor_config.pad" => MonitorConfig, pad;
+        "sy_event.ts_ns" => Event, ts_ns;
+        "sy_event.cookie" => Event, cookie;
+        "sy_event.reason" => Event, reason;
+        "sy_event.frontend_id" => Event, frontend_id;
+        "sy_event.backend_id" => Event, backend_id;
+        "sy_event.len" => Event, len;
+        "sy_event.saddr" => Event, saddr;
+        "sy_event.daddr" => Event, daddr;
+        "sy_event.sport" => Event, sport;
+        "sy_event.dport" => Event, dport;
+        "sy_event.proto" => Event, proto;
+        "sy_event.family" => Event, family;
+        "sy_event.path" => Event, path;
+        "sy_event.pad" => Event, pad;
     }
 }
 
@@ -113,6 +133,9 @@ fn rust_constants() -> BTreeMap<&'static str, u64> {
         ("SY_BE_ENCAP", u64::from(BE_ENCAP)),
         ("SY_SLOT_NONE", u64::from(SLOT_NONE)),
         ("SY_MAGLEV_DEFAULT_TABLE_SIZE", u64::from(MAGLEV_DEFAULT_TABLE_SIZE)),
+        ("SY_PATH_SOCK", u64::from(PATH_SOCK)),
+        ("SY_PATH_PKT", u64::from(PATH_PKT)),
+        ("SY_DEFAULT_EVENTS_BYTES", u64::from(DEFAULT_EVENTS_BYTES)),
         ("SY_REASON_MAX", u64::from(Reason::MAX)),
     ]);
     for reason in Reason::ALL {
@@ -157,6 +180,8 @@ fn shared_structs_have_no_implicit_padding() {
         ("sy_counter", 8 + 8, size_of::<Counter>()),
         ("sy_fe_counter", 8 + 8 + 8, size_of::<FrontendCounter>()),
         ("sy_config", 4 + 4 + 8 + 8, size_of::<Config>()),
+        ("sy_monitor_config", 4 * 4, size_of::<MonitorConfig>()),
+        ("sy_event", 8 + 8 + 4 * 4 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1, size_of::<Event>()),
     ];
     for (name, fields, size) in declared {
         assert_eq!(

@@ -53,7 +53,13 @@ impl TableBuilder<MapBackend> for MaglevTables {
             Err(err) => {
                 // Only possible with the same address twice under different flags; spread
                 // evenly so the frontend still works.
-                warn!(%err, "Maglev table could not be built; spreading entries round-robin");
+                let addresses: Vec<String> =
+                    backends.iter().map(|b| SocketAddr::new(b.ip, b.port).to_string()).collect();
+                warn!(
+                    %err,
+                    backends = %addresses.join(","),
+                    "Maglev table could not be built for these backends; spreading entries round-robin"
+                );
                 let n = backends.len().max(1) as u32;
                 (0..self.size()).map(|i| i % n).collect()
             }

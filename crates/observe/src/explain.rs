@@ -62,6 +62,8 @@ pub struct MatchedFrontend {
     pub affinity_timeout_s: u32,
     /// How the entry was found.
     pub matched_by: &'static str,
+    /// `NAMESPACE/NAME` of the Service, when the caller knows it (the maps hold no names).
+    pub service: Option<String>,
 }
 
 /// One usable backend of the frontend.
@@ -268,6 +270,7 @@ fn matched_frontend(key: &FrontendKey, fe: &Frontend, matched_by: &'static str) 
         flags: frontend_flag_names(fe.flags),
         affinity_timeout_s: fe.affinity_timeout_s,
         matched_by,
+        service: None,
     }
 }
 

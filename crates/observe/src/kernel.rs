@@ -13,6 +13,7 @@ use serde::Serialize;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{self, Reason};
 use switchyard_bpf::maps::names;
+use switchyard_bpf::pkt::PacketReason;
 
 use crate::Error;
 
@@ -137,7 +138,11 @@ pub fn backend_flag_names(flags: u8) -> Vec<&'static str> {
 
 /// Whether a reason means the flow did not get through (refused, dropped or an error).
 pub fn is_drop(reason: Reason) -> bool {
-    let name = reason.name();
+    is_drop_name(reason.name())
+}
+
+/// [`is_drop`] by reason name, for either path's reasons (`PacketReason` names too).
+pub fn is_drop_name(name: &str) -> bool {
     name.starts_with("reject_") || name.starts_with("drop_") || name.starts_with("err_")
 }
 
@@ -254,11 +259,20 @@ pub fn attached_programs(bpf_dir: &Path) -> Vec<String> {
 
 /// Reads everything: frontends, counters, per-frontend counters and map fill.
 pub fn read(maps: &Maps, bpf_dir: &Path) -> Result<KernelState, Error> {
-    let reasons = maps
+    let mut reasons: BTreeMap<&'static str, ReasonCount> = maps
         .counters()?
         .into_iter()
         .map(|(r, c)| (r.name(), ReasonCount { packets: c.packets, bytes: c.bytes }))
         .collect();
+    // The per-packet reasons share sy_counters (indexes 32..63).
+    for reason in PacketReason::ALL {
+        let per_cpu = maps.counters.get(&(reason as u32), 0).map_err(map_err(names::COUNTERS))?;
+        let sum = per_cpu.iter().fold(ReasonCount::default(), |acc, c| ReasonCount {
+            packets: acc.packets + c.packets,
+            bytes: acc.bytes + c.bytes,
+        });
+        reasons.insert(reason.name(), sum);
+    }
     let frontend_counters = maps
         .frontend_counters()?
         .into_iter()

@@ -26,6 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets, line
 use prometheus_client::registry::Registry;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::Reason;
+use switchyard_bpf::pkt::PacketReason;
 use tracing::warn;
 
 use crate::kernel::{self, KernelState};
@@ -260,9 +261,14 @@ pub fn encode_kernel(
         None,
         MetricType::Counter,
     )?;
-    for reason in Reason::ALL.into_iter().filter(|r| *r != Reason::NotService) {
-        let value = state.reasons.get(reason.name()).map(|c| c.packets).unwrap_or(0);
-        let labels = vec![("reason", reason.name().to_owned())];
+    let names = Reason::ALL
+        .into_iter()
+        .filter(|r| *r != Reason::NotService)
+        .map(Reason::name)
+        .chain(PacketReason::ALL.into_iter().map(PacketReason::name));
+    for name in names.clone() {
+        let value = state.reasons.get(name).map(|c| c.packets).unwrap_or(0);
+        let labels = vec![("reason", name.to_owned())];
         ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
     }
     let mut family = encoder.encode_descriptor(
@@ -271,9 +277,9 @@ pub fn encode_kernel(
         None,
         MetricType::Counter,
     )?;
-    for reason in Reason::ALL.into_iter().filter(|r| kernel::is_drop(*r)) {
-        let value = state.reasons.get(reason.name()).map(|c| c.packets).unwrap_or(0);
-        let labels = vec![("reason", reason.name().to_owned())];
+    for name in names.filter(|n| kernel::is_drop_name(n)) {
+        let value = state.reasons.get(name).map(|c| c.packets).unwrap_or(0);
+        let labels = vec![("reason", name.to_owned())];
         ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
     }
 

@@ -34,8 +34,12 @@ const RANDOM_PORT: u16 = 30091;
 const EMPTY_PORT: u16 = 30092;
 /// UDP to a port nothing listens on in p1 (exact node-address entries): metrics test.
 const SINK_PORT: u16 = 30093;
+/// externalTrafficPolicy Local without a local endpoint: dropped (monitor test).
+const LOCAL_DROP_PORT: u16 = 30094;
 /// A Maglev ClusterIP for the socket path (pods of n1 connect to it).
 const CLUSTER_IPS: [&str; 2] = ["10.96.9.9", "fd00:96::9:9"];
+/// A ClusterIP without endpoints (connect() refused by the socket programs).
+const EMPTY_CLUSTER_IPS: [&str; 2] = ["10.96.9.10", "fd00:96::9:10"];
 const SEED: [u8; 16] = *b"explain-testseed";
 const M: u32 = 251;
 
@@ -99,11 +103,15 @@ fn program_node(lab: &Lab) {
                 })
                 .collect();
             let cluster_ip: IpAddr = CLUSTER_IPS[usize::from(family == AF_INET6)].parse().unwrap();
+            let empty_ip: IpAddr =
+                EMPTY_CLUSTER_IPS[usize::from(family == AF_INET6)].parse().unwrap();
             for (ip, port, flags, count) in [
                 (None, MAGLEV_PORT, FE_NODEPORT | FE_MAGLEV, 3u32),
                 (None, RANDOM_PORT, FE_NODEPORT, 3),
                 (None, EMPTY_PORT, FE_NODEPORT | FE_REJECT_EMPTY, 0),
                 (Some(cluster_ip), 80, FE_MAGLEV, 3),
+                (None, LOCAL_DROP_PORT, FE_NODEPORT | FE_LOCAL_ONLY, 0),
+                (Some(empty_ip), 80, 0, 0),
             ] {
                 let id = next_id;
                 next_id += 1;
@@ -367,6 +375,13 @@ fn per_service_metrics_match_the_traffic_sent() {
         .unwrap();
     }
 
+    // One SYN to an externalTrafficPolicy Local NodePort without local endpoints: one drop
+    // (the connect gives up before the kernel's first retransmission, 1 s later).
+    let dropped = SocketAddr::new(node.ipv4.into(), LOCAL_DROP_PORT);
+    let attempt =
+        lab.run_in("c1", || clients::tcp(dropped, 1, Duration::from_millis(300))).unwrap();
+    assert_eq!(attempt[0].error.as_deref(), Some("timed out"), "{attempt:?}");
+
     let mut index = ServiceIndex::default();
     for (target, _) in targets {
         let label = ServiceLabel {
@@ -399,6 +414,13 @@ fn per_service_metrics_match_the_traffic_sent() {
         })
     });
     assert!(counted, "{text}");
+    let drops = text
+        .lines()
+        .find(|l| {
+            l.starts_with("switchyard_datapath_drops_total{reason=\"drop_no_local_backend\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert_eq!(drops, Some(1), "{text}");
     for (target, headers) in targets {
         let frontend = format!("{}:{SINK_PORT}", target.ip());
         let get = |metric| value(&text, metric, &frontend);
@@ -410,5 +432,115 @@ fn per_service_metrics_match_the_traffic_sent() {
             "{text}"
         );
     }
+    drop(lab);
+}
+
+/// `switchyard monitor` shows a drop with its reason and the client, and a decision with the
+/// backend that answered; the stream is off before and after.
+#[test]
+fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
+    if !require_root("monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use switchyard_bpf::monitor::read_settings;
+
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let _servers: Vec<_> = PODS
+        .into_iter()
+        .map(|pod| lab.run_in(pod, || servers::start(ServerKind::TcpEcho, pod, ECHO).unwrap()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    let client = lab.client("c1").unwrap().clone();
+    assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0, "off by default");
+
+    let monitor = |extra: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(["monitor", "--json", "--count", "1", "--duration-ms", "10000", "--bpf-dir"])
+            .arg(&node.bpf_dir)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let on = switchyard_lab::wait_until(Duration::from_secs(5), || {
+            read_settings(&node.bpf_dir).unwrap().enabled != 0
+        });
+        assert!(on, "monitor switched the stream on");
+        let stdout = child.stdout.take().unwrap();
+        (child, BufReader::new(stdout))
+    };
+
+    let status = || {
+        let out =
+            Command::new(BIN).args(["status", "--bpf-dir"]).arg(&node.bpf_dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(status().contains("monitor: off"), "{}", status());
+
+    // A drop: ETP Local without a local endpoint.
+    let (mut child, mut out) = monitor(&["--drops-only", "--sample", "7"]);
+    let shown = status();
+    assert!(shown.contains("monitor: on (decisions 1 in 7, drops 1 in 1)"), "{shown}");
+    let target = SocketAddr::new(node.ipv4.into(), LOCAL_DROP_PORT);
+    let attempt = lab.run_in("c1", || clients::tcp(target, 1, Duration::from_millis(500))).unwrap();
+    assert_eq!(attempt[0].error.as_deref(), Some("timed out"), "{attempt:?}");
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(child.wait().unwrap().success());
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["reason"], "drop_no_local_backend", "{event:#}");
+    assert_eq!(event["drop"], true, "{event:#}");
+    assert_eq!(event["path"], "packet", "{event:#}");
+    assert_eq!(event["destination"], target.to_string(), "{event:#}");
+    let seen: SocketAddr = event["client"].as_str().unwrap().parse().unwrap();
+    assert_eq!(seen.ip(), IpAddr::from(client.ipv4), "{event:#}");
+    assert!(event["frontend_id"].as_u64().is_some(), "frontend resolved: {event:#}");
+    assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0, "off after the monitor");
+    assert!(status().contains("monitor: off"), "{}", status());
+
+    // A decision: the new flow's backend is the pod that answered.
+    let (mut child, mut out) = monitor(&["--addr", &client.ipv4.to_string()]);
+    let target = SocketAddr::new(node.ipv4.into(), MAGLEV_PORT);
+    let attempt = lab.run_in("c1", || clients::tcp(target, 1, Duration::from_secs(3))).unwrap();
+    assert_eq!(attempt[0].error, None, "{attempt:?}");
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(child.wait().unwrap().success());
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["reason"], "dnat", "{event:#}");
+    assert_eq!(event["drop"], false, "{event:#}");
+    assert_eq!(event["client"], attempt[0].local.clone().unwrap(), "{event:#}");
+    let backend: SocketAddr = event["backend"].as_str().unwrap().parse().unwrap();
+    let answered = lab.pod(attempt[0].backend.as_deref().unwrap()).unwrap();
+    assert_eq!(backend.ip(), IpAddr::from(answered.ipv4), "{event:#}");
+    assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0);
+
+    // The socket path: a pod's connect() to a ClusterIP without endpoints is refused.
+    let (mut child, mut out) = monitor(&["--drops-only"]);
+    let target = SocketAddr::new(EMPTY_CLUSTER_IPS[0].parse().unwrap(), 80);
+    let mut command = Command::new(BIN);
+    command.args(["lab", "client", "tcp", "--target", &target.to_string()]);
+    let refused = lab.output_in("p1", command).unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("connection refused"),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(child.wait().unwrap().success());
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["reason"], "reject_no_backend", "{event:#}");
+    assert_eq!(event["path"], "socket", "{event:#}");
+    assert_eq!(event["destination"], target.to_string(), "{event:#}");
+    assert!(event["cookie"].as_u64().is_some_and(|c| c != 0), "{event:#}");
     drop(lab);
 }

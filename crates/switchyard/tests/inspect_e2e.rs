@@ -49,6 +49,24 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     assert!(doc["missing"].as_array().unwrap().is_empty(), "{doc:#}");
     assert!(doc["backends"].as_array().unwrap().iter().all(|b| b["desired"] == true), "{doc:#}");
 
+    // explain from a pod, run in its namespace, names the Service from the manifests.
+    let pod_ip = cluster.pod_ip("a1", false).to_string();
+    let mut command = Command::new(BIN);
+    command.args(["explain", &pod_ip, "10.96.7.10:80/tcp", "--from", "inside", "--json"]).args([
+        "--manifests",
+        &dir,
+        "--node-name",
+        "node1",
+        "--bpf-dir",
+        &bpf,
+    ]);
+    let out = cluster.lab.output_in("a1", command).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["frontend"]["service"], "e2e/web (ClusterIP port tcp)", "{e:#}");
+    assert_eq!(e["decision"]["method"], "random", "{e:#}");
+    assert_eq!(e["candidates"].as_array().unwrap().len(), 2, "{e:#}");
+
     // Behind the agent's back: the UDP frontend goes, an unknown backend appears.
     let mut maps = Maps::open_pinned(&bpf_dir).unwrap();
     maps.frontends.remove(&FrontendKey::new(ip, 80, PROTO_UDP, SCOPE_DEFAULT)).unwrap();
@@ -69,4 +87,76 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     assert_eq!(undesired.len(), 1, "{doc:#}");
     assert_eq!(undesired[0]["address"], "10.250.0.1:9");
     cluster.assert_nothing_left_the_lab();
+}
+
+/// `--log-format json`: every line the agent logs is a JSON object, and the warning about a
+/// broken manifest names where it is (file, line, document).
+#[test]
+fn json_logs_name_the_object_in_a_warning() {
+    if !require_root("json_logs_name_the_object_in_a_warning") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let topology =
+        switchyard_lab::Topology::from_yaml("nodes:\n  - name: node1\n    pods: []\n", "inline")
+            .unwrap();
+    let lab = switchyard_lab::Lab::up(&topology).unwrap();
+    let node = lab.node("node1").unwrap().clone();
+    let manifests = tempfile::tempdir().unwrap();
+    let api = tempfile::tempdir().unwrap();
+    std::fs::copy("../../testdata/broken/syntax.yaml", manifests.path().join("syntax.yaml"))
+        .unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "json", "agent", "--manifests"])
+        .arg(manifests.path())
+        .args(["--node-name", "node1", "--cgroup"])
+        .arg(&node.cgroup)
+        .arg("--bpf-dir")
+        .arg(&node.bpf_dir)
+        .arg("--api-socket")
+        .arg(api.path().join("agent.sock"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = lab.spawn_in("node1", command).unwrap();
+    let stderr = agent.stderr.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else { continue };
+        let ready = line.contains("agent ready");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let parsed: Vec<serde_json::Value> = seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(parsed.iter().any(|v| v["fields"]["message"] == "agent ready"), "{seen:#?}");
+    let warning = parsed
+        .iter()
+        .find(|v| v["level"] == "WARN" && v["fields"]["problem"].is_string())
+        .unwrap_or_else(|| panic!("no manifest warning: {seen:#?}"));
+    let problem = warning["fields"]["problem"].as_str().unwrap();
+    // testdata/broken/syntax.yaml: document 2 (from line 13) is not valid YAML.
+    assert!(problem.contains("syntax.yaml:13 (document 2)"), "{problem}");
+    assert!(problem.contains("YAML syntax error"), "{problem}");
+    drop(lab);
 }

@@ -35,6 +35,14 @@ pub(crate) struct ExplainArgs {
     #[command(flatten)]
     target: NodeTarget,
 
+    /// Manifest directory naming the Service behind the frontend.
+    #[arg(long, value_name = "DIR")]
+    manifests: Option<PathBuf>,
+
+    /// Node name for the manifests' desired state [default: the first Node].
+    #[arg(long, value_name = "NAME", requires = "manifests")]
+    node_name: Option<String>,
+
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -181,8 +189,21 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     } else {
         Vec::new()
     };
-    let explanation = explain::explain(&maps, packet.as_ref(), &flow, path, reason, &sockets)
-        .with_context(|| format!("reading the maps pinned in {}", bpf_dir.display()))?;
+    let mut explanation =
+        explain::explain(&maps, packet.as_ref(), &flow, path, reason, &sockets)
+            .with_context(|| format!("reading the maps pinned in {}", bpf_dir.display()))?;
+    if let (Some(dir), Some(fe)) = (&args.manifests, explanation.frontend.as_mut()) {
+        let desired = super::inspect::desired_from_dir(dir, args.node_name.as_deref())?;
+        let index = switchyard_observe::labels::ServiceIndex::from_desired(&desired);
+        fe.service = index.lookup(fe.ip, fe.port, &fe.protocol).map(|l| {
+            let port = if l.port_name.is_empty() {
+                String::new()
+            } else {
+                format!(" port {}", l.port_name)
+            };
+            format!("{}/{} ({}{port})", l.namespace, l.name, l.kind)
+        });
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&explanation)?);
     } else {
@@ -211,6 +232,9 @@ fn print_text(e: &Explanation) {
     match (&e.frontend, &e.no_match) {
         (Some(fe), _) => {
             let address = fe.ip.map_or_else(|| "*".to_owned(), |ip| ip.to_string());
+            if let Some(service) = &fe.service {
+                println!("service: {service}");
+            }
             println!(
                 "frontend: #{} {address}:{}/{} scope={} flags=[{}] ({})",
                 fe.id,

@@ -7,6 +7,7 @@ mod explain;
 mod inspect;
 mod lab;
 mod maglev;
+mod monitor;
 mod services;
 mod status;
 mod validate;
@@ -49,6 +50,8 @@ enum Command {
     Conntrack(inspect::ConntrackArgs),
     /// The backends in the kernel, who uses them, and differences from a manifest directory.
     Backends(inspect::BackendsArgs),
+    /// A live stream of decisions and drops from the programs (sampled; off unless running).
+    Monitor(monitor::MonitorArgs),
     /// The node role: socket-level load balancing for a cgroup, per-packet on --devices.
     Agent(agent::AgentArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
@@ -76,6 +79,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Conntrack(args) => inspect::conntrack(&args),
         Command::Backends(args) => inspect::backends(&args),
+        Command::Monitor(args) => monitor::run(&args),
         Command::Agent(args) => agent::run(args),
         Command::Demo(args) => demo::run(args),
     }

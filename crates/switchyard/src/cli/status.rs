@@ -61,6 +61,15 @@ pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             println!("      BROKEN slots (missing or unknown backend): {:?}", fe.broken_slots);
         }
     }
+    match switchyard_bpf::monitor::read_settings(&args.bpf_dir) {
+        Ok(m) if m.enabled != 0 => println!(
+            "monitor: on (decisions 1 in {}, drops 1 in {}); `switchyard monitor --off` stops it",
+            m.sample_every.max(1),
+            m.drop_sample_every.max(1)
+        ),
+        Ok(_) => println!("monitor: off"),
+        Err(_) => println!("monitor: not available (maps of an older build)"),
+    }
     println!("counters (nonzero):");
     for (reason, count) in state.reasons.iter().filter(|(_, c)| c.packets != 0) {
         println!("  {reason}: {} (bytes {})", count.packets, count.bytes);
