@@ -85,7 +85,8 @@ pub(crate) struct AgentArgs {
 
     /// Network devices that receive traffic from outside the node (NodePort, LoadBalancer and
     /// external IPs): the per-packet programs are attached at TC ingress and egress of each.
-    /// Devices attached by an earlier agent but no longer listed are detached.
+    /// Devices attached by an earlier agent but no longer listed are detached. Empty entries are
+    /// ignored, so `--devices=` (an empty ConfigMap value) means none.
     #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',')]
     devices: Vec<String>,
 
@@ -127,7 +128,8 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(args))
 }
 
-async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
+async fn serve(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
+    args.devices.retain(|device| !device.trim().is_empty());
     let (Some(node_name), Some(cgroup)) = (args.node_name.clone(), args.cgroup.clone()) else {
         bail!("--node-name and --cgroup are required");
     };
