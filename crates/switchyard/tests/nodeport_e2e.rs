@@ -488,3 +488,42 @@ fn a_device_that_does_not_exist_is_refused_before_anything_is_loaded() {
     assert!(stderr.contains("device sy-no-such0: no such network device"), "{stderr}");
     assert!(!std::path::Path::new("/nonexistent").exists());
 }
+
+#[test]
+fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
+    if !require_root("a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed") {
+        return;
+    }
+    let cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    // Another process on node1 holds the port (a listener in node1's namespace, both families).
+    let holder =
+        cluster.lab.run_in("node1", || std::net::TcpListener::bind("[::]:32085")).unwrap().unwrap();
+    let spec = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32085\n";
+    let text = lb_service(&cluster, "held", 30085, spec, &[], &[("a1", State::Ready)]);
+    cluster.apply_and_wait("held.yaml", &text);
+    let node1 = cluster.agents.iter().find(|a| a.node == "node1").unwrap();
+    let logged_failure = || {
+        node1.log.lock().unwrap().iter().any(|l| {
+            l.contains("health check node port not served")
+                && l.contains("32085")
+                && l.contains("e2e/held")
+        })
+    };
+    cluster.eventually("node1 logs the port in use, naming the Service", logged_failure);
+    // node2 bound it: 503, no local endpoint.
+    let (status, _) =
+        health(&cluster, "ext", at(node_ip(&cluster, "node2", false), 32085)).unwrap();
+    assert_eq!(status, 503);
+
+    // Freed, and the Service does not change: the agent's own retry binds it.
+    drop(holder);
+    let target = at(node_ip(&cluster, "node1", false), 32085);
+    cluster.eventually("node1 serves the freed port", || {
+        health(&cluster, "ext", target).is_some_and(|(status, body)| {
+            status == 200 && body["service"]["name"] == "held" && body["localEndpoints"] == 1
+        })
+    });
+    assert!(node1.logged("health check node port bound after retrying"));
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
