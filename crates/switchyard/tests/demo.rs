@@ -25,8 +25,9 @@ fn demo_examples_validate_strictly() {
     assert!(!text.lines().any(|l| l.starts_with("error:") || l.starts_with("warning:")), "{text}");
 }
 
-/// The table's row for `service`/`what`/`from`/`kind`: the count per pod column (None for '.').
-fn row(table: &str, header: &[&str], key: [&str; 4]) -> Vec<(String, Option<usize>)> {
+/// The cells after the target column of the row whose first four cells are `key`: the pod
+/// columns, then SEEN AS, then the errors.
+fn after_target<'a>(table: &'a str, key: [&str; 4]) -> Vec<&'a str> {
     let line = table
         .lines()
         .find(|l| l.split_whitespace().take(4).eq(key.iter().copied()))
@@ -34,22 +35,21 @@ fn row(table: &str, header: &[&str], key: [&str; 4]) -> Vec<(String, Option<usiz
     let cells: Vec<&str> = line.split_whitespace().collect();
     // SERVICE WHAT... : locate the target column (contains ':'), pods follow it.
     let target = cells.iter().position(|c| c.contains(':')).unwrap();
+    cells[target + 1..].to_vec()
+}
+
+/// The table's row for `service`/`what`/`from`/`kind`: the count per pod column (None for '.').
+fn row(table: &str, header: &[&str], key: [&str; 4]) -> Vec<(String, Option<usize>)> {
     header
         .iter()
-        .zip(&cells[target + 1..])
+        .zip(after_target(table, key))
         .map(|(pod, cell)| (pod.to_string(), cell.parse().ok()))
         .collect()
 }
 
 /// The SEEN AS cell of a row: the first cell after the six pod columns.
 fn seen_as(table: &str, key: [&str; 4]) -> String {
-    let line = table
-        .lines()
-        .find(|l| l.split_whitespace().take(4).eq(key.iter().copied()))
-        .unwrap_or_else(|| panic!("no row {key:?} in\n{table}"));
-    let cells: Vec<&str> = line.split_whitespace().collect();
-    let target = cells.iter().position(|c| c.contains(':')).unwrap();
-    cells[target + 7].to_string()
+    after_target(table, key)[6].to_string()
 }
 
 #[test]
