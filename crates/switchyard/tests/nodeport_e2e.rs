@@ -55,18 +55,7 @@ fn lb_service(
         ingress = ingress.join(", "),
     );
     for v6 in [false, true] {
-        let mut list = String::new();
-        for (pod, state) in endpoints {
-            let (ready, terminating) = match state {
-                State::Ready => (true, false),
-                State::Terminating => (false, true),
-            };
-            list += &format!(
-                "- addresses: [\"{}\"]\n  conditions: {{ready: {ready}, serving: true, terminating: {terminating}}}\n  nodeName: {}\n",
-                cluster.pod_ip(pod, v6),
-                cluster.lab.pod(pod).unwrap().node
-            );
-        }
+        let list = cluster.endpoint_items(endpoints, v6);
         let list = if list.is_empty() { " []\n".to_string() } else { format!("\n{list}") };
         text += &format!(
             "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{fam}\n  namespace: e2e\n\
@@ -444,20 +433,7 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
 #[test]
 fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
     // No root needed: the ranges are checked before anything is loaded.
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "agent",
-            "--manifests",
-            "/nonexistent",
-            "--node-name",
-            "n",
-            "--cgroup",
-            "/nonexistent",
-        ])
-        .args(["--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
-        .args(["--devices", "eth0", "--snat-port-range", "32000-40000"])
-        .output()
-        .unwrap();
+    let out = common::agent_refusing(&["--devices", "eth0", "--snat-port-range", "32000-40000"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -469,20 +445,7 @@ fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
 #[test]
 fn a_device_that_does_not_exist_is_refused_before_anything_is_loaded() {
     // No root needed: the device is looked up before anything is loaded.
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "agent",
-            "--manifests",
-            "/nonexistent",
-            "--node-name",
-            "n",
-            "--cgroup",
-            "/nonexistent",
-        ])
-        .args(["--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
-        .args(["--devices", "lo,sy-no-such0"])
-        .output()
-        .unwrap();
+    let out = common::agent_refusing(&["--devices", "lo,sy-no-such0"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("device sy-no-such0: no such network device"), "{stderr}");
