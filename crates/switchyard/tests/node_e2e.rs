@@ -342,19 +342,7 @@ fn agent_restart_keeps_services_and_a_long_lived_connection() {
 
     let mut holds = Vec::new();
     for ip in ips {
-        let mut hold = Command::new(BIN);
-        hold.args([
-            "lab",
-            "client",
-            "hold",
-            "--target",
-            &at(ip, 80).to_string(),
-            "--until-stdin-closes",
-        ])
-        .args(["--interval-ms", "20"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-        holds.push(cluster.lab.spawn_in("a1", hold).unwrap());
+        holds.push(cluster.spawn_hold("a1", at(ip, 80), 20));
     }
     std::thread::sleep(Duration::from_millis(200));
 
