@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
@@ -193,11 +193,15 @@ pub fn service_health(check: &HealthCheck, proxy_healthy: bool) -> ServiceHealth
 }
 
 /// One HTTP server per health check node port (`[::]:PORT`, both families), started, updated
-/// and stopped port by port as the desired state changes. Must be used within a tokio runtime.
+/// and stopped port by port as the desired state changes. A port that cannot be bound (another
+/// process holds it) is kept as pending and bound again by [`ServiceHealthServers::retry`] with
+/// backoff: the Service may not change for hours, and its load balancer would see the node as
+/// down all that time. Must be used within a tokio runtime.
 #[derive(Debug)]
 pub struct ServiceHealthServers {
     health: SharedHealth,
     servers: BTreeMap<u16, ServiceServer>,
+    pending: BTreeMap<u16, Pending>,
 }
 
 #[derive(Debug)]
@@ -212,24 +216,56 @@ impl Drop for ServiceServer {
     }
 }
 
+/// A port whose bind failed: what to serve on it and when to try again.
+#[derive(Debug)]
+struct Pending {
+    check: HealthCheck,
+    /// Binds that failed so far.
+    attempts: u32,
+    delay: Duration,
+    next: Instant,
+}
+
+/// First wait after a failed bind; doubled after every further failure up to
+/// [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Longest wait between two binds of a pending port.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
 /// Why a health check node port could not be served.
 #[derive(Debug, thiserror::Error)]
-#[error("health check node port {port} of Service {service}: {source}")]
+#[error(
+    "health check node port {port} of Service {service}: {source} (attempt {attempts}, retrying in {retry_in:?})"
+)]
 pub struct ServiceHealthError {
     pub port: u16,
     pub service: String,
+    /// Binds that failed so far, this one included.
+    pub attempts: u32,
+    /// When the port is tried again.
+    pub retry_in: Duration,
     #[source]
     pub source: std::io::Error,
+}
+
+/// The outcome of one retried bind.
+#[derive(Debug)]
+pub enum RetryOutcome {
+    /// The port is served now.
+    Bound { port: u16, service: String, attempts: u32 },
+    /// Still not bindable; tried again after `retry_in` of the error.
+    Failed(ServiceHealthError),
 }
 
 impl ServiceHealthServers {
     /// No servers yet; `health` says whether the proxy itself is healthy.
     pub fn new(health: SharedHealth) -> Self {
-        Self { health, servers: BTreeMap::new() }
+        Self { health, servers: BTreeMap::new(), pending: BTreeMap::new() }
     }
 
     /// Serves `check` on `port` (`None`: stops serving it). A port already served only
-    /// changes its answer; its listener stays.
+    /// changes its answer; its listener stays. A port that cannot be bound becomes pending
+    /// (see [`ServiceHealthServers::retry`]); a change to its Service tries it at once.
     pub fn update(
         &mut self,
         port: u16,
@@ -237,18 +273,49 @@ impl ServiceHealthServers {
     ) -> Result<(), ServiceHealthError> {
         let Some(check) = check else {
             self.servers.remove(&port);
+            self.pending.remove(&port);
             return Ok(());
         };
         if let Some(server) = self.servers.get(&port) {
             *server.check.lock().unwrap_or_else(PoisonError::into_inner) = check;
             return Ok(());
         }
-        let error =
-            |source| ServiceHealthError { port, service: check.service.to_string(), source };
-        let listener = std::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(tokio::net::TcpListener::from_std)
-            .map_err(error)?;
+        let (attempts, delay) = self
+            .pending
+            .remove(&port)
+            .map_or((1, FIRST_RETRY_DELAY), |p| (p.attempts + 1, p.delay));
+        self.bind(port, check, attempts, delay, Instant::now())
+    }
+
+    /// Binds `port` for `check` (attempt number `attempts`); on failure the port is pending
+    /// for `delay`.
+    fn bind(
+        &mut self,
+        port: u16,
+        check: HealthCheck,
+        attempts: u32,
+        delay: Duration,
+        now: Instant,
+    ) -> Result<(), ServiceHealthError> {
+        let listener =
+            match std::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+            {
+                Ok(listener) => listener,
+                Err(source) => {
+                    let service = check.service.to_string();
+                    self.pending
+                        .insert(port, Pending { check, attempts, delay, next: now + delay });
+                    return Err(ServiceHealthError {
+                        port,
+                        service,
+                        attempts,
+                        retry_in: delay,
+                        source,
+                    });
+                }
+            };
         let shared = Arc::new(Mutex::new(check));
         let state = (Arc::clone(&shared), Arc::clone(&self.health));
         let app = Router::new().fallback(service_health_handler).with_state(state);
@@ -261,9 +328,38 @@ impl ServiceHealthServers {
         Ok(())
     }
 
+    /// When the earliest pending port is due to be tried again (None: nothing pending).
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.next).min()
+    }
+
+    /// Tries every pending port due at `now` again; a port that still fails waits twice as
+    /// long (at most [`MAX_RETRY_DELAY`]).
+    pub fn retry(&mut self, now: Instant) -> Vec<RetryOutcome> {
+        let due: Vec<u16> =
+            self.pending.iter().filter(|(_, p)| p.next <= now).map(|(port, _)| *port).collect();
+        let mut outcomes = Vec::with_capacity(due.len());
+        for port in due {
+            let Some(pending) = self.pending.remove(&port) else { continue };
+            let service = pending.check.service.to_string();
+            let attempts = pending.attempts + 1;
+            let delay = (pending.delay * 2).min(MAX_RETRY_DELAY);
+            outcomes.push(match self.bind(port, pending.check, attempts, delay, now) {
+                Ok(()) => RetryOutcome::Bound { port, service, attempts },
+                Err(err) => RetryOutcome::Failed(err),
+            });
+        }
+        outcomes
+    }
+
     /// Ports currently served.
     pub fn ports(&self) -> Vec<u16> {
         self.servers.keys().copied().collect()
+    }
+
+    /// Ports that could not be bound and are retried.
+    pub fn pending_ports(&self) -> Vec<u16> {
+        self.pending.keys().copied().collect()
     }
 }
 

@@ -180,6 +180,10 @@ fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
             );
         }
     }
+    // The per-packet path is on: devices come from the ConfigMap.
+    let args: Vec<&str> = container.args.iter().flatten().map(String::as_str).collect();
+    assert!(args.contains(&"--devices=$(DEVICES)"), "{args:?}");
+    assert!(!data["DEVICES"].trim().is_empty(), "DEVICES names the uplink");
     // The liveness probe asks the health server on the port the ConfigMap binds.
     let probe = container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
     assert_eq!(probe.path.as_deref(), Some("/livez"));

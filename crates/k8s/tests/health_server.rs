@@ -119,3 +119,66 @@ async fn health_check_node_ports_start_update_and_stop_per_port() {
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "stopped");
     assert!(servers.ports().is_empty());
 }
+
+#[tokio::test]
+async fn a_health_check_node_port_in_use_is_retried_with_backoff_and_bound_once_freed() {
+    use std::time::Instant;
+    use switchyard_k8s::health::{
+        FIRST_RETRY_DELAY, MAX_RETRY_DELAY, RetryOutcome, ServiceHealthServers,
+    };
+    use switchyard_model::{HealthCheck, ObjectKey};
+
+    let health = Arc::new(Mutex::new(ProxyHealth::new(Duration::from_secs(60), SystemTime::now())));
+    health.lock().unwrap().updated(SystemTime::now());
+    let mut servers = ServiceHealthServers::new(health.clone());
+    // Another process's listener holds the port (both families, like the server would).
+    let holder = std::net::TcpListener::bind("[::]:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let check = Some(HealthCheck { service: ObjectKey::new("shop", "web"), local_endpoints: 1 });
+
+    let err = servers.update(port, check).unwrap_err();
+    assert_eq!((err.port, err.service.as_str(), err.attempts), (port, "shop/web", 1), "{err}");
+    assert_eq!(err.retry_in, FIRST_RETRY_DELAY);
+    assert!(err.to_string().contains(&port.to_string()) && err.to_string().contains("shop/web"));
+    assert_eq!(servers.pending_ports(), vec![port]);
+    assert!(servers.ports().is_empty());
+
+    // Not due yet: nothing is tried.
+    let first = servers.next_retry().unwrap();
+    assert!(servers.retry(first - Duration::from_millis(1)).is_empty());
+    // Still held: the wait doubles on every failure, up to the maximum.
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let due = servers.next_retry().unwrap();
+        match servers.retry(due).as_slice() {
+            [RetryOutcome::Failed(err)] => delays.push(err.retry_in.as_secs()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(delays, [2, 4, 8, 16, 30, 30, 30, 30]);
+    assert!(Duration::from_secs(30) == MAX_RETRY_DELAY);
+
+    // Freed: the next retry binds it, without any change to the Service.
+    drop(holder);
+    let due = servers.next_retry().unwrap();
+    match servers.retry(due.max(Instant::now())).as_slice() {
+        [RetryOutcome::Bound { port: bound, service, attempts }] => {
+            assert_eq!((*bound, service.as_str(), *attempts), (port, "shop/web", 10));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(servers.ports(), vec![port]);
+    assert!(servers.pending_ports().is_empty());
+    assert_eq!(servers.next_retry(), None);
+    let (status, weight, body) = get_port(port).await;
+    assert_eq!((status, weight.as_str()), (200, "1"), "{body}");
+
+    // Removing the Service while pending forgets the port.
+    let holder = std::net::TcpListener::bind("[::]:0").unwrap();
+    let other = holder.local_addr().unwrap().port();
+    let check = Some(HealthCheck { service: ObjectKey::new("shop", "api"), local_endpoints: 1 });
+    assert!(servers.update(other, check).is_err());
+    servers.update(other, None).unwrap();
+    assert!(servers.pending_ports().is_empty());
+    assert_eq!(servers.next_retry(), None);
+}

@@ -21,12 +21,13 @@ fn demo_examples_validate_strictly() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("0 errors, 0 warnings; 5 files, 4 Services"), "{text}");
+    assert!(text.contains("0 errors, 0 warnings; 7 files, 6 Services"), "{text}");
     assert!(!text.lines().any(|l| l.starts_with("error:") || l.starts_with("warning:")), "{text}");
 }
 
-/// The table's row for `service`/`what`/`from`/`kind`: the count per pod column (None for '.').
-fn row(table: &str, header: &[&str], key: [&str; 4]) -> Vec<(String, Option<usize>)> {
+/// The cells after the target column of the row whose first four cells are `key`: the pod
+/// columns, then SEEN AS, then the errors.
+fn after_target<'a>(table: &'a str, key: [&str; 4]) -> Vec<&'a str> {
     let line = table
         .lines()
         .find(|l| l.split_whitespace().take(4).eq(key.iter().copied()))
@@ -34,11 +35,21 @@ fn row(table: &str, header: &[&str], key: [&str; 4]) -> Vec<(String, Option<usiz
     let cells: Vec<&str> = line.split_whitespace().collect();
     // SERVICE WHAT... : locate the target column (contains ':'), pods follow it.
     let target = cells.iter().position(|c| c.contains(':')).unwrap();
+    cells[target + 1..].to_vec()
+}
+
+/// The table's row for `service`/`what`/`from`/`kind`: the count per pod column (None for '.').
+fn row(table: &str, header: &[&str], key: [&str; 4]) -> Vec<(String, Option<usize>)> {
     header
         .iter()
-        .zip(&cells[target + 1..])
+        .zip(after_target(table, key))
         .map(|(pod, cell)| (pod.to_string(), cell.parse().ok()))
         .collect()
+}
+
+/// The SEEN AS cell of a row: the first cell after the six pod columns.
+fn seen_as(table: &str, key: [&str; 4]) -> String {
+    after_target(table, key)[6].to_string()
 }
 
 #[test]
@@ -62,6 +73,25 @@ fn demo_spreads_traffic_shows_the_table_and_removes_its_lab() {
     assert_eq!(used, ["pod2a", "pod2b"], "{local:?}");
     let sticky = row(&stdout, &header, ["sticky", "ClientIP", "pod1a", "tcp"]);
     assert_eq!(sticky.iter().filter(|(_, n)| n.is_some()).count(), 1, "{sticky:?}");
+    // From outside the cluster (per packet at the uplink): NodePort on node1 reaches every pod;
+    // pods on node1 see the client, the others node1 (SNAT).
+    let node_port = row(&stdout, &header, ["shop", "NodePort", "client1", "tcp"]);
+    assert!(
+        node_port.iter().all(|(_, n)| n.is_some()),
+        "NodePort must reach every pod: {node_port:?}"
+    );
+    assert_eq!(seen_as(&stdout, ["shop", "NodePort", "client1", "tcp"]), "client1,node1");
+    let lb = row(&stdout, &header, ["shop", "LB", "IP", "client1"]);
+    assert!(lb.iter().all(|(_, n)| n.is_some()), "LB IP must reach every pod: {lb:?}");
+    // externalTrafficPolicy Local on node1: only node1's pods, and they see the client.
+    let key = ["local", "ETP", "Local", "client1"];
+    let etp = row(&stdout, &header, key);
+    let used: Vec<&str> =
+        etp.iter().filter(|(_, n)| n.is_some()).map(|(p, _)| p.as_str()).collect();
+    assert_eq!(used, ["pod1a", "pod1b"], "{etp:?}");
+    assert_eq!(seen_as(&stdout, key), "client1");
+    let health = stdout.lines().find(|l| l.starts_with("health check node port 32081")).unwrap();
+    assert!(health.contains("node1 200 (2 local); node2 200 (1 local); node3 503"), "{health}");
     let empty = stdout.lines().find(|l| l.starts_with("empty")).unwrap();
     assert!(empty.contains("40 connection refused"), "{empty}");
     assert!(stdout.contains("tried to leave the lab (router without a route): 0 "));

@@ -26,10 +26,12 @@ fn pods_and_nodes_reach_dual_stack_cluster_ips_over_tcp_and_udp_and_every_backen
     let ips = [v4("10.96.1.10"), v4("fd00:96::1:10")];
     let all = ["a1", "a2", "b1", "b2"];
     let endpoints: Vec<(&str, State)> = all.iter().map(|p| (*p, State::Ready)).collect();
-    cluster.apply_and_wait("web.yaml", &cluster.service("web", &ips, 80, "", &endpoints));
-    cluster.eventually("web answers", || {
-        cluster.client("a1", "tcp", at(ips[0], 80), 1).summary.errors.is_empty()
-    });
+    cluster.apply_until_it_answers(
+        "web.yaml",
+        &cluster.service("web", &ips, 80, "", &endpoints),
+        "a1",
+        at(ips[0], 80),
+    );
 
     // From a pod on each node and from each node itself; 40 requests over 4 backends miss one
     // with probability 4 * (3/4)^40 < 1e-4.
@@ -123,11 +125,12 @@ fn session_affinity_client_ip_holds_within_the_timeout_and_expires_after_it() {
     let endpoints: Vec<(&str, State)> = all.iter().map(|p| (*p, State::Ready)).collect();
     let affinity =
         "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}\n";
-    cluster
-        .apply_and_wait("sticky.yaml", &cluster.service("sticky", &[ip], 80, affinity, &endpoints));
-    cluster.eventually("sticky answers", || {
-        cluster.client("a1", "tcp", at(ip, 80), 1).summary.errors.is_empty()
-    });
+    cluster.apply_until_it_answers(
+        "sticky.yaml",
+        &cluster.service("sticky", &[ip], 80, affinity, &endpoints),
+        "a1",
+        at(ip, 80),
+    );
 
     // Within the timeout (each connection refreshes it): one backend for all 30 connections.
     for kind in ["tcp", "udp"] {
@@ -155,10 +158,12 @@ fn internal_traffic_policy_local_uses_only_endpoints_on_the_clients_node() {
     let endpoints: Vec<(&str, State)> =
         ["a1", "a2", "b1", "b2"].iter().map(|p| (*p, State::Ready)).collect();
     let local = "  internalTrafficPolicy: Local\n";
-    cluster.apply_and_wait("local.yaml", &cluster.service("local", &[ip], 80, local, &endpoints));
-    cluster.eventually("local answers", || {
-        cluster.client("a1", "tcp", at(ip, 80), 1).summary.errors.is_empty()
-    });
+    cluster.apply_until_it_answers(
+        "local.yaml",
+        &cluster.service("local", &[ip], 80, local, &endpoints),
+        "a1",
+        at(ip, 80),
+    );
     for (member, expected) in [("a1", ["a1", "a2"]), ("node1", ["a1", "a2"]), ("b1", ["b1", "b2"])]
     {
         for kind in ["tcp", "udp"] {
@@ -180,7 +185,7 @@ fn terminating_endpoints_are_used_only_when_no_ready_endpoint_is_left() {
     let cluster = Cluster::up();
     let ip = v4("10.96.4.10");
     let target = at(ip, 80);
-    cluster.apply_and_wait(
+    cluster.apply_until_it_answers(
         "drain.yaml",
         &cluster.service(
             "drain",
@@ -189,10 +194,9 @@ fn terminating_endpoints_are_used_only_when_no_ready_endpoint_is_left() {
             "",
             &[("a1", State::Ready), ("b1", State::Terminating)],
         ),
+        "a2",
+        target,
     );
-    cluster.eventually("drain answers", || {
-        cluster.client("a2", "tcp", target, 1).summary.errors.is_empty()
-    });
     assert_eq!(cluster.backends("a2", "tcp", target, 20), set(&["a1"]));
 
     // The last ready endpoint goes away: fall back to the serving, terminating one.
@@ -251,21 +255,15 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
     let cluster = Cluster::up();
     let ip = v4("10.96.6.10");
     let target = at(ip, 80);
-    cluster.apply_and_wait(
+    cluster.apply_until_it_answers(
         "svc.yaml",
         &cluster.service("svc", &[ip], 80, "", &[("a2", State::Ready)]),
+        "a1",
+        target,
     );
-    cluster.eventually("svc answers", || {
-        cluster.client("a1", "tcp", target, 1).summary.errors.is_empty()
-    });
 
     // A long-lived connection to a2 that must survive every change below that keeps a2.
-    let mut hold = Command::new(BIN);
-    hold.args(["lab", "client", "hold", "--target", &target.to_string(), "--until-stdin-closes"])
-        .args(["--interval-ms", "50"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut hold = cluster.lab.spawn_in("a1", hold).unwrap();
+    let mut hold = cluster.spawn_hold("a1", target, 50);
     // Let it connect while a2 is the only endpoint.
     std::thread::sleep(Duration::from_millis(500));
 
@@ -291,10 +289,7 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
             "  - {name: udp, port: 80, protocol: UDP, targetPort: 8080}\n  - {name: alt, port: 81, protocol: TCP, targetPort: 8080}\n",
         )
         .replace("ports:\n- {name: tcp", "ports:\n- {name: alt, port: 8080, protocol: TCP}\n- {name: tcp");
-    cluster.apply_and_wait("svc.yaml", &two_ports);
-    cluster.eventually("the added port answers", || {
-        cluster.client("a1", "tcp", at(ip, 81), 1).summary.errors.is_empty()
-    });
+    cluster.apply_until_it_answers("svc.yaml", &two_ports, "a1", at(ip, 81));
     cluster.eventually("b2 is gone from port 80", || {
         cluster.client("a1", "tcp", target, 20).summary.backends.keys().all(|b| b != "b2")
     });
@@ -302,13 +297,12 @@ fn service_and_endpoint_changes_apply_while_traffic_flows() {
 
     // The ClusterIP changes (Service recreated): the old address refuses, the new one answers.
     let moved = v4("10.96.6.20");
-    cluster.apply_and_wait(
+    cluster.apply_until_it_answers(
         "svc.yaml",
         &cluster.service("svc", &[moved], 80, "", &[("a2", State::Ready)]),
+        "a1",
+        at(moved, 80),
     );
-    cluster.eventually("the new ClusterIP answers", || {
-        cluster.client("a1", "tcp", at(moved, 80), 1).summary.errors.is_empty()
-    });
     // Every change kept a2, so the connection to it lived through all of them.
     drop(hold.stdin.take());
     let out = hold.wait_with_output().unwrap();
@@ -339,26 +333,16 @@ fn agent_restart_keeps_services_and_a_long_lived_connection() {
     let mut cluster = Cluster::up();
     let ips = [v4("10.96.7.10"), v4("fd00:96::7:10")];
     let endpoints = [("a2", State::Ready), ("b1", State::Ready), ("b2", State::Ready)];
-    cluster.apply_and_wait("svc.yaml", &cluster.service("svc", &ips, 80, "", &endpoints));
-    cluster.eventually("svc answers", || {
-        cluster.client("a1", "tcp", at(ips[0], 80), 1).summary.errors.is_empty()
-    });
+    cluster.apply_until_it_answers(
+        "svc.yaml",
+        &cluster.service("svc", &ips, 80, "", &endpoints),
+        "a1",
+        at(ips[0], 80),
+    );
 
     let mut holds = Vec::new();
     for ip in ips {
-        let mut hold = Command::new(BIN);
-        hold.args([
-            "lab",
-            "client",
-            "hold",
-            "--target",
-            &at(ip, 80).to_string(),
-            "--until-stdin-closes",
-        ])
-        .args(["--interval-ms", "20"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-        holds.push(cluster.lab.spawn_in("a1", hold).unwrap());
+        holds.push(cluster.spawn_hold("a1", at(ip, 80), 20));
     }
     std::thread::sleep(Duration::from_millis(200));
 
@@ -420,20 +404,14 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     let cluster = Cluster::up();
     let ip = v4("10.96.8.10");
     let target = at(ip, 80);
-    cluster.apply_and_wait(
+    cluster.apply_until_it_answers(
         "svc.yaml",
         &cluster.service("svc", &[ip], 80, "", &[("b1", State::Ready)]),
+        "a1",
+        target,
     );
-    cluster.eventually("svc answers", || {
-        cluster.client("a1", "tcp", target, 1).summary.errors.is_empty()
-    });
 
-    let mut tcp = Command::new(BIN);
-    tcp.args(["lab", "client", "hold", "--target", &target.to_string(), "--until-stdin-closes"])
-        .args(["--interval-ms", "20"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut tcp = cluster.lab.spawn_in("a1", tcp).unwrap();
+    let mut tcp = cluster.spawn_hold("a1", target, 20);
     let mut udp = Command::new(BIN);
     udp.args(["lab", "client", "udp-hold", "--target", &target.to_string()])
         .args(["--duration-ms", "4000", "--interval-ms", "20", "--timeout-ms", "300"])
@@ -473,12 +451,7 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     assert!(report.errors.get("timed out").copied().unwrap_or(0) <= 2, "{report:?}");
 
     // A ready backend removed outright (no terminating phase): b2's flows end at once too.
-    let mut tcp = Command::new(BIN);
-    tcp.args(["lab", "client", "hold", "--target", &target.to_string(), "--until-stdin-closes"])
-        .args(["--interval-ms", "20"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut tcp = cluster.lab.spawn_in("a1", tcp).unwrap();
+    let mut tcp = cluster.spawn_hold("a1", target, 20);
     std::thread::sleep(Duration::from_millis(300));
     cluster.apply_and_wait(
         "svc.yaml",

@@ -55,18 +55,7 @@ fn lb_service(
         ingress = ingress.join(", "),
     );
     for v6 in [false, true] {
-        let mut list = String::new();
-        for (pod, state) in endpoints {
-            let (ready, terminating) = match state {
-                State::Ready => (true, false),
-                State::Terminating => (false, true),
-            };
-            list += &format!(
-                "- addresses: [\"{}\"]\n  conditions: {{ready: {ready}, serving: true, terminating: {terminating}}}\n  nodeName: {}\n",
-                cluster.pod_ip(pod, v6),
-                cluster.lab.pod(pod).unwrap().node
-            );
-        }
+        let list = cluster.endpoint_items(endpoints, v6);
         let list = if list.is_empty() { " []\n".to_string() } else { format!("\n{list}") };
         text += &format!(
             "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{fam}\n  namespace: e2e\n\
@@ -444,20 +433,7 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
 #[test]
 fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
     // No root needed: the ranges are checked before anything is loaded.
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "agent",
-            "--manifests",
-            "/nonexistent",
-            "--node-name",
-            "n",
-            "--cgroup",
-            "/nonexistent",
-        ])
-        .args(["--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
-        .args(["--devices", "eth0", "--snat-port-range", "32000-40000"])
-        .output()
-        .unwrap();
+    let out = common::agent_refusing(&["--devices", "eth0", "--snat-port-range", "32000-40000"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -469,22 +445,48 @@ fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
 #[test]
 fn a_device_that_does_not_exist_is_refused_before_anything_is_loaded() {
     // No root needed: the device is looked up before anything is loaded.
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "agent",
-            "--manifests",
-            "/nonexistent",
-            "--node-name",
-            "n",
-            "--cgroup",
-            "/nonexistent",
-        ])
-        .args(["--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
-        .args(["--devices", "lo,sy-no-such0"])
-        .output()
-        .unwrap();
+    let out = common::agent_refusing(&["--devices", "lo,sy-no-such0"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("device sy-no-such0: no such network device"), "{stderr}");
     assert!(!std::path::Path::new("/nonexistent").exists());
+}
+
+#[test]
+fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
+    if !require_root("a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed") {
+        return;
+    }
+    let cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    // Another process on node1 holds the port (a listener in node1's namespace, both families).
+    let holder =
+        cluster.lab.run_in("node1", || std::net::TcpListener::bind("[::]:32085")).unwrap().unwrap();
+    let spec = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32085\n";
+    let text = lb_service(&cluster, "held", 30085, spec, &[], &[("a1", State::Ready)]);
+    cluster.apply_and_wait("held.yaml", &text);
+    let node1 = cluster.agents.iter().find(|a| a.node == "node1").unwrap();
+    let logged_failure = || {
+        node1.log.lock().unwrap().iter().any(|l| {
+            l.contains("health check node port not served")
+                && l.contains("32085")
+                && l.contains("e2e/held")
+        })
+    };
+    cluster.eventually("node1 logs the port in use, naming the Service", logged_failure);
+    // node2 bound it: 503, no local endpoint.
+    let (status, _) =
+        health(&cluster, "ext", at(node_ip(&cluster, "node2", false), 32085)).unwrap();
+    assert_eq!(status, 503);
+
+    // Freed, and the Service does not change: the agent's own retry binds it.
+    drop(holder);
+    let target = at(node_ip(&cluster, "node1", false), 32085);
+    cluster.eventually("node1 serves the freed port", || {
+        health(&cluster, "ext", target).is_some_and(|(status, body)| {
+            status == 200 && body["service"]["name"] == "held" && body["localEndpoints"] == 1
+        })
+    });
+    assert!(node1.logged("health check node port bound after retrying"));
+    cluster.assert_nothing_left_the_lab_since(&baseline);
 }

@@ -18,7 +18,7 @@ use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
 use switchyard_dataplane::sockdiag;
 use switchyard_dataplane::stale::TerminatingEndpoints;
-use switchyard_k8s::health::ServiceHealthServers;
+use switchyard_k8s::health::{RetryOutcome, ServiceHealthServers};
 use switchyard_k8s::manifest::{ManifestUpdate, WatchOptions};
 use switchyard_model::{
     DesiredState, Frontend, FrontendKey, HealthCheckIndex, NodeModel, PortRange, ProxyConfig,
@@ -85,7 +85,8 @@ pub(crate) struct AgentArgs {
 
     /// Network devices that receive traffic from outside the node (NodePort, LoadBalancer and
     /// external IPs): the per-packet programs are attached at TC ingress and egress of each.
-    /// Devices attached by an earlier agent but no longer listed are detached.
+    /// Devices attached by an earlier agent but no longer listed are detached. Empty entries are
+    /// ignored, so `--devices=` (an empty ConfigMap value) means none.
     #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',')]
     devices: Vec<String>,
 
@@ -127,7 +128,8 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(args))
 }
 
-async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
+async fn serve(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
+    args.devices.retain(|device| !device.trim().is_empty());
     let (Some(node_name), Some(cgroup)) = (args.node_name.clone(), args.cgroup.clone()) else {
         bail!("--node-name and --cgroup are required");
     };
@@ -241,6 +243,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
         frontends = reconciler.planner().frontend_count(),
         devices = ?args.devices,
         health_check_node_ports = ?agent.health_servers.ports(),
+        health_check_node_ports_pending = ?agent.health_servers.pending_ports(),
         "agent ready"
     );
     health.updated();
@@ -248,7 +251,16 @@ async fn serve(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     loop {
+        // A health check node port that could not be bound is tried again on its own.
+        let retry_at = agent.health_servers.next_retry();
+        let health_retry = async move {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = health_retry => agent.retry_health_checks(),
             update = watcher.next() => {
                 let Some(update) = update else { bail!("the source stopped") };
                 health.queued(&update.changes);
@@ -282,6 +294,18 @@ struct Agent {
     packet: Option<packet::PacketPath>,
     health_checks: HealthCheckIndex,
     health_servers: ServiceHealthServers,
+}
+
+/// A health check node port that could not be bound: which Service, which port, when again.
+fn log_health_bind_failure(err: &switchyard_k8s::health::ServiceHealthError) {
+    error!(
+        port = err.port,
+        service = %err.service,
+        attempts = err.attempts,
+        retry_in_ms = err.retry_in.as_millis() as u64,
+        error = %err.source,
+        "health check node port not served (port in use?); retrying"
+    );
 }
 
 /// Every frontend of `desired` as a change.
@@ -400,7 +424,8 @@ impl Agent {
     }
 
     /// Starts, updates or stops (`None`) the health check node port server of one port; a port
-    /// that cannot be bound is logged with its Service and retried on its next change.
+    /// that cannot be bound is logged with its Service and retried with backoff
+    /// ([`Agent::retry_health_checks`]), and at once on the Service's next change.
     fn serve_health_check(&mut self, port: u16, check: Option<switchyard_model::HealthCheck>) {
         let what = check.as_ref().map(|c| (c.service.to_string(), c.local_endpoints));
         match self.health_servers.update(port, check) {
@@ -410,7 +435,19 @@ impl Agent {
                 }
                 None => info!(port, "health check node port closed"),
             },
-            Err(err) => error!(%err, "health check node port not served"),
+            Err(err) => log_health_bind_failure(&err),
+        }
+    }
+
+    /// Binds the health check node ports whose retry is due.
+    fn retry_health_checks(&mut self) {
+        for outcome in self.health_servers.retry(Instant::now()) {
+            match outcome {
+                RetryOutcome::Bound { port, service, attempts } => {
+                    info!(port, %service, attempts, "health check node port bound after retrying")
+                }
+                RetryOutcome::Failed(err) => log_health_bind_failure(&err),
+            }
         }
     }
 

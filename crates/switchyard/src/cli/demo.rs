@@ -3,12 +3,15 @@
 //! Brings up a lab (3 nodes, 2 pods each, see docs/lab.md), starts an echo server in every pod
 //! and `switchyard agent` on every node, applies the example Services shipped in
 //! examples/demo (built into the binary, so the release binary is enough), sends traffic from
-//! pods and from nodes, prints how it spread over the backends, and tears everything down, also
-//! on failure and on Ctrl-C. Needs root.
+//! pods and from nodes (socket level) and from the lab's external client to NodePorts and
+//! LoadBalancer IPs (per packet, `--devices` on every node's uplink), prints how it spread over
+//! the backends and which client address they saw, and tears everything down, also on failure
+//! and on Ctrl-C. Needs root.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use switchyard_lab::tools::clients::ClientOutput;
+use switchyard_lab::tools::clients::{Attempt, ClientOutput};
 use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
 use switchyard_lab::{Lab, LabOptions, Topology, wait_until};
 
@@ -30,13 +33,23 @@ pub(crate) struct DemoArgs {
 }
 
 /// The example manifests (examples/demo), written for the demo lab's addresses.
-const EXAMPLES: [(&str, &str); 5] = [
+const EXAMPLES: [(&str, &str); 7] = [
     ("nodes.yaml", include_str!("../../../../examples/demo/nodes.yaml")),
     ("web.yaml", include_str!("../../../../examples/demo/web.yaml")),
     ("cache.yaml", include_str!("../../../../examples/demo/cache.yaml")),
     ("sticky.yaml", include_str!("../../../../examples/demo/sticky.yaml")),
     ("empty.yaml", include_str!("../../../../examples/demo/empty.yaml")),
+    ("shop.yaml", include_str!("../../../../examples/demo/shop.yaml")),
+    ("local.yaml", include_str!("../../../../examples/demo/local.yaml")),
 ];
+
+/// LoadBalancer IPs of the examples and the nodes the router sends them to, as a BGP speaker
+/// or an L2 announcer would (`local` is ETP Local: only nodes with endpoints get it).
+const LOAD_BALANCER_ROUTES: [(&str, &[&str]); 2] =
+    [("10.96.100.1/32", &["node1", "node2", "node3"]), ("10.96.100.2/32", &["node1", "node2"])];
+
+/// The health check node port of the `local` example (externalTrafficPolicy Local).
+const HEALTH_CHECK_NODE_PORT: u16 = 32081;
 
 /// Claimed by whoever tears the lab down first: the main thread when the demo ends, or the
 /// signal thread on Ctrl-C; the other one leaves it alone (two teardowns would race).
@@ -58,7 +71,7 @@ struct Row {
     target: &'static str,
 }
 
-const ROWS: [Row; 11] = [
+const ROWS: [Row; 18] = [
     Row { service: "web", what: "random", from: "pod1a", kind: "tcp", target: "10.96.0.80:80" },
     Row { service: "web", what: "random", from: "pod1a", kind: "udp", target: "10.96.0.80:80" },
     Row { service: "web", what: "IPv6", from: "pod2a", kind: "tcp", target: "[fd00:96::80]:80" },
@@ -100,6 +113,43 @@ const ROWS: [Row; 11] = [
         target: "10.96.0.82:80",
     },
     Row { service: "empty", what: "refused", from: "pod1a", kind: "tcp", target: "10.96.0.83:80" },
+    Row {
+        service: "shop",
+        what: "NodePort",
+        from: "client1",
+        kind: "tcp",
+        target: "10.100.1.2:30080",
+    },
+    Row {
+        service: "shop",
+        what: "NodePort",
+        from: "client1",
+        kind: "udp",
+        target: "10.100.2.2:30080",
+    },
+    Row {
+        service: "shop",
+        what: "NodePort",
+        from: "client1",
+        kind: "tcp",
+        target: "10.100.3.2:30080",
+    },
+    Row { service: "shop", what: "LB IP", from: "client1", kind: "tcp", target: "10.96.100.1:80" },
+    Row {
+        service: "local",
+        what: "ETP Local",
+        from: "client1",
+        kind: "tcp",
+        target: "10.100.1.2:30081",
+    },
+    Row {
+        service: "local",
+        what: "ETP Local",
+        from: "client1",
+        kind: "udp",
+        target: "10.100.2.2:30081",
+    },
+    Row { service: "local", what: "LB IP", from: "client1", kind: "tcp", target: "10.96.100.2:80" },
 ];
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -152,6 +202,13 @@ fn demo(
             servers.push(server);
         }
     }
+    for (cidr, nodes) in LOAD_BALANCER_ROUTES {
+        lab.route_to_nodes(
+            cidr.parse().map_err(|e: String| anyhow::anyhow!("{cidr}: {e}"))?,
+            nodes,
+        )
+        .with_context(|| format!("routing {cidr} to {nodes:?}"))?;
+    }
     let mut agents = Vec::new();
     for node in lab.nodes() {
         agents.push(start_agent(lab, exe, work, &manifests, &node.name)?);
@@ -169,19 +226,20 @@ fn demo(
     wait_for_services(lab, exe)?;
 
     let pods: Vec<&str> = lab.pods().iter().map(|p| p.name.as_str()).collect();
+    let names = address_names(lab);
     let mut table = String::new();
     let _ =
-        write!(table, "{:<7} {:<10} {:<6} {:<5} {:<17}", "SERVICE", "", "FROM", "PROTO", "TARGET");
+        write!(table, "{:<7} {:<10} {:<7} {:<5} {:<17}", "SERVICE", "", "FROM", "PROTO", "TARGET");
     for pod in &pods {
         let _ = write!(table, " {pod:>5}");
     }
-    let _ = writeln!(table, "  ERRORS");
+    let _ = writeln!(table, "  {:<25}  ERRORS", "SEEN AS");
     for row in &ROWS {
         let target: SocketAddr = row.target.parse().context("demo target")?;
         let out = client(lab, exe, row.from, row.kind, target, args.requests)?;
         let _ = write!(
             table,
-            "{:<7} {:<10} {:<6} {:<5} {:<17}",
+            "{:<7} {:<10} {:<7} {:<5} {:<17}",
             row.service, row.what, row.from, row.kind, row.target
         );
         for pod in &pods {
@@ -194,6 +252,7 @@ fn demo(
                 }
             }
         }
+        let _ = write!(table, "  {:<25}", seen_as(&out, &names));
         let errors: Vec<String> =
             out.summary.errors.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
         let _ =
@@ -206,6 +265,13 @@ fn demo(
     );
     println!("web: every pod; cache: only pods on the client's node; sticky: one pod per client;");
     println!("empty: no endpoints, so connect() fails at once with ECONNREFUSED.");
+    println!("shop (from outside, per packet): every pod; pods on another node than the one the");
+    println!("client sent to see that node's address (SNAT), pods on it the client's.");
+    println!(
+        "local (externalTrafficPolicy Local): only the receiving node's pods, client address kept."
+    );
+    println!("SEEN AS: the client addresses the pods saw, by name.");
+    println!("\n{}", health_checks(lab, exe)?);
 
     let after = no_route_counts(lab)?;
     let (escaped4, escaped6) =
@@ -218,6 +284,64 @@ fn demo(
     drop(agents);
     drop(servers);
     Ok(if escaped == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Lab addresses (nodes, pods, clients; IPv4 and IPv6) and whose they are.
+fn address_names(lab: &Lab) -> BTreeMap<IpAddr, String> {
+    let mut names = BTreeMap::new();
+    for node in lab.nodes() {
+        names.insert(IpAddr::V4(node.ipv4), node.name.clone());
+        names.insert(IpAddr::V6(node.ipv6), node.name.clone());
+    }
+    for pod in lab.pods() {
+        names.insert(IpAddr::V4(pod.ipv4), pod.name.clone());
+        names.insert(IpAddr::V6(pod.ipv6), pod.name.clone());
+    }
+    for client in lab.clients() {
+        names.insert(IpAddr::V4(client.ipv4), client.name.clone());
+        names.insert(IpAddr::V6(client.ipv6), client.name.clone());
+    }
+    names
+}
+
+/// The distinct client addresses the backends saw, by name (an unknown one as it is).
+fn seen_as(out: &ClientOutput, names: &BTreeMap<IpAddr, String>) -> String {
+    let seen: BTreeSet<String> = out
+        .attempts
+        .iter()
+        .filter_map(|a| a.seen_as.as_deref()?.parse::<SocketAddr>().ok())
+        .map(|addr| names.get(&addr.ip()).cloned().unwrap_or_else(|| addr.ip().to_string()))
+        .collect();
+    if seen.is_empty() { "-".to_string() } else { seen.into_iter().collect::<Vec<_>>().join(",") }
+}
+
+/// One line on the `local` example's health check node port as the external client gets it
+/// from every node: 200 with the number of local endpoints, or 503 where there is none.
+fn health_checks(lab: &Lab, exe: &Path) -> anyhow::Result<String> {
+    let mut line =
+        format!("health check node port {HEALTH_CHECK_NODE_PORT} of local, from client1:");
+    let from = lab.clients().first().map(|c| c.name.clone()).context("the lab has no client")?;
+    for node in lab.nodes() {
+        let target = SocketAddr::new(IpAddr::V4(node.ipv4), HEALTH_CHECK_NODE_PORT);
+        let out = client(lab, exe, &from, "http", target, 1)?;
+        let answer = match out.attempts.first() {
+            Some(Attempt { status: Some(status), body, .. }) => {
+                let local = body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                    .and_then(|v| v.get("localEndpoints")?.as_u64());
+                match local {
+                    Some(n) => format!("{status} ({n} local)"),
+                    None => status.to_string(),
+                }
+            }
+            Some(Attempt { error: Some(err), .. }) => err.clone(),
+            _ => "no answer".to_string(),
+        };
+        let _ = write!(line, " {} {answer};", node.name);
+    }
+    line.pop();
+    Ok(line)
 }
 
 /// The router's (IPv4, IPv6) counts of packets it had no route for: any packet to a ClusterIP
@@ -259,6 +383,8 @@ fn start_agent(
         .arg(&info.cgroup)
         .arg("--bpf-dir")
         .arg(&info.bpf_dir)
+        .arg("--devices")
+        .arg(&info.uplink)
         .arg("--api-socket")
         .arg(work.join(format!("agent-{node}.sock")))
         .env("NO_COLOR", "1")

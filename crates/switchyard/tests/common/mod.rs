@@ -24,6 +24,17 @@ pub(crate) const ECHO_PORT: u16 = 8080;
 /// agent takes milliseconds, but CI machines are loaded.
 pub(crate) const CONVERGE: Duration = Duration::from_secs(10);
 
+/// Runs `switchyard agent` with paths that do not exist plus `extra`, for checks the agent
+/// makes before it touches anything (no root needed).
+pub(crate) fn agent_refusing(extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["agent", "--manifests", "/nonexistent", "--node-name", "n", "--cgroup"])
+        .args(["/nonexistent", "--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// Condition of an endpoint in an EndpointSlice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -247,18 +258,7 @@ impl Cluster {
         );
         for ip in cluster_ips {
             let v6 = ip.is_ipv6();
-            let mut list = String::new();
-            for (pod, state) in endpoints {
-                let (ready, terminating) = match state {
-                    State::Ready => (true, false),
-                    State::Terminating => (false, true),
-                };
-                list += &format!(
-                    "- addresses: [\"{}\"]\n  conditions: {{ready: {ready}, serving: true, terminating: {terminating}}}\n  nodeName: {}\n",
-                    self.pod_ip(pod, v6),
-                    self.lab.pod(pod).unwrap().node
-                );
-            }
+            let mut list = self.endpoint_items(endpoints, v6);
             if endpoints.is_empty() {
                 list = "[]\n".to_string();
             } else {
@@ -273,6 +273,57 @@ impl Cluster {
             );
         }
         text
+    }
+
+    /// The `endpoints:` items of an EndpointSlice of one family: one per pod, with its
+    /// address, conditions and node.
+    pub(crate) fn endpoint_items(&self, endpoints: &[(&str, State)], v6: bool) -> String {
+        let mut list = String::new();
+        for (pod, state) in endpoints {
+            let (ready, terminating) = match state {
+                State::Ready => (true, false),
+                State::Terminating => (false, true),
+            };
+            list += &format!(
+                "- addresses: [\"{}\"]\n  conditions: {{ready: {ready}, serving: true, terminating: {terminating}}}\n  nodeName: {}\n",
+                self.pod_ip(pod, v6),
+                self.lab.pod(pod).unwrap().node
+            );
+        }
+        list
+    }
+
+    /// [`Cluster::apply_and_wait`], then waits until one TCP request from `from` to `target`
+    /// gets an answer (the Service is up before the test measures anything).
+    pub(crate) fn apply_until_it_answers(
+        &self,
+        file: &str,
+        text: &str,
+        from: &str,
+        target: SocketAddr,
+    ) {
+        self.apply_and_wait(file, text);
+        self.eventually(&format!("{target} answers {from} after {file}"), || {
+            self.client(from, "tcp", target, 1).summary.errors.is_empty()
+        });
+    }
+
+    /// A long-lived TCP connection from `member` to `target` (`switchyard lab client hold`),
+    /// a request every `interval_ms`, until its stdin is closed; its report is on stdout.
+    pub(crate) fn spawn_hold(&self, member: &str, target: SocketAddr, interval_ms: u64) -> Child {
+        let mut hold = Command::new(BIN);
+        hold.args([
+            "lab",
+            "client",
+            "hold",
+            "--target",
+            &target.to_string(),
+            "--until-stdin-closes",
+        ])
+        .args(["--interval-ms", &interval_ms.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+        self.lab.spawn_in(member, hold).unwrap()
     }
 
     /// Runs a built-in client (`switchyard lab client KIND`) as a process in `member` (a pod or
