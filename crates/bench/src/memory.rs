@@ -41,6 +41,28 @@ pub struct MemoryReport {
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     pub programming_seconds: f64,
+    /// Why the in-process part has no figures (the rest of the report may still have some).
+    pub in_process_error: Option<String>,
+}
+
+impl MemoryReport {
+    /// A report whose in-process part failed, for the agent and peer parts to fill in.
+    pub fn in_process_failed(shape: Shape, error: String) -> Self {
+        MemoryReport {
+            agent: None,
+            kernel: Vec::new(),
+            services: shape.services,
+            endpoints_per_service: shape.endpoints_per_service,
+            frontends: 0,
+            map_operations: 0,
+            maps: Vec::new(),
+            map_memlock_bytes: 0,
+            rss_before_bytes: 0,
+            rss_after_bytes: 0,
+            programming_seconds: 0.0,
+            in_process_error: Some(error),
+        }
+    }
 }
 
 /// Parses one `/proc/<pid>/fdinfo/<fd>` text; `None` when the descriptor is not a BPF map.
@@ -120,6 +142,7 @@ pub fn measure(shape: Shape) -> Result<MemoryReport, BenchError> {
         rss_before_bytes,
         rss_after_bytes,
         programming_seconds,
+        in_process_error: None,
     };
     drop(programmed);
     drop(cluster);
@@ -128,6 +151,20 @@ pub fn measure(shape: Shape) -> Result<MemoryReport, BenchError> {
 
 /// Markdown summary of a [`MemoryReport`].
 pub fn markdown(report: &MemoryReport) -> String {
+    let mut out = String::new();
+    if let Some(error) = &report.in_process_error {
+        out.push_str(&format!(
+            "{} Services × {} endpoints. In-process measurement failed: {error}\n",
+            report.services, report.endpoints_per_service
+        ));
+    } else {
+        out.push_str(&in_process_markdown(report));
+    }
+    out.push_str(&rest_markdown(report));
+    out
+}
+
+fn in_process_markdown(report: &MemoryReport) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mut out = format!(
         "{} Services × {} endpoints ({} frontends, {} map operations, programmed in {:.2} s).\n\n\
@@ -154,6 +191,12 @@ pub fn markdown(report: &MemoryReport) -> String {
         mib(report.rss_before_bytes),
         mib(report.rss_after_bytes)
     ));
+    out
+}
+
+fn rest_markdown(report: &MemoryReport) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut out = String::new();
     if let Some(agent) = &report.agent {
         match &agent.error {
             Some(error) => {
@@ -227,6 +270,23 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse_map_fdinfo(text), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn a_failed_in_process_part_still_reports_the_rest() {
+        let shape = Shape { services: 10, endpoints_per_service: 2 };
+        let mut report = MemoryReport::in_process_failed(shape, "map sy_slots: ENOMEM".into());
+        report.kernel.push(KernelMemory {
+            data_plane: "nftables".into(),
+            kernel_bytes: Some(3 * 1024 * 1024),
+            usage_bytes: Some(4 * 1024 * 1024),
+            kernel_after_removal_bytes: Some(0),
+            load_seconds: 1.0,
+            error: None,
+        });
+        let text = markdown(&report);
+        assert!(text.contains("In-process measurement failed: map sy_slots: ENOMEM"), "{text}");
+        assert!(text.contains("| nftables | 3.0 | 4.0 | 0.0 | — | 1.0 |"), "{text}");
     }
 
     #[test]
