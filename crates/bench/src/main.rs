@@ -71,6 +71,18 @@ struct ProgrammingOptions {
     merge: bool,
 }
 
+#[derive(Debug, Args)]
+struct MemoryOptions {
+    #[command(flatten)]
+    run: RunOptions,
+    /// Services of the measured cluster.
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    /// Endpoints per Service.
+    #[arg(long, default_value_t = 25)]
+    endpoints: usize,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PeerArg {
     IptablesNft,
@@ -114,8 +126,9 @@ enum Command {
     Latency(RunOptions),
     /// Item 3: NodePort forwarding throughput (needs root; a lab of its own).
     Throughput(RunOptions),
-    /// Item 4: BPF map memory and process RSS at 10,000 Services × 25 endpoints (needs root).
-    Memory(RunOptions),
+    /// Item 4: BPF map memory, agent RSS and the peers' kernel memory at 10,000 Services × 25
+    /// endpoints (needs root).
+    Memory(MemoryOptions),
     /// Internal: the latency client as a process of its own (started by `latency` inside a pod
     /// and its node's cgroup); prints samples as JSON.
     #[command(name = "latency-client", hide = true)]
@@ -157,7 +170,9 @@ fn run(cli: Cli) -> Result<()> {
             let options = programming.run;
             run_latency(&options)?;
             run_throughput(&options)?;
-            run_memory(&options)?;
+            // --quick: a tenth of the Services (the peers' 10,000 × 25 rulesets take minutes).
+            let services = if options.quick { 1000 } else { 10_000 };
+            run_memory(&MemoryOptions { run: options, services, endpoints: 25 })?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
@@ -388,11 +403,50 @@ fn run_latency(options: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// Item 4 at the 10,000 × 25 (also with --quick: it takes seconds).
-fn run_memory(options: &RunOptions) -> Result<()> {
-    let out = options.out_dir();
-    let shape = Shape { services: 10_000, endpoints_per_service: 25 };
-    let report = switchyard_bench::memory::measure(shape)?;
+/// The `switchyard` binary whose `agent` item 4 runs: `$SWITCHYARD_AGENT_BIN`, else the one
+/// next to this binary, else the workspace's release build.
+fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SWITCHYARD_AGENT_BIN") {
+        return path.into();
+    }
+    let sibling =
+        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("switchyard")));
+    sibling.filter(|p| p.exists()).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/switchyard")
+    })
+}
+
+/// Item 4 at the given size (10,000 × 25 in the full set, 1,000 × 25 with `all --quick`).
+fn run_memory(options: &MemoryOptions) -> Result<()> {
+    let out = options.run.out_dir();
+    let shape = Shape { services: options.services, endpoints_per_service: options.endpoints };
+    // A failure here (say, ENOMEM creating a large map on a busy machine) leaves the agent and
+    // the peers to be measured all the same.
+    let mut report = switchyard_bench::memory::measure(shape).unwrap_or_else(|error| {
+        eprintln!("memory: in-process measurement failed: {error}");
+        switchyard_bench::memory::MemoryReport::in_process_failed(shape, error.to_string())
+    });
+    let agent_bin = agent_binary();
+    eprintln!(
+        "memory: running {} agent on {} × {}",
+        agent_bin.display(),
+        shape.services,
+        shape.endpoints_per_service
+    );
+    let (agent, agent_kernel) =
+        switchyard_bench::memory::measure_agent(shape, &agent_bin, Duration::from_secs(300));
+    report.agent = Some(agent);
+    report.kernel.push(agent_kernel);
+    let state = synthetic::cluster(shape);
+    for peer in [Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy] {
+        eprintln!(
+            "memory: loading {} for {} × {}",
+            peer.label(),
+            shape.services,
+            shape.endpoints_per_service
+        );
+        report.kernel.push(switchyard_bench::memory::peer_kernel_memory(peer, &state));
+    }
     let text = switchyard_bench::memory::markdown(&report);
     eprint!("{text}");
     report::write_json(&out.join("memory.json"), &report)?;

@@ -1,9 +1,11 @@
 //! Item 4: memory at 10,000 Services × 25 endpoints — BPF map memory (the kernel's `memlock`
 //! figure per map, from `/proc/self/fdinfo`) and the resident memory of a process holding what
-//! the agent holds (model, reconciler, loaded maps), measured in this process.
+//! the agent holds (model, reconciler, loaded maps), measured in this process; the RSS of a
+//! running `switchyard agent` serving the same cluster from a manifest directory; and the kernel
+//! memory each data plane's state takes, by one method for all (see [`kernel_memory`]).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use switchyard_model::NodeModel;
@@ -26,6 +28,10 @@ pub struct MapMemory {
 /// What item 4 reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemoryReport {
+    /// A running `switchyard agent` serving the cluster from a manifest directory.
+    pub agent: Option<AgentMemory>,
+    /// Kernel memory of each data plane's state, the same way for all.
+    pub kernel: Vec<KernelMemory>,
     pub services: usize,
     pub endpoints_per_service: usize,
     pub frontends: usize,
@@ -35,6 +41,28 @@ pub struct MemoryReport {
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     pub programming_seconds: f64,
+    /// Why the in-process part has no figures (the rest of the report may still have some).
+    pub in_process_error: Option<String>,
+}
+
+impl MemoryReport {
+    /// A report whose in-process part failed, for the agent and peer parts to fill in.
+    pub fn in_process_failed(shape: Shape, error: String) -> Self {
+        MemoryReport {
+            agent: None,
+            kernel: Vec::new(),
+            services: shape.services,
+            endpoints_per_service: shape.endpoints_per_service,
+            frontends: 0,
+            map_operations: 0,
+            maps: Vec::new(),
+            map_memlock_bytes: 0,
+            rss_before_bytes: 0,
+            rss_after_bytes: 0,
+            programming_seconds: 0.0,
+            in_process_error: Some(error),
+        }
+    }
 }
 
 /// Parses one `/proc/<pid>/fdinfo/<fd>` text; `None` when the descriptor is not a BPF map.
@@ -103,6 +131,8 @@ pub fn measure(shape: Shape) -> Result<MemoryReport, BenchError> {
     let maps = own_maps()?;
     let rss_after_bytes = own_rss()?;
     let report = MemoryReport {
+        agent: None,
+        kernel: Vec::new(),
         services: shape.services,
         endpoints_per_service: shape.endpoints_per_service,
         frontends: model.desired().len(),
@@ -112,6 +142,7 @@ pub fn measure(shape: Shape) -> Result<MemoryReport, BenchError> {
         rss_before_bytes,
         rss_after_bytes,
         programming_seconds,
+        in_process_error: None,
     };
     drop(programmed);
     drop(cluster);
@@ -120,6 +151,20 @@ pub fn measure(shape: Shape) -> Result<MemoryReport, BenchError> {
 
 /// Markdown summary of a [`MemoryReport`].
 pub fn markdown(report: &MemoryReport) -> String {
+    let mut out = String::new();
+    if let Some(error) = &report.in_process_error {
+        out.push_str(&format!(
+            "{} Services × {} endpoints. In-process measurement failed: {error}\n",
+            report.services, report.endpoints_per_service
+        ));
+    } else {
+        out.push_str(&in_process_markdown(report));
+    }
+    out.push_str(&rest_markdown(report));
+    out
+}
+
+fn in_process_markdown(report: &MemoryReport) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mut out = format!(
         "{} Services × {} endpoints ({} frontends, {} map operations, programmed in {:.2} s).\n\n\
@@ -149,6 +194,62 @@ pub fn markdown(report: &MemoryReport) -> String {
     out
 }
 
+fn rest_markdown(report: &MemoryReport) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut out = String::new();
+    if let Some(agent) = &report.agent {
+        match &agent.error {
+            Some(error) => {
+                out.push_str(&format!("\nRunning agent (`{}`): {error}\n", agent.binary))
+            }
+            None => out.push_str(&format!(
+                "\nRunning agent (`{} agent --manifests`, {} JSON files, {:.1} MiB): ready after \
+                 {:.1} s; RSS {:.1} MiB (peak {:.1} MiB during start-up).\n",
+                agent.binary,
+                agent.manifest_files,
+                mib(agent.manifest_bytes),
+                agent.ready_seconds,
+                mib(agent.rss_bytes),
+                mib(agent.peak_rss_bytes)
+            )),
+        }
+    }
+    if !report.kernel.is_empty() {
+        let opt = |b: Option<u64>| b.map_or("—".to_string(), |b| format!("{:.1}", mib(b)));
+        let agent_kernel = report
+            .kernel
+            .iter()
+            .find(|k| k.data_plane == "switchyard agent")
+            .and_then(|k| k.kernel_bytes)
+            .filter(|b| *b > 0);
+        out.push_str(
+            "\nKernel memory charged to a memory cgroup of our own that only the processes \
+             programming the state ran in (`memory.kmem.usage_in_bytes`, cgroup v1):\n\n\
+             | data plane | kernel MiB (loaded) | all charged MiB | kernel MiB after removal | kernel / switchyard agent | load seconds |\n|---|---|---|---|---|---|\n",
+        );
+        for k in &report.kernel {
+            if let Some(error) = &k.error {
+                let error = error.replace('\n', " ");
+                out.push_str(&format!("| {} | {error} | | | | |\n", k.data_plane));
+                continue;
+            }
+            let ratio = match (k.kernel_bytes, agent_kernel) {
+                (Some(a), Some(b)) => format!("{:.2}×", a as f64 / b as f64),
+                _ => "—".into(),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {ratio} | {:.1} |\n",
+                k.data_plane,
+                opt(k.kernel_bytes),
+                opt(k.usage_bytes),
+                opt(k.kernel_after_removal_bytes),
+                k.load_seconds
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +273,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_in_process_part_still_reports_the_rest() {
+        let shape = Shape { services: 10, endpoints_per_service: 2 };
+        let mut report = MemoryReport::in_process_failed(shape, "map sy_slots: ENOMEM".into());
+        report.kernel.push(KernelMemory {
+            data_plane: "nftables".into(),
+            kernel_bytes: Some(3 * 1024 * 1024),
+            usage_bytes: Some(4 * 1024 * 1024),
+            kernel_after_removal_bytes: Some(0),
+            load_seconds: 1.0,
+            error: None,
+        });
+        let text = markdown(&report);
+        assert!(text.contains("In-process measurement failed: map sy_slots: ENOMEM"), "{text}");
+        assert!(text.contains("| nftables | 3.0 | 4.0 | 0.0 | — | 1.0 |"), "{text}");
+    }
+
+    #[test]
     fn vm_rss_is_read_in_bytes() {
         let cases = [
             ("Name:\tx\nVmRSS:\t   12345 kB\nVmData:\t1 kB\n", Some(12_345 * 1024)),
@@ -181,4 +299,385 @@ mod tests {
             assert_eq!(parse_vm_rss(text), expected, "{text}");
         }
     }
+}
+
+/// Root of the cgroup v1 memory hierarchy (this machine mounts memory as v1; the unified
+/// hierarchy has no memory controller).
+pub const MEMCG_ROOT: &str = "/sys/fs/cgroup/memory";
+
+/// A memory cgroup of our own (`<MEMCG_ROOT>/sybench-mem-<pid>-<n>`), next to, not inside, any
+/// cgroup someone else made; only processes we start join it. Removed on drop (its remaining
+/// charges, if any, go to the parent, as the kernel does for every removed cgroup).
+#[derive(Debug)]
+pub struct MemCgroup {
+    path: std::path::PathBuf,
+}
+
+impl MemCgroup {
+    pub fn create() -> Result<Self, BenchError> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::path::Path::new(MEMCG_ROOT)
+            .join(format!("sybench-mem-{}-{n}", std::process::id()));
+        std::fs::create_dir(&path)
+            .map_err(|source| BenchError::Write { path: path.display().to_string(), source })?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn read(&self, file: &str) -> Result<u64, BenchError> {
+        let path = self.path.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|source| BenchError::Write {
+            path: format!("{} (reading)", path.display()),
+            source,
+        })?;
+        text.trim().parse().map_err(|e| BenchError::Switchyard(format!("{}: {e}", path.display())))
+    }
+
+    /// Kernel memory charged here (`memory.kmem.usage_in_bytes`): slab, vmalloc, per-CPU and
+    /// page tables the kernel allocated with `__GFP_ACCOUNT` for processes of this cgroup,
+    /// which stays charged for as long as the objects live (after the process exited too).
+    pub fn kernel_bytes(&self) -> Result<u64, BenchError> {
+        self.read("memory.kmem.usage_in_bytes")
+    }
+
+    /// Everything charged here (`memory.usage_in_bytes`): user pages plus kernel memory.
+    pub fn usage_bytes(&self) -> Result<u64, BenchError> {
+        self.read("memory.usage_in_bytes")
+    }
+
+    /// Waits until the kernel charge stops falling (namespace teardown and map freeing are
+    /// deferred to workqueues and RCU), at most `limit`.
+    fn settled_kernel_bytes(&self, limit: Duration) -> Result<u64, BenchError> {
+        let started = Instant::now();
+        let mut last = self.kernel_bytes()?;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = self.kernel_bytes()?;
+            if now >= last || started.elapsed() > limit {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // Its processes have exited; the kernel may take a moment to notice.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Kernel memory one data plane's state for the cluster takes, charged to a memory cgroup of
+/// our own that only the processes programming it ran in.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelMemory {
+    /// `iptables-nft`, `iptables-legacy`, `nftables`, `switchyard agent`.
+    pub data_plane: String,
+    /// Kernel memory charged once the state is loaded (tools exited; the agent still running).
+    pub kernel_bytes: Option<u64>,
+    /// User pages plus kernel memory charged at the same moment (for the agent: its own pages
+    /// too; for the peers' tools, which have exited, page cache they read).
+    pub usage_bytes: Option<u64>,
+    /// Kernel memory still charged after the state was removed (namespace deleted; agent
+    /// stopped and its pins removed): near zero when what was charged was the state.
+    pub kernel_after_removal_bytes: Option<u64>,
+    /// Wall time of loading.
+    pub load_seconds: f64,
+    pub error: Option<String>,
+}
+
+impl KernelMemory {
+    fn failed(data_plane: &str, error: String) -> Self {
+        KernelMemory {
+            data_plane: data_plane.to_owned(),
+            kernel_bytes: None,
+            usage_bytes: None,
+            kernel_after_removal_bytes: None,
+            load_seconds: 0.0,
+            error: Some(error),
+        }
+    }
+}
+
+/// A running agent's memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentMemory {
+    pub binary: String,
+    pub manifest_files: usize,
+    pub manifest_bytes: u64,
+    /// From start until it logged "agent ready" (read, modelled, programmed, attached).
+    pub ready_seconds: f64,
+    pub rss_bytes: u64,
+    /// `VmHWM`: the peak resident set during start-up.
+    pub peak_rss_bytes: u64,
+    pub error: Option<String>,
+}
+
+/// Kernel memory of a peer's full ruleset for `state`: loaded into a fresh namespace the way
+/// the latency benchmark loads it (iptables: restore without `--noflush` and the jump rules;
+/// nftables: the same transaction in 1,000-Service pieces), every tool in a memory cgroup of
+/// our own; then the namespace is deleted.
+pub fn peer_kernel_memory(
+    peer: crate::programming::Peer,
+    state: &crate::state::DesiredState,
+) -> KernelMemory {
+    let run = || -> Result<KernelMemory, BenchError> {
+        let memcg = MemCgroup::create()?;
+        let mut netns = crate::netns::Netns::create("sybench-mem")?;
+        netns.charge_to(memcg.path());
+        let started = Instant::now();
+        crate::latency::apply(peer, &netns, &NodeConfig::default(), state)?;
+        let load_seconds = started.elapsed().as_secs_f64();
+        let kernel_bytes = memcg.kernel_bytes()?;
+        let usage_bytes = memcg.usage_bytes()?;
+        drop(netns);
+        let after = memcg.settled_kernel_bytes(Duration::from_secs(20))?;
+        Ok(KernelMemory {
+            data_plane: peer.label().to_owned(),
+            kernel_bytes: Some(kernel_bytes),
+            usage_bytes: Some(usage_bytes),
+            kernel_after_removal_bytes: Some(after),
+            load_seconds,
+            error: None,
+        })
+    };
+    // The xtables lock is the host's, shared with every other user of iptables on the machine:
+    // a run that could not get it is tried again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run() {
+            Ok(measured) => return measured,
+            Err(error) if attempt < 4 && error.to_string().contains("xtables lock") => {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(error) => return KernelMemory::failed(peer.label(), error.to_string()),
+        }
+    }
+}
+
+fn status_field(pid: u32, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 =
+        line.trim_start_matches(name).trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Everything the agent run creates, removed on drop (also when a step fails): the agent
+/// process (SIGTERM by pid, then SIGKILL), its pins (the bpffs), the cgroup it attached to
+/// (created here and empty), the manifest directory.
+struct AgentRun {
+    child: Option<std::process::Child>,
+    memcg: Option<MemCgroup>,
+    dir: std::path::PathBuf,
+    cgroup: std::path::PathBuf,
+    bpf: Option<crate::bpf_dir::BpfDir>,
+}
+
+impl Drop for AgentRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let started = Instant::now();
+            while matches!(child.try_wait(), Ok(None))
+                && started.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        drop(self.bpf.take());
+        drop(self.memcg.take());
+        let _ = std::fs::remove_dir(&self.cgroup);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes the cluster as JSON `kind: List` manifests, `per_file` objects a file. Returns
+/// (files, bytes).
+fn write_manifests(
+    dir: &std::path::Path,
+    cluster: &switchyard_model::ClusterState,
+    per_file: usize,
+) -> Result<(usize, u64), BenchError> {
+    let write_error = |source| BenchError::Write { path: dir.display().to_string(), source };
+    let to_value = |v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| write_error(std::io::Error::other(e)))
+    };
+    let mut objects = Vec::new();
+    for node in cluster.nodes.values() {
+        objects.push(to_value(serde_json::to_value(node))?);
+    }
+    for service in cluster.services.values() {
+        objects.push(to_value(serde_json::to_value(service))?);
+    }
+    for slice in cluster.endpoint_slices.values() {
+        objects.push(to_value(serde_json::to_value(slice))?);
+    }
+    let (mut files, mut bytes) = (0, 0);
+    for (i, chunk) in objects.chunks(per_file.max(1)).enumerate() {
+        let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": chunk });
+        let text =
+            serde_json::to_string(&list).map_err(|e| write_error(std::io::Error::other(e)))?;
+        std::fs::write(dir.join(format!("cluster-{i:04}.json")), &text).map_err(write_error)?;
+        files += 1;
+        bytes += text.len() as u64;
+    }
+    Ok((files, bytes))
+}
+
+/// Runs `agent_bin agent` on a manifest directory holding `shape` (maps sized as in item 1),
+/// attached to an empty cgroup of our own, pins in a bpffs of our own; once it logs "agent
+/// ready", reads its RSS and the kernel memory the machine gained, stops it (SIGTERM, by pid)
+/// and removes everything. No network: the manifest source serves no health port.
+pub fn measure_agent(
+    shape: Shape,
+    agent_bin: &std::path::Path,
+    timeout: Duration,
+) -> (AgentMemory, KernelMemory) {
+    let mut agent = AgentMemory {
+        binary: agent_bin.display().to_string(),
+        manifest_files: 0,
+        manifest_bytes: 0,
+        ready_seconds: 0.0,
+        rss_bytes: 0,
+        peak_rss_bytes: 0,
+        error: None,
+    };
+    let mut kernel = KernelMemory::failed("switchyard agent", String::new());
+    kernel.error = None;
+    let result = (|| -> Result<(), BenchError> {
+        let id = std::process::id();
+        let dir = std::env::temp_dir().join(format!("sybench-agent-{id}"));
+        let cgroup = std::path::Path::new(switchyard_lab::DEFAULT_CGROUP_ROOT)
+            .join(format!("sybench-agent-{id}"));
+        let mut run = AgentRun {
+            child: None,
+            memcg: None,
+            dir: dir.clone(),
+            cgroup: cgroup.clone(),
+            bpf: None,
+        };
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source| BenchError::Write { path: what, source }
+        };
+        let manifests = dir.join("manifests");
+        std::fs::create_dir_all(&manifests).map_err(io(&manifests.display().to_string()))?;
+        std::fs::create_dir(&cgroup).map_err(io(&cgroup.display().to_string()))?;
+        let state = synthetic::cluster(shape);
+        let cluster = model_input::cluster_state(&NodeConfig::default(), &state);
+        let sizes =
+            switchyard::sizes_for(&NodeModel::from_state(model_input::proxy_config(), &cluster));
+        let (files, bytes) = write_manifests(&manifests, &cluster, 2000)?;
+        drop(cluster);
+        agent.manifest_files = files;
+        agent.manifest_bytes = bytes;
+        let bpf = crate::bpf_dir::BpfDir::create("sybench-agent")?;
+        let log_path = dir.join("agent.log");
+        let log = std::fs::File::create(&log_path).map_err(io(&log_path.display().to_string()))?;
+        let mut command = std::process::Command::new(agent_bin);
+        command
+            .arg("agent")
+            .arg("--manifests")
+            .arg(&manifests)
+            .args(["--node-name", model_input::NODE_NAME])
+            .arg("--cgroup")
+            .arg(&cgroup)
+            .arg("--bpf-dir")
+            .arg(bpf.path())
+            .arg("--api-socket")
+            .arg(dir.join("agent.sock"))
+            .args(["--max-frontends", &sizes.frontends.to_string()])
+            .args(["--max-backends", &sizes.backends.to_string()])
+            .args(["--max-slots", &sizes.slots.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        run.bpf = Some(bpf);
+        let memcg = MemCgroup::create()?;
+        let procs_path = memcg.path().join("cgroup.procs");
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs_path)
+            .map_err(io(&procs_path.display().to_string()))?;
+        let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+        // SAFETY: between fork and exec only write(2), async-signal-safe, on a descriptor we
+        // keep open until the agent has been spawned.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::write(procs_fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        run.memcg = Some(memcg);
+        let started = Instant::now();
+        let child = command.spawn().map_err(|source| BenchError::Spawn {
+            program: agent_bin.display().to_string(),
+            namespace: "host (no network used)".into(),
+            source,
+        })?;
+        drop(procs);
+        let pid = child.id();
+        run.child = Some(child);
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains("agent ready") {
+                break;
+            }
+            let exited = run.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let tail: String = text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                return Err(BenchError::Switchyard(format!("agent exited with {status}: {tail}")));
+            }
+            if started.elapsed() > timeout {
+                return Err(BenchError::Switchyard(format!(
+                    "agent not ready within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        agent.ready_seconds = started.elapsed().as_secs_f64();
+        kernel.load_seconds = agent.ready_seconds;
+        // Let the start-up's transient allocations go before reading.
+        std::thread::sleep(Duration::from_secs(1));
+        agent.rss_bytes = status_field(pid, "VmRSS:").unwrap_or(0);
+        agent.peak_rss_bytes = status_field(pid, "VmHWM:").unwrap_or(0);
+        let memcg = run.memcg.as_ref().ok_or_else(|| BenchError::Switchyard("no cgroup".into()))?;
+        kernel.kernel_bytes = Some(memcg.kernel_bytes()?);
+        kernel.usage_bytes = Some(memcg.usage_bytes()?);
+        // Stop the agent, unpin and close everything: what stays charged was not its state.
+        if let Some(mut child) = run.child.take() {
+            // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+            unsafe { libc::kill(i32::try_from(pid).unwrap_or(0), libc::SIGTERM) };
+            let _ = child.wait();
+        }
+        drop(run.bpf.take());
+        kernel.kernel_after_removal_bytes =
+            Some(memcg.settled_kernel_bytes(Duration::from_secs(20))?);
+        Ok(())
+    })();
+    if let Err(error) = result {
+        agent.error = Some(error.to_string());
+        kernel.error = Some(error.to_string());
+    }
+    (agent, kernel)
 }

@@ -23,6 +23,8 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 pub struct Netns {
     name: String,
     owned: bool,
+    /// A cgroup (its `cgroup.procs`) every tool run here joins, for memory accounting.
+    cgroup_procs: Option<std::path::PathBuf>,
 }
 
 /// How a tool run inside a namespace went.
@@ -66,12 +68,12 @@ impl Netns {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             });
         }
-        Ok(Self { name, owned: true })
+        Ok(Self { name, owned: true, cgroup_procs: None })
     }
 
     /// A namespace someone else created and will delete (e.g. a lab node's).
     pub fn existing(name: impl Into<String>) -> Self {
-        Self { name: name.into(), owned: false }
+        Self { name: name.into(), owned: false, cgroup_procs: None }
     }
 
     /// Deletes namespaces named `<prefix>-<pid>-<n>` whose creating process is gone (a run that
@@ -110,6 +112,12 @@ impl Netns {
         &self.name
     }
 
+    /// Makes every later tool run join the cgroup at `dir` (between fork and exec), so what
+    /// the kernel allocates on its behalf is charged there.
+    pub fn charge_to(&mut self, dir: &Path) {
+        self.cgroup_procs = Some(dir.join("cgroup.procs"));
+    }
+
     /// Runs `program args` inside the namespace with `input` on standard input, and fails if it
     /// exits non-zero or runs longer than `limit` (then it is killed).
     pub fn run(
@@ -123,6 +131,19 @@ impl Netns {
             BenchError::Netns { name: self.name.clone(), action: "open", detail: e.to_string() }
         })?;
         let fd = namespace_file.as_raw_fd();
+        let procs = match &self.cgroup_procs {
+            Some(path) => {
+                Some(std::fs::OpenOptions::new().write(true).open(path).map_err(|e| {
+                    BenchError::Netns {
+                        name: self.name.clone(),
+                        action: "opening the cgroup to charge",
+                        detail: format!("{}: {e}", path.display()),
+                    }
+                })?)
+            }
+            None => None,
+        };
+        let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
         let spawn_error = |source| BenchError::Spawn {
             program: program.to_owned(),
             namespace: self.name.clone(),
@@ -130,10 +151,16 @@ impl Netns {
         };
         let mut command = Command::new(program);
         command.args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-        // SAFETY: between fork and exec we only call setns(2), which is async-signal-safe, on a
-        // descriptor the parent keeps open until the child has been spawned.
+        // SAFETY: between fork and exec we only call write(2) and setns(2), async-signal-safe, on
+        // descriptors the parent keeps open until the child has been spawned.
         unsafe {
             command.pre_exec(move || {
+                // Writing "0" to cgroup.procs moves the writing process itself.
+                if let Some(procs_fd) = procs_fd
+                    && libc::write(procs_fd, b"0".as_ptr().cast(), 1) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -144,6 +171,7 @@ impl Netns {
         let started = Instant::now();
         let mut child = command.spawn().map_err(spawn_error)?;
         drop(namespace_file);
+        drop(procs);
         let stdin = child.stdin.take();
         // The input is written from a second thread: tools that parse as they read (like
         // iptables-restore --noflush) would otherwise keep this thread from ever checking the
