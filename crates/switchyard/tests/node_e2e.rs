@@ -90,9 +90,13 @@ fn dnsmasq_behind_a_cluster_ip_answers_dig_over_udp_and_tcp() {
             .find(|l| l.starts_with("web.e2e.test."))
             .and_then(|l| l.split_whitespace().last().map(ToString::to_string))
     };
-    cluster.eventually("dnsmasq answers through the ClusterIP", || {
-        answer(&dig(ips[0], "A", false)).is_some()
-    });
+    // Wait for an answer on every ClusterIP (each family) before the strict checks: on a loaded
+    // machine the first query to a freshly started dnsmasq can outlast dig's one-second timeout.
+    for server in ips {
+        cluster.eventually("dnsmasq answers through the ClusterIP", || {
+            answer(&dig(server, "A", false)).is_some()
+        });
+    }
     for server in ips {
         for tcp in [false, true] {
             for (record, expected) in [("A", "10.1.2.3"), ("AAAA", "fd00::1:2:3")] {
