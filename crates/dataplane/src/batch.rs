@@ -134,6 +134,35 @@ pub(crate) fn update<K: Copy, V: Copy>(
     Ok(())
 }
 
+/// Below this many entries a second thread costs more than it saves.
+const PARALLEL_MIN: usize = 32 * 1024;
+
+/// Like [`update`], with large batches split over two threads when `threads` > 1: the kernel
+/// locks hash maps per bucket, so two writers into one map scale, and from-scratch programming
+/// (hundreds of thousands of slots) is bound by the kernel's per-entry work. Entries within one
+/// call are independent (one phase), so their order does not matter.
+pub(crate) fn update_parallel<K: Copy + Sync, V: Copy + Sync>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+    chunk: usize,
+    threads: usize,
+) -> io::Result<()> {
+    if threads < 2 || keys.len() < PARALLEL_MIN {
+        return update(fd, keys, values, chunk);
+    }
+    let half = keys.len() / 2;
+    let (first_keys, second_keys) = keys.split_at(half);
+    let (first_values, second_values) = values.split_at(half);
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| update(fd, second_keys, second_values, chunk));
+        let first = update(fd, first_keys, first_values, chunk);
+        let second =
+            second.join().unwrap_or_else(|_| Err(io::Error::other("batch thread panicked")));
+        first.and(second)
+    })
+}
+
 /// Deletes `keys`; keys that are not in the map are skipped. Returns how many were missing.
 pub(crate) fn delete<K: Copy>(fd: BorrowedFd<'_>, keys: &[K], chunk: usize) -> io::Result<usize> {
     let chunk_len = chunk.max(1);

@@ -99,6 +99,7 @@ pub struct KernelMaps<'a> {
     maps: &'a mut Maps,
     table_size: u32,
     batch_size: usize,
+    threads: usize,
 }
 
 impl<'a> KernelMaps<'a> {
@@ -111,12 +112,19 @@ impl<'a> KernelMaps<'a> {
             maps,
             table_size: table_size.maglev_table_size,
             batch_size: batch::DEFAULT_CHUNK,
+            threads: 2,
         })
     }
 
     /// Entries per batched syscall; 1 means one syscall per entry (the benchmark's peer).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Threads writing one large batch (default 2; 1 for the benchmark's comparison).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
         self
     }
 
@@ -165,12 +173,18 @@ impl<'a> KernelMaps<'a> {
         }
         if !backend_ids.is_empty() {
             let fd = self.maps.backends.map().fd().as_fd();
-            batch::update(fd, &backend_ids, &backend_values, self.batch_size)
-                .map_err(io(names::BACKENDS))?;
+            batch::update_parallel(
+                fd,
+                &backend_ids,
+                &backend_values,
+                self.batch_size,
+                self.threads,
+            )
+            .map_err(io(names::BACKENDS))?;
         }
         if !slot_keys.is_empty() {
             let fd = self.maps.slots.map().fd().as_fd();
-            batch::update(fd, &slot_keys, &slot_values, self.batch_size)
+            batch::update_parallel(fd, &slot_keys, &slot_values, self.batch_size, self.threads)
                 .map_err(io(names::SLOTS))?;
         }
         if !fe_keys.is_empty() {

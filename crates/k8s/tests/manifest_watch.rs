@@ -178,3 +178,47 @@ fn watching_a_missing_directory_fails_with_its_path() {
     let error = ManifestWatcher::start(&missing, options()).unwrap_err();
     assert!(error.to_string().contains("nope"), "{error}");
 }
+
+#[test]
+fn a_configmap_style_symlink_swap_is_seen_and_temporaries_are_not_read() {
+    // The layout of a ConfigMap volume: visible symlinks into `..data`, itself a symlink to a
+    // timestamped directory that is swapped atomically. The visible names never change.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir(root.join("..v1")).unwrap();
+    fs::write(root.join("..v1/a.yaml"), service("a", 80)).unwrap();
+    std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/a.yaml", root.join("a.yaml")).unwrap();
+    let mut watcher = ManifestWatcher::start(root, options()).unwrap();
+    assert_eq!(
+        summary(&next(&mut watcher)),
+        vec![(ObjectKind::Service, "default/a".to_owned(), false)]
+    );
+
+    fs::create_dir(root.join("..v2")).unwrap();
+    fs::write(root.join("..v2/a.yaml"), service("a", 81)).unwrap();
+    std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
+    fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    fs::remove_dir_all(root.join("..v1")).unwrap();
+    let mut port = None;
+    while port.is_none() {
+        port = next(&mut watcher).changes.iter().find_map(port_of);
+    }
+    assert_eq!(port, Some(81));
+}
+
+#[test]
+fn removing_a_directory_deletes_what_its_files_defined() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("team")).unwrap();
+    write(&dir.path().join("team"), "c.yaml", &service("c", 80));
+    write(dir.path(), "a.yaml", &service("a", 80));
+    let mut watcher = ManifestWatcher::start(dir.path(), options()).unwrap();
+    assert_eq!(next(&mut watcher).changes.len(), 2);
+    fs::remove_dir_all(dir.path().join("team")).unwrap();
+    let mut deleted = Vec::new();
+    while deleted.is_empty() {
+        deleted = summary(&next(&mut watcher));
+    }
+    assert_eq!(deleted, vec![(ObjectKind::Service, "default/c".to_owned(), true)]);
+}

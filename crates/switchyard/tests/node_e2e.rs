@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use switchyard_bpf::{Maps, abi};
 use switchyard_lab::tools::clients::{HoldReport, UdpHoldReport};
 use switchyard_lab::{require_root, wait_until};
 
@@ -468,5 +469,97 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     assert!(tcp_ended, "TCP connection to removed b2 survived: {report:?}");
     assert_eq!(report.backends, vec!["b2".to_string()], "{report:?}");
     assert!(report.reset, "{report:?}");
+    cluster.assert_nothing_left_the_lab();
+}
+
+#[test]
+fn maglev_service_spreads_over_every_backend_and_keeps_flows_when_one_backend_goes() {
+    if !require_root("maglev_service_spreads_over_every_backend_and_keeps_flows") {
+        return;
+    }
+    let cluster = Cluster::up();
+    let ip = v4("10.96.9.10");
+    let target = at(ip, 80);
+    let maglev = |pods: &[&str]| {
+        let endpoints: Vec<(&str, State)> = pods.iter().map(|p| (*p, State::Ready)).collect();
+        // The first `namespace: e2e` line is the Service's metadata.
+        cluster.service("mg", &[ip], 80, "", &endpoints).replacen(
+            "  namespace: e2e\n",
+            "  namespace: e2e\n  annotations: {switchyard.io/lb-algorithm: maglev}\n",
+            1,
+        )
+    };
+    let all = ["a1", "a2", "b1", "b2"];
+    cluster.apply_and_wait("mg.yaml", &maglev(&all));
+    cluster.eventually("mg answers", || {
+        cluster.client("a1", "tcp", target, 1).summary.errors.is_empty()
+    });
+
+    // Every node programmed a Maglev table over the four backends.
+    let table_backends = |node: &str| {
+        let maps = Maps::open_pinned(&cluster.lab.node(node).unwrap().bpf_dir).unwrap();
+        let (_, frontend) = maps.resolve(target, abi::PROTO_TCP).unwrap().expect("no frontend");
+        assert_ne!(frontend.flags & abi::FE_MAGLEV, 0, "{node}: frontend without Maglev");
+        let table = maps.maglev_table(frontend.id).unwrap().expect("no Maglev table");
+        table.into_iter().collect::<BTreeSet<u32>>().len()
+    };
+    for node in ["node1", "node2"] {
+        assert_eq!(table_backends(node), 4, "{node}");
+    }
+
+    // Every backend gets traffic: new connections hash their own 5-tuple (fresh source ports)
+    // into the table. 40 requests over 4 backends miss one with probability < 1e-4.
+    for member in ["a1", "b2", "node1"] {
+        for kind in ["tcp", "udp"] {
+            assert_eq!(
+                cluster.backends(member, kind, target, 40),
+                set(&all),
+                "{kind} from {member}"
+            );
+        }
+    }
+
+    // Long-lived connections, then b2 goes: those on the other backends keep their backend
+    // and stay up; new connections spread over the remaining three.
+    let holds: Vec<_> = (0..12)
+        .map(|_| {
+            let mut hold = Command::new(BIN);
+            hold.args(["lab", "client", "hold", "--target", &target.to_string()])
+                .args(["--until-stdin-closes", "--interval-ms", "20"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+            cluster.lab.spawn_in("a1", hold).unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let remaining = ["a1", "a2", "b1"];
+    cluster.apply_and_wait("mg.yaml", &maglev(&remaining));
+    cluster.eventually("new connections avoid b2", || {
+        !cluster.client("a2", "tcp", target, 20).summary.backends.contains_key("b2")
+    });
+    for node in ["node1", "node2"] {
+        assert_eq!(table_backends(node), 3, "{node}");
+    }
+    for member in ["a1", "node2"] {
+        assert_eq!(cluster.backends(member, "tcp", target, 40), set(&remaining), "from {member}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut kept = 0;
+    for mut hold in holds {
+        drop(hold.stdin.take());
+        let out = hold.wait_with_output().unwrap();
+        let report: HoldReport = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report.backends.len(), 1, "a connection changed backend: {report:?}");
+        if report.backends[0] == "b2" {
+            // Removed outright: torn down (see flows_to_a_removed_backend_are_torn_down...).
+            assert!(report.reset, "{report:?}");
+        } else {
+            assert!(!report.reset && report.error.is_none(), "connection broke: {report:?}");
+            kept += 1;
+        }
+    }
+    // 12 connections all on b2 would be chance with probability (1/4)^12.
+    assert!(kept > 0, "no connection landed on a remaining backend");
     cluster.assert_nothing_left_the_lab();
 }

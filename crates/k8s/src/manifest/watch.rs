@@ -10,7 +10,8 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher as _};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher as _};
 use switchyard_model::Change;
 use tokio::sync::mpsc;
 
@@ -199,7 +200,15 @@ fn collect(event: Event, batch: &mut Batch) {
     match event {
         Ok(event) => {
             batch.lost |= event.need_rescan();
-            batch.touched.extend(event.paths);
+            // Opening and reading change nothing, and reading the files ourselves causes them:
+            // counting them would re-read every file we just read, forever.
+            let only_read = matches!(
+                event.kind,
+                EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write)
+            );
+            if !only_read {
+                batch.touched.extend(event.paths);
+            }
         }
         // The listing compares every file's metadata, so it finds the changes without paths.
         Err(err) => {
