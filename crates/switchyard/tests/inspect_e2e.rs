@@ -48,6 +48,13 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     assert_eq!(code, 0, "{doc:#}");
     assert!(doc["missing"].as_array().unwrap().is_empty(), "{doc:#}");
     assert!(doc["backends"].as_array().unwrap().iter().all(|b| b["desired"] == true), "{doc:#}");
+    // Without DIR, the same answers from the agent's own desired state (its `/desired`).
+    let socket = Agent::api_socket(&cluster.lab, "node1");
+    let socket = socket.to_str().unwrap().to_owned();
+    let live_api = ["services", "--live", "--api-socket", &socket, "--bpf-dir", &bpf, "-o", "json"];
+    let backends_api = ["backends", "--api-socket", &socket, "--bpf-dir", &bpf, "--json"];
+    assert_eq!(run(&live_api), (0, all.clone()));
+    assert_eq!(run(&backends_api), (0, doc.clone()));
 
     // explain from a pod, run in its namespace, names the Service from the manifests.
     let pod_ip = cluster.pod_ip("a1", false).to_string();
@@ -86,6 +93,8 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
         doc["backends"].as_array().unwrap().iter().filter(|b| b["desired"] == false).collect();
     assert_eq!(undesired.len(), 1, "{doc:#}");
     assert_eq!(undesired[0]["address"], "10.250.0.1:9");
+    assert_eq!(run(&live_api), (3, rows));
+    assert_eq!(run(&backends_api), (3, doc));
     cluster.assert_nothing_left_the_lab();
 }
 
