@@ -24,6 +24,8 @@ pub struct ProgrammedFrontend {
     pub id: u32,
     /// Address; `None` for a NodePort wildcard (any node address).
     pub ip: Option<IpAddr>,
+    /// `ipv4` or `ipv6`; tells the two NodePort wildcards of a dual-stack port apart.
+    pub family: &'static str,
     /// Port.
     pub port: u16,
     /// `tcp`, `udp`, `sctp` or the number.
@@ -177,6 +179,7 @@ pub fn frontends(maps: &Maps) -> Result<Vec<ProgrammedFrontend>, Error> {
         out.push(ProgrammedFrontend {
             id: value.id,
             ip: (key.addr != abi::Addr::UNSPECIFIED).then(|| key.addr.to_ip(key.family)),
+            family: if key.family == abi::AF_INET6 { "ipv6" } else { "ipv4" },
             port: key.port(),
             protocol: protocol_name(key.proto),
             scope: if key.scope == abi::SCOPE_INTERNAL { "internal" } else { "default" },

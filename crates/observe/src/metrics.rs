@@ -216,8 +216,11 @@ fn frontend_labels(
     services: &ServiceIndex,
 ) -> Vec<(&'static str, String)> {
     let service = services.lookup(frontend.ip, frontend.port, &frontend.protocol);
+    // The IPv4 and IPv6 wildcards of one dual-stack NodePort are two entries, so two series:
+    // `*:PORT` and `[*]:PORT`.
     let address = match frontend.ip {
         Some(ip) => ip.to_string(),
+        None if frontend.family == "ipv6" => "[*]".to_owned(),
         None => "*".to_owned(),
     };
     vec![

@@ -1,11 +1,11 @@
-//! The local API: `/metrics` (Prometheus text) and `/status` (JSON) over a unix socket, and
-//! over TCP only when an address is given. The router can also be merged into another axum
+//! The local API: `/metrics` (Prometheus text), `/status` and `/desired` (JSON) over a unix
+//! socket, and over TCP only when an address is given. The router can also be merged into another axum
 //! server (the kube-proxy-compatible health server) with `Router::merge`.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use switchyard_model::DesiredState;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -30,15 +31,22 @@ pub struct ApiState {
     pub kernel: Arc<KernelCollector>,
     /// Sync metrics for `/status`.
     pub sync: SyncMetrics,
+    /// The agent's current desired state for `/desired` (what `services --live` and
+    /// `backends` compare the kernel with when no manifest directory is given).
+    pub desired: Arc<RwLock<DesiredState>>,
 }
 
 impl ApiState {
     /// A registry with the sync metrics and the kernel collector registered.
-    pub fn new(sync: SyncMetrics, kernel: Arc<KernelCollector>) -> Self {
+    pub fn new(
+        sync: SyncMetrics,
+        kernel: Arc<KernelCollector>,
+        desired: Arc<RwLock<DesiredState>>,
+    ) -> Self {
         let mut registry = Registry::default();
         sync.register(&mut registry);
         registry.register_collector(Box::new(Arc::clone(&kernel)));
-        ApiState { registry: Arc::new(registry), kernel, sync }
+        ApiState { registry: Arc::new(registry), kernel, sync, desired }
     }
 }
 
@@ -55,9 +63,19 @@ pub struct Status {
     pub kernel: KernelState,
 }
 
-/// `/metrics` and `/status`.
+/// `/metrics`, `/status` and `/desired`.
 pub fn router(state: ApiState) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/status", get(status)).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/desired", get(desired))
+        .with_state(state)
+}
+
+/// The desired state as of the last sync, as JSON ([`DesiredState`]'s serde form).
+async fn desired(State(state): State<ApiState>) -> Response {
+    let desired = state.desired.read().unwrap_or_else(PoisonError::into_inner).clone();
+    axum::Json(desired).into_response()
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

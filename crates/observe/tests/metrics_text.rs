@@ -25,9 +25,11 @@ impl Collector for Fixed {
 }
 
 fn frontend(id: u32, ip: Option<&str>, port: u16) -> ProgrammedFrontend {
+    let ip: Option<IpAddr> = ip.map(|s| s.parse().unwrap());
     ProgrammedFrontend {
         id,
-        ip: ip.map(|s| s.parse().unwrap()),
+        ip,
+        family: if ip.is_some_and(|ip| ip.is_ipv6()) { "ipv6" } else { "ipv4" },
         port,
         protocol: "tcp".into(),
         scope: "default",
@@ -73,10 +75,16 @@ fn per_service_counters_carry_the_service_of_each_frontend() {
     index.insert(cluster_ip, 80, "tcp", label("web", "ClusterIP"));
     index.insert("192.168.1.5".parse().unwrap(), 30080, "tcp", label("web", "NodePort"));
     let state = KernelState {
-        frontends: vec![frontend(3, Some("10.96.0.10"), 80), frontend(4, None, 30080)],
+        frontends: vec![
+            frontend(3, Some("10.96.0.10"), 80),
+            frontend(4, None, 30080),
+            // The IPv6 wildcard of the same dual-stack NodePort.
+            ProgrammedFrontend { family: "ipv6", ..frontend(5, None, 30080) },
+        ],
         frontend_counters: BTreeMap::from([
             (3, FrontendTraffic { connections: 7, packets: 0, bytes: 0 }),
             (4, FrontendTraffic { connections: 2, packets: 11, bytes: 1500 }),
+            (5, FrontendTraffic { connections: 1, packets: 3, bytes: 240 }),
         ]),
         ..KernelState::default()
     };
@@ -85,6 +93,8 @@ fn per_service_counters_carry_the_service_of_each_frontend() {
     assert_eq!(sample(&text, conns), Some(7.0), "{text}");
     let node_port = "switchyard_service_bytes_total{namespace=\"shop\",service=\"web\",port_name=\"http\",frontend=\"*:30080\"";
     assert_eq!(sample(&text, node_port), Some(1500.0), "{text}");
+    let node_port_v6 = "switchyard_service_bytes_total{namespace=\"shop\",service=\"web\",port_name=\"http\",frontend=\"[*]:30080\"";
+    assert_eq!(sample(&text, node_port_v6), Some(240.0), "{text}");
 }
 
 #[test]

@@ -48,6 +48,13 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     assert_eq!(code, 0, "{doc:#}");
     assert!(doc["missing"].as_array().unwrap().is_empty(), "{doc:#}");
     assert!(doc["backends"].as_array().unwrap().iter().all(|b| b["desired"] == true), "{doc:#}");
+    // Without DIR, the same answers from the agent's own desired state (its `/desired`).
+    let socket = Agent::api_socket(&cluster.lab, "node1");
+    let socket = socket.to_str().unwrap().to_owned();
+    let live_api = ["services", "--live", "--api-socket", &socket, "--bpf-dir", &bpf, "-o", "json"];
+    let backends_api = ["backends", "--api-socket", &socket, "--bpf-dir", &bpf, "--json"];
+    assert_eq!(run(&live_api), (0, all.clone()));
+    assert_eq!(run(&backends_api), (0, doc.clone()));
 
     // explain from a pod, run in its namespace, names the Service from the manifests.
     let pod_ip = cluster.pod_ip("a1", false).to_string();
@@ -86,11 +93,34 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
         doc["backends"].as_array().unwrap().iter().filter(|b| b["desired"] == false).collect();
     assert_eq!(undesired.len(), 1, "{doc:#}");
     assert_eq!(undesired[0]["address"], "10.250.0.1:9");
+    assert_eq!(run(&live_api), (3, rows));
+    assert_eq!(run(&backends_api), (3, doc));
     cluster.assert_nothing_left_the_lab();
 }
 
-/// `--log-format json`: every line the agent logs is a JSON object, and the warning about a
-/// broken manifest names where it is (file, line, document).
+/// A Service beside the broken ones, programmed although its neighbours are not valid.
+const GOOD: &str = "apiVersion: v1
+kind: Service
+metadata: {name: good, namespace: fine}
+spec:
+  clusterIP: 10.96.200.10
+  ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: good-1
+  namespace: fine
+  labels: {kubernetes.io/service-name: good}
+addressType: IPv4
+endpoints: [{addresses: [10.244.0.5], conditions: {ready: true}}]
+ports: [{name: http, port: 8080, protocol: TCP}]
+";
+
+/// `--log-format json`: every line the agent logs is a JSON object, the warning about a
+/// broken manifest names where it is (file, line, document), a semantic problem
+/// (testdata/broken/addresses.yaml) is warned about naming the object and the field, and the
+/// valid Service beside them is programmed.
 #[test]
 fn json_logs_name_the_object_in_a_warning() {
     if !require_root("json_logs_name_the_object_in_a_warning") {
@@ -107,8 +137,11 @@ fn json_logs_name_the_object_in_a_warning() {
     let node = lab.node("node1").unwrap().clone();
     let manifests = tempfile::tempdir().unwrap();
     let api = tempfile::tempdir().unwrap();
-    std::fs::copy("../../testdata/broken/syntax.yaml", manifests.path().join("syntax.yaml"))
-        .unwrap();
+    for file in ["syntax.yaml", "addresses.yaml"] {
+        std::fs::copy(format!("../../testdata/broken/{file}"), manifests.path().join(file))
+            .unwrap();
+    }
+    std::fs::write(manifests.path().join("good.yaml"), GOOD).unwrap();
     let mut command = Command::new(BIN);
     command
         .args(["--log-format", "json", "agent", "--manifests"])
@@ -143,6 +176,11 @@ fn json_logs_name_the_object_in_a_warning() {
             break;
         }
     }
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--bpf-dir"])
+        .arg(&node.bpf_dir)
+        .output()
+        .unwrap();
     let _ = agent.kill();
     let _ = agent.wait();
     let parsed: Vec<serde_json::Value> = seen
@@ -158,5 +196,31 @@ fn json_logs_name_the_object_in_a_warning() {
     // testdata/broken/syntax.yaml: document 2 (from line 13) is not valid YAML.
     assert!(problem.contains("syntax.yaml:13 (document 2)"), "{problem}");
     assert!(problem.contains("YAML syntax error"), "{problem}");
+    let semantic: Vec<&serde_json::Value> = parsed
+        .iter()
+        .filter(|v| {
+            v["level"] == "WARN"
+                && v["fields"]["object"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("broken/bad-addresses"))
+        })
+        .collect();
+    let fields: Vec<(&str, &str)> = semantic
+        .iter()
+        .map(|v| (v["fields"]["kind"].as_str().unwrap(), v["fields"]["field"].as_str().unwrap()))
+        .collect();
+    assert!(fields.contains(&("Service", "spec.clusterIP")), "{fields:?}: {seen:#?}");
+    assert!(fields.iter().any(|(kind, _)| *kind == "EndpointSlice"), "{fields:?}");
+    assert!(semantic.iter().all(|v| v["fields"]["reason"].is_string()), "{semantic:#?}");
+    // Each problem once.
+    let mut problems: Vec<String> = semantic.iter().map(|v| v["fields"].to_string()).collect();
+    let logged = problems.len();
+    problems.sort();
+    problems.dedup();
+    assert_eq!(problems.len(), logged, "{problems:#?}");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let programmed = status["kernel"]["frontends"].as_array().unwrap();
+    assert!(programmed.iter().any(|f| f["ip"] == "10.96.200.10"), "{status:#}");
     drop(lab);
 }

@@ -22,10 +22,11 @@ use switchyard_k8s::health::{RetryOutcome, ServiceHealthServers};
 use switchyard_k8s::manifest::{ManifestUpdate, WatchOptions};
 use switchyard_model::{
     DesiredState, Frontend, FrontendKey, HealthCheckIndex, NodeModel, PortRange, ProxyConfig,
-    StateDiff,
+    StateDiff, validate::ValidationOptions,
 };
 use tracing::{debug, error, info, warn};
 
+mod findings;
 mod packet;
 mod source;
 use super::agent_observe::AgentObservability;
@@ -102,7 +103,7 @@ pub(crate) struct AgentArgs {
 
     #[command(flatten)]
     source: source::SourceArgs,
-    /// Unix socket of the local API (`/metrics`, `/status`); mode 0600.
+    /// Unix socket of the local API (`/metrics`, `/status`, `/desired`); mode 0600.
     #[arg(long, value_name = "PATH", default_value = "/run/switchyard/agent.sock")]
     api_socket: PathBuf,
 
@@ -190,6 +191,9 @@ async fn serve(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
         packet: None,
         health_checks: HealthCheckIndex::default(),
         health_servers: ServiceHealthServers::new(health.shared()),
+        findings: findings::Findings::new(ValidationOptions {
+            node_port_range: args.node_port_range,
+        }),
     };
 
     // First reconciliation: everything the directory holds against what was adopted. Existing
@@ -197,6 +201,7 @@ async fn serve(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
     let first = watcher.next().await.context("the manifest watcher stopped before reading")?;
     let arrived = Instant::now();
     agent.report_problems(&first);
+    agent.findings.record(&first.changes);
     health.queued(&first.changes);
     for change in first.changes {
         agent.terminating.observe(&change);
@@ -236,6 +241,7 @@ async fn serve(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
     for (port, check) in agent.health_checks.checks() {
         agent.serve_health_check(port, Some(check));
     }
+    agent.findings.report();
     info!(
         node = %node_name,
         cgroup = %cgroup.display(),
@@ -264,9 +270,11 @@ async fn serve(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
             update = watcher.next() => {
                 let Some(update) = update else { bail!("the source stopped") };
                 health.queued(&update.changes);
+                agent.findings.record(&update.changes);
                 if agent.handle(update, &mut reconciler, &mut datapath) {
                     health.updated();
                 }
+                agent.findings.report();
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -294,6 +302,8 @@ struct Agent {
     packet: Option<packet::PacketPath>,
     health_checks: HealthCheckIndex,
     health_servers: ServiceHealthServers,
+    /// Semantic problems of the objects read, logged once per object version.
+    findings: findings::Findings,
 }
 
 /// A health check node port that could not be bound: which Service, which port, when again.

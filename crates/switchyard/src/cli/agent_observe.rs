@@ -21,10 +21,12 @@ use tracing::{error, warn};
 pub(crate) struct AgentObservability {
     sync: SyncMetrics,
     services: Arc<RwLock<ServiceIndex>>,
+    /// What `/desired` serves: the desired state of the last sync.
+    desired: Arc<RwLock<DesiredState>>,
 }
 
 impl AgentObservability {
-    /// Opens the pinned maps in `bpf_dir` and serves `/metrics` and `/status` on the unix
+    /// Opens the pinned maps in `bpf_dir` and serves `/metrics`, `/status` and `/desired` on the unix
     /// socket `api_socket`, and on TCP at `metrics_address` when given.
     pub(crate) async fn start(
         bpf_dir: &Path,
@@ -38,7 +40,8 @@ impl AgentObservability {
         let collector =
             Arc::new(KernelCollector::new(maps, bpf_dir.to_owned(), Arc::clone(&services)));
         let sync = SyncMetrics::default();
-        let router = server::router(ApiState::new(sync.clone(), collector));
+        let desired = Arc::new(RwLock::new(DesiredState::default()));
+        let router = server::router(ApiState::new(sync.clone(), collector, Arc::clone(&desired)));
         // The local API is for inspection; a socket that cannot be served must not keep the
         // data plane from running, so it is an error in the log, not a reason to stop.
         if let Err(err) = server::serve_unix(api_socket, router.clone()) {
@@ -47,7 +50,7 @@ impl AgentObservability {
         if let Some(address) = metrics_address {
             server::serve_tcp(address, router).await?;
         }
-        Ok(AgentObservability { sync, services })
+        Ok(AgentObservability { sync, services, desired })
     }
 
     /// Changes are waiting to be programmed.
@@ -71,6 +74,10 @@ impl AgentObservability {
         match self.services.write() {
             Ok(mut index) => *index = ServiceIndex::from_desired(desired),
             Err(_) => warn!("service index poisoned; metrics keep the previous Service names"),
+        }
+        match self.desired.write() {
+            Ok(mut shown) => shown.clone_from(desired),
+            Err(_) => warn!("desired state poisoned; /desired keeps the previous state"),
         }
     }
 

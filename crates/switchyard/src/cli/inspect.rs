@@ -1,6 +1,6 @@
 //! Kernel-state inspection beside `status` and `explain`: `switchyard conntrack` (the
-//! per-packet path's flows), `switchyard backends` and `switchyard services DIR --live` (what is
-//! programmed, against what a manifest directory asks for).
+//! per-packet path's flows), `switchyard backends` and `switchyard services [DIR] --live` (what
+//! is programmed, against what a manifest directory or the running agent asks for).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +21,7 @@ use switchyard_observe::kernel::{
 };
 use switchyard_observe::labels::{ServiceIndex, protocol_label};
 
+use super::agent_api;
 use super::explain::{NodeTarget, open_packet_maps};
 
 /// The desired state of one node from a manifest directory (`node` empty: the first Node).
@@ -207,9 +208,15 @@ pub(crate) fn conntrack(args: &ConntrackArgs) -> anyhow::Result<ExitCode> {
 /// what a manifest directory asks for.
 #[derive(Debug, Args)]
 pub(crate) struct BackendsArgs {
-    /// Manifest directory to compare with (desired state of --node-name).
+    /// Manifest directory to compare with (desired state of --node-name). Without it, the
+    /// running agent's desired state from --api-socket, if an agent answers there.
     #[arg(value_name = "DIR")]
     manifests: Option<PathBuf>,
+
+    /// The agent's local API socket [default: /run/switchyard/agent.sock, skipped when no
+    /// agent answers there]; given explicitly, it must answer.
+    #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
+    api_socket: Option<PathBuf>,
 
     /// Node name for the desired state [default: the first Node in DIR].
     #[arg(long, value_name = "NAME")]
@@ -230,7 +237,7 @@ struct KernelBackend {
     flags: Vec<&'static str>,
     /// Frontend ids whose slots name it.
     frontends: Vec<u32>,
-    /// Desired by the manifests (None without DIR).
+    /// Desired by the manifests or the agent (None when not compared).
     desired: Option<bool>,
 }
 
@@ -244,19 +251,27 @@ pub(crate) fn backends(args: &BackendsArgs) -> anyhow::Result<ExitCode> {
             users.entry(b.id).or_default().push(fe.id);
         }
     }
-    let desired: Option<BTreeSet<(SocketAddr, u8)>> = match &args.manifests {
-        Some(dir) => {
-            let state = desired_from_dir(dir, args.node_name.as_deref())?;
-            Some(
-                translate::desired(&state)
-                    .into_iter()
-                    .flat_map(|(_, spec)| spec.backends)
-                    .map(|b| (SocketAddr::new(b.ip, b.port), b.flags))
-                    .collect(),
-            )
+    let state = match (&args.manifests, &args.api_socket) {
+        (Some(dir), _) => Some(desired_from_dir(dir, args.node_name.as_deref())?),
+        (None, Some(socket)) => Some(agent_api::desired(socket)?),
+        (None, None) => {
+            let socket = Path::new(agent_api::DEFAULT_API_SOCKET);
+            match agent_api::desired(socket) {
+                Ok(state) => Some(state),
+                Err(err) => {
+                    eprintln!("note: not compared with a desired state ({err:#})");
+                    None
+                }
+            }
         }
-        None => None,
     };
+    let desired: Option<BTreeSet<(SocketAddr, u8)>> = state.map(|state| {
+        translate::desired(&state)
+            .into_iter()
+            .flat_map(|(_, spec)| spec.backends)
+            .map(|b| (SocketAddr::new(b.ip, b.port), b.flags))
+            .collect()
+    });
     let mut list = Vec::new();
     let mut in_kernel = BTreeSet::new();
     for entry in maps.backends.iter() {

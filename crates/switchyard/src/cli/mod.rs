@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand lives in a module of its own.
 
 mod agent;
+mod agent_api;
 mod agent_observe;
 mod demo;
 mod explain;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -21,7 +21,9 @@ use switchyard_model::{
 #[derive(Debug, Args)]
 pub(crate) struct ServicesArgs {
     /// Directory of *.yaml / *.yml / *.json manifests (read recursively), or a single file.
-    dir: PathBuf,
+    /// Optional with --live: the running agent's desired state is then read from --api-socket.
+    #[arg(required_unless_present = "live")]
+    dir: Option<PathBuf>,
 
     /// Node to compute the state for [default: the first Node in DIR, by name].
     #[arg(long, value_name = "NAME")]
@@ -57,6 +59,17 @@ pub(crate) struct ServicesArgs {
     /// bpffs directory of the agent (with --live).
     #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard", requires = "live")]
     bpf_dir: PathBuf,
+
+    /// The agent's local API socket: where --live without DIR reads the desired state.
+    #[arg(long, value_name = "PATH", default_value = super::agent_api::DEFAULT_API_SOCKET, requires = "live")]
+    api_socket: PathBuf,
+}
+
+impl ServicesArgs {
+    /// DIR as messages name it.
+    fn dir_name(&self) -> String {
+        self.dir.as_deref().map_or_else(|| "the agent".to_owned(), |d| d.display().to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,17 +93,22 @@ fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
 }
 
 pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
+    let Some(dir) = args.dir.clone() else {
+        // clap requires DIR unless --live: the agent's own desired state.
+        let desired = super::agent_api::desired(&args.api_socket)?;
+        return super::inspect::services_live(&desired, &args.bpf_dir, args.output == Output::Json);
+    };
     if args.watch {
-        return watch(&args);
+        return watch(&args, &dir);
     }
-    let directory = ManifestDirectory::load(&args.dir);
+    let directory = ManifestDirectory::load(&dir);
     let state = directory.state();
     if !directory.errors().is_empty() {
         if directory.applied().is_empty() {
             for error in directory.errors() {
                 eprintln!("error: {error}");
             }
-            bail!("no objects could be read from {}", args.dir.display());
+            bail!("no objects could be read from {}", args.dir_name());
         }
         report_problems(&args, directory.errors().len());
     }
@@ -108,9 +126,9 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `--watch`: the full state once, then every difference as the directory changes.
-fn watch(args: &ServicesArgs) -> anyhow::Result<ExitCode> {
-    let mut watcher = ManifestWatcher::start(&args.dir, WatchOptions::default())
-        .with_context(|| format!("watching {}", args.dir.display()))?;
+fn watch(args: &ServicesArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    let mut watcher = ManifestWatcher::start(dir, WatchOptions::default())
+        .with_context(|| format!("watching {}", dir.display()))?;
     let first = watcher.blocking_next().context("the manifest watch ended at once")?;
     let mut state = ClusterState::default();
     for change in first.changes {
@@ -177,8 +195,8 @@ fn watch(args: &ServicesArgs) -> anyhow::Result<ExitCode> {
 fn report_problems(args: &ServicesArgs, count: usize) {
     eprintln!(
         "warning: {count} problem(s) in {}; showing the objects that are valid (details: switchyard validate {})",
-        args.dir.display(),
-        args.dir.display()
+        args.dir_name(),
+        args.dir_name()
     );
 }
 
@@ -190,7 +208,7 @@ fn choose_node(args: &ServicesArgs, state: &ClusterState) -> anyhow::Result<Stri
             if !state.nodes.contains_key(&ObjectKey::cluster(node.clone())) {
                 bail!(
                     "node {node:?} is not in {} (nodes there: {})",
-                    args.dir.display(),
+                    args.dir_name(),
                     if node_names.is_empty() { "none".to_owned() } else { node_names.join(", ") }
                 );
             }
@@ -199,14 +217,14 @@ fn choose_node(args: &ServicesArgs, state: &ClusterState) -> anyhow::Result<Stri
         (None, Some(first)) => {
             eprintln!(
                 "showing node {first} (the first Node in {}; choose another with --node)",
-                args.dir.display()
+                args.dir_name()
             );
             (*first).to_owned()
         }
         (None, None) => {
             eprintln!(
                 "no Node in {}: showing cluster-wide frontends only (no NodePorts, no local endpoints)",
-                args.dir.display()
+                args.dir_name()
             );
             String::new()
         }

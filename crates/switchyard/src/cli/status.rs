@@ -40,7 +40,8 @@ pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
     println!("frontends: {}", state.frontends.len());
     for fe in &state.frontends {
-        let address = fe.ip.map_or_else(|| "*".to_owned(), |ip| ip.to_string());
+        let wildcard = if fe.family == "ipv6" { "[*]" } else { "*" };
+        let address = fe.ip.map_or_else(|| wildcard.to_owned(), |ip| ip.to_string());
         let traffic = state.frontend_counters.get(&fe.id).copied().unwrap_or_default();
         println!(
             "  #{} {address}:{}/{} scope={} flags=[{}] backends={} connections={} packets={} bytes={}",

@@ -82,6 +82,10 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Each agent its own local API socket, so a second agent serves its API too.
+        if !extra.iter().any(|arg| arg == "--api-socket") {
+            command.arg("--api-socket").arg(Self::api_socket(lab, node));
+        }
         let mut child = lab.spawn_in(node, command).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
@@ -96,6 +100,11 @@ impl Agent {
         let ready = wait_until(CONVERGE, || agent.logged("agent ready"));
         assert!(ready, "agent on {node} did not get ready: {:#?}", agent.log.lock().unwrap());
         agent
+    }
+
+    /// The local API socket of the agent on `node` of `lab` (in the temporary directory).
+    pub(crate) fn api_socket(lab: &Lab, node: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-{node}-agent.sock", lab.prefix()))
     }
 
     pub(crate) fn logged(&self, text: &str) -> bool {
