@@ -314,8 +314,8 @@ fn main() {
     );
     drop(reconciler);
 
-    // File write -> kernel maps, through the manifest watcher (debounce as the agent's default,
-    // 1 ms, and none).
+    // File write -> kernel maps, through the manifest watcher (debounce 10 ms, the agent's
+    // default of 1 ms, and none).
     let owners = slices_by_service(&state);
     for debounce_ms in [10, 1, 0] {
         // Fresh files each time: a version written by an earlier run could equal this run's.

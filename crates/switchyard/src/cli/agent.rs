@@ -76,8 +76,10 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "M", default_value_t = switchyard_bpf::abi::MAGLEV_DEFAULT_TABLE_SIZE)]
     maglev_table_size: u32,
 
-    /// Quiet time after a manifest change before the directory is re-read.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
+    /// Quiet time after a manifest change before the changed files are re-read: long enough to
+    /// join an editor's or `kubectl cp`'s burst of writes, short enough to keep a change from
+    /// file to kernel under 5 ms (docs/reconciler.md).
+    #[arg(long, value_name = "MS", default_value_t = 1)]
     debounce_ms: u64,
 
     /// Leave sockets connected to removed backends alone (default: destroy them).
