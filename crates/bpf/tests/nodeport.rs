@@ -342,6 +342,40 @@ fn snat_ports_do_not_collide_and_exhaustion_is_a_counted_drop() {
 }
 
 #[test]
+fn a_closed_flows_snat_port_is_reused_only_when_no_other_is_free() {
+    if !switchyard_lab::require_root(
+        "a_closed_flows_snat_port_is_reused_only_when_no_other_is_free",
+    ) {
+        return;
+    }
+    let mut settings = settings();
+    settings.snat_ports = 40_000..=40_001;
+    settings.timeouts.tcp_closing = 1;
+    let mut tc = Tc::new("snat-hold", &settings);
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(9, "10.244.2.9", 8080, 0)]);
+    let open = |tc: &Tc, client_port| {
+        let (rc, out) =
+            tc.run(INGRESS, &Spec::tcp(CLIENT4, client_port, NODE4, NODE_PORT, SYN).frame());
+        assert_eq!(rc, TC_ACT_OK, "client port {client_port}");
+        parse(&out).sport
+    };
+    let first = open(&tc, 51000);
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, FIN | ACK).frame());
+    // Past the closing timeout the flow is gone, but the backend may still hold the
+    // connection in TIME_WAIT on (node, first): a new flow gets the other, unused port...
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let second = open(&tc, 51001);
+    assert_ne!(second, first, "the closed flow's port is held while another is free");
+    // ... and the held one only when nothing else is free, instead of a drop.
+    let third = open(&tc, 51002);
+    assert_eq!(third, first, "the held port is reused rather than the flow dropped");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 0);
+    let (rc, _) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51003, NODE4, NODE_PORT, SYN).frame());
+    assert_eq!(rc, TC_ACT_SHOT, "both ports owned by live flows");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
+}
+
+#[test]
 fn snat_settings_overlapping_the_node_port_range_are_refused() {
     let cases = [
         (30_000..=32_767, false, "NodePort range itself"),
