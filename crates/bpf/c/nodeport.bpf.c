@@ -1012,6 +1012,33 @@ static SY_NOINLINE int snat_claim(struct sy_ct_key *reply, const struct sy_nat_e
 	return bpf_map_update_elem(&sy_nat, reply, val, BPF_EXIST) ? -1 : 0;
 }
 
+static __always_inline int ct_key_eq(const struct sy_ct_key *a, const struct sy_ct_key *b)
+{
+	return addr_eq(&a->saddr, &b->saddr) && addr_eq(&a->daddr, &b->daddr) &&
+	       a->sport == b->sport && a->dport == b->dport && a->proto == b->proto &&
+	       a->family == b->family;
+}
+
+/* A client reusing its tuple (a new SYN on a closed flow) to the same backend keeps the SNAT
+ * port of the previous flow when that port is still its own: the backend then sees the same
+ * tuple as before, on which its TIME_WAIT accepts the SYN (the client's sequence number and
+ * timestamp grow on one tuple), as with nf_conntrack, where the tuple stays mapped. Returns 0
+ * with reply->dport set, or -1 (claim another port). */
+static __always_inline int snat_keep(struct sy_ct_key *reply, const struct sy_nat_entry *val,
+				     const struct sy_ct_entry *old)
+{
+	struct sy_nat_entry *cur;
+
+	if (!old || !(old->flags & SY_CT_F_SNAT) || !addr_eq(&old->nat_saddr, &reply->daddr) ||
+	    !addr_eq(&old->nat_daddr, &reply->saddr) || old->nat_dport != reply->sport)
+		return -1;
+	reply->dport = old->nat_sport;
+	cur = bpf_map_lookup_elem(&sy_nat, reply);
+	if (!cur)
+		return bpf_map_update_elem(&sy_nat, reply, val, BPF_NOEXIST) ? -1 : 0;
+	return ct_key_eq(&cur->orig, &val->orig) ? 0 : -1;
+}
+
 /* handle_new_flow() results besides TC_ACT_*: the caller translates or rejects, so the deep
  * answer builders never stack on top of handle_new_flow (the combined BPF stack is 512 B). */
 #define NF_TRANSLATE 100
@@ -1089,12 +1116,6 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 	e.last_seen_ns = now;
 	nat.orig = p->t;
 
-	/* A previous flow on the same tuple leaves its reverse entry behind: remove it. */
-	if (old) {
-		nat_key_of(&reply, old, &p->t);
-		bpf_map_delete_elem(&sy_nat, &reply);
-	}
-
 	if (snat) {
 		if (!pcfg)
 			return drop(skb, p, SY_REASON_PKT_DROP_SNAT_NO_ADDR);
@@ -1105,6 +1126,10 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 		e.flags |= SY_CT_F_SNAT;
 		e.nat_sport = 0;
 		nat_key_of(&reply, &e, &p->t);
+		if (snat_keep(&reply, &nat, old) == 0) {
+			e.nat_sport = reply.dport;
+			goto write_ct;
+		}
 		if (snat_claim(&reply, &nat, pcfg, now))
 			return drop(skb, p, SY_REASON_PKT_DROP_SNAT_EXHAUSTED);
 		e.nat_sport = reply.dport;
@@ -1115,6 +1140,18 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 		if (bpf_map_update_elem(&sy_nat, &reply, &nat, BPF_ANY))
 			return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	}
+	/* A previous flow on the same tuple that kept no port here leaves its reverse entry
+	 * behind: remove it (if it still maps to this tuple). */
+	if (old) {
+		struct sy_ct_key prev = {};
+		struct sy_nat_entry *cur;
+
+		nat_key_of(&prev, old, &p->t);
+		cur = bpf_map_lookup_elem(&sy_nat, &prev);
+		if (cur && ct_key_eq(&cur->orig, &p->t) && !ct_key_eq(&prev, &reply))
+			bpf_map_delete_elem(&sy_nat, &prev);
+	}
+write_ct:
 	if (bpf_map_update_elem(&sy_ct, &p->t, &e, BPF_ANY)) {
 		bpf_map_delete_elem(&sy_nat, &reply);
 		return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);

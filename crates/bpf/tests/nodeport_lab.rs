@@ -284,7 +284,7 @@ fn sequential_short_connections_to_a_remote_backend_all_succeed() {
     let node = lab.node("n1").unwrap().clone();
     let target = SocketAddr::new(node.ipv4.into(), 30081);
     const ROUND: usize = 1000;
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 4;
     const CONNECTIONS: usize = ROUND * ROUNDS;
     let mut errors: Vec<(usize, String)> = Vec::new();
     for round in 0..ROUNDS {
