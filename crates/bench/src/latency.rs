@@ -305,6 +305,8 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
     let node_port = SocketAddr::V4(SocketAddrV4::new(node.ipv4, TARGET_NODE_PORT));
 
     let mut points = Vec::new();
+    // Switchyard's per-packet conntrack, carried from one N to the next (switchyard::Flows).
+    let mut flows = switchyard::Flows::default();
     for &peer in &plan.peers {
         let mut unavailable = false;
         for &services in &plan.sizes {
@@ -340,12 +342,14 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
                             &node.uplink,
                             "sybench-latpkt",
                         )
-                        .and_then(|programmed| {
+                        .and_then(|mut programmed| {
+                            flows.restore(&mut programmed)?;
                             let measured = lab
                                 .run_in(EXTERNAL_CLIENT, || {
                                     round_trips(node_port, plan.connections)
                                 })
                                 .map_err(lab_error);
+                            flows = switchyard::Flows::of(&programmed)?;
                             // Detached and unpinned here, before the next size.
                             drop(programmed);
                             measured

@@ -72,6 +72,18 @@ struct ProgrammingOptions {
 }
 
 #[derive(Debug, Args)]
+struct LatencyOptions {
+    #[command(flatten)]
+    run: RunOptions,
+    /// Only these peers (still Switchyard first, legacy last); default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    peers: Vec<PeerArg>,
+    /// Only these numbers of Services (e.g. 1,100,1000); default: the whole plan.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+}
+
+#[derive(Debug, Args)]
 struct MemoryOptions {
     #[command(flatten)]
     run: RunOptions,
@@ -123,7 +135,7 @@ enum Command {
     /// Rewrite programming.md and the programming plots from programming.json (no measuring).
     Report(RunOptions),
     /// Item 2: latency against the number of Services (needs root; a lab of its own).
-    Latency(RunOptions),
+    Latency(LatencyOptions),
     /// Item 3: NodePort forwarding throughput (needs root; a lab of its own).
     Throughput(RunOptions),
     /// Item 4: BPF map memory, agent RSS and the peers' kernel memory at 10,000 Services × 25
@@ -168,7 +180,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             run_programming(&programming)?;
             let options = programming.run;
-            run_latency(&options)?;
+            run_latency(&options, &[], &[])?;
             run_throughput(&options)?;
             // --quick: a tenth of the Services (the peers' 10,000 × 25 rulesets take minutes).
             let services = if options.quick { 1000 } else { 10_000 };
@@ -176,7 +188,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
-        Command::Latency(options) => run_latency(&options)?,
+        Command::Latency(options) => run_latency(&options.run, &options.peers, &options.sizes)?,
         Command::Report(options) => {
             let path = options.out_dir().join("programming.json");
             let text = std::fs::read_to_string(&path)
@@ -366,13 +378,17 @@ fn write_programming(out: &Path, report: &ProgrammingReport) -> Result<()> {
     Ok(())
 }
 
-fn run_latency(options: &RunOptions) -> Result<()> {
+fn run_latency(options: &RunOptions, only_peers: &[PeerArg], only_sizes: &[usize]) -> Result<()> {
     let out = options.out_dir();
     // Switchyard first, in a node namespace no peer has touched yet (a peer's tables can leave
     // netfilter hooks registered there); nftables deletes its table; legacy x_tables last.
-    let peers = vec![Peer::Switchyard, Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy];
+    let mut peers = vec![Peer::Switchyard, Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy];
+    if !only_peers.is_empty() {
+        let chosen: Vec<Peer> = only_peers.iter().map(|&p| p.into()).collect();
+        peers.retain(|p| chosen.contains(p));
+    }
     let client_exe = std::env::current_exe().context("finding this binary")?;
-    let plan = if options.quick {
+    let mut plan = if options.quick {
         LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers, client_exe }
     } else {
         LatencyPlan {
@@ -382,6 +398,10 @@ fn run_latency(options: &RunOptions) -> Result<()> {
             client_exe,
         }
     };
+    if !only_sizes.is_empty() {
+        anyhow::ensure!(only_sizes.iter().all(|&n| n > 0), "--sizes: at least 1 Service each");
+        plan.sizes = only_sizes.to_vec();
+    }
     let points = latency::run(&plan, &mut |line| eprintln!("{line}"))?;
     let report = LatencyReport {
         machine: Machine::detect(),

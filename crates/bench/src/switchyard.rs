@@ -118,6 +118,45 @@ pub fn load_packet_path(
     Ok(programmed)
 }
 
+/// The per-packet conntrack (`sy_ct`, `sy_nat`) of a [`load_packet_path`] result, to carry
+/// over into the next one: a node that keeps running keeps its flows while Services change.
+/// Without it every N of the latency series starts with an empty table while the backend
+/// still holds the previous N's connections in TIME_WAIT, and SNAT ports those flows used are
+/// handed out again at once (docs/datapath.md, SNAT).
+#[derive(Debug, Default)]
+pub struct Flows {
+    ct: Vec<(switchyard_bpf::pkt::CtKey, switchyard_bpf::pkt::CtEntry)>,
+    nat: Vec<(switchyard_bpf::pkt::CtKey, switchyard_bpf::pkt::NatEntry)>,
+}
+
+impl Flows {
+    /// The entries now in `programmed`'s per-packet maps (none without them).
+    pub fn of(programmed: &Programmed) -> Result<Flows, BenchError> {
+        let err = |e: &dyn std::fmt::Display| BenchError::Switchyard(format!("reading flows: {e}"));
+        let Some(packet) = programmed.packet.as_ref() else {
+            return Ok(Flows::default());
+        };
+        let maps = packet.maps();
+        let ct = maps.ct.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&e))?;
+        let nat = maps.nat.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&e))?;
+        Ok(Flows { ct, nat })
+    }
+
+    /// Writes the entries into `programmed`'s per-packet maps.
+    pub fn restore(&self, programmed: &mut Programmed) -> Result<usize, BenchError> {
+        let err = |e: &dyn std::fmt::Display| BenchError::Switchyard(format!("writing flows: {e}"));
+        let packet = programmed.packet.as_mut().ok_or_else(|| err(&"no per-packet maps"))?;
+        let maps = packet.maps_mut();
+        for (key, entry) in &self.ct {
+            maps.ct.insert(key, entry, 0).map_err(|e| err(&e))?;
+        }
+        for (key, entry) in &self.nat {
+            maps.nat.insert(key, entry, 0).map_err(|e| err(&e))?;
+        }
+        Ok(self.ct.len() + self.nat.len())
+    }
+}
+
 fn checked(applied: Result<Applied, impl std::fmt::Display>) -> Result<Applied, String> {
     let applied = applied.map_err(|e| e.to_string())?;
     match applied.errors.first() {

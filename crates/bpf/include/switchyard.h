@@ -569,6 +569,16 @@ enum sy_pkt_reason {
 /* Number of SNAT ports tried for one new flow before SY_REASON_PKT_DROP_SNAT_EXHAUSTED. */
 #define SY_SNAT_PROBES 32
 
+/* A closed TCP flow's SNAT port is not given to a new flow for this long after the flow's last
+ * packet (at least the closing timeout), while a free port is found: the backend keeps the
+ * closed connection in TIME_WAIT (Linux 60 s; nf_conntrack holds TIME_WAIT 120 s) and answers
+ * a SYN from another client's connection on that tuple with an ACK of the old one, unless the
+ * SYN's sequence number or timestamp happen to be newer (the client's are random per
+ * connection); the client then resets and retransmits the SYN a second later. When every
+ * probed port is taken, the one closed longest ago is reused (the closing timeout is the
+ * hard limit, as before). */
+#define SY_SNAT_TCP_HOLD_S 120
+
 /* A flow as seen on the wire (5-tuple). */
 struct sy_ct_key {
 	struct sy_addr saddr;

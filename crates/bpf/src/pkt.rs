@@ -23,6 +23,10 @@ pub const CT_F_HAIRPIN: u8 = 1 << 2;
 /// Random SNAT ports tried per new flow before the drop `DropSnatExhausted`.
 pub const SNAT_PROBES: u32 = 32;
 
+/// Seconds after its last packet during which a closed TCP flow's SNAT port goes to a new flow
+/// only if no probed port is free (the backend may hold the connection in TIME_WAIT).
+pub const SNAT_TCP_HOLD_S: u32 = 120;
+
 /// Counter indexes of the per-packet path (`enum sy_pkt_reason`, 32..63 of `sy_counters`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u32)]

@@ -75,6 +75,7 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_CT_F_REPLY_SEEN", u64::from(CT_F_REPLY_SEEN)),
         ("SY_CT_F_HAIRPIN", u64::from(CT_F_HAIRPIN)),
         ("SY_SNAT_PROBES", u64::from(SNAT_PROBES)),
+        ("SY_SNAT_TCP_HOLD_S", u64::from(SNAT_TCP_HOLD_S)),
     ]);
     let names: Vec<String> = PacketReason::ALL
         .iter()

@@ -342,6 +342,65 @@ fn snat_ports_do_not_collide_and_exhaustion_is_a_counted_drop() {
 }
 
 #[test]
+fn a_closed_flows_snat_port_is_reused_only_when_no_other_is_free() {
+    if !switchyard_lab::require_root(
+        "a_closed_flows_snat_port_is_reused_only_when_no_other_is_free",
+    ) {
+        return;
+    }
+    let mut settings = settings();
+    settings.snat_ports = 40_000..=40_001;
+    settings.timeouts.tcp_closing = 1;
+    let mut tc = Tc::new("snat-hold", &settings);
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(9, "10.244.2.9", 8080, 0)]);
+    let open = |tc: &Tc, client_port| {
+        let (rc, out) =
+            tc.run(INGRESS, &Spec::tcp(CLIENT4, client_port, NODE4, NODE_PORT, SYN).frame());
+        assert_eq!(rc, TC_ACT_OK, "client port {client_port}");
+        parse(&out).sport
+    };
+    let first = open(&tc, 51000);
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, FIN | ACK).frame());
+    // Past the closing timeout the flow is gone, but the backend may still hold the
+    // connection in TIME_WAIT on (node, first): a new flow gets the other, unused port...
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let second = open(&tc, 51001);
+    assert_ne!(second, first, "the closed flow's port is held while another is free");
+    // ... and the held one only when nothing else is free, instead of a drop.
+    let third = open(&tc, 51002);
+    assert_eq!(third, first, "the held port is reused rather than the flow dropped");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 0);
+    let (rc, _) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51003, NODE4, NODE_PORT, SYN).frame());
+    assert_eq!(rc, TC_ACT_SHOT, "both ports owned by live flows");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
+}
+
+#[test]
+fn a_client_reusing_its_port_after_close_keeps_the_snat_port() {
+    if !switchyard_lab::require_root("a_client_reusing_its_port_after_close_keeps_the_snat_port") {
+        return;
+    }
+    let mut tc = Tc::new("snat-keep", &settings());
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(9, "10.244.2.9", 8080, 0)]);
+    let syn = Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, SYN).frame();
+    let (_, out) = tc.run(INGRESS, &syn);
+    let first = parse(&out).sport;
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, FIN | ACK).frame());
+    // The same client tuple again: the backend sees the tuple it may hold in TIME_WAIT, on
+    // which the client's sequence numbers and timestamps have grown.
+    let (rc, out) = tc.run(INGRESS, &syn);
+    assert_eq!(rc, TC_ACT_OK);
+    assert_eq!(parse(&out).sport, first, "same backend: same SNAT port");
+    assert_eq!(tc.count(PacketReason::DnatSnat), 2, "a new flow all the same");
+    let orig = CtKey::new(ip(CLIENT4), 51000, ip(NODE4), NODE_PORT, TCP);
+    assert_eq!(tc.pkt.maps().conntrack(&orig).unwrap().unwrap().state, CT_SYN_SENT);
+    // The reply of the new flow is translated back to the client.
+    let (_, out) = tc.run(INGRESS, &Spec::tcp("10.244.2.9", 8080, NODE4, first, SYN | ACK).frame());
+    let r = parse(&out);
+    assert_eq!((r.src, r.sport, r.dst, r.dport), (ip(NODE4), NODE_PORT, ip(CLIENT4), 51000));
+}
+
+#[test]
 fn snat_settings_overlapping_the_node_port_range_are_refused() {
     let cases = [
         (30_000..=32_767, false, "NodePort range itself"),

@@ -53,6 +53,11 @@ fn options(bpf_dir: &Path) -> LoadOptions {
 ///   30080 TCP -> pod on this node (local), 30081 TCP -> pod on n2 (SNAT),
 ///   30082 TCP empty + reject, 30083 TCP ETP Local without local endpoint.
 fn program_node(lab: &Lab) {
+    program_node_with(lab, tc::Timeouts::default());
+}
+
+/// [`program_node`] with other conntrack timeouts.
+fn program_node_with(lab: &Lab, timeouts: tc::Timeouts) {
     let node = lab.node("n1").unwrap().clone();
     let local = lab.pod("p1").unwrap().clone();
     let remote = lab.pod("p2").unwrap().clone();
@@ -62,6 +67,7 @@ fn program_node(lab: &Lab) {
         let settings = PacketSettings {
             snat_ipv4: Some(node.ipv4),
             snat_ipv6: Some(node.ipv6),
+            timeouts,
             ..PacketSettings::default()
         };
         let mut pkt = PacketDatapath::load(&options, PacketMapSizes::default(), &settings).unwrap();
@@ -219,4 +225,99 @@ fn external_clients_reach_nodeports_through_the_tc_programs() {
         .unwrap();
     assert!(gone[0].error.is_some(), "no translation once detached: {gone:?}");
     drop(lab);
+}
+
+/// A one-byte echo server in the current namespace that closes first (TIME_WAIT stays on the
+/// server side, as in the latency benchmark). Returns the listener's fd for shutdown.
+fn close_first_echo(port: u16) -> (i32, std::thread::JoinHandle<()>) {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+    let fd = listener.as_raw_fd();
+    let thread = std::thread::spawn(move || {
+        while let Ok((mut stream, _)) = listener.accept() {
+            let mut byte = [0u8; 1];
+            if stream.read_exact(&mut byte).is_ok() {
+                let _ = stream.write_all(&byte);
+            }
+        }
+    });
+    (fd, thread)
+}
+
+/// Connect, one byte each way, wait for the server's close. The error, if any.
+fn one_exchange(target: SocketAddr) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let run = || -> std::io::Result<()> {
+        let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        stream.write_all(&[1])?;
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte)?;
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest)?;
+        Ok(())
+    };
+    run().err().map(|e| e.to_string())
+}
+
+/// Many short TCP connections in a row from one client through a NodePort to one remote
+/// backend (DNAT + SNAT), the backend closing first: every one succeeds, whatever the SNAT
+/// ports of finished flows and the backend's TIME_WAIT sockets on them (the latency
+/// benchmark's per-packet path lost 2-4 % of these).
+#[test]
+fn sequential_short_connections_to_a_remote_backend_all_succeed() {
+    if !require_root("sequential_short_connections_to_a_remote_backend_all_succeed") {
+        return;
+    }
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1]\n  - name: n2\n    pods: [p2]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let (fd, server) = lab.run_in("p2", || close_first_echo(ECHO)).unwrap();
+    // Closed flows give their SNAT port back after 1 s, while the backend keeps its
+    // TIME_WAIT sockets on those (node, port) tuples for a minute.
+    program_node_with(&lab, tc::Timeouts { tcp_closing: 1, ..tc::Timeouts::default() });
+    let node = lab.node("n1").unwrap().clone();
+    let target = SocketAddr::new(node.ipv4.into(), 30081);
+    const ROUND: usize = 1000;
+    const ROUNDS: usize = 4;
+    const CONNECTIONS: usize = ROUND * ROUNDS;
+    let mut errors: Vec<(usize, String)> = Vec::new();
+    for round in 0..ROUNDS {
+        if round > 0 {
+            // Past the closing timeout: the previous round's SNAT ports are free again.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        let failed: Vec<(usize, String)> = lab
+            .run_in("c1", || {
+                (0..ROUND)
+                    .filter_map(|i| one_exchange(target).map(|e| (round * ROUND + i, e)))
+                    .collect()
+            })
+            .unwrap();
+        eprintln!("round {round}: {} failed", failed.len());
+        errors.extend(failed);
+    }
+    let counters = lab
+        .run_in("n1", || tc::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap())
+        .unwrap();
+    // SAFETY: shutdown on the listener the server thread owns wakes its accept(); no memory.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+    let _ = server.join();
+    drop(lab);
+    use switchyard_bpf::pkt::PacketReason as R;
+    assert!(
+        errors.is_empty(),
+        "{} of {CONNECTIONS} failed, first {:?}; counters {counters:?}",
+        errors.len(),
+        errors.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(counters[&R::DropSnatExhausted].packets, 0, "{counters:?}");
+    assert!(counters[&R::DnatSnat].packets >= CONNECTIONS as u64, "{counters:?}");
 }
