@@ -566,18 +566,11 @@ static __always_inline int send_back(struct __sk_buff *skb, __u32 reason)
 static SY_NOINLINE void pkt_event(const struct pkt *p, __u32 reason, __u32 frontend_id,
 				  __u32 backend_id, __u32 len)
 {
-	struct sy_event *ev;
 	int is_drop = reason != SY_REASON_PKT_DNAT && reason != SY_REASON_PKT_DNAT_SNAT;
+	struct sy_event *ev = sy_event_start(is_drop, reason, SY_PATH_PKT, frontend_id, backend_id);
 
-	if (!sy_monitor_sampled(is_drop))
-		return;
-	ev = sy_event_reserve();
 	if (!ev)
 		return;
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->reason = reason;
-	ev->frontend_id = frontend_id;
-	ev->backend_id = backend_id;
 	ev->len = len;
 	ev->saddr = p->t.saddr;
 	ev->daddr = p->t.daddr;
@@ -585,7 +578,6 @@ static SY_NOINLINE void pkt_event(const struct pkt *p, __u32 reason, __u32 front
 	ev->dport = p->t.dport;
 	ev->proto = p->t.proto;
 	ev->family = p->t.family;
-	ev->path = SY_PATH_PKT;
 	bpf_ringbuf_submit(ev, 0);
 }
 

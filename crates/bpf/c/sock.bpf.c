@@ -36,23 +36,15 @@ static __always_inline void sock_event(__u32 reason, int is_drop, __u32 frontend
 				       __u32 backend_id, const struct sy_addr *dst, __be16 port,
 				       __u8 proto, __u8 family, __u64 cookie)
 {
-	struct sy_event *ev;
+	struct sy_event *ev = sy_event_start(is_drop, reason, SY_PATH_SOCK, frontend_id, backend_id);
 
-	if (!sy_monitor_sampled(is_drop))
-		return;
-	ev = sy_event_reserve();
 	if (!ev)
 		return;
-	ev->ts_ns = bpf_ktime_get_ns();
 	ev->cookie = cookie;
-	ev->reason = reason;
-	ev->frontend_id = frontend_id;
-	ev->backend_id = backend_id;
 	ev->daddr = *dst;
 	ev->dport = port;
 	ev->proto = proto;
 	ev->family = family;
-	ev->path = SY_PATH_SOCK;
 	bpf_ringbuf_submit(ev, 0);
 }
 
