@@ -122,12 +122,7 @@ fn external_clients_reach_nodeports_through_the_tc_programs() {
     if !require_root("external_clients_reach_nodeports_through_the_tc_programs") {
         return;
     }
-    let topology = Topology::from_yaml(
-        "nodes:\n  - name: n1\n    pods: [p1]\n  - name: n2\n    pods: [p2]\nclients: [c1]\n",
-        "inline",
-    )
-    .unwrap();
-    let lab = Lab::up(&topology).unwrap();
+    let lab = two_node_lab();
     let _servers: Vec<_> = ["p1", "p2"]
         .into_iter()
         .map(|pod| lab.run_in(pod, || servers::start(ServerKind::TcpEcho, pod, ECHO).unwrap()))
@@ -271,12 +266,7 @@ fn sequential_short_connections_to_a_remote_backend_all_succeed() {
     if !require_root("sequential_short_connections_to_a_remote_backend_all_succeed") {
         return;
     }
-    let topology = Topology::from_yaml(
-        "nodes:\n  - name: n1\n    pods: [p1]\n  - name: n2\n    pods: [p2]\nclients: [c1]\n",
-        "inline",
-    )
-    .unwrap();
-    let lab = Lab::up(&topology).unwrap();
+    let lab = two_node_lab();
     let (fd, server) = lab.run_in("p2", || close_first_echo(ECHO)).unwrap();
     // Closed flows give their SNAT port back after 1 s, while the backend keeps its
     // TIME_WAIT sockets on those (node, port) tuples for a minute.
@@ -320,4 +310,14 @@ fn sequential_short_connections_to_a_remote_backend_all_succeed() {
     );
     assert_eq!(counters[&R::DropSnatExhausted].packets, 0, "{counters:?}");
     assert!(counters[&R::DnatSnat].packets >= CONNECTIONS as u64, "{counters:?}");
+}
+
+/// Two nodes with one pod each and one external client: a local and a remote backend.
+fn two_node_lab() -> Lab {
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1]\n  - name: n2\n    pods: [p2]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    Lab::up(&topology).unwrap()
 }

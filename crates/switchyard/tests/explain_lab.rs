@@ -173,12 +173,7 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
     if !require_root("explain_names_the_backend_the_kernel_chose_for_every_flow") {
         return;
     }
-    let topology = Topology::from_yaml(
-        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
-        "inline",
-    )
-    .unwrap();
-    let lab = Lab::up(&topology).unwrap();
+    let lab = one_node_lab();
     let _servers: Vec<_> = PODS
         .into_iter()
         .map(|pod| lab.run_in(pod, || servers::start(ServerKind::TcpEcho, pod, ECHO).unwrap()))
@@ -343,12 +338,7 @@ fn per_service_metrics_match_the_traffic_sent() {
     use switchyard_observe::labels::{ServiceIndex, ServiceLabel};
     use switchyard_observe::metrics::{KernelCollector, render_kernel};
 
-    let topology = Topology::from_yaml(
-        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
-        "inline",
-    )
-    .unwrap();
-    let lab = Lab::up(&topology).unwrap();
+    let lab = one_node_lab();
     program_node(&lab);
     let node = lab.node("n1").unwrap().clone();
     const SOCKETS: usize = 3;
@@ -445,12 +435,7 @@ fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
     use std::io::{BufRead, BufReader};
     use switchyard_bpf::monitor::read_settings;
 
-    let topology = Topology::from_yaml(
-        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
-        "inline",
-    )
-    .unwrap();
-    let lab = Lab::up(&topology).unwrap();
+    let lab = one_node_lab();
     let _servers: Vec<_> = PODS
         .into_iter()
         .map(|pod| lab.run_in(pod, || servers::start(ServerKind::TcpEcho, pod, ECHO).unwrap()))
@@ -543,4 +528,14 @@ fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
     assert_eq!(event["destination"], target.to_string(), "{event:#}");
     assert!(event["cookie"].as_u64().is_some_and(|c| c != 0), "{event:#}");
     drop(lab);
+}
+
+/// One node with three pods and one external client, the lab every test here uses.
+fn one_node_lab() -> Lab {
+    let topology = Topology::from_yaml(
+        "nodes:\n  - name: n1\n    pods: [p1, p2, p3]\nclients: [c1]\n",
+        "inline",
+    )
+    .unwrap();
+    Lab::up(&topology).unwrap()
 }
