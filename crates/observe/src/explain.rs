@@ -187,6 +187,25 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
     move |source| Error::Bpf(switchyard_bpf::Error::Map { name, source })
 }
 
+/// The slot `hash % M` picks, as the programs compute it, and the backend frontend `id`'s Maglev
+/// table names there (none when the table or the entry is missing).
+fn maglev_slot(
+    maps: &Maps,
+    id: u32,
+    hash: u64,
+    size: u32,
+) -> Result<(u32, Option<ProgrammedBackend>), Error> {
+    let slot = if size == 0 { 0 } else { (hash % u64::from(size)) as u32 };
+    let backend = match maps.maglev_table(id)? {
+        Some(table) => match table.get(slot as usize) {
+            Some(&backend) if backend != 0 => backend_view(maps, backend)?,
+            _ => None,
+        },
+        None => None,
+    };
+    Ok((slot, backend))
+}
+
 fn backend_view(maps: &Maps, id: u32) -> Result<Option<ProgrammedBackend>, Error> {
     match maps.backends.get(&id, 0) {
         Ok(b) => Ok(Some(ProgrammedBackend {
@@ -237,14 +256,7 @@ fn maglev_pick(maps: &Maps, fe: &Frontend, flow: &Flow, sport: u16) -> Result<Ma
     let hash = key.hash(&seed).map_err(|e| {
         Error::Bpf(switchyard_bpf::Error::InvalidArgument(format!("flow {flow:?}: {e}")))
     })?;
-    let slot = if size == 0 { 0 } else { (hash % u64::from(size)) as u32 };
-    let backend = match maps.maglev_table(fe.id)? {
-        Some(table) => match table.get(slot as usize) {
-            Some(&id) if id != 0 => backend_view(maps, id)?,
-            _ => None,
-        },
-        None => None,
-    };
+    let (slot, backend) = maglev_slot(maps, fe.id, hash, size)?;
     Ok(MaglevPick {
         hashed: format!(
             "5-tuple {}:{sport} -> {} proto {} ({} bytes)",
@@ -692,14 +704,7 @@ fn translated_sockets(
         let maglev = if fe.flags & abi::FE_MAGLEV != 0 {
             let (seed, size) = kernel_seed(maps)?;
             let hash = switchyard_maglev::siphash24(&seed, &s.cookie.to_le_bytes());
-            let slot = if size == 0 { 0 } else { (hash % u64::from(size)) as u32 };
-            let backend = match maps.maglev_table(fe.id)? {
-                Some(table) => match table.get(slot as usize) {
-                    Some(&id) if id != 0 => backend_view(maps, id)?,
-                    _ => None,
-                },
-                None => None,
-            };
+            let (slot, backend) = maglev_slot(maps, fe.id, hash, size)?;
             Some(MaglevPick {
                 hashed: format!("socket cookie {} (8 bytes little-endian)", s.cookie),
                 hash: format!("{hash:#018x}"),
