@@ -7,7 +7,7 @@
 pub mod fake;
 mod ids;
 pub mod ops;
-pub mod packet;
+pub mod packet_settings;
 pub mod planner;
 pub mod reconciler;
 pub mod sockdiag;

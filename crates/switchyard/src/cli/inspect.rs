@@ -21,8 +21,8 @@ use switchyard_observe::kernel::{
 };
 use switchyard_observe::labels::{ServiceIndex, protocol_label};
 
-use super::agent_api;
 use super::explain::{NodeTarget, open_packet_maps};
+use switchyard_node::api_client as agent_api;
 
 /// The desired state of one node from a manifest directory (`node` empty: the first Node).
 pub(crate) fn desired_from_dir(dir: &Path, node: Option<&str>) -> anyhow::Result<DesiredState> {

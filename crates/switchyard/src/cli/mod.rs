@@ -1,8 +1,6 @@
 //! Command-line interface. Each subcommand lives in a module of its own.
 
 mod agent;
-mod agent_api;
-mod agent_observe;
 mod demo;
 mod explain;
 mod inspect;

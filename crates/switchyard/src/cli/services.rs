@@ -61,7 +61,7 @@ pub(crate) struct ServicesArgs {
     bpf_dir: PathBuf,
 
     /// The agent's local API socket: where --live without DIR reads the desired state.
-    #[arg(long, value_name = "PATH", default_value = super::agent_api::DEFAULT_API_SOCKET, requires = "live")]
+    #[arg(long, value_name = "PATH", default_value = switchyard_node::api_client::DEFAULT_API_SOCKET, requires = "live")]
     api_socket: PathBuf,
 }
 
@@ -95,7 +95,7 @@ fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
 pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     let Some(dir) = args.dir.clone() else {
         // clap requires DIR unless --live: the agent's own desired state.
-        let desired = super::agent_api::desired(&args.api_socket)?;
+        let desired = switchyard_node::api_client::desired(&args.api_socket)?;
         return super::inspect::services_live(&desired, &args.bpf_dir, args.output == Output::Json);
     };
     if args.watch {

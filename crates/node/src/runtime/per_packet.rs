@@ -1,17 +1,21 @@
-//! The per-packet half of the node role (`--devices`): the TC programs on the node's devices,
+//! The per-packet half of the node role (`devices`): the TC programs on the node's devices,
 //! and what they need besides frontends — node addresses, loadBalancerSourceRanges and the SNAT
 //! settings. The model decides all of it; this only carries it out and logs what failed.
 
-use anyhow::{Context, bail};
+use std::path::Path;
+
 use switchyard_bpf::tc::{self, PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
-use switchyard_dataplane::packet::{PacketError, PacketState};
+use switchyard_dataplane::packet_settings::{PacketError, PacketState};
 use switchyard_dataplane::reconciler::KernelPlanner;
 use switchyard_model::{DesiredState, Frontend, FrontendKey, NodeModel, PortRange};
 use tracing::{error, info, warn};
 
+use crate::config::check_port_ranges;
+use crate::error::NodeError;
+
 /// The loaded TC programs, the devices they belong on, and what was written for them.
-pub(crate) struct PacketPath {
+pub(crate) struct PerPacketPrograms {
     datapath: PacketDatapath,
     state: PacketState,
     devices: Vec<String>,
@@ -19,22 +23,7 @@ pub(crate) struct PacketPath {
     node_port_range: PortRange,
 }
 
-/// Refuses a SNAT port range that overlaps the NodePort range: a SNATed flow on a NodePort
-/// number would catch the replies meant for another Service's clients.
-pub(crate) fn check_port_ranges(
-    snat_ports: PortRange,
-    node_port_range: PortRange,
-) -> anyhow::Result<()> {
-    if snat_ports.first <= node_port_range.last && node_port_range.first <= snat_ports.last {
-        bail!(
-            "--snat-port-range {snat_ports} overlaps the NodePort range {node_port_range} \
-             (--node-port-range); choose SNAT ports outside it (default 61000-65535)"
-        );
-    }
-    Ok(())
-}
-
-impl PacketPath {
+impl PerPacketPrograms {
     /// Loads the TC programs against the maps pinned in `options.bpf_dir` (the socket
     /// datapath is loaded already) and writes this node's addresses and SNAT settings as
     /// `model` knows them. Nothing is attached yet.
@@ -45,18 +34,20 @@ impl PacketPath {
         snat_ports: PortRange,
         node_port_range: PortRange,
         model: &NodeModel,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, NodeError> {
         check_port_ranges(snat_ports, node_port_range)?;
         let settings = settings(model, snat_ports, node_port_range);
         // Loading writes the settings: they are computed from the model first, so a restarted
         // agent never has the programs SNAT to a stale or missing address.
-        let datapath = PacketDatapath::load(options, PacketMapSizes::default(), &settings)
-            .context("loading the per-packet programs")?;
-        let state =
-            PacketState::adopt(maps, datapath.maps()).context("reading the per-packet maps")?;
-        let mut path = PacketPath { datapath, state, devices, snat_ports, node_port_range };
-        path.node_changed(maps, model);
-        Ok(path)
+        let datapath =
+            PacketDatapath::load(options, PacketMapSizes::default(), &settings).map_err(
+                |source| NodeError::Bpf { what: "loading the per-packet programs".into(), source },
+            )?;
+        let state = PacketState::adopt(maps, datapath.maps()).map_err(NodeError::PacketMaps)?;
+        let mut programs =
+            PerPacketPrograms { datapath, state, devices, snat_ports, node_port_range };
+        programs.node_changed(maps, model);
+        Ok(programs)
     }
 
     /// Before a plan: source ranges of frontends that keep their id.
@@ -114,22 +105,27 @@ impl PacketPath {
 
     /// Attaches to every device (each new link before the old one goes), then detaches devices
     /// an earlier agent attached that are no longer listed.
-    pub(crate) fn attach(&mut self, bpf_dir: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) fn attach(&mut self, bpf_dir: &Path) -> Result<(), NodeError> {
         for device in &self.devices {
-            self.datapath
-                .attach(device)
-                .with_context(|| format!("attaching the per-packet programs to device {device}"))?;
+            self.datapath.attach(device).map_err(|source| NodeError::Bpf {
+                what: format!("attaching the per-packet programs to device {device}"),
+                source,
+            })?;
         }
         detach_others(bpf_dir, &self.devices)
     }
 }
 
 /// Detaches the per-packet programs from every device not in `keep`.
-pub(crate) fn detach_others(bpf_dir: &std::path::Path, keep: &[String]) -> anyhow::Result<()> {
-    for device in tc::attached_devices(bpf_dir).context("listing attached devices")? {
+pub(crate) fn detach_others(bpf_dir: &Path, keep: &[String]) -> Result<(), NodeError> {
+    let attached = tc::attached_devices(bpf_dir)
+        .map_err(|source| NodeError::Bpf { what: "listing attached devices".into(), source })?;
+    for device in attached {
         if !keep.contains(&device) {
-            tc::detach_device(bpf_dir, &device)
-                .with_context(|| format!("detaching from device {device}"))?;
+            tc::detach_device(bpf_dir, &device).map_err(|source| NodeError::Bpf {
+                what: format!("detaching from device {device}"),
+                source,
+            })?;
             info!(device, "per-packet programs detached (device no longer in --devices)");
         }
     }
@@ -154,30 +150,5 @@ fn settings(
 fn log_errors(errors: &[PacketError]) {
     for err in errors {
         error!(%err, "per-packet state not written");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snat_ports_must_not_overlap_the_node_port_range() {
-        let range = |text: &str| text.parse::<PortRange>().unwrap_or_else(|e| panic!("{e}"));
-        let cases = [
-            ("61000-65535", "30000-32767", true),
-            ("20000-29999", "30000-32767", true),
-            ("32767-40000", "30000-32767", false),
-            ("1000-30000", "30000-32767", false),
-            ("30500-30600", "30000-32767", false),
-            ("61000-65535", "60000-61000", false),
-        ];
-        for (snat, node_ports, ok) in cases {
-            let result = check_port_ranges(range(snat), range(node_ports));
-            assert_eq!(result.is_ok(), ok, "{snat} against {node_ports}: {result:?}");
-            if let Err(err) = result {
-                assert!(err.to_string().contains("--snat-port-range"), "{err}");
-            }
-        }
     }
 }

@@ -5,47 +5,17 @@
 //! both hand on nothing before a complete first reading, so the agent treats them alike.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, bail};
-use clap::Args;
 use switchyard_k8s::api::{ApiOptions, ApiWatcher, ClusterAccess};
 use switchyard_k8s::health::{DEFAULT_BIND_ADDRESS, HealthServer, ProxyHealth, SharedHealth};
 use switchyard_k8s::manifest::{ManifestUpdate, ManifestWatcher, WatchOptions};
 use switchyard_model::Change;
 use tracing::info;
 
-/// Source and health options of `switchyard agent`.
-#[derive(Debug, Args)]
-pub(crate) struct SourceArgs {
-    /// Read Services, EndpointSlices and this node's Node from the API server named in this
-    /// kubeconfig. Without --manifests and --kubeconfig, inside a pod, the pod's service account
-    /// is used (in-cluster configuration).
-    #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
-    kubeconfig: Option<PathBuf>,
-
-    /// Serve only Services labelled service.kubernetes.io/service-proxy-name=NAME (default:
-    /// only Services without that label). Empty means unset.
-    #[arg(long, value_name = "NAME")]
-    proxy_name: Option<String>,
-
-    /// Address of /healthz and /livez (kube-proxy's --healthz-bind-address). Default
-    /// 0.0.0.0:10256 with the API server as source, off with --manifests; empty turns it off.
-    #[arg(long, value_name = "ADDR:PORT")]
-    healthz_bind_address: Option<String>,
-
-    /// /healthz and /livez answer 503 once an update has waited this long to be programmed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    health_timeout_seconds: u64,
-}
-
-impl SourceArgs {
-    pub(crate) fn proxy_name(&self) -> Option<String> {
-        self.proxy_name.clone().filter(|name| !name.is_empty())
-    }
-}
+use crate::config::SourceConfig;
+use crate::error::NodeError;
 
 /// The source the agent reads.
 #[derive(Debug)]
@@ -55,28 +25,26 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// `--manifests DIR`, else `--kubeconfig PATH`, else in-cluster configuration.
+    /// The manifest directory, else the kubeconfig's API server, else in-cluster configuration.
     pub(crate) async fn open(
-        manifests: Option<&Path>,
-        watch: WatchOptions,
+        config: &SourceConfig,
+        debounce: Duration,
         node_name: &str,
-        args: &SourceArgs,
-    ) -> anyhow::Result<Self> {
-        if let Some(manifests) = manifests {
+    ) -> Result<Self, NodeError> {
+        if let Some(manifests) = &config.manifests {
+            let watch = WatchOptions { debounce, ..WatchOptions::default() };
             let watcher = ManifestWatcher::start(manifests, watch)
-                .with_context(|| format!("watching {}", manifests.display()))?;
+                .map_err(|source| NodeError::WatchManifests { dir: manifests.clone(), source })?;
             return Ok(Self::Manifests(watcher));
         }
-        let access = match &args.kubeconfig {
+        let access = match &config.kubeconfig {
             Some(path) => ClusterAccess::Kubeconfig(path.clone()),
             None if ClusterAccess::in_cluster_available() => ClusterAccess::InCluster,
-            None => bail!(
-                "no source: give --manifests DIR or --kubeconfig PATH, or run in a pod \
-                 (in-cluster configuration)"
-            ),
+            None => return Err(NodeError::NoSource),
         };
-        let client = access.client().await.context("connecting to the API server")?;
-        let options = ApiOptions { proxy_name: args.proxy_name(), ..ApiOptions::new(node_name) };
+        let client = access.client().await.map_err(NodeError::ApiClient)?;
+        let options =
+            ApiOptions { proxy_name: config.proxy_name.clone(), ..ApiOptions::new(node_name) };
         info!(
             source = ?access,
             labels = %options.label_selector(),
@@ -114,13 +82,13 @@ pub(crate) struct Health {
 
 impl Health {
     pub(crate) async fn start(
-        args: &SourceArgs,
+        config: &SourceConfig,
         source: &Source,
         node_name: &str,
-    ) -> anyhow::Result<Self> {
-        let timeout = Duration::from_secs(args.health_timeout_seconds);
-        let shared = Arc::new(Mutex::new(ProxyHealth::new(timeout, SystemTime::now())));
-        let address = match args.healthz_bind_address.as_deref() {
+    ) -> Result<Self, NodeError> {
+        let shared =
+            Arc::new(Mutex::new(ProxyHealth::new(config.health_timeout, SystemTime::now())));
+        let address = match config.healthz_bind_address.as_deref() {
             Some("") => None,
             Some(address) => Some(address),
             None if source.is_api() => Some(DEFAULT_BIND_ADDRESS),
@@ -129,12 +97,13 @@ impl Health {
         let server = match address {
             None => None,
             Some(address) => {
-                let address: SocketAddr = address
-                    .parse()
-                    .with_context(|| format!("--healthz-bind-address {address:?}"))?;
-                let server = HealthServer::start(address, shared.clone())
-                    .await
-                    .with_context(|| format!("serving /healthz on {address}"))?;
+                let address: SocketAddr = address.parse().map_err(|source| {
+                    NodeError::HealthzAddress { address: address.to_owned(), source }
+                })?;
+                let server =
+                    HealthServer::start(address, shared.clone()).await.map_err(|source| {
+                        NodeError::Serve { what: format!("/healthz on {address}"), source }
+                    })?;
                 info!(address = %server.local_addr(), "serving /healthz and /livez");
                 Some(server)
             }

@@ -1,6 +1,6 @@
 //! The agent's observability: sync metrics, the kernel collector and the local API.
 //!
-//! Kept apart from agent.rs so the agent only reports what it did; everything here reads
+//! Kept apart from the agent loop so it only reports what it did; everything here reads
 //! the pinned maps through handles of its own.
 
 use std::net::SocketAddr;
@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context as _;
 use switchyard_bpf::Maps;
 use switchyard_dataplane::reconciler::Applied;
 use switchyard_model::DesiredState;
@@ -16,6 +15,8 @@ use switchyard_observe::labels::ServiceIndex;
 use switchyard_observe::metrics::{KernelCollector, SyncMetrics};
 use switchyard_observe::server::{self, ApiState};
 use tracing::{error, warn};
+
+use crate::error::NodeError;
 
 /// Metrics and the local API of a running agent.
 pub(crate) struct AgentObservability {
@@ -32,9 +33,10 @@ impl AgentObservability {
         bpf_dir: &Path,
         api_socket: &Path,
         metrics_address: Option<SocketAddr>,
-    ) -> anyhow::Result<Self> {
-        let maps = Maps::open_pinned(bpf_dir).with_context(|| {
-            format!("opening the maps pinned in {} for metrics", bpf_dir.display())
+    ) -> Result<Self, NodeError> {
+        let maps = Maps::open_pinned(bpf_dir).map_err(|source| NodeError::Bpf {
+            what: format!("opening the maps pinned in {} for metrics", bpf_dir.display()),
+            source,
         })?;
         let services = Arc::new(RwLock::new(ServiceIndex::default()));
         let collector =
@@ -48,7 +50,7 @@ impl AgentObservability {
             error!(%err, "local API not served; the agent runs without it");
         }
         if let Some(address) = metrics_address {
-            server::serve_tcp(address, router).await?;
+            server::serve_tcp(address, router).await.map_err(NodeError::Metrics)?;
         }
         Ok(AgentObservability { sync, services, desired })
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 use switchyard_bpf::abi::FE_SOURCE_RANGES;
 use switchyard_bpf::tc::{PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_dataplane::maglev_tables::MaglevTables;
-use switchyard_dataplane::packet::PacketState;
+use switchyard_dataplane::packet_settings::PacketState;
 use switchyard_dataplane::reconciler::{Reconciler, limits_for};
 use switchyard_dataplane::translate::{MapKey, Scope};
 use switchyard_model::{Change, FrontendKey, NodeModel, ObjectKey, Protocol, ProxyConfig};

@@ -1,0 +1,95 @@
+//! What the node role is told at start: the binary's flags, parsed, as one plain struct.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchyard_bpf::MapSizes;
+use switchyard_model::PortRange;
+
+use crate::error::NodeError;
+
+/// Everything `switchyard agent` needs to run (see its `--help` for each setting).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Name of the Node this agent serves (endpoints with this nodeName are local).
+    pub node_name: String,
+    /// cgroup v2 directory whose processes get socket-level load balancing.
+    pub cgroup: PathBuf,
+    /// bpffs directory for pinned maps and program links.
+    pub bpf_dir: PathBuf,
+    /// Where objects come from, and the kube-proxy compatible health endpoints.
+    pub source: SourceConfig,
+    /// Capacities of the maps.
+    pub sizes: MapSizes,
+    /// Maglev table size M, a prime; the same on every node.
+    pub maglev_table_size: u32,
+    /// Quiet time after a manifest change before the changed files are re-read.
+    pub debounce: Duration,
+    /// Destroy sockets connected to removed backends (kube-proxy's conntrack flush).
+    pub destroy_stale_sockets: bool,
+    /// Devices that receive traffic from outside the node (the per-packet programs).
+    pub devices: Vec<String>,
+    /// Source ports for flows SNATed to this node's address.
+    pub snat_port_range: PortRange,
+    /// The cluster's NodePort range.
+    pub node_port_range: PortRange,
+    /// Unix socket of the local API (`/metrics`, `/status`, `/desired`).
+    pub api_socket: PathBuf,
+    /// Also serve `/metrics` (and `/status`) on this TCP address.
+    pub metrics_bind_address: Option<SocketAddr>,
+}
+
+/// Where the agent's objects come from and how it reports its own health.
+#[derive(Debug, Clone, Default)]
+pub struct SourceConfig {
+    /// A directory of manifests (watched); without it the API server is the source.
+    pub manifests: Option<PathBuf>,
+    /// The kubeconfig naming the API server; without it (and without `manifests`), the pod's
+    /// in-cluster configuration.
+    pub kubeconfig: Option<PathBuf>,
+    /// Serve only Services labelled service.kubernetes.io/service-proxy-name=NAME.
+    pub proxy_name: Option<String>,
+    /// Address of /healthz and /livez: `None` picks the default (0.0.0.0:10256 with the API
+    /// server, off with manifests), an empty string turns it off.
+    pub healthz_bind_address: Option<String>,
+    /// /healthz answers 503 once an update has waited this long to be programmed.
+    pub health_timeout: Duration,
+}
+
+/// Refuses a SNAT port range that overlaps the NodePort range: a SNATed flow on a NodePort
+/// number would catch the replies meant for another Service's clients.
+pub fn check_port_ranges(
+    snat_ports: PortRange,
+    node_port_range: PortRange,
+) -> Result<(), NodeError> {
+    if snat_ports.first <= node_port_range.last && node_port_range.first <= snat_ports.last {
+        return Err(NodeError::PortRangesOverlap { snat_ports, node_port_range });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snat_ports_must_not_overlap_the_node_port_range() {
+        let range = |text: &str| text.parse::<PortRange>().unwrap_or_else(|e| panic!("{e}"));
+        let cases = [
+            ("61000-65535", "30000-32767", true),
+            ("20000-29999", "30000-32767", true),
+            ("32767-40000", "30000-32767", false),
+            ("1000-30000", "30000-32767", false),
+            ("30500-30600", "30000-32767", false),
+            ("61000-65535", "60000-61000", false),
+        ];
+        for (snat, node_ports, ok) in cases {
+            let result = check_port_ranges(range(snat), range(node_ports));
+            assert_eq!(result.is_ok(), ok, "{snat} against {node_ports}: {result:?}");
+            if let Err(err) = result {
+                assert!(err.to_string().contains("--snat-port-range"), "{err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The node role (replaces kube-proxy): Services to BPF maps on one node, kept current.
+//!
+//! [`runtime`] drives the role with tokio: a source of objects (manifest directory or API
+//! server), the model, the reconciler and the kernel, the kube-proxy compatible health
+//! endpoints and the local API. [`api_client`] is how the inspection commands ask a running
+//! agent for its desired state. The binary only turns flags into a [`NodeConfig`] and calls
+//! [`run`].
+
+pub mod api_client;
+mod config;
+mod error;
+mod findings;
+pub mod runtime;
+
+pub use config::{NodeConfig, SourceConfig, check_port_ranges};
+pub use error::NodeError;
+pub use runtime::{cleanup, run};
