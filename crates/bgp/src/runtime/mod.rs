@@ -1,0 +1,1 @@
+//! The tokio runtime (placeholder until the next step).
