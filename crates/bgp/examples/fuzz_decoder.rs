@@ -22,7 +22,11 @@ fn main() {
     for input in &report.panic_inputs {
         println!("  panic input {input}");
     }
-    println!("time                {:.1} s ({:.0} inputs/s)", elapsed.as_secs_f64(), report.inputs as f64 / elapsed.as_secs_f64());
+    println!(
+        "time                {:.1} s ({:.0} inputs/s)",
+        elapsed.as_secs_f64(),
+        report.inputs as f64 / elapsed.as_secs_f64()
+    );
     if report.panics > 0 || report.roundtrip_mismatches > 0 {
         std::process::exit(1);
     }

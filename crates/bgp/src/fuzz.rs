@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use crate::prefix::{Family, Prefix};
 use crate::session::{Event, Session, SessionConfig, State};
+use crate::wire::RouteRefresh;
 use crate::wire::{
     AsSegment, Attribute, Capability, Codec, GracefulRestartCap, LargeCommunity, Message, MpReach,
     Notification, Open, Origin, Update,
 };
-use crate::wire::RouteRefresh;
 
 /// What a fuzz run saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,7 +150,8 @@ pub fn mutate(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
             }
             2 => {
                 // A length field (message, withdrawn, attributes) or any aligned pair.
-                let at = if rng.below(2) == 0 { [16, 19, 21, 23][rng.below(4)] } else { rng.below(len) };
+                let at =
+                    if rng.below(2) == 0 { [16, 19, 21, 23][rng.below(4)] } else { rng.below(len) };
                 let value = EDGE_U16[rng.below(EDGE_U16.len())].to_be_bytes();
                 if at + 2 <= input.len() {
                     input[at..at + 2].copy_from_slice(&value);
@@ -230,7 +231,10 @@ fn check_one(input: &[u8], session: &Session, now: Instant, report: &mut Report)
             }
             Ok(None) => report.incomplete += 1,
             Err(e) => {
-                *report.rejected.entry((e.notification.code, e.notification.subcode)).or_default() += 1;
+                *report
+                    .rejected
+                    .entry((e.notification.code, e.notification.subcode))
+                    .or_default() += 1;
             }
         }
     }

@@ -159,10 +159,9 @@ impl FromStr for Prefix {
     fn from_str(text: &str) -> Result<Prefix, PrefixError> {
         let syntax = || PrefixError::Syntax(text.to_owned());
         match text.split_once('/') {
-            Some((addr, len)) => Prefix::new(
-                addr.parse().map_err(|_| syntax())?,
-                len.parse().map_err(|_| syntax())?,
-            ),
+            Some((addr, len)) => {
+                Prefix::new(addr.parse().map_err(|_| syntax())?, len.parse().map_err(|_| syntax())?)
+            }
             None => Ok(Prefix::host(text.parse().map_err(|_| syntax())?)),
         }
     }

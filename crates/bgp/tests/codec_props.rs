@@ -11,20 +11,32 @@ use switchyard_bgp::wire::{
 use switchyard_bgp::{Family, Prefix};
 
 fn v4_prefix() -> impl Strategy<Value = Prefix> {
-    (any::<u32>(), 0u8..=32).prop_map(|(a, l)| Prefix::new(IpAddr::V4(Ipv4Addr::from(a)), l).expect("len <= 32"))
+    (any::<u32>(), 0u8..=32)
+        .prop_map(|(a, l)| Prefix::new(IpAddr::V4(Ipv4Addr::from(a)), l).expect("len <= 32"))
 }
 
 fn v6_prefix() -> impl Strategy<Value = Prefix> {
-    (any::<u128>(), 0u8..=128).prop_map(|(a, l)| Prefix::new(IpAddr::V6(Ipv6Addr::from(a)), l).expect("len <= 128"))
+    (any::<u128>(), 0u8..=128)
+        .prop_map(|(a, l)| Prefix::new(IpAddr::V6(Ipv6Addr::from(a)), l).expect("len <= 128"))
 }
 
 fn capability() -> impl Strategy<Value = Capability> {
     prop_oneof![
         (1u16..3).prop_map(|afi| Capability::Multiprotocol { afi, safi: 1 }),
         Just(Capability::RouteRefresh),
-        (any::<bool>(), any::<bool>(), 0u16..4096, proptest::collection::vec((1u16..3, Just(1u8), any::<bool>()), 0..3))
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0u16..4096,
+            proptest::collection::vec((1u16..3, Just(1u8), any::<bool>()), 0..3)
+        )
             .prop_map(|(restarting, notification, restart_time, families)| {
-                Capability::GracefulRestart(GracefulRestartCap { restarting, notification, restart_time, families })
+                Capability::GracefulRestart(GracefulRestartCap {
+                    restarting,
+                    notification,
+                    restart_time,
+                    families,
+                })
             }),
         any::<u32>().prop_map(Capability::FourOctetAs),
         (66u8..=255, proptest::collection::vec(any::<u8>(), 0..20))
@@ -33,7 +45,12 @@ fn capability() -> impl Strategy<Value = Capability> {
 }
 
 fn open() -> impl Strategy<Value = Open> {
-    (any::<u16>(), prop_oneof![Just(0u16), 3u16..], 1u32.., proptest::collection::vec(capability(), 0..8))
+    (
+        any::<u16>(),
+        prop_oneof![Just(0u16), 3u16..],
+        1u32..,
+        proptest::collection::vec(capability(), 0..8),
+    )
         .prop_map(|(my_as, hold_time, id, capabilities)| Open {
             my_as,
             hold_time,
@@ -45,22 +62,27 @@ fn open() -> impl Strategy<Value = Open> {
 fn as_path(four_octet: bool) -> impl Strategy<Value = Vec<AsSegment>> {
     let asn = if four_octet { any::<u32>().boxed() } else { (0u32..=65535).boxed() };
     proptest::collection::vec(
-        (any::<bool>(), proptest::collection::vec(asn, 1..6)).prop_map(|(sequence, asns)| AsSegment { sequence, asns }),
+        (any::<bool>(), proptest::collection::vec(asn, 1..6))
+            .prop_map(|(sequence, asns)| AsSegment { sequence, asns }),
         0..3,
     )
 }
 
 fn update(four_octet: bool) -> impl Strategy<Value = Update> {
     let reach = prop_oneof![
-        (proptest::collection::vec(v4_prefix(), 0..5), any::<u32>()).prop_map(|(nlri, hop)| MpReach {
-            family: Family::Ipv4Unicast,
-            next_hops: vec![IpAddr::V4(Ipv4Addr::from(hop))],
-            nlri,
+        (proptest::collection::vec(v4_prefix(), 0..5), any::<u32>()).prop_map(|(nlri, hop)| {
+            MpReach {
+                family: Family::Ipv4Unicast,
+                next_hops: vec![IpAddr::V4(Ipv4Addr::from(hop))],
+                nlri,
+            }
         }),
-        (proptest::collection::vec(v6_prefix(), 0..5), any::<u128>()).prop_map(|(nlri, hop)| MpReach {
-            family: Family::Ipv6Unicast,
-            next_hops: vec![IpAddr::V6(Ipv6Addr::from(hop))],
-            nlri,
+        (proptest::collection::vec(v6_prefix(), 0..5), any::<u128>()).prop_map(|(nlri, hop)| {
+            MpReach {
+                family: Family::Ipv6Unicast,
+                next_hops: vec![IpAddr::V6(Ipv6Addr::from(hop))],
+                nlri,
+            }
         }),
     ];
     (
@@ -75,37 +97,51 @@ fn update(four_octet: bool) -> impl Strategy<Value = Update> {
         proptest::collection::vec(v6_prefix(), 0..5),
         proptest::collection::vec(any::<u8>(), 0..300),
     )
-        .prop_map(|(v4, path, hop, med, local_pref, communities, large, reach, unreach, opaque)| {
-            let mut attributes =
-                vec![Attribute::Origin(Origin::Egp), Attribute::AsPath(path), Attribute::NextHop(Ipv4Addr::from(hop))];
-            attributes.extend(med.map(Attribute::Med));
-            attributes.extend(local_pref.map(Attribute::LocalPref));
-            if !communities.is_empty() {
-                attributes.push(Attribute::Communities(communities));
-            }
-            attributes.extend(reach.map(Attribute::MpReach));
-            if !unreach.is_empty() {
-                attributes.push(Attribute::MpUnreach(Family::Ipv6Unicast, unreach));
-            }
-            if !large.is_empty() {
-                attributes.push(Attribute::LargeCommunities(
-                    large.into_iter().map(|(global, local1, local2)| LargeCommunity { global, local1, local2 }).collect(),
-                ));
-            }
-            attributes.push(Attribute::Other { flags: 0xc0, code: 99, value: opaque });
-            Update { withdrawn: v4.clone(), attributes, nlri: v4 }
-        })
+        .prop_map(
+            |(v4, path, hop, med, local_pref, communities, large, reach, unreach, opaque)| {
+                let mut attributes = vec![
+                    Attribute::Origin(Origin::Egp),
+                    Attribute::AsPath(path),
+                    Attribute::NextHop(Ipv4Addr::from(hop)),
+                ];
+                attributes.extend(med.map(Attribute::Med));
+                attributes.extend(local_pref.map(Attribute::LocalPref));
+                if !communities.is_empty() {
+                    attributes.push(Attribute::Communities(communities));
+                }
+                attributes.extend(reach.map(Attribute::MpReach));
+                if !unreach.is_empty() {
+                    attributes.push(Attribute::MpUnreach(Family::Ipv6Unicast, unreach));
+                }
+                if !large.is_empty() {
+                    attributes.push(Attribute::LargeCommunities(
+                        large
+                            .into_iter()
+                            .map(|(global, local1, local2)| LargeCommunity {
+                                global,
+                                local1,
+                                local2,
+                            })
+                            .collect(),
+                    ));
+                }
+                attributes.push(Attribute::Other { flags: 0xc0, code: 99, value: opaque });
+                Update { withdrawn: v4.clone(), attributes, nlri: v4 }
+            },
+        )
 }
 
 fn message(four_octet: bool) -> impl Strategy<Value = Message> {
     prop_oneof![
         open().prop_map(Message::Open),
         update(four_octet).prop_map(Message::Update),
-        (any::<u8>(), any::<u8>(), proptest::collection::vec(any::<u8>(), 0..64))
-            .prop_map(|(code, subcode, data)| Message::Notification(Notification { code, subcode, data })),
+        (any::<u8>(), any::<u8>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
+            |(code, subcode, data)| Message::Notification(Notification { code, subcode, data })
+        ),
         Just(Message::Keepalive),
-        (any::<u16>(), any::<u8>(), any::<u8>())
-            .prop_map(|(afi, subtype, safi)| Message::RouteRefresh(RouteRefresh { afi, subtype, safi })),
+        (any::<u16>(), any::<u8>(), any::<u8>()).prop_map(|(afi, subtype, safi)| {
+            Message::RouteRefresh(RouteRefresh { afi, subtype, safi })
+        }),
     ]
 }
 
@@ -204,7 +240,11 @@ fn malformed_inputs_name_the_notification_rfc_4271_prescribes() {
         ("unknown type", [vec![0xff; 16], vec![0, 19, 9]].concat(), (1, 3)),
         ("OPEN version 3", open_bytes(3, 90), (2, 1)),
         ("OPEN hold time 2", open_bytes(4, 2), (2, 6)),
-        ("UPDATE attribute length past the end", [vec![0xff; 16], vec![0, 23, 2, 0, 0, 0, 9]].concat(), (3, 1)),
+        (
+            "UPDATE attribute length past the end",
+            [vec![0xff; 16], vec![0, 23, 2, 0, 0, 0, 9]].concat(),
+            (3, 1),
+        ),
         ("UPDATE ORIGIN 7", update_with_attr(&[0x40, 1, 1, 7]), (3, 6)),
         ("UPDATE ORIGIN marked optional", update_with_attr(&[0xc0, 1, 1, 0]), (3, 4)),
         ("UPDATE LOCAL_PREF of 3 bytes", update_with_attr(&[0x40, 5, 3, 0, 0, 1]), (3, 5)),
@@ -214,7 +254,11 @@ fn malformed_inputs_name_the_notification_rfc_4271_prescribes() {
     assert_eq!(Message::decode(&keepalive, Codec::default()), Ok(Some((Message::Keepalive, 19))));
     for (what, bytes, (code, subcode)) in cases {
         let error = Message::decode(&bytes, Codec::default()).expect_err(what);
-        assert_eq!((error.notification.code, error.notification.subcode), (code, subcode), "{what}: {error}");
+        assert_eq!(
+            (error.notification.code, error.notification.subcode),
+            (code, subcode),
+            "{what}: {error}"
+        );
     }
 }
 

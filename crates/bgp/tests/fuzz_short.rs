@@ -8,7 +8,10 @@ fn fifty_thousand_mutated_inputs_cause_no_panic_and_roundtrip() {
     // The mutator reaches the parsers behind the header, not only the framing checks.
     assert!(report.decoded > 1_000, "{report:?}");
     for (code, subcode) in [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1), (3, 10), (3, 11)] {
-        assert!(report.rejected.contains_key(&(code, subcode)), "never reached {code}/{subcode}: {report:?}");
+        assert!(
+            report.rejected.contains_key(&(code, subcode)),
+            "never reached {code}/{subcode}: {report:?}"
+        );
     }
     assert!(report.session_resets > 0);
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use switchyard_bgp::wire::{Attribute, Capability, Codec, Message, Update};
 use switchyard_bgp::{
-    DownReason, Event, Family, GracefulRestart, Prefix, RouteAttributes, Session, SessionConfig, State,
+    DownReason, Event, Family, GracefulRestart, Prefix, RouteAttributes, Session, SessionConfig,
+    State,
 };
 
 /// Our speaker (`a`, active) and a peer playing the router (`b`, passive), plus what `a` sent.
@@ -229,7 +230,10 @@ fn only_changed_prefixes_are_sent_and_unchanged_sets_send_nothing() {
     let mut next = routes(&many);
     next.remove(&host("198.51.100.7"));
     next.insert(host("203.0.113.1"), RouteAttributes::default());
-    next.insert(host("198.51.100.8"), RouteAttributes { communities: vec![0xfde8_0064], ..RouteAttributes::default() });
+    next.insert(
+        host("198.51.100.8"),
+        RouteAttributes { communities: vec![0xfde8_0064], ..RouteAttributes::default() },
+    );
     w.a.set_routes(next);
     w.pump();
     let updates = w.updates();
@@ -245,19 +249,31 @@ fn ebgp_routes_carry_our_as_and_next_hop_ibgp_routes_carry_local_pref() {
     w.updates();
     let attrs = RouteAttributes {
         communities: vec![0xfc00_0001],
-        large_communities: vec![switchyard_bgp::wire::LargeCommunity { global: 64512, local1: 1, local2: 2 }],
+        large_communities: vec![switchyard_bgp::wire::LargeCommunity {
+            global: 64512,
+            local1: 1,
+            local2: 2,
+        }],
         local_pref: Some(200),
     };
-    w.a.set_routes([(host("192.0.2.1"), attrs.clone()), (host("2001:db8::1"), attrs.clone())].into());
+    w.a.set_routes(
+        [(host("192.0.2.1"), attrs.clone()), (host("2001:db8::1"), attrs.clone())].into(),
+    );
     w.pump();
     let updates = w.updates();
     assert_eq!(updates.len(), 2);
     let v4 = &updates[0].attributes;
-    assert!(v4.contains(&Attribute::AsPath(vec![switchyard_bgp::wire::AsSegment { sequence: true, asns: vec![64512] }])));
+    assert!(v4.contains(&Attribute::AsPath(vec![switchyard_bgp::wire::AsSegment {
+        sequence: true,
+        asns: vec![64512]
+    }])));
     assert!(v4.contains(&Attribute::NextHop(Ipv4Addr::new(10, 100, 1, 1))));
     assert!(v4.contains(&Attribute::Communities(vec![0xfc00_0001])));
     assert!(v4.iter().any(|a| matches!(a, Attribute::LargeCommunities(_))));
-    assert!(!v4.iter().any(|a| matches!(a, Attribute::LocalPref(_))), "no LOCAL_PREF to eBGP peers");
+    assert!(
+        !v4.iter().any(|a| matches!(a, Attribute::LocalPref(_))),
+        "no LOCAL_PREF to eBGP peers"
+    );
     let v6_hop = updates[1].attributes.iter().find_map(|a| match a {
         Attribute::MpReach(r) => Some(r.next_hops.clone()),
         _ => None,
@@ -266,19 +282,32 @@ fn ebgp_routes_carry_our_as_and_next_hop_ibgp_routes_carry_local_pref() {
 
     let mut i = Wire::new(config(64512, 64512, 1, false), config(64512, 64512, 2, true));
     i.updates();
-    i.a.set_routes([(host("192.0.2.1"), attrs), (host("192.0.2.2"), RouteAttributes::default())].into());
+    i.a.set_routes(
+        [(host("192.0.2.1"), attrs), (host("192.0.2.2"), RouteAttributes::default())].into(),
+    );
     i.pump();
     let prefs: Vec<_> = i
         .updates()
         .iter()
-        .flat_map(|u| u.attributes.iter().filter_map(|a| match a {
-            Attribute::LocalPref(p) => Some(*p),
-            Attribute::AsPath(path) => { assert!(path.is_empty(), "iBGP: empty AS_PATH"); None }
-            _ => None,
-        }).collect::<Vec<_>>())
+        .flat_map(|u| {
+            u.attributes
+                .iter()
+                .filter_map(|a| match a {
+                    Attribute::LocalPref(p) => Some(*p),
+                    Attribute::AsPath(path) => {
+                        assert!(path.is_empty(), "iBGP: empty AS_PATH");
+                        None
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(prefs.len(), 2);
-    assert!(prefs.contains(&200) && prefs.contains(&100), "LOCAL_PREF as asked, 100 by default: {prefs:?}");
+    assert!(
+        prefs.contains(&200) && prefs.contains(&100),
+        "LOCAL_PREF as asked, 100 by default: {prefs:?}"
+    );
 }
 
 #[test]
@@ -287,8 +316,14 @@ fn a_thousand_routes_per_family_fit_in_messages_of_at_most_4096_bytes() {
     w.updates();
     let mut all = BTreeMap::new();
     for i in 0..1000u32 {
-        all.insert(Prefix::host(IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i))), RouteAttributes::default());
-        all.insert(Prefix::host(IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))), RouteAttributes::default());
+        all.insert(
+            Prefix::host(IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i))),
+            RouteAttributes::default(),
+        );
+        all.insert(
+            Prefix::host(IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))),
+            RouteAttributes::default(),
+        );
     }
     w.a.set_routes(all.clone());
     w.pump();
@@ -296,7 +331,9 @@ fn a_thousand_routes_per_family_fit_in_messages_of_at_most_4096_bytes() {
     assert_eq!(announced(&updates), all.keys().copied().collect::<Vec<_>>());
     for u in &updates {
         let mut bytes = Vec::new();
-        assert!(Message::Update(u.clone()).encode(Codec { four_octet_as: true }, &mut bytes) <= 4096);
+        assert!(
+            Message::Update(u.clone()).encode(Codec { four_octet_as: true }, &mut bytes) <= 4096
+        );
     }
     assert!(updates.len() <= 8, "{} UPDATEs for 2,000 prefixes", updates.len());
     w.a.set_routes(BTreeMap::new());
@@ -332,7 +369,11 @@ fn garbage_from_the_peer_gets_a_notification_and_a_reset_then_a_fresh_session() 
     w.sent.clear();
     w.a.receive(b"this is not BGP at all, it is garbage", w.now);
     w.pump();
-    assert!(w.sent.iter().any(|m| matches!(m, Message::Notification(n) if (n.code, n.subcode) == (1, 1))));
+    assert!(
+        w.sent
+            .iter()
+            .any(|m| matches!(m, Message::Notification(n) if (n.code, n.subcode) == (1, 1)))
+    );
     assert_ne!(w.a.state(), State::Established);
     assert!(w.a.announced().is_empty());
     w.advance(Duration::from_secs(6), Duration::from_millis(500));
@@ -357,7 +398,11 @@ fn stop_sends_cease_and_stays_idle() {
     w.sent.clear();
     w.a.stop(w.now);
     w.pump();
-    assert!(w.sent.iter().any(|m| matches!(m, Message::Notification(n) if (n.code, n.subcode) == (6, 2))));
+    assert!(
+        w.sent
+            .iter()
+            .any(|m| matches!(m, Message::Notification(n) if (n.code, n.subcode) == (6, 2)))
+    );
     w.advance(Duration::from_secs(20), Duration::from_secs(1));
     assert_eq!(w.a.state(), State::Idle);
     assert!(matches!(w.b.last_down(), Some(DownReason::Received(n)) if n.code == 6));
@@ -366,7 +411,8 @@ fn stop_sends_cease_and_stays_idle() {
 #[test]
 fn graceful_restart_is_offered_with_the_restart_bit_after_a_restart() {
     let mut c = config(64512, 64513, 1, false);
-    c.graceful_restart = Some(GracefulRestart { restart_time: Duration::from_secs(120), restarting: true });
+    c.graceful_restart =
+        Some(GracefulRestart { restart_time: Duration::from_secs(120), restarting: true });
     let mut w = Wire::new(c, config(64513, 64512, 2, true));
     let open = w.sent.iter().find_map(|m| match m {
         Message::Open(o) => Some(o.clone()),
@@ -379,7 +425,11 @@ fn graceful_restart_is_offered_with_the_restart_bit_after_a_restart() {
     let gr = gr.expect("graceful restart offered");
     assert!(gr.restarting);
     assert_eq!(gr.restart_time, 120);
-    assert_eq!(gr.families, vec![(1, 1, true), (2, 1, true)], "forwarding state kept for both families");
+    assert_eq!(
+        gr.families,
+        vec![(1, 1, true), (2, 1, true)],
+        "forwarding state kept for both families"
+    );
     assert_eq!(w.a.state(), State::Established);
     // abandon(): no NOTIFICATION, so the peer may keep our routes.
     w.sent.clear();
@@ -409,7 +459,12 @@ fn a_peer_without_four_octet_as_gets_as_trans_and_as4_path() {
     a.start(now);
     assert!(a.connection_up(now));
     // An old peer: no four-octet capability, IPv4 only (no multiprotocol capability).
-    let old = switchyard_bgp::wire::Open { my_as: 64513, hold_time: 90, router_id: Ipv4Addr::new(10, 0, 0, 2), capabilities: vec![] };
+    let old = switchyard_bgp::wire::Open {
+        my_as: 64513,
+        hold_time: 90,
+        router_id: Ipv4Addr::new(10, 0, 0, 2),
+        capabilities: vec![],
+    };
     let mut bytes = Vec::new();
     Message::Open(old).encode(Codec::default(), &mut bytes);
     Message::Keepalive.encode(Codec::default(), &mut bytes);
@@ -432,7 +487,10 @@ fn a_peer_without_four_octet_as_gets_as_trans_and_as4_path() {
 fn configurations_that_cannot_work_are_refused_with_the_reason() {
     let mut c = config(64512, 64513, 1, false);
     c.next_hop_v6 = None;
-    assert_eq!(Session::new(c).err().map(|e| e.to_string()).as_deref(), Some("family ipv6-unicast is offered without a next hop of that family"));
+    assert_eq!(
+        Session::new(c).err().map(|e| e.to_string()).as_deref(),
+        Some("family ipv6-unicast is offered without a next hop of that family")
+    );
     let mut c = config(64512, 64513, 1, false);
     c.hold_time = Duration::from_secs(2);
     assert!(Session::new(c).is_err());

@@ -1,6 +1,6 @@
 //! The sans-IO BGP session (RFC 4271 §8): a state machine that takes bytes, connection events and
 //! the current time, and returns bytes to send, events and the next deadline. No sockets, no clock:
-//! the runtime ([`crate::runtime`]) and the tests drive it, like quinn-proto's `Connection`.
+//! the runtime and the tests drive it, like quinn-proto's `Connection`.
 //!
 //! One session speaks to one peer over at most one TCP connection at a time. It is either active
 //! (it asks for connections) or passive (it waits for them), never both, so connection collision
@@ -356,7 +356,10 @@ impl Session {
 
     /// The earliest deadline; call [`Session::handle_timeout`] when it has passed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.timers.connect_retry, self.timers.hold, self.timers.keepalive].into_iter().flatten().min()
+        [self.timers.connect_retry, self.timers.hold, self.timers.keepalive]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fires every timer whose deadline is at or before `now`.
@@ -468,7 +471,8 @@ impl Session {
                     _ => 0,
                 });
                 self.stats.prefixes_announced += (update.nlri.len() + reach.sum::<usize>()) as u64;
-                self.stats.prefixes_withdrawn += (update.withdrawn.len() + unreach.sum::<usize>()) as u64;
+                self.stats.prefixes_withdrawn +=
+                    (update.withdrawn.len() + unreach.sum::<usize>()) as u64;
             }
             Message::Notification(_) => self.stats.notifications_sent += 1,
             _ => {}
@@ -488,7 +492,8 @@ impl Session {
             State::OpenConfirm => fsm::IN_OPEN_CONFIRM,
             _ => fsm::IN_ESTABLISHED,
         };
-        let reason = format!("unexpected message type {} in {}", message.type_code(), self.state.name());
+        let reason =
+            format!("unexpected message type {} in {}", message.type_code(), self.state.name());
         let notification = Notification::new(code::FSM, subcode);
         self.send(&Message::Notification(notification.clone()));
         self.go_down(now, DownReason::Sent { reason, notification });
@@ -556,11 +561,19 @@ impl Session {
             notification: Notification::with_data(code::OPEN, subcode, data),
         };
         if open.asn() != config.peer_as {
-            let error = refuse(open_error::BAD_PEER_AS, "peer AS is not the configured one", open.my_as.to_be_bytes().to_vec());
+            let error = refuse(
+                open_error::BAD_PEER_AS,
+                "peer AS is not the configured one",
+                open.my_as.to_be_bytes().to_vec(),
+            );
             return self.fail(now, error);
         }
         if !config.is_ebgp() && open.router_id == config.router_id {
-            let error = refuse(open_error::BAD_BGP_ID, "iBGP peer has our router id", open.router_id.octets().to_vec());
+            let error = refuse(
+                open_error::BAD_BGP_ID,
+                "iBGP peer has our router id",
+                open.router_id.octets().to_vec(),
+            );
             return self.fail(now, error);
         }
         let hold_time = Duration::from_secs(u64::from(open.hold_time)).min(config.hold_time);
@@ -602,11 +615,8 @@ impl Session {
     }
 
     fn restart_hold(&mut self, now: Instant) {
-        self.timers.hold = self
-            .negotiated
-            .as_ref()
-            .filter(|n| !n.hold_time.is_zero())
-            .map(|n| now + n.hold_time);
+        self.timers.hold =
+            self.negotiated.as_ref().filter(|n| !n.hold_time.is_zero()).map(|n| now + n.hold_time);
     }
 
     fn families(&self) -> Vec<Family> {

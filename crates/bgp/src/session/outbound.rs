@@ -28,10 +28,18 @@ impl Outbound {
     /// Path attributes of one route of `family`, without the prefixes (MP_REACH gets them later).
     fn attributes(&self, family: Family, route: &RouteAttributes) -> Vec<Attribute> {
         let mut attrs = vec![Attribute::Origin(Origin::Igp)];
-        let path = if self.ebgp { vec![AsSegment { sequence: true, asns: vec![self.local_as] }] } else { vec![] };
-        let needs_as4 = self.ebgp && !self.codec.four_octet_as && self.local_as > u32::from(u16::MAX);
+        let path = if self.ebgp {
+            vec![AsSegment { sequence: true, asns: vec![self.local_as] }]
+        } else {
+            vec![]
+        };
+        let needs_as4 =
+            self.ebgp && !self.codec.four_octet_as && self.local_as > u32::from(u16::MAX);
         if needs_as4 {
-            attrs.push(Attribute::AsPath(vec![AsSegment { sequence: true, asns: vec![u32::from(AS_TRANS)] }]));
+            attrs.push(Attribute::AsPath(vec![AsSegment {
+                sequence: true,
+                asns: vec![u32::from(AS_TRANS)],
+            }]));
         } else {
             attrs.push(Attribute::AsPath(path.clone()));
         }
@@ -81,15 +89,21 @@ impl Outbound {
             match family {
                 Family::Ipv4Unicast => {
                     for chunk in prefixes.chunks(room(base.len(), 5)) {
-                        updates.push(Update { attributes: attributes.clone(), nlri: chunk.to_vec(), ..Update::default() });
+                        updates.push(Update {
+                            attributes: attributes.clone(),
+                            nlri: chunk.to_vec(),
+                            ..Update::default()
+                        });
                     }
                 }
                 Family::Ipv6Unicast => {
                     // MP_REACH_NLRI: 4 header (extended length), 5 AFI/SAFI/hop length/reserved, hop.
                     for chunk in prefixes.chunks(room(base.len() + 4 + 5 + 16, 17)) {
                         let mut attrs = attributes.clone();
-                        let reach = MpReach { family, next_hops: vec![next_hop], nlri: chunk.to_vec() };
-                        let at = attrs.iter().position(|a| a.type_code() > 14).unwrap_or(attrs.len());
+                        let reach =
+                            MpReach { family, next_hops: vec![next_hop], nlri: chunk.to_vec() };
+                        let at =
+                            attrs.iter().position(|a| a.type_code() > 14).unwrap_or(attrs.len());
                         attrs.insert(at, Attribute::MpReach(reach));
                         updates.push(Update { attributes: attrs, ..Update::default() });
                     }

@@ -160,7 +160,11 @@ impl Message {
             4 => Message::Keepalive,
             _ => {
                 let mut r = Reader::new(body, bad_length_route_refresh);
-                Message::RouteRefresh(RouteRefresh { afi: r.u16()?, subtype: r.u8()?, safi: r.u8()? })
+                Message::RouteRefresh(RouteRefresh {
+                    afi: r.u16()?,
+                    subtype: r.u8()?,
+                    safi: r.u8()?,
+                })
             }
         };
         Ok(Some((message, len)))

@@ -150,7 +150,9 @@ impl Attribute {
             Attribute::AsPath(segments) => encode_as_path(segments, four_octet_as, &mut value),
             Attribute::As4Path(segments) => encode_as_path(segments, true, &mut value),
             Attribute::NextHop(addr) => value.extend_from_slice(&addr.octets()),
-            Attribute::Med(v) | Attribute::LocalPref(v) => value.extend_from_slice(&v.to_be_bytes()),
+            Attribute::Med(v) | Attribute::LocalPref(v) => {
+                value.extend_from_slice(&v.to_be_bytes())
+            }
             Attribute::Communities(list) => {
                 list.iter().for_each(|c| value.extend_from_slice(&c.to_be_bytes()));
             }
@@ -298,12 +300,16 @@ impl Attribute {
                         .collect(),
                 )
             }
-            14 => decode_mp_reach(value)?
-                .map(Attribute::MpReach)
-                .unwrap_or_else(|| Attribute::Other { flags: flags & 0xe0, code: 14, value: value.to_vec() }),
+            14 => decode_mp_reach(value)?.map(Attribute::MpReach).unwrap_or_else(|| {
+                Attribute::Other { flags: flags & 0xe0, code: 14, value: value.to_vec() }
+            }),
             15 => decode_mp_unreach(value)?
                 .map(|(family, withdrawn)| Attribute::MpUnreach(family, withdrawn))
-                .unwrap_or_else(|| Attribute::Other { flags: flags & 0xe0, code: 15, value: value.to_vec() }),
+                .unwrap_or_else(|| Attribute::Other {
+                    flags: flags & 0xe0,
+                    code: 15,
+                    value: value.to_vec(),
+                }),
             _ => Attribute::Other { flags: flags & 0xe0, code: type_code, value: value.to_vec() },
         })
     }
@@ -422,7 +428,10 @@ impl Update {
     pub fn end_of_rib(family: Family) -> Update {
         match family {
             Family::Ipv4Unicast => Update::default(),
-            family => Update { attributes: vec![Attribute::MpUnreach(family, Vec::new())], ..Update::default() },
+            family => Update {
+                attributes: vec![Attribute::MpUnreach(family, Vec::new())],
+                ..Update::default()
+            },
         }
     }
 
@@ -481,7 +490,10 @@ impl Update {
     /// RFC 4271 §6.3: ORIGIN, AS_PATH (and NEXT_HOP for IPv4 NLRI) must accompany announcements.
     fn check_mandatory(&self, seen: &BTreeSet<u8>) -> Result<(), DecodeError> {
         let announces = !self.nlri.is_empty()
-            || self.attributes.iter().any(|a| matches!(a, Attribute::MpReach(r) if !r.nlri.is_empty()));
+            || self
+                .attributes
+                .iter()
+                .any(|a| matches!(a, Attribute::MpReach(r) if !r.nlri.is_empty()));
         if !announces {
             return Ok(());
         }

@@ -1,1 +1,0 @@
-//! The tokio runtime (placeholder until the next step).
