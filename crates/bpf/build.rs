@@ -42,7 +42,14 @@ fn main() {
     // The per-packet section of the header has a probe of its own (tests/layout_pkt.rs).
     layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe_pkt", "c_layout_pkt.rs");
     // And the director's section (tests/layout_director.rs).
-    layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe_director", "c_layout_director.rs");
+    layout_probe(
+        &clang,
+        &include,
+        &c_dir,
+        &out_dir,
+        "layout_probe_director",
+        "c_layout_director.rs",
+    );
 }
 
 fn run(command: &mut Command, what: &str) {

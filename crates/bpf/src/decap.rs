@@ -270,8 +270,9 @@ impl DecapDatapath {
                 TcAttachOptions::TcxOrder(LinkOrder::first()),
             )
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let link =
-            program.take_link(link_id).map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
         let path = links_dir.join(format!("{LINK_PREFIX}{device}-{generation}"));
         let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
             path: path.clone(),
@@ -280,7 +281,11 @@ impl DecapDatapath {
         fd_link
             .pin(&path)
             .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        crate::loader::unpin_older_links(&links_dir, &format!("{LINK_PREFIX}{device}-"), &generation)?;
+        crate::loader::unpin_older_links(
+            &links_dir,
+            &format!("{LINK_PREFIX}{device}-"),
+            &generation,
+        )?;
         info!(device, "decapsulation attached (first at TC ingress)");
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{Xdp, XdpFlags, links::FdLink},
+    programs::{Xdp, links::FdLink, xdp::XdpMode as AyaXdpMode},
 };
 use switchyard_maglev::{FlowKey, Seed};
 use tracing::{debug, info};
@@ -59,8 +59,7 @@ pub mod names {
     /// `sy_dir_node_counters`: node id -> per-CPU counter.
     pub const NODE_COUNTERS: &str = "sy_dir_node_counters";
     /// Every map.
-    pub const ALL: [&str; 7] =
-        [VIPS, TABLES, NODES, CONFIG, COUNTERS, VIP_COUNTERS, NODE_COUNTERS];
+    pub const ALL: [&str; 7] = [VIPS, TABLES, NODES, CONFIG, COUNTERS, VIP_COUNTERS, NODE_COUNTERS];
 }
 
 /// `struct sy_gue_hdr`.
@@ -246,10 +245,10 @@ pub enum XdpMode {
 }
 
 impl XdpMode {
-    fn flags(self) -> XdpFlags {
+    fn aya(self) -> AyaXdpMode {
         match self {
-            XdpMode::Native => XdpFlags::DRV_MODE,
-            XdpMode::Generic => XdpFlags::SKB_MODE,
+            XdpMode::Native => AyaXdpMode::Driver,
+            XdpMode::Generic => AyaXdpMode::Skb,
         }
     }
 }
@@ -357,7 +356,9 @@ pub struct DirLookup {
 }
 
 impl DirMaps {
-    fn from_map_source(mut take: impl FnMut(&'static str) -> Result<Map, Error>) -> Result<Self, Error> {
+    fn from_map_source(
+        mut take: impl FnMut(&'static str) -> Result<Map, Error>,
+    ) -> Result<Self, Error> {
         Ok(DirMaps {
             vips: typed(names::VIPS, take(names::VIPS)?)?,
             tables: typed(names::TABLES, take(names::TABLES)?)?,
@@ -522,9 +523,8 @@ impl DirectorDatapath {
             .map_max_entries(names::VIP_COUNTERS, sizes.vips)
             .map_max_entries(names::NODE_COUNTERS, sizes.nodes)
             .load(crate::director_object())?;
-        let mut maps = DirMaps::from_map_source(|name| {
-            ebpf.take_map(name).ok_or(Error::MissingMap { name })
-        })?;
+        let mut maps =
+            DirMaps::from_map_source(|name| ebpf.take_map(name).ok_or(Error::MissingMap { name }))?;
         let previous = maps.config()?;
         if previous.table_size != 0
             && previous.table_size != settings.table_size
@@ -569,9 +569,12 @@ impl DirectorDatapath {
     }
 
     /// Attaches the program to `device` and pins the link; then removes this device's links
-    /// of earlier runs (the new program is in place before the old one goes).
+    /// of earlier runs (the new program is in place before the old one goes). Switches on
+    /// forwarding on `device` (IPv4 and IPv6): the program's route lookup (bpf_fib_lookup)
+    /// refuses to work on a device that does not forward.
     pub fn attach(&mut self, device: &str, mode: XdpMode) -> Result<(), Error> {
         crate::tc::check_device(device)?;
+        enable_forwarding(device)?;
         let links_dir = self.bpf_dir.join(LINKS_DIR);
         std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
             path: links_dir.clone(),
@@ -586,19 +589,39 @@ impl DirectorDatapath {
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
         let link_id = program
-            .attach(device, mode.flags())
+            .attach(device, mode.aya())
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let link =
-            program.take_link(link_id).map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
         let path = links_dir.join(format!("{LINK_PREFIX}{device}-{generation}"));
         let fd_link = FdLink::try_from(link)
             .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        fd_link.pin(&path).map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+        fd_link
+            .pin(&path)
+            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
         debug!(device, link = %path.display(), "director attached");
-        crate::loader::unpin_older_links(&links_dir, &format!("{LINK_PREFIX}{device}-"), &generation)?;
+        crate::loader::unpin_older_links(
+            &links_dir,
+            &format!("{LINK_PREFIX}{device}-"),
+            &generation,
+        )?;
         info!(device, ?mode, "director attached");
         Ok(())
     }
+}
+
+/// Sets `net.ipv{4,6}.conf.<device>.forwarding` to 1 in the caller's network namespace.
+pub fn enable_forwarding(device: &str) -> Result<(), Error> {
+    for family in ["ipv4", "ipv6"] {
+        let path = PathBuf::from(format!("/proc/sys/net/{family}/conf/{device}/forwarding"));
+        std::fs::write(&path, "1").map_err(|source| Error::BpfDir {
+            path,
+            reason: "enabling forwarding for the director's route lookups",
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Removes the director's links (detaching it) and map pins from `bpf_dir`.
@@ -609,7 +632,9 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::BpfDir { path, reason: "removing a map pin", source }),
+            Err(source) => {
+                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
+            }
         }
     }
     Ok(())

@@ -379,8 +379,13 @@ pub(crate) fn unpin_link(path: &Path) -> Result<(), Error> {
 
 /// Unpins the links in `links_dir` named `<prefix><generation>` of generations other than
 /// `current` (a restarted program is attached before the old attachment goes).
-pub(crate) fn unpin_older_links(links_dir: &Path, prefix: &str, current: &str) -> Result<(), Error> {
-    let listing = |source| Error::BpfDir { path: links_dir.to_owned(), reason: "listing links", source };
+pub(crate) fn unpin_older_links(
+    links_dir: &Path,
+    prefix: &str,
+    current: &str,
+) -> Result<(), Error> {
+    let listing =
+        |source| Error::BpfDir { path: links_dir.to_owned(), reason: "listing links", source };
     for entry in fs::read_dir(links_dir).map_err(listing)? {
         let entry = entry.map_err(listing)?;
         let name = entry.file_name().to_string_lossy().into_owned();

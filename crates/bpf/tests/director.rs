@@ -4,139 +4,33 @@
 //! side: only directors are decapsulated, the per-packet path sees only the inner packet.
 //!
 //! Each test runs on a thread moved into a fresh network namespace with a veth pair `up0`/`up1`
-//! (the director's uplink), permanent neighbours for the nodes and one route with a small MTU.
+//! (the director's uplink, where test frames arrive), permanent neighbours for the nodes and
+//! one route with a small MTU.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
 mod common;
+mod director_fixture;
 mod packet;
 
-use std::{collections::BTreeSet, net::IpAddr, process::Command};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use common::BpfDir;
+use director_fixture::*;
 use packet::*;
 use switchyard_bpf::{
     abi::FrontendKey,
     decap::{DecapDatapath, DecapReason},
     director::*,
 };
-use switchyard_maglev::{FlowKey, Seed, Table};
+use switchyard_maglev::{FlowKey, Seed};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
-const XDP_REDIRECT: u32 = 4;
 const TCX_NEXT: u32 = u32::MAX; // -1
 const TC_ACT_SHOT: u32 = 2;
-
-const M: u32 = 251;
-const VIP4: &str = "192.0.2.10";
-const VIP6: &str = "2001:db8::10";
-const CLIENT4: &str = "198.51.100.7";
-const CLIENT6: &str = "2001:db8:ff::7";
-const DIRECTOR4: &str = "10.0.0.100";
-const DIRECTOR6: &str = "fd00::100";
-/// Node ids 1..=3 in 10.0.0.0/24 and fd00::/64; node 4 sits behind a route with MTU 1300.
-const NODES: [(u32, &str); 5] =
-    [(1, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.3"), (4, "10.0.1.1"), (5, "fd00::1")];
-const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
-
-fn sh(args: &str) {
-    let status = Command::new("ip").args(args.split_whitespace()).status().unwrap();
-    assert!(status.success(), "ip {args}: {status}");
-}
-
-/// A private network namespace for this thread with the director's uplink.
-fn enter_lab() {
-    // SAFETY: unshare affects only the calling thread (each test has its own thread).
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-    sh("link set lo up");
-    sh("link add up0 type veth peer name up1");
-    sh("link set up0 up");
-    sh("link set up1 up");
-    sh("addr add 10.0.0.100/24 dev up0");
-    sh("addr add fd00::100/64 dev up0 nodad");
-    sh("route add 10.0.1.0/24 dev up0 mtu 1300");
-    for (_, ip) in NODES {
-        sh(&format!("neigh replace {ip} lladdr 02:00:00:00:00:0a dev up0 nud permanent"));
-    }
-}
-
-struct Director {
-    dp: DirectorDatapath,
-    _bpf: BpfDir,
-}
-
-fn settings(encap: u8) -> DirSettings {
-    DirSettings {
-        source4: Some(DIRECTOR4.parse().unwrap()),
-        source6: Some(DIRECTOR6.parse().unwrap()),
-        seed: Seed::DEFAULT,
-        table_size: M,
-        gue_port: GUE_PORT_DEFAULT,
-        encap,
-    }
-}
-
-impl Director {
-    fn new(test: &str, encap: u8) -> Director {
-        Self::with_settings(test, &settings(encap))
-    }
-
-    fn with_settings(test: &str, settings: &DirSettings) -> Director {
-        enter_lab();
-        let bpf = BpfDir::new(test);
-        let mut dp =
-            DirectorDatapath::load(&bpf.0, false, DirMapSizes::default(), settings).unwrap();
-        let maps = dp.maps_mut();
-        for (id, ip) in NODES {
-            maps.nodes.insert(id, DirNode::new(ip.parse().unwrap()), 0).unwrap();
-        }
-        Director { dp, _bpf: bpf }
-    }
-
-    /// VIP `vip:port/proto` with id `id` over a Maglev table of `nodes` (ids, equal weights).
-    fn vip(&mut self, id: u32, vip: &str, port: u16, proto: u8, nodes: &[u32]) -> Table {
-        let backends: Vec<_> =
-            nodes.iter().map(|n| switchyard_maglev::Backend::new(format!("n{n}"), 1)).collect();
-        let config = switchyard_maglev::MaglevConfig {
-            size: switchyard_maglev::TableSize::new(M).unwrap(),
-            seed: Seed::DEFAULT,
-        };
-        let built = Table::build(&config, &backends).unwrap();
-        // Backends sort by identity: n1 < n2 < ...; ids in the same order.
-        let mut sorted = nodes.to_vec();
-        sorted.sort_by_key(|n| format!("n{n}"));
-        let slots: Vec<u32> = built.table.slots().iter().map(|&i| sorted[i as usize]).collect();
-        let maps = self.dp.maps_mut();
-        maps.put_table(id, &slots).unwrap();
-        let key = FrontendKey::new(vip.parse().unwrap(), port, proto, 0);
-        maps.vips.insert(key, DirVip { id, table_id: id }, 0).unwrap();
-        built.table
-    }
-
-    fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; 4096];
-        let result = self
-            .dp
-            .program()
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .unwrap();
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    fn count(&self, reason: DirReason) -> u64 {
-        self.dp.maps().counters().unwrap()[&reason].packets
-    }
-}
 
 fn flow(src: &str, sport: u16, dst: &str, dport: u16, protocol: u8) -> FlowKey {
     FlowKey {
@@ -162,7 +56,7 @@ struct Outer {
 }
 
 fn outer(frame: &[u8]) -> Outer {
-    assert_eq!(&frame[..6], &NODE_MAC, "destination MAC: the node's neighbour entry");
+    assert_eq!(&frame[..6], &NEIGH_MAC, "destination MAC: the node's neighbour entry");
     let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
     let (src, dst, proto, l4) = match ethertype {
         0x0800 => {
@@ -186,7 +80,15 @@ fn outer(frame: &[u8]) -> Outer {
         other => panic!("outer ethertype {other:#x}"),
     };
     if proto != UDP {
-        return Outer { src, dst, proto, sport: 0, dport: 0, gue: None, inner: frame[l4..].to_vec() };
+        return Outer {
+            src,
+            dst,
+            proto,
+            sport: 0,
+            dport: 0,
+            gue: None,
+            inner: frame[l4..].to_vec(),
+        };
     }
     let udp = &frame[l4..l4 + 8];
     assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), frame.len() - l4, "UDP length");
@@ -213,7 +115,7 @@ fn gue_sends_each_flow_to_the_node_maglev_picks() {
     for sport in 40_000..40_064u16 {
         let frame = Spec::tcp(CLIENT4, sport, VIP4, 80, SYN).frame();
         let (rc, out) = d.run(&frame);
-        assert_eq!(rc, XDP_REDIRECT, "routed out of up0 (test runs arrive on lo)");
+        assert_eq!(rc, XDP_TX, "back out of up0, towards the node");
         let o = outer(&out);
         let f = flow(CLIENT4, sport, VIP4, 80, TCP);
         let hash = f.hash(&Seed::DEFAULT).unwrap();
@@ -248,7 +150,7 @@ fn fou_and_ipip_carry_the_inner_packet_directly() {
             tx.send((rc, outer(&out), without_ethernet(&frame))).unwrap();
         });
         let (rc, o, inner) = rx.recv().unwrap();
-        assert_eq!(rc, XDP_REDIRECT);
+        assert_eq!(rc, XDP_TX);
         assert_eq!(o.proto, proto);
         assert_eq!(o.dst, node_ip(2));
         assert!(o.gue.is_none(), "no GUE header for FOU / IPIP");
@@ -263,14 +165,14 @@ fn ipv6_vips_go_in_ipv6_and_ipv4_vips_to_ipv6_nodes_too() {
     d.vip(2, VIP4, 443, TCP, &[5]);
     let v6 = Spec::tcp(CLIENT6, 40_000, VIP6, 443, SYN).frame();
     let (rc, out) = d.run(&v6);
-    assert_eq!(rc, XDP_REDIRECT);
+    assert_eq!(rc, XDP_TX);
     let o = outer(&out);
     assert_eq!((o.src, o.dst), (DIRECTOR6.parse().unwrap(), node_ip(5)));
     assert_eq!(o.gue, Some([0, 41, 0, 0]), "inner IPv6");
     assert_eq!(o.inner, without_ethernet(&v6));
     let v4 = Spec::tcp(CLIENT4, 40_000, VIP4, 443, SYN).frame();
     let (rc, out) = d.run(&v4);
-    assert_eq!(rc, XDP_REDIRECT);
+    assert_eq!(rc, XDP_TX);
     let o = outer(&out);
     assert_eq!(o.dst, node_ip(5), "IPv4-in-IPv6");
     assert_eq!(o.gue, Some([0, 4, 0, 0]));
@@ -285,7 +187,7 @@ fn other_traffic_passes_untouched() {
         Spec::tcp(CLIENT4, 40_000, VIP4, 81, SYN).frame(),
         Spec::udp(CLIENT4, 40_000, VIP4, 80).frame(),
         Spec::tcp(CLIENT4, 40_000, "192.0.2.11", 80, SYN).frame(),
-        vec![0u8; 10],
+        vec![0u8; 14],
     ] {
         assert_eq!(d.run(&frame), (XDP_PASS, frame.clone()));
     }
@@ -311,10 +213,8 @@ fn truncated_and_fragmented_packets_are_counted_and_passed() {
 
 #[test]
 fn a_vip_without_nodes_or_source_drops_and_counts() {
-    let mut d = Director::with_settings(
-        "dir-drops",
-        &DirSettings { source6: None, ..settings(ENCAP_GUE) },
-    );
+    let mut d =
+        Director::with_settings("dir-drops", &DirSettings { source6: None, ..settings(ENCAP_GUE) });
     let key = FrontendKey::new(VIP4.parse().unwrap(), 80, TCP, 0);
     d.dp.maps_mut().vips.insert(key, DirVip { id: 1, table_id: 0 }, 0).unwrap();
     assert_eq!(d.run(&Spec::tcp(CLIENT4, 1, VIP4, 80, SYN).frame()).0, XDP_DROP);
@@ -341,7 +241,7 @@ fn too_big_once_encapsulated_answers_with_the_inner_mtu() {
     // One byte less than the limit fits.
     let mut fits = Spec::tcp(CLIENT4, 40_000, VIP4, 80, ACK);
     fits.payload = vec![7; 1300 - 32 - 40];
-    assert_eq!(d.run(&fits.frame()).0, XDP_REDIRECT);
+    assert_eq!(d.run(&fits.frame()).0, XDP_TX);
 }
 
 #[test]
@@ -355,7 +255,7 @@ fn icmp_errors_about_a_vip_flow_follow_the_flow() {
         let reply = without_ethernet(&Spec::tcp(VIP4, 80, CLIENT4, sport, ACK).frame());
         let error = icmp_error("203.0.113.1", VIP4, 3, 4, 1400, &reply);
         let (rc, out) = d.run(&error);
-        assert_eq!(rc, XDP_REDIRECT);
+        assert_eq!(rc, XDP_TX);
         let o = outer(&out);
         assert_eq!(o.dst, node, "the error goes to the node of flow {sport}");
         assert_eq!(o.inner, without_ethernet(&error));
@@ -426,9 +326,11 @@ mod decap {
         let (dp, _bpf) = decap("decap-ok");
         let inner4 = without_ethernet(&Spec::tcp(CLIENT4, 40_000, VIP4, 80, SYN).frame());
         let inner6 = without_ethernet(&Spec::tcp(CLIENT6, 40_000, VIP6, 80, SYN).frame());
-        for (encap, reason) in
-            [(ENCAP_GUE, DecapReason::Gue), (ENCAP_FOU, DecapReason::Fou), (ENCAP_IPIP, DecapReason::Ipip)]
-        {
+        for (encap, reason) in [
+            (ENCAP_GUE, DecapReason::Gue),
+            (ENCAP_FOU, DecapReason::Fou),
+            (ENCAP_IPIP, DecapReason::Ipip),
+        ] {
             for (from, to) in [(DIRECTOR4, GUE_NODE), (DIRECTOR6, "fd00::1")] {
                 for inner in [&inner4, &inner6] {
                     let before = dp.maps().counters().unwrap()[&reason].packets;
@@ -436,7 +338,11 @@ mod decap {
                     assert_eq!(rc, TCX_NEXT, "on to the per-packet path");
                     assert_eq!(&out[14..], &inner[..], "{encap} from {from}: the inner packet");
                     let ethertype = if inner[0] >> 4 == 4 { 0x0800u16 } else { 0x86dd };
-                    assert_eq!(&out[12..14], &ethertype.to_be_bytes(), "Ethernet type of the inner");
+                    assert_eq!(
+                        &out[12..14],
+                        &ethertype.to_be_bytes(),
+                        "Ethernet type of the inner"
+                    );
                     assert_eq!(dp.maps().counters().unwrap()[&reason].packets, before + 1);
                 }
             }
@@ -490,9 +396,72 @@ mod decap {
         for frame in [
             Spec::tcp(CLIENT4, 40_000, VIP4, 80, SYN).frame(),
             Spec::udp(DIRECTOR4, 1, GUE_NODE, 6081).frame(),
-            vec![0u8; 12],
+            vec![0u8; 14],
         ] {
             assert_eq!(run(&dp, &frame), (TCX_NEXT, frame.clone()));
         }
+    }
+
+    /// Decapsulation runs first, so the per-packet path (NodePort, SNAT, conntrack) never sees
+    /// an outer header: here a NodePort on the GUE port itself would otherwise have translated
+    /// the tunnel packet (shown by running the per-packet program on it alone).
+    #[test]
+    fn the_per_packet_path_never_translates_outer_headers() {
+        use switchyard_bpf::{
+            Datapath, LoadOptions,
+            abi::{BE_LOCAL, Backend, FE_NODEPORT, Frontend, NodeAddrKey, SlotKey},
+            tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+        };
+        let (dp, bpf) = decap("decap-chain");
+        let mut options = LoadOptions::new(&bpf.0);
+        options.sizes = common::small_sizes();
+        options.maglev_table_size = 251;
+        let mut sock = Datapath::load(&options).unwrap();
+        let pkt =
+            PacketDatapath::load(&options, PacketMapSizes::default(), &PacketSettings::default())
+                .unwrap();
+        let maps = sock.maps_mut();
+        maps.node_addrs.insert(NodeAddrKey::new(GUE_NODE.parse().unwrap()), 0, 0).unwrap();
+        // Backend 1: the pod behind the VIP; backend 2: behind a NodePort on UDP 6080.
+        maps.backends
+            .insert(1, Backend::new("10.1.0.5".parse().unwrap(), 8080, BE_LOCAL), 0)
+            .unwrap();
+        maps.backends
+            .insert(2, Backend::new("10.1.0.9".parse().unwrap(), 9999, BE_LOCAL), 0)
+            .unwrap();
+        for (id, key, flags, backend) in [
+            (1, FrontendKey::new(VIP4.parse().unwrap(), 80, TCP, 0), 0, 1),
+            (2, FrontendKey::node_port(2, GUE_PORT_DEFAULT, UDP, 0), FE_NODEPORT, 2),
+        ] {
+            maps.slots.insert(SlotKey { frontend_id: id, slot: 0 }, backend, 0).unwrap();
+            let fe = Frontend { id, flags, backend_count: 1, affinity_timeout_s: 0 };
+            maps.frontends.insert(key, fe, 0).unwrap();
+        }
+        let run_pkt = |frame: &[u8]| {
+            let mut out = vec![0u8; 4096];
+            let r = pkt
+                .program("sy_nodeport_ingress")
+                .unwrap()
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    data_out: Some(&mut out),
+                    ..TestRunOptions::default()
+                })
+                .unwrap();
+            out.truncate(r.data_size_out as usize);
+            out
+        };
+        let inner = without_ethernet(&Spec::tcp(CLIENT4, 40_000, VIP4, 80, SYN).frame());
+        let tunnel = wrapped(DIRECTOR4, GUE_NODE, ENCAP_GUE, &inner);
+
+        let alone = parse(&run_pkt(&tunnel));
+        assert_eq!((alone.dst, alone.dport), ("10.1.0.9".parse().unwrap(), 9999), "the hazard");
+
+        let (rc, decapsulated) = run(&dp, &tunnel);
+        assert_eq!(rc, TCX_NEXT);
+        let p = parse(&run_pkt(&decapsulated));
+        assert_eq!(p.proto, TCP, "the inner TCP packet, no UDP outer left");
+        assert_eq!((p.dst, p.dport), ("10.1.0.5".parse().unwrap(), 8080), "VIP translated");
+        assert_eq!((p.src, p.sport), (CLIENT4.parse().unwrap(), 40_000), "client kept (DSR)");
     }
 }
