@@ -47,7 +47,7 @@ fn main() {
 
     // The node's per-packet program in its own bpffs, for the TC peer.
     let bpf = common::BpfDir::new("bench-director-tc");
-    let mut options = LoadOptions::new(&bpf.0);
+    let mut options = LoadOptions::new(bpf.path());
     options.sizes = common::small_sizes();
     options.maglev_table_size = 251;
     let _sock = Datapath::load(&options).unwrap();

@@ -275,7 +275,7 @@ mod decap {
         assert_eq!(rc, 0);
         let bpf = BpfDir::new(test);
         let directors = BTreeSet::from([DIRECTOR4.parse().unwrap(), DIRECTOR6.parse().unwrap()]);
-        let dp = DecapDatapath::load(&bpf.0, &directors, GUE_PORT_DEFAULT).unwrap();
+        let dp = DecapDatapath::load(bpf.path(), &directors, GUE_PORT_DEFAULT).unwrap();
         (dp, bpf)
     }
 
@@ -413,7 +413,7 @@ mod decap {
             tc::{PacketDatapath, PacketMapSizes, PacketSettings},
         };
         let (dp, bpf) = decap("decap-chain");
-        let mut options = LoadOptions::new(&bpf.0);
+        let mut options = LoadOptions::new(bpf.path());
         options.sizes = common::small_sizes();
         options.maglev_table_size = 251;
         let mut sock = Datapath::load(&options).unwrap();

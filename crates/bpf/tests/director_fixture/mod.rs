@@ -80,7 +80,7 @@ impl Director {
         enter_lab();
         let bpf = BpfDir::new(test);
         let mut dp =
-            DirectorDatapath::load(&bpf.0, false, DirMapSizes::default(), settings).unwrap();
+            DirectorDatapath::load(bpf.path(), false, DirMapSizes::default(), settings).unwrap();
         let maps = dp.maps_mut();
         for (id, ip) in NODES {
             maps.nodes.insert(id, DirNode::new(ip.parse().unwrap()), 0).unwrap();
