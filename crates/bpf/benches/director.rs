@@ -12,8 +12,6 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "../tests/director_fixture/mod.rs"]
 mod director_fixture;
 #[path = "../tests/packet/mod.rs"]
@@ -46,9 +44,9 @@ fn main() {
     d.vip(2, VIP6, 80, TCP, &[5]);
 
     // The node's per-packet program in its own bpffs, for the TC peer.
-    let bpf = common::BpfDir::new("bench-director-tc");
+    let bpf = switchyard_testing::BpfDir::new("bench-director-tc");
     let mut options = LoadOptions::new(bpf.path());
-    options.sizes = common::small_sizes();
+    options.sizes = switchyard_testing::socket_probe::small_sizes();
     options.maglev_table_size = 251;
     let _sock = Datapath::load(&options).unwrap();
     let pkt = PacketDatapath::load(&options, PacketMapSizes::default(), &PacketSettings::default())

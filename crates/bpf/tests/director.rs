@@ -9,14 +9,12 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-mod common;
 mod director_fixture;
 mod packet;
 
 use std::{collections::BTreeSet, net::IpAddr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use common::BpfDir;
 use director_fixture::*;
 use packet::*;
 use switchyard_bpf::{
@@ -25,6 +23,7 @@ use switchyard_bpf::{
     director::*,
 };
 use switchyard_maglev::{FlowKey, Seed};
+use switchyard_testing::BpfDir;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -414,7 +413,7 @@ mod decap {
         };
         let (dp, bpf) = decap("decap-chain");
         let mut options = LoadOptions::new(bpf.path());
-        options.sizes = common::small_sizes();
+        options.sizes = switchyard_testing::socket_probe::small_sizes();
         options.maglev_table_size = 251;
         let mut sock = Datapath::load(&options).unwrap();
         let pkt =

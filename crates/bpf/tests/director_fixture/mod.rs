@@ -11,7 +11,7 @@ use aya::programs::{TestRun, TestRunOptions};
 use switchyard_bpf::{abi::FrontendKey, director::*};
 use switchyard_maglev::{Seed, Table};
 
-use super::common::BpfDir;
+use switchyard_testing::BpfDir;
 
 pub const M: u32 = 251;
 pub const VIP4: &str = "192.0.2.10";
