@@ -65,12 +65,7 @@ impl Finding {
         detail: impl Into<String>,
         remedy: impl Into<String>,
     ) -> Self {
-        Self {
-            check: check.into(),
-            verdict: Verdict::Warn,
-            detail: detail.into(),
-            remedy: Some(remedy.into()),
-        }
+        Self::with_remedy(Verdict::Warn, check.into(), detail.into(), remedy.into())
     }
 
     pub(crate) fn fail(
@@ -78,12 +73,11 @@ impl Finding {
         detail: impl Into<String>,
         remedy: impl Into<String>,
     ) -> Self {
-        Self {
-            check: check.into(),
-            verdict: Verdict::Fail,
-            detail: detail.into(),
-            remedy: Some(remedy.into()),
-        }
+        Self::with_remedy(Verdict::Fail, check.into(), detail.into(), remedy.into())
+    }
+
+    fn with_remedy(verdict: Verdict, check: String, detail: String, remedy: String) -> Self {
+        Self { check, verdict, detail, remedy: Some(remedy) }
     }
 }
 
