@@ -3,15 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/fake_api.rs"]
-mod fake_api;
-
 use std::time::Duration;
 
-use fake_api::{FakeApi, GoneStyle, Resource, node, service, slice};
 use serde_json::json;
 use switchyard_k8s::api::{ApiOptions, ApiUpdate, ApiWatcher, InitialList};
 use switchyard_model::{Change, ClusterState, ObjectKey};
+use switchyard_testing::fake_api::{FakeApi, GoneStyle, Resource, node, service, slice};
 
 const NODE: &str = "node-a";
 const WAIT: Duration = Duration::from_secs(10);

@@ -8,8 +8,6 @@
 //! `k8s.io/initial-events-end` bookmark), and answers a watch from a compacted resourceVersion
 //! with 410 Gone — as an ERROR event (what real API servers send) or as an HTTP 410.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,8 +24,11 @@ use tokio::sync::{mpsc, watch};
 /// The resources the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
+    /// `/api/v1/services`.
     Services,
+    /// `/apis/discovery.k8s.io/v1/endpointslices`.
     EndpointSlices,
+    /// `/api/v1/nodes`.
     Nodes,
 }
 
@@ -71,20 +72,26 @@ pub enum GoneStyle {
 /// One request as the server received it.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// The resource the path named (`None`: a path the fake does not serve).
     pub resource: Option<Resource>,
+    /// The decoded query parameters.
     pub query: BTreeMap<String, String>,
 }
 
 impl Logged {
+    /// `watch=true`.
     pub fn is_watch(&self) -> bool {
         self.query.get("watch").map(String::as_str) == Some("true")
     }
+    /// A request for a served resource that is not a watch.
     pub fn is_list(&self) -> bool {
         self.resource.is_some() && !self.is_watch()
     }
+    /// `sendInitialEvents=true` (a streaming list).
     pub fn streams_initial_events(&self) -> bool {
         self.query.get("sendInitialEvents").map(String::as_str) == Some("true")
     }
+    /// The `resourceVersion` parameter.
     pub fn resource_version(&self) -> Option<&str> {
         self.query.get("resourceVersion").map(String::as_str)
     }
@@ -98,6 +105,7 @@ struct LogEntry {
     new: Option<Value>,
 }
 
+#[derive(Debug)]
 struct Watcher {
     resource: Resource,
     selector: Selector,
@@ -105,6 +113,7 @@ struct Watcher {
     sender: mpsc::UnboundedSender<Bytes>,
 }
 
+#[derive(Debug)]
 struct Inner {
     version: u64,
     objects: BTreeMap<(Resource, String, String), Value>,
@@ -120,9 +129,11 @@ struct Inner {
 }
 
 /// The fake API server; stops when dropped.
+#[derive(Debug)]
 pub struct FakeApi {
     inner: Arc<Mutex<Inner>>,
     holds: Arc<BTreeMap<Resource, watch::Sender<bool>>>,
+    /// Where it listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -140,6 +151,7 @@ struct Shared {
 }
 
 impl FakeApi {
+    /// Starts serving on a free port of 127.0.0.1, with no objects.
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             version: 100,
@@ -177,6 +189,7 @@ impl FakeApi {
         inner.put(object)
     }
 
+    /// Deletes an object (which must exist); returns the version of the deletion.
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> u64 {
         let mut inner = self.inner.lock().unwrap();
         inner.delete(resource, namespace, name)
@@ -209,10 +222,12 @@ impl FakeApi {
         self.holds[&resource].send_replace(true);
     }
 
+    /// Answers the requests [`FakeApi::hold`] kept waiting.
     pub fn release(&self, resource: Resource) {
         self.holds[&resource].send_replace(false);
     }
 
+    /// How watches from a compacted resourceVersion are answered from now on.
     pub fn set_gone_style(&self, style: GoneStyle) {
         self.inner.lock().unwrap().gone_style = style;
     }
@@ -228,28 +243,34 @@ impl FakeApi {
         self.inner.lock().unwrap().ignore_streaming = true;
     }
 
+    /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Logged> {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    /// The current (global) resourceVersion.
     pub fn version(&self) -> u64 {
         self.inner.lock().unwrap().version
     }
 
+    /// How many watches are open now.
     pub fn open_watches(&self) -> usize {
         self.inner.lock().unwrap().watchers.len()
     }
 }
 
 /// Changes made while the watches are down.
+#[derive(Debug)]
 pub struct Outage<'a> {
     inner: &'a mut Inner,
 }
 
 impl Outage<'_> {
+    /// As [`FakeApi::put`], unseen by the watches.
     pub fn put(&mut self, object: Value) -> u64 {
         self.inner.put(object)
     }
+    /// As [`FakeApi::delete`], unseen by the watches.
     pub fn delete(&mut self, resource: Resource, namespace: &str, name: &str) -> u64 {
         self.inner.delete(resource, namespace, name)
     }
@@ -527,6 +548,7 @@ enum Requirement {
 }
 
 impl Selector {
+    /// Parses `labelSelector` and `fieldSelector` query values; the error is the API's message.
     pub fn parse(labels: &str, fields: &str) -> Result<Self, String> {
         let mut selector = Self::default();
         for term in labels.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -554,6 +576,7 @@ impl Selector {
         Ok(selector)
     }
 
+    /// Whether `object` satisfies every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
         let label = |k: &str| labels.get(k).and_then(Value::as_str);
