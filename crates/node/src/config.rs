@@ -1,6 +1,7 @@
 //! What the node role is told at start: the binary's flags, parsed, as one plain struct.
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +39,17 @@ pub struct NodeConfig {
     pub api_socket: PathBuf,
     /// Also serve `/metrics` (and `/status`) on this TCP address.
     pub metrics_bind_address: Option<SocketAddr>,
+    /// Directors whose encapsulated VIP traffic `devices` accept (docs/director.md).
+    pub directors: Directors,
+}
+
+/// Which directors' encapsulated packets the node accepts (none: no decapsulation).
+#[derive(Debug, Clone, Default)]
+pub struct Directors {
+    /// Outer source addresses accepted; encapsulated packets from others are dropped and counted.
+    pub addresses: BTreeSet<IpAddr>,
+    /// Destination UDP port of the directors' GUE and FOU packets.
+    pub gue_port: u16,
 }
 
 /// Where the agent's objects come from and how it reports its own health.

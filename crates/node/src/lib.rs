@@ -12,6 +12,6 @@ mod error;
 mod findings;
 pub mod runtime;
 
-pub use config::{NodeConfig, SourceConfig, check_port_ranges};
+pub use config::{Directors, NodeConfig, SourceConfig, check_port_ranges};
 pub use error::NodeError;
 pub use runtime::{cleanup, run};

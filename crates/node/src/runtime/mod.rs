@@ -42,6 +42,8 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
         .map_err(|source| NodeError::Bpf { what: what(), source })?;
     switchyard_bpf::tc::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source })?;
+    switchyard_bpf::decap::cleanup(bpf_dir)
+        .map_err(|source| NodeError::Bpf { what: what(), source })?;
     info!(bpf_dir = %bpf_dir.display(), "removed programs, links and maps");
     Ok(())
 }
@@ -123,6 +125,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             config.snat_port_range,
             config.node_port_range,
             &agent.model,
+            &config.directors,
         )?);
     }
     if let Some(packet) = &mut agent.packet {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use switchyard_bpf::decap::DecapDatapath;
 use switchyard_bpf::tc::{self, PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet_settings::{PacketError, PacketState};
@@ -11,12 +12,14 @@ use switchyard_dataplane::reconciler::KernelPlanner;
 use switchyard_model::{DesiredState, Frontend, FrontendKey, NodeModel, PortRange};
 use tracing::{error, info, warn};
 
-use crate::config::check_port_ranges;
+use crate::config::{Directors, check_port_ranges};
 use crate::error::NodeError;
 
 /// The loaded TC programs, the devices they belong on, and what was written for them.
 pub(crate) struct PerPacketPrograms {
     datapath: PacketDatapath,
+    /// Decapsulation of director traffic, when directors are named.
+    decap: Option<DecapDatapath>,
     state: PacketState,
     devices: Vec<String>,
     snat_ports: PortRange,
@@ -34,6 +37,7 @@ impl PerPacketPrograms {
         snat_ports: PortRange,
         node_port_range: PortRange,
         model: &NodeModel,
+        directors: &Directors,
     ) -> Result<Self, NodeError> {
         check_port_ranges(snat_ports, node_port_range)?;
         let settings = settings(model, snat_ports, node_port_range);
@@ -44,8 +48,19 @@ impl PerPacketPrograms {
                 |source| NodeError::Bpf { what: "loading the per-packet programs".into(), source },
             )?;
         let state = PacketState::adopt(maps, datapath.maps()).map_err(NodeError::PacketMaps)?;
+        let decap = if directors.addresses.is_empty() {
+            None
+        } else {
+            Some(
+                DecapDatapath::load(&options.bpf_dir, &directors.addresses, directors.gue_port)
+                    .map_err(|source| NodeError::Bpf {
+                        what: "loading the decapsulation of director traffic".into(),
+                        source,
+                    })?,
+            )
+        };
         let mut programs =
-            PerPacketPrograms { datapath, state, devices, snat_ports, node_port_range };
+            PerPacketPrograms { datapath, decap, state, devices, snat_ports, node_port_range };
         programs.node_changed(maps, model);
         Ok(programs)
     }
@@ -111,6 +126,14 @@ impl PerPacketPrograms {
                 what: format!("attaching the per-packet programs to device {device}"),
                 source,
             })?;
+            if let Some(decap) = &mut self.decap {
+                decap.attach(device).map_err(|source| NodeError::Bpf {
+                    what: format!(
+                        "attaching the decapsulation of director traffic to device {device}"
+                    ),
+                    source,
+                })?;
+            }
         }
         detach_others(bpf_dir, &self.devices)
     }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_bpf::MapSizes;
 use switchyard_model::PortRange;
-use switchyard_node::{NodeConfig, SourceConfig};
+use switchyard_node::{Directors, NodeConfig, SourceConfig};
 
 /// Run the node role: socket-level load balancing for a cgroup, and per-packet NodePort /
 /// LoadBalancer / external IP translation on --devices.
@@ -83,6 +83,16 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
     node_port_range: PortRange,
 
+    /// Addresses the directors send encapsulated VIP traffic from: GUE, FOU and IPIP packets from
+    /// these are decapsulated on --devices (first at TC ingress) and go on to the per-packet
+    /// path; encapsulated packets from anyone else are dropped and counted (docs/director.md).
+    #[arg(long, value_name = "IP[,IP..]", value_delimiter = ',')]
+    director_addresses: Vec<std::net::IpAddr>,
+
+    /// Destination UDP port of the directors' GUE and FOU packets.
+    #[arg(long, value_name = "PORT", default_value_t = switchyard_bpf::director::GUE_PORT_DEFAULT)]
+    gue_port: u16,
+
     #[command(flatten)]
     source: SourceArgs,
 
@@ -153,6 +163,10 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         node_port_range: args.node_port_range,
         api_socket: args.api_socket,
         metrics_bind_address: args.metrics_bind_address,
+        directors: Directors {
+            addresses: args.director_addresses.iter().copied().collect(),
+            gue_port: args.gue_port,
+        },
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
