@@ -4,12 +4,14 @@
 //!   struct shared with the BPF programs.
 //! - [`maps`]: typed handles on the pinned maps, for the reconciler and for inspection.
 //! - [`loader`]: load the object, create or adopt pinned maps, attach to a cgroup, detach.
+//! - [`mirror`]: the programs' lookups and decisions in Rust, for `switchyard explain`.
 //! - [`pkt`], [`tc`]: the per-packet (TC) programs: mirrors, loader, attach to devices.
 
 pub mod abi;
 pub mod error;
 pub mod loader;
 pub mod maps;
+pub mod mirror;
 pub mod monitor;
 pub mod pkt;
 pub mod tc;
