@@ -13,11 +13,11 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/packet/mod.rs"]
-mod packet;
+#[path = "../tests/frames/mod.rs"]
+mod frames;
 
 use aya::programs::{TestRun, TestRunOptions};
-use packet::*;
+use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     abi::*,

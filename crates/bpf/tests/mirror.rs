@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
 mod common;
-mod packet;
+mod frames;
 
 use std::{
     cell::RefCell,
@@ -399,7 +399,7 @@ impl Node {
     }
 
     /// Runs `spec` and reads what the program did.
-    fn observe(&self, spec: &packet::Spec, tuple: &CtKey) -> Outcome {
+    fn observe(&self, spec: &frames::Spec, tuple: &CtKey) -> Outcome {
         let before = self.counters();
         let (rc, out) = self.run(&spec.frame());
         let after = self.counters();
@@ -434,7 +434,7 @@ impl Node {
                     .copied()
                     .find(|c| *c != Counter::Packet(dnat))
                     .expect("the pick is counted");
-                let parsed = packet::parse(&out);
+                let parsed = frames::parse(&out);
                 let family = tuple.family;
                 if snat {
                     assert_eq!(
@@ -527,7 +527,7 @@ fn explains_mirror_decides_every_generated_packet_as_the_program_does() {
                         .collect(),
                     ref d => vec![expected(d)],
                 };
-                let spec = packet::Spec {
+                let spec = frames::Spec {
                     src: client,
                     dst: dst_ip,
                     sport: p.sport,

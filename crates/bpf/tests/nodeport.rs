@@ -8,13 +8,13 @@
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
 mod common;
-mod packet;
+mod frames;
 
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
 use common::{BpfDir, small_sizes};
-use packet::*;
+use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     abi::*,
