@@ -482,7 +482,7 @@ struct AgentRun {
     memcg: Option<MemCgroup>,
     dir: std::path::PathBuf,
     cgroup: std::path::PathBuf,
-    bpf: Option<crate::bpf_dir::BpfDir>,
+    bpf: Option<switchyard_bpf::PrivateBpffs>,
 }
 
 impl Drop for AgentRun {
@@ -588,7 +588,7 @@ pub fn measure_agent(
         drop(cluster);
         agent.manifest_files = files;
         agent.manifest_bytes = bytes;
-        let bpf = crate::bpf_dir::BpfDir::create("sybench-agent")?;
+        let bpf = switchyard::private_bpffs("sybench-agent")?;
         let log_path = dir.join("agent.log");
         let log = std::fs::File::create(&log_path).map_err(io(&log_path.display().to_string()))?;
         let mut command = std::process::Command::new(agent_bin);

@@ -469,7 +469,7 @@ fn explains_mirror_decides_every_generated_packet_as_the_program_does() {
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
     assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
     let bpf = BpfDir::new("mirror");
-    let mut options = LoadOptions::new(&bpf.0);
+    let mut options = LoadOptions::new(bpf.path());
     options.sizes = small_sizes();
     options.maglev_table_size = MAGLEV_M;
     let sock = Datapath::load(&options).unwrap();
