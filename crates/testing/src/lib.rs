@@ -1,5 +1,6 @@
 //! Test support shared by every crate's tests (a dev-dependency only, like linkerd's `app/test`).
 //!
+//! - [`objects`]: Service, EndpointSlice and Node objects that read like manifests.
 //! - [`fake_api`]: a fake Kubernetes API server speaking the real list/watch protocol.
 //! - [`BpfDir`], [`Cgroup`]: a bpffs and a cgroup of the test's own, removed on drop.
 //! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
@@ -13,6 +14,7 @@
 mod bpffs;
 mod cgroup;
 pub mod fake_api;
+pub mod objects;
 mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};
