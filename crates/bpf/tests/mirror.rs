@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-mod common;
 mod frames;
 
 use std::{
@@ -18,7 +17,6 @@ use std::{
 };
 
 use aya::programs::{TestRun, TestRunOptions};
-use common::{BpfDir, small_sizes};
 use proptest::{prelude::*, test_runner::TestRunner};
 use switchyard_bpf::{
     Datapath, LoadOptions,
@@ -27,6 +25,7 @@ use switchyard_bpf::{
     pkt::{CT_F_HAIRPIN, CT_F_SNAT, CtKey, PacketReason, SrcRangeKey, monotonic_now_ns},
     tc::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
+use switchyard_testing::{BpfDir, socket_probe::small_sizes};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
