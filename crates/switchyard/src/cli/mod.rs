@@ -4,6 +4,7 @@ mod agent;
 mod agent_api;
 mod agent_observe;
 mod demo;
+mod director;
 mod explain;
 mod inspect;
 mod lab;
@@ -55,6 +56,8 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// The node role: socket-level load balancing for a cgroup, per-packet on --devices.
     Agent(agent::AgentArgs),
+    /// The director role: stateless Maglev load balancing of VIPs to nodes over XDP (GUE/IPIP).
+    Director(director::DirectorArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
     Demo(demo::DemoArgs),
 }
@@ -82,6 +85,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backends(args) => inspect::backends(&args),
         Command::Monitor(args) => monitor::run(&args),
         Command::Agent(args) => agent::run(args),
+        Command::Director(args) => director::run(args),
         Command::Demo(args) => demo::run(args),
     }
 }
