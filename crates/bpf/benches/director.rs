@@ -14,12 +14,12 @@
 
 #[path = "../tests/director_fixture/mod.rs"]
 mod director_fixture;
-#[path = "../tests/packet/mod.rs"]
-mod packet;
+#[path = "../tests/frames/mod.rs"]
+mod frames;
 
 use aya::programs::{TestRun, TestRunOptions};
 use director_fixture::*;
-use packet::*;
+use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     director::{DirReason, ENCAP_GUE},

@@ -11,11 +11,11 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/packet/mod.rs"]
-mod packet;
+#[path = "../tests/frames/mod.rs"]
+mod frames;
 
 use aya::programs::{TestRun, TestRunOptions};
-use packet::*;
+use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     abi::*,

@@ -4,6 +4,7 @@
 //!   struct shared with the BPF programs.
 //! - [`maps`]: typed handles on the pinned maps, for the reconciler and for inspection.
 //! - [`loader`]: load the object, create or adopt pinned maps, attach to a cgroup, detach.
+//! - [`mirror`]: the programs' lookups and decisions in Rust, for `switchyard explain`.
 //! - [`private_bpffs`]: a bpffs of one's own, removed with all its pins on drop (tests, benches).
 //! - [`pkt`], [`tc`]: the per-packet (TC) programs: mirrors, loader, attach to devices.
 //! - [`director`]: the director's XDP program; [`decap`]: decapsulation of its packets on nodes.
@@ -14,6 +15,7 @@ pub mod director;
 pub mod error;
 pub mod loader;
 pub mod maps;
+pub mod mirror;
 pub mod monitor;
 pub mod pkt;
 pub mod private_bpffs;

@@ -11,9 +11,8 @@ use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, PerCpuHas
 use crate::{
     Error,
     abi::{
-        Affinity, AffinityKey, Backend, Config, Counter, FE_NODEPORT, FE_SPLIT_SCOPE, Frontend,
-        FrontendCounter, FrontendKey, NodeAddrKey, Reason, SCOPE_DEFAULT, SCOPE_INTERNAL, SlotKey,
-        SockRevnat, SockRevnatKey, SockStickyKey,
+        Affinity, AffinityKey, Backend, Config, Counter, Frontend, FrontendCounter, FrontendKey,
+        NodeAddrKey, Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
     },
 };
 
@@ -223,52 +222,16 @@ impl Maps {
     }
 
     /// [`Maps::resolve`] for either path: `from_inside` is the socket path (loopback counts as
-    /// a node address, the internal scope is preferred); otherwise the per-packet path of
-    /// `c/nodeport.bpf.c` (no loopback, default scope only), as `lookup_frontend()` in `c/lib/lb.h`.
+    /// a node address, the internal scope is preferred); otherwise the per-packet path (no
+    /// loopback, default scope only). [`crate::mirror::lookup_frontend`], C `lookup_frontend()`
+    /// in `c/lib/lb.h`.
     pub fn resolve_on_path(
         &self,
         destination: SocketAddr,
         proto: u8,
         from_inside: bool,
     ) -> Result<Option<(FrontendKey, Frontend)>, Error> {
-        let lookup = |key: &FrontendKey| -> Result<Option<Frontend>, Error> {
-            match self.frontends.get(key, 0) {
-                Ok(frontend) => Ok(Some(frontend)),
-                Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-                Err(source) => Err(Error::Map { name: names::FRONTENDS, source }),
-            }
-        };
-        let mut key = FrontendKey::new(destination.ip(), destination.port(), proto, SCOPE_DEFAULT);
-        let frontend = match lookup(&key)? {
-            Some(frontend) => frontend,
-            None => {
-                let ip = key.addr.to_ip(key.family);
-                let is_node_address = if ip.is_loopback() {
-                    from_inside
-                } else {
-                    match self.node_addrs.get(&NodeAddrKey::new(ip), 0) {
-                        Ok(_) => true,
-                        Err(aya::maps::MapError::KeyNotFound) => false,
-                        Err(source) => return Err(Error::Map { name: names::NODE_ADDRS, source }),
-                    }
-                };
-                if !is_node_address {
-                    return Ok(None);
-                }
-                key = FrontendKey::node_port(key.family, destination.port(), proto, SCOPE_DEFAULT);
-                match lookup(&key)? {
-                    Some(frontend) if frontend.flags & FE_NODEPORT != 0 => frontend,
-                    _ => return Ok(None),
-                }
-            }
-        };
-        if from_inside && frontend.flags & FE_SPLIT_SCOPE != 0 {
-            let internal = FrontendKey { scope: SCOPE_INTERNAL, ..key };
-            if let Some(found) = lookup(&internal)? {
-                return Ok(Some((internal, found)));
-            }
-        }
-        Ok(Some((key, frontend)))
+        crate::mirror::lookup_frontend(self, destination, proto, from_inside)
     }
 
     /// Every counter summed over CPUs, by reason (reasons with a zero count included).

@@ -10,13 +10,13 @@
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
 mod director_fixture;
-mod packet;
+mod frames;
 
 use std::{collections::BTreeSet, net::IpAddr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use director_fixture::*;
-use packet::*;
+use frames::*;
 use switchyard_bpf::{
     abi::FrontendKey,
     decap::{DecapDatapath, DecapReason},

@@ -7,12 +7,12 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-mod packet;
+mod frames;
 
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use packet::*;
+use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     abi::*,

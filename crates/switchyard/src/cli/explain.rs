@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use switchyard_bpf::Maps;
-use switchyard_bpf::abi::{NodeAddrKey, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use switchyard_bpf::abi::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use switchyard_bpf::tc::{self, PacketMaps};
 use switchyard_dataplane::sockdiag;
 use switchyard_observe::explain::{self, Explanation, Flow, ObservedSocket, Path as ProgramPath};
@@ -127,8 +127,9 @@ fn parse_destination(text: &str) -> anyhow::Result<(SocketAddr, u8)> {
     Ok((addr, parse_protocol(proto)?))
 }
 
+/// Whether `ip` is this node's (loopback included), as the socket programs decide it.
 fn is_node_address(maps: &Maps, ip: IpAddr) -> bool {
-    ip.is_loopback() || maps.node_addrs.get(&NodeAddrKey::new(ip), 0).is_ok()
+    switchyard_bpf::mirror::addr_is_node_local(maps, ip, true).unwrap_or(false)
 }
 
 fn choose_path(
