@@ -10,7 +10,9 @@
 mod address;
 pub mod cidr;
 pub mod config;
+pub mod crd;
 pub mod desired;
+pub mod duration;
 pub mod engine;
 mod fast_hash;
 mod frontends;

@@ -144,6 +144,7 @@ pub fn validate(state: &ClusterState, options: &ValidationOptions) -> Vec<Findin
     check_node_port_collisions(state, options, &mut findings);
     check_cluster_ip_collisions(state, &mut findings);
     check_joins(state, &mut findings);
+    crate::crd::check::check(state, &mut findings);
     findings.sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
     findings
 }
