@@ -276,6 +276,13 @@ pub struct PrimaryAddresses {
     pub ipv6: Option<Ipv6Addr>,
 }
 
+impl PrimaryAddresses {
+    /// The primary addresses of any Node object (the director encapsulates to them).
+    pub fn of_node(node: &k8s_openapi::api::core::v1::Node) -> Self {
+        crate::parse::node_facts(&crate::ProxyConfig::new(""), Some(node)).primary
+    }
+}
+
 /// The health check node ports of a desired state, kept up to date difference by difference
 /// (so a change costs the frontends it touches, not the whole state). Answers exactly what
 /// [`DesiredState::health_checks`] computes from scratch: per port, the first frontend (in

@@ -6,7 +6,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// Empty, a sign, a number without a unit, or an unknown unit.
-    #[error("{0:?} is not a duration: expected a number and a unit (ns, us, ms, s, m, h), e.g. 90s or 1m30s")]
+    #[error(
+        "{0:?} is not a duration: expected a number and a unit (ns, us, ms, s, m, h), e.g. 90s or 1m30s"
+    )]
     Syntax(String),
     /// A negative duration where only zero or more makes sense.
     #[error("{0:?} is negative")]
@@ -35,7 +37,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     }
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(syntax)?;
+        let number_len =
+            rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(syntax)?;
         let (number, tail) = rest.split_at(number_len);
         let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);

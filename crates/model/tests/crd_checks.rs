@@ -51,17 +51,26 @@ fn valid_objects_have_no_findings() {
     let mut state = ClusterState::default();
     state.ip_pools.extend([
         pool("v4", json!({"addresses": ["192.0.2.0/28", "192.0.2.100-192.0.2.110"]})),
-        pool("v6", json!({"addresses": ["2001:db8::/120"], "serviceSelector": {
-            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["edge"]}]}})),
+        pool(
+            "v6",
+            json!({"addresses": ["2001:db8::/120"], "serviceSelector": {
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["edge"]}]}}),
+        ),
     ]);
     state.bgp_peers.extend([
         peer("tor", json!({"holdTime": "9s", "keepaliveTime": "3s", "peerPort": 1179})),
-        peer("tor6", json!({"peerAddress": "2001:db8::1", "holdTime": "0s", "myASN": 4200000000u32})),
+        peer(
+            "tor6",
+            json!({"peerAddress": "2001:db8::1", "holdTime": "0s", "myASN": 4200000000u32}),
+        ),
     ]);
     state.bgp_advertisements.extend([
         advertisement("all", json!({})),
-        advertisement("some", json!({"ipPools": ["v4"], "peers": ["tor"], "localPref": 200,
-            "communities": ["65000:100", "65000:1:2", "no-export"], "aggregationLength": 24})),
+        advertisement(
+            "some",
+            json!({"ipPools": ["v4"], "peers": ["tor"], "localPref": 200,
+            "communities": ["65000:100", "65000:1:2", "no-export"], "aggregationLength": 24}),
+        ),
     ]);
     assert_eq!(findings(&state), vec![]);
 }
@@ -151,13 +160,25 @@ fn overlapping_pools_blame_the_later_one_and_name_the_other() {
 #[test]
 fn peer_rules_point_at_the_offending_field() {
     let cases: &[(&str, Value, &str)] = &[
-        ("address", json!({"peerAddress": "tor-1"}), "spec.peerAddress: \"tor-1\" is not an IP address"),
+        (
+            "address",
+            json!({"peerAddress": "tor-1"}),
+            "spec.peerAddress: \"tor-1\" is not an IP address",
+        ),
         ("ASN 0", json!({"peerASN": 0}), "spec.peerASN: AS 0 is reserved"),
         ("AS_TRANS", json!({"myASN": 23456}), "spec.myASN: AS 23456 is AS_TRANS"),
         ("port 0", json!({"peerPort": 0}), "spec.peerPort: port 0 is outside 1-65535"),
         ("duration syntax", json!({"holdTime": "90"}), "spec.holdTime: \"90\" is not a duration"),
-        ("hold 2s", json!({"holdTime": "2s"}), "spec.holdTime: must be 0 (no keepalives) or at least 3s"),
-        ("fractional", json!({"holdTime": "9.5s"}), "spec.holdTime: \"9.5s\" is not a whole number of seconds"),
+        (
+            "hold 2s",
+            json!({"holdTime": "2s"}),
+            "spec.holdTime: must be 0 (no keepalives) or at least 3s",
+        ),
+        (
+            "fractional",
+            json!({"holdTime": "9.5s"}),
+            "spec.holdTime: \"9.5s\" is not a whole number of seconds",
+        ),
         ("too long", json!({"holdTime": "19h"}), "longer than BGP's 65535 seconds"),
         (
             "keepalive not shorter",
@@ -184,12 +205,42 @@ fn peer_rules_point_at_the_offending_field() {
 #[test]
 fn advertisement_rules_point_at_the_offending_field() {
     let cases: &[(&str, Value, Severity, &str)] = &[
-        ("unknown pool", json!({"ipPools": ["nope"]}), Severity::Warning, "spec.ipPools[0]: IPPool nope does not exist"),
-        ("unknown peer", json!({"peers": ["nope"]}), Severity::Warning, "spec.peers[0]: BGPPeer nope does not exist"),
-        ("community", json!({"communities": ["65536:1"]}), Severity::Error, "spec.communities[0]: \"65536:1\" is not a community"),
-        ("community words", json!({"communities": ["no-such"]}), Severity::Error, "spec.communities[0]: \"no-such\""),
-        ("v4 length", json!({"aggregationLength": 33}), Severity::Error, "spec.aggregationLength: 33 is not a prefix length (0-32)"),
-        ("v6 length", json!({"aggregationLengthV6": 129}), Severity::Error, "spec.aggregationLengthV6: 129"),
+        (
+            "unknown pool",
+            json!({"ipPools": ["nope"]}),
+            Severity::Warning,
+            "spec.ipPools[0]: IPPool nope does not exist",
+        ),
+        (
+            "unknown peer",
+            json!({"peers": ["nope"]}),
+            Severity::Warning,
+            "spec.peers[0]: BGPPeer nope does not exist",
+        ),
+        (
+            "community",
+            json!({"communities": ["65536:1"]}),
+            Severity::Error,
+            "spec.communities[0]: \"65536:1\" is not a community",
+        ),
+        (
+            "community words",
+            json!({"communities": ["no-such"]}),
+            Severity::Error,
+            "spec.communities[0]: \"no-such\"",
+        ),
+        (
+            "v4 length",
+            json!({"aggregationLength": 33}),
+            Severity::Error,
+            "spec.aggregationLength: 33 is not a prefix length (0-32)",
+        ),
+        (
+            "v6 length",
+            json!({"aggregationLengthV6": 129}),
+            Severity::Error,
+            "spec.aggregationLengthV6: 129",
+        ),
     ];
     for (behaviour, spec, severity, expected) in cases {
         let mut state = ClusterState::default();

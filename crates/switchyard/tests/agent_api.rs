@@ -5,18 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../k8s/tests/common/fake_api.rs"]
-mod fake_api;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fake_api::{FakeApi, Resource, node, service, slice};
 use serde_json::json;
 use switchyard_bpf::abi::PROTO_TCP;
 use switchyard_bpf::{Maps, loader};
+use switchyard_testing::fake_api::{FakeApi, Resource, node, service, slice};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";

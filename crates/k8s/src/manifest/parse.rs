@@ -374,12 +374,12 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
             o.metadata.namespace = None;
             Object::BGPPeer(Arc::new(o))
         }),
-        ObjectKind::BGPAdvertisement => deserialize::<BGPAdvertisement>(value, unknown).map(
-            |mut o| {
+        ObjectKind::BGPAdvertisement => {
+            deserialize::<BGPAdvertisement>(value, unknown).map(|mut o| {
                 o.metadata.namespace = None;
                 Object::BGPAdvertisement(Arc::new(o))
-            },
-        ),
+            })
+        }
     };
     match parsed {
         Ok(object) => {

@@ -5,6 +5,8 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::AddressRange;
+
 /// A pool of LoadBalancer addresses. Services get one address per IP family they ask for from
 /// the pools that select them.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -75,4 +77,17 @@ pub struct IPPoolStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
+}
+
+/// The parsed address ranges of every pool, with the field each came from. Entries that do not
+/// parse are left out (and reported by [`check`]).
+pub fn pool_ranges(pool: &IPPool) -> Vec<(String, AddressRange)> {
+    pool.spec
+        .addresses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            AddressRange::parse(text).ok().map(|r| (format!("spec.addresses[{i}]"), r))
+        })
+        .collect()
 }

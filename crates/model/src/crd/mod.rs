@@ -2,20 +2,21 @@
 //! `IPPool` for LoadBalancer addresses, `BGPPeer` and `BGPAdvertisement` for announcing them.
 //!
 //! Plain data with kube's `CustomResource` derive, so the CRDs in deploy/ are generated from
-//! these types ([`definitions`]). What the fields *mean* beyond their syntax is checked in
-//! [`check`]; the controller and the BGP speaker decide the rest.
+//! these types ([`definitions`]). What the fields *mean* beyond their syntax is checked by
+//! `validate` with every other kind; the controller and the BGP speaker decide the rest.
 
 mod addresses;
 mod bgp_advertisement;
 mod bgp_peer;
-pub mod check;
+mod community;
 mod ip_pool;
 mod schema;
 
 pub use addresses::{AddressRange, AddressRangeError, is_buggy};
 pub use bgp_advertisement::{BGPAdvertisement, BGPAdvertisementSpec};
 pub use bgp_peer::{BGPPeer, BGPPeerSpec, DEFAULT_HOLD_TIME, DEFAULT_PEER_PORT, SecretKeyRef};
-pub use ip_pool::{IPPool, IPPoolSpec, IPPoolStatus};
+pub use community::{Community, parse_community};
+pub use ip_pool::{IPPool, IPPoolSpec, IPPoolStatus, pool_ranges};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_core::CustomResourceExt;

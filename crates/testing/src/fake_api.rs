@@ -8,8 +8,6 @@
 //! `k8s.io/initial-events-end` bookmark), and answers a watch from a compacted resourceVersion
 //! with 410 Gone — as an ERROR event (what real API servers send) or as an HTTP 410.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,21 +24,44 @@ use tokio::sync::{mpsc, watch};
 /// The resources the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
+    /// `/api/v1/services`.
     Services,
+    /// `/apis/discovery.k8s.io/v1/endpointslices`.
     EndpointSlices,
+    /// `/api/v1/nodes`.
     Nodes,
+    /// `/apis/switchyard.io/v1alpha1/ippools` (a CRD: see [`FakeApi::set_crds_installed`]).
+    IPPools,
+    /// `/apis/switchyard.io/v1alpha1/bgppeers` (a CRD).
+    BGPPeers,
+    /// `/apis/switchyard.io/v1alpha1/bgpadvertisements` (a CRD).
+    BGPAdvertisements,
 }
 
 impl Resource {
-    const ALL: [Self; 3] = [Self::Services, Self::EndpointSlices, Self::Nodes];
+    const ALL: [Self; 6] = [
+        Self::Services,
+        Self::EndpointSlices,
+        Self::Nodes,
+        Self::IPPools,
+        Self::BGPPeers,
+        Self::BGPAdvertisements,
+    ];
 
     fn from_path(path: &str) -> Option<Self> {
         match path {
             "/api/v1/services" => Some(Self::Services),
             "/apis/discovery.k8s.io/v1/endpointslices" => Some(Self::EndpointSlices),
             "/api/v1/nodes" => Some(Self::Nodes),
+            "/apis/switchyard.io/v1alpha1/ippools" => Some(Self::IPPools),
+            "/apis/switchyard.io/v1alpha1/bgppeers" => Some(Self::BGPPeers),
+            "/apis/switchyard.io/v1alpha1/bgpadvertisements" => Some(Self::BGPAdvertisements),
             _ => None,
         }
+    }
+
+    fn from_kind(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.kind() == kind)
     }
 
     fn kind(self) -> &'static str {
@@ -48,14 +69,23 @@ impl Resource {
             Self::Services => "Service",
             Self::EndpointSlices => "EndpointSlice",
             Self::Nodes => "Node",
+            Self::IPPools => "IPPool",
+            Self::BGPPeers => "BGPPeer",
+            Self::BGPAdvertisements => "BGPAdvertisement",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Self::EndpointSlices => "discovery.k8s.io/v1",
-            _ => "v1",
+            Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements => "switchyard.io/v1alpha1",
+            Self::Services | Self::Nodes => "v1",
         }
+    }
+
+    /// One of our own kinds, served only while its CRD is installed.
+    pub fn is_custom(self) -> bool {
+        matches!(self, Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements)
     }
 }
 
@@ -71,20 +101,26 @@ pub enum GoneStyle {
 /// One request as the server received it.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// The resource the path named (`None`: a path the fake does not serve).
     pub resource: Option<Resource>,
+    /// The decoded query parameters.
     pub query: BTreeMap<String, String>,
 }
 
 impl Logged {
+    /// `watch=true`.
     pub fn is_watch(&self) -> bool {
         self.query.get("watch").map(String::as_str) == Some("true")
     }
+    /// A request for a served resource that is not a watch.
     pub fn is_list(&self) -> bool {
         self.resource.is_some() && !self.is_watch()
     }
+    /// `sendInitialEvents=true` (a streaming list).
     pub fn streams_initial_events(&self) -> bool {
         self.query.get("sendInitialEvents").map(String::as_str) == Some("true")
     }
+    /// The `resourceVersion` parameter.
     pub fn resource_version(&self) -> Option<&str> {
         self.query.get("resourceVersion").map(String::as_str)
     }
@@ -98,6 +134,7 @@ struct LogEntry {
     new: Option<Value>,
 }
 
+#[derive(Debug)]
 struct Watcher {
     resource: Resource,
     selector: Selector,
@@ -105,6 +142,7 @@ struct Watcher {
     sender: mpsc::UnboundedSender<Bytes>,
 }
 
+#[derive(Debug)]
 struct Inner {
     version: u64,
     objects: BTreeMap<(Resource, String, String), Value>,
@@ -115,14 +153,19 @@ struct Inner {
     refuse_streaming: bool,
     /// Behave like a server before Kubernetes 1.27: `sendInitialEvents` is an unknown parameter.
     ignore_streaming: bool,
+    /// Our CRDs are installed: their resources are served (otherwise 404, as on a cluster
+    /// where `deploy/crds.yaml` was not applied).
+    crds_installed: bool,
     watchers: Vec<Watcher>,
     requests: Vec<Logged>,
 }
 
 /// The fake API server; stops when dropped.
+#[derive(Debug)]
 pub struct FakeApi {
     inner: Arc<Mutex<Inner>>,
     holds: Arc<BTreeMap<Resource, watch::Sender<bool>>>,
+    /// Where it listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -140,6 +183,7 @@ struct Shared {
 }
 
 impl FakeApi {
+    /// Starts serving on a free port of 127.0.0.1, with no objects.
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             version: 100,
@@ -149,6 +193,7 @@ impl FakeApi {
             gone_style: GoneStyle::ErrorEvent,
             refuse_streaming: false,
             ignore_streaming: false,
+            crds_installed: true,
             watchers: Vec::new(),
             requests: Vec::new(),
         }));
@@ -177,6 +222,7 @@ impl FakeApi {
         inner.put(object)
     }
 
+    /// Deletes an object (which must exist); returns the version of the deletion.
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> u64 {
         let mut inner = self.inner.lock().unwrap();
         inner.delete(resource, namespace, name)
@@ -209,10 +255,12 @@ impl FakeApi {
         self.holds[&resource].send_replace(true);
     }
 
+    /// Answers the requests [`FakeApi::hold`] kept waiting.
     pub fn release(&self, resource: Resource) {
         self.holds[&resource].send_replace(false);
     }
 
+    /// How watches from a compacted resourceVersion are answered from now on.
     pub fn set_gone_style(&self, style: GoneStyle) {
         self.inner.lock().unwrap().gone_style = style;
     }
@@ -228,28 +276,44 @@ impl FakeApi {
         self.inner.lock().unwrap().ignore_streaming = true;
     }
 
+    /// Installs or removes our CRDs (installed at start). Removing them ends open watches of
+    /// their resources, and requests get 404 until they are installed again.
+    pub fn set_crds_installed(&self, installed: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.crds_installed = installed;
+        if !installed {
+            inner.watchers.retain(|w| !w.resource.is_custom());
+        }
+    }
+
+    /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Logged> {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    /// The current (global) resourceVersion.
     pub fn version(&self) -> u64 {
         self.inner.lock().unwrap().version
     }
 
+    /// How many watches are open now.
     pub fn open_watches(&self) -> usize {
         self.inner.lock().unwrap().watchers.len()
     }
 }
 
 /// Changes made while the watches are down.
+#[derive(Debug)]
 pub struct Outage<'a> {
     inner: &'a mut Inner,
 }
 
 impl Outage<'_> {
+    /// As [`FakeApi::put`], unseen by the watches.
     pub fn put(&mut self, object: Value) -> u64 {
         self.inner.put(object)
     }
+    /// As [`FakeApi::delete`], unseen by the watches.
     pub fn delete(&mut self, resource: Resource, namespace: &str, name: &str) -> u64 {
         self.inner.delete(resource, namespace, name)
     }
@@ -265,11 +329,9 @@ impl Outage<'_> {
 
 impl Inner {
     fn put(&mut self, mut object: Value) -> u64 {
-        let resource = match object["kind"].as_str() {
-            Some("Service") => Resource::Services,
-            Some("EndpointSlice") => Resource::EndpointSlices,
-            Some("Node") => Resource::Nodes,
-            other => panic!("fake API server: unknown kind {other:?}"),
+        let kind = object["kind"].as_str();
+        let Some(resource) = kind.and_then(Resource::from_kind) else {
+            panic!("fake API server: unknown kind {kind:?}")
         };
         self.version += 1;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
@@ -363,7 +425,8 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         request.uri().query().map(form_urlencoded_pairs).unwrap_or_default();
     let resource = Resource::from_path(&path);
     shared.inner.lock().unwrap().requests.push(Logged { resource, query: query.clone() });
-    let Some(resource) = resource else {
+    let crds_installed = shared.inner.lock().unwrap().crds_installed;
+    let Some(resource) = resource.filter(|r| crds_installed || !r.is_custom()) else {
         return json_response(
             StatusCode::NOT_FOUND,
             &status(404, "NotFound", "the server could not find the requested resource"),
@@ -527,6 +590,7 @@ enum Requirement {
 }
 
 impl Selector {
+    /// Parses `labelSelector` and `fieldSelector` query values; the error is the API's message.
     pub fn parse(labels: &str, fields: &str) -> Result<Self, String> {
         let mut selector = Self::default();
         for term in labels.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -554,6 +618,7 @@ impl Selector {
         Ok(selector)
     }
 
+    /// Whether `object` satisfies every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
         let label = |k: &str| labels.get(k).and_then(Value::as_str);

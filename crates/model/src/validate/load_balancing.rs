@@ -1,6 +1,5 @@
-//! Semantic checks of IPPools, BGPPeers and BGPAdvertisements: what parses but cannot work
-//! (addresses that are not addresses, overlapping pools, reserved AS numbers, a hold time BGP
-//! refuses). Pure: objects in, findings out, each naming the object and the field.
+//! IPPools, BGPPeers and BGPAdvertisements: what parses but cannot work (addresses that are not
+//! addresses, overlapping pools, reserved AS numbers, a hold time BGP refuses).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -8,17 +7,16 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::addresses::AddressRange;
-use super::{BGPAdvertisement, BGPPeer, IPPool};
+use super::{Finding, Problem, Report};
+use crate::crd::{AddressRange, BGPAdvertisement, BGPPeer, IPPool, parse_community, pool_ranges};
 use crate::duration::parse_duration;
 use crate::input::{ClusterState, ObjectKey, ObjectKind};
-use crate::validate::{Finding, Problem, Severity};
 
 /// AS_TRANS (RFC 6793): stands in for a 4-octet ASN on old sessions, never a real AS.
 const AS_TRANS: u32 = 23456;
 
 /// Every finding about the Switchyard kinds in `state`.
-pub fn check(state: &ClusterState, findings: &mut Vec<Finding>) {
+pub(super) fn check(state: &ClusterState, findings: &mut Vec<Finding>) {
     check_pools(&state.ip_pools, findings);
     for (key, peer) in &state.bgp_peers {
         check_peer(key, peer, findings);
@@ -28,43 +26,9 @@ pub fn check(state: &ClusterState, findings: &mut Vec<Finding>) {
     }
 }
 
-/// Findings about one object.
-struct Report<'a> {
-    kind: ObjectKind,
-    object: &'a ObjectKey,
-    findings: &'a mut Vec<Finding>,
-}
-
-impl Report<'_> {
-    fn error(&mut self, field: impl Into<String>, problem: Problem) {
-        self.push(Severity::Error, field.into(), problem);
-    }
-
-    fn warning(&mut self, field: impl Into<String>, problem: Problem) {
-        self.push(Severity::Warning, field.into(), problem);
-    }
-
-    fn rule(&mut self, field: impl Into<String>, rule: impl Into<String>) {
-        self.error(field, Problem::Rule(rule.into()));
-    }
-
-    fn push(&mut self, severity: Severity, field: String, problem: Problem) {
-        let (kind, object) = (self.kind, self.object.clone());
-        self.findings.push(Finding { severity, kind, object, field, problem });
-    }
-}
-
-/// The parsed address ranges of every pool, with the field each came from. Entries that do not
-/// parse are left out (and reported by [`check`]).
-pub fn pool_ranges(pool: &IPPool) -> Vec<(String, AddressRange)> {
-    pool.spec
-        .addresses
-        .iter()
-        .enumerate()
-        .filter_map(|(i, text)| {
-            AddressRange::parse(text).ok().map(|r| (format!("spec.addresses[{i}]"), r))
-        })
-        .collect()
+/// A finding that needs a sentence of its own.
+fn rule(report: &mut Report<'_>, field: impl Into<String>, rule: impl Into<String>) {
+    report.error(field, Problem::Rule(rule.into()));
 }
 
 fn check_pools(pools: &BTreeMap<ObjectKey, IPPool>, findings: &mut Vec<Finding>) {
@@ -73,29 +37,44 @@ fn check_pools(pools: &BTreeMap<ObjectKey, IPPool>, findings: &mut Vec<Finding>)
     for (key, pool) in pools {
         let mut report = Report { kind: ObjectKind::IPPool, object: key, findings };
         if pool.spec.addresses.is_empty() {
-            report.warning("spec.addresses", Problem::Rule("empty: this pool hands out nothing".to_owned()));
+            report.warning(
+                "spec.addresses",
+                Problem::Rule("empty: this pool hands out nothing".to_owned()),
+            );
         }
         for (i, text) in pool.spec.addresses.iter().enumerate() {
             if let Err(err) = AddressRange::parse(text) {
-                report.rule(format!("spec.addresses[{i}]"), err.to_string());
+                rule(&mut report, format!("spec.addresses[{i}]"), err.to_string());
             }
         }
         let ranges = pool_ranges(pool);
         for (index, (field, range)) in ranges.iter().enumerate() {
-            if let Some((other_field, _)) = ranges[..index].iter().find(|(_, r)| r.overlaps(range)) {
-                report.rule(field.clone(), format!("{range} overlaps {other_field} of this pool"));
+            if let Some((other_field, _)) = ranges[..index].iter().find(|(_, r)| r.overlaps(range))
+            {
+                rule(
+                    &mut report,
+                    field.clone(),
+                    format!("{range} overlaps {other_field} of this pool"),
+                );
             } else if let Some((_, other, other_field)) =
                 claimed.iter().find(|(r, _, _)| r.overlaps(range))
             {
-                report.rule(
+                rule(
+                    &mut report,
                     field.clone(),
-                    format!("{range} overlaps IPPool {other} ({other_field}): pools may not share addresses"),
+                    format!(
+                        "{range} overlaps IPPool {other} ({other_field}): pools may not share addresses"
+                    ),
                 );
             }
         }
         claimed.extend(ranges.into_iter().map(|(field, range)| (range, key, field)));
         check_selector(&mut report, "spec.serviceSelector", pool.spec.service_selector.as_ref());
-        check_selector(&mut report, "spec.namespaceSelector", pool.spec.namespace_selector.as_ref());
+        check_selector(
+            &mut report,
+            "spec.namespaceSelector",
+            pool.spec.namespace_selector.as_ref(),
+        );
     }
 }
 
@@ -106,8 +85,8 @@ fn check_peer(key: &ObjectKey, peer: &BGPPeer, findings: &mut Vec<Finding>) {
         report.error("spec.peerAddress", Problem::BadAddress { value: spec.peer_address.clone() });
     }
     for (field, asn) in [("spec.peerASN", spec.peer_asn), ("spec.myASN", spec.my_asn)] {
-        if let Some(rule) = asn_rule(asn) {
-            report.rule(field, rule);
+        if let Some(reason) = asn_rule(asn) {
+            rule(&mut report, field, reason);
         }
     }
     if spec.peer_port == 0 {
@@ -117,17 +96,23 @@ fn check_peer(key: &ObjectKey, peer: &BGPPeer, findings: &mut Vec<Finding>) {
     if let Some(hold) = hold
         && (hold == Duration::from_secs(1) || hold == Duration::from_secs(2))
     {
-        report.rule("spec.holdTime", "must be 0 (no keepalives) or at least 3s (RFC 4271)");
+        rule(&mut report, "spec.holdTime", "must be 0 (no keepalives) or at least 3s (RFC 4271)");
     }
     if let Some(text) = &spec.keepalive_time
         && let Some(keepalive) = check_seconds(&mut report, "spec.keepaliveTime", text)
         && let Some(hold) = hold.filter(|h| !h.is_zero())
         && keepalive >= hold
     {
-        report.rule("spec.keepaliveTime", format!("{text} is not shorter than the hold time {}", spec.hold_time));
+        rule(
+            &mut report,
+            "spec.keepaliveTime",
+            format!("{text} is not shorter than the hold time {}", spec.hold_time),
+        );
     }
     if let Some(secret) = &spec.password_secret {
-        for (field, value) in [("name", &secret.name), ("namespace", &secret.namespace), ("key", &secret.key)] {
+        for (field, value) in
+            [("name", &secret.name), ("namespace", &secret.namespace), ("key", &secret.key)]
+        {
             if value.is_empty() {
                 report.error(format!("spec.passwordSecret.{field}"), Problem::Required);
             }
@@ -150,15 +135,19 @@ fn asn_rule(asn: u32) -> Option<&'static str> {
 fn check_seconds(report: &mut Report<'_>, field: &str, text: &str) -> Option<Duration> {
     match parse_duration(text) {
         Err(err) => {
-            report.rule(field, err.to_string());
+            rule(report, field, err.to_string());
             None
         }
         Ok(d) if d.subsec_nanos() != 0 => {
-            report.rule(field, format!("{text:?} is not a whole number of seconds (BGP counts in seconds)"));
+            rule(
+                report,
+                field,
+                format!("{text:?} is not a whole number of seconds (BGP counts in seconds)"),
+            );
             None
         }
         Ok(d) if d.as_secs() > u64::from(u16::MAX) => {
-            report.rule(field, format!("{text:?} is longer than BGP's 65535 seconds"));
+            rule(report, field, format!("{text:?} is longer than BGP's 65535 seconds"));
             None
         }
         Ok(d) => Some(d),
@@ -175,17 +164,23 @@ fn check_advertisement(
     let spec = &advertisement.spec;
     for (i, pool) in spec.ip_pools.iter().enumerate() {
         if !state.ip_pools.contains_key(&ObjectKey::cluster(pool.clone())) {
-            report.warning(format!("spec.ipPools[{i}]"), Problem::Rule(format!("IPPool {pool} does not exist")));
+            report.warning(
+                format!("spec.ipPools[{i}]"),
+                Problem::Rule(format!("IPPool {pool} does not exist")),
+            );
         }
     }
     for (i, peer) in spec.peers.iter().enumerate() {
         if !state.bgp_peers.contains_key(&ObjectKey::cluster(peer.clone())) {
-            report.warning(format!("spec.peers[{i}]"), Problem::Rule(format!("BGPPeer {peer} does not exist")));
+            report.warning(
+                format!("spec.peers[{i}]"),
+                Problem::Rule(format!("BGPPeer {peer} does not exist")),
+            );
         }
     }
     for (i, community) in spec.communities.iter().enumerate() {
-        if let Err(rule) = parse_community(community) {
-            report.rule(format!("spec.communities[{i}]"), rule);
+        if let Err(reason) = parse_community(community) {
+            rule(&mut report, format!("spec.communities[{i}]"), reason);
         }
     }
     for (field, length, max) in [
@@ -193,46 +188,10 @@ fn check_advertisement(
         ("spec.aggregationLengthV6", spec.aggregation_length_v6, 128),
     ] {
         if let Some(length) = length.filter(|l| *l > max) {
-            report.rule(field, format!("{length} is not a prefix length (0-{max})"));
+            rule(&mut report, field, format!("{length} is not a prefix length (0-{max})"));
         }
     }
     check_selector(&mut report, "spec.serviceSelector", spec.service_selector.as_ref());
-}
-
-/// A BGP community as written in `spec.communities`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Community {
-    /// RFC 1997: two 16-bit halves, `65000:100`.
-    Standard(u32),
-    /// RFC 8092: three 32-bit parts, `65000:1:2`.
-    Large(u32, u32, u32),
-}
-
-/// Parses `65000:100`, `4200000000:1:2`, or a well-known name (`no-export`, `no-advertise`,
-/// `no-export-subconfed`, `no-peer`); the error is the reason.
-pub fn parse_community(text: &str) -> Result<Community, String> {
-    match text.trim() {
-        "no-export" => return Ok(Community::Standard(0xFFFF_FF01)),
-        "no-advertise" => return Ok(Community::Standard(0xFFFF_FF02)),
-        "no-export-subconfed" => return Ok(Community::Standard(0xFFFF_FF03)),
-        "no-peer" => return Ok(Community::Standard(0xFFFF_FF04)),
-        _ => {}
-    }
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    let bad = || format!("{text:?} is not a community: expected 65000:100, 65000:1:2 or a well-known name");
-    match parts.as_slice() {
-        [high, low] => {
-            let high: u16 = high.parse().map_err(|_| bad())?;
-            let low: u16 = low.parse().map_err(|_| bad())?;
-            Ok(Community::Standard(u32::from(high) << 16 | u32::from(low)))
-        }
-        [a, b, c] => Ok(Community::Large(
-            a.parse().map_err(|_| bad())?,
-            b.parse().map_err(|_| bad())?,
-            c.parse().map_err(|_| bad())?,
-        )),
-        _ => Err(bad()),
-    }
 }
 
 /// What the API server refuses in a label selector.
@@ -243,15 +202,26 @@ fn check_selector(report: &mut Report<'_>, field: &str, selector: Option<&LabelS
         let values = expression.values.as_deref().unwrap_or_default();
         match expression.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => {
-                report.rule(format!("{at}.values"), format!("required for operator {}", expression.operator));
+                rule(
+                    report,
+                    format!("{at}.values"),
+                    format!("required for operator {}", expression.operator),
+                );
             }
             "Exists" | "DoesNotExist" if !values.is_empty() => {
-                report.rule(format!("{at}.values"), format!("must be empty for operator {}", expression.operator));
+                rule(
+                    report,
+                    format!("{at}.values"),
+                    format!("must be empty for operator {}", expression.operator),
+                );
             }
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => report.error(
                 format!("{at}.operator"),
-                Problem::Unsupported { value: other.to_owned(), expected: "In, NotIn, Exists, DoesNotExist" },
+                Problem::Unsupported {
+                    value: other.to_owned(),
+                    expected: "In, NotIn, Exists, DoesNotExist",
+                },
             ),
         }
         if expression.key.is_empty() {

@@ -1,0 +1,17 @@
+//! The director role: a stateless Maglev load balancer at the edge (docs/director.md).
+//!
+//! Packets for a VIP reach any director (the routers spread them with ECMP); every director
+//! computes the same per-VIP Maglev table from the same objects and seed, so a flow goes to the
+//! same node whichever director sees it. The director encapsulates it (GUE, FOU or IPIP) to the
+//! node, which decapsulates it and answers the client directly.
+//!
+//! - [`vips`]: which addresses are VIPs and which nodes serve each, from the model's view.
+//! - [`tables`]: ids, Maglev tables and the ordered map operations of every update (pure).
+
+pub mod config;
+pub mod tables;
+pub mod vips;
+
+pub use config::{DirectorConfig, Encap};
+pub use tables::{Choice, Op, Plan, Tables};
+pub use vips::{NodeTarget, Problem, Vip, VipSet, vip_set};

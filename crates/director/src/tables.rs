@@ -1,0 +1,319 @@
+//! The director's tables, kept in step with the VIP set: stable ids for VIPs, nodes and Maglev
+//! tables, and for every update an ordered list of map operations that never lets a lookup
+//! find a dangling id (make-before-break).
+//!
+//! A changed node set never edits a live table: it gets a new table id, filled completely, and
+//! the VIP is re-pointed in one map update (the swap is atomic); the old table and nodes no
+//! table names any more are removed last. VIPs with the same nodes and weights share a table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use switchyard_maglev::{Backend, MaglevConfig, Table};
+use switchyard_model::{FrontendKey, ObjectKey, TrafficPolicy};
+
+use crate::config::DirectorConfig;
+use crate::vips::{NodeTarget, Problem, VipSet};
+
+/// One map operation, in the order [`Plan::ops`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Create the node entry `id` (before any table names it).
+    PutNode { id: u32, address: IpAddr },
+    /// Create table `id`: slot `s` sends to node `slots[s]` (before any VIP names it).
+    PutTable { id: u32, slots: Arc<[u32]> },
+    /// Create or re-point a VIP; `table` 0 means no node may serve it (dropped, counted).
+    PutVip { key: FrontendKey, id: u32, table: u32 },
+    /// Remove a VIP.
+    DeleteVip { key: FrontendKey },
+    /// Remove a table no VIP names any more.
+    DeleteTable { id: u32 },
+    /// Remove a node no table names any more.
+    DeleteNode { id: u32 },
+}
+
+/// What one update changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The operations, in an order that is safe to apply one by one.
+    pub ops: Vec<Op>,
+    /// VIP → slots whose node changed (of M), for VIPs that existed before.
+    pub moved_slots: BTreeMap<FrontendKey, usize>,
+    /// Problems: the VIP set's and tables that could not be built.
+    pub problems: Vec<Problem>,
+}
+
+/// A table's identity: its node list (sorted by name, with addresses and weights).
+type TableKey = Vec<NodeTarget>;
+
+#[derive(Debug, Clone)]
+struct TableEntry {
+    id: u32,
+    table: Table,
+    /// Node id of every backend index of `table`.
+    node_ids: Vec<u32>,
+    refs: u32,
+}
+
+#[derive(Debug, Clone)]
+struct VipEntry {
+    id: u32,
+    table: Option<TableKey>,
+    service: ObjectKey,
+    policy: TrafficPolicy,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NodeEntry {
+    id: u32,
+    refs: u32,
+}
+
+/// Where a flow goes and why (what `switchyard explain` prints on a director).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The VIP's id (per-VIP counters).
+    pub vip_id: u32,
+    /// The Service the VIP belongs to.
+    pub service: ObjectKey,
+    /// Its external traffic policy.
+    pub policy: TrafficPolicy,
+    /// The table in use.
+    pub table_id: u32,
+    /// `hash mod M`.
+    pub slot: u32,
+    /// M.
+    pub table_size: u32,
+    /// The node owning the slot.
+    pub node: NodeTarget,
+    /// The node's id in the maps.
+    pub node_id: u32,
+    /// Nodes in the table.
+    pub nodes: usize,
+}
+
+/// The director's tables: the pure half of the role.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    config: DirectorConfig,
+    vips: BTreeMap<FrontendKey, VipEntry>,
+    tables: BTreeMap<TableKey, TableEntry>,
+    nodes: BTreeMap<(Arc<str>, IpAddr), NodeEntry>,
+    next_vip: u32,
+    next_table: u32,
+    next_node: u32,
+}
+
+impl Tables {
+    /// Empty tables (what a fresh map set holds).
+    pub fn new(config: DirectorConfig) -> Self {
+        Tables {
+            config,
+            vips: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            next_vip: 1,
+            next_table: 1,
+            next_node: 1,
+        }
+    }
+
+    /// The configuration the tables are built with.
+    pub fn config(&self) -> &DirectorConfig {
+        &self.config
+    }
+
+    /// Moves the tables to `set` and returns the operations that do the same to the maps.
+    pub fn update(&mut self, set: &VipSet) -> Plan {
+        let mut plan = Plan { problems: set.problems.clone(), ..Plan::default() };
+        let mut new_nodes = Vec::new();
+        let mut new_tables = Vec::new();
+        let mut vip_ops = Vec::new();
+
+        for (key, vip) in &set.vips {
+            // Sorted by name, like the Maglev table's backends (its indices are ours).
+            let wanted = (!vip.nodes.is_empty()).then(|| {
+                let mut nodes = vip.nodes.clone();
+                nodes.sort();
+                nodes
+            });
+            let old = self.vips.get(key).cloned();
+            if let Some(old) = &old
+                && old.table == wanted
+            {
+                if old.service != vip.service || old.policy != vip.policy {
+                    let entry = self.vips.get_mut(key).expect("present: looked up above");
+                    entry.service = vip.service.clone();
+                    entry.policy = vip.policy;
+                }
+                continue;
+            }
+            let table = match &wanted {
+                Some(nodes) => match self.acquire_table(nodes, &mut new_nodes, &mut new_tables) {
+                    Ok(id) => Some((nodes.clone(), id)),
+                    Err(reason) => {
+                        plan.problems.push(Problem {
+                            object: format!("Service {}", vip.service),
+                            reason: format!("VIP {key}: {reason}; no node serves it"),
+                        });
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let (Some(old_key), Some((new_key, _))) =
+                (old.as_ref().and_then(|o| o.table.as_ref()), table.as_ref())
+                && let (Some(before), Some(after)) =
+                    (self.tables.get(old_key), self.tables.get(new_key))
+                && let Ok(count) = Table::diff_count(&before.table, &after.table)
+            {
+                plan.moved_slots.insert(*key, count);
+            }
+            let id = match old {
+                Some(entry) => entry.id,
+                None => {
+                    let id = self.next_vip;
+                    self.next_vip += 1;
+                    id
+                }
+            };
+            let previous = self.vips.insert(
+                *key,
+                VipEntry {
+                    id,
+                    table: table.as_ref().map(|(k, _)| k.clone()),
+                    service: vip.service.clone(),
+                    policy: vip.policy,
+                },
+            );
+            vip_ops.push(Op::PutVip { key: *key, id, table: table.map_or(0, |(_, id)| id) });
+            if let Some(old_table) = previous.and_then(|p| p.table) {
+                self.release_table(&old_table);
+            }
+        }
+        let gone: Vec<FrontendKey> =
+            self.vips.keys().filter(|k| !set.vips.contains_key(k)).copied().collect();
+        for key in gone {
+            if let Some(entry) = self.vips.remove(&key) {
+                vip_ops.push(Op::DeleteVip { key });
+                if let Some(table) = entry.table {
+                    self.release_table(&table);
+                }
+            }
+        }
+
+        plan.ops.extend(new_nodes);
+        plan.ops.extend(new_tables);
+        plan.ops.extend(vip_ops);
+        let dead_tables: Vec<TableKey> =
+            self.tables.iter().filter(|(_, t)| t.refs == 0).map(|(k, _)| k.clone()).collect();
+        for key in dead_tables {
+            if let Some(entry) = self.tables.remove(&key) {
+                plan.ops.push(Op::DeleteTable { id: entry.id });
+                for node in &key {
+                    if let Some(n) = self.nodes.get_mut(&(node.name.clone(), node.address)) {
+                        n.refs -= 1;
+                    }
+                }
+            }
+        }
+        let dead_nodes: Vec<(Arc<str>, IpAddr)> =
+            self.nodes.iter().filter(|(_, n)| n.refs == 0).map(|(k, _)| k.clone()).collect();
+        for key in dead_nodes {
+            if let Some(entry) = self.nodes.remove(&key) {
+                plan.ops.push(Op::DeleteNode { id: entry.id });
+            }
+        }
+        plan
+    }
+
+    /// A table for `nodes`, shared if one exists, else built (its ops queued).
+    fn acquire_table(
+        &mut self,
+        nodes: &TableKey,
+        new_nodes: &mut Vec<Op>,
+        new_tables: &mut Vec<Op>,
+    ) -> Result<u32, String> {
+        if let Some(entry) = self.tables.get_mut(nodes) {
+            entry.refs += 1;
+            return Ok(entry.id);
+        }
+        let backends: Vec<Backend> =
+            nodes.iter().map(|n| Backend::new(n.name.as_bytes(), n.weight)).collect();
+        let config = MaglevConfig { size: self.config.table_size, seed: self.config.seed };
+        let built = Table::build(&config, &backends).map_err(|e| e.to_string())?;
+        // Backends come back sorted by identity (the name); `nodes` are sorted by name too.
+        let mut node_ids = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let key = (node.name.clone(), node.address);
+            let entry = match self.nodes.get_mut(&key) {
+                Some(entry) => entry,
+                None => {
+                    let id = self.next_node;
+                    self.next_node += 1;
+                    new_nodes.push(Op::PutNode { id, address: node.address });
+                    self.nodes.entry(key).or_insert(NodeEntry { id, refs: 0 })
+                }
+            };
+            entry.refs += 1;
+            node_ids.push(entry.id);
+        }
+        let slots: Arc<[u32]> =
+            built.table.slots().iter().map(|&index| node_ids[index as usize]).collect();
+        let id = self.next_table;
+        self.next_table += 1;
+        new_tables.push(Op::PutTable { id, slots });
+        self.tables.insert(nodes.clone(), TableEntry { id, table: built.table, node_ids, refs: 1 });
+        Ok(id)
+    }
+
+    fn release_table(&mut self, key: &TableKey) {
+        if let Some(entry) = self.tables.get_mut(key) {
+            entry.refs = entry.refs.saturating_sub(1);
+        }
+    }
+
+    /// Every VIP with its id and table id (0: no nodes).
+    pub fn vips(&self) -> impl Iterator<Item = (&FrontendKey, u32, u32)> {
+        self.vips.iter().map(|(key, entry)| {
+            let table = entry.table.as_ref().and_then(|t| self.tables.get(t)).map_or(0, |t| t.id);
+            (key, entry.id, table)
+        })
+    }
+
+    /// The nodes of a VIP's table (empty when none serves it).
+    pub fn nodes_of(&self, key: &FrontendKey) -> &[NodeTarget] {
+        self.vips.get(key).and_then(|v| v.table.as_deref()).unwrap_or(&[])
+    }
+
+    /// Which node a flow with this hash to VIP `key` goes to, and why. `None` when `key` is no
+    /// VIP or no node serves it.
+    pub fn choose(&self, key: &FrontendKey, hash: u64) -> Option<Choice> {
+        let vip = self.vips.get(key)?;
+        let nodes = vip.table.as_ref()?;
+        let entry = self.tables.get(nodes)?;
+        let slot = entry.table.slot_for_hash(hash);
+        let index = *entry.table.slots().get(slot)? as usize;
+        Some(Choice {
+            vip_id: vip.id,
+            service: vip.service.clone(),
+            policy: vip.policy,
+            table_id: entry.id,
+            slot: slot as u32,
+            table_size: self.config.table_size.get(),
+            node: nodes.get(index)?.clone(),
+            node_id: *entry.node_ids.get(index)?,
+            nodes: nodes.len(),
+        })
+    }
+
+    /// Ids currently in use: (VIPs, tables, nodes). For invariant checks.
+    pub fn live_ids(&self) -> (BTreeSet<u32>, BTreeSet<u32>, BTreeSet<u32>) {
+        (
+            self.vips.values().map(|v| v.id).collect(),
+            self.tables.values().map(|t| t.id).collect(),
+            self.nodes.values().map(|n| n.id).collect(),
+        )
+    }
+}

@@ -1,0 +1,237 @@
+//! Which addresses the directors serve (VIPs) and which nodes each one may send to, decided
+//! from the model's view of the cluster: the director re-derives no Kubernetes meaning.
+//!
+//! - A VIP is a LoadBalancer ingress address (with port and protocol) of a Service annotated
+//!   `switchyard.io/director: "true"` ([`DIRECTOR_ANNOTATION`]).
+//! - Its nodes: `externalTrafficPolicy: Cluster` — every eligible node (any node can forward to
+//!   any endpoint); `Local` — the eligible nodes with a ready endpoint of the Service (the nodes
+//!   whose health check node port answers 200), weighted by how many they have.
+//! - A node is eligible unless its `Ready` condition is False or Unknown, it carries
+//!   [`EXCLUDE_LABEL`], or it has weight 0 ([`NODE_WEIGHT_ANNOTATION`]) or no address.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+use switchyard_model::{
+    BackendState, ClusterState, FrontendKey, FrontendKind, NodeModel, ObjectKey, PrimaryAddresses,
+    ProxyConfig, TrafficPolicy,
+};
+
+use crate::config::{DIRECTOR_ANNOTATION, EXCLUDE_LABEL, NODE_WEIGHT_ANNOTATION};
+
+/// The node name the director's model runs as: not a valid Kubernetes name, so no endpoint is
+/// ever "local" to it and the model hands out every list cluster-wide.
+const DIRECTOR_NODE: &str = "switchyard:director";
+
+/// One node a VIP sends to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeTarget {
+    /// The Node's name: its identity in the Maglev table (so an address change moves no flow).
+    pub name: Arc<str>,
+    /// Where encapsulated packets go: the node's primary address of the VIP's family, else of
+    /// the other family.
+    pub address: IpAddr,
+    /// Maglev weight: the node's weight, times its ready endpoints under policy Local.
+    pub weight: u32,
+}
+
+/// A VIP: one LoadBalancer address, port and protocol, and the nodes that serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vip {
+    /// The Service the address belongs to.
+    pub service: ObjectKey,
+    /// Its `externalTrafficPolicy`.
+    pub policy: TrafficPolicy,
+    /// Sorted by name; empty when no node may serve it (the program drops and counts).
+    pub nodes: Vec<NodeTarget>,
+}
+
+/// Something in the objects the directors could not use as written. The object is still
+/// served as well as possible (an unreadable weight counts as 1, an unreadable opt-in as no).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `Service namespace/name` or `Node name`.
+    pub object: String,
+    /// What is wrong, naming the field.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.reason)
+    }
+}
+
+/// The directors' view of a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VipSet {
+    /// Every VIP by (address, port, protocol).
+    pub vips: BTreeMap<FrontendKey, Vip>,
+    /// Problems found, each naming its object.
+    pub problems: Vec<Problem>,
+}
+
+/// An eligible node.
+#[derive(Debug, Clone)]
+struct EligibleNode {
+    name: Arc<str>,
+    addresses: PrimaryAddresses,
+    weight: u32,
+}
+
+impl EligibleNode {
+    /// The address to encapsulate to for a VIP of `vip`'s family.
+    fn address_for(&self, vip: IpAddr) -> Option<IpAddr> {
+        let v4 = self.addresses.ipv4.map(IpAddr::V4);
+        let v6 = self.addresses.ipv6.map(IpAddr::V6);
+        if vip.is_ipv4() { v4.or(v6) } else { v6.or(v4) }
+    }
+}
+
+/// Computes the VIPs and their nodes from a snapshot of the cluster.
+pub fn vip_set(state: &ClusterState) -> VipSet {
+    let mut problems = Vec::new();
+    let nodes = eligible_nodes(state, &mut problems);
+    let model = NodeModel::from_state(ProxyConfig::new(DIRECTOR_NODE), state);
+    let mut opted_in: BTreeMap<&ObjectKey, bool> = BTreeMap::new();
+    let mut vips = BTreeMap::new();
+    for (key, frontend) in &model.desired().frontends {
+        if frontend.kind != FrontendKind::LoadBalancer {
+            continue;
+        }
+        let wanted = *opted_in
+            .entry(&frontend.service)
+            .or_insert_with(|| opts_in(state, &frontend.service, &mut problems));
+        if !wanted {
+            continue;
+        }
+        let targets = match frontend.traffic_policy {
+            TrafficPolicy::Cluster => nodes
+                .values()
+                .filter_map(|n| {
+                    Some(NodeTarget {
+                        name: n.name.clone(),
+                        address: n.address_for(key.ip)?,
+                        weight: n.weight,
+                    })
+                })
+                .collect(),
+            TrafficPolicy::Local => {
+                // The pseudo node has no local endpoints, so the model keeps the cluster-wide
+                // list in `in_cluster_backends`: count its ready endpoints per node.
+                let list = frontend.in_cluster_backends.as_ref().unwrap_or(&frontend.backends);
+                let mut ready: BTreeMap<&str, u32> = BTreeMap::new();
+                for backend in list.iter().filter(|b| b.state == BackendState::Ready) {
+                    if let Some(node) = &backend.node_name {
+                        *ready.entry(node).or_default() += 1;
+                    }
+                }
+                ready
+                    .into_iter()
+                    .filter_map(|(node, count)| {
+                        let n = nodes.get(node)?;
+                        Some(NodeTarget {
+                            name: n.name.clone(),
+                            address: n.address_for(key.ip)?,
+                            weight: n.weight.saturating_mul(count),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        vips.insert(
+            *key,
+            Vip {
+                service: frontend.service.clone(),
+                policy: frontend.traffic_policy,
+                nodes: targets,
+            },
+        );
+    }
+    VipSet { vips, problems }
+}
+
+/// Does the Service carry `switchyard.io/director: "true"`?
+fn opts_in(state: &ClusterState, service: &ObjectKey, problems: &mut Vec<Problem>) -> bool {
+    let value = state
+        .services
+        .get(service)
+        .and_then(|s| s.metadata.annotations.as_ref())
+        .and_then(|a| a.get(DIRECTOR_ANNOTATION));
+    match value.map(|v| v.trim()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            problems.push(Problem {
+                object: format!("Service {service}"),
+                reason: format!(
+                    "annotation {DIRECTOR_ANNOTATION}: {other:?} is neither \"true\" nor \"false\"; \
+                     not served by the directors"
+                ),
+            });
+            false
+        }
+    }
+}
+
+/// Nodes that may receive VIP traffic, by name (weight above 0, ready, not excluded).
+fn eligible_nodes(
+    state: &ClusterState,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<Arc<str>, EligibleNode> {
+    let mut out = BTreeMap::new();
+    for (key, node) in &state.nodes {
+        let weight = node_weight(key, node, problems);
+        if weight == 0 || excluded(node) || !ready(node) {
+            continue;
+        }
+        let addresses = PrimaryAddresses::of_node(node);
+        if addresses.ipv4.is_none() && addresses.ipv6.is_none() {
+            problems.push(Problem {
+                object: format!("Node {key}"),
+                reason:
+                    "status.addresses has no InternalIP or ExternalIP: no director can reach it"
+                        .to_owned(),
+            });
+            continue;
+        }
+        let name: Arc<str> = Arc::from(key.name.as_str());
+        out.insert(name.clone(), EligibleNode { name, addresses, weight });
+    }
+    out
+}
+
+fn node_weight(key: &ObjectKey, node: &Node, problems: &mut Vec<Problem>) -> u32 {
+    let Some(text) = node.metadata.annotations.as_ref().and_then(|a| a.get(NODE_WEIGHT_ANNOTATION))
+    else {
+        return 1;
+    };
+    match text.trim().parse::<u32>() {
+        Ok(weight) if weight <= 1_000 => weight,
+        _ => {
+            problems.push(Problem {
+                object: format!("Node {key}"),
+                reason: format!(
+                    "annotation {NODE_WEIGHT_ANNOTATION}: {text:?} is not a whole number from 0 \
+                     to 1000; weight 1 used"
+                ),
+            });
+            1
+        }
+    }
+}
+
+fn excluded(node: &Node) -> bool {
+    node.metadata.labels.as_ref().is_some_and(|l| l.contains_key(EXCLUDE_LABEL))
+}
+
+/// Not ready only when the Ready condition says so (manifests often carry no status).
+fn ready(node: &Node) -> bool {
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    !conditions
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && matches!(c.status.as_str(), "False" | "Unknown"))
+}

@@ -1,0 +1,217 @@
+//! The director's tables: every operation keeps the maps consistent (checked after each one
+//! on a strict fake), and directors with different histories choose the same node.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use switchyard_director::{DirectorConfig, NodeTarget, Op, Tables, Vip, VipSet};
+use switchyard_maglev::TableSize;
+use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
+
+/// The maps as the program sees them; every operation is checked against what it needs.
+#[derive(Default, Debug)]
+struct FakeMaps {
+    nodes: BTreeMap<u32, IpAddr>,
+    tables: BTreeMap<u32, Arc<[u32]>>,
+    vips: BTreeMap<FrontendKey, (u32, u32)>,
+}
+
+impl FakeMaps {
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::PutNode { id, address } => {
+                assert!(self.nodes.insert(*id, *address).is_none(), "node {id} reused while live");
+            }
+            Op::PutTable { id, slots } => {
+                for node in slots.iter() {
+                    assert!(self.nodes.contains_key(node), "table {id} names missing node {node}");
+                }
+                assert!(
+                    self.tables.insert(*id, slots.clone()).is_none(),
+                    "table {id} rewritten in place"
+                );
+            }
+            Op::PutVip { key, id, table } => {
+                assert!(
+                    *table == 0 || self.tables.contains_key(table),
+                    "VIP {key} -> missing table {table}"
+                );
+                self.vips.insert(*key, (*id, *table));
+            }
+            Op::DeleteVip { key } => {
+                assert!(self.vips.remove(key).is_some(), "deleting absent VIP {key}");
+            }
+            Op::DeleteTable { id } => {
+                assert!(
+                    !self.vips.values().any(|(_, t)| t == id),
+                    "table {id} deleted while in use"
+                );
+                assert!(self.tables.remove(id).is_some());
+            }
+            Op::DeleteNode { id } => {
+                assert!(
+                    !self.tables.values().any(|s| s.contains(id)),
+                    "node {id} deleted while in use"
+                );
+                assert!(self.nodes.remove(id).is_some());
+            }
+        }
+    }
+
+    /// What the program would do with a flow hash.
+    fn lookup(&self, key: &FrontendKey, hash: u64) -> Option<IpAddr> {
+        let (_, table) = self.vips.get(key)?;
+        let slots = self.tables.get(table)?;
+        let node = slots[(hash % slots.len() as u64) as usize];
+        self.nodes.get(&node).copied()
+    }
+}
+
+fn config() -> DirectorConfig {
+    DirectorConfig { table_size: TableSize::new(251).unwrap(), ..DirectorConfig::default() }
+}
+
+fn vip_key(i: u8) -> FrontendKey {
+    FrontendKey::new(IpAddr::from([192, 0, 2, 10 + i % 3]), 80 + u16::from(i / 3), Protocol::Tcp)
+}
+
+fn target(i: u8, weight: u32) -> NodeTarget {
+    NodeTarget {
+        name: Arc::from(format!("node-{i}")),
+        address: IpAddr::from([10, 0, 0, i]),
+        weight,
+    }
+}
+
+/// A VIP set from (vip index, node bitmask, weights).
+fn set_of(spec: &[(u8, u16, u8)]) -> VipSet {
+    let mut set = VipSet::default();
+    for &(vip, mask, w) in spec {
+        let nodes = (0..10u8)
+            .filter(|n| mask & (1 << n) != 0)
+            .map(|n| target(n + 1, 1 + u32::from((w >> (n % 4)) & 1)))
+            .collect();
+        set.vips.insert(
+            vip_key(vip),
+            Vip {
+                service: ObjectKey::new("default", "web"),
+                policy: TrafficPolicy::Cluster,
+                nodes,
+            },
+        );
+    }
+    set
+}
+
+fn spec() -> impl Strategy<Value = Vec<(u8, u16, u8)>> {
+    prop::collection::vec((0u8..6, 0u16..1024, any::<u8>()), 0..6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// After every single operation the maps are consistent; after each update they answer
+    /// like the tables; a director that saw only the final state answers the same for every
+    /// flow as one that saw the whole history.
+    #[test]
+    fn updates_are_make_before_break_and_history_free(history in prop::collection::vec(spec(), 1..6)) {
+        let mut tables = Tables::new(config());
+        let mut maps = FakeMaps::default();
+        for step in &history {
+            let set = set_of(step);
+            let plan = tables.update(&set);
+            for op in &plan.ops {
+                maps.apply(op);
+            }
+            let (vips, table_ids, node_ids) = tables.live_ids();
+            prop_assert_eq!(maps.vips.values().map(|v| v.0).collect::<BTreeSet<_>>(), vips);
+            prop_assert_eq!(maps.tables.keys().copied().collect::<BTreeSet<_>>(), table_ids);
+            prop_assert_eq!(maps.nodes.keys().copied().collect::<BTreeSet<_>>(), node_ids);
+            for key in set.vips.keys() {
+                for hash in [0u64, 1, 77, 12_345, u64::MAX / 3, u64::MAX] {
+                    let chosen = tables.choose(key, hash).map(|c| c.node.address);
+                    prop_assert_eq!(chosen, maps.lookup(key, hash));
+                }
+            }
+        }
+        let mut fresh = Tables::new(config());
+        let _ = fresh.update(&set_of(history.last().unwrap()));
+        for key in set_of(history.last().unwrap()).vips.keys() {
+            for hash in 0..500u64 {
+                let h = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                prop_assert_eq!(
+                    tables.choose(key, h).map(|c| c.node.name),
+                    fresh.choose(key, h).map(|c| c.node.name)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unchanged_set_changes_nothing() {
+    let mut tables = Tables::new(config());
+    let set = set_of(&[(0, 0b111, 0), (1, 0b110, 0)]);
+    assert!(!tables.update(&set).ops.is_empty());
+    assert_eq!(tables.update(&set).ops, []);
+}
+
+#[test]
+fn vips_with_the_same_nodes_share_one_table() {
+    let mut tables = Tables::new(config());
+    let plan = tables.update(&set_of(&[(0, 0b111, 0), (1, 0b111, 0), (2, 0b011, 0)]));
+    let puts = plan.ops.iter().filter(|op| matches!(op, Op::PutTable { .. })).count();
+    assert_eq!(puts, 2);
+}
+
+#[test]
+fn a_vip_without_nodes_points_at_no_table() {
+    let mut tables = Tables::new(config());
+    let plan = tables.update(&set_of(&[(0, 0, 0)]));
+    assert_eq!(plan.ops, [Op::PutVip { key: vip_key(0), id: 1, table: 0 }]);
+    assert!(tables.choose(&vip_key(0), 5).is_none());
+}
+
+/// At the director's default M, removing one of ten nodes moves about a tenth of the slots
+/// (Maglev's minimal disruption); flows of the remaining nodes almost all stay (Maglev moves a
+/// few more than the removed node's, never many).
+#[test]
+fn removing_a_node_moves_only_its_slots() {
+    let mut tables = Tables::new(DirectorConfig::default());
+    let _ = tables.update(&set_of(&[(0, 0b11_1111_1111, 0)]));
+    let before: Vec<_> =
+        (0..2_000u64).map(|h| tables.choose(&vip_key(0), h * 7919).unwrap().node.name).collect();
+    let plan = tables.update(&set_of(&[(0, 0b11_1111_1011, 0)]));
+    let moved = plan.moved_slots[&vip_key(0)];
+    let m = 65_537f64;
+    assert!((moved as f64 / m - 0.1).abs() < 0.02, "moved {moved} of {m}");
+    let mut remaining = 0;
+    let mut moved_remaining = 0;
+    for (i, old) in before.iter().enumerate() {
+        let new = tables.choose(&vip_key(0), i as u64 * 7919).unwrap().node.name;
+        assert_ne!(new.as_ref(), "node-3", "a flow still goes to the removed node");
+        if old.as_ref() != "node-3" {
+            remaining += 1;
+            moved_remaining += usize::from(&new != old);
+        }
+    }
+    assert!(
+        moved_remaining * 50 < remaining,
+        "{moved_remaining} of {remaining} flows of remaining nodes moved"
+    );
+}
+
+#[test]
+fn choices_explain_slot_table_and_weight() {
+    let mut tables = Tables::new(config());
+    let _ = tables.update(&set_of(&[(0, 0b11, 0b11)]));
+    let choice = tables.choose(&vip_key(0), 1_000).unwrap();
+    assert_eq!(choice.slot, (1_000 % 251) as u32);
+    assert_eq!(choice.table_size, 251);
+    assert_eq!(choice.nodes, 2);
+    assert_eq!(choice.node.weight, 2);
+    assert_eq!(choice.vip_id, 1);
+}

@@ -1,0 +1,155 @@
+//! Semantic validation: what the API server (and an experienced operator) would reject in objects
+//! that parsed fine — ports out of range, NodePort clashes, addresses that do not parse, values no
+//! proxy understands. Pure: objects in, findings out.
+//!
+//! The model itself is lenient (it drops what it cannot use, see `parse`); this module says *why*
+//! something would be dropped, naming the object and the field.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::cidr::CidrError;
+use crate::config::PortRange;
+use crate::input::{ClusterState, ObjectKey, ObjectKind};
+
+mod cluster;
+mod endpoint_slice;
+mod load_balancing;
+mod node;
+mod service;
+mod syntax;
+
+pub use endpoint_slice::validate_endpoint_slice;
+pub use node::validate_node;
+pub use service::validate_service;
+
+/// Settings validation depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationOptions {
+    /// The cluster's NodePort range (kube-apiserver `--service-node-port-range`).
+    pub node_port_range: PortRange,
+}
+
+/// How bad a finding is. Errors make `switchyard validate` fail; warnings point at things that
+/// are legal but almost certainly not what was meant (a Service without endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        })
+    }
+}
+
+/// What is wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("required")]
+    Required,
+    #[error("port {value} is outside 1-65535")]
+    PortOutOfRange { value: i64 },
+    #[error("NodePort {value} is outside the NodePort range {range}")]
+    NodePortOutOfRange { value: i32, range: PortRange },
+    #[error("{what} {port}/{protocol} is already used by Service {other} ({other_field})")]
+    NodePortCollision {
+        what: &'static str,
+        port: i32,
+        protocol: String,
+        other: ObjectKey,
+        other_field: String,
+    },
+    #[error("cluster IP {ip} is already used by Service {other}")]
+    ClusterIpCollision { ip: IpAddr, other: ObjectKey },
+    #[error("{value:?} is not an IP address")]
+    BadAddress { value: String },
+    #[error("{value:?} is not an {family} address")]
+    WrongFamily { value: String, family: &'static str },
+    #[error(transparent)]
+    BadCidr(#[from] CidrError),
+    #[error("{value:?} is not supported; expected one of {expected}")]
+    Unsupported { value: String, expected: &'static str },
+    #[error("{value:?} is not a valid {what}: {rule}")]
+    BadName { value: String, what: &'static str, rule: &'static str },
+    #[error("duplicate {what} {value:?} (also {other_field})")]
+    Duplicate { what: &'static str, value: String, other_field: String },
+    /// A rule that needs a sentence of its own.
+    #[error("{0}")]
+    Rule(String),
+}
+
+/// One finding: which object, which field, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub kind: ObjectKind,
+    pub object: ObjectKey,
+    /// Field path as the API server prints it, e.g. `spec.ports[1].nodePort`.
+    pub field: String,
+    pub problem: Problem,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}: {}", self.kind, self.object, self.field, self.problem)
+    }
+}
+
+impl Finding {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// Collects findings for one object.
+struct Report<'a> {
+    kind: ObjectKind,
+    object: &'a ObjectKey,
+    findings: &'a mut Vec<Finding>,
+}
+
+impl Report<'_> {
+    fn error(&mut self, field: impl Into<String>, problem: Problem) {
+        self.push(Severity::Error, field.into(), problem);
+    }
+
+    fn warning(&mut self, field: impl Into<String>, problem: Problem) {
+        self.push(Severity::Warning, field.into(), problem);
+    }
+
+    fn push(&mut self, severity: Severity, field: String, problem: Problem) {
+        self.findings.push(Finding {
+            severity,
+            kind: self.kind,
+            object: self.object.clone(),
+            field,
+            problem,
+        });
+    }
+}
+
+/// Validates every object and the relations between them (NodePort and cluster IP clashes,
+/// EndpointSlices without a Service). Findings are sorted by kind, object, then field order.
+pub fn validate(state: &ClusterState, options: &ValidationOptions) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (key, service) in &state.services {
+        validate_service(key, service, options, &mut findings);
+    }
+    for (key, slice) in &state.endpoint_slices {
+        validate_endpoint_slice(key, slice, &mut findings);
+    }
+    for (key, node) in &state.nodes {
+        validate_node(key, node, &mut findings);
+    }
+    cluster::check_node_port_collisions(state, options, &mut findings);
+    cluster::check_cluster_ip_collisions(state, &mut findings);
+    cluster::check_joins(state, &mut findings);
+    load_balancing::check(state, &mut findings);
+    findings.sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
+    findings
+}
