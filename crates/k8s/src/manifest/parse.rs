@@ -413,7 +413,14 @@ fn deserialize<T: DeserializeOwned>(
 ) -> Result<T, (Option<String>, String)> {
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
-    let result = serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path)));
+    let result = serde_ignored::deserialize(tracked, |path| {
+        let field = field_path(&path);
+        // kube's CustomResource types take apiVersion and kind without keeping them; both were
+        // checked before the object was deserialised.
+        if field != "apiVersion" && field != "kind" {
+            unknown.push(field);
+        }
+    });
     result.map_err(|err| {
         let path = track.path().to_string();
         if path == "." {
