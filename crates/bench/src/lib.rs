@@ -3,7 +3,6 @@
 //! The peers' rulesets are generated exactly as kube-proxy writes them ([`kube_proxy`]) from one
 //! [`state::DesiredState`], and applied inside network namespaces of our own.
 
-pub mod bpf_dir;
 pub mod error;
 pub mod golden;
 pub mod kube_proxy;

@@ -83,7 +83,7 @@ pub fn parse_map_fdinfo(text: &str) -> Option<MapMemory> {
 /// Every BPF map this process holds a descriptor to, once per map.
 pub fn own_maps() -> Result<Vec<MapMemory>, BenchError> {
     let read_error =
-        |source| BenchError::Write { path: "/proc/self/fdinfo (reading)".into(), source };
+        |source| BenchError::Write { path: "/proc/self/fdinfo (reading)".into(), cause: source };
     let mut maps = BTreeMap::new();
     for entry in std::fs::read_dir("/proc/self/fdinfo").map_err(read_error)? {
         let Ok(entry) = entry else { continue };
@@ -99,7 +99,7 @@ pub fn own_maps() -> Result<Vec<MapMemory>, BenchError> {
 /// `VmRSS` of this process in bytes.
 pub fn own_rss() -> Result<u64, BenchError> {
     let text = std::fs::read_to_string("/proc/self/status").map_err(|source| {
-        BenchError::Write { path: "/proc/self/status (reading)".into(), source }
+        BenchError::Write { path: "/proc/self/status (reading)".into(), cause: source }
     })?;
     parse_vm_rss(&text)
         .ok_or_else(|| BenchError::Switchyard("no VmRSS line in /proc/self/status".into()))
@@ -319,8 +319,10 @@ impl MemCgroup {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::path::Path::new(MEMCG_ROOT)
             .join(format!("sybench-mem-{}-{n}", std::process::id()));
-        std::fs::create_dir(&path)
-            .map_err(|source| BenchError::Write { path: path.display().to_string(), source })?;
+        std::fs::create_dir(&path).map_err(|source| BenchError::Write {
+            path: path.display().to_string(),
+            cause: source,
+        })?;
         Ok(Self { path })
     }
 
@@ -332,7 +334,7 @@ impl MemCgroup {
         let path = self.path.join(file);
         let text = std::fs::read_to_string(&path).map_err(|source| BenchError::Write {
             path: format!("{} (reading)", path.display()),
-            source,
+            cause: source,
         })?;
         text.trim().parse().map_err(|e| BenchError::Switchyard(format!("{}: {e}", path.display())))
     }
@@ -482,7 +484,7 @@ struct AgentRun {
     memcg: Option<MemCgroup>,
     dir: std::path::PathBuf,
     cgroup: std::path::PathBuf,
-    bpf: Option<crate::bpf_dir::BpfDir>,
+    bpf: Option<switchyard_bpf::PrivateBpffs>,
 }
 
 impl Drop for AgentRun {
@@ -515,7 +517,7 @@ fn write_manifests(
     cluster: &switchyard_model::ClusterState,
     per_file: usize,
 ) -> Result<(usize, u64), BenchError> {
-    let write_error = |source| BenchError::Write { path: dir.display().to_string(), source };
+    let write_error = |source| BenchError::Write { path: dir.display().to_string(), cause: source };
     let to_value = |v: Result<serde_json::Value, serde_json::Error>| {
         v.map_err(|e| write_error(std::io::Error::other(e)))
     };
@@ -575,7 +577,7 @@ pub fn measure_agent(
         };
         let io = |what: &str| {
             let what = what.to_owned();
-            move |source| BenchError::Write { path: what, source }
+            move |source| BenchError::Write { path: what, cause: source }
         };
         let manifests = dir.join("manifests");
         std::fs::create_dir_all(&manifests).map_err(io(&manifests.display().to_string()))?;
@@ -588,7 +590,7 @@ pub fn measure_agent(
         drop(cluster);
         agent.manifest_files = files;
         agent.manifest_bytes = bytes;
-        let bpf = crate::bpf_dir::BpfDir::create("sybench-agent")?;
+        let bpf = switchyard::private_bpffs("sybench-agent")?;
         let log_path = dir.join("agent.log");
         let log = std::fs::File::create(&log_path).map_err(io(&log_path.display().to_string()))?;
         let mut command = std::process::Command::new(agent_bin);
@@ -632,7 +634,7 @@ pub fn measure_agent(
         let child = command.spawn().map_err(|source| BenchError::Spawn {
             program: agent_bin.display().to_string(),
             namespace: "host (no network used)".into(),
-            source,
+            cause: source,
         })?;
         drop(procs);
         let pid = child.id();

@@ -147,7 +147,7 @@ impl Netns {
         let spawn_error = |source| BenchError::Spawn {
             program: program.to_owned(),
             namespace: self.name.clone(),
-            source,
+            cause: source,
         };
         let mut command = Command::new(program);
         command.args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -228,7 +228,7 @@ impl Netns {
             .map_err(|source| BenchError::Spawn {
                 program: program.to_owned(),
                 namespace: self.name.clone(),
-                source,
+                cause: source,
             })?;
         if !output.status.success() {
             return Err(BenchError::Failed {

@@ -19,7 +19,8 @@ pub struct ProgrammingReport {
 }
 
 pub fn write_file(path: &Path, contents: &str) -> Result<(), BenchError> {
-    let write_error = |source| BenchError::Write { path: path.display().to_string(), source };
+    let write_error =
+        |source| BenchError::Write { path: path.display().to_string(), cause: source };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(write_error)?;
     }
@@ -29,7 +30,7 @@ pub fn write_file(path: &Path, contents: &str) -> Result<(), BenchError> {
 pub fn write_json(path: &Path, report: &impl Serialize) -> Result<(), BenchError> {
     let text = serde_json::to_string_pretty(report).map_err(|e| BenchError::Write {
         path: path.display().to_string(),
-        source: std::io::Error::other(e),
+        cause: std::io::Error::other(e),
     })?;
     write_file(path, &format!("{text}\n"))
 }

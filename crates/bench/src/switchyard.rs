@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use switchyard_bpf::abi::NodeAddrKey;
 use switchyard_bpf::tc::{PacketDatapath, PacketMapSizes, PacketSettings};
-use switchyard_bpf::{Datapath, LoadOptions, MapSizes};
+use switchyard_bpf::{Datapath, LoadOptions, MapSizes, PrivateBpffs};
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
 use switchyard_model::NodeModel;
 
-use crate::bpf_dir::BpfDir;
 use crate::error::BenchError;
 use crate::model_input;
 use crate::programming::{Limits, Step, StepRecord};
@@ -56,12 +55,18 @@ pub struct Programmed {
     /// The per-packet (TC) programs, when loaded ([`load_packet_path`]).
     pub packet: Option<PacketDatapath>,
     pub options: LoadOptions,
-    pub dir: BpfDir,
+    pub dir: PrivateBpffs,
+}
+
+/// A bpffs of the benchmark's own (`<tmp>/<prefix>-<pid>-<n>`), removed with its pins on drop.
+pub(crate) fn private_bpffs(prefix: &str) -> Result<PrivateBpffs, BenchError> {
+    PrivateBpffs::create(prefix)
+        .map_err(|e| BenchError::Switchyard(format!("a private bpffs for {prefix}: {e}")))
 }
 
 /// Loads the socket-level object into a fresh bpffs with maps sized for `model`.
 pub fn load(model: &NodeModel, prefix: &str) -> Result<Programmed, BenchError> {
-    let dir = BpfDir::create(prefix)?;
+    let dir = private_bpffs(prefix)?;
     let sizes = sizes_for(model);
     let options =
         LoadOptions { sizes, maglev_table_size: MAGLEV_TABLE_SIZE, ..LoadOptions::new(dir.path()) };

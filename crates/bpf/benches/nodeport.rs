@@ -81,7 +81,7 @@ fn main() {
     // SAFETY: unshare only affects this (main) thread.
     assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
     let bpf = common::BpfDir::new("bench-nodeport");
-    let mut options = LoadOptions::new(&bpf.0);
+    let mut options = LoadOptions::new(bpf.path());
     options.sizes = common::small_sizes();
     options.maglev_table_size = 251;
     let mut sock = Datapath::load(&options).unwrap();

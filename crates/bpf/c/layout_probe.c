@@ -1,9 +1,11 @@
 /* Host-compiled by build.rs: prints the layout of every shared struct and the value of every
  * shared constant in switchyard.h as Rust, so tests/layout.rs can compare the #[repr(C)]
- * mirrors against what the C compiler actually does. */
+ * mirrors against what the C compiler actually does, and golden values of the hash in
+ * lib/siphash.h. */
 #include <stddef.h>
 #include <stdio.h>
 #include "switchyard.h"
+#include "lib/siphash.h"
 
 #define SIZE(t) printf("    (\"%s\", %zu, %zu),\n", #t, sizeof(struct t), _Alignof(struct t))
 #define FIELD(t, f)                                                                       \
@@ -121,6 +123,15 @@ int main(void)
 	CONST(SY_PATH_SOCK);
 	CONST(SY_PATH_PKT);
 	CONST(SY_DEFAULT_EVENTS_BYTES);
+	CONST(SY_DEFAULT_FRONTENDS);
+	CONST(SY_DEFAULT_SLOTS);
+	CONST(SY_DEFAULT_BACKENDS);
+	CONST(SY_DEFAULT_SOCK_REVNAT);
+	CONST(SY_DEFAULT_AFFINITY);
+	CONST(SY_DEFAULT_STICKY);
+	CONST(SY_DEFAULT_MAGLEV);
+	CONST(SY_DEFAULT_NODE_ADDRS);
+	CONST(SY_DEFAULT_FE_COUNTERS);
 	CONST(SY_REASON_NOT_SERVICE);
 	CONST(SY_REASON_TRANSLATED_RANDOM);
 	CONST(SY_REASON_TRANSLATED_MAGLEV);

@@ -1,10 +1,37 @@
 /* Host-compiled by build.rs: layout and constants of the per-packet section of switchyard.h,
- * as Rust, for tests/layout_pkt.rs. Also prints the flow hash of a few 5-tuples computed the
- * way nodeport.bpf.c does (FlowKey::to_bytes layout), so Rust can compare with crates/maglev. */
+ * as Rust, for tests/layout_pkt.rs. Also prints the flow hash of a few 5-tuples computed by
+ * sy_flow_hash() (lib/siphash.h, what nodeport.bpf.c uses), so Rust can compare with
+ * crates/maglev's FlowKey::hash. */
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "switchyard.h"
+#include "lib/siphash.h"
+
+/* Prints one (saddr, daddr, sport, dport, proto, family, sy_flow_hash) row, ports in host order. */
+static void flow_row(const struct sy_config *cfg, const __u8 *s, const __u8 *d, __u16 sport,
+		     __u16 dport, __u8 proto, __u8 family)
+{
+	struct sy_ct_key t;
+	int i;
+
+	memset(&t, 0, sizeof(t));
+	memcpy(t.saddr.bytes, s, 16);
+	memcpy(t.daddr.bytes, d, 16);
+	t.sport = htons(sport);
+	t.dport = htons(dport);
+	t.proto = proto;
+	t.family = family;
+	printf("    ([");
+	for (i = 0; i < 16; i++)
+		printf("%u, ", s[i]);
+	printf("], [");
+	for (i = 0; i < 16; i++)
+		printf("%u, ", d[i]);
+	printf("], %u, %u, %u, %u, 0x%016llx),\n", sport, dport, proto, family,
+	       (unsigned long long)sy_flow_hash(cfg, &t));
+}
 
 #define SIZE(t) printf("    (\"%s\", %zu, %zu),\n", #t, sizeof(struct t), _Alignof(struct t))
 #define FIELD(t, f) printf("    (\"%s.%s\", %zu),\n", #t, #f, offsetof(struct t, f))
@@ -60,6 +87,14 @@ int main(void)
 	CONST(SY_CT_F_HAIRPIN);
 	CONST(SY_SNAT_PROBES);
 	CONST(SY_SNAT_TCP_HOLD_S);
+	CONST(SY_DEFAULT_CT);
+	CONST(SY_DEFAULT_NAT);
+	CONST(SY_DEFAULT_SRC_RANGES);
+	CONST(SY_CT_TIMEOUT_TCP_SYN_S);
+	CONST(SY_CT_TIMEOUT_TCP_ESTABLISHED_S);
+	CONST(SY_CT_TIMEOUT_TCP_CLOSING_S);
+	CONST(SY_CT_TIMEOUT_UDP_S);
+	CONST(SY_CT_TIMEOUT_OTHER_S);
 	CONST(SY_REASON_PKT_DNAT);
 	CONST(SY_REASON_PKT_DNAT_SNAT);
 	CONST(SY_REASON_PKT_CT_HIT);
@@ -78,6 +113,21 @@ int main(void)
 	CONST(SY_REASON_PKT_FRAG_NEEDED);
 	CONST(SY_REASON_PKT_DROP_NO_ANSWER);
 	CONST(SY_REASON_PKT_AFFINITY);
+	printf("];\n\n");
+
+	/* Golden flow hashes under key bytes 0..16: IPv4 (as IPv4-mapped addresses) and IPv6. */
+	struct sy_config cfg = { .hash_k0 = 0x0706050403020100ull, .hash_k1 = 0x0f0e0d0c0b0a0908ull };
+	const __u8 v4a[16] = { [10] = 0xff, [11] = 0xff, 192, 0, 2, 1 };
+	const __u8 v4b[16] = { [10] = 0xff, [11] = 0xff, 10, 96, 0, 10 };
+	const __u8 v6a[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+	const __u8 v6b[16] = { 0xfd, 0x00, [7] = 0x96, [15] = 0x10 };
+	printf("/// (saddr, daddr, sport, dport, proto, family, sy_flow_hash) under key bytes 0..16.\n");
+	printf("pub const C_FLOW_HASH: &[([u8; 16], [u8; 16], u16, u16, u8, u8, u64)] = &[\n");
+	flow_row(&cfg, v4a, v4b, 40000, 80, 6, SY_AF_INET);
+	flow_row(&cfg, v4b, v4a, 53, 1, 17, SY_AF_INET);
+	flow_row(&cfg, v4a, v4b, 0, 65535, 6, SY_AF_INET);
+	flow_row(&cfg, v6a, v6b, 40000, 443, 6, SY_AF_INET6);
+	flow_row(&cfg, v6b, v6a, 65535, 0, 17, SY_AF_INET6);
 	printf("];\n");
 	return 0;
 }

@@ -9,22 +9,20 @@
  * the program sets the syscall's return value with bpf_set_retval(-ECONNREFUSED) and
  * returns 0 ("reject"); without bpf_set_retval the kernel would report EPERM.
  */
-#include <linux/bpf.h>
-#include <linux/in.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
-#include "switchyard.h"
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/counters.h"
+#include "lib/events.h"
+#include "lib/siphash.h"
+#include "lib/lb.h"
 
 #define SY_ECONNREFUSED 111
-#define NSEC_PER_SEC 1000000000ull
 
 /* sock_addr return codes */
 #define SY_ALLOW 1
 #define SY_REJECT 0
 
 char LICENSE[] SEC("license") = "GPL";
-
-#include "lb.h"
 
 static __always_inline void count(__u32 reason)
 {

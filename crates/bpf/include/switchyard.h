@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * switchyard.h - the ONE definition of every struct, enum and map shared between the BPF
+ * switchyard.h - the ONE definition of every struct, enum and constant shared between the BPF
  * programs (c/NAME.bpf.c) and user space (crates/bpf/src/abi.rs mirrors these with #[repr(C)];
  * tests/layout.rs asserts sizes, offsets and constant values against this file).
  *
@@ -12,17 +12,15 @@
  *    v4-mapped destination on a dual-stack socket looks up the same entry as plain IPv4.
  *    The family field next to an address must agree with it (SY_AF_INET for mapped ones).
  *
- * The map definitions at the end are compiled only for the BPF target, so this header can be
- * included by the host-compiled layout probe as well.
- * See docs/datapath.md for what each map holds and who writes it.
+ * Nothing here but the ABI: constants, enums and structs, each checked by the layout probe
+ * (c/layout_probe.c, c/layout_probe_pkt.c). The code that uses them lives in c/lib/, the
+ * maps in c/lib/maps.h and c/lib/nodeport_maps.h. See docs/datapath.md for what each map
+ * holds and who writes it.
  */
 #ifndef SWITCHYARD_H
 #define SWITCHYARD_H
 
 #include <linux/types.h>
-#if defined(__bpf__)
-#include <bpf/bpf_helpers.h>
-#endif
 
 /* ---- address families (values of the Linux AF_* constants) ---- */
 #define SY_AF_INET 2
@@ -258,78 +256,8 @@ struct sy_event {
 	__u8 pad;
 };
 
-/* ---- the one hash (crates/maglev/src/siphash.rs, docs/maglev.md) ----
- * SipHash-2-4: little-endian message words, length in the top byte of the last word. Written
- * for the BPF target and the host alike (the layout probe prints golden values that the Rust
- * tests compare with crates/maglev). len must be a compile-time constant in BPF programs so
- * the loops unroll. */
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-
-static __always_inline __u64 sy_rotl64(__u64 x, int b)
-{
-	return (x << b) | (x >> (64 - b));
-}
-
-#define SY_SIPROUND(v0, v1, v2, v3)                                                        \
-	do {                                                                               \
-		v0 += v1; v1 = sy_rotl64(v1, 13); v1 ^= v0; v0 = sy_rotl64(v0, 32);      \
-		v2 += v3; v3 = sy_rotl64(v3, 16); v3 ^= v2;                              \
-		v0 += v3; v3 = sy_rotl64(v3, 21); v3 ^= v0;                              \
-		v2 += v1; v1 = sy_rotl64(v1, 17); v1 ^= v2; v2 = sy_rotl64(v2, 32);      \
-	} while (0)
-
-static __always_inline __u64 sy_siphash24(__u64 k0, __u64 k1, const __u8 *msg, __u32 len)
-{
-	__u64 v0 = k0 ^ 0x736f6d6570736575ull;
-	__u64 v1 = k1 ^ 0x646f72616e646f6dull;
-	__u64 v2 = k0 ^ 0x6c7967656e657261ull;
-	__u64 v3 = k1 ^ 0x7465646279746573ull;
-	__u64 word, last = (__u64)len << 56;
-	__u32 i, j;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		word = 0;
-		for (j = 0; j < 8; j++)
-			word |= (__u64)msg[i + j] << (8 * j);
-		v3 ^= word;
-		SY_SIPROUND(v0, v1, v2, v3);
-		SY_SIPROUND(v0, v1, v2, v3);
-		v0 ^= word;
-	}
-	for (j = 0; i + j < len; j++)
-		last |= (__u64)msg[i + j] << (8 * j);
-	v3 ^= last;
-	SY_SIPROUND(v0, v1, v2, v3);
-	SY_SIPROUND(v0, v1, v2, v3);
-	v0 ^= last;
-	v2 ^= 0xff;
-	SY_SIPROUND(v0, v1, v2, v3);
-	SY_SIPROUND(v0, v1, v2, v3);
-	SY_SIPROUND(v0, v1, v2, v3);
-	SY_SIPROUND(v0, v1, v2, v3);
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* Socket-path Maglev hash: SipHash-2-4 of the socket cookie as 8 little-endian bytes. Each
- * socket is its own flow, so the cookie stands in for the 5-tuple the per-packet path hashes. */
-static __always_inline __u64 sy_sock_hash(const struct sy_config *cfg, __u64 cookie)
-{
-	__u8 msg[8];
-	__u32 j;
-
-	for (j = 0; j < 8; j++)
-		msg[j] = (__u8)(cookie >> (8 * j));
-	return sy_siphash24(cfg->hash_k0, cfg->hash_k1, msg, 8);
-}
-
-/* ---- maps (BPF side only) ----
- * Default sizes; the loader overrides max_entries by name (EbpfLoader::map_max_entries).
- * All maps are pinned by name under the loader's bpffs directory, so another object
- * (the per-packet programs) including this header shares them. */
-#if defined(__bpf__)
-
+/* ---- default map sizes: max_entries of the map definitions (c/lib/maps.h); the loader
+ * overrides them by name (EbpfLoader::map_max_entries, MapSizes::default in Rust) ---- */
 #define SY_DEFAULT_FRONTENDS 65536
 #define SY_DEFAULT_SLOTS 1048576
 #define SY_DEFAULT_BACKENDS 262144
@@ -340,186 +268,10 @@ static __always_inline __u64 sy_sock_hash(const struct sy_config *cfg, __u64 coo
 #define SY_DEFAULT_NODE_ADDRS 256
 #define SY_DEFAULT_FE_COUNTERS 65536
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct sy_frontend_key);
-	__type(value, struct sy_frontend);
-	__uint(max_entries, SY_DEFAULT_FRONTENDS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_frontends SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct sy_slot_key);
-	__type(value, __u32);
-	__uint(max_entries, SY_DEFAULT_SLOTS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_slots SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, struct sy_backend);
-	__uint(max_entries, SY_DEFAULT_BACKENDS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_backends SEC(".maps");
-
-/* Inner map template of sy_maglev: BPF_F_INNER_MAP lets user space create tables of the
- * configured size M (sy_config.maglev_table_size) instead of this template's size. */
-struct sy_maglev_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, SY_MAGLEV_DEFAULT_TABLE_SIZE);
-	__uint(map_flags, BPF_F_INNER_MAP);
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__type(key, __u32);
-	__uint(max_entries, SY_DEFAULT_MAGLEV);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct sy_maglev_inner);
-} sy_maglev SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct sy_sock_revnat_key);
-	__type(value, struct sy_sock_revnat);
-	__uint(max_entries, SY_DEFAULT_SOCK_REVNAT);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_sock_revnat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct sy_affinity_key);
-	__type(value, struct sy_affinity);
-	__uint(max_entries, SY_DEFAULT_AFFINITY);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_affinity SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct sy_sock_sticky_key);
-	__type(value, struct sy_affinity);
-	__uint(max_entries, SY_DEFAULT_STICKY);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_sock_sticky SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct sy_node_addr_key);
-	__type(value, __u32);
-	__uint(max_entries, SY_DEFAULT_NODE_ADDRS);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_node_addrs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct sy_counter);
-	__uint(max_entries, SY_REASON_MAX);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct sy_config);
-	__uint(max_entries, 1);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, __u32);
-	__type(value, struct sy_fe_counter);
-	__uint(max_entries, SY_DEFAULT_FE_COUNTERS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_fe_counters SEC(".maps");
-
-/* Adds to the frontend's per-CPU counters, creating its entry on first use. */
-static __always_inline void sy_count_frontend(__u32 frontend_id, __u64 connections,
-					      __u64 packets, __u64 bytes)
-{
-	struct sy_fe_counter *c = bpf_map_lookup_elem(&sy_fe_counters, &frontend_id);
-	struct sy_fe_counter init = {};
-
-	if (!c) {
-		init.connections = connections;
-		init.packets = packets;
-		init.bytes = bytes;
-		if (bpf_map_update_elem(&sy_fe_counters, &frontend_id, &init, BPF_NOEXIST) == 0)
-			return;
-		/* Created meanwhile on another CPU (or the map is full): add to it if present. */
-		c = bpf_map_lookup_elem(&sy_fe_counters, &frontend_id);
-		if (!c)
-			return;
-	}
-	c->connections += connections;
-	c->packets += packets;
-	c->bytes += bytes;
-}
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct sy_monitor_config);
-	__uint(max_entries, 1);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_monitor SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, SY_DEFAULT_EVENTS_BYTES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_events SEC(".maps");
-
-/* Should this event go to the monitor? One array lookup when the monitor is off. */
-static __always_inline int sy_monitor_sampled(int is_drop)
-{
-	__u32 zero = 0, every;
-	struct sy_monitor_config *m = bpf_map_lookup_elem(&sy_monitor, &zero);
-
-	if (!m || !m->enabled)
-		return 0;
-	every = is_drop ? m->drop_sample_every : m->sample_every;
-	return every <= 1 || bpf_get_prandom_u32() % every == 0;
-}
-
-/* A record in sy_events with the fields every path fills, the rest zero; NULL when the monitor
- * is off, the event was not sampled, or the ring is full (the event is lost, never the packet).
- * The caller fills its path's fields and submits. */
-static __always_inline struct sy_event *sy_event_start(int is_drop, __u32 reason, __u8 path,
-							__u32 frontend_id, __u32 backend_id)
-{
-	struct sy_event *ev;
-
-	if (!sy_monitor_sampled(is_drop))
-		return 0;
-	ev = bpf_ringbuf_reserve(&sy_events, sizeof(struct sy_event), 0);
-	if (!ev)
-		return 0;
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->reason = reason;
-	ev->path = path;
-	ev->frontend_id = frontend_id;
-	ev->backend_id = backend_id;
-	return ev;
-}
-
-#endif /* __bpf__ */
-
-
 /* ======================================================================================
  * Per-packet path (issue 6): TC programs in c/nodeport.bpf.c for NodePort, LoadBalancer and
  * ExternalIP traffic arriving on the node's devices. Everything below is additive; the maps
- * above (frontends, slots, backends, maglev, affinity, node_addrs, counters, config) are
+ * of c/lib/maps.h (frontends, slots, backends, maglev, affinity, node_addrs, counters, config) are
  * shared with the socket path, so one reconciler programs both.
  * ====================================================================================== */
 
@@ -646,49 +398,17 @@ struct sy_pkt_config {
 	__u32 pad;
 };
 
-/* Only the per-packet object defines these maps (it defines SY_PER_PACKET_MAPS before
- * including this header): an object that merely includes the header must not create and pin
- * them with its own sizes. */
-#if defined(__bpf__) && defined(SY_PER_PACKET_MAPS)
-
+/* Default per-packet map sizes (c/lib/nodeport_maps.h; PacketMapSizes::default in Rust). */
 #define SY_DEFAULT_CT 262144
 #define SY_DEFAULT_NAT 262144
 #define SY_DEFAULT_SRC_RANGES 16384
 
-/* Shared (not per-CPU) LRU: the two directions of a flow arrive on different CPUs. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct sy_ct_key);
-	__type(value, struct sy_ct_entry);
-	__uint(max_entries, SY_DEFAULT_CT);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_ct SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct sy_ct_key);
-	__type(value, struct sy_nat_entry);
-	__uint(max_entries, SY_DEFAULT_NAT);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_nat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct sy_src_range_key);
-	__type(value, __u32);
-	__uint(max_entries, SY_DEFAULT_SRC_RANGES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_src_ranges SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct sy_pkt_config);
-	__uint(max_entries, 1);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_pkt_config SEC(".maps");
-
-#endif /* __bpf__ && SY_PER_PACKET_MAPS */
+/* Conntrack timeouts in seconds when sy_pkt_config leaves one at zero (Timeouts::default in
+ * Rust): close to the kernel's nf_conntrack defaults, established 6 h instead of 5 days. */
+#define SY_CT_TIMEOUT_TCP_SYN_S 60
+#define SY_CT_TIMEOUT_TCP_ESTABLISHED_S 21600
+#define SY_CT_TIMEOUT_TCP_CLOSING_S 10
+#define SY_CT_TIMEOUT_UDP_S 60
+#define SY_CT_TIMEOUT_OTHER_S 30
 
 #endif /* SWITCHYARD_H */

@@ -4,6 +4,7 @@
 //!   struct shared with the BPF programs.
 //! - [`maps`]: typed handles on the pinned maps, for the reconciler and for inspection.
 //! - [`loader`]: load the object, create or adopt pinned maps, attach to a cgroup, detach.
+//! - [`private_bpffs`]: a bpffs of one's own, removed with all its pins on drop (tests, benches).
 //! - [`pkt`], [`tc`]: the per-packet (TC) programs: mirrors, loader, attach to devices.
 
 pub mod abi;
@@ -12,11 +13,13 @@ pub mod loader;
 pub mod maps;
 pub mod monitor;
 pub mod pkt;
+pub mod private_bpffs;
 pub mod tc;
 
 pub use error::Error;
 pub use loader::{Datapath, LoadOptions, MapSizes};
 pub use maps::Maps;
+pub use private_bpffs::PrivateBpffs;
 
 /// The compiled socket-level programs (`c/sock.bpf.c`), aligned for the ELF parser.
 pub fn sock_object() -> &'static [u8] {

@@ -211,7 +211,7 @@ impl Maps {
     }
 
     /// The frontend the socket programs use for a destination, following the same steps as
-    /// `lookup_frontend()` in `c/sock.bpf.c`: the exact entry, else the NodePort wildcard when
+    /// `lookup_frontend()` in `c/lib/lb.h`: the exact entry, else the NodePort wildcard when
     /// the address is loopback or in `sy_node_addrs`; then the internal-scope entry when the
     /// frontend is split. For `switchyard explain` and tests. `None`: not a frontend.
     pub fn resolve(
@@ -224,7 +224,7 @@ impl Maps {
 
     /// [`Maps::resolve`] for either path: `from_inside` is the socket path (loopback counts as
     /// a node address, the internal scope is preferred); otherwise the per-packet path of
-    /// `c/nodeport.bpf.c` (no loopback, default scope only), as `lookup_frontend()` in `c/lb.h`.
+    /// `c/nodeport.bpf.c` (no loopback, default scope only), as `lookup_frontend()` in `c/lib/lb.h`.
     pub fn resolve_on_path(
         &self,
         destination: SocketAddr,

@@ -198,7 +198,7 @@ pub struct CtEntry {
 
 impl CtEntry {
     /// Seconds this entry stays usable after its last packet, as `ct_timeout_ns()` in
-    /// `c/nodeport.bpf.c` decides it (zero settings fall back to the defaults).
+    /// `c/lib/conntrack.h` decides it (zero settings fall back to the defaults).
     pub fn timeout_s(&self, proto: u8, cfg: &PktConfig) -> u32 {
         let defaults = crate::tc::Timeouts::default();
         let or = |set: u32, default: u32| if set != 0 { set } else { default };

@@ -88,7 +88,8 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
-    /// Close to the kernel's nf_conntrack defaults (established 6 h instead of 5 days).
+    /// The header's `SY_CT_TIMEOUT_*_S` (tests/layout_pkt.rs checks): close to the kernel's
+    /// nf_conntrack defaults (established 6 h instead of 5 days).
     fn default() -> Self {
         Timeouts { tcp_syn: 60, tcp_established: 21_600, tcp_closing: 10, udp: 60, other: 30 }
     }

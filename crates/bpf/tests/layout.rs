@@ -138,6 +138,22 @@ fn rust_constants() -> BTreeMap<&'static str, u64> {
         ("SY_DEFAULT_EVENTS_BYTES", u64::from(DEFAULT_EVENTS_BYTES)),
         ("SY_REASON_MAX", u64::from(Reason::MAX)),
     ]);
+    // The loader's default map sizes are the header's max_entries (sy_fe_counters follows
+    // sy_frontends).
+    let sizes = switchyard_bpf::MapSizes::default();
+    for (name, value) in [
+        ("SY_DEFAULT_FRONTENDS", sizes.frontends),
+        ("SY_DEFAULT_SLOTS", sizes.slots),
+        ("SY_DEFAULT_BACKENDS", sizes.backends),
+        ("SY_DEFAULT_SOCK_REVNAT", sizes.sock_revnat),
+        ("SY_DEFAULT_AFFINITY", sizes.affinity),
+        ("SY_DEFAULT_STICKY", sizes.sock_sticky),
+        ("SY_DEFAULT_MAGLEV", sizes.maglev_tables),
+        ("SY_DEFAULT_NODE_ADDRS", sizes.node_addrs),
+        ("SY_DEFAULT_FE_COUNTERS", sizes.frontends),
+    ] {
+        m.insert(name, u64::from(value));
+    }
     for reason in Reason::ALL {
         let c_name = format!("SY_REASON_{}", reason.name().to_uppercase());
         m.insert(Box::leak(c_name.into_boxed_str()), reason as u64);

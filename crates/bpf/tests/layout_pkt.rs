@@ -77,6 +77,21 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_SNAT_PROBES", u64::from(SNAT_PROBES)),
         ("SY_SNAT_TCP_HOLD_S", u64::from(SNAT_TCP_HOLD_S)),
     ]);
+    // The defaults Rust writes and falls back to are the header's.
+    let sizes = switchyard_bpf::tc::PacketMapSizes::default();
+    let timeouts = switchyard_bpf::tc::Timeouts::default();
+    for (name, value) in [
+        ("SY_DEFAULT_CT", sizes.ct),
+        ("SY_DEFAULT_NAT", sizes.nat),
+        ("SY_DEFAULT_SRC_RANGES", sizes.src_ranges),
+        ("SY_CT_TIMEOUT_TCP_SYN_S", timeouts.tcp_syn),
+        ("SY_CT_TIMEOUT_TCP_ESTABLISHED_S", timeouts.tcp_established),
+        ("SY_CT_TIMEOUT_TCP_CLOSING_S", timeouts.tcp_closing),
+        ("SY_CT_TIMEOUT_UDP_S", timeouts.udp),
+        ("SY_CT_TIMEOUT_OTHER_S", timeouts.other),
+    ] {
+        rust.insert(name, u64::from(value));
+    }
     let names: Vec<String> = PacketReason::ALL
         .iter()
         .map(|r| format!("SY_REASON_PKT_{}", r.name().to_uppercase()))
@@ -112,5 +127,24 @@ fn per_packet_reasons_fit_the_counter_map_and_are_unique() {
         let index = reason as u32;
         assert!((32..switchyard_bpf::abi::Reason::MAX).contains(&index), "{reason:?} = {index}");
         assert!(seen.insert(index), "{reason:?} reuses counter {index}");
+    }
+}
+
+#[test]
+fn the_c_flow_hash_matches_crates_maglev_flow_key_hash() {
+    let seed = switchyard_maglev::Seed::from_bytes(std::array::from_fn(|i| i as u8));
+    assert!(C_FLOW_HASH.len() >= 4, "probe printed the golden flows");
+    for &(saddr, daddr, sport, dport, proto, family, c_hash) in C_FLOW_HASH {
+        let source = switchyard_bpf::abi::Addr(saddr).to_ip(family);
+        let destination = switchyard_bpf::abi::Addr(daddr).to_ip(family);
+        let key = switchyard_maglev::FlowKey {
+            source,
+            destination,
+            source_port: sport,
+            destination_port: dport,
+            protocol: proto,
+        };
+        let rust_hash = key.hash(&seed).expect("one family");
+        assert_eq!(c_hash, rust_hash, "flow hash of {key:?}: C {c_hash:#x}, Rust {rust_hash:#x}");
     }
 }

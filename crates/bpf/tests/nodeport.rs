@@ -64,7 +64,7 @@ impl Tc {
     fn new(test: &str, settings: &PacketSettings) -> Tc {
         enter_private_netns();
         let bpf = BpfDir::new(test);
-        let mut options = LoadOptions::new(&bpf.0);
+        let mut options = LoadOptions::new(bpf.path());
         options.sizes = small_sizes();
         options.maglev_table_size = 251;
         let mut sock = Datapath::load(&options).unwrap();

@@ -292,13 +292,13 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     }
     let mut f = Fixture::new("restart");
     f.frontend(7, "10.96.0.10", 80, PROTO_TCP, 0, &V4_BACKENDS);
-    let links_before = pinned_links(&f.bpf.0);
+    let links_before = pinned_links(&f.bpf.path());
     assert_eq!(links_before.len(), ALL_PROGRAMS.len());
 
     // Traffic keeps flowing through the restart: a client connects every few milliseconds
     // while the old loader goes away and a new one adopts the pins and re-attaches.
     let Fixture { datapath, cgroup, bpf } = f;
-    let traffic_cgroup = cgroup.0.clone();
+    let traffic_cgroup = cgroup.path().to_owned();
     let traffic = std::thread::spawn(move || {
         let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
         for _ in 0..300 {
@@ -311,14 +311,14 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
 
     // "Restart": drop the old loader, load again from the same directory and attach again.
     drop(datapath);
-    let mut options = LoadOptions::new(&bpf.0);
+    let mut options = LoadOptions::new(bpf.path());
     options.sizes = small_sizes();
     options.maglev_table_size = 251;
     let mut datapath = Datapath::load(&options).unwrap();
     let key = FrontendKey::new("10.96.0.10".parse().unwrap(), 80, PROTO_TCP, SCOPE_DEFAULT);
     assert_eq!(datapath.maps().frontends.get(&key, 0).unwrap().id, 7, "map entries survive");
-    datapath.attach(&cgroup.0).unwrap();
-    let links_after = pinned_links(&bpf.0);
+    datapath.attach(cgroup.path()).unwrap();
+    let links_after = pinned_links(bpf.path());
     assert_eq!(links_after.len(), ALL_PROGRAMS.len(), "old generation removed: {links_after:?}");
     assert!(links_after.iter().all(|l| !links_before.contains(l)), "new generation pinned");
 
@@ -342,12 +342,12 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
 
     // Cleanup: no link, no map pin; the cgroup no longer translates.
     drop(datapath);
-    loader::cleanup(&bpf.0).unwrap();
-    assert!(pinned_links(&bpf.0).is_empty());
+    loader::cleanup(bpf.path()).unwrap();
+    assert!(pinned_links(bpf.path()).is_empty());
     for name in names::ALL {
-        assert!(!bpf.0.join(name).exists(), "{name} still pinned");
+        assert!(!bpf.path().join(name).exists(), "{name} still pinned");
     }
-    let lines = probe_in(&cgroup.0, &["tcp=10.96.0.10:80"]);
+    let lines = probe_in(cgroup.path(), &["tcp=10.96.0.10:80"]);
     assert_eq!(lines.len(), 1);
     assert!(lines[0].contains("err="), "no translation after cleanup: {}", lines[0]);
     assert!(field(&lines[0], "reply").is_none(), "{}", lines[0]);
@@ -411,12 +411,12 @@ fn attaching_to_a_missing_cgroup_fails_naming_it_and_keeps_the_running_links() {
         return;
     }
     let mut f = Fixture::new("badcg");
-    let before = pinned_links(&f.bpf.0);
-    let missing = f.cgroup.0.join("does-not-exist");
+    let before = pinned_links(&f.bpf.path());
+    let missing = f.cgroup.path().join("does-not-exist");
     let error = f.datapath.attach(&missing).unwrap_err();
     assert!(matches!(&error, Error::Cgroup { path, .. } if *path == missing), "{error:?}");
     assert!(error.to_string().contains("does-not-exist"), "{error}");
-    assert_eq!(pinned_links(&f.bpf.0), before, "the running generation is untouched");
+    assert_eq!(pinned_links(&f.bpf.path()), before, "the running generation is untouched");
 }
 
 #[test]
@@ -431,7 +431,7 @@ fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
     let sync = tempfile::tempdir().unwrap();
     let sent = sync.path().join("sent");
     let moved = sync.path().join("moved");
-    let cgroup = f.cgroup.0.clone();
+    let cgroup = f.cgroup.path().to_owned();
     let steps = format!(
         "udp-sendto=10.96.0.53:53*5,mark={},await={},10.96.0.53:53*5",
         sent.display(),

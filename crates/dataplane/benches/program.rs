@@ -9,9 +9,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +25,7 @@ use switchyard_dataplane::translate::MapBackend;
 use switchyard_dataplane::{MapOps, Planner, TableBuilder, translate};
 use switchyard_model::NodeModel;
 use switchyard_model::synthetic::{self, SyntheticCluster};
+use switchyard_testing::BpfDir;
 
 /// The synthetic cluster has no Maglev Services; a table request would be a bug here.
 struct NoTables;
@@ -223,7 +221,7 @@ fn main() {
         backends: (backends as u32 * 2).max(4096),
         ..MapSizes::default()
     };
-    let dir = common::BpfDir::new("bench");
+    let dir = BpfDir::new("bench");
     let options = LoadOptions { sizes, maglev_table_size: 251, ..LoadOptions::new(dir.path()) };
 
     // From scratch, batched (the agent's path).
@@ -253,7 +251,7 @@ fn main() {
     );
     // The same from scratch with one writer thread per batch, on fresh maps, right after.
     {
-        let dir = common::BpfDir::new("bench-one-thread");
+        let dir = BpfDir::new("bench-one-thread");
         let options = LoadOptions { sizes, maglev_table_size: 251, ..LoadOptions::new(dir.path()) };
         let mut datapath = switchyard_bpf::Datapath::load(&options).unwrap();
         let mut planner = Planner::new(limits, Arc::new(NoTables));
@@ -331,7 +329,7 @@ fn main() {
     drop(dir);
 
     // Peer: one syscall per entry.
-    let dir = common::BpfDir::new("bench-peer");
+    let dir = BpfDir::new("bench-peer");
     let options = LoadOptions { sizes, maglev_table_size: 251, ..LoadOptions::new(dir.path()) };
     let mut datapath = switchyard_bpf::Datapath::load(&options).unwrap();
     let (mut reconciler, _) =

@@ -24,18 +24,21 @@ pub type KernelSnapshot = Snapshot<MapKey, MapBackend, FrontendAttrs>;
 /// A map operation the kernel refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
+    /// A batched map syscall failed.
     #[error("map {map}: {source}")]
     Io {
         map: &'static str,
         #[source]
         source: io::Error,
     },
+    /// aya refused a map operation.
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
         #[source]
         source: MapError,
     },
+    /// A Maglev table does not have the size the maps were created with.
     #[error("Maglev table of frontend {frontend} has {len} entries, the maps expect {expected}")]
     TableSize { frontend: u32, len: usize, expected: u32 },
 }

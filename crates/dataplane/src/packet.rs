@@ -24,6 +24,7 @@ use crate::translate::{MapKey, Scope};
 /// A per-packet map write that failed; names what it was for.
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
+    /// The loadBalancerSourceRanges of one frontend could not be written.
     #[error("source ranges of {frontend} (Service {service}): {source}")]
     SourceRange {
         frontend: FrontendKey,
@@ -31,6 +32,7 @@ pub enum PacketError {
         #[source]
         source: Box<switchyard_bpf::Error>,
     },
+    /// Another per-packet map (settings, node addresses) could not be written.
     #[error("{what}: {source}")]
     Map {
         what: &'static str,

@@ -40,12 +40,16 @@ pub struct Limits {
 /// Why a frontend could not be planned. The frontend keeps its previous state in the maps.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// No free frontend id is left.
     #[error("frontend {frontend}: frontend map is full ({capacity} frontends)")]
     FrontendsFull { frontend: String, capacity: u32 },
+    /// Not enough free backend ids for the frontend's new backends.
     #[error("frontend {frontend}: needs {needed} new backend ids, {free} are free")]
     BackendsFull { frontend: String, needed: usize, free: u32 },
+    /// The slots map has no room for the frontend's backends.
     #[error("frontend {frontend}: slots map is full ({capacity} slots)")]
     SlotsFull { frontend: String, capacity: u32 },
+    /// The frontend has more backends than one frontend may have.
     #[error("frontend {frontend}: {count} backends, at most {max} per frontend")]
     TooManyBackends { frontend: String, count: usize, max: u32 },
 }

@@ -2,8 +2,6 @@
 //! and a restarted planner adopts what is pinned without changing anything.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -13,6 +11,7 @@ use switchyard_dataplane::kernel::{KernelMaps, KernelSnapshot};
 use switchyard_dataplane::translate::{FrontendAttrs, MapBackend, MapKey, Scope, Spec};
 use switchyard_dataplane::{FrontendSpec, Limits, MapOps, Planner, TableBuilder};
 use switchyard_model::{FrontendKey, Protocol};
+use switchyard_testing::BpfDir;
 
 /// Spreads M = 251 entries over the backends.
 struct Spread;
@@ -67,7 +66,7 @@ fn kernel_maps_hold_what_the_fake_kernel_holds_and_adoption_changes_nothing() {
     if !switchyard_lab::require_root("kernel_maps_hold_what_the_fake_kernel_holds") {
         return;
     }
-    let dir = common::BpfDir::new("fake-parity");
+    let dir = BpfDir::new("fake-parity");
     let mut datapath = dir.load();
     let mut planner = Planner::new(LIMITS, Arc::new(Spread));
     let mut fake = FakeKernel { check_each_op: true, ..FakeKernel::default() };

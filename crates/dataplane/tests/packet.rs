@@ -3,8 +3,6 @@
 //! `FE_SOURCE_RANGES` is set exactly on frontends with prefixes, node addresses are replaced.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +15,7 @@ use switchyard_dataplane::packet::PacketState;
 use switchyard_dataplane::reconciler::{Reconciler, limits_for};
 use switchyard_dataplane::translate::{MapKey, Scope};
 use switchyard_model::{Change, FrontendKey, NodeModel, ObjectKey, Protocol, ProxyConfig};
+use switchyard_testing::BpfDir;
 
 fn service(ranges: &[&str]) -> Change {
     let service = json!({
@@ -66,7 +65,7 @@ fn source_ranges_follow_their_frontends_through_changes_and_restarts() {
     ) {
         return;
     }
-    let dir = common::BpfDir::new("packet-ranges");
+    let dir = BpfDir::new("packet-ranges");
     let options = dir.options();
     let mut datapath = dir.load();
     let mut packet =

@@ -235,7 +235,7 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// Why a health check node port could not be served.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "health check node port {port} of Service {service}: {source} (attempt {attempts}, retrying in {retry_in:?})"
+    "health check node port {port} of Service {service} (attempt {attempts}, retrying in {retry_in:?})"
 )]
 pub struct ServiceHealthError {
     pub port: u16,

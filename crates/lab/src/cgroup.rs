@@ -24,7 +24,7 @@ fn pids(path: &Path) -> io::Result<Vec<i32>> {
 
 /// Kills every process in `path` and its descendants (all of them were started by the lab) and
 /// removes the directories, deepest first. A missing directory is not an error.
-pub(crate) fn kill_and_remove(path: &Path) -> io::Result<()> {
+pub fn kill_and_remove(path: &Path) -> io::Result<()> {
     if !path.exists() {
         return Ok(());
     }

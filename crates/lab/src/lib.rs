@@ -25,7 +25,7 @@ pub mod tools;
 pub mod topology;
 mod wiring;
 
-pub use cgroup::DEFAULT_CGROUP_ROOT;
+pub use cgroup::{DEFAULT_CGROUP_ROOT, kill_and_remove as kill_and_remove_cgroup};
 pub use error::LabError;
 pub use lab::{DEFAULT_RUN_DIR, Lab, LabOptions, LabState, Owner, check_prefix, wait_until};
 pub use plan::{Cidr, ClientInfo, LabPlan, NodeInfo, PodInfo};

@@ -18,10 +18,13 @@ pub struct BackendListError {
 /// What was wrong with a line.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    /// The weight is not a 32-bit unsigned number.
     #[error("weight {text:?} is not a whole number from 0 to 4294967295")]
     InvalidWeight { text: String },
+    /// More than a backend and a weight on one line.
     #[error("expected `BACKEND [WEIGHT]`, found {fields} fields")]
     TooManyFields { fields: usize },
+    /// The backend was listed before.
     #[error("backend {identity:?} already appears on line {first_line}")]
     Duplicate { identity: String, first_line: usize },
 }

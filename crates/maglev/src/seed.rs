@@ -61,8 +61,10 @@ impl fmt::Display for Seed {
 /// Why a seed string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SeedError {
+    /// Not 32 characters long.
     #[error("a seed is 32 hexadecimal digits (16 bytes), found {found} characters")]
     WrongLength { found: usize },
+    /// A character is not a hexadecimal digit.
     #[error("a seed is 32 hexadecimal digits; {character:?} (character {position}) is not one")]
     NotHex { character: char, position: usize },
 }

@@ -11,10 +11,13 @@ pub struct TableSize(u32);
 /// Why a table size was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TableSizeError {
+    /// The size is not a prime (Maglev's permutations need one).
     #[error("Maglev table size {size} is not a prime")]
     NotPrime { size: u32 },
+    /// The size is below the minimum.
     #[error("Maglev table size {size} is too small (at least {min})")]
     TooSmall { size: u32, min: u32 },
+    /// The size is above the maximum.
     #[error("Maglev table size {size} is too large (at most {max})")]
     TooLarge { size: u32, max: u32 },
 }

@@ -65,10 +65,13 @@ impl fmt::Display for Warning {
 /// Why a table could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
+    /// Every backend has weight 0.
     #[error("no backend with a weight above 0: nothing to fill the table with")]
     NoActiveBackends,
+    /// Two backends have the same identity.
     #[error("backend {identity:?} appears more than once")]
     DuplicateBackend { identity: String },
+    /// More active backends than slots.
     #[error("{active} active backends do not fit in a table of {size} slots")]
     TooManyBackends { active: usize, size: u32 },
 }

@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 /// Why a CIDR string did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
+    /// No `/` between address and prefix length.
     #[error("{0:?} is not a CIDR: expected ADDRESS/PREFIX-LENGTH")]
     MissingSlash(String),
+    /// The address part does not parse.
     #[error("{0:?} is not a CIDR: the address does not parse")]
     BadAddress(String),
+    /// The prefix length is not a number up to the family's width (the second field).
     #[error("{0:?} is not a CIDR: the prefix length must be 0-{1}")]
     BadPrefixLength(String, u8),
 }

@@ -8,28 +8,8 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use switchyard_model::{Change, ClusterState, DesiredState, NodeModel, ObjectKey};
-
-/// Turns a manifest into the change a source would emit for it (`delete`: its removal).
-fn change(object: &Value, delete: bool) -> Change {
-    let state = cluster(std::slice::from_ref(object));
-    let metadata = &object["metadata"];
-    let key = ObjectKey::new(
-        metadata["namespace"].as_str().unwrap_or(""),
-        metadata["name"].as_str().unwrap(),
-    );
-    match object["kind"].as_str().unwrap() {
-        "Service" => {
-            Change::Service(key.clone(), (!delete).then(|| Box::new(state.services[&key].clone())))
-        }
-        "EndpointSlice" => Change::EndpointSlice(
-            key.clone(),
-            (!delete).then(|| Box::new(state.endpoint_slices[&key].clone())),
-        ),
-        "Node" => Change::Node(key.clone(), (!delete).then(|| Box::new(state.nodes[&key].clone()))),
-        other => panic!("unknown kind {other}"),
-    }
-}
+use switchyard_model::{Change, ClusterState, DesiredState, NodeModel};
+use switchyard_testing::objects::change;
 
 fn node_port_service(name: &str, cluster_ip: &str, node_port: u16) -> Value {
     svc(

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use switchyard_model::{
     Algorithm, Cidr, FrontendKind, NodePortAddresses, ProxyConfig, TrafficPolicy, WhenEmpty,
 };
+use switchyard_testing::objects::slice_with;
 
 const CIP: &str = "10.96.0.10:80/TCP";
 

@@ -7,32 +7,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 use switchyard_model::validate::{Finding, Problem, Severity, ValidationOptions, validate};
 use switchyard_model::{ClusterState, ObjectKey, ObjectKind, PortRange};
-
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(base), Value::Object(patch)) => {
-            for (key, value) in patch {
-                if value.is_null() {
-                    base.remove(&key);
-                } else {
-                    merge(base.entry(key).or_insert(Value::Null), value);
-                }
-            }
-        }
-        (base, patch) => *base = patch,
-    }
-}
+use switchyard_testing::objects;
 
 /// A valid ClusterIP Service `default/<name>` with `spec` merged over it (null removes a field).
 fn service(name: &str, spec: Value) -> (ObjectKey, Service) {
-    let mut full = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"namespace": "default", "name": name},
-        "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
-                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]},
-    });
-    merge(&mut full, json!({"spec": spec}));
-    (ObjectKey::new("default", name), serde_json::from_value(full).unwrap())
+    let object = objects::service(name, json!({"clusterIPs": ["10.96.0.10"]}));
+    let object = objects::with(object, json!({"spec": spec}));
+    (objects::key_of(&object), objects::typed(&object))
 }
 
 fn with_status(mut service: (ObjectKey, Service), status: Value) -> (ObjectKey, Service) {
@@ -40,25 +21,20 @@ fn with_status(mut service: (ObjectKey, Service), status: Value) -> (ObjectKey, 
     service
 }
 
+/// A valid slice `default/<name>` of Service web (one ready endpoint on node-a), `patch` over it.
 fn slice(name: &str, patch: Value) -> (ObjectKey, EndpointSlice) {
-    let mut full = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"namespace": "default", "name": name,
-                     "labels": {"kubernetes.io/service-name": "web"}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [{"addresses": ["10.244.1.5"], "conditions": {"ready": true}, "nodeName": "node-a"}],
-    });
-    merge(&mut full, patch);
-    (ObjectKey::new("default", name), serde_json::from_value(full).unwrap())
+    let endpoint =
+        json!({"addresses": ["10.244.1.5"], "conditions": {"ready": true}, "nodeName": "node-a"});
+    let object = objects::with(objects::slice(name, "web", vec![endpoint]), patch);
+    (objects::key_of(&object), objects::typed(&object))
 }
 
 fn node(name: &str, addresses: Value) -> (ObjectKey, Node) {
-    let full = json!({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-        "status": {"addresses": addresses},
-    });
-    (ObjectKey::cluster(name), serde_json::from_value(full).unwrap())
+    let object = objects::with(
+        objects::node(name, "zone-a", &[]),
+        json!({"metadata": {"labels": null}, "status": {"addresses": addresses}}),
+    );
+    (objects::key_of(&object), objects::typed(&object))
 }
 
 /// A valid cluster around the objects under test: Service web with a slice, one node.

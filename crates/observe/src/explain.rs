@@ -1,5 +1,5 @@
 //! `switchyard explain`: what the data plane does with one flow, decided from the pinned maps in
-//! the order the programs decide it (`c/sock.bpf.c`, `c/nodeport.bpf.c`, `c/lb.h`), with the
+//! the order the programs decide it (`c/sock.bpf.c`, `c/nodeport.bpf.c`, `c/lib/lb.h`), with the
 //! same SipHash over the same bytes. Read-only: nothing is written to any map.
 //!
 //! What can and cannot be predicted is part of the answer: a random pick is made per connection

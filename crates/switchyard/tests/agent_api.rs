@@ -6,57 +6,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use switchyard_bpf::Maps;
 use switchyard_bpf::abi::PROTO_TCP;
-use switchyard_bpf::{Maps, loader};
 use switchyard_testing::fake_api::{FakeApi, Resource, node, service, slice};
+use switchyard_testing::{BpfDir, Cgroup, KillOnDrop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
 /// The capabilities deploy/daemonset.yaml adds (after dropping all), in setpriv's syntax.
 const DAEMONSET_CAPABILITIES: &str = "+bpf,+net_admin";
-
-fn unique(test: &str) -> String {
-    format!("sy-kube-{}-{test}", std::process::id())
-}
-
-/// A bpffs of the test's own; on drop: detach, remove pins, unmount, remove the directory.
-struct BpfDir(PathBuf);
-
-impl Drop for BpfDir {
-    fn drop(&mut self) {
-        let _ = loader::cleanup(&self.0);
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// A cgroup of the test's own; on drop: kill what is left in it and remove it.
-struct Cgroup(PathBuf);
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// The agent process; killed (by its pid) on drop.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -115,14 +77,11 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
         ),
     )
     .unwrap();
-    let bpf = BpfDir(std::env::temp_dir().join(unique("bpf")));
-    std::fs::create_dir_all(&bpf.0).unwrap();
-    loader::mount_bpffs(&bpf.0).unwrap();
-    let cgroup = Cgroup(Path::new(CGROUP_ROOT).join(unique("cg")));
-    std::fs::create_dir(&cgroup.0).unwrap();
+    let bpf = BpfDir::new("agent-kube");
+    let cgroup = Cgroup::new("agent-kube");
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
 
-    let _agent = Agent(
+    let _agent = KillOnDrop(
         // Only the capabilities deploy/daemonset.yaml grants, to show they suffice.
         Command::new("setpriv")
             .arg(format!("--bounding-set=-all,{}", DAEMONSET_CAPABILITIES))
@@ -131,9 +90,9 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .arg("--cgroup")
-            .arg(&cgroup.0)
+            .arg(cgroup.path())
             .arg("--bpf-dir")
-            .arg(&bpf.0)
+            .arg(bpf.path())
             .arg("--healthz-bind-address")
             .arg(health.to_string())
             .stdout(Stdio::null())
@@ -145,11 +104,11 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
     let (_, body) = wait_for("the health server", async || healthz(health).await).await;
     assert_eq!(body["lastUpdated"], "", "{body}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(web_backends(&bpf.0), None, "programmed before the first complete list");
+    assert_eq!(web_backends(bpf.path()), None, "programmed before the first complete list");
 
     api.release(Resource::EndpointSlices);
     let count =
-        wait_for("the Service in the maps", async || web_backends(&bpf.0).filter(|n| *n == 3))
+        wait_for("the Service in the maps", async || web_backends(bpf.path()).filter(|n| *n == 3))
             .await;
     assert_eq!(count, 3);
     let (status, body) = wait_for("a synced /healthz", async || {
@@ -164,7 +123,7 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
         outage.compact();
     });
     wait_for("the deleted slice's backends to leave", async || {
-        web_backends(&bpf.0).filter(|n| *n == 1)
+        web_backends(bpf.path()).filter(|n| *n == 1)
     })
     .await;
 }

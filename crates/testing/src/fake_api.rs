@@ -21,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::objects;
+
 /// The resources the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
@@ -636,20 +638,23 @@ impl Selector {
     }
 }
 
-// Objects as the API server would store them.
+// Objects as the API server would store them (built on [`crate::objects`]).
 
+/// A ClusterIP Service `<namespace>/<name>` with `labels`, one IPv4 cluster IP and port `http`
+/// `port`/TCP → 8080.
 pub fn service(namespace: &str, name: &str, labels: Value, cluster_ip: &str, port: u16) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": { "namespace": namespace, "name": name, "labels": labels, "uid": format!("uid-svc-{name}") },
-        "spec": {
-            "type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
-            "ipFamilies": ["IPv4"],
-            "ports": [{ "name": "http", "port": port, "protocol": "TCP", "targetPort": 8080 }]
-        }
-    })
+    let spec = json!({
+        "type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+        "ipFamilies": ["IPv4"],
+        "ports": [{ "name": "http", "port": port, "protocol": "TCP", "targetPort": 8080 }]
+    });
+    let metadata =
+        json!({ "namespace": namespace, "labels": labels, "uid": format!("uid-svc-{name}") });
+    objects::with(objects::service(name, spec), json!({ "metadata": metadata }))
 }
 
+/// An EndpointSlice of `service` managed by the EndpointSlice controller: ready endpoints at
+/// `addresses` on node-a, port `http` 8080/TCP.
 pub fn slice(
     namespace: &str,
     name: &str,
@@ -657,26 +662,16 @@ pub fn slice(
     labels: Value,
     addresses: &[&str],
 ) -> Value {
+    let endpoints = addresses.iter().map(|a| objects::endpoint(a, "node-a", "ready")).collect();
     let mut labels = labels;
-    labels["kubernetes.io/service-name"] = json!(service);
     labels["endpointslice.kubernetes.io/managed-by"] = json!("endpointslice-controller.k8s.io");
-    let endpoints: Vec<Value> = addresses
-        .iter()
-        .map(|a| json!({ "addresses": [a], "conditions": { "ready": true, "serving": true, "terminating": false }, "nodeName": "node-a" }))
-        .collect();
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": { "namespace": namespace, "name": name, "labels": labels },
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }]
-    })
+    objects::with(
+        objects::slice(name, service, endpoints),
+        json!({ "metadata": { "namespace": namespace, "labels": labels } }),
+    )
 }
 
+/// A Node in `zone` with InternalIP `address`.
 pub fn node(name: &str, address: &str, zone: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": { "name": name, "labels": { "topology.kubernetes.io/zone": zone } },
-        "status": { "addresses": [{ "type": "InternalIP", "address": address }, { "type": "Hostname", "address": name }] }
-    })
+    objects::node(name, zone, &[("InternalIP", address), ("Hostname", name)])
 }

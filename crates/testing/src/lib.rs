@@ -1,6 +1,9 @@
 //! Test support shared by every crate's tests (a dev-dependency only, like linkerd's `app/test`).
 //!
+//! - [`objects`]: Service, EndpointSlice and Node objects that read like manifests.
 //! - [`fake_api`]: a fake Kubernetes API server speaking the real list/watch protocol.
+//! - [`BpfDir`], [`Cgroup`]: a bpffs and a cgroup of the test's own, removed on drop.
+//! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,4 +11,20 @@
     reason = "test support: a failure fails the test"
 )]
 
+mod bpffs;
+mod cgroup;
 pub mod fake_api;
+pub mod objects;
+mod process;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use bpffs::BpfDir;
+pub use cgroup::Cgroup;
+pub use process::KillOnDrop;
+
+/// A name unique per process and call, so concurrent tests never share a cgroup or directory.
+pub fn unique(test: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("sy-test-{}-{}-{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,20 +1,19 @@
-//! Shared fixture of the privileged socket-LB tests and the connect benchmark: a bpffs and a
-//! cgroup of the caller's own (removed on drop, also on panic), the loaded datapath, and
-//! `sy-sockprobe` running in that cgroup inside a fresh network namespace.
+//! Shared fixture of the privileged socket-LB tests and the connect benchmark: the loaded
+//! datapath on a bpffs and cgroup of the caller's own (`switchyard_testing`, removed on drop,
+//! also on panic), and `sy-sockprobe` running in that cgroup inside a fresh network namespace.
 
 #![allow(dead_code, unreachable_pub, reason = "each test target uses a different part")]
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
-use switchyard_bpf::{Datapath, LoadOptions, MapSizes, abi::*, loader};
+use switchyard_bpf::{Datapath, LoadOptions, MapSizes, abi::*};
+pub use switchyard_testing::{BpfDir, Cgroup};
 
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
 /// Whether a probe line reports ECONNREFUSED within a second of the op starting (a silent
 /// drop would instead time out after seconds, with ETIMEDOUT or EAGAIN).
 pub fn refused_at_once(line: &str) -> bool {
@@ -22,56 +21,6 @@ pub fn refused_at_once(line: &str) -> bool {
         .and_then(|us| us.parse::<u64>().ok())
         .is_some_and(|us| us < 1_000_000);
     field(line, "err") == Some("111") && fast
-}
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A unique name per test and process, so concurrent tests never share a cgroup or bpffs.
-pub fn unique(test: &str) -> String {
-    format!("sy-bpf-{}-{}-{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A bpffs of the test's own; on drop: detach, remove pins, unmount, remove the directory.
-pub struct BpfDir(pub PathBuf);
-
-impl BpfDir {
-    pub fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(unique(test));
-        std::fs::create_dir_all(&path).unwrap();
-        loader::mount_bpffs(&path).unwrap();
-        BpfDir(path)
-    }
-}
-
-impl Drop for BpfDir {
-    fn drop(&mut self) {
-        let _ = loader::cleanup(&self.0);
-        let c = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: c is a valid NUL-terminated path.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// A cgroup of the test's own; on drop: kill what is left in it and remove it.
-pub struct Cgroup(pub PathBuf);
-
-impl Cgroup {
-    pub fn new(test: &str) -> Self {
-        let path = Path::new(CGROUP_ROOT).join(unique(test));
-        std::fs::create_dir(&path).unwrap();
-        Cgroup(path)
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 /// A loaded and attached datapath with its own bpffs and cgroup.
@@ -85,11 +34,11 @@ impl Fixture {
     pub fn new(test: &str) -> Self {
         let bpf = BpfDir::new(test);
         let cgroup = Cgroup::new(test);
-        let mut options = LoadOptions::new(&bpf.0);
+        let mut options = LoadOptions::new(bpf.path());
         options.sizes = small_sizes();
         options.maglev_table_size = 251;
         let mut datapath = Datapath::load(&options).unwrap();
-        datapath.attach(&cgroup.0).unwrap();
+        datapath.attach(cgroup.path()).unwrap();
         Fixture { datapath, cgroup, bpf }
     }
 
@@ -125,7 +74,7 @@ impl Fixture {
 
     /// Runs the probe in the cgroup; returns its output lines.
     pub fn probe(&self, ops: &[&str]) -> Vec<String> {
-        probe_in(&self.cgroup.0, ops)
+        probe_in(self.cgroup.path(), ops)
     }
 }
 

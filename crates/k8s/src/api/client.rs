@@ -19,13 +19,17 @@ pub enum ClusterAccess {
 /// Why no client could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{path}: cannot read kubeconfig: {source}")]
+    /// The kubeconfig file could not be read or parsed.
+    #[error("{path}: cannot read kubeconfig")]
     ReadKubeconfig { path: PathBuf, source: kube::config::KubeconfigError },
-    #[error("{path}: unusable kubeconfig: {source}")]
+    /// The kubeconfig was read but does not describe a usable cluster.
+    #[error("{path}: unusable kubeconfig")]
     Kubeconfig { path: PathBuf, source: kube::config::KubeconfigError },
-    #[error("in-cluster configuration unavailable (not running in a pod?): {0}")]
+    /// The in-cluster service account configuration is missing or broken.
+    #[error("in-cluster configuration unavailable (not running in a pod?)")]
     InCluster(#[source] kube::config::InClusterError),
-    #[error("cannot create the API client: {0}")]
+    /// The client could not be built from the configuration.
+    #[error("cannot create the API client")]
     Client(#[source] kube::Error),
 }
 

@@ -50,9 +50,11 @@ pub struct ManifestUpdate {
 /// The watcher could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("{path}: cannot watch: {source}")]
+    /// inotify could not watch the path.
+    #[error("{path}: cannot watch")]
     Watch { path: PathBuf, source: notify::Error },
-    #[error("cannot start the manifest watcher thread: {0}")]
+    /// The thread that turns file events into updates could not start.
+    #[error("cannot start the manifest watcher thread")]
     Thread(#[source] std::io::Error),
 }
 

@@ -50,12 +50,16 @@ impl fmt::Display for Severity {
 /// What is wrong with one field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// A required field is missing.
     #[error("required")]
     Required,
+    /// A port is outside 1-65535.
     #[error("port {value} is outside 1-65535")]
     PortOutOfRange { value: i64 },
+    /// A NodePort is outside the cluster's NodePort range.
     #[error("NodePort {value} is outside the NodePort range {range}")]
     NodePortOutOfRange { value: i32, range: PortRange },
+    /// Another Service claims the same NodePort and protocol.
     #[error("{what} {port}/{protocol} is already used by Service {other} ({other_field})")]
     NodePortCollision {
         what: &'static str,
@@ -64,18 +68,25 @@ pub enum Problem {
         other: ObjectKey,
         other_field: String,
     },
+    /// Another Service has the same cluster IP.
     #[error("cluster IP {ip} is already used by Service {other}")]
     ClusterIpCollision { ip: IpAddr, other: ObjectKey },
+    /// A value is not an IP address.
     #[error("{value:?} is not an IP address")]
     BadAddress { value: String },
+    /// An address of the other family than the field or slice allows.
     #[error("{value:?} is not an {family} address")]
     WrongFamily { value: String, family: &'static str },
+    /// A CIDR does not parse.
     #[error(transparent)]
     BadCidr(#[from] CidrError),
+    /// A value outside the ones Kubernetes defines.
     #[error("{value:?} is not supported; expected one of {expected}")]
     Unsupported { value: String, expected: &'static str },
+    /// A name breaks its syntax rule (DNS label, subdomain, port name).
     #[error("{value:?} is not a valid {what}: {rule}")]
     BadName { value: String, what: &'static str, rule: &'static str },
+    /// A name, port or address appears twice where it must be unique.
     #[error("duplicate {what} {value:?} (also {other_field})")]
     Duplicate { what: &'static str, value: String, other_field: String },
     /// A rule that needs a sentence of its own.

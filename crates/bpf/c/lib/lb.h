@@ -2,46 +2,13 @@
 /*
  * lb.h - frontend lookup and backend selection shared by the socket programs (sock.bpf.c)
  * and the per-packet programs (nodeport.bpf.c), so both paths decide the same way from the
- * same maps. Include after switchyard.h and bpf_endian.h.
+ * same maps.
  */
-#ifndef SWITCHYARD_LB_H
-#define SWITCHYARD_LB_H
+#ifndef SY_LIB_LB_H
+#define SY_LIB_LB_H
 
-static __always_inline void sy_count(__u32 reason, __u64 bytes)
-{
-	struct sy_counter *c = bpf_map_lookup_elem(&sy_counters, &reason);
-	if (c) {
-		c->packets += 1;
-		c->bytes += bytes;
-	}
-}
-
-static __always_inline void addr_from_ip4(struct sy_addr *a, __u32 ip4_be)
-{
-	a->words[0] = 0;
-	a->words[1] = 0;
-	a->words[2] = bpf_htonl(0x0000ffff);
-	a->words[3] = ip4_be;
-}
-
-static __always_inline int addr_is_v4_mapped(const struct sy_addr *a)
-{
-	return a->words[0] == 0 && a->words[1] == 0 && a->words[2] == bpf_htonl(0x0000ffff);
-}
-
-static __always_inline int addr_is_loopback(const struct sy_addr *a, __u8 family)
-{
-	if (family == SY_AF_INET)
-		return (bpf_ntohl(a->words[3]) >> 24) == 127;
-	return a->words[0] == 0 && a->words[1] == 0 && a->words[2] == 0 &&
-	       a->words[3] == bpf_htonl(1);
-}
-
-static __always_inline int addr_eq(const struct sy_addr *a, const struct sy_addr *b)
-{
-	return a->words[0] == b->words[0] && a->words[1] == b->words[1] &&
-	       a->words[2] == b->words[2] && a->words[3] == b->words[3];
-}
+#include "maps.h"
+#include "addr.h"
 
 /* Is a an address of this node? Loopback counts only where allowed (the socket path);
  * packets from outside for 127/8 are never NodePort traffic (CVE-2020-8558). */
@@ -159,4 +126,4 @@ static __always_inline int pick_random(const struct sy_frontend *fe, struct pick
 	return 0;
 }
 
-#endif /* SWITCHYARD_LB_H */
+#endif /* SY_LIB_LB_H */

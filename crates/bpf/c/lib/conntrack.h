@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * conntrack.h - the per-packet path's flow table (sy_ct keyed by the client's tuple, sy_nat by
+ * the reply tuple): timeouts, the TCP state machine, and whether an entry may still be used.
+ */
+#ifndef SY_LIB_CONNTRACK_H
+#define SY_LIB_CONNTRACK_H
+
+#include "parse.h"
+#include "nodeport_maps.h"
+
+/* How long an entry stays usable after its last packet: sy_pkt_config's timeout for its state,
+ * or the SY_CT_TIMEOUT_* default where that is zero. */
+static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 proto,
+					   const struct sy_pkt_config *cfg)
+{
+	__u32 s;
+
+	if (proto == IPPROTO_TCP) {
+		if (e->state == SY_CT_SYN_SENT)
+			s = cfg && cfg->timeout_tcp_syn_s ? cfg->timeout_tcp_syn_s : SY_CT_TIMEOUT_TCP_SYN_S;
+		else if (e->state == SY_CT_CLOSING)
+			s = cfg && cfg->timeout_tcp_closing_s ? cfg->timeout_tcp_closing_s
+							      : SY_CT_TIMEOUT_TCP_CLOSING_S;
+		else
+			s = cfg && cfg->timeout_tcp_established_s ? cfg->timeout_tcp_established_s
+								  : SY_CT_TIMEOUT_TCP_ESTABLISHED_S;
+	} else if (proto == IPPROTO_UDP) {
+		s = cfg && cfg->timeout_udp_s ? cfg->timeout_udp_s : SY_CT_TIMEOUT_UDP_S;
+	} else {
+		s = cfg && cfg->timeout_other_s ? cfg->timeout_other_s : SY_CT_TIMEOUT_OTHER_S;
+	}
+	return (__u64)s * NSEC_PER_SEC;
+}
+
+static __always_inline int ct_expired(const struct sy_ct_entry *e, __u8 proto,
+				      const struct sy_pkt_config *cfg, __u64 now)
+{
+	return now - e->last_seen_ns > ct_timeout_ns(e, proto, cfg);
+}
+
+/* TCP state machine, both directions. */
+static __always_inline void ct_update(struct sy_ct_entry *e, const struct pkt *p, int reply,
+				      __u64 now)
+{
+	e->last_seen_ns = now;
+	if (reply)
+		e->flags |= SY_CT_F_REPLY_SEEN;
+	if (p->t.proto != IPPROTO_TCP) {
+		e->state = SY_CT_ESTABLISHED;
+		return;
+	}
+	if (p->tcp_flags & (TCP_FIN | TCP_RST))
+		e->state = SY_CT_CLOSING;
+	else if (reply && e->state == SY_CT_SYN_SENT)
+		e->state = SY_CT_ESTABLISHED;
+}
+
+/* The reply tuple of a translated flow: what the backend sends. */
+static __always_inline void nat_key_of(struct sy_ct_key *k, const struct sy_ct_entry *e,
+				       const struct sy_ct_key *orig)
+{
+	k->saddr = e->nat_daddr;
+	k->daddr = e->nat_saddr;
+	k->sport = e->nat_dport;
+	k->dport = e->nat_sport;
+	k->proto = orig->proto;
+	k->family = orig->family;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
+}
+
+static __always_inline int ct_key_eq(const struct sy_ct_key *a, const struct sy_ct_key *b)
+{
+	return addr_eq(&a->saddr, &b->saddr) && addr_eq(&a->daddr, &b->daddr) &&
+	       a->sport == b->sport && a->dport == b->dport && a->proto == b->proto &&
+	       a->family == b->family;
+}
+
+/* Is the conntrack entry usable for this packet? Expired entries, a new SYN on a closing
+ * flow and entries whose backend is gone (removed, or its id reused elsewhere) start over. */
+static __always_inline int ct_usable(const struct sy_ct_entry *e, const struct pkt *p,
+				     const struct sy_pkt_config *cfg, __u64 now)
+{
+	struct sy_backend *be;
+
+	if (ct_expired(e, p->t.proto, cfg, now))
+		return 0;
+	if (p->t.proto == IPPROTO_TCP && e->state == SY_CT_CLOSING &&
+	    (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+		return 0;
+	be = bpf_map_lookup_elem(&sy_backends, &e->backend_id);
+	return be && addr_eq(&be->addr, &e->nat_daddr) && be->port == e->nat_dport;
+}
+
+#endif /* SY_LIB_CONNTRACK_H */

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fib.h - forwarding a rewritten packet ourselves: bpf_fib_lookup on its new addresses, then
+ * bpf_redirect (neighbour known) or bpf_redirect_neigh; anything else goes to the stack.
+ */
+#ifndef SY_LIB_FIB_H
+#define SY_LIB_FIB_H
+
+#include <linux/pkt_cls.h>
+#include "parse.h"
+
+#define AF_INET_FIB 2
+#define AF_INET6_FIB 10
+
+struct route {
+	int rc; /* BPF_FIB_LKUP_RET_* or negative error */
+	__u32 ifindex;
+	__u32 mtu;
+	__u8 smac[ETH_ALEN];
+	__u8 dmac[ETH_ALEN];
+};
+
+static __always_inline void route_lookup(struct __sk_buff *skb, const struct pkt *p,
+					 const struct sy_addr *s, const struct sy_addr *d,
+					 struct route *r)
+{
+	struct bpf_fib_lookup f = {};
+
+	f.ifindex = skb->ingress_ifindex ? skb->ingress_ifindex : skb->ifindex;
+	f.l4_protocol = p->t.proto;
+	if (p->t.family == SY_AF_INET) {
+		f.family = AF_INET_FIB;
+		f.ipv4_src = s->words[3];
+		f.ipv4_dst = d->words[3];
+	} else {
+		f.family = AF_INET6_FIB;
+		__builtin_memcpy(f.ipv6_src, s->words, 16);
+		__builtin_memcpy(f.ipv6_dst, d->words, 16);
+	}
+	r->rc = bpf_fib_lookup(skb, &f, sizeof(f), 0);
+	r->ifindex = f.ifindex;
+	r->mtu = f.mtu_result;
+	__builtin_memcpy(r->smac, f.smac, ETH_ALEN);
+	__builtin_memcpy(r->dmac, f.dmac, ETH_ALEN);
+}
+
+/* After the rewrite: send along the looked-up route, or let the stack route. */
+static __always_inline int forward(struct __sk_buff *skb, const struct route *r)
+{
+	if (r->rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (bpf_skb_store_bytes(skb, 0, r->dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, r->smac, ETH_ALEN, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect(r->ifindex, 0);
+	}
+	if (r->rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(r->ifindex, NULL, 0, 0);
+	return TC_ACT_OK;
+}
+
+#endif /* SY_LIB_FIB_H */

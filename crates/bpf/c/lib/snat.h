@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * snat.h - claiming a source port on the node's SNAT address for a new flow to a remote
+ * backend, so its replies come back to this node and find their flow in sy_nat.
+ */
+#ifndef SY_LIB_SNAT_H
+#define SY_LIB_SNAT_H
+
+#include "conntrack.h"
+
+/* Who owns the SNAT port of the sy_nat entry at key: NAT_FREE (no flow, or its flow has
+ * expired and is not a closed TCP flow in its hold), NAT_HELD (a closed TCP flow within
+ * SY_SNAT_TCP_HOLD_S of its last packet; *idle_ns set to how long ago that was) or NAT_LIVE. */
+#define NAT_FREE 0
+#define NAT_HELD 1
+#define NAT_LIVE 2
+static __always_inline int nat_entry_owner(const struct sy_ct_key *key,
+					   const struct sy_nat_entry *n,
+					   const struct sy_pkt_config *cfg, __u64 now,
+					   __u64 *idle_ns)
+{
+	struct sy_ct_entry *e = bpf_map_lookup_elem(&sy_ct, &n->orig);
+	__u64 idle;
+
+	if (!e || e->nat_sport != key->dport || !addr_eq(&e->nat_saddr, &key->daddr) ||
+	    e->nat_dport != key->sport || !addr_eq(&e->nat_daddr, &key->saddr))
+		return NAT_FREE;
+	if (!ct_expired(e, key->proto, cfg, now))
+		return NAT_LIVE;
+	idle = now - e->last_seen_ns;
+	if (key->proto == IPPROTO_TCP && e->state == SY_CT_CLOSING &&
+	    idle <= (__u64)SY_SNAT_TCP_HOLD_S * NSEC_PER_SEC) {
+		*idle_ns = idle;
+		return NAT_HELD;
+	}
+	return NAT_FREE;
+}
+
+/* Claim a source port on the SNAT address for the reply key (backend -> node:port). Probes
+ * SY_SNAT_PROBES ports chosen at random (independent probes: with a fraction f of the range
+ * in use, all probes fail with probability f^32, where linear probing would fail far earlier
+ * on clusters of used ports). A port is free when no flow owns it; a closed TCP flow's port
+ * within its SY_SNAT_TCP_HOLD_S hold is taken only when no probed port is free, the one idle
+ * longest among those probed. */
+static SY_NOINLINE int snat_claim(struct sy_ct_key *reply, const struct sy_nat_entry *val,
+				      const struct sy_pkt_config *cfg, __u64 now)
+{
+	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
+	__u64 held_idle = 0;
+	__be16 held = 0;
+	__u32 span, i;
+
+	if (min == 0 || max < min)
+		return -1;
+	span = max - min + 1;
+	for (i = 0; i < SY_SNAT_PROBES; i++) {
+		struct sy_nat_entry *cur;
+		__u64 idle = 0;
+		int owner;
+
+		reply->dport = bpf_htons((__u16)(min + bpf_get_prandom_u32() % span));
+		cur = bpf_map_lookup_elem(&sy_nat, reply);
+		if (!cur) {
+			if (bpf_map_update_elem(&sy_nat, reply, val, BPF_NOEXIST) == 0)
+				return 0;
+			continue;
+		}
+		owner = nat_entry_owner(reply, cur, cfg, now, &idle);
+		if (owner == NAT_FREE && bpf_map_update_elem(&sy_nat, reply, val, BPF_EXIST) == 0)
+			return 0;
+		if (owner == NAT_HELD && (held == 0 || idle > held_idle)) {
+			held = reply->dport;
+			held_idle = idle;
+		}
+	}
+	if (held == 0)
+		return -1;
+	reply->dport = held;
+	return bpf_map_update_elem(&sy_nat, reply, val, BPF_EXIST) ? -1 : 0;
+}
+
+/* A client reusing its tuple (a new SYN on a closed flow) to the same backend keeps the SNAT
+ * port of the previous flow when that port is still its own: the backend then sees the same
+ * tuple as before, on which its TIME_WAIT accepts the SYN (the client's sequence number and
+ * timestamp grow on one tuple), as with nf_conntrack, where the tuple stays mapped. Returns 0
+ * with reply->dport set, or -1 (claim another port). */
+static __always_inline int snat_keep(struct sy_ct_key *reply, const struct sy_nat_entry *val,
+				     const struct sy_ct_entry *old)
+{
+	struct sy_nat_entry *cur;
+
+	if (!old || !(old->flags & SY_CT_F_SNAT) || !addr_eq(&old->nat_saddr, &reply->daddr) ||
+	    !addr_eq(&old->nat_daddr, &reply->saddr) || old->nat_dport != reply->sport)
+		return -1;
+	reply->dport = old->nat_sport;
+	cur = bpf_map_lookup_elem(&sy_nat, reply);
+	if (!cur)
+		return bpf_map_update_elem(&sy_nat, reply, val, BPF_NOEXIST) ? -1 : 0;
+	return ct_key_eq(&cur->orig, &val->orig) ? 0 : -1;
+}
+
+#endif /* SY_LIB_SNAT_H */

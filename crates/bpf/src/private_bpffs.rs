@@ -1,0 +1,64 @@
+//! A bpffs of one's own on a fresh directory, for benchmarks and tests that must never touch
+//! the host's pins: everything pinned below it goes when it is dropped, also after a failure.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::Error;
+
+/// A bpffs mounted on `<tmp>/<prefix>-<pid>-<n>`. On drop: links detached, map pins removed
+/// (socket and per-packet), the bpffs unmounted and the directory removed.
+#[derive(Debug)]
+pub struct PrivateBpffs {
+    path: PathBuf,
+}
+
+impl PrivateBpffs {
+    /// Creates a directory no other caller (in this or another process) uses and mounts a
+    /// bpffs on it.
+    pub fn create(prefix: &str) -> Result<Self, Error> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|source| Error::BpfDir {
+            path: path.clone(),
+            reason: "creating",
+            source,
+        })?;
+        // From here on, drop removes the directory again.
+        let dir = Self { path };
+        crate::loader::mount_bpffs(&dir.path)?;
+        Ok(dir)
+    }
+
+    /// The directory (the bpffs root).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateBpffs {
+    fn drop(&mut self) {
+        // Links (socket and TC) and the shared maps, then the per-packet maps.
+        let _ = crate::loader::cleanup(&self.path);
+        let _ = crate::tc::cleanup(&self.path);
+        if let Err(error) = unmount(&self.path) {
+            tracing::warn!(path = %self.path.display(), %error, "unmounting a private bpffs");
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// Unmounts lazily, so a pin still open elsewhere cannot keep the directory busy.
+fn unmount(path: &Path) -> io::Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: c_path is a NUL-terminated path that outlives the call; MNT_DETACH affects only it.
+    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
