@@ -8,7 +8,7 @@ use std::{
 };
 
 /// The BPF objects to build: `c/<name>.bpf.c` becomes `$OUT_DIR/<name>.bpf.o`.
-const BPF_OBJECTS: &[&str] = &["sock", "nodeport"];
+const BPF_OBJECTS: &[&str] = &["sock", "nodeport", "director", "decap"];
 
 fn main() {
     let manifest_dir =
@@ -41,6 +41,15 @@ fn main() {
     layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe", "c_layout.rs");
     // The per-packet section of the header has a probe of its own (tests/layout_pkt.rs).
     layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe_pkt", "c_layout_pkt.rs");
+    // And the director's section (tests/layout_director.rs).
+    layout_probe(
+        &clang,
+        &include,
+        &c_dir,
+        &out_dir,
+        "layout_probe_director",
+        "c_layout_director.rs",
+    );
 }
 
 fn run(command: &mut Command, what: &str) {

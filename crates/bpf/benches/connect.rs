@@ -12,10 +12,10 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use switchyard_testing::socket_probe::*;
 
-use common::*;
+/// The probe binary of this crate.
+const PROBE: &str = env!("CARGO_BIN_EXE_sy-sockprobe");
 use switchyard_bpf::abi::PROTO_UDP;
 
 const ROUNDS: usize = 9;
@@ -60,7 +60,7 @@ fn main() {
     if !switchyard_lab::require_root("bench connect") {
         return;
     }
-    let mut f = Fixture::new("bench");
+    let mut f = Fixture::new("bench", PROBE);
     // One backend, so both cases reach the very same address.
     f.frontend(2, "10.96.0.10", 53, PROTO_UDP, 0, &V4_BACKENDS[..1]);
     compare(

@@ -11,8 +11,6 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "../tests/packet/mod.rs"]
 mod packet;
 
@@ -23,6 +21,8 @@ use switchyard_bpf::{
     abi::*,
     tc::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
+use switchyard_testing::BpfDir;
+use switchyard_testing::socket_probe::small_sizes;
 
 const ROUNDS: usize = 7;
 const RUNS: u32 = 20_000;
@@ -80,9 +80,9 @@ fn main() {
     // A private network namespace: route lookups find nothing and never touch the host's.
     // SAFETY: unshare only affects this (main) thread.
     assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-    let bpf = common::BpfDir::new("bench-nodeport");
+    let bpf = BpfDir::new("bench-nodeport");
     let mut options = LoadOptions::new(bpf.path());
-    options.sizes = common::small_sizes();
+    options.sizes = small_sizes();
     options.maglev_table_size = 251;
     let mut sock = Datapath::load(&options).unwrap();
     let settings = PacketSettings {

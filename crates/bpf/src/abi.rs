@@ -131,7 +131,7 @@ impl Reason {
 }
 
 /// `struct sy_addr`: IPv6, or IPv4 mapped into IPv6 (`::ffff:a.b.c.d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[repr(C, align(4))]
 pub struct Addr(pub [u8; 16]);
 
@@ -329,7 +329,7 @@ pub struct SockStickyKey {
 }
 
 /// `struct sy_node_addr_key`; the value is `u32` flags (zero).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[repr(C)]
 pub struct NodeAddrKey {
     /// A node address.

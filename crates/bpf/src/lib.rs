@@ -6,8 +6,11 @@
 //! - [`loader`]: load the object, create or adopt pinned maps, attach to a cgroup, detach.
 //! - [`private_bpffs`]: a bpffs of one's own, removed with all its pins on drop (tests, benches).
 //! - [`pkt`], [`tc`]: the per-packet (TC) programs: mirrors, loader, attach to devices.
+//! - [`director`]: the director's XDP program; [`decap`]: decapsulation of its packets on nodes.
 
 pub mod abi;
+pub mod decap;
+pub mod director;
 pub mod error;
 pub mod loader;
 pub mod maps;
@@ -39,5 +42,23 @@ pub fn nodeport_object() -> &'static [u8] {
     struct Aligned<B: ?Sized>(B);
     static OBJECT: &Aligned<[u8]> =
         &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nodeport.bpf.o")));
+    &OBJECT.0
+}
+
+/// The compiled director program (`c/director.bpf.c`), aligned for the ELF parser.
+pub fn director_object() -> &'static [u8] {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static OBJECT: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/director.bpf.o")));
+    &OBJECT.0
+}
+
+/// The compiled decapsulation program (`c/decap.bpf.c`), aligned for the ELF parser.
+pub fn decap_object() -> &'static [u8] {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static OBJECT: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/decap.bpf.o")));
     &OBJECT.0
 }

@@ -377,6 +377,28 @@ pub(crate) fn unpin_link(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Unpins the links in `links_dir` named `<prefix><generation>` of generations other than
+/// `current` (a restarted program is attached before the old attachment goes).
+pub(crate) fn unpin_older_links(
+    links_dir: &Path,
+    prefix: &str,
+    current: &str,
+) -> Result<(), Error> {
+    let listing =
+        |source| Error::BpfDir { path: links_dir.to_owned(), reason: "listing links", source };
+    for entry in fs::read_dir(links_dir).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix(prefix)
+            && rest != current
+            && rest.bytes().all(|b| b.is_ascii_digit())
+        {
+            unpin_link(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Detaches every program attached from `bpf_dir` (removes the pinned links); maps stay.
 /// Returns how many links were removed.
 pub fn detach(bpf_dir: &Path) -> Result<usize, Error> {
@@ -458,7 +480,7 @@ fn c_path(path: &Path) -> Result<CString, Error> {
         .map_err(|_| Error::InvalidArgument(format!("path {} contains a NUL byte", path.display())))
 }
 
-fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
+pub(crate) fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|source| Error::BpfDir {
         path: dir.to_owned(),
         reason: "creating",

@@ -7,13 +7,11 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-mod common;
 mod packet;
 
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use common::{BpfDir, small_sizes};
 use packet::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
@@ -21,6 +19,8 @@ use switchyard_bpf::{
     pkt::*,
     tc::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
+use switchyard_testing::BpfDir;
+use switchyard_testing::socket_probe::small_sizes;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;

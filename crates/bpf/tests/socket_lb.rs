@@ -14,9 +14,10 @@ use switchyard_bpf::{
     maps::names,
 };
 
-mod common;
+use switchyard_testing::socket_probe::*;
 
-use common::*;
+/// The probe binary of this crate.
+const PROBE: &str = env!("CARGO_BIN_EXE_sy-sockprobe");
 
 #[test]
 fn tcp_connect_to_a_frontend_reaches_every_backend_and_getpeername_shows_the_frontend() {
@@ -35,7 +36,7 @@ fn tcp_connect_to_a_frontend_reaches_every_backend_and_getpeername_shows_the_fro
         ),
     ];
     for (case, vip, target, backends, servers) in cases {
-        let mut f = Fixture::new("tcp");
+        let mut f = Fixture::new("tcp", PROBE);
         f.frontend(7, vip, 80, PROTO_TCP, 0, backends);
         let lines = run_ops(&f, &ops(servers, &format!("tcp={target}"), 40));
         assert_eq!(lines.len(), 40, "{case}: {lines:?}");
@@ -104,7 +105,7 @@ fn udp_replies_show_the_frontend_as_source() {
         ),
     ];
     for (case, vip, op, shown, backends, servers) in cases {
-        let mut f = Fixture::new("udp");
+        let mut f = Fixture::new("udp", PROBE);
         f.frontend(9, vip, 53, PROTO_UDP, 0, backends);
         let lines = run_ops(&f, &ops(servers, op, 30));
         assert_eq!(lines.len(), 30, "{case}: {lines:?}");
@@ -129,7 +130,7 @@ fn an_unconnected_udp_socket_sticks_to_one_backend() {
     if !switchyard_lab::require_root("an_unconnected_udp_socket_sticks_to_one_backend") {
         return;
     }
-    let mut f = Fixture::new("sticky");
+    let mut f = Fixture::new("sticky", PROBE);
     f.frontend(9, "10.96.0.53", 53, PROTO_UDP, 0, &V4_BACKENDS);
     for _ in 0..3 {
         let lines = run_ops(&f, &ops(&V4_SERVERS, "udp-sendto=10.96.0.53:53*20", 1));
@@ -148,7 +149,7 @@ fn a_frontend_without_backends_refuses_at_once_with_econnrefused() {
     ) {
         return;
     }
-    let mut f = Fixture::new("empty");
+    let mut f = Fixture::new("empty", PROBE);
     f.frontend(3, "10.96.0.99", 80, PROTO_TCP, FE_REJECT_EMPTY, &[]);
     f.frontend(4, "10.96.0.99", 53, PROTO_UDP, FE_REJECT_EMPTY, &[]);
     f.frontend(5, "fd00:96::99", 80, PROTO_TCP, FE_REJECT_EMPTY, &[]);
@@ -178,7 +179,7 @@ fn client_ip_affinity_holds_and_expires() {
     if !switchyard_lab::require_root("client_ip_affinity_holds_and_expires") {
         return;
     }
-    let mut f = Fixture::new("affinity");
+    let mut f = Fixture::new("affinity", PROBE);
     f.frontend(7, "10.96.0.10", 80, PROTO_TCP, FE_AFFINITY, &V4_BACKENDS);
     let key = FrontendKey::new("10.96.0.10".parse().unwrap(), 80, PROTO_TCP, SCOPE_DEFAULT);
     let mut frontend = f.maps().frontends.get(&key, 0).unwrap();
@@ -212,7 +213,7 @@ fn a_maglev_frontend_selects_through_its_table() {
     if !switchyard_lab::require_root("a_maglev_frontend_selects_through_its_table") {
         return;
     }
-    let mut f = Fixture::new("maglev");
+    let mut f = Fixture::new("maglev", PROBE);
     f.frontend(7, "10.96.0.10", 80, PROTO_TCP, FE_MAGLEV, &V4_BACKENDS);
     let size = f.maps().maglev_table_size().unwrap();
     assert_eq!(size, 251);
@@ -244,7 +245,7 @@ fn a_node_port_on_a_node_address_is_translated() {
     if !switchyard_lab::require_root("a_node_port_on_a_node_address_is_translated") {
         return;
     }
-    let mut f = Fixture::new("nodeport");
+    let mut f = Fixture::new("nodeport", PROBE);
     let maps = f.maps();
     for (slot, &(id, addr, port)) in (0u32..).zip(&V4_BACKENDS) {
         maps.backends.insert(id, Backend::new(addr.parse().unwrap(), port, 0), 0).unwrap();
@@ -290,14 +291,14 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     ) {
         return;
     }
-    let mut f = Fixture::new("restart");
+    let mut f = Fixture::new("restart", PROBE);
     f.frontend(7, "10.96.0.10", 80, PROTO_TCP, 0, &V4_BACKENDS);
     let links_before = pinned_links(&f.bpf.path());
     assert_eq!(links_before.len(), ALL_PROGRAMS.len());
 
     // Traffic keeps flowing through the restart: a client connects every few milliseconds
     // while the old loader goes away and a new one adopts the pins and re-attaches.
-    let Fixture { datapath, cgroup, bpf } = f;
+    let Fixture { datapath, cgroup, bpf, .. } = f;
     let traffic_cgroup = cgroup.path().to_owned();
     let traffic = std::thread::spawn(move || {
         let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
@@ -305,7 +306,7 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
             ops.push("tcp=10.96.0.10:80".to_owned());
             ops.push("sleep=4".to_owned());
         }
-        probe_in(&traffic_cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
+        probe_in(PROBE, &traffic_cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
     });
     std::thread::sleep(std::time::Duration::from_millis(150));
 
@@ -347,7 +348,7 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     for name in names::ALL {
         assert!(!bpf.path().join(name).exists(), "{name} still pinned");
     }
-    let lines = probe_in(cgroup.path(), &["tcp=10.96.0.10:80"]);
+    let lines = probe_in(PROBE, cgroup.path(), &["tcp=10.96.0.10:80"]);
     assert_eq!(lines.len(), 1);
     assert!(lines[0].contains("err="), "no translation after cleanup: {}", lines[0]);
     assert!(field(&lines[0], "reply").is_none(), "{}", lines[0]);
@@ -369,7 +370,7 @@ fn the_socket_path_prefers_the_internal_scope_of_a_split_frontend() {
     ) {
         return;
     }
-    let mut f = Fixture::new("scope");
+    let mut f = Fixture::new("scope", PROBE);
     // Default (external view): backend 1 only, and a flag saying an internal entry exists.
     f.frontend(30, "10.96.0.30", 80, PROTO_TCP, FE_SPLIT_SCOPE, &V4_BACKENDS[..1]);
     // Internal view (e.g. internalTrafficPolicy Local): backend 2 only.
@@ -397,7 +398,7 @@ fn a_slot_naming_a_missing_backend_is_refused_and_counted() {
     if !switchyard_lab::require_root("a_slot_naming_a_missing_backend_is_refused_and_counted") {
         return;
     }
-    let mut f = Fixture::new("broken");
+    let mut f = Fixture::new("broken", PROBE);
     f.frontend(40, "10.96.0.40", 80, PROTO_TCP, 0, &V4_BACKENDS[..1]);
     f.maps().backends.remove(&1).unwrap();
     let lines = f.probe(&["tcp=10.96.0.40:80"]);
@@ -410,7 +411,7 @@ fn attaching_to_a_missing_cgroup_fails_naming_it_and_keeps_the_running_links() {
     if !switchyard_lab::require_root("attaching_to_a_missing_cgroup_fails_naming_it") {
         return;
     }
-    let mut f = Fixture::new("badcg");
+    let mut f = Fixture::new("badcg", PROBE);
     let before = pinned_links(&f.bpf.path());
     let missing = f.cgroup.path().join("does-not-exist");
     let error = f.datapath.attach(&missing).unwrap_err();
@@ -424,7 +425,7 @@ fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
     if !switchyard_lab::require_root("an_unconnected_udp_socket_moves_when_its_backend_leaves") {
         return;
     }
-    let mut f = Fixture::new("moves");
+    let mut f = Fixture::new("moves", PROBE);
     f.frontend(9, "10.96.0.53", 53, PROTO_UDP, 0, &V4_BACKENDS);
     // The probe marks when its first five datagrams are answered and waits for the test to
     // change the frontend before sending five more: no race with a loaded machine.
@@ -440,7 +441,7 @@ fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
     let client = std::thread::spawn(move || {
         let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
         ops.push(steps);
-        probe_in(&cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
+        probe_in(PROBE, &cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
     });
 
     // Wait until the first five are answered, then take the socket's sticky backend out of the

@@ -10,9 +10,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use switchyard_maglev::{Backend, MaglevConfig, Seed, Table, TableSize};
+use switchyard_testing::cpu_time::ThreadCpuTime;
 
 const CASES: [(u32, usize); 4] = [(65_537, 10), (65_537, 100), (65_537, 1000), (16_381, 1000)];
 
@@ -60,47 +61,10 @@ fn cpu_time(c: &mut Criterion<ThreadCpuTime>) {
     table_build(c, "maglev_build_cpu");
 }
 
-/// CPU time of the calling thread (user + system), from `CLOCK_THREAD_CPUTIME_ID`.
-struct ThreadCpuTime {
-    wall: WallTime, // only lends its nanosecond formatter
-}
-
-fn thread_cpu_nanos() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-    fn end(&self, started: u64) -> u64 {
-        thread_cpu_nanos().saturating_sub(started)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        self.wall.formatter()
-    }
-}
-
 criterion_group!(wall, wall_time);
 criterion_group! {
     name = cpu;
-    config = Criterion::default().with_measurement(ThreadCpuTime { wall: WallTime });
+    config = Criterion::default().with_measurement(ThreadCpuTime);
     targets = cpu_time
 }
 criterion_main!(wall, cpu);

@@ -5,9 +5,6 @@
 //! Each is measured twice: wall time (group `model`) and the thread's CPU time (group
 //! `model_cpu`), because on a machine shared with other builds wall time mostly measures waiting.
 
-#[path = "support/cpu_time.rs"]
-mod cpu_time;
-
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -16,7 +13,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use switchyard_model::NodeModel;
 use switchyard_model::synthetic::{self, SyntheticCluster};
 
-use cpu_time::ThreadCpuTime;
+use switchyard_testing::cpu_time::ThreadCpuTime;
 
 fn spec() -> SyntheticCluster {
     SyntheticCluster {

@@ -55,15 +55,7 @@ fn lb_service(
         ingress = ingress.join(", "),
     );
     for v6 in [false, true] {
-        let list = cluster.endpoint_items(endpoints, v6);
-        let list = if list.is_empty() { " []\n".to_string() } else { format!("\n{list}") };
-        text += &format!(
-            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{fam}\n  namespace: e2e\n\
-             \x20 labels: {{kubernetes.io/service-name: {name}}}\naddressType: {family}\nendpoints:{list}\
-             ports:\n- {{name: tcp, port: {ECHO_PORT}, protocol: TCP}}\n- {{name: udp, port: {ECHO_PORT}, protocol: UDP}}\n",
-            fam = if v6 { "v6" } else { "v4" },
-            family = if v6 { "IPv6" } else { "IPv4" },
-        );
+        text += &cluster.endpoint_slice(name, v6, ECHO_PORT, endpoints);
     }
     text
 }

@@ -3,6 +3,8 @@
 //! - [`objects`]: Service, EndpointSlice and Node objects that read like manifests.
 //! - [`fake_api`]: a fake Kubernetes API server speaking the real list/watch protocol.
 //! - [`BpfDir`], [`Cgroup`]: a bpffs and a cgroup of the test's own, removed on drop.
+//! - [`socket_probe`]: crates/bpf's socket programs loaded, attached and probed by `sy-sockprobe`.
+//! - [`cpu_time`]: a criterion measurement of the benchmark thread's CPU time.
 //! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
 
 #![allow(
@@ -13,9 +15,11 @@
 
 mod bpffs;
 mod cgroup;
+pub mod cpu_time;
 pub mod fake_api;
 pub mod objects;
 mod process;
+pub mod socket_probe;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

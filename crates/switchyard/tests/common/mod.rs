@@ -266,22 +266,32 @@ impl Cluster {
             families = families.join(", "),
         );
         for ip in cluster_ips {
-            let v6 = ip.is_ipv6();
-            let mut list = self.endpoint_items(endpoints, v6);
-            if endpoints.is_empty() {
-                list = "[]\n".to_string();
-            } else {
-                list.insert(0, '\n');
-            }
-            text += &format!(
-                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{fam}\n  namespace: e2e\n\
-                 \x20 labels: {{kubernetes.io/service-name: {name}}}\naddressType: {family}\nendpoints: {list}\
-                 ports:\n- {{name: tcp, port: {target}, protocol: TCP}}\n- {{name: udp, port: {target}, protocol: UDP}}\n",
-                fam = if v6 { "v6" } else { "v4" },
-                family = family(ip),
-            );
+            text += &self.endpoint_slice(name, ip.is_ipv6(), target, endpoints);
         }
         text
+    }
+
+    /// The EndpointSlice `<name>-v4` or `<name>-v6` of Service `name`: TCP and UDP on
+    /// `target`, one endpoint per pod of `endpoints` (in the slice's family).
+    pub(crate) fn endpoint_slice(
+        &self,
+        name: &str,
+        v6: bool,
+        target: u16,
+        endpoints: &[(&str, State)],
+    ) -> String {
+        let list = if endpoints.is_empty() {
+            "[]\n".to_string()
+        } else {
+            format!("\n{}", self.endpoint_items(endpoints, v6))
+        };
+        format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{fam}\n  namespace: e2e\n\
+             \x20 labels: {{kubernetes.io/service-name: {name}}}\naddressType: {family}\nendpoints: {list}\
+             ports:\n- {{name: tcp, port: {target}, protocol: TCP}}\n- {{name: udp, port: {target}, protocol: UDP}}\n",
+            fam = if v6 { "v6" } else { "v4" },
+            family = if v6 { "IPv6" } else { "IPv4" },
+        )
     }
 
     /// The `endpoints:` items of an EndpointSlice of one family: one per pod, with its

@@ -1,8 +1,8 @@
-//! Shared fixture of the privileged socket-LB tests and the connect benchmark: the loaded
-//! datapath on a bpffs and cgroup of the caller's own (`switchyard_testing`, removed on drop,
-//! also on panic), and `sy-sockprobe` running in that cgroup inside a fresh network namespace.
-
-#![allow(dead_code, unreachable_pub, reason = "each test target uses a different part")]
+//! The socket-level programs under test (crates/bpf's socket-LB tests and connect benchmark):
+//! the loaded datapath on a bpffs and cgroup of the caller's own (removed on drop, also on
+//! panic), and `sy-sockprobe` running in that cgroup inside a fresh network namespace.
+//!
+//! The probe binary belongs to crates/bpf: its callers pass `env!("CARGO_BIN_EXE_sy-sockprobe")`.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +12,8 @@ use std::{
 };
 
 use switchyard_bpf::{Datapath, LoadOptions, MapSizes, abi::*};
-pub use switchyard_testing::{BpfDir, Cgroup};
+
+use crate::{BpfDir, Cgroup};
 
 /// Whether a probe line reports ECONNREFUSED within a second of the op starting (a silent
 /// drop would instead time out after seconds, with ETIMEDOUT or EAGAIN).
@@ -24,14 +25,21 @@ pub fn refused_at_once(line: &str) -> bool {
 }
 
 /// A loaded and attached datapath with its own bpffs and cgroup.
+#[derive(Debug)]
 pub struct Fixture {
+    /// The socket-level programs, attached to `cgroup`.
     pub datapath: Datapath,
+    /// Where the programs are attached and the probe runs.
     pub cgroup: Cgroup,
+    /// Where the maps and links are pinned.
     pub bpf: BpfDir,
+    /// Path of the `sy-sockprobe` binary.
+    pub probe: &'static str,
 }
 
 impl Fixture {
-    pub fn new(test: &str) -> Self {
+    /// Loads and attaches the programs for `test`; `probe` is the `sy-sockprobe` binary.
+    pub fn new(test: &str, probe: &'static str) -> Self {
         let bpf = BpfDir::new(test);
         let cgroup = Cgroup::new(test);
         let mut options = LoadOptions::new(bpf.path());
@@ -39,7 +47,7 @@ impl Fixture {
         options.maglev_table_size = 251;
         let mut datapath = Datapath::load(&options).unwrap();
         datapath.attach(cgroup.path()).unwrap();
-        Fixture { datapath, cgroup, bpf }
+        Fixture { datapath, cgroup, bpf, probe }
     }
 
     pub fn maps(&mut self) -> &mut switchyard_bpf::Maps {
@@ -74,10 +82,11 @@ impl Fixture {
 
     /// Runs the probe in the cgroup; returns its output lines.
     pub fn probe(&self, ops: &[&str]) -> Vec<String> {
-        probe_in(self.cgroup.path(), ops)
+        probe_in(self.probe, self.cgroup.path(), ops)
     }
 }
 
+/// Map sizes small enough that many tests can load at once.
 pub fn small_sizes() -> MapSizes {
     MapSizes {
         frontends: 1024,
@@ -91,8 +100,9 @@ pub fn small_sizes() -> MapSizes {
     }
 }
 
-pub fn probe_in(cgroup: &Path, ops: &[&str]) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sy-sockprobe"))
+/// Runs `probe` (the `sy-sockprobe` binary) with `ops` in `cgroup`; returns its output lines.
+pub fn probe_in(probe: &str, cgroup: &Path, ops: &[&str]) -> Vec<String> {
+    let mut child = Command::new(probe)
         .arg(cgroup)
         .args(ops)
         .stdout(Stdio::piped())

@@ -8,7 +8,7 @@ use criterion::measurement::{Measurement, ValueFormatter};
 
 /// CPU time consumed by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ThreadCpuTime;
+pub struct ThreadCpuTime;
 
 fn thread_cpu_now() -> Duration {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -49,6 +49,7 @@ impl Measurement for ThreadCpuTime {
 
 /// Shows nanosecond values in the unit that suits them, with "(cpu)" so nobody mistakes them for
 /// wall time.
+#[derive(Debug)]
 struct CpuTimeFormatter;
 
 impl ValueFormatter for CpuTimeFormatter {

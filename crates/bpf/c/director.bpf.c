@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The director (XDP on its uplink): packets for a VIP go to the node Maglev picks for their
+ * 5-tuple, encapsulated; everything else goes to the stack. See docs/director.md.
+ *
+ *   sy_director
+ *     1. parse: the flow (an ICMP error: the quoted flow turned around, so it follows its flow)
+ *     2. VIP (address, port, protocol) -> its table; no VIP: XDP_PASS
+ *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
+ *     4. route to the node: too big once encapsulated -> ICMP frag-needed / packet-too-big
+ *        with the inner MTU back to the client (XDP_TX)
+ *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect
+ *
+ * No state is kept: every director with the same tables sends a flow to the same node.
+ */
+#include "lib/common.h"
+#include "lib/addr.h"
+#include "lib/parse.h"
+#include "lib/csum.h"
+#include "lib/siphash.h"
+#include "lib/director_maps.h"
+#include "lib/xdp_parse.h"
+#include "lib/encap.h"
+#include "lib/xdp_icmp.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET_FIB 2
+#define AF_INET6_FIB 10
+
+static __always_inline int dir_drop(__u32 reason, __u32 len)
+{
+	sy_dir_count(reason, len);
+	return XDP_DROP;
+}
+
+/* Route the encapsulated packet: fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with
+ * *mtu set on BPF_FIB_LKUP_RET_FRAG_NEEDED and *ifindex on success. */
+static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __u32 tot_len,
+				     __u8 proto, __u32 *ifindex, __u32 *mtu)
+{
+	struct bpf_fib_lookup f = {};
+	int rc;
+
+	f.ifindex = ctx->ingress_ifindex;
+	f.l4_protocol = proto;
+	f.tot_len = tot_len;
+	if (addr_is_v4_mapped(h->dst)) {
+		f.family = AF_INET_FIB;
+		f.ipv4_src = h->src->words[3];
+		f.ipv4_dst = h->dst->words[3];
+	} else {
+		f.family = AF_INET6_FIB;
+		__builtin_memcpy(f.ipv6_src, h->src->words, 16);
+		__builtin_memcpy(f.ipv6_dst, h->dst->words, 16);
+	}
+	/* As output: the outer packet is the director's own (no forwarding sysctl needed). */
+	rc = bpf_fib_lookup(ctx, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		*mtu = f.mtu_result;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		*ifindex = f.ifindex;
+		__builtin_memcpy(h->dmac, f.dmac, ETH_ALEN);
+		__builtin_memcpy(h->smac, f.smac, ETH_ALEN);
+	}
+	return rc;
+}
+
+/* A packet and what was decided for it. */
+struct dir_flow {
+	struct xdp_pkt p;
+	__u64 hash;
+	__u32 vip_id;
+	__u32 node_id;
+	__u32 mtu; /* out: the inner MTU when dir_send() returns DIR_TOO_BIG */
+};
+
+/* dir_send(): too big once encapsulated; the caller answers (kept out of dir_send's frame:
+ * the BPF stack of a call chain is 512 bytes). */
+#define DIR_TOO_BIG 100
+
+/* Encapsulate the frame to `node` and send it; or answer too-big; or drop (counted). */
+static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *cfg,
+				const struct sy_dir_node *node, struct dir_flow *d)
+{
+	const struct xdp_pkt *p = &d->p;
+	__u64 hash = d->hash;
+	struct encap_hdr h = {};
+	__u32 overhead, ifindex = 0, mtu = 0, reason;
+	int rc;
+
+	h.src = node->family == SY_AF_INET ? &cfg->source4 : &cfg->source6;
+	if (h.src->words[0] == 0 && h.src->words[1] == 0 && h.src->words[2] == 0 &&
+	    h.src->words[3] == 0)
+		return dir_drop(SY_DIR_DROP_NO_SOURCE, p->ip_len);
+	h.dst = &node->addr;
+	h.inner_len = p->ip_len;
+	h.encap = cfg->encap;
+	h.inner_family = p->flow.family;
+	h.gue_port = cfg->gue_port;
+	h.sport = bpf_htons(SY_ENCAP_SPORT_BASE | ((__u32)(hash >> 32) & SY_ENCAP_SPORT_MASK));
+	h.flow_label = (__u32)(hash >> 40);
+	overhead = encap_overhead(h.encap, node->family);
+
+	rc = dir_route(ctx, &h, p->ip_len + overhead, encap_outer_proto(h.encap, h.inner_family),
+		       &ifindex, &mtu);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		/* Never an ICMP error about an ICMP error; IPv4 options are not quoted. */
+		if (p->icmp_error || p->ip4_options || mtu <= overhead)
+			return dir_drop(SY_DIR_DROP_NO_ANSWER, p->ip_len);
+		d->mtu = mtu - overhead;
+		return DIR_TOO_BIG;
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return dir_drop(SY_DIR_DROP_NO_ROUTE, p->ip_len);
+	if (encap_push(ctx, &h))
+		return dir_drop(SY_DIR_DROP_RESIZE, p->ip_len);
+
+	reason = p->icmp_error ? SY_DIR_ICMP_TO_NODE
+		 : h.encap == SY_ENCAP_GUE ? SY_DIR_ENCAP_GUE
+		 : h.encap == SY_ENCAP_FOU ? SY_DIR_ENCAP_FOU
+					   : SY_DIR_ENCAP_IPIP;
+	sy_dir_count(reason, p->ip_len);
+	sy_dir_count_id(&sy_dir_vip_counters, d->vip_id, p->ip_len);
+	sy_dir_count_id(&sy_dir_node_counters, d->node_id, p->ip_len);
+	if (ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(ifindex, 0);
+}
+
+SEC("xdp")
+int sy_director(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct sy_frontend_key key = {};
+	struct sy_dir_config *cfg;
+	struct sy_config hash_key = {};
+	struct sy_dir_node *node;
+	struct sy_dir_vip *vip;
+	struct dir_flow d = {};
+	struct xdp_pkt *pp = &d.p;
+	__u32 zero = 0, slot, *node_id;
+	void *table;
+	__u64 hash;
+	int rc;
+
+	rc = xdp_parse(data, end, pp);
+	if (rc == P_PASS)
+		return XDP_PASS;
+	if (rc == P_FRAGMENT || rc == P_MALFORMED) {
+		/* No ports: cannot tell a VIP flow. The stack gets it (and, not owning the
+		 * address, drops it). */
+		sy_dir_count(rc == P_FRAGMENT ? SY_DIR_PASS_FRAGMENT : SY_DIR_PASS_MALFORMED,
+			     pp->ip_len);
+		return XDP_PASS;
+	}
+
+	key.addr = pp->flow.daddr;
+	key.port = pp->flow.dport;
+	key.proto = pp->flow.proto;
+	key.family = pp->flow.family;
+	vip = bpf_map_lookup_elem(&sy_dir_vips, &key);
+	if (!vip)
+		return XDP_PASS;
+	cfg = bpf_map_lookup_elem(&sy_dir_config, &zero);
+	if (!cfg || cfg->table_size == 0)
+		return dir_drop(SY_DIR_DROP_NO_CONFIG, pp->ip_len);
+	if (vip->table_id == 0)
+		return dir_drop(SY_DIR_DROP_NO_NODE, pp->ip_len);
+	table = bpf_map_lookup_elem(&sy_dir_tables, &vip->table_id);
+	if (!table)
+		return dir_drop(SY_DIR_DROP_TABLE_MISSING, pp->ip_len);
+
+	hash_key.hash_k0 = cfg->hash_k0;
+	hash_key.hash_k1 = cfg->hash_k1;
+	hash = sy_flow_hash(&hash_key, &pp->flow);
+	slot = (__u32)(hash % cfg->table_size);
+	node_id = bpf_map_lookup_elem(table, &slot);
+	if (!node_id || *node_id == 0)
+		return dir_drop(SY_DIR_DROP_TABLE_MISSING, pp->ip_len);
+	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);
+	if (!node)
+		return dir_drop(SY_DIR_DROP_NODE_MISSING, pp->ip_len);
+	d.hash = hash;
+	d.vip_id = vip->id;
+	d.node_id = *node_id;
+	rc = dir_send(ctx, cfg, node, &d);
+	if (rc != DIR_TOO_BIG)
+		return rc;
+	if (xdp_answer_too_big(ctx, pp->flow.family, d.mtu))
+		return dir_drop(SY_DIR_DROP_NO_ANSWER, pp->ip_len);
+	sy_dir_count(SY_DIR_FRAG_NEEDED, pp->ip_len);
+	return XDP_TX;
+}

@@ -1,0 +1,75 @@
+/* Host-compiled by build.rs: layout and constants of the director section of switchyard.h,
+ * as Rust, for tests/layout_director.rs. */
+#include <stddef.h>
+#include <stdio.h>
+#include "switchyard.h"
+
+#define SIZE(t) printf("    (\"%s\", %zu, %zu),\n", #t, sizeof(struct t), _Alignof(struct t))
+#define FIELD(t, f) printf("    (\"%s.%s\", %zu),\n", #t, #f, offsetof(struct t, f))
+#define CONST(c) printf("    (\"%s\", %llu),\n", #c, (unsigned long long)(c))
+
+int main(void)
+{
+	printf("/// (struct, size, align).\npub const C_DIR_SIZES: &[(&str, usize, usize)] = &[\n");
+	SIZE(sy_gue_hdr);
+	SIZE(sy_dir_vip);
+	SIZE(sy_dir_node);
+	SIZE(sy_dir_config);
+	SIZE(sy_dir_counter);
+	SIZE(sy_decap_config);
+	printf("];\n\n/// (struct.field, offset).\npub const C_DIR_OFFSETS: &[(&str, usize)] = &[\n");
+	FIELD(sy_gue_hdr, vc_hlen);
+	FIELD(sy_gue_hdr, proto);
+	FIELD(sy_gue_hdr, flags);
+	FIELD(sy_dir_vip, id);
+	FIELD(sy_dir_vip, table_id);
+	FIELD(sy_dir_node, addr);
+	FIELD(sy_dir_node, family);
+	FIELD(sy_dir_node, pad);
+	FIELD(sy_dir_node, flags);
+	FIELD(sy_dir_config, source4);
+	FIELD(sy_dir_config, source6);
+	FIELD(sy_dir_config, hash_k0);
+	FIELD(sy_dir_config, hash_k1);
+	FIELD(sy_dir_config, table_size);
+	FIELD(sy_dir_config, gue_port);
+	FIELD(sy_dir_config, encap);
+	FIELD(sy_dir_config, pad);
+	FIELD(sy_dir_counter, packets);
+	FIELD(sy_dir_counter, bytes);
+	FIELD(sy_decap_config, gue_port);
+	FIELD(sy_decap_config, pad);
+	FIELD(sy_decap_config, flags);
+	printf("];\n\n/// (constant, value).\npub const C_DIR_CONSTS: &[(&str, u64)] = &[\n");
+	CONST(SY_GUE_PORT_DEFAULT);
+	CONST(SY_ENCAP_GUE);
+	CONST(SY_ENCAP_FOU);
+	CONST(SY_ENCAP_IPIP);
+	CONST(SY_ENCAP_SPORT_BASE);
+	CONST(SY_ENCAP_SPORT_MASK);
+	CONST(SY_DIR_ENCAP_GUE);
+	CONST(SY_DIR_ENCAP_FOU);
+	CONST(SY_DIR_ENCAP_IPIP);
+	CONST(SY_DIR_ICMP_TO_NODE);
+	CONST(SY_DIR_FRAG_NEEDED);
+	CONST(SY_DIR_DROP_NO_NODE);
+	CONST(SY_DIR_DROP_TABLE_MISSING);
+	CONST(SY_DIR_DROP_NODE_MISSING);
+	CONST(SY_DIR_PASS_MALFORMED);
+	CONST(SY_DIR_PASS_FRAGMENT);
+	CONST(SY_DIR_DROP_NO_SOURCE);
+	CONST(SY_DIR_DROP_NO_ROUTE);
+	CONST(SY_DIR_DROP_RESIZE);
+	CONST(SY_DIR_DROP_NO_ANSWER);
+	CONST(SY_DIR_DROP_NO_CONFIG);
+	CONST(SY_DIR_REASON_MAX);
+	CONST(SY_DECAP_GUE);
+	CONST(SY_DECAP_FOU);
+	CONST(SY_DECAP_IPIP);
+	CONST(SY_DECAP_DROP_NOT_DIRECTOR);
+	CONST(SY_DECAP_DROP_MALFORMED);
+	CONST(SY_DECAP_DROP_ADJUST);
+	CONST(SY_DECAP_REASON_MAX);
+	printf("];\n");
+	return 0;
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * director_maps.h - the director's maps (c/director.bpf.c), pinned by name in the director's
+ * own bpffs directory. Default sizes; the loader overrides max_entries by name.
+ */
+#ifndef SY_LIB_DIRECTOR_MAPS_H
+#define SY_LIB_DIRECTOR_MAPS_H
+
+#include "common.h"
+
+#define SY_DIR_DEFAULT_VIPS 4096
+#define SY_DIR_DEFAULT_TABLES 4096
+#define SY_DIR_DEFAULT_NODES 8192
+#define SY_DIR_DEFAULT_TABLE_SIZE 65537
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_frontend_key);
+	__type(value, struct sy_dir_vip);
+	__uint(max_entries, SY_DIR_DEFAULT_VIPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_vips SEC(".maps");
+
+/* Inner template: BPF_F_INNER_MAP lets user space create tables of the configured M. */
+struct sy_dir_table_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLE_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct sy_dir_table_inner);
+} sy_dir_tables SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct sy_dir_node);
+	__uint(max_entries, SY_DIR_DEFAULT_NODES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_dir_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_counter);
+	__uint(max_entries, SY_DIR_REASON_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u32);
+	__type(value, struct sy_dir_counter);
+	__uint(max_entries, SY_DIR_DEFAULT_VIPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_vip_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u32);
+	__type(value, struct sy_dir_counter);
+	__uint(max_entries, SY_DIR_DEFAULT_NODES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_node_counters SEC(".maps");
+
+static __always_inline void sy_dir_count(__u32 reason, __u64 bytes)
+{
+	struct sy_counter *c = bpf_map_lookup_elem(&sy_dir_counters, &reason);
+
+	if (c) {
+		c->packets += 1;
+		c->bytes += bytes;
+	}
+}
+
+/* Adds one packet to a per-CPU hash counter, creating the entry on first use. */
+static __always_inline void sy_dir_count_id(void *map, __u32 id, __u64 bytes)
+{
+	struct sy_dir_counter *c = bpf_map_lookup_elem(map, &id);
+	struct sy_dir_counter init = { .packets = 1, .bytes = bytes };
+
+	if (c) {
+		c->packets += 1;
+		c->bytes += bytes;
+		return;
+	}
+	bpf_map_update_elem(map, &id, &init, BPF_NOEXIST);
+}
+
+#endif /* SY_LIB_DIRECTOR_MAPS_H */

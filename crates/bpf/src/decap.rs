@@ -1,0 +1,307 @@
+//! Decapsulation of director traffic on nodes (`c/decap.bpf.c`): mirrors, loader, the
+//! directors' addresses, attach at TC ingress *first* (before the per-packet programs, so they
+//! only ever see the inner packet), counters.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        links::FdLink,
+        tc::{self, TcAttachOptions},
+    },
+};
+use tracing::{debug, info};
+
+use crate::{
+    Error,
+    abi::{Counter, NodeAddrKey},
+    loader::{LINKS_DIR, error_chain, generation},
+};
+
+/// The TC program's function name.
+pub const PROGRAM: &str = "sy_decap";
+
+/// Link pins of the decapsulation program start with this (`decap-<device>-<generation>`).
+pub const LINK_PREFIX: &str = "decap-";
+
+/// Map names (pin file names beside the node's maps).
+pub mod names {
+    /// `sy_decap_directors`: director address -> 0.
+    pub const DIRECTORS: &str = "sy_decap_directors";
+    /// `sy_decap_config`: 0 -> settings.
+    pub const CONFIG: &str = "sy_decap_config";
+    /// `sy_decap_counters`: reason -> per-CPU counter.
+    pub const COUNTERS: &str = "sy_decap_counters";
+    /// Every map.
+    pub const ALL: [&str; 3] = [DIRECTORS, CONFIG, COUNTERS];
+}
+
+/// `struct sy_decap_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct DecapConfig {
+    /// GUE / FOU port, network order; 0: UDP is not decapsulated.
+    pub gue_port: u16,
+    /// Zero.
+    pub pad: u16,
+    /// Zero.
+    pub flags: u32,
+}
+
+// SAFETY: plain `#[repr(C)]` data without padding holes (tests/layout_director.rs).
+unsafe impl aya::Pod for DecapConfig {}
+
+/// `enum sy_decap_reason`: what decapsulation did (index of `sy_decap_counters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u32)]
+pub enum DecapReason {
+    /// GUE variant 0 removed.
+    Gue = 0,
+    /// FOU (GUE variant 1) removed.
+    Fou = 1,
+    /// IPIP removed.
+    Ipip = 2,
+    /// Encapsulated from an address that is no director: dropped.
+    DropNotDirector = 3,
+    /// Unreadable encapsulation from a director: dropped.
+    DropMalformed = 4,
+    /// Stripping failed: dropped.
+    DropAdjust = 5,
+}
+
+impl DecapReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DecapReason; 6] = [
+        DecapReason::Gue,
+        DecapReason::Fou,
+        DecapReason::Ipip,
+        DecapReason::DropNotDirector,
+        DecapReason::DropMalformed,
+        DecapReason::DropAdjust,
+    ];
+    /// `SY_DECAP_REASON_MAX`.
+    pub const MAX: u32 = 16;
+
+    /// The name used in metrics and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DecapReason::Gue => "decap_gue",
+            DecapReason::Fou => "decap_fou",
+            DecapReason::Ipip => "decap_ipip",
+            DecapReason::DropNotDirector => "drop_not_director",
+            DecapReason::DropMalformed => "drop_malformed",
+            DecapReason::DropAdjust => "drop_adjust",
+        }
+    }
+}
+
+/// Typed handles on the decapsulation maps.
+pub struct DecapMaps {
+    /// Director addresses.
+    pub directors: HashMap<MapData, NodeAddrKey, u32>,
+    /// Settings.
+    pub config: Array<MapData, DecapConfig>,
+    /// Reason -> per-CPU counter.
+    pub counters: PerCpuArray<MapData, Counter>,
+}
+
+impl std::fmt::Debug for DecapMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecapMaps").finish_non_exhaustive()
+    }
+}
+
+fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    T::try_from(map).map_err(|source| Error::Map { name, source })
+}
+
+impl DecapMaps {
+    fn from_map_source(
+        mut take: impl FnMut(&'static str) -> Result<Map, Error>,
+    ) -> Result<Self, Error> {
+        Ok(DecapMaps {
+            directors: typed(names::DIRECTORS, take(names::DIRECTORS)?)?,
+            config: typed(names::CONFIG, take(names::CONFIG)?)?,
+            counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
+        })
+    }
+
+    /// Opens the maps pinned in the node's `bpf_dir` (inspection, tests).
+    pub fn open_pinned(bpf_dir: &Path) -> Result<Self, Error> {
+        Self::from_map_source(|name| {
+            let data = MapData::from_pin(bpf_dir.join(name))
+                .map_err(|source| Error::Map { name, source })?;
+            Map::from_map_data(data).map_err(|source| Error::Map { name, source })
+        })
+    }
+
+    /// Makes `directors` the only accepted sources: adds the new ones first, then removes the
+    /// others (a director in both sets is never refused meanwhile).
+    pub fn set_directors(&mut self, directors: &BTreeSet<IpAddr>) -> Result<(), Error> {
+        let map_err = |source| Error::Map { name: names::DIRECTORS, source };
+        let wanted: BTreeSet<NodeAddrKey> =
+            directors.iter().map(|ip| NodeAddrKey::new(*ip)).collect();
+        for key in &wanted {
+            self.directors.insert(key, 0, 0).map_err(map_err)?;
+        }
+        let present: Vec<NodeAddrKey> =
+            self.directors.keys().collect::<Result<_, _>>().map_err(map_err)?;
+        for key in present.into_iter().filter(|k| !wanted.contains(k)) {
+            match self.directors.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(map_err(source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the GUE / FOU port (0: UDP is not decapsulated).
+    pub fn set_port(&mut self, gue_port: u16) -> Result<(), Error> {
+        let config = DecapConfig { gue_port: gue_port.to_be(), pad: 0, flags: 0 };
+        self.config.set(0, config, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
+    }
+
+    /// Every counter summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<DecapReason, Counter>, Error> {
+        let mut out = BTreeMap::new();
+        for reason in DecapReason::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(reason as u32), 0)
+                .map_err(|source| Error::Map { name: names::COUNTERS, source })?;
+            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            });
+            out.insert(reason, sum);
+        }
+        Ok(out)
+    }
+}
+
+/// The loaded decapsulation program and its maps.
+#[derive(Debug)]
+pub struct DecapDatapath {
+    ebpf: Ebpf,
+    maps: DecapMaps,
+    bpf_dir: PathBuf,
+}
+
+impl DecapDatapath {
+    /// Loads `c/decap.bpf.c` with its maps pinned in the node's `bpf_dir` (which must be a
+    /// bpffs directory already: the node's datapath is loaded first), accepting encapsulated
+    /// packets from `directors` on UDP port `gue_port` (GUE and FOU) and as IPIP.
+    pub fn load(
+        bpf_dir: &Path,
+        directors: &BTreeSet<IpAddr>,
+        gue_port: u16,
+    ) -> Result<Self, Error> {
+        crate::loader::prepare_bpf_dir(bpf_dir, false)?;
+        let mut ebpf =
+            EbpfLoader::new().default_map_pin_directory(bpf_dir).load(crate::decap_object())?;
+        let mut maps = DecapMaps::from_map_source(|name| {
+            ebpf.take_map(name).ok_or(Error::MissingMap { name })
+        })?;
+        maps.set_port(gue_port)?;
+        maps.set_directors(directors)?;
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(Error::MissingProgram { name: PROGRAM })?
+            .try_into()
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
+        info!(bpf_dir = %bpf_dir.display(), directors = directors.len(), "decapsulation loaded");
+        Ok(DecapDatapath { ebpf, maps, bpf_dir: bpf_dir.to_owned() })
+    }
+
+    /// The maps.
+    pub fn maps(&self) -> &DecapMaps {
+        &self.maps
+    }
+
+    /// The maps, for the agent.
+    pub fn maps_mut(&mut self) -> &mut DecapMaps {
+        &mut self.maps
+    }
+
+    /// The loaded program (e.g. for `TestRun`).
+    pub fn program(&self) -> Result<&SchedClassifier, Error> {
+        self.ebpf
+            .program(PROGRAM)
+            .ok_or(Error::MissingProgram { name: PROGRAM })?
+            .try_into()
+            .map_err(|source| Error::Program { name: PROGRAM, source })
+    }
+
+    /// Attaches at TC ingress of `device`, first in the chain (TCX), and pins the link; then
+    /// removes this device's decapsulation links of earlier runs.
+    pub fn attach(&mut self, device: &str) -> Result<(), Error> {
+        crate::tc::check_device(device)?;
+        let links_dir = self.bpf_dir.join(LINKS_DIR);
+        std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
+            path: links_dir.clone(),
+            reason: "creating the links directory",
+            source,
+        })?;
+        if let Err(e) = tc::qdisc_add_clsact(device) {
+            debug!(device, error = %error_chain(&e), "clsact qdisc not added");
+        }
+        let generation = generation();
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(Error::MissingProgram { name: PROGRAM })?
+            .try_into()
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let link_id = program
+            .attach_with_options(
+                device,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
+            )
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let path = links_dir.join(format!("{LINK_PREFIX}{device}-{generation}"));
+        let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
+            path: path.clone(),
+            detail: format!("not a bpf_link (kernel without TCX, < 6.6?): {e}"),
+        })?;
+        fd_link
+            .pin(&path)
+            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+        crate::loader::unpin_older_links(
+            &links_dir,
+            &format!("{LINK_PREFIX}{device}-"),
+            &generation,
+        )?;
+        info!(device, "decapsulation attached (first at TC ingress)");
+        Ok(())
+    }
+}
+
+/// Removes the decapsulation map pins (links go with [`crate::loader::cleanup`]).
+pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
+    for name in names::ALL {
+        let path = bpf_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
+            }
+        }
+    }
+    Ok(())
+}

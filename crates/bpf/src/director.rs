@@ -1,0 +1,641 @@
+//! The director's XDP program (`c/director.bpf.c`): `#[repr(C)]` mirrors of its section of
+//! `include/switchyard.h`, the loader (maps pinned in the director's own bpffs directory,
+//! links pinned under `links/`), typed map handles, and the Rust mirror of the program's
+//! lookup for `explain`.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{Xdp, links::FdLink, xdp::XdpMode as AyaXdpMode},
+};
+use switchyard_maglev::{FlowKey, Seed};
+use tracing::{debug, info};
+
+use crate::{
+    Error,
+    abi::{Addr, Counter, FrontendKey},
+    loader::{LINKS_DIR, error_chain, generation},
+};
+
+/// `SY_GUE_PORT_DEFAULT`.
+pub const GUE_PORT_DEFAULT: u16 = 6080;
+/// `SY_ENCAP_GUE`.
+pub const ENCAP_GUE: u8 = 0;
+/// `SY_ENCAP_FOU`.
+pub const ENCAP_FOU: u8 = 1;
+/// `SY_ENCAP_IPIP`.
+pub const ENCAP_IPIP: u8 = 2;
+/// `SY_ENCAP_SPORT_BASE`.
+pub const ENCAP_SPORT_BASE: u16 = 0xc000;
+/// `SY_ENCAP_SPORT_MASK`.
+pub const ENCAP_SPORT_MASK: u16 = 0x3fff;
+
+/// The XDP program's function name.
+pub const PROGRAM: &str = "sy_director";
+
+/// Link pins of the director start with this (`xdp-<device>-<generation>`).
+pub const LINK_PREFIX: &str = "xdp-";
+
+/// Map names (pin file names in the director's bpffs directory).
+pub mod names {
+    /// `sy_dir_vips`: VIP key -> VIP.
+    pub const VIPS: &str = "sy_dir_vips";
+    /// `sy_dir_tables`: table id -> Maglev table (array of node ids).
+    pub const TABLES: &str = "sy_dir_tables";
+    /// `sy_dir_nodes`: node id -> node.
+    pub const NODES: &str = "sy_dir_nodes";
+    /// `sy_dir_config`: 0 -> settings.
+    pub const CONFIG: &str = "sy_dir_config";
+    /// `sy_dir_counters`: reason -> per-CPU counter.
+    pub const COUNTERS: &str = "sy_dir_counters";
+    /// `sy_dir_vip_counters`: VIP id -> per-CPU counter.
+    pub const VIP_COUNTERS: &str = "sy_dir_vip_counters";
+    /// `sy_dir_node_counters`: node id -> per-CPU counter.
+    pub const NODE_COUNTERS: &str = "sy_dir_node_counters";
+    /// Every map.
+    pub const ALL: [&str; 7] = [VIPS, TABLES, NODES, CONFIG, COUNTERS, VIP_COUNTERS, NODE_COUNTERS];
+}
+
+/// `struct sy_gue_hdr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct GueHdr {
+    /// version << 6 | C << 5 | hlen.
+    pub vc_hlen: u8,
+    /// Inner IP protocol (4 or 41).
+    pub proto: u8,
+    /// Flags, network order (zero).
+    pub flags: u16,
+}
+
+/// `struct sy_dir_vip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct DirVip {
+    /// Nonzero; key of the per-VIP counters.
+    pub id: u32,
+    /// Table id; 0 when no node serves the VIP.
+    pub table_id: u32,
+}
+
+/// `struct sy_dir_node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct DirNode {
+    /// The node's address.
+    pub addr: Addr,
+    /// `AF_INET` or `AF_INET6`: the outer header's family.
+    pub family: u8,
+    /// Zero.
+    pub pad: [u8; 3],
+    /// Zero (reserved for node health).
+    pub flags: u32,
+}
+
+impl DirNode {
+    /// The entry for a node at `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        let (addr, family) = Addr::from_ip(ip);
+        DirNode { addr, family, pad: [0; 3], flags: 0 }
+    }
+
+    /// The node's address.
+    pub fn ip(&self) -> IpAddr {
+        self.addr.to_ip(self.family)
+    }
+}
+
+/// `struct sy_dir_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct DirConfig {
+    /// Outer source towards IPv4 nodes (mapped); zero: none.
+    pub source4: Addr,
+    /// Outer source towards IPv6 nodes; zero: none.
+    pub source6: Addr,
+    /// SipHash key, seed bytes 0..8 little-endian.
+    pub hash_k0: u64,
+    /// SipHash key, seed bytes 8..16 little-endian.
+    pub hash_k1: u64,
+    /// M.
+    pub table_size: u32,
+    /// GUE / FOU destination port, network order.
+    pub gue_port: u16,
+    /// `ENCAP_*`.
+    pub encap: u8,
+    /// Zero.
+    pub pad: u8,
+}
+
+/// `struct sy_dir_counter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct DirCounter {
+    /// Packets sent encapsulated.
+    pub packets: u64,
+    /// Their inner IP bytes.
+    pub bytes: u64,
+}
+
+// SAFETY: plain `#[repr(C)]` data without padding holes (checked by tests/layout_director.rs).
+unsafe impl aya::Pod for GueHdr {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DirVip {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DirNode {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DirConfig {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DirCounter {}
+
+/// `enum sy_dir_reason`: what the director did with a packet (index of `sy_dir_counters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u32)]
+pub enum DirReason {
+    /// Encapsulated with GUE and sent.
+    EncapGue = 0,
+    /// Encapsulated with FOU and sent.
+    EncapFou = 1,
+    /// Encapsulated with IPIP and sent.
+    EncapIpip = 2,
+    /// An ICMP error about a VIP flow, sent to the flow's node.
+    IcmpToNode = 3,
+    /// Too big once encapsulated: frag-needed / packet-too-big sent back.
+    FragNeeded = 4,
+    /// A VIP no node serves: dropped.
+    DropNoNode = 5,
+    /// A VIP's table is missing: dropped.
+    DropTableMissing = 6,
+    /// A slot's node is missing: dropped.
+    DropNodeMissing = 7,
+    /// Truncated transport header or ICMP quote: passed to the stack.
+    PassMalformed = 8,
+    /// An IP fragment: passed to the stack.
+    PassFragment = 9,
+    /// No director address of the node's family: dropped.
+    DropNoSource = 10,
+    /// No route or next-hop MAC to the node: dropped.
+    DropNoRoute = 11,
+    /// Frame resize failed: dropped.
+    DropResize = 12,
+    /// Too big, and no answer could be built: dropped.
+    DropNoAnswer = 13,
+    /// No configuration: dropped.
+    DropNoConfig = 14,
+}
+
+impl DirReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DirReason; 15] = [
+        DirReason::EncapGue,
+        DirReason::EncapFou,
+        DirReason::EncapIpip,
+        DirReason::IcmpToNode,
+        DirReason::FragNeeded,
+        DirReason::DropNoNode,
+        DirReason::DropTableMissing,
+        DirReason::DropNodeMissing,
+        DirReason::PassMalformed,
+        DirReason::PassFragment,
+        DirReason::DropNoSource,
+        DirReason::DropNoRoute,
+        DirReason::DropResize,
+        DirReason::DropNoAnswer,
+        DirReason::DropNoConfig,
+    ];
+    /// `SY_DIR_REASON_MAX`.
+    pub const MAX: u32 = 32;
+
+    /// The name used in metrics and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DirReason::EncapGue => "encap_gue",
+            DirReason::EncapFou => "encap_fou",
+            DirReason::EncapIpip => "encap_ipip",
+            DirReason::IcmpToNode => "icmp_to_node",
+            DirReason::FragNeeded => "frag_needed",
+            DirReason::DropNoNode => "drop_no_node",
+            DirReason::DropTableMissing => "drop_table_missing",
+            DirReason::DropNodeMissing => "drop_node_missing",
+            DirReason::PassMalformed => "pass_malformed",
+            DirReason::PassFragment => "pass_fragment",
+            DirReason::DropNoSource => "drop_no_source",
+            DirReason::DropNoRoute => "drop_no_route",
+            DirReason::DropResize => "drop_resize",
+            DirReason::DropNoAnswer => "drop_no_answer",
+            DirReason::DropNoConfig => "drop_no_config",
+        }
+    }
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// In the driver (`xdpdrv`; veth supports it).
+    #[default]
+    Native,
+    /// After the stack built an skb (`xdpgeneric`): any device, slower.
+    Generic,
+}
+
+impl XdpMode {
+    fn aya(self) -> AyaXdpMode {
+        match self {
+            XdpMode::Native => AyaXdpMode::Driver,
+            XdpMode::Generic => AyaXdpMode::Skb,
+        }
+    }
+}
+
+/// Settings written to `sy_dir_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSettings {
+    /// Outer source towards IPv4 nodes.
+    pub source4: Option<std::net::Ipv4Addr>,
+    /// Outer source towards IPv6 nodes.
+    pub source6: Option<std::net::Ipv6Addr>,
+    /// The cluster seed (must match every director's).
+    pub seed: Seed,
+    /// M (must match every director's).
+    pub table_size: u32,
+    /// GUE / FOU destination port.
+    pub gue_port: u16,
+    /// `ENCAP_*`.
+    pub encap: u8,
+}
+
+impl DirSettings {
+    /// The map value.
+    pub fn to_config(&self) -> DirConfig {
+        let (hash_k0, hash_k1) = self.seed.words();
+        DirConfig {
+            source4: self.source4.map(|a| Addr::from_ip(a.into()).0).unwrap_or_default(),
+            source6: self.source6.map(|a| Addr::from_ip(a.into()).0).unwrap_or_default(),
+            hash_k0,
+            hash_k1,
+            table_size: self.table_size,
+            gue_port: self.gue_port.to_be(),
+            encap: self.encap,
+            pad: 0,
+        }
+    }
+}
+
+/// max_entries of the director's maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirMapSizes {
+    /// VIPs (address, port, protocol).
+    pub vips: u32,
+    /// Maglev tables (VIPs with the same nodes share one).
+    pub tables: u32,
+    /// Node entries (one per node and address family in use).
+    pub nodes: u32,
+}
+
+impl Default for DirMapSizes {
+    /// The header's `SY_DIR_DEFAULT_*`.
+    fn default() -> Self {
+        DirMapSizes { vips: 4096, tables: 4096, nodes: 8192 }
+    }
+}
+
+/// One Maglev table of the director: slot -> node id.
+pub type DirTable = Array<MapData, u32>;
+
+/// `BPF_F_INNER_MAP`.
+const BPF_F_INNER_MAP: u32 = 1 << 12;
+
+/// Typed handles on the director's maps.
+pub struct DirMaps {
+    /// VIP key -> VIP.
+    pub vips: HashMap<MapData, FrontendKey, DirVip>,
+    /// Table id -> table.
+    pub tables: HashOfMaps<MapData, u32, DirTable>,
+    /// Node id -> node.
+    pub nodes: HashMap<MapData, u32, DirNode>,
+    /// Settings.
+    pub config: Array<MapData, DirConfig>,
+    /// Reason -> per-CPU counter.
+    pub counters: PerCpuArray<MapData, Counter>,
+    /// VIP id -> per-CPU counter.
+    pub vip_counters: PerCpuHashMap<MapData, u32, DirCounter>,
+    /// Node id -> per-CPU counter.
+    pub node_counters: PerCpuHashMap<MapData, u32, DirCounter>,
+}
+
+impl std::fmt::Debug for DirMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirMaps").finish_non_exhaustive()
+    }
+}
+
+fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    T::try_from(map).map_err(|source| Error::Map { name, source })
+}
+
+/// Where a flow to a VIP goes according to the maps (the program's lookup, in Rust).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirLookup {
+    /// The VIP entry.
+    pub vip: DirVip,
+    /// The flow hash (SipHash-2-4 of the 5-tuple under the configured seed).
+    pub hash: u64,
+    /// `hash mod M`; `None` when the VIP has no table.
+    pub slot: Option<u32>,
+    /// The node id in that slot and its entry.
+    pub node: Option<(u32, DirNode)>,
+}
+
+impl DirMaps {
+    fn from_map_source(
+        mut take: impl FnMut(&'static str) -> Result<Map, Error>,
+    ) -> Result<Self, Error> {
+        Ok(DirMaps {
+            vips: typed(names::VIPS, take(names::VIPS)?)?,
+            tables: typed(names::TABLES, take(names::TABLES)?)?,
+            nodes: typed(names::NODES, take(names::NODES)?)?,
+            config: typed(names::CONFIG, take(names::CONFIG)?)?,
+            counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
+            vip_counters: typed(names::VIP_COUNTERS, take(names::VIP_COUNTERS)?)?,
+            node_counters: typed(names::NODE_COUNTERS, take(names::NODE_COUNTERS)?)?,
+        })
+    }
+
+    /// Opens the maps a director pinned in `bpf_dir` (for `explain`, `status`, tests).
+    pub fn open_pinned(bpf_dir: &Path) -> Result<Self, Error> {
+        Self::from_map_source(|name| {
+            let data = MapData::from_pin(bpf_dir.join(name))
+                .map_err(|source| Error::Map { name, source })?;
+            Map::from_map_data(data).map_err(|source| Error::Map { name, source })
+        })
+    }
+
+    /// The settings as stored.
+    pub fn config(&self) -> Result<DirConfig, Error> {
+        self.config.get(&0, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
+    }
+
+    /// Writes the settings.
+    pub fn set_config(&mut self, settings: &DirSettings) -> Result<(), Error> {
+        self.config
+            .set(0, settings.to_config(), 0)
+            .map_err(|source| Error::Map { name: names::CONFIG, source })
+    }
+
+    /// Creates table `id` (a new inner array filled completely) and inserts it: the program
+    /// sees it only once a VIP points at it.
+    pub fn put_table(&mut self, id: u32, slots: &[u32]) -> Result<(), Error> {
+        let size = self.config()?.table_size;
+        if slots.len() != size as usize || slots.contains(&0) {
+            return Err(Error::InvalidArgument(format!(
+                "director table {id}: {} slots (M is {size}), node ids must be nonzero",
+                slots.len()
+            )));
+        }
+        let map_err = |source| Error::Map { name: names::TABLES, source };
+        let mut inner = DirTable::create(size, BPF_F_INNER_MAP).map_err(map_err)?;
+        for (index, node) in (0u32..).zip(slots) {
+            inner.set(index, node, 0).map_err(map_err)?;
+        }
+        self.tables.insert(id, &inner, 0).map_err(map_err)
+    }
+
+    /// Removes table `id` (missing is fine).
+    pub fn delete_table(&mut self, id: u32) -> Result<(), Error> {
+        match self.tables.remove(&id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(Error::Map { name: names::TABLES, source }),
+        }
+    }
+
+    /// Every reason counter summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<DirReason, Counter>, Error> {
+        let mut out = BTreeMap::new();
+        for reason in DirReason::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(reason as u32), 0)
+                .map_err(|source| Error::Map { name: names::COUNTERS, source })?;
+            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            });
+            out.insert(reason, sum);
+        }
+        Ok(out)
+    }
+
+    /// Per-id counters (VIPs or nodes) summed over CPUs.
+    pub fn id_counters(
+        map: &PerCpuHashMap<MapData, u32, DirCounter>,
+        name: &'static str,
+    ) -> Result<BTreeMap<u32, DirCounter>, Error> {
+        let mut out = BTreeMap::new();
+        for entry in map.iter() {
+            let (id, per_cpu) = entry.map_err(|source| Error::Map { name, source })?;
+            let sum = per_cpu.iter().fold(DirCounter::default(), |acc, c| DirCounter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            });
+            out.insert(id, sum);
+        }
+        Ok(out)
+    }
+
+    /// Repeats the program's lookup for a flow (client -> VIP): the VIP, the SipHash-2-4 of
+    /// the 5-tuple under the configured seed, the slot, the node. `None` when the destination
+    /// is no VIP.
+    pub fn lookup(&self, flow: &FlowKey) -> Result<Option<DirLookup>, Error> {
+        let key = FrontendKey::new(flow.destination, flow.destination_port, flow.protocol, 0);
+        let vip = match self.vips.get(&key, 0) {
+            Ok(vip) => vip,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+            Err(source) => return Err(Error::Map { name: names::VIPS, source }),
+        };
+        let config = self.config()?;
+        let seed_bytes = {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&config.hash_k0.to_le_bytes());
+            b[8..].copy_from_slice(&config.hash_k1.to_le_bytes());
+            b
+        };
+        let hash = flow
+            .hash(&Seed::from_bytes(seed_bytes))
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let mut out = DirLookup { vip, hash, slot: None, node: None };
+        if vip.table_id == 0 || config.table_size == 0 {
+            return Ok(Some(out));
+        }
+        let map_err = |source| Error::Map { name: names::TABLES, source };
+        let table: DirTable = match self.tables.get(&vip.table_id, 0) {
+            Ok(table) => table,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(Some(out)),
+            Err(source) => return Err(map_err(source)),
+        };
+        let slot = (hash % u64::from(config.table_size)) as u32;
+        out.slot = Some(slot);
+        let node_id = table.get(&slot, 0).map_err(map_err)?;
+        out.node = match self.nodes.get(&node_id, 0) {
+            Ok(node) => Some((node_id, node)),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(source) => return Err(Error::Map { name: names::NODES, source }),
+        };
+        Ok(Some(out))
+    }
+}
+
+/// The loaded director program and its maps.
+#[derive(Debug)]
+pub struct DirectorDatapath {
+    ebpf: Ebpf,
+    maps: DirMaps,
+    bpf_dir: PathBuf,
+}
+
+impl DirectorDatapath {
+    /// Loads `c/director.bpf.c` with its maps pinned in `bpf_dir` (a bpffs directory of the
+    /// director's own; mounted if `mount` and it is not one yet), and writes the settings.
+    /// Tables of another size already pinned there are refused.
+    pub fn load(
+        bpf_dir: &Path,
+        mount: bool,
+        sizes: DirMapSizes,
+        settings: &DirSettings,
+    ) -> Result<Self, Error> {
+        if settings.table_size == 0 {
+            return Err(Error::InvalidArgument("director table size must be at least 1".into()));
+        }
+        crate::loader::prepare_bpf_dir(bpf_dir, mount)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(bpf_dir)
+            .map_max_entries(names::VIPS, sizes.vips)
+            .map_max_entries(names::TABLES, sizes.tables)
+            .map_max_entries(names::NODES, sizes.nodes)
+            .map_max_entries(names::VIP_COUNTERS, sizes.vips)
+            .map_max_entries(names::NODE_COUNTERS, sizes.nodes)
+            .load(crate::director_object())?;
+        let mut maps =
+            DirMaps::from_map_source(|name| ebpf.take_map(name).ok_or(Error::MissingMap { name }))?;
+        let previous = maps.config()?;
+        if previous.table_size != 0
+            && previous.table_size != settings.table_size
+            && maps.tables.keys().next().is_some()
+        {
+            return Err(Error::IncompatiblePin {
+                name: names::TABLES,
+                detail: format!(
+                    "holds tables of size {}, configured size is {}",
+                    previous.table_size, settings.table_size
+                ),
+            });
+        }
+        maps.set_config(settings)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(Error::MissingProgram { name: PROGRAM })?
+            .try_into()
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
+        info!(bpf_dir = %bpf_dir.display(), "director program loaded");
+        Ok(DirectorDatapath { ebpf, maps, bpf_dir: bpf_dir.to_owned() })
+    }
+
+    /// The maps.
+    pub fn maps(&self) -> &DirMaps {
+        &self.maps
+    }
+
+    /// The maps, for the runtime.
+    pub fn maps_mut(&mut self) -> &mut DirMaps {
+        &mut self.maps
+    }
+
+    /// The loaded program (e.g. for `TestRun`).
+    pub fn program(&self) -> Result<&Xdp, Error> {
+        self.ebpf
+            .program(PROGRAM)
+            .ok_or(Error::MissingProgram { name: PROGRAM })?
+            .try_into()
+            .map_err(|source| Error::Program { name: PROGRAM, source })
+    }
+
+    /// Attaches the program to `device` and pins the link; then removes this device's links
+    /// of earlier runs (the new program is in place before the old one goes). Switches on
+    /// forwarding on `device` (IPv4 and IPv6): the program's route lookup (bpf_fib_lookup)
+    /// refuses to work on a device that does not forward.
+    pub fn attach(&mut self, device: &str, mode: XdpMode) -> Result<(), Error> {
+        crate::tc::check_device(device)?;
+        enable_forwarding(device)?;
+        let links_dir = self.bpf_dir.join(LINKS_DIR);
+        std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
+            path: links_dir.clone(),
+            reason: "creating the links directory",
+            source,
+        })?;
+        let generation = generation();
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(Error::MissingProgram { name: PROGRAM })?
+            .try_into()
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let link_id = program
+            .attach(device, mode.aya())
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let path = links_dir.join(format!("{LINK_PREFIX}{device}-{generation}"));
+        let fd_link = FdLink::try_from(link)
+            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+        fd_link
+            .pin(&path)
+            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+        debug!(device, link = %path.display(), "director attached");
+        crate::loader::unpin_older_links(
+            &links_dir,
+            &format!("{LINK_PREFIX}{device}-"),
+            &generation,
+        )?;
+        info!(device, ?mode, "director attached");
+        Ok(())
+    }
+}
+
+/// Sets `net.ipv{4,6}.conf.<device>.forwarding` to 1 in the caller's network namespace.
+pub fn enable_forwarding(device: &str) -> Result<(), Error> {
+    for family in ["ipv4", "ipv6"] {
+        let path = PathBuf::from(format!("/proc/sys/net/{family}/conf/{device}/forwarding"));
+        std::fs::write(&path, "1").map_err(|source| Error::BpfDir {
+            path,
+            reason: "enabling forwarding for the director's route lookups",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes the director's links (detaching it) and map pins from `bpf_dir`.
+pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
+    crate::loader::detach(bpf_dir)?;
+    for name in names::ALL {
+        let path = bpf_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
+            }
+        }
+    }
+    Ok(())
+}

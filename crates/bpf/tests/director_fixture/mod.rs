@@ -1,0 +1,141 @@
+//! The director's test fixture, shared by tests/director.rs and benches/director.rs: a
+//! private network namespace with the director's uplink `up0` (veth to `up1`), permanent
+//! neighbours for the nodes and one route with a small MTU; the program loaded in a bpffs of
+//! the test's own; VIPs over Maglev tables; runs as if frames arrived on `up0`.
+
+#![allow(dead_code, unreachable_pub, reason = "each target uses a different part")]
+
+use std::process::Command;
+
+use aya::programs::{TestRun, TestRunOptions};
+use switchyard_bpf::{abi::FrontendKey, director::*};
+use switchyard_maglev::{Seed, Table};
+
+use switchyard_testing::BpfDir;
+
+pub const M: u32 = 251;
+pub const VIP4: &str = "192.0.2.10";
+pub const VIP6: &str = "2001:db8::10";
+pub const CLIENT4: &str = "198.51.100.7";
+pub const CLIENT6: &str = "2001:db8:ff::7";
+pub const DIRECTOR4: &str = "10.0.0.100";
+pub const DIRECTOR6: &str = "fd00::100";
+/// Node ids 1..=3 in 10.0.0.0/24 and fd00::/64; node 4 sits behind a route with MTU 1300.
+pub const NODES: [(u32, &str); 5] =
+    [(1, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.3"), (4, "10.0.1.1"), (5, "fd00::1")];
+pub const NEIGH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+
+pub fn ifindex(name: &str) -> u32 {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a valid NUL-terminated name.
+    unsafe { libc::if_nametoindex(name.as_ptr()) }
+}
+
+pub fn sh(args: &str) {
+    let status = Command::new("ip").args(args.split_whitespace()).status().unwrap();
+    assert!(status.success(), "ip {args}: {status}");
+}
+
+/// A private network namespace for this thread with the director's uplink.
+pub fn enter_lab() {
+    // SAFETY: unshare affects only the calling thread (each test has its own thread).
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    sh("link set lo up");
+    sh("link add up0 type veth peer name up1");
+    sh("link set up0 up");
+    sh("link set up1 up");
+    enable_forwarding("up0").unwrap();
+    sh("addr add 10.0.0.100/24 dev up0");
+    sh("addr add fd00::100/64 dev up0 nodad");
+    // Locked: bpf_fib_lookup honours a route MTU only when locked (or ip_forward_use_pmtu).
+    sh("route add 10.0.1.0/24 dev up0 mtu lock 1300");
+    for (_, ip) in NODES {
+        sh(&format!("neigh replace {ip} lladdr 02:00:00:00:00:0a dev up0 nud permanent"));
+    }
+}
+
+pub struct Director {
+    pub dp: DirectorDatapath,
+    _bpf: BpfDir,
+}
+
+pub fn settings(encap: u8) -> DirSettings {
+    DirSettings {
+        source4: Some(DIRECTOR4.parse().unwrap()),
+        source6: Some(DIRECTOR6.parse().unwrap()),
+        seed: Seed::DEFAULT,
+        table_size: M,
+        gue_port: GUE_PORT_DEFAULT,
+        encap,
+    }
+}
+
+impl Director {
+    pub fn new(test: &str, encap: u8) -> Director {
+        Self::with_settings(test, &settings(encap))
+    }
+
+    pub fn with_settings(test: &str, settings: &DirSettings) -> Director {
+        enter_lab();
+        let bpf = BpfDir::new(test);
+        let mut dp =
+            DirectorDatapath::load(bpf.path(), false, DirMapSizes::default(), settings).unwrap();
+        let maps = dp.maps_mut();
+        for (id, ip) in NODES {
+            maps.nodes.insert(id, DirNode::new(ip.parse().unwrap()), 0).unwrap();
+        }
+        Director { dp, _bpf: bpf }
+    }
+
+    /// VIP `vip:port/proto` with id `id` over a Maglev table of `nodes` (ids, equal weights).
+    pub fn vip(&mut self, id: u32, vip: &str, port: u16, proto: u8, nodes: &[u32]) -> Table {
+        let backends: Vec<_> =
+            nodes.iter().map(|n| switchyard_maglev::Backend::new(format!("n{n}"), 1)).collect();
+        let config = switchyard_maglev::MaglevConfig {
+            size: switchyard_maglev::TableSize::new(M).unwrap(),
+            seed: Seed::DEFAULT,
+        };
+        let built = Table::build(&config, &backends).unwrap();
+        // Backends sort by identity: n1 < n2 < ...; ids in the same order.
+        let mut sorted = nodes.to_vec();
+        sorted.sort_by_key(|n| format!("n{n}"));
+        let slots: Vec<u32> = built.table.slots().iter().map(|&i| sorted[i as usize]).collect();
+        let maps = self.dp.maps_mut();
+        maps.put_table(id, &slots).unwrap();
+        let key = FrontendKey::new(vip.parse().unwrap(), port, proto, 0);
+        maps.vips.insert(key, DirVip { id, table_id: id }, 0).unwrap();
+        built.table
+    }
+
+    /// Runs the program on `frame` as if it arrived on `up0` (struct xdp_md as context).
+    pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let (rc, out, _) = self.run_timed(frame);
+        (rc, out)
+    }
+
+    /// [`Self::run`] and the kernel-reported duration of the run in nanoseconds.
+    pub fn run_timed(&self, frame: &[u8]) -> (u32, Vec<u8>, f64) {
+        let mut out = vec![0u8; 4096];
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex("up0").to_ne_bytes());
+        let result = self
+            .dp
+            .program()
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .unwrap();
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out, result.duration.as_nanos() as f64)
+    }
+
+    pub fn count(&self, reason: DirReason) -> u64 {
+        self.dp.maps().counters().unwrap()[&reason].packets
+    }
+}

@@ -1,0 +1,104 @@
+//! The director and decapsulation mirrors must lay out exactly like the director section of
+//! `include/switchyard.h` (build.rs runs `c/layout_probe_director.c`). No root needed.
+
+use std::{collections::BTreeMap, mem::offset_of};
+
+use switchyard_bpf::{decap::*, director::*};
+
+include!(concat!(env!("OUT_DIR"), "/c_layout_director.rs"));
+
+#[test]
+fn every_director_struct_has_the_size_and_alignment_of_the_header() {
+    let rust = BTreeMap::from([
+        ("sy_gue_hdr", (size_of::<GueHdr>(), align_of::<GueHdr>())),
+        ("sy_dir_vip", (size_of::<DirVip>(), align_of::<DirVip>())),
+        ("sy_dir_node", (size_of::<DirNode>(), align_of::<DirNode>())),
+        ("sy_dir_config", (size_of::<DirConfig>(), align_of::<DirConfig>())),
+        ("sy_dir_counter", (size_of::<DirCounter>(), align_of::<DirCounter>())),
+        ("sy_decap_config", (size_of::<DecapConfig>(), align_of::<DecapConfig>())),
+    ]);
+    let c: BTreeMap<_, _> = C_DIR_SIZES.iter().map(|&(n, s, a)| (n, (s, a))).collect();
+    assert_eq!(rust, c, "(size, align) per struct: left Rust, right C");
+}
+
+#[test]
+fn every_director_field_has_the_offset_of_the_header() {
+    macro_rules! o {
+        ($($c:literal => $t:ty, $f:ident);* $(;)?) => {
+            BTreeMap::from([$(($c, offset_of!($t, $f))),*])
+        };
+    }
+    let rust = o! {
+        "sy_gue_hdr.vc_hlen" => GueHdr, vc_hlen;
+        "sy_gue_hdr.proto" => GueHdr, proto;
+        "sy_gue_hdr.flags" => GueHdr, flags;
+        "sy_dir_vip.id" => DirVip, id;
+        "sy_dir_vip.table_id" => DirVip, table_id;
+        "sy_dir_node.addr" => DirNode, addr;
+        "sy_dir_node.family" => DirNode, family;
+        "sy_dir_node.pad" => DirNode, pad;
+        "sy_dir_node.flags" => DirNode, flags;
+        "sy_dir_config.source4" => DirConfig, source4;
+        "sy_dir_config.source6" => DirConfig, source6;
+        "sy_dir_config.hash_k0" => DirConfig, hash_k0;
+        "sy_dir_config.hash_k1" => DirConfig, hash_k1;
+        "sy_dir_config.table_size" => DirConfig, table_size;
+        "sy_dir_config.gue_port" => DirConfig, gue_port;
+        "sy_dir_config.encap" => DirConfig, encap;
+        "sy_dir_config.pad" => DirConfig, pad;
+        "sy_dir_counter.packets" => DirCounter, packets;
+        "sy_dir_counter.bytes" => DirCounter, bytes;
+        "sy_decap_config.gue_port" => DecapConfig, gue_port;
+        "sy_decap_config.pad" => DecapConfig, pad;
+        "sy_decap_config.flags" => DecapConfig, flags;
+    };
+    let c: BTreeMap<_, _> = C_DIR_OFFSETS.iter().copied().collect();
+    assert_eq!(rust, c, "offset per field: left Rust, right C");
+}
+
+#[test]
+fn every_director_constant_has_the_value_of_the_header() {
+    let mut rust: BTreeMap<&str, u64> = BTreeMap::from([
+        ("SY_GUE_PORT_DEFAULT", u64::from(GUE_PORT_DEFAULT)),
+        ("SY_ENCAP_GUE", u64::from(ENCAP_GUE)),
+        ("SY_ENCAP_FOU", u64::from(ENCAP_FOU)),
+        ("SY_ENCAP_IPIP", u64::from(ENCAP_IPIP)),
+        ("SY_ENCAP_SPORT_BASE", u64::from(ENCAP_SPORT_BASE)),
+        ("SY_ENCAP_SPORT_MASK", u64::from(ENCAP_SPORT_MASK)),
+        ("SY_DIR_REASON_MAX", u64::from(DirReason::MAX)),
+        ("SY_DECAP_REASON_MAX", u64::from(DecapReason::MAX)),
+    ]);
+    let dir_names = [
+        "SY_DIR_ENCAP_GUE",
+        "SY_DIR_ENCAP_FOU",
+        "SY_DIR_ENCAP_IPIP",
+        "SY_DIR_ICMP_TO_NODE",
+        "SY_DIR_FRAG_NEEDED",
+        "SY_DIR_DROP_NO_NODE",
+        "SY_DIR_DROP_TABLE_MISSING",
+        "SY_DIR_DROP_NODE_MISSING",
+        "SY_DIR_PASS_MALFORMED",
+        "SY_DIR_PASS_FRAGMENT",
+        "SY_DIR_DROP_NO_SOURCE",
+        "SY_DIR_DROP_NO_ROUTE",
+        "SY_DIR_DROP_RESIZE",
+        "SY_DIR_DROP_NO_ANSWER",
+        "SY_DIR_DROP_NO_CONFIG",
+    ];
+    for (name, reason) in dir_names.into_iter().zip(DirReason::ALL) {
+        rust.insert(name, reason as u64);
+    }
+    let decap_names = [
+        "SY_DECAP_GUE",
+        "SY_DECAP_FOU",
+        "SY_DECAP_IPIP",
+        "SY_DECAP_DROP_NOT_DIRECTOR",
+        "SY_DECAP_DROP_MALFORMED",
+        "SY_DECAP_DROP_ADJUST",
+    ];
+    for (name, reason) in decap_names.into_iter().zip(DecapReason::ALL) {
+        rust.insert(name, reason as u64);
+    }
+    let c: BTreeMap<_, _> = C_DIR_CONSTS.iter().copied().collect();
+    assert_eq!(rust, c, "value per constant: left Rust, right C");
+}
