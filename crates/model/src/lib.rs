@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod address;
+pub mod announce;
 pub mod cidr;
 pub mod config;
 pub mod crd;

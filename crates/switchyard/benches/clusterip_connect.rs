@@ -8,13 +8,10 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::process::Command;
 
-use common::*;
 use switchyard_lab::tools::clients::LatencyReport;
+use switchyard_testing::e2e::*;
 
 const ROUNDS: usize = 7;
 const CONNECTS: usize = 400;
@@ -42,7 +39,7 @@ fn main() {
 
     let (mut to_service, mut to_pod) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&*BIN);
         command.args(["lab", "client", "latency", "--target", &clusterip.to_string()]).args([
             "--peer",
             &pod.to_string(),

@@ -14,14 +14,11 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use switchyard_testing::e2e::*;
 
 const ROUNDS: usize = 5;
 const SEND_FOR: Duration = Duration::from_secs(1);

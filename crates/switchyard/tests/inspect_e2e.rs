@@ -4,18 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
-mod common;
-
 use std::net::IpAddr;
 use std::process::Command;
 
-use common::*;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{Backend, FrontendKey, PROTO_UDP, SCOPE_DEFAULT};
 use switchyard_lab::require_root;
+use switchyard_testing::e2e::*;
 
 fn run(args: &[&str]) -> (i32, serde_json::Value) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(&*BIN).args(args).output().unwrap();
     let code = out.status.code().unwrap();
     let json = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -58,7 +56,7 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
 
     // explain from a pod, run in its namespace, names the Service from the manifests.
     let pod_ip = cluster.pod_ip("a1", false).to_string();
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(&*BIN);
     command.args(["explain", &pod_ip, "10.96.7.10:80/tcp", "--from", "inside", "--json"]).args([
         "--manifests",
         &dir,
@@ -142,7 +140,7 @@ fn json_logs_name_the_object_in_a_warning() {
             .unwrap();
     }
     std::fs::write(manifests.path().join("good.yaml"), GOOD).unwrap();
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(&*BIN);
     command
         .args(["--log-format", "json", "agent", "--manifests"])
         .arg(manifests.path())
@@ -176,7 +174,7 @@ fn json_logs_name_the_object_in_a_warning() {
             break;
         }
     }
-    let status = Command::new(BIN)
+    let status = Command::new(&*BIN)
         .args(["status", "--json", "--bpf-dir"])
         .arg(&node.bpf_dir)
         .output()

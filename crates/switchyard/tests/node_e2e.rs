@@ -6,17 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use switchyard_bpf::{Maps, abi};
 use switchyard_lab::tools::clients::{HoldReport, UdpHoldReport};
 use switchyard_lab::{require_root, wait_until};
+use switchyard_testing::e2e::*;
 
 #[test]
 fn pods_and_nodes_reach_dual_stack_cluster_ips_over_tcp_and_udp_and_every_backend_answers() {
@@ -417,7 +415,7 @@ fn flows_to_a_removed_backend_are_torn_down_and_terminating_ones_are_kept() {
     );
 
     let mut tcp = cluster.spawn_hold("a1", target, 20);
-    let mut udp = Command::new(BIN);
+    let mut udp = Command::new(&*BIN);
     udp.args(["lab", "client", "udp-hold", "--target", &target.to_string()])
         .args(["--duration-ms", "4000", "--interval-ms", "20", "--timeout-ms", "300"])
         .stdout(Stdio::piped());
@@ -523,7 +521,7 @@ fn maglev_service_spreads_over_every_backend_and_keeps_flows_when_one_backend_go
     // and stay up; new connections spread over the remaining three.
     let holds: Vec<_> = (0..12)
         .map(|_| {
-            let mut hold = Command::new(BIN);
+            let mut hold = Command::new(&*BIN);
             hold.args(["lab", "client", "hold", "--target", &target.to_string()])
                 .args(["--until-stdin-closes", "--interval-ms", "20"])
                 .stdin(Stdio::piped())

@@ -5,16 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, ECHO_PORT, State, at, set, v4};
 use switchyard_bpf::pkt::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
+use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, agent_refusing, at, set, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// A dropped connection attempt is given this long.
@@ -412,7 +410,7 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
     let index = cluster.agent_index("node1");
     cluster.agents.remove(index).stop();
     let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
-    let mut command = std::process::Command::new(common::BIN);
+    let mut command = std::process::Command::new(&*BIN);
     command.args(["agent", "--cleanup", "--bpf-dir"]).arg(&bpf_dir);
     let out = cluster.lab.output_in("node1", command).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -425,7 +423,7 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
 #[test]
 fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
     // No root needed: the ranges are checked before anything is loaded.
-    let out = common::agent_refusing(&["--devices", "eth0", "--snat-port-range", "32000-40000"]);
+    let out = agent_refusing(&["--devices", "eth0", "--snat-port-range", "32000-40000"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -437,7 +435,7 @@ fn a_snat_port_range_overlapping_the_node_port_range_is_refused() {
 #[test]
 fn a_device_that_does_not_exist_is_refused_before_anything_is_loaded() {
     // No root needed: the device is looked up before anything is loaded.
-    let out = common::agent_refusing(&["--devices", "lo,sy-no-such0"]);
+    let out = agent_refusing(&["--devices", "lo,sy-no-such0"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("device sy-no-such0: no such network device"), "{stderr}");

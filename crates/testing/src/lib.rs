@@ -4,6 +4,7 @@
 //! - [`fake_api`]: a fake Kubernetes API server speaking the real list/watch protocol.
 //! - [`BpfDir`], [`Cgroup`]: a bpffs and a cgroup of the test's own, removed on drop.
 //! - [`socket_probe`]: crates/bpf's socket programs loaded, attached and probed by `sy-sockprobe`.
+//! - [`e2e`]: the end-to-end harness of the `switchyard` binary (a lab with an agent per node).
 //! - [`cpu_time`]: a criterion measurement of the benchmark thread's CPU time.
 //! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
 
@@ -16,6 +17,7 @@
 mod bpffs;
 mod cgroup;
 pub mod cpu_time;
+pub mod e2e;
 pub mod fake_api;
 pub mod objects;
 mod process;
@@ -26,6 +28,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub use bpffs::BpfDir;
 pub use cgroup::Cgroup;
 pub use process::KillOnDrop;
+
+/// A binary of this workspace, found beside the running test or benchmark executable
+/// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`): cargo builds a package's
+/// binaries before its integration tests and benchmarks.
+pub fn cargo_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the path of the running test");
+    let profile_dir =
+        exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps");
+    let bin = profile_dir.join(name);
+    assert!(bin.exists(), "{} not built (run the tests of the package that has it)", bin.display());
+    bin
+}
 
 /// A name unique per process and call, so concurrent tests never share a cgroup or directory.
 pub fn unique(test: &str) -> String {

@@ -1,33 +1,31 @@
-//! The end-to-end harness shared by tests/node_e2e.rs and benches/clusterip_connect.rs: a lab
-//! with `switchyard agent` on every node, echo servers in every pod, manifests written by the
-//! test, and the built-in clients run as processes inside pods and nodes.
-
-#![allow(dead_code, reason = "each test target uses a part")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
+//! The end-to-end harness of the `switchyard` binary (crates/switchyard's tests and benchmarks):
+//! a lab with `switchyard agent` on every node, echo servers in every pod, manifests written by
+//! the test, and the built-in clients run as processes inside pods and nodes.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use switchyard_lab::tools::clients::ClientOutput;
 use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
 use switchyard_lab::{Lab, NodeSpec, Topology, wait_until};
 
-pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+/// The `switchyard` binary cargo built beside the running test or benchmark.
+pub static BIN: LazyLock<PathBuf> = LazyLock::new(|| crate::cargo_bin("switchyard"));
 /// Port the echo servers listen on in every pod (the Services' targetPort).
-pub(crate) const ECHO_PORT: u16 = 8080;
+pub const ECHO_PORT: u16 = 8080;
 /// How long a change may take from manifest write to traffic following it. Generous: the
 /// agent takes milliseconds, but CI machines are loaded.
-pub(crate) const CONVERGE: Duration = Duration::from_secs(10);
+pub const CONVERGE: Duration = Duration::from_secs(10);
 
 /// Runs `switchyard agent` with paths that do not exist plus `extra`, for checks the agent
 /// makes before it touches anything (no root needed).
-pub(crate) fn agent_refusing(extra: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+pub fn agent_refusing(extra: &[&str]) -> std::process::Output {
+    Command::new(&*BIN)
         .args(["agent", "--manifests", "/nonexistent", "--node-name", "n", "--cgroup"])
         .args(["/nonexistent", "--bpf-dir", "/nonexistent", "--api-socket", "/nonexistent/s"])
         .args(extra)
@@ -37,7 +35,7 @@ pub(crate) fn agent_refusing(extra: &[&str]) -> std::process::Output {
 
 /// Condition of an endpoint in an EndpointSlice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
+pub enum State {
     Ready,
     /// serving and terminating, not ready (a pod being deleted).
     Terminating,
@@ -45,30 +43,41 @@ pub(crate) enum State {
 
 /// A lab with an agent on every node and echo servers (TCP and UDP on [`ECHO_PORT`]) in every
 /// pod. Dropping it stops the agents and tears the lab down (which removes every pin).
-pub(crate) struct Cluster {
-    pub(crate) lab: Lab,
-    pub(crate) manifests: PathBuf,
-    pub(crate) agents: Vec<Agent>,
+pub struct Cluster {
+    pub lab: Lab,
+    pub manifests: PathBuf,
+    pub agents: Vec<Agent>,
     /// Extra arguments every agent of this cluster gets.
-    pub(crate) agent_args: Vec<String>,
+    pub agent_args: Vec<String>,
     _servers: Vec<ServerHandle>,
 }
 
-pub(crate) struct Agent {
-    pub(crate) node: String,
-    pub(crate) child: Child,
-    pub(crate) log: Arc<Mutex<Vec<String>>>,
+#[derive(Debug)]
+pub struct Agent {
+    pub node: String,
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("lab", &self.lab.prefix())
+            .field("manifests", &self.manifests)
+            .field("agents", &self.agents)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Agent {
-    pub(crate) fn start(lab: &Lab, manifests: &Path, node: &str) -> Agent {
+    pub fn start(lab: &Lab, manifests: &Path, node: &str) -> Agent {
         Self::start_with(lab, manifests, node, &[])
     }
 
     /// Like [`Agent::start`], with extra command-line arguments (e.g. `--devices eth0`).
-    pub(crate) fn start_with(lab: &Lab, manifests: &Path, node: &str, extra: &[String]) -> Agent {
+    pub fn start_with(lab: &Lab, manifests: &Path, node: &str, extra: &[String]) -> Agent {
         let info = lab.node(node).unwrap();
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&*BIN);
         command
             .args(["agent", "--manifests"])
             .arg(manifests)
@@ -103,16 +112,16 @@ impl Agent {
     }
 
     /// The local API socket of the agent on `node` of `lab` (in the temporary directory).
-    pub(crate) fn api_socket(lab: &Lab, node: &str) -> PathBuf {
+    pub fn api_socket(lab: &Lab, node: &str) -> PathBuf {
         std::env::temp_dir().join(format!("{}-{node}-agent.sock", lab.prefix()))
     }
 
-    pub(crate) fn logged(&self, text: &str) -> bool {
+    pub fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|line| line.contains(text))
     }
 
     /// SIGTERM, as a service manager stops it; the pinned state stays behind.
-    pub(crate) fn stop(mut self) {
+    pub fn stop(mut self) {
         let status =
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
@@ -132,17 +141,17 @@ impl Drop for Agent {
 
 impl Cluster {
     /// Two nodes (`node1` with pods `a1`, `a2`; `node2` with `b1`, `b2`) unless told otherwise.
-    pub(crate) fn up() -> Cluster {
+    pub fn up() -> Cluster {
         Self::with(&[("node1", &["a1", "a2"]), ("node2", &["b1", "b2"])])
     }
 
-    pub(crate) fn with(nodes: &[(&str, &[&str])]) -> Cluster {
+    pub fn with(nodes: &[(&str, &[&str])]) -> Cluster {
         Self::with_clients(nodes, &[], &[])
     }
 
     /// A cluster with external clients (namespaces behind the router) and extra agent
     /// arguments.
-    pub(crate) fn with_clients(
+    pub fn with_clients(
         nodes: &[(&str, &[&str])],
         clients: &[&str],
         agent_args: &[&str],
@@ -182,13 +191,13 @@ impl Cluster {
     }
 
     /// Starts an agent on `node` with this cluster's arguments (waits until it is ready).
-    pub(crate) fn start_agent(&self, node: &str) -> Agent {
+    pub fn start_agent(&self, node: &str) -> Agent {
         Agent::start_with(&self.lab, &self.manifests, node, &self.agent_args)
     }
 
     /// Writes a manifest file atomically (hidden temporary file, then rename), as `kubectl`-like
     /// tools and ConfigMap volumes do, so the agent never reads half a file.
-    pub(crate) fn apply(&self, file: &str, text: &str) {
+    pub fn apply(&self, file: &str, text: &str) {
         let temporary = self.manifests.join(format!(".{file}.tmp"));
         std::fs::File::create(&temporary).unwrap().write_all(text.as_bytes()).unwrap();
         std::fs::rename(&temporary, self.manifests.join(file)).unwrap();
@@ -197,7 +206,7 @@ impl Cluster {
     /// Writes a manifest that changes every node's maps and waits until every agent applied
     /// an update, so the test sends no packet to an address not yet programmed (it would
     /// leave through the router untranslated and fail the containment check).
-    pub(crate) fn apply_and_wait(&self, file: &str, text: &str) {
+    pub fn apply_and_wait(&self, file: &str, text: &str) {
         let applied = |agent: &Agent| {
             agent.log.lock().unwrap().iter().filter(|l| l.contains("update applied")).count()
         };
@@ -208,11 +217,11 @@ impl Cluster {
         });
     }
 
-    pub(crate) fn delete(&self, file: &str) {
+    pub fn delete(&self, file: &str) {
         std::fs::remove_file(self.manifests.join(file)).unwrap();
     }
 
-    pub(crate) fn nodes_yaml(&self) -> String {
+    pub fn nodes_yaml(&self) -> String {
         let mut text = String::new();
         for node in self.lab.nodes() {
             text += &format!(
@@ -224,14 +233,14 @@ impl Cluster {
         text
     }
 
-    pub(crate) fn pod_ip(&self, pod: &str, v6: bool) -> IpAddr {
+    pub fn pod_ip(&self, pod: &str, v6: bool) -> IpAddr {
         let info = self.lab.pod(pod).unwrap();
         if v6 { IpAddr::V6(info.ipv6) } else { IpAddr::V4(info.ipv4) }
     }
 
     /// A Service with TCP and UDP on `port` (targetPort [`ECHO_PORT`] unless `target` says
     /// otherwise) and its EndpointSlices, one per address family of `cluster_ips`.
-    pub(crate) fn service(
+    pub fn service(
         &self,
         name: &str,
         cluster_ips: &[IpAddr],
@@ -242,7 +251,7 @@ impl Cluster {
         self.service_to(name, cluster_ips, port, ECHO_PORT, extra_spec, endpoints)
     }
 
-    pub(crate) fn service_to(
+    pub fn service_to(
         &self,
         name: &str,
         cluster_ips: &[IpAddr],
@@ -273,7 +282,7 @@ impl Cluster {
 
     /// The EndpointSlice `<name>-v4` or `<name>-v6` of Service `name`: TCP and UDP on
     /// `target`, one endpoint per pod of `endpoints` (in the slice's family).
-    pub(crate) fn endpoint_slice(
+    pub fn endpoint_slice(
         &self,
         name: &str,
         v6: bool,
@@ -296,7 +305,7 @@ impl Cluster {
 
     /// The `endpoints:` items of an EndpointSlice of one family: one per pod, with its
     /// address, conditions and node.
-    pub(crate) fn endpoint_items(&self, endpoints: &[(&str, State)], v6: bool) -> String {
+    pub fn endpoint_items(&self, endpoints: &[(&str, State)], v6: bool) -> String {
         let mut list = String::new();
         for (pod, state) in endpoints {
             let (ready, terminating) = match state {
@@ -314,13 +323,7 @@ impl Cluster {
 
     /// [`Cluster::apply_and_wait`], then waits until one TCP request from `from` to `target`
     /// gets an answer (the Service is up before the test measures anything).
-    pub(crate) fn apply_until_it_answers(
-        &self,
-        file: &str,
-        text: &str,
-        from: &str,
-        target: SocketAddr,
-    ) {
+    pub fn apply_until_it_answers(&self, file: &str, text: &str, from: &str, target: SocketAddr) {
         self.apply_and_wait(file, text);
         self.eventually(&format!("{target} answers {from} after {file}"), || {
             self.client(from, "tcp", target, 1).summary.errors.is_empty()
@@ -329,8 +332,8 @@ impl Cluster {
 
     /// A long-lived TCP connection from `member` to `target` (`switchyard lab client hold`),
     /// a request every `interval_ms`, until its stdin is closed; its report is on stdout.
-    pub(crate) fn spawn_hold(&self, member: &str, target: SocketAddr, interval_ms: u64) -> Child {
-        let mut hold = Command::new(BIN);
+    pub fn spawn_hold(&self, member: &str, target: SocketAddr, interval_ms: u64) -> Child {
+        let mut hold = Command::new(&*BIN);
         hold.args([
             "lab",
             "client",
@@ -347,7 +350,7 @@ impl Cluster {
 
     /// Runs a built-in client (`switchyard lab client KIND`) as a process in `member` (a pod or
     /// a node: inside the node's cgroup) and parses its JSON lines.
-    pub(crate) fn client(
+    pub fn client(
         &self,
         member: &str,
         kind: &str,
@@ -357,7 +360,7 @@ impl Cluster {
         self.client_with(member, kind, target, count, &[])
     }
 
-    pub(crate) fn client_with(
+    pub fn client_with(
         &self,
         member: &str,
         kind: &str,
@@ -365,7 +368,7 @@ impl Cluster {
         count: usize,
         extra: &[&str],
     ) -> ClientOutput {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&*BIN);
         command
             .args(["lab", "client", kind, "--target", &target.to_string()])
             .args(["--count", &count.to_string(), "--timeout-ms", "3000"])
@@ -381,7 +384,7 @@ impl Cluster {
     }
 
     /// Backends that answered `count` requests of `kind` from `member`; panics on any error.
-    pub(crate) fn backends(
+    pub fn backends(
         &self,
         member: &str,
         kind: &str,
@@ -409,7 +412,7 @@ impl Cluster {
     }
 
     /// Waits until `probe` holds, polling; panics with `what` and the agents' logs otherwise.
-    pub(crate) fn eventually(&self, what: &str, mut probe: impl FnMut() -> bool) {
+    pub fn eventually(&self, what: &str, mut probe: impl FnMut() -> bool) {
         if !wait_until(CONVERGE, &mut probe) {
             let logs: Vec<String> =
                 self.agents.iter().flat_map(|a| a.log.lock().unwrap().clone()).collect();
@@ -417,14 +420,14 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn agent_index(&self, node: &str) -> usize {
+    pub fn agent_index(&self, node: &str) -> usize {
         self.agents.iter().position(|a| a.node == node).unwrap()
     }
 
     /// Nothing a client sent left the lab or went untranslated towards a ClusterIP: the router
     /// has no route for Service addresses (nor a default route), so any such packet counts as
     /// `InNoRoutes` there; nodes and pods route everything else to the router.
-    pub(crate) fn assert_nothing_left_the_lab(&self) {
+    pub fn assert_nothing_left_the_lab(&self) {
         let fabric = self.lab.ip_counters("fabric").unwrap();
         for key in ["IpExt.InNoRoutes", "Ip6.InNoRoutes"] {
             assert_eq!(fabric[key], 0, "router counter {key}: a packet tried to leave the lab");
@@ -441,7 +444,7 @@ impl Cluster {
 impl Cluster {
     /// The containment counters now, for labs whose bring-up already counted (a topology with
     /// external clients counts one stray `Ip6.InNoRoutes` while it comes up).
-    pub(crate) fn containment_baseline(&self) -> Vec<(String, String, u64)> {
+    pub fn containment_baseline(&self) -> Vec<(String, String, u64)> {
         let mut out = Vec::new();
         let fabric = self.lab.ip_counters("fabric").unwrap();
         for key in ["IpExt.InNoRoutes", "Ip6.InNoRoutes"] {
@@ -457,7 +460,7 @@ impl Cluster {
     }
 
     /// [`Cluster::assert_nothing_left_the_lab`] relative to a baseline.
-    pub(crate) fn assert_nothing_left_the_lab_since(&self, baseline: &[(String, String, u64)]) {
+    pub fn assert_nothing_left_the_lab_since(&self, baseline: &[(String, String, u64)]) {
         for ((member, key, before), (_, _, now)) in baseline.iter().zip(self.containment_baseline())
         {
             assert_eq!(now, *before, "{member} counter {key}: a packet tried to leave the lab");
@@ -472,14 +475,14 @@ impl Drop for Cluster {
     }
 }
 
-pub(crate) fn v4(text: &str) -> IpAddr {
+pub fn v4(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-pub(crate) fn at(ip: IpAddr, port: u16) -> SocketAddr {
+pub fn at(ip: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-pub(crate) fn set(names: &[&str]) -> BTreeSet<String> {
+pub fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(ToString::to_string).collect()
 }
