@@ -38,6 +38,8 @@ fn main() {
         );
     }
 
+    build_id(&out_dir);
+
     layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe", "c_layout.rs");
     // The per-packet section of the header has a probe of its own (tests/layout_pkt.rs).
     layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe_pkt", "c_layout_pkt.rs");
@@ -50,6 +52,23 @@ fn main() {
         "layout_probe_director",
         "c_layout_director.rs",
     );
+}
+
+/// Sets `SWITCHYARD_BPF_BUILD_ID` for the crate: the first 16 hex digits of a SHA-256 over the
+/// embedded objects, so `switchyard --version` tells which programs a binary carries.
+fn build_id(out_dir: &Path) {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for name in BPF_OBJECTS {
+        let path = out_dir.join(format!("{name}.bpf.o"));
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        hash.update(name.as_bytes());
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    let id: String = hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    println!("cargo:rustc-env=SWITCHYARD_BPF_BUILD_ID={id}");
 }
 
 fn run(command: &mut Command, what: &str) {

@@ -33,6 +33,10 @@ pub fn sock_object() -> &'static [u8] {
     &OBJECT.0
 }
 
+/// Build id of the embedded BPF objects: the first 16 hex digits of a SHA-256 over all of them
+/// (computed by build.rs); two binaries with the same id carry the same programs.
+pub const BUILD_ID: &str = env!("SWITCHYARD_BPF_BUILD_ID");
+
 /// Path of `include/switchyard.h`, for other crates that compile BPF objects against it.
 pub const HEADER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include");
 

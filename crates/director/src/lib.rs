@@ -7,8 +7,10 @@
 //!
 //! - [`vips`]: which addresses are VIPs and which nodes serve each, from the model's view.
 //! - [`tables`]: ids, Maglev tables and the ordered map operations of every update (pure).
+//! - [`runtime`]: loads the XDP program and carries every update into its maps.
 
 pub mod config;
+pub mod runtime;
 pub mod tables;
 pub mod vips;
 

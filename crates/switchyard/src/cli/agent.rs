@@ -103,6 +103,16 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
     node_port_range: PortRange,
 
+    /// Addresses the directors send encapsulated VIP traffic from: GUE, FOU and IPIP packets from
+    /// these are decapsulated on --devices (first at TC ingress) and go on to the per-packet
+    /// path; encapsulated packets from anyone else are dropped and counted (docs/director.md).
+    #[arg(long, value_name = "IP[,IP..]", value_delimiter = ',')]
+    director_addresses: Vec<std::net::IpAddr>,
+
+    /// Destination UDP port of the directors' GUE and FOU packets.
+    #[arg(long, value_name = "PORT", default_value_t = switchyard_bpf::director::GUE_PORT_DEFAULT)]
+    gue_port: u16,
+
     #[command(flatten)]
     source: source::SourceArgs,
     /// Unix socket of the local API (`/metrics`, `/status`, `/desired`); mode 0600.
@@ -120,6 +130,8 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         switchyard_bpf::loader::cleanup(&args.bpf_dir)
             .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
         switchyard_bpf::tc::cleanup(&args.bpf_dir)
+            .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
+        switchyard_bpf::decap::cleanup(&args.bpf_dir)
             .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
         info!(bpf_dir = %args.bpf_dir.display(), "removed programs, links and maps");
         return Ok(ExitCode::SUCCESS);
@@ -217,6 +229,10 @@ async fn serve(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
             args.snat_port_range,
             args.node_port_range,
             &agent.model,
+            packet::Directors {
+                addresses: args.director_addresses.iter().copied().collect(),
+                gue_port: args.gue_port,
+            },
         )?);
     }
     if let Some(packet) = &mut agent.packet {

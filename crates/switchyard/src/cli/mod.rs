@@ -1,9 +1,12 @@
 //! Command-line interface. Each subcommand lives in a module of its own.
 
+mod about;
 mod agent;
 mod agent_api;
 mod agent_observe;
 mod demo;
+mod director;
+mod doctor;
 mod explain;
 mod inspect;
 mod lab;
@@ -19,7 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Kubernetes service load balancing for bare-metal clusters, with an eBPF data plane.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about, propagate_version = true)]
+#[command(name = "switchyard", version = about::version(), about, propagate_version = true)]
 pub(crate) struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -55,8 +58,15 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// The node role: socket-level load balancing for a cgroup, per-packet on --devices.
     Agent(agent::AgentArgs),
+    /// The director role: stateless Maglev load balancing of VIPs to nodes over XDP (GUE/IPIP).
+    Director(director::DirectorArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
     Demo(demo::DemoArgs),
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh or fish) on standard output.
+    Completion(about::CompletionArgs),
+    /// Write man pages (switchyard.1 and one per subcommand) into a directory.
+    Man(about::ManArgs),
 }
 
 /// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`).
@@ -82,6 +92,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backends(args) => inspect::backends(&args),
         Command::Monitor(args) => monitor::run(&args),
         Command::Agent(args) => agent::run(args),
+        Command::Director(args) => director::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Completion(args) => about::completion(&args),
+        Command::Man(args) => about::man(&args),
     }
 }

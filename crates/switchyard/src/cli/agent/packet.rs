@@ -3,6 +3,7 @@
 //! settings. The model decides all of it; this only carries it out and logs what failed.
 
 use anyhow::{Context, bail};
+use switchyard_bpf::decap::DecapDatapath;
 use switchyard_bpf::tc::{self, PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet::{PacketError, PacketState};
@@ -10,9 +11,17 @@ use switchyard_dataplane::reconciler::KernelPlanner;
 use switchyard_model::{DesiredState, Frontend, FrontendKey, NodeModel, PortRange};
 use tracing::{error, info, warn};
 
+/// Which directors' encapsulated packets the node accepts (none: no decapsulation).
+pub(crate) struct Directors {
+    pub(crate) addresses: std::collections::BTreeSet<std::net::IpAddr>,
+    pub(crate) gue_port: u16,
+}
+
 /// The loaded TC programs, the devices they belong on, and what was written for them.
 pub(crate) struct PacketPath {
     datapath: PacketDatapath,
+    /// Decapsulation of director traffic, when directors are named.
+    decap: Option<DecapDatapath>,
     state: PacketState,
     devices: Vec<String>,
     snat_ports: PortRange,
@@ -45,6 +54,7 @@ impl PacketPath {
         snat_ports: PortRange,
         node_port_range: PortRange,
         model: &NodeModel,
+        directors: Directors,
     ) -> anyhow::Result<Self> {
         check_port_ranges(snat_ports, node_port_range)?;
         let settings = settings(model, snat_ports, node_port_range);
@@ -54,7 +64,15 @@ impl PacketPath {
             .context("loading the per-packet programs")?;
         let state =
             PacketState::adopt(maps, datapath.maps()).context("reading the per-packet maps")?;
-        let mut path = PacketPath { datapath, state, devices, snat_ports, node_port_range };
+        let decap = if directors.addresses.is_empty() {
+            None
+        } else {
+            Some(
+                DecapDatapath::load(&options.bpf_dir, &directors.addresses, directors.gue_port)
+                    .context("loading the decapsulation of director traffic")?,
+            )
+        };
+        let mut path = PacketPath { datapath, decap, state, devices, snat_ports, node_port_range };
         path.node_changed(maps, model);
         Ok(path)
     }
@@ -119,6 +137,11 @@ impl PacketPath {
             self.datapath
                 .attach(device)
                 .with_context(|| format!("attaching the per-packet programs to device {device}"))?;
+            if let Some(decap) = &mut self.decap {
+                decap.attach(device).with_context(|| {
+                    format!("attaching the decapsulation of director traffic to device {device}")
+                })?;
+            }
         }
         detach_others(bpf_dir, &self.devices)
     }

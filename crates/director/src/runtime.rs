@@ -1,0 +1,202 @@
+//! The director's runtime: loads the XDP program, writes every table update into its maps in the
+//! order [`Tables::update`] gives, and attaches the program once the first complete state is
+//! programmed. Objects come in as model [`Change`]s from any source.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use switchyard_bpf::abi::FrontendKey as MapKey;
+use switchyard_bpf::director::{
+    DirMapSizes, DirMaps, DirNode, DirSettings, DirVip, DirectorDatapath, XdpMode, names,
+};
+use switchyard_model::{Change, ClusterState, Protocol};
+use tracing::{info, warn};
+
+use crate::config::{DirectorConfig, Encap};
+use crate::tables::{Op, Plan, Tables};
+use crate::vips::vip_set;
+
+/// Where and how the director runs.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// bpffs directory of the director's own maps and links.
+    pub bpf_dir: PathBuf,
+    /// Mount a bpffs at `bpf_dir` if none is there.
+    pub mount_bpffs: bool,
+    /// Uplinks the XDP program is attached to.
+    pub devices: Vec<String>,
+    /// Native or generic XDP.
+    pub mode: XdpMode,
+    /// Outer source addresses (one per family).
+    pub source4: Option<std::net::Ipv4Addr>,
+    /// Outer IPv6 source.
+    pub source6: Option<std::net::Ipv6Addr>,
+    /// Encapsulation.
+    pub encap: Encap,
+    /// GUE / FOU destination port.
+    pub gue_port: u16,
+    /// Map capacities.
+    pub sizes: DirMapSizes,
+}
+
+/// Why the runtime stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Loading, attaching or writing the director's maps failed.
+    #[error("director data path")]
+    Bpf(#[source] switchyard_bpf::Error),
+}
+
+impl From<switchyard_bpf::Error> for RuntimeError {
+    fn from(e: switchyard_bpf::Error) -> Self {
+        RuntimeError::Bpf(e)
+    }
+}
+
+/// A running director.
+#[derive(Debug)]
+pub struct Runtime {
+    options: RuntimeOptions,
+    tables: Tables,
+    datapath: DirectorDatapath,
+    state: ClusterState,
+    attached: bool,
+}
+
+fn map_key(key: &switchyard_model::FrontendKey) -> MapKey {
+    let proto = match key.protocol {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    };
+    MapKey::new(key.ip, key.port, proto, 0)
+}
+
+/// Writes `ops` in order.
+pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Error> {
+    use switchyard_bpf::Error;
+    for op in ops {
+        match op {
+            Op::PutNode { id, address } => maps
+                .nodes
+                .insert(id, DirNode::new(*address), 0)
+                .map_err(|source| Error::Map { name: names::NODES, source })?,
+            Op::PutTable { id, slots } => maps.put_table(*id, slots)?,
+            Op::PutVip { key, id, table } => maps
+                .vips
+                .insert(map_key(key), DirVip { id: *id, table_id: *table }, 0)
+                .map_err(|source| Error::Map { name: names::VIPS, source })?,
+            Op::DeleteVip { key } => match maps.vips.remove(&map_key(key)) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(Error::Map { name: names::VIPS, source }),
+            },
+            Op::DeleteTable { id } => maps.delete_table(*id)?,
+            Op::DeleteNode { id } => match maps.nodes.remove(id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(Error::Map { name: names::NODES, source }),
+            },
+        }
+    }
+    Ok(())
+}
+
+impl Runtime {
+    /// Loads the program and its maps (nothing attached yet).
+    pub fn load(config: DirectorConfig, options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let settings = DirSettings {
+            source4: options.source4,
+            source6: options.source6,
+            seed: config.seed,
+            table_size: config.table_size.get(),
+            gue_port: options.gue_port,
+            encap: match options.encap {
+                Encap::Gue => switchyard_bpf::director::ENCAP_GUE,
+                Encap::Fou => switchyard_bpf::director::ENCAP_FOU,
+                Encap::Ipip => switchyard_bpf::director::ENCAP_IPIP,
+            },
+        };
+        let datapath = DirectorDatapath::load(
+            &options.bpf_dir,
+            options.mount_bpffs,
+            options.sizes,
+            &settings,
+        )?;
+        Ok(Runtime {
+            options,
+            tables: Tables::new(config),
+            datapath,
+            state: ClusterState::default(),
+            attached: false,
+        })
+    }
+
+    /// Applies a batch of changes: recomputes the VIPs, writes the difference, and after the
+    /// first batch removes what an earlier run left in the maps and attaches the program.
+    pub fn apply(&mut self, changes: Vec<Change>) -> Result<Plan, RuntimeError> {
+        for change in changes {
+            self.state.apply(change);
+        }
+        let plan = self.tables.update(&vip_set(&self.state));
+        for problem in &plan.problems {
+            warn!(%problem, "director input");
+        }
+        execute(self.datapath.maps_mut(), &plan.ops)?;
+        if !self.attached {
+            self.remove_leftovers()?;
+            for device in &self.options.devices {
+                self.datapath.attach(device, self.options.mode)?;
+            }
+            self.attached = true;
+        }
+        info!(
+            vips = self.tables.vips().count(),
+            ops = plan.ops.len(),
+            moved = ?plan.moved_slots,
+            "director tables programmed"
+        );
+        Ok(plan)
+    }
+
+    /// Entries of an earlier run that the tables do not hold (VIPs first, then tables, nodes).
+    fn remove_leftovers(&mut self) -> Result<(), switchyard_bpf::Error> {
+        use switchyard_bpf::Error;
+        let live: HashSet<MapKey> = self.tables.vips().map(|(k, _, _)| map_key(k)).collect();
+        let (_, tables, nodes) = self.tables.live_ids();
+        let maps = self.datapath.maps_mut();
+        let vips: Vec<MapKey> = maps
+            .vips
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| Error::Map { name: names::VIPS, source })?;
+        for key in vips.into_iter().filter(|k| !live.contains(k)) {
+            let _ = maps.vips.remove(&key);
+        }
+        let table_ids: Vec<u32> = maps
+            .tables
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| Error::Map { name: names::TABLES, source })?;
+        for id in table_ids.into_iter().filter(|id| !tables.contains(id)) {
+            maps.delete_table(id)?;
+        }
+        let node_ids: Vec<u32> = maps
+            .nodes
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| Error::Map { name: names::NODES, source })?;
+        for id in node_ids.into_iter().filter(|id| !nodes.contains(id)) {
+            let _ = maps.nodes.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// The tables (for `explain` and tests).
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The data path (counters, tests).
+    pub fn datapath(&self) -> &DirectorDatapath {
+        &self.datapath
+    }
+}

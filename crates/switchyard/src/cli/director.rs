@@ -1,0 +1,134 @@
+//! `switchyard director`: the director role on this machine's uplinks (docs/director.md).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use switchyard_bpf::director::{DirMapSizes, XdpMode};
+use switchyard_director::config::DEFAULT_GUE_PORT;
+use switchyard_director::runtime::{Runtime, RuntimeOptions};
+use switchyard_director::{DirectorConfig, Encap};
+use switchyard_k8s::manifest::{ManifestWatcher, WatchOptions};
+use switchyard_maglev::{Seed, TableSize};
+use tracing::{info, warn};
+
+/// Options of `switchyard director`.
+#[derive(Debug, Args)]
+pub(crate) struct DirectorArgs {
+    /// Directory of Kubernetes manifests (Services, EndpointSlices, Nodes); watched for changes.
+    #[arg(long, value_name = "DIR")]
+    manifests: PathBuf,
+
+    /// Uplinks that receive VIP traffic from the routers: the XDP program is attached to each.
+    #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',', required = true)]
+    devices: Vec<String>,
+
+    /// native: in the driver (veth supports it); generic: after the stack built an skb.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
+    xdp_mode: XdpModeArg,
+
+    /// The director's own addresses, one per family: the outer source of encapsulated packets.
+    #[arg(long = "address", value_name = "IP[,IP]", value_delimiter = ',', required = true)]
+    addresses: Vec<IpAddr>,
+
+    /// Encapsulation: gue (GUE variant 0), fou (GUE variant 1), ipip.
+    #[arg(long, default_value = "gue")]
+    encap: Encap,
+
+    /// Destination UDP port of GUE and FOU.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_GUE_PORT)]
+    gue_port: u16,
+
+    /// Maglev table size M (prime); the same on every director.
+    #[arg(long, value_name = "M", default_value_t = TableSize::DIRECTOR_DEFAULT.get())]
+    table_size: u32,
+
+    /// The cluster's hash seed (32 hex digits); the same on every director.
+    #[arg(long, value_name = "HEX")]
+    seed: Option<Seed>,
+
+    /// bpffs directory of the director's maps and links (a bpffs is mounted there if needed).
+    #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard-director")]
+    bpf_dir: PathBuf,
+
+    /// Remove everything a director installed under --bpf-dir (detaches it) and exit.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    Native,
+    Generic,
+}
+
+pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
+    if args.cleanup {
+        switchyard_bpf::director::cleanup(&args.bpf_dir)
+            .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut source4 = None;
+    let mut source6 = None;
+    for address in &args.addresses {
+        let slot_taken = match address {
+            IpAddr::V4(a) => source4.replace(*a).is_some(),
+            IpAddr::V6(a) => source6.replace(*a).is_some(),
+        };
+        if slot_taken {
+            bail!("--address {address}: one address per family");
+        }
+    }
+    for device in &args.devices {
+        switchyard_bpf::tc::check_device(device)?;
+    }
+    let table_size = TableSize::new(args.table_size)
+        .with_context(|| format!("--table-size {}", args.table_size))?;
+    let config = DirectorConfig { table_size, seed: args.seed.unwrap_or_default() };
+    let options = RuntimeOptions {
+        bpf_dir: args.bpf_dir.clone(),
+        mount_bpffs: true,
+        devices: args.devices.clone(),
+        mode: match args.xdp_mode {
+            XdpModeArg::Native => XdpMode::Native,
+            XdpModeArg::Generic => XdpMode::Generic,
+        },
+        source4,
+        source6,
+        encap: args.encap,
+        gue_port: args.gue_port,
+        sizes: DirMapSizes::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args.manifests, config, options))
+}
+
+async fn serve(
+    manifests: PathBuf,
+    config: DirectorConfig,
+    options: RuntimeOptions,
+) -> anyhow::Result<ExitCode> {
+    let mut director = Runtime::load(config, options).context("loading the director")?;
+    let mut watcher = ManifestWatcher::start(&manifests, WatchOptions::default())
+        .with_context(|| format!("watching {}", manifests.display()))?;
+    info!(manifests = %manifests.display(), "director started; nothing is attached before the first complete reading");
+    loop {
+        tokio::select! {
+            update = watcher.next() => {
+                let Some(update) = update else { break };
+                for error in &update.errors {
+                    warn!(%error, "manifest");
+                }
+                director.apply(update.changes).context("programming the director's maps")?;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    info!("director stopped; its program stays attached (--cleanup removes it)");
+    Ok(ExitCode::SUCCESS)
+}

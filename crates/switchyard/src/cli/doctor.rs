@@ -1,0 +1,103 @@
+//! `switchyard doctor`: will Switchyard work on this node, and is its agent healthy?
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use switchyard_doctor::{Finding, Options, Report, Verdict};
+use switchyard_model::PortRange;
+
+/// Check this node before installing (kernel features, mounts, conflicting kube-proxy or Cilium
+/// state, port ranges, API server) and an installed agent after: one line per check, ok / warn /
+/// fail with what to do. Exits 1 when a check fails. Run as root, with the agent's flags.
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// The agent's bpffs directory.
+    #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard")]
+    bpf_dir: PathBuf,
+
+    /// The agent's cgroup v2 directory (checked to be on cgroup v2).
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+
+    /// Devices that receive traffic from outside the node (the agent's and the director's
+    /// --devices): each must exist; native XDP support is reported.
+    #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',')]
+    devices: Vec<String>,
+
+    /// Check that the API server in this kubeconfig answers.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+
+    /// The agent's --node-port-range.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
+    node_port_range: PortRange,
+
+    /// The agent's --snat-port-range.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "61000-65535")]
+    snat_port_range: PortRange,
+
+    /// The agent's --api-socket (an agent answering there counts as running).
+    #[arg(long, value_name = "PATH", default_value = "/run/switchyard/agent.sock")]
+    api_socket: PathBuf,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// One line per check, with what to do under warnings and failures.
+    Table,
+    /// `{"findings": [{"check", "verdict", "detail", "remedy"}]}`.
+    Json,
+    /// The same fields as JSON.
+    Yaml,
+}
+
+pub(crate) fn run(mut args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    args.devices.retain(|device| !device.trim().is_empty());
+    let report = switchyard_doctor::examine(&Options {
+        bpf_dir: args.bpf_dir,
+        cgroup: args.cgroup,
+        devices: args.devices,
+        kubeconfig: args.kubeconfig,
+        node_port_range: args.node_port_range,
+        snat_port_range: args.snat_port_range,
+        api_socket: args.api_socket,
+    });
+    match args.output {
+        Output::Table => print!("{}", table(&report)),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&report).context("encoding JSON")?);
+        }
+        Output::Yaml => print!("{}", serde_norway::to_string(&report).context("encoding YAML")?),
+    }
+    Ok(match report.worst() {
+        Verdict::Fail => ExitCode::FAILURE,
+        Verdict::Ok | Verdict::Warn => ExitCode::SUCCESS,
+    })
+}
+
+/// `VERDICT CHECK DETAIL`, the remedy indented below, and a summary line.
+fn table(report: &Report) -> String {
+    let width = report.findings.iter().map(|f| f.check.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for Finding { check, verdict, detail, remedy } in &report.findings {
+        out += &format!("{:<5} {check:<width$}  {detail}\n", verdict.as_str());
+        if let Some(remedy) = remedy.as_ref().filter(|_| *verdict != Verdict::Ok) {
+            out += &format!("{:<5} {:<width$}  -> {remedy}\n", "", "");
+        }
+    }
+    let (warnings, failures) = (report.count(Verdict::Warn), report.count(Verdict::Fail));
+    out += &match failures {
+        0 => format!("\n{warnings} warning(s), no failures: Switchyard can run on this node\n"),
+        _ => format!(
+            "\n{failures} failure(s), {warnings} warning(s): Switchyard cannot run on this node \
+             until the failures are fixed\n"
+        ),
+    };
+    out
+}
