@@ -1,5 +1,6 @@
 //! The API source against a fake API server speaking the real list/watch protocol over HTTP:
-//! first-list gating, selectors, watch events, bookmarks, reconnects and relists after 410 Gone.
+//! first-list gating, selectors, watch events, bookmarks, reconnects and relists after 410 Gone,
+//! and our own kinds with or without their CRDs installed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,7 +55,7 @@ async fn until(
 /// later than the first update).
 async fn watches_open(api: &FakeApi) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while api.open_watches() < 3 {
+    while api.open_watches() < 6 {
         assert!(tokio::time::Instant::now() < deadline, "watches not opened in time");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -349,5 +350,48 @@ async fn ignored_streaming_list_falls_back_to_list_and_watch_after_the_timeout()
         let of_kind: Vec<_> = requests.iter().filter(|r| r.resource == Some(resource)).collect();
         assert!(of_kind[0].streams_initial_events(), "{resource:?} tried streaming first");
         assert!(of_kind.iter().any(|r| r.is_list()), "{resource:?} then listed");
+    }
+}
+
+fn ip_pool(name: &str, cidr: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "switchyard.io/v1alpha1", "kind": "IPPool",
+        "metadata": {"name": name}, "spec": {"addresses": [cidr]},
+    })
+}
+
+#[tokio::test]
+async fn our_kinds_are_watched_and_a_missing_crd_holds_nothing_back() {
+    for initial_list in [InitialList::Streaming, InitialList::ListWatch] {
+        let api = FakeApi::start().await;
+        api.set_crds_installed(false);
+        populate(&api);
+        let mut watcher = start(&api, initial_list);
+        let mut state = ClusterState::default();
+        // Services, slices and the node arrive although no IPPool list can succeed.
+        for change in next(&mut watcher).await.changes {
+            state.apply(change);
+        }
+        assert_eq!(names(&state.services), ["default/web"], "{initial_list:?}");
+        assert!(state.ip_pools.is_empty());
+        let refused =
+            api.requests().iter().filter(|r| r.resource == Some(Resource::IPPools)).count();
+        assert!(refused >= 1, "{initial_list:?}: IPPools were asked for");
+
+        // The CRD is installed later: pools arrive without a restart, and deletions follow.
+        api.set_crds_installed(true);
+        api.put(ip_pool("public", "192.0.2.0/24"));
+        until(&mut watcher, &mut state, |s| s.ip_pools.contains_key(&ObjectKey::cluster("public")))
+            .await;
+        api.delete(Resource::IPPools, "", "public");
+        until(&mut watcher, &mut state, |s| s.ip_pools.is_empty()).await;
+
+        // The CRD is removed again: what was seen is reported deleted, Services keep flowing.
+        api.put(ip_pool("second", "198.51.100.0/24"));
+        until(&mut watcher, &mut state, |s| s.ip_pools.len() == 1).await;
+        api.set_crds_installed(false);
+        until(&mut watcher, &mut state, |s| s.ip_pools.is_empty()).await;
+        api.put(service("default", "api", json!({}), "10.96.0.20", 443));
+        until(&mut watcher, &mut state, |s| s.services.contains_key(&key("default", "api"))).await;
     }
 }

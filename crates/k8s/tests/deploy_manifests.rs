@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Deserialize;
 
 /// Every object in deploy/, typed.
@@ -19,6 +20,7 @@ struct Deploy {
     cluster_roles: Vec<ClusterRole>,
     bindings: Vec<ClusterRoleBinding>,
     config_maps: Vec<ConfigMap>,
+    crds: Vec<CustomResourceDefinition>,
 }
 
 fn deploy_dir() -> PathBuf {
@@ -55,6 +57,9 @@ fn load() -> Deploy {
                     deploy.service_accounts.push(typed(value, &place))
                 }
                 (Some("v1"), Some("ConfigMap")) => deploy.config_maps.push(typed(value, &place)),
+                (Some("apiextensions.k8s.io/v1"), Some("CustomResourceDefinition")) => {
+                    deploy.crds.push(typed(value, &place));
+                }
                 (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRole")) => {
                     deploy.cluster_roles.push(typed(value, &place));
                 }
@@ -76,6 +81,7 @@ fn every_manifest_parses_into_its_typed_object() {
     assert_eq!(deploy.cluster_roles.len(), 1);
     assert_eq!(deploy.bindings.len(), 1);
     assert_eq!(deploy.config_maps.len(), 1);
+    assert_eq!(deploy.crds.len(), 3, "IPPool, BGPPeer, BGPAdvertisement");
 }
 
 #[test]
@@ -101,6 +107,12 @@ fn cluster_role_grants_exactly_list_and_watch_on_what_a_proxy_reads() {
         ("", "nodes", "watch"),
         ("discovery.k8s.io", "endpointslices", "list"),
         ("discovery.k8s.io", "endpointslices", "watch"),
+        ("switchyard.io", "ippools", "list"),
+        ("switchyard.io", "ippools", "watch"),
+        ("switchyard.io", "bgppeers", "list"),
+        ("switchyard.io", "bgppeers", "watch"),
+        ("switchyard.io", "bgpadvertisements", "list"),
+        ("switchyard.io", "bgpadvertisements", "watch"),
     ]
     .into_iter()
     .collect();

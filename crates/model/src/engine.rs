@@ -159,6 +159,9 @@ impl NodeModel {
                     self.set_node(node.as_deref(), &mut touched);
                 }
             }
+            // Pools and BGP objects say where addresses come from and who hears of them, never
+            // how a node forwards: the data plane follows the Services' status alone.
+            Change::IPPool(..) | Change::BGPPeer(..) | Change::BGPAdvertisement(..) => {}
         }
         self.finish(touched)
     }

@@ -7,12 +7,27 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 
+use crate::crd::{BGPAdvertisement, BGPPeer, IPPool};
+
 /// The kinds of object the model reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjectKind {
     Service,
     EndpointSlice,
     Node,
+    /// `switchyard.io/v1alpha1` IPPool: LoadBalancer addresses (the controller's input).
+    IPPool,
+    /// `switchyard.io/v1alpha1` BGPPeer: a router to announce to.
+    BGPPeer,
+    /// `switchyard.io/v1alpha1` BGPAdvertisement: what is announced to whom.
+    BGPAdvertisement,
+}
+
+impl ObjectKind {
+    /// True for kinds without a namespace.
+    pub fn is_cluster_scoped(self) -> bool {
+        !matches!(self, Self::Service | Self::EndpointSlice)
+    }
 }
 
 impl fmt::Display for ObjectKind {
@@ -21,11 +36,15 @@ impl fmt::Display for ObjectKind {
             Self::Service => "Service",
             Self::EndpointSlice => "EndpointSlice",
             Self::Node => "Node",
+            Self::IPPool => "IPPool",
+            Self::BGPPeer => "BGPPeer",
+            Self::BGPAdvertisement => "BGPAdvertisement",
         })
     }
 }
 
-/// Namespace and name of an object. Cluster-scoped objects (Nodes) have an empty namespace.
+/// Namespace and name of an object. Cluster-scoped objects (Nodes, our own kinds) have an empty
+/// namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct ObjectKey {
     pub namespace: String,
@@ -59,6 +78,9 @@ pub struct ClusterState {
     pub services: BTreeMap<ObjectKey, Service>,
     pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
     pub nodes: BTreeMap<ObjectKey, Node>,
+    pub ip_pools: BTreeMap<ObjectKey, IPPool>,
+    pub bgp_peers: BTreeMap<ObjectKey, BGPPeer>,
+    pub bgp_advertisements: BTreeMap<ObjectKey, BGPAdvertisement>,
 }
 
 /// One change to the cluster as a source saw it. Sources emit these so the model can recompute
@@ -68,6 +90,9 @@ pub enum Change {
     Service(ObjectKey, Option<Box<Service>>),
     EndpointSlice(ObjectKey, Option<Box<EndpointSlice>>),
     Node(ObjectKey, Option<Box<Node>>),
+    IPPool(ObjectKey, Option<Box<IPPool>>),
+    BGPPeer(ObjectKey, Option<Box<BGPPeer>>),
+    BGPAdvertisement(ObjectKey, Option<Box<BGPAdvertisement>>),
 }
 
 impl Change {
@@ -76,12 +101,20 @@ impl Change {
             Self::Service(..) => ObjectKind::Service,
             Self::EndpointSlice(..) => ObjectKind::EndpointSlice,
             Self::Node(..) => ObjectKind::Node,
+            Self::IPPool(..) => ObjectKind::IPPool,
+            Self::BGPPeer(..) => ObjectKind::BGPPeer,
+            Self::BGPAdvertisement(..) => ObjectKind::BGPAdvertisement,
         }
     }
 
     pub fn key(&self) -> &ObjectKey {
         match self {
-            Self::Service(k, _) | Self::EndpointSlice(k, _) | Self::Node(k, _) => k,
+            Self::Service(k, _)
+            | Self::EndpointSlice(k, _)
+            | Self::Node(k, _)
+            | Self::IPPool(k, _)
+            | Self::BGPPeer(k, _)
+            | Self::BGPAdvertisement(k, _) => k,
         }
     }
 
@@ -91,6 +124,9 @@ impl Change {
             Self::Service(_, o) => o.is_none(),
             Self::EndpointSlice(_, o) => o.is_none(),
             Self::Node(_, o) => o.is_none(),
+            Self::IPPool(_, o) => o.is_none(),
+            Self::BGPPeer(_, o) => o.is_none(),
+            Self::BGPAdvertisement(_, o) => o.is_none(),
         }
     }
 }
@@ -99,24 +135,24 @@ impl ClusterState {
     /// Applies one change to the snapshot.
     pub fn apply(&mut self, change: Change) {
         match change {
-            Change::Service(k, Some(o)) => {
-                self.services.insert(k, *o);
-            }
-            Change::Service(k, None) => {
-                self.services.remove(&k);
-            }
-            Change::EndpointSlice(k, Some(o)) => {
-                self.endpoint_slices.insert(k, *o);
-            }
-            Change::EndpointSlice(k, None) => {
-                self.endpoint_slices.remove(&k);
-            }
-            Change::Node(k, Some(o)) => {
-                self.nodes.insert(k, *o);
-            }
-            Change::Node(k, None) => {
-                self.nodes.remove(&k);
-            }
+            Change::Service(k, o) => set(&mut self.services, k, o),
+            Change::EndpointSlice(k, o) => set(&mut self.endpoint_slices, k, o),
+            Change::Node(k, o) => set(&mut self.nodes, k, o),
+            Change::IPPool(k, o) => set(&mut self.ip_pools, k, o),
+            Change::BGPPeer(k, o) => set(&mut self.bgp_peers, k, o),
+            Change::BGPAdvertisement(k, o) => set(&mut self.bgp_advertisements, k, o),
+        }
+    }
+}
+
+/// Upserts (`Some`) or removes (`None`) one object of a map.
+fn set<T>(map: &mut BTreeMap<ObjectKey, T>, key: ObjectKey, object: Option<Box<T>>) {
+    match object {
+        Some(object) => {
+            map.insert(key, *object);
+        }
+        None => {
+            map.remove(&key);
         }
     }
 }

@@ -34,7 +34,7 @@ fn validate_accepts_the_example_cluster() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(text.contains(": valid: 0 errors, 0 warnings;"), "{text}");
-    assert!(text.contains("3 Nodes"), "{text}");
+    assert!(text.contains("3 Nodes, 1 IPPool, 1 BGPPeer, 1 BGPAdvertisement"), "{text}");
     assert!(
         text.contains("Deployment shop/frontend (apps/v1): not read by Switchyard, ignored"),
         "{text}"
@@ -98,6 +98,18 @@ fn validate_pinpoints_every_broken_file_and_exits_1() {
             "is already defined in",
             "duplicate-a.yaml:2 (document 1); that first definition is used",
         ),
+        (
+            "pools.yaml:9 (document 1)",
+            "IPPool pool-a: spec.addresses[0]",
+            "\"10.250.0.0/33\" is not a CIDR",
+        ),
+        (
+            "pools.yaml:18 (document 2)",
+            "IPPool pool-b: spec.addresses[0]",
+            "overlaps IPPool pool-a (spec.addresses[1])",
+        ),
+        ("pools.yaml:26 (document 3)", "BGPPeer bad-peer: spec.peerASN", "AS_TRANS"),
+        ("pools.yaml:28 (document 3)", "BGPPeer bad-peer: spec.holdTime", "at least 3s"),
     ];
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
     for (location, object, reason) in expected {
@@ -111,7 +123,7 @@ fn validate_pinpoints_every_broken_file_and_exits_1() {
         text.contains("warning: ") && text.contains("typos.yaml:14 (document 1): Service broken/typos: unknown field \"spec.ports[0].nodeport\" (ignored)"),
         "misspelt fields must be reported:\n{text}"
     );
-    assert!(text.contains(": INVALID: 13 errors,"), "{text}");
+    assert!(text.contains(": INVALID: 17 errors,"), "{text}");
 }
 
 #[test]

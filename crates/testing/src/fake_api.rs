@@ -32,18 +32,38 @@ pub enum Resource {
     EndpointSlices,
     /// `/api/v1/nodes`.
     Nodes,
+    /// `/apis/switchyard.io/v1alpha1/ippools` (a CRD: see [`FakeApi::set_crds_installed`]).
+    IPPools,
+    /// `/apis/switchyard.io/v1alpha1/bgppeers` (a CRD).
+    BGPPeers,
+    /// `/apis/switchyard.io/v1alpha1/bgpadvertisements` (a CRD).
+    BGPAdvertisements,
 }
 
 impl Resource {
-    const ALL: [Self; 3] = [Self::Services, Self::EndpointSlices, Self::Nodes];
+    const ALL: [Self; 6] = [
+        Self::Services,
+        Self::EndpointSlices,
+        Self::Nodes,
+        Self::IPPools,
+        Self::BGPPeers,
+        Self::BGPAdvertisements,
+    ];
 
     fn from_path(path: &str) -> Option<Self> {
         match path {
             "/api/v1/services" => Some(Self::Services),
             "/apis/discovery.k8s.io/v1/endpointslices" => Some(Self::EndpointSlices),
             "/api/v1/nodes" => Some(Self::Nodes),
+            "/apis/switchyard.io/v1alpha1/ippools" => Some(Self::IPPools),
+            "/apis/switchyard.io/v1alpha1/bgppeers" => Some(Self::BGPPeers),
+            "/apis/switchyard.io/v1alpha1/bgpadvertisements" => Some(Self::BGPAdvertisements),
             _ => None,
         }
+    }
+
+    fn from_kind(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.kind() == kind)
     }
 
     fn kind(self) -> &'static str {
@@ -51,14 +71,23 @@ impl Resource {
             Self::Services => "Service",
             Self::EndpointSlices => "EndpointSlice",
             Self::Nodes => "Node",
+            Self::IPPools => "IPPool",
+            Self::BGPPeers => "BGPPeer",
+            Self::BGPAdvertisements => "BGPAdvertisement",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Self::EndpointSlices => "discovery.k8s.io/v1",
-            _ => "v1",
+            Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements => "switchyard.io/v1alpha1",
+            Self::Services | Self::Nodes => "v1",
         }
+    }
+
+    /// One of our own kinds, served only while its CRD is installed.
+    pub fn is_custom(self) -> bool {
+        matches!(self, Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements)
     }
 }
 
@@ -126,6 +155,9 @@ struct Inner {
     refuse_streaming: bool,
     /// Behave like a server before Kubernetes 1.27: `sendInitialEvents` is an unknown parameter.
     ignore_streaming: bool,
+    /// Our CRDs are installed: their resources are served (otherwise 404, as on a cluster
+    /// where `deploy/crds.yaml` was not applied).
+    crds_installed: bool,
     watchers: Vec<Watcher>,
     requests: Vec<Logged>,
 }
@@ -163,6 +195,7 @@ impl FakeApi {
             gone_style: GoneStyle::ErrorEvent,
             refuse_streaming: false,
             ignore_streaming: false,
+            crds_installed: true,
             watchers: Vec::new(),
             requests: Vec::new(),
         }));
@@ -245,6 +278,16 @@ impl FakeApi {
         self.inner.lock().unwrap().ignore_streaming = true;
     }
 
+    /// Installs or removes our CRDs (installed at start). Removing them ends open watches of
+    /// their resources, and requests get 404 until they are installed again.
+    pub fn set_crds_installed(&self, installed: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.crds_installed = installed;
+        if !installed {
+            inner.watchers.retain(|w| !w.resource.is_custom());
+        }
+    }
+
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Logged> {
         self.inner.lock().unwrap().requests.clone()
@@ -288,11 +331,9 @@ impl Outage<'_> {
 
 impl Inner {
     fn put(&mut self, mut object: Value) -> u64 {
-        let resource = match object["kind"].as_str() {
-            Some("Service") => Resource::Services,
-            Some("EndpointSlice") => Resource::EndpointSlices,
-            Some("Node") => Resource::Nodes,
-            other => panic!("fake API server: unknown kind {other:?}"),
+        let kind = object["kind"].as_str();
+        let Some(resource) = kind.and_then(Resource::from_kind) else {
+            panic!("fake API server: unknown kind {kind:?}")
         };
         self.version += 1;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
@@ -386,7 +427,8 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         request.uri().query().map(form_urlencoded_pairs).unwrap_or_default();
     let resource = Resource::from_path(&path);
     shared.inner.lock().unwrap().requests.push(Logged { resource, query: query.clone() });
-    let Some(resource) = resource else {
+    let crds_installed = shared.inner.lock().unwrap().crds_installed;
+    let Some(resource) = resource.filter(|r| crds_installed || !r.is_custom()) else {
         return json_response(
             StatusCode::NOT_FOUND,
             &status(404, "NotFound", "the server could not find the requested resource"),

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{Change, ObjectKey, ObjectKind};
 
 /// An object kind the API source watches, and how it becomes a model change.
@@ -41,6 +42,27 @@ impl Watched for Node {
     const KIND: ObjectKind = ObjectKind::Node;
     fn change(key: ObjectKey, object: Option<Self>) -> Change {
         Change::Node(key, object.map(Box::new))
+    }
+}
+
+impl Watched for IPPool {
+    const KIND: ObjectKind = ObjectKind::IPPool;
+    fn change(key: ObjectKey, object: Option<Self>) -> Change {
+        Change::IPPool(key, object.map(Box::new))
+    }
+}
+
+impl Watched for BGPPeer {
+    const KIND: ObjectKind = ObjectKind::BGPPeer;
+    fn change(key: ObjectKey, object: Option<Self>) -> Change {
+        Change::BGPPeer(key, object.map(Box::new))
+    }
+}
+
+impl Watched for BGPAdvertisement {
+    const KIND: ObjectKind = ObjectKind::BGPAdvertisement;
+    fn change(key: ObjectKey, object: Option<Self>) -> Change {
+        Change::BGPAdvertisement(key, object.map(Box::new))
     }
 }
 
@@ -154,6 +176,9 @@ pub enum KindEvent {
     Service(Event<Service>),
     EndpointSlice(Event<EndpointSlice>),
     Node(Event<Node>),
+    IPPool(Event<IPPool>),
+    BGPPeer(Event<BGPPeer>),
+    BGPAdvertisement(Event<BGPAdvertisement>),
 }
 
 /// The cluster as far as the API source has handed it on, plus changes not yet handed on.
@@ -162,6 +187,9 @@ pub struct Reflection {
     services: KindTracker<Service>,
     slices: KindTracker<EndpointSlice>,
     nodes: KindTracker<Node>,
+    ip_pools: KindTracker<IPPool>,
+    bgp_peers: KindTracker<BGPPeer>,
+    bgp_advertisements: KindTracker<BGPAdvertisement>,
     pending: Vec<Change>,
     /// Position of each pending key in `pending`, so a later change replaces an earlier one.
     pending_index: HashMap<(ObjectKind, ObjectKey), usize>,
@@ -179,6 +207,9 @@ impl Reflection {
             KindEvent::Service(e) => self.services.handle(e, &mut changes),
             KindEvent::EndpointSlice(e) => self.slices.handle(e, &mut changes),
             KindEvent::Node(e) => self.nodes.handle(e, &mut changes),
+            KindEvent::IPPool(e) => self.ip_pools.handle(e, &mut changes),
+            KindEvent::BGPPeer(e) => self.bgp_peers.handle(e, &mut changes),
+            KindEvent::BGPAdvertisement(e) => self.bgp_advertisements.handle(e, &mut changes),
         }
         for change in changes {
             let slot = (change.kind(), change.key().clone());
@@ -192,9 +223,15 @@ impl Reflection {
         }
     }
 
-    /// True once Services, EndpointSlices and Nodes have each been listed completely.
+    /// True once every kind has been listed completely (a kind whose CustomResourceDefinition
+    /// is not installed counts as listed, and empty).
     pub fn synced(&self) -> bool {
-        self.services.synced && self.slices.synced && self.nodes.synced
+        self.services.synced
+            && self.slices.synced
+            && self.nodes.synced
+            && self.ip_pools.synced
+            && self.bgp_peers.synced
+            && self.bgp_advertisements.synced
     }
 
     /// True when changes wait to be handed on (whether or not they may be yet).
@@ -265,7 +302,18 @@ mod tests {
             .collect()
     }
 
+    /// Completes an empty list of each of our own kinds.
+    fn list_own_kinds(reflection: &mut Reflection) {
+        reflection.handle(KindEvent::IPPool(Event::Init));
+        reflection.handle(KindEvent::IPPool(Event::InitDone));
+        reflection.handle(KindEvent::BGPPeer(Event::Init));
+        reflection.handle(KindEvent::BGPPeer(Event::InitDone));
+        reflection.handle(KindEvent::BGPAdvertisement(Event::Init));
+        reflection.handle(KindEvent::BGPAdvertisement(Event::InitDone));
+    }
+
     fn list_all(reflection: &mut Reflection, slices: Vec<EndpointSlice>) {
+        list_own_kinds(reflection);
         reflection.handle(KindEvent::Service(Event::Init));
         reflection.handle(KindEvent::Service(Event::InitDone));
         reflection.handle(KindEvent::Node(Event::Init));
@@ -280,6 +328,7 @@ mod tests {
     #[test]
     fn nothing_is_handed_on_before_every_kind_has_listed() {
         let mut r = Reflection::new();
+        list_own_kinds(&mut r);
         r.handle(KindEvent::Service(Event::Init));
         r.handle(KindEvent::Service(Event::InitApply(service("web", "1"))));
         r.handle(KindEvent::Service(Event::InitDone));

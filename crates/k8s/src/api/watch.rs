@@ -20,6 +20,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use switchyard_model::Change;
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -39,8 +40,9 @@ pub struct ApiUpdate {
 /// ignore `sendInitialEvents` (servers before Kubernetes 1.27 do) and LIST+WATCH is used instead.
 pub const DEFAULT_STREAMING_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running watch of Services, EndpointSlices and this node's Node. Dropping it stops the
-/// watches.
+/// A running watch of Services, EndpointSlices, this node's Node, and our own kinds (IPPools,
+/// BGPPeers, BGPAdvertisements; a kind whose CRD is not installed counts as empty until it is).
+/// Dropping it stops the watches.
 #[derive(Debug)]
 pub struct ApiWatcher {
     updates: mpsc::Receiver<ApiUpdate>,
@@ -69,21 +71,31 @@ impl ApiWatcher {
             api: Api::<Service>::all(client.clone()),
             config: watcher::Config::default().labels(&labels),
             wrap: KindEvent::Service,
+            custom: false,
         };
         let slices = KindWatch {
             api: Api::<EndpointSlice>::all(client.clone()),
             config: watcher::Config::default().labels(&labels),
             wrap: KindEvent::EndpointSlice,
+            custom: false,
         };
         let nodes = KindWatch {
-            api: Api::<Node>::all(client),
+            api: Api::<Node>::all(client.clone()),
             config: watcher::Config::default().fields(&options.node_field_selector()),
             wrap: KindEvent::Node,
+            custom: false,
         };
+        let pools = KindWatch::custom(Api::<IPPool>::all(client.clone()), KindEvent::IPPool);
+        let peers = KindWatch::custom(Api::<BGPPeer>::all(client.clone()), KindEvent::BGPPeer);
+        let advertisements =
+            KindWatch::custom(Api::<BGPAdvertisement>::all(client), KindEvent::BGPAdvertisement);
         let tasks = vec![
             tokio::spawn(services.run(tuning.clone(), event_sender.clone())),
             tokio::spawn(slices.run(tuning.clone(), event_sender.clone())),
-            tokio::spawn(nodes.run(tuning, event_sender)),
+            tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())),
+            tokio::spawn(pools.run(tuning.clone(), event_sender.clone())),
+            tokio::spawn(peers.run(tuning.clone(), event_sender.clone())),
+            tokio::spawn(advertisements.run(tuning, event_sender)),
             tokio::spawn(hand_on(events, update_sender)),
         ];
         Self { updates, tasks }
@@ -142,6 +154,15 @@ struct KindWatch<K: Watched> {
     api: Api<K>,
     config: watcher::Config,
     wrap: fn(Event<K>) -> KindEvent,
+    /// One of our own kinds: its CRD may not be installed (404), which means "none of them"
+    /// rather than an error that holds every other kind back.
+    custom: bool,
+}
+
+impl<K: Watched> KindWatch<K> {
+    fn custom(api: Api<K>, wrap: fn(Event<K>) -> KindEvent) -> Self {
+        Self { api, config: watcher::Config::default(), wrap, custom: true }
+    }
 }
 
 /// Why a watcher is thrown away and started again.
@@ -160,6 +181,8 @@ where
         let options = &tuning.options;
         let mut strategy = options.initial_list;
         let mut restarts = JitteredBackoff::new(options.min_backoff, options.max_backoff);
+        // True while our CRD is missing and the kind has been handed on as empty.
+        let mut absent = false;
         loop {
             let mut config = self.config.clone();
             config = match strategy {
@@ -198,12 +221,35 @@ where
                         if matches!(event, Event::InitDone) {
                             list_deadline = None;
                             restarts.reset();
+                            if absent {
+                                tracing::info!(kind = %K::KIND, "CustomResourceDefinition installed; watching");
+                                absent = false;
+                            }
                         }
                         if events.send((self.wrap)(event)).await.is_err() {
                             return;
                         }
                     }
                     Some(Err(err)) => {
+                        if self.custom && is_not_found(&err) {
+                            if !absent {
+                                tracing::warn!(
+                                    kind = %K::KIND,
+                                    "CustomResourceDefinition not installed (kubectl apply -f \
+                                     deploy/crds.yaml); treating it as empty and retrying"
+                                );
+                                absent = true;
+                                // An empty complete list: other kinds go ahead, and objects
+                                // seen before the CRD was removed are reported deleted.
+                                list_deadline = None;
+                                for event in [Event::Init, Event::InitDone] {
+                                    if events.send((self.wrap)(event)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            continue;
+                        }
                         if let Some(restart) = restart_for(&err, strategy) {
                             if matches!(restart, Restart::NoStreamingLists) {
                                 tracing::warn!(
@@ -235,6 +281,17 @@ where
     K: Watched + DeserializeOwned + Debug + kube::Resource<DynamicType = ()>,
 {
     watcher::watcher(api, config)
+}
+
+/// True when the API server does not know the resource at all (its CRD is not installed).
+fn is_not_found(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        watcher::Error::WatchError(s) => s.code == 404,
+        _ => false,
+    }
 }
 
 /// The errors the watcher cannot recover from by itself.

@@ -1,10 +1,11 @@
 //! A directory of Kubernetes manifests as a source of model input, read once or watched.
 //!
 //! Reads every `*.yaml` / `*.yml` / `*.json` under a directory: multi-document YAML, JSON objects
-//! and `kind: List`s. Services (v1), EndpointSlices (discovery.k8s.io/v1) and Nodes (v1) become
-//! model input; other kinds are listed as ignored. A broken document is reported with file,
-//! document, object and reason while every valid object still applies, and an object whose new
-//! version is broken keeps its last good version.
+//! and `kind: List`s. Services (v1), EndpointSlices (discovery.k8s.io/v1), Nodes (v1) and our
+//! own IPPools, BGPPeers and BGPAdvertisements (switchyard.io/v1alpha1) become model input; other
+//! kinds are listed as ignored. A broken document is reported with file, document, object and
+//! reason while every valid object still applies, and an object whose new version is broken keeps
+//! its last good version.
 
 mod directory;
 mod error;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{Change, ObjectKey, ObjectKind};
 
 /// One Kubernetes object the model reads. Shared (`Arc`) so that unchanged files cost no copies
@@ -13,6 +14,9 @@ pub enum Object {
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
     Node(Arc<Node>),
+    IPPool(Arc<IPPool>),
+    BGPPeer(Arc<BGPPeer>),
+    BGPAdvertisement(Arc<BGPAdvertisement>),
 }
 
 /// Identifies an object across files: kind plus namespace/name.
@@ -24,6 +28,9 @@ impl Object {
             Self::Service(_) => ObjectKind::Service,
             Self::EndpointSlice(_) => ObjectKind::EndpointSlice,
             Self::Node(_) => ObjectKind::Node,
+            Self::IPPool(_) => ObjectKind::IPPool,
+            Self::BGPPeer(_) => ObjectKind::BGPPeer,
+            Self::BGPAdvertisement(_) => ObjectKind::BGPAdvertisement,
         }
     }
 
@@ -33,6 +40,9 @@ impl Object {
             (Self::Service(a), Self::Service(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::Node(a), Self::Node(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::IPPool(a), Self::IPPool(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::BGPPeer(a), Self::BGPPeer(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::BGPAdvertisement(a), Self::BGPAdvertisement(b)) => Arc::ptr_eq(a, b) || a == b,
             _ => false,
         }
     }
@@ -45,6 +55,11 @@ impl Object {
                 Change::EndpointSlice(key, Some(Box::new(EndpointSlice::clone(o))))
             }
             Self::Node(o) => Change::Node(key, Some(Box::new(Node::clone(o)))),
+            Self::IPPool(o) => Change::IPPool(key, Some(Box::new(IPPool::clone(o)))),
+            Self::BGPPeer(o) => Change::BGPPeer(key, Some(Box::new(BGPPeer::clone(o)))),
+            Self::BGPAdvertisement(o) => {
+                Change::BGPAdvertisement(key, Some(Box::new(BGPAdvertisement::clone(o))))
+            }
         }
     }
 }
@@ -55,5 +70,8 @@ pub(crate) fn delete_change(kind: ObjectKind, key: ObjectKey) -> Change {
         ObjectKind::Service => Change::Service(key, None),
         ObjectKind::EndpointSlice => Change::EndpointSlice(key, None),
         ObjectKind::Node => Change::Node(key, None),
+        ObjectKind::IPPool => Change::IPPool(key, None),
+        ObjectKind::BGPPeer => Change::BGPPeer(key, None),
+        ObjectKind::BGPAdvertisement => Change::BGPAdvertisement(key, None),
     }
 }

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{ObjectKey, ObjectKind};
 
 use super::error::{Identity, Location, ManifestError};
@@ -226,6 +227,9 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
         "Service" => Some((ObjectKind::Service, "v1")),
         "EndpointSlice" => Some((ObjectKind::EndpointSlice, "discovery.k8s.io/v1")),
         "Node" => Some((ObjectKind::Node, "v1")),
+        "IPPool" => Some((ObjectKind::IPPool, API_VERSION)),
+        "BGPPeer" => Some((ObjectKind::BGPPeer, API_VERSION)),
+        "BGPAdvertisement" => Some((ObjectKind::BGPAdvertisement, API_VERSION)),
         _ => None,
     }
 }
@@ -313,13 +317,14 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
         return;
     };
 
-    let namespace = match object_kind {
-        ObjectKind::Node => String::new(),
-        ObjectKind::Service | ObjectKind::EndpointSlice => identity
+    let namespace = if object_kind.is_cluster_scoped() {
+        String::new()
+    } else {
+        identity
             .namespace
             .clone()
             .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
     };
     let name = identity.name.clone().filter(|name| !name.is_empty());
     let id = name.clone().map(|name| (object_kind, ObjectKey::new(namespace.clone(), name)));
@@ -361,6 +366,20 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
             o.metadata.namespace = None;
             Object::Node(Arc::new(o))
         }),
+        ObjectKind::IPPool => deserialize::<IPPool>(value, unknown).map(|mut o| {
+            o.metadata.namespace = None;
+            Object::IPPool(Arc::new(o))
+        }),
+        ObjectKind::BGPPeer => deserialize::<BGPPeer>(value, unknown).map(|mut o| {
+            o.metadata.namespace = None;
+            Object::BGPPeer(Arc::new(o))
+        }),
+        ObjectKind::BGPAdvertisement => {
+            deserialize::<BGPAdvertisement>(value, unknown).map(|mut o| {
+                o.metadata.namespace = None;
+                Object::BGPAdvertisement(Arc::new(o))
+            })
+        }
     };
     match parsed {
         Ok(object) => {
@@ -394,7 +413,14 @@ fn deserialize<T: DeserializeOwned>(
 ) -> Result<T, (Option<String>, String)> {
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
-    let result = serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path)));
+    let result = serde_ignored::deserialize(tracked, |path| {
+        let field = field_path(&path);
+        // kube's CustomResource types take apiVersion and kind without keeping them; both were
+        // checked before the object was deserialised.
+        if field != "apiVersion" && field != "kind" {
+            unknown.push(field);
+        }
+    });
     result.map_err(|err| {
         let path = track.path().to_string();
         if path == "." {

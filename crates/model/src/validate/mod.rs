@@ -14,6 +14,7 @@ use crate::input::{ClusterState, ObjectKey, ObjectKind};
 
 mod cluster;
 mod endpoint_slice;
+mod load_balancing;
 mod node;
 mod service;
 mod syntax;
@@ -159,6 +160,7 @@ pub fn validate(state: &ClusterState, options: &ValidationOptions) -> Vec<Findin
     cluster::check_node_port_collisions(state, options, &mut findings);
     cluster::check_cluster_ip_collisions(state, &mut findings);
     cluster::check_joins(state, &mut findings);
+    load_balancing::check(state, &mut findings);
     findings.sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
     findings
 }

@@ -138,6 +138,15 @@ fn summary(
         state.nodes.len(),
         plural(state.nodes.len()),
     );
+    for (count, kind) in [
+        (state.ip_pools.len(), "IPPool"),
+        (state.bgp_peers.len(), "BGPPeer"),
+        (state.bgp_advertisements.len(), "BGPAdvertisement"),
+    ] {
+        if count > 0 {
+            let _ = write!(text, ", {count} {kind}{}", plural(count));
+        }
+    }
     if !directory.ignored().is_empty() {
         let count = directory.ignored().len();
         let _ = write!(text, "; {count} document{} of other kinds ignored", plural(count));
