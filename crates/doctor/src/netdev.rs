@@ -81,7 +81,7 @@ pub(crate) fn xdp_features(ifindex: u32) -> io::Result<Option<XdpFeatures>> {
         .attrs
         .iter()
         .find(|nla| nla.kind() == A_DEV_XDP_FEATURES)
-        .and_then(|nla| u64_value(nla))
+        .and_then(u64_value)
         .ok_or_else(|| io::Error::other("no xdp-features attribute in the reply"))?;
     Ok(Some(XdpFeatures(features)))
 }
