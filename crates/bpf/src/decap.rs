@@ -23,6 +23,7 @@ use crate::{
     Error,
     abi::{Counter, NodeAddrKey},
     loader::{LINKS_DIR, error_chain, generation},
+    maps::typed,
 };
 
 /// The TC program's function name.
@@ -116,13 +117,6 @@ impl std::fmt::Debug for DecapMaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecapMaps").finish_non_exhaustive()
     }
-}
-
-fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
-where
-    T: TryFrom<Map, Error = aya::maps::MapError>,
-{
-    T::try_from(map).map_err(|source| Error::Map { name, source })
 }
 
 impl DecapMaps {

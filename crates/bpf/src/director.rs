@@ -21,6 +21,7 @@ use crate::{
     Error,
     abi::{Addr, Counter, FrontendKey},
     loader::{LINKS_DIR, error_chain, generation},
+    maps::typed,
 };
 
 /// `SY_GUE_PORT_DEFAULT`.
@@ -333,13 +334,6 @@ impl std::fmt::Debug for DirMaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirMaps").finish_non_exhaustive()
     }
-}
-
-fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
-where
-    T: TryFrom<Map, Error = aya::maps::MapError>,
-{
-    T::try_from(map).map_err(|source| Error::Map { name, source })
 }
 
 /// Where a flow to a VIP goes according to the maps (the program's lookup, in Rust).

@@ -101,7 +101,8 @@ impl std::fmt::Debug for Maps {
     }
 }
 
-fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
+/// One map of a loaded object as its typed aya handle; the error names the map.
+pub(crate) fn typed<T>(name: &'static str, map: Map) -> Result<T, Error>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
