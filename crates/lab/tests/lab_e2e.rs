@@ -338,7 +338,7 @@ fn large_transfer_crosses_a_smaller_mtu_hop_with_path_mtu_discovery() {
                 let mut stream =
                     std::net::TcpStream::connect_timeout(&SocketAddr::new(target, PORT), TIMEOUT)
                         .unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
                 let payload = "x".repeat(200_000);
                 stream.write_all(format!("{payload}\n").as_bytes()).unwrap();
                 let mut line = String::new();
