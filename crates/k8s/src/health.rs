@@ -18,6 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use k8s_openapi::api::core::v1::Node;
+use switchyard_error::ErrorChain;
 use switchyard_model::HealthCheck;
 
 /// kube-proxy's default `--healthz-bind-address`.
@@ -130,7 +131,7 @@ impl HealthServer {
             .with_state(health);
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(error = %err, "health server stopped");
+                tracing::error!(error = %ErrorChain(&err), "health server stopped");
             }
         });
         Ok(Self { local_addr, task })
@@ -321,7 +322,11 @@ impl ServiceHealthServers {
         let app = Router::new().fallback(service_health_handler).with_state(state);
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(port, error = %err, "health check node port server stopped");
+                tracing::error!(
+                    port,
+                    error = %ErrorChain(&err),
+                    "health check node port server stopped"
+                );
             }
         });
         self.servers.insert(port, ServiceServer { check: shared, task });

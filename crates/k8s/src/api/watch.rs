@@ -19,6 +19,7 @@ use kube::runtime::utils::Backoff as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
+use switchyard_error::ErrorChain;
 use switchyard_model::Change;
 use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
 use tokio::sync::mpsc;
@@ -253,7 +254,7 @@ where
                         if let Some(restart) = restart_for(&err, strategy) {
                             if matches!(restart, Restart::NoStreamingLists) {
                                 tracing::warn!(
-                                    kind = %K::KIND, error = %err,
+                                    kind = %K::KIND, error = %ErrorChain(&err),
                                     "API server refused a streaming list; using LIST+WATCH"
                                 );
                             } else {
@@ -323,10 +324,10 @@ fn log_watch_error(kind: switchyard_model::ObjectKind, err: &watcher::Error) {
     };
     if forbidden {
         tracing::error!(
-            %kind, error = %err,
+            %kind, error = %ErrorChain(&err),
             "forbidden: the service account needs list and watch on this kind (see deploy/rbac.yaml)"
         );
     } else {
-        tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff");
+        tracing::warn!(%kind, error = %ErrorChain(&err), "watch failed; retrying with backoff");
     }
 }

@@ -20,6 +20,7 @@ use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
 use switchyard_dataplane::sockdiag;
 use switchyard_dataplane::stale::TerminatingEndpoints;
+use switchyard_error::ErrorChain;
 use switchyard_k8s::health::{RetryOutcome, ServiceHealthServers};
 use switchyard_k8s::manifest::ManifestUpdate;
 use switchyard_model::{
@@ -292,12 +293,18 @@ impl Agent {
             Ok(applied) => (false, applied),
             Err(err) => {
                 self.observe.sync_failed();
-                warn!(%err, "applying changes failed; re-reading the maps and reconciling everything");
+                warn!(
+                    err = %ErrorChain(&err),
+                    "applying changes failed; re-reading the maps and reconciling everything"
+                );
                 match reconciler.resync(datapath.maps_mut(), self.model.desired()) {
                     Ok(applied) => (true, applied),
                     Err(err) => {
                         self.observe.sync_failed();
-                        error!(%err, "resync failed; will retry on the next change");
+                        error!(
+                            err = %ErrorChain(&err),
+                            "resync failed; will retry on the next change"
+                        );
                         return false;
                     }
                 }
@@ -386,7 +393,7 @@ impl Agent {
 
     fn log_applied(&self, what: &str, applied: &Applied) {
         for err in &applied.errors {
-            error!(%err, "frontend not programmed");
+            error!(err = %ErrorChain(err), "frontend not programmed");
         }
         info!(
             ops = applied.ops,

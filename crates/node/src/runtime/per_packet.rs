@@ -9,6 +9,7 @@ use switchyard_bpf::tc::{self, PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet_settings::{PacketError, PacketState};
 use switchyard_dataplane::reconciler::KernelPlanner;
+use switchyard_error::ErrorChain;
 use switchyard_model::{DesiredState, Frontend, FrontendKey, NodeModel, PortRange};
 use tracing::{error, info, warn};
 
@@ -96,7 +97,7 @@ impl PerPacketPrograms {
         match self.state.set_node_addresses(maps, model.node_port_addresses()) {
             Ok(true) => info!(addresses = ?self.state.node_addresses(), "node addresses written"),
             Ok(false) => {}
-            Err(err) => error!(%err, "node addresses not written"),
+            Err(err) => error!(err = %ErrorChain(&err), "node addresses not written"),
         }
         let settings = settings(model, self.snat_ports, self.node_port_range);
         match self.state.set_settings(self.datapath.maps_mut(), &settings) {
@@ -114,7 +115,7 @@ impl PerPacketPrograms {
                 }
             }
             Ok(false) => {}
-            Err(err) => error!(%err, "per-packet settings not written"),
+            Err(err) => error!(err = %ErrorChain(&err), "per-packet settings not written"),
         }
     }
 
@@ -172,6 +173,6 @@ fn settings(
 
 fn log_errors(errors: &[PacketError]) {
     for err in errors {
-        error!(%err, "per-packet state not written");
+        error!(err = %ErrorChain(err), "per-packet state not written");
     }
 }
