@@ -19,7 +19,6 @@ use switchyard_bpf::{Datapath, LoadOptions};
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
 use switchyard_dataplane::sockdiag;
-use switchyard_dataplane::stale::TerminatingEndpoints;
 use switchyard_error::ErrorChain;
 use switchyard_k8s::health::{RetryOutcome, ServiceHealthServers};
 use switchyard_k8s::manifest::ManifestUpdate;
@@ -95,7 +94,6 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             node_port_range: config.node_port_range,
             ..ProxyConfig::new(node_name.clone())
         }),
-        terminating: TerminatingEndpoints::default(),
         problems: BTreeSet::new(),
         cgroup: cgroup.clone(),
         destroy_stale: config.destroy_stale_sockets,
@@ -115,7 +113,6 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     agent.findings.record(&first.changes);
     health.queued(&first.changes);
     for change in first.changes {
-        agent.terminating.observe(&change);
         agent.model.apply(change);
     }
     if !config.devices.is_empty() {
@@ -132,7 +129,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     if let Some(packet) = &mut agent.packet {
         packet.prepare(reconciler.planner(), all_frontends(agent.model.desired()));
     }
-    reconciler.hold(&agent.terminating.endpoints());
+    reconciler.hold(&agent.model.terminating_endpoints());
     let applied = reconciler
         .apply_full(datapath.maps_mut(), agent.model.desired())
         .map_err(|source| NodeError::Maps { what: "programming the maps", source })?;
@@ -202,7 +199,6 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
 
 struct Agent {
     model: NodeModel,
-    terminating: TerminatingEndpoints,
     /// Manifest problems already logged, so each is logged once while it lasts.
     problems: BTreeSet<String>,
     cgroup: PathBuf,
@@ -259,7 +255,6 @@ impl Agent {
         self.report_problems(&update);
         let mut diffs: Vec<StateDiff> = Vec::with_capacity(update.changes.len());
         for change in update.changes {
-            self.terminating.observe(&change);
             let diff = self.model.apply(change);
             if !diff.is_empty() {
                 diffs.push(diff);
@@ -274,7 +269,7 @@ impl Agent {
             }
         }
         // Terminating endpoints keep their backend entries (their per-packet flows go on).
-        let holds_ended = reconciler.hold(&self.terminating.endpoints());
+        let holds_ended = reconciler.hold(&self.model.terminating_endpoints());
         if diffs.is_empty() && holds_ended {
             // No frontend changed, but an endpoint that was terminating is gone: delete it.
             diffs.push(StateDiff::default());
@@ -325,7 +320,7 @@ impl Agent {
             if reconciler.uses_address(backend.ip, backend.port) {
                 continue;
             }
-            if self.terminating.is_terminating(backend.ip) {
+            if self.model.is_terminating(backend.ip) {
                 self.draining.insert(target);
             } else {
                 targets.insert(target);
@@ -343,7 +338,7 @@ impl Agent {
             if reconciler.uses_address(ip, port) {
                 return false;
             }
-            if self.terminating.is_terminating(ip) {
+            if self.model.is_terminating(ip) {
                 return true;
             }
             finished.insert((ip, port));
