@@ -61,8 +61,9 @@ pub struct Programmed {
 
 /// A bpffs of the benchmark's own (`<tmp>/<prefix>-<pid>-<n>`), removed with its pins on drop.
 pub(crate) fn private_bpffs(prefix: &str) -> Result<PrivateBpffs, BenchError> {
-    PrivateBpffs::create(prefix)
-        .map_err(|e| BenchError::Switchyard(format!("a private bpffs for {prefix}: {}", ErrorChain(&e))))
+    PrivateBpffs::create(prefix).map_err(|e| {
+        BenchError::Switchyard(format!("a private bpffs for {prefix}: {}", ErrorChain(&e)))
+    })
 }
 
 /// Loads the socket-level object into a fresh bpffs with maps sized for `model`.
@@ -73,8 +74,10 @@ pub fn load(model: &NodeModel, prefix: &str) -> Result<Programmed, BenchError> {
         LoadOptions { sizes, maglev_table_size: MAGLEV_TABLE_SIZE, ..LoadOptions::new(dir.path()) };
     let err =
         |what: &str, e: &dyn std::fmt::Display| BenchError::Switchyard(format!("{what}: {e}"));
-    let mut datapath = Datapath::load(&options).map_err(|e| err("loading the BPF object", &ErrorChain(&e)))?;
-    let tables = MaglevTables::new(MAGLEV_TABLE_SIZE).map_err(|e| err("Maglev tables", &ErrorChain(&e)))?;
+    let mut datapath =
+        Datapath::load(&options).map_err(|e| err("loading the BPF object", &ErrorChain(&e)))?;
+    let tables =
+        MaglevTables::new(MAGLEV_TABLE_SIZE).map_err(|e| err("Maglev tables", &ErrorChain(&e)))?;
     let (reconciler, _) = Reconciler::adopt(
         datapath.maps_mut(),
         limits_for(&sizes, MAGLEV_TABLE_SIZE),
@@ -144,7 +147,8 @@ impl Flows {
         };
         let maps = packet.maps();
         let ct = maps.ct.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&ErrorChain(&e)))?;
-        let nat = maps.nat.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&ErrorChain(&e)))?;
+        let nat =
+            maps.nat.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&ErrorChain(&e)))?;
         Ok(Flows { ct, nat })
     }
 
@@ -163,9 +167,7 @@ impl Flows {
     }
 }
 
-fn checked(
-    applied: Result<Applied, impl std::error::Error + 'static>,
-) -> Result<Applied, String> {
+fn checked(applied: Result<Applied, impl std::error::Error + 'static>) -> Result<Applied, String> {
     let applied = applied.map_err(|e| ErrorChain(&e).to_string())?;
     match applied.errors.first() {
         Some(error) => {
@@ -274,10 +276,9 @@ pub fn measure_latency(
         .map_err(BenchError::Switchyard)?;
     let node = &lab.pod(client_pod).map_err(lab_error)?.node;
     let cgroup = lab.node(node).map_err(lab_error)?.cgroup.clone();
-    programmed
-        .datapath
-        .attach(&cgroup)
-        .map_err(|e| BenchError::Switchyard(format!("attaching to {}: {}", cgroup.display(), ErrorChain(&e))))?;
+    programmed.datapath.attach(&cgroup).map_err(|e| {
+        BenchError::Switchyard(format!("attaching to {}: {}", cgroup.display(), ErrorChain(&e)))
+    })?;
 
     let mut command = std::process::Command::new(client_exe);
     command

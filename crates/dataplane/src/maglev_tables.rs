@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use switchyard_maglev::{Backend, MaglevConfig, Table, TableSize, TableSizeError};
 use switchyard_error::ErrorChain;
+use switchyard_maglev::{Backend, MaglevConfig, Table, TableSize, TableSizeError};
 use tracing::warn;
 
 use crate::planner::TableBuilder;

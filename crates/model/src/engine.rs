@@ -191,7 +191,7 @@ impl NodeModel {
     /// [`ProxyConfig::node_port_addresses`]. A data plane that matches NodePorts by port alone
     /// (a wildcard frontend) needs this list; the NodePort frontends in [`Self::desired`] are the
     /// same ports expanded over it.
-    pub fn node_port_addresses(&self) -> &[std::net::IpAddr] {
+    pub fn node_port_addresses(&self) -> &[IpAddr] {
         &self.node.node_port_addresses
     }
 

@@ -45,7 +45,10 @@ mod tests {
         let errors = [
             Error::Socket { path: "/run/switchyard/api.sock".into(), source: os() },
             Error::Bind { address: ([127, 0, 0, 1], 10249).into(), source: os() },
-            Error::Bpf(switchyard_bpf::Error::Cgroup { path: "/sys/fs/cgroup".into(), source: os() }),
+            Error::Bpf(switchyard_bpf::Error::Cgroup {
+                path: "/sys/fs/cgroup".into(),
+                source: os(),
+            }),
         ];
         for error in &errors {
             assert_source_not_repeated(error);

@@ -96,7 +96,9 @@ async fn status(State(state): State<ApiState>) -> Response {
             kernel: kernel_state,
         })
         .into_response(),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", ErrorChain(&err))).into_response(),
+        Err(err) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", ErrorChain(&err))).into_response()
+        }
     }
 }
 

@@ -324,10 +324,10 @@ fn log_watch_error(kind: switchyard_model::ObjectKind, err: &watcher::Error) {
     };
     if forbidden {
         tracing::error!(
-            %kind, error = %ErrorChain(&err),
+            %kind, error = %ErrorChain(err),
             "forbidden: the service account needs list and watch on this kind (see deploy/rbac.yaml)"
         );
     } else {
-        tracing::warn!(%kind, error = %ErrorChain(&err), "watch failed; retrying with backoff");
+        tracing::warn!(%kind, error = %ErrorChain(err), "watch failed; retrying with backoff");
     }
 }

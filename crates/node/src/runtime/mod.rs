@@ -39,11 +39,11 @@ use per_packet::PerPacketPrograms;
 pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     let what = || format!("cleaning up {}", bpf_dir.display());
     switchyard_bpf::loader::cleanup(bpf_dir)
-        .map_err(|source| NodeError::Bpf { what: what(), source })?;
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     switchyard_bpf::tc::cleanup(bpf_dir)
-        .map_err(|source| NodeError::Bpf { what: what(), source })?;
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     switchyard_bpf::decap::cleanup(bpf_dir)
-        .map_err(|source| NodeError::Bpf { what: what(), source })?;
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     info!(bpf_dir = %bpf_dir.display(), "removed programs, links and maps");
     Ok(())
 }
@@ -58,7 +58,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         check_port_ranges(config.snat_port_range, config.node_port_range)?;
     }
     for device in &config.devices {
-        switchyard_bpf::tc::check_device(device).map_err(NodeError::Device)?;
+        switchyard_bpf::tc::check_device(device)
+            .map_err(|source| NodeError::Device(source.into()))?;
     }
     let node_name = config.node_name.clone();
     let cgroup = config.cgroup.clone();
@@ -70,12 +71,15 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         maglev_table_size: config.maglev_table_size,
         ..LoadOptions::new(&config.bpf_dir)
     };
-    let mut datapath = Datapath::load(&options)
-        .map_err(|source| NodeError::Bpf { what: "loading the BPF maps".into(), source })?;
+    let mut datapath = Datapath::load(&options).map_err(|source| NodeError::Bpf {
+        what: "loading the BPF maps".into(),
+        source: source.into(),
+    })?;
     let limits = limits_for(&sizes, config.maglev_table_size);
     let (mut reconciler, adopted) =
-        Reconciler::adopt(datapath.maps_mut(), limits, Arc::new(tables))
-            .map_err(|source| NodeError::Maps { what: "reading the pinned maps", source })?;
+        Reconciler::adopt(datapath.maps_mut(), limits, Arc::new(tables)).map_err(|source| {
+            NodeError::Maps { what: "reading the pinned maps", source: source.into() }
+        })?;
     info!(
         frontends = adopted.frontends,
         backends = adopted.backends,
@@ -130,9 +134,10 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         packet.prepare(reconciler.planner(), all_frontends(agent.model.desired()));
     }
     reconciler.hold(&agent.model.terminating_endpoints());
-    let applied = reconciler
-        .apply_full(datapath.maps_mut(), agent.model.desired())
-        .map_err(|source| NodeError::Maps { what: "programming the maps", source })?;
+    let applied =
+        reconciler.apply_full(datapath.maps_mut(), agent.model.desired()).map_err(|source| {
+            NodeError::Maps { what: "programming the maps", source: source.into() }
+        })?;
     if let Some(packet) = &mut agent.packet {
         packet.finish_full(reconciler.planner(), agent.model.desired());
     }
@@ -141,7 +146,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
 
     datapath.attach(&cgroup).map_err(|source| NodeError::Bpf {
         what: format!("attaching to cgroup {}", cgroup.display()),
-        source,
+        source: source.into(),
     })?;
     match &mut agent.packet {
         Some(packet) => packet.attach(&config.bpf_dir)?,

@@ -37,7 +37,7 @@ impl AgentObservability {
     ) -> Result<Self, NodeError> {
         let maps = Maps::open_pinned(bpf_dir).map_err(|source| NodeError::Bpf {
             what: format!("opening the maps pinned in {} for metrics", bpf_dir.display()),
-            source,
+            source: source.into(),
         })?;
         let services = Arc::new(RwLock::new(ServiceIndex::default()));
         let collector =
@@ -51,7 +51,9 @@ impl AgentObservability {
             error!(err = %ErrorChain(&err), "local API not served; the agent runs without it");
         }
         if let Some(address) = metrics_address {
-            server::serve_tcp(address, router).await.map_err(NodeError::Metrics)?;
+            server::serve_tcp(address, router)
+                .await
+                .map_err(|source| NodeError::Metrics(source.into()))?;
         }
         Ok(AgentObservability { sync, services, desired })
     }
