@@ -96,7 +96,9 @@ fn demo_spreads_traffic_shows_the_table_and_removes_its_lab() {
     assert!(empty.contains("40 connection refused"), "{empty}");
     assert!(stdout.contains("tried to leave the lab (router without a route): 0 "));
     // The router learned the LoadBalancer IPs over BGP, ETP Local only from nodes with endpoints.
-    for (address, nodes) in [("10.96.100.1", "node1, node2, node3"), ("10.96.100.2", "node1, node2")] {
+    for (address, nodes) in
+        [("10.96.100.1", "node1, node2, node3"), ("10.96.100.2", "node1, node2")]
+    {
         assert!(stdout.contains(&format!("  {address:<14} announced by {nodes}\n")), "{stdout}");
     }
 
