@@ -51,7 +51,7 @@ fn pods_and_nodes_reach_node_ports_load_balancer_and_external_ips() {
     let (lb, ext_ip) = (["10.96.120.1", "fd00:96::120:1"], ["10.96.121.1", "fd00:96::121:1"]);
     let spec = format!("  externalIPs: [\"{}\", \"{}\"]\n", ext_ip[0], ext_ip[1]);
     let endpoints = [("a1", State::Ready), ("b2", State::Ready)];
-    let text = cluster.load_balancer_service("web", 30120, &spec, &lb, &endpoints);
+    let text = cluster.load_balancer("web", 30120, &spec, &lb, &endpoints);
     cluster.apply_and_wait("web.yaml", &text);
 
     for member in ["a2", "b1", "node1"] {
@@ -87,7 +87,7 @@ fn in_cluster_traffic_to_an_external_traffic_policy_local_service_uses_every_end
     );
     // One endpoint per node: a node-local choice would give each client one backend only.
     let endpoints = [("a1", State::Ready), ("b2", State::Ready)];
-    let text = cluster.load_balancer_service("loc", 30122, &spec, &lb, &endpoints);
+    let text = cluster.load_balancer("loc", 30122, &spec, &lb, &endpoints);
     cluster.apply_and_wait("loc.yaml", &text);
 
     // The internal view of the split frontends (dataplane/src/translate.rs) holds every
