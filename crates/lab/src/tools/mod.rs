@@ -6,6 +6,7 @@
 //! client result is a serde struct printed as one JSON line by the CLI.
 
 pub mod clients;
+pub mod raw;
 pub mod servers;
 mod udp_reply;
 

@@ -3,6 +3,7 @@
 mod about;
 mod agent;
 mod demo;
+mod demo_edge;
 mod director;
 mod doctor;
 mod explain;
