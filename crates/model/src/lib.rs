@@ -19,6 +19,7 @@ mod fast_hash;
 mod frontends;
 pub mod input;
 mod intern;
+pub mod labels;
 mod parse;
 mod select;
 pub mod synthetic;

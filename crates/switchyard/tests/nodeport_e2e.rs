@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use switchyard_bpf::pkt::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
-use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, agent_refusing, at, set, v4};
+use switchyard_testing::e2e::{BIN, Cluster, State, agent_refusing, at, set, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// A dropped connection attempt is given this long.
@@ -38,24 +38,7 @@ fn lb_service(
     ingress: &[&str],
     endpoints: &[(&str, State)],
 ) -> String {
-    let last = 10 + node_port % 100;
-    let ips = [format!("10.96.{last}.10"), format!("fd00:96::{last}:10")];
-    let ingress: Vec<String> = ingress.iter().map(|ip| format!("{{ip: \"{ip}\"}}")).collect();
-    let mut text = format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: \"{v4}\"\n  clusterIPs: [\"{v4}\", \"{v6}\"]\n\
-         \x20 ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n  ports:\n\
-         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
-         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
-         {spec}status:\n  loadBalancer:\n    ingress: [{ingress}]\n",
-        v4 = ips[0],
-        v6 = ips[1],
-        ingress = ingress.join(", "),
-    );
-    for v6 in [false, true] {
-        text += &cluster.endpoint_slice(name, v6, ECHO_PORT, endpoints);
-    }
-    text
+    cluster.load_balancer(name, node_port, spec, ingress, endpoints)
 }
 
 /// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP).

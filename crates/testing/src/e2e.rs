@@ -292,6 +292,37 @@ impl Cluster {
         text
     }
 
+    /// A dual-stack LoadBalancer Service `e2e/<name>` (TCP and UDP on port 80 → [`ECHO_PORT`],
+    /// NodePort `node_port`) with its EndpointSlices; `spec` adds spec fields (indented two
+    /// spaces), `ingress` the `status.loadBalancer.ingress` IPs.
+    pub fn load_balancer(
+        &self,
+        name: &str,
+        node_port: u16,
+        spec: &str,
+        ingress: &[&str],
+        endpoints: &[(&str, State)],
+    ) -> String {
+        let last = 10 + node_port % 100;
+        let ips = [format!("10.96.{last}.10"), format!("fd00:96::{last}:10")];
+        let ingress: Vec<String> = ingress.iter().map(|ip| format!("{{ip: \"{ip}\"}}")).collect();
+        let mut text = format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
+             spec:\n  type: LoadBalancer\n  clusterIP: \"{v4}\"\n  clusterIPs: [\"{v4}\", \"{v6}\"]\n\
+             \x20 ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n  ports:\n\
+             \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
+             \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
+             {spec}status:\n  loadBalancer:\n    ingress: [{ingress}]\n",
+            v4 = ips[0],
+            v6 = ips[1],
+            ingress = ingress.join(", "),
+        );
+        for v6 in [false, true] {
+            text += &self.endpoint_slice(name, v6, ECHO_PORT, endpoints);
+        }
+        text
+    }
+
     /// The EndpointSlice `<name>-v4` or `<name>-v6` of Service `name`: TCP and UDP on
     /// `target`, one endpoint per pod of `endpoints` (in the slice's family).
     pub fn endpoint_slice(

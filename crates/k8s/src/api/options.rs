@@ -16,9 +16,21 @@ pub enum InitialList {
     ListWatch,
 }
 
+/// Which objects the API source watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchScope {
+    /// The node agent's: Services and EndpointSlices for this proxy (kube-proxy's label
+    /// selector), this node's Node, and our own kinds.
+    #[default]
+    Node,
+    /// The controller's: every Service, whatever proxy it is for, and IPPools.
+    Controller,
+}
+
 /// Settings of the API source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiOptions {
+    pub scope: WatchScope,
     /// The Node this proxy runs on: its Node object is the only one watched.
     pub node_name: String,
     /// `None`: Services without the `service.kubernetes.io/service-proxy-name` label.
@@ -35,6 +47,7 @@ pub struct ApiOptions {
 impl ApiOptions {
     pub fn new(node_name: impl Into<String>) -> Self {
         Self {
+            scope: WatchScope::Node,
             node_name: node_name.into(),
             proxy_name: None,
             initial_list: InitialList::default(),
@@ -43,6 +56,11 @@ impl ApiOptions {
             min_backoff: Duration::from_millis(800),
             max_backoff: Duration::from_secs(30),
         }
+    }
+
+    /// The controller's watch: every Service and IPPool (it runs on no particular node).
+    pub fn controller() -> Self {
+        Self { scope: WatchScope::Controller, ..Self::new("") }
     }
 
     /// Label selector for Services and EndpointSlices, the one kube-proxy uses: Services meant

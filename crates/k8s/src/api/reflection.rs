@@ -200,6 +200,19 @@ impl Reflection {
         Self::default()
     }
 
+    /// A reflection of some kinds only: the others count as listed (and empty) from the start.
+    pub fn watching(kinds: &[ObjectKind]) -> Self {
+        let mut reflection = Self::default();
+        let unwatched = |kind| !kinds.contains(&kind);
+        reflection.services.synced = unwatched(ObjectKind::Service);
+        reflection.slices.synced = unwatched(ObjectKind::EndpointSlice);
+        reflection.nodes.synced = unwatched(ObjectKind::Node);
+        reflection.ip_pools.synced = unwatched(ObjectKind::IPPool);
+        reflection.bgp_peers.synced = unwatched(ObjectKind::BGPPeer);
+        reflection.bgp_advertisements.synced = unwatched(ObjectKind::BGPAdvertisement);
+        reflection
+    }
+
     /// Takes in one watcher event.
     pub fn handle(&mut self, event: KindEvent) {
         let mut changes = Vec::new();

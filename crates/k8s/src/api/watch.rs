@@ -19,14 +19,14 @@ use kube::runtime::utils::Backoff as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
-use switchyard_model::Change;
 use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::{Change, ObjectKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::backoff::JitteredBackoff;
-use super::options::{ApiOptions, InitialList};
+use super::options::{ApiOptions, InitialList, WatchScope};
 use super::reflection::{KindEvent, Reflection, Watched};
 
 /// Model changes from the API server. The first update holds the whole cluster (every kind
@@ -35,6 +35,16 @@ use super::reflection::{KindEvent, Reflection, Watched};
 pub struct ApiUpdate {
     pub changes: Vec<Change>,
 }
+
+/// Every kind the node agent's watch covers.
+const ALL_KINDS: [ObjectKind; 6] = [
+    ObjectKind::Service,
+    ObjectKind::EndpointSlice,
+    ObjectKind::Node,
+    ObjectKind::IPPool,
+    ObjectKind::BGPPeer,
+    ObjectKind::BGPAdvertisement,
+];
 
 /// How long a streaming list may go without its end marker before the API server is assumed to
 /// ignore `sendInitialEvents` (servers before Kubernetes 1.27 do) and LIST+WATCH is used instead.
@@ -67,37 +77,54 @@ impl ApiWatcher {
         let labels = options.label_selector();
         let tuning = Tuning { options: options.clone(), streaming_list_timeout };
 
-        let services = KindWatch {
-            api: Api::<Service>::all(client.clone()),
-            config: watcher::Config::default().labels(&labels),
-            wrap: KindEvent::Service,
-            custom: false,
-        };
-        let slices = KindWatch {
-            api: Api::<EndpointSlice>::all(client.clone()),
-            config: watcher::Config::default().labels(&labels),
-            wrap: KindEvent::EndpointSlice,
-            custom: false,
-        };
-        let nodes = KindWatch {
-            api: Api::<Node>::all(client.clone()),
-            config: watcher::Config::default().fields(&options.node_field_selector()),
-            wrap: KindEvent::Node,
-            custom: false,
-        };
         let pools = KindWatch::custom(Api::<IPPool>::all(client.clone()), KindEvent::IPPool);
-        let peers = KindWatch::custom(Api::<BGPPeer>::all(client.clone()), KindEvent::BGPPeer);
-        let advertisements =
-            KindWatch::custom(Api::<BGPAdvertisement>::all(client), KindEvent::BGPAdvertisement);
-        let tasks = vec![
-            tokio::spawn(services.run(tuning.clone(), event_sender.clone())),
-            tokio::spawn(slices.run(tuning.clone(), event_sender.clone())),
-            tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())),
-            tokio::spawn(pools.run(tuning.clone(), event_sender.clone())),
-            tokio::spawn(peers.run(tuning.clone(), event_sender.clone())),
-            tokio::spawn(advertisements.run(tuning, event_sender)),
-            tokio::spawn(hand_on(events, update_sender)),
-        ];
+        let mut tasks = Vec::new();
+        let watched: &[ObjectKind] = match options.scope {
+            WatchScope::Node => {
+                let services = KindWatch {
+                    api: Api::<Service>::all(client.clone()),
+                    config: watcher::Config::default().labels(&labels),
+                    wrap: KindEvent::Service,
+                    custom: false,
+                };
+                let slices = KindWatch {
+                    api: Api::<EndpointSlice>::all(client.clone()),
+                    config: watcher::Config::default().labels(&labels),
+                    wrap: KindEvent::EndpointSlice,
+                    custom: false,
+                };
+                let nodes = KindWatch {
+                    api: Api::<Node>::all(client.clone()),
+                    config: watcher::Config::default().fields(&options.node_field_selector()),
+                    wrap: KindEvent::Node,
+                    custom: false,
+                };
+                let peers =
+                    KindWatch::custom(Api::<BGPPeer>::all(client.clone()), KindEvent::BGPPeer);
+                let advertisements = KindWatch::custom(
+                    Api::<BGPAdvertisement>::all(client),
+                    KindEvent::BGPAdvertisement,
+                );
+                tasks.push(tokio::spawn(services.run(tuning.clone(), event_sender.clone())));
+                tasks.push(tokio::spawn(slices.run(tuning.clone(), event_sender.clone())));
+                tasks.push(tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())));
+                tasks.push(tokio::spawn(peers.run(tuning.clone(), event_sender.clone())));
+                tasks.push(tokio::spawn(advertisements.run(tuning.clone(), event_sender.clone())));
+                &ALL_KINDS
+            }
+            WatchScope::Controller => {
+                let services = KindWatch {
+                    api: Api::<Service>::all(client),
+                    config: watcher::Config::default(),
+                    wrap: KindEvent::Service,
+                    custom: false,
+                };
+                tasks.push(tokio::spawn(services.run(tuning.clone(), event_sender.clone())));
+                &[ObjectKind::Service, ObjectKind::IPPool]
+            }
+        };
+        tasks.push(tokio::spawn(pools.run(tuning, event_sender)));
+        tasks.push(tokio::spawn(hand_on(Reflection::watching(watched), events, update_sender)));
         Self { updates, tasks }
     }
 
@@ -123,8 +150,11 @@ struct Tuning {
 
 /// Collects watcher events into the reflection and hands ready batches on. While the consumer is
 /// busy, changes keep collecting (and coalescing) instead of queueing up one by one.
-async fn hand_on(mut events: mpsc::Receiver<KindEvent>, updates: mpsc::Sender<ApiUpdate>) {
-    let mut reflection = Reflection::new();
+async fn hand_on(
+    mut reflection: Reflection,
+    mut events: mpsc::Receiver<KindEvent>,
+    updates: mpsc::Sender<ApiUpdate>,
+) {
     let mut first = true;
     loop {
         let ready = reflection.synced() && reflection.has_pending();
@@ -306,7 +336,7 @@ fn restart_for(err: &watcher::Error, strategy: InitialList) -> Option<Restart> {
     }
 }
 
-fn log_watch_error(kind: switchyard_model::ObjectKind, err: &watcher::Error) {
+fn log_watch_error(kind: ObjectKind, err: &watcher::Error) {
     if let watcher::Error::WatchError(status) = err
         && status.code == 410
     {
