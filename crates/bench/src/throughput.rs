@@ -241,6 +241,7 @@ impl RoundLab {
                 NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
             ],
             clients: vec![CLIENT.into()],
+            directors: Vec::new(),
         };
         let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
         let node = lab.node("node1").map_err(lab_error)?.clone();

@@ -69,6 +69,27 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Starts `command` (stderr piped) in lab member `member`; its stderr lines are echoed with
+/// `label` and collected.
+pub fn spawn_logged(
+    lab: &Lab,
+    member: &str,
+    command: Command,
+    label: &str,
+) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = lab.spawn_in(member, command).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let (sink, name) = (Arc::clone(&log), format!("{label} {member}"));
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{name}: {line}");
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, log)
+}
+
 impl Agent {
     pub fn start(lab: &Lab, manifests: &Path, node: &str) -> Agent {
         Self::start_with(lab, manifests, node, &[])
@@ -95,16 +116,7 @@ impl Agent {
         if !extra.iter().any(|arg| arg == "--api-socket") {
             command.arg("--api-socket").arg(Self::api_socket(lab, node));
         }
-        let mut child = lab.spawn_in(node, command).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let (sink, name) = (Arc::clone(&log), node.to_string());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("agent {name}: {line}");
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (child, log) = spawn_logged(lab, node, command, "agent");
         let agent = Agent { node: node.to_string(), child, log };
         let ready = wait_until(CONVERGE, || agent.logged("agent ready"));
         assert!(ready, "agent on {node} did not get ready: {:#?}", agent.log.lock().unwrap());
@@ -114,6 +126,11 @@ impl Agent {
     /// The local API socket of the agent on `node` of `lab` (in the temporary directory).
     pub fn api_socket(lab: &Lab, node: &str) -> PathBuf {
         std::env::temp_dir().join(format!("{}-{node}-agent.sock", lab.prefix()))
+    }
+
+    /// How many updates the agent has logged as applied so far.
+    pub fn updates_applied(&self) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains("update applied")).count()
     }
 
     pub fn logged(&self, text: &str) -> bool {
@@ -156,17 +173,17 @@ impl Cluster {
         clients: &[&str],
         agent_args: &[&str],
     ) -> Cluster {
-        let topology = Topology {
-            nodes: nodes
-                .iter()
-                .map(|(name, pods)| NodeSpec {
-                    name: name.to_string(),
-                    pods: pods.iter().map(ToString::to_string).collect(),
-                })
-                .collect(),
-            clients: clients.iter().map(ToString::to_string).collect(),
-        };
-        let lab = Lab::up(&topology).unwrap();
+        let agent_args: Vec<String> = agent_args.iter().map(ToString::to_string).collect();
+        Self::with_topology(&topology(nodes, clients, &[]), |_| agent_args)
+    }
+
+    /// A cluster of `topology`; `agent_args` gives every agent's extra arguments once the lab
+    /// (and so every address) exists.
+    pub fn with_topology(
+        topology: &Topology,
+        agent_args: impl FnOnce(&Lab) -> Vec<String>,
+    ) -> Cluster {
+        let lab = Lab::up(topology).unwrap();
         let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.prefix()));
         std::fs::create_dir_all(&manifests).unwrap();
         let mut servers = Vec::new();
@@ -178,7 +195,7 @@ impl Cluster {
                 );
             }
         }
-        let agent_args = agent_args.iter().map(ToString::to_string).collect();
+        let agent_args = agent_args(&lab);
         let mut cluster =
             Cluster { lab, manifests, agents: Vec::new(), agent_args, _servers: servers };
         cluster.apply("nodes.yaml", &cluster.nodes_yaml());
@@ -207,18 +224,25 @@ impl Cluster {
     /// an update, so the test sends no packet to an address not yet programmed (it would
     /// leave through the router untranslated and fail the containment check).
     pub fn apply_and_wait(&self, file: &str, text: &str) {
-        let applied = |agent: &Agent| {
-            agent.log.lock().unwrap().iter().filter(|l| l.contains("update applied")).count()
-        };
-        let before: Vec<usize> = self.agents.iter().map(applied).collect();
+        let before: Vec<usize> = self.agents.iter().map(Agent::updates_applied).collect();
         self.apply(file, text);
         self.eventually(&format!("every agent applied {file}"), || {
-            self.agents.iter().zip(&before).all(|(agent, n)| applied(agent) > *n)
+            self.agents.iter().zip(&before).all(|(agent, n)| agent.updates_applied() > *n)
         });
     }
 
     pub fn delete(&self, file: &str) {
         std::fs::remove_file(self.manifests.join(file)).unwrap();
+    }
+
+    /// Deletes a manifest file and waits until every agent applied the update (see
+    /// [`Cluster::apply_and_wait`]).
+    pub fn delete_and_wait(&self, file: &str) {
+        let before: Vec<usize> = self.agents.iter().map(Agent::updates_applied).collect();
+        self.delete(file);
+        self.eventually(&format!("every agent applied the deletion of {file}"), || {
+            self.agents.iter().zip(&before).all(|(agent, n)| agent.updates_applied() > *n)
+        });
     }
 
     pub fn nodes_yaml(&self) -> String {
@@ -473,6 +497,27 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP),
+    /// as a BGP speaker or an L2 announcer would.
+    pub fn route(&self, ip: &str, nodes: &[&str]) {
+        let len = if ip.contains(':') { 128 } else { 32 };
+        self.lab.route_to_nodes(format!("{ip}/{len}").parse().unwrap(), nodes).unwrap();
+    }
+
+    /// The address of lab node `node` in one family.
+    pub fn node_ip(&self, node: &str, v6: bool) -> IpAddr {
+        let info = self.lab.node(node).unwrap();
+        if v6 { info.ipv6.into() } else { info.ipv4.into() }
+    }
+
+    /// The address of external client `client` in one family.
+    pub fn client_ip(&self, client: &str, v6: bool) -> IpAddr {
+        let info = self.lab.client(client).unwrap();
+        if v6 { info.ipv6.into() } else { info.ipv4.into() }
+    }
+}
+
+impl Cluster {
     /// The containment counters now, for labs whose bring-up already counted (a topology with
     /// external clients counts one stray `Ip6.InNoRoutes` while it comes up).
     pub fn containment_baseline(&self) -> Vec<(String, String, u64)> {
@@ -490,6 +535,39 @@ impl Cluster {
         out
     }
 
+    /// Nothing answers `member`'s TCP connection to `target`, and the attempt reached the
+    /// lab's router untranslated (it has no route for Service addresses and counts what it
+    /// cannot route): no agent translates that address. `baseline` (see
+    /// [`Cluster::containment_baseline`]) must hold before the probe and moves past it, so a
+    /// final containment check still covers everything else.
+    pub fn assert_untranslated(
+        &self,
+        member: &str,
+        target: SocketAddr,
+        baseline: &mut Vec<(String, String, u64)>,
+    ) {
+        let key = if target.is_ipv6() { "Ip6.InNoRoutes" } else { "IpExt.InNoRoutes" };
+        self.assert_nothing_left_the_lab_since(baseline);
+        let out = self.client(member, "tcp", target, 1);
+        assert!(out.summary.backends.is_empty(), "{target} answers {member}: {:?}", out.summary);
+        let now = self.containment_baseline();
+        for ((node, counter, before), (_, _, after)) in baseline.iter().zip(&now) {
+            if node == "fabric" && counter == key {
+                assert!(
+                    after > before,
+                    "{member} -> {target}: {:?}, router saw nothing",
+                    out.summary
+                );
+            } else {
+                assert_eq!(
+                    after, before,
+                    "{node} counter {counter}: a packet tried to leave the lab"
+                );
+            }
+        }
+        *baseline = now;
+    }
+
     /// [`Cluster::assert_nothing_left_the_lab`] relative to a baseline.
     pub fn assert_nothing_left_the_lab_since(&self, baseline: &[(String, String, u64)]) {
         for ((member, key, before), (_, _, now)) in baseline.iter().zip(self.containment_baseline())
@@ -503,6 +581,21 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.agents.clear();
         let _ = std::fs::remove_dir_all(&self.manifests);
+    }
+}
+
+/// A topology of `nodes` (each with its pods), external `clients` and `directors`.
+pub fn topology(nodes: &[(&str, &[&str])], clients: &[&str], directors: &[&str]) -> Topology {
+    Topology {
+        nodes: nodes
+            .iter()
+            .map(|(name, pods)| NodeSpec {
+                name: name.to_string(),
+                pods: pods.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        clients: clients.iter().map(ToString::to_string).collect(),
+        directors: directors.iter().map(ToString::to_string).collect(),
     }
 }
 

@@ -4,6 +4,7 @@ mod about;
 mod agent;
 mod bgp;
 mod demo;
+mod demo_edge;
 mod director;
 mod doctor;
 mod explain;
