@@ -28,19 +28,6 @@ fn cluster() -> Cluster {
     )
 }
 
-/// A LoadBalancer Service (TCP and UDP on `port`, NodePort `node_port`) with its
-/// EndpointSlices, dual-stack. `spec` adds spec fields, `ingress` the status IPs.
-fn lb_service(
-    cluster: &Cluster,
-    name: &str,
-    node_port: u16,
-    spec: &str,
-    ingress: &[&str],
-    endpoints: &[(&str, State)],
-) -> String {
-    cluster.load_balancer(name, node_port, spec, ingress, endpoints)
-}
-
 /// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP).
 fn route(cluster: &Cluster, ip: &str, nodes: &[&str]) {
     let len = if ip.contains(':') { 128 } else { 32 };
@@ -115,7 +102,8 @@ fn external_clients_reach_node_ports_load_balancer_and_external_ips_on_every_nod
     let (lb, ext_ip) = (["10.96.80.1", "fd00:96::80:1"], ["10.96.81.1", "fd00:96::81:1"]);
     let spec = format!("  externalIPs: [\"{}\", \"{}\"]\n", ext_ip[0], ext_ip[1]);
     let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
-    cluster.apply_and_wait("web.yaml", &lb_service(&cluster, "web", 30080, &spec, &lb, &endpoints));
+    cluster
+        .apply_and_wait("web.yaml", &cluster.load_balancer("web", 30080, &spec, &lb, &endpoints));
     for ip in lb {
         route(&cluster, ip, &["node1", "node2"]);
     }
@@ -173,7 +161,7 @@ fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_
     let lb = ["10.96.90.1"];
     let write = |endpoints: &[(&str, State)]| {
         cluster
-            .apply_and_wait("loc.yaml", &lb_service(&cluster, "loc", 30081, spec, &lb, endpoints));
+            .apply_and_wait("loc.yaml", &cluster.load_balancer("loc", 30081, spec, &lb, endpoints));
     };
     write(&[("a1", State::Ready)]);
     route(&cluster, "10.96.90.1", &["node1"]);
@@ -221,7 +209,7 @@ fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_
     // Back to externalTrafficPolicy Cluster: the health check node ports close.
     cluster.apply_and_wait(
         "loc.yaml",
-        &lb_service(&cluster, "loc", 30081, "", &lb, &[("b1", State::Ready)]),
+        &cluster.load_balancer("loc", 30081, "", &lb, &[("b1", State::Ready)]),
     );
     for node in ["node1", "node2"] {
         let target = hc(node);
@@ -243,8 +231,8 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
     let lb = ["10.96.82.1", "fd00:96::82:1"];
     // Only `ext`'s networks may use the LoadBalancer IPs; `far` may not.
     let spec = "  loadBalancerSourceRanges: [\"10.200.1.0/24\", \"fd00:200:0:1::/64\"]\n";
-    let fw = lb_service(&cluster, "fw", 30082, spec, &lb, &[("b1", State::Ready)]);
-    let empty = lb_service(&cluster, "empty", 30083, "", &["10.96.83.1"], &[]);
+    let fw = cluster.load_balancer("fw", 30082, spec, &lb, &[("b1", State::Ready)]);
+    let empty = cluster.load_balancer("empty", 30083, "", &["10.96.83.1"], &[]);
     cluster.apply_and_wait("svc.yaml", &(fw + &empty));
     for ip in ["10.96.82.1", "fd00:96::82:1", "10.96.83.1"] {
         route(&cluster, ip, &["node1"]);
@@ -309,8 +297,8 @@ fn hold(lab: &switchyard_lab::Lab, target: SocketAddr, stop: &AtomicBool) -> cli
 /// The two Services of the long-lived test: only a remote backend (SNAT path) and only a
 /// local one (DNAT).
 fn write_hold_services(cluster: &Cluster, remote: &[(&str, State)], local: &[(&str, State)]) {
-    let text = lb_service(cluster, "remote", 30084, "", &[], remote)
-        + &lb_service(cluster, "local", 30085, "", &[], local);
+    let text = cluster.load_balancer("remote", 30084, "", &[], remote)
+        + &cluster.load_balancer("local", 30085, "", &[], local);
     cluster.apply_and_wait("svc.yaml", &text);
 }
 
@@ -436,7 +424,7 @@ fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
     let holder =
         cluster.lab.run_in("node1", || std::net::TcpListener::bind("[::]:32085")).unwrap().unwrap();
     let spec = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32085\n";
-    let text = lb_service(&cluster, "held", 30085, spec, &[], &[("a1", State::Ready)]);
+    let text = cluster.load_balancer("held", 30085, spec, &[], &[("a1", State::Ready)]);
     cluster.apply_and_wait("held.yaml", &text);
     let node1 = cluster.agents.iter().find(|a| a.node == "node1").unwrap();
     let logged_failure = || {
