@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,22 +26,6 @@ fn cluster() -> Cluster {
         &["ext", "far"],
         &["--devices", "eth0"],
     )
-}
-
-/// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP).
-fn route(cluster: &Cluster, ip: &str, nodes: &[&str]) {
-    let len = if ip.contains(':') { 128 } else { 32 };
-    cluster.lab.route_to_nodes(format!("{ip}/{len}").parse().unwrap(), nodes).unwrap();
-}
-
-fn node_ip(cluster: &Cluster, node: &str, v6: bool) -> IpAddr {
-    let info = cluster.lab.node(node).unwrap();
-    if v6 { info.ipv6.into() } else { info.ipv4.into() }
-}
-
-fn client_ip(cluster: &Cluster, client: &str, v6: bool) -> IpAddr {
-    let info = cluster.lab.client(client).unwrap();
-    if v6 { info.ipv6.into() } else { info.ipv4.into() }
 }
 
 /// `count` TCP connections from an external client (a thread in its namespace).
@@ -105,17 +89,17 @@ fn external_clients_reach_node_ports_load_balancer_and_external_ips_on_every_nod
     cluster
         .apply_and_wait("web.yaml", &cluster.load_balancer("web", 30080, &spec, &lb, &endpoints));
     for ip in lb {
-        route(&cluster, ip, &["node1", "node2"]);
+        cluster.route(ip, &["node1", "node2"]);
     }
     for ip in ext_ip {
-        route(&cluster, ip, &["node2"]);
+        cluster.route(ip, &["node2"]);
     }
 
     // NodePort on every node, both families: local and remote backends both answer; a local
     // backend sees the client, a remote one this node's address and a SNAT port.
     for (node, local) in [("node1", "a1"), ("node2", "b1")] {
         for v6 in [false, true] {
-            let (node_ip, client) = (node_ip(&cluster, node, v6), client_ip(&cluster, "ext", v6));
+            let (node_ip, client) = (cluster.node_ip(node, v6), cluster.client_ip("ext", v6));
             let attempts = ok_from(&cluster, "ext", at(node_ip, 30080), 24);
             assert_eq!(backends(&attempts), set(&["a1", "b1"]), "{node_ip}:30080");
             for a in &attempts {
@@ -164,33 +148,33 @@ fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_
             .apply_and_wait("loc.yaml", &cluster.load_balancer("loc", 30081, spec, &lb, endpoints));
     };
     write(&[("a1", State::Ready)]);
-    route(&cluster, "10.96.90.1", &["node1"]);
+    cluster.route("10.96.90.1", &["node1"]);
 
     for v6 in [false, true] {
-        let client = client_ip(&cluster, "ext", v6);
-        let attempts = ok_from(&cluster, "ext", at(node_ip(&cluster, "node1", v6), 30081), 10);
+        let client = cluster.client_ip("ext", v6);
+        let attempts = ok_from(&cluster, "ext", at(cluster.node_ip("node1", v6), 30081), 10);
         assert_eq!(backends(&attempts), set(&["a1"]));
         for a in &attempts {
             assert_eq!(seen(a).ip(), client, "ETP Local preserves the client: {a:?}");
         }
         // node2 has no endpoint of its own: dropped, not refused, not forwarded.
-        let target = at(node_ip(&cluster, "node2", v6), 30081);
+        let target = at(cluster.node_ip("node2", v6), 30081);
         let dropped = cluster.lab.run_in("ext", || clients::tcp(target, 1, DROPPED)).unwrap();
         assert_eq!(dropped[0].error.as_deref(), Some("timed out"), "{target}: {dropped:?}");
     }
     let via_lb = ok_from(&cluster, "ext", at(v4("10.96.90.1"), 80), 5);
-    assert!(via_lb.iter().all(|a| seen(a).ip() == client_ip(&cluster, "ext", false)), "{via_lb:?}");
+    assert!(via_lb.iter().all(|a| seen(a).ip() == cluster.client_ip("ext", false)), "{via_lb:?}");
     assert!(counters(&cluster, "node2")[&PacketReason::DropNoLocalBackend] >= 2);
 
     // Health check node port on both nodes: 200 where a local endpoint is ready, else 503.
-    let hc = |node: &str| at(node_ip(&cluster, node, false), 32081);
+    let hc = |node: &str| at(cluster.node_ip(node, false), 32081);
     let (status, body) = health(&cluster, "ext", hc("node1")).unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["localEndpoints"], 1);
     assert_eq!(body["service"], serde_json::json!({"namespace": "e2e", "name": "loc"}));
     assert_eq!(body["serviceProxyHealthy"], true);
     let (status, body) =
-        health(&cluster, "ext", at(node_ip(&cluster, "node2", true), 32081)).unwrap();
+        health(&cluster, "ext", at(cluster.node_ip("node2", true), 32081)).unwrap();
     assert_eq!((status, &body["localEndpoints"]), (503, &serde_json::json!(0)), "{body}");
 
     // Only a terminating local endpoint: 503 while traffic still reaches it.
@@ -199,7 +183,7 @@ fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_
         health(&cluster, "ext", hc("node1"))
             .is_some_and(|(status, body)| status == 503 && body["localEndpoints"] == 0)
     });
-    let attempts = ok_from(&cluster, "ext", at(node_ip(&cluster, "node1", false), 30081), 3);
+    let attempts = ok_from(&cluster, "ext", at(cluster.node_ip("node1", false), 30081), 3);
     assert_eq!(backends(&attempts), set(&["a1"]));
     // An endpoint on node2 turns its health check to 200.
     write(&[("a1", State::Terminating), ("b1", State::Ready)]);
@@ -235,7 +219,7 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
     let empty = cluster.load_balancer("empty", 30083, "", &["10.96.83.1"], &[]);
     cluster.apply_and_wait("svc.yaml", &(fw + &empty));
     for ip in ["10.96.82.1", "fd00:96::82:1", "10.96.83.1"] {
-        route(&cluster, ip, &["node1"]);
+        cluster.route(ip, &["node1"]);
     }
 
     for ip in lb {
@@ -245,13 +229,13 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
         assert_eq!(denied[0].error.as_deref(), Some("timed out"), "far -> {target}: {denied:?}");
     }
     // Source ranges are for LoadBalancer IPs only: `far` reaches the NodePort.
-    ok_from(&cluster, "far", at(node_ip(&cluster, "node1", false), 30082), 3);
+    ok_from(&cluster, "far", at(cluster.node_ip("node1", false), 30082), 3);
     assert!(counters(&cluster, "node1")[&PacketReason::DropSourceRange] >= 2);
 
     // No endpoints anywhere: refused at once (TCP RST, ICMP port unreachable for UDP).
     for target in [
-        at(node_ip(&cluster, "node1", false), 30083),
-        at(node_ip(&cluster, "node2", true), 30083),
+        at(cluster.node_ip("node1", false), 30083),
+        at(cluster.node_ip("node2", true), 30083),
         at(v4("10.96.83.1"), 80),
     ] {
         let started = Instant::now();
@@ -271,7 +255,7 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
     cluster.lab.set_mtu("fabric", &router_link, 1280).unwrap();
     let before = counters(&cluster, "node1")[&PacketReason::IcmpRevnat];
     for v6 in [false, true] {
-        let target = at(node_ip(&cluster, "node1", v6), 30082);
+        let target = at(cluster.node_ip("node1", v6), 30082);
         let up = cluster
             .lab
             .run_in("ext", || clients::upload(target, 200_000, Duration::from_secs(10)))
@@ -310,7 +294,7 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
     let mut cluster = cluster();
     let baseline = cluster.containment_baseline();
     write_hold_services(&cluster, &[("b1", State::Ready)], &[("a1", State::Ready)]);
-    let (n1v4, n1v6) = (node_ip(&cluster, "node1", false), node_ip(&cluster, "node1", true));
+    let (n1v4, n1v6) = (cluster.node_ip("node1", false), cluster.node_ip("node1", true));
     let targets = [at(n1v4, 30084), at(n1v6, 30084), at(n1v4, 30085)];
     // Warm up (neighbour entries along the path), so each long-lived connection is
     // established right away and is known to start on the original backend.
@@ -436,13 +420,12 @@ fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
     };
     cluster.eventually("node1 logs the port in use, naming the Service", logged_failure);
     // node2 bound it: 503, no local endpoint.
-    let (status, _) =
-        health(&cluster, "ext", at(node_ip(&cluster, "node2", false), 32085)).unwrap();
+    let (status, _) = health(&cluster, "ext", at(cluster.node_ip("node2", false), 32085)).unwrap();
     assert_eq!(status, 503);
 
     // Freed, and the Service does not change: the agent's own retry binds it.
     drop(holder);
-    let target = at(node_ip(&cluster, "node1", false), 32085);
+    let target = at(cluster.node_ip("node1", false), 32085);
     cluster.eventually("node1 serves the freed port", || {
         health(&cluster, "ext", target).is_some_and(|(status, body)| {
             status == 200 && body["service"]["name"] == "held" && body["localEndpoints"] == 1
