@@ -2,6 +2,7 @@
 
 mod about;
 mod agent;
+mod controller;
 mod demo;
 mod director;
 mod doctor;
@@ -58,6 +59,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// The director role: stateless Maglev load balancing of VIPs to nodes over XDP (GUE/IPIP).
     Director(director::DirectorArgs),
+    /// The controller role: LoadBalancer addresses from IPPools, written to Service status.
+    Controller(controller::ControllerArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
     Demo(demo::DemoArgs),
     Doctor(doctor::DoctorArgs),
@@ -91,6 +94,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Monitor(args) => monitor::run(&args),
         Command::Agent(args) => agent::run(args),
         Command::Director(args) => director::run(args),
+        Command::Controller(args) => controller::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Completion(args) => about::completion(&args),
