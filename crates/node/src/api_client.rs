@@ -1,6 +1,6 @@
 //! A client of the agent's local API (unix socket): what the inspection commands compare the
 //! kernel with when no manifest directory is given — the agent's own desired state, whatever
-//! its source (manifests or the API server).
+//! its source (manifests or the API server) — and what `switchyard bgp` shows.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchyard_model::DesiredState;
+use switchyard_observe::bgp::BgpReport;
 
 /// The agent's default `--api-socket`.
 pub const DEFAULT_API_SOCKET: &str = "/run/switchyard/agent.sock";
@@ -50,11 +51,13 @@ pub enum ApiClientError {
         /// What is wrong with the answer (a status other than 200, no header, chunked).
         problem: String,
     },
-    /// The body is not a desired state.
-    #[error("reading the desired state from {}", socket.display())]
+    /// The body is not the document asked for.
+    #[error("reading {path} from the agent at {}", socket.display())]
     Decode {
         /// The socket.
         socket: PathBuf,
+        /// The path asked for.
+        path: &'static str,
         /// The JSON error.
         #[source]
         source: serde_json::Error,
@@ -63,9 +66,24 @@ pub enum ApiClientError {
 
 /// `GET /desired` from the agent serving `socket`.
 pub fn desired(socket: &Path) -> Result<DesiredState, ApiClientError> {
-    let body = get(socket, "/desired")?;
-    serde_json::from_slice(&body)
-        .map_err(|source| ApiClientError::Decode { socket: socket.to_owned(), source })
+    get_json(socket, "/desired")
+}
+
+/// `GET /bgp`: the agent's BGP sessions and, per peer, every address announced or not and why.
+pub fn bgp(socket: &Path) -> Result<BgpReport, ApiClientError> {
+    get_json(socket, "/bgp")
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    path: &'static str,
+) -> Result<T, ApiClientError> {
+    let body = get(socket, path)?;
+    serde_json::from_slice(&body).map_err(|source| ApiClientError::Decode {
+        socket: socket.to_owned(),
+        path,
+        source,
+    })
 }
 
 /// One HTTP/1.1 GET over the unix socket; the body of a 200 answer.

@@ -6,6 +6,7 @@
 //! agent for its desired state. The binary only turns flags into a [`NodeConfig`] and calls
 //! [`run`].
 
+mod announce;
 pub mod api_client;
 mod config;
 mod error;

@@ -1,5 +1,6 @@
 //! Observability for the node role.
 //!
+//! - [`bgp`]: the BGP speaker's sessions and decisions (`/bgp`, `switchyard bgp`) and metrics.
 //! - [`kernel`]: a snapshot of what is programmed in the kernel (pinned maps), with map fill
 //!   and memory, for `switchyard status` / `services --live` and for metrics.
 //! - [`explain`]: one flow's fate, decided from the maps the way the programs decide it.
@@ -9,6 +10,7 @@
 //! - [`server`]: the local API (unix socket; TCP only when asked) serving `/metrics` and
 //!   `/status`.
 
+pub mod bgp;
 pub mod error;
 pub mod explain;
 pub mod kernel;

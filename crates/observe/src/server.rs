@@ -1,4 +1,4 @@
-//! The local API: `/metrics` (Prometheus text), `/status` and `/desired` (JSON) over a unix
+//! The local API: `/metrics` (Prometheus text), `/status`, `/desired` and `/bgp` (JSON) over a unix
 //! socket, and over TCP only when an address is given. The router can also be merged into another axum
 //! server (the kube-proxy-compatible health server) with `Router::merge`.
 
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::Error;
+use crate::bgp::{BgpCollector, BgpSource};
 use crate::kernel::{self, KernelState};
 use crate::metrics::{KernelCollector, SyncMetrics, render};
 
@@ -34,19 +35,23 @@ pub struct ApiState {
     /// The agent's current desired state for `/desired` (what `services --live` and
     /// `backends` compare the kernel with when no manifest directory is given).
     pub desired: Arc<RwLock<DesiredState>>,
+    /// The BGP speaker's report for `/bgp` (and its metrics).
+    pub bgp: BgpSource,
 }
 
 impl ApiState {
-    /// A registry with the sync metrics and the kernel collector registered.
+    /// A registry with the sync metrics, the kernel collector and the BGP collector registered.
     pub fn new(
         sync: SyncMetrics,
         kernel: Arc<KernelCollector>,
         desired: Arc<RwLock<DesiredState>>,
+        bgp: BgpSource,
     ) -> Self {
         let mut registry = Registry::default();
         sync.register(&mut registry);
         registry.register_collector(Box::new(Arc::clone(&kernel)));
-        ApiState { registry: Arc::new(registry), kernel, sync, desired }
+        registry.register_collector(Box::new(BgpCollector(bgp.clone())));
+        ApiState { registry: Arc::new(registry), kernel, sync, desired, bgp }
     }
 }
 
@@ -63,13 +68,19 @@ pub struct Status {
     pub kernel: KernelState,
 }
 
-/// `/metrics`, `/status` and `/desired`.
+/// `/metrics`, `/status`, `/desired` and `/bgp`.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/desired", get(desired))
+        .route("/bgp", get(bgp))
         .with_state(state)
+}
+
+/// The BGP speaker's sessions and decisions ([`crate::bgp::BgpReport`]).
+async fn bgp(State(state): State<ApiState>) -> Response {
+    axum::Json(state.bgp.report()).into_response()
 }
 
 /// The desired state as of the last sync, as JSON ([`DesiredState`]'s serde form).

@@ -21,7 +21,7 @@ fn demo_examples_validate_strictly() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("0 errors, 0 warnings; 7 files, 6 Services"), "{text}");
+    assert!(text.contains("0 errors, 0 warnings; 8 files, 6 Services"), "{text}");
     assert!(!text.lines().any(|l| l.starts_with("error:") || l.starts_with("warning:")), "{text}");
 }
 
@@ -95,6 +95,12 @@ fn demo_spreads_traffic_shows_the_table_and_removes_its_lab() {
     let empty = stdout.lines().find(|l| l.starts_with("empty")).unwrap();
     assert!(empty.contains("40 connection refused"), "{empty}");
     assert!(stdout.contains("tried to leave the lab (router without a route): 0 "));
+    // The router learned the LoadBalancer IPs over BGP, ETP Local only from nodes with endpoints.
+    for (address, nodes) in
+        [("10.96.100.1", "node1, node2, node3"), ("10.96.100.2", "node1, node2")]
+    {
+        assert!(stdout.contains(&format!("  {address:<14} announced by {nodes}\n")), "{stdout}");
+    }
 
     // "lab sy-xxxxxx up: ..." names the prefix; nothing of that lab may remain.
     let prefix = stdout.split_whitespace().nth(1).unwrap();

@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use switchyard_bpf::pkt::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
-use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, agent_refusing, at, set, v4};
+use switchyard_testing::e2e::{BIN, Cluster, State, agent_refusing, at, set, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// A dropped connection attempt is given this long.
@@ -26,52 +26,6 @@ fn cluster() -> Cluster {
         &["ext", "far"],
         &["--devices", "eth0"],
     )
-}
-
-/// A LoadBalancer Service (TCP and UDP on `port`, NodePort `node_port`) with its
-/// EndpointSlices, dual-stack. `spec` adds spec fields, `ingress` the status IPs.
-fn lb_service(
-    cluster: &Cluster,
-    name: &str,
-    node_port: u16,
-    spec: &str,
-    ingress: &[&str],
-    endpoints: &[(&str, State)],
-) -> String {
-    let last = 10 + node_port % 100;
-    let ips = [format!("10.96.{last}.10"), format!("fd00:96::{last}:10")];
-    let ingress: Vec<String> = ingress.iter().map(|ip| format!("{{ip: \"{ip}\"}}")).collect();
-    let mut text = format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: \"{v4}\"\n  clusterIPs: [\"{v4}\", \"{v6}\"]\n\
-         \x20 ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n  ports:\n\
-         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
-         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
-         {spec}status:\n  loadBalancer:\n    ingress: [{ingress}]\n",
-        v4 = ips[0],
-        v6 = ips[1],
-        ingress = ingress.join(", "),
-    );
-    for v6 in [false, true] {
-        text += &cluster.endpoint_slice(name, v6, ECHO_PORT, endpoints);
-    }
-    text
-}
-
-/// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP).
-fn route(cluster: &Cluster, ip: &str, nodes: &[&str]) {
-    let len = if ip.contains(':') { 128 } else { 32 };
-    cluster.lab.route_to_nodes(format!("{ip}/{len}").parse().unwrap(), nodes).unwrap();
-}
-
-fn node_ip(cluster: &Cluster, node: &str, v6: bool) -> IpAddr {
-    let info = cluster.lab.node(node).unwrap();
-    if v6 { info.ipv6.into() } else { info.ipv4.into() }
-}
-
-fn client_ip(cluster: &Cluster, client: &str, v6: bool) -> IpAddr {
-    let info = cluster.lab.client(client).unwrap();
-    if v6 { info.ipv6.into() } else { info.ipv4.into() }
 }
 
 /// `count` TCP connections from an external client (a thread in its namespace).
@@ -132,19 +86,20 @@ fn external_clients_reach_node_ports_load_balancer_and_external_ips_on_every_nod
     let (lb, ext_ip) = (["10.96.80.1", "fd00:96::80:1"], ["10.96.81.1", "fd00:96::81:1"]);
     let spec = format!("  externalIPs: [\"{}\", \"{}\"]\n", ext_ip[0], ext_ip[1]);
     let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
-    cluster.apply_and_wait("web.yaml", &lb_service(&cluster, "web", 30080, &spec, &lb, &endpoints));
+    cluster
+        .apply_and_wait("web.yaml", &cluster.load_balancer("web", 30080, &spec, &lb, &endpoints));
     for ip in lb {
-        route(&cluster, ip, &["node1", "node2"]);
+        cluster.route(ip, &["node1", "node2"]);
     }
     for ip in ext_ip {
-        route(&cluster, ip, &["node2"]);
+        cluster.route(ip, &["node2"]);
     }
 
     // NodePort on every node, both families: local and remote backends both answer; a local
     // backend sees the client, a remote one this node's address and a SNAT port.
     for (node, local) in [("node1", "a1"), ("node2", "b1")] {
         for v6 in [false, true] {
-            let (node_ip, client) = (node_ip(&cluster, node, v6), client_ip(&cluster, "ext", v6));
+            let (node_ip, client) = (cluster.node_ip(node, v6), cluster.client_ip("ext", v6));
             let attempts = ok_from(&cluster, "ext", at(node_ip, 30080), 24);
             assert_eq!(backends(&attempts), set(&["a1", "b1"]), "{node_ip}:30080");
             for a in &attempts {
@@ -190,36 +145,36 @@ fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_
     let lb = ["10.96.90.1"];
     let write = |endpoints: &[(&str, State)]| {
         cluster
-            .apply_and_wait("loc.yaml", &lb_service(&cluster, "loc", 30081, spec, &lb, endpoints));
+            .apply_and_wait("loc.yaml", &cluster.load_balancer("loc", 30081, spec, &lb, endpoints));
     };
     write(&[("a1", State::Ready)]);
-    route(&cluster, "10.96.90.1", &["node1"]);
+    cluster.route("10.96.90.1", &["node1"]);
 
     for v6 in [false, true] {
-        let client = client_ip(&cluster, "ext", v6);
-        let attempts = ok_from(&cluster, "ext", at(node_ip(&cluster, "node1", v6), 30081), 10);
+        let client = cluster.client_ip("ext", v6);
+        let attempts = ok_from(&cluster, "ext", at(cluster.node_ip("node1", v6), 30081), 10);
         assert_eq!(backends(&attempts), set(&["a1"]));
         for a in &attempts {
             assert_eq!(seen(a).ip(), client, "ETP Local preserves the client: {a:?}");
         }
         // node2 has no endpoint of its own: dropped, not refused, not forwarded.
-        let target = at(node_ip(&cluster, "node2", v6), 30081);
+        let target = at(cluster.node_ip("node2", v6), 30081);
         let dropped = cluster.lab.run_in("ext", || clients::tcp(target, 1, DROPPED)).unwrap();
         assert_eq!(dropped[0].error.as_deref(), Some("timed out"), "{target}: {dropped:?}");
     }
     let via_lb = ok_from(&cluster, "ext", at(v4("10.96.90.1"), 80), 5);
-    assert!(via_lb.iter().all(|a| seen(a).ip() == client_ip(&cluster, "ext", false)), "{via_lb:?}");
+    assert!(via_lb.iter().all(|a| seen(a).ip() == cluster.client_ip("ext", false)), "{via_lb:?}");
     assert!(counters(&cluster, "node2")[&PacketReason::DropNoLocalBackend] >= 2);
 
     // Health check node port on both nodes: 200 where a local endpoint is ready, else 503.
-    let hc = |node: &str| at(node_ip(&cluster, node, false), 32081);
+    let hc = |node: &str| at(cluster.node_ip(node, false), 32081);
     let (status, body) = health(&cluster, "ext", hc("node1")).unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["localEndpoints"], 1);
     assert_eq!(body["service"], serde_json::json!({"namespace": "e2e", "name": "loc"}));
     assert_eq!(body["serviceProxyHealthy"], true);
     let (status, body) =
-        health(&cluster, "ext", at(node_ip(&cluster, "node2", true), 32081)).unwrap();
+        health(&cluster, "ext", at(cluster.node_ip("node2", true), 32081)).unwrap();
     assert_eq!((status, &body["localEndpoints"]), (503, &serde_json::json!(0)), "{body}");
 
     // Only a terminating local endpoint: 503 while traffic still reaches it.
@@ -228,7 +183,7 @@ fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_
         health(&cluster, "ext", hc("node1"))
             .is_some_and(|(status, body)| status == 503 && body["localEndpoints"] == 0)
     });
-    let attempts = ok_from(&cluster, "ext", at(node_ip(&cluster, "node1", false), 30081), 3);
+    let attempts = ok_from(&cluster, "ext", at(cluster.node_ip("node1", false), 30081), 3);
     assert_eq!(backends(&attempts), set(&["a1"]));
     // An endpoint on node2 turns its health check to 200.
     write(&[("a1", State::Terminating), ("b1", State::Ready)]);
@@ -238,7 +193,7 @@ fn external_traffic_policy_local_keeps_the_client_address_and_health_check_node_
     // Back to externalTrafficPolicy Cluster: the health check node ports close.
     cluster.apply_and_wait(
         "loc.yaml",
-        &lb_service(&cluster, "loc", 30081, "", &lb, &[("b1", State::Ready)]),
+        &cluster.load_balancer("loc", 30081, "", &lb, &[("b1", State::Ready)]),
     );
     for node in ["node1", "node2"] {
         let target = hc(node);
@@ -260,11 +215,11 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
     let lb = ["10.96.82.1", "fd00:96::82:1"];
     // Only `ext`'s networks may use the LoadBalancer IPs; `far` may not.
     let spec = "  loadBalancerSourceRanges: [\"10.200.1.0/24\", \"fd00:200:0:1::/64\"]\n";
-    let fw = lb_service(&cluster, "fw", 30082, spec, &lb, &[("b1", State::Ready)]);
-    let empty = lb_service(&cluster, "empty", 30083, "", &["10.96.83.1"], &[]);
+    let fw = cluster.load_balancer("fw", 30082, spec, &lb, &[("b1", State::Ready)]);
+    let empty = cluster.load_balancer("empty", 30083, "", &["10.96.83.1"], &[]);
     cluster.apply_and_wait("svc.yaml", &(fw + &empty));
     for ip in ["10.96.82.1", "fd00:96::82:1", "10.96.83.1"] {
-        route(&cluster, ip, &["node1"]);
+        cluster.route(ip, &["node1"]);
     }
 
     for ip in lb {
@@ -274,13 +229,13 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
         assert_eq!(denied[0].error.as_deref(), Some("timed out"), "far -> {target}: {denied:?}");
     }
     // Source ranges are for LoadBalancer IPs only: `far` reaches the NodePort.
-    ok_from(&cluster, "far", at(node_ip(&cluster, "node1", false), 30082), 3);
+    ok_from(&cluster, "far", at(cluster.node_ip("node1", false), 30082), 3);
     assert!(counters(&cluster, "node1")[&PacketReason::DropSourceRange] >= 2);
 
     // No endpoints anywhere: refused at once (TCP RST, ICMP port unreachable for UDP).
     for target in [
-        at(node_ip(&cluster, "node1", false), 30083),
-        at(node_ip(&cluster, "node2", true), 30083),
+        at(cluster.node_ip("node1", false), 30083),
+        at(cluster.node_ip("node2", true), 30083),
         at(v4("10.96.83.1"), 80),
     ] {
         let started = Instant::now();
@@ -300,7 +255,7 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
     cluster.lab.set_mtu("fabric", &router_link, 1280).unwrap();
     let before = counters(&cluster, "node1")[&PacketReason::IcmpRevnat];
     for v6 in [false, true] {
-        let target = at(node_ip(&cluster, "node1", v6), 30082);
+        let target = at(cluster.node_ip("node1", v6), 30082);
         let up = cluster
             .lab
             .run_in("ext", || clients::upload(target, 200_000, Duration::from_secs(10)))
@@ -326,8 +281,8 @@ fn hold(lab: &switchyard_lab::Lab, target: SocketAddr, stop: &AtomicBool) -> cli
 /// The two Services of the long-lived test: only a remote backend (SNAT path) and only a
 /// local one (DNAT).
 fn write_hold_services(cluster: &Cluster, remote: &[(&str, State)], local: &[(&str, State)]) {
-    let text = lb_service(cluster, "remote", 30084, "", &[], remote)
-        + &lb_service(cluster, "local", 30085, "", &[], local);
+    let text = cluster.load_balancer("remote", 30084, "", &[], remote)
+        + &cluster.load_balancer("local", 30085, "", &[], local);
     cluster.apply_and_wait("svc.yaml", &text);
 }
 
@@ -339,7 +294,7 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
     let mut cluster = cluster();
     let baseline = cluster.containment_baseline();
     write_hold_services(&cluster, &[("b1", State::Ready)], &[("a1", State::Ready)]);
-    let (n1v4, n1v6) = (node_ip(&cluster, "node1", false), node_ip(&cluster, "node1", true));
+    let (n1v4, n1v6) = (cluster.node_ip("node1", false), cluster.node_ip("node1", true));
     let targets = [at(n1v4, 30084), at(n1v6, 30084), at(n1v4, 30085)];
     // Warm up (neighbour entries along the path), so each long-lived connection is
     // established right away and is known to start on the original backend.
@@ -453,7 +408,7 @@ fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
     let holder =
         cluster.lab.run_in("node1", || std::net::TcpListener::bind("[::]:32085")).unwrap().unwrap();
     let spec = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32085\n";
-    let text = lb_service(&cluster, "held", 30085, spec, &[], &[("a1", State::Ready)]);
+    let text = cluster.load_balancer("held", 30085, spec, &[], &[("a1", State::Ready)]);
     cluster.apply_and_wait("held.yaml", &text);
     let node1 = cluster.agents.iter().find(|a| a.node == "node1").unwrap();
     let logged_failure = || {
@@ -465,13 +420,12 @@ fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
     };
     cluster.eventually("node1 logs the port in use, naming the Service", logged_failure);
     // node2 bound it: 503, no local endpoint.
-    let (status, _) =
-        health(&cluster, "ext", at(node_ip(&cluster, "node2", false), 32085)).unwrap();
+    let (status, _) = health(&cluster, "ext", at(cluster.node_ip("node2", false), 32085)).unwrap();
     assert_eq!(status, 503);
 
     // Freed, and the Service does not change: the agent's own retry binds it.
     drop(holder);
-    let target = at(node_ip(&cluster, "node1", false), 32085);
+    let target = at(cluster.node_ip("node1", false), 32085);
     cluster.eventually("node1 serves the freed port", || {
         health(&cluster, "ext", target).is_some_and(|(status, body)| {
             status == 200 && body["service"]["name"] == "held" && body["localEndpoints"] == 1

@@ -116,6 +116,11 @@ impl Agent {
         std::env::temp_dir().join(format!("{}-{node}-agent.sock", lab.prefix()))
     }
 
+    /// How many updates the agent has logged as applied so far.
+    pub fn updates_applied(&self) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains("update applied")).count()
+    }
+
     pub fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|line| line.contains(text))
     }
@@ -207,18 +212,25 @@ impl Cluster {
     /// an update, so the test sends no packet to an address not yet programmed (it would
     /// leave through the router untranslated and fail the containment check).
     pub fn apply_and_wait(&self, file: &str, text: &str) {
-        let applied = |agent: &Agent| {
-            agent.log.lock().unwrap().iter().filter(|l| l.contains("update applied")).count()
-        };
-        let before: Vec<usize> = self.agents.iter().map(applied).collect();
+        let before: Vec<usize> = self.agents.iter().map(Agent::updates_applied).collect();
         self.apply(file, text);
         self.eventually(&format!("every agent applied {file}"), || {
-            self.agents.iter().zip(&before).all(|(agent, n)| applied(agent) > *n)
+            self.agents.iter().zip(&before).all(|(agent, n)| agent.updates_applied() > *n)
         });
     }
 
     pub fn delete(&self, file: &str) {
         std::fs::remove_file(self.manifests.join(file)).unwrap();
+    }
+
+    /// Deletes a manifest file and waits until every agent applied the update (see
+    /// [`Cluster::apply_and_wait`]).
+    pub fn delete_and_wait(&self, file: &str) {
+        let before: Vec<usize> = self.agents.iter().map(Agent::updates_applied).collect();
+        self.delete(file);
+        self.eventually(&format!("every agent applied the deletion of {file}"), || {
+            self.agents.iter().zip(&before).all(|(agent, n)| agent.updates_applied() > *n)
+        });
     }
 
     pub fn nodes_yaml(&self) -> String {
@@ -276,6 +288,37 @@ impl Cluster {
         );
         for ip in cluster_ips {
             text += &self.endpoint_slice(name, ip.is_ipv6(), target, endpoints);
+        }
+        text
+    }
+
+    /// A dual-stack LoadBalancer Service `e2e/<name>` (TCP and UDP on port 80 → [`ECHO_PORT`],
+    /// NodePort `node_port`) with its EndpointSlices; `spec` adds spec fields (indented two
+    /// spaces), `ingress` the `status.loadBalancer.ingress` IPs.
+    pub fn load_balancer(
+        &self,
+        name: &str,
+        node_port: u16,
+        spec: &str,
+        ingress: &[&str],
+        endpoints: &[(&str, State)],
+    ) -> String {
+        let last = 10 + node_port % 100;
+        let ips = [format!("10.96.{last}.10"), format!("fd00:96::{last}:10")];
+        let ingress: Vec<String> = ingress.iter().map(|ip| format!("{{ip: \"{ip}\"}}")).collect();
+        let mut text = format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
+             spec:\n  type: LoadBalancer\n  clusterIP: \"{v4}\"\n  clusterIPs: [\"{v4}\", \"{v6}\"]\n\
+             \x20 ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n  ports:\n\
+             \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
+             \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}, nodePort: {node_port}}}\n\
+             {spec}status:\n  loadBalancer:\n    ingress: [{ingress}]\n",
+            v4 = ips[0],
+            v6 = ips[1],
+            ingress = ingress.join(", "),
+        );
+        for v6 in [false, true] {
+            text += &self.endpoint_slice(name, v6, ECHO_PORT, endpoints);
         }
         text
     }
@@ -438,6 +481,27 @@ impl Cluster {
                 assert_eq!(counters[key], 0, "{} counter {key}", node.name);
             }
         }
+    }
+}
+
+impl Cluster {
+    /// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP),
+    /// as a BGP speaker or an L2 announcer would.
+    pub fn route(&self, ip: &str, nodes: &[&str]) {
+        let len = if ip.contains(':') { 128 } else { 32 };
+        self.lab.route_to_nodes(format!("{ip}/{len}").parse().unwrap(), nodes).unwrap();
+    }
+
+    /// The address of lab node `node` in one family.
+    pub fn node_ip(&self, node: &str, v6: bool) -> IpAddr {
+        let info = self.lab.node(node).unwrap();
+        if v6 { info.ipv6.into() } else { info.ipv4.into() }
+    }
+
+    /// The address of external client `client` in one family.
+    pub fn client_ip(&self, client: &str, v6: bool) -> IpAddr {
+        let info = self.lab.client(client).unwrap();
+        if v6 { info.ipv6.into() } else { info.ipv4.into() }
     }
 }
 

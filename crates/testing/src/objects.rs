@@ -84,6 +84,28 @@ pub fn this_node() -> Value {
     node(NODE, "zone-a", &[("InternalIP", "192.168.1.10"), ("Hostname", NODE)])
 }
 
+/// A `switchyard.io/v1alpha1` object of `kind` (cluster-scoped) with `spec`.
+pub fn switchyard_object(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "switchyard.io/v1alpha1", "kind": kind, "metadata": {"name": name},
+           "spec": spec})
+}
+
+/// An IPPool handing out `addresses` (CIDRs or ranges).
+pub fn ip_pool(name: &str, addresses: &[&str]) -> Value {
+    switchyard_object("IPPool", name, json!({"addresses": addresses}))
+}
+
+/// A BGPPeer at `address` (eBGP: AS 64512 towards AS 64500) with `spec` merged over that.
+pub fn bgp_peer(name: &str, address: &str, spec: Value) -> Value {
+    let base = json!({"peerAddress": address, "peerASN": 64500, "myASN": 64512});
+    switchyard_object("BGPPeer", name, with(base, spec))
+}
+
+/// A BGPAdvertisement with `spec` (`{}` announces everything to every peer).
+pub fn bgp_advertisement(name: &str, spec: Value) -> Value {
+    switchyard_object("BGPAdvertisement", name, spec)
+}
+
 /// `object` with `patch` merged over it: objects merge key by key, `null` removes a key,
 /// anything else (arrays included) replaces.
 pub fn with(mut object: Value, patch: Value) -> Value {
@@ -130,6 +152,11 @@ pub fn change(object: &Value, delete: bool) -> Change {
             Change::EndpointSlice(key, (!delete).then(|| Box::new(typed::<EndpointSlice>(object))))
         }
         Some("Node") => Change::Node(key, (!delete).then(|| Box::new(typed::<Node>(object)))),
+        Some("IPPool") => Change::IPPool(key, (!delete).then(|| Box::new(typed(object)))),
+        Some("BGPPeer") => Change::BGPPeer(key, (!delete).then(|| Box::new(typed(object)))),
+        Some("BGPAdvertisement") => {
+            Change::BGPAdvertisement(key, (!delete).then(|| Box::new(typed(object))))
+        }
         other => panic!("unknown kind {other:?}"),
     }
 }

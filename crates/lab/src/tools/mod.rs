@@ -5,6 +5,7 @@
 //! client learns which backend answered and whether the client address was preserved. Every
 //! client result is a serde struct printed as one JSON line by the CLI.
 
+pub mod bird;
 pub mod clients;
 pub mod servers;
 mod udp_reply;

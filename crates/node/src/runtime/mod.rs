@@ -28,6 +28,7 @@ use switchyard_model::{
 };
 use tracing::{debug, error, info, warn};
 
+use crate::announce::Announcer;
 use crate::config::{NodeConfig, check_port_ranges};
 use crate::error::NodeError;
 use crate::findings::Findings;
@@ -85,9 +86,15 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
 
     let mut watcher = source::Source::open(&config.source, config.debounce, &node_name).await?;
     let health = source::Health::start(&config.source, &watcher, &node_name).await?;
-    let observe =
-        AgentObservability::start(&config.bpf_dir, &config.api_socket, config.metrics_bind_address)
-            .await?;
+    // A restarted agent whose data plane kept forwarding says so to routers (graceful restart).
+    let announcer = Announcer::new(&node_name, adopted.frontends > 0);
+    let observe = AgentObservability::start(
+        &config.bpf_dir,
+        &config.api_socket,
+        config.metrics_bind_address,
+        announcer.source(),
+    )
+    .await?;
     let mut agent = Agent {
         model: NodeModel::new(ProxyConfig {
             proxy_name: config.source.proxy_name.clone(),
@@ -104,6 +111,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         health_checks: HealthCheckIndex::default(),
         health_servers: ServiceHealthServers::new(health.shared()),
         findings: Findings::new(ValidationOptions { node_port_range: config.node_port_range }),
+        announcer,
     };
 
     // First reconciliation: everything the directory holds against what was adopted. Existing
@@ -115,6 +123,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     health.queued(&first.changes);
     for change in first.changes {
         agent.terminating.observe(&change);
+        agent.announcer.observe(&change);
         agent.model.apply(change);
     }
     if !config.devices.is_empty() {
@@ -165,6 +174,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         "agent ready"
     );
     health.updated();
+    agent.announcer.sync(agent.model.desired());
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(NodeError::Signal)?;
@@ -186,12 +196,14 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
                 if agent.handle(update, &mut reconciler, &mut datapath) {
                     health.updated();
                 }
+                agent.announcer.sync(agent.model.desired());
                 agent.findings.report();
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }
     }
+    agent.announcer.shutdown().await;
     info!(
         bpf_dir = %config.bpf_dir.display(),
         "stopping; programs and maps stay in place (`switchyard agent --cleanup` removes them)"
@@ -216,6 +228,8 @@ struct Agent {
     health_servers: ServiceHealthServers,
     /// Semantic problems of the objects read, logged once per object version.
     findings: Findings,
+    /// The BGP speakers (sessions only when BGPPeers select this node).
+    announcer: Announcer,
 }
 
 /// A health check node port that could not be bound: which Service, which port, when again.
@@ -259,7 +273,9 @@ impl Agent {
         let mut diffs: Vec<StateDiff> = Vec::with_capacity(update.changes.len());
         for change in update.changes {
             self.terminating.observe(&change);
+            self.announcer.observe(&change);
             let diff = self.model.apply(change);
+            self.announcer.touched(&diff);
             if !diff.is_empty() {
                 diffs.push(diff);
             }

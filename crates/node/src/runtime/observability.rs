@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use switchyard_bpf::Maps;
 use switchyard_dataplane::reconciler::Applied;
 use switchyard_model::DesiredState;
+use switchyard_observe::bgp::BgpSource;
 use switchyard_observe::labels::ServiceIndex;
 use switchyard_observe::metrics::{KernelCollector, SyncMetrics};
 use switchyard_observe::server::{self, ApiState};
@@ -27,12 +28,13 @@ pub(crate) struct AgentObservability {
 }
 
 impl AgentObservability {
-    /// Opens the pinned maps in `bpf_dir` and serves `/metrics`, `/status` and `/desired` on the unix
+    /// Opens the pinned maps in `bpf_dir` and serves `/metrics`, `/status`, `/desired` and `/bgp` on the unix
     /// socket `api_socket`, and on TCP at `metrics_address` when given.
     pub(crate) async fn start(
         bpf_dir: &Path,
         api_socket: &Path,
         metrics_address: Option<SocketAddr>,
+        bgp: BgpSource,
     ) -> Result<Self, NodeError> {
         let maps = Maps::open_pinned(bpf_dir).map_err(|source| NodeError::Bpf {
             what: format!("opening the maps pinned in {} for metrics", bpf_dir.display()),
@@ -43,7 +45,8 @@ impl AgentObservability {
             Arc::new(KernelCollector::new(maps, bpf_dir.to_owned(), Arc::clone(&services)));
         let sync = SyncMetrics::default();
         let desired = Arc::new(RwLock::new(DesiredState::default()));
-        let router = server::router(ApiState::new(sync.clone(), collector, Arc::clone(&desired)));
+        let router =
+            server::router(ApiState::new(sync.clone(), collector, Arc::clone(&desired), bgp));
         // The local API is for inspection; a socket that cannot be served must not keep the
         // data plane from running, so it is an error in the log, not a reason to stop.
         if let Err(err) = server::serve_unix(api_socket, router.clone()) {

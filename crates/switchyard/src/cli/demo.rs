@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use switchyard_lab::tools::bird::{Bird, router_next_hops};
 use switchyard_lab::tools::clients::{Attempt, ClientOutput};
 use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
 use switchyard_lab::{Lab, LabOptions, Topology, wait_until};
@@ -33,7 +34,7 @@ pub(crate) struct DemoArgs {
 }
 
 /// The example manifests (examples/demo), written for the demo lab's addresses.
-const EXAMPLES: [(&str, &str); 7] = [
+const EXAMPLES: [(&str, &str); 8] = [
     ("nodes.yaml", include_str!("../../../../examples/demo/nodes.yaml")),
     ("web.yaml", include_str!("../../../../examples/demo/web.yaml")),
     ("cache.yaml", include_str!("../../../../examples/demo/cache.yaml")),
@@ -41,12 +42,16 @@ const EXAMPLES: [(&str, &str); 7] = [
     ("empty.yaml", include_str!("../../../../examples/demo/empty.yaml")),
     ("shop.yaml", include_str!("../../../../examples/demo/shop.yaml")),
     ("local.yaml", include_str!("../../../../examples/demo/local.yaml")),
+    ("bgp.yaml", include_str!("../../../../examples/demo/bgp.yaml")),
 ];
 
-/// LoadBalancer IPs of the examples and the nodes the router sends them to, as a BGP speaker
-/// or an L2 announcer would (`local` is ETP Local: only nodes with endpoints get it).
+/// LoadBalancer IPs of the examples and the nodes that should announce them over BGP (`local`
+/// is ETP Local: only nodes with endpoints announce it).
 const LOAD_BALANCER_ROUTES: [(&str, &[&str]); 2] =
-    [("10.96.100.1/32", &["node1", "node2", "node3"]), ("10.96.100.2/32", &["node1", "node2"])];
+    [("10.96.100.1", &["node1", "node2", "node3"]), ("10.96.100.2", &["node1", "node2"])];
+
+/// The AS of the nodes in examples/demo/bgp.yaml.
+const NODE_ASN: u32 = 64512;
 
 /// The health check node port of the `local` example (externalTrafficPolicy Local).
 const HEALTH_CHECK_NODE_PORT: u16 = 32081;
@@ -202,13 +207,8 @@ fn demo(
             servers.push(server);
         }
     }
-    for (cidr, nodes) in LOAD_BALANCER_ROUTES {
-        lab.route_to_nodes(
-            cidr.parse().map_err(|e: String| anyhow::anyhow!("{cidr}: {e}"))?,
-            nodes,
-        )
-        .with_context(|| format!("routing {cidr} to {nodes:?}"))?;
-    }
+    // The router learns the LoadBalancer IPs from the agents over BGP.
+    let bird = Bird::for_nodes(lab, NODE_ASN, 9).context("starting BIRD on the lab router")?;
     let mut agents = Vec::new();
     for node in lab.nodes() {
         agents.push(start_agent(lab, exe, work, &manifests, &node.name)?);
@@ -224,6 +224,7 @@ fn demo(
     // routes exist): only what the demo's traffic adds is about the data plane.
     let baseline = no_route_counts(lab)?;
     wait_for_services(lab, exe)?;
+    println!("{}", announced(lab, &bird)?);
 
     let pods: Vec<&str> = lab.pods().iter().map(|p| p.name.as_str()).collect();
     let names = address_names(lab);
@@ -282,8 +283,35 @@ fn demo(
          {escaped} (IPv4 {escaped4}, IPv6 {escaped6})"
     );
     drop(agents);
+    drop(bird);
     drop(servers);
     Ok(if escaped == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Waits until the router's kernel table routes each LoadBalancer IP to the nodes that should
+/// announce it (BIRD, ECMP), and says which nodes announce which address.
+fn announced(lab: &Lab, bird: &Bird) -> anyhow::Result<String> {
+    let names = address_names(lab);
+    let mut text =
+        String::from("BGP: the router (BIRD) learned the LoadBalancer IPs from the agents:");
+    for (address, nodes) in LOAD_BALANCER_ROUTES {
+        let want: BTreeSet<IpAddr> = nodes
+            .iter()
+            .map(|node| lab.node(node).map(|n| IpAddr::V4(n.ipv4)))
+            .collect::<Result<_, _>>()?;
+        let routed = wait_until(Duration::from_secs(20), || {
+            router_next_hops(lab, address).is_ok_and(|hops| hops == want)
+        });
+        let hops = router_next_hops(lab, address)?;
+        if !routed {
+            let routes = bird.birdc(lab, &["show", "route"]).unwrap_or_default();
+            bail!("the router routes {address} via {hops:?}, expected {want:?}; BIRD:\n{routes}");
+        }
+        let by: Vec<&str> =
+            hops.iter().filter_map(|ip| names.get(ip)).map(String::as_str).collect();
+        let _ = write!(text, "\n  {address:<14} announced by {}", by.join(", "));
+    }
+    Ok(text)
 }
 
 /// Lab addresses (nodes, pods, clients; IPv4 and IPv6) and whose they are.

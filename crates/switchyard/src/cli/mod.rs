@@ -2,6 +2,7 @@
 
 mod about;
 mod agent;
+mod bgp;
 mod controller;
 mod demo;
 mod director;
@@ -57,6 +58,8 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// The node role: socket-level load balancing for a cgroup, per-packet on --devices.
     Agent(agent::AgentArgs),
+    /// The agent's BGP sessions and, per peer, each address announced or not and why.
+    Bgp(bgp::BgpArgs),
     /// The director role: stateless Maglev load balancing of VIPs to nodes over XDP (GUE/IPIP).
     Director(director::DirectorArgs),
     /// The controller role: LoadBalancer addresses from IPPools, written to Service status.
@@ -93,6 +96,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backends(args) => inspect::backends(&args),
         Command::Monitor(args) => monitor::run(&args),
         Command::Agent(args) => agent::run(args),
+        Command::Bgp(args) => bgp::run(&args),
         Command::Director(args) => director::run(args),
         Command::Controller(args) => controller::run(args),
         Command::Demo(args) => demo::run(args),

@@ -1,8 +1,17 @@
 //! Which addresses this node should announce over BGP, and why (issue 15's rules): a Service's
 //! LoadBalancer IPs (externalIPs too, when an advertisement opts in) from every node for
 //! `externalTrafficPolicy: Cluster`, only from nodes with a ready local endpoint for `Local`, and
-//! nothing from a draining node. Which BGPAdvertisement selects an address, and with which
-//! attributes, is applied on top of this.
+//! nothing from a draining node ([`candidates`]). On top of that, [`plan`] decides which
+//! BGPPeers this node peers with and, per peer, which BGPAdvertisement selects each address, as
+//! which route and with which attributes — or why the address is not announced.
+
+mod inputs;
+mod peers;
+mod plan;
+
+pub use inputs::{BgpInputs, Labels};
+pub use peers::{NotPeering, PeerSettings};
+pub use plan::{AddressDecision, Mismatch, PeerPlan, Plan, Route, RouteAttributes, Withheld, plan};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -113,4 +122,11 @@ pub fn candidates(state: &DesiredState, drain: Option<Drain>) -> BTreeMap<IpAddr
         out.values_mut().for_each(|c| c.decision = Decision::Draining(drain));
     }
     out
+}
+
+/// The plan of the node `inputs` describe for `state`: its candidates with the node's own drain
+/// (or `AgentShutdown` when `shutting_down`), then [`plan`].
+pub fn plan_for(state: &DesiredState, inputs: &BgpInputs, shutting_down: bool) -> Plan {
+    let drain = if shutting_down { Some(Drain::AgentShutdown) } else { inputs.node_drain() };
+    plan(inputs, &candidates(state, drain))
 }

@@ -1,0 +1,125 @@
+//! BIRD 2 as the lab's router: it runs in the router namespace with a config, control socket and
+//! pid file of its own (under the lab's run directory), accepts BGP sessions from the nodes
+//! (passive, so the nodes' speakers connect), and puts what it learns into the router's kernel
+//! table with `merge paths on` (ECMP over every node that announces an address). Killed by pid
+//! on drop.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use crate::{Lab, LabError};
+
+/// The router's AS number in the lab.
+pub const ROUTER_ASN: u32 = 64500;
+
+/// One BGP neighbour of the router: a node's address on its link to the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    /// The router's own address on the link (the node's `peerAddress`).
+    pub local: IpAddr,
+    /// The node's address.
+    pub address: IpAddr,
+    /// The node's AS number.
+    pub asn: u32,
+}
+
+/// A running BIRD in a lab's router namespace.
+#[derive(Debug)]
+pub struct Bird {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Bird {
+    /// One neighbour per lab node (its IPv4 link, carrying IPv4 and IPv6 unicast), every node in
+    /// AS `node_asn`; hold time `hold_seconds`; graceful restart on (as the helper: BIRD keeps a
+    /// restarting node's routes until its End-of-RIB or the restart time).
+    pub fn for_nodes(lab: &Lab, node_asn: u32, hold_seconds: u16) -> Result<Bird, LabError> {
+        let neighbors: Vec<Neighbor> = lab
+            .nodes()
+            .iter()
+            .map(|n| Neighbor {
+                local: n.router_ipv4.into(),
+                address: n.ipv4.into(),
+                asn: node_asn,
+            })
+            .collect();
+        Bird::start(lab, &neighbors, hold_seconds)
+    }
+
+    /// BIRD peered with `neighbors`.
+    pub fn start(lab: &Lab, neighbors: &[Neighbor], hold_seconds: u16) -> Result<Bird, LabError> {
+        let dir = lab.plan().run_dir.join("bird");
+        std::fs::create_dir_all(&dir)
+            .map_err(LabError::io(format!("creating {}", dir.display())))?;
+        let mut conf = format!(
+            "router id 10.100.255.1;\nprotocol device {{}}\n\
+             protocol kernel k4 {{ ipv4 {{ export all; import none; }}; merge paths on; }}\n\
+             protocol kernel k6 {{ ipv6 {{ export all; import none; }}; merge paths on; }}\n\
+             template bgp nodes {{ local as {ROUTER_ASN}; passive on; hold time {hold_seconds};\n\
+             \x20 graceful restart on; ipv4 {{ import all; export none; }};\n\
+             \x20 ipv6 {{ import all; export none; }}; }}\n"
+        );
+        for (i, n) in neighbors.iter().enumerate() {
+            let _ = writeln!(
+                conf,
+                "protocol bgp node{i} from nodes {{ local {} as {ROUTER_ASN}; neighbor {} as {}; }}",
+                n.local, n.address, n.asn
+            );
+        }
+        let path = dir.join("bird.conf");
+        std::fs::write(&path, conf).map_err(LabError::io(format!("writing {}", path.display())))?;
+        let mut command = Command::new("bird");
+        command.arg("-f").arg("-c").arg(&path).arg("-s").arg(dir.join("bird.ctl"));
+        command.arg("-P").arg(dir.join("bird.pid"));
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let child = lab.spawn_in("fabric", command)?;
+        Ok(Bird { child, dir })
+    }
+
+    /// Runs `birdc` against this BIRD; its output.
+    pub fn birdc(&self, lab: &Lab, args: &[&str]) -> Result<String, LabError> {
+        let mut command = Command::new("birdc");
+        command.arg("-s").arg(self.dir.join("bird.ctl")).args(args);
+        let out = lab.output_in("fabric", command)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Route updates BIRD imported over all its sessions (`Import updates: received`, summed):
+    /// what the nodes' UPDATE messages announced or withdrew.
+    pub fn updates_received(&self, lab: &Lab) -> Result<u64, LabError> {
+        let text = self.birdc(lab, &["show", "protocols", "all"])?;
+        Ok(text
+            .lines()
+            .filter(|line| {
+                let line = line.trim_start();
+                line.starts_with("Import updates:") || line.starts_with("Import withdraws:")
+            })
+            .filter_map(|line| line.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .sum())
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The next hops of the router's kernel route to `prefix` (`ip route show`); empty without one.
+pub fn router_next_hops(lab: &Lab, prefix: &str) -> Result<BTreeSet<IpAddr>, LabError> {
+    let mut command = Command::new("ip");
+    if prefix.contains(':') {
+        command.arg("-6");
+    }
+    command.args(["route", "show", prefix]);
+    let out = lab.output_in("fabric", command)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    Ok(words.windows(2).filter(|w| w[0] == "via").filter_map(|w| w[1].parse().ok()).collect())
+}

@@ -1,0 +1,140 @@
+//! What announcing needs besides the desired state: the BGP objects, the pools, this node's
+//! labels, addresses and drain, and the labels of Services (for `serviceSelector`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Node;
+
+use super::Drain;
+use crate::crd::{AddressRange, BGPAdvertisementSpec, BGPPeerSpec, IPPool, pool_ranges};
+use crate::desired::PrimaryAddresses;
+use crate::fast_hash::FastMap;
+use crate::input::{Change, ClusterState, ObjectKey};
+
+/// Labels of an object.
+pub type Labels = BTreeMap<String, String>;
+
+/// The facts of this node that peering and announcing depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NodeView {
+    pub(crate) labels: Labels,
+    pub(crate) drain: Option<Drain>,
+    pub(crate) primary: PrimaryAddresses,
+}
+
+impl NodeView {
+    fn of(node: Option<&Node>) -> NodeView {
+        let Some(node) = node else { return NodeView::default() };
+        NodeView {
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            drain: Drain::of_node(node),
+            primary: PrimaryAddresses::of_node(node),
+        }
+    }
+}
+
+/// The objects announcing reads, kept up to date change by change. [`BgpInputs::apply`] says
+/// whether a change matters, so a Service change that touches neither labels nor LoadBalancer
+/// addresses costs no new plan.
+#[derive(Debug, Clone, Default)]
+pub struct BgpInputs {
+    pub(crate) node_name: String,
+    pub(crate) node: NodeView,
+    pub(crate) peers: BTreeMap<ObjectKey, BGPPeerSpec>,
+    pub(crate) advertisements: BTreeMap<ObjectKey, BGPAdvertisementSpec>,
+    /// Pool name → its parsed address ranges.
+    pub(crate) pools: BTreeMap<String, Vec<AddressRange>>,
+    /// Labels of the Services that have any.
+    pub(crate) service_labels: FastMap<ObjectKey, Labels>,
+}
+
+impl BgpInputs {
+    /// Inputs of the node `node_name` that has seen no objects yet.
+    pub fn new(node_name: impl Into<String>) -> BgpInputs {
+        BgpInputs { node_name: node_name.into(), ..BgpInputs::default() }
+    }
+
+    /// Inputs of `node_name` from a whole snapshot.
+    pub fn from_state(node_name: impl Into<String>, state: &ClusterState) -> BgpInputs {
+        let mut inputs = BgpInputs::new(node_name);
+        inputs.node = NodeView::of(state.nodes.get(&ObjectKey::cluster(inputs.node_name.clone())));
+        inputs.peers = state.bgp_peers.iter().map(|(k, p)| (k.clone(), p.spec.clone())).collect();
+        inputs.advertisements =
+            state.bgp_advertisements.iter().map(|(k, a)| (k.clone(), a.spec.clone())).collect();
+        inputs.pools = state.ip_pools.iter().map(|(k, p)| (k.name.clone(), ranges(p))).collect();
+        for (key, service) in &state.services {
+            if let Some(labels) = service.metadata.labels.as_ref().filter(|l| !l.is_empty()) {
+                inputs.service_labels.insert(key.clone(), labels.clone());
+            }
+        }
+        inputs
+    }
+
+    /// Feeds one change; true when it changes an input of the plan.
+    pub fn apply(&mut self, change: &Change) -> bool {
+        match change {
+            Change::Service(key, service) => {
+                let labels = service
+                    .as_ref()
+                    .and_then(|s| s.metadata.labels.clone())
+                    .filter(|l| !l.is_empty());
+                match labels {
+                    Some(labels) if self.service_labels.get(key) == Some(&labels) => false,
+                    Some(labels) => {
+                        self.service_labels.insert(key.clone(), labels);
+                        true
+                    }
+                    None => self.service_labels.remove(key).is_some(),
+                }
+            }
+            Change::EndpointSlice(..) => false,
+            Change::Node(key, node) => {
+                if key.name != self.node_name {
+                    return false;
+                }
+                let view = NodeView::of(node.as_deref());
+                let changed = view != self.node;
+                self.node = view;
+                changed
+            }
+            Change::IPPool(key, pool) => {
+                let ranges = pool.as_deref().map(ranges);
+                replace(&mut self.pools, key.name.clone(), ranges)
+            }
+            Change::BGPPeer(key, peer) => {
+                replace(&mut self.peers, key.clone(), peer.as_ref().map(|p| p.spec.clone()))
+            }
+            Change::BGPAdvertisement(key, advertisement) => replace(
+                &mut self.advertisements,
+                key.clone(),
+                advertisement.as_ref().map(|a| a.spec.clone()),
+            ),
+        }
+    }
+
+    /// Why the Node object says this node drains, if it does.
+    pub fn node_drain(&self) -> Option<Drain> {
+        self.node.drain
+    }
+
+    /// True when some BGPPeer exists (whether or not it selects this node).
+    pub fn has_peers(&self) -> bool {
+        !self.peers.is_empty()
+    }
+}
+
+fn ranges(pool: &IPPool) -> Vec<AddressRange> {
+    pool_ranges(pool).into_iter().map(|(_, range)| range).collect()
+}
+
+/// Sets (`Some`) or removes (`None`) one entry; true when that changed the map.
+fn replace<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) -> bool {
+    match value {
+        Some(value) if map.get(&key) == Some(&value) => false,
+        Some(value) => {
+            map.insert(key, value);
+            true
+        }
+        None => map.remove(&key).is_some(),
+    }
+}

@@ -1,0 +1,139 @@
+//! Which BGPPeers this node peers with, and each one's settings as a session needs them.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use super::inputs::NodeView;
+use crate::crd::BGPPeerSpec;
+use crate::duration::parse_duration;
+use crate::labels::selects_optional;
+
+/// One session this node runs, as its BGPPeer and this node's addresses define it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSettings {
+    /// `spec.peerAddress`.
+    pub address: IpAddr,
+    /// `spec.peerPort`.
+    pub port: u16,
+    /// `spec.peerASN`.
+    pub peer_asn: u32,
+    /// `spec.myASN`.
+    pub my_asn: u32,
+    /// `spec.holdTime`.
+    pub hold_time: Duration,
+    /// `spec.keepaliveTime` (`None`: a third of the negotiated hold time).
+    pub keepalive_time: Option<Duration>,
+    /// `spec.gracefulRestart`.
+    pub graceful_restart: bool,
+    /// `spec.ebgpMultiHop`: TTL 255 instead of 1.
+    pub ebgp_multi_hop: bool,
+    /// BGP identifier: the node's IPv4 address, else one derived from its name.
+    pub router_id: Ipv4Addr,
+    /// Next hop of IPv4 routes: the node's own IPv4 address.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop of IPv6 routes: the node's own IPv6 address.
+    pub next_hop_v6: Option<Ipv6Addr>,
+    /// Where the session starts from: the node's address of the peer's family.
+    pub source: Option<IpAddr>,
+}
+
+/// Why this node runs no session with a BGPPeer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotPeering {
+    /// `spec.nodeSelector` does not select this node.
+    NotSelected,
+    /// A field is unusable (validate reports it too): which, and why.
+    Invalid {
+        /// The field, e.g. `spec.holdTime`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for NotPeering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotPeering::NotSelected => f.write_str("spec.nodeSelector does not select this node"),
+            NotPeering::Invalid { field, reason } => write!(f, "{field}: {reason}"),
+        }
+    }
+}
+
+/// The session this node runs with `spec`, or why it runs none.
+pub(crate) fn peer_settings(
+    spec: &BGPPeerSpec,
+    node_name: &str,
+    node: &NodeView,
+) -> Result<PeerSettings, NotPeering> {
+    if !selects_optional(spec.node_selector.as_ref(), &node.labels) {
+        return Err(NotPeering::NotSelected);
+    }
+    let invalid = |field, reason: String| NotPeering::Invalid { field, reason };
+    let address: IpAddr = spec.peer_address.trim().parse().map_err(|_| {
+        invalid("spec.peerAddress", format!("{:?} is not an IP address", spec.peer_address))
+    })?;
+    for (field, asn) in [("spec.peerASN", spec.peer_asn), ("spec.myASN", spec.my_asn)] {
+        if asn == 0 {
+            return Err(invalid(field, "0 is not an AS number".to_owned()));
+        }
+    }
+    let hold_time =
+        parse_duration(&spec.hold_time).map_err(|e| invalid("spec.holdTime", e.to_string()))?;
+    if hold_time != Duration::ZERO && hold_time < Duration::from_secs(3) {
+        return Err(invalid("spec.holdTime", "must be 0 or at least 3s (RFC 4271)".to_owned()));
+    }
+    if hold_time > Duration::from_secs(u64::from(u16::MAX)) {
+        return Err(invalid("spec.holdTime", "must be at most 65535s".to_owned()));
+    }
+    let keepalive_time = match &spec.keepalive_time {
+        None => None,
+        Some(text) => {
+            let keepalive =
+                parse_duration(text).map_err(|e| invalid("spec.keepaliveTime", e.to_string()))?;
+            if hold_time != Duration::ZERO && keepalive >= hold_time {
+                return Err(invalid(
+                    "spec.keepaliveTime",
+                    "must be shorter than the hold time".into(),
+                ));
+            }
+            Some(keepalive)
+        }
+    };
+    if spec.password_secret.is_some() {
+        // Secrets are not part of the model's input yet; a session without its MD5 key would
+        // only fail at the router, so none is started and the reason is shown instead.
+        return Err(invalid(
+            "spec.passwordSecret",
+            "TCP MD5 passwords from Secrets are not read yet".to_owned(),
+        ));
+    }
+    let primary = node.primary;
+    let source = match address {
+        IpAddr::V4(_) => primary.ipv4.map(IpAddr::V4),
+        IpAddr::V6(_) => primary.ipv6.map(IpAddr::V6),
+    };
+    Ok(PeerSettings {
+        address,
+        port: spec.peer_port,
+        peer_asn: spec.peer_asn,
+        my_asn: spec.my_asn,
+        hold_time,
+        keepalive_time,
+        graceful_restart: spec.graceful_restart,
+        ebgp_multi_hop: spec.ebgp_multi_hop,
+        router_id: primary.ipv4.unwrap_or_else(|| router_id_of(node_name)),
+        next_hop_v4: primary.ipv4,
+        next_hop_v6: primary.ipv6,
+        source,
+    })
+}
+
+/// A stable BGP identifier for a node without IPv4: FNV-1a of its name, never 0.0.0.0 (which
+/// RFC 4271 forbids).
+fn router_id_of(name: &str) -> Ipv4Addr {
+    let hash =
+        name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    Ipv4Addr::from(hash | 0x0100_0000)
+}

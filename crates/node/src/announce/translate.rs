@@ -1,0 +1,113 @@
+//! The model's plan in the speaker's terms (pure): a peer's settings as a session configuration,
+//! its routes as prefixes with attributes, and a peer's status as a line of the `/bgp` report.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use switchyard_bgp::runtime::{ConnectOptions, PeerSpec, PeerStatus};
+use switchyard_bgp::wire::LargeCommunity;
+use switchyard_bgp::{DownReason, GracefulRestart, Prefix, RouteAttributes, SessionConfig};
+use switchyard_model::announce::{PeerPlan, PeerSettings};
+use switchyard_model::crd::Community;
+use switchyard_observe::bgp::SessionReport;
+
+/// How long a router keeps our routes while the agent restarts (BIRD's default too).
+pub(crate) const RESTART_TIME: Duration = Duration::from_secs(120);
+
+/// The session with the router `name` as `settings` describe it; `restarting`: this agent
+/// restarted with the data plane still forwarding (graceful restart's R and F bits).
+pub(crate) fn peer_spec(name: &str, settings: &PeerSettings, restarting: bool) -> PeerSpec {
+    let mut session = SessionConfig::new(settings.my_asn, settings.peer_asn, settings.router_id);
+    session.hold_time = settings.hold_time;
+    session.keepalive_time = settings.keepalive_time;
+    session.next_hop_v4 = settings.next_hop_v4;
+    session.next_hop_v6 = settings.next_hop_v6;
+    session.graceful_restart = settings
+        .graceful_restart
+        .then_some(GracefulRestart { restart_time: RESTART_TIME, restarting });
+    // Active only: the speaker never listens on port 179, so it coexists with a routing daemon
+    // on the node.
+    session.passive = false;
+    PeerSpec {
+        name: name.to_owned(),
+        address: SocketAddr::new(settings.address, settings.port),
+        session,
+        connect: ConnectOptions {
+            local_address: settings.source,
+            md5_key: None,
+            ttl: Some(if settings.ebgp_multi_hop { 255 } else { 1 }),
+        },
+    }
+}
+
+/// The routes of a peer's plan as the speaker announces them.
+pub(crate) fn routes(plan: &PeerPlan) -> BTreeMap<Prefix, RouteAttributes> {
+    plan.routes
+        .iter()
+        .filter_map(|(route, attributes)| {
+            // The model clears host bits and checks lengths, so this never drops a route.
+            let prefix = Prefix::new(route.network, route.length).ok()?;
+            let mut out =
+                RouteAttributes { local_pref: attributes.local_pref, ..RouteAttributes::default() };
+            for community in &attributes.communities {
+                match *community {
+                    Community::Standard(value) => out.communities.push(value),
+                    Community::Large(global, local1, local2) => {
+                        out.large_communities.push(LargeCommunity { global, local1, local2 })
+                    }
+                }
+            }
+            Some((prefix, out))
+        })
+        .collect()
+}
+
+/// One session of the `/bgp` report: the peer's live status and the plan's decisions.
+pub(crate) fn session_report(plan: &PeerPlan, status: &PeerStatus) -> SessionReport {
+    let settings = &plan.settings;
+    let kind = if settings.my_asn == settings.peer_asn { "iBGP" } else { "eBGP" };
+    let mut capabilities = Vec::new();
+    if let Some(negotiated) = &status.negotiated {
+        capabilities.extend(negotiated.families.iter().map(ToString::to_string));
+        if negotiated.four_octet_as {
+            capabilities.push("4-octet-as".to_owned());
+        }
+        if negotiated.route_refresh {
+            capabilities.push("route-refresh".to_owned());
+        }
+        if negotiated.peer_graceful_restart && settings.graceful_restart {
+            capabilities.push(format!("graceful-restart {}s", RESTART_TIME.as_secs()));
+        }
+        capabilities.push(format!("hold {}s", negotiated.hold_time.as_secs()));
+    }
+    SessionReport {
+        peer: status.name.clone(),
+        address: status.address.to_string(),
+        asns: format!("{} -> {} ({kind})", settings.my_asn, settings.peer_asn),
+        state: status.state.name().to_owned(),
+        uptime_seconds: status
+            .established_since
+            .and_then(|since| SystemTime::now().duration_since(since).ok())
+            .map(|up| up.as_secs()),
+        capabilities,
+        last_down: status.last_down.as_ref().map(down_reason),
+        updates_sent: status.stats.updates_sent,
+        flaps: status.stats.flaps,
+        routes_announced: status.announced.len(),
+        addresses: plan
+            .addresses
+            .iter()
+            .map(|(address, decision)| (address.to_string(), decision.to_string()))
+            .collect(),
+    }
+}
+
+fn down_reason(reason: &DownReason) -> String {
+    match reason {
+        DownReason::Sent { reason, notification } => format!("sent {notification}: {reason}"),
+        DownReason::Received(notification) => format!("received {notification}"),
+        DownReason::ConnectionLost => "connection lost".to_owned(),
+        DownReason::Stopped => "stopped".to_owned(),
+    }
+}

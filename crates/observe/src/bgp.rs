@@ -1,0 +1,121 @@
+//! What the node agent's BGP speaker reports: sessions (state, uptime, capabilities, counters)
+//! and, per peer, every address announced or not and why. Served as `/bgp` for `switchyard bgp`
+//! and as Prometheus metrics; the agent supplies it through a [`BgpSource`].
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use serde::{Deserialize, Serialize};
+
+/// The `/bgp` document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BgpReport {
+    /// Sessions this node runs, by BGPPeer name.
+    pub sessions: Vec<SessionReport>,
+    /// BGPPeers this node runs no session with: `(name, why)`.
+    pub not_peering: Vec<(String, String)>,
+}
+
+/// One session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionReport {
+    /// BGPPeer name.
+    pub peer: String,
+    /// `address:port` of the router.
+    pub address: String,
+    /// `my ASN -> peer ASN`, e.g. `64512 -> 64500 (eBGP)`.
+    pub asns: String,
+    /// FSM state (`idle` … `established`).
+    pub state: String,
+    /// Seconds since the session reached Established (`None`: not established).
+    pub uptime_seconds: Option<u64>,
+    /// Negotiated capabilities, e.g. `ipv4-unicast`, `graceful-restart 120s`.
+    pub capabilities: Vec<String>,
+    /// Why the session last went down.
+    pub last_down: Option<String>,
+    /// UPDATE messages sent (End-of-RIB included).
+    pub updates_sent: u64,
+    /// Times the established session went down.
+    pub flaps: u64,
+    /// Routes the router has from us.
+    pub routes_announced: usize,
+    /// Every candidate address: `(address, decision)`, e.g. `announced as 192.0.2.1/32 (…)`.
+    pub addresses: Vec<(String, String)>,
+}
+
+/// Supplies the current report on demand (on each `/bgp` request and each scrape).
+#[derive(Clone)]
+pub struct BgpSource(Arc<dyn Fn() -> BgpReport + Send + Sync>);
+
+impl BgpSource {
+    /// A source that calls `report`.
+    pub fn new(report: impl Fn() -> BgpReport + Send + Sync + 'static) -> BgpSource {
+        BgpSource(Arc::new(report))
+    }
+
+    /// A source for agents without BGP: no sessions.
+    pub fn none() -> BgpSource {
+        BgpSource::new(BgpReport::default)
+    }
+
+    /// The report now.
+    pub fn report(&self) -> BgpReport {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for BgpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BgpSource")
+    }
+}
+
+/// Prometheus metrics of the sessions, read from the report on every scrape.
+#[derive(Debug)]
+pub struct BgpCollector(pub BgpSource);
+
+impl Collector for BgpCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let report = self.0.report();
+        let mut family = encoder.encode_descriptor(
+            "switchyard_bgp_session_established",
+            "1 when the BGP session is established, else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        for session in &report.sessions {
+            let up = i64::from(session.state == "established");
+            ConstGauge::new(up).encode(family.encode_family(&labels(session))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "switchyard_bgp_routes_announced",
+            "Routes the router has from this node",
+            None,
+            MetricType::Gauge,
+        )?;
+        for session in &report.sessions {
+            let routes = i64::try_from(session.routes_announced).unwrap_or(i64::MAX);
+            ConstGauge::new(routes).encode(family.encode_family(&labels(session))?)?;
+        }
+        type Pick = fn(&SessionReport) -> u64;
+        let counters: [(&str, &str, Pick); 2] = [
+            ("switchyard_bgp_updates_sent", "BGP UPDATE messages sent", |s| s.updates_sent),
+            ("switchyard_bgp_session_flaps", "Times an established session went down", |s| s.flaps),
+        ];
+        for (name, help, pick) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for session in &report.sessions {
+                ConstCounter::new(pick(session)).encode(family.encode_family(&labels(session))?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn labels(session: &SessionReport) -> Vec<(&'static str, String)> {
+    vec![("peer", session.peer.clone()), ("address", session.address.clone())]
+}

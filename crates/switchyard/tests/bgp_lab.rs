@@ -1,0 +1,261 @@
+//! The node agent's BGP speaker against BIRD 2 on the lab router (root): BGPPeer and
+//! BGPAdvertisement manifests start the sessions, the router learns LoadBalancer IPs as ECMP
+//! routes, the external client reaches them through the router, ETP Local routes follow the
+//! endpoints, unrelated Service changes send no UPDATE, graceful restart keeps routes across agent
+//! restarts with no failed connection, and the hold timer withdraws a hung agent. See docs/bgp.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use switchyard_lab::tools::bird::{Bird, ROUTER_ASN, router_next_hops};
+use switchyard_lab::tools::clients;
+use switchyard_lab::{require_root, wait_until};
+use switchyard_testing::e2e::{Agent, BIN, Cluster, State, at};
+
+const NODE_ASN: u32 = 64512;
+/// The router's hold time: short, so a hung agent is noticed within seconds.
+const HOLD_SECONDS: u16 = 3;
+const WEB: &str = "192.0.2.10";
+const WEB6: &str = "2001:db8:2::10";
+const LOCAL: &str = "192.0.2.11";
+
+/// Nodes labelled with their hostname, so each node's BGPPeer selects it alone.
+fn labelled_nodes(cluster: &Cluster) -> String {
+    let mut text = cluster.nodes_yaml();
+    for node in cluster.lab.nodes() {
+        let name = &node.name;
+        text = text.replace(
+            &format!("metadata:\n  name: {name}\n"),
+            &format!("metadata:\n  name: {name}\n  labels: {{kubernetes.io/hostname: {name}}}\n"),
+        );
+    }
+    text
+}
+
+/// One BGPPeer per node (its router address on the node's link), and one advertisement of
+/// everything. `graceful` lists the nodes whose peer has graceful restart.
+fn bgp_objects(cluster: &Cluster, graceful: &[&str]) -> String {
+    let mut text = String::from(
+        "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPAdvertisement\nmetadata:\n  name: all\nspec: {}\n",
+    );
+    for node in cluster.lab.nodes() {
+        text += &format!(
+            "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: tor-{name}\n\
+             spec:\n  peerAddress: \"{router}\"\n  peerASN: {ROUTER_ASN}\n  myASN: {NODE_ASN}\n\
+             \x20 holdTime: 9s\n  gracefulRestart: {gr}\n\
+             \x20 nodeSelector: {{matchLabels: {{kubernetes.io/hostname: {name}}}}}\n",
+            name = node.name,
+            router = node.router_ipv4,
+            gr = graceful.contains(&node.name.as_str()),
+        );
+    }
+    text
+}
+
+fn node_ips(cluster: &Cluster, nodes: &[&str], v6: bool) -> BTreeSet<IpAddr> {
+    nodes
+        .iter()
+        .map(|n| {
+            let info = cluster.lab.node(n).unwrap();
+            if v6 { IpAddr::V6(info.ipv6) } else { IpAddr::V4(info.ipv4) }
+        })
+        .collect()
+}
+
+fn hops(cluster: &Cluster, address: &str) -> BTreeSet<IpAddr> {
+    router_next_hops(&cluster.lab, address).unwrap()
+}
+
+/// Waits until the router routes `address` to `nodes`; how long that took.
+fn routed_to(cluster: &Cluster, bird: &Bird, address: &str, nodes: &[&str]) -> Duration {
+    let want = node_ips(cluster, nodes, address.contains(':'));
+    let start = Instant::now();
+    let ok = wait_until(Duration::from_secs(20), || hops(cluster, address) == want);
+    assert!(
+        ok,
+        "router routes {address} via {:?}, want {want:?}\n{}",
+        hops(cluster, address),
+        bird.birdc(&cluster.lab, &["show", "route", "all"]).unwrap()
+    );
+    start.elapsed()
+}
+
+/// `switchyard bgp` against the agent of `node`.
+fn bgp_report(cluster: &Cluster, node: &str) -> String {
+    let mut command = Command::new(&*BIN);
+    command.arg("bgp").arg("--api-socket").arg(Agent::api_socket(&cluster.lab, node));
+    let out = cluster.lab.output_in(node, command).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn services(cluster: &Cluster, local_on: &str) -> String {
+    cluster.load_balancer(
+        "web",
+        30080,
+        "",
+        &[WEB, WEB6],
+        &[("a1", State::Ready), ("b1", State::Ready)],
+    ) + &cluster.load_balancer(
+        "local",
+        30081,
+        "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32081\n",
+        &[LOCAL],
+        &[(local_on, State::Ready)],
+    )
+}
+
+/// `count` ClusterIP Services with nothing to announce; `generation` changes every one.
+fn unrelated(cluster: &Cluster, count: usize, generation: u16) -> String {
+    (0..count)
+        .map(|i| {
+            let ip: IpAddr = format!("10.97.{}.{}", i / 250, i % 250 + 1).parse().unwrap();
+            cluster.service(&format!("other-{i}"), &[ip], 1000 + generation, "", &[])
+        })
+        .collect()
+}
+
+#[test]
+fn bird_learns_lb_ips_from_the_agents_and_keeps_them_across_a_graceful_restart() {
+    if !require_root("bird_learns_lb_ips_from_the_agents_and_keeps_them_across_a_graceful_restart")
+    {
+        return;
+    }
+    let mut cluster = Cluster::with_clients(
+        &[("node1", &["a1"]), ("node2", &["b1"])],
+        &["ext"],
+        &["--devices", "eth0"],
+    );
+    let baseline = cluster.containment_baseline();
+    let bird = Bird::for_nodes(&cluster.lab, NODE_ASN, HOLD_SECONDS).unwrap();
+    cluster.apply("nodes.yaml", &labelled_nodes(&cluster));
+    cluster.apply_and_wait("svc.yaml", &services(&cluster, "a1"));
+    cluster.apply("bgp.yaml", &bgp_objects(&cluster, &["node1", "node2"]));
+
+    // Sessions from both agents; the Cluster-policy address through both, ETP Local through
+    // the node with the endpoint.
+    routed_to(&cluster, &bird, WEB, &["node1", "node2"]);
+    routed_to(&cluster, &bird, WEB6, &["node1", "node2"]);
+    routed_to(&cluster, &bird, LOCAL, &["node1"]);
+    let web = at(WEB.parse().unwrap(), 80);
+    let answered = cluster.backends("ext", "tcp", web, 10);
+    assert!(!answered.is_empty(), "the external client reaches {web} through the router's route");
+    let report = bgp_report(&cluster, "node2");
+    assert!(report.contains("peer tor-node2") && report.contains(": established for"), "{report}");
+    assert!(report.contains("graceful-restart 120s"), "{report}");
+    assert!(
+        report.contains(&format!("{WEB:<20} announced as {WEB}/32 (BGPAdvertisement all)")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "{LOCAL:<20} withheld: externalTrafficPolicy Local and no ready local endpoint"
+        )),
+        "{report}"
+    );
+
+    // ETP Local follows the endpoint: endpoint change -> router table.
+    let start = Instant::now();
+    cluster.apply("svc.yaml", &services(&cluster, "b1"));
+    let moved = wait_until(Duration::from_secs(10), || {
+        hops(&cluster, LOCAL) == node_ips(&cluster, &["node2"], false)
+    });
+    let took = start.elapsed();
+    assert!(moved, "{LOCAL} did not move to node2: {:?}", hops(&cluster, LOCAL));
+    println!("FIGURE endpoint change (manifest write) -> router kernel table: {took:?}");
+
+    // 1,000 unrelated Service changes, twice, and a change to an announced Service that does
+    // not change what is announced: no UPDATE reaches the router.
+    let updates = bird.updates_received(&cluster.lab).unwrap();
+    assert!(updates >= 4, "BIRD counted the announcements so far: {updates}");
+    cluster.apply_and_wait("unrelated.yaml", &unrelated(&cluster, 1000, 0));
+    cluster.apply_and_wait("unrelated.yaml", &unrelated(&cluster, 1000, 1));
+    let relabelled = services(&cluster, "b1").replacen(
+        "  name: web\n",
+        "  name: web\n  labels: {tier: front}\n",
+        1,
+    );
+    // (A label changes no map entry, so there is no "update applied" to wait for.)
+    cluster.apply("svc.yaml", &relabelled);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        bird.updates_received(&cluster.lab).unwrap(),
+        updates,
+        "UPDATEs for unrelated changes"
+    );
+
+    // Graceful restart: crash and restart each agent while the client connects every 20 ms.
+    let stop = AtomicBool::new(false);
+    let (attempts, always_both) = std::thread::scope(|scope| {
+        let lab = &cluster.lab;
+        let stop = &stop;
+        let client = scope.spawn(move || {
+            lab.run_in("ext", || {
+                let mut attempts = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    attempts.extend(clients::tcp(web, 1, Duration::from_secs(2)));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                attempts
+            })
+            .unwrap()
+        });
+        let both = node_ips(&cluster, &["node1", "node2"], false);
+        let watcher = scope.spawn(move || {
+            let mut always = true;
+            while !stop.load(Ordering::SeqCst) {
+                always &= router_next_hops(lab, WEB).unwrap() == both;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            always
+        });
+        for node in ["node1", "node2"] {
+            let index = cluster.agent_index(node);
+            let mut agent = cluster.agents.remove(index);
+            agent.child.kill().unwrap();
+            agent.child.wait().unwrap();
+            let agent = cluster.start_agent(node);
+            cluster.eventually(&format!("{node} re-established"), || {
+                bgp_report(&cluster, node).contains(": established for")
+            });
+            cluster.agents.push(agent);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        (client.join().unwrap(), watcher.join().unwrap())
+    });
+    let failed: Vec<_> = attempts.iter().filter(|a| a.error.is_some()).collect();
+    println!(
+        "FIGURE graceful restart of both agents: {} connections, {} failed",
+        attempts.len(),
+        failed.len()
+    );
+    assert!(attempts.len() > 20, "{attempts:?}");
+    assert!(failed.is_empty(), "connections failed during the restarts: {failed:?}");
+    assert!(always_both, "the route lost a next hop during a graceful restart");
+
+    // Without graceful restart the hold timer withdraws a hung agent.
+    cluster.apply("bgp.yaml", &bgp_objects(&cluster, &["node1"]));
+    cluster.eventually("node2's session restarted without graceful restart", || {
+        let report = bgp_report(&cluster, "node2");
+        report.contains(": established for") && !report.contains("graceful-restart")
+    });
+    routed_to(&cluster, &bird, WEB, &["node1", "node2"]);
+    let pid = cluster.agents[cluster.agent_index("node2")].child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let withdrawn = routed_to(&cluster, &bird, WEB, &["node1"]);
+    println!(
+        "FIGURE hung agent (SIGSTOP) -> route withdrawn by the hold timer ({HOLD_SECONDS} s): {withdrawn:?}"
+    );
+    assert!(
+        withdrawn >= Duration::from_secs(1),
+        "withdrawn by the hold timer, not at once: {withdrawn:?}"
+    );
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
