@@ -5,6 +5,7 @@ mod agent;
 mod bgp;
 mod controller;
 mod demo;
+mod demo_edge;
 mod director;
 mod doctor;
 mod explain;
