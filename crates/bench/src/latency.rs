@@ -287,6 +287,7 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
             NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
         ],
         clients: vec![EXTERNAL_CLIENT.into()],
+        directors: Vec::new(),
     };
     let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
     let node = lab.node("node1").map_err(lab_error)?.clone();

@@ -210,6 +210,7 @@ fn two_nodes() -> Topology {
     Topology {
         nodes: ["node1", "node2"].map(|n| NodeSpec { name: n.to_owned(), pods: vec![] }).to_vec(),
         clients: vec!["client1".to_owned()],
+        directors: Vec::new(),
     }
 }
 

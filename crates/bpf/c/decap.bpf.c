@@ -96,6 +96,7 @@ int sy_decap(struct __sk_buff *skb)
 	__be16 eth_proto, new_proto;
 	__u64 flags;
 
+	skb->cb[SY_DECAP_CB] = 0;
 	if (!read_outer(skb, &o, &eth_proto))
 		return TCX_NEXT_;
 	if (o.proto == IPPROTO_UDP) {
@@ -160,5 +161,6 @@ int sy_decap(struct __sk_buff *skb)
 	if (new_proto != eth_proto && bpf_skb_store_bytes(skb, 12, &new_proto, 2, 0))
 		return decap_drop(skb, SY_DECAP_DROP_ADJUST);
 	sy_decap_count(reason, skb->len);
+	skb->cb[SY_DECAP_CB] = SY_DECAP_CB_MARK;
 	return TCX_NEXT_;
 }

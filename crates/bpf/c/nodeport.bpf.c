@@ -250,6 +250,16 @@ static SY_NOINLINE int reject(struct __sk_buff *skb, const struct pkt *p)
 	return send_back(skb, SY_REASON_PKT_REJECT_ICMP);
 }
 
+/* Nothing here translated the packet: it goes to the stack, unless the decapsulation handed
+ * it over (its destination is a VIP this node does not own: the stack would route it back
+ * towards the directors, a loop until the TTL runs out). */
+static __always_inline int untranslated(struct __sk_buff *skb, struct pkt *p)
+{
+	if (skb->cb[SY_DECAP_CB] == SY_DECAP_CB_MARK)
+		return drop(skb, p, SY_REASON_PKT_DROP_DECAP_UNHANDLED);
+	return TC_ACT_OK;
+}
+
 SEC("classifier")
 int sy_nodeport_ingress(struct __sk_buff *skb)
 {
@@ -268,17 +278,19 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 	x = &s->x;
 	rc = parse(skb, p);
 	if (rc == P_PASS)
-		return TC_ACT_OK;
+		return untranslated(skb, p);
 	if (rc == P_MALFORMED) {
 		sy_count(SY_REASON_PKT_PASS_MALFORMED, skb->len);
-		return TC_ACT_OK;
+		return untranslated(skb, p);
 	}
 	if (rc == P_FRAGMENT) {
 		sy_count(SY_REASON_PKT_PASS_FRAGMENT, skb->len);
-		return TC_ACT_OK;
+		return untranslated(skb, p);
 	}
-	if (p->icmp_error)
-		return handle_icmp_error(skb, p, 1);
+	if (p->icmp_error) {
+		rc = handle_icmp_error(skb, p, 1);
+		return rc == TC_ACT_OK ? untranslated(skb, p) : rc;
+	}
 
 	now = bpf_ktime_get_ns();
 	n = bpf_map_lookup_elem(&sy_nat, &p->t);
@@ -298,6 +310,8 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 	rc = handle_new_flow(skb, p, cfg, now, e);
 	if (rc == NF_REJECT)
 		return reject(skb, p);
+	if (rc == TC_ACT_OK)
+		return untranslated(skb, p);
 	if (rc != NF_TRANSLATE)
 		return rc;
 	e = bpf_map_lookup_elem(&sy_ct, &p->t);

@@ -318,6 +318,10 @@ enum sy_pkt_reason {
 	SY_REASON_PKT_DROP_NO_ANSWER = 48,
 	/* Translated to the backend remembered for this client (sessionAffinity ClientIP). */
 	SY_REASON_PKT_AFFINITY = 49,
+	/* Decapsulated from a director but for no frontend or flow of this node (an ICMP error
+	 * about an unknown flow, a VIP the node does not serve): dropped, since the stack would
+	 * route it back towards the directors (a loop until the TTL runs out). */
+	SY_REASON_PKT_DROP_DECAP_UNHANDLED = 50,
 };
 
 /* Conntrack states (struct sy_ct_entry.state). */
@@ -537,5 +541,11 @@ enum sy_decap_reason {
 	SY_DECAP_DROP_ADJUST = 5,
 	SY_DECAP_REASON_MAX = 16,
 };
+
+/* The decapsulation leaves this in __sk_buff cb[SY_DECAP_CB] of every packet it decapsulated
+ * (and 0 in every other packet it sees), so the per-packet program that runs next in the TCX
+ * chain knows the packet came from a director (SY_REASON_PKT_DROP_DECAP_UNHANDLED). */
+#define SY_DECAP_CB 0
+#define SY_DECAP_CB_MARK 0x53594443u /* "SYDC" */
 
 #endif /* SWITCHYARD_H */

@@ -67,11 +67,14 @@ pub enum PacketReason {
     DropNoAnswer = 48,
     /// Translated to the ClientIP-affinity backend.
     Affinity = 49,
+    /// Decapsulated, but for no frontend or flow here: dropped (it would loop to the
+    /// directors).
+    DropDecapUnhandled = 50,
 }
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 18] = [
+    pub const ALL: [PacketReason; 19] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -90,6 +93,7 @@ impl PacketReason {
         PacketReason::FragNeeded,
         PacketReason::DropNoAnswer,
         PacketReason::Affinity,
+        PacketReason::DropDecapUnhandled,
     ];
 
     /// Stable snake_case name for metrics and `explain` (C: `SY_REASON_PKT_<NAME>`).
@@ -113,6 +117,7 @@ impl PacketReason {
             PacketReason::FragNeeded => "frag_needed",
             PacketReason::DropNoAnswer => "drop_no_answer",
             PacketReason::Affinity => "affinity",
+            PacketReason::DropDecapUnhandled => "drop_decap_unhandled",
         }
     }
 

@@ -51,10 +51,61 @@ pub(crate) fn parse_snmp6(text: &str) -> BTreeMap<String, u64> {
     counters
 }
 
+/// Packet counters of one link (a line of `/proc/net/dev`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+    pub tx_dropped: u64,
+}
+
+/// Reads the link counters of the calling thread's network namespace.
+pub fn read_link_stats() -> io::Result<BTreeMap<String, LinkStats>> {
+    Ok(parse_net_dev(&std::fs::read_to_string("/proc/thread-self/net/dev")?))
+}
+
+/// `/proc/net/dev`: two header lines, then `name: rx bytes packets errs drop ... tx bytes
+/// packets errs drop ...` (8 receive and 8 transmit columns).
+pub(crate) fn parse_net_dev(text: &str) -> BTreeMap<String, LinkStats> {
+    let mut links = BTreeMap::new();
+    for line in text.lines().skip(2) {
+        let Some((name, values)) = line.split_once(':') else { continue };
+        let values: Vec<u64> = values.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        if values.len() < 16 {
+            continue;
+        }
+        links.insert(
+            name.trim().to_string(),
+            LinkStats {
+                rx_packets: values[1],
+                rx_dropped: values[3],
+                tx_packets: values[9],
+                tx_dropped: values[11],
+            },
+        );
+    }
+    links
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_dev_lines_become_link_stats() {
+        let text = "Inter-|   Receive                                                |  Transmit\n                     face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n\
+                    \x20   lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n\
+                    \x20 eth0: 5000      40    0    3    0     0          0         0     7000      50    0    1    0     0       0          0\n";
+        let links = parse_net_dev(text);
+        assert_eq!(
+            links["eth0"],
+            LinkStats { rx_packets: 40, rx_dropped: 3, tx_packets: 50, tx_dropped: 1 }
+        );
+        assert_eq!(links["lo"].rx_packets, 2);
+        assert_eq!(links.len(), 2);
+    }
 
     #[test]
     fn snmp_pairs_become_proto_dot_name() {

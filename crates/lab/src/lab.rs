@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
-use crate::plan::{Cidr, ClientInfo, LabPlan, NodeInfo, PodInfo};
+use crate::plan::{Cidr, ClientInfo, DirectorInfo, LabPlan, NodeInfo, PodInfo};
 use crate::topology::Topology;
 use crate::{bpffs, cgroup, netns, wiring};
 
@@ -134,6 +134,20 @@ impl Lab {
         lab.write_state(Owner::current())?;
         lab.build_host_side()?;
         wiring::build(&lab.plan)?;
+        // A client's veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL); an XDP
+        // program on the way (a director) turns the packet into a frame and that state is lost,
+        // so the checksum would never be completed. Real NICs hand XDP complete packets; with
+        // directors, clients compute their checksums themselves.
+        if !lab.plan.directors.is_empty() {
+            for client in &lab.plan.clients {
+                let link = client.interface.clone();
+                lab.run_in(&client.name, move || crate::offload::set_tx_checksum(&link, false))?
+                    .map_err(LabError::io(format!(
+                        "turning off transmit checksum offload in {}",
+                        client.name
+                    )))?;
+            }
+        }
         Ok(lab)
     }
 
@@ -150,6 +164,12 @@ impl Lab {
                 .map_err(LabError::io(format!("creating cgroup {}", node.cgroup.display())))?;
             std::fs::create_dir(&node.bpf_dir)
                 .map_err(LabError::io(format!("creating bpffs dir {}", node.bpf_dir.display())))?;
+        }
+        for director in &plan.directors {
+            std::fs::create_dir(&director.bpf_dir).map_err(LabError::io(format!(
+                "creating bpffs dir {}",
+                director.bpf_dir.display()
+            )))?;
         }
         Ok(())
     }
@@ -250,6 +270,10 @@ impl Lab {
         &self.plan.clients
     }
 
+    pub fn directors(&self) -> &[DirectorInfo] {
+        &self.plan.directors
+    }
+
     fn unknown(&self, name: &str) -> LabError {
         LabError::UnknownMember { prefix: self.plan.prefix.clone(), name: name.to_string() }
     }
@@ -266,6 +290,10 @@ impl Lab {
         self.plan.clients.iter().find(|c| c.name == name).ok_or_else(|| self.unknown(name))
     }
 
+    pub fn director(&self, name: &str) -> Result<&DirectorInfo, LabError> {
+        self.plan.directors.iter().find(|d| d.name == name).ok_or_else(|| self.unknown(name))
+    }
+
     /// Netns name and cgroup of a node, pod, client or the router (`fabric`).
     fn placement(&self, name: &str) -> Result<(String, PathBuf), LabError> {
         if let Ok(node) = self.node(name) {
@@ -276,6 +304,9 @@ impl Lab {
         }
         if let Ok(client) = self.client(name) {
             return Ok((client.netns.clone(), self.plan.external_cgroup.clone()));
+        }
+        if let Ok(director) = self.director(name) {
+            return Ok((director.netns.clone(), self.plan.external_cgroup.clone()));
         }
         if name == crate::plan::ROUTER {
             return Ok((self.plan.router_netns.clone(), self.plan.external_cgroup.clone()));
@@ -298,6 +329,15 @@ impl Lab {
                 if !dir.is_dir() {
                     missing.push(format!("{} of node {}", dir.display(), node.name));
                 }
+            }
+        }
+        for director in &self.plan.directors {
+            if !director.bpf_dir.is_dir() {
+                missing.push(format!(
+                    "{} of director {}",
+                    director.bpf_dir.display(),
+                    director.name
+                ));
             }
         }
         if !bpffs::is_bpffs(&self.plan.bpffs) {
@@ -386,7 +426,64 @@ impl Lab {
                 IpAddr::V6(_) => IpAddr::V6(node.ipv6),
             });
         }
-        wiring::set_route(&self.plan.router_netns, destination, &gateways)
+        wiring::set_route(&self.plan.router_netns, destination, &gateways, None)
+    }
+
+    /// Routes `destination` (a VIP) from the router to `directors`, spread by ECMP over the
+    /// 5-tuple when several are given (static multipath, what BGP with next-hop-self gives);
+    /// replaces an earlier route to it. An empty `directors` removes the route.
+    pub fn route_to_directors(
+        &self,
+        destination: Cidr,
+        directors: &[&str],
+    ) -> Result<(), LabError> {
+        let mut gateways = Vec::new();
+        for name in directors {
+            let director = self.director(name)?;
+            gateways.push(match destination.addr {
+                IpAddr::V4(_) => IpAddr::V4(director.ipv4),
+                IpAddr::V6(_) => IpAddr::V6(director.ipv6),
+            });
+        }
+        wiring::set_route(&self.plan.router_netns, destination, &gateways, None)
+    }
+
+    /// Routes `destination` from `member` (a node, client or director) through its router with
+    /// a locked MTU (`mtu lock N`: path-MTU discovery cannot raise it, and `bpf_fib_lookup`
+    /// honours it), e.g. a director's path to nodes behind a smaller-MTU hop.
+    pub fn route_with_mtu(
+        &self,
+        member: &str,
+        destination: Cidr,
+        mtu: u32,
+    ) -> Result<(), LabError> {
+        let v6 = destination.addr.is_ipv6();
+        let gateway: IpAddr = if let Ok(node) = self.node(member) {
+            if v6 { node.router_ipv6.into() } else { node.router_ipv4.into() }
+        } else if let Ok(client) = self.client(member) {
+            if v6 { client.router_ipv6.into() } else { client.router_ipv4.into() }
+        } else {
+            let director = self.director(member)?;
+            if v6 { director.router_ipv6.into() } else { director.router_ipv4.into() }
+        };
+        wiring::set_route(&self.netns_of(member)?, destination, &[gateway], Some(mtu))
+    }
+
+    /// Turns generic receive offload on or off on `link` in the namespace of `member`.
+    pub fn set_gro(&self, member: &str, link: &str, on: bool) -> Result<(), LabError> {
+        let link_name = link.to_string();
+        self.run_in(member, move || crate::offload::set_gro(&link_name, on))?.map_err(LabError::io(
+            format!("setting GRO {} on {link} in {member}", if on { "on" } else { "off" }),
+        ))
+    }
+
+    /// Packet counters of every link in the namespace of `member` (`/proc/net/dev`).
+    pub fn link_stats(
+        &self,
+        member: &str,
+    ) -> Result<std::collections::BTreeMap<String, crate::counters::LinkStats>, LabError> {
+        self.run_in(member, crate::counters::read_link_stats)?
+            .map_err(LabError::io(format!("reading link counters of {member}")))
     }
 
     /// Adds an address to `link` in the namespace of a node, pod, client or the router, e.g. an

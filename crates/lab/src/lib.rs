@@ -19,15 +19,17 @@ pub mod counters;
 mod error;
 mod lab;
 pub mod netns;
+mod offload;
 pub mod plan;
 pub mod privilege;
 pub mod tools;
 pub mod topology;
 mod wiring;
+mod xdp_pass;
 
 pub use cgroup::{DEFAULT_CGROUP_ROOT, kill_and_remove as kill_and_remove_cgroup};
 pub use error::LabError;
 pub use lab::{DEFAULT_RUN_DIR, Lab, LabOptions, LabState, Owner, check_prefix, wait_until};
-pub use plan::{Cidr, ClientInfo, LabPlan, NodeInfo, PodInfo};
+pub use plan::{Cidr, ClientInfo, DirectorInfo, LabPlan, NodeInfo, PodInfo};
 pub use privilege::require_root;
 pub use topology::{NodeSpec, Topology};

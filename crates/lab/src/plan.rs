@@ -14,6 +14,8 @@
 //! | pod                 | `10.244.n.(p+1)/32`| `fd00:244:0:n::(p+1)/128`|
 //! | client              | `10.200.c.2/24`    | `fd00:200:0:c::2/64`    |
 //! | router side of it   | `10.200.c.1/24`    | `fd00:200:0:c::1/64`    |
+//! | director `d`        | `10.150.d.2/24`    | `fd00:150:0:d::2/64`    |
+//! | router side of it   | `10.150.d.1/24`    | `fd00:150:0:d::1/64`    |
 //!
 //! Pods reach their node through a link-local gateway (`169.254.1.1` and `fe80::1` on the node
 //! side of every pod veth), as Calico does; the router routes each pod CIDR to its node.
@@ -130,6 +132,24 @@ pub struct ClientInfo {
     pub router_ipv6: Ipv6Addr,
 }
 
+/// One director: a one-armed namespace behind the router (VIP traffic comes in and the
+/// encapsulated packets leave on the same link).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorInfo {
+    pub name: String,
+    pub netns: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    /// The director's uplink (where its XDP program attaches).
+    pub interface: String,
+    /// The router's side of the uplink.
+    pub router_link: String,
+    pub router_ipv4: Ipv4Addr,
+    pub router_ipv6: Ipv6Addr,
+    /// bpffs directory for the director's pins.
+    pub bpf_dir: PathBuf,
+}
+
 /// Everything about a lab that tools need to find it again (the state file's content).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabPlan {
@@ -148,6 +168,9 @@ pub struct LabPlan {
     pub nodes: Vec<NodeInfo>,
     pub pods: Vec<PodInfo>,
     pub clients: Vec<ClientInfo>,
+    /// Directors (absent in state files of labs built before directors existed).
+    #[serde(default)]
+    pub directors: Vec<DirectorInfo>,
 }
 
 fn octet(index: usize) -> u8 {
@@ -215,6 +238,26 @@ impl LabPlan {
                 }
             })
             .collect();
+        let directors = topology
+            .directors
+            .iter()
+            .enumerate()
+            .map(|(d, name)| {
+                let d8 = octet(d);
+                let d16 = u16::from(d8);
+                DirectorInfo {
+                    name: name.clone(),
+                    netns: netns(name),
+                    ipv4: Ipv4Addr::new(10, 150, d8, 2),
+                    ipv6: Ipv6Addr::new(0xfd00, 0x150, 0, d16, 0, 0, 0, 2),
+                    interface: UPLINK.to_string(),
+                    router_link: format!("dr{d8}"),
+                    router_ipv4: Ipv4Addr::new(10, 150, d8, 1),
+                    router_ipv6: Ipv6Addr::new(0xfd00, 0x150, 0, d16, 0, 0, 0, 1),
+                    bpf_dir: bpffs.join(name),
+                }
+            })
+            .collect();
         Self {
             prefix: prefix.to_string(),
             topology: topology.clone(),
@@ -226,6 +269,7 @@ impl LabPlan {
             nodes,
             pods,
             clients,
+            directors,
         }
     }
 
@@ -235,6 +279,7 @@ impl LabPlan {
             .chain(self.nodes.iter().map(|n| n.netns.clone()))
             .chain(self.pods.iter().map(|p| p.netns.clone()))
             .chain(self.clients.iter().map(|c| c.netns.clone()))
+            .chain(self.directors.iter().map(|d| d.netns.clone()))
             .collect()
     }
 }
@@ -245,9 +290,10 @@ mod tests {
     use super::*;
 
     fn plan() -> LabPlan {
+        let topology = Topology { directors: vec!["dir1".to_string()], ..Topology::default() };
         LabPlan::new(
             "sy-test",
-            &Topology::default(),
+            &topology,
             Path::new("/sys/fs/cgroup/unified"),
             Path::new("/run/switchyard-lab"),
         )
@@ -306,6 +352,14 @@ mod tests {
                 c.router_ipv6.into(),
             ]);
         }
+        for d in &plan.directors {
+            all.extend([
+                IpAddr::V4(d.ipv4),
+                d.ipv6.into(),
+                d.router_ipv4.into(),
+                d.router_ipv6.into(),
+            ]);
+        }
         let unique: std::collections::BTreeSet<_> = all.iter().collect();
         assert_eq!(unique.len(), all.len());
         for addr in all {
@@ -321,7 +375,9 @@ mod tests {
     fn names_carry_the_prefix_and_paths_sit_under_the_roots() {
         let plan = plan();
         assert!(plan.all_netns().iter().all(|n| n.starts_with("sy-test-")));
-        assert_eq!(plan.all_netns().len(), 1 + 3 + 6 + 1);
+        assert_eq!(plan.all_netns().len(), 1 + 3 + 6 + 1 + 1);
+        assert_eq!(plan.directors[0].ipv6.to_string(), "fd00:150:0:1::2");
+        assert_eq!(plan.directors[0].bpf_dir, Path::new("/run/switchyard-lab/sy-test/bpffs/dir1"));
         assert_eq!(plan.nodes[0].cgroup, Path::new("/sys/fs/cgroup/unified/sy-test/node1"));
         assert_eq!(plan.nodes[0].bpf_dir, Path::new("/run/switchyard-lab/sy-test/bpffs/node1"));
     }

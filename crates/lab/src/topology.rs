@@ -25,6 +25,10 @@ pub struct Topology {
     /// External clients: namespaces outside the cluster that reach nodes through the router.
     #[serde(default)]
     pub clients: Vec<String>,
+    /// Directors: one-armed namespaces behind the router for `switchyard director` (VIPs are
+    /// routed to them with [`crate::Lab::route_to_directors`]).
+    #[serde(default)]
+    pub directors: Vec<String>,
 }
 
 /// One node and the pods scheduled on it.
@@ -44,7 +48,11 @@ impl Default for Topology {
             name: format!("node{n}"),
             pods: vec![format!("pod{n}a"), format!("pod{n}b")],
         };
-        Self { nodes: (1..=3).map(node).collect(), clients: vec!["client1".to_string()] }
+        Self {
+            nodes: (1..=3).map(node).collect(),
+            clients: vec!["client1".to_string()],
+            directors: Vec::new(),
+        }
     }
 }
 
@@ -85,19 +93,26 @@ impl Topology {
                 self.clients.len()
             ));
         }
+        if self.directors.len() > MAX_MEMBERS {
+            return fail(format!(
+                "{} directors, at most {MAX_MEMBERS} are supported",
+                self.directors.len()
+            ));
+        }
         let mut seen = std::collections::BTreeSet::new();
         let names = self
             .nodes
             .iter()
             .flat_map(|node| std::iter::once(&node.name).chain(node.pods.iter()))
-            .chain(self.clients.iter());
+            .chain(self.clients.iter())
+            .chain(self.directors.iter());
         for name in names {
             if let Err(reason) = check_name(name) {
                 return fail(reason);
             }
             if !seen.insert(name.as_str()) {
                 return fail(format!(
-                    "name {name:?} is used twice (nodes, pods and clients share one namespace)"
+                    "name {name:?} is used twice (nodes, pods, clients and directors share one namespace)"
                 ));
             }
         }
@@ -147,11 +162,12 @@ mod tests {
 
     #[test]
     fn yaml_topology_parses() {
-        let text = "nodes:\n  - name: a\n    pods: [p1, p2]\n  - name: b\nclients: [c]\n";
+        let text = "nodes:\n  - name: a\n    pods: [p1, p2]\n  - name: b\nclients: [c]\ndirectors: [d1, d2]\n";
         let topology = Topology::from_yaml(text, "t.yaml").unwrap();
         assert_eq!(topology.nodes[0].pods, vec!["p1", "p2"]);
         assert!(topology.nodes[1].pods.is_empty());
         assert_eq!(topology.clients, vec!["c"]);
+        assert_eq!(topology.directors, vec!["d1", "d2"]);
     }
 
     #[test]
@@ -165,6 +181,7 @@ mod tests {
             ("nodes:\n  - name: fabric\n", "reserved"),
             ("nodes:\n  - name: -a\n", "must not start"),
             ("nodes:\n  - name: a\nclients: ['']\n", "1 to 40"),
+            ("nodes:\n  - name: a\nclients: [c]\ndirectors: [c]\n", "used twice"),
             ("nodes:\n  - name: a\n    extra: 1\n", "unknown field"),
             ("nodes: 3\n", "invalid type"),
         ];
@@ -182,6 +199,7 @@ mod tests {
                 .map(|i| NodeSpec { name: format!("n{i}"), pods: vec![] })
                 .collect(),
             clients: vec![],
+            directors: vec![],
         };
         let err = topology.validate("big").unwrap_err().to_string();
         assert!(err.contains("at most 200"), "{err}");

@@ -13,8 +13,8 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use futures::future::try_join_all;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::packet_route::route::{RouteAttribute, RouteScope};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkXdp};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteMetric, RouteScope};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder, RouteNextHopBuilder};
 
 use crate::error::LabError;
@@ -104,6 +104,9 @@ async fn configure(plan: &LabPlan, namespaces: &BTreeMap<String, Ns>) -> Result<
     for client in &plan.clients {
         veths.push(add_veth(router, &client.router_link, &client.interface, &client.netns));
     }
+    for director in &plan.directors {
+        veths.push(add_veth(router, &director.router_link, &director.interface, &director.netns));
+    }
     for pod in &plan.pods {
         let node = plan
             .nodes
@@ -145,6 +148,18 @@ async fn configure(plan: &LabPlan, namespaces: &BTreeMap<String, Ns>) -> Result<
             vec![Cidr::new(client.ipv4, 24), Cidr::new(client.ipv6, 64)],
         ));
     }
+    for director in &plan.directors {
+        links.push(link_up(
+            router,
+            &director.router_link,
+            vec![Cidr::new(director.router_ipv4, 24), Cidr::new(director.router_ipv6, 64)],
+        ));
+        links.push(link_up(
+            ns(&director.netns)?,
+            &director.interface,
+            vec![Cidr::new(director.ipv4, 24), Cidr::new(director.ipv6, 64)],
+        ));
+    }
     for pod in &plan.pods {
         let node_netns = plan
             .nodes
@@ -180,6 +195,11 @@ async fn configure(plan: &LabPlan, namespaces: &BTreeMap<String, Ns>) -> Result<
         routes.push(add_route(client_ns, Route::default_via(client.router_ipv4.into())));
         routes.push(add_route(client_ns, Route::default_via(client.router_ipv6.into())));
     }
+    for director in &plan.directors {
+        let director_ns = ns(&director.netns)?;
+        routes.push(add_route(director_ns, Route::default_via(director.router_ipv4.into())));
+        routes.push(add_route(director_ns, Route::default_via(director.router_ipv6.into())));
+    }
     for pod in &plan.pods {
         let Some(node) = plan.nodes.iter().find(|n| n.name == pod.node) else { continue };
         let node_ns = ns(&node.netns)?;
@@ -198,7 +218,88 @@ async fn configure(plan: &LabPlan, namespaces: &BTreeMap<String, Ns>) -> Result<
             .push(add_route(pod_ns, Route::gateway_on_link(POD_GATEWAY_V6.into(), &pod.interface)));
     }
     try_join_all(routes).await?;
+
+    // Phase 4: a director's XDP program looks up the router's MAC (bpf_fib_lookup) but never
+    // sends anything itself that would resolve it: permanent neighbour entries, both ways (the
+    // router's first packets to a director then need no address resolution either).
+    let mut neighbours = Vec::new();
+    for director in &plan.directors {
+        let mac = link_mac(router, &director.router_link).await?;
+        let director_ns = ns(&director.netns)?;
+        for gateway in [IpAddr::V4(director.router_ipv4), IpAddr::V6(director.router_ipv6)] {
+            neighbours.push(add_neighbour(director_ns, &director.interface, gateway, mac.clone()));
+        }
+        let mac = link_mac(director_ns, &director.interface).await?;
+        for address in [IpAddr::V4(director.ipv4), IpAddr::V6(director.ipv6)] {
+            neighbours.push(add_neighbour(router, &director.router_link, address, mac.clone()));
+        }
+    }
+    try_join_all(neighbours).await?;
+
+    // Phase 5: an XDP_PASS program on the router's side of every director link, so the veth
+    // delivers the frames the director sends back with XDP_TX (see crate::xdp_pass).
+    if !plan.directors.is_empty() {
+        let program = crate::xdp_pass::load()
+            .map_err(LabError::io("loading the XDP pass program for director links"))?;
+        for director in &plan.directors {
+            attach_xdp(router, &director.router_link, program.as_raw_fd()).await?;
+        }
+    }
     Ok(())
+}
+
+/// Attaches the XDP program `program` to `link` in native (driver) mode.
+async fn attach_xdp(ns: &Ns, link: &str, program: i32) -> Result<(), LabError> {
+    /// `XDP_FLAGS_DRV_MODE`.
+    const DRV_MODE: u32 = 1 << 2;
+    let index = link_index(ns, link).await?;
+    let message = LinkUnspec::new_with_index(index)
+        .append_extra_attribute(LinkAttribute::Xdp(vec![
+            LinkXdp::Fd(program),
+            LinkXdp::Flags(DRV_MODE),
+        ]))
+        .build();
+    ns.handle
+        .link()
+        .set(message)
+        .execute()
+        .await
+        .map_err(nl_err(ns, format!("attaching an XDP pass program to {link}")))
+}
+
+/// The hardware address of `name`.
+async fn link_mac(ns: &Ns, name: &str) -> Result<Vec<u8>, LabError> {
+    let link = ns
+        .handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+        .map_err(nl_err(ns, format!("looking up link {name}")))?;
+    link.and_then(|link| {
+        link.attributes.into_iter().find_map(|attribute| match attribute {
+            LinkAttribute::Address(mac) => Some(mac),
+            _ => None,
+        })
+    })
+    .ok_or_else(|| LabError::Io {
+        what: format!("link {name} in netns {} has no hardware address", ns.name),
+        cause: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })
+}
+
+/// A permanent neighbour entry `address` -> `mac` on `link`.
+async fn add_neighbour(ns: &Ns, link: &str, address: IpAddr, mac: Vec<u8>) -> Result<(), LabError> {
+    let index = link_index(ns, link).await?;
+    ns.handle
+        .neighbours()
+        .add(index, address)
+        .link_layer_address(&mac)
+        .execute()
+        .await
+        .map_err(nl_err(ns, format!("adding neighbour {address} on {link}")))
 }
 
 async fn add_veth(ns: &Ns, name: &str, peer: &str, peer_netns: &str) -> Result<(), LabError> {
@@ -370,11 +471,14 @@ where
 }
 
 /// Routes `destination` through `gateways` (ECMP when several) in namespace `netns_name`,
-/// replacing any route to it; with no gateways the route is removed.
+/// replacing any route to it; with no gateways the route is removed. `locked_mtu` gives the
+/// route an MTU that path-MTU discovery may not raise (`mtu lock N`), which `bpf_fib_lookup`
+/// honours.
 pub(crate) fn set_route(
     netns_name: &str,
     destination: Cidr,
     gateways: &[IpAddr],
+    locked_mtu: Option<u32>,
 ) -> Result<(), LabError> {
     let gateways = gateways.to_vec();
     with_netlink(netns_name, move |ns| async move {
@@ -396,6 +500,13 @@ pub(crate) fn set_route(
                 }
                 Err(err) => Err(nl_err(&ns, what)(err)),
             };
+        }
+        if let Some(mtu) = locked_mtu {
+            // RTAX_MTU is metric 2: its lock bit is 1 << 2.
+            message.attributes.push(RouteAttribute::Metrics(vec![
+                RouteMetric::Lock(1 << 2),
+                RouteMetric::Mtu(mtu),
+            ]));
         }
         let family = message.header.address_family;
         if let [gateway] = gateways.as_slice() {

@@ -21,7 +21,7 @@ fn demo_examples_validate_strictly() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("0 errors, 0 warnings; 8 files, 6 Services"), "{text}");
+    assert!(text.contains("0 errors, 0 warnings; 9 files, 7 Services"), "{text}");
     assert!(!text.lines().any(|l| l.starts_with("error:") || l.starts_with("warning:")), "{text}");
 }
 
@@ -100,6 +100,50 @@ fn demo_spreads_traffic_shows_the_table_and_removes_its_lab() {
         [("10.96.100.1", "node1, node2, node3"), ("10.96.100.2", "node1, node2")]
     {
         assert!(stdout.contains(&format!("  {address:<14} announced by {nodes}\n")), "{stdout}");
+    }
+
+    // Through the directors: every request answered; each carried by exactly one director and
+    // one node (counted); both directors and every node used; the client got the replies and
+    // the directors received (almost) nothing but client packets.
+    let edge_header = stdout.lines().find(|l| l.starts_with("VIP (edge)")).unwrap();
+    let columns: Vec<&str> = edge_header.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "VIP",
+            "(edge)",
+            "PROTO",
+            "dir1",
+            "dir2",
+            "node1",
+            "node2",
+            "node3",
+            "REPLIES",
+            "OTHER@DIR",
+            "ERRORS"
+        ]
+    );
+    for (vip, proto) in [
+        ("10.96.100.3:80", "tcp"),
+        ("10.96.100.3:80", "udp"),
+        ("[fd00:96::100:3]:80", "tcp"),
+        ("[fd00:96::100:3]:80", "udp"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq([vip, proto]))
+            .unwrap_or_else(|| panic!("no edge row {vip} {proto}:\n{stdout}"));
+        let n: Vec<u64> = line.split_whitespace().skip(2).map(|c| c.parse().unwrap()).collect();
+        let [dir1, dir2, node1, node2, node3, replies, other, errors] = n[..] else {
+            panic!("{line}")
+        };
+        assert_eq!(errors, 0, "{line}");
+        assert_eq!(dir1 + dir2, 40, "every request through exactly one director: {line}");
+        assert!(dir1 > 0 && dir2 > 0, "ECMP over both directors: {line}");
+        assert_eq!(node1 + node2 + node3, 40, "every request to exactly one node: {line}");
+        assert!(node1 > 0 && node2 > 0 && node3 > 0, "Maglev over every node: {line}");
+        assert!(replies >= 40, "{line}");
+        assert!(other <= 4, "the directors received more than client packets: {line}");
     }
 
     // "lab sy-xxxxxx up: ..." names the prefix; nothing of that lab may remain.

@@ -69,6 +69,27 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Starts `command` (stderr piped) in lab member `member`; its stderr lines are echoed with
+/// `label` and collected.
+pub fn spawn_logged(
+    lab: &Lab,
+    member: &str,
+    command: Command,
+    label: &str,
+) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = lab.spawn_in(member, command).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let (sink, name) = (Arc::clone(&log), format!("{label} {member}"));
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{name}: {line}");
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, log)
+}
+
 impl Agent {
     pub fn start(lab: &Lab, manifests: &Path, node: &str) -> Agent {
         Self::start_with(lab, manifests, node, &[])
@@ -95,16 +116,7 @@ impl Agent {
         if !extra.iter().any(|arg| arg == "--api-socket") {
             command.arg("--api-socket").arg(Self::api_socket(lab, node));
         }
-        let mut child = lab.spawn_in(node, command).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let (sink, name) = (Arc::clone(&log), node.to_string());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("agent {name}: {line}");
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (child, log) = spawn_logged(lab, node, command, "agent");
         let agent = Agent { node: node.to_string(), child, log };
         let ready = wait_until(CONVERGE, || agent.logged("agent ready"));
         assert!(ready, "agent on {node} did not get ready: {:#?}", agent.log.lock().unwrap());
@@ -161,17 +173,17 @@ impl Cluster {
         clients: &[&str],
         agent_args: &[&str],
     ) -> Cluster {
-        let topology = Topology {
-            nodes: nodes
-                .iter()
-                .map(|(name, pods)| NodeSpec {
-                    name: name.to_string(),
-                    pods: pods.iter().map(ToString::to_string).collect(),
-                })
-                .collect(),
-            clients: clients.iter().map(ToString::to_string).collect(),
-        };
-        let lab = Lab::up(&topology).unwrap();
+        let agent_args: Vec<String> = agent_args.iter().map(ToString::to_string).collect();
+        Self::with_topology(&topology(nodes, clients, &[]), |_| agent_args)
+    }
+
+    /// A cluster of `topology`; `agent_args` gives every agent's extra arguments once the lab
+    /// (and so every address) exists.
+    pub fn with_topology(
+        topology: &Topology,
+        agent_args: impl FnOnce(&Lab) -> Vec<String>,
+    ) -> Cluster {
+        let lab = Lab::up(topology).unwrap();
         let manifests = std::env::temp_dir().join(format!("{}-manifests", lab.prefix()));
         std::fs::create_dir_all(&manifests).unwrap();
         let mut servers = Vec::new();
@@ -183,7 +195,7 @@ impl Cluster {
                 );
             }
         }
-        let agent_args = agent_args.iter().map(ToString::to_string).collect();
+        let agent_args = agent_args(&lab);
         let mut cluster =
             Cluster { lab, manifests, agents: Vec::new(), agent_args, _servers: servers };
         cluster.apply("nodes.yaml", &cluster.nodes_yaml());
@@ -523,6 +535,39 @@ impl Cluster {
         out
     }
 
+    /// Nothing answers `member`'s TCP connection to `target`, and the attempt reached the
+    /// lab's router untranslated (it has no route for Service addresses and counts what it
+    /// cannot route): no agent translates that address. `baseline` (see
+    /// [`Cluster::containment_baseline`]) must hold before the probe and moves past it, so a
+    /// final containment check still covers everything else.
+    pub fn assert_untranslated(
+        &self,
+        member: &str,
+        target: SocketAddr,
+        baseline: &mut Vec<(String, String, u64)>,
+    ) {
+        let key = if target.is_ipv6() { "Ip6.InNoRoutes" } else { "IpExt.InNoRoutes" };
+        self.assert_nothing_left_the_lab_since(baseline);
+        let out = self.client(member, "tcp", target, 1);
+        assert!(out.summary.backends.is_empty(), "{target} answers {member}: {:?}", out.summary);
+        let now = self.containment_baseline();
+        for ((node, counter, before), (_, _, after)) in baseline.iter().zip(&now) {
+            if node == "fabric" && counter == key {
+                assert!(
+                    after > before,
+                    "{member} -> {target}: {:?}, router saw nothing",
+                    out.summary
+                );
+            } else {
+                assert_eq!(
+                    after, before,
+                    "{node} counter {counter}: a packet tried to leave the lab"
+                );
+            }
+        }
+        *baseline = now;
+    }
+
     /// [`Cluster::assert_nothing_left_the_lab`] relative to a baseline.
     pub fn assert_nothing_left_the_lab_since(&self, baseline: &[(String, String, u64)]) {
         for ((member, key, before), (_, _, now)) in baseline.iter().zip(self.containment_baseline())
@@ -536,6 +581,21 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.agents.clear();
         let _ = std::fs::remove_dir_all(&self.manifests);
+    }
+}
+
+/// A topology of `nodes` (each with its pods), external `clients` and `directors`.
+pub fn topology(nodes: &[(&str, &[&str])], clients: &[&str], directors: &[&str]) -> Topology {
+    Topology {
+        nodes: nodes
+            .iter()
+            .map(|(name, pods)| NodeSpec {
+                name: name.to_string(),
+                pods: pods.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        clients: clients.iter().map(ToString::to_string).collect(),
+        directors: directors.iter().map(ToString::to_string).collect(),
     }
 }
 

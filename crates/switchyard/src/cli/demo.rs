@@ -24,6 +24,8 @@ use switchyard_lab::tools::clients::{Attempt, ClientOutput};
 use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
 use switchyard_lab::{Lab, LabOptions, Topology, wait_until};
 
+use super::demo_edge;
+
 /// Bring up a lab cluster with the node agent on every node, apply example Services, send
 /// traffic and show how it spread over the backends; everything is removed at the end.
 #[derive(Debug, Args)]
@@ -34,7 +36,7 @@ pub(crate) struct DemoArgs {
 }
 
 /// The example manifests (examples/demo), written for the demo lab's addresses.
-const EXAMPLES: [(&str, &str); 8] = [
+const EXAMPLES: [(&str, &str); 9] = [
     ("nodes.yaml", include_str!("../../../../examples/demo/nodes.yaml")),
     ("web.yaml", include_str!("../../../../examples/demo/web.yaml")),
     ("cache.yaml", include_str!("../../../../examples/demo/cache.yaml")),
@@ -42,6 +44,7 @@ const EXAMPLES: [(&str, &str); 8] = [
     ("empty.yaml", include_str!("../../../../examples/demo/empty.yaml")),
     ("shop.yaml", include_str!("../../../../examples/demo/shop.yaml")),
     ("local.yaml", include_str!("../../../../examples/demo/local.yaml")),
+    ("edge.yaml", include_str!("../../../../examples/demo/edge.yaml")),
     ("bgp.yaml", include_str!("../../../../examples/demo/bgp.yaml")),
 ];
 
@@ -160,7 +163,11 @@ const ROWS: [Row; 18] = [
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("finding the switchyard binary")?;
     let started = Instant::now();
-    let lab = Lab::up(&Topology::default()).context("bringing up the lab (needs root)")?;
+    let topology = Topology {
+        directors: demo_edge::DIRECTORS.map(String::from).to_vec(),
+        ..Topology::default()
+    };
+    let lab = Lab::up(&topology).context("bringing up the lab (needs root)")?;
     let work = std::env::temp_dir().join(format!("{}-demo", lab.prefix()));
     tear_down_on_signal(lab.prefix().to_string(), work.clone());
     let result = demo(&lab, &exe, &work, &args, started);
@@ -213,11 +220,14 @@ fn demo(
     for node in lab.nodes() {
         agents.push(start_agent(lab, exe, work, &manifests, &node.name)?);
     }
+    let directors = demo_edge::start(lab, exe, work, &manifests)?;
     println!(
-        "lab {} up: {} nodes, {} pods, agent on every node ({} ms); Services from examples/demo",
+        "lab {} up: {} nodes, {} pods, agent on every node, {} directors ({} ms); Services from \
+         examples/demo",
         lab.prefix(),
         lab.nodes().len(),
         lab.pods().len(),
+        lab.directors().len(),
         started.elapsed().as_millis()
     );
     // The lab counts a stray packet or two while it comes up (IPv6 housekeeping before its
@@ -274,6 +284,19 @@ fn demo(
     println!("SEEN AS: the client addresses the pods saw, by name.");
     println!("\n{}", health_checks(lab, exe)?);
 
+    let from = lab.clients().first().map(|c| c.name.clone()).context("the lab has no client")?;
+    let (edge, edge_failed) = demo_edge::table(lab, &from, args.requests)?;
+    println!("\n{edge}");
+    println!(
+        "edge (from {from}, through the directors): the router spreads each VIP over dir1 and \
+         dir2 (ECMP);"
+    );
+    println!("both pick the node with the same Maglev table and encapsulate (GUE) to it; the node");
+    println!("answers the client directly. Director and node columns: connections each carried");
+    println!("(by their counters). REPLIES: packets the client received; OTHER@DIR: packets the");
+    println!("directors received but did not encapsulate (ARP / neighbour discovery; a reply");
+    println!("passing a director would count here).");
+
     let after = no_route_counts(lab)?;
     let (escaped4, escaped6) =
         (after.0.saturating_sub(baseline.0), after.1.saturating_sub(baseline.1));
@@ -282,10 +305,11 @@ fn demo(
         "packets of the demo's traffic that tried to leave the lab (router without a route): \
          {escaped} (IPv4 {escaped4}, IPv6 {escaped6})"
     );
+    drop(directors);
     drop(agents);
     drop(bird);
     drop(servers);
-    Ok(if escaped == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if escaped == 0 && edge_failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Waits until the router's kernel table routes each LoadBalancer IP to the nodes that should
@@ -413,6 +437,7 @@ fn start_agent(
         .arg(&info.bpf_dir)
         .arg("--devices")
         .arg(&info.uplink)
+        .args(demo_edge::agent_args(lab))
         .arg("--api-socket")
         .arg(work.join(format!("agent-{node}.sock")))
         .env("NO_COLOR", "1")

@@ -1,0 +1,163 @@
+//! Hand-made packets for tests of what a data path drops or forwards: raw IP payloads (the
+//! kernel adds the IP header) such as an ICMP packet-too-big from "a router on the path", or
+//! encapsulated packets from an address that is no director.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// IP protocol numbers used here.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_IPIP: u8 = 4;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_IPV6: u8 = 41;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Sends `payload` as one IP packet of protocol `protocol` to `destination` from the calling
+/// thread's namespace (source address and header by the kernel; ICMPv6 checksum too).
+pub fn send(destination: IpAddr, protocol: u8, payload: &[u8]) -> io::Result<()> {
+    let family = if destination.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: a raw socket, owned right away.
+    let raw =
+        unsafe { libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(protocol)) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let address = socket2_address(SocketAddr::new(destination, 0));
+    // SAFETY: the buffer and address outlive the call; lengths are theirs.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            0,
+            (&address.0 as *const libc::sockaddr_storage).cast(),
+            address.1,
+        )
+    };
+    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+fn socket2_address(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zeroed is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match address {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, libc::socklen_t::try_from(len).unwrap_or(libc::socklen_t::MAX))
+}
+
+/// The Internet checksum of `data`.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IP header (no options, checksum filled in for IPv4) of `payload_len` bytes of payload.
+pub fn ip_header(source: IpAddr, destination: IpAddr, protocol: u8, payload_len: usize) -> Vec<u8> {
+    match (source, destination) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = u16::try_from(20 + payload_len).unwrap_or(u16::MAX);
+            let mut h = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0];
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            let sum = checksum(&h);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            h
+        }
+        _ => {
+            let to_v6 = |a: IpAddr| match a {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            let len = u16::try_from(payload_len).unwrap_or(u16::MAX);
+            let mut h = vec![0x60, 0, 0, 0];
+            h.extend_from_slice(&len.to_be_bytes());
+            h.extend_from_slice(&[protocol, 64]);
+            h.extend_from_slice(&to_v6(source).octets());
+            h.extend_from_slice(&to_v6(destination).octets());
+            h
+        }
+    }
+}
+
+/// A UDP datagram `source` -> `destination` with `payload` (IP header included, UDP
+/// checksum 0 for IPv4; IPv6 gets none either: only the parse matters to the receivers here).
+pub fn udp_packet(source: SocketAddr, destination: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(8 + payload.len()).unwrap_or(u16::MAX);
+    let mut udp = Vec::with_capacity(usize::from(len));
+    udp.extend_from_slice(&source.port().to_be_bytes());
+    udp.extend_from_slice(&destination.port().to_be_bytes());
+    udp.extend_from_slice(&len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut packet = ip_header(source.ip(), destination.ip(), IPPROTO_UDP, udp.len());
+    packet.extend_from_slice(&udp);
+    packet
+}
+
+/// An ICMP fragmentation-needed (IPv4) / packet-too-big (IPv6) payload announcing `mtu`,
+/// quoting `quoted` (an IP packet; IPv4 quotes its header and 8 bytes). Send it with
+/// [`send`] and the returned protocol to the quoted packet's source.
+pub fn too_big(quoted: &[u8], mtu: u16) -> (u8, Vec<u8>) {
+    let v4 = quoted.first().is_some_and(|b| b >> 4 == 4);
+    if v4 {
+        let quote = &quoted[..quoted.len().min(28)];
+        let mut icmp = vec![3, 4, 0, 0, 0, 0];
+        icmp.extend_from_slice(&mtu.to_be_bytes());
+        icmp.extend_from_slice(quote);
+        let sum = checksum(&icmp);
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        (IPPROTO_ICMP, icmp)
+    } else {
+        // Type 2, code 0, checksum by the kernel, 32-bit MTU.
+        let mut icmp = vec![2, 0, 0, 0];
+        icmp.extend_from_slice(&u32::from(mtu).to_be_bytes());
+        icmp.extend_from_slice(quoted);
+        (IPPROTO_ICMPV6, icmp)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_and_headers_are_right() {
+        // RFC 1071's example words.
+        assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+        let packet =
+            udp_packet("10.0.0.1:80".parse().unwrap(), "10.0.0.2:5000".parse().unwrap(), b"x");
+        assert_eq!(packet.len(), 29);
+        assert_eq!(checksum(&packet[..20]), 0, "IPv4 header checksum verifies");
+        let (protocol, icmp) = too_big(&packet, 1400);
+        assert_eq!((protocol, icmp.len()), (IPPROTO_ICMP, 8 + 28));
+        assert_eq!(checksum(&icmp), 0);
+        let v6 = udp_packet("[fd00::1]:80".parse().unwrap(), "[fd00::2]:9".parse().unwrap(), b"");
+        assert_eq!((v6.len(), v6[6]), (48, IPPROTO_UDP));
+        assert_eq!(too_big(&v6, 1400).0, IPPROTO_ICMPV6);
+    }
+}

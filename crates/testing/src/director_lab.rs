@@ -1,0 +1,135 @@
+//! The director half of the end-to-end harness: `switchyard director` in the lab's director
+//! namespaces, agents that accept the directors' packets, and what the directors' and nodes'
+//! maps say about a flow (docs/director.md).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use switchyard_bpf::decap::{DecapMaps, DecapReason};
+use switchyard_bpf::director::{DirMaps, DirReason};
+use switchyard_lab::{Lab, wait_until};
+use switchyard_maglev::FlowKey;
+
+use crate::e2e::{BIN, CONVERGE, Cluster, spawn_logged};
+
+/// The agents' extra arguments in a lab with directors: per-packet programs on the uplink and
+/// decapsulation of every director's packets.
+pub fn agent_args(lab: &Lab) -> Vec<String> {
+    let addresses: Vec<String> =
+        lab.directors().iter().flat_map(|d| [d.ipv4.to_string(), d.ipv6.to_string()]).collect();
+    vec![
+        "--devices".to_string(),
+        "eth0".to_string(),
+        "--director-addresses".to_string(),
+        addresses.join(","),
+    ]
+}
+
+/// `switchyard director` running in a director namespace of the lab.
+#[derive(Debug)]
+pub struct Director {
+    pub name: String,
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Director {
+    /// Starts the director `name` on the cluster's manifests (`--devices eth0`, its own
+    /// addresses, its bpffs directory) with `extra` arguments; waits until its tables are
+    /// programmed and its program attached.
+    pub fn start(cluster: &Cluster, name: &str, extra: &[&str]) -> Director {
+        let info = cluster.lab.director(name).unwrap();
+        let mut command = Command::new(&*BIN);
+        command
+            .args(["director", "--manifests"])
+            .arg(&cluster.manifests)
+            .args(["--devices", &info.interface, "--address"])
+            .arg(format!("{},{}", info.ipv4, info.ipv6))
+            .arg("--bpf-dir")
+            .arg(&info.bpf_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let (child, log) = spawn_logged(&cluster.lab, name, command, "director");
+        let director = Director { name: name.to_string(), child, log };
+        let ready = wait_until(CONVERGE, || director.programmed() > 0);
+        assert!(ready, "director {name} did not program its tables: {:#?}", director.log);
+        director
+    }
+
+    /// How many updates the director has programmed so far.
+    pub fn programmed(&self) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains("director tables programmed")).count()
+    }
+
+    /// The director's pinned maps.
+    pub fn maps(&self, lab: &Lab) -> DirMaps {
+        DirMaps::open_pinned(&lab.director(&self.name).unwrap().bpf_dir).unwrap()
+    }
+
+    /// Reason counters (packets).
+    pub fn counters(&self, lab: &Lab) -> BTreeMap<DirReason, u64> {
+        self.maps(lab).counters().unwrap().into_iter().map(|(r, c)| (r, c.packets)).collect()
+    }
+
+    /// Packets the director encapsulated to nodes (every format, ICMP errors included).
+    pub fn encapsulated(&self, lab: &Lab) -> u64 {
+        let counters = self.counters(lab);
+        [DirReason::EncapGue, DirReason::EncapFou, DirReason::EncapIpip, DirReason::IcmpToNode]
+            .iter()
+            .map(|r| counters[r])
+            .sum()
+    }
+
+    /// The node this director's maps send `flow` to (by the node's address in the lab).
+    pub fn node_for(&self, lab: &Lab, flow: &FlowKey) -> Option<String> {
+        let lookup = self.maps(lab).lookup(flow).unwrap()?;
+        let (_, node) = lookup.node?;
+        node_named(lab, node.ip())
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The lab node that owns `address`.
+pub fn node_named(lab: &Lab, address: IpAddr) -> Option<String> {
+    lab.nodes()
+        .iter()
+        .find(|n| IpAddr::V4(n.ipv4) == address || IpAddr::V6(n.ipv6) == address)
+        .map(|n| n.name.clone())
+}
+
+/// Decapsulation counters (packets) of a node's agent.
+pub fn decap_counters(lab: &Lab, node: &str) -> BTreeMap<DecapReason, u64> {
+    let maps = DecapMaps::open_pinned(&lab.node(node).unwrap().bpf_dir).unwrap();
+    maps.counters().unwrap().into_iter().map(|(r, c)| (r, c.packets)).collect()
+}
+
+/// Packets a node decapsulated (GUE, FOU and IPIP).
+pub fn decapsulated(lab: &Lab, node: &str) -> u64 {
+    let counters = decap_counters(lab, node);
+    [DecapReason::Gue, DecapReason::Fou, DecapReason::Ipip].iter().map(|r| counters[r]).sum()
+}
+
+/// The flow key of a client's connection or datagram to a VIP.
+pub fn flow(local: SocketAddr, target: SocketAddr, protocol: u8) -> FlowKey {
+    FlowKey {
+        source: local.ip(),
+        destination: target.ip(),
+        source_port: local.port(),
+        destination_port: target.port(),
+        protocol,
+    }
+}
