@@ -6,6 +6,7 @@ mod bgp;
 mod demo;
 mod demo_edge;
 mod director;
+mod director_view;
 mod doctor;
 mod explain;
 mod inspect;
