@@ -64,31 +64,6 @@ fn typed(kind: &str, ip: IpAddr) -> String {
     format!("  type: {kind}\n  clusterIP: \"{ip}\"\n  clusterIPs: [\"{ip}\"]\n")
 }
 
-/// Nothing answers `member`'s TCP connection to `target`, and the attempt reached the lab's
-/// router untranslated (it has no route for Service addresses and counts what it cannot
-/// route): no agent translates the address any more. `baseline` moves past that count, so
-/// the final containment check still covers everything else.
-fn untranslated(
-    cluster: &Cluster,
-    member: &str,
-    target: SocketAddr,
-    baseline: &mut Vec<(String, String, u64)>,
-) {
-    let key = if target.is_ipv6() { "Ip6.InNoRoutes" } else { "IpExt.InNoRoutes" };
-    cluster.assert_nothing_left_the_lab_since(baseline);
-    let out = cluster.client(member, "tcp", target, 1);
-    assert!(out.summary.backends.is_empty(), "{target} still answers {member}: {:?}", out.summary);
-    let now = cluster.containment_baseline();
-    for ((node, counter, before), (_, _, after)) in baseline.iter().zip(&now) {
-        if node == "fabric" && counter == key {
-            assert!(after > before, "{member} -> {target}: {:?}, router saw nothing", out.summary);
-        } else {
-            assert_eq!(after, before, "{node} counter {counter}: a packet tried to leave the lab");
-        }
-    }
-    *baseline = now;
-}
-
 /// One TCP connection from `member` to `target` is refused at once (nothing listens there:
 /// the node's own stack answers with a RST).
 fn refused(cluster: &Cluster, member: &str, target: SocketAddr) {
@@ -133,7 +108,7 @@ fn removed_ports_and_deleted_services_stop_answering_and_a_recreated_service_mov
         "svc.yaml",
         &svc(&cluster, &node_port, &web_ports(Some(30130)), &endpoints),
     );
-    untranslated(&cluster, "a1", at(ip, 81), &mut baseline);
+    cluster.assert_untranslated("a1", at(ip, 81), &mut baseline);
     refused(&cluster, "ext", at(node1, 30131));
     refused(&cluster, "a1", at(node1, 30131));
     assert_eq!(cluster.backends("a1", "udp", at(ip, 80), 20), set(&["a2", "b1"]));
@@ -142,11 +117,11 @@ fn removed_ports_and_deleted_services_stop_answering_and_a_recreated_service_mov
     let renumbered = [("tcp", 8000, "TCP", Some(30130)), ("udp", 8000, "UDP", Some(30130))];
     cluster.apply_and_wait("svc.yaml", &svc(&cluster, &node_port, &renumbered, &endpoints));
     assert_eq!(cluster.backends("a1", "tcp", at(ip, 8000), 20), set(&["a2", "b1"]));
-    untranslated(&cluster, "a1", at(ip, 80), &mut baseline);
+    cluster.assert_untranslated("a1", at(ip, 80), &mut baseline);
 
     // Deleted: the ClusterIP and the NodePorts on every node stop answering (released).
     cluster.delete_and_wait("svc.yaml");
-    untranslated(&cluster, "a1", at(ip, 8000), &mut baseline);
+    cluster.assert_untranslated("a1", at(ip, 8000), &mut baseline);
     for node in ["node1", "node2"] {
         refused(&cluster, "ext", at(cluster.node_ip(node, false), 30130));
     }
@@ -162,7 +137,7 @@ fn removed_ports_and_deleted_services_stop_answering_and_a_recreated_service_mov
     );
     assert_eq!(cluster.backends("a1", "udp", at(moved, 80), 20), set(&["a2", "b1"]));
     assert_eq!(cluster.backends("ext", "tcp", at(node1, 30130), 20), set(&["a2", "b1"]));
-    untranslated(&cluster, "a1", at(ip, 80), &mut baseline);
+    cluster.assert_untranslated("a1", at(ip, 80), &mut baseline);
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }
 
@@ -218,7 +193,7 @@ fn a_service_changes_type_cluster_ip_node_port_load_balancer_external_name_and_b
     // ExternalName: not proxied, the ClusterIP stops answering; then ClusterIP again.
     let external_name = "  type: ExternalName\n  externalName: web.example.org\n";
     cluster.apply_and_wait("svc.yaml", &svc(&cluster, external_name, &web_ports(None), &[]));
-    untranslated(&cluster, "a2", at(ip, 80), &mut baseline);
+    cluster.assert_untranslated("a2", at(ip, 80), &mut baseline);
     cluster.apply_until_it_answers("svc.yaml", &cluster_ip, "a2", at(ip, 80));
     assert_eq!(cluster.backends("a2", "udp", at(ip, 80), 20), both);
     cluster.assert_nothing_left_the_lab_since(&baseline);

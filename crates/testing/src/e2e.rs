@@ -535,6 +535,39 @@ impl Cluster {
         out
     }
 
+    /// Nothing answers `member`'s TCP connection to `target`, and the attempt reached the
+    /// lab's router untranslated (it has no route for Service addresses and counts what it
+    /// cannot route): no agent translates that address. `baseline` (see
+    /// [`Cluster::containment_baseline`]) must hold before the probe and moves past it, so a
+    /// final containment check still covers everything else.
+    pub fn assert_untranslated(
+        &self,
+        member: &str,
+        target: SocketAddr,
+        baseline: &mut Vec<(String, String, u64)>,
+    ) {
+        let key = if target.is_ipv6() { "Ip6.InNoRoutes" } else { "IpExt.InNoRoutes" };
+        self.assert_nothing_left_the_lab_since(baseline);
+        let out = self.client(member, "tcp", target, 1);
+        assert!(out.summary.backends.is_empty(), "{target} answers {member}: {:?}", out.summary);
+        let now = self.containment_baseline();
+        for ((node, counter, before), (_, _, after)) in baseline.iter().zip(&now) {
+            if node == "fabric" && counter == key {
+                assert!(
+                    after > before,
+                    "{member} -> {target}: {:?}, router saw nothing",
+                    out.summary
+                );
+            } else {
+                assert_eq!(
+                    after, before,
+                    "{node} counter {counter}: a packet tried to leave the lab"
+                );
+            }
+        }
+        *baseline = now;
+    }
+
     /// [`Cluster::assert_nothing_left_the_lab`] relative to a baseline.
     pub fn assert_nothing_left_the_lab_since(&self, baseline: &[(String, String, u64)]) {
         for ((member, key, before), (_, _, now)) in baseline.iter().zip(self.containment_baseline())
