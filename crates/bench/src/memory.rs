@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use switchyard_error::ErrorChain;
 use switchyard_model::NodeModel;
 
 use crate::error::BenchError;
@@ -126,7 +127,7 @@ pub fn measure(shape: Shape) -> Result<MemoryReport, BenchError> {
     let applied = programmed
         .reconciler
         .apply_full(programmed.datapath.maps_mut(), model.desired())
-        .map_err(|e| BenchError::Switchyard(e.to_string()))?;
+        .map_err(|e| BenchError::Switchyard(ErrorChain(&e).to_string()))?;
     let programming_seconds = started.elapsed().as_secs_f64();
     let maps = own_maps()?;
     let rss_after_bytes = own_rss()?;

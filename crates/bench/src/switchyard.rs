@@ -14,6 +14,7 @@ use switchyard_bpf::tc::{PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{Datapath, LoadOptions, MapSizes, PrivateBpffs};
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
+use switchyard_error::ErrorChain;
 use switchyard_model::NodeModel;
 
 use crate::error::BenchError;
@@ -60,8 +61,9 @@ pub struct Programmed {
 
 /// A bpffs of the benchmark's own (`<tmp>/<prefix>-<pid>-<n>`), removed with its pins on drop.
 pub(crate) fn private_bpffs(prefix: &str) -> Result<PrivateBpffs, BenchError> {
-    PrivateBpffs::create(prefix)
-        .map_err(|e| BenchError::Switchyard(format!("a private bpffs for {prefix}: {e}")))
+    PrivateBpffs::create(prefix).map_err(|e| {
+        BenchError::Switchyard(format!("a private bpffs for {prefix}: {}", ErrorChain(&e)))
+    })
 }
 
 /// Loads the socket-level object into a fresh bpffs with maps sized for `model`.
@@ -72,14 +74,16 @@ pub fn load(model: &NodeModel, prefix: &str) -> Result<Programmed, BenchError> {
         LoadOptions { sizes, maglev_table_size: MAGLEV_TABLE_SIZE, ..LoadOptions::new(dir.path()) };
     let err =
         |what: &str, e: &dyn std::fmt::Display| BenchError::Switchyard(format!("{what}: {e}"));
-    let mut datapath = Datapath::load(&options).map_err(|e| err("loading the BPF object", &e))?;
-    let tables = MaglevTables::new(MAGLEV_TABLE_SIZE).map_err(|e| err("Maglev tables", &e))?;
+    let mut datapath =
+        Datapath::load(&options).map_err(|e| err("loading the BPF object", &ErrorChain(&e)))?;
+    let tables =
+        MaglevTables::new(MAGLEV_TABLE_SIZE).map_err(|e| err("Maglev tables", &ErrorChain(&e)))?;
     let (reconciler, _) = Reconciler::adopt(
         datapath.maps_mut(),
         limits_for(&sizes, MAGLEV_TABLE_SIZE),
         Arc::new(tables),
     )
-    .map_err(|e| err("adopting the maps", &e))?;
+    .map_err(|e| err("adopting the maps", &ErrorChain(&e)))?;
     Ok(Programmed { reconciler, datapath, packet: None, options, dir })
 }
 
@@ -106,7 +110,7 @@ pub fn load_packet_path(
     let mut programmed = load(&model, prefix)?;
     let settings = PacketSettings { snat_ipv4: Some(node_ip), ..PacketSettings::default() };
     let packet = PacketDatapath::load(&programmed.options, PacketMapSizes::default(), &settings)
-        .map_err(|e| err("loading the per-packet object", &e))?;
+        .map_err(|e| err("loading the per-packet object", &ErrorChain(&e)))?;
     programmed.packet = Some(packet);
     checked(programmed.reconciler.apply_full(programmed.datapath.maps_mut(), model.desired()))
         .map_err(BenchError::Switchyard)?;
@@ -115,11 +119,11 @@ pub fn load_packet_path(
         .maps_mut()
         .node_addrs
         .insert(NodeAddrKey::new(node_ip.into()), 0, 0)
-        .map_err(|e| err("adding the node address", &e))?;
+        .map_err(|e| err("adding the node address", &ErrorChain(&e)))?;
     let packet = programmed.packet.as_mut().ok_or_else(|| err("per-packet object", &"missing"))?;
     switchyard_lab::netns::run_in(netns, || packet.attach(device))
-        .map_err(|e| err(&format!("entering {netns}"), &e))?
-        .map_err(|e| err(&format!("attaching to {device} in {netns}"), &e))?;
+        .map_err(|e| err(&format!("entering {netns}"), &ErrorChain(&e)))?
+        .map_err(|e| err(&format!("attaching to {device} in {netns}"), &ErrorChain(&e)))?;
     Ok(programmed)
 }
 
@@ -142,8 +146,9 @@ impl Flows {
             return Ok(Flows::default());
         };
         let maps = packet.maps();
-        let ct = maps.ct.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&e))?;
-        let nat = maps.nat.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&e))?;
+        let ct = maps.ct.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&ErrorChain(&e)))?;
+        let nat =
+            maps.nat.iter().collect::<Result<Vec<_>, _>>().map_err(|e| err(&ErrorChain(&e)))?;
         Ok(Flows { ct, nat })
     }
 
@@ -153,17 +158,17 @@ impl Flows {
         let packet = programmed.packet.as_mut().ok_or_else(|| err(&"no per-packet maps"))?;
         let maps = packet.maps_mut();
         for (key, entry) in &self.ct {
-            maps.ct.insert(key, entry, 0).map_err(|e| err(&e))?;
+            maps.ct.insert(key, entry, 0).map_err(|e| err(&ErrorChain(&e)))?;
         }
         for (key, entry) in &self.nat {
-            maps.nat.insert(key, entry, 0).map_err(|e| err(&e))?;
+            maps.nat.insert(key, entry, 0).map_err(|e| err(&ErrorChain(&e)))?;
         }
         Ok(self.ct.len() + self.nat.len())
     }
 }
 
-fn checked(applied: Result<Applied, impl std::fmt::Display>) -> Result<Applied, String> {
-    let applied = applied.map_err(|e| e.to_string())?;
+fn checked(applied: Result<Applied, impl std::error::Error + 'static>) -> Result<Applied, String> {
+    let applied = applied.map_err(|e| ErrorChain(&e).to_string())?;
     match applied.errors.first() {
         Some(error) => {
             Err(format!("{} frontends not programmed, first: {error}", applied.errors.len()))
@@ -271,10 +276,9 @@ pub fn measure_latency(
         .map_err(BenchError::Switchyard)?;
     let node = &lab.pod(client_pod).map_err(lab_error)?.node;
     let cgroup = lab.node(node).map_err(lab_error)?.cgroup.clone();
-    programmed
-        .datapath
-        .attach(&cgroup)
-        .map_err(|e| BenchError::Switchyard(format!("attaching to {}: {e}", cgroup.display())))?;
+    programmed.datapath.attach(&cgroup).map_err(|e| {
+        BenchError::Switchyard(format!("attaching to {}: {}", cgroup.display(), ErrorChain(&e)))
+    })?;
 
     let mut command = std::process::Command::new(client_exe);
     command

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use switchyard_error::ErrorChain;
 use switchyard_lab::{Lab, LabOptions, NodeSpec, Topology};
 
 use crate::error::BenchError;
@@ -425,10 +426,9 @@ fn translated_by(programmed: &switchyard::Programmed) -> Result<u64, BenchError>
         .packet
         .as_ref()
         .ok_or_else(|| BenchError::Switchyard("per-packet programs not loaded".into()))?;
-    let counters = packet
-        .maps()
-        .counters()
-        .map_err(|e| BenchError::Switchyard(format!("reading the TC counters: {e}")))?;
+    let counters = packet.maps().counters().map_err(|e| {
+        BenchError::Switchyard(format!("reading the TC counters: {}", ErrorChain(&e)))
+    })?;
     Ok([PacketReason::DnatSnat, PacketReason::CtHit]
         .iter()
         .filter_map(|r| counters.get(r))

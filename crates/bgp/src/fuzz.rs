@@ -101,7 +101,7 @@ pub fn corpus() -> Vec<Vec<u8>> {
         next_hops: vec![IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2))],
         nlri: vec![v6],
     }));
-    let messages = vec![
+    let messages = [
         Message::Open(open),
         Message::Keepalive,
         Message::Notification(Notification::with_data(6, 2, b"bye".to_vec())),

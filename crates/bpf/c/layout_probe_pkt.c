@@ -123,7 +123,9 @@ int main(void)
 	const __u8 v6a[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
 	const __u8 v6b[16] = { 0xfd, 0x00, [7] = 0x96, [15] = 0x10 };
 	printf("/// (saddr, daddr, sport, dport, proto, family, sy_flow_hash) under key bytes 0..16.\n");
-	printf("pub const C_FLOW_HASH: &[([u8; 16], [u8; 16], u16, u16, u8, u8, u64)] = &[\n");
+	printf("pub type CFlowHash = ([u8; 16], [u8; 16], u16, u16, u8, u8, u64);\n");
+	printf("/// Flows hashed by the C `sy_flow_hash`, to check the Rust mirror against.\n");
+	printf("pub const C_FLOW_HASH: &[CFlowHash] = &[\n");
 	flow_row(&cfg, v4a, v4b, 40000, 80, 6, SY_AF_INET);
 	flow_row(&cfg, v4b, v4a, 53, 1, 17, SY_AF_INET);
 	flow_row(&cfg, v4a, v4b, 0, 65535, 6, SY_AF_INET);

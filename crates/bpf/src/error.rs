@@ -6,7 +6,7 @@ use std::{io, path::PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bpffs directory could not be created, inspected or mounted.
-    #[error("bpffs directory {path}: {reason}: {source}")]
+    #[error("bpffs directory {path}: {reason}")]
     BpfDir {
         /// The directory.
         path: PathBuf,
@@ -22,10 +22,10 @@ pub enum Error {
         path: PathBuf,
     },
     /// The object could not be loaded (parse, map creation, pin adoption).
-    #[error("loading the BPF object: {0}")]
+    #[error("loading the BPF object")]
     Load(#[from] aya::EbpfError),
     /// A map is missing from the object or could not be opened as the expected type.
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         /// Map name.
         name: &'static str,
@@ -50,7 +50,7 @@ pub enum Error {
         detail: String,
     },
     /// A program is missing, failed the verifier, or could not be attached.
-    #[error("program {name}: {source}")]
+    #[error("program {name}")]
     Program {
         /// Program name.
         name: &'static str,
@@ -65,7 +65,7 @@ pub enum Error {
         name: &'static str,
     },
     /// The cgroup directory could not be opened.
-    #[error("cgroup {path}: {source}")]
+    #[error("cgroup {path}")]
     Cgroup {
         /// The cgroup directory.
         path: PathBuf,
@@ -83,4 +83,39 @@ pub enum Error {
     /// A value handed to the map API is out of range.
     #[error("{0}")]
     InvalidArgument(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya::sys::SyscallError;
+    use switchyard_error::assert_source_not_repeated;
+
+    fn os() -> io::Error {
+        io::Error::from_raw_os_error(28) // ENOSPC
+    }
+
+    fn syscall() -> SyscallError {
+        SyscallError { call: "bpf_map_update_elem", io_error: os() }
+    }
+
+    /// Every variant with a source: its message names what was being done, the cause follows.
+    #[test]
+    fn no_message_repeats_its_source() {
+        let errors = [
+            Error::BpfDir { path: "/sys/fs/bpf/sy".into(), reason: "creating", source: os() },
+            Error::Load(aya::EbpfError::FileError { path: "sy.o".into(), error: os() }),
+            Error::Map { name: "sy_ct", source: aya::maps::MapError::SyscallError(syscall()) },
+            Error::Program {
+                name: "sy_connect4",
+                source: aya::programs::ProgramError::SyscallError(syscall()),
+            },
+            Error::Cgroup { path: "/sys/fs/cgroup/sy".into(), source: os() },
+        ];
+        for error in &errors {
+            assert_source_not_repeated(error);
+            let chain = switchyard_error::ErrorChain(error).to_string();
+            assert!(chain.ends_with(&os().to_string()), "{chain}");
+        }
+    }
 }

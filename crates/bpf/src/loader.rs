@@ -328,15 +328,8 @@ impl Datapath {
 }
 
 /// An error and its sources, for messages that would otherwise hide the OS error.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    switchyard_error::ErrorChain(error).to_string()
 }
 
 /// A generation tag for link pins that differs between runs of the agent.

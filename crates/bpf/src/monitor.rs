@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use aya::maps::{Array, Map, MapData, RingBuf};
+use switchyard_error::ErrorChain;
 
 use crate::Error;
 use crate::abi::{Event, MonitorConfig};
@@ -78,7 +79,7 @@ pub fn read_settings(bpf_dir: &Path) -> Result<MonitorConfig, Error> {
 impl Drop for Monitor {
     fn drop(&mut self) {
         if let Err(err) = self.disable() {
-            tracing::warn!(%err, map = names::MONITOR, "could not switch the monitor off");
+            tracing::warn!(err = %ErrorChain(&err), map = names::MONITOR, "could not switch the monitor off");
         }
     }
 }

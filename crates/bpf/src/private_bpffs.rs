@@ -7,6 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use switchyard_error::ErrorChain;
+
 use crate::Error;
 
 /// A bpffs mounted on `<tmp>/<prefix>-<pid>-<n>`. On drop: links detached, map pins removed
@@ -46,7 +48,7 @@ impl Drop for PrivateBpffs {
         let _ = crate::loader::cleanup(&self.path);
         let _ = crate::tc::cleanup(&self.path);
         if let Err(error) = unmount(&self.path) {
-            tracing::warn!(path = %self.path.display(), %error, "unmounting a private bpffs");
+            tracing::warn!(path = %self.path.display(), error = %ErrorChain(&error), "unmounting a private bpffs");
         }
         let _ = std::fs::remove_dir(&self.path);
     }

@@ -293,7 +293,7 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     }
     let mut f = Fixture::new("restart", PROBE);
     f.frontend(7, "10.96.0.10", 80, PROTO_TCP, 0, &V4_BACKENDS);
-    let links_before = pinned_links(&f.bpf.path());
+    let links_before = pinned_links(f.bpf.path());
     assert_eq!(links_before.len(), ALL_PROGRAMS.len());
 
     // Traffic keeps flowing through the restart: a client connects every few milliseconds
@@ -412,12 +412,12 @@ fn attaching_to_a_missing_cgroup_fails_naming_it_and_keeps_the_running_links() {
         return;
     }
     let mut f = Fixture::new("badcg", PROBE);
-    let before = pinned_links(&f.bpf.path());
+    let before = pinned_links(f.bpf.path());
     let missing = f.cgroup.path().join("does-not-exist");
     let error = f.datapath.attach(&missing).unwrap_err();
     assert!(matches!(&error, Error::Cgroup { path, .. } if *path == missing), "{error:?}");
     assert!(error.to_string().contains("does-not-exist"), "{error}");
-    assert_eq!(pinned_links(&f.bpf.path()), before, "the running generation is untouched");
+    assert_eq!(pinned_links(f.bpf.path()), before, "the running generation is untouched");
 }
 
 #[test]

@@ -25,14 +25,14 @@ pub type KernelSnapshot = Snapshot<MapKey, MapBackend, FrontendAttrs>;
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// A batched map syscall failed.
-    #[error("map {map}: {source}")]
+    #[error("map {map}")]
     Io {
         map: &'static str,
         #[source]
         source: io::Error,
     },
     /// aya refused a map operation.
-    #[error("map {map}: {source}")]
+    #[error("map {map}")]
     Map {
         map: &'static str,
         #[source]

@@ -11,7 +11,6 @@ pub mod packet_settings;
 pub mod planner;
 pub mod reconciler;
 pub mod sockdiag;
-pub mod stale;
 
 pub use ops::{BackendId, FrontendId, FrontendValue, MapOps, Op, Phase, Snapshot};
 pub use planner::{AdoptReport, FrontendSpec, Limits, Plan, PlanError, Planner, TableBuilder};

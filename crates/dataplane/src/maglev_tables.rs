@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use switchyard_error::ErrorChain;
 use switchyard_maglev::{Backend, MaglevConfig, Table, TableSize, TableSizeError};
 use tracing::warn;
 
@@ -56,7 +57,7 @@ impl TableBuilder<MapBackend> for MaglevTables {
                 let addresses: Vec<String> =
                     backends.iter().map(|b| SocketAddr::new(b.ip, b.port).to_string()).collect();
                 warn!(
-                    %err,
+                    err = %ErrorChain(&err),
                     backends = %addresses.join(","),
                     "Maglev table could not be built for these backends; spreading entries round-robin"
                 );

@@ -25,7 +25,7 @@ use crate::translate::{MapKey, Scope};
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
     /// The loadBalancerSourceRanges of one frontend could not be written.
-    #[error("source ranges of {frontend} (Service {service}): {source}")]
+    #[error("source ranges of {frontend} (Service {service})")]
     SourceRange {
         frontend: FrontendKey,
         service: String,
@@ -33,7 +33,7 @@ pub enum PacketError {
         source: Box<switchyard_bpf::Error>,
     },
     /// Another per-packet map (settings, node addresses) could not be written.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Map {
         what: &'static str,
         #[source]

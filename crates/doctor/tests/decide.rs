@@ -252,12 +252,15 @@ fn cilium_socket_load_balancer_fails_other_programs_warn() {
     assert_eq!(decide::cilium(&Err("EPERM".into())).verdict, Verdict::Warn);
 }
 
+/// (NodePort range, SNAT ports, ip_local_port_range, reserved ports, verdict, text expected).
+type PortCase = (PortRange, PortRange, PortRange, Vec<PortRange>, Verdict, &'static str);
+
 #[test]
 fn port_ranges() {
     let node = range(30000, 32767);
     let snat = range(61000, 65535);
     let reserved_none = Ok(vec![]);
-    let cases: &[(PortRange, PortRange, PortRange, Vec<PortRange>, Verdict, &str)] = &[
+    let cases: &[PortCase] = &[
         (node, snat, range(32768, 60999), vec![], Verdict::Ok, "do not collide"),
         (node, range(32000, 33000), range(40000, 50000), vec![], Verdict::Fail, "overlaps"),
         (node, snat, range(1024, 65535), vec![], Verdict::Warn, "NodePorts 30000-32767"),

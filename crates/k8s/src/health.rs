@@ -18,12 +18,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use k8s_openapi::api::core::v1::Node;
+use switchyard_error::ErrorChain;
 use switchyard_model::HealthCheck;
 
 /// kube-proxy's default `--healthz-bind-address`.
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0:10256";
-/// Taint the cluster autoscaler puts on a node it is about to delete.
-pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+/// Taint the cluster autoscaler puts on a node it is about to delete (defined by the model).
+pub use switchyard_model::TO_BE_DELETED_TAINT;
 /// kube-proxy's health timeout: twice its sync period, 2 × 30 s by default.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -63,17 +64,10 @@ impl ProxyHealth {
         self.oldest_pending = None;
     }
 
-    /// Follows this node's Node object (`None`: deleted).
+    /// Follows this node's Node object (`None`: deleted); the model decides what makes a node
+    /// eligible ([`switchyard_model::node_eligible`]).
     pub fn observe_node(&mut self, node: Option<&Node>) {
-        self.node_eligible = node.is_some_and(|node| {
-            let deleting = node.metadata.deletion_timestamp.is_some();
-            let tainted = node
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.taints.as_ref())
-                .is_some_and(|taints| taints.iter().any(|t| t.key == TO_BE_DELETED_TAINT));
-            !deleting && !tainted
-        });
+        self.node_eligible = switchyard_model::node_eligible(node);
     }
 
     /// True unless an update has waited longer than the timeout.
@@ -130,7 +124,7 @@ impl HealthServer {
             .with_state(health);
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(error = %err, "health server stopped");
+                tracing::error!(error = %ErrorChain(&err), "health server stopped");
             }
         });
         Ok(Self { local_addr, task })
@@ -321,7 +315,11 @@ impl ServiceHealthServers {
         let app = Router::new().fallback(service_health_handler).with_state(state);
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(port, error = %err, "health check node port server stopped");
+                tracing::error!(
+                    port,
+                    error = %ErrorChain(&err),
+                    "health check node port server stopped"
+                );
             }
         });
         self.servers.insert(port, ServiceServer { check: shared, task });

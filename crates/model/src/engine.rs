@@ -7,7 +7,8 @@
 //! owner lets go. The result is therefore independent of the order changes arrive in.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Node;
 
@@ -17,7 +18,9 @@ use crate::fast_hash::FastMap;
 use crate::frontends::service_frontends;
 use crate::input::{Change, ClusterState, ObjectKey};
 use crate::intern::Interner;
-use crate::parse::{NodeFacts, ServiceFacts, SliceFacts, node_facts, service_facts, slice_facts};
+use crate::parse::{
+    NodeFacts, ServiceFacts, SliceFacts, node_eligible, node_facts, service_facts, slice_facts,
+};
 
 /// Old values of the frontend keys a change touched, to compute its difference at the end.
 type Touched = BTreeMap<FrontendKey, Option<Frontend>>;
@@ -39,6 +42,10 @@ pub struct NodeModel {
     contenders: FastMap<FrontendKey, BTreeSet<ObjectKey>>,
     desired: DesiredState,
     interner: Interner,
+    /// Terminating endpoints (address, port) per EndpointSlice that has any.
+    terminating: FastMap<ObjectKey, Vec<(IpAddr, u16)>>,
+    /// Whether this node may get traffic from external load balancers ([`node_eligible`]).
+    eligible: bool,
 }
 
 impl NodeModel {
@@ -54,6 +61,8 @@ impl NodeModel {
             contenders: FastMap::default(),
             desired: DesiredState::default(),
             interner: Interner::default(),
+            terminating: FastMap::default(),
+            eligible: node_eligible(None),
         }
     }
 
@@ -66,8 +75,10 @@ impl NodeModel {
         model.claims.reserve(state.services.len());
         let own_node = state.nodes.get(&ObjectKey::cluster(model.config.node_name.clone()));
         model.node = node_facts(&model.config, own_node);
+        model.eligible = node_eligible(own_node);
         for (key, slice) in &state.endpoint_slices {
             let facts = slice_facts(&model.config, &mut model.interner, key, slice);
+            model.index_terminating(key, Some(&facts));
             if let Some(service) = &facts.service {
                 model.index_slice(key, service);
             }
@@ -134,6 +145,7 @@ impl NodeModel {
                 if self.slices.get(&key) == facts.as_ref() {
                     return StateDiff::default();
                 }
+                self.index_terminating(&key, facts.as_ref());
                 let new_service = facts.as_ref().and_then(|f| f.service.clone());
                 let old = match facts {
                     Some(facts) => self.slices.insert(key.clone(), facts),
@@ -156,6 +168,7 @@ impl NodeModel {
             }
             Change::Node(key, node) => {
                 if key.name == self.config.node_name {
+                    self.eligible = node_eligible(node.as_deref());
                     self.set_node(node.as_deref(), &mut touched);
                 }
             }
@@ -178,7 +191,7 @@ impl NodeModel {
     /// [`ProxyConfig::node_port_addresses`]. A data plane that matches NodePorts by port alone
     /// (a wildcard frontend) needs this list; the NodePort frontends in [`Self::desired`] are the
     /// same ports expanded over it.
-    pub fn node_port_addresses(&self) -> &[std::net::IpAddr] {
+    pub fn node_port_addresses(&self) -> &[IpAddr] {
         &self.node.node_port_addresses
     }
 
@@ -191,6 +204,42 @@ impl NodeModel {
     /// This node's zone (label `topology.kubernetes.io/zone` of its Node object), if known.
     pub fn zone(&self) -> Option<&str> {
         self.node.zone.as_deref()
+    }
+
+    /// Every endpoint (address, port) an EndpointSlice marks terminating (KEP-1669): a
+    /// backend that leaves the frontends while terminating keeps its existing connections (and
+    /// its per-packet flows) until the endpoint is gone.
+    pub fn terminating_endpoints(&self) -> HashSet<(IpAddr, u16)> {
+        self.terminating.values().flatten().copied().collect()
+    }
+
+    /// Whether any EndpointSlice marks an endpoint with this address terminating.
+    pub fn is_terminating(&self, ip: IpAddr) -> bool {
+        self.terminating.values().flatten().any(|(address, _)| *address == ip)
+    }
+
+    /// Whether this node may get traffic from external load balancers: its Node object exists
+    /// and is not going away (kube-proxy's `nodeEligible` on /healthz).
+    pub fn node_eligible(&self) -> bool {
+        self.eligible
+    }
+
+    fn index_terminating(&mut self, key: &ObjectKey, facts: Option<&SliceFacts>) {
+        let endpoints: Vec<(IpAddr, u16)> = facts
+            .into_iter()
+            .flat_map(|slice| {
+                slice
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.terminating)
+                    .flat_map(|e| slice.ports.iter().map(move |port| (e.ip, port.port)))
+            })
+            .collect();
+        if endpoints.is_empty() {
+            self.terminating.remove(key);
+        } else {
+            self.terminating.insert(key.clone(), endpoints);
+        }
     }
 
     /// This node's addresses changed or its zone did: every Service may be affected.

@@ -362,6 +362,24 @@ pub(crate) fn slice_facts(
     SliceFacts { service, family: Some(family), ports, endpoints }
 }
 
+/// The taint the cluster autoscaler puts on a node it is about to remove.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// Whether a node may get traffic from external load balancers: it exists and is not going
+/// away (deletionTimestamp set, or the cluster autoscaler's [`TO_BE_DELETED_TAINT`]), so load
+/// balancers drain it first (kube-proxy's `nodeEligible`).
+pub fn node_eligible(node: Option<&Node>) -> bool {
+    node.is_some_and(|node| {
+        let deleting = node.metadata.deletion_timestamp.is_some();
+        let tainted = node
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.taints.as_ref())
+            .is_some_and(|taints| taints.iter().any(|t| t.key == TO_BE_DELETED_TAINT));
+        !deleting && !tainted
+    })
+}
+
 /// What the rules need from this proxy's own Node object.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct NodeFacts {

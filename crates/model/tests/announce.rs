@@ -23,10 +23,14 @@ fn lb(name: &str, policy: &str, ip: &str, port: u16) -> Value {
     )
 }
 
+/// (case, externalTrafficPolicy, endpoints (ip, node, state), expected decision).
+type Case =
+    (&'static str, &'static str, &'static [(&'static str, &'static str, &'static str)], Decision);
+
 #[test]
 fn cluster_policy_announces_from_every_node_local_only_with_a_ready_local_endpoint() {
     // (case, policy, endpoints (ip, node, state), expected decision)
-    let cases: &[(&str, &str, &[(&str, &str, &str)], Decision)] = &[
+    let cases: &[Case] = &[
         (
             "Cluster, endpoints elsewhere",
             "Cluster",

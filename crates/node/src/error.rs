@@ -25,7 +25,7 @@ pub enum NodeError {
     },
     /// A device of `--devices` cannot carry the per-packet programs.
     #[error("--devices")]
-    Device(#[source] switchyard_bpf::Error),
+    Device(#[source] Box<switchyard_bpf::Error>),
     /// The Maglev table size is not usable (not a prime, too large).
     #[error("--maglev-table-size {size}")]
     MaglevTableSize {
@@ -42,7 +42,7 @@ pub enum NodeError {
         what: String,
         /// The loader's error.
         #[source]
-        source: switchyard_bpf::Error,
+        source: Box<switchyard_bpf::Error>,
     },
     /// The pinned maps could not be read back or written.
     #[error("{what}")]
@@ -51,7 +51,7 @@ pub enum NodeError {
         what: &'static str,
         /// The reconciler's error.
         #[source]
-        source: switchyard_dataplane::kernel::KernelError,
+        source: Box<switchyard_dataplane::kernel::KernelError>,
     },
     /// The per-packet maps an earlier agent left could not be read.
     #[error("reading the per-packet maps")]
@@ -97,7 +97,7 @@ pub enum NodeError {
     },
     /// The metrics server on `--metrics-bind-address` could not be started.
     #[error("serving metrics")]
-    Metrics(#[source] switchyard_observe::Error),
+    Metrics(#[source] Box<switchyard_observe::Error>),
     /// A signal handler could not be installed.
     #[error("installing the SIGTERM handler")]
     Signal(#[source] std::io::Error),

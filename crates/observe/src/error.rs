@@ -17,7 +17,7 @@ pub enum Error {
         detail: String,
     },
     /// The local API socket could not be set up.
-    #[error("local API socket {path}: {source}")]
+    #[error("local API socket {path}")]
     Socket {
         /// Socket path.
         path: PathBuf,
@@ -25,11 +25,33 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A TCP listener could not be bound.
-    #[error("binding {address}: {source}")]
+    #[error("binding {address}")]
     Bind {
         /// Address asked for.
         address: std::net::SocketAddr,
         /// Cause.
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_error::assert_source_not_repeated;
+
+    #[test]
+    fn no_message_repeats_its_source() {
+        let os = || std::io::Error::from_raw_os_error(98); // EADDRINUSE
+        let errors = [
+            Error::Socket { path: "/run/switchyard/api.sock".into(), source: os() },
+            Error::Bind { address: ([127, 0, 0, 1], 10249).into(), source: os() },
+            Error::Bpf(switchyard_bpf::Error::Cgroup {
+                path: "/sys/fs/cgroup".into(),
+                source: os(),
+            }),
+        ];
+        for error in &errors {
+            assert_source_not_repeated(error);
+        }
+    }
 }

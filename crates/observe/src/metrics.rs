@@ -27,6 +27,7 @@ use prometheus_client::registry::Registry;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::Reason;
 use switchyard_bpf::pkt::PacketReason;
+use switchyard_error::ErrorChain;
 use tracing::warn;
 
 use crate::kernel::{self, KernelState};
@@ -200,7 +201,11 @@ impl Collector for KernelCollector {
             match kernel::read(&maps, &self.bpf_dir) {
                 Ok(state) => state,
                 Err(err) => {
-                    warn!(bpf_dir = %self.bpf_dir.display(), %err, "reading the maps for metrics failed");
+                    warn!(
+                        bpf_dir = %self.bpf_dir.display(),
+                        err = %ErrorChain(&err),
+                        "reading the maps for metrics failed"
+                    );
                     return Ok(());
                 }
             }

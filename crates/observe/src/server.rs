@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use switchyard_error::ErrorChain;
 use switchyard_model::DesiredState;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -106,7 +107,9 @@ async fn status(State(state): State<ApiState>) -> Response {
             kernel: kernel_state,
         })
         .into_response(),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")).into_response(),
+        Err(err) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", ErrorChain(&err))).into_response()
+        }
     }
 }
 
@@ -135,7 +138,7 @@ pub fn serve_unix(path: &Path, router: Router) -> Result<JoinHandle<()>, Error> 
     let shown = path.to_owned();
     Ok(tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, router).await {
-            warn!(socket = %shown.display(), %err, "local API stopped");
+            warn!(socket = %shown.display(), err = %ErrorChain(&err), "local API stopped");
         }
     }))
 }
@@ -148,7 +151,7 @@ pub async fn serve_tcp(address: SocketAddr, router: Router) -> Result<JoinHandle
     info!(%address, "metrics listening on TCP");
     Ok(tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, router).await {
-            warn!(%address, %err, "metrics server stopped");
+            warn!(%address, err = %ErrorChain(&err), "metrics server stopped");
         }
     }))
 }

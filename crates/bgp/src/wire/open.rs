@@ -115,7 +115,7 @@ impl Capability {
                 Capability::Multiprotocol { afi, safi: r.u8()? }
             }
             2 if value.is_empty() => Capability::RouteRefresh,
-            64 if value.len() >= 2 && (value.len() - 2) % 4 == 0 => {
+            64 if value.len() >= 2 && (value.len() - 2).is_multiple_of(4) => {
                 let head = r.u16()?;
                 let mut families = Vec::new();
                 while !r.is_empty() {

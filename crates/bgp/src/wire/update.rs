@@ -280,13 +280,13 @@ impl Attribute {
                 Attribute::LocalPref(word(value))
             }
             8 => {
-                if value.len() % 4 != 0 {
+                if !value.len().is_multiple_of(4) {
                     return Err(length_error());
                 }
                 Attribute::Communities(value.chunks_exact(4).map(word).collect())
             }
             32 => {
-                if value.len() % 12 != 0 {
+                if !value.len().is_multiple_of(12) {
                     return Err(length_error());
                 }
                 Attribute::LargeCommunities(

@@ -19,6 +19,7 @@ use kube::runtime::utils::Backoff as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
+use switchyard_error::ErrorChain;
 use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{Change, ObjectKind};
 use tokio::sync::mpsc;
@@ -283,7 +284,7 @@ where
                         if let Some(restart) = restart_for(&err, strategy) {
                             if matches!(restart, Restart::NoStreamingLists) {
                                 tracing::warn!(
-                                    kind = %K::KIND, error = %err,
+                                    kind = %K::KIND, error = %ErrorChain(&err),
                                     "API server refused a streaming list; using LIST+WATCH"
                                 );
                             } else {
@@ -353,10 +354,10 @@ fn log_watch_error(kind: ObjectKind, err: &watcher::Error) {
     };
     if forbidden {
         tracing::error!(
-            %kind, error = %err,
+            %kind, error = %ErrorChain(err),
             "forbidden: the service account needs list and watch on this kind (see deploy/rbac.yaml)"
         );
     } else {
-        tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff");
+        tracing::warn!(%kind, error = %ErrorChain(err), "watch failed; retrying with backoff");
     }
 }

@@ -214,7 +214,10 @@ fn collect(event: Event, batch: &mut Batch) {
         }
         // The listing compares every file's metadata, so it finds the changes without paths.
         Err(err) => {
-            tracing::warn!(error = %err, "manifest watch event error; rescanning");
+            tracing::warn!(
+                error = %switchyard_error::ErrorChain(&err),
+                "manifest watch event error; rescanning"
+            );
             batch.lost = true;
         }
     }

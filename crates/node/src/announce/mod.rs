@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use switchyard_bgp::runtime::{Peer, PeerStatus};
 use switchyard_bgp::{Prefix, RouteAttributes};
+use switchyard_error::ErrorChain;
 use switchyard_model::announce::{self, BgpInputs, PeerSettings, Plan};
 use switchyard_model::{Change, DesiredState, FrontendKind, StateDiff};
 use switchyard_observe::bgp::{BgpReport, BgpSource};
@@ -143,7 +144,9 @@ impl Announcer {
                     let settings = peer_plan.settings.clone();
                     self.running.insert(name.clone(), Running { settings, peer, routes });
                 }
-                Err(err) => error!(peer = %name, %err, "BGP session not started"),
+                Err(err) => {
+                    error!(peer = %name, err = %ErrorChain(&err), "BGP session not started")
+                }
             }
         }
         self.restarting = false;

@@ -19,7 +19,7 @@ use switchyard_bpf::{Datapath, LoadOptions};
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
 use switchyard_dataplane::sockdiag;
-use switchyard_dataplane::stale::TerminatingEndpoints;
+use switchyard_error::ErrorChain;
 use switchyard_k8s::health::{RetryOutcome, ServiceHealthServers};
 use switchyard_k8s::manifest::ManifestUpdate;
 use switchyard_model::{
@@ -40,11 +40,11 @@ use per_packet::PerPacketPrograms;
 pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     let what = || format!("cleaning up {}", bpf_dir.display());
     switchyard_bpf::loader::cleanup(bpf_dir)
-        .map_err(|source| NodeError::Bpf { what: what(), source })?;
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     switchyard_bpf::tc::cleanup(bpf_dir)
-        .map_err(|source| NodeError::Bpf { what: what(), source })?;
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     switchyard_bpf::decap::cleanup(bpf_dir)
-        .map_err(|source| NodeError::Bpf { what: what(), source })?;
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     info!(bpf_dir = %bpf_dir.display(), "removed programs, links and maps");
     Ok(())
 }
@@ -59,7 +59,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         check_port_ranges(config.snat_port_range, config.node_port_range)?;
     }
     for device in &config.devices {
-        switchyard_bpf::tc::check_device(device).map_err(NodeError::Device)?;
+        switchyard_bpf::tc::check_device(device)
+            .map_err(|source| NodeError::Device(source.into()))?;
     }
     let node_name = config.node_name.clone();
     let cgroup = config.cgroup.clone();
@@ -71,12 +72,15 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         maglev_table_size: config.maglev_table_size,
         ..LoadOptions::new(&config.bpf_dir)
     };
-    let mut datapath = Datapath::load(&options)
-        .map_err(|source| NodeError::Bpf { what: "loading the BPF maps".into(), source })?;
+    let mut datapath = Datapath::load(&options).map_err(|source| NodeError::Bpf {
+        what: "loading the BPF maps".into(),
+        source: source.into(),
+    })?;
     let limits = limits_for(&sizes, config.maglev_table_size);
     let (mut reconciler, adopted) =
-        Reconciler::adopt(datapath.maps_mut(), limits, Arc::new(tables))
-            .map_err(|source| NodeError::Maps { what: "reading the pinned maps", source })?;
+        Reconciler::adopt(datapath.maps_mut(), limits, Arc::new(tables)).map_err(|source| {
+            NodeError::Maps { what: "reading the pinned maps", source: source.into() }
+        })?;
     info!(
         frontends = adopted.frontends,
         backends = adopted.backends,
@@ -101,7 +105,6 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             node_port_range: config.node_port_range,
             ..ProxyConfig::new(node_name.clone())
         }),
-        terminating: TerminatingEndpoints::default(),
         problems: BTreeSet::new(),
         cgroup: cgroup.clone(),
         destroy_stale: config.destroy_stale_sockets,
@@ -122,7 +125,6 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     agent.findings.record(&first.changes);
     health.queued(&first.changes);
     for change in first.changes {
-        agent.terminating.observe(&change);
         agent.announcer.observe(&change);
         agent.model.apply(change);
     }
@@ -140,10 +142,11 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     if let Some(packet) = &mut agent.packet {
         packet.prepare(reconciler.planner(), all_frontends(agent.model.desired()));
     }
-    reconciler.hold(&agent.terminating.endpoints());
-    let applied = reconciler
-        .apply_full(datapath.maps_mut(), agent.model.desired())
-        .map_err(|source| NodeError::Maps { what: "programming the maps", source })?;
+    reconciler.hold(&agent.model.terminating_endpoints());
+    let applied =
+        reconciler.apply_full(datapath.maps_mut(), agent.model.desired()).map_err(|source| {
+            NodeError::Maps { what: "programming the maps", source: source.into() }
+        })?;
     if let Some(packet) = &mut agent.packet {
         packet.finish_full(reconciler.planner(), agent.model.desired());
     }
@@ -152,7 +155,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
 
     datapath.attach(&cgroup).map_err(|source| NodeError::Bpf {
         what: format!("attaching to cgroup {}", cgroup.display()),
-        source,
+        source: source.into(),
     })?;
     match &mut agent.packet {
         Some(packet) => packet.attach(&config.bpf_dir)?,
@@ -213,7 +216,6 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
 
 struct Agent {
     model: NodeModel,
-    terminating: TerminatingEndpoints,
     /// Manifest problems already logged, so each is logged once while it lasts.
     problems: BTreeSet<String>,
     cgroup: PathBuf,
@@ -272,7 +274,6 @@ impl Agent {
         self.report_problems(&update);
         let mut diffs: Vec<StateDiff> = Vec::with_capacity(update.changes.len());
         for change in update.changes {
-            self.terminating.observe(&change);
             self.announcer.observe(&change);
             let diff = self.model.apply(change);
             self.announcer.touched(&diff);
@@ -289,7 +290,7 @@ impl Agent {
             }
         }
         // Terminating endpoints keep their backend entries (their per-packet flows go on).
-        let holds_ended = reconciler.hold(&self.terminating.endpoints());
+        let holds_ended = reconciler.hold(&self.model.terminating_endpoints());
         if diffs.is_empty() && holds_ended {
             // No frontend changed, but an endpoint that was terminating is gone: delete it.
             diffs.push(StateDiff::default());
@@ -308,12 +309,18 @@ impl Agent {
             Ok(applied) => (false, applied),
             Err(err) => {
                 self.observe.sync_failed();
-                warn!(%err, "applying changes failed; re-reading the maps and reconciling everything");
+                warn!(
+                    err = %ErrorChain(&err),
+                    "applying changes failed; re-reading the maps and reconciling everything"
+                );
                 match reconciler.resync(datapath.maps_mut(), self.model.desired()) {
                     Ok(applied) => (true, applied),
                     Err(err) => {
                         self.observe.sync_failed();
-                        error!(%err, "resync failed; will retry on the next change");
+                        error!(
+                            err = %ErrorChain(&err),
+                            "resync failed; will retry on the next change"
+                        );
                         return false;
                     }
                 }
@@ -334,7 +341,7 @@ impl Agent {
             if reconciler.uses_address(backend.ip, backend.port) {
                 continue;
             }
-            if self.terminating.is_terminating(backend.ip) {
+            if self.model.is_terminating(backend.ip) {
                 self.draining.insert(target);
             } else {
                 targets.insert(target);
@@ -352,7 +359,7 @@ impl Agent {
             if reconciler.uses_address(ip, port) {
                 return false;
             }
-            if self.terminating.is_terminating(ip) {
+            if self.model.is_terminating(ip) {
                 return true;
             }
             finished.insert((ip, port));
@@ -402,7 +409,7 @@ impl Agent {
 
     fn log_applied(&self, what: &str, applied: &Applied) {
         for err in &applied.errors {
-            error!(%err, "frontend not programmed");
+            error!(err = %ErrorChain(err), "frontend not programmed");
         }
         info!(
             ops = applied.ops,

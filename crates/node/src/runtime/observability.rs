@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_bpf::Maps;
 use switchyard_dataplane::reconciler::Applied;
+use switchyard_error::ErrorChain;
 use switchyard_model::DesiredState;
 use switchyard_observe::bgp::BgpSource;
 use switchyard_observe::labels::ServiceIndex;
@@ -38,7 +39,7 @@ impl AgentObservability {
     ) -> Result<Self, NodeError> {
         let maps = Maps::open_pinned(bpf_dir).map_err(|source| NodeError::Bpf {
             what: format!("opening the maps pinned in {} for metrics", bpf_dir.display()),
-            source,
+            source: source.into(),
         })?;
         let services = Arc::new(RwLock::new(ServiceIndex::default()));
         let collector =
@@ -50,10 +51,12 @@ impl AgentObservability {
         // The local API is for inspection; a socket that cannot be served must not keep the
         // data plane from running, so it is an error in the log, not a reason to stop.
         if let Err(err) = server::serve_unix(api_socket, router.clone()) {
-            error!(%err, "local API not served; the agent runs without it");
+            error!(err = %ErrorChain(&err), "local API not served; the agent runs without it");
         }
         if let Some(address) = metrics_address {
-            server::serve_tcp(address, router).await.map_err(NodeError::Metrics)?;
+            server::serve_tcp(address, router)
+                .await
+                .map_err(|source| NodeError::Metrics(source.into()))?;
         }
         Ok(AgentObservability { sync, services, desired })
     }

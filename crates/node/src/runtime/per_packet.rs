@@ -9,6 +9,7 @@ use switchyard_bpf::tc::{self, PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet_settings::{PacketError, PacketState};
 use switchyard_dataplane::reconciler::KernelPlanner;
+use switchyard_error::ErrorChain;
 use switchyard_model::{DesiredState, Frontend, FrontendKey, NodeModel, PortRange};
 use tracing::{error, info, warn};
 
@@ -43,10 +44,11 @@ impl PerPacketPrograms {
         let settings = settings(model, snat_ports, node_port_range);
         // Loading writes the settings: they are computed from the model first, so a restarted
         // agent never has the programs SNAT to a stale or missing address.
-        let datapath =
-            PacketDatapath::load(options, PacketMapSizes::default(), &settings).map_err(
-                |source| NodeError::Bpf { what: "loading the per-packet programs".into(), source },
-            )?;
+        let datapath = PacketDatapath::load(options, PacketMapSizes::default(), &settings)
+            .map_err(|source| NodeError::Bpf {
+                what: "loading the per-packet programs".into(),
+                source: source.into(),
+            })?;
         let state = PacketState::adopt(maps, datapath.maps()).map_err(NodeError::PacketMaps)?;
         let decap = if directors.addresses.is_empty() {
             None
@@ -55,7 +57,7 @@ impl PerPacketPrograms {
                 DecapDatapath::load(&options.bpf_dir, &directors.addresses, directors.gue_port)
                     .map_err(|source| NodeError::Bpf {
                         what: "loading the decapsulation of director traffic".into(),
-                        source,
+                        source: source.into(),
                     })?,
             )
         };
@@ -96,7 +98,7 @@ impl PerPacketPrograms {
         match self.state.set_node_addresses(maps, model.node_port_addresses()) {
             Ok(true) => info!(addresses = ?self.state.node_addresses(), "node addresses written"),
             Ok(false) => {}
-            Err(err) => error!(%err, "node addresses not written"),
+            Err(err) => error!(err = %ErrorChain(&err), "node addresses not written"),
         }
         let settings = settings(model, self.snat_ports, self.node_port_range);
         match self.state.set_settings(self.datapath.maps_mut(), &settings) {
@@ -114,7 +116,7 @@ impl PerPacketPrograms {
                 }
             }
             Ok(false) => {}
-            Err(err) => error!(%err, "per-packet settings not written"),
+            Err(err) => error!(err = %ErrorChain(&err), "per-packet settings not written"),
         }
     }
 
@@ -124,14 +126,14 @@ impl PerPacketPrograms {
         for device in &self.devices {
             self.datapath.attach(device).map_err(|source| NodeError::Bpf {
                 what: format!("attaching the per-packet programs to device {device}"),
-                source,
+                source: source.into(),
             })?;
             if let Some(decap) = &mut self.decap {
                 decap.attach(device).map_err(|source| NodeError::Bpf {
                     what: format!(
                         "attaching the decapsulation of director traffic to device {device}"
                     ),
-                    source,
+                    source: source.into(),
                 })?;
             }
         }
@@ -141,13 +143,15 @@ impl PerPacketPrograms {
 
 /// Detaches the per-packet programs from every device not in `keep`.
 pub(crate) fn detach_others(bpf_dir: &Path, keep: &[String]) -> Result<(), NodeError> {
-    let attached = tc::attached_devices(bpf_dir)
-        .map_err(|source| NodeError::Bpf { what: "listing attached devices".into(), source })?;
+    let attached = tc::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
+        what: "listing attached devices".into(),
+        source: source.into(),
+    })?;
     for device in attached {
         if !keep.contains(&device) {
             tc::detach_device(bpf_dir, &device).map_err(|source| NodeError::Bpf {
                 what: format!("detaching from device {device}"),
-                source,
+                source: source.into(),
             })?;
             info!(device, "per-packet programs detached (device no longer in --devices)");
         }
@@ -172,6 +176,6 @@ fn settings(
 
 fn log_errors(errors: &[PacketError]) {
     for err in errors {
-        error!(%err, "per-packet state not written");
+        error!(err = %ErrorChain(err), "per-packet state not written");
     }
 }
