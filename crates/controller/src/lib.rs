@@ -8,9 +8,11 @@
 
 pub mod allocator;
 pub mod election;
+mod run;
 pub mod runtime;
 
 pub use allocator::{Allocator, Effects, Outcome, Reason};
+pub use run::{ControllerConfig, RunError, Source, run};
 
 /// An error and its sources on one line (`a: b: c`), for logs, which have no chain printer.
 pub(crate) fn chain(error: &dyn std::error::Error) -> String {

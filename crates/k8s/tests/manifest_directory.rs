@@ -247,3 +247,46 @@ fn unknown_fields_are_warnings_and_the_object_still_applies() {
     );
     assert_eq!(warnings, vec![expected]);
 }
+
+/// The standalone controller's status file is merged into the Services it names; changing it
+/// re-emits exactly those Services, and it is never read as a manifest.
+#[test]
+fn the_status_file_sets_service_status() {
+    use switchyard_k8s::manifest::{STATUS_FILE, StatusFile};
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "web.yaml", &service("web", "80"));
+    write(dir.path(), "api.yaml", &service("api", "81"));
+    let mut status = StatusFile::default();
+    let ingress = |ip: &str| {
+        serde_json::from_value(
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}),
+        )
+        .unwrap()
+    };
+    status.services.insert("shop/web".to_owned(), ingress("192.0.2.1"));
+    let path = dir.path().join(STATUS_FILE);
+    status.write(&path).unwrap();
+
+    let mut directory = ManifestDirectory::load(dir.path());
+    assert!(directory.errors().is_empty(), "{:?}", directory.errors());
+    let ip_of = |directory: &ManifestDirectory, name: &str| {
+        let state = directory.state();
+        let service = state.services.get(&ObjectKey::new("shop", name)).cloned().unwrap();
+        let ingress = service.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress);
+        ingress.and_then(|i| i[0].ip.clone())
+    };
+    assert_eq!(ip_of(&directory, "web").as_deref(), Some("192.0.2.1"));
+    assert_eq!(ip_of(&directory, "api"), None);
+
+    status.services.insert("shop/api".to_owned(), ingress("192.0.2.2"));
+    status.write(&path).unwrap();
+    let changes = directory.update_paths(&BTreeSet::from([path.clone()]));
+    assert_eq!(summary(&changes), [(ObjectKind::Service, "shop/api".to_owned(), false)]);
+    assert_eq!(ip_of(&directory, "api").as_deref(), Some("192.0.2.2"));
+    // A changed manifest keeps its recorded status; a full rescan finds nothing new.
+    write(dir.path(), "web.yaml", &service("web", "8080"));
+    let changes = directory.update_paths(&BTreeSet::from([dir.path().join("web.yaml")]));
+    assert_eq!(summary(&changes), [(ObjectKind::Service, "shop/web".to_owned(), false)]);
+    assert_eq!(ip_of(&directory, "web").as_deref(), Some("192.0.2.1"));
+    assert!(directory.rescan(&BTreeSet::new()).is_empty());
+}

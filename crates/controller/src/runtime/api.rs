@@ -73,15 +73,17 @@ pub async fn run(
     watch_options.scope = switchyard_k8s::api::WatchScope::Controller;
     let mut updates = ApiWatcher::start(client.clone(), watch_options);
     let (leading_sender, mut leading) = watch::channel(false);
-    let election = tokio::spawn(election::run(
+    let mut election = Task(tokio::spawn(election::run(
         Api::<Lease>::namespaced(client.clone(), &config.election.namespace),
         config.election.clone(),
         leading_sender,
         stop.clone(),
-    ));
+    )));
     let (namespace_sender, mut namespaces) = mpsc::channel(64);
-    let namespace_task =
-        tokio::spawn(watch_namespaces(Api::<Namespace>::all(client.clone()), namespace_sender));
+    let _namespace_task = Task(tokio::spawn(watch_namespaces(
+        Api::<Namespace>::all(client.clone()),
+        namespace_sender,
+    )));
     let mut controller = Controller::new(client, &config);
     let mut stop = stop;
     let mut retry = tokio::time::interval(config.retry_period);
@@ -103,10 +105,19 @@ pub async fn run(
             _ = stop.changed() => break Ok(()),
         }
     };
-    namespace_task.abort();
     // The election releases the Lease on stop.
-    let _ = election.await;
+    let _ = (&mut election.0).await;
     result
+}
+
+/// A task that ends with its owner: a controller whose future is dropped (a crashed process, in
+/// tests) neither renews the Lease nor watches anything any more.
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Namespace labels, for `namespaceSelector`.

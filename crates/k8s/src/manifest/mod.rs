@@ -5,13 +5,15 @@
 //! own IPPools, BGPPeers and BGPAdvertisements (switchyard.io/v1alpha1) become model input; other
 //! kinds are listed as ignored. A broken document is reported with file, document, object and
 //! reason while every valid object still applies, and an object whose new version is broken keeps
-//! its last good version.
+//! its last good version. The standalone controller's status file ([`STATUS_FILE`]) is merged
+//! into the Services and IPPools it names.
 
 mod directory;
 mod error;
 mod locate;
 mod object;
 mod parse;
+mod status;
 mod watch;
 
 pub use directory::{Applied, ManifestDirectory};
@@ -19,4 +21,5 @@ pub use error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarn
 pub use locate::field_line;
 pub use object::{Object, ObjectId};
 pub use parse::DEFAULT_NAMESPACE;
+pub use status::{STATUS_FILE, StatusFile, StatusFileError, service_key};
 pub use watch::{ManifestUpdate, ManifestWatcher, WatchError, WatchOptions};

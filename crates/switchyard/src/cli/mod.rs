@@ -3,9 +3,11 @@
 mod about;
 mod agent;
 mod bgp;
+mod controller;
 mod demo;
 mod demo_edge;
 mod director;
+mod director_view;
 mod doctor;
 mod explain;
 mod inspect;
@@ -62,6 +64,8 @@ enum Command {
     Bgp(bgp::BgpArgs),
     /// The director role: stateless Maglev load balancing of VIPs to nodes over XDP (GUE/IPIP).
     Director(director::DirectorArgs),
+    /// The controller role: LoadBalancer addresses from IPPools, written to Service status.
+    Controller(controller::ControllerArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
     Demo(demo::DemoArgs),
     Doctor(doctor::DoctorArgs),
@@ -96,6 +100,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args),
         Command::Bgp(args) => bgp::run(&args),
         Command::Director(args) => director::run(args),
+        Command::Controller(args) => controller::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Completion(args) => about::completion(&args),

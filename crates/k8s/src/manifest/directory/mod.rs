@@ -9,11 +9,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use switchyard_model::{Change, ClusterState};
+use switchyard_model::{Change, ClusterState, ObjectKey, ObjectKind};
 
 use super::error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarning};
 use super::object::{Object, ObjectId, delete_change};
 use super::parse::{Format, Outcome};
+use super::status::{STATUS_FILE, StatusFile};
 
 mod files;
 
@@ -49,6 +50,9 @@ pub struct ManifestDirectory {
     errors: Vec<ManifestError>,
     warnings: Vec<ManifestWarning>,
     ignored: Vec<IgnoredDocument>,
+    /// The standalone controller's status file, merged into Services and IPPools.
+    status: StatusFile,
+    status_fingerprint: Option<Fingerprint>,
 }
 
 /// What an event path means for the files this source reads.
@@ -79,9 +83,44 @@ impl ManifestDirectory {
             errors: Vec::new(),
             warnings: Vec::new(),
             ignored: Vec::new(),
+            status: StatusFile::default(),
+            status_fingerprint: None,
         };
         directory.rescan(&BTreeSet::new());
         directory
+    }
+
+    /// Where the status file is (`None` when the root is a single file).
+    fn status_path(&self) -> Option<PathBuf> {
+        (!self.single_file).then(|| self.root.join(STATUS_FILE))
+    }
+
+    /// Reads the status file again if it changed, and returns the changes of the applied
+    /// Services and IPPools whose status it changed. A broken file keeps the last good status.
+    fn reload_status(&mut self) -> Vec<Change> {
+        let Some(path) = self.status_path() else { return Vec::new() };
+        let fingerprint = fs::metadata(&path).ok().map(|m| Fingerprint::of(&m));
+        if fingerprint == self.status_fingerprint {
+            return Vec::new();
+        }
+        self.status_fingerprint = fingerprint;
+        let status = match StatusFile::read(&path) {
+            Ok(status) => status,
+            Err(err) => {
+                tracing::warn!(error = %err, "status file unreadable; keeping the last good one");
+                return Vec::new();
+            }
+        };
+        let (services, pools) = self.status.differences(&status);
+        self.status = status;
+        let ids = services
+            .into_iter()
+            .map(|key| (ObjectKind::Service, key))
+            .chain(pools.into_iter().map(|name| (ObjectKind::IPPool, ObjectKey::cluster(name))));
+        ids.filter_map(|id| {
+            self.applied.get(&id).map(|a| self.status.overlay(a.object.to_change(id.1.clone())))
+        })
+        .collect()
     }
 
     /// Lists the whole directory again, re-reads the files that changed (by metadata, or
@@ -108,7 +147,10 @@ impl ManifestDirectory {
         self.single_file = listing.single_file;
         self.dirs = listing.dirs;
         self.listing_errors = listing.errors;
-        self.apply_file_updates(updates)
+        let status_changes = self.reload_status();
+        let mut changes = self.apply_file_updates(updates);
+        merge_status_changes(&mut changes, status_changes);
+        changes
     }
 
     /// Re-reads only the files named in `touched` (paths from file events) and returns the
@@ -117,7 +159,12 @@ impl ManifestDirectory {
     /// the root. Temporary files of atomic writes and other extensions are skipped.
     pub fn update_paths(&mut self, touched: &BTreeSet<PathBuf>) -> Vec<Change> {
         let mut files = Vec::new();
+        let mut status_changes = Vec::new();
         for path in touched {
+            if Some(path) == self.status_path().as_ref() {
+                status_changes = self.reload_status();
+                continue;
+            }
             match self.classify(path) {
                 PathKind::Manifest(format) => files.push((path, format)),
                 PathKind::Irrelevant => {}
@@ -134,7 +181,9 @@ impl ManifestDirectory {
                 _ => self.files.contains_key(path).then(|| (path.clone(), None)),
             })
             .collect();
-        self.apply_file_updates(updates)
+        let mut changes = self.apply_file_updates(updates);
+        merge_status_changes(&mut changes, status_changes);
+        changes
     }
 
     fn classify(&self, path: &Path) -> PathKind {
@@ -241,7 +290,7 @@ impl ManifestDirectory {
                         .get(id)
                         .is_none_or(|previous| !previous.object.same_as(&new.object));
                     if changed {
-                        upserts.push(new.object.to_change(id.1.clone()));
+                        upserts.push(self.status.overlay(new.object.to_change(id.1.clone())));
                     }
                     self.applied.insert(id.clone(), new);
                 }
@@ -419,9 +468,19 @@ impl ManifestDirectory {
     pub fn changes_from_empty(&self) -> Vec<Change> {
         self.applied
             .iter()
-            .map(|((_, key), applied)| applied.object.to_change(key.clone()))
+            .map(|((_, key), applied)| self.status.overlay(applied.object.to_change(key.clone())))
             .collect()
     }
+}
+
+/// Adds the changes a new status file made, except for objects the file updates already
+/// changed (their changes carry the new status, or delete them).
+fn merge_status_changes(changes: &mut Vec<Change>, status_changes: Vec<Change>) {
+    let touched: BTreeSet<(ObjectKind, ObjectKey)> =
+        changes.iter().map(|c| (c.kind(), c.key().clone())).collect();
+    changes.extend(
+        status_changes.into_iter().filter(|c| !touched.contains(&(c.kind(), c.key().clone()))),
+    );
 }
 
 /// How an applied object is named in messages.

@@ -23,6 +23,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::objects;
 
+mod routes;
+mod selector;
+
+pub use routes::Route;
+pub use selector::Selector;
+
 /// The resources the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
@@ -38,28 +44,45 @@ pub enum Resource {
     BGPPeers,
     /// `/apis/switchyard.io/v1alpha1/bgpadvertisements` (a CRD).
     BGPAdvertisements,
+    /// `/apis/coordination.k8s.io/v1/namespaces/NS/leases` (leader election).
+    Leases,
+    /// `/api/v1/namespaces/NS/events`.
+    Events,
+    /// `/api/v1/namespaces`.
+    Namespaces,
 }
 
 impl Resource {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 9] = [
         Self::Services,
         Self::EndpointSlices,
         Self::Nodes,
         Self::IPPools,
         Self::BGPPeers,
         Self::BGPAdvertisements,
+        Self::Leases,
+        Self::Events,
+        Self::Namespaces,
     ];
 
-    fn from_path(path: &str) -> Option<Self> {
-        match path {
-            "/api/v1/services" => Some(Self::Services),
-            "/apis/discovery.k8s.io/v1/endpointslices" => Some(Self::EndpointSlices),
-            "/api/v1/nodes" => Some(Self::Nodes),
-            "/apis/switchyard.io/v1alpha1/ippools" => Some(Self::IPPools),
-            "/apis/switchyard.io/v1alpha1/bgppeers" => Some(Self::BGPPeers),
-            "/apis/switchyard.io/v1alpha1/bgpadvertisements" => Some(Self::BGPAdvertisements),
-            _ => None,
+    /// The path segment naming the resource.
+    fn plural(self) -> &'static str {
+        match self {
+            Self::Services => "services",
+            Self::EndpointSlices => "endpointslices",
+            Self::Nodes => "nodes",
+            Self::IPPools => "ippools",
+            Self::BGPPeers => "bgppeers",
+            Self::BGPAdvertisements => "bgpadvertisements",
+            Self::Leases => "leases",
+            Self::Events => "events",
+            Self::Namespaces => "namespaces",
         }
+    }
+
+    /// Resources whose `status` only the `/status` subresource writes.
+    fn has_status(self) -> bool {
+        matches!(self, Self::Services | Self::IPPools | Self::Nodes)
     }
 
     fn from_kind(kind: &str) -> Option<Self> {
@@ -74,6 +97,9 @@ impl Resource {
             Self::IPPools => "IPPool",
             Self::BGPPeers => "BGPPeer",
             Self::BGPAdvertisements => "BGPAdvertisement",
+            Self::Leases => "Lease",
+            Self::Events => "Event",
+            Self::Namespaces => "Namespace",
         }
     }
 
@@ -81,7 +107,8 @@ impl Resource {
         match self {
             Self::EndpointSlices => "discovery.k8s.io/v1",
             Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements => "switchyard.io/v1alpha1",
-            Self::Services | Self::Nodes => "v1",
+            Self::Leases => "coordination.k8s.io/v1",
+            Self::Services | Self::Nodes | Self::Events | Self::Namespaces => "v1",
         }
     }
 
@@ -103,8 +130,14 @@ pub enum GoneStyle {
 /// One request as the server received it.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// GET, POST, PUT, PATCH or DELETE.
+    pub method: String,
     /// The resource the path named (`None`: a path the fake does not serve).
     pub resource: Option<Resource>,
+    /// The object the path named, if it named one.
+    pub name: Option<String>,
+    /// `status` for the status subresource.
+    pub subresource: Option<String>,
     /// The decoded query parameters.
     pub query: BTreeMap<String, String>,
 }
@@ -114,9 +147,13 @@ impl Logged {
     pub fn is_watch(&self) -> bool {
         self.query.get("watch").map(String::as_str) == Some("true")
     }
-    /// A request for a served resource that is not a watch.
+    /// A LIST of a served resource (a GET of a collection that is not a watch).
     pub fn is_list(&self) -> bool {
-        self.resource.is_some() && !self.is_watch()
+        self.resource.is_some() && self.method == "GET" && self.name.is_none() && !self.is_watch()
+    }
+    /// A request that writes (POST, PUT, PATCH, DELETE).
+    pub fn is_write(&self) -> bool {
+        self.method != "GET"
     }
     /// `sendInitialEvents=true` (a streaming list).
     pub fn streams_initial_events(&self) -> bool {
@@ -158,6 +195,10 @@ struct Inner {
     /// Our CRDs are installed: their resources are served (otherwise 404, as on a cluster
     /// where `deploy/crds.yaml` was not applied).
     crds_installed: bool,
+    /// Writes of a resource to answer with 409 Conflict, as if someone else wrote first.
+    conflicts: BTreeMap<Resource, usize>,
+    /// For `generateName` and `uid`s.
+    serial: u64,
     watchers: Vec<Watcher>,
     requests: Vec<Logged>,
 }
@@ -196,6 +237,8 @@ impl FakeApi {
             refuse_streaming: false,
             ignore_streaming: false,
             crds_installed: true,
+            conflicts: BTreeMap::new(),
+            serial: 0,
             watchers: Vec::new(),
             requests: Vec::new(),
         }));
@@ -286,6 +329,28 @@ impl FakeApi {
         if !installed {
             inner.watchers.retain(|w| !w.resource.is_custom());
         }
+    }
+
+    /// The next `count` writes (PUT, PATCH) of `resource` get 409 Conflict.
+    pub fn conflict_next_writes(&self, resource: Resource, count: usize) {
+        self.inner.lock().unwrap().conflicts.insert(resource, count);
+    }
+
+    /// The object `namespace/name` (empty namespace: cluster-scoped) as stored.
+    pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
+        let inner = self.inner.lock().unwrap();
+        inner.objects.get(&(resource, namespace.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// Every stored object of `resource`, by namespace and name.
+    pub fn objects(&self, resource: Resource) -> Vec<Value> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .objects
+            .iter()
+            .filter(|((r, _, _), _)| *r == resource)
+            .map(|(_, o)| o.clone())
+            .collect()
     }
 
     /// Every request received so far, in order.
@@ -423,20 +488,38 @@ fn name_of(object: &Value) -> String {
 
 async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    let method = request.method().clone();
     let query: BTreeMap<String, String> =
         request.uri().query().map(form_urlencoded_pairs).unwrap_or_default();
-    let resource = Resource::from_path(&path);
-    shared.inner.lock().unwrap().requests.push(Logged { resource, query: query.clone() });
+    let route = Route::parse(&path);
+    shared.inner.lock().unwrap().requests.push(Logged {
+        method: method.to_string(),
+        resource: route.as_ref().map(|r| r.resource),
+        name: route.as_ref().and_then(|r| r.name.clone()),
+        subresource: route.as_ref().and_then(|r| r.subresource.clone()),
+        query: query.clone(),
+    });
     let crds_installed = shared.inner.lock().unwrap().crds_installed;
-    let Some(resource) = resource.filter(|r| crds_installed || !r.is_custom()) else {
+    let Some(route) = route.filter(|r| crds_installed || !r.resource.is_custom()) else {
         return json_response(
             StatusCode::NOT_FOUND,
             &status(404, "NotFound", "the server could not find the requested resource"),
         );
     };
+    let resource = route.resource;
     // Held resources answer only once released.
     let mut hold = shared.holds[&resource].subscribe();
     let _ = hold.wait_for(|held| !*held).await;
+    if route.name.is_some() || method != axum::http::Method::GET {
+        let Ok(body) = axum::body::to_bytes(request.into_body(), 16 << 20).await else {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(400, "BadRequest", "unreadable body"),
+            );
+        };
+        let mut inner = shared.inner.lock().unwrap();
+        return routes::object_request(&mut inner, &method, &route, &body);
+    }
 
     let selector = match Selector::parse(
         query.get("labelSelector").map_or("", String::as_str),
@@ -452,7 +535,11 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         let items: Vec<Value> = inner
             .objects
             .iter()
-            .filter(|((r, _, _), o)| *r == resource && selector.matches(o))
+            .filter(|((r, ns, _), o)| {
+                *r == resource
+                    && route.namespace.as_ref().is_none_or(|n| n == ns)
+                    && selector.matches(o)
+            })
             .map(|(_, o)| {
                 // List items carry no kind/apiVersion, as the API server sends them.
                 let mut item = o.clone();
@@ -574,68 +661,6 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8(out).unwrap()
-}
-
-/// Label and field selectors, the subset kube-proxy-like clients use.
-#[derive(Debug, Clone, Default)]
-pub struct Selector {
-    labels: Vec<Requirement>,
-    fields: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone)]
-enum Requirement {
-    Exists(String),
-    NotExists(String),
-    Equals(String, String),
-    NotEquals(String, String),
-}
-
-impl Selector {
-    /// Parses `labelSelector` and `fieldSelector` query values; the error is the API's message.
-    pub fn parse(labels: &str, fields: &str) -> Result<Self, String> {
-        let mut selector = Self::default();
-        for term in labels.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let requirement = if let Some(key) = term.strip_prefix('!') {
-                Requirement::NotExists(key.to_owned())
-            } else if let Some((k, v)) = term.split_once("!=") {
-                Requirement::NotEquals(k.to_owned(), v.to_owned())
-            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                Requirement::Equals(k.to_owned(), v.to_owned())
-            } else if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
-                Requirement::Exists(term.to_owned())
-            } else {
-                return Err(format!("unable to parse requirement: {term:?}"));
-            };
-            selector.labels.push(requirement);
-        }
-        for term in fields.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let (k, v) =
-                term.split_once('=').ok_or_else(|| format!("invalid field selector {term:?}"))?;
-            if k != "metadata.name" && k != "metadata.namespace" {
-                return Err(format!("field label not supported: {k}"));
-            }
-            selector.fields.push((k.to_owned(), v.to_owned()));
-        }
-        Ok(selector)
-    }
-
-    /// Whether `object` satisfies every requirement.
-    pub fn matches(&self, object: &Value) -> bool {
-        let labels = &object["metadata"]["labels"];
-        let label = |k: &str| labels.get(k).and_then(Value::as_str);
-        let labels_ok = self.labels.iter().all(|r| match r {
-            Requirement::Exists(k) => label(k).is_some(),
-            Requirement::NotExists(k) => label(k).is_none(),
-            Requirement::Equals(k, v) => label(k) == Some(v),
-            Requirement::NotEquals(k, v) => label(k) != Some(v),
-        });
-        let fields_ok = self.fields.iter().all(|(k, v)| match k.as_str() {
-            "metadata.name" => name_of(object) == *v,
-            _ => namespace_of(object) == *v,
-        });
-        labels_ok && fields_ok
-    }
 }
 
 // Objects as the API server would store them (built on [`crate::objects`]).
