@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use switchyard_lab::require_root;
 use switchyard_lab::tools::servers::{self, ServerKind};
-use switchyard_testing::e2e::{Cluster, at, set, v4};
+use switchyard_testing::e2e::{Cluster, State, at, set, v4};
 
 /// Service `name` on ClusterIP `ip` (IPv4), `spec` lines after the addresses and `ports`
 /// (YAML list items). `metadata` lines go under the name (labels, say).
@@ -210,5 +210,41 @@ fn services_left_to_others_are_not_proxied() {
     for target in [headless, other_proxy, proxied] {
         cluster.assert_untranslated("a1", at(target, 80), &mut baseline);
     }
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn the_local_list_falls_back_to_terminating_endpoints_separately_from_the_cluster_list() {
+    if !require_root("the_local_list_falls_back_to_terminating_endpoints_separately") {
+        return;
+    }
+    let cluster = Cluster::with_clients(
+        &[("node1", &["a1", "a2"]), ("node2", &["b1", "b2"])],
+        &["ext"],
+        &["--devices", "eth0"],
+    );
+    let baseline = cluster.containment_baseline();
+    // externalTrafficPolicy Local: node1's only endpoint is terminating, node2's is ready.
+    let spec = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32173\n";
+    let endpoints = [("a1", State::Terminating), ("b1", State::Ready)];
+    let text = cluster.load_balancer("fallback", 30173, spec, &[], &endpoints);
+    cluster.apply_and_wait("fallback.yaml", &text);
+
+    // Per node (local list): node1 falls back to its terminating a1, node2 uses b1; each
+    // backend sees the client.
+    let client = cluster.client_ip("ext", false);
+    for (node, expected) in [("node1", "a1"), ("node2", "b1")] {
+        let out = cluster.client("ext", "tcp", at(cluster.node_ip(node, false), 30173), 10);
+        assert!(out.summary.errors.is_empty(), "{node}: {:?}", out.summary);
+        assert_eq!(out.summary.backends.keys().collect::<Vec<_>>(), [expected], "{node}");
+        for attempt in &out.attempts {
+            let seen: std::net::SocketAddr = attempt.seen_as.as_deref().unwrap().parse().unwrap();
+            assert_eq!(seen.ip(), client, "{node}: {attempt:?}");
+        }
+    }
+    // Cluster-wide (the ClusterIP): a ready endpoint exists, so the terminating one gets nothing.
+    let cluster_ip = v4("10.96.83.10");
+    assert!(text.contains("clusterIP: \"10.96.83.10\""), "{text}");
+    assert_eq!(cluster.backends("a2", "tcp", at(cluster_ip, 80), 20), set(&["b1"]));
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }

@@ -1,0 +1,97 @@
+//! The proxy health and metrics of running agents (root): /healthz and /livez with
+//! kube-proxy's JSON on `--healthz-bind-address` inside the node, /healthz failing while the
+//! Node is going away (autoscaler taint) and /livez not, and the sync and programming
+//! metrics on the local API socket. See docs/conformance.md.
+
+#![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use switchyard_lab::require_root;
+use switchyard_lab::tools::clients;
+use switchyard_testing::e2e::{Agent, Cluster, State, at, set, v4};
+
+/// Status and JSON body of `GET path` on node1's health server (from inside node1).
+fn get(cluster: &Cluster, path: &str) -> (u16, serde_json::Value) {
+    let target = "127.0.0.1:10256".parse().unwrap();
+    let attempts = cluster
+        .lab
+        .run_in("node1", || clients::http(target, path, 1, Duration::from_secs(3)))
+        .unwrap();
+    let attempt = &attempts[0];
+    // A 503 is an answer too (the client reports it as an error as well).
+    assert!(attempt.status.is_some(), "{path}: {attempt:?}");
+    let body = serde_json::from_str(attempt.body.as_deref().unwrap()).unwrap();
+    (attempt.status.unwrap(), body)
+}
+
+/// `GET /metrics` on node1's agent API socket: the Prometheus text.
+fn metrics(cluster: &Cluster) -> String {
+    let mut stream = UnixStream::connect(Agent::api_socket(&cluster.lab, "node1")).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the first sample line starting with `name` (a full series name).
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(name))?.rsplit(' ').next()?.parse().ok()
+}
+
+#[test]
+fn healthz_livez_and_metrics_of_running_agents() {
+    if !require_root("healthz_livez_and_metrics_of_running_agents") {
+        return;
+    }
+    let cluster = Cluster::with_clients(
+        &[("node1", &["a1", "a2"]), ("node2", &["b1", "b2"])],
+        &[],
+        &["--healthz-bind-address", "127.0.0.1:10256"],
+    );
+    let ip = v4("10.96.180.10");
+    let text = cluster.service("web", &[ip], 80, "", &[("a1", State::Ready), ("b1", State::Ready)]);
+    cluster.apply_until_it_answers("web.yaml", &text, "a2", at(ip, 80));
+    assert_eq!(cluster.backends("a2", "tcp", at(ip, 80), 20), set(&["a1", "b1"]));
+
+    for path in ["/healthz", "/livez"] {
+        let (status, body) = get(&cluster, path);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_ne!(body["lastUpdated"], "", "{path}: {body}");
+        assert!(body["currentTime"].as_str().is_some_and(|t| !t.is_empty()), "{path}: {body}");
+    }
+    assert_eq!(get(&cluster, "/healthz").1["nodeEligible"], true);
+
+    let text = metrics(&cluster);
+    for series in [
+        "switchyard_sync_proxy_rules_duration_seconds_count",
+        "switchyard_network_programming_duration_seconds_count",
+    ] {
+        assert!(sample(&text, series).is_some_and(|n| n >= 1.0), "{series}: {text}");
+    }
+    assert_eq!(sample(&text, "switchyard_sync_proxy_rules_changes_pending"), Some(0.0), "{text}");
+    let last = sample(&text, "switchyard_sync_proxy_rules_last_timestamp_seconds").unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(last > now.as_secs_f64() - 120.0 && last <= now.as_secs_f64() + 1.0, "{last}");
+
+    // The cluster autoscaler marks node1 for deletion: /healthz fails (load balancers stop
+    // sending new traffic), /livez does not (the agent itself is fine).
+    let nodes = cluster.nodes_yaml().replacen(
+        "spec:\n",
+        "spec:\n  taints: [{key: ToBeDeletedByClusterAutoscaler, effect: NoSchedule}]\n",
+        1,
+    );
+    assert!(nodes.contains("name: node1\nspec:\n  taints"), "{nodes}");
+    cluster.apply("nodes.yaml", &nodes);
+    cluster.eventually("node1's /healthz turns 503", || {
+        let (status, body) = get(&cluster, "/healthz");
+        status == 503 && body["nodeEligible"] == false
+    });
+    assert_eq!(get(&cluster, "/livez").0, 200);
+    // Traffic is not affected.
+    assert_eq!(cluster.backends("a2", "tcp", at(ip, 80), 20), set(&["a1", "b1"]));
+    cluster.assert_nothing_left_the_lab();
+}
