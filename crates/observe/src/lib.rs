@@ -1,6 +1,8 @@
-//! Observability for the node role.
+//! Observability for the node and director roles.
 //!
 //! - [`bgp`]: the BGP speaker's sessions and decisions (`/bgp`, `switchyard bgp`) and metrics.
+//! - [`director`]: a director's pinned maps: settings, VIPs and their tables' node shares,
+//!   counters, and where one flow goes and why (`switchyard status` / `explain` on a director).
 //! - [`kernel`]: a snapshot of what is programmed in the kernel (pinned maps), with map fill
 //!   and memory, for `switchyard status` / `services --live` and for metrics.
 //! - [`explain`]: one flow's fate, decided from the maps the way the programs decide it.
@@ -11,6 +13,7 @@
 //!   `/status`.
 
 pub mod bgp;
+pub mod director;
 pub mod error;
 pub mod explain;
 pub mod kernel;

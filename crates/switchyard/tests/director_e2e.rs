@@ -17,7 +17,7 @@ use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
 use switchyard_lab::tools::raw;
 use switchyard_testing::director_lab::{self, Director, decap_counters, decapsulated, flow};
-use switchyard_testing::e2e::{Cluster, ECHO_PORT, State, at, set, topology};
+use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, set, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const TCP: u8 = 6;
@@ -208,6 +208,18 @@ fn link_drops(cluster: &Cluster) -> u64 {
         .sum()
 }
 
+/// Runs `switchyard ARGS` (on the host: the maps are read from the lab's bpffs) and parses its
+/// JSON output.
+fn cli_json(args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(&*BIN).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "switchyard {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn rx_packets(cluster: &Cluster, member: &str) -> u64 {
     cluster.lab.link_stats(member).unwrap()["eth0"].rx_packets
 }
@@ -273,6 +285,45 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
         assert_eq!(dropped, 0, "{} dropped: {counters:?}", director.name);
         assert!(counters[&DirReason::EncapGue] > 0, "{}: {counters:?}", director.name);
     }
+
+    // `switchyard explain` on a director names the node a flow goes to and why; `status` shows
+    // every VIP with its table's shares (summing to M) and the packets sent.
+    let target = at(web[0].parse().unwrap(), 80);
+    let attempt = cluster.lab.run_in("ext", || clients::tcp(target, 1, TIMEOUT)).unwrap().remove(0);
+    let client = client_ip(&cluster, false);
+    let carried = carrier(&cluster, &attempt, client);
+    let source = local(&attempt, client).to_string();
+    let explained = cli_json(&[
+        "explain",
+        &source,
+        &format!("{target}/tcp"),
+        "--node",
+        "dir2",
+        "--lab",
+        cluster.lab.prefix(),
+        "--json",
+    ]);
+    let node_ip: IpAddr = explained["node"]["address"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        director_lab::node_named(&cluster.lab, node_ip).as_deref(),
+        Some(carried.as_str()),
+        "{explained}"
+    );
+    assert_eq!(explained["settings"]["table_size"], 65537, "{explained}");
+    assert!(explained["slot"].as_u64().unwrap() < 65537, "{explained}");
+    let bpf_dir = cluster.lab.director("dir1").unwrap().bpf_dir.display().to_string();
+    let status = cli_json(&["status", "--bpf-dir", &bpf_dir, "--json"]);
+    let vips = status["director"]["vips"].as_array().unwrap();
+    assert_eq!(vips.len(), 8, "2 Services x 2 families x TCP/UDP: {status}");
+    for vip in vips {
+        let slots: u64 =
+            vip["shares"].as_array().unwrap().iter().map(|s| s["slots"].as_u64().unwrap()).sum();
+        assert_eq!(slots, 65537, "{vip}");
+    }
+    assert!(
+        status["director"]["reasons"]["encap_gue"]["packets"].as_u64().unwrap() > 0,
+        "{status}"
+    );
 
     // 2. externalTrafficPolicy Local: only node1 and node3 (ready endpoints) get flows, and
     //    the backends see the client.

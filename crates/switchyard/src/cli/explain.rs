@@ -62,7 +62,7 @@ pub(crate) struct NodeTarget {
     #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard")]
     bpf_dir: PathBuf,
 
-    /// A node of a running lab (`switchyard lab up`): use that node's bpffs directory.
+    /// A node or director of a running lab (`switchyard lab up`): use its bpffs directory.
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
 
@@ -80,11 +80,12 @@ impl NodeTarget {
             .iter()
             .filter(|s| self.lab.as_ref().is_none_or(|p| *p == s.plan.prefix))
             .filter_map(|s| {
-                s.plan
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == *node)
-                    .map(|n| (s.plan.prefix.clone(), n.bpf_dir.clone()))
+                let nodes = s.plan.nodes.iter().map(|n| (&n.name, &n.bpf_dir));
+                let directors = s.plan.directors.iter().map(|d| (&d.name, &d.bpf_dir));
+                nodes
+                    .chain(directors)
+                    .find(|(name, _)| *name == node)
+                    .map(|(_, dir)| (s.plan.prefix.clone(), dir.clone()))
             })
             .collect();
         match found.as_slice() {
@@ -167,6 +168,17 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         bail!("SRC {source} and DST {destination} are of different families");
     }
     let bpf_dir = args.target.bpf_dir()?;
+    let bpf_dir = super::director_view::default_dir(&bpf_dir, "/sys/fs/bpf/switchyard");
+    if super::director_view::is_director(&bpf_dir) {
+        return super::director_view::explain(
+            &bpf_dir,
+            source,
+            source_port,
+            destination,
+            protocol,
+            args.json,
+        );
+    }
     let maps = Maps::open_pinned(&bpf_dir)
         .with_context(|| format!("opening the maps pinned in {}", bpf_dir.display()))?;
     let packet = open_packet_maps(&bpf_dir)?;

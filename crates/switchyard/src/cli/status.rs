@@ -9,11 +9,15 @@ use clap::Args;
 use switchyard_bpf::Maps;
 use switchyard_observe::kernel;
 
+/// The node agent's default bpffs directory.
+const NODE_BPF_DIR: &str = "/sys/fs/bpf/switchyard";
+
 /// Show the programs attached, the frontends and backends in the kernel, counters and map fill.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// bpffs directory the agent pinned its maps and links in.
-    #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard")]
+    /// bpffs directory the agent (or a director: its VIPs, tables and counters) pinned its
+    /// maps and links in; a director's default when only a director is installed here.
+    #[arg(long, value_name = "PATH", default_value = NODE_BPF_DIR)]
     bpf_dir: PathBuf,
 
     /// Print JSON instead of text.
@@ -22,6 +26,10 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let bpf_dir = super::director_view::default_dir(&args.bpf_dir, NODE_BPF_DIR);
+    if super::director_view::is_director(&bpf_dir) {
+        return super::director_view::status(&bpf_dir, args.json);
+    }
     let maps = Maps::open_pinned(&args.bpf_dir)
         .with_context(|| format!("opening the maps pinned in {}", args.bpf_dir.display()))?;
     let state = kernel::read(&maps, &args.bpf_dir)

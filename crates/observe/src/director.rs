@@ -1,0 +1,270 @@
+//! What a director's pinned maps say (docs/director.md): its settings, every VIP with its table,
+//! the share of slots each node holds and the packets sent; the reason counters; and for one
+//! flow, the node it goes to and why (VIP, hash under the cluster seed, slot, node).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Serialize;
+use switchyard_bpf::director::{
+    DirConfig, DirMaps, DirTable, ENCAP_FOU, ENCAP_GUE, ENCAP_IPIP, names,
+};
+use switchyard_maglev::{FlowKey, Seed};
+
+use crate::error::Error;
+use crate::kernel::ReasonCount;
+
+/// A director's settings as its program reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// M of every table.
+    pub table_size: u32,
+    /// The cluster seed (`--seed`), 32 hex digits.
+    pub seed: String,
+    /// `gue`, `fou` or `ipip`.
+    pub encapsulation: &'static str,
+    /// Destination port of GUE and FOU.
+    pub gue_port: u16,
+    /// Outer source towards IPv4 nodes.
+    pub source4: Option<IpAddr>,
+    /// Outer source towards IPv6 nodes.
+    pub source6: Option<IpAddr>,
+}
+
+/// One node in a table: how many slots it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Share {
+    /// Node id (`sy_dir_nodes`).
+    pub node_id: u32,
+    /// Its address, if the entry exists.
+    pub address: Option<IpAddr>,
+    /// Slots of the table pointing at it.
+    pub slots: u32,
+}
+
+/// One VIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VipStatus {
+    /// Counter id.
+    pub id: u32,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: &'static str,
+    /// Table id (0: no node serves the VIP; its packets are dropped and counted).
+    pub table_id: u32,
+    /// Slots per node (the weights Maglev realised), most first.
+    pub shares: Vec<Share>,
+    /// Packets and inner bytes sent encapsulated.
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One node entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    pub id: u32,
+    pub address: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Everything `switchyard status` shows on a director.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectorStatus {
+    pub settings: Settings,
+    pub vips: Vec<VipStatus>,
+    pub nodes: Vec<NodeStatus>,
+    /// Every reason counter (`encap_gue`, `drop_no_route`, ...).
+    pub reasons: BTreeMap<&'static str, ReasonCount>,
+    /// Links pinned under the bpffs directory (one per attached device).
+    pub links: Vec<String>,
+}
+
+/// Where one flow goes and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowExplanation {
+    /// `SRC:PORT -> VIP:PORT/PROTO`.
+    pub flow: String,
+    /// The VIP (with its table's shares), or `None`: not a VIP, the packet goes to the stack.
+    pub vip: Option<VipStatus>,
+    pub settings: Settings,
+    /// SipHash-2-4 of the 5-tuple under the seed, hex.
+    pub hash: Option<String>,
+    /// `hash mod M`.
+    pub slot: Option<u32>,
+    /// The node in that slot, with its share of the table.
+    pub node: Option<Share>,
+    /// One sentence: what the program does with the flow's packets.
+    pub decision: String,
+}
+
+fn protocol_name(protocol: u8) -> &'static str {
+    match protocol {
+        6 => "tcp",
+        17 => "udp",
+        132 => "sctp",
+        _ => "other",
+    }
+}
+
+fn settings(config: &DirConfig) -> Settings {
+    let mut seed = [0u8; 16];
+    seed[..8].copy_from_slice(&config.hash_k0.to_le_bytes());
+    seed[8..].copy_from_slice(&config.hash_k1.to_le_bytes());
+    let source = |addr: switchyard_bpf::abi::Addr, family: u8| {
+        (addr != switchyard_bpf::abi::Addr::UNSPECIFIED).then(|| addr.to_ip(family))
+    };
+    Settings {
+        table_size: config.table_size,
+        seed: Seed::from_bytes(seed).to_string(),
+        encapsulation: match config.encap {
+            ENCAP_GUE => "gue",
+            ENCAP_FOU => "fou",
+            ENCAP_IPIP => "ipip",
+            _ => "unknown",
+        },
+        gue_port: u16::from_be(config.gue_port),
+        source4: source(config.source4, switchyard_bpf::abi::AF_INET),
+        source6: source(config.source6, switchyard_bpf::abi::AF_INET6),
+    }
+}
+
+/// Slots per node of table `table_id` (empty when it is missing), most first.
+fn shares(maps: &DirMaps, table_id: u32, table_size: u32) -> Result<Vec<Share>, Error> {
+    let map_err = |source| switchyard_bpf::Error::Map { name: names::TABLES, source };
+    let table: DirTable = match maps.tables.get(&table_id, 0) {
+        Ok(table) => table,
+        Err(aya::maps::MapError::KeyNotFound) => return Ok(Vec::new()),
+        Err(source) => return Err(map_err(source).into()),
+    };
+    let mut slots: BTreeMap<u32, u32> = BTreeMap::new();
+    for index in 0..table_size {
+        let node = table.get(&index, 0).map_err(map_err)?;
+        *slots.entry(node).or_default() += 1;
+    }
+    let mut out: Vec<Share> = slots
+        .into_iter()
+        .map(|(node_id, slots)| Share {
+            node_id,
+            address: maps.nodes.get(&node_id, 0).ok().map(|n| n.ip()),
+            slots,
+        })
+        .collect();
+    out.sort_by(|a, b| b.slots.cmp(&a.slots).then(a.node_id.cmp(&b.node_id)));
+    Ok(out)
+}
+
+/// Reads the director's maps.
+pub fn read_status(maps: &DirMaps, bpf_dir: &Path) -> Result<DirectorStatus, Error> {
+    let config = maps.config()?;
+    let vip_counters = DirMaps::id_counters(&maps.vip_counters, names::VIP_COUNTERS)?;
+    let node_counters = DirMaps::id_counters(&maps.node_counters, names::NODE_COUNTERS)?;
+    let mut vips = Vec::new();
+    let mut table_shares: BTreeMap<u32, Vec<Share>> = BTreeMap::new();
+    for entry in maps.vips.iter() {
+        let (key, vip) =
+            entry.map_err(|source| switchyard_bpf::Error::Map { name: names::VIPS, source })?;
+        if !table_shares.contains_key(&vip.table_id) {
+            let computed = shares(maps, vip.table_id, config.table_size)?;
+            table_shares.insert(vip.table_id, computed);
+        }
+        let counter = vip_counters.get(&vip.id).copied().unwrap_or_default();
+        vips.push(VipStatus {
+            id: vip.id,
+            address: key.addr.to_ip(key.family),
+            port: key.port(),
+            protocol: protocol_name(key.proto),
+            table_id: vip.table_id,
+            shares: table_shares.get(&vip.table_id).cloned().unwrap_or_default(),
+            packets: counter.packets,
+            bytes: counter.bytes,
+        });
+    }
+    vips.sort_by(|a, b| (a.address, a.port, a.protocol).cmp(&(b.address, b.port, b.protocol)));
+    let mut nodes = Vec::new();
+    for entry in maps.nodes.iter() {
+        let (id, node) =
+            entry.map_err(|source| switchyard_bpf::Error::Map { name: names::NODES, source })?;
+        let counter = node_counters.get(&id).copied().unwrap_or_default();
+        nodes.push(NodeStatus {
+            id,
+            address: node.ip(),
+            packets: counter.packets,
+            bytes: counter.bytes,
+        });
+    }
+    nodes.sort_by_key(|n| n.id);
+    let reasons = maps
+        .counters()?
+        .into_iter()
+        .map(|(r, c)| (r.name(), ReasonCount { packets: c.packets, bytes: c.bytes }))
+        .collect();
+    Ok(DirectorStatus {
+        settings: settings(&config),
+        vips,
+        nodes,
+        reasons,
+        links: crate::kernel::attached_programs(bpf_dir),
+    })
+}
+
+/// Where the director sends `flow` (client -> VIP) and why, by the program's own lookup
+/// ([`DirMaps::lookup`], tested against the program).
+pub fn explain(maps: &DirMaps, flow: &FlowKey) -> Result<FlowExplanation, Error> {
+    let config = maps.config()?;
+    let text = format!(
+        "{} -> {}/{}",
+        std::net::SocketAddr::new(flow.source, flow.source_port),
+        std::net::SocketAddr::new(flow.destination, flow.destination_port),
+        protocol_name(flow.protocol)
+    );
+    let mut out = FlowExplanation {
+        flow: text,
+        vip: None,
+        settings: settings(&config),
+        hash: None,
+        slot: None,
+        node: None,
+        decision: String::new(),
+    };
+    let Some(lookup) = maps.lookup(flow)? else {
+        out.decision = "not a VIP of this director: XDP_PASS (the stack gets it)".to_string();
+        return Ok(out);
+    };
+    let table = shares(maps, lookup.vip.table_id, config.table_size)?;
+    let counters = DirMaps::id_counters(&maps.vip_counters, names::VIP_COUNTERS)?;
+    let counter = counters.get(&lookup.vip.id).copied().unwrap_or_default();
+    out.vip = Some(VipStatus {
+        id: lookup.vip.id,
+        address: flow.destination,
+        port: flow.destination_port,
+        protocol: protocol_name(flow.protocol),
+        table_id: lookup.vip.table_id,
+        shares: table.clone(),
+        packets: counter.packets,
+        bytes: counter.bytes,
+    });
+    out.hash = Some(format!("{:#018x}", lookup.hash));
+    out.slot = lookup.slot;
+    out.decision = match (lookup.vip.table_id, lookup.slot, lookup.node) {
+        (0, _, _) => "no node serves this VIP: dropped, counted as drop_no_node".to_string(),
+        (_, None, _) => "the VIP's table is missing: dropped (drop_table_missing)".to_string(),
+        (_, Some(_), None) => {
+            "the slot's node entry is missing: dropped (drop_node_missing)".to_string()
+        }
+        (_, Some(_), Some((id, node))) => {
+            out.node = Some(table.iter().find(|s| s.node_id == id).cloned().unwrap_or(Share {
+                node_id: id,
+                address: Some(node.ip()),
+                slots: 0,
+            }));
+            format!(
+                "encapsulated ({}) to {} and sent out again; the node answers the client directly",
+                out.settings.encapsulation,
+                node.ip()
+            )
+        }
+    };
+    Ok(out)
+}

@@ -1,0 +1,146 @@
+//! `switchyard status` and `explain` on a director: the same commands as on a node, reading
+//! the director's pinned maps (switchyard_observe::director) when the bpffs directory holds them.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use switchyard_bpf::director::{DirMaps, names};
+use switchyard_maglev::FlowKey;
+use switchyard_observe::director::{self, Share};
+
+/// Where a director pins its maps unless told otherwise (`switchyard director --bpf-dir`).
+pub(crate) const DEFAULT_BPF_DIR: &str = "/sys/fs/bpf/switchyard-director";
+
+/// Whether `bpf_dir` holds a director's maps.
+pub(crate) fn is_director(bpf_dir: &Path) -> bool {
+    bpf_dir.join(names::VIPS).exists()
+}
+
+/// The node's default directory, unless only a director is installed on this machine.
+pub(crate) fn default_dir(bpf_dir: &Path, node_default: &str) -> PathBuf {
+    let director = Path::new(DEFAULT_BPF_DIR);
+    if bpf_dir == Path::new(node_default) && !bpf_dir.exists() && is_director(director) {
+        return director.to_path_buf();
+    }
+    bpf_dir.to_path_buf()
+}
+
+fn open(bpf_dir: &Path) -> anyhow::Result<DirMaps> {
+    DirMaps::open_pinned(bpf_dir)
+        .with_context(|| format!("opening the director's maps pinned in {}", bpf_dir.display()))
+}
+
+fn share(s: &Share, table_size: u32) -> String {
+    let address = s.address.map_or_else(|| "(missing)".to_owned(), |a| a.to_string());
+    let percent = f64::from(s.slots) * 100.0 / f64::from(table_size.max(1));
+    format!("#{} {address}: {} slots ({percent:.1}%)", s.node_id, s.slots)
+}
+
+/// `switchyard status` on a director.
+pub(crate) fn status(bpf_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let maps = open(bpf_dir)?;
+    let status = director::read_status(&maps, bpf_dir)
+        .with_context(|| format!("reading the director's maps in {}", bpf_dir.display()))?;
+    if json {
+        let doc = serde_json::json!({ "role": "director", "bpf_dir": bpf_dir, "director": status });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = &status.settings;
+    println!("director, bpf dir: {}", bpf_dir.display());
+    println!("programs attached: {}", status.links.len());
+    for link in &status.links {
+        println!("  {link}");
+    }
+    let sources: Vec<String> =
+        [s.source4, s.source6].iter().flatten().map(IpAddr::to_string).collect();
+    println!(
+        "settings: M = {}, seed {}, encapsulation {} (port {}), outer sources {}",
+        s.table_size,
+        s.seed,
+        s.encapsulation,
+        s.gue_port,
+        sources.join(", ")
+    );
+    println!("vips: {}", status.vips.len());
+    for vip in &status.vips {
+        let address = std::net::SocketAddr::new(vip.address, vip.port);
+        println!(
+            "  #{} {address}/{} table #{} packets={} bytes={}",
+            vip.id, vip.protocol, vip.table_id, vip.packets, vip.bytes
+        );
+        if vip.table_id == 0 {
+            println!("      no node serves it: its packets are dropped (drop_no_node)");
+        }
+        for s in &vip.shares {
+            println!("      {}", share(s, status.settings.table_size));
+        }
+    }
+    println!("nodes: {}", status.nodes.len());
+    for node in &status.nodes {
+        println!("  #{} {} packets={} bytes={}", node.id, node.address, node.packets, node.bytes);
+    }
+    println!("counters (nonzero):");
+    for (reason, count) in status.reasons.iter().filter(|(_, c)| c.packets != 0) {
+        println!("  {reason}: {} (bytes {})", count.packets, count.bytes);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchyard explain SRC:PORT VIP:PORT/PROTO` on a director.
+pub(crate) fn explain(
+    bpf_dir: &Path,
+    source: IpAddr,
+    source_port: Option<u16>,
+    destination: std::net::SocketAddr,
+    protocol: u8,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let source_port = source_port.context(
+        "on a director SRC needs its port (ADDR:PORT): the node is chosen by the whole 5-tuple",
+    )?;
+    let maps = open(bpf_dir)?;
+    let flow = FlowKey {
+        source,
+        destination: destination.ip(),
+        source_port,
+        destination_port: destination.port(),
+        protocol,
+    };
+    let e = director::explain(&maps, &flow)
+        .with_context(|| format!("reading the director's maps in {}", bpf_dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = e.settings.table_size;
+    println!("flow: {} (director, maps in {})", e.flow, bpf_dir.display());
+    match &e.vip {
+        None => println!("vip: none"),
+        Some(vip) => {
+            println!(
+                "vip: #{} table #{} (M = {m}), {} nodes:",
+                vip.id,
+                vip.table_id,
+                vip.shares.len()
+            );
+            for s in &vip.shares {
+                println!("  {}", share(s, m));
+            }
+        }
+    }
+    if let (Some(hash), Some(slot)) = (&e.hash, e.slot) {
+        println!("hash: SipHash-2-4 of the 5-tuple under seed {} = {hash}", e.settings.seed);
+        println!("slot: hash mod {m} = {slot}");
+    }
+    if let Some(node) = &e.node {
+        println!(
+            "node: {} — every director with this seed and these objects picks the same",
+            share(node, m)
+        );
+    }
+    println!("decision: {}", e.decision);
+    Ok(ExitCode::SUCCESS)
+}
