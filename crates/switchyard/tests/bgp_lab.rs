@@ -2,7 +2,9 @@
 //! BGPAdvertisement manifests start the sessions, the router learns LoadBalancer IPs as ECMP
 //! routes, the external client reaches them through the router, ETP Local routes follow the
 //! endpoints, unrelated Service changes send no UPDATE, graceful restart keeps routes across agent
-//! restarts with no failed connection, and the hold timer withdraws a hung agent. See docs/bgp.md.
+//! restarts with no failed connection, and the hold timer withdraws a hung agent. The same
+//! against GoBGP, and a peer that sends garbage gets a NOTIFICATION while the agent's other
+//! session and routes stay. See docs/bgp.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_lab::tools::bird::{Bird, ROUTER_ASN, router_next_hops};
 use switchyard_lab::tools::clients;
+use switchyard_lab::tools::gobgp::GoBgp;
 use switchyard_lab::{require_root, wait_until};
 use switchyard_testing::e2e::{Agent, BIN, Cluster, State, at};
 
@@ -258,4 +261,71 @@ fn bird_learns_lb_ips_from_the_agents_and_keeps_them_across_a_graceful_restart()
     );
     let _ = Command::new("kill").args(["-CONT", &pid]).status();
     cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+/// GoBGP's next hops of `prefix` equal to the addresses of `nodes`.
+fn gobgp_routes_to(cluster: &Cluster, gobgp: &GoBgp, prefix: &str, nodes: &[&str]) {
+    let mut want: Vec<String> =
+        node_ips(cluster, nodes, prefix.contains(':')).iter().map(ToString::to_string).collect();
+    want.sort();
+    let ok = wait_until(Duration::from_secs(20), || {
+        gobgp.next_hops(&cluster.lab, prefix).unwrap() == want
+    });
+    assert!(
+        ok,
+        "GoBGP has {prefix} via {:?}, want {want:?}",
+        gobgp.next_hops(&cluster.lab, prefix)
+    );
+}
+
+#[test]
+fn gobgp_learns_lb_ips_from_the_agents_and_a_peer_sending_garbage_disturbs_nothing_else() {
+    if !require_root(
+        "gobgp_learns_lb_ips_from_the_agents_and_a_peer_sending_garbage_disturbs_nothing_else",
+    ) {
+        return;
+    }
+    let cluster = Cluster::with(&[("node1", &["a1"]), ("node2", &["b1"])]);
+    let gobgp = GoBgp::for_nodes(&cluster.lab, NODE_ASN).unwrap();
+    cluster.apply("nodes.yaml", &labelled_nodes(&cluster));
+    cluster.apply_and_wait("svc.yaml", &services(&cluster, "a1"));
+    cluster.apply("bgp.yaml", &bgp_objects(&cluster, &["node1", "node2"]));
+    gobgp_routes_to(&cluster, &gobgp, &format!("{WEB}/32"), &["node1", "node2"]);
+    gobgp_routes_to(&cluster, &gobgp, &format!("{WEB6}/128"), &["node1", "node2"]);
+    gobgp_routes_to(&cluster, &gobgp, &format!("{LOCAL}/32"), &["node1"]);
+    cluster.apply("svc.yaml", &services(&cluster, "b1"));
+    gobgp_routes_to(&cluster, &gobgp, &format!("{LOCAL}/32"), &["node2"]);
+
+    // A "router" on port 1790 that answers with garbage: it gets NOTIFICATION 1/1 (connection
+    // not synchronized) and the session resets; the agent's other session and routes stay.
+    let info = cluster.lab.node("node1").unwrap().clone();
+    let fake = std::net::SocketAddr::new(info.router_ipv4.into(), 1790);
+    let listener =
+        cluster.lab.run_in("fabric", move || std::net::TcpListener::bind(fake)).unwrap().unwrap();
+    let garbage = format!(
+        "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: garbage\n\
+         spec:\n  peerAddress: \"{}\"\n  peerPort: 1790\n  peerASN: {ROUTER_ASN}\n  myASN: {NODE_ASN}\n\
+         \x20 nodeSelector: {{matchLabels: {{kubernetes.io/hostname: node1}}}}\n",
+        info.router_ipv4
+    );
+    cluster.apply("garbage.yaml", &garbage);
+    let (mut connection, _) = listener.accept().unwrap();
+    connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut connection, &[0x42; 40]).unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut connection, &mut answer);
+    let notification = answer.windows(21).find(|w| w[..16] == [0xff; 16] && w[18] == 3);
+    let notification = notification.expect("a NOTIFICATION came back");
+    assert_eq!((notification[19], notification[20]), (1, 1), "header error, not synchronized");
+    cluster.eventually("the garbage peer's reset is reported", || {
+        let report = bgp_report(&cluster, "node1");
+        report.contains("last down: sent NOTIFICATION") && report.contains("(1/1)")
+    });
+    let report = bgp_report(&cluster, "node1");
+    let router = report.split("\npeer ").find(|b| b.starts_with("tor-node1")).unwrap();
+    assert!(router.contains(": established for"), "{report}");
+    assert!(router.contains("flaps: 0"), "the router's session never went down: {report}");
+    gobgp_routes_to(&cluster, &gobgp, &format!("{WEB}/32"), &["node1", "node2"]);
+    // The session is tried again by itself after the connect-retry time.
+    let (_again, _) = listener.accept().unwrap();
 }

@@ -24,6 +24,10 @@ pub struct Neighbor {
     pub address: IpAddr,
     /// The node's AS number.
     pub asn: u32,
+    /// The port BIRD listens on for this neighbour: 179, or others to run several sessions with
+    /// one node (BIRD tells them apart by its local port; the same number as the neighbour's
+    /// port keeps BIRD's per-neighbour lock apart too, and BIRD never connects: it is passive).
+    pub port: u16,
 }
 
 /// A running BIRD in a lab's router namespace.
@@ -45,6 +49,7 @@ impl Bird {
                 local: n.router_ipv4.into(),
                 address: n.ipv4.into(),
                 asn: node_asn,
+                port: 179,
             })
             .collect();
         Bird::start(lab, &neighbors, hold_seconds)
@@ -59,15 +64,20 @@ impl Bird {
             "router id 10.100.255.1;\nprotocol device {{}}\n\
              protocol kernel k4 {{ ipv4 {{ export all; import none; }}; merge paths on; }}\n\
              protocol kernel k6 {{ ipv6 {{ export all; import none; }}; merge paths on; }}\n\
-             template bgp nodes {{ local as {ROUTER_ASN}; passive on; hold time {hold_seconds};\n\
+             template bgp nodes {{ local as {ROUTER_ASN}; passive on;\n\
+             \x20 hold time {hold_seconds};\n\
              \x20 graceful restart on; ipv4 {{ import all; export none; }};\n\
              \x20 ipv6 {{ import all; export none; }}; }}\n"
         );
         for (i, n) in neighbors.iter().enumerate() {
             let _ = writeln!(
                 conf,
-                "protocol bgp node{i} from nodes {{ local {} as {ROUTER_ASN}; neighbor {} as {}; }}",
-                n.local, n.address, n.asn
+                "protocol bgp node{i} from nodes {{ local {} port {port} as {ROUTER_ASN}; \
+                 neighbor {} port {port} as {}; }}",
+                n.local,
+                n.address,
+                n.asn,
+                port = n.port
             );
         }
         let path = dir.join("bird.conf");

@@ -7,6 +7,7 @@
 
 pub mod bird;
 pub mod clients;
+pub mod gobgp;
 pub mod raw;
 pub mod servers;
 mod udp_reply;

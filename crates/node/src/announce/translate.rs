@@ -105,8 +105,10 @@ pub(crate) fn session_report(plan: &PeerPlan, status: &PeerStatus) -> SessionRep
 
 fn down_reason(reason: &DownReason) -> String {
     match reason {
-        DownReason::Sent { reason, notification } => format!("sent {notification}: {reason}"),
-        DownReason::Received(notification) => format!("received {notification}"),
+        DownReason::Sent { reason, notification } => {
+            format!("sent NOTIFICATION {notification}: {reason}")
+        }
+        DownReason::Received(notification) => format!("received NOTIFICATION {notification}"),
         DownReason::ConnectionLost => "connection lost".to_owned(),
         DownReason::Stopped => "stopped".to_owned(),
     }
