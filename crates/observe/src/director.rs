@@ -165,9 +165,8 @@ pub fn read_status(maps: &DirMaps, bpf_dir: &Path) -> Result<DirectorStatus, Err
     for entry in maps.vips.iter() {
         let (key, vip) =
             entry.map_err(|source| switchyard_bpf::Error::Map { name: names::VIPS, source })?;
-        if !table_shares.contains_key(&vip.table_id) {
-            let computed = shares(maps, vip.table_id, config.table_size)?;
-            table_shares.insert(vip.table_id, computed);
+        if let std::collections::btree_map::Entry::Vacant(slot) = table_shares.entry(vip.table_id) {
+            slot.insert(shares(maps, vip.table_id, config.table_size)?);
         }
         let counter = vip_counters.get(&vip.id).copied().unwrap_or_default();
         vips.push(VipStatus {
