@@ -8,6 +8,7 @@
 
 pub mod allocator;
 pub mod election;
+pub mod report;
 mod run;
 pub mod runtime;
 

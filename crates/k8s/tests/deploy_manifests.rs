@@ -1,14 +1,14 @@
-//! Every manifest under deploy/ parses into its typed k8s-openapi object, and the DaemonSet and
-//! RBAC grant no more than the agent needs.
+//! Every manifest under deploy/ parses into its typed k8s-openapi object, and the DaemonSet,
+//! the controller's Deployment and the RBAC grant no more than each role needs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Deserialize;
 
@@ -21,6 +21,40 @@ struct Deploy {
     bindings: Vec<ClusterRoleBinding>,
     config_maps: Vec<ConfigMap>,
     crds: Vec<CustomResourceDefinition>,
+    deployments: Vec<Deployment>,
+    roles: Vec<Role>,
+    role_bindings: Vec<RoleBinding>,
+}
+
+/// The agent's objects are named `switchyard`, the controller's `switchyard-controller`.
+fn named<
+    'a,
+    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
+    objects: &'a [T],
+    name: &str,
+) -> &'a T {
+    objects
+        .iter()
+        .find(|o| o.metadata().name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// Every (group, resource, verb) a role's rules grant.
+fn grants(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
+    let mut grants = BTreeSet::new();
+    for rule in rules {
+        assert!(rule.non_resource_urls.is_none(), "no non-resource URLs: {rule:?}");
+        assert!(rule.resource_names.is_none(), "no resourceNames: {rule:?}");
+        for group in rule.api_groups.as_deref().unwrap_or_default() {
+            for resource in rule.resources.as_deref().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    grants.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    grants
 }
 
 fn deploy_dir() -> PathBuf {
@@ -66,6 +100,15 @@ fn load() -> Deploy {
                 (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRoleBinding")) => {
                     deploy.bindings.push(typed(value, &place));
                 }
+                (Some("apps/v1"), Some("Deployment")) => {
+                    deploy.deployments.push(typed(value, &place))
+                }
+                (Some("rbac.authorization.k8s.io/v1"), Some("Role")) => {
+                    deploy.roles.push(typed(value, &place));
+                }
+                (Some("rbac.authorization.k8s.io/v1"), Some("RoleBinding")) => {
+                    deploy.role_bindings.push(typed(value, &place));
+                }
                 (api_version, kind) => panic!("{place}: unexpected {api_version:?} {kind:?}"),
             }
         }
@@ -77,9 +120,11 @@ fn load() -> Deploy {
 fn every_manifest_parses_into_its_typed_object() {
     let deploy = load();
     assert_eq!(deploy.daemon_sets.len(), 1);
-    assert_eq!(deploy.service_accounts.len(), 1);
-    assert_eq!(deploy.cluster_roles.len(), 1);
-    assert_eq!(deploy.bindings.len(), 1);
+    assert_eq!(deploy.service_accounts.len(), 2, "agent and controller");
+    assert_eq!(deploy.cluster_roles.len(), 2);
+    assert_eq!(deploy.bindings.len(), 2);
+    assert_eq!(deploy.deployments.len(), 1, "the controller");
+    assert_eq!((deploy.roles.len(), deploy.role_bindings.len()), (1, 1), "the controller's Lease");
     assert_eq!(deploy.config_maps.len(), 1);
     assert_eq!(deploy.crds.len(), 3, "IPPool, BGPPeer, BGPAdvertisement");
 }
@@ -87,7 +132,7 @@ fn every_manifest_parses_into_its_typed_object() {
 #[test]
 fn cluster_role_grants_exactly_list_and_watch_on_what_a_proxy_reads() {
     let deploy = load();
-    let role = &deploy.cluster_roles[0];
+    let role = named(&deploy.cluster_roles, "switchyard");
     let mut grants = BTreeSet::new();
     for rule in role.rules.as_deref().unwrap_or_default() {
         assert!(rule.non_resource_urls.is_none(), "no non-resource URLs: {rule:?}");
@@ -123,10 +168,10 @@ fn cluster_role_grants_exactly_list_and_watch_on_what_a_proxy_reads() {
 #[test]
 fn binding_ties_the_role_to_the_daemonsets_service_account() {
     let deploy = load();
-    let account = &deploy.service_accounts[0].metadata;
-    let binding = &deploy.bindings[0];
+    let account = &named(&deploy.service_accounts, "switchyard").metadata;
+    let binding = named(&deploy.bindings, "switchyard");
     assert_eq!(binding.role_ref.kind, "ClusterRole");
-    assert_eq!(Some(&binding.role_ref.name), deploy.cluster_roles[0].metadata.name.as_ref());
+    assert_eq!(binding.role_ref.name, "switchyard");
     let subjects = binding.subjects.as_deref().unwrap_or_default();
     assert_eq!(subjects.len(), 1);
     assert_eq!(subjects[0].kind, "ServiceAccount");
@@ -204,4 +249,74 @@ fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
         other => panic!("probe port {other:?}"),
     };
     assert!(data["HEALTHZ_BIND_ADDRESS"].ends_with(&format!(":{port}")));
+}
+
+#[test]
+fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
+    let deploy = load();
+    let owned = |t: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
+        t.iter().map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned())).collect()
+    };
+    let cluster_role = named(&deploy.cluster_roles, "switchyard-controller");
+    assert_eq!(
+        grants(cluster_role.rules.as_deref().unwrap_or_default()),
+        owned(&[
+            ("", "services", "list"),
+            ("", "services", "watch"),
+            ("", "services/status", "update"),
+            ("", "namespaces", "list"),
+            ("", "namespaces", "watch"),
+            ("", "events", "create"),
+            ("switchyard.io", "ippools", "list"),
+            ("switchyard.io", "ippools", "watch"),
+            ("switchyard.io", "ippools/status", "update"),
+        ])
+    );
+    let role = &deploy.roles[0];
+    assert_eq!(role.metadata.namespace.as_deref(), Some("kube-system"));
+    assert_eq!(
+        grants(role.rules.as_deref().unwrap_or_default()),
+        owned(&[
+            ("coordination.k8s.io", "leases", "get"),
+            ("coordination.k8s.io", "leases", "create"),
+            ("coordination.k8s.io", "leases", "update"),
+        ])
+    );
+    let account = &named(&deploy.service_accounts, "switchyard-controller").metadata;
+    let binding = named(&deploy.bindings, "switchyard-controller");
+    assert_eq!(binding.role_ref.name, "switchyard-controller");
+    let subjects = binding.subjects.as_deref().unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+    let role_binding = &deploy.role_bindings[0];
+    assert_eq!(
+        (role_binding.role_ref.kind.as_str(), role_binding.role_ref.name.as_str()),
+        ("Role", "switchyard-controller")
+    );
+    assert_eq!(
+        role_binding.subjects.as_deref().unwrap_or_default()[0].name,
+        "switchyard-controller"
+    );
+
+    // Two replicas, the controller subcommand, no host access, no capabilities.
+    let deployment = &deploy.deployments[0];
+    let spec = deployment.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name, account.name);
+    assert_ne!(pod.host_network, Some(true));
+    assert!(pod.volumes.is_none());
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.args.as_deref().unwrap_or_default().first().map(String::as_str),
+        Some("controller")
+    );
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    let capabilities = security.capabilities.as_ref().unwrap();
+    assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+    assert!(capabilities.add.is_none());
+    let env: BTreeSet<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert!(env.contains("POD_NAME") && env.contains("POD_NAMESPACE"), "{env:?}");
 }

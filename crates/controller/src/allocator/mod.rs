@@ -669,6 +669,11 @@ impl Allocator {
         self.services.get(key)?.outcome.as_ref()
     }
 
+    /// Every Service of ours with its outcome, in key order.
+    pub fn outcomes(&self) -> impl Iterator<Item = (&ObjectKey, &Outcome)> {
+        self.services.iter().filter_map(|(k, t)| Some((k, t.outcome.as_ref()?)))
+    }
+
     /// The addresses a Service holds, in its family order.
     pub fn addresses(&self, key: &ObjectKey) -> Vec<IpAddr> {
         let Some(wants) = self.services.get(key).and_then(|t| t.facts.wants.as_ref()) else {

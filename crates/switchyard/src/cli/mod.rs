@@ -11,6 +11,7 @@ mod director_view;
 mod doctor;
 mod explain;
 mod inspect;
+mod ipam;
 mod lab;
 mod maglev;
 mod monitor;
@@ -66,6 +67,8 @@ enum Command {
     Director(director::DirectorArgs),
     /// The controller role: LoadBalancer addresses from IPPools, written to Service status.
     Controller(controller::ControllerArgs),
+    /// LoadBalancer pools of a manifest directory: usage, who holds which address, who waits.
+    Ipam(ipam::IpamArgs),
     /// A lab cluster with the node agent on every node, example Services and traffic (root).
     Demo(demo::DemoArgs),
     Doctor(doctor::DoctorArgs),
@@ -101,6 +104,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bgp(args) => bgp::run(&args),
         Command::Director(args) => director::run(args),
         Command::Controller(args) => controller::run(args),
+        Command::Ipam(args) => ipam::run(&args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Completion(args) => about::completion(&args),
