@@ -197,9 +197,12 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 mod tests {
     use super::*;
 
+    /// What a path parses to: resource, namespace, name, subresource.
+    type Parsed<'a> = (Resource, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
     #[test]
     fn parses_the_paths_kube_rs_uses() {
-        let cases: &[(&str, Option<(Resource, Option<&str>, Option<&str>, Option<&str>)>)] = &[
+        let cases: &[(&str, Option<Parsed<'_>>)] = &[
             ("/api/v1/services", Some((Resource::Services, None, None, None))),
             (
                 "/api/v1/namespaces/ns/services/web/status",
