@@ -51,7 +51,7 @@ fn service(i: usize) -> Service {
         );
         annotations.insert("switchyard.io/load-balancer-ips".to_owned(), address.to_string());
     }
-    let families = if i % 5 == 0 {
+    let families = if i.is_multiple_of(5) {
         vec!["IPv4".to_owned(), "IPv6".to_owned()]
     } else {
         vec!["IPv4".to_owned()]

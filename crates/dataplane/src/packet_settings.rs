@@ -135,25 +135,32 @@ impl PacketState {
         planner: &KernelPlanner,
         changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
     ) -> Vec<PacketError> {
+        self.prepare_resolved(packet, &resolve(planner, changes))
+    }
+
+    /// [`PacketState::prepare`] with the frontend ids already looked up (before the plan).
+    pub fn prepare_resolved(
+        &mut self,
+        packet: &mut PacketMaps,
+        frontends: &[FrontendRanges],
+    ) -> Vec<PacketError> {
         let mut errors = Vec::new();
-        for (key, frontend) in changes {
-            let Some(frontend) = frontend else { continue };
-            let Some(wanted) = wanted(planner, key, frontend) else { continue };
-            if wanted.is_empty() {
+        for frontend in frontends {
+            if frontend.wanted.is_empty() {
                 continue;
             }
-            let have = self.ranges.entry(key).or_default();
-            for range in wanted {
-                if have.contains(&range) {
+            let have = self.ranges.entry(frontend.key).or_default();
+            for range in &frontend.wanted {
+                if have.contains(range) {
                     continue;
                 }
-                if !self.adopted.remove(&range)
-                    && let Err(source) = packet.add_source_range(range.frontend_id, range)
+                if !self.adopted.remove(range)
+                    && let Err(source) = packet.add_source_range(range.frontend_id, *range)
                 {
-                    errors.push(range_error(key, frontend, source));
+                    errors.push(range_error(frontend, source));
                     continue;
                 }
-                have.push(range);
+                have.push(*range);
             }
         }
         errors
@@ -166,23 +173,28 @@ impl PacketState {
         planner: &KernelPlanner,
         changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
     ) -> Vec<PacketError> {
+        self.finish_resolved(packet, &resolve(planner, changes))
+    }
+
+    /// [`PacketState::finish`] with the frontend ids already looked up (after the plan).
+    pub fn finish_resolved(
+        &mut self,
+        packet: &mut PacketMaps,
+        frontends: &[FrontendRanges],
+    ) -> Vec<PacketError> {
         let mut errors = Vec::new();
-        for (key, frontend) in changes {
-            let wanted = frontend.and_then(|f| wanted(planner, key, f)).unwrap_or_default();
-            let have = self.ranges.remove(&key).unwrap_or_default();
+        for frontend in frontends {
+            let wanted = &frontend.wanted;
+            let have = self.ranges.remove(&frontend.key).unwrap_or_default();
             let mut kept = Vec::with_capacity(wanted.len());
-            for range in &wanted {
+            for range in wanted {
                 if have.contains(range) || self.adopted.remove(range) {
                     kept.push(*range);
                     continue;
                 }
                 match packet.add_source_range(range.frontend_id, *range) {
                     Ok(()) => kept.push(*range),
-                    Err(source) => {
-                        if let Some(frontend) = frontend {
-                            errors.push(range_error(key, frontend, source));
-                        }
-                    }
+                    Err(source) => errors.push(range_error(frontend, source)),
                 }
             }
             for range in have.iter().filter(|r| !wanted.contains(r)) {
@@ -195,7 +207,7 @@ impl PacketState {
                 }
             }
             if !kept.is_empty() {
-                self.ranges.insert(key, kept);
+                self.ranges.insert(frontend.key, kept);
             }
         }
         errors
@@ -209,14 +221,25 @@ impl PacketState {
         planner: &KernelPlanner,
         desired: &DesiredState,
     ) -> Vec<PacketError> {
-        let gone: Vec<FrontendKey> =
-            self.ranges.keys().filter(|k| desired.get(k).is_none()).copied().collect();
-        let changes = desired
-            .frontends
-            .iter()
-            .map(|(k, f)| (*k, Some(f)))
-            .chain(gone.into_iter().map(|k| (k, None)));
-        let mut errors = self.finish(packet, planner, changes);
+        let all = resolve(planner, desired.frontends.iter().map(|(k, f)| (*k, Some(f))));
+        self.finish_full_resolved(packet, &all)
+    }
+
+    /// [`PacketState::finish_full`] with `all`, every frontend of the desired state resolved.
+    pub fn finish_full_resolved(
+        &mut self,
+        packet: &mut PacketMaps,
+        all: &[FrontendRanges],
+    ) -> Vec<PacketError> {
+        let listed: HashSet<FrontendKey> = all.iter().map(|f| f.key).collect();
+        let gone: Vec<FrontendRanges> = self
+            .ranges
+            .keys()
+            .filter(|k| !listed.contains(k))
+            .map(|&key| FrontendRanges { key, service: String::new(), wanted: Vec::new() })
+            .collect();
+        let mut errors = self.finish_resolved(packet, all);
+        errors.extend(self.finish_resolved(packet, &gone));
         for range in std::mem::take(&mut self.adopted) {
             if let Err(source) = packet.remove_source_range(range) {
                 errors.push(PacketError::Map {
@@ -232,6 +255,32 @@ impl PacketState {
     pub fn source_ranges(&self, key: &FrontendKey) -> &[SrcRangeKey] {
         self.ranges.get(key).map_or(&[], Vec::as_slice)
     }
+}
+
+/// The loadBalancerSourceRanges of one changed frontend as trie keys under its frontend id:
+/// empty when it has none, has no id (not programmed) or is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendRanges {
+    pub key: FrontendKey,
+    /// The Service, for error messages.
+    pub service: String,
+    pub wanted: Vec<SrcRangeKey>,
+}
+
+/// Looks up the frontend ids of `changes` in `planner` as it is now (before a plan: the ids
+/// frontends keep; after it: their current ids).
+pub fn resolve<'a>(
+    planner: &KernelPlanner,
+    changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
+) -> Vec<FrontendRanges> {
+    changes
+        .into_iter()
+        .map(|(key, frontend)| FrontendRanges {
+            key,
+            service: frontend.map(|f| f.service.to_string()).unwrap_or_default(),
+            wanted: frontend.and_then(|f| wanted(planner, key, f)).unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The trie keys `frontend` needs, or `None` when it has no id (not programmed).
@@ -253,14 +302,10 @@ fn wanted(
     )
 }
 
-fn range_error(
-    key: FrontendKey,
-    frontend: &Frontend,
-    source: switchyard_bpf::Error,
-) -> PacketError {
+fn range_error(frontend: &FrontendRanges, source: switchyard_bpf::Error) -> PacketError {
     PacketError::SourceRange {
-        frontend: key,
-        service: frontend.service.to_string(),
+        frontend: frontend.key,
+        service: frontend.service.clone(),
         source: Box::new(source),
     }
 }

@@ -117,27 +117,13 @@ impl Reconciler {
     /// the next plan; ends the holds of endpoints no longer listed (true when any ended: the
     /// next plan, even an empty one, deletes their entries).
     pub fn hold(&mut self, endpoints: &HashSet<(IpAddr, u16)>) -> bool {
-        use switchyard_bpf::abi::{BE_LOCAL, BE_TERMINATING};
-        let ended: Vec<MapBackend> =
-            self.planner.held().filter(|b| !endpoints.contains(&(b.ip, b.port))).copied().collect();
-        for backend in &ended {
-            self.planner.release(backend);
-        }
-        for &(ip, port) in endpoints {
-            for flags in [0, BE_LOCAL, BE_TERMINATING, BE_LOCAL | BE_TERMINATING] {
-                self.planner.hold(&MapBackend { ip, port, flags });
-            }
-        }
         self.holds.clone_from(endpoints);
-        !ended.is_empty()
+        hold_endpoints(&mut self.planner, endpoints)
     }
 
     /// Whether any frontend still uses `ip:port` (under any flags).
     pub fn uses_address(&self, ip: IpAddr, port: u16) -> bool {
-        use switchyard_bpf::abi::{BE_LOCAL, BE_TERMINATING};
-        [0, BE_LOCAL, BE_TERMINATING, BE_LOCAL | BE_TERMINATING]
-            .into_iter()
-            .any(|flags| self.planner.backend_id(&MapBackend { ip, port, flags }).is_some())
+        uses_address(&self.planner, ip, port)
     }
 
     /// After a failed apply the planner's view may be ahead of the kernel: read the maps back
@@ -176,4 +162,32 @@ impl Reconciler {
             apply_time: applying.elapsed(),
         })
     }
+}
+
+/// Every combination of the backend flags a frontend may give one endpoint.
+const ALL_FLAGS: [u8; 4] = {
+    use switchyard_bpf::abi::{BE_LOCAL, BE_TERMINATING};
+    [0, BE_LOCAL, BE_TERMINATING, BE_LOCAL | BE_TERMINATING]
+};
+
+/// Makes `planner` keep the backend entries of exactly these endpoints (under any flags) while
+/// no frontend uses them; ends the holds of endpoints no longer listed. True when a hold ended:
+/// the next plan, even an empty one, deletes those entries.
+pub fn hold_endpoints(planner: &mut KernelPlanner, endpoints: &HashSet<(IpAddr, u16)>) -> bool {
+    let ended: Vec<MapBackend> =
+        planner.held().filter(|b| !endpoints.contains(&(b.ip, b.port))).copied().collect();
+    for backend in &ended {
+        planner.release(backend);
+    }
+    for &(ip, port) in endpoints {
+        for flags in ALL_FLAGS {
+            planner.hold(&MapBackend { ip, port, flags });
+        }
+    }
+    !ended.is_empty()
+}
+
+/// Whether any frontend `planner` knows uses `ip:port` (under any flags).
+pub fn uses_address(planner: &KernelPlanner, ip: IpAddr, port: u16) -> bool {
+    ALL_FLAGS.into_iter().any(|flags| planner.backend_id(&MapBackend { ip, port, flags }).is_some())
 }

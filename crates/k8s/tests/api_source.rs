@@ -107,6 +107,28 @@ async fn first_update_waits_for_every_kind_and_holds_only_what_the_selectors_adm
 }
 
 #[tokio::test]
+async fn the_director_scope_watches_every_node_and_this_proxys_services() {
+    let api = FakeApi::start().await;
+    populate(&api);
+    let options = ApiOptions {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..ApiOptions::director()
+    };
+    let mut watcher = ApiWatcher::start_with(api.client(), options, Duration::from_secs(5));
+    let mut state = ClusterState::default();
+    for change in next(&mut watcher).await.changes {
+        state.apply(change);
+    }
+    assert_eq!(names(&state.services), ["default/web"]);
+    assert_eq!(names(&state.endpoint_slices), ["default/web-abc"]);
+    assert_eq!(names(&state.nodes), [NODE, "node-b"], "every Node, not one");
+    // A Node added later arrives as a change.
+    api.put(node("node-c", "192.168.1.12", "zone-3"));
+    until(&mut watcher, &mut state, |s| s.nodes.contains_key(&ObjectKey::cluster("node-c"))).await;
+}
+
+#[tokio::test]
 async fn selectors_are_sent_to_the_api_server_in_the_query() {
     let api = FakeApi::start().await;
     populate(&api);

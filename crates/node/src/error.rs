@@ -74,6 +74,9 @@ pub enum NodeError {
     /// The API server client could not be created.
     #[error("connecting to the API server")]
     ApiClient(#[source] switchyard_k8s::api::ClientError),
+    /// The first reconciliation could not be written, not even after reading the maps back.
+    #[error("programming the maps failed (see the log above)")]
+    FirstSync,
     /// The source ended (the manifest watcher or the API watch stopped).
     #[error("the source stopped")]
     SourceStopped,

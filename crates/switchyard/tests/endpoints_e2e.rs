@@ -248,3 +248,36 @@ fn the_local_list_falls_back_to_terminating_endpoints_separately_from_the_cluste
     assert_eq!(cluster.backends("a2", "tcp", at(cluster_ip, 80), 20), set(&["b1"]));
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }
+
+#[test]
+fn an_agent_with_a_proxy_name_serves_only_services_labelled_with_it() {
+    if !require_root("an_agent_with_a_proxy_name_serves_only_services_labelled_with_it") {
+        return;
+    }
+    let cluster = Cluster::with_clients(
+        &[("node1", &["a1", "a2"]), ("node2", &["b1", "b2"])],
+        &[],
+        &["--proxy-name", "switchyard-e2e"],
+    );
+    let mut baseline = cluster.containment_baseline();
+    let ready = endpoint(&cluster, "b1", READY, "");
+    let (ours, plain, theirs) = (v4("10.96.169.10"), v4("10.96.169.20"), v4("10.96.169.30"));
+    let label =
+        |name: &str| format!("  labels: {{service.kubernetes.io/service-proxy-name: {name}}}\n");
+    let text = [
+        service("ours", &label("switchyard-e2e"), ours, "", TCP_80),
+        slice("ours-1", "ours", &ready, SLICE_TCP),
+        service("plain", "", plain, "", TCP_80),
+        slice("plain-1", "plain", &ready, SLICE_TCP),
+        service("theirs", &label("other-proxy"), theirs, "", TCP_80),
+        slice("theirs-1", "theirs", &ready, SLICE_TCP),
+    ]
+    .concat();
+    cluster.apply_until_it_answers("svc.yaml", &text, "a1", at(ours, 80));
+    assert_eq!(cluster.backends("a1", "tcp", at(ours, 80), 5), set(&["b1"]));
+    // Unlabelled Services belong to the default proxy, labelled ones to the proxy they name.
+    for target in [plain, theirs] {
+        cluster.assert_untranslated("a1", at(target, 80), &mut baseline);
+    }
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}

@@ -254,6 +254,12 @@ fn session_affinity_switched_on_and_off_takes_effect_per_socket_and_per_packet()
     }
     assert!(chosen.len() > 1, "per-packet affinity never expired: {chosen:?}");
 
+    // More than the API server allows: programmed as the maximum, 86400 s.
+    write(
+        "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 100000}}\n",
+    );
+    assert_eq!(timeout(), 86_400);
+
     // Off again: spread at once, on both paths.
     write("");
     assert_eq!(timeout(), 0);

@@ -25,6 +25,9 @@ pub enum WatchScope {
     Node,
     /// The controller's: every Service, whatever proxy it is for, and IPPools.
     Controller,
+    /// The director's: Services and EndpointSlices for this proxy (as the node's), every Node
+    /// (a VIP's nodes are cluster-wide), and IPPools.
+    Director,
 }
 
 /// Settings of the API source.
@@ -61,6 +64,11 @@ impl ApiOptions {
     /// The controller's watch: every Service and IPPool (it runs on no particular node).
     pub fn controller() -> Self {
         Self { scope: WatchScope::Controller, ..Self::new("") }
+    }
+
+    /// The director's watch: Services and EndpointSlices for this proxy, every Node, IPPools.
+    pub fn director() -> Self {
+        Self { scope: WatchScope::Director, ..Self::new("") }
     }
 
     /// Label selector for Services and EndpointSlices, the one kube-proxy uses: Services meant

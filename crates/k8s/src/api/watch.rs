@@ -113,6 +113,35 @@ impl ApiWatcher {
                 tasks.push(tokio::spawn(advertisements.run(tuning.clone(), event_sender.clone())));
                 &ALL_KINDS
             }
+            WatchScope::Director => {
+                let services = KindWatch {
+                    api: Api::<Service>::all(client.clone()),
+                    config: watcher::Config::default().labels(&labels),
+                    wrap: KindEvent::Service,
+                    custom: false,
+                };
+                let slices = KindWatch {
+                    api: Api::<EndpointSlice>::all(client.clone()),
+                    config: watcher::Config::default().labels(&labels),
+                    wrap: KindEvent::EndpointSlice,
+                    custom: false,
+                };
+                let nodes = KindWatch {
+                    api: Api::<Node>::all(client),
+                    config: watcher::Config::default(),
+                    wrap: KindEvent::Node,
+                    custom: false,
+                };
+                tasks.push(tokio::spawn(services.run(tuning.clone(), event_sender.clone())));
+                tasks.push(tokio::spawn(slices.run(tuning.clone(), event_sender.clone())));
+                tasks.push(tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())));
+                &[
+                    ObjectKind::Service,
+                    ObjectKind::EndpointSlice,
+                    ObjectKind::Node,
+                    ObjectKind::IPPool,
+                ]
+            }
             WatchScope::Controller => {
                 let services = KindWatch {
                     api: Api::<Service>::all(client),

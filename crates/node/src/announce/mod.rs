@@ -93,6 +93,12 @@ impl Announcer {
         }
     }
 
+    /// Decides again at the next sync whatever changed (after a full reconciliation of the
+    /// maps, whose differences are not listed).
+    pub(crate) fn invalidate(&mut self) {
+        self.dirty = true;
+    }
+
     /// Notes a difference of the desired state; only LoadBalancer IPs and externalIPs matter.
     pub(crate) fn touched(&mut self, diff: &StateDiff) {
         let external = diff.upserted.iter().any(|(key, frontend)| {

@@ -9,7 +9,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_bpf::Maps;
-use switchyard_dataplane::reconciler::Applied;
 use switchyard_error::ErrorChain;
 use switchyard_model::DesiredState;
 use switchyard_observe::bgp::BgpSource;
@@ -71,12 +70,12 @@ impl AgentObservability {
     pub(crate) fn synced(
         &self,
         full: bool,
-        applied: &Applied,
+        duration: Duration,
+        errors: usize,
         desired: &DesiredState,
         arrived: Instant,
     ) {
-        let duration: Duration = applied.plan_time + applied.apply_time;
-        self.sync.observe_sync(full, duration, SystemTime::now(), applied.errors.len());
+        self.sync.observe_sync(full, duration, SystemTime::now(), errors);
         self.sync.observe_programming(arrived.elapsed());
         self.sync.set_pending(0);
         match self.services.write() {

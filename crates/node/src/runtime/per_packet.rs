@@ -2,15 +2,15 @@
 //! and what they need besides frontends — node addresses, loadBalancerSourceRanges and the SNAT
 //! settings. The model decides all of it; this only carries it out and logs what failed.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use switchyard_bpf::decap::DecapDatapath;
 use switchyard_bpf::tc::{self, PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
-use switchyard_dataplane::packet_settings::{PacketError, PacketState};
-use switchyard_dataplane::reconciler::KernelPlanner;
+use switchyard_dataplane::packet_settings::{FrontendRanges, PacketError, PacketState};
 use switchyard_error::ErrorChain;
-use switchyard_model::{DesiredState, Frontend, FrontendKey, NodeModel, PortRange};
+use switchyard_model::{NodeModel, PortRange, PrimaryAddresses};
 use tracing::{error, info, warn};
 
 use crate::config::{Directors, check_port_ranges};
@@ -41,7 +41,7 @@ impl PerPacketPrograms {
         directors: &Directors,
     ) -> Result<Self, NodeError> {
         check_port_ranges(snat_ports, node_port_range)?;
-        let settings = settings(model, snat_ports, node_port_range);
+        let settings = settings(model.primary_addresses(), snat_ports, node_port_range);
         // Loading writes the settings: they are computed from the model first, so a restarted
         // agent never has the programs SNAT to a stale or missing address.
         let datapath = PacketDatapath::load(options, PacketMapSizes::default(), &settings)
@@ -63,44 +63,34 @@ impl PerPacketPrograms {
         };
         let mut programs =
             PerPacketPrograms { datapath, decap, state, devices, snat_ports, node_port_range };
-        programs.node_changed(maps, model);
+        programs.node_changed(maps, model.node_port_addresses(), model.primary_addresses());
         Ok(programs)
     }
 
-    /// Before a plan: source ranges of frontends that keep their id.
-    pub(crate) fn prepare<'a>(
+    /// Writes loadBalancerSourceRanges (see [`crate::core::Effect::SourceRanges`]).
+    pub(crate) fn source_ranges(&mut self, before: bool, full: bool, frontends: &[FrontendRanges]) {
+        let maps = self.datapath.maps_mut();
+        let errors = match (before, full) {
+            (true, _) => self.state.prepare_resolved(maps, frontends),
+            (false, false) => self.state.finish_resolved(maps, frontends),
+            (false, true) => self.state.finish_full_resolved(maps, frontends),
+        };
+        log_errors(&errors);
+    }
+
+    /// This node's addresses or SNAT source may have changed (its Node object).
+    pub(crate) fn node_changed(
         &mut self,
-        planner: &KernelPlanner,
-        changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
+        maps: &mut Maps,
+        node_port_addresses: &[IpAddr],
+        primary: PrimaryAddresses,
     ) {
-        let errors = self.state.prepare(self.datapath.maps_mut(), planner, changes);
-        log_errors(&errors);
-    }
-
-    /// After a plan: every changed frontend has its source ranges.
-    pub(crate) fn finish<'a>(
-        &mut self,
-        planner: &KernelPlanner,
-        changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
-    ) {
-        let errors = self.state.finish(self.datapath.maps_mut(), planner, changes);
-        log_errors(&errors);
-    }
-
-    /// After a full reconciliation: source ranges of exactly `desired`.
-    pub(crate) fn finish_full(&mut self, planner: &KernelPlanner, desired: &DesiredState) {
-        let errors = self.state.finish_full(self.datapath.maps_mut(), planner, desired);
-        log_errors(&errors);
-    }
-
-    /// This node's addresses or SNAT settings may have changed (its Node object).
-    pub(crate) fn node_changed(&mut self, maps: &mut Maps, model: &NodeModel) {
-        match self.state.set_node_addresses(maps, model.node_port_addresses()) {
+        match self.state.set_node_addresses(maps, node_port_addresses) {
             Ok(true) => info!(addresses = ?self.state.node_addresses(), "node addresses written"),
             Ok(false) => {}
             Err(err) => error!(err = %ErrorChain(&err), "node addresses not written"),
         }
-        let settings = settings(model, self.snat_ports, self.node_port_range);
+        let settings = settings(primary, self.snat_ports, self.node_port_range);
         match self.state.set_settings(self.datapath.maps_mut(), &settings) {
             Ok(true) => {
                 info!(
@@ -160,11 +150,10 @@ pub(crate) fn detach_others(bpf_dir: &Path, keep: &[String]) -> Result<(), NodeE
 }
 
 fn settings(
-    model: &NodeModel,
+    primary: PrimaryAddresses,
     snat_ports: PortRange,
     node_port_range: PortRange,
 ) -> PacketSettings {
-    let primary = model.primary_addresses();
     PacketSettings {
         snat_ipv4: primary.ipv4,
         snat_ipv6: primary.ipv6,

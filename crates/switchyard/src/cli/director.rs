@@ -10,6 +10,7 @@ use switchyard_bpf::director::{DirMapSizes, XdpMode};
 use switchyard_director::config::DEFAULT_GUE_PORT;
 use switchyard_director::runtime::{Runtime, RuntimeOptions};
 use switchyard_director::{DirectorConfig, Encap};
+use switchyard_k8s::api::{ApiOptions, ApiWatcher, ClusterAccess};
 use switchyard_k8s::manifest::{ManifestWatcher, WatchOptions};
 use switchyard_maglev::{Seed, TableSize};
 use tracing::{info, warn};
@@ -18,8 +19,14 @@ use tracing::{info, warn};
 #[derive(Debug, Args)]
 pub(crate) struct DirectorArgs {
     /// Directory of Kubernetes manifests (Services, EndpointSlices, Nodes); watched for changes.
-    #[arg(long, value_name = "DIR")]
-    manifests: PathBuf,
+    /// Without it the API server is the source (--kubeconfig, or in-cluster configuration).
+    #[arg(long, value_name = "DIR", conflicts_with = "kubeconfig")]
+    manifests: Option<PathBuf>,
+
+    /// kubeconfig naming the API server (Services and EndpointSlices for this proxy, every
+    /// Node). Without --manifests and --kubeconfig, inside a pod, the pod's service account.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
 
     /// Uplinks that receive VIP traffic from the routers: the XDP program is attached to each.
     #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',', required = true)]
@@ -105,26 +112,65 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args.manifests, config, options))
+    runtime.block_on(serve(args.manifests, args.kubeconfig, config, options))
+}
+
+/// Where the director's objects come from.
+enum Source {
+    Manifests(ManifestWatcher),
+    Api(ApiWatcher),
+}
+
+impl Source {
+    /// The manifest directory, else the kubeconfig's API server, else in-cluster configuration.
+    async fn open(manifests: Option<PathBuf>, kubeconfig: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(dir) = manifests {
+            let watcher = ManifestWatcher::start(&dir, WatchOptions::default())
+                .with_context(|| format!("watching {}", dir.display()))?;
+            info!(manifests = %dir.display(), "director reading a manifest directory");
+            return Ok(Self::Manifests(watcher));
+        }
+        let access = match kubeconfig {
+            Some(path) => ClusterAccess::Kubeconfig(path),
+            None if ClusterAccess::in_cluster_available() => ClusterAccess::InCluster,
+            None => bail!(
+                "no source: give --manifests DIR or --kubeconfig PATH, or run in a pod with a \
+                 service account"
+            ),
+        };
+        let client = access.client().await.context("connecting to the API server")?;
+        info!(source = ?access, "director watching the API server (every Node)");
+        Ok(Self::Api(ApiWatcher::start(client, ApiOptions::director())))
+    }
+
+    /// The next batch of changes (the first is the complete state), with manifest problems.
+    async fn next(&mut self) -> Option<(Vec<switchyard_model::Change>, Vec<String>)> {
+        match self {
+            Self::Manifests(watcher) => watcher.next().await.map(|update| {
+                (update.changes, update.errors.iter().map(ToString::to_string).collect())
+            }),
+            Self::Api(watcher) => watcher.next().await.map(|update| (update.changes, Vec::new())),
+        }
+    }
 }
 
 async fn serve(
-    manifests: PathBuf,
+    manifests: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
     config: DirectorConfig,
     options: RuntimeOptions,
 ) -> anyhow::Result<ExitCode> {
     let mut director = Runtime::load(config, options).context("loading the director")?;
-    let mut watcher = ManifestWatcher::start(&manifests, WatchOptions::default())
-        .with_context(|| format!("watching {}", manifests.display()))?;
-    info!(manifests = %manifests.display(), "director started; nothing is attached before the first complete reading");
+    let mut source = Source::open(manifests, kubeconfig).await?;
+    info!("director started; nothing is attached before the first complete reading");
     loop {
         tokio::select! {
-            update = watcher.next() => {
-                let Some(update) = update else { break };
-                for error in &update.errors {
+            update = source.next() => {
+                let Some((changes, errors)) = update else { break };
+                for error in &errors {
                     warn!(%error, "manifest");
                 }
-                director.apply(update.changes).context("programming the director's maps")?;
+                director.apply(changes).context("programming the director's maps")?;
             }
             _ = tokio::signal::ctrl_c() => break,
         }
