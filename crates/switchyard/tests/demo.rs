@@ -21,7 +21,7 @@ fn demo_examples_validate_strictly() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("0 errors, 0 warnings; 9 files, 7 Services"), "{text}");
+    assert!(text.contains("0 errors, 0 warnings; 10 files, 8 Services"), "{text}");
     assert!(!text.lines().any(|l| l.starts_with("error:") || l.starts_with("warning:")), "{text}");
 }
 
@@ -83,6 +83,9 @@ fn demo_spreads_traffic_shows_the_table_and_removes_its_lab() {
     assert_eq!(seen_as(&stdout, ["shop", "NodePort", "client1", "tcp"]), "client1,node1");
     let lb = row(&stdout, &header, ["shop", "LB", "IP", "client1"]);
     assert!(lb.iter().all(|(_, n)| n.is_some()), "LB IP must reach every pod: {lb:?}");
+    // The address the controller gave `pooled` from its IPPool reaches every pod as well.
+    let pooled = row(&stdout, &header, ["pooled", "IPPool", "client1", "tcp"]);
+    assert!(pooled.iter().all(|(_, n)| n.is_some()), "pooled must reach every pod: {pooled:?}");
     // externalTrafficPolicy Local on node1: only node1's pods, and they see the client.
     let key = ["local", "ETP", "Local", "client1"];
     let etp = row(&stdout, &header, key);

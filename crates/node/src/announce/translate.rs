@@ -113,3 +113,75 @@ fn down_reason(reason: &DownReason) -> String {
         DownReason::Stopped => "stopped".to_owned(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use switchyard_model::announce::{Route, RouteAttributes as ModelAttributes};
+
+    use super::*;
+
+    fn settings(graceful_restart: bool, ebgp_multi_hop: bool) -> PeerSettings {
+        PeerSettings {
+            address: "192.0.2.1".parse().unwrap(),
+            port: 1179,
+            peer_asn: 64500,
+            my_asn: 4_200_000_000,
+            hold_time: Duration::from_secs(9),
+            keepalive_time: Some(Duration::from_secs(2)),
+            graceful_restart,
+            ebgp_multi_hop,
+            router_id: "10.0.0.2".parse().unwrap(),
+            next_hop_v4: Some("10.0.0.2".parse().unwrap()),
+            next_hop_v6: None,
+            source: Some("10.0.0.2".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn settings_become_an_active_session_with_ttl_and_graceful_restart() {
+        let spec = peer_spec("tor", &settings(true, false), true);
+        assert_eq!(spec.address.to_string(), "192.0.2.1:1179");
+        assert!(!spec.session.passive, "active only: no listener on port 179");
+        assert_eq!((spec.session.local_as, spec.session.peer_as), (4_200_000_000, 64500));
+        assert_eq!(spec.session.hold_time, Duration::from_secs(9));
+        assert_eq!(spec.session.keepalive_time, Some(Duration::from_secs(2)));
+        assert_eq!(
+            spec.session.graceful_restart,
+            Some(GracefulRestart { restart_time: RESTART_TIME, restarting: true })
+        );
+        assert_eq!(spec.connect.ttl, Some(1));
+        assert_eq!(spec.connect.local_address, Some("10.0.0.2".parse().unwrap()));
+        let multihop = peer_spec("far", &settings(false, true), false);
+        assert_eq!(multihop.connect.ttl, Some(255));
+        assert_eq!(multihop.session.graceful_restart, None);
+    }
+
+    #[test]
+    fn routes_carry_communities_and_local_pref() {
+        let route = Route::aggregate("198.51.100.7".parse().unwrap(), 24).unwrap();
+        let attributes = ModelAttributes {
+            communities: BTreeSet::from([
+                Community::Standard(65000 << 16 | 1),
+                Community::Large(1, 2, 3),
+            ]),
+            local_pref: Some(200),
+        };
+        let plan = PeerPlan {
+            settings: settings(false, false),
+            routes: BTreeMap::from([(route, attributes)]),
+            addresses: BTreeMap::new(),
+        };
+        let routes = routes(&plan);
+        let (prefix, attributes) = routes.iter().next().unwrap();
+        assert_eq!(prefix.to_string(), "198.51.100.0/24");
+        assert_eq!(attributes.communities, [65000 << 16 | 1]);
+        assert_eq!(
+            attributes.large_communities,
+            [LargeCommunity { global: 1, local1: 2, local2: 3 }]
+        );
+        assert_eq!(attributes.local_pref, Some(200));
+    }
+}

@@ -36,7 +36,7 @@ pub(crate) struct DemoArgs {
 }
 
 /// The example manifests (examples/demo), written for the demo lab's addresses.
-const EXAMPLES: [(&str, &str); 9] = [
+const EXAMPLES: [(&str, &str); 10] = [
     ("nodes.yaml", include_str!("../../../../examples/demo/nodes.yaml")),
     ("web.yaml", include_str!("../../../../examples/demo/web.yaml")),
     ("cache.yaml", include_str!("../../../../examples/demo/cache.yaml")),
@@ -46,12 +46,19 @@ const EXAMPLES: [(&str, &str); 9] = [
     ("local.yaml", include_str!("../../../../examples/demo/local.yaml")),
     ("edge.yaml", include_str!("../../../../examples/demo/edge.yaml")),
     ("bgp.yaml", include_str!("../../../../examples/demo/bgp.yaml")),
+    ("pooled.yaml", include_str!("../../../../examples/demo/pooled.yaml")),
 ];
+
+/// The address the controller gives `pooled` (the first of its IPPool).
+const POOLED_IP: &str = "10.96.100.8";
 
 /// LoadBalancer IPs of the examples and the nodes that should announce them over BGP (`local`
 /// is ETP Local: only nodes with endpoints announce it).
-const LOAD_BALANCER_ROUTES: [(&str, &[&str]); 2] =
-    [("10.96.100.1", &["node1", "node2", "node3"]), ("10.96.100.2", &["node1", "node2"])];
+const LOAD_BALANCER_ROUTES: [(&str, &[&str]); 3] = [
+    ("10.96.100.1", &["node1", "node2", "node3"]),
+    ("10.96.100.2", &["node1", "node2"]),
+    (POOLED_IP, &["node1", "node2", "node3"]),
+];
 
 /// The AS of the nodes in examples/demo/bgp.yaml.
 const NODE_ASN: u32 = 64512;
@@ -79,7 +86,7 @@ struct Row {
     target: &'static str,
 }
 
-const ROWS: [Row; 18] = [
+const ROWS: [Row; 19] = [
     Row { service: "web", what: "random", from: "pod1a", kind: "tcp", target: "10.96.0.80:80" },
     Row { service: "web", what: "random", from: "pod1a", kind: "udp", target: "10.96.0.80:80" },
     Row { service: "web", what: "IPv6", from: "pod2a", kind: "tcp", target: "[fd00:96::80]:80" },
@@ -158,6 +165,13 @@ const ROWS: [Row; 18] = [
         target: "10.100.2.2:30081",
     },
     Row { service: "local", what: "LB IP", from: "client1", kind: "tcp", target: "10.96.100.2:80" },
+    Row {
+        service: "pooled",
+        what: "IPPool",
+        from: "client1",
+        kind: "tcp",
+        target: "10.96.100.8:80",
+    },
 ];
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -214,6 +228,8 @@ fn demo(
             servers.push(server);
         }
     }
+    // The controller gives `pooled` its address before the agents start.
+    let controller = start_controller(exe, work, &manifests)?;
     // The router learns the LoadBalancer IPs from the agents over BGP.
     let bird = Bird::for_nodes(lab, NODE_ASN, 9).context("starting BIRD on the lab router")?;
     let mut agents = Vec::new();
@@ -281,6 +297,10 @@ fn demo(
     println!(
         "local (externalTrafficPolicy Local): only the receiving node's pods, client address kept."
     );
+    println!(
+        "pooled: written without an address; `switchyard controller --manifests` gave it {POOLED_IP}"
+    );
+    println!("from IPPool demo (examples/demo/pooled.yaml), the agents announced it over BGP.");
     println!("SEEN AS: the client addresses the pods saw, by name.");
     println!("\n{}", health_checks(lab, exe)?);
 
@@ -307,6 +327,7 @@ fn demo(
     );
     drop(directors);
     drop(agents);
+    drop(controller);
     drop(bird);
     drop(servers);
     Ok(if escaped == 0 && edge_failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -453,6 +474,33 @@ fn start_agent(
         bail!("the agent on {node} did not start:\n{}", read_log());
     }
     Ok(agent)
+}
+
+/// Runs `switchyard controller --manifests` (on the host: it only reads and writes files) and
+/// waits until it has recorded `pooled`'s address in the directory's status file.
+fn start_controller(exe: &Path, work: &Path, manifests: &Path) -> anyhow::Result<AgentProcess> {
+    let log_path = work.join("controller.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("controller")
+        .arg("--manifests")
+        .arg(manifests)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let controller = AgentProcess(command.spawn().context("starting the controller")?);
+    let status = manifests.join(switchyard_k8s::manifest::STATUS_FILE);
+    let allocated = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s.contains(POOLED_IP))
+    });
+    if !allocated {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        bail!("the controller did not allocate {POOLED_IP}:\n{log}");
+    }
+    Ok(controller)
 }
 
 /// Waits until the example Services answer on every node (agents apply them within
