@@ -167,19 +167,11 @@ impl DecapMaps {
 
     /// Every counter summed over CPUs.
     pub fn counters(&self) -> Result<BTreeMap<DecapReason, Counter>, Error> {
-        let mut out = BTreeMap::new();
-        for reason in DecapReason::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(reason as u32), 0)
-                .map_err(|source| Error::Map { name: names::COUNTERS, source })?;
-            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            });
-            out.insert(reason, sum);
-        }
-        Ok(out)
+        crate::maps::sum_reason_counters(
+            &self.counters,
+            names::COUNTERS,
+            DecapReason::ALL.iter().map(|&reason| (reason, reason as u32)),
+        )
     }
 }
 

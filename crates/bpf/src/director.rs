@@ -413,19 +413,11 @@ impl DirMaps {
 
     /// Every reason counter summed over CPUs.
     pub fn counters(&self) -> Result<BTreeMap<DirReason, Counter>, Error> {
-        let mut out = BTreeMap::new();
-        for reason in DirReason::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(reason as u32), 0)
-                .map_err(|source| Error::Map { name: names::COUNTERS, source })?;
-            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            });
-            out.insert(reason, sum);
-        }
-        Ok(out)
+        crate::maps::sum_reason_counters(
+            &self.counters,
+            names::COUNTERS,
+            DirReason::ALL.iter().map(|&reason| (reason, reason as u32)),
+        )
     }
 
     /// Per-id counters (VIPs or nodes) summed over CPUs.

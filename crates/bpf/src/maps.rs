@@ -109,6 +109,25 @@ where
     T::try_from(map).map_err(|source| Error::Map { name, source })
 }
 
+/// A per-CPU array of reason counters summed over CPUs, one entry per reason (zeros included):
+/// every program (socket, per-packet, director, decapsulation) counts its reasons this way.
+pub(crate) fn sum_reason_counters<R: Copy + Ord>(
+    map: &PerCpuArray<MapData, Counter>,
+    name: &'static str,
+    reasons: impl IntoIterator<Item = (R, u32)>,
+) -> Result<BTreeMap<R, Counter>, Error> {
+    let mut out = BTreeMap::new();
+    for (reason, index) in reasons {
+        let per_cpu = map.get(&index, 0).map_err(|source| Error::Map { name, source })?;
+        let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+            packets: acc.packets + c.packets,
+            bytes: acc.bytes + c.bytes,
+        });
+        out.insert(reason, sum);
+    }
+    Ok(out)
+}
+
 impl Maps {
     /// Takes the maps out of a loaded object.
     pub(crate) fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Self, Error> {
@@ -237,19 +256,11 @@ impl Maps {
 
     /// Every counter summed over CPUs, by reason (reasons with a zero count included).
     pub fn counters(&self) -> Result<BTreeMap<Reason, Counter>, Error> {
-        let mut out = BTreeMap::new();
-        for reason in Reason::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(reason as u32), 0)
-                .map_err(|source| Error::Map { name: names::COUNTERS, source })?;
-            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            });
-            out.insert(reason, sum);
-        }
-        Ok(out)
+        sum_reason_counters(
+            &self.counters,
+            names::COUNTERS,
+            Reason::ALL.iter().map(|&reason| (reason, reason as u32)),
+        )
     }
 
     /// Per-frontend traffic summed over CPUs, by frontend id (only frontends that saw traffic).

@@ -248,19 +248,11 @@ impl PacketMaps {
 
     /// Every per-packet counter summed over CPUs.
     pub fn counters(&self) -> Result<BTreeMap<PacketReason, Counter>, Error> {
-        let mut out = BTreeMap::new();
-        for reason in PacketReason::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(reason as u32), 0)
-                .map_err(|source| Error::Map { name: shared_names::COUNTERS, source })?;
-            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            });
-            out.insert(reason, sum);
-        }
-        Ok(out)
+        crate::maps::sum_reason_counters(
+            &self.counters,
+            shared_names::COUNTERS,
+            PacketReason::ALL.iter().map(|&reason| (reason, reason as u32)),
+        )
     }
 }
 
