@@ -431,6 +431,9 @@ fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
             status == 200 && body["service"]["name"] == "held" && body["localEndpoints"] == 1
         })
     });
-    assert!(node1.logged("health check node port bound after retrying"));
+    // The log line follows the bind, so a request can be served before it is written.
+    cluster.eventually("node1 logs that its retry bound the port", || {
+        node1.logged("health check node port bound after retrying")
+    });
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }
