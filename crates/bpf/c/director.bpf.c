@@ -7,8 +7,8 @@
  *     1. parse: the flow (an ICMP error: the quoted flow turned around, so it follows its flow)
  *     2. VIP (address, port, protocol) -> its table; no VIP: XDP_PASS
  *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
- *     4. route to the node: too big once encapsulated -> ICMP frag-needed / packet-too-big
- *        with the inner MTU back to the client (XDP_TX)
+ *     4. route to the node (next hop cached per CPU for 100 ms): too big once encapsulated ->
+ *        ICMP frag-needed / packet-too-big with the inner MTU back to the client (XDP_TX)
  *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect
  *
  * No state is kept: every director with the same tables sends a flow to the same node.
@@ -34,17 +34,16 @@ static __always_inline int dir_drop(__u32 reason, __u32 len)
 	return XDP_DROP;
 }
 
-/* Route the encapsulated packet: fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with
- * *mtu set on BPF_FIB_LKUP_RET_FRAG_NEEDED and *ifindex on success. */
-static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __u32 tot_len,
-				     __u8 proto, __u32 *ifindex, __u32 *mtu)
+/* Asks bpf_fib_lookup for the next hop to h->dst (as output of the device the packet came
+ * in on) and its route MTU. Returns a BPF_FIB_LKUP_RET_* code; *r filled on success. */
+static SY_NOINLINE int dir_fib_lookup(struct xdp_md *ctx, const struct encap_hdr *h, __u8 proto,
+				      struct sy_dir_route *r)
 {
 	struct bpf_fib_lookup f = {};
 	int rc;
 
 	f.ifindex = ctx->ingress_ifindex;
 	f.l4_protocol = proto;
-	f.tot_len = tot_len;
 	if (addr_is_v4_mapped(h->dst)) {
 		f.family = AF_INET_FIB;
 		f.ipv4_src = h->src->words[3];
@@ -54,16 +53,52 @@ static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __
 		__builtin_memcpy(f.ipv6_src, h->src->words, 16);
 		__builtin_memcpy(f.ipv6_dst, h->dst->words, 16);
 	}
-	/* As output: the outer packet is the director's own (no forwarding sysctl needed). */
+	/* As output: the outer packet is the director's own (no forwarding sysctl needed).
+	 * tot_len 0: no MTU check, the next hop's MACs. */
 	rc = bpf_fib_lookup(ctx, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		*mtu = f.mtu_result;
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		*ifindex = f.ifindex;
-		__builtin_memcpy(h->dmac, f.dmac, ETH_ALEN);
-		__builtin_memcpy(h->smac, f.smac, ETH_ALEN);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return rc;
+	r->ifindex = f.ifindex;
+	__builtin_memcpy(r->dmac, f.dmac, ETH_ALEN);
+	__builtin_memcpy(r->smac, f.smac, ETH_ALEN);
+	/* The route MTU: the largest length makes the lookup report it (it reports the MTU only
+	 * when the length does not fit). */
+	f.ifindex = ctx->ingress_ifindex;
+	f.tot_len = 0xffff;
+	rc = bpf_fib_lookup(ctx, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT);
+	r->mtu = rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? f.mtu_result : 0xffff;
+	return BPF_FIB_LKUP_RET_SUCCESS;
+}
+
+/* The next hop to node `node_id` (h->dst): this CPU's cached answer while it is fresh, else a
+ * lookup (cached when it succeeds). Fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with
+ * *mtu set (the route MTU) and *ifindex on success. */
+static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __u32 node_id,
+				     __u8 proto, __u32 *ifindex, __u32 *mtu)
+{
+	__u32 slot = node_id & (SY_DIR_ROUTE_SLOTS - 1);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct sy_dir_route *r;
+	int rc;
+
+	r = bpf_map_lookup_elem(&sy_dir_routes, &slot);
+	if (!r)
+		return BPF_FIB_LKUP_RET_NOT_FWDED;
+	if (now >= r->expires_ns || r->in_ifindex != ctx->ingress_ifindex ||
+	    !addr_eq(&r->dst, h->dst)) {
+		r->expires_ns = 0; /* until the lookup below succeeds */
+		rc = dir_fib_lookup(ctx, h, proto, r);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return rc;
+		r->dst = *h->dst;
+		r->in_ifindex = ctx->ingress_ifindex;
+		r->expires_ns = now + SY_DIR_ROUTE_TTL_NS;
 	}
-	return rc;
+	*ifindex = r->ifindex;
+	*mtu = r->mtu;
+	__builtin_memcpy(h->dmac, r->dmac, ETH_ALEN);
+	__builtin_memcpy(h->smac, r->smac, ETH_ALEN);
+	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
 /* A packet and what was decided for it. */
@@ -102,9 +137,9 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 	h.flow_label = (__u32)(hash >> 40);
 	overhead = encap_overhead(h.encap, node->family);
 
-	rc = dir_route(ctx, &h, p->ip_len + overhead, encap_outer_proto(h.encap, h.inner_family),
-		       &ifindex, &mtu);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+	rc = dir_route(ctx, &h, d->node_id, encap_outer_proto(h.encap, h.inner_family), &ifindex,
+		       &mtu);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && p->ip_len + overhead > mtu) {
 		/* Never an ICMP error about an ICMP error; IPv4 options are not quoted. */
 		if (p->icmp_error || p->ip4_options || mtu <= overhead)
 			return dir_drop(SY_DIR_DROP_NO_ANSWER, p->ip_len);
