@@ -104,9 +104,8 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
     std::thread::spawn(|| {
         // SAFETY: unshare affects only this thread.
         assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-        for args in [["link", "add", "up0", "type", "veth", "peer", "name", "up1"]] {
-            assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
-        }
+        let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
+        assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
         let bpf = switchyard_testing::BpfDir::new("director-restart");
         let options = RuntimeOptions {
             bpf_dir: bpf.path().to_owned(),
