@@ -25,19 +25,16 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/director_fixture/mod.rs"]
-mod director_fixture;
-#[path = "../tests/frames/mod.rs"]
-mod frames;
-
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
+
+use switchyard_testing::{director_fixture, frames};
 
 use director_fixture::*;
 use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     director::{DirNode, DirReason, ENCAP_IPIP},
-    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
 
 const ROUNDS: usize = 5;
