@@ -35,15 +35,18 @@ static __always_inline int dir_drop(__u32 reason, __u32 len)
 }
 
 /* Asks bpf_fib_lookup for the next hop to h->dst (as output of the device the packet came
- * in on) and its route MTU. Returns a BPF_FIB_LKUP_RET_* code; *r filled on success. */
-static SY_NOINLINE int dir_fib_lookup(struct xdp_md *ctx, const struct encap_hdr *h, __u8 proto,
-				      struct sy_dir_route *r)
+ * in on) for a packet of tot_len bytes. Returns a BPF_FIB_LKUP_RET_* code: on success *r's
+ * next hop is filled, on BPF_FIB_LKUP_RET_FRAG_NEEDED *mtu is the route MTU. */
+static __always_inline int dir_fib_lookup(struct xdp_md *ctx, const struct encap_hdr *h,
+					  __u8 proto, __u32 tot_len, struct sy_dir_route *r,
+					  __u32 *mtu)
 {
 	struct bpf_fib_lookup f = {};
 	int rc;
 
 	f.ifindex = ctx->ingress_ifindex;
 	f.l4_protocol = proto;
+	f.tot_len = tot_len;
 	if (addr_is_v4_mapped(h->dst)) {
 		f.family = AF_INET_FIB;
 		f.ipv4_src = h->src->words[3];
@@ -53,49 +56,46 @@ static SY_NOINLINE int dir_fib_lookup(struct xdp_md *ctx, const struct encap_hdr
 		__builtin_memcpy(f.ipv6_src, h->src->words, 16);
 		__builtin_memcpy(f.ipv6_dst, h->dst->words, 16);
 	}
-	/* As output: the outer packet is the director's own (no forwarding sysctl needed).
-	 * tot_len 0: no MTU check, the next hop's MACs. */
+	/* As output: the outer packet is the director's own (no forwarding sysctl needed). */
 	rc = bpf_fib_lookup(ctx, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		*mtu = f.mtu_result;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return rc;
 	r->ifindex = f.ifindex;
 	__builtin_memcpy(r->dmac, f.dmac, ETH_ALEN);
 	__builtin_memcpy(r->smac, f.smac, ETH_ALEN);
-	/* The route MTU: the largest length makes the lookup report it (it reports the MTU only
-	 * when the length does not fit). */
-	f.ifindex = ctx->ingress_ifindex;
-	f.tot_len = 0xffff;
-	rc = bpf_fib_lookup(ctx, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT);
-	r->mtu = rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? f.mtu_result : 0xffff;
-	return BPF_FIB_LKUP_RET_SUCCESS;
+	return rc;
 }
 
-/* The next hop to node `node_id` (h->dst): this CPU's cached answer while it is fresh, else a
- * lookup (cached when it succeeds). Fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with
- * *mtu set (the route MTU) and *ifindex on success. */
+/* The next hop to node `node_id` (h->dst) for a packet of tot_len bytes: this CPU's cached
+ * answer while it is fresh and a lookup accepted at least that length, else a lookup (cached
+ * when it succeeds). Fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with *ifindex on
+ * success and *mtu (the route MTU) on BPF_FIB_LKUP_RET_FRAG_NEEDED. */
 static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __u32 node_id,
-				     __u8 proto, __u32 *ifindex, __u32 *mtu)
+				     __u8 proto, __u32 tot_len, __u32 *ifindex, __u32 *mtu)
 {
 	__u32 slot = node_id & (SY_DIR_ROUTE_SLOTS - 1);
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct sy_dir_route *r;
-	int rc;
+	int rc, valid;
 
 	r = bpf_map_lookup_elem(&sy_dir_routes, &slot);
 	if (!r)
 		return BPF_FIB_LKUP_RET_NOT_FWDED;
-	if (now >= r->expires_ns || r->in_ifindex != ctx->ingress_ifindex ||
-	    !addr_eq(&r->dst, h->dst)) {
+	valid = now < r->expires_ns && r->in_ifindex == ctx->ingress_ifindex &&
+		addr_eq(&r->dst, h->dst);
+	if (!valid || tot_len > r->ok_len) {
 		r->expires_ns = 0; /* until the lookup below succeeds */
-		rc = dir_fib_lookup(ctx, h, proto, r);
+		rc = dir_fib_lookup(ctx, h, proto, tot_len, r, mtu);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return rc;
+		r->ok_len = valid && r->ok_len > tot_len ? r->ok_len : tot_len;
 		r->dst = *h->dst;
 		r->in_ifindex = ctx->ingress_ifindex;
 		r->expires_ns = now + SY_DIR_ROUTE_TTL_NS;
 	}
 	*ifindex = r->ifindex;
-	*mtu = r->mtu;
 	__builtin_memcpy(h->dmac, r->dmac, ETH_ALEN);
 	__builtin_memcpy(h->smac, r->smac, ETH_ALEN);
 	return BPF_FIB_LKUP_RET_SUCCESS;
@@ -137,9 +137,9 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 	h.flow_label = (__u32)(hash >> 40);
 	overhead = encap_overhead(h.encap, node->family);
 
-	rc = dir_route(ctx, &h, d->node_id, encap_outer_proto(h.encap, h.inner_family), &ifindex,
-		       &mtu);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS && p->ip_len + overhead > mtu) {
+	rc = dir_route(ctx, &h, d->node_id, encap_outer_proto(h.encap, h.inner_family),
+		       p->ip_len + overhead, &ifindex, &mtu);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		/* Never an ICMP error about an ICMP error; IPv4 options are not quoted. */
 		if (p->icmp_error || p->ip4_options || mtu <= overhead)
 			return dir_drop(SY_DIR_DROP_NO_ANSWER, p->ip_len);

@@ -85,8 +85,9 @@ struct {
 /* The next hop towards a node, as bpf_fib_lookup last said (program-private: user space never
  * reads it). A route lookup costs more than the rest of the director's work together (IPv6
  * most), and a node's next hop changes rarely: each CPU reuses an answer for
- * SY_DIR_ROUTE_TTL_NS, so a route, neighbour or MTU change takes effect within that time. Only
- * successful lookups are kept (no route / no neighbour is asked again every packet). */
+ * SY_DIR_ROUTE_TTL_NS, for packets no longer than the longest one a lookup accepted (a longer
+ * one is looked up: too big answers frag-needed), so a route, neighbour or MTU change takes
+ * effect within that time. Only successful lookups are kept. */
 #define SY_DIR_ROUTE_TTL_NS (100ull * 1000 * 1000)
 /* Cache slots per CPU (a power of two): node id mod slots; two nodes in one slot take turns. */
 #define SY_DIR_ROUTE_SLOTS 4096
@@ -96,7 +97,7 @@ struct sy_dir_route {
 	__u64 expires_ns;   /* bpf_ktime_get_coarse_ns() deadline */
 	__u32 in_ifindex;   /* the device the packet came in on (output lookups are per device) */
 	__u32 ifindex;      /* out device */
-	__u32 mtu;          /* route MTU to the node (0xffff: at least that) */
+	__u32 ok_len;       /* the largest outer length a lookup accepted (route MTU >= it) */
 	__u8 smac[ETH_ALEN];
 	__u8 dmac[ETH_ALEN];
 };
