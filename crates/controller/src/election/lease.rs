@@ -98,9 +98,7 @@ pub async fn run(
             None => config.retry_period,
         };
         let result = tokio::time::timeout(budget, round(&api, &config, &mut election)).await;
-        if let Err(err) = result.unwrap_or_else(|_| Err(timed_out(&config))) {
-            tracing::warn!(error = %crate::chain(&err), "leader election");
-        }
+        warn_on_failure(&config, result, "leader election");
         publish(&election);
         let now = Instant::now();
         let mut wake = election.next_read(now, config.retry_period);
@@ -114,15 +112,25 @@ pub async fn run(
     }
     if election.is_leader(Instant::now()) {
         leading.send_replace(false);
-        let release = tokio::time::timeout(config.retry_period, release(&api, &config));
-        if let Err(err) = release.await.unwrap_or_else(|_| Err(timed_out(&config))) {
-            tracing::warn!(error = %crate::chain(&err), "releasing the Lease");
-        }
+        let result = tokio::time::timeout(config.retry_period, release(&api, &config)).await;
+        warn_on_failure(&config, result, "releasing the Lease");
     }
 }
 
-fn timed_out(config: &ElectionConfig) -> LeaseError {
-    LeaseError::Timeout { namespace: config.namespace.clone(), name: config.name.clone() }
+/// Logs a failed or timed-out round (it is retried).
+fn warn_on_failure(
+    config: &ElectionConfig,
+    result: Result<Result<(), LeaseError>, tokio::time::error::Elapsed>,
+    what: &str,
+) {
+    let err = match result {
+        Ok(Ok(())) => return,
+        Ok(Err(err)) => err,
+        Err(_) => {
+            LeaseError::Timeout { namespace: config.namespace.clone(), name: config.name.clone() }
+        }
+    };
+    tracing::warn!(error = %crate::chain(&err), "{what}");
 }
 
 /// One read and, if needed, one write.
