@@ -32,8 +32,9 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
     let dir = cluster.manifests.to_str().unwrap().to_owned();
     let bpf = bpf_dir.to_str().unwrap().to_owned();
-    let live = ["services", &dir, "--node", "node1", "--live", "--bpf-dir", &bpf, "-o", "json"];
-    let backends = ["backends", &dir, "--node-name", "node1", "--bpf-dir", &bpf, "--json"];
+    let live =
+        ["services", &dir, "--node-name", "node1", "--live", "--bpf-dir", &bpf, "-o", "json"];
+    let backends = ["backends", &dir, "--node-name", "node1", "--bpf-dir", &bpf, "-o", "json"];
 
     let (code, rows) = run(&live);
     assert_eq!(code, 0, "{rows:#}");
@@ -50,21 +51,16 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     let socket = Agent::api_socket(&cluster.lab, "node1");
     let socket = socket.to_str().unwrap().to_owned();
     let live_api = ["services", "--live", "--api-socket", &socket, "--bpf-dir", &bpf, "-o", "json"];
-    let backends_api = ["backends", "--api-socket", &socket, "--bpf-dir", &bpf, "--json"];
+    let backends_api = ["backends", "--api-socket", &socket, "--bpf-dir", &bpf, "-o", "json"];
     assert_eq!(run(&live_api), (0, all.clone()));
     assert_eq!(run(&backends_api), (0, doc.clone()));
 
     // explain from a pod, run in its namespace, names the Service from the manifests.
     let pod_ip = cluster.pod_ip("a1", false).to_string();
     let mut command = Command::new(&*BIN);
-    command.args(["explain", &pod_ip, "10.96.7.10:80/tcp", "--from", "inside", "--json"]).args([
-        "--manifests",
-        &dir,
-        "--node-name",
-        "node1",
-        "--bpf-dir",
-        &bpf,
-    ]);
+    command
+        .args(["explain", &pod_ip, "10.96.7.10:80/tcp", "--from", "inside", "-o", "json"])
+        .args(["--manifests", &dir, "--node-name", "node1", "--bpf-dir", &bpf]);
     let out = cluster.lab.output_in("a1", command).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -175,7 +171,7 @@ fn json_logs_name_the_object_in_a_warning() {
         }
     }
     let status = Command::new(&*BIN)
-        .args(["status", "--json", "--bpf-dir"])
+        .args(["status", "-o", "json", "--bpf-dir"])
         .arg(&node.bpf_dir)
         .output()
         .unwrap();
