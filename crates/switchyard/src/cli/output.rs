@@ -50,13 +50,7 @@ impl OutputArgs {
         doc: &T,
         render: impl FnOnce(bool) -> String,
     ) -> anyhow::Result<()> {
-        let text = match self.format() {
-            Format::Table => render(false),
-            Format::Wide => render(true),
-            Format::Json => serde_json::to_string_pretty(doc).context("encoding JSON")? + "\n",
-            Format::Yaml => serde_norway::to_string(doc).context("encoding YAML")?,
-        };
-        write_out(&text)
+        write_out(&self.encode(doc, render, false)?)
     }
 
     /// Prints one document of a stream (`monitor`, `services --watch`): JSON on one line, YAML
@@ -66,15 +60,27 @@ impl OutputArgs {
         doc: &T,
         render: impl FnOnce(bool) -> String,
     ) -> anyhow::Result<()> {
-        let text = match self.format() {
-            Format::Table => render(false),
-            Format::Wide => render(true),
-            Format::Json => serde_json::to_string(doc).context("encoding JSON")? + "\n",
-            Format::Yaml => {
-                "---\n".to_owned() + &serde_norway::to_string(doc).context("encoding YAML")?
+        write_out(&self.encode(doc, render, true)?)
+    }
+
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        doc: &T,
+        render: impl FnOnce(bool) -> String,
+        stream: bool,
+    ) -> anyhow::Result<String> {
+        Ok(match (self.format(), stream) {
+            (Format::Table, _) => render(false),
+            (Format::Wide, _) => render(true),
+            (Format::Json, false) => {
+                serde_json::to_string_pretty(doc).context("encoding JSON")? + "\n"
             }
-        };
-        write_out(&text)
+            (Format::Json, true) => serde_json::to_string(doc).context("encoding JSON")? + "\n",
+            (Format::Yaml, stream) => {
+                let separator = if stream { "---\n" } else { "" };
+                separator.to_owned() + &serde_norway::to_string(doc).context("encoding YAML")?
+            }
+        })
     }
 }
 
