@@ -218,3 +218,76 @@ fn json_logs_name_the_object_in_a_warning() {
     assert!(programmed.iter().any(|f| f["ip"] == "10.96.200.10"), "{status:#}");
     drop(lab);
 }
+
+/// `--lab-node node2` reads node2's maps and is the Node whose desired state the manifests give
+/// (lab nodes are Nodes of the same name): `backends` agrees with the kernel, `monitor
+/// --service` shows node2's events and `conntrack --service` its flows. With the first Node
+/// (node1) as the default, each of them was wrong.
+#[test]
+fn lab_node_is_the_node_name_of_every_inspection_command() {
+    if !require_root("lab_node_is_the_node_name_of_every_inspection_command") {
+        return;
+    }
+    use std::process::Stdio;
+    use std::time::Duration;
+    use switchyard_bpf::monitor::read_settings;
+
+    let nodes: &[(&str, &[&str])] = &[("node1", &["a1"]), ("node2", &["b1"])];
+    let cluster = Cluster::with_clients(nodes, &["ext"], &["--devices", "eth0"]);
+    let baseline = cluster.containment_baseline();
+    let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
+    cluster.apply_and_wait("web.yaml", &cluster.load_balancer("web", 30421, "", &[], &endpoints));
+    let prefix = cluster.lab.prefix().to_owned();
+    let dir = cluster.manifests.to_str().unwrap().to_owned();
+    let node2 = cluster.lab.node("node2").unwrap().clone();
+    let on_node2 = |args: &[&str]| {
+        let mut command = Command::new(&*BIN);
+        command.args(args).args(["--lab-node", "node2", "--lab", &prefix]);
+        command
+    };
+
+    let (code, doc) = run_command(on_node2(&["backends", &dir, "-o", "json"]));
+    assert_eq!(code, 0, "node2's own desired state: {doc:#}");
+    assert!(doc["backends"].as_array().unwrap().iter().all(|b| b["desired"] == true), "{doc:#}");
+    // The comparison can fail: node1's desired state marks other backends local.
+    let (code, doc) =
+        run_command(on_node2(&["backends", &dir, "--node-name", "node1", "-o", "json"]));
+    assert_eq!(code, 3, "{doc:#}");
+
+    let target = at(node2.ipv4.into(), 30421);
+    let mut monitor = on_node2(&["monitor", "--service", "e2e/web", "--manifests", &dir]);
+    monitor.args(["--count", "1", "--duration-ms", "10000", "-o", "json"]).stdout(Stdio::piped());
+    let monitor = monitor.spawn().unwrap();
+    let on = switchyard_lab::wait_until(Duration::from_secs(5), || {
+        read_settings(&node2.bpf_dir).is_ok_and(|m| m.enabled != 0)
+    });
+    assert!(on, "monitor switched node2's stream on");
+    cluster.client("ext", "tcp", target, 1);
+    let output = monitor.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let event: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(event["service"], "e2e/web", "{event:#}");
+    assert_eq!(event["path"], "packet", "{event:#}");
+
+    let conntrack =
+        ["conntrack", "--service", "e2e/web", "--manifests", &dir, "--all", "-o", "json"];
+    let (code, flows) = run_command(on_node2(&conntrack));
+    assert_eq!(code, 0, "{flows:#}");
+    let flows = flows.as_array().unwrap();
+    assert!(!flows.is_empty(), "node2's flow of e2e/web");
+    let client = IpAddr::from(cluster.lab.client("ext").unwrap().ipv4);
+    assert!(
+        flows.iter().all(|f| f["service"] == "e2e/web"
+            && f["client"].as_str().unwrap().parse::<std::net::SocketAddr>().unwrap().ip()
+                == client),
+        "{flows:#?}"
+    );
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+fn run_command(mut command: Command) -> (i32, serde_json::Value) {
+    let out = command.output().unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{command:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), json)
+}
