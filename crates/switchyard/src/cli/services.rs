@@ -11,7 +11,7 @@ use serde::Serialize;
 use switchyard_k8s::manifest::{ManifestDirectory, ManifestWatcher, WatchOptions};
 use switchyard_model::{
     Backend, BackendState, Cidr, ClusterState, DesiredState, Frontend, FrontendKey, NodeModel,
-    NodePortAddresses, ObjectKey, PortRange, ProxyConfig, WhenEmpty,
+    NodePortAddresses, ObjectKey, PortRange, ProxyConfig, Refusal, WhenEmpty,
 };
 
 use super::output::{OutputArgs, Table};
@@ -47,6 +47,10 @@ pub(crate) struct ServicesArgs {
     /// The cluster's NodePort range; NodePorts outside it are not served.
     #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
     node_port_range: PortRange,
+
+    /// externalIPs served only inside these prefixes, as the agent's flag.
+    #[arg(long, value_name = "all|none|CIDR,...", default_value = "all", value_parser = super::agent::parse_external_ip_cidrs)]
+    external_ip_cidrs: ::std::vec::Vec<Cidr>,
 
     /// Keep watching DIR and print what changes (frontends added or changed, then removed ones),
     /// like `kubectl get --watch`. Runs until interrupted.
@@ -111,7 +115,7 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     if args.live {
         return super::inspect::services_live(model.desired(), &args.bpf_dir, &args.output);
     }
-    print_state(&args, &node, model.desired())?;
+    print_state(&args, &node, &model)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,7 +133,7 @@ fn watch(args: &ServicesArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     let node = choose_node(args, &state)?;
     let mut model = NodeModel::from_state(proxy_config(args, &node), &state);
-    print_state(args, &node, model.desired())?;
+    print_state(args, &node, &model)?;
     let mut errors = first.errors;
     while let Some(update) = watcher.blocking_next() {
         if update.errors != errors {
@@ -219,11 +223,21 @@ fn proxy_config(args: &ServicesArgs, node: &str) -> ProxyConfig {
     config.proxy_name = args.proxy_name.clone();
     config.node_port_addresses = args.nodeport_addresses.clone();
     config.node_port_range = args.node_port_range;
+    config.external_ip_cidrs = args.external_ip_cidrs.clone();
     config
 }
 
-fn print_state(args: &ServicesArgs, node: &str, desired: &DesiredState) -> anyhow::Result<()> {
-    args.output.print(&JsonState::new(node, desired), |wide| table(rows(desired), wide))
+/// The state as a table (then a `refused:` line per address a Service asks for and does not
+/// get, docs/operations.md#frontend-ownership) or as a document.
+fn print_state(args: &ServicesArgs, node: &str, model: &NodeModel) -> anyhow::Result<()> {
+    let desired = model.desired();
+    args.output.print(&JsonState::new(node, desired, model.refusals()), |wide| {
+        let mut text = table(rows(desired), wide);
+        for refusal in model.refusals() {
+            text += &format!("refused: {refusal}\n");
+        }
+        text
+    })
 }
 
 /// One `--watch -o json` line.
@@ -240,6 +254,8 @@ struct JsonDiff<'a> {
 struct JsonState<'a> {
     node: &'a str,
     frontends: Vec<JsonFrontend<'a>>,
+    /// Addresses Services ask for and do not get.
+    refused: Vec<&'a Refusal>,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,12 +267,12 @@ struct JsonFrontend<'a> {
 }
 
 impl<'a> JsonState<'a> {
-    fn new(node: &'a str, desired: &'a DesiredState) -> Self {
+    fn new(node: &'a str, desired: &'a DesiredState, refused: Vec<&'a Refusal>) -> Self {
         let frontends = rows(desired)
             .into_iter()
             .map(|(key, frontend)| JsonFrontend { key, frontend })
             .collect();
-        Self { node, frontends }
+        Self { node, frontends, refused }
     }
 }
 
