@@ -232,6 +232,13 @@ fn kernel_commands_print_json_and_yaml() {
     assert!(conntrack.is_array(), "{conntrack:#}");
     let backends = both_formats(&["backends", &dir, "--bpf-dir", &bpf], true, run);
     assert_eq!(backends["backends"].as_array().unwrap().len(), 1, "{backends:#}");
+    assert_eq!(backends["compared"], true, "{backends:#}");
+    // Without a desired state nothing is compared, and the summary says so.
+    let alone = run(&["backends", "--bpf-dir", &bpf]);
+    assert!(alone.status.success());
+    let text = stdout(&alone);
+    assert!(text.contains("1 backend(s), not compared with a desired state"), "{text}");
+    assert!(!text.contains("difference"), "{text}");
     let bgp = both_formats(&["bgp", "--api-socket", &socket], true, run);
     assert!(bgp["sessions"].as_array().unwrap().is_empty(), "{bgp:#}");
     // A stream: one event per connection, JSON on a line of its own, YAML as a document.

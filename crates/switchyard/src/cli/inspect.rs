@@ -323,7 +323,8 @@ pub(crate) fn backends(args: &BackendsArgs) -> anyhow::Result<ExitCode> {
         .map(|(addr, flags)| format!("{addr} [{}]", backend_flag_names(*flags).join(",")))
         .collect();
     let differences = missing.len() + list.iter().filter(|b| b.desired == Some(false)).count();
-    let doc = serde_json::json!({ "backends": list, "missing": missing });
+    let compared = desired.is_some();
+    let doc = serde_json::json!({ "backends": list, "missing": missing, "compared": compared });
     args.output.print(&doc, |_| {
         let mut table = Table::new(["ID", "ADDRESS", "FLAGS", "FRONTENDS", "NOTE"]);
         table.align_right(0);
@@ -345,11 +346,13 @@ pub(crate) fn backends(args: &BackendsArgs) -> anyhow::Result<ExitCode> {
         for m in &missing {
             table.row(["-", m.as_str(), "", "", "MISSING (desired, not in the kernel)"]);
         }
-        format!(
-            "{}{} backend(s), {differences} difference(s) from the desired state\n",
-            table.render(),
-            list.len()
-        )
+        let summary = if compared {
+            format!("{differences} difference(s) from the desired state")
+        } else {
+            "not compared with a desired state (give DIR, or --api-socket of a running agent)"
+                .to_owned()
+        };
+        format!("{}{} backend(s), {summary}\n", table.render(), list.len())
     })?;
     Ok(if differences == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
