@@ -41,8 +41,15 @@ fn main() {
     build_id(&out_dir);
 
     layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe", "c_layout.rs");
-    // The per-packet section of the header has a probe of its own (tests/layout_pkt.rs).
-    layout_probe(&clang, &include, &c_dir, &out_dir, "layout_probe_pkt", "c_layout_pkt.rs");
+    // The per-packet section of the header has a probe of its own (tests/layout_nodeport.rs).
+    layout_probe(
+        &clang,
+        &include,
+        &c_dir,
+        &out_dir,
+        "layout_probe_nodeport",
+        "c_layout_nodeport.rs",
+    );
     // And the director's section (tests/layout_director.rs).
     layout_probe(
         &clang,

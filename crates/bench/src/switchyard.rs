@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_bpf::abi::NodeAddrKey;
-use switchyard_bpf::tc::{PacketDatapath, PacketMapSizes, PacketSettings};
+use switchyard_bpf::nodeport::{PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{Datapath, LoadOptions, MapSizes, PrivateBpffs};
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::reconciler::{Applied, Reconciler, limits_for};
@@ -134,8 +134,8 @@ pub fn load_packet_path(
 /// handed out again at once (docs/datapath.md, SNAT).
 #[derive(Debug, Default)]
 pub struct Flows {
-    ct: Vec<(switchyard_bpf::pkt::CtKey, switchyard_bpf::pkt::CtEntry)>,
-    nat: Vec<(switchyard_bpf::pkt::CtKey, switchyard_bpf::pkt::NatEntry)>,
+    ct: Vec<(switchyard_bpf::nodeport_abi::CtKey, switchyard_bpf::nodeport_abi::CtEntry)>,
+    nat: Vec<(switchyard_bpf::nodeport_abi::CtKey, switchyard_bpf::nodeport_abi::NatEntry)>,
 }
 
 impl Flows {

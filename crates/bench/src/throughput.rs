@@ -421,7 +421,7 @@ impl RoundLab {
 
 /// Packets Switchyard's TC program translated (new flows SNATed, and packets of known flows).
 fn translated_by(programmed: &switchyard::Programmed) -> Result<u64, BenchError> {
-    use switchyard_bpf::pkt::PacketReason;
+    use switchyard_bpf::nodeport_abi::PacketReason;
     let packet = programmed
         .packet
         .as_ref()

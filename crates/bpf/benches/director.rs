@@ -12,10 +12,7 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/director_fixture/mod.rs"]
-mod director_fixture;
-#[path = "../tests/frames/mod.rs"]
-mod frames;
+use switchyard_testing::{director_fixture, frames};
 
 use aya::programs::{TestRun, TestRunOptions};
 use director_fixture::*;
@@ -23,7 +20,7 @@ use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     director::{DirReason, ENCAP_GUE},
-    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
 
 const ROUNDS: usize = 7;

@@ -11,15 +11,14 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark harness")]
 
-#[path = "../tests/frames/mod.rs"]
-mod frames;
+use switchyard_testing::frames;
 
 use aya::programs::{TestRun, TestRunOptions};
 use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     abi::*,
-    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
 use switchyard_testing::BpfDir;
 use switchyard_testing::socket_probe::small_sizes;

@@ -13,7 +13,7 @@
  *    The family field next to an address must agree with it (SY_AF_INET for mapped ones).
  *
  * Nothing here but the ABI: constants, enums and structs, each checked by the layout probe
- * (c/layout_probe.c, c/layout_probe_pkt.c). The code that uses them lives in c/lib/, the
+ * (c/layout_probe.c, c/layout_probe_nodeport.c). The code that uses them lives in c/lib/, the
  * maps in c/lib/maps.h and c/lib/nodeport_maps.h. See docs/datapath.md for what each map
  * holds and who writes it.
  */

@@ -232,7 +232,7 @@ impl DecapDatapath {
     /// Attaches at TC ingress of `device`, first in the chain (TCX), and pins the link; then
     /// removes this device's decapsulation links of earlier runs.
     pub fn attach(&mut self, device: &str) -> Result<(), Error> {
-        crate::tc::check_device(device)?;
+        crate::nodeport::check_device(device)?;
         let links_dir = self.bpf_dir.join(LINKS_DIR);
         std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
             path: links_dir.clone(),

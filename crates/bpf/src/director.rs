@@ -559,7 +559,7 @@ impl DirectorDatapath {
     /// forwarding on `device` (IPv4 and IPv6): the program's route lookup (bpf_fib_lookup)
     /// refuses to work on a device that does not forward.
     pub fn attach(&mut self, device: &str, mode: XdpMode) -> Result<(), Error> {
-        crate::tc::check_device(device)?;
+        crate::nodeport::check_device(device)?;
         enable_forwarding(device)?;
         let links_dir = self.bpf_dir.join(LINKS_DIR);
         std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {

@@ -6,7 +6,8 @@
 //! - [`loader`]: load the object, create or adopt pinned maps, attach to a cgroup, detach.
 //! - [`mirror`]: the programs' lookups and decisions in Rust, for `switchyard explain`.
 //! - [`private_bpffs`]: a bpffs of one's own, removed with all its pins on drop (tests, benches).
-//! - [`pkt`], [`tc`]: the per-packet (TC) programs: mirrors, loader, attach to devices.
+//! - [`nodeport_abi`], [`nodeport`]: the per-packet (TC) programs of `c/nodeport.bpf.c`: their
+//!   mirrors; loader, attach to devices.
 //! - [`director`]: the director's XDP program; [`decap`]: decapsulation of its packets on nodes.
 
 pub mod abi;
@@ -17,9 +18,9 @@ pub mod loader;
 pub mod maps;
 pub mod mirror;
 pub mod monitor;
-pub mod pkt;
+pub mod nodeport;
+pub mod nodeport_abi;
 pub mod private_bpffs;
-pub mod tc;
 
 pub use error::Error;
 pub use loader::{Datapath, LoadOptions, MapSizes};

@@ -21,8 +21,8 @@ use crate::{
         SlotKey,
     },
     maps::names,
-    pkt::{CT_CLOSING, CtEntry, CtKey, NatEntry, PacketReason, PktConfig, SrcRangeKey},
-    tc::{self, PacketMaps},
+    nodeport::{self, PacketMaps},
+    nodeport_abi::{CT_CLOSING, CtEntry, CtKey, NatEntry, PacketReason, PktConfig, SrcRangeKey},
 };
 
 /// TCP flag bits as the programs test them (`TCP_SYN`, `TCP_ACK`, `TCP_RST` in `lib/parse.h`).
@@ -125,18 +125,18 @@ impl MapView for Maps {
 
 impl PacketMapView for PacketMaps {
     fn settings(&self) -> Result<Option<PktConfig>, Error> {
-        found(tc::names::PKT_CONFIG, self.config.get(&0, 0))
+        found(nodeport::names::PKT_CONFIG, self.config.get(&0, 0))
     }
     fn source_in_ranges(&self, frontend_id: u32, client: IpAddr) -> Result<bool, Error> {
         let full = if client.is_ipv4() { 32 } else { 128 };
         let key = SrcRangeKey::new(frontend_id, client, full)?.to_trie_key();
-        Ok(found(tc::names::SRC_RANGES, self.src_ranges.get(&key, 0))?.is_some())
+        Ok(found(nodeport::names::SRC_RANGES, self.src_ranges.get(&key, 0))?.is_some())
     }
     fn conntrack(&self, tuple: &CtKey) -> Result<Option<CtEntry>, Error> {
-        found(tc::names::CT, self.ct.get(tuple, 0))
+        found(nodeport::names::CT, self.ct.get(tuple, 0))
     }
     fn nat(&self, tuple: &CtKey) -> Result<Option<NatEntry>, Error> {
-        found(tc::names::NAT, self.nat.get(tuple, 0))
+        found(nodeport::names::NAT, self.nat.get(tuple, 0))
     }
 }
 

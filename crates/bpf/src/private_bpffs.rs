@@ -46,7 +46,7 @@ impl Drop for PrivateBpffs {
     fn drop(&mut self) {
         // Links (socket and TC) and the shared maps, then the per-packet maps.
         let _ = crate::loader::cleanup(&self.path);
-        let _ = crate::tc::cleanup(&self.path);
+        let _ = crate::nodeport::cleanup(&self.path);
         if let Err(error) = unmount(&self.path) {
             tracing::warn!(path = %self.path.display(), error = %ErrorChain(&error), "unmounting a private bpffs");
         }

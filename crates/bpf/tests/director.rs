@@ -9,8 +9,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-mod director_fixture;
-mod frames;
+use switchyard_testing::{director_fixture, frames};
 
 use std::{collections::BTreeSet, net::IpAddr};
 
@@ -409,7 +408,7 @@ mod decap {
         use switchyard_bpf::{
             Datapath, LoadOptions,
             abi::{BE_LOCAL, Backend, FE_NODEPORT, Frontend, NodeAddrKey, SlotKey},
-            tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+            nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
         };
         let (dp, bpf) = decap("decap-chain");
         let mut options = LoadOptions::new(bpf.path());

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-mod frames;
+use switchyard_testing::frames;
 
 use std::{
     cell::RefCell,
@@ -22,8 +22,8 @@ use switchyard_bpf::{
     Datapath, LoadOptions,
     abi::*,
     mirror::{self, Counter, Packet, PacketDecision, Source},
-    pkt::{CT_F_HAIRPIN, CT_F_SNAT, CtKey, PacketReason, SrcRangeKey, monotonic_now_ns},
-    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport_abi::{CT_F_HAIRPIN, CT_F_SNAT, CtKey, PacketReason, SrcRangeKey, monotonic_now_ns},
 };
 use switchyard_testing::{BpfDir, socket_probe::small_sizes};
 

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
-mod frames;
+use switchyard_testing::frames;
 
 use std::net::IpAddr;
 
@@ -16,8 +16,8 @@ use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
     abi::*,
-    pkt::*,
-    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport_abi::*,
 };
 use switchyard_testing::BpfDir;
 use switchyard_testing::socket_probe::small_sizes;

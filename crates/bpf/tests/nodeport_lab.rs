@@ -13,9 +13,9 @@ use std::{
 };
 
 use switchyard_bpf::{
-    Datapath, LoadOptions, MapSizes,
+    Datapath, LoadOptions,
     abi::*,
-    tc::{self, PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport::{self, PacketDatapath, PacketMapSizes, PacketSettings},
 };
 use switchyard_lab::{
     Lab, Topology, require_root,
@@ -28,22 +28,9 @@ use switchyard_lab::{
 const TIMEOUT: Duration = Duration::from_secs(3);
 const ECHO: u16 = 8080;
 
-fn small_sizes() -> MapSizes {
-    MapSizes {
-        frontends: 1024,
-        slots: 4096,
-        backends: 1024,
-        maglev_tables: 16,
-        sock_revnat: 1024,
-        affinity: 1024,
-        sock_sticky: 1024,
-        node_addrs: 16,
-    }
-}
-
 fn options(bpf_dir: &Path) -> LoadOptions {
     let mut options = LoadOptions::new(bpf_dir);
-    options.sizes = small_sizes();
+    options.sizes = switchyard_testing::socket_probe::small_sizes();
     options.maglev_table_size = 251;
     options
 }
@@ -53,11 +40,11 @@ fn options(bpf_dir: &Path) -> LoadOptions {
 ///   30080 TCP -> pod on this node (local), 30081 TCP -> pod on n2 (SNAT),
 ///   30082 TCP empty + reject, 30083 TCP ETP Local without local endpoint.
 fn program_node(lab: &Lab) {
-    program_node_with(lab, tc::Timeouts::default());
+    program_node_with(lab, nodeport::Timeouts::default());
 }
 
 /// [`program_node`] with other conntrack timeouts.
-fn program_node_with(lab: &Lab, timeouts: tc::Timeouts) {
+fn program_node_with(lab: &Lab, timeouts: nodeport::Timeouts) {
     let node = lab.node("n1").unwrap().clone();
     let local = lab.pod("p1").unwrap().clone();
     let remote = lab.pod("p2").unwrap().clone();
@@ -182,9 +169,11 @@ fn external_clients_reach_nodeports_through_the_tc_programs() {
         }
     }
     let counters = lab
-        .run_in("n1", || tc::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap())
+        .run_in("n1", || {
+            nodeport::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap()
+        })
         .unwrap();
-    use switchyard_bpf::pkt::PacketReason as R;
+    use switchyard_bpf::nodeport_abi::PacketReason as R;
     // Remote backend: n2's frag-needed / packet-too-big translated at ingress, both families.
     assert!(counters[&R::IcmpRevnat].packets >= 2, "remote path translated: {counters:?}");
     assert!(counters[&R::RejectRst].packets >= 2);
@@ -211,7 +200,7 @@ fn external_clients_reach_nodeports_through_the_tc_programs() {
         .unwrap();
     assert_eq!(again[0].error, None, "still served after the restart: {again:?}");
 
-    assert_eq!(tc::detach_device(&node.bpf_dir, &node.uplink).unwrap(), 2);
+    assert_eq!(nodeport::detach_device(&node.bpf_dir, &node.uplink).unwrap(), 2);
     assert!(link_pins(&node.bpf_dir).is_empty());
     let gone = lab
         .run_in("c1", || {
@@ -270,7 +259,7 @@ fn sequential_short_connections_to_a_remote_backend_all_succeed() {
     let (fd, server) = lab.run_in("p2", || close_first_echo(ECHO)).unwrap();
     // Closed flows give their SNAT port back after 1 s, while the backend keeps its
     // TIME_WAIT sockets on those (node, port) tuples for a minute.
-    program_node_with(&lab, tc::Timeouts { tcp_closing: 1, ..tc::Timeouts::default() });
+    program_node_with(&lab, nodeport::Timeouts { tcp_closing: 1, ..nodeport::Timeouts::default() });
     let node = lab.node("n1").unwrap().clone();
     let target = SocketAddr::new(node.ipv4.into(), 30081);
     const ROUND: usize = 1000;
@@ -293,7 +282,9 @@ fn sequential_short_connections_to_a_remote_backend_all_succeed() {
         errors.extend(failed);
     }
     let counters = lab
-        .run_in("n1", || tc::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap())
+        .run_in("n1", || {
+            nodeport::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap()
+        })
         .unwrap();
     // SAFETY: shutdown on the listener the server thread owns wakes its accept(); no memory.
     unsafe {
@@ -301,7 +292,7 @@ fn sequential_short_connections_to_a_remote_backend_all_succeed() {
     }
     let _ = server.join();
     drop(lab);
-    use switchyard_bpf::pkt::PacketReason as R;
+    use switchyard_bpf::nodeport_abi::PacketReason as R;
     assert!(
         errors.is_empty(),
         "{} of {CONNECTIONS} failed, first {:?}; counters {counters:?}",

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::NodeAddrKey;
-use switchyard_bpf::pkt::SrcRangeKey;
-use switchyard_bpf::tc::{PacketMaps, PacketSettings};
+use switchyard_bpf::nodeport::{PacketMaps, PacketSettings};
+use switchyard_bpf::nodeport_abi::SrcRangeKey;
 use switchyard_model::{DesiredState, Frontend, FrontendKey};
 
 use crate::reconciler::KernelPlanner;

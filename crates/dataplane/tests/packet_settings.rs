@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchyard_bpf::abi::FE_SOURCE_RANGES;
-use switchyard_bpf::tc::{PacketDatapath, PacketMapSizes, PacketSettings};
+use switchyard_bpf::nodeport::{PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::packet_settings::PacketState;
 use switchyard_dataplane::reconciler::{Reconciler, limits_for};
@@ -126,9 +126,12 @@ fn source_ranges_follow_their_frontends_through_changes_and_restarts() {
     assert_eq!(ranges(&packet), BTreeSet::from([(lb_id, "10.0.0.0/8".to_string())]));
 
     // A restart with debris of an earlier agent: adoption keeps what is wanted, drops the rest.
-    let stale =
-        switchyard_bpf::pkt::SrcRangeKey::new(lb_id + 500, "203.0.113.0".parse().unwrap(), 24)
-            .unwrap();
+    let stale = switchyard_bpf::nodeport_abi::SrcRangeKey::new(
+        lb_id + 500,
+        "203.0.113.0".parse().unwrap(),
+        24,
+    )
+    .unwrap();
     packet.maps_mut().add_source_range(stale.frontend_id, stale).unwrap();
     drop((packet, datapath, reconciler, state));
     let mut datapath = dir.load();
@@ -171,5 +174,5 @@ fn source_ranges_follow_their_frontends_through_changes_and_restarts() {
         .collect();
     assert_eq!(pinned, addrs(&["10.100.1.3"]));
     drop(packet);
-    switchyard_bpf::tc::cleanup(dir.path()).unwrap();
+    switchyard_bpf::nodeport::cleanup(dir.path()).unwrap();
 }

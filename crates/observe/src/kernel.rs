@@ -13,7 +13,7 @@ use serde::Serialize;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{self, Reason};
 use switchyard_bpf::maps::names;
-use switchyard_bpf::pkt::PacketReason;
+use switchyard_bpf::nodeport_abi::PacketReason;
 
 use crate::Error;
 

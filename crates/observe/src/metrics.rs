@@ -26,7 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets, line
 use prometheus_client::registry::Registry;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::Reason;
-use switchyard_bpf::pkt::PacketReason;
+use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_error::ErrorChain;
 use tracing::warn;
 

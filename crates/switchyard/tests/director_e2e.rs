@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::director::DirReason;
-use switchyard_bpf::pkt::PacketReason;
+use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
 use switchyard_lab::tools::raw;
@@ -146,7 +146,7 @@ fn spread(
 /// Per-packet counters of a node's agent.
 fn node_counters(cluster: &Cluster, node: &str) -> BTreeMap<PacketReason, u64> {
     let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
-    switchyard_bpf::tc::PacketMaps::open_pinned(&bpf_dir)
+    switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
         .unwrap()
         .counters()
         .unwrap()

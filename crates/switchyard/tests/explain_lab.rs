@@ -15,9 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use switchyard_bpf::{
-    Datapath, LoadOptions, MapSizes,
+    Datapath, LoadOptions,
     abi::*,
-    tc::{PacketDatapath, PacketMapSizes, PacketSettings},
+    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
 use switchyard_lab::tools::{
     clients,
@@ -45,16 +45,7 @@ const M: u32 = 251;
 
 fn options(bpf_dir: &Path) -> LoadOptions {
     let mut options = LoadOptions::new(bpf_dir);
-    options.sizes = MapSizes {
-        frontends: 1024,
-        slots: 4096,
-        backends: 1024,
-        maglev_tables: 16,
-        sock_revnat: 1024,
-        affinity: 1024,
-        sock_sticky: 1024,
-        node_addrs: 16,
-    };
+    options.sizes = switchyard_testing::socket_probe::small_sizes();
     options.maglev_table_size = M;
     options.hash_seed = SEED;
     options

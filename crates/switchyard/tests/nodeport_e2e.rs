@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use switchyard_bpf::pkt::PacketReason;
+use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
 use switchyard_testing::e2e::{BIN, Cluster, State, agent_refusing, at, set, v4};
@@ -63,7 +63,7 @@ fn counters(cluster: &Cluster, node: &str) -> std::collections::BTreeMap<PacketR
     cluster
         .lab
         .run_in(node, move || {
-            switchyard_bpf::tc::PacketMaps::open_pinned(&bpf_dir)
+            switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
                 .unwrap()
                 .counters()
                 .unwrap()

@@ -21,6 +21,9 @@ pub const ECHO_PORT: u16 = 8080;
 /// How long a change may take from manifest write to traffic following it. Generous: the
 /// agent takes milliseconds, but CI machines are loaded.
 pub const CONVERGE: Duration = Duration::from_secs(10);
+/// How long an agent may take to start: loading the per-packet programs is verifier work that
+/// took 8-10 s per agent on a machine with five builds running (a wait, so free when fast).
+pub const START: Duration = Duration::from_secs(40);
 
 /// Runs `switchyard agent` with paths that do not exist plus `extra`, for checks the agent
 /// makes before it touches anything (no root needed).
@@ -118,7 +121,7 @@ impl Agent {
         }
         let (child, log) = spawn_logged(lab, node, command, "agent");
         let agent = Agent { node: node.to_string(), child, log };
-        let ready = wait_until(CONVERGE, || agent.logged("agent ready"));
+        let ready = wait_until(START, || agent.logged("agent ready"));
         assert!(ready, "agent on {node} did not get ready: {:#?}", agent.log.lock().unwrap());
         agent
     }

@@ -5,6 +5,8 @@
 //! - [`BpfDir`], [`Cgroup`]: a bpffs and a cgroup of the test's own, removed on drop.
 //! - [`socket_probe`]: crates/bpf's socket programs loaded, attached and probed by `sy-sockprobe`.
 //! - [`e2e`]: the end-to-end harness of the `switchyard` binary (a lab with an agent per node).
+//! - [`frames`]: crafted frames for BPF_PROG_TEST_RUN, and a parser that checks every checksum.
+//! - [`director_fixture`]: the director's XDP program in a namespace of its own (tests, benches).
 //! - [`director_lab`]: directors in that lab (`switchyard director`), their maps and counters.
 //! - [`cpu_time`]: a criterion measurement of the benchmark thread's CPU time.
 //! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
@@ -18,9 +20,11 @@
 mod bpffs;
 mod cgroup;
 pub mod cpu_time;
+pub mod director_fixture;
 pub mod director_lab;
 pub mod e2e;
 pub mod fake_api;
+pub mod frames;
 pub mod objects;
 mod process;
 pub mod socket_probe;

@@ -5,6 +5,7 @@ use serde_json::Value;
 use switchyard_model::{
     Backend, BackendState, DesiredState, Frontend, FrontendKey, NodeModel, ProxyConfig,
 };
+#[allow(unused_imports, reason = "each test target uses a different part")]
 pub use switchyard_testing::objects::{
     NODE, cluster, endpoint as ep, node, service as svc, slice, this_node, with,
 };

@@ -40,7 +40,7 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     let what = || format!("cleaning up {}", bpf_dir.display());
     switchyard_bpf::loader::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
-    switchyard_bpf::tc::cleanup(bpf_dir)
+    switchyard_bpf::nodeport::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     switchyard_bpf::decap::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
@@ -58,7 +58,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         check_port_ranges(config.snat_port_range, config.node_port_range)?;
     }
     for device in &config.devices {
-        switchyard_bpf::tc::check_device(device)
+        switchyard_bpf::nodeport::check_device(device)
             .map_err(|source| NodeError::Device(source.into()))?;
     }
     let node_name = config.node_name.clone();

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use switchyard_bpf::decap::DecapDatapath;
-use switchyard_bpf::tc::{self, PacketDatapath, PacketMapSizes, PacketSettings};
+use switchyard_bpf::nodeport::{self, PacketDatapath, PacketMapSizes, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet_settings::{FrontendRanges, PacketError, PacketState};
 use switchyard_error::ErrorChain;
@@ -133,13 +133,13 @@ impl PerPacketPrograms {
 
 /// Detaches the per-packet programs from every device not in `keep`.
 pub(crate) fn detach_others(bpf_dir: &Path, keep: &[String]) -> Result<(), NodeError> {
-    let attached = tc::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
+    let attached = nodeport::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
         what: "listing attached devices".into(),
         source: source.into(),
     })?;
     for device in attached {
         if !keep.contains(&device) {
-            tc::detach_device(bpf_dir, &device).map_err(|source| NodeError::Bpf {
+            nodeport::detach_device(bpf_dir, &device).map_err(|source| NodeError::Bpf {
                 what: format!("detaching from device {device}"),
                 source: source.into(),
             })?;

@@ -18,8 +18,8 @@ use serde::Serialize;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{self, Addr, Frontend, FrontendKey};
 use switchyard_bpf::mirror::{self, Counter, MapView, Packet, PacketDecision, PacketMapView};
-use switchyard_bpf::pkt::{self, CT_F_HAIRPIN, CT_F_SNAT, CtKey, PacketReason};
-use switchyard_bpf::tc::PacketMaps;
+use switchyard_bpf::nodeport::PacketMaps;
+use switchyard_bpf::nodeport_abi::{self, CT_F_HAIRPIN, CT_F_SNAT, CtKey, PacketReason};
 
 use crate::Error;
 use crate::kernel::{ProgrammedBackend, backend_flag_names, frontend_flag_names, protocol_name};
@@ -266,7 +266,7 @@ pub fn explain(
         decision: Decision { method: "not-a-service", backend: None, detail: String::new() },
         translation: Vec::new(),
     };
-    let now = pkt::monotonic_now_ns();
+    let now = nodeport_abi::monotonic_now_ns();
     let settings = packet.settings()?;
     // The packet the per-packet program would parse (source port 0 when not given).
     let probe = Packet::new(
@@ -439,10 +439,10 @@ pub fn explain(
 /// packet of the flow (not a new SYN).
 fn conntrack_view(
     maps: &Maps,
-    e: &pkt::CtEntry,
+    e: &nodeport_abi::CtEntry,
     flow: &Flow,
     sport: u16,
-    settings: Option<&pkt::PktConfig>,
+    settings: Option<&nodeport_abi::PktConfig>,
     now: u64,
 ) -> Result<Conntrack, Error> {
     let cfg = settings.copied().unwrap_or_default();
@@ -461,7 +461,7 @@ fn conntrack_view(
         nat_source: SocketAddr::new(e.nat_saddr.to_ip(tuple.family), u16::from_be(e.nat_sport)),
         snat: e.flags & CT_F_SNAT != 0,
         hairpin: e.flags & CT_F_HAIRPIN != 0,
-        state: pkt::ct_state_name(e.state),
+        state: nodeport_abi::ct_state_name(e.state),
         idle_s: now.saturating_sub(e.last_seen_ns) as f64 / 1e9,
         timeout_s: e.timeout_s(flow.protocol, &cfg),
         usable: unusable_because.is_none(),

@@ -4,7 +4,7 @@ use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{self, Addr, Frontend, Reason};
 use switchyard_bpf::maps::names;
 use switchyard_bpf::mirror::{self, Counter, Source};
-use switchyard_bpf::pkt::{CtKey, PacketReason, PktConfig};
+use switchyard_bpf::nodeport_abi::{CtKey, PacketReason, PktConfig};
 
 use super::{Decision, Explanation, Flow, MaglevPick, Path};
 use crate::Error;

@@ -89,7 +89,7 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for device in &args.devices {
-        switchyard_bpf::tc::check_device(device)?;
+        switchyard_bpf::nodeport::check_device(device)?;
     }
     let table_size = TableSize::new(args.table_size)
         .with_context(|| format!("--table-size {}", args.table_size))?;

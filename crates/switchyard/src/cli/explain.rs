@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
-use switchyard_bpf::tc::{self, PacketMaps};
+use switchyard_bpf::nodeport::{self, PacketMaps};
 use switchyard_dataplane::sockdiag;
 use switchyard_observe::explain::{self, Explanation, Flow, ObservedSocket, Path as ProgramPath};
 
@@ -227,7 +227,7 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
 
 /// The per-packet maps, when the TC programs were loaded on this bpffs.
 pub(crate) fn open_packet_maps(bpf_dir: &Path) -> anyhow::Result<Option<PacketMaps>> {
-    if !bpf_dir.join(tc::names::CT).exists() {
+    if !bpf_dir.join(nodeport::names::CT).exists() {
         return Ok(None);
     }
     let maps = PacketMaps::open_pinned(bpf_dir)

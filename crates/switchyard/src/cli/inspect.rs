@@ -12,7 +12,7 @@ use clap::Args;
 use serde::Serialize;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::FE_MAGLEV;
-use switchyard_bpf::pkt::{self, CT_F_HAIRPIN, CT_F_REPLY_SEEN, CT_F_SNAT};
+use switchyard_bpf::nodeport_abi::{self, CT_F_HAIRPIN, CT_F_REPLY_SEEN, CT_F_SNAT};
 use switchyard_dataplane::translate::{self, Scope};
 use switchyard_k8s::manifest::ManifestDirectory;
 use switchyard_model::{DesiredState, NodeModel, ObjectKey, ProxyConfig};
@@ -123,14 +123,14 @@ pub(crate) fn conntrack(args: &ConntrackArgs) -> anyhow::Result<ExitCode> {
     let frontends: BTreeMap<u32, ProgrammedFrontend> =
         kernel::frontends(&maps)?.into_iter().map(|f| (f.id, f)).collect();
     let cfg = packet.settings()?;
-    let now = pkt::monotonic_now_ns();
+    let now = nodeport_abi::monotonic_now_ns();
     let mut flows = Vec::new();
     for entry in packet.ct.iter() {
         let (key, e) = entry.context("reading sy_ct")?;
         let family = key.family;
         let backend = SocketAddr::new(e.nat_daddr.to_ip(family), u16::from_be(e.nat_dport));
         let source = SocketAddr::new(e.nat_saddr.to_ip(family), u16::from_be(e.nat_sport));
-        let reply = pkt::CtKey {
+        let reply = nodeport_abi::CtKey {
             saddr: e.nat_daddr,
             daddr: e.nat_saddr,
             sport: e.nat_dport,
@@ -154,7 +154,7 @@ pub(crate) fn conntrack(args: &ConntrackArgs) -> anyhow::Result<ExitCode> {
             snat: e.flags & CT_F_SNAT != 0,
             hairpin: e.flags & CT_F_HAIRPIN != 0,
             reply_seen: e.flags & CT_F_REPLY_SEEN != 0,
-            state: pkt::ct_state_name(e.state),
+            state: nodeport_abi::ct_state_name(e.state),
             idle_s: now.saturating_sub(e.last_seen_ns) as f64 / 1e9,
             timeout_s: e.timeout_s(key.proto, &cfg),
             expired,

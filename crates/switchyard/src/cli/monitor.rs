@@ -16,7 +16,7 @@ use serde::Serialize;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::{Event, PATH_PKT, Reason};
 use switchyard_bpf::monitor::Monitor;
-use switchyard_bpf::pkt::{self, PacketReason};
+use switchyard_bpf::nodeport_abi::{self, PacketReason};
 use switchyard_observe::kernel;
 use switchyard_observe::labels::ServiceIndex;
 
@@ -185,7 +185,7 @@ pub(crate) fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let started = Instant::now();
-    let started_ns = pkt::monotonic_now_ns();
+    let started_ns = nodeport_abi::monotonic_now_ns();
     let deadline = args.duration_ms.map(|ms| started + Duration::from_millis(ms));
     let mut printed = 0usize;
     while !stop.load(Ordering::SeqCst)

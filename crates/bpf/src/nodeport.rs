@@ -28,7 +28,7 @@ use crate::{
     abi::{Addr, Counter},
     loader::{LINKS_DIR, error_chain, generation, unpin_link},
     maps::names as shared_names,
-    pkt::{CtEntry, CtKey, NatEntry, PacketReason, PktConfig, SrcRangeData, SrcRangeKey},
+    nodeport_abi::{CtEntry, CtKey, NatEntry, PacketReason, PktConfig, SrcRangeData, SrcRangeKey},
 };
 
 /// The TC programs, by function name in `c/nodeport.bpf.c`, and where they attach.
@@ -88,7 +88,7 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
-    /// The header's `SY_CT_TIMEOUT_*_S` (tests/layout_pkt.rs checks): close to the kernel's
+    /// The header's `SY_CT_TIMEOUT_*_S` (tests/layout_nodeport.rs checks): close to the kernel's
     /// nf_conntrack defaults (established 6 h instead of 5 days).
     fn default() -> Self {
         Timeouts { tcp_syn: 60, tcp_established: 21_600, tcp_closing: 10, udp: 60, other: 30 }

@@ -1,6 +1,6 @@
 //! `#[repr(C)]` mirrors of the per-packet section of `include/switchyard.h` (issue 6): the
 //! conntrack and NAT maps, loadBalancerSourceRanges, per-packet settings and drop reasons of
-//! `c/nodeport.bpf.c`. `tests/layout_pkt.rs` checks them against the C compiler.
+//! `c/nodeport.bpf.c`. `tests/layout_nodeport.rs` checks them against the C compiler.
 
 use std::net::IpAddr;
 
@@ -205,7 +205,7 @@ impl CtEntry {
     /// Seconds this entry stays usable after its last packet, as `ct_timeout_ns()` in
     /// `c/lib/conntrack.h` decides it (zero settings fall back to the defaults).
     pub fn timeout_s(&self, proto: u8, cfg: &PktConfig) -> u32 {
-        let defaults = crate::tc::Timeouts::default();
+        let defaults = crate::nodeport::Timeouts::default();
         let or = |set: u32, default: u32| if set != 0 { set } else { default };
         match proto {
             crate::abi::PROTO_TCP => match self.state {
@@ -336,7 +336,7 @@ pub struct PktConfig {
     pub pad: u32,
 }
 
-// SAFETY: #[repr(C)], integers and byte arrays only, no implicit padding (tests/layout_pkt.rs
+// SAFETY: #[repr(C)], integers and byte arrays only, no implicit padding (tests/layout_nodeport.rs
 // checks each size equals the sum of its fields): every bit pattern is valid.
 unsafe impl aya::Pod for CtKey {}
 unsafe impl aya::Pod for CtEntry {}

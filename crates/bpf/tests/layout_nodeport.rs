@@ -1,11 +1,11 @@
-//! The per-packet mirrors in `pkt` must lay out exactly like the per-packet section of
-//! `include/switchyard.h` (build.rs runs `c/layout_probe_pkt.c`). No root needed.
+//! The per-packet mirrors in `nodeport_abi` must lay out exactly like the per-packet section of
+//! `include/switchyard.h` (build.rs runs `c/layout_probe_nodeport.c`). No root needed.
 
 use std::{collections::BTreeMap, mem::offset_of};
 
-use switchyard_bpf::pkt::*;
+use switchyard_bpf::nodeport_abi::*;
 
-include!(concat!(env!("OUT_DIR"), "/c_layout_pkt.rs"));
+include!(concat!(env!("OUT_DIR"), "/c_layout_nodeport.rs"));
 
 #[test]
 fn every_per_packet_struct_has_the_size_and_alignment_of_the_header() {
@@ -78,8 +78,8 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_SNAT_TCP_HOLD_S", u64::from(SNAT_TCP_HOLD_S)),
     ]);
     // The defaults Rust writes and falls back to are the header's.
-    let sizes = switchyard_bpf::tc::PacketMapSizes::default();
-    let timeouts = switchyard_bpf::tc::Timeouts::default();
+    let sizes = switchyard_bpf::nodeport::PacketMapSizes::default();
+    let timeouts = switchyard_bpf::nodeport::Timeouts::default();
     for (name, value) in [
         ("SY_DEFAULT_CT", sizes.ct),
         ("SY_DEFAULT_NAT", sizes.nat),

@@ -1,8 +1,6 @@
 //! Crafted Ethernet/IPv4/IPv6/TCP/UDP/ICMP frames for BPF_PROG_TEST_RUN, and a parser that
 //! checks every checksum of what the program hands back.
 
-#![allow(dead_code, unreachable_pub, reason = "each test target uses a different part")]
-
 use std::net::IpAddr;
 
 pub const TCP: u8 = 6;

@@ -3,15 +3,13 @@
 //! neighbours for the nodes and one route with a small MTU; the program loaded in a bpffs of
 //! the test's own; VIPs over Maglev tables; runs as if frames arrived on `up0`.
 
-#![allow(dead_code, unreachable_pub, reason = "each target uses a different part")]
-
 use std::process::Command;
 
 use aya::programs::{TestRun, TestRunOptions};
 use switchyard_bpf::{abi::FrontendKey, director::*};
 use switchyard_maglev::{Seed, Table};
 
-use switchyard_testing::BpfDir;
+use crate::BpfDir;
 
 pub const M: u32 = 251;
 pub const VIP4: &str = "192.0.2.10";
@@ -58,6 +56,12 @@ pub fn enter_lab() {
 pub struct Director {
     pub dp: DirectorDatapath,
     _bpf: BpfDir,
+}
+
+impl std::fmt::Debug for Director {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Director").finish_non_exhaustive()
+    }
 }
 
 pub fn settings(encap: u8) -> DirSettings {
