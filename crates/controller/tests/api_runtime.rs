@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use switchyard_controller::election::ElectionConfig;
 use switchyard_controller::runtime::api::{self, ApiConfig};
@@ -222,6 +223,12 @@ async fn conflicting_writes_are_retried() {
     controller.stop().await;
 }
 
+/// The Lease's `spec.FIELD` as a time (every writer here is this process, one wall clock).
+fn lease_time(fake: &FakeApi, field: &str) -> Option<Timestamp> {
+    let lease = fake.get(Resource::Leases, "kube-system", "switchyard-controller")?;
+    lease["spec"][field].as_str()?.parse().ok()
+}
+
 #[tokio::test]
 async fn the_follower_takes_over_within_the_lease_duration() {
     let fake = FakeApi::start().await;
@@ -235,26 +242,44 @@ async fn the_follower_takes_over_within_the_lease_duration() {
         ingress(&fake, "before") == ["10.0.0.0"]
     })
     .await;
-    // While a leads, b writes nothing: the Lease stays a's for several of b's retries.
+    // While a leads, b writes nothing: the Lease stays a's for several of b's reads.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(lease_holder(&fake).as_deref(), Some("a"));
 
+    // a dies between two renewals (every 0.2 s): 0.1 s after one.
+    let renewed = lease_time(&fake, "renewTime");
+    let start = Instant::now();
+    while lease_time(&fake, "renewTime") == renewed {
+        assert!(start.elapsed() < Duration::from_secs(5), "a stopped renewing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     a.crash();
-    let crashed = Instant::now();
+    let crashed = Timestamp::now();
     fake.put(load_balancer("after", 2));
+    // A renewal a had in flight may still land: a lived until its last renewal.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(lease_holder(&fake).as_deref(), Some("a"), "b took over too early");
+    let last_renewal = lease_time(&fake, "renewTime").unwrap();
+    let died = crashed.max(last_renewal);
     eventually("b takes over", Duration::from_secs(5), || {
         lease_holder(&fake).as_deref() == Some("b")
     })
     .await;
+    let taken_over = lease_time(&fake, "acquireTime").unwrap();
+    let handover = Duration::try_from(taken_over.duration_since(died)).unwrap();
+    let after_renewal = Duration::try_from(taken_over.duration_since(last_renewal)).unwrap();
+    println!(
+        "handover after a crash: {handover:?} ({after_renewal:?} after a's last renewal; lease duration 1.5 s)"
+    );
+    // b dates a's last renewal by its read before it (at most 0.2 s + a read earlier, and no
+    // more than lease duration − renew deadline), and takes over one lease duration later.
+    assert!(handover <= Duration::from_millis(1500), "handover took {handover:?}");
+    assert!(after_renewal >= Duration::from_millis(1000), "b took over after {after_renewal:?}");
     eventually("the new Service is served by b", Duration::from_secs(5), || {
         ingress(&fake, "after") == ["10.0.0.1"]
     })
     .await;
-    let handover = crashed.elapsed();
-    // Takeover comes once the Lease has not changed for its duration (1.5 s), at the next retry
-    // (0.2 s); the rest is slack for a loaded machine.
-    println!("handover after a crash: {handover:?} (lease duration 1.5 s)");
-    assert!(handover < Duration::from_secs(3), "handover took {handover:?}");
     assert_eq!(ingress(&fake, "before"), ["10.0.0.0"], "the old leader's allocation stands");
     let lease = fake.get(Resource::Leases, "kube-system", "switchyard-controller").unwrap();
     assert_eq!(lease["spec"]["leaseTransitions"], 1);

@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 
-use super::{Election, Record, Step};
+use super::{Election, Read, Record, Step};
 
 /// Where the Lease is and how the election runs.
 #[derive(Debug, Clone)]
@@ -23,7 +23,8 @@ pub struct ElectionConfig {
     pub lease_duration: Duration,
     /// A leader that could not renew for this long stops writing (default 10 s).
     pub renew_deadline: Duration,
-    /// How often the Lease is read and renewed (default 2 s).
+    /// How often the Lease is read and renewed (default 2 s); also the time one round (a read
+    /// and a write) may take. Two of them must fit in `lease_duration − renew_deadline`.
     pub retry_period: Duration,
 }
 
@@ -39,6 +40,15 @@ impl ElectionConfig {
             retry_period: Duration::from_secs(2),
         }
     }
+
+    /// Another lease duration, with the renew deadline at two thirds of it and the retry
+    /// period at a sixth (at most 2 s), which keeps two rounds within the remaining third.
+    pub fn with_lease_duration(mut self, lease_duration: Duration) -> Self {
+        self.lease_duration = lease_duration;
+        self.renew_deadline = lease_duration * 2 / 3;
+        self.retry_period = (lease_duration / 6).min(Duration::from_secs(2));
+        self
+    }
 }
 
 /// Why one round of the election failed (it is retried).
@@ -47,7 +57,7 @@ pub enum LeaseError {
     /// The Lease could not be read or written.
     #[error("Lease {namespace}/{name}: {action} failed")]
     Api { namespace: String, name: String, action: &'static str, source: kube::Error },
-    /// The request took longer than the retry period.
+    /// The round took longer than the retry period (or than what is left of our leadership).
     #[error("Lease {namespace}/{name}: no answer in time")]
     Timeout { namespace: String, name: String },
 }
@@ -75,23 +85,52 @@ pub async fn run(
 ) {
     let mut election =
         Election::new(&config.identity, config.lease_duration, config.renew_deadline);
-    loop {
-        if let Err(err) = round(&api, &config, &mut election).await {
-            tracing::warn!(error = %crate::chain(&err), "leader election");
-        }
+    let publish = |election: &Election| {
         let is_leader = election.is_leader(Instant::now());
         leading.send_if_modified(|l| std::mem::replace(l, is_leader) != is_leader);
+    };
+    loop {
+        publish(&election);
+        // A leader's round may not outlast its leadership: it stops writing at the deadline.
+        let now = Instant::now();
+        let budget = match election.leading_until().filter(|until| *until > now) {
+            Some(until) => (until - now).min(config.retry_period),
+            None => config.retry_period,
+        };
+        let result = tokio::time::timeout(budget, round(&api, &config, &mut election)).await;
+        warn_on_failure(&config, result, "leader election");
+        publish(&election);
+        let now = Instant::now();
+        let mut wake = election.next_read(now, config.retry_period);
+        if let Some(until) = election.leading_until().filter(|until| *until > now) {
+            wake = wake.min(until);
+        }
         tokio::select! {
-            _ = tokio::time::sleep(config.retry_period) => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
             _ = stop.changed() => break,
         }
     }
     if election.is_leader(Instant::now()) {
         leading.send_replace(false);
-        if let Err(err) = release(&api, &config).await {
-            tracing::warn!(error = %crate::chain(&err), "releasing the Lease");
-        }
+        let result = tokio::time::timeout(config.retry_period, release(&api, &config)).await;
+        warn_on_failure(&config, result, "releasing the Lease");
     }
+}
+
+/// Logs a failed or timed-out round (it is retried).
+fn warn_on_failure(
+    config: &ElectionConfig,
+    result: Result<Result<(), LeaseError>, tokio::time::error::Elapsed>,
+    what: &str,
+) {
+    let err = match result {
+        Ok(Ok(())) => return,
+        Ok(Err(err)) => err,
+        Err(_) => {
+            LeaseError::Timeout { namespace: config.namespace.clone(), name: config.name.clone() }
+        }
+    };
+    tracing::warn!(error = %crate::chain(&err), "{what}");
 }
 
 /// One read and, if needed, one write.
@@ -108,9 +147,10 @@ async fn round(
             source,
         }
     };
-    let current = timed(config, api.get_opt(&config.name)).await?.map_err(error("read"))?;
-    let now = Instant::now();
-    let step = election.decide(now, current.as_ref().map(record_of).as_ref());
+    let sent = Instant::now();
+    let current = api.get_opt(&config.name).await.map_err(error("read"))?;
+    let read = Read { sent, answered: Instant::now() };
+    let step = election.decide(read, current.as_ref().map(record_of).as_ref());
     let stamp = MicroTime(Timestamp::now());
     let seconds = i32::try_from(config.lease_duration.as_secs()).unwrap_or(i32::MAX);
     let written = match (step, current) {
@@ -130,13 +170,13 @@ async fn round(
                     ..LeaseSpec::default()
                 }),
             };
-            timed(config, api.create(&PostParams::default(), &lease)).await?
+            api.create(&PostParams::default(), &lease).await
         }
         (Step::Renew, Some(mut lease)) => {
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
             spec.renew_time = Some(stamp);
             spec.lease_duration_seconds = Some(seconds);
-            timed(config, api.replace(&config.name, &PostParams::default(), &lease)).await?
+            api.replace(&config.name, &PostParams::default(), &lease).await
         }
         (Step::TakeOver, Some(mut lease)) => {
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -146,13 +186,13 @@ async fn round(
             spec.renew_time = Some(stamp);
             spec.lease_duration_seconds = Some(seconds);
             spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
-            timed(config, api.replace(&config.name, &PostParams::default(), &lease)).await?
+            api.replace(&config.name, &PostParams::default(), &lease).await
         }
         _ => return Ok(()),
     };
     match written {
         Ok(_) => {
-            election.renewed(now);
+            election.renewed(read);
             Ok(())
         }
         // Someone else wrote first (409) or created it first: we are not the leader.
@@ -174,8 +214,7 @@ async fn release(api: &Api<Lease>, config: &ElectionConfig) -> Result<(), LeaseE
             source,
         }
     };
-    let Some(mut lease) = timed(config, api.get_opt(&config.name)).await?.map_err(error("read"))?
-    else {
+    let Some(mut lease) = api.get_opt(&config.name).await.map_err(error("read"))? else {
         return Ok(());
     };
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -183,18 +222,6 @@ async fn release(api: &Api<Lease>, config: &ElectionConfig) -> Result<(), LeaseE
         return Ok(());
     }
     spec.holder_identity = None;
-    timed(config, api.replace(&config.name, &PostParams::default(), &lease))
-        .await?
-        .map_err(error("release"))?;
+    api.replace(&config.name, &PostParams::default(), &lease).await.map_err(error("release"))?;
     Ok(())
-}
-
-async fn timed<T>(
-    config: &ElectionConfig,
-    request: impl Future<Output = T>,
-) -> Result<T, LeaseError> {
-    tokio::time::timeout(config.retry_period, request).await.map_err(|_| LeaseError::Timeout {
-        namespace: config.namespace.clone(),
-        name: config.name.clone(),
-    })
 }

@@ -40,7 +40,8 @@ pub(crate) struct ControllerArgs {
     #[arg(long, value_name = "NAME", env = "POD_NAME")]
     identity: Option<String>,
 
-    /// How long a Lease holds without renewal; the renew deadline is two thirds of it.
+    /// How long a Lease holds without renewal; the renew deadline is two thirds of it, the retry
+    /// period a sixth (at most 2 s).
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
 }
@@ -58,10 +59,8 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             let identity = args.identity.unwrap_or_else(default_identity);
-            let mut election =
-                ElectionConfig::new(&args.lease_namespace, &args.lease_name, &identity);
-            election.lease_duration = Duration::from_secs(args.lease_duration_seconds.max(3));
-            election.renew_deadline = election.lease_duration * 2 / 3;
+            let election = ElectionConfig::new(&args.lease_namespace, &args.lease_name, &identity)
+                .with_lease_duration(Duration::from_secs(args.lease_duration_seconds.max(3)));
             Source::Api { access, election }
         }
     };
