@@ -401,3 +401,54 @@ fn inputs_say_which_changes_matter() {
     assert_eq!(inputs.node_drain(), Some(Drain::Unschedulable));
     assert!(!inputs.has_peers());
 }
+
+#[test]
+fn nodes_never_announce_an_address_reached_through_the_directors() {
+    // Each its own node port (a clash would hide a Service for another reason).
+    let plain = |name: &str, ips: &[&str], node_port: u16| {
+        let ports = json!([{"name": "http", "port": 80, "nodePort": node_port}]);
+        with(lb(name, "Cluster", ips, json!({})), json!({"spec": {"ports": ports}}))
+    };
+    let annotated = |name: &str, ips: &[&str], node_port: u16, value: &str| {
+        let annotations = json!({"switchyard.io/director": value});
+        with(plain(name, ips, node_port), json!({"metadata": {"annotations": annotations}}))
+    };
+    let director = |name: &str, ips: &[&str]| annotated(name, ips, 30090, "true");
+    let edge = "198.51.100.8";
+    let objects = [
+        base(),
+        vec![
+            bgp_advertisement("all", json!({})),
+            director("edge", &[edge]),
+            slice("edge-1", "edge", vec![ep("10.1.0.3", "node-b", "ready")]),
+            // An address shared with a Service the nodes would announce: the directors own it.
+            plain("shared-plain", &["198.51.100.9"], 30091),
+            annotated("shared-edge", &["198.51.100.9"], 30092, "true"),
+            // Another value than "true" is no opt-in (the directors report it as a problem).
+            annotated("maybe", &["198.51.100.10"], 30093, "yes"),
+        ],
+    ]
+    .concat();
+    let plan = plan_of(&objects);
+    let routes: Vec<String> = plan.peers["tor"].routes.keys().map(ToString::to_string).collect();
+    assert_eq!(routes, ["198.51.100.7/32", "198.51.100.10/32", "2001:db8:7::7/128"]);
+    assert_eq!(
+        decision(&plan, edge),
+        "withheld: reached through the directors (Service default/edge has \
+         switchyard.io/director: \"true\"); they announce it"
+    );
+    assert!(decision(&plan, "198.51.100.9").contains("Service default/shared-edge"));
+
+    // The annotation comes and goes: a change that matters, and the plan follows.
+    let mut inputs = BgpInputs::from_state(NODE, &cluster(&objects));
+    assert!(!inputs.apply(&change(&director("edge", &[edge]), false)), "unchanged");
+    let without = plain("edge", &[edge], 30090);
+    assert!(inputs.apply(&change(&without, false)), "annotation removed");
+    let objects: Vec<Value> = objects
+        .into_iter()
+        .map(|o| if o == director("edge", &[edge]) { without.clone() } else { o })
+        .collect();
+    let model = NodeModel::from_state(config(), &cluster(&objects));
+    let plan = plan_for(model.desired(), &inputs, false);
+    assert_eq!(decision(&plan, edge), format!("announced as {edge}/32 (BGPAdvertisement all)"));
+}
