@@ -376,7 +376,7 @@ fn one_thousand_lb_ips_to_three_peers() {
     );
     let cpu_idle = speaker.cpu();
     let ips: Vec<String> =
-        (0..1000u32).map(|i| std::net::Ipv4Addr::from(0xc633_0000 + i).to_string()).collect();
+        (0..1000u32).map(|i| Ipv4Addr::from(0xc633_0000 + i).to_string()).collect();
     let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
     let start = Instant::now();
     speaker.set_routes(&ips);
