@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// The `/bgp` document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BgpReport {
     /// Sessions this node runs, by BGPPeer name.
     pub sessions: Vec<SessionReport>,
@@ -22,6 +23,7 @@ pub struct BgpReport {
 
 /// One session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SessionReport {
     /// BGPPeer name.
     pub peer: String,
@@ -37,6 +39,9 @@ pub struct SessionReport {
     pub capabilities: Vec<String>,
     /// Why the session last went down.
     pub last_down: Option<String>,
+    /// Why the last connection attempt failed, until a session establishes.
+    #[serde(default)]
+    pub connect_error: Option<String>,
     /// UPDATE messages sent (End-of-RIB included).
     pub updates_sent: u64,
     /// Times the established session went down.

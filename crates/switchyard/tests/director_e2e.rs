@@ -301,7 +301,8 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
         "dir2",
         "--lab",
         cluster.lab.prefix(),
-        "--json",
+        "-o",
+        "json",
     ]);
     let node_ip: IpAddr = explained["node"]["address"].as_str().unwrap().parse().unwrap();
     assert_eq!(
@@ -309,10 +310,10 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
         Some(carried.as_str()),
         "{explained}"
     );
-    assert_eq!(explained["settings"]["table_size"], 65537, "{explained}");
+    assert_eq!(explained["settings"]["tableSize"], 65537, "{explained}");
     assert!(explained["slot"].as_u64().unwrap() < 65537, "{explained}");
     let bpf_dir = cluster.lab.director("dir1").unwrap().bpf_dir.display().to_string();
-    let status = cli_json(&["status", "--bpf-dir", &bpf_dir, "--json"]);
+    let status = cli_json(&["status", "--bpf-dir", &bpf_dir, "-o", "json"]);
     let vips = status["director"]["vips"].as_array().unwrap();
     assert_eq!(vips.len(), 8, "2 Services x 2 families x TCP/UDP: {status}");
     for vip in vips {
