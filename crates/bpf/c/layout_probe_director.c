@@ -16,6 +16,8 @@ int main(void)
 	SIZE(sy_dir_node);
 	SIZE(sy_dir_config);
 	SIZE(sy_dir_counter);
+	SIZE(sy_dir_table_node_key);
+	SIZE(sy_dir_table_node);
 	SIZE(sy_decap_config);
 	printf("];\n\n/// (struct.field, offset).\npub const C_DIR_OFFSETS: &[(&str, usize)] = &[\n");
 	FIELD(sy_gue_hdr, vc_hlen);
@@ -37,6 +39,10 @@ int main(void)
 	FIELD(sy_dir_config, pad);
 	FIELD(sy_dir_counter, packets);
 	FIELD(sy_dir_counter, bytes);
+	FIELD(sy_dir_table_node_key, table_id);
+	FIELD(sy_dir_table_node_key, node_id);
+	FIELD(sy_dir_table_node, weight);
+	FIELD(sy_dir_table_node, name);
 	FIELD(sy_decap_config, gue_port);
 	FIELD(sy_decap_config, pad);
 	FIELD(sy_decap_config, flags);
@@ -63,6 +69,7 @@ int main(void)
 	CONST(SY_DIR_DROP_NO_ANSWER);
 	CONST(SY_DIR_DROP_NO_CONFIG);
 	CONST(SY_DIR_REASON_MAX);
+	CONST(SY_DIR_NODE_NAME_LEN);
 	CONST(SY_DECAP_GUE);
 	CONST(SY_DECAP_FOU);
 	CONST(SY_DECAP_IPIP);

@@ -520,6 +520,19 @@ struct sy_dir_counter {
 	__u64 bytes; /* inner IP packet bytes */
 };
 
+/* sy_dir_table_nodes (user space only: the program never reads it): the Node name and Maglev
+ * weight of every node of every table, written with the table, so explain, status and the
+ * metrics can name nodes (the program's maps know only addresses). */
+struct sy_dir_table_node_key {
+	__u32 table_id;
+	__u32 node_id;
+};
+#define SY_DIR_NODE_NAME_LEN 60
+struct sy_dir_table_node {
+	__u32 weight;                    /* the node's Maglev weight in this table */
+	__u8 name[SY_DIR_NODE_NAME_LEN]; /* Node name, NUL-padded; longer names are cut */
+};
+
 /* sy_decap_config value, key 0: written by the node agent. */
 struct sy_decap_config {
 	__be16 gue_port; /* GUE / FOU destination port, network order; 0: UDP not decapsulated */

@@ -63,8 +63,11 @@ pub mod names {
     pub const VIP_COUNTERS: &str = "sy_dir_vip_counters";
     /// `sy_dir_node_counters`: node id -> per-CPU counter.
     pub const NODE_COUNTERS: &str = "sy_dir_node_counters";
+    /// `sy_dir_table_nodes`: (table, node) -> Node name and weight (user space only).
+    pub const TABLE_NODES: &str = "sy_dir_table_nodes";
     /// Every map.
-    pub const ALL: [&str; 7] = [VIPS, TABLES, NODES, CONFIG, COUNTERS, VIP_COUNTERS, NODE_COUNTERS];
+    pub const ALL: [&str; 8] =
+        [VIPS, TABLES, NODES, CONFIG, COUNTERS, VIP_COUNTERS, NODE_COUNTERS, TABLE_NODES];
 }
 
 /// `struct sy_gue_hdr`.
@@ -148,6 +151,52 @@ pub struct DirCounter {
     pub bytes: u64,
 }
 
+/// `SY_DIR_NODE_NAME_LEN`.
+pub const NODE_NAME_LEN: usize = 60;
+
+/// `struct sy_dir_table_node_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct TableNodeKey {
+    /// Table id.
+    pub table_id: u32,
+    /// Node id.
+    pub node_id: u32,
+}
+
+/// `struct sy_dir_table_node`: a node's name and weight in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct TableNode {
+    /// Maglev weight of the node in the table.
+    pub weight: u32,
+    /// Node name, NUL-padded (cut at [`NODE_NAME_LEN`] bytes).
+    pub name: [u8; NODE_NAME_LEN],
+}
+
+impl TableNode {
+    /// The entry for node `name` with `weight` (a longer name is cut at a character boundary).
+    pub fn new(name: &str, weight: u32) -> Self {
+        let mut end = name.len().min(NODE_NAME_LEN);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0u8; NODE_NAME_LEN];
+        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        TableNode { weight, name: bytes }
+    }
+
+    /// The name as stored.
+    pub fn name(&self) -> String {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(NODE_NAME_LEN);
+        String::from_utf8_lossy(&self.name[..end]).into_owned()
+    }
+}
+
+// SAFETY: plain `#[repr(C)]` data without padding holes (checked by tests/layout_director.rs).
+unsafe impl aya::Pod for TableNodeKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for TableNode {}
 // SAFETY: plain `#[repr(C)]` data without padding holes (checked by tests/layout_director.rs).
 unsafe impl aya::Pod for GueHdr {}
 // SAFETY: as above.
@@ -332,6 +381,8 @@ pub struct DirMaps {
     pub vip_counters: PerCpuHashMap<MapData, u32, DirCounter>,
     /// Node id -> per-CPU counter.
     pub node_counters: PerCpuHashMap<MapData, u32, DirCounter>,
+    /// (Table, node) -> Node name and weight.
+    pub table_nodes: HashMap<MapData, TableNodeKey, TableNode>,
 }
 
 impl std::fmt::Debug for DirMaps {
@@ -365,6 +416,7 @@ impl DirMaps {
             counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
             vip_counters: typed(names::VIP_COUNTERS, take(names::VIP_COUNTERS)?)?,
             node_counters: typed(names::NODE_COUNTERS, take(names::NODE_COUNTERS)?)?,
+            table_nodes: typed(names::TABLE_NODES, take(names::TABLE_NODES)?)?,
         })
     }
 
@@ -407,12 +459,46 @@ impl DirMaps {
         self.tables.insert(id, &inner, 0).map_err(map_err)
     }
 
-    /// Removes table `id` (missing is fine).
+    /// Removes table `id` (missing is fine), then its nodes' names.
     pub fn delete_table(&mut self, id: u32) -> Result<(), Error> {
         match self.tables.remove(&id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(source) => Err(Error::Map { name: names::TABLES, source }),
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(source) => return Err(Error::Map { name: names::TABLES, source }),
         }
+        let keys: Vec<TableNodeKey> =
+            self.table_nodes.keys().filter_map(Result::ok).filter(|k| k.table_id == id).collect();
+        for key in keys {
+            let _ = self.table_nodes.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Records the name and weight of each node of table `id`: `(node id, name, weight)`.
+    pub fn put_table_nodes<'a>(
+        &mut self,
+        id: u32,
+        nodes: impl IntoIterator<Item = (u32, &'a str, u32)>,
+    ) -> Result<(), Error> {
+        for (node_id, name, weight) in nodes {
+            self.table_nodes
+                .insert(TableNodeKey { table_id: id, node_id }, TableNode::new(name, weight), 0)
+                .map_err(|source| Error::Map { name: names::TABLE_NODES, source })?;
+        }
+        Ok(())
+    }
+
+    /// The name and weight of node `node_id` in table `table_id`, if recorded.
+    pub fn table_node(&self, table_id: u32, node_id: u32) -> Option<TableNode> {
+        self.table_nodes.get(&TableNodeKey { table_id, node_id }, 0).ok()
+    }
+
+    /// A name of node `node_id` (from any table that has it).
+    pub fn node_name(&self, node_id: u32) -> Option<String> {
+        self.table_nodes
+            .iter()
+            .filter_map(Result::ok)
+            .find(|(k, _)| k.node_id == node_id)
+            .map(|(_, v)| v.name())
     }
 
     /// Every reason counter summed over CPUs.
@@ -512,6 +598,7 @@ impl DirectorDatapath {
             .map_max_entries(names::NODES, sizes.nodes)
             .map_max_entries(names::VIP_COUNTERS, sizes.vips)
             .map_max_entries(names::NODE_COUNTERS, sizes.nodes)
+            .map_max_entries(names::TABLE_NODES, sizes.nodes.saturating_mul(8))
             .load(crate::director_object())?;
         let mut maps =
             DirMaps::from_map_source(|name| ebpf.take_map(name).ok_or(Error::MissingMap { name }))?;

@@ -15,6 +15,8 @@ fn every_director_struct_has_the_size_and_alignment_of_the_header() {
         ("sy_dir_node", (size_of::<DirNode>(), align_of::<DirNode>())),
         ("sy_dir_config", (size_of::<DirConfig>(), align_of::<DirConfig>())),
         ("sy_dir_counter", (size_of::<DirCounter>(), align_of::<DirCounter>())),
+        ("sy_dir_table_node_key", (size_of::<TableNodeKey>(), align_of::<TableNodeKey>())),
+        ("sy_dir_table_node", (size_of::<TableNode>(), align_of::<TableNode>())),
         ("sy_decap_config", (size_of::<DecapConfig>(), align_of::<DecapConfig>())),
     ]);
     let c: BTreeMap<_, _> = C_DIR_SIZES.iter().map(|&(n, s, a)| (n, (s, a))).collect();
@@ -48,6 +50,10 @@ fn every_director_field_has_the_offset_of_the_header() {
         "sy_dir_config.pad" => DirConfig, pad;
         "sy_dir_counter.packets" => DirCounter, packets;
         "sy_dir_counter.bytes" => DirCounter, bytes;
+        "sy_dir_table_node_key.table_id" => TableNodeKey, table_id;
+        "sy_dir_table_node_key.node_id" => TableNodeKey, node_id;
+        "sy_dir_table_node.weight" => TableNode, weight;
+        "sy_dir_table_node.name" => TableNode, name;
         "sy_decap_config.gue_port" => DecapConfig, gue_port;
         "sy_decap_config.pad" => DecapConfig, pad;
         "sy_decap_config.flags" => DecapConfig, flags;
@@ -66,6 +72,7 @@ fn every_director_constant_has_the_value_of_the_header() {
         ("SY_ENCAP_SPORT_BASE", u64::from(ENCAP_SPORT_BASE)),
         ("SY_ENCAP_SPORT_MASK", u64::from(ENCAP_SPORT_MASK)),
         ("SY_DIR_REASON_MAX", u64::from(DirReason::MAX)),
+        ("SY_DIR_NODE_NAME_LEN", NODE_NAME_LEN as u64),
         ("SY_DECAP_REASON_MAX", u64::from(DecapReason::MAX)),
     ]);
     let dir_names = [

@@ -81,7 +81,14 @@ pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Err
                 .nodes
                 .insert(id, DirNode::new(*address), 0)
                 .map_err(|source| Error::Map { name: names::NODES, source })?,
-            Op::PutTable { id, slots } => maps.put_table(*id, slots)?,
+            Op::PutTable { id, slots, nodes } => {
+                maps.put_table(*id, slots)?;
+                // Names are for people: a full names map must not stop the data plane.
+                let named = nodes.iter().map(|(n, t)| (*n, &*t.name, t.weight));
+                if let Err(err) = maps.put_table_nodes(*id, named) {
+                    warn!(table = id, %err, "node names of a table not recorded");
+                }
+            }
             Op::PutVip { key, id, table } => maps
                 .vips
                 .insert(map_key(key), DirVip { id: *id, table_id: *table }, 0)

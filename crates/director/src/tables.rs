@@ -21,8 +21,9 @@ use crate::vips::{NodeTarget, Problem, VipSet};
 pub enum Op {
     /// Create the node entry `id` (before any table names it).
     PutNode { id: u32, address: IpAddr },
-    /// Create table `id`: slot `s` sends to node `slots[s]` (before any VIP names it).
-    PutTable { id: u32, slots: Arc<[u32]> },
+    /// Create table `id`: slot `s` sends to node `slots[s]` (before any VIP names it);
+    /// `nodes`: each node's id and target (name and weight, for explain and metrics).
+    PutTable { id: u32, slots: Arc<[u32]>, nodes: Arc<[(u32, NodeTarget)]> },
     /// Create or re-point a VIP; `table` 0 means no node may serve it (dropped, counted).
     PutVip { key: FrontendKey, id: u32, table: u32 },
     /// Remove a VIP.
@@ -306,7 +307,9 @@ impl Tables {
             built.table.slots().iter().map(|&index| node_ids[index as usize]).collect();
         let id = self.next_table;
         self.next_table += 1;
-        new_tables.push(Op::PutTable { id, slots });
+        let named: Arc<[(u32, NodeTarget)]> =
+            node_ids.iter().copied().zip(nodes.iter().cloned()).collect();
+        new_tables.push(Op::PutTable { id, slots, nodes: named });
         self.tables.insert(nodes.clone(), TableEntry { id, table: built.table, node_ids, refs: 1 });
         Ok(id)
     }

@@ -25,7 +25,10 @@ impl FakeMaps {
             Op::PutNode { id, address } => {
                 assert!(self.nodes.insert(*id, *address).is_none(), "node {id} reused while live");
             }
-            Op::PutTable { id, slots } => {
+            Op::PutTable { id, slots, nodes } => {
+                for (node, _) in nodes.iter() {
+                    assert!(self.nodes.contains_key(node), "table {id} names missing node {node}");
+                }
                 for node in slots.iter() {
                     assert!(self.nodes.contains_key(node), "table {id} names missing node {node}");
                 }

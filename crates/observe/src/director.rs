@@ -1,6 +1,7 @@
 //! What a director's pinned maps say (docs/director.md): its settings, every VIP with its table,
-//! the share of slots each node holds and the packets sent; the reason counters; and for one
-//! flow, the node it goes to and why (VIP, hash under the cluster seed, slot, node).
+//! each node's name, weight and share of slots, and the packets sent; the reason counters; for
+//! one flow, the node it goes to and why (VIP, hash under the cluster seed, slot, node); and the
+//! same as Prometheus metrics, read on every scrape ([`DirectorCollector`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -39,6 +40,10 @@ pub struct Settings {
 pub struct Share {
     /// Node id (`sy_dir_nodes`).
     pub node_id: u32,
+    /// The Node's name (as the director recorded it with the table).
+    pub name: Option<String>,
+    /// Its Maglev weight in this table (node weight, times ready endpoints under Local).
+    pub weight: Option<u32>,
     /// Its address, if the entry exists.
     pub address: Option<IpAddr>,
     /// Slots of the table pointing at it.
@@ -68,6 +73,8 @@ pub struct VipStatus {
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     pub id: u32,
+    /// The Node's name, if recorded.
+    pub name: Option<String>,
     pub address: IpAddr,
     pub packets: u64,
     pub bytes: u64,
@@ -151,10 +158,15 @@ fn shares(maps: &DirMaps, table_id: u32, table_size: u32) -> Result<Vec<Share>, 
     }
     let mut out: Vec<Share> = slots
         .into_iter()
-        .map(|(node_id, slots)| Share {
-            node_id,
-            address: maps.nodes.get(&node_id, 0).ok().map(|n| n.ip()),
-            slots,
+        .map(|(node_id, slots)| {
+            let named = maps.table_node(table_id, node_id);
+            Share {
+                node_id,
+                name: named.map(|n| n.name()),
+                address: maps.nodes.get(&node_id, 0).ok().map(|n| n.ip()),
+                weight: named.map(|n| n.weight),
+                slots,
+            }
         })
         .collect();
     out.sort_by(|a, b| b.slots.cmp(&a.slots).then(a.node_id.cmp(&b.node_id)));
@@ -194,6 +206,7 @@ pub fn read_status(maps: &DirMaps, bpf_dir: &Path) -> Result<DirectorStatus, Err
         let counter = node_counters.get(&id).copied().unwrap_or_default();
         nodes.push(NodeStatus {
             id,
+            name: maps.node_name(id),
             address: node.ip(),
             packets: counter.packets,
             bytes: counter.bytes,
@@ -259,17 +272,112 @@ pub fn explain(maps: &DirMaps, flow: &FlowKey) -> Result<FlowExplanation, Error>
             "the slot's node entry is missing: dropped (drop_node_missing)".to_string()
         }
         (_, Some(_), Some((id, node))) => {
-            out.node = Some(table.iter().find(|s| s.node_id == id).cloned().unwrap_or(Share {
+            let share = table.iter().find(|s| s.node_id == id).cloned().unwrap_or(Share {
                 node_id: id,
+                name: None,
                 address: Some(node.ip()),
+                weight: None,
                 slots: 0,
-            }));
+            });
+            let whom = match &share.name {
+                Some(name) => format!("node {name} ({})", node.ip()),
+                None => node.ip().to_string(),
+            };
+            out.node = Some(share);
             format!(
-                "encapsulated ({}) to {} and sent out again; the node answers the client directly",
-                out.settings.encapsulation,
-                node.ip()
+                "encapsulated ({}) to {whom} and sent out again; the node answers the client \
+                 directly",
+                out.settings.encapsulation
             )
         }
     };
     Ok(out)
+}
+
+/// Reads a director's pinned maps on every scrape and reports what its program counted.
+#[derive(Debug)]
+pub struct DirectorCollector {
+    maps: std::sync::Mutex<DirMaps>,
+    bpf_dir: std::path::PathBuf,
+}
+
+impl DirectorCollector {
+    /// A collector over the maps pinned in `bpf_dir` (handles of its own).
+    pub fn open(bpf_dir: &Path) -> Result<Self, Error> {
+        Ok(DirectorCollector {
+            maps: std::sync::Mutex::new(DirMaps::open_pinned(bpf_dir)?),
+            bpf_dir: bpf_dir.to_owned(),
+        })
+    }
+
+    /// The director's state now (for `/status`).
+    pub fn read(&self) -> Result<DirectorStatus, Error> {
+        let maps = self.maps.lock().map_err(|_| Error::MapInfo {
+            name: "all",
+            detail: "map handles poisoned by a panic".into(),
+        })?;
+        read_status(&maps, &self.bpf_dir)
+    }
+}
+
+impl prometheus_client::collector::Collector for DirectorCollector {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        match self.read() {
+            Ok(status) => encode_director(&status, encoder),
+            Err(err) => {
+                tracing::warn!(
+                    bpf_dir = %self.bpf_dir.display(),
+                    err = %switchyard_error::ErrorChain(&err),
+                    "reading the director's maps for metrics failed"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes a director's metrics: packets and inner bytes per VIP and per node, and the program's
+/// decisions and drops by reason (the node's `switchyard_datapath_*` families).
+pub fn encode_director(
+    status: &DirectorStatus,
+    mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::encoding::EncodeMetric as _;
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::metrics::counter::ConstCounter;
+
+    type Pick = fn(u64, u64) -> u64;
+    let picks: [(&str, &str, Pick); 2] =
+        [("packets", "Packets", |p, _| p), ("bytes", "Inner IP bytes", |_, b| b)];
+    for (unit, what, pick) in picks {
+        let name = format!("switchyard_director_vip_{unit}");
+        let help = format!("{what} encapsulated to nodes, per VIP (address:port, protocol)");
+        let mut family = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
+        for vip in &status.vips {
+            let labels = vec![
+                ("vip", std::net::SocketAddr::new(vip.address, vip.port).to_string()),
+                ("protocol", vip.protocol.to_owned()),
+            ];
+            ConstCounter::new(pick(vip.packets, vip.bytes))
+                .encode(family.encode_family(&labels)?)?;
+        }
+    }
+    for (unit, what, pick) in picks {
+        let name = format!("switchyard_director_node_{unit}");
+        let help = format!("{what} encapsulated to each node (Node name, address)");
+        let mut family = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
+        for node in &status.nodes {
+            let labels = vec![
+                ("node", node.name.clone().unwrap_or_default()),
+                ("address", node.address.to_string()),
+            ];
+            ConstCounter::new(pick(node.packets, node.bytes))
+                .encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let reasons = status.reasons.iter().map(|(name, count)| (*name, count.packets));
+    crate::metrics::encode_reasons(reasons, &mut encoder)
 }

@@ -275,33 +275,13 @@ pub fn encode_kernel(
         }
     }
 
-    let mut family = encoder.encode_descriptor(
-        "switchyard_datapath_decisions",
-        "Program decisions by reason (sy_counters), all frontends",
-        None,
-        MetricType::Counter,
-    )?;
     let names = Reason::ALL
         .into_iter()
         .filter(|r| *r != Reason::NotService)
         .map(Reason::name)
         .chain(PacketReason::ALL.into_iter().map(PacketReason::name));
-    for name in names.clone() {
-        let value = state.reasons.get(name).map(|c| c.packets).unwrap_or(0);
-        let labels = vec![("reason", name.to_owned())];
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    let mut family = encoder.encode_descriptor(
-        "switchyard_datapath_drops",
-        "Flows refused or dropped by the programs, by reason",
-        None,
-        MetricType::Counter,
-    )?;
-    for name in names.filter(|n| kernel::is_drop_name(n)) {
-        let value = state.reasons.get(name).map(|c| c.packets).unwrap_or(0);
-        let labels = vec![("reason", name.to_owned())];
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-    }
+    let reasons = names.map(|name| (name, state.reasons.get(name).map(|c| c.packets).unwrap_or(0)));
+    encode_reasons(reasons, &mut encoder)?;
 
     type Fill = fn(&kernel::MapFill) -> Option<i64>;
     let fills: [(&str, &str, Fill); 3] = [
@@ -336,6 +316,35 @@ pub fn encode_kernel(
         MetricType::Gauge,
     )?;
     ConstGauge::new(frontends).encode(family)?;
+    Ok(())
+}
+
+/// `switchyard_datapath_decisions` and `switchyard_datapath_drops` (the `drop_*`, `reject_*`
+/// and `err_*` reasons) from (reason, packets): the node's programs and the director's alike.
+pub fn encode_reasons<'a>(
+    reasons: impl Iterator<Item = (&'a str, u64)> + Clone,
+    encoder: &mut DescriptorEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "switchyard_datapath_decisions",
+        "Program decisions by reason (sy_counters, sy_dir_counters)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (name, value) in reasons.clone() {
+        let labels = vec![("reason", name.to_owned())];
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "switchyard_datapath_drops",
+        "Flows refused or dropped by the programs, by reason",
+        None,
+        MetricType::Counter,
+    )?;
+    for (name, value) in reasons.filter(|(n, _)| kernel::is_drop_name(n)) {
+        let labels = vec![("reason", name.to_owned())];
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
     Ok(())
 }
 

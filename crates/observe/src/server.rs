@@ -92,7 +92,11 @@ async fn desired(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    match render(&state.registry) {
+    metrics_response(&state.registry)
+}
+
+fn metrics_response(registry: &Registry) -> Response {
+    match render(registry) {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
             .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response(),
@@ -108,6 +112,37 @@ async fn status(State(state): State<ApiState>) -> Response {
             kernel: kernel_state,
         })
         .into_response(),
+        Err(err) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", ErrorChain(&err))).into_response()
+        }
+    }
+}
+
+/// What a director's handlers read.
+#[derive(Debug, Clone)]
+struct DirectorApi {
+    registry: Arc<Registry>,
+    collector: Arc<crate::director::DirectorCollector>,
+}
+
+/// A director's local API: `/metrics` (its counters per VIP, per node and per reason) and
+/// `/status` (what `switchyard status` shows on a director, as JSON).
+pub fn director_router(collector: Arc<crate::director::DirectorCollector>) -> Router {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Arc::clone(&collector)));
+    Router::new()
+        .route("/metrics", get(director_metrics))
+        .route("/status", get(director_status))
+        .with_state(DirectorApi { registry: Arc::new(registry), collector })
+}
+
+async fn director_metrics(State(state): State<DirectorApi>) -> Response {
+    metrics_response(&state.registry)
+}
+
+async fn director_status(State(state): State<DirectorApi>) -> Response {
+    match state.collector.read() {
+        Ok(status) => axum::Json(status).into_response(),
         Err(err) => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", ErrorChain(&err))).into_response()
         }

@@ -311,6 +311,39 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
         "{explained}"
     );
     assert_eq!(explained["settings"]["tableSize"], 65537, "{explained}");
+    assert_eq!(explained["node"]["name"].as_str(), Some(carried.as_str()), "{explained}");
+    assert_eq!(explained["node"]["weight"], 1, "{explained}");
+    assert!(explained["decision"].as_str().unwrap().contains(&carried), "{explained}");
+
+    // Metrics on each director's local API: packets per VIP and per node (by Node name), and
+    // the program's decisions and drops by reason; they add up to what was encapsulated.
+    let mut per_node: BTreeMap<String, u64> = BTreeMap::new();
+    for director in &directors {
+        let text = director.get(&cluster, "/metrics");
+        let mut vip_packets = 0;
+        for line in text.lines() {
+            let value = || line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+            if line.starts_with("switchyard_director_vip_packets_total{") {
+                vip_packets += value();
+            }
+            if let Some(rest) = line.strip_prefix("switchyard_director_node_packets_total{") {
+                let name = rest.split("node=\"").nth(1).unwrap().split('"').next().unwrap();
+                *per_node.entry(name.to_owned()).or_default() += value();
+            }
+        }
+        let encapsulated = director.encapsulated(&cluster.lab);
+        assert!(vip_packets > 0 && vip_packets <= encapsulated, "{}: {text}", director.name);
+        assert!(
+            text.contains("switchyard_datapath_drops_total{reason=\"drop_no_route\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_datapath_decisions_total{reason=\"encap_gue\"}"),
+            "{text}"
+        );
+    }
+    assert_eq!(per_node.keys().cloned().collect::<BTreeSet<_>>(), set(&NODES), "{per_node:?}");
+    assert!(per_node.values().all(|&p| p > 0), "{per_node:?}");
     assert!(explained["slot"].as_u64().unwrap() < 65537, "{explained}");
     let bpf_dir = cluster.lab.director("dir1").unwrap().bpf_dir.display().to_string();
     let status = cli_json(&["status", "--bpf-dir", &bpf_dir, "-o", "json"]);

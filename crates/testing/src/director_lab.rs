@@ -49,6 +49,8 @@ impl Director {
             .arg(format!("{},{}", info.ipv4, info.ipv6))
             .arg("--bpf-dir")
             .arg(&info.bpf_dir)
+            .arg("--api-socket")
+            .arg(Self::api_socket(cluster, name))
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -60,6 +62,24 @@ impl Director {
         let ready = wait_until(CONVERGE, || director.programmed() > 0);
         assert!(ready, "director {name} did not program its tables: {:#?}", director.log);
         director
+    }
+
+    /// The director's local API socket (`/metrics`, `/status`) in the lab.
+    pub fn api_socket(cluster: &Cluster, name: &str) -> std::path::PathBuf {
+        cluster.manifests.join(format!("{name}-api.sock"))
+    }
+
+    /// `GET path` on the director's local API: the response body.
+    pub fn get(&self, cluster: &Cluster, path: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut stream =
+            std::os::unix::net::UnixStream::connect(Self::api_socket(cluster, &self.name)).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "GET {path}: {response}");
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
     }
 
     /// How many updates the director has programmed so far.

@@ -12,6 +12,7 @@
 #define SY_DIR_DEFAULT_TABLES 4096
 #define SY_DIR_DEFAULT_NODES 8192
 #define SY_DIR_DEFAULT_TABLE_SIZE 65537
+#define SY_DIR_DEFAULT_TABLE_NODES 65536
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -81,6 +82,16 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_node_counters SEC(".maps");
+
+/* Names and weights for user space (struct sy_dir_table_node); never read by the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_dir_table_node_key);
+	__type(value, struct sy_dir_table_node);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLE_NODES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_table_nodes SEC(".maps");
 
 /* The next hop towards a node, as bpf_fib_lookup last said (program-private: user space never
  * reads it). A route lookup costs more than the rest of the director's work together (IPv6

@@ -60,9 +60,26 @@ pub(crate) struct DirectorArgs {
     #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard-director")]
     bpf_dir: PathBuf,
 
+    /// Unix socket of the director's local API (`/metrics`, `/status`); mode 0600.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_API_SOCKET)]
+    api_socket: PathBuf,
+
+    /// Also serve `/metrics` (and `/status`) on this TCP address; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_bind_address: Option<std::net::SocketAddr>,
+
     /// Remove everything a director installed under --bpf-dir (detaches it) and exit.
     #[arg(long)]
     cleanup: bool,
+}
+
+/// Where the director serves its local API unless told otherwise.
+const DEFAULT_API_SOCKET: &str = "/run/switchyard/director.sock";
+
+/// Where the director serves `/metrics` and `/status`.
+struct Api {
+    socket: PathBuf,
+    tcp: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -112,7 +129,8 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args.manifests, args.kubeconfig, config, options))
+    let api = Api { socket: args.api_socket, tcp: args.metrics_bind_address };
+    runtime.block_on(serve(args.manifests, args.kubeconfig, config, options, api))
 }
 
 /// Where the director's objects come from.
@@ -154,13 +172,33 @@ impl Source {
     }
 }
 
+/// Serves the local API over the director's pinned maps (handles of its own). A unix socket
+/// that cannot be served is logged, not fatal: the API is for inspection.
+async fn serve_api(bpf_dir: &std::path::Path, api: &Api) -> anyhow::Result<()> {
+    use switchyard_observe::{director::DirectorCollector, server};
+    let collector = DirectorCollector::open(bpf_dir)
+        .with_context(|| format!("opening the maps pinned in {} for metrics", bpf_dir.display()))?;
+    let router = server::director_router(std::sync::Arc::new(collector));
+    if let Err(err) = server::serve_unix(&api.socket, router.clone()) {
+        let err = format!("{:#}", anyhow::Error::from(err));
+        tracing::error!(%err, "local API not served; the director runs without it");
+    }
+    if let Some(address) = api.tcp {
+        server::serve_tcp(address, router).await.context("serving metrics on TCP")?;
+    }
+    Ok(())
+}
+
 async fn serve(
     manifests: Option<PathBuf>,
     kubeconfig: Option<PathBuf>,
     config: DirectorConfig,
     options: RuntimeOptions,
+    api: Api,
 ) -> anyhow::Result<ExitCode> {
+    let bpf_dir = options.bpf_dir.clone();
     let mut director = Runtime::load(config, options).context("loading the director")?;
+    serve_api(&bpf_dir, &api).await?;
     let mut source = Source::open(manifests, kubeconfig).await?;
     info!("director started; nothing is attached before the first complete reading");
     loop {

@@ -36,8 +36,10 @@ fn open(bpf_dir: &Path) -> anyhow::Result<DirMaps> {
 
 fn share(s: &Share, table_size: u32) -> String {
     let address = s.address.map_or_else(|| "(missing)".to_owned(), |a| a.to_string());
+    let name = s.name.as_deref().map_or_else(String::new, |n| format!("{n} "));
+    let weight = s.weight.map_or_else(String::new, |w| format!(", weight {w}"));
     let percent = f64::from(s.slots) * 100.0 / f64::from(table_size.max(1));
-    format!("#{} {address}: {} slots ({percent:.1}%)", s.node_id, s.slots)
+    format!("#{} {name}{address}{weight}: {} slots ({percent:.1}%)", s.node_id, s.slots)
 }
 
 /// `switchyard status` on a director.
@@ -91,7 +93,15 @@ fn status_text(bpf_dir: &Path, status: &director::DirectorStatus) -> String {
     }
     say!(out, "nodes: {}", status.nodes.len());
     for node in &status.nodes {
-        say!(out, "  #{} {} packets={} bytes={}", node.id, node.address, node.packets, node.bytes);
+        let name = node.name.as_deref().map_or_else(String::new, |n| format!("{n} "));
+        say!(
+            out,
+            "  #{} {name}{} packets={} bytes={}",
+            node.id,
+            node.address,
+            node.packets,
+            node.bytes
+        );
     }
     say!(out, "counters (nonzero):");
     for (reason, count) in status.reasons.iter().filter(|(_, c)| c.packets != 0) {
