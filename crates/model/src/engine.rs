@@ -174,7 +174,10 @@ impl NodeModel {
             }
             // Pools and BGP objects say where addresses come from and who hears of them, never
             // how a node forwards: the data plane follows the Services' status alone.
-            Change::IPPool(..) | Change::BGPPeer(..) | Change::BGPAdvertisement(..) => {}
+            Change::IPPool(..)
+            | Change::BGPPeer(..)
+            | Change::BGPAdvertisement(..)
+            | Change::Namespace(..) => {}
         }
         self.finish(touched)
     }

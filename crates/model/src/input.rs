@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,8 @@ pub enum ObjectKind {
     BGPPeer,
     /// `switchyard.io/v1alpha1` BGPAdvertisement: what is announced to whom.
     BGPAdvertisement,
+    /// core/v1 Namespace: its labels, for IPPool `namespaceSelector` (the controller's input).
+    Namespace,
 }
 
 impl ObjectKind {
@@ -39,6 +41,7 @@ impl fmt::Display for ObjectKind {
             Self::IPPool => "IPPool",
             Self::BGPPeer => "BGPPeer",
             Self::BGPAdvertisement => "BGPAdvertisement",
+            Self::Namespace => "Namespace",
         })
     }
 }
@@ -81,6 +84,7 @@ pub struct ClusterState {
     pub ip_pools: BTreeMap<ObjectKey, IPPool>,
     pub bgp_peers: BTreeMap<ObjectKey, BGPPeer>,
     pub bgp_advertisements: BTreeMap<ObjectKey, BGPAdvertisement>,
+    pub namespaces: BTreeMap<ObjectKey, Namespace>,
 }
 
 /// One change to the cluster as a source saw it. Sources emit these so the model can recompute
@@ -93,6 +97,7 @@ pub enum Change {
     IPPool(ObjectKey, Option<Box<IPPool>>),
     BGPPeer(ObjectKey, Option<Box<BGPPeer>>),
     BGPAdvertisement(ObjectKey, Option<Box<BGPAdvertisement>>),
+    Namespace(ObjectKey, Option<Box<Namespace>>),
 }
 
 impl Change {
@@ -104,6 +109,7 @@ impl Change {
             Self::IPPool(..) => ObjectKind::IPPool,
             Self::BGPPeer(..) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(..) => ObjectKind::BGPAdvertisement,
+            Self::Namespace(..) => ObjectKind::Namespace,
         }
     }
 
@@ -114,7 +120,8 @@ impl Change {
             | Self::Node(k, _)
             | Self::IPPool(k, _)
             | Self::BGPPeer(k, _)
-            | Self::BGPAdvertisement(k, _) => k,
+            | Self::BGPAdvertisement(k, _)
+            | Self::Namespace(k, _) => k,
         }
     }
 
@@ -127,6 +134,7 @@ impl Change {
             Self::IPPool(_, o) => o.is_none(),
             Self::BGPPeer(_, o) => o.is_none(),
             Self::BGPAdvertisement(_, o) => o.is_none(),
+            Self::Namespace(_, o) => o.is_none(),
         }
     }
 }
@@ -141,6 +149,7 @@ impl ClusterState {
             Change::IPPool(k, o) => set(&mut self.ip_pools, k, o),
             Change::BGPPeer(k, o) => set(&mut self.bgp_peers, k, o),
             Change::BGPAdvertisement(k, o) => set(&mut self.bgp_advertisements, k, o),
+            Change::Namespace(k, o) => set(&mut self.namespaces, k, o),
         }
     }
 }

@@ -90,7 +90,7 @@ impl Allocator {
         Self { class, ..Self::default() }
     }
 
-    /// Takes in one change; kinds other than Service and IPPool are ignored.
+    /// Takes in one change; kinds other than Service, IPPool and Namespace are ignored.
     pub fn apply(&mut self, change: &Change) {
         match change {
             Change::Service(key, service) => {
@@ -104,6 +104,11 @@ impl Allocator {
                     None => self.pool_objects.remove(&key.name),
                 };
                 self.pools_changed = true;
+            }
+            Change::Namespace(key, namespace) => {
+                let labels =
+                    namespace.as_ref().map(|ns| ns.metadata.labels.clone().unwrap_or_default());
+                self.set_namespace(&key.name, labels);
             }
             _ => {}
         }

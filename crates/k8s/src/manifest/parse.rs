@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -230,6 +230,7 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
         "IPPool" => Some((ObjectKind::IPPool, API_VERSION)),
         "BGPPeer" => Some((ObjectKind::BGPPeer, API_VERSION)),
         "BGPAdvertisement" => Some((ObjectKind::BGPAdvertisement, API_VERSION)),
+        "Namespace" => Some((ObjectKind::Namespace, "v1")),
         _ => None,
     }
 }
@@ -380,6 +381,10 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                 Object::BGPAdvertisement(Arc::new(o))
             })
         }
+        ObjectKind::Namespace => deserialize::<Namespace>(value, unknown).map(|mut o| {
+            o.metadata.namespace = None;
+            Object::Namespace(Arc::new(o))
+        }),
     };
     match parsed {
         Ok(object) => {

@@ -87,7 +87,7 @@ impl BgpInputs {
                     None => self.service_labels.remove(key).is_some(),
                 }
             }
-            Change::EndpointSlice(..) => false,
+            Change::EndpointSlice(..) | Change::Namespace(..) => false,
             Change::Node(key, node) => {
                 if key.name != self.node_name {
                     return false;

@@ -142,6 +142,7 @@ fn summary(
         (state.ip_pools.len(), "IPPool"),
         (state.bgp_peers.len(), "BGPPeer"),
         (state.bgp_advertisements.len(), "BGPAdvertisement"),
+        (state.namespaces.len(), "Namespace"),
     ] {
         if count > 0 {
             let _ = write!(text, ", {count} {kind}{}", plural(count));
