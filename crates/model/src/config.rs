@@ -30,6 +30,11 @@ pub struct ProxyConfig {
     pub algorithm_annotation: String,
     /// Affinity timeout for `sessionAffinity: ClientIP` without `timeoutSeconds`.
     pub default_affinity_timeout_seconds: u32,
+    /// `spec.externalIPs` served only inside these prefixes (the agent's `--external-ip-cidrs`);
+    /// empty serves none. Whatever the list, an externalIP never takes another Service's cluster
+    /// IP or an address of this node (see [`crate::Refusal`]).
+    #[serde(default = "all_addresses")]
+    pub external_ip_cidrs: Vec<Cidr>,
 }
 
 impl ProxyConfig {
@@ -42,7 +47,28 @@ impl ProxyConfig {
             node_port_range: PortRange::default(),
             algorithm_annotation: DEFAULT_ALGORITHM_ANNOTATION.to_owned(),
             default_affinity_timeout_seconds: DEFAULT_AFFINITY_TIMEOUT_SECONDS,
+            external_ip_cidrs: all_addresses(),
         }
+    }
+
+    /// Whether `spec.externalIPs` may hold `ip` ([`Self::external_ip_cidrs`]).
+    pub fn allows_external_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.external_ip_cidrs.iter().any(|cidr| cidr.contains(ip))
+    }
+}
+
+/// `0.0.0.0/0` and `::/0`: the default of [`ProxyConfig::external_ip_cidrs`] (kube-proxy serves
+/// every externalIP; the ownership rules already keep them off cluster IPs and node addresses).
+pub fn all_addresses() -> Vec<Cidr> {
+    ["0.0.0.0/0", "::/0"].iter().filter_map(|text| text.parse().ok()).collect()
+}
+
+/// Parses `--external-ip-cidrs`: `all`, `none`, or a comma-separated CIDR list.
+pub fn parse_external_ip_cidrs(text: &str) -> Result<Vec<Cidr>, crate::CidrError> {
+    match text.trim() {
+        "all" => Ok(all_addresses()),
+        "none" | "" => Ok(Vec::new()),
+        list => list.split(',').map(|cidr| cidr.trim().parse()).collect(),
     }
 }
 
@@ -128,5 +154,23 @@ mod tests {
         let range: PortRange = "100-200".parse().unwrap();
         assert!(range.contains(100) && range.contains(200));
         assert!(!range.contains(99) && !range.contains(201));
+    }
+
+    #[test]
+    fn external_ip_cidrs_parse_keywords_and_lists() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        let config = |text: &str| ProxyConfig {
+            external_ip_cidrs: parse_external_ip_cidrs(text).unwrap(),
+            ..ProxyConfig::new("n")
+        };
+        assert!(config("all").allows_external_ip(ip("203.0.113.5")));
+        assert!(config("all").allows_external_ip(ip("2001:db8::5")));
+        assert!(ProxyConfig::new("n").allows_external_ip(ip("203.0.113.5")));
+        assert!(!config("none").allows_external_ip(ip("203.0.113.5")));
+        let listed = config("203.0.113.0/24, 2001:db8::/64");
+        assert!(listed.allows_external_ip(ip("203.0.113.5")));
+        assert!(listed.allows_external_ip(ip("2001:db8::5")));
+        assert!(!listed.allows_external_ip(ip("198.51.100.5")));
+        assert!(parse_external_ip_cidrs("203.0.113.5").is_err());
     }
 }

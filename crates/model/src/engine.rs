@@ -5,6 +5,10 @@
 //! server would have refused, but a manifest directory can hold). The Service with the smallest
 //! namespace/name owns the key; the others wait as contenders and take over, in order, when the
 //! owner lets go. The result is therefore independent of the order changes arrive in.
+//!
+//! That rule is for equals. An externalIP or LoadBalancer IP never takes a cluster IP of another
+//! Service or an address of this node, whatever the names ([`crate::ownership`]): such an
+//! address is refused before any key is claimed, and served again once its owner lets go.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -13,13 +17,15 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Node;
 
 use crate::config::ProxyConfig;
-use crate::desired::{DesiredState, Frontend, FrontendKey, StateDiff};
+use crate::desired::{DesiredState, Frontend, FrontendKey, FrontendKind, StateDiff};
 use crate::fast_hash::FastMap;
 use crate::frontends::service_frontends;
 use crate::input::{Change, ClusterState, ObjectKey};
 use crate::intern::Interner;
+use crate::ownership::{Refusal, RefusalReason};
 use crate::parse::{
-    NodeFacts, ServiceFacts, SliceFacts, node_eligible, node_facts, service_facts, slice_facts,
+    NodeFacts, ServiceFacts, SliceFacts, node_addresses, node_eligible, node_facts, service_facts,
+    slice_facts,
 };
 
 /// Old values of the frontend keys a change touched, to compute its difference at the end.
@@ -46,6 +52,16 @@ pub struct NodeModel {
     terminating: FastMap<ObjectKey, Vec<(IpAddr, u16)>>,
     /// Whether this node may get traffic from external load balancers ([`node_eligible`]).
     eligible: bool,
+    /// Cluster IP → the served Services that have it.
+    cluster_ip_owners: FastMap<IpAddr, BTreeSet<ObjectKey>>,
+    /// Node address → the Nodes that have it; and each Node's addresses.
+    node_address_owners: FastMap<IpAddr, BTreeSet<String>>,
+    node_addresses: FastMap<String, Vec<IpAddr>>,
+    /// externalIP or LoadBalancer IP → the Services that ask for it (to recompute them when a
+    /// cluster IP or node address appears or goes).
+    external_claims: FastMap<IpAddr, BTreeSet<ObjectKey>>,
+    /// Service → the frontend addresses it asked for and does not get.
+    refusals: FastMap<ObjectKey, Vec<Refusal>>,
 }
 
 impl NodeModel {
@@ -63,6 +79,11 @@ impl NodeModel {
             interner: Interner::default(),
             terminating: FastMap::default(),
             eligible: node_eligible(None),
+            cluster_ip_owners: FastMap::default(),
+            node_address_owners: FastMap::default(),
+            node_addresses: FastMap::default(),
+            external_claims: FastMap::default(),
+            refusals: FastMap::default(),
         }
     }
 
@@ -76,6 +97,9 @@ impl NodeModel {
         let own_node = state.nodes.get(&ObjectKey::cluster(model.config.node_name.clone()));
         model.node = node_facts(&model.config, own_node);
         model.eligible = node_eligible(own_node);
+        for (key, node) in &state.nodes {
+            model.index_node(&key.name, Some(node));
+        }
         for (key, slice) in &state.endpoint_slices {
             let facts = slice_facts(&model.config, &mut model.interner, key, slice);
             model.index_terminating(key, Some(&facts));
@@ -84,13 +108,19 @@ impl NodeModel {
             }
             model.slices.insert(key.clone(), facts);
         }
+        let facts: Vec<(&ObjectKey, ServiceFacts)> = state
+            .services
+            .iter()
+            .filter_map(|(key, service)| Some((key, service_facts(&model.config, service)?)))
+            .collect();
+        for (key, facts) in &facts {
+            model.index_addresses(key, None, Some(facts));
+        }
         // Bulk path: Services come in name order, so the first to claim a key is the smallest
         // name and owns it; later claimants become contenders.
-        for (key, service) in &state.services {
-            let Some(facts) = service_facts(&model.config, service) else {
-                continue;
-            };
-            let frontends = model.frontends_of(key, &facts);
+        for (key, facts) in facts {
+            let (frontends, refusals) = model.frontends_of(key, &facts);
+            model.set_refusals(key, refusals);
             if !frontends.is_empty() {
                 model.claims.insert(key.clone(), frontends.iter().map(|(k, _)| *k).collect());
             }
@@ -109,12 +139,37 @@ impl NodeModel {
         model
     }
 
-    /// The frontends `service` would have on its own, without looking at collisions.
+    /// The frontends `service` may have, without looking at collisions of equals, and the
+    /// addresses it is refused.
     fn frontends_of(
         &self,
         key: &ObjectKey,
         service: &ServiceFacts,
-    ) -> Vec<(FrontendKey, Frontend)> {
+    ) -> (Vec<(FrontendKey, Frontend)>, Vec<Refusal>) {
+        let mut refusals: Vec<Refusal> = service
+            .refused
+            .iter()
+            .map(|(kind, ip, reason)| Refusal {
+                service: key.clone(),
+                kind: *kind,
+                ip: *ip,
+                reason: reason.clone(),
+            })
+            .collect();
+        let external = service
+            .load_balancer_ips
+            .iter()
+            .map(|ip| (FrontendKind::LoadBalancer, *ip))
+            .chain(service.external_ips.iter().map(|ip| (FrontendKind::ExternalIp, *ip)));
+        for (kind, ip) in external {
+            if let Some(reason) = self.taken(key, ip) {
+                refusals.push(Refusal { service: key.clone(), kind, ip, reason });
+            }
+        }
+        let refused: Vec<IpAddr> =
+            refusals.iter().filter(|r| r.kind != FrontendKind::ClusterIp).map(|r| r.ip).collect();
+        refusals.sort();
+        refusals.dedup();
         let slices: Vec<&SliceFacts> = self
             .slices_by_service
             .get(key)
@@ -122,7 +177,105 @@ impl NodeModel {
             .flatten()
             .filter_map(|slice_key| self.slices.get(slice_key))
             .collect();
-        service_frontends(key, service, &slices, &self.node)
+        (service_frontends(key, service, &slices, &self.node, &refused), refusals)
+    }
+
+    fn set_refusals(&mut self, key: &ObjectKey, refusals: Vec<Refusal>) {
+        if refusals.is_empty() {
+            self.refusals.remove(key);
+        } else {
+            self.refusals.insert(key.clone(), refusals);
+        }
+    }
+
+    /// Whether `ip`, asked for as an external address by `service`, belongs to someone else.
+    fn taken(&self, service: &ObjectKey, ip: IpAddr) -> Option<RefusalReason> {
+        if let Some(owner) =
+            self.cluster_ip_owners.get(&ip).and_then(|owners| owners.iter().find(|o| *o != service))
+        {
+            return Some(RefusalReason::ClusterIpOf(owner.clone()));
+        }
+        let node = self.node_address_owners.get(&ip).and_then(|nodes| nodes.first())?;
+        Some(RefusalReason::NodeAddress(node.clone()))
+    }
+
+    /// Updates the node address index for Node `name` (`None`: deleted); returns the Services
+    /// whose external addresses are among the addresses that came or went.
+    fn index_node(&mut self, name: &str, node: Option<&Node>) -> BTreeSet<ObjectKey> {
+        let new = node_addresses(node);
+        let old = self.node_addresses.remove(name).unwrap_or_default();
+        let mut moved = Vec::new();
+        for ip in old.iter().filter(|ip| new.binary_search(ip).is_err()) {
+            if let Some(set) = self.node_address_owners.get_mut(ip) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.node_address_owners.remove(ip);
+                }
+            }
+            moved.push(*ip);
+        }
+        for ip in new.iter().filter(|ip| old.binary_search(ip).is_err()) {
+            self.node_address_owners.entry(*ip).or_default().insert(name.to_owned());
+            moved.push(*ip);
+        }
+        if !new.is_empty() {
+            self.node_addresses.insert(name.to_owned(), new);
+        }
+        self.claimants(&moved, None)
+    }
+
+    /// The Services (other than `except`) asking for one of `ips` as an external address.
+    fn claimants(&self, ips: &[IpAddr], except: Option<&ObjectKey>) -> BTreeSet<ObjectKey> {
+        ips.iter()
+            .filter_map(|ip| self.external_claims.get(ip))
+            .flatten()
+            .filter(|other| Some(*other) != except)
+            .cloned()
+            .collect()
+    }
+
+    /// Updates the address indexes for a Service going from `old` to `new`; returns the other
+    /// Services whose external addresses are cluster IPs that came or went.
+    fn index_addresses(
+        &mut self,
+        key: &ObjectKey,
+        old: Option<&ServiceFacts>,
+        new: Option<&ServiceFacts>,
+    ) -> BTreeSet<ObjectKey> {
+        let cluster = |facts: Option<&ServiceFacts>| -> BTreeSet<IpAddr> {
+            facts.into_iter().flat_map(|f| f.cluster_ips.iter().copied()).collect()
+        };
+        let external = |facts: Option<&ServiceFacts>| -> BTreeSet<IpAddr> {
+            facts
+                .into_iter()
+                .flat_map(|f| f.external_ips.iter().chain(&f.load_balancer_ips).copied())
+                .collect()
+        };
+        let (old_cluster, new_cluster) = (cluster(old), cluster(new));
+        let mut moved = Vec::new();
+        for ip in old_cluster.difference(&new_cluster) {
+            unindex(&mut self.cluster_ip_owners, *ip, key);
+            moved.push(*ip);
+        }
+        for ip in new_cluster.difference(&old_cluster) {
+            self.cluster_ip_owners.entry(*ip).or_default().insert(key.clone());
+            moved.push(*ip);
+        }
+        let (old_external, new_external) = (external(old), external(new));
+        for ip in old_external.difference(&new_external) {
+            unindex(&mut self.external_claims, *ip, key);
+        }
+        for ip in new_external.difference(&old_external) {
+            self.external_claims.entry(*ip).or_default().insert(key.clone());
+        }
+        self.claimants(&moved, Some(key))
+    }
+
+    /// Every frontend address a Service asked for and does not get on this node, sorted.
+    pub fn refusals(&self) -> Vec<&Refusal> {
+        let mut all: Vec<&Refusal> = self.refusals.values().flatten().collect();
+        all.sort();
+        all
     }
 
     /// Feeds one change; returns how the desired state changed.
@@ -131,13 +284,17 @@ impl NodeModel {
         match change {
             Change::Service(key, service) => {
                 let facts = service.and_then(|s| service_facts(&self.config, &s));
-                let unchanged = self.services.get(&key) == facts.as_ref();
-                match facts {
-                    Some(facts) => self.services.insert(key.clone(), facts),
-                    None => self.services.remove(&key),
-                };
-                if !unchanged {
+                let old = self.services.get(&key);
+                if old != facts.as_ref() {
+                    let old = old.cloned();
+                    let affected = self.index_addresses(&key, old.as_ref(), facts.as_ref());
+                    match facts {
+                        Some(facts) => self.services.insert(key.clone(), facts),
+                        None => self.services.remove(&key),
+                    };
                     self.recompute(&key, Some(&mut touched));
+                    // A cluster IP that came or went decides other Services' external addresses.
+                    self.recompute_all(affected.iter(), &mut touched);
                 }
             }
             Change::EndpointSlice(key, slice) => {
@@ -167,16 +324,20 @@ impl NodeModel {
                 );
             }
             Change::Node(key, node) => {
+                let affected = self.index_node(&key.name, node.as_deref());
                 if key.name == self.config.node_name {
                     self.eligible = node_eligible(node.as_deref());
                     self.set_node(node.as_deref(), &mut touched);
                 }
+                self.recompute_all(affected.iter(), &mut touched);
             }
-            // Pools and BGP objects say where addresses come from and who hears of them, never
-            // how a node forwards: the data plane follows the Services' status alone.
+            // Pools and BGP objects (and the Secrets of BGP passwords, the Namespaces whose labels
+            // pools select by) say where addresses come from and who hears of them, never how a
+            // node forwards: the data plane follows the Services' status alone.
             Change::IPPool(..)
             | Change::BGPPeer(..)
             | Change::BGPAdvertisement(..)
+            | Change::Secret(..)
             | Change::Namespace(..) => {}
         }
         self.finish(touched)
@@ -290,10 +451,11 @@ impl NodeModel {
     /// Recomputes one Service's frontends and settles ownership of every key it claimed or
     /// claims now. With `touched`, records the previous value of each key it changes.
     fn recompute(&mut self, key: &ObjectKey, mut touched: Option<&mut Touched>) {
-        let new_frontends = match self.services.get(key) {
+        let (new_frontends, refusals) = match self.services.get(key) {
             Some(service) => self.frontends_of(key, service),
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
+        self.set_refusals(key, refusals);
         let old_keys = self.claims.remove(key).unwrap_or_default();
         let mut successors: Vec<ObjectKey> = Vec::new();
 
@@ -379,6 +541,16 @@ impl NodeModel {
             }
         }
         diff
+    }
+}
+
+/// Removes `key` from the set of `ip`, and the set when it empties.
+fn unindex(index: &mut FastMap<IpAddr, BTreeSet<ObjectKey>>, ip: IpAddr, key: &ObjectKey) {
+    if let Some(set) = index.get_mut(&ip) {
+        set.remove(key);
+        if set.is_empty() {
+            index.remove(&ip);
+        }
     }
 }
 

@@ -10,12 +10,15 @@ use crate::select::{Selection, candidates, select};
 /// Every frontend of `service` on this node, sorted by key, each key once. When one Service names
 /// the same address and port twice (e.g. an externalIP equal to its clusterIP) the first
 /// occurrence wins: clusterIPs, then NodePorts, LoadBalancer IPs, externalIPs, in port order.
+/// LoadBalancer IPs and externalIPs in `refused` are left out (see [`crate::ownership`]).
 pub(crate) fn service_frontends(
     key: &ObjectKey,
     service: &ServiceFacts,
     slices: &[&SliceFacts],
     node: &NodeFacts,
+    refused: &[IpAddr],
 ) -> Vec<(FrontendKey, Frontend)> {
+    let served = |ip: &&IpAddr| !refused.contains(ip);
     let mut frontends = Vec::new();
     let mut addresses: Vec<(IpAddr, u16, FrontendKind)> = Vec::new();
     for port in &service.ports {
@@ -31,10 +34,18 @@ pub(crate) fn service_frontends(
             );
         }
         addresses.extend(
-            service.load_balancer_ips.iter().map(|ip| (*ip, port.port, FrontendKind::LoadBalancer)),
+            service
+                .load_balancer_ips
+                .iter()
+                .filter(served)
+                .map(|ip| (*ip, port.port, FrontendKind::LoadBalancer)),
         );
         addresses.extend(
-            service.external_ips.iter().map(|ip| (*ip, port.port, FrontendKind::ExternalIp)),
+            service
+                .external_ips
+                .iter()
+                .filter(served)
+                .map(|ip| (*ip, port.port, FrontendKind::ExternalIp)),
         );
 
         // One selection per family, shared by that family's frontends; the last frontend to use

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 
@@ -23,12 +23,15 @@ pub enum ObjectKind {
     BGPAdvertisement,
     /// core/v1 Namespace: its labels, for IPPool `namespaceSelector` (the controller's input).
     Namespace,
+    /// A Secret holding a BGPPeer's TCP MD5 password (`spec.passwordSecret`); the API source
+    /// watches only the Secrets BGPPeers name.
+    Secret,
 }
 
 impl ObjectKind {
     /// True for kinds without a namespace.
     pub fn is_cluster_scoped(self) -> bool {
-        !matches!(self, Self::Service | Self::EndpointSlice)
+        !matches!(self, Self::Service | Self::EndpointSlice | Self::Secret)
     }
 }
 
@@ -42,6 +45,7 @@ impl fmt::Display for ObjectKind {
             Self::BGPPeer => "BGPPeer",
             Self::BGPAdvertisement => "BGPAdvertisement",
             Self::Namespace => "Namespace",
+            Self::Secret => "Secret",
         })
     }
 }
@@ -85,6 +89,7 @@ pub struct ClusterState {
     pub bgp_peers: BTreeMap<ObjectKey, BGPPeer>,
     pub bgp_advertisements: BTreeMap<ObjectKey, BGPAdvertisement>,
     pub namespaces: BTreeMap<ObjectKey, Namespace>,
+    pub secrets: BTreeMap<ObjectKey, Secret>,
 }
 
 /// One change to the cluster as a source saw it. Sources emit these so the model can recompute
@@ -98,6 +103,7 @@ pub enum Change {
     BGPPeer(ObjectKey, Option<Box<BGPPeer>>),
     BGPAdvertisement(ObjectKey, Option<Box<BGPAdvertisement>>),
     Namespace(ObjectKey, Option<Box<Namespace>>),
+    Secret(ObjectKey, Option<Box<Secret>>),
 }
 
 impl Change {
@@ -110,6 +116,7 @@ impl Change {
             Self::BGPPeer(..) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(..) => ObjectKind::BGPAdvertisement,
             Self::Namespace(..) => ObjectKind::Namespace,
+            Self::Secret(..) => ObjectKind::Secret,
         }
     }
 
@@ -121,7 +128,8 @@ impl Change {
             | Self::IPPool(k, _)
             | Self::BGPPeer(k, _)
             | Self::BGPAdvertisement(k, _)
-            | Self::Namespace(k, _) => k,
+            | Self::Namespace(k, _)
+            | Self::Secret(k, _) => k,
         }
     }
 
@@ -135,6 +143,7 @@ impl Change {
             Self::BGPPeer(_, o) => o.is_none(),
             Self::BGPAdvertisement(_, o) => o.is_none(),
             Self::Namespace(_, o) => o.is_none(),
+            Self::Secret(_, o) => o.is_none(),
         }
     }
 }
@@ -150,6 +159,7 @@ impl ClusterState {
             Change::BGPPeer(k, o) => set(&mut self.bgp_peers, k, o),
             Change::BGPAdvertisement(k, o) => set(&mut self.bgp_advertisements, k, o),
             Change::Namespace(k, o) => set(&mut self.namespaces, k, o),
+            Change::Secret(k, o) => set(&mut self.secrets, k, o),
         }
     }
 }

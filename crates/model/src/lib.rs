@@ -20,8 +20,10 @@ mod frontends;
 pub mod input;
 mod intern;
 pub mod labels;
+pub mod ownership;
 mod parse;
 mod select;
+pub mod special;
 pub mod synthetic;
 pub mod validate;
 
@@ -33,7 +35,9 @@ pub use desired::{
 };
 pub use engine::NodeModel;
 pub use input::{Change, ClusterState, ObjectKey, ObjectKind};
+pub use ownership::{Refusal, RefusalReason};
 pub use parse::{
     HEADLESS_LABEL, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, TO_BE_DELETED_TAINT,
     TOPOLOGY_AWARE_HINTS_ANNOTATION, TOPOLOGY_MODE_ANNOTATION, ZONE_LABEL, node_eligible,
 };
+pub use special::SpecialAddress;

@@ -11,9 +11,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::address::parse_ip;
 use crate::cidr::Cidr;
 use crate::config::{MAX_AFFINITY_TIMEOUT_SECONDS, NodePortAddresses, ProxyConfig};
-use crate::desired::{Algorithm, Protocol};
+use crate::desired::{Algorithm, FrontendKind, Protocol};
 use crate::input::ObjectKey;
 use crate::intern::Interner;
+use crate::ownership::RefusalReason;
+use crate::special::SpecialAddress;
 
 /// Label naming the proxy that should serve a Service (absent: the default proxy).
 pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
@@ -76,6 +78,9 @@ pub(crate) struct ServiceFacts {
     pub(crate) health_check_node_port: Option<u16>,
     pub(crate) publish_not_ready: bool,
     pub(crate) topology: TopologyMode,
+    /// Addresses left out because of the Service alone (special, outside the externalIP
+    /// allow-list); refusals that depend on other objects are the engine's.
+    pub(crate) refused: Vec<(FrontendKind, IpAddr, RefusalReason)>,
 }
 
 impl ServiceFacts {
@@ -110,7 +115,9 @@ pub(crate) fn service_facts(config: &ProxyConfig, service: &Service) -> Option<S
         None | Some(&"") | Some(&"None") => return None,
         Some(_) => {}
     }
-    let cluster_ips = unique_ips(cluster_ip_texts.into_iter());
+    let mut refused = Vec::new();
+    let mut cluster_ips = unique_ips(cluster_ip_texts.into_iter());
+    refuse_special(&mut cluster_ips, FrontendKind::ClusterIp, &mut refused);
 
     let exposes_node_ports = matches!(service_type, "NodePort" | "LoadBalancer");
     let is_load_balancer = service_type == "LoadBalancer";
@@ -201,9 +208,19 @@ pub(crate) fn service_facts(config: &ProxyConfig, service: &Service) -> Option<S
     // Service has cluster IPs in; an IPv6 externalIP of an IPv4-only Service is not ours to answer.
     let cluster_families: Vec<Family> = cluster_ips.iter().map(|ip| Family::of(*ip)).collect();
     let in_service_family = |ip: &IpAddr| cluster_families.contains(&Family::of(*ip));
-    let external_ips: Vec<IpAddr> = external_ips.into_iter().filter(in_service_family).collect();
-    let load_balancer_ips: Vec<IpAddr> =
+    let mut external_ips: Vec<IpAddr> =
+        external_ips.into_iter().filter(in_service_family).collect();
+    let mut load_balancer_ips: Vec<IpAddr> =
         load_balancer_ips.into_iter().filter(in_service_family).collect();
+    refuse_special(&mut external_ips, FrontendKind::ExternalIp, &mut refused);
+    refuse_special(&mut load_balancer_ips, FrontendKind::LoadBalancer, &mut refused);
+    external_ips.retain(|ip| {
+        let allowed = config.allows_external_ip(*ip);
+        if !allowed {
+            refused.push((FrontendKind::ExternalIp, *ip, RefusalReason::NotAllowed));
+        }
+        allowed
+    });
 
     Some(ServiceFacts {
         ports,
@@ -221,7 +238,23 @@ pub(crate) fn service_facts(config: &ProxyConfig, service: &Service) -> Option<S
             .and_then(port_number),
         publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
         topology,
+        refused,
     })
+}
+
+/// Moves the special addresses out of `ips` into `refused`.
+fn refuse_special(
+    ips: &mut Vec<IpAddr>,
+    kind: FrontendKind,
+    refused: &mut Vec<(FrontendKind, IpAddr, RefusalReason)>,
+) {
+    ips.retain(|ip| match SpecialAddress::of(*ip) {
+        Some(what) => {
+            refused.push((kind, *ip, RefusalReason::Special(what)));
+            false
+        }
+        None => true,
+    });
 }
 
 /// One port of an EndpointSlice.
@@ -324,7 +357,8 @@ pub(crate) fn slice_facts(
     let mut endpoints = Vec::with_capacity(slice.endpoints.len());
     endpoints.extend(slice.endpoints.iter().filter_map(|e| {
         let ip = parse_ip(e.addresses.first()?.trim())?;
-        if Family::of(ip) != family {
+        // A special endpoint would send the Service's traffic into the proxying host itself.
+        if Family::of(ip) != family || SpecialAddress::of(ip).is_some() {
             return None;
         }
         let conditions = e.conditions.as_ref();
@@ -385,6 +419,7 @@ pub fn node_eligible(node: Option<&Node>) -> bool {
 pub(crate) struct NodeFacts {
     /// Addresses that carry NodePorts, sorted.
     pub(crate) node_port_addresses: Vec<IpAddr>,
+
     /// The node's own address per family (first InternalIP, else first ExternalIP).
     pub(crate) primary: crate::desired::PrimaryAddresses,
     pub(crate) zone: Option<String>,
@@ -445,6 +480,22 @@ pub(crate) fn node_facts(config: &ProxyConfig, node: Option<&Node>) -> NodeFacts
     chosen.sort();
     chosen.dedup();
     NodeFacts { node_port_addresses: chosen, primary, zone }
+}
+
+/// Every InternalIP and ExternalIP of a Node, sorted, each once: addresses no externalIP or
+/// LoadBalancer IP may take.
+pub(crate) fn node_addresses(node: Option<&Node>) -> Vec<IpAddr> {
+    let mut addresses: Vec<IpAddr> = node
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "ExternalIP"))
+        .filter_map(|a| parse_ip(a.address.trim()))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
 }
 
 /// A Kubernetes port number (i32) as a usable port: 1-65535.

@@ -21,7 +21,8 @@ fn node_port_service(name: &str, cluster_ip: &str, node_port: u16) -> Value {
 
 /// Versions of a handful of objects, chosen so that random sequences hit every engine path:
 /// collisions (NodePort and clusterIP/externalIP), a slice moving between Services, a Service
-/// turning headless, this node changing address and zone.
+/// turning headless, this node changing address and zone, external addresses refused because
+/// they are a cluster IP or a node address that comes and goes.
 fn pool() -> Vec<Value> {
     let mut hinted = ep("10.1.0.5", "node-b", "ready");
     hinted["hints"] = json!({"forZones": [{"name": "zone-a"}]});
@@ -59,6 +60,8 @@ fn pool() -> Vec<Value> {
         this_node(),
         node(NODE, "zone-b", &[("InternalIP", "192.168.1.11")]),
         node("node-b", "zone-a", &[("InternalIP", "192.168.1.12")]),
+        svc("d", json!({"clusterIP": "10.96.0.4", "externalIPs": ["192.168.1.12", "10.96.0.3"]})),
+        svc("d", json!({"clusterIP": "10.96.0.4", "externalIPs": ["192.168.1.11", "127.0.0.1"]})),
     ]
 }
 
@@ -67,7 +70,7 @@ proptest! {
 
     #[test]
     fn incremental_updates_equal_a_full_recomputation(
-        steps in prop::collection::vec((0..16usize, prop::bool::weighted(0.2)), 1..40)
+        steps in prop::collection::vec((0..18usize, prop::bool::weighted(0.2)), 1..40)
     ) {
         let pool = pool();
         let mut model = NodeModel::new(config());
@@ -80,6 +83,7 @@ proptest! {
 
             let full = NodeModel::from_state(config(), &snapshot);
             prop_assert_eq!(model.desired(), full.desired());
+            prop_assert_eq!(model.refusals(), full.refusals());
             prop_assert_eq!(&diff, &DesiredState::diff(&previous, model.desired()));
             let mut replayed = previous.clone();
             replayed.apply(&diff);

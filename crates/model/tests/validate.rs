@@ -580,3 +580,68 @@ fn service_port_without_a_matching_slice_port_is_a_warning() {
     );
     assert_eq!(findings[0].severity, Severity::Warning);
 }
+
+#[test]
+fn external_addresses_taking_a_cluster_ip_or_node_address_and_special_addresses_are_errors() {
+    let dns = (
+        ObjectKey::new("kube-system", "kube-dns"),
+        service("kube-dns", json!({"clusterIPs": ["10.96.0.10"]})).1,
+    );
+    let evil = service(
+        "evil",
+        json!({"clusterIP": null, "clusterIPs": ["10.96.0.66"],
+               "externalIPs": ["10.96.0.10", "192.168.0.10"]}),
+    );
+    let state = cluster(vec![dns.clone(), (ObjectKey::new("aaa", "evil"), evil.1)], vec![]);
+    let taken = error_fields(&state);
+    assert!(
+        taken.contains(&(
+            "spec.externalIPs[0]".to_owned(),
+            "10.96.0.10 is the cluster IP of Service kube-system/kube-dns: an externalIP or \
+             LoadBalancer IP may not take it, so it is not served"
+                .to_owned()
+        )),
+        "{taken:?}"
+    );
+    assert!(
+        taken.iter().any(|(field, message)| field == "spec.externalIPs[1]"
+            && message.starts_with("192.168.0.10 is an address of Node node-a")),
+        "{taken:?}"
+    );
+    let lb = with_status(
+        service(
+            "lb",
+            json!({"clusterIP": null, "clusterIPs": ["10.96.0.20"], "type": "LoadBalancer",
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+        ),
+        json!({"loadBalancer": {"ingress": [{"ip": "10.96.0.10"}]}}),
+    );
+    let state = cluster(vec![dns, lb], vec![]);
+    let fields: Vec<String> = error_fields(&state).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, ["status.loadBalancer.ingress[0].ip"]);
+
+    // Special addresses, in every field that names a frontend or an endpoint.
+    for special in ["127.0.0.1", "169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255"] {
+        let state = cluster(
+            vec![service(
+                "web",
+                json!({"clusterIP": null, "clusterIPs": [special], "externalIPs": [special]}),
+            )],
+            vec![slice(
+                "web-abc12",
+                json!({"endpoints": [{"addresses": [special], "conditions": {"ready": true}}]}),
+            )],
+        );
+        let found = error_fields(&state);
+        let fields: Vec<&str> = found
+            .iter()
+            .filter(|(_, message)| message.contains("never a Service or endpoint address"))
+            .map(|(field, _)| field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            ["spec.clusterIPs[0]", "spec.externalIPs[0]", "endpoints[0].addresses[0]"],
+            "{special}: {found:?}"
+        );
+    }
+}

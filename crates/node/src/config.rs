@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_bpf::MapSizes;
-use switchyard_model::PortRange;
+use switchyard_model::{Cidr, PortRange};
 
 use crate::error::NodeError;
 
@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub snat_port_range: PortRange,
     /// The cluster's NodePort range.
     pub node_port_range: PortRange,
+    /// externalIPs are served only inside these prefixes (`--external-ip-cidrs`).
+    pub external_ip_cidrs: Vec<Cidr>,
     /// Unix socket of the local API (`/metrics`, `/status`, `/desired`).
     pub api_socket: PathBuf,
     /// Also serve `/metrics` (and `/status`) on this TCP address.

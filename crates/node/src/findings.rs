@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_model::validate::{ValidationOptions, validate};
-use switchyard_model::{Change, ClusterState, ObjectKey, ObjectKind};
+use switchyard_model::{Change, ClusterState, NodeModel, ObjectKey, ObjectKind, Refusal};
 use tracing::{info, warn};
 
 /// One object, as findings name it.
@@ -70,6 +70,34 @@ impl Findings {
             }
         }
         self.logged = now;
+    }
+}
+
+/// Frontend addresses the model refuses to Services (CVE-2020-8554 and special addresses),
+/// each logged once when it appears and once when it is resolved.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    logged: BTreeSet<Refusal>,
+}
+
+impl Refusals {
+    /// Logs what changed since the last call; returns how many addresses are refused now.
+    pub(crate) fn report(&mut self, model: &NodeModel) -> usize {
+        let now: BTreeSet<Refusal> = model.refusals().into_iter().cloned().collect();
+        for refusal in now.difference(&self.logged) {
+            warn!(
+                service = %refusal.service,
+                kind = %refusal.kind,
+                address = %refusal.ip,
+                reason = %refusal.reason,
+                "frontend refused: {refusal}"
+            );
+        }
+        for refusal in self.logged.difference(&now) {
+            info!(service = %refusal.service, address = %refusal.ip, "frontend no longer refused");
+        }
+        self.logged = now;
+        self.logged.len()
     }
 }
 

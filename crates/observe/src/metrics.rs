@@ -60,6 +60,7 @@ pub struct SyncMetrics {
     pending_changes: Gauge,
     sync_errors: Counter,
     frontends_not_programmed: Gauge,
+    frontends_refused: Gauge,
 }
 
 impl Default for SyncMetrics {
@@ -73,6 +74,7 @@ impl Default for SyncMetrics {
             pending_changes: Gauge::default(),
             sync_errors: Counter::default(),
             frontends_not_programmed: Gauge::default(),
+            frontends_refused: Gauge::default(),
         }
     }
 }
@@ -120,6 +122,16 @@ impl SyncMetrics {
             "Frontends that did not fit in the maps after the last sync",
             self.frontends_not_programmed.clone(),
         );
+        registry.register(
+            "switchyard_frontends_refused",
+            "Frontend addresses Services ask for and do not get: special addresses, externalIPs outside --external-ip-cidrs, external addresses that are another Service's cluster IP or a node's address",
+            self.frontends_refused.clone(),
+        );
+    }
+
+    /// Sets the number of frontend addresses refused to Services (see `switchyard_model::Refusal`).
+    pub fn set_refused(&self, refused: usize) {
+        self.frontends_refused.set(i64::try_from(refused).unwrap_or(i64::MAX));
     }
 
     /// Records a successful sync that took `duration` and finished at `now`.

@@ -1,7 +1,8 @@
 //! NodePorts the API server would refuse, through running agents (root): two Services on one
 //! NodePort (the smallest name serves, the other is named in a warning and takes over once
-//! the first goes) and a NodePort outside the range (not opened; its ClusterIP still
-//! works). See docs/conformance.md.
+//! the first goes), a NodePort outside the range (not opened; its ClusterIP still works), and
+//! an externalIP of a Service in a smaller namespace naming another Service's ClusterIP
+//! (CVE-2020-8554: refused, logged, the ClusterIP keeps its backends). See docs/conformance.md.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
@@ -49,6 +50,33 @@ fn colliding_and_out_of_range_node_ports_are_reported_and_not_served_twice() {
     });
     // Both ClusterIPs work: only the NodePort is contested.
     assert_eq!(cluster.backends("a2", "tcp", at(v4("10.96.171.10"), 80), 5), set(&["b1"]));
+
+    // aaa/evil (a smaller name than e2e/beta) asks for beta's ClusterIP as its externalIP: it
+    // does not get it, the agents say so, and pods keep reaching beta's real backend.
+    let evil = cluster
+        .service(
+            "evil",
+            &[v4("10.96.173.10")],
+            80,
+            "  externalIPs: [\"10.96.171.10\"]\n",
+            &[("a2", State::Ready)],
+        )
+        .replace("namespace: e2e", "namespace: aaa");
+    cluster.apply_and_wait("evil.yaml", &evil);
+    cluster.eventually("every agent logs the refused externalIP", || {
+        cluster.agents.iter().all(|agent| {
+            agent.log.lock().unwrap().iter().any(|line| {
+                line.contains("frontend refused")
+                    && line.contains("aaa/evil")
+                    && line.contains("cluster IP of Service e2e/beta")
+            })
+        })
+    });
+    for protocol in ["tcp", "udp"] {
+        let beta_ip = at(v4("10.96.171.10"), 80);
+        assert_eq!(cluster.backends("a1", protocol, beta_ip, 5), set(&["b1"]), "{protocol}");
+    }
+    assert_eq!(cluster.backends("b2", "tcp", at(v4("10.96.173.10"), 80), 5), set(&["a2"]));
 
     // Out of range: the NodePort is not opened, the ClusterIP is.
     let out = cluster.client("ext", "tcp", at(node1, 29999), 1);

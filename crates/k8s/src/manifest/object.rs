@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{Change, ObjectKey, ObjectKind};
@@ -18,6 +18,8 @@ pub enum Object {
     BGPPeer(Arc<BGPPeer>),
     BGPAdvertisement(Arc<BGPAdvertisement>),
     Namespace(Arc<Namespace>),
+    /// A Secret (BGPPeers' TCP MD5 passwords).
+    Secret(Arc<Secret>),
 }
 
 /// Identifies an object across files: kind plus namespace/name.
@@ -33,6 +35,7 @@ impl Object {
             Self::BGPPeer(_) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(_) => ObjectKind::BGPAdvertisement,
             Self::Namespace(_) => ObjectKind::Namespace,
+            Self::Secret(_) => ObjectKind::Secret,
         }
     }
 
@@ -46,6 +49,7 @@ impl Object {
             (Self::BGPPeer(a), Self::BGPPeer(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::BGPAdvertisement(a), Self::BGPAdvertisement(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::Namespace(a), Self::Namespace(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::Secret(a), Self::Secret(b)) => Arc::ptr_eq(a, b) || a == b,
             _ => false,
         }
     }
@@ -64,6 +68,7 @@ impl Object {
                 Change::BGPAdvertisement(key, Some(Box::new(BGPAdvertisement::clone(o))))
             }
             Self::Namespace(o) => Change::Namespace(key, Some(Box::new(Namespace::clone(o)))),
+            Self::Secret(o) => Change::Secret(key, Some(Box::new(Secret::clone(o)))),
         }
     }
 }
@@ -78,5 +83,6 @@ pub(crate) fn delete_change(kind: ObjectKind, key: ObjectKey) -> Change {
         ObjectKind::BGPPeer => Change::BGPPeer(key, None),
         ObjectKind::BGPAdvertisement => Change::BGPAdvertisement(key, None),
         ObjectKind::Namespace => Change::Namespace(key, None),
+        ObjectKind::Secret => Change::Secret(key, None),
     }
 }

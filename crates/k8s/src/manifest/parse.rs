@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -231,6 +231,7 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
         "BGPPeer" => Some((ObjectKind::BGPPeer, API_VERSION)),
         "BGPAdvertisement" => Some((ObjectKind::BGPAdvertisement, API_VERSION)),
         "Namespace" => Some((ObjectKind::Namespace, "v1")),
+        "Secret" => Some((ObjectKind::Secret, "v1")),
         _ => None,
     }
 }
@@ -384,6 +385,10 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
         ObjectKind::Namespace => deserialize::<Namespace>(value, unknown).map(|mut o| {
             o.metadata.namespace = None;
             Object::Namespace(Arc::new(o))
+        }),
+        ObjectKind::Secret => deserialize::<Secret>(value, unknown).map(|mut o| {
+            o.metadata.namespace = Some(namespace);
+            Object::Secret(Arc::new(o))
         }),
     };
     match parsed {

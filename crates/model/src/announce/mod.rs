@@ -9,8 +9,8 @@ mod inputs;
 mod peers;
 mod plan;
 
-pub use inputs::{BgpInputs, Labels};
-pub use peers::{NotPeering, PeerSettings};
+pub use inputs::{BgpInputs, Labels, SecretData, secret_data};
+pub use peers::{MD5_MAX_KEY_LEN, Md5Password, NotPeering, PeerSettings};
 pub use plan::{AddressDecision, Mismatch, PeerPlan, Plan, Route, RouteAttributes, Withheld, plan};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -259,7 +259,7 @@ pub fn plan(inputs: &BgpInputs, candidates: &BTreeMap<IpAddr, Candidate>) -> Pla
         inputs.advertisements.iter().map(|(key, spec)| Advertisement::new(key, spec)).collect();
     let mut out = Plan::default();
     for (key, spec) in &inputs.peers {
-        let settings = match peer_settings(spec, &inputs.node_name, &inputs.node) {
+        let settings = match peer_settings(spec, inputs) {
             Ok(settings) => settings,
             Err(why) => {
                 out.not_peering.insert(key.name.clone(), why);

@@ -96,6 +96,56 @@ pub(super) fn check_cluster_ip_collisions(state: &ClusterState, findings: &mut V
     }
 }
 
+/// An externalIP or LoadBalancer ingress IP never takes another Service's cluster IP or a Node's
+/// address (the model refuses it, see `crate::ownership`); say which owner keeps it.
+pub(super) fn check_taken_addresses(state: &ClusterState, findings: &mut Vec<Finding>) {
+    let mut owners: BTreeMap<IpAddr, (&ObjectKey, String)> = BTreeMap::new();
+    for (key, node) in &state.nodes {
+        let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+        for address in addresses.into_iter().flatten() {
+            if let Ok(ip) = address.address.trim().parse::<IpAddr>() {
+                owners.entry(ip).or_insert((key, format!("an address of Node {}", key.name)));
+            }
+        }
+    }
+    for (key, service) in &state.services {
+        let Some(spec) = service.spec.as_ref() else { continue };
+        let ips = spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter());
+        for ip in ips.filter_map(|text| text.parse::<IpAddr>().ok()) {
+            owners.entry(ip).or_insert((key, format!("the cluster IP of Service {key}")));
+        }
+    }
+    for (key, service) in &state.services {
+        let Some(spec) = service.spec.as_ref() else { continue };
+        let external = spec
+            .external_ips
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, ip)| (format!("spec.externalIPs[{i}]"), ip.as_str()));
+        let ingress = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, entry)| {
+                Some((format!("status.loadBalancer.ingress[{i}].ip"), entry.ip.as_deref()?))
+            });
+        let mut report = Report { kind: ObjectKind::Service, object: key, findings };
+        for (field, text) in external.chain(ingress) {
+            let Ok(ip) = text.trim().parse::<IpAddr>() else { continue };
+            if let Some((owner, what)) = owners.get(&ip)
+                && *owner != key
+            {
+                report.error(field, Problem::AddressTaken { ip, owner: what.clone() });
+            }
+        }
+    }
+}
+
 /// EndpointSlices reach a Service through the `kubernetes.io/service-name` label, and endpoints
 /// reach a node through `nodeName`. A typo in either silently loses endpoints, so say so.
 pub(super) fn check_joins(state: &ClusterState, findings: &mut Vec<Finding>) {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::service::PROTOCOLS;
-use super::syntax::{check_dns1123_label, check_dns1123_subdomain, check_ip};
+use super::syntax::{check_dns1123_label, check_dns1123_subdomain, check_service_ip};
 use super::{Finding, Problem, Report};
 use crate::input::{ObjectKey, ObjectKind};
 
@@ -36,7 +36,7 @@ pub fn validate_endpoint_slice(
         for (j, address) in endpoint.addresses.iter().enumerate() {
             let address_field = format!("{field}.addresses[{j}]");
             match family {
-                Some(is_v4) => check_ip(&mut report, address_field, address, Some(is_v4)),
+                Some(is_v4) => check_service_ip(&mut report, address_field, address, Some(is_v4)),
                 None => check_dns1123_subdomain(&mut report, address_field, address, "FQDN"),
             }
         }

@@ -77,6 +77,15 @@ pub enum Problem {
     /// An address of the other family than the field or slice allows.
     #[error("{value:?} is not an {family} address")]
     WrongFamily { value: String, family: &'static str },
+    /// A special address (loopback, link-local, …) where a Service or endpoint address goes.
+    #[error("{value:?} is {what}: never a Service or endpoint address")]
+    SpecialAddress { value: String, what: crate::special::SpecialAddress },
+    /// An externalIP or LoadBalancer IP that is another Service's cluster IP or a Node's
+    /// address: the owner keeps it and this Service does not get it.
+    #[error(
+        "{ip} is {owner}: an externalIP or LoadBalancer IP may not take it, so it is not served"
+    )]
+    AddressTaken { ip: IpAddr, owner: String },
     /// A CIDR does not parse.
     #[error(transparent)]
     BadCidr(#[from] CidrError),
@@ -159,6 +168,7 @@ pub fn validate(state: &ClusterState, options: &ValidationOptions) -> Vec<Findin
     }
     cluster::check_node_port_collisions(state, options, &mut findings);
     cluster::check_cluster_ip_collisions(state, &mut findings);
+    cluster::check_taken_addresses(state, &mut findings);
     cluster::check_joins(state, &mut findings);
     load_balancing::check(state, &mut findings);
     findings.sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));

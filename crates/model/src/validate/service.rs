@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::syntax::{
-    check_dns1035_label, check_dns1123_label, check_dns1123_subdomain, check_ip,
-    check_port_name_syntax, in_range,
+    check_dns1035_label, check_dns1123_label, check_dns1123_subdomain, check_port_name_syntax,
+    check_service_ip, in_range,
 };
 use super::{Finding, Problem, Report, ValidationOptions};
 use crate::cidr::Cidr;
@@ -84,10 +84,10 @@ pub fn validate_service(
     check_service_ports(&mut report, spec, type_, options);
 
     for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
-        check_ip(&mut report, format!("spec.externalIPs[{i}]"), ip, None);
+        check_service_ip(&mut report, format!("spec.externalIPs[{i}]"), ip, None);
     }
     if let Some(ip) = spec.load_balancer_ip.as_deref().filter(|ip| !ip.is_empty()) {
-        check_ip(&mut report, "spec.loadBalancerIP", ip, None);
+        check_service_ip(&mut report, "spec.loadBalancerIP", ip, None);
     }
     let ranges = spec.load_balancer_source_ranges.as_deref().unwrap_or_default();
     if !ranges.is_empty() && type_ != "LoadBalancer" {
@@ -123,7 +123,7 @@ pub fn validate_service(
     for (i, entry) in ingress.into_iter().flatten().enumerate() {
         let field = format!("status.loadBalancer.ingress[{i}]");
         match (entry.ip.as_deref(), entry.hostname.as_deref()) {
-            (Some(ip), _) => check_ip(&mut report, format!("{field}.ip"), ip, None),
+            (Some(ip), _) => check_service_ip(&mut report, format!("{field}.ip"), ip, None),
             (None, Some(_)) => {}
             (None, None) => {
                 report.error(field.clone(), Problem::Rule("needs ip or hostname".to_owned()))
@@ -156,7 +156,7 @@ fn check_cluster_ips(report: &mut Report<'_>, spec: &ServiceSpec) {
     let mut families = Vec::new();
     if cluster_ips.is_empty() {
         if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") {
-            check_ip(report, "spec.clusterIP", ip, None);
+            check_service_ip(report, "spec.clusterIP", ip, None);
         }
     } else if cluster_ips[0] != "None" {
         if cluster_ips.len() > 2 {
@@ -170,7 +170,10 @@ fn check_cluster_ips(report: &mut Report<'_>, spec: &ServiceSpec) {
         }
         for (i, ip) in cluster_ips.iter().enumerate() {
             match ip.parse::<IpAddr>() {
-                Ok(parsed) => families.push((i, parsed.is_ipv4())),
+                Ok(parsed) => {
+                    families.push((i, parsed.is_ipv4()));
+                    check_service_ip(report, format!("spec.clusterIPs[{i}]"), ip, None);
+                }
                 Err(_) => report.error(
                     format!("spec.clusterIPs[{i}]"),
                     Problem::BadAddress { value: ip.clone() },

@@ -4,9 +4,25 @@ use std::net::IpAddr;
 
 use super::{Problem, Report};
 use crate::config::PortRange;
+use crate::special::SpecialAddress;
 
 pub(super) fn in_range(range: PortRange, port: i32) -> bool {
     u16::try_from(port).is_ok_and(|p| range.contains(p))
+}
+
+/// Checks a Service or endpoint address: as [`check_ip`], and not special (loopback,
+/// link-local, …), which the API server refuses there too.
+pub(super) fn check_service_ip(
+    report: &mut Report<'_>,
+    field: impl Into<String>,
+    text: &str,
+    family: Option<bool>,
+) {
+    let field = field.into();
+    check_ip(report, field.clone(), text, family);
+    if let Some(what) = text.parse::<IpAddr>().ok().and_then(SpecialAddress::of) {
+        report.error(field, Problem::SpecialAddress { value: text.to_owned(), what });
+    }
 }
 
 /// Checks an address; `family` is `Some(true)` for IPv4 only, `Some(false)` for IPv6 only.

@@ -29,7 +29,7 @@ use crate::announce::Announcer;
 use crate::config::{NodeConfig, check_port_ranges};
 use crate::core::{CoreConfig, Effect, NodeCore};
 use crate::error::NodeError;
-use crate::findings::Findings;
+use crate::findings::{Findings, Refusals};
 use effects::Agent;
 use observability::AgentObservability;
 use per_packet::PerPacketPrograms;
@@ -80,6 +80,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         proxy: ProxyConfig {
             proxy_name: config.source.proxy_name.clone(),
             node_port_range: config.node_port_range,
+            external_ip_cidrs: config.external_ip_cidrs.clone(),
             ..ProxyConfig::new(node_name.clone())
         },
         limits: limits_for(&config.sizes, config.maglev_table_size),
@@ -143,6 +144,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         return Err(NodeError::FirstSync);
     }
     findings.report();
+    let mut refusals = Refusals::default();
+    agent.observe.refused(refusals.report(agent.core.model()));
     info!(
         node = %node_name,
         cgroup = %config.cgroup.display(),
@@ -185,6 +188,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
                     health.updated();
                 }
                 findings.report();
+                agent.observe.refused(refusals.report(agent.core.model()));
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,

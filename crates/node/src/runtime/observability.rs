@@ -88,6 +88,11 @@ impl AgentObservability {
         }
     }
 
+    /// `count` frontend addresses are refused to the Services that ask for them.
+    pub(crate) fn refused(&self, count: usize) {
+        self.sync.set_refused(count);
+    }
+
     /// A sync failed.
     pub(crate) fn sync_failed(&self) {
         self.sync.sync_failed();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use switchyard_bpf::MapSizes;
-use switchyard_model::PortRange;
+use switchyard_model::{Cidr, PortRange};
 use switchyard_node::{Directors, NodeConfig, SourceConfig};
 
 /// Run the node role: socket-level load balancing for a cgroup, and per-packet NodePort /
@@ -93,6 +93,13 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "PORT", default_value_t = switchyard_bpf::director::GUE_PORT_DEFAULT)]
     gue_port: u16,
 
+    /// Serve spec.externalIPs only inside these prefixes: `all`, `none`, or a comma-separated
+    /// CIDR list. Whatever it says, an externalIP or LoadBalancer IP never takes another
+    /// Service's cluster IP or a node's address, and special addresses are never served
+    /// (docs/operations.md#frontend-ownership).
+    #[arg(long, value_name = "all|none|CIDR,...", default_value = "all", value_parser = parse_external_ip_cidrs)]
+    external_ip_cidrs: ::std::vec::Vec<Cidr>,
+
     #[command(flatten)]
     source: SourceArgs,
 
@@ -129,6 +136,11 @@ struct SourceArgs {
     health_timeout_seconds: u64,
 }
 
+/// `--external-ip-cidrs`, for clap.
+pub(crate) fn parse_external_ip_cidrs(text: &str) -> Result<Vec<Cidr>, String> {
+    switchyard_model::config::parse_external_ip_cidrs(text).map_err(|err| err.to_string())
+}
+
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if args.cleanup {
         switchyard_node::cleanup(&args.bpf_dir)?;
@@ -161,6 +173,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         devices: args.devices,
         snat_port_range: args.snat_port_range,
         node_port_range: args.node_port_range,
+        external_ip_cidrs: args.external_ip_cidrs,
         api_socket: args.api_socket,
         metrics_bind_address: args.metrics_bind_address,
         directors: Directors {

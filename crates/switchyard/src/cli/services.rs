@@ -11,7 +11,7 @@ use serde::Serialize;
 use switchyard_k8s::manifest::{ManifestDirectory, ManifestWatcher, WatchOptions};
 use switchyard_model::{
     Backend, BackendState, Cidr, ClusterState, DesiredState, Frontend, FrontendKey, NodeModel,
-    NodePortAddresses, ObjectKey, PortRange, ProxyConfig, WhenEmpty,
+    NodePortAddresses, ObjectKey, PortRange, ProxyConfig, Refusal, WhenEmpty,
 };
 
 /// Show what one node's data plane should do for the Services in a manifest directory.
@@ -45,6 +45,10 @@ pub(crate) struct ServicesArgs {
     /// The cluster's NodePort range; NodePorts outside it are not served.
     #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
     node_port_range: PortRange,
+
+    /// externalIPs served only inside these prefixes, as the agent's flag.
+    #[arg(long, value_name = "all|none|CIDR,...", default_value = "all", value_parser = super::agent::parse_external_ip_cidrs)]
+    external_ip_cidrs: ::std::vec::Vec<Cidr>,
 
     /// Keep watching DIR and print what changes (frontends added or changed, then removed ones),
     /// like `kubectl get --watch`. Runs until interrupted.
@@ -121,7 +125,7 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
             args.output == Output::Json,
         );
     }
-    print_state(&args, &node, model.desired())?;
+    print_state(&args, &node, &model)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,7 +143,7 @@ fn watch(args: &ServicesArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     let node = choose_node(args, &state)?;
     let mut model = NodeModel::from_state(proxy_config(args, &node), &state);
-    print_state(args, &node, model.desired())?;
+    print_state(args, &node, &model)?;
     let mut errors = first.errors;
     while let Some(update) = watcher.blocking_next() {
         if update.errors != errors {
@@ -236,15 +240,25 @@ fn proxy_config(args: &ServicesArgs, node: &str) -> ProxyConfig {
     config.proxy_name = args.proxy_name.clone();
     config.node_port_addresses = args.nodeport_addresses.clone();
     config.node_port_range = args.node_port_range;
+    config.external_ip_cidrs = args.external_ip_cidrs.clone();
     config
 }
 
-fn print_state(args: &ServicesArgs, node: &str, desired: &DesiredState) -> anyhow::Result<()> {
+/// The state as a table (then a `refused:` line per address a Service asks for and does not
+/// get, docs/operations.md#frontend-ownership) or as JSON.
+fn print_state(args: &ServicesArgs, node: &str, model: &NodeModel) -> anyhow::Result<()> {
+    let desired = model.desired();
     match args.output {
-        Output::Table => print!("{}", table(rows(desired))),
+        Output::Table => {
+            print!("{}", table(rows(desired)));
+            for refusal in model.refusals() {
+                println!("refused: {refusal}");
+            }
+        }
         Output::Json => {
-            let json = serde_json::to_string_pretty(&JsonState::new(node, desired))
-                .context("serialising the desired state")?;
+            let json =
+                serde_json::to_string_pretty(&JsonState::new(node, desired, model.refusals()))
+                    .context("serialising the desired state")?;
             println!("{json}");
         }
     }
@@ -263,6 +277,8 @@ struct JsonDiff<'a> {
 struct JsonState<'a> {
     node: &'a str,
     frontends: Vec<JsonFrontend<'a>>,
+    /// Addresses Services ask for and do not get.
+    refused: Vec<&'a Refusal>,
 }
 
 #[derive(Debug, Serialize)]
@@ -274,12 +290,12 @@ struct JsonFrontend<'a> {
 }
 
 impl<'a> JsonState<'a> {
-    fn new(node: &'a str, desired: &'a DesiredState) -> Self {
+    fn new(node: &'a str, desired: &'a DesiredState, refused: Vec<&'a Refusal>) -> Self {
         let frontends = rows(desired)
             .into_iter()
             .map(|(key, frontend)| JsonFrontend { key, frontend })
             .collect();
-        Self { node, frontends }
+        Self { node, frontends, refused }
     }
 }
 
