@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use switchyard_model::ObjectKey;
 use switchyard_model::announce::{
-    AddressDecision, BgpInputs, NotPeering, Plan, Route, Withheld, plan_for,
+    AddressDecision, BgpInputs, NotPeering, Plan, Role, Route, Withheld, director_candidates,
+    plan_for,
 };
 use switchyard_model::crd::Community;
 use switchyard_model::{NodeModel, announce::Drain};
@@ -400,4 +402,106 @@ fn inputs_say_which_changes_matter() {
     }
     assert_eq!(inputs.node_drain(), Some(Drain::Unschedulable));
     assert!(!inputs.has_peers());
+}
+
+#[test]
+fn nodes_never_announce_an_address_reached_through_the_directors() {
+    // Each its own node port (a clash would hide a Service for another reason).
+    let plain = |name: &str, ips: &[&str], node_port: u16| {
+        let ports = json!([{"name": "http", "port": 80, "nodePort": node_port}]);
+        with(lb(name, "Cluster", ips, json!({})), json!({"spec": {"ports": ports}}))
+    };
+    let annotated = |name: &str, ips: &[&str], node_port: u16, value: &str| {
+        let annotations = json!({"switchyard.io/director": value});
+        with(plain(name, ips, node_port), json!({"metadata": {"annotations": annotations}}))
+    };
+    let director = |name: &str, ips: &[&str]| annotated(name, ips, 30090, "true");
+    let edge = "198.51.100.8";
+    let objects = [
+        base(),
+        vec![
+            bgp_advertisement("all", json!({})),
+            director("edge", &[edge]),
+            slice("edge-1", "edge", vec![ep("10.1.0.3", "node-b", "ready")]),
+            // An address shared with a Service the nodes would announce: the directors own it.
+            plain("shared-plain", &["198.51.100.9"], 30091),
+            annotated("shared-edge", &["198.51.100.9"], 30092, "true"),
+            // Another value than "true" is no opt-in (the directors report it as a problem).
+            annotated("maybe", &["198.51.100.10"], 30093, "yes"),
+        ],
+    ]
+    .concat();
+    let plan = plan_of(&objects);
+    let routes: Vec<String> = plan.peers["tor"].routes.keys().map(ToString::to_string).collect();
+    assert_eq!(routes, ["198.51.100.7/32", "198.51.100.10/32", "2001:db8:7::7/128"]);
+    assert_eq!(
+        decision(&plan, edge),
+        "withheld: reached through the directors (Service default/edge has \
+         switchyard.io/director: \"true\"); they announce it"
+    );
+    assert!(decision(&plan, "198.51.100.9").contains("Service default/shared-edge"));
+
+    // The annotation comes and goes: a change that matters, and the plan follows.
+    let mut inputs = BgpInputs::from_state(NODE, &cluster(&objects));
+    assert!(!inputs.apply(&change(&director("edge", &[edge]), false)), "unchanged");
+    let without = plain("edge", &[edge], 30090);
+    assert!(inputs.apply(&change(&without, false)), "annotation removed");
+    let objects: Vec<Value> = objects
+        .into_iter()
+        .map(|o| if o == director("edge", &[edge]) { without.clone() } else { o })
+        .collect();
+    let model = NodeModel::from_state(config(), &cluster(&objects));
+    let plan = plan_for(model.desired(), &inputs, false);
+    assert_eq!(decision(&plan, edge), format!("announced as {edge}/32 (BGPAdvertisement all)"));
+}
+
+#[test]
+fn a_director_announces_its_vips_to_the_peers_that_select_it_with_itself_as_next_hop() {
+    let director = "dir1";
+    let objects = vec![
+        with(
+            node(director, "zone-a", &[("InternalIP", "10.100.4.2"), ("InternalIP", "fd00:4::2")]),
+            json!({"metadata": {"labels": {"switchyard.io/role": "director"}}}),
+        ),
+        bgp_peer(
+            "edge",
+            "10.100.4.1",
+            json!({"nodeSelector": {"matchLabels": {"switchyard.io/role": "director"}}}),
+        ),
+        bgp_peer("tor", "10.100.4.1", json!({})),
+        bgp_peer("racks", "10.100.4.1", json!({"nodeSelector": {"matchLabels": {"rack": "r1"}}})),
+        bgp_advertisement("all", json!({})),
+    ];
+    let state = cluster(&objects);
+    let inputs = BgpInputs::from_state(director, &state).with_role(Role::Director);
+    let vips = [
+        (ip("198.51.100.8"), ObjectKey::new("default", "edge")),
+        (ip("2001:db8:7::8"), ObjectKey::new("default", "edge")),
+    ];
+    let plan = switchyard_model::announce::plan(&inputs, &director_candidates(vips.clone(), false));
+    assert_eq!(plan.peers.keys().collect::<Vec<_>>(), ["edge"]);
+    let why: Vec<String> = plan.not_peering.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+    assert_eq!(
+        why,
+        [
+            "racks: spec.nodeSelector does not select this node",
+            "tor: spec.nodeSelector is unset (every node); a director peers only when it selects the director's labels",
+        ]
+    );
+    let edge = &plan.peers["edge"];
+    let routes: Vec<String> = edge.routes.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        routes,
+        ["198.51.100.8/32", "2001:db8:7::8/128"],
+        "VIPs are announced, not withheld"
+    );
+    assert_eq!(edge.settings.next_hop_v4, Some("10.100.4.2".parse().unwrap()), "next hop self");
+    assert_eq!(edge.settings.next_hop_v6, Some("fd00:4::2".parse().unwrap()));
+    // Graceful shutdown: every VIP withdrawn while the sessions stay up.
+    let draining = switchyard_model::announce::plan(&inputs, &director_candidates(vips, true));
+    assert!(draining.peers["edge"].routes.is_empty());
+    assert_eq!(
+        draining.peers["edge"].addresses[&ip("198.51.100.8")].to_string(),
+        "withheld: agent is shutting down"
+    );
 }

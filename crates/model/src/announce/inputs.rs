@@ -2,9 +2,9 @@
 //! labels, addresses and drain, the labels of Services (for `serviceSelector`), and the Secrets
 //! holding peers' TCP MD5 passwords.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 
 use super::Drain;
 use crate::crd::{AddressRange, BGPAdvertisementSpec, BGPPeerSpec, IPPool, pool_ranges};
@@ -14,6 +14,21 @@ use crate::input::{Change, ClusterState, ObjectKey};
 
 /// Labels of an object.
 pub type Labels = BTreeMap<String, String>;
+
+/// Service annotation that puts a LoadBalancer Service's addresses behind the directors (value
+/// `"true"`). The directors serve and announce those addresses; nodes do not announce them,
+/// whatever BGPAdvertisements select.
+pub const DIRECTOR_ANNOTATION: &str = "switchyard.io/director";
+
+/// True when `service` is reached through the directors.
+pub fn reached_through_directors(service: &Service) -> bool {
+    service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DIRECTOR_ANNOTATION))
+        .is_some_and(|value| value == "true")
+}
 
 /// The facts of this node that peering and announcing depend on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,12 +49,24 @@ impl NodeView {
     }
 }
 
+/// Who announces: a node agent (its proxied LoadBalancer addresses) or a director (its VIPs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// A node agent: never announces a director VIP.
+    #[default]
+    Node,
+    /// A director: announces only VIPs, and peers only with BGPPeers whose `spec.nodeSelector`
+    /// is set and selects the labels of its own Node object.
+    Director,
+}
+
 /// The objects announcing reads, kept up to date change by change. [`BgpInputs::apply`] says
 /// whether a change matters, so a Service change that touches neither labels nor LoadBalancer
 /// addresses costs no new plan.
 #[derive(Debug, Clone, Default)]
 pub struct BgpInputs {
     pub(crate) node_name: String,
+    pub(crate) role: Role,
     pub(crate) node: NodeView,
     pub(crate) peers: BTreeMap<ObjectKey, BGPPeerSpec>,
     pub(crate) advertisements: BTreeMap<ObjectKey, BGPAdvertisementSpec>,
@@ -47,6 +74,9 @@ pub struct BgpInputs {
     pub(crate) pools: BTreeMap<String, Vec<AddressRange>>,
     /// Labels of the Services that have any.
     pub(crate) service_labels: FastMap<ObjectKey, Labels>,
+    /// Services reached through the directors ([`DIRECTOR_ANNOTATION`]): the directors announce
+    /// their addresses, nodes never do.
+    pub(crate) director_services: BTreeSet<ObjectKey>,
     /// Data of the Secrets seen (key → bytes), for `spec.passwordSecret`.
     pub(crate) secrets: BTreeMap<ObjectKey, SecretData>,
 }
@@ -71,6 +101,12 @@ impl BgpInputs {
         BgpInputs { node_name: node_name.into(), ..BgpInputs::default() }
     }
 
+    /// The same inputs for `role` (a director runs as the Node object of its own machine).
+    pub fn with_role(mut self, role: Role) -> BgpInputs {
+        self.role = role;
+        self
+    }
+
     /// Inputs of `node_name` from a whole snapshot.
     pub fn from_state(node_name: impl Into<String>, state: &ClusterState) -> BgpInputs {
         let mut inputs = BgpInputs::new(node_name);
@@ -81,6 +117,9 @@ impl BgpInputs {
         inputs.pools = state.ip_pools.iter().map(|(k, p)| (k.name.clone(), ranges(p))).collect();
         inputs.secrets = state.secrets.iter().map(|(k, s)| (k.clone(), secret_data(s))).collect();
         for (key, service) in &state.services {
+            if reached_through_directors(service) {
+                inputs.director_services.insert(key.clone());
+            }
             if let Some(labels) = service.metadata.labels.as_ref().filter(|l| !l.is_empty()) {
                 inputs.service_labels.insert(key.clone(), labels.clone());
             }
@@ -92,18 +131,25 @@ impl BgpInputs {
     pub fn apply(&mut self, change: &Change) -> bool {
         match change {
             Change::Service(key, service) => {
+                let director = service.as_deref().is_some_and(reached_through_directors);
+                let director_changed = if director {
+                    self.director_services.insert(key.clone())
+                } else {
+                    self.director_services.remove(key)
+                };
                 let labels = service
                     .as_ref()
                     .and_then(|s| s.metadata.labels.clone())
                     .filter(|l| !l.is_empty());
-                match labels {
+                let labels_changed = match labels {
                     Some(labels) if self.service_labels.get(key) == Some(&labels) => false,
                     Some(labels) => {
                         self.service_labels.insert(key.clone(), labels);
                         true
                     }
                     None => self.service_labels.remove(key).is_some(),
-                }
+                };
+                labels_changed || director_changed
             }
             Change::EndpointSlice(..) | Change::Namespace(..) => false,
             Change::Node(key, node) => {
