@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use switchyard_k8s::manifest::{
-    Location, ManifestDirectory, ManifestError, ManifestWarning, field_line,
+    FieldLines, Location, ManifestDirectory, ManifestError, ManifestWarning,
 };
 use switchyard_model::validate::{Finding, Severity, ValidationOptions, validate};
 use switchyard_model::{ClusterState, PortRange};
@@ -68,8 +68,9 @@ pub(crate) fn check(
             .push((Some((location.file.clone(), location.line)), format!("warning: {warning}")));
     }
     let findings = validate(state, options);
+    let mut lines = FieldLines::default();
     for finding in &findings {
-        problems.push(format_finding(directory, finding));
+        problems.push(format_finding(directory, &mut lines, finding));
     }
     // Stable: equal keys keep the order above (errors before warnings, rule order).
     problems.sort_by(|a, b| a.0.cmp(&b.0));
@@ -85,7 +86,11 @@ pub(crate) fn check(
     }
 }
 
-fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> (SortKey, String) {
+fn format_finding(
+    directory: &ManifestDirectory,
+    lines: &mut FieldLines,
+    finding: &Finding,
+) -> (SortKey, String) {
     let severity = match finding.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
@@ -93,7 +98,7 @@ fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> (SortKey,
     match directory.location_of(&(finding.kind, finding.object.clone())) {
         Some(location) => {
             // Point at the field itself when the file lets us find it.
-            let line = field_line(location, &finding.field).unwrap_or(location.line);
+            let line = lines.line_of(location, &finding.field).unwrap_or(location.line);
             let location = Location { line, ..location.clone() };
             let key = Some((location.file.clone(), location.line));
             (key, format!("{severity}: {location}: {finding}"))
