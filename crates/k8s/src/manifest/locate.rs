@@ -282,9 +282,8 @@ kind: Other
         let expected: Vec<Option<usize>> =
             (0..documents).map(|d| field_line(&location(d), "spec.ports[1].nodePort")).collect();
         assert_eq!(expected[1], Some(22 + 16));
-        let first: Vec<Option<usize>> = (0..documents)
-            .map(|d| lines.line_of(&location(d), "spec.ports[1].nodePort"))
-            .collect();
+        let first: Vec<Option<usize>> =
+            (0..documents).map(|d| lines.line_of(&location(d), "spec.ports[1].nodePort")).collect();
         assert_eq!(first, expected);
         // Answered from what was read once: the file is not read again.
         std::fs::remove_file(&file).unwrap();

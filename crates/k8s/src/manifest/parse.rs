@@ -477,7 +477,10 @@ mod tests {
         let docs = parse_yaml(&text);
         assert_eq!(docs.len(), 2);
         let error = error_text(&docs[0]);
-        assert!(error.contains("flow nesting ([ and {) deeper than 64 levels at line 1"), "{error}");
+        assert!(
+            error.contains("flow nesting ([ and {) deeper than 64 levels at line 1"),
+            "{error}"
+        );
         assert!(matches!(docs[1].outcome, Outcome::Object(..)), "{:?}", docs[1].outcome);
     }
 
