@@ -138,6 +138,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             config.node_port_range,
             agent.core.model(),
             &config.directors,
+            config.packet_sizes,
         )?);
     }
     if !agent.carry_out(effects, arrived, plan_time)? {

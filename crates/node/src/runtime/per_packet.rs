@@ -39,16 +39,15 @@ impl PerPacketPrograms {
         node_port_range: PortRange,
         model: &NodeModel,
         directors: &Directors,
+        sizes: PacketMapSizes,
     ) -> Result<Self, NodeError> {
         check_port_ranges(snat_ports, node_port_range)?;
         let settings = settings(model.primary_addresses(), snat_ports, node_port_range);
         // Loading writes the settings: they are computed from the model first, so a restarted
         // agent never has the programs SNAT to a stale or missing address.
-        let datapath = PacketDatapath::load(options, PacketMapSizes::default(), &settings)
-            .map_err(|source| NodeError::Bpf {
-                what: "loading the per-packet programs".into(),
-                source: source.into(),
-            })?;
+        let datapath = PacketDatapath::load(options, sizes, &settings).map_err(|source| {
+            NodeError::Bpf { what: "loading the per-packet programs".into(), source: source.into() }
+        })?;
         let state = PacketState::adopt(maps, datapath.maps()).map_err(NodeError::PacketMaps)?;
         let decap = if directors.addresses.is_empty() {
             None
