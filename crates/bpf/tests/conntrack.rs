@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
+use switchyard_bpf::abi::*;
 use switchyard_bpf::nodeport::Timeouts;
 use switchyard_bpf::nodeport_abi::*;
 use switchyard_testing::frames::*;

@@ -39,6 +39,12 @@ pub struct Tc {
     _bpf: BpfDir,
 }
 
+impl std::fmt::Debug for Tc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tc").field("bpf_dir", &self._bpf.path()).finish_non_exhaustive()
+    }
+}
+
 pub fn enter_private_netns() {
     // SAFETY: unshare only affects the calling thread (each test has its own thread).
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
