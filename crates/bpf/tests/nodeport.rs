@@ -10,16 +10,8 @@
 
 use switchyard_testing::frames;
 
-use std::net::IpAddr;
-
-use aya::programs::{TestRun, TestRunOptions};
 use frames::*;
-use switchyard_bpf::{
-    Datapath, LoadOptions,
-    abi::*,
-    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
-    nodeport_abi::*,
-};
+use switchyard_bpf::{abi::*, nodeport::PacketSettings, nodeport_abi::*};
 use switchyard_testing::nodeport_fixture::*;
 
 #[test]

@@ -271,7 +271,7 @@ kind: Other
         let documents = 50;
         // Each document: SERVICE's 21 lines of the Service, then its separator line.
         let text = SERVICE.replace("---\nkind: Other\n", "---\n").repeat(documents);
-        std::fs::write(&file, &text).unwrap();
+        fs::write(&file, &text).unwrap();
         let location = |document: usize| Location {
             file: file.clone(),
             document: document + 1,
@@ -286,7 +286,7 @@ kind: Other
             (0..documents).map(|d| lines.line_of(&location(d), "spec.ports[1].nodePort")).collect();
         assert_eq!(first, expected);
         // Answered from what was read once: the file is not read again.
-        std::fs::remove_file(&file).unwrap();
+        fs::remove_file(&file).unwrap();
         assert_eq!(lines.line_of(&location(7), "spec.ports[1].nodePort"), expected[7]);
         assert_eq!(field_line(&location(7), "spec.ports[1].nodePort"), None);
     }
