@@ -389,6 +389,8 @@ fn icmp_frag_needed_about_a_snated_packet_reaches_the_client_translated() {
     for (family, node, client, _, remote) in FAMILIES {
         let mut tc = Tc::new("icmp-ptb", &settings());
         tc.frontend(1, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(9, remote, 8080, 0)]);
+        // The flow starts with its SYN (a SNATed flow must), then carries data.
+        tc.run(INGRESS, &Spec::tcp(client, 51000, node, NODE_PORT, SYN).frame());
         let mut data = Spec::tcp(client, 51000, node, NODE_PORT, ACK);
         data.payload = vec![0xab; 1200];
         let (_, forwarded) = tc.run(INGRESS, &data.frame());
