@@ -1,22 +1,23 @@
 //! Interoperation with real routers, as root, in lab namespaces only: BIRD 2 in the lab's router
-//! namespace (own config, socket and pid file) peers with a speaker in each node namespace;
+//! namespace (`switchyard_lab::tools::bird`: own config, socket and pid file) peers with a
+//! speaker in each node namespace (GoBGP likewise, `tools::gobgp`);
 //! routes appear in and disappear from the router's kernel table (ECMP with `merge paths`); a
 //! peer that sends garbage gets a NOTIFICATION and a reset session.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use switchyard_bgp::runtime::{ConnectOptions, Peer, PeerSpec, PeerStatus};
 use switchyard_bgp::{DownReason, Prefix, RouteAttributes, SessionConfig, State};
+use switchyard_lab::tools::bird::{Bird, Neighbor, ROUTER_ASN, router_next_hops};
+use switchyard_lab::tools::gobgp::GoBgp;
 use switchyard_lab::{Lab, NodeSpec, Topology, require_root, wait_until};
 use tokio::sync::{mpsc, watch};
 
-const ROUTER_AS: u32 = 64512;
-const NODE_AS: u32 = 64513;
+const ROUTER_AS: u32 = ROUTER_ASN;
+const NODE_AS: u32 = 64512;
 
 enum Cmd {
     Routes(BTreeMap<Prefix, RouteAttributes>),
@@ -127,83 +128,35 @@ fn spec(name: &str, node_ip: IpAddr, router: SocketAddr, lab: &Lab, node: &str) 
     }
 }
 
-/// BIRD in the router namespace with its own files; killed (by pid) on drop.
-struct Bird {
-    child: Child,
-    dir: PathBuf,
+/// BIRD on the lab router (`switchyard_lab::tools::bird`) peered with each source address of
+/// the nodes' speakers.
+fn bird(lab: &Lab, sources: &[(Ipv4Addr, Ipv4Addr)]) -> Bird {
+    let neighbors: Vec<Neighbor> = sources
+        .iter()
+        .map(|&(router, node)| Neighbor::new(router.into(), node.into(), NODE_AS))
+        .collect();
+    Bird::start(lab, &neighbors, 9).expect("bird starts")
 }
 
-impl Bird {
-    fn start(lab: &Lab, nodes: &[&str]) -> Bird {
-        let neighbors: Vec<(String, String)> = nodes
-            .iter()
-            .map(|node| {
-                let info = lab.node(node).expect("node");
-                (info.router_ipv4.to_string(), info.ipv4.to_string())
-            })
-            .collect();
-        Bird::start_with(lab, &neighbors)
-    }
-
-    /// BIRD peered with each (router address, neighbor address).
-    fn start_with(lab: &Lab, neighbors: &[(String, String)]) -> Bird {
-        let dir = std::env::temp_dir().join(format!("{}-bird", lab.prefix()));
-        std::fs::create_dir_all(&dir).expect("bird dir");
-        let mut conf = String::from(
-            "router id 10.100.0.1;\nprotocol device {}\n\
-             protocol kernel k4 { ipv4 { export all; import none; }; merge paths on; }\n\
-             protocol kernel k6 { ipv6 { export all; import none; }; merge paths on; }\n\
-             template bgp nodes { local as 64512; passive on; hold time 9; graceful restart on;\n\
-               ipv4 { import all; export none; }; ipv6 { import all; export none; }; }\n",
-        );
-        for (i, (local, neighbor)) in neighbors.iter().enumerate() {
-            conf.push_str(&format!(
-                "protocol bgp peer{i} from nodes {{ local {local} as 64512; neighbor {neighbor} as {NODE_AS}; }}\n"
-            ));
-        }
-        std::fs::write(dir.join("bird.conf"), conf).expect("bird.conf");
-        let mut command = Command::new("bird");
-        command
-            .arg("-f")
-            .arg("-c")
-            .arg(dir.join("bird.conf"))
-            .arg("-s")
-            .arg(dir.join("bird.ctl"))
-            .arg("-P")
-            .arg(dir.join("bird.pid"));
-        let child = lab.spawn_in("fabric", command).expect("bird starts");
-        Bird { child, dir }
-    }
-
-    fn birdc(&self, lab: &Lab, args: &[&str]) -> String {
-        let mut command = Command::new("birdc");
-        command.arg("-s").arg(self.dir.join("bird.ctl")).args(args);
-        let out = lab.output_in("fabric", command).expect("birdc runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+/// BIRD peered with `nodes` (each on its link to the router).
+fn bird_for(lab: &Lab, nodes: &[&str]) -> Bird {
+    let sources: Vec<(Ipv4Addr, Ipv4Addr)> = nodes
+        .iter()
+        .map(|node| {
+            let info = lab.node(node).expect("node");
+            (info.router_ipv4, info.ipv4)
+        })
+        .collect();
+    bird(lab, &sources)
 }
 
-impl Drop for Bird {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn birdc(bird: &Bird, lab: &Lab, args: &[&str]) -> String {
+    bird.birdc(lab, args).expect("birdc runs")
 }
 
-/// The router's kernel route to `prefix` (`ip route show`), empty when there is none.
-fn router_route(lab: &Lab, prefix: &str) -> String {
-    let mut command = Command::new("ip");
-    if prefix.contains(':') {
-        command.arg("-6");
-    }
-    command.args(["route", "show", prefix]);
-    let out = lab.output_in("fabric", command).expect("ip route");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn hops(route: &str) -> usize {
-    route.matches("nexthop via").count().max(usize::from(route.contains(" via ")))
+/// How many next hops the router's kernel route to `prefix` has (0: no route).
+fn hops(lab: &Lab, prefix: &str) -> usize {
+    router_next_hops(lab, prefix).expect("ip route").len()
 }
 
 fn two_nodes() -> Topology {
@@ -225,7 +178,7 @@ fn bird_learns_lb_ips_from_two_nodes_as_ecmp_and_forgets_them_on_withdraw() {
         return;
     }
     let lab = Lab::up(&two_nodes()).expect("lab");
-    let bird = Bird::start(&lab, &["node1", "node2"]);
+    let bird = bird_for(&lab, &["node1", "node2"]);
     let speakers: Vec<Speaker> = ["node1", "node2"]
         .iter()
         .map(|node| {
@@ -237,7 +190,7 @@ fn bird_learns_lb_ips_from_two_nodes_as_ecmp_and_forgets_them_on_withdraw() {
     let up = wait_until(Duration::from_secs(20), || {
         speakers.iter().all(|s| s.state() == State::Established)
     });
-    assert!(up, "sessions did not establish: {}", bird.birdc(&lab, &["show", "protocols"]));
+    assert!(up, "sessions did not establish: {}", birdc(&bird, &lab, &["show", "protocols"]));
     let negotiated = speakers[0].status.borrow().negotiated.clone().expect("negotiated");
     assert_eq!(negotiated.families.len(), 2, "IPv4 and IPv6 unicast: {negotiated:?}");
     assert!(negotiated.four_octet_as && negotiated.peer_graceful_restart);
@@ -246,28 +199,27 @@ fn bird_learns_lb_ips_from_two_nodes_as_ecmp_and_forgets_them_on_withdraw() {
     for s in &speakers {
         s.set_routes(&[v4, v6]);
     }
-    let announce = time_until(Duration::from_secs(10), || {
-        hops(&router_route(&lab, v4)) == 2 && hops(&router_route(&lab, v6)) == 2
-    });
+    let announce =
+        time_until(Duration::from_secs(10), || hops(&lab, v4) == 2 && hops(&lab, v6) == 2);
     assert!(
         announce.is_some(),
         "no ECMP routes: v4 {:?} v6 {:?}",
-        router_route(&lab, v4),
-        router_route(&lab, v6)
+        router_next_hops(&lab, v4),
+        router_next_hops(&lab, v6)
     );
-    let route = router_route(&lab, v4);
+    let route = router_next_hops(&lab, v4).expect("ip route");
     for node in ["node1", "node2"] {
-        let ip = lab.node(node).expect("node").ipv4.to_string();
-        assert!(route.contains(&ip), "{node} ({ip}) missing from {route}");
+        let ip = IpAddr::V4(lab.node(node).expect("node").ipv4);
+        assert!(route.contains(&ip), "{node} ({ip}) missing from {route:?}");
     }
 
     // Node 1 withdraws (its last local endpoint went): only node 2 is left.
     speakers[0].set_routes(&[]);
-    let withdraw = time_until(Duration::from_secs(10), || {
-        hops(&router_route(&lab, v4)) == 1 && hops(&router_route(&lab, v6)) == 1
-    });
-    assert!(withdraw.is_some(), "withdraw not seen: {}", router_route(&lab, v4));
-    assert!(router_route(&lab, v4).contains(&lab.node("node2").expect("node").ipv4.to_string()));
+    let withdraw =
+        time_until(Duration::from_secs(10), || hops(&lab, v4) == 1 && hops(&lab, v6) == 1);
+    assert!(withdraw.is_some(), "withdraw not seen: {:?}", router_next_hops(&lab, v4));
+    let node2 = IpAddr::V4(lab.node("node2").expect("node").ipv4);
+    assert!(router_next_hops(&lab, v4).expect("ip route").contains(&node2));
     eprintln!(
         "FIGURE announce->router table {:?}, withdraw->router table {:?}",
         announce, withdraw
@@ -277,9 +229,9 @@ fn bird_learns_lb_ips_from_two_nodes_as_ecmp_and_forgets_them_on_withdraw() {
     let sent = speakers[1].status.borrow().stats.updates_sent;
     drop(speakers);
     assert!(
-        wait_until(Duration::from_secs(5), || router_route(&lab, v4).is_empty()),
-        "route stayed: {}",
-        router_route(&lab, v4)
+        wait_until(Duration::from_secs(5), || hops(&lab, v4) == 0),
+        "route stayed: {:?}",
+        router_next_hops(&lab, v4)
     );
     assert!(sent >= 3, "routes and End-of-RIB markers were sent ({sent})");
 }
@@ -317,63 +269,9 @@ fn a_peer_that_sends_garbage_gets_a_notification_and_a_reset_session() {
     let (_again, _) = listener.accept().expect("the speaker reconnects after connect-retry");
 }
 
-/// GoBGP in the router namespace with its own config and API socket; killed (by pid) on drop.
-struct GoBgp {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl GoBgp {
-    fn start(lab: &Lab, nodes: &[&str]) -> GoBgp {
-        let dir = std::env::temp_dir().join(format!("{}-gobgp", lab.prefix()));
-        std::fs::create_dir_all(&dir).expect("gobgp dir");
-        let mut conf =
-            String::from("[global.config]\n  as = 64512\n  router-id = \"10.100.0.1\"\n");
-        for node in nodes {
-            let info = lab.node(node).expect("node");
-            conf.push_str(&format!(
-                "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {NODE_AS}\n\
-                 \x20 [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{}\"\n\
-                 \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\
-                 \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n",
-                info.ipv4, info.router_ipv4
-            ));
-        }
-        std::fs::write(dir.join("gobgpd.toml"), conf).expect("gobgpd.toml");
-        let mut command = Command::new("gobgpd");
-        command
-            .arg("-f")
-            .arg(dir.join("gobgpd.toml"))
-            .arg(format!("--api-hosts=unix://{}", dir.join("api.sock").display()))
-            .arg("--pprof-disable")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let child = lab.spawn_in("fabric", command).expect("gobgpd starts");
-        GoBgp { child, dir }
-    }
-
-    /// GoBGP's RIB entry of one prefix of a family (`ipv4` or `ipv6`), as JSON.
-    fn rib(&self, lab: &Lab, family: &str, prefix: &str) -> String {
-        let mut command = Command::new("gobgp");
-        command
-            .arg(format!("--target=unix://{}", self.dir.join("api.sock").display()))
-            .args(["global", "rib", "-a", family, prefix, "-j"]);
-        let out = lab.output_in("fabric", command).expect("gobgp runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// How many paths (one per announcing node) GoBGP holds for the prefix.
-    fn paths(&self, lab: &Lab, family: &str, prefix: &str) -> usize {
-        self.rib(lab, family, prefix).matches("\"source-id\"").count()
-    }
-}
-
-impl Drop for GoBgp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// How many paths (one per announcing node) GoBGP holds for `prefix`.
+fn paths(gobgp: &GoBgp, lab: &Lab, prefix: &str) -> usize {
+    gobgp.next_hops(lab, prefix).expect("gobgp runs").len()
 }
 
 #[test]
@@ -382,7 +280,7 @@ fn gobgp_learns_lb_ips_from_two_nodes_and_forgets_them_on_withdraw() {
         return;
     }
     let lab = Lab::up(&two_nodes()).expect("lab");
-    let gobgp = GoBgp::start(&lab, &["node1", "node2"]);
+    let gobgp = GoBgp::for_nodes(&lab, NODE_AS).expect("gobgpd starts");
     let speakers: Vec<Speaker> = ["node1", "node2"]
         .iter()
         .map(|node| {
@@ -405,26 +303,23 @@ fn gobgp_learns_lb_ips_from_two_nodes_and_forgets_them_on_withdraw() {
         s.set_routes(&[v4, v6]);
     }
     assert!(
-        wait_until(Duration::from_secs(10), || gobgp.paths(&lab, "ipv4", v4) == 2
-            && gobgp.paths(&lab, "ipv6", v6) == 2),
+        wait_until(Duration::from_secs(10), || paths(&gobgp, &lab, v4) == 2
+            && paths(&gobgp, &lab, v6) == 2),
         "GoBGP does not have both paths: v4 {} v6 {}",
-        gobgp.paths(&lab, "ipv4", v4),
-        gobgp.paths(&lab, "ipv6", v6)
+        paths(&gobgp, &lab, v4),
+        paths(&gobgp, &lab, v6)
     );
-    let rib = gobgp.rib(&lab, "ipv4", v4);
-    assert!(
-        rib.contains("\"nexthop\":\"10.100.1.2\"") && rib.contains("\"nexthop\":\"10.100.2.2\""),
-        "{rib}"
-    );
+    let next_hops = gobgp.next_hops(&lab, v4).expect("gobgp runs");
+    assert_eq!(next_hops, ["10.100.1.2", "10.100.2.2"], "each node's own address");
     speakers[0].set_routes(&[]);
     assert!(
-        wait_until(Duration::from_secs(10), || gobgp.paths(&lab, "ipv4", v4) == 1
-            && gobgp.paths(&lab, "ipv6", v6) == 1),
+        wait_until(Duration::from_secs(10), || paths(&gobgp, &lab, v4) == 1
+            && paths(&gobgp, &lab, v6) == 1),
         "withdraw not seen by GoBGP"
     );
     drop(speakers);
     assert!(
-        wait_until(Duration::from_secs(10), || gobgp.paths(&lab, "ipv4", v4) == 0),
+        wait_until(Duration::from_secs(10), || paths(&gobgp, &lab, v4) == 0),
         "route stayed in GoBGP"
     );
 }
@@ -448,15 +343,14 @@ fn one_thousand_lb_ips_to_three_peers() {
     }
     let lab = Lab::up(&two_nodes()).expect("lab");
     let info = lab.node("node1").expect("node").clone();
-    let sources: Vec<std::net::Ipv4Addr> =
-        (2..5).map(|h| std::net::Ipv4Addr::new(10, 100, 1, h)).collect();
+    let sources: Vec<Ipv4Addr> = (2..5).map(|h| Ipv4Addr::new(10, 100, 1, h)).collect();
     for extra in &sources[1..] {
         lab.add_address("node1", &info.uplink, switchyard_lab::Cidr::new(*extra, 24))
             .expect("extra node address");
     }
-    let neighbors: Vec<(String, String)> =
-        sources.iter().map(|s| (info.router_ipv4.to_string(), s.to_string())).collect();
-    let bird = Bird::start_with(&lab, &neighbors);
+    let neighbors: Vec<(Ipv4Addr, Ipv4Addr)> =
+        sources.iter().map(|s| (info.router_ipv4, *s)).collect();
+    let bird = bird(&lab, &neighbors);
     let rss_before = vm_rss_kib();
     let router = SocketAddr::new(IpAddr::V4(info.router_ipv4), 179);
     let specs = sources
@@ -478,23 +372,23 @@ fn one_thousand_lb_ips_to_three_peers() {
             .iter()
             .all(|s| s.borrow().state == State::Established)),
         "sessions did not establish: {}",
-        bird.birdc(&lab, &["show", "protocols"])
+        birdc(&bird, &lab, &["show", "protocols"])
     );
     let cpu_idle = speaker.cpu();
     let ips: Vec<String> =
-        (0..1000u32).map(|i| std::net::Ipv4Addr::from(0xc633_0000 + i).to_string()).collect();
+        (0..1000u32).map(|i| Ipv4Addr::from(0xc633_0000 + i).to_string()).collect();
     let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
     let start = Instant::now();
     speaker.set_routes(&ips);
-    let counted = || bird.birdc(&lab, &["show", "route", "count"]);
+    let counted = || birdc(&bird, &lab, &["show", "route", "count"]);
     let converged = wait_until(Duration::from_secs(30), || {
         counted().contains("3000 of 3000 routes for 1000 networks")
     });
     let elapsed = start.elapsed();
     assert!(converged, "BIRD did not learn 1,000 prefixes from 3 peers: {}", counted());
     let cpu_announce = speaker.cpu() - cpu_idle;
-    let route = router_route(&lab, "198.51.3.231");
-    assert_eq!(hops(&route), 3, "ECMP over the three sessions: {route}");
+    let route = router_next_hops(&lab, "198.51.3.231").expect("ip route");
+    assert_eq!(route.len(), 3, "ECMP over the three sessions: {route:?}");
     let rss_after = vm_rss_kib();
     // Withdraw everything: only changed prefixes travel, one withdraw per prefix per peer.
     let start_withdraw = Instant::now();
@@ -502,11 +396,16 @@ fn one_thousand_lb_ips_to_three_peers() {
     let gone = wait_until(Duration::from_secs(30), || counted().contains("0 of 0 routes"));
     assert!(gone, "withdrawals not seen: {}", counted());
     let withdraw = start_withdraw.elapsed();
-    let stats: Vec<_> = speaker.all.iter().map(|s| s.borrow().stats).collect();
-    for s in &stats {
-        assert_eq!(s.prefixes_announced, 1000);
-        assert_eq!(s.prefixes_withdrawn, 1000);
-    }
+    // BIRD can show the last withdrawal a moment before a speaker publishes its counters (the
+    // status follows the write), so wait for them rather than read them once (this flaked under
+    // load).
+    let stats = || -> Vec<_> { speaker.all.iter().map(|s| s.borrow().stats).collect() };
+    let counted_all = wait_until(Duration::from_secs(10), || {
+        stats().iter().all(|s| s.prefixes_announced == 1000 && s.prefixes_withdrawn == 1000)
+    });
+    let stats = stats();
+    assert!(counted_all, "each peer: 1,000 prefixes announced and withdrawn once: {stats:?}");
+    assert!(stats.iter().all(|s| s.flaps == 0), "no session went down: {stats:?}");
     eprintln!(
         "FIGURE 1000 LB IPs x 3 peers: router table full after {elapsed:?}, empty {withdraw:?} after withdraw; \
          speaker CPU {cpu_announce:?} for the announcement; process RSS +{} KiB; UPDATEs per peer {}",

@@ -83,6 +83,7 @@ int main(void)
 	FIELD(sy_config, flags);
 	FIELD(sy_config, hash_k0);
 	FIELD(sy_config, hash_k1);
+	FIELD(sy_config, node_netns_cookie);
 	FIELD(sy_monitor_config, enabled);
 	FIELD(sy_monitor_config, sample_every);
 	FIELD(sy_monitor_config, drop_sample_every);

@@ -133,7 +133,7 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 	__u32 fe_flags;
 	int err, snat;
 
-	fe = lookup_frontend(&p->t.daddr, p->t.dport, p->t.proto, p->t.family, 0);
+	fe = lookup_frontend(&p->t.daddr, p->t.dport, p->t.proto, p->t.family, 0, 0);
 	if (!fe)
 		return TC_ACT_OK;
 	fe_flags = fe->flags;

@@ -60,6 +60,15 @@ static __always_inline int pick_backend(const struct sy_frontend *fe, __u64 cook
 	return pick_random(fe, out);
 }
 
+/* Is ctx's socket in the node's own network namespace? Only there is loopback an address of
+ * the node: a pod's 127.0.0.1 is the pod's own (kube-proxy's rules never see it either). */
+static __always_inline int in_node_netns(struct bpf_sock_addr *ctx)
+{
+	struct sy_config *cfg = sy_get_config();
+
+	return cfg && cfg->node_netns_cookie && bpf_get_netns_cookie(ctx) == cfg->node_netns_cookie;
+}
+
 /*
  * Translate ctx's destination if it is a frontend. Returns SY_ALLOW or SY_REJECT; on reject the
  * syscall fails with ECONNREFUSED.
@@ -89,7 +98,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return SY_ALLOW;
 
-	fe = lookup_frontend(&dst, port, proto, family, 1);
+	fe = lookup_frontend(&dst, port, proto, family, 1,
+			     addr_is_loopback(&dst, family) && in_node_netns(ctx));
 	if (!fe)
 		return SY_ALLOW;
 

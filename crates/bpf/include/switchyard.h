@@ -220,6 +220,10 @@ struct sy_config {
 	__u32 flags;             /* SY_CFG_* */
 	__u64 hash_k0;           /* SipHash key, seed bytes 0..8 read little-endian */
 	__u64 hash_k1;           /* SipHash key, seed bytes 8..16 read little-endian */
+	/* The network namespace whose own loopback reaches NodePorts on the socket path (the
+	 * node's: the agent's own); 0: none. A pod's 127.0.0.1:<nodePort> is its own, as with
+	 * kube-proxy, whose rules never see a pod's loopback. */
+	__u64 node_netns_cookie;
 };
 
 /* ---- monitor: a live stream of decisions and drops (switchyard monitor) ----

@@ -393,6 +393,9 @@ pub struct Config {
     pub hash_k0: u64,
     /// SipHash key, seed bytes 8..16 read little-endian.
     pub hash_k1: u64,
+    /// The network namespace whose loopback reaches NodePorts on the socket path (the
+    /// node's, where the agent runs; 0: none): a pod's 127.0.0.1 stays its own.
+    pub node_netns_cookie: u64,
 }
 
 impl Config {

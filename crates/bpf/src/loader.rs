@@ -204,8 +204,17 @@ impl Datapath {
             });
         }
         let (hash_k0, hash_k1) = Config::seed_words(opts.hash_seed);
-        let config =
-            Config { maglev_table_size: opts.maglev_table_size, flags: 0, hash_k0, hash_k1 };
+        let node_netns_cookie = own_netns_cookie().unwrap_or_else(|err| {
+            warn!(%err, "network namespace cookie unknown (kernel < 5.14?): loopback NodePorts off");
+            0
+        });
+        let config = Config {
+            maglev_table_size: opts.maglev_table_size,
+            flags: 0,
+            hash_k0,
+            hash_k1,
+            node_netns_cookie,
+        };
         maps.config.set(0, config, 0).map_err(config_err)?;
         info!(bpf_dir = %opts.bpf_dir.display(), adopted = previous.maglev_table_size != 0, "BPF maps ready");
         Ok(Datapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone() })
@@ -519,4 +528,35 @@ pub(crate) fn check_pinned_layouts(
         }
     }
     Ok(())
+}
+
+/// The cookie of the network namespace this process runs in (`SO_NETNS_COOKIE`, kernel 5.14):
+/// the socket programs let only this namespace's loopback reach NodePorts, as
+/// `bpf_get_netns_cookie` tells them apart.
+pub fn own_netns_cookie() -> io::Result<u64> {
+    /// `SO_NETNS_COOKIE` from `asm-generic/socket.h` (not exported by libc for this target).
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: a plain socket(2); the descriptor is owned (closed on drop) right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
 }

@@ -140,23 +140,26 @@ impl PacketMapView for PacketMaps {
     }
 }
 
-/// Is `ip` an address of this node? Loopback counts only where allowed (the socket path): C
-/// `addr_is_node_local()` in `lib/lb.h`.
+/// Is `ip` an address of this node (`sy_node_addrs`)? Loopback counts only where allowed as
+/// well (the socket path, in the node's own network namespace): C `addr_is_node_local()` in
+/// `lib/lb.h`.
 pub fn addr_is_node_local(
     maps: &impl MapView,
     ip: IpAddr,
     allow_loopback: bool,
 ) -> Result<bool, Error> {
     let (addr, family) = Addr::from_ip(ip);
-    if addr.to_ip(family).is_loopback() {
-        return Ok(allow_loopback);
+    if addr.to_ip(family).is_loopback() && !allow_loopback {
+        return Ok(false);
     }
     maps.is_node_addr(&NodeAddrKey::new(ip))
 }
 
 /// The frontend for a destination: the exact entry, else the NodePort wildcard when the
 /// destination is a node address; the socket path (`from_inside`) prefers the internal scope of
-/// a split frontend and counts loopback as a node address: C `lookup_frontend()` in `lib/lb.h`.
+/// a split frontend and counts loopback as a node address, as it does for a socket in the node's
+/// own network namespace (a pod's loopback is never one: C `in_node_netns()` in `sock.bpf.c`):
+/// C `lookup_frontend()` in `lib/lb.h`.
 pub fn lookup_frontend(
     maps: &impl MapView,
     destination: SocketAddr,

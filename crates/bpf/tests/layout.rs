@@ -92,6 +92,7 @@ fn rust_offsets() -> BTreeMap<&'static str, (usize, usize)> {
         "sy_config.flags" => Config, flags;
         "sy_config.hash_k0" => Config, hash_k0;
         "sy_config.hash_k1" => Config, hash_k1;
+        "sy_config.node_netns_cookie" => Config, node_netns_cookie;
         "sy_monitor_config.enabled" => MonitorConfig, enabled;
         "sy_monitor_config.sample_every" => MonitorConfig, sample_every;
         "sy_monitor_config.drop_sample_every" => MonitorConfig, drop_sample_every;
@@ -195,7 +196,7 @@ fn shared_structs_have_no_implicit_padding() {
         ("sy_node_addr_key", 16 + 1 + 3, size_of::<NodeAddrKey>()),
         ("sy_counter", 8 + 8, size_of::<Counter>()),
         ("sy_fe_counter", 8 + 8 + 8, size_of::<FrontendCounter>()),
-        ("sy_config", 4 + 4 + 8 + 8, size_of::<Config>()),
+        ("sy_config", 4 + 4 + 8 + 8 + 8, size_of::<Config>()),
         ("sy_monitor_config", 4 * 4, size_of::<MonitorConfig>()),
         ("sy_event", 8 + 8 + 4 * 4 + 16 + 16 + 2 + 2 + 1 + 1 + 1 + 1, size_of::<Event>()),
     ];

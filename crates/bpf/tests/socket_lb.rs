@@ -257,26 +257,48 @@ fn a_node_port_on_a_node_address_is_translated() {
     let node_ip: IpAddr = "192.0.2.10".parse().unwrap();
     maps.node_addrs.insert(NodeAddrKey::new(node_ip), 0, 0).unwrap();
 
-    let mut all = V4_SERVERS.map(str::to_owned).to_vec();
-    all.extend(
-        ["tcp=127.0.0.1:30080", "tcp=192.0.2.10:30080", "tcp=192.0.2.99:30080"].map(str::to_owned),
-    );
-    let lines = run_ops(&f, &all);
+    // The node itself (the probe's namespace made the node's): node addresses are NodePorts,
+    // loopback is not (never by default, CVE-2020-8558): the namespace's own server answers.
+    let bpf_dir = f.bpf.path().display().to_string();
+    let as_node = format!("as-node={bpf_dir}");
+    let own = "tcp-server=127.0.0.1:30080=own".to_owned();
+    let run = |f: &Fixture, node: bool, targets: &[&str]| {
+        let mut all: Vec<String> = if node { vec![as_node.clone()] } else { vec![] };
+        all.extend(V4_SERVERS.map(str::to_owned));
+        all.push(own.clone());
+        all.extend(targets.iter().map(|t| format!("tcp={t}")));
+        run_ops(f, &all)
+    };
+    let lines = run(&f, true, &["127.0.0.1:30080", "192.0.2.10:30080", "192.0.2.99:30080"]);
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(field(&lines[0], "reply").is_some(), "loopback NodePort translated: {}", lines[0]);
+    assert_eq!(field(&lines[0], "reply"), Some("own"), "loopback is no NodePort by default");
     assert!(field(&lines[1], "reply").is_some(), "node-address NodePort translated: {}", lines[1]);
     assert!(lines[2].contains("err="), "a foreign address is not a NodePort: {}", lines[2]);
-    assert_eq!(f.counter(Reason::TranslatedRandom), 2);
-
+    assert_eq!(f.counter(Reason::TranslatedRandom), 1);
+    let resolve = |f: &Fixture, destination: &str| {
+        let found = f.datapath.maps().resolve(destination.parse().unwrap(), PROTO_TCP).unwrap();
+        found.map(|(_, fe)| fe.id)
+    };
     // The Rust mirror of the lookup (for `explain`) agrees with what the kernel did.
+    assert_eq!(resolve(&f, "127.0.0.1:30080"), None);
+    assert_eq!(resolve(&f, "192.0.2.10:30080"), Some(20));
+    assert_eq!(resolve(&f, "192.0.2.99:30080"), None);
+
+    // Loopback configured as a NodePort address: translated for the node's own sockets...
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    f.maps().node_addrs.insert(NodeAddrKey::new(loopback), 0, 0).unwrap();
+    let lines = run(&f, true, &["127.0.0.1:30080"]);
+    let reply = field(&lines[0], "reply");
+    assert!(reply.is_some_and(|r| r != "own"), "configured loopback NodePort: {lines:?}");
+    assert_eq!(f.counter(Reason::TranslatedRandom), 2);
+    assert_eq!(resolve(&f, "127.0.0.1:30080"), Some(20));
+    // ...but never for a pod's (any other namespace): its 127.0.0.1 stays its own, as with
+    // kube-proxy, whose rules never see a pod's loopback.
+    let lines = run(&f, false, &["127.0.0.1:30080", "192.0.2.10:30080"]);
+    assert_eq!(field(&lines[0], "reply"), Some("own"), "a pod's loopback stays its own");
+    assert!(field(&lines[1], "reply").is_some(), "node-address NodePort translated: {}", lines[1]);
+    assert_eq!(f.counter(Reason::TranslatedRandom), 3);
     let maps = f.datapath.maps();
-    for (destination, expected) in
-        [("127.0.0.1:30080", Some(20)), ("192.0.2.10:30080", Some(20)), ("192.0.2.99:30080", None)]
-    {
-        let found =
-            maps.resolve(destination.parse().unwrap(), PROTO_TCP).unwrap().map(|(_, fe)| fe.id);
-        assert_eq!(found, expected, "{destination}");
-    }
     assert_eq!(
         maps.resolve("127.0.0.1:30080".parse().unwrap(), PROTO_UDP).unwrap(),
         None,

@@ -7,8 +7,9 @@ use std::str::FromStr;
 use switchyard_maglev::{Seed, TableSize};
 
 /// Service annotation that puts a LoadBalancer Service's addresses behind the directors
-/// (value `"true"`; `"false"` or absent: the Service is not a VIP of the directors).
-pub const DIRECTOR_ANNOTATION: &str = "switchyard.io/director";
+/// (value `"true"`; `"false"` or absent: the Service is not a VIP of the directors). Defined by
+/// the model, which also keeps nodes from announcing those addresses over BGP.
+pub use switchyard_model::announce::DIRECTOR_ANNOTATION;
 
 /// Node annotation with the node's Maglev weight on the directors (a whole number, default 1;
 /// 0 keeps the node out of every table).

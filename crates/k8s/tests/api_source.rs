@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::ByteString;
 use serde_json::json;
 use switchyard_k8s::api::{ApiOptions, ApiUpdate, ApiWatcher, InitialList};
 use switchyard_model::{Change, ClusterState, ObjectKey};
@@ -415,5 +416,66 @@ async fn our_kinds_are_watched_and_a_missing_crd_holds_nothing_back() {
         until(&mut watcher, &mut state, |s| s.ip_pools.is_empty()).await;
         api.put(service("default", "api", json!({}), "10.96.0.20", 443));
         until(&mut watcher, &mut state, |s| s.services.contains_key(&key("default", "api"))).await;
+    }
+}
+
+fn bgp_peer(name: &str, secret: Option<(&str, &str)>) -> serde_json::Value {
+    let mut spec = json!({"peerAddress": "192.168.1.1", "peerASN": 64500, "myASN": 64512});
+    if let Some((namespace, name)) = secret {
+        spec["passwordSecret"] = json!({"namespace": namespace, "name": name});
+    }
+    json!({
+        "apiVersion": "switchyard.io/v1alpha1", "kind": "BGPPeer",
+        "metadata": {"name": name}, "spec": spec,
+    })
+}
+
+fn secret(namespace: &str, name: &str, password: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        // Data as the API server holds it (base64, which ByteString writes).
+        "data": {"password": ByteString(password.as_bytes().to_vec())},
+    })
+}
+
+#[tokio::test]
+async fn only_the_secrets_bgp_peers_name_are_watched_each_by_name() {
+    let api = FakeApi::start().await;
+    populate(&api);
+    api.put(secret("kube-system", "bgp", "s3cret"));
+    api.put(secret("default", "bgp", "same name, other namespace"));
+    api.put(secret("kube-system", "unrelated", "never read"));
+    api.put(bgp_peer("tor", Some(("kube-system", "bgp"))));
+    let mut watcher = start(&api, InitialList::Streaming);
+    let mut state = ClusterState::default();
+    let named = key("kube-system", "bgp");
+    until(&mut watcher, &mut state, |s| s.secrets.contains_key(&named)).await;
+    let password = &state.secrets[&named].data.as_ref().unwrap()["password"];
+    assert_eq!(password.0, b"s3cret");
+
+    // A peer naming another Secret: it is watched too; a changed Secret arrives.
+    api.put(bgp_peer("tor2", Some(("default", "bgp"))));
+    until(&mut watcher, &mut state, |s| s.secrets.len() == 2).await;
+    api.put(secret("kube-system", "bgp", "changed"));
+    until(&mut watcher, &mut state, |s| {
+        s.secrets[&named].data.as_ref().unwrap()["password"].0 == b"changed"
+    })
+    .await;
+
+    // No peer names it any more: it is forgotten (a deletion) and its watch stops.
+    api.put(bgp_peer("tor", None));
+    until(&mut watcher, &mut state, |s| !s.secrets.contains_key(&named)).await;
+    assert!(state.secrets.contains_key(&key("default", "bgp")));
+    assert!(!state.secrets.contains_key(&key("kube-system", "unrelated")));
+
+    // Every Secret request named one Secret in one namespace: no Secret list of a namespace
+    // or of the cluster, so RBAC's resourceNames can hold the agent to the named ones.
+    let requests: Vec<_> =
+        api.requests().into_iter().filter(|r| r.resource == Some(Resource::Secrets)).collect();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        let fields = request.query.get("fieldSelector").map(String::as_str);
+        assert!(matches!(fields, Some("metadata.name=bgp")), "{request:?}");
     }
 }

@@ -124,7 +124,11 @@ fn every_manifest_parses_into_its_typed_object() {
     assert_eq!(deploy.cluster_roles.len(), 2);
     assert_eq!(deploy.bindings.len(), 2);
     assert_eq!(deploy.deployments.len(), 1, "the controller");
-    assert_eq!((deploy.roles.len(), deploy.role_bindings.len()), (1, 1), "the controller's Lease");
+    assert_eq!(
+        (deploy.roles.len(), deploy.role_bindings.len()),
+        (2, 2),
+        "the controller's Lease, the agent's BGP passwords"
+    );
     assert_eq!(deploy.config_maps.len(), 1);
     assert_eq!(deploy.crds.len(), 3, "IPPool, BGPPeer, BGPAdvertisement");
 }
@@ -252,6 +256,29 @@ fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
 }
 
 #[test]
+fn the_agent_may_watch_only_the_named_bgp_password_secret() {
+    let deploy = load();
+    let role = named(&deploy.roles, "switchyard-bgp-passwords");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("kube-system"));
+    let rules = role.rules.as_deref().unwrap_or_default();
+    assert_eq!(rules.len(), 1);
+    let rule = &rules[0];
+    assert_eq!(rule.resources.as_deref(), Some(&["secrets".to_owned()][..]));
+    assert_eq!(rule.resource_names.as_deref(), Some(&["switchyard-bgp".to_owned()][..]));
+    assert_eq!(rule.verbs, ["list", "watch"]);
+    let binding = named(&deploy.role_bindings, "switchyard-bgp-passwords");
+    assert_eq!(
+        (binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()),
+        ("Role", "switchyard-bgp-passwords")
+    );
+    let subjects = binding.subjects.as_deref().unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    let account = &named(&deploy.service_accounts, "switchyard").metadata;
+    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+    assert_eq!(subjects[0].namespace, account.namespace);
+}
+
+#[test]
 fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
     let deploy = load();
     let owned = |t: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
@@ -272,7 +299,7 @@ fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
             ("switchyard.io", "ippools/status", "update"),
         ])
     );
-    let role = &deploy.roles[0];
+    let role = named(&deploy.roles, "switchyard-controller");
     assert_eq!(role.metadata.namespace.as_deref(), Some("kube-system"));
     assert_eq!(
         grants(role.rules.as_deref().unwrap_or_default()),
@@ -288,7 +315,7 @@ fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
     let subjects = binding.subjects.as_deref().unwrap_or_default();
     assert_eq!(subjects.len(), 1);
     assert_eq!(Some(&subjects[0].name), account.name.as_ref());
-    let role_binding = &deploy.role_bindings[0];
+    let role_binding = named(&deploy.role_bindings, "switchyard-controller");
     assert_eq!(
         (role_binding.role_ref.kind.as_str(), role_binding.role_ref.name.as_str()),
         ("Role", "switchyard-controller")

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 
@@ -21,12 +21,15 @@ pub enum ObjectKind {
     BGPPeer,
     /// `switchyard.io/v1alpha1` BGPAdvertisement: what is announced to whom.
     BGPAdvertisement,
+    /// A Secret holding a BGPPeer's TCP MD5 password (`spec.passwordSecret`); the API source
+    /// watches only the Secrets BGPPeers name.
+    Secret,
 }
 
 impl ObjectKind {
     /// True for kinds without a namespace.
     pub fn is_cluster_scoped(self) -> bool {
-        !matches!(self, Self::Service | Self::EndpointSlice)
+        !matches!(self, Self::Service | Self::EndpointSlice | Self::Secret)
     }
 }
 
@@ -39,6 +42,7 @@ impl fmt::Display for ObjectKind {
             Self::IPPool => "IPPool",
             Self::BGPPeer => "BGPPeer",
             Self::BGPAdvertisement => "BGPAdvertisement",
+            Self::Secret => "Secret",
         })
     }
 }
@@ -81,6 +85,7 @@ pub struct ClusterState {
     pub ip_pools: BTreeMap<ObjectKey, IPPool>,
     pub bgp_peers: BTreeMap<ObjectKey, BGPPeer>,
     pub bgp_advertisements: BTreeMap<ObjectKey, BGPAdvertisement>,
+    pub secrets: BTreeMap<ObjectKey, Secret>,
 }
 
 /// One change to the cluster as a source saw it. Sources emit these so the model can recompute
@@ -93,6 +98,7 @@ pub enum Change {
     IPPool(ObjectKey, Option<Box<IPPool>>),
     BGPPeer(ObjectKey, Option<Box<BGPPeer>>),
     BGPAdvertisement(ObjectKey, Option<Box<BGPAdvertisement>>),
+    Secret(ObjectKey, Option<Box<Secret>>),
 }
 
 impl Change {
@@ -104,6 +110,7 @@ impl Change {
             Self::IPPool(..) => ObjectKind::IPPool,
             Self::BGPPeer(..) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(..) => ObjectKind::BGPAdvertisement,
+            Self::Secret(..) => ObjectKind::Secret,
         }
     }
 
@@ -114,7 +121,8 @@ impl Change {
             | Self::Node(k, _)
             | Self::IPPool(k, _)
             | Self::BGPPeer(k, _)
-            | Self::BGPAdvertisement(k, _) => k,
+            | Self::BGPAdvertisement(k, _)
+            | Self::Secret(k, _) => k,
         }
     }
 
@@ -127,6 +135,7 @@ impl Change {
             Self::IPPool(_, o) => o.is_none(),
             Self::BGPPeer(_, o) => o.is_none(),
             Self::BGPAdvertisement(_, o) => o.is_none(),
+            Self::Secret(_, o) => o.is_none(),
         }
     }
 }
@@ -141,6 +150,7 @@ impl ClusterState {
             Change::IPPool(k, o) => set(&mut self.ip_pools, k, o),
             Change::BGPPeer(k, o) => set(&mut self.bgp_peers, k, o),
             Change::BGPAdvertisement(k, o) => set(&mut self.bgp_advertisements, k, o),
+            Change::Secret(k, o) => set(&mut self.secrets, k, o),
         }
     }
 }

@@ -14,7 +14,7 @@ use switchyard_model::announce::{
 };
 use switchyard_model::crd::Community;
 use switchyard_model::{NodeModel, announce::Drain};
-use switchyard_testing::objects::{bgp_advertisement, bgp_peer, change, ip_pool};
+use switchyard_testing::objects::{bgp_advertisement, bgp_peer, change, ip_pool, secret};
 
 const LB: &str = "198.51.100.7";
 const LB6: &str = "2001:db8:7::7";
@@ -277,13 +277,48 @@ fn peers_are_selected_by_node_labels_and_their_settings_parsed() {
         bgp_peer(
             "md5",
             "192.168.1.4",
-            json!({"passwordSecret": {"name": "s", "namespace": "kube-system"}}),
+            json!({"passwordSecret": {"name": "bgp", "namespace": "kube-system"}}),
+        ),
+        bgp_peer(
+            "md5-other-key",
+            "192.168.1.5",
+            json!({"passwordSecret": {"name": "bgp", "key": "router2"}}),
+        ),
+        bgp_peer(
+            "md5-no-key",
+            "192.168.1.6",
+            json!({"passwordSecret": {"name": "bgp", "key": "x"}}),
+        ),
+        bgp_peer("md5-no-secret", "192.168.1.7", json!({"passwordSecret": {"name": "gone"}})),
+        bgp_peer(
+            "md5-other-namespace",
+            "192.168.1.8",
+            json!({"passwordSecret": {"name": "bgp", "namespace": "default"}}),
+        ),
+        bgp_peer(
+            "md5-too-long",
+            "192.168.1.9",
+            json!({"passwordSecret": {"name": "bgp", "key": "long"}}),
         ),
     ];
+    let secrets = vec![secret(
+        "kube-system",
+        "bgp",
+        json!({"password": "s3cret", "router2": "other", "long": "x".repeat(81)}),
+    )];
     let mut objects = base();
     objects.retain(|o| o["kind"] != "BGPPeer");
-    let plan = plan_of(&[objects, peers].concat());
-    assert_eq!(plan.peers.keys().collect::<Vec<_>>(), ["tor", "tor6"]);
+    let plan = plan_of(&[objects, peers, secrets].concat());
+    assert_eq!(plan.peers.keys().collect::<Vec<_>>(), ["md5", "md5-other-key", "tor", "tor6"]);
+    let key = |peer: &str| plan.peers[peer].settings.password.as_ref().map(|p| p.bytes().to_vec());
+    assert_eq!(key("md5"), Some(b"s3cret".to_vec()), "key `password` by default");
+    assert_eq!(key("md5-other-key"), Some(b"other".to_vec()), "namespace kube-system by default");
+    assert_eq!(key("tor"), None);
+    assert_eq!(
+        format!("{:?}", plan.peers["md5"].settings.password),
+        "Some(Md5Password(6 bytes))",
+        "no password in logs"
+    );
     let tor = &plan.peers["tor"].settings;
     assert_eq!(
         (tor.address, tor.port, tor.peer_asn, tor.my_asn),
@@ -307,7 +342,11 @@ fn peers_are_selected_by_node_labels_and_their_settings_parsed() {
         why,
         [
             "bad-address: spec.peerAddress: \"192.168.1\" is not an IP address",
-            "md5: spec.passwordSecret: TCP MD5 passwords from Secrets are not read yet",
+            "md5-no-key: spec.passwordSecret: Secret kube-system/bgp has no key \"x\"",
+            "md5-no-secret: spec.passwordSecret: Secret kube-system/gone not found",
+            "md5-other-namespace: spec.passwordSecret: Secret default/bgp not found",
+            "md5-too-long: spec.passwordSecret: key \"long\" of Secret kube-system/bgp holds 81 \
+             bytes; a TCP MD5 password has 1 to 80",
             "other-rack: spec.nodeSelector does not select this node",
             "short-hold: spec.holdTime: must be 0 or at least 3s (RFC 4271)",
             "slow-keepalive: spec.keepaliveTime: must be shorter than the hold time",
@@ -338,6 +377,22 @@ fn inputs_say_which_changes_matter() {
         ("a new advertisement", change(&bgp_advertisement("two", json!({})), false), true),
         ("a pool", change(&ip_pool("p", &["10.0.0.0/24"]), false), true),
         ("the same pool", change(&ip_pool("p", &["10.0.0.0/24"]), false), false),
+        (
+            "a Secret no peer names",
+            change(&secret("kube-system", "s", json!({"a": "b"})), false),
+            false,
+        ),
+        (
+            "the peer names it",
+            change(
+                &bgp_peer("tor", "192.168.1.1", json!({"passwordSecret": {"name": "s"}})),
+                false,
+            ),
+            true,
+        ),
+        ("the Secret changes", change(&secret("kube-system", "s", json!({"a": "c"})), false), true),
+        ("the same Secret", change(&secret("kube-system", "s", json!({"a": "c"})), false), false),
+        ("the Secret deleted", change(&secret("kube-system", "s", json!({})), true), true),
         ("the peer deleted", change(&objects[3], true), true),
     ];
     for (case, change, matters) in cases {
@@ -345,4 +400,55 @@ fn inputs_say_which_changes_matter() {
     }
     assert_eq!(inputs.node_drain(), Some(Drain::Unschedulable));
     assert!(!inputs.has_peers());
+}
+
+#[test]
+fn nodes_never_announce_an_address_reached_through_the_directors() {
+    // Each its own node port (a clash would hide a Service for another reason).
+    let plain = |name: &str, ips: &[&str], node_port: u16| {
+        let ports = json!([{"name": "http", "port": 80, "nodePort": node_port}]);
+        with(lb(name, "Cluster", ips, json!({})), json!({"spec": {"ports": ports}}))
+    };
+    let annotated = |name: &str, ips: &[&str], node_port: u16, value: &str| {
+        let annotations = json!({"switchyard.io/director": value});
+        with(plain(name, ips, node_port), json!({"metadata": {"annotations": annotations}}))
+    };
+    let director = |name: &str, ips: &[&str]| annotated(name, ips, 30090, "true");
+    let edge = "198.51.100.8";
+    let objects = [
+        base(),
+        vec![
+            bgp_advertisement("all", json!({})),
+            director("edge", &[edge]),
+            slice("edge-1", "edge", vec![ep("10.1.0.3", "node-b", "ready")]),
+            // An address shared with a Service the nodes would announce: the directors own it.
+            plain("shared-plain", &["198.51.100.9"], 30091),
+            annotated("shared-edge", &["198.51.100.9"], 30092, "true"),
+            // Another value than "true" is no opt-in (the directors report it as a problem).
+            annotated("maybe", &["198.51.100.10"], 30093, "yes"),
+        ],
+    ]
+    .concat();
+    let plan = plan_of(&objects);
+    let routes: Vec<String> = plan.peers["tor"].routes.keys().map(ToString::to_string).collect();
+    assert_eq!(routes, ["198.51.100.7/32", "198.51.100.10/32", "2001:db8:7::7/128"]);
+    assert_eq!(
+        decision(&plan, edge),
+        "withheld: reached through the directors (Service default/edge has \
+         switchyard.io/director: \"true\"); they announce it"
+    );
+    assert!(decision(&plan, "198.51.100.9").contains("Service default/shared-edge"));
+
+    // The annotation comes and goes: a change that matters, and the plan follows.
+    let mut inputs = BgpInputs::from_state(NODE, &cluster(&objects));
+    assert!(!inputs.apply(&change(&director("edge", &[edge]), false)), "unchanged");
+    let without = plain("edge", &[edge], 30090);
+    assert!(inputs.apply(&change(&without, false)), "annotation removed");
+    let objects: Vec<Value> = objects
+        .into_iter()
+        .map(|o| if o == director("edge", &[edge]) { without.clone() } else { o })
+        .collect();
+    let model = NodeModel::from_state(config(), &cluster(&objects));
+    let plan = plan_for(model.desired(), &inputs, false);
+    assert_eq!(decision(&plan, edge), format!("announced as {edge}/32 (BGPAdvertisement all)"));
 }

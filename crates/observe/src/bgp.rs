@@ -37,6 +37,9 @@ pub struct SessionReport {
     pub capabilities: Vec<String>,
     /// Why the session last went down.
     pub last_down: Option<String>,
+    /// Why the last connection attempt failed, until a session establishes.
+    #[serde(default)]
+    pub connect_error: Option<String>,
     /// UPDATE messages sent (End-of-RIB included).
     pub updates_sent: u64,
     /// Times the established session went down.

@@ -71,7 +71,7 @@ fn main() {
     let ports = [179, 1791, 1792];
     let neighbors: Vec<Neighbor> = ports
         .iter()
-        .map(|&port| Neighbor { local: router, address: node1.ipv4.into(), asn: NODE_ASN, port })
+        .map(|&port| Neighbor { port, ..Neighbor::new(router, node1.ipv4.into(), NODE_ASN) })
         .collect();
     let bird = Bird::start(&cluster.lab, &neighbors, 9).unwrap();
     let mut bgp = String::from(

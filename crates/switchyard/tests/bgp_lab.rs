@@ -4,17 +4,18 @@
 //! endpoints, unrelated Service changes send no UPDATE, graceful restart keeps routes across agent
 //! restarts with no failed connection, and the hold timer withdraws a hung agent. The same
 //! against GoBGP, and a peer that sends garbage gets a NOTIFICATION while the agent's other
-//! session and routes stay. See docs/bgp.md.
+//! session and routes stay. TCP MD5 passwords from Secrets (right, wrong, missing), and
+//! coexistence with a routing daemon on the node that owns port 179. See docs/bgp.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use switchyard_lab::tools::bird::{Bird, ROUTER_ASN, router_next_hops};
+use switchyard_lab::tools::bird::{Bird, BirdOptions, Neighbor, ROUTER_ASN, router_next_hops};
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::gobgp::GoBgp;
 use switchyard_lab::{require_root, wait_until};
@@ -328,4 +329,140 @@ fn gobgp_learns_lb_ips_from_the_agents_and_a_peer_sending_garbage_disturbs_nothi
     gobgp_routes_to(&cluster, &gobgp, &format!("{WEB}/32"), &["node1", "node2"]);
     // The session is tried again by itself after the connect-retry time.
     let (_again, _) = listener.accept().unwrap();
+}
+
+/// The AS of the routing daemon already on node1 (BIRD in node1's namespace).
+const NODE_DAEMON_ASN: u32 = 64600;
+
+/// Listening TCP sockets on port 179 in `namespace`, as `ss -ltnp` prints them.
+fn listeners_on_179(cluster: &Cluster, namespace: &str) -> Vec<String> {
+    let mut command = Command::new("ss");
+    command.args(["-Hltnp", "sport = :179"]);
+    let out = cluster.lab.output_in(namespace, command).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// One block of `switchyard bgp`: the session with `peer` (or its "no session" line).
+fn peer_block(report: &str, peer: &str) -> String {
+    let start = format!("peer {peer} ");
+    let start_colon = format!("peer {peer}:");
+    report
+        .split_inclusive('\n')
+        .skip_while(|line| !line.starts_with(&start) && !line.starts_with(&start_colon))
+        .enumerate()
+        .take_while(|(i, line)| *i == 0 || line.starts_with("  "))
+        .map(|(_, line)| line)
+        .collect()
+}
+
+#[test]
+fn md5_passwords_from_secrets_and_a_routing_daemon_on_the_node_owning_port_179() {
+    if !require_root("md5_passwords_from_secrets_and_a_routing_daemon_on_the_node_owning_port_179")
+    {
+        return;
+    }
+    let cluster = Cluster::with(&[("node1", &["a1"])]);
+    let node = cluster.lab.node("node1").unwrap().clone();
+    let (router, address): (IpAddr, IpAddr) = (node.router_ipv4.into(), node.ipv4.into());
+    // The router: a session with the password on port 179, and one on port 1791 the agent's
+    // Secret gives another password for.
+    let neighbor = |port| Neighbor {
+        port,
+        password: Some("s3cret".to_owned()),
+        ..Neighbor::new(router, address, NODE_ASN)
+    };
+    let bird = Bird::start(&cluster.lab, &[neighbor(179), neighbor(1791)], 9).unwrap();
+    // A routing daemon already on the node, owning port 179 there (Bloomberg's BIRD): the
+    // agent peers with it over loopback instead of with the switch.
+    let on_node = BirdOptions {
+        namespace: "node1".to_owned(),
+        router_id: Ipv4Addr::new(10, 200, 0, 1),
+        asn: NODE_DAEMON_ASN,
+        hold_seconds: 9,
+        kernel: false,
+    };
+    let loopback =
+        Neighbor { multihop: true, ..Neighbor::new(Ipv4Addr::LOCALHOST.into(), address, NODE_ASN) };
+    let daemon = Bird::start_with(&cluster.lab, &on_node, &[loopback]).unwrap();
+    cluster.eventually("the node's BIRD listens on port 179", || {
+        !listeners_on_179(&cluster, "node1").is_empty()
+    });
+
+    let peer = |name: &str, address: &str, extra: &str| {
+        format!(
+            "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPPeer\nmetadata: {{name: {name}}}\n\
+             spec:\n  peerAddress: \"{address}\"\n  myASN: {NODE_ASN}\n{extra}"
+        )
+    };
+    let secret = |wrong: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: switchyard-bgp, namespace: kube-system}}\n\
+             stringData: {{tor: s3cret, tor-wrong: {wrong}}}\n"
+        )
+    };
+    let objects = [
+        "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: all}\nspec: {}\n"
+            .to_owned(),
+        peer("tor", &node.router_ipv4.to_string(), &format!(
+            "  peerASN: {ROUTER_ASN}\n  passwordSecret: {{name: switchyard-bgp, key: tor}}\n"
+        )),
+        peer("tor-wrong", &node.router_ipv4.to_string(), &format!(
+            "  peerASN: {ROUTER_ASN}\n  peerPort: 1791\n  passwordSecret: {{name: switchyard-bgp, key: tor-wrong}}\n"
+        )),
+        peer("tor-missing", &node.router_ipv4.to_string(), &format!(
+            "  peerASN: {ROUTER_ASN}\n  passwordSecret: {{name: missing, namespace: default}}\n"
+        )),
+        peer("node-bird", "127.0.0.1", &format!("  peerASN: {NODE_DAEMON_ASN}\n  ebgpMultiHop: true\n")),
+    ]
+    .concat();
+    cluster.apply("secret.yaml", &secret("n0pe"));
+    cluster.apply("bgp.yaml", &objects);
+    cluster.apply_and_wait(
+        "svc.yaml",
+        &cluster.load_balancer("web", 30080, "", &[WEB], &[("a1", State::Ready)]),
+    );
+
+    // The right password: established, and the router routes the address to the node.
+    routed_to(&cluster, &bird, WEB, &["node1"]);
+    // The routing daemon on the node learned it too, over loopback.
+    cluster.eventually("the node's BIRD learned the address", || {
+        daemon
+            .birdc(&cluster.lab, &["show", "route", "for", WEB])
+            .unwrap()
+            .contains(&format!("{WEB}/32"))
+    });
+    let report = bgp_report(&cluster, "node1");
+    assert!(peer_block(&report, "tor").contains(": established for"), "{report}");
+    assert!(peer_block(&report, "node-bird").contains(": established for"), "{report}");
+    assert!(
+        report.contains(
+            "peer tor-missing: no session: spec.passwordSecret: Secret default/missing not found"
+        ),
+        "{report}"
+    );
+    // Active only: the agent has no listener on port 179, so the node's BIRD owns it alone.
+    let listeners = listeners_on_179(&cluster, "node1");
+    let bird_pid = format!("pid={},", daemon.pid());
+    assert!(listeners.iter().all(|l| l.contains(&bird_pid)), "{listeners:?}");
+    let agent_pid = format!("pid={},", cluster.agents[0].child.id());
+    assert!(listeners.iter().all(|l| !l.contains(&agent_pid)), "{listeners:?}");
+
+    // The wrong password: BIRD drops the unsigned-for-it SYNs, so the session never comes up,
+    // and `switchyard bgp` says why.
+    cluster.eventually("the wrong password's failure is reported", || {
+        let block = peer_block(&bgp_report(&cluster, "node1"), "tor-wrong");
+        block.contains("last connection attempt: no answer") && block.contains("TCP MD5")
+    });
+    let block = peer_block(&bgp_report(&cluster, "node1"), "tor-wrong");
+    assert!(!block.contains("established"), "{block}");
+    println!("the wrong password, as `switchyard bgp` shows it:\n{block}");
+
+    // The Secret is corrected: the session restarts with the new key and establishes.
+    cluster.apply("secret.yaml", &secret("s3cret"));
+    cluster.eventually("tor-wrong established with the corrected Secret", || {
+        peer_block(&bgp_report(&cluster, "node1"), "tor-wrong").contains(": established for")
+    });
+    let protocols = bird.birdc(&cluster.lab, &["show", "protocols"]).unwrap();
+    assert_eq!(protocols.matches("Established").count(), 2, "{protocols}");
 }

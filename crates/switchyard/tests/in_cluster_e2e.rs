@@ -2,7 +2,7 @@
 //! NodePorts, LoadBalancer IPs and external IPs of their own node (socket path) and NodePorts of
 //! the other node (per packet there); in-cluster traffic to an externalTrafficPolicy Local
 //! Service goes to every endpoint; a pod keeps its source address through a ClusterIP and can
-//! reach itself. See docs/conformance.md.
+//! reach itself; loopback carries no NodePort by default. See docs/conformance.md.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
@@ -68,6 +68,16 @@ fn pods_and_nodes_reach_node_ports_load_balancer_and_external_ips() {
                 at(cluster.node_ip(other, v6), 30120),
             ];
             reach(&cluster, member, &targets, &["a1", "b2"]);
+        }
+    }
+    // Loopback never carries NodePorts by default (CVE-2020-8558), neither for the node nor
+    // for a pod, whose 127.0.0.1 / ::1 are its own (nothing listens there: refused).
+    for member in ["node1", "a2"] {
+        for loopback in ["127.0.0.1", "::1"] {
+            let target = at(loopback.parse().unwrap(), 30120);
+            let out = cluster.client(member, "tcp", target, 1);
+            assert!(out.summary.backends.is_empty(), "{member} -> {target}: {:?}", out.summary);
+            assert!(out.attempts.iter().all(|a| a.error.is_some()), "{:?}", out.attempts);
         }
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);

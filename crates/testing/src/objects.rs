@@ -101,6 +101,12 @@ pub fn bgp_peer(name: &str, address: &str, spec: Value) -> Value {
     switchyard_object("BGPPeer", name, with(base, spec))
 }
 
+/// A Secret in `namespace` holding `string_data` (key → text), as a manifest would write it.
+pub fn secret(namespace: &str, name: &str, string_data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": namespace}, "stringData": string_data})
+}
+
 /// A BGPAdvertisement with `spec` (`{}` announces everything to every peer).
 pub fn bgp_advertisement(name: &str, spec: Value) -> Value {
     switchyard_object("BGPAdvertisement", name, spec)
@@ -157,6 +163,7 @@ pub fn change(object: &Value, delete: bool) -> Change {
         Some("BGPAdvertisement") => {
             Change::BGPAdvertisement(key, (!delete).then(|| Box::new(typed(object))))
         }
+        Some("Secret") => Change::Secret(key, (!delete).then(|| Box::new(typed(object)))),
         other => panic!("unknown kind {other:?}"),
     }
 }

@@ -57,6 +57,10 @@ pub struct PeerStatus {
     pub desired: BTreeMap<Prefix, RouteAttributes>,
     /// Why the session last went down.
     pub last_down: Option<DownReason>,
+    /// Why the last TCP connection attempt failed (refused, unreachable, or no answer within the
+    /// connect-retry time, which is how a router with another TCP MD5 password looks); cleared
+    /// once a session establishes.
+    pub connect_error: Option<String>,
 }
 
 /// Errors of the runtime.
@@ -228,6 +232,7 @@ fn snapshot(spec: &PeerSpec, session: &Session, now: Instant) -> PeerStatus {
         announced: session.announced().clone(),
         desired: session.desired().clone(),
         last_down: session.last_down().cloned(),
+        connect_error: None,
     }
 }
 
@@ -248,6 +253,7 @@ async fn run(
     let mut link = Link::None;
     let mut buf = vec![0u8; 65536];
     let mut ending = false;
+    let mut connect_error: Option<String> = None;
     session.start(Instant::now());
     loop {
         // Effects first: bytes before a Disconnect, so a NOTIFICATION reaches the peer.
@@ -257,6 +263,7 @@ async fn run(
                 Event::Connect => {
                     if let Link::Connecting(task) = &link {
                         task.abort();
+                        connect_error = Some(unanswered(&spec));
                     }
                     let (address, options) = (spec.address, spec.connect.clone());
                     link =
@@ -270,6 +277,7 @@ async fn run(
                     }
                 }
                 Event::Established => {
+                    connect_error = None;
                     tracing::info!(peer = %spec.name, address = %spec.address, "BGP session established")
                 }
                 Event::Down(reason) => {
@@ -278,7 +286,9 @@ async fn run(
             }
         }
         flush(&mut session, &mut link).await;
-        status.send_replace(snapshot(&spec, &session, Instant::now()));
+        let mut now = snapshot(&spec, &session, Instant::now());
+        now.connect_error.clone_from(&connect_error);
+        status.send_replace(now);
         if ending {
             if let Link::Connecting(task) = &link {
                 task.abort();
@@ -308,6 +318,7 @@ async fn run(
                 }
                 LinkEvent::Connected(Err(error)) => {
                     tracing::debug!(peer = %spec.name, %error, "BGP connection attempt failed");
+                    connect_error = Some(format!("connecting to {}: {error}", spec.address));
                     link = Link::None;
                     session.connection_lost(Instant::now());
                 }
@@ -327,6 +338,17 @@ async fn run(
             () = sleep => session.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// The connection attempt to `spec`'s peer got no answer before the next one was due.
+fn unanswered(spec: &PeerSpec) -> String {
+    let waited = spec.session.connect_retry_time.as_secs();
+    let mut text = format!("no answer from {} within {waited}s", spec.address);
+    if spec.connect.md5_key.is_some() {
+        // RFC 2385: a segment with a wrong or missing signature is dropped without a reply.
+        text.push_str(" (TCP MD5: a router with another password or none drops our segments)");
+    }
+    text
 }
 
 enum LinkEvent {

@@ -59,8 +59,8 @@ pub fn set_md5_key(socket: &impl AsFd, peer: IpAddr, key: &[u8]) -> io::Result<(
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// How to open a session's connection.
-#[derive(Debug, Clone, Default)]
+/// How to open a session's connection. Its `Debug` shows the key's length, never the key.
+#[derive(Clone, Default)]
 pub struct ConnectOptions {
     /// Source address to bind (the node's address of the peer's family).
     pub local_address: Option<IpAddr>,
@@ -68,6 +68,16 @@ pub struct ConnectOptions {
     pub md5_key: Option<Vec<u8>>,
     /// TTL / hop limit of our segments.
     pub ttl: Option<u32>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("local_address", &self.local_address)
+            .field("md5_key", &self.md5_key.as_ref().map(|k| format!("{} bytes", k.len())))
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 /// Connects to `peer` with the options set before the SYN leaves.

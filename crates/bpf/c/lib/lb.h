@@ -10,15 +10,17 @@
 #include "maps.h"
 #include "addr.h"
 
-/* Is a an address of this node? Loopback counts only where allowed (the socket path);
- * packets from outside for 127/8 are never NodePort traffic (CVE-2020-8558). */
+/* Is a an address of this node (sy_node_addrs, the model's NodePort addresses)? A loopback
+ * address counts only where allowed as well: on the socket path in the node's own network
+ * namespace. So 127.0.0.1 carries NodePorts only when configured (a --nodeport-addresses CIDR
+ * naming it), only for the node's own sockets, never for packets from outside (CVE-2020-8558). */
 static __always_inline int addr_is_node_local(const struct sy_addr *a, __u8 family,
 					      int allow_loopback)
 {
 	struct sy_node_addr_key k = {};
 
-	if (addr_is_loopback(a, family))
-		return allow_loopback;
+	if (addr_is_loopback(a, family) && !allow_loopback)
+		return 0;
 	k.addr = *a;
 	k.family = family;
 	return bpf_map_lookup_elem(&sy_node_addrs, &k) != NULL;
@@ -26,9 +28,11 @@ static __always_inline int addr_is_node_local(const struct sy_addr *a, __u8 fami
 
 /* The frontend for a destination: exact entry first, then the NodePort wildcard when the
  * destination is one of this node's addresses. The socket path (from_inside) prefers the
- * internal scope and accepts loopback; the per-packet path uses the default scope only. */
+ * internal scope, and accepts loopback where allow_loopback says so (only in the node's own
+ * network namespace); the per-packet path uses the default scope only. */
 static __always_inline struct sy_frontend *lookup_frontend(const struct sy_addr *dst, __be16 port,
-							    __u8 proto, __u8 family, int from_inside)
+							    __u8 proto, __u8 family, int from_inside,
+							    int allow_loopback)
 {
 	struct sy_frontend_key key = {};
 	struct sy_frontend *fe;
@@ -40,7 +44,7 @@ static __always_inline struct sy_frontend *lookup_frontend(const struct sy_addr 
 	key.scope = SY_SCOPE_DEFAULT;
 	fe = bpf_map_lookup_elem(&sy_frontends, &key);
 	if (!fe) {
-		if (!addr_is_node_local(dst, family, from_inside))
+		if (!addr_is_node_local(dst, family, allow_loopback))
 			return NULL;
 		__builtin_memset(&key.addr, 0, sizeof(key.addr));
 		fe = bpf_map_lookup_elem(&sy_frontends, &key);

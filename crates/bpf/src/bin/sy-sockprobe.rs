@@ -13,6 +13,8 @@
 //!   10 s) until FILE exists, so a test can change maps at an exact point between sends,
 //! - `bench-udp-connect=IP:PORT*N` N times socket()+bind()+connect() on UDP (no packet is
 //!   sent, so this is the syscall path plus the cgroup program), print the mean per round,
+//! - `as-node=BPF_DIR` make this namespace the node's: write its cookie as `sy_config`'s
+//!   `node_netns_cookie` in the maps pinned in BPF_DIR (so its loopback reaches NodePorts),
 //! - `sleep=MS`.
 //!
 //! Output lines: `OP ok peer=ADDR from=ADDR reply=NAME` or `OP err=ERRNO after_us=MICROS`
@@ -84,6 +86,16 @@ fn run(op: &str) -> Result<(), String> {
             }
             ip(&args)?;
             wait_routable(arg)
+        }
+        "as-node" => {
+            let maps = switchyard_bpf::Maps::open_pinned(std::path::Path::new(arg))
+                .map_err(|e| format!("opening the maps in {arg}: {e}"))?;
+            let mut config = maps.config().map_err(|e| format!("reading sy_config: {e}"))?;
+            config.node_netns_cookie = switchyard_bpf::loader::own_netns_cookie()
+                .map_err(|e| format!("SO_NETNS_COOKIE: {e}"))?;
+            let mut maps = maps;
+            maps.config.set(0, config, 0).map_err(|e| format!("writing sy_config: {e}"))?;
+            Ok(())
         }
         "sleep" => {
             let ms: u64 = arg.parse().map_err(|e| format!("bad sleep {arg:?}: {e}"))?;

@@ -7,10 +7,15 @@
 //! relist ends with a diff against them: deletions for what is no longer listed, upserts only for
 //! what changed. Nothing leaves [`Reflection`] before every kind has finished its first list, so
 //! the data plane never sees a partial cluster.
+//!
+//! Secrets are the exception: only those BGPPeers name (`spec.passwordSecret`) are watched, each
+//! on a watch of its own that starts when a peer names it. They do not hold the first batch back
+//! (a peer whose Secret has not arrived yet only waits for its session, and a Secret the agent
+//! may not read must not stop it from proxying).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
@@ -63,6 +68,13 @@ impl Watched for BGPAdvertisement {
     const KIND: ObjectKind = ObjectKind::BGPAdvertisement;
     fn change(key: ObjectKey, object: Option<Self>) -> Change {
         Change::BGPAdvertisement(key, object.map(Box::new))
+    }
+}
+
+impl Watched for Secret {
+    const KIND: ObjectKind = ObjectKind::Secret;
+    fn change(key: ObjectKey, object: Option<Self>) -> Change {
+        Change::Secret(key, object.map(Box::new))
     }
 }
 
@@ -179,6 +191,8 @@ pub enum KindEvent {
     IPPool(Event<IPPool>),
     BGPPeer(Event<BGPPeer>),
     BGPAdvertisement(Event<BGPAdvertisement>),
+    /// An event of the watch of one Secret (namespace/name) that some BGPPeer names.
+    Secret(ObjectKey, Event<Secret>),
 }
 
 /// The cluster as far as the API source has handed it on, plus changes not yet handed on.
@@ -190,6 +204,10 @@ pub struct Reflection {
     ip_pools: KindTracker<IPPool>,
     bgp_peers: KindTracker<BGPPeer>,
     bgp_advertisements: KindTracker<BGPAdvertisement>,
+    /// One tracker per watched Secret: each watch lists only its own Secret.
+    secrets: HashMap<ObjectKey, KindTracker<Secret>>,
+    /// The Secret each BGPPeer names.
+    peer_secrets: HashMap<ObjectKey, ObjectKey>,
     pending: Vec<Change>,
     /// Position of each pending key in `pending`, so a later change replaces an earlier one.
     pending_index: HashMap<(ObjectKind, ObjectKey), usize>,
@@ -223,7 +241,14 @@ impl Reflection {
             KindEvent::IPPool(e) => self.ip_pools.handle(e, &mut changes),
             KindEvent::BGPPeer(e) => self.bgp_peers.handle(e, &mut changes),
             KindEvent::BGPAdvertisement(e) => self.bgp_advertisements.handle(e, &mut changes),
+            KindEvent::Secret(key, e) => {
+                // Events of a watch that was stopped (its Secret no longer named) are late.
+                if self.peer_secrets.values().any(|k| *k == key) {
+                    self.secrets.entry(key).or_default().handle(e, &mut changes);
+                }
+            }
         }
+        self.follow_peer_secrets(&mut changes);
         for change in changes {
             let slot = (change.kind(), change.key().clone());
             match self.pending_index.get(&slot) {
@@ -232,6 +257,41 @@ impl Reflection {
                     self.pending_index.insert(slot, self.pending.len());
                     self.pending.push(change);
                 }
+            }
+        }
+    }
+
+    /// The Secrets BGPPeers name (namespace/name): the ones to watch.
+    pub fn named_secrets(&self) -> BTreeSet<ObjectKey> {
+        self.peer_secrets.values().cloned().collect()
+    }
+
+    /// Keeps the Secrets each peer names up to date with the peer changes in `changes`; a Secret
+    /// no peer names any more is forgotten (a deletion for the model) with its tracker.
+    fn follow_peer_secrets(&mut self, changes: &mut Vec<Change>) {
+        let mut renamed = false;
+        for change in changes.iter() {
+            let Change::BGPPeer(peer, object) = change else { continue };
+            let named = object
+                .as_ref()
+                .and_then(|p| p.spec.password_secret.as_ref())
+                .map(|s| ObjectKey::new(s.namespace.clone(), s.name.clone()));
+            renamed |= match named {
+                Some(secret) => {
+                    self.peer_secrets.insert(peer.clone(), secret.clone()) != Some(secret)
+                }
+                None => self.peer_secrets.remove(peer).is_some(),
+            };
+        }
+        if !renamed {
+            return;
+        }
+        let named = self.named_secrets();
+        let unnamed: Vec<ObjectKey> =
+            self.secrets.keys().filter(|k| !named.contains(*k)).cloned().collect();
+        for key in unnamed {
+            if let Some(tracker) = self.secrets.remove(&key) {
+                changes.extend(tracker.known.into_keys().map(|k| Change::Secret(k, None)));
             }
         }
     }

@@ -7,12 +7,14 @@
 //! kube-runtime would otherwise retry forever with the same stale version), and falls back from
 //! streaming lists to LIST+WATCH when the API server refuses or ignores `sendInitialEvents`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::utils::Backoff as _;
@@ -21,9 +23,9 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use switchyard_error::ErrorChain;
 use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
-use switchyard_model::{Change, ObjectKind};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use switchyard_model::{Change, ObjectKey, ObjectKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::backoff::JitteredBackoff;
@@ -51,8 +53,9 @@ const ALL_KINDS: [ObjectKind; 6] = [
 /// ignore `sendInitialEvents` (servers before Kubernetes 1.27 do) and LIST+WATCH is used instead.
 pub const DEFAULT_STREAMING_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running watch of Services, EndpointSlices, this node's Node, and our own kinds (IPPools,
-/// BGPPeers, BGPAdvertisements; a kind whose CRD is not installed counts as empty until it is).
+/// A running watch of Services, EndpointSlices, this node's Node, our own kinds (IPPools,
+/// BGPPeers, BGPAdvertisements; a kind whose CRD is not installed counts as empty until it is),
+/// and the Secrets BGPPeers name (each by name: no other Secret is read).
 /// Dropping it stops the watches.
 #[derive(Debug)]
 pub struct ApiWatcher {
@@ -80,32 +83,42 @@ impl ApiWatcher {
 
         let pools = KindWatch::custom(Api::<IPPool>::all(client.clone()), KindEvent::IPPool);
         let mut tasks = Vec::new();
+        // The Secrets to watch, as the reflection learns them from BGPPeers (node scope only).
+        let mut named_secrets = None;
         let watched: &[ObjectKind] = match options.scope {
             WatchScope::Node => {
                 let services = KindWatch {
                     api: Api::<Service>::all(client.clone()),
                     config: watcher::Config::default().labels(&labels),
-                    wrap: KindEvent::Service,
+                    wrap: Arc::new(KindEvent::Service),
                     custom: false,
                 };
                 let slices = KindWatch {
                     api: Api::<EndpointSlice>::all(client.clone()),
                     config: watcher::Config::default().labels(&labels),
-                    wrap: KindEvent::EndpointSlice,
+                    wrap: Arc::new(KindEvent::EndpointSlice),
                     custom: false,
                 };
                 let nodes = KindWatch {
                     api: Api::<Node>::all(client.clone()),
                     config: watcher::Config::default().fields(&options.node_field_selector()),
-                    wrap: KindEvent::Node,
+                    wrap: Arc::new(KindEvent::Node),
                     custom: false,
                 };
                 let peers =
                     KindWatch::custom(Api::<BGPPeer>::all(client.clone()), KindEvent::BGPPeer);
                 let advertisements = KindWatch::custom(
-                    Api::<BGPAdvertisement>::all(client),
+                    Api::<BGPAdvertisement>::all(client.clone()),
                     KindEvent::BGPAdvertisement,
                 );
+                let (named, named_rx) = watch::channel(BTreeSet::new());
+                named_secrets = Some(named);
+                tasks.push(tokio::spawn(watch_secrets(
+                    client,
+                    tuning.clone(),
+                    named_rx,
+                    event_sender.clone(),
+                )));
                 tasks.push(tokio::spawn(services.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(slices.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())));
@@ -117,19 +130,19 @@ impl ApiWatcher {
                 let services = KindWatch {
                     api: Api::<Service>::all(client.clone()),
                     config: watcher::Config::default().labels(&labels),
-                    wrap: KindEvent::Service,
+                    wrap: Arc::new(KindEvent::Service),
                     custom: false,
                 };
                 let slices = KindWatch {
                     api: Api::<EndpointSlice>::all(client.clone()),
                     config: watcher::Config::default().labels(&labels),
-                    wrap: KindEvent::EndpointSlice,
+                    wrap: Arc::new(KindEvent::EndpointSlice),
                     custom: false,
                 };
                 let nodes = KindWatch {
                     api: Api::<Node>::all(client),
                     config: watcher::Config::default(),
-                    wrap: KindEvent::Node,
+                    wrap: Arc::new(KindEvent::Node),
                     custom: false,
                 };
                 tasks.push(tokio::spawn(services.run(tuning.clone(), event_sender.clone())));
@@ -146,7 +159,7 @@ impl ApiWatcher {
                 let services = KindWatch {
                     api: Api::<Service>::all(client),
                     config: watcher::Config::default(),
-                    wrap: KindEvent::Service,
+                    wrap: Arc::new(KindEvent::Service),
                     custom: false,
                 };
                 tasks.push(tokio::spawn(services.run(tuning.clone(), event_sender.clone())));
@@ -154,7 +167,8 @@ impl ApiWatcher {
             }
         };
         tasks.push(tokio::spawn(pools.run(tuning, event_sender)));
-        tasks.push(tokio::spawn(hand_on(Reflection::watching(watched), events, update_sender)));
+        let reflection = Reflection::watching(watched);
+        tasks.push(tokio::spawn(hand_on(reflection, events, update_sender, named_secrets)));
         Self { updates, tasks }
     }
 
@@ -184,6 +198,7 @@ async fn hand_on(
     mut reflection: Reflection,
     mut events: mpsc::Receiver<KindEvent>,
     updates: mpsc::Sender<ApiUpdate>,
+    named_secrets: Option<watch::Sender<BTreeSet<ObjectKey>>>,
 ) {
     let mut first = true;
     loop {
@@ -202,9 +217,60 @@ async fn hand_on(
                 }
             }
             event = events.recv() => match event {
-                Some(event) => reflection.handle(event),
+                Some(event) => {
+                    reflection.handle(event);
+                    if let Some(named) = &named_secrets {
+                        let now = reflection.named_secrets();
+                        named.send_if_modified(|watched| {
+                            let changed = *watched != now;
+                            *watched = now;
+                            changed
+                        });
+                    }
+                }
                 None => return,
             },
+        }
+    }
+}
+
+/// Watches each Secret a BGPPeer names, by namespace and name (a `metadata.name` field selector,
+/// which RBAC authorises against `resourceNames`), starting and stopping watches as peers
+/// change. Dropping the task stops them all.
+async fn watch_secrets(
+    client: Client,
+    tuning: Tuning,
+    mut named: watch::Receiver<BTreeSet<ObjectKey>>,
+    events: mpsc::Sender<KindEvent>,
+) {
+    let mut watches = JoinSet::new();
+    let mut running: HashMap<ObjectKey, AbortHandle> = HashMap::new();
+    loop {
+        while watches.try_join_next().is_some() {}
+        let wanted = named.borrow_and_update().clone();
+        running.retain(|key, task| {
+            let keep = wanted.contains(key);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for key in wanted {
+            if running.contains_key(&key) {
+                continue;
+            }
+            let watched = key.clone();
+            let secret = KindWatch {
+                api: Api::<Secret>::namespaced(client.clone(), &key.namespace),
+                config: watcher::Config::default().fields(&format!("metadata.name={}", key.name)),
+                wrap: Arc::new(move |event| KindEvent::Secret(watched.clone(), event)),
+                custom: false,
+            };
+            let task = watches.spawn(secret.run(tuning.clone(), events.clone()));
+            running.insert(key, task);
+        }
+        if named.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -213,7 +279,7 @@ async fn hand_on(
 struct KindWatch<K: Watched> {
     api: Api<K>,
     config: watcher::Config,
-    wrap: fn(Event<K>) -> KindEvent,
+    wrap: Arc<dyn Fn(Event<K>) -> KindEvent + Send + Sync>,
     /// One of our own kinds: its CRD may not be installed (404), which means "none of them"
     /// rather than an error that holds every other kind back.
     custom: bool,
@@ -221,7 +287,7 @@ struct KindWatch<K: Watched> {
 
 impl<K: Watched> KindWatch<K> {
     fn custom(api: Api<K>, wrap: fn(Event<K>) -> KindEvent) -> Self {
-        Self { api, config: watcher::Config::default(), wrap, custom: true }
+        Self { api, config: watcher::Config::default(), wrap: Arc::new(wrap), custom: true }
     }
 }
 

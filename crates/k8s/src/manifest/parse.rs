@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -235,6 +235,7 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
         "IPPool" => Some((ObjectKind::IPPool, API_VERSION)),
         "BGPPeer" => Some((ObjectKind::BGPPeer, API_VERSION)),
         "BGPAdvertisement" => Some((ObjectKind::BGPAdvertisement, API_VERSION)),
+        "Secret" => Some((ObjectKind::Secret, "v1")),
         _ => None,
     }
 }
@@ -385,6 +386,10 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                 Object::BGPAdvertisement(Arc::new(o))
             })
         }
+        ObjectKind::Secret => deserialize::<Secret>(value, unknown).map(|mut o| {
+            o.metadata.namespace = Some(namespace);
+            Object::Secret(Arc::new(o))
+        }),
     };
     match parsed {
         Ok(object) => {

@@ -1,12 +1,13 @@
 //! BIRD 2 as the lab's router: it runs in the router namespace with a config, control socket and
 //! pid file of its own (under the lab's run directory), accepts BGP sessions from the nodes
 //! (passive, so the nodes' speakers connect), and puts what it learns into the router's kernel
-//! table with `merge paths on` (ECMP over every node that announces an address). Killed by pid
-//! on drop.
+//! table with `merge paths on` (ECMP over every node that announces an address). Or, as a
+//! routing daemon already on a node, in that node's namespace without a kernel table. Killed by
+//! pid on drop.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 
@@ -28,6 +29,45 @@ pub struct Neighbor {
     /// one node (BIRD tells them apart by its local port; the same number as the neighbour's
     /// port keeps BIRD's per-neighbour lock apart too, and BIRD never connects: it is passive).
     pub port: u16,
+    /// TCP MD5 password of the session (RFC 2385).
+    pub password: Option<String>,
+    /// The neighbour is not on a directly connected network (BGP multihop).
+    pub multihop: bool,
+}
+
+impl Neighbor {
+    /// A directly connected neighbour on port 179, without a password.
+    pub fn new(local: IpAddr, address: IpAddr, asn: u32) -> Neighbor {
+        Neighbor { local, address, asn, port: 179, password: None, multihop: false }
+    }
+}
+
+/// Where BIRD runs and as whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirdOptions {
+    /// The lab namespace (`fabric` for the router, or a node's name).
+    pub namespace: String,
+    /// BIRD's router id.
+    pub router_id: Ipv4Addr,
+    /// BIRD's AS number.
+    pub asn: u32,
+    /// Proposed hold time.
+    pub hold_seconds: u16,
+    /// Export what it learns to the namespace's kernel table (ECMP, `merge paths on`).
+    pub kernel: bool,
+}
+
+impl BirdOptions {
+    /// The lab router: namespace `fabric`, AS [`ROUTER_ASN`], learned routes in its kernel table.
+    pub fn router(hold_seconds: u16) -> BirdOptions {
+        BirdOptions {
+            namespace: "fabric".to_owned(),
+            router_id: Ipv4Addr::new(10, 100, 255, 1),
+            asn: ROUTER_ASN,
+            hold_seconds,
+            kernel: true,
+        }
+    }
 }
 
 /// A running BIRD in a lab's router namespace.
@@ -35,6 +75,7 @@ pub struct Neighbor {
 pub struct Bird {
     child: Child,
     dir: PathBuf,
+    namespace: String,
 }
 
 impl Bird {
@@ -45,35 +86,52 @@ impl Bird {
         let neighbors: Vec<Neighbor> = lab
             .nodes()
             .iter()
-            .map(|n| Neighbor {
-                local: n.router_ipv4.into(),
-                address: n.ipv4.into(),
-                asn: node_asn,
-                port: 179,
-            })
+            .map(|n| Neighbor::new(n.router_ipv4.into(), n.ipv4.into(), node_asn))
             .collect();
         Bird::start(lab, &neighbors, hold_seconds)
     }
 
-    /// BIRD peered with `neighbors`.
+    /// BIRD on the lab router peered with `neighbors`.
     pub fn start(lab: &Lab, neighbors: &[Neighbor], hold_seconds: u16) -> Result<Bird, LabError> {
-        let dir = lab.plan().run_dir.join("bird");
+        Bird::start_with(lab, &BirdOptions::router(hold_seconds), neighbors)
+    }
+
+    /// BIRD as `options` say, peered with `neighbors`.
+    pub fn start_with(
+        lab: &Lab,
+        options: &BirdOptions,
+        neighbors: &[Neighbor],
+    ) -> Result<Bird, LabError> {
+        let dir = lab.plan().run_dir.join(format!("bird-{}", options.namespace));
         std::fs::create_dir_all(&dir)
             .map_err(LabError::io(format!("creating {}", dir.display())))?;
-        let mut conf = format!(
-            "router id 10.100.255.1;\nprotocol device {{}}\n\
-             protocol kernel k4 {{ ipv4 {{ export all; import none; }}; merge paths on; }}\n\
-             protocol kernel k6 {{ ipv6 {{ export all; import none; }}; merge paths on; }}\n\
-             template bgp nodes {{ local as {ROUTER_ASN}; passive on;\n\
+        let BirdOptions { router_id, asn, hold_seconds, .. } = options;
+        let mut conf = format!("router id {router_id};\nprotocol device {{}}\n");
+        if options.kernel {
+            conf.push_str(
+                "protocol kernel k4 { ipv4 { export all; import none; }; merge paths on; }\n\
+                 protocol kernel k6 { ipv6 { export all; import none; }; merge paths on; }\n",
+            );
+        }
+        let _ = write!(
+            conf,
+            "template bgp nodes {{ local as {asn}; passive on;\n\
              \x20 hold time {hold_seconds};\n\
              \x20 graceful restart on; ipv4 {{ import all; export none; }};\n\
              \x20 ipv6 {{ import all; export none; }}; }}\n"
         );
         for (i, n) in neighbors.iter().enumerate() {
+            let mut extra = String::new();
+            if let Some(password) = &n.password {
+                let _ = write!(extra, " password \"{password}\";");
+            }
+            if n.multihop {
+                extra.push_str(" multihop;");
+            }
             let _ = writeln!(
                 conf,
-                "protocol bgp node{i} from nodes {{ local {} port {port} as {ROUTER_ASN}; \
-                 neighbor {} port {port} as {}; }}",
+                "protocol bgp node{i} from nodes {{ local {} port {port} as {asn}; \
+                 neighbor {} port {port} as {};{extra} }}",
                 n.local,
                 n.address,
                 n.asn,
@@ -86,15 +144,20 @@ impl Bird {
         command.arg("-f").arg("-c").arg(&path).arg("-s").arg(dir.join("bird.ctl"));
         command.arg("-P").arg(dir.join("bird.pid"));
         command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        let child = lab.spawn_in("fabric", command)?;
-        Ok(Bird { child, dir })
+        let child = lab.spawn_in(&options.namespace, command)?;
+        Ok(Bird { child, dir, namespace: options.namespace.clone() })
+    }
+
+    /// BIRD's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Runs `birdc` against this BIRD; its output.
     pub fn birdc(&self, lab: &Lab, args: &[&str]) -> Result<String, LabError> {
         let mut command = Command::new("birdc");
         command.arg("-s").arg(self.dir.join("bird.ctl")).args(args);
-        let out = lab.output_in("fabric", command)?;
+        let out = lab.output_in(&self.namespace, command)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 

@@ -1,9 +1,10 @@
 //! What announcing needs besides the desired state: the BGP objects, the pools, this node's
-//! labels, addresses and drain, and the labels of Services (for `serviceSelector`).
+//! labels, addresses and drain, the labels of Services (for `serviceSelector`), and the Secrets
+//! holding peers' TCP MD5 passwords.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 
 use super::Drain;
 use crate::crd::{AddressRange, BGPAdvertisementSpec, BGPPeerSpec, IPPool, pool_ranges};
@@ -13,6 +14,21 @@ use crate::input::{Change, ClusterState, ObjectKey};
 
 /// Labels of an object.
 pub type Labels = BTreeMap<String, String>;
+
+/// Service annotation that puts a LoadBalancer Service's addresses behind the directors (value
+/// `"true"`). The directors serve and announce those addresses; nodes do not announce them,
+/// whatever BGPAdvertisements select.
+pub const DIRECTOR_ANNOTATION: &str = "switchyard.io/director";
+
+/// True when `service` is reached through the directors.
+pub fn reached_through_directors(service: &Service) -> bool {
+    service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DIRECTOR_ANNOTATION))
+        .is_some_and(|value| value == "true")
+}
 
 /// The facts of this node that peering and announcing depend on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +62,25 @@ pub struct BgpInputs {
     pub(crate) pools: BTreeMap<String, Vec<AddressRange>>,
     /// Labels of the Services that have any.
     pub(crate) service_labels: FastMap<ObjectKey, Labels>,
+    /// Services reached through the directors ([`DIRECTOR_ANNOTATION`]): the directors announce
+    /// their addresses, nodes never do.
+    pub(crate) director_services: BTreeSet<ObjectKey>,
+    /// Data of the Secrets seen (key → bytes), for `spec.passwordSecret`.
+    pub(crate) secrets: BTreeMap<ObjectKey, SecretData>,
+}
+
+/// The keys of a Secret with their values: `data`, overlaid with `stringData` as the API server
+/// does on write (a manifest directory may use either).
+pub type SecretData = BTreeMap<String, Vec<u8>>;
+
+/// What a Secret holds, as [`SecretData`].
+pub fn secret_data(secret: &Secret) -> SecretData {
+    let mut out: SecretData =
+        secret.data.iter().flatten().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+    for (key, value) in secret.string_data.iter().flatten() {
+        out.insert(key.clone(), value.clone().into_bytes());
+    }
+    out
 }
 
 impl BgpInputs {
@@ -62,7 +97,11 @@ impl BgpInputs {
         inputs.advertisements =
             state.bgp_advertisements.iter().map(|(k, a)| (k.clone(), a.spec.clone())).collect();
         inputs.pools = state.ip_pools.iter().map(|(k, p)| (k.name.clone(), ranges(p))).collect();
+        inputs.secrets = state.secrets.iter().map(|(k, s)| (k.clone(), secret_data(s))).collect();
         for (key, service) in &state.services {
+            if reached_through_directors(service) {
+                inputs.director_services.insert(key.clone());
+            }
             if let Some(labels) = service.metadata.labels.as_ref().filter(|l| !l.is_empty()) {
                 inputs.service_labels.insert(key.clone(), labels.clone());
             }
@@ -74,18 +113,25 @@ impl BgpInputs {
     pub fn apply(&mut self, change: &Change) -> bool {
         match change {
             Change::Service(key, service) => {
+                let director = service.as_deref().is_some_and(reached_through_directors);
+                let director_changed = if director {
+                    self.director_services.insert(key.clone())
+                } else {
+                    self.director_services.remove(key)
+                };
                 let labels = service
                     .as_ref()
                     .and_then(|s| s.metadata.labels.clone())
                     .filter(|l| !l.is_empty());
-                match labels {
+                let labels_changed = match labels {
                     Some(labels) if self.service_labels.get(key) == Some(&labels) => false,
                     Some(labels) => {
                         self.service_labels.insert(key.clone(), labels);
                         true
                     }
                     None => self.service_labels.remove(key).is_some(),
-                }
+                };
+                labels_changed || director_changed
             }
             Change::EndpointSlice(..) => false,
             Change::Node(key, node) => {
@@ -109,12 +155,26 @@ impl BgpInputs {
                 key.clone(),
                 advertisement.as_ref().map(|a| a.spec.clone()),
             ),
+            Change::Secret(key, secret) => {
+                let changed =
+                    replace(&mut self.secrets, key.clone(), secret.as_deref().map(secret_data));
+                // Only a Secret some peer names changes the plan.
+                changed && self.names_secret(key)
+            }
         }
     }
 
     /// Why the Node object says this node drains, if it does.
     pub fn node_drain(&self) -> Option<Drain> {
         self.node.drain
+    }
+
+    /// True when some BGPPeer's `spec.passwordSecret` names the Secret `key`.
+    fn names_secret(&self, key: &ObjectKey) -> bool {
+        self.peers
+            .values()
+            .filter_map(|p| p.password_secret.as_ref())
+            .any(|secret| secret.name == key.name && secret.namespace == key.namespace)
     }
 
     /// True when some BGPPeer exists (whether or not it selects this node).

@@ -9,8 +9,10 @@ mod inputs;
 mod peers;
 mod plan;
 
-pub use inputs::{BgpInputs, Labels};
-pub use peers::{NotPeering, PeerSettings};
+pub use inputs::{
+    BgpInputs, DIRECTOR_ANNOTATION, Labels, SecretData, reached_through_directors, secret_data,
+};
+pub use peers::{MD5_MAX_KEY_LEN, Md5Password, NotPeering, PeerSettings};
 pub use plan::{AddressDecision, Mismatch, PeerPlan, Plan, Route, RouteAttributes, Withheld, plan};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,9 +4,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use super::inputs::NodeView;
-use crate::crd::BGPPeerSpec;
+use super::inputs::BgpInputs;
+use crate::crd::{BGPPeerSpec, SecretKeyRef};
 use crate::duration::parse_duration;
+use crate::input::ObjectKey;
 use crate::labels::selects_optional;
 
 /// One session this node runs, as its BGPPeer and this node's addresses define it.
@@ -28,6 +29,8 @@ pub struct PeerSettings {
     pub graceful_restart: bool,
     /// `spec.ebgpMultiHop`: TTL 255 instead of 1.
     pub ebgp_multi_hop: bool,
+    /// The TCP MD5 key from `spec.passwordSecret`.
+    pub password: Option<Md5Password>,
     /// BGP identifier: the node's IPv4 address, else one derived from its name.
     pub router_id: Ipv4Addr,
     /// Next hop of IPv4 routes: the node's own IPv4 address.
@@ -36,6 +39,27 @@ pub struct PeerSettings {
     pub next_hop_v6: Option<Ipv6Addr>,
     /// Where the session starts from: the node's address of the peer's family.
     pub source: Option<IpAddr>,
+}
+
+/// A TCP MD5 key (RFC 2385): 1 to 80 bytes, the kernel's limit. Its `Debug` hides the bytes, so
+/// no log line shows a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Md5Password(Vec<u8>);
+
+/// Longest TCP MD5 key the kernel takes (`TCP_MD5SIG_MAXKEYLEN`).
+pub const MD5_MAX_KEY_LEN: usize = 80;
+
+impl Md5Password {
+    /// The key's bytes, for `setsockopt(TCP_MD5SIG)`.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Md5Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Md5Password({} bytes)", self.0.len())
+    }
 }
 
 /// Why this node runs no session with a BGPPeer.
@@ -64,9 +88,9 @@ impl fmt::Display for NotPeering {
 /// The session this node runs with `spec`, or why it runs none.
 pub(crate) fn peer_settings(
     spec: &BGPPeerSpec,
-    node_name: &str,
-    node: &NodeView,
+    inputs: &BgpInputs,
 ) -> Result<PeerSettings, NotPeering> {
+    let (node_name, node, secrets) = (&inputs.node_name, &inputs.node, &inputs.secrets);
     if !selects_optional(spec.node_selector.as_ref(), &node.labels) {
         return Err(NotPeering::NotSelected);
     }
@@ -101,14 +125,14 @@ pub(crate) fn peer_settings(
             Some(keepalive)
         }
     };
-    if spec.password_secret.is_some() {
-        // Secrets are not part of the model's input yet; a session without its MD5 key would
-        // only fail at the router, so none is started and the reason is shown instead.
-        return Err(invalid(
-            "spec.passwordSecret",
-            "TCP MD5 passwords from Secrets are not read yet".to_owned(),
-        ));
-    }
+    // Without its key a session would only fail at the router (unanswered SYNs), so none is
+    // started and the reason is shown instead.
+    let password = match &spec.password_secret {
+        None => None,
+        Some(secret) => {
+            Some(password(secret, secrets).map_err(|e| invalid("spec.passwordSecret", e))?)
+        }
+    };
     let primary = node.primary;
     let source = match address {
         IpAddr::V4(_) => primary.ipv4.map(IpAddr::V4),
@@ -123,11 +147,31 @@ pub(crate) fn peer_settings(
         keepalive_time,
         graceful_restart: spec.graceful_restart,
         ebgp_multi_hop: spec.ebgp_multi_hop,
+        password,
         router_id: primary.ipv4.unwrap_or_else(|| router_id_of(node_name)),
         next_hop_v4: primary.ipv4,
         next_hop_v6: primary.ipv6,
         source,
     })
+}
+
+/// The key `secret` names, or why there is none.
+fn password(
+    secret: &SecretKeyRef,
+    secrets: &std::collections::BTreeMap<ObjectKey, super::SecretData>,
+) -> Result<Md5Password, String> {
+    let key = ObjectKey::new(secret.namespace.clone(), secret.name.clone());
+    let data = secrets.get(&key).ok_or_else(|| format!("Secret {key} not found"))?;
+    let value =
+        data.get(&secret.key).ok_or_else(|| format!("Secret {key} has no key {:?}", secret.key))?;
+    if value.is_empty() || value.len() > MD5_MAX_KEY_LEN {
+        return Err(format!(
+            "key {:?} of Secret {key} holds {} bytes; a TCP MD5 password has 1 to {MD5_MAX_KEY_LEN}",
+            secret.key,
+            value.len()
+        ));
+    }
+    Ok(Md5Password(value.clone()))
 }
 
 /// A stable BGP identifier for a node without IPv4: FNV-1a of its name, never 0.0.0.0 (which

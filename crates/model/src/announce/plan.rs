@@ -109,6 +109,9 @@ pub enum Withheld {
     NotSelected(BTreeMap<String, Mismatch>),
     /// The node has no address of the family to use as next hop.
     NoNextHop,
+    /// A Service on the address is reached through the directors, which announce it (a node
+    /// announcing it too would pull the directors' traffic past them).
+    ThroughDirectors(ObjectKey),
 }
 
 /// Why one BGPAdvertisement does not select an address for a peer.
@@ -154,6 +157,11 @@ impl fmt::Display for Withheld {
                 write!(f, "no BGPAdvertisement selects it ({})", each.join("; "))
             }
             Withheld::NoNextHop => f.write_str("the node has no address of this family"),
+            Withheld::ThroughDirectors(service) => write!(
+                f,
+                "reached through the directors (Service {service} has {}: \"true\"); they announce it",
+                super::DIRECTOR_ANNOTATION
+            ),
         }
     }
 }
@@ -259,7 +267,7 @@ pub fn plan(inputs: &BgpInputs, candidates: &BTreeMap<IpAddr, Candidate>) -> Pla
         inputs.advertisements.iter().map(|(key, spec)| Advertisement::new(key, spec)).collect();
     let mut out = Plan::default();
     for (key, spec) in &inputs.peers {
-        let settings = match peer_settings(spec, &inputs.node_name, &inputs.node) {
+        let settings = match peer_settings(spec, inputs) {
             Ok(settings) => settings,
             Err(why) => {
                 out.not_peering.insert(key.name.clone(), why);
@@ -286,6 +294,13 @@ fn decide(
     advertisements: &[Advertisement<'_>],
     inputs: &BgpInputs,
 ) -> AddressDecision {
+    // The directors serve LoadBalancer ingress addresses (not externalIPs).
+    let through_directors = (candidate.kind == FrontendKind::LoadBalancer)
+        .then(|| candidate.services.iter().find(|s| inputs.director_services.contains(*s)))
+        .flatten();
+    if let Some(service) = through_directors {
+        return AddressDecision::Withheld(Withheld::ThroughDirectors(service.clone()));
+    }
     if candidate.decision != Decision::Announce {
         return AddressDecision::Withheld(Withheld::Node(candidate.decision.clone()));
     }

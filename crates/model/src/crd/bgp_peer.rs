@@ -48,7 +48,8 @@ pub struct BGPPeerSpec {
     /// restarts.
     #[serde(default)]
     pub graceful_restart: bool,
-    /// TCP MD5 password for the session, from a Secret.
+    /// TCP MD5 password of the session (RFC 2385), from a key of a Secret. A peer whose Secret
+    /// or key is missing gets no session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeyRef>,
     /// The router is more than one hop away (eBGP multihop: TTL 255 instead of 1).
@@ -68,15 +69,25 @@ fn default_hold_time() -> String {
     DEFAULT_HOLD_TIME.to_owned()
 }
 
-/// A key of a Secret (peers are cluster-scoped, so the namespace is named).
+/// Namespace of a `passwordSecret` that names none: the one `deploy/` runs the agent in.
+pub const DEFAULT_SECRET_NAMESPACE: &str = "kube-system";
+
+/// A key of a Secret (peers are cluster-scoped, so the namespace is named or defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
+    /// The Secret's name.
     pub name: String,
+    /// The Secret's namespace (default `kube-system`).
+    #[serde(default = "default_secret_namespace")]
     pub namespace: String,
     /// The key holding the password.
     #[serde(default = "default_password_key")]
     pub key: String,
+}
+
+fn default_secret_namespace() -> String {
+    DEFAULT_SECRET_NAMESPACE.to_owned()
 }
 
 fn default_password_key() -> String {

@@ -35,7 +35,7 @@ pub(crate) fn peer_spec(name: &str, settings: &PeerSettings, restarting: bool) -
         session,
         connect: ConnectOptions {
             local_address: settings.source,
-            md5_key: None,
+            md5_key: settings.password.as_ref().map(|p| p.bytes().to_vec()),
             ttl: Some(if settings.ebgp_multi_hop { 255 } else { 1 }),
         },
     }
@@ -92,6 +92,7 @@ pub(crate) fn session_report(plan: &PeerPlan, status: &PeerStatus) -> SessionRep
             .map(|up| up.as_secs()),
         capabilities,
         last_down: status.last_down.as_ref().map(down_reason),
+        connect_error: status.connect_error.clone(),
         updates_sent: status.stats.updates_sent,
         flaps: status.stats.flaps,
         routes_announced: status.announced.len(),
@@ -133,6 +134,7 @@ mod tests {
             keepalive_time: Some(Duration::from_secs(2)),
             graceful_restart,
             ebgp_multi_hop,
+            password: None,
             router_id: "10.0.0.2".parse().unwrap(),
             next_hop_v4: Some("10.0.0.2".parse().unwrap()),
             next_hop_v6: None,

@@ -48,6 +48,9 @@ pub(crate) fn render(report: &BgpReport) -> String {
         if let Some(down) = &session.last_down {
             out.push_str(&format!("  last down: {down}\n"));
         }
+        if let Some(error) = &session.connect_error {
+            out.push_str(&format!("  last connection attempt: {error}\n"));
+        }
         out.push_str(&format!(
             "  routes at the router: {}, updates sent: {}, flaps: {}\n",
             session.routes_announced, session.updates_sent, session.flaps

@@ -50,10 +50,12 @@ pub enum Resource {
     Events,
     /// `/api/v1/namespaces`.
     Namespaces,
+    /// `/api/v1/namespaces/NS/secrets`.
+    Secrets,
 }
 
 impl Resource {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Services,
         Self::EndpointSlices,
         Self::Nodes,
@@ -63,6 +65,7 @@ impl Resource {
         Self::Leases,
         Self::Events,
         Self::Namespaces,
+        Self::Secrets,
     ];
 
     /// The path segment naming the resource.
@@ -77,6 +80,7 @@ impl Resource {
             Self::Leases => "leases",
             Self::Events => "events",
             Self::Namespaces => "namespaces",
+            Self::Secrets => "secrets",
         }
     }
 
@@ -100,6 +104,7 @@ impl Resource {
             Self::Leases => "Lease",
             Self::Events => "Event",
             Self::Namespaces => "Namespace",
+            Self::Secrets => "Secret",
         }
     }
 
@@ -108,7 +113,7 @@ impl Resource {
             Self::EndpointSlices => "discovery.k8s.io/v1",
             Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements => "switchyard.io/v1alpha1",
             Self::Leases => "coordination.k8s.io/v1",
-            Self::Services | Self::Nodes | Self::Events | Self::Namespaces => "v1",
+            Self::Services | Self::Nodes | Self::Events | Self::Namespaces | Self::Secrets => "v1",
         }
     }
 
@@ -521,15 +526,22 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         return routes::object_request(&mut inner, &method, &route, &body);
     }
 
-    let selector = match Selector::parse(
-        query.get("labelSelector").map_or("", String::as_str),
-        query.get("fieldSelector").map_or("", String::as_str),
-    ) {
-        Ok(s) => s,
-        Err(message) => {
-            return json_response(StatusCode::BAD_REQUEST, &status(400, "BadRequest", &message));
-        }
-    };
+    // A namespaced path lists and watches that namespace only.
+    let mut fields = query.get("fieldSelector").cloned().unwrap_or_default();
+    if let Some(namespace) = &route.namespace {
+        let comma = if fields.is_empty() { "" } else { "," };
+        fields += &format!("{comma}metadata.namespace={namespace}");
+    }
+    let selector =
+        match Selector::parse(query.get("labelSelector").map_or("", String::as_str), &fields) {
+            Ok(s) => s,
+            Err(message) => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &status(400, "BadRequest", &message),
+                );
+            }
+        };
     let mut inner = shared.inner.lock().unwrap();
     if query.get("watch").map(String::as_str) != Some("true") {
         let items: Vec<Value> = inner
