@@ -72,12 +72,14 @@ impl fmt::Display for FrontendKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FrontendKind {
     /// An entry of `spec.clusterIPs`. Internal traffic policy applies.
+    #[serde(rename = "ClusterIP")]
     ClusterIp,
     /// `spec.ports[].nodePort` on one of this node's addresses. External traffic policy applies.
     NodePort,
     /// `status.loadBalancer.ingress[].ip` (ipMode VIP). External traffic policy applies.
     LoadBalancer,
     /// An entry of `spec.externalIPs`. External traffic policy applies.
+    #[serde(rename = "ExternalIP")]
     ExternalIp,
 }
 
@@ -167,6 +169,7 @@ impl fmt::Display for BackendState {
 
 /// One endpoint a frontend may send traffic to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Backend {
     pub ip: IpAddr,
     pub port: u16,
@@ -181,6 +184,7 @@ pub struct Backend {
 
 /// Everything the data plane needs to serve one frontend on this node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Frontend {
     /// The Service this frontend belongs to.
     pub service: ObjectKey,
@@ -261,6 +265,7 @@ mod frontend_list {
 
 /// What a health check node port must answer for a Service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
     pub service: ObjectKey,
     /// Ready endpoints of the Service on this node: 200 when > 0, 503 otherwise.
@@ -271,6 +276,7 @@ pub struct HealthCheck {
 /// Node object lists them): the source address of traffic SNATed towards a backend on another
 /// node. `None` when the Node object has no address of that family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PrimaryAddresses {
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,

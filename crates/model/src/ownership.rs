@@ -20,6 +20,7 @@ use crate::special::SpecialAddress;
 
 /// A frontend address a Service asked for that this node does not serve.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Refusal {
     pub service: ObjectKey,
     /// Which field named the address (`spec.clusterIPs`, `spec.externalIPs`, the ingress).
@@ -30,7 +31,7 @@ pub struct Refusal {
 
 /// Why an address is refused.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 pub enum RefusalReason {
     /// A special address (loopback, link-local, …): never a frontend.
     Special(#[serde(serialize_with = "display")] SpecialAddress),

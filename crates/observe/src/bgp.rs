@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// The `/bgp` document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BgpReport {
     /// Sessions this node runs, by BGPPeer name.
     pub sessions: Vec<SessionReport>,
@@ -22,6 +23,7 @@ pub struct BgpReport {
 
 /// One session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SessionReport {
     /// BGPPeer name.
     pub peer: String,

@@ -17,6 +17,7 @@ use crate::kernel::ReasonCount;
 
 /// A director's settings as its program reads them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// M of every table.
     pub table_size: u32,
@@ -34,6 +35,7 @@ pub struct Settings {
 
 /// One node in a table: how many slots it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Share {
     /// Node id (`sy_dir_nodes`).
     pub node_id: u32,
@@ -45,6 +47,7 @@ pub struct Share {
 
 /// One VIP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VipStatus {
     /// Counter id.
     pub id: u32,
@@ -62,6 +65,7 @@ pub struct VipStatus {
 
 /// One node entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     pub id: u32,
     pub address: IpAddr,
@@ -71,6 +75,7 @@ pub struct NodeStatus {
 
 /// Everything `switchyard status` shows on a director.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DirectorStatus {
     pub settings: Settings,
     pub vips: Vec<VipStatus>,
@@ -83,6 +88,7 @@ pub struct DirectorStatus {
 
 /// Where one flow goes and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlowExplanation {
     /// `SRC:PORT -> VIP:PORT/PROTO`.
     pub flow: String,

@@ -19,6 +19,7 @@ use crate::Error;
 
 /// One `sy_frontends` entry and the backends its slots point at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProgrammedFrontend {
     /// Frontend id (keys slots, Maglev table, counters).
     pub id: u32,
@@ -44,6 +45,7 @@ pub struct ProgrammedFrontend {
 
 /// One backend as programmed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProgrammedBackend {
     /// Backend id.
     pub id: u32,
@@ -57,6 +59,7 @@ pub struct ProgrammedBackend {
 
 /// Fill and memory of one map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MapFill {
     /// Map name.
     pub name: &'static str,
@@ -70,6 +73,7 @@ pub struct MapFill {
 
 /// Calls (socket path) or packets, and bytes, of one reason, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReasonCount {
     /// Calls or packets.
     pub packets: u64,
@@ -79,6 +83,7 @@ pub struct ReasonCount {
 
 /// One frontend's traffic, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FrontendTraffic {
     /// New flows (socket path).
     pub connections: u64,
@@ -90,6 +95,7 @@ pub struct FrontendTraffic {
 
 /// Everything read in one pass.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct KernelState {
     /// Frontends, sorted by (address, port, protocol, scope).
     pub frontends: Vec<ProgrammedFrontend>,

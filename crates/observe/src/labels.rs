@@ -11,6 +11,7 @@ use switchyard_model::{DesiredState, FrontendKind, Protocol};
 
 /// The Service port behind a frontend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceLabel {
     /// Namespace.
     pub namespace: String,

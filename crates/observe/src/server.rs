@@ -58,6 +58,7 @@ impl ApiState {
 
 /// The `/status` document.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Status {
     /// bpffs directory.
     pub bpf_dir: PathBuf,

@@ -195,7 +195,7 @@ fn services_table_shows_every_frontend_kind_for_the_first_node() {
 #[test]
 fn services_json_for_a_chosen_node() {
     let dir = testdata("cluster");
-    let output = switchyard(&["services", arg(&dir), "--node", "node-b", "-o", "json"]);
+    let output = switchyard(&["services", arg(&dir), "--node-name", "node-b", "-o", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["node"], "node-b");
@@ -207,7 +207,7 @@ fn services_json_for_a_chosen_node() {
     let backends = node_port["backends"].as_array().unwrap();
     assert_eq!(backends.len(), 1, "externalTrafficPolicy Local: only node-b's endpoint");
     assert_eq!(backends[0]["ip"], "10.244.1.52");
-    assert_eq!(backends[0]["is_local"], true);
+    assert_eq!(backends[0]["isLocal"], true);
 }
 
 #[test]

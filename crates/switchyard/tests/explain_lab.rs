@@ -146,7 +146,7 @@ fn lab_pod_p1_addresses(pods: &[switchyard_lab::PodInfo]) -> (IpAddr, IpAddr) {
 
 fn explain(bpf_dir: &Path, source: &str, destination: &str) -> serde_json::Value {
     let out = Command::new(BIN)
-        .args(["explain", source, destination, "--json", "--bpf-dir"])
+        .args(["explain", source, destination, "-o", "json", "--bpf-dir"])
         .arg(bpf_dir)
         .output()
         .unwrap();
@@ -212,7 +212,7 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
             }
             // `switchyard conntrack` lists the same flows with the backends that answered.
             let out = Command::new(BIN)
-                .args(["conntrack", "--json", "--bpf-dir"])
+                .args(["conntrack", "-o", "json", "--bpf-dir"])
                 .arg(&node.bpf_dir)
                 .output()
                 .unwrap();
@@ -229,7 +229,7 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
                 let backend: SocketAddr = flow["backend"].as_str().unwrap().parse().unwrap();
                 assert_eq!(Some(pod_of(backend)), a.backend, "{flow:#}");
                 assert_eq!(flow["snat"], false, "{flow:#}");
-                assert_eq!(flow["reverse_entry"], true, "{flow:#}");
+                assert_eq!(flow["reverseEntry"], true, "{flow:#}");
                 assert_eq!(flow["state"], "closing", "{flow:#}");
             }
             // Several backends answered, so the check covered more than one table slot.
@@ -256,7 +256,7 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
         let e = explain(&node.bpf_dir, &fresh, &at(30099));
         assert!(e["frontend"].is_null(), "{e:#}");
         // The node address is also an exact frontend (the UDP sink), so that is what is said.
-        assert!(e["no_match"].as_str().unwrap().contains("not port 30099/tcp"), "{e:#}");
+        assert!(e["noMatch"].as_str().unwrap().contains("not port 30099/tcp"), "{e:#}");
     }
 
     // Socket path: connections held open from pod p1 to the Maglev ClusterIP. explain, run in
@@ -283,7 +283,7 @@ fn explain_names_the_backend_the_kernel_chose_for_every_flow() {
         let seen_all = switchyard_lab::wait_until(Duration::from_secs(5), || {
             let mut command = Command::new(BIN);
             command
-                .args(["explain", &source.to_string(), &format!("{target}/tcp"), "--json"])
+                .args(["explain", &source.to_string(), &format!("{target}/tcp"), "-o", "json"])
                 .args(["--from", "inside", "--bpf-dir"])
                 .arg(&node.bpf_dir);
             let out = lab.output_in("p1", command).unwrap();
@@ -439,7 +439,7 @@ fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
 
     let monitor = |extra: &[&str]| {
         let mut child = Command::new(BIN)
-            .args(["monitor", "--json", "--count", "1", "--duration-ms", "10000", "--bpf-dir"])
+            .args(["monitor", "-o", "json", "--count", "1", "--duration-ms", "10000", "--bpf-dir"])
             .arg(&node.bpf_dir)
             .args(extra)
             .stdout(std::process::Stdio::piped())
@@ -478,7 +478,7 @@ fn monitor_shows_a_drop_with_its_reason_and_a_decision_with_its_backend() {
     assert_eq!(event["destination"], target.to_string(), "{event:#}");
     let seen: SocketAddr = event["client"].as_str().unwrap().parse().unwrap();
     assert_eq!(seen.ip(), IpAddr::from(client.ipv4), "{event:#}");
-    assert!(event["frontend_id"].as_u64().is_some(), "frontend resolved: {event:#}");
+    assert!(event["frontendId"].as_u64().is_some(), "frontend resolved: {event:#}");
     assert_eq!(read_settings(&node.bpf_dir).unwrap().enabled, 0, "off after the monitor");
     assert!(status().contains("monitor: off"), "{}", status());
 

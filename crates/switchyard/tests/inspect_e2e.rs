@@ -32,8 +32,9 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
     let dir = cluster.manifests.to_str().unwrap().to_owned();
     let bpf = bpf_dir.to_str().unwrap().to_owned();
-    let live = ["services", &dir, "--node", "node1", "--live", "--bpf-dir", &bpf, "-o", "json"];
-    let backends = ["backends", &dir, "--node-name", "node1", "--bpf-dir", &bpf, "--json"];
+    let live =
+        ["services", &dir, "--node-name", "node1", "--live", "--bpf-dir", &bpf, "-o", "json"];
+    let backends = ["backends", &dir, "--node-name", "node1", "--bpf-dir", &bpf, "-o", "json"];
 
     let (code, rows) = run(&live);
     assert_eq!(code, 0, "{rows:#}");
@@ -50,21 +51,16 @@ fn services_live_and_backends_show_differences_from_the_manifests() {
     let socket = Agent::api_socket(&cluster.lab, "node1");
     let socket = socket.to_str().unwrap().to_owned();
     let live_api = ["services", "--live", "--api-socket", &socket, "--bpf-dir", &bpf, "-o", "json"];
-    let backends_api = ["backends", "--api-socket", &socket, "--bpf-dir", &bpf, "--json"];
+    let backends_api = ["backends", "--api-socket", &socket, "--bpf-dir", &bpf, "-o", "json"];
     assert_eq!(run(&live_api), (0, all.clone()));
     assert_eq!(run(&backends_api), (0, doc.clone()));
 
     // explain from a pod, run in its namespace, names the Service from the manifests.
     let pod_ip = cluster.pod_ip("a1", false).to_string();
     let mut command = Command::new(&*BIN);
-    command.args(["explain", &pod_ip, "10.96.7.10:80/tcp", "--from", "inside", "--json"]).args([
-        "--manifests",
-        &dir,
-        "--node-name",
-        "node1",
-        "--bpf-dir",
-        &bpf,
-    ]);
+    command
+        .args(["explain", &pod_ip, "10.96.7.10:80/tcp", "--from", "inside", "-o", "json"])
+        .args(["--manifests", &dir, "--node-name", "node1", "--bpf-dir", &bpf]);
     let out = cluster.lab.output_in("a1", command).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -175,7 +171,7 @@ fn json_logs_name_the_object_in_a_warning() {
         }
     }
     let status = Command::new(&*BIN)
-        .args(["status", "--json", "--bpf-dir"])
+        .args(["status", "-o", "json", "--bpf-dir"])
         .arg(&node.bpf_dir)
         .output()
         .unwrap();
@@ -221,4 +217,77 @@ fn json_logs_name_the_object_in_a_warning() {
     let programmed = status["kernel"]["frontends"].as_array().unwrap();
     assert!(programmed.iter().any(|f| f["ip"] == "10.96.200.10"), "{status:#}");
     drop(lab);
+}
+
+/// `--lab-node node2` reads node2's maps and is the Node whose desired state the manifests give
+/// (lab nodes are Nodes of the same name): `backends` agrees with the kernel, `monitor
+/// --service` shows node2's events and `conntrack --service` its flows. With the first Node
+/// (node1) as the default, each of them was wrong.
+#[test]
+fn lab_node_is_the_node_name_of_every_inspection_command() {
+    if !require_root("lab_node_is_the_node_name_of_every_inspection_command") {
+        return;
+    }
+    use std::process::Stdio;
+    use std::time::Duration;
+    use switchyard_bpf::monitor::read_settings;
+
+    let nodes: &[(&str, &[&str])] = &[("node1", &["a1"]), ("node2", &["b1"])];
+    let cluster = Cluster::with_clients(nodes, &["ext"], &["--devices", "eth0"]);
+    let baseline = cluster.containment_baseline();
+    let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
+    cluster.apply_and_wait("web.yaml", &cluster.load_balancer("web", 30421, "", &[], &endpoints));
+    let prefix = cluster.lab.prefix().to_owned();
+    let dir = cluster.manifests.to_str().unwrap().to_owned();
+    let node2 = cluster.lab.node("node2").unwrap().clone();
+    let on_node2 = |args: &[&str]| {
+        let mut command = Command::new(&*BIN);
+        command.args(args).args(["--lab-node", "node2", "--lab", &prefix]);
+        command
+    };
+
+    let (code, doc) = run_command(on_node2(&["backends", &dir, "-o", "json"]));
+    assert_eq!(code, 0, "node2's own desired state: {doc:#}");
+    assert!(doc["backends"].as_array().unwrap().iter().all(|b| b["desired"] == true), "{doc:#}");
+    // The comparison can fail: node1's desired state marks other backends local.
+    let (code, doc) =
+        run_command(on_node2(&["backends", &dir, "--node-name", "node1", "-o", "json"]));
+    assert_eq!(code, 3, "{doc:#}");
+
+    let target = at(node2.ipv4.into(), 30421);
+    let mut monitor = on_node2(&["monitor", "--service", "e2e/web", "--manifests", &dir]);
+    monitor.args(["--count", "1", "--duration-ms", "10000", "-o", "json"]).stdout(Stdio::piped());
+    let monitor = monitor.spawn().unwrap();
+    let on = switchyard_lab::wait_until(Duration::from_secs(5), || {
+        read_settings(&node2.bpf_dir).is_ok_and(|m| m.enabled != 0)
+    });
+    assert!(on, "monitor switched node2's stream on");
+    cluster.client("ext", "tcp", target, 1);
+    let output = monitor.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let event: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(event["service"], "e2e/web", "{event:#}");
+    assert_eq!(event["path"], "packet", "{event:#}");
+
+    let conntrack =
+        ["conntrack", "--service", "e2e/web", "--manifests", &dir, "--all", "-o", "json"];
+    let (code, flows) = run_command(on_node2(&conntrack));
+    assert_eq!(code, 0, "{flows:#}");
+    let flows = flows.as_array().unwrap();
+    assert!(!flows.is_empty(), "node2's flow of e2e/web");
+    let client = IpAddr::from(cluster.lab.client("ext").unwrap().ipv4);
+    assert!(
+        flows.iter().all(|f| f["service"] == "e2e/web"
+            && f["client"].as_str().unwrap().parse::<std::net::SocketAddr>().unwrap().ip()
+                == client),
+        "{flows:#?}"
+    );
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+fn run_command(mut command: Command) -> (i32, serde_json::Value) {
+    let out = command.output().unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{command:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), json)
 }

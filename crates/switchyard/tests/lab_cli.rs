@@ -1,4 +1,4 @@
-//! Privileged test of `switchyard lab up|status|exec|down` and the hidden `serve`/`client`.
+//! Privileged test of `switchyard lab up|status|list|exec|down|serve|client`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -42,6 +42,19 @@ fn lab_cli_up_exec_serve_client_down() {
     let _guard = DownOnDrop(name.clone());
     let up = stdout(&lab(&name, &["up", topology.to_str().unwrap()]));
     assert!(up.contains("pod    web"), "{up}");
+    // The hints work as printed: they name this lab.
+    assert!(up.contains(&format!("switchyard lab --lab {name} down")), "{up}");
+    assert!(up.contains(&format!("switchyard status --lab-node n1 --lab {name}")), "{up}");
+    let list: serde_json::Value =
+        serde_json::from_str(&stdout(&lab(&name, &["list", "-o", "json"]))).unwrap();
+    assert!(list.as_array().unwrap().iter().any(|l| l["prefix"] == name.as_str()), "{list:#}");
+    let table = stdout(&lab(&name, &["list"]));
+    assert!(table.starts_with("LAB ") && table.contains(&name), "{table}");
+    // `lab --help` shows every subcommand, the built-in servers and clients included.
+    let help = stdout(&lab(&name, &["--help"]));
+    for command in ["up", "status", "list", "exec", "down", "serve", "client"] {
+        assert!(help.contains(&format!("\n  {command} ")), "{command} in:\n{help}");
+    }
     // The lab outlives the command.
     assert!(Path::new("/run/netns").join(format!("{name}-web")).exists());
 

@@ -49,6 +49,7 @@ pub struct Flow {
 
 /// The frontend entry that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MatchedFrontend {
     /// Frontend id.
     pub id: u32,
@@ -72,6 +73,7 @@ pub struct MatchedFrontend {
 
 /// One usable backend of the frontend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Candidate {
     /// Slot index.
     pub slot: u32,
@@ -81,6 +83,7 @@ pub struct Candidate {
 
 /// The Maglev computation for this flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MaglevPick {
     /// What was hashed (`5-tuple` on the per-packet path).
     pub hashed: String,
@@ -96,6 +99,7 @@ pub struct MaglevPick {
 
 /// A conntrack entry of the per-packet path.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Conntrack {
     /// Backend id the flow was given.
     pub backend_id: u32,
@@ -133,6 +137,7 @@ pub struct ObservedSocket {
 
 /// One of the client's sockets that the socket programs translated for this frontend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TranslatedSocket {
     /// Socket cookie.
     pub cookie: u64,
@@ -146,6 +151,7 @@ pub struct TranslatedSocket {
 
 /// The choice, and how it was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// `not-a-service`, `dropped`, `refused`, `rejected`, `conntrack`, `affinity`, `maglev`,
     /// `maglev-per-socket`, `random`, `reverse-nat`, `existing-socket`.
@@ -158,6 +164,7 @@ pub struct Decision {
 
 /// Everything `explain` found.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Explanation {
     /// The flow as given.
     pub flow: String,

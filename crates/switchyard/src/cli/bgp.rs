@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Args;
 use switchyard_observe::bgp::BgpReport;
 
+use super::output::OutputArgs;
+
 /// Show BGP sessions (state, uptime, capabilities) and, per peer, every LoadBalancer IP and
 /// externalIP of this node, announced or not, and why.
 #[derive(Debug, Args)]
@@ -15,18 +17,13 @@ pub(crate) struct BgpArgs {
     #[arg(long, value_name = "PATH", default_value = switchyard_node::api_client::DEFAULT_API_SOCKET)]
     api_socket: PathBuf,
 
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub(crate) fn run(args: &BgpArgs) -> anyhow::Result<ExitCode> {
     let report = switchyard_node::api_client::bgp(&args.api_socket)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
+    args.output.print(&report, |_| render(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,8 @@ use switchyard_bpf::director::{DirMaps, names};
 use switchyard_maglev::FlowKey;
 use switchyard_observe::director::{self, Share};
 
+use super::output::{OutputArgs, say};
+
 /// Where a director pins its maps unless told otherwise (`switchyard director --bpf-dir`).
 pub(crate) const DEFAULT_BPF_DIR: &str = "/sys/fs/bpf/switchyard-director";
 
@@ -39,24 +41,28 @@ fn share(s: &Share, table_size: u32) -> String {
 }
 
 /// `switchyard status` on a director.
-pub(crate) fn status(bpf_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn status(bpf_dir: &Path, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let maps = open(bpf_dir)?;
     let status = director::read_status(&maps, bpf_dir)
         .with_context(|| format!("reading the director's maps in {}", bpf_dir.display()))?;
-    if json {
-        let doc = serde_json::json!({ "role": "director", "bpf_dir": bpf_dir, "director": status });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let doc = serde_json::json!({ "role": "director", "bpfDir": bpf_dir, "director": status });
+    output.print(&doc, |_| status_text(bpf_dir, &status))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The director's status as text.
+fn status_text(bpf_dir: &Path, status: &director::DirectorStatus) -> String {
+    let mut out = String::new();
     let s = &status.settings;
-    println!("director, bpf dir: {}", bpf_dir.display());
-    println!("programs attached: {}", status.links.len());
+    say!(out, "director, bpf dir: {}", bpf_dir.display());
+    say!(out, "programs attached: {}", status.links.len());
     for link in &status.links {
-        println!("  {link}");
+        say!(out, "  {link}");
     }
     let sources: Vec<String> =
         [s.source4, s.source6].iter().flatten().map(IpAddr::to_string).collect();
-    println!(
+    say!(
+        out,
         "settings: M = {}, seed {}, encapsulation {} (port {}), outer sources {}",
         s.table_size,
         s.seed,
@@ -64,29 +70,34 @@ pub(crate) fn status(bpf_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         s.gue_port,
         sources.join(", ")
     );
-    println!("vips: {}", status.vips.len());
+    say!(out, "vips: {}", status.vips.len());
     for vip in &status.vips {
         let address = std::net::SocketAddr::new(vip.address, vip.port);
-        println!(
+        say!(
+            out,
             "  #{} {address}/{} table #{} packets={} bytes={}",
-            vip.id, vip.protocol, vip.table_id, vip.packets, vip.bytes
+            vip.id,
+            vip.protocol,
+            vip.table_id,
+            vip.packets,
+            vip.bytes
         );
         if vip.table_id == 0 {
-            println!("      no node serves it: its packets are dropped (drop_no_node)");
+            say!(out, "      no node serves it: its packets are dropped (drop_no_node)");
         }
         for s in &vip.shares {
-            println!("      {}", share(s, status.settings.table_size));
+            say!(out, "      {}", share(s, status.settings.table_size));
         }
     }
-    println!("nodes: {}", status.nodes.len());
+    say!(out, "nodes: {}", status.nodes.len());
     for node in &status.nodes {
-        println!("  #{} {} packets={} bytes={}", node.id, node.address, node.packets, node.bytes);
+        say!(out, "  #{} {} packets={} bytes={}", node.id, node.address, node.packets, node.bytes);
     }
-    println!("counters (nonzero):");
+    say!(out, "counters (nonzero):");
     for (reason, count) in status.reasons.iter().filter(|(_, c)| c.packets != 0) {
-        println!("  {reason}: {} (bytes {})", count.packets, count.bytes);
+        say!(out, "  {reason}: {} (bytes {})", count.packets, count.bytes);
     }
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 /// `switchyard explain SRC:PORT VIP:PORT/PROTO` on a director.
@@ -96,7 +107,7 @@ pub(crate) fn explain(
     source_port: Option<u16>,
     destination: std::net::SocketAddr,
     protocol: u8,
-    json: bool,
+    output: &OutputArgs,
 ) -> anyhow::Result<ExitCode> {
     let source_port = source_port.context(
         "on a director SRC needs its port (ADDR:PORT): the node is chosen by the whole 5-tuple",
@@ -111,36 +122,41 @@ pub(crate) fn explain(
     };
     let e = director::explain(&maps, &flow)
         .with_context(|| format!("reading the director's maps in {}", bpf_dir.display()))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&e)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    output.print(&e, |_| explain_text(bpf_dir, &e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A director's explanation as text.
+fn explain_text(bpf_dir: &Path, e: &director::FlowExplanation) -> String {
+    let mut out = String::new();
     let m = e.settings.table_size;
-    println!("flow: {} (director, maps in {})", e.flow, bpf_dir.display());
+    say!(out, "flow: {} (director, maps in {})", e.flow, bpf_dir.display());
     match &e.vip {
-        None => println!("vip: none"),
+        None => say!(out, "vip: none"),
         Some(vip) => {
-            println!(
+            say!(
+                out,
                 "vip: #{} table #{} (M = {m}), {} nodes:",
                 vip.id,
                 vip.table_id,
                 vip.shares.len()
             );
             for s in &vip.shares {
-                println!("  {}", share(s, m));
+                say!(out, "  {}", share(s, m));
             }
         }
     }
     if let (Some(hash), Some(slot)) = (&e.hash, e.slot) {
-        println!("hash: SipHash-2-4 of the 5-tuple under seed {} = {hash}", e.settings.seed);
-        println!("slot: hash mod {m} = {slot}");
+        say!(out, "hash: SipHash-2-4 of the 5-tuple under seed {} = {hash}", e.settings.seed);
+        say!(out, "slot: hash mod {m} = {slot}");
     }
     if let Some(node) = &e.node {
-        println!(
+        say!(
+            out,
             "node: {} — every director with this seed and these objects picks the same",
             share(node, m)
         );
     }
-    println!("decision: {}", e.decision);
-    Ok(ExitCode::SUCCESS)
+    say!(out, "decision: {}", e.decision);
+    out
 }

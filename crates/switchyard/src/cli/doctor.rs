@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use switchyard_doctor::{Finding, Options, Report, Verdict};
 use switchyard_model::PortRange;
+
+use super::output::OutputArgs;
 
 /// Check this node before installing (kernel features, mounts, conflicting kube-proxy or Cilium
 /// state, port ranges, API server) and an installed agent after: one line per check, ok / warn /
@@ -42,19 +43,9 @@ pub(crate) struct DoctorArgs {
     #[arg(long, value_name = "PATH", default_value = "/run/switchyard/agent.sock")]
     api_socket: PathBuf,
 
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
-    output: Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    /// One line per check, with what to do under warnings and failures.
-    Table,
-    /// `{"findings": [{"check", "verdict", "detail", "remedy"}]}`.
-    Json,
-    /// The same fields as JSON.
-    Yaml,
+    /// `-o json`: `{"findings": [{"check", "verdict", "detail", "remedy"}]}`.
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub(crate) fn run(mut args: DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -68,13 +59,7 @@ pub(crate) fn run(mut args: DoctorArgs) -> anyhow::Result<ExitCode> {
         snat_port_range: args.snat_port_range,
         api_socket: args.api_socket,
     });
-    match args.output {
-        Output::Table => print!("{}", table(&report)),
-        Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&report).context("encoding JSON")?);
-        }
-        Output::Yaml => print!("{}", serde_norway::to_string(&report).context("encoding YAML")?),
-    }
+    args.output.print(&report, |_| table(&report))?;
     Ok(match report.worst() {
         Verdict::Fail => ExitCode::FAILURE,
         Verdict::Ok | Verdict::Warn => ExitCode::SUCCESS,

@@ -13,6 +13,8 @@ use switchyard_bpf::nodeport::{self, PacketMaps};
 use switchyard_dataplane::sockdiag;
 use switchyard_observe::explain::{self, Explanation, Flow, ObservedSocket, Path as ProgramPath};
 
+use super::output::{OutputArgs, say};
+
 /// For one flow: the frontend that matched (or why none did), the policy, the candidate
 /// backends, how one is chosen and the translation, from the maps pinned by the agent.
 #[derive(Debug, Args)]
@@ -39,13 +41,13 @@ pub(crate) struct ExplainArgs {
     #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
 
-    /// Node name for the manifests' desired state [default: the first Node].
+    /// Kubernetes Node whose desired state the manifests give [default: --lab-node, else the
+    /// first Node].
     #[arg(long, value_name = "NAME", requires = "manifests")]
     node_name: Option<String>,
 
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,26 +57,34 @@ enum From {
     Outside,
 }
 
-/// Where the maps are: `--bpf-dir`, or `--node` of a running lab.
+/// Where the maps are: `--bpf-dir`, or `--lab-node` of a running lab.
 #[derive(Debug, Args)]
 pub(crate) struct NodeTarget {
     /// bpffs directory the agent pinned its maps in.
     #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard")]
     bpf_dir: PathBuf,
 
-    /// A node or director of a running lab (`switchyard lab up`): use its bpffs directory.
-    #[arg(long, value_name = "NAME")]
-    node: Option<String>,
+    /// A node or director of a running lab (`switchyard lab up`, `switchyard lab list`): use
+    /// its bpffs directory; it is also the default --node-name. (`--node` is the old spelling.)
+    #[arg(long, value_name = "NAME", alias = "node", conflicts_with = "bpf_dir")]
+    lab_node: Option<String>,
 
-    /// The lab's prefix, when several labs run.
-    #[arg(long, value_name = "PREFIX", requires = "node")]
+    /// The lab's name, when several labs run.
+    #[arg(long, value_name = "LAB", requires = "lab_node")]
     lab: Option<String>,
 }
 
 impl NodeTarget {
+    /// The Kubernetes Node whose desired state to compare with: `--node-name`, else the lab
+    /// node (lab nodes are Nodes of the same name), else `None` (the first Node of the
+    /// manifests).
+    pub(crate) fn node_name<'a>(&'a self, node_name: Option<&'a str>) -> Option<&'a str> {
+        node_name.or(self.lab_node.as_deref())
+    }
+
     /// The bpffs directory to read.
     pub(crate) fn bpf_dir(&self) -> anyhow::Result<PathBuf> {
-        let Some(node) = &self.node else { return Ok(self.bpf_dir.clone()) };
+        let Some(node) = &self.lab_node else { return Ok(self.bpf_dir.clone()) };
         let labs = switchyard_lab::Lab::list(&switchyard_lab::LabOptions::default());
         let found: Vec<(String, PathBuf)> = labs
             .iter()
@@ -176,7 +186,7 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             source_port,
             destination,
             protocol,
-            args.json,
+            &args.output,
         );
     }
     let maps = Maps::open_pinned(&bpf_dir)
@@ -206,7 +216,10 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         explain::explain(&maps, packet.as_ref(), &flow, path, reason, &sockets)
             .with_context(|| format!("reading the maps pinned in {}", bpf_dir.display()))?;
     if let (Some(dir), Some(fe)) = (&args.manifests, explanation.frontend.as_mut()) {
-        let desired = super::inspect::desired_from_dir(dir, args.node_name.as_deref())?;
+        let desired = super::inspect::desired_from_dir(
+            dir,
+            args.target.node_name(args.node_name.as_deref()),
+        )?;
         let index = switchyard_observe::labels::ServiceIndex::from_desired(&desired);
         fe.service = index.lookup(fe.ip, fe.port, &fe.protocol).map(|l| {
             let port = if l.port_name.is_empty() {
@@ -217,11 +230,7 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             format!("{}/{} ({}{port})", l.namespace, l.name, l.kind)
         });
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&explanation)?);
-    } else {
-        print_text(&explanation);
-    }
+    args.output.print(&explanation, |_| text(&explanation))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -235,20 +244,23 @@ pub(crate) fn open_packet_maps(bpf_dir: &Path) -> anyhow::Result<Option<PacketMa
     Ok(Some(maps))
 }
 
-fn print_text(e: &Explanation) {
-    println!("flow: {}", e.flow);
+/// The explanation as lines of text.
+fn text(e: &Explanation) -> String {
+    let mut out = String::new();
+    say!(out, "flow: {}", e.flow);
     let path = match e.path {
         ProgramPath::Socket => "socket programs (connect/sendmsg)",
         ProgramPath::Packet => "per-packet programs (TC ingress)",
     };
-    println!("path: {path} — {}", e.path_reason);
+    say!(out, "path: {path} — {}", e.path_reason);
     match (&e.frontend, &e.no_match) {
         (Some(fe), _) => {
             let address = fe.ip.map_or_else(|| "*".to_owned(), |ip| ip.to_string());
             if let Some(service) = &fe.service {
-                println!("service: {service}");
+                say!(out, "service: {service}");
             }
-            println!(
+            say!(
+                out,
                 "frontend: #{} {address}:{}/{} scope={} flags=[{}] ({})",
                 fe.id,
                 fe.port,
@@ -258,16 +270,17 @@ fn print_text(e: &Explanation) {
                 fe.matched_by
             );
         }
-        (None, Some(why)) => println!("frontend: none — {why}"),
+        (None, Some(why)) => say!(out, "frontend: none — {why}"),
         (None, None) => {}
     }
     for line in &e.policy {
-        println!("policy: {line}");
+        say!(out, "policy: {line}");
     }
     if e.frontend.is_some() {
-        println!("candidates: {}", e.candidates.len());
+        say!(out, "candidates: {}", e.candidates.len());
         for c in &e.candidates {
-            println!(
+            say!(
+                out,
                 "  slot {}: #{} {} [{}]",
                 c.slot,
                 c.backend.id,
@@ -277,7 +290,8 @@ fn print_text(e: &Explanation) {
         }
     }
     if let Some(ct) = &e.conntrack {
-        println!(
+        say!(
+            out,
             "conntrack: backend #{} {} source {} state {} idle {:.1}/{} s{}",
             ct.backend_id,
             ct.backend,
@@ -293,23 +307,28 @@ fn print_text(e: &Explanation) {
             || "none".to_owned(),
             |b| format!("#{} {}", b.id, SocketAddr::new(b.ip, b.port)),
         );
-        println!(
+        say!(
+            out,
             "maglev: {} hash {} slot {} of {} -> {backend}",
-            m.hashed, m.hash, m.slot, m.table_size
+            m.hashed,
+            m.hash,
+            m.slot,
+            m.table_size
         );
     }
     if !e.existing_sockets.is_empty() {
-        println!("existing sockets (sy_sock_revnat):");
+        say!(out, "existing sockets (sy_sock_revnat):");
         for (backend, count) in &e.existing_sockets {
-            println!("  {backend}: {count}");
+            say!(out, "  {backend}: {count}");
         }
     }
     let chosen =
         e.decision.backend.as_ref().map_or_else(String::new, |b| {
             format!(" -> #{} {}", b.id, SocketAddr::new(b.ip, b.port))
         });
-    println!("decision: {}{chosen}: {}", e.decision.method, e.decision.detail);
+    say!(out, "decision: {}{chosen}: {}", e.decision.method, e.decision.detail);
     for line in &e.translation {
-        println!("translation: {line}");
+        say!(out, "translation: {line}");
     }
+    out
 }

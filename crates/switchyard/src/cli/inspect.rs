@@ -22,6 +22,7 @@ use switchyard_observe::kernel::{
 use switchyard_observe::labels::{ServiceIndex, protocol_label};
 
 use super::explain::{NodeTarget, open_packet_maps};
+use super::output::{OutputArgs, Table};
 use switchyard_node::api_client as agent_api;
 
 /// The desired state of one node from a manifest directory (`node` empty: the first Node).
@@ -43,6 +44,14 @@ pub(crate) fn desired_from_dir(dir: &Path, node: Option<&str>) -> anyhow::Result
     }
     let state = directory.state();
     let node = match node {
+        Some(node) if !state.nodes.contains_key(&ObjectKey::cluster(node.to_owned())) => {
+            let names: Vec<&str> = state.nodes.keys().map(|k| k.name.as_str()).collect();
+            bail!(
+                "Node {node:?} is not in {} (Nodes there: {}; choose one with --node-name)",
+                dir.display(),
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            );
+        }
         Some(node) => node.to_owned(),
         None => state.nodes.keys().next().map(|k| k.name.clone()).unwrap_or_default(),
     };
@@ -60,7 +69,8 @@ pub(crate) struct ConntrackArgs {
     #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
 
-    /// Node name for the manifests' desired state [default: the first Node].
+    /// Kubernetes Node whose desired state the manifests give [default: --lab-node, else the
+    /// first Node].
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
 
@@ -71,13 +81,13 @@ pub(crate) struct ConntrackArgs {
     #[arg(long)]
     all: bool,
 
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// One tracked flow.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Flow {
     protocol: String,
     client: SocketAddr,
@@ -117,7 +127,10 @@ pub(crate) fn conntrack(args: &ConntrackArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let index = match &args.manifests {
-        Some(dir) => ServiceIndex::from_desired(&desired_from_dir(dir, args.node_name.as_deref())?),
+        Some(dir) => ServiceIndex::from_desired(&desired_from_dir(
+            dir,
+            args.target.node_name(args.node_name.as_deref()),
+        )?),
         None => ServiceIndex::default(),
     };
     let frontends: BTreeMap<u32, ProgrammedFrontend> =
@@ -171,37 +184,50 @@ pub(crate) fn conntrack(args: &ConntrackArgs) -> anyhow::Result<ExitCode> {
         flows.push(flow);
     }
     flows.sort_by_key(|f| (f.frontend, f.client));
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&flows)?);
-        return Ok(ExitCode::SUCCESS);
+    args.output.print(&flows, |wide| conntrack_table(&flows, wide))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row per flow; `wide` adds the ids, flags and the timeout.
+fn conntrack_table(flows: &[Flow], wide: bool) -> String {
+    let mut headers =
+        vec!["PROTO", "CLIENT", "FRONTEND", "BACKEND", "SOURCE (SNAT)", "STATE", "IDLE", "REVERSE"];
+    if wide {
+        headers.extend(["FRONTEND ID", "BACKEND ID", "TIMEOUT", "FLAGS"]);
     }
-    println!(
-        "{:<5} {:<28} {:<28} {:<28} {:<28} {:<12} {:>8}  SERVICE",
-        "PROTO", "CLIENT", "FRONTEND", "BACKEND", "SOURCE (SNAT)", "STATE", "IDLE"
-    );
-    for f in &flows {
+    headers.push("SERVICE");
+    let mut table = Table::new(headers);
+    table.align_right(6);
+    for f in flows {
         let source = if f.snat { f.source.to_string() } else { "-".to_owned() };
-        let mut state = f.state.to_owned();
-        if f.expired {
-            state.push_str(" (expired)");
-        }
-        if !f.reverse_entry {
-            state.push_str(" (no reverse)");
-        }
-        println!(
-            "{:<5} {:<28} {:<28} {:<28} {:<28} {:<12} {:>7.1}s  {}",
-            f.protocol,
+        let state = if f.expired { format!("{} (expired)", f.state) } else { f.state.to_owned() };
+        let mut row = vec![
+            f.protocol.clone(),
             f.client.to_string(),
             f.frontend.to_string(),
-            format!("#{} {}", f.backend_id, f.backend),
+            f.backend.to_string(),
             source,
             state,
-            f.idle_s,
-            f.service.as_deref().unwrap_or("-")
-        );
+            format!("{:.1}s", f.idle_s),
+            if f.reverse_entry { "yes" } else { "MISSING" }.to_owned(),
+        ];
+        if wide {
+            let flags: Vec<&str> =
+                [(f.snat, "snat"), (f.hairpin, "hairpin"), (f.reply_seen, "reply")]
+                    .into_iter()
+                    .filter_map(|(set, name)| set.then_some(name))
+                    .collect();
+            row.extend([
+                format!("#{}", f.frontend_id),
+                format!("#{}", f.backend_id),
+                format!("{}s", f.timeout_s),
+                if flags.is_empty() { "-".to_owned() } else { flags.join(",") },
+            ]);
+        }
+        row.push(f.service.clone().unwrap_or_else(|| "-".to_owned()));
+        table.row(row);
     }
-    println!("{} flow(s)", flows.len());
-    Ok(ExitCode::SUCCESS)
+    format!("{}{} flow(s)\n", table.render(), flows.len())
 }
 
 /// The backends in the kernel (sy_backends), who uses them, and (with DIR) how they differ from
@@ -218,19 +244,20 @@ pub(crate) struct BackendsArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
     api_socket: Option<PathBuf>,
 
-    /// Node name for the desired state [default: the first Node in DIR].
+    /// Kubernetes Node whose desired state DIR gives [default: --lab-node, else the first Node
+    /// in DIR].
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
 
     #[command(flatten)]
     target: NodeTarget,
 
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct KernelBackend {
     id: u32,
     address: SocketAddr,
@@ -252,7 +279,9 @@ pub(crate) fn backends(args: &BackendsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let state = match (&args.manifests, &args.api_socket) {
-        (Some(dir), _) => Some(desired_from_dir(dir, args.node_name.as_deref())?),
+        (Some(dir), _) => {
+            Some(desired_from_dir(dir, args.target.node_name(args.node_name.as_deref()))?)
+        }
         (None, Some(socket)) => Some(agent_api::desired(socket)?),
         (None, None) => {
             let socket = Path::new(agent_api::DEFAULT_API_SOCKET);
@@ -294,36 +323,43 @@ pub(crate) fn backends(args: &BackendsArgs) -> anyhow::Result<ExitCode> {
         .map(|(addr, flags)| format!("{addr} [{}]", backend_flag_names(*flags).join(",")))
         .collect();
     let differences = missing.len() + list.iter().filter(|b| b.desired == Some(false)).count();
-    if args.json {
-        let doc = serde_json::json!({ "backends": list, "missing": missing });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("{:>6}  {:<30} {:<22} FRONTENDS", "ID", "ADDRESS", "FLAGS");
+    let compared = desired.is_some();
+    let doc = serde_json::json!({ "backends": list, "missing": missing, "compared": compared });
+    args.output.print(&doc, |_| {
+        let mut table = Table::new(["ID", "ADDRESS", "FLAGS", "FRONTENDS", "NOTE"]);
+        table.align_right(0);
         for b in &list {
             let note = match b.desired {
-                Some(false) => "   NOT DESIRED",
-                _ if b.frontends.is_empty() => "   (unused)",
+                Some(false) => "NOT DESIRED",
+                _ if b.frontends.is_empty() => "(unused)",
                 _ => "",
             };
             let ids: Vec<String> = b.frontends.iter().map(|id| format!("#{id}")).collect();
-            println!(
-                "{:>6}  {:<30} {:<22} {}{note}",
-                b.id,
+            table.row([
+                b.id.to_string(),
                 b.address.to_string(),
                 b.flags.join(","),
-                ids.join(" ")
-            );
+                ids.join(" "),
+                note.to_owned(),
+            ]);
         }
         for m in &missing {
-            println!("     -  {m:<53} MISSING (desired, not in the kernel)");
+            table.row(["-", m.as_str(), "", "", "MISSING (desired, not in the kernel)"]);
         }
-        println!("{} backend(s), {differences} difference(s) from the desired state", list.len());
-    }
+        let summary = if compared {
+            format!("{differences} difference(s) from the desired state")
+        } else {
+            "not compared with a desired state (give DIR, or --api-socket of a running agent)"
+                .to_owned()
+        };
+        format!("{}{} backend(s), {summary}\n", table.render(), list.len())
+    })?;
     Ok(if differences == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 
 /// One frontend entry compared.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct FrontendDiff {
     service: Option<String>,
     frontend: String,
@@ -339,7 +375,7 @@ struct FrontendDiff {
 pub(crate) fn services_live(
     desired: &DesiredState,
     bpf_dir: &Path,
-    json: bool,
+    output: &OutputArgs,
 ) -> anyhow::Result<ExitCode> {
     let maps = Maps::open_pinned(bpf_dir)
         .with_context(|| format!("opening the maps pinned in {}", bpf_dir.display()))?;
@@ -440,10 +476,9 @@ pub(crate) fn services_live(
         });
     }
     let differences = rows.iter().filter(|r| r.status != "ok").count();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        println!("{:<32} {:<36} {:<9} {:>6}  STATUS", "SERVICE", "FRONTEND", "SCOPE", "ID");
+    output.print(&rows, |_| {
+        let mut table = Table::new(["SERVICE", "FRONTEND", "SCOPE", "ID", "STATUS"]);
+        table.align_right(3);
         for r in &rows {
             let id = r.kernel_id.map_or_else(|| "-".to_owned(), |id| format!("#{id}"));
             let status = if r.problems.is_empty() || r.status == "missing" || r.status == "extra" {
@@ -451,15 +486,14 @@ pub(crate) fn services_live(
             } else {
                 format!("{}: {}", r.status, r.problems.join("; "))
             };
-            println!(
-                "{:<32} {:<36} {:<9} {:>6}  {status}",
-                r.service.as_deref().unwrap_or("-"),
-                r.frontend,
-                r.scope,
-                id
-            );
+            let service = r.service.clone().unwrap_or_else(|| "-".to_owned());
+            table.row([service, r.frontend.clone(), r.scope.to_owned(), id, status]);
         }
-        println!("{} entr(ies), {differences} difference(s) from the desired state", rows.len());
-    }
+        format!(
+            "{}{} entr(ies), {differences} difference(s) from the desired state\n",
+            table.render(),
+            rows.len()
+        )
+    })?;
     Ok(if differences == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }

@@ -2,12 +2,16 @@
 //! holds which address (from the status file the standalone controller writes), and Services
 //! still without an address.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use serde::Serialize;
 use switchyard_controller::Allocator;
 use switchyard_k8s::manifest::{ManifestDirectory, STATUS_FILE};
+
+use super::output::OutputArgs;
 
 /// Pools, their usage, and who holds which LoadBalancer address.
 #[derive(Debug, Args)]
@@ -19,11 +23,96 @@ pub(crate) struct IpamArgs {
     /// Our loadBalancerClass, as given to the controller.
     #[arg(long, value_name = "NAME")]
     load_balancer_class: Option<String>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// The `-o json` document: pools, held addresses, Services still waiting.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IpamDoc {
+    /// False when no controller has run on DIR: the addresses are what one would allocate.
+    status_file: bool,
+    pools: Vec<PoolDoc>,
+    addresses: Vec<HoldingDoc>,
+    waiting: Vec<WaitingDoc>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolDoc {
+    name: String,
+    valid: bool,
+    /// The IPPool status field names.
+    #[serde(rename = "usedIPv4")]
+    used_ipv4: u64,
+    #[serde(rename = "availableIPv4")]
+    available_ipv4: u64,
+    #[serde(rename = "usedIPv6")]
+    used_ipv6: u64,
+    #[serde(rename = "availableIPv6")]
+    available_ipv6: u64,
+    problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HoldingDoc {
+    address: IpAddr,
+    pool: Option<String>,
+    services: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WaitingDoc {
+    service: String,
+    reason: &'static str,
+    message: String,
+}
+
+fn document(allocator: &Allocator, status_file: bool) -> IpamDoc {
+    IpamDoc {
+        status_file,
+        pools: allocator
+            .pool_reports()
+            .iter()
+            .map(|(name, r)| PoolDoc {
+                name: name.clone(),
+                valid: r.problem.is_none(),
+                used_ipv4: r.used_ipv4,
+                available_ipv4: r.available_ipv4,
+                used_ipv6: r.used_ipv6,
+                available_ipv6: r.available_ipv6,
+                problem: r.problem.as_ref().map(|(reason, message)| format!("{reason}: {message}")),
+            })
+            .collect(),
+        addresses: allocator
+            .holdings()
+            .into_iter()
+            .map(|h| HoldingDoc {
+                address: h.address,
+                pool: h.pool,
+                services: h.services.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        waiting: allocator
+            .outcomes()
+            .filter(|(_, o)| o.is_warning())
+            .map(|(key, o)| WaitingDoc {
+                service: key.to_string(),
+                reason: o.reason.as_str(),
+                message: o.message.clone(),
+            })
+            .collect(),
+    }
 }
 
 pub(crate) fn run(args: &IpamArgs) -> anyhow::Result<ExitCode> {
     let directory = ManifestDirectory::load(&args.dir);
-    if !args.dir.join(STATUS_FILE).exists() {
+    let status_file = args.dir.join(STATUS_FILE).exists();
+    if !status_file && !args.output.is_document() {
         println!(
             "no {STATUS_FILE} in {}: no controller has run here; the addresses below are what one \
              would allocate\n",
@@ -38,6 +127,7 @@ pub(crate) fn run(args: &IpamArgs) -> anyhow::Result<ExitCode> {
         allocator.apply(&change);
     }
     allocator.reconcile();
-    print!("{}", switchyard_controller::report::ipam(&allocator));
+    let doc = document(&allocator, status_file);
+    args.output.print(&doc, |_| switchyard_controller::report::ipam(&allocator))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,8 @@ use serde::Serialize;
 use switchyard_lab::tools::{clients, servers};
 use switchyard_lab::{Lab, LabOptions, LabPlan, Topology};
 
+use super::output::{OutputArgs, Table, say};
+
 /// Name of the lab the CLI manages unless `--name` says otherwise.
 const DEFAULT_LAB_NAME: &str = "sy-lab";
 
@@ -61,9 +63,13 @@ enum LabCommand {
     },
     /// Show the lab's nodes, pods and clients with their addresses (exit 1 if parts are missing).
     Status {
-        /// Print the lab state as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The labs running on this machine (their names are what --lab takes).
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Run a command inside a node, pod or client (pods and nodes: inside the node's cgroup).
     Exec {
@@ -76,8 +82,8 @@ enum LabCommand {
     /// Tear the lab down (processes, namespaces, cgroups, pins, state) and remove leftovers of
     /// labs whose owner process died.
     Down,
-    /// Run a built-in server until killed (prints one JSON line once listening).
-    #[command(hide = true)]
+    /// Run a built-in server until killed (prints one JSON line once listening); run it in a
+    /// pod with `lab exec POD -- switchyard lab serve ...`.
     Serve {
         kind: ServeKind,
         #[arg(long)]
@@ -87,7 +93,6 @@ enum LabCommand {
         name: String,
     },
     /// Run a built-in client; prints JSON lines; exits 1 if any attempt failed.
-    #[command(hide = true)]
     Client(ClientArgs),
 }
 
@@ -158,19 +163,43 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let options = args.location.options();
     let name = &args.location.name;
     match args.command {
-        LabCommand::Up { topology } => up(&options, topology),
-        LabCommand::Status { json } => {
+        LabCommand::Up { topology } => up(&options, name, topology),
+        LabCommand::Status { output } => {
             let lab = Lab::open(&options, name)?;
             let missing = lab.missing();
-            if json {
-                println!("{}", serde_json::to_string_pretty(lab.plan())?);
-            } else {
-                print_plan(lab.plan());
+            output.print(lab.plan(), |_| {
+                let mut text = plan_text(lab.plan());
                 for thing in &missing {
-                    println!("MISSING {thing}");
+                    text += &format!("MISSING {thing}\n");
                 }
-            }
+                text
+            })?;
             Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        LabCommand::List { output } => {
+            let labs: Vec<LabPlan> =
+                Lab::list(&options).into_iter().map(|state| state.plan).collect();
+            output.print(&labs, |_| {
+                let mut table = Table::new(["LAB", "NODES", "PODS", "CLIENTS", "DIRECTORS"]);
+                let names = |names: Vec<&str>| {
+                    if names.is_empty() { "-".to_owned() } else { names.join(",") }
+                };
+                for plan in &labs {
+                    table.row([
+                        plan.prefix.clone(),
+                        names(plan.nodes.iter().map(|n| n.name.as_str()).collect()),
+                        names(plan.pods.iter().map(|p| p.name.as_str()).collect()),
+                        names(plan.clients.iter().map(|c| c.name.as_str()).collect()),
+                        names(plan.directors.iter().map(|d| d.name.as_str()).collect()),
+                    ]);
+                }
+                if labs.is_empty() {
+                    "no lab is running (`switchyard lab up` starts one)\n".to_owned()
+                } else {
+                    table.render()
+                }
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         LabCommand::Exec { member, command } => {
             let lab = Lab::open(&options, name)?;
@@ -264,27 +293,32 @@ fn client(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn up(options: &LabOptions, topology: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn up(options: &LabOptions, name: &str, topology: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let topology = match topology {
         Some(path) => Topology::from_file(&path)?,
         None => Topology::default(),
     };
     let started = std::time::Instant::now();
     let plan = Lab::up_with(&topology, options)?.keep_running()?;
-    print_plan(&plan);
+    print!("{}", plan_text(&plan));
     println!("\nbuilt in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
-    println!(
-        "try:  switchyard lab exec {} -- ip addr",
-        plan.pods.first().map_or("<pod>", |p| &p.name)
-    );
-    println!("stop: switchyard lab down");
+    // The hints must work as printed: they name this lab unless it is the default one.
+    let lab = if name == DEFAULT_LAB_NAME { String::new() } else { format!(" --lab {name}") };
+    let pod = plan.pods.first().map_or("<pod>", |p| &p.name);
+    let node = plan.nodes.first().map_or("<node>", |n| &n.name);
+    println!("try:  switchyard lab{lab} exec {pod} -- ip addr");
+    println!("      switchyard status --lab-node {node}{lab}");
+    println!("stop: switchyard lab{lab} down");
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_plan(plan: &LabPlan) {
-    println!("lab {} (router netns {})", plan.prefix, plan.router_netns);
+/// The lab's members, one line each.
+fn plan_text(plan: &LabPlan) -> String {
+    let mut out = String::new();
+    say!(out, "lab {} (router netns {})", plan.prefix, plan.router_netns);
     for node in &plan.nodes {
-        println!(
+        say!(
+            out,
             "node   {:<12} {:<15} {:<22} pods {} / {}  dev {}  cgroup {}  bpffs {}",
             node.name,
             node.ipv4,
@@ -297,11 +331,12 @@ fn print_plan(plan: &LabPlan) {
         );
     }
     for pod in &plan.pods {
-        println!("pod    {:<12} {:<15} {:<22} on {}", pod.name, pod.ipv4, pod.ipv6, pod.node);
+        say!(out, "pod    {:<12} {:<15} {:<22} on {}", pod.name, pod.ipv4, pod.ipv6, pod.node);
     }
     for client in &plan.clients {
-        println!("client {:<12} {:<15} {}", client.name, client.ipv4, client.ipv6);
+        say!(out, "client {:<12} {:<15} {}", client.name, client.ipv4, client.ipv6);
     }
+    out
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {

@@ -1,14 +1,16 @@
 //! `switchyard maglev`: builds the Maglev table for a backend list and shows how it spreads the
 //! slots, and with `--remove` how many slots move when one backend leaves.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use serde::Serialize;
 use switchyard_maglev::{
     Backend, MaglevConfig, Seed, Table, TableSize, canonical_identity, parse_backend_list,
 };
+
+use super::output::{OutputArgs, Table as OutputTable, say};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct MaglevArgs {
@@ -28,6 +30,9 @@ pub(crate) struct MaglevArgs {
     /// Also build the table without this backend and report the fraction of slots that move.
     #[arg(long, value_name = "BACKEND")]
     remove: Option<String>,
+
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub(crate) fn run(args: &MaglevArgs) -> anyhow::Result<ExitCode> {
@@ -57,88 +62,143 @@ pub(crate) fn run(args: &MaglevArgs) -> anyhow::Result<ExitCode> {
     for warning in &built.warnings {
         eprintln!("warning: {warning}");
     }
-    print!("{}", distribution_report(&built.table));
-
+    let mut report = Distribution::of(&built.table);
     if let Some((identity, rest)) = removal {
         let after = Table::build(&config, &rest)
             .with_context(|| format!("cannot build a table without {identity}"))?
             .table;
-        print!("{}", removal_report(&built.table, &after, &identity)?);
+        report.removal = Some(Removal::of(&built.table, &after, &identity)?);
     }
+    args.output.print(&report, |_| report.text())?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row per backend (slots, share, the share its weight asks for), then the extremes.
-fn distribution_report(table: &Table) -> String {
-    let m = table.size().get();
-    let total_weight: u64 = table.backends().iter().map(|b| u64::from(b.weight())).sum();
-    let counts = table.slot_counts();
-    let width = table.backends().iter().map(|b| b.identity_text().len()).max().unwrap_or(0).max(7);
-
-    let mut out = String::new();
-    let active = table.backends().iter().filter(|b| b.weight() > 0).count();
-    let _ = writeln!(out, "table size {m}, {} backends ({active} active)", table.backends().len());
-    let _ = writeln!(
-        out,
-        "{:<width$} {:>10} {:>8} {:>9} {:>9} {:>10}",
-        "BACKEND", "WEIGHT", "SLOTS", "SHARE", "IDEAL", "DEVIATION"
-    );
-    // (relative deviation, share, backend) of active backends, for the extremes.
-    let mut deviations: Vec<(f64, f64, &Backend)> = Vec::new();
-    for (backend, &count) in table.backends().iter().zip(&counts) {
-        let share = f64::from(count) / f64::from(m);
-        let ideal = f64::from(backend.weight()) / total_weight as f64;
-        let deviation = if backend.weight() > 0 {
-            let deviation = share / ideal - 1.0;
-            deviations.push((deviation, share, backend));
-            format!("{:+.3}%", 100.0 * deviation)
-        } else {
-            "drained".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "{:<width$} {:>10} {:>8} {:>8.3}% {:>8.3}% {:>10}",
-            backend.identity_text(),
-            backend.weight(),
-            count,
-            100.0 * share,
-            100.0 * ideal,
-            deviation
-        );
-    }
-    let by_deviation = |a: &&(f64, f64, &Backend), b: &&(f64, f64, &Backend)| a.0.total_cmp(&b.0);
-    if let (Some(max), Some(min)) =
-        (deviations.iter().max_by(by_deviation), deviations.iter().min_by(by_deviation))
-    {
-        for (label, (deviation, share, backend)) in [("max", max), ("min", min)] {
-            let _ = writeln!(
-                out,
-                "{label} share: {:.3}% ({:+.3}% of its weight share) {}",
-                100.0 * share,
-                100.0 * deviation,
-                backend.identity_text()
-            );
-        }
-    }
-    out
+/// How a table spreads its slots (the `-o json` document).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Distribution {
+    table_size: u32,
+    backends: Vec<Share>,
+    /// With `--remove`: what moves when that backend leaves.
+    removal: Option<Removal>,
 }
 
-/// How many slots changed owner when `removed` left, next to the slots it owned.
-fn removal_report(before: &Table, after: &Table, removed: &str) -> anyhow::Result<String> {
-    let moved = Table::diff_count(before, after)?;
-    let m = before.size().get();
-    let owned = before
-        .backends()
-        .iter()
-        .zip(before.slot_counts())
-        .find(|(b, _)| b.identity() == removed.as_bytes())
-        .map_or(0, |(_, count)| count as usize);
-    Ok(format!(
-        "removing {removed}: {moved} of {m} slots moved ({:.3}%); it owned {owned}, so {} other \
-         slots moved too\n",
-        100.0 * moved as f64 / f64::from(m),
-        moved - owned,
-    ))
+/// One backend's slots against the share its weight asks for.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Share {
+    backend: String,
+    weight: u32,
+    slots: u32,
+    /// Fraction of the table (0..1).
+    share: f64,
+    /// The fraction its weight asks for.
+    ideal: f64,
+    /// share / ideal - 1; `None` for a drained backend (weight 0).
+    deviation: Option<f64>,
+}
+
+/// Slots that changed owner when one backend left.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Removal {
+    backend: String,
+    moved: usize,
+    /// Slots the removed backend owned (they must move); the rest moved between others.
+    owned: usize,
+}
+
+impl Distribution {
+    fn of(table: &Table) -> Self {
+        let m = table.size().get();
+        let total_weight: u64 = table.backends().iter().map(|b| u64::from(b.weight())).sum();
+        let backends = table
+            .backends()
+            .iter()
+            .zip(table.slot_counts())
+            .map(|(backend, slots)| {
+                let share = f64::from(slots) / f64::from(m);
+                let ideal = f64::from(backend.weight()) / total_weight.max(1) as f64;
+                Share {
+                    backend: backend.identity_text().into_owned(),
+                    weight: backend.weight(),
+                    slots,
+                    share,
+                    ideal,
+                    deviation: (backend.weight() > 0).then(|| share / ideal - 1.0),
+                }
+            })
+            .collect();
+        Self { table_size: m, backends, removal: None }
+    }
+
+    /// One row per backend (slots, share, the share its weight asks for), the extremes, and
+    /// what moved.
+    fn text(&self) -> String {
+        let active = self.backends.iter().filter(|b| b.weight > 0).count();
+        let mut out = format!(
+            "table size {}, {} backends ({active} active)\n",
+            self.table_size,
+            self.backends.len()
+        );
+        let mut rows =
+            OutputTable::new(["BACKEND", "WEIGHT", "SLOTS", "SHARE", "IDEAL", "DEVIATION"]);
+        for column in 1..6 {
+            rows.align_right(column);
+        }
+        for b in &self.backends {
+            rows.row([
+                b.backend.clone(),
+                b.weight.to_string(),
+                b.slots.to_string(),
+                format!("{:.3}%", 100.0 * b.share),
+                format!("{:.3}%", 100.0 * b.ideal),
+                b.deviation.map_or_else(|| "drained".to_owned(), |d| format!("{:+.3}%", 100.0 * d)),
+            ]);
+        }
+        out += &rows.render();
+        let active: Vec<(&Share, f64)> =
+            self.backends.iter().filter_map(|b| Some((b, b.deviation?))).collect();
+        let max = active.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+        let min = active.iter().min_by(|a, b| a.1.total_cmp(&b.1));
+        if let (Some(max), Some(min)) = (max, min) {
+            for (label, (b, deviation)) in [("max", max), ("min", min)] {
+                say!(
+                    out,
+                    "{label} share: {:.3}% ({:+.3}% of its weight share) {}",
+                    100.0 * b.share,
+                    100.0 * deviation,
+                    b.backend
+                );
+            }
+        }
+        if let Some(r) = &self.removal {
+            let m = self.table_size;
+            say!(
+                out,
+                "removing {}: {} of {m} slots moved ({:.3}%); it owned {}, so {} other slots moved too",
+                r.backend,
+                r.moved,
+                100.0 * r.moved as f64 / f64::from(m),
+                r.owned,
+                r.moved - r.owned
+            );
+        }
+        out
+    }
+}
+
+impl Removal {
+    fn of(before: &Table, after: &Table, removed: &str) -> anyhow::Result<Self> {
+        let moved = Table::diff_count(before, after)?;
+        let owned = before
+            .backends()
+            .iter()
+            .zip(before.slot_counts())
+            .find(|(b, _)| b.identity() == removed.as_bytes())
+            .map_or(0, |(_, count)| count as usize);
+        Ok(Self { backend: removed.to_owned(), moved, owned })
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +215,7 @@ mod tests {
     fn the_distribution_lists_every_backend_and_the_extremes() {
         let backends = [Backend::new("b:1", 1), Backend::new("a:1", 3), Backend::new("c:1", 0)];
         let t = table(&backends);
-        let report = distribution_report(&t);
+        let report = Distribution::of(&t).text();
         let counts = t.slot_counts();
         assert!(report.starts_with("table size 251, 3 backends (2 active)\n"), "{report}");
         // Rows come in identity order with each backend's slot count.
@@ -179,7 +239,9 @@ mod tests {
         let before = table(&backends);
         let after = table(&backends[1..]);
         let moved = Table::diff_count(&before, &after).expect("same size");
-        let report = removal_report(&before, &after, "a").expect("same size");
-        assert!(report.starts_with(&format!("removing a: {moved} of 251 slots moved")), "{report}");
+        let mut distribution = Distribution::of(&before);
+        distribution.removal = Some(Removal::of(&before, &after, "a").expect("same size"));
+        let report = distribution.text();
+        assert!(report.contains(&format!("\nremoving a: {moved} of 251 slots moved")), "{report}");
     }
 }

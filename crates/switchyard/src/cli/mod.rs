@@ -15,6 +15,7 @@ mod ipam;
 mod lab;
 mod maglev;
 mod monitor;
+mod output;
 mod services;
 mod status;
 mod validate;

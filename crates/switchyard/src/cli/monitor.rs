@@ -22,6 +22,7 @@ use switchyard_observe::labels::ServiceIndex;
 
 use super::explain::NodeTarget;
 use super::inspect::desired_from_dir;
+use super::output::OutputArgs;
 
 /// Stream decisions and drops as the programs make them (off by default; on while this runs).
 #[derive(Debug, Args)]
@@ -37,7 +38,8 @@ pub(crate) struct MonitorArgs {
     #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
 
-    /// Node name for the manifests' desired state [default: the first Node].
+    /// Kubernetes Node whose desired state the manifests give [default: --lab-node, else the
+    /// first Node].
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
 
@@ -65,9 +67,8 @@ pub(crate) struct MonitorArgs {
     #[arg(long, value_name = "MS")]
     duration_ms: Option<u64>,
 
-    /// One JSON object per line instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 
     /// Only switch the stream off (after a monitor was killed without cleaning up) and exit.
     #[arg(long)]
@@ -76,6 +77,7 @@ pub(crate) struct MonitorArgs {
 
 /// One event as printed.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Shown {
     /// Seconds since the monitor started.
     t: f64,
@@ -151,7 +153,10 @@ pub(crate) fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     let maps = Maps::open_pinned(&bpf_dir)
         .with_context(|| format!("opening the maps pinned in {}", bpf_dir.display()))?;
     let index = match &args.manifests {
-        Some(dir) => ServiceIndex::from_desired(&desired_from_dir(dir, args.node_name.as_deref())?),
+        Some(dir) => ServiceIndex::from_desired(&desired_from_dir(
+            dir,
+            args.target.node_name(args.node_name.as_deref()),
+        )?),
         None => ServiceIndex::default(),
     };
     let wanted_ids: Option<BTreeSet<u32>> = match &args.service {
@@ -176,7 +181,7 @@ pub(crate) fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     monitor
         .enable(args.sample, args.drop_sample)
         .with_context(|| format!("switching the monitor on in {}", bpf_dir.display()))?;
-    if !args.json {
+    if !args.output.is_document() {
         eprintln!(
             "monitoring {} (decisions 1 in {}, drops 1 in {}); Ctrl-C stops",
             bpf_dir.display(),
@@ -213,7 +218,7 @@ pub(crate) fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         }
-        print_event(&shown, args.json)?;
+        args.output.print_item(&shown, |_| text(&shown))?;
         printed += 1;
     }
     monitor.disable().context("switching the monitor off")?;
@@ -255,19 +260,15 @@ fn describe(maps: &Maps, index: &ServiceIndex, e: &Event, started_ns: u64) -> Sh
     }
 }
 
-fn print_event(s: &Shown, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(s)?);
-    } else {
-        let client = s
-            .client
-            .map_or_else(|| format!("socket {}", s.cookie.unwrap_or_default()), |c| c.to_string());
-        let backend = s.backend.map_or_else(String::new, |b| format!(" -> {b}"));
-        let service = s.service.as_deref().map_or_else(String::new, |n| format!(" [{n}]"));
-        println!(
-            "{:>10.6} {:<6} {:<26} {client} -> {}/{}{backend}{service}",
-            s.t, s.path, s.reason, s.destination, s.protocol
-        );
-    }
-    std::io::Write::flush(&mut std::io::stdout()).context("writing to standard output")
+/// One line per event.
+fn text(s: &Shown) -> String {
+    let client = s
+        .client
+        .map_or_else(|| format!("socket {}", s.cookie.unwrap_or_default()), |c| c.to_string());
+    let backend = s.backend.map_or_else(String::new, |b| format!(" -> {b}"));
+    let service = s.service.as_deref().map_or_else(String::new, |n| format!(" [{n}]"));
+    format!(
+        "{:>10.6} {:<6} {:<26} {client} -> {}/{}{backend}{service}\n",
+        s.t, s.path, s.reason, s.destination, s.protocol
+    )
 }

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use switchyard_k8s::manifest::{ManifestDirectory, ManifestWatcher, WatchOptions};
 use switchyard_model::{
     Backend, BackendState, Cidr, ClusterState, DesiredState, Frontend, FrontendKey, NodeModel,
     NodePortAddresses, ObjectKey, PortRange, ProxyConfig, Refusal, WhenEmpty,
 };
+
+use super::output::{OutputArgs, Table};
 
 /// Show what one node's data plane should do for the Services in a manifest directory.
 ///
@@ -25,13 +27,13 @@ pub(crate) struct ServicesArgs {
     #[arg(required_unless_present = "live")]
     dir: Option<PathBuf>,
 
-    /// Node to compute the state for [default: the first Node in DIR, by name].
-    #[arg(long, value_name = "NAME")]
-    node: Option<String>,
+    /// Kubernetes Node to compute the state for [default: the first Node in DIR, by name].
+    /// (`--node` is the old spelling.)
+    #[arg(long, value_name = "NAME", alias = "node")]
+    node_name: Option<String>,
 
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    #[command(flatten)]
+    output: OutputArgs,
 
     /// Serve Services labelled service.kubernetes.io/service-proxy-name=NAME
     /// [default: only Services without that label].
@@ -76,14 +78,6 @@ impl ServicesArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    /// Aligned columns, like kubectl.
-    Table,
-    /// Every field of every frontend.
-    Json,
-}
-
 fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
     match text {
         "all" => Ok(NodePortAddresses::All),
@@ -100,7 +94,7 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     let Some(dir) = args.dir.clone() else {
         // clap requires DIR unless --live: the agent's own desired state.
         let desired = switchyard_node::api_client::desired(&args.api_socket)?;
-        return super::inspect::services_live(&desired, &args.bpf_dir, args.output == Output::Json);
+        return super::inspect::services_live(&desired, &args.bpf_dir, &args.output);
     };
     if args.watch {
         return watch(&args, &dir);
@@ -119,11 +113,7 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     let node = choose_node(&args, &state)?;
     let model = NodeModel::from_state(proxy_config(&args, &node), &state);
     if args.live {
-        return super::inspect::services_live(
-            model.desired(),
-            &args.bpf_dir,
-            args.output == Output::Json,
-        );
+        return super::inspect::services_live(model.desired(), &args.bpf_dir, &args.output);
     }
     print_state(&args, &node, &model)?;
     Ok(ExitCode::SUCCESS)
@@ -160,38 +150,31 @@ fn watch(args: &ServicesArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         if diff.is_empty() {
             continue;
         }
-        match args.output {
-            Output::Table => {
-                println!(
-                    "# {} frontend(s) added or changed, {} removed",
-                    diff.upserted.len(),
-                    diff.removed.len()
-                );
-                let upserted: Vec<(&FrontendKey, &Frontend)> =
-                    diff.upserted.iter().map(|(key, frontend)| (key, frontend)).collect();
-                if !upserted.is_empty() {
-                    print!("{}", table(upserted));
-                }
-                for key in &diff.removed {
-                    let service =
-                        before.get(key).map(|f| f.service.to_string()).unwrap_or_default();
-                    println!("removed {key} ({service})");
-                }
+        let doc = JsonDiff {
+            upserted: diff
+                .upserted
+                .iter()
+                .map(|(key, frontend)| JsonFrontend { key, frontend })
+                .collect(),
+            removed: &diff.removed,
+        };
+        args.output.print_item(&doc, |wide| {
+            let mut text = format!(
+                "# {} frontend(s) added or changed, {} removed\n",
+                diff.upserted.len(),
+                diff.removed.len()
+            );
+            let upserted: Vec<(&FrontendKey, &Frontend)> =
+                diff.upserted.iter().map(|(key, frontend)| (key, frontend)).collect();
+            if !upserted.is_empty() {
+                text += &table(upserted, wide);
             }
-            Output::Json => {
-                let json = serde_json::to_string(&JsonDiff {
-                    upserted: diff
-                        .upserted
-                        .iter()
-                        .map(|(key, frontend)| JsonFrontend { key, frontend })
-                        .collect(),
-                    removed: &diff.removed,
-                })
-                .context("serialising a state difference")?;
-                println!("{json}");
+            for key in &diff.removed {
+                let service = before.get(key).map(|f| f.service.to_string()).unwrap_or_default();
+                text += &format!("removed {key} ({service})\n");
             }
-        }
-        std::io::Write::flush(&mut std::io::stdout()).context("writing to standard output")?;
+            text
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -204,10 +187,10 @@ fn report_problems(args: &ServicesArgs, count: usize) {
     );
 }
 
-/// `--node`, or the first Node by name (said on stderr), or none at all.
+/// `--node-name`, or the first Node by name (said on stderr), or none at all.
 fn choose_node(args: &ServicesArgs, state: &ClusterState) -> anyhow::Result<String> {
     let node_names: Vec<&str> = state.nodes.keys().map(|k| k.name.as_str()).collect();
-    Ok(match (&args.node, node_names.first()) {
+    Ok(match (&args.node_name, node_names.first()) {
         (Some(node), _) => {
             if !state.nodes.contains_key(&ObjectKey::cluster(node.clone())) {
                 bail!(
@@ -220,7 +203,7 @@ fn choose_node(args: &ServicesArgs, state: &ClusterState) -> anyhow::Result<Stri
         }
         (None, Some(first)) => {
             eprintln!(
-                "showing node {first} (the first Node in {}; choose another with --node)",
+                "showing node {first} (the first Node in {}; choose another with --node-name)",
                 args.dir_name()
             );
             (*first).to_owned()
@@ -245,28 +228,21 @@ fn proxy_config(args: &ServicesArgs, node: &str) -> ProxyConfig {
 }
 
 /// The state as a table (then a `refused:` line per address a Service asks for and does not
-/// get, docs/operations.md#frontend-ownership) or as JSON.
+/// get, docs/operations.md#frontend-ownership) or as a document.
 fn print_state(args: &ServicesArgs, node: &str, model: &NodeModel) -> anyhow::Result<()> {
     let desired = model.desired();
-    match args.output {
-        Output::Table => {
-            print!("{}", table(rows(desired)));
-            for refusal in model.refusals() {
-                println!("refused: {refusal}");
-            }
+    args.output.print(&JsonState::new(node, desired, model.refusals()), |wide| {
+        let mut text = table(rows(desired), wide);
+        for refusal in model.refusals() {
+            text += &format!("refused: {refusal}\n");
         }
-        Output::Json => {
-            let json =
-                serde_json::to_string_pretty(&JsonState::new(node, desired, model.refusals()))
-                    .context("serialising the desired state")?;
-            println!("{json}");
-        }
-    }
-    std::io::Write::flush(&mut std::io::stdout()).context("writing to standard output")
+        text
+    })
 }
 
 /// One `--watch -o json` line.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JsonDiff<'a> {
     upserted: Vec<JsonFrontend<'a>>,
     removed: &'a [FrontendKey],
@@ -274,6 +250,7 @@ struct JsonDiff<'a> {
 
 /// The JSON form: a list, because frontend keys are not strings.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JsonState<'a> {
     node: &'a str,
     frontends: Vec<JsonFrontend<'a>>,
@@ -308,51 +285,48 @@ fn rows(desired: &DesiredState) -> Vec<(&FrontendKey, &Frontend)> {
     rows
 }
 
-const HEADERS: [&str; 6] = ["SERVICE", "PORT", "TYPE", "FRONTEND", "POLICY", "BACKENDS"];
+/// kubectl-style table; `wide` adds the in-cluster backends of ETP Local frontends, the zone
+/// and node of each backend.
+fn table(rows: Vec<(&FrontendKey, &Frontend)>, wide: bool) -> String {
+    let mut headers = vec!["SERVICE", "PORT", "TYPE", "FRONTEND", "POLICY", "BACKENDS"];
+    if wide {
+        headers.extend(["IN-CLUSTER BACKENDS", "BACKEND NODES"]);
+    }
+    let mut table = Table::new(headers);
+    for (key, frontend) in rows {
+        let port = if frontend.port_name.is_empty() { "-" } else { frontend.port_name.as_str() };
+        let mut row = vec![
+            frontend.service.to_string(),
+            port.to_owned(),
+            frontend.kind.to_string(),
+            key.to_string(),
+            policy(frontend),
+            backends(frontend),
+        ];
+        if wide {
+            row.push(frontend.in_cluster_backends.as_ref().map_or_else(
+                || "-".to_owned(),
+                |list| list.iter().map(backend).collect::<Vec<_>>().join(", "),
+            ));
+            row.push(backend_nodes(frontend));
+        }
+        table.row(row);
+    }
+    table.render()
+}
 
-/// kubectl-style table: upper-case headers, columns padded to the widest cell plus three spaces.
-fn table(rows: Vec<(&FrontendKey, &Frontend)>) -> String {
-    let cells: Vec<[String; 6]> = rows
-        .into_iter()
-        .map(|(key, frontend)| {
-            [
-                frontend.service.to_string(),
-                if frontend.port_name.is_empty() {
-                    "-".to_owned()
-                } else {
-                    frontend.port_name.clone()
-                },
-                frontend.kind.to_string(),
-                key.to_string(),
-                policy(frontend),
-                backends(frontend),
-            ]
-        })
+/// `node/zone` per backend, in the BACKENDS column's order.
+fn backend_nodes(frontend: &Frontend) -> String {
+    if frontend.backends.is_empty() {
+        return "-".to_owned();
+    }
+    let name = |value: &Option<std::sync::Arc<str>>| value.as_deref().unwrap_or("?").to_owned();
+    let nodes: Vec<String> = frontend
+        .backends
+        .iter()
+        .map(|b| format!("{}/{}", name(&b.node_name), name(&b.zone)))
         .collect();
-    let mut widths = HEADERS.map(str::len);
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |row: [&str; 6]| {
-        let mut text = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}   ", width = widths[i]);
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(HEADERS);
-    for row in &cells {
-        line(row.each_ref().map(String::as_str));
-    }
-    out
+    nodes.join(", ")
 }
 
 /// Traffic policy plus the flags that change backend choice.

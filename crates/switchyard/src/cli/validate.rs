@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use serde::Serialize;
 use switchyard_k8s::manifest::{
     FieldLines, Location, ManifestDirectory, ManifestError, ManifestWarning,
 };
 use switchyard_model::validate::{Finding, Severity, ValidationOptions, validate};
 use switchyard_model::{ClusterState, PortRange};
+
+use super::output::OutputArgs;
 
 /// Check a directory of manifests: syntax, duplicates, and what the API server would reject.
 ///
@@ -27,15 +30,46 @@ pub(crate) struct ValidateArgs {
     /// missing Service).
     #[arg(long)]
     strict: bool,
+
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
-/// Every problem found in a directory, ready to print.
-#[derive(Debug)]
+/// Every problem found in a directory (the `-o json` document).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct Report {
-    /// One line per problem, `error: …` / `warning: …` / `ignored: …`.
-    pub(crate) lines: Vec<String>,
+    /// In the order a compiler would print them: by file and line.
+    pub(crate) problems: Vec<Problem>,
     pub(crate) errors: usize,
     pub(crate) warnings: usize,
+}
+
+/// One problem: `error`, `warning` or `ignored` (a document of a kind we do not read).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Problem {
+    pub(crate) severity: &'static str,
+    /// `FILE:LINE: what` (the location when one is known).
+    pub(crate) message: String,
+}
+
+impl Problem {
+    /// `severity: message`, as printed.
+    fn line(&self) -> String {
+        format!("{}: {}", self.severity, self.message)
+    }
+}
+
+/// The document `validate -o json` prints.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ValidateDoc<'a> {
+    dir: &'a std::path::Path,
+    valid: bool,
+    #[serde(flatten)]
+    report: &'a Report,
+    summary: String,
 }
 
 /// Where a line points, for sorting: problems without a file first, then by file and line, so
@@ -50,7 +84,7 @@ pub(crate) fn check(
     state: &ClusterState,
     options: &ValidationOptions,
 ) -> Report {
-    let mut problems: Vec<(SortKey, String)> = Vec::new();
+    let mut problems: Vec<(SortKey, Problem)> = Vec::new();
     for error in directory.errors() {
         let key = match error {
             ManifestError::Directory { .. } => None,
@@ -60,12 +94,12 @@ pub(crate) fn check(
             }
             ManifestError::Duplicate { second, .. } => Some((second.file.clone(), second.line)),
         };
-        problems.push((key, format!("error: {error}")));
+        problems.push((key, Problem { severity: "error", message: error.to_string() }));
     }
     for warning in directory.warnings() {
         let ManifestWarning::UnknownField { location, .. } = warning;
-        problems
-            .push((Some((location.file.clone(), location.line)), format!("warning: {warning}")));
+        let key = Some((location.file.clone(), location.line));
+        problems.push((key, Problem { severity: "warning", message: warning.to_string() }));
     }
     let findings = validate(state, options);
     let mut lines = FieldLines::default();
@@ -74,13 +108,13 @@ pub(crate) fn check(
     }
     // Stable: equal keys keep the order above (errors before warnings, rule order).
     problems.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut lines: Vec<String> = problems.into_iter().map(|(_, line)| line).collect();
+    let mut problems: Vec<Problem> = problems.into_iter().map(|(_, problem)| problem).collect();
     for ignored in directory.ignored() {
-        lines.push(format!("ignored: {ignored}"));
+        problems.push(Problem { severity: "ignored", message: ignored.to_string() });
     }
     let semantic_errors = findings.iter().filter(|f| f.is_error()).count();
     Report {
-        lines,
+        problems,
         errors: directory.errors().len() + semantic_errors,
         warnings: directory.warnings().len() + findings.len() - semantic_errors,
     }
@@ -90,7 +124,7 @@ fn format_finding(
     directory: &ManifestDirectory,
     lines: &mut FieldLines,
     finding: &Finding,
-) -> (SortKey, String) {
+) -> (SortKey, Problem) {
     let severity = match finding.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
@@ -101,9 +135,9 @@ fn format_finding(
             let line = lines.line_of(location, &finding.field).unwrap_or(location.line);
             let location = Location { line, ..location.clone() };
             let key = Some((location.file.clone(), location.line));
-            (key, format!("{severity}: {location}: {finding}"))
+            (key, Problem { severity, message: format!("{location}: {finding}") })
         }
-        None => (None, format!("{severity}: {finding}")),
+        None => (None, Problem { severity, message: finding.to_string() }),
     }
 }
 
@@ -112,10 +146,13 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let state = directory.state();
     let options = ValidationOptions { node_port_range: args.node_port_range };
     let report = check(&directory, &state, &options);
-    for line in &report.lines {
-        println!("{line}");
-    }
-    println!("{}", summary(&args, &directory, &state, &report));
+    let summary = summary(&args, &directory, &state, &report);
+    let doc = ValidateDoc { dir: &args.dir, valid: report.errors == 0, report: &report, summary };
+    args.output.print(&doc, |_| {
+        let mut out: String = report.problems.iter().map(|problem| problem.line() + "\n").collect();
+        out += &doc.summary;
+        out + "\n"
+    })?;
     let failed = report.errors > 0 || (args.strict && report.warnings > 0);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -1,0 +1,275 @@
+//! The output convention (`-o table|wide|json|yaml`, docs/output.md): walks `switchyard --help`,
+//! checks that every command printing state offers `-o` with the four formats, and runs each
+//! one with `-o json` and `-o yaml`: offline commands on the repository's test data without
+//! root, the kernel-reading ones (as root) against an agent in a lab of the test's own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use switchyard_lab::require_root;
+
+/// Commands that print state: each takes `-o`.
+const STATE: &[&str] = &[
+    "maglev",
+    "validate",
+    "services",
+    "status",
+    "explain",
+    "conntrack",
+    "backends",
+    "monitor",
+    "bgp",
+    "ipam",
+    "doctor",
+];
+
+/// Commands that do something (run a role, build a lab, write files) rather than show state.
+const ACTIONS: &[&str] =
+    &["lab", "agent", "director", "controller", "demo", "completion", "man", "help"];
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_switchyard")
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The subcommands `switchyard --help` lists.
+fn listed_commands() -> Vec<String> {
+    let output = Command::new(bin()).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = stdout(&output);
+    let section = help.split("Commands:\n").nth(1).expect("a Commands: section");
+    section
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn every_state_command_offers_the_four_formats() {
+    let commands = listed_commands();
+    assert!(commands.len() >= STATE.len() + ACTIONS.len() - 1, "{commands:?}");
+    for command in &commands {
+        let state = STATE.contains(&command.as_str());
+        assert!(
+            state || ACTIONS.contains(&command.as_str()),
+            "`switchyard {command}` is new: list it in STATE (and give it -o) or in ACTIONS"
+        );
+        if !state {
+            continue;
+        }
+        let output = Command::new(bin()).args([command, "-h"]).output().unwrap();
+        let help = stdout(&output);
+        assert!(help.contains("-o, --output <FORMAT>"), "switchyard {command} --help:\n{help}");
+        assert!(
+            help.contains("[default: table] [possible values: table, wide, json, yaml]"),
+            "switchyard {command} --help:\n{help}"
+        );
+        assert!(!help.contains("--json"), "--json is a hidden alias now: {command}:\n{help}");
+    }
+    for state in STATE {
+        assert!(commands.iter().any(|c| c == state), "{state} is not in --help: {commands:?}");
+    }
+}
+
+/// Runs `switchyard ARGS -o json` and `-o yaml`; both must parse to the same document, with
+/// camelCase keys only. Returns the JSON.
+fn both_formats(
+    args: &[&str],
+    success: bool,
+    run: impl Fn(&[&str]) -> Output,
+) -> serde_json::Value {
+    let mut documents = Vec::new();
+    for format in ["json", "yaml"] {
+        let mut full = args.to_vec();
+        full.extend(["-o", format]);
+        let output = run(&full);
+        let text = stdout(&output);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.success(), success, "switchyard {full:?}:\n{text}\n{stderr}");
+        let value: serde_json::Value = match format {
+            "json" => serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("switchyard {full:?}: not JSON ({e}):\n{text}")),
+            _ => serde_norway::from_str(&text)
+                .unwrap_or_else(|e| panic!("switchyard {full:?}: not YAML ({e}):\n{text}")),
+        };
+        assert_camel_case(&value, &format!("{full:?}"));
+        documents.push(value);
+    }
+    assert_eq!(documents[0], documents[1], "JSON and YAML differ for {args:?}");
+    // The old spelling still works, as a hidden alias.
+    let mut old = args.to_vec();
+    old.push("--json");
+    let legacy: serde_json::Value = serde_json::from_slice(&run(&old).stdout).unwrap();
+    assert_eq!(legacy, documents[0], "--json differs from -o json for {args:?}");
+    documents.swap_remove(0)
+}
+
+/// Fields whose values are maps keyed by data (reason names, frontend ids), not field names.
+const DATA_KEYED: &[&str] = &["reasons", "frontendCounters"];
+
+fn assert_camel_case(value: &serde_json::Value, context: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                assert!(
+                    !key.contains('_') && !key.starts_with(|c: char| c.is_ascii_uppercase()),
+                    "{context}: key {key:?} is not camelCase"
+                );
+                match inner.as_object() {
+                    Some(entries) if DATA_KEYED.contains(&key.as_str()) => {
+                        entries.values().for_each(|v| assert_camel_case(v, context));
+                    }
+                    _ => assert_camel_case(inner, context),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| assert_camel_case(v, context)),
+        _ => {}
+    }
+}
+
+fn offline(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env_remove("SWITCHYARD_MAGLEV_SEED").output().unwrap()
+}
+
+#[test]
+fn offline_commands_print_json_and_yaml() {
+    let cluster = repo("testdata/cluster");
+    let cluster = cluster.to_str().unwrap();
+    let services = both_formats(&["services", cluster, "--node-name", "node-a"], true, offline);
+    let frontends = services["frontends"].as_array().unwrap();
+    assert!(frontends.iter().any(|f| f["kind"] == "ClusterIP"), "{services:#}");
+    assert!(frontends.iter().all(|f| f.get("portName").is_some()), "{services:#}");
+
+    let broken = repo("testdata/broken");
+    let validate = both_formats(&["validate", broken.to_str().unwrap()], false, offline);
+    assert_eq!(validate["valid"], false);
+    assert!(validate["errors"].as_u64().unwrap() > 0, "{validate:#}");
+    let problems = validate["problems"].as_array().unwrap();
+    assert!(problems.iter().any(|p| p["severity"] == "error"), "{validate:#}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("backends.txt");
+    std::fs::write(&list, "10.0.0.1:80\n10.0.0.2:80 2\n").unwrap();
+    let maglev = both_formats(
+        &[
+            "maglev",
+            "--backends",
+            list.to_str().unwrap(),
+            "--size",
+            "251",
+            "--remove",
+            "10.0.0.1:80",
+        ],
+        true,
+        offline,
+    );
+    let slots: u64 =
+        maglev["backends"].as_array().unwrap().iter().map(|b| b["slots"].as_u64().unwrap()).sum();
+    assert_eq!(slots, 251, "{maglev:#}");
+    assert!(maglev["removal"]["moved"].as_u64().unwrap() > 0, "{maglev:#}");
+
+    let demo = repo("examples/demo");
+    let ipam = both_formats(&["ipam", demo.to_str().unwrap()], true, offline);
+    assert!(!ipam["pools"].as_array().unwrap().is_empty(), "{ipam:#}");
+}
+
+/// Table and wide: aligned columns under upper-case headers; wide has more of them.
+#[test]
+fn wide_adds_columns_to_the_table() {
+    let cluster = repo("testdata/cluster");
+    let table = stdout(&offline(&["services", cluster.to_str().unwrap()]));
+    let wide = stdout(&offline(&["services", cluster.to_str().unwrap(), "-o", "wide"]));
+    let header =
+        |text: &str| text.lines().next().unwrap().split("   ").filter(|c| !c.is_empty()).count();
+    assert!(table.starts_with("SERVICE "), "{table}");
+    assert!(header(&wide) > header(&table), "{table}\n{wide}");
+    assert_eq!(table.lines().count(), wide.lines().count());
+}
+
+/// The commands that read pinned maps or the agent's API, against a running agent (root).
+#[test]
+fn kernel_commands_print_json_and_yaml() {
+    if !require_root("kernel_commands_print_json_and_yaml") {
+        eprintln!(
+            "SKIPPED: status, explain, conntrack, backends, monitor, bgp and doctor -o json/yaml \
+             were not run (they need root)"
+        );
+        return;
+    }
+    use std::process::Stdio;
+    use std::time::Duration;
+    use switchyard_bpf::monitor::read_settings;
+    use switchyard_testing::e2e::*;
+    let cluster = Cluster::with_clients(&[("node1", &["a1"])], &[], &["--devices", "eth0"]);
+    let ip = v4("10.96.9.10");
+    let web = cluster.service("web", &[ip], 80, "", &[("a1", State::Ready)]);
+    cluster.apply_and_wait("web.yaml", &web);
+    let bpf = cluster.lab.node("node1").unwrap().bpf_dir.to_str().unwrap().to_owned();
+    let dir = cluster.manifests.to_str().unwrap().to_owned();
+    let socket = Agent::api_socket(&cluster.lab, "node1").to_str().unwrap().to_owned();
+    let run = |args: &[&str]| Command::new(&*BIN).args(args).output().unwrap();
+
+    let status = both_formats(&["status", "--bpf-dir", &bpf], true, run);
+    assert!(!status["kernel"]["frontends"].as_array().unwrap().is_empty(), "{status:#}");
+    let explain = both_formats(
+        &["explain", "10.244.1.1", "10.96.9.10:80/tcp", "--from", "outside", "--bpf-dir", &bpf],
+        true,
+        run,
+    );
+    assert!(explain["frontend"].is_object(), "{explain:#}");
+    let conntrack = both_formats(&["conntrack", "--bpf-dir", &bpf, "--manifests", &dir], true, run);
+    assert!(conntrack.is_array(), "{conntrack:#}");
+    let backends = both_formats(&["backends", &dir, "--bpf-dir", &bpf], true, run);
+    assert_eq!(backends["backends"].as_array().unwrap().len(), 1, "{backends:#}");
+    assert_eq!(backends["compared"], true, "{backends:#}");
+    // Without a desired state nothing is compared, and the summary says so.
+    let alone = run(&["backends", "--bpf-dir", &bpf]);
+    assert!(alone.status.success());
+    let text = stdout(&alone);
+    assert!(text.contains("1 backend(s), not compared with a desired state"), "{text}");
+    assert!(!text.contains("difference"), "{text}");
+    let bgp = both_formats(&["bgp", "--api-socket", &socket], true, run);
+    assert!(bgp["sessions"].as_array().unwrap().is_empty(), "{bgp:#}");
+    // A stream: one event per connection, JSON on a line of its own, YAML as a document.
+    for format in ["json", "yaml"] {
+        let child = Command::new(&*BIN)
+            .args(["monitor", "--count", "1", "--duration-ms", "10000", "--bpf-dir", &bpf])
+            .args(["-o", format])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let on = switchyard_lab::wait_until(Duration::from_secs(5), || {
+            read_settings(Path::new(&bpf)).is_ok_and(|m| m.enabled != 0)
+        });
+        assert!(on, "monitor switched the stream on");
+        let target = at(ip, 80);
+        cluster.client("a1", "tcp", target, 1);
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let text = stdout(&output);
+        let event: serde_json::Value = match format {
+            "json" => serde_json::from_str(text.lines().next().unwrap()).unwrap(),
+            _ => {
+                let document = text.strip_prefix("---\n").expect("a YAML document per event");
+                serde_norway::from_str(document).unwrap()
+            }
+        };
+        assert_camel_case(&event, "monitor");
+        assert_eq!(event["path"], "socket", "{event:#}");
+        assert!(event["frontendId"].as_u64().is_some(), "{event:#}");
+    }
+    let doctor = both_formats(&["doctor", "--bpf-dir", &bpf, "--api-socket", &socket], true, run);
+    assert!(!doctor["findings"].as_array().unwrap().is_empty(), "{doctor:#}");
+    cluster.assert_nothing_left_the_lab();
+}
