@@ -7,8 +7,8 @@
  *     1. parse: the flow (an ICMP error: the quoted flow turned around, so it follows its flow)
  *     2. VIP (address, port, protocol) -> its table; no VIP: XDP_PASS
  *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
- *     4. route to the node: too big once encapsulated -> ICMP frag-needed / packet-too-big
- *        with the inner MTU back to the client (XDP_TX)
+ *     4. route to the node (next hop cached per CPU for 100 ms): too big once encapsulated ->
+ *        ICMP frag-needed / packet-too-big with the inner MTU back to the client (XDP_TX)
  *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect
  *
  * No state is kept: every director with the same tables sends a flow to the same node.
@@ -34,10 +34,12 @@ static __always_inline int dir_drop(__u32 reason, __u32 len)
 	return XDP_DROP;
 }
 
-/* Route the encapsulated packet: fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with
- * *mtu set on BPF_FIB_LKUP_RET_FRAG_NEEDED and *ifindex on success. */
-static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __u32 tot_len,
-				     __u8 proto, __u32 *ifindex, __u32 *mtu)
+/* Asks bpf_fib_lookup for the next hop to h->dst (as output of the device the packet came
+ * in on) for a packet of tot_len bytes. Returns a BPF_FIB_LKUP_RET_* code: on success *r's
+ * next hop is filled, on BPF_FIB_LKUP_RET_FRAG_NEEDED *mtu is the route MTU. */
+static __always_inline int dir_fib_lookup(struct xdp_md *ctx, const struct encap_hdr *h,
+					  __u8 proto, __u32 tot_len, struct sy_dir_route *r,
+					  __u32 *mtu)
 {
 	struct bpf_fib_lookup f = {};
 	int rc;
@@ -58,12 +60,45 @@ static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __
 	rc = bpf_fib_lookup(ctx, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		*mtu = f.mtu_result;
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		*ifindex = f.ifindex;
-		__builtin_memcpy(h->dmac, f.dmac, ETH_ALEN);
-		__builtin_memcpy(h->smac, f.smac, ETH_ALEN);
-	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return rc;
+	r->ifindex = f.ifindex;
+	__builtin_memcpy(r->dmac, f.dmac, ETH_ALEN);
+	__builtin_memcpy(r->smac, f.smac, ETH_ALEN);
 	return rc;
+}
+
+/* The next hop to node `node_id` (h->dst) for a packet of tot_len bytes: this CPU's cached
+ * answer while it is fresh and a lookup accepted at least that length, else a lookup (cached
+ * when it succeeds). Fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with *ifindex on
+ * success and *mtu (the route MTU) on BPF_FIB_LKUP_RET_FRAG_NEEDED. */
+static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __u32 node_id,
+				     __u8 proto, __u32 tot_len, __u32 *ifindex, __u32 *mtu)
+{
+	__u32 slot = node_id & (SY_DIR_ROUTE_SLOTS - 1);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct sy_dir_route *r;
+	int rc, valid;
+
+	r = bpf_map_lookup_elem(&sy_dir_routes, &slot);
+	if (!r)
+		return BPF_FIB_LKUP_RET_NOT_FWDED;
+	valid = now < r->expires_ns && r->in_ifindex == ctx->ingress_ifindex &&
+		addr_eq(&r->dst, h->dst);
+	if (!valid || tot_len > r->ok_len) {
+		r->expires_ns = 0; /* until the lookup below succeeds */
+		rc = dir_fib_lookup(ctx, h, proto, tot_len, r, mtu);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return rc;
+		r->ok_len = valid && r->ok_len > tot_len ? r->ok_len : tot_len;
+		r->dst = *h->dst;
+		r->in_ifindex = ctx->ingress_ifindex;
+		r->expires_ns = now + SY_DIR_ROUTE_TTL_NS;
+	}
+	*ifindex = r->ifindex;
+	__builtin_memcpy(h->dmac, r->dmac, ETH_ALEN);
+	__builtin_memcpy(h->smac, r->smac, ETH_ALEN);
+	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
 /* A packet and what was decided for it. */
@@ -102,8 +137,8 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 	h.flow_label = (__u32)(hash >> 40);
 	overhead = encap_overhead(h.encap, node->family);
 
-	rc = dir_route(ctx, &h, p->ip_len + overhead, encap_outer_proto(h.encap, h.inner_family),
-		       &ifindex, &mtu);
+	rc = dir_route(ctx, &h, d->node_id, encap_outer_proto(h.encap, h.inner_family),
+		       p->ip_len + overhead, &ifindex, &mtu);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		/* Never an ICMP error about an ICMP error; IPv4 options are not quoted. */
 		if (p->icmp_error || p->ip4_options || mtu <= overhead)

@@ -12,10 +12,14 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{Xdp, links::FdLink, xdp::XdpMode as AyaXdpMode},
+    programs::{
+        Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpMode as AyaXdpMode},
+    },
 };
 use switchyard_maglev::{FlowKey, Seed};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{
     Error,
@@ -554,10 +558,12 @@ impl DirectorDatapath {
             .map_err(|source| Error::Program { name: PROGRAM, source })
     }
 
-    /// Attaches the program to `device` and pins the link; then removes this device's links
-    /// of earlier runs (the new program is in place before the old one goes). Switches on
-    /// forwarding on `device` (IPv4 and IPv6): the program's route lookup (bpf_fib_lookup)
-    /// refuses to work on a device that does not forward.
+    /// Attaches the program to `device` and pins the link. A link an earlier run pinned for
+    /// the device is taken over: the program behind it is replaced in one step
+    /// (`BPF_LINK_UPDATE`), so no packet meets a device without a director (an XDP device holds
+    /// one link; a second attach would fail). Then this device's older pins are removed.
+    /// Switches on forwarding on `device` (IPv4 and IPv6): the program's route lookup
+    /// (bpf_fib_lookup) refuses to work on a device that does not forward.
     pub fn attach(&mut self, device: &str, mode: XdpMode) -> Result<(), Error> {
         crate::nodeport::check_device(device)?;
         enable_forwarding(device)?;
@@ -568,33 +574,73 @@ impl DirectorDatapath {
             source,
         })?;
         let generation = generation();
+        let prefix = format!("{LINK_PREFIX}{device}-");
+        let earlier = pinned_link(&links_dir, &prefix)?;
         let program: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(Error::MissingProgram { name: PROGRAM })?
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let link_id = program
-            .attach(device, mode.aya())
-            .map_err(|source| Error::Program { name: PROGRAM, source })?;
+        let replaced = match earlier {
+            Some(path) => match replace_program(program, &path) {
+                Ok(link_id) => Some(link_id),
+                Err(err) => {
+                    // E.g. the device was recreated: the old link is defunct. Attach anew.
+                    warn!(device, link = %path.display(), err = %err, "taking over the pinned link failed");
+                    crate::loader::unpin_link(&path)?;
+                    None
+                }
+            },
+            None => None,
+        };
+        let took_over = replaced.is_some();
+        let link_id = match replaced {
+            Some(link_id) => link_id,
+            None => program
+                .attach(device, mode.aya())
+                .map_err(|source| Error::Program { name: PROGRAM, source })?,
+        };
         let link = program
             .take_link(link_id)
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let path = links_dir.join(format!("{LINK_PREFIX}{device}-{generation}"));
+        let path = links_dir.join(format!("{prefix}{generation}"));
         let fd_link = FdLink::try_from(link)
             .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
         fd_link
             .pin(&path)
             .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
         debug!(device, link = %path.display(), "director attached");
-        crate::loader::unpin_older_links(
-            &links_dir,
-            &format!("{LINK_PREFIX}{device}-"),
-            &generation,
-        )?;
-        info!(device, ?mode, "director attached");
+        crate::loader::unpin_older_links(&links_dir, &prefix, &generation)?;
+        info!(device, ?mode, took_over, "director attached");
         Ok(())
     }
+}
+
+/// The newest link pin named `<prefix><generation>` in `links_dir`, if any.
+fn pinned_link(links_dir: &Path, prefix: &str) -> Result<Option<PathBuf>, Error> {
+    let listing =
+        |source| Error::BpfDir { path: links_dir.to_owned(), reason: "listing links", source };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(links_dir).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix(prefix)
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_digit())
+        {
+            found.push(entry.path());
+        }
+    }
+    Ok(found.into_iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()))
+}
+
+/// Puts `program` behind the XDP link pinned at `path` (atomic replacement).
+fn replace_program(program: &mut Xdp, path: &Path) -> Result<aya::programs::xdp::XdpLinkId, Error> {
+    let pin_err = |detail: String| Error::LinkPin { path: path.to_owned(), detail };
+    let pinned = PinnedLink::from_pin(path).map_err(|e| pin_err(error_chain(&e)))?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(error_chain(&e)))?;
+    program.attach_to_link(link).map_err(|source| Error::Program { name: PROGRAM, source })
 }
 
 /// Sets `net.ipv{4,6}.conf.<device>.forwarding` to 1 in the caller's network namespace.

@@ -15,5 +15,5 @@ pub mod tables;
 pub mod vips;
 
 pub use config::{DirectorConfig, Encap};
-pub use tables::{Choice, Op, Plan, Tables};
+pub use tables::{Adopted, Choice, Op, Plan, Tables};
 pub use vips::{NodeTarget, Problem, Vip, VipSet, vip_set};

@@ -13,7 +13,7 @@ use switchyard_model::{Change, ClusterState, Protocol};
 use tracing::{info, warn};
 
 use crate::config::{DirectorConfig, Encap};
-use crate::tables::{Op, Plan, Tables};
+use crate::tables::{Adopted, Op, Plan, Tables};
 use crate::vips::vip_set;
 
 /// Where and how the director runs.
@@ -100,6 +100,39 @@ pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Err
     Ok(())
 }
 
+/// The model's key of a VIP map key (`None`: a protocol the director never writes).
+fn model_key(key: &MapKey) -> Option<switchyard_model::FrontendKey> {
+    let protocol = match key.proto {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        132 => Protocol::Sctp,
+        _ => return None,
+    };
+    Some(switchyard_model::FrontendKey::new(key.addr.to_ip(key.family), key.port(), protocol))
+}
+
+/// Reads the ids an earlier run left in the pinned maps.
+pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
+    use switchyard_bpf::Error;
+    let mut adopted = Adopted::default();
+    for entry in maps.vips.iter() {
+        let (key, vip) = entry.map_err(|source| Error::Map { name: names::VIPS, source })?;
+        adopted.vip_ids.insert(vip.id);
+        if let Some(key) = model_key(&key) {
+            adopted.vips.insert(key, vip.id);
+        }
+    }
+    for id in maps.tables.keys() {
+        adopted.table_ids.insert(id.map_err(|source| Error::Map { name: names::TABLES, source })?);
+    }
+    for entry in maps.nodes.iter() {
+        let (id, node) = entry.map_err(|source| Error::Map { name: names::NODES, source })?;
+        adopted.node_ids.insert(id);
+        adopted.nodes.entry(node.ip()).or_insert(id);
+    }
+    Ok(adopted)
+}
+
 impl Runtime {
     /// Loads the program and its maps (nothing attached yet).
     pub fn load(config: DirectorConfig, options: RuntimeOptions) -> Result<Self, RuntimeError> {
@@ -121,9 +154,18 @@ impl Runtime {
             options.sizes,
             &settings,
         )?;
+        let adopted = adopt(datapath.maps())?;
+        if !adopted.vips.is_empty() {
+            info!(
+                vips = adopted.vips.len(),
+                tables = adopted.table_ids.len(),
+                nodes = adopted.nodes.len(),
+                "adopting the pinned state of an earlier run"
+            );
+        }
         Ok(Runtime {
             options,
-            tables: Tables::new(config),
+            tables: Tables::adopting(config, adopted),
             datapath,
             state: ClusterState::default(),
             attached: false,

@@ -93,6 +93,24 @@ pub struct Choice {
     pub nodes: usize,
 }
 
+/// What an earlier run of the director left in its pinned maps (read at start, before the
+/// first update): a restarted director keeps the VIP and node ids (so counters continue) and
+/// gives new tables ids that no pinned table has (the old program keeps reading complete
+/// tables until each VIP is re-pointed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adopted {
+    /// Pinned VIPs and their ids.
+    pub vips: BTreeMap<FrontendKey, u32>,
+    /// Pinned node entries: address and id.
+    pub nodes: BTreeMap<IpAddr, u32>,
+    /// Every pinned id: VIPs, tables, nodes (no new entry may take one).
+    pub vip_ids: BTreeSet<u32>,
+    /// Pinned table ids.
+    pub table_ids: BTreeSet<u32>,
+    /// Pinned node ids.
+    pub node_ids: BTreeSet<u32>,
+}
+
 /// The director's tables: the pure half of the role.
 #[derive(Debug, Clone)]
 pub struct Tables {
@@ -103,6 +121,8 @@ pub struct Tables {
     next_vip: u32,
     next_table: u32,
     next_node: u32,
+    /// Ids of the pinned state this run adopts (consumed as entries take them).
+    adopted: Adopted,
 }
 
 impl Tables {
@@ -116,6 +136,21 @@ impl Tables {
             next_vip: 1,
             next_table: 1,
             next_node: 1,
+            adopted: Adopted::default(),
+        }
+    }
+
+    /// Empty tables that take over what an earlier run pinned: a VIP or node already in the
+    /// maps keeps its id (its counters continue), and every new id is above the pinned ones, so
+    /// no operation rewrites a table or node entry the running program may be reading.
+    pub fn adopting(config: DirectorConfig, adopted: Adopted) -> Self {
+        let after = |ids: &BTreeSet<u32>| ids.last().map_or(1, |max| max.saturating_add(1));
+        Tables {
+            next_vip: after(&adopted.vip_ids),
+            next_table: after(&adopted.table_ids),
+            next_node: after(&adopted.node_ids),
+            adopted,
+            ..Tables::new(config)
         }
     }
 
@@ -172,11 +207,14 @@ impl Tables {
             }
             let id = match old {
                 Some(entry) => entry.id,
-                None => {
-                    let id = self.next_vip;
-                    self.next_vip += 1;
-                    id
-                }
+                None => match self.adopted.vips.remove(key) {
+                    Some(id) => id,
+                    None => {
+                        let id = self.next_vip;
+                        self.next_vip += 1;
+                        id
+                    }
+                },
             };
             let previous = self.vips.insert(
                 *key,
@@ -250,8 +288,13 @@ impl Tables {
             let entry = match self.nodes.get_mut(&key) {
                 Some(entry) => entry,
                 None => {
-                    let id = self.next_node;
-                    self.next_node += 1;
+                    // A pinned entry of this address is the same target: keep its id (the
+                    // write below leaves it as it is).
+                    let id = self.adopted.nodes.remove(&node.address).unwrap_or_else(|| {
+                        let id = self.next_node;
+                        self.next_node += 1;
+                        id
+                    });
                     new_nodes.push(Op::PutNode { id, address: node.address });
                     self.nodes.entry(key).or_insert(NodeEntry { id, refs: 0 })
                 }

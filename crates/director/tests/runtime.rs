@@ -87,3 +87,99 @@ fn privileged_maps_follow_the_tables() {
     .join()
     .unwrap();
 }
+
+/// The XDP program id attached to `device` (from `ip -j link`).
+fn xdp_program(device: &str) -> u64 {
+    let out =
+        std::process::Command::new("ip").args(["-j", "link", "show", device]).output().unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    links[0]["xdp"]["prog"]["id"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn privileged_a_restarted_director_takes_over_its_pinned_state() {
+    if !switchyard_lab::require_root("director restart") {
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: unshare affects only this thread.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
+        assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+        let bpf = switchyard_testing::BpfDir::new("director-restart");
+        let options = RuntimeOptions {
+            bpf_dir: bpf.path().to_owned(),
+            mount_bpffs: false,
+            devices: vec!["up0".into()],
+            mode: XdpMode::Generic,
+            source4: Some("10.0.0.100".parse().unwrap()),
+            source6: None,
+            encap: Encap::Gue,
+            gue_port: 6080,
+            sizes: DirMapSizes::default(),
+        };
+        let services = [
+            lb_service("web", &["192.0.2.10"], false, Some("true")),
+            lb_service("api", &["192.0.2.11"], false, Some("true")),
+        ];
+        let state = cluster(&services, &[], &three_nodes());
+        let ids = |runtime: &Runtime| {
+            let maps = runtime.datapath().maps();
+            let mut vips: Vec<(String, u32)> = maps
+                .vips
+                .iter()
+                .map(|e| e.unwrap())
+                .map(|(k, v)| (k.addr.to_ip(k.family).to_string(), v.id))
+                .collect();
+            vips.sort();
+            let mut nodes: Vec<(String, u32)> =
+                maps.nodes.iter().map(|e| e.unwrap()).map(|(id, n)| (n.ip().to_string(), id)).collect();
+            nodes.sort();
+            (vips, nodes)
+        };
+        let choices = |runtime: &Runtime| -> Vec<std::net::IpAddr> {
+            (1000..1200u16)
+                .map(|port| {
+                    let flow = FlowKey {
+                        source: "198.51.100.7".parse().unwrap(),
+                        destination: "192.0.2.10".parse().unwrap(),
+                        source_port: port,
+                        destination_port: 80,
+                        protocol: 6,
+                    };
+                    runtime.datapath().maps().lookup(&flow).unwrap().unwrap().node.unwrap().1.ip()
+                })
+                .collect()
+        };
+
+        let mut first = Runtime::load(DirectorConfig::default(), options.clone()).unwrap();
+        first.apply(changes(&state)).unwrap();
+        let program_before = xdp_program("up0");
+        let (ids_before, choices_before) = (ids(&first), choices(&first));
+        let tables_before: Vec<u32> =
+            first.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+        assert_ne!(program_before, 0, "attached");
+        // The process ends: its program, maps and link stay pinned (traffic keeps flowing).
+        drop(first);
+        assert_eq!(xdp_program("up0"), program_before, "still attached after the exit");
+
+        let mut second = Runtime::load(DirectorConfig::default(), options).unwrap();
+        second.apply(changes(&state)).unwrap();
+        let program_after = xdp_program("up0");
+        assert_ne!(program_after, 0, "attached");
+        assert_ne!(program_after, program_before, "the new program took over the link");
+        assert_eq!(ids(&second), ids_before, "VIP and node ids adopted (their counters continue)");
+        assert_eq!(choices(&second), choices_before, "every flow keeps its node");
+        let tables_after: Vec<u32> =
+            second.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+        assert_eq!(tables_after.len(), tables_before.len(), "old tables removed");
+        assert!(
+            tables_after.iter().all(|t| !tables_before.contains(t)),
+            "new tables took fresh ids (no pinned table was rewritten): {tables_before:?} -> {tables_after:?}"
+        );
+        let pins = std::fs::read_dir(bpf.path().join("links")).unwrap().count();
+        assert_eq!(pins, 1, "one link pin");
+    })
+    .join()
+    .unwrap();
+}

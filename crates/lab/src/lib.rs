@@ -25,7 +25,7 @@ pub mod privilege;
 pub mod tools;
 pub mod topology;
 mod wiring;
-mod xdp_pass;
+pub mod xdp_pass;
 
 pub use cgroup::{DEFAULT_CGROUP_ROOT, kill_and_remove as kill_and_remove_cgroup};
 pub use error::LabError;

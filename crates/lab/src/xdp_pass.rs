@@ -1,6 +1,7 @@
 //! A two-instruction XDP program (`return XDP_PASS`) for the router's side of every director
 //! link: a veth hands XDP_TX'd frames of its peer to the stack only when it runs an XDP program
-//! itself (it schedules its NAPI for them only then), as real NICs always do.
+//! itself (it schedules its NAPI for them only then), as real NICs always do. The same loader
+//! makes the benchmarks' peer (`return XDP_TX`: the least any XDP load balancer does).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -11,6 +12,8 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// `XDP_PASS`.
 const XDP_PASS: i32 = 2;
+/// `XDP_TX`.
+pub const XDP_TX: i32 = 3;
 
 /// One eBPF instruction.
 #[repr(C)]
@@ -39,15 +42,20 @@ struct ProgLoad {
 
 /// Loads `r0 = XDP_PASS; exit` and returns its descriptor.
 pub(crate) fn load() -> io::Result<OwnedFd> {
+    load_returning(XDP_PASS)
+}
+
+/// Loads `r0 = action; exit` (an XDP program that does nothing but return `action`).
+pub fn load_returning(action: i32) -> io::Result<OwnedFd> {
     let insns = [
         // BPF_ALU64 | BPF_MOV | BPF_K, dst r0.
-        Insn { code: 0xb7, registers: 0, offset: 0, imm: XDP_PASS },
+        Insn { code: 0xb7, registers: 0, offset: 0, imm: action },
         // BPF_JMP | BPF_EXIT.
         Insn { code: 0x95, registers: 0, offset: 0, imm: 0 },
     ];
     let license = c"GPL";
     let mut name = [0u8; 16];
-    name[..7].copy_from_slice(b"sy_pass");
+    name[..8].copy_from_slice(b"sy_const");
     let attr = ProgLoad {
         prog_type: BPF_PROG_TYPE_XDP,
         insn_cnt: 2,

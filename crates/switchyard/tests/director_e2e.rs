@@ -247,7 +247,7 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
         )
         + &gue_port_service(&cluster);
     cluster.apply_and_wait("vips.yaml", &manifests);
-    let directors =
+    let mut directors =
         [Director::start(&cluster, "dir1", &[]), Director::start(&cluster, "dir2", &[])];
     route_vips(&cluster, web, &["dir1", "dir2"]);
     route_vips(&cluster, loc, &["dir1", "dir2"]);
@@ -369,6 +369,59 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
     assert!(!report.reset && report.error.is_none(), "{report:?}");
     assert_eq!(report.backends.len(), 1, "the connection moved: {report:?}");
     assert!(report.pings >= 20, "{report:?}");
+
+    // 3b. dir1 is killed and started again while it alone carries the VIP, a connection is
+    //     held through it and new connections keep coming: the pinned program carries on while
+    //     no process runs, the new process adopts the pinned maps and replaces the program
+    //     behind the pinned link in one step. Not one connection fails or moves.
+    route_vips(&cluster, web, &["dir1"]);
+    let stop = AtomicBool::new(false);
+    let (held, fresh) = std::thread::scope(|scope| {
+        let hold = scope.spawn(|| {
+            cluster.lab.run_in("ext", || {
+                clients::hold_until(target, Duration::from_millis(10), TIMEOUT, || {
+                    stop.load(Ordering::SeqCst)
+                })
+            })
+        });
+        let connect = scope.spawn(|| {
+            let mut attempts = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                attempts.extend(
+                    cluster.lab.run_in("ext", || clients::tcp(target, 5, TIMEOUT)).unwrap(),
+                );
+            }
+            attempts
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let old = &mut directors[0];
+        old.child.kill().unwrap();
+        old.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(300)); // no director process at all
+        directors[0] = Director::start(&cluster, "dir1", &[]);
+        let start = directors[0].encapsulated(&cluster.lab);
+        cluster.eventually("the restarted dir1 carries the connections", || {
+            directors[0].encapsulated(&cluster.lab) >= start + 50
+        });
+        stop.store(true, Ordering::SeqCst);
+        (hold.join().unwrap().unwrap(), connect.join().unwrap())
+    });
+    let failed: Vec<_> = fresh.iter().filter(|a| a.error.is_some()).collect();
+    eprintln!(
+        "director lab: dir1 restarted under traffic: held connection {held:?}; {} new connections, {} failed",
+        fresh.len(),
+        failed.len()
+    );
+    assert!(!held.reset && held.error.is_none(), "{held:?}");
+    assert_eq!(held.backends.len(), 1, "the held connection moved: {held:?}");
+    assert!(fresh.len() >= 10, "connections during the restart: {}", fresh.len());
+    assert!(failed.is_empty(), "connections failed during the restart: {failed:?}");
+    assert!(
+        directors[0].log.lock().unwrap().iter().any(|l| l.contains("took_over=true")),
+        "the new process took over the pinned link: {:#?}",
+        directors[0].log
+    );
+    route_vips(&cluster, web, &["dir1", "dir2"]);
 
     // 4. A packet-too-big from a router on the client's path, about a VIP flow, reaches the
     //    node that holds the flow (hashed on the quoted flow) whichever director gets it.

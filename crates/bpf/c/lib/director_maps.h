@@ -82,6 +82,35 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_node_counters SEC(".maps");
 
+/* The next hop towards a node, as bpf_fib_lookup last said (program-private: user space never
+ * reads it). A route lookup costs more than the rest of the director's work together (IPv6
+ * most), and a node's next hop changes rarely: each CPU reuses an answer for
+ * SY_DIR_ROUTE_TTL_NS, for packets no longer than the longest one a lookup accepted (a longer
+ * one is looked up: too big answers frag-needed), so a route, neighbour or MTU change takes
+ * effect within that time. Only successful lookups are kept. */
+#define SY_DIR_ROUTE_TTL_NS (100ull * 1000 * 1000)
+/* Cache slots per CPU (a power of two): node id mod slots; two nodes in one slot take turns. */
+#define SY_DIR_ROUTE_SLOTS 4096
+
+struct sy_dir_route {
+	struct sy_addr dst; /* the node address it was looked up for (tag: else a miss) */
+	__u64 expires_ns;   /* bpf_ktime_get_coarse_ns() deadline */
+	__u32 in_ifindex;   /* the device the packet came in on (output lookups are per device) */
+	__u32 ifindex;      /* out device */
+	__u32 ok_len;       /* the largest outer length a lookup accepted (route MTU >= it) */
+	__u8 smac[ETH_ALEN];
+	__u8 dmac[ETH_ALEN];
+};
+
+/* An array (the lookup is inlined, unlike a hash's), per CPU (no locks, no torn entries);
+ * not pinned: a new program starts with an empty cache. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_dir_route);
+	__uint(max_entries, SY_DIR_ROUTE_SLOTS);
+} sy_dir_routes SEC(".maps");
+
 static __always_inline void sy_dir_count(__u32 reason, __u64 bytes)
 {
 	struct sy_counter *c = bpf_map_lookup_elem(&sy_dir_counters, &reason);
