@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use switchyard_model::ObjectKey;
 use switchyard_model::announce::{
-    AddressDecision, BgpInputs, NotPeering, Plan, Route, Withheld, plan_for,
+    AddressDecision, BgpInputs, NotPeering, Plan, Role, Route, Withheld, director_candidates,
+    plan_for,
 };
 use switchyard_model::crd::Community;
 use switchyard_model::{NodeModel, announce::Drain};
@@ -451,4 +453,55 @@ fn nodes_never_announce_an_address_reached_through_the_directors() {
     let model = NodeModel::from_state(config(), &cluster(&objects));
     let plan = plan_for(model.desired(), &inputs, false);
     assert_eq!(decision(&plan, edge), format!("announced as {edge}/32 (BGPAdvertisement all)"));
+}
+
+#[test]
+fn a_director_announces_its_vips_to_the_peers_that_select_it_with_itself_as_next_hop() {
+    let director = "dir1";
+    let objects = vec![
+        with(
+            node(director, "zone-a", &[("InternalIP", "10.100.4.2"), ("InternalIP", "fd00:4::2")]),
+            json!({"metadata": {"labels": {"switchyard.io/role": "director"}}}),
+        ),
+        bgp_peer(
+            "edge",
+            "10.100.4.1",
+            json!({"nodeSelector": {"matchLabels": {"switchyard.io/role": "director"}}}),
+        ),
+        bgp_peer("tor", "10.100.4.1", json!({})),
+        bgp_peer("racks", "10.100.4.1", json!({"nodeSelector": {"matchLabels": {"rack": "r1"}}})),
+        bgp_advertisement("all", json!({})),
+    ];
+    let state = cluster(&objects);
+    let inputs = BgpInputs::from_state(director, &state).with_role(Role::Director);
+    let vips = [
+        (ip("198.51.100.8"), ObjectKey::new("default", "edge")),
+        (ip("2001:db8:7::8"), ObjectKey::new("default", "edge")),
+    ];
+    let plan = switchyard_model::announce::plan(&inputs, &director_candidates(vips.clone(), false));
+    assert_eq!(plan.peers.keys().collect::<Vec<_>>(), ["edge"]);
+    let why: Vec<String> = plan.not_peering.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+    assert_eq!(
+        why,
+        [
+            "racks: spec.nodeSelector does not select this node",
+            "tor: spec.nodeSelector is unset (every node); a director peers only when it selects the director's labels",
+        ]
+    );
+    let edge = &plan.peers["edge"];
+    let routes: Vec<String> = edge.routes.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        routes,
+        ["198.51.100.8/32", "2001:db8:7::8/128"],
+        "VIPs are announced, not withheld"
+    );
+    assert_eq!(edge.settings.next_hop_v4, Some("10.100.4.2".parse().unwrap()), "next hop self");
+    assert_eq!(edge.settings.next_hop_v6, Some("fd00:4::2".parse().unwrap()));
+    // Graceful shutdown: every VIP withdrawn while the sessions stay up.
+    let draining = switchyard_model::announce::plan(&inputs, &director_candidates(vips, true));
+    assert!(draining.peers["edge"].routes.is_empty());
+    assert_eq!(
+        draining.peers["edge"].addresses[&ip("198.51.100.8")].to_string(),
+        "withheld: agent is shutting down"
+    );
 }

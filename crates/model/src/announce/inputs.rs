@@ -49,12 +49,24 @@ impl NodeView {
     }
 }
 
+/// Who announces: a node agent (its proxied LoadBalancer addresses) or a director (its VIPs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// A node agent: never announces a director VIP.
+    #[default]
+    Node,
+    /// A director: announces only VIPs, and peers only with BGPPeers whose `spec.nodeSelector`
+    /// is set and selects the labels of its own Node object.
+    Director,
+}
+
 /// The objects announcing reads, kept up to date change by change. [`BgpInputs::apply`] says
 /// whether a change matters, so a Service change that touches neither labels nor LoadBalancer
 /// addresses costs no new plan.
 #[derive(Debug, Clone, Default)]
 pub struct BgpInputs {
     pub(crate) node_name: String,
+    pub(crate) role: Role,
     pub(crate) node: NodeView,
     pub(crate) peers: BTreeMap<ObjectKey, BGPPeerSpec>,
     pub(crate) advertisements: BTreeMap<ObjectKey, BGPAdvertisementSpec>,
@@ -87,6 +99,12 @@ impl BgpInputs {
     /// Inputs of the node `node_name` that has seen no objects yet.
     pub fn new(node_name: impl Into<String>) -> BgpInputs {
         BgpInputs { node_name: node_name.into(), ..BgpInputs::default() }
+    }
+
+    /// The same inputs for `role` (a director runs as the Node object of its own machine).
+    pub fn with_role(mut self, role: Role) -> BgpInputs {
+        self.role = role;
+        self
     }
 
     /// Inputs of `node_name` from a whole snapshot.

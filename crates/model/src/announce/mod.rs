@@ -10,7 +10,8 @@ mod peers;
 mod plan;
 
 pub use inputs::{
-    BgpInputs, DIRECTOR_ANNOTATION, Labels, SecretData, reached_through_directors, secret_data,
+    BgpInputs, DIRECTOR_ANNOTATION, Labels, Role, SecretData, reached_through_directors,
+    secret_data,
 };
 pub use peers::{MD5_MAX_KEY_LEN, Md5Password, NotPeering, PeerSettings};
 pub use plan::{AddressDecision, Mismatch, PeerPlan, Plan, Route, RouteAttributes, Withheld, plan};
@@ -122,6 +123,28 @@ pub fn candidates(state: &DesiredState, drain: Option<Drain>) -> BTreeMap<IpAddr
     }
     if let Some(drain) = drain {
         out.values_mut().for_each(|c| c.decision = Decision::Draining(drain));
+    }
+    out
+}
+
+/// A director's candidates: each VIP address with the Services behind it, announced unless the
+/// director is shutting down (then withdrawn first, while it keeps forwarding).
+pub fn director_candidates(
+    vips: impl IntoIterator<Item = (IpAddr, ObjectKey)>,
+    shutting_down: bool,
+) -> BTreeMap<IpAddr, Candidate> {
+    let decision =
+        if shutting_down { Decision::Draining(Drain::AgentShutdown) } else { Decision::Announce };
+    let mut out: BTreeMap<IpAddr, Candidate> = BTreeMap::new();
+    for (address, service) in vips {
+        out.entry(address)
+            .or_insert_with(|| Candidate {
+                kind: FrontendKind::LoadBalancer,
+                services: BTreeSet::new(),
+                decision: decision.clone(),
+            })
+            .services
+            .insert(service);
     }
     out
 }

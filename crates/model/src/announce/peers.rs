@@ -67,6 +67,9 @@ impl fmt::Debug for Md5Password {
 pub enum NotPeering {
     /// `spec.nodeSelector` does not select this node.
     NotSelected,
+    /// A director peers only with BGPPeers that select it by label; this one has no
+    /// `spec.nodeSelector` (it is for every node).
+    NoDirectorSelector,
     /// A field is unusable (validate reports it too): which, and why.
     Invalid {
         /// The field, e.g. `spec.holdTime`.
@@ -80,6 +83,9 @@ impl fmt::Display for NotPeering {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotPeering::NotSelected => f.write_str("spec.nodeSelector does not select this node"),
+            NotPeering::NoDirectorSelector => f.write_str(
+                "spec.nodeSelector is unset (every node); a director peers only when it selects the director's labels",
+            ),
             NotPeering::Invalid { field, reason } => write!(f, "{field}: {reason}"),
         }
     }
@@ -91,6 +97,9 @@ pub(crate) fn peer_settings(
     inputs: &BgpInputs,
 ) -> Result<PeerSettings, NotPeering> {
     let (node_name, node, secrets) = (&inputs.node_name, &inputs.node, &inputs.secrets);
+    if inputs.role == super::Role::Director && spec.node_selector.is_none() {
+        return Err(NotPeering::NoDirectorSelector);
+    }
     if !selects_optional(spec.node_selector.as_ref(), &node.labels) {
         return Err(NotPeering::NotSelected);
     }

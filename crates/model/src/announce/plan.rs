@@ -295,7 +295,8 @@ fn decide(
     inputs: &BgpInputs,
 ) -> AddressDecision {
     // The directors serve LoadBalancer ingress addresses (not externalIPs).
-    let through_directors = (candidate.kind == FrontendKind::LoadBalancer)
+    let through_directors = (candidate.kind == FrontendKind::LoadBalancer
+        && inputs.role == super::Role::Node)
         .then(|| candidate.services.iter().find(|s| inputs.director_services.contains(*s)))
         .flatten();
     if let Some(service) = through_directors {
