@@ -14,6 +14,7 @@ use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{ObjectKey, ObjectKind};
 
 use super::error::{Identity, Location, ManifestError};
+use super::limits::check_yaml_document;
 use super::locate::locate_in_text;
 use super::object::{Object, ObjectId};
 
@@ -72,6 +73,10 @@ pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Documen
                     line: chunk.first_content_line,
                     item: None,
                 };
+                if let Err(reason) = check_yaml_document(chunk.text) {
+                    documents.push(syntax_error(location, reason));
+                    continue;
+                }
                 match serde_norway::from_str::<Value>(chunk.text) {
                     Ok(value) => {
                         let source =
@@ -474,6 +479,20 @@ mod tests {
 
     const SERVICE: &str =
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
+
+    #[test]
+    fn deep_flow_nesting_is_refused_with_a_clear_error_and_other_documents_still_apply() {
+        // 400 kB of `[` took the YAML parser over a minute.
+        let text = format!("a: {}\n---\n{SERVICE}", "[".repeat(400_000));
+        let docs = parse_yaml(&text);
+        assert_eq!(docs.len(), 2);
+        let error = error_text(&docs[0]);
+        assert!(
+            error.contains("flow nesting ([ and {) deeper than 64 levels at line 1"),
+            "{error}"
+        );
+        assert!(matches!(docs[1].outcome, Outcome::Object(..)), "{:?}", docs[1].outcome);
+    }
 
     #[test]
     fn splits_on_separator_lines_and_skips_empty_documents() {
