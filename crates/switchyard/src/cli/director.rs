@@ -172,21 +172,29 @@ impl Source {
     }
 }
 
-/// Serves the local API over the director's pinned maps (handles of its own). A unix socket
-/// that cannot be served is logged, not fatal: the API is for inspection.
-async fn serve_api(bpf_dir: &std::path::Path, api: &Api) -> anyhow::Result<()> {
+/// Serves the local API over the director's pinned maps (handles of its own); the unix socket
+/// is served while the returned value lives. A unix socket that cannot be served is logged,
+/// not fatal: the API is for inspection.
+async fn serve_api(
+    bpf_dir: &std::path::Path,
+    api: &Api,
+) -> anyhow::Result<Option<switchyard_observe::server::UnixServer>> {
     use switchyard_observe::{director::DirectorCollector, server};
     let collector = DirectorCollector::open(bpf_dir)
         .with_context(|| format!("opening the maps pinned in {} for metrics", bpf_dir.display()))?;
     let router = server::director_router(std::sync::Arc::new(collector));
-    if let Err(err) = server::serve_unix(&api.socket, router.clone()) {
-        let err = format!("{:#}", anyhow::Error::from(err));
-        tracing::error!(%err, "local API not served; the director runs without it");
-    }
+    let unix = match server::serve_unix(&api.socket, router.clone()) {
+        Ok(unix) => Some(unix),
+        Err(err) => {
+            let err = format!("{:#}", anyhow::Error::from(err));
+            tracing::error!(%err, "local API not served; the director runs without it");
+            None
+        }
+    };
     if let Some(address) = api.tcp {
         server::serve_tcp(address, router).await.context("serving metrics on TCP")?;
     }
-    Ok(())
+    Ok(unix)
 }
 
 async fn serve(
@@ -198,7 +206,7 @@ async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let bpf_dir = options.bpf_dir.clone();
     let mut director = Runtime::load(config, options).context("loading the director")?;
-    serve_api(&bpf_dir, &api).await?;
+    let _api = serve_api(&bpf_dir, &api).await?;
     let mut source = Source::open(manifests, kubeconfig).await?;
     info!("director started; nothing is attached before the first complete reading");
     loop {
