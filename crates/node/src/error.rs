@@ -77,6 +77,30 @@ pub enum NodeError {
     /// The first reconciliation could not be written, not even after reading the maps back.
     #[error("programming the maps failed (see the log above)")]
     FirstSync,
+    /// `--cleanup` found nothing an agent pins in the directory.
+    #[error("nothing to clean up in {}: no Switchyard pins there (wrong --bpf-dir?)", bpf_dir.display())]
+    NothingToCleanUp {
+        /// The `--bpf-dir` given.
+        bpf_dir: PathBuf,
+    },
+    /// Another agent runs on the same `--bpf-dir`.
+    #[error(
+        "another agent runs on {} (each agent needs its own --bpf-dir; stop it first)",
+        bpf_dir.display()
+    )]
+    BpfDirBusy {
+        /// The `--bpf-dir` given.
+        bpf_dir: PathBuf,
+    },
+    /// `--bpf-dir` could not be opened to lock it.
+    #[error("locking {}", bpf_dir.display())]
+    BpfDirLock {
+        /// The `--bpf-dir` given.
+        bpf_dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The source ended (the manifest watcher or the API watch stopped).
     #[error("the source stopped")]
     SourceStopped,

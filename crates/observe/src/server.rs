@@ -93,8 +93,7 @@ async fn desired(State(state): State<ApiState>) -> Response {
 
 async fn metrics(State(state): State<ApiState>) -> Response {
     match render(&state.registry) {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response(),
     }
 }
@@ -114,10 +113,33 @@ async fn status(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// What `/metrics` serves: prometheus-client encodes OpenMetrics text (with `# EOF`), so the
+/// content type says so (Prometheus parses it as OpenMetrics, not the 0.0.4 text format).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The local API served on a unix socket. Dropping it (the agent stops) ends the server and
+/// removes the socket file, so no stale socket is left behind.
+#[derive(Debug)]
+pub struct UnixServer {
+    path: PathBuf,
+    task: JoinHandle<()>,
+}
+
+impl Drop for UnixServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => info!(socket = %self.path.display(), "local API socket removed"),
+            Err(err) => warn!(socket = %self.path.display(), %err, "local API socket not removed"),
+        }
+    }
+}
+
 /// Serves `router` on a unix socket at `path` (mode 0600, so only root reads the API). A stale
 /// socket file left by a dead agent is replaced; one that a live process still answers on is
-/// refused, so a second agent never steals the first one's API. Returns the server task.
-pub fn serve_unix(path: &Path, router: Router) -> Result<JoinHandle<()>, Error> {
+/// refused, so a second agent never steals the first one's API.
+pub fn serve_unix(path: &Path, router: Router) -> Result<UnixServer, Error> {
     let socket_err = |source| Error::Socket { path: path.to_owned(), source };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(socket_err)?;
@@ -137,11 +159,12 @@ pub fn serve_unix(path: &Path, router: Router) -> Result<JoinHandle<()>, Error> 
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_err)?;
     info!(socket = %path.display(), "local API listening");
     let shown = path.to_owned();
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, router).await {
             warn!(socket = %shown.display(), err = %ErrorChain(&err), "local API stopped");
         }
-    }))
+    });
+    Ok(UnixServer { path: path.to_owned(), task })
 }
 
 /// Serves `router` on TCP at `address` (only when the operator asks for it).

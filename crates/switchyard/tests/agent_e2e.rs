@@ -193,6 +193,16 @@ fn agent_serves_cluster_ips_follows_changes_survives_restart_and_cleans_up() {
     assert!(command.status().unwrap().success());
     assert!(!node.bpf_dir.join("links").exists());
     assert!(!node.bpf_dir.join("sy_frontends").exists());
+    // Nothing left there: a second --cleanup (or one with a wrong --bpf-dir) says so and fails.
+    let mut again = Command::new(BIN);
+    let output =
+        again.args(["agent", "--cleanup", "--bpf-dir"]).arg(&node.bpf_dir).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("nothing to clean up in") && stderr.contains("wrong --bpf-dir"),
+        "{stderr}"
+    );
     let out = client(&lab, "tcp", "10.96.0.10:80", 1);
     assert_eq!(out.summary.successes(), 0, "{:?}", out.summary);
     for mut server in servers {

@@ -34,6 +34,11 @@ fn metrics(cluster: &Cluster) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // The body is OpenMetrics (it ends with `# EOF`), and the content type says so.
+    let content_type =
+        "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n";
+    assert!(response.to_ascii_lowercase().contains(content_type), "{response}");
+    assert!(response.trim_end().ends_with("# EOF"), "{response}");
     response
 }
 
@@ -47,7 +52,7 @@ fn healthz_livez_and_metrics_of_running_agents() {
     if !require_root("healthz_livez_and_metrics_of_running_agents") {
         return;
     }
-    let cluster = Cluster::with_clients(
+    let mut cluster = Cluster::with_clients(
         &[("node1", &["a1", "a2"]), ("node2", &["b1", "b2"])],
         &[],
         &["--healthz-bind-address", "127.0.0.1:10256"],
@@ -94,4 +99,38 @@ fn healthz_livez_and_metrics_of_running_agents() {
     // Traffic is not affected.
     assert_eq!(cluster.backends("a2", "tcp", at(ip, 80), 20), set(&["a1", "b1"]));
     cluster.assert_nothing_left_the_lab();
+
+    // A second agent on node1's --bpf-dir is refused before it writes anything.
+    let node1 = cluster.lab.node("node1").unwrap().clone();
+    let mut second = std::process::Command::new(&*switchyard_testing::e2e::BIN)
+        .args(["agent", "--manifests"])
+        .arg(&cluster.manifests)
+        .args(["--node-name", "node1", "--cgroup"])
+        .arg(&node1.cgroup)
+        .arg("--bpf-dir")
+        .arg(&node1.bpf_dir)
+        .arg("--api-socket")
+        .arg(std::env::temp_dir().join(format!("{}-second.sock", cluster.lab.prefix())))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = switchyard_lab::wait_until(Duration::from_secs(20), || {
+        second.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = second.kill();
+    }
+    let output = second.wait_with_output().unwrap();
+    assert!(ended, "a second agent on the same --bpf-dir kept running");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another agent runs on"), "{stderr}");
+    assert_eq!(cluster.backends("a2", "tcp", at(ip, 80), 10), set(&["a1", "b1"]));
+
+    // SIGTERM: the agent removes its API socket (the programs stay).
+    let socket = Agent::api_socket(&cluster.lab, "node1");
+    assert!(socket.exists());
+    let index = cluster.agent_index("node1");
+    cluster.agents.remove(index).stop();
+    assert!(!socket.exists(), "{} left behind after SIGTERM", socket.display());
 }

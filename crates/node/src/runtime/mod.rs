@@ -37,6 +37,9 @@ use per_packet::PerPacketPrograms;
 /// Removes everything an agent installed under `bpf_dir`: links first (cgroup and TC:
 /// detaching the programs), then every map pin.
 pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
+    if !holds_pins(bpf_dir) {
+        return Err(NodeError::NothingToCleanUp { bpf_dir: bpf_dir.to_owned() });
+    }
     let what = || format!("cleaning up {}", bpf_dir.display());
     switchyard_bpf::loader::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
@@ -46,6 +49,32 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     info!(bpf_dir = %bpf_dir.display(), "removed programs, links and maps");
     Ok(())
+}
+
+/// Whether `bpf_dir` holds anything an agent pins: maps (`sy_*`) or the links directory. A
+/// wrong `--bpf-dir` must not look like a successful clean-up.
+fn holds_pins(bpf_dir: &Path) -> bool {
+    std::fs::read_dir(bpf_dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("sy_") || name == switchyard_bpf::loader::LINKS_DIR
+        })
+    })
+}
+
+/// Locks `bpf_dir` for this agent's lifetime (released when the process ends, however it
+/// ends): a second agent on the same directory would fight the first over maps and links.
+fn lock_bpf_dir(bpf_dir: &Path) -> Result<std::fs::File, NodeError> {
+    let lock_err = |source| NodeError::BpfDirLock { bpf_dir: bpf_dir.to_owned(), source };
+    let dir = std::fs::File::open(bpf_dir).map_err(lock_err)?;
+    match dir.try_lock() {
+        Ok(()) => Ok(dir),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(NodeError::BpfDirBusy { bpf_dir: bpf_dir.to_owned() })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_err(source)),
+    }
 }
 
 /// Runs the node role until SIGTERM or Ctrl-C. Programs and maps stay in place when it returns.
@@ -73,6 +102,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         what: "loading the BPF maps".into(),
         source: source.into(),
     })?;
+    // Before anything is written: the maps are only created or opened so far.
+    let _bpf_dir_lock = lock_bpf_dir(&config.bpf_dir)?;
     let snapshot = KernelMaps::new(datapath.maps_mut()).and_then(|maps| maps.snapshot()).map_err(
         |source| NodeError::Maps { what: "reading the pinned maps", source: source.into() },
     )?;
@@ -133,11 +164,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         agent.per_packet = Some(PerPacketPrograms::load(
             &options,
             agent.datapath.maps_mut(),
-            config.devices.clone(),
-            config.snat_port_range,
-            config.node_port_range,
+            &config,
             agent.core.model(),
-            &config.directors,
         )?);
     }
     if !agent.carry_out(effects, arrived, plan_time)? {

@@ -25,6 +25,8 @@ pub(crate) struct AgentObservability {
     services: Arc<RwLock<ServiceIndex>>,
     /// What `/desired` serves: the desired state of the last sync.
     desired: Arc<RwLock<DesiredState>>,
+    /// The local API; dropped (socket file removed) when the agent stops.
+    _api: Option<server::UnixServer>,
 }
 
 impl AgentObservability {
@@ -49,15 +51,19 @@ impl AgentObservability {
             server::router(ApiState::new(sync.clone(), collector, Arc::clone(&desired), bgp));
         // The local API is for inspection; a socket that cannot be served must not keep the
         // data plane from running, so it is an error in the log, not a reason to stop.
-        if let Err(err) = server::serve_unix(api_socket, router.clone()) {
-            error!(err = %ErrorChain(&err), "local API not served; the agent runs without it");
-        }
+        let api = match server::serve_unix(api_socket, router.clone()) {
+            Ok(api) => Some(api),
+            Err(err) => {
+                error!(err = %ErrorChain(&err), "local API not served; the agent runs without it");
+                None
+            }
+        };
         if let Some(address) = metrics_address {
             server::serve_tcp(address, router)
                 .await
                 .map_err(|source| NodeError::Metrics(source.into()))?;
         }
-        Ok(AgentObservability { sync, services, desired })
+        Ok(AgentObservability { sync, services, desired, _api: api })
     }
 
     /// Changes are waiting to be programmed.
