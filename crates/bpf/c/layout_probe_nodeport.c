@@ -77,7 +77,7 @@ int main(void)
 	FIELD(sy_pkt_config, timeout_tcp_closing_s);
 	FIELD(sy_pkt_config, timeout_udp_s);
 	FIELD(sy_pkt_config, timeout_other_s);
-	FIELD(sy_pkt_config, pad);
+	FIELD(sy_pkt_config, timeout_unreplied_s);
 	printf("];\n\n/// (constant, value).\npub const C_PKT_CONSTANTS: &[(&str, u64)] = &[\n");
 	CONST(SY_CT_SYN_SENT);
 	CONST(SY_CT_ESTABLISHED);
@@ -95,6 +95,7 @@ int main(void)
 	CONST(SY_CT_TIMEOUT_TCP_CLOSING_S);
 	CONST(SY_CT_TIMEOUT_UDP_S);
 	CONST(SY_CT_TIMEOUT_OTHER_S);
+	CONST(SY_CT_TIMEOUT_UNREPLIED_S);
 	CONST(SY_REASON_PKT_DNAT);
 	CONST(SY_REASON_PKT_DNAT_SNAT);
 	CONST(SY_REASON_PKT_CT_HIT);
@@ -114,6 +115,7 @@ int main(void)
 	CONST(SY_REASON_PKT_DROP_NO_ANSWER);
 	CONST(SY_REASON_PKT_AFFINITY);
 	CONST(SY_REASON_PKT_DROP_DECAP_UNHANDLED);
+	CONST(SY_REASON_PKT_DROP_NOT_SYN);
 	printf("];\n\n");
 
 	/* Golden flow hashes under key bytes 0..16: IPv4 (as IPv4-mapped addresses) and IPv6. */

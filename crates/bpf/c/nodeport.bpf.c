@@ -168,8 +168,6 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 	be = bpf_map_lookup_elem(&sy_backends, &pick.backend_id);
 	if (!be || be->family != p->t.family)
 		return drop(skb, p, SY_REASON_ERR_BACKEND_MISSING);
-	if (fe_flags & SY_FE_AFFINITY)
-		affinity_store(fe, p, now, &pick);
 
 	/* A remote backend gets the node's address as source so its replies come back here;
 	 * Local policy keeps the client address (the slots hold local backends only). A client
@@ -179,6 +177,13 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 		snat = 1;
 		e.flags |= SY_CT_F_HAIRPIN;
 	}
+	/* Only a SYN may claim a SNAT port: the middle of a connection (this node lost its entry,
+	 * or the packet is forged) could not continue on a new port anyway. Without SNAT the
+	 * backend sees the client's own tuple, so a flow moved here from another node goes on. */
+	if (snat && p->t.proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		return drop(skb, p, SY_REASON_PKT_DROP_NOT_SYN);
+	if (fe_flags & SY_FE_AFFINITY)
+		affinity_store(fe, p, now, &pick);
 
 	e.nat_daddr = be->addr;
 	e.nat_dport = be->port;

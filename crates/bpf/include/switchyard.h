@@ -326,6 +326,10 @@ enum sy_pkt_reason {
 	 * about an unknown flow, a VIP the node does not serve): dropped, since the stack would
 	 * route it back towards the directors (a loop until the TTL runs out). */
 	SY_REASON_PKT_DROP_DECAP_UNHANDLED = 50,
+	/* A TCP flow that starts without a SYN and would need a SNAT port: dropped. A fresh SNAT
+	 * port gives the backend a tuple it never saw (it could only answer RST), and a flood of
+	 * such packets with random source ports would otherwise take every SNAT port. */
+	SY_REASON_PKT_DROP_NOT_SYN = 51,
 };
 
 /* Conntrack states (struct sy_ct_entry.state). */
@@ -403,7 +407,7 @@ struct sy_pkt_config {
 	__u32 timeout_tcp_closing_s;
 	__u32 timeout_udp_s;
 	__u32 timeout_other_s;      /* ICMP echo */
-	__u32 pad;
+	__u32 timeout_unreplied_s; /* any flow until its first reply (caps the others) */
 };
 
 /* Default per-packet map sizes (c/lib/nodeport_maps.h; PacketMapSizes::default in Rust). */
@@ -418,6 +422,7 @@ struct sy_pkt_config {
 #define SY_CT_TIMEOUT_TCP_CLOSING_S 10
 #define SY_CT_TIMEOUT_UDP_S 60
 #define SY_CT_TIMEOUT_OTHER_S 30
+#define SY_CT_TIMEOUT_UNREPLIED_S 30
 
 
 /* ======================================================================================

@@ -565,6 +565,10 @@ pub fn new_flow(
         Ok(source) => source,
         Err(reason) => return drop(reason),
     };
+    let syn_only = packet.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+    if matches!(source, Source::Snat { .. }) && t.proto == PROTO_TCP && !syn_only {
+        return drop(Counter::Packet(PacketReason::DropNotSyn));
+    }
     Ok(PacketDecision::Translate { frontend_id: fe.id, pick, backend, source })
 }
 

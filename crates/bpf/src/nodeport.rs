@@ -85,13 +85,23 @@ pub struct Timeouts {
     pub udp: u32,
     /// Other protocols.
     pub other: u32,
+    /// Any flow until the backend's first reply (caps the others; the kernel's unreplied
+    /// timeouts): a flood nobody answers frees its entries and SNAT ports this soon.
+    pub unreplied: u32,
 }
 
 impl Default for Timeouts {
     /// The header's `SY_CT_TIMEOUT_*_S` (tests/layout_nodeport.rs checks): close to the kernel's
     /// nf_conntrack defaults (established 6 h instead of 5 days).
     fn default() -> Self {
-        Timeouts { tcp_syn: 60, tcp_established: 21_600, tcp_closing: 10, udp: 60, other: 30 }
+        Timeouts {
+            tcp_syn: 60,
+            tcp_established: 21_600,
+            tcp_closing: 10,
+            udp: 60,
+            other: 30,
+            unreplied: 30,
+        }
     }
 }
 
@@ -142,7 +152,7 @@ impl PacketSettings {
             )));
         }
         let t = &self.timeouts;
-        if [t.tcp_syn, t.tcp_established, t.tcp_closing, t.udp, t.other].contains(&0) {
+        if [t.tcp_syn, t.tcp_established, t.tcp_closing, t.udp, t.other, t.unreplied].contains(&0) {
             return Err(Error::InvalidArgument(
                 "conntrack timeouts must be at least 1 second".to_owned(),
             ));
@@ -158,7 +168,7 @@ impl PacketSettings {
             timeout_tcp_closing_s: t.tcp_closing,
             timeout_udp_s: t.udp,
             timeout_other_s: t.other,
-            pad: 0,
+            timeout_unreplied_s: t.unreplied,
         })
     }
 }

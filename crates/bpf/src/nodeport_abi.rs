@@ -70,11 +70,13 @@ pub enum PacketReason {
     /// Decapsulated, but for no frontend or flow here: dropped (it would loop to the
     /// directors).
     DropDecapUnhandled = 50,
+    /// A TCP flow starting without SYN that would need a SNAT port: dropped.
+    DropNotSyn = 51,
 }
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 19] = [
+    pub const ALL: [PacketReason; 20] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -94,6 +96,7 @@ impl PacketReason {
         PacketReason::DropNoAnswer,
         PacketReason::Affinity,
         PacketReason::DropDecapUnhandled,
+        PacketReason::DropNotSyn,
     ];
 
     /// Stable snake_case name for metrics and `explain` (C: `SY_REASON_PKT_<NAME>`).
@@ -118,6 +121,7 @@ impl PacketReason {
             PacketReason::DropNoAnswer => "drop_no_answer",
             PacketReason::Affinity => "affinity",
             PacketReason::DropDecapUnhandled => "drop_decap_unhandled",
+            PacketReason::DropNotSyn => "drop_not_syn",
         }
     }
 
@@ -203,11 +207,12 @@ pub struct CtEntry {
 
 impl CtEntry {
     /// Seconds this entry stays usable after its last packet, as `ct_timeout_ns()` in
-    /// `c/lib/conntrack.h` decides it (zero settings fall back to the defaults).
+    /// `c/lib/conntrack.h` decides it (zero settings fall back to the defaults; until the
+    /// backend answers, never more than the unreplied timeout).
     pub fn timeout_s(&self, proto: u8, cfg: &PktConfig) -> u32 {
         let defaults = crate::nodeport::Timeouts::default();
         let or = |set: u32, default: u32| if set != 0 { set } else { default };
-        match proto {
+        let state = match proto {
             crate::abi::PROTO_TCP => match self.state {
                 CT_SYN_SENT => or(cfg.timeout_tcp_syn_s, defaults.tcp_syn),
                 CT_CLOSING => or(cfg.timeout_tcp_closing_s, defaults.tcp_closing),
@@ -215,6 +220,11 @@ impl CtEntry {
             },
             crate::abi::PROTO_UDP => or(cfg.timeout_udp_s, defaults.udp),
             _ => or(cfg.timeout_other_s, defaults.other),
+        };
+        if self.flags & CT_F_REPLY_SEEN == 0 {
+            state.min(or(cfg.timeout_unreplied_s, defaults.unreplied))
+        } else {
+            state
         }
     }
 
@@ -332,8 +342,8 @@ pub struct PktConfig {
     pub timeout_udp_s: u32,
     /// Other protocols, seconds.
     pub timeout_other_s: u32,
-    /// Zero.
-    pub pad: u32,
+    /// Any flow until the backend's first reply, seconds (caps the others).
+    pub timeout_unreplied_s: u32,
 }
 
 // SAFETY: #[repr(C)], integers and byte arrays only, no implicit padding (tests/layout_nodeport.rs

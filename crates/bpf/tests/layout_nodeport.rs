@@ -59,7 +59,7 @@ fn every_per_packet_field_has_the_offset_of_the_header() {
         "sy_pkt_config.timeout_tcp_closing_s" => PktConfig, timeout_tcp_closing_s;
         "sy_pkt_config.timeout_udp_s" => PktConfig, timeout_udp_s;
         "sy_pkt_config.timeout_other_s" => PktConfig, timeout_other_s;
-        "sy_pkt_config.pad" => PktConfig, pad;
+        "sy_pkt_config.timeout_unreplied_s" => PktConfig, timeout_unreplied_s;
     };
     let c: BTreeMap<_, _> = C_PKT_OFFSETS.iter().copied().collect();
     assert_eq!(rust, c, "field offsets: left Rust, right C");
@@ -89,6 +89,7 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_CT_TIMEOUT_TCP_CLOSING_S", timeouts.tcp_closing),
         ("SY_CT_TIMEOUT_UDP_S", timeouts.udp),
         ("SY_CT_TIMEOUT_OTHER_S", timeouts.other),
+        ("SY_CT_TIMEOUT_UNREPLIED_S", timeouts.unreplied),
     ] {
         rust.insert(name, u64::from(value));
     }

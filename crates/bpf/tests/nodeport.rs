@@ -4,154 +4,15 @@
 //! route lookups find no route (the translated packet goes to the stack: TC_ACT_OK) and never
 //! depend on or touch the host's network; answers (RST, ICMP) are redirected back (TC_ACT_REDIRECT).
 //! One test adds a route of its own in that namespace to check redirects and frag-needed.
+//! The fixture (`Tc`, addresses, settings) is `switchyard_testing::nodeport_fixture`.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
 use switchyard_testing::frames;
 
-use std::net::IpAddr;
-
-use aya::programs::{TestRun, TestRunOptions};
 use frames::*;
-use switchyard_bpf::{
-    Datapath, LoadOptions,
-    abi::*,
-    nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
-    nodeport_abi::*,
-};
-use switchyard_testing::BpfDir;
-use switchyard_testing::socket_probe::small_sizes;
-
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
-const TC_ACT_REDIRECT: u32 = 7;
-
-const INGRESS: &str = "sy_nodeport_ingress";
-const EGRESS: &str = "sy_nodeport_egress";
-
-const NODE4: &str = "10.0.0.1";
-const NODE6: &str = "fd00::1";
-const SNAT4: &str = "10.0.0.1";
-const SNAT6: &str = "fd00::1";
-const CLIENT4: &str = "192.0.2.7";
-const CLIENT6: &str = "2001:db8::7";
-const NODE_PORT: u16 = 30080;
-
-/// Loaded socket + per-packet datapath in a bpffs of the test's own, on a thread in a fresh
-/// network namespace.
-struct Tc {
-    sock: Datapath,
-    pkt: PacketDatapath,
-    _bpf: BpfDir,
-}
-
-fn enter_private_netns() {
-    // SAFETY: unshare only affects the calling thread (each test has its own thread).
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-}
-
-fn settings() -> PacketSettings {
-    PacketSettings {
-        snat_ipv4: Some(SNAT4.parse().unwrap()),
-        snat_ipv6: Some(SNAT6.parse().unwrap()),
-        snat_ports: 40_000..=40_999,
-        ..PacketSettings::default()
-    }
-}
-
-impl Tc {
-    fn new(test: &str, settings: &PacketSettings) -> Tc {
-        enter_private_netns();
-        let bpf = BpfDir::new(test);
-        let mut options = LoadOptions::new(bpf.path());
-        options.sizes = small_sizes();
-        options.maglev_table_size = 251;
-        let mut sock = Datapath::load(&options).unwrap();
-        let pkt = PacketDatapath::load(&options, PacketMapSizes::default(), settings).unwrap();
-        for node in [NODE4, NODE6] {
-            let key = NodeAddrKey::new(node.parse().unwrap());
-            sock.maps_mut().node_addrs.insert(key, 0, 0).unwrap();
-        }
-        Tc { sock, pkt, _bpf: bpf }
-    }
-
-    /// A frontend with backends (id, address, port, flags); `addr` None = NodePort wildcard.
-    #[allow(clippy::too_many_arguments, reason = "one call per frontend reads like a table")]
-    fn frontend(
-        &mut self,
-        id: u32,
-        addr: Option<&str>,
-        family: u8,
-        port: u16,
-        proto: u8,
-        flags: u32,
-        backends: &[(u32, &str, u16, u8)],
-    ) {
-        let maps = self.sock.maps_mut();
-        for (slot, &(backend_id, ip, bport, bflags)) in (0u32..).zip(backends) {
-            let backend = Backend::new(ip.parse().unwrap(), bport, bflags);
-            maps.backends.insert(backend_id, backend, 0).unwrap();
-            maps.slots.insert(SlotKey { frontend_id: id, slot }, backend_id, 0).unwrap();
-        }
-        let key = match addr {
-            Some(ip) => FrontendKey::new(ip.parse().unwrap(), port, proto, SCOPE_DEFAULT),
-            None => FrontendKey::node_port(family, port, proto, SCOPE_DEFAULT),
-        };
-        let frontend =
-            Frontend { id, flags, backend_count: backends.len() as u32, affinity_timeout_s: 60 };
-        maps.frontends.insert(key, frontend, 0).unwrap();
-    }
-
-    /// Replaces the slots of frontend `id` (backends must exist).
-    fn set_slots(&mut self, id: u32, key: FrontendKey, flags: u32, backend_ids: &[u32]) {
-        let maps = self.sock.maps_mut();
-        for (slot, &b) in (0u32..).zip(backend_ids) {
-            maps.slots.insert(SlotKey { frontend_id: id, slot }, b, 0).unwrap();
-        }
-        let frontend =
-            Frontend { id, flags, backend_count: backend_ids.len() as u32, affinity_timeout_s: 60 };
-        maps.frontends.insert(key, frontend, 0).unwrap();
-    }
-
-    fn run(&self, program: &'static str, frame: &[u8]) -> (u32, Vec<u8>) {
-        self.try_run(program, frame).unwrap()
-    }
-
-    fn try_run(
-        &self,
-        program: &'static str,
-        frame: &[u8],
-    ) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
-        let prog = self.pkt.program(program).unwrap();
-        let mut out = vec![0u8; 2048];
-        let result = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })?;
-        out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
-    }
-
-    fn count(&self, reason: PacketReason) -> u64 {
-        self.pkt.maps().counters().unwrap()[&reason].packets
-    }
-
-    fn shared_count(&self, reason: Reason) -> u64 {
-        self.sock.maps().counters().unwrap()[&reason].packets
-    }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// (family, node, client, local backend, remote backend)
-const FAMILIES: [(u8, &str, &str, &str, &str); 2] = [
-    (AF_INET, NODE4, CLIENT4, "10.244.1.5", "10.244.2.9"),
-    (AF_INET6, NODE6, CLIENT6, "fd00:244:1::5", "fd00:244:2::9"),
-];
+use switchyard_bpf::{abi::*, nodeport::PacketSettings, nodeport_abi::*};
+use switchyard_testing::nodeport_fixture::*;
 
 #[test]
 fn nodeport_to_a_local_backend_is_dnated_and_the_reply_is_translated_back() {
@@ -528,6 +389,8 @@ fn icmp_frag_needed_about_a_snated_packet_reaches_the_client_translated() {
     for (family, node, client, _, remote) in FAMILIES {
         let mut tc = Tc::new("icmp-ptb", &settings());
         tc.frontend(1, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(9, remote, 8080, 0)]);
+        // The flow starts with its SYN (a SNATed flow must), then carries data.
+        tc.run(INGRESS, &Spec::tcp(client, 51000, node, NODE_PORT, SYN).frame());
         let mut data = Spec::tcp(client, 51000, node, NODE_PORT, ACK);
         data.payload = vec![0xab; 1200];
         let (_, forwarded) = tc.run(INGRESS, &data.frame());

@@ -2,7 +2,8 @@
 //! cluster reach NodePorts with local and remote backends over IPv4 and IPv6, empty Services
 //! refuse, externalTrafficPolicy Local drops without local endpoints, and large uploads pass
 //! links with a smaller MTU (ICMP frag-needed / packet-too-big translated back to the client).
-//! Also: links are pinned per device and generation, a restart replaces them, detach removes.
+//! Also: links are pinned per device and generation, a restart replaces them, detach removes;
+//! a flood of TCP segments without SYN does not take the SNAT ports from real clients.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
@@ -301,6 +302,52 @@ fn sequential_short_connections_to_a_remote_backend_all_succeed() {
     );
     assert_eq!(counters[&R::DropSnatExhausted].packets, 0, "{counters:?}");
     assert!(counters[&R::DnatSnat].packets >= CONNECTIONS as u64, "{counters:?}");
+}
+
+/// 100,000 TCP segments without SYN (bare ACKs, random source ports, as a flood would come)
+/// to a NodePort whose backend is remote: none claims a SNAT port or a conntrack entry (each
+/// is a counted `drop_not_syn`), and a real client connects at once afterwards. Without the
+/// rule, about 4,500 such ACKs took every SNAT port of the default range for six hours.
+#[test]
+fn a_flood_without_syn_does_not_lock_out_new_clients() {
+    if !require_root("a_flood_without_syn_does_not_lock_out_new_clients") {
+        return;
+    }
+    const FLOOD: usize = 100_000;
+    let lab = two_node_lab();
+    let _server =
+        lab.run_in("p2", || servers::start(ServerKind::TcpEcho, "p2", ECHO).unwrap()).unwrap();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    let client = lab.client("c1").unwrap().clone();
+    let target = std::net::SocketAddrV4::new(node.ipv4, 30081);
+    let sent = lab
+        .run_in("c1", move || {
+            switchyard_lab::tools::raw::tcp_flood(client.ipv4, target, 0x10, FLOOD)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(sent >= FLOOD * 99 / 100, "the kernel took only {sent} of {FLOOD}");
+    let attempts = lab.run_in("c1", move || clients::tcp(target.into(), 20, TIMEOUT)).unwrap();
+    let failed: Vec<_> = attempts.iter().filter(|a| a.error.is_some()).collect();
+    let bpf_dir = node.bpf_dir.clone();
+    let (counters, flows) = lab
+        .run_in("n1", move || {
+            let maps = nodeport::PacketMaps::open_pinned(&bpf_dir).unwrap();
+            (maps.counters().unwrap(), maps.ct.keys().count())
+        })
+        .unwrap();
+    use switchyard_bpf::nodeport_abi::PacketReason as R;
+    assert!(
+        failed.is_empty(),
+        "{} of 20 connections failed after the flood: {failed:?}",
+        failed.len()
+    );
+    // What reached the node (the router may lose a few under the burst) was dropped by rule.
+    let dropped = counters[&R::DropNotSyn].packets;
+    assert!(dropped as usize >= sent * 9 / 10, "{dropped} of {sent} dropped as not-SYN");
+    assert_eq!(counters[&R::DropSnatExhausted].packets, 0, "{counters:?}");
+    assert!(flows <= 20, "{flows} conntrack entries: the flood left some");
 }
 
 /// Two nodes with one pod each and one external client: a local and a remote backend.

@@ -484,6 +484,24 @@ fn older_claim_wins_a_status_conflict() {
 }
 
 #[test]
+fn a_claim_seen_later_never_takes_a_held_address() {
+    let mut w = World::new();
+    w.pool("p", json!({"addresses": ["10.0.0.1-10.0.0.3"]}));
+    let status = |a: &str| json!({"status": {"loadBalancer": {"ingress": [{"ip": a}]}}});
+    w.clock = 10;
+    w.service("young", status("10.0.0.2"));
+    w.run();
+    expect(&w, "young", &["10.0.0.2"], Some(Reason::Allocated));
+    // An older Service first seen in a later batch, claiming the same address.
+    w.clock = 0;
+    w.service("old", status("10.0.0.2"));
+    w.run();
+    expect(&w, "young", &["10.0.0.2"], Some(Reason::Allocated));
+    expect(&w, "old", &["10.0.0.1"], Some(Reason::AddressConflict));
+    assert!(w.message("old").contains("held by Service default/young"), "{}", w.message("old"));
+}
+
+#[test]
 fn a_shrinking_pool_keeps_holders_and_warns() {
     let mut w = World::new();
     w.pool("p", json!({"addresses": ["10.0.0.1-10.0.0.4"]}));

@@ -118,3 +118,55 @@ async fn allocations_reach_every_reader_of_the_directory() {
     assert_eq!(seen_by_agents(dir.path(), "bb"), ["192.0.2.11"]);
     controller.stop().await;
 }
+
+#[tokio::test]
+async fn namespace_selectors_read_the_directorys_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
+    // First in name order, but only for namespaces labelled team=red.
+    let red_pool = "apiVersion: switchyard.io/v1alpha1
+kind: IPPool
+metadata:
+  name: a-red
+spec:
+  addresses: [192.0.2.20-192.0.2.21]
+  namespaceSelector:
+    matchLabels:
+      team: red
+";
+    std::fs::write(dir.path().join("red-pool.yaml"), red_pool).unwrap();
+    let namespace = |team: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels:\n    team: {team}\n"
+        )
+    };
+    std::fs::write(dir.path().join("namespace.yaml"), namespace("red")).unwrap();
+    std::fs::write(dir.path().join("a.yaml"), load_balancer("a")).unwrap();
+    let elsewhere = load_balancer("b").replace("namespace: demo", "namespace: other");
+    std::fs::write(dir.path().join("b.yaml"), elsewhere).unwrap();
+    let controller = start(dir.path());
+    eventually("demo/a gets an address of the red pool", || {
+        seen_by_agents(dir.path(), "a") == ["192.0.2.20"]
+    })
+    .await;
+    let other = || {
+        let state = ManifestDirectory::load(dir.path()).state();
+        let service = state.services.get(&ObjectKey::new("other", "b")).cloned();
+        let ingress = service.and_then(|s| s.status?.load_balancer?.ingress);
+        ingress.into_iter().flatten().filter_map(|i| i.ip).collect::<Vec<_>>()
+    };
+    eventually("other/b (no Namespace object, no labels) gets one of the lab pool", || {
+        other() == ["192.0.2.10"]
+    })
+    .await;
+
+    // Relabelled: new Services in demo no longer match; a's address stays.
+    std::fs::write(dir.path().join("namespace.yaml"), namespace("blue")).unwrap();
+    std::fs::write(dir.path().join("cc.yaml"), load_balancer("cc")).unwrap();
+    eventually("demo/cc gets an address of the lab pool", || {
+        seen_by_agents(dir.path(), "cc") == ["192.0.2.11"]
+    })
+    .await;
+    assert_eq!(seen_by_agents(dir.path(), "a"), ["192.0.2.20"], "a held address never moves");
+    controller.stop().await;
+}

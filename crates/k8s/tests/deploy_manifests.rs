@@ -288,12 +288,15 @@ fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
     assert_eq!(
         grants(cluster_role.rules.as_deref().unwrap_or_default()),
         owned(&[
+            ("", "services", "get"),
             ("", "services", "list"),
             ("", "services", "watch"),
             ("", "services/status", "update"),
+            ("", "namespaces", "get"),
             ("", "namespaces", "list"),
             ("", "namespaces", "watch"),
             ("", "events", "create"),
+            ("switchyard.io", "ippools", "get"),
             ("switchyard.io", "ippools", "list"),
             ("switchyard.io", "ippools", "watch"),
             ("switchyard.io", "ippools/status", "update"),

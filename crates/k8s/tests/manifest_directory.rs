@@ -290,3 +290,29 @@ fn the_status_file_sets_service_status() {
     assert_eq!(ip_of(&directory, "web").as_deref(), Some("192.0.2.1"));
     assert!(directory.rescan(&BTreeSet::new()).is_empty());
 }
+
+#[test]
+fn namespaces_are_read_for_their_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let namespace =
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n    team: red\n";
+    write(dir.path(), "namespace.yaml", namespace);
+    write(dir.path(), "web.yaml", &service("web", "80"));
+    let directory = ManifestDirectory::load(dir.path());
+    assert!(directory.errors().is_empty(), "{:?}", directory.errors());
+    assert!(directory.ignored().is_empty(), "{:?}", directory.ignored());
+    let state = directory.state();
+    let shop = state.namespaces.get(&ObjectKey::cluster("shop")).unwrap();
+    assert_eq!(shop.metadata.labels.as_ref().unwrap()["team"], "red");
+    assert_eq!(service_port(&directory, "web"), Some(80));
+
+    // Namespaces are checked like every other kind.
+    write(dir.path(), "bad.yaml", "apiVersion: v2\nkind: Namespace\nmetadata:\n  name: other\n");
+    let directory = ManifestDirectory::load(dir.path());
+    let errors: Vec<String> = directory.errors().iter().map(ToString::to_string).collect();
+    assert!(
+        errors.len() == 1 && errors[0].contains("apiVersion v2 is not supported for Namespace"),
+        "{errors:?}"
+    );
+    assert_eq!(directory.state().namespaces.len(), 1);
+}

@@ -331,13 +331,14 @@ impl NodeModel {
                 }
                 self.recompute_all(affected.iter(), &mut touched);
             }
-            // Pools and BGP objects (and the Secrets of BGP passwords) say where addresses come
-            // from and who hears of them, never how a node forwards: the data plane follows the
-            // Services' status alone.
+            // Pools and BGP objects (and the Secrets of BGP passwords, the Namespaces whose labels
+            // pools select by) say where addresses come from and who hears of them, never how a
+            // node forwards: the data plane follows the Services' status alone.
             Change::IPPool(..)
             | Change::BGPPeer(..)
             | Change::BGPAdvertisement(..)
-            | Change::Secret(..) => {}
+            | Change::Secret(..)
+            | Change::Namespace(..) => {}
         }
         self.finish(touched)
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,8 @@ pub enum ObjectKind {
     BGPPeer,
     /// `switchyard.io/v1alpha1` BGPAdvertisement: what is announced to whom.
     BGPAdvertisement,
+    /// core/v1 Namespace: its labels, for IPPool `namespaceSelector` (the controller's input).
+    Namespace,
     /// A Secret holding a BGPPeer's TCP MD5 password (`spec.passwordSecret`); the API source
     /// watches only the Secrets BGPPeers name.
     Secret,
@@ -42,6 +44,7 @@ impl fmt::Display for ObjectKind {
             Self::IPPool => "IPPool",
             Self::BGPPeer => "BGPPeer",
             Self::BGPAdvertisement => "BGPAdvertisement",
+            Self::Namespace => "Namespace",
             Self::Secret => "Secret",
         })
     }
@@ -85,6 +88,7 @@ pub struct ClusterState {
     pub ip_pools: BTreeMap<ObjectKey, IPPool>,
     pub bgp_peers: BTreeMap<ObjectKey, BGPPeer>,
     pub bgp_advertisements: BTreeMap<ObjectKey, BGPAdvertisement>,
+    pub namespaces: BTreeMap<ObjectKey, Namespace>,
     pub secrets: BTreeMap<ObjectKey, Secret>,
 }
 
@@ -98,6 +102,7 @@ pub enum Change {
     IPPool(ObjectKey, Option<Box<IPPool>>),
     BGPPeer(ObjectKey, Option<Box<BGPPeer>>),
     BGPAdvertisement(ObjectKey, Option<Box<BGPAdvertisement>>),
+    Namespace(ObjectKey, Option<Box<Namespace>>),
     Secret(ObjectKey, Option<Box<Secret>>),
 }
 
@@ -110,6 +115,7 @@ impl Change {
             Self::IPPool(..) => ObjectKind::IPPool,
             Self::BGPPeer(..) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(..) => ObjectKind::BGPAdvertisement,
+            Self::Namespace(..) => ObjectKind::Namespace,
             Self::Secret(..) => ObjectKind::Secret,
         }
     }
@@ -122,6 +128,7 @@ impl Change {
             | Self::IPPool(k, _)
             | Self::BGPPeer(k, _)
             | Self::BGPAdvertisement(k, _)
+            | Self::Namespace(k, _)
             | Self::Secret(k, _) => k,
         }
     }
@@ -135,6 +142,7 @@ impl Change {
             Self::IPPool(_, o) => o.is_none(),
             Self::BGPPeer(_, o) => o.is_none(),
             Self::BGPAdvertisement(_, o) => o.is_none(),
+            Self::Namespace(_, o) => o.is_none(),
             Self::Secret(_, o) => o.is_none(),
         }
     }
@@ -150,6 +158,7 @@ impl ClusterState {
             Change::IPPool(k, o) => set(&mut self.ip_pools, k, o),
             Change::BGPPeer(k, o) => set(&mut self.bgp_peers, k, o),
             Change::BGPAdvertisement(k, o) => set(&mut self.bgp_advertisements, k, o),
+            Change::Namespace(k, o) => set(&mut self.namespaces, k, o),
             Change::Secret(k, o) => set(&mut self.secrets, k, o),
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_bpf::MapSizes;
+use switchyard_bpf::nodeport::PacketMapSizes;
 use switchyard_model::{Cidr, PortRange};
 
 use crate::error::NodeError;
@@ -23,6 +24,8 @@ pub struct NodeConfig {
     pub source: SourceConfig,
     /// Capacities of the maps.
     pub sizes: MapSizes,
+    /// Capacities of the per-packet conntrack and NAT tables.
+    pub packet_sizes: PacketMapSizes,
     /// Maglev table size M, a prime; the same on every node.
     pub maglev_table_size: u32,
     /// Quiet time after a manifest change before the changed files are re-read.

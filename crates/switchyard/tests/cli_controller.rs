@@ -7,9 +7,18 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use switchyard_k8s::manifest::ManifestDirectory;
 use switchyard_testing::KillOnDrop;
+use switchyard_testing::fake_api::{FakeApi, Resource};
 
-const MANIFESTS: &str = "apiVersion: switchyard.io/v1alpha1
+const MANIFESTS: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+  labels:
+    team: red
+---
+apiVersion: switchyard.io/v1alpha1
 kind: IPPool
 metadata:
   name: lab
@@ -59,6 +68,12 @@ fn standalone_allocations_show_in_ipam_and_services() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cluster.yaml"), MANIFESTS).unwrap();
 
+    // validate reads the Namespace (for IPPool namespaceSelector) rather than ignoring it.
+    let validate = switchyard(&["validate", arg(dir.path())]);
+    let summary = format!("{}{}", text(&validate), String::from_utf8_lossy(&validate.stderr));
+    assert!(validate.status.success(), "{summary}");
+    assert!(summary.contains("1 Namespace") && !summary.contains("ignored"), "{summary}");
+
     // Before any controller ran, ipam says so and shows what it would do.
     let before = text(&switchyard(&["ipam", arg(dir.path())]));
     assert!(before.contains("no controller has run here"), "{before}");
@@ -91,4 +106,50 @@ fn standalone_allocations_show_in_ipam_and_services() {
 
     let services = text(&switchyard(&["services", arg(dir.path())]));
     assert!(services.contains("192.0.2.1"), "the LoadBalancer address is programmed:\n{services}");
+}
+
+/// `ipam --kubeconfig` shows the same as `ipam DIR` for the same objects, and reads held
+/// addresses from the Services' status on the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipam_reads_the_api_server_like_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), MANIFESTS).unwrap();
+    let fake = FakeApi::start().await;
+    let state = ManifestDirectory::load(dir.path()).state();
+    for namespace in state.namespaces.values() {
+        fake.put(serde_json::to_value(namespace).unwrap());
+    }
+    for pool in state.ip_pools.values() {
+        fake.put(serde_json::to_value(pool).unwrap());
+    }
+    for service in state.services.values() {
+        fake.put(serde_json::to_value(service).unwrap());
+    }
+    let kubeconfig = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&kubeconfig);
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            switchyard(&args)
+        })
+    };
+    let from_dir = run(vec!["ipam".into(), arg(dir.path()).into()]).await.unwrap();
+    let ipam =
+        |kubeconfig: &Path| run(vec!["ipam".into(), "--kubeconfig".into(), arg(kubeconfig).into()]);
+    let from_api = ipam(&kubeconfig).await.unwrap();
+    assert!(from_api.status.success(), "{}", String::from_utf8_lossy(&from_api.stderr));
+    let tables = |output: &Output| {
+        let text = text(output);
+        text[text.find("POOL").unwrap()..].to_owned()
+    };
+    assert_eq!(tables(&from_api), tables(&from_dir));
+
+    // An address the Service holds in its status is shown as held.
+    let mut web = fake.get(Resource::Services, "demo", "web").unwrap();
+    web["status"] =
+        serde_json::json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.2", "ipMode": "VIP"}]}});
+    fake.put(web);
+    let held = text(&ipam(&kubeconfig).await.unwrap());
+    let row = held.lines().find(|l| l.starts_with("192.0.2.2")).unwrap_or_default();
+    assert!(row.contains("lab") && row.contains("demo/web"), "{held}");
 }

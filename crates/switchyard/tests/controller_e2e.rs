@@ -5,13 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients;
+use switchyard_model::ObjectKey;
+use switchyard_node::api_client::desired;
 use switchyard_testing::KillOnDrop;
-use switchyard_testing::e2e::{BIN, Cluster, State, at, set, v4};
+use switchyard_testing::e2e::{Agent, BIN, Cluster, State, at, set, v4};
 
 const POOL: &str = "apiVersion: switchyard.io/v1alpha1
 kind: IPPool
@@ -50,10 +53,10 @@ fn a_load_balancer_without_an_address_gets_one_and_answers_through_the_nodes() {
         std::fs::read_to_string(&status)
             .is_ok_and(|s| s.contains("10.96.70.1") && s.contains("fd00:96::70:1"))
     });
-    // The agents pick the address up from the status file (their watch debounces 0.2 s and
-    // waits at most 2 s); only then does the router learn it (as BGP would) and send it to both
-    // nodes, so no packet goes to an address not yet programmed.
-    std::thread::sleep(Duration::from_millis(2500));
+    // The agents pick the address up from the status file; only once both have programmed it
+    // does the router learn it (as BGP would) and send it to both nodes, so no packet goes to
+    // an address not yet programmed.
+    programmed(&cluster, "pooled", &["10.96.70.1", "fd00:96::70:1"]);
     cluster.route("10.96.70.1", &["node1", "node2"]);
     cluster.route("fd00:96::70:1", &["node1", "node2"]);
     for ip in ["10.96.70.1", "fd00:96::70:1"] {
@@ -76,12 +79,29 @@ fn a_load_balancer_without_an_address_gets_one_and_answers_through_the_nodes() {
             s.contains("e2e/next") && s.contains("10.96.70.1") && !s.contains("e2e/pooled")
         })
     });
-    std::thread::sleep(Duration::from_millis(2500));
+    programmed(&cluster, "next", &["10.96.70.1"]);
     let target = at(v4("10.96.70.1"), 80);
     cluster.eventually("the next Service answers on the same address", || {
         clients_ok(&cluster, target)
     });
     cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+/// Waits until every agent has programmed `ips` for Service e2e/`name`: its `/desired`, which
+/// the agent updates after each sync of its maps, has frontends of that Service on them.
+fn programmed(cluster: &Cluster, name: &str, ips: &[&str]) {
+    let service = ObjectKey::new("e2e", name);
+    let ips: Vec<IpAddr> = ips.iter().map(|ip| ip.parse().unwrap()).collect();
+    for agent in &cluster.agents {
+        let socket = Agent::api_socket(&cluster.lab, &agent.node);
+        cluster.eventually(&format!("{} programs {ips:?} for {service}", agent.node), || {
+            desired(&socket).is_ok_and(|state| {
+                ips.iter().all(|ip| {
+                    state.frontends.iter().any(|(key, f)| key.ip == *ip && f.service == service)
+                })
+            })
+        });
+    }
 }
 
 fn clients_ok(cluster: &Cluster, target: std::net::SocketAddr) -> bool {

@@ -25,6 +25,7 @@ pub mod director_lab;
 pub mod e2e;
 pub mod fake_api;
 pub mod frames;
+pub mod nodeport_fixture;
 pub mod objects;
 mod process;
 pub mod socket_probe;

@@ -163,6 +163,7 @@ pub fn change(object: &Value, delete: bool) -> Change {
         Some("BGPAdvertisement") => {
             Change::BGPAdvertisement(key, (!delete).then(|| Box::new(typed(object))))
         }
+        Some("Namespace") => Change::Namespace(key, (!delete).then(|| Box::new(typed(object)))),
         Some("Secret") => Change::Secret(key, (!delete).then(|| Box::new(typed(object)))),
         other => panic!("unknown kind {other:?}"),
     }

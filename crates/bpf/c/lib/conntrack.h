@@ -10,7 +10,9 @@
 #include "nodeport_maps.h"
 
 /* How long an entry stays usable after its last packet: sy_pkt_config's timeout for its state,
- * or the SY_CT_TIMEOUT_* default where that is zero. */
+ * or the SY_CT_TIMEOUT_* default where that is zero; never longer than the unreplied timeout
+ * until the backend has answered (like the kernel's unreplied timeouts), so a flow nobody
+ * answers frees its entry and SNAT port soon. */
 static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 proto,
 					   const struct sy_pkt_config *cfg)
 {
@@ -29,6 +31,13 @@ static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 pro
 		s = cfg && cfg->timeout_udp_s ? cfg->timeout_udp_s : SY_CT_TIMEOUT_UDP_S;
 	} else {
 		s = cfg && cfg->timeout_other_s ? cfg->timeout_other_s : SY_CT_TIMEOUT_OTHER_S;
+	}
+	if (!(e->flags & SY_CT_F_REPLY_SEEN)) {
+		__u32 u = cfg && cfg->timeout_unreplied_s ? cfg->timeout_unreplied_s
+							  : SY_CT_TIMEOUT_UNREPLIED_S;
+
+		if (u < s)
+			s = u;
 	}
 	return (__u64)s * NSEC_PER_SEC;
 }

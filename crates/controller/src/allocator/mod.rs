@@ -4,7 +4,8 @@
 //! State is the addresses each Service holds. A Service's status is read once, when the core
 //! first sees the Service (after a restart that is every Service, in age order, so the older
 //! claim wins); from then on the core's own record is what counts and its status is only
-//! written. Held addresses never move because of pools: a pool that shrinks, is disabled or goes
+//! written. A claim never takes an address another Service already holds, whatever the order
+//! Services arrive in: the holder keeps it and the claimant gets another (`AddressConflict`). Held addresses never move because of pools: a pool that shrinks, is disabled or goes
 //! away leaves its holders alone (they get a warning). They go when the Service goes, stops
 //! being a LoadBalancer of our class, or asks for something else.
 
@@ -90,7 +91,7 @@ impl Allocator {
         Self { class, ..Self::default() }
     }
 
-    /// Takes in one change; kinds other than Service and IPPool are ignored.
+    /// Takes in one change; kinds other than Service, IPPool and Namespace are ignored.
     pub fn apply(&mut self, change: &Change) {
         match change {
             Change::Service(key, service) => {
@@ -104,6 +105,11 @@ impl Allocator {
                     None => self.pool_objects.remove(&key.name),
                 };
                 self.pools_changed = true;
+            }
+            Change::Namespace(key, namespace) => {
+                let labels =
+                    namespace.as_ref().map(|ns| ns.metadata.labels.clone().unwrap_or_default());
+                self.set_namespace(&key.name, labels);
             }
             _ => {}
         }
@@ -460,7 +466,9 @@ impl Allocator {
         {
             match self.may_share(key, wants, claim) {
                 Ok(()) => return Ok(claim),
-                Err(reason) => conflicts.push(format!("status held {reason}, an older claim")),
+                Err(reason) => conflicts.push(format!(
+                    "status held {reason}, which keeps it (an older claim, or one held first)"
+                )),
             }
         }
         let namespace_labels = self.namespace_labels(key).clone();

@@ -81,6 +81,7 @@ impl Standalone {
                     self.pools.remove(&key.name);
                     file.ip_pools.remove(&key.name);
                 }
+                Change::Namespace(..) => {}
                 _ => continue,
             }
             self.allocator.apply(change);

@@ -10,6 +10,7 @@
 
 mod directory;
 mod error;
+mod limits;
 mod locate;
 mod object;
 mod parse;
@@ -18,7 +19,8 @@ mod watch;
 
 pub use directory::{Applied, ManifestDirectory};
 pub use error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarning};
-pub use locate::field_line;
+pub use limits::{MAX_DOCUMENT_BYTES, MAX_FILE_BYTES, MAX_FLOW_NESTING};
+pub use locate::{FieldLines, field_line};
 pub use object::{Object, ObjectId};
 pub use parse::DEFAULT_NAMESPACE;
 pub use status::{STATUS_FILE, StatusFile, StatusFileError, service_key};

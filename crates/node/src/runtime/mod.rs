@@ -164,11 +164,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         agent.per_packet = Some(PerPacketPrograms::load(
             &options,
             agent.datapath.maps_mut(),
-            config.devices.clone(),
-            config.snat_port_range,
-            config.node_port_range,
+            &config,
             agent.core.model(),
-            &config.directors,
         )?);
     }
     if !agent.carry_out(effects, arrived, plan_time)? {

@@ -6,14 +6,14 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use switchyard_bpf::decap::DecapDatapath;
-use switchyard_bpf::nodeport::{self, PacketDatapath, PacketMapSizes, PacketSettings};
+use switchyard_bpf::nodeport::{self, PacketDatapath, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet_settings::{FrontendRanges, PacketError, PacketState};
 use switchyard_error::ErrorChain;
 use switchyard_model::{NodeModel, PortRange, PrimaryAddresses};
 use tracing::{error, info, warn};
 
-use crate::config::{Directors, check_port_ranges};
+use crate::config::{NodeConfig, check_port_ranges};
 use crate::error::NodeError;
 
 /// The loaded TC programs, the devices they belong on, and what was written for them.
@@ -34,20 +34,21 @@ impl PerPacketPrograms {
     pub(crate) fn load(
         options: &LoadOptions,
         maps: &mut Maps,
-        devices: Vec<String>,
-        snat_ports: PortRange,
-        node_port_range: PortRange,
+        config: &NodeConfig,
         model: &NodeModel,
-        directors: &Directors,
     ) -> Result<Self, NodeError> {
+        let (devices, directors) = (config.devices.clone(), &config.directors);
+        let (snat_ports, node_port_range) = (config.snat_port_range, config.node_port_range);
         check_port_ranges(snat_ports, node_port_range)?;
         let settings = settings(model.primary_addresses(), snat_ports, node_port_range);
         // Loading writes the settings: they are computed from the model first, so a restarted
         // agent never has the programs SNAT to a stale or missing address.
-        let datapath = PacketDatapath::load(options, PacketMapSizes::default(), &settings)
-            .map_err(|source| NodeError::Bpf {
-                what: "loading the per-packet programs".into(),
-                source: source.into(),
+        let datapath =
+            PacketDatapath::load(options, config.packet_sizes, &settings).map_err(|source| {
+                NodeError::Bpf {
+                    what: "loading the per-packet programs".into(),
+                    source: source.into(),
+                }
             })?;
         let state = PacketState::adopt(maps, datapath.maps()).map_err(NodeError::PacketMaps)?;
         let decap = if directors.addresses.is_empty() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use switchyard_bpf::MapSizes;
+use switchyard_bpf::nodeport::PacketMapSizes;
 use switchyard_model::{Cidr, PortRange};
 use switchyard_node::{Directors, NodeConfig, SourceConfig};
 
@@ -77,6 +78,15 @@ pub(crate) struct AgentArgs {
     /// overlap --node-port-range.
     #[arg(long, value_name = "FIRST-LAST", default_value = "61000-65535")]
     snat_port_range: PortRange,
+
+    /// Capacity of the per-packet conntrack table sy_ct (LRU: when full, the least recently
+    /// used flow is evicted; `switchyard_bpf_map_entries{map="sy_ct"}` shows the fill).
+    #[arg(long, value_name = "N", default_value_t = PacketMapSizes::default().ct)]
+    max_conntrack: u32,
+
+    /// Capacity of the per-packet reverse-NAT table sy_nat (one entry per tracked flow).
+    #[arg(long, value_name = "N", default_value_t = PacketMapSizes::default().nat)]
+    max_nat: u32,
 
     /// The cluster's NodePort range (kube-apiserver --service-node-port-range): NodePorts
     /// outside it are not opened.
@@ -166,6 +176,11 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             slots: args.max_slots,
             maglev_tables: args.max_maglev_tables,
             ..MapSizes::default()
+        },
+        packet_sizes: PacketMapSizes {
+            ct: args.max_conntrack,
+            nat: args.max_nat,
+            ..PacketMapSizes::default()
         },
         maglev_table_size: args.maglev_table_size,
         debounce: Duration::from_millis(args.debounce_ms),

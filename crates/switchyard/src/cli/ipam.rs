@@ -1,14 +1,16 @@
-//! `switchyard ipam DIR`: the controller's view of a manifest directory — pools, usage, who
-//! holds which address (from the status file the standalone controller writes), and Services
-//! still without an address.
+//! `switchyard ipam DIR` or `switchyard ipam --kubeconfig PATH`: the controller's view — pools,
+//! usage, who holds which address (from the status the controller wrote: the directory's status
+//! file, or the Services' status on the API server), and Services still without an address.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use switchyard_controller::Allocator;
+use switchyard_k8s::api::ClusterAccess;
 use switchyard_k8s::manifest::{ManifestDirectory, STATUS_FILE};
 
 use super::output::OutputArgs;
@@ -17,8 +19,16 @@ use super::output::OutputArgs;
 #[derive(Debug, Args)]
 pub(crate) struct IpamArgs {
     /// Manifest directory (its .switchyard-status.json holds what the controller allocated).
-    #[arg(value_name = "DIR")]
-    dir: PathBuf,
+    #[arg(
+        value_name = "DIR",
+        required_unless_present = "kubeconfig",
+        conflicts_with = "kubeconfig"
+    )]
+    dir: Option<PathBuf>,
+
+    /// Read Services, IPPools and Namespaces from the API server named in this kubeconfig.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
 
     /// Our loadBalancerClass, as given to the controller.
     #[arg(long, value_name = "NAME")]
@@ -32,7 +42,8 @@ pub(crate) struct IpamArgs {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IpamDoc {
-    /// False when no controller has run on DIR: the addresses are what one would allocate.
+    /// False when no controller has run on DIR: the addresses are what one would allocate
+    /// (always true with --kubeconfig: the Services' status is what the controller wrote).
     status_file: bool,
     pools: Vec<PoolDoc>,
     addresses: Vec<HoldingDoc>,
@@ -110,24 +121,50 @@ fn document(allocator: &Allocator, status_file: bool) -> IpamDoc {
 }
 
 pub(crate) fn run(args: &IpamArgs) -> anyhow::Result<ExitCode> {
-    let directory = ManifestDirectory::load(&args.dir);
-    let status_file = args.dir.join(STATUS_FILE).exists();
-    if !status_file && !args.output.is_document() {
+    let class = args.load_balancer_class.clone().filter(|c| !c.is_empty());
+    let (allocator, status_file) = match (&args.dir, &args.kubeconfig) {
+        (_, Some(kubeconfig)) => (from_api(kubeconfig, class)?, true),
+        (Some(dir), None) => from_directory(dir, class, args.output.is_document()),
+        (None, None) => anyhow::bail!("give a manifest directory or --kubeconfig PATH"),
+    };
+    let doc = document(&allocator, status_file);
+    args.output.print(&doc, |_| switchyard_controller::report::ipam(&allocator))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The allocator over a manifest directory, and whether a controller has run there.
+fn from_directory(dir: &Path, class: Option<String>, document: bool) -> (Allocator, bool) {
+    let directory = ManifestDirectory::load(dir);
+    let status_file = dir.join(STATUS_FILE).exists();
+    if !status_file && !document {
         println!(
             "no {STATUS_FILE} in {}: no controller has run here; the addresses below are what one \
              would allocate\n",
-            args.dir.display()
+            dir.display()
         );
     }
     for error in directory.errors() {
         eprintln!("warning: {error}");
     }
-    let mut allocator = Allocator::new(args.load_balancer_class.clone().filter(|c| !c.is_empty()));
+    let mut allocator = Allocator::new(class);
     for change in directory.changes_from_empty() {
         allocator.apply(&change);
     }
     allocator.reconcile();
-    let doc = document(&allocator, status_file);
-    args.output.print(&doc, |_| switchyard_controller::report::ipam(&allocator))?;
-    Ok(ExitCode::SUCCESS)
+    (allocator, status_file)
+}
+
+/// The allocator over what the API server named in `kubeconfig` holds now.
+fn from_api(kubeconfig: &Path, class: Option<String>) -> anyhow::Result<Allocator> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = ClusterAccess::Kubeconfig(kubeconfig.to_owned())
+            .client()
+            .await
+            .with_context(|| format!("connecting with {}", kubeconfig.display()))?;
+        Ok(switchyard_controller::runtime::snapshot::snapshot(client, class).await?)
+    })
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 use switchyard_k8s::manifest::{
-    Location, ManifestDirectory, ManifestError, ManifestWarning, field_line,
+    FieldLines, Location, ManifestDirectory, ManifestError, ManifestWarning,
 };
 use switchyard_model::validate::{Finding, Severity, ValidationOptions, validate};
 use switchyard_model::{ClusterState, PortRange};
@@ -102,8 +102,9 @@ pub(crate) fn check(
         problems.push((key, Problem { severity: "warning", message: warning.to_string() }));
     }
     let findings = validate(state, options);
+    let mut lines = FieldLines::default();
     for finding in &findings {
-        problems.push(format_finding(directory, finding));
+        problems.push(format_finding(directory, &mut lines, finding));
     }
     // Stable: equal keys keep the order above (errors before warnings, rule order).
     problems.sort_by(|a, b| a.0.cmp(&b.0));
@@ -119,7 +120,11 @@ pub(crate) fn check(
     }
 }
 
-fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> (SortKey, Problem) {
+fn format_finding(
+    directory: &ManifestDirectory,
+    lines: &mut FieldLines,
+    finding: &Finding,
+) -> (SortKey, Problem) {
     let severity = match finding.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
@@ -127,7 +132,7 @@ fn format_finding(directory: &ManifestDirectory, finding: &Finding) -> (SortKey,
     match directory.location_of(&(finding.kind, finding.object.clone())) {
         Some(location) => {
             // Point at the field itself when the file lets us find it.
-            let line = field_line(location, &finding.field).unwrap_or(location.line);
+            let line = lines.line_of(location, &finding.field).unwrap_or(location.line);
             let location = Location { line, ..location.clone() };
             let key = Some((location.file.clone(), location.line));
             (key, Problem { severity, message: format!("{location}: {finding}") })
@@ -179,6 +184,7 @@ fn summary(
         (state.ip_pools.len(), "IPPool"),
         (state.bgp_peers.len(), "BGPPeer"),
         (state.bgp_advertisements.len(), "BGPAdvertisement"),
+        (state.namespaces.len(), "Namespace"),
     ] {
         if count > 0 {
             let _ = write!(text, ", {count} {kind}{}", plural(count));

@@ -260,6 +260,18 @@ impl FakeApi {
         Self { inner, holds, addr, task }
     }
 
+    /// Writes a kubeconfig naming this server (plain HTTP, no credentials) to `path`, for
+    /// binaries run as processes.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
+             users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\n",
+            self.addr
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
     /// A kube client talking to this server over plain HTTP.
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());

@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
+use std::io::Read as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::manifest::error::ManifestError;
+use crate::manifest::limits::MAX_FILE_BYTES;
 use crate::manifest::object::ObjectId;
 use crate::manifest::parse::{Document, Format, Outcome, parse_file};
 
@@ -77,12 +79,26 @@ impl FileEntry {
 
 /// Reads and parses one file; an error is the reason the file could not be read at all.
 pub(super) fn read_entry(path: &Path, format: Format, fingerprint: Fingerprint) -> FileEntry {
-    let contents = fs::read(path)
-        .map_err(|err| err.to_string())
+    let contents = read_limited(path)
         .and_then(|bytes| String::from_utf8(bytes).map_err(|err| format!("not UTF-8: {err}")))
         .map(|text| parse_file(path, format, &text))
         .map_err(|reason| ManifestError::Unreadable { file: path.to_path_buf(), reason });
     FileEntry::new(fingerprint, contents)
+}
+
+/// The bytes of `path`, refused (naming the limit) above [`MAX_FILE_BYTES`].
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let file = fs::File::open(path).map_err(|err| err.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|err| err.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "larger than the limit of {MAX_FILE_BYTES} bytes ({} MiB) for a manifest file; \
+             split it",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 /// What one listing of the root found.
