@@ -1,4 +1,5 @@
-//! `switchyard-bench`: runs the benchmarks of issue 8 and writes docs/benchmarks/.
+//! `switchyard-bench`: runs the benchmarks of issue 8 and writes their results (target/benchmarks/,
+//! or docs/benchmarks/ with `--out` to publish).
 //!
 //! `cargo run --release -p switchyard-bench -- all [--quick]` runs everything (as root: it
 //! creates network namespaces of its own and never touches the host's rules).
@@ -41,7 +42,8 @@ struct RunOptions {
     /// Small clusters and short limits: a smoke run of a few minutes.
     #[arg(long)]
     quick: bool,
-    /// Where results go (default: docs/benchmarks, or docs/benchmarks/quick with --quick).
+    /// Where results go (default: target/benchmarks, or target/benchmarks/quick with --quick,
+    /// so a look never rewrites tracked files; `--out docs/benchmarks` publishes).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -50,8 +52,8 @@ impl RunOptions {
     fn out_dir(&self) -> PathBuf {
         self.out.clone().unwrap_or_else(|| {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let docs = root.canonicalize().unwrap_or(root).join("docs/benchmarks");
-            if self.quick { docs.join("quick") } else { docs }
+            let results = root.canonicalize().unwrap_or(root).join("target/benchmarks");
+            if self.quick { results.join("quick") } else { results }
         })
     }
 }
@@ -128,7 +130,7 @@ fn parse_shape(text: &str) -> Result<Shape> {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Everything below, results and plots under docs/benchmarks/ (needs root).
+    /// Everything below, results and plots under --out (needs root).
     All(RunOptions),
     /// Item 1: programming time of each data plane (needs root; namespaces of its own).
     Programming(ProgrammingOptions),
@@ -501,6 +503,17 @@ fn run_throughput(options: &RunOptions) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_go_to_target_unless_a_directory_is_named() {
+        for quick in [false, true] {
+            let dir = RunOptions { quick, out: None }.out_dir();
+            assert!(dir.to_string_lossy().contains("target/benchmarks"), "{}", dir.display());
+            assert!(!dir.to_string_lossy().contains("docs"), "{}", dir.display());
+        }
+        let named = RunOptions { quick: true, out: Some(PathBuf::from("docs/benchmarks")) };
+        assert_eq!(named.out_dir(), PathBuf::from("docs/benchmarks"));
+    }
 
     #[test]
     fn a_cluster_dominates_those_with_no_more_services_and_endpoints() {

@@ -183,3 +183,38 @@ fn sync_metrics_use_kube_proxy_names_with_the_switchyard_prefix() {
     }
     assert!(SystemTime::now() > at);
 }
+
+#[test]
+fn bgp_sessions_become_state_route_update_and_flap_metrics_per_peer() {
+    use switchyard_observe::bgp::{BgpCollector, BgpReport, BgpSource, SessionReport};
+    let session =
+        |peer: &str, state: &str, routes: usize, updates: u64, flaps: u64| SessionReport {
+            peer: peer.to_owned(),
+            address: "10.100.1.1:179".to_owned(),
+            state: state.to_owned(),
+            routes_announced: routes,
+            updates_sent: updates,
+            flaps,
+            ..SessionReport::default()
+        };
+    let report = BgpReport {
+        sessions: vec![
+            session("tor", "established", 3, 5, 1),
+            session("spine", "connect", 0, 0, 0),
+        ],
+        not_peering: vec![],
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BgpCollector(BgpSource::new(move || report.clone()))));
+    let text = render(&registry).unwrap();
+    for line in [
+        "switchyard_bgp_session_established{peer=\"tor\",address=\"10.100.1.1:179\"} 1",
+        "switchyard_bgp_session_established{peer=\"spine\",address=\"10.100.1.1:179\"} 0",
+        "switchyard_bgp_routes_announced{peer=\"tor\",address=\"10.100.1.1:179\"} 3",
+        "switchyard_bgp_updates_sent_total{peer=\"tor\",address=\"10.100.1.1:179\"} 5",
+        "switchyard_bgp_session_flaps_total{peer=\"tor\",address=\"10.100.1.1:179\"} 1",
+        "switchyard_bgp_session_flaps_total{peer=\"spine\",address=\"10.100.1.1:179\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+}
