@@ -190,8 +190,19 @@ pub fn serve_unix(path: &Path, router: Router) -> Result<UnixServer, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(socket_err(e)),
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(socket_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_err)?;
+    // Bound under a temporary name, made 0600, then renamed into place: the socket is never
+    // reachable at `path` with the umask's wider mode.
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{}.tmp", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
+    let listener = tokio::net::UnixListener::bind(&staging).map_err(socket_err)?;
+    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&staging, path));
+    if let Err(source) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(socket_err(source));
+    }
     info!(socket = %path.display(), "local API listening");
     let shown = path.to_owned();
     let task = tokio::spawn(async move {

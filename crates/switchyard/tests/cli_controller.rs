@@ -153,3 +153,29 @@ async fn ipam_reads_the_api_server_like_a_directory() {
     let row = held.lines().find(|l| l.starts_with("192.0.2.2")).unwrap_or_default();
     assert!(row.contains("lab") && row.contains("demo/web"), "{held}");
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), MANIFESTS).unwrap();
+    let mut controller = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["controller", "--manifests", arg(dir.path())])
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = dir.path().join(".switchyard-status.json");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&status).is_ok_and(|s| s.contains("192.0.2.1")) {
+        assert!(start.elapsed() < Duration::from_secs(15), "no allocation written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    controller.0.kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut controller.0.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("INFO"), "the controller logged nothing: {log:?}");
+    assert!(!log.contains('\x1b'), "colour codes in a piped log: {log:?}");
+}

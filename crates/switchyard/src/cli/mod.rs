@@ -79,11 +79,17 @@ enum Command {
     Man(about::ManArgs),
 }
 
-/// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`).
+/// Sets up `tracing` once; the level comes from `RUST_LOG` (default `info`). Colour only on a
+/// terminal (and not with `NO_COLOR`): `kubectl logs` and files get plain text.
 pub(crate) fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
