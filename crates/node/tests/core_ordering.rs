@@ -272,6 +272,9 @@ fn health_check_node_ports_follow_the_model() {
 
     let effects = node.update(vec![change(&local("unready"), false)]);
     assert_eq!(checks(&effects), vec![(32000, Some(0))]);
+    // A batch touching the port twice hands it out once, in its final state.
+    let twice = vec![change(&local("ready"), false), change(&local("unready"), false)];
+    assert_eq!(checks(&node.update(twice)), vec![(32000, Some(0))]);
     let effects = node.update(vec![change(&local_lb(32001), false)]);
     assert_eq!(checks(&effects), vec![(32000, None), (32001, Some(0))]);
     let effects = node.update(vec![change(&local_lb(32001), true)]);

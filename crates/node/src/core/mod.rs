@@ -14,7 +14,7 @@
 
 mod effect;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use switchyard_dataplane::kernel::KernelSnapshot;
@@ -163,10 +163,14 @@ impl NodeCore {
         let mut effects = Vec::new();
         self.node_addresses_effect(&mut effects);
         if self.attached {
+            // One effect per port, in its final state: a batch that touches a port twice (a
+            // Service and its slice) must not bind, or retry binding, it twice.
+            let mut checks = BTreeMap::new();
             for diff in &diffs {
-                for (port, check) in self.health_checks.apply(diff) {
-                    effects.push(Effect::HealthCheck { port, check });
-                }
+                checks.extend(self.health_checks.apply(diff));
+            }
+            for (port, check) in checks {
+                effects.push(Effect::HealthCheck { port, check });
             }
         }
         let holds_ended = self.hold_terminating();
