@@ -9,7 +9,6 @@
 //! translates a frontend into a backend and the second then sees a non-frontend address.
 
 use std::{
-    ffi::CString,
     fs, io,
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
@@ -65,9 +64,6 @@ pub const ALL_PROGRAMS: [&str; 9] = [
 
 /// Subdirectory of the bpffs directory holding the pinned cgroup links.
 pub const LINKS_DIR: &str = "links";
-
-/// `BPF_FS_MAGIC` from linux/magic.h.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// max_entries of the maps the reconciler sizes (the rest are fixed by the header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,42 +440,66 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
 
 /// Whether `path` is on a bpffs.
 pub fn is_bpffs(path: &Path) -> Result<bool, Error> {
-    let c_path = c_path(path)?;
-    // SAFETY: statfs only writes into the zeroed struct we pass; c_path is NUL-terminated.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: see above.
-    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
-    if rc != 0 {
-        return Err(Error::BpfDir {
-            path: path.to_owned(),
-            reason: "statfs",
-            source: io::Error::last_os_error(),
-        });
-    }
-    #[allow(clippy::unnecessary_cast, reason = "f_type's width differs between libc targets")]
-    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+    let stat = nix::sys::statfs::statfs(path).map_err(|errno| Error::BpfDir {
+        path: path.to_owned(),
+        reason: "statfs",
+        source: errno.into(),
+    })?;
+    Ok(stat.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
 }
 
 /// Mounts a bpffs on `path` (which must exist).
 pub fn mount_bpffs(path: &Path) -> Result<(), Error> {
-    let c_path = c_path(path)?;
-    // SAFETY: all pointers are NUL-terminated strings that outlive the call; data is null.
-    let rc = unsafe {
-        libc::mount(c"bpffs".as_ptr(), c_path.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
-    };
-    if rc != 0 {
-        return Err(Error::BpfDir {
-            path: path.to_owned(),
-            reason: "mounting bpffs",
-            source: io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    use nix::mount::{MsFlags, mount};
+    mount(Some("bpffs"), path, Some("bpf"), MsFlags::empty(), None::<&str>).map_err(|errno| {
+        Error::BpfDir { path: path.to_owned(), reason: "mounting bpffs", source: errno.into() }
+    })
 }
 
-fn c_path(path: &Path) -> Result<CString, Error> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument(format!("path {} contains a NUL byte", path.display())))
+/// Unmounts the bpffs on `path` lazily, so a pin still open elsewhere cannot keep it busy.
+pub fn unmount_bpffs(path: &Path) -> Result<(), Error> {
+    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).map_err(|errno| Error::BpfDir {
+        path: path.to_owned(),
+        reason: "unmounting bpffs",
+        source: errno.into(),
+    })
+}
+
+/// A directory the agent creates in a bpffs it mounted itself: `--cleanup` unmounts only
+/// such a bpffs, never one the host (or an init container) mounted. bpffs holds directories
+/// and pins, so the mark lives in the filesystem it is about.
+pub const MOUNTED_MARK: &str = "switchyard-mounted";
+
+/// Mounts a bpffs on `dir` and marks it as ours (see [`MOUNTED_MARK`]).
+fn mount_marked(dir: &Path) -> Result<(), Error> {
+    mount_bpffs(dir)?;
+    let mark = dir.join(MOUNTED_MARK);
+    fs::create_dir(&mark).map_err(|source| Error::BpfDir {
+        path: mark,
+        reason: "marking the bpffs as mounted by switchyard",
+        source,
+    })
+}
+
+/// Whether `bpf_dir` is a bpffs the agent mounted ([`MOUNTED_MARK`]).
+pub fn mounted_by_us(bpf_dir: &Path) -> bool {
+    bpf_dir.join(MOUNTED_MARK).is_dir() && is_bpffs(bpf_dir).unwrap_or(false)
+}
+
+/// Unmounts `bpf_dir` if the agent mounted it (after [`cleanup`] removed the pins); a bpffs
+/// someone else mounted stays. Returns whether it unmounted.
+pub fn unmount_if_ours(bpf_dir: &Path) -> Result<bool, Error> {
+    if !mounted_by_us(bpf_dir) {
+        return Ok(false);
+    }
+    let mark = bpf_dir.join(MOUNTED_MARK);
+    fs::remove_dir(&mark).map_err(|source| Error::BpfDir {
+        path: mark,
+        reason: "removing the mount mark",
+        source,
+    })?;
+    unmount_bpffs(bpf_dir)?;
+    Ok(true)
 }
 
 pub(crate) fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
@@ -494,8 +514,8 @@ pub(crate) fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
     if !mount {
         return Err(Error::NotBpffs { path: dir.to_owned() });
     }
-    warn!(bpf_dir = %dir.display(), "not on a bpffs: mounting one");
-    mount_bpffs(dir)
+    warn!(bpf_dir = %dir.display(), "not on a bpffs: mounting one (`--cleanup` unmounts it)");
+    mount_marked(dir)
 }
 
 /// Refuses pins from an earlier run that no longer match this build's layout or sizes:

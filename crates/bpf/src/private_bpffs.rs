@@ -1,9 +1,6 @@
 //! A bpffs of one's own on a fresh directory, for benchmarks and tests that must never touch
 //! the host's pins: everything pinned below it goes when it is dropped, also after a failure.
 
-use std::ffi::CString;
-use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -47,20 +44,9 @@ impl Drop for PrivateBpffs {
         // Links (socket and TC) and the shared maps, then the per-packet maps.
         let _ = crate::loader::cleanup(&self.path);
         let _ = crate::nodeport::cleanup(&self.path);
-        if let Err(error) = unmount(&self.path) {
+        if let Err(error) = crate::loader::unmount_bpffs(&self.path) {
             tracing::warn!(path = %self.path.display(), error = %ErrorChain(&error), "unmounting a private bpffs");
         }
         let _ = std::fs::remove_dir(&self.path);
     }
-}
-
-/// Unmounts lazily, so a pin still open elsewhere cannot keep the directory busy.
-fn unmount(path: &Path) -> io::Result<()> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: c_path is a NUL-terminated path that outlives the call; MNT_DETACH affects only it.
-    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -127,6 +127,62 @@ fn broken_new_version_keeps_the_last_good_version() {
     assert!(directory.errors().is_empty());
 }
 
+/// Issue 21: a version the API server would refuse (a cluster IP `10.96.0.300`: it parses as a
+/// string, so only the semantic check finds it) keeps the last good version, as a type error
+/// does, and the error names file, line, object and field. It used to delete the frontend.
+#[test]
+fn semantically_broken_new_version_keeps_the_last_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = service("web", "80") + "  clusterIP: 10.96.0.30\n";
+    write(dir.path(), "svc.yaml", &good);
+    let mut directory = ManifestDirectory::load(dir.path());
+    let cluster_ip = |directory: &ManifestDirectory| {
+        let state = directory.state();
+        state.services.get(&ObjectKey::new("shop", "web"))?.spec.as_ref()?.cluster_ip.clone()
+    };
+    assert_eq!(cluster_ip(&directory).as_deref(), Some("10.96.0.30"));
+
+    write(dir.path(), "svc.yaml", &good.replace("10.96.0.30", "10.96.0.300"));
+    let changes = directory.rescan(&BTreeSet::new());
+    assert!(changes.is_empty(), "a refused version must not change anything: {changes:?}");
+    assert_eq!(cluster_ip(&directory).as_deref(), Some("10.96.0.30"));
+    let errors: Vec<String> = directory.errors().iter().map(ToString::to_string).collect();
+    let expected = format!(
+        "{}:9 (document 1): Service shop/web: spec.clusterIP: \"10.96.0.300\" is not an IP address",
+        dir.path().join("svc.yaml").display()
+    );
+    assert_eq!(errors, vec![expected]);
+    assert!(matches!(directory.errors(), [ManifestError::Refused { .. }]));
+
+    write(dir.path(), "svc.yaml", &good.replace("10.96.0.30", "10.96.0.31"));
+    let changes = directory.rescan(&BTreeSet::new());
+    assert_eq!(summary(&changes), vec![(ObjectKind::Service, "shop/web".to_owned(), false)]);
+    assert_eq!(cluster_ip(&directory).as_deref(), Some("10.96.0.31"));
+    assert!(directory.errors().is_empty());
+}
+
+/// Without a last good version a refused object does not apply at all; the other objects of
+/// the file do. Every refused field is an error of its own (one line each in `validate`).
+#[test]
+fn a_refused_object_without_a_good_version_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = service("bad", "70000") + "  clusterIP: 10.96.0.300\n";
+    write(dir.path(), "svc.yaml", &format!("{}---\n{bad}", service("good", "80")));
+    let directory = ManifestDirectory::load(dir.path());
+    assert_eq!(service_port(&directory, "good"), Some(80));
+    assert_eq!(service_port(&directory, "bad"), None);
+    let errors: Vec<String> = directory.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].contains(":17 (document 2): Service shop/bad: spec.ports[0].port"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].contains(":18 (document 2): Service shop/bad: spec.clusterIP"),
+        "{errors:#?}"
+    );
+}
+
 #[test]
 fn unreadable_document_keeps_everything_its_file_defined() {
     let dir = tempfile::tempdir().unwrap();

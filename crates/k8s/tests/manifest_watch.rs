@@ -12,7 +12,11 @@ use switchyard_model::{Change, ObjectKind};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn options() -> WatchOptions {
-    WatchOptions { debounce: Duration::from_millis(50), max_delay: Duration::from_secs(1) }
+    WatchOptions {
+        debounce: Duration::from_millis(50),
+        max_delay: Duration::from_secs(1),
+        ..WatchOptions::default()
+    }
 }
 
 fn service(name: &str, port: u16) -> String {
@@ -122,7 +126,11 @@ fn burst_of_writes_is_debounced_into_fewer_updates_ending_in_the_last_version() 
     let dir = tempfile::tempdir().unwrap();
     let mut watcher = ManifestWatcher::start(
         dir.path(),
-        WatchOptions { debounce: Duration::from_millis(500), max_delay: Duration::from_secs(5) },
+        WatchOptions {
+            debounce: Duration::from_millis(500),
+            max_delay: Duration::from_secs(5),
+            ..WatchOptions::default()
+        },
     )
     .unwrap();
     next(&mut watcher);

@@ -41,8 +41,10 @@ pub const ROUTER: &str = "fabric";
 
 /// An address with a prefix length, e.g. `10.244.1.0/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cidr {
     pub addr: IpAddr,
+    #[serde(alias = "prefix_len")]
     pub prefix_len: u8,
 }
 
@@ -84,29 +86,37 @@ impl fmt::Display for Cidr {
 
 /// One node: its namespace, addresses, devices, cgroup and bpffs directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeInfo {
     pub name: String,
     /// Netns name (`/run/netns/<netns>`).
     pub netns: String,
     pub ipv4: Ipv4Addr,
     pub ipv6: Ipv6Addr,
+    #[serde(alias = "pod_cidr_v4")]
     pub pod_cidr_v4: Cidr,
+    #[serde(alias = "pod_cidr_v6")]
     pub pod_cidr_v6: Cidr,
     /// The node's uplink device (towards the router), where TC programs attach.
     pub uplink: String,
     /// The router's side of the uplink (in the router namespace).
+    #[serde(alias = "router_link")]
     pub router_link: String,
+    #[serde(alias = "router_ipv4")]
     pub router_ipv4: Ipv4Addr,
+    #[serde(alias = "router_ipv6")]
     pub router_ipv6: Ipv6Addr,
     /// cgroup v2 directory of the node's own and its pods' processes.
     pub cgroup: PathBuf,
     /// bpffs directory for this node's pins.
+    #[serde(alias = "bpf_dir")]
     pub bpf_dir: PathBuf,
     pub pods: Vec<String>,
 }
 
 /// One pod: its namespace, addresses and the veth that joins it to its node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodInfo {
     pub name: String,
     pub node: String,
@@ -116,25 +126,31 @@ pub struct PodInfo {
     /// Device inside the pod namespace.
     pub interface: String,
     /// The node-side end of the pod's veth (in the node namespace).
+    #[serde(alias = "node_link")]
     pub node_link: String,
 }
 
 /// One external client: a namespace behind the router, outside the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientInfo {
     pub name: String,
     pub netns: String,
     pub ipv4: Ipv4Addr,
     pub ipv6: Ipv6Addr,
     pub interface: String,
+    #[serde(alias = "router_link")]
     pub router_link: String,
+    #[serde(alias = "router_ipv4")]
     pub router_ipv4: Ipv4Addr,
+    #[serde(alias = "router_ipv6")]
     pub router_ipv6: Ipv6Addr,
 }
 
 /// One director: a one-armed namespace behind the router (VIP traffic comes in and the
 /// encapsulated packets leave on the same link).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DirectorInfo {
     pub name: String,
     pub netns: String,
@@ -143,25 +159,35 @@ pub struct DirectorInfo {
     /// The director's uplink (where its XDP program attaches).
     pub interface: String,
     /// The router's side of the uplink.
+    #[serde(alias = "router_link")]
     pub router_link: String,
+    #[serde(alias = "router_ipv4")]
     pub router_ipv4: Ipv4Addr,
+    #[serde(alias = "router_ipv6")]
     pub router_ipv6: Ipv6Addr,
     /// bpffs directory for the director's pins.
+    #[serde(alias = "bpf_dir")]
     pub bpf_dir: PathBuf,
 }
 
-/// Everything about a lab that tools need to find it again (the state file's content).
+/// Everything about a lab that tools need to find it again (the state file's content, and
+/// what `switchyard lab status -o json` prints). Keys are camelCase like every other output;
+/// the snake_case aliases read state files written before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LabPlan {
     pub prefix: String,
     pub topology: Topology,
     /// Netns name of the router namespace.
+    #[serde(alias = "router_netns")]
     pub router_netns: String,
     /// cgroup v2 directory of the whole lab (`<cgroup root>/<prefix>`).
     pub cgroup: PathBuf,
     /// cgroup of processes started in clients or the router (kept apart from node cgroups).
+    #[serde(alias = "external_cgroup")]
     pub external_cgroup: PathBuf,
     /// The lab's run directory (`<run dir>/<prefix>`): state file and bpffs mount.
+    #[serde(alias = "run_dir")]
     pub run_dir: PathBuf,
     /// Where the lab's bpffs is mounted; node directories are below it.
     pub bpffs: PathBuf,
@@ -380,5 +406,49 @@ mod tests {
         assert_eq!(plan.directors[0].bpf_dir, Path::new("/run/switchyard-lab/sy-test/bpffs/dir1"));
         assert_eq!(plan.nodes[0].cgroup, Path::new("/sys/fs/cgroup/unified/sy-test/node1"));
         assert_eq!(plan.nodes[0].bpf_dir, Path::new("/run/switchyard-lab/sy-test/bpffs/node1"));
+    }
+
+    /// `lab status -o json` is camelCase like every other output (issue 21), and a state file
+    /// written before (snake_case) still reads, so labs built by an older binary are found.
+    #[test]
+    fn the_plan_serialises_in_camel_case_and_reads_old_snake_case_state() {
+        fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, value) in map {
+                        out.push(key.clone());
+                        keys(value, out);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let plan = plan();
+        let json = serde_json::to_value(&plan).expect("serialises");
+        let mut all = Vec::new();
+        keys(&json, &mut all);
+        let snake: Vec<&String> = all.iter().filter(|k| k.contains('_')).collect();
+        assert!(snake.is_empty(), "snake_case keys: {snake:?}");
+        for key in ["routerNetns", "externalCgroup", "runDir", "bpfDir", "podCidrV4", "nodeLink"] {
+            assert!(all.iter().any(|k| k == key), "{key} missing from {all:?}");
+        }
+        // The same document with the old spellings.
+        let old = json
+            .to_string()
+            .replace("\"routerNetns\"", "\"router_netns\"")
+            .replace("\"externalCgroup\"", "\"external_cgroup\"")
+            .replace("\"runDir\"", "\"run_dir\"")
+            .replace("\"bpfDir\"", "\"bpf_dir\"")
+            .replace("\"podCidrV4\"", "\"pod_cidr_v4\"")
+            .replace("\"podCidrV6\"", "\"pod_cidr_v6\"")
+            .replace("\"routerLink\"", "\"router_link\"")
+            .replace("\"routerIpv4\"", "\"router_ipv4\"")
+            .replace("\"routerIpv6\"", "\"router_ipv6\"")
+            .replace("\"nodeLink\"", "\"node_link\"")
+            .replace("\"prefixLen\"", "\"prefix_len\"");
+        assert!(old.contains("router_netns") && !old.contains("routerNetns"));
+        let read: LabPlan = serde_json::from_str(&old).expect("old state reads");
+        assert_eq!(read, plan);
     }
 }

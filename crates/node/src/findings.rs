@@ -19,39 +19,50 @@ type Object = (ObjectKind, ObjectKey);
 pub(crate) struct Findings {
     state: ClusterState,
     options: ValidationOptions,
-    /// Problems logged for the current version of each object (`field: reason`). An object's
-    /// entry is dropped when a new version arrives, so its problems are logged again.
+    /// Problems logged for each object (`field: reason`), kept across a new version so that
+    /// the version that fixes them is seen to resolve them.
     logged: BTreeMap<Object, BTreeSet<String>>,
+    /// Objects with a new version since the last report: their problems are logged again.
+    renewed: BTreeSet<Object>,
     /// Whether objects changed since the last [`Findings::report`].
     changed: bool,
 }
 
 impl Findings {
     pub(crate) fn new(options: ValidationOptions) -> Self {
-        Self { state: ClusterState::default(), options, logged: BTreeMap::new(), changed: false }
+        Self {
+            state: ClusterState::default(),
+            options,
+            logged: BTreeMap::new(),
+            renewed: BTreeSet::new(),
+            changed: false,
+        }
     }
 
     /// Takes in an update's changes (before they go to the model, which consumes them).
     pub(crate) fn record(&mut self, changes: &[Change]) {
         for change in changes {
-            self.logged.remove(&(change.kind(), change.key().clone()));
+            self.renewed.insert((change.kind(), change.key().clone()));
             self.state.apply(change.clone());
             self.changed = true;
         }
     }
 
     /// Validates everything seen (cross-object rules such as NodePort clashes need it all) and
-    /// logs each problem not yet logged for its object's version. Called after the maps are
-    /// programmed, so validation never delays programming.
-    pub(crate) fn report(&mut self) {
+    /// logs each problem not yet logged for its object's version, and each object whose
+    /// problems are all gone. Called after the maps are programmed, so validation never delays
+    /// programming. Returns the objects whose problems were resolved.
+    pub(crate) fn report(&mut self) -> Vec<Object> {
         if !std::mem::take(&mut self.changed) {
-            return;
+            return Vec::new();
         }
+        let renewed = std::mem::take(&mut self.renewed);
         let mut now: BTreeMap<Object, BTreeSet<String>> = BTreeMap::new();
         for finding in validate(&self.state, &self.options) {
             let object = (finding.kind, finding.object.clone());
             let text = format!("{}: {}", finding.field, finding.problem);
-            let known = self.logged.get(&object).is_some_and(|logged| logged.contains(&text));
+            let known = !renewed.contains(&object)
+                && self.logged.get(&object).is_some_and(|logged| logged.contains(&text));
             if !known && !now.get(&object).is_some_and(|seen| seen.contains(&text)) {
                 warn!(
                     kind = %finding.kind,
@@ -64,12 +75,15 @@ impl Findings {
             }
             now.entry(object).or_default().insert(text);
         }
+        let mut resolved = Vec::new();
         for (object, problems) in &self.logged {
             if !now.contains_key(object) && !problems.is_empty() {
                 info!(kind = %object.0, object = %object.1, "object problems resolved");
+                resolved.push(object.clone());
             }
         }
         self.logged = now;
+        resolved
     }
 }
 
@@ -103,17 +117,23 @@ impl Refusals {
 
 #[cfg(test)]
 mod tests {
-    use switchyard_k8s::manifest::ManifestDirectory;
+    use switchyard_model::ObjectKey;
 
     use super::*;
 
-    /// The Service of testdata/broken/addresses.yaml, whose cluster IP does not parse.
+    /// A Service whose cluster IP does not parse (as in testdata/broken/addresses.yaml), or
+    /// with a good one. Built directly: a manifest directory no longer applies the broken one.
+    fn service(cluster_ip: &str) -> Change {
+        let service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bad-addresses", "namespace": "broken"},
+            "spec": {"clusterIP": cluster_ip, "ports": [{"name": "http", "port": 80}]},
+        }))
+        .expect("a Service");
+        Change::Service(ObjectKey::new("broken", "bad-addresses"), Some(Box::new(service)))
+    }
+
     fn broken_service() -> Change {
-        let state =
-            ManifestDirectory::load(std::path::Path::new("../../testdata/broken/addresses.yaml"))
-                .state();
-        let (key, service) = state.services.into_iter().next().expect("a Service");
-        Change::Service(key, Some(Box::new(service)))
+        service("10.96.100.300")
     }
 
     fn logged(findings: &Findings) -> Vec<String> {
@@ -124,17 +144,48 @@ mod tests {
     fn problems_are_kept_per_object_version_and_forgotten_with_the_object() {
         let mut findings = Findings::new(ValidationOptions::default());
         findings.record(&[broken_service()]);
-        findings.report();
+        assert!(findings.report().is_empty());
         let problems = logged(&findings);
         assert!(problems.iter().any(|p| p.contains("10.96.100.300")), "{problems:?}");
-        // A new version of the object forgets what was logged for the old one.
+        // A new version with the same problems: logged again, nothing resolved.
         findings.record(&[broken_service()]);
-        assert!(logged(&findings).is_empty());
-        findings.report();
+        assert!(findings.renewed.contains(&object()));
+        assert!(findings.report().is_empty());
+        assert!(findings.renewed.is_empty());
         assert_eq!(logged(&findings), problems);
         let Change::Service(key, _) = broken_service() else { unreachable!() };
         findings.record(&[Change::Service(key, None)]);
-        findings.report();
+        assert_eq!(findings.report(), vec![object()]);
         assert!(logged(&findings).is_empty());
+    }
+
+    fn object() -> Object {
+        let Change::Service(key, _) = broken_service() else { unreachable!() };
+        (ObjectKind::Service, key)
+    }
+
+    /// Issue 21: the version that fixes an object's problems resolves them (the problems were
+    /// dropped when the new version arrived, so "object problems resolved" was never logged).
+    #[test]
+    fn a_fixed_version_resolves_the_problems_of_the_broken_one() {
+        let mut findings = Findings::new(ValidationOptions::default());
+        // A slice, so that the fixed Service has no problem at all (not even "no endpoints").
+        let slice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bad-addresses-1", "namespace": "broken",
+                         "labels": {"kubernetes.io/service-name": "bad-addresses"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.0.5"], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        }))
+        .expect("an EndpointSlice");
+        let key = ObjectKey::new("broken", "bad-addresses-1");
+        findings.record(&[Change::EndpointSlice(key, Some(Box::new(slice))), broken_service()]);
+        assert!(findings.report().is_empty());
+        assert!(!logged(&findings).is_empty());
+        findings.record(&[service("10.96.100.30")]);
+        let resolved = findings.report();
+        let left = logged(&findings);
+        assert_eq!(resolved, vec![object()], "still logged: {left:?}");
+        assert!(left.is_empty(), "{left:?}");
     }
 }

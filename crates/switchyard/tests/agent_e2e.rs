@@ -1,7 +1,7 @@
 //! End to end in a lab (root): `switchyard agent` on node1 serves ClusterIPs to node1's pods
 //! from a manifest directory — TCP, UDP and IPv6 to every backend, ECONNREFUSED for an empty
 //! Service, an endpoint removed while running, a restart under a long-lived connection without a
-//! reset, and `--cleanup` removing everything.
+//! reset, and `--cleanup` removing everything (and unmounting a bpffs the agent mounted).
 
 #![allow(clippy::unwrap_used)]
 
@@ -209,6 +209,79 @@ fn agent_serves_cluster_ips_follows_changes_survives_restart_and_cleans_up() {
         let _ = server.kill();
         let _ = server.wait();
     }
+}
+
+/// Whether `path` is a mount point (listed in /proc/self/mountinfo).
+fn is_mount_point(path: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let path = path.to_string_lossy();
+    mountinfo.lines().any(|line| line.split(' ').nth(4) == Some(&*path))
+}
+
+/// Unmounts what the test mounted if the test failed before `--cleanup` did.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        while is_mount_point(&self.0) {
+            let status = Command::new("umount").arg("-l").arg(&self.0).status();
+            if !status.is_ok_and(|s| s.success()) {
+                break;
+            }
+        }
+    }
+}
+
+/// Runs an agent on node1 with `bpf_dir` until it attached its programs, stops it, and runs
+/// `agent --cleanup` on `bpf_dir`; returns cleanup's standard error.
+fn run_and_clean_up(lab: &Lab, scratch: &Path, bpf_dir: &Path) -> String {
+    let node = lab.node("node1").unwrap();
+    let manifests = scratch.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let mut command = Command::new(BIN);
+    command.args(["agent", "--manifests"]).arg(&manifests);
+    command.args(["--node-name", "node1", "--cgroup"]).arg(&node.cgroup);
+    command.arg("--bpf-dir").arg(bpf_dir);
+    command.arg("--api-socket").arg(scratch.join("agent.sock"));
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let agent = lab.spawn_in("node1", command).unwrap();
+    let ready = wait_until(Duration::from_secs(20), || bpf_dir.join("links").exists());
+    stop(agent);
+    assert!(ready, "the agent never attached its programs under {}", bpf_dir.display());
+    assert!(is_mount_point(bpf_dir), "no bpffs on {}", bpf_dir.display());
+    let output =
+        Command::new(BIN).args(["agent", "--cleanup", "--bpf-dir"]).arg(bpf_dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(!bpf_dir.join("links").exists() && !bpf_dir.join("sy_frontends").exists(), "{stderr}");
+    stderr
+}
+
+/// Issue 21: an agent whose --bpf-dir is not on a bpffs mounts one there, and `--cleanup`
+/// unmounts it (it stayed mounted before); a bpffs someone else mounted (the host, an init
+/// container: here the test) stays mounted after `--cleanup`.
+#[test]
+fn cleanup_unmounts_the_bpffs_the_agent_mounted_and_only_that() {
+    if !switchyard_lab::require_root("cleanup_unmounts_the_bpffs_the_agent_mounted") {
+        return;
+    }
+    let topology = Topology::from_yaml("nodes:\n  - name: node1\n", "inline").unwrap();
+    let lab = Lab::up(&topology).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+
+    let agents = scratch.path().join("mounted-by-agent");
+    let _unmount = Unmount(agents.clone());
+    let stderr = run_and_clean_up(&lab, scratch.path(), &agents);
+    assert!(!is_mount_point(&agents), "still mounted after --cleanup: {stderr}");
+    assert!(std::fs::read_dir(&agents).unwrap().next().is_none(), "left behind: {stderr}");
+
+    let hosts = scratch.path().join("mounted-by-host");
+    std::fs::create_dir(&hosts).unwrap();
+    let _unmount_hosts = Unmount(hosts.clone());
+    let status = Command::new("mount").args(["-t", "bpf", "bpffs"]).arg(&hosts).status().unwrap();
+    assert!(status.success());
+    let stderr = run_and_clean_up(&lab, scratch.path(), &hosts);
+    assert!(is_mount_point(&hosts), "a bpffs the agent did not mount was unmounted: {stderr}");
 }
 
 struct RemoveDir(PathBuf);

@@ -10,6 +10,7 @@
 //! - [`director_lab`]: directors in that lab (`switchyard director`), their maps and counters.
 //! - [`cpu_time`]: a criterion measurement of the benchmark thread's CPU time.
 //! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
+//! - [`fuzz_model`]: random change sequences for the model's incremental apply (fuzzing).
 
 #![allow(
     clippy::unwrap_used,
@@ -25,6 +26,7 @@ pub mod director_lab;
 pub mod e2e;
 pub mod fake_api;
 pub mod frames;
+pub mod fuzz_model;
 pub mod nodeport_fixture;
 pub mod objects;
 mod process;

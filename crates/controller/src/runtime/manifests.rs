@@ -140,8 +140,11 @@ pub async fn run(
     class: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), StandaloneError> {
-    let options =
-        WatchOptions { debounce: Duration::from_millis(50), max_delay: Duration::from_millis(500) };
+    let options = WatchOptions {
+        debounce: Duration::from_millis(50),
+        max_delay: Duration::from_millis(500),
+        ..WatchOptions::default()
+    };
     let mut watcher = ManifestWatcher::start(&dir, options)
         .map_err(|err| StandaloneError::Watch(dir.clone(), err))?;
     let mut controller = Standalone::new(&dir, class)?;

@@ -70,6 +70,11 @@ pub enum ManifestError {
     #[error("{location}: {object}: {reason}")]
     Invalid { location: Location, object: Identity, reason: String },
 
+    /// An object the API server would refuse (a field's value breaks a rule of its kind, such
+    /// as a cluster IP `10.96.0.300`). It does not apply: the last good version stays.
+    #[error("{location}: {object}: {field}: {reason}")]
+    Refused { location: Location, object: Identity, field: String, reason: String },
+
     /// The same object is defined twice. The first definition (in path order) is used.
     #[error("{second}: {kind} {key} is already defined in {first}; that first definition is used")]
     Duplicate { kind: ObjectKind, key: ObjectKey, first: Location, second: Location },
@@ -81,7 +86,9 @@ impl ManifestError {
         match self {
             Self::Directory { .. } => None,
             Self::Unreadable { file, .. } => Some(file),
-            Self::Syntax { location, .. } | Self::Invalid { location, .. } => Some(&location.file),
+            Self::Syntax { location, .. }
+            | Self::Invalid { location, .. }
+            | Self::Refused { location, .. } => Some(&location.file),
             Self::Duplicate { second, .. } => Some(&second.file),
         }
     }

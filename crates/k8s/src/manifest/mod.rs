@@ -10,10 +10,12 @@
 
 mod directory;
 mod error;
+pub mod fuzz;
 mod limits;
 mod locate;
 mod object;
 mod parse;
+mod semantic;
 mod status;
 mod watch;
 

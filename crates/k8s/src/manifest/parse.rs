@@ -13,10 +13,13 @@ use serde_json::Value;
 use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool};
 use switchyard_model::{ObjectKey, ObjectKind};
 
+use switchyard_model::validate::ValidationOptions;
+
 use super::error::{Identity, Location, ManifestError};
 use super::limits::check_yaml_document;
 use super::locate::locate_in_text;
 use super::object::{Object, ObjectId};
+use super::semantic::refused;
 
 /// Namespace used when a namespaced object does not name one, as `kubectl apply` does.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -37,8 +40,9 @@ pub(crate) enum Outcome {
     /// A well-formed object of a kind Switchyard does not read.
     Ignored(Identity),
     /// A broken document. `id` is set when kind and name could be read, so the last good version
-    /// of that object can be kept.
-    Broken { id: Option<ObjectId>, error: ManifestError },
+    /// of that object can be kept. At least one error; several when the object parsed but the
+    /// API server would refuse more than one of its fields.
+    Broken { id: Option<ObjectId>, errors: Vec<ManifestError> },
 }
 
 /// Which parser a file needs, from its extension.
@@ -61,7 +65,13 @@ impl Format {
 }
 
 /// Parses the text of one file. Never fails as a whole: each problem is a document outcome.
-pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Document> {
+/// `options` are those of the semantic checks an object must pass to apply.
+pub(crate) fn parse_file(
+    path: &Path,
+    format: Format,
+    text: &str,
+    options: &ValidationOptions,
+) -> Vec<Document> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut documents = Vec::new();
     match format {
@@ -79,8 +89,11 @@ pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Documen
                 }
                 match serde_norway::from_str::<Value>(chunk.text) {
                     Ok(value) => {
-                        let source =
-                            Source { text: Some(chunk.text), first_line: chunk.start_line };
+                        let source = Source {
+                            text: Some(chunk.text),
+                            first_line: chunk.start_line,
+                            options,
+                        };
                         interpret(value, location, source, &mut documents);
                     }
                     Err(err) => {
@@ -105,7 +118,7 @@ pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Documen
                     Location { file: path.to_path_buf(), document: number, line, item: None };
                 match next {
                     Ok(value) => {
-                        let source = Source { text: None, first_line: line };
+                        let source = Source { text: None, first_line: line, options };
                         interpret(value, location, source, &mut documents);
                     }
                     Err(err) => {
@@ -123,7 +136,10 @@ pub(crate) fn parse_file(path: &Path, format: Format, text: &str) -> Vec<Documen
 fn syntax_error(location: Location, reason: String) -> Document {
     Document {
         location: location.clone(),
-        outcome: Outcome::Broken { id: None, error: ManifestError::Syntax { location, reason } },
+        outcome: Outcome::Broken {
+            id: None,
+            errors: vec![ManifestError::Syntax { location, reason }],
+        },
     }
 }
 
@@ -248,6 +264,8 @@ struct Source<'a> {
     text: Option<&'a str>,
     /// 1-based file line of the text's first line.
     first_line: usize,
+    /// What an object must pass to apply.
+    options: &'a ValidationOptions,
 }
 
 impl Source<'_> {
@@ -270,7 +288,7 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
             location: location.clone(),
             outcome: Outcome::Broken {
                 id,
-                error: ManifestError::Invalid { location, object: identity, reason },
+                errors: vec![ManifestError::Invalid { location, object: identity, reason }],
             },
         };
     if !value.is_object() {
@@ -398,6 +416,29 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
     };
     match parsed {
         Ok(object) => {
+            // What the API server would refuse does not apply: the last good version stays.
+            let refusals = refused(&id, &object, source.options);
+            if !refusals.is_empty() {
+                let mut errors: Vec<ManifestError> = refusals
+                    .into_iter()
+                    .map(|finding| ManifestError::Refused {
+                        location: Location {
+                            line: source.line_of(&finding.field, location.line),
+                            ..location.clone()
+                        },
+                        object: named.clone(),
+                        field: finding.field,
+                        reason: finding.problem.to_string(),
+                    })
+                    .collect();
+                // In the order of the file, as a compiler prints.
+                errors.sort_by_key(|error| match error {
+                    ManifestError::Refused { location, .. } => location.line,
+                    _ => 0,
+                });
+                out.push(Document { location, outcome: Outcome::Broken { id: Some(id), errors } });
+                return;
+            }
             let unknown_fields = unknown_fields
                 .into_iter()
                 .map(|field| {
@@ -414,7 +455,8 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                 object: named,
                 reason,
             };
-            out.push(Document { location, outcome: Outcome::Broken { id: Some(id), error } });
+            let errors = vec![error];
+            out.push(Document { location, outcome: Outcome::Broken { id: Some(id), errors } });
         }
     }
 }
@@ -467,12 +509,14 @@ mod tests {
     use super::*;
 
     fn parse_yaml(text: &str) -> Vec<Document> {
-        parse_file(Path::new("f.yaml"), Format::Yaml, text)
+        parse_file(Path::new("f.yaml"), Format::Yaml, text, &ValidationOptions::default())
     }
 
     fn error_text(doc: &Document) -> String {
         match &doc.outcome {
-            Outcome::Broken { error, .. } => error.to_string(),
+            Outcome::Broken { errors, .. } => {
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            }
             other => panic!("expected a broken document, got {other:?}"),
         }
     }
@@ -630,7 +674,8 @@ mod tests {
             {"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"x"},"spec":{"ports":[{"port":80}]}},
             {"apiVersion":"v1","kind":"Service","metadata":{"name":"b"},"spec":{"ports":[{"port":"http"}]}}
         ]}"#;
-        let docs = parse_file(Path::new("f.json"), Format::Json, text);
+        let docs =
+            parse_file(Path::new("f.json"), Format::Json, text, &ValidationOptions::default());
         assert_eq!(docs.len(), 2);
         assert!(
             matches!(&docs[0].outcome, Outcome::Object((_, key), _, _) if key == &ObjectKey::new("x", "a"))
@@ -646,8 +691,9 @@ mod tests {
 
     #[test]
     fn json_syntax_error_names_the_line() {
+        let text = "\n\n{\"kind\": \"Service\",\n  oops}";
         let docs =
-            parse_file(Path::new("f.json"), Format::Json, "\n\n{\"kind\": \"Service\",\n  oops}");
+            parse_file(Path::new("f.json"), Format::Json, text, &ValidationOptions::default());
         let message = error_text(&docs[0]);
         assert!(message.starts_with("f.json:3 (document 1): JSON syntax error"), "{message}");
         assert!(message.contains("line 4"), "{message}");

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use switchyard_model::Change;
+use switchyard_model::validate::ValidationOptions;
 use tokio::sync::mpsc;
 
 use super::directory::ManifestDirectory;
@@ -26,11 +27,17 @@ pub struct WatchOptions {
     pub debounce: Duration,
     /// Longest wait under a continuous stream of events, so updates still come out.
     pub max_delay: Duration,
+    /// What an object must pass to apply (the cluster's NodePort range).
+    pub validation: ValidationOptions,
 }
 
 impl Default for WatchOptions {
     fn default() -> Self {
-        Self { debounce: Duration::from_millis(200), max_delay: Duration::from_secs(2) }
+        Self {
+            debounce: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            validation: ValidationOptions::default(),
+        }
     }
 }
 
@@ -131,7 +138,7 @@ fn run(
     events: &std_mpsc::Receiver<Event>,
     updates: &mpsc::Sender<ManifestUpdate>,
 ) {
-    let mut directory = ManifestDirectory::load(root);
+    let mut directory = ManifestDirectory::load_with(root, options.validation);
     let initial = ManifestUpdate {
         changes: directory.changes_from_empty(),
         errors: directory.errors().to_vec(),

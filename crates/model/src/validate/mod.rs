@@ -24,7 +24,7 @@ pub use node::validate_node;
 pub use service::validate_service;
 
 /// Settings validation depends on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ValidationOptions {
     /// The cluster's NodePort range (kube-apiserver `--service-node-port-range`).
     pub node_port_range: PortRange,

@@ -35,7 +35,8 @@ use observability::AgentObservability;
 use per_packet::PerPacketPrograms;
 
 /// Removes everything an agent installed under `bpf_dir`: links first (cgroup and TC:
-/// detaching the programs), then every map pin.
+/// detaching the programs), then every map pin, then the bpffs if the agent mounted it (a
+/// bpffs the host or an init container mounted stays).
 pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     if !holds_pins(bpf_dir) {
         return Err(NodeError::NothingToCleanUp { bpf_dir: bpf_dir.to_owned() });
@@ -48,17 +49,25 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     switchyard_bpf::decap::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     info!(bpf_dir = %bpf_dir.display(), "removed programs, links and maps");
+    if switchyard_bpf::loader::unmount_if_ours(bpf_dir)
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?
+    {
+        info!(bpf_dir = %bpf_dir.display(), "unmounted the bpffs the agent had mounted");
+    }
     Ok(())
 }
 
-/// Whether `bpf_dir` holds anything an agent pins: maps (`sy_*`) or the links directory. A
-/// wrong `--bpf-dir` must not look like a successful clean-up.
+/// Whether `bpf_dir` holds anything an agent pins: maps (`sy_*`), the links directory, or
+/// the mark of a bpffs the agent mounted. A wrong `--bpf-dir` must not look like a successful
+/// clean-up.
 fn holds_pins(bpf_dir: &Path) -> bool {
     std::fs::read_dir(bpf_dir).is_ok_and(|entries| {
         entries.filter_map(Result::ok).any(|entry| {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            name.starts_with("sy_") || name == switchyard_bpf::loader::LINKS_DIR
+            name.starts_with("sy_")
+                || name == switchyard_bpf::loader::LINKS_DIR
+                || name == switchyard_bpf::loader::MOUNTED_MARK
         })
     })
 }
@@ -126,7 +135,9 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         "adopted pinned state"
     );
 
-    let mut watcher = source::Source::open(&config.source, config.debounce, &node_name).await?;
+    let validation = ValidationOptions { node_port_range: config.node_port_range };
+    let mut watcher =
+        source::Source::open(&config.source, config.debounce, validation, &node_name).await?;
     let health = source::Health::start(&config.source, &watcher, &node_name).await?;
     // A restarted agent whose data plane kept forwarding says so to routers (graceful restart).
     let announcer = Announcer::new(&node_name, adopted.frontends > 0);
@@ -137,7 +148,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         announcer.source(),
     )
     .await?;
-    let mut findings = Findings::new(ValidationOptions { node_port_range: config.node_port_range });
+    let mut findings = Findings::new(validation);
     let mut agent = Agent {
         core,
         datapath,

@@ -12,6 +12,7 @@ use switchyard_k8s::api::{ApiOptions, ApiWatcher, ClusterAccess};
 use switchyard_k8s::health::{DEFAULT_BIND_ADDRESS, HealthServer, ProxyHealth, SharedHealth};
 use switchyard_k8s::manifest::{ManifestUpdate, ManifestWatcher, WatchOptions};
 use switchyard_model::Change;
+use switchyard_model::validate::ValidationOptions;
 use tracing::info;
 
 use crate::config::SourceConfig;
@@ -29,10 +30,12 @@ impl Source {
     pub(crate) async fn open(
         config: &SourceConfig,
         debounce: Duration,
+        validation: ValidationOptions,
         node_name: &str,
     ) -> Result<Self, NodeError> {
         if let Some(manifests) = &config.manifests {
-            let watch = WatchOptions { debounce, ..WatchOptions::default() };
+            // An object the API server would refuse keeps its last good version.
+            let watch = WatchOptions { debounce, validation, ..WatchOptions::default() };
             let watcher = ManifestWatcher::start(manifests, watch)
                 .map_err(|source| NodeError::WatchManifests { dir: manifests.clone(), source })?;
             return Ok(Self::Manifests(watcher));

@@ -393,12 +393,8 @@ pub fn explain(
             };
         }
         PacketDecision::Reject { reason, .. } => {
-            let detail = if reason == PacketReason::RejectRst {
-                "no backends: answered with TCP RST (pkt_reject_rst)"
-            } else {
-                "no backends: answered with ICMP port unreachable (pkt_reject_icmp)"
-            };
-            out.decision = Decision { method: "rejected", backend: None, detail: detail.into() };
+            let detail = words::reject_detail(reason);
+            out.decision = Decision { method: "rejected", backend: None, detail };
         }
         PacketDecision::Translate { pick, backend, source, .. } => {
             let backend_addr = SocketAddr::new(backend.addr.to_ip(backend.family), backend.port());

@@ -171,3 +171,28 @@ pub(super) fn unknown_backend_translation(fe: &Frontend, flow: &Flow) -> String 
         }
     )
 }
+
+/// A rejected flow in words, naming the reason as metrics and `status` do (`reject_icmp`).
+pub(super) fn reject_detail(reason: PacketReason) -> String {
+    let answer =
+        if reason == PacketReason::RejectRst { "TCP RST" } else { "ICMP port unreachable" };
+    format!("no backends: answered with {answer} ({})", reason.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: explain said `pkt_reject_icmp` where metrics and `status` say `reject_icmp`.
+    #[test]
+    fn reject_reasons_are_named_as_metrics_name_them() {
+        assert_eq!(
+            reject_detail(PacketReason::RejectIcmp),
+            "no backends: answered with ICMP port unreachable (reject_icmp)"
+        );
+        assert_eq!(
+            reject_detail(PacketReason::RejectRst),
+            "no backends: answered with TCP RST (reject_rst)"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use serde::Serialize;
 use switchyard_k8s::manifest::{ManifestDirectory, ManifestWatcher, WatchOptions};
+use switchyard_model::validate::ValidationOptions;
 use switchyard_model::{
     Backend, BackendState, Cidr, ClusterState, DesiredState, Frontend, FrontendKey, NodeModel,
     NodePortAddresses, ObjectKey, PortRange, ProxyConfig, Refusal, WhenEmpty,
@@ -99,7 +100,8 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     if args.watch {
         return watch(&args, &dir);
     }
-    let directory = ManifestDirectory::load(&dir);
+    let validation = ValidationOptions { node_port_range: args.node_port_range };
+    let directory = ManifestDirectory::load_with(&dir, validation);
     let state = directory.state();
     if !directory.errors().is_empty() {
         if directory.applied().is_empty() {
@@ -121,7 +123,9 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
 
 /// `--watch`: the full state once, then every difference as the directory changes.
 fn watch(args: &ServicesArgs, dir: &Path) -> anyhow::Result<ExitCode> {
-    let mut watcher = ManifestWatcher::start(dir, WatchOptions::default())
+    let validation = ValidationOptions { node_port_range: args.node_port_range };
+    let options = WatchOptions { validation, ..WatchOptions::default() };
+    let mut watcher = ManifestWatcher::start(dir, options)
         .with_context(|| format!("watching {}", dir.display()))?;
     let first = watcher.blocking_next().context("the manifest watch ended at once")?;
     let mut state = ClusterState::default();

@@ -89,7 +89,9 @@ pub(crate) fn check(
         let key = match error {
             ManifestError::Directory { .. } => None,
             ManifestError::Unreadable { file, .. } => Some((file.clone(), 0)),
-            ManifestError::Syntax { location, .. } | ManifestError::Invalid { location, .. } => {
+            ManifestError::Syntax { location, .. }
+            | ManifestError::Invalid { location, .. }
+            | ManifestError::Refused { location, .. } => {
                 Some((location.file.clone(), location.line))
             }
             ManifestError::Duplicate { second, .. } => Some((second.file.clone(), second.line)),
@@ -142,9 +144,9 @@ fn format_finding(
 }
 
 pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let directory = ManifestDirectory::load(&args.dir);
-    let state = directory.state();
     let options = ValidationOptions { node_port_range: args.node_port_range };
+    let directory = ManifestDirectory::load_with(&args.dir, options);
+    let state = directory.state();
     let report = check(&directory, &state, &options);
     let summary = summary(&args, &directory, &state, &report);
     let doc = ValidateDoc { dir: &args.dir, valid: report.errors == 0, report: &report, summary };

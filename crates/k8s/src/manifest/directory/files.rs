@@ -8,6 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use switchyard_model::validate::ValidationOptions;
+
 use crate::manifest::error::ManifestError;
 use crate::manifest::limits::MAX_FILE_BYTES;
 use crate::manifest::object::ObjectId;
@@ -78,10 +80,15 @@ impl FileEntry {
 }
 
 /// Reads and parses one file; an error is the reason the file could not be read at all.
-pub(super) fn read_entry(path: &Path, format: Format, fingerprint: Fingerprint) -> FileEntry {
+pub(super) fn read_entry(
+    path: &Path,
+    format: Format,
+    fingerprint: Fingerprint,
+    options: &ValidationOptions,
+) -> FileEntry {
     let contents = read_limited(path)
         .and_then(|bytes| String::from_utf8(bytes).map_err(|err| format!("not UTF-8: {err}")))
-        .map(|text| parse_file(path, format, &text))
+        .map(|text| parse_file(path, format, &text, options))
         .map_err(|reason| ManifestError::Unreadable { file: path.to_path_buf(), reason });
     FileEntry::new(fingerprint, contents)
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use switchyard_model::validate::ValidationOptions;
 use switchyard_model::{Change, ClusterState, ObjectKey, ObjectKind};
 
 use super::error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarning};
@@ -50,6 +51,8 @@ pub struct ManifestDirectory {
     errors: Vec<ManifestError>,
     warnings: Vec<ManifestWarning>,
     ignored: Vec<IgnoredDocument>,
+    /// The semantic checks an object must pass to apply (the NodePort range).
+    options: ValidationOptions,
     /// The standalone controller's status file, merged into Services and IPPools.
     status: StatusFile,
     status_fingerprint: Option<Fingerprint>,
@@ -69,7 +72,15 @@ impl ManifestDirectory {
     /// Reads every `*.yaml`, `*.yml` and `*.json` under `root` (recursively; hidden files and
     /// directories are skipped). `root` may also be a single file. Problems are collected in
     /// [`errors`](Self::errors), never returned: the valid objects always apply.
+    ///
+    /// An object the API server would refuse (see [`ManifestError::Refused`]) is checked with
+    /// the default NodePort range; [`load_with`](Self::load_with) names another.
     pub fn load(root: impl Into<PathBuf>) -> Self {
+        Self::load_with(root, ValidationOptions::default())
+    }
+
+    /// As [`load`](Self::load), with the cluster's validation settings.
+    pub fn load_with(root: impl Into<PathBuf>, options: ValidationOptions) -> Self {
         let mut directory = Self {
             root: root.into(),
             single_file: false,
@@ -83,6 +94,7 @@ impl ManifestDirectory {
             errors: Vec::new(),
             warnings: Vec::new(),
             ignored: Vec::new(),
+            options,
             status: StatusFile::default(),
             status_fingerprint: None,
         };
@@ -140,7 +152,7 @@ impl ManifestDirectory {
                 .get(&path)
                 .is_some_and(|entry| entry.fingerprint == fingerprint && !touched.contains(&path));
             if !unchanged {
-                let entry = read_entry(&path, format, fingerprint);
+                let entry = read_entry(&path, format, fingerprint, &self.options);
                 updates.push((path, Some(entry)));
             }
         }
@@ -174,9 +186,10 @@ impl ManifestDirectory {
         let updates = files
             .into_iter()
             .filter_map(|(path, format)| match fs::metadata(path) {
-                Ok(metadata) if metadata.is_file() => {
-                    Some((path.clone(), Some(read_entry(path, format, Fingerprint::of(&metadata)))))
-                }
+                Ok(metadata) if metadata.is_file() => Some((
+                    path.clone(),
+                    Some(read_entry(path, format, Fingerprint::of(&metadata), &self.options)),
+                )),
                 // Gone (or a dangling symlink): whatever it defined goes.
                 _ => self.files.contains_key(path).then(|| (path.clone(), None)),
             })
@@ -413,7 +426,7 @@ impl ManifestDirectory {
                         }
                     }
                 },
-                Outcome::Broken { error, .. } => errors.push(error.clone()),
+                Outcome::Broken { errors: broken, .. } => errors.extend(broken.iter().cloned()),
                 Outcome::Ignored(_) => {}
             }
         }

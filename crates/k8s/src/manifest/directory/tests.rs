@@ -59,8 +59,8 @@ fn reference(
                     }
                 },
                 Outcome::Ignored(_) => {}
-                Outcome::Broken { id, error } => {
-                    errors.push(error.clone());
+                Outcome::Broken { id, errors: broken } => {
+                    errors.extend(broken.iter().cloned());
                     match id {
                         Some(id) => {
                             if let Some(old) = previous.get(id) {
