@@ -202,3 +202,52 @@ fn lab_cli_up_exec_serve_client_down() {
     assert!(!lab(&name, &["status"]).status.success());
     std::fs::remove_file(topology).unwrap();
 }
+
+/// docs/lab.md "Lab by hand" (issue 21: nothing said how to run agents in a lab without `demo`):
+/// the block runs as written, under a lab name of the test's own, and every client it runs
+/// (ClusterIP from a pod, LoadBalancer IP and NodePort from outside) reaches both backends.
+#[test]
+fn lab_by_hand_as_documented() {
+    if !switchyard_lab::require_root("lab_by_hand_as_documented") {
+        return;
+    }
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/lab.md")).unwrap();
+    let section = &doc[doc.find("## Lab by hand").expect("the section")..];
+    let start = section.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let script = &section[start..start + section[start..].find("\n```").unwrap()];
+    let name = format!("sy-hand-{:x}", std::process::id());
+    let _down = DownOnDrop(name.clone());
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .env("LAB", &name)
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summaries: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|line| line.contains("-summary\""))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let targets: Vec<&str> = summaries.iter().map(|s| s["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["10.96.0.10:80", "10.96.100.10:80", "10.100.1.2:30080"], "{stdout}");
+    for summary in &summaries {
+        assert_eq!(summary["errors"], serde_json::json!({}), "{summary}");
+        let backends = summary["backends"].as_object().unwrap();
+        assert!(backends.contains_key("pod2a") && backends.contains_key("pod3a"), "{summary}");
+    }
+    // The block took its lab down and removed its directory.
+    assert!(!Path::new(&format!("/tmp/{name}")).exists());
+    assert!(!Path::new(&format!("/run/netns/{name}-fabric")).exists());
+}
