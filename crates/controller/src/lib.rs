@@ -8,7 +8,6 @@
 
 pub mod allocator;
 pub mod election;
-pub mod report;
 mod run;
 pub mod runtime;
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::State;
@@ -384,34 +384,10 @@ async fn service_health_handler(State((check, health)): State<ServiceHealthState
         .into_response()
 }
 
-/// `2006-01-02T15:04:05.123456789Z`, UTC.
+/// RFC 3339 in UTC with as many fraction digits as needed, as Go's `time.RFC3339Nano` (and so
+/// kube-proxy) prints it: `2006-01-02T15:04:05.123456789Z`, `2006-01-02T15:04:05Z`.
 fn rfc3339(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let seconds = since_epoch.as_secs();
-    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since_epoch.subsec_nanos()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    jiff::Timestamp::try_from(time).map_or_else(|_| String::new(), |t| t.to_string())
 }
 
 #[cfg(test)]
@@ -419,6 +395,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use k8s_openapi::api::core::v1::{NodeSpec, Taint};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    use std::time::UNIX_EPOCH;
 
     use super::*;
 
@@ -530,10 +508,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(body["lastUpdated"], "2000-02-29T00:00:00.000000005Z");
-        assert_eq!(body["currentTime"], "2099-12-31T23:59:59.000000000Z");
+        assert_eq!(body["currentTime"], "2099-12-31T23:59:59Z");
         assert_eq!(body["nodeEligible"], true);
         let livez: serde_json::Value = serde_json::from_str(&health.livez(at(0)).body).unwrap();
         assert!(livez.get("nodeEligible").is_none());
-        assert_eq!(livez["currentTime"], "2023-11-14T22:13:20.000000000Z");
+        assert_eq!(livez["currentTime"], "2023-11-14T22:13:20Z");
     }
 }

@@ -2,10 +2,14 @@
 //! kernel with when no manifest directory is given — the agent's own desired state, whatever
 //! its source (manifests or the API server) — and what `switchyard bgp` shows.
 
-use std::io::{Read as _, Write as _};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use switchyard_error::ErrorChain;
 
 use switchyard_model::DesiredState;
 use switchyard_observe::bgp::BgpReport;
@@ -48,7 +52,7 @@ pub enum ApiClientError {
         socket: PathBuf,
         /// The path asked for.
         path: &'static str,
-        /// What is wrong with the answer (a status other than 200, no header, chunked).
+        /// What is wrong with the answer (a status other than 200, not HTTP).
         problem: String,
     },
     /// The body is not the document asked for.
@@ -86,32 +90,52 @@ fn get_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// One HTTP/1.1 GET over the unix socket; the body of a 200 answer.
+/// One HTTP/1.1 GET over the unix socket (hyper, on a runtime of its own: the inspection
+/// commands are synchronous); the body of a 200 answer, chunked or not.
 fn get(socket: &Path, path: &'static str) -> Result<Vec<u8>, ApiClientError> {
     let io = |source| ApiClientError::Io { socket: socket.to_owned(), path, source };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io)?;
+    runtime.block_on(async {
+        match tokio::time::timeout(TIMEOUT, fetch(socket, path)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", TIMEOUT.as_secs()),
+            ))),
+        }
+    })
+}
+
+async fn fetch(socket: &Path, path: &'static str) -> Result<Vec<u8>, ApiClientError> {
     let answer_err =
         |problem: String| ApiClientError::Answer { socket: socket.to_owned(), path, problem };
-    let mut stream = UnixStream::connect(socket).map_err(|source| ApiClientError::Connect {
-        socket: socket.to_owned(),
-        path,
-        source,
-    })?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .map_err(io)?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).map_err(io)?;
-    let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err(answer_err("the answer has no HTTP header".into()));
-    };
-    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
-    let status = head.lines().next().unwrap_or_default();
-    if status.split(' ').nth(1) != Some("200") {
-        return Err(answer_err(status.to_owned()));
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| ApiClientError::Connect { socket: socket.to_owned(), path, source })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| answer_err(ErrorChain(&err).to_string()))?;
+    // Drives the connection; it ends when the answer is read and the sender dropped.
+    let connection = tokio::spawn(connection);
+    let request = Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .body(Empty::<Bytes>::new())
+        .map_err(|err| answer_err(err.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| answer_err(ErrorChain(&err).to_string()))?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        return Err(answer_err(format!("HTTP {status}")));
     }
-    if head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked")) {
-        return Err(answer_err("chunked answers are not supported".into()));
-    }
-    Ok(answer[split + 4..].to_vec())
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| answer_err(ErrorChain(&err).to_string()))?
+        .to_bytes();
+    drop(sender);
+    let _ = connection.await;
+    Ok(body.to_vec())
 }

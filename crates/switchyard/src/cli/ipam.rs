@@ -13,7 +13,7 @@ use switchyard_controller::Allocator;
 use switchyard_k8s::api::ClusterAccess;
 use switchyard_k8s::manifest::{ManifestDirectory, STATUS_FILE};
 
-use super::output::OutputArgs;
+use super::output::{OutputArgs, Table};
 
 /// Pools, their usage, and who holds which LoadBalancer address.
 #[derive(Debug, Args)]
@@ -128,7 +128,7 @@ pub(crate) fn run(args: &IpamArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("give a manifest directory or --kubeconfig PATH"),
     };
     let doc = document(&allocator, status_file);
-    args.output.print(&doc, |_| switchyard_controller::report::ipam(&allocator))?;
+    args.output.print(&doc, |_| ipam_text(&allocator))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -167,4 +167,48 @@ fn from_api(kubeconfig: &Path, class: Option<String>) -> anyhow::Result<Allocato
             .with_context(|| format!("connecting with {}", kubeconfig.display()))?;
         Ok(switchyard_controller::runtime::snapshot::snapshot(client, class).await?)
     })
+}
+
+/// The pools, the addresses held and the Services waiting, as tables.
+fn ipam_text(allocator: &Allocator) -> String {
+    let mut pools =
+        Table::new(["POOL", "VALID", "V4 USED", "V4 FREE", "V6 USED", "V6 FREE", "PROBLEM"]);
+    for column in 2..6 {
+        pools.align_right(column);
+    }
+    for (name, report) in allocator.pool_reports() {
+        let (valid, problem) = match &report.problem {
+            None => ("yes", String::new()),
+            Some((reason, message)) => ("no", format!("{reason}: {message}")),
+        };
+        pools.row([
+            name.to_string(),
+            valid.to_owned(),
+            report.used_ipv4.to_string(),
+            report.available_ipv4.to_string(),
+            report.used_ipv6.to_string(),
+            report.available_ipv6.to_string(),
+            problem,
+        ]);
+    }
+    let mut addresses = Table::new(["ADDRESS", "POOL", "SERVICES"]);
+    for holding in allocator.holdings() {
+        let services: Vec<String> = holding.services.iter().map(ToString::to_string).collect();
+        let pool = holding.pool.unwrap_or_else(|| "(none)".to_owned());
+        addresses.row([holding.address.to_string(), pool, services.join(", ")]);
+    }
+    let mut out = pools.render() + "\n" + &addresses.render();
+    let mut waiting = allocator.outcomes().filter(|(_, o)| o.is_warning()).peekable();
+    if waiting.peek().is_some() {
+        let mut table = Table::new(["SERVICE", "REASON", "MESSAGE"]);
+        for (key, outcome) in waiting {
+            table.row([
+                key.to_string(),
+                outcome.reason.as_str().to_owned(),
+                outcome.message.clone(),
+            ]);
+        }
+        out += &("\n".to_owned() + &table.render());
+    }
+    out
 }
