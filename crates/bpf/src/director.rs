@@ -530,10 +530,16 @@ impl DirMaps {
         }
     }
 
-    /// Removes the previous nodes of table `id` (missing is fine).
+    /// Removes the previous nodes of table `id` (missing is fine: most tables have none).
     pub fn delete_prev_table(&mut self, id: u32) -> Result<(), Error> {
         match self.prev_tables.remove(&id) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            // A hash of maps reports a missing key as the syscall's ENOENT.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
             Err(source) => Err(Error::Map { name: names::PREV_TABLES, source }),
         }
     }
