@@ -10,7 +10,11 @@
  *        a decapsulator that accepts anyone is an open relay.
  *     3. read GUE: variant 0 (version 0, data, skip hlen words; proto 4/41) or variant 1
  *        (the inner IP packet directly); IPIP: protocol 4 / 41.
- *     4. strip the outer headers with bpf_skb_adjust_room (gso_size fixed: a GRO-merged
+ *     4. second chance: GUE naming the slot's previous node (a TCP packet whose Maglev slot
+ *        changed node)? A SYN, a flow this node holds (conntrack entry or local socket) or a
+ *        packet re-sent once already is kept; any other goes on to the previous node, outer
+ *        destination rewritten, marked re-sent (hops 1), with bpf_redirect.
+ *     5. strip the outer headers with bpf_skb_adjust_room (gso_size fixed: a GRO-merged
  *        packet keeps the segment size of its inner flow) -> next program: the per-packet path
  *        sees the client's packet to the LB IP, and the reply leaves straight to the client.
  */
@@ -19,6 +23,8 @@
 #include "lib/addr.h"
 #include "lib/parse.h"
 #include "lib/decap_maps.h"
+#include "lib/ct_maps.h"
+#include "lib/fib.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -30,6 +36,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCX_NEXT_ (-1)
 #define IPPROTO_IPIP_ 4
 #define IPPROTO_IPV6_ 41
+#define SC_KEEP (-100) /* second_chance(): decapsulate here (no TC verdict) */
 
 /* The outer headers of an encapsulated packet. */
 struct outer {
@@ -86,13 +93,158 @@ static __always_inline int decap_drop(struct __sk_buff *skb, __u32 reason)
 	return TC_ACT_SHOT;
 }
 
+/* Does this node hold the inner TCP flow `t` (client -> VIP)? Its per-packet path's
+ * conntrack entry (still usable by age), or a socket of its own. */
+static __always_inline int sc_owned(struct __sk_buff *skb, const struct sy_ct_key *t)
+{
+	struct sy_ct_entry *e = bpf_map_lookup_elem(&sy_ct, t);
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	__u32 len;
+	int owned;
+
+	if (e && !ct_expired(e, IPPROTO_TCP, pkt_config(), bpf_ktime_get_ns()))
+		return 1;
+	if (t->family == SY_AF_INET) {
+		tuple.ipv4.saddr = t->saddr.words[3];
+		tuple.ipv4.daddr = t->daddr.words[3];
+		tuple.ipv4.sport = t->sport;
+		tuple.ipv4.dport = t->dport;
+		len = sizeof(tuple.ipv4);
+	} else {
+		__builtin_memcpy(tuple.ipv6.saddr, t->saddr.words, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, t->daddr.words, 16);
+		tuple.ipv6.sport = t->sport;
+		tuple.ipv6.dport = t->dport;
+		len = sizeof(tuple.ipv6);
+	}
+	sk = bpf_skc_lookup_tcp(skb, &tuple, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	/* A listener holds no flow: it would answer this packet with a reset. */
+	owned = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return owned;
+}
+
+/* Reads the inner TCP packet at `off` into *t; *syn: it opens a flow (SYN without ACK).
+ * 0: not TCP (or a later fragment, or IPv6 extension headers): nothing to decide. */
+static __always_inline int sc_inner_tcp(struct __sk_buff *skb, __u32 off, __u8 family,
+					struct sy_ct_key *t, int *syn)
+{
+	__u8 flags;
+	__u32 l4;
+
+	if (family == SY_AF_INET) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.protocol != IPPROTO_TCP ||
+		    (ip.frag_off & bpf_htons(0x1fff)) || ip.ihl < 5)
+			return 0;
+		addr_from_ip4(&t->saddr, ip.saddr);
+		addr_from_ip4(&t->daddr, ip.daddr);
+		l4 = off + ip.ihl * 4;
+	} else {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_TCP)
+			return 0;
+		__builtin_memcpy(t->saddr.bytes, &ip6.saddr, 16);
+		__builtin_memcpy(t->daddr.bytes, &ip6.daddr, 16);
+		l4 = off + sizeof(ip6);
+	}
+	if (bpf_skb_load_bytes(skb, l4, &t->sport, 4) || bpf_skb_load_bytes(skb, l4 + 13, &flags, 1))
+		return 0;
+	t->proto = IPPROTO_TCP;
+	t->family = family;
+	*syn = (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+	return 1;
+}
+
+/* The second chance for a GUE packet with `opt_len` bytes of private data (then the inner
+ * packet): SC_KEEP, or the verdict of re-sending it to the previous node. */
+static SY_NOINLINE int second_chance(struct __sk_buff *skb, const struct outer *o, __u32 opt_len,
+				     __u8 inner_family)
+{
+	__u32 opt_off = L3_OFF + o->ip_len + 8 + sizeof(struct sy_gue_hdr);
+	__u32 inner_off = opt_off + opt_len;
+	struct sy_gue_prev opt;
+	struct sy_ct_key t = {};
+	struct sy_addr prev = {};
+	struct bpf_fib_lookup f = {};
+	struct route r = {};
+	__u8 one = 1;
+	int syn = 0, rc;
+
+	if (opt_len < sizeof(opt) || bpf_skb_load_bytes(skb, opt_off, &opt, sizeof(opt)) ||
+	    opt.kind != SY_GUE_PREV_KIND)
+		return SC_KEEP; /* someone else's private data */
+	/* The previous node is named in the outer header's family (the re-sent packet keeps it). */
+	if (opt.family != o->src.family ||
+	    opt_len != 4 * (opt.family == SY_AF_INET ? SY_GUE_PREV_HLEN4 : SY_GUE_PREV_HLEN6) ||
+	    opt.hops != 0 || !sc_inner_tcp(skb, inner_off, inner_family, &t, &syn) || syn ||
+	    sc_owned(skb, &t)) {
+		sy_decap_count(SY_DECAP_SC_KEPT, skb->len);
+		return SC_KEEP;
+	}
+	if (opt.family == SY_AF_INET) {
+		if (bpf_skb_load_bytes(skb, opt_off + sizeof(opt), &prev.words[3], 4))
+			return SC_KEEP;
+		prev.words[2] = bpf_htonl(0xffff);
+		f.family = AF_INET_FIB;
+		f.ipv4_src = o->src.addr.words[3];
+		f.ipv4_dst = prev.words[3];
+	} else {
+		if (bpf_skb_load_bytes(skb, opt_off + sizeof(opt), prev.bytes, 16))
+			return SC_KEEP;
+		f.family = AF_INET6_FIB;
+		__builtin_memcpy(f.ipv6_src, o->src.addr.words, 16);
+		__builtin_memcpy(f.ipv6_dst, prev.words, 16);
+	}
+	/* Forwarded like the per-packet path's packets (any out device); no tot_len, so the
+	 * kernel checks the packet itself (a GRO-merged one fits by its segments). */
+	f.ifindex = skb->ingress_ifindex ? skb->ingress_ifindex : skb->ifindex;
+	f.l4_protocol = IPPROTO_UDP;
+	rc = bpf_fib_lookup(skb, &f, sizeof(f), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		sy_decap_count(SY_DECAP_SC_NO_ROUTE, skb->len);
+		return SC_KEEP;
+	}
+	/* Outer destination = the previous node; source stays the director's (the previous node
+	 * accepts only directors); UDP checksum 0 as the director sends it; hops = 1. */
+	if (opt.family == SY_AF_INET) {
+		__be32 old_dst;
+
+		if (bpf_skb_load_bytes(skb, IP4_DADDR_OFF, &old_dst, 4) ||
+		    bpf_l3_csum_replace(skb, IP4_CSUM_OFF, old_dst, prev.words[3], 4) ||
+		    bpf_skb_store_bytes(skb, IP4_DADDR_OFF, &prev.words[3], 4, 0))
+			return decap_drop(skb, SY_DECAP_DROP_ADJUST);
+	} else if (bpf_skb_store_bytes(skb, IP6_DADDR_OFF, prev.bytes, 16, 0)) {
+		return decap_drop(skb, SY_DECAP_DROP_ADJUST);
+	}
+	{
+		__u16 zero_csum = 0;
+
+		if (bpf_skb_store_bytes(skb, L3_OFF + o->ip_len + 6, &zero_csum, 2, 0) ||
+		    bpf_skb_store_bytes(skb, opt_off + 1, &one, 1, 0))
+			return decap_drop(skb, SY_DECAP_DROP_ADJUST);
+	}
+	sy_decap_count(SY_DECAP_SC_FORWARDED, skb->len);
+	r.rc = rc;
+	r.ifindex = f.ifindex;
+	__builtin_memcpy(r.smac, f.smac, ETH_ALEN);
+	__builtin_memcpy(r.dmac, f.dmac, ETH_ALEN);
+	return forward(skb, &r);
+}
+
 SEC("classifier")
 int sy_decap(struct __sk_buff *skb)
 {
 	struct sy_decap_config *cfg;
 	struct outer o = {};
-	__u32 zero = 0, strip, reason, inner_off;
+	__u32 zero = 0, strip, reason, inner_off, opt_len = 0;
 	__u8 inner_family = 0, first;
+	__u16 gue_flags = 0;
 	__be16 eth_proto, new_proto;
 	__u64 flags;
 
@@ -124,8 +276,9 @@ int sy_decap(struct __sk_buff *skb)
 			reason = SY_DECAP_FOU;
 		} else if ((first >> 5) == 0) {
 			/* Variant 0, C = 0: skip the optional fields (hlen words). */
-			strip = o.ip_len + 8 + sizeof(struct sy_gue_hdr) +
-				4 * (first & SY_GUE_HLEN_MASK);
+			opt_len = 4 * (first & SY_GUE_HLEN_MASK);
+			gue_flags = (__u16)u.gue[2] << 8 | u.gue[3];
+			strip = o.ip_len + 8 + sizeof(struct sy_gue_hdr) + opt_len;
 			inner_family = u.gue[1] == IPPROTO_IPIP_ ? SY_AF_INET
 				     : u.gue[1] == IPPROTO_IPV6_ ? SY_AF_INET6
 								 : 0;
@@ -150,6 +303,14 @@ int sy_decap(struct __sk_buff *skb)
 	if (!inner_family || bpf_skb_load_bytes(skb, inner_off, &first, 1) ||
 	    family_of_version(first) != inner_family)
 		return decap_drop(skb, SY_DECAP_DROP_MALFORMED);
+
+	/* Flags 0: the optional words are private data, maybe the second chance's. */
+	if (opt_len && gue_flags == 0) {
+		int rc = second_chance(skb, &o, opt_len, inner_family);
+
+		if (rc != SC_KEEP)
+			return rc;
+	}
 
 	flags = BPF_F_ADJ_ROOM_FIXED_GSO;
 	new_proto = inner_family == SY_AF_INET ? bpf_htons(ETH_P_IP) : bpf_htons(ETH_P_IPV6);

@@ -9,7 +9,9 @@
  *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
  *     4. route to the node (next hop cached per CPU for 100 ms): too big once encapsulated ->
  *        ICMP frag-needed / packet-too-big with the inner MTU back to the client (XDP_TX)
- *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect
+ *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect; a TCP
+ *        packet whose slot changed node at the latest table change carries the previous node
+ *        in GUE private data (the second chance: the node re-sends what it does not hold)
  *
  * No state is kept: every director with the same tables sends a flow to the same node.
  */
@@ -101,6 +103,27 @@ static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __
 	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
+/* The second chance: the node the VIP's previous table had in `slot`, if it differs from
+ * `node` and has its family (the node re-sends in the outer header it received). */
+static __always_inline const struct sy_dir_node *dir_prev_node(__u32 table_id, __u32 slot,
+							       const struct sy_dir_node *node)
+{
+	const struct sy_dir_node *prev;
+	__u32 *prev_id;
+	void *prev_table;
+
+	prev_table = bpf_map_lookup_elem(&sy_dir_prev_tables, &table_id);
+	if (!prev_table)
+		return 0;
+	prev_id = bpf_map_lookup_elem(prev_table, &slot);
+	if (!prev_id || *prev_id == 0)
+		return 0;
+	prev = bpf_map_lookup_elem(&sy_dir_nodes, prev_id);
+	if (!prev || prev->family != node->family)
+		return 0;
+	return prev;
+}
+
 /* A packet and what was decided for it. */
 struct dir_flow {
 	struct xdp_pkt p;
@@ -108,6 +131,7 @@ struct dir_flow {
 	__u32 vip_id;
 	__u32 node_id;
 	__u32 mtu; /* out: the inner MTU when dir_send() returns DIR_TOO_BIG */
+	const struct sy_dir_node *prev; /* the slot's previous node (second chance), or NULL */
 };
 
 /* dir_send(): too big once encapsulated; the caller answers (kept out of dir_send's frame:
@@ -129,13 +153,15 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 	    h.src->words[3] == 0)
 		return dir_drop(SY_DIR_DROP_NO_SOURCE, p->ip_len);
 	h.dst = &node->addr;
+	if (d->prev && cfg->encap == SY_ENCAP_GUE)
+		h.prev = &d->prev->addr;
 	h.inner_len = p->ip_len;
 	h.encap = cfg->encap;
 	h.inner_family = p->flow.family;
 	h.gue_port = cfg->gue_port;
 	h.sport = bpf_htons(SY_ENCAP_SPORT_BASE | ((__u32)(hash >> 32) & SY_ENCAP_SPORT_MASK));
 	h.flow_label = (__u32)(hash >> 40);
-	overhead = encap_overhead(h.encap, node->family);
+	overhead = encap_overhead(h.encap, node->family, h.prev != 0);
 
 	rc = dir_route(ctx, &h, d->node_id, encap_outer_proto(h.encap, h.inner_family),
 		       p->ip_len + overhead, &ifindex, &mtu);
@@ -156,6 +182,8 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 		 : h.encap == SY_ENCAP_FOU ? SY_DIR_ENCAP_FOU
 					   : SY_DIR_ENCAP_IPIP;
 	sy_dir_count(reason, p->ip_len);
+	if (h.prev)
+		sy_dir_count(SY_DIR_SECOND_CHANCE, p->ip_len);
 	sy_dir_count_id(&sy_dir_vip_counters, d->vip_id, p->ip_len);
 	sy_dir_count_id(&sy_dir_node_counters, d->node_id, p->ip_len);
 	if (ifindex == ctx->ingress_ifindex)
@@ -219,6 +247,8 @@ int sy_director(struct xdp_md *ctx)
 	d.hash = hash;
 	d.vip_id = vip->id;
 	d.node_id = *node_id;
+	if (pp->flow.proto == IPPROTO_TCP && !pp->icmp_error && cfg->encap == SY_ENCAP_GUE)
+		d.prev = dir_prev_node(vip->table_id, slot, node);
 	rc = dir_send(ctx, cfg, node, &d);
 	if (rc != DIR_TOO_BIG)
 		return rc;

@@ -12,6 +12,7 @@ int main(void)
 {
 	printf("/// (struct, size, align).\npub const C_DIR_SIZES: &[(&str, usize, usize)] = &[\n");
 	SIZE(sy_gue_hdr);
+	SIZE(sy_gue_prev);
 	SIZE(sy_dir_vip);
 	SIZE(sy_dir_node);
 	SIZE(sy_dir_config);
@@ -23,6 +24,10 @@ int main(void)
 	FIELD(sy_gue_hdr, vc_hlen);
 	FIELD(sy_gue_hdr, proto);
 	FIELD(sy_gue_hdr, flags);
+	FIELD(sy_gue_prev, kind);
+	FIELD(sy_gue_prev, hops);
+	FIELD(sy_gue_prev, family);
+	FIELD(sy_gue_prev, reserved);
 	FIELD(sy_dir_vip, id);
 	FIELD(sy_dir_vip, table_id);
 	FIELD(sy_dir_node, addr);
@@ -68,6 +73,10 @@ int main(void)
 	CONST(SY_DIR_DROP_RESIZE);
 	CONST(SY_DIR_DROP_NO_ANSWER);
 	CONST(SY_DIR_DROP_NO_CONFIG);
+	CONST(SY_DIR_SECOND_CHANCE);
+	CONST(SY_GUE_PREV_KIND);
+	CONST(SY_GUE_PREV_HLEN4);
+	CONST(SY_GUE_PREV_HLEN6);
 	CONST(SY_DIR_REASON_MAX);
 	CONST(SY_DIR_NODE_NAME_LEN);
 	CONST(SY_DECAP_GUE);
@@ -76,6 +85,9 @@ int main(void)
 	CONST(SY_DECAP_DROP_NOT_DIRECTOR);
 	CONST(SY_DECAP_DROP_MALFORMED);
 	CONST(SY_DECAP_DROP_ADJUST);
+	CONST(SY_DECAP_SC_KEPT);
+	CONST(SY_DECAP_SC_FORWARDED);
+	CONST(SY_DECAP_SC_NO_ROUTE);
 	CONST(SY_DECAP_REASON_MAX);
 	printf("];\n");
 	return 0;

@@ -453,6 +453,22 @@ struct sy_gue_hdr {
 #define SY_GUE_HLEN_MASK 0x1f
 #define SY_GUE_VERSION_SHIFT 6
 
+/* The second chance (issue 17): GUE private data (flags 0, so all hlen words are private data,
+ * draft-ietf-intarea-gue section 3.3) naming the node that held the flow's Maglev slot before
+ * the latest table change. Sent only with TCP packets whose slot changed; the receiving node
+ * keeps a packet it owns or that starts a flow (SYN), and re-sends any other to `addr` with
+ * hops = 1 (never a second time). 4 bytes, then the address: 4 bytes for SY_AF_INET (hlen 2),
+ * 16 for SY_AF_INET6 (hlen 5); the family is the outer header's. docs/director.md. */
+struct sy_gue_prev {
+	__u8 kind;     /* SY_GUE_PREV_KIND: anything else is someone else's private data */
+	__u8 hops;     /* 0 from a director; 1 once a node re-sent it */
+	__u8 family;   /* SY_AF_INET or SY_AF_INET6 */
+	__u8 reserved; /* zero */
+};
+#define SY_GUE_PREV_KIND 0x53 /* 'S' */
+#define SY_GUE_PREV_HLEN4 2
+#define SY_GUE_PREV_HLEN6 5
+
 /* Outer UDP source port of GUE/FOU: SY_ENCAP_SPORT_BASE | (flow hash bits), so receivers can
  * spread flows over queues by RSS while one flow keeps one port. */
 #define SY_ENCAP_SPORT_BASE 0xc000
@@ -515,6 +531,8 @@ enum sy_dir_reason {
 	SY_DIR_DROP_NO_ANSWER = 13,
 	/* The director's config or a VIP's table size is missing: dropped. */
 	SY_DIR_DROP_NO_CONFIG = 14,
+	/* Of the encapsulated TCP packets: carried the slot's previous node (GUE only). */
+	SY_DIR_SECOND_CHANCE = 15,
 	SY_DIR_REASON_MAX = 32,
 };
 
@@ -561,6 +579,12 @@ enum sy_decap_reason {
 	SY_DECAP_DROP_MALFORMED = 4,
 	/* bpf_skb_adjust_room or the Ethernet type rewrite failed: dropped. */
 	SY_DECAP_DROP_ADJUST = 5,
+	/* Second chance (a packet naming the slot's previous node): kept here (a SYN, a flow this
+	 * node holds in conntrack or a local socket, or re-sent once already), re-sent to the
+	 * previous node (not held here), or kept because it could not be re-sent (no route). */
+	SY_DECAP_SC_KEPT = 6,
+	SY_DECAP_SC_FORWARDED = 7,
+	SY_DECAP_SC_NO_ROUTE = 8,
 	SY_DECAP_REASON_MAX = 16,
 };
 

@@ -75,17 +75,26 @@ pub enum DecapReason {
     DropMalformed = 4,
     /// Stripping failed: dropped.
     DropAdjust = 5,
+    /// Second chance: kept here (a SYN, a flow held here, or re-sent once already).
+    ScKept = 6,
+    /// Second chance: not held here, re-sent to the previous node.
+    ScForwarded = 7,
+    /// Second chance: not held here, but no route to the previous node: kept.
+    ScNoRoute = 8,
 }
 
 impl DecapReason {
     /// Every reason, in counter order.
-    pub const ALL: [DecapReason; 6] = [
+    pub const ALL: [DecapReason; 9] = [
         DecapReason::Gue,
         DecapReason::Fou,
         DecapReason::Ipip,
         DecapReason::DropNotDirector,
         DecapReason::DropMalformed,
         DecapReason::DropAdjust,
+        DecapReason::ScKept,
+        DecapReason::ScForwarded,
+        DecapReason::ScNoRoute,
     ];
     /// `SY_DECAP_REASON_MAX`.
     pub const MAX: u32 = 16;
@@ -99,6 +108,9 @@ impl DecapReason {
             DecapReason::DropNotDirector => "drop_not_director",
             DecapReason::DropMalformed => "drop_malformed",
             DecapReason::DropAdjust => "drop_adjust",
+            DecapReason::ScKept => "second_chance_kept",
+            DecapReason::ScForwarded => "second_chance_forwarded",
+            DecapReason::ScNoRoute => "second_chance_no_route",
         }
     }
 }

@@ -53,6 +53,8 @@ pub mod names {
     pub const VIPS: &str = "sy_dir_vips";
     /// `sy_dir_tables`: table id -> Maglev table (array of node ids).
     pub const TABLES: &str = "sy_dir_tables";
+    /// `sy_dir_prev_tables`: table id -> per slot the previous table's node (0: same).
+    pub const PREV_TABLES: &str = "sy_dir_prev_tables";
     /// `sy_dir_nodes`: node id -> node.
     pub const NODES: &str = "sy_dir_nodes";
     /// `sy_dir_config`: 0 -> settings.
@@ -66,8 +68,17 @@ pub mod names {
     /// `sy_dir_table_nodes`: (table, node) -> Node name and weight (user space only).
     pub const TABLE_NODES: &str = "sy_dir_table_nodes";
     /// Every map.
-    pub const ALL: [&str; 8] =
-        [VIPS, TABLES, NODES, CONFIG, COUNTERS, VIP_COUNTERS, NODE_COUNTERS, TABLE_NODES];
+    pub const ALL: [&str; 9] = [
+        VIPS,
+        TABLES,
+        PREV_TABLES,
+        NODES,
+        CONFIG,
+        COUNTERS,
+        VIP_COUNTERS,
+        NODE_COUNTERS,
+        TABLE_NODES,
+    ];
 }
 
 /// `struct sy_gue_hdr`.
@@ -81,6 +92,28 @@ pub struct GueHdr {
     /// Flags, network order (zero).
     pub flags: u16,
 }
+
+/// `struct sy_gue_prev`: the second chance's GUE private data (then the previous node's
+/// address: 4 bytes for IPv4, 16 for IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct GuePrev {
+    /// [`GUE_PREV_KIND`].
+    pub kind: u8,
+    /// 0 from a director; 1 once a node re-sent the packet.
+    pub hops: u8,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// Zero.
+    pub reserved: u8,
+}
+
+/// `SY_GUE_PREV_KIND`.
+pub const GUE_PREV_KIND: u8 = 0x53;
+/// `SY_GUE_PREV_HLEN4`: GUE hlen (words) of the private data naming an IPv4 node.
+pub const GUE_PREV_HLEN4: u8 = 2;
+/// `SY_GUE_PREV_HLEN6`: the same for an IPv6 node.
+pub const GUE_PREV_HLEN6: u8 = 5;
 
 /// `struct sy_dir_vip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -242,11 +275,13 @@ pub enum DirReason {
     DropNoAnswer = 13,
     /// No configuration: dropped.
     DropNoConfig = 14,
+    /// Of the encapsulated TCP packets: carried the slot's previous node (second chance).
+    SecondChance = 15,
 }
 
 impl DirReason {
     /// Every reason, in counter order.
-    pub const ALL: [DirReason; 15] = [
+    pub const ALL: [DirReason; 16] = [
         DirReason::EncapGue,
         DirReason::EncapFou,
         DirReason::EncapIpip,
@@ -262,6 +297,7 @@ impl DirReason {
         DirReason::DropResize,
         DirReason::DropNoAnswer,
         DirReason::DropNoConfig,
+        DirReason::SecondChance,
     ];
     /// `SY_DIR_REASON_MAX`.
     pub const MAX: u32 = 32;
@@ -284,6 +320,7 @@ impl DirReason {
             DirReason::DropResize => "drop_resize",
             DirReason::DropNoAnswer => "drop_no_answer",
             DirReason::DropNoConfig => "drop_no_config",
+            DirReason::SecondChance => "second_chance",
         }
     }
 }
@@ -371,6 +408,8 @@ pub struct DirMaps {
     pub vips: HashMap<MapData, FrontendKey, DirVip>,
     /// Table id -> table.
     pub tables: HashOfMaps<MapData, u32, DirTable>,
+    /// Table id -> the previous node per slot (0: the same node), for the second chance.
+    pub prev_tables: HashOfMaps<MapData, u32, DirTable>,
     /// Node id -> node.
     pub nodes: HashMap<MapData, u32, DirNode>,
     /// Settings.
@@ -411,6 +450,7 @@ impl DirMaps {
         Ok(DirMaps {
             vips: typed(names::VIPS, take(names::VIPS)?)?,
             tables: typed(names::TABLES, take(names::TABLES)?)?,
+            prev_tables: typed(names::PREV_TABLES, take(names::PREV_TABLES)?)?,
             nodes: typed(names::NODES, take(names::NODES)?)?,
             config: typed(names::CONFIG, take(names::CONFIG)?)?,
             counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
@@ -459,12 +499,58 @@ impl DirMaps {
         self.tables.insert(id, &inner, 0).map_err(map_err)
     }
 
-    /// Removes table `id` (missing is fine), then its nodes' names.
+    /// Creates the previous nodes of table `id` (slot -> node id the VIP's previous table had
+    /// there, 0 where the node is the same): written before the table itself, so the program
+    /// finds them as soon as a VIP points at the table.
+    pub fn put_prev_table(&mut self, id: u32, previous: &[u32]) -> Result<(), Error> {
+        let size = self.config()?.table_size;
+        if previous.len() != size as usize {
+            return Err(Error::InvalidArgument(format!(
+                "director table {id}: {} previous slots (M is {size})",
+                previous.len()
+            )));
+        }
+        let map_err = |source| Error::Map { name: names::PREV_TABLES, source };
+        let mut inner = DirTable::create(size, BPF_F_INNER_MAP).map_err(map_err)?;
+        for (index, node) in (0u32..).zip(previous) {
+            if *node != 0 {
+                inner.set(index, node, 0).map_err(map_err)?;
+            }
+        }
+        self.prev_tables.insert(id, &inner, 0).map_err(map_err)
+    }
+
+    /// The previous node id of `slot` in table `id` (0: the same node, or none recorded).
+    pub fn prev_node(&self, id: u32, slot: u32) -> Result<u32, Error> {
+        let map_err = |source| Error::Map { name: names::PREV_TABLES, source };
+        match self.prev_tables.get(&id, 0) {
+            Ok(table) => table.get(&slot, 0).map_err(map_err),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(0),
+            Err(source) => Err(map_err(source)),
+        }
+    }
+
+    /// Removes the previous nodes of table `id` (missing is fine: most tables have none).
+    pub fn delete_prev_table(&mut self, id: u32) -> Result<(), Error> {
+        match self.prev_tables.remove(&id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            // A hash of maps reports a missing key as the syscall's ENOENT.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(Error::Map { name: names::PREV_TABLES, source }),
+        }
+    }
+
+    /// Removes table `id` (missing is fine), then its previous nodes and its nodes' names.
     pub fn delete_table(&mut self, id: u32) -> Result<(), Error> {
         match self.tables.remove(&id) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
             Err(source) => return Err(Error::Map { name: names::TABLES, source }),
         }
+        self.delete_prev_table(id)?;
         let keys: Vec<TableNodeKey> =
             self.table_nodes.keys().filter_map(Result::ok).filter(|k| k.table_id == id).collect();
         for key in keys {
@@ -595,6 +681,7 @@ impl DirectorDatapath {
             .default_map_pin_directory(bpf_dir)
             .map_max_entries(names::VIPS, sizes.vips)
             .map_max_entries(names::TABLES, sizes.tables)
+            .map_max_entries(names::PREV_TABLES, sizes.tables)
             .map_max_entries(names::NODES, sizes.nodes)
             .map_max_entries(names::VIP_COUNTERS, sizes.vips)
             .map_max_entries(names::NODE_COUNTERS, sizes.nodes)

@@ -11,6 +11,7 @@ include!(concat!(env!("OUT_DIR"), "/c_layout_director.rs"));
 fn every_director_struct_has_the_size_and_alignment_of_the_header() {
     let rust = BTreeMap::from([
         ("sy_gue_hdr", (size_of::<GueHdr>(), align_of::<GueHdr>())),
+        ("sy_gue_prev", (size_of::<GuePrev>(), align_of::<GuePrev>())),
         ("sy_dir_vip", (size_of::<DirVip>(), align_of::<DirVip>())),
         ("sy_dir_node", (size_of::<DirNode>(), align_of::<DirNode>())),
         ("sy_dir_config", (size_of::<DirConfig>(), align_of::<DirConfig>())),
@@ -34,6 +35,10 @@ fn every_director_field_has_the_offset_of_the_header() {
         "sy_gue_hdr.vc_hlen" => GueHdr, vc_hlen;
         "sy_gue_hdr.proto" => GueHdr, proto;
         "sy_gue_hdr.flags" => GueHdr, flags;
+        "sy_gue_prev.kind" => GuePrev, kind;
+        "sy_gue_prev.hops" => GuePrev, hops;
+        "sy_gue_prev.family" => GuePrev, family;
+        "sy_gue_prev.reserved" => GuePrev, reserved;
         "sy_dir_vip.id" => DirVip, id;
         "sy_dir_vip.table_id" => DirVip, table_id;
         "sy_dir_node.addr" => DirNode, addr;
@@ -74,6 +79,9 @@ fn every_director_constant_has_the_value_of_the_header() {
         ("SY_DIR_REASON_MAX", u64::from(DirReason::MAX)),
         ("SY_DIR_NODE_NAME_LEN", NODE_NAME_LEN as u64),
         ("SY_DECAP_REASON_MAX", u64::from(DecapReason::MAX)),
+        ("SY_GUE_PREV_KIND", u64::from(GUE_PREV_KIND)),
+        ("SY_GUE_PREV_HLEN4", u64::from(GUE_PREV_HLEN4)),
+        ("SY_GUE_PREV_HLEN6", u64::from(GUE_PREV_HLEN6)),
     ]);
     let dir_names = [
         "SY_DIR_ENCAP_GUE",
@@ -91,6 +99,7 @@ fn every_director_constant_has_the_value_of_the_header() {
         "SY_DIR_DROP_RESIZE",
         "SY_DIR_DROP_NO_ANSWER",
         "SY_DIR_DROP_NO_CONFIG",
+        "SY_DIR_SECOND_CHANCE",
     ];
     for (name, reason) in dir_names.into_iter().zip(DirReason::ALL) {
         rust.insert(name, reason as u64);
@@ -102,6 +111,9 @@ fn every_director_constant_has_the_value_of_the_header() {
         "SY_DECAP_DROP_NOT_DIRECTOR",
         "SY_DECAP_DROP_MALFORMED",
         "SY_DECAP_DROP_ADJUST",
+        "SY_DECAP_SC_KEPT",
+        "SY_DECAP_SC_FORWARDED",
+        "SY_DECAP_SC_NO_ROUTE",
     ];
     for (name, reason) in decap_names.into_iter().zip(DecapReason::ALL) {
         rust.insert(name, reason as u64);

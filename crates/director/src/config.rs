@@ -15,6 +15,12 @@ pub use switchyard_model::announce::DIRECTOR_ANNOTATION;
 /// 0 keeps the node out of every table).
 pub const NODE_WEIGHT_ANNOTATION: &str = "switchyard.io/director-weight";
 
+/// Node annotation that drains a node from the directors (value `"true"`; `"false"` or absent:
+/// not drained): weight 0, so no new flow goes to it, while the flows it holds finish through
+/// the second chance (the next node hands their packets back to it). A cordon of our own:
+/// `kubectl cordon` stops new pods, this stops new connections.
+pub const DRAIN_ANNOTATION: &str = "switchyard.io/drain";
+
 /// Node label that keeps a node out of every external load balancer (Kubernetes' own).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 

@@ -86,7 +86,13 @@ pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Err
                 .nodes
                 .insert(id, DirNode::new(*address), 0)
                 .map_err(|source| Error::Map { name: names::NODES, source })?,
-            Op::PutTable { id, slots, nodes } => {
+            Op::PutTable { id, slots, nodes, previous } => {
+                // The previous nodes first: the program finds them as soon as it finds the
+                // table (and a leftover of an earlier run under this id is replaced).
+                match previous {
+                    Some(previous) => maps.put_prev_table(*id, previous)?,
+                    None => maps.delete_prev_table(*id)?,
+                }
                 maps.put_table(*id, slots)?;
                 // Names are for people: a full names map must not stop the data plane.
                 let named = nodes.iter().map(|(n, t)| (*n, &*t.name, t.weight));

@@ -5,6 +5,11 @@
 //! A changed node set never edits a live table: it gets a new table id, filled completely, and
 //! the VIP is re-pointed in one map update (the swap is atomic); the old table and nodes no
 //! table names any more are removed last. VIPs with the same nodes and weights share a table.
+//!
+//! The second chance: a table built because a VIP's nodes changed also records, per slot, the
+//! node the VIP's previous table had there (where it differs). The program sends it along with
+//! TCP packets; a node that does not hold the flow re-sends the packet there. A node named only
+//! as someone's previous node keeps its entry until no table names it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -22,8 +27,15 @@ pub enum Op {
     /// Create the node entry `id` (before any table names it).
     PutNode { id: u32, address: IpAddr },
     /// Create table `id`: slot `s` sends to node `slots[s]` (before any VIP names it);
-    /// `nodes`: each node's id and target (name and weight, for explain and metrics).
-    PutTable { id: u32, slots: Arc<[u32]>, nodes: Arc<[(u32, NodeTarget)]> },
+    /// `nodes`: each node's id and target (name and weight, for explain and metrics);
+    /// `previous`: per slot the node the VIP's previous table had there, 0 where it is the
+    /// same (the second chance), written before the table.
+    PutTable {
+        id: u32,
+        slots: Arc<[u32]>,
+        nodes: Arc<[(u32, NodeTarget)]>,
+        previous: Option<Arc<[u32]>>,
+    },
     /// Create or re-point a VIP; `table` 0 means no node may serve it (dropped, counted).
     PutVip { key: FrontendKey, id: u32, table: u32 },
     /// Remove a VIP.
@@ -45,8 +57,13 @@ pub struct Plan {
     pub problems: Vec<Problem>,
 }
 
-/// A table's identity: its node list (sorted by name, with addresses and weights).
-type TableKey = Vec<NodeTarget>;
+/// A table's identity: its node list (sorted by name, with addresses and weights) and the
+/// node list of the table it replaced (whose choices are the slots' previous nodes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TableKey {
+    nodes: Vec<NodeTarget>,
+    previous: Option<Vec<NodeTarget>>,
+}
 
 #[derive(Debug, Clone)]
 struct TableEntry {
@@ -54,6 +71,12 @@ struct TableEntry {
     table: Table,
     /// Node id of every backend index of `table`.
     node_ids: Vec<u32>,
+    /// Per slot the previous node's id, 0 where it is the same node.
+    previous: Option<Arc<[u32]>>,
+    /// The previous nodes by id.
+    previous_nodes: BTreeMap<u32, NodeTarget>,
+    /// Every node entry this table holds a reference on (its own and its previous nodes).
+    held: Vec<(Arc<str>, IpAddr)>,
     refs: u32,
 }
 
@@ -90,6 +113,9 @@ pub struct Choice {
     pub node: NodeTarget,
     /// The node's id in the maps.
     pub node_id: u32,
+    /// The second chance: the node the VIP's previous table had in this slot and its id, when
+    /// it is another node.
+    pub previous: Option<(u32, NodeTarget)>,
     /// Nodes in the table.
     pub nodes: usize,
 }
@@ -176,7 +202,7 @@ impl Tables {
             });
             let old = self.vips.get(key).cloned();
             if let Some(old) = &old
-                && old.table == wanted
+                && old.table.as_ref().map(|t| &t.nodes) == wanted.as_ref()
             {
                 if old.service != vip.service || old.policy != vip.policy {
                     let entry = self.vips.get_mut(key).expect("present: looked up above");
@@ -185,17 +211,32 @@ impl Tables {
                 }
                 continue;
             }
-            let table = match &wanted {
-                Some(nodes) => match self.acquire_table(nodes, &mut new_nodes, &mut new_tables) {
-                    Ok(id) => Some((nodes.clone(), id)),
-                    Err(reason) => {
-                        plan.problems.push(Problem {
-                            object: format!("Service {}", vip.service),
-                            reason: format!("VIP {key}: {reason}; no node serves it"),
-                        });
-                        None
+            let table = match wanted {
+                Some(nodes) => {
+                    let table_key = TableKey {
+                        nodes,
+                        previous: old
+                            .as_ref()
+                            .and_then(|o| o.table.as_ref())
+                            .map(|t| t.nodes.clone()),
+                    };
+                    let previous = old.as_ref().and_then(|o| o.table.clone());
+                    match self.acquire_table(
+                        &table_key,
+                        previous.as_ref(),
+                        &mut new_nodes,
+                        &mut new_tables,
+                    ) {
+                        Ok(id) => Some((table_key, id)),
+                        Err(reason) => {
+                            plan.problems.push(Problem {
+                                object: format!("Service {}", vip.service),
+                                reason: format!("VIP {key}: {reason}; no node serves it"),
+                            });
+                            None
+                        }
                     }
-                },
+                }
                 None => None,
             };
             if let (Some(old_key), Some((new_key, _))) =
@@ -250,8 +291,8 @@ impl Tables {
         for key in dead_tables {
             if let Some(entry) = self.tables.remove(&key) {
                 plan.ops.push(Op::DeleteTable { id: entry.id });
-                for node in &key {
-                    if let Some(n) = self.nodes.get_mut(&(node.name.clone(), node.address)) {
+                for held in &entry.held {
+                    if let Some(n) = self.nodes.get_mut(held) {
                         n.refs -= 1;
                     }
                 }
@@ -267,25 +308,30 @@ impl Tables {
         plan
     }
 
-    /// A table for `nodes`, shared if one exists, else built (its ops queued).
+    /// A table for `key`, shared if one exists, else built (its ops queued); `previous`: the
+    /// table the VIP used until now (still present), whose choices become the previous nodes.
     fn acquire_table(
         &mut self,
-        nodes: &TableKey,
+        key: &TableKey,
+        previous: Option<&TableKey>,
         new_nodes: &mut Vec<Op>,
         new_tables: &mut Vec<Op>,
     ) -> Result<u32, String> {
-        if let Some(entry) = self.tables.get_mut(nodes) {
+        if let Some(entry) = self.tables.get_mut(key) {
             entry.refs += 1;
             return Ok(entry.id);
         }
+        let nodes = &key.nodes;
         let backends: Vec<Backend> =
             nodes.iter().map(|n| Backend::new(n.name.as_bytes(), n.weight)).collect();
         let config = MaglevConfig { size: self.config.table_size, seed: self.config.seed };
         let built = Table::build(&config, &backends).map_err(|e| e.to_string())?;
         // Backends come back sorted by identity (the name); `nodes` are sorted by name too.
         let mut node_ids = Vec::with_capacity(nodes.len());
+        let mut held = Vec::with_capacity(nodes.len());
         for node in nodes {
             let key = (node.name.clone(), node.address);
+            held.push(key.clone());
             let entry = match self.nodes.get_mut(&key) {
                 Some(entry) => entry,
                 None => {
@@ -305,12 +351,55 @@ impl Tables {
         }
         let slots: Arc<[u32]> =
             built.table.slots().iter().map(|&index| node_ids[index as usize]).collect();
+        let (previous, previous_nodes) = match previous.and_then(|k| Some((k, self.tables.get(k)?)))
+        {
+            Some((old_key, old)) => {
+                let mut named = BTreeMap::new();
+                let prev: Arc<[u32]> = old
+                    .table
+                    .slots()
+                    .iter()
+                    .zip(slots.iter())
+                    .map(|(&index, &now)| {
+                        let index = index as usize;
+                        let was = old.node_ids[index];
+                        if was != now {
+                            named.insert(was, old_key.nodes[index].clone());
+                        }
+                        if was == now { 0 } else { was }
+                    })
+                    .collect();
+                (Some(prev), named)
+            }
+            None => (None, BTreeMap::new()),
+        };
+        // The previous nodes stay in the maps while this table names them.
+        for node in previous_nodes.values() {
+            let node_key = (node.name.clone(), node.address);
+            if !held.contains(&node_key)
+                && let Some(entry) = self.nodes.get_mut(&node_key)
+            {
+                entry.refs += 1;
+                held.push(node_key);
+            }
+        }
         let id = self.next_table;
         self.next_table += 1;
         let named: Arc<[(u32, NodeTarget)]> =
             node_ids.iter().copied().zip(nodes.iter().cloned()).collect();
-        new_tables.push(Op::PutTable { id, slots, nodes: named });
-        self.tables.insert(nodes.clone(), TableEntry { id, table: built.table, node_ids, refs: 1 });
+        new_tables.push(Op::PutTable { id, slots, nodes: named, previous: previous.clone() });
+        self.tables.insert(
+            key.clone(),
+            TableEntry {
+                id,
+                table: built.table,
+                node_ids,
+                previous,
+                previous_nodes,
+                held,
+                refs: 1,
+            },
+        );
         Ok(id)
     }
 
@@ -330,17 +419,24 @@ impl Tables {
 
     /// The nodes of a VIP's table (empty when none serves it).
     pub fn nodes_of(&self, key: &FrontendKey) -> &[NodeTarget] {
-        self.vips.get(key).and_then(|v| v.table.as_deref()).unwrap_or(&[])
+        self.vips.get(key).and_then(|v| v.table.as_ref()).map_or(&[], |t| t.nodes.as_slice())
     }
 
     /// Which node a flow with this hash to VIP `key` goes to, and why. `None` when `key` is no
     /// VIP or no node serves it.
     pub fn choose(&self, key: &FrontendKey, hash: u64) -> Option<Choice> {
         let vip = self.vips.get(key)?;
-        let nodes = vip.table.as_ref()?;
-        let entry = self.tables.get(nodes)?;
+        let table_key = vip.table.as_ref()?;
+        let nodes = &table_key.nodes;
+        let entry = self.tables.get(table_key)?;
         let slot = entry.table.slot_for_hash(hash);
         let index = *entry.table.slots().get(slot)? as usize;
+        let previous = entry
+            .previous
+            .as_ref()
+            .and_then(|p| p.get(slot).copied())
+            .filter(|&id| id != 0)
+            .and_then(|id| Some((id, entry.previous_nodes.get(&id)?.clone())));
         Some(Choice {
             vip_id: vip.id,
             service: vip.service.clone(),
@@ -350,6 +446,7 @@ impl Tables {
             table_size: self.config.table_size.get(),
             node: nodes.get(index)?.clone(),
             node_id: *entry.node_ids.get(index)?,
+            previous,
             nodes: nodes.len(),
         })
     }

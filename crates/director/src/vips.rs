@@ -8,6 +8,9 @@
 //!   whose health check node port answers 200), weighted by how many they have.
 //! - A node is eligible unless its `Ready` condition is False or Unknown, it carries
 //!   [`EXCLUDE_LABEL`], or it has weight 0 ([`NODE_WEIGHT_ANNOTATION`]) or no address.
+//! - A draining node gets weight 0 (no new flows; its flows finish through the second chance):
+//!   annotated [`DRAIN_ANNOTATION`]` = "true"`, or going away (`deletionTimestamp` set, or the
+//!   cluster autoscaler's `ToBeDeletedByClusterAutoscaler` taint: the model's `node_eligible`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -19,7 +22,7 @@ use switchyard_model::{
     ProxyConfig, TrafficPolicy,
 };
 
-use crate::config::{DIRECTOR_ANNOTATION, EXCLUDE_LABEL, NODE_WEIGHT_ANNOTATION};
+use crate::config::{DIRECTOR_ANNOTATION, DRAIN_ANNOTATION, EXCLUDE_LABEL, NODE_WEIGHT_ANNOTATION};
 
 /// The node name the director's model runs as: not a valid Kubernetes name, so no endpoint is
 /// ever "local" to it and the model hands out every list cluster-wide.
@@ -183,7 +186,8 @@ fn eligible_nodes(
 ) -> BTreeMap<Arc<str>, EligibleNode> {
     let mut out = BTreeMap::new();
     for (key, node) in &state.nodes {
-        let weight = node_weight(key, node, problems);
+        let weight =
+            if draining(key, node, problems) { 0 } else { node_weight(key, node, problems) };
         if weight == 0 || excluded(node) || !ready(node) {
             continue;
         }
@@ -219,6 +223,30 @@ fn node_weight(key: &ObjectKey, node: &Node, problems: &mut Vec<Problem>) -> u32
                 ),
             });
             1
+        }
+    }
+}
+
+/// Draining: annotated [`DRAIN_ANNOTATION`]` = "true"`, or going away as the model says
+/// (deletionTimestamp, the cluster autoscaler's taint: `node_eligible`). Another value is
+/// reported and does not drain (like a bad weight, it leaves the node serving).
+fn draining(key: &ObjectKey, node: &Node, problems: &mut Vec<Problem>) -> bool {
+    if !switchyard_model::node_eligible(Some(node)) {
+        return true;
+    }
+    let value = node.metadata.annotations.as_ref().and_then(|a| a.get(DRAIN_ANNOTATION));
+    match value.map(|v| v.trim()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            problems.push(Problem {
+                object: format!("Node {key}"),
+                reason: format!(
+                    "annotation {DRAIN_ANNOTATION}: {other:?} is neither \"true\" nor \"false\"; \
+                     not drained"
+                ),
+            });
+            false
         }
     }
 }

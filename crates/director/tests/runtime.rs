@@ -75,14 +75,27 @@ fn privileged_maps_follow_the_tables() {
             }
         };
         check(&runtime);
-        // node-b goes: its flows move, the maps keep up, nothing of it is left.
+        // node-b goes: its flows move, the maps keep up; node-b stays only as the previous
+        // node of its old slots (the second chance) and goes with the next change.
         let plan = runtime.apply(vec![Change::Node(ObjectKey::cluster("node-b"), None)]).unwrap();
         assert!(plan.moved_slots[&key] > 0);
         check(&runtime);
+        let node_ips = |runtime: &Runtime| -> Vec<String> {
+            let maps = runtime.datapath().maps();
+            maps.nodes.iter().map(|e| e.unwrap().1.ip().to_string()).collect()
+        };
         let maps = runtime.datapath().maps();
-        let nodes: Vec<_> = maps.nodes.iter().map(|e| e.unwrap().1.ip().to_string()).collect();
-        assert!(!nodes.contains(&"10.0.0.2".to_string()), "{nodes:?}");
+        assert!(node_ips(&runtime).contains(&"10.0.0.2".to_string()), "a previous node");
         assert_eq!(maps.tables.keys().count(), 1, "the old table is gone");
+        assert_eq!(maps.prev_tables.keys().count(), 1, "the new table names previous nodes");
+        let _ = runtime.apply(vec![Change::Node(ObjectKey::cluster("node-c"), None)]).unwrap();
+        check(&runtime);
+        let nodes = node_ips(&runtime);
+        assert!(!nodes.contains(&"10.0.0.2".to_string()), "nothing of node-b is left: {nodes:?}");
+        assert!(nodes.contains(&"10.0.0.3".to_string()), "node-c, a previous node: {nodes:?}");
+        let maps = runtime.datapath().maps();
+        assert_eq!(maps.tables.keys().count(), 1, "the old tables are gone");
+        assert_eq!(maps.prev_tables.keys().count(), 1, "and their previous nodes");
     })
     .join()
     .unwrap();

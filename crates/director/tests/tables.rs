@@ -16,6 +16,7 @@ use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 struct FakeMaps {
     nodes: BTreeMap<u32, IpAddr>,
     tables: BTreeMap<u32, Arc<[u32]>>,
+    previous: BTreeMap<u32, Arc<[u32]>>,
     vips: BTreeMap<FrontendKey, (u32, u32)>,
 }
 
@@ -25,7 +26,14 @@ impl FakeMaps {
             Op::PutNode { id, address } => {
                 assert!(self.nodes.insert(*id, *address).is_none(), "node {id} reused while live");
             }
-            Op::PutTable { id, slots, nodes } => {
+            Op::PutTable { id, slots, nodes, previous } => {
+                for node in previous.iter().flat_map(|p| p.iter()).filter(|&&n| n != 0) {
+                    assert!(self.nodes.contains_key(node), "table {id}: missing previous {node}");
+                }
+                if let Some(previous) = previous {
+                    assert_eq!(previous.len(), slots.len());
+                    self.previous.insert(*id, previous.clone());
+                }
                 for (node, _) in nodes.iter() {
                     assert!(self.nodes.contains_key(node), "table {id} names missing node {node}");
                 }
@@ -53,11 +61,12 @@ impl FakeMaps {
                     "table {id} deleted while in use"
                 );
                 assert!(self.tables.remove(id).is_some());
+                self.previous.remove(id);
             }
             Op::DeleteNode { id } => {
                 assert!(
-                    !self.tables.values().any(|s| s.contains(id)),
-                    "node {id} deleted while in use"
+                    !self.tables.values().chain(self.previous.values()).any(|s| s.contains(id)),
+                    "node {id} deleted while in use (as a node or a previous node)"
                 );
                 assert!(self.nodes.remove(id).is_some());
             }
@@ -70,6 +79,17 @@ impl FakeMaps {
         let slots = self.tables.get(table)?;
         let node = slots[(hash % slots.len() as u64) as usize];
         self.nodes.get(&node).copied()
+    }
+
+    /// The previous node the program would send along (the second chance).
+    fn lookup_previous(&self, key: &FrontendKey, hash: u64) -> Option<IpAddr> {
+        let (_, table) = self.vips.get(key)?;
+        let previous = self.previous.get(table)?;
+        let node = previous[(hash % previous.len() as u64) as usize];
+        if node == 0 {
+            return None;
+        }
+        Some(*self.nodes.get(&node).expect("a previous node is in the maps"))
     }
 }
 
@@ -123,8 +143,16 @@ proptest! {
     fn updates_are_make_before_break_and_history_free(history in prop::collection::vec(spec(), 1..6)) {
         let mut tables = Tables::new(config());
         let mut maps = FakeMaps::default();
+        const HASHES: [u64; 6] = [0, 1, 77, 12_345, u64::MAX / 3, u64::MAX];
         for step in &history {
             let set = set_of(step);
+            let before: BTreeMap<(FrontendKey, u64), _> = set
+                .vips
+                .keys()
+                .flat_map(|k| HASHES.map(|h| ((*k, h), tables.choose(k, h))))
+                .collect();
+            let nodes_before: BTreeMap<FrontendKey, Vec<NodeTarget>> =
+                set.vips.keys().map(|k| (*k, tables.nodes_of(k).to_vec())).collect();
             let plan = tables.update(&set);
             for op in &plan.ops {
                 maps.apply(op);
@@ -134,9 +162,24 @@ proptest! {
             prop_assert_eq!(maps.tables.keys().copied().collect::<BTreeSet<_>>(), table_ids);
             prop_assert_eq!(maps.nodes.keys().copied().collect::<BTreeSet<_>>(), node_ids);
             for key in set.vips.keys() {
-                for hash in [0u64, 1, 77, 12_345, u64::MAX / 3, u64::MAX] {
-                    let chosen = tables.choose(key, hash).map(|c| c.node.address);
+                for hash in HASHES {
+                    let choice = tables.choose(key, hash);
+                    let chosen = choice.as_ref().map(|c| c.node.address);
                     prop_assert_eq!(chosen, maps.lookup(key, hash));
+                    let previous = choice.as_ref().and_then(|c| c.previous.as_ref());
+                    prop_assert_eq!(previous.map(|p| p.1.address), maps.lookup_previous(key, hash));
+                    // The second chance: where the VIP's nodes changed, the previous node is
+                    // the old table's choice whenever that differs from the new one.
+                    let (Some(now), Some(old)) = (&choice, &before[&(*key, hash)]) else {
+                        continue;
+                    };
+                    if nodes_before[key] == tables.nodes_of(key) {
+                        prop_assert_eq!(previous, old.previous.as_ref(), "unchanged VIP");
+                    } else if (&old.node.name, old.node.address) == (&now.node.name, now.node.address) {
+                        prop_assert_eq!(previous, None, "same node: no previous");
+                    } else {
+                        prop_assert_eq!(previous.map(|p| &p.1), Some(&old.node), "old choice");
+                    }
                 }
             }
         }
@@ -217,4 +260,50 @@ fn choices_explain_slot_table_and_weight() {
     assert_eq!(choice.nodes, 2);
     assert_eq!(choice.node.weight, 2);
     assert_eq!(choice.vip_id, 1);
+}
+
+/// The second chance: after a change, every slot that moved names its old node as previous and
+/// no other slot names one; a node that left stays in the maps while a table names it as a
+/// previous node (its flows finish there), and goes with the next change.
+#[test]
+fn moved_slots_name_their_previous_node_until_the_next_change() {
+    let mut tables = Tables::new(config());
+    let mut maps = FakeMaps::default();
+    let apply = |plan: &switchyard_director::Plan, maps: &mut FakeMaps| {
+        for op in &plan.ops {
+            maps.apply(op);
+        }
+    };
+    apply(&tables.update(&set_of(&[(0, 0b1111, 0)])), &mut maps);
+    let m = 251u64;
+    let before: Vec<_> = (0..m).map(|h| tables.choose(&vip_key(0), h).unwrap()).collect();
+    assert!(before.iter().all(|c| c.previous.is_none()), "a new VIP has no previous nodes");
+
+    // node-2 leaves.
+    let plan = tables.update(&set_of(&[(0, 0b1101, 0)]));
+    assert!(
+        !plan.ops.iter().any(|op| matches!(op, Op::DeleteNode { .. })),
+        "node-2 stays as a previous node: {:?}",
+        plan.ops
+    );
+    apply(&plan, &mut maps);
+    let mut moved = 0;
+    for (h, old) in (0..m).zip(&before) {
+        let now = tables.choose(&vip_key(0), h).unwrap();
+        if now.node.name == old.node.name {
+            assert_eq!(now.previous, None, "slot {h} kept its node");
+        } else {
+            moved += 1;
+            assert_eq!(now.previous.as_ref().unwrap().1, old.node, "slot {h}");
+            assert_eq!(maps.lookup_previous(&vip_key(0), h), Some(old.node.address));
+        }
+    }
+    assert_eq!(moved, plan.moved_slots[&vip_key(0)]);
+    assert!(moved > 0);
+    assert!(maps.nodes.values().any(|a| *a == IpAddr::from([10, 0, 0, 2])));
+
+    // The next change: node-2 is no one's previous node any more and leaves the maps.
+    let plan = tables.update(&set_of(&[(0, 0b0101, 0)]));
+    apply(&plan, &mut maps);
+    assert!(!maps.nodes.values().any(|a| *a == IpAddr::from([10, 0, 0, 2])), "{:?}", plan.ops);
 }

@@ -193,3 +193,55 @@ fn a_node_without_addresses_is_reported() {
     assert_eq!(set.vips[&key("192.0.2.10", 80, Protocol::Tcp)].nodes.len(), 1);
     assert!(set.problems.iter().any(|p| p.object == "Node node-x"), "{:?}", set.problems);
 }
+
+#[test]
+fn drained_and_deleted_nodes_get_weight_zero_and_a_bad_drain_value_is_reported() {
+    let mut deleting = node("node-c", &["10.0.0.3"]);
+    deleting["metadata"]["deletionTimestamp"] = serde_json::json!("2026-12-06T10:00:00Z");
+    let mut tainted = node("node-f", &["10.0.0.6"]);
+    tainted["spec"] = serde_json::json!({"taints": [
+        {"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]});
+    let nodes = [
+        node("node-a", &["10.0.0.1"]),
+        annotated_node("node-b", &["10.0.0.2"], "switchyard.io/drain", "true"),
+        deleting,
+        annotated_node("node-d", &["10.0.0.4"], "switchyard.io/drain", "false"),
+        annotated_node("node-e", &["10.0.0.5"], "switchyard.io/drain", "soon"),
+        tainted,
+    ];
+    let state = cluster(&[lb_service("web", &["192.0.2.10"], false, Some("true"))], &[], &nodes);
+    let set = vip_set(&state);
+    assert_eq!(
+        names(&set, &key("192.0.2.10", 80, Protocol::Tcp)),
+        [
+            ("node-a".into(), "10.0.0.1".into(), 1),
+            ("node-d".into(), "10.0.0.4".into(), 1),
+            ("node-e".into(), "10.0.0.5".into(), 1)
+        ]
+    );
+    assert_eq!(set.problems.len(), 1, "{:?}", set.problems);
+    let text = set.problems[0].to_string();
+    assert!(text.starts_with("Node node-e: annotation switchyard.io/drain: \"soon\""), "{text}");
+}
+
+#[test]
+fn a_drained_node_also_leaves_local_policy_vips() {
+    let nodes = [
+        node("node-a", &["10.0.0.1"]),
+        annotated_node("node-b", &["10.0.0.2"], "switchyard.io/drain", "true"),
+    ];
+    let state = cluster(
+        &[lb_service("web", &["192.0.2.10"], true, Some("true"))],
+        &[slice(
+            "web-1",
+            "web",
+            false,
+            &[("10.1.0.5", "node-a", true), ("10.1.0.6", "node-b", true)],
+        )],
+        &nodes,
+    );
+    let set = vip_set(&state);
+    let listed: Vec<String> =
+        names(&set, &key("192.0.2.10", 80, Protocol::Tcp)).into_iter().map(|n| n.0).collect();
+    assert_eq!(listed, ["node-a"]);
+}

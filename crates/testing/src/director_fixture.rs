@@ -1,15 +1,26 @@
 //! The director's test fixture, shared by tests/director.rs and benches/director.rs: a
 //! private network namespace with the director's uplink `up0` (veth to `up1`), permanent
 //! neighbours for the nodes and one route with a small MTU; the program loaded in a bpffs of
-//! the test's own; VIPs over Maglev tables; runs as if frames arrived on `up0`.
+//! the test's own; VIPs over Maglev tables; runs as if frames arrived on `up0`. Also a node's
+//! decapsulation program in the same namespace and GUE frames with the second chance's private
+//! data (tests/second_chance.rs, benches/second_chance.rs).
 
-use std::process::Command;
+use std::{collections::BTreeSet, net::IpAddr, process::Command};
 
-use aya::programs::{TestRun, TestRunOptions};
-use switchyard_bpf::{abi::FrontendKey, director::*};
+use aya::{
+    maps::{HashMap, Map, MapData},
+    programs::{TestRun, TestRunOptions},
+};
+use switchyard_bpf::{
+    abi::FrontendKey,
+    decap::{DecapDatapath, DecapReason},
+    director::*,
+    nodeport_abi::{CT_ESTABLISHED, CT_F_REPLY_SEEN, CtEntry, CtKey},
+};
 use switchyard_maglev::{Seed, Table};
 
 use crate::BpfDir;
+use crate::frames::{TCP, UDP, ip_frame};
 
 pub const M: u32 = 251;
 pub const VIP4: &str = "192.0.2.10";
@@ -141,5 +152,99 @@ impl Director {
 
     pub fn count(&self, reason: DirReason) -> u64 {
         self.dp.maps().counters().unwrap()[&reason].packets
+    }
+}
+
+/// The private data naming `prev` (hops as given).
+pub fn prev_option(prev: IpAddr, hops: u8) -> Vec<u8> {
+    match prev {
+        IpAddr::V4(a) => [&[GUE_PREV_KIND, hops, 2, 0][..], &a.octets()].concat(),
+        IpAddr::V6(a) => [&[GUE_PREV_KIND, hops, 10, 0][..], &a.octets()].concat(),
+    }
+}
+
+/// `inner` (an IP packet) in GUE from `from` to `to` with private data `option`.
+pub fn gue(from: &str, to: &str, option: &[u8], inner: &[u8]) -> Vec<u8> {
+    assert_eq!(option.len() % 4, 0);
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&0xc123u16.to_be_bytes());
+    udp.extend_from_slice(&GUE_PORT_DEFAULT.to_be_bytes());
+    udp.extend_from_slice(&((8 + 4 + option.len() + inner.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    let proto = if inner[0] >> 4 == 4 { 4 } else { 41 };
+    udp.extend_from_slice(&[(option.len() / 4) as u8, proto, 0, 0]);
+    udp.extend_from_slice(option);
+    udp.extend_from_slice(inner);
+    ip_frame(from.parse().unwrap(), to.parse().unwrap(), UDP, &udp, true)
+}
+
+/// A node's decapsulation program in the fixture's namespace (the second chance's tests and
+/// bench): frames arrive on `up0`, whose neighbours are the nodes'.
+pub struct DecapNode {
+    pub dp: DecapDatapath,
+    bpf: BpfDir,
+}
+
+impl std::fmt::Debug for DecapNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecapNode").finish_non_exhaustive()
+    }
+}
+
+impl DecapNode {
+    pub fn new(test: &str) -> DecapNode {
+        enter_lab();
+        let bpf = BpfDir::new(test);
+        let directors = BTreeSet::from([DIRECTOR4.parse().unwrap(), DIRECTOR6.parse().unwrap()]);
+        let dp = DecapDatapath::load(bpf.path(), &directors, GUE_PORT_DEFAULT).unwrap();
+        DecapNode { dp, bpf }
+    }
+
+    /// Runs the program on `frame` as if it arrived on `up0`.
+    pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let (rc, out, _) = self.run_timed(frame);
+        (rc, out)
+    }
+
+    /// [`Self::run`] and the kernel-reported duration of the run in nanoseconds.
+    pub fn run_timed(&self, frame: &[u8]) -> (u32, Vec<u8>, f64) {
+        let mut out = vec![0u8; 4096];
+        // struct __sk_buff up to `ifindex` (offset 40): the device the packet arrives on.
+        let mut ctx = [0u8; 44];
+        ctx[40..44].copy_from_slice(&ifindex("up0").to_ne_bytes());
+        let result = self
+            .dp
+            .program()
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .unwrap();
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out, result.duration.as_nanos() as f64)
+    }
+
+    pub fn count(&self, reason: DecapReason) -> u64 {
+        self.dp.maps().counters().unwrap()[&reason].packets
+    }
+
+    /// Adds a live conntrack entry for the flow, as the per-packet path does.
+    pub fn hold(&self, src: &str, sport: u16, dst: &str, dport: u16) {
+        let data = MapData::from_pin(self.bpf.path().join("sy_ct")).unwrap();
+        let mut ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid timespec; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+        assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) }, 0);
+        let entry = CtEntry {
+            state: CT_ESTABLISHED,
+            flags: CT_F_REPLY_SEEN,
+            last_seen_ns: now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64,
+            ..CtEntry::default()
+        };
+        let key = CtKey::new(src.parse().unwrap(), sport, dst.parse().unwrap(), dport, TCP);
+        ct.insert(key, entry, 0).unwrap();
     }
 }

@@ -1,52 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * conntrack.h - the per-packet path's flow table (sy_ct keyed by the client's tuple, sy_nat by
- * the reply tuple): timeouts, the TCP state machine, and whether an entry may still be used.
+ * the reply tuple): the TCP state machine, and whether an entry may still be used (timeouts
+ * in ct_maps.h).
  */
 #ifndef SY_LIB_CONNTRACK_H
 #define SY_LIB_CONNTRACK_H
 
 #include "parse.h"
 #include "nodeport_maps.h"
-
-/* How long an entry stays usable after its last packet: sy_pkt_config's timeout for its state,
- * or the SY_CT_TIMEOUT_* default where that is zero; never longer than the unreplied timeout
- * until the backend has answered (like the kernel's unreplied timeouts), so a flow nobody
- * answers frees its entry and SNAT port soon. */
-static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 proto,
-					   const struct sy_pkt_config *cfg)
-{
-	__u32 s;
-
-	if (proto == IPPROTO_TCP) {
-		if (e->state == SY_CT_SYN_SENT)
-			s = cfg && cfg->timeout_tcp_syn_s ? cfg->timeout_tcp_syn_s : SY_CT_TIMEOUT_TCP_SYN_S;
-		else if (e->state == SY_CT_CLOSING)
-			s = cfg && cfg->timeout_tcp_closing_s ? cfg->timeout_tcp_closing_s
-							      : SY_CT_TIMEOUT_TCP_CLOSING_S;
-		else
-			s = cfg && cfg->timeout_tcp_established_s ? cfg->timeout_tcp_established_s
-								  : SY_CT_TIMEOUT_TCP_ESTABLISHED_S;
-	} else if (proto == IPPROTO_UDP) {
-		s = cfg && cfg->timeout_udp_s ? cfg->timeout_udp_s : SY_CT_TIMEOUT_UDP_S;
-	} else {
-		s = cfg && cfg->timeout_other_s ? cfg->timeout_other_s : SY_CT_TIMEOUT_OTHER_S;
-	}
-	if (!(e->flags & SY_CT_F_REPLY_SEEN)) {
-		__u32 u = cfg && cfg->timeout_unreplied_s ? cfg->timeout_unreplied_s
-							  : SY_CT_TIMEOUT_UNREPLIED_S;
-
-		if (u < s)
-			s = u;
-	}
-	return (__u64)s * NSEC_PER_SEC;
-}
-
-static __always_inline int ct_expired(const struct sy_ct_entry *e, __u8 proto,
-				      const struct sy_pkt_config *cfg, __u64 now)
-{
-	return now - e->last_seen_ns > ct_timeout_ns(e, proto, cfg);
-}
 
 /* TCP state machine, both directions. */
 static __always_inline void ct_update(struct sy_ct_entry *e, const struct pkt *p, int reply,

@@ -40,6 +40,17 @@ struct {
 	__array(values, struct sy_dir_table_inner);
 } sy_dir_tables SEC(".maps");
 
+/* The second chance: for a table built when a VIP's nodes changed, per slot the node id the
+ * VIP's previous table had there, 0 where it is the same node (or there was none). Same key
+ * as sy_dir_tables; written before the table, removed after it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct sy_dir_table_inner);
+} sy_dir_prev_tables SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);

@@ -1,0 +1,195 @@
+//! Issue 17's counts (root): long-lived TCP connections and UDP flows through a VIP while the
+//! directors' node set changes. A node joins (it was drained: `switchyard.io/drain`, then the
+//! annotation goes) and a node is drained; the Maglev slots that change node send their packets
+//! to a node that does not hold the flow, which re-sends them to the previous node (the second
+//! chance). Counted: resets and failed round trips (target 0), connections that changed
+//! backend, packets re-sent. docs/director.md has the table.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use switchyard_bpf::decap::DecapReason;
+use switchyard_bpf::director::DirReason;
+use switchyard_lab::require_root;
+use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
+use switchyard_testing::director_lab::{self, Director, decap_counters};
+use switchyard_testing::e2e::{Cluster, ECHO_PORT, State, at, topology};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+const TCP_FLOWS: usize = 200;
+const UDP_FLOWS: usize = 50;
+/// One round trip per flow this often.
+const INTERVAL: Duration = Duration::from_millis(200);
+
+fn cluster() -> Cluster {
+    let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
+    Cluster::with_topology(&topology(&nodes, &["ext"], &["dir1"]), director_lab::agent_args)
+}
+
+/// The VIP Service (TCP and UDP on port 80, `externalTrafficPolicy: Cluster`), IPv4.
+fn vip_service(cluster: &Cluster, vip: &str) -> String {
+    let mut text = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: e2e\n\
+         \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
+         spec:\n  type: LoadBalancer\n  clusterIP: \"10.96.7.80\"\n\
+         \x20 ports:\n\
+         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
+         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}}}\n\
+         status:\n  loadBalancer:\n    ingress: [{{ip: \"{vip}\"}}]\n"
+    );
+    let all: Vec<(&str, State)> = ["a1", "b1", "c1"].map(|p| (p, State::Ready)).to_vec();
+    text += &cluster.endpoint_slice("web", false, ECHO_PORT, &all);
+    text
+}
+
+/// The lab's Node objects with `drained` annotated `switchyard.io/drain: "true"`.
+fn nodes_with_drained(cluster: &Cluster, drained: Option<&str>) -> String {
+    let text = cluster.nodes_yaml();
+    match drained {
+        None => text,
+        Some(node) => text.replace(
+            &format!("  name: {node}\n"),
+            &format!("  name: {node}\n  annotations: {{switchyard.io/drain: \"true\"}}\n"),
+        ),
+    }
+}
+
+/// Writes the Node objects and waits until the director programmed the change.
+fn set_drained(cluster: &Cluster, director: &Director, drained: Option<&str>) {
+    let before = director.programmed();
+    cluster.apply("nodes.yaml", &nodes_with_drained(cluster, drained));
+    cluster
+        .eventually("the director programmed the node change", || director.programmed() > before);
+}
+
+fn forwarded(cluster: &Cluster) -> u64 {
+    NODES
+        .iter()
+        .map(|n| {
+            decap_counters(&cluster.lab, n).get(&DecapReason::ScForwarded).copied().unwrap_or(0)
+        })
+        .sum()
+}
+
+/// What one phase counted.
+#[derive(Debug)]
+struct Counts {
+    tcp_reset: usize,
+    tcp_moved: usize,
+    tcp_pings: usize,
+    udp_failed: usize,
+    udp_moved: usize,
+    udp_answers: usize,
+    resent: u64,
+    director_second_chance: u64,
+}
+
+/// Holds TCP_FLOWS connections and UDP_FLOWS connected UDP sockets to `target`, runs `change`
+/// once they all answered, keeps them 2 s longer and counts.
+fn under_traffic(
+    cluster: &Cluster,
+    director: &Director,
+    target: SocketAddr,
+    change: impl FnOnce(),
+) -> Counts {
+    let stop = AtomicBool::new(false);
+    let resent_before = forwarded(cluster);
+    let second_before = director.counters(&cluster.lab)[&DirReason::SecondChance];
+    let (tcp, udp): (Vec<HoldReport>, Vec<UdpHoldReport>) = std::thread::scope(|scope| {
+        let tcp: Vec<_> = (0..TCP_FLOWS)
+            .map(|_| {
+                scope.spawn(|| {
+                    cluster.lab.run_in("ext", || {
+                        clients::hold_until(target, INTERVAL, TIMEOUT, || {
+                            stop.load(Ordering::SeqCst)
+                        })
+                    })
+                })
+            })
+            .collect();
+        let udp: Vec<_> = (0..UDP_FLOWS)
+            .map(|_| {
+                scope.spawn(|| {
+                    cluster.lab.run_in("ext", || {
+                        clients::udp_hold(target, Duration::from_secs(6), INTERVAL, TIMEOUT)
+                    })
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1_500)); // every flow established
+        change();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::SeqCst);
+        (
+            tcp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
+            udp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
+        )
+    });
+    let moved = |backends: &[String]| backends.windows(2).any(|w| w[0] != w[1]);
+    Counts {
+        tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
+        tcp_moved: tcp.iter().filter(|h| h.backends.len() > 1).count(),
+        tcp_pings: tcp.iter().map(|h| h.pings).sum(),
+        udp_failed: udp.iter().map(|u| u.errors.values().sum::<usize>()).sum(),
+        udp_moved: udp.iter().filter(|u| moved(&u.answers)).count(),
+        udp_answers: udp.iter().map(|u| u.answers.len()).sum(),
+        resent: forwarded(cluster) - resent_before,
+        director_second_chance: director.counters(&cluster.lab)[&DirReason::SecondChance]
+            - second_before,
+    }
+}
+
+#[test]
+fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
+    if !require_root("long_lived_flows_survive_a_node_joining_and_a_node_drained") {
+        return;
+    }
+    let cluster = cluster();
+    let vip = "10.96.80.1";
+    // node3 starts drained: its joining is the first change.
+    cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, Some("node3")));
+    cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
+    let director = Director::start(&cluster, "dir1", &[]);
+    cluster.lab.route_to_directors(format!("{vip}/32").parse().unwrap(), &["dir1"]).unwrap();
+    let target = at(vip.parse().unwrap(), 80);
+    let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
+    assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
+
+    // (d) a node joins.
+    let joined =
+        under_traffic(&cluster, &director, target, || set_drained(&cluster, &director, None));
+    eprintln!("zero-reset lab: node3 joined: {joined:?}");
+    // (c) a node is drained.
+    let drained = under_traffic(&cluster, &director, target, || {
+        set_drained(&cluster, &director, Some("node2"))
+    });
+    eprintln!("zero-reset lab: node2 drained: {drained:?}");
+
+    for (what, counts) in [("node joined", &joined), ("node drained", &drained)] {
+        eprintln!(
+            "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
+             ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by \
+             nodes, {} sent with a previous node by the director",
+            counts.tcp_pings,
+            counts.tcp_reset,
+            counts.tcp_moved,
+            counts.udp_answers,
+            counts.udp_failed,
+            counts.udp_moved,
+            counts.resent,
+            counts.director_second_chance
+        );
+        assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
+        assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
+        assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
+        assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+        assert!(counts.udp_answers >= UDP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+        // The change moved flows: packets were re-sent to their previous node.
+        assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
+        assert!(counts.director_second_chance > 0, "{what}: {counts:?}");
+    }
+}
