@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * nodeport_maps.h - the per-packet path's own maps: conntrack (sy_ct), reverse NAT (sy_nat),
- * loadBalancerSourceRanges (sy_src_ranges) and its settings (sy_pkt_config). Only the
+ * nodeport_maps.h - the per-packet path's own maps: conntrack (sy_ct), reverse NAT (sy_nat)
+ * and its settings (sy_pkt_config); sy_src_ranges is in maps.h (both paths check it). Only the
  * per-packet object includes this header, so no other object creates and pins them with its
  * own sizes.
  */
@@ -26,15 +26,6 @@ struct {
 	__uint(max_entries, SY_DEFAULT_NAT);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_nat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct sy_src_range_key);
-	__type(value, __u32);
-	__uint(max_entries, SY_DEFAULT_SRC_RANGES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_src_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
