@@ -561,14 +561,18 @@ pub fn new_flow(
         Some(b) if b.family == t.family => b,
         _ => return drop(Counter::Shared(Reason::ErrBackendMissing)),
     };
+    // As in C: a TCP flow needing SNAT that does not start with a SYN is dropped before the
+    // SNAT address is looked at.
+    let needs_snat = backend.addr == t.saddr
+        || (fe.flags & FE_LOCAL_ONLY == 0 && backend.flags & crate::abi::BE_LOCAL == 0);
+    let syn_only = packet.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+    if needs_snat && t.proto == PROTO_TCP && !syn_only {
+        return drop(Counter::Packet(PacketReason::DropNotSyn));
+    }
     let source = match snat_source(&fe, &backend, t, settings) {
         Ok(source) => source,
         Err(reason) => return drop(reason),
     };
-    let syn_only = packet.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-    if matches!(source, Source::Snat { .. }) && t.proto == PROTO_TCP && !syn_only {
-        return drop(Counter::Packet(PacketReason::DropNotSyn));
-    }
     Ok(PacketDecision::Translate { frontend_id: fe.id, pick, backend, source })
 }
 
