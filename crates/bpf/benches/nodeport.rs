@@ -89,7 +89,7 @@ fn main() {
         snat_ports: 32_768..=60_999,
         ..PacketSettings::default()
     };
-    let sizes = PacketMapSizes { ct: 1 << 20, nat: 1 << 20, src_ranges: 1024 };
+    let sizes = PacketMapSizes { ct: 1 << 20, nat: 1 << 20 };
     let mut pkt = PacketDatapath::load(&options, sizes, &settings).unwrap();
     let maps = sock.maps_mut();
     maps.node_addrs.insert(NodeAddrKey::new("10.0.0.1".parse().unwrap()), 0, 0).unwrap();

@@ -24,6 +24,30 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/*
+ * loadBalancerSourceRanges on the socket path. connect()/sendmsg() run before the kernel picks
+ * the source address of an unbound socket, so the check cannot happen there: a socket
+ * translated for a frontend with SY_FE_SOURCE_RANGES is marked in its local storage, and
+ * sy_sock_egress checks the source of its next packet (the first one after routing) against
+ * sy_src_ranges. Outside the ranges the packet is dropped, as the per-packet path and
+ * kube-proxy drop it: a TCP connect() never completes, a UDP send fails with EPERM.
+ * Sockets without the mark cost one socket-storage lookup per packet.
+ */
+struct sy_sock_src_check {
+	__u32 frontend_id;
+	__u32 pending; /* 1: the next packet's source is checked */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__type(key, int);
+	__type(value, struct sy_sock_src_check);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sy_sock_src_check SEC(".maps");
+
+#define SY_ETH_P_IP 0x0800
+#define SY_ETH_P_IPV6 0x86DD
+
 static __always_inline void count(__u32 reason)
 {
 	sy_count(reason, 0);
@@ -100,6 +124,13 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 
 	fe = lookup_frontend(&dst, port, proto, family, 1,
 			     addr_is_loopback(&dst, family) && in_node_netns(ctx));
+	/* An unconnected UDP socket's datagram to anything else is not checked. */
+	if (is_sendmsg && (!fe || !(fe->flags & SY_FE_SOURCE_RANGES))) {
+		struct sy_sock_src_check *c = bpf_sk_storage_get(&sy_sock_src_check, ctx->sk, 0, 0);
+
+		if (c)
+			c->pending = 0;
+	}
 	if (!fe)
 		return SY_ALLOW;
 
@@ -167,6 +198,21 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 			   family, cookie);
 		bpf_set_retval(-SY_ECONNREFUSED);
 		return SY_REJECT;
+	}
+
+	/* Source ranges: the socket's next packet is checked (see sy_sock_egress). Without
+	 * storage for the mark the call is refused rather than let through unchecked. */
+	if (fe->flags & SY_FE_SOURCE_RANGES) {
+		struct sy_sock_src_check *c = bpf_sk_storage_get(
+			&sy_sock_src_check, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+		if (!c) {
+			count(SY_REASON_DROP_SOURCE_RANGE_SOCK);
+			bpf_set_retval(-SY_ECONNREFUSED);
+			return SY_REJECT;
+		}
+		c->frontend_id = fe->id;
+		c->pending = 1;
 	}
 
 	/* Remember the choice (refreshes the affinity timer on every use). */
@@ -338,4 +384,54 @@ int sy_sock_release(struct bpf_sock *sk)
 	bpf_map_delete_elem(&sy_sock_revnat, &key);
 	count(SY_REASON_SOCK_RELEASED);
 	return 1;
+}
+
+/*
+ * Every packet sockets of the cgroup send: the first packet of a socket marked by translate()
+ * has its (routed) source checked against the frontend's loadBalancerSourceRanges. Allowed:
+ * the mark is cleared (a connected socket keeps its source). Refused: dropped and counted,
+ * and the mark stays, so retransmissions are dropped too.
+ */
+SEC("cgroup_skb/egress")
+int sy_sock_egress(struct __sk_buff *skb)
+{
+	struct sy_sock_src_check *c;
+	struct sy_src_range_key k = {};
+	struct bpf_sock *sk = skb->sk;
+	struct sy_event *ev;
+	__u32 ip4;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	c = bpf_sk_storage_get(&sy_sock_src_check, sk, 0, 0);
+	if (!c || !c->pending)
+		return 1;
+	if (skb->protocol == bpf_htons(SY_ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 12, &ip4, sizeof(ip4)))
+			return 1;
+		addr_from_ip4(&k.addr, ip4);
+	} else if (skb->protocol == bpf_htons(SY_ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 8, &k.addr, sizeof(k.addr)))
+			return 1;
+	} else {
+		return 1;
+	}
+	k.prefixlen = 32 + 128;
+	k.frontend_id = c->frontend_id;
+	if (bpf_map_lookup_elem(&sy_src_ranges, &k)) {
+		c->pending = 0;
+		return 1;
+	}
+	count(SY_REASON_DROP_SOURCE_RANGE_SOCK);
+	ev = sy_event_start(1, SY_REASON_DROP_SOURCE_RANGE_SOCK, SY_PATH_SOCK, c->frontend_id, 0);
+	if (ev) {
+		ev->cookie = bpf_get_socket_cookie(skb);
+		ev->saddr = k.addr;
+		ev->family = addr_is_v4_mapped(&k.addr) ? SY_AF_INET : SY_AF_INET6;
+		bpf_ringbuf_submit(ev, 0);
+	}
+	return 0;
 }

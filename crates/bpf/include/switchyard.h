@@ -104,7 +104,10 @@ enum sy_reason {
 	SY_REASON_REVNAT_GETPEERNAME = 12,
 	/* A connected, translated socket closed: its reverse-translation entry was removed. */
 	SY_REASON_SOCK_RELEASED = 13,
-	/* 14..31 reserved for the socket path, 32..63 for the per-packet path (issue 6). */
+	/* SY_FE_SOURCE_RANGES: a translated socket's packet from a source outside
+	 * loadBalancerSourceRanges (cgroup_skb/egress): dropped (the syscall gets EPERM). */
+	SY_REASON_DROP_SOURCE_RANGE_SOCK = 14,
+	/* 15..31 reserved for the socket path, 32..63 for the per-packet path (issue 6). */
 	SY_REASON_MAX = 64,
 };
 

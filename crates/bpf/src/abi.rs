@@ -86,11 +86,14 @@ pub enum Reason {
     RevnatGetpeername = 12,
     /// A connected, translated socket closed; its reverse entry was removed.
     SockReleased = 13,
+    /// loadBalancerSourceRanges: a translated socket's packet from a source outside them was
+    /// dropped (`cgroup_skb/egress`).
+    DropSourceRangeSock = 14,
 }
 
 impl Reason {
     /// Every reason, in counter-index order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::NotService,
         Reason::TranslatedRandom,
         Reason::TranslatedMaglev,
@@ -105,6 +108,7 @@ impl Reason {
         Reason::RevnatRecvmsg,
         Reason::RevnatGetpeername,
         Reason::SockReleased,
+        Reason::DropSourceRangeSock,
     ];
     /// Number of counter slots (`SY_REASON_MAX`): reasons up to here may be added in C.
     pub const MAX: u32 = 64;
@@ -126,6 +130,7 @@ impl Reason {
             Reason::RevnatRecvmsg => "revnat_recvmsg",
             Reason::RevnatGetpeername => "revnat_getpeername",
             Reason::SockReleased => "sock_released",
+            Reason::DropSourceRangeSock => "drop_source_range_sock",
         }
     }
 }

@@ -19,7 +19,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::MapInfo,
     programs::{
-        CgroupAttachMode, Program,
+        CgroupAttachMode, CgroupSkbAttachType, Program,
         links::{FdLink, PinnedLink},
     },
 };
@@ -32,6 +32,7 @@ use crate::{
         NodeAddrKey, Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
     },
     maps::{Maps, names},
+    nodeport_abi::SrcRangeKey,
 };
 
 /// The socket-level programs, by function name in `c/sock.bpf.c`.
@@ -49,8 +50,12 @@ pub const SOCK_PROGRAMS: [&str; 8] = [
 /// Removes a closing socket's reverse-translation entry (`cgroup/sock_release`).
 pub const SOCK_RELEASE_PROGRAM: &str = "sy_sock_release";
 
+/// Checks the source of a translated socket's first packet against loadBalancerSourceRanges
+/// (`cgroup_skb/egress`).
+pub const SOCK_EGRESS_PROGRAM: &str = "sy_sock_egress";
+
 /// Every program attached to the cgroup.
-pub const ALL_PROGRAMS: [&str; 9] = [
+pub const ALL_PROGRAMS: [&str; 10] = [
     SOCK_PROGRAMS[0],
     SOCK_PROGRAMS[1],
     SOCK_PROGRAMS[2],
@@ -60,6 +65,7 @@ pub const ALL_PROGRAMS: [&str; 9] = [
     SOCK_PROGRAMS[6],
     SOCK_PROGRAMS[7],
     SOCK_RELEASE_PROGRAM,
+    SOCK_EGRESS_PROGRAM,
 ];
 
 /// Subdirectory of the bpffs directory holding the pinned cgroup links.
@@ -84,6 +90,8 @@ pub struct MapSizes {
     pub sock_sticky: u32,
     /// `sy_node_addrs`: addresses of this node.
     pub node_addrs: u32,
+    /// `sy_src_ranges`: loadBalancerSourceRanges prefixes summed over all frontends.
+    pub src_ranges: u32,
 }
 
 impl Default for MapSizes {
@@ -98,6 +106,7 @@ impl Default for MapSizes {
             affinity: 65_536,
             sock_sticky: 65_536,
             node_addrs: 256,
+            src_ranges: 16_384,
         }
     }
 }
@@ -131,7 +140,7 @@ impl LoadOptions {
 }
 
 /// What a map must look like: (name, key size, value size, max_entries).
-fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 13] {
+fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 14] {
     let s = &opts.sizes;
     [
         (names::FRONTENDS, size_of::<FrontendKey>(), size_of::<Frontend>(), s.frontends),
@@ -149,6 +158,7 @@ fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 13] 
         (names::MONITOR, size_of::<u32>(), size_of::<crate::abi::MonitorConfig>(), 1),
         // A ring buffer has no key or value; max_entries is its size in bytes.
         (names::EVENTS, 0, 0, crate::abi::DEFAULT_EVENTS_BYTES),
+        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), s.src_ranges),
     ]
 }
 
@@ -183,6 +193,7 @@ impl Datapath {
             .map_max_entries(names::SOCK_STICKY, s.sock_sticky)
             .map_max_entries(names::NODE_ADDRS, s.node_addrs)
             .map_max_entries(names::FE_COUNTERS, s.frontends)
+            .map_max_entries(names::SRC_RANGES, s.src_ranges)
             .load(crate::sock_object());
         let mut ebpf = ebpf?;
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
@@ -251,6 +262,7 @@ impl Datapath {
             match self.program(name)? {
                 Program::CgroupSockAddr(p) if p.fd().is_err() => p.load().map_err(program_err)?,
                 Program::CgroupSock(p) if p.fd().is_err() => p.load().map_err(program_err)?,
+                Program::CgroupSkb(p) if p.fd().is_err() => p.load().map_err(program_err)?,
                 _ => {}
             }
         }
@@ -315,6 +327,13 @@ impl Datapath {
             }
             Program::CgroupSock(p) => {
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(program_err)?;
+                let link = p.take_link(id).map_err(program_err)?;
+                FdLink::try_from(link).map_err(|e| not_a_link(&e))?
+            }
+            Program::CgroupSkb(p) => {
+                let id = p
+                    .attach(cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+                    .map_err(program_err)?;
                 let link = p.take_link(id).map_err(program_err)?;
                 FdLink::try_from(link).map_err(|e| not_a_link(&e))?
             }

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
-use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap, HashOfMaps, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap};
 
 use crate::{
     Error,
@@ -14,6 +14,7 @@ use crate::{
         Affinity, AffinityKey, Backend, Config, Counter, Frontend, FrontendCounter, FrontendKey,
         NodeAddrKey, Reason, SlotKey, SockRevnat, SockRevnatKey, SockStickyKey,
     },
+    nodeport_abi::SrcRangeData,
 };
 
 /// Map names, as in the header (also their pin file names in the bpffs directory).
@@ -44,9 +45,12 @@ pub mod names {
     pub const MONITOR: &str = "sy_monitor";
     /// `sy_events`: ring buffer of decisions and drops for the monitor.
     pub const EVENTS: &str = "sy_events";
+    /// `sy_src_ranges`: (frontend id, source prefix) LPM trie of loadBalancerSourceRanges,
+    /// checked by both paths.
+    pub const SRC_RANGES: &str = "sy_src_ranges";
 
     /// Every map, in the order the loader checks them.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         FRONTENDS,
         SLOTS,
         BACKENDS,
@@ -60,6 +64,7 @@ pub mod names {
         FE_COUNTERS,
         MONITOR,
         EVENTS,
+        SRC_RANGES,
     ];
 }
 
@@ -93,6 +98,8 @@ pub struct Maps {
     pub config: Array<MapData, Config>,
     /// Frontend id -> per-CPU traffic counters; written by the programs.
     pub fe_counters: PerCpuHashMap<MapData, u32, FrontendCounter>,
+    /// loadBalancerSourceRanges (written by the agent, read by both paths).
+    pub src_ranges: LpmTrie<MapData, SrcRangeData, u32>,
 }
 
 impl std::fmt::Debug for Maps {
@@ -144,6 +151,7 @@ impl Maps {
             counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
             config: typed(names::CONFIG, take(names::CONFIG)?)?,
             fe_counters: typed(names::FE_COUNTERS, take(names::FE_COUNTERS)?)?,
+            src_ranges: typed(names::SRC_RANGES, take(names::SRC_RANGES)?)?,
         })
     }
 
@@ -168,6 +176,7 @@ impl Maps {
             counters: typed(names::COUNTERS, open(names::COUNTERS)?)?,
             config: typed(names::CONFIG, open(names::CONFIG)?)?,
             fe_counters: typed(names::FE_COUNTERS, open(names::FE_COUNTERS)?)?,
+            src_ranges: typed(names::SRC_RANGES, open(names::SRC_RANGES)?)?,
         })
     }
 

@@ -61,14 +61,13 @@ pub struct PacketMapSizes {
     pub ct: u32,
     /// `sy_nat` (LRU): reverse entries, one per tracked flow.
     pub nat: u32,
-    /// `sy_src_ranges`: prefixes summed over all frontends.
-    pub src_ranges: u32,
 }
 
 impl Default for PacketMapSizes {
-    /// The header's `SY_DEFAULT_CT`, `SY_DEFAULT_NAT`, `SY_DEFAULT_SRC_RANGES`.
+    /// The header's `SY_DEFAULT_CT`, `SY_DEFAULT_NAT` (`sy_src_ranges` is a shared map sized
+    /// by [`crate::MapSizes`]).
     fn default() -> Self {
-        PacketMapSizes { ct: 262_144, nat: 262_144, src_ranges: 16_384 }
+        PacketMapSizes { ct: 262_144, nat: 262_144 }
     }
 }
 
@@ -173,6 +172,52 @@ impl PacketSettings {
     }
 }
 
+/// Where loadBalancerSourceRanges are written: the one pinned `sy_src_ranges`, reached
+/// through the socket object's maps (always loaded) or the per-packet object's.
+pub trait SourceRangeMap {
+    /// Allows `range` as a source for `frontend_id`.
+    fn add_source_range(&mut self, frontend_id: u32, range: SrcRangeKey) -> Result<(), Error>;
+    /// Removes one allowed prefix (missing is fine).
+    fn remove_source_range(&mut self, range: SrcRangeKey) -> Result<(), Error>;
+}
+
+impl SourceRangeMap for PacketMaps {
+    fn add_source_range(&mut self, frontend_id: u32, range: SrcRangeKey) -> Result<(), Error> {
+        add_source_range(&mut self.src_ranges, frontend_id, range)
+    }
+    fn remove_source_range(&mut self, range: SrcRangeKey) -> Result<(), Error> {
+        remove_source_range(&mut self.src_ranges, range)
+    }
+}
+
+impl SourceRangeMap for crate::Maps {
+    fn add_source_range(&mut self, frontend_id: u32, range: SrcRangeKey) -> Result<(), Error> {
+        add_source_range(&mut self.src_ranges, frontend_id, range)
+    }
+    fn remove_source_range(&mut self, range: SrcRangeKey) -> Result<(), Error> {
+        remove_source_range(&mut self.src_ranges, range)
+    }
+}
+
+fn add_source_range(
+    map: &mut LpmTrie<MapData, SrcRangeData, u32>,
+    frontend_id: u32,
+    range: SrcRangeKey,
+) -> Result<(), Error> {
+    let key = SrcRangeKey { frontend_id, ..range }.to_trie_key();
+    map.insert(&key, 0, 0).map_err(|source| Error::Map { name: names::SRC_RANGES, source })
+}
+
+fn remove_source_range(
+    map: &mut LpmTrie<MapData, SrcRangeData, u32>,
+    range: SrcRangeKey,
+) -> Result<(), Error> {
+    match map.remove(&range.to_trie_key()) {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(source) => Err(Error::Map { name: names::SRC_RANGES, source }),
+    }
+}
+
 /// Typed handles on the per-packet maps.
 pub struct PacketMaps {
     /// Original tuple -> conntrack entry (written by the programs).
@@ -233,18 +278,12 @@ impl PacketMaps {
     /// Allows `range` as a source for `frontend_id` (the frontend must carry
     /// `FE_SOURCE_RANGES`, set only on LoadBalancer frontends).
     pub fn add_source_range(&mut self, frontend_id: u32, range: SrcRangeKey) -> Result<(), Error> {
-        let key = SrcRangeKey { frontend_id, ..range }.to_trie_key();
-        self.src_ranges
-            .insert(&key, 0, 0)
-            .map_err(|source| Error::Map { name: names::SRC_RANGES, source })
+        add_source_range(&mut self.src_ranges, frontend_id, range)
     }
 
     /// Removes one allowed prefix (missing is fine).
     pub fn remove_source_range(&mut self, range: SrcRangeKey) -> Result<(), Error> {
-        match self.src_ranges.remove(&range.to_trie_key()) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(source) => Err(Error::Map { name: names::SRC_RANGES, source }),
-        }
+        remove_source_range(&mut self.src_ranges, range)
     }
 
     /// The conntrack entry of a client's original tuple, if tracked.
@@ -292,7 +331,7 @@ impl PacketDatapath {
                 shared_names::CONFIG
             )));
         }
-        check_pins(&opts.bpf_dir, sizes)?;
+        check_pins(&opts.bpf_dir, sizes, opts.sizes.src_ranges)?;
         let s = &opts.sizes;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&opts.bpf_dir)
@@ -307,7 +346,7 @@ impl PacketDatapath {
             .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
             .map_max_entries(names::CT, sizes.ct)
             .map_max_entries(names::NAT, sizes.nat)
-            .map_max_entries(names::SRC_RANGES, sizes.src_ranges)
+            .map_max_entries(names::SRC_RANGES, s.src_ranges)
             .load(crate::nodeport_object())?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
         let mut maps = PacketMaps {
@@ -528,11 +567,11 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
 }
 
 /// Refuses per-packet pins of another layout or size.
-fn check_pins(bpf_dir: &Path, sizes: PacketMapSizes) -> Result<(), Error> {
+fn check_pins(bpf_dir: &Path, sizes: PacketMapSizes, src_ranges: u32) -> Result<(), Error> {
     let expected = [
         (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
         (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),
-        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), sizes.src_ranges),
+        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), src_ranges),
         (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), 1),
     ];
     crate::loader::check_pinned_layouts(bpf_dir, expected)

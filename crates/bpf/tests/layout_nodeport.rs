@@ -83,7 +83,7 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
     for (name, value) in [
         ("SY_DEFAULT_CT", sizes.ct),
         ("SY_DEFAULT_NAT", sizes.nat),
-        ("SY_DEFAULT_SRC_RANGES", sizes.src_ranges),
+        ("SY_DEFAULT_SRC_RANGES", switchyard_bpf::MapSizes::default().src_ranges),
         ("SY_CT_TIMEOUT_TCP_SYN_S", timeouts.tcp_syn),
         ("SY_CT_TIMEOUT_TCP_ESTABLISHED_S", timeouts.tcp_established),
         ("SY_CT_TIMEOUT_TCP_CLOSING_S", timeouts.tcp_closing),

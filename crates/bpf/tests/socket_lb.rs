@@ -493,3 +493,88 @@ fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
     assert!(after.iter().all(|l| field(l, "reply") == Some(&name(remaining))), "moved: {after:?}");
     assert!(lines.iter().all(|l| field(l, "from") == Some("10.96.0.53:53")), "{lines:?}");
 }
+
+/// loadBalancerSourceRanges on the socket path: the routed source of a translated socket's
+/// first packet is checked (`cgroup_skb/egress`); outside the ranges nothing reaches a backend
+/// (TCP never connects, a UDP send fails with EPERM), inside them everything works, and an
+/// unconnected UDP socket refused for one frontend still reaches another.
+#[test]
+fn source_ranges_are_checked_on_the_socket_path() {
+    if !switchyard_lab::require_root("source_ranges_are_checked_on_the_socket_path") {
+        return;
+    }
+    use switchyard_bpf::nodeport::SourceRangeMap as _;
+    use switchyard_bpf::nodeport_abi::SrcRangeKey;
+    // (case, frontend, tcp target, allowed prefix, other prefix, backends, servers)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        (&'a str, u8),
+        (&'a str, u8),
+        &'a [(u32, &'a str, u16)],
+        &'a [&'a str],
+    );
+    let cases: [Case<'_>; 2] = [
+        (
+            "ipv4",
+            "192.0.2.10",
+            "192.0.2.10:80",
+            ("127.0.0.0", 8),
+            ("10.0.0.0", 8),
+            &V4_BACKENDS,
+            &V4_SERVERS,
+        ),
+        (
+            "ipv6",
+            "2001:db8::10",
+            "[2001:db8::10]:80",
+            ("fd00::", 64),
+            ("2001:db8:1::", 48),
+            &V6_BACKENDS,
+            &V6_SERVERS,
+        ),
+    ];
+    for (case, vip, target, allowed, other, backends, servers) in cases {
+        for inside in [true, false] {
+            let mut f = Fixture::new("src-ranges", PROBE);
+            f.frontend(7, vip, 80, PROTO_TCP, FE_SOURCE_RANGES, backends);
+            f.frontend(8, vip, 80, PROTO_UDP, FE_SOURCE_RANGES, backends);
+            // An unrestricted frontend on the same backends.
+            f.frontend(9, vip, 81, PROTO_UDP, 0, backends);
+            let prefix = if inside { allowed } else { other };
+            for id in [7, 8] {
+                let key = SrcRangeKey::new(id, prefix.0.parse().unwrap(), prefix.1).unwrap();
+                f.maps().add_source_range(id, key).unwrap();
+            }
+            let udp_other = target.replace(":80", ":81");
+            let mut ops: Vec<String> = servers.iter().map(|s| (*s).to_owned()).collect();
+            ops.push(format!("tcp={target}"));
+            ops.push(format!("udp-connected={target}"));
+            ops.push(format!("udp-sendto={target}*1,{udp_other}*1,{target}*1"));
+            let lines = run_ops(&f, &ops);
+            assert_eq!(lines.len(), 5, "{case} inside={inside}: {lines:?}");
+            let refused = f.counter(Reason::DropSourceRangeSock);
+            if inside {
+                for line in &lines {
+                    assert!(field(line, "reply").is_some(), "{case}: allowed source: {line}");
+                }
+                assert_eq!(refused, 0, "{case}");
+            } else {
+                // TCP: the SYN (and its retransmissions) dropped until the probe gives up.
+                assert!(field(&lines[0], "err").is_some(), "{case}: tcp: {}", lines[0]);
+                // UDP: the send fails at once with EPERM.
+                assert_eq!(field(&lines[1], "err"), Some("1"), "{case}: {}", lines[1]);
+                assert_eq!(field(&lines[2], "err"), Some("1"), "{case}: {}", lines[2]);
+                assert!(
+                    field(&lines[3], "reply").is_some(),
+                    "{case}: same socket, unrestricted frontend: {}",
+                    lines[3]
+                );
+                assert_eq!(field(&lines[4], "err"), Some("1"), "{case}: {}", lines[4]);
+                // One SYN and at least one retransmission, three datagrams.
+                assert!(refused >= 5, "{case}: {refused} packets counted");
+            }
+        }
+    }
+}

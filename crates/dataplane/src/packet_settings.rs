@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::NodeAddrKey;
-use switchyard_bpf::nodeport::{PacketMaps, PacketSettings};
+use switchyard_bpf::nodeport::{PacketMaps, PacketSettings, SourceRangeMap};
 use switchyard_bpf::nodeport_abi::SrcRangeKey;
 use switchyard_model::{DesiredState, Frontend, FrontendKey};
 
@@ -54,7 +54,7 @@ pub struct PacketState {
 
 impl PacketState {
     /// Reads what an earlier agent left in the pinned maps.
-    pub fn adopt(maps: &Maps, packet: &PacketMaps) -> Result<Self, PacketError> {
+    pub fn adopt(maps: &Maps) -> Result<Self, PacketError> {
         let read =
             |source| PacketError::Map { what: "reading the pinned maps", source: Box::new(source) };
         let mut state = PacketState::default();
@@ -64,7 +64,7 @@ impl PacketState {
             })?;
             state.node_addrs.insert(key.addr.to_ip(key.family));
         }
-        for key in packet.src_ranges.keys() {
+        for key in maps.src_ranges.keys() {
             let key = key.map_err(|source| {
                 read(switchyard_bpf::Error::Map { name: "sy_src_ranges", source })
             })?;
@@ -131,7 +131,7 @@ impl PacketState {
     /// Before a plan: adds the prefixes of changed frontends that already have an id.
     pub fn prepare<'a>(
         &mut self,
-        packet: &mut PacketMaps,
+        packet: &mut impl SourceRangeMap,
         planner: &KernelPlanner,
         changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
     ) -> Vec<PacketError> {
@@ -141,7 +141,7 @@ impl PacketState {
     /// [`PacketState::prepare`] with the frontend ids already looked up (before the plan).
     pub fn prepare_resolved(
         &mut self,
-        packet: &mut PacketMaps,
+        packet: &mut impl SourceRangeMap,
         frontends: &[FrontendRanges],
     ) -> Vec<PacketError> {
         let mut errors = Vec::new();
@@ -169,7 +169,7 @@ impl PacketState {
     /// After a plan: every changed frontend has exactly its prefixes under its current id.
     pub fn finish<'a>(
         &mut self,
-        packet: &mut PacketMaps,
+        packet: &mut impl SourceRangeMap,
         planner: &KernelPlanner,
         changes: impl IntoIterator<Item = (FrontendKey, Option<&'a Frontend>)>,
     ) -> Vec<PacketError> {
@@ -179,7 +179,7 @@ impl PacketState {
     /// [`PacketState::finish`] with the frontend ids already looked up (after the plan).
     pub fn finish_resolved(
         &mut self,
-        packet: &mut PacketMaps,
+        packet: &mut impl SourceRangeMap,
         frontends: &[FrontendRanges],
     ) -> Vec<PacketError> {
         let mut errors = Vec::new();
@@ -217,7 +217,7 @@ impl PacketState {
     /// `desired` claims (debris of an earlier agent, frontends gone) is removed.
     pub fn finish_full(
         &mut self,
-        packet: &mut PacketMaps,
+        packet: &mut impl SourceRangeMap,
         planner: &KernelPlanner,
         desired: &DesiredState,
     ) -> Vec<PacketError> {
@@ -228,7 +228,7 @@ impl PacketState {
     /// [`PacketState::finish_full`] with `all`, every frontend of the desired state resolved.
     pub fn finish_full_resolved(
         &mut self,
-        packet: &mut PacketMaps,
+        packet: &mut impl SourceRangeMap,
         all: &[FrontendRanges],
     ) -> Vec<PacketError> {
         let listed: HashSet<FrontendKey> = all.iter().map(|f| f.key).collect();

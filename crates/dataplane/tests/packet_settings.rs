@@ -75,7 +75,7 @@ fn source_ranges_follow_their_frontends_through_changes_and_restarts() {
     let tables = Arc::new(MaglevTables::new(options.maglev_table_size).unwrap());
     let (mut reconciler, _) =
         Reconciler::adopt(datapath.maps_mut(), limits, tables.clone()).unwrap();
-    let mut state = PacketState::adopt(datapath.maps(), packet.maps()).unwrap();
+    let mut state = PacketState::adopt(datapath.maps()).unwrap();
     let mut model = NodeModel::new(ProxyConfig::new("n1"));
     model.apply(slice());
     model.apply(service(&["10.0.0.0/8", "198.51.100.0/24"]));
@@ -139,7 +139,7 @@ fn source_ranges_follow_their_frontends_through_changes_and_restarts() {
         PacketDatapath::load(&options, PacketMapSizes::default(), &PacketSettings::default())
             .unwrap();
     let (mut reconciler, _) = Reconciler::adopt(datapath.maps_mut(), limits, tables).unwrap();
-    let mut state = PacketState::adopt(datapath.maps(), packet.maps()).unwrap();
+    let mut state = PacketState::adopt(datapath.maps()).unwrap();
     assert_eq!(ranges(&packet).len(), 2);
     let desired = model.desired().clone();
     reconciler.apply_full(datapath.maps_mut(), &desired).unwrap();

@@ -97,6 +97,7 @@ pub fn small_sizes() -> MapSizes {
         affinity: 1024,
         sock_sticky: 1024,
         node_addrs: 16,
+        src_ranges: 1024,
     }
 }
 

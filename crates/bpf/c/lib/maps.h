@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * maps.h - the maps every load-balancing program shares (frontends, slots, backends, Maglev
- * tables, affinity, node addresses, counters, config, monitor). Each is pinned by name under
+ * tables, affinity, node addresses, source ranges, counters, config, monitor). Each is pinned by name under
  * the loader's bpffs directory, so every object that includes this header (the socket and
  * the per-packet programs) shares one instance; max_entries are the SY_DEFAULT_* values of
  * switchyard.h, which the loader overrides by name (EbpfLoader::map_max_entries).
@@ -55,6 +55,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct sy_maglev_inner);
 } sy_maglev SEC(".maps");
+
+/* loadBalancerSourceRanges: the per-packet path checks the client of a new flow, the socket
+ * path the source of a translated socket's first packet (cgroup_skb/egress). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct sy_src_range_key);
+	__type(value, __u32);
+	__uint(max_entries, SY_DEFAULT_SRC_RANGES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_src_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

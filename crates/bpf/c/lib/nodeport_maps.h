@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * nodeport_maps.h - the per-packet path's own maps: conntrack (sy_ct) and its settings
- * (sy_pkt_config) from ct_maps.h, reverse NAT (sy_nat), loadBalancerSourceRanges
- * (sy_src_ranges). Only the per-packet object includes this header (the decapsulation only
- * ct_maps.h), so no other object creates and pins these with its own sizes.
+ * nodeport_maps.h - the per-packet path's own map: reverse NAT (sy_nat). Conntrack (sy_ct) and
+ * its settings (sy_pkt_config) are in ct_maps.h (the decapsulation reads them too), and
+ * sy_src_ranges in maps.h (the socket path checks it too). Only the per-packet object includes
+ * this header, so no other object creates and pins sy_nat with its own size.
  */
 #ifndef SY_LIB_NODEPORT_MAPS_H
 #define SY_LIB_NODEPORT_MAPS_H
@@ -18,14 +18,5 @@ struct {
 	__uint(max_entries, SY_DEFAULT_NAT);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_nat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct sy_src_range_key);
-	__type(value, __u32);
-	__uint(max_entries, SY_DEFAULT_SRC_RANGES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_src_ranges SEC(".maps");
 
 #endif /* SY_LIB_NODEPORT_MAPS_H */

@@ -36,8 +36,8 @@ pub struct CoreConfig {
     pub proxy: ProxyConfig,
     /// Capacities of the maps.
     pub limits: Limits,
-    /// Whether per-packet programs run (`devices`): only then are node addresses and source
-    /// ranges effects.
+    /// Whether per-packet programs run (`devices`): only then are node addresses effects
+    /// (source ranges are: the socket programs check them too).
     pub per_packet: bool,
     /// Destroy sockets connected to removed backends.
     pub destroy_stale_sockets: bool,
@@ -186,10 +186,8 @@ impl NodeCore {
             self.announcements_effect(&mut effects);
             return effects;
         }
-        if self.config.per_packet {
-            let frontends = resolve(&self.planner, diff_changes(&diffs));
-            effects.push(Effect::SourceRanges { before: true, full: false, frontends });
-        }
+        let frontends = resolve(&self.planner, diff_changes(&diffs));
+        effects.push(Effect::SourceRanges { before: true, full: false, frontends });
         let plan = self.planner.plan(diffs.iter().flat_map(translate::changes));
         effects.push(Effect::Program { ops: plan.ops.clone(), full: false });
         self.in_flight = Some(InFlight {
@@ -220,13 +218,11 @@ impl NodeCore {
             return effects;
         }
         let full = in_flight.diffs.is_none();
-        if self.config.per_packet {
-            let frontends = match &in_flight.diffs {
-                Some(diffs) => resolve(&self.planner, diff_changes(diffs)),
-                None => resolve(&self.planner, all_frontends(self.model.desired())),
-            };
-            effects.push(Effect::SourceRanges { before: false, full, frontends });
-        }
+        let frontends = match &in_flight.diffs {
+            Some(diffs) => resolve(&self.planner, diff_changes(diffs)),
+            None => resolve(&self.planner, all_frontends(self.model.desired())),
+        };
+        effects.push(Effect::SourceRanges { before: false, full, frontends });
         effects.push(Effect::Synced {
             full,
             ops: in_flight.ops,
@@ -277,10 +273,8 @@ impl NodeCore {
     }
 
     fn plan_full(&mut self, effects: &mut Vec<Effect>, after_read_back: bool) {
-        if self.config.per_packet {
-            let frontends = resolve(&self.planner, all_frontends(self.model.desired()));
-            effects.push(Effect::SourceRanges { before: true, full: false, frontends });
-        }
+        let frontends = resolve(&self.planner, all_frontends(self.model.desired()));
+        effects.push(Effect::SourceRanges { before: true, full: false, frontends });
         let plan = self.planner.plan_full(translate::desired(self.model.desired()));
         effects.push(Effect::Program { ops: plan.ops.clone(), full: true });
         self.in_flight = Some(InFlight {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_bpf::Datapath;
 use switchyard_dataplane::kernel::{KernelMaps, KernelOp};
+use switchyard_dataplane::packet_settings::PacketState;
 use switchyard_dataplane::sockdiag;
 use switchyard_dataplane::{MapOps, planner::PlanError};
 use switchyard_error::ErrorChain;
@@ -26,6 +27,8 @@ pub(super) struct Agent {
     pub(super) datapath: Datapath,
     /// The TC programs and their state (`devices`), if any.
     pub(super) per_packet: Option<PerPacketPrograms>,
+    /// The loadBalancerSourceRanges written into the shared `sy_src_ranges`.
+    pub(super) source_ranges: PacketState,
     pub(super) cgroup: PathBuf,
     pub(super) bpf_dir: PathBuf,
     /// Manifest problems already logged, so each is logged once while it lasts.
@@ -68,9 +71,13 @@ impl Agent {
                     Vec::new()
                 }
                 Effect::SourceRanges { before, full, frontends } => {
-                    if let Some(per_packet) = &mut self.per_packet {
-                        per_packet.source_ranges(before, full, &frontends);
-                    }
+                    per_packet::source_ranges(
+                        &mut self.source_ranges,
+                        self.datapath.maps_mut(),
+                        before,
+                        full,
+                        &frontends,
+                    );
                     Vec::new()
                 }
                 Effect::Program { ops, .. } => {

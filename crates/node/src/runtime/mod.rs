@@ -19,6 +19,7 @@ use std::time::Instant;
 use switchyard_bpf::{Datapath, LoadOptions};
 use switchyard_dataplane::kernel::KernelMaps;
 use switchyard_dataplane::maglev_tables::MaglevTables;
+use switchyard_dataplane::packet_settings::PacketState;
 use switchyard_dataplane::reconciler::limits_for;
 use switchyard_k8s::health::ServiceHealthServers;
 use switchyard_model::ProxyConfig;
@@ -127,6 +128,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         per_packet: !config.devices.is_empty(),
         destroy_stale_sockets: config.destroy_stale_sockets,
     };
+    let source_ranges = PacketState::adopt(datapath.maps()).map_err(NodeError::PacketMaps)?;
     let (core, adopted) = NodeCore::adopt(core_config, snapshot, Arc::new(tables));
     info!(
         frontends = adopted.frontends,
@@ -153,6 +155,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         core,
         datapath,
         per_packet: None,
+        source_ranges,
         cgroup: config.cgroup.clone(),
         bpf_dir: config.bpf_dir.clone(),
         problems: BTreeSet::new(),

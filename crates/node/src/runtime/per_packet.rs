@@ -9,6 +9,23 @@ use switchyard_bpf::decap::DecapDatapath;
 use switchyard_bpf::nodeport::{self, PacketDatapath, PacketSettings};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet_settings::{FrontendRanges, PacketError, PacketState};
+
+/// Writes loadBalancerSourceRanges (see [`crate::core::Effect::SourceRanges`]) into the shared
+/// `sy_src_ranges`: the socket programs check them too, with or without `--devices`.
+pub(crate) fn source_ranges(
+    state: &mut PacketState,
+    maps: &mut Maps,
+    before: bool,
+    full: bool,
+    frontends: &[FrontendRanges],
+) {
+    let errors = match (before, full) {
+        (true, _) => state.prepare_resolved(maps, frontends),
+        (false, false) => state.finish_resolved(maps, frontends),
+        (false, true) => state.finish_full_resolved(maps, frontends),
+    };
+    log_errors(&errors);
+}
 use switchyard_error::ErrorChain;
 use switchyard_model::{NodeModel, PortRange, PrimaryAddresses};
 use tracing::{error, info, warn};
@@ -50,7 +67,7 @@ impl PerPacketPrograms {
                     source: source.into(),
                 }
             })?;
-        let state = PacketState::adopt(maps, datapath.maps()).map_err(NodeError::PacketMaps)?;
+        let state = PacketState::adopt(maps).map_err(NodeError::PacketMaps)?;
         let decap = if directors.addresses.is_empty() {
             None
         } else {
@@ -66,17 +83,6 @@ impl PerPacketPrograms {
             PerPacketPrograms { datapath, decap, state, devices, snat_ports, node_port_range };
         programs.node_changed(maps, model.node_port_addresses(), model.primary_addresses());
         Ok(programs)
-    }
-
-    /// Writes loadBalancerSourceRanges (see [`crate::core::Effect::SourceRanges`]).
-    pub(crate) fn source_ranges(&mut self, before: bool, full: bool, frontends: &[FrontendRanges]) {
-        let maps = self.datapath.maps_mut();
-        let errors = match (before, full) {
-            (true, _) => self.state.prepare_resolved(maps, frontends),
-            (false, false) => self.state.finish_resolved(maps, frontends),
-            (false, true) => self.state.finish_full_resolved(maps, frontends),
-        };
-        log_errors(&errors);
     }
 
     /// This node's addresses or SNAT source may have changed (its Node object).

@@ -177,11 +177,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             maglev_tables: args.max_maglev_tables,
             ..MapSizes::default()
         },
-        packet_sizes: PacketMapSizes {
-            ct: args.max_conntrack,
-            nat: args.max_nat,
-            ..PacketMapSizes::default()
-        },
+        packet_sizes: PacketMapSizes { ct: args.max_conntrack, nat: args.max_nat },
         maglev_table_size: args.maglev_table_size,
         debounce: Duration::from_millis(args.debounce_ms),
         destroy_stale_sockets: !args.keep_stale_sockets,

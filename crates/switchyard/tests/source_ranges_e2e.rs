@@ -1,0 +1,75 @@
+//! loadBalancerSourceRanges for pods (root): the socket path checks the source a pod's socket
+//! gets, so a pod outside the ranges reaches no backend through a LoadBalancer IP while a pod
+//! inside them does, and the Service's cluster IP stays open to both. Agents run without
+//! `--devices`: only the socket programs decide. See docs/operations.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
+
+use switchyard_bpf::{Maps, abi::Reason};
+use switchyard_lab::require_root;
+use switchyard_testing::e2e::*;
+
+#[test]
+fn a_pod_outside_the_source_ranges_reaches_no_backend_through_a_load_balancer_ip() {
+    if !require_root("a_pod_outside_the_source_ranges_reaches_no_backend") {
+        return;
+    }
+    let cluster = Cluster::up();
+    let baseline = cluster.containment_baseline();
+    let lb = [v4("10.96.91.1"), v4("fd00:96::91:1")];
+    // Only a1 may use the LoadBalancer IPs; a2 (same node) and b1 (other node) may not.
+    let spec = format!(
+        "  loadBalancerSourceRanges: [\"{}/32\", \"{}/128\"]\n",
+        cluster.pod_ip("a1", false),
+        cluster.pod_ip("a1", true)
+    );
+    let ingress = lb.map(|ip| ip.to_string());
+    let ingress: Vec<&str> = ingress.iter().map(String::as_str).collect();
+    let text = cluster.load_balancer(
+        "fw",
+        30091,
+        &spec,
+        &ingress,
+        &[("b1", State::Ready), ("b2", State::Ready)],
+    );
+    cluster.apply_until_it_answers("fw.yaml", &text, "a1", at(lb[0], 80));
+
+    for ip in lb {
+        let target = at(ip, 80);
+        for kind in ["tcp", "udp"] {
+            let out = cluster.client("a1", kind, target, 3);
+            assert!(out.summary.errors.is_empty(), "a1 {kind} {target}: {:?}", out.summary);
+        }
+        for pod in ["a2", "b1"] {
+            for (kind, extra) in [("tcp", &[][..]), ("udp", &[][..]), ("udp", &["--connected"][..])]
+            {
+                let out = cluster.client_with(pod, kind, target, 1, extra);
+                assert!(
+                    out.summary.backends.is_empty() && !out.summary.errors.is_empty(),
+                    "{pod} {kind} {extra:?} {target} must reach no backend: {:?}",
+                    out.summary
+                );
+            }
+        }
+    }
+    // Source ranges are for LoadBalancer IPs only: the cluster IP answers everyone.
+    let cluster_ip = at(v4("10.96.101.10"), 80);
+    for pod in ["a2", "b1"] {
+        let out = cluster.client(pod, "tcp", cluster_ip, 3);
+        assert!(out.summary.errors.is_empty(), "{pod} -> {cluster_ip}: {:?}", out.summary);
+    }
+    for node in ["node1", "node2"] {
+        let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
+        let dropped = cluster
+            .lab
+            .run_in(node, move || {
+                Maps::open_pinned(&bpf_dir).unwrap().counters().unwrap()
+                    [&Reason::DropSourceRangeSock]
+                    .packets
+            })
+            .unwrap();
+        // Per family and pod: a SYN and its retransmission, two datagrams.
+        assert!(dropped >= 8, "{node}: {dropped} packets dropped for their source");
+    }
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
