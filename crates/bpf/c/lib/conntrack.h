@@ -18,7 +18,9 @@ static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 pro
 {
 	__u32 s;
 
-	if (proto == IPPROTO_TCP) {
+	/* SCTP: established (an association is long-lived and its heartbeats every 30 s must not
+	 * outlive the entry) until ABORT or SHUTDOWN COMPLETE, then closing; TCP's timeouts. */
+	if (proto == IPPROTO_TCP || proto == IPPROTO_SCTP_) {
 		if (e->state == SY_CT_SYN_SENT)
 			s = cfg && cfg->timeout_tcp_syn_s ? cfg->timeout_tcp_syn_s : SY_CT_TIMEOUT_TCP_SYN_S;
 		else if (e->state == SY_CT_CLOSING)
@@ -55,6 +57,13 @@ static __always_inline void ct_update(struct sy_ct_entry *e, const struct pkt *p
 	e->last_seen_ns = now;
 	if (reply)
 		e->flags |= SY_CT_F_REPLY_SEEN;
+	if (p->t.proto == IPPROTO_SCTP_) {
+		if (p->sctp_chunk == SCTP_CHUNK_ABORT || p->sctp_chunk == SCTP_CHUNK_SHUTDOWN_COMPLETE)
+			e->state = SY_CT_CLOSING;
+		else
+			e->state = SY_CT_ESTABLISHED; /* a new association on the tuple reopens it */
+		return;
+	}
 	if (p->t.proto != IPPROTO_TCP) {
 		e->state = SY_CT_ESTABLISHED;
 		return;
