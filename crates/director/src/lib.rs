@@ -8,7 +8,9 @@
 //! - [`vips`]: which addresses are VIPs and which nodes serve each, from the model's view.
 //! - [`tables`]: ids, Maglev tables and the ordered map operations of every update (pure).
 //! - [`runtime`]: loads the XDP program and carries every update into its maps.
+//! - [`announce`]: announces the VIPs over BGP with the director as next hop.
 
+pub mod announce;
 pub mod config;
 pub mod runtime;
 pub mod tables;

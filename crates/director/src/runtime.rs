@@ -12,6 +12,7 @@ use switchyard_bpf::director::{
 use switchyard_model::{Change, ClusterState, Protocol};
 use tracing::{info, warn};
 
+use crate::announce::Announcer;
 use crate::config::{DirectorConfig, Encap};
 use crate::tables::{Adopted, Op, Plan, Tables};
 use crate::vips::vip_set;
@@ -61,6 +62,10 @@ pub struct Runtime {
     datapath: DirectorDatapath,
     state: ClusterState,
     attached: bool,
+    /// The state of an earlier run was adopted (the data path kept forwarding).
+    adopted: bool,
+    /// BGP sessions announcing the VIPs (`None`: the routers are configured otherwise).
+    announcer: Option<Announcer>,
 }
 
 fn map_key(key: &switchyard_model::FrontendKey) -> MapKey {
@@ -170,22 +175,60 @@ impl Runtime {
                 "adopting the pinned state of an earlier run"
             );
         }
+        let was_running = !adopted.vips.is_empty();
         Ok(Runtime {
             options,
             tables: Tables::adopting(config, adopted),
             datapath,
             state: ClusterState::default(),
             attached: false,
+            adopted: was_running,
+            announcer: None,
         })
+    }
+
+    /// Announces the VIPs over BGP as the director whose Node object is `node_name` (its
+    /// labels select the BGPPeers, its addresses are the next hops). Call before the first
+    /// [`Runtime::apply`], inside a tokio runtime.
+    pub fn announce_as(&mut self, node_name: &str) {
+        self.announcer = Some(Announcer::new(node_name, self.adopted));
+    }
+
+    /// The BGP sessions, if the director announces.
+    pub fn announcer(&self) -> Option<&Announcer> {
+        self.announcer.as_ref()
+    }
+
+    /// Withdraws every VIP from the routers (graceful shutdown); the data path keeps forwarding
+    /// and later updates are still programmed. False when the director does not announce.
+    pub fn withdraw_all(&mut self) -> bool {
+        match &mut self.announcer {
+            Some(announcer) => {
+                announcer.withdraw_all();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the BGP sessions with Cease (after [`Runtime::withdraw_all`] and the grace period).
+    pub async fn stop_announcing(&mut self) {
+        if let Some(announcer) = self.announcer.take() {
+            announcer.stop().await;
+        }
     }
 
     /// Applies a batch of changes: recomputes the VIPs, writes the difference, and after the
     /// first batch removes what an earlier run left in the maps and attaches the program.
     pub fn apply(&mut self, changes: Vec<Change>) -> Result<Plan, RuntimeError> {
         for change in changes {
+            if let Some(announcer) = &mut self.announcer {
+                announcer.observe(&change);
+            }
             self.state.apply(change);
         }
-        let plan = self.tables.update(&vip_set(&self.state));
+        let set = vip_set(&self.state);
+        let plan = self.tables.update(&set);
         for problem in &plan.problems {
             warn!(%problem, "director input");
         }
@@ -196,6 +239,10 @@ impl Runtime {
                 self.datapath.attach(device, self.options.mode)?;
             }
             self.attached = true;
+        }
+        // Announced only once programmed and attached: a router sends traffic at once.
+        if let Some(announcer) = &mut self.announcer {
+            announcer.sync(&set);
         }
         info!(
             vips = self.tables.vips().count(),

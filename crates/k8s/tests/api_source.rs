@@ -108,7 +108,7 @@ async fn first_update_waits_for_every_kind_and_holds_only_what_the_selectors_adm
 }
 
 #[tokio::test]
-async fn the_director_scope_watches_every_node_and_this_proxys_services() {
+async fn the_director_scope_watches_every_node_this_proxys_services_and_bgp_peers() {
     let api = FakeApi::start().await;
     populate(&api);
     let options = ApiOptions {
@@ -127,6 +127,14 @@ async fn the_director_scope_watches_every_node_and_this_proxys_services() {
     // A Node added later arrives as a change.
     api.put(node("node-c", "192.168.1.12", "zone-3"));
     until(&mut watcher, &mut state, |s| s.nodes.contains_key(&ObjectKey::cluster("node-c"))).await;
+    // The director announces its VIPs: BGPPeers, and the Secret a peer names, arrive too.
+    api.put(secret("kube-system", "bgp", "s3cret"));
+    api.put(bgp_peer("tor", Some(("kube-system", "bgp"))));
+    until(&mut watcher, &mut state, |s| {
+        s.bgp_peers.contains_key(&ObjectKey::cluster("tor"))
+            && s.secrets.contains_key(&key("kube-system", "bgp"))
+    })
+    .await;
 }
 
 #[tokio::test]

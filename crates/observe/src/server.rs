@@ -122,17 +122,28 @@ async fn status(State(state): State<ApiState>) -> Response {
 struct DirectorApi {
     registry: Arc<Registry>,
     collector: Arc<crate::director::DirectorCollector>,
+    bgp: BgpSource,
 }
 
-/// A director's local API: `/metrics` (its counters per VIP, per node and per reason) and
-/// `/status` (what `switchyard status` shows on a director, as JSON).
-pub fn director_router(collector: Arc<crate::director::DirectorCollector>) -> Router {
+/// A director's local API: `/metrics` (its counters per VIP, per node and per reason, and its
+/// BGP sessions), `/status` (what `switchyard status` shows on a director, as JSON) and `/bgp`
+/// (what `switchyard bgp` shows: the sessions announcing its VIPs).
+pub fn director_router(
+    collector: Arc<crate::director::DirectorCollector>,
+    bgp: BgpSource,
+) -> Router {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Arc::clone(&collector)));
+    registry.register_collector(Box::new(BgpCollector(bgp.clone())));
     Router::new()
         .route("/metrics", get(director_metrics))
         .route("/status", get(director_status))
-        .with_state(DirectorApi { registry: Arc::new(registry), collector })
+        .route("/bgp", get(director_bgp))
+        .with_state(DirectorApi { registry: Arc::new(registry), collector, bgp })
+}
+
+async fn director_bgp(State(state): State<DirectorApi>) -> Response {
+    axum::Json(state.bgp.report()).into_response()
 }
 
 async fn director_metrics(State(state): State<DirectorApi>) -> Response {

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use switchyard_bpf::decap::{DecapMaps, DecapReason};
 use switchyard_bpf::director::{DirMaps, DirReason};
+use switchyard_lab::tools::bird::{Bird, Neighbor, ROUTER_ASN};
 use switchyard_lab::{Lab, wait_until};
 use switchyard_maglev::FlowKey;
 
-use crate::e2e::{BIN, CONVERGE, Cluster, spawn_logged};
+use crate::e2e::{BIN, CONVERGE, Cluster, ECHO_PORT, State, spawn_logged};
 
 /// The agents' extra arguments in a lab with directors: per-packet programs on the uplink and
 /// decapsulation of every director's packets.
@@ -25,6 +26,60 @@ pub fn agent_args(lab: &Lab) -> Vec<String> {
         "--director-addresses".to_string(),
         addresses.join(","),
     ]
+}
+
+/// The directors' AS number in the lab (the router is [`ROUTER_ASN`]).
+pub const DIRECTOR_ASN: u32 = 64512;
+
+/// Node objects of the lab's directors (directors are cluster machines): their addresses (the
+/// next hops they announce), `switchyard.io/role: director`, their hostname (each director's
+/// BGPPeer selects it alone), and Kubernetes' exclusion from external load balancers, which
+/// keeps them out of the VIPs' node lists.
+pub fn director_nodes_yaml(lab: &Lab) -> String {
+    let mut text = String::new();
+    for director in lab.directors() {
+        text += &format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n\
+             \x20   switchyard.io/role: director\n    kubernetes.io/hostname: {name}\n\
+             \x20   node.kubernetes.io/exclude-from-external-load-balancers: \"\"\n\
+             status:\n  addresses:\n  - {{type: InternalIP, address: \"{v4}\"}}\n\
+             \x20 - {{type: InternalIP, address: \"{v6}\"}}\n",
+            name = director.name,
+            v4 = director.ipv4,
+            v6 = director.ipv6,
+        );
+    }
+    text
+}
+
+/// One BGPPeer per director (the router's address on its link; hold time `hold_seconds`),
+/// selecting it by hostname, and one BGPAdvertisement of everything.
+pub fn director_bgp_yaml(lab: &Lab, hold_seconds: u16) -> String {
+    let mut text = String::from(
+        "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPAdvertisement\nmetadata:\n  name: all\nspec: {}\n",
+    );
+    for director in lab.directors() {
+        text += &format!(
+            "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: tor-{name}\n\
+             spec:\n  peerAddress: \"{router}\"\n  peerASN: {ROUTER_ASN}\n  myASN: {DIRECTOR_ASN}\n\
+             \x20 holdTime: {hold_seconds}s\n\
+             \x20 nodeSelector: {{matchLabels: {{switchyard.io/role: director, kubernetes.io/hostname: {name}}}}}\n",
+            name = director.name,
+            router = director.router_ipv4,
+        );
+    }
+    text
+}
+
+/// BIRD 2 on the lab router, peered with every director (its IPv4 link, carrying IPv4 and IPv6
+/// unicast), learning the VIPs into the router's kernel table with ECMP (`merge paths on`).
+pub fn bird_for_directors(lab: &Lab, hold_seconds: u16) -> Bird {
+    let neighbors: Vec<Neighbor> = lab
+        .directors()
+        .iter()
+        .map(|d| Neighbor::new(d.router_ipv4.into(), d.ipv4.into(), DIRECTOR_ASN))
+        .collect();
+    Bird::start(lab, &neighbors, hold_seconds).unwrap()
 }
 
 /// `switchyard director` running in a director namespace of the lab.
@@ -62,6 +117,19 @@ impl Director {
         let ready = wait_until(CONVERGE, || director.programmed() > 0);
         assert!(ready, "director {name} did not program its tables: {:#?}", director.log);
         director
+    }
+
+    /// Sends SIGTERM (graceful shutdown: withdraw, forward for the grace period, exit).
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM to {}", self.name);
+    }
+
+    /// Waits up to `timeout` for the process to exit; true when it did, successfully.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> bool {
+        let exited = wait_until(timeout, || matches!(self.child.try_wait(), Ok(Some(_))));
+        exited && self.child.wait().is_ok_and(|status| status.success())
     }
 
     /// The director's local API socket (`/metrics`, `/status`) in the lab.
@@ -152,4 +220,32 @@ pub fn flow(local: SocketAddr, target: SocketAddr, protocol: u8) -> FlowKey {
         destination_port: target.port(),
         protocol,
     }
+}
+
+/// A dual-stack LoadBalancer Service behind the directors (TCP and UDP on port 80 to the echo
+/// servers), with its EndpointSlices; `vips` are its status IPs (IPv4, IPv6) and `spec` extra
+/// lines of its spec.
+pub fn vip_service(
+    cluster: &Cluster,
+    name: &str,
+    spec: &str,
+    vips: [&str; 2],
+    endpoints: &[(&str, State)],
+) -> String {
+    let last = vips[0].rsplit('.').next().unwrap();
+    let mut text = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
+         \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
+         spec:\n  type: LoadBalancer\n  clusterIP: \"10.96.7.{last}\"\n\
+         \x20 clusterIPs: [\"10.96.7.{last}\", \"fd00:96::7:{last}\"]\n\
+         \x20 ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n  ports:\n\
+         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
+         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}}}\n\
+         {spec}status:\n  loadBalancer:\n    ingress: [{{ip: \"{}\"}}, {{ip: \"{}\"}}]\n",
+        vips[0], vips[1]
+    );
+    for v6 in [false, true] {
+        text += &cluster.endpoint_slice(name, v6, ECHO_PORT, endpoints);
+    }
+    text
 }

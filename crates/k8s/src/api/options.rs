@@ -26,7 +26,8 @@ pub enum WatchScope {
     /// The controller's: every Service, whatever proxy it is for, and IPPools.
     Controller,
     /// The director's: Services and EndpointSlices for this proxy (as the node's), every Node
-    /// (a VIP's nodes are cluster-wide), and IPPools.
+    /// (a VIP's nodes are cluster-wide), IPPools, and for announcing its VIPs BGPPeers,
+    /// BGPAdvertisements and the Secrets BGPPeers name.
     Director,
 }
 
@@ -66,7 +67,8 @@ impl ApiOptions {
         Self { scope: WatchScope::Controller, ..Self::new("") }
     }
 
-    /// The director's watch: Services and EndpointSlices for this proxy, every Node, IPPools.
+    /// The director's watch: Services and EndpointSlices for this proxy, every Node, IPPools,
+    /// BGPPeers, BGPAdvertisements and the Secrets BGPPeers name.
     pub fn director() -> Self {
         Self { scope: WatchScope::Director, ..Self::new("") }
     }

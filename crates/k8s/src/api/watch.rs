@@ -39,7 +39,7 @@ pub struct ApiUpdate {
     pub changes: Vec<Change>,
 }
 
-/// Every kind the node agent's watch covers.
+/// Every kind the node agent's (and the director's) watch covers.
 const ALL_KINDS: [ObjectKind; 6] = [
     ObjectKind::Service,
     ObjectKind::EndpointSlice,
@@ -83,7 +83,7 @@ impl ApiWatcher {
 
         let pools = KindWatch::custom(Api::<IPPool>::all(client.clone()), KindEvent::IPPool);
         let mut tasks = Vec::new();
-        // The Secrets to watch, as the reflection learns them from BGPPeers (node scope only).
+        // The Secrets to watch, as the reflection learns them from BGPPeers (node and director).
         let mut named_secrets = None;
         let watched: &[ObjectKind] = match options.scope {
             WatchScope::Node => {
@@ -140,20 +140,32 @@ impl ApiWatcher {
                     custom: false,
                 };
                 let nodes = KindWatch {
-                    api: Api::<Node>::all(client),
+                    api: Api::<Node>::all(client.clone()),
                     config: watcher::Config::default(),
                     wrap: Arc::new(KindEvent::Node),
                     custom: false,
                 };
+                // The director announces its VIPs to the BGPPeers that select its Node.
+                let peers =
+                    KindWatch::custom(Api::<BGPPeer>::all(client.clone()), KindEvent::BGPPeer);
+                let advertisements = KindWatch::custom(
+                    Api::<BGPAdvertisement>::all(client.clone()),
+                    KindEvent::BGPAdvertisement,
+                );
+                let (named, named_rx) = watch::channel(BTreeSet::new());
+                named_secrets = Some(named);
+                tasks.push(tokio::spawn(watch_secrets(
+                    client,
+                    tuning.clone(),
+                    named_rx,
+                    event_sender.clone(),
+                )));
                 tasks.push(tokio::spawn(services.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(slices.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())));
-                &[
-                    ObjectKind::Service,
-                    ObjectKind::EndpointSlice,
-                    ObjectKind::Node,
-                    ObjectKind::IPPool,
-                ]
+                tasks.push(tokio::spawn(peers.run(tuning.clone(), event_sender.clone())));
+                tasks.push(tokio::spawn(advertisements.run(tuning.clone(), event_sender.clone())));
+                &ALL_KINDS
             }
             WatchScope::Controller => {
                 let services = KindWatch {

@@ -102,11 +102,11 @@ impl Summary {
     }
 }
 
-fn parse_reply(line: &str) -> io::Result<Reply> {
+pub(crate) fn parse_reply(line: &str) -> io::Result<Reply> {
     serde_json::from_str(line.trim()).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
 }
 
-fn connect(target: SocketAddr, timeout: Duration) -> io::Result<(TcpStream, Duration)> {
+pub(crate) fn connect(target: SocketAddr, timeout: Duration) -> io::Result<(TcpStream, Duration)> {
     let started = Instant::now();
     let stream = TcpStream::connect_timeout(&target, timeout)?;
     let elapsed = started.elapsed();
@@ -245,7 +245,7 @@ pub fn udp_connected(target: SocketAddr, count: usize, timeout: Duration) -> Vec
         .collect()
 }
 
-fn connected_udp(target: SocketAddr, timeout: Duration) -> io::Result<UdpSocket> {
+pub(crate) fn connected_udp(target: SocketAddr, timeout: Duration) -> io::Result<UdpSocket> {
     let bind: SocketAddr = match target {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),

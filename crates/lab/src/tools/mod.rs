@@ -7,6 +7,7 @@
 
 pub mod bird;
 pub mod clients;
+pub mod fleet;
 pub mod gobgp;
 pub mod raw;
 pub mod servers;

@@ -1,5 +1,5 @@
-//! `switchyard bgp`: the node agent's BGP sessions and, per peer, each address announced or not
-//! and why (from the running agent's local API).
+//! `switchyard bgp`: the node agent's (or a director's) BGP sessions and, per peer, each address
+//! announced or not and why (from the running agent's or director's local API).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,8 @@ use super::output::OutputArgs;
 /// externalIP of this node, announced or not, and why.
 #[derive(Debug, Args)]
 pub(crate) struct BgpArgs {
-    /// The running agent's local API socket.
+    /// The running agent's local API socket (a director's: its --api-socket, default
+    /// /run/switchyard/director.sock).
     #[arg(long, value_name = "PATH", default_value = switchyard_node::api_client::DEFAULT_API_SOCKET)]
     api_socket: PathBuf,
 

@@ -29,7 +29,12 @@ pub(crate) struct DirectorArgs {
     kubeconfig: Option<PathBuf>,
 
     /// Uplinks that receive VIP traffic from the routers: the XDP program is attached to each.
-    #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_name = "DEV[,DEV..]",
+        value_delimiter = ',',
+        required_unless_present = "cleanup"
+    )]
     devices: Vec<String>,
 
     /// native: in the driver (veth supports it); generic: after the stack built an skb.
@@ -37,7 +42,12 @@ pub(crate) struct DirectorArgs {
     xdp_mode: XdpModeArg,
 
     /// The director's own addresses, one per family: the outer source of encapsulated packets.
-    #[arg(long = "address", value_name = "IP[,IP]", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "address",
+        value_name = "IP[,IP]",
+        value_delimiter = ',',
+        required_unless_present = "cleanup"
+    )]
     addresses: Vec<IpAddr>,
 
     /// Encapsulation: gue (GUE variant 0), fou (GUE variant 1), ipip.
@@ -68,6 +78,18 @@ pub(crate) struct DirectorArgs {
     #[arg(long, value_name = "ADDR")]
     metrics_bind_address: Option<std::net::SocketAddr>,
 
+    /// Name of this director's Node object: BGPPeers whose spec.nodeSelector is set and selects
+    /// its labels get a session announcing every VIP with the Node's addresses as next hops.
+    /// Without it the director speaks no BGP (the routers are configured otherwise).
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    node_name: Option<String>,
+
+    /// On SIGTERM or Ctrl-C: withdraw every VIP over BGP, keep forwarding (and programming
+    /// updates) for this many seconds while the routers move flows to the other directors, then
+    /// close the sessions and exit. A second signal leaves at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    shutdown_grace_seconds: u64,
+
     /// Remove everything a director installed under --bpf-dir (detaches it) and exit.
     #[arg(long)]
     cleanup: bool,
@@ -75,6 +97,13 @@ pub(crate) struct DirectorArgs {
 
 /// Where the director serves its local API unless told otherwise.
 const DEFAULT_API_SOCKET: &str = "/run/switchyard/director.sock";
+
+/// Whether and as whom the director announces its VIPs, and how long it forwards after
+/// withdrawing them.
+struct Announce {
+    node_name: Option<String>,
+    grace: std::time::Duration,
+}
 
 /// Where the director serves `/metrics` and `/status`.
 struct Api {
@@ -130,7 +159,11 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let api = Api { socket: args.api_socket, tcp: args.metrics_bind_address };
-    runtime.block_on(serve(args.manifests, args.kubeconfig, config, options, api))
+    let bgp = Announce {
+        node_name: args.node_name,
+        grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
+    };
+    runtime.block_on(serve(args.manifests, args.kubeconfig, config, options, api, bgp))
 }
 
 /// Where the director's objects come from.
@@ -178,11 +211,12 @@ impl Source {
 async fn serve_api(
     bpf_dir: &std::path::Path,
     api: &Api,
+    bgp: switchyard_observe::bgp::BgpSource,
 ) -> anyhow::Result<Option<switchyard_observe::server::UnixServer>> {
     use switchyard_observe::{director::DirectorCollector, server};
     let collector = DirectorCollector::open(bpf_dir)
         .with_context(|| format!("opening the maps pinned in {} for metrics", bpf_dir.display()))?;
-    let router = server::director_router(std::sync::Arc::new(collector));
+    let router = server::director_router(std::sync::Arc::new(collector), bgp);
     let unix = match server::serve_unix(&api.socket, router.clone()) {
         Ok(unix) => Some(unix),
         Err(err) => {
@@ -203,24 +237,68 @@ async fn serve(
     config: DirectorConfig,
     options: RuntimeOptions,
     api: Api,
+    announce: Announce,
 ) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
     let bpf_dir = options.bpf_dir.clone();
     let mut director = Runtime::load(config, options).context("loading the director")?;
-    let _api = serve_api(&bpf_dir, &api).await?;
+    match &announce.node_name {
+        Some(name) => director.announce_as(name),
+        None => info!("no --node-name: the director announces nothing over BGP"),
+    }
+    let bgp =
+        director.announcer().map_or_else(switchyard_observe::bgp::BgpSource::none, |a| a.source());
+    let _api = serve_api(&bpf_dir, &api, bgp).await?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut source = Source::open(manifests, kubeconfig).await?;
     info!("director started; nothing is attached before the first complete reading");
+    let mut ended = false;
     loop {
         tokio::select! {
             update = source.next() => {
-                let Some((changes, errors)) = update else { break };
-                for error in &errors {
-                    warn!(%error, "manifest");
-                }
-                director.apply(changes).context("programming the director's maps")?;
+                let Some((changes, errors)) = update else { ended = true; break };
+                apply(&mut director, changes, &errors)?;
             }
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
         }
+    }
+    if !ended && director.withdraw_all() {
+        // Graceful shutdown: the routers stop sending new packets here while this director
+        // still forwards whatever is on its way (and programs updates meanwhile).
+        info!(
+            grace_seconds = announce.grace.as_secs(),
+            "shutting down: every VIP withdrawn; forwarding for the grace period"
+        );
+        let grace = tokio::time::sleep(announce.grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                update = source.next() => {
+                    let Some((changes, errors)) = update else { break };
+                    apply(&mut director, changes, &errors)?;
+                }
+                () = &mut grace => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+            }
+        }
+        director.stop_announcing().await;
+        info!("BGP sessions closed");
     }
     info!("director stopped; its program stays attached (--cleanup removes it)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Programs one batch of changes, logging the manifest directory's problems.
+fn apply(
+    director: &mut Runtime,
+    changes: Vec<switchyard_model::Change>,
+    errors: &[String],
+) -> anyhow::Result<()> {
+    for error in errors {
+        warn!(%error, "manifest");
+    }
+    director.apply(changes).context("programming the director's maps")?;
+    Ok(())
 }

@@ -13,11 +13,11 @@ use switchyard_model::crd::Community;
 use switchyard_observe::bgp::SessionReport;
 
 /// How long a router keeps our routes while the agent restarts (BIRD's default too).
-pub(crate) const RESTART_TIME: Duration = Duration::from_secs(120);
+pub const RESTART_TIME: Duration = Duration::from_secs(120);
 
 /// The session with the router `name` as `settings` describe it; `restarting`: this agent
 /// restarted with the data plane still forwarding (graceful restart's R and F bits).
-pub(crate) fn peer_spec(name: &str, settings: &PeerSettings, restarting: bool) -> PeerSpec {
+pub fn peer_spec(name: &str, settings: &PeerSettings, restarting: bool) -> PeerSpec {
     let mut session = SessionConfig::new(settings.my_asn, settings.peer_asn, settings.router_id);
     session.hold_time = settings.hold_time;
     session.keepalive_time = settings.keepalive_time;
@@ -42,7 +42,7 @@ pub(crate) fn peer_spec(name: &str, settings: &PeerSettings, restarting: bool) -
 }
 
 /// The routes of a peer's plan as the speaker announces them.
-pub(crate) fn routes(plan: &PeerPlan) -> BTreeMap<Prefix, RouteAttributes> {
+pub fn routes(plan: &PeerPlan) -> BTreeMap<Prefix, RouteAttributes> {
     plan.routes
         .iter()
         .filter_map(|(route, attributes)| {
@@ -64,7 +64,7 @@ pub(crate) fn routes(plan: &PeerPlan) -> BTreeMap<Prefix, RouteAttributes> {
 }
 
 /// One session of the `/bgp` report: the peer's live status and the plan's decisions.
-pub(crate) fn session_report(plan: &PeerPlan, status: &PeerStatus) -> SessionReport {
+pub fn session_report(plan: &PeerPlan, status: &PeerStatus) -> SessionReport {
     let settings = &plan.settings;
     let kind = if settings.my_asn == settings.peer_asn { "iBGP" } else { "eBGP" };
     let mut capabilities = Vec::new();
