@@ -4,6 +4,7 @@
 //! [`state::DesiredState`], and applied inside network namespaces of our own.
 
 pub mod error;
+pub mod forwarding;
 pub mod golden;
 pub mod kube_proxy;
 pub mod latency;

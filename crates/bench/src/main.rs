@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchyard_bench::forwarding;
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
 use switchyard_bench::latency::{self, LatencyPath, LatencyPlan};
@@ -97,6 +98,47 @@ struct MemoryOptions {
     endpoints: usize,
 }
 
+#[derive(Debug, Args)]
+struct ForwardingOptions {
+    #[command(flatten)]
+    run: RunOptions,
+    /// Numbers of Services (default 1,10000; 1,100 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    services: Vec<usize>,
+    /// Only these forwarders; default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    forwarders: Vec<ForwarderArg>,
+    /// Seconds per sample (default 5; 1 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Rounds (default 3; 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ForwarderArg {
+    Kernel,
+    SwitchyardTc,
+    Nftables,
+    IptablesNft,
+    IptablesLegacy,
+    Director,
+}
+
+impl From<ForwarderArg> for forwarding::Forwarder {
+    fn from(f: ForwarderArg) -> Self {
+        match f {
+            ForwarderArg::Kernel => Self::KernelForwarding,
+            ForwarderArg::SwitchyardTc => Self::SwitchyardTc,
+            ForwarderArg::Nftables => Self::Nftables,
+            ForwarderArg::IptablesNft => Self::IptablesNft,
+            ForwarderArg::IptablesLegacy => Self::IptablesLegacy,
+            ForwarderArg::Director => Self::DirectorXdp,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PeerArg {
     IptablesNft,
@@ -138,8 +180,12 @@ enum Command {
     Report(RunOptions),
     /// Item 2: latency against the number of Services (needs root; a lab of its own).
     Latency(LatencyOptions),
-    /// Item 3: NodePort forwarding throughput (needs root; a lab of its own).
+    /// Item 3 (earlier form): NodePort throughput from a socket sender, which is the
+    /// bottleneck (needs root; a lab of its own). See `forwarding`.
     Throughput(RunOptions),
+    /// Item 3: packets per second per forwarder CPU, from a live-frames generator that outruns
+    /// the forwarder (needs root and two CPUs; namespaces of its own).
+    Forwarding(ForwardingOptions),
     /// Item 4: BPF map memory, agent RSS and the peers' kernel memory at 10,000 Services × 25
     /// endpoints (needs root).
     Memory(MemoryOptions),
@@ -186,7 +232,16 @@ fn run(cli: Cli) -> Result<()> {
             run_throughput(&options)?;
             // --quick: a tenth of the Services (the peers' 10,000 × 25 rulesets take minutes).
             let services = if options.quick { 1000 } else { 10_000 };
+            let forwarding = ForwardingOptions {
+                run: RunOptions { quick: options.quick, out: options.out.clone() },
+                services: Vec::new(),
+                forwarders: Vec::new(),
+                seconds: None,
+                rounds: None,
+            };
             run_memory(&MemoryOptions { run: options, services, endpoints: 25 })?;
+            // Last: it fails the run when the generator check fails, after writing its report.
+            run_forwarding(&forwarding)?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
@@ -200,6 +255,7 @@ fn run(cli: Cli) -> Result<()> {
             write_programming(&options.out_dir(), &report)?;
         }
         Command::Throughput(options) => run_throughput(&options)?,
+        Command::Forwarding(options) => run_forwarding(&options)?,
         Command::Memory(options) => run_memory(&options)?,
         Command::LatencyClient { target, connections } => {
             let (samples_us, failures) = latency::round_trips(target, connections);
@@ -474,6 +530,52 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
     report::write_json(&out.join("memory.json"), &report)?;
     report::write_file(&out.join("memory.md"), &text)?;
     Ok(())
+}
+
+fn run_forwarding(options: &ForwardingOptions) -> Result<()> {
+    let quick = options.run.quick;
+    let out = options.run.out_dir();
+    let plan = forwarding::FwdPlan {
+        forwarders: if options.forwarders.is_empty() {
+            forwarding::Forwarder::ALL.to_vec()
+        } else {
+            options.forwarders.iter().map(|&f| f.into()).collect()
+        },
+        services: if !options.services.is_empty() {
+            options.services.clone()
+        } else if quick {
+            vec![1, 100]
+        } else {
+            vec![1, 10_000]
+        },
+        duration: Duration::from_secs_f64(options.seconds.unwrap_or(if quick { 1.0 } else { 5.0 })),
+        rounds: options.rounds.unwrap_or(if quick { 1 } else { 3 }),
+    };
+    let points = forwarding::run(&plan, &mut |line| eprintln!("{line}"))?;
+    let report = forwarding::FwdReport {
+        machine: Machine::detect(),
+        quick,
+        seconds_per_sample: plan.duration.as_secs_f64(),
+        rounds: plan.rounds,
+        check: forwarding::check(&points),
+        summary: forwarding::summarize(&points),
+        points,
+    };
+    let text = forwarding::markdown(&report);
+    eprint!("{text}");
+    report::write_json(&out.join("forwarding.json"), &report)?;
+    report::write_file(&out.join("forwarding.md"), &text)?;
+    eprintln!("forwarding results in {}", out.display());
+    match &report.check {
+        Some(check) if check.ok => Ok(()),
+        Some(check) => anyhow::bail!(
+            "the generator offered only {:.1}× what the best forwarder forwarded (needs ≥ {}×): \
+             the figures may measure the generator, not the forwarders",
+            check.ratio,
+            forwarding::REQUIRED_HEADROOM
+        ),
+        None => anyhow::bail!("no forwarding sample succeeded"),
+    }
 }
 
 fn run_throughput(options: &RunOptions) -> Result<()> {

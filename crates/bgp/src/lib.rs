@@ -5,9 +5,12 @@
 //!   in; bytes, events and the next deadline out. Tested by wiring two sessions together.
 //! - [`runtime`]: tokio tasks that own the sockets (active-only or passive, TCP MD5, TTL) and
 //!   drive one session per peer.
+//! - [`bfd`]: BFD (RFC 5880/5881, asynchronous, single hop) as a sans-IO state machine, to run
+//!   beside a session so a router drops a dead speaker within the detection time.
 //!
 //! We announce and import nothing. See docs/bgp.md.
 
+pub mod bfd;
 pub mod fuzz;
 pub mod prefix;
 pub mod runtime;

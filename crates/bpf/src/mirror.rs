@@ -561,15 +561,23 @@ pub fn new_flow(
         Some(b) if b.family == t.family => b,
         _ => return drop(Counter::Shared(Reason::ErrBackendMissing)),
     };
+    // As in C: a non-SYN that would need SNAT is dropped before the SNAT address is looked at.
+    let syn_only = packet.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+    if needs_snat(&fe, &backend, t) && t.proto == PROTO_TCP && !syn_only {
+        return drop(Counter::Packet(PacketReason::DropNotSyn));
+    }
     let source = match snat_source(&fe, &backend, t, settings) {
         Ok(source) => source,
         Err(reason) => return drop(reason),
     };
-    let syn_only = packet.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-    if matches!(source, Source::Snat { .. }) && t.proto == PROTO_TCP && !syn_only {
-        return drop(Counter::Packet(PacketReason::DropNotSyn));
-    }
     Ok(PacketDecision::Translate { frontend_id: fe.id, pick, backend, source })
+}
+
+/// Whether a new flow to `backend` is SNATed: a remote backend unless traffic policy Local, and
+/// a client that is its own backend (hairpin) always. Part of C `handle_new_flow()`.
+fn needs_snat(fe: &Frontend, backend: &Backend, tuple: &CtKey) -> bool {
+    backend.addr == tuple.saddr
+        || (fe.flags & FE_LOCAL_ONLY == 0 && backend.flags & crate::abi::BE_LOCAL == 0)
 }
 
 /// The SNAT decision for a new flow to `backend`: a remote backend gets the node's address
@@ -582,12 +590,10 @@ pub fn snat_source(
     tuple: &CtKey,
     settings: Option<&PktConfig>,
 ) -> Result<Source, Counter> {
-    let hairpin = backend.addr == tuple.saddr;
-    let snat =
-        hairpin || (fe.flags & FE_LOCAL_ONLY == 0 && backend.flags & crate::abi::BE_LOCAL == 0);
-    if !snat {
+    if !needs_snat(fe, backend, tuple) {
         return Ok(Source::Kept);
     }
+    let hairpin = backend.addr == tuple.saddr;
     let no_addr = Counter::Packet(PacketReason::DropSnatNoAddr);
     let cfg = settings.ok_or(no_addr)?;
     let addr = if tuple.family == AF_INET { cfg.snat_addr4 } else { cfg.snat_addr6 };

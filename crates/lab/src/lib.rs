@@ -19,7 +19,7 @@ pub mod counters;
 mod error;
 mod lab;
 pub mod netns;
-mod offload;
+pub mod offload;
 pub mod plan;
 pub mod privilege;
 pub mod tools;

@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const ETHTOOL_SGRO: u32 = 0x0000_002c;
 /// `ETHTOOL_STXCSUM`: set transmit checksum offload.
 const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
+/// `ETHTOOL_STSO`: set TCP segmentation offload (all TSO features).
+const ETHTOOL_STSO: u32 = 0x0000_001f;
 
 /// `struct ethtool_value`.
 #[repr(C)]
@@ -16,13 +18,21 @@ struct EthtoolValue {
 }
 
 /// Turns GRO on or off on `link` in the calling thread's network namespace.
-pub(crate) fn set_gro(link: &str, on: bool) -> io::Result<()> {
+pub fn set_gro(link: &str, on: bool) -> io::Result<()> {
     set(link, ETHTOOL_SGRO, on)
 }
 
 /// Turns transmit checksum offload on or off on `link` in the calling thread's namespace.
-pub(crate) fn set_tx_checksum(link: &str, on: bool) -> io::Result<()> {
+pub fn set_tx_checksum(link: &str, on: bool) -> io::Result<()> {
     set(link, ETHTOOL_STXCSUM, on)
+}
+
+/// Turns TSO on or off on `link` in the calling thread's namespace. A veth hands a packet to
+/// its peer's NAPI (GRO, XDP, threaded NAPI) only when the sending side has TSO off or the packet
+/// comes from a local socket; forwarded packets otherwise go through the backlog of the CPU
+/// that sends them.
+pub fn set_tso(link: &str, on: bool) -> io::Result<()> {
+    set(link, ETHTOOL_STSO, on)
 }
 
 /// One `ETHTOOL_S*` boolean setting.

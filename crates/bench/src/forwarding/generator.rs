@@ -1,0 +1,296 @@
+//! The traffic generator: `BPF_PROG_TEST_RUN` with live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`).
+//!
+//! A socket sender cannot outrun a forwarder here: its own system calls cost more than the
+//! forwarding (the old item 3 topped out near 100,000 packets/s for every forwarder), and
+//! trafgen's packet socket stops with `EAGAIN` as soon as the receiving veth queues frames for
+//! another CPU (its send buffer fills and it cannot raise `net.core.wmem_default` inside a
+//! namespace). Live frames have neither limit: the kernel runs an XDP program of ours on a
+//! frame from a page pool and really transmits what it returns with `XDP_TX` out of the device
+//! named as the context's ingress device, the generator's veth, whose `ndo_xdp_xmit` puts the
+//! frame straight into the forwarder's receive ring, or drops it when the ring is full. The
+//! generator never waits for the forwarder.
+//!
+//! The kernel puts the frame's pointers back before each run, not its bytes, and a forwarder
+//! writes into the page it received (NAT, TTL) before the page comes back to the pool. So the
+//! program writes the whole frame each time (one store per 4 bytes, the frame as immediates)
+//! before returning `XDP_TX`.
+
+use std::io;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+
+/// `BPF_PROG_LOAD`.
+const BPF_PROG_LOAD: libc::c_long = 5;
+/// `BPF_PROG_TEST_RUN`.
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+/// `BPF_PROG_TYPE_XDP`.
+const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`.
+const LIVE_FRAMES: u32 = 1 << 1;
+/// Frames per batch (the kernel's default, NAPI's budget).
+const BATCH: u32 = 64;
+/// `XDP_TX`, `XDP_ABORTED`.
+const XDP_TX: i32 = 3;
+const XDP_ABORTED: i32 = 0;
+
+/// One eBPF instruction.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Insn {
+    code: u8,
+    registers: u8,
+    offset: i16,
+    imm: i32,
+}
+
+const fn insn(code: u8, dst: u8, src: u8, offset: i16, imm: i32) -> Insn {
+    Insn { code, registers: (src << 4) | dst, offset, imm }
+}
+
+/// The head of `union bpf_attr` for `BPF_PROG_LOAD` (the rest stays zero).
+#[repr(C)]
+struct ProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    rest: [u8; 64],
+}
+
+/// The `test` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRun {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    pad: u32,
+}
+
+/// The instructions that write `frame` over the packet and return `XDP_TX` (`XDP_ABORTED` if
+/// the packet is shorter than the frame, which the kernel never hands it).
+fn program(frame: &[u8]) -> Vec<Insn> {
+    let len = i32::try_from(frame.len()).unwrap_or(i32::MAX);
+    let mut stores = Vec::new();
+    let mut chunks = frame.chunks_exact(4);
+    let mut offset: i16 = 0;
+    for chunk in chunks.by_ref() {
+        let imm = i32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        // BPF_ST | BPF_MEM | BPF_W: *(u32 *)(r2 + offset) = imm.
+        stores.push(insn(0x62, 2, 0, offset, imm));
+        offset += 4;
+    }
+    for &byte in chunks.remainder() {
+        // BPF_ST | BPF_MEM | BPF_B.
+        stores.push(insn(0x72, 2, 0, offset, i32::from(byte)));
+        offset += 1;
+    }
+    let skip = i16::try_from(stores.len() + 2).unwrap_or(i16::MAX);
+    let mut insns = vec![
+        insn(0x61, 2, 1, 0, 0),    // r2 = ctx->data
+        insn(0x61, 3, 1, 4, 0),    // r3 = ctx->data_end
+        insn(0xbf, 4, 2, 0, 0),    // r4 = r2
+        insn(0x07, 4, 0, 0, len),  // r4 += len
+        insn(0x2d, 4, 3, skip, 0), // if r4 > r3 goto abort
+    ];
+    insns.extend(stores);
+    insns.extend([
+        insn(0xb7, 0, 0, 0, XDP_TX), // r0 = XDP_TX
+        insn(0x95, 0, 0, 0, 0),      // exit
+        insn(0xb7, 0, 0, 0, XDP_ABORTED),
+        insn(0x95, 0, 0, 0, 0),
+    ]);
+    insns
+}
+
+/// A loaded generator program for one frame.
+#[derive(Debug)]
+pub struct Generator {
+    prog: OwnedFd,
+    frame: Vec<u8>,
+}
+
+impl Generator {
+    /// Loads the program that sends `frame`.
+    pub fn load(frame: &[u8]) -> io::Result<Self> {
+        let insns = program(frame);
+        let license = c"GPL";
+        let mut name = [0u8; 16];
+        name[..8].copy_from_slice(b"sy_trgen");
+        let attr = ProgLoad {
+            prog_type: BPF_PROG_TYPE_XDP,
+            insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: 0,
+            log_size: 0,
+            log_buf: 0,
+            kern_version: 0,
+            prog_flags: 0,
+            prog_name: name,
+            rest: [0; 64],
+        };
+        // SAFETY: BPF_PROG_LOAD with an attr whose pointers (instructions, license) outlive the
+        // call; the kernel reads at most `size_of::<ProgLoad>()` bytes.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &attr as *const ProgLoad,
+                size_of::<ProgLoad>(),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd =
+            i32::try_from(fd).map_err(|_| io::Error::other("bpf returned a bad descriptor"))?;
+        // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+        let prog = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { prog, frame: frame.to_vec() })
+    }
+
+    /// Transmits the frame `repeat` times out of `ifindex`, a device in the calling thread's
+    /// network namespace. Frames the device could not take (the peer's ring full) are dropped
+    /// by the kernel and still count as offered.
+    pub fn send(&self, ifindex: u32, repeat: u32) -> io::Result<()> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
+        let mut ctx = [0u32; 6];
+        ctx[1] = u32::try_from(self.frame.len()).unwrap_or(u32::MAX);
+        ctx[3] = ifindex;
+        let mut attr = TestRun {
+            prog_fd: u32::try_from(self.prog.as_raw_fd()).unwrap_or(u32::MAX),
+            data_size_in: ctx[1],
+            data_in: self.frame.as_ptr() as u64,
+            repeat,
+            ctx_size_in: u32::try_from(size_of_val(&ctx)).unwrap_or(0),
+            ctx_in: ctx.as_ptr() as u64,
+            flags: LIVE_FRAMES,
+            batch_size: BATCH,
+            ..TestRun::default()
+        };
+        // SAFETY: BPF_PROG_TEST_RUN with pointers (frame, context) that outlive the call; no
+        // output buffers.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRun,
+                size_of::<TestRun>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if attr.retval != 0 {
+            return Err(io::Error::other(format!("test run returned {}", attr.retval)));
+        }
+        Ok(())
+    }
+}
+
+/// The internet checksum of `bytes`.
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A 60-byte Ethernet frame (64 on the wire with the FCS) of one UDP/IPv4 packet with an
+/// 18-byte payload, IP checksum set, UDP checksum 0 (none, allowed for IPv4).
+pub fn udp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+) -> Vec<u8> {
+    const PAYLOAD: usize = 18;
+    let mut frame = Vec::with_capacity(60);
+    frame.extend(dst_mac);
+    frame.extend(src_mac);
+    frame.extend(0x0800u16.to_be_bytes());
+    let total = u16::try_from(20 + 8 + PAYLOAD).unwrap_or(u16::MAX);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[6] = 0x40; // DF
+    ip[8] = 64; // TTL
+    ip[9] = 17; // UDP
+    ip[12..16].copy_from_slice(&src.ip().octets());
+    ip[16..20].copy_from_slice(&dst.ip().octets());
+    let sum = checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    frame.extend(ip);
+    frame.extend(src.port().to_be_bytes());
+    frame.extend(dst.port().to_be_bytes());
+    frame.extend(u16::try_from(8 + PAYLOAD).unwrap_or(0).to_be_bytes());
+    frame.extend([0, 0]);
+    frame.extend([0x5a; PAYLOAD]);
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    #[test]
+    fn the_frame_is_60_bytes_with_a_valid_ip_checksum() {
+        let frame = udp_frame(
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            SocketAddrV4::new(Ipv4Addr::new(10, 250, 0, 2), 40000),
+            SocketAddrV4::new(Ipv4Addr::new(10, 250, 0, 1), 32000),
+        );
+        assert_eq!(frame.len(), 60);
+        assert_eq!(checksum(&frame[14..34]), 0, "a header with its checksum sums to 0xffff");
+        assert_eq!(&frame[36..38], &32000u16.to_be_bytes());
+    }
+
+    #[test]
+    fn the_program_stores_every_byte_of_the_frame_and_skips_them_when_too_short() {
+        let frame: Vec<u8> = (0u8..61).collect();
+        let insns = program(&frame);
+        // 15 word stores, 1 byte store.
+        let stores: Vec<&Insn> = insns.iter().filter(|i| matches!(i.code, 0x62 | 0x72)).collect();
+        assert_eq!(stores.len(), 16);
+        let mut written = vec![None; frame.len()];
+        for store in &stores {
+            let at = usize::try_from(store.offset).expect("offset");
+            let bytes = store.imm.to_ne_bytes();
+            let width = if store.code == 0x62 { 4 } else { 1 };
+            for (i, slot) in written[at..at + width].iter_mut().enumerate() {
+                *slot = Some(bytes[i]);
+            }
+        }
+        let written: Vec<u8> = written.into_iter().map(|b| b.expect("every byte")).collect();
+        assert_eq!(written, frame);
+        // The bounds check jumps over the stores and the XDP_TX return to the abort.
+        let check = &insns[4];
+        let target = 5 + usize::try_from(check.offset).expect("offset");
+        assert_eq!(insns[target].imm, XDP_ABORTED);
+        assert_eq!(insns[target - 2].imm, XDP_TX);
+    }
+}
