@@ -254,11 +254,15 @@ fn session_affinity_switched_on_and_off_takes_effect_per_socket_and_per_packet()
     }
     assert!(chosen.len() > 1, "per-packet affinity never expired: {chosen:?}");
 
-    // More than the API server allows: programmed as the maximum, 86400 s.
-    write(
-        "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 100000}}\n",
-    );
-    assert_eq!(timeout(), 86_400);
+    // More than the API server allows (1-86400 s): the API server would refuse this version,
+    // so every agent reports it and keeps the last good one (1 s) rather than guess a value.
+    let spec = typed("NodePort", ip)
+        + "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 100000}}\n";
+    cluster.apply("svc.yaml", &svc(&cluster, &spec, &web_ports(Some(30150)), &endpoints));
+    cluster.eventually("every agent reported the refused timeout", || {
+        cluster.agents.iter().all(|agent| agent.logged("timeoutSeconds: 100000 is outside 1-86400"))
+    });
+    assert_eq!(timeout(), 1);
 
     // Off again: spread at once, on both paths.
     write("");

@@ -56,7 +56,7 @@ pub enum BfdConfigError {
 /// Why a received packet was not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiveError {
-    #[error("malformed control packet: {0}")]
+    #[error("malformed control packet")]
     Packet(#[from] PacketError),
     #[error("your discriminator {0} is not ours")]
     NotOurs(u32),
