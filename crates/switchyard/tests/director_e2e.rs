@@ -16,7 +16,9 @@ use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
 use switchyard_lab::tools::raw;
-use switchyard_testing::director_lab::{self, Director, decap_counters, decapsulated, flow};
+use switchyard_testing::director_lab::{
+    self, Director, decap_counters, decapsulated, flow, vip_service,
+};
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, set, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,33 +38,6 @@ fn cluster() -> Cluster {
         args.extend(["--node-port-range".to_string(), "6000-32767".to_string()]);
         args
     })
-}
-
-/// A LoadBalancer Service behind the directors (TCP and UDP on port 80), dual-stack, with its
-/// EndpointSlices; `vips` are its status IPs.
-fn vip_service(
-    cluster: &Cluster,
-    name: &str,
-    spec: &str,
-    vips: [&str; 2],
-    endpoints: &[(&str, State)],
-) -> String {
-    let last = vips[0].rsplit('.').next().unwrap();
-    let mut text = format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
-         \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: \"10.96.7.{last}\"\n\
-         \x20 clusterIPs: [\"10.96.7.{last}\", \"fd00:96::7:{last}\"]\n\
-         \x20 ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n  ports:\n\
-         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
-         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}}}\n\
-         {spec}status:\n  loadBalancer:\n    ingress: [{{ip: \"{}\"}}, {{ip: \"{}\"}}]\n",
-        vips[0], vips[1]
-    );
-    for v6 in [false, true] {
-        text += &cluster.endpoint_slice(name, v6, ECHO_PORT, endpoints);
-    }
-    text
 }
 
 /// A NodePort Service on the GUE port (TCP and UDP), to a pod.
