@@ -134,3 +134,52 @@ fn healthz_livez_and_metrics_of_running_agents() {
     cluster.agents.remove(index).stop();
     assert!(!socket.exists(), "{} left behind after SIGTERM", socket.display());
 }
+
+/// `/healthz` (and `/livez`) answer 503 once an update has waited longer than
+/// `--health-timeout-seconds` to be programmed, against a running agent: its frontends map
+/// (`--max-frontends 8`) cannot take six more Services (two frontends each), so the update
+/// stays pending. The Service programmed before keeps answering, and once the excess goes
+/// the next update is programmed and both answer 200 again.
+#[test]
+fn healthz_answers_503_while_an_update_cannot_be_programmed() {
+    if !require_root("healthz_answers_503_while_an_update_cannot_be_programmed") {
+        return;
+    }
+    let cluster = Cluster::with_clients(
+        &[("node1", &["a1", "a2"])],
+        &[],
+        &[
+            "--healthz-bind-address",
+            "127.0.0.1:10256",
+            "--health-timeout-seconds",
+            "2",
+            "--max-frontends",
+            "8",
+        ],
+    );
+    let ip = v4("10.96.180.10");
+    let text = cluster.service("web", &[ip], 80, "", &[("a1", State::Ready)]);
+    cluster.apply_until_it_answers("web.yaml", &text, "a2", at(ip, 80));
+    assert_eq!(get(&cluster, "/healthz").0, 200);
+
+    let many: String = (1..=6)
+        .map(|i| {
+            let ip = v4(&format!("10.96.181.{i}"));
+            cluster.service(&format!("extra{i}"), &[ip], 80, "", &[("a1", State::Ready)])
+        })
+        .collect();
+    cluster.apply("many.yaml", &many);
+    cluster.eventually("/healthz turns 503: the update waits longer than 2 s", || {
+        get(&cluster, "/healthz").0 == 503
+    });
+    let (status, body) = get(&cluster, "/livez");
+    assert_eq!(status, 503, "/livez too: {body}");
+    assert_ne!(body["lastUpdated"], "", "the last programmed update is reported: {body}");
+    assert_eq!(cluster.backends("a2", "tcp", at(ip, 80), 5), set(&["a1"]), "web still served");
+
+    cluster.delete("many.yaml");
+    cluster.eventually("/healthz answers 200 once the update is programmed", || {
+        get(&cluster, "/healthz").0 == 200
+    });
+    assert_eq!(get(&cluster, "/livez").0, 200);
+}
