@@ -8,7 +8,7 @@ use switchyard_bpf::abi::*;
 use switchyard_bpf::nodeport::{PacketMapSizes, SourceRangeMap as _};
 use switchyard_bpf::nodeport_abi::{PacketReason, SrcRangeKey};
 use switchyard_observe::kernel;
-use switchyard_testing::frames::Spec;
+use switchyard_testing::frames::*;
 use switchyard_testing::nodeport_fixture::*;
 
 #[test]
