@@ -119,6 +119,7 @@ int main(void)
 	CONST(SY_REASON_PKT_FRAG_XLAT);
 	CONST(SY_REASON_PKT_PASS_VLAN);
 	CONST(SY_REASON_PKT_PASS_IPV6_EXT);
+	CONST(SY_REASON_PKT_CT_CREATED);
 	printf("];\n\n");
 
 	/* Golden flow hashes under key bytes 0..16: IPv4 (as IPv4-mapped addresses) and IPv6. */

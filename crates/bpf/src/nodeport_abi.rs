@@ -78,11 +78,14 @@ pub enum PacketReason {
     PassVlan = 53,
     /// IPv6 routing header with segments left, or too many extension headers: passed.
     PassIpv6Ext = 54,
+    /// A flow got a new `sy_ct` entry (none, not even an expired one, was there): with the
+    /// entries present this gives the LRU's evictions.
+    CtCreated = 63,
 }
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 23] = [
+    pub const ALL: [PacketReason; 24] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -106,6 +109,7 @@ impl PacketReason {
         PacketReason::FragXlat,
         PacketReason::PassVlan,
         PacketReason::PassIpv6Ext,
+        PacketReason::CtCreated,
     ];
 
     /// Stable snake_case name for metrics and `explain` (C: `SY_REASON_PKT_<NAME>`).
@@ -134,6 +138,7 @@ impl PacketReason {
             PacketReason::FragXlat => "frag_xlat",
             PacketReason::PassVlan => "pass_vlan",
             PacketReason::PassIpv6Ext => "pass_ipv6_ext",
+            PacketReason::CtCreated => "ct_created",
         }
     }
 
