@@ -228,8 +228,9 @@ fn a_headless_service_without_cluster_ip_is_not_proxied() {
         let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
         switchyard_bpf::Maps::open_pinned(&bpf_dir).unwrap().frontends.keys().count()
     };
-    let first = [service("plain", "", plain, "", TCP_80), slice("plain-1", "plain", &ready, SLICE_TCP)]
-        .concat();
+    let first =
+        [service("plain", "", plain, "", TCP_80), slice("plain-1", "plain", &ready, SLICE_TCP)]
+            .concat();
     cluster.apply_until_it_answers("plain.yaml", &first, "a1", at(plain, 80));
     let before = [frontends("node1"), frontends("node2")];
     // With a ClusterIP Service in the same file: once that answers, the update was applied.
