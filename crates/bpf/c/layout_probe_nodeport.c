@@ -116,6 +116,7 @@ int main(void)
 	CONST(SY_REASON_PKT_AFFINITY);
 	CONST(SY_REASON_PKT_DROP_DECAP_UNHANDLED);
 	CONST(SY_REASON_PKT_DROP_NOT_SYN);
+	CONST(SY_REASON_PKT_CT_CREATED);
 	printf("];\n\n");
 
 	/* Golden flow hashes under key bytes 0..16: IPv4 (as IPv4-mapped addresses) and IPv6. */

@@ -236,6 +236,8 @@ write_ct:
 		return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	}
 	sy_count(pick.reason, 0);
+	if (!old)
+		sy_count(SY_REASON_PKT_CT_CREATED, 0);
 	return NF_TRANSLATE;
 }
 

@@ -333,6 +333,11 @@ enum sy_pkt_reason {
 	 * port gives the backend a tuple it never saw (it could only answer RST), and a flood of
 	 * such packets with random source ports would otherwise take every SNAT port. */
 	SY_REASON_PKT_DROP_NOT_SYN = 51,
+	/* A flow got a new sy_ct entry (its tuple had none, not even an expired one). The
+	 * programs never delete sy_ct entries, so this count minus the entries present is what
+	 * the LRU evicted (switchyard_conntrack_evictions_total). Kept far from the drop reasons
+	 * above so new reasons can be added before it. */
+	SY_REASON_PKT_CT_CREATED = 63,
 };
 
 /* Conntrack states (struct sy_ct_entry.state). */

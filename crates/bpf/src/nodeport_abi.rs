@@ -72,11 +72,14 @@ pub enum PacketReason {
     DropDecapUnhandled = 50,
     /// A TCP flow starting without SYN that would need a SNAT port: dropped.
     DropNotSyn = 51,
+    /// A flow got a new `sy_ct` entry (none, not even an expired one, was there): with the
+    /// entries present this gives the LRU's evictions.
+    CtCreated = 63,
 }
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 20] = [
+    pub const ALL: [PacketReason; 21] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -97,6 +100,7 @@ impl PacketReason {
         PacketReason::Affinity,
         PacketReason::DropDecapUnhandled,
         PacketReason::DropNotSyn,
+        PacketReason::CtCreated,
     ];
 
     /// Stable snake_case name for metrics and `explain` (C: `SY_REASON_PKT_<NAME>`).
@@ -122,6 +126,7 @@ impl PacketReason {
             PacketReason::Affinity => "affinity",
             PacketReason::DropDecapUnhandled => "drop_decap_unhandled",
             PacketReason::DropNotSyn => "drop_not_syn",
+            PacketReason::CtCreated => "ct_created",
         }
     }
 

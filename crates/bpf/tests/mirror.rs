@@ -431,7 +431,10 @@ impl Node {
                 let pick = changed
                     .iter()
                     .copied()
-                    .find(|c| *c != Counter::Packet(dnat))
+                    .find(|c| {
+                        *c != Counter::Packet(dnat)
+                            && *c != Counter::Packet(PacketReason::CtCreated)
+                    })
                     .expect("the pick is counted");
                 let parsed = frames::parse(&out);
                 let family = tuple.family;

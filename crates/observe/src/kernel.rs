@@ -220,7 +220,9 @@ pub fn parse_memlock(fdinfo: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Fill and memory of every map. Counting walks the keys of hash maps (one syscall each).
+/// Fill and memory of every map, the per-packet `sy_ct` and `sy_nat` included when pinned.
+/// Counting walks the keys of hash maps (one syscall each: a full `sy_ct` of 262,144 flows
+/// costs a few hundred milliseconds of a scrape).
 pub fn map_fill(maps: &Maps, bpf_dir: &Path) -> Result<Vec<MapFill>, Error> {
     let config = maps.config()?;
     let entries: [(&'static str, u64, u32); 11] = [
@@ -236,6 +238,15 @@ pub fn map_fill(maps: &Maps, bpf_dir: &Path) -> Result<Vec<MapFill>, Error> {
         (names::CONFIG, u64::from(config.maglev_table_size != 0), 0),
         (names::FE_COUNTERS, maps.fe_counters.keys().count() as u64, 0),
     ];
+    let mut entries = entries.to_vec();
+    entries.push((names::SRC_RANGES, maps.src_ranges.keys().count() as u64, 0));
+    // The per-packet maps exist only where the agent runs with --devices.
+    if bpf_dir.join(switchyard_bpf::nodeport::names::CT).exists() {
+        let packet = switchyard_bpf::nodeport::PacketMaps::open_pinned(bpf_dir)
+            .map_err(|e| Error::MapInfo { name: "sy_ct", detail: e.to_string() })?;
+        entries.push((switchyard_bpf::nodeport::names::CT, packet.ct.keys().count() as u64, 0));
+        entries.push((switchyard_bpf::nodeport::names::NAT, packet.nat.keys().count() as u64, 0));
+    }
     let mut out = Vec::with_capacity(entries.len());
     for (name, count, _) in entries {
         let path = bpf_dir.join(name);

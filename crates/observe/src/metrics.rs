@@ -308,6 +308,18 @@ pub fn encode_kernel(
             }
         }
     }
+    // The programs never delete sy_ct entries: entries created minus entries present is what
+    // the LRU evicted to make room (live flows among them), since the maps were created.
+    if let Some(ct) = state.maps.iter().find(|m| m.name == "sy_ct") {
+        let created = state.reasons.get(PacketReason::CtCreated.name()).map_or(0, |c| c.packets);
+        let family = encoder.encode_descriptor(
+            "switchyard_conntrack_evictions",
+            "sy_ct entries the LRU evicted to make room (entries created minus entries present)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(created.saturating_sub(ct.entries)).encode(family)?;
+    }
     let frontends = i64::try_from(state.frontends.len()).unwrap_or(i64::MAX);
     let family = encoder.encode_descriptor(
         "switchyard_frontends_programmed",

@@ -218,3 +218,27 @@ fn bgp_sessions_become_state_route_update_and_flap_metrics_per_peer() {
         assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
     }
 }
+
+#[test]
+fn conntrack_evictions_are_the_entries_created_minus_the_entries_present() {
+    let fill = |name: &'static str, entries: u64| MapFill {
+        name,
+        entries,
+        max_entries: 256,
+        memory_bytes: None,
+    };
+    let state = KernelState {
+        reasons: BTreeMap::from([("ct_created", ReasonCount { packets: 1000, bytes: 0 })]),
+        maps: vec![fill("sy_ct", 256), fill("sy_nat", 256), fill("sy_src_ranges", 3)],
+        ..KernelState::default()
+    };
+    let text = rendered(state, ServiceIndex::default());
+    assert_eq!(sample(&text, "switchyard_conntrack_evictions_total"), Some(744.0), "{text}");
+    for (map, entries) in [("sy_ct", 256.0), ("sy_nat", 256.0), ("sy_src_ranges", 3.0)] {
+        let line = format!("switchyard_bpf_map_entries{{map=\"{map}\"}}");
+        assert_eq!(sample(&text, &line), Some(entries), "{map}");
+    }
+    // Without the per-packet maps (no --devices) there is no conntrack to report on.
+    let text = rendered(KernelState::default(), ServiceIndex::default());
+    assert!(!text.contains("switchyard_conntrack_evictions"), "{text}");
+}

@@ -61,18 +61,28 @@ pub fn settings() -> PacketSettings {
 
 impl Tc {
     pub fn new(test: &str, settings: &PacketSettings) -> Tc {
+        Tc::with_sizes(test, settings, PacketMapSizes::default())
+    }
+
+    /// [`Tc::new`] with per-packet map sizes of the test's choosing (a small `sy_ct` fills).
+    pub fn with_sizes(test: &str, settings: &PacketSettings, sizes: PacketMapSizes) -> Tc {
         enter_private_netns();
         let bpf = BpfDir::new(test);
         let mut options = LoadOptions::new(bpf.path());
         options.sizes = small_sizes();
         options.maglev_table_size = 251;
         let mut sock = Datapath::load(&options).unwrap();
-        let pkt = PacketDatapath::load(&options, PacketMapSizes::default(), settings).unwrap();
+        let pkt = PacketDatapath::load(&options, sizes, settings).unwrap();
         for node in [NODE4, NODE6] {
             let key = NodeAddrKey::new(node.parse().unwrap());
             sock.maps_mut().node_addrs.insert(key, 0, 0).unwrap();
         }
         Tc { sock, pkt, _bpf: bpf }
+    }
+
+    /// The bpffs directory the maps are pinned in.
+    pub fn bpf_dir(&self) -> &std::path::Path {
+        self._bpf.path()
     }
 
     /// A frontend with backends (id, address, port, flags); `addr` None = NodePort wildcard.
