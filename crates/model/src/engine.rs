@@ -18,7 +18,6 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::config::ProxyConfig;
 use crate::desired::{DesiredState, Frontend, FrontendKey, FrontendKind, StateDiff};
-use rustc_hash::FxHashMap;
 use crate::frontends::service_frontends;
 use crate::input::{Change, ClusterState, ObjectKey};
 use crate::intern::Interner;
@@ -27,6 +26,7 @@ use crate::parse::{
     NodeFacts, ServiceFacts, SliceFacts, node_addresses, node_eligible, node_facts, service_facts,
     slice_facts,
 };
+use rustc_hash::FxHashMap;
 
 /// Old values of the frontend keys a change touched, to compute its difference at the end.
 type Touched = BTreeMap<FrontendKey, Option<Frontend>>;

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use super::Drain;
 use crate::crd::{AddressRange, BGPAdvertisementSpec, BGPPeerSpec, IPPool, pool_ranges};
 use crate::desired::PrimaryAddresses;
-use rustc_hash::FxHashMap;
 use crate::input::{Change, ClusterState, ObjectKey};
+use rustc_hash::FxHashMap;
 
 /// Labels of an object.
 pub type Labels = BTreeMap<String, String>;
