@@ -235,6 +235,9 @@ struct sy_config {
  * sample_every, drops 1 in drop_sample_every (0 and 1: every one), with bpf_get_prandom_u32. */
 #define SY_PATH_SOCK 0 /* cgroup socket programs */
 #define SY_PATH_PKT 1  /* TC per-packet programs */
+#define SY_PATH_DIR 2  /* the director's XDP program (its own sy_monitor/sy_events) */
+/* SY_PATH_DIR: sy_event.cookie before the flow's slot is known (no VIP table yet). */
+#define SY_EVENT_NO_SLOT 0xffffffffffffffffull
 #define SY_DEFAULT_EVENTS_BYTES 262144 /* sy_events ring buffer size (power of 2, pages) */
 
 /* sy_monitor value, key 0: written by the monitor command. */
@@ -245,11 +248,12 @@ struct sy_monitor_config {
 	__u32 pad;
 };
 
-/* One sy_events record. */
+/* One sy_events record. SY_PATH_DIR (director): reason is an enum sy_dir_reason, frontend_id
+ * the VIP id, backend_id the node id, cookie the Maglev slot, len the inner IP length. */
 struct sy_event {
 	__u64 ts_ns;       /* bpf_ktime_get_ns() */
-	__u64 cookie;      /* socket path: socket cookie; per-packet path: 0 */
-	__u32 reason;      /* enum sy_reason */
+	__u64 cookie;      /* socket path: socket cookie; per-packet path: 0; director: slot */
+	__u32 reason;      /* enum sy_reason (director: enum sy_dir_reason) */
 	__u32 frontend_id; /* 0: not known where the event was emitted */
 	__u32 backend_id;  /* 0: none */
 	__u32 len;         /* per-packet path: skb->len; socket path: 0 */

@@ -3,6 +3,10 @@
 //! Only `(position, skip)` per backend is kept; a backend's preference list is walked on the fly
 //! (`position += skip` modulo M), so memory is O(N + M) and no N × M permutation exists.
 //! A bitmap of taken slots (M bits: 8 KiB at M = 65537) keeps the probing in the L1 cache.
+//!
+//! The last slots are found without probing (see [`Fill::take_next_free`]): the k-th slot costs
+//! M / (M − k) probes on average, so the final √M slots alone would cost about M · ln √M probes,
+//! half of all probes at M = 65537.
 
 use alloc::collections::BinaryHeap;
 use alloc::vec;
@@ -30,7 +34,7 @@ pub(crate) fn populate(m: u32, contenders: &[Contender]) -> Vec<u32> {
     let mut fill = Fill::new(m);
     let mut cursors: Vec<Cursor> = contenders
         .iter()
-        .map(|c| Cursor { position: c.permutation.offset, skip: c.permutation.skip })
+        .map(|c| Cursor { position: c.permutation.offset, skip: c.permutation.skip, inverse: 0 })
         .collect();
 
     // Dividing every weight by their gcd gives the same sequence of turns with fewer idle rounds.
@@ -140,6 +144,59 @@ impl Iterator for ScheduledTurns<'_> {
 struct Cursor {
     position: u32,
     skip: u32,
+    /// `skip⁻¹ mod M`, computed when the cursor first takes a slot in the endgame (0: not yet).
+    inverse: u32,
+}
+
+impl Cursor {
+    /// How many steps along this cursor's list `slot` lies: the j with
+    /// `position + j * skip ≡ slot (mod M)`.
+    #[inline(always)]
+    fn steps_to(&self, slot: u32, modulus: &Modulus) -> u32 {
+        let delta = if slot >= self.position {
+            slot - self.position
+        } else {
+            slot + modulus.m - self.position
+        };
+        modulus.reduce(u64::from(delta) * u64::from(self.inverse))
+    }
+}
+
+/// Reduction modulo M (< 2^24) by multiplication (Barrett), for products of two values below M.
+struct Modulus {
+    m: u32,
+    /// ⌊(2^64 − 1) / M⌋.
+    magic: u64,
+}
+
+impl Modulus {
+    fn new(m: u32) -> Modulus {
+        Modulus { m, magic: u64::MAX / u64::from(m) }
+    }
+
+    /// `x mod M` for x < 2^48.
+    #[inline(always)]
+    fn reduce(&self, x: u64) -> u32 {
+        let quotient = ((u128::from(x) * u128::from(self.magic)) >> 64) as u64;
+        // The estimate is at most 2 below the true quotient, so two corrections suffice.
+        let mut rest = x - quotient * u64::from(self.m);
+        while rest >= u64::from(self.m) {
+            rest -= u64::from(self.m);
+        }
+        rest as u32
+    }
+
+    /// `a⁻¹ mod M` for 0 < a < M, M prime (extended Euclid).
+    fn inverse(&self, a: u32) -> u32 {
+        let (mut r0, mut r1) = (i64::from(self.m), i64::from(a));
+        let (mut t0, mut t1) = (0i64, 1i64);
+        while r1 != 0 {
+            let q = r0 / r1;
+            (r0, r1) = (r1, r0 - q * r1);
+            (t0, t1) = (t1, t0 - q * t1);
+        }
+        t0.rem_euclid(i64::from(self.m)) as u32
+    }
 }
 
 struct Fill {
@@ -147,6 +204,11 @@ struct Fill {
     slots: Vec<u32>,
     taken: Vec<u64>,
     remaining: u32,
+    /// Below this many free slots the fill switches to the endgame.
+    endgame_at: u32,
+    /// The free slots, once in the endgame.
+    free: Vec<u32>,
+    modulus: Modulus,
 }
 
 impl Fill {
@@ -156,13 +218,25 @@ impl Fill {
             slots: vec![0; m as usize],
             taken: vec![0; (m as usize).div_ceil(64)],
             remaining: m,
+            endgame_at: endgame_threshold(m),
+            free: Vec::new(),
+            modulus: Modulus::new(m),
         }
     }
 
     /// Walks the cursor to its next free slot, gives it to `owner`, and steps past it.
     /// Only called while a slot is free, so the walk ends within M steps.
+    ///
+    /// In the endgame (at most about √M slots free) the walk is not taken step by step: the next
+    /// free slot along the cursor's list is the free slot the fewest steps away, and the steps to
+    /// a slot are `(slot − position) · skip⁻¹ mod M`, so one pass over the free slots finds the
+    /// same slot the walk would (expected M / free probes) in `free` multiplications.
     #[inline(always)]
     fn take_next_free(&mut self, cursor: &mut Cursor, owner: u32) {
+        if self.remaining <= self.endgame_at {
+            self.take_in_endgame(cursor, owner);
+            return;
+        }
         let mut position = cursor.position;
         loop {
             // position and skip are below M <= 2^24, so the sum cannot overflow.
@@ -182,7 +256,55 @@ impl Fill {
             position = next;
         }
     }
+
+    #[inline(never)]
+    fn take_in_endgame(&mut self, cursor: &mut Cursor, owner: u32) {
+        if self.free.is_empty() {
+            self.free = free_slots(&self.taken, self.m);
+        }
+        if cursor.inverse == 0 {
+            cursor.inverse = self.modulus.inverse(cursor.skip);
+        }
+        let mut nearest = (u32::MAX, 0);
+        for (index, &slot) in self.free.iter().enumerate() {
+            let steps = cursor.steps_to(slot, &self.modulus);
+            if steps < nearest.0 {
+                nearest = (steps, index);
+            }
+        }
+        let slot = self.free.swap_remove(nearest.1);
+        self.taken[(slot / 64) as usize] |= 1u64 << (slot % 64);
+        self.slots[slot as usize] = owner;
+        self.remaining -= 1;
+        let next = slot + cursor.skip;
+        cursor.position = if next >= self.m { next - self.m } else { next };
+    }
 }
+
+/// The slots below `m` whose bit in `taken` is clear, in increasing order.
+fn free_slots(taken: &[u64], m: u32) -> Vec<u32> {
+    let mut free = Vec::new();
+    for (base, word) in (0u32..).step_by(64).zip(taken) {
+        let mut clear = !word;
+        while clear != 0 {
+            let slot = base + clear.trailing_zeros();
+            if slot < m {
+                free.push(slot);
+            }
+            clear &= clear - 1;
+        }
+    }
+    free
+}
+
+/// Where the endgame starts: a probe costs about as much as one candidate of the endgame's pass,
+/// and the walk needs M / free probes against the pass's `free` candidates, so they break even
+/// near free = √M.
+fn endgame_threshold(m: u32) -> u32 {
+    (f64::from(m).sqrt() * ENDGAME_FACTOR) as u32
+}
+
+const ENDGAME_FACTOR: f64 = 1.0;
 
 const fn gcd(mut a: u32, mut b: u32) -> u32 {
     while b != 0 {
@@ -199,6 +321,53 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn barrett_reduction_and_inverse_agree_with_plain_arithmetic(
+            m in prop::sample::select(vec![251u32, 16_381, 65_537, 1_000_003, 16_777_213]),
+            a in 1u32..16_777_213,
+            x in 0u64..(1u64 << 48),
+        ) {
+            let modulus = Modulus::new(m);
+            prop_assert_eq!(u64::from(modulus.reduce(x)), x % u64::from(m));
+            let a = a % m;
+            prop_assume!(a != 0);
+            let inverse = modulus.inverse(a);
+            prop_assert!(inverse < m);
+            prop_assert_eq!(u64::from(a) * u64::from(inverse) % u64::from(m), 1);
+        }
+
+        #[test]
+        fn the_endgame_takes_the_slot_the_walk_would(
+            m in prop::sample::select(vec![251u32, 257, 1021, 4099]),
+            skips in prop::collection::vec((0u32..u32::MAX, 0u32..u32::MAX), 1..20),
+        ) {
+            // Fill most of the table by walking, then finish one fill by walking and a copy of
+            // it in the endgame: every slot must go to the same owner.
+            let cursors = || -> Vec<Cursor> {
+                skips.iter().map(|&(offset, skip)| Cursor {
+                    position: offset % m,
+                    skip: skip % (m - 1) + 1,
+                    inverse: 0,
+                }).collect()
+            };
+            let mut walked = Fill::new(m);
+            walked.endgame_at = 0;
+            let mut jumped = Fill::new(m);
+            jumped.endgame_at = m / 2;
+            for fill in [&mut walked, &mut jumped] {
+                let mut cursors = cursors();
+                'fill: loop {
+                    for (owner, cursor) in (0u32..).zip(cursors.iter_mut()) {
+                        fill.take_next_free(cursor, owner);
+                        if fill.remaining == 0 {
+                            break 'fill;
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(walked.slots, jumped.slots);
+        }
+
         #[test]
         fn scheduled_turns_equal_visited_turns(
             weights in prop::collection::vec(1u64..=1000, 1..50),

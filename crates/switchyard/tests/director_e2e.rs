@@ -263,6 +263,26 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
 
     // `switchyard explain` on a director names the node a flow goes to and why; `status` shows
     // every VIP with its table's shares (summing to M) and the packets sent.
+    // `switchyard monitor` runs on both directors during the connection (below: its events).
+    let monitors = ["dir1", "dir2"].map(|d| {
+        let dir = cluster.lab.director(d).unwrap().bpf_dir.clone();
+        let child = std::process::Command::new(&*BIN)
+            .args(["monitor", "--bpf-dir", &dir.display().to_string()])
+            .args(["--duration-ms", "6000", "-o", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, dir)
+    });
+    for (_, dir) in &monitors {
+        let on = || switchyard_bpf::monitor::read_settings(dir).is_ok_and(|m| m.enabled != 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !on() {
+            assert!(std::time::Instant::now() < deadline, "monitor never switched on in {dir:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let target = at(web[0].parse().unwrap(), 80);
     let attempt = cluster.lab.run_in("ext", || clients::tcp(target, 1, TIMEOUT)).unwrap().remove(0);
     let client = client_ip(&cluster, false);
@@ -289,6 +309,29 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
     assert_eq!(explained["node"]["name"].as_str(), Some(carried.as_str()), "{explained}");
     assert_eq!(explained["node"]["weight"], 1, "{explained}");
     assert!(explained["decision"].as_str().unwrap().contains(&carried), "{explained}");
+    // The monitor's events of that connection: each names the VIP, the flow, explain's slot and
+    // the node that carried it.
+    let mut events = Vec::new();
+    for (child, _) in monitors {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "monitor: {}", String::from_utf8_lossy(&out.stderr));
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            if event["client"].as_str() == Some(source.as_str()) {
+                events.push(event);
+            }
+        }
+    }
+    assert!(events.len() >= 3, "SYN, ACK, data: {events:?}");
+    for event in &events {
+        assert_eq!(event["path"], "director", "{event}");
+        assert_eq!(event["reason"], "encap_gue", "{event}");
+        assert_eq!(event["vip"].as_str(), Some(target.to_string().as_str()), "{event}");
+        assert_eq!(event["slot"], explained["slot"], "{event}");
+        assert_eq!(event["node"].as_str(), Some(carried.as_str()), "{event}");
+        assert_eq!(event["nodeAddress"].as_str(), Some(node_ip.to_string().as_str()), "{event}");
+    }
+    eprintln!("director lab: monitor showed {} events of the explained connection", events.len());
 
     // Metrics on each director's local API: packets per VIP and per node (by Node name), and
     // the program's decisions and drops by reason; they add up to what was encapsulated.

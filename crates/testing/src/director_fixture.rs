@@ -123,6 +123,11 @@ impl Director {
         built.table
     }
 
+    /// The bpffs directory the maps are pinned in.
+    pub fn bpf_dir(&self) -> &std::path::Path {
+        self._bpf.path()
+    }
+
     /// Runs the program on `frame` as if it arrived on `up0` (struct xdp_md as context).
     pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
         let (rc, out, _) = self.run_timed(frame);
