@@ -316,7 +316,8 @@ enum sy_pkt_reason {
 	/* An IP packet whose transport header is truncated, or an ICMP error whose quoted packet
 	 * is: passed to the stack untouched (which drops it). */
 	SY_REASON_PKT_PASS_MALFORMED = 43,
-	/* A non-first IP fragment (no ports): passed to the stack untouched. */
+	/* A later IP fragment whose first fragment was not translated here (or not seen yet):
+	 * passed to the stack untouched. */
 	SY_REASON_PKT_PASS_FRAGMENT = 44,
 	/* sy_ct or sy_nat could not be written: dropped. */
 	SY_REASON_PKT_DROP_CT_UPDATE = 45,
@@ -337,6 +338,15 @@ enum sy_pkt_reason {
 	 * port gives the backend a tuple it never saw (it could only answer RST), and a flood of
 	 * such packets with random source ports would otherwise take every SNAT port. */
 	SY_REASON_PKT_DROP_NOT_SYN = 51,
+	/* A later IP fragment (IPv4, or IPv6 fragment header) translated like its first fragment,
+	 * whose ports were remembered (c/lib/frag.h). */
+	SY_REASON_PKT_FRAG_XLAT = 52,
+	/* An 802.1Q / 802.1ad tagged frame: passed untouched. It belongs to the VLAN's device,
+	 * which is the one to list in --devices (TC there sees it untagged). */
+	SY_REASON_PKT_PASS_VLAN = 53,
+	/* IPv6 with a routing header not yet at its final destination (the transport checksum
+	 * names the final one), or more than 8 extension headers: passed untouched. */
+	SY_REASON_PKT_PASS_IPV6_EXT = 54,
 	/* A flow got a new sy_ct entry (its tuple had none, not even an expired one). The
 	 * programs never delete sy_ct entries, so this count minus the entries present is what
 	 * the LRU evicted (switchyard_conntrack_evictions_total). Kept far from the drop reasons
@@ -597,6 +607,9 @@ enum sy_decap_reason {
 	SY_DECAP_SC_KEPT = 6,
 	SY_DECAP_SC_FORWARDED = 7,
 	SY_DECAP_SC_NO_ROUTE = 8,
+	/* Of the decapsulated: a GRO-merged packet (gso_segs > 1), its segments' outer headers
+	 * stripped at once (BPF_F_ADJ_ROOM_FIXED_GSO keeps the inner segment size). */
+	SY_DECAP_GRO_MERGED = 9,
 	SY_DECAP_REASON_MAX = 16,
 };
 
