@@ -607,6 +607,9 @@ enum sy_decap_reason {
 	SY_DECAP_SC_KEPT = 6,
 	SY_DECAP_SC_FORWARDED = 7,
 	SY_DECAP_SC_NO_ROUTE = 8,
+	/* Of the decapsulated: a GRO-merged packet (gso_segs > 1), its segments' outer headers
+	 * stripped at once (BPF_F_ADJ_ROOM_FIXED_GSO keeps the inner segment size). */
+	SY_DECAP_GRO_MERGED = 9,
 	SY_DECAP_REASON_MAX = 16,
 };
 

@@ -601,11 +601,16 @@ fn large_transfers_through_a_smaller_mtu_and_uploads_with_gro_on_lose_nothing() 
         directors.iter().map(|d| d.counters(&cluster.lab)[&DirReason::FragNeeded]).sum();
     assert!(frag >= frag_before + 2, "frag-needed answered per family: {frag_before} -> {frag}");
 
-    // 2. GRO on every node's uplink: 10 MB uploads, v4 and v6, echoed intact, with no
-    //    retransmission and no drop anywhere on the way.
+    // 2. GRO merging at every node's uplink (GRO on, NAPI batching, the router's side handing
+    //    packets to the node's NAPI): 10 MB uploads, v4 and v6, echoed intact, with no drop
+    //    anywhere on the way, and the nodes' TC decapsulation provably received GRO-merged
+    //    packets (fewer skbs than the directors sent segments; `decap_gro_merged`: gso_segs > 1).
     for node in NODES {
-        cluster.lab.set_gro(node, "eth0", true).unwrap();
+        director_lab::merge_at_node(&cluster.lab, node);
     }
+    let merged = |c: &Cluster| -> u64 {
+        NODES.iter().map(|n| decap_counters(&c.lab, n)[&DecapReason::GroMerged]).sum()
+    };
     // (retransmitted segments, of them proven spurious by the receiver's D-SACK, segments sent)
     let retrans = |c: &Cluster| {
         let counters = c.lab.ip_counters("ext").unwrap();
@@ -622,12 +627,25 @@ fn large_transfers_through_a_smaller_mtu_and_uploads_with_gro_on_lose_nothing() 
         directors.iter().map(|d| d.counters(&cluster.lab)[&DirReason::FragNeeded]).sum();
     for vip in vips {
         let target = at(vip.parse().unwrap(), 80);
+        let merged_before = merged(&cluster);
+        let segments_before: u64 = directors.iter().map(|d| d.encapsulated(&cluster.lab)).sum();
+        let skbs_before: u64 = NODES.iter().map(|n| decapsulated(&cluster.lab, n)).sum();
         let up = cluster
             .lab
             .run_in("ext", || clients::upload(target, 10_000_000, Duration::from_secs(60)))
             .unwrap();
         assert_eq!(up.error, None, "10 MB upload to {target}: {up:?}");
-        eprintln!("director lab: 10 MB upload to {target} in {} ms", up.micros.unwrap_or(0) / 1000);
+        let merged = merged(&cluster) - merged_before;
+        let segments =
+            directors.iter().map(|d| d.encapsulated(&cluster.lab)).sum::<u64>() - segments_before;
+        let skbs = NODES.iter().map(|n| decapsulated(&cluster.lab, n)).sum::<u64>() - skbs_before;
+        eprintln!(
+            "director lab: 10 MB upload to {target} in {} ms: {segments} segments encapsulated, \
+             {skbs} skbs decapsulated, {merged} of them GRO-merged",
+            up.micros.unwrap_or(0) / 1000
+        );
+        assert!(merged > 0, "{target}: no GRO-merged packet reached the decapsulation");
+        assert!(skbs < segments, "{target}: {skbs} skbs for {segments} segments: nothing merged");
     }
     let encapsulated: u64 =
         directors.iter().map(|d| d.encapsulated(&cluster.lab)).sum::<u64>() - encap_before;
