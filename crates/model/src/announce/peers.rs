@@ -71,7 +71,10 @@ pub fn bfd_settings(
     let interval =
         parse_duration(&spec.interval).map_err(|e| ("spec.bfd.interval", e.to_string()))?;
     if !(BFD_MIN_INTERVAL..=BFD_MAX_INTERVAL).contains(&interval) {
-        return Err(("spec.bfd.interval", format!("{} is not between 10ms and 60s", spec.interval)));
+        return Err((
+            "spec.bfd.interval",
+            format!("{} is not between 10ms and 60s", spec.interval),
+        ));
     }
     if spec.detect_multiplier == 0 {
         return Err(("spec.bfd.detectMultiplier", "must be at least 1".to_owned()));
@@ -183,7 +186,8 @@ pub(crate) fn peer_settings(
     let bfd = match &spec.bfd {
         None => None,
         Some(bfd) => Some(
-            bfd_settings(bfd, spec.ebgp_multi_hop).map_err(|(field, reason)| invalid(field, reason))?,
+            bfd_settings(bfd, spec.ebgp_multi_hop)
+                .map_err(|(field, reason)| invalid(field, reason))?,
         ),
     };
     let primary = node.primary;
