@@ -242,7 +242,7 @@ int sy_decap(struct __sk_buff *skb)
 {
 	struct sy_decap_config *cfg;
 	struct outer o = {};
-	__u32 zero = 0, strip, reason, inner_off, opt_len = 0;
+	__u32 zero = 0, strip, reason, inner_off, opt_len = 0, segs;
 	__u8 inner_family = 0, first;
 	__u16 gue_flags = 0;
 	__be16 eth_proto, new_proto;
@@ -312,6 +312,8 @@ int sy_decap(struct __sk_buff *skb)
 			return rc;
 	}
 
+	/* Read before stripping: bpf_skb_adjust_room zeroes gso_segs (recomputed later). */
+	segs = skb->gso_segs;
 	flags = BPF_F_ADJ_ROOM_FIXED_GSO;
 	new_proto = inner_family == SY_AF_INET ? bpf_htons(ETH_P_IP) : bpf_htons(ETH_P_IPV6);
 	if (new_proto != eth_proto)
@@ -322,6 +324,8 @@ int sy_decap(struct __sk_buff *skb)
 	if (new_proto != eth_proto && bpf_skb_store_bytes(skb, 12, &new_proto, 2, 0))
 		return decap_drop(skb, SY_DECAP_DROP_ADJUST);
 	sy_decap_count(reason, skb->len);
+	if (segs > 1)
+		sy_decap_count(SY_DECAP_GRO_MERGED, skb->len);
 	skb->cb[SY_DECAP_CB] = SY_DECAP_CB_MARK;
 	return TCX_NEXT_;
 }

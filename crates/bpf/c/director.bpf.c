@@ -21,6 +21,7 @@
 #include "lib/csum.h"
 #include "lib/siphash.h"
 #include "lib/director_maps.h"
+#include "lib/events.h"
 #include "lib/xdp_parse.h"
 #include "lib/encap.h"
 #include "lib/xdp_icmp.h"
@@ -30,9 +31,47 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET_FIB 2
 #define AF_INET6_FIB 10
 
-static __always_inline int dir_drop(__u32 reason, __u32 len)
+/* A packet and what was decided for it. */
+struct dir_flow {
+	struct xdp_pkt p;
+	__u64 hash;
+	__u64 slot; /* the Maglev slot; SY_EVENT_NO_SLOT until known */
+	__u32 vip_id;
+	__u32 node_id;
+	__u32 mtu; /* out: the inner MTU when dir_send() returns DIR_TOO_BIG */
+	const struct sy_dir_node *prev; /* the slot's previous node (second chance), or NULL */
+};
+
+/* The monitor's record of a decision (sampled) or drop: VIP, flow, node, slot, reason. One
+ * array lookup while no monitor runs. */
+static __always_inline void dir_event(const struct dir_flow *d, __u32 reason, int is_drop)
 {
-	sy_dir_count(reason, len);
+	struct sy_event *ev = sy_event_start(is_drop, reason, SY_PATH_DIR, d->vip_id, d->node_id);
+
+	if (!ev)
+		return;
+	ev->cookie = d->slot;
+	ev->len = d->p.ip_len;
+	ev->saddr = d->p.flow.saddr;
+	ev->daddr = d->p.flow.daddr;
+	ev->sport = d->p.flow.sport;
+	ev->dport = d->p.flow.dport;
+	ev->proto = d->p.flow.proto;
+	ev->family = d->p.flow.family;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* Counts (and reports) a decision about d. */
+static __always_inline void dir_decided(const struct dir_flow *d, __u32 reason)
+{
+	sy_dir_count(reason, d->p.ip_len);
+	dir_event(d, reason, 0);
+}
+
+static __always_inline int dir_drop(const struct dir_flow *d, __u32 reason)
+{
+	sy_dir_count(reason, d->p.ip_len);
+	dir_event(d, reason, 1);
 	return XDP_DROP;
 }
 
@@ -124,15 +163,6 @@ static __always_inline const struct sy_dir_node *dir_prev_node(__u32 table_id, _
 	return prev;
 }
 
-/* A packet and what was decided for it. */
-struct dir_flow {
-	struct xdp_pkt p;
-	__u64 hash;
-	__u32 vip_id;
-	__u32 node_id;
-	__u32 mtu; /* out: the inner MTU when dir_send() returns DIR_TOO_BIG */
-	const struct sy_dir_node *prev; /* the slot's previous node (second chance), or NULL */
-};
 
 /* dir_send(): too big once encapsulated; the caller answers (kept out of dir_send's frame:
  * the BPF stack of a call chain is 512 bytes). */
@@ -151,7 +181,7 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 	h.src = node->family == SY_AF_INET ? &cfg->source4 : &cfg->source6;
 	if (h.src->words[0] == 0 && h.src->words[1] == 0 && h.src->words[2] == 0 &&
 	    h.src->words[3] == 0)
-		return dir_drop(SY_DIR_DROP_NO_SOURCE, p->ip_len);
+		return dir_drop(d, SY_DIR_DROP_NO_SOURCE);
 	h.dst = &node->addr;
 	if (d->prev && cfg->encap == SY_ENCAP_GUE)
 		h.prev = &d->prev->addr;
@@ -168,20 +198,20 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		/* Never an ICMP error about an ICMP error; IPv4 options are not quoted. */
 		if (p->icmp_error || p->ip4_options || mtu <= overhead)
-			return dir_drop(SY_DIR_DROP_NO_ANSWER, p->ip_len);
+			return dir_drop(d, SY_DIR_DROP_NO_ANSWER);
 		d->mtu = mtu - overhead;
 		return DIR_TOO_BIG;
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return dir_drop(SY_DIR_DROP_NO_ROUTE, p->ip_len);
+		return dir_drop(d, SY_DIR_DROP_NO_ROUTE);
 	if (encap_push(ctx, &h))
-		return dir_drop(SY_DIR_DROP_RESIZE, p->ip_len);
+		return dir_drop(d, SY_DIR_DROP_RESIZE);
 
 	reason = p->icmp_error ? SY_DIR_ICMP_TO_NODE
 		 : h.encap == SY_ENCAP_GUE ? SY_DIR_ENCAP_GUE
 		 : h.encap == SY_ENCAP_FOU ? SY_DIR_ENCAP_FOU
 					   : SY_DIR_ENCAP_IPIP;
-	sy_dir_count(reason, p->ip_len);
+	dir_decided(d, reason);
 	if (h.prev)
 		sy_dir_count(SY_DIR_SECOND_CHANCE, p->ip_len);
 	sy_dir_count_id(&sy_dir_vip_counters, d->vip_id, p->ip_len);
@@ -213,8 +243,8 @@ int sy_director(struct xdp_md *ctx)
 	if (rc == P_FRAGMENT || rc == P_MALFORMED) {
 		/* No ports: cannot tell a VIP flow. The stack gets it (and, not owning the
 		 * address, drops it). */
-		sy_dir_count(rc == P_FRAGMENT ? SY_DIR_PASS_FRAGMENT : SY_DIR_PASS_MALFORMED,
-			     pp->ip_len);
+		d.slot = SY_EVENT_NO_SLOT;
+		dir_decided(&d, rc == P_FRAGMENT ? SY_DIR_PASS_FRAGMENT : SY_DIR_PASS_MALFORMED);
 		return XDP_PASS;
 	}
 
@@ -225,35 +255,37 @@ int sy_director(struct xdp_md *ctx)
 	vip = bpf_map_lookup_elem(&sy_dir_vips, &key);
 	if (!vip)
 		return XDP_PASS;
+	d.vip_id = vip->id;
+	d.slot = SY_EVENT_NO_SLOT;
 	cfg = bpf_map_lookup_elem(&sy_dir_config, &zero);
 	if (!cfg || cfg->table_size == 0)
-		return dir_drop(SY_DIR_DROP_NO_CONFIG, pp->ip_len);
+		return dir_drop(&d, SY_DIR_DROP_NO_CONFIG);
 	if (vip->table_id == 0)
-		return dir_drop(SY_DIR_DROP_NO_NODE, pp->ip_len);
+		return dir_drop(&d, SY_DIR_DROP_NO_NODE);
 	table = bpf_map_lookup_elem(&sy_dir_tables, &vip->table_id);
 	if (!table)
-		return dir_drop(SY_DIR_DROP_TABLE_MISSING, pp->ip_len);
+		return dir_drop(&d, SY_DIR_DROP_TABLE_MISSING);
 
 	hash_key.hash_k0 = cfg->hash_k0;
 	hash_key.hash_k1 = cfg->hash_k1;
 	hash = sy_flow_hash(&hash_key, &pp->flow);
 	slot = (__u32)(hash % cfg->table_size);
+	d.slot = slot;
 	node_id = bpf_map_lookup_elem(table, &slot);
 	if (!node_id || *node_id == 0)
-		return dir_drop(SY_DIR_DROP_TABLE_MISSING, pp->ip_len);
+		return dir_drop(&d, SY_DIR_DROP_TABLE_MISSING);
 	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);
-	if (!node)
-		return dir_drop(SY_DIR_DROP_NODE_MISSING, pp->ip_len);
-	d.hash = hash;
-	d.vip_id = vip->id;
 	d.node_id = *node_id;
+	if (!node)
+		return dir_drop(&d, SY_DIR_DROP_NODE_MISSING);
+	d.hash = hash;
 	if (pp->flow.proto == IPPROTO_TCP && !pp->icmp_error && cfg->encap == SY_ENCAP_GUE)
 		d.prev = dir_prev_node(vip->table_id, slot, node);
 	rc = dir_send(ctx, cfg, node, &d);
 	if (rc != DIR_TOO_BIG)
 		return rc;
 	if (xdp_answer_too_big(ctx, pp->flow.family, d.mtu))
-		return dir_drop(SY_DIR_DROP_NO_ANSWER, pp->ip_len);
-	sy_dir_count(SY_DIR_FRAG_NEEDED, pp->ip_len);
+		return dir_drop(&d, SY_DIR_DROP_NO_ANSWER);
+	dir_decided(&d, SY_DIR_FRAG_NEEDED);
 	return XDP_TX;
 }

@@ -20,8 +20,11 @@
  * than the chosen route's MTU (IPv6, or IPv4 with DF) is answered with ICMP frag-needed /
  * packet-too-big from the frontend address instead of being redirected and silently dropped.
  *
- * The steps live in c/lib/: parse.h, conntrack.h, snat.h, nat.h, icmp.h, rst.h, fib.h, xlat.h;
- * this file holds the entry points and the new-flow decision.
+ * IP fragments: the first fragment's flow decides (its ports are remembered in sy_frags,
+ * frag.h); later fragments follow it through the same sy_nat / sy_ct entry, or pass.
+ *
+ * The steps live in c/lib/: parse.h, conntrack.h, snat.h, nat.h, sctp.h, icmp.h, rst.h, fib.h,
+ * xlat.h, frag.h; this file holds the entry points and the new-flow decision.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -39,6 +42,7 @@
 #include "lib/icmp.h"
 #include "lib/rst.h"
 #include "lib/xlat.h"
+#include "lib/frag.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -64,6 +68,16 @@ static __always_inline struct scratch *scratch(__u32 slot)
 	if (s)
 		__builtin_memset(s, 0, sizeof(*s));
 	return s;
+}
+
+/* parse() as a global function: the verifier checks it once, not once per path of both
+ * programs (its IPv6 extension-header walk would otherwise multiply the states of all that
+ * follows). */
+__attribute__((noinline)) int sy_parse(struct __sk_buff *skb, struct pkt *p)
+{
+	if (!skb || !p)
+		return P_PASS;
+	return parse(skb, p);
 }
 
 /* loadBalancerSourceRanges: may this client use the frontend? */
@@ -267,6 +281,22 @@ static __always_inline int untranslated(struct __sk_buff *skb, struct pkt *p)
 	return TC_ACT_OK;
 }
 
+/* A fragment of a flow being translated: the first remembers its ports for the later ones;
+ * a later one is counted as following its first. */
+static __always_inline void frag_mark(const struct pkt *p, struct xlat *x)
+{
+	if (p->frag == FRAG_FIRST)
+		frag_remember(p);
+	else if (p->frag == FRAG_LATER)
+		x->reason = SY_REASON_PKT_FRAG_XLAT;
+}
+
+static __always_inline int apply_frag(struct __sk_buff *skb, const struct pkt *p, struct xlat *x)
+{
+	frag_mark(p, x);
+	return apply(skb, p, x);
+}
+
 SEC("classifier")
 int sy_nodeport_ingress(struct __sk_buff *skb)
 {
@@ -283,14 +313,22 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	p = &s->p;
 	x = &s->x;
-	rc = parse(skb, p);
+	rc = sy_parse(skb, p);
 	if (rc == P_PASS)
 		return untranslated(skb, p);
 	if (rc == P_MALFORMED) {
 		sy_count(SY_REASON_PKT_PASS_MALFORMED, skb->len);
 		return untranslated(skb, p);
 	}
-	if (rc == P_FRAGMENT) {
+	if (rc == P_VLAN) {
+		sy_count(SY_REASON_PKT_PASS_VLAN, skb->len);
+		return TC_ACT_OK;
+	}
+	if (rc == P_PASS_EXT) {
+		sy_count(SY_REASON_PKT_PASS_IPV6_EXT, skb->len);
+		return untranslated(skb, p);
+	}
+	if (rc == P_FRAGMENT && !frag_follow(p)) {
 		sy_count(SY_REASON_PKT_PASS_FRAGMENT, skb->len);
 		return untranslated(skb, p);
 	}
@@ -303,7 +341,7 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 	n = bpf_map_lookup_elem(&sy_nat, &p->t);
 	if (n) {
 		reply_xlat(x, p, n, 1, now, skb->len);
-		return apply(skb, p, x);
+		return apply_frag(skb, p, x);
 	}
 
 	cfg = pkt_config();
@@ -312,7 +350,12 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 		ct_update(e, p, 0, now);
 		sy_count_frontend(e->frontend_id, 0, 1, skb->len);
 		ct_xlat(x, e, SY_REASON_PKT_CT_HIT);
-		return apply(skb, p, x);
+		return apply_frag(skb, p, x);
+	}
+	/* A later fragment never starts a flow: it has no ports of its own. */
+	if (p->frag == FRAG_LATER) {
+		sy_count(SY_REASON_PKT_PASS_FRAGMENT, skb->len);
+		return untranslated(skb, p);
 	}
 	rc = handle_new_flow(skb, p, cfg, now, e);
 	if (rc == NF_REJECT)
@@ -328,7 +371,7 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 	pkt_event(p, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT,
 		  e->frontend_id, e->backend_id, skb->len);
 	ct_xlat(x, e, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT);
-	return apply(skb, p, x);
+	return apply_frag(skb, p, x);
 }
 
 SEC("classifier")
@@ -336,14 +379,23 @@ int sy_nodeport_egress(struct __sk_buff *skb)
 {
 	struct scratch *s = scratch(1);
 	struct sy_nat_entry *n;
+	int rc;
 
-	if (!s || parse(skb, &s->p) != P_OK)
+	if (!s)
 		return TC_ACT_OK;
+	rc = sy_parse(skb, &s->p);
+	if (rc == P_FRAGMENT) {
+		if (!frag_follow(&s->p))
+			return TC_ACT_OK;
+	} else if (rc != P_OK) {
+		return TC_ACT_OK;
+	}
 	if (s->p.icmp_error)
 		return handle_icmp_error(skb, &s->p, 0);
 	n = bpf_map_lookup_elem(&sy_nat, &s->p.t);
 	if (!n)
 		return TC_ACT_OK;
 	reply_xlat(&s->x, &s->p, n, 0, bpf_ktime_get_ns(), skb->len);
+	frag_mark(&s->p, &s->x);
 	return translate_and_forward(skb, &s->p, &s->x);
 }

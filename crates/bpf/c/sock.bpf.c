@@ -119,7 +119,9 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 		addr_from_ip4(&dst, ctx->user_ip4);
 		family = SY_AF_INET;
 	}
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+	/* SCTP too: a kernel with SCTP calls the connect hooks for it (the frontends carry the
+	 * protocol, so an SCTP Service is looked up like the others). */
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != 132 /* IPPROTO_SCTP */)
 		return SY_ALLOW;
 
 	fe = lookup_frontend(&dst, port, proto, family, 1,

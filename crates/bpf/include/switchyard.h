@@ -235,6 +235,9 @@ struct sy_config {
  * sample_every, drops 1 in drop_sample_every (0 and 1: every one), with bpf_get_prandom_u32. */
 #define SY_PATH_SOCK 0 /* cgroup socket programs */
 #define SY_PATH_PKT 1  /* TC per-packet programs */
+#define SY_PATH_DIR 2  /* the director's XDP program (its own sy_monitor/sy_events) */
+/* SY_PATH_DIR: sy_event.cookie before the flow's slot is known (no VIP table yet). */
+#define SY_EVENT_NO_SLOT 0xffffffffffffffffull
 #define SY_DEFAULT_EVENTS_BYTES 262144 /* sy_events ring buffer size (power of 2, pages) */
 
 /* sy_monitor value, key 0: written by the monitor command. */
@@ -245,11 +248,12 @@ struct sy_monitor_config {
 	__u32 pad;
 };
 
-/* One sy_events record. */
+/* One sy_events record. SY_PATH_DIR (director): reason is an enum sy_dir_reason, frontend_id
+ * the VIP id, backend_id the node id, cookie the Maglev slot, len the inner IP length. */
 struct sy_event {
 	__u64 ts_ns;       /* bpf_ktime_get_ns() */
-	__u64 cookie;      /* socket path: socket cookie; per-packet path: 0 */
-	__u32 reason;      /* enum sy_reason */
+	__u64 cookie;      /* socket path: socket cookie; per-packet path: 0; director: slot */
+	__u32 reason;      /* enum sy_reason (director: enum sy_dir_reason) */
 	__u32 frontend_id; /* 0: not known where the event was emitted */
 	__u32 backend_id;  /* 0: none */
 	__u32 len;         /* per-packet path: skb->len; socket path: 0 */
@@ -312,7 +316,8 @@ enum sy_pkt_reason {
 	/* An IP packet whose transport header is truncated, or an ICMP error whose quoted packet
 	 * is: passed to the stack untouched (which drops it). */
 	SY_REASON_PKT_PASS_MALFORMED = 43,
-	/* A non-first IP fragment (no ports): passed to the stack untouched. */
+	/* A later IP fragment whose first fragment was not translated here (or not seen yet):
+	 * passed to the stack untouched. */
 	SY_REASON_PKT_PASS_FRAGMENT = 44,
 	/* sy_ct or sy_nat could not be written: dropped. */
 	SY_REASON_PKT_DROP_CT_UPDATE = 45,
@@ -333,6 +338,15 @@ enum sy_pkt_reason {
 	 * port gives the backend a tuple it never saw (it could only answer RST), and a flood of
 	 * such packets with random source ports would otherwise take every SNAT port. */
 	SY_REASON_PKT_DROP_NOT_SYN = 51,
+	/* A later IP fragment (IPv4, or IPv6 fragment header) translated like its first fragment,
+	 * whose ports were remembered (c/lib/frag.h). */
+	SY_REASON_PKT_FRAG_XLAT = 52,
+	/* An 802.1Q / 802.1ad tagged frame: passed untouched. It belongs to the VLAN's device,
+	 * which is the one to list in --devices (TC there sees it untagged). */
+	SY_REASON_PKT_PASS_VLAN = 53,
+	/* IPv6 with a routing header not yet at its final destination (the transport checksum
+	 * names the final one), or more than 8 extension headers: passed untouched. */
+	SY_REASON_PKT_PASS_IPV6_EXT = 54,
 	/* A flow got a new sy_ct entry (its tuple had none, not even an expired one). The
 	 * programs never delete sy_ct entries, so this count minus the entries present is what
 	 * the LRU evicted (switchyard_conntrack_evictions_total). Kept far from the drop reasons
@@ -593,6 +607,9 @@ enum sy_decap_reason {
 	SY_DECAP_SC_KEPT = 6,
 	SY_DECAP_SC_FORWARDED = 7,
 	SY_DECAP_SC_NO_ROUTE = 8,
+	/* Of the decapsulated: a GRO-merged packet (gso_segs > 1), its segments' outer headers
+	 * stripped at once (BPF_F_ADJ_ROOM_FIXED_GSO keeps the inner segment size). */
+	SY_DECAP_GRO_MERGED = 9,
 	SY_DECAP_REASON_MAX = 16,
 };
 

@@ -415,6 +415,11 @@ impl Config {
 pub const PATH_SOCK: u8 = 0;
 /// `SY_PATH_PKT`: an event of the TC per-packet programs.
 pub const PATH_PKT: u8 = 1;
+/// `SY_PATH_DIR`: an event of the director's XDP program ([`Event`] fields then mean: reason
+/// an `enum sy_dir_reason`, frontend id the VIP id, backend id the node id, cookie the slot).
+pub const PATH_DIR: u8 = 2;
+/// `SY_EVENT_NO_SLOT`: a director event's cookie before the flow's slot was known.
+pub const EVENT_NO_SLOT: u64 = u64::MAX;
 /// `SY_DEFAULT_EVENTS_BYTES`: size of the `sy_events` ring buffer.
 pub const DEFAULT_EVENTS_BYTES: u32 = 262_144;
 
@@ -439,9 +444,10 @@ pub struct MonitorConfig {
 pub struct Event {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
     pub ts_ns: u64,
-    /// Socket path: the socket cookie; per-packet path: 0.
+    /// Socket path: the socket cookie; per-packet path: 0; director: the Maglev slot (or
+    /// [`EVENT_NO_SLOT`]).
     pub cookie: u64,
-    /// `enum sy_reason` (socket or per-packet reason).
+    /// `enum sy_reason` (socket or per-packet reason); director: `enum sy_dir_reason`.
     pub reason: u32,
     /// Frontend id, 0 where the program did not know it (per-packet drops).
     pub frontend_id: u32,
@@ -461,7 +467,7 @@ pub struct Event {
     pub proto: u8,
     /// Family of both addresses.
     pub family: u8,
-    /// [`PATH_SOCK`] or [`PATH_PKT`].
+    /// [`PATH_SOCK`], [`PATH_PKT`] or [`PATH_DIR`].
     pub path: u8,
     /// Zero.
     pub pad: u8,

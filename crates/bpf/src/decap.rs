@@ -81,11 +81,13 @@ pub enum DecapReason {
     ScForwarded = 7,
     /// Second chance: not held here, but no route to the previous node: kept.
     ScNoRoute = 8,
+    /// Of the decapsulated: GRO-merged (`gso_segs` > 1), stripped once for all its segments.
+    GroMerged = 9,
 }
 
 impl DecapReason {
     /// Every reason, in counter order.
-    pub const ALL: [DecapReason; 9] = [
+    pub const ALL: [DecapReason; 10] = [
         DecapReason::Gue,
         DecapReason::Fou,
         DecapReason::Ipip,
@@ -95,6 +97,7 @@ impl DecapReason {
         DecapReason::ScKept,
         DecapReason::ScForwarded,
         DecapReason::ScNoRoute,
+        DecapReason::GroMerged,
     ];
     /// `SY_DECAP_REASON_MAX`.
     pub const MAX: u32 = 16;
@@ -111,6 +114,7 @@ impl DecapReason {
             DecapReason::ScKept => "second_chance_kept",
             DecapReason::ScForwarded => "second_chance_forwarded",
             DecapReason::ScNoRoute => "second_chance_no_route",
+            DecapReason::GroMerged => "decap_gro_merged",
         }
     }
 }

@@ -67,8 +67,12 @@ pub mod names {
     pub const NODE_COUNTERS: &str = "sy_dir_node_counters";
     /// `sy_dir_table_nodes`: (table, node) -> Node name and weight (user space only).
     pub const TABLE_NODES: &str = "sy_dir_table_nodes";
+    /// `sy_monitor`: the monitor's switch and sampling (the node's map, the director's pin).
+    pub const MONITOR: &str = crate::maps::names::MONITOR;
+    /// `sy_events`: the monitor's ring buffer (events with `PATH_DIR`).
+    pub const EVENTS: &str = crate::maps::names::EVENTS;
     /// Every map.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         VIPS,
         TABLES,
         PREV_TABLES,
@@ -78,6 +82,8 @@ pub mod names {
         VIP_COUNTERS,
         NODE_COUNTERS,
         TABLE_NODES,
+        MONITOR,
+        EVENTS,
     ];
 }
 

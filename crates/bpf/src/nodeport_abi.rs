@@ -72,6 +72,12 @@ pub enum PacketReason {
     DropDecapUnhandled = 50,
     /// A TCP flow starting without SYN that would need a SNAT port: dropped.
     DropNotSyn = 51,
+    /// A later IP fragment translated like its first fragment.
+    FragXlat = 52,
+    /// An 802.1Q / 802.1ad tagged frame: passed (list the VLAN device in `--devices`).
+    PassVlan = 53,
+    /// IPv6 routing header with segments left, or too many extension headers: passed.
+    PassIpv6Ext = 54,
     /// A flow got a new `sy_ct` entry (none, not even an expired one, was there): with the
     /// entries present this gives the LRU's evictions.
     CtCreated = 63,
@@ -79,7 +85,7 @@ pub enum PacketReason {
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 21] = [
+    pub const ALL: [PacketReason; 24] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -100,6 +106,9 @@ impl PacketReason {
         PacketReason::Affinity,
         PacketReason::DropDecapUnhandled,
         PacketReason::DropNotSyn,
+        PacketReason::FragXlat,
+        PacketReason::PassVlan,
+        PacketReason::PassIpv6Ext,
         PacketReason::CtCreated,
     ];
 
@@ -126,6 +135,9 @@ impl PacketReason {
             PacketReason::Affinity => "affinity",
             PacketReason::DropDecapUnhandled => "drop_decap_unhandled",
             PacketReason::DropNotSyn => "drop_not_syn",
+            PacketReason::FragXlat => "frag_xlat",
+            PacketReason::PassVlan => "pass_vlan",
+            PacketReason::PassIpv6Ext => "pass_ipv6_ext",
             PacketReason::CtCreated => "ct_created",
         }
     }
@@ -218,7 +230,7 @@ impl CtEntry {
         let defaults = crate::nodeport::Timeouts::default();
         let or = |set: u32, default: u32| if set != 0 { set } else { default };
         let state = match proto {
-            crate::abi::PROTO_TCP => match self.state {
+            crate::abi::PROTO_TCP | crate::abi::PROTO_SCTP => match self.state {
                 CT_SYN_SENT => or(cfg.timeout_tcp_syn_s, defaults.tcp_syn),
                 CT_CLOSING => or(cfg.timeout_tcp_closing_s, defaults.tcp_closing),
                 _ => or(cfg.timeout_tcp_established_s, defaults.tcp_established),

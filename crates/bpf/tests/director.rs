@@ -268,9 +268,7 @@ mod decap {
     const GUE_NODE: &str = "10.0.0.1";
 
     fn decap(test: &str) -> (DecapDatapath, BpfDir) {
-        // SAFETY: unshare affects only the calling thread.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0);
+        switchyard_testing::nodeport_fixture::enter_private_netns();
         let bpf = BpfDir::new(test);
         let directors = BTreeSet::from([DIRECTOR4.parse().unwrap(), DIRECTOR6.parse().unwrap()]);
         let dp = DecapDatapath::load(bpf.path(), &directors, GUE_PORT_DEFAULT).unwrap();
@@ -290,6 +288,41 @@ mod decap {
             .unwrap();
         out.truncate(result.data_size_out as usize);
         (result.return_value, out)
+    }
+
+    /// [`run`] with `skb_shinfo->gso_segs` set as GRO leaves it on a merged packet (struct
+    /// __sk_buff up to `gso_segs`, offset 164; the test run takes no gso_size without a GSO
+    /// type, so the segment size stays 0).
+    fn run_gso_segs(dp: &DecapDatapath, frame: &[u8], gso_segs: u32) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; 4096];
+        let mut ctx = [0u8; 168];
+        ctx[164..168].copy_from_slice(&gso_segs.to_ne_bytes());
+        let result = dp
+            .program()
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .unwrap();
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    #[test]
+    fn gro_merged_packets_are_counted_as_such() {
+        let (dp, _bpf) = decap("decap-gro");
+        let inner = without_ethernet(&Spec::tcp(CLIENT4, 40_000, VIP4, 80, ACK).frame());
+        let frame = wrapped(DIRECTOR4, GUE_NODE, ENCAP_IPIP, &inner);
+        for segs in [0, 1, 4] {
+            let (rc, out) = run_gso_segs(&dp, &frame, segs);
+            assert_eq!((rc, &out[14..]), (TCX_NEXT, &inner[..]), "gso_segs {segs}");
+        }
+        let counters = dp.maps().counters().unwrap();
+        assert_eq!(counters[&DecapReason::Ipip].packets, 3);
+        assert_eq!(counters[&DecapReason::GroMerged].packets, 1, "only gso_segs 4 is merged");
     }
 
     /// `inner` (an IP packet) wrapped like the director does, from `from`.

@@ -136,6 +136,8 @@ fn rust_constants() -> BTreeMap<&'static str, u64> {
         ("SY_MAGLEV_DEFAULT_TABLE_SIZE", u64::from(MAGLEV_DEFAULT_TABLE_SIZE)),
         ("SY_PATH_SOCK", u64::from(PATH_SOCK)),
         ("SY_PATH_PKT", u64::from(PATH_PKT)),
+        ("SY_PATH_DIR", u64::from(PATH_DIR)),
+        ("SY_EVENT_NO_SLOT", EVENT_NO_SLOT),
         ("SY_DEFAULT_EVENTS_BYTES", u64::from(DEFAULT_EVENTS_BYTES)),
         ("SY_REASON_MAX", u64::from(Reason::MAX)),
     ]);

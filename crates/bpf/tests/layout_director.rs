@@ -114,6 +114,7 @@ fn every_director_constant_has_the_value_of_the_header() {
         "SY_DECAP_SC_KEPT",
         "SY_DECAP_SC_FORWARDED",
         "SY_DECAP_SC_NO_ROUTE",
+        "SY_DECAP_GRO_MERGED",
     ];
     for (name, reason) in decap_names.into_iter().zip(DecapReason::ALL) {
         rust.insert(name, reason as u64);

@@ -530,7 +530,7 @@ fn malformed_and_foreign_packets_pass_or_drop_with_a_reason() {
     let mut fragment = good.clone();
     fragment[20..22].copy_from_slice(&0x0010u16.to_be_bytes());
     let mut v6_ext = Spec::tcp(CLIENT6, 51000, NODE6, NODE_PORT, SYN).frame();
-    v6_ext[20] = 0; // hop-by-hop options header: not parsed, passed
+    v6_ext[20] = 0; // a "hop-by-hop header" (the TCP header) naming an unknown protocol: passed
 
     let cases: [(&str, Vec<u8>, u32, Option<PacketReason>); 7] = [
         (
@@ -544,7 +544,7 @@ fn malformed_and_foreign_packets_pass_or_drop_with_a_reason() {
         ("ARP", arp, TC_ACT_OK, None),
         ("IP version 3", bad_version, TC_ACT_OK, None),
         ("non-first fragment", fragment, TC_ACT_OK, Some(PacketReason::PassFragment)),
-        ("IPv6 extension header", v6_ext, TC_ACT_OK, None),
+        ("hop-by-hop header, then an unknown protocol", v6_ext, TC_ACT_OK, None),
     ];
     for (what, frame, want, reason) in cases {
         let before = reason.map(|r| tc.count(r));

@@ -3,7 +3,9 @@
 //! refuse, externalTrafficPolicy Local drops without local endpoints, and large uploads pass
 //! links with a smaller MTU (ICMP frag-needed / packet-too-big translated back to the client).
 //! Also: links are pinned per device and generation, a restart replaces them, detach removes;
-//! a flood of TCP segments without SYN does not take the SNAT ports from real clients.
+//! a flood of TCP segments without SYN does not take the SNAT ports from real clients; 4000-byte
+//! UDP datagrams (IP fragments) pass NodePorts both ways; crafted SCTP packets are translated
+//! (captured with raw sockets: this kernel has no SCTP sockets).
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
@@ -39,7 +41,8 @@ fn options(bpf_dir: &Path) -> LoadOptions {
 /// Loads both datapaths in the node's bpffs, programs NodePorts, attaches to the uplink.
 /// Frontends (same port numbers for IPv4 and IPv6):
 ///   30080 TCP -> pod on this node (local), 30081 TCP -> pod on n2 (SNAT),
-///   30082 TCP empty + reject, 30083 TCP ETP Local without local endpoint.
+///   30082 TCP empty + reject, 30083 TCP ETP Local without local endpoint;
+///   30080 and 30081 also for UDP and SCTP.
 fn program_node(lab: &Lab) {
     program_node_with(lab, nodeport::Timeouts::default());
 }
@@ -81,15 +84,20 @@ fn program_node_with(lab: &Lab, timeouts: nodeport::Timeouts) {
                 (30083, FE_NODEPORT | FE_LOCAL_ONLY | FE_REJECT_EMPTY, &[]),
             ];
             for (port, flags, ids) in frontends {
-                let id = next_id;
-                next_id += 1;
-                for (slot, &b) in (0u32..).zip(ids) {
-                    maps.slots.insert(SlotKey { frontend_id: id, slot }, b, 0).unwrap();
+                for proto in [PROTO_TCP, PROTO_UDP, PROTO_SCTP] {
+                    if proto != PROTO_TCP && port > 30081 {
+                        continue;
+                    }
+                    let id = next_id;
+                    next_id += 1;
+                    for (slot, &b) in (0u32..).zip(ids) {
+                        maps.slots.insert(SlotKey { frontend_id: id, slot }, b, 0).unwrap();
+                    }
+                    let key = FrontendKey::node_port(family, port, proto, SCOPE_DEFAULT);
+                    let backend_count = ids.len() as u32;
+                    let fe = Frontend { id, flags, backend_count, affinity_timeout_s: 0 };
+                    maps.frontends.insert(key, fe, 0).unwrap();
                 }
-                let key = FrontendKey::node_port(family, port, PROTO_TCP, SCOPE_DEFAULT);
-                let fe =
-                    Frontend { id, flags, backend_count: ids.len() as u32, affinity_timeout_s: 0 };
-                maps.frontends.insert(key, fe, 0).unwrap();
             }
         }
         pkt.attach(&node.uplink).unwrap();
@@ -348,6 +356,192 @@ fn a_flood_without_syn_does_not_lock_out_new_clients() {
     assert!(dropped as usize >= sent * 9 / 10, "{dropped} of {sent} dropped as not-SYN");
     assert_eq!(counters[&R::DropSnatExhausted].packets, 0, "{counters:?}");
     assert!(flows <= 20, "{flows} conntrack entries: the flood left some");
+}
+
+/// A UDP server (dual-stack) that answers every datagram with the same bytes; its thread
+/// returns who sent what size. Returns the socket's fd for shutdown.
+fn udp_mirror(port: u16) -> (i32, std::thread::JoinHandle<Vec<(SocketAddr, usize)>>) {
+    use std::os::fd::AsRawFd as _;
+    let socket = std::net::UdpSocket::bind(("::", port)).unwrap();
+    let fd = socket.as_raw_fd();
+    let thread = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push((peer, n));
+            let _ = socket.send_to(&buf[..n], peer);
+        }
+        seen
+    });
+    (fd, thread)
+}
+
+/// 4000-byte UDP datagrams (three IP fragments each way at MTU 1500) from an external client
+/// through NodePorts to a local and a remote pod, IPv4 and IPv6: every datagram comes back
+/// whole, the pod saw the client (local) or the node (remote, SNAT), and the later fragments
+/// were translated by following their first (`frag_xlat`), none passed untranslated.
+#[test]
+fn large_udp_datagrams_in_fragments_pass_nodeports_both_ways() {
+    if !require_root("large_udp_datagrams_in_fragments_pass_nodeports_both_ways") {
+        return;
+    }
+    let lab = two_node_lab();
+    let servers: Vec<_> =
+        ["p1", "p2"].into_iter().map(|pod| lab.run_in(pod, || udp_mirror(ECHO)).unwrap()).collect();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    let client = lab.client("c1").unwrap().clone();
+    const ROUNDS: usize = 5;
+    let mut results = Vec::new();
+    for (node_ip, client_ip) in [
+        (IpAddr::from(node.ipv4), IpAddr::from(client.ipv4)),
+        (node.ipv6.into(), client.ipv6.into()),
+    ] {
+        for port in [30080, 30081] {
+            let target = SocketAddr::new(node_ip, port);
+            let got = lab
+                .run_in("c1", move || {
+                    let bind: SocketAddr = SocketAddr::new(client_ip, 0);
+                    let socket = std::net::UdpSocket::bind(bind).unwrap();
+                    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    socket.connect(target).unwrap();
+                    (0..ROUNDS)
+                        .map(|round| {
+                            let data: Vec<u8> =
+                                (0..4000).map(|i| ((i * 13 + round * 7) % 251) as u8).collect();
+                            socket.send(&data).unwrap();
+                            let mut buf = vec![0u8; 8192];
+                            match socket.recv(&mut buf) {
+                                Ok(n) => (buf[..n] == data[..])
+                                    .then_some(())
+                                    .ok_or(format!("{n} bytes, not the datagram")),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap();
+            results.push((target, got));
+        }
+    }
+    let counters = lab
+        .run_in("n1", || {
+            nodeport::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap()
+        })
+        .unwrap();
+    let mut seen = Vec::new();
+    for (fd, thread) in servers {
+        // SAFETY: shutdown on the socket the server thread owns wakes its recv; no memory.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RDWR);
+        }
+        seen.push(thread.join().unwrap());
+    }
+    drop(lab);
+    use switchyard_bpf::nodeport_abi::PacketReason as R;
+    for (target, got) in &results {
+        assert!(got.iter().all(Result::is_ok), "{target}: {got:?}; counters {counters:?}");
+    }
+    let unmap = |a: SocketAddr| match a.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let local_peers: Vec<IpAddr> = seen[0].iter().map(|(a, _)| unmap(*a)).collect();
+    let remote_peers: Vec<IpAddr> = seen[1].iter().map(|(a, _)| unmap(*a)).collect();
+    assert!(seen.iter().flatten().all(|(_, n)| *n == 4000), "whole datagrams: {seen:?}");
+    assert_eq!(local_peers.len(), 2 * ROUNDS, "{local_peers:?}");
+    assert!(
+        local_peers
+            .iter()
+            .all(|ip| *ip == IpAddr::from(client.ipv4) || *ip == IpAddr::from(client.ipv6)),
+        "the local pod sees the client: {local_peers:?}"
+    );
+    assert!(
+        remote_peers
+            .iter()
+            .all(|ip| *ip == IpAddr::from(node.ipv4) || *ip == IpAddr::from(node.ipv6)),
+        "the remote pod sees the node: {remote_peers:?}"
+    );
+    // Each 4000-byte datagram is 3 fragments: 2 later ones per direction, per datagram.
+    let later = counters[&R::FragXlat].packets;
+    assert!(
+        later >= (4 * ROUNDS * 2 * 2) as u64,
+        "{later} later fragments translated: {counters:?}"
+    );
+    assert_eq!(counters[&R::PassFragment].packets, 0, "{counters:?}");
+}
+
+/// Crafted SCTP packets (INIT, then the backend's INIT ACK) from an external client to SCTP
+/// NodePorts with a local and a remote pod, IPv4 and IPv6, captured with raw sockets: the pod
+/// receives it on the target port with a valid CRC32c, from the client (local) or the node
+/// (remote, SNAT); the answer reaches the client from the NodePort, CRC valid. This kernel has
+/// no SCTP sockets (EPROTONOSUPPORT), so no association is made; the translation is what is
+/// checked.
+#[test]
+fn crafted_sctp_packets_are_translated_through_nodeports() {
+    if !require_root("crafted_sctp_packets_are_translated_through_nodeports") {
+        return;
+    }
+    use switchyard_lab::tools::raw::{self, Capture, IPPROTO_SCTP};
+    use switchyard_testing::frames::{self, SCTP_INIT};
+    let lab = two_node_lab();
+    program_node(&lab);
+    let node = lab.node("n1").unwrap().clone();
+    let client = lab.client("c1").unwrap().clone();
+    let crc_ok =
+        |l4: &[u8]| frames::sctp_crc32c(l4) == u32::from_le_bytes(l4[8..12].try_into().unwrap());
+    let port = |l4: &[u8], at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    for (v4, node_ip, client_ip) in [
+        (true, IpAddr::from(node.ipv4), IpAddr::from(client.ipv4)),
+        (false, node.ipv6.into(), client.ipv6.into()),
+    ] {
+        for (pod, nodeport, sport) in [("p1", 30080u16, 40001u16), ("p2", 30081, 40002)] {
+            let in_pod = lab.run_in(pod, move || Capture::open(v4, IPPROTO_SCTP).unwrap()).unwrap();
+            let at_client =
+                lab.run_in("c1", move || Capture::open(v4, IPPROTO_SCTP).unwrap()).unwrap();
+            // The CRC32c does not cover addresses: the packet is built without them.
+            let init =
+                frames::Spec::sctp("0.0.0.0", sport, "0.0.0.0", nodeport, SCTP_INIT).transport();
+            lab.run_in("c1", || raw::send(node_ip, IPPROTO_SCTP, &init).unwrap()).unwrap();
+            let (from, got) = in_pod
+                .next(TIMEOUT)
+                .unwrap_or_else(|e| panic!("{pod} {node_ip}: nothing captured: {e}"));
+            assert!(crc_ok(&got), "{pod} {node_ip}: CRC32c valid after translation");
+            assert_eq!(port(&got, 2), ECHO, "{pod} {node_ip}: to the target port");
+            if pod == "p1" {
+                assert_eq!((from, port(&got, 0)), (client_ip, sport), "local pod sees the client");
+            } else {
+                assert_eq!(from, node_ip, "remote pod sees the node (SNAT)");
+                assert!((61_000..=65_535).contains(&port(&got, 0)), "SNAT port {}", port(&got, 0));
+            }
+            // The pod answers (INIT ACK) to whoever it saw, from the target port.
+            let answer =
+                frames::Spec::sctp("0.0.0.0", ECHO, "0.0.0.0", port(&got, 0), 2).transport();
+            lab.run_in(pod, || raw::send(from, IPPROTO_SCTP, &answer).unwrap()).unwrap();
+            let (from, got) = at_client
+                .next(TIMEOUT)
+                .unwrap_or_else(|e| panic!("{pod} {node_ip}: no answer: {e}"));
+            assert!(crc_ok(&got), "{pod} {node_ip}: answer's CRC32c valid");
+            assert_eq!(
+                (from, port(&got, 0), port(&got, 2)),
+                (node_ip, nodeport, sport),
+                "{pod}: from the NodePort"
+            );
+        }
+    }
+    let counters = lab
+        .run_in("n1", || {
+            nodeport::PacketMaps::open_pinned(&node.bpf_dir).unwrap().counters().unwrap()
+        })
+        .unwrap();
+    drop(lab);
+    use switchyard_bpf::nodeport_abi::PacketReason as R;
+    assert_eq!(counters[&R::Dnat].packets, 2, "{counters:?}");
+    assert_eq!(counters[&R::DnatSnat].packets, 2, "{counters:?}");
+    assert_eq!(counters[&R::Revnat].packets, 4, "{counters:?}");
 }
 
 /// Two nodes with one pod each and one external client: a local and a remote backend.

@@ -263,6 +263,26 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
 
     // `switchyard explain` on a director names the node a flow goes to and why; `status` shows
     // every VIP with its table's shares (summing to M) and the packets sent.
+    // `switchyard monitor` runs on both directors during the connection (below: its events).
+    let monitors = ["dir1", "dir2"].map(|d| {
+        let dir = cluster.lab.director(d).unwrap().bpf_dir.clone();
+        let child = std::process::Command::new(&*BIN)
+            .args(["monitor", "--bpf-dir", &dir.display().to_string()])
+            .args(["--duration-ms", "6000", "-o", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, dir)
+    });
+    for (_, dir) in &monitors {
+        let on = || switchyard_bpf::monitor::read_settings(dir).is_ok_and(|m| m.enabled != 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !on() {
+            assert!(std::time::Instant::now() < deadline, "monitor never switched on in {dir:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let target = at(web[0].parse().unwrap(), 80);
     let attempt = cluster.lab.run_in("ext", || clients::tcp(target, 1, TIMEOUT)).unwrap().remove(0);
     let client = client_ip(&cluster, false);
@@ -289,6 +309,29 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
     assert_eq!(explained["node"]["name"].as_str(), Some(carried.as_str()), "{explained}");
     assert_eq!(explained["node"]["weight"], 1, "{explained}");
     assert!(explained["decision"].as_str().unwrap().contains(&carried), "{explained}");
+    // The monitor's events of that connection: each names the VIP, the flow, explain's slot and
+    // the node that carried it.
+    let mut events = Vec::new();
+    for (child, _) in monitors {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "monitor: {}", String::from_utf8_lossy(&out.stderr));
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            if event["client"].as_str() == Some(source.as_str()) {
+                events.push(event);
+            }
+        }
+    }
+    assert!(events.len() >= 3, "SYN, ACK, data: {events:?}");
+    for event in &events {
+        assert_eq!(event["path"], "director", "{event}");
+        assert_eq!(event["reason"], "encap_gue", "{event}");
+        assert_eq!(event["vip"].as_str(), Some(target.to_string().as_str()), "{event}");
+        assert_eq!(event["slot"], explained["slot"], "{event}");
+        assert_eq!(event["node"].as_str(), Some(carried.as_str()), "{event}");
+        assert_eq!(event["nodeAddress"].as_str(), Some(node_ip.to_string().as_str()), "{event}");
+    }
+    eprintln!("director lab: monitor showed {} events of the explained connection", events.len());
 
     // Metrics on each director's local API: packets per VIP and per node (by Node name), and
     // the program's decisions and drops by reason; they add up to what was encapsulated.
@@ -558,11 +601,16 @@ fn large_transfers_through_a_smaller_mtu_and_uploads_with_gro_on_lose_nothing() 
         directors.iter().map(|d| d.counters(&cluster.lab)[&DirReason::FragNeeded]).sum();
     assert!(frag >= frag_before + 2, "frag-needed answered per family: {frag_before} -> {frag}");
 
-    // 2. GRO on every node's uplink: 10 MB uploads, v4 and v6, echoed intact, with no
-    //    retransmission and no drop anywhere on the way.
+    // 2. GRO merging at every node's uplink (GRO on, NAPI batching, the router's side handing
+    //    packets to the node's NAPI): 10 MB uploads, v4 and v6, echoed intact, with no drop
+    //    anywhere on the way, and the nodes' TC decapsulation provably received GRO-merged
+    //    packets (fewer skbs than the directors sent segments; `decap_gro_merged`: gso_segs > 1).
     for node in NODES {
-        cluster.lab.set_gro(node, "eth0", true).unwrap();
+        director_lab::merge_at_node(&cluster.lab, node);
     }
+    let merged = |c: &Cluster| -> u64 {
+        NODES.iter().map(|n| decap_counters(&c.lab, n)[&DecapReason::GroMerged]).sum()
+    };
     // (retransmitted segments, of them proven spurious by the receiver's D-SACK, segments sent)
     let retrans = |c: &Cluster| {
         let counters = c.lab.ip_counters("ext").unwrap();
@@ -579,12 +627,25 @@ fn large_transfers_through_a_smaller_mtu_and_uploads_with_gro_on_lose_nothing() 
         directors.iter().map(|d| d.counters(&cluster.lab)[&DirReason::FragNeeded]).sum();
     for vip in vips {
         let target = at(vip.parse().unwrap(), 80);
+        let merged_before = merged(&cluster);
+        let segments_before: u64 = directors.iter().map(|d| d.encapsulated(&cluster.lab)).sum();
+        let skbs_before: u64 = NODES.iter().map(|n| decapsulated(&cluster.lab, n)).sum();
         let up = cluster
             .lab
             .run_in("ext", || clients::upload(target, 10_000_000, Duration::from_secs(60)))
             .unwrap();
         assert_eq!(up.error, None, "10 MB upload to {target}: {up:?}");
-        eprintln!("director lab: 10 MB upload to {target} in {} ms", up.micros.unwrap_or(0) / 1000);
+        let merged = merged(&cluster) - merged_before;
+        let segments =
+            directors.iter().map(|d| d.encapsulated(&cluster.lab)).sum::<u64>() - segments_before;
+        let skbs = NODES.iter().map(|n| decapsulated(&cluster.lab, n)).sum::<u64>() - skbs_before;
+        eprintln!(
+            "director lab: 10 MB upload to {target} in {} ms: {segments} segments encapsulated, \
+             {skbs} skbs decapsulated, {merged} of them GRO-merged",
+            up.micros.unwrap_or(0) / 1000
+        );
+        assert!(merged > 0, "{target}: no GRO-merged packet reached the decapsulation");
+        assert!(skbs < segments, "{target}: {skbs} skbs for {segments} segments: nothing merged");
     }
     let encapsulated: u64 =
         directors.iter().map(|d| d.encapsulated(&cluster.lab)).sum::<u64>() - encap_before;

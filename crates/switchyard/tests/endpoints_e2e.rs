@@ -1,7 +1,7 @@
 //! Which endpoints and which Services a running agent uses (root): named targetPorts whose
 //! container port differs per pod, a Service spread over several EndpointSlices,
 //! publishNotReadyAddresses, topology hints with trafficDistribution, and the Services a proxy
-//! must leave alone (headless label, another proxy's name, ipMode Proxy). See
+//! must leave alone (`clusterIP: None`, headless label, another proxy's name, ipMode Proxy). See
 //! docs/conformance.md.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
@@ -211,6 +211,48 @@ fn services_left_to_others_are_not_proxied() {
         cluster.assert_untranslated("a1", at(target, 80), &mut baseline);
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+/// A headless Service (`clusterIP: None`, port 80 -> 8080, endpoint b1) gets no frontend: the
+/// agents' frontend maps grow only by the ClusterIP Service applied with it, and b1's own
+/// address on port 80 (where nothing listens) is not turned into its targetPort.
+#[test]
+fn a_headless_service_without_cluster_ip_is_not_proxied() {
+    if !require_root("a_headless_service_without_cluster_ip_is_not_proxied") {
+        return;
+    }
+    let cluster = Cluster::up();
+    let ready = endpoint(&cluster, "b1", READY, "");
+    let plain = v4("10.96.169.10");
+    let frontends = |node: &str| {
+        let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
+        switchyard_bpf::Maps::open_pinned(&bpf_dir).unwrap().frontends.keys().count()
+    };
+    let first =
+        [service("plain", "", plain, "", TCP_80), slice("plain-1", "plain", &ready, SLICE_TCP)]
+            .concat();
+    cluster.apply_until_it_answers("plain.yaml", &first, "a1", at(plain, 80));
+    let before = [frontends("node1"), frontends("node2")];
+    // With a ClusterIP Service in the same file: once that answers, the update was applied.
+    let marker = v4("10.96.169.11");
+    let headless = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: none\n  namespace: e2e\n\
+         spec:\n  clusterIP: \"None\"\n  clusterIPs: [\"None\"]\n  ports:\n{TCP_80}"
+    ) + &slice("none-1", "none", &ready, SLICE_TCP)
+        + &service("marker", "", marker, "", TCP_80)
+        + &slice("marker-1", "marker", &ready, SLICE_TCP);
+    cluster.apply_until_it_answers("headless.yaml", &headless, "a1", at(marker, 80));
+    cluster.eventually("node2 serves the marker", || {
+        cluster.backends("b2", "tcp", at(marker, 80), 1) == set(&["b1"])
+    });
+    let after = [frontends("node1"), frontends("node2")];
+    assert_eq!(after, before.map(|n| n + 1), "the marker's frontend only, none for clusterIP None");
+    let b1 = cluster.pod_ip("b1", false);
+    let direct = cluster.client("a1", "tcp", at(b1, 80), 3);
+    assert!(direct.summary.backends.is_empty(), "b1:80 answered: {:?}", direct.summary);
+    assert_eq!(cluster.backends("a1", "tcp", at(b1, 8080), 3), set(&["b1"]), "b1 itself");
+    assert_eq!(cluster.backends("a2", "tcp", at(plain, 80), 5), set(&["b1"]));
+    cluster.assert_nothing_left_the_lab();
 }
 
 #[test]

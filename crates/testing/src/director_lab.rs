@@ -142,9 +142,9 @@ impl Director {
 
     /// Sends SIGTERM (graceful shutdown: withdraw, forward for the grace period, exit).
     pub fn terminate(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid with a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM to {}", self.name);
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let sent = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        assert!(sent.is_ok(), "SIGTERM to {}: {sent:?}", self.name);
     }
 
     /// Waits up to `timeout` for the process to exit; true when it did, successfully.
@@ -230,6 +230,34 @@ pub fn decap_counters(lab: &Lab, node: &str) -> BTreeMap<DecapReason, u64> {
 pub fn decapsulated(lab: &Lab, node: &str) -> u64 {
     let counters = decap_counters(lab, node);
     [DecapReason::Gue, DecapReason::Fou, DecapReason::Ipip].iter().map(|r| counters[r]).sum()
+}
+
+/// Makes a node's uplink hand its TC programs GRO-merged packets, as a NIC under load does:
+/// GRO on the node's side (a veth then receives through NAPI), TSO off on the router's side (a
+/// veth hands *forwarded* packets to its peer's NAPI only then; otherwise they go through the
+/// sending CPU's backlog, where nothing merges), and NAPI batching on the node's side
+/// (`napi_defer_hard_irqs` 1, `gro_flush_timeout` 100 µs: the poll waits for the timer, so one
+/// poll sees several packets of a flow and GRO merges them).
+pub fn merge_at_node(lab: &Lab, node: &str) {
+    let info = lab.node(node).unwrap().clone();
+    lab.set_gro(node, &info.uplink, true).unwrap();
+    let router_link = info.router_link.clone();
+    lab.run_in("fabric", move || switchyard_lab::offload::set_tso(&router_link, false))
+        .unwrap()
+        .unwrap();
+    // sysfs shows the devices of the namespace it was mounted in: `ip netns exec` mounts the
+    // node's own in a private mount namespace (and fails if it cannot). The script checks that
+    // sysfs's device is the one netlink shows in the node's namespace before writing.
+    let netns = lab.netns_of(node).unwrap();
+    let dev = format!("/sys/class/net/{}", info.uplink);
+    let script = format!(
+        "set -e; test \"$(cat {dev}/ifindex)\" = \"$(ip -o link show dev {link} | cut -d: -f1)\"; \
+         echo 1 > {dev}/napi_defer_hard_irqs; echo 100000 > {dev}/gro_flush_timeout",
+        link = info.uplink
+    );
+    let out =
+        Command::new("ip").args(["netns", "exec", &netns, "sh", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{node}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The flow key of a client's connection or datagram to a VIP.

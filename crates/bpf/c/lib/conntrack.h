@@ -17,6 +17,13 @@ static __always_inline void ct_update(struct sy_ct_entry *e, const struct pkt *p
 	e->last_seen_ns = now;
 	if (reply)
 		e->flags |= SY_CT_F_REPLY_SEEN;
+	if (p->t.proto == IPPROTO_SCTP_) {
+		if (p->sctp_chunk == SCTP_CHUNK_ABORT || p->sctp_chunk == SCTP_CHUNK_SHUTDOWN_COMPLETE)
+			e->state = SY_CT_CLOSING;
+		else
+			e->state = SY_CT_ESTABLISHED; /* a new association on the tuple reopens it */
+		return;
+	}
 	if (p->t.proto != IPPROTO_TCP) {
 		e->state = SY_CT_ESTABLISHED;
 		return;

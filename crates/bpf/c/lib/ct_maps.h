@@ -44,7 +44,10 @@ static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 pro
 {
 	__u32 s;
 
-	if (proto == IPPROTO_TCP) {
+	/* SCTP: established (an association is long-lived and its
+	 * heartbeats every 30 s must not outlive the entry) until ABORT or SHUTDOWN COMPLETE, then
+	 * closing; TCP's timeouts. */
+	if (proto == IPPROTO_TCP || proto == IPPROTO_SCTP) {
 		if (e->state == SY_CT_SYN_SENT)
 			s = cfg && cfg->timeout_tcp_syn_s ? cfg->timeout_tcp_syn_s : SY_CT_TIMEOUT_TCP_SYN_S;
 		else if (e->state == SY_CT_CLOSING)

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * events.h - the monitor stream (switchyard monitor): sampled sy_event records in the sy_events
- * ring buffer, written only while sy_monitor[0].enabled is set.
+ * ring buffer, written only while sy_monitor[0].enabled is set. Included by the node's objects
+ * and the director's (SY_PATH_DIR events).
  */
 #ifndef SY_LIB_EVENTS_H
 #define SY_LIB_EVENTS_H
 
-#include "maps.h"
+#include "event_maps.h"
 
 /* Should this event go to the monitor? One array lookup when the monitor is off. */
 static __always_inline int sy_monitor_sampled(int is_drop)

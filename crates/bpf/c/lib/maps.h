@@ -10,6 +10,7 @@
 #define SY_LIB_MAPS_H
 
 #include "common.h"
+#include "event_maps.h" /* sy_monitor, sy_events */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -123,19 +124,5 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_fe_counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct sy_monitor_config);
-	__uint(max_entries, 1);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_monitor SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, SY_DEFAULT_EVENTS_BYTES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_events SEC(".maps");
 
 #endif /* SY_LIB_MAPS_H */

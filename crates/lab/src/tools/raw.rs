@@ -229,3 +229,84 @@ mod tests {
         assert_eq!(too_big(&v6, 1400).0, IPPROTO_ICMPV6);
     }
 }
+
+/// IP protocol number of SCTP.
+pub const IPPROTO_SCTP: u8 = 132;
+
+/// A raw socket that receives a copy of every packet of one IP protocol arriving in the
+/// namespace it was opened in: a capture for protocols the kernel has no sockets for (this
+/// machine's kernel has no SCTP). Open it (in the receiver's namespace) before the packets are
+/// sent; read it from any thread.
+#[derive(Debug)]
+pub struct Capture {
+    socket: OwnedFd,
+    v4: bool,
+}
+
+impl Capture {
+    /// Opens the capture for `protocol` over IPv4 (`v4`) or IPv6 in the calling thread's
+    /// namespace.
+    pub fn open(v4: bool, protocol: u8) -> io::Result<Capture> {
+        let family = if v4 { libc::AF_INET } else { libc::AF_INET6 };
+        // SAFETY: a raw socket, owned right away.
+        let raw = unsafe {
+            libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(protocol))
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        Ok(Capture { socket: unsafe { OwnedFd::from_raw_fd(raw) }, v4 })
+    }
+
+    /// The next packet within `timeout`: (source address, the transport header and payload).
+    pub fn next(&self, timeout: std::time::Duration) -> io::Result<(IpAddr, Vec<u8>)> {
+        let tv = libc::timeval {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros().min(999_999) as i32),
+        };
+        // SAFETY: setsockopt reads `tv` for its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; 65_536];
+        // SAFETY: sockaddr_storage is plain data; zeroed is valid.
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut from_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: the buffer and address outlive the call; lengths are theirs.
+        let n = unsafe {
+            libc::recvfrom(
+                self.socket.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_storage).cast(),
+                &mut from_len,
+            )
+        };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        buf.truncate(n);
+        if self.v4 {
+            // IPv4 raw sockets hand over the IP header too.
+            let ihl = usize::from(buf.first().copied().unwrap_or(0x45) & 0xf) * 4;
+            let source = IpAddr::from(
+                <[u8; 4]>::try_from(buf.get(12..16).unwrap_or(&[0; 4])).unwrap_or([0; 4]),
+            );
+            Ok((source, buf.get(ihl..).unwrap_or(&[]).to_vec()))
+        } else {
+            // SAFETY: an AF_INET6 socket fills a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(&from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Ok((IpAddr::from(sin6.sin6_addr.s6_addr), buf))
+        }
+    }
+}

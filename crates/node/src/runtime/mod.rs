@@ -58,6 +58,28 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Mounts a bpffs on `path` unless one is there (creating the directory): what the
+/// DaemonSet's init container runs on the host's `/sys/fs/bpf`, with CAP_SYS_ADMIN and
+/// Bidirectional mount propagation, so the host and the agent's container see it. Unlike a
+/// bpffs the agent mounts for itself it carries no mark: `--cleanup` never unmounts it.
+/// Returns whether it mounted.
+pub fn mount_bpffs(path: &Path) -> Result<bool, NodeError> {
+    let failed = |source: switchyard_bpf::Error| NodeError::Bpf {
+        what: format!("mounting a bpffs on {}", path.display()),
+        source: source.into(),
+    };
+    if path.is_dir() && switchyard_bpf::loader::is_bpffs(path).map_err(failed)? {
+        info!(path = %path.display(), "a bpffs is mounted already");
+        return Ok(false);
+    }
+    std::fs::create_dir_all(path).map_err(|source| {
+        failed(switchyard_bpf::Error::BpfDir { path: path.to_owned(), reason: "creating", source })
+    })?;
+    switchyard_bpf::loader::mount_bpffs(path).map_err(failed)?;
+    info!(path = %path.display(), "mounted a bpffs");
+    Ok(true)
+}
+
 /// Whether `bpf_dir` holds anything an agent pins: maps (`sy_*`), the links directory, or
 /// the mark of a bpffs the agent mounted. A wrong `--bpf-dir` must not look like a successful
 /// clean-up.

@@ -7,6 +7,7 @@ mod controller;
 mod demo;
 mod demo_edge;
 mod director;
+mod director_monitor;
 mod director_view;
 mod doctor;
 mod explain;

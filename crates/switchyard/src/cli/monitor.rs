@@ -28,51 +28,51 @@ use super::output::OutputArgs;
 #[derive(Debug, Args)]
 pub(crate) struct MonitorArgs {
     #[command(flatten)]
-    target: NodeTarget,
+    pub(crate) target: NodeTarget,
 
     /// Only events of this Service (NAMESPACE/NAME); needs --manifests.
     #[arg(long, value_name = "NS/NAME", requires = "manifests")]
-    service: Option<String>,
+    pub(crate) service: Option<String>,
 
     /// Manifest directory naming the Services behind frontends.
     #[arg(long, value_name = "DIR")]
-    manifests: Option<PathBuf>,
+    pub(crate) manifests: Option<PathBuf>,
 
     /// Kubernetes Node whose desired state the manifests give [default: --lab-node, else the
     /// first Node].
     #[arg(long, value_name = "NAME")]
-    node_name: Option<String>,
+    pub(crate) node_name: Option<String>,
 
     /// Only events whose client, destination or backend address is ADDR.
     #[arg(long, value_name = "ADDR")]
-    addr: Option<IpAddr>,
+    pub(crate) addr: Option<IpAddr>,
 
     /// Decisions: report 1 in N (sampled in the kernel, for use under load).
     #[arg(long, value_name = "N", default_value_t = 1)]
-    sample: u32,
+    pub(crate) sample: u32,
 
     /// Drops and rejects: report 1 in N.
     #[arg(long, value_name = "N", default_value_t = 1)]
-    drop_sample: u32,
+    pub(crate) drop_sample: u32,
 
     /// Only drops, rejects and errors.
     #[arg(long)]
-    drops_only: bool,
+    pub(crate) drops_only: bool,
 
     /// Stop after N events printed.
     #[arg(long, value_name = "N")]
-    count: Option<usize>,
+    pub(crate) count: Option<usize>,
 
     /// Stop after this many milliseconds.
     #[arg(long, value_name = "MS")]
-    duration_ms: Option<u64>,
+    pub(crate) duration_ms: Option<u64>,
 
     #[command(flatten)]
-    output: OutputArgs,
+    pub(crate) output: OutputArgs,
 
     /// Only switch the stream off (after a monitor was killed without cleaning up) and exit.
     #[arg(long)]
-    off: bool,
+    pub(crate) off: bool,
 }
 
 /// One event as printed.
@@ -111,7 +111,7 @@ fn is_drop(name: &str) -> bool {
 }
 
 /// Waits for Ctrl-C or SIGTERM on a thread of its own.
-fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+pub(crate) fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -142,6 +142,10 @@ fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
 
 pub(crate) fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     let bpf_dir = args.target.bpf_dir()?;
+    let bpf_dir = super::director_view::default_dir(&bpf_dir, "/sys/fs/bpf/switchyard");
+    if super::director_view::is_director(&bpf_dir) {
+        return super::director_monitor::run(args, &bpf_dir);
+    }
     let mut monitor = Monitor::open_pinned(&bpf_dir).with_context(|| {
         format!("opening sy_monitor and sy_events in {} (agent of this build?)", bpf_dir.display())
     })?;
