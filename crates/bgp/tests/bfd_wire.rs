@@ -3,6 +3,8 @@
 //! that did not arrive with TTL 255. BIRD interoperation and a director's failover are in
 //! `crates/switchyard/tests/director_bgp.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
