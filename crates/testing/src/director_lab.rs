@@ -121,9 +121,9 @@ impl Director {
 
     /// Sends SIGTERM (graceful shutdown: withdraw, forward for the grace period, exit).
     pub fn terminate(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid with a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM to {}", self.name);
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let sent = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        assert!(sent.is_ok(), "SIGTERM to {}: {sent:?}", self.name);
     }
 
     /// Waits up to `timeout` for the process to exit; true when it did, successfully.
