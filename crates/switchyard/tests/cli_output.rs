@@ -184,6 +184,45 @@ fn offline_commands_print_json_and_yaml() {
     assert!(!ipam["pools"].as_array().unwrap().is_empty(), "{ipam:#}");
 }
 
+/// One meaning per flag (issue 21): `--node-name` is a Kubernetes Node, `--lab-node` a lab member,
+/// and the old `--node` is in no `--help` but still works, as a hidden alias of the flag it used
+/// to be on each command, for one release.
+#[test]
+fn old_flag_spellings_are_hidden_aliases() {
+    for command in STATE {
+        let help = stdout(&offline(&[command, "-h"]));
+        let listed = |flag: &str| help.lines().any(|l| l.trim_start().starts_with(flag));
+        assert!(!listed("--node <"), "switchyard {command} -h lists --node:\n{help}");
+    }
+    // services: --node was the Node name.
+    let cluster = repo("testdata/cluster");
+    let cluster = cluster.to_str().unwrap();
+    let new = offline(&["services", cluster, "--node-name", "node-b", "-o", "json"]);
+    let old = offline(&["services", cluster, "--node", "node-b", "-o", "json"]);
+    assert!(new.status.success() && old.status.success(), "{}", stdout(&old));
+    assert_eq!(stdout(&old), stdout(&new));
+    assert!(stdout(&new).contains("\"node\": \"node-b\""), "{}", stdout(&new));
+    // The inspection commands: --node was the lab node (looked up among running labs).
+    let flow = ["192.0.2.7:40000", "10.96.0.10:53/udp"];
+    for args in [
+        &["status"][..],
+        &["conntrack"],
+        &["backends"],
+        &["monitor"],
+        &["explain", flow[0], flow[1]],
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--node", "no-such-lab-node"]);
+        let output = offline(&full);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success()
+                && stderr.contains("no running lab has a node \"no-such-lab-node\""),
+            "switchyard {full:?}: {stderr}"
+        );
+    }
+}
+
 /// Table and wide: aligned columns under upper-case headers; wide has more of them.
 #[test]
 fn wide_adds_columns_to_the_table() {
