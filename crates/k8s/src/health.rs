@@ -119,7 +119,38 @@ impl ProxyHealth {
 /// Health shared between the agent (which reports updates) and the HTTP server.
 pub type SharedHealth = Arc<Mutex<ProxyHealth>>;
 
-/// The HTTP server of `/healthz` and `/livez`. Dropping it stops the server.
+/// A thread of its own with a runtime for the health servers (`/healthz`, `/livez`, `/readyz`
+/// and the health check node ports): they keep answering while the agent's runtime is busy
+/// programming (a sync of 10,000 Services keeps it for seconds), so probes and load balancers
+/// do not see a working node as down. Dropping it stops the thread and every server on it.
+#[derive(Debug)]
+pub struct HealthRuntime {
+    handle: tokio::runtime::Handle,
+    /// Dropped to end the thread's runtime.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl HealthRuntime {
+    /// Starts the thread.
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("health".into()).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })?;
+        Ok(Self { handle, _stop: stop })
+    }
+
+    /// Where the health servers are spawned.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+/// The HTTP server of `/healthz`, `/livez` and `/readyz`. Dropping it stops the server.
 #[derive(Debug)]
 pub struct HealthServer {
     local_addr: SocketAddr,
@@ -127,26 +158,43 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Binds `address` (port 0 picks a free port) and serves in the background; must be called
-    /// within a tokio runtime.
+    /// Binds `address` (port 0 picks a free port) and serves in the background on the
+    /// current tokio runtime.
     pub async fn start(address: SocketAddr, health: SharedHealth) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(address).await?;
+        Self::start_on(&tokio::runtime::Handle::current(), address, health)
+    }
+
+    /// Binds `address` and serves on `runtime` (a [`HealthRuntime`]'s).
+    pub fn start_on(
+        runtime: &tokio::runtime::Handle,
+        address: SocketAddr,
+        health: SharedHealth,
+    ) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/livez", get(livez))
             .route("/readyz", get(readyz))
             .with_state(health);
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(error = %ErrorChain(&err), "health server stopped");
-            }
-        });
+        let task = runtime.spawn(serve(listener, app, "health server stopped"));
         Ok(Self { local_addr, task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+}
+
+/// Serves `app` on `listener` (registered with the runtime this runs on).
+async fn serve(listener: std::net::TcpListener, app: Router, stopped: &'static str) {
+    let served = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => axum::serve(listener, app).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = served {
+        tracing::error!(error = %ErrorChain(&err), "{stopped}");
     }
 }
 
@@ -215,6 +263,8 @@ pub fn service_health(check: &HealthCheck, proxy_healthy: bool) -> ServiceHealth
 #[derive(Debug)]
 pub struct ServiceHealthServers {
     health: SharedHealth,
+    /// Where the servers run.
+    runtime: tokio::runtime::Handle,
     servers: BTreeMap<u16, ServiceServer>,
     pending: BTreeMap<u16, Pending>,
 }
@@ -273,9 +323,15 @@ pub enum RetryOutcome {
 }
 
 impl ServiceHealthServers {
-    /// No servers yet; `health` says whether the proxy itself is healthy.
+    /// No servers yet; `health` says whether the proxy itself is healthy. Servers run on the
+    /// current tokio runtime.
     pub fn new(health: SharedHealth) -> Self {
-        Self { health, servers: BTreeMap::new(), pending: BTreeMap::new() }
+        Self::on(tokio::runtime::Handle::current(), health)
+    }
+
+    /// No servers yet; they will run on `runtime` (a [`HealthRuntime`]'s).
+    pub fn on(runtime: tokio::runtime::Handle, health: SharedHealth) -> Self {
+        Self { health, runtime, servers: BTreeMap::new(), pending: BTreeMap::new() }
     }
 
     /// Serves `check` on `port` (`None`: stops serving it). A port already served only
@@ -314,7 +370,6 @@ impl ServiceHealthServers {
     ) -> Result<(), ServiceHealthError> {
         let listener = match bind_node_port(port, bind_dual_stack)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(tokio::net::TcpListener::from_std)
         {
             Ok(listener) => listener,
             Err(source) => {
@@ -332,15 +387,8 @@ impl ServiceHealthServers {
         let shared = Arc::new(Mutex::new(check));
         let state = (Arc::clone(&shared), Arc::clone(&self.health));
         let app = Router::new().fallback(service_health_handler).with_state(state);
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(
-                    port,
-                    error = %ErrorChain(&err),
-                    "health check node port server stopped"
-                );
-            }
-        });
+        let task =
+            self.runtime.spawn(serve(listener, app, "health check node port server stopped"));
         self.servers.insert(port, ServiceServer { check: shared, task });
         Ok(())
     }

@@ -182,7 +182,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         bpf_dir: config.bpf_dir.clone(),
         problems: BTreeSet::new(),
         observe,
-        health_servers: ServiceHealthServers::new(health.shared()),
+        health_servers: ServiceHealthServers::on(health.runtime(), health.shared()),
         started: false,
         announcer,
     };

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use switchyard_k8s::api::{ApiOptions, ApiWatcher, ClusterAccess};
-use switchyard_k8s::health::{DEFAULT_BIND_ADDRESS, HealthServer, ProxyHealth, SharedHealth};
+use switchyard_k8s::health::{
+    DEFAULT_BIND_ADDRESS, HealthRuntime, HealthServer, ProxyHealth, SharedHealth,
+};
 use switchyard_k8s::manifest::{ManifestUpdate, ManifestWatcher, WatchOptions};
 use switchyard_model::Change;
 use switchyard_model::validate::ValidationOptions;
@@ -81,6 +83,8 @@ pub(crate) struct Health {
     shared: SharedHealth,
     node_name: String,
     _server: Option<HealthServer>,
+    /// The health servers' own thread; dropped last (after the server).
+    runtime: HealthRuntime,
 }
 
 impl Health {
@@ -91,6 +95,10 @@ impl Health {
     ) -> Result<Self, NodeError> {
         let shared =
             Arc::new(Mutex::new(ProxyHealth::new(config.health_timeout, SystemTime::now())));
+        let runtime = HealthRuntime::start().map_err(|source| NodeError::Serve {
+            what: "the health servers' thread".into(),
+            source,
+        })?;
         let address = match config.healthz_bind_address.as_deref() {
             Some("") => None,
             Some(address) => Some(address),
@@ -103,15 +111,21 @@ impl Health {
                 let address: SocketAddr = address.parse().map_err(|source| {
                     NodeError::HealthzAddress { address: address.to_owned(), source }
                 })?;
-                let server =
-                    HealthServer::start(address, shared.clone()).await.map_err(|source| {
-                        NodeError::Serve { what: format!("/healthz on {address}"), source }
+                let server = HealthServer::start_on(runtime.handle(), address, shared.clone())
+                    .map_err(|source| NodeError::Serve {
+                        what: format!("/healthz on {address}"),
+                        source,
                     })?;
                 info!(address = %server.local_addr(), "serving /healthz and /livez");
                 Some(server)
             }
         };
-        Ok(Self { shared, node_name: node_name.to_owned(), _server: server })
+        Ok(Self { shared, node_name: node_name.to_owned(), _server: server, runtime })
+    }
+
+    /// The runtime the health check node ports are served on (the health servers' thread).
+    pub(crate) fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
     }
 
     /// The proxy's health, for the health check node ports (`serviceProxyHealthy`).
