@@ -42,7 +42,7 @@ pub(crate) struct ServicesArgs {
     proxy_name: Option<String>,
 
     /// Node addresses that carry NodePorts: `all`, `primary`, or a comma-separated CIDR list.
-    #[arg(long, value_name = "all|primary|CIDR,...", default_value = "all", value_parser = parse_node_port_addresses)]
+    #[arg(long, value_name = "all|primary|CIDR,...", default_value = "all", value_parser = super::agent::parse_node_port_addresses)]
     nodeport_addresses: NodePortAddresses,
 
     /// The cluster's NodePort range; NodePorts outside it are not served.
@@ -93,18 +93,6 @@ impl ServicesArgs {
             Some(node) => super::explain::lab_bpf_dir(node, self.lab.as_deref()),
             None => Ok(self.bpf_dir.clone()),
         }
-    }
-}
-
-fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
-    match text {
-        "all" => Ok(NodePortAddresses::All),
-        "primary" => Ok(NodePortAddresses::Primary),
-        cidrs => cidrs
-            .split(',')
-            .map(|c| c.parse::<Cidr>().map_err(|err| err.to_string()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(NodePortAddresses::Cidrs),
     }
 }
 
@@ -395,6 +383,7 @@ fn backend(backend: &Backend) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::agent::parse_node_port_addresses;
 
     #[test]
     fn nodeport_addresses_flag_parses_keywords_and_cidrs() {
@@ -406,5 +395,7 @@ mod tests {
             "{parsed:?}"
         );
         assert!(parse_node_port_addresses("192.168.0.0").is_err());
+        // kube-proxy's unset flag: every address.
+        assert_eq!(parse_node_port_addresses(""), Ok(NodePortAddresses::All));
     }
 }
