@@ -29,6 +29,9 @@ pub struct KubeProxyConfig {
     /// `conntrack.maxPerCore` × CPUs, at least `conntrack.min` (kube-proxy's rule for
     /// `nf_conntrack_max`) → `--max-conntrack`.
     pub max_conntrack: Option<u32>,
+    /// `nodePortAddresses` (CIDRs, or `[primary]`) → `--nodeport-addresses`; empty or null:
+    /// not set (every address, kube-proxy's default).
+    pub node_port_addresses: Option<switchyard_model::NodePortAddresses>,
     /// kube-proxy fields set in the file that have no meaning for Switchyard, dotted
     /// (`iptables.masqueradeAll`, `mode`), for the agent to warn about.
     pub ignored: Vec<String>,
@@ -101,6 +104,30 @@ pub fn read(path: &Path, cpus: usize) -> Result<KubeProxyConfig, ConfigFileError
     })
 }
 
+/// `nodePortAddresses`: null or `[]` is unset; `[primary]` or CIDRs, as the flag takes them.
+fn node_port_addresses(
+    value: &Value,
+) -> Result<Option<switchyard_model::NodePortAddresses>, Parse> {
+    let invalid =
+        || Parse::Invalid("nodePortAddresses: expected a list of CIDRs or [primary]".into());
+    let list = match value {
+        Value::Null => return Ok(None),
+        Value::Array(list) if list.is_empty() => return Ok(None),
+        Value::Array(list) => list,
+        _ => return Err(invalid()),
+    };
+    let texts =
+        list.iter().map(|v| v.as_str().ok_or_else(invalid)).collect::<Result<Vec<_>, _>>()?;
+    if texts.len() > 1 && texts.contains(&"primary") {
+        return Err(Parse::Invalid(
+            "nodePortAddresses: primary cannot be combined with CIDRs".into(),
+        ));
+    }
+    switchyard_model::config::parse_node_port_addresses(&texts.join(","))
+        .map(Some)
+        .map_err(|err| Parse::Invalid(format!("nodePortAddresses: {err}")))
+}
+
 /// A parse failure before the file's name is attached.
 #[derive(Debug)]
 pub enum Parse {
@@ -132,17 +159,7 @@ pub fn parse(text: &str, cpus: usize) -> Result<KubeProxyConfig, Parse> {
             // Empty means kube-proxy's default (kubeadm writes "" for both).
             "healthzBindAddress" => config.healthz_bind_address = non_empty(string(key, value)?),
             "metricsBindAddress" => config.metrics_bind_address = non_empty(string(key, value)?),
-            "nodePortAddresses" => {
-                // Serving NodePorts on fewer addresses than asked would be safe; on more (all
-                // of the node's) would not: refuse rather than ignore.
-                if value.as_array().is_some_and(|a| !a.is_empty()) {
-                    return Err(Parse::Invalid(
-                        "nodePortAddresses is not supported by this agent yet (NodePorts are \
-                         served on the node's addresses on --devices); remove it"
-                            .into(),
-                    ));
-                }
-            }
+            "nodePortAddresses" => config.node_port_addresses = node_port_addresses(value)?,
             "clientConnection" => {
                 for (field, value) in object(key, value)? {
                     match field.as_str() {
@@ -281,13 +298,28 @@ mod tests {
     }
 
     #[test]
+    fn node_port_addresses_take_cidrs_or_primary_and_empty_means_unset() {
+        use switchyard_model::NodePortAddresses;
+        let cidrs = ok(&format!("{HEAD}nodePortAddresses: [10.0.0.0/8, \"fd00::/8\"]\n"));
+        assert!(
+            matches!(&cidrs.node_port_addresses, Some(NodePortAddresses::Cidrs(c)) if c.len() == 2),
+            "{cidrs:?}"
+        );
+        let primary = ok(&format!("{HEAD}nodePortAddresses: [primary]\n"));
+        assert_eq!(primary.node_port_addresses, Some(NodePortAddresses::Primary));
+        assert_eq!(ok(&format!("{HEAD}nodePortAddresses: []\n")).node_port_addresses, None);
+    }
+
+    #[test]
     fn other_files_misspelt_fields_and_unsupported_fields_are_refused() {
         let cases = [
             ("apiVersion: v1\nkind: ConfigMap\n", "expected apiVersion"),
             (&format!("{HEAD}hostnameOveride: x\n") as &str, "unknown field hostnameOveride"),
             (&format!("{HEAD}conntrack:\n  maxPerCpu: 1\n"), "unknown field conntrack.maxPerCpu"),
             (&format!("{HEAD}conntrack:\n  min: -1\n"), "conntrack.min: expected a count"),
-            (&format!("{HEAD}nodePortAddresses: [10.0.0.0/8]\n"), "nodePortAddresses"),
+            (&format!("{HEAD}nodePortAddresses: [10.0.0.0/33]\n"), "nodePortAddresses: "),
+            (&format!("{HEAD}nodePortAddresses: [primary, 10.0.0.0/8]\n"), "primary cannot"),
+            (&format!("{HEAD}nodePortAddresses: all\n"), "expected a list"),
             (&format!("{HEAD}hostnameOverride: [a]\n"), "expected a string"),
         ];
         for (text, expected) in cases {

@@ -55,7 +55,9 @@ fn run_and_clean_up(scratch: &Path, bpf_dir: &Path) -> Output {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let attached = wait_until(Duration::from_secs(30), || bpf_dir.join("links").exists());
+    let attached = wait_until(Duration::from_secs(30), || {
+        std::fs::read_dir(bpf_dir.join("links")).is_ok_and(|mut links| links.next().is_some())
+    });
     let term = Command::new("kill").args(["-TERM", &director.id().to_string()]).status().unwrap();
     assert!(term.success());
     director.wait().unwrap();

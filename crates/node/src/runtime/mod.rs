@@ -144,6 +144,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             proxy_name: config.source.proxy_name.clone(),
             node_port_range: config.node_port_range,
             external_ip_cidrs: config.external_ip_cidrs.clone(),
+            node_port_addresses: config.node_port_addresses.clone(),
             ..ProxyConfig::new(node_name.clone())
         },
         limits: limits_for(&config.sizes, config.maglev_table_size),

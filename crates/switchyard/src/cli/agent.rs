@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_bpf::MapSizes;
 use switchyard_bpf::nodeport::PacketMapSizes;
-use switchyard_model::{Cidr, PortRange};
+use switchyard_model::{Cidr, NodePortAddresses, PortRange};
 use switchyard_node::{Directors, NodeConfig, SourceConfig};
 
 /// Run the node role: socket-level load balancing for a cgroup, and per-packet NodePort /
@@ -125,6 +125,14 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "all|none|CIDR,...", default_value = "all", value_parser = parse_external_ip_cidrs)]
     external_ip_cidrs: ::std::vec::Vec<Cidr>,
 
+    /// Node addresses that carry NodePorts (kube-proxy's flag): `all` (every InternalIP and
+    /// ExternalIP of this Node), `primary` (its first InternalIP per family), or a
+    /// comma-separated CIDR list (the Node's addresses inside it). NodePorts on other addresses
+    /// are not translated, from outside or from pods.
+    /// Default `all`, or what --config's nodePortAddresses says.
+    #[arg(long, value_name = "all|primary|CIDR,...", value_parser = parse_node_port_addresses)]
+    nodeport_addresses: Option<NodePortAddresses>,
+
     #[command(flatten)]
     source: SourceArgs,
 
@@ -189,12 +197,20 @@ fn apply_config_file(args: &mut AgentArgs, path: &std::path::Path) -> anyhow::Re
     if args.max_conntrack.is_none() {
         args.max_conntrack = file.max_conntrack;
     }
+    if args.nodeport_addresses.is_none() {
+        args.nodeport_addresses = file.node_port_addresses;
+    }
     Ok(())
 }
 
 /// `--external-ip-cidrs`, for clap.
 pub(crate) fn parse_external_ip_cidrs(text: &str) -> Result<Vec<Cidr>, String> {
     switchyard_model::config::parse_external_ip_cidrs(text).map_err(|err| err.to_string())
+}
+
+/// `--nodeport-addresses`, for clap.
+pub(crate) fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
+    switchyard_model::config::parse_node_port_addresses(text).map_err(|err| err.to_string())
 }
 
 pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -243,6 +259,7 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
         snat_port_range: args.snat_port_range,
         node_port_range: args.node_port_range,
         external_ip_cidrs: args.external_ip_cidrs,
+        node_port_addresses: args.nodeport_addresses.unwrap_or_default(),
         api_socket: args.api_socket,
         metrics_bind_address: args.metrics_bind_address,
         directors: Directors {
