@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use switchyard_bgp::runtime::{Peer, PeerStatus};
+use switchyard_bgp::runtime::{BfdListener, BfdPeer, BfdStatus, Peer, PeerStatus};
 use switchyard_bgp::{Prefix, RouteAttributes};
 use switchyard_error::ErrorChain;
 use switchyard_model::announce::{PeerSettings, Plan};
@@ -18,13 +18,31 @@ use crate::translate;
 struct Shown {
     plan: Plan,
     statuses: BTreeMap<String, watch::Receiver<PeerStatus>>,
+    bfd: BTreeMap<String, watch::Receiver<BfdStatus>>,
 }
 
 /// A running session and what it was last told.
 struct Running {
     settings: PeerSettings,
     peer: Peer,
+    /// The BFD session beside it (`spec.bfd`).
+    bfd: Option<BfdPeer>,
     routes: BTreeMap<Prefix, RouteAttributes>,
+}
+
+impl Running {
+    /// Tells the router first that BFD goes AdminDown (an orderly goodbye, which the router must
+    /// not treat as a failure, RFC 5882 §3.2), then ends the BGP session as `end` says.
+    async fn end(self, graceful_restart: bool) {
+        if let Some(bfd) = self.bfd {
+            bfd.stop().await;
+        }
+        if graceful_restart {
+            self.peer.abandon().await;
+        } else {
+            self.peer.stop().await;
+        }
+    }
 }
 
 /// The running sessions of a role. [`Speakers::sync`] spawns tasks: call it inside a tokio
@@ -35,6 +53,10 @@ pub struct Speakers {
     restarting: bool,
     running: BTreeMap<String, Running>,
     shown: Arc<Mutex<Shown>>,
+    /// Receives the BFD packets of every session; opened when the first peer asks for BFD.
+    bfd_listener: Option<BfdListener>,
+    /// The next BFD session's discriminator.
+    next_discriminator: u32,
 }
 
 impl std::fmt::Debug for Speakers {
@@ -49,7 +71,13 @@ impl std::fmt::Debug for Speakers {
 impl Speakers {
     /// No sessions yet; `restarting`: the data plane kept forwarding across a restart.
     pub fn new(restarting: bool) -> Speakers {
-        Speakers { restarting, running: BTreeMap::new(), shown: Arc::default() }
+        Speakers {
+            restarting,
+            running: BTreeMap::new(),
+            shown: Arc::default(),
+            bfd_listener: None,
+            next_discriminator: 1,
+        }
     }
 
     /// What `/bgp` and the metrics read.
@@ -64,7 +92,8 @@ impl Speakers {
                     .iter()
                     .filter_map(|(name, plan)| {
                         let status = shown.statuses.get(name)?.borrow().clone();
-                        Some(translate::session_report(plan, &status))
+                        let bfd = shown.bfd.get(name).map(|b| b.borrow().clone());
+                        Some(translate::session_report(plan, &status, bfd.as_ref()))
                     })
                     .collect(),
                 not_peering: shown
@@ -90,7 +119,7 @@ impl Speakers {
         for name in ended {
             if let Some(running) = self.running.remove(&name) {
                 info!(peer = %name, "BGP peer removed or changed; closing its session with Cease");
-                tokio::spawn(running.peer.stop());
+                tokio::spawn(running.end(false));
             }
         }
         for (name, peer_plan) in &plan.peers {
@@ -108,7 +137,8 @@ impl Speakers {
                     info!(peer = %name, address = %peer_plan.settings.address, "BGP session started");
                     peer.set_routes(routes.clone());
                     let settings = peer_plan.settings.clone();
-                    self.running.insert(name.clone(), Running { settings, peer, routes });
+                    let bfd = self.start_bfd(name, &settings);
+                    self.running.insert(name.clone(), Running { settings, peer, bfd, routes });
                 }
                 Err(err) => {
                     error!(peer = %name, err = %ErrorChain(&err), "BGP session not started")
@@ -122,7 +152,41 @@ impl Speakers {
             .iter()
             .map(|(name, running)| (name.clone(), running.peer.watch()))
             .collect();
+        shown.bfd = self
+            .running
+            .iter()
+            .filter_map(|(name, running)| Some((name.clone(), running.bfd.as_ref()?.watch())))
+            .collect();
         shown.plan = plan;
+    }
+
+    /// Starts the BFD session of a peer whose settings ask for one (the listener on port 3784
+    /// with the first). A failure is logged and shown; the BGP session runs without BFD.
+    fn start_bfd(&mut self, name: &str, settings: &PeerSettings) -> Option<BfdPeer> {
+        let timers = settings.bfd?;
+        if self.bfd_listener.is_none() {
+            match BfdListener::bind() {
+                Ok(listener) => self.bfd_listener = Some(listener),
+                Err(err) => {
+                    error!(peer = %name, err = %ErrorChain(&err), "BFD not started");
+                    return None;
+                }
+            }
+        }
+        let listener = self.bfd_listener.as_ref()?;
+        let discriminator = self.next_discriminator;
+        self.next_discriminator = self.next_discriminator.checked_add(1).unwrap_or(1);
+        let config = translate::bfd_config(&timers, discriminator);
+        match BfdPeer::spawn(listener, settings.source, settings.address, config) {
+            Ok(bfd) => {
+                info!(peer = %name, interval = ?timers.interval, multiplier = timers.detect_multiplier, "BFD session started");
+                Some(bfd)
+            }
+            Err(err) => {
+                error!(peer = %name, err = %ErrorChain(&err), "BFD session not started");
+                None
+            }
+        }
     }
 
     /// True when no session runs.
@@ -135,13 +199,13 @@ impl Speakers {
     /// (withdrawing everything) elsewhere.
     pub async fn shutdown(self) {
         for (name, running) in self.running {
-            if running.settings.graceful_restart {
+            let graceful_restart = running.settings.graceful_restart;
+            if graceful_restart {
                 info!(peer = %name, "closing the BGP session for graceful restart; the router keeps our routes");
-                running.peer.abandon().await;
             } else {
                 info!(peer = %name, "closing the BGP session with Cease; the router withdraws our routes");
-                running.peer.stop().await;
             }
+            running.end(graceful_restart).await;
         }
     }
 
@@ -150,7 +214,7 @@ impl Speakers {
     pub async fn stop(self) {
         for (name, running) in self.running {
             info!(peer = %name, "closing the BGP session with Cease");
-            running.peer.stop().await;
+            running.end(false).await;
         }
     }
 }

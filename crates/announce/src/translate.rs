@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use switchyard_bgp::runtime::{ConnectOptions, PeerSpec, PeerStatus};
+use switchyard_bgp::bfd::BfdConfig;
+use switchyard_bgp::runtime::{BfdStatus, ConnectOptions, PeerSpec, PeerStatus};
 use switchyard_bgp::wire::LargeCommunity;
 use switchyard_bgp::{DownReason, GracefulRestart, Prefix, RouteAttributes, SessionConfig};
-use switchyard_model::announce::{PeerPlan, PeerSettings};
+use switchyard_model::announce::{BfdSettings, PeerPlan, PeerSettings};
 use switchyard_model::crd::Community;
 use switchyard_observe::bgp::SessionReport;
 
@@ -63,8 +64,23 @@ pub fn routes(plan: &PeerPlan) -> BTreeMap<Prefix, RouteAttributes> {
         .collect()
 }
 
-/// One session of the `/bgp` report: the peer's live status and the plan's decisions.
-pub fn session_report(plan: &PeerPlan, status: &PeerStatus) -> SessionReport {
+/// The BFD session of a peer with `settings.bfd`: our discriminator and timers.
+pub fn bfd_config(settings: &BfdSettings, local_discriminator: u32) -> BfdConfig {
+    BfdConfig {
+        local_discriminator,
+        desired_min_tx: settings.interval,
+        required_min_rx: settings.interval,
+        detect_mult: settings.detect_multiplier,
+    }
+}
+
+/// One session of the `/bgp` report: the peer's live status (and its BFD session's) and the
+/// plan's decisions.
+pub fn session_report(
+    plan: &PeerPlan,
+    status: &PeerStatus,
+    bfd: Option<&BfdStatus>,
+) -> SessionReport {
     let settings = &plan.settings;
     let kind = if settings.my_asn == settings.peer_asn { "iBGP" } else { "eBGP" };
     let mut capabilities = Vec::new();
@@ -93,6 +109,16 @@ pub fn session_report(plan: &PeerPlan, status: &PeerStatus) -> SessionReport {
         capabilities,
         last_down: status.last_down.as_ref().map(down_reason),
         connect_error: status.connect_error.clone(),
+        bfd: settings.bfd.map(|timers| {
+            let state = bfd.map_or("not running", |b| b.state.name());
+            let (sent, received, failures) =
+                bfd.map_or((0, 0, 0), |b| (b.sent, b.received, b.failures));
+            format!(
+                "{state}, {}ms x {}, {sent} sent, {received} received, {failures} failures",
+                timers.interval.as_millis(),
+                timers.detect_multiplier
+            )
+        }),
         updates_sent: status.stats.updates_sent,
         flaps: status.stats.flaps,
         routes_announced: status.announced.len(),
@@ -139,7 +165,53 @@ mod tests {
             next_hop_v4: Some("10.0.0.2".parse().unwrap()),
             next_hop_v6: None,
             source: Some("10.0.0.2".parse().unwrap()),
+            bfd: None,
         }
+    }
+
+    #[test]
+    fn bfd_timers_become_the_session_config_and_its_report_line() {
+        let timers = BfdSettings { interval: Duration::from_millis(50), detect_multiplier: 4 };
+        let config = bfd_config(&timers, 7);
+        assert_eq!(config.local_discriminator, 7);
+        assert_eq!(
+            (config.desired_min_tx, config.required_min_rx),
+            (timers.interval, timers.interval)
+        );
+        assert_eq!(config.detect_mult, 4);
+
+        let mut with_bfd = settings(false, false);
+        with_bfd.bfd = Some(timers);
+        let plan =
+            PeerPlan { settings: with_bfd, routes: BTreeMap::new(), addresses: BTreeMap::new() };
+        let peer_status = PeerStatus {
+            name: "tor".to_owned(),
+            address: "192.0.2.1:1179".parse().unwrap(),
+            state: switchyard_bgp::State::Established,
+            established_since: None,
+            negotiated: None,
+            stats: switchyard_bgp::Stats::default(),
+            announced: BTreeMap::new(),
+            desired: BTreeMap::new(),
+            last_down: None,
+            connect_error: None,
+        };
+        let bfd = BfdStatus {
+            state: switchyard_bgp::bfd::BfdState::Up,
+            diagnostic: switchyard_bgp::bfd::Diagnostic::None,
+            sent: 12,
+            received: 11,
+            failures: 0,
+        };
+        let report = session_report(&plan, &peer_status, Some(&bfd));
+        assert_eq!(report.bfd.as_deref(), Some("up, 50ms x 4, 12 sent, 11 received, 0 failures"));
+        let report = session_report(&plan, &peer_status, None);
+        assert_eq!(
+            report.bfd.as_deref(),
+            Some("not running, 50ms x 4, 0 sent, 0 received, 0 failures")
+        );
+        let plan = PeerPlan { settings: settings(false, false), ..plan };
+        assert_eq!(session_report(&plan, &peer_status, None).bfd, None, "no BFD asked for");
     }
 
     #[test]

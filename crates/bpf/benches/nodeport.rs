@@ -77,8 +77,7 @@ fn main() {
         return;
     }
     // A private network namespace: route lookups find nothing and never touch the host's.
-    // SAFETY: unshare only affects this (main) thread.
-    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+    switchyard_testing::nodeport_fixture::enter_private_netns();
     let bpf = BpfDir::new("bench-nodeport");
     let mut options = LoadOptions::new(bpf.path());
     options.sizes = small_sizes();

@@ -21,6 +21,20 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// No bpffs holds the directory and the loader could not make one (no CAP_SYS_ADMIN, or
+    /// its parent is on sysfs, where nothing can be created): the message says what to do.
+    #[error(
+        "no bpffs at {path} and none could be mounted: mount one on the host \
+         (`mount -t bpf bpf /sys/fs/bpf`), or keep the DaemonSet's mount-bpffs init container \
+         (deploy/daemonset.yaml), which does that"
+    )]
+    NoBpffs {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
     /// The object could not be loaded (parse, map creation, pin adoption).
     #[error("loading the BPF object")]
     Load(#[from] aya::EbpfError),
@@ -104,6 +118,14 @@ mod tests {
     fn no_message_repeats_its_source() {
         let errors = [
             Error::BpfDir { path: "/sys/fs/bpf/sy".into(), reason: "creating", source: os() },
+            Error::NoBpffs {
+                path: "/sys/fs/bpf/sy".into(),
+                source: Box::new(Error::BpfDir {
+                    path: "/sys/fs/bpf/sy".into(),
+                    reason: "creating",
+                    source: os(),
+                }),
+            },
             Error::Load(aya::EbpfError::FileError { path: "sy.o".into(), error: os() }),
             Error::Map { name: "sy_ct", source: aya::maps::MapError::SyscallError(syscall()) },
             Error::Program {

@@ -522,10 +522,9 @@ pub fn unmount_if_ours(bpf_dir: &Path) -> Result<bool, Error> {
 }
 
 pub(crate) fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|source| Error::BpfDir {
-        path: dir.to_owned(),
-        reason: "creating",
-        source,
+    let no_bpffs = |source| Error::NoBpffs { path: dir.to_owned(), source: Box::new(source) };
+    fs::create_dir_all(dir).map_err(|source| {
+        no_bpffs(Error::BpfDir { path: dir.to_owned(), reason: "creating", source })
     })?;
     if is_bpffs(dir)? {
         return Ok(());
@@ -534,7 +533,7 @@ pub(crate) fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
         return Err(Error::NotBpffs { path: dir.to_owned() });
     }
     warn!(bpf_dir = %dir.display(), "not on a bpffs: mounting one (`--cleanup` unmounts it)");
-    mount_marked(dir)
+    mount_marked(dir).map_err(no_bpffs)
 }
 
 /// Refuses pins from an earlier run that no longer match this build's layout or sizes:

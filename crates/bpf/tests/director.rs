@@ -268,9 +268,7 @@ mod decap {
     const GUE_NODE: &str = "10.0.0.1";
 
     fn decap(test: &str) -> (DecapDatapath, BpfDir) {
-        // SAFETY: unshare affects only the calling thread.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0);
+        switchyard_testing::nodeport_fixture::enter_private_netns();
         let bpf = BpfDir::new(test);
         let directors = BTreeSet::from([DIRECTOR4.parse().unwrap(), DIRECTOR6.parse().unwrap()]);
         let dp = DecapDatapath::load(bpf.path(), &directors, GUE_PORT_DEFAULT).unwrap();

@@ -467,9 +467,7 @@ fn explains_mirror_decides_every_generated_packet_as_the_program_does() {
     ) {
         return;
     }
-    // SAFETY: unshare only affects the calling thread (each test has its own thread).
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    switchyard_testing::nodeport_fixture::enter_private_netns();
     let bpf = BpfDir::new("mirror");
     let mut options = LoadOptions::new(bpf.path());
     options.sizes = small_sizes();

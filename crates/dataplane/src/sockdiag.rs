@@ -16,20 +16,28 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// `linux/sock_diag.h`, `linux/inet_diag.h`.
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const SOCK_DESTROY: u16 = 21;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-/// TCP states worth destroying: everything but LISTEN (10) and CLOSE (7).
-const TCP_STATES: u32 = !((1 << 10) | (1 << 7)) & 0xfff;
-/// UDP sockets show as ESTABLISHED (1) once connected.
-const UDP_CONNECTED: u32 = 1 << 1;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, NetlinkSerializable,
+};
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::{SockDiagDestroy, SockDiagMessage};
+use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
+
+/// TCP states worth destroying: everything but LISTEN and CLOSE.
+fn tcp_states() -> StateFlags {
+    StateFlags::all().difference(StateFlags::LISTEN | StateFlags::CLOSE)
+}
+
+/// The states dumped for `protocol`: UDP sockets show as ESTABLISHED once connected.
+fn states_for(protocol: u8) -> StateFlags {
+    if protocol == IPPROTO_TCP { tcp_states() } else { StateFlags::ESTABLISHED }
+}
 
 /// One socket found connected to a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,158 +57,101 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-struct NlMsgHdr {
-    len: u32,
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    pid: u32,
+/// Serializes `message` with `flags` and sends it to the kernel.
+fn send<T: NetlinkSerializable>(socket: &Socket, flags: u16, message: T) -> io::Result<()> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+    packet.finalize();
+    let mut buffer = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut buffer);
+    socket.send(&buffer, 0)?;
+    Ok(())
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-struct InetDiagSockId {
-    sport: u16,
-    dport: u16,
-    src: [u8; 16],
-    dst: [u8; 16],
-    interface: u32,
-    cookie: [u32; 2],
+/// What one received netlink message means to a dump or a destroy.
+enum Received<T> {
+    Message(T),
+    Done,
+    Error(i32),
+    /// Noop, overrun or a message we cannot parse: skipped.
+    Other,
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-struct InetDiagReqV2 {
-    family: u8,
-    protocol: u8,
-    ext: u8,
-    pad: u8,
-    states: u32,
-    id: InetDiagSockId,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-struct InetDiagMsg {
-    family: u8,
-    state: u8,
-    timer: u8,
-    retrans: u8,
-    id: InetDiagSockId,
-    expires: u32,
-    rqueue: u32,
-    wqueue: u32,
-    uid: u32,
-    inode: u32,
-}
-
-#[repr(C)]
-struct Request {
-    header: NlMsgHdr,
-    body: InetDiagReqV2,
-}
-
-fn netlink_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn send(fd: &OwnedFd, request: &Request) -> io::Result<()> {
-    let len = size_of::<Request>();
-    // SAFETY: request is a repr(C) struct of `len` bytes that outlives the call.
-    let sent = unsafe { libc::send(fd.as_raw_fd(), (request as *const Request).cast(), len, 0) };
-    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-fn recv(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buffer is writable for its whole length.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-}
-
-fn read_struct<T: Copy>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() < size_of::<T>() {
-        return None;
-    }
-    // SAFETY: bytes holds at least size_of::<T>() bytes; read_unaligned copes with alignment and
-    // T is a plain-old-data repr(C) struct for which every bit pattern is valid.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
-}
-
-fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
-    if i32::from(family) == libc::AF_INET {
-        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-    } else {
-        let v6 = Ipv6Addr::from(bytes);
-        match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
+/// Walks the netlink messages in `bytes`, handing each to `each` until it returns `false`.
+fn for_each_message<T: NetlinkDeserializable>(
+    bytes: &[u8],
+    each: &mut dyn FnMut(Received<T>) -> bool,
+) {
+    let mut rest = bytes;
+    while let Ok(buffer) = NetlinkBuffer::new_checked(rest) {
+        // Checked: at least a header long, and no longer than what is left.
+        let len = buffer.length() as usize;
+        let received = match NetlinkMessage::<T>::deserialize(&rest[..len]) {
+            Ok(message) => match message.payload {
+                NetlinkPayload::InnerMessage(inner) => Received::Message(inner),
+                NetlinkPayload::Done(_) => Received::Done,
+                NetlinkPayload::Error(error) => Received::Error(error.raw_code()),
+                _ => Received::Other,
+            },
+            Err(_) => Received::Other,
+        };
+        if !each(received) {
+            return;
         }
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
     }
 }
 
-/// Dumps the sockets of one family and protocol in the states `states` (bit per state) in the
-/// calling thread's network namespace, handing each to `each`.
+/// The address as the socket sees it: an IPv4-mapped IPv6 address is its IPv4 address.
+fn address(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Dumps the sockets of one family and protocol in the states `states` in the calling thread's
+/// network namespace, handing each socket's id to `each`.
 fn dump(
     family: u8,
     protocol: u8,
-    states: u32,
-    each: &mut dyn FnMut(&InetDiagMsg),
+    states: StateFlags,
+    each: &mut dyn FnMut(&SocketId),
 ) -> io::Result<()> {
-    let dump = netlink_socket()?;
-    let request = Request {
-        header: NlMsgHdr {
-            len: size_of::<Request>() as u32,
-            kind: SOCK_DIAG_BY_FAMILY,
-            flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
-            seq: 1,
-            pid: 0,
-        },
-        body: InetDiagReqV2 { family, protocol, states, ..InetDiagReqV2::default() },
-    };
-    send(&dump, &request)?;
+    let socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    let socket_id = if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() };
+    let request =
+        InetRequest { family, protocol, extensions: ExtensionFlags::empty(), states, socket_id };
+    send(&socket, NLM_F_REQUEST | NLM_F_DUMP, SockDiagMessage::InetRequest(request))?;
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        let n = recv(&dump, &mut buffer)?;
-        let mut rest = &buffer[..n];
-        while let Some(header) = read_struct::<NlMsgHdr>(rest) {
-            let len = (header.len as usize).min(rest.len());
-            if len < size_of::<NlMsgHdr>() {
-                return Ok(());
-            }
-            match header.kind {
-                NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => {
-                    let code = read_struct::<i32>(&rest[size_of::<NlMsgHdr>()..]).unwrap_or(0);
-                    return Err(io::Error::from_raw_os_error(-code));
+        let n = socket.recv(&mut &mut buffer[..], 0)?;
+        let mut outcome = None;
+        for_each_message::<SockDiagMessage>(&buffer[..n.min(buffer.len())], &mut |received| {
+            match received {
+                Received::Message(SockDiagMessage::InetResponse(response)) => {
+                    each(&response.header.socket_id);
                 }
-                _ => {
-                    if let Some(msg) = read_struct::<InetDiagMsg>(&rest[size_of::<NlMsgHdr>()..len])
-                    {
-                        each(&msg);
-                    }
+                Received::Message(_) | Received::Other => {}
+                Received::Done => outcome = Some(Ok(())),
+                Received::Error(code) => {
+                    outcome = Some(Err(io::Error::from_raw_os_error(-code)));
                 }
             }
-            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+            outcome.is_none()
+        });
+        if let Some(outcome) = outcome {
+            return outcome;
         }
     }
 }
 
-fn cookie_of(msg: &InetDiagMsg) -> u64 {
-    u64::from(msg.id.cookie[0]) | (u64::from(msg.id.cookie[1]) << 32)
+/// The socket cookie, as the kernel splits it into two native-endian 32-bit words.
+fn cookie_of(id: &SocketId) -> u64 {
+    let [a, b, c, d, e, f, g, h] = id.cookie;
+    u64::from(u32::from_ne_bytes([a, b, c, d]))
+        | (u64::from(u32::from_ne_bytes([e, f, g, h])) << 32)
 }
 
 /// A connected socket of the calling thread's network namespace.
@@ -224,17 +175,16 @@ pub fn sockets_from(
     source_port: Option<u16>,
     protocol: u8,
 ) -> io::Result<Vec<LocalSocket>> {
-    let states = if i32::from(protocol) == libc::IPPROTO_TCP { TCP_STATES } else { UDP_CONNECTED };
     let mut found = Vec::new();
-    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-        dump(family, protocol, states, &mut |msg| {
-            let local = (address(msg.family, msg.id.src), u16::from_be(msg.id.sport));
+    for family in [AF_INET, AF_INET6] {
+        dump(family, protocol, states_for(protocol), &mut |id| {
+            let local = (address(id.source_address), id.source_port);
             if local.0 == source && source_port.is_none_or(|p| p == local.1) {
                 found.push(LocalSocket {
                     protocol,
-                    cookie: cookie_of(msg),
+                    cookie: cookie_of(id),
                     source: local,
-                    destination: (address(msg.family, msg.id.dst), u16::from_be(msg.id.dport)),
+                    destination: (address(id.destination_address), id.destination_port),
                 });
             }
         })?;
@@ -251,46 +201,40 @@ fn sweep_one(
     keep: &dyn Fn(&FoundSocket) -> bool,
     report: &mut SweepReport,
 ) -> io::Result<()> {
-    let states = if i32::from(protocol) == libc::IPPROTO_TCP { TCP_STATES } else { UDP_CONNECTED };
     let mut victims = Vec::new();
-    dump(family, protocol, states, &mut |msg| {
-        let destination = (address(msg.family, msg.id.dst), u16::from_be(msg.id.dport));
+    dump(family, protocol, states_for(protocol), &mut |id| {
+        let destination = (address(id.destination_address), id.destination_port);
         if targets.contains(&destination) {
-            let found = FoundSocket { protocol, cookie: cookie_of(msg), destination };
+            let found = FoundSocket { protocol, cookie: cookie_of(id), destination };
             if keep(&found) {
                 report.kept += 1;
             } else {
-                victims.push(*msg);
+                victims.push(id.clone());
             }
         }
     })?;
     let mut buffer = vec![0u8; 64 * 1024];
-    let destroy = netlink_socket()?;
-    for msg in victims {
-        let request = Request {
-            header: NlMsgHdr {
-                len: size_of::<Request>() as u32,
-                kind: SOCK_DESTROY,
-                flags: (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
-                seq: 2,
-                pid: 0,
-            },
-            body: InetDiagReqV2 {
-                family: msg.family,
-                protocol,
-                ext: 0,
-                pad: 0,
-                states: u32::MAX,
-                id: msg.id,
-            },
+    let destroy = Socket::new(NETLINK_SOCK_DIAG)?;
+    for socket_id in victims {
+        // The id as dumped (addresses, ports, interface, cookie) names exactly that socket.
+        let request = InetRequest {
+            family,
+            protocol,
+            extensions: ExtensionFlags::empty(),
+            // Every state: the id alone picks the socket.
+            states: StateFlags::from_bits_retain(u32::MAX),
+            socket_id,
         };
-        send(&destroy, &request)?;
-        let n = recv(&destroy, &mut buffer)?;
-        let code = if n >= size_of::<NlMsgHdr>() + 4 {
-            read_struct::<i32>(&buffer[size_of::<NlMsgHdr>()..n]).unwrap_or(0)
-        } else {
-            0
-        };
+        let message = SockDiagDestroy::new(SockDiagMessage::InetRequest(request));
+        send(&destroy, NLM_F_REQUEST | NLM_F_ACK, message)?;
+        let n = destroy.recv(&mut &mut buffer[..], 0)?;
+        let mut code = 0;
+        for_each_message::<SockDiagMessage>(&buffer[..n.min(buffer.len())], &mut |received| {
+            if let Received::Error(c) = received {
+                code = c;
+            }
+            false
+        });
         match code {
             0 => report.destroyed += 1,
             // Closed in the meantime.
@@ -308,8 +252,8 @@ pub fn sweep_current_namespace(
     keep: &dyn Fn(&FoundSocket) -> bool,
 ) -> SweepReport {
     let mut report = SweepReport { namespaces: 1, ..SweepReport::default() };
-    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-        for protocol in [libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8] {
+    for family in [AF_INET, AF_INET6] {
+        for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
             if let Err(err) = sweep_one(family, protocol, targets, keep, &mut report) {
                 report.errors.push(format!("family {family} protocol {protocol}: {err}"));
             }
@@ -364,11 +308,8 @@ pub fn sweep_cgroup(
             scope
                 .spawn(|| -> io::Result<SweepReport> {
                     let file = fs::File::open(&namespace)?;
-                    // SAFETY: setns on a namespace file descriptor we hold; only this thread
-                    // changes namespace, and it ends right after the sweep.
-                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    // Only this thread changes namespace, and it ends right after the sweep.
+                    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)?;
                     Ok(sweep_current_namespace(targets, keep))
                 })
                 .join()

@@ -31,8 +31,7 @@ fn privileged_maps_follow_the_tables() {
         return;
     }
     std::thread::spawn(|| {
-        // SAFETY: unshare affects only this thread.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        switchyard_testing::nodeport_fixture::enter_private_netns();
         let status = std::process::Command::new("ip")
             .args(["link", "add", "up0", "type", "veth", "peer", "name", "up1"])
             .status()
@@ -115,8 +114,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         return;
     }
     std::thread::spawn(|| {
-        // SAFETY: unshare affects only this thread.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        switchyard_testing::nodeport_fixture::enter_private_netns();
         let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
         assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
         let bpf = switchyard_testing::BpfDir::new("director-restart");

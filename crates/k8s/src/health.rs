@@ -8,7 +8,7 @@
 //! must not restart a proxy on a node that is merely being drained).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -92,6 +92,20 @@ impl ProxyHealth {
         HealthReport { healthy, body: body.to_string() }
     }
 
+    /// `/readyz`: the first sync is in the data plane and the proxy is healthy. Probes that
+    /// must wait for a slow first sync (a startup probe) ask this: `/livez` is 200 for the
+    /// first health timeout whether or not anything was programmed.
+    pub fn readyz(&self, now: SystemTime) -> HealthReport {
+        let body = serde_json::json!({
+            "lastUpdated": self.last_updated.map_or_else(String::new, rfc3339),
+            "currentTime": rfc3339(now),
+        });
+        HealthReport {
+            healthy: self.last_updated.is_some() && self.healthy(now),
+            body: body.to_string(),
+        }
+    }
+
     /// `/livez`: healthy, whatever the node's state.
     pub fn livez(&self, now: SystemTime) -> HealthReport {
         let body = serde_json::json!({
@@ -105,7 +119,38 @@ impl ProxyHealth {
 /// Health shared between the agent (which reports updates) and the HTTP server.
 pub type SharedHealth = Arc<Mutex<ProxyHealth>>;
 
-/// The HTTP server of `/healthz` and `/livez`. Dropping it stops the server.
+/// A thread of its own with a runtime for the health servers (`/healthz`, `/livez`, `/readyz`
+/// and the health check node ports): they keep answering while the agent's runtime is busy
+/// programming (a sync of 10,000 Services keeps it for seconds), so probes and load balancers
+/// do not see a working node as down. Dropping it stops the thread and every server on it.
+#[derive(Debug)]
+pub struct HealthRuntime {
+    handle: tokio::runtime::Handle,
+    /// Dropped to end the thread's runtime.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl HealthRuntime {
+    /// Starts the thread.
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("health".into()).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })?;
+        Ok(Self { handle, _stop: stop })
+    }
+
+    /// Where the health servers are spawned.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+/// The HTTP server of `/healthz`, `/livez` and `/readyz`. Dropping it stops the server.
 #[derive(Debug)]
 pub struct HealthServer {
     local_addr: SocketAddr,
@@ -113,25 +158,43 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Binds `address` (port 0 picks a free port) and serves in the background; must be called
-    /// within a tokio runtime.
+    /// Binds `address` (port 0 picks a free port) and serves in the background on the
+    /// current tokio runtime.
     pub async fn start(address: SocketAddr, health: SharedHealth) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(address).await?;
+        Self::start_on(&tokio::runtime::Handle::current(), address, health)
+    }
+
+    /// Binds `address` and serves on `runtime` (a [`HealthRuntime`]'s).
+    pub fn start_on(
+        runtime: &tokio::runtime::Handle,
+        address: SocketAddr,
+        health: SharedHealth,
+    ) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/livez", get(livez))
+            .route("/readyz", get(readyz))
             .with_state(health);
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(error = %ErrorChain(&err), "health server stopped");
-            }
-        });
+        let task = runtime.spawn(serve(listener, app, "health server stopped"));
         Ok(Self { local_addr, task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+}
+
+/// Serves `app` on `listener` (registered with the runtime this runs on).
+async fn serve(listener: std::net::TcpListener, app: Router, stopped: &'static str) {
+    let served = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => axum::serve(listener, app).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = served {
+        tracing::error!(error = %ErrorChain(&err), "{stopped}");
     }
 }
 
@@ -143,6 +206,11 @@ impl Drop for HealthServer {
 
 async fn healthz(State(health): State<SharedHealth>) -> Response {
     let report = health.lock().unwrap_or_else(PoisonError::into_inner).healthz(SystemTime::now());
+    respond(report)
+}
+
+async fn readyz(State(health): State<SharedHealth>) -> Response {
+    let report = health.lock().unwrap_or_else(PoisonError::into_inner).readyz(SystemTime::now());
     respond(report)
 }
 
@@ -186,7 +254,8 @@ pub fn service_health(check: &HealthCheck, proxy_healthy: bool) -> ServiceHealth
     }
 }
 
-/// One HTTP server per health check node port (`[::]:PORT`, both families), started, updated
+/// One HTTP server per health check node port (`[::]:PORT` for both families, or `0.0.0.0:PORT`
+/// on a host without IPv6: [`bind_node_port`]), started, updated
 /// and stopped port by port as the desired state changes. A port that cannot be bound (another
 /// process holds it) is kept as pending and bound again by [`ServiceHealthServers::retry`] with
 /// backoff: the Service may not change for hours, and its load balancer would see the node as
@@ -194,6 +263,8 @@ pub fn service_health(check: &HealthCheck, proxy_healthy: bool) -> ServiceHealth
 #[derive(Debug)]
 pub struct ServiceHealthServers {
     health: SharedHealth,
+    /// Where the servers run.
+    runtime: tokio::runtime::Handle,
     servers: BTreeMap<u16, ServiceServer>,
     pending: BTreeMap<u16, Pending>,
 }
@@ -252,9 +323,15 @@ pub enum RetryOutcome {
 }
 
 impl ServiceHealthServers {
-    /// No servers yet; `health` says whether the proxy itself is healthy.
+    /// No servers yet; `health` says whether the proxy itself is healthy. Servers run on the
+    /// current tokio runtime.
     pub fn new(health: SharedHealth) -> Self {
-        Self { health, servers: BTreeMap::new(), pending: BTreeMap::new() }
+        Self::on(tokio::runtime::Handle::current(), health)
+    }
+
+    /// No servers yet; they will run on `runtime` (a [`HealthRuntime`]'s).
+    pub fn on(runtime: tokio::runtime::Handle, health: SharedHealth) -> Self {
+        Self { health, runtime, servers: BTreeMap::new(), pending: BTreeMap::new() }
     }
 
     /// Serves `check` on `port` (`None`: stops serving it). A port already served only
@@ -291,37 +368,27 @@ impl ServiceHealthServers {
         delay: Duration,
         now: Instant,
     ) -> Result<(), ServiceHealthError> {
-        let listener =
-            match std::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .and_then(tokio::net::TcpListener::from_std)
-            {
-                Ok(listener) => listener,
-                Err(source) => {
-                    let service = check.service.to_string();
-                    self.pending
-                        .insert(port, Pending { check, attempts, delay, next: now + delay });
-                    return Err(ServiceHealthError {
-                        port,
-                        service,
-                        attempts,
-                        retry_in: delay,
-                        source,
-                    });
-                }
-            };
+        let listener = match bind_node_port(port, bind_dual_stack)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        {
+            Ok(listener) => listener,
+            Err(source) => {
+                let service = check.service.to_string();
+                self.pending.insert(port, Pending { check, attempts, delay, next: now + delay });
+                return Err(ServiceHealthError {
+                    port,
+                    service,
+                    attempts,
+                    retry_in: delay,
+                    source,
+                });
+            }
+        };
         let shared = Arc::new(Mutex::new(check));
         let state = (Arc::clone(&shared), Arc::clone(&self.health));
         let app = Router::new().fallback(service_health_handler).with_state(state);
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(
-                    port,
-                    error = %ErrorChain(&err),
-                    "health check node port server stopped"
-                );
-            }
-        });
+        let task =
+            self.runtime.spawn(serve(listener, app, "health check node port server stopped"));
         self.servers.insert(port, ServiceServer { check: shared, task });
         Ok(())
     }
@@ -359,6 +426,43 @@ impl ServiceHealthServers {
     pub fn pending_ports(&self) -> Vec<u16> {
         self.pending.keys().copied().collect()
     }
+}
+
+/// Binds a health check node port for both families: `[::]` with `IPV6_V6ONLY` off, so IPv4
+/// clients are served whatever `net.ipv6.bindv6only` says, or `0.0.0.0` when the host has no
+/// IPv6 at all (`ipv6.disable=1`: no IPv6 socket can be made). `dual_stack` is
+/// [`bind_dual_stack`] outside tests.
+pub fn bind_node_port(
+    port: u16,
+    dual_stack: impl FnOnce(u16) -> std::io::Result<std::net::TcpListener>,
+) -> std::io::Result<std::net::TcpListener> {
+    match dual_stack(port) {
+        Err(err) if ipv6_unavailable(&err) => {
+            tracing::debug!(port, error = %err, "no IPv6 on this host: health check node port on IPv4 only");
+            std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+        }
+        other => other,
+    }
+}
+
+/// Errors that mean "this host has no IPv6", not "the port is taken".
+fn ipv6_unavailable(err: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    const EADDRNOTAVAIL: i32 = 99;
+    const EPROTONOSUPPORT: i32 = 93;
+    matches!(err.raw_os_error(), Some(EAFNOSUPPORT | EADDRNOTAVAIL | EPROTONOSUPPORT))
+}
+
+/// `[::]:port` accepting IPv4 too (v4-mapped), set explicitly rather than left to the
+/// host's `net.ipv6.bindv6only`.
+pub fn bind_dual_stack(port: u16) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 type ServiceHealthState = (Arc<Mutex<HealthCheck>>, SharedHealth);
@@ -433,6 +537,33 @@ mod tests {
             assert_eq!(health.healthz(at(*check)).healthy, *expected, "{name}: healthz");
             assert_eq!(health.livez(at(*check)).healthy, *expected, "{name}: livez");
         }
+    }
+
+    #[test]
+    fn readyz_waits_for_the_first_sync_however_long_it_takes() {
+        let mut health = ProxyHealth::new(Duration::from_secs(60), at(0));
+        // Before the first sync /livez is 200 (for the health timeout), /readyz is not.
+        assert!(health.livez(at(30)).healthy);
+        assert!(!health.readyz(at(30)).healthy);
+        assert!(!health.readyz(at(300)).healthy);
+        health.updated(at(300));
+        assert!(health.readyz(at(301)).healthy);
+        // A later update stuck past the timeout makes it unready again.
+        health.queued(at(400));
+        assert!(health.readyz(at(460)).healthy);
+        assert!(!health.readyz(at(461)).healthy);
+    }
+
+    #[test]
+    fn a_host_without_ipv6_gets_its_health_check_node_ports_on_ipv4() {
+        let no_ipv6 = |_| Err(std::io::Error::from_raw_os_error(97));
+        let listener = bind_node_port(0, no_ipv6).unwrap();
+        let address = listener.local_addr().unwrap();
+        assert!(address.is_ipv4(), "{address}");
+        std::net::TcpStream::connect(("127.0.0.1", address.port())).unwrap();
+        // A port taken is an error, not a silent fallback to one family.
+        let taken = |_| Err(std::io::Error::from_raw_os_error(98));
+        assert_eq!(bind_node_port(0, taken).unwrap_err().raw_os_error(), Some(98));
     }
 
     #[test]

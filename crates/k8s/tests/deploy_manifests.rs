@@ -84,6 +84,8 @@ fn load() -> Deploy {
                 continue;
             }
             match (value["apiVersion"].as_str(), value["kind"].as_str()) {
+                // The kustomize base lists the others (the_kustomize_base_renders_every_manifest).
+                (Some("kustomize.config.k8s.io/v1beta1"), Some("Kustomization")) => {}
                 (Some("apps/v1"), Some("DaemonSet")) => {
                     deploy.daemon_sets.push(typed(value, &place))
                 }
@@ -192,17 +194,22 @@ fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
     let daemon_set = &deploy.daemon_sets[0];
     let pod = daemon_set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.host_network, Some(true));
-    assert_ne!(pod.host_pid, Some(true));
+    // The stale-socket sweep finds pods' namespaces through the host's /proc.
+    assert_eq!(pod.host_pid, Some(true));
     assert_ne!(pod.host_ipc, Some(true));
+    let os = pod.node_selector.as_ref().and_then(|s| s.get("kubernetes.io/os"));
+    assert_eq!(os.map(String::as_str), Some("linux"));
     assert_eq!(pod.containers.len(), 1);
     let container = &pod.containers[0];
     let security = container.security_context.as_ref().unwrap();
     assert_ne!(security.privileged, Some(true));
     assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
     let capabilities = security.capabilities.as_ref().unwrap();
     assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]));
     let added: BTreeSet<&str> = capabilities.add.iter().flatten().map(String::as_str).collect();
-    assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN"]));
+    // sweep_privileges.rs shows the sweep needs SYS_ADMIN and SYS_PTRACE.
+    assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]));
 
     let host_paths: BTreeSet<&str> = pod
         .volumes
@@ -215,10 +222,33 @@ fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
                 .unwrap_or_else(|| panic!("volume {} is not a hostPath", v.name))
         })
         .collect();
-    assert_eq!(host_paths, BTreeSet::from(["/sys/fs/bpf", "/sys/fs/cgroup"]));
-    for mount in container.volume_mounts.iter().flatten() {
-        assert!(mount.mount_propagation.is_none(), "{}: no mount propagation needed", mount.name);
-    }
+    assert_eq!(host_paths, BTreeSet::from(["/sys/fs/bpf", "/sys/fs/cgroup", "/run/switchyard"]));
+    let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+    let mount = |name: &str| mounts.iter().find(|m| m.name == name).unwrap();
+    // A bpffs mounted on the host after the container started is seen in it.
+    assert_eq!(mount("bpffs").mount_propagation.as_deref(), Some("HostToContainer"));
+    // The API socket's directory is writable (the root filesystem is not).
+    assert_eq!(mount("run").mount_path, "/run/switchyard");
+    assert_ne!(mount("run").read_only, Some(true));
+    let args: Vec<&str> = container.args.iter().flatten().map(String::as_str).collect();
+    assert!(args.contains(&"--api-socket=/run/switchyard/agent.sock"), "{args:?}");
+
+    // The init container mounts a bpffs on the host's /sys/fs/bpf when there is none: the
+    // mount reaches the host only with Bidirectional propagation, which needs privileged.
+    let inits = pod.init_containers.as_deref().unwrap_or_default();
+    let init = inits.iter().find(|c| c.name == "mount-bpffs").expect("mount-bpffs");
+    assert_eq!(init.image, container.image);
+    let init_args: Vec<&str> = init.args.iter().flatten().map(String::as_str).collect();
+    assert_eq!(init_args, ["agent", "--mount-bpffs=/sys/fs/bpf"]);
+    assert_eq!(init.security_context.as_ref().unwrap().privileged, Some(true));
+    let init_mount = &init.volume_mounts.as_deref().unwrap_or_default()[0];
+    assert_eq!(
+        (init_mount.name.as_str(), init_mount.mount_path.as_str()),
+        ("bpffs", "/sys/fs/bpf")
+    );
+    assert_eq!(init_mount.mount_propagation.as_deref(), Some("Bidirectional"));
+    let bpffs = pod.volumes.iter().flatten().find(|v| v.name == "bpffs").unwrap();
+    assert_eq!(bpffs.host_path.as_ref().unwrap().type_.as_deref(), Some("DirectoryOrCreate"));
 
     // The node name comes from the downward API; settings from the ConfigMap in deploy/.
     let env = container.env.as_deref().unwrap_or_default();
@@ -242,17 +272,83 @@ fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
         }
     }
     // The per-packet path is on: devices come from the ConfigMap.
-    let args: Vec<&str> = container.args.iter().flatten().map(String::as_str).collect();
     assert!(args.contains(&"--devices=$(DEVICES)"), "{args:?}");
     assert!(!data["DEVICES"].trim().is_empty(), "DEVICES names the uplink");
-    // The liveness probe asks the health server on the port the ConfigMap binds.
-    let probe = container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
-    assert_eq!(probe.path.as_deref(), Some("/livez"));
-    let port = match &probe.port {
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p,
-        other => panic!("probe port {other:?}"),
-    };
-    assert!(data["HEALTHZ_BIND_ADDRESS"].ends_with(&format!(":{port}")));
+    // The probes ask the health server on the port the ConfigMap binds: startup and
+    // readiness wait for the first sync (/readyz) for up to 15 minutes; liveness (/livez)
+    // only starts after the startup probe passed.
+    let probes = [
+        (&container.startup_probe, "/readyz"),
+        (&container.readiness_probe, "/readyz"),
+        (&container.liveness_probe, "/livez"),
+    ];
+    for (probe, path) in probes {
+        let probe = probe.as_ref().unwrap_or_else(|| panic!("a probe on {path}"));
+        let get = probe.http_get.as_ref().unwrap();
+        assert_eq!(get.path.as_deref(), Some(path));
+        let port = match &get.port {
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p,
+            other => panic!("probe port {other:?}"),
+        };
+        assert!(data["HEALTHZ_BIND_ADDRESS"].ends_with(&format!(":{port}")));
+    }
+    let startup = container.startup_probe.as_ref().unwrap();
+    let patience = startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3);
+    assert!(patience >= 15 * 60, "a first sync may take {patience} s at most");
+}
+
+#[test]
+fn the_kustomize_base_renders_every_manifest() {
+    let dir = deploy_dir();
+    let text = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    let base: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let listed: BTreeSet<String> = base["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    let present: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present, "kustomization.yaml lists every manifest in deploy/");
+
+    // kubectl's own kustomize renders it (scripts/setup installs a kubectl when none is there).
+    let output = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .expect("kubectl on PATH (scripts/setup installs kubernetes-client when missing)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "kubectl kustomize deploy/: {stderr}");
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    let mut kinds = BTreeSet::new();
+    for document in serde_norway::Deserializer::from_str(&rendered) {
+        let value = serde_json::Value::deserialize(document).unwrap();
+        kinds.insert(value["kind"].as_str().unwrap().to_owned());
+    }
+    let load = load();
+    let expected = [
+        ("DaemonSet", load.daemon_sets.len()),
+        ("Deployment", load.deployments.len()),
+        ("CustomResourceDefinition", load.crds.len()),
+    ];
+    for (kind, count) in expected {
+        assert!(count > 0 && kinds.contains(kind), "{kind} rendered: {kinds:?}");
+    }
+    let documents = serde_norway::Deserializer::from_str(&rendered).count();
+    let objects = load.daemon_sets.len()
+        + load.deployments.len()
+        + load.crds.len()
+        + load.service_accounts.len()
+        + load.cluster_roles.len()
+        + load.bindings.len()
+        + load.roles.len()
+        + load.role_bindings.len()
+        + load.config_maps.len();
+    assert_eq!(documents, objects, "every object of deploy/ rendered once");
 }
 
 #[test]

@@ -4,6 +4,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 /// The default cgroup v2 mount on these machines (a hybrid hierarchy).
 pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
 
@@ -34,8 +38,8 @@ pub fn kill_and_remove(path: &Path) -> io::Result<()> {
     if std::fs::write(path.join("cgroup.kill"), "1").is_err() {
         for dir in &dirs {
             for pid in pids(dir)? {
-                // SAFETY: kill has no memory-safety preconditions; the pid is in our cgroup.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // The pid is in our cgroup; one that exited meanwhile is no error.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
     }
@@ -46,7 +50,8 @@ pub fn kill_and_remove(path: &Path) -> io::Result<()> {
                 Ok(()) => break,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => break,
                 Err(err)
-                    if Instant::now() < deadline && err.raw_os_error() == Some(libc::EBUSY) =>
+                    if Instant::now() < deadline
+                        && err.raw_os_error() == Some(Errno::EBUSY as i32) =>
                 {
                     std::thread::sleep(Duration::from_millis(5));
                 }

@@ -3,12 +3,13 @@
 use std::fs::File;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
+use nix::sched::{CloneFlags, setns};
 use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
@@ -392,13 +393,11 @@ impl Lab {
         // the caller keeps open until the command started; it allocates nothing.
         unsafe {
             command.pre_exec(move || {
+                // SAFETY: both descriptors stay open until the command has started (see above).
+                let (procs, ns) = (BorrowedFd::borrow_raw(procs_fd), BorrowedFd::borrow_raw(ns_fd));
                 // Writing "0" moves the writing process itself.
-                if libc::write(procs_fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::setns(ns_fd, libc::CLONE_NEWNET) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                nix::unistd::write(procs, b"0")?;
+                setns(ns, CloneFlags::CLONE_NEWNET)?;
                 Ok(())
             });
         }

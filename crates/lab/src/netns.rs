@@ -5,12 +5,12 @@
 //! bind-mounts it to its name; work inside a namespace runs on a thread that entered it with
 //! setns. The calling thread never changes namespace.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::error::LabError;
 
@@ -20,15 +20,6 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// Path of the named namespace `name`.
 pub fn netns_path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
-}
-
-fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Sysctls every lab namespace gets: forwarding (nodes and the router route), no reverse-path
@@ -64,20 +55,15 @@ pub(crate) fn create<T: Send>(
     let result = std::thread::scope(|scope| {
         scope
             .spawn(|| -> io::Result<T> {
-                // SAFETY: unshare only affects this thread, which exits when the closure ends.
-                check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
-                let source = cstring(Path::new("/proc/thread-self/ns/net"))?;
-                let target = cstring(&path)?;
-                // SAFETY: both paths are valid NUL-terminated strings; a bind mount has no data.
-                check(unsafe {
-                    libc::mount(
-                        source.as_ptr(),
-                        target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    )
-                })?;
+                // Only this thread changes namespace; it exits when the closure ends.
+                unshare(CloneFlags::CLONE_NEWNET)?;
+                mount(
+                    Some("/proc/thread-self/ns/net"),
+                    &path,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )?;
                 for (key, value) in SYSCTLS {
                     std::fs::write(Path::new("/proc/sys").join(key), value)?;
                 }
@@ -96,9 +82,8 @@ pub(crate) fn create<T: Send>(
 /// (and every device in it) once no process is left inside.
 pub(crate) fn remove(name: &str) -> io::Result<()> {
     let path = netns_path(name);
-    let target = cstring(&path)?;
-    // SAFETY: a valid path; MNT_DETACH cannot disturb other mounts.
-    let unmounted = check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) });
+    // MNT_DETACH cannot disturb other mounts.
+    let unmounted = umount2(&path, MntFlags::MNT_DETACH).map_err(io::Error::from);
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => unmounted,
@@ -123,8 +108,9 @@ pub(crate) fn open(name: &str) -> Result<File, LabError> {
 
 /// Moves the calling thread into the namespace behind `file`.
 pub(crate) fn enter(file: &File) -> io::Result<()> {
-    // SAFETY: setns on a namespace descriptor only changes this thread's namespace.
-    check(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) })
+    // setns on a namespace descriptor only changes this thread's namespace.
+    setns(file, CloneFlags::CLONE_NEWNET)?;
+    Ok(())
 }
 
 /// Runs `f` on a fresh thread inside the named namespace and returns its result.

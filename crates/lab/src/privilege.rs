@@ -9,8 +9,7 @@
 /// Without root: panics, or with `SWITCHYARD_SKIP_PRIVILEGED=1` prints a notice to standard error
 /// and returns `false` so the test can return.
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return true;
     }
     let skip = std::env::var("SWITCHYARD_SKIP_PRIVILEGED").is_ok_and(|v| v == "1");

@@ -72,6 +72,20 @@ pub fn parse_external_ip_cidrs(text: &str) -> Result<Vec<Cidr>, crate::CidrError
     }
 }
 
+/// Parses `--nodeport-addresses` (kube-proxy's flag): `all` (or empty), `primary`, or a
+/// comma-separated CIDR list.
+pub fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, crate::CidrError> {
+    match text.trim() {
+        "all" | "" => Ok(NodePortAddresses::All),
+        "primary" => Ok(NodePortAddresses::Primary),
+        list => list
+            .split(',')
+            .map(|cidr| cidr.trim().parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map(NodePortAddresses::Cidrs),
+    }
+}
+
 /// Which node addresses (from the Node object's `status.addresses`) carry NodePorts.
 /// Loopback addresses never do unless a CIDR names them explicitly (CVE-2020-8558).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -18,7 +18,6 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::config::ProxyConfig;
 use crate::desired::{DesiredState, Frontend, FrontendKey, FrontendKind, StateDiff};
-use crate::fast_hash::FastMap;
 use crate::frontends::service_frontends;
 use crate::input::{Change, ClusterState, ObjectKey};
 use crate::intern::Interner;
@@ -27,6 +26,7 @@ use crate::parse::{
     NodeFacts, ServiceFacts, SliceFacts, node_addresses, node_eligible, node_facts, service_facts,
     slice_facts,
 };
+use rustc_hash::FxHashMap;
 
 /// Old values of the frontend keys a change touched, to compute its difference at the end.
 type Touched = BTreeMap<FrontendKey, Option<Frontend>>;
@@ -37,31 +37,31 @@ pub struct NodeModel {
     config: ProxyConfig,
     node: NodeFacts,
     /// Services this proxy serves (others are not kept).
-    services: FastMap<ObjectKey, ServiceFacts>,
-    slices: FastMap<ObjectKey, SliceFacts>,
+    services: FxHashMap<ObjectKey, ServiceFacts>,
+    slices: FxHashMap<ObjectKey, SliceFacts>,
     /// Service → its EndpointSlices, by the `kubernetes.io/service-name` label. Ordered so that
     /// duplicate endpoints resolve the same way every time.
-    slices_by_service: FastMap<ObjectKey, BTreeSet<ObjectKey>>,
+    slices_by_service: FxHashMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// Service → the frontend keys it claims (owned or contended).
-    claims: FastMap<ObjectKey, Vec<FrontendKey>>,
+    claims: FxHashMap<ObjectKey, Vec<FrontendKey>>,
     /// Frontend key → Services claiming it that do not own it.
-    contenders: FastMap<FrontendKey, BTreeSet<ObjectKey>>,
+    contenders: FxHashMap<FrontendKey, BTreeSet<ObjectKey>>,
     desired: DesiredState,
     interner: Interner,
     /// Terminating endpoints (address, port) per EndpointSlice that has any.
-    terminating: FastMap<ObjectKey, Vec<(IpAddr, u16)>>,
+    terminating: FxHashMap<ObjectKey, Vec<(IpAddr, u16)>>,
     /// Whether this node may get traffic from external load balancers ([`node_eligible`]).
     eligible: bool,
     /// Cluster IP → the served Services that have it.
-    cluster_ip_owners: FastMap<IpAddr, BTreeSet<ObjectKey>>,
+    cluster_ip_owners: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
     /// Node address → the Nodes that have it; and each Node's addresses.
-    node_address_owners: FastMap<IpAddr, BTreeSet<String>>,
-    node_addresses: FastMap<String, Vec<IpAddr>>,
+    node_address_owners: FxHashMap<IpAddr, BTreeSet<String>>,
+    node_addresses: FxHashMap<String, Vec<IpAddr>>,
     /// externalIP or LoadBalancer IP → the Services that ask for it (to recompute them when a
     /// cluster IP or node address appears or goes).
-    external_claims: FastMap<IpAddr, BTreeSet<ObjectKey>>,
+    external_claims: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
     /// Service → the frontend addresses it asked for and does not get.
-    refusals: FastMap<ObjectKey, Vec<Refusal>>,
+    refusals: FxHashMap<ObjectKey, Vec<Refusal>>,
 }
 
 impl NodeModel {
@@ -70,20 +70,20 @@ impl NodeModel {
         Self {
             node: node_facts(&config, None),
             config,
-            services: FastMap::default(),
-            slices: FastMap::default(),
-            slices_by_service: FastMap::default(),
-            claims: FastMap::default(),
-            contenders: FastMap::default(),
+            services: FxHashMap::default(),
+            slices: FxHashMap::default(),
+            slices_by_service: FxHashMap::default(),
+            claims: FxHashMap::default(),
+            contenders: FxHashMap::default(),
             desired: DesiredState::default(),
             interner: Interner::default(),
-            terminating: FastMap::default(),
+            terminating: FxHashMap::default(),
             eligible: node_eligible(None),
-            cluster_ip_owners: FastMap::default(),
-            node_address_owners: FastMap::default(),
-            node_addresses: FastMap::default(),
-            external_claims: FastMap::default(),
-            refusals: FastMap::default(),
+            cluster_ip_owners: FxHashMap::default(),
+            node_address_owners: FxHashMap::default(),
+            node_addresses: FxHashMap::default(),
+            external_claims: FxHashMap::default(),
+            refusals: FxHashMap::default(),
         }
     }
 
@@ -545,7 +545,7 @@ impl NodeModel {
 }
 
 /// Removes `key` from the set of `ip`, and the set when it empties.
-fn unindex(index: &mut FastMap<IpAddr, BTreeSet<ObjectKey>>, ip: IpAddr, key: &ObjectKey) {
+fn unindex(index: &mut FxHashMap<IpAddr, BTreeSet<ObjectKey>>, ip: IpAddr, key: &ObjectKey) {
     if let Some(set) = index.get_mut(&ip) {
         set.remove(key);
         if set.is_empty() {

@@ -1,17 +1,15 @@
 //! Shares the strings that repeat across hundreds of thousands of endpoints (node names, zones),
 //! so parsing a slice allocates nothing for them and backends copy them by reference count.
 
-use std::collections::HashSet;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
-use crate::fast_hash::FxHasher;
+use rustc_hash::FxHashSet;
 
 /// A set of shared strings. Strings nothing else refers to any more are dropped from time to time,
 /// so node churn does not grow it without bound.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Interner {
-    strings: HashSet<Arc<str>, BuildHasherDefault<FxHasher>>,
+    strings: FxHashSet<Arc<str>>,
     prune_at: usize,
 }
 

@@ -15,7 +15,6 @@ pub mod crd;
 pub mod desired;
 pub mod duration;
 pub mod engine;
-mod fast_hash;
 mod frontends;
 pub mod input;
 mod intern;

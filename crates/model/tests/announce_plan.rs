@@ -358,6 +358,45 @@ fn peers_are_selected_by_node_labels_and_their_settings_parsed() {
 }
 
 #[test]
+fn bfd_settings_are_parsed_and_refused_with_the_field_and_reason() {
+    let peers = vec![
+        bgp_peer("bfd-default", "192.168.1.1", json!({"bfd": {}})),
+        bgp_peer(
+            "bfd-fast",
+            "192.168.1.2",
+            json!({"bfd": {"interval": "50ms", "detectMultiplier": 5}}),
+        ),
+        bgp_peer("no-bfd", "192.168.1.3", json!({})),
+        bgp_peer("bfd-multihop", "192.168.1.4", json!({"ebgpMultiHop": true, "bfd": {}})),
+        bgp_peer("bfd-too-fast", "192.168.1.5", json!({"bfd": {"interval": "5ms"}})),
+        bgp_peer("bfd-mult-0", "192.168.1.6", json!({"bfd": {"detectMultiplier": 0}})),
+        bgp_peer("bfd-garbage", "192.168.1.7", json!({"bfd": {"interval": "soon"}})),
+    ];
+    let mut objects = base();
+    objects.retain(|o| o["kind"] != "BGPPeer");
+    let plan = plan_of(&[objects, peers].concat());
+    let bfd = |peer: &str| {
+        plan.peers[peer].settings.bfd.map(|b| (b.interval.as_millis(), b.detect_multiplier))
+    };
+    assert_eq!(bfd("bfd-default"), Some((100, 3)), "100 ms × 3 by default");
+    assert_eq!(bfd("bfd-fast"), Some((50, 5)));
+    assert_eq!(bfd("no-bfd"), None);
+    let why: Vec<String> =
+        plan.not_peering.iter().map(|(name, why)| format!("{name}: {why}")).collect();
+    assert_eq!(
+        why,
+        [
+            "bfd-garbage: spec.bfd.interval: \"soon\" is not a duration: expected a number and a \
+             unit (ns, us, ms, s, m, h), e.g. 90s or 1m30s",
+            "bfd-mult-0: spec.bfd.detectMultiplier: must be at least 1",
+            "bfd-multihop: spec.bfd: BFD runs single hop (RFC 5881); it cannot be used with \
+             ebgpMultiHop",
+            "bfd-too-fast: spec.bfd.interval: 5ms is not between 10ms and 60s",
+        ]
+    );
+}
+
+#[test]
 fn inputs_say_which_changes_matter() {
     let objects = [base(), vec![bgp_advertisement("all", json!({}))]].concat();
     let mut inputs = BgpInputs::from_state(NODE, &cluster(&objects));

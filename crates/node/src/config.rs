@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchyard_bpf::MapSizes;
 use switchyard_bpf::nodeport::PacketMapSizes;
-use switchyard_model::{Cidr, PortRange};
+use switchyard_model::{Cidr, NodePortAddresses, PortRange};
 
 use crate::error::NodeError;
 
@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub node_port_range: PortRange,
     /// externalIPs are served only inside these prefixes (`--external-ip-cidrs`).
     pub external_ip_cidrs: Vec<Cidr>,
+    /// Which of the Node's addresses carry NodePorts (`--nodeport-addresses`).
+    pub node_port_addresses: NodePortAddresses,
     /// Unix socket of the local API (`/metrics`, `/status`, `/desired`).
     pub api_socket: PathBuf,
     /// Also serve `/metrics` (and `/status`) on this TCP address.

@@ -14,8 +14,9 @@ mod config;
 pub mod core;
 mod error;
 mod findings;
+pub mod kube_proxy_config;
 pub mod runtime;
 
 pub use config::{Directors, NodeConfig, SourceConfig, check_port_ranges};
 pub use error::NodeError;
-pub use runtime::{cleanup, run};
+pub use runtime::{cleanup, mount_bpffs, run};

@@ -42,6 +42,10 @@ pub struct SessionReport {
     /// Why the last connection attempt failed, until a session establishes.
     #[serde(default)]
     pub connect_error: Option<String>,
+    /// The BFD session beside it (`spec.bfd`), e.g. `up, 100ms x 3, 12 sent, 11 received, 0
+    /// failures`; `None` without BFD.
+    #[serde(default)]
+    pub bfd: Option<String>,
     /// UPDATE messages sent (End-of-RIB included).
     pub updates_sent: u64,
     /// Times the established session went down.

@@ -3,7 +3,7 @@
 //! server (the kube-proxy-compatible health server) with `Router::merge`.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -78,6 +78,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/desired", get(desired))
         .route("/bgp", get(bgp))
         .with_state(state)
+}
+
+/// `/metrics` alone, for a TCP port: the network may reach it, and `/status`, `/desired` and
+/// `/bgp` describe every Service and peer (they stay on the local unix socket).
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
 /// The BGP speaker's sessions and decisions ([`crate::bgp::BgpReport`]).
@@ -201,19 +207,22 @@ pub fn serve_unix(path: &Path, router: Router) -> Result<UnixServer, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(socket_err(e)),
     }
-    // Bound under a temporary name, made 0600, then renamed into place: the socket is never
-    // reachable at `path` with the umask's wider mode.
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(format!(".{}.tmp", std::process::id()));
-    let staging = PathBuf::from(staging);
-    let _ = std::fs::remove_file(&staging);
-    let listener = tokio::net::UnixListener::bind(&staging).map_err(socket_err)?;
-    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| std::fs::rename(&staging, path));
-    if let Err(source) = placed {
-        let _ = std::fs::remove_file(&staging);
-        return Err(socket_err(source));
-    }
+    // Bound inside a private directory (0700, made before the socket exists), made 0600, then
+    // renamed into place: nobody but root can reach the socket before its mode is 0600,
+    // whatever the umask.
+    let mut staging_dir = path.as_os_str().to_owned();
+    staging_dir.push(format!(".{}.tmp", std::process::id()));
+    let staging_dir = PathBuf::from(staging_dir);
+    let _ = std::fs::remove_dir_all(&staging_dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging_dir).map_err(socket_err)?;
+    let staging = staging_dir.join("socket");
+    let placed = tokio::net::UnixListener::bind(&staging).and_then(|listener| {
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staging, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&staging_dir);
+    let listener = placed.map_err(socket_err)?;
     info!(socket = %path.display(), "local API listening");
     let shown = path.to_owned();
     let task = tokio::spawn(async move {

@@ -1,7 +1,9 @@
 //! `switchyard agent --kubeconfig` against a fake API server (real HTTP list/watch): nothing is
 //! programmed before the first complete list, the Service then appears in the pinned maps,
 //! /healthz reports the sync, and an EndpointSlice deleted while the watch was down leaves the
-//! maps after the relist. Privileged: BPF maps and programs on a bpffs and cgroup of its own.
+//! maps after the relist. Its node name, kubeconfig and addresses come from a kube-proxy
+//! configuration file (`--config`); the metrics port serves `/metrics` only; `/readyz` waits for
+//! the first sync. Privileged: BPF maps and programs on a bpffs and cgroup of its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,21 +20,26 @@ use switchyard_testing::{BpfDir, Cgroup, KillOnDrop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The capabilities deploy/daemonset.yaml adds (after dropping all), in setpriv's syntax.
-const DAEMONSET_CAPABILITIES: &str = "+bpf,+net_admin";
+const DAEMONSET_CAPABILITIES: &str = "+bpf,+net_admin,+sys_admin,+sys_ptrace";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn healthz(address: SocketAddr) -> Option<(u16, serde_json::Value)> {
+    let (status, body) = get(address, "/healthz").await?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// Status and body of `GET path`.
+async fn get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    let request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()?;
-    Some((status, body))
+    Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
 }
 
 /// The backend count the pinned maps hold for 10.96.0.10:80/TCP (`None`: no frontend).
@@ -80,21 +87,35 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
     let bpf = BpfDir::new("agent-kube");
     let cgroup = Cgroup::new("agent-kube");
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // kube-proxy's file: what applies replaces the flags; the rest is ignored (and logged).
+    let config = work.path().join("kube-proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n\
+             hostnameOverride: node-a\nclientConnection:\n  kubeconfig: {}\n  qps: 5\n\
+             healthzBindAddress: {health}\nmetricsBindAddress: {metrics}\nmode: iptables\n",
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
 
     let _agent = KillOnDrop(
         // Only the capabilities deploy/daemonset.yaml grants, to show they suffice.
         Command::new("setpriv")
             .arg(format!("--bounding-set=-all,{}", DAEMONSET_CAPABILITIES))
             .arg(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["agent", "--node-name", "node-a", "--max-maglev-tables", "4"])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
+            .args(["agent", "--max-maglev-tables", "4"])
+            .arg("--config")
+            .arg(&config)
+            .arg("--api-socket")
+            .arg(work.path().join("agent.sock"))
+            .env_remove("NODE_NAME")
             .arg("--cgroup")
             .arg(cgroup.path())
             .arg("--bpf-dir")
             .arg(bpf.path())
-            .arg("--healthz-bind-address")
-            .arg(health.to_string())
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -103,6 +124,8 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
     // EndpointSlices not listed yet: health answers, nothing synced, nothing programmed.
     let (_, body) = wait_for("the health server", async || healthz(health).await).await;
     assert_eq!(body["lastUpdated"], "", "{body}");
+    let (status, _) = get(health, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "ready before the first sync");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(web_backends(bpf.path()), None, "programmed before the first complete list");
 
@@ -116,6 +139,16 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
     })
     .await;
     assert_eq!(status, 200, "{body}");
+    let (status, _) = get(health, "/readyz").await.unwrap();
+    assert_eq!(status, 200, "ready after the first sync");
+    // The metrics port: metrics, and nothing of the local API.
+    let (status, text) = get(metrics, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(text.contains("switchyard_frontends_programmed"), "{text}");
+    for path in ["/status", "/desired", "/bgp"] {
+        let (status, _) = get(metrics, path).await.unwrap();
+        assert_eq!(status, 404, "{path} on the metrics port");
+    }
 
     // The watch breaks; a slice is deleted and history compacted meanwhile: relist, deletion.
     api.outage(|outage| {

@@ -184,6 +184,45 @@ fn offline_commands_print_json_and_yaml() {
     assert!(!ipam["pools"].as_array().unwrap().is_empty(), "{ipam:#}");
 }
 
+/// One meaning per flag (issue 21): `--node-name` is a Kubernetes Node, `--lab-node` a lab member,
+/// and the old `--node` is in no `--help` but still works, as a hidden alias of the flag it used
+/// to be on each command, for one release.
+#[test]
+fn old_flag_spellings_are_hidden_aliases() {
+    for command in STATE {
+        let help = stdout(&offline(&[command, "-h"]));
+        let listed = |flag: &str| help.lines().any(|l| l.trim_start().starts_with(flag));
+        assert!(!listed("--node <"), "switchyard {command} -h lists --node:\n{help}");
+    }
+    // services: --node was the Node name.
+    let cluster = repo("testdata/cluster");
+    let cluster = cluster.to_str().unwrap();
+    let new = offline(&["services", cluster, "--node-name", "node-b", "-o", "json"]);
+    let old = offline(&["services", cluster, "--node", "node-b", "-o", "json"]);
+    assert!(new.status.success() && old.status.success(), "{}", stdout(&old));
+    assert_eq!(stdout(&old), stdout(&new));
+    assert!(stdout(&new).contains("\"node\": \"node-b\""), "{}", stdout(&new));
+    // The inspection commands: --node was the lab node (looked up among running labs).
+    let flow = ["192.0.2.7:40000", "10.96.0.10:53/udp"];
+    for args in [
+        &["status"][..],
+        &["conntrack"],
+        &["backends"],
+        &["monitor"],
+        &["explain", flow[0], flow[1]],
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--node", "no-such-lab-node"]);
+        let output = offline(&full);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success()
+                && stderr.contains("no running lab has a node \"no-such-lab-node\""),
+            "switchyard {full:?}: {stderr}"
+        );
+    }
+}
+
 /// Table and wide: aligned columns under upper-case headers; wide has more of them.
 #[test]
 fn wide_adds_columns_to_the_table() {
@@ -272,4 +311,76 @@ fn kernel_commands_print_json_and_yaml() {
     let doctor = both_formats(&["doctor", "--bpf-dir", &bpf, "--api-socket", &socket], true, run);
     assert!(!doctor["findings"].as_array().unwrap().is_empty(), "{doctor:#}");
     cluster.assert_nothing_left_the_lab();
+}
+
+/// The director's views (`status` and `explain` on a director's bpffs directory) follow the
+/// convention too: a director with an empty manifest directory in a network namespace of the
+/// test's own (root).
+#[test]
+fn director_views_print_json_and_yaml() {
+    if !require_root("director_views_print_json_and_yaml") {
+        eprintln!("SKIPPED director_views_print_json_and_yaml: status, explain on a director");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let scratch = scratch.path();
+    let manifests = scratch.join("manifests");
+    let bpf_dir = scratch.join("bpf");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // Only this thread (and the processes it starts) changes namespace.
+                switchyard_testing::nodeport_fixture::enter_private_netns();
+                for args in ["link set lo up", "link add up0 type veth peer name up1"] {
+                    let status = Command::new("ip").args(args.split_whitespace()).status().unwrap();
+                    assert!(status.success(), "ip {args}");
+                }
+                let status = Command::new("ip").args(["link", "set", "up0", "up"]).status();
+                assert!(status.unwrap().success());
+                let mut director = Command::new(bin())
+                    .args(["director", "--manifests"])
+                    .arg(&manifests)
+                    .args(["--devices", "up0", "--address", "10.0.0.100,fd00::100"])
+                    .args(["--xdp-mode", "generic", "--shutdown-grace-seconds", "0"])
+                    .arg("--bpf-dir")
+                    .arg(&bpf_dir)
+                    .arg("--api-socket")
+                    .arg(scratch.join("director.sock"))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let attached =
+                    switchyard_lab::wait_until(std::time::Duration::from_secs(30), || {
+                        std::fs::read_dir(bpf_dir.join("links"))
+                            .is_ok_and(|mut d| d.next().is_some())
+                    });
+                let bpf = bpf_dir.to_str().unwrap();
+                let result = std::panic::catch_unwind(|| {
+                    assert!(attached, "the director never attached its program");
+                    let status = both_formats(&["status", "--bpf-dir", bpf], true, offline);
+                    assert_eq!(status["role"], "director", "{status:#}");
+                    assert_eq!(status["director"]["settings"]["source6"], "fd00::100");
+                    let flow = ["198.51.100.7:40000", "192.0.2.10:80/tcp"];
+                    let explain = both_formats(
+                        &["explain", flow[0], flow[1], "--bpf-dir", bpf],
+                        true,
+                        offline,
+                    );
+                    assert!(explain.get("flow").is_some(), "{explain:#}");
+                });
+                let pid = director.id().to_string();
+                let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+                assert!(term.success());
+                director.wait().unwrap();
+                let cleanup = offline(&["director", "--cleanup", "--bpf-dir", bpf]);
+                assert!(cleanup.status.success(), "{}", String::from_utf8_lossy(&cleanup.stderr));
+                if let Err(panic) = result {
+                    std::panic::resume_unwind(panic);
+                }
+            })
+            .join()
+            .unwrap();
+    });
 }

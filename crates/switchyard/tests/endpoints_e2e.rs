@@ -167,6 +167,61 @@ fn topology_hints_keep_traffic_in_the_zone_only_when_every_endpoint_is_hinted() 
     cluster.assert_nothing_left_the_lab();
 }
 
+/// `trafficDistribution: PreferSameNode` (conformance row 30): both nodes in zone-a, every
+/// endpoint hinted for zone-a and for its own node. Node hints keep traffic on the client's
+/// node (pods and the node itself); the same slice under PreferSameZone spreads over all four,
+/// so the node hints, not the zone, made the difference.
+#[test]
+fn prefer_same_node_keeps_traffic_on_the_node_its_endpoints_are_hinted_for() {
+    if !require_root("prefer_same_node_keeps_traffic_on_the_node_its_endpoints_are_hinted_for") {
+        return;
+    }
+    let cluster = Cluster::up();
+    let nodes = cluster
+        .nodes_yaml()
+        .replace("\nspec:\n", "\n  labels: {topology.kubernetes.io/zone: zone-a}\nspec:\n");
+    // A label changes no frontend by itself: the Service written next is read after it.
+    cluster.apply("nodes.yaml", &nodes);
+    let ip = v4("10.96.165.10");
+    let hinted = |pod: &str, node: &str| {
+        let hints =
+            format!("  hints: {{forZones: [{{name: zone-a}}], forNodes: [{{name: {node}}}]}}\n");
+        endpoint(&cluster, pod, READY, &hints)
+    };
+    let endpoints = [
+        hinted("a1", "node1"),
+        hinted("a2", "node1"),
+        hinted("b1", "node2"),
+        hinted("b2", "node2"),
+    ]
+    .concat();
+    let write = |distribution: &str| {
+        let spec = format!("  trafficDistribution: {distribution}\n");
+        let text = service("local", "", ip, &spec, TCP_80)
+            + &slice("local-1", "local", &endpoints, SLICE_TCP);
+        cluster.apply_until_it_answers("local.yaml", &text, "a1", at(ip, 80));
+    };
+    write("PreferSameNode");
+    cluster.eventually("node hints apply", || {
+        cluster
+            .client("b1", "tcp", at(ip, 80), 20)
+            .summary
+            .backends
+            .keys()
+            .all(|b| b.starts_with('b'))
+    });
+    for (member, local) in [("a1", ["a1", "a2"]), ("node1", ["a1", "a2"]), ("b2", ["b1", "b2"])] {
+        assert_eq!(cluster.backends(member, "tcp", at(ip, 80), 30), set(&local), "from {member}");
+    }
+
+    write("PreferSameZone");
+    cluster.eventually("zone hints: every endpoint is in zone-a", || {
+        cluster.client("a1", "tcp", at(ip, 80), 20).summary.backends.len() == 4
+    });
+    assert_eq!(cluster.backends("b2", "tcp", at(ip, 80), 40), set(&["a1", "a2", "b1", "b2"]));
+    cluster.assert_nothing_left_the_lab();
+}
+
 #[test]
 fn services_left_to_others_are_not_proxied() {
     if !require_root("services_left_to_others_are_not_proxied") {

@@ -251,6 +251,14 @@ fn lab_node_is_the_node_name_of_every_inspection_command() {
         run_command(on_node2(&["backends", &dir, "--node-name", "node1", "-o", "json"]));
     assert_eq!(code, 3, "{doc:#}");
 
+    // services --live: the lab node picks the bpffs directory and is the default Node name.
+    let mut live = Command::new(&*BIN);
+    live.args(["services", &dir, "--live", "--lab-node", "node2", "--lab", &prefix, "-o", "json"]);
+    let (code, rows) = run_command(live);
+    assert_eq!(code, 0, "node2's maps match node2's desired state: {rows:#}");
+    let rows = rows.as_array().unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["status"] == "ok"), "{rows:#?}");
+
     let target = at(node2.ipv4.into(), 30421);
     let mut monitor = on_node2(&["monitor", "--service", "e2e/web", "--manifests", &dir]);
     monitor.args(["--count", "1", "--duration-ms", "10000", "-o", "json"]).stdout(Stdio::piped());

@@ -41,7 +41,14 @@ fn lab_cli_up_exec_serve_client_down() {
 
     let _guard = DownOnDrop(name.clone());
     let up = stdout(&lab(&name, &["up", topology.to_str().unwrap()]));
-    assert!(up.contains("pod    web"), "{up}");
+    // The members as a table (comfy-table, like every table): a header, then a row each.
+    let row =
+        |kind: &str, name: &str| up.lines().any(|l| l.split_whitespace().take(2).eq([kind, name]));
+    assert!(up.lines().any(|l| l.starts_with("KIND ") && l.contains("IPV6")), "{up}");
+    assert!(
+        row("pod", "web") && row("node", "n1") && row("node", "n2") && row("client", "ext"),
+        "{up}"
+    );
     // The hints work as printed: they name this lab.
     assert!(up.contains(&format!("switchyard lab --lab {name} down")), "{up}");
     assert!(up.contains(&format!("switchyard status --lab-node n1 --lab {name}")), "{up}");

@@ -180,6 +180,35 @@ fn internal_traffic_policy_local_uses_only_endpoints_on_the_clients_node() {
     cluster.assert_nothing_left_the_lab();
 }
 
+/// `internalTrafficPolicy: Local` on a node without a local endpoint (conformance row 32):
+/// kube-proxy drops; the socket path refuses the connect at once instead (docs/datapath.md,
+/// "No local endpoint"). Pods and the node on node1 get `connection refused` for TCP and
+/// UDP alike, no packet leaves the lab, and node2's pods still reach their own endpoints.
+#[test]
+fn internal_traffic_policy_local_without_a_local_endpoint_is_refused_on_the_socket_path() {
+    if !require_root("internal_traffic_policy_local_without_a_local_endpoint_is_refused") {
+        return;
+    }
+    let cluster = Cluster::up();
+    let ip = v4("10.96.3.20");
+    let local = "  internalTrafficPolicy: Local\n";
+    let endpoints = [("b1", State::Ready), ("b2", State::Ready)];
+    let text = cluster.service("remote-only", &[ip], 80, local, &endpoints);
+    cluster.apply_until_it_answers("remote-only.yaml", &text, "b1", at(ip, 80));
+    assert_eq!(cluster.backends("b2", "tcp", at(ip, 80), 20), set(&["b1", "b2"]));
+    for member in ["a1", "node1"] {
+        let started = Instant::now();
+        let tcp = cluster.client(member, "tcp", at(ip, 80), 5);
+        let took = started.elapsed();
+        assert_eq!(tcp.summary.errors.get("connection refused"), Some(&5), "{member}: {tcp:?}");
+        // The client waits 3 s per attempt: five refusals in less than one wait came at once.
+        assert!(took < Duration::from_secs(3), "refused after {took:?}, not at once");
+        let udp = cluster.client(member, "udp", at(ip, 80), 3);
+        assert_eq!(udp.summary.errors.get("connection refused"), Some(&3), "{member}: {udp:?}");
+    }
+    cluster.assert_nothing_left_the_lab();
+}
+
 #[test]
 fn terminating_endpoints_are_used_only_when_no_ready_endpoint_is_left() {
     if !require_root("terminating_endpoints_are_used_only_when_no_ready_endpoint_is_left") {

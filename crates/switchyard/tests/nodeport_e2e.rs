@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
-use switchyard_testing::e2e::{BIN, Cluster, State, agent_refusing, at, set, v4};
+use switchyard_testing::e2e::{BIN, Cluster, State, agent_refusing, at, set, topology, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// A dropped connection attempt is given this long.
@@ -373,6 +373,52 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
     let gone = tcp_from(&cluster, "ext", targets[0], 1);
     assert_eq!(gone[0].error.as_deref(), Some("connection refused"), "untranslated: {gone:?}");
     cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+/// `--nodeport-addresses` (kube-proxy's flag; conformance row 3): agents given their nodes'
+/// IPv4 addresses as /32 prefixes open NodePorts there only. The IPv6 node addresses, Node
+/// addresses outside the list, do not answer on the NodePort (nothing listens there: refused),
+/// neither per packet from outside nor on the socket path from a pod; the IPv4 ones answer both.
+#[test]
+fn nodeport_addresses_open_node_ports_on_the_listed_addresses_only() {
+    if !require_root("nodeport_addresses_open_node_ports_on_the_listed_addresses_only") {
+        return;
+    }
+    let nodes: [(&str, &[&str]); 2] = [("node1", &["a1"]), ("node2", &["b1"])];
+    let cluster = Cluster::with_topology(&topology(&nodes, &["ext"], &[]), |lab| {
+        let listed: Vec<String> = lab.nodes().iter().map(|n| format!("{}/32", n.ipv4)).collect();
+        ["--devices", "eth0", "--nodeport-addresses", &listed.join(",")].map(String::from).to_vec()
+    });
+    let baseline = cluster.containment_baseline();
+    let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
+    cluster.apply_and_wait("web.yaml", &cluster.load_balancer("web", 30090, "", &[], &endpoints));
+    for node in ["node1", "node2"] {
+        let (listed, unlisted) = (cluster.node_ip(node, false), cluster.node_ip(node, true));
+        let from_outside = ok_from(&cluster, "ext", at(listed, 30090), 12);
+        assert_eq!(backends(&from_outside), set(&["a1", "b1"]), "ext -> {listed}:30090");
+        assert_eq!(cluster.backends("a1", "tcp", at(listed, 30090), 12), set(&["a1", "b1"]));
+
+        let refused = tcp_from(&cluster, "ext", at(unlisted, 30090), 4);
+        assert!(
+            refused.iter().all(|a| a.error.is_some() && a.backend.is_none()),
+            "ext -> [{unlisted}]:30090 is not a NodePort address: {refused:?}"
+        );
+        let from_pod = cluster.client("a1", "tcp", at(unlisted, 30090), 4).summary;
+        assert!(
+            from_pod.backends.is_empty() && from_pod.errors.values().sum::<usize>() == 4,
+            "a1 -> [{unlisted}]:30090 is not a NodePort address: {from_pod:?}"
+        );
+    }
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn a_nodeport_addresses_value_that_is_no_cidr_is_refused() {
+    // No root needed: clap refuses the value before anything runs.
+    let out = agent_refusing(&["--nodeport-addresses", "10.0.0.0/8,10.1.0.0/33"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--nodeport-addresses") && stderr.contains("10.1.0.0/33"), "{stderr}");
 }
 
 #[test]

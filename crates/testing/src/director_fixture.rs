@@ -35,9 +35,7 @@ pub const NODES: [(u32, &str); 5] =
 pub const NEIGH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 
 pub fn ifindex(name: &str) -> u32 {
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid NUL-terminated name.
-    unsafe { libc::if_nametoindex(name.as_ptr()) }
+    nix::net::if_::if_nametoindex(name).unwrap_or(0)
 }
 
 pub fn sh(args: &str) {
@@ -47,9 +45,7 @@ pub fn sh(args: &str) {
 
 /// A private network namespace for this thread with the director's uplink.
 pub fn enter_lab() {
-    // SAFETY: unshare affects only the calling thread (each test has its own thread).
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    crate::nodeport_fixture::enter_private_netns();
     sh("link set lo up");
     sh("link add up0 type veth peer name up1");
     sh("link set up0 up");
@@ -240,13 +236,12 @@ impl DecapNode {
     pub fn hold(&self, src: &str, sport: u16, dst: &str, dport: u16) {
         let data = MapData::from_pin(self.bpf.path().join("sy_ct")).unwrap();
         let mut ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: a valid timespec; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
-        assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) }, 0);
+        // CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
         let entry = CtEntry {
             state: CT_ESTABLISHED,
             flags: CT_F_REPLY_SEEN,
-            last_seen_ns: now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64,
+            last_seen_ns: now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64,
             ..CtEntry::default()
         };
         let key = CtKey::new(src.parse().unwrap(), sport, dst.parse().unwrap(), dport, TCP);

@@ -55,6 +55,11 @@ pub fn director_nodes_yaml(lab: &Lab) -> String {
 /// One BGPPeer per director (the router's address on its link; hold time `hold_seconds`),
 /// selecting it by hostname, and one BGPAdvertisement of everything.
 pub fn director_bgp_yaml(lab: &Lab, hold_seconds: u16) -> String {
+    director_bgp_yaml_with(lab, hold_seconds, false)
+}
+
+/// As [`director_bgp_yaml`]; with `bfd`, every BGPPeer runs BFD (`spec.bfd: {}`: 100 ms × 3).
+pub fn director_bgp_yaml_with(lab: &Lab, hold_seconds: u16, bfd: bool) -> String {
     let mut text = String::from(
         "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPAdvertisement\nmetadata:\n  name: all\nspec: {}\n",
     );
@@ -62,10 +67,11 @@ pub fn director_bgp_yaml(lab: &Lab, hold_seconds: u16) -> String {
         text += &format!(
             "---\napiVersion: switchyard.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: tor-{name}\n\
              spec:\n  peerAddress: \"{router}\"\n  peerASN: {ROUTER_ASN}\n  myASN: {DIRECTOR_ASN}\n\
-             \x20 holdTime: {hold_seconds}s\n\
+             \x20 holdTime: {hold_seconds}s\n{bfd}\
              \x20 nodeSelector: {{matchLabels: {{switchyard.io/role: director, kubernetes.io/hostname: {name}}}}}\n",
             name = director.name,
             router = director.router_ipv4,
+            bfd = if bfd { "  bfd: {}\n" } else { "" },
         );
     }
     text
@@ -74,10 +80,19 @@ pub fn director_bgp_yaml(lab: &Lab, hold_seconds: u16) -> String {
 /// BIRD 2 on the lab router, peered with every director (its IPv4 link, carrying IPv4 and IPv6
 /// unicast), learning the VIPs into the router's kernel table with ECMP (`merge paths on`).
 pub fn bird_for_directors(lab: &Lab, hold_seconds: u16) -> Bird {
+    bird_for_directors_with(lab, hold_seconds, false)
+}
+
+/// As [`bird_for_directors`]; with `bfd`, BIRD runs BFD with every director and drops a
+/// director's routes when its BFD session goes down.
+pub fn bird_for_directors_with(lab: &Lab, hold_seconds: u16, bfd: bool) -> Bird {
     let neighbors: Vec<Neighbor> = lab
         .directors()
         .iter()
-        .map(|d| Neighbor::new(d.router_ipv4.into(), d.ipv4.into(), DIRECTOR_ASN))
+        .map(|d| Neighbor {
+            bfd,
+            ..Neighbor::new(d.router_ipv4.into(), d.ipv4.into(), DIRECTOR_ASN)
+        })
         .collect();
     Bird::start(lab, &neighbors, hold_seconds).unwrap()
 }
@@ -119,11 +134,17 @@ impl Director {
         director
     }
 
+    /// Kills the process (SIGKILL: no withdraw, no Cease, no BFD AdminDown).
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// Sends SIGTERM (graceful shutdown: withdraw, forward for the grace period, exit).
     pub fn terminate(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid with a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM to {}", self.name);
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let sent = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        assert!(sent.is_ok(), "SIGTERM to {}: {sent:?}", self.name);
     }
 
     /// Waits up to `timeout` for the process to exit; true when it did, successfully.

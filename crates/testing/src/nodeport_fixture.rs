@@ -45,10 +45,9 @@ impl std::fmt::Debug for Tc {
     }
 }
 
+/// Moves the calling thread into a network namespace of its own (each test has its own thread).
 pub fn enter_private_netns() {
-    // SAFETY: unshare only affects the calling thread (each test has its own thread).
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
 }
 
 pub fn settings() -> PacketSettings {

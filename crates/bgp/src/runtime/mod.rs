@@ -2,6 +2,7 @@
 //! [`Listener`] (passive peers only) accepts connections and hands each to its peer. An
 //! active-only speaker opens no listening socket at all.
 
+mod bfd;
 mod socket;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use bfd::{BfdListener, BfdPeer, BfdRuntimeError, BfdStatus};
 pub use socket::{ConnectOptions, MD5_MAX_KEY_LEN, connect, set_md5_key, set_ttl};
 
 use crate::prefix::Prefix;

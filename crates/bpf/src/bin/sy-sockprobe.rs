@@ -39,9 +39,8 @@ fn main() -> ExitCode {
         eprintln!("joining cgroup {cgroup}: {e}");
         return ExitCode::from(1);
     }
-    // SAFETY: unshare has no memory-safety preconditions; we are single-threaded here.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        eprintln!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        eprintln!("unshare(CLONE_NEWNET): {e}");
         return ExitCode::from(1);
     }
     if let Err(e) = ip(&["link", "set", "lo", "up"]) {

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use super::Drain;
 use crate::crd::{AddressRange, BGPAdvertisementSpec, BGPPeerSpec, IPPool, pool_ranges};
 use crate::desired::PrimaryAddresses;
-use crate::fast_hash::FastMap;
 use crate::input::{Change, ClusterState, ObjectKey};
+use rustc_hash::FxHashMap;
 
 /// Labels of an object.
 pub type Labels = BTreeMap<String, String>;
@@ -73,7 +73,7 @@ pub struct BgpInputs {
     /// Pool name → its parsed address ranges.
     pub(crate) pools: BTreeMap<String, Vec<AddressRange>>,
     /// Labels of the Services that have any.
-    pub(crate) service_labels: FastMap<ObjectKey, Labels>,
+    pub(crate) service_labels: FxHashMap<ObjectKey, Labels>,
     /// Services reached through the directors ([`DIRECTOR_ANNOTATION`]): the directors announce
     /// their addresses, nodes never do.
     pub(crate) director_services: BTreeSet<ObjectKey>,

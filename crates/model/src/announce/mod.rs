@@ -13,7 +13,10 @@ pub use inputs::{
     BgpInputs, DIRECTOR_ANNOTATION, Labels, Role, SecretData, reached_through_directors,
     secret_data,
 };
-pub use peers::{MD5_MAX_KEY_LEN, Md5Password, NotPeering, PeerSettings};
+pub use peers::{
+    BFD_MAX_INTERVAL, BFD_MIN_INTERVAL, BfdSettings, MD5_MAX_KEY_LEN, Md5Password, NotPeering,
+    PeerSettings, bfd_settings,
+};
 pub use plan::{AddressDecision, Mismatch, PeerPlan, Plan, Route, RouteAttributes, Withheld, plan};
 
 use std::collections::{BTreeMap, BTreeSet};

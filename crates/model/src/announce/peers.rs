@@ -39,6 +39,47 @@ pub struct PeerSettings {
     pub next_hop_v6: Option<Ipv6Addr>,
     /// Where the session starts from: the node's address of the peer's family.
     pub source: Option<IpAddr>,
+    /// `spec.bfd`: run BFD beside the session.
+    pub bfd: Option<BfdSettings>,
+}
+
+/// A BFD session's timers (`spec.bfd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSettings {
+    /// Desired transmit and required receive interval once Up.
+    pub interval: Duration,
+    /// Packets the peer may miss.
+    pub detect_multiplier: u8,
+}
+
+/// Shortest `spec.bfd.interval` accepted: below this a busy speaker flaps.
+pub const BFD_MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest `spec.bfd.interval` accepted.
+pub const BFD_MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// `spec.bfd` checked, or the field and reason it is refused.
+pub fn bfd_settings(
+    spec: &crate::crd::BfdSpec,
+    ebgp_multi_hop: bool,
+) -> Result<BfdSettings, (&'static str, String)> {
+    if ebgp_multi_hop {
+        return Err((
+            "spec.bfd",
+            "BFD runs single hop (RFC 5881); it cannot be used with ebgpMultiHop".to_owned(),
+        ));
+    }
+    let interval =
+        parse_duration(&spec.interval).map_err(|e| ("spec.bfd.interval", e.to_string()))?;
+    if !(BFD_MIN_INTERVAL..=BFD_MAX_INTERVAL).contains(&interval) {
+        return Err((
+            "spec.bfd.interval",
+            format!("{} is not between 10ms and 60s", spec.interval),
+        ));
+    }
+    if spec.detect_multiplier == 0 {
+        return Err(("spec.bfd.detectMultiplier", "must be at least 1".to_owned()));
+    }
+    Ok(BfdSettings { interval, detect_multiplier: spec.detect_multiplier })
 }
 
 /// A TCP MD5 key (RFC 2385): 1 to 80 bytes, the kernel's limit. Its `Debug` hides the bytes, so
@@ -142,6 +183,13 @@ pub(crate) fn peer_settings(
             Some(password(secret, secrets).map_err(|e| invalid("spec.passwordSecret", e))?)
         }
     };
+    let bfd = match &spec.bfd {
+        None => None,
+        Some(bfd) => Some(
+            bfd_settings(bfd, spec.ebgp_multi_hop)
+                .map_err(|(field, reason)| invalid(field, reason))?,
+        ),
+    };
     let primary = node.primary;
     let source = match address {
         IpAddr::V4(_) => primary.ipv4.map(IpAddr::V4),
@@ -161,6 +209,7 @@ pub(crate) fn peer_settings(
         next_hop_v4: primary.ipv4,
         next_hop_v6: primary.ipv6,
         source,
+        bfd,
     })
 }
 

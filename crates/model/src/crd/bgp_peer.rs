@@ -55,6 +55,12 @@ pub struct BGPPeerSpec {
     /// The router is more than one hop away (eBGP multihop: TTL 255 instead of 1).
     #[serde(default)]
     pub ebgp_multi_hop: bool,
+    /// Bidirectional Forwarding Detection beside the session (RFC 5880/5881, asynchronous mode,
+    /// single hop): the router notices a dead speaker within `detectMultiplier` × `interval`
+    /// instead of the hold time. The router must run BFD for this neighbour too. Not with
+    /// `ebgpMultiHop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdSpec>,
     /// Nodes that peer with this router (unset: every node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::label_selector")]
@@ -67,6 +73,32 @@ fn default_peer_port() -> u16 {
 
 fn default_hold_time() -> String {
     DEFAULT_HOLD_TIME.to_owned()
+}
+
+/// BFD settings of a BGPPeer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BfdSpec {
+    /// How often we send and how often we can receive once Up, a duration such as `100ms`
+    /// (10ms to 60s; default 100ms).
+    #[serde(default = "default_bfd_interval")]
+    pub interval: String,
+    /// Packets the router may miss before it declares us down (1-255; default 3).
+    #[serde(default = "default_detect_multiplier")]
+    pub detect_multiplier: u8,
+}
+
+/// `spec.bfd.interval` when not set.
+pub const DEFAULT_BFD_INTERVAL: &str = "100ms";
+/// `spec.bfd.detectMultiplier` when not set.
+pub const DEFAULT_DETECT_MULTIPLIER: u8 = 3;
+
+fn default_bfd_interval() -> String {
+    DEFAULT_BFD_INTERVAL.to_owned()
+}
+
+fn default_detect_multiplier() -> u8 {
+    DEFAULT_DETECT_MULTIPLIER
 }
 
 /// Namespace of a `passwordSecret` that names none: the one `deploy/` runs the agent in.

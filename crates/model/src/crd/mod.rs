@@ -15,8 +15,8 @@ mod schema;
 pub use addresses::{AddressRange, AddressRangeError, is_buggy};
 pub use bgp_advertisement::{BGPAdvertisement, BGPAdvertisementSpec};
 pub use bgp_peer::{
-    BGPPeer, BGPPeerSpec, DEFAULT_HOLD_TIME, DEFAULT_PEER_PORT, DEFAULT_SECRET_NAMESPACE,
-    SecretKeyRef,
+    BGPPeer, BGPPeerSpec, BfdSpec, DEFAULT_BFD_INTERVAL, DEFAULT_DETECT_MULTIPLIER,
+    DEFAULT_HOLD_TIME, DEFAULT_PEER_PORT, DEFAULT_SECRET_NAMESPACE, SecretKeyRef,
 };
 pub use community::{Community, parse_community};
 pub use ip_pool::{IPPool, IPPoolSpec, IPPoolStatus, pool_ranges};

@@ -109,6 +109,11 @@ fn check_peer(key: &ObjectKey, peer: &BGPPeer, findings: &mut Vec<Finding>) {
             format!("{text} is not shorter than the hold time {}", spec.hold_time),
         );
     }
+    if let Some(bfd) = &spec.bfd
+        && let Err((field, reason)) = crate::announce::bfd_settings(bfd, spec.ebgp_multi_hop)
+    {
+        rule(&mut report, field, reason);
+    }
     if let Some(secret) = &spec.password_secret {
         for (field, value) in
             [("name", &secret.name), ("namespace", &secret.namespace), ("key", &secret.key)]

@@ -58,6 +58,28 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Mounts a bpffs on `path` unless one is there (creating the directory): what the
+/// DaemonSet's init container runs on the host's `/sys/fs/bpf`, with CAP_SYS_ADMIN and
+/// Bidirectional mount propagation, so the host and the agent's container see it. Unlike a
+/// bpffs the agent mounts for itself it carries no mark: `--cleanup` never unmounts it.
+/// Returns whether it mounted.
+pub fn mount_bpffs(path: &Path) -> Result<bool, NodeError> {
+    let failed = |source: switchyard_bpf::Error| NodeError::Bpf {
+        what: format!("mounting a bpffs on {}", path.display()),
+        source: source.into(),
+    };
+    if path.is_dir() && switchyard_bpf::loader::is_bpffs(path).map_err(failed)? {
+        info!(path = %path.display(), "a bpffs is mounted already");
+        return Ok(false);
+    }
+    std::fs::create_dir_all(path).map_err(|source| {
+        failed(switchyard_bpf::Error::BpfDir { path: path.to_owned(), reason: "creating", source })
+    })?;
+    switchyard_bpf::loader::mount_bpffs(path).map_err(failed)?;
+    info!(path = %path.display(), "mounted a bpffs");
+    Ok(true)
+}
+
 /// Whether `bpf_dir` holds anything an agent pins: maps (`sy_*`), the links directory, or
 /// the mark of a bpffs the agent mounted. A wrong `--bpf-dir` must not look like a successful
 /// clean-up.
@@ -122,6 +144,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             proxy_name: config.source.proxy_name.clone(),
             node_port_range: config.node_port_range,
             external_ip_cidrs: config.external_ip_cidrs.clone(),
+            node_port_addresses: config.node_port_addresses.clone(),
             ..ProxyConfig::new(node_name.clone())
         },
         limits: limits_for(&config.sizes, config.maglev_table_size),
@@ -160,7 +183,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         bpf_dir: config.bpf_dir.clone(),
         problems: BTreeSet::new(),
         observe,
-        health_servers: ServiceHealthServers::new(health.shared()),
+        health_servers: ServiceHealthServers::on(health.runtime(), health.shared()),
         started: false,
         announcer,
     };

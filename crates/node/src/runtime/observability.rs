@@ -30,8 +30,8 @@ pub(crate) struct AgentObservability {
 }
 
 impl AgentObservability {
-    /// Opens the pinned maps in `bpf_dir` and serves `/metrics`, `/status`, `/desired` and `/bgp` on the unix
-    /// socket `api_socket`, and on TCP at `metrics_address` when given.
+    /// Opens the pinned maps in `bpf_dir` and serves `/metrics`, `/status`, `/desired` and `/bgp`
+    /// on the unix socket `api_socket`, and `/metrics` alone on TCP at `metrics_address`.
     pub(crate) async fn start(
         bpf_dir: &Path,
         api_socket: &Path,
@@ -47,8 +47,8 @@ impl AgentObservability {
             Arc::new(KernelCollector::new(maps, bpf_dir.to_owned(), Arc::clone(&services)));
         let sync = SyncMetrics::default();
         let desired = Arc::new(RwLock::new(DesiredState::default()));
-        let router =
-            server::router(ApiState::new(sync.clone(), collector, Arc::clone(&desired), bgp));
+        let state = ApiState::new(sync.clone(), collector, Arc::clone(&desired), bgp);
+        let router = server::router(state.clone());
         // The local API is for inspection; a socket that cannot be served must not keep the
         // data plane from running, so it is an error in the log, not a reason to stop.
         let api = match server::serve_unix(api_socket, router.clone()) {
@@ -59,7 +59,8 @@ impl AgentObservability {
             }
         };
         if let Some(address) = metrics_address {
-            server::serve_tcp(address, router)
+            // Metrics only: the TCP port is reachable from the network.
+            server::serve_tcp(address, server::metrics_router(state))
                 .await
                 .map_err(|source| NodeError::Metrics(source.into()))?;
         }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use switchyard_k8s::api::{ApiOptions, ApiWatcher, ClusterAccess};
-use switchyard_k8s::health::{DEFAULT_BIND_ADDRESS, HealthServer, ProxyHealth, SharedHealth};
+use switchyard_k8s::health::{
+    DEFAULT_BIND_ADDRESS, HealthRuntime, HealthServer, ProxyHealth, SharedHealth,
+};
 use switchyard_k8s::manifest::{ManifestUpdate, ManifestWatcher, WatchOptions};
 use switchyard_model::Change;
 use switchyard_model::validate::ValidationOptions;
@@ -81,6 +83,8 @@ pub(crate) struct Health {
     shared: SharedHealth,
     node_name: String,
     _server: Option<HealthServer>,
+    /// The health servers' own thread; dropped last (after the server).
+    runtime: HealthRuntime,
 }
 
 impl Health {
@@ -91,27 +95,32 @@ impl Health {
     ) -> Result<Self, NodeError> {
         let shared =
             Arc::new(Mutex::new(ProxyHealth::new(config.health_timeout, SystemTime::now())));
-        let address = match config.healthz_bind_address.as_deref() {
-            Some("") => None,
-            Some(address) => Some(address),
-            None if source.is_api() => Some(DEFAULT_BIND_ADDRESS),
-            None => None,
-        };
+        let runtime = HealthRuntime::start().map_err(|source| NodeError::Serve {
+            what: "the health servers' thread".into(),
+            source,
+        })?;
+        let address = healthz_address(config.healthz_bind_address.as_deref(), source.is_api());
         let server = match address {
             None => None,
             Some(address) => {
                 let address: SocketAddr = address.parse().map_err(|source| {
                     NodeError::HealthzAddress { address: address.to_owned(), source }
                 })?;
-                let server =
-                    HealthServer::start(address, shared.clone()).await.map_err(|source| {
-                        NodeError::Serve { what: format!("/healthz on {address}"), source }
+                let server = HealthServer::start_on(runtime.handle(), address, shared.clone())
+                    .map_err(|source| NodeError::Serve {
+                        what: format!("/healthz on {address}"),
+                        source,
                     })?;
                 info!(address = %server.local_addr(), "serving /healthz and /livez");
                 Some(server)
             }
         };
-        Ok(Self { shared, node_name: node_name.to_owned(), _server: server })
+        Ok(Self { shared, node_name: node_name.to_owned(), _server: server, runtime })
+    }
+
+    /// The runtime the health check node ports are served on (the health servers' thread).
+    pub(crate) fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
     }
 
     /// The proxy's health, for the health check node ports (`serviceProxyHealthy`).
@@ -135,5 +144,33 @@ impl Health {
     /// Everything received so far is programmed.
     pub(crate) fn updated(&self) {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner).updated(SystemTime::now());
+    }
+}
+
+/// Where /healthz and /livez listen (docs/operations.md, "Health"): the address given; none when
+/// it is empty; kube-proxy's 0.0.0.0:10256 by default when the API server is the source; none by
+/// default with --manifests (a manifest directory has no updates to wait for).
+fn healthz_address(given: Option<&str>, api_source: bool) -> Option<&str> {
+    match given {
+        Some("") => None,
+        Some(address) => Some(address),
+        None if api_source => Some(DEFAULT_BIND_ADDRESS),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: operations.md said /healthz defaults to 0.0.0.0:10256 while it is off with
+    /// --manifests; the docs now say what this decides.
+    #[test]
+    fn healthz_is_on_by_default_only_with_the_api_server() {
+        assert_eq!(DEFAULT_BIND_ADDRESS, "0.0.0.0:10256");
+        assert_eq!(healthz_address(None, true), Some("0.0.0.0:10256"));
+        assert_eq!(healthz_address(None, false), None);
+        assert_eq!(healthz_address(Some(""), true), None);
+        assert_eq!(healthz_address(Some("127.0.0.1:10256"), false), Some("127.0.0.1:10256"));
     }
 }

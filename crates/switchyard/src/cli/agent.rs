@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_bpf::MapSizes;
 use switchyard_bpf::nodeport::PacketMapSizes;
-use switchyard_model::{Cidr, PortRange};
+use switchyard_model::{Cidr, NodePortAddresses, PortRange};
 use switchyard_node::{Directors, NodeConfig, SourceConfig};
 
 /// Run the node role: socket-level load balancing for a cgroup, and per-packet NodePort /
@@ -22,12 +22,24 @@ pub(crate) struct AgentArgs {
     manifests: Option<PathBuf>,
 
     /// Name of the Node this agent serves (endpoints with this nodeName are local).
-    #[arg(long, value_name = "NAME", env = "NODE_NAME", required_unless_present = "cleanup")]
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
     node_name: Option<String>,
 
     /// cgroup v2 directory whose processes get socket-level load balancing.
-    #[arg(long, value_name = "PATH", required_unless_present = "cleanup")]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["cleanup", "mount_bpffs"])]
     cgroup: Option<PathBuf>,
+
+    /// A kube-proxy configuration file (KubeProxyConfiguration, kubeproxy.config.k8s.io/
+    /// v1alpha1): the fields that apply set the matching flags (a flag given wins), fields
+    /// without a meaning here are logged as ignored, unknown fields are refused
+    /// (docs/operations.md#kube-proxy-configuration-file).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Mount a bpffs on PATH unless one is there, then exit: the DaemonSet's init container
+    /// (CAP_SYS_ADMIN, Bidirectional mount propagation). `--cleanup` never unmounts it.
+    #[arg(long, value_name = "PATH", conflicts_with = "cleanup")]
+    mount_bpffs: Option<PathBuf>,
 
     /// bpffs directory for pinned maps and program links (a bpffs is mounted there if needed).
     #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard")]
@@ -63,8 +75,10 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "MS", default_value_t = 1)]
     debounce_ms: u64,
 
-    /// Leave sockets connected to removed backends alone (default: destroy them).
-    #[arg(long)]
+    /// Leave sockets connected to removed backends alone (default: destroy them, which needs
+    /// CAP_SYS_ADMIN, CAP_SYS_PTRACE and the host's PIDs: docs/operations.md). Takes an
+    /// optional true/false so a ConfigMap value can set it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     keep_stale_sockets: bool,
 
     /// Network devices that receive traffic from outside the node (NodePort, LoadBalancer and
@@ -81,8 +95,9 @@ pub(crate) struct AgentArgs {
 
     /// Capacity of the per-packet conntrack table sy_ct (LRU: when full, the least recently
     /// used flow is evicted; `switchyard_bpf_map_entries{map="sy_ct"}` shows the fill).
-    #[arg(long, value_name = "N", default_value_t = PacketMapSizes::default().ct)]
-    max_conntrack: u32,
+    /// Default 262144, or what --config's conntrack.maxPerCore and min give.
+    #[arg(long, value_name = "N")]
+    max_conntrack: Option<u32>,
 
     /// Capacity of the per-packet reverse-NAT table sy_nat (one entry per tracked flow).
     #[arg(long, value_name = "N", default_value_t = PacketMapSizes::default().nat)]
@@ -110,6 +125,14 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "all|none|CIDR,...", default_value = "all", value_parser = parse_external_ip_cidrs)]
     external_ip_cidrs: ::std::vec::Vec<Cidr>,
 
+    /// Node addresses that carry NodePorts (kube-proxy's flag): `all` (every InternalIP and
+    /// ExternalIP of this Node), `primary` (its first InternalIP per family), or a
+    /// comma-separated CIDR list (the Node's addresses inside it). NodePorts on other addresses
+    /// are not translated, from outside or from pods.
+    /// Default `all`, or what --config's nodePortAddresses says.
+    #[arg(long, value_name = "all|primary|CIDR,...", value_parser = parse_node_port_addresses)]
+    nodeport_addresses: Option<NodePortAddresses>,
+
     #[command(flatten)]
     source: SourceArgs,
 
@@ -117,7 +140,8 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "PATH", default_value = switchyard_node::api_client::DEFAULT_API_SOCKET)]
     api_socket: PathBuf,
 
-    /// Also serve `/metrics` (and `/status`) on this TCP address; off unless given.
+    /// Also serve `/metrics` (only: the rest of the API stays on the unix socket) on this TCP
+    /// address; off unless given.
     #[arg(long, value_name = "ADDR")]
     metrics_bind_address: Option<SocketAddr>,
 }
@@ -146,18 +170,65 @@ struct SourceArgs {
     health_timeout_seconds: u64,
 }
 
+/// Fills what `--config FILE` sets and the command line does not.
+fn apply_config_file(args: &mut AgentArgs, path: &std::path::Path) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let file = switchyard_node::kube_proxy_config::read(path, cpus)?;
+    for field in &file.ignored {
+        tracing::warn!(file = %path.display(), field, "kube-proxy setting without a meaning for switchyard: ignored");
+    }
+    if args.node_name.is_none() {
+        args.node_name = file.node_name;
+    }
+    if args.source.healthz_bind_address.is_none() {
+        args.source.healthz_bind_address = file.healthz_bind_address;
+    }
+    if args.source.kubeconfig.is_none() && args.manifests.is_none() {
+        args.source.kubeconfig = file.kubeconfig;
+    }
+    if args.metrics_bind_address.is_none() {
+        args.metrics_bind_address = match file.metrics_bind_address.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(text.parse().with_context(|| {
+                format!("{}: metricsBindAddress {text:?} is not ADDRESS:PORT", path.display())
+            })?),
+        };
+    }
+    if args.max_conntrack.is_none() {
+        args.max_conntrack = file.max_conntrack;
+    }
+    if args.nodeport_addresses.is_none() {
+        args.nodeport_addresses = file.node_port_addresses;
+    }
+    Ok(())
+}
+
 /// `--external-ip-cidrs`, for clap.
 pub(crate) fn parse_external_ip_cidrs(text: &str) -> Result<Vec<Cidr>, String> {
     switchyard_model::config::parse_external_ip_cidrs(text).map_err(|err| err.to_string())
 }
 
-pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+/// `--nodeport-addresses`, for clap.
+pub(crate) fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
+    switchyard_model::config::parse_node_port_addresses(text).map_err(|err| err.to_string())
+}
+
+pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.mount_bpffs {
+        switchyard_node::mount_bpffs(path)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.cleanup {
         switchyard_node::cleanup(&args.bpf_dir)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(path) = args.config.clone() {
+        apply_config_file(&mut args, &path)?;
+    }
     let (Some(node_name), Some(cgroup)) = (args.node_name, args.cgroup) else {
-        anyhow::bail!("--node-name and --cgroup are required");
+        anyhow::bail!(
+            "--node-name (or NODE_NAME, or hostnameOverride in --config) and --cgroup are required"
+        );
     };
     let config = NodeConfig {
         node_name,
@@ -177,7 +248,10 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             maglev_tables: args.max_maglev_tables,
             ..MapSizes::default()
         },
-        packet_sizes: PacketMapSizes { ct: args.max_conntrack, nat: args.max_nat },
+        packet_sizes: PacketMapSizes {
+            ct: args.max_conntrack.unwrap_or(PacketMapSizes::default().ct),
+            nat: args.max_nat,
+        },
         maglev_table_size: args.maglev_table_size,
         debounce: Duration::from_millis(args.debounce_ms),
         destroy_stale_sockets: !args.keep_stale_sockets,
@@ -185,6 +259,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         snat_port_range: args.snat_port_range,
         node_port_range: args.node_port_range,
         external_ip_cidrs: args.external_ip_cidrs,
+        node_port_addresses: args.nodeport_addresses.unwrap_or_default(),
         api_socket: args.api_socket,
         metrics_bind_address: args.metrics_bind_address,
         directors: Directors {

@@ -49,6 +49,9 @@ pub(crate) fn render(report: &BgpReport) -> String {
         if let Some(error) = &session.connect_error {
             out.push_str(&format!("  last connection attempt: {error}\n"));
         }
+        if let Some(bfd) = &session.bfd {
+            out.push_str(&format!("  bfd: {bfd}\n"));
+        }
         out.push_str(&format!(
             "  routes at the router: {}, updates sent: {}, flaps: {}\n",
             session.routes_announced, session.updates_sent, session.flaps

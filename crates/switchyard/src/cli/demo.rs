@@ -25,6 +25,7 @@ use switchyard_lab::tools::servers::{self, ServerHandle, ServerKind};
 use switchyard_lab::{Lab, LabOptions, Topology, wait_until};
 
 use super::demo_edge;
+use super::output::Table;
 
 /// Bring up a lab cluster with the node agent on every node, apply example Services, send
 /// traffic and show how it spread over the backends; everything is removed at the end.
@@ -254,37 +255,29 @@ fn demo(
 
     let pods: Vec<&str> = lab.pods().iter().map(|p| p.name.as_str()).collect();
     let names = address_names(lab);
-    let mut table = String::new();
-    let _ =
-        write!(table, "{:<7} {:<10} {:<7} {:<5} {:<17}", "SERVICE", "", "FROM", "PROTO", "TARGET");
-    for pod in &pods {
-        let _ = write!(table, " {pod:>5}");
+    let mut headers: Vec<String> =
+        ["SERVICE", "", "FROM", "PROTO", "TARGET"].map(String::from).to_vec();
+    headers.extend(pods.iter().map(|pod| pod.to_string()));
+    headers.extend(["SEEN AS".to_owned(), "ERRORS".to_owned()]);
+    let mut table = Table::new(headers);
+    for column in 5..5 + pods.len() {
+        table.align_right(column);
     }
-    let _ = writeln!(table, "  {:<25}  ERRORS", "SEEN AS");
     for row in &ROWS {
         let target: SocketAddr = row.target.parse().context("demo target")?;
         let out = client(lab, exe, row.from, row.kind, target, args.requests)?;
-        let _ = write!(
-            table,
-            "{:<7} {:<10} {:<7} {:<5} {:<17}",
-            row.service, row.what, row.from, row.kind, row.target
-        );
+        let mut cells: Vec<String> =
+            [row.service, row.what, row.from, row.kind, row.target].map(String::from).to_vec();
         for pod in &pods {
-            match out.summary.backends.get(*pod) {
-                Some(n) => {
-                    let _ = write!(table, " {n:>5}");
-                }
-                None => {
-                    let _ = write!(table, " {:>5}", ".");
-                }
-            }
+            cells.push(out.summary.backends.get(*pod).map_or(".".to_owned(), |n| n.to_string()));
         }
-        let _ = write!(table, "  {:<25}", seen_as(&out, &names));
+        cells.push(seen_as(&out, &names));
         let errors: Vec<String> =
             out.summary.errors.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
-        let _ =
-            writeln!(table, "  {}", if errors.is_empty() { "-".into() } else { errors.join(", ") });
+        cells.push(if errors.is_empty() { "-".into() } else { errors.join(", ") });
+        table.row(cells);
     }
+    let table = table.render();
     println!("\n{table}");
     println!(
         "{} requests per row, each on a new connection (TCP) or socket (UDP); '.' = none.",

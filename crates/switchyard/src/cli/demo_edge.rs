@@ -4,7 +4,6 @@
 //! packets the directors received beyond what they encapsulated (a reply through a director
 //! would show there).
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +14,8 @@ use switchyard_bpf::decap::{DecapMaps, DecapReason};
 use switchyard_bpf::director::{DirMaps, DirReason};
 use switchyard_lab::tools::clients;
 use switchyard_lab::{Lab, wait_until};
+
+use super::output::Table;
 
 /// The directors of the demo lab.
 pub(crate) const DIRECTORS: [&str; 2] = ["dir1", "dir2"];
@@ -161,15 +162,14 @@ fn director_rx(lab: &Lab) -> anyhow::Result<u64> {
 /// Returns the table and the number of failed requests.
 pub(crate) fn table(lab: &Lab, from: &str, requests: usize) -> anyhow::Result<(String, usize)> {
     let counters = Counters::open(lab)?;
-    let mut table = String::new();
-    let _ = write!(table, "{:<21} {:<5}", "VIP (edge)", "PROTO");
-    for director in lab.directors() {
-        let _ = write!(table, " {:>5}", director.name);
+    let mut headers = vec!["VIP (edge)".to_owned(), "PROTO".to_owned()];
+    headers.extend(lab.directors().iter().map(|director| director.name.clone()));
+    headers.extend(lab.nodes().iter().map(|node| node.name.clone()));
+    headers.extend(["REPLIES", "OTHER@DIR", "ERRORS"].map(String::from));
+    let mut table = Table::new(headers);
+    for column in 2..5 + lab.directors().len() + lab.nodes().len() {
+        table.align_right(column);
     }
-    for node in lab.nodes() {
-        let _ = write!(table, " {:>5}", node.name);
-    }
-    let _ = writeln!(table, "  {:>7}  {:>9}  ERRORS", "REPLIES", "OTHER@DIR");
     let mut failed = 0;
     for vip in VIPS {
         for kind in ["tcp", "udp"] {
@@ -208,12 +208,11 @@ pub(crate) fn table(lab: &Lab, from: &str, requests: usize) -> anyhow::Result<(S
             failed += errors;
             let replies =
                 lab.link_stats(from)?.get("eth0").map_or(0, |s| s.rx_packets) - client_rx_before;
-            let _ = write!(table, "{:<21} {kind:<5}", target.to_string());
-            for n in per_director.iter().chain(&per_node) {
-                let _ = write!(table, " {n:>5}");
-            }
-            let _ = writeln!(table, "  {replies:>7}  {extra:>9}  {errors}");
+            let mut cells = vec![target.to_string(), kind.to_owned()];
+            cells.extend(per_director.iter().chain(&per_node).map(usize::to_string));
+            cells.extend([replies.to_string(), extra.to_string(), errors.to_string()]);
+            table.row(cells);
         }
     }
-    Ok((table, failed))
+    Ok((table.render(), failed))
 }

@@ -1,7 +1,7 @@
 //! `switchyard director`: the director role on this machine's uplinks (docs/director.md).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -90,7 +90,8 @@ pub(crate) struct DirectorArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
 
-    /// Remove everything a director installed under --bpf-dir (detaches it) and exit.
+    /// Remove everything a director installed under --bpf-dir (detaches it), unmount the bpffs
+    /// if the director mounted it there, and exit; exits 1 when --bpf-dir holds no director pins.
     #[arg(long)]
     cleanup: bool,
 }
@@ -119,8 +120,7 @@ enum XdpModeArg {
 
 pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
     if args.cleanup {
-        switchyard_bpf::director::cleanup(&args.bpf_dir)
-            .with_context(|| format!("cleaning up {}", args.bpf_dir.display()))?;
+        cleanup(&args.bpf_dir)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut source4 = None;
@@ -166,6 +166,28 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(args.manifests, args.kubeconfig, config, options, api, bgp))
 }
 
+/// Detaches and removes what a director installed under `bpf_dir`, then unmounts the bpffs if
+/// the director mounted it (it marks one it mounts, as the agent does); a bpffs the host or an
+/// init container mounted stays. A directory without the director's pins is an error: a wrong
+/// `--bpf-dir` must not look like a successful clean-up.
+fn cleanup(bpf_dir: &Path) -> anyhow::Result<()> {
+    use switchyard_bpf::loader::{LINKS_DIR, MOUNTED_MARK, unmount_if_ours};
+    let ours = switchyard_bpf::director::names::ALL
+        .iter()
+        .chain([&LINKS_DIR, &MOUNTED_MARK])
+        .any(|name| bpf_dir.join(name).exists());
+    if !ours {
+        bail!("nothing to clean up in {}: no director pins there", bpf_dir.display());
+    }
+    let what = || format!("cleaning up {}", bpf_dir.display());
+    switchyard_bpf::director::cleanup(bpf_dir).with_context(what)?;
+    info!(bpf_dir = %bpf_dir.display(), "removed the director's program, links and maps");
+    if unmount_if_ours(bpf_dir).with_context(what)? {
+        info!(bpf_dir = %bpf_dir.display(), "unmounted the bpffs the director had mounted");
+    }
+    Ok(())
+}
+
 /// Where the director's objects come from.
 enum Source {
     Manifests(ManifestWatcher),
@@ -209,7 +231,7 @@ impl Source {
 /// is served while the returned value lives. A unix socket that cannot be served is logged,
 /// not fatal: the API is for inspection.
 async fn serve_api(
-    bpf_dir: &std::path::Path,
+    bpf_dir: &Path,
     api: &Api,
     bgp: switchyard_observe::bgp::BgpSource,
 ) -> anyhow::Result<Option<switchyard_observe::server::UnixServer>> {

@@ -7,7 +7,7 @@ use clap::Args;
 use switchyard_doctor::{Finding, Options, Report, Verdict};
 use switchyard_model::PortRange;
 
-use super::output::OutputArgs;
+use super::output::{OutputArgs, Table};
 
 /// Check this node before installing (kernel features, mounts, conflicting kube-proxy or Cilium
 /// state, port ranges, API server) and an installed agent after: one line per check, ok / warn /
@@ -66,16 +66,17 @@ pub(crate) fn run(mut args: DoctorArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `VERDICT CHECK DETAIL`, the remedy indented below, and a summary line.
+/// `VERDICT CHECK DETAIL` (a table like every table), the remedy in a row of its own below a
+/// finding that is not ok, and a summary line.
 fn table(report: &Report) -> String {
-    let width = report.findings.iter().map(|f| f.check.len()).max().unwrap_or(0);
-    let mut out = String::new();
+    let mut table = Table::new(["VERDICT", "CHECK", "DETAIL"]);
     for Finding { check, verdict, detail, remedy } in &report.findings {
-        out += &format!("{:<5} {check:<width$}  {detail}\n", verdict.as_str());
+        table.row([verdict.as_str(), check.as_str(), detail.as_str()]);
         if let Some(remedy) = remedy.as_ref().filter(|_| *verdict != Verdict::Ok) {
-            out += &format!("{:<5} {:<width$}  -> {remedy}\n", "", "");
+            table.row([String::new(), String::new(), format!("-> {remedy}")]);
         }
     }
+    let mut out = table.render();
     let (warnings, failures) = (report.count(Verdict::Warn), report.count(Verdict::Fail));
     out += &match failures {
         0 => format!("\n{warnings} warning(s), no failures: Switchyard can run on this node\n"),

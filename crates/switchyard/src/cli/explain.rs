@@ -84,28 +84,36 @@ impl NodeTarget {
 
     /// The bpffs directory to read.
     pub(crate) fn bpf_dir(&self) -> anyhow::Result<PathBuf> {
-        let Some(node) = &self.lab_node else { return Ok(self.bpf_dir.clone()) };
-        let labs = switchyard_lab::Lab::list(&switchyard_lab::LabOptions::default());
-        let found: Vec<(String, PathBuf)> = labs
-            .iter()
-            .filter(|s| self.lab.as_ref().is_none_or(|p| *p == s.plan.prefix))
-            .filter_map(|s| {
-                let nodes = s.plan.nodes.iter().map(|n| (&n.name, &n.bpf_dir));
-                let directors = s.plan.directors.iter().map(|d| (&d.name, &d.bpf_dir));
-                nodes
-                    .chain(directors)
-                    .find(|(name, _)| *name == node)
-                    .map(|(_, dir)| (s.plan.prefix.clone(), dir.clone()))
-            })
-            .collect();
-        match found.as_slice() {
-            [(_, dir)] => Ok(dir.clone()),
-            [] => bail!("no running lab has a node {node:?} (see `switchyard lab list`)"),
-            many => bail!(
-                "node {node:?} exists in several labs ({}): choose one with --lab",
-                many.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
-            ),
+        match &self.lab_node {
+            Some(node) => lab_bpf_dir(node, self.lab.as_deref()),
+            None => Ok(self.bpf_dir.clone()),
         }
+    }
+}
+
+/// The bpffs directory of `node` (a node or director) of a running lab, `lab` naming the lab
+/// when several run.
+pub(crate) fn lab_bpf_dir(node: &str, lab: Option<&str>) -> anyhow::Result<PathBuf> {
+    let labs = switchyard_lab::Lab::list(&switchyard_lab::LabOptions::default());
+    let found: Vec<(String, PathBuf)> = labs
+        .iter()
+        .filter(|s| lab.is_none_or(|p| p == s.plan.prefix))
+        .filter_map(|s| {
+            let nodes = s.plan.nodes.iter().map(|n| (&n.name, &n.bpf_dir));
+            let directors = s.plan.directors.iter().map(|d| (&d.name, &d.bpf_dir));
+            nodes
+                .chain(directors)
+                .find(|(name, _)| *name == node)
+                .map(|(_, dir)| (s.plan.prefix.clone(), dir.clone()))
+        })
+        .collect();
+    match found.as_slice() {
+        [(_, dir)] => Ok(dir.clone()),
+        [] => bail!("no running lab has a node {node:?} (see `switchyard lab list`)"),
+        many => bail!(
+            "node {node:?} exists in several labs ({}): choose one with --lab",
+            many.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 

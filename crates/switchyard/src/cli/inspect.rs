@@ -497,3 +497,42 @@ pub(crate) fn services_live(
     })?;
     Ok(if differences == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(reverse_entry: bool) -> Flow {
+        let at = |text: &str| text.parse::<SocketAddr>().expect("test address");
+        Flow {
+            protocol: "tcp".to_owned(),
+            client: at("192.0.2.7:40000"),
+            frontend: at("[fd00:96::10]:80"),
+            frontend_id: 3,
+            service: Some("default/web".to_owned()),
+            backend_id: 7,
+            backend: at("10.244.1.5:8080"),
+            source: at("192.0.2.7:40000"),
+            snat: false,
+            hairpin: false,
+            reply_seen: true,
+            state: "established",
+            idle_s: 1.5,
+            timeout_s: 7440,
+            expired: false,
+            reverse_entry,
+        }
+    }
+
+    /// Issue 21: the text lacked the reverse-entry column docs/operations.md describes.
+    #[test]
+    fn conntrack_text_has_the_reverse_entry_column() {
+        let text = conntrack_table(&[flow(true), flow(false)], false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].split("   ").any(|h| h.trim() == "REVERSE"), "{text}");
+        let column = lines[0].find("REVERSE").expect("REVERSE header");
+        assert!(lines[1][column..].starts_with("yes"), "{text}");
+        assert!(lines[2][column..].starts_with("MISSING"), "{text}");
+        assert!(lines[1].contains("[fd00:96::10]:80"), "{text}");
+    }
+}

@@ -312,30 +312,42 @@ fn up(options: &LabOptions, name: &str, topology: Option<PathBuf>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lab's members, one line each.
+/// The lab's name and router, then its members in a table (`KIND NAME IPV4 IPV6 DETAILS`).
 fn plan_text(plan: &LabPlan) -> String {
     let mut out = String::new();
     say!(out, "lab {} (router netns {})", plan.prefix, plan.router_netns);
+    let mut table = Table::new(["KIND", "NAME", "IPV4", "IPV6", "DETAILS"]);
     for node in &plan.nodes {
-        say!(
-            out,
-            "node   {:<12} {:<15} {:<22} pods {} / {}  dev {}  cgroup {}  bpffs {}",
-            node.name,
-            node.ipv4,
-            node.ipv6,
-            node.pod_cidr_v4,
-            node.pod_cidr_v6,
-            node.uplink,
-            node.cgroup.display(),
-            node.bpf_dir.display()
-        );
+        table.row([
+            "node".to_owned(),
+            node.name.clone(),
+            node.ipv4.to_string(),
+            node.ipv6.to_string(),
+            format!(
+                "pods {} / {}  dev {}  cgroup {}  bpffs {}",
+                node.pod_cidr_v4,
+                node.pod_cidr_v6,
+                node.uplink,
+                node.cgroup.display(),
+                node.bpf_dir.display()
+            ),
+        ]);
     }
     for pod in &plan.pods {
-        say!(out, "pod    {:<12} {:<15} {:<22} on {}", pod.name, pod.ipv4, pod.ipv6, pod.node);
+        let on = format!("on {}", pod.node);
+        table.row([
+            "pod".to_owned(),
+            pod.name.clone(),
+            pod.ipv4.to_string(),
+            pod.ipv6.to_string(),
+            on,
+        ]);
     }
     for client in &plan.clients {
-        say!(out, "client {:<12} {:<15} {}", client.name, client.ipv4, client.ipv6);
+        let (v4, v6) = (client.ipv4.to_string(), client.ipv6.to_string());
+        table.row(["client".to_owned(), client.name.clone(), v4, v6, String::new()]);
     }
+    out += &table.render();
     out
 }
 

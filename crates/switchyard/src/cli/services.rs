@@ -42,7 +42,7 @@ pub(crate) struct ServicesArgs {
     proxy_name: Option<String>,
 
     /// Node addresses that carry NodePorts: `all`, `primary`, or a comma-separated CIDR list.
-    #[arg(long, value_name = "all|primary|CIDR,...", default_value = "all", value_parser = parse_node_port_addresses)]
+    #[arg(long, value_name = "all|primary|CIDR,...", default_value = "all", value_parser = super::agent::parse_node_port_addresses)]
     nodeport_addresses: NodePortAddresses,
 
     /// The cluster's NodePort range; NodePorts outside it are not served.
@@ -67,6 +67,15 @@ pub(crate) struct ServicesArgs {
     #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf/switchyard", requires = "live")]
     bpf_dir: PathBuf,
 
+    /// With --live: a node of a running lab (`switchyard lab list`): compare with its bpffs
+    /// directory instead of --bpf-dir; it is also the default --node-name.
+    #[arg(long, value_name = "NAME", requires = "live", conflicts_with = "bpf_dir")]
+    lab_node: Option<String>,
+
+    /// The lab's name, when several labs run.
+    #[arg(long, value_name = "LAB", requires = "lab_node")]
+    lab: Option<String>,
+
     /// The agent's local API socket: where --live without DIR reads the desired state.
     #[arg(long, value_name = "PATH", default_value = switchyard_node::api_client::DEFAULT_API_SOCKET, requires = "live")]
     api_socket: PathBuf,
@@ -77,17 +86,13 @@ impl ServicesArgs {
     fn dir_name(&self) -> String {
         self.dir.as_deref().map_or_else(|| "the agent".to_owned(), |d| d.display().to_string())
     }
-}
 
-fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
-    match text {
-        "all" => Ok(NodePortAddresses::All),
-        "primary" => Ok(NodePortAddresses::Primary),
-        cidrs => cidrs
-            .split(',')
-            .map(|c| c.parse::<Cidr>().map_err(|err| err.to_string()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(NodePortAddresses::Cidrs),
+    /// The bpffs directory `--live` compares with: the lab node's, else `--bpf-dir`.
+    fn live_bpf_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.lab_node {
+            Some(node) => super::explain::lab_bpf_dir(node, self.lab.as_deref()),
+            None => Ok(self.bpf_dir.clone()),
+        }
     }
 }
 
@@ -95,7 +100,7 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     let Some(dir) = args.dir.clone() else {
         // clap requires DIR unless --live: the agent's own desired state.
         let desired = switchyard_node::api_client::desired(&args.api_socket)?;
-        return super::inspect::services_live(&desired, &args.bpf_dir, &args.output);
+        return super::inspect::services_live(&desired, &args.live_bpf_dir()?, &args.output);
     };
     if args.watch {
         return watch(&args, &dir);
@@ -115,7 +120,7 @@ pub(crate) fn run(args: ServicesArgs) -> anyhow::Result<ExitCode> {
     let node = choose_node(&args, &state)?;
     let model = NodeModel::from_state(proxy_config(&args, &node), &state);
     if args.live {
-        return super::inspect::services_live(model.desired(), &args.bpf_dir, &args.output);
+        return super::inspect::services_live(model.desired(), &args.live_bpf_dir()?, &args.output);
     }
     print_state(&args, &node, &model)?;
     Ok(ExitCode::SUCCESS)
@@ -191,10 +196,11 @@ fn report_problems(args: &ServicesArgs, count: usize) {
     );
 }
 
-/// `--node-name`, or the first Node by name (said on stderr), or none at all.
+/// `--node-name` (else `--lab-node`: lab nodes are Nodes of the same name), or the first Node
+/// by name (said on stderr), or none at all.
 fn choose_node(args: &ServicesArgs, state: &ClusterState) -> anyhow::Result<String> {
     let node_names: Vec<&str> = state.nodes.keys().map(|k| k.name.as_str()).collect();
-    Ok(match (&args.node_name, node_names.first()) {
+    Ok(match (args.node_name.as_ref().or(args.lab_node.as_ref()), node_names.first()) {
         (Some(node), _) => {
             if !state.nodes.contains_key(&ObjectKey::cluster(node.clone())) {
                 bail!(
@@ -377,6 +383,7 @@ fn backend(backend: &Backend) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::agent::parse_node_port_addresses;
 
     #[test]
     fn nodeport_addresses_flag_parses_keywords_and_cidrs() {
@@ -388,5 +395,7 @@ mod tests {
             "{parsed:?}"
         );
         assert!(parse_node_port_addresses("192.168.0.0").is_err());
+        // kube-proxy's unset flag: every address.
+        assert_eq!(parse_node_port_addresses(""), Ok(NodePortAddresses::All));
     }
 }

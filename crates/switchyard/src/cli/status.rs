@@ -148,3 +148,35 @@ fn frontend_address(fe: &ProgrammedFrontend) -> String {
         None => format!("*:{}", fe.port),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frontend(ip: Option<&str>, family: &'static str, port: u16) -> ProgrammedFrontend {
+        ProgrammedFrontend {
+            id: 1,
+            ip: ip.map(|ip| ip.parse().expect("test address")),
+            family,
+            port,
+            protocol: "tcp".to_owned(),
+            scope: "default",
+            flags: Vec::new(),
+            maglev_table: false,
+            backends: Vec::new(),
+            broken_slots: Vec::new(),
+        }
+    }
+
+    /// Issue 21: IPv6 frontends were printed without brackets (`fd00::1:80`).
+    #[test]
+    fn ipv6_frontends_are_bracketed() {
+        assert_eq!(
+            frontend_address(&frontend(Some("fd00:96::10"), "ipv6", 80)),
+            "[fd00:96::10]:80"
+        );
+        assert_eq!(frontend_address(&frontend(None, "ipv6", 30080)), "[*]:30080");
+        assert_eq!(frontend_address(&frontend(Some("10.96.0.10"), "ipv4", 53)), "10.96.0.10:53");
+        assert_eq!(frontend_address(&frontend(None, "ipv4", 30080)), "*:30080");
+    }
+}
