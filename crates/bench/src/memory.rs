@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde::Serialize;
 use switchyard_error::ErrorChain;
 use switchyard_model::NodeModel;
@@ -492,8 +494,8 @@ impl Drop for AgentRun {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) on the pid of a child we started and have not reaped.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+                // A child we started and have not reaped: the pid is still its own.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
             let started = Instant::now();
             while matches!(child.try_wait(), Ok(None))
@@ -624,9 +626,7 @@ pub fn measure_agent(
         // keep open until the agent has been spawned.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-                if libc::write(procs_fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(procs_fd), b"0")?;
                 Ok(())
             });
         }
@@ -669,8 +669,10 @@ pub fn measure_agent(
         kernel.usage_bytes = Some(memcg.usage_bytes()?);
         // Stop the agent, unpin and close everything: what stays charged was not its state.
         if let Some(mut child) = run.child.take() {
-            // SAFETY: kill(2) on the pid of a child we started and have not reaped.
-            unsafe { libc::kill(i32::try_from(pid).unwrap_or(0), libc::SIGTERM) };
+            // A child we started and have not reaped: the pid is still its own.
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
             let _ = child.wait();
         }
         drop(run.bpf.take());

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsRawFd as _, BorrowedFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -156,14 +156,13 @@ impl Netns {
         unsafe {
             command.pre_exec(move || {
                 // Writing "0" to cgroup.procs moves the writing process itself.
-                if let Some(procs_fd) = procs_fd
-                    && libc::write(procs_fd, b"0".as_ptr().cast(), 1) < 0
-                {
-                    return Err(std::io::Error::last_os_error());
+                if let Some(procs_fd) = procs_fd {
+                    nix::unistd::write(BorrowedFd::borrow_raw(procs_fd), b"0")?;
                 }
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                nix::sched::setns(
+                    BorrowedFd::borrow_raw(fd),
+                    nix::sched::CloneFlags::CLONE_NEWNET,
+                )?;
                 Ok(())
             });
         }

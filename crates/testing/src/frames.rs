@@ -128,7 +128,12 @@ impl Spec {
             l4.extend_from_slice(&[0, 0]);
         }
         l4.extend_from_slice(&self.payload);
-        let csum = fold(pseudo_sum(self.src, self.dst, self.proto, l4.len()) + sum16(&l4, 0));
+        let mut csum = fold(pseudo_sum(self.src, self.dst, self.proto, l4.len()) + sum16(&l4, 0));
+        if self.proto == UDP && csum == 0 {
+            // A computed 0 goes on the wire as 0xffff: a zero field means "no checksum" (IPv4)
+            // or is invalid (IPv6, RFC 8200 §8.1).
+            csum = 0xffff;
+        }
         let at = if self.proto == TCP { 16 } else { 6 };
         l4[at..at + 2].copy_from_slice(&csum.to_be_bytes());
         l4

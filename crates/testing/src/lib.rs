@@ -27,6 +27,7 @@ pub mod e2e;
 pub mod fake_api;
 pub mod frames;
 pub mod fuzz_model;
+pub mod fuzz_packets;
 pub mod nodeport_fixture;
 pub mod objects;
 mod process;

@@ -99,12 +99,7 @@ impl Health {
             what: "the health servers' thread".into(),
             source,
         })?;
-        let address = match config.healthz_bind_address.as_deref() {
-            Some("") => None,
-            Some(address) => Some(address),
-            None if source.is_api() => Some(DEFAULT_BIND_ADDRESS),
-            None => None,
-        };
+        let address = healthz_address(config.healthz_bind_address.as_deref(), source.is_api());
         let server = match address {
             None => None,
             Some(address) => {
@@ -149,5 +144,33 @@ impl Health {
     /// Everything received so far is programmed.
     pub(crate) fn updated(&self) {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner).updated(SystemTime::now());
+    }
+}
+
+/// Where /healthz and /livez listen (docs/operations.md, "Health"): the address given; none when
+/// it is empty; kube-proxy's 0.0.0.0:10256 by default when the API server is the source; none by
+/// default with --manifests (a manifest directory has no updates to wait for).
+fn healthz_address(given: Option<&str>, api_source: bool) -> Option<&str> {
+    match given {
+        Some("") => None,
+        Some(address) => Some(address),
+        None if api_source => Some(DEFAULT_BIND_ADDRESS),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: operations.md said /healthz defaults to 0.0.0.0:10256 while it is off with
+    /// --manifests; the docs now say what this decides.
+    #[test]
+    fn healthz_is_on_by_default_only_with_the_api_server() {
+        assert_eq!(DEFAULT_BIND_ADDRESS, "0.0.0.0:10256");
+        assert_eq!(healthz_address(None, true), Some("0.0.0.0:10256"));
+        assert_eq!(healthz_address(None, false), None);
+        assert_eq!(healthz_address(Some(""), true), None);
+        assert_eq!(healthz_address(Some("127.0.0.1:10256"), false), Some("127.0.0.1:10256"));
     }
 }
