@@ -1,7 +1,8 @@
 //! The proxy health and metrics of running agents (root): /healthz and /livez with
 //! kube-proxy's JSON on `--healthz-bind-address` inside the node, /healthz failing while the
-//! Node is going away (autoscaler taint) and /livez not, and the sync and programming
-//! metrics on the local API socket. See docs/conformance.md.
+//! Node is going away (autoscaler taint) and /livez not, both 503 while an update cannot be
+//! written, and the sync and programming metrics on the local API socket. See
+//! docs/conformance.md.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
@@ -168,4 +169,60 @@ fn healthz_livez_and_metrics_of_running_agents() {
     let index = cluster.agent_index("node1");
     cluster.agents.remove(index).stop();
     assert!(!socket.exists(), "{} left behind after SIGTERM", socket.display());
+}
+
+/// `/healthz` and `/livez` answer 503 once an update has waited longer than
+/// `--health-timeout-seconds` to be programmed, against a running agent (conformance row 51).
+/// The stall is a real kernel refusal: the test freezes node1's pinned frontends map
+/// (`bpftool map freeze`, BPF_MAP_FREEZE), so every later write from the agent fails. The
+/// Service programmed before keeps answering. A frozen map cannot be thawed: the agent is
+/// stopped, `--cleanup` removes its pins, and a new agent programs everything: 200 again.
+#[test]
+fn healthz_answers_503_while_an_update_cannot_be_written() {
+    if !require_root("healthz_answers_503_while_an_update_cannot_be_written") {
+        return;
+    }
+    let mut cluster = Cluster::with_clients(
+        &[("node1", &["a1", "a2"])],
+        &[],
+        &["--healthz-bind-address", "127.0.0.1:10256", "--health-timeout-seconds", "2"],
+    );
+    let ip = v4("10.96.182.10");
+    let text = cluster.service("web", &[ip], 80, "", &[("a1", State::Ready)]);
+    cluster.apply_until_it_answers("web.yaml", &text, "a2", at(ip, 80));
+    assert_eq!(get(&cluster, "/healthz").0, 200);
+
+    let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
+    let frontends = bpf_dir.join(switchyard_bpf::maps::names::FRONTENDS);
+    let freeze = std::process::Command::new("bpftool")
+        .args(["map", "freeze", "pinned"])
+        .arg(&frontends)
+        .output()
+        .unwrap();
+    assert!(freeze.status.success(), "bpftool map freeze: {freeze:?}");
+    let late = v4("10.96.182.11");
+    cluster.apply("late.yaml", &cluster.service("late", &[late], 80, "", &[("a2", State::Ready)]));
+    cluster.eventually("/healthz turns 503: the update waits longer than 2 s", || {
+        get(&cluster, "/healthz").0 == 503
+    });
+    let (status, body) = get(&cluster, "/livez");
+    assert_eq!(status, 503, "/livez too: {body}");
+    assert_ne!(body["lastUpdated"], "", "the last programmed update is reported: {body}");
+    assert_eq!(cluster.backends("a2", "tcp", at(ip, 80), 5), set(&["a1"]), "web still served");
+
+    let index = cluster.agent_index("node1");
+    cluster.agents.remove(index).stop();
+    let cleanup = std::process::Command::new(&*switchyard_testing::e2e::BIN)
+        .args(["agent", "--cleanup", "--bpf-dir"])
+        .arg(&bpf_dir)
+        .output()
+        .unwrap();
+    assert!(cleanup.status.success(), "agent --cleanup: {cleanup:?}");
+    let agent = cluster.start_agent("node1");
+    cluster.agents.push(agent);
+    cluster.eventually("/healthz answers 200 once a new agent programmed everything", || {
+        get(&cluster, "/healthz").0 == 200
+    });
+    assert_eq!(cluster.backends("a1", "tcp", at(late, 80), 5), set(&["a2"]), "late now served");
+    cluster.assert_nothing_left_the_lab();
 }
