@@ -268,7 +268,7 @@ int sy_director(struct xdp_md *ctx)
 
 	hash_key.hash_k0 = cfg->hash_k0;
 	hash_key.hash_k1 = cfg->hash_k1;
-	hash = sy_flow_hash(&hash_key, &pp->flow);
+	hash = sy_flow_hash_inline(&hash_key, &pp->flow);
 	slot = (__u32)(hash % cfg->table_size);
 	d.slot = slot;
 	node_id = bpf_map_lookup_elem(table, &slot);

@@ -56,6 +56,7 @@ pub struct SyncMetrics {
     full_sync_duration: Histogram,
     partial_sync_duration: Histogram,
     network_programming: Histogram,
+    change_latency: Histogram,
     last_sync: Gauge<f64, AtomicU64>,
     pending_changes: Gauge,
     sync_errors: Counter,
@@ -70,6 +71,7 @@ impl Default for SyncMetrics {
             full_sync_duration: Histogram::new(sync_buckets()),
             partial_sync_duration: Histogram::new(sync_buckets()),
             network_programming: Histogram::new(network_programming_buckets()),
+            change_latency: Histogram::new(network_programming_buckets()),
             last_sync: Gauge::default(),
             pending_changes: Gauge::default(),
             sync_errors: Counter::default(),
@@ -99,8 +101,13 @@ impl SyncMetrics {
         );
         registry.register(
             "switchyard_network_programming_duration_seconds",
-            "Time from a change reaching the agent to it being in the maps (kube-proxy: network_programming_duration_seconds; measured from arrival at the agent, not from the object's trigger time)",
+            "Time from an EndpointSlice's endpoints.kubernetes.io/last-change-trigger-time (the Pod or Service change behind it) to the change being in the maps, as kube-proxy's network_programming_duration_seconds; slices without the annotation, or with a time before the agent started, are not observed",
             self.network_programming.clone(),
+        );
+        registry.register(
+            "switchyard_sync_change_latency_seconds",
+            "Time from a change reaching the agent to it being in the maps (any object, with or without a trigger time)",
+            self.change_latency.clone(),
         );
         registry.register(
             "switchyard_sync_proxy_rules_last_timestamp_seconds",
@@ -154,9 +161,14 @@ impl SyncMetrics {
         self.frontends_not_programmed.set(i64::try_from(not_programmed).unwrap_or(i64::MAX));
     }
 
-    /// Records how long a change waited between arriving and being programmed.
+    /// Records the time from an EndpointSlice's trigger time to its change being programmed.
     pub fn observe_programming(&self, latency: Duration) {
         self.network_programming.observe(latency.as_secs_f64());
+    }
+
+    /// Records how long a change waited between arriving and being programmed.
+    pub fn observe_change_latency(&self, latency: Duration) {
+        self.change_latency.observe(latency.as_secs_f64());
     }
 
     /// Sets the number of changes waiting to be programmed.

@@ -42,6 +42,16 @@ fn metrics(cluster: &Cluster) -> String {
     response
 }
 
+/// `at` as RFC 3339 UTC with whole seconds (how the EndpointSlice controller writes it).
+fn trigger_time_text(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// The value of the first sample line starting with `name` (a full series name).
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(name))?.rsplit(' ').next()?.parse().ok()
@@ -73,14 +83,39 @@ fn healthz_livez_and_metrics_of_running_agents() {
     let text = metrics(&cluster);
     for series in [
         "switchyard_sync_proxy_rules_duration_seconds_count",
-        "switchyard_network_programming_duration_seconds_count",
+        "switchyard_sync_change_latency_seconds_count",
     ] {
         assert!(sample(&text, series).is_some_and(|n| n >= 1.0), "{series}: {text}");
     }
+    // The fixture's slices carry no trigger time: nothing to measure programming latency from.
+    let programming = "switchyard_network_programming_duration_seconds";
+    assert_eq!(sample(&text, &format!("{programming}_count")), Some(0.0), "{text}");
     assert_eq!(sample(&text, "switchyard_sync_proxy_rules_changes_pending"), Some(0.0), "{text}");
     let last = sample(&text, "switchyard_sync_proxy_rules_last_timestamp_seconds").unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     assert!(last > now.as_secs_f64() - 120.0 && last <= now.as_secs_f64() + 1.0, "{last}");
+
+    // A slice whose trigger time (the Pod change behind it) is 2 s old: kube-proxy's network
+    // programming latency is measured from there, so one observation of 2-3 s (whole seconds
+    // in the annotation). Trigger times before the agent started are not observed, so the
+    // agent has run for longer than that first.
+    std::thread::sleep(Duration::from_secs(4));
+    let triggered = std::time::SystemTime::now() - Duration::from_secs(2);
+    let stamp = trigger_time_text(triggered);
+    let lat = v4("10.96.180.20");
+    let text = cluster.service("lat", &[lat], 80, "", &[("a1", State::Ready)]).replace(
+        "  labels: {kubernetes.io/service-name: lat}\n",
+        &format!(
+            "  labels: {{kubernetes.io/service-name: lat}}\n  annotations: \
+             {{endpoints.kubernetes.io/last-change-trigger-time: \"{stamp}\"}}\n"
+        ),
+    );
+    assert!(text.contains(&stamp), "{text}");
+    cluster.apply_until_it_answers("lat.yaml", &text, "a2", at(lat, 80));
+    let text = metrics(&cluster);
+    assert_eq!(sample(&text, &format!("{programming}_count")), Some(1.0), "{text}");
+    let sum = sample(&text, &format!("{programming}_sum")).unwrap();
+    assert!((2.0..30.0).contains(&sum), "latency from the trigger time {stamp}: {sum} s");
 
     // The cluster autoscaler marks node1 for deletion: /healthz fails (load balancers stop
     // sending new traffic), /livez does not (the agent itself is fine).

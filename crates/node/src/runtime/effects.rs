@@ -150,6 +150,7 @@ impl Agent {
         for change in changes {
             self.announcer.observe(change);
         }
+        self.observe.note_trigger_times(changes);
     }
 
     /// Writes map operations; a failure is logged here, the core only learns that it failed.

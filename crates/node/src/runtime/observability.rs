@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_bpf::Maps;
 use switchyard_error::ErrorChain;
-use switchyard_model::DesiredState;
+use switchyard_model::{Change, DesiredState};
 use switchyard_observe::bgp::BgpSource;
 use switchyard_observe::labels::ServiceIndex;
 use switchyard_observe::metrics::{KernelCollector, SyncMetrics};
@@ -27,7 +27,16 @@ pub(crate) struct AgentObservability {
     desired: Arc<RwLock<DesiredState>>,
     /// The local API; dropped (socket file removed) when the agent stops.
     _api: Option<server::UnixServer>,
+    /// Trigger times of EndpointSlice changes not yet programmed (kube-proxy's
+    /// `lastChangeTriggerTimes`), observed as network programming latency at the next sync.
+    triggers: Vec<SystemTime>,
+    /// Trigger times before this are not observed: the first list holds every slice, with the
+    /// time of changes programmed long ago by someone else (kube-proxy's trackerStartTime).
+    started_at: SystemTime,
 }
+
+/// The EndpointSlice annotation kube-proxy measures network programming latency from.
+pub(crate) const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 impl AgentObservability {
     /// Opens the pinned maps in `bpf_dir` and serves `/metrics`, `/status`, `/desired` and `/bgp`
@@ -64,7 +73,14 @@ impl AgentObservability {
                 .await
                 .map_err(|source| NodeError::Metrics(source.into()))?;
         }
-        Ok(AgentObservability { sync, services, desired, _api: api })
+        Ok(AgentObservability {
+            sync,
+            services,
+            desired,
+            _api: api,
+            triggers: Vec::new(),
+            started_at: SystemTime::now(),
+        })
     }
 
     /// Changes are waiting to be programmed.
@@ -72,10 +88,25 @@ impl AgentObservability {
         self.sync.set_pending(changes);
     }
 
-    /// A sync finished: record its duration, the latency since the changes `arrived`, and
-    /// refresh the Service names of the frontends.
+    /// Remembers the trigger times of changed (not deleted) EndpointSlices, as kube-proxy does;
+    /// an unparsable annotation is skipped.
+    pub(crate) fn note_trigger_times(&mut self, changes: &[Change]) {
+        for change in changes {
+            let Change::EndpointSlice(_, Some(slice)) = change else { continue };
+            let text =
+                slice.metadata.annotations.as_ref().and_then(|a| a.get(TRIGGER_TIME_ANNOTATION));
+            let Some(at) = text.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else { continue };
+            let at = SystemTime::from(at);
+            if at > self.started_at {
+                self.triggers.push(at);
+            }
+        }
+    }
+
+    /// A sync finished: record its duration, the latency since the changes `arrived` and since
+    /// the trigger times noted, and refresh the Service names of the frontends.
     pub(crate) fn synced(
-        &self,
+        &mut self,
         full: bool,
         duration: Duration,
         errors: usize,
@@ -83,7 +114,12 @@ impl AgentObservability {
         arrived: Instant,
     ) {
         self.sync.observe_sync(full, duration, SystemTime::now(), errors);
-        self.sync.observe_programming(arrived.elapsed());
+        self.sync.observe_change_latency(arrived.elapsed());
+        let now = SystemTime::now();
+        for at in self.triggers.drain(..) {
+            // A trigger time ahead of this node's clock (skew) is observed as 0.
+            self.sync.observe_programming(now.duration_since(at).unwrap_or_default());
+        }
         self.sync.set_pending(0);
         match self.services.write() {
             Ok(mut index) => *index = ServiceIndex::from_desired(desired),
