@@ -457,10 +457,7 @@ impl PacketDatapath {
 /// typo is refused before anything is loaded or attached.
 pub fn check_device(device: &str) -> Result<(), Error> {
     check_device_name(device)?;
-    let name = std::ffi::CString::new(device)
-        .map_err(|_| Error::InvalidArgument(format!("device name {device:?} contains NUL")))?;
-    // SAFETY: `name` is a NUL-terminated string that outlives the call.
-    if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+    if nix::net::if_::if_nametoindex(device).is_err() {
         return Err(Error::InvalidArgument(format!(
             "device {device}: no such network device in this network namespace"
         )));
