@@ -138,14 +138,28 @@ pub fn director_router(
     collector: Arc<crate::director::DirectorCollector>,
     bgp: BgpSource,
 ) -> Router {
+    director_metrics_router(Arc::clone(&collector), bgp.clone()).merge(
+        Router::new()
+            .route("/status", get(director_status))
+            .route("/bgp", get(director_bgp))
+            .with_state(director_api(collector, bgp)),
+    )
+}
+
+/// A director's `/metrics` alone, for a TCP port (as the agent's [`metrics_router`]): `/status`
+/// and `/bgp` stay on the local unix socket.
+pub fn director_metrics_router(
+    collector: Arc<crate::director::DirectorCollector>,
+    bgp: BgpSource,
+) -> Router {
+    Router::new().route("/metrics", get(director_metrics)).with_state(director_api(collector, bgp))
+}
+
+fn director_api(collector: Arc<crate::director::DirectorCollector>, bgp: BgpSource) -> DirectorApi {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Arc::clone(&collector)));
     registry.register_collector(Box::new(BgpCollector(bgp.clone())));
-    Router::new()
-        .route("/metrics", get(director_metrics))
-        .route("/status", get(director_status))
-        .route("/bgp", get(director_bgp))
-        .with_state(DirectorApi { registry: Arc::new(registry), collector, bgp })
+    DirectorApi { registry: Arc::new(registry), collector, bgp }
 }
 
 async fn director_bgp(State(state): State<DirectorApi>) -> Response {

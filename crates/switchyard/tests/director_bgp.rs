@@ -101,7 +101,37 @@ fn directors_announce_their_vips_over_bgp_and_the_router_spreads_flows_over_both
     let cluster = cluster();
     let _bird = bird_for_directors(&cluster.lab, HOLD_SECONDS);
     let started = Instant::now();
-    let directors = [start(&cluster, "dir1"), start(&cluster, "dir2")];
+    let grace = GRACE_SECONDS.to_string();
+    let dir1_args = ["--node-name", "dir1", "--shutdown-grace-seconds", &grace];
+    let metrics_port = ["--metrics-bind-address", "127.0.0.1:9464"];
+    let dir1 = Director::start(&cluster, "dir1", &[&dir1_args[..], &metrics_port[..]].concat());
+    let directors = [dir1, start(&cluster, "dir2")];
+
+    // The metrics port (the network may reach it) serves /metrics only; /status and /bgp stay
+    // on the local unix socket.
+    let get = |path: &str| -> String {
+        use std::io::{Read as _, Write as _};
+        cluster
+            .lab
+            .run_in("dir1", || {
+                let mut stream = std::net::TcpStream::connect("127.0.0.1:9464").unwrap();
+                write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).unwrap();
+                answer
+            })
+            .unwrap()
+    };
+    let metrics = get("/metrics");
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("switchyard_bgp_"), "director metrics with BGP series: {metrics}");
+    for path in ["/status", "/bgp"] {
+        let answer = get(path);
+        assert!(answer.contains(" 404 "), "{path} on the metrics port: {answer}");
+    }
 
     // Both directors' routes, IPv4 and IPv6, as one ECMP route in the router's kernel table.
     cluster.eventually("the router routes both VIPs over both directors", || {

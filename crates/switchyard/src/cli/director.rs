@@ -238,8 +238,9 @@ async fn serve_api(
     use switchyard_observe::{director::DirectorCollector, server};
     let collector = DirectorCollector::open(bpf_dir)
         .with_context(|| format!("opening the maps pinned in {} for metrics", bpf_dir.display()))?;
-    let router = server::director_router(std::sync::Arc::new(collector), bgp);
-    let unix = match server::serve_unix(&api.socket, router.clone()) {
+    let collector = std::sync::Arc::new(collector);
+    let router = server::director_router(std::sync::Arc::clone(&collector), bgp.clone());
+    let unix = match server::serve_unix(&api.socket, router) {
         Ok(unix) => Some(unix),
         Err(err) => {
             let err = format!("{:#}", anyhow::Error::from(err));
@@ -248,7 +249,9 @@ async fn serve_api(
         }
     };
     if let Some(address) = api.tcp {
-        server::serve_tcp(address, router).await.context("serving metrics on TCP")?;
+        // The network may reach this port: metrics only, as the agent's.
+        let metrics = server::director_metrics_router(collector, bgp);
+        server::serve_tcp(address, metrics).await.context("serving metrics on TCP")?;
     }
     Ok(unix)
 }
