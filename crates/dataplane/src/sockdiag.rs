@@ -279,17 +279,32 @@ fn cgroup_pids(cgroup: &Path) -> Vec<u32> {
 
 /// One `/proc/PID/ns/net` path per distinct network namespace of the cgroup's processes.
 pub fn cgroup_namespaces(cgroup: &Path) -> Vec<PathBuf> {
+    namespaces_of(cgroup).0
+}
+
+/// The namespaces of `cgroup`'s processes, and one line per namespace link that exists but
+/// cannot be read (without `CAP_SYS_PTRACE`, or without the host's PID namespace, a pod's
+/// `/proc/PID/ns/net` is not readable: the sweep would see nothing and say nothing). A process
+/// that exited meanwhile is no error.
+fn namespaces_of(cgroup: &Path) -> (Vec<PathBuf>, Vec<String>) {
     let mut seen = BTreeSet::new();
-    let mut paths = Vec::new();
+    let (mut paths, mut unreadable) = (Vec::new(), Vec::new());
     for pid in cgroup_pids(cgroup) {
         let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
-        if let Ok(meta) = fs::metadata(&path)
-            && seen.insert((meta.dev(), meta.ino()))
-        {
-            paths.push(path);
+        match fs::metadata(&path) {
+            Ok(meta) => {
+                if seen.insert((meta.dev(), meta.ino())) {
+                    paths.push(path);
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => unreadable.push(format!(
+                "{}: {err} (the sweep needs CAP_SYS_PTRACE and the host's PID namespace)",
+                path.display()
+            )),
         }
     }
-    paths
+    (paths, unreadable)
 }
 
 /// Sweeps every network namespace the processes of `cgroup` live in, each from a short-lived
@@ -303,7 +318,9 @@ pub fn sweep_cgroup(
     if targets.is_empty() {
         return total;
     }
-    for namespace in cgroup_namespaces(cgroup) {
+    let (namespaces, unreadable) = namespaces_of(cgroup);
+    total.errors.extend(unreadable);
+    for namespace in namespaces {
         let result = std::thread::scope(|scope| {
             scope
                 .spawn(|| -> io::Result<SweepReport> {

@@ -115,9 +115,13 @@ fn the_sweep_needs_sys_admin_and_sys_ptrace_and_the_daemonsets_capabilities_suff
     let without = |cap: u32| daemonset.iter().copied().filter(|c| *c != cap).collect::<Vec<_>>();
     for (missing, name) in [(CAP_SYS_PTRACE, "SYS_PTRACE"), (CAP_SYS_ADMIN, "SYS_ADMIN")] {
         let report = sweep_with(&without(missing), cgroup.path(), backend);
-        // Without SYS_PTRACE the namespace is not even seen (sockdiag::cgroup_namespaces skips
-        // a /proc/PID/ns/net it cannot stat, silently); without SYS_ADMIN setns fails.
+        // Without SYS_PTRACE the namespace cannot be read; without SYS_ADMIN setns fails.
+        // Either way the sweep says so instead of reporting a clean pass.
         assert_eq!(report.destroyed, 0, "without {name}: {report:?}");
+        assert!(!report.errors.is_empty(), "without {name} the sweep reports why: {report:?}");
+        if missing == CAP_SYS_PTRACE {
+            assert!(report.errors[0].contains("CAP_SYS_PTRACE"), "{report:?}");
+        }
     }
     let report = sweep_with(&[CAP_BPF, CAP_NET_ADMIN], cgroup.path(), backend);
     assert_eq!(report.destroyed, 0, "BPF and NET_ADMIN alone: {report:?}");
