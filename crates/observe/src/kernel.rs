@@ -293,6 +293,14 @@ pub fn read(maps: &Maps, bpf_dir: &Path) -> Result<KernelState, Error> {
         });
         reasons.insert(reason.name(), sum);
     }
+    // A node that decapsulates directors' packets: its counters too (the open-relay guard's
+    // `drop_not_director` among them). Absent pins: a node without directors.
+    if let Ok(decap) = switchyard_bpf::decap::DecapMaps::open_pinned(bpf_dir) {
+        for (reason, count) in decap.counters()? {
+            reasons
+                .insert(reason.name(), ReasonCount { packets: count.packets, bytes: count.bytes });
+        }
+    }
     let frontend_counters = maps
         .frontend_counters()?
         .into_iter()

@@ -26,6 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets, line
 use prometheus_client::registry::Registry;
 use switchyard_bpf::Maps;
 use switchyard_bpf::abi::Reason;
+use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_error::ErrorChain;
 use tracing::warn;
@@ -291,7 +292,8 @@ pub fn encode_kernel(
         .into_iter()
         .filter(|r| *r != Reason::NotService)
         .map(Reason::name)
-        .chain(PacketReason::ALL.into_iter().map(PacketReason::name));
+        .chain(PacketReason::ALL.into_iter().map(PacketReason::name))
+        .chain(DecapReason::ALL.into_iter().map(DecapReason::name));
     let reasons = names.map(|name| (name, state.reasons.get(name).map(|c| c.packets).unwrap_or(0)));
     encode_reasons(reasons, &mut encoder)?;
 
@@ -351,7 +353,7 @@ pub fn encode_reasons<'a>(
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(
         "switchyard_datapath_decisions",
-        "Program decisions by reason (sy_counters, sy_dir_counters)",
+        "Program decisions by reason (sy_counters, sy_dir_counters, sy_decap_counters)",
         None,
         MetricType::Counter,
     )?;

@@ -536,6 +536,27 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
     for reason in [DecapReason::Gue, DecapReason::Fou, DecapReason::Ipip] {
         assert_eq!(after[&reason], before[&reason], "{reason:?} from a non-director");
     }
+    // An operator sees them too: `switchyard status` on the node lists the decapsulation
+    // counters beside the node's own (and `/metrics` has them as drop reasons).
+    let status = std::process::Command::new(&*BIN)
+        .args(["status", "--bpf-dir"])
+        .arg(&node1.bpf_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}{}", String::from_utf8_lossy(&status.stderr));
+    let shown = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(&format!("{name}: ")))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        shown("drop_not_director"),
+        after[&DecapReason::DropNotDirector],
+        "status shows the node's decapsulation drops: {text}"
+    );
+    assert!(shown("decap_gue") + shown("decap_ipip") > 0, "{text}");
 
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }
