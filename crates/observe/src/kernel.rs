@@ -328,6 +328,20 @@ mod tests {
     }
 
     #[test]
+    fn the_node_s_reason_names_are_distinct_across_its_three_counter_maps() {
+        // `read` keys one map by name: a name shared by sy_counters and sy_decap_counters would
+        // hide one of the two counts (and repeat a series in /metrics).
+        let names: Vec<&str> = Reason::ALL
+            .into_iter()
+            .map(Reason::name)
+            .chain(PacketReason::ALL.into_iter().map(PacketReason::name))
+            .chain(switchyard_bpf::decap::DecapReason::ALL.into_iter().map(|r| r.name()))
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
     fn drop_reasons_are_the_refusals_drops_and_errors() {
         let drops: Vec<&str> =
             Reason::ALL.into_iter().filter(|r| is_drop(*r)).map(Reason::name).collect();
