@@ -21,6 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::sleep_until;
 use crate::bfd::{
     BfdConfig, BfdConfigError, BfdEvent, BfdSession, BfdState, CONTROL_PORT, Diagnostic, PACKET_LEN,
 };
@@ -385,13 +386,7 @@ async fn run(
         if stopping {
             return;
         }
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = sleep_until(session.poll_timeout());
         tokio::select! {
             _ = stop.recv() => {
                 session.admin_down(Instant::now());

@@ -297,13 +297,7 @@ async fn run(
             }
             return;
         }
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = sleep_until(session.poll_timeout());
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::SetRoutes(routes)) => session.set_routes(routes),
@@ -339,6 +333,15 @@ async fn run(
             }
             () = sleep => session.handle_timeout(Instant::now()),
         }
+    }
+}
+
+/// Sleeps until a sans-IO core's next deadline (forever when it has none): the timer arm of
+/// the BGP and BFD tasks' `select!`.
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 
