@@ -277,11 +277,6 @@ fn cgroup_pids(cgroup: &Path) -> Vec<u32> {
     pids
 }
 
-/// One `/proc/PID/ns/net` path per distinct network namespace of the cgroup's processes.
-pub fn cgroup_namespaces(cgroup: &Path) -> Vec<PathBuf> {
-    namespaces_of(cgroup).0
-}
-
 /// The namespaces of `cgroup`'s processes, and one line per namespace link that exists but
 /// cannot be read (without `CAP_SYS_PTRACE`, or without the host's PID namespace, a pod's
 /// `/proc/PID/ns/net` is not readable: the sweep would see nothing and say nothing). A process
