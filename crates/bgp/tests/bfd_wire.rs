@@ -204,11 +204,7 @@ async fn a_bfd_failure_takes_the_bgp_session_down_long_before_its_hold_timer() {
     )
     .await
     .is_ok_and(|r| r.is_ok());
-    assert!(
-        down,
-        "BGP session not reset by the BFD failure: {:?}",
-        *status.borrow()
-    );
+    assert!(down, "BGP session not reset by the BFD failure: {:?}", *status.borrow());
     let after = died.elapsed();
     // BFD's detection time (300 ms) plus its tolerance; the hold timer would take 9 s.
     assert!(after < Duration::from_secs(1), "reset after {after:?}");
