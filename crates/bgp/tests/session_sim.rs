@@ -416,7 +416,7 @@ fn bfd_down_ends_the_session_at_once_with_cease_bfd_down_and_it_restarts_later()
     w.b_alive = false;
     w.a.bfd_down(w.now);
     w.pump();
-    assert!(w.events_a.iter().any(|e| *e == Event::Down(DownReason::BfdDown)));
+    assert!(w.events_a.contains(&Event::Down(DownReason::BfdDown)));
     assert_eq!(w.a.last_down(), Some(&DownReason::BfdDown));
     assert!(
         w.sent
