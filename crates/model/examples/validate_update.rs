@@ -29,7 +29,7 @@ fn spec() -> SyntheticCluster {
 fn changed(key: &ObjectKey, service: &Service, round: usize) -> Change {
     let mut service = service.clone();
     if let Some(spec) = service.spec.as_mut() {
-        spec.external_ips = (round % 2 == 0).then(|| vec!["10.250.0.1".to_owned()]);
+        spec.external_ips = round.is_multiple_of(2).then(|| vec!["10.250.0.1".to_owned()]);
     }
     Change::Service(key.clone(), Some(Box::new(service)))
 }

@@ -105,7 +105,7 @@ impl IncrementalValidation {
     pub fn update(&mut self, changes: impl IntoIterator<Item = Change>) -> BTreeSet<Object> {
         let mut touched = Touched::default();
         let mut affected = BTreeSet::new();
-        let had_nodes = !self.state.nodes.is_empty();
+        let had_no_nodes = self.state.nodes.is_empty();
         for change in changes {
             let (kind, key) = (change.kind(), change.key().clone());
             match kind {
@@ -159,7 +159,7 @@ impl IncrementalValidation {
             }
             affected.insert((kind, key));
         }
-        let all_slices = had_nodes != !self.state.nodes.is_empty();
+        let all_slices = had_no_nodes != self.state.nodes.is_empty();
         self.collect(&touched, all_slices, &mut affected);
         if touched.load_balancing {
             self.findings.retain(|(kind, _), _| !is_load_balancing(*kind));
