@@ -582,7 +582,8 @@ mod tests {
     #[test]
     fn link_local_is_the_kernels_eui64() {
         let mac = [0x2a, 0xf5, 0x7d, 0x16, 0xc1, 0x9b];
-        let expected: Ipv6Addr = "fe80::28f5:7dff:fe16:c19b".parse().unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let expected: Ipv6Addr =
+            "fe80::28f5:7dff:fe16:c19b".parse().unwrap_or(Ipv6Addr::UNSPECIFIED);
         assert_eq!(eui64_link_local(&mac), expected);
     }
 }

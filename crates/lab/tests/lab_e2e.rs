@@ -607,8 +607,7 @@ fn a_first_ipv6_connection_right_after_up_is_not_delayed() {
             ("pod1a", &["eth0"][..]),
         ] {
             for link in links {
-                let addresses =
-                    ip(&lab, member, &format!("-6 -o addr show dev {link} scope link"));
+                let addresses = ip(&lab, member, &format!("-6 -o addr show dev {link} scope link"));
                 assert!(
                     addresses.lines().any(|l| l.contains("fe80::") && l.contains("nodad")),
                     "round {round}: {member} {link}: {addresses:?}"
