@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 use switchyard_model::{Change, ObjectKey, ObjectKind};
 
 /// One Kubernetes object the model reads. Shared (`Arc`) so that unchanged files cost no copies
@@ -17,6 +17,7 @@ pub enum Object {
     IPPool(Arc<IPPool>),
     BGPPeer(Arc<BGPPeer>),
     BGPAdvertisement(Arc<BGPAdvertisement>),
+    L2Advertisement(Arc<L2Advertisement>),
     Namespace(Arc<Namespace>),
     /// A Secret (BGPPeers' TCP MD5 passwords).
     Secret(Arc<Secret>),
@@ -34,6 +35,7 @@ impl Object {
             Self::IPPool(_) => ObjectKind::IPPool,
             Self::BGPPeer(_) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(_) => ObjectKind::BGPAdvertisement,
+            Self::L2Advertisement(_) => ObjectKind::L2Advertisement,
             Self::Namespace(_) => ObjectKind::Namespace,
             Self::Secret(_) => ObjectKind::Secret,
         }
@@ -48,6 +50,7 @@ impl Object {
             (Self::IPPool(a), Self::IPPool(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::BGPPeer(a), Self::BGPPeer(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::BGPAdvertisement(a), Self::BGPAdvertisement(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Self::L2Advertisement(a), Self::L2Advertisement(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::Namespace(a), Self::Namespace(b)) => Arc::ptr_eq(a, b) || a == b,
             (Self::Secret(a), Self::Secret(b)) => Arc::ptr_eq(a, b) || a == b,
             _ => false,
@@ -67,6 +70,9 @@ impl Object {
             Self::BGPAdvertisement(o) => {
                 Change::BGPAdvertisement(key, Some(Box::new(BGPAdvertisement::clone(o))))
             }
+            Self::L2Advertisement(o) => {
+                Change::L2Advertisement(key, Some(Box::new(L2Advertisement::clone(o))))
+            }
             Self::Namespace(o) => Change::Namespace(key, Some(Box::new(Namespace::clone(o)))),
             Self::Secret(o) => Change::Secret(key, Some(Box::new(Secret::clone(o)))),
         }
@@ -82,6 +88,7 @@ pub(crate) fn delete_change(kind: ObjectKind, key: ObjectKey) -> Change {
         ObjectKind::IPPool => Change::IPPool(key, None),
         ObjectKind::BGPPeer => Change::BGPPeer(key, None),
         ObjectKind::BGPAdvertisement => Change::BGPAdvertisement(key, None),
+        ObjectKind::L2Advertisement => Change::L2Advertisement(key, None),
         ObjectKind::Namespace => Change::Namespace(key, None),
         ObjectKind::Secret => Change::Secret(key, None),
     }
