@@ -266,12 +266,10 @@ async fn serve(
             let (gained, lost) = responder.set_owned(set, now.into_std());
             for (addresses, join) in [(&gained, true), (&lost, false)] {
                 for address in addresses.iter() {
-                    if let IpAddr::V6(v6) = address {
-                        if let Err(err) =
-                            ndp.get_ref().membership(frame::solicited_node_mac(*v6), join)
-                        {
-                            warn!(interface = %interface.name, %address, %err, "L2: multicast membership");
-                        }
+                    let IpAddr::V6(v6) = address else { continue };
+                    if let Err(err) = ndp.get_ref().membership(frame::solicited_node_mac(*v6), join)
+                    {
+                        warn!(interface = %interface.name, %address, %err, "L2: multicast membership");
                     }
                 }
             }
@@ -320,10 +318,10 @@ fn drain(socket: &PacketSocket, buffer: &mut [u8], responder: &mut Responder, in
         match socket.receive(buffer) {
             Ok(Some(length)) if length > buffer.len() => responder.refuse(Refused::Truncated),
             Ok(Some(length)) => {
-                if let Some(answer) = responder.answer(&buffer[..length]) {
-                    if let Err(err) = socket.send(&answer) {
-                        warn!(%interface, %err, "L2: sending an answer failed");
-                    }
+                if let Some(answer) = responder.answer(&buffer[..length])
+                    && let Err(err) = socket.send(&answer)
+                {
+                    warn!(%interface, %err, "L2: sending an answer failed");
                 }
             }
             Ok(None) => {}

@@ -136,7 +136,7 @@ impl PacketSocket {
             )
         };
         let received = usize::try_from(received).map_err(|_| io::Error::last_os_error())?;
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             return Ok(None);
         }
         Ok(Some(received))
