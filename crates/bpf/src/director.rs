@@ -67,12 +67,14 @@ pub mod names {
     pub const NODE_COUNTERS: &str = "sy_dir_node_counters";
     /// `sy_dir_table_nodes`: (table, node) -> Node name and weight (user space only).
     pub const TABLE_NODES: &str = "sy_dir_table_nodes";
+    /// `sy_dir_health`: probed target -> its health (user space only).
+    pub const HEALTH: &str = "sy_dir_health";
     /// `sy_monitor`: the monitor's switch and sampling (the node's map, the director's pin).
     pub const MONITOR: &str = crate::maps::names::MONITOR;
     /// `sy_events`: the monitor's ring buffer (events with `PATH_DIR`).
     pub const EVENTS: &str = crate::maps::names::EVENTS;
     /// Every map.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         VIPS,
         TABLES,
         PREV_TABLES,
@@ -82,6 +84,7 @@ pub mod names {
         VIP_COUNTERS,
         NODE_COUNTERS,
         TABLE_NODES,
+        HEALTH,
         MONITOR,
         EVENTS,
     ];
@@ -190,6 +193,10 @@ pub struct DirCounter {
     pub bytes: u64,
 }
 
+/// `SY_DIR_PROBE_MARK`: the socket mark (SO_MARK) of the director's health probes; the TC
+/// egress program `sy_dir_probe` encapsulates packets carrying it ("SYHP").
+pub const PROBE_MARK: u32 = 0x5359_4850;
+
 /// `SY_DIR_NODE_NAME_LEN`.
 pub const NODE_NAME_LEN: usize = 60;
 
@@ -283,11 +290,15 @@ pub enum DirReason {
     DropNoConfig = 14,
     /// Of the encapsulated TCP packets: carried the slot's previous node (second chance).
     SecondChance = 15,
+    /// A health probe of the director's own, encapsulated to its node (TC egress).
+    ProbeEncap = 16,
+    /// A health probe that could not be encapsulated: dropped.
+    DropProbe = 17,
 }
 
 impl DirReason {
     /// Every reason, in counter order.
-    pub const ALL: [DirReason; 16] = [
+    pub const ALL: [DirReason; 18] = [
         DirReason::EncapGue,
         DirReason::EncapFou,
         DirReason::EncapIpip,
@@ -304,6 +315,8 @@ impl DirReason {
         DirReason::DropNoAnswer,
         DirReason::DropNoConfig,
         DirReason::SecondChance,
+        DirReason::ProbeEncap,
+        DirReason::DropProbe,
     ];
     /// `SY_DIR_REASON_MAX`.
     pub const MAX: u32 = 32;
@@ -327,6 +340,8 @@ impl DirReason {
             DirReason::DropNoAnswer => "drop_no_answer",
             DirReason::DropNoConfig => "drop_no_config",
             DirReason::SecondChance => "second_chance",
+            DirReason::ProbeEncap => "probe_encap",
+            DirReason::DropProbe => "drop_probe",
         }
     }
 }
@@ -722,6 +737,11 @@ impl DirectorDatapath {
     /// The maps.
     pub fn maps(&self) -> &DirMaps {
         &self.maps
+    }
+
+    /// The loaded object (the probe program lives in it: `director_probe`).
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// The maps, for the runtime.

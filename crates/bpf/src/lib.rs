@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod decap;
 pub mod director;
+pub mod director_probe;
 pub mod error;
 pub mod loader;
 pub mod maps;
