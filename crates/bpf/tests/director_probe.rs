@@ -21,6 +21,14 @@ const SY_DECAP_CB_MARK: u32 = 0x5359_4443;
 /// `struct __sk_buff` up to and with `cb[4]` (offset 48 + 5 × 4).
 const SKB_CTX: usize = 68;
 
+/// One test at a time: a pending signal (SIGCHLD of another test's `ip` command) makes the
+/// verifier give up with EAGAIN while a program loads.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs the director's probe program on `frame` with skb mark `mark`.
 fn run_probe(d: &mut Director, frame: &[u8], mark: u32) -> (u32, Vec<u8>) {
     use aya::programs::{TestRun, TestRunOptions};
@@ -46,7 +54,8 @@ fn run_decap(node: &DecapNode, frame: &[u8]) -> (u32, Vec<u8>, u32) {
     let mut out = vec![0u8; 4096];
     let mut ctx = [0u8; SKB_CTX];
     ctx[40..44].copy_from_slice(&ifindex("up0").to_ne_bytes());
-    let mut ctx_out = [0u8; SKB_CTX];
+    // The kernel writes all of struct __sk_buff back (ENOSPC for less).
+    let mut ctx_out = [0u8; 256];
     let result = node
         .dp
         .program()
@@ -73,6 +82,7 @@ fn probe_frame(src: &str, dst: &str) -> Vec<u8> {
 
 #[test]
 fn a_marked_probe_leaves_in_gue_to_its_own_destination_and_other_packets_untouched() {
+    let _serial = serial();
     let mut d = Director::new("probe_gue", ENCAP_GUE);
     let frame = probe_frame(DIRECTOR4, "10.0.0.2");
     let inner = frame[14..].to_vec();
@@ -107,6 +117,7 @@ fn a_marked_probe_leaves_in_gue_to_its_own_destination_and_other_packets_untouch
 
 #[test]
 fn a_probe_uses_the_configured_encapsulation_and_family() {
+    let _serial = serial();
     for (encap, overhead4, overhead6) in [(ENCAP_FOU, 28, 48), (ENCAP_IPIP, 20, 40)] {
         let mut d = Director::new(&format!("probe_encap_{encap}"), encap);
         let frame = probe_frame(DIRECTOR4, "10.0.0.3");
@@ -130,6 +141,7 @@ fn a_probe_uses_the_configured_encapsulation_and_family() {
 
 #[test]
 fn a_probe_without_a_source_of_its_family_is_dropped_not_sent_bare() {
+    let _serial = serial();
     let settings = DirSettings { source6: None, ..settings(ENCAP_GUE) };
     let mut d = Director::with_settings("probe_no_source", &settings);
     let (rc, _) = run_probe(&mut d, &probe_frame(DIRECTOR6, "fd00::1"), PROBE_MARK);
@@ -139,6 +151,7 @@ fn a_probe_without_a_source_of_its_family_is_dropped_not_sent_bare() {
 
 #[test]
 fn the_node_decapsulates_a_probe_for_its_own_stack_and_still_marks_vip_traffic() {
+    let _serial = serial();
     for (encap, name) in [(ENCAP_GUE, "gue"), (ENCAP_FOU, "fou"), (ENCAP_IPIP, "ipip")] {
         let mut d = Director::new(&format!("probe_roundtrip_{name}"), encap);
         let node = DecapNode::new(&format!("probe_node_{name}"));
@@ -178,6 +191,7 @@ fn the_node_decapsulates_a_probe_for_its_own_stack_and_still_marks_vip_traffic()
 
 #[test]
 fn a_probe_from_an_address_that_is_no_director_is_refused_by_the_node() {
+    let _serial = serial();
     // A director configured with another source than the nodes accept: its probes are
     // dropped by the node, so the node is seen as down (as its VIP traffic would be lost).
     let settings =

@@ -89,7 +89,7 @@ fn every_director_constant_has_the_value_of_the_header() {
         ("SY_ENCAP_SPORT_MASK", u64::from(ENCAP_SPORT_MASK)),
         ("SY_DIR_REASON_MAX", u64::from(DirReason::MAX)),
         ("SY_DIR_NODE_NAME_LEN", NODE_NAME_LEN as u64),
-        ("SY_DIR_PROBE_MARK", u64::from(switchyard_bpf::director::PROBE_MARK)),
+        ("SY_DIR_PROBE_MARK", u64::from(PROBE_MARK)),
         ("SY_DIR_HEALTH_UP", u64::from(HEALTH_UP)),
         ("SY_DIR_HEALTH_DOWN", u64::from(HEALTH_DOWN)),
         ("SY_DIR_HEALTH_DRAINING", u64::from(HEALTH_DRAINING)),
