@@ -26,7 +26,12 @@ const TCP_FLOWS: usize = 200;
 const UDP_FLOWS: usize = 50;
 /// One round trip per flow this often.
 const INTERVAL: Duration = Duration::from_millis(200);
+/// The `Cluster` VIP (probed on the agents' `/healthz`).
 const VIP: &str = "10.96.81.1";
+/// The `Local` VIP (probed on its health check node port): every node serves it with its own
+/// pod only, so a flow's backend names its node and (e) can tell the dead node's flows.
+const LOCAL_VIP: &str = "10.96.81.2";
+const HCNP: u16 = 32081;
 /// The issue's target for a failed node to leave the tables.
 const REMOVAL_TARGET: Duration = Duration::from_secs(3);
 
@@ -35,55 +40,73 @@ fn cluster() -> Cluster {
     Cluster::with_topology(&topology(&nodes, &["ext"], &["dir1"]), director_lab::agent_args)
 }
 
-/// The VIP Service (TCP and UDP on port 80, `externalTrafficPolicy: Cluster`), IPv4.
-fn vip_service(cluster: &Cluster) -> String {
-    let mut text = format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: e2e\n\
-         \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: \"10.96.7.81\"\n\
-         \x20 ports:\n\
-         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
-         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}}}\n\
-         status:\n  loadBalancer:\n    ingress: [{{ip: \"{VIP}\"}}]\n"
-    );
+/// The VIP Services (TCP and UDP on port 80), IPv4: `web` (`externalTrafficPolicy:
+/// Cluster`) on [`VIP`], `web-local` (`Local`, health check node port [`HCNP`]) on
+/// [`LOCAL_VIP`]; a pod on every node.
+fn vip_services(cluster: &Cluster) -> String {
+    let mut text = String::new();
     let all: Vec<(&str, State)> = ["a1", "b1", "c1"].map(|p| (p, State::Ready)).to_vec();
-    text += &cluster.endpoint_slice("web", false, ECHO_PORT, &all);
+    for (name, ip, cluster_ip, spec) in [
+        ("web", VIP, "10.96.7.81", String::new()),
+        (
+            "web-local",
+            LOCAL_VIP,
+            "10.96.7.82",
+            format!("  externalTrafficPolicy: Local\n  healthCheckNodePort: {HCNP}\n"),
+        ),
+    ] {
+        text += &format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
+             \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
+             spec:\n  type: LoadBalancer\n  clusterIP: \"{cluster_ip}\"\n{spec}\
+             \x20 ports:\n\
+             \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
+             \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}}}\n\
+             status:\n  loadBalancer:\n    ingress: [{{ip: \"{ip}\"}}]\n"
+        );
+        text += &cluster.endpoint_slice(name, false, ECHO_PORT, &all);
+    }
     text
 }
 
-/// The director's health map: (node, state) of every agent target.
-fn health(cluster: &Cluster) -> Vec<(String, u32)> {
+/// The director's health map: (node, port, state) of every target.
+fn health(cluster: &Cluster) -> Vec<(String, u16, u32)> {
     let dir = &cluster.lab.director("dir1").unwrap().bpf_dir;
     let map = HealthMap::open_pinned(dir).unwrap();
-    map.entries()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.port == AGENT_HEALTH_PORT)
-        .map(|(_, e)| (e.name(), e.state))
-        .collect()
+    map.entries().unwrap().iter().map(|(k, e)| (e.name(), k.port, e.state)).collect()
 }
 
-fn state_of(cluster: &Cluster, node: &str) -> Option<u32> {
-    health(cluster).into_iter().find(|(n, _)| n == node).map(|(_, s)| s)
+/// The states of `node`'s targets (agent port and health check node port).
+fn states_of(cluster: &Cluster, node: &str) -> Vec<u32> {
+    health(cluster).into_iter().filter(|(n, _, _)| n == node).map(|(_, _, s)| s).collect()
 }
 
-/// The nodes the director's VIP table names (its maps, as the program reads them).
-fn table_nodes(director: &Director, cluster: &Cluster) -> BTreeSet<String> {
+/// The nodes the director's table for `vip` names (its maps, as the program reads them).
+fn table_nodes_of(director: &Director, cluster: &Cluster, vip: &str) -> BTreeSet<String> {
     let maps = director.maps(&cluster.lab);
     let dir = &cluster.lab.director("dir1").unwrap().bpf_dir;
     let status = switchyard_observe::director::read_status(&maps, dir).unwrap();
     status
         .vips
         .iter()
-        .filter(|v| v.address.to_string() == VIP && v.protocol == "tcp")
+        .filter(|v| v.address.to_string() == vip && v.protocol == "tcp")
         .flat_map(|v| v.shares.iter().filter_map(|s| s.name.clone()))
         .collect()
 }
 
-/// `GET /healthz` straight to `node` from the director's namespace (no mark: not
+/// Both VIPs' tables.
+fn table_nodes(director: &Director, cluster: &Cluster) -> [BTreeSet<String>; 2] {
+    [table_nodes_of(director, cluster, VIP), table_nodes_of(director, cluster, LOCAL_VIP)]
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// `GET /healthz` straight to `node`'s `port` from the director's namespace (no mark: not
 /// encapsulated): the status line's code.
-fn direct_healthz(cluster: &Cluster, node: &str) -> u16 {
-    let address = SocketAddr::new(cluster.node_ip(node, false), AGENT_HEALTH_PORT);
+fn direct_healthz(cluster: &Cluster, node: &str, port: u16) -> u16 {
+    let address = SocketAddr::new(cluster.node_ip(node, false), port);
     cluster
         .lab
         .run_in("dir1", move || {
@@ -97,15 +120,16 @@ fn direct_healthz(cluster: &Cluster, node: &str) -> u16 {
         .unwrap()
 }
 
-/// When the director logged `node` out of service and then programmed its tables, after
-/// line `from` of its log.
-fn removed_at(director: &Director, node: &str, from: usize) -> bool {
+/// Whether, after line `from` of its log, the director logged `node`'s target on `port` out
+/// of service and then programmed its tables.
+fn removed(director: &Director, node: &str, port: u16, from: usize) -> bool {
     let log = director.log.lock().unwrap();
-    let Some(out) = log
-        .iter()
-        .skip(from)
-        .position(|l| l.contains("node health: out of service") && l.contains(node))
-    else {
+    let wanted = format!("port={port} ");
+    let Some(out) = log.iter().skip(from).position(|l| {
+        l.contains("node health: out of service")
+            && l.contains(&format!("node=\"{node}\""))
+            && l.contains(&wanted)
+    }) else {
         return false;
     };
     log.iter().skip(from + out).any(|l| l.contains("director tables programmed"))
@@ -118,17 +142,23 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
         return;
     }
     let mut cluster = cluster();
-    cluster.apply_and_wait("web.yaml", &vip_service(&cluster));
+    cluster.apply_and_wait("web.yaml", &vip_services(&cluster));
     let director = Director::start(&cluster, "dir1", &[]);
-    cluster.lab.route_to_directors(format!("{VIP}/32").parse().unwrap(), &["dir1"]).unwrap();
+    for vip in [VIP, LOCAL_VIP] {
+        cluster.lab.route_to_directors(format!("{vip}/32").parse().unwrap(), &["dir1"]).unwrap();
+    }
     let target = at(VIP.parse().unwrap(), 80);
-    let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
-    assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
+    let local_target = at(LOCAL_VIP.parse().unwrap(), 80);
+    for t in [target, local_target] {
+        let answers = cluster.lab.run_in("ext", move || clients::tcp(t, 3, TIMEOUT)).unwrap();
+        assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
+    }
 
-    // Every node is probed and up; the probes went out encapsulated and were decapsulated.
-    cluster.eventually("three nodes probed, all up", || {
+    // Every node is probed on both ports and up; the probes went out encapsulated and were
+    // decapsulated.
+    cluster.eventually("three nodes probed on two ports, all up", || {
         let h = health(&cluster);
-        h.len() == 3 && h.iter().all(|(_, s)| *s == HEALTH_UP)
+        h.len() == 6 && h.iter().all(|(_, _, s)| *s == HEALTH_UP)
     });
     let probes = director.counters(&cluster.lab)[&DirReason::ProbeEncap];
     assert!(probes > 0, "no probe was encapsulated");
@@ -144,24 +174,36 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     let node2_dir = cluster.lab.node("node2").unwrap().bpf_dir.clone();
     let mut decap = DecapMaps::open_pinned(&node2_dir).unwrap();
     let directors: BTreeSet<IpAddr> =
-        decap.directors.keys().map(|k| k.unwrap().addr.to_ip(k.unwrap().family)).collect();
+        decap.directors.keys().map(Result::unwrap).map(|k| k.addr.to_ip(k.family)).collect();
     let log_mark = director.log.lock().unwrap().len();
     let broken = Instant::now();
     decap.set_directors(&BTreeSet::new()).unwrap();
-    let removed = wait_until(Duration::from_secs(10), || removed_at(&director, "node2", log_mark));
+    let out = wait_until(Duration::from_secs(10), || {
+        removed(&director, "node2", AGENT_HEALTH_PORT, log_mark)
+            && removed(&director, "node2", HCNP, log_mark)
+    });
     let decap_removal = broken.elapsed();
-    assert!(removed, "node2 still in service: {:?}", health(&cluster));
-    assert_eq!(state_of(&cluster, "node2"), Some(HEALTH_DOWN));
-    assert_eq!(direct_healthz(&cluster, "node2"), 200, "the agent itself is fine");
-    assert_eq!(table_nodes(&director, &cluster), BTreeSet::from(["node1".into(), "node3".into()]));
-    let answers = cluster.lab.run_in("ext", || clients::tcp(target, 30, TIMEOUT)).unwrap();
+    assert!(out, "node2 still in service: {:?}", health(&cluster));
+    assert_eq!(states_of(&cluster, "node2"), [HEALTH_DOWN, HEALTH_DOWN]);
+    for port in [AGENT_HEALTH_PORT, HCNP] {
+        assert_eq!(direct_healthz(&cluster, "node2", port), 200, "the agent itself is fine");
+    }
+    let both = names(&["node1", "node3"]);
+    assert_eq!(table_nodes(&director, &cluster), [both.clone(), both]);
+    // Under Local, node1 and node3 serve with their own pods: never b1.
+    let answers = cluster.lab.run_in("ext", || clients::tcp(local_target, 30, TIMEOUT)).unwrap();
     assert!(answers.iter().all(|a| a.error.is_none()), "{answers:?}");
     assert!(answers.iter().all(|a| a.backend.as_deref() != Some("b1")), "{answers:?}");
     // Repaired: back after the healthy threshold.
     let repaired = Instant::now();
     decap.set_directors(&directors).unwrap();
-    cluster.eventually("node2 back in service", || state_of(&cluster, "node2") == Some(HEALTH_UP));
-    cluster.eventually("node2 back in the table", || table_nodes(&director, &cluster).len() == 3);
+    cluster.eventually("node2 back in service", || {
+        states_of(&cluster, "node2") == [HEALTH_UP, HEALTH_UP]
+    });
+    let all = names(&["node1", "node2", "node3"]);
+    cluster.eventually("node2 back in the tables", || {
+        table_nodes(&director, &cluster) == [all.clone(), all.clone()]
+    });
     let back = repaired.elapsed();
     eprintln!(
         "COUNT health: decapsulation broken on node2 -> out of the tables after {} ms \
@@ -172,7 +214,7 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     assert!(decap_removal <= REMOVAL_TARGET, "{decap_removal:?}");
 
     // (e) node3 dies under traffic: its agent killed, its link silent both ways.
-    let counts = node_dies(&mut cluster, &director, target);
+    let counts = node_dies(&mut cluster, &director, local_target);
     eprintln!("COUNT node3 dies: {counts:?}");
     eprintln!(
         "COUNT (e) node dies: {TCP_FLOWS} TCP ({} on node3: {} failed; others: {} reset or \
@@ -198,7 +240,8 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     assert!(counts.tcp_on_dead > 0 && counts.udp_on_dead > 0, "{counts:?}");
     assert!(counts.removal_ms <= REMOVAL_TARGET.as_millis(), "{counts:?}");
     assert!(counts.last_failed_new_ms <= counts.removal_ms + 500, "{counts:?}");
-    assert_eq!(table_nodes(&director, &cluster), BTreeSet::from(["node1".into(), "node2".into()]));
+    let left = names(&["node1", "node2"]);
+    assert_eq!(table_nodes(&director, &cluster), [left.clone(), left]);
 }
 
 /// What (e) counted.
@@ -288,7 +331,7 @@ fn node_dies(cluster: &mut Cluster, director: &Director, target: SocketAddr) -> 
             agent_child.kill().unwrap();
             agent_child.wait().unwrap();
             killed.set(at).unwrap();
-            if wait_until(Duration::from_secs(6), || removed_at(director, "node3", log_mark)) {
+            if wait_until(Duration::from_secs(6), || removed(director, "node3", HCNP, log_mark)) {
                 removal = Some(at.elapsed());
             }
             let rest = Duration::from_secs(6).saturating_sub(at.elapsed());

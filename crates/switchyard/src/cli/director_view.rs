@@ -55,9 +55,8 @@ pub(crate) fn status(bpf_dir: &Path, output: &OutputArgs) -> anyhow::Result<Exit
         "health": health,
     });
     output.print(&doc, |_| {
-        let mut text = status_text(bpf_dir, &status);
-        health_text(&mut text, &health);
-        text
+        let text = status_text(bpf_dir, &status);
+        health_text(text, &health)
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -103,11 +102,11 @@ fn read_health(bpf_dir: &Path) -> anyhow::Result<Option<Vec<TargetHealth>>> {
 }
 
 /// The health section of the text status.
-fn health_text(out: &mut String, health: &Option<Vec<TargetHealth>>) {
-    let Some(health) = health else { return };
+fn health_text(mut out: String, health: &Option<Vec<TargetHealth>>) -> String {
+    let Some(health) = health else { return out };
     if health.is_empty() {
         say!(out, "node health: not checked (--health-probe off, or no node to check)");
-        return;
+        return out;
     }
     say!(out, "node health: {} targets", health.len());
     let now_ms = std::time::SystemTime::now()
@@ -129,6 +128,7 @@ fn health_text(out: &mut String, health: &Option<Vec<TargetHealth>>) {
             t.successes
         );
     }
+    out
 }
 
 /// The director's status as text.
