@@ -19,7 +19,7 @@ use switchyard_bpf::director_probe::{HEALTH_DOWN, HEALTH_UP, HealthMap};
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_lab::{require_root, wait_until};
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decapsulated};
-use switchyard_testing::e2e::{Cluster, ECHO_PORT, State, at, topology};
+use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const TCP_FLOWS: usize = 200;
@@ -188,6 +188,7 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     for port in [AGENT_HEALTH_PORT, HCNP] {
         assert_eq!(direct_healthz(&cluster, "node2", port), 200, "the agent itself is fine");
     }
+    assert_status_shows_node2_down(&cluster);
     let both = names(&["node1", "node3"]);
     assert_eq!(table_nodes(&director, &cluster), [both.clone(), both]);
     // Under Local, node1 and node3 serve with their own pods: never b1.
@@ -242,6 +243,29 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     assert!(counts.last_failed_new_ms <= counts.removal_ms + 500, "{counts:?}");
     let left = names(&["node1", "node2"]);
     assert_eq!(table_nodes(&director, &cluster), [left.clone(), left]);
+}
+
+/// `switchyard status` on the director (JSON and text) shows each node's health: node2's two
+/// targets down, the others up.
+fn assert_status_shows_node2_down(cluster: &Cluster) {
+    let dir = cluster.lab.director("dir1").unwrap().bpf_dir.display().to_string();
+    let run = |extra: &[&str]| {
+        let output = Command::new(&*BIN).args(["status", "--bpf-dir", &dir]).args(extra).output();
+        let output = output.unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let doc: serde_json::Value = serde_json::from_str(&run(&["-o", "json"])).unwrap();
+    let health = doc["health"].as_array().unwrap();
+    assert_eq!(health.len(), 6, "{health:?}");
+    for t in health {
+        let want = if t["node"] == "node2" { "down" } else { "up" };
+        assert_eq!(t["state"], want, "{t}");
+    }
+    let text = run(&[]);
+    assert!(text.contains("node health: 6 targets"), "{text}");
+    let node2 = format!("node2 {}:{AGENT_HEALTH_PORT} down", cluster.node_ip("node2", false));
+    assert!(text.contains(&node2), "{text}");
 }
 
 /// What (e) counted.
