@@ -132,8 +132,14 @@ fn a_probe_uses_the_configured_encapsulation_and_family() {
         assert_eq!(out.len(), frame6.len() + overhead6, "encap {encap}, IPv6");
         assert_eq!(&out[12..14], &[0x86, 0xdd]);
         assert_eq!(out[14 + 6], if encap == ENCAP_IPIP { 41 } else { 17 });
-        assert_eq!(&out[14 + 8..14 + 24], &"fd00::100".parse::<std::net::Ipv6Addr>().unwrap().octets());
-        assert_eq!(&out[14 + 24..14 + 40], &"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert_eq!(
+            &out[14 + 8..14 + 24],
+            &"fd00::100".parse::<std::net::Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(
+            &out[14 + 24..14 + 40],
+            &"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets()
+        );
         assert_eq!(&out[14 + overhead6..], &frame6[14..]);
         assert_eq!(d.count(DirReason::ProbeEncap), 2);
     }

@@ -359,11 +359,7 @@ pub fn targets(set: &VipSet, agent_port: u16) -> BTreeSet<Target> {
         .values()
         .flat_map(|vip| {
             let port = probe_port(vip, agent_port);
-            vip.nodes.iter().map(move |n| Target {
-                node: n.name.clone(),
-                address: n.address,
-                port,
-            })
+            vip.nodes.iter().map(move |n| Target { node: n.name.clone(), address: n.address, port })
         })
         .collect()
 }
@@ -378,9 +374,7 @@ pub fn serving_set(set: &VipSet, checker: &Checker, agent_port: u16) -> VipSet {
         let serving: Vec<NodeTarget> = vip
             .nodes
             .iter()
-            .filter(|n| {
-                checker.serving(&Target { node: n.name.clone(), address: n.address, port })
-            })
+            .filter(|n| checker.serving(&Target { node: n.name.clone(), address: n.address, port }))
             .cloned()
             .collect();
         if !serving.is_empty() {

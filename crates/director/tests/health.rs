@@ -212,9 +212,7 @@ fn vip(policy: TrafficPolicy, hcnp: Option<u16>, nodes: &[&str]) -> Vip {
 fn set(vips: Vec<(u16, Vip)>) -> VipSet {
     let vips = vips
         .into_iter()
-        .map(|(port, v)| {
-            (FrontendKey::new("10.96.80.1".parse().unwrap(), port, Protocol::Tcp), v)
-        })
+        .map(|(port, v)| (FrontendKey::new("10.96.80.1".parse().unwrap(), port, Protocol::Tcp), v))
         .collect::<BTreeMap<_, _>>();
     VipSet { vips, problems: Vec::new() }
 }
@@ -299,7 +297,8 @@ fn reference(config: &HealthConfig, outcomes: &[Outcome]) -> Health {
             other => {
                 bad += 1;
                 ok = 0;
-                let to = if *other == Outcome::Unavailable { Health::Draining } else { Health::Down };
+                let to =
+                    if *other == Outcome::Unavailable { Health::Draining } else { Health::Down };
                 if health != Health::Up || bad >= config.unhealthy_threshold {
                     health = to;
                 }

@@ -340,7 +340,11 @@ fn node_dies(cluster: &mut Cluster, director: &Director, target: SocketAddr) -> 
                 let mut command = Command::new("nft");
                 command.args(args.split(' '));
                 let out = lab.output_in("fabric", command).unwrap();
-                assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "nft {args}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             };
             nft("add table inet sy-dead-node");
             nft(&format!(
