@@ -96,6 +96,10 @@ struct MemoryOptions {
     /// Endpoints per Service.
     #[arg(long, default_value_t = 25)]
     endpoints: usize,
+    /// Only write the cluster's manifests (as the agent run reads them) into this directory and
+    /// exit: for profiling the agent by hand (heaptrack, massif).
+    #[arg(long, value_name = "DIR")]
+    write_manifests: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -239,7 +243,12 @@ fn run(cli: Cli) -> Result<()> {
                 seconds: None,
                 rounds: None,
             };
-            run_memory(&MemoryOptions { run: options, services, endpoints: 25 })?;
+            run_memory(&MemoryOptions {
+                run: options,
+                services,
+                endpoints: 25,
+                write_manifests: None,
+            })?;
             // Last: it fails the run when the generator check fails, after writing its report.
             run_forwarding(&forwarding)?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
@@ -498,6 +507,11 @@ fn agent_binary() -> PathBuf {
 fn run_memory(options: &MemoryOptions) -> Result<()> {
     let out = options.run.out_dir();
     let shape = Shape { services: options.services, endpoints_per_service: options.endpoints };
+    if let Some(dir) = &options.write_manifests {
+        let (files, bytes) = switchyard_bench::memory::write_cluster_manifests(shape, dir)?;
+        eprintln!("memory: wrote {files} files ({bytes} bytes) to {}", dir.display());
+        return Ok(());
+    }
     // A failure here (say, ENOMEM creating a large map on a busy machine) leaves the agent and
     // the peers to be measured all the same.
     let mut report = switchyard_bench::memory::measure(shape).unwrap_or_else(|error| {
