@@ -100,6 +100,10 @@ struct MemoryOptions {
     /// exit: for profiling the agent by hand (heaptrack, massif).
     #[arg(long, value_name = "DIR")]
     write_manifests: Option<PathBuf>,
+    /// Only the running agent (`$SWITCHYARD_AGENT_BIN`): no in-process part, no peers. For
+    /// comparing two agent builds in one run.
+    #[arg(long)]
+    agent_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +252,7 @@ fn run(cli: Cli) -> Result<()> {
                 services,
                 endpoints: 25,
                 write_manifests: None,
+                agent_only: false,
             })?;
             // Last: it fails the run when the generator check fails, after writing its report.
             run_forwarding(&forwarding)?;
@@ -514,10 +519,17 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
     }
     // A failure here (say, ENOMEM creating a large map on a busy machine) leaves the agent and
     // the peers to be measured all the same.
-    let mut report = switchyard_bench::memory::measure(shape).unwrap_or_else(|error| {
-        eprintln!("memory: in-process measurement failed: {error}");
-        switchyard_bench::memory::MemoryReport::in_process_failed(shape, error.to_string())
-    });
+    let mut report = if options.agent_only {
+        switchyard_bench::memory::MemoryReport::in_process_failed(
+            shape,
+            "not run (--agent-only)".into(),
+        )
+    } else {
+        switchyard_bench::memory::measure(shape).unwrap_or_else(|error| {
+            eprintln!("memory: in-process measurement failed: {error}");
+            switchyard_bench::memory::MemoryReport::in_process_failed(shape, error.to_string())
+        })
+    };
     let agent_bin = agent_binary();
     eprintln!(
         "memory: running {} agent on {} × {}",
@@ -530,7 +542,12 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
     report.agent = Some(agent);
     report.kernel.push(agent_kernel);
     let state = synthetic::cluster(shape);
-    for peer in [Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy] {
+    let peers = if options.agent_only {
+        Vec::new()
+    } else {
+        vec![Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy]
+    };
+    for peer in peers {
         eprintln!(
             "memory: loading {} for {} × {}",
             peer.label(),

@@ -172,17 +172,24 @@ mod tests {
                                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:ports": {}}}}]
         }});
         let service = with(
-            objects::service("web", json!({"type": "LoadBalancer", "externalIPs": ["192.0.2.1"],
+            objects::service(
+                "web",
+                json!({"type": "LoadBalancer", "externalIPs": ["192.0.2.1"],
                 "sessionAffinity": "ClientIP", "ports": [
                     {"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080},
-                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]})),
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]}),
+            ),
             meta.clone(),
         );
-        let service = with(service, json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}}}));
+        let service =
+            with(service, json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}}}));
         let mut endpoint = objects::endpoint("10.0.0.1", "node-a", "terminating");
-        endpoint = with(endpoint, json!({"zone": "zone-a", "hostname": "pod-1",
+        endpoint = with(
+            endpoint,
+            json!({"zone": "zone-a", "hostname": "pod-1",
             "hints": {"forZones": [{"name": "zone-a"}]},
-            "targetRef": {"kind": "Pod", "name": "pod-1", "namespace": "default", "uid": "p"}}));
+            "targetRef": {"kind": "Pod", "name": "pod-1", "namespace": "default", "uid": "p"}}),
+        );
         let slice = with(objects::slice("web-1", "web", vec![endpoint]), meta.clone());
         let node = with(objects::this_node(), meta);
         let secret = objects::secret("default", "bgp", json!({"password": "s3cret"}));
@@ -218,9 +225,8 @@ mod tests {
     /// struct form (the struct's inline size alone is counted, an underestimate).
     #[test]
     fn a_stored_slice_is_smaller_than_its_endpoints_inline() {
-        let endpoints = (0..25)
-            .map(|i| objects::endpoint(&format!("10.0.0.{i}"), "node-a", "ready"))
-            .collect();
+        let endpoints =
+            (0..25).map(|i| objects::endpoint(&format!("10.0.0.{i}"), "node-a", "ready")).collect();
         let slice: EndpointSlice = typed(&objects::slice("web-1", "web", endpoints));
         let inline = slice.endpoints.len() * size_of::<k8s_openapi::api::discovery::v1::Endpoint>();
         let stored = StoredObject::store(&Object::EndpointSlice(Arc::new(slice))).unwrap();

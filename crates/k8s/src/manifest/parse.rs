@@ -448,7 +448,10 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                         reason: format!("cannot be kept: {err}"),
                     };
                     let errors = vec![error];
-                    out.push(Document { location, outcome: Outcome::Broken { id: Some(id), errors } });
+                    out.push(Document {
+                        location,
+                        outcome: Outcome::Broken { id: Some(id), errors },
+                    });
                     return;
                 }
             };
