@@ -138,6 +138,9 @@ impl Speakers {
                     peer.set_routes(routes.clone());
                     let settings = peer_plan.settings.clone();
                     let bfd = self.start_bfd(name, &settings);
+                    if let Some(bfd) = &bfd {
+                        peer.follow_bfd(bfd.watch());
+                    }
                     self.running.insert(name.clone(), Running { settings, peer, bfd, routes });
                 }
                 Err(err) => {

@@ -138,6 +138,7 @@ fn down_reason(reason: &DownReason) -> String {
         DownReason::Received(notification) => format!("received NOTIFICATION {notification}"),
         DownReason::ConnectionLost => "connection lost".to_owned(),
         DownReason::Stopped => "stopped".to_owned(),
+        DownReason::BfdDown => "BFD down".to_owned(),
     }
 }
 

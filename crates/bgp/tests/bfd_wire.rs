@@ -1,15 +1,18 @@
 //! BFD on real sockets (loopback, no root needed): two speakers bring their sessions Up, notice a
-//! silent death within the detection time, take an AdminDown as no failure, and ignore packets
-//! that did not arrive with TTL 255. BIRD interoperation and a director's failover are in
-//! `crates/switchyard/tests/director_bgp.rs`.
+//! silent death within the detection time, take an AdminDown as no failure, ignore packets that
+//! did not arrive with TTL 255, and a BGP session is reset when its BFD session fails (RFC 5882).
+//! BIRD interoperation and a director's failover are in `crates/switchyard/tests/director_bgp.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use switchyard_bgp::bfd::{BfdConfig, BfdState, ControlPacket, Diagnostic};
-use switchyard_bgp::runtime::{BfdListener, BfdPeer, BfdStatus};
+use switchyard_bgp::runtime::{
+    BfdListener, BfdPeer, BfdStatus, ConnectOptions, Listener, Peer, PeerSpec,
+};
+use switchyard_bgp::session::{DownReason, SessionConfig, State};
 use tokio::sync::watch;
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -131,4 +134,100 @@ async fn packets_that_did_not_arrive_with_ttl_255_are_not_accepted() {
     assert!(used.is_some(), "a TTL 255 packet was not used: {:?}", *watch.borrow());
     assert_eq!(watch.borrow().state, BfdState::Init, "Down + peer Down → Init");
     session.stop().await;
+}
+
+/// Two BGP speakers on loopback (A active at 127.0.0.1, B passive at 127.0.0.2) with a BFD pair
+/// beside them; A's session follows its BFD session.
+async fn bgp_pair_with_bfd(
+    discriminator_b: u32,
+) -> (Peer, Peer, BfdListener, BfdPeer, BfdListener, BfdPeer, Listener) {
+    let listener = Listener::bind(SocketAddr::new(B, 0)).await.expect("BGP listener");
+    let session = |local_as, peer_as, id, passive| {
+        let mut c = SessionConfig::new(local_as, peer_as, Ipv4Addr::new(10, 0, 0, id));
+        c.next_hop_v4 = Some(Ipv4Addr::new(127, 0, 0, id));
+        c.next_hop_v6 = Some(Ipv6Addr::LOCALHOST);
+        c.hold_time = Duration::from_secs(9);
+        c.connect_retry_time = Duration::from_secs(1);
+        c.passive = passive;
+        c
+    };
+    let connect = |local| ConnectOptions { local_address: Some(local), md5_key: None, ttl: None };
+    let a = Peer::spawn(
+        PeerSpec {
+            name: "b".into(),
+            address: listener.local_addr(),
+            session: session(64512, 64513, 1, false),
+            connect: connect(A),
+        },
+        None,
+    )
+    .expect("speaker A");
+    let b = Peer::spawn(
+        PeerSpec {
+            name: "a".into(),
+            address: SocketAddr::new(A, 179),
+            session: session(64513, 64512, 2, true),
+            connect: connect(B),
+        },
+        Some(&listener),
+    )
+    .expect("speaker B");
+    let (la, bfd_a, lb, bfd_b) = pair(BfdConfig::new(discriminator_b));
+    a.follow_bfd(bfd_a.watch());
+    let mut established = a.watch();
+    let up = tokio::time::timeout(
+        Duration::from_secs(10),
+        established.wait_for(|s| s.state == State::Established),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(up, "BGP never established: {:?}", *established.borrow());
+    let mut bfd_up = bfd_a.watch();
+    assert!(
+        wait_for(&mut bfd_up, Duration::from_secs(5), |s| s.state == BfdState::Up).await.is_some(),
+        "BFD never Up"
+    );
+    (a, b, la, bfd_a, lb, bfd_b, listener)
+}
+
+#[tokio::test]
+async fn a_bfd_failure_takes_the_bgp_session_down_long_before_its_hold_timer() {
+    let (a, b, _la, bfd_a, _lb, bfd_b, _listener) = bgp_pair_with_bfd(4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // B's BFD dies silently while its TCP connection stays up: only BFD can tell.
+    let died = Instant::now();
+    drop(bfd_b);
+    let mut status = a.watch();
+    let down = tokio::time::timeout(
+        Duration::from_secs(3),
+        status.wait_for(|s| s.last_down == Some(DownReason::BfdDown)),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(down, "BGP session not reset by the BFD failure: {:?}", *status.borrow());
+    let after = died.elapsed();
+    // BFD's detection time (300 ms) plus its tolerance; the hold timer would take 9 s.
+    assert!(after < Duration::from_secs(1), "reset after {after:?}");
+    println!("bgp: session reset {after:?} after the peer's BFD went silent (hold time 9 s)");
+    bfd_a.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_down_leaves_the_bgp_session_alone() {
+    let (a, b, _la, bfd_a, _lb, bfd_b, _listener) = bgp_pair_with_bfd(5).await;
+    let mut bfd = bfd_a.watch();
+    bfd_b.stop().await;
+    assert!(
+        wait_for(&mut bfd, Duration::from_secs(2), |s| s.state == BfdState::Down).await.is_some(),
+        "A's BFD did not see the AdminDown"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = a.status();
+    assert_eq!(status.state, State::Established, "an orderly BFD goodbye is no failure");
+    assert_eq!(status.last_down, None);
+    bfd_a.stop().await;
+    a.stop().await;
+    b.stop().await;
 }

@@ -409,6 +409,34 @@ fn stop_sends_cease_and_stays_idle() {
 }
 
 #[test]
+fn bfd_down_ends_the_session_at_once_with_cease_bfd_down_and_it_restarts_later() {
+    let mut w = ebgp();
+    w.sent.clear();
+    // The link went silent: a hold timer would take 9 s; BFD says so now.
+    w.b_alive = false;
+    w.a.bfd_down(w.now);
+    w.pump();
+    assert!(w.events_a.contains(&Event::Down(DownReason::BfdDown)));
+    assert_eq!(w.a.last_down(), Some(&DownReason::BfdDown));
+    assert!(
+        w.sent
+            .iter()
+            .any(|m| matches!(m, Message::Notification(n) if (n.code, n.subcode) == (6, 10))),
+        "Cease / BFD Down (RFC 9384) is sent in case the peer still hears us"
+    );
+    assert_eq!(w.a.stats().flaps, 1);
+    // Below OpenSent it is nothing to act on.
+    w.a.bfd_down(w.now);
+    w.pump();
+    assert_eq!(w.a.stats().flaps, 1);
+    // Reachable again: the session comes back after the connect-retry time, like any failure.
+    w.b_alive = true;
+    w.advance(Duration::from_secs(11), Duration::from_millis(500));
+    assert_eq!(w.a.state(), State::Established);
+    assert_eq!(w.a.stats().established, 2);
+}
+
+#[test]
 fn graceful_restart_is_offered_with_the_restart_bit_after_a_restart() {
     let mut c = config(64512, 64513, 1, false);
     c.graceful_restart =

@@ -150,6 +150,7 @@ int main(void)
 	CONST(SY_REASON_REVNAT_GETPEERNAME);
 	CONST(SY_REASON_SOCK_RELEASED);
 	CONST(SY_REASON_DROP_SOURCE_RANGE_SOCK);
+	CONST(SY_REASON_REJECT_SOURCE_RANGE);
 	CONST(SY_REASON_MAX);
 	printf("];\n\n");
 	/* Golden SipHash values: key bytes 0..15, message bytes 0..len-1 (the reference vectors'

@@ -25,12 +25,14 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /*
- * loadBalancerSourceRanges on the socket path. connect()/sendmsg() run before the kernel picks
- * the source address of an unbound socket, so the check cannot happen there: a socket
- * translated for a frontend with SY_FE_SOURCE_RANGES is marked in its local storage, and
- * sy_sock_egress checks the source of its next packet (the first one after routing) against
- * sy_src_ranges. Outside the ranges the packet is dropped, as the per-packet path and
- * kube-proxy drop it: a TCP connect() never completes, a UDP send fails with EPERM.
+ * loadBalancerSourceRanges on the socket path. When the source is known at connect()/sendmsg()
+ * (a socket bound to an address, a datagram whose source the sender chose) it is checked there
+ * and the call is refused with ECONNREFUSED. Otherwise the kernel picks the source after these
+ * hooks (routing), so the check cannot happen here: a socket translated for a frontend with
+ * SY_FE_SOURCE_RANGES is marked in its local storage, and sy_sock_egress checks the source of
+ * its next packet (the first one after routing) against sy_src_ranges. Outside the ranges that
+ * packet is dropped, as the per-packet path and kube-proxy drop it: a TCP connect() never
+ * completes, a UDP send fails with EPERM (cgroup_skb programs cannot choose the errno).
  * Sockets without the mark cost one socket-storage lookup per packet.
  */
 struct sy_sock_src_check {
@@ -44,6 +46,48 @@ struct {
 	__type(value, struct sy_sock_src_check);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } sy_sock_src_check SEC(".maps");
+
+/* Whether src is inside the loadBalancerSourceRanges of frontend frontend_id. */
+static __always_inline int source_in_ranges(__u32 frontend_id, const struct sy_addr *src)
+{
+	struct sy_src_range_key k = {};
+
+	k.prefixlen = 32 + 128;
+	k.frontend_id = frontend_id;
+	k.addr = *src;
+	return bpf_map_lookup_elem(&sy_src_ranges, &k) != 0;
+}
+
+/*
+ * The source the socket's packets will carry, if known before routing: the address a socket is
+ * bound to (connect), or the datagram's source (sendmsg: IP_PKTINFO, else the bound address).
+ * Returns 0 when the kernel picks it later (unbound: all zero). is_v6 and is_sendmsg are
+ * constants in every caller, so each program reads only the fields its hook allows.
+ */
+static __always_inline int known_source(struct bpf_sock_addr *ctx, int is_v6, int is_sendmsg,
+					struct sy_addr *src)
+{
+	if (!is_v6) {
+		__u32 ip4 = is_sendmsg ? ctx->msg_src_ip4 : ctx->sk->src_ip4;
+
+		addr_from_ip4(src, ip4);
+		return ip4 != 0;
+	}
+	if (is_sendmsg) {
+		src->words[0] = ctx->msg_src_ip6[0];
+		src->words[1] = ctx->msg_src_ip6[1];
+		src->words[2] = ctx->msg_src_ip6[2];
+		src->words[3] = ctx->msg_src_ip6[3];
+	} else {
+		src->words[0] = ctx->sk->src_ip6[0];
+		src->words[1] = ctx->sk->src_ip6[1];
+		src->words[2] = ctx->sk->src_ip6[2];
+		src->words[3] = ctx->sk->src_ip6[3];
+	}
+	/* A v4-mapped wildcard (::ffff:0.0.0.0) is unbound too. */
+	return (src->words[0] | src->words[1] | src->words[2] | src->words[3]) != 0 &&
+	       !(addr_is_v4_mapped(src) && src->words[3] == 0);
+}
 
 #define SY_ETH_P_IP 0x0800
 #define SY_ETH_P_IPV6 0x86DD
@@ -106,6 +150,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 	struct sy_frontend *fe;
 	struct sy_backend *be;
 	struct pick pick = {};
+	struct sy_addr src = {};
+	int src_known = 0;
 	__u64 cookie, now;
 	int err;
 
@@ -142,6 +188,26 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 			   bpf_get_socket_cookie(ctx));
 		bpf_set_retval(-SY_ECONNREFUSED);
 		return SY_REJECT;
+	}
+
+	/* Source ranges, source already known (bound socket, chosen datagram source): refuse
+	 * the call itself. An unconnected UDP socket's earlier mark no longer applies. */
+	if (fe->flags & SY_FE_SOURCE_RANGES) {
+		src_known = known_source(ctx, is_v6, is_sendmsg, &src);
+		if (src_known && !source_in_ranges(fe->id, &src)) {
+			count(SY_REASON_REJECT_SOURCE_RANGE);
+			sock_event(SY_REASON_REJECT_SOURCE_RANGE, 1, fe->id, 0, &dst, port, proto,
+				   family, bpf_get_socket_cookie(ctx));
+			bpf_set_retval(-SY_ECONNREFUSED);
+			return SY_REJECT;
+		}
+		if (src_known) {
+			struct sy_sock_src_check *c =
+				bpf_sk_storage_get(&sy_sock_src_check, ctx->sk, 0, 0);
+
+			if (c)
+				c->pending = 0;
+		}
 	}
 
 	cookie = bpf_get_socket_cookie(ctx);
@@ -202,9 +268,10 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 		return SY_REJECT;
 	}
 
-	/* Source ranges: the socket's next packet is checked (see sy_sock_egress). Without
-	 * storage for the mark the call is refused rather than let through unchecked. */
-	if (fe->flags & SY_FE_SOURCE_RANGES) {
+	/* Source ranges, source not known yet: the socket's next packet is checked (see
+	 * sy_sock_egress). Without storage for the mark the call is refused rather than let
+	 * through unchecked. */
+	if ((fe->flags & SY_FE_SOURCE_RANGES) && !src_known) {
 		struct sy_sock_src_check *c = bpf_sk_storage_get(
 			&sy_sock_src_check, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
@@ -398,7 +465,7 @@ SEC("cgroup_skb/egress")
 int sy_sock_egress(struct __sk_buff *skb)
 {
 	struct sy_sock_src_check *c;
-	struct sy_src_range_key k = {};
+	struct sy_addr saddr = {};
 	struct bpf_sock *sk = skb->sk;
 	struct sy_event *ev;
 	__u32 ip4;
@@ -414,16 +481,14 @@ int sy_sock_egress(struct __sk_buff *skb)
 	if (skb->protocol == bpf_htons(SY_ETH_P_IP)) {
 		if (bpf_skb_load_bytes(skb, 12, &ip4, sizeof(ip4)))
 			return 1;
-		addr_from_ip4(&k.addr, ip4);
+		addr_from_ip4(&saddr, ip4);
 	} else if (skb->protocol == bpf_htons(SY_ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 8, &k.addr, sizeof(k.addr)))
+		if (bpf_skb_load_bytes(skb, 8, &saddr, sizeof(saddr)))
 			return 1;
 	} else {
 		return 1;
 	}
-	k.prefixlen = 32 + 128;
-	k.frontend_id = c->frontend_id;
-	if (bpf_map_lookup_elem(&sy_src_ranges, &k)) {
+	if (source_in_ranges(c->frontend_id, &saddr)) {
 		c->pending = 0;
 		return 1;
 	}
@@ -431,8 +496,8 @@ int sy_sock_egress(struct __sk_buff *skb)
 	ev = sy_event_start(1, SY_REASON_DROP_SOURCE_RANGE_SOCK, SY_PATH_SOCK, c->frontend_id, 0);
 	if (ev) {
 		ev->cookie = bpf_get_socket_cookie(skb);
-		ev->saddr = k.addr;
-		ev->family = addr_is_v4_mapped(&k.addr) ? SY_AF_INET : SY_AF_INET6;
+		ev->saddr = saddr;
+		ev->family = addr_is_v4_mapped(&saddr) ? SY_AF_INET : SY_AF_INET6;
 		bpf_ringbuf_submit(ev, 0);
 	}
 	return 0;

@@ -107,7 +107,11 @@ enum sy_reason {
 	/* SY_FE_SOURCE_RANGES: a translated socket's packet from a source outside
 	 * loadBalancerSourceRanges (cgroup_skb/egress): dropped (the syscall gets EPERM). */
 	SY_REASON_DROP_SOURCE_RANGE_SOCK = 14,
-	/* 15..31 reserved for the socket path, 32..63 for the per-packet path (issue 6). */
+	/* SY_FE_SOURCE_RANGES: the socket's source was known at connect()/sendmsg() (a bound
+	 * socket, or a datagram's chosen source) and is outside the ranges: refused with
+	 * ECONNREFUSED. */
+	SY_REASON_REJECT_SOURCE_RANGE = 15,
+	/* 16..31 reserved for the socket path, 32..63 for the per-packet path (issue 6). */
 	SY_REASON_MAX = 64,
 };
 

@@ -89,11 +89,14 @@ pub enum Reason {
     /// loadBalancerSourceRanges: a translated socket's packet from a source outside them was
     /// dropped (`cgroup_skb/egress`).
     DropSourceRangeSock = 14,
+    /// loadBalancerSourceRanges: a socket whose source was known at connect()/sendmsg() (bound,
+    /// or chosen for the datagram) is outside them: the call failed with ECONNREFUSED.
+    RejectSourceRange = 15,
 }
 
 impl Reason {
     /// Every reason, in counter-index order.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NotService,
         Reason::TranslatedRandom,
         Reason::TranslatedMaglev,
@@ -109,6 +112,7 @@ impl Reason {
         Reason::RevnatGetpeername,
         Reason::SockReleased,
         Reason::DropSourceRangeSock,
+        Reason::RejectSourceRange,
     ];
     /// Number of counter slots (`SY_REASON_MAX`): reasons up to here may be added in C.
     pub const MAX: u32 = 64;
@@ -131,6 +135,7 @@ impl Reason {
             Reason::RevnatGetpeername => "revnat_getpeername",
             Reason::SockReleased => "sock_released",
             Reason::DropSourceRangeSock => "drop_source_range_sock",
+            Reason::RejectSourceRange => "reject_source_range",
         }
     }
 }

@@ -497,7 +497,8 @@ fn an_unconnected_udp_socket_moves_when_its_backend_leaves_the_frontend() {
 /// loadBalancerSourceRanges on the socket path: the routed source of a translated socket's
 /// first packet is checked (`cgroup_skb/egress`); outside the ranges nothing reaches a backend
 /// (TCP never connects, a UDP send fails with EPERM), inside them everything works, and an
-/// unconnected UDP socket refused for one frontend still reaches another.
+/// unconnected UDP socket refused for one frontend still reaches another. A socket bound to its
+/// source before connect()/sendto() is refused by the call itself with ECONNREFUSED.
 #[test]
 fn source_ranges_are_checked_on_the_socket_path() {
     if !switchyard_lab::require_root("source_ranges_are_checked_on_the_socket_path") {
@@ -505,13 +506,14 @@ fn source_ranges_are_checked_on_the_socket_path() {
     }
     use switchyard_bpf::nodeport::SourceRangeMap as _;
     use switchyard_bpf::nodeport_abi::SrcRangeKey;
-    // (case, frontend, tcp target, allowed prefix, other prefix, backends, servers)
+    // (case, frontend, tcp target, allowed prefix, other prefix, bound source, backends, servers)
     type Case<'a> = (
         &'a str,
         &'a str,
         &'a str,
         (&'a str, u8),
         (&'a str, u8),
+        &'a str,
         &'a [(u32, &'a str, u16)],
         &'a [&'a str],
     );
@@ -522,6 +524,7 @@ fn source_ranges_are_checked_on_the_socket_path() {
             "192.0.2.10:80",
             ("127.0.0.0", 8),
             ("10.0.0.0", 8),
+            "127.0.0.1",
             &V4_BACKENDS,
             &V4_SERVERS,
         ),
@@ -531,11 +534,12 @@ fn source_ranges_are_checked_on_the_socket_path() {
             "[2001:db8::10]:80",
             ("fd00::", 64),
             ("2001:db8:1::", 48),
+            "fd00::2",
             &V6_BACKENDS,
             &V6_SERVERS,
         ),
     ];
-    for (case, vip, target, allowed, other, backends, servers) in cases {
+    for (case, vip, target, allowed, other, source, backends, servers) in cases {
         for inside in [true, false] {
             let mut f = Fixture::new("src-ranges", PROBE);
             f.frontend(7, vip, 80, PROTO_TCP, FE_SOURCE_RANGES, backends);
@@ -552,15 +556,26 @@ fn source_ranges_are_checked_on_the_socket_path() {
             ops.push(format!("tcp={target}"));
             ops.push(format!("udp-connected={target}"));
             ops.push(format!("udp-sendto={target}*1,{udp_other}*1,{target}*1"));
+            ops.push(format!("tcp-from={source}@{target}"));
+            ops.push(format!("udp-from={source}@{target}"));
             let lines = run_ops(&f, &ops);
-            assert_eq!(lines.len(), 5, "{case} inside={inside}: {lines:?}");
+            assert_eq!(lines.len(), 7, "{case} inside={inside}: {lines:?}");
             let refused = f.counter(Reason::DropSourceRangeSock);
+            let rejected = f.counter(Reason::RejectSourceRange);
             if inside {
                 for line in &lines {
                     assert!(field(line, "reply").is_some(), "{case}: allowed source: {line}");
                 }
-                assert_eq!(refused, 0, "{case}");
+                assert_eq!((refused, rejected), (0, 0), "{case}");
             } else {
+                // Bound first: the source is known, so connect() and sendto() are refused at
+                // once with ECONNREFUSED (111), before any packet.
+                for line in &lines[5..] {
+                    assert_eq!(field(line, "err"), Some("111"), "{case}: bound: {line}");
+                    let after: u64 = field(line, "after_us").unwrap().parse().unwrap();
+                    assert!(after < 500_000, "{case}: refused at once, not timed out: {line}");
+                }
+                assert_eq!(rejected, 2, "{case}");
                 // TCP: the SYN (and its retransmissions) dropped until the probe gives up.
                 assert!(field(&lines[0], "err").is_some(), "{case}: tcp: {}", lines[0]);
                 // UDP: the send fails at once with EPERM.

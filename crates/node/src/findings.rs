@@ -7,82 +7,75 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use switchyard_model::validate::{ValidationOptions, validate};
-use switchyard_model::{Change, ClusterState, NodeModel, ObjectKey, ObjectKind, Refusal};
+use switchyard_model::validate::{IncrementalValidation, Object, ValidationOptions};
+use switchyard_model::{Change, NodeModel, Refusal};
 use tracing::{info, warn};
-
-/// One object, as findings name it.
-type Object = (ObjectKind, ObjectKey);
 
 /// The objects seen so far and the problems already logged for each.
 #[derive(Debug)]
 pub(crate) struct Findings {
-    state: ClusterState,
-    options: ValidationOptions,
+    /// Validation kept up to date per update: only what an update touched is validated again.
+    validation: IncrementalValidation,
     /// Problems logged for each object (`field: reason`), kept across a new version so that
     /// the version that fixes them is seen to resolve them.
     logged: BTreeMap<Object, BTreeSet<String>>,
     /// Objects with a new version since the last report: their problems are logged again.
     renewed: BTreeSet<Object>,
-    /// Whether objects changed since the last [`Findings::report`].
-    changed: bool,
+    /// Objects validated again since the last report (the renewed ones and those reading them).
+    dirty: BTreeSet<Object>,
 }
 
 impl Findings {
     pub(crate) fn new(options: ValidationOptions) -> Self {
         Self {
-            state: ClusterState::default(),
-            options,
+            validation: IncrementalValidation::new(options),
             logged: BTreeMap::new(),
             renewed: BTreeSet::new(),
-            changed: false,
+            dirty: BTreeSet::new(),
         }
     }
 
-    /// Takes in an update's changes (before they go to the model, which consumes them).
+    /// Takes in an update's changes (before they go to the model, which consumes them) and
+    /// validates again the objects they touch, with those whose findings depend on them.
     pub(crate) fn record(&mut self, changes: &[Change]) {
-        for change in changes {
-            self.renewed.insert((change.kind(), change.key().clone()));
-            self.state.apply(change.clone());
-            self.changed = true;
-        }
+        self.renewed.extend(changes.iter().map(|c| (c.kind(), c.key().clone())));
+        self.dirty.extend(self.validation.update(changes.iter().cloned()));
     }
 
-    /// Validates everything seen (cross-object rules such as NodePort clashes need it all) and
-    /// logs each problem not yet logged for its object's version, and each object whose
-    /// problems are all gone. Called after the maps are programmed, so validation never delays
+    /// Logs each problem not yet logged for its object's version, and each object whose
+    /// problems are all gone, among the objects validated since the last report (the others
+    /// kept their findings). Called after the maps are programmed, so validation never delays
     /// programming. Returns the objects whose problems were resolved.
     pub(crate) fn report(&mut self) -> Vec<Object> {
-        if !std::mem::take(&mut self.changed) {
-            return Vec::new();
-        }
         let renewed = std::mem::take(&mut self.renewed);
-        let mut now: BTreeMap<Object, BTreeSet<String>> = BTreeMap::new();
-        for finding in validate(&self.state, &self.options) {
-            let object = (finding.kind, finding.object.clone());
-            let text = format!("{}: {}", finding.field, finding.problem);
-            let known = !renewed.contains(&object)
-                && self.logged.get(&object).is_some_and(|logged| logged.contains(&text));
-            if !known && !now.get(&object).is_some_and(|seen| seen.contains(&text)) {
-                warn!(
-                    kind = %finding.kind,
-                    object = %finding.object,
-                    field = %finding.field,
-                    reason = %finding.problem,
-                    severity = %finding.severity,
-                    "{finding}; what cannot be used is left out"
-                );
-            }
-            now.entry(object).or_default().insert(text);
-        }
         let mut resolved = Vec::new();
-        for (object, problems) in &self.logged {
-            if !now.contains_key(object) && !problems.is_empty() {
-                info!(kind = %object.0, object = %object.1, "object problems resolved");
-                resolved.push(object.clone());
+        for object in std::mem::take(&mut self.dirty) {
+            let mut now = BTreeSet::new();
+            let logged = self.logged.remove(&object).unwrap_or_default();
+            for finding in self.validation.findings_of(&object) {
+                let text = format!("{}: {}", finding.field, finding.problem);
+                let known = !renewed.contains(&object) && logged.contains(&text);
+                if !known && !now.contains(&text) {
+                    warn!(
+                        kind = %finding.kind,
+                        object = %finding.object,
+                        field = %finding.field,
+                        reason = %finding.problem,
+                        severity = %finding.severity,
+                        "{finding}; what cannot be used is left out"
+                    );
+                }
+                now.insert(text);
+            }
+            if now.is_empty() {
+                if !logged.is_empty() {
+                    info!(kind = %object.0, object = %object.1, "object problems resolved");
+                    resolved.push(object);
+                }
+            } else {
+                self.logged.insert(object, now);
             }
         }
-        self.logged = now;
         resolved
     }
 }
@@ -161,7 +154,7 @@ mod tests {
 
     fn object() -> Object {
         let Change::Service(key, _) = broken_service() else { unreachable!() };
-        (ObjectKind::Service, key)
+        (switchyard_model::ObjectKind::Service, key)
     }
 
     /// Issue 21: the version that fixes an object's problems resolves them (the problems were

@@ -1,7 +1,9 @@
 //! loadBalancerSourceRanges for pods (root): the socket path checks the source a pod's socket
 //! gets, so a pod outside the ranges reaches no backend through a LoadBalancer IP while a pod
-//! inside them does, and the Service's cluster IP stays open to both. Agents run without
-//! `--devices`: only the socket programs decide. See docs/operations.md.
+//! inside them does, and the Service's cluster IP stays open to both. A socket bound to its
+//! address before connect()/sendto() is refused by the call (ECONNREFUSED); an unbound one gets
+//! its source after the hooks, so its first packet is dropped. Agents run without `--devices`:
+//! only the socket programs decide. See docs/operations.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
@@ -50,6 +52,19 @@ fn a_pod_outside_the_source_ranges_reaches_no_backend_through_a_load_balancer_ip
                     out.summary
                 );
             }
+            // Bound to its own address first: the source is known, the call itself is refused.
+            let source = cluster.pod_ip(pod, ip.is_ipv6()).to_string();
+            for kind in ["tcp", "udp"] {
+                let out = cluster.client_with(pod, kind, target, 1, &["--source", &source]);
+                let refused = [("connection refused".to_owned(), 1)].into_iter().collect();
+                assert_eq!(out.summary.errors, refused, "{pod} {kind} bound {target}");
+            }
+        }
+        // Bound to an address inside the ranges: served.
+        let source = cluster.pod_ip("a1", ip.is_ipv6()).to_string();
+        for kind in ["tcp", "udp"] {
+            let out = cluster.client_with("a1", kind, target, 1, &["--source", &source]);
+            assert!(out.summary.errors.is_empty(), "a1 {kind} bound {target}: {:?}", out.summary);
         }
     }
     // Source ranges are for LoadBalancer IPs only: the cluster IP answers everyone.
@@ -60,16 +75,20 @@ fn a_pod_outside_the_source_ranges_reaches_no_backend_through_a_load_balancer_ip
     }
     for node in ["node1", "node2"] {
         let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
-        let dropped = cluster
+        let (dropped, rejected) = cluster
             .lab
             .run_in(node, move || {
-                Maps::open_pinned(&bpf_dir).unwrap().counters().unwrap()
-                    [&Reason::DropSourceRangeSock]
-                    .packets
+                let counters = Maps::open_pinned(&bpf_dir).unwrap().counters().unwrap();
+                (
+                    counters[&Reason::DropSourceRangeSock].packets,
+                    counters[&Reason::RejectSourceRange].packets,
+                )
             })
             .unwrap();
         // Per family and pod: a SYN and its retransmission, two datagrams.
         assert!(dropped >= 8, "{node}: {dropped} packets dropped for their source");
+        // Per family, one pod on each node: a bound TCP connect and a bound UDP send.
+        assert_eq!(rejected, 4, "{node}: calls refused for their bound source");
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }

@@ -104,6 +104,7 @@ enum Command {
     SetRoutes(BTreeMap<Prefix, RouteAttributes>),
     Stop,
     Abandon,
+    BfdDown,
 }
 
 type Incoming = Arc<Mutex<HashMap<IpAddr, mpsc::Sender<TcpStream>>>>;
@@ -207,6 +208,26 @@ impl Peer {
         self.status.clone()
     }
 
+    /// Tears the session down whenever `bfd` reports a failure (its session went from Up to
+    /// Down, not by the peer's AdminDown): RFC 5882 §4.1, so a dead link ends the BGP session
+    /// in BFD's detection time on our side too, not after the hold time. The watching task ends
+    /// with either session.
+    pub fn follow_bfd(&self, mut bfd: watch::Receiver<BfdStatus>) {
+        let commands = self.commands.clone();
+        let mut seen = bfd.borrow().failures;
+        tokio::spawn(async move {
+            while bfd.changed().await.is_ok() {
+                let failures = bfd.borrow_and_update().failures;
+                if failures > seen {
+                    seen = failures;
+                    if commands.send(Command::BfdDown).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     /// Sends Cease (the peer withdraws our routes at once) and ends the task.
     pub async fn stop(self) {
         let _ = self.commands.send(Command::Stop);
@@ -302,6 +323,7 @@ async fn run(
             command = commands.recv() => match command {
                 Some(Command::SetRoutes(routes)) => session.set_routes(routes),
                 Some(Command::Abandon) => { session.abandon(Instant::now()); ending = true; }
+                Some(Command::BfdDown) => session.bfd_down(Instant::now()),
                 Some(Command::Stop) | None => { session.stop(Instant::now()); ending = true; }
             },
             happened = on_link(&mut link, &mut buf) => match happened {

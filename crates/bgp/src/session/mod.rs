@@ -88,6 +88,8 @@ pub enum DownReason {
     ConnectionLost,
     /// [`Session::stop`] or [`Session::abandon`] was called.
     Stopped,
+    /// [`Session::bfd_down`]: the BFD session beside this one declared the peer unreachable.
+    BfdDown,
 }
 
 /// What the two OPENs agreed on.
@@ -298,6 +300,18 @@ impl Session {
     pub fn abandon(&mut self, now: Instant) {
         self.started = false;
         self.go_down(now, DownReason::Stopped);
+    }
+
+    /// The BFD session beside this one went from Up to Down (RFC 5882 §4.1): the peer is
+    /// unreachable, so the session is torn down now rather than when the hold timer runs out.
+    /// Sends Cease / BFD Down (RFC 9384) in case the peer still hears us, and restarts after
+    /// the connect-retry time like any other failure. Does nothing below OpenSent.
+    pub fn bfd_down(&mut self, now: Instant) {
+        if self.state < State::OpenSent {
+            return;
+        }
+        self.send(&Message::Notification(Notification::new(code::CEASE, cease::BFD_DOWN)));
+        self.go_down(now, DownReason::BfdDown);
     }
 
     /// The TCP connection is up (ours connected, or the peer's accepted). Returns `false` when

@@ -97,6 +97,8 @@ pub mod cease {
     pub const PEER_DECONFIGURED: u8 = 3;
     /// Administrative reset.
     pub const ADMINISTRATIVE_RESET: u8 = 4;
+    /// BFD Down (RFC 9384): the BFD session beside this one detected the peer as unreachable.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 impl Notification {

@@ -11,6 +11,8 @@
 //! - `udp-sendto=IP:PORT*N[,sleep=MS,mark=FILE,await=FILE,IP:PORT*N...]` one unconnected socket
 //!   sending datagrams: source and NAME of each reply; `mark` creates FILE, `await` waits (up to
 //!   10 s) until FILE exists, so a test can change maps at an exact point between sends,
+//! - `tcp-from=SRC@IP:PORT`, `udp-from=SRC@IP:PORT` the same from a socket bound to address SRC
+//!   first (so its source is known at connect()/sendmsg()), one datagram for UDP,
 //! - `bench-udp-connect=IP:PORT*N` N times socket()+bind()+connect() on UDP (no packet is
 //!   sent, so this is the syscall path plus the cgroup program), print the mean per round,
 //! - `as-node=BPF_DIR` make this namespace the node's: write its cookie as `sy_config`'s
@@ -232,6 +234,24 @@ fn run(op: &str) -> Result<(), String> {
             }
             Ok(())
         }
+        "tcp-from" | "udp-from" => {
+            let (source, target) =
+                arg.split_once('@').ok_or_else(|| format!("bad {verb} {arg:?}: SRC@IP:PORT"))?;
+            let source: std::net::IpAddr =
+                source.parse().map_err(|e| format!("bad source {source:?}: {e}"))?;
+            let (bind, target) = (SocketAddr::new(source, 0), parse_addr(target)?);
+            let result =
+                if verb == "tcp-from" { bound_tcp(bind, target) } else { bound_udp(bind, target) };
+            match result {
+                Ok((peer, from, reply)) => {
+                    println!("{op} ok peer={peer} from={from} reply={reply}")
+                }
+                Err(e) => {
+                    println!("{op} err={} after_us={}", errno(&e), started.elapsed().as_micros())
+                }
+            }
+            Ok(())
+        }
         "bench-udp-connect" => {
             let (addr, count) = arg.split_once('*').unwrap_or((arg, "1000"));
             let count: u32 = count.parse().map_err(|e| format!("bad count {count:?}: {e}"))?;
@@ -273,6 +293,33 @@ fn wait_routable(ip: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Err(format!("{ip} not usable after {TIMEOUT:?}: {last_error}"))
+}
+
+/// TCP from a socket bound to `bind` before connect(): peer, peer, the server's NAME.
+fn bound_tcp(bind: SocketAddr, target: SocketAddr) -> std::io::Result<(String, String, String)> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+    let family = if bind.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let timeout = nix::sys::time::TimeVal::new(TIMEOUT.as_secs() as i64, 0);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+    socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(bind))?;
+    socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(target))?;
+    let mut stream = TcpStream::from(fd);
+    let peer = stream.peer_addr()?.to_string();
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    Ok((peer.clone(), peer, reply.trim().to_owned()))
+}
+
+/// One datagram from an unconnected socket bound to `bind`: -, the reply's source, NAME.
+fn bound_udp(bind: SocketAddr, target: SocketAddr) -> std::io::Result<(String, String, String)> {
+    let socket = UdpSocket::bind(bind)?;
+    socket.set_read_timeout(Some(TIMEOUT))?;
+    socket.send_to(b"hello", target)?;
+    let mut buf = [0u8; 512];
+    let (n, from) = socket.recv_from(&mut buf)?;
+    Ok(("-".to_owned(), from.to_string(), String::from_utf8_lossy(&buf[..n]).into_owned()))
 }
 
 fn udp_socket(target: &SocketAddr) -> Result<UdpSocket, String> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -115,19 +115,71 @@ pub(crate) fn connect(target: SocketAddr, timeout: Duration) -> io::Result<(TcpS
     Ok((stream, elapsed))
 }
 
+/// [`connect`] from a socket bound to `source` first, so its source is known at connect()
+/// (loadBalancerSourceRanges are then checked by the call itself).
+pub(crate) fn connect_from(
+    source: IpAddr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> io::Result<(TcpStream, Duration)> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+    use std::os::fd::AsRawFd as _;
+    let family = if source.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    // A blocking connect() gives up after the send timeout.
+    let limit = nix::sys::time::TimeVal::new(
+        i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        i64::from(timeout.subsec_micros()),
+    );
+    socket::setsockopt(&fd, sockopt::SendTimeout, &limit)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(source, 0)))?;
+    let started = Instant::now();
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(target)).map_err(|errno| {
+        // EINPROGRESS here means the send timeout ran out.
+        if errno == nix::errno::Errno::EINPROGRESS {
+            io::Error::from(io::ErrorKind::TimedOut)
+        } else {
+            io::Error::from(errno)
+        }
+    })?;
+    let elapsed = started.elapsed();
+    let stream = TcpStream::from(fd);
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok((stream, elapsed))
+}
+
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Opens `count` TCP connections to an echo server, one request each.
 pub fn tcp(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> {
-    (0..count).map(|i| tcp_once(target, i, timeout)).collect()
+    tcp_from(None, target, count, timeout)
 }
 
-fn tcp_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
+/// [`tcp`] from sockets bound to `source` (when given) before they connect.
+pub fn tcp_from(
+    source: Option<IpAddr>,
+    target: SocketAddr,
+    count: usize,
+    timeout: Duration,
+) -> Vec<Attempt> {
+    (0..count).map(|i| tcp_once(source, target, i, timeout)).collect()
+}
+
+fn tcp_once(
+    source: Option<IpAddr>,
+    target: SocketAddr,
+    sequence: usize,
+    timeout: Duration,
+) -> Attempt {
     let attempt = Attempt::new("tcp", target);
     let result = (|| -> io::Result<Attempt> {
-        let (mut stream, elapsed) = connect(target, timeout)?;
+        let (mut stream, elapsed) = match source {
+            Some(source) => connect_from(source, target, timeout)?,
+            None => connect(target, timeout)?,
+        };
         let mut attempt = attempt.clone();
         attempt.micros = Some(micros(elapsed));
         attempt.local = Some(canonical(stream.local_addr()?).to_string());
@@ -147,15 +199,31 @@ fn tcp_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
 
 /// Sends `count` UDP requests, each from a new socket (a new source port), and waits for replies.
 pub fn udp(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> {
-    (0..count).map(|i| udp_once(target, i, timeout)).collect()
+    udp_from(None, target, count, timeout)
 }
 
-fn udp_once(target: SocketAddr, sequence: usize, timeout: Duration) -> Attempt {
+/// [`udp`] from sockets bound to `source` (when given).
+pub fn udp_from(
+    source: Option<IpAddr>,
+    target: SocketAddr,
+    count: usize,
+    timeout: Duration,
+) -> Vec<Attempt> {
+    (0..count).map(|i| udp_once(source, target, i, timeout)).collect()
+}
+
+fn udp_once(
+    source: Option<IpAddr>,
+    target: SocketAddr,
+    sequence: usize,
+    timeout: Duration,
+) -> Attempt {
     let attempt = Attempt::new("udp", target);
     let result = (|| -> io::Result<Attempt> {
-        let bind: SocketAddr = match target {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        let bind: SocketAddr = match (source, target) {
+            (Some(source), _) => (source, 0).into(),
+            (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
         let socket = UdpSocket::bind(bind)?;
         socket.set_read_timeout(Some(timeout))?;

@@ -14,12 +14,14 @@ use crate::input::{ClusterState, ObjectKey, ObjectKind};
 
 mod cluster;
 mod endpoint_slice;
+mod incremental;
 mod load_balancing;
 mod node;
 mod service;
 mod syntax;
 
 pub use endpoint_slice::validate_endpoint_slice;
+pub use incremental::{IncrementalValidation, Object};
 pub use node::validate_node;
 pub use service::validate_service;
 
@@ -155,6 +157,7 @@ impl Report<'_> {
 
 /// Validates every object and the relations between them (NodePort and cluster IP clashes,
 /// EndpointSlices without a Service). Findings are sorted by kind, object, then field order.
+/// [`IncrementalValidation`] keeps the same findings up to date change by change.
 pub fn validate(state: &ClusterState, options: &ValidationOptions) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (key, service) in &state.services {

@@ -120,6 +120,10 @@ struct ClientArgs {
     /// udp: connect() the socket and send(), instead of sendto() on an unconnected socket.
     #[arg(long)]
     connected: bool,
+    /// tcp, udp (unconnected): bind each socket to this address first, so its source is known
+    /// at connect()/sendto().
+    #[arg(long)]
+    source: Option<std::net::IpAddr>,
     /// http: the request path.
     #[arg(long, default_value = "/")]
     path: String,
@@ -228,11 +232,15 @@ fn client(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let duration = Duration::from_millis(args.duration_ms);
     let interval = Duration::from_millis(args.interval_ms);
     let ok = match args.kind {
-        ClientKind::Tcp => attempts("tcp", target, &clients::tcp(target, count, timeout))?,
+        ClientKind::Tcp => {
+            attempts("tcp", target, &clients::tcp_from(args.source, target, count, timeout))?
+        }
         ClientKind::Udp if args.connected => {
             attempts("udp-connected", target, &clients::udp_connected(target, count, timeout))?
         }
-        ClientKind::Udp => attempts("udp", target, &clients::udp(target, count, timeout))?,
+        ClientKind::Udp => {
+            attempts("udp", target, &clients::udp_from(args.source, target, count, timeout))?
+        }
         ClientKind::Http => {
             attempts("http", target, &clients::http(target, &args.path, count, timeout))?
         }

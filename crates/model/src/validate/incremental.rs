@@ -1,0 +1,520 @@
+//! Validation kept up to date change by change, for the node agent: after an update only the
+//! objects it touched, and those whose findings depend on them, are validated again — a
+//! NodePort, cluster IP or address shared with a changed Service, the Service an EndpointSlice
+//! names, the slices naming a Node. A whole-state [`validate`](super::validate) after every
+//! update costs tens of milliseconds at 10,000 Services; this costs microseconds.
+//!
+//! The findings are those `validate` gives for the same state, in the same order
+//! (`tests/validate_incremental.rs` checks it on random update sequences). The per-object rules
+//! are shared with `validate`; the cross-object rules read indexes kept here instead of a scan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::service::{is_headless, service_type};
+use super::syntax::in_range;
+use super::{
+    Finding, Problem, Report, ValidationOptions, load_balancing, validate_endpoint_slice,
+    validate_node, validate_service,
+};
+use crate::input::{Change, ClusterState, ObjectKey, ObjectKind};
+use crate::parse::SERVICE_NAME_LABEL;
+
+/// One object, as findings name it.
+pub type Object = (ObjectKind, ObjectKey);
+
+/// The objects seen so far, their findings, and the indexes the cross-object rules read.
+#[derive(Debug, Default)]
+pub struct IncrementalValidation {
+    options: ValidationOptions,
+    /// Every object validation reads (Namespaces and Secrets are not kept: no rule reads them).
+    state: ClusterState,
+    index: Index,
+    /// Findings of each object that has any, in `validate`'s order.
+    findings: BTreeMap<Object, Vec<Finding>>,
+}
+
+/// Who claims what, for the rules between objects.
+#[derive(Debug, Default)]
+struct Index {
+    /// NodePort (or health check node port) and protocol → Services claiming it, with the field
+    /// of each one's first claim. The smallest key owns it.
+    node_ports: FxHashMap<(i32, String), BTreeMap<ObjectKey, String>>,
+    /// Cluster IP → Services listing it (the smallest owns it).
+    cluster_ips: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    /// Node address → Nodes that have it (they own it before any Service).
+    node_addresses: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    /// Any cluster IP field → Services (owners of the address when no Node has it).
+    service_addresses: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    /// externalIP or LoadBalancer ingress IP → Services asking for it.
+    external: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    /// Service (by the slices' `kubernetes.io/service-name` label) → its EndpointSlices.
+    slices_of_service: FxHashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Node name → EndpointSlices with an endpoint on it.
+    slices_of_node: FxHashMap<String, BTreeSet<ObjectKey>>,
+}
+
+/// What one Service claims, as the cross-object rules see it.
+#[derive(Debug, Default)]
+struct ServiceFacts {
+    /// First claim of each (port, protocol): field and what it is.
+    node_ports: Vec<(i32, String, String, &'static str)>,
+    /// `spec.clusterIPs` (or `spec.clusterIP`) with their index, as the collision rule reads it.
+    cluster_ips: Vec<(usize, IpAddr)>,
+    /// Every cluster IP field, as address ownership reads it.
+    addresses: Vec<IpAddr>,
+    /// externalIPs and LoadBalancer ingress IPs with their field.
+    external: Vec<(String, IpAddr)>,
+}
+
+/// What one EndpointSlice refers to.
+#[derive(Debug, Default)]
+struct SliceFacts {
+    service: Option<ObjectKey>,
+    nodes: Vec<String>,
+}
+
+/// Index entries an update changed; the objects reading them are validated again.
+#[derive(Debug, Default)]
+struct Touched {
+    node_ports: FxHashSet<(i32, String)>,
+    cluster_ips: FxHashSet<IpAddr>,
+    /// Addresses whose owner may have changed.
+    owned: FxHashSet<IpAddr>,
+    /// Services whose slices changed (their port and "no EndpointSlice" findings).
+    services: FxHashSet<ObjectKey>,
+    /// Services that came or went (the "does not exist" findings of slices naming them).
+    slices_of_service: FxHashSet<ObjectKey>,
+    /// Nodes that came or went (the "does not exist" findings of slices naming them).
+    slices_of_node: FxHashSet<String>,
+    load_balancing: bool,
+}
+
+impl IncrementalValidation {
+    pub fn new(options: ValidationOptions) -> Self {
+        Self { options, ..Self::default() }
+    }
+
+    /// Takes in an update and validates again what it touched. Returns those objects (their
+    /// findings may or may not have changed; objects outside it kept theirs).
+    pub fn update(&mut self, changes: impl IntoIterator<Item = Change>) -> BTreeSet<Object> {
+        let mut touched = Touched::default();
+        let mut affected = BTreeSet::new();
+        let had_no_nodes = self.state.nodes.is_empty();
+        for change in changes {
+            let (kind, key) = (change.kind(), change.key().clone());
+            match kind {
+                ObjectKind::Service => {
+                    if let Some(old) = self.state.services.get(&key) {
+                        let facts = service_facts(old, &self.options);
+                        self.index.remove_service(&key, &facts);
+                        touched.service(&facts);
+                    }
+                    self.state.apply(change);
+                    if let Some(new) = self.state.services.get(&key) {
+                        let facts = service_facts(new, &self.options);
+                        self.index.add_service(&key, &facts);
+                        touched.service(&facts);
+                    }
+                    touched.slices_of_service.insert(key.clone());
+                }
+                ObjectKind::EndpointSlice => {
+                    if let Some(old) = self.state.endpoint_slices.get(&key) {
+                        let facts = slice_facts(&key, old);
+                        self.index.remove_slice(&key, &facts);
+                        touched.services.extend(facts.service);
+                    }
+                    self.state.apply(change);
+                    if let Some(new) = self.state.endpoint_slices.get(&key) {
+                        let facts = slice_facts(&key, new);
+                        self.index.add_slice(&key, &facts);
+                        touched.services.extend(facts.service);
+                    }
+                }
+                ObjectKind::Node => {
+                    if let Some(old) = self.state.nodes.get(&key) {
+                        let addresses = node_addresses(old);
+                        remove_all(&mut self.index.node_addresses, &addresses, &key);
+                        touched.owned.extend(addresses);
+                    }
+                    self.state.apply(change);
+                    if let Some(new) = self.state.nodes.get(&key) {
+                        let addresses = node_addresses(new);
+                        add_all(&mut self.index.node_addresses, &addresses, &key);
+                        touched.owned.extend(addresses);
+                    }
+                    touched.slices_of_node.insert(key.name.clone());
+                }
+                ObjectKind::IPPool | ObjectKind::BGPPeer | ObjectKind::BGPAdvertisement => {
+                    self.state.apply(change);
+                    touched.load_balancing = true;
+                }
+                // No rule reads them.
+                ObjectKind::Namespace | ObjectKind::Secret => continue,
+            }
+            affected.insert((kind, key));
+        }
+        let all_slices = had_no_nodes != self.state.nodes.is_empty();
+        self.collect(&touched, all_slices, &mut affected);
+        if touched.load_balancing {
+            self.findings.retain(|(kind, _), _| !is_load_balancing(*kind));
+            let mut findings = Vec::new();
+            load_balancing::check(&self.state, &mut findings);
+            for finding in findings {
+                let object = (finding.kind, finding.object.clone());
+                self.findings.entry(object).or_default().push(finding);
+            }
+            affected.extend(self.load_balancing_objects());
+        }
+        for object in &affected {
+            if !is_load_balancing(object.0) {
+                self.validate_object(object);
+            }
+        }
+        affected
+    }
+
+    /// Findings of one object, in `validate`'s order.
+    pub fn findings_of(&self, object: &Object) -> &[Finding] {
+        self.findings.get(object).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every finding, in `validate`'s order (kind, object, then field order).
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.values().flatten()
+    }
+
+    /// The objects reading what `touched` names.
+    fn collect(&self, touched: &Touched, all_slices: bool, affected: &mut BTreeSet<Object>) {
+        let index = &self.index;
+        let services = touched
+            .node_ports
+            .iter()
+            .filter_map(|claim| index.node_ports.get(claim))
+            .flat_map(BTreeMap::keys)
+            .chain(touched.cluster_ips.iter().filter_map(|ip| index.cluster_ips.get(ip)).flatten())
+            .chain(touched.owned.iter().filter_map(|ip| index.external.get(ip)).flatten())
+            .chain(touched.services.iter().filter(|key| self.state.services.contains_key(key)));
+        affected.extend(services.map(|key| (ObjectKind::Service, key.clone())));
+        let slices: Box<dyn Iterator<Item = &ObjectKey>> = if all_slices {
+            Box::new(self.state.endpoint_slices.keys())
+        } else {
+            Box::new(
+                (touched.slices_of_service.iter())
+                    .filter_map(|service| index.slices_of_service.get(service))
+                    .chain(
+                        (touched.slices_of_node.iter())
+                            .filter_map(|node| index.slices_of_node.get(node)),
+                    )
+                    .flatten(),
+            )
+        };
+        affected.extend(slices.map(|key| (ObjectKind::EndpointSlice, key.clone())));
+    }
+
+    fn load_balancing_objects(&self) -> impl Iterator<Item = Object> + '_ {
+        let state = &self.state;
+        let pools = state.ip_pools.keys().map(|k| (ObjectKind::IPPool, k.clone()));
+        let peers = state.bgp_peers.keys().map(|k| (ObjectKind::BGPPeer, k.clone()));
+        let ads =
+            state.bgp_advertisements.keys().map(|k| (ObjectKind::BGPAdvertisement, k.clone()));
+        pools.chain(peers).chain(ads)
+    }
+
+    /// Validates one Service, EndpointSlice or Node again, its own rules then the cross-object
+    /// ones in `validate`'s order.
+    fn validate_object(&mut self, object: &Object) {
+        let (kind, key) = object;
+        let mut findings = Vec::new();
+        match kind {
+            ObjectKind::Service => {
+                if let Some(service) = self.state.services.get(key) {
+                    validate_service(key, service, &self.options, &mut findings);
+                    self.service_rules(key, service, &mut findings);
+                }
+            }
+            ObjectKind::EndpointSlice => {
+                if let Some(slice) = self.state.endpoint_slices.get(key) {
+                    validate_endpoint_slice(key, slice, &mut findings);
+                    self.slice_rules(key, slice, &mut findings);
+                }
+            }
+            ObjectKind::Node => {
+                if let Some(node) = self.state.nodes.get(key) {
+                    validate_node(key, node, &mut findings);
+                }
+            }
+            _ => {}
+        }
+        if findings.is_empty() {
+            self.findings.remove(object);
+        } else {
+            self.findings.insert(object.clone(), findings);
+        }
+    }
+
+    /// `cluster.rs`'s rules for one Service, read from the indexes.
+    fn service_rules(&self, key: &ObjectKey, service: &Service, findings: &mut Vec<Finding>) {
+        let facts = service_facts(service, &self.options);
+        let mut report = Report { kind: ObjectKind::Service, object: key, findings };
+        for (port, protocol, field, what) in facts.node_ports {
+            let claims = self.index.node_ports.get(&(port, protocol.clone()));
+            if let Some((owner, owner_field)) = claims.and_then(BTreeMap::first_key_value)
+                && owner != key
+            {
+                let problem = Problem::NodePortCollision {
+                    what,
+                    port,
+                    protocol,
+                    other: owner.clone(),
+                    other_field: owner_field.clone(),
+                };
+                report.error(field, problem);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, ip) in facts.cluster_ips {
+            let first = seen.insert(ip);
+            if let Some(owner) = self.index.cluster_ips.get(&ip).and_then(BTreeSet::first)
+                && (owner != key || !first)
+            {
+                let problem = Problem::ClusterIpCollision { ip, other: owner.clone() };
+                report.error(format!("spec.clusterIPs[{i}]"), problem);
+            }
+        }
+        for (field, ip) in facts.external {
+            let owner = match self.index.node_addresses.get(&ip).and_then(BTreeSet::first) {
+                Some(node) => Some((node, format!("an address of Node {}", node.name))),
+                None => (self.index.service_addresses.get(&ip).and_then(BTreeSet::first))
+                    .map(|owner| (owner, format!("the cluster IP of Service {owner}"))),
+            };
+            if let Some((owner, what)) = owner
+                && owner != key
+            {
+                report.error(field, Problem::AddressTaken { ip, owner: what });
+            }
+        }
+        self.service_joins(key, service, report);
+    }
+
+    /// The end of `cluster::check_joins` for one Service: slices and their port names.
+    fn service_joins(&self, key: &ObjectKey, service: &Service, mut report: Report<'_>) {
+        let Some(spec) = service.spec.as_ref() else { return };
+        if service_type(spec) == "ExternalName" || is_headless(spec) {
+            return;
+        }
+        let Some(slices) = self.index.slices_of_service.get(key) else {
+            report.warning(
+                "spec",
+                Problem::Rule(format!(
+                    "no EndpointSlice is labelled {SERVICE_NAME_LABEL}={}: connections will be refused",
+                    key.name
+                )),
+            );
+            return;
+        };
+        let offered: BTreeSet<(String, String)> = slices
+            .iter()
+            .filter_map(|slice| self.state.endpoint_slices.get(slice))
+            .flat_map(|slice| slice.ports.iter().flatten())
+            .map(|p| {
+                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+                (p.name.clone().unwrap_or_default(), protocol)
+            })
+            .collect();
+        if offered.is_empty() {
+            return;
+        }
+        for (i, port) in spec.ports.iter().flatten().enumerate() {
+            let name = port.name.clone().unwrap_or_default();
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+            if !offered.contains(&(name.clone(), protocol.clone())) {
+                let offered: Vec<String> =
+                    offered.iter().map(|(n, p)| format!("{n:?}/{p}")).collect();
+                report.warning(
+                    format!("spec.ports[{i}]"),
+                    Problem::Rule(format!(
+                        "no EndpointSlice of this Service has a port named {name:?}/{protocol} \
+                         (they have {}): this port has no backends",
+                        offered.join(", ")
+                    )),
+                );
+            }
+        }
+    }
+
+    /// The start of `cluster::check_joins` for one EndpointSlice: its Service and its nodes.
+    fn slice_rules(&self, key: &ObjectKey, slice: &EndpointSlice, findings: &mut Vec<Finding>) {
+        let mut report = Report { kind: ObjectKind::EndpointSlice, object: key, findings };
+        let label = format!("metadata.labels[{SERVICE_NAME_LABEL}]");
+        match slice_facts(key, slice).service {
+            None => report.warning(
+                label,
+                Problem::Rule("missing: this EndpointSlice belongs to no Service".to_owned()),
+            ),
+            Some(service) if !self.state.services.contains_key(&service) => {
+                report.warning(label, Problem::Rule(format!("Service {service} does not exist")))
+            }
+            Some(_) => {}
+        }
+        if !self.state.nodes.is_empty() {
+            for (i, endpoint) in slice.endpoints.iter().enumerate() {
+                if let Some(node) = endpoint.node_name.as_deref()
+                    && !self.state.nodes.contains_key(&ObjectKey::cluster(node))
+                {
+                    report.warning(
+                        format!("endpoints[{i}].nodeName"),
+                        Problem::Rule(format!("Node {node} does not exist")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn is_load_balancing(kind: ObjectKind) -> bool {
+    matches!(kind, ObjectKind::IPPool | ObjectKind::BGPPeer | ObjectKind::BGPAdvertisement)
+}
+
+impl Touched {
+    fn service(&mut self, facts: &ServiceFacts) {
+        let claims = facts.node_ports.iter().map(|(port, protocol, ..)| (*port, protocol.clone()));
+        self.node_ports.extend(claims);
+        self.cluster_ips.extend(facts.cluster_ips.iter().map(|(_, ip)| *ip));
+        self.owned.extend(facts.addresses.iter().copied());
+    }
+}
+
+impl Index {
+    fn add_service(&mut self, key: &ObjectKey, facts: &ServiceFacts) {
+        for (port, protocol, field, _) in &facts.node_ports {
+            let claims = self.node_ports.entry((*port, protocol.clone())).or_default();
+            claims.insert(key.clone(), field.clone());
+        }
+        let cluster_ips: Vec<IpAddr> = facts.cluster_ips.iter().map(|(_, ip)| *ip).collect();
+        add_all(&mut self.cluster_ips, &cluster_ips, key);
+        add_all(&mut self.service_addresses, &facts.addresses, key);
+        let external: Vec<IpAddr> = facts.external.iter().map(|(_, ip)| *ip).collect();
+        add_all(&mut self.external, &external, key);
+    }
+
+    fn remove_service(&mut self, key: &ObjectKey, facts: &ServiceFacts) {
+        for (port, protocol, ..) in &facts.node_ports {
+            let claim = (*port, protocol.clone());
+            if let Some(claims) = self.node_ports.get_mut(&claim) {
+                claims.remove(key);
+                if claims.is_empty() {
+                    self.node_ports.remove(&claim);
+                }
+            }
+        }
+        let cluster_ips: Vec<IpAddr> = facts.cluster_ips.iter().map(|(_, ip)| *ip).collect();
+        remove_all(&mut self.cluster_ips, &cluster_ips, key);
+        remove_all(&mut self.service_addresses, &facts.addresses, key);
+        let external: Vec<IpAddr> = facts.external.iter().map(|(_, ip)| *ip).collect();
+        remove_all(&mut self.external, &external, key);
+    }
+
+    fn add_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
+        add_all(&mut self.slices_of_service, facts.service.as_slice(), key);
+        add_all(&mut self.slices_of_node, &facts.nodes, key);
+    }
+
+    fn remove_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
+        remove_all(&mut self.slices_of_service, facts.service.as_slice(), key);
+        remove_all(&mut self.slices_of_node, &facts.nodes, key);
+    }
+}
+
+fn add_all<K: Hash + Eq + Clone>(
+    index: &mut FxHashMap<K, BTreeSet<ObjectKey>>,
+    entries: &[K],
+    key: &ObjectKey,
+) {
+    for entry in entries {
+        index.entry(entry.clone()).or_default().insert(key.clone());
+    }
+}
+
+fn remove_all<K: Hash + Eq>(
+    index: &mut FxHashMap<K, BTreeSet<ObjectKey>>,
+    entries: &[K],
+    key: &ObjectKey,
+) {
+    for entry in entries {
+        if let Some(keys) = index.get_mut(entry) {
+            keys.remove(key);
+            if keys.is_empty() {
+                index.remove(entry);
+            }
+        }
+    }
+}
+
+/// What `cluster.rs` reads of a Service, in the order it reads it.
+fn service_facts(service: &Service, options: &ValidationOptions) -> ServiceFacts {
+    let mut facts = ServiceFacts::default();
+    let Some(spec) = service.spec.as_ref() else { return facts };
+    if matches!(service_type(spec), "NodePort" | "LoadBalancer") {
+        let ports = spec.ports.iter().flatten().enumerate().filter_map(|(i, port)| {
+            let node_port = port.node_port.filter(|p| in_range(options.node_port_range, *p))?;
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+            Some((node_port, protocol, format!("spec.ports[{i}].nodePort"), "NodePort"))
+        });
+        let health = (spec.health_check_node_port)
+            .filter(|p| in_range(options.node_port_range, *p))
+            .map(|port| {
+                let field = "spec.healthCheckNodePort".to_owned();
+                (port, "TCP".to_owned(), field, "healthCheckNodePort")
+            });
+        let mut own = BTreeSet::new();
+        for claim in ports.chain(health) {
+            if own.insert((claim.0, claim.1.clone())) {
+                facts.node_ports.push(claim);
+            }
+        }
+    }
+    let listed: Vec<&String> = match spec.cluster_ips.as_deref() {
+        Some(ips) if !ips.is_empty() => ips.iter().collect(),
+        _ => spec.cluster_ip.iter().collect(),
+    };
+    facts.cluster_ips = (listed.into_iter().enumerate())
+        .filter_map(|(i, text)| Some((i, text.parse().ok()?)))
+        .collect();
+    let all = spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter());
+    facts.addresses = all.filter_map(|text| text.parse().ok()).collect();
+    let external = (spec.external_ips.iter().flatten().enumerate())
+        .map(|(i, ip)| (format!("spec.externalIPs[{i}]"), ip.as_str()));
+    let ingress = (service.status.as_ref())
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            Some((format!("status.loadBalancer.ingress[{i}].ip"), entry.ip.as_deref()?))
+        });
+    facts.external = (external.chain(ingress))
+        .filter_map(|(field, text)| Some((field, text.trim().parse().ok()?)))
+        .collect();
+    facts
+}
+
+fn slice_facts(key: &ObjectKey, slice: &EndpointSlice) -> SliceFacts {
+    let label = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
+    let service = label
+        .filter(|name| !name.is_empty())
+        .map(|name| ObjectKey::new(key.namespace.clone(), name.clone()));
+    let nodes = slice.endpoints.iter().filter_map(|e| e.node_name.clone()).collect();
+    SliceFacts { service, nodes }
+}
+
+fn node_addresses(node: &Node) -> Vec<IpAddr> {
+    let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+    addresses.into_iter().flatten().filter_map(|a| a.address.trim().parse().ok()).collect()
+}
