@@ -49,6 +49,8 @@ pub struct Vip {
     pub policy: TrafficPolicy,
     /// Sorted by name; empty when no node may serve it (the program drops and counts).
     pub nodes: Vec<NodeTarget>,
+    /// `spec.healthCheckNodePort` of a `Local` Service: what the directors probe on its nodes.
+    pub health_check_node_port: Option<u16>,
 }
 
 /// Something in the objects the directors could not use as written. The object is still
@@ -150,6 +152,7 @@ pub fn vip_set(state: &ClusterState) -> VipSet {
                 service: frontend.service.clone(),
                 policy: frontend.traffic_policy,
                 nodes: targets,
+                health_check_node_port: frontend.health_check_node_port,
             },
         );
     }

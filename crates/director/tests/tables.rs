@@ -123,6 +123,7 @@ fn set_of(spec: &[(u8, u16, u8)]) -> VipSet {
                 service: ObjectKey::new("default", "web"),
                 policy: TrafficPolicy::Cluster,
                 nodes,
+                health_check_node_port: None,
             },
         );
     }
