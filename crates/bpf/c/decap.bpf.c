@@ -17,6 +17,8 @@
  *     5. strip the outer headers with bpf_skb_adjust_room (gso_size fixed: a GRO-merged
  *        packet keeps the segment size of its inner flow) -> next program: the per-packet path
  *        sees the client's packet to the LB IP, and the reply leaves straight to the client.
+ *        An inner packet to the node's own address (the outer destination) is a director's
+ *        health probe: it goes on to the node's stack as any packet to the node.
  */
 #include <linux/pkt_cls.h>
 #include "lib/common.h"
@@ -41,6 +43,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* The outer headers of an encapsulated packet. */
 struct outer {
 	struct sy_node_addr_key src;
+	struct sy_addr dst;
 	__u32 ip_len;    /* outer IP header bytes */
 	__u8 proto;      /* outer IP protocol */
 	__u8 pad[3];
@@ -58,6 +61,7 @@ static __always_inline int read_outer(struct __sk_buff *skb, struct outer *o, __
 		    ip.ihl < 5 || (ip.frag_off & bpf_htons(0x3fff)))
 			return 0;
 		addr_from_ip4(&o->src.addr, ip.saddr);
+		addr_from_ip4(&o->dst, ip.daddr);
 		o->src.family = SY_AF_INET;
 		o->ip_len = ip.ihl * 4;
 		o->proto = ip.protocol;
@@ -69,6 +73,7 @@ static __always_inline int read_outer(struct __sk_buff *skb, struct outer *o, __
 		if (bpf_skb_load_bytes(skb, L3_OFF, &ip6, sizeof(ip6)))
 			return 0;
 		__builtin_memcpy(o->src.addr.bytes, &ip6.saddr, 16);
+		__builtin_memcpy(o->dst.bytes, &ip6.daddr, 16);
 		o->src.family = SY_AF_INET6;
 		o->ip_len = sizeof(ip6);
 		o->proto = ip6.nexthdr;
@@ -91,6 +96,30 @@ static __always_inline int decap_drop(struct __sk_buff *skb, __u32 reason)
 {
 	sy_decap_count(reason, skb->len);
 	return TC_ACT_SHOT;
+}
+
+/* Is the (stripped) inner packet addressed to the outer destination, this node itself? That
+ * is a director's health probe (docs/director.md, node health): it goes to the node's own
+ * stack like any packet to the node, not marked as VIP traffic (which the per-packet path
+ * drops when it translates nothing); delivered locally, it cannot loop back to a director. */
+static __always_inline int to_node_itself(struct __sk_buff *skb, const struct outer *o,
+					  __u8 inner_family)
+{
+	struct sy_addr dst = {};
+
+	if (inner_family != o->src.family)
+		return 0;
+	if (inner_family == SY_AF_INET) {
+		__be32 d;
+
+		if (bpf_skb_load_bytes(skb, L3_OFF + 16, &d, 4))
+			return 0;
+		addr_from_ip4(&dst, d);
+	} else if (bpf_skb_load_bytes(skb, L3_OFF + 24, dst.bytes, 16)) {
+		return 0;
+	}
+	return dst.words[0] == o->dst.words[0] && dst.words[1] == o->dst.words[1] &&
+	       dst.words[2] == o->dst.words[2] && dst.words[3] == o->dst.words[3];
 }
 
 /* Does this node hold the inner TCP flow `t` (client -> VIP)? Its per-packet path's
@@ -326,6 +355,7 @@ int sy_decap(struct __sk_buff *skb)
 	sy_decap_count(reason, skb->len);
 	if (segs > 1)
 		sy_decap_count(SY_DECAP_GRO_MERGED, skb->len);
-	skb->cb[SY_DECAP_CB] = SY_DECAP_CB_MARK;
+	if (!to_node_itself(skb, &o, inner_family))
+		skb->cb[SY_DECAP_CB] = SY_DECAP_CB_MARK;
 	return TCX_NEXT_;
 }

@@ -14,6 +14,10 @@
  *        in GUE private data (the second chance: the node re-sends what it does not hold)
  *
  * No state is kept: every director with the same tables sends a flow to the same node.
+ *
+ *   sy_dir_probe (TC egress on the uplink): the director's own health probes (skb mark
+ *     SY_DIR_PROBE_MARK) get the same outer headers as VIP traffic to the node they are
+ *     addressed to, so a node whose decapsulation does not work fails its probes.
  */
 #include "lib/common.h"
 #include "lib/addr.h"
@@ -25,6 +29,7 @@
 #include "lib/xdp_parse.h"
 #include "lib/encap.h"
 #include "lib/xdp_icmp.h"
+#include <linux/pkt_cls.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -288,4 +293,135 @@ int sy_director(struct xdp_md *ctx)
 		return dir_drop(&d, SY_DIR_DROP_NO_ANSWER);
 	dir_decided(&d, SY_DIR_FRAG_NEEDED);
 	return XDP_TX;
+}
+
+/* linux/bpf.h of older libbpf-dev may lack these (kernel 5.2+). */
+#define SY_ADJ_ROOM_ENCAP_L3_IPV4 (1ULL << 1)
+#define SY_ADJ_ROOM_ENCAP_L3_IPV6 (1ULL << 2)
+#define SY_ADJ_ROOM_ENCAP_L4_UDP (1ULL << 4)
+
+static __always_inline int probe_drop(struct __sk_buff *skb)
+{
+	sy_dir_count(SY_DIR_DROP_PROBE, skb->len);
+	return TC_ACT_SHOT;
+}
+
+/* Writes the outer headers (`ip_len` bytes of IP, then UDP and GUE as `encap` has them) in
+ * front of the inner packet; constant sizes for the verifier. */
+static __always_inline int probe_store(struct __sk_buff *skb, const void *o, __u32 ip_len,
+				       __u8 encap)
+{
+	if (encap == SY_ENCAP_IPIP)
+		return ip_len == 20 ? bpf_skb_store_bytes(skb, ETH_HLEN, o, 20, 0)
+				    : bpf_skb_store_bytes(skb, ETH_HLEN, o, 40, 0);
+	if (encap == SY_ENCAP_FOU)
+		return ip_len == 20 ? bpf_skb_store_bytes(skb, ETH_HLEN, o, 28, 0)
+				    : bpf_skb_store_bytes(skb, ETH_HLEN, o, 48, 0);
+	return ip_len == 20 ? bpf_skb_store_bytes(skb, ETH_HLEN, o, 32, 0)
+			    : bpf_skb_store_bytes(skb, ETH_HLEN, o, 52, 0);
+}
+
+/* A health probe of the director's own (a TCP packet from its prober's socket, marked
+ * SY_DIR_PROBE_MARK) goes out encapsulated like VIP traffic: outer source the director's
+ * address of the family, outer destination the packet's own destination (the node), the
+ * configured encapsulation and port. The kernel already routed the packet to the node, so the
+ * Ethernet header stays. Anything else leaves untouched. A probe that cannot be encapsulated
+ * is dropped (it must not reach the node by another path and pass). */
+SEC("classifier")
+int sy_dir_probe(struct __sk_buff *skb)
+{
+	struct sy_dir_config *cfg;
+	struct encap_hdr h = {};
+	struct sy_addr dst = {};
+	__u32 zero = 0, overhead, hash;
+	__u64 flags;
+	__be16 eth_proto;
+	int v4;
+
+	if (skb->mark != SY_DIR_PROBE_MARK)
+		return TC_ACT_OK;
+	cfg = bpf_map_lookup_elem(&sy_dir_config, &zero);
+	if (!cfg || bpf_skb_load_bytes(skb, 12, &eth_proto, 2))
+		return probe_drop(skb);
+	if (eth_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return probe_drop(skb);
+		addr_from_ip4(&dst, ip.daddr);
+		h.src = &cfg->source4;
+		h.inner_len = bpf_ntohs(ip.tot_len);
+		h.inner_family = SY_AF_INET;
+		v4 = 1;
+	} else if (eth_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)))
+			return probe_drop(skb);
+		__builtin_memcpy(dst.bytes, &ip6.daddr, 16);
+		h.src = &cfg->source6;
+		h.inner_len = sizeof(ip6) + bpf_ntohs(ip6.payload_len);
+		h.inner_family = SY_AF_INET6;
+		v4 = 0;
+	} else {
+		return probe_drop(skb);
+	}
+	if (!(h.src->words[0] | h.src->words[1] | h.src->words[2] | h.src->words[3]))
+		return probe_drop(skb);
+	h.dst = &dst;
+	h.encap = cfg->encap;
+	h.gue_port = cfg->gue_port;
+	hash = bpf_get_hash_recalc(skb);
+	h.sport = bpf_htons(0xc000 | (hash & 0x3fff));
+	h.flow_label = hash;
+	overhead = encap_overhead(h.encap, h.inner_family, 0);
+	flags = v4 ? SY_ADJ_ROOM_ENCAP_L3_IPV4 : SY_ADJ_ROOM_ENCAP_L3_IPV6;
+	if (h.encap != SY_ENCAP_IPIP)
+		flags |= SY_ADJ_ROOM_ENCAP_L4_UDP;
+	if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
+		return probe_drop(skb);
+	if (v4) {
+		struct {
+			struct iphdr ip;
+			struct udphdr udp;
+			struct sy_gue_hdr gue;
+		} o = {};
+
+		o.ip.version = 4;
+		o.ip.ihl = 5;
+		o.ip.tot_len = bpf_htons(overhead + h.inner_len);
+		o.ip.frag_off = bpf_htons(0x4000);
+		o.ip.ttl = 64;
+		o.ip.protocol = encap_outer_proto(h.encap, h.inner_family);
+		o.ip.saddr = h.src->words[3];
+		o.ip.daddr = dst.words[3];
+		o.ip.check = ip4_header_csum(&o.ip);
+		if (h.encap != SY_ENCAP_IPIP)
+			encap_udp(&o.udp, &h, 1);
+		if (probe_store(skb, &o, sizeof(o.ip), h.encap))
+			return probe_drop(skb);
+	} else {
+		struct {
+			struct ipv6hdr ip6;
+			struct udphdr udp;
+			struct sy_gue_hdr gue;
+		} o = {};
+		__u32 fl = h.flow_label & 0xfffff;
+
+		o.ip6.version = 6;
+		o.ip6.flow_lbl[0] = (__u8)(fl >> 16);
+		o.ip6.flow_lbl[1] = (__u8)(fl >> 8);
+		o.ip6.flow_lbl[2] = (__u8)fl;
+		o.ip6.payload_len = bpf_htons(overhead - 40 + h.inner_len);
+		o.ip6.nexthdr = encap_outer_proto(h.encap, h.inner_family);
+		o.ip6.hop_limit = 64;
+		__builtin_memcpy(&o.ip6.saddr, h.src->bytes, 16);
+		__builtin_memcpy(&o.ip6.daddr, dst.bytes, 16);
+		if (h.encap != SY_ENCAP_IPIP)
+			encap_udp(&o.udp, &h, 0);
+		if (probe_store(skb, &o, sizeof(o.ip6), h.encap))
+			return probe_drop(skb);
+	}
+	sy_dir_count(SY_DIR_PROBE_ENCAP, skb->len);
+	return TC_ACT_OK;
 }

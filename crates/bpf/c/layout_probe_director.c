@@ -20,6 +20,8 @@ int main(void)
 	SIZE(sy_dir_table_node_key);
 	SIZE(sy_dir_table_node);
 	SIZE(sy_decap_config);
+	SIZE(sy_dir_health_key);
+	SIZE(sy_dir_health);
 	printf("];\n\n/// (struct.field, offset).\npub const C_DIR_OFFSETS: &[(&str, usize)] = &[\n");
 	FIELD(sy_gue_hdr, vc_hlen);
 	FIELD(sy_gue_hdr, proto);
@@ -48,6 +50,15 @@ int main(void)
 	FIELD(sy_dir_table_node_key, node_id);
 	FIELD(sy_dir_table_node, weight);
 	FIELD(sy_dir_table_node, name);
+	FIELD(sy_dir_health_key, addr);
+	FIELD(sy_dir_health_key, port);
+	FIELD(sy_dir_health_key, family);
+	FIELD(sy_dir_health, state);
+	FIELD(sy_dir_health, failures);
+	FIELD(sy_dir_health, successes);
+	FIELD(sy_dir_health, last);
+	FIELD(sy_dir_health, since_ms);
+	FIELD(sy_dir_health, name);
 	FIELD(sy_decap_config, gue_port);
 	FIELD(sy_decap_config, pad);
 	FIELD(sy_decap_config, flags);
@@ -74,6 +85,12 @@ int main(void)
 	CONST(SY_DIR_DROP_NO_ANSWER);
 	CONST(SY_DIR_DROP_NO_CONFIG);
 	CONST(SY_DIR_SECOND_CHANCE);
+	CONST(SY_DIR_PROBE_ENCAP);
+	CONST(SY_DIR_DROP_PROBE);
+	CONST(SY_DIR_PROBE_MARK);
+	CONST(SY_DIR_HEALTH_UP);
+	CONST(SY_DIR_HEALTH_DOWN);
+	CONST(SY_DIR_HEALTH_DRAINING);
 	CONST(SY_GUE_PREV_KIND);
 	CONST(SY_GUE_PREV_HLEN4);
 	CONST(SY_GUE_PREV_HLEN6);

@@ -559,6 +559,12 @@ enum sy_dir_reason {
 	SY_DIR_DROP_NO_CONFIG = 14,
 	/* Of the encapsulated TCP packets: carried the slot's previous node (GUE only). */
 	SY_DIR_SECOND_CHANCE = 15,
+	/* A health probe of the director's own (skb mark SY_DIR_PROBE_MARK, TC egress)
+	 * encapsulated to the node it is addressed to, as VIP traffic would be. */
+	SY_DIR_PROBE_ENCAP = 16,
+	/* A health probe that could not be encapsulated (no source of its family, no config,
+	 * resize failed): dropped, so the probe fails rather than going out bare. */
+	SY_DIR_DROP_PROBE = 17,
 	SY_DIR_REASON_MAX = 32,
 };
 
@@ -577,6 +583,31 @@ struct sy_dir_table_node_key {
 	__u32 node_id;
 };
 #define SY_DIR_NODE_NAME_LEN 60
+
+/* sy_dir_health (user space only: written by the director's health checker, read by
+ * `switchyard status`): one probed target, a node's address and a port on it. */
+struct sy_dir_health_key {
+	struct sy_addr addr;
+	__u16 port; /* host order */
+	__u8 family;
+	__u8 pad;
+};
+#define SY_DIR_HEALTH_UP 0
+#define SY_DIR_HEALTH_DOWN 1
+#define SY_DIR_HEALTH_DRAINING 2
+struct sy_dir_health {
+	__u32 state;     /* SY_DIR_HEALTH_* */
+	__u32 failures;  /* probes failed in a row */
+	__u32 successes; /* probes answered 200 in a row */
+	__u32 last;      /* the last outcome: 0 none yet, 1 200, 2 503, 3 failed */
+	__u64 since_ms;  /* unix time (ms) the state began; 0: up since first probed */
+	__u8 name[SY_DIR_NODE_NAME_LEN]; /* Node name, NUL-padded; longer names are cut */
+	__u32 pad;
+};
+
+/* The skb mark (SO_MARK) of the director's health probes: its TC egress program
+ * (sy_dir_probe) encapsulates such a packet to the node it is addressed to. "SYHP". */
+#define SY_DIR_PROBE_MARK 0x53594850
 struct sy_dir_table_node {
 	__u32 weight;                    /* the node's Maglev weight in this table */
 	__u8 name[SY_DIR_NODE_NAME_LEN]; /* Node name, NUL-padded; longer names are cut */

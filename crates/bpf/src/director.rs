@@ -67,12 +67,14 @@ pub mod names {
     pub const NODE_COUNTERS: &str = "sy_dir_node_counters";
     /// `sy_dir_table_nodes`: (table, node) -> Node name and weight (user space only).
     pub const TABLE_NODES: &str = "sy_dir_table_nodes";
+    /// `sy_dir_health`: probed target -> its health (user space only).
+    pub const HEALTH: &str = "sy_dir_health";
     /// `sy_monitor`: the monitor's switch and sampling (the node's map, the director's pin).
     pub const MONITOR: &str = crate::maps::names::MONITOR;
     /// `sy_events`: the monitor's ring buffer (events with `PATH_DIR`).
     pub const EVENTS: &str = crate::maps::names::EVENTS;
     /// Every map.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         VIPS,
         TABLES,
         PREV_TABLES,
@@ -82,6 +84,7 @@ pub mod names {
         VIP_COUNTERS,
         NODE_COUNTERS,
         TABLE_NODES,
+        HEALTH,
         MONITOR,
         EVENTS,
     ];
@@ -190,6 +193,10 @@ pub struct DirCounter {
     pub bytes: u64,
 }
 
+/// `SY_DIR_PROBE_MARK`: the socket mark (SO_MARK) of the director's health probes; the TC
+/// egress program `sy_dir_probe` encapsulates packets carrying it ("SYHP").
+pub const PROBE_MARK: u32 = 0x5359_4850;
+
 /// `SY_DIR_NODE_NAME_LEN`.
 pub const NODE_NAME_LEN: usize = 60;
 
@@ -247,89 +254,7 @@ unsafe impl aya::Pod for DirConfig {}
 // SAFETY: as above.
 unsafe impl aya::Pod for DirCounter {}
 
-/// `enum sy_dir_reason`: what the director did with a packet (index of `sy_dir_counters`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u32)]
-pub enum DirReason {
-    /// Encapsulated with GUE and sent.
-    EncapGue = 0,
-    /// Encapsulated with FOU and sent.
-    EncapFou = 1,
-    /// Encapsulated with IPIP and sent.
-    EncapIpip = 2,
-    /// An ICMP error about a VIP flow, sent to the flow's node.
-    IcmpToNode = 3,
-    /// Too big once encapsulated: frag-needed / packet-too-big sent back.
-    FragNeeded = 4,
-    /// A VIP no node serves: dropped.
-    DropNoNode = 5,
-    /// A VIP's table is missing: dropped.
-    DropTableMissing = 6,
-    /// A slot's node is missing: dropped.
-    DropNodeMissing = 7,
-    /// Truncated transport header or ICMP quote: passed to the stack.
-    PassMalformed = 8,
-    /// An IP fragment: passed to the stack.
-    PassFragment = 9,
-    /// No director address of the node's family: dropped.
-    DropNoSource = 10,
-    /// No route or next-hop MAC to the node: dropped.
-    DropNoRoute = 11,
-    /// Frame resize failed: dropped.
-    DropResize = 12,
-    /// Too big, and no answer could be built: dropped.
-    DropNoAnswer = 13,
-    /// No configuration: dropped.
-    DropNoConfig = 14,
-    /// Of the encapsulated TCP packets: carried the slot's previous node (second chance).
-    SecondChance = 15,
-}
-
-impl DirReason {
-    /// Every reason, in counter order.
-    pub const ALL: [DirReason; 16] = [
-        DirReason::EncapGue,
-        DirReason::EncapFou,
-        DirReason::EncapIpip,
-        DirReason::IcmpToNode,
-        DirReason::FragNeeded,
-        DirReason::DropNoNode,
-        DirReason::DropTableMissing,
-        DirReason::DropNodeMissing,
-        DirReason::PassMalformed,
-        DirReason::PassFragment,
-        DirReason::DropNoSource,
-        DirReason::DropNoRoute,
-        DirReason::DropResize,
-        DirReason::DropNoAnswer,
-        DirReason::DropNoConfig,
-        DirReason::SecondChance,
-    ];
-    /// `SY_DIR_REASON_MAX`.
-    pub const MAX: u32 = 32;
-
-    /// The name used in metrics and `status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DirReason::EncapGue => "encap_gue",
-            DirReason::EncapFou => "encap_fou",
-            DirReason::EncapIpip => "encap_ipip",
-            DirReason::IcmpToNode => "icmp_to_node",
-            DirReason::FragNeeded => "frag_needed",
-            DirReason::DropNoNode => "drop_no_node",
-            DirReason::DropTableMissing => "drop_table_missing",
-            DirReason::DropNodeMissing => "drop_node_missing",
-            DirReason::PassMalformed => "pass_malformed",
-            DirReason::PassFragment => "pass_fragment",
-            DirReason::DropNoSource => "drop_no_source",
-            DirReason::DropNoRoute => "drop_no_route",
-            DirReason::DropResize => "drop_resize",
-            DirReason::DropNoAnswer => "drop_no_answer",
-            DirReason::DropNoConfig => "drop_no_config",
-            DirReason::SecondChance => "second_chance",
-        }
-    }
-}
+pub use crate::director_reason::DirReason;
 
 /// How the XDP program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -722,6 +647,11 @@ impl DirectorDatapath {
     /// The maps.
     pub fn maps(&self) -> &DirMaps {
         &self.maps
+    }
+
+    /// The loaded object (the probe program lives in it: `director_probe`).
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// The maps, for the runtime.

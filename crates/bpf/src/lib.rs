@@ -13,6 +13,8 @@
 pub mod abi;
 pub mod decap;
 pub mod director;
+pub mod director_probe;
+mod director_reason;
 pub mod error;
 pub mod loader;
 pub mod maps;

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, mem::offset_of};
 
-use switchyard_bpf::{decap::*, director::*};
+use switchyard_bpf::{decap::*, director::*, director_probe::*};
 
 include!(concat!(env!("OUT_DIR"), "/c_layout_director.rs"));
 
@@ -19,6 +19,8 @@ fn every_director_struct_has_the_size_and_alignment_of_the_header() {
         ("sy_dir_table_node_key", (size_of::<TableNodeKey>(), align_of::<TableNodeKey>())),
         ("sy_dir_table_node", (size_of::<TableNode>(), align_of::<TableNode>())),
         ("sy_decap_config", (size_of::<DecapConfig>(), align_of::<DecapConfig>())),
+        ("sy_dir_health_key", (size_of::<HealthKey>(), align_of::<HealthKey>())),
+        ("sy_dir_health", (size_of::<HealthEntry>(), align_of::<HealthEntry>())),
     ]);
     let c: BTreeMap<_, _> = C_DIR_SIZES.iter().map(|&(n, s, a)| (n, (s, a))).collect();
     assert_eq!(rust, c, "(size, align) per struct: left Rust, right C");
@@ -57,6 +59,15 @@ fn every_director_field_has_the_offset_of_the_header() {
         "sy_dir_counter.bytes" => DirCounter, bytes;
         "sy_dir_table_node_key.table_id" => TableNodeKey, table_id;
         "sy_dir_table_node_key.node_id" => TableNodeKey, node_id;
+        "sy_dir_health_key.addr" => HealthKey, addr;
+        "sy_dir_health_key.port" => HealthKey, port;
+        "sy_dir_health_key.family" => HealthKey, family;
+        "sy_dir_health.state" => HealthEntry, state;
+        "sy_dir_health.failures" => HealthEntry, failures;
+        "sy_dir_health.successes" => HealthEntry, successes;
+        "sy_dir_health.last" => HealthEntry, last;
+        "sy_dir_health.since_ms" => HealthEntry, since_ms;
+        "sy_dir_health.name" => HealthEntry, name;
         "sy_dir_table_node.weight" => TableNode, weight;
         "sy_dir_table_node.name" => TableNode, name;
         "sy_decap_config.gue_port" => DecapConfig, gue_port;
@@ -78,6 +89,10 @@ fn every_director_constant_has_the_value_of_the_header() {
         ("SY_ENCAP_SPORT_MASK", u64::from(ENCAP_SPORT_MASK)),
         ("SY_DIR_REASON_MAX", u64::from(DirReason::MAX)),
         ("SY_DIR_NODE_NAME_LEN", NODE_NAME_LEN as u64),
+        ("SY_DIR_PROBE_MARK", u64::from(PROBE_MARK)),
+        ("SY_DIR_HEALTH_UP", u64::from(HEALTH_UP)),
+        ("SY_DIR_HEALTH_DOWN", u64::from(HEALTH_DOWN)),
+        ("SY_DIR_HEALTH_DRAINING", u64::from(HEALTH_DRAINING)),
         ("SY_DECAP_REASON_MAX", u64::from(DecapReason::MAX)),
         ("SY_GUE_PREV_KIND", u64::from(GUE_PREV_KIND)),
         ("SY_GUE_PREV_HLEN4", u64::from(GUE_PREV_HLEN4)),
@@ -100,6 +115,8 @@ fn every_director_constant_has_the_value_of_the_header() {
         "SY_DIR_DROP_NO_ANSWER",
         "SY_DIR_DROP_NO_CONFIG",
         "SY_DIR_SECOND_CHANCE",
+        "SY_DIR_PROBE_ENCAP",
+        "SY_DIR_DROP_PROBE",
     ];
     for (name, reason) in dir_names.into_iter().zip(DirReason::ALL) {
         rust.insert(name, reason as u64);

@@ -9,9 +9,13 @@
 //! - [`tables`]: ids, Maglev tables and the ordered map operations of every update (pure).
 //! - [`runtime`]: loads the XDP program and carries every update into its maps.
 //! - [`announce`]: announces the VIPs over BGP with the director as next hop.
+//! - [`health`]: node health from probes (sans IO): which nodes stay in the tables.
+//! - [`probe`]: sends the probes through the encapsulated path.
 
 pub mod announce;
 pub mod config;
+pub mod health;
+pub mod probe;
 pub mod runtime;
 pub mod tables;
 pub mod vips;

@@ -2,20 +2,23 @@
 //! order [`Tables::update`] gives, and attaches the program once the first complete state is
 //! programmed. Objects come in as model [`Change`]s from any source.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use switchyard_bpf::abi::FrontendKey as MapKey;
 use switchyard_bpf::director::{
     DirMapSizes, DirMaps, DirNode, DirSettings, DirVip, DirectorDatapath, XdpMode, names,
 };
+use switchyard_bpf::director_probe::{self as bpf_probe, HealthEntry, HealthKey, HealthMap};
 use switchyard_model::{Change, ClusterState, Protocol};
 use tracing::{info, warn};
 
 use crate::announce::Announcer;
 use crate::config::{DirectorConfig, Encap};
+use crate::health::{self, Checker, Health, HealthConfig, Outcome, Probe, Target, Transition};
 use crate::tables::{Adopted, Op, Plan, Tables};
-use crate::vips::vip_set;
+use crate::vips::{VipSet, vip_set};
 
 /// Where and how the director runs.
 #[derive(Debug, Clone)]
@@ -66,6 +69,20 @@ pub struct Runtime {
     adopted: bool,
     /// BGP sessions announcing the VIPs (`None`: the routers are configured otherwise).
     announcer: Option<Announcer>,
+    /// The VIPs as the objects say, before health takes nodes out.
+    set: VipSet,
+    /// Node health checking (`None`: every node the objects name serves).
+    health: Option<HealthChecking>,
+}
+
+/// The health checker and where its findings go.
+#[derive(Debug)]
+struct HealthChecking {
+    checker: Checker,
+    /// The agents' health port (`/healthz`), probed for `Cluster` VIPs.
+    agent_port: u16,
+    /// `sy_dir_health`, for `switchyard status`.
+    map: HealthMap,
 }
 
 fn map_key(key: &switchyard_model::FrontendKey) -> MapKey {
@@ -190,7 +207,30 @@ impl Runtime {
             attached: false,
             adopted: was_running,
             announcer: None,
+            set: VipSet::default(),
+            health: None,
         })
+    }
+
+    /// Checks node health: nodes whose probes fail leave the tables (see [`crate::health`]).
+    /// `agent_port`: the agents' health port, probed for `Cluster` VIPs; `probe_through`:
+    /// attach the program that encapsulates the probes on every uplink (else they go out
+    /// bare). Call before the first [`Runtime::apply`].
+    pub fn check_health(
+        &mut self,
+        config: HealthConfig,
+        agent_port: u16,
+        probe_through: bool,
+    ) -> Result<(), RuntimeError> {
+        if probe_through {
+            for device in &self.options.devices {
+                self.datapath.attach_probe(device)?;
+            }
+        }
+        let mut map = HealthMap::open_pinned(&self.options.bpf_dir)?;
+        map.retain(&BTreeSet::new())?;
+        self.health = Some(HealthChecking { checker: Checker::new(config), agent_port, map });
+        Ok(())
     }
 
     /// Announces the VIPs over BGP as the director whose Node object is `node_name` (its
@@ -233,7 +273,25 @@ impl Runtime {
             }
             self.state.apply(change);
         }
-        let set = vip_set(&self.state);
+        self.set = vip_set(&self.state);
+        if let Some(h) = &mut self.health {
+            let targets = health::targets(&self.set, h.agent_port);
+            let keys = targets.iter().map(|t| HealthKey::new(t.address, t.port)).collect();
+            h.checker.set_targets(targets.iter().cloned(), Instant::now());
+            h.map.retain(&keys)?;
+            for target in &targets {
+                publish(h, target, Instant::now())?;
+            }
+        }
+        self.program()
+    }
+
+    /// Programs the VIP set without the nodes out of service.
+    fn program(&mut self) -> Result<Plan, RuntimeError> {
+        let set = match &self.health {
+            Some(h) => health::serving_set(&self.set, &h.checker, h.agent_port),
+            None => self.set.clone(),
+        };
         let plan = self.tables.update(&set);
         for problem in &plan.problems {
             warn!(%problem, "director input");
@@ -257,6 +315,63 @@ impl Runtime {
             "director tables programmed"
         );
         Ok(plan)
+    }
+
+    /// Probes due at `now` (to send); probes past their timeout fail, and a node that leaves
+    /// service is taken out of the tables here.
+    pub fn health_poll(&mut self, now: Instant) -> Result<Vec<Probe>, RuntimeError> {
+        let Some(h) = &mut self.health else { return Ok(Vec::new()) };
+        let (probes, transitions) = h.checker.poll(now);
+        let settled: Vec<Target> = transitions.iter().map(|t| t.target.clone()).collect();
+        for target in &settled {
+            publish(h, target, now)?;
+        }
+        self.transitions(&transitions)?;
+        Ok(probes)
+    }
+
+    /// The outcome of a probe [`Runtime::health_poll`] handed out.
+    pub fn health_record(
+        &mut self,
+        probe: &Probe,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Result<(), RuntimeError> {
+        let Some(h) = &mut self.health else { return Ok(()) };
+        let transition = h.checker.record(&probe.target, probe.seq, outcome, now);
+        publish(h, &probe.target, now)?;
+        self.transitions(transition.as_slice())
+    }
+
+    /// When [`Runtime::health_poll`] has work next (`None`: no health checking or no target).
+    pub fn health_next_wakeup(&self) -> Option<Instant> {
+        self.health.as_ref().and_then(|h| h.checker.next_wakeup())
+    }
+
+    /// The health checker, if nodes are checked.
+    pub fn health(&self) -> Option<&Checker> {
+        self.health.as_ref().map(|h| &h.checker)
+    }
+
+    /// Logs transitions and reprograms the tables after any.
+    fn transitions(&mut self, transitions: &[Transition]) -> Result<(), RuntimeError> {
+        for t in transitions {
+            let outcome = match &t.outcome {
+                Outcome::Healthy => "200".to_owned(),
+                Outcome::Unavailable => "503".to_owned(),
+                Outcome::Failed(why) => why.clone(),
+            };
+            let (node, address, port) = (&*t.target.node, t.target.address, t.target.port);
+            if t.to == Health::Up {
+                info!(node, %address, port, from = t.from.as_str(), %outcome, "node health: back in service");
+            } else {
+                warn!(node, %address, port, to = t.to.as_str(), %outcome, "node health: out of service");
+            }
+        }
+        if !transitions.is_empty() && self.attached {
+            self.program()?;
+        }
+        Ok(())
     }
 
     /// Entries of an earlier run that the tables do not hold (VIPs first, then tables, nodes).
@@ -301,4 +416,34 @@ impl Runtime {
     pub fn datapath(&self) -> &DirectorDatapath {
         &self.datapath
     }
+}
+
+/// Writes `target`'s state into `sy_dir_health`.
+fn publish(h: &mut HealthChecking, target: &Target, now: Instant) -> Result<(), RuntimeError> {
+    let Some(status) = h.checker.status_of(target) else { return Ok(()) };
+    let unix_ms = |at: Instant| {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let ago = now.saturating_duration_since(at).as_millis();
+        u64::try_from(now_ms.saturating_sub(ago)).unwrap_or(u64::MAX)
+    };
+    let entry = HealthEntry {
+        state: match status.health {
+            Health::Up => bpf_probe::HEALTH_UP,
+            Health::Down => bpf_probe::HEALTH_DOWN,
+            Health::Draining => bpf_probe::HEALTH_DRAINING,
+        },
+        failures: status.failures,
+        successes: status.successes,
+        last: match status.last {
+            None => 0,
+            Some(Outcome::Healthy) => 1,
+            Some(Outcome::Unavailable) => 2,
+            Some(Outcome::Failed(_)) => 3,
+        },
+        since_ms: status.since.map_or(0, unix_ms),
+        name: [0; switchyard_bpf::director::NODE_NAME_LEN],
+        pad: 0,
+    };
+    h.map.put(HealthKey::new(target.address, target.port), entry, &target.node)?;
+    Ok(())
 }

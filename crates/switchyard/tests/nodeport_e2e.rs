@@ -483,3 +483,48 @@ fn a_health_check_node_port_in_use_is_retried_and_bound_once_it_is_freed() {
     });
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }
+
+#[test]
+fn large_udp_datagrams_pass_node_ports_in_fragments_both_ways_through_running_agents() {
+    if !require_root(
+        "large_udp_datagrams_pass_node_ports_in_fragments_both_ways_through_running_agents",
+    ) {
+        return;
+    }
+    let cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    // One Service whose only endpoint is on node1 (a1), one whose only endpoint is on node2
+    // (b1): through node1 the first is DNAT only, the second DNAT + SNAT to a remote pod.
+    let local = cluster.load_balancer("fraglocal", 30084, "", &[], &[("a1", State::Ready)]);
+    let remote = cluster.load_balancer("fragremote", 30085, "", &[], &[("b1", State::Ready)]);
+    cluster.apply_and_wait("frag.yaml", &(local + &remote));
+    let before = counters(&cluster, "node1");
+    // 4,000-byte datagrams over 1,500-byte links: three fragments each way, for both families.
+    for v6 in [false, true] {
+        let (node_ip, client) = (cluster.node_ip("node1", v6), cluster.client_ip("ext", v6));
+        for (port, backend, sees) in [(30084, "a1", client), (30085, "b1", node_ip)] {
+            let target = at(node_ip, port);
+            let attempts =
+                cluster.lab.run_in("ext", || clients::udp_large(target, 4000, 5, TIMEOUT)).unwrap();
+            for a in &attempts {
+                assert_eq!(
+                    a.error,
+                    None,
+                    "{target}: {a:?}; counters {:?}",
+                    counters(&cluster, "node1")
+                );
+                assert_eq!(a.backend.as_deref(), Some(backend), "{a:?}");
+                assert_eq!(seen(a).ip(), sees, "{a:?}");
+                assert_eq!(a.reply_from.as_deref(), Some(target.to_string().as_str()), "{a:?}");
+            }
+        }
+    }
+    let after = counters(&cluster, "node1");
+    let grew = |reason| after[&reason] - before.get(&reason).copied().unwrap_or(0);
+    // Later fragments, 2 per datagram: 40 requests at ingress, 20 replies from the remote pod
+    // at ingress (reverse DNAT + SNAT), 20 replies from the local pod at egress.
+    let translated = grew(PacketReason::FragXlat);
+    println!("node1: {translated} later fragments translated like their first");
+    assert!(translated >= 80, "later fragments translated: {after:?}");
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}

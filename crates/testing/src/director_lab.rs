@@ -15,8 +15,9 @@ use switchyard_maglev::FlowKey;
 
 use crate::e2e::{BIN, CONVERGE, Cluster, ECHO_PORT, State, spawn_logged};
 
-/// The agents' extra arguments in a lab with directors: per-packet programs on the uplink and
-/// decapsulation of every director's packets.
+/// The agents' extra arguments in a lab with directors: per-packet programs on the uplink,
+/// decapsulation of every director's packets, and `/healthz` on the port the directors probe
+/// ([`AGENT_HEALTH_PORT`]; off by default with `--manifests`).
 pub fn agent_args(lab: &Lab) -> Vec<String> {
     let addresses: Vec<String> =
         lab.directors().iter().flat_map(|d| [d.ipv4.to_string(), d.ipv6.to_string()]).collect();
@@ -25,8 +26,13 @@ pub fn agent_args(lab: &Lab) -> Vec<String> {
         "eth0".to_string(),
         "--director-addresses".to_string(),
         addresses.join(","),
+        "--healthz-bind-address".to_string(),
+        format!("[::]:{AGENT_HEALTH_PORT}"),
     ]
 }
+
+/// The agents' health port in the lab (kube-proxy's default; the directors' `--health-port`).
+pub const AGENT_HEALTH_PORT: u16 = 10256;
 
 /// The directors' AS number in the lab (the router is [`ROUTER_ASN`]).
 pub const DIRECTOR_ASN: u32 = 64512;

@@ -104,6 +104,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_table_nodes SEC(".maps");
 
+/* Health of every probed node target (struct sy_dir_health); never read by the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_dir_health_key);
+	__type(value, struct sy_dir_health);
+	__uint(max_entries, SY_DIR_DEFAULT_NODES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_health SEC(".maps");
+
 /* The next hop towards a node, as bpf_fib_lookup last said (program-private: user space never
  * reads it). A route lookup costs more than the rest of the director's work together (IPv6
  * most), and a node's next hop changes rarely: each CPU reuses an answer for

@@ -202,6 +202,63 @@ pub fn udp(target: SocketAddr, count: usize, timeout: Duration) -> Vec<Attempt> 
     udp_from(None, target, count, timeout)
 }
 
+/// Sends `count` UDP datagrams of `bytes` bytes each (a request line, then a pattern that
+/// differs per datagram), each from a new socket, and checks that the echo's reply carries the
+/// pattern back whole: datagrams larger than the path MTU travel as IP fragments both ways.
+/// An attempt whose pattern came back changed or cut fails with `payload mismatch`.
+pub fn udp_large(
+    target: SocketAddr,
+    bytes: usize,
+    count: usize,
+    timeout: Duration,
+) -> Vec<Attempt> {
+    (0..count).map(|i| udp_large_once(target, bytes, i, timeout)).collect()
+}
+
+fn udp_large_once(target: SocketAddr, bytes: usize, sequence: usize, timeout: Duration) -> Attempt {
+    let attempt = Attempt::new("udp", target);
+    let result = (|| -> io::Result<Attempt> {
+        let socket = UdpSocket::bind(unspecified(target))?;
+        socket.set_read_timeout(Some(timeout))?;
+        let mut request = format!("large {sequence}\n").into_bytes();
+        let pattern: Vec<u8> = (0..bytes.saturating_sub(request.len()))
+            .map(|i| b'a' + ((i + sequence) % 26) as u8)
+            .collect();
+        request.extend_from_slice(&pattern);
+        let started = Instant::now();
+        socket.send_to(&request, target)?;
+        let mut buf = vec![0u8; 65536];
+        let (len, from) = socket.recv_from(&mut buf)?;
+        let mut attempt = attempt.clone();
+        attempt.micros = Some(micros(started.elapsed()));
+        attempt.local = Some(socket.local_addr()?.to_string());
+        attempt.reply_from = Some(canonical(from).to_string());
+        let reply = &buf[..len];
+        let (line, rest) = match reply.iter().position(|&b| b == b'\n') {
+            Some(at) => (&reply[..at], &reply[at + 1..]),
+            None => (reply, &[][..]),
+        };
+        let parsed = parse_reply(&String::from_utf8_lossy(line))?;
+        attempt.backend = Some(parsed.backend);
+        attempt.seen_as = Some(parsed.peer);
+        if rest != pattern.as_slice() {
+            let error =
+                format!("payload mismatch: {} of {} bytes came back", rest.len(), pattern.len());
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
+        Ok(attempt)
+    })();
+    result.unwrap_or_else(|err| attempt.fail(&err))
+}
+
+/// The unspecified address of `target`'s family, port 0.
+fn unspecified(target: SocketAddr) -> SocketAddr {
+    match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
 /// [`udp`] from sockets bound to `source` (when given).
 pub fn udp_from(
     source: Option<IpAddr>,

@@ -164,6 +164,23 @@ fn serve_http_connection(stream: TcpStream, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The UDP echo's answer: the reply line for the request's first line, then — when the request
+/// has more lines — a newline and the rest of the request byte for byte, so a large datagram
+/// comes back as large as it went (fragment tests through NodePorts need both directions).
+fn udp_reply(name: &str, peer: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let (first, rest) = match request.iter().position(|&b| b == b'\n') {
+        Some(at) => (&request[..at], &request[at + 1..]),
+        None => (request, &[][..]),
+    };
+    let line = String::from_utf8_lossy(first).trim_end().to_string();
+    let mut reply = reply_line(name, peer, &line).into_bytes();
+    if !rest.is_empty() {
+        reply.push(b'\n');
+        reply.extend_from_slice(rest);
+    }
+    reply
+}
+
 fn start_udp(name: &str, port: u16) -> io::Result<ServerHandle> {
     let socket = UdpSocket::bind(any(port))?;
     super::udp_reply::enable(&socket)?;
@@ -180,9 +197,8 @@ fn start_udp(name: &str, port: u16) -> io::Result<ServerHandle> {
                 break;
             }
             let peer = SocketAddr::V6(received.peer);
-            let request = String::from_utf8_lossy(&buf[..received.len]).trim_end().to_string();
-            let reply = reply_line(&name, peer, &request);
-            let _ = super::udp_reply::send(&socket, reply.as_bytes(), peer, received.destination);
+            let reply = udp_reply(&name, peer, &buf[..received.len]);
+            let _ = super::udp_reply::send(&socket, &reply, peer, received.destination);
         }
     });
     Ok(ServerHandle { kind: ServerKind::UdpEcho, local, stop, fd, thread: Some(thread) })

@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use switchyard_bpf::director::{DirMapSizes, XdpMode};
 use switchyard_director::config::DEFAULT_GUE_PORT;
+use switchyard_director::health::{HealthConfig, Outcome, Probe};
+use switchyard_director::probe::{PROBE_MARK, ProbeSettings, Prober};
 use switchyard_director::runtime::{Runtime, RuntimeOptions};
 use switchyard_director::{DirectorConfig, Encap};
 use switchyard_k8s::api::{ApiOptions, ApiWatcher, ClusterAccess};
@@ -90,6 +92,32 @@ pub(crate) struct DirectorArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
 
+    /// Node health probes (HTTP GET /healthz on the agent's --health-port for Cluster VIPs, on
+    /// the Service's healthCheckNodePort for Local ones): encapsulated (through the same
+    /// encapsulation as VIP traffic, so a node that cannot decapsulate is down), direct, or off.
+    #[arg(long, value_enum, default_value_t = HealthProbeArg::Encapsulated)]
+    health_probe: HealthProbeArg,
+
+    /// The agents' health port (their --healthz-bind-address), probed for Cluster VIPs.
+    #[arg(long, value_name = "PORT", default_value_t = 10256)]
+    health_port: u16,
+
+    /// Time between two probes of a node.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    health_interval_ms: u64,
+
+    /// A probe not answered within this failed (at most --health-interval-ms).
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    health_timeout_ms: u64,
+
+    /// Probes failed in a row that take a node out of the tables.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    unhealthy_threshold: u32,
+
+    /// Probes answered 200 in a row that bring it back.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    healthy_threshold: u32,
+
     /// Remove everything a director installed under --bpf-dir (detaches it), unmount the bpffs
     /// if the director mounted it there, and exit; exits 1 when --bpf-dir holds no director pins.
     #[arg(long)]
@@ -110,6 +138,23 @@ struct Announce {
 struct Api {
     socket: PathBuf,
     tcp: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HealthProbeArg {
+    /// Through the director's encapsulation (TC egress program on the uplinks).
+    Encapsulated,
+    /// Straight to the node's address (checks the agent, not the tunnel).
+    Direct,
+    /// No probes: every node the objects name serves.
+    Off,
+}
+
+/// Node health checking as the flags ask (`None`: off).
+struct HealthArgs {
+    config: HealthConfig,
+    port: u16,
+    encapsulated: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -158,12 +203,29 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let health = match args.health_probe {
+        HealthProbeArg::Off => None,
+        probe => {
+            let config = HealthConfig {
+                interval: std::time::Duration::from_millis(args.health_interval_ms),
+                timeout: std::time::Duration::from_millis(args.health_timeout_ms),
+                unhealthy_threshold: args.unhealthy_threshold,
+                healthy_threshold: args.healthy_threshold,
+            };
+            config.validate().context("--health-interval-ms, --health-timeout-ms, thresholds")?;
+            Some(HealthArgs {
+                config,
+                port: args.health_port,
+                encapsulated: probe == HealthProbeArg::Encapsulated,
+            })
+        }
+    };
     let api = Api { socket: args.api_socket, tcp: args.metrics_bind_address };
     let bgp = Announce {
         node_name: args.node_name,
         grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
     };
-    runtime.block_on(serve(args.manifests, args.kubeconfig, config, options, api, bgp))
+    runtime.block_on(serve(args.manifests, args.kubeconfig, config, options, api, bgp, health))
 }
 
 /// Detaches and removes what a director installed under `bpf_dir`, then unmounts the bpffs if
@@ -263,10 +325,30 @@ async fn serve(
     options: RuntimeOptions,
     api: Api,
     announce: Announce,
+    health: Option<HealthArgs>,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let bpf_dir = options.bpf_dir.clone();
+    let probe_settings = ProbeSettings {
+        source4: options.source4,
+        source6: options.source6,
+        mark: health.as_ref().is_some_and(|h| h.encapsulated).then_some(PROBE_MARK),
+        timeout: health.as_ref().map_or(std::time::Duration::ZERO, |h| h.config.timeout),
+    };
     let mut director = Runtime::load(config, options).context("loading the director")?;
+    let mut prober = None;
+    if let Some(h) = &health {
+        director
+            .check_health(h.config, h.port, h.encapsulated)
+            .context("starting node health checks")?;
+        prober = Some(Prober::new(probe_settings));
+        info!(
+            port = h.port,
+            encapsulated = h.encapsulated,
+            removal_bound_ms = h.config.removal_bound().as_millis(),
+            "node health checks on"
+        );
+    }
     match &announce.node_name {
         Some(name) => director.announce_as(name),
         None => info!("no --node-name: the director announces nothing over BGP"),
@@ -279,10 +361,24 @@ async fn serve(
     info!("director started; nothing is attached before the first complete reading");
     let mut ended = false;
     loop {
+        let wake = director.health_next_wakeup();
         tokio::select! {
             update = source.next() => {
                 let Some((changes, errors)) = update else { ended = true; break };
                 apply(&mut director, changes, &errors)?;
+            }
+            () = sleep_until(wake) => {
+                let probes = director
+                    .health_poll(std::time::Instant::now())
+                    .context("programming a node health change")?;
+                if let Some(prober) = &prober {
+                    prober.send(probes);
+                }
+            }
+            Some((probe, outcome)) = next_outcome(&mut prober) => {
+                director
+                    .health_record(&probe, outcome, std::time::Instant::now())
+                    .context("programming a node health change")?;
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -313,6 +409,22 @@ async fn serve(
     }
     info!("director stopped; its program stays attached (--cleanup removes it)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sleeps until `at` (forever when `None`).
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next probe outcome (never, without probes).
+async fn next_outcome(prober: &mut Option<Prober>) -> Option<(Probe, Outcome)> {
+    match prober {
+        Some(prober) => prober.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Programs one batch of changes, logging the manifest directory's problems.

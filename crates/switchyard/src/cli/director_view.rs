@@ -47,9 +47,88 @@ pub(crate) fn status(bpf_dir: &Path, output: &OutputArgs) -> anyhow::Result<Exit
     let maps = open(bpf_dir)?;
     let status = director::read_status(&maps, bpf_dir)
         .with_context(|| format!("reading the director's maps in {}", bpf_dir.display()))?;
-    let doc = serde_json::json!({ "role": "director", "bpfDir": bpf_dir, "director": status });
-    output.print(&doc, |_| status_text(bpf_dir, &status))?;
+    let health = read_health(bpf_dir)?;
+    let doc = serde_json::json!({
+        "role": "director",
+        "bpfDir": bpf_dir,
+        "director": status,
+        "health": health,
+    });
+    output.print(&doc, |_| {
+        let text = status_text(bpf_dir, &status);
+        health_text(text, &health)
+    })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One probed target as `status` shows it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetHealth {
+    node: String,
+    address: std::net::SocketAddr,
+    state: &'static str,
+    /// Unix time (ms) the state began; absent: up since first probed.
+    since_ms: Option<u64>,
+    last: &'static str,
+    failures: u32,
+    successes: u32,
+}
+
+/// What the director's health checker wrote (`None`: a director without the health map, or
+/// one that does not check health: the map is empty then).
+fn read_health(bpf_dir: &Path) -> anyhow::Result<Option<Vec<TargetHealth>>> {
+    use switchyard_bpf::director_probe::HealthMap;
+    if !bpf_dir.join(names::HEALTH).exists() {
+        return Ok(None);
+    }
+    let map = HealthMap::open_pinned(bpf_dir)
+        .with_context(|| format!("opening the director's health map in {}", bpf_dir.display()))?;
+    let entries = map.entries().context("reading the director's health map")?;
+    Ok(Some(
+        entries
+            .iter()
+            .map(|(key, e)| TargetHealth {
+                node: e.name(),
+                address: key.socket_addr(),
+                state: e.state_name(),
+                since_ms: (e.since_ms != 0).then_some(e.since_ms),
+                last: e.last_name(),
+                failures: e.failures,
+                successes: e.successes,
+            })
+            .collect(),
+    ))
+}
+
+/// The health section of the text status.
+fn health_text(mut out: String, health: &Option<Vec<TargetHealth>>) -> String {
+    let Some(health) = health else { return out };
+    if health.is_empty() {
+        say!(out, "node health: not checked (--health-probe off, or no node to check)");
+        return out;
+    }
+    say!(out, "node health: {} targets", health.len());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    for t in health {
+        let since = t.since_ms.map_or_else(
+            || "since start".to_owned(),
+            |ms| format!("for {:.1} s", now_ms.saturating_sub(ms) as f64 / 1000.0),
+        );
+        say!(
+            out,
+            "  {} {} {} {since} (last probe {}, {} failed / {} ok in a row)",
+            t.node,
+            t.address,
+            t.state,
+            t.last,
+            t.failures,
+            t.successes
+        );
+    }
+    out
 }
 
 /// The director's status as text.
