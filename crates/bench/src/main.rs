@@ -96,6 +96,14 @@ struct MemoryOptions {
     /// Endpoints per Service.
     #[arg(long, default_value_t = 25)]
     endpoints: usize,
+    /// Only write the cluster's manifests (as the agent run reads them) into this directory and
+    /// exit: for profiling the agent by hand (heaptrack, massif).
+    #[arg(long, value_name = "DIR")]
+    write_manifests: Option<PathBuf>,
+    /// Only the running agent (`$SWITCHYARD_AGENT_BIN`): no in-process part, no peers. For
+    /// comparing two agent builds in one run.
+    #[arg(long)]
+    agent_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -239,7 +247,13 @@ fn run(cli: Cli) -> Result<()> {
                 seconds: None,
                 rounds: None,
             };
-            run_memory(&MemoryOptions { run: options, services, endpoints: 25 })?;
+            run_memory(&MemoryOptions {
+                run: options,
+                services,
+                endpoints: 25,
+                write_manifests: None,
+                agent_only: false,
+            })?;
             // Last: it fails the run when the generator check fails, after writing its report.
             run_forwarding(&forwarding)?;
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
@@ -498,12 +512,24 @@ fn agent_binary() -> PathBuf {
 fn run_memory(options: &MemoryOptions) -> Result<()> {
     let out = options.run.out_dir();
     let shape = Shape { services: options.services, endpoints_per_service: options.endpoints };
+    if let Some(dir) = &options.write_manifests {
+        let (files, bytes) = switchyard_bench::memory::write_cluster_manifests(shape, dir)?;
+        eprintln!("memory: wrote {files} files ({bytes} bytes) to {}", dir.display());
+        return Ok(());
+    }
     // A failure here (say, ENOMEM creating a large map on a busy machine) leaves the agent and
     // the peers to be measured all the same.
-    let mut report = switchyard_bench::memory::measure(shape).unwrap_or_else(|error| {
-        eprintln!("memory: in-process measurement failed: {error}");
-        switchyard_bench::memory::MemoryReport::in_process_failed(shape, error.to_string())
-    });
+    let mut report = if options.agent_only {
+        switchyard_bench::memory::MemoryReport::in_process_failed(
+            shape,
+            "not run (--agent-only)".into(),
+        )
+    } else {
+        switchyard_bench::memory::measure(shape).unwrap_or_else(|error| {
+            eprintln!("memory: in-process measurement failed: {error}");
+            switchyard_bench::memory::MemoryReport::in_process_failed(shape, error.to_string())
+        })
+    };
     let agent_bin = agent_binary();
     eprintln!(
         "memory: running {} agent on {} × {}",
@@ -516,7 +542,12 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
     report.agent = Some(agent);
     report.kernel.push(agent_kernel);
     let state = synthetic::cluster(shape);
-    for peer in [Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy] {
+    let peers = if options.agent_only {
+        Vec::new()
+    } else {
+        vec![Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy]
+    };
+    for peer in peers {
         eprintln!(
             "memory: loading {} for {} × {}",
             peer.label(),

@@ -546,6 +546,21 @@ fn write_manifests(
     Ok((files, bytes))
 }
 
+/// Writes `shape`'s cluster into `dir` (created) as the agent run writes it; returns (files,
+/// bytes).
+pub fn write_cluster_manifests(
+    shape: Shape,
+    dir: &std::path::Path,
+) -> Result<(usize, u64), BenchError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| BenchError::Write { path: dir.display().to_string(), cause: source })?;
+    let cluster = model_input::cluster_state(&NodeConfig::default(), &synthetic::cluster(shape));
+    write_manifests(dir, &cluster, MANIFEST_OBJECTS_PER_FILE)
+}
+
+/// Objects per manifest file of the agent run.
+const MANIFEST_OBJECTS_PER_FILE: usize = 2000;
+
 /// Runs `agent_bin agent` on a manifest directory holding `shape` (maps sized as in item 1),
 /// attached to an empty cgroup of our own, pins in a bpffs of our own; once it logs "agent
 /// ready", reads its RSS and the kernel memory the machine gained, stops it (SIGTERM, by pid)
@@ -589,7 +604,7 @@ pub fn measure_agent(
         let cluster = model_input::cluster_state(&NodeConfig::default(), &state);
         let sizes =
             switchyard::sizes_for(&NodeModel::from_state(model_input::proxy_config(), &cluster));
-        let (files, bytes) = write_manifests(&manifests, &cluster, 2000)?;
+        let (files, bytes) = write_manifests(&manifests, &cluster, MANIFEST_OBJECTS_PER_FILE)?;
         drop(cluster);
         agent.manifest_files = files;
         agent.manifest_bytes = bytes;

@@ -335,7 +335,11 @@ fn check_one(format: Format, text: &str, options: &ValidationOptions, report: &m
         match document.outcome {
             Outcome::Object((_, key), object, _) => {
                 report.objects += 1;
-                state.apply(object.to_change(key));
+                // What the directory keeps must read back: counted with the panics otherwise.
+                match object.to_change(key) {
+                    Ok(change) => state.apply(change),
+                    Err(err) => panic!("a stored {} does not read back: {err}", object.kind()),
+                }
             }
             Outcome::Broken { errors, .. } => {
                 report.broken += 1;

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 use switchyard_model::{ObjectKey, ObjectKind};
 
 use switchyard_model::validate::ValidationOptions;
@@ -18,7 +18,7 @@ use switchyard_model::validate::ValidationOptions;
 use super::error::{Identity, Location, ManifestError};
 use super::limits::check_yaml_document;
 use super::locate::locate_in_text;
-use super::object::{Object, ObjectId};
+use super::object::{Object, ObjectId, StoredObject};
 use super::semantic::refused;
 
 /// Namespace used when a namespaced object does not name one, as `kubectl apply` does.
@@ -36,7 +36,7 @@ pub(crate) enum Outcome {
     /// An object the model reads, and the fields it has that its kind does not (typos such as
     /// `nodeport`, which Kubernetes would reject and Switchyard would silently ignore), each with
     /// its line.
-    Object(ObjectId, Object, Vec<(String, usize)>),
+    Object(ObjectId, StoredObject, Vec<(String, usize)>),
     /// A well-formed object of a kind Switchyard does not read.
     Ignored(Identity),
     /// A broken document. `id` is set when kind and name could be read, so the last good version
@@ -251,6 +251,7 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
         "IPPool" => Some((ObjectKind::IPPool, API_VERSION)),
         "BGPPeer" => Some((ObjectKind::BGPPeer, API_VERSION)),
         "BGPAdvertisement" => Some((ObjectKind::BGPAdvertisement, API_VERSION)),
+        "L2Advertisement" => Some((ObjectKind::L2Advertisement, API_VERSION)),
         "Namespace" => Some((ObjectKind::Namespace, "v1")),
         "Secret" => Some((ObjectKind::Secret, "v1")),
         _ => None,
@@ -405,6 +406,12 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                 Object::BGPAdvertisement(Arc::new(o))
             })
         }
+        ObjectKind::L2Advertisement => {
+            deserialize::<L2Advertisement>(value, unknown).map(|mut o| {
+                o.metadata.namespace = None;
+                Object::L2Advertisement(Arc::new(o))
+            })
+        }
         ObjectKind::Namespace => deserialize::<Namespace>(value, unknown).map(|mut o| {
             o.metadata.namespace = None;
             Object::Namespace(Arc::new(o))
@@ -439,6 +446,22 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                 out.push(Document { location, outcome: Outcome::Broken { id: Some(id), errors } });
                 return;
             }
+            let stored = match StoredObject::store(&object) {
+                Ok(stored) => stored,
+                Err(err) => {
+                    let error = ManifestError::Invalid {
+                        location: location.clone(),
+                        object: named,
+                        reason: format!("cannot be kept: {err}"),
+                    };
+                    let errors = vec![error];
+                    out.push(Document {
+                        location,
+                        outcome: Outcome::Broken { id: Some(id), errors },
+                    });
+                    return;
+                }
+            };
             let unknown_fields = unknown_fields
                 .into_iter()
                 .map(|field| {
@@ -446,7 +469,7 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
                     (field, line)
                 })
                 .collect();
-            out.push(Document { location, outcome: Outcome::Object(id, object, unknown_fields) })
+            out.push(Document { location, outcome: Outcome::Object(id, stored, unknown_fields) })
         }
         Err((field, reason)) => {
             let line = field.map_or(location.line, |field| source.line_of(&field, location.line));
@@ -654,14 +677,18 @@ mod tests {
         let docs = parse_yaml(&format!(
             "{SERVICE}---\napiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  namespace: stray\n"
         ));
-        match (&docs[0].outcome, &docs[1].outcome) {
+        let typed = |outcome: &Outcome| match outcome {
+            Outcome::Object(id, stored, _) => stored.object().map(|o| (id.clone(), o)).ok(),
+            _ => None,
+        };
+        match (typed(&docs[0].outcome), typed(&docs[1].outcome)) {
             (
-                Outcome::Object((_, service_key), Object::Service(service), _),
-                Outcome::Object((_, node_key), Object::Node(node), _),
+                Some(((_, service_key), Object::Service(service))),
+                Some(((_, node_key), Object::Node(node))),
             ) => {
-                assert_eq!(service_key, &ObjectKey::new("default", "web"));
+                assert_eq!(service_key, ObjectKey::new("default", "web"));
                 assert_eq!(service.metadata.namespace.as_deref(), Some("default"));
-                assert_eq!(node_key, &ObjectKey::cluster("n1"));
+                assert_eq!(node_key, ObjectKey::cluster("n1"));
                 assert_eq!(node.metadata.namespace, None);
             }
             other => panic!("unexpected {other:?}"),

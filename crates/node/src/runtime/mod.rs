@@ -10,6 +10,7 @@ mod effects;
 mod observability;
 mod per_packet;
 mod source;
+mod trim;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -209,6 +210,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         return Err(NodeError::FirstSync);
     }
     findings.report();
+    // The first reading and the first plan are the start-up peak; their memory is free now.
+    trim::release_free_memory();
     let mut refusals = Refusals::default();
     agent.observe.refused(refusals.report(agent.core.model()));
     info!(
@@ -254,6 +257,9 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
                 }
                 findings.report();
                 agent.observe.refused(refusals.report(agent.core.model()));
+                if changes >= trim::TRIM_AFTER_CHANGES {
+                    trim::release_free_memory();
+                }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,

@@ -13,7 +13,7 @@ use switchyard_model::validate::ValidationOptions;
 use switchyard_model::{Change, ClusterState, ObjectKey, ObjectKind};
 
 use super::error::{Identity, IgnoredDocument, Location, ManifestError, ManifestWarning};
-use super::object::{Object, ObjectId, delete_change};
+use super::object::{ObjectId, StoredObject, delete_change};
 use super::parse::{Format, Outcome};
 use super::status::{STATUS_FILE, StatusFile};
 
@@ -25,7 +25,7 @@ use files::{FileEntry, Fingerprint, list_manifest_files, read_entry};
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub location: Location,
-    pub object: Object,
+    pub object: StoredObject,
 }
 
 /// The manifests under one directory (or one file), read and merged.
@@ -130,7 +130,8 @@ impl ManifestDirectory {
             .map(|key| (ObjectKind::Service, key))
             .chain(pools.into_iter().map(|name| (ObjectKind::IPPool, ObjectKey::cluster(name))));
         ids.filter_map(|id| {
-            self.applied.get(&id).map(|a| self.status.overlay(a.object.to_change(id.1.clone())))
+            let applied = self.applied.get(&id)?;
+            change_of(&id, &applied.object).map(|change| self.status.overlay(change))
         })
         .collect()
     }
@@ -302,8 +303,8 @@ impl ManifestDirectory {
                         .applied
                         .get(id)
                         .is_none_or(|previous| !previous.object.same_as(&new.object));
-                    if changed {
-                        upserts.push(self.status.overlay(new.object.to_change(id.1.clone())));
+                    if changed && let Some(change) = change_of(id, &new.object) {
+                        upserts.push(self.status.overlay(change));
                     }
                     self.applied.insert(id.clone(), new);
                 }
@@ -481,8 +482,27 @@ impl ManifestDirectory {
     pub fn changes_from_empty(&self) -> Vec<Change> {
         self.applied
             .iter()
-            .map(|((_, key), applied)| self.status.overlay(applied.object.to_change(key.clone())))
+            .filter_map(|(id, applied)| change_of(id, &applied.object))
+            .map(|change| self.status.overlay(change))
             .collect()
+    }
+}
+
+/// The change that hands a kept object to the model. It was serialized from its typed form,
+/// so reading it back cannot fail short of a bug (the fuzz check counts any); if it does, the
+/// model keeps what it had and the log says why.
+fn change_of(id: &ObjectId, object: &StoredObject) -> Option<Change> {
+    match object.to_change(id.1.clone()) {
+        Ok(change) => Some(change),
+        Err(err) => {
+            tracing::error!(
+                kind = %id.0,
+                object = %id.1,
+                error = %err,
+                "a kept object does not read back; the model keeps its previous version"
+            );
+            None
+        }
     }
 }
 
