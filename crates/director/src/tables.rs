@@ -187,7 +187,49 @@ impl Tables {
     }
 
     /// Moves the tables to `set` and returns the operations that do the same to the maps.
+    ///
+    /// A VIP this director builds for the first time while some of its nodes drain
+    /// ([`crate::Vip::draining`]) is first built *with* them, then without: its table names
+    /// them as previous nodes exactly as on a director that saw the drain happen, so a
+    /// director that starts (or restarts) during a drain keeps the drained nodes' flows on
+    /// them through the second chance too (issue 17 (f)). The two steps' operations are
+    /// one list, each step make-before-break.
     pub fn update(&mut self, set: &VipSet) -> Plan {
+        let fresh_draining = set
+            .vips
+            .iter()
+            .any(|(key, vip)| !vip.draining.is_empty() && !self.vips.contains_key(key));
+        if !fresh_draining {
+            return self.update_once(set);
+        }
+        let mut before = set.clone();
+        for (key, vip) in &mut before.vips {
+            if !vip.draining.is_empty() && !self.vips.contains_key(key) {
+                let mut nodes = vip.nodes.clone();
+                nodes.extend(vip.draining.iter().cloned());
+                nodes.sort();
+                nodes.dedup_by(|a, b| a.name == b.name);
+                vip.nodes = nodes;
+            }
+        }
+        let first = self.update_once(&before);
+        let mut plan = self.update_once(set);
+        let mut ops = first.ops;
+        ops.append(&mut plan.ops);
+        plan.ops = ops;
+        for (key, moved) in first.moved_slots {
+            plan.moved_slots.entry(key).or_insert(moved);
+        }
+        for problem in first.problems {
+            if !plan.problems.contains(&problem) {
+                plan.problems.push(problem);
+            }
+        }
+        plan
+    }
+
+    /// One step of [`Tables::update`].
+    fn update_once(&mut self, set: &VipSet) -> Plan {
         let mut plan = Plan { problems: set.problems.clone(), ..Plan::default() };
         let mut new_nodes = Vec::new();
         let mut new_tables = Vec::new();

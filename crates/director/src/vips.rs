@@ -51,6 +51,10 @@ pub struct Vip {
     pub nodes: Vec<NodeTarget>,
     /// `spec.healthCheckNodePort` of a `Local` Service: what the directors probe on its nodes.
     pub health_check_node_port: Option<u16>,
+    /// Nodes that would serve it but drain (weight 0), with the weight they had: a director
+    /// that builds the VIP's first table while they drain takes them as the previous nodes
+    /// (as if it had seen the drain), so their flows keep the second chance on every director.
+    pub draining: Vec<NodeTarget>,
 }
 
 /// Something in the objects the directors could not use as written. The object is still
@@ -98,7 +102,7 @@ impl EligibleNode {
 /// Computes the VIPs and their nodes from a snapshot of the cluster.
 pub fn vip_set(state: &ClusterState) -> VipSet {
     let mut problems = Vec::new();
-    let nodes = eligible_nodes(state, &mut problems);
+    let (nodes, drained) = eligible_nodes(state, &mut problems);
     let model = NodeModel::from_state(ProxyConfig::new(DIRECTOR_NODE), state);
     let mut opted_in: BTreeMap<&ObjectKey, bool> = BTreeMap::new();
     let mut vips = BTreeMap::new();
@@ -112,40 +116,44 @@ pub fn vip_set(state: &ClusterState) -> VipSet {
         if !wanted {
             continue;
         }
-        let targets = match frontend.traffic_policy {
-            TrafficPolicy::Cluster => nodes
-                .values()
-                .filter_map(|n| {
-                    Some(NodeTarget {
-                        name: n.name.clone(),
-                        address: n.address_for(key.ip)?,
-                        weight: n.weight,
-                    })
-                })
-                .collect(),
-            TrafficPolicy::Local => {
-                // The pseudo node has no local endpoints, so the model keeps the cluster-wide
-                // list in `in_cluster_backends`: count its ready endpoints per node.
-                let list = frontend.in_cluster_backends.as_ref().unwrap_or(&frontend.backends);
-                let mut ready: BTreeMap<&str, u32> = BTreeMap::new();
-                for backend in list.iter().filter(|b| b.state == BackendState::Ready) {
-                    if let Some(node) = &backend.node_name {
-                        *ready.entry(node).or_default() += 1;
-                    }
+        // The pseudo node has no local endpoints, so the model keeps the cluster-wide list in
+        // `in_cluster_backends`: for Local, count its ready endpoints per node.
+        let mut ready: BTreeMap<&str, u32> = BTreeMap::new();
+        if frontend.traffic_policy == TrafficPolicy::Local {
+            let list = frontend.in_cluster_backends.as_ref().unwrap_or(&frontend.backends);
+            for backend in list.iter().filter(|b| b.state == BackendState::Ready) {
+                if let Some(node) = &backend.node_name {
+                    *ready.entry(node).or_default() += 1;
                 }
-                ready
-                    .into_iter()
-                    .filter_map(|(node, count)| {
-                        let n = nodes.get(node)?;
+            }
+        }
+        let serving = |from: &BTreeMap<Arc<str>, EligibleNode>| -> Vec<NodeTarget> {
+            match frontend.traffic_policy {
+                TrafficPolicy::Cluster => from
+                    .values()
+                    .filter_map(|n| {
                         Some(NodeTarget {
                             name: n.name.clone(),
                             address: n.address_for(key.ip)?,
-                            weight: n.weight.saturating_mul(count),
+                            weight: n.weight,
                         })
                     })
-                    .collect()
+                    .collect(),
+                TrafficPolicy::Local => ready
+                    .iter()
+                    .filter_map(|(node, count)| {
+                        let n = from.get(*node)?;
+                        Some(NodeTarget {
+                            name: n.name.clone(),
+                            address: n.address_for(key.ip)?,
+                            weight: n.weight.saturating_mul(*count),
+                        })
+                    })
+                    .collect(),
             }
         };
+        let targets = serving(&nodes);
+        let draining = serving(&drained);
         vips.insert(
             *key,
             Vip {
@@ -153,6 +161,7 @@ pub fn vip_set(state: &ClusterState) -> VipSet {
                 policy: frontend.traffic_policy,
                 nodes: targets,
                 health_check_node_port: frontend.health_check_node_port,
+                draining,
             },
         );
     }
@@ -182,15 +191,17 @@ fn opts_in(state: &ClusterState, service: &ObjectKey, problems: &mut Vec<Problem
     }
 }
 
-/// Nodes that may receive VIP traffic, by name (weight above 0, ready, not excluded).
+/// Nodes that may receive VIP traffic, by name (weight above 0, ready, not excluded), and
+/// the nodes that would but drain (with the weight they would have).
 fn eligible_nodes(
     state: &ClusterState,
     problems: &mut Vec<Problem>,
-) -> BTreeMap<Arc<str>, EligibleNode> {
+) -> (BTreeMap<Arc<str>, EligibleNode>, BTreeMap<Arc<str>, EligibleNode>) {
     let mut out = BTreeMap::new();
+    let mut drained = BTreeMap::new();
     for (key, node) in &state.nodes {
-        let weight =
-            if draining(key, node, problems) { 0 } else { node_weight(key, node, problems) };
+        let is_draining = draining(key, node, problems);
+        let weight = node_weight(key, node, problems);
         if weight == 0 || excluded(node) || !ready(node) {
             continue;
         }
@@ -205,9 +216,10 @@ fn eligible_nodes(
             continue;
         }
         let name: Arc<str> = Arc::from(key.name.as_str());
-        out.insert(name.clone(), EligibleNode { name, addresses, weight });
+        let into = if is_draining { &mut drained } else { &mut out };
+        into.insert(name.clone(), EligibleNode { name, addresses, weight });
     }
-    out
+    (out, drained)
 }
 
 fn node_weight(key: &ObjectKey, node: &Node, problems: &mut Vec<Problem>) -> u32 {

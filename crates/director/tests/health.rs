@@ -206,6 +206,7 @@ fn vip(policy: TrafficPolicy, hcnp: Option<u16>, nodes: &[&str]) -> Vip {
             })
             .collect(),
         health_check_node_port: hcnp,
+        draining: Vec::new(),
     }
 }
 

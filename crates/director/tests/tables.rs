@@ -124,6 +124,7 @@ fn set_of(spec: &[(u8, u16, u8)]) -> VipSet {
                 policy: TrafficPolicy::Cluster,
                 nodes,
                 health_check_node_port: None,
+                draining: Vec::new(),
             },
         );
     }
@@ -307,4 +308,80 @@ fn moved_slots_name_their_previous_node_until_the_next_change() {
     let plan = tables.update(&set_of(&[(0, 0b0101, 0)]));
     apply(&plan, &mut maps);
     assert!(!maps.nodes.values().any(|a| *a == IpAddr::from([10, 0, 0, 2])), "{:?}", plan.ops);
+}
+
+/// The VIP of `set_of(&[(0, mask, w)])` with the nodes of `drained` (a bitmask) moved to its
+/// draining list.
+fn with_drained(mask: u16, w: u8, drained: u16) -> VipSet {
+    let mut set = set_of(&[(0, mask, w)]);
+    let vip = set.vips.values_mut().next().unwrap();
+    let (draining, serving) = vip.nodes.iter().cloned().partition(|n| {
+        let i: u16 = n.name.trim_start_matches("node-").parse().unwrap();
+        drained & (1 << (i - 1)) != 0
+    });
+    vip.nodes = serving;
+    vip.draining = draining;
+    set
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Issue 17 (f): a director that first builds a VIP while some of its nodes drain (a
+    /// director added or restarted during a drain) chooses the same node *and the same
+    /// previous node* for every flow as one that served the VIP before the drain; its
+    /// operations are make-before-break on a fresh map set.
+    #[test]
+    fn a_director_starting_during_a_drain_names_the_same_previous_nodes(
+        mask in 1u16..1024, w in any::<u8>(), drained in 1u16..1024,
+    ) {
+        let drained = drained & mask;
+        prop_assume!(drained != 0 && drained != mask);
+        let all = set_of(&[(0, mask, w)]);
+        let during = with_drained(mask, w, drained);
+        // Saw the drain happen.
+        let mut old = Tables::new(config());
+        let _ = old.update(&all);
+        let _ = old.update(&during);
+        // Starts during the drain.
+        let mut fresh = Tables::new(config());
+        let mut maps = FakeMaps::default();
+        for op in &fresh.update(&during).ops {
+            maps.apply(op);
+        }
+        let key = vip_key(0);
+        let mut moved = 0;
+        for hash in 0..1_000u64 {
+            let h = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (a, b) = (old.choose(&key, h).unwrap(), fresh.choose(&key, h).unwrap());
+            prop_assert_eq!(&a.node, &b.node);
+            let (pa, pb) = (a.previous.map(|p| p.1), b.previous.clone().map(|p| p.1));
+            prop_assert_eq!(&pa, &pb);
+            prop_assert_eq!(pb.map(|p| p.address), maps.lookup_previous(&key, h));
+            moved += usize::from(b.previous.is_some());
+        }
+        prop_assert!(moved > 0, "the drained nodes' slots have a previous node");
+        // Once the drain is over for this director's tables too, nothing is left behind.
+        let _ = fresh.update(&all);
+        let _ = fresh.update(&set_of(&[]));
+        prop_assert_eq!(fresh.live_ids(), (BTreeSet::new(), BTreeSet::new(), BTreeSet::new()));
+    }
+}
+
+#[test]
+fn a_director_without_draining_nodes_builds_one_table() {
+    let mut tables = Tables::new(config());
+    let plan = tables.update(&set_of(&[(0, 0b111, 0)]));
+    let puts = plan.ops.iter().filter(|op| matches!(op, Op::PutTable { .. })).count();
+    assert_eq!(puts, 1);
+    let plan = tables.update(&with_drained(0b111, 0, 0b010));
+    let tables_put: Vec<bool> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::PutTable { previous, .. } => Some(previous.is_some()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tables_put, [true], "a known VIP changes once, with previous nodes");
 }

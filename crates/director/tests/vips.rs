@@ -245,3 +245,33 @@ fn a_drained_node_also_leaves_local_policy_vips() {
         names(&set, &key("192.0.2.10", 80, Protocol::Tcp)).into_iter().map(|n| n.0).collect();
     assert_eq!(listed, ["node-a"]);
 }
+
+/// A drained node is listed as draining (with its weight: node weight × its ready endpoints
+/// under Local), so a director that starts during the drain can name it as a previous node.
+#[test]
+fn a_drained_node_is_listed_as_draining_with_the_weight_it_had() {
+    let nodes = [
+        node("node-a", &["10.0.0.1"]),
+        annotated_node("node-b", &["10.0.0.2"], "switchyard.io/drain", "true"),
+    ];
+    let state = cluster(
+        &[lb_service("web", &["192.0.2.10"], true, Some("true"))],
+        &[slice(
+            "web-1",
+            "web",
+            false,
+            &[
+                ("10.1.0.5", "node-a", true),
+                ("10.1.0.6", "node-b", true),
+                ("10.1.0.7", "node-b", true),
+            ],
+        )],
+        &nodes,
+    );
+    let set = vip_set(&state);
+    let vip = &set.vips[&key("192.0.2.10", 80, Protocol::Tcp)];
+    let draining: Vec<(String, u32)> =
+        vip.draining.iter().map(|n| (n.name.to_string(), n.weight)).collect();
+    assert_eq!(draining, [("node-b".to_owned(), 2)]);
+    assert_eq!(vip.nodes.iter().map(|n| n.name.to_string()).collect::<Vec<_>>(), ["node-a"]);
+}
