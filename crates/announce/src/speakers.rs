@@ -102,6 +102,7 @@ impl Speakers {
                     .iter()
                     .map(|(name, why)| (name.clone(), why.to_string()))
                     .collect(),
+                ..BgpReport::default()
             }
         })
     }

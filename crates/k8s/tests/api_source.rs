@@ -56,7 +56,7 @@ async fn until(
 /// later than the first update).
 async fn watches_open(api: &FakeApi) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while api.open_watches() < 6 {
+    while api.open_watches() < 7 {
         assert!(tokio::time::Instant::now() < deadline, "watches not opened in time");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -100,7 +100,8 @@ async fn first_update_waits_for_every_kind_and_holds_only_what_the_selectors_adm
         }
         assert_eq!(names(&state.services), ["default/web"], "{initial_list:?}");
         assert_eq!(names(&state.endpoint_slices), ["default/web-abc"], "{initial_list:?}");
-        assert_eq!(names(&state.nodes), [NODE], "{initial_list:?}");
+        // Every Node: L2 mode chooses among all of them.
+        assert_eq!(names(&state.nodes), [NODE, "node-b"], "{initial_list:?}");
         let own = &state.nodes[&ObjectKey::cluster(NODE)];
         let address = &own.status.as_ref().unwrap().addresses.as_ref().unwrap()[0].address;
         assert_eq!(address, "192.168.1.10");
@@ -161,11 +162,9 @@ async fn selectors_are_sent_to_the_api_server_in_the_query() {
     let node_requests: Vec<_> =
         requests.iter().filter(|r| r.resource == Some(Resource::Nodes)).collect();
     assert!(!node_requests.is_empty());
+    // Every Node: L2 mode chooses the node answering for an address among all of them.
     for request in node_requests {
-        assert_eq!(
-            request.query.get("fieldSelector").map(String::as_str),
-            Some("metadata.name=node-a")
-        );
+        assert_eq!(request.query.get("fieldSelector"), None, "{request:?}");
     }
     let watches: Vec<_> = requests.iter().filter(|r| r.is_watch()).collect();
     assert!(!watches.is_empty());
@@ -218,16 +217,18 @@ async fn watch_events_after_the_first_list_become_changes() {
     api.put(service("default", "api", other, "10.96.0.20", 443));
     until(&mut watcher, &mut state, |s| !s.services.contains_key(&key("default", "api"))).await;
 
-    // Another node's changes are not even sent.
+    // Every node's changes arrive (L2 mode chooses among all Nodes).
     api.put(node("node-b", "192.168.1.99", "zone-2"));
     api.put(node(NODE, "192.168.1.20", "zone-1"));
-    let seen = until(&mut watcher, &mut state, |s| {
-        s.nodes[&ObjectKey::cluster(NODE)].status.as_ref().unwrap().addresses.as_ref().unwrap()[0]
+    let address = |s: &ClusterState, node: &str| {
+        s.nodes[&ObjectKey::cluster(node)].status.as_ref().unwrap().addresses.as_ref().unwrap()[0]
             .address
-            == "192.168.1.20"
+            .clone()
+    };
+    until(&mut watcher, &mut state, |s| {
+        address(s, NODE) == "192.168.1.20" && address(s, "node-b") == "192.168.1.99"
     })
     .await;
-    assert!(seen.iter().all(|c| c.key().name != "node-b"), "{seen:?}");
 }
 
 /// The Cilium bug (cilium#48050): the watch breaks, an EndpointSlice is deleted meanwhile and the
@@ -348,7 +349,7 @@ async fn refused_streaming_list_falls_back_to_list_and_watch() {
     populate(&api);
     let mut watcher = start(&api, InitialList::Streaming);
     let mut state = ClusterState::default();
-    until(&mut watcher, &mut state, |s| s.services.len() == 1 && s.nodes.len() == 1).await;
+    until(&mut watcher, &mut state, |s| s.services.len() == 1 && s.nodes.len() == 2).await;
     let requests = api.requests();
     for resource in [Resource::Services, Resource::EndpointSlices, Resource::Nodes] {
         let of_kind: Vec<_> = requests.iter().filter(|r| r.resource == Some(resource)).collect();
@@ -375,7 +376,7 @@ async fn ignored_streaming_list_falls_back_to_list_and_watch_after_the_timeout()
     assert!(started.elapsed() >= Duration::from_secs(1), "not before the streaming timeout");
     assert_eq!(names(&state.services), ["default/web"]);
     assert_eq!(names(&state.endpoint_slices), ["default/web-abc"]);
-    assert_eq!(names(&state.nodes), [NODE]);
+    assert_eq!(names(&state.nodes), [NODE, "node-b"]);
     let requests = api.requests();
     for resource in [Resource::Services, Resource::EndpointSlices, Resource::Nodes] {
         let of_kind: Vec<_> = requests.iter().filter(|r| r.resource == Some(resource)).collect();

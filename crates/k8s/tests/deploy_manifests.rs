@@ -132,7 +132,7 @@ fn every_manifest_parses_into_its_typed_object() {
         "the controller's Lease, the agent's BGP passwords"
     );
     assert_eq!(deploy.config_maps.len(), 1);
-    assert_eq!(deploy.crds.len(), 3, "IPPool, BGPPeer, BGPAdvertisement");
+    assert_eq!(deploy.crds.len(), 4, "IPPool, BGPPeer, BGPAdvertisement, L2Advertisement");
 }
 
 #[test]
@@ -164,6 +164,8 @@ fn cluster_role_grants_exactly_list_and_watch_on_what_a_proxy_reads() {
         ("switchyard.io", "bgppeers", "watch"),
         ("switchyard.io", "bgpadvertisements", "list"),
         ("switchyard.io", "bgpadvertisements", "watch"),
+        ("switchyard.io", "l2advertisements", "list"),
+        ("switchyard.io", "l2advertisements", "watch"),
     ]
     .into_iter()
     .collect();

@@ -290,6 +290,16 @@ async fn link_mac(ns: &Ns, name: &str) -> Result<Vec<u8>, LabError> {
     })
 }
 
+/// `fe80::/64` with the modified EUI-64 interface identifier of `mac` (RFC 4291 appendix A).
+fn eui64_link_local(mac: &[u8]) -> Ipv6Addr {
+    let mut octets = [0u8; 16];
+    octets[..2].copy_from_slice(&[0xfe, 0x80]);
+    if let [a, b, c, d, e, f] = *mac {
+        octets[8..].copy_from_slice(&[a ^ 0x02, b, c, 0xff, 0xfe, d, e, f]);
+    }
+    Ipv6Addr::from(octets)
+}
+
 /// A permanent neighbour entry `address` -> `mac` on `link`.
 async fn add_neighbour(ns: &Ns, link: &str, address: IpAddr, mac: Vec<u8>) -> Result<(), LabError> {
     let index = link_index(ns, link).await?;
@@ -334,6 +344,12 @@ async fn link_index(ns: &Ns, name: &str) -> Result<u32, LabError> {
 }
 
 /// Brings `name` up and gives it `addresses` (IPv6 without duplicate address detection).
+///
+/// Every link but `lo` also gets its link-local address (EUI-64 of its MAC, the one the kernel
+/// generates) at once: the kernel adds it only when linkwatch reports the carrier, batched up
+/// to a second later, and until then IPv6 neighbour discovery sends no solicitation from the
+/// link (`ndisc_send_ns` needs a link-local source), so the first packet forwarded over it
+/// waited a second for the next probe — the "lost" first IPv6 SYNs of issue 18 item 8.
 async fn link_up(ns: &Ns, name: &str, addresses: Vec<Cidr>) -> Result<(), LabError> {
     let index = link_index(ns, name).await?;
     ns.handle
@@ -342,6 +358,12 @@ async fn link_up(ns: &Ns, name: &str, addresses: Vec<Cidr>) -> Result<(), LabErr
         .execute()
         .await
         .map_err(nl_err(ns, format!("setting {name} up")))?;
+    if name != "lo" {
+        let link_local = eui64_link_local(&link_mac(ns, name).await?);
+        let mut request = ns.handle.address().add(index, link_local.into(), 64).replace();
+        request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        request.execute().await.map_err(nl_err(ns, format!("adding {link_local} to {name}")))?;
+    }
     for cidr in &addresses {
         let mut request = ns.handle.address().add(index, cidr.addr, cidr.prefix_len);
         if cidr.addr.is_ipv6() {
@@ -550,4 +572,18 @@ pub(crate) fn add_address(netns_name: &str, link: &str, address: Cidr) -> Result
         }
         request.execute().await.map_err(nl_err(&ns, format!("adding {address} to {link}")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pair the kernel generated for a lab router link (`ip -6 neigh` in the fabric).
+    #[test]
+    fn link_local_is_the_kernels_eui64() {
+        let mac = [0x2a, 0xf5, 0x7d, 0x16, 0xc1, 0x9b];
+        let expected: Ipv6Addr =
+            "fe80::28f5:7dff:fe16:c19b".parse().unwrap_or(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(eui64_link_local(&mac), expected);
+    }
 }

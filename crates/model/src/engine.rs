@@ -337,6 +337,7 @@ impl NodeModel {
             Change::IPPool(..)
             | Change::BGPPeer(..)
             | Change::BGPAdvertisement(..)
+            | Change::L2Advertisement(..)
             | Change::Secret(..)
             | Change::Namespace(..) => {}
         }

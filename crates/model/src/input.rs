@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 
-use crate::crd::{BGPAdvertisement, BGPPeer, IPPool};
+use crate::crd::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 
 /// The kinds of object the model reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,6 +21,8 @@ pub enum ObjectKind {
     BGPPeer,
     /// `switchyard.io/v1alpha1` BGPAdvertisement: what is announced to whom.
     BGPAdvertisement,
+    /// `switchyard.io/v1alpha1` L2Advertisement: which addresses a node answers ARP/NDP for.
+    L2Advertisement,
     /// core/v1 Namespace: its labels, for IPPool `namespaceSelector` (the controller's input).
     Namespace,
     /// A Secret holding a BGPPeer's TCP MD5 password (`spec.passwordSecret`); the API source
@@ -44,6 +46,7 @@ impl fmt::Display for ObjectKind {
             Self::IPPool => "IPPool",
             Self::BGPPeer => "BGPPeer",
             Self::BGPAdvertisement => "BGPAdvertisement",
+            Self::L2Advertisement => "L2Advertisement",
             Self::Namespace => "Namespace",
             Self::Secret => "Secret",
         })
@@ -88,6 +91,7 @@ pub struct ClusterState {
     pub ip_pools: BTreeMap<ObjectKey, IPPool>,
     pub bgp_peers: BTreeMap<ObjectKey, BGPPeer>,
     pub bgp_advertisements: BTreeMap<ObjectKey, BGPAdvertisement>,
+    pub l2_advertisements: BTreeMap<ObjectKey, L2Advertisement>,
     pub namespaces: BTreeMap<ObjectKey, Namespace>,
     pub secrets: BTreeMap<ObjectKey, Secret>,
 }
@@ -102,6 +106,7 @@ pub enum Change {
     IPPool(ObjectKey, Option<Box<IPPool>>),
     BGPPeer(ObjectKey, Option<Box<BGPPeer>>),
     BGPAdvertisement(ObjectKey, Option<Box<BGPAdvertisement>>),
+    L2Advertisement(ObjectKey, Option<Box<L2Advertisement>>),
     Namespace(ObjectKey, Option<Box<Namespace>>),
     Secret(ObjectKey, Option<Box<Secret>>),
 }
@@ -115,6 +120,7 @@ impl Change {
             Self::IPPool(..) => ObjectKind::IPPool,
             Self::BGPPeer(..) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(..) => ObjectKind::BGPAdvertisement,
+            Self::L2Advertisement(..) => ObjectKind::L2Advertisement,
             Self::Namespace(..) => ObjectKind::Namespace,
             Self::Secret(..) => ObjectKind::Secret,
         }
@@ -128,6 +134,7 @@ impl Change {
             | Self::IPPool(k, _)
             | Self::BGPPeer(k, _)
             | Self::BGPAdvertisement(k, _)
+            | Self::L2Advertisement(k, _)
             | Self::Namespace(k, _)
             | Self::Secret(k, _) => k,
         }
@@ -142,6 +149,7 @@ impl Change {
             Self::IPPool(_, o) => o.is_none(),
             Self::BGPPeer(_, o) => o.is_none(),
             Self::BGPAdvertisement(_, o) => o.is_none(),
+            Self::L2Advertisement(_, o) => o.is_none(),
             Self::Namespace(_, o) => o.is_none(),
             Self::Secret(_, o) => o.is_none(),
         }
@@ -158,6 +166,7 @@ impl ClusterState {
             Change::IPPool(k, o) => set(&mut self.ip_pools, k, o),
             Change::BGPPeer(k, o) => set(&mut self.bgp_peers, k, o),
             Change::BGPAdvertisement(k, o) => set(&mut self.bgp_advertisements, k, o),
+            Change::L2Advertisement(k, o) => set(&mut self.l2_advertisements, k, o),
             Change::Namespace(k, o) => set(&mut self.namespaces, k, o),
             Change::Secret(k, o) => set(&mut self.secrets, k, o),
         }

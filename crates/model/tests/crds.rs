@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use switchyard_model::crd::{self, BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{self, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 
 fn crds_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds.yaml")
@@ -65,7 +65,12 @@ fn kinds_are_cluster_scoped_in_our_group_with_the_field_names_the_issues_spell()
         definitions.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["ippools.switchyard.io", "bgppeers.switchyard.io", "bgpadvertisements.switchyard.io"]
+        [
+            "ippools.switchyard.io",
+            "bgppeers.switchyard.io",
+            "bgpadvertisements.switchyard.io",
+            "l2advertisements.switchyard.io"
+        ]
     );
     for definition in &definitions {
         assert_eq!(definition["spec"]["group"], "switchyard.io");
@@ -111,6 +116,10 @@ fn kinds_are_cluster_scoped_in_our_group_with_the_field_names_the_issues_spell()
             "BGPAdvertisement spec.{field} missing from {advertisement:?}"
         );
     }
+    assert_eq!(
+        properties(&definitions[3], "spec"),
+        sorted(&["ipPools", "serviceSelector", "nodeSelectors", "interfaces", "externalIPs"])
+    );
 }
 
 #[test]
@@ -134,4 +143,10 @@ fn defaults_apply_when_fields_are_left_out() {
     }))
     .unwrap();
     assert_eq!(advertisement.spec, Default::default());
+    let l2: L2Advertisement = serde_json::from_value(json!({
+        "apiVersion": "switchyard.io/v1alpha1", "kind": "L2Advertisement",
+        "metadata": {"name": "all"}, "spec": {},
+    }))
+    .unwrap();
+    assert_eq!(l2.spec, Default::default());
 }

@@ -19,6 +19,34 @@ pub struct BgpReport {
     pub sessions: Vec<SessionReport>,
     /// BGPPeers this node runs no session with: `(name, why)`.
     pub not_peering: Vec<(String, String)>,
+    /// L2 mode: who answers ARP / NDP for each address, and this node's responder.
+    #[serde(default)]
+    pub l2: L2Report,
+}
+
+/// L2 mode as one agent sees it (`switchyard l2`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L2Report {
+    /// Every LoadBalancer IP and externalIP with the node answering for it, or why none does.
+    pub addresses: Vec<L2AddressReport>,
+    /// This node's responder: per interface, the addresses it answers for and what it did.
+    pub interfaces: Vec<switchyard_l2::InterfaceReport>,
+    /// Interfaces an L2Advertisement names that this host does not have.
+    pub missing_interfaces: Vec<String>,
+}
+
+/// One address of the L2 plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L2AddressReport {
+    pub address: String,
+    /// `namespace/name` of the Services on it.
+    pub services: Vec<String>,
+    /// The node answering for it (`None`: no node does).
+    pub owner: Option<String>,
+    /// The decision in words, e.g. `answered by node-b on all interfaces (L2Advertisement all)`.
+    pub decision: String,
 }
 
 /// One session.

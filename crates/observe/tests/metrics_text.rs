@@ -203,6 +203,7 @@ fn bgp_sessions_become_state_route_update_and_flap_metrics_per_peer() {
             session("spine", "connect", 0, 0, 0),
         ],
         not_peering: vec![],
+        ..BgpReport::default()
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(BgpCollector(BgpSource::new(move || report.clone()))));

@@ -306,3 +306,53 @@ fn services_watch_prints_what_changes_when_a_file_changes() {
     assert_eq!(wait_for("# "), "# 0 frontend(s) added or changed, 1 removed");
     assert_eq!(wait_for("removed"), "removed 10.96.90.1:80/TCP (shop/reports)");
 }
+
+/// Issue 18 item 1 (CVE-2020-8554): an externalIP naming another Service's cluster IP is refused
+/// — `services` keeps the owner's frontend and lists the refusal (`refused:` lines, JSON
+/// `refused`), `validate` names the owner.
+#[test]
+fn services_lists_refused_external_addresses_and_validate_names_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+status: {addresses: [{type: InternalIP, address: 192.168.0.10}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system}
+spec: {clusterIP: 10.96.0.10, ports: [{name: dns, port: 53, protocol: UDP}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: evil, namespace: aaa}
+spec:
+  clusterIP: 10.96.7.7
+  externalIPs: [10.96.0.10]
+  ports: [{name: dns, port: 53, protocol: UDP}]
+"#;
+    std::fs::write(dir.path().join("cluster.yaml"), manifests).unwrap();
+    let output = switchyard(&["services", arg(dir.path())]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    let owner_row = text.lines().find(|l| l.contains("10.96.0.10:53/UDP")).unwrap_or_default();
+    assert!(owner_row.starts_with("kube-system/kube-dns"), "{text}");
+    let refused: Vec<&str> = text.lines().filter(|l| l.starts_with("refused:")).collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert!(refused[0].contains("aaa/evil") && refused[0].contains("10.96.0.10"), "{text}");
+
+    let output = switchyard(&["services", arg(dir.path()), "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["refused"].as_array().map(Vec::len), Some(1), "{json}");
+
+    let output = switchyard(&["validate", arg(dir.path())]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let report = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        report.contains("aaa/evil")
+            && report.contains("spec.externalIPs[0]")
+            && report.contains("the cluster IP of Service kube-system/kube-dns"),
+        "{report}"
+    );
+}

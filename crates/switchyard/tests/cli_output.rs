@@ -21,6 +21,7 @@ const STATE: &[&str] = &[
     "backends",
     "monitor",
     "bgp",
+    "l2",
     "ipam",
     "doctor",
 ];
@@ -280,6 +281,12 @@ fn kernel_commands_print_json_and_yaml() {
     assert!(!text.contains("difference"), "{text}");
     let bgp = both_formats(&["bgp", "--api-socket", &socket], true, run);
     assert!(bgp["sessions"].as_array().unwrap().is_empty(), "{bgp:#}");
+    // No L2Advertisement: nobody answers, and the responder serves no interface.
+    let l2 = both_formats(&["l2", "--api-socket", &socket], true, run);
+    assert!(l2["interfaces"].as_array().unwrap().is_empty(), "{l2:#}");
+    for address in l2["addresses"].as_array().unwrap() {
+        assert_eq!(address["owner"], serde_json::Value::Null, "{l2:#}");
+    }
     // A stream: one event per connection, JSON on a line of its own, YAML as a document.
     for format in ["json", "yaml"] {
         let child = Command::new(&*BIN)

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -526,5 +526,49 @@ fn large_udp_datagrams_pass_node_ports_in_fragments_both_ways_through_running_ag
     let translated = grew(PacketReason::FragXlat);
     println!("node1: {translated} later fragments translated like their first");
     assert!(translated >= 80, "later fragments translated: {after:?}");
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn ipv6_packets_with_extension_headers_pass_node_ports_through_running_agents() {
+    if !require_root("ipv6_packets_with_extension_headers_pass_node_ports_through_running_agents") {
+        return;
+    }
+    use switchyard_lab::tools::ipv6_ext::{self, ExtHeader};
+    let cluster = cluster();
+    let baseline = cluster.containment_baseline();
+    let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
+    cluster
+        .apply_and_wait("ext.yaml", &cluster.load_balancer("exthdr", 30086, "", &[], &endpoints));
+    let before = counters(&cluster, "node1");
+    let IpAddr::V6(node_ip) = cluster.node_ip("node1", true) else { panic!("node1 has IPv6") };
+    let target = std::net::SocketAddrV6::new(node_ip, 30086, 0, 0);
+    // Every packet of these clients (the SYN included) carries the headers: the per-packet
+    // path must walk them to the transport header to translate, or the node's own stack gets
+    // a segment for a port nothing listens on.
+    for headers in [
+        vec![ExtHeader::DestinationOptions],
+        vec![ExtHeader::HopByHop],
+        vec![ExtHeader::HopByHop, ExtHeader::DestinationOptions],
+    ] {
+        let list = headers.clone();
+        let tcp =
+            cluster.lab.run_in("ext", move || ipv6_ext::tcp(target, &list, 12, TIMEOUT)).unwrap();
+        for a in &tcp {
+            assert_eq!(a.error, None, "TCP with {headers:?}: {a:?}");
+        }
+        assert_eq!(backends(&tcp), set(&["a1", "b1"]), "TCP with {headers:?}");
+        let list = headers.clone();
+        let udp =
+            cluster.lab.run_in("ext", move || ipv6_ext::udp(target, &list, 6, TIMEOUT)).unwrap();
+        for a in &udp {
+            assert_eq!(a.error, None, "UDP with {headers:?}: {a:?}");
+            assert_eq!(a.reply_from.as_deref(), Some(SocketAddr::V6(target).to_string().as_str()));
+        }
+    }
+    let after = counters(&cluster, "node1");
+    let grew = |reason| after[&reason] - before.get(&reason).copied().unwrap_or(0);
+    assert!(grew(PacketReason::Dnat) > 0 && grew(PacketReason::DnatSnat) > 0, "{after:?}");
+    assert_eq!(grew(PacketReason::PassIpv6Ext), 0, "no packet passed untranslated: {after:?}");
     cluster.assert_nothing_left_the_lab_since(&baseline);
 }

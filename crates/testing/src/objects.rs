@@ -107,6 +107,11 @@ pub fn secret(namespace: &str, name: &str, string_data: Value) -> Value {
            "metadata": {"name": name, "namespace": namespace}, "stringData": string_data})
 }
 
+/// An L2Advertisement with `spec` (`{}`: every address, from every node, on every interface).
+pub fn l2_advertisement(name: &str, spec: Value) -> Value {
+    switchyard_object("L2Advertisement", name, spec)
+}
+
 /// A BGPAdvertisement with `spec` (`{}` announces everything to every peer).
 pub fn bgp_advertisement(name: &str, spec: Value) -> Value {
     switchyard_object("BGPAdvertisement", name, spec)
@@ -162,6 +167,9 @@ pub fn change(object: &Value, delete: bool) -> Change {
         Some("BGPPeer") => Change::BGPPeer(key, (!delete).then(|| Box::new(typed(object)))),
         Some("BGPAdvertisement") => {
             Change::BGPAdvertisement(key, (!delete).then(|| Box::new(typed(object))))
+        }
+        Some("L2Advertisement") => {
+            Change::L2Advertisement(key, (!delete).then(|| Box::new(typed(object))))
         }
         Some("Namespace") => Change::Namespace(key, (!delete).then(|| Box::new(typed(object)))),
         Some("Secret") => Change::Secret(key, (!delete).then(|| Box::new(typed(object)))),

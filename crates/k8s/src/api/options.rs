@@ -20,7 +20,7 @@ pub enum InitialList {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WatchScope {
     /// The node agent's: Services and EndpointSlices for this proxy (kube-proxy's label
-    /// selector), this node's Node, and our own kinds.
+    /// selector), every Node (L2 mode chooses among them), and our own kinds.
     #[default]
     Node,
     /// The controller's: every Service, whatever proxy it is for, and IPPools.
@@ -35,7 +35,7 @@ pub enum WatchScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiOptions {
     pub scope: WatchScope,
-    /// The Node this proxy runs on: its Node object is the only one watched.
+    /// The Node this proxy runs on.
     pub node_name: String,
     /// `None`: Services without the `service.kubernetes.io/service-proxy-name` label.
     /// `Some(name)`: only Services whose label names this proxy.
@@ -84,12 +84,6 @@ impl ApiOptions {
         };
         format!("{proxy},!{HEADLESS_LABEL}")
     }
-
-    /// Field selector for Nodes: only this node's (its addresses and zone are all the model
-    /// reads from Nodes; endpoints carry their own nodeName and zone).
-    pub fn node_field_selector(&self) -> String {
-        format!("metadata.name={}", self.node_name)
-    }
 }
 
 #[cfg(test)]
@@ -112,10 +106,5 @@ mod tests {
             };
             assert_eq!(options.label_selector(), *expected, "proxy name {proxy_name:?}");
         }
-    }
-
-    #[test]
-    fn node_field_selector_names_only_this_node() {
-        assert_eq!(ApiOptions::new("worker-7").node_field_selector(), "metadata.name=worker-7");
     }
 }

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
-use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 use switchyard_model::{Change, ObjectKey, ObjectKind};
 
 /// An object kind the API source watches, and how it becomes a model change.
@@ -68,6 +68,13 @@ impl Watched for BGPAdvertisement {
     const KIND: ObjectKind = ObjectKind::BGPAdvertisement;
     fn change(key: ObjectKey, object: Option<Self>) -> Change {
         Change::BGPAdvertisement(key, object.map(Box::new))
+    }
+}
+
+impl Watched for L2Advertisement {
+    const KIND: ObjectKind = ObjectKind::L2Advertisement;
+    fn change(key: ObjectKey, object: Option<Self>) -> Change {
+        Change::L2Advertisement(key, object.map(Box::new))
     }
 }
 
@@ -191,6 +198,7 @@ pub enum KindEvent {
     IPPool(Event<IPPool>),
     BGPPeer(Event<BGPPeer>),
     BGPAdvertisement(Event<BGPAdvertisement>),
+    L2Advertisement(Event<L2Advertisement>),
     /// An event of the watch of one Secret (namespace/name) that some BGPPeer names.
     Secret(ObjectKey, Event<Secret>),
 }
@@ -204,6 +212,7 @@ pub struct Reflection {
     ip_pools: KindTracker<IPPool>,
     bgp_peers: KindTracker<BGPPeer>,
     bgp_advertisements: KindTracker<BGPAdvertisement>,
+    l2_advertisements: KindTracker<L2Advertisement>,
     /// One tracker per watched Secret: each watch lists only its own Secret.
     secrets: HashMap<ObjectKey, KindTracker<Secret>>,
     /// The Secret each BGPPeer names.
@@ -228,6 +237,7 @@ impl Reflection {
         reflection.ip_pools.synced = unwatched(ObjectKind::IPPool);
         reflection.bgp_peers.synced = unwatched(ObjectKind::BGPPeer);
         reflection.bgp_advertisements.synced = unwatched(ObjectKind::BGPAdvertisement);
+        reflection.l2_advertisements.synced = unwatched(ObjectKind::L2Advertisement);
         reflection
     }
 
@@ -241,6 +251,7 @@ impl Reflection {
             KindEvent::IPPool(e) => self.ip_pools.handle(e, &mut changes),
             KindEvent::BGPPeer(e) => self.bgp_peers.handle(e, &mut changes),
             KindEvent::BGPAdvertisement(e) => self.bgp_advertisements.handle(e, &mut changes),
+            KindEvent::L2Advertisement(e) => self.l2_advertisements.handle(e, &mut changes),
             KindEvent::Secret(key, e) => {
                 // Events of a watch that was stopped (its Secret no longer named) are late.
                 if self.peer_secrets.values().any(|k| *k == key) {
@@ -305,6 +316,7 @@ impl Reflection {
             && self.ip_pools.synced
             && self.bgp_peers.synced
             && self.bgp_advertisements.synced
+            && self.l2_advertisements.synced
     }
 
     /// True when changes wait to be handed on (whether or not they may be yet).
@@ -383,6 +395,8 @@ mod tests {
         reflection.handle(KindEvent::BGPPeer(Event::InitDone));
         reflection.handle(KindEvent::BGPAdvertisement(Event::Init));
         reflection.handle(KindEvent::BGPAdvertisement(Event::InitDone));
+        reflection.handle(KindEvent::L2Advertisement(Event::Init));
+        reflection.handle(KindEvent::L2Advertisement(Event::InitDone));
     }
 
     fn list_all(reflection: &mut Reflection, slices: Vec<EndpointSlice>) {

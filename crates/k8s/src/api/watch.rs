@@ -22,7 +22,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use switchyard_error::ErrorChain;
-use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 use switchyard_model::{Change, ObjectKey, ObjectKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
@@ -39,8 +39,8 @@ pub struct ApiUpdate {
     pub changes: Vec<Change>,
 }
 
-/// Every kind the node agent's (and the director's) watch covers.
-const ALL_KINDS: [ObjectKind; 6] = [
+/// Every kind the director's watch covers.
+const DIRECTOR_KINDS: [ObjectKind; 6] = [
     ObjectKind::Service,
     ObjectKind::EndpointSlice,
     ObjectKind::Node,
@@ -49,12 +49,24 @@ const ALL_KINDS: [ObjectKind; 6] = [
     ObjectKind::BGPAdvertisement,
 ];
 
+/// Every kind the node agent's watch covers: the director's and L2Advertisements.
+const NODE_KINDS: [ObjectKind; 7] = [
+    ObjectKind::Service,
+    ObjectKind::EndpointSlice,
+    ObjectKind::Node,
+    ObjectKind::IPPool,
+    ObjectKind::BGPPeer,
+    ObjectKind::BGPAdvertisement,
+    ObjectKind::L2Advertisement,
+];
+
 /// How long a streaming list may go without its end marker before the API server is assumed to
 /// ignore `sendInitialEvents` (servers before Kubernetes 1.27 do) and LIST+WATCH is used instead.
 pub const DEFAULT_STREAMING_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running watch of Services, EndpointSlices, this node's Node, our own kinds (IPPools,
-/// BGPPeers, BGPAdvertisements; a kind whose CRD is not installed counts as empty until it is),
+/// A running watch of Services, EndpointSlices, Nodes, our own kinds (IPPools, BGPPeers,
+/// BGPAdvertisements, L2Advertisements; a kind whose CRD is not installed counts as empty until
+/// it is),
 /// and the Secrets BGPPeers name (each by name: no other Secret is read).
 /// Dropping it stops the watches.
 #[derive(Debug)]
@@ -99,9 +111,11 @@ impl ApiWatcher {
                     wrap: Arc::new(KindEvent::EndpointSlice),
                     custom: false,
                 };
+                // Every Node: L2 mode picks the node answering for an address among all of
+                // them, and every agent must pick the same one.
                 let nodes = KindWatch {
                     api: Api::<Node>::all(client.clone()),
-                    config: watcher::Config::default().fields(&options.node_field_selector()),
+                    config: watcher::Config::default(),
                     wrap: Arc::new(KindEvent::Node),
                     custom: false,
                 };
@@ -111,6 +125,11 @@ impl ApiWatcher {
                     Api::<BGPAdvertisement>::all(client.clone()),
                     KindEvent::BGPAdvertisement,
                 );
+                let l2 = KindWatch::custom(
+                    Api::<L2Advertisement>::all(client.clone()),
+                    KindEvent::L2Advertisement,
+                );
+                tasks.push(tokio::spawn(l2.run(tuning.clone(), event_sender.clone())));
                 let (named, named_rx) = watch::channel(BTreeSet::new());
                 named_secrets = Some(named);
                 tasks.push(tokio::spawn(watch_secrets(
@@ -124,7 +143,7 @@ impl ApiWatcher {
                 tasks.push(tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(peers.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(advertisements.run(tuning.clone(), event_sender.clone())));
-                &ALL_KINDS
+                &NODE_KINDS
             }
             WatchScope::Director => {
                 let services = KindWatch {
@@ -165,7 +184,7 @@ impl ApiWatcher {
                 tasks.push(tokio::spawn(nodes.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(peers.run(tuning.clone(), event_sender.clone())));
                 tasks.push(tokio::spawn(advertisements.run(tuning.clone(), event_sender.clone())));
-                &ALL_KINDS
+                &DIRECTOR_KINDS
             }
             WatchScope::Controller => {
                 let services = KindWatch {

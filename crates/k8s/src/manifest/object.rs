@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
-use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 use switchyard_model::{Change, ObjectKey, ObjectKind};
 
 /// One Kubernetes object the model reads, as parsed (the directory keeps it as a
@@ -19,6 +19,7 @@ pub enum Object {
     IPPool(Arc<IPPool>),
     BGPPeer(Arc<BGPPeer>),
     BGPAdvertisement(Arc<BGPAdvertisement>),
+    L2Advertisement(Arc<L2Advertisement>),
     Namespace(Arc<Namespace>),
     /// A Secret (BGPPeers' TCP MD5 passwords).
     Secret(Arc<Secret>),
@@ -36,6 +37,7 @@ impl Object {
             Self::IPPool(_) => ObjectKind::IPPool,
             Self::BGPPeer(_) => ObjectKind::BGPPeer,
             Self::BGPAdvertisement(_) => ObjectKind::BGPAdvertisement,
+            Self::L2Advertisement(_) => ObjectKind::L2Advertisement,
             Self::Namespace(_) => ObjectKind::Namespace,
             Self::Secret(_) => ObjectKind::Secret,
         }
@@ -65,6 +67,7 @@ impl StoredObject {
             Object::IPPool(o) => serde_json::to_vec(o),
             Object::BGPPeer(o) => serde_json::to_vec(o),
             Object::BGPAdvertisement(o) => serde_json::to_vec(o),
+            Object::L2Advertisement(o) => serde_json::to_vec(o),
             Object::Namespace(o) => serde_json::to_vec(o),
             Object::Secret(o) => serde_json::to_vec(o),
         }?;
@@ -103,6 +106,7 @@ impl StoredObject {
             ObjectKind::IPPool => Object::IPPool(self.typed()?),
             ObjectKind::BGPPeer => Object::BGPPeer(self.typed()?),
             ObjectKind::BGPAdvertisement => Object::BGPAdvertisement(self.typed()?),
+            ObjectKind::L2Advertisement => Object::L2Advertisement(self.typed()?),
             ObjectKind::Namespace => Object::Namespace(self.typed()?),
             ObjectKind::Secret => Object::Secret(self.typed()?),
         })
@@ -117,6 +121,7 @@ impl StoredObject {
             ObjectKind::IPPool => Change::IPPool(key, Some(self.boxed()?)),
             ObjectKind::BGPPeer => Change::BGPPeer(key, Some(self.boxed()?)),
             ObjectKind::BGPAdvertisement => Change::BGPAdvertisement(key, Some(self.boxed()?)),
+            ObjectKind::L2Advertisement => Change::L2Advertisement(key, Some(self.boxed()?)),
             ObjectKind::Namespace => Change::Namespace(key, Some(self.boxed()?)),
             ObjectKind::Secret => Change::Secret(key, Some(self.boxed()?)),
         })
@@ -141,6 +146,7 @@ pub(crate) fn delete_change(kind: ObjectKind, key: ObjectKey) -> Change {
         ObjectKind::IPPool => Change::IPPool(key, None),
         ObjectKind::BGPPeer => Change::BGPPeer(key, None),
         ObjectKind::BGPAdvertisement => Change::BGPAdvertisement(key, None),
+        ObjectKind::L2Advertisement => Change::L2Advertisement(key, None),
         ObjectKind::Namespace => Change::Namespace(key, None),
         ObjectKind::Secret => Change::Secret(key, None),
     }
@@ -204,6 +210,10 @@ mod tests {
             Object::BGPAdvertisement(Arc::new(typed(&objects::bgp_advertisement(
                 "all",
                 json!({"communities": ["64512:1"]}),
+            )))),
+            Object::L2Advertisement(Arc::new(typed(&objects::l2_advertisement(
+                "r1",
+                json!({"nodeSelectors": [{"matchLabels": {"rack": "r1"}}], "interfaces": ["eth1"]}),
             )))),
             Object::Namespace(Arc::new(typed(&json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": "team", "labels": {"env": "prod"}}})))),

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{API_VERSION, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 use switchyard_model::{ObjectKey, ObjectKind};
 
 use switchyard_model::validate::ValidationOptions;
@@ -251,6 +251,7 @@ fn supported_kind(kind: &str) -> Option<(ObjectKind, &'static str)> {
         "IPPool" => Some((ObjectKind::IPPool, API_VERSION)),
         "BGPPeer" => Some((ObjectKind::BGPPeer, API_VERSION)),
         "BGPAdvertisement" => Some((ObjectKind::BGPAdvertisement, API_VERSION)),
+        "L2Advertisement" => Some((ObjectKind::L2Advertisement, API_VERSION)),
         "Namespace" => Some((ObjectKind::Namespace, "v1")),
         "Secret" => Some((ObjectKind::Secret, "v1")),
         _ => None,
@@ -403,6 +404,12 @@ fn interpret(value: Value, location: Location, source: Source<'_>, out: &mut Vec
             deserialize::<BGPAdvertisement>(value, unknown).map(|mut o| {
                 o.metadata.namespace = None;
                 Object::BGPAdvertisement(Arc::new(o))
+            })
+        }
+        ObjectKind::L2Advertisement => {
+            deserialize::<L2Advertisement>(value, unknown).map(|mut o| {
+                o.metadata.namespace = None;
+                Object::L2Advertisement(Arc::new(o))
             })
         }
         ObjectKind::Namespace => deserialize::<Namespace>(value, unknown).map(|mut o| {

@@ -26,6 +26,7 @@ pub(crate) fn refused(id: &ObjectId, object: &Object, options: &ValidationOption
         Object::IPPool(_)
         | Object::BGPPeer(_)
         | Object::BGPAdvertisement(_)
+        | Object::L2Advertisement(_)
         | Object::Namespace(_)
         | Object::Secret(_) => {}
     }

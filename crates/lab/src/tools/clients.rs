@@ -37,7 +37,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn new(kind: &str, target: SocketAddr) -> Self {
+    pub(crate) fn new(kind: &str, target: SocketAddr) -> Self {
         Self {
             kind: kind.to_string(),
             target: target.to_string(),
@@ -52,7 +52,7 @@ impl Attempt {
         }
     }
 
-    fn fail(mut self, err: &io::Error) -> Self {
+    pub(crate) fn fail(mut self, err: &io::Error) -> Self {
         self.error = Some(error_name(err));
         self
     }

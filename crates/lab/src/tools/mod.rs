@@ -9,6 +9,7 @@ pub mod bird;
 pub mod clients;
 pub mod fleet;
 pub mod gobgp;
+pub mod ipv6_ext;
 pub mod raw;
 pub mod servers;
 mod udp_reply;

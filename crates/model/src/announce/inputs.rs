@@ -130,28 +130,15 @@ impl BgpInputs {
     /// Feeds one change; true when it changes an input of the plan.
     pub fn apply(&mut self, change: &Change) -> bool {
         match change {
-            Change::Service(key, service) => {
-                let director = service.as_deref().is_some_and(reached_through_directors);
-                let director_changed = if director {
-                    self.director_services.insert(key.clone())
-                } else {
-                    self.director_services.remove(key)
-                };
-                let labels = service
-                    .as_ref()
-                    .and_then(|s| s.metadata.labels.clone())
-                    .filter(|l| !l.is_empty());
-                let labels_changed = match labels {
-                    Some(labels) if self.service_labels.get(key) == Some(&labels) => false,
-                    Some(labels) => {
-                        self.service_labels.insert(key.clone(), labels);
-                        true
-                    }
-                    None => self.service_labels.remove(key).is_some(),
-                };
-                labels_changed || director_changed
+            Change::Service(key, service) => update_service(
+                &mut self.service_labels,
+                &mut self.director_services,
+                key,
+                service.as_deref(),
+            ),
+            Change::EndpointSlice(..) | Change::Namespace(..) | Change::L2Advertisement(..) => {
+                false
             }
-            Change::EndpointSlice(..) | Change::Namespace(..) => false,
             Change::Node(key, node) => {
                 if key.name != self.node_name {
                     return false;
@@ -201,12 +188,42 @@ impl BgpInputs {
     }
 }
 
-fn ranges(pool: &IPPool) -> Vec<AddressRange> {
+/// Notes a Service's labels and whether it is reached through the directors (BGP and L2 mode
+/// read both); true when either changed.
+pub(crate) fn update_service(
+    service_labels: &mut FxHashMap<ObjectKey, Labels>,
+    director_services: &mut BTreeSet<ObjectKey>,
+    key: &ObjectKey,
+    service: Option<&Service>,
+) -> bool {
+    let director = service.is_some_and(reached_through_directors);
+    let director_changed = if director {
+        director_services.insert(key.clone())
+    } else {
+        director_services.remove(key)
+    };
+    let labels = service.and_then(|s| s.metadata.labels.clone()).filter(|l| !l.is_empty());
+    let labels_changed = match labels {
+        Some(labels) if service_labels.get(key) == Some(&labels) => false,
+        Some(labels) => {
+            service_labels.insert(key.clone(), labels);
+            true
+        }
+        None => service_labels.remove(key).is_some(),
+    };
+    labels_changed || director_changed
+}
+
+pub(crate) fn ranges(pool: &IPPool) -> Vec<AddressRange> {
     pool_ranges(pool).into_iter().map(|(_, range)| range).collect()
 }
 
 /// Sets (`Some`) or removes (`None`) one entry; true when that changed the map.
-fn replace<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) -> bool {
+pub(crate) fn replace<K: Ord, V: PartialEq>(
+    map: &mut BTreeMap<K, V>,
+    key: K,
+    value: Option<V>,
+) -> bool {
     match value {
         Some(value) if map.get(&key) == Some(&value) => false,
         Some(value) => {

@@ -3,9 +3,12 @@
 //! `externalTrafficPolicy: Cluster`, only from nodes with a ready local endpoint for `Local`, and
 //! nothing from a draining node ([`candidates`]). On top of that, [`plan`] decides which
 //! BGPPeers this node peers with and, per peer, which BGPAdvertisement selects each address, as
-//! which route and with which attributes — or why the address is not announced.
+//! which route and with which attributes — or why the address is not announced. Where no BGP
+//! router is, [`l2`] decides the one node that answers ARP / NDP for each address.
 
 mod inputs;
+pub mod l2;
+mod l2_inputs;
 mod peers;
 mod plan;
 
@@ -13,6 +16,8 @@ pub use inputs::{
     BgpInputs, DIRECTOR_ANNOTATION, Labels, Role, SecretData, reached_through_directors,
     secret_data,
 };
+pub use l2::{L2Address, L2Decision, L2Plan, l2_plan};
+pub use l2_inputs::{EXCLUDE_FROM_EXTERNAL_LB_LABEL, Ineligible, L2Inputs};
 pub use peers::{
     BFD_MAX_INTERVAL, BFD_MIN_INTERVAL, BfdSettings, MD5_MAX_KEY_LEN, Md5Password, NotPeering,
     PeerSettings, bfd_settings,

@@ -1,5 +1,6 @@
 //! Switchyard's own kinds (group `switchyard.io`, version `v1alpha1`, all cluster-scoped):
-//! `IPPool` for LoadBalancer addresses, `BGPPeer` and `BGPAdvertisement` for announcing them.
+//! `IPPool` for LoadBalancer addresses, `BGPPeer` and `BGPAdvertisement` for announcing them,
+//! `L2Advertisement` for answering ARP / NDP for them where no BGP router is.
 //!
 //! Plain data with kube's `CustomResource` derive, so the CRDs in deploy/ are generated from
 //! these types ([`definitions`]). What the fields *mean* beyond their syntax is checked by
@@ -10,6 +11,7 @@ mod bgp_advertisement;
 mod bgp_peer;
 mod community;
 mod ip_pool;
+mod l2_advertisement;
 mod schema;
 
 pub use addresses::{AddressRange, AddressRangeError, is_buggy};
@@ -20,6 +22,7 @@ pub use bgp_peer::{
 };
 pub use community::{Community, parse_community};
 pub use ip_pool::{IPPool, IPPoolSpec, IPPoolStatus, pool_ranges};
+pub use l2_advertisement::{L2Advertisement, L2AdvertisementSpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_core::CustomResourceExt;
@@ -33,5 +36,5 @@ pub const API_VERSION: &str = "switchyard.io/v1alpha1";
 
 /// The CustomResourceDefinitions of every Switchyard kind, in the order deploy/crds.yaml has them.
 pub fn definitions() -> Vec<CustomResourceDefinition> {
-    vec![IPPool::crd(), BGPPeer::crd(), BGPAdvertisement::crd()]
+    vec![IPPool::crd(), BGPPeer::crd(), BGPAdvertisement::crd(), L2Advertisement::crd()]
 }

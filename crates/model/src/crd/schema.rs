@@ -39,6 +39,17 @@ pub(crate) fn label_selector(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// A list of `metav1.LabelSelector`.
+pub(crate) fn label_selectors(generator: &mut SchemaGenerator) -> Schema {
+    let item = label_selector(generator);
+    json_schema!({
+        "description": "Label selectors; an object is selected when any of them selects it.",
+        "type": "array",
+        "x-kubernetes-list-type": "atomic",
+        "items": item
+    })
+}
+
 /// A list of `metav1.Condition`, one per type.
 pub(crate) fn conditions(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

@@ -155,7 +155,9 @@ impl IncrementalValidation {
                     touched.load_balancing = true;
                 }
                 // No rule reads them.
-                ObjectKind::Namespace | ObjectKind::Secret => continue,
+                ObjectKind::Namespace | ObjectKind::Secret | ObjectKind::L2Advertisement => {
+                    continue;
+                }
             }
             affected.insert((kind, key));
         }

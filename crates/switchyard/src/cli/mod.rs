@@ -13,6 +13,7 @@ mod doctor;
 mod explain;
 mod inspect;
 mod ipam;
+mod l2;
 mod lab;
 mod maglev;
 mod monitor;
@@ -65,6 +66,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// The agent's BGP sessions and, per peer, each address announced or not and why.
     Bgp(bgp::BgpArgs),
+    /// L2 mode: which node answers ARP/NDP for each LoadBalancer IP, and this node's responder.
+    L2(l2::L2Args),
     /// The director role: stateless Maglev load balancing of VIPs to nodes over XDP (GUE/IPIP).
     Director(director::DirectorArgs),
     /// The controller role: LoadBalancer addresses from IPPools, written to Service status.
@@ -110,6 +113,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Monitor(args) => monitor::run(&args),
         Command::Agent(args) => agent::run(args),
         Command::Bgp(args) => bgp::run(&args),
+        Command::L2(args) => l2::run(&args),
         Command::Director(args) => director::run(args),
         Command::Controller(args) => controller::run(args),
         Command::Ipam(args) => ipam::run(&args),

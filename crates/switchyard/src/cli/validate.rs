@@ -186,6 +186,7 @@ fn summary(
         (state.ip_pools.len(), "IPPool"),
         (state.bgp_peers.len(), "BGPPeer"),
         (state.bgp_advertisements.len(), "BGPAdvertisement"),
+        (state.l2_advertisements.len(), "L2Advertisement"),
         (state.namespaces.len(), "Namespace"),
     ] {
         if count > 0 {

@@ -44,6 +44,8 @@ pub enum Resource {
     BGPPeers,
     /// `/apis/switchyard.io/v1alpha1/bgpadvertisements` (a CRD).
     BGPAdvertisements,
+    /// `/apis/switchyard.io/v1alpha1/l2advertisements` (a CRD).
+    L2Advertisements,
     /// `/apis/coordination.k8s.io/v1/namespaces/NS/leases` (leader election).
     Leases,
     /// `/api/v1/namespaces/NS/events`.
@@ -55,13 +57,14 @@ pub enum Resource {
 }
 
 impl Resource {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Services,
         Self::EndpointSlices,
         Self::Nodes,
         Self::IPPools,
         Self::BGPPeers,
         Self::BGPAdvertisements,
+        Self::L2Advertisements,
         Self::Leases,
         Self::Events,
         Self::Namespaces,
@@ -77,6 +80,7 @@ impl Resource {
             Self::IPPools => "ippools",
             Self::BGPPeers => "bgppeers",
             Self::BGPAdvertisements => "bgpadvertisements",
+            Self::L2Advertisements => "l2advertisements",
             Self::Leases => "leases",
             Self::Events => "events",
             Self::Namespaces => "namespaces",
@@ -101,6 +105,7 @@ impl Resource {
             Self::IPPools => "IPPool",
             Self::BGPPeers => "BGPPeer",
             Self::BGPAdvertisements => "BGPAdvertisement",
+            Self::L2Advertisements => "L2Advertisement",
             Self::Leases => "Lease",
             Self::Events => "Event",
             Self::Namespaces => "Namespace",
@@ -111,7 +116,9 @@ impl Resource {
     fn api_version(self) -> &'static str {
         match self {
             Self::EndpointSlices => "discovery.k8s.io/v1",
-            Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements => "switchyard.io/v1alpha1",
+            Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements | Self::L2Advertisements => {
+                "switchyard.io/v1alpha1"
+            }
             Self::Leases => "coordination.k8s.io/v1",
             Self::Services | Self::Nodes | Self::Events | Self::Namespaces | Self::Secrets => "v1",
         }
@@ -119,7 +126,10 @@ impl Resource {
 
     /// One of our own kinds, served only while its CRD is installed.
     pub fn is_custom(self) -> bool {
-        matches!(self, Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements)
+        matches!(
+            self,
+            Self::IPPools | Self::BGPPeers | Self::BGPAdvertisements | Self::L2Advertisements
+        )
     }
 }
 
