@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -35,7 +35,7 @@ pub struct ApiState {
     pub sync: SyncMetrics,
     /// The agent's current desired state for `/desired` (what `services --live` and
     /// `backends` compare the kernel with when no manifest directory is given).
-    pub desired: Arc<RwLock<DesiredState>>,
+    pub desired: DesiredSource,
     /// The BGP speaker's report for `/bgp` (and its metrics).
     pub bgp: BgpSource,
 }
@@ -45,7 +45,7 @@ impl ApiState {
     pub fn new(
         sync: SyncMetrics,
         kernel: Arc<KernelCollector>,
-        desired: Arc<RwLock<DesiredState>>,
+        desired: DesiredSource,
         bgp: BgpSource,
     ) -> Self {
         let mut registry = Registry::default();
@@ -53,6 +53,51 @@ impl ApiState {
         registry.register_collector(Box::new(Arc::clone(&kernel)));
         registry.register_collector(Box::new(BgpCollector(bgp.clone())));
         ApiState { registry: Arc::new(registry), kernel, sync, desired, bgp }
+    }
+}
+
+/// Where `/desired` gets the agent's desired state: asked of the agent's loop per request, so
+/// the agent keeps no copy of it (at 10,000 Services × 25 endpoints a copy rewritten after every
+/// sync held 23 MB). The loop answers between updates, so the answer is the state of the last
+/// sync.
+#[derive(Debug, Clone)]
+pub struct DesiredSource(tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<DesiredState>>);
+
+/// The agent loop's end of a [`DesiredSource`]: each request is answered with the desired state.
+#[derive(Debug)]
+pub struct DesiredRequests(tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<DesiredState>>);
+
+impl DesiredSource {
+    /// A source and the requests its handlers send.
+    pub fn channel() -> (Self, DesiredRequests) {
+        // A few requests may wait for the loop at once; more wait in the handlers.
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        (Self(sender), DesiredRequests(receiver))
+    }
+
+    /// The desired state, once the loop answers; `None` when it has stopped.
+    pub async fn get(&self) -> Option<DesiredState> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.0.send(reply).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+impl DesiredRequests {
+    /// The next request; `None` once every source is gone. Cancel-safe (for `select!`).
+    pub async fn next(&mut self) -> Option<DesiredReply> {
+        self.0.recv().await.map(DesiredReply)
+    }
+}
+
+/// One waiting `/desired` request.
+#[derive(Debug)]
+pub struct DesiredReply(tokio::sync::oneshot::Sender<DesiredState>);
+
+impl DesiredReply {
+    /// Answers with `desired` (cloned only here, for the request); a gone client is fine.
+    pub fn answer(self, desired: &DesiredState) {
+        let _ = self.0.send(desired.clone());
     }
 }
 
@@ -93,8 +138,10 @@ async fn bgp(State(state): State<ApiState>) -> Response {
 
 /// The desired state as of the last sync, as JSON ([`DesiredState`]'s serde form).
 async fn desired(State(state): State<ApiState>) -> Response {
-    let desired = state.desired.read().unwrap_or_else(PoisonError::into_inner).clone();
-    axum::Json(desired).into_response()
+    match state.desired.get().await {
+        Some(desired) => axum::Json(desired).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n").into_response(),
+    }
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
@@ -258,4 +305,38 @@ pub async fn serve_tcp(address: SocketAddr, router: Router) -> Result<JoinHandle
             warn!(%address, err = %ErrorChain(&err), "metrics server stopped");
         }
     }))
+}
+
+#[cfg(test)]
+mod desired_tests {
+    use switchyard_model::NodeModel;
+    use switchyard_model::synthetic::{self, SyntheticCluster};
+
+    use super::*;
+
+    /// `/desired` keeps no copy: each request is answered by whoever holds the requests (the
+    /// agent's loop) with its state at that moment; once the loop is gone, nothing answers.
+    #[tokio::test]
+    async fn desired_is_asked_of_the_loop_per_request() {
+        let spec = SyntheticCluster { services: 5, ..SyntheticCluster::default() };
+        let model = NodeModel::from_state(synthetic::config(), &synthetic::generate(&spec));
+        let (source, mut requests) = DesiredSource::channel();
+        let loop_task = tokio::spawn(async move {
+            let mut answered = 0;
+            while let Some(request) = requests.next().await {
+                request.answer(model.desired());
+                answered += 1;
+                if answered == 2 {
+                    break;
+                }
+            }
+            answered
+        });
+        for _ in 0..2 {
+            let desired = source.get().await.expect("the loop answers");
+            assert!(!desired.frontends.is_empty());
+        }
+        assert_eq!(loop_task.await.ok(), Some(2));
+        assert!(source.get().await.is_none(), "no loop, no answer");
+    }
 }

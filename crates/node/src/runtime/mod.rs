@@ -167,7 +167,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     let health = source::Health::start(&config.source, &watcher, &node_name).await?;
     // A restarted agent whose data plane kept forwarding says so to routers (graceful restart).
     let announcer = Announcer::new(&node_name, adopted.frontends > 0);
-    let observe = AgentObservability::start(
+    let (observe, mut desired_requests) = AgentObservability::start(
         &config.bpf_dir,
         &config.api_socket,
         config.metrics_bind_address,
@@ -260,6 +260,9 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
                 if changes >= trim::TRIM_AFTER_CHANGES {
                     trim::release_free_memory();
                 }
+            }
+            Some(request) = desired_requests.next() => {
+                request.answer(agent.core.model().desired());
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,

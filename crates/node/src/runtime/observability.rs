@@ -14,7 +14,7 @@ use switchyard_model::{Change, DesiredState};
 use switchyard_observe::bgp::BgpSource;
 use switchyard_observe::labels::ServiceIndex;
 use switchyard_observe::metrics::{KernelCollector, SyncMetrics};
-use switchyard_observe::server::{self, ApiState};
+use switchyard_observe::server::{self, ApiState, DesiredRequests, DesiredSource};
 use tracing::{error, warn};
 
 use crate::error::NodeError;
@@ -23,8 +23,6 @@ use crate::error::NodeError;
 pub(crate) struct AgentObservability {
     sync: SyncMetrics,
     services: Arc<RwLock<ServiceIndex>>,
-    /// What `/desired` serves: the desired state of the last sync.
-    desired: Arc<RwLock<DesiredState>>,
     /// The local API; dropped (socket file removed) when the agent stops.
     _api: Option<server::UnixServer>,
     /// Trigger times of EndpointSlice changes not yet programmed (kube-proxy's
@@ -41,12 +39,13 @@ pub(crate) const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-c
 impl AgentObservability {
     /// Opens the pinned maps in `bpf_dir` and serves `/metrics`, `/status`, `/desired` and `/bgp`
     /// on the unix socket `api_socket`, and `/metrics` alone on TCP at `metrics_address`.
+    /// `/desired` is answered by the agent's loop from the requests returned.
     pub(crate) async fn start(
         bpf_dir: &Path,
         api_socket: &Path,
         metrics_address: Option<SocketAddr>,
         bgp: BgpSource,
-    ) -> Result<Self, NodeError> {
+    ) -> Result<(Self, DesiredRequests), NodeError> {
         let maps = Maps::open_pinned(bpf_dir).map_err(|source| NodeError::Bpf {
             what: format!("opening the maps pinned in {} for metrics", bpf_dir.display()),
             source: source.into(),
@@ -55,8 +54,8 @@ impl AgentObservability {
         let collector =
             Arc::new(KernelCollector::new(maps, bpf_dir.to_owned(), Arc::clone(&services)));
         let sync = SyncMetrics::default();
-        let desired = Arc::new(RwLock::new(DesiredState::default()));
-        let state = ApiState::new(sync.clone(), collector, Arc::clone(&desired), bgp);
+        let (desired, desired_requests) = DesiredSource::channel();
+        let state = ApiState::new(sync.clone(), collector, desired, bgp);
         let router = server::router(state.clone());
         // The local API is for inspection; a socket that cannot be served must not keep the
         // data plane from running, so it is an error in the log, not a reason to stop.
@@ -73,14 +72,14 @@ impl AgentObservability {
                 .await
                 .map_err(|source| NodeError::Metrics(source.into()))?;
         }
-        Ok(AgentObservability {
+        let observability = AgentObservability {
             sync,
             services,
-            desired,
             _api: api,
             triggers: Vec::new(),
             started_at: SystemTime::now(),
-        })
+        };
+        Ok((observability, desired_requests))
     }
 
     /// Changes are waiting to be programmed.
@@ -124,10 +123,6 @@ impl AgentObservability {
         match self.services.write() {
             Ok(mut index) => *index = ServiceIndex::from_desired(desired),
             Err(_) => warn!("service index poisoned; metrics keep the previous Service names"),
-        }
-        match self.desired.write() {
-            Ok(mut shown) => shown.clone_from(desired),
-            Err(_) => warn!("desired state poisoned; /desired keeps the previous state"),
         }
     }
 
