@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test harness")]
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use switchyard_lab::{Lab, require_root, wait_until};
 use switchyard_testing::e2e::*;
 
 const VIP: &str = "10.250.0.200";
+const VIP6: &str = "fd00:250::200";
 const CLIENT: &str = "ext";
 const NODES: [(&str, &str); 3] = [("node1", "a1"), ("node2", "b1"), ("node3", "c1")];
 
@@ -35,10 +36,10 @@ fn build_segment(lab: &Lab) {
     let members: Vec<(String, String)> = NODES
         .iter()
         .enumerate()
-        .map(|(i, (node, _))| ((*node).to_owned(), format!("10.250.0.{}/24", 11 + i)))
-        .chain([(CLIENT.to_owned(), "10.250.0.100/24".to_owned())])
+        .map(|(i, (node, _))| ((*node).to_owned(), format!("{}", 11 + i)))
+        .chain([(CLIENT.to_owned(), "100".to_owned())])
         .collect();
-    for (i, (member, address)) in members.iter().enumerate() {
+    for (i, (member, host)) in members.iter().enumerate() {
         let netns = lab.netns_of(member).unwrap();
         let port = format!("l2p{i}");
         ip(&[
@@ -46,7 +47,8 @@ fn build_segment(lab: &Lab) {
             &netns,
         ]);
         ip(&["-n", &fabric, "link", "set", &port, "master", "l2br", "up"]);
-        ip(&["-n", &netns, "addr", "add", address, "dev", "l2"]);
+        ip(&["-n", &netns, "addr", "add", &format!("10.250.0.{host}/24"), "dev", "l2"]);
+        ip(&["-n", &netns, "addr", "add", &format!("fd00:250::{host}/64"), "dev", "l2", "nodad"]);
         ip(&["-n", &netns, "link", "set", "l2", "up"]);
     }
 }
@@ -65,13 +67,13 @@ fn l2_report(cluster: &Cluster, node: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The owner of VIP as the agent on `node` sees it.
-fn owner_seen_by(cluster: &Cluster, node: &str) -> Option<String> {
+/// The owner of `vip` as the agent on `node` sees it.
+fn owner_seen_by(cluster: &Cluster, node: &str, vip: &str) -> Option<String> {
     let report = l2_report(cluster, node);
     report["addresses"]
         .as_array()?
         .iter()
-        .find(|a| a["address"] == VIP)
+        .find(|a| a["address"] == vip)
         .and_then(|a| a["owner"].as_str().map(str::to_owned))
 }
 
@@ -79,16 +81,16 @@ fn pod_of(node: &str) -> &'static str {
     NODES.iter().find(|(n, _)| *n == node).unwrap().1
 }
 
-/// One request from the client to VIP:80: the pod that answered, or the error.
-fn try_ask(cluster: &Cluster, timeout: Duration) -> Result<String, String> {
-    let target = at(VIP.parse::<Ipv4Addr>().unwrap().into(), 80);
+/// One request from the client to `vip`:80: the pod that answered, or the error.
+fn try_ask(cluster: &Cluster, vip: &str, timeout: Duration) -> Result<String, String> {
+    let target = at(vip.parse::<IpAddr>().unwrap(), 80);
     let attempt =
         cluster.lab.run_in(CLIENT, || clients::tcp(target, 1, timeout)).unwrap().remove(0);
     attempt.backend.ok_or_else(|| attempt.error.unwrap_or_default())
 }
 
-fn ask(cluster: &Cluster, timeout: Duration) -> Option<String> {
-    try_ask(cluster, timeout).ok()
+fn ask(cluster: &Cluster, vip: &str, timeout: Duration) -> Option<String> {
+    try_ask(cluster, vip, timeout).ok()
 }
 
 /// The client's neighbour entry for VIP on `l2` (`ip neigh` text).
@@ -137,7 +139,7 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
     cluster.apply("nodes.yaml", &nodes_yaml(&cluster, None));
     let endpoints: Vec<(&str, State)> = NODES.iter().map(|(_, p)| (*p, State::Ready)).collect();
     let local = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32091\n";
-    let service = cluster.load_balancer("web", 30091, local, &[VIP], &endpoints);
+    let service = cluster.load_balancer("web", 30091, local, &[VIP, VIP6], &endpoints);
     cluster.apply_and_wait("web.yaml", &service);
     cluster.apply(
         "l2.yaml",
@@ -149,7 +151,7 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
     let mut owner = None;
     cluster.eventually("every agent names one owner of the VIP", || {
         let seen: Vec<Option<String>> =
-            NODES.iter().map(|(n, _)| owner_seen_by(&cluster, n)).collect();
+            NODES.iter().map(|(n, _)| owner_seen_by(&cluster, n, VIP)).collect();
         owner = seen[0].clone();
         owner.is_some() && seen.iter().all(|s| *s == owner)
     });
@@ -167,10 +169,25 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
     // The client reaches the Service through the owner (Local policy: its own pod answers).
     let mut answered = None;
     cluster.eventually("the client reaches the VIP", || {
-        answered = ask(&cluster, Duration::from_millis(500));
+        answered = ask(&cluster, VIP, Duration::from_millis(500));
         answered.is_some()
     });
     assert_eq!(answered.as_deref(), Some(pod_of(&owner)), "through the owner {owner}");
+    // IPv6 through NDP: its owner (chosen for that address, maybe another node) answers.
+    let mut owner6 = None;
+    cluster.eventually("every agent names one owner of the IPv6 VIP", || {
+        let seen: Vec<Option<String>> =
+            NODES.iter().map(|(n, _)| owner_seen_by(&cluster, n, VIP6)).collect();
+        owner6 = seen[0].clone();
+        owner6.is_some() && seen.iter().all(|s| *s == owner6)
+    });
+    let owner6 = owner6.unwrap();
+    let mut answered6 = None;
+    cluster.eventually("the client reaches the IPv6 VIP", || {
+        answered6 = ask(&cluster, VIP6, Duration::from_millis(500));
+        answered6.is_some()
+    });
+    assert_eq!(answered6.as_deref(), Some(pod_of(&owner6)), "through the IPv6 owner {owner6}");
     let before = client_neighbour(&cluster);
     assert!(before.contains(&l2_mac(&cluster, &owner)), "client resolves VIP to {owner}: {before}");
 
@@ -181,7 +198,11 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
     dead.child.wait().unwrap();
     let owner_netns = cluster.lab.netns_of(&owner).unwrap();
     ip(&["-n", &owner_netns, "link", "set", "l2", "down"]);
-    assert_eq!(ask(&cluster, Duration::from_millis(300)), None, "the dead owner still answers");
+    assert_eq!(
+        ask(&cluster, VIP, Duration::from_millis(300)),
+        None,
+        "the dead owner still answers"
+    );
 
     // The trigger: its Node turns Ready False. Then ask until the new owner answers.
     let trigger = Instant::now();
@@ -189,7 +210,7 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
     let mut first = None;
     let mut failures = Vec::new();
     let reached = wait_until(Duration::from_secs(20), || {
-        match try_ask(&cluster, Duration::from_millis(100)) {
+        match try_ask(&cluster, VIP, Duration::from_millis(100)) {
             Ok(pod) => first = Some(pod),
             Err(error) => failures.push((trigger.elapsed(), error)),
         }
@@ -200,9 +221,9 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
     eprintln!("failed attempts after the trigger: {failures:?}");
     assert!(reached, "no answer through a new owner within 20 s");
     let survivors: Vec<&str> = NODES.iter().map(|(n, _)| *n).filter(|n| *n != owner).collect();
-    let new_owner = owner_seen_by(&cluster, survivors[0]).unwrap();
+    let new_owner = owner_seen_by(&cluster, survivors[0], VIP).unwrap();
     assert_ne!(new_owner, owner);
-    assert_eq!(owner_seen_by(&cluster, survivors[1]).as_deref(), Some(new_owner.as_str()));
+    assert_eq!(owner_seen_by(&cluster, survivors[1], VIP).as_deref(), Some(new_owner.as_str()));
     assert_eq!(first.as_deref(), Some(pod_of(&new_owner)), "through the new owner {new_owner}");
     let report = l2_report(&cluster, &new_owner);
     assert!(
@@ -218,4 +239,21 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
         failures.len()
     );
     assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
+
+    // IPv6: moved only if its owner was the dead node, else still answered by its owner.
+    let mut first6 = None;
+    let reached6 = wait_until(Duration::from_secs(20), || {
+        first6 = ask(&cluster, VIP6, Duration::from_millis(100));
+        first6.is_some()
+    });
+    let failover6 = trigger.elapsed();
+    assert!(reached6, "the IPv6 VIP is not answered after the failover");
+    let new_owner6 = owner_seen_by(&cluster, survivors[0], VIP6).unwrap();
+    if owner6 == owner {
+        assert_ne!(new_owner6, owner6);
+        eprintln!("L2 failover (IPv6, NDP): ≤ {} ms, through {new_owner6}", failover6.as_millis());
+    } else {
+        assert_eq!(new_owner6, owner6, "the IPv6 VIP moved though its owner lives");
+    }
+    assert_eq!(first6.as_deref(), Some(pod_of(&new_owner6)), "IPv6 through {new_owner6}");
 }
