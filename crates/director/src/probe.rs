@@ -123,4 +123,9 @@ impl Prober {
     pub async fn next(&mut self) -> Option<(Probe, Outcome)> {
         self.receiver.recv().await
     }
+
+    /// An outcome that is ready now, if any.
+    pub fn try_next(&mut self) -> Option<(Probe, Outcome)> {
+        self.receiver.try_recv().ok()
+    }
 }

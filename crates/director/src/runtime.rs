@@ -73,6 +73,8 @@ pub struct Runtime {
     set: VipSet,
     /// Node health checking (`None`: every node the objects name serves).
     health: Option<HealthChecking>,
+    /// A node went in or out of service since the tables were last programmed.
+    health_changed: bool,
 }
 
 /// The health checker and where its findings go.
@@ -209,6 +211,7 @@ impl Runtime {
             announcer: None,
             set: VipSet::default(),
             health: None,
+            health_changed: false,
         })
     }
 
@@ -274,6 +277,7 @@ impl Runtime {
             self.state.apply(change);
         }
         self.set = vip_set(&self.state);
+        self.health_changed = false;
         if let Some(h) = &mut self.health {
             let targets = health::targets(&self.set, h.agent_port);
             let keys = targets.iter().map(|t| HealthKey::new(t.address, t.port)).collect();
@@ -326,11 +330,14 @@ impl Runtime {
         for target in &settled {
             publish(h, target, now)?;
         }
-        self.transitions(&transitions)?;
+        self.transitions(&transitions);
+        self.health_flush()?;
         Ok(probes)
     }
 
-    /// The outcome of a probe [`Runtime::health_poll`] handed out.
+    /// The outcome of a probe [`Runtime::health_poll`] handed out. A node that goes in or out
+    /// of service reaches the tables at the next [`Runtime::health_flush`] (record every
+    /// outcome at hand first: one rebuild for all of them).
     pub fn health_record(
         &mut self,
         probe: &Probe,
@@ -340,7 +347,17 @@ impl Runtime {
         let Some(h) = &mut self.health else { return Ok(()) };
         let transition = h.checker.record(&probe.target, probe.seq, outcome, now);
         publish(h, &probe.target, now)?;
-        self.transitions(transition.as_slice())
+        self.transitions(transition.as_slice());
+        Ok(())
+    }
+
+    /// Programs the tables if a node went in or out of service since they were last.
+    pub fn health_flush(&mut self) -> Result<(), RuntimeError> {
+        if self.health_changed && self.attached {
+            self.health_changed = false;
+            self.program()?;
+        }
+        Ok(())
     }
 
     /// When [`Runtime::health_poll`] has work next (`None`: no health checking or no target).
@@ -353,8 +370,8 @@ impl Runtime {
         self.health.as_ref().map(|h| &h.checker)
     }
 
-    /// Logs transitions and reprograms the tables after any.
-    fn transitions(&mut self, transitions: &[Transition]) -> Result<(), RuntimeError> {
+    /// Logs transitions and notes that the tables need programming.
+    fn transitions(&mut self, transitions: &[Transition]) {
         for t in transitions {
             let outcome = match &t.outcome {
                 Outcome::Healthy => "200".to_owned(),
@@ -368,10 +385,7 @@ impl Runtime {
                 warn!(node, %address, port, to = t.to.as_str(), %outcome, "node health: out of service");
             }
         }
-        if !transitions.is_empty() && self.attached {
-            self.program()?;
-        }
-        Ok(())
+        self.health_changed |= !transitions.is_empty();
     }
 
     /// Entries of an earlier run that the tables do not hold (VIPs first, then tables, nodes).

@@ -372,3 +372,23 @@ fn namespaces_are_read_for_their_labels() {
     );
     assert_eq!(directory.state().namespaces.len(), 1);
 }
+
+/// Issue 18 item 6: a file over the 64 MiB limit is refused by name with the limit, unparsed,
+/// and the other files still apply.
+#[test]
+fn a_file_over_the_size_limit_is_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service("a", "80"));
+    let huge = dir.path().join("huge.yaml");
+    let file = fs::File::create(&huge).unwrap();
+    file.set_len(switchyard_k8s::manifest::MAX_FILE_BYTES + 1).unwrap();
+    let directory = ManifestDirectory::load(dir.path());
+    let errors: Vec<String> = directory.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("huge.yaml")
+            && errors[0].contains("larger than the limit of 67108864 bytes (64 MiB)"),
+        "{errors:?}"
+    );
+    assert_eq!(service_port(&directory, "a"), Some(80));
+}

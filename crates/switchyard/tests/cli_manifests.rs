@@ -356,3 +356,21 @@ spec:
         "{report}"
     );
 }
+
+/// Issue 18 item 1: `--external-ip-cidrs` (here on `services`, which shares the agent's parser
+/// and model setting) serves externalIPs only inside the list and lists the others as refused.
+#[test]
+fn external_ip_cidrs_limit_which_external_ips_are_served() {
+    let dir = testdata("cluster");
+    let row = "10.210.0.5:80/TCP";
+    for (value, served) in [("all", true), ("10.210.0.0/16", true), ("none", false)] {
+        let output = switchyard(&["services", arg(&dir), "--external-ip-cidrs", value]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let text = stdout(&output);
+        let listed = text.lines().any(|l| l.contains("ExternalIP") && l.contains(row));
+        let refused = text.lines().any(|l| l.starts_with("refused:") && l.contains("10.210.0.5"));
+        assert_eq!((listed, refused), (served, !served), "--external-ip-cidrs {value}:\n{text}");
+    }
+    let output = switchyard(&["services", arg(&dir), "--external-ip-cidrs", "10.210.0.0/33"]);
+    assert_eq!(output.status.code(), Some(2), "a bad prefix is refused: {}", stderr(&output));
+}

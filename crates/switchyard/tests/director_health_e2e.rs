@@ -19,7 +19,7 @@ use switchyard_bpf::director_probe::{HEALTH_DOWN, HEALTH_UP, HealthMap};
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_lab::{require_root, wait_until};
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decapsulated};
-use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
+use switchyard_testing::e2e::{BIN, Cluster, State, at, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const TCP_FLOWS: usize = 200;
@@ -31,6 +31,10 @@ const VIP: &str = "10.96.81.1";
 /// The `Local` VIP (probed on its health check node port): every node serves it with its own
 /// pod only, so a flow's backend names its node and (e) can tell the dead node's flows.
 const LOCAL_VIP: &str = "10.96.81.2";
+const VIP6: &str = "fd00:96::81:1";
+const LOCAL_VIP6: &str = "fd00:96::81:2";
+/// Probed targets: three nodes, two families, two ports.
+const TARGETS: usize = 12;
 const HCNP: u16 = 32081;
 /// The issue's target for a failed node to leave the tables.
 const REMOVAL_TARGET: Duration = Duration::from_secs(3);
@@ -40,33 +44,15 @@ fn cluster() -> Cluster {
     Cluster::with_topology(&topology(&nodes, &["ext"], &["dir1"]), director_lab::agent_args)
 }
 
-/// The VIP Services (TCP and UDP on port 80), IPv4: `web` (`externalTrafficPolicy:
-/// Cluster`) on [`VIP`], `web-local` (`Local`, health check node port [`HCNP`]) on
-/// [`LOCAL_VIP`]; a pod on every node.
+/// The VIP Services (TCP and UDP on port 80), dual-stack: `web` (`externalTrafficPolicy:
+/// Cluster`) on [`VIP`] and [`VIP6`], `web-local` (`Local`, health check node port [`HCNP`])
+/// on [`LOCAL_VIP`] and [`LOCAL_VIP6`]; a pod on every node. The directors probe each node's
+/// IPv4 and IPv6 address on both ports: 12 targets.
 fn vip_services(cluster: &Cluster) -> String {
-    let mut text = String::new();
     let all: Vec<(&str, State)> = ["a1", "b1", "c1"].map(|p| (p, State::Ready)).to_vec();
-    for (name, ip, cluster_ip, spec) in [
-        ("web", VIP, "10.96.7.81", String::new()),
-        (
-            "web-local",
-            LOCAL_VIP,
-            "10.96.7.82",
-            format!("  externalTrafficPolicy: Local\n  healthCheckNodePort: {HCNP}\n"),
-        ),
-    ] {
-        text += &format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\n\
-             \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
-             spec:\n  type: LoadBalancer\n  clusterIP: \"{cluster_ip}\"\n{spec}\
-             \x20 ports:\n\
-             \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
-             \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}}}\n\
-             status:\n  loadBalancer:\n    ingress: [{{ip: \"{ip}\"}}]\n"
-        );
-        text += &cluster.endpoint_slice(name, false, ECHO_PORT, &all);
-    }
-    text
+    let local = format!("  externalTrafficPolicy: Local\n  healthCheckNodePort: {HCNP}\n");
+    director_lab::vip_service(cluster, "web", "", [VIP, VIP6], &all)
+        + &director_lab::vip_service(cluster, "web-local", &local, [LOCAL_VIP, LOCAL_VIP6], &all)
 }
 
 /// The director's health map: (node, port, state) of every target.
@@ -94,9 +80,9 @@ fn table_nodes_of(director: &Director, cluster: &Cluster, vip: &str) -> BTreeSet
         .collect()
 }
 
-/// Both VIPs' tables.
-fn table_nodes(director: &Director, cluster: &Cluster) -> [BTreeSet<String>; 2] {
-    [table_nodes_of(director, cluster, VIP), table_nodes_of(director, cluster, LOCAL_VIP)]
+/// Every VIP's table.
+fn table_nodes(director: &Director, cluster: &Cluster) -> [BTreeSet<String>; 4] {
+    [VIP, LOCAL_VIP, VIP6, LOCAL_VIP6].map(|vip| table_nodes_of(director, cluster, vip))
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -144,21 +130,23 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     let mut cluster = cluster();
     cluster.apply_and_wait("web.yaml", &vip_services(&cluster));
     let director = Director::start(&cluster, "dir1", &[]);
-    for vip in [VIP, LOCAL_VIP] {
-        cluster.lab.route_to_directors(format!("{vip}/32").parse().unwrap(), &["dir1"]).unwrap();
+    for vip in [VIP, LOCAL_VIP, VIP6, LOCAL_VIP6] {
+        let len = if vip.contains(':') { 128 } else { 32 };
+        cluster.lab.route_to_directors(format!("{vip}/{len}").parse().unwrap(), &["dir1"]).unwrap();
     }
     let target = at(VIP.parse().unwrap(), 80);
     let local_target = at(LOCAL_VIP.parse().unwrap(), 80);
-    for t in [target, local_target] {
+    let v6 = [at(VIP6.parse().unwrap(), 80), at(LOCAL_VIP6.parse().unwrap(), 80)];
+    for t in [target, local_target, v6[0], v6[1]] {
         let answers = cluster.lab.run_in("ext", move || clients::tcp(t, 3, TIMEOUT)).unwrap();
         assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
     }
 
-    // Every node is probed on both ports and up; the probes went out encapsulated and were
-    // decapsulated.
-    cluster.eventually("three nodes probed on two ports, all up", || {
+    // Every node is probed on both families and ports and up; the probes went out
+    // encapsulated and were decapsulated.
+    cluster.eventually("three nodes probed on two families and two ports, all up", || {
         let h = health(&cluster);
-        h.len() == 6 && h.iter().all(|(_, _, s)| *s == HEALTH_UP)
+        h.len() == TARGETS && h.iter().all(|(_, _, s)| *s == HEALTH_UP)
     });
     let probes = director.counters(&cluster.lab)[&DirReason::ProbeEncap];
     assert!(probes > 0, "no probe was encapsulated");
@@ -184,13 +172,13 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     });
     let decap_removal = broken.elapsed();
     assert!(out, "node2 still in service: {:?}", health(&cluster));
-    assert_eq!(states_of(&cluster, "node2"), [HEALTH_DOWN, HEALTH_DOWN]);
+    assert_eq!(states_of(&cluster, "node2"), [HEALTH_DOWN; 4]);
     for port in [AGENT_HEALTH_PORT, HCNP] {
         assert_eq!(direct_healthz(&cluster, "node2", port), 200, "the agent itself is fine");
     }
     assert_status_shows_node2_down(&cluster);
     let both = names(&["node1", "node3"]);
-    assert_eq!(table_nodes(&director, &cluster), [both.clone(), both]);
+    assert_eq!(table_nodes(&director, &cluster), [both.clone(), both.clone(), both.clone(), both]);
     // Under Local, node1 and node3 serve with their own pods: never b1.
     let answers = cluster.lab.run_in("ext", || clients::tcp(local_target, 30, TIMEOUT)).unwrap();
     assert!(answers.iter().all(|a| a.error.is_none()), "{answers:?}");
@@ -198,12 +186,10 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     // Repaired: back after the healthy threshold.
     let repaired = Instant::now();
     decap.set_directors(&directors).unwrap();
-    cluster.eventually("node2 back in service", || {
-        states_of(&cluster, "node2") == [HEALTH_UP, HEALTH_UP]
-    });
+    cluster.eventually("node2 back in service", || states_of(&cluster, "node2") == [HEALTH_UP; 4]);
     let all = names(&["node1", "node2", "node3"]);
     cluster.eventually("node2 back in the tables", || {
-        table_nodes(&director, &cluster) == [all.clone(), all.clone()]
+        table_nodes(&director, &cluster).iter().all(|t| *t == all)
     });
     let back = repaired.elapsed();
     eprintln!(
@@ -242,10 +228,10 @@ fn probes_go_through_the_encapsulation_and_a_dead_node_leaves_within_the_bound()
     assert!(counts.removal_ms <= REMOVAL_TARGET.as_millis(), "{counts:?}");
     assert!(counts.last_failed_new_ms <= counts.removal_ms + 500, "{counts:?}");
     let left = names(&["node1", "node2"]);
-    assert_eq!(table_nodes(&director, &cluster), [left.clone(), left]);
+    assert!(table_nodes(&director, &cluster).iter().all(|t| *t == left));
 }
 
-/// `switchyard status` on the director (JSON and text) shows each node's health: node2's two
+/// `switchyard status` on the director (JSON and text) shows each node's health: node2's four
 /// targets down, the others up.
 fn assert_status_shows_node2_down(cluster: &Cluster) {
     let dir = cluster.lab.director("dir1").unwrap().bpf_dir.display().to_string();
@@ -257,13 +243,13 @@ fn assert_status_shows_node2_down(cluster: &Cluster) {
     };
     let doc: serde_json::Value = serde_json::from_str(&run(&["-o", "json"])).unwrap();
     let health = doc["health"].as_array().unwrap();
-    assert_eq!(health.len(), 6, "{health:?}");
+    assert_eq!(health.len(), TARGETS, "{health:?}");
     for t in health {
         let want = if t["node"] == "node2" { "down" } else { "up" };
         assert_eq!(t["state"], want, "{t}");
     }
     let text = run(&[]);
-    assert!(text.contains("node health: 6 targets"), "{text}");
+    assert!(text.contains(&format!("node health: {TARGETS} targets")), "{text}");
     let node2 = format!("node2 {}:{AGENT_HEALTH_PORT} down", cluster.node_ip("node2", false));
     assert!(text.contains(&node2), "{text}");
 }

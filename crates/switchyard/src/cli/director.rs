@@ -361,7 +361,10 @@ async fn serve(
     info!("director started; nothing is attached before the first complete reading");
     let mut ended = false;
     loop {
-        let wake = director.health_next_wakeup();
+        // A little after the earliest deadline: probes of one node (or of many, after a
+        // common cause) time out within microseconds of each other; one wake-up handles them
+        // together and rebuilds the tables once.
+        let wake = director.health_next_wakeup().map(|at| at + HEALTH_BATCH);
         tokio::select! {
             update = source.next() => {
                 let Some((changes, errors)) = update else { ended = true; break };
@@ -376,9 +379,14 @@ async fn serve(
                 }
             }
             Some((probe, outcome)) = next_outcome(&mut prober) => {
-                director
-                    .health_record(&probe, outcome, std::time::Instant::now())
-                    .context("programming a node health change")?;
+                // Every outcome at hand, then one rebuild of the tables for all of them.
+                let now = std::time::Instant::now();
+                let mut next = Some((probe, outcome));
+                while let Some((probe, outcome)) = next {
+                    director.health_record(&probe, outcome, now)?;
+                    next = prober.as_mut().and_then(Prober::try_next);
+                }
+                director.health_flush().context("programming a node health change")?;
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -410,6 +418,9 @@ async fn serve(
     info!("director stopped; its program stays attached (--cleanup removes it)");
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long after a probe deadline the director wakes up (see `serve`).
+const HEALTH_BATCH: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Sleeps until `at` (forever when `None`).
 async fn sleep_until(at: Option<std::time::Instant>) {
