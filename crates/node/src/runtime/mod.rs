@@ -139,6 +139,7 @@ async fn until(at: Option<tokio::time::Instant>) {
 
 /// Runs the node role until SIGTERM or Ctrl-C (after the shutdown grace). Programs and maps stay in place when it returns.
 pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
+    trim::limit_arenas();
     config.devices.retain(|device| !device.trim().is_empty());
     if config.node_name.is_empty() || config.cgroup.as_os_str().is_empty() {
         return Err(NodeError::MissingIdentity);
