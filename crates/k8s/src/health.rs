@@ -6,6 +6,10 @@
 //! away (deletionTimestamp set, or the cluster autoscaler's `ToBeDeletedByClusterAutoscaler`
 //! taint), so external load balancers drain it first; `/livez` ignores that (a liveness probe
 //! must not restart a proxy on a node that is merely being drained).
+//!
+//! An agent that is shutting down gracefully (SIGTERM) answers 503 on `/healthz` and on the
+//! health check node ports for its grace period while it keeps forwarding, so directors and
+//! load balancers drain the node before its agent is gone.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,6 +40,8 @@ pub struct ProxyHealth {
     /// When the oldest update not yet applied was queued.
     oldest_pending: Option<SystemTime>,
     node_eligible: bool,
+    /// The agent got SIGTERM and is in its shutdown grace period.
+    shutting_down: bool,
 }
 
 /// One answer of the health endpoints.
@@ -50,7 +56,13 @@ impl ProxyHealth {
     /// A proxy that just started: its first full sync counts as pending from `now`, so a proxy
     /// that never manages to sync turns unhealthy after `timeout`.
     pub fn new(timeout: Duration, now: SystemTime) -> Self {
-        Self { timeout, last_updated: None, oldest_pending: Some(now), node_eligible: true }
+        Self {
+            timeout,
+            last_updated: None,
+            oldest_pending: Some(now),
+            node_eligible: true,
+            shutting_down: false,
+        }
     }
 
     /// Changes arrived that the data plane does not have yet.
@@ -81,13 +93,26 @@ impl ProxyHealth {
         self.node_eligible
     }
 
-    /// `/healthz`: healthy and the node eligible for traffic.
+    /// The agent is going away (SIGTERM): `/healthz` and the health check node ports answer
+    /// 503 from now on, so whoever probes them drains the node while it still forwards.
+    pub fn shutting_down(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Healthy and not shutting down: what the health check node ports call
+    /// `serviceProxyHealthy`.
+    pub fn serving(&self, now: SystemTime) -> bool {
+        self.healthy(now) && !self.shutting_down
+    }
+
+    /// `/healthz`: healthy, the node eligible for traffic, and the agent not shutting down.
     pub fn healthz(&self, now: SystemTime) -> HealthReport {
-        let healthy = self.healthy(now) && self.node_eligible;
+        let healthy = self.serving(now) && self.node_eligible;
         let body = serde_json::json!({
             "lastUpdated": self.last_updated.map_or_else(String::new, rfc3339),
             "currentTime": rfc3339(now),
             "nodeEligible": self.node_eligible,
+            "shuttingDown": self.shutting_down,
         });
         HealthReport { healthy, body: body.to_string() }
     }
@@ -469,7 +494,7 @@ type ServiceHealthState = (Arc<Mutex<HealthCheck>>, SharedHealth);
 
 async fn service_health_handler(State((check, health)): State<ServiceHealthState>) -> Response {
     let proxy_healthy =
-        health.lock().unwrap_or_else(PoisonError::into_inner).healthy(SystemTime::now());
+        health.lock().unwrap_or_else(PoisonError::into_inner).serving(SystemTime::now());
     let check = check.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let report = service_health(&check, proxy_healthy);
     let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -564,6 +589,27 @@ mod tests {
         // A port taken is an error, not a silent fallback to one family.
         let taken = |_| Err(std::io::Error::from_raw_os_error(98));
         assert_eq!(bind_node_port(0, taken).unwrap_err().raw_os_error(), Some(98));
+    }
+
+    /// Issue 17: an agent in its shutdown grace answers 503 on /healthz and the health check
+    /// node ports (directors drain it), while /livez stays 200.
+    #[test]
+    fn shutting_down_fails_healthz_and_service_health_but_not_livez() {
+        let mut health = ProxyHealth::new(Duration::from_secs(60), at(0));
+        health.updated(at(1));
+        assert!(health.healthz(at(2)).healthy);
+        assert!(health.serving(at(2)));
+        health.shutting_down();
+        let healthz = health.healthz(at(3));
+        assert!(!healthz.healthy);
+        let body: serde_json::Value = serde_json::from_str(&healthz.body).unwrap();
+        assert_eq!(
+            (body["shuttingDown"].clone(), body["nodeEligible"].clone()),
+            (true.into(), true.into())
+        );
+        assert!(!health.serving(at(3)));
+        assert!(health.livez(at(3)).healthy);
+        assert!(health.healthy(at(3)));
     }
 
     #[test]

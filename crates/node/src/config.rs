@@ -48,6 +48,9 @@ pub struct NodeConfig {
     pub metrics_bind_address: Option<SocketAddr>,
     /// Directors whose encapsulated VIP traffic `devices` accept (docs/director.md).
     pub directors: Directors,
+    /// After SIGTERM: how long /healthz (and the health check node ports) answer 503 while the
+    /// agent keeps forwarding, so directors and load balancers drain the node first.
+    pub shutdown_grace: Duration,
 }
 
 /// Which directors' encapsulated packets the node accepts (none: no decapsulation).

@@ -79,6 +79,8 @@ fn start_agent(lab: &Lab, dir: &Path) -> Child {
     command.args(["agent", "--manifests"]).arg(dir);
     command.args(["--node-name", "node1", "--cgroup"]).arg(&node.cgroup);
     command.arg("--bpf-dir").arg(&node.bpf_dir);
+    // SIGTERM stops at once (agent_health_e2e counts the grace).
+    command.args(["--shutdown-grace-seconds", "0"]);
     command.stdout(Stdio::null()).stderr(Stdio::null());
     lab.spawn_in("node1", command).unwrap()
 }
@@ -243,6 +245,7 @@ fn run_and_clean_up(lab: &Lab, scratch: &Path, bpf_dir: &Path) -> String {
     command.args(["--node-name", "node1", "--cgroup"]).arg(&node.cgroup);
     command.arg("--bpf-dir").arg(bpf_dir);
     command.arg("--api-socket").arg(scratch.join("agent.sock"));
+    command.args(["--shutdown-grace-seconds", "0"]);
     command.stdout(Stdio::null()).stderr(Stdio::null());
     let agent = lab.spawn_in("node1", command).unwrap();
     let ready = wait_until(Duration::from_secs(20), || bpf_dir.join("links").exists());

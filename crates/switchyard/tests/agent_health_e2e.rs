@@ -226,3 +226,58 @@ fn healthz_answers_503_while_an_update_cannot_be_written() {
     assert_eq!(cluster.backends("a1", "tcp", at(late, 80), 5), set(&["a2"]), "late now served");
     cluster.assert_nothing_left_the_lab();
 }
+
+/// Issue 17: on SIGTERM the agent answers 503 on /healthz (directors probing it drain the node)
+/// for `--shutdown-grace-seconds` while it keeps forwarding, /livez stays 200, and it exits
+/// cleanly once the grace is over, not before.
+#[test]
+fn healthz_answers_503_during_the_shutdown_grace_then_the_agent_exits() {
+    if !require_root("healthz_answers_503_during_the_shutdown_grace_then_the_agent_exits") {
+        return;
+    }
+    const GRACE: Duration = Duration::from_secs(4);
+    let grace = GRACE.as_secs().to_string();
+    let mut cluster = Cluster::with_clients(
+        &[("node1", &["a1", "a2"]), ("node2", &["b1"])],
+        &[],
+        &["--healthz-bind-address", "127.0.0.1:10256", "--shutdown-grace-seconds", &grace],
+    );
+    let ip = v4("10.96.180.30");
+    let text = cluster.service("web", &[ip], 80, "", &[("a1", State::Ready), ("b1", State::Ready)]);
+    cluster.apply_until_it_answers("web.yaml", &text, "a2", at(ip, 80));
+    let (status, body) = get(&cluster, "/healthz");
+    assert_eq!((status, body["shuttingDown"].clone()), (200, serde_json::json!(false)), "{body}");
+
+    let index = cluster.agent_index("node1");
+    let mut agent = cluster.agents.remove(index);
+    let signalled = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &agent.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    // Within the grace: 503 with shuttingDown, /livez 200, the Service still answers on node1.
+    let draining = switchyard_lab::wait_until(Duration::from_secs(2), || {
+        let (status, body) = get(&cluster, "/healthz");
+        status == 503 && body["shuttingDown"] == true && body["nodeEligible"] == true
+    });
+    assert!(draining, "/healthz did not turn 503 after SIGTERM: {:?}", get(&cluster, "/healthz"));
+    assert_eq!(get(&cluster, "/livez").0, 200);
+    assert_eq!(cluster.backends("a2", "tcp", at(ip, 80), 10), set(&["a1", "b1"]));
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent left before its grace ended");
+    let in_grace = signalled.elapsed();
+    assert!(in_grace < GRACE, "the checks took {in_grace:?}, longer than the grace");
+
+    // Then it exits on its own, successfully, no earlier than the grace.
+    let exited = switchyard_lab::wait_until(GRACE + Duration::from_secs(5), || {
+        agent.child.try_wait().unwrap().is_some()
+    });
+    let took = signalled.elapsed();
+    assert!(exited, "the agent still runs {took:?} after SIGTERM");
+    let status = agent.child.wait().unwrap();
+    assert!(status.success(), "agent exited with {status}");
+    assert!(took >= GRACE, "the agent left after {took:?}, before its {GRACE:?} grace");
+    eprintln!("503 seen within the grace; agent exited {took:?} after SIGTERM (grace {GRACE:?})");
+    assert!(agent.logged("shutting down"), "{:#?}", agent.log.lock().unwrap());
+}

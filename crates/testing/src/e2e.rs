@@ -115,6 +115,10 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // SIGTERM stops at once unless a test asks for the shutdown grace (which it then counts).
+        if !extra.iter().any(|arg| arg == "--shutdown-grace-seconds") {
+            command.args(["--shutdown-grace-seconds", "0"]);
+        }
         // Each agent its own local API socket, so a second agent serves its API too.
         if !extra.iter().any(|arg| arg == "--api-socket") {
             command.arg("--api-socket").arg(Self::api_socket(lab, node));

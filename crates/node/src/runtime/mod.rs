@@ -110,8 +110,36 @@ fn lock_bpf_dir(bpf_dir: &Path) -> Result<std::fs::File, NodeError> {
     }
 }
 
-/// Runs the node role until SIGTERM or Ctrl-C. Programs and maps stay in place when it returns.
+/// First signal: /healthz turns 503 and the agent goes on forwarding for the grace period;
+/// false when it should leave now (a second signal, or no grace).
+fn begin_shutdown(
+    leave_at: &mut Option<tokio::time::Instant>,
+    config: &NodeConfig,
+    health: &source::Health,
+) -> bool {
+    if leave_at.is_some() || config.shutdown_grace.is_zero() {
+        return false;
+    }
+    health.shutting_down();
+    *leave_at = Some(tokio::time::Instant::now() + config.shutdown_grace);
+    info!(
+        grace = ?config.shutdown_grace,
+        "shutting down: /healthz answers 503 while forwarding goes on for the grace period"
+    );
+    true
+}
+
+/// Completes at `at`, never without it.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the node role until SIGTERM or Ctrl-C (after the shutdown grace). Programs and maps stay in place when it returns.
 pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
+    trim::limit_arenas();
     config.devices.retain(|device| !device.trim().is_empty());
     if config.node_name.is_empty() || config.cgroup.as_os_str().is_empty() {
         return Err(NodeError::MissingIdentity);
@@ -228,6 +256,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(NodeError::Signal)?;
+    // Set by the first signal: the end of the shutdown grace (a second signal leaves at once).
+    let mut leave_at: Option<tokio::time::Instant> = None;
     loop {
         // A health check node port that could not be bound is tried again on its own.
         let retry_at = agent.health_servers.next_retry();
@@ -264,8 +294,9 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             Some(request) = desired_requests.next() => {
                 request.answer(agent.core.model().desired());
             }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            () = until(leave_at) => break,
+            _ = tokio::signal::ctrl_c() => if !begin_shutdown(&mut leave_at, &config, &health) { break },
+            _ = terminate.recv() => if !begin_shutdown(&mut leave_at, &config, &health) { break },
         }
     }
     agent.announcer.shutdown().await;

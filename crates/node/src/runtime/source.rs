@@ -141,6 +141,11 @@ impl Health {
         }
     }
 
+    /// The agent is shutting down: /healthz and the health check node ports answer 503.
+    pub(crate) fn shutting_down(&self) {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner).shutting_down();
+    }
+
     /// Everything received so far is programmed.
     pub(crate) fn updated(&self) {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner).updated(SystemTime::now());

@@ -144,6 +144,14 @@ pub(crate) struct AgentArgs {
     /// address; off unless given.
     #[arg(long, value_name = "ADDR")]
     metrics_bind_address: Option<SocketAddr>,
+
+    /// On SIGTERM or Ctrl-C: answer 503 on /healthz and the health check node ports and keep
+    /// forwarding (and programming updates) for this many seconds, so directors and load
+    /// balancers drain the node before the agent goes; then exit. The default outlasts a
+    /// director's --unhealthy-threshold probes at its default interval (about 2 s). 0 leaves
+    /// at once; a second signal leaves at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    shutdown_grace_seconds: u64,
 }
 
 /// Source and health options of `switchyard agent`.
@@ -266,6 +274,7 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
             addresses: args.director_addresses.iter().copied().collect(),
             gue_port: args.gue_port,
         },
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
