@@ -311,6 +311,14 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 
 	if (!s)
 		return TC_ACT_OK;
+	/* Not for this host's MAC: the host it was meant for translates it. ingress_ifindex is 0
+	 * only in BPF_PROG_TEST_RUN without a context, where eth_type_trans compares with the
+	 * loopback device's all-zero address and every test frame would look like another
+	 * host's. */
+	if (skb->pkt_type == SY_PACKET_OTHERHOST && skb->ingress_ifindex) {
+		sy_count(SY_REASON_PKT_PASS_OTHERHOST, skb->len);
+		return TC_ACT_OK;
+	}
 	p = &s->p;
 	x = &s->x;
 	rc = sy_parse(skb, p);

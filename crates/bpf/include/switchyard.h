@@ -351,6 +351,11 @@ enum sy_pkt_reason {
 	/* IPv6 with a routing header not yet at its final destination (the transport checksum
 	 * names the final one), or more than 8 extension headers: passed untouched. */
 	SY_REASON_PKT_PASS_IPV6_EXT = 54,
+	/* A frame the device received for another host's MAC address (PACKET_OTHERHOST: a switch
+	 * or bridge flooding a unicast frame it has no port for, a promiscuous device): passed
+	 * untouched — the host it was meant for translates it; translating it here too would
+	 * answer one SYN from two nodes (seen in L2 failover, when the old owner's MAC floods). */
+	SY_REASON_PKT_PASS_OTHERHOST = 55,
 	/* A flow got a new sy_ct entry (its tuple had none, not even an expired one). The
 	 * programs never delete sy_ct entries, so this count minus the entries present is what
 	 * the LRU evicted (switchyard_conntrack_evictions_total). Kept far from the drop reasons

@@ -78,6 +78,9 @@ pub enum PacketReason {
     PassVlan = 53,
     /// IPv6 routing header with segments left, or too many extension headers: passed.
     PassIpv6Ext = 54,
+    /// A frame for another host's MAC address (a flooded unicast frame, a promiscuous
+    /// device): passed untouched, the host it was meant for translates it.
+    PassOtherHost = 55,
     /// A flow got a new `sy_ct` entry (none, not even an expired one, was there): with the
     /// entries present this gives the LRU's evictions.
     CtCreated = 63,
@@ -85,7 +88,7 @@ pub enum PacketReason {
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 24] = [
+    pub const ALL: [PacketReason; 25] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -109,6 +112,7 @@ impl PacketReason {
         PacketReason::FragXlat,
         PacketReason::PassVlan,
         PacketReason::PassIpv6Ext,
+        PacketReason::PassOtherHost,
         PacketReason::CtCreated,
     ];
 
@@ -138,6 +142,7 @@ impl PacketReason {
             PacketReason::FragXlat => "frag_xlat",
             PacketReason::PassVlan => "pass_vlan",
             PacketReason::PassIpv6Ext => "pass_ipv6_ext",
+            PacketReason::PassOtherHost => "pass_otherhost",
             PacketReason::CtCreated => "ct_created",
         }
     }

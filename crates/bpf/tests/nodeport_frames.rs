@@ -194,6 +194,41 @@ fn vlan_tagged_frames_pass_untouched_and_counted() {
 }
 
 #[test]
+fn frames_for_another_hosts_mac_pass_untouched_and_counted() {
+    if !require_root_here("frames_for_another_hosts_mac_pass_untouched_and_counted") {
+        return;
+    }
+    let mut tc = Tc::new("otherhost", &settings());
+    tc.frontend(
+        1,
+        None,
+        AF_INET,
+        NODE_PORT,
+        TCP,
+        FE_NODEPORT,
+        &[(7, "10.244.1.5", 8080, BE_LOCAL)],
+    );
+    // A switch flooding a SYN for another node's MAC (say the old owner of an L2 address):
+    // the destination MAC is no address of the receiving device (loopback's is all zero).
+    let flooded = Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, SYN).frame();
+    assert_ne!(flooded[0..6], [0u8; 6]);
+    let (rc, out) = tc.run_received(INGRESS, &flooded);
+    assert_eq!((rc, &out), (TC_ACT_OK, &flooded), "untouched");
+    assert_eq!(tc.count(PacketReason::PassOtherHost), 1);
+    assert_eq!(tc.count(PacketReason::Dnat), 0);
+    // The same SYN addressed to the device's own MAC, and to broadcast, is translated.
+    for (mac, sport) in [([0u8; 6], 51001), ([0xff; 6], 51002)] {
+        let mut own = Spec::tcp(CLIENT4, sport, NODE4, NODE_PORT, SYN).frame();
+        own[0..6].copy_from_slice(&mac);
+        let (rc, out) = tc.run_received(INGRESS, &own);
+        assert_eq!(rc, TC_ACT_OK);
+        assert_eq!(parse(&out).dst, ip("10.244.1.5"), "DNATed for {mac:?}");
+    }
+    assert_eq!(tc.count(PacketReason::Dnat), 2);
+    assert_eq!(tc.count(PacketReason::PassOtherHost), 1);
+}
+
+#[test]
 fn sctp_is_translated_with_a_valid_crc32c_both_ways() {
     if !require_root_here("sctp_is_translated_with_a_valid_crc32c_both_ways") {
         return;

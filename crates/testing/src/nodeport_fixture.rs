@@ -143,6 +143,30 @@ impl Tc {
         Ok((result.return_value, out))
     }
 
+    /// Runs `frame` as if a device had received it: a `__sk_buff` context with
+    /// `ingress_ifindex` 1 (loopback, the device BPF_PROG_TEST_RUN hands the frame to). The
+    /// kernel then sets `pkt_type` from the destination MAC against loopback's all-zero
+    /// address: [0; 6] (or broadcast) is for this host, any other unicast address another's.
+    pub fn run_received(&self, program: &'static str, frame: &[u8]) -> (u32, Vec<u8>) {
+        /// `sizeof(struct __sk_buff)` and the offset of `ingress_ifindex` in it (UAPI).
+        const SK_BUFF_LEN: usize = 192;
+        const INGRESS_IFINDEX: usize = 36;
+        let mut ctx = [0u8; SK_BUFF_LEN];
+        ctx[INGRESS_IFINDEX..INGRESS_IFINDEX + 4].copy_from_slice(&1u32.to_ne_bytes());
+        let prog = self.pkt.program(program).unwrap();
+        let mut out = vec![0u8; 2048];
+        let result = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .unwrap();
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
     pub fn count(&self, reason: PacketReason) -> u64 {
         self.pkt.maps().counters().unwrap()[&reason].packets
     }

@@ -14,5 +14,7 @@
 #include "compiler.h"
 
 #define NSEC_PER_SEC 1000000000ull
+/* skb->pkt_type of a frame for another host's MAC address (PACKET_OTHERHOST, linux/if_packet.h). */
+#define SY_PACKET_OTHERHOST 3
 
 #endif /* SY_LIB_COMMON_H */
