@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use switchyard_maglev::{Seed, TableSize};
 
@@ -94,11 +95,22 @@ pub struct DirectorConfig {
     pub table_size: TableSize,
     /// The cluster-wide hash seed (tables and the per-packet flow hash).
     pub seed: Seed,
+    /// How long a table keeps naming the previous nodes of its slots (the second chance) before
+    /// the VIP gets a table without them; `None`: until the VIP's next change.
+    pub previous_ttl: Option<Duration>,
 }
 
+/// Default of `--previous-node-ttl-seconds`: long enough for the connections of a drain to
+/// finish, short enough that a node long gone (whose address may be reused) stops being named.
+pub const DEFAULT_PREVIOUS_TTL: Duration = Duration::from_secs(600);
+
 impl Default for DirectorConfig {
-    /// M = 65,537 and the default seed.
+    /// M = 65,537, the default seed, previous nodes named for 10 minutes.
     fn default() -> Self {
-        DirectorConfig { table_size: TableSize::DIRECTOR_DEFAULT, seed: Seed::default() }
+        DirectorConfig {
+            table_size: TableSize::DIRECTOR_DEFAULT,
+            seed: Seed::default(),
+            previous_ttl: Some(DEFAULT_PREVIOUS_TTL),
+        }
     }
 }

@@ -20,6 +20,6 @@ pub mod runtime;
 pub mod tables;
 pub mod vips;
 
-pub use config::{DirectorConfig, Encap};
+pub use config::{DEFAULT_PREVIOUS_TTL, DirectorConfig, Encap};
 pub use tables::{Adopted, Choice, Op, Plan, Tables};
 pub use vips::{NodeTarget, Problem, Vip, VipSet, vip_set};

@@ -296,7 +296,11 @@ impl Runtime {
             Some(h) => health::serving_set(&self.set, &h.checker, h.agent_port),
             None => self.set.clone(),
         };
-        let plan = self.tables.update(&set);
+        let mut plan = self.tables.update(&set);
+        // Starts the expiry time of the tables just built (their previous nodes).
+        let expired = self.tables.expire_previous(Instant::now());
+        plan.ops.extend(expired.ops);
+        plan.problems.extend(expired.problems);
         for problem in &plan.problems {
             warn!(%problem, "director input");
         }
@@ -319,6 +323,25 @@ impl Runtime {
             "director tables programmed"
         );
         Ok(plan)
+    }
+
+    /// Tables whose previous nodes are due at `now` get tables without them
+    /// (`--previous-node-ttl-seconds`).
+    pub fn expire_previous(&mut self, now: Instant) -> Result<Plan, RuntimeError> {
+        let plan = self.tables.expire_previous(now);
+        for problem in &plan.problems {
+            warn!(%problem, "director input");
+        }
+        execute(self.datapath.maps_mut(), &plan.ops)?;
+        if !plan.ops.is_empty() {
+            info!(ops = plan.ops.len(), "previous nodes expired");
+        }
+        Ok(plan)
+    }
+
+    /// When [`Runtime::expire_previous`] has work next.
+    pub fn previous_next_expiry(&self) -> Option<Instant> {
+        self.tables.next_previous_expiry()
     }
 
     /// Probes due at `now` (to send); probes past their timeout fail, and a node that leaves

@@ -9,11 +9,14 @@
 //! The second chance: a table built because a VIP's nodes changed also records, per slot, the
 //! node the VIP's previous table had there (where it differs). The program sends it along with
 //! TCP packets; a node that does not hold the flow re-sends the packet there. A node named only
-//! as someone's previous node keeps its entry until no table names it.
+//! as someone's previous node keeps its entry until no table names it. Previous nodes expire:
+//! [`Tables::expire_previous`] gives a VIP whose table has named them for
+//! [`DirectorConfig::previous_ttl`] a table of the same nodes without them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use switchyard_maglev::{Backend, MaglevConfig, Table};
 use switchyard_model::{FrontendKey, ObjectKey, TrafficPolicy};
@@ -78,6 +81,8 @@ struct TableEntry {
     /// Every node entry this table holds a reference on (its own and its previous nodes).
     held: Vec<(Arc<str>, IpAddr)>,
     refs: u32,
+    /// When [`Tables::expire_previous`] first saw this table name previous nodes.
+    previous_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +333,74 @@ impl Tables {
         plan.ops.extend(new_nodes);
         plan.ops.extend(new_tables);
         plan.ops.extend(vip_ops);
+        self.remove_unused(&mut plan);
+        plan
+    }
+
+    /// Gives every VIP whose table has named previous nodes for the configured time
+    /// ([`DirectorConfig::previous_ttl`]) a table of the same nodes without them (a new table,
+    /// make-before-break; no flow changes node), and removes the previous nodes no table names
+    /// any more, so a node long gone (whose address may be reused) stops getting the second
+    /// chance's packets. A table's time starts at the first call that sees it: the caller
+    /// calls this after every [`Tables::update`] and at [`Tables::next_previous_expiry`].
+    pub fn expire_previous(&mut self, now: Instant) -> Plan {
+        let mut plan = Plan::default();
+        let Some(ttl) = self.config.previous_ttl else { return plan };
+        let mut due = BTreeSet::new();
+        for (key, entry) in &mut self.tables {
+            if key.previous.is_some() && entry.refs > 0 {
+                let since = *entry.previous_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= ttl {
+                    due.insert(key.clone());
+                }
+            }
+        }
+        if due.is_empty() {
+            return plan;
+        }
+        let vips: Vec<(FrontendKey, TableKey)> = self
+            .vips
+            .iter()
+            .filter_map(|(key, vip)| Some((*key, vip.table.clone().filter(|t| due.contains(t))?)))
+            .collect();
+        let (mut new_nodes, mut new_tables, mut vip_ops) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, old) in vips {
+            let fresh = TableKey { nodes: old.nodes.clone(), previous: None };
+            match self.acquire_table(&fresh, None, &mut new_nodes, &mut new_tables) {
+                Ok(table) => {
+                    let vip = self.vips.get_mut(&key).expect("present: listed above");
+                    vip.table = Some(fresh);
+                    vip_ops.push(Op::PutVip { key, id: vip.id, table });
+                    self.release_table(&old);
+                }
+                // Its nodes built a table before; keep the one in use.
+                Err(reason) => plan.problems.push(Problem {
+                    object: format!("VIP {key}"),
+                    reason: format!("expiring its previous nodes: {reason}"),
+                }),
+            }
+        }
+        plan.ops.extend(new_nodes);
+        plan.ops.extend(new_tables);
+        plan.ops.extend(vip_ops);
+        self.remove_unused(&mut plan);
+        plan
+    }
+
+    /// When the earliest table's previous nodes are due to expire (`None`: no table names any
+    /// that [`Tables::expire_previous`] has seen, or they never expire).
+    pub fn next_previous_expiry(&self) -> Option<Instant> {
+        let ttl = self.config.previous_ttl?;
+        self.tables
+            .iter()
+            .filter(|(key, entry)| key.previous.is_some() && entry.refs > 0)
+            .filter_map(|(_, entry)| entry.previous_since)
+            .map(|since| since + ttl)
+            .min()
+    }
+
+    /// Removes the tables no VIP uses and the nodes no table names (last in `plan`).
+    fn remove_unused(&mut self, plan: &mut Plan) {
         let dead_tables: Vec<TableKey> =
             self.tables.iter().filter(|(_, t)| t.refs == 0).map(|(k, _)| k.clone()).collect();
         for key in dead_tables {
@@ -347,7 +420,6 @@ impl Tables {
                 plan.ops.push(Op::DeleteNode { id: entry.id });
             }
         }
-        plan
     }
 
     /// A table for `key`, shared if one exists, else built (its ops queued); `previous`: the
@@ -440,6 +512,7 @@ impl Tables {
                 previous_nodes,
                 held,
                 refs: 1,
+                previous_since: None,
             },
         );
         Ok(id)

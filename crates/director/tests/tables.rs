@@ -385,3 +385,56 @@ fn a_director_without_draining_nodes_builds_one_table() {
         .collect();
     assert_eq!(tables_put, [true], "a known VIP changes once, with previous nodes");
 }
+
+/// Previous nodes expire (`--previous-node-ttl-seconds`): after the TTL the VIP gets a table of
+/// the same nodes that names none (no slot changes node), the gone node leaves the maps, and
+/// every step is make-before-break in the fake maps. Time is a fake clock.
+#[test]
+fn previous_nodes_expire_after_the_ttl() {
+    let ttl = std::time::Duration::from_secs(60);
+    let mut tables = Tables::new(DirectorConfig { previous_ttl: Some(ttl), ..config() });
+    let mut maps = FakeMaps::default();
+    let apply = |plan: &switchyard_director::Plan, maps: &mut FakeMaps| {
+        for op in &plan.ops {
+            maps.apply(op);
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let gone = IpAddr::from([10, 0, 0, 2]);
+    apply(&tables.update(&set_of(&[(0, 0b1111, 0)])), &mut maps);
+    assert!(tables.expire_previous(t0).ops.is_empty(), "no table names previous nodes yet");
+    assert_eq!(tables.next_previous_expiry(), None);
+
+    // node-2 leaves: its slots name it; the expiry clock starts at the first call after.
+    apply(&tables.update(&set_of(&[(0, 0b1101, 0)])), &mut maps);
+    assert!(tables.expire_previous(t0).ops.is_empty());
+    assert_eq!(tables.next_previous_expiry(), Some(t0 + ttl));
+    let named: Vec<_> = (0..251).map(|h| tables.choose(&vip_key(0), h).unwrap()).collect();
+    assert!(named.iter().any(|c| c.previous.is_some()));
+    let almost = tables.expire_previous(t0 + ttl - std::time::Duration::from_millis(1));
+    assert!(almost.ops.is_empty(), "expired early: {:?}", almost.ops);
+    assert!(maps.nodes.values().any(|a| *a == gone));
+
+    let plan = tables.expire_previous(t0 + ttl);
+    assert!(plan.moved_slots.is_empty() && plan.problems.is_empty(), "{plan:?}");
+    assert!(plan.ops.iter().any(|op| matches!(op, Op::PutTable { previous: None, .. })));
+    apply(&plan, &mut maps);
+    for (h, before) in (0..251).zip(&named) {
+        let now = tables.choose(&vip_key(0), h).unwrap();
+        assert_eq!(
+            (now.node.clone(), now.previous.clone()),
+            (before.node.clone(), None),
+            "slot {h}"
+        );
+    }
+    assert!(!maps.nodes.values().any(|a| *a == gone), "node-2 still in the maps: {:?}", plan.ops);
+    assert_eq!(tables.next_previous_expiry(), None);
+    assert!(tables.expire_previous(t0 + ttl * 2).ops.is_empty(), "expired twice");
+
+    // Without a TTL previous nodes stay until the next change.
+    let mut forever = Tables::new(DirectorConfig { previous_ttl: None, ..config() });
+    forever.update(&set_of(&[(0, 0b1111, 0)]));
+    forever.update(&set_of(&[(0, 0b1101, 0)]));
+    assert!(forever.expire_previous(t0 + ttl * 1000).ops.is_empty());
+    assert!((0..251).any(|h| forever.choose(&vip_key(0), h).unwrap().previous.is_some()));
+}

@@ -92,6 +92,13 @@ pub(crate) struct DirectorArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
 
+    /// After a VIP's nodes change, its table names each slot's previous node (the second
+    /// chance) for this many seconds, then the VIP gets a table without them: TCP flows still
+    /// on a drained or removed node after that are lost, and a node long gone (whose address
+    /// may be reused) stops being sent packets. 0: until the VIP's next change.
+    #[arg(long, value_name = "SECONDS", default_value_t = switchyard_director::DEFAULT_PREVIOUS_TTL.as_secs())]
+    previous_node_ttl_seconds: u64,
+
     /// Node health probes (HTTP GET /healthz on the agent's --health-port for Cluster VIPs, on
     /// the Service's healthCheckNodePort for Local ones): encapsulated (through the same
     /// encapsulation as VIP traffic, so a node that cannot decapsulate is down), direct, or off.
@@ -184,7 +191,12 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
     }
     let table_size = TableSize::new(args.table_size)
         .with_context(|| format!("--table-size {}", args.table_size))?;
-    let config = DirectorConfig { table_size, seed: args.seed.unwrap_or_default() };
+    let config = DirectorConfig {
+        table_size,
+        seed: args.seed.unwrap_or_default(),
+        previous_ttl: (args.previous_node_ttl_seconds > 0)
+            .then(|| std::time::Duration::from_secs(args.previous_node_ttl_seconds)),
+    };
     let options = RuntimeOptions {
         bpf_dir: args.bpf_dir.clone(),
         mount_bpffs: true,
@@ -369,6 +381,11 @@ async fn serve(
             update = source.next() => {
                 let Some((changes, errors)) = update else { ended = true; break };
                 apply(&mut director, changes, &errors)?;
+            }
+            () = sleep_until(director.previous_next_expiry()) => {
+                director
+                    .expire_previous(std::time::Instant::now())
+                    .context("expiring previous nodes")?;
             }
             () = sleep_until(wake) => {
                 let probes = director
