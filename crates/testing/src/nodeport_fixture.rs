@@ -132,11 +132,21 @@ impl Tc {
         program: &'static str,
         frame: &[u8],
     ) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
+        self.run_with_context(program, frame, None)
+    }
+
+    fn run_with_context(
+        &self,
+        program: &'static str,
+        frame: &[u8],
+        ctx: Option<&[u8]>,
+    ) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
         let prog = self.pkt.program(program).unwrap();
         let mut out = vec![0u8; 2048];
         let result = prog.test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: ctx,
             ..TestRunOptions::default()
         })?;
         out.truncate(result.data_size_out as usize);
@@ -153,18 +163,7 @@ impl Tc {
         const INGRESS_IFINDEX: usize = 36;
         let mut ctx = [0u8; SK_BUFF_LEN];
         ctx[INGRESS_IFINDEX..INGRESS_IFINDEX + 4].copy_from_slice(&1u32.to_ne_bytes());
-        let prog = self.pkt.program(program).unwrap();
-        let mut out = vec![0u8; 2048];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::default()
-            })
-            .unwrap();
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
+        self.run_with_context(program, frame, Some(&ctx)).unwrap()
     }
 
     pub fn count(&self, reason: PacketReason) -> u64 {

@@ -122,17 +122,29 @@ pub(crate) fn connect_from(
     target: SocketAddr,
     timeout: Duration,
 ) -> io::Result<(TcpStream, Duration)> {
-    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
     use std::os::fd::AsRawFd as _;
     let family = if source.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(source, 0)))?;
+    connect_socket(fd, target, timeout)
+}
+
+/// Connects the TCP socket `fd` (set up as the caller wants: bound, with options) to `target`,
+/// giving up after `timeout`; the stream gets `timeout` for reads and writes too.
+pub(crate) fn connect_socket(
+    fd: std::os::fd::OwnedFd,
+    target: SocketAddr,
+    timeout: Duration,
+) -> io::Result<(TcpStream, Duration)> {
+    use nix::sys::socket::{self, SockaddrStorage, sockopt};
+    use std::os::fd::AsRawFd as _;
     // A blocking connect() gives up after the send timeout.
     let limit = nix::sys::time::TimeVal::new(
         i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
         i64::from(timeout.subsec_micros()),
     );
     socket::setsockopt(&fd, sockopt::SendTimeout, &limit)?;
-    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(source, 0)))?;
     let started = Instant::now();
     socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(target)).map_err(|errno| {
         // EINPROGRESS here means the send timeout ran out.
@@ -176,25 +188,62 @@ fn tcp_once(
 ) -> Attempt {
     let attempt = Attempt::new("tcp", target);
     let result = (|| -> io::Result<Attempt> {
-        let (mut stream, elapsed) = match source {
+        let connected = match source {
             Some(source) => connect_from(source, target, timeout)?,
             None => connect(target, timeout)?,
         };
-        let mut attempt = attempt.clone();
-        attempt.micros = Some(micros(elapsed));
-        attempt.local = Some(canonical(stream.local_addr()?).to_string());
-        stream.write_all(format!("request {sequence}\n").as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        if line.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed without a reply"));
-        }
-        let reply = parse_reply(&line)?;
-        attempt.backend = Some(reply.backend);
-        attempt.seen_as = Some(reply.peer);
-        Ok(attempt)
+        tcp_exchange(connected, sequence, &attempt)
     })();
     result.unwrap_or_else(|err| attempt.fail(&err))
+}
+
+/// One request and its reply line over a connected stream: `attempt` filled in.
+pub(crate) fn tcp_exchange(
+    (mut stream, elapsed): (TcpStream, Duration),
+    sequence: usize,
+    attempt: &Attempt,
+) -> io::Result<Attempt> {
+    let mut attempt = attempt.clone();
+    attempt.micros = Some(micros(elapsed));
+    attempt.local = Some(canonical(stream.local_addr()?).to_string());
+    stream.write_all(format!("request {sequence}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed without a reply"));
+    }
+    let reply = parse_reply(&line)?;
+    attempt.backend = Some(reply.backend);
+    attempt.seen_as = Some(reply.peer);
+    Ok(attempt)
+}
+
+/// Sends `request` from `socket` to `target` (unconnected, like dig: the reply's source is
+/// then checked by hand) and reads one reply: `attempt` filled in from its first line, and
+/// the bytes after that line.
+pub(crate) fn udp_exchange(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    request: &[u8],
+    attempt: &Attempt,
+) -> io::Result<(Attempt, Vec<u8>)> {
+    let started = Instant::now();
+    socket.send_to(request, target)?;
+    let mut buf = vec![0u8; 65536];
+    let (len, from) = socket.recv_from(&mut buf)?;
+    let mut attempt = attempt.clone();
+    attempt.micros = Some(micros(started.elapsed()));
+    attempt.local = Some(socket.local_addr()?.to_string());
+    attempt.reply_from = Some(canonical(from).to_string());
+    let reply = &buf[..len];
+    let (line, rest) = match reply.iter().position(|&b| b == b'\n') {
+        Some(at) => (&reply[..at], &reply[at + 1..]),
+        None => (reply, &[][..]),
+    };
+    let parsed = parse_reply(&String::from_utf8_lossy(line))?;
+    attempt.backend = Some(parsed.backend);
+    attempt.seen_as = Some(parsed.peer);
+    Ok((attempt, rest.to_vec()))
 }
 
 /// Sends `count` UDP requests, each from a new socket (a new source port), and waits for replies.
@@ -225,23 +274,8 @@ fn udp_large_once(target: SocketAddr, bytes: usize, sequence: usize, timeout: Du
             .map(|i| b'a' + ((i + sequence) % 26) as u8)
             .collect();
         request.extend_from_slice(&pattern);
-        let started = Instant::now();
-        socket.send_to(&request, target)?;
-        let mut buf = vec![0u8; 65536];
-        let (len, from) = socket.recv_from(&mut buf)?;
-        let mut attempt = attempt.clone();
-        attempt.micros = Some(micros(started.elapsed()));
-        attempt.local = Some(socket.local_addr()?.to_string());
-        attempt.reply_from = Some(canonical(from).to_string());
-        let reply = &buf[..len];
-        let (line, rest) = match reply.iter().position(|&b| b == b'\n') {
-            Some(at) => (&reply[..at], &reply[at + 1..]),
-            None => (reply, &[][..]),
-        };
-        let parsed = parse_reply(&String::from_utf8_lossy(line))?;
-        attempt.backend = Some(parsed.backend);
-        attempt.seen_as = Some(parsed.peer);
-        if rest != pattern.as_slice() {
+        let (attempt, rest) = udp_exchange(&socket, target, &request, &attempt)?;
+        if rest != pattern {
             let error =
                 format!("payload mismatch: {} of {} bytes came back", rest.len(), pattern.len());
             return Err(io::Error::new(io::ErrorKind::InvalidData, error));
@@ -284,19 +318,8 @@ fn udp_once(
         };
         let socket = UdpSocket::bind(bind)?;
         socket.set_read_timeout(Some(timeout))?;
-        let started = Instant::now();
-        // Unconnected send, like dig: the reply's source address is then checked by hand.
-        socket.send_to(format!("request {sequence}").as_bytes(), target)?;
-        let mut buf = vec![0u8; 65536];
-        let (len, from) = socket.recv_from(&mut buf)?;
-        let mut attempt = attempt.clone();
-        attempt.micros = Some(micros(started.elapsed()));
-        attempt.local = Some(socket.local_addr()?.to_string());
-        attempt.reply_from = Some(canonical(from).to_string());
-        let reply = parse_reply(&String::from_utf8_lossy(&buf[..len]))?;
-        attempt.backend = Some(reply.backend);
-        attempt.seen_as = Some(reply.peer);
-        Ok(attempt)
+        let request = format!("request {sequence}");
+        Ok(udp_exchange(&socket, target, request.as_bytes(), &attempt)?.0)
     })();
     result.unwrap_or_else(|err| attempt.fail(&err))
 }

@@ -2,15 +2,14 @@
 //! options), set as sticky socket options so the kernel adds them to each packet, the SYN
 //! included: real traffic for the per-packet path's extension-header walk.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, UdpSocket};
+use std::io;
+use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
 
-use super::clients::{Attempt, parse_reply};
-use super::servers::canonical;
+use super::clients::{Attempt, connect_socket, tcp_exchange, udp_exchange};
 
 /// An extension header a client's packets carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,37 +99,7 @@ fn tcp_once(
         let fd =
             socket::socket(AddressFamily::Inet6, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
         set_sticky(fd.as_fd(), headers)?;
-        // A blocking connect() gives up after the send timeout.
-        let limit = nix::sys::time::TimeVal::new(
-            i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-            i64::from(timeout.subsec_micros()),
-        );
-        socket::setsockopt(&fd, sockopt::SendTimeout, &limit)?;
-        let started = Instant::now();
-        socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::V6(target))).map_err(
-            |errno| {
-                if errno == nix::errno::Errno::EINPROGRESS {
-                    io::Error::from(io::ErrorKind::TimedOut)
-                } else {
-                    io::Error::from(errno)
-                }
-            },
-        )?;
-        let mut attempt = attempt.clone();
-        attempt.micros = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        let mut stream = TcpStream::from(fd);
-        stream.set_read_timeout(Some(timeout))?;
-        attempt.local = Some(canonical(stream.local_addr()?).to_string());
-        stream.write_all(format!("request {sequence}\n").as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        if line.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed without a reply"));
-        }
-        let reply = parse_reply(&line)?;
-        attempt.backend = Some(reply.backend);
-        attempt.seen_as = Some(reply.peer);
-        Ok(attempt)
+        tcp_exchange(connect_socket(fd, target.into(), timeout)?, sequence, &attempt)
     })();
     result.unwrap_or_else(|err| attempt.fail(&err))
 }
@@ -156,18 +125,8 @@ fn udp_once(
         let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
         set_sticky(socket.as_fd(), headers)?;
         socket.set_read_timeout(Some(timeout))?;
-        let started = Instant::now();
-        socket.send_to(format!("request {sequence}").as_bytes(), target)?;
-        let mut buf = vec![0u8; 65536];
-        let (len, from) = socket.recv_from(&mut buf)?;
-        let mut attempt = attempt.clone();
-        attempt.micros = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        attempt.local = Some(socket.local_addr()?.to_string());
-        attempt.reply_from = Some(canonical(from).to_string());
-        let reply = parse_reply(&String::from_utf8_lossy(&buf[..len]))?;
-        attempt.backend = Some(reply.backend);
-        attempt.seen_as = Some(reply.peer);
-        Ok(attempt)
+        let request = format!("request {sequence}");
+        Ok(udp_exchange(&socket, target.into(), request.as_bytes(), &attempt)?.0)
     })();
     result.unwrap_or_else(|err| attempt.fail(&err))
 }
