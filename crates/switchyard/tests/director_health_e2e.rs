@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_bpf::decap::DecapMaps;
 use switchyard_bpf::director::DirReason;
-use switchyard_bpf::director_probe::{HEALTH_DOWN, HEALTH_UP, HealthMap};
+use switchyard_bpf::director_probe::{HEALTH_DOWN, HEALTH_DRAINING, HEALTH_UP, HealthMap};
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_lab::{require_root, wait_until};
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decapsulated};
@@ -392,4 +392,66 @@ fn node_dies(cluster: &mut Cluster, director: &Director, target: SocketAddr) -> 
         }
     }
     d
+}
+
+/// Issue 17: an agent stopped with SIGTERM answers 503 for its `--shutdown-grace-seconds`, so the
+/// director marks its node *draining* and takes it out of every VIP's table while the agent
+/// still runs (before it exits); meanwhile connections to the `Local` VIP all succeed and new
+/// ones no longer reach the node's pod once it is out. The agent then exits successfully after
+/// the grace. Timed.
+#[test]
+fn a_stopping_agent_is_drained_by_the_director_during_its_grace() {
+    if !require_root("a_stopping_agent_is_drained_by_the_director_during_its_grace") {
+        return;
+    }
+    const GRACE: Duration = Duration::from_secs(5);
+    let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
+    let mut cluster = Cluster::with_topology(&topology(&nodes, &["ext"], &["dir1"]), |lab| {
+        let mut args = director_lab::agent_args(lab);
+        args.extend(["--shutdown-grace-seconds".to_owned(), GRACE.as_secs().to_string()]);
+        args
+    });
+    cluster.apply_and_wait("web.yaml", &vip_services(&cluster));
+    let director = Director::start(&cluster, "dir1", &[]);
+    for vip in [VIP, LOCAL_VIP, VIP6, LOCAL_VIP6] {
+        let len = if vip.contains(':') { 128 } else { 32 };
+        cluster.lab.route_to_directors(format!("{vip}/{len}").parse().unwrap(), &["dir1"]).unwrap();
+    }
+    let local_target = at(LOCAL_VIP.parse().unwrap(), 80);
+    cluster.eventually("every target up", || {
+        let h = health(&cluster);
+        h.len() == TARGETS && h.iter().all(|(_, _, s)| *s == HEALTH_UP)
+    });
+
+    let index = cluster.agent_index("node2");
+    let mut agent = cluster.agents.remove(index);
+    let signalled = Instant::now();
+    let kill = Command::new("kill").args(["-TERM", &agent.child.id().to_string()]).status();
+    assert!(kill.unwrap().success());
+    let rest = names(&["node1", "node3"]);
+    let drained = wait_until(GRACE, || {
+        states_of(&cluster, "node2") == [HEALTH_DRAINING; 4]
+            && table_nodes(&director, &cluster).iter().all(|t| *t == rest)
+    });
+    let drained_after = signalled.elapsed();
+    assert!(drained, "node2 not drained within the grace: {:?}", health(&cluster));
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent left before the drain");
+    // Out of the tables while still forwarding: new connections reach node1 and node3 only.
+    let answers = cluster.lab.run_in("ext", || clients::tcp(local_target, 20, TIMEOUT)).unwrap();
+    assert!(answers.iter().all(|a| a.error.is_none()), "{answers:?}");
+    assert!(answers.iter().all(|a| a.backend.as_deref() != Some("b1")), "{answers:?}");
+
+    let exited =
+        wait_until(GRACE + Duration::from_secs(5), || agent.child.try_wait().unwrap().is_some());
+    let exit_after = signalled.elapsed();
+    assert!(exited, "the agent still runs {exit_after:?} after SIGTERM");
+    assert!(agent.child.wait().unwrap().success());
+    assert!(exit_after >= GRACE, "{exit_after:?}");
+    eprintln!(
+        "COUNT agent SIGTERM (grace {} s): node2 draining and out of all 4 tables after {} ms, \
+         agent exited after {} ms",
+        GRACE.as_secs(),
+        drained_after.as_millis(),
+        exit_after.as_millis()
+    );
 }
