@@ -415,7 +415,12 @@ fn with_bfd_a_dead_director_leaves_the_routers_ecmp_within_a_second_and_no_flow_
     );
     assert_eq!((with_bfd.tcp, with_bfd.udp, with_bfd.failed_to_open), (200, 50, 0), "{with_bfd:?}");
     assert_eq!(with_bfd.resets, 0, "connections reset: {with_bfd:?}");
-    assert_eq!(with_bfd.stalls, 0, "round trips unanswered for 1 s: {with_bfd:?}");
+    // A datagram that reaches the dead director within BFD's detection time is lost (nothing
+    // retransmits it; the fleet has one round trip in flight at a time, so at most a couple);
+    // every TCP round trip is answered within the stall time.
+    assert_eq!(with_bfd.stalls, with_bfd.udp_lost, "TCP round trips stalled: {with_bfd:?}");
+    assert!(with_bfd.udp_lost <= 2, "UDP datagrams lost: {with_bfd:?}");
+    assert!(with_bfd.max_round_trip_ms < 1000, "{with_bfd:?}");
     assert_eq!(with_bfd.dead, 0, "{with_bfd:?}");
     assert_eq!(with_bfd.moved, 0, "flows moved to another backend: {with_bfd:?}");
 }

@@ -27,6 +27,9 @@ pub struct FleetReport {
     /// Round trips not answered within the stall time: a TCP answer that came later, a UDP
     /// datagram never answered (counted once per round trip).
     pub stalls: usize,
+    /// Of the stalls, UDP datagrams never answered (lost on the way: nothing retransmits them).
+    #[serde(default)]
+    pub udp_lost: usize,
     /// TCP connections given up (no answer within five stall times after a stall) or failing
     /// with another error.
     pub dead: usize,
@@ -118,7 +121,10 @@ pub fn fleet(
                     note_backend(&mut flow.backend, &mut flow.moved, backend);
                     report.max_round_trip_ms = report.max_round_trip_ms.max(millis(started));
                 }
-                Err(_) => report.stalls += 1,
+                Err(_) => {
+                    report.stalls += 1;
+                    report.udp_lost += 1;
+                }
             }
         }
         report.rounds += 1;
