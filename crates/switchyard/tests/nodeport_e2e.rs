@@ -254,11 +254,14 @@ fn source_ranges_empty_services_and_a_large_upload_through_a_smaller_mtu() {
     let router_link = cluster.lab.node("node2").unwrap().router_link.clone();
     cluster.lab.set_mtu("fabric", &router_link, 1280).unwrap();
     let before = counters(&cluster, "node1")[&PacketReason::IcmpRevnat];
+    // Without the translated ICMP the upload never completes (no PMTU black-hole probing by
+    // default); 30 s leaves room for the router's ICMP rate limit and TCP's backoff on a loaded
+    // machine (10 s timed out once in a CI run under two concurrent builds).
     for v6 in [false, true] {
         let target = at(cluster.node_ip("node1", v6), 30082);
         let up = cluster
             .lab
-            .run_in("ext", || clients::upload(target, 200_000, Duration::from_secs(10)))
+            .run_in("ext", || clients::upload(target, 200_000, Duration::from_secs(30)))
             .unwrap();
         assert_eq!(up.error, None, "upload to {target}: {up:?}");
         assert_eq!(up.backend.as_deref(), Some("b1"));
