@@ -194,28 +194,42 @@ impl Tables {
     /// Moves the tables to `set` and returns the operations that do the same to the maps.
     ///
     /// A VIP this director builds for the first time while some of its nodes drain
-    /// ([`crate::Vip::draining`]) is first built *with* them, then without: its table names
-    /// them as previous nodes exactly as on a director that saw the drain happen, so a
-    /// director that starts (or restarts) during a drain keeps the drained nodes' flows on
-    /// them through the second chance too (issue 17 (f)). The two steps' operations are
-    /// one list, each step make-before-break.
+    /// ([`crate::Vip::draining`]) or join ([`crate::Vip::joining`]) is first built as it was
+    /// before — with the draining nodes, without the joining ones — then as it is: its table
+    /// names previous nodes exactly as on a director that saw the change happen, so a director
+    /// that starts (or restarts) during a drain or a node addition keeps the moved flows on
+    /// their nodes through the second chance too (issue 17 (f)). The two steps' operations
+    /// are one list, each step make-before-break.
     pub fn update(&mut self, set: &VipSet) -> Plan {
-        let fresh_draining = set
-            .vips
-            .iter()
-            .any(|(key, vip)| !vip.draining.is_empty() && !self.vips.contains_key(key));
-        if !fresh_draining {
+        let fresh_changing = set.vips.iter().any(|(key, vip)| {
+            !self.vips.contains_key(key) && !(vip.draining.is_empty() && vip.joining.is_empty())
+        });
+        if !fresh_changing {
             return self.update_once(set);
         }
         let mut before = set.clone();
+        let mut seeded = false;
         for (key, vip) in &mut before.vips {
-            if !vip.draining.is_empty() && !self.vips.contains_key(key) {
-                let mut nodes = vip.nodes.clone();
-                nodes.extend(vip.draining.iter().cloned());
-                nodes.sort();
-                nodes.dedup_by(|a, b| a.name == b.name);
-                vip.nodes = nodes;
+            if self.vips.contains_key(key) || (vip.draining.is_empty() && vip.joining.is_empty()) {
+                continue;
             }
+            let mut nodes: Vec<NodeTarget> = vip
+                .nodes
+                .iter()
+                .filter(|n| !vip.joining.iter().any(|j| j.name == n.name))
+                .cloned()
+                .collect();
+            nodes.extend(vip.draining.iter().cloned());
+            nodes.sort();
+            nodes.dedup_by(|a, b| a.name == b.name);
+            // Every node joined: there was nothing before (and no flow to keep).
+            if !nodes.is_empty() {
+                vip.nodes = nodes;
+                seeded = true;
+            }
+        }
+        if !seeded {
+            return self.update_once(set);
         }
         let first = self.update_once(&before);
         let mut plan = self.update_once(set);

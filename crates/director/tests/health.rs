@@ -207,6 +207,7 @@ fn vip(policy: TrafficPolicy, hcnp: Option<u16>, nodes: &[&str]) -> Vip {
             .collect(),
         health_check_node_port: hcnp,
         draining: Vec::new(),
+        joining: Vec::new(),
     }
 }
 

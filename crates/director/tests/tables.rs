@@ -125,6 +125,7 @@ fn set_of(spec: &[(u8, u16, u8)]) -> VipSet {
                 nodes,
                 health_check_node_port: None,
                 draining: Vec::new(),
+                joining: Vec::new(),
             },
         );
     }

@@ -67,12 +67,11 @@ fn set_drained(cluster: &Cluster, director: &Director, drained: Option<&str>) {
         .eventually("the director programmed the node change", || director.programmed() > before);
 }
 
-fn forwarded(cluster: &Cluster) -> u64 {
+/// The nodes' second-chance counter `reason`, summed.
+fn second_chance(cluster: &Cluster, reason: DecapReason) -> u64 {
     NODES
         .iter()
-        .map(|n| {
-            decap_counters(&cluster.lab, n).get(&DecapReason::ScForwarded).copied().unwrap_or(0)
-        })
+        .map(|n| decap_counters(&cluster.lab, n).get(&reason).copied().unwrap_or(0))
         .sum()
 }
 
@@ -86,6 +85,10 @@ struct Counts {
     udp_moved: usize,
     udp_answers: usize,
     resent: u64,
+    /// UDP packets the previous node did not hold either and returned (hops 2).
+    returned: u64,
+    /// UDP packets taken as a new flow after the return.
+    new_flows: u64,
     director_second_chance: u64,
 }
 
@@ -98,7 +101,9 @@ fn under_traffic(
     change: impl FnOnce(),
 ) -> Counts {
     let stop = AtomicBool::new(false);
-    let resent_before = forwarded(cluster);
+    let resent_before = second_chance(cluster, DecapReason::ScForwarded);
+    let returned_before = second_chance(cluster, DecapReason::ScReturned);
+    let new_before = second_chance(cluster, DecapReason::ScNewFlow);
     let second_before = director.counters(&cluster.lab)[&DirReason::SecondChance];
     let (tcp, udp): (Vec<HoldReport>, Vec<UdpHoldReport>) = std::thread::scope(|scope| {
         let tcp: Vec<_> = (0..TCP_FLOWS)
@@ -138,7 +143,9 @@ fn under_traffic(
         udp_failed: udp.iter().map(|u| u.errors.values().sum::<usize>()).sum(),
         udp_moved: udp.iter().filter(|u| moved(&u.answers)).count(),
         udp_answers: udp.iter().map(|u| u.answers.len()).sum(),
-        resent: forwarded(cluster) - resent_before,
+        resent: second_chance(cluster, DecapReason::ScForwarded) - resent_before,
+        returned: second_chance(cluster, DecapReason::ScReturned) - returned_before,
+        new_flows: second_chance(cluster, DecapReason::ScNewFlow) - new_before,
         director_second_chance: director.counters(&cluster.lab)[&DirReason::SecondChance]
             - second_before,
     }
@@ -174,7 +181,8 @@ fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
         eprintln!(
             "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
              ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by \
-             nodes, {} sent with a previous node by the director",
+             nodes, {} UDP packets returned ({} taken as new flows), {} sent with a previous \
+             node by the director",
             counts.tcp_pings,
             counts.tcp_reset,
             counts.tcp_moved,
@@ -182,11 +190,14 @@ fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
             counts.udp_failed,
             counts.udp_moved,
             counts.resent,
+            counts.returned,
+            counts.new_flows,
             counts.director_second_chance
         );
         assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
         assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
         assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
+        assert_eq!(counts.udp_moved, 0, "{what}: UDP flows changed backend: {counts:?}");
         assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
         assert!(counts.udp_answers >= UDP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
         // The change moved flows: packets were re-sent to their previous node.
@@ -236,7 +247,7 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_drained() {
     eprintln!(
         "COUNT director joins while a node drains: {TCP_FLOWS} TCP ({} round trips, {} reset, \
          {} moved), {UDP_FLOWS} UDP ({} round trips, {} failed, {} moved node and backend), {} \
-         packets re-sent by nodes; dir2 carried {dir2_carried} packets, {dir2_second} of them \
+         packets re-sent by nodes, {} UDP packets returned; dir2 carried {dir2_carried} packets, {dir2_second} of them \
          with a previous node; dir1 sent {} with a previous node",
         counts.tcp_pings,
         counts.tcp_reset,
@@ -245,6 +256,7 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_drained() {
         counts.udp_failed,
         counts.udp_moved,
         counts.resent,
+        counts.returned,
         counts.director_second_chance
     );
     assert!(dir2_carried > 0, "the router sent nothing through dir2");
@@ -252,6 +264,7 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_drained() {
     assert_eq!(counts.tcp_reset, 0, "TCP connections reset: {counts:?}");
     assert_eq!(counts.tcp_moved, 0, "TCP connections changed backend: {counts:?}");
     assert_eq!(counts.udp_failed, 0, "UDP round trips failed: {counts:?}");
+    assert_eq!(counts.udp_moved, 0, "UDP flows changed backend: {counts:?}");
     assert!(counts.tcp_pings >= TCP_FLOWS * 10, "too little traffic: {counts:?}");
     assert!(counts.resent > 0, "no packet needed a second chance: {counts:?}");
 }
