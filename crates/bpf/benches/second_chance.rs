@@ -52,11 +52,31 @@ fn main() {
         ),
         ("previous node, SYN (kept)", gue(DIRECTOR4, this, &prev, &inner(40_001, SYN)), u32::MAX),
         ("previous node, not held (re-sent)", gue(DIRECTOR4, this, &prev, &inner(40_002, ACK)), 7),
-        ("peer: GUE, UDP, no previous node (plain decap)", gue(DIRECTOR4, this, &[], &udp(5_000)), u32::MAX),
-        ("UDP, previous node, flow held (conntrack hit)", gue(DIRECTOR4, this, &prev, &udp(5_000)), u32::MAX),
-        ("UDP, not held: re-sent to the previous node", gue(DIRECTOR4, this, &prev, &udp(5_001)), 7),
-        ("UDP on the previous node, not held: returned", gue(DIRECTOR4, this, &on_prev, &udp(5_001)), 7),
-        ("UDP returned (hops 2): a new flow, kept", gue(DIRECTOR4, this, &returned, &udp(5_001)), u32::MAX),
+        (
+            "peer: GUE, UDP, no previous node (plain decap)",
+            gue(DIRECTOR4, this, &[], &udp(5_000)),
+            u32::MAX,
+        ),
+        (
+            "UDP, previous node, flow held (conntrack hit)",
+            gue(DIRECTOR4, this, &prev, &udp(5_000)),
+            u32::MAX,
+        ),
+        (
+            "UDP, not held: re-sent to the previous node",
+            gue(DIRECTOR4, this, &prev, &udp(5_001)),
+            7,
+        ),
+        (
+            "UDP on the previous node, not held: returned",
+            gue(DIRECTOR4, this, &on_prev, &udp(5_001)),
+            7,
+        ),
+        (
+            "UDP returned (hops 2): a new flow, kept",
+            gue(DIRECTOR4, this, &returned, &udp(5_001)),
+            u32::MAX,
+        ),
     ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..ROUNDS {

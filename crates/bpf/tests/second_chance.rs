@@ -120,7 +120,10 @@ fn the_director_names_the_previous_node_of_moved_tcp_and_udp_slots_only() {
         assert_eq!(inner, without_ethernet(&frame), "inner packet untouched");
         assert_eq!(d.dp.maps().prev_node(2, uslot as u32).unwrap(), prev4[uslot], "Rust mirror");
         if prev4[uslot] == 2 {
-            assert_eq!((hlen, option), (GUE_PREV_HLEN4, prev_option("10.0.0.2".parse().unwrap(), 0)));
+            assert_eq!(
+                (hlen, option),
+                (GUE_PREV_HLEN4, prev_option("10.0.0.2".parse().unwrap(), 0))
+            );
             with_option += 1;
             kinds.insert("udp moved");
         } else {

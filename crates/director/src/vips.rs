@@ -180,9 +180,10 @@ pub fn vip_set_at(state: &ClusterState, now: SystemTime, window: Option<Duration
         let joining = targets
             .iter()
             .filter(|t| {
-                nodes.get(&t.name).and_then(|n| n.ready_since).is_some_and(|since| {
-                    now.duration_since(since).map_or(true, |age| age < window)
-                })
+                nodes
+                    .get(&t.name)
+                    .and_then(|n| n.ready_since)
+                    .is_some_and(|since| now.duration_since(since).map_or(true, |age| age < window))
             })
             .cloned()
             .collect();
@@ -250,7 +251,10 @@ fn eligible_nodes(
         }
         let name: Arc<str> = Arc::from(key.name.as_str());
         let into = if is_draining { &mut drained } else { &mut out };
-        into.insert(name.clone(), EligibleNode { name, addresses, weight, ready_since: ready_since(node) });
+        into.insert(
+            name.clone(),
+            EligibleNode { name, addresses, weight, ready_since: ready_since(node) },
+        );
     }
     (out, drained)
 }

@@ -294,7 +294,7 @@ fn a_node_that_turned_ready_within_the_window_is_joining() {
     let nodes = [
         ready_at("node-a", "10.0.0.1", "True", "2027-01-15T07:59:50Z"), // 10 s before
         ready_at("node-b", "10.0.0.2", "True", "2027-01-15T07:39:50Z"), // 1,210 s before
-        node("node-c", &["10.0.0.3"]),                                   // no conditions
+        node("node-c", &["10.0.0.3"]),                                  // no conditions
         ready_at("node-d", "10.0.0.4", "False", "2027-01-15T07:59:50Z"), // not ready
         ready_at("node-e", "10.0.0.5", "True", "2027-01-15T08:00:50Z"), // 50 s after (a skewed clock)
     ];

@@ -70,10 +70,7 @@ fn set_drained(cluster: &Cluster, director: &Director, drained: Option<&str>) {
 
 /// The nodes' second-chance counter `reason`, summed.
 fn second_chance(cluster: &Cluster, reason: DecapReason) -> u64 {
-    NODES
-        .iter()
-        .map(|n| decap_counters(&cluster.lab, n).get(&reason).copied().unwrap_or(0))
-        .sum()
+    NODES.iter().map(|n| decap_counters(&cluster.lab, n).get(&reason).copied().unwrap_or(0)).sum()
 }
 
 /// What one phase counted.

@@ -36,7 +36,8 @@ pub fn agent_args(lab: &Lab) -> Vec<String> {
 /// (or is not ready yet) as the API server would say.
 pub fn nodes_with_ready(cluster: &Cluster, node: &str, ready: bool) -> String {
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let at = k8s_openapi::jiff::Timestamp::from_second(now).map_or_else(|_| String::new(), |t| t.to_string());
+    let at = k8s_openapi::jiff::Timestamp::from_second(now)
+        .map_or_else(|_| String::new(), |t| t.to_string());
     let status = if ready { "True" } else { "False" };
     cluster
         .nodes_yaml()
