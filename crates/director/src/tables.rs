@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard_maglev::{Backend, MaglevConfig, Table};
-use switchyard_model::{FrontendKey, ObjectKey, TrafficPolicy};
+use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 
 use crate::config::DirectorConfig;
-use crate::vips::{NodeTarget, Problem, VipSet};
+use crate::vips::{NodeTarget, Problem, Vip, VipSet};
 
 /// One map operation, in the order [`Plan::ops`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,9 @@ pub struct Plan {
 struct TableKey {
     nodes: Vec<NodeTarget>,
     previous: Option<Vec<NodeTarget>>,
+    /// Previous nodes left out (slot's previous node 0): for a UDP VIP the ones not known to
+    /// be alive ([`unnamed_for`]); empty for TCP.
+    unnamed: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -202,7 +205,7 @@ impl Tables {
     /// are one list, each step make-before-break.
     pub fn update(&mut self, set: &VipSet) -> Plan {
         let fresh_changing = set.vips.iter().any(|(key, vip)| {
-            !self.vips.contains_key(key) && !(vip.draining.is_empty() && vip.joining.is_empty())
+            !self.vips.contains_key(key) && (!vip.draining.is_empty() || !vip.joining.is_empty())
         });
         if !fresh_changing {
             return self.update_once(set);
@@ -274,12 +277,12 @@ impl Tables {
             }
             let table = match wanted {
                 Some(nodes) => {
+                    let previous = old.as_ref().and_then(|o| o.table.as_ref());
                     let table_key = TableKey {
+                        unnamed: previous
+                            .map_or_else(Vec::new, |p| unnamed_for(key, vip, &p.nodes)),
                         nodes,
-                        previous: old
-                            .as_ref()
-                            .and_then(|o| o.table.as_ref())
-                            .map(|t| t.nodes.clone()),
+                        previous: previous.map(|t| t.nodes.clone()),
                     };
                     let previous = old.as_ref().and_then(|o| o.table.clone());
                     match self.acquire_table(
@@ -379,7 +382,7 @@ impl Tables {
             .collect();
         let (mut new_nodes, mut new_tables, mut vip_ops) = (Vec::new(), Vec::new(), Vec::new());
         for (key, old) in vips {
-            let fresh = TableKey { nodes: old.nodes.clone(), previous: None };
+            let fresh = TableKey { nodes: old.nodes.clone(), previous: None, unnamed: Vec::new() };
             match self.acquire_table(&fresh, None, &mut new_nodes, &mut new_tables) {
                 Ok(table) => {
                     let vip = self.vips.get_mut(&key).expect("present: listed above");
@@ -491,6 +494,11 @@ impl Tables {
                     .map(|(&index, &now)| {
                         let index = index as usize;
                         let was = old.node_ids[index];
+                        let was = if key.unnamed.contains(&old_key.nodes[index].name) {
+                            now
+                        } else {
+                            was
+                        };
                         if was != now {
                             named.insert(was, old_key.nodes[index].clone());
                         }
@@ -588,4 +596,22 @@ impl Tables {
             self.nodes.values().map(|n| n.id).collect(),
         )
     }
+}
+
+/// The previous nodes a UDP VIP's table leaves out: those of `previous` that are neither
+/// serving nor draining now (deleted, not ready, or down by the health probes: maybe dead).
+/// A node that does not hold a UDP packet sends it to the previous node, which returns what
+/// it does not hold; a dead previous node would return nothing, and every new UDP flow of its
+/// slots would be lost until the previous nodes expire. A TCP VIP names them all (a SYN never
+/// goes there, and a dead node's TCP flows are lost either way).
+fn unnamed_for(key: &FrontendKey, vip: &Vip, previous: &[NodeTarget]) -> Vec<Arc<str>> {
+    if key.protocol != Protocol::Udp {
+        return Vec::new();
+    }
+    let alive = |name: &Arc<str>| vip.nodes.iter().chain(&vip.draining).any(|n| &n.name == name);
+    let mut out: Vec<Arc<str>> =
+        previous.iter().map(|n| n.name.clone()).filter(|name| !alive(name)).collect();
+    out.sort();
+    out.dedup();
+    out
 }

@@ -520,3 +520,45 @@ fn without_the_joining_list_a_fresh_director_names_no_previous_node() {
         .count();
     assert!(differ > 0, "the old director names previous nodes the blind one does not");
 }
+
+/// A UDP VIP names as previous nodes only nodes known to be alive (serving or draining): a
+/// node that left otherwise (deleted, not ready, down by health) may be dead, and the UDP
+/// second chance would lose every new flow of its slots there (a TCP SYN never goes there).
+/// The TCP twin names every previous node.
+#[test]
+fn a_udp_vip_names_only_previous_nodes_that_are_alive() {
+    let udp_key = FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp);
+    let with_udp = |set: &VipSet| {
+        let mut set = set.clone();
+        let tcp = set.vips[&vip_key(0)].clone();
+        set.vips.insert(udp_key, tcp);
+        set
+    };
+    let previous_of = |tables: &Tables, key: &FrontendKey| -> BTreeSet<String> {
+        (0..1_000u64)
+            .filter_map(|h| tables.choose(key, h.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .filter_map(|c| c.previous.map(|p| p.1.name.to_string()))
+            .collect()
+    };
+    // node-2 leaves outright (not draining): TCP names it, UDP does not (both may name a node
+    // that stays, for the few slots Maglev moves between the others).
+    let mut tables = Tables::new(config());
+    let mut maps = FakeMaps::default();
+    for set in [with_udp(&set_of(&[(0, 0b111, 0)])), with_udp(&set_of(&[(0, 0b101, 0)]))] {
+        for op in &tables.update(&set).ops {
+            maps.apply(op);
+        }
+    }
+    assert!(previous_of(&tables, &vip_key(0)).contains("node-2"));
+    assert!(!previous_of(&tables, &udp_key).contains("node-2"));
+    let gone = IpAddr::from([10, 0, 0, 2]);
+    assert!((0..1_000u64).any(|h| maps.lookup_previous(&vip_key(0), h) == Some(gone)));
+    assert!((0..1_000u64).all(|h| maps.lookup_previous(&udp_key, h) != Some(gone)));
+    // node-2 drains (alive): both name it.
+    let mut tables = Tables::new(config());
+    let _ = tables.update(&with_udp(&set_of(&[(0, 0b111, 0)])));
+    let _ = tables.update(&with_udp(&with_drained(0b111, 0, 0b010)));
+    for key in [vip_key(0), udp_key] {
+        assert!(previous_of(&tables, &key).contains("node-2"), "{key}");
+    }
+}
