@@ -518,10 +518,7 @@ pub fn check_device(device: &str) -> Result<(), Error> {
 pub fn interfaces() -> Result<Vec<(u32, String)>, Error> {
     let list = nix::net::if_::if_nameindex()
         .map_err(|e| Error::InvalidArgument(format!("listing network devices: {e}")))?;
-    Ok(list
-        .iter()
-        .map(|i| (i.index(), i.name().to_string_lossy().into_owned()))
-        .collect())
+    Ok(list.iter().map(|i| (i.index(), i.name().to_string_lossy().into_owned())).collect())
 }
 
 fn check_device_name(device: &str) -> Result<(), Error> {

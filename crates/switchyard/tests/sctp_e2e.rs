@@ -47,7 +47,8 @@ fn sctp_service(cluster: &Cluster, name: &str, node_port: u16, lb: [&str; 2], po
 /// that came back, with its source address.
 fn init_exchange(cluster: &Cluster, target: SocketAddr, sport: u16, tag: u32) -> (IpAddr, Packet) {
     let v4 = target.is_ipv4();
-    let capture = cluster.lab.run_in("ext", move || Capture::open(v4, IPPROTO_SCTP).unwrap()).unwrap();
+    let capture =
+        cluster.lab.run_in("ext", move || Capture::open(v4, IPPROTO_SCTP).unwrap()).unwrap();
     let init = sctp::init(sport, target.port(), tag);
     cluster.lab.run_in("ext", || raw::send(target.ip(), IPPROTO_SCTP, &init).unwrap()).unwrap();
     let (from, l4) = capture
@@ -63,8 +64,11 @@ fn crafted_sctp_init_reaches_local_and_remote_pods_through_node_ports_and_load_b
     ) {
         return;
     }
-    let cluster =
-        Cluster::with_clients(&[("node1", &["a1"]), ("node2", &["b1"])], &["ext"], &["--devices", "eth0"]);
+    let cluster = Cluster::with_clients(
+        &[("node1", &["a1"]), ("node2", &["b1"])],
+        &["ext"],
+        &["--devices", "eth0"],
+    );
     let baseline = cluster.containment_baseline();
     // From node1, "local" has its pod there (DNAT) and "remote" on node2 (DNAT + SNAT).
     let services = [
@@ -72,7 +76,10 @@ fn crafted_sctp_init_reaches_local_and_remote_pods_through_node_ports_and_load_b
         ("remote", 30092, ["10.96.92.1", "fd00:96::92:1"], "b1"),
     ];
     for (name, node_port, lb, pod) in services {
-        cluster.apply_and_wait(&format!("{name}.yaml"), &sctp_service(&cluster, name, node_port, lb, pod));
+        cluster.apply_and_wait(
+            &format!("{name}.yaml"),
+            &sctp_service(&cluster, name, node_port, lb, pod),
+        );
         for ip in lb {
             cluster.route(ip, &["node1"]);
         }
@@ -85,15 +92,24 @@ fn crafted_sctp_init_reaches_local_and_remote_pods_through_node_ports_and_load_b
     for v6 in [false, true] {
         let (node1, client) = (cluster.node_ip("node1", v6), cluster.client_ip("ext", v6));
         for (name, node_port, lb, pod) in services {
-            let responder = cluster.lab.run_in(pod, move || Responder::start(!v6, 0xb0b0_0000)).unwrap();
+            let responder =
+                cluster.lab.run_in(pod, move || Responder::start(!v6, 0xb0b0_0000)).unwrap();
             let lb_ip: IpAddr = lb[usize::from(v6)].parse().unwrap();
             for target in [at(node1, node_port), at(lb_ip, 80)] {
                 sport += 1;
                 let tag = 0x5157_0000 + u32::from(sport);
                 let (from, ack) = init_exchange(&cluster, target, sport, tag);
                 assert_eq!(from, target.ip(), "{name} {target}: from the address the INIT went to");
-                assert_eq!((ack.sport, ack.dport), (target.port(), sport), "{name} {target}: ports");
-                assert_eq!((ack.chunk, ack.vtag), (CHUNK_INIT_ACK, tag), "{name} {target}: {ack:?}");
+                assert_eq!(
+                    (ack.sport, ack.dport),
+                    (target.port(), sport),
+                    "{name} {target}: ports"
+                );
+                assert_eq!(
+                    (ack.chunk, ack.vtag),
+                    (CHUNK_INIT_ACK, tag),
+                    "{name} {target}: {ack:?}"
+                );
                 assert_eq!(ack.initiate_tag, 0xb0b0_0000, "{name} {target}: the pod's answer");
                 assert!(ack.crc_ok, "{name} {target}: CRC32c valid after the reverse translation");
             }

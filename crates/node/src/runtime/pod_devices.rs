@@ -80,7 +80,9 @@ impl PodDevices {
                     self.attached.insert(name.clone(), index);
                 }
                 // The interface may have gone in between: the next scan tells.
-                Err(err) => warn!(device = %name, err = %ErrorChain(&err), "pod programs not attached"),
+                Err(err) => {
+                    warn!(device = %name, err = %ErrorChain(&err), "pod programs not attached")
+                }
             }
         }
         self.attached.retain(|name, _| wanted.contains_key(name));
@@ -93,8 +95,12 @@ impl PodDevices {
         };
         for name in pinned.iter().filter(|name| !wanted.contains_key(*name)) {
             match nodeport::detach_pod_device(bpf_dir, name) {
-                Ok(_) => info!(device = %name, "pod programs detached (interface gone or no longer matched)"),
-                Err(err) => warn!(device = %name, err = %ErrorChain(&err), "pod programs not detached"),
+                Ok(_) => {
+                    info!(device = %name, "pod programs detached (interface gone or no longer matched)")
+                }
+                Err(err) => {
+                    warn!(device = %name, err = %ErrorChain(&err), "pod programs not detached")
+                }
             }
         }
     }
