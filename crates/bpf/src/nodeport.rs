@@ -389,14 +389,17 @@ impl PacketDatapath {
         Ok(())
     }
 
-    /// Verifies and loads one program unless it is loaded already.
-    fn load_program(&mut self, name: &'static str) -> Result<(), Error> {
-        let program: &mut SchedClassifier = self
-            .ebpf
+    fn classifier_mut(&mut self, name: &'static str) -> Result<&mut SchedClassifier, Error> {
+        self.ebpf
             .program_mut(name)
             .ok_or(Error::MissingProgram { name })?
             .try_into()
-            .map_err(|source| Error::Program { name, source })?;
+            .map_err(|source| Error::Program { name, source })
+    }
+
+    /// Verifies and loads one program unless it is loaded already.
+    fn load_program(&mut self, name: &'static str) -> Result<(), Error> {
+        let program = self.classifier_mut(name)?;
         if program.fd().is_err() {
             program.load().map_err(|source| Error::Program { name, source })?;
         }
@@ -469,12 +472,7 @@ impl PacketDatapath {
         }
         let generation = generation();
         for &(name, attach_type, direction) in programs {
-            let program: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
+            let program = self.classifier_mut(name)?;
             let link_id = program
                 .attach(device, attach_type)
                 .map_err(|source| Error::Program { name, source })?;

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,26 +17,9 @@ use switchyard_testing::e2e::{Cluster, State, at, set, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Per-packet counters of a node's pinned maps.
-fn counters(cluster: &Cluster, node: &str) -> BTreeMap<PacketReason, u64> {
-    let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
-    cluster
-        .lab
-        .run_in(node, move || {
-            switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
-                .unwrap()
-                .counters()
-                .unwrap()
-                .into_iter()
-                .map(|(reason, c)| (reason, c.packets))
-                .collect()
-        })
-        .unwrap()
-}
-
 /// New flows node `node` translated per packet so far.
 fn new_flows(cluster: &Cluster, node: &str) -> u64 {
-    let c = counters(cluster, node);
+    let c = cluster.packet_counters(node);
     c[&PacketReason::Dnat] + c[&PacketReason::DnatSnat]
 }
 

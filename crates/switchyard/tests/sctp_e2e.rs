@@ -85,7 +85,7 @@ fn crafted_sctp_init_reaches_local_and_remote_pods_through_node_ports_and_load_b
         }
     }
     let before = {
-        let c = counters(&cluster);
+        let c = cluster.packet_counters("node1");
         (c[&PacketReason::Dnat], c[&PacketReason::DnatSnat], c[&PacketReason::Revnat])
     };
     let mut sport = 40_000;
@@ -129,26 +129,9 @@ fn crafted_sctp_init_reaches_local_and_remote_pods_through_node_ports_and_load_b
             }
         }
     }
-    let c = counters(&cluster);
+    let c = cluster.packet_counters("node1");
     let after = (c[&PacketReason::Dnat], c[&PacketReason::DnatSnat], c[&PacketReason::Revnat]);
     // 2 families × 2 addresses per Service; the INIT ACKs translated back.
     assert_eq!((after.0 - before.0, after.1 - before.1, after.2 - before.2), (4, 4, 8), "{c:?}");
     cluster.assert_nothing_left_the_lab_since(&baseline);
-}
-
-/// Per-packet counters of node1's pinned maps.
-fn counters(cluster: &Cluster) -> std::collections::BTreeMap<PacketReason, u64> {
-    let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
-    cluster
-        .lab
-        .run_in("node1", move || {
-            switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
-                .unwrap()
-                .counters()
-                .unwrap()
-                .into_iter()
-                .map(|(reason, c)| (reason, c.packets))
-                .collect()
-        })
-        .unwrap()
 }
