@@ -759,15 +759,5 @@ pub fn enable_forwarding(device: &str) -> Result<(), Error> {
 /// Removes the director's links (detaching it) and map pins from `bpf_dir`.
 pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
     crate::loader::detach(bpf_dir)?;
-    for name in names::ALL {
-        let path = bpf_dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
-            }
-        }
-    }
-    Ok(())
+    crate::director_ids::remove_map_pins(bpf_dir)
 }

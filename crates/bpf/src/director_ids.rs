@@ -100,17 +100,13 @@ pub fn incompatible_pin(bpf_dir: &Path, sizes: DirMapSizes) -> Result<Option<Str
 pub fn recreate_incompatible_pins(bpf_dir: &Path, sizes: DirMapSizes) -> Result<bool, Error> {
     let Some(why) = incompatible_pin(bpf_dir, sizes)? else { return Ok(false) };
     warn!(bpf_dir = %bpf_dir.display(), %why, "pinned director maps of another layout: recreating them");
-    for name in names::ALL {
-        let path = bpf_dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
-            }
-        }
-    }
+    remove_map_pins(bpf_dir)?;
     Ok(true)
+}
+
+/// Removes every map pin of the director from `bpf_dir` (absent ones are fine).
+pub(crate) fn remove_map_pins(bpf_dir: &Path) -> Result<(), Error> {
+    crate::loader::remove_map_pins(bpf_dir, &names::ALL)
 }
 
 /// One id's per-CPU counter summed over CPUs (zero beyond the array).

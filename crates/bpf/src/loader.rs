@@ -536,6 +536,21 @@ pub(crate) fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
     mount_marked(dir).map_err(no_bpffs)
 }
 
+/// Removes the map pins `names` from `bpf_dir` (absent ones are fine).
+pub(crate) fn remove_map_pins(bpf_dir: &Path, names: &[&str]) -> Result<(), Error> {
+    for name in names {
+        let path = bpf_dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuses pins from an earlier run that no longer match this build's layout or sizes:
 /// adopting them would make the programs misread every entry.
 fn check_pins(opts: &LoadOptions) -> Result<(), Error> {

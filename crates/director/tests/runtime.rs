@@ -25,31 +25,54 @@ fn changes(state: &switchyard_model::ClusterState) -> Vec<Change> {
     out
 }
 
+/// A private network namespace with the uplink `up0` (call on a thread of its own).
+fn enter_netns_with_uplink() {
+    switchyard_testing::nodeport_fixture::enter_private_netns();
+    let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
+    assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+}
+
+fn options_in(bpf: &switchyard_testing::BpfDir) -> RuntimeOptions {
+    RuntimeOptions {
+        bpf_dir: bpf.path().to_owned(),
+        mount_bpffs: false,
+        devices: vec!["up0".into()],
+        mode: XdpMode::Generic,
+        source4: Some("10.0.0.100".parse().unwrap()),
+        source6: None,
+        encap: Encap::Gue,
+        gue_port: 6080,
+        sizes: DirMapSizes::default(),
+    }
+}
+
+/// The maps send 200 flows to VIP `key` where the tables say (node and slot).
+fn maps_answer_like_the_tables(runtime: &Runtime, key: &FrontendKey) {
+    for port in 1000..1200u16 {
+        let flow = FlowKey {
+            source: "198.51.100.7".parse().unwrap(),
+            destination: key.ip,
+            source_port: port,
+            destination_port: key.port,
+            protocol: 6,
+        };
+        let hash = flow.hash(&DirectorConfig::default().seed).unwrap();
+        let chosen = runtime.tables().choose(key, hash).unwrap();
+        let found = runtime.datapath().maps().lookup(&flow).unwrap().unwrap();
+        assert_eq!(found.node.unwrap().1.ip(), chosen.node.address);
+        assert_eq!(found.slot, Some(chosen.slot));
+    }
+}
+
 #[test]
 fn privileged_maps_follow_the_tables() {
     if !switchyard_lab::require_root("director runtime") {
         return;
     }
     std::thread::spawn(|| {
-        switchyard_testing::nodeport_fixture::enter_private_netns();
-        let status = std::process::Command::new("ip")
-            .args(["link", "add", "up0", "type", "veth", "peer", "name", "up1"])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        enter_netns_with_uplink();
         let bpf = switchyard_testing::BpfDir::new("director-runtime");
-        let options = RuntimeOptions {
-            bpf_dir: bpf.path().to_owned(),
-            mount_bpffs: false,
-            devices: vec!["up0".into()],
-            mode: XdpMode::Generic,
-            source4: Some("10.0.0.100".parse().unwrap()),
-            source6: None,
-            encap: Encap::Gue,
-            gue_port: 6080,
-            sizes: DirMapSizes::default(),
-        };
-        let mut runtime = Runtime::load(DirectorConfig::default(), options).unwrap();
+        let mut runtime = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
         let state = cluster(
             &[lb_service("web", &["192.0.2.10"], false, Some("true"))],
             &[],
@@ -57,22 +80,7 @@ fn privileged_maps_follow_the_tables() {
         );
         runtime.apply(changes(&state)).unwrap();
         let key = FrontendKey::new("192.0.2.10".parse().unwrap(), 80, Protocol::Tcp);
-        let check = |runtime: &Runtime| {
-            for port in 1000..1200u16 {
-                let flow = FlowKey {
-                    source: "198.51.100.7".parse().unwrap(),
-                    destination: key.ip,
-                    source_port: port,
-                    destination_port: 80,
-                    protocol: 6,
-                };
-                let hash = flow.hash(&DirectorConfig::default().seed).unwrap();
-                let chosen = runtime.tables().choose(&key, hash).unwrap();
-                let found = runtime.datapath().maps().lookup(&flow).unwrap().unwrap();
-                assert_eq!(found.node.unwrap().1.ip(), chosen.node.address);
-                assert_eq!(found.slot, Some(chosen.slot));
-            }
-        };
+        let check = |runtime: &Runtime| maps_answer_like_the_tables(runtime, &key);
         check(&runtime);
         // node-b goes: its flows move, the maps keep up; node-b stays only as the previous
         // node of its old slots (the second chance) and goes with the next change.
@@ -114,21 +122,9 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         return;
     }
     std::thread::spawn(|| {
-        switchyard_testing::nodeport_fixture::enter_private_netns();
-        let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
-        assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+        enter_netns_with_uplink();
         let bpf = switchyard_testing::BpfDir::new("director-restart");
-        let options = RuntimeOptions {
-            bpf_dir: bpf.path().to_owned(),
-            mount_bpffs: false,
-            devices: vec!["up0".into()],
-            mode: XdpMode::Generic,
-            source4: Some("10.0.0.100".parse().unwrap()),
-            source6: None,
-            encap: Encap::Gue,
-            gue_port: 6080,
-            sizes: DirMapSizes::default(),
-        };
+        let options = options_in(&bpf);
         let services = [
             lb_service("web", &["192.0.2.10"], false, Some("true")),
             lb_service("api", &["192.0.2.11"], false, Some("true")),
@@ -193,27 +189,6 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
     })
     .join()
     .unwrap();
-}
-
-/// A private network namespace with the uplink `up0` (call on a thread of its own).
-fn enter_netns_with_uplink() {
-    switchyard_testing::nodeport_fixture::enter_private_netns();
-    let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
-    assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
-}
-
-fn options_in(bpf: &switchyard_testing::BpfDir) -> RuntimeOptions {
-    RuntimeOptions {
-        bpf_dir: bpf.path().to_owned(),
-        mount_bpffs: false,
-        devices: vec!["up0".into()],
-        mode: XdpMode::Generic,
-        source4: Some("10.0.0.100".parse().unwrap()),
-        source6: None,
-        encap: Encap::Gue,
-        gue_port: 6080,
-        sizes: DirMapSizes::default(),
-    }
 }
 
 /// Ids are small and reused (the program's counters and node entries are arrays indexed by
@@ -299,19 +274,7 @@ fn privileged_pins_of_an_older_layout_are_recreated() {
             switchyard_bpf::director_ids::incompatible_pin(bpf.path(), DirMapSizes::default());
         assert_eq!(why.unwrap(), None, "every pin has this build's layout");
         let key = FrontendKey::new("192.0.2.10".parse().unwrap(), 80, Protocol::Tcp);
-        for port in 1000..1100u16 {
-            let flow = FlowKey {
-                source: "198.51.100.7".parse().unwrap(),
-                destination: key.ip,
-                source_port: port,
-                destination_port: 80,
-                protocol: 6,
-            };
-            let hash = flow.hash(&DirectorConfig::default().seed).unwrap();
-            let chosen = second.tables().choose(&key, hash).unwrap();
-            let found = second.datapath().maps().lookup(&flow).unwrap().unwrap();
-            assert_eq!(found.node.unwrap().1.ip(), chosen.node.address);
-        }
+        maps_answer_like_the_tables(&second, &key);
         let pins = std::fs::read_dir(bpf.path().join("links")).unwrap().count();
         assert_eq!(pins, 1, "one link pin");
         // A third start finds this build's layout: nothing is recreated, ids are adopted.
