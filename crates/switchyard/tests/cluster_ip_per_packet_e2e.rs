@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
-use switchyard_testing::e2e::{Cluster, State, at, set, v4};
+use switchyard_testing::e2e::{Cluster, State, agent_refusing, at, set, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -104,4 +104,27 @@ fn clients_the_socket_hooks_cannot_see_reach_cluster_ips_per_packet() {
         }
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn pod_device_patterns_are_names_or_prefixes_and_an_empty_value_means_none() {
+    // No root needed: clap checks the patterns before the agent touches anything.
+    for bad in ["ve*th", "*", "veth/1*"] {
+        let out = agent_refusing(&["--pod-devices", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("--pod-devices") && stderr.contains("pod device pattern"),
+            "{stderr}"
+        );
+    }
+    // `--pod-devices=` (an empty ConfigMap value) passes the flags; the agent then fails on the
+    // test's nonexistent paths, not on the pattern.
+    let out = agent_refusing(&["--pod-devices="]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        !stderr.contains("pod device pattern") && !stderr.contains("invalid value"),
+        "{stderr}"
+    );
 }
