@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Per-packet load balancing at TC for traffic from outside the node: NodePort (node address),
- * LoadBalancer ingress IPs and ExternalIPs. See docs/datapath.md "Per-packet path".
+ * LoadBalancer ingress IPs and ExternalIPs (and cluster IPs routed to the node), and for pod
+ * traffic the socket hooks did not translate. See docs/datapath.md "Per-packet path".
  *
  *   sy_nodeport_ingress  (TC ingress of every --devices device)
  *     1. ICMP error about a translated flow -> rewrite outer and quoted headers, forward.
@@ -10,7 +11,9 @@
  *     4. frontend (default scope) -> source ranges -> empty? (drop / RST / ICMP) -> pick
  *        (affinity, Maglev over the 5-tuple, random) -> SNAT port for remote backends ->
  *        write sy_ct + sy_nat -> rewrite -> forward.
- *   sy_nodeport_egress   (TC egress of the same devices)
+ *   sy_pod_ingress       (TC ingress of the host side of --pod-devices interfaces)
+ *     the same steps for pods: internal scope of a split frontend, the pod's address kept.
+ *   sy_nodeport_egress   (TC egress of both kinds of interface)
  *     replies of local backends (and ICMP errors they send) translated back to the frontend.
  *
  * Forwarding: bpf_fib_lookup on the rewritten addresses, then bpf_redirect (neighbour known)
@@ -135,9 +138,10 @@ static __always_inline void affinity_store(const struct sy_frontend *fe, const s
 /* A packet for a frontend without conntrack: choose a backend, claim a SNAT port, write
  * sy_nat and sy_ct. Returns NF_TRANSLATE, NF_REJECT or a TC verdict (pass / counted drop). */
 static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
-					   const struct sy_pkt_config *pcfg, __u64 now,
-					   struct sy_ct_entry *old)
+					   const struct sy_pkt_config *pcfg, struct sy_ct_entry *old,
+					   int from_pod)
 {
+	__u64 now = bpf_ktime_get_ns(); /* (BPF calls take at most five arguments) */
 	struct sy_frontend *fe;
 	struct sy_backend *be;
 	struct pick pick = {};
@@ -147,7 +151,8 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 	__u32 fe_flags;
 	int err, snat;
 
-	fe = lookup_frontend(&p->t.daddr, p->t.dport, p->t.proto, p->t.family, 0, 0);
+	/* From a pod: in-cluster traffic, so the internal scope of a split frontend. */
+	fe = lookup_frontend(&p->t.daddr, p->t.dport, p->t.proto, p->t.family, from_pod, 0);
 	if (!fe)
 		return TC_ACT_OK;
 	fe_flags = fe->flags;
@@ -185,8 +190,10 @@ static SY_NOINLINE int handle_new_flow(struct __sk_buff *skb, struct pkt *p,
 
 	/* A remote backend gets the node's address as source so its replies come back here;
 	 * Local policy keeps the client address (the slots hold local backends only). A client
-	 * that is its own backend (hairpin) must be SNATed too, or it would answer itself. */
-	snat = !(fe_flags & SY_FE_LOCAL_ONLY) && !(be->flags & SY_BE_LOCAL);
+	 * that is its own backend (hairpin) must be SNATed too, or it would answer itself. A pod
+	 * keeps its address (pod addresses route in the cluster, and the reply comes back through
+	 * this node's pod interface or --devices, where sy_nat translates it). */
+	snat = !from_pod && !(fe_flags & SY_FE_LOCAL_ONLY) && !(be->flags & SY_BE_LOCAL);
 	if (addr_eq(&be->addr, &p->t.saddr)) {
 		snat = 1;
 		e.flags |= SY_CT_F_HAIRPIN;
@@ -297,8 +304,8 @@ static __always_inline int apply_frag(struct __sk_buff *skb, const struct pkt *p
 	return apply(skb, p, x);
 }
 
-SEC("classifier")
-int sy_nodeport_ingress(struct __sk_buff *skb)
+/* The ingress decision of both entry points; from_pod is a constant in each. */
+static __always_inline int ingress(struct __sk_buff *skb, int from_pod)
 {
 	struct scratch *s = scratch(0);
 	struct sy_pkt_config *cfg;
@@ -365,7 +372,7 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 		sy_count(SY_REASON_PKT_PASS_FRAGMENT, skb->len);
 		return untranslated(skb, p);
 	}
-	rc = handle_new_flow(skb, p, cfg, now, e);
+	rc = handle_new_flow(skb, p, cfg, e, from_pod);
 	if (rc == NF_REJECT)
 		return reject(skb, p);
 	if (rc == TC_ACT_OK)
@@ -380,6 +387,22 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 		  e->frontend_id, e->backend_id, skb->len);
 	ct_xlat(x, e, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT);
 	return apply_frag(skb, p, x);
+}
+
+SEC("classifier")
+int sy_nodeport_ingress(struct __sk_buff *skb)
+{
+	return ingress(skb, 0);
+}
+
+/* TC ingress of the host side of pod interfaces (--pod-devices): the same steps for packets
+ * the socket hooks did not translate (a process outside --cgroup, a VM's guest). A socket the
+ * hooks translated already sends to a backend, which is no frontend: the lookup misses and the
+ * packet passes as it is. Replies of local backends are translated here too (sy_nat first). */
+SEC("classifier")
+int sy_pod_ingress(struct __sk_buff *skb)
+{
+	return ingress(skb, 1);
 }
 
 SEC("classifier")

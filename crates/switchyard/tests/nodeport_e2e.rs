@@ -59,19 +59,7 @@ fn health(cluster: &Cluster, client: &str, target: SocketAddr) -> Option<(u16, s
 
 /// Per-packet counters of a node's pinned maps.
 fn counters(cluster: &Cluster, node: &str) -> std::collections::BTreeMap<PacketReason, u64> {
-    let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
-    cluster
-        .lab
-        .run_in(node, move || {
-            switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
-                .unwrap()
-                .counters()
-                .unwrap()
-                .into_iter()
-                .map(|(reason, c)| (reason, c.packets))
-                .collect()
-        })
-        .unwrap()
+    cluster.packet_counters(node)
 }
 
 #[test]

@@ -88,6 +88,14 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',')]
     devices: Vec<String>,
 
+    /// Host-side pod interfaces (names, or a prefix and `*`: `veth*`, `lxc*`, `cali*`) whose
+    /// traffic the per-packet pod program translates when the socket hooks did not: processes
+    /// outside --cgroup, VMs. Every Service address (cluster IPs included) is served there, the
+    /// pod's address kept; interfaces are rescanned every second. Off when empty
+    /// (docs/datapath.md#clusterip-per-packet).
+    #[arg(long, value_name = "NAME[*][,..]", value_delimiter = ',', value_parser = parse_pod_device)]
+    pod_devices: Vec<String>,
+
     /// Source ports for flows SNATed to this node's address (to pods on other nodes); must not
     /// overlap --node-port-range.
     #[arg(long, value_name = "FIRST-LAST", default_value = "61000-65535")]
@@ -216,6 +224,14 @@ pub(crate) fn parse_external_ip_cidrs(text: &str) -> Result<Vec<Cidr>, String> {
     switchyard_model::config::parse_external_ip_cidrs(text).map_err(|err| err.to_string())
 }
 
+/// One `--pod-devices` entry, for clap (empty entries are kept and ignored, like --devices).
+fn parse_pod_device(text: &str) -> Result<String, String> {
+    if !text.trim().is_empty() {
+        switchyard_node::runtime::pod_devices::check_pattern(text)?;
+    }
+    Ok(text.to_string())
+}
+
 /// `--nodeport-addresses`, for clap.
 pub(crate) fn parse_node_port_addresses(text: &str) -> Result<NodePortAddresses, String> {
     switchyard_model::config::parse_node_port_addresses(text).map_err(|err| err.to_string())
@@ -264,6 +280,7 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
         debounce: Duration::from_millis(args.debounce_ms),
         destroy_stale_sockets: !args.keep_stale_sockets,
         devices: args.devices,
+        pod_devices: args.pod_devices,
         snat_port_range: args.snat_port_range,
         node_port_range: args.node_port_range,
         external_ip_cidrs: args.external_ip_cidrs,
