@@ -289,9 +289,8 @@ fn serving_set_drops_down_nodes_probes_local_vips_on_their_health_check_node_por
     assert_eq!(checker.health(&n3_agent), Some(Health::Draining));
     let serving = serving_set(&s, &checker, 10256);
     let cluster = serving.vips.values().find(|v| v.policy == TrafficPolicy::Cluster).unwrap();
-    let listed = |list: &[NodeTarget]| -> Vec<String> {
-        list.iter().map(|n| n.name.to_string()).collect()
-    };
+    let listed =
+        |list: &[NodeTarget]| -> Vec<String> { list.iter().map(|n| n.name.to_string()).collect() };
     assert_eq!(listed(&cluster.nodes), ["n1"]);
     assert_eq!(listed(&cluster.draining), ["n3"]);
 }

@@ -96,16 +96,16 @@ fn privileged_maps_follow_the_tables() {
         // The old table is gone; the TCP VIP's new table names node-b, the UDP VIP's does not
         // (a deleted node may be dead: tables.rs, a_udp_vip_names_only_previous_nodes_that_are_alive),
         // so they are two tables now, each with previous nodes.
-        assert_eq!(maps.tables.keys().count(), 2, "the old table is gone");
-        assert_eq!(maps.prev_tables.keys().count(), 2, "the new tables name previous nodes");
+        assert_eq!(maps.table_ids().unwrap().len(), 2, "the old table is gone");
+        assert_eq!(maps.prev_table_ids().unwrap().len(), 2, "the new tables name previous nodes");
         let _ = runtime.apply(vec![Change::Node(ObjectKey::cluster("node-c"), None)]).unwrap();
         check(&runtime);
         let nodes = node_ips(&runtime);
         assert!(!nodes.contains(&"10.0.0.2".to_string()), "nothing of node-b is left: {nodes:?}");
         assert!(nodes.contains(&"10.0.0.3".to_string()), "node-c, a previous node: {nodes:?}");
         let maps = runtime.datapath().maps();
-        assert_eq!(maps.tables.keys().count(), 2, "the old tables are gone (TCP, UDP)");
-        assert_eq!(maps.prev_tables.keys().count(), 2, "and their previous nodes");
+        assert_eq!(maps.table_ids().unwrap().len(), 2, "the old tables are gone (TCP, UDP)");
+        assert_eq!(maps.prev_table_ids().unwrap().len(), 2, "and their previous nodes");
     })
     .join()
     .unwrap();
@@ -167,7 +167,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         let program_before = xdp_program("up0");
         let (ids_before, choices_before) = (ids(&first), choices(&first));
         let tables_before: Vec<u32> =
-            first.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+            first.datapath().maps().table_ids().unwrap();
         assert_ne!(program_before, 0, "attached");
         // The process ends: its program, maps and link stay pinned (traffic keeps flowing).
         drop(first);
@@ -181,7 +181,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         assert_eq!(ids(&second), ids_before, "VIP and node ids adopted (their counters continue)");
         assert_eq!(choices(&second), choices_before, "every flow keeps its node");
         let tables_after: Vec<u32> =
-            second.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+            second.datapath().maps().table_ids().unwrap();
         assert_eq!(tables_after.len(), tables_before.len(), "old tables removed");
         assert!(
             tables_after.iter().all(|t| !tables_before.contains(t)),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
-use switchyard_testing::e2e::{Cluster, State, at, set, v4};
+use switchyard_testing::e2e::{Cluster, State, agent_refusing, at, set, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -104,4 +104,61 @@ fn clients_the_socket_hooks_cannot_see_reach_cluster_ips_per_packet() {
         }
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+/// Without `--devices`, the remote backend's reply enters node1 on an uplink without programs
+/// and is translated back at the egress of the pod's interface.
+#[test]
+fn pod_devices_alone_translate_replies_at_the_pod_interface() {
+    if !require_root("pod_devices_alone_translate_replies_at_the_pod_interface") {
+        return;
+    }
+    let cluster = Cluster::with_clients(
+        &[("node1", &["a1", "a2"]), ("node2", &["b1"])],
+        &[],
+        &["--pod-devices", "veth*"],
+    );
+    let baseline = cluster.containment_baseline();
+    let cluster_ips = [v4("10.96.71.10"), v4("fd00:96::71:10")];
+    let endpoints = [("a1", State::Ready), ("b1", State::Ready)];
+    cluster.apply_and_wait("web.yaml", &cluster.service("web", &cluster_ips, 80, "", &endpoints));
+    for (v6, cluster_ip) in [(false, cluster_ips[0]), (true, cluster_ips[1])] {
+        let target = at(cluster_ip, 80);
+        let before = cluster.packet_counters("node1")[&PacketReason::Revnat];
+        let attempts = tcp_and_udp(&cluster, "a2", target);
+        let answered: std::collections::BTreeSet<String> =
+            attempts.iter().filter_map(|a| a.backend.clone()).collect();
+        assert_eq!(answered, set(&["a1", "b1"]), "{target}: both backends");
+        let pod = cluster.pod_ip("a2", v6);
+        for a in &attempts {
+            let seen: SocketAddr = a.seen_as.as_deref().unwrap().parse().unwrap();
+            assert_eq!(seen.ip(), pod, "the pod's address is kept: {a:?}");
+        }
+        let revnat = cluster.packet_counters("node1")[&PacketReason::Revnat] - before;
+        assert!(revnat >= 48, "{target}: {revnat} replies translated back on node1");
+    }
+    cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+#[test]
+fn pod_device_patterns_are_names_or_prefixes_and_an_empty_value_means_none() {
+    // No root needed: clap checks the patterns before the agent touches anything.
+    for bad in ["ve*th", "*", "veth/1*"] {
+        let out = agent_refusing(&["--pod-devices", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("--pod-devices") && stderr.contains("pod device pattern"),
+            "{stderr}"
+        );
+    }
+    // `--pod-devices=` (an empty ConfigMap value) passes the flags; the agent then fails on the
+    // test's nonexistent paths, not on the pattern.
+    let out = agent_refusing(&["--pod-devices="]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        !stderr.contains("pod device pattern") && !stderr.contains("invalid value"),
+        "{stderr}"
+    );
 }
