@@ -267,7 +267,7 @@ pub enum XdpMode {
 }
 
 impl XdpMode {
-    fn aya(self) -> AyaXdpMode {
+    pub(crate) fn aya(self) -> AyaXdpMode {
         match self {
             XdpMode::Native => AyaXdpMode::Driver,
             XdpMode::Generic => AyaXdpMode::Skb,
@@ -693,7 +693,7 @@ impl DirectorDatapath {
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
         let replaced = match earlier {
-            Some(path) => match replace_program(program, &path) {
+            Some(path) => match replace_program(program, PROGRAM, &path) {
                 Ok(link_id) => Some(link_id),
                 Err(err) => {
                     // E.g. the device was recreated: the old link is defunct. Attach anew.
@@ -728,7 +728,7 @@ impl DirectorDatapath {
 }
 
 /// The newest link pin named `<prefix><generation>` in `links_dir`, if any.
-fn pinned_link(links_dir: &Path, prefix: &str) -> Result<Option<PathBuf>, Error> {
+pub(crate) fn pinned_link(links_dir: &Path, prefix: &str) -> Result<Option<PathBuf>, Error> {
     let listing =
         |source| Error::BpfDir { path: links_dir.to_owned(), reason: "listing links", source };
     let mut found = Vec::new();
@@ -745,12 +745,16 @@ fn pinned_link(links_dir: &Path, prefix: &str) -> Result<Option<PathBuf>, Error>
     Ok(found.into_iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()))
 }
 
-/// Puts `program` behind the XDP link pinned at `path` (atomic replacement).
-fn replace_program(program: &mut Xdp, path: &Path) -> Result<aya::programs::xdp::XdpLinkId, Error> {
+/// Puts `program` (named `name`) behind the XDP link pinned at `path` (atomic replacement).
+pub(crate) fn replace_program(
+    program: &mut Xdp,
+    name: &'static str,
+    path: &Path,
+) -> Result<aya::programs::xdp::XdpLinkId, Error> {
     let pin_err = |detail: String| Error::LinkPin { path: path.to_owned(), detail };
     let pinned = PinnedLink::from_pin(path).map_err(|e| pin_err(error_chain(&e)))?;
     let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(error_chain(&e)))?;
-    program.attach_to_link(link).map_err(|source| Error::Program { name: PROGRAM, source })
+    program.attach_to_link(link).map_err(|source| Error::Program { name, source })
 }
 
 /// Sets `net.ipv{4,6}.conf.<device>.forwarding` to 1 in the caller's network namespace.
