@@ -152,7 +152,9 @@ impl PerPacketPrograms {
             }
             if let Some((xdp, mode)) = &mut self.xdp {
                 xdp.attach(device, *mode).map_err(|source| NodeError::Bpf {
-                    what: format!("attaching the per-packet XDP program ({mode:?}) to device {device}"),
+                    what: format!(
+                        "attaching the per-packet XDP program ({mode:?}) to device {device}"
+                    ),
                     source: source.into(),
                 })?;
             }
