@@ -163,6 +163,7 @@ static __always_inline const struct sy_dir_node *dir_prev_node(__u32 table_id, _
 	if (!prev_id || *prev_id == 0)
 		return 0;
 	prev = bpf_map_lookup_elem(&sy_dir_nodes, prev_id);
+	/* An unused id reads as family 0, never the node's. */
 	if (!prev || prev->family != node->family)
 		return 0;
 	return prev;
@@ -281,7 +282,7 @@ int sy_director(struct xdp_md *ctx)
 		return dir_drop(&d, SY_DIR_DROP_TABLE_MISSING);
 	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);
 	d.node_id = *node_id;
-	if (!node)
+	if (!node || node->family == 0)
 		return dir_drop(&d, SY_DIR_DROP_NODE_MISSING);
 	d.hash = hash;
 	if (pp->flow.proto == IPPROTO_TCP && !pp->icmp_error && cfg->encap == SY_ENCAP_GUE)

@@ -529,10 +529,11 @@ struct sy_dir_vip {
 	__u32 table_id; /* sy_dir_tables key; 0: no node serves this VIP (dropped, counted) */
 };
 
-/* sy_dir_nodes value, keyed by __u32 node id (nonzero): where encapsulated packets go. */
+/* sy_dir_nodes value (an array indexed by the __u32 node id, nonzero): where encapsulated
+ * packets go. An unused id is all zero: family 0. */
 struct sy_dir_node {
 	struct sy_addr addr; /* IPv4 mapped, or IPv6 */
-	__u8 family;         /* SY_AF_INET or SY_AF_INET6: the outer header's family */
+	__u8 family;         /* SY_AF_INET or SY_AF_INET6: the outer header's family; 0: no node */
 	__u8 pad[3];
 	__u32 flags; /* zero (reserved for node health, issue 17) */
 };
@@ -591,8 +592,8 @@ enum sy_dir_reason {
 	SY_DIR_REASON_MAX = 32,
 };
 
-/* sy_dir_vip_counters (per CPU, keyed by VIP id) and sy_dir_node_counters (per CPU, keyed by
- * node id) value: what went out encapsulated. */
+/* sy_dir_vip_counters (per-CPU array indexed by VIP id) and sy_dir_node_counters (per-CPU
+ * array indexed by node id) value: what went out encapsulated. */
 struct sy_dir_counter {
 	__u64 packets;
 	__u64 bytes; /* inner IP packet bytes */

@@ -295,15 +295,5 @@ impl DecapDatapath {
 
 /// Removes the decapsulation map pins (links go with [`crate::loader::cleanup`]).
 pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
-    for name in names::ALL {
-        let path = bpf_dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
-            }
-        }
-    }
-    Ok(())
+    crate::loader::remove_map_pins(bpf_dir, &names::ALL)
 }

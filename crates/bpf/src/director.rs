@@ -11,7 +11,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray},
     programs::{
         Xdp,
         links::{FdLink, PinnedLink},
@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::{
     Error,
     abi::{Addr, Counter, FrontendKey},
+    director_ids::id_slots,
     loader::{LINKS_DIR, error_chain, generation},
     maps::typed,
 };
@@ -55,15 +56,15 @@ pub mod names {
     pub const TABLES: &str = "sy_dir_tables";
     /// `sy_dir_prev_tables`: table id -> per slot the previous table's node (0: same).
     pub const PREV_TABLES: &str = "sy_dir_prev_tables";
-    /// `sy_dir_nodes`: node id -> node.
+    /// `sy_dir_nodes`: node id -> node (an array: an unused id is all zero).
     pub const NODES: &str = "sy_dir_nodes";
     /// `sy_dir_config`: 0 -> settings.
     pub const CONFIG: &str = "sy_dir_config";
     /// `sy_dir_counters`: reason -> per-CPU counter.
     pub const COUNTERS: &str = "sy_dir_counters";
-    /// `sy_dir_vip_counters`: VIP id -> per-CPU counter.
+    /// `sy_dir_vip_counters`: VIP id -> per-CPU counter (an array).
     pub const VIP_COUNTERS: &str = "sy_dir_vip_counters";
-    /// `sy_dir_node_counters`: node id -> per-CPU counter.
+    /// `sy_dir_node_counters`: node id -> per-CPU counter (an array).
     pub const NODE_COUNTERS: &str = "sy_dir_node_counters";
     /// `sy_dir_table_nodes`: (table, node) -> Node name and weight (user space only).
     pub const TABLE_NODES: &str = "sy_dir_table_nodes";
@@ -341,16 +342,16 @@ pub struct DirMaps {
     pub tables: HashOfMaps<MapData, u32, DirTable>,
     /// Table id -> the previous node per slot (0: the same node), for the second chance.
     pub prev_tables: HashOfMaps<MapData, u32, DirTable>,
-    /// Node id -> node.
-    pub nodes: HashMap<MapData, u32, DirNode>,
+    /// Node id -> node (an array indexed by id; [`DirMaps::node`] reads it).
+    pub nodes: Array<MapData, DirNode>,
     /// Settings.
     pub config: Array<MapData, DirConfig>,
     /// Reason -> per-CPU counter.
     pub counters: PerCpuArray<MapData, Counter>,
-    /// VIP id -> per-CPU counter.
-    pub vip_counters: PerCpuHashMap<MapData, u32, DirCounter>,
-    /// Node id -> per-CPU counter.
-    pub node_counters: PerCpuHashMap<MapData, u32, DirCounter>,
+    /// VIP id -> per-CPU counter (an array indexed by id).
+    pub vip_counters: PerCpuArray<MapData, DirCounter>,
+    /// Node id -> per-CPU counter (an array indexed by id).
+    pub node_counters: PerCpuArray<MapData, DirCounter>,
     /// (Table, node) -> Node name and weight.
     pub table_nodes: HashMap<MapData, TableNodeKey, TableNode>,
 }
@@ -527,23 +528,6 @@ impl DirMaps {
         )
     }
 
-    /// Per-id counters (VIPs or nodes) summed over CPUs.
-    pub fn id_counters(
-        map: &PerCpuHashMap<MapData, u32, DirCounter>,
-        name: &'static str,
-    ) -> Result<BTreeMap<u32, DirCounter>, Error> {
-        let mut out = BTreeMap::new();
-        for entry in map.iter() {
-            let (id, per_cpu) = entry.map_err(|source| Error::Map { name, source })?;
-            let sum = per_cpu.iter().fold(DirCounter::default(), |acc, c| DirCounter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            });
-            out.insert(id, sum);
-        }
-        Ok(out)
-    }
-
     /// Repeats the program's lookup for a flow (client -> VIP): the VIP, the SipHash-2-4 of
     /// the 5-tuple under the configured seed, the slot, the node. `None` when the destination
     /// is no VIP.
@@ -577,11 +561,7 @@ impl DirMaps {
         let slot = (hash % u64::from(config.table_size)) as u32;
         out.slot = Some(slot);
         let node_id = table.get(&slot, 0).map_err(map_err)?;
-        out.node = match self.nodes.get(&node_id, 0) {
-            Ok(node) => Some((node_id, node)),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(source) => return Err(Error::Map { name: names::NODES, source }),
-        };
+        out.node = self.node(node_id)?.map(|node| (node_id, node));
         Ok(Some(out))
     }
 }
@@ -592,6 +572,9 @@ pub struct DirectorDatapath {
     ebpf: Ebpf,
     maps: DirMaps,
     bpf_dir: PathBuf,
+    /// The pinned maps were of an older layout and were recreated empty (the program an
+    /// earlier run attached keeps forwarding with its own maps until it is replaced).
+    recreated: bool,
 }
 
 impl DirectorDatapath {
@@ -608,14 +591,15 @@ impl DirectorDatapath {
             return Err(Error::InvalidArgument("director table size must be at least 1".into()));
         }
         crate::loader::prepare_bpf_dir(bpf_dir, mount)?;
+        let recreated = crate::director_ids::recreate_incompatible_pins(bpf_dir, sizes)?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(bpf_dir)
             .map_max_entries(names::VIPS, sizes.vips)
             .map_max_entries(names::TABLES, sizes.tables)
             .map_max_entries(names::PREV_TABLES, sizes.tables)
-            .map_max_entries(names::NODES, sizes.nodes)
-            .map_max_entries(names::VIP_COUNTERS, sizes.vips)
-            .map_max_entries(names::NODE_COUNTERS, sizes.nodes)
+            .map_max_entries(names::NODES, id_slots(sizes.nodes))
+            .map_max_entries(names::VIP_COUNTERS, id_slots(sizes.vips))
+            .map_max_entries(names::NODE_COUNTERS, id_slots(sizes.nodes))
             .map_max_entries(names::TABLE_NODES, sizes.nodes.saturating_mul(8))
             .load(crate::director_object())?;
         let mut maps =
@@ -641,7 +625,13 @@ impl DirectorDatapath {
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
         program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
         info!(bpf_dir = %bpf_dir.display(), "director program loaded");
-        Ok(DirectorDatapath { ebpf, maps, bpf_dir: bpf_dir.to_owned() })
+        Ok(DirectorDatapath { ebpf, maps, bpf_dir: bpf_dir.to_owned(), recreated })
+    }
+
+    /// Whether [`DirectorDatapath::load`] found pins of an older layout and recreated the map
+    /// set (see [`crate::director_ids::recreate_incompatible_pins`]).
+    pub fn recreated_pins(&self) -> bool {
+        self.recreated
     }
 
     /// The maps.
@@ -773,15 +763,5 @@ pub fn enable_forwarding(device: &str) -> Result<(), Error> {
 /// Removes the director's links (detaching it) and map pins from `bpf_dir`.
 pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
     crate::loader::detach(bpf_dir)?;
-    for name in names::ALL {
-        let path = bpf_dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
-            }
-        }
-    }
-    Ok(())
+    crate::director_ids::remove_map_pins(bpf_dir)
 }

@@ -14,6 +14,7 @@
 pub mod abi;
 pub mod decap;
 pub mod director;
+pub mod director_ids;
 pub mod director_probe;
 mod director_reason;
 pub mod error;

@@ -557,17 +557,7 @@ pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
 /// Removes the per-packet map pins (after [`crate::loader::cleanup`] removed links and the
 /// shared maps).
 pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
-    for name in names::ALL {
-        let path = bpf_dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
-            }
-        }
-    }
-    Ok(())
+    crate::loader::remove_map_pins(bpf_dir, &names::ALL)
 }
 
 /// Refuses per-packet pins of another layout or size.

@@ -60,7 +60,7 @@ fn outer_dst(frame: &[u8]) -> IpAddr {
 fn the_director_names_the_previous_node_of_moved_tcp_slots_only() {
     let mut d = Director::new("sc-dir", ENCAP_GUE);
     sh("neigh replace fd00::2 lladdr 02:00:00:00:00:0a dev up0 nud permanent");
-    d.dp.maps_mut().nodes.insert(6, DirNode::new("fd00::2".parse().unwrap()), 0).unwrap();
+    d.dp.maps_mut().put_node(6, DirNode::new("fd00::2".parse().unwrap())).unwrap();
     // Tables 1 (TCP), 2 (UDP) over nodes 1-3 and 3 (TCP, IPv6) over nodes 5, 6. Previous
     // nodes: node 2 where node 1 or 3 is now (as if node 2 had held every slot), node 5 in
     // table 3, and in one slot of table 1 an IPv6 node (another family: not sent).

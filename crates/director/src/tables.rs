@@ -27,6 +27,10 @@ use crate::vips::{NodeTarget, Problem, VipSet};
 /// One map operation, in the order [`Plan::ops`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// Zero the counters of VIP id `id`, which a new VIP takes (before its [`Op::PutVip`]).
+    ZeroVipCounters { id: u32 },
+    /// Zero the counters of node id `id`, which a new node takes (before its [`Op::PutNode`]).
+    ZeroNodeCounters { id: u32 },
     /// Create the node entry `id` (before any table names it).
     PutNode { id: u32, address: IpAddr },
     /// Create table `id`: slot `s` sends to node `slots[s]` (before any VIP names it);
@@ -143,6 +147,37 @@ pub struct Adopted {
     pub node_ids: BTreeSet<u32>,
 }
 
+/// Small ids: the program indexes arrays with VIP and node ids (issue 16), so a new entry
+/// takes the smallest free id. Every step of an update releases ids only after its last take
+/// (gone VIPs after the set's, unused tables and nodes at the end) and lists their deletes
+/// after every put, so a reused id is written only after its old holder was removed
+/// (make-before-break; the property test checks it op by op). An id never exceeds the most
+/// entries its map held at once, so arrays of the maps' capacities suffice.
+#[derive(Debug, Clone, Default)]
+struct Ids {
+    /// Ids in use (or pinned by an earlier run).
+    used: BTreeSet<u32>,
+}
+
+impl Ids {
+    /// The smallest id (from 1) not in use.
+    fn take(&mut self) -> u32 {
+        let mut id = 1;
+        for &used in self.used.range(1..) {
+            if used != id {
+                break;
+            }
+            id += 1;
+        }
+        self.used.insert(id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        self.used.remove(&id);
+    }
+}
+
 /// The director's tables: the pure half of the role.
 #[derive(Debug, Clone)]
 pub struct Tables {
@@ -150,9 +185,9 @@ pub struct Tables {
     vips: BTreeMap<FrontendKey, VipEntry>,
     tables: BTreeMap<TableKey, TableEntry>,
     nodes: BTreeMap<(Arc<str>, IpAddr), NodeEntry>,
-    next_vip: u32,
-    next_table: u32,
-    next_node: u32,
+    vip_ids: Ids,
+    table_ids: Ids,
+    node_ids: Ids,
     /// Ids of the pinned state this run adopts (consumed as entries take them).
     adopted: Adopted,
 }
@@ -165,24 +200,41 @@ impl Tables {
             vips: BTreeMap::new(),
             tables: BTreeMap::new(),
             nodes: BTreeMap::new(),
-            next_vip: 1,
-            next_table: 1,
-            next_node: 1,
+            vip_ids: Ids::default(),
+            table_ids: Ids::default(),
+            node_ids: Ids::default(),
             adopted: Adopted::default(),
         }
     }
 
     /// Empty tables that take over what an earlier run pinned: a VIP or node already in the
-    /// maps keeps its id (its counters continue), and every new id is above the pinned ones, so
-    /// no operation rewrites a table or node entry the running program may be reading.
+    /// maps keeps its id (its counters continue), and no new entry takes a pinned id, so no
+    /// operation rewrites a table or node entry the running program may be reading. Once the
+    /// pinned leftovers are removed, [`Tables::leftovers_removed`] frees their ids.
     pub fn adopting(config: DirectorConfig, adopted: Adopted) -> Self {
-        let after = |ids: &BTreeSet<u32>| ids.last().map_or(1, |max| max.saturating_add(1));
+        let ids = |pinned: &BTreeSet<u32>| Ids { used: pinned.clone() };
         Tables {
-            next_vip: after(&adopted.vip_ids),
-            next_table: after(&adopted.table_ids),
-            next_node: after(&adopted.node_ids),
+            vip_ids: ids(&adopted.vip_ids),
+            table_ids: ids(&adopted.table_ids),
+            node_ids: ids(&adopted.node_ids),
             adopted,
             ..Tables::new(config)
+        }
+    }
+
+    /// The pinned entries of an earlier run that no VIP, table or node took over are gone from
+    /// the maps: their ids are free.
+    pub fn leftovers_removed(&mut self) {
+        let (vips, tables, nodes) = self.live_ids();
+        let adopted = std::mem::take(&mut self.adopted);
+        for (pinned, live, ids) in [
+            (adopted.vip_ids, vips, &mut self.vip_ids),
+            (adopted.table_ids, tables, &mut self.table_ids),
+            (adopted.node_ids, nodes, &mut self.node_ids),
+        ] {
+            for id in pinned.difference(&live) {
+                ids.release(*id);
+            }
         }
     }
 
@@ -299,8 +351,8 @@ impl Tables {
                 None => match self.adopted.vips.remove(key) {
                     Some(id) => id,
                     None => {
-                        let id = self.next_vip;
-                        self.next_vip += 1;
+                        let id = self.vip_ids.take();
+                        vip_ops.push(Op::ZeroVipCounters { id });
                         id
                     }
                 },
@@ -324,6 +376,7 @@ impl Tables {
         for key in gone {
             if let Some(entry) = self.vips.remove(&key) {
                 vip_ops.push(Op::DeleteVip { key });
+                self.vip_ids.release(entry.id);
                 if let Some(table) = entry.table {
                     self.release_table(&table);
                 }
@@ -406,6 +459,7 @@ impl Tables {
         for key in dead_tables {
             if let Some(entry) = self.tables.remove(&key) {
                 plan.ops.push(Op::DeleteTable { id: entry.id });
+                self.table_ids.release(entry.id);
                 for held in &entry.held {
                     if let Some(n) = self.nodes.get_mut(held) {
                         n.refs -= 1;
@@ -418,6 +472,7 @@ impl Tables {
         for key in dead_nodes {
             if let Some(entry) = self.nodes.remove(&key) {
                 plan.ops.push(Op::DeleteNode { id: entry.id });
+                self.node_ids.release(entry.id);
             }
         }
     }
@@ -450,12 +505,15 @@ impl Tables {
                 Some(entry) => entry,
                 None => {
                     // A pinned entry of this address is the same target: keep its id (the
-                    // write below leaves it as it is).
-                    let id = self.adopted.nodes.remove(&node.address).unwrap_or_else(|| {
-                        let id = self.next_node;
-                        self.next_node += 1;
-                        id
-                    });
+                    // write below leaves it as it is, counters included).
+                    let id = match self.adopted.nodes.remove(&node.address) {
+                        Some(id) => id,
+                        None => {
+                            let id = self.node_ids.take();
+                            new_nodes.push(Op::ZeroNodeCounters { id });
+                            id
+                        }
+                    };
                     new_nodes.push(Op::PutNode { id, address: node.address });
                     self.nodes.entry(key).or_insert(NodeEntry { id, refs: 0 })
                 }
@@ -497,8 +555,7 @@ impl Tables {
                 held.push(node_key);
             }
         }
-        let id = self.next_table;
-        self.next_table += 1;
+        let id = self.table_ids.take();
         let named: Arc<[(u32, NodeTarget)]> =
             node_ids.iter().copied().zip(nodes.iter().cloned()).collect();
         new_tables.push(Op::PutTable { id, slots, nodes: named, previous: previous.clone() });

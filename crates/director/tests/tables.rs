@@ -12,18 +12,54 @@ use switchyard_maglev::TableSize;
 use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 
 /// The maps as the program sees them; every operation is checked against what it needs.
+/// Counters are arrays indexed by id (as in the program): they keep their values when an id is
+/// freed, so a new holder must have them zeroed first.
 #[derive(Default, Debug)]
 struct FakeMaps {
     nodes: BTreeMap<u32, IpAddr>,
     tables: BTreeMap<u32, Arc<[u32]>>,
     previous: BTreeMap<u32, Arc<[u32]>>,
     vips: BTreeMap<FrontendKey, (u32, u32)>,
+    vip_counters: BTreeMap<u32, u64>,
+    node_counters: BTreeMap<u32, u64>,
+    /// The most entries each map held at once: (VIPs, tables, nodes).
+    peak: (usize, usize, usize),
 }
 
 impl FakeMaps {
     fn apply(&mut self, op: &Op) {
+        self.apply_op(op);
+        self.peak.0 = self.peak.0.max(self.vips.len());
+        self.peak.1 = self.peak.1.max(self.tables.len());
+        self.peak.2 = self.peak.2.max(self.nodes.len());
+    }
+
+    /// Every VIP and node in use carries traffic (each id's counter goes up).
+    fn traffic(&mut self) {
+        for (id, _) in self.vips.values() {
+            *self.vip_counters.entry(*id).or_default() += 1;
+        }
+        for id in self.nodes.keys() {
+            *self.node_counters.entry(*id).or_default() += 1;
+        }
+    }
+
+    fn apply_op(&mut self, op: &Op) {
         match op {
+            Op::ZeroVipCounters { id } => {
+                assert!(!self.vips.values().any(|v| v.0 == *id), "VIP id {id} zeroed while live");
+                self.vip_counters.remove(id);
+            }
+            Op::ZeroNodeCounters { id } => {
+                assert!(!self.nodes.contains_key(id), "node id {id} zeroed while live");
+                self.node_counters.remove(id);
+            }
             Op::PutNode { id, address } => {
+                assert_eq!(
+                    self.node_counters.get(id),
+                    None,
+                    "node {id}: counters of a former node"
+                );
                 assert!(self.nodes.insert(*id, *address).is_none(), "node {id} reused while live");
             }
             Op::PutTable { id, slots, nodes, previous } => {
@@ -50,6 +86,20 @@ impl FakeMaps {
                     *table == 0 || self.tables.contains_key(table),
                     "VIP {key} -> missing table {table}"
                 );
+                match self.vips.get(key) {
+                    Some((old, _)) => assert_eq!(old, id, "VIP {key} re-pointed with another id"),
+                    None => {
+                        assert!(
+                            !self.vips.values().any(|v| v.0 == *id),
+                            "VIP id {id} reused while live"
+                        );
+                        assert_eq!(
+                            self.vip_counters.get(id),
+                            None,
+                            "VIP {key}: counters of a former VIP"
+                        );
+                    }
+                }
                 self.vips.insert(*key, (*id, *table));
             }
             Op::DeleteVip { key } => {
@@ -159,7 +209,14 @@ proptest! {
             for op in &plan.ops {
                 maps.apply(op);
             }
+            maps.traffic();
             let (vips, table_ids, node_ids) = tables.live_ids();
+            // Small ids (the program's arrays are indexed by them): never above the most
+            // entries a map held at once, so arrays of the maps' capacities suffice.
+            let below = |ids: &BTreeSet<u32>, peak: usize| ids.iter().all(|&id| id as usize <= peak);
+            prop_assert!(below(&vips, maps.peak.0), "VIP ids {:?}, peak {}", vips, maps.peak.0);
+            prop_assert!(below(&table_ids, maps.peak.1), "table ids {:?}, peak {}", table_ids, maps.peak.1);
+            prop_assert!(below(&node_ids, maps.peak.2), "node ids {:?}, peak {}", node_ids, maps.peak.2);
             prop_assert_eq!(maps.vips.values().map(|v| v.0).collect::<BTreeSet<_>>(), vips);
             prop_assert_eq!(maps.tables.keys().copied().collect::<BTreeSet<_>>(), table_ids);
             prop_assert_eq!(maps.nodes.keys().copied().collect::<BTreeSet<_>>(), node_ids);
@@ -219,7 +276,10 @@ fn vips_with_the_same_nodes_share_one_table() {
 fn a_vip_without_nodes_points_at_no_table() {
     let mut tables = Tables::new(config());
     let plan = tables.update(&set_of(&[(0, 0, 0)]));
-    assert_eq!(plan.ops, [Op::PutVip { key: vip_key(0), id: 1, table: 0 }]);
+    assert_eq!(
+        plan.ops,
+        [Op::ZeroVipCounters { id: 1 }, Op::PutVip { key: vip_key(0), id: 1, table: 0 }]
+    );
     assert!(tables.choose(&vip_key(0), 5).is_none());
 }
 

@@ -94,7 +94,7 @@ impl Director {
             DirectorDatapath::load(bpf.path(), false, DirMapSizes::default(), settings).unwrap();
         let maps = dp.maps_mut();
         for (id, ip) in NODES {
-            maps.nodes.insert(id, DirNode::new(ip.parse().unwrap()), 0).unwrap();
+            maps.put_node(id, DirNode::new(ip.parse().unwrap())).unwrap();
         }
         Director { dp, _bpf: bpf }
     }
