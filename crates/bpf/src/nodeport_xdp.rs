@@ -232,10 +232,5 @@ pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
 
 /// Removes the XDP program's map pin (after its links went with [`crate::loader::cleanup`]).
 pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
-    let path = bpf_dir.join(DEVS_MAP);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::BpfDir { path, reason: "removing a map pin", source }),
-    }
+    crate::loader::remove_map_pins(bpf_dir, &[DEVS_MAP])
 }

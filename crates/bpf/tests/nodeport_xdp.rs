@@ -16,11 +16,42 @@ use switchyard_testing::nodeport_fixture::*;
 /// Neighbours of the test's namespace.
 const NEIGH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x05];
 
-/// (family, node, client, local backend, remote backend, backend without neighbour, backend
-/// behind a device without XDP, backend behind a 1280-byte MTU).
-const NETS: [(u8, &str, &str, &str, &str, &str, &str, &str); 2] = [
-    (AF_INET, NODE4, CLIENT4, "10.99.0.5", "10.99.0.6", "10.99.0.7", "10.97.0.5", "10.98.0.5"),
-    (AF_INET6, NODE6, CLIENT6, "fd99::5", "fd99::6", "fd99::7", "fd97::5", "fd98::5"),
+/// One family's addresses in the test's namespace.
+struct Net {
+    family: u8,
+    node: &'static str,
+    client: &'static str,
+    local: &'static str,
+    remote: &'static str,
+    /// A backend whose neighbour is unknown.
+    no_neigh: &'static str,
+    /// A backend behind a device without XDP.
+    plain: &'static str,
+    /// A backend behind a 1280-byte MTU.
+    small: &'static str,
+}
+
+const NETS: [Net; 2] = [
+    Net {
+        family: AF_INET,
+        node: NODE4,
+        client: CLIENT4,
+        local: "10.99.0.5",
+        remote: "10.99.0.6",
+        no_neigh: "10.99.0.7",
+        plain: "10.97.0.5",
+        small: "10.98.0.5",
+    },
+    Net {
+        family: AF_INET6,
+        node: NODE6,
+        client: CLIENT6,
+        local: "fd99::5",
+        remote: "fd99::6",
+        no_neigh: "fd99::7",
+        plain: "fd97::5",
+        small: "fd98::5",
+    },
 ];
 
 /// The XDP program and TC on one set of maps, in a namespace where the backends and the
@@ -84,7 +115,7 @@ fn xdp_translates_as_tc_does_and_tc_continues_the_flows_it_starts() {
     }
     let mut t = lab("xdp-xlat");
     let mut forwarded = 0;
-    for (family, node, client, local, remote, ..) in NETS {
+    for Net { family, node, client, local, remote, .. } in NETS {
         for (i, (proto, port, backend, snat)) in
             services(&mut t, family, local, remote).into_iter().enumerate()
         {
@@ -151,7 +182,7 @@ fn a_flow_started_at_tc_continues_at_xdp() {
         return;
     }
     let mut t = lab("xdp-from-tc");
-    for (family, node, client, local, remote, ..) in NETS {
+    for Net { family, node, client, local, remote, .. } in NETS {
         for (i, (proto, port, backend, _)) in
             services(&mut t, family, local, remote).into_iter().enumerate()
         {
@@ -199,7 +230,7 @@ fn what_xdp_cannot_finish_passes_untouched_and_tc_does_it() {
         return;
     }
     let mut t = lab("xdp-pass");
-    for (family, node, client, local, _, no_neigh, plain, small) in NETS {
+    for Net { family, node, client, local, no_neigh, plain, small, .. } in NETS {
         let f = u32::from(family) * 100;
         for (id, port, proto, flags, backend) in [
             (1, NODE_PORT, UDP, 0, Some(local)),
@@ -299,7 +330,7 @@ fn drops_at_xdp_are_counted_under_tcs_reasons() {
         return;
     }
     let mut t = lab("xdp-drop");
-    for (family, node, client, _, remote, ..) in NETS {
+    for Net { family, node, client, remote, .. } in NETS {
         let f = u32::from(family) * 100;
         t.tc.frontend(f + 1, None, family, NODE_PORT, TCP, FE_NODEPORT | FE_LOCAL_ONLY, &[]);
         t.tc.frontend(
