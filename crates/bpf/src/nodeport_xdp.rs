@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use aya::{
     Ebpf,
     maps::{HashMap, MapData},
-    programs::{Xdp, links::FdLink},
+    programs::Xdp,
 };
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::{
     Error, LoadOptions,
-    director::{XdpMode, pinned_link, replace_program},
-    loader::{LINKS_DIR, error_chain, generation, unpin_link, unpin_older_links},
+    director::{XdpMode, attach_pinned},
+    loader::{LINKS_DIR, unpin_link},
     maps::typed,
     nodeport::{PacketMapSizes, check_device_name, check_pins},
     nodeport_abi::XdpDev,
@@ -102,45 +102,13 @@ impl XdpDatapath {
         })?;
         // Before the program runs there: a frame for this device is recognised from the start.
         self.set_device(ifindex, mac)?;
-        let generation = generation();
-        let prefix = format!("{LINK_PREFIX}{device}-");
-        let earlier = pinned_link(&links_dir, &prefix)?;
         let program: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(Error::MissingProgram { name: PROGRAM })?
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let replaced = match earlier {
-            Some(path) => match replace_program(program, PROGRAM, &path) {
-                Ok(link_id) => Some(link_id),
-                Err(err) => {
-                    // E.g. the device was recreated: the old link is defunct. Attach anew.
-                    warn!(device, link = %path.display(), err = %err, "taking over the pinned XDP link failed");
-                    unpin_link(&path)?;
-                    None
-                }
-            },
-            None => None,
-        };
-        let took_over = replaced.is_some();
-        let link_id = match replaced {
-            Some(link_id) => link_id,
-            None => program
-                .attach(device, mode.aya())
-                .map_err(|source| Error::Program { name: PROGRAM, source })?,
-        };
-        let link = program
-            .take_link(link_id)
-            .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let path = links_dir.join(format!("{prefix}{generation}"));
-        let fd_link = FdLink::try_from(link)
-            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        fd_link
-            .pin(&path)
-            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        debug!(device, link = %path.display(), "XDP link pinned");
-        unpin_older_links(&links_dir, &prefix, &generation)?;
+        let took_over = attach_pinned(program, PROGRAM, device, mode, &links_dir, LINK_PREFIX)?;
         info!(device, ?mode, took_over, "per-packet XDP program attached");
         Ok(())
     }

@@ -45,19 +45,7 @@ fn cluster(mode: &str) -> Cluster {
 }
 
 fn counters(cluster: &Cluster, node: &str) -> BTreeMap<PacketReason, u64> {
-    let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
-    cluster
-        .lab
-        .run_in(node, move || {
-            switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
-                .unwrap()
-                .counters()
-                .unwrap()
-                .into_iter()
-                .map(|(reason, c)| (reason, c.packets))
-                .collect()
-        })
-        .unwrap()
+    cluster.packet_counters(node)
 }
 
 /// `ip -details link show eth0` in `node`.
