@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Per-packet load balancing at TC for traffic from outside the node: NodePort (node address),
- * LoadBalancer ingress IPs and ExternalIPs. See docs/datapath.md "Per-packet path".
+ * LoadBalancer ingress IPs and ExternalIPs (and cluster IPs routed to the node), and for pod
+ * traffic the socket hooks did not translate. See docs/datapath.md "Per-packet path".
  *
  *   sy_nodeport_ingress  (TC ingress of every --devices device)
  *     1. ICMP error about a translated flow -> rewrite outer and quoted headers, forward.
@@ -10,7 +11,9 @@
  *     4. frontend (default scope) -> source ranges -> empty? (drop / RST / ICMP) -> pick
  *        (affinity, Maglev over the 5-tuple, random) -> SNAT port for remote backends ->
  *        write sy_ct + sy_nat -> rewrite -> forward.
- *   sy_nodeport_egress   (TC egress of the same devices)
+ *   sy_pod_ingress       (TC ingress of the host side of --pod-devices interfaces)
+ *     the same steps for pods: internal scope of a split frontend, the pod's address kept.
+ *   sy_nodeport_egress   (TC egress of both kinds of interface)
  *     replies of local backends (and ICMP errors they send) translated back to the frontend.
  *
  * Forwarding: bpf_fib_lookup on the rewritten addresses, then bpf_redirect (neighbour known)
@@ -92,8 +95,8 @@ static __always_inline int apply_frag(struct __sk_buff *skb, const struct pkt *p
 	return apply(skb, p, x);
 }
 
-SEC("classifier")
-int sy_nodeport_ingress(struct __sk_buff *skb)
+/* The ingress decision of both entry points; from_pod is a constant in each. */
+static __always_inline int ingress(struct __sk_buff *skb, int from_pod)
 {
 	struct scratch *s = scratch(0);
 	struct sy_pkt_config *cfg;
@@ -160,7 +163,7 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 		sy_count(SY_REASON_PKT_PASS_FRAGMENT, skb->len);
 		return untranslated(skb, p);
 	}
-	rc = handle_new_flow(skb, p, cfg, now, e);
+	rc = handle_new_flow(skb, p, cfg, e, from_pod);
 	if (rc == NF_REJECT)
 		return reject(skb, p);
 	if (rc == TC_ACT_OK)
@@ -175,6 +178,22 @@ int sy_nodeport_ingress(struct __sk_buff *skb)
 		  e->frontend_id, e->backend_id, skb->len);
 	ct_xlat(x, e, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT);
 	return apply_frag(skb, p, x);
+}
+
+SEC("classifier")
+int sy_nodeport_ingress(struct __sk_buff *skb)
+{
+	return ingress(skb, 0);
+}
+
+/* TC ingress of the host side of pod interfaces (--pod-devices): the same steps for packets
+ * the socket hooks did not translate (a process outside --cgroup, a VM's guest). A socket the
+ * hooks translated already sends to a backend, which is no frontend: the lookup misses and the
+ * packet passes as it is. Replies of local backends are translated here too (sy_nat first). */
+SEC("classifier")
+int sy_pod_ingress(struct __sk_buff *skb)
+{
+	return ingress(skb, 1);
 }
 
 SEC("classifier")

@@ -178,7 +178,7 @@ int sy_nodeport_xdp(struct xdp_md *ctx)
 	/* A frame TC would have to finish anyway decides its new flow there. */
 	if (l4_csum_partial(ctx, p))
 		return XDP_PASS;
-	rc = handle_new_flow(ctx, p, cfg, now, e);
+	rc = handle_new_flow(ctx, p, cfg, e, 0);
 	if (rc != NF_TRANSLATE) /* no frontend, reject (TC answers), or a counted drop */
 		return rc == NF_REJECT ? XDP_PASS : rc;
 	e = bpf_map_lookup_elem(&sy_ct, &p->t);

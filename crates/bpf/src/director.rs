@@ -11,7 +11,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, HashOfMaps, Map, MapData, PerCpuArray},
+    maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray},
     programs::{
         Xdp,
         links::{FdLink, PinnedLink},
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::{
     Error,
     abi::{Addr, Counter, FrontendKey},
-    director_ids::id_slots,
+    director_ids::{Slots, id_slots},
     loader::{LINKS_DIR, error_chain, generation},
     maps::typed,
 };
@@ -52,9 +52,10 @@ pub const LINK_PREFIX: &str = "xdp-";
 pub mod names {
     /// `sy_dir_vips`: VIP key -> VIP.
     pub const VIPS: &str = "sy_dir_vips";
-    /// `sy_dir_tables`: table id -> Maglev table (array of node ids).
+    /// `sy_dir_tables`: table id -> Maglev table (array of node ids); an array of maps.
     pub const TABLES: &str = "sy_dir_tables";
-    /// `sy_dir_prev_tables`: table id -> per slot the previous table's node (0: same).
+    /// `sy_dir_prev_tables`: table id -> per slot the previous table's node (0: same); an
+    /// array of maps.
     pub const PREV_TABLES: &str = "sy_dir_prev_tables";
     /// `sy_dir_nodes`: node id -> node (an array: an unused id is all zero).
     pub const NODES: &str = "sy_dir_nodes";
@@ -338,10 +339,13 @@ const BPF_F_INNER_MAP: u32 = 1 << 12;
 pub struct DirMaps {
     /// VIP key -> VIP.
     pub vips: HashMap<MapData, FrontendKey, DirVip>,
-    /// Table id -> table.
-    pub tables: HashOfMaps<MapData, u32, DirTable>,
+    /// Table id -> table (an array of maps indexed by id; [`DirMaps::table_ids`] lists them).
+    pub tables: ArrayOfMaps<MapData, DirTable>,
     /// Table id -> the previous node per slot (0: the same node), for the second chance.
-    pub prev_tables: HashOfMaps<MapData, u32, DirTable>,
+    pub prev_tables: ArrayOfMaps<MapData, DirTable>,
+    /// Clears slots of `tables` and `prev_tables` (aya's arrays of maps only set them).
+    clear_tables: Slots,
+    clear_prev_tables: Slots,
     /// Node id -> node (an array indexed by id; [`DirMaps::node`] reads it).
     pub nodes: Array<MapData, DirNode>,
     /// Settings.
@@ -379,10 +383,13 @@ impl DirMaps {
     fn from_map_source(
         mut take: impl FnMut(&'static str) -> Result<Map, Error>,
     ) -> Result<Self, Error> {
+        let (tables, prev_tables) = (take(names::TABLES)?, take(names::PREV_TABLES)?);
         Ok(DirMaps {
             vips: typed(names::VIPS, take(names::VIPS)?)?,
-            tables: typed(names::TABLES, take(names::TABLES)?)?,
-            prev_tables: typed(names::PREV_TABLES, take(names::PREV_TABLES)?)?,
+            clear_tables: Slots::of(names::TABLES, &tables)?,
+            clear_prev_tables: Slots::of(names::PREV_TABLES, &prev_tables)?,
+            tables: typed(names::TABLES, tables)?,
+            prev_tables: typed(names::PREV_TABLES, prev_tables)?,
             nodes: typed(names::NODES, take(names::NODES)?)?,
             config: typed(names::CONFIG, take(names::CONFIG)?)?,
             counters: typed(names::COUNTERS, take(names::COUNTERS)?)?,
@@ -428,7 +435,7 @@ impl DirMaps {
         for (index, node) in (0u32..).zip(slots) {
             inner.set(index, node, 0).map_err(map_err)?;
         }
-        self.tables.insert(id, &inner, 0).map_err(map_err)
+        self.tables.set(id, &inner, 0).map_err(map_err)
     }
 
     /// Creates the previous nodes of table `id` (slot -> node id the VIP's previous table had
@@ -449,7 +456,7 @@ impl DirMaps {
                 inner.set(index, node, 0).map_err(map_err)?;
             }
         }
-        self.prev_tables.insert(id, &inner, 0).map_err(map_err)
+        self.prev_tables.set(id, &inner, 0).map_err(map_err)
     }
 
     /// The previous node id of `slot` in table `id` (0: the same node, or none recorded).
@@ -457,31 +464,21 @@ impl DirMaps {
         let map_err = |source| Error::Map { name: names::PREV_TABLES, source };
         match self.prev_tables.get(&id, 0) {
             Ok(table) => table.get(&slot, 0).map_err(map_err),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(0),
+            Err(aya::maps::MapError::KeyNotFound | aya::maps::MapError::OutOfBounds { .. }) => {
+                Ok(0)
+            }
             Err(source) => Err(map_err(source)),
         }
     }
 
     /// Removes the previous nodes of table `id` (missing is fine: most tables have none).
     pub fn delete_prev_table(&mut self, id: u32) -> Result<(), Error> {
-        match self.prev_tables.remove(&id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            // A hash of maps reports a missing key as the syscall's ENOENT.
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(())
-            }
-            Err(source) => Err(Error::Map { name: names::PREV_TABLES, source }),
-        }
+        self.clear_prev_tables.clear(id, self.prev_tables.len())
     }
 
     /// Removes table `id` (missing is fine), then its previous nodes and its nodes' names.
     pub fn delete_table(&mut self, id: u32) -> Result<(), Error> {
-        match self.tables.remove(&id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(source) => return Err(Error::Map { name: names::TABLES, source }),
-        }
+        self.clear_tables.clear(id, self.tables.len())?;
         self.delete_prev_table(id)?;
         let keys: Vec<TableNodeKey> =
             self.table_nodes.keys().filter_map(Result::ok).filter(|k| k.table_id == id).collect();
@@ -555,7 +552,9 @@ impl DirMaps {
         let map_err = |source| Error::Map { name: names::TABLES, source };
         let table: DirTable = match self.tables.get(&vip.table_id, 0) {
             Ok(table) => table,
-            Err(aya::maps::MapError::KeyNotFound) => return Ok(Some(out)),
+            Err(aya::maps::MapError::KeyNotFound | aya::maps::MapError::OutOfBounds { .. }) => {
+                return Ok(Some(out));
+            }
             Err(source) => return Err(map_err(source)),
         };
         let slot = (hash % u64::from(config.table_size)) as u32;
@@ -595,8 +594,8 @@ impl DirectorDatapath {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(bpf_dir)
             .map_max_entries(names::VIPS, sizes.vips)
-            .map_max_entries(names::TABLES, sizes.tables)
-            .map_max_entries(names::PREV_TABLES, sizes.tables)
+            .map_max_entries(names::TABLES, id_slots(sizes.tables))
+            .map_max_entries(names::PREV_TABLES, id_slots(sizes.tables))
             .map_max_entries(names::NODES, id_slots(sizes.nodes))
             .map_max_entries(names::VIP_COUNTERS, id_slots(sizes.vips))
             .map_max_entries(names::NODE_COUNTERS, id_slots(sizes.nodes))
@@ -607,7 +606,7 @@ impl DirectorDatapath {
         let previous = maps.config()?;
         if previous.table_size != 0
             && previous.table_size != settings.table_size
-            && maps.tables.keys().next().is_some()
+            && !maps.table_ids()?.is_empty()
         {
             return Err(Error::IncompatiblePin {
                 name: names::TABLES,

@@ -1,7 +1,8 @@
-//! The director's id-indexed maps (issue 16: the per-packet cost). VIP and node ids are small
-//! (`switchyard_director::Tables` reuses freed ids, smallest first), so the program finds a node
-//! entry and the per-VIP and per-node counters in arrays indexed by id: the verifier inlines an
-//! array lookup, where a hash lookup is a call that hashes the key.
+//! The director's id-indexed maps (issue 16: the per-packet cost). VIP, table and node ids are
+//! small (`switchyard_director::Tables` reuses freed ids, smallest first), so the program finds
+//! a table (and its previous nodes), a node entry and the per-VIP and per-node counters in
+//! arrays indexed by id: the verifier inlines an array lookup (of maps, too), where a hash
+//! lookup is a call that hashes the key.
 //!
 //! Pins of an older layout (the hash maps of earlier builds) cannot be adopted: the loader
 //! would hand this build's program a map of another type. [`recreate_incompatible_pins`]
@@ -9,9 +10,14 @@
 //! (a first start, as far as ids go); the program an earlier run attached keeps forwarding with
 //! the maps it holds until [`crate::director::DirectorDatapath::attach`] replaces it.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    path::Path,
+};
 
-use aya::maps::{MapData, MapInfo, MapType, PerCpuArray, PerCpuValues};
+use aya::maps::{Map, MapData, MapInfo, MapType, PerCpuArray, PerCpuValues};
 use tracing::warn;
 
 use crate::{
@@ -37,8 +43,8 @@ fn expected(sizes: DirMapSizes) -> [(&'static str, MapType, usize, usize, u32); 
     let id = size_of::<u32>();
     [
         (names::VIPS, MapType::Hash, size_of::<FrontendKey>(), size_of::<DirVip>(), sizes.vips),
-        (names::TABLES, MapType::HashOfMaps, id, id, sizes.tables),
-        (names::PREV_TABLES, MapType::HashOfMaps, id, id, sizes.tables),
+        (names::TABLES, MapType::ArrayOfMaps, id, id, id_slots(sizes.tables)),
+        (names::PREV_TABLES, MapType::ArrayOfMaps, id, id, id_slots(sizes.tables)),
         (names::NODES, MapType::Array, id, size_of::<DirNode>(), id_slots(sizes.nodes)),
         (names::CONFIG, MapType::Array, id, size_of::<DirConfig>(), 1),
         (names::COUNTERS, MapType::PerCpuArray, id, size_of::<Counter>(), REASON_SLOTS),
@@ -109,6 +115,66 @@ pub(crate) fn remove_map_pins(bpf_dir: &Path) -> Result<(), Error> {
     crate::loader::remove_map_pins(bpf_dir, &names::ALL)
 }
 
+/// Clears slots of an array of maps: aya's `ArrayOfMaps` sets slots but cannot clear one.
+pub(crate) struct Slots {
+    name: &'static str,
+    fd: OwnedFd,
+}
+
+/// `BPF_MAP_DELETE_ELEM`.
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+
+impl Slots {
+    /// A second descriptor of the array of maps `map`.
+    pub(crate) fn of(name: &'static str, map: &Map) -> Result<Self, Error> {
+        let Map::ArrayOfMaps(data) = map else {
+            return Err(Error::InvalidArgument(format!("map {name} is not an array of maps")));
+        };
+        let fd = data.fd().as_fd().try_clone_to_owned().map_err(|source| Error::BpfDir {
+            path: name.into(),
+            reason: "duplicating a map descriptor",
+            source,
+        })?;
+        Ok(Slots { name, fd })
+    }
+
+    /// Empties slot `index` (of `len`); an empty slot or one beyond the array is fine.
+    pub(crate) fn clear(&self, index: u32, len: u32) -> Result<(), Error> {
+        if index >= len {
+            return Ok(());
+        }
+        /// The `map_elem` member of `union bpf_attr`.
+        #[repr(C)]
+        struct Attr {
+            map_fd: u32,
+            pad: u32,
+            key: u64,
+            value: u64,
+            flags: u64,
+        }
+        let attr = Attr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            pad: 0,
+            key: &raw const index as u64,
+            value: 0,
+            flags: 0,
+        };
+        // SAFETY: BPF_MAP_DELETE_ELEM reads `attr` and the 4-byte key it points at, both alive
+        // for the call; the descriptor is owned by self.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_MAP_DELETE_ELEM, &raw const attr, size_of::<Attr>())
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(());
+        }
+        Err(Error::BpfDir { path: self.name.into(), reason: "clearing a table slot", source: err })
+    }
+}
+
 /// One id's per-CPU counter summed over CPUs (zero beyond the array).
 fn sum(
     map: &PerCpuArray<MapData, DirCounter>,
@@ -139,6 +205,32 @@ fn zero(
 }
 
 impl DirMaps {
+    /// The ids of every table present (slots of the array of maps that hold one).
+    pub fn table_ids(&self) -> Result<Vec<u32>, Error> {
+        let mut out = Vec::new();
+        for id in 1..self.tables.len() {
+            match self.tables.get(&id, 0) {
+                Ok(_) => out.push(id),
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(Error::Map { name: names::TABLES, source }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids of every previous-node table present.
+    pub fn prev_table_ids(&self) -> Result<Vec<u32>, Error> {
+        let mut out = Vec::new();
+        for id in 1..self.prev_tables.len() {
+            match self.prev_tables.get(&id, 0) {
+                Ok(_) => out.push(id),
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(Error::Map { name: names::PREV_TABLES, source }),
+            }
+        }
+        Ok(out)
+    }
+
     /// Node `id`'s entry; `None` for an unused id (all zero) or one beyond the array.
     pub fn node(&self, id: u32) -> Result<Option<DirNode>, Error> {
         if id == 0 || id >= self.nodes.len() {

@@ -40,6 +40,18 @@ pub const TC_PROGRAMS: [(&str, TcAttachType, &str); 2] = [
 /// Link pins of the TC programs start with this (`tc-<device>-<direction>-<generation>`).
 pub const LINK_PREFIX: &str = "tc-";
 
+/// The TC programs of pod interfaces (`--pod-devices`): the pod entry point at ingress (cluster
+/// IPs and every other frontend for traffic the socket hooks did not translate), the same
+/// reverse translation as the devices at egress.
+pub const POD_PROGRAMS: [(&str, TcAttachType, &str); 2] = [
+    ("sy_pod_ingress", TcAttachType::Ingress, "ingress"),
+    ("sy_nodeport_egress", TcAttachType::Egress, "egress"),
+];
+
+/// Link pins of the pod interfaces' programs (`pod-<device>-<direction>-<generation>`), apart
+/// from the devices' so each list is kept or detached on its own.
+pub const POD_LINK_PREFIX: &str = "pod-";
+
 /// Names of the per-packet maps (pin file names).
 pub mod names {
     /// `sy_ct`: original tuple -> conntrack entry.
@@ -378,15 +390,35 @@ impl PacketDatapath {
             return Ok(());
         }
         for (name, _, _) in TC_PROGRAMS {
-            let program: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
-            program.load().map_err(|source| Error::Program { name, source })?;
+            self.load_program(name)?;
         }
         self.programs_loaded = true;
+        Ok(())
+    }
+
+    fn classifier_mut(&mut self, name: &'static str) -> Result<&mut SchedClassifier, Error> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(Error::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| Error::Program { name, source })
+    }
+
+    /// Verifies and loads one program unless it is loaded already.
+    fn load_program(&mut self, name: &'static str) -> Result<(), Error> {
+        let program = self.classifier_mut(name)?;
+        if program.fd().is_err() {
+            program.load().map_err(|source| Error::Program { name, source })?;
+        }
+        Ok(())
+    }
+
+    /// Loads the pod entry point (`sy_pod_ingress`): only agents with `--pod-devices` pay its
+    /// verification. [`PacketDatapath::attach_pod`] calls it; tests call it for `TestRun`.
+    pub fn load_pod_programs(&mut self) -> Result<(), Error> {
+        for (name, _, _) in POD_PROGRAMS {
+            self.load_program(name)?;
+        }
         Ok(())
     }
 
@@ -414,6 +446,26 @@ impl PacketDatapath {
     /// On kernels with TCX (6.6+) the links are bpf_links; a clsact qdisc is added first for
     /// older kernels, where the netlink attachment cannot be pinned and this fails.
     pub fn attach(&mut self, device: &str) -> Result<(), Error> {
+        self.attach_set(device, &TC_PROGRAMS, LINK_PREFIX)?;
+        info!(device, "per-packet programs attached");
+        Ok(())
+    }
+
+    /// Attaches the pod programs ([`POD_PROGRAMS`]) to the host side of a pod interface and
+    /// pins the links (`pod-<device>-...`); then removes this interface's older generations.
+    pub fn attach_pod(&mut self, device: &str) -> Result<(), Error> {
+        self.load_pod_programs()?;
+        self.attach_set(device, &POD_PROGRAMS, POD_LINK_PREFIX)?;
+        debug!(device, "pod programs attached");
+        Ok(())
+    }
+
+    fn attach_set(
+        &mut self,
+        device: &str,
+        programs: &[(&'static str, TcAttachType, &str)],
+        prefix: &str,
+    ) -> Result<(), Error> {
         check_device_name(device)?;
         let links_dir = self.bpf_dir.join(LINKS_DIR);
         std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
@@ -426,19 +478,14 @@ impl PacketDatapath {
             debug!(device, error = %error_chain(&e), "clsact qdisc not added");
         }
         let generation = generation();
-        for (name, attach_type, direction) in TC_PROGRAMS {
-            let program: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
+        for &(name, attach_type, direction) in programs {
+            let program = self.classifier_mut(name)?;
             let link_id = program
                 .attach(device, attach_type)
                 .map_err(|source| Error::Program { name, source })?;
             let link =
                 program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
-            let path = links_dir.join(format!("{LINK_PREFIX}{device}-{direction}-{generation}"));
+            let path = links_dir.join(format!("{prefix}{device}-{direction}-{generation}"));
             let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
                 path: path.clone(),
                 detail: format!("not a bpf_link (kernel without TCX, < 6.6?): {e}"),
@@ -448,14 +495,13 @@ impl PacketDatapath {
                 .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
             debug!(program = name, device, link = %path.display(), "attached");
         }
-        for path in device_links(&self.bpf_dir, device)? {
+        for path in device_links(&self.bpf_dir, prefix, device)? {
             let current =
                 path.file_name().is_some_and(|n| n.as_bytes().ends_with(generation.as_bytes()));
             if !current {
                 unpin_link(&path)?;
             }
         }
-        info!(device, "per-packet programs attached");
         Ok(())
     }
 }
@@ -472,6 +518,14 @@ pub fn check_device(device: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The network devices of the caller's network namespace: (ifindex, name), from netlink (not
+/// /sys, which shows the namespace it was mounted in).
+pub fn interfaces() -> Result<Vec<(u32, String)>, Error> {
+    let list = nix::net::if_::if_nameindex()
+        .map_err(|e| Error::InvalidArgument(format!("listing network devices: {e}")))?;
+    Ok(list.iter().map(|i| (i.index(), i.name().to_string_lossy().into_owned())).collect())
+}
+
 pub(crate) fn check_device_name(device: &str) -> Result<(), Error> {
     let ok = !device.is_empty()
         && device.len() < 16
@@ -485,10 +539,11 @@ pub(crate) fn check_device_name(device: &str) -> Result<(), Error> {
     }
 }
 
-/// Link pins of `device` under `<bpf_dir>/links`.
-fn device_links(bpf_dir: &Path, device: &str) -> Result<Vec<PathBuf>, Error> {
+/// Link pins of `device` under `<bpf_dir>/links` whose names start with `kind` ([`LINK_PREFIX`]
+/// or [`POD_LINK_PREFIX`]).
+fn device_links(bpf_dir: &Path, kind: &str, device: &str) -> Result<Vec<PathBuf>, Error> {
     let dir = bpf_dir.join(LINKS_DIR);
-    let prefix = format!("{LINK_PREFIX}{device}-");
+    let prefix = format!("{kind}{device}-");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -514,6 +569,15 @@ fn device_links(bpf_dir: &Path, device: &str) -> Result<Vec<PathBuf>, Error> {
 
 /// Devices the per-packet programs are attached to (by their link pins), sorted.
 pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
+    attached(bpf_dir, LINK_PREFIX)
+}
+
+/// Pod interfaces the pod programs are attached to (by their link pins), sorted.
+pub fn attached_pod_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
+    attached(bpf_dir, POD_LINK_PREFIX)
+}
+
+fn attached(bpf_dir: &Path, kind: &str) -> Result<Vec<String>, Error> {
     let dir = bpf_dir.join(LINKS_DIR);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -529,7 +593,7 @@ pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // tc-<device>-<ingress|egress>-<generation>; the device may itself contain '-'.
-        let Some(rest) = name.strip_prefix(LINK_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(kind) else { continue };
         let mut parts = rest.rsplitn(3, '-');
         let (Some(_generation), Some(direction), Some(device)) =
             (parts.next(), parts.next(), parts.next())
@@ -546,8 +610,18 @@ pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
 /// Detaches the per-packet programs from `device` (removes its link pins). Returns how many
 /// links were removed.
 pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
+    detach(bpf_dir, LINK_PREFIX, device)
+}
+
+/// Detaches the pod programs from pod interface `device` (removes its link pins; the links of
+/// an interface that is gone are detached already). Returns how many pins were removed.
+pub fn detach_pod_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
+    detach(bpf_dir, POD_LINK_PREFIX, device)
+}
+
+fn detach(bpf_dir: &Path, kind: &str, device: &str) -> Result<usize, Error> {
     check_device_name(device)?;
-    let pins = device_links(bpf_dir, device)?;
+    let pins = device_links(bpf_dir, kind, device)?;
     for path in &pins {
         unpin_link(path)?;
     }

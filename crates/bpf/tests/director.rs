@@ -222,8 +222,9 @@ fn a_vip_without_nodes_or_source_drops_and_counts() {
 
 /// Node entries are an array indexed by id: an unused id reads as all zero (family 0) and one
 /// beyond the array finds nothing; both are a missing node, dropped and counted, never sent.
+/// The same for tables (an array of maps).
 #[test]
-fn a_slot_naming_an_unused_or_removed_node_id_drops_and_counts() {
+fn unused_or_removed_node_and_table_ids_drop_and_count() {
     let mut d = Director::new("dir-node-missing", ENCAP_GUE);
     d.vip(1, VIP4, 80, TCP, &[7]);
     d.dp.maps_mut().delete_node(1).unwrap();
@@ -242,6 +243,20 @@ fn a_slot_naming_an_unused_or_removed_node_id_drops_and_counts() {
     assert_eq!(d.count(DirReason::EncapGue), 0);
     for id in [1, 2, 3] {
         assert_eq!(d.dp.maps().vip_counter(id).unwrap().packets, 0, "VIP {id} sent nothing");
+    }
+    // Tables are an array of maps indexed by id: a cleared slot and an id beyond the array
+    // find no table.
+    d.dp.maps_mut().delete_table(2).unwrap();
+    assert_eq!(d.dp.maps().table_ids().unwrap(), [1, 3], "slot 2 cleared");
+    let key = FrontendKey::new(VIP4.parse().unwrap(), 83, TCP, 0);
+    let beyond = d.dp.maps().tables.len() + 1;
+    d.dp.maps_mut().vips.insert(key, DirVip { id: 4, table_id: beyond }, 0).unwrap();
+    for (n, port) in [81u16, 83].into_iter().enumerate() {
+        let (rc, _) = d.run(&Spec::tcp(CLIENT4, 40_000, VIP4, port, SYN).frame());
+        assert_eq!(rc, XDP_DROP, "port {port}");
+        assert_eq!(d.count(DirReason::DropTableMissing), n as u64 + 1);
+        let lookup = d.dp.maps().lookup(&flow(CLIENT4, 40_000, VIP4, port, TCP)).unwrap().unwrap();
+        assert_eq!((lookup.slot, lookup.node), (None, None), "the Rust mirror finds no table");
     }
 }
 

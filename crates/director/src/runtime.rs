@@ -155,9 +155,7 @@ pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
             adopted.vips.insert(key, vip.id);
         }
     }
-    for id in maps.tables.keys() {
-        adopted.table_ids.insert(id.map_err(|source| Error::Map { name: names::TABLES, source })?);
-    }
+    adopted.table_ids.extend(maps.table_ids()?);
     for (id, node) in maps.node_entries()? {
         adopted.node_ids.insert(id);
         adopted.nodes.entry(node.ip()).or_insert(id);
@@ -422,13 +420,12 @@ impl Runtime {
         for key in vips.into_iter().filter(|k| !live.contains(k)) {
             let _ = maps.vips.remove(&key);
         }
-        let table_ids: Vec<u32> = maps
-            .tables
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|source| Error::Map { name: names::TABLES, source })?;
-        for id in table_ids.into_iter().filter(|id| !tables.contains(id)) {
+        for id in maps.table_ids()?.into_iter().filter(|id| !tables.contains(id)) {
             maps.delete_table(id)?;
+        }
+        // Previous nodes written just before a table that never was (an earlier run ended).
+        for id in maps.prev_table_ids()?.into_iter().filter(|id| !tables.contains(id)) {
+            maps.delete_prev_table(id)?;
         }
         for id in maps.node_entries()?.into_keys().filter(|id| !nodes.contains(id)) {
             maps.delete_node(id)?;

@@ -93,16 +93,16 @@ fn privileged_maps_follow_the_tables() {
         };
         let maps = runtime.datapath().maps();
         assert!(node_ips(&runtime).contains(&"10.0.0.2".to_string()), "a previous node");
-        assert_eq!(maps.tables.keys().count(), 1, "the old table is gone");
-        assert_eq!(maps.prev_tables.keys().count(), 1, "the new table names previous nodes");
+        assert_eq!(maps.table_ids().unwrap().len(), 1, "the old table is gone");
+        assert_eq!(maps.prev_table_ids().unwrap().len(), 1, "the new table names previous nodes");
         let _ = runtime.apply(vec![Change::Node(ObjectKey::cluster("node-c"), None)]).unwrap();
         check(&runtime);
         let nodes = node_ips(&runtime);
         assert!(!nodes.contains(&"10.0.0.2".to_string()), "nothing of node-b is left: {nodes:?}");
         assert!(nodes.contains(&"10.0.0.3".to_string()), "node-c, a previous node: {nodes:?}");
         let maps = runtime.datapath().maps();
-        assert_eq!(maps.tables.keys().count(), 1, "the old tables are gone");
-        assert_eq!(maps.prev_tables.keys().count(), 1, "and their previous nodes");
+        assert_eq!(maps.table_ids().unwrap().len(), 1, "the old tables are gone");
+        assert_eq!(maps.prev_table_ids().unwrap().len(), 1, "and their previous nodes");
     })
     .join()
     .unwrap();
@@ -164,7 +164,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         let program_before = xdp_program("up0");
         let (ids_before, choices_before) = (ids(&first), choices(&first));
         let tables_before: Vec<u32> =
-            first.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+            first.datapath().maps().table_ids().unwrap();
         assert_ne!(program_before, 0, "attached");
         // The process ends: its program, maps and link stay pinned (traffic keeps flowing).
         drop(first);
@@ -178,7 +178,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         assert_eq!(ids(&second), ids_before, "VIP and node ids adopted (their counters continue)");
         assert_eq!(choices(&second), choices_before, "every flow keeps its node");
         let tables_after: Vec<u32> =
-            second.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+            second.datapath().maps().table_ids().unwrap();
         assert_eq!(tables_after.len(), tables_before.len(), "old tables removed");
         assert!(
             tables_after.iter().all(|t| !tables_before.contains(t)),

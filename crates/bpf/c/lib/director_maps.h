@@ -32,21 +32,24 @@ struct sy_dir_table_inner {
 	__uint(map_flags, BPF_F_INNER_MAP);
 };
 
+/* Tables by table id: an array of maps (ids are small and reused, as node ids below; the
+ * verifier inlines its lookup); an empty slot finds nothing. Index 0 is never used; the loader
+ * sets max_entries to the table capacity + 1. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
-	__uint(max_entries, SY_DIR_DEFAULT_TABLES);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLES + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct sy_dir_table_inner);
 } sy_dir_tables SEC(".maps");
 
 /* The second chance: for a table built when a VIP's nodes changed, per slot the node id the
- * VIP's previous table had there, 0 where it is the same node (or there was none). Same key
+ * VIP's previous table had there, 0 where it is the same node (or there was none). Same index
  * as sy_dir_tables; written before the table, removed after it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
-	__uint(max_entries, SY_DIR_DEFAULT_TABLES);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLES + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct sy_dir_table_inner);
 } sy_dir_prev_tables SEC(".maps");

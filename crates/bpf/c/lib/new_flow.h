@@ -70,9 +70,10 @@ static __always_inline void affinity_store(const struct sy_frontend *fe, const s
  * sy_nat and sy_ct. Returns NF_TRANSLATE, NF_REJECT or CTX_ACT_OK (no frontend) / a counted
  * drop. */
 static SY_NOINLINE int handle_new_flow(struct __ctx_buff *skb, struct pkt *p,
-					   const struct sy_pkt_config *pcfg, __u64 now,
-					   struct sy_ct_entry *old)
+					   const struct sy_pkt_config *pcfg, struct sy_ct_entry *old,
+					   int from_pod)
 {
+	__u64 now = bpf_ktime_get_ns(); /* (BPF calls take at most five arguments) */
 	struct sy_frontend *fe;
 	struct sy_backend *be;
 	struct pick pick = {};
@@ -82,7 +83,8 @@ static SY_NOINLINE int handle_new_flow(struct __ctx_buff *skb, struct pkt *p,
 	__u32 fe_flags;
 	int err, snat;
 
-	fe = lookup_frontend(&p->t.daddr, p->t.dport, p->t.proto, p->t.family, 0, 0);
+	/* From a pod: in-cluster traffic, so the internal scope of a split frontend. */
+	fe = lookup_frontend(&p->t.daddr, p->t.dport, p->t.proto, p->t.family, from_pod, 0);
 	if (!fe)
 		return CTX_ACT_OK;
 	fe_flags = fe->flags;
@@ -120,8 +122,10 @@ static SY_NOINLINE int handle_new_flow(struct __ctx_buff *skb, struct pkt *p,
 
 	/* A remote backend gets the node's address as source so its replies come back here;
 	 * Local policy keeps the client address (the slots hold local backends only). A client
-	 * that is its own backend (hairpin) must be SNATed too, or it would answer itself. */
-	snat = !(fe_flags & SY_FE_LOCAL_ONLY) && !(be->flags & SY_BE_LOCAL);
+	 * that is its own backend (hairpin) must be SNATed too, or it would answer itself. A pod
+	 * keeps its address (pod addresses route in the cluster, and the reply comes back through
+	 * this node's pod interface or --devices, where sy_nat translates it). */
+	snat = !from_pod && !(fe_flags & SY_FE_LOCAL_ONLY) && !(be->flags & SY_BE_LOCAL);
 	if (addr_eq(&be->addr, &p->t.saddr)) {
 		snat = 1;
 		e.flags |= SY_CT_F_HAIRPIN;

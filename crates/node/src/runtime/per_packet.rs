@@ -32,6 +32,7 @@ use switchyard_error::ErrorChain;
 use switchyard_model::{NodeModel, PortRange, PrimaryAddresses};
 use tracing::{error, info, warn};
 
+use super::pod_devices::PodDevices;
 use crate::config::{NodeConfig, check_port_ranges};
 use crate::error::NodeError;
 
@@ -44,6 +45,8 @@ pub(crate) struct PerPacketPrograms {
     xdp: Option<(XdpDatapath, XdpMode)>,
     state: PacketState,
     devices: Vec<String>,
+    /// `--pod-devices`: the pod interfaces attached so far.
+    pods: PodDevices,
     snat_ports: PortRange,
     node_port_range: PortRange,
 }
@@ -95,8 +98,17 @@ impl PerPacketPrograms {
                     })?,
             )
         };
-        let mut programs =
-            PerPacketPrograms { datapath, decap, xdp, state, devices, snat_ports, node_port_range };
+        let pods = PodDevices::new(config.pod_devices.clone(), devices.clone());
+        let mut programs = PerPacketPrograms {
+            datapath,
+            decap,
+            xdp,
+            state,
+            devices,
+            pods,
+            snat_ports,
+            node_port_range,
+        };
         programs.node_changed(maps, model.node_port_addresses(), model.primary_addresses());
         Ok(programs)
     }
@@ -160,7 +172,15 @@ impl PerPacketPrograms {
             }
         }
         let xdp_devices = if self.xdp.is_some() { &self.devices[..] } else { &[] };
-        detach_others(bpf_dir, &self.devices, xdp_devices)
+        detach_others(bpf_dir, &self.devices, xdp_devices)?;
+        self.pods.sync(&mut self.datapath, bpf_dir);
+        Ok(())
+    }
+
+    /// Attaches the pod entry point to pod interfaces that appeared since the last scan (and
+    /// forgets those that went).
+    pub(crate) fn rescan_pods(&mut self, bpf_dir: &Path) {
+        self.pods.sync(&mut self.datapath, bpf_dir);
     }
 }
 
