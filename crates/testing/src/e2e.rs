@@ -214,25 +214,6 @@ impl Cluster {
         cluster
     }
 
-    /// The per-packet counters (packets per reason) of `node`'s pinned maps.
-    pub fn packet_counters(
-        &self,
-        node: &str,
-    ) -> std::collections::BTreeMap<switchyard_bpf::nodeport_abi::PacketReason, u64> {
-        let bpf_dir = self.lab.node(node).unwrap().bpf_dir.clone();
-        self.lab
-            .run_in(node, move || {
-                switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
-                    .unwrap()
-                    .counters()
-                    .unwrap()
-                    .into_iter()
-                    .map(|(reason, c)| (reason, c.packets))
-                    .collect()
-            })
-            .unwrap()
-    }
-
     /// Starts an agent on `node` with this cluster's arguments (waits until it is ready).
     pub fn start_agent(&self, node: &str) -> Agent {
         Agent::start_with(&self.lab, &self.manifests, node, &self.agent_args)
