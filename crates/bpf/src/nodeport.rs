@@ -3,7 +3,8 @@
 //! ingress and egress, pin, detach; typed handles on the conntrack, NAT, source-range and
 //! settings maps.
 //!
-//! Links are pinned as `<bpf_dir>/links/tc-<device>-<ingress|egress>-<generation>`; a restarted
+//! Links are pinned as `<bpf_dir>/links/tc-<device>-<ingress|egress>-<generation>` (pod
+//! interfaces of `--pod-devices`: `pod-<device>-...`, [`POD_PROGRAMS`]); a restarted
 //! agent attaches the new generation before removing the old one, like the cgroup links
 //! (a packet meanwhile runs through both programs; the second finds nothing left to translate
 //! because the first already rewrote the destination to a backend).
