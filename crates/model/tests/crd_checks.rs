@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
-use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool};
+use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
 use switchyard_model::validate::{Finding, Severity, ValidationOptions, validate};
 use switchyard_model::{Change, ClusterState, NodeModel, ObjectKey, ObjectKind, ProxyConfig};
 
@@ -248,6 +248,87 @@ fn advertisement_rules_point_at_the_offending_field() {
         let (got, message) = one_finding(&state);
         assert_eq!(got, *severity, "{behaviour}");
         assert!(message.starts_with("BGPAdvertisement adv: "), "{behaviour}: {message}");
+        assert!(message.contains(expected), "{behaviour}: {message}");
+    }
+}
+
+fn l2_advertisement(name: &str, spec: Value) -> (ObjectKey, L2Advertisement) {
+    (ObjectKey::cluster(name), object("L2Advertisement", name, spec))
+}
+
+/// `switchyard validate` checks L2Advertisements as it checks BGPAdvertisements: pools that do
+/// not exist, selectors the API server refuses, and interface names Linux refuses.
+#[test]
+fn l2_advertisement_rules_point_at_the_offending_field() {
+    let mut valid = ClusterState::default();
+    valid.ip_pools.extend([pool("v4", json!({"addresses": ["192.0.2.0/28"]}))]);
+    valid.l2_advertisements.extend([
+        l2_advertisement("all", json!({})),
+        l2_advertisement(
+            "some",
+            json!({"ipPools": ["v4"], "interfaces": ["eth0", "bond0.100", "enp0s31f6"],
+                   "nodeSelectors": [{"matchLabels": {"l2": "yes"}}],
+                   "serviceSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}}),
+        ),
+    ]);
+    assert_eq!(findings(&valid), [], "valid L2Advertisements");
+    let cases: &[(&str, Value, Severity, &str)] = &[
+        (
+            "unknown pool",
+            json!({"ipPools": ["nope"]}),
+            Severity::Warning,
+            "spec.ipPools[0]: IPPool nope does not exist",
+        ),
+        (
+            "service selector",
+            json!({"serviceSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+            Severity::Error,
+            "spec.serviceSelector.matchExpressions[0].values: required for operator In",
+        ),
+        (
+            "node selector operator",
+            json!({"nodeSelectors": [{"matchExpressions": [{"key": "a", "operator": "Gt"}]}]}),
+            Severity::Error,
+            "spec.nodeSelectors[0].matchExpressions[0].operator",
+        ),
+        (
+            "empty node selector",
+            json!({"nodeSelectors": [{"matchLabels": {"l2": "yes"}}, {}]}),
+            Severity::Warning,
+            "spec.nodeSelectors[1]: empty: selects every node",
+        ),
+        (
+            "interface too long",
+            json!({"interfaces": ["a-very-long-name0"]}),
+            Severity::Error,
+            "spec.interfaces[0]: \"a-very-long-name0\" is longer than 15 bytes",
+        ),
+        (
+            "interface with a slash",
+            json!({"interfaces": ["eth0", "eth/1"]}),
+            Severity::Error,
+            "spec.interfaces[1]: \"eth/1\" contains '/'",
+        ),
+        (
+            "interface with a space",
+            json!({"interfaces": ["eth 0"]}),
+            Severity::Error,
+            "spec.interfaces[0]: \"eth 0\" contains ' '",
+        ),
+        (
+            "empty interface",
+            json!({"interfaces": [""]}),
+            Severity::Error,
+            "spec.interfaces[0]: empty",
+        ),
+        ("dot", json!({"interfaces": [".."]}), Severity::Error, "\"..\" is no interface name"),
+    ];
+    for (behaviour, spec, severity, expected) in cases {
+        let mut state = ClusterState::default();
+        state.l2_advertisements.extend([l2_advertisement("l2", spec.clone())]);
+        let (got, message) = one_finding(&state);
+        assert_eq!(got, *severity, "{behaviour}");
+        assert!(message.starts_with("L2Advertisement l2: "), "{behaviour}: {message}");
         assert!(message.contains(expected), "{behaviour}: {message}");
     }
 }

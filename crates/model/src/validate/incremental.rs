@@ -150,12 +150,15 @@ impl IncrementalValidation {
                     }
                     touched.slices_of_node.insert(key.name.clone());
                 }
-                ObjectKind::IPPool | ObjectKind::BGPPeer | ObjectKind::BGPAdvertisement => {
+                ObjectKind::IPPool
+                | ObjectKind::BGPPeer
+                | ObjectKind::BGPAdvertisement
+                | ObjectKind::L2Advertisement => {
                     self.state.apply(change);
                     touched.load_balancing = true;
                 }
                 // No rule reads them.
-                ObjectKind::Namespace | ObjectKind::Secret | ObjectKind::L2Advertisement => {
+                ObjectKind::Namespace | ObjectKind::Secret => {
                     continue;
                 }
             }
@@ -225,7 +228,8 @@ impl IncrementalValidation {
         let peers = state.bgp_peers.keys().map(|k| (ObjectKind::BGPPeer, k.clone()));
         let ads =
             state.bgp_advertisements.keys().map(|k| (ObjectKind::BGPAdvertisement, k.clone()));
-        pools.chain(peers).chain(ads)
+        let l2 = state.l2_advertisements.keys().map(|k| (ObjectKind::L2Advertisement, k.clone()));
+        pools.chain(peers).chain(ads).chain(l2)
     }
 
     /// Validates one Service, EndpointSlice or Node again, its own rules then the cross-object
@@ -380,7 +384,13 @@ impl IncrementalValidation {
 }
 
 fn is_load_balancing(kind: ObjectKind) -> bool {
-    matches!(kind, ObjectKind::IPPool | ObjectKind::BGPPeer | ObjectKind::BGPAdvertisement)
+    matches!(
+        kind,
+        ObjectKind::IPPool
+            | ObjectKind::BGPPeer
+            | ObjectKind::BGPAdvertisement
+            | ObjectKind::L2Advertisement
+    )
 }
 
 impl Touched {

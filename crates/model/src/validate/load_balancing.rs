@@ -1,5 +1,7 @@
-//! IPPools, BGPPeers and BGPAdvertisements: what parses but cannot work (addresses that are not
-//! addresses, overlapping pools, reserved AS numbers, a hold time BGP refuses).
+//! IPPools, BGPPeers, BGPAdvertisements and L2Advertisements: what parses but cannot work
+//! (addresses that are not addresses, overlapping pools, reserved AS numbers, a hold time BGP
+//! refuses, pools that do not exist, selectors the API server refuses, interface names Linux
+//! refuses).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -8,7 +10,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::{Finding, Problem, Report};
-use crate::crd::{AddressRange, BGPAdvertisement, BGPPeer, IPPool, parse_community, pool_ranges};
+use crate::crd::{
+    AddressRange, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement, parse_community, pool_ranges,
+};
 use crate::duration::parse_duration;
 use crate::input::{ClusterState, ObjectKey, ObjectKind};
 
@@ -23,6 +27,9 @@ pub(super) fn check(state: &ClusterState, findings: &mut Vec<Finding>) {
     }
     for (key, advertisement) in &state.bgp_advertisements {
         check_advertisement(key, advertisement, state, findings);
+    }
+    for (key, advertisement) in &state.l2_advertisements {
+        check_l2_advertisement(key, advertisement, state, findings);
     }
 }
 
@@ -197,6 +204,64 @@ fn check_advertisement(
         }
     }
     check_selector(&mut report, "spec.serviceSelector", spec.service_selector.as_ref());
+}
+
+fn check_l2_advertisement(
+    key: &ObjectKey,
+    advertisement: &L2Advertisement,
+    state: &ClusterState,
+    findings: &mut Vec<Finding>,
+) {
+    let mut report = Report { kind: ObjectKind::L2Advertisement, object: key, findings };
+    let spec = &advertisement.spec;
+    for (i, pool) in spec.ip_pools.iter().enumerate() {
+        if !state.ip_pools.contains_key(&ObjectKey::cluster(pool.clone())) {
+            report.warning(
+                format!("spec.ipPools[{i}]"),
+                Problem::Rule(format!("IPPool {pool} does not exist")),
+            );
+        }
+    }
+    check_selector(&mut report, "spec.serviceSelector", spec.service_selector.as_ref());
+    for (i, selector) in spec.node_selectors.iter().enumerate() {
+        let field = format!("spec.nodeSelectors[{i}]");
+        check_selector(&mut report, &field, Some(selector));
+        let empty = selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
+            && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+        if empty {
+            report.warning(
+                field,
+                Problem::Rule(
+                    "empty: selects every node, so the other nodeSelectors change nothing"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+    for (i, name) in spec.interfaces.iter().enumerate() {
+        if let Err(reason) = interface_name(name) {
+            rule(&mut report, format!("spec.interfaces[{i}]"), reason);
+        }
+    }
+}
+
+/// The kernel's `dev_valid_name`: 1 to 15 bytes (IFNAMSIZ 16 with the NUL), not `.` or `..`,
+/// no `/`, `:` or whitespace. A name it refuses can name no interface, so the advertisement
+/// would answer on none.
+fn interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty: an interface name has 1 to 15 bytes".to_owned());
+    }
+    if name.len() > 15 {
+        return Err(format!("{name:?} is longer than 15 bytes (IFNAMSIZ): no interface has it"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is no interface name"));
+    }
+    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
+        return Err(format!("{name:?} contains {c:?}, which no interface name contains"));
+    }
+    Ok(())
 }
 
 /// What the API server refuses in a label selector.
