@@ -1,6 +1,7 @@
 //! What the node agent's BGP speaker reports: sessions (state, uptime, capabilities, counters)
-//! and, per peer, every address announced or not and why. Served as `/bgp` for `switchyard bgp`
-//! and as Prometheus metrics; the agent supplies it through a [`BgpSource`].
+//! and, per peer, every address announced or not and why; and L2 mode's responder. Served as
+//! `/bgp` for `switchyard bgp` and `switchyard l2`, and as Prometheus metrics; the agent
+//! supplies it through a [`BgpSource`].
 
 use std::sync::Arc;
 
@@ -149,8 +150,61 @@ impl Collector for BgpCollector {
                 ConstCounter::new(pick(session)).encode(family.encode_family(&labels(session))?)?;
             }
         }
-        Ok(())
+        encode_l2(&report.l2, &mut encoder)
     }
+}
+
+/// L2 mode's responder, per interface: answers sent per family, gratuitous announcements,
+/// requests for addresses it does not own, and the addresses it owns.
+fn encode_l2(l2: &L2Report, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    let with_family = |name: &str, family: &str| {
+        vec![("interface", name.to_owned()), ("family", family.to_owned())]
+    };
+    let mut family = encoder.encode_descriptor(
+        "switchyard_l2_answers",
+        "ARP replies (ipv4) and neighbour advertisements answering solicitations (ipv6) sent",
+        None,
+        MetricType::Counter,
+    )?;
+    for i in &l2.interfaces {
+        for (fam, sent) in [("ipv4", i.counters.arp_replies), ("ipv6", i.counters.ndp_replies)] {
+            ConstCounter::new(sent).encode(family.encode_family(&with_family(&i.name, fam))?)?;
+        }
+    }
+    type Pick = fn(&switchyard_l2::Counters) -> u64;
+    let counters: [(&str, &str, Pick); 2] = [
+        (
+            "switchyard_l2_announcements",
+            "Gratuitous ARPs and unsolicited neighbour advertisements sent (an address gained)",
+            |c| c.announcements,
+        ),
+        (
+            "switchyard_l2_requests_not_owned",
+            "Well-formed requests for addresses this node does not answer for",
+            |c| c.not_owned,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for i in &l2.interfaces {
+            let labels = vec![("interface", i.name.clone())];
+            ConstCounter::new(pick(&i.counters)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "switchyard_l2_addresses_owned",
+        "Addresses this node answers ARP (ipv4) or NDP (ipv6) for, per interface",
+        None,
+        MetricType::Gauge,
+    )?;
+    for i in &l2.interfaces {
+        let v4 = i.addresses.iter().filter(|a| a.is_ipv4()).count();
+        for (fam, count) in [("ipv4", v4), ("ipv6", i.addresses.len() - v4)] {
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            ConstGauge::new(count).encode(family.encode_family(&with_family(&i.name, fam))?)?;
+        }
+    }
+    Ok(())
 }
 
 fn labels(session: &SessionReport) -> Vec<(&'static str, String)> {

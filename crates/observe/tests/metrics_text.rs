@@ -220,6 +220,47 @@ fn bgp_sessions_become_state_route_update_and_flap_metrics_per_peer() {
     }
 }
 
+/// L2 mode's responder on the agent's `/metrics`: answers per family, announcements, requests
+/// for addresses not owned, and the addresses owned, per interface.
+#[test]
+fn l2_responder_counters_become_metrics_per_interface() {
+    use switchyard_observe::bgp::{BgpCollector, BgpReport, BgpSource, L2Report};
+    let interface = switchyard_l2::InterfaceReport {
+        name: "eth0".to_owned(),
+        mac: "02:00:00:00:00:01".to_owned(),
+        addresses: vec![
+            "192.0.2.10".parse().unwrap(),
+            "2001:db8::10".parse().unwrap(),
+            "192.0.2.11".parse().unwrap(),
+        ],
+        counters: switchyard_l2::Counters {
+            arp_replies: 7,
+            ndp_replies: 4,
+            announcements: 6,
+            not_owned: 2,
+            ..switchyard_l2::Counters::default()
+        },
+        error: None,
+    };
+    let report = BgpReport {
+        l2: L2Report { interfaces: vec![interface], ..L2Report::default() },
+        ..BgpReport::default()
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BgpCollector(BgpSource::new(move || report.clone()))));
+    let text = render(&registry).unwrap();
+    for line in [
+        "switchyard_l2_answers_total{interface=\"eth0\",family=\"ipv4\"} 7",
+        "switchyard_l2_answers_total{interface=\"eth0\",family=\"ipv6\"} 4",
+        "switchyard_l2_announcements_total{interface=\"eth0\"} 6",
+        "switchyard_l2_requests_not_owned_total{interface=\"eth0\"} 2",
+        "switchyard_l2_addresses_owned{interface=\"eth0\",family=\"ipv4\"} 2",
+        "switchyard_l2_addresses_owned{interface=\"eth0\",family=\"ipv6\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+}
+
 #[test]
 fn conntrack_evictions_are_the_entries_created_minus_the_entries_present() {
     let fill = |name: &'static str, entries: u64| MapFill {
