@@ -58,6 +58,18 @@ impl<T: Ord> KeySet<T> {
         self.0.binary_search_by(|k| k.borrow().cmp(key)).is_ok()
     }
 
+    /// Takes out the smallest key.
+    pub(crate) fn pop_first(&mut self) -> Option<T> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let first = self.0.remove(0);
+        if self.0.len() * 4 <= self.0.capacity() {
+            self.0.shrink_to_fit();
+        }
+        Some(first)
+    }
+
     /// The smallest key.
     pub(crate) fn first(&self) -> Option<&T> {
         self.0.first()
@@ -116,6 +128,8 @@ mod tests {
         assert_eq!(set.first(), Some(&1));
         assert!(set.contains(&2) && !set.contains(&4));
         assert!(set.remove(&2) && !set.remove(&2));
+        assert_eq!(set.pop_first(), Some(1));
+        set.insert(1);
         assert_eq!(set.iter().copied().collect::<Vec<_>>(), [1, 3]);
         let mut one = KeySet::default();
         one.insert(String::from("a"));
