@@ -51,13 +51,6 @@ impl<T: Ord> KeySet<T> {
         }
     }
 
-    pub(crate) fn contains<Q: Ord + ?Sized>(&self, key: &Q) -> bool
-    where
-        T: Borrow<Q>,
-    {
-        self.0.binary_search_by(|k| k.borrow().cmp(key)).is_ok()
-    }
-
     /// Takes out the smallest key.
     pub(crate) fn pop_first(&mut self) -> Option<T> {
         if self.0.is_empty() {
@@ -77,10 +70,6 @@ impl<T: Ord> KeySet<T> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
     }
 
     /// The keys in order.
@@ -126,7 +115,6 @@ mod tests {
         assert!(set.insert(3) && set.insert(1) && !set.insert(3) && set.insert(2));
         assert_eq!(set.iter().copied().collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(set.first(), Some(&1));
-        assert!(set.contains(&2) && !set.contains(&4));
         assert!(set.remove(&2) && !set.remove(&2));
         assert_eq!(set.pop_first(), Some(1));
         set.insert(1);

@@ -71,7 +71,6 @@ fn incremental_validation_keeps_facts_not_objects() {
     let kept = live().saturating_sub(before);
     // The same findings as a whole-state validation, so nothing was left out to save memory.
     assert!(validation.findings().eq(validate(&state, &ValidationOptions::default()).iter()));
-    eprintln!("{} findings, {} slices", validation.findings().count(), state.endpoint_slices.len());
     let endpoints: usize = state.endpoint_slices.values().map(|s| s.endpoints.len()).sum();
     eprintln!(
         "objects {objects} B, validation keeps {kept} B ({:.3}×, {} B per endpoint)",
