@@ -128,7 +128,7 @@ fn main() {
     // Nodes whose addresses end in the Ethernet type of their family (see above).
     for (id, ip) in [(6, "10.0.8.0"), (7, "fd00::86dd")] {
         sh(&format!("neigh replace {ip} lladdr 02:00:00:00:00:0a dev up0 nud permanent"));
-        d.dp.maps_mut().nodes.insert(id, DirNode::new(ip.parse().unwrap()), 0).unwrap();
+        d.dp.maps_mut().put_node(id, DirNode::new(ip.parse().unwrap())).unwrap();
     }
     sh("route add 10.0.8.0/32 dev up0");
     d.vip(1, VIP4, 80, TCP, &[6]);

@@ -9,8 +9,8 @@
  *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
  *     4. route to the node (next hop cached per CPU for 100 ms): too big once encapsulated ->
  *        ICMP frag-needed / packet-too-big with the inner MTU back to the client (XDP_TX)
- *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect; a TCP
- *        packet whose slot changed node at the latest table change carries the previous node
+ *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect; a TCP or
+ *        UDP packet whose slot changed node at the latest table change carries the previous node
  *        in GUE private data (the second chance: the node re-sends what it does not hold)
  *
  * No state is kept: every director with the same tables sends a flow to the same node.
@@ -163,6 +163,7 @@ static __always_inline const struct sy_dir_node *dir_prev_node(__u32 table_id, _
 	if (!prev_id || *prev_id == 0)
 		return 0;
 	prev = bpf_map_lookup_elem(&sy_dir_nodes, prev_id);
+	/* An unused id reads as family 0, never the node's. */
 	if (!prev || prev->family != node->family)
 		return 0;
 	return prev;
@@ -281,10 +282,11 @@ int sy_director(struct xdp_md *ctx)
 		return dir_drop(&d, SY_DIR_DROP_TABLE_MISSING);
 	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);
 	d.node_id = *node_id;
-	if (!node)
+	if (!node || node->family == 0)
 		return dir_drop(&d, SY_DIR_DROP_NODE_MISSING);
 	d.hash = hash;
-	if (pp->flow.proto == IPPROTO_TCP && !pp->icmp_error && cfg->encap == SY_ENCAP_GUE)
+	if ((pp->flow.proto == IPPROTO_TCP || pp->flow.proto == IPPROTO_UDP) && !pp->icmp_error &&
+	    cfg->encap == SY_ENCAP_GUE)
 		d.prev = dir_prev_node(vip->table_id, slot, node);
 	rc = dir_send(ctx, cfg, node, &d);
 	if (rc != DIR_TOO_BIG)

@@ -34,6 +34,15 @@ char LICENSE[] SEC("license") = "GPL";
  * packet is dropped, as the per-packet path and kube-proxy drop it: a TCP connect() never
  * completes, a UDP send fails with EPERM (cgroup_skb programs cannot choose the errno).
  * Sockets without the mark cost one socket-storage lookup per packet.
+ *
+ * Most pods connect unbound, so the check above would only drop (a connect() that times out).
+ * To refuse at the call instead, the programs learn each pod network namespace's source address
+ * per family (sy_netns_src): from every TCP connect and accepted connection in it (sy_sock_ops)
+ * and from every checked first packet. A namespace that has shown one source only (a pod: one
+ * interface) is then refused at connect()/sendmsg() with ECONNREFUSED when that source is outside
+ * the ranges; its first packet is still checked as above. A namespace that has shown two
+ * sources of a family (several interfaces, or its address changed) is never refused on a guess,
+ * nor is the node's own namespace (routes there pick different sources per destination).
  */
 struct sy_sock_src_check {
 	__u32 frontend_id;
@@ -46,6 +55,81 @@ struct {
 	__type(value, struct sy_sock_src_check);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } sy_sock_src_check SEC(".maps");
+
+/* A network namespace's source address for one family, as its sockets have shown it. */
+struct sy_netns_src_key {
+	__u64 netns_cookie;
+	__u32 family; /* SY_AF_INET or SY_AF_INET6 */
+	__u32 pad;
+};
+
+struct sy_netns_src {
+	struct sy_addr addr;
+	__u32 several; /* 1: more than one source seen: never used to refuse */
+	__u32 pad;
+};
+
+/* LRU: a node runs at most a few hundred pod namespaces; an evicted entry is learned again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_netns_src_key);
+	__type(value, struct sy_netns_src);
+	__uint(max_entries, 4096);
+} sy_netns_src SEC(".maps");
+
+static __always_inline __u32 addr_family(const struct sy_addr *a)
+{
+	return addr_is_v4_mapped(a) ? SY_AF_INET : SY_AF_INET6;
+}
+
+/* A source that only ever reaches destinations of its own kind (loopback, link-local): a
+ * pod's sidecar traffic over 127.0.0.1 says nothing about the source of its LB connections. */
+static __always_inline int addr_is_local_scope(const struct sy_addr *a, __u32 family)
+{
+	if (family == SY_AF_INET)
+		return (bpf_ntohl(a->words[3]) >> 24) == 127 ||
+		       (bpf_ntohl(a->words[3]) >> 16) == 0xa9fe; /* 169.254/16 */
+	return (a->words[0] == 0 && a->words[1] == 0 && a->words[2] == 0 &&
+		a->words[3] == bpf_htonl(1)) ||
+	       (bpf_ntohl(a->words[0]) >> 22) == (0xfe80 >> 6); /* fe80::/10 */
+}
+
+/* Records that a socket of namespace netns_cookie sent from src (not a wildcard). */
+static __always_inline void learn_netns_source(__u64 netns_cookie, const struct sy_addr *src)
+{
+	struct sy_netns_src_key key = {};
+	struct sy_netns_src *known;
+	struct sy_netns_src fresh = {};
+
+	key.netns_cookie = netns_cookie;
+	key.family = addr_family(src);
+	if (addr_is_local_scope(src, key.family))
+		return;
+	known = bpf_map_lookup_elem(&sy_netns_src, &key);
+	if (known) {
+		if (!known->several && __builtin_memcmp(&known->addr, src, sizeof(*src)) != 0)
+			known->several = 1;
+		return;
+	}
+	fresh.addr = *src;
+	bpf_map_update_elem(&sy_netns_src, &key, &fresh, BPF_NOEXIST);
+}
+
+/* The one source namespace netns_cookie has shown for family, if it has shown exactly one. */
+static __always_inline int learned_netns_source(__u64 netns_cookie, __u32 family,
+						struct sy_addr *src)
+{
+	struct sy_netns_src_key key = {};
+	struct sy_netns_src *known;
+
+	key.netns_cookie = netns_cookie;
+	key.family = family;
+	known = bpf_map_lookup_elem(&sy_netns_src, &key);
+	if (!known || known->several)
+		return 0;
+	*src = known->addr;
+	return 1;
+}
 
 /* Whether src is inside the loadBalancerSourceRanges of frontend frontend_id. */
 static __always_inline int source_in_ranges(__u32 frontend_id, const struct sy_addr *src)
@@ -190,11 +274,17 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 		return SY_REJECT;
 	}
 
-	/* Source ranges, source already known (bound socket, chosen datagram source): refuse
-	 * the call itself. An unconnected UDP socket's earlier mark no longer applies. */
+	/* Source ranges, source already known (bound socket, chosen datagram source) or learned
+	 * for this pod's namespace: refuse the call itself. An unconnected UDP socket's earlier
+	 * mark no longer applies. A learned source is a forecast, so the first packet is still
+	 * checked (src_known stays 0). */
 	if (fe->flags & SY_FE_SOURCE_RANGES) {
+		int learned = 0;
+
 		src_known = known_source(ctx, is_v6, is_sendmsg, &src);
-		if (src_known && !source_in_ranges(fe->id, &src)) {
+		if (!src_known && !in_node_netns(ctx))
+			learned = learned_netns_source(bpf_get_netns_cookie(ctx), family, &src);
+		if ((src_known || learned) && !source_in_ranges(fe->id, &src)) {
 			count(SY_REASON_REJECT_SOURCE_RANGE);
 			sock_event(SY_REASON_REJECT_SOURCE_RANGE, 1, fe->id, 0, &dst, port, proto,
 				   family, bpf_get_socket_cookie(ctx));
@@ -488,6 +578,7 @@ int sy_sock_egress(struct __sk_buff *skb)
 	} else {
 		return 1;
 	}
+	learn_netns_source(bpf_get_netns_cookie(skb), &saddr);
 	if (source_in_ranges(c->frontend_id, &saddr)) {
 		c->pending = 0;
 		return 1;
@@ -501,4 +592,33 @@ int sy_sock_egress(struct __sk_buff *skb)
 		bpf_ringbuf_submit(ev, 0);
 	}
 	return 0;
+}
+
+/*
+ * Learns the namespace's source address from each TCP connect (the source is chosen by then)
+ * and each accepted connection (the address the pod is reached at): see sy_netns_src. It
+ * changes nothing for the socket.
+ */
+SEC("sockops")
+int sy_sock_ops(struct bpf_sock_ops *ops)
+{
+	struct sy_addr local = {};
+
+	if (ops->op != BPF_SOCK_OPS_TCP_CONNECT_CB && ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	if (ops->family == SY_AF_INET) {
+		addr_from_ip4(&local, ops->local_ip4);
+	} else if (ops->family == SY_AF_INET6) {
+		local.words[0] = ops->local_ip6[0];
+		local.words[1] = ops->local_ip6[1];
+		local.words[2] = ops->local_ip6[2];
+		local.words[3] = ops->local_ip6[3];
+	} else {
+		return 1;
+	}
+	if ((local.words[0] | local.words[1] | local.words[2] | local.words[3]) == 0 ||
+	    (addr_is_v4_mapped(&local) && local.words[3] == 0))
+		return 1;
+	learn_netns_source(bpf_get_netns_cookie(ops), &local);
+	return 1;
 }

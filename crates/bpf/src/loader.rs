@@ -54,8 +54,12 @@ pub const SOCK_RELEASE_PROGRAM: &str = "sy_sock_release";
 /// (`cgroup_skb/egress`).
 pub const SOCK_EGRESS_PROGRAM: &str = "sy_sock_egress";
 
+/// Learns each pod namespace's source address from its TCP connections, so loadBalancerSourceRanges
+/// can refuse an unbound socket's connect() (`sockops`).
+pub const SOCK_OPS_PROGRAM: &str = "sy_sock_ops";
+
 /// Every program attached to the cgroup.
-pub const ALL_PROGRAMS: [&str; 10] = [
+pub const ALL_PROGRAMS: [&str; 11] = [
     SOCK_PROGRAMS[0],
     SOCK_PROGRAMS[1],
     SOCK_PROGRAMS[2],
@@ -66,6 +70,7 @@ pub const ALL_PROGRAMS: [&str; 10] = [
     SOCK_PROGRAMS[7],
     SOCK_RELEASE_PROGRAM,
     SOCK_EGRESS_PROGRAM,
+    SOCK_OPS_PROGRAM,
 ];
 
 /// Subdirectory of the bpffs directory holding the pinned cgroup links.
@@ -263,6 +268,7 @@ impl Datapath {
                 Program::CgroupSockAddr(p) if p.fd().is_err() => p.load().map_err(program_err)?,
                 Program::CgroupSock(p) if p.fd().is_err() => p.load().map_err(program_err)?,
                 Program::CgroupSkb(p) if p.fd().is_err() => p.load().map_err(program_err)?,
+                Program::SockOps(p) if p.fd().is_err() => p.load().map_err(program_err)?,
                 _ => {}
             }
         }
@@ -334,6 +340,11 @@ impl Datapath {
                 let id = p
                     .attach(cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
                     .map_err(program_err)?;
+                let link = p.take_link(id).map_err(program_err)?;
+                FdLink::try_from(link).map_err(|e| not_a_link(&e))?
+            }
+            Program::SockOps(p) => {
+                let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(program_err)?;
                 let link = p.take_link(id).map_err(program_err)?;
                 FdLink::try_from(link).map_err(|e| not_a_link(&e))?
             }
@@ -534,6 +545,21 @@ pub(crate) fn prepare_bpf_dir(dir: &Path, mount: bool) -> Result<(), Error> {
     }
     warn!(bpf_dir = %dir.display(), "not on a bpffs: mounting one (`--cleanup` unmounts it)");
     mount_marked(dir).map_err(no_bpffs)
+}
+
+/// Removes the map pins `names` from `bpf_dir` (absent ones are fine).
+pub(crate) fn remove_map_pins(bpf_dir: &Path, names: &[&str]) -> Result<(), Error> {
+    for name in names {
+        let path = bpf_dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses pins from an earlier run that no longer match this build's layout or sizes:

@@ -3,7 +3,8 @@
 //! ingress and egress, pin, detach; typed handles on the conntrack, NAT, source-range and
 //! settings maps.
 //!
-//! Links are pinned as `<bpf_dir>/links/tc-<device>-<ingress|egress>-<generation>`; a restarted
+//! Links are pinned as `<bpf_dir>/links/tc-<device>-<ingress|egress>-<generation>` (pod
+//! interfaces of `--pod-devices`: `pod-<device>-...`, [`POD_PROGRAMS`]); a restarted
 //! agent attaches the new generation before removing the old one, like the cgroup links
 //! (a packet meanwhile runs through both programs; the second finds nothing left to translate
 //! because the first already rewrote the destination to a backend).
@@ -39,6 +40,18 @@ pub const TC_PROGRAMS: [(&str, TcAttachType, &str); 2] = [
 
 /// Link pins of the TC programs start with this (`tc-<device>-<direction>-<generation>`).
 pub const LINK_PREFIX: &str = "tc-";
+
+/// The TC programs of pod interfaces (`--pod-devices`): the pod entry point at ingress (cluster
+/// IPs and every other frontend for traffic the socket hooks did not translate), the same
+/// reverse translation as the devices at egress.
+pub const POD_PROGRAMS: [(&str, TcAttachType, &str); 2] = [
+    ("sy_pod_ingress", TcAttachType::Ingress, "ingress"),
+    ("sy_nodeport_egress", TcAttachType::Egress, "egress"),
+];
+
+/// Link pins of the pod interfaces' programs (`pod-<device>-<direction>-<generation>`), apart
+/// from the devices' so each list is kept or detached on its own.
+pub const POD_LINK_PREFIX: &str = "pod-";
 
 /// Names of the per-packet maps (pin file names).
 pub mod names {
@@ -314,6 +327,28 @@ pub struct PacketDatapath {
     programs_loaded: bool,
 }
 
+/// A loader for an object of the per-packet path (TC or XDP): every shared map pinned in
+/// `opts.bpf_dir` with the configured sizes, so both objects adopt the same maps.
+pub(crate) fn packet_loader(opts: &LoadOptions, sizes: PacketMapSizes) -> EbpfLoader<'_> {
+    let s = &opts.sizes;
+    let mut loader = EbpfLoader::new();
+    loader
+        .default_map_pin_directory(&opts.bpf_dir)
+        .map_max_entries(shared_names::FRONTENDS, s.frontends)
+        .map_max_entries(shared_names::SLOTS, s.slots)
+        .map_max_entries(shared_names::BACKENDS, s.backends)
+        .map_max_entries(shared_names::MAGLEV, s.maglev_tables)
+        .map_max_entries(shared_names::SOCK_REVNAT, s.sock_revnat)
+        .map_max_entries(shared_names::AFFINITY, s.affinity)
+        .map_max_entries(shared_names::SOCK_STICKY, s.sock_sticky)
+        .map_max_entries(shared_names::NODE_ADDRS, s.node_addrs)
+        .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
+        .map_max_entries(names::CT, sizes.ct)
+        .map_max_entries(names::NAT, sizes.nat)
+        .map_max_entries(names::SRC_RANGES, s.src_ranges);
+    loader
+}
+
 impl PacketDatapath {
     /// Loads `c/nodeport.bpf.c` against the maps pinned in `opts.bpf_dir`. Load the socket
     /// datapath ([`crate::Datapath::load`]) with the same options first: it checks and
@@ -332,22 +367,7 @@ impl PacketDatapath {
             )));
         }
         check_pins(&opts.bpf_dir, sizes, opts.sizes.src_ranges)?;
-        let s = &opts.sizes;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&opts.bpf_dir)
-            .map_max_entries(shared_names::FRONTENDS, s.frontends)
-            .map_max_entries(shared_names::SLOTS, s.slots)
-            .map_max_entries(shared_names::BACKENDS, s.backends)
-            .map_max_entries(shared_names::MAGLEV, s.maglev_tables)
-            .map_max_entries(shared_names::SOCK_REVNAT, s.sock_revnat)
-            .map_max_entries(shared_names::AFFINITY, s.affinity)
-            .map_max_entries(shared_names::SOCK_STICKY, s.sock_sticky)
-            .map_max_entries(shared_names::NODE_ADDRS, s.node_addrs)
-            .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
-            .map_max_entries(names::CT, sizes.ct)
-            .map_max_entries(names::NAT, sizes.nat)
-            .map_max_entries(names::SRC_RANGES, s.src_ranges)
-            .load(crate::nodeport_object())?;
+        let mut ebpf = packet_loader(opts, sizes).load(crate::nodeport_object())?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
         let mut maps = PacketMaps {
             ct: typed(names::CT, take(names::CT)?)?,
@@ -371,15 +391,35 @@ impl PacketDatapath {
             return Ok(());
         }
         for (name, _, _) in TC_PROGRAMS {
-            let program: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
-            program.load().map_err(|source| Error::Program { name, source })?;
+            self.load_program(name)?;
         }
         self.programs_loaded = true;
+        Ok(())
+    }
+
+    fn classifier_mut(&mut self, name: &'static str) -> Result<&mut SchedClassifier, Error> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(Error::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| Error::Program { name, source })
+    }
+
+    /// Verifies and loads one program unless it is loaded already.
+    fn load_program(&mut self, name: &'static str) -> Result<(), Error> {
+        let program = self.classifier_mut(name)?;
+        if program.fd().is_err() {
+            program.load().map_err(|source| Error::Program { name, source })?;
+        }
+        Ok(())
+    }
+
+    /// Loads the pod entry point (`sy_pod_ingress`): only agents with `--pod-devices` pay its
+    /// verification. [`PacketDatapath::attach_pod`] calls it; tests call it for `TestRun`.
+    pub fn load_pod_programs(&mut self) -> Result<(), Error> {
+        for (name, _, _) in POD_PROGRAMS {
+            self.load_program(name)?;
+        }
         Ok(())
     }
 
@@ -407,6 +447,26 @@ impl PacketDatapath {
     /// On kernels with TCX (6.6+) the links are bpf_links; a clsact qdisc is added first for
     /// older kernels, where the netlink attachment cannot be pinned and this fails.
     pub fn attach(&mut self, device: &str) -> Result<(), Error> {
+        self.attach_set(device, &TC_PROGRAMS, LINK_PREFIX)?;
+        info!(device, "per-packet programs attached");
+        Ok(())
+    }
+
+    /// Attaches the pod programs ([`POD_PROGRAMS`]) to the host side of a pod interface and
+    /// pins the links (`pod-<device>-...`); then removes this interface's older generations.
+    pub fn attach_pod(&mut self, device: &str) -> Result<(), Error> {
+        self.load_pod_programs()?;
+        self.attach_set(device, &POD_PROGRAMS, POD_LINK_PREFIX)?;
+        debug!(device, "pod programs attached");
+        Ok(())
+    }
+
+    fn attach_set(
+        &mut self,
+        device: &str,
+        programs: &[(&'static str, TcAttachType, &str)],
+        prefix: &str,
+    ) -> Result<(), Error> {
         check_device_name(device)?;
         let links_dir = self.bpf_dir.join(LINKS_DIR);
         std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
@@ -419,19 +479,14 @@ impl PacketDatapath {
             debug!(device, error = %error_chain(&e), "clsact qdisc not added");
         }
         let generation = generation();
-        for (name, attach_type, direction) in TC_PROGRAMS {
-            let program: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| Error::Program { name, source })?;
+        for &(name, attach_type, direction) in programs {
+            let program = self.classifier_mut(name)?;
             let link_id = program
                 .attach(device, attach_type)
                 .map_err(|source| Error::Program { name, source })?;
             let link =
                 program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
-            let path = links_dir.join(format!("{LINK_PREFIX}{device}-{direction}-{generation}"));
+            let path = links_dir.join(format!("{prefix}{device}-{direction}-{generation}"));
             let fd_link = FdLink::try_from(link).map_err(|e| Error::LinkPin {
                 path: path.clone(),
                 detail: format!("not a bpf_link (kernel without TCX, < 6.6?): {e}"),
@@ -441,14 +496,13 @@ impl PacketDatapath {
                 .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
             debug!(program = name, device, link = %path.display(), "attached");
         }
-        for path in device_links(&self.bpf_dir, device)? {
+        for path in device_links(&self.bpf_dir, prefix, device)? {
             let current =
                 path.file_name().is_some_and(|n| n.as_bytes().ends_with(generation.as_bytes()));
             if !current {
                 unpin_link(&path)?;
             }
         }
-        info!(device, "per-packet programs attached");
         Ok(())
     }
 }
@@ -465,7 +519,15 @@ pub fn check_device(device: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_device_name(device: &str) -> Result<(), Error> {
+/// The network devices of the caller's network namespace: (ifindex, name), from netlink (not
+/// /sys, which shows the namespace it was mounted in).
+pub fn interfaces() -> Result<Vec<(u32, String)>, Error> {
+    let list = nix::net::if_::if_nameindex()
+        .map_err(|e| Error::InvalidArgument(format!("listing network devices: {e}")))?;
+    Ok(list.iter().map(|i| (i.index(), i.name().to_string_lossy().into_owned())).collect())
+}
+
+pub(crate) fn check_device_name(device: &str) -> Result<(), Error> {
     let ok = !device.is_empty()
         && device.len() < 16
         && device.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -478,10 +540,11 @@ fn check_device_name(device: &str) -> Result<(), Error> {
     }
 }
 
-/// Link pins of `device` under `<bpf_dir>/links`.
-fn device_links(bpf_dir: &Path, device: &str) -> Result<Vec<PathBuf>, Error> {
+/// Link pins of `device` under `<bpf_dir>/links` whose names start with `kind` ([`LINK_PREFIX`]
+/// or [`POD_LINK_PREFIX`]).
+fn device_links(bpf_dir: &Path, kind: &str, device: &str) -> Result<Vec<PathBuf>, Error> {
     let dir = bpf_dir.join(LINKS_DIR);
-    let prefix = format!("{LINK_PREFIX}{device}-");
+    let prefix = format!("{kind}{device}-");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -507,6 +570,15 @@ fn device_links(bpf_dir: &Path, device: &str) -> Result<Vec<PathBuf>, Error> {
 
 /// Devices the per-packet programs are attached to (by their link pins), sorted.
 pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
+    attached(bpf_dir, LINK_PREFIX)
+}
+
+/// Pod interfaces the pod programs are attached to (by their link pins), sorted.
+pub fn attached_pod_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
+    attached(bpf_dir, POD_LINK_PREFIX)
+}
+
+fn attached(bpf_dir: &Path, kind: &str) -> Result<Vec<String>, Error> {
     let dir = bpf_dir.join(LINKS_DIR);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -522,7 +594,7 @@ pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // tc-<device>-<ingress|egress>-<generation>; the device may itself contain '-'.
-        let Some(rest) = name.strip_prefix(LINK_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(kind) else { continue };
         let mut parts = rest.rsplitn(3, '-');
         let (Some(_generation), Some(direction), Some(device)) =
             (parts.next(), parts.next(), parts.next())
@@ -539,8 +611,18 @@ pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
 /// Detaches the per-packet programs from `device` (removes its link pins). Returns how many
 /// links were removed.
 pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
+    detach(bpf_dir, LINK_PREFIX, device)
+}
+
+/// Detaches the pod programs from pod interface `device` (removes its link pins; the links of
+/// an interface that is gone are detached already). Returns how many pins were removed.
+pub fn detach_pod_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
+    detach(bpf_dir, POD_LINK_PREFIX, device)
+}
+
+fn detach(bpf_dir: &Path, kind: &str, device: &str) -> Result<usize, Error> {
     check_device_name(device)?;
-    let pins = device_links(bpf_dir, device)?;
+    let pins = device_links(bpf_dir, kind, device)?;
     for path in &pins {
         unpin_link(path)?;
     }
@@ -550,21 +632,15 @@ pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
 /// Removes the per-packet map pins (after [`crate::loader::cleanup`] removed links and the
 /// shared maps).
 pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
-    for name in names::ALL {
-        let path = bpf_dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::BpfDir { path, reason: "removing a map pin", source });
-            }
-        }
-    }
-    Ok(())
+    crate::loader::remove_map_pins(bpf_dir, &names::ALL)
 }
 
 /// Refuses per-packet pins of another layout or size.
-fn check_pins(bpf_dir: &Path, sizes: PacketMapSizes, src_ranges: u32) -> Result<(), Error> {
+pub(crate) fn check_pins(
+    bpf_dir: &Path,
+    sizes: PacketMapSizes,
+    src_ranges: u32,
+) -> Result<(), Error> {
     let expected = [
         (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
         (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),

@@ -131,9 +131,7 @@ fn gue_sends_each_flow_to_the_node_maglev_picks() {
     }
     assert_eq!(seen.len(), 3, "64 flows spread over all three nodes");
     assert_eq!(d.count(DirReason::EncapGue), 64);
-    let vip_counters =
-        DirMaps::id_counters(&d.dp.maps().vip_counters, names::VIP_COUNTERS).unwrap();
-    assert_eq!(vip_counters[&1].packets, 64);
+    assert_eq!(d.dp.maps().vip_counter(1).unwrap().packets, 64);
 }
 
 #[test]
@@ -220,6 +218,46 @@ fn a_vip_without_nodes_or_source_drops_and_counts() {
     d.vip(2, VIP6, 80, TCP, &[5]);
     assert_eq!(d.run(&Spec::tcp(CLIENT6, 1, VIP6, 80, SYN).frame()).0, XDP_DROP);
     assert_eq!(d.count(DirReason::DropNoSource), 1, "no IPv6 director address configured");
+}
+
+/// Node entries are an array indexed by id: an unused id reads as all zero (family 0) and one
+/// beyond the array finds nothing; both are a missing node, dropped and counted, never sent.
+/// The same for tables (an array of maps).
+#[test]
+fn unused_or_removed_node_and_table_ids_drop_and_count() {
+    let mut d = Director::new("dir-node-missing", ENCAP_GUE);
+    d.vip(1, VIP4, 80, TCP, &[7]);
+    d.dp.maps_mut().delete_node(1).unwrap();
+    d.vip(2, VIP4, 81, TCP, &[1]);
+    let beyond = d.dp.maps().nodes.len() + 10;
+    d.dp.maps_mut().put_table(3, &vec![beyond; M as usize]).unwrap();
+    let key = FrontendKey::new(VIP4.parse().unwrap(), 82, TCP, 0);
+    d.dp.maps_mut().vips.insert(key, DirVip { id: 3, table_id: 3 }, 0).unwrap();
+    for (n, port) in [80u16, 81, 82].into_iter().enumerate() {
+        let (rc, _) = d.run(&Spec::tcp(CLIENT4, 40_000, VIP4, port, SYN).frame());
+        assert_eq!(rc, XDP_DROP, "port {port}");
+        assert_eq!(d.count(DirReason::DropNodeMissing), n as u64 + 1);
+        let lookup = d.dp.maps().lookup(&flow(CLIENT4, 40_000, VIP4, port, TCP)).unwrap().unwrap();
+        assert_eq!(lookup.node, None, "the Rust mirror finds no node either");
+    }
+    assert_eq!(d.count(DirReason::EncapGue), 0);
+    for id in [1, 2, 3] {
+        assert_eq!(d.dp.maps().vip_counter(id).unwrap().packets, 0, "VIP {id} sent nothing");
+    }
+    // Tables are an array of maps indexed by id: a cleared slot and an id beyond the array
+    // find no table.
+    d.dp.maps_mut().delete_table(2).unwrap();
+    assert_eq!(d.dp.maps().table_ids().unwrap(), [1, 3], "slot 2 cleared");
+    let key = FrontendKey::new(VIP4.parse().unwrap(), 83, TCP, 0);
+    let beyond = d.dp.maps().tables.len() + 1;
+    d.dp.maps_mut().vips.insert(key, DirVip { id: 4, table_id: beyond }, 0).unwrap();
+    for (n, port) in [81u16, 83].into_iter().enumerate() {
+        let (rc, _) = d.run(&Spec::tcp(CLIENT4, 40_000, VIP4, port, SYN).frame());
+        assert_eq!(rc, XDP_DROP, "port {port}");
+        assert_eq!(d.count(DirReason::DropTableMissing), n as u64 + 1);
+        let lookup = d.dp.maps().lookup(&flow(CLIENT4, 40_000, VIP4, port, TCP)).unwrap().unwrap();
+        assert_eq!((lookup.slot, lookup.node), (None, None), "the Rust mirror finds no table");
+    }
 }
 
 #[test]

@@ -575,20 +575,126 @@ fn source_ranges_are_checked_on_the_socket_path() {
                     let after: u64 = field(line, "after_us").unwrap().parse().unwrap();
                     assert!(after < 500_000, "{case}: refused at once, not timed out: {line}");
                 }
-                assert_eq!(rejected, 2, "{case}");
-                // TCP: the SYN (and its retransmissions) dropped until the probe gives up.
+                // TCP: the namespace's first connection; its SYN (and its retransmissions)
+                // dropped until the probe gives up.
                 assert!(field(&lines[0], "err").is_some(), "{case}: tcp: {}", lines[0]);
-                // UDP: the send fails at once with EPERM.
-                assert_eq!(field(&lines[1], "err"), Some("1"), "{case}: {}", lines[1]);
-                assert_eq!(field(&lines[2], "err"), Some("1"), "{case}: {}", lines[2]);
+                assert!(!refused_at_once(&lines[0]), "{case}: nothing learned yet: {}", lines[0]);
+                if case == "ipv4" {
+                    // The backends are on 127/8, a source never learned (it cannot reach an LB
+                    // IP): each UDP send fails at once with EPERM, dropped at egress.
+                    for line in [&lines[1], &lines[2], &lines[4]] {
+                        assert_eq!(field(line, "err"), Some("1"), "{case}: {line}");
+                    }
+                    assert_eq!(rejected, 2, "{case}");
+                    // One SYN and at least one retransmission, three datagrams.
+                    assert!(refused >= 5, "{case}: {refused} packets counted");
+                } else {
+                    // The SYN taught the namespace's source (fd00::2 or fd00::3, outside the
+                    // ranges): every later call is refused at once, before any packet.
+                    for line in [&lines[1], &lines[2], &lines[4]] {
+                        assert!(refused_at_once(line), "{case}: learned: {line}");
+                    }
+                    assert_eq!(rejected, 2 + 3, "{case}");
+                    assert!(refused >= 2, "{case}: {refused} packets counted");
+                }
                 assert!(
                     field(&lines[3], "reply").is_some(),
                     "{case}: same socket, unrestricted frontend: {}",
                     lines[3]
                 );
-                assert_eq!(field(&lines[4], "err"), Some("1"), "{case}: {}", lines[4]);
-                // One SYN and at least one retransmission, three datagrams.
-                assert!(refused >= 5, "{case}: {refused} packets counted");
+            }
+        }
+    }
+}
+
+/// loadBalancerSourceRanges for unbound sockets, refused at the call: once a namespace has shown
+/// its one source address (here: a TCP connection to a server in it), connect() and sendmsg()
+/// to a frontend whose ranges exclude it fail at once with ECONNREFUSED, before any packet; with
+/// ranges that include it everything connects. A namespace that has shown two sources of the
+/// family is never refused on a guess: its SYN is dropped at egress as before.
+#[test]
+fn unbound_sockets_of_a_namespace_with_one_source_are_refused_at_connect() {
+    if !switchyard_lab::require_root(
+        "unbound_sockets_of_a_namespace_with_one_source_are_refused_at_connect",
+    ) {
+        return;
+    }
+    use switchyard_bpf::nodeport::SourceRangeMap as _;
+    use switchyard_bpf::nodeport_abi::SrcRangeKey;
+    // (case, frontend, target, backend, second address, inside prefix, outside prefix)
+    let cases = [
+        (
+            "ipv4",
+            "192.0.2.10",
+            "192.0.2.10:80",
+            "10.1.0.2",
+            "10.1.0.3",
+            ("10.1.0.0", 24),
+            ("10.2.0.0", 16),
+        ),
+        (
+            "ipv6",
+            "2001:db8::10",
+            "[2001:db8::10]:80",
+            "fd00:1::2",
+            "fd00:1::3",
+            ("fd00:1::", 64),
+            ("fd00:2::", 64),
+        ),
+    ];
+    for (case, vip, target, backend, second, inside_prefix, outside_prefix) in cases {
+        let bracket = |a: &str| if a.contains(':') { format!("[{a}]") } else { a.to_owned() };
+        let (b, s) = (bracket(backend), bracket(second));
+        for (inside, several) in [(true, false), (false, false), (false, true)] {
+            let mut f = Fixture::new("src-learned", PROBE);
+            let backends = [(1, backend, 8080)];
+            f.frontend(7, vip, 80, PROTO_TCP, FE_SOURCE_RANGES, &backends);
+            f.frontend(8, vip, 80, PROTO_UDP, FE_SOURCE_RANGES, &backends);
+            let prefix = if inside { inside_prefix } else { outside_prefix };
+            for id in [7, 8] {
+                let key = SrcRangeKey::new(id, prefix.0.parse().unwrap(), prefix.1).unwrap();
+                f.maps().add_source_range(id, key).unwrap();
+            }
+            let mut ops = vec![
+                format!("addr={backend}"),
+                format!("addr={second}"),
+                format!("tcp-server={b}:8080=b1"),
+                format!("udp-server={b}:8080=b1"),
+                format!("tcp-server={s}:8080=b2"),
+                // The namespace shows its source: a connection to its own address.
+                format!("tcp={b}:8080"),
+            ];
+            if several {
+                // ... and a second one (a namespace with two interfaces).
+                ops.push(format!("tcp={s}:8080"));
+            }
+            ops.push(format!("tcp={target}"));
+            ops.push(format!("udp-connected={target}"));
+            let lines = run_ops(&f, &ops);
+            let first_direct = if several { 2 } else { 1 };
+            assert_eq!(lines.len(), first_direct + 2, "{case}: {lines:?}");
+            for line in &lines[..first_direct] {
+                assert!(field(line, "reply").is_some(), "{case}: direct: {line}");
+            }
+            let (tcp, udp) = (&lines[first_direct], &lines[first_direct + 1]);
+            let rejected = f.counter(Reason::RejectSourceRange);
+            let dropped = f.counter(Reason::DropSourceRangeSock);
+            let label = format!("{case} inside={inside} several={several}");
+            if inside {
+                assert_eq!(field(tcp, "reply"), Some("b1"), "{label}: {tcp}");
+                assert_eq!(field(udp, "reply"), Some("b1"), "{label}: {udp}");
+                assert_eq!((rejected, dropped), (0, 0), "{label}");
+            } else if !several {
+                assert!(refused_at_once(tcp), "{label}: {tcp}");
+                assert!(refused_at_once(udp), "{label}: {udp}");
+                assert_eq!((rejected, dropped), (2, 0), "{label}: refused before any packet");
+            } else {
+                // No guess: the SYN is dropped at egress (the connect times out), the datagram
+                // too (EPERM).
+                assert!(field(tcp, "err").is_some() && !refused_at_once(tcp), "{label}: {tcp}");
+                assert_eq!(field(udp, "err"), Some("1"), "{label}: {udp}");
+                assert_eq!(rejected, 0, "{label}");
+                assert!(dropped >= 2, "{label}: {dropped} packets dropped");
             }
         }
     }

@@ -18,7 +18,7 @@ use crate::announce::Announcer;
 use crate::config::{DirectorConfig, Encap};
 use crate::health::{self, Checker, Health, HealthConfig, Outcome, Probe, Target, Transition};
 use crate::tables::{Adopted, Op, Plan, Tables};
-use crate::vips::{VipSet, vip_set};
+use crate::vips::{VipSet, vip_set_at};
 
 /// Where and how the director runs.
 #[derive(Debug, Clone)]
@@ -101,10 +101,9 @@ pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Err
     use switchyard_bpf::Error;
     for op in ops {
         match op {
-            Op::PutNode { id, address } => maps
-                .nodes
-                .insert(id, DirNode::new(*address), 0)
-                .map_err(|source| Error::Map { name: names::NODES, source })?,
+            Op::ZeroVipCounters { id } => maps.zero_vip_counters(*id)?,
+            Op::ZeroNodeCounters { id } => maps.zero_node_counters(*id)?,
+            Op::PutNode { id, address } => maps.put_node(*id, DirNode::new(*address))?,
             Op::PutTable { id, slots, nodes, previous } => {
                 // The previous nodes first: the program finds them as soon as it finds the
                 // table (and a leftover of an earlier run under this id is replaced).
@@ -128,10 +127,7 @@ pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Err
                 Err(source) => return Err(Error::Map { name: names::VIPS, source }),
             },
             Op::DeleteTable { id } => maps.delete_table(*id)?,
-            Op::DeleteNode { id } => match maps.nodes.remove(id) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => return Err(Error::Map { name: names::NODES, source }),
-            },
+            Op::DeleteNode { id } => maps.delete_node(*id)?,
         }
     }
     Ok(())
@@ -159,11 +155,8 @@ pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
             adopted.vips.insert(key, vip.id);
         }
     }
-    for id in maps.tables.keys() {
-        adopted.table_ids.insert(id.map_err(|source| Error::Map { name: names::TABLES, source })?);
-    }
-    for entry in maps.nodes.iter() {
-        let (id, node) = entry.map_err(|source| Error::Map { name: names::NODES, source })?;
+    adopted.table_ids.extend(maps.table_ids()?);
+    for (id, node) in maps.node_entries()? {
         adopted.node_ids.insert(id);
         adopted.nodes.entry(node.ip()).or_insert(id);
     }
@@ -200,7 +193,9 @@ impl Runtime {
                 "adopting the pinned state of an earlier run"
             );
         }
-        let was_running = !adopted.vips.is_empty();
+        // Pins of an older layout were recreated empty: the program an earlier run attached
+        // still forwards (with its own maps) until this one replaces it.
+        let was_running = !adopted.vips.is_empty() || datapath.recreated_pins();
         Ok(Runtime {
             options,
             tables: Tables::adopting(config, adopted),
@@ -276,7 +271,9 @@ impl Runtime {
             }
             self.state.apply(change);
         }
-        self.set = vip_set(&self.state);
+        // The joining window is the previous-node TTL (how long directors that saw a node join
+        // keep naming previous nodes).
+        self.set = vip_set_at(&self.state, SystemTime::now(), self.tables.config().previous_ttl);
         self.health_changed = false;
         if let Some(h) = &mut self.health {
             let targets = health::targets(&self.set, h.agent_port);
@@ -425,22 +422,17 @@ impl Runtime {
         for key in vips.into_iter().filter(|k| !live.contains(k)) {
             let _ = maps.vips.remove(&key);
         }
-        let table_ids: Vec<u32> = maps
-            .tables
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|source| Error::Map { name: names::TABLES, source })?;
-        for id in table_ids.into_iter().filter(|id| !tables.contains(id)) {
+        for id in maps.table_ids()?.into_iter().filter(|id| !tables.contains(id)) {
             maps.delete_table(id)?;
         }
-        let node_ids: Vec<u32> = maps
-            .nodes
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|source| Error::Map { name: names::NODES, source })?;
-        for id in node_ids.into_iter().filter(|id| !nodes.contains(id)) {
-            let _ = maps.nodes.remove(&id);
+        // Previous nodes written just before a table that never was (an earlier run ended).
+        for id in maps.prev_table_ids()?.into_iter().filter(|id| !tables.contains(id)) {
+            maps.delete_prev_table(id)?;
         }
+        for id in maps.node_entries()?.into_keys().filter(|id| !nodes.contains(id)) {
+            maps.delete_node(id)?;
+        }
+        self.tables.leftovers_removed();
         Ok(())
     }
 

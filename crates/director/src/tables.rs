@@ -19,14 +19,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard_maglev::{Backend, MaglevConfig, Table};
-use switchyard_model::{FrontendKey, ObjectKey, TrafficPolicy};
+use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 
 use crate::config::DirectorConfig;
-use crate::vips::{NodeTarget, Problem, VipSet};
+use crate::vips::{NodeTarget, Problem, Vip, VipSet};
 
 /// One map operation, in the order [`Plan::ops`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// Zero the counters of VIP id `id`, which a new VIP takes (before its [`Op::PutVip`]).
+    ZeroVipCounters { id: u32 },
+    /// Zero the counters of node id `id`, which a new node takes (before its [`Op::PutNode`]).
+    ZeroNodeCounters { id: u32 },
     /// Create the node entry `id` (before any table names it).
     PutNode { id: u32, address: IpAddr },
     /// Create table `id`: slot `s` sends to node `slots[s]` (before any VIP names it);
@@ -66,6 +70,9 @@ pub struct Plan {
 struct TableKey {
     nodes: Vec<NodeTarget>,
     previous: Option<Vec<NodeTarget>>,
+    /// Previous nodes left out (slot's previous node 0): for a UDP VIP the ones not known to
+    /// be alive ([`unnamed_for`]); empty for TCP.
+    unnamed: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +150,37 @@ pub struct Adopted {
     pub node_ids: BTreeSet<u32>,
 }
 
+/// Small ids: the program indexes arrays with VIP and node ids (issue 16), so a new entry
+/// takes the smallest free id. Every step of an update releases ids only after its last take
+/// (gone VIPs after the set's, unused tables and nodes at the end) and lists their deletes
+/// after every put, so a reused id is written only after its old holder was removed
+/// (make-before-break; the property test checks it op by op). An id never exceeds the most
+/// entries its map held at once, so arrays of the maps' capacities suffice.
+#[derive(Debug, Clone, Default)]
+struct Ids {
+    /// Ids in use (or pinned by an earlier run).
+    used: BTreeSet<u32>,
+}
+
+impl Ids {
+    /// The smallest id (from 1) not in use.
+    fn take(&mut self) -> u32 {
+        let mut id = 1;
+        for &used in self.used.range(1..) {
+            if used != id {
+                break;
+            }
+            id += 1;
+        }
+        self.used.insert(id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        self.used.remove(&id);
+    }
+}
+
 /// The director's tables: the pure half of the role.
 #[derive(Debug, Clone)]
 pub struct Tables {
@@ -150,9 +188,9 @@ pub struct Tables {
     vips: BTreeMap<FrontendKey, VipEntry>,
     tables: BTreeMap<TableKey, TableEntry>,
     nodes: BTreeMap<(Arc<str>, IpAddr), NodeEntry>,
-    next_vip: u32,
-    next_table: u32,
-    next_node: u32,
+    vip_ids: Ids,
+    table_ids: Ids,
+    node_ids: Ids,
     /// Ids of the pinned state this run adopts (consumed as entries take them).
     adopted: Adopted,
 }
@@ -165,24 +203,41 @@ impl Tables {
             vips: BTreeMap::new(),
             tables: BTreeMap::new(),
             nodes: BTreeMap::new(),
-            next_vip: 1,
-            next_table: 1,
-            next_node: 1,
+            vip_ids: Ids::default(),
+            table_ids: Ids::default(),
+            node_ids: Ids::default(),
             adopted: Adopted::default(),
         }
     }
 
     /// Empty tables that take over what an earlier run pinned: a VIP or node already in the
-    /// maps keeps its id (its counters continue), and every new id is above the pinned ones, so
-    /// no operation rewrites a table or node entry the running program may be reading.
+    /// maps keeps its id (its counters continue), and no new entry takes a pinned id, so no
+    /// operation rewrites a table or node entry the running program may be reading. Once the
+    /// pinned leftovers are removed, [`Tables::leftovers_removed`] frees their ids.
     pub fn adopting(config: DirectorConfig, adopted: Adopted) -> Self {
-        let after = |ids: &BTreeSet<u32>| ids.last().map_or(1, |max| max.saturating_add(1));
+        let ids = |pinned: &BTreeSet<u32>| Ids { used: pinned.clone() };
         Tables {
-            next_vip: after(&adopted.vip_ids),
-            next_table: after(&adopted.table_ids),
-            next_node: after(&adopted.node_ids),
+            vip_ids: ids(&adopted.vip_ids),
+            table_ids: ids(&adopted.table_ids),
+            node_ids: ids(&adopted.node_ids),
             adopted,
             ..Tables::new(config)
+        }
+    }
+
+    /// The pinned entries of an earlier run that no VIP, table or node took over are gone from
+    /// the maps: their ids are free.
+    pub fn leftovers_removed(&mut self) {
+        let (vips, tables, nodes) = self.live_ids();
+        let adopted = std::mem::take(&mut self.adopted);
+        for (pinned, live, ids) in [
+            (adopted.vip_ids, vips, &mut self.vip_ids),
+            (adopted.table_ids, tables, &mut self.table_ids),
+            (adopted.node_ids, nodes, &mut self.node_ids),
+        ] {
+            for id in pinned.difference(&live) {
+                ids.release(*id);
+            }
         }
     }
 
@@ -194,28 +249,42 @@ impl Tables {
     /// Moves the tables to `set` and returns the operations that do the same to the maps.
     ///
     /// A VIP this director builds for the first time while some of its nodes drain
-    /// ([`crate::Vip::draining`]) is first built *with* them, then without: its table names
-    /// them as previous nodes exactly as on a director that saw the drain happen, so a
-    /// director that starts (or restarts) during a drain keeps the drained nodes' flows on
-    /// them through the second chance too (issue 17 (f)). The two steps' operations are
-    /// one list, each step make-before-break.
+    /// ([`crate::Vip::draining`]) or join ([`crate::Vip::joining`]) is first built as it was
+    /// before — with the draining nodes, without the joining ones — then as it is: its table
+    /// names previous nodes exactly as on a director that saw the change happen, so a director
+    /// that starts (or restarts) during a drain or a node addition keeps the moved flows on
+    /// their nodes through the second chance too (issue 17 (f)). The two steps' operations
+    /// are one list, each step make-before-break.
     pub fn update(&mut self, set: &VipSet) -> Plan {
-        let fresh_draining = set
-            .vips
-            .iter()
-            .any(|(key, vip)| !vip.draining.is_empty() && !self.vips.contains_key(key));
-        if !fresh_draining {
+        let fresh_changing = set.vips.iter().any(|(key, vip)| {
+            !self.vips.contains_key(key) && (!vip.draining.is_empty() || !vip.joining.is_empty())
+        });
+        if !fresh_changing {
             return self.update_once(set);
         }
         let mut before = set.clone();
+        let mut seeded = false;
         for (key, vip) in &mut before.vips {
-            if !vip.draining.is_empty() && !self.vips.contains_key(key) {
-                let mut nodes = vip.nodes.clone();
-                nodes.extend(vip.draining.iter().cloned());
-                nodes.sort();
-                nodes.dedup_by(|a, b| a.name == b.name);
-                vip.nodes = nodes;
+            if self.vips.contains_key(key) || (vip.draining.is_empty() && vip.joining.is_empty()) {
+                continue;
             }
+            let mut nodes: Vec<NodeTarget> = vip
+                .nodes
+                .iter()
+                .filter(|n| !vip.joining.iter().any(|j| j.name == n.name))
+                .cloned()
+                .collect();
+            nodes.extend(vip.draining.iter().cloned());
+            nodes.sort();
+            nodes.dedup_by(|a, b| a.name == b.name);
+            // Every node joined: there was nothing before (and no flow to keep).
+            if !nodes.is_empty() {
+                vip.nodes = nodes;
+                seeded = true;
+            }
+        }
+        if !seeded {
+            return self.update_once(set);
         }
         let first = self.update_once(&before);
         let mut plan = self.update_once(set);
@@ -260,12 +329,12 @@ impl Tables {
             }
             let table = match wanted {
                 Some(nodes) => {
+                    let previous = old.as_ref().and_then(|o| o.table.as_ref());
                     let table_key = TableKey {
+                        unnamed: previous
+                            .map_or_else(Vec::new, |p| unnamed_for(key, vip, &p.nodes)),
                         nodes,
-                        previous: old
-                            .as_ref()
-                            .and_then(|o| o.table.as_ref())
-                            .map(|t| t.nodes.clone()),
+                        previous: previous.map(|t| t.nodes.clone()),
                     };
                     let previous = old.as_ref().and_then(|o| o.table.clone());
                     match self.acquire_table(
@@ -299,8 +368,8 @@ impl Tables {
                 None => match self.adopted.vips.remove(key) {
                     Some(id) => id,
                     None => {
-                        let id = self.next_vip;
-                        self.next_vip += 1;
+                        let id = self.vip_ids.take();
+                        vip_ops.push(Op::ZeroVipCounters { id });
                         id
                     }
                 },
@@ -324,6 +393,7 @@ impl Tables {
         for key in gone {
             if let Some(entry) = self.vips.remove(&key) {
                 vip_ops.push(Op::DeleteVip { key });
+                self.vip_ids.release(entry.id);
                 if let Some(table) = entry.table {
                     self.release_table(&table);
                 }
@@ -365,7 +435,7 @@ impl Tables {
             .collect();
         let (mut new_nodes, mut new_tables, mut vip_ops) = (Vec::new(), Vec::new(), Vec::new());
         for (key, old) in vips {
-            let fresh = TableKey { nodes: old.nodes.clone(), previous: None };
+            let fresh = TableKey { nodes: old.nodes.clone(), previous: None, unnamed: Vec::new() };
             match self.acquire_table(&fresh, None, &mut new_nodes, &mut new_tables) {
                 Ok(table) => {
                     let vip = self.vips.get_mut(&key).expect("present: listed above");
@@ -406,6 +476,7 @@ impl Tables {
         for key in dead_tables {
             if let Some(entry) = self.tables.remove(&key) {
                 plan.ops.push(Op::DeleteTable { id: entry.id });
+                self.table_ids.release(entry.id);
                 for held in &entry.held {
                     if let Some(n) = self.nodes.get_mut(held) {
                         n.refs -= 1;
@@ -418,6 +489,7 @@ impl Tables {
         for key in dead_nodes {
             if let Some(entry) = self.nodes.remove(&key) {
                 plan.ops.push(Op::DeleteNode { id: entry.id });
+                self.node_ids.release(entry.id);
             }
         }
     }
@@ -450,12 +522,15 @@ impl Tables {
                 Some(entry) => entry,
                 None => {
                     // A pinned entry of this address is the same target: keep its id (the
-                    // write below leaves it as it is).
-                    let id = self.adopted.nodes.remove(&node.address).unwrap_or_else(|| {
-                        let id = self.next_node;
-                        self.next_node += 1;
-                        id
-                    });
+                    // write below leaves it as it is, counters included).
+                    let id = match self.adopted.nodes.remove(&node.address) {
+                        Some(id) => id,
+                        None => {
+                            let id = self.node_ids.take();
+                            new_nodes.push(Op::ZeroNodeCounters { id });
+                            id
+                        }
+                    };
                     new_nodes.push(Op::PutNode { id, address: node.address });
                     self.nodes.entry(key).or_insert(NodeEntry { id, refs: 0 })
                 }
@@ -477,6 +552,11 @@ impl Tables {
                     .map(|(&index, &now)| {
                         let index = index as usize;
                         let was = old.node_ids[index];
+                        let was = if key.unnamed.contains(&old_key.nodes[index].name) {
+                            now
+                        } else {
+                            was
+                        };
                         if was != now {
                             named.insert(was, old_key.nodes[index].clone());
                         }
@@ -497,8 +577,7 @@ impl Tables {
                 held.push(node_key);
             }
         }
-        let id = self.next_table;
-        self.next_table += 1;
+        let id = self.table_ids.take();
         let named: Arc<[(u32, NodeTarget)]> =
             node_ids.iter().copied().zip(nodes.iter().cloned()).collect();
         new_tables.push(Op::PutTable { id, slots, nodes: named, previous: previous.clone() });
@@ -574,4 +653,22 @@ impl Tables {
             self.nodes.values().map(|n| n.id).collect(),
         )
     }
+}
+
+/// The previous nodes a UDP VIP's table leaves out: those of `previous` that are neither
+/// serving nor draining now (deleted, not ready, or down by the health probes: maybe dead).
+/// A node that does not hold a UDP packet sends it to the previous node, which returns what
+/// it does not hold; a dead previous node would return nothing, and every new UDP flow of its
+/// slots would be lost until the previous nodes expire. A TCP VIP names them all (a SYN never
+/// goes there, and a dead node's TCP flows are lost either way).
+fn unnamed_for(key: &FrontendKey, vip: &Vip, previous: &[NodeTarget]) -> Vec<Arc<str>> {
+    if key.protocol != Protocol::Udp {
+        return Vec::new();
+    }
+    let alive = |name: &Arc<str>| vip.nodes.iter().chain(&vip.draining).any(|n| &n.name == name);
+    let mut out: Vec<Arc<str>> =
+        previous.iter().map(|n| n.name.clone()).filter(|name| !alive(name)).collect();
+    out.sort();
+    out.dedup();
+    out
 }

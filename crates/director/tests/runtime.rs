@@ -25,31 +25,54 @@ fn changes(state: &switchyard_model::ClusterState) -> Vec<Change> {
     out
 }
 
+/// A private network namespace with the uplink `up0` (call on a thread of its own).
+fn enter_netns_with_uplink() {
+    switchyard_testing::nodeport_fixture::enter_private_netns();
+    let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
+    assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+}
+
+fn options_in(bpf: &switchyard_testing::BpfDir) -> RuntimeOptions {
+    RuntimeOptions {
+        bpf_dir: bpf.path().to_owned(),
+        mount_bpffs: false,
+        devices: vec!["up0".into()],
+        mode: XdpMode::Generic,
+        source4: Some("10.0.0.100".parse().unwrap()),
+        source6: None,
+        encap: Encap::Gue,
+        gue_port: 6080,
+        sizes: DirMapSizes::default(),
+    }
+}
+
+/// The maps send 200 flows to VIP `key` where the tables say (node and slot).
+fn maps_answer_like_the_tables(runtime: &Runtime, key: &FrontendKey) {
+    for port in 1000..1200u16 {
+        let flow = FlowKey {
+            source: "198.51.100.7".parse().unwrap(),
+            destination: key.ip,
+            source_port: port,
+            destination_port: key.port,
+            protocol: 6,
+        };
+        let hash = flow.hash(&DirectorConfig::default().seed).unwrap();
+        let chosen = runtime.tables().choose(key, hash).unwrap();
+        let found = runtime.datapath().maps().lookup(&flow).unwrap().unwrap();
+        assert_eq!(found.node.unwrap().1.ip(), chosen.node.address);
+        assert_eq!(found.slot, Some(chosen.slot));
+    }
+}
+
 #[test]
 fn privileged_maps_follow_the_tables() {
     if !switchyard_lab::require_root("director runtime") {
         return;
     }
     std::thread::spawn(|| {
-        switchyard_testing::nodeport_fixture::enter_private_netns();
-        let status = std::process::Command::new("ip")
-            .args(["link", "add", "up0", "type", "veth", "peer", "name", "up1"])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        enter_netns_with_uplink();
         let bpf = switchyard_testing::BpfDir::new("director-runtime");
-        let options = RuntimeOptions {
-            bpf_dir: bpf.path().to_owned(),
-            mount_bpffs: false,
-            devices: vec!["up0".into()],
-            mode: XdpMode::Generic,
-            source4: Some("10.0.0.100".parse().unwrap()),
-            source6: None,
-            encap: Encap::Gue,
-            gue_port: 6080,
-            sizes: DirMapSizes::default(),
-        };
-        let mut runtime = Runtime::load(DirectorConfig::default(), options).unwrap();
+        let mut runtime = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
         let state = cluster(
             &[lb_service("web", &["192.0.2.10"], false, Some("true"))],
             &[],
@@ -57,22 +80,7 @@ fn privileged_maps_follow_the_tables() {
         );
         runtime.apply(changes(&state)).unwrap();
         let key = FrontendKey::new("192.0.2.10".parse().unwrap(), 80, Protocol::Tcp);
-        let check = |runtime: &Runtime| {
-            for port in 1000..1200u16 {
-                let flow = FlowKey {
-                    source: "198.51.100.7".parse().unwrap(),
-                    destination: key.ip,
-                    source_port: port,
-                    destination_port: 80,
-                    protocol: 6,
-                };
-                let hash = flow.hash(&DirectorConfig::default().seed).unwrap();
-                let chosen = runtime.tables().choose(&key, hash).unwrap();
-                let found = runtime.datapath().maps().lookup(&flow).unwrap().unwrap();
-                assert_eq!(found.node.unwrap().1.ip(), chosen.node.address);
-                assert_eq!(found.slot, Some(chosen.slot));
-            }
-        };
+        let check = |runtime: &Runtime| maps_answer_like_the_tables(runtime, &key);
         check(&runtime);
         // node-b goes: its flows move, the maps keep up; node-b stays only as the previous
         // node of its old slots (the second chance) and goes with the next change.
@@ -81,20 +89,23 @@ fn privileged_maps_follow_the_tables() {
         check(&runtime);
         let node_ips = |runtime: &Runtime| -> Vec<String> {
             let maps = runtime.datapath().maps();
-            maps.nodes.iter().map(|e| e.unwrap().1.ip().to_string()).collect()
+            maps.node_entries().unwrap().values().map(|n| n.ip().to_string()).collect()
         };
         let maps = runtime.datapath().maps();
         assert!(node_ips(&runtime).contains(&"10.0.0.2".to_string()), "a previous node");
-        assert_eq!(maps.tables.keys().count(), 1, "the old table is gone");
-        assert_eq!(maps.prev_tables.keys().count(), 1, "the new table names previous nodes");
+        // The old table is gone; the TCP VIP's new table names node-b, the UDP VIP's does not
+        // (a deleted node may be dead: tables.rs, a_udp_vip_names_only_previous_nodes_that_are_alive),
+        // so they are two tables now, each with previous nodes.
+        assert_eq!(maps.table_ids().unwrap().len(), 2, "the old table is gone");
+        assert_eq!(maps.prev_table_ids().unwrap().len(), 2, "the new tables name previous nodes");
         let _ = runtime.apply(vec![Change::Node(ObjectKey::cluster("node-c"), None)]).unwrap();
         check(&runtime);
         let nodes = node_ips(&runtime);
         assert!(!nodes.contains(&"10.0.0.2".to_string()), "nothing of node-b is left: {nodes:?}");
         assert!(nodes.contains(&"10.0.0.3".to_string()), "node-c, a previous node: {nodes:?}");
         let maps = runtime.datapath().maps();
-        assert_eq!(maps.tables.keys().count(), 1, "the old tables are gone");
-        assert_eq!(maps.prev_tables.keys().count(), 1, "and their previous nodes");
+        assert_eq!(maps.table_ids().unwrap().len(), 2, "the old tables are gone (TCP, UDP)");
+        assert_eq!(maps.prev_table_ids().unwrap().len(), 2, "and their previous nodes");
     })
     .join()
     .unwrap();
@@ -114,21 +125,9 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         return;
     }
     std::thread::spawn(|| {
-        switchyard_testing::nodeport_fixture::enter_private_netns();
-        let args = ["link", "add", "up0", "type", "veth", "peer", "name", "up1"];
-        assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+        enter_netns_with_uplink();
         let bpf = switchyard_testing::BpfDir::new("director-restart");
-        let options = RuntimeOptions {
-            bpf_dir: bpf.path().to_owned(),
-            mount_bpffs: false,
-            devices: vec!["up0".into()],
-            mode: XdpMode::Generic,
-            source4: Some("10.0.0.100".parse().unwrap()),
-            source6: None,
-            encap: Encap::Gue,
-            gue_port: 6080,
-            sizes: DirMapSizes::default(),
-        };
+        let options = options_in(&bpf);
         let services = [
             lb_service("web", &["192.0.2.10"], false, Some("true")),
             lb_service("api", &["192.0.2.11"], false, Some("true")),
@@ -144,7 +143,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
                 .collect();
             vips.sort();
             let mut nodes: Vec<(String, u32)> =
-                maps.nodes.iter().map(|e| e.unwrap()).map(|(id, n)| (n.ip().to_string(), id)).collect();
+                maps.node_entries().unwrap().into_iter().map(|(id, n)| (n.ip().to_string(), id)).collect();
             nodes.sort();
             (vips, nodes)
         };
@@ -168,7 +167,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         let program_before = xdp_program("up0");
         let (ids_before, choices_before) = (ids(&first), choices(&first));
         let tables_before: Vec<u32> =
-            first.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+            first.datapath().maps().table_ids().unwrap();
         assert_ne!(program_before, 0, "attached");
         // The process ends: its program, maps and link stay pinned (traffic keeps flowing).
         drop(first);
@@ -182,7 +181,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         assert_eq!(ids(&second), ids_before, "VIP and node ids adopted (their counters continue)");
         assert_eq!(choices(&second), choices_before, "every flow keeps its node");
         let tables_after: Vec<u32> =
-            second.datapath().maps().tables.keys().map(|k| k.unwrap()).collect();
+            second.datapath().maps().table_ids().unwrap();
         assert_eq!(tables_after.len(), tables_before.len(), "old tables removed");
         assert!(
             tables_after.iter().all(|t| !tables_before.contains(t)),
@@ -190,6 +189,101 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         );
         let pins = std::fs::read_dir(bpf.path().join("links")).unwrap().count();
         assert_eq!(pins, 1, "one link pin");
+    })
+    .join()
+    .unwrap();
+}
+
+/// Ids are small and reused (the program's counters and node entries are arrays indexed by
+/// them): a VIP that takes the id of one removed earlier starts with zero counters.
+#[test]
+fn privileged_a_reused_vip_id_starts_with_zero_counters() {
+    if !switchyard_lab::require_root("director id reuse") {
+        return;
+    }
+    std::thread::spawn(|| {
+        enter_netns_with_uplink();
+        let bpf = switchyard_testing::BpfDir::new("director-id-reuse");
+        let mut runtime = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+        let web = lb_service("web", &["192.0.2.10"], false, Some("true"));
+        let api = lb_service("api", &["192.0.2.11"], false, Some("true"));
+        let db = lb_service("db", &["192.0.2.12"], false, Some("true"));
+        runtime.apply(changes(&cluster(&[web.clone(), api], &[], &three_nodes()))).unwrap();
+        let id_of = |runtime: &Runtime, ip: &str| {
+            let key = FrontendKey::new(ip.parse().unwrap(), 80, Protocol::Tcp);
+            runtime.tables().vips().find(|(k, _, _)| **k == key).map(|(_, id, _)| id).unwrap()
+        };
+        let api_id = id_of(&runtime, "192.0.2.11");
+        // The program counted traffic for api: 5 packets on each CPU.
+        let cpus = aya::util::nr_cpus().unwrap();
+        let counted = switchyard_bpf::director::DirCounter { packets: 5, bytes: 500 };
+        let values = aya::maps::PerCpuValues::try_from(vec![counted; cpus]).unwrap();
+        let mut pinned = switchyard_bpf::director::DirMaps::open_pinned(bpf.path()).unwrap();
+        pinned.vip_counters.set(api_id, values, 0).unwrap();
+        assert_eq!(runtime.datapath().maps().vip_counter(api_id).unwrap().packets, 5 * cpus as u64);
+        // api goes; then db comes and takes the freed id.
+        runtime.apply(vec![Change::Service(ObjectKey::new("default", "api"), None)]).unwrap();
+        let state = cluster(&[web, db], &[], &three_nodes());
+        runtime.apply(changes(&state)).unwrap();
+        assert_eq!(id_of(&runtime, "192.0.2.12"), api_id, "db reuses api's id");
+        assert_eq!(
+            runtime.datapath().maps().vip_counter(api_id).unwrap(),
+            Default::default(),
+            "db's counters start at zero"
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+/// Pins of an older layout (the hash maps of earlier builds) while the program of an earlier
+/// run is attached: the new director recreates the whole map set, programs it from the
+/// objects and takes over the link; the old program forwards with its own maps meanwhile.
+#[test]
+fn privileged_pins_of_an_older_layout_are_recreated() {
+    if !switchyard_lab::require_root("director pin migration") {
+        return;
+    }
+    std::thread::spawn(|| {
+        enter_netns_with_uplink();
+        let bpf = switchyard_testing::BpfDir::new("director-migrate");
+        let state = cluster(
+            &[lb_service("web", &["192.0.2.10"], false, Some("true"))],
+            &[],
+            &three_nodes(),
+        );
+        let mut first = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+        first.apply(changes(&state)).unwrap();
+        let program_before = xdp_program("up0");
+        assert_ne!(program_before, 0, "attached");
+        drop(first);
+        // An earlier build pinned node entries and per-id counters as hash maps.
+        let nodes = bpf.path().join(switchyard_bpf::director::names::NODES);
+        std::fs::remove_file(&nodes).unwrap();
+        let old: aya::maps::HashMap<_, u32, switchyard_bpf::director::DirNode> =
+            aya::maps::HashMap::create(8192, 1).unwrap();
+        old.pin(&nodes).unwrap();
+        let why =
+            switchyard_bpf::director_ids::incompatible_pin(bpf.path(), DirMapSizes::default());
+        assert!(why.unwrap().unwrap().contains("sy_dir_nodes"), "the hash pin is seen");
+
+        let mut second = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+        assert!(second.datapath().recreated_pins(), "the map set was recreated");
+        second.apply(changes(&state)).unwrap();
+        let program_after = xdp_program("up0");
+        assert_ne!(program_after, 0, "attached");
+        assert_ne!(program_after, program_before, "the new program took over the link");
+        let why =
+            switchyard_bpf::director_ids::incompatible_pin(bpf.path(), DirMapSizes::default());
+        assert_eq!(why.unwrap(), None, "every pin has this build's layout");
+        let key = FrontendKey::new("192.0.2.10".parse().unwrap(), 80, Protocol::Tcp);
+        maps_answer_like_the_tables(&second, &key);
+        let pins = std::fs::read_dir(bpf.path().join("links")).unwrap().count();
+        assert_eq!(pins, 1, "one link pin");
+        // A third start finds this build's layout: nothing is recreated, ids are adopted.
+        drop(second);
+        let third = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+        assert!(!third.datapath().recreated_pins(), "nothing recreated");
     })
     .join()
     .unwrap();

@@ -12,18 +12,54 @@ use switchyard_maglev::TableSize;
 use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 
 /// The maps as the program sees them; every operation is checked against what it needs.
+/// Counters are arrays indexed by id (as in the program): they keep their values when an id is
+/// freed, so a new holder must have them zeroed first.
 #[derive(Default, Debug)]
 struct FakeMaps {
     nodes: BTreeMap<u32, IpAddr>,
     tables: BTreeMap<u32, Arc<[u32]>>,
     previous: BTreeMap<u32, Arc<[u32]>>,
     vips: BTreeMap<FrontendKey, (u32, u32)>,
+    vip_counters: BTreeMap<u32, u64>,
+    node_counters: BTreeMap<u32, u64>,
+    /// The most entries each map held at once: (VIPs, tables, nodes).
+    peak: (usize, usize, usize),
 }
 
 impl FakeMaps {
     fn apply(&mut self, op: &Op) {
+        self.apply_op(op);
+        self.peak.0 = self.peak.0.max(self.vips.len());
+        self.peak.1 = self.peak.1.max(self.tables.len());
+        self.peak.2 = self.peak.2.max(self.nodes.len());
+    }
+
+    /// Every VIP and node in use carries traffic (each id's counter goes up).
+    fn traffic(&mut self) {
+        for (id, _) in self.vips.values() {
+            *self.vip_counters.entry(*id).or_default() += 1;
+        }
+        for id in self.nodes.keys() {
+            *self.node_counters.entry(*id).or_default() += 1;
+        }
+    }
+
+    fn apply_op(&mut self, op: &Op) {
         match op {
+            Op::ZeroVipCounters { id } => {
+                assert!(!self.vips.values().any(|v| v.0 == *id), "VIP id {id} zeroed while live");
+                self.vip_counters.remove(id);
+            }
+            Op::ZeroNodeCounters { id } => {
+                assert!(!self.nodes.contains_key(id), "node id {id} zeroed while live");
+                self.node_counters.remove(id);
+            }
             Op::PutNode { id, address } => {
+                assert_eq!(
+                    self.node_counters.get(id),
+                    None,
+                    "node {id}: counters of a former node"
+                );
                 assert!(self.nodes.insert(*id, *address).is_none(), "node {id} reused while live");
             }
             Op::PutTable { id, slots, nodes, previous } => {
@@ -50,6 +86,20 @@ impl FakeMaps {
                     *table == 0 || self.tables.contains_key(table),
                     "VIP {key} -> missing table {table}"
                 );
+                match self.vips.get(key) {
+                    Some((old, _)) => assert_eq!(old, id, "VIP {key} re-pointed with another id"),
+                    None => {
+                        assert!(
+                            !self.vips.values().any(|v| v.0 == *id),
+                            "VIP id {id} reused while live"
+                        );
+                        assert_eq!(
+                            self.vip_counters.get(id),
+                            None,
+                            "VIP {key}: counters of a former VIP"
+                        );
+                    }
+                }
                 self.vips.insert(*key, (*id, *table));
             }
             Op::DeleteVip { key } => {
@@ -125,6 +175,7 @@ fn set_of(spec: &[(u8, u16, u8)]) -> VipSet {
                 nodes,
                 health_check_node_port: None,
                 draining: Vec::new(),
+                joining: Vec::new(),
             },
         );
     }
@@ -159,7 +210,14 @@ proptest! {
             for op in &plan.ops {
                 maps.apply(op);
             }
+            maps.traffic();
             let (vips, table_ids, node_ids) = tables.live_ids();
+            // Small ids (the program's arrays are indexed by them): never above the most
+            // entries a map held at once, so arrays of the maps' capacities suffice.
+            let below = |ids: &BTreeSet<u32>, peak: usize| ids.iter().all(|&id| id as usize <= peak);
+            prop_assert!(below(&vips, maps.peak.0), "VIP ids {:?}, peak {}", vips, maps.peak.0);
+            prop_assert!(below(&table_ids, maps.peak.1), "table ids {:?}, peak {}", table_ids, maps.peak.1);
+            prop_assert!(below(&node_ids, maps.peak.2), "node ids {:?}, peak {}", node_ids, maps.peak.2);
             prop_assert_eq!(maps.vips.values().map(|v| v.0).collect::<BTreeSet<_>>(), vips);
             prop_assert_eq!(maps.tables.keys().copied().collect::<BTreeSet<_>>(), table_ids);
             prop_assert_eq!(maps.nodes.keys().copied().collect::<BTreeSet<_>>(), node_ids);
@@ -219,7 +277,10 @@ fn vips_with_the_same_nodes_share_one_table() {
 fn a_vip_without_nodes_points_at_no_table() {
     let mut tables = Tables::new(config());
     let plan = tables.update(&set_of(&[(0, 0, 0)]));
-    assert_eq!(plan.ops, [Op::PutVip { key: vip_key(0), id: 1, table: 0 }]);
+    assert_eq!(
+        plan.ops,
+        [Op::ZeroVipCounters { id: 1 }, Op::PutVip { key: vip_key(0), id: 1, table: 0 }]
+    );
     assert!(tables.choose(&vip_key(0), 5).is_none());
 }
 
@@ -437,4 +498,127 @@ fn previous_nodes_expire_after_the_ttl() {
     forever.update(&set_of(&[(0, 0b1101, 0)]));
     assert!(forever.expire_previous(t0 + ttl * 1000).ops.is_empty());
     assert!((0..251).any(|h| forever.choose(&vip_key(0), h).unwrap().previous.is_some()));
+}
+
+/// `mask` with the nodes of `joined` listed as joining (still serving), the nodes of `drained`
+/// as draining: what the VIP set says while nodes join and drain.
+fn with_changes(mask: u16, w: u8, drained: u16, joined: u16) -> VipSet {
+    let mut set = with_drained(mask, w, drained);
+    let vip = set.vips.get_mut(&vip_key(0)).unwrap();
+    vip.joining = vip
+        .nodes
+        .iter()
+        .filter(|n| {
+            let i: u16 = n.name.trim_start_matches("node-").parse().unwrap();
+            joined & (1 << (i - 1)) != 0
+        })
+        .cloned()
+        .collect();
+    set
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Issue 17 (f) for a node *addition*: a director that starts while nodes join (and others
+    /// drain) derives from the VIP set alone the previous nodes of a director that saw the
+    /// change: same node and same previous node for 1,000 flows, the maps agreeing, every
+    /// operation make-before-break on fresh maps.
+    #[test]
+    fn a_director_starting_while_nodes_join_names_the_same_previous_nodes(
+        mask in 1u16..1024, w in any::<u8>(), joined in 1u16..1024, drained in 0u16..1024,
+    ) {
+        let joined = joined & mask;
+        let drained = drained & mask & !joined;
+        prop_assume!(joined != 0 && (joined | drained) != mask);
+        // Saw it happen: first the nodes before (the joining ones absent, the draining ones
+        // serving), then the change.
+        let mut old = Tables::new(config());
+        let _ = old.update(&set_of(&[(0, mask & !joined, w)]));
+        let during = with_changes(mask, w, drained, joined);
+        let _ = old.update(&during);
+        // Starts during the change.
+        let mut fresh = Tables::new(config());
+        let mut maps = FakeMaps::default();
+        for op in &fresh.update(&during).ops {
+            maps.apply(op);
+        }
+        let key = vip_key(0);
+        let mut moved = 0;
+        for hash in 0..1_000u64 {
+            let h = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (a, b) = (old.choose(&key, h).unwrap(), fresh.choose(&key, h).unwrap());
+            prop_assert_eq!(&a.node, &b.node);
+            let (pa, pb) = (a.previous.map(|p| p.1), b.previous.clone().map(|p| p.1));
+            prop_assert_eq!(&pa, &pb);
+            prop_assert_eq!(pb.map(|p| p.address), maps.lookup_previous(&key, h));
+            prop_assert_eq!(Some(b.node.address), maps.lookup(&key, h));
+            moved += usize::from(b.previous.is_some());
+        }
+        prop_assert!(moved > 0, "the joined nodes' slots have a previous node");
+    }
+}
+
+/// Without the joining list (what a director knew before), a director that starts while a
+/// node joins names no previous node for the joined node's slots: the seeding is what makes
+/// the two agree.
+#[test]
+fn without_the_joining_list_a_fresh_director_names_no_previous_node() {
+    let mut old = Tables::new(config());
+    let _ = old.update(&set_of(&[(0, 0b011, 0)]));
+    let during = with_changes(0b111, 0, 0, 0b100);
+    let _ = old.update(&during);
+    let mut blind = Tables::new(config());
+    let mut unaware = during.clone();
+    unaware.vips.get_mut(&vip_key(0)).unwrap().joining.clear();
+    let _ = blind.update(&unaware);
+    let key = vip_key(0);
+    let differ = (0..1_000u64)
+        .map(|h| h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .filter(|&h| old.choose(&key, h).unwrap().previous.is_some())
+        .filter(|&h| blind.choose(&key, h).unwrap().previous.is_none())
+        .count();
+    assert!(differ > 0, "the old director names previous nodes the blind one does not");
+}
+
+/// A UDP VIP names as previous nodes only nodes known to be alive (serving or draining): a
+/// node that left otherwise (deleted, not ready, down by health) may be dead, and the UDP
+/// second chance would lose every new flow of its slots there (a TCP SYN never goes there).
+/// The TCP twin names every previous node.
+#[test]
+fn a_udp_vip_names_only_previous_nodes_that_are_alive() {
+    let udp_key = FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp);
+    let with_udp = |set: &VipSet| {
+        let mut set = set.clone();
+        let tcp = set.vips[&vip_key(0)].clone();
+        set.vips.insert(udp_key, tcp);
+        set
+    };
+    let previous_of = |tables: &Tables, key: &FrontendKey| -> BTreeSet<String> {
+        (0..1_000u64)
+            .filter_map(|h| tables.choose(key, h.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .filter_map(|c| c.previous.map(|p| p.1.name.to_string()))
+            .collect()
+    };
+    // node-2 leaves outright (not draining): TCP names it, UDP does not (both may name a node
+    // that stays, for the few slots Maglev moves between the others).
+    let mut tables = Tables::new(config());
+    let mut maps = FakeMaps::default();
+    for set in [with_udp(&set_of(&[(0, 0b111, 0)])), with_udp(&set_of(&[(0, 0b101, 0)]))] {
+        for op in &tables.update(&set).ops {
+            maps.apply(op);
+        }
+    }
+    assert!(previous_of(&tables, &vip_key(0)).contains("node-2"));
+    assert!(!previous_of(&tables, &udp_key).contains("node-2"));
+    let gone = IpAddr::from([10, 0, 0, 2]);
+    assert!((0..1_000u64).any(|h| maps.lookup_previous(&vip_key(0), h) == Some(gone)));
+    assert!((0..1_000u64).all(|h| maps.lookup_previous(&udp_key, h) != Some(gone)));
+    // node-2 drains (alive): both name it.
+    let mut tables = Tables::new(config());
+    let _ = tables.update(&with_udp(&set_of(&[(0, 0b111, 0)])));
+    let _ = tables.update(&with_udp(&with_drained(0b111, 0, 0b010)));
+    for key in [vip_key(0), udp_key] {
+        assert!(previous_of(&tables, &key).contains("node-2"), "{key}");
+    }
 }

@@ -163,7 +163,7 @@ fn shares(maps: &DirMaps, table_id: u32, table_size: u32) -> Result<Vec<Share>, 
             Share {
                 node_id,
                 name: named.map(|n| n.name()),
-                address: maps.nodes.get(&node_id, 0).ok().map(|n| n.ip()),
+                address: maps.node(node_id).ok().flatten().map(|n| n.ip()),
                 weight: named.map(|n| n.weight),
                 slots,
             }
@@ -176,8 +176,6 @@ fn shares(maps: &DirMaps, table_id: u32, table_size: u32) -> Result<Vec<Share>, 
 /// Reads the director's maps.
 pub fn read_status(maps: &DirMaps, bpf_dir: &Path) -> Result<DirectorStatus, Error> {
     let config = maps.config()?;
-    let vip_counters = DirMaps::id_counters(&maps.vip_counters, names::VIP_COUNTERS)?;
-    let node_counters = DirMaps::id_counters(&maps.node_counters, names::NODE_COUNTERS)?;
     let mut vips = Vec::new();
     let mut table_shares: BTreeMap<u32, Vec<Share>> = BTreeMap::new();
     for entry in maps.vips.iter() {
@@ -186,7 +184,7 @@ pub fn read_status(maps: &DirMaps, bpf_dir: &Path) -> Result<DirectorStatus, Err
         if let std::collections::btree_map::Entry::Vacant(slot) = table_shares.entry(vip.table_id) {
             slot.insert(shares(maps, vip.table_id, config.table_size)?);
         }
-        let counter = vip_counters.get(&vip.id).copied().unwrap_or_default();
+        let counter = maps.vip_counter(vip.id)?;
         vips.push(VipStatus {
             id: vip.id,
             address: key.addr.to_ip(key.family),
@@ -200,10 +198,8 @@ pub fn read_status(maps: &DirMaps, bpf_dir: &Path) -> Result<DirectorStatus, Err
     }
     vips.sort_by(|a, b| (a.address, a.port, a.protocol).cmp(&(b.address, b.port, b.protocol)));
     let mut nodes = Vec::new();
-    for entry in maps.nodes.iter() {
-        let (id, node) =
-            entry.map_err(|source| switchyard_bpf::Error::Map { name: names::NODES, source })?;
-        let counter = node_counters.get(&id).copied().unwrap_or_default();
+    for (id, node) in maps.node_entries()? {
+        let counter = maps.node_counter(id)?;
         nodes.push(NodeStatus {
             id,
             name: maps.node_name(id),
@@ -251,8 +247,7 @@ pub fn explain(maps: &DirMaps, flow: &FlowKey) -> Result<FlowExplanation, Error>
         return Ok(out);
     };
     let table = shares(maps, lookup.vip.table_id, config.table_size)?;
-    let counters = DirMaps::id_counters(&maps.vip_counters, names::VIP_COUNTERS)?;
-    let counter = counters.get(&lookup.vip.id).copied().unwrap_or_default();
+    let counter = maps.vip_counter(lookup.vip.id)?;
     out.vip = Some(VipStatus {
         id: lookup.vip.id,
         address: flow.destination,

@@ -50,7 +50,7 @@ impl Level {
             || file == "crates/dataplane/tests/sockdiag.rs"
         {
             Level::Lab
-        } else if ["nodeport", "nodeport_frames", "director", "mirror"]
+        } else if ["nodeport", "nodeport_frames", "pod_frames", "director", "mirror"]
             .iter()
             .any(|t| file == format!("crates/bpf/tests/{t}.rs"))
         {

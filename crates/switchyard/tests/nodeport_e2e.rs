@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,21 +58,8 @@ fn health(cluster: &Cluster, client: &str, target: SocketAddr) -> Option<(u16, s
     Some((a.status?, serde_json::from_str(a.body.as_deref()?).ok()?))
 }
 
-/// Per-packet counters of a node's pinned maps.
-fn counters(cluster: &Cluster, node: &str) -> std::collections::BTreeMap<PacketReason, u64> {
-    let bpf_dir = cluster.lab.node(node).unwrap().bpf_dir.clone();
-    cluster
-        .lab
-        .run_in(node, move || {
-            switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
-                .unwrap()
-                .counters()
-                .unwrap()
-                .into_iter()
-                .map(|(reason, c)| (reason, c.packets))
-                .collect()
-        })
-        .unwrap()
+fn counters(cluster: &Cluster, node: &str) -> BTreeMap<PacketReason, u64> {
+    cluster.packet_counters(node)
 }
 
 #[test]

@@ -504,6 +504,25 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Per-packet counters (packets per reason) of the pinned maps of node `node`.
+    pub fn packet_counters(
+        &self,
+        node: &str,
+    ) -> std::collections::BTreeMap<switchyard_bpf::nodeport_abi::PacketReason, u64> {
+        let bpf_dir = self.lab.node(node).unwrap().bpf_dir.clone();
+        self.lab
+            .run_in(node, move || {
+                switchyard_bpf::nodeport::PacketMaps::open_pinned(&bpf_dir)
+                    .unwrap()
+                    .counters()
+                    .unwrap()
+                    .into_iter()
+                    .map(|(reason, c)| (reason, c.packets))
+                    .collect()
+            })
+            .unwrap()
+    }
+
     /// Routes one address (a LoadBalancer or external IP) from the router to `nodes` (ECMP),
     /// as a BGP speaker or an L2 announcer would.
     pub fn route(&self, ip: &str, nodes: &[&str]) {

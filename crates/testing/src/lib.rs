@@ -6,6 +6,7 @@
 //! - [`socket_probe`]: crates/bpf's socket programs loaded, attached and probed by `sy-sockprobe`.
 //! - [`e2e`]: the end-to-end harness of the `switchyard` binary (a lab with an agent per node).
 //! - [`frames`]: crafted frames for BPF_PROG_TEST_RUN, and a parser that checks every checksum.
+//! - [`sctp`]: SCTP INIT / INIT ACK over raw sockets, and a responder (no SCTP sockets here).
 //! - [`director_fixture`]: the director's XDP program in a namespace of its own (tests, benches).
 //! - [`director_lab`]: directors in that lab (`switchyard director`), their maps and counters.
 //! - [`cpu_time`]: a criterion measurement of the benchmark thread's CPU time.
@@ -31,6 +32,7 @@ pub mod fuzz_packets;
 pub mod nodeport_fixture;
 pub mod objects;
 mod process;
+pub mod sctp;
 pub mod socket_probe;
 
 use std::sync::atomic::{AtomicU32, Ordering};

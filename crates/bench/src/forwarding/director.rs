@@ -76,9 +76,7 @@ impl Director {
             DirectorDatapath::load(dir.path(), false, DirMapSizes::default(), &settings)
                 .map_err(|e| err("loading", &e))?;
         let maps = datapath.maps_mut();
-        maps.nodes
-            .insert(1, DirNode::new(IpAddr::V4(DIRECTOR_NODE)), 0)
-            .map_err(|e| err("node", &e))?;
+        maps.put_node(1, DirNode::new(IpAddr::V4(DIRECTOR_NODE))).map_err(|e| err("node", &e))?;
         let slots = vec![1u32; TABLE_SIZE as usize];
         maps.put_table(1, &slots).map_err(|e| err("table", &e))?;
         let key = FrontendKey::new(IpAddr::V4(VIP), VIP_PORT, UDP, 0);

@@ -32,31 +32,37 @@ struct sy_dir_table_inner {
 	__uint(map_flags, BPF_F_INNER_MAP);
 };
 
+/* Tables by table id: an array of maps (ids are small and reused, as node ids below; the
+ * verifier inlines its lookup); an empty slot finds nothing. Index 0 is never used; the loader
+ * sets max_entries to the table capacity + 1. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
-	__uint(max_entries, SY_DIR_DEFAULT_TABLES);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLES + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct sy_dir_table_inner);
 } sy_dir_tables SEC(".maps");
 
 /* The second chance: for a table built when a VIP's nodes changed, per slot the node id the
- * VIP's previous table had there, 0 where it is the same node (or there was none). Same key
+ * VIP's previous table had there, 0 where it is the same node (or there was none). Same index
  * as sy_dir_tables; written before the table, removed after it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
-	__uint(max_entries, SY_DIR_DEFAULT_TABLES);
+	__uint(max_entries, SY_DIR_DEFAULT_TABLES + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct sy_dir_table_inner);
 } sy_dir_prev_tables SEC(".maps");
 
+/* Node entries by node id. Ids are small (user space reuses freed ids, smallest first, so an id
+ * never exceeds the most entries ever present at once): an array, whose lookup the verifier
+ * inlines, unlike a hash's. An unused id reads as all zero (family 0: no node). Index 0 is
+ * never used; the loader sets max_entries to the node capacity + 1. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct sy_dir_node);
-	__uint(max_entries, SY_DIR_DEFAULT_NODES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SY_DIR_DEFAULT_NODES + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_nodes SEC(".maps");
 
@@ -76,21 +82,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_counters SEC(".maps");
 
+/* Per-VIP and per-node counters, indexed by the (small) VIP and node ids: per-CPU arrays, so
+ * counting is an inlined lookup and two adds. User space zeroes an id's counters before it
+ * gives the id to a new VIP or node. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct sy_dir_counter);
-	__uint(max_entries, SY_DIR_DEFAULT_VIPS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SY_DIR_DEFAULT_VIPS + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_vip_counters SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct sy_dir_counter);
-	__uint(max_entries, SY_DIR_DEFAULT_NODES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SY_DIR_DEFAULT_NODES + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_node_counters SEC(".maps");
 
@@ -153,18 +160,15 @@ static __always_inline void sy_dir_count(__u32 reason, __u64 bytes)
 	}
 }
 
-/* Adds one packet to a per-CPU hash counter, creating the entry on first use. */
+/* Adds one packet to a per-CPU array counter (an id beyond the array is not counted). */
 static __always_inline void sy_dir_count_id(void *map, __u32 id, __u64 bytes)
 {
 	struct sy_dir_counter *c = bpf_map_lookup_elem(map, &id);
-	struct sy_dir_counter init = { .packets = 1, .bytes = bytes };
 
 	if (c) {
 		c->packets += 1;
 		c->bytes += bytes;
-		return;
 	}
-	bpf_map_update_elem(map, &id, &init, BPF_NOEXIST);
 }
 
 #endif /* SY_LIB_DIRECTOR_MAPS_H */

@@ -172,7 +172,10 @@ impl Agent {
         })?;
         match &mut self.per_packet {
             Some(per_packet) => per_packet.attach(&self.bpf_dir),
-            None => per_packet::detach_others(&self.bpf_dir, &[]),
+            None => {
+                super::pod_devices::detach_all(&self.bpf_dir);
+                per_packet::detach_others(&self.bpf_dir, &[], &[])
+            }
         }
     }
 

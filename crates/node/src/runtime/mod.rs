@@ -9,6 +9,7 @@
 mod effects;
 mod observability;
 mod per_packet;
+pub mod pod_devices;
 mod source;
 mod trim;
 
@@ -49,6 +50,8 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
     switchyard_bpf::nodeport::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     switchyard_bpf::decap::cleanup(bpf_dir)
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
+    switchyard_bpf::nodeport_xdp::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     info!(bpf_dir = %bpf_dir.display(), "removed programs, links and maps");
     if switchyard_bpf::loader::unmount_if_ours(bpf_dir)
@@ -141,10 +144,13 @@ async fn until(at: Option<tokio::time::Instant>) {
 pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     trim::limit_arenas();
     config.devices.retain(|device| !device.trim().is_empty());
+    config.pod_devices.retain(|pattern| !pattern.trim().is_empty());
+    // Either kind of interface needs the per-packet programs and their settings.
+    let per_packet = !config.devices.is_empty() || !config.pod_devices.is_empty();
     if config.node_name.is_empty() || config.cgroup.as_os_str().is_empty() {
         return Err(NodeError::MissingIdentity);
     }
-    if !config.devices.is_empty() {
+    if per_packet {
         check_port_ranges(config.snat_port_range, config.node_port_range)?;
     }
     for device in &config.devices {
@@ -177,7 +183,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             ..ProxyConfig::new(node_name.clone())
         },
         limits: limits_for(&config.sizes, config.maglev_table_size),
-        per_packet: !config.devices.is_empty(),
+        per_packet,
         destroy_stale_sockets: config.destroy_stale_sockets,
     };
     let source_ranges = PacketState::adopt(datapath.maps()).map_err(NodeError::PacketMaps)?;
@@ -226,7 +232,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     agent.observe_changes(&first.changes);
     let effects = agent.core.start(first.changes);
     let plan_time = arrived.elapsed();
-    if !config.devices.is_empty() {
+    if per_packet {
         agent.per_packet = Some(PerPacketPrograms::load(
             &options,
             agent.datapath.maps_mut(),
@@ -248,6 +254,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         bpf_dir = %config.bpf_dir.display(),
         frontends = agent.core.planner().frontend_count(),
         devices = ?config.devices,
+        pod_devices = ?config.pod_devices,
         health_check_node_ports = ?agent.health_servers.ports(),
         health_check_node_ports_pending = ?agent.health_servers.pending_ports(),
         "agent ready"
@@ -258,6 +265,8 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         .map_err(NodeError::Signal)?;
     // Set by the first signal: the end of the shutdown grace (a second signal leaves at once).
     let mut leave_at: Option<tokio::time::Instant> = None;
+    let mut pod_scan = tokio::time::interval(pod_devices::RESCAN);
+    pod_scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // A health check node port that could not be bound is tried again on its own.
         let retry_at = agent.health_servers.next_retry();
@@ -269,6 +278,11 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         };
         tokio::select! {
             () = health_retry => agent.retry_health_checks(),
+            _ = pod_scan.tick(), if !config.pod_devices.is_empty() => {
+                if let Some(per_packet) = &mut agent.per_packet {
+                    per_packet.rescan_pods(&config.bpf_dir);
+                }
+            }
             update = watcher.next() => {
                 let Some(update) = update else { return Err(NodeError::SourceStopped) };
                 let arrived = Instant::now();

@@ -59,7 +59,7 @@ impl Nodes {
         if let Some(hit @ (Some(_), Some(_))) = self.0.get(&id) {
             return hit.clone();
         }
-        let found = (maps.node_name(id), maps.nodes.get(&id, 0).ok().map(|n| n.ip()));
+        let found = (maps.node_name(id), maps.node(id).ok().flatten().map(|n| n.ip()));
         self.0.insert(id, found.clone());
         found
     }
