@@ -46,8 +46,8 @@ fn live() -> usize {
 }
 
 fn changes(state: &ClusterState) -> Vec<Change> {
-    let services = (state.services.iter())
-        .map(|(k, s)| Change::Service(k.clone(), Some(Box::new(s.clone()))));
+    let services =
+        (state.services.iter()).map(|(k, s)| Change::Service(k.clone(), Some(Box::new(s.clone()))));
     let slices = (state.endpoint_slices.iter())
         .map(|(k, s)| Change::EndpointSlice(k.clone(), Some(Box::new(s.clone()))));
     let nodes = state.nodes.iter().map(|(k, n)| Change::Node(k.clone(), Some(Box::new(n.clone()))));
