@@ -356,12 +356,30 @@ enum sy_pkt_reason {
 	 * untouched — the host it was meant for translates it; translating it here too would
 	 * answer one SYN from two nodes (seen in L2 failover, when the old owner's MAC floods). */
 	SY_REASON_PKT_PASS_OTHERHOST = 55,
+	/* XDP (--xdp): a packet of a tracked or newly decided flow handed to TC untranslated,
+	 * which then translates it from the same conntrack entry: its route needs the stack
+	 * (neighbour unknown, larger than the route's MTU, no route), it leaves by a device
+	 * without the XDP program, or its transport checksum is a pseudo-header sum only (a
+	 * frame a local socket sent through a veth; XDP cannot see the skb's checksum state). */
+	SY_REASON_PKT_XDP_TO_TC = 61,
+	/* XDP (--xdp): translated and sent at XDP (XDP_TX or redirect), never seen by TC; counted
+	 * besides its translation reason (PKT_DNAT, PKT_CT_HIT, PKT_REVNAT...). */
+	SY_REASON_PKT_XDP_FORWARDED = 62,
 	/* A flow got a new sy_ct entry (its tuple had none, not even an expired one). The
 	 * programs never delete sy_ct entries, so this count minus the entries present is what
 	 * the LRU evicted (switchyard_conntrack_evictions_total). Kept far from the drop reasons
 	 * above so new reasons can be added before it. */
 	SY_REASON_PKT_CT_CREATED = 63,
 };
+
+/* sy_xdp_devs value, keyed by ifindex: a device the XDP program is attached to (--xdp). */
+struct sy_xdp_dev {
+	__u8 mac[6]; /* the device's address: frames for another pass to TC (PACKET_OTHERHOST) */
+	__u16 flags; /* zero */
+};
+
+/* max_entries of sy_xdp_devs: devices with the XDP program, the only ones it redirects to. */
+#define SY_XDP_DEVS_MAX 64
 
 /* Conntrack states (struct sy_ct_entry.state). */
 #define SY_CT_SYN_SENT 1    /* TCP: client SYN seen, no reply yet */

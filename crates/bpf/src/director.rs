@@ -269,7 +269,7 @@ pub enum XdpMode {
 }
 
 impl XdpMode {
-    fn aya(self) -> AyaXdpMode {
+    pub(crate) fn aya(self) -> AyaXdpMode {
         match self {
             XdpMode::Native => AyaXdpMode::Driver,
             XdpMode::Generic => AyaXdpMode::Skb,
@@ -672,48 +672,62 @@ impl DirectorDatapath {
             reason: "creating the links directory",
             source,
         })?;
-        let generation = generation();
-        let prefix = format!("{LINK_PREFIX}{device}-");
-        let earlier = pinned_link(&links_dir, &prefix)?;
         let program: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(Error::MissingProgram { name: PROGRAM })?
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let replaced = match earlier {
-            Some(path) => match replace_program(program, &path) {
-                Ok(link_id) => Some(link_id),
-                Err(err) => {
-                    // E.g. the device was recreated: the old link is defunct. Attach anew.
-                    warn!(device, link = %path.display(), err = %err, "taking over the pinned link failed");
-                    crate::loader::unpin_link(&path)?;
-                    None
-                }
-            },
-            None => None,
-        };
-        let took_over = replaced.is_some();
-        let link_id = match replaced {
-            Some(link_id) => link_id,
-            None => program
-                .attach(device, mode.aya())
-                .map_err(|source| Error::Program { name: PROGRAM, source })?,
-        };
-        let link = program
-            .take_link(link_id)
-            .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let path = links_dir.join(format!("{prefix}{generation}"));
-        let fd_link = FdLink::try_from(link)
-            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        fd_link
-            .pin(&path)
-            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        debug!(device, link = %path.display(), "director attached");
-        crate::loader::unpin_older_links(&links_dir, &prefix, &generation)?;
+        let took_over = attach_pinned(program, PROGRAM, device, mode, &links_dir, LINK_PREFIX)?;
         info!(device, ?mode, took_over, "director attached");
         Ok(())
     }
+}
+
+/// Attaches `program` (named `name`) to `device` in `mode` and pins the link as
+/// `<links_dir>/<prefix><device>-<generation>`. A link pinned there for the device earlier is
+/// taken over: the program behind it is replaced in one step (`BPF_LINK_UPDATE`), so no packet
+/// meets the device without a program (an XDP device holds one link; a second attach would
+/// fail). Then the device's older pins are removed. Returns whether a link was taken over.
+pub(crate) fn attach_pinned(
+    program: &mut Xdp,
+    name: &'static str,
+    device: &str,
+    mode: XdpMode,
+    links_dir: &Path,
+    prefix: &str,
+) -> Result<bool, Error> {
+    let generation = generation();
+    let prefix = format!("{prefix}{device}-");
+    let replaced = match pinned_link(links_dir, &prefix)? {
+        Some(path) => match replace_program(program, name, &path) {
+            Ok(link_id) => Some(link_id),
+            Err(err) => {
+                // E.g. the device was recreated: the old link is defunct. Attach anew.
+                warn!(device, link = %path.display(), err = %err, "taking over the pinned link failed");
+                crate::loader::unpin_link(&path)?;
+                None
+            }
+        },
+        None => None,
+    };
+    let took_over = replaced.is_some();
+    let link_id = match replaced {
+        Some(link_id) => link_id,
+        None => {
+            program.attach(device, mode.aya()).map_err(|source| Error::Program { name, source })?
+        }
+    };
+    let link = program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
+    let path = links_dir.join(format!("{prefix}{generation}"));
+    let fd_link = FdLink::try_from(link)
+        .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+    fd_link
+        .pin(&path)
+        .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+    debug!(program = name, device, link = %path.display(), "XDP link pinned");
+    crate::loader::unpin_older_links(links_dir, &prefix, &generation)?;
+    Ok(took_over)
 }
 
 /// The newest link pin named `<prefix><generation>` in `links_dir`, if any.
@@ -734,12 +748,16 @@ fn pinned_link(links_dir: &Path, prefix: &str) -> Result<Option<PathBuf>, Error>
     Ok(found.into_iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()))
 }
 
-/// Puts `program` behind the XDP link pinned at `path` (atomic replacement).
-fn replace_program(program: &mut Xdp, path: &Path) -> Result<aya::programs::xdp::XdpLinkId, Error> {
+/// Puts `program` (named `name`) behind the XDP link pinned at `path` (atomic replacement).
+fn replace_program(
+    program: &mut Xdp,
+    name: &'static str,
+    path: &Path,
+) -> Result<aya::programs::xdp::XdpLinkId, Error> {
     let pin_err = |detail: String| Error::LinkPin { path: path.to_owned(), detail };
     let pinned = PinnedLink::from_pin(path).map_err(|e| pin_err(error_chain(&e)))?;
     let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(error_chain(&e)))?;
-    program.attach_to_link(link).map_err(|source| Error::Program { name: PROGRAM, source })
+    program.attach_to_link(link).map_err(|source| Error::Program { name, source })
 }
 
 /// Sets `net.ipv{4,6}.conf.<device>.forwarding` to 1 in the caller's network namespace.

@@ -152,13 +152,16 @@ fn pod_device_patterns_are_names_or_prefixes_and_an_empty_value_means_none() {
             "{stderr}"
         );
     }
-    // `--pod-devices=` (an empty ConfigMap value) passes the flags; the agent then fails on the
-    // test's nonexistent paths, not on the pattern.
-    let out = agent_refusing(&["--pod-devices="]);
+    // `--pod-devices=` (an empty ConfigMap value) passes the flags: the agent goes on to its
+    // first check (overlapping port ranges, refused before anything is created or loaded).
+    let out = agent_refusing(&[
+        "--pod-devices=",
+        "--devices",
+        "eth0",
+        "--snat-port-range",
+        "32000-40000",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        !stderr.contains("pod device pattern") && !stderr.contains("invalid value"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("pod device pattern") && stderr.contains("overlaps"), "{stderr}");
 }
