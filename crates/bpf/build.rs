@@ -8,7 +8,7 @@ use std::{
 };
 
 /// The BPF objects to build: `c/<name>.bpf.c` becomes `$OUT_DIR/<name>.bpf.o`.
-const BPF_OBJECTS: &[&str] = &["sock", "nodeport", "director", "decap"];
+const BPF_OBJECTS: &[&str] = &["sock", "nodeport", "nodeport_xdp", "director", "decap"];
 
 fn main() {
     let manifest_dir =

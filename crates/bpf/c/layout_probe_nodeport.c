@@ -45,6 +45,7 @@ int main(void)
 	SIZE(sy_nat_entry);
 	SIZE(sy_src_range_key);
 	SIZE(sy_pkt_config);
+	SIZE(sy_xdp_dev);
 	printf("];\n\n/// (struct.field, offset).\npub const C_PKT_OFFSETS: &[(&str, usize)] = &[\n");
 	FIELD(sy_ct_key, saddr);
 	FIELD(sy_ct_key, daddr);
@@ -78,6 +79,8 @@ int main(void)
 	FIELD(sy_pkt_config, timeout_udp_s);
 	FIELD(sy_pkt_config, timeout_other_s);
 	FIELD(sy_pkt_config, timeout_unreplied_s);
+	FIELD(sy_xdp_dev, mac);
+	FIELD(sy_xdp_dev, flags);
 	printf("];\n\n/// (constant, value).\npub const C_PKT_CONSTANTS: &[(&str, u64)] = &[\n");
 	CONST(SY_CT_SYN_SENT);
 	CONST(SY_CT_ESTABLISHED);
@@ -87,6 +90,7 @@ int main(void)
 	CONST(SY_CT_F_HAIRPIN);
 	CONST(SY_SNAT_PROBES);
 	CONST(SY_SNAT_TCP_HOLD_S);
+	CONST(SY_XDP_DEVS_MAX);
 	CONST(SY_DEFAULT_CT);
 	CONST(SY_DEFAULT_NAT);
 	CONST(SY_DEFAULT_SRC_RANGES);
@@ -120,6 +124,8 @@ int main(void)
 	CONST(SY_REASON_PKT_PASS_VLAN);
 	CONST(SY_REASON_PKT_PASS_IPV6_EXT);
 	CONST(SY_REASON_PKT_PASS_OTHERHOST);
+	CONST(SY_REASON_PKT_XDP_TO_TC);
+	CONST(SY_REASON_PKT_XDP_FORWARDED);
 	CONST(SY_REASON_PKT_CT_CREATED);
 	printf("];\n\n");
 

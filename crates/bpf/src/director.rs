@@ -6,12 +6,13 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, ArrayOfMaps, HashMap, IterableMap, Map, MapData, PerCpuArray},
     programs::{
         Xdp,
         links::{FdLink, PinnedLink},
@@ -269,7 +270,7 @@ pub enum XdpMode {
 }
 
 impl XdpMode {
-    fn aya(self) -> AyaXdpMode {
+    pub(crate) fn aya(self) -> AyaXdpMode {
         match self {
             XdpMode::Native => AyaXdpMode::Driver,
             XdpMode::Generic => AyaXdpMode::Skb,
@@ -431,10 +432,16 @@ impl DirMaps {
             )));
         }
         let map_err = |source| Error::Map { name: names::TABLES, source };
-        let mut inner = DirTable::create(size, BPF_F_INNER_MAP).map_err(map_err)?;
-        for (index, node) in (0u32..).zip(slots) {
-            inner.set(index, node, 0).map_err(map_err)?;
-        }
+        let inner = DirTable::create(size, BPF_F_INNER_MAP).map_err(map_err)?;
+        // One syscall per 16 Ki slots instead of one per slot (M = 65,537: ≈ 60 ms less).
+        let indices: Vec<u32> = (0..size).collect();
+        crate::batch::update(
+            inner.map().fd().as_fd(),
+            &indices,
+            slots,
+            crate::batch::DEFAULT_CHUNK,
+        )
+        .map_err(|source| Error::MapIo { name: names::TABLES, source })?;
         self.tables.set(id, &inner, 0).map_err(map_err)
     }
 
@@ -450,12 +457,17 @@ impl DirMaps {
             )));
         }
         let map_err = |source| Error::Map { name: names::PREV_TABLES, source };
-        let mut inner = DirTable::create(size, BPF_F_INNER_MAP).map_err(map_err)?;
-        for (index, node) in (0u32..).zip(previous) {
-            if *node != 0 {
-                inner.set(index, node, 0).map_err(map_err)?;
-            }
-        }
+        let inner = DirTable::create(size, BPF_F_INNER_MAP).map_err(map_err)?;
+        // Only the slots that changed node (the array starts zeroed), in batches.
+        let (indices, nodes): (Vec<u32>, Vec<u32>) =
+            (0u32..).zip(previous.iter().copied()).filter(|(_, node)| *node != 0).unzip();
+        crate::batch::update(
+            inner.map().fd().as_fd(),
+            &indices,
+            &nodes,
+            crate::batch::DEFAULT_CHUNK,
+        )
+        .map_err(|source| Error::MapIo { name: names::PREV_TABLES, source })?;
         self.prev_tables.set(id, &inner, 0).map_err(map_err)
     }
 
@@ -672,48 +684,62 @@ impl DirectorDatapath {
             reason: "creating the links directory",
             source,
         })?;
-        let generation = generation();
-        let prefix = format!("{LINK_PREFIX}{device}-");
-        let earlier = pinned_link(&links_dir, &prefix)?;
         let program: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(Error::MissingProgram { name: PROGRAM })?
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let replaced = match earlier {
-            Some(path) => match replace_program(program, &path) {
-                Ok(link_id) => Some(link_id),
-                Err(err) => {
-                    // E.g. the device was recreated: the old link is defunct. Attach anew.
-                    warn!(device, link = %path.display(), err = %err, "taking over the pinned link failed");
-                    crate::loader::unpin_link(&path)?;
-                    None
-                }
-            },
-            None => None,
-        };
-        let took_over = replaced.is_some();
-        let link_id = match replaced {
-            Some(link_id) => link_id,
-            None => program
-                .attach(device, mode.aya())
-                .map_err(|source| Error::Program { name: PROGRAM, source })?,
-        };
-        let link = program
-            .take_link(link_id)
-            .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let path = links_dir.join(format!("{prefix}{generation}"));
-        let fd_link = FdLink::try_from(link)
-            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        fd_link
-            .pin(&path)
-            .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
-        debug!(device, link = %path.display(), "director attached");
-        crate::loader::unpin_older_links(&links_dir, &prefix, &generation)?;
+        let took_over = attach_pinned(program, PROGRAM, device, mode, &links_dir, LINK_PREFIX)?;
         info!(device, ?mode, took_over, "director attached");
         Ok(())
     }
+}
+
+/// Attaches `program` (named `name`) to `device` in `mode` and pins the link as
+/// `<links_dir>/<prefix><device>-<generation>`. A link pinned there for the device earlier is
+/// taken over: the program behind it is replaced in one step (`BPF_LINK_UPDATE`), so no packet
+/// meets the device without a program (an XDP device holds one link; a second attach would
+/// fail). Then the device's older pins are removed. Returns whether a link was taken over.
+pub(crate) fn attach_pinned(
+    program: &mut Xdp,
+    name: &'static str,
+    device: &str,
+    mode: XdpMode,
+    links_dir: &Path,
+    prefix: &str,
+) -> Result<bool, Error> {
+    let generation = generation();
+    let prefix = format!("{prefix}{device}-");
+    let replaced = match pinned_link(links_dir, &prefix)? {
+        Some(path) => match replace_program(program, name, &path) {
+            Ok(link_id) => Some(link_id),
+            Err(err) => {
+                // E.g. the device was recreated: the old link is defunct. Attach anew.
+                warn!(device, link = %path.display(), err = %err, "taking over the pinned link failed");
+                crate::loader::unpin_link(&path)?;
+                None
+            }
+        },
+        None => None,
+    };
+    let took_over = replaced.is_some();
+    let link_id = match replaced {
+        Some(link_id) => link_id,
+        None => {
+            program.attach(device, mode.aya()).map_err(|source| Error::Program { name, source })?
+        }
+    };
+    let link = program.take_link(link_id).map_err(|source| Error::Program { name, source })?;
+    let path = links_dir.join(format!("{prefix}{generation}"));
+    let fd_link = FdLink::try_from(link)
+        .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+    fd_link
+        .pin(&path)
+        .map_err(|e| Error::LinkPin { path: path.clone(), detail: error_chain(&e) })?;
+    debug!(program = name, device, link = %path.display(), "XDP link pinned");
+    crate::loader::unpin_older_links(links_dir, &prefix, &generation)?;
+    Ok(took_over)
 }
 
 /// The newest link pin named `<prefix><generation>` in `links_dir`, if any.
@@ -734,12 +760,16 @@ fn pinned_link(links_dir: &Path, prefix: &str) -> Result<Option<PathBuf>, Error>
     Ok(found.into_iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()))
 }
 
-/// Puts `program` behind the XDP link pinned at `path` (atomic replacement).
-fn replace_program(program: &mut Xdp, path: &Path) -> Result<aya::programs::xdp::XdpLinkId, Error> {
+/// Puts `program` (named `name`) behind the XDP link pinned at `path` (atomic replacement).
+fn replace_program(
+    program: &mut Xdp,
+    name: &'static str,
+    path: &Path,
+) -> Result<aya::programs::xdp::XdpLinkId, Error> {
     let pin_err = |detail: String| Error::LinkPin { path: path.to_owned(), detail };
     let pinned = PinnedLink::from_pin(path).map_err(|e| pin_err(error_chain(&e)))?;
     let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(error_chain(&e)))?;
-    program.attach_to_link(link).map_err(|source| Error::Program { name: PROGRAM, source })
+    program.attach_to_link(link).map_err(|source| Error::Program { name, source })
 }
 
 /// Sets `net.ipv{4,6}.conf.<device>.forwarding` to 1 in the caller's network namespace.

@@ -7,10 +7,12 @@
 //! - [`mirror`]: the programs' lookups and decisions in Rust, for `switchyard explain`.
 //! - [`private_bpffs`]: a bpffs of one's own, removed with all its pins on drop (tests, benches).
 //! - [`nodeport_abi`], [`nodeport`]: the per-packet (TC) programs of `c/nodeport.bpf.c`: their
-//!   mirrors; loader, attach to devices.
+//!   mirrors; loader, attach to devices. [`nodeport_xdp`]: the same path at XDP
+//!   (`c/nodeport_xdp.bpf.c`), in front of TC.
 //! - [`director`]: the director's XDP program; [`decap`]: decapsulation of its packets on nodes.
 
 pub mod abi;
+pub mod batch;
 pub mod decap;
 pub mod director;
 pub mod director_ids;
@@ -23,6 +25,7 @@ pub mod mirror;
 pub mod monitor;
 pub mod nodeport;
 pub mod nodeport_abi;
+pub mod nodeport_xdp;
 pub mod private_bpffs;
 
 pub use error::Error;
@@ -52,6 +55,15 @@ pub fn nodeport_object() -> &'static [u8] {
     struct Aligned<B: ?Sized>(B);
     static OBJECT: &Aligned<[u8]> =
         &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nodeport.bpf.o")));
+    &OBJECT.0
+}
+
+/// The compiled per-packet XDP program (`c/nodeport_xdp.bpf.c`), aligned for the ELF parser.
+pub fn nodeport_xdp_object() -> &'static [u8] {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static OBJECT: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nodeport_xdp.bpf.o")));
     &OBJECT.0
 }
 

@@ -3,7 +3,8 @@
 //! ingress and egress, pin, detach; typed handles on the conntrack, NAT, source-range and
 //! settings maps.
 //!
-//! Links are pinned as `<bpf_dir>/links/tc-<device>-<ingress|egress>-<generation>`; a restarted
+//! Links are pinned as `<bpf_dir>/links/tc-<device>-<ingress|egress>-<generation>` (pod
+//! interfaces of `--pod-devices`: `pod-<device>-...`, [`POD_PROGRAMS`]); a restarted
 //! agent attaches the new generation before removing the old one, like the cgroup links
 //! (a packet meanwhile runs through both programs; the second finds nothing left to translate
 //! because the first already rewrote the destination to a backend).
@@ -326,6 +327,28 @@ pub struct PacketDatapath {
     programs_loaded: bool,
 }
 
+/// A loader for an object of the per-packet path (TC or XDP): every shared map pinned in
+/// `opts.bpf_dir` with the configured sizes, so both objects adopt the same maps.
+pub(crate) fn packet_loader(opts: &LoadOptions, sizes: PacketMapSizes) -> EbpfLoader<'_> {
+    let s = &opts.sizes;
+    let mut loader = EbpfLoader::new();
+    loader
+        .default_map_pin_directory(&opts.bpf_dir)
+        .map_max_entries(shared_names::FRONTENDS, s.frontends)
+        .map_max_entries(shared_names::SLOTS, s.slots)
+        .map_max_entries(shared_names::BACKENDS, s.backends)
+        .map_max_entries(shared_names::MAGLEV, s.maglev_tables)
+        .map_max_entries(shared_names::SOCK_REVNAT, s.sock_revnat)
+        .map_max_entries(shared_names::AFFINITY, s.affinity)
+        .map_max_entries(shared_names::SOCK_STICKY, s.sock_sticky)
+        .map_max_entries(shared_names::NODE_ADDRS, s.node_addrs)
+        .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
+        .map_max_entries(names::CT, sizes.ct)
+        .map_max_entries(names::NAT, sizes.nat)
+        .map_max_entries(names::SRC_RANGES, s.src_ranges);
+    loader
+}
+
 impl PacketDatapath {
     /// Loads `c/nodeport.bpf.c` against the maps pinned in `opts.bpf_dir`. Load the socket
     /// datapath ([`crate::Datapath::load`]) with the same options first: it checks and
@@ -344,22 +367,7 @@ impl PacketDatapath {
             )));
         }
         check_pins(&opts.bpf_dir, sizes, opts.sizes.src_ranges)?;
-        let s = &opts.sizes;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&opts.bpf_dir)
-            .map_max_entries(shared_names::FRONTENDS, s.frontends)
-            .map_max_entries(shared_names::SLOTS, s.slots)
-            .map_max_entries(shared_names::BACKENDS, s.backends)
-            .map_max_entries(shared_names::MAGLEV, s.maglev_tables)
-            .map_max_entries(shared_names::SOCK_REVNAT, s.sock_revnat)
-            .map_max_entries(shared_names::AFFINITY, s.affinity)
-            .map_max_entries(shared_names::SOCK_STICKY, s.sock_sticky)
-            .map_max_entries(shared_names::NODE_ADDRS, s.node_addrs)
-            .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
-            .map_max_entries(names::CT, sizes.ct)
-            .map_max_entries(names::NAT, sizes.nat)
-            .map_max_entries(names::SRC_RANGES, s.src_ranges)
-            .load(crate::nodeport_object())?;
+        let mut ebpf = packet_loader(opts, sizes).load(crate::nodeport_object())?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
         let mut maps = PacketMaps {
             ct: typed(names::CT, take(names::CT)?)?,
@@ -519,7 +527,7 @@ pub fn interfaces() -> Result<Vec<(u32, String)>, Error> {
     Ok(list.iter().map(|i| (i.index(), i.name().to_string_lossy().into_owned())).collect())
 }
 
-fn check_device_name(device: &str) -> Result<(), Error> {
+pub(crate) fn check_device_name(device: &str) -> Result<(), Error> {
     let ok = !device.is_empty()
         && device.len() < 16
         && device.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -628,7 +636,11 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
 }
 
 /// Refuses per-packet pins of another layout or size.
-fn check_pins(bpf_dir: &Path, sizes: PacketMapSizes, src_ranges: u32) -> Result<(), Error> {
+pub(crate) fn check_pins(
+    bpf_dir: &Path,
+    sizes: PacketMapSizes,
+    src_ranges: u32,
+) -> Result<(), Error> {
     let expected = [
         (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
         (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),

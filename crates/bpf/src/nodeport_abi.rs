@@ -26,6 +26,8 @@ pub const SNAT_PROBES: u32 = 32;
 /// Seconds after its last packet during which a closed TCP flow's SNAT port goes to a new flow
 /// only if no probed port is free (the backend may hold the connection in TIME_WAIT).
 pub const SNAT_TCP_HOLD_S: u32 = 120;
+/// `SY_XDP_DEVS_MAX`: devices the XDP program can be attached to (and redirect between).
+pub const XDP_DEVS_MAX: u32 = 64;
 
 /// Counter indexes of the per-packet path (`enum sy_pkt_reason`, 32..63 of `sy_counters`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +83,11 @@ pub enum PacketReason {
     /// A frame for another host's MAC address (a flooded unicast frame, a promiscuous
     /// device): passed untouched, the host it was meant for translates it.
     PassOtherHost = 55,
+    /// XDP: a packet of a tracked or new flow handed to TC untranslated (its route needs the
+    /// stack, it leaves by a device without XDP, or its checksum is a pseudo-header sum).
+    XdpToTc = 61,
+    /// XDP: translated and sent at XDP (besides its translation reason).
+    XdpForwarded = 62,
     /// A flow got a new `sy_ct` entry (none, not even an expired one, was there): with the
     /// entries present this gives the LRU's evictions.
     CtCreated = 63,
@@ -88,7 +95,7 @@ pub enum PacketReason {
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 25] = [
+    pub const ALL: [PacketReason; 27] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -113,6 +120,8 @@ impl PacketReason {
         PacketReason::PassVlan,
         PacketReason::PassIpv6Ext,
         PacketReason::PassOtherHost,
+        PacketReason::XdpToTc,
+        PacketReason::XdpForwarded,
         PacketReason::CtCreated,
     ];
 
@@ -143,6 +152,8 @@ impl PacketReason {
             PacketReason::PassVlan => "pass_vlan",
             PacketReason::PassIpv6Ext => "pass_ipv6_ext",
             PacketReason::PassOtherHost => "pass_otherhost",
+            PacketReason::XdpToTc => "xdp_to_tc",
+            PacketReason::XdpForwarded => "xdp_forwarded",
             PacketReason::CtCreated => "ct_created",
         }
     }
@@ -364,6 +375,16 @@ pub struct PktConfig {
     pub timeout_unreplied_s: u32,
 }
 
+/// `struct sy_xdp_dev`: a device the XDP program runs on (`sy_xdp_devs`, keyed by ifindex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct XdpDev {
+    /// The device's MAC address: frames for another pass to TC.
+    pub mac: [u8; 6],
+    /// Zero.
+    pub flags: u16,
+}
+
 // SAFETY: #[repr(C)], integers and byte arrays only, no implicit padding (tests/layout_nodeport.rs
 // checks each size equals the sum of its fields): every bit pattern is valid.
 unsafe impl aya::Pod for CtKey {}
@@ -372,3 +393,5 @@ unsafe impl aya::Pod for NatEntry {}
 unsafe impl aya::Pod for SrcRangeKey {}
 unsafe impl aya::Pod for SrcRangeData {}
 unsafe impl aya::Pod for PktConfig {}
+// SAFETY: as above.
+unsafe impl aya::Pod for XdpDev {}

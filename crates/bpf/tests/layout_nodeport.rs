@@ -15,6 +15,7 @@ fn every_per_packet_struct_has_the_size_and_alignment_of_the_header() {
         ("sy_nat_entry", (size_of::<NatEntry>(), align_of::<NatEntry>())),
         ("sy_src_range_key", (size_of::<SrcRangeKey>(), align_of::<SrcRangeKey>())),
         ("sy_pkt_config", (size_of::<PktConfig>(), align_of::<PktConfig>())),
+        ("sy_xdp_dev", (size_of::<XdpDev>(), align_of::<XdpDev>())),
     ]);
     let c: BTreeMap<_, _> = C_PKT_SIZES.iter().map(|&(n, s, a)| (n, (s, a))).collect();
     assert_eq!(rust, c, "(size, align) per struct: left Rust, right C");
@@ -60,6 +61,8 @@ fn every_per_packet_field_has_the_offset_of_the_header() {
         "sy_pkt_config.timeout_udp_s" => PktConfig, timeout_udp_s;
         "sy_pkt_config.timeout_other_s" => PktConfig, timeout_other_s;
         "sy_pkt_config.timeout_unreplied_s" => PktConfig, timeout_unreplied_s;
+        "sy_xdp_dev.mac" => XdpDev, mac;
+        "sy_xdp_dev.flags" => XdpDev, flags;
     };
     let c: BTreeMap<_, _> = C_PKT_OFFSETS.iter().copied().collect();
     assert_eq!(rust, c, "field offsets: left Rust, right C");
@@ -76,6 +79,7 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_CT_F_HAIRPIN", u64::from(CT_F_HAIRPIN)),
         ("SY_SNAT_PROBES", u64::from(SNAT_PROBES)),
         ("SY_SNAT_TCP_HOLD_S", u64::from(SNAT_TCP_HOLD_S)),
+        ("SY_XDP_DEVS_MAX", u64::from(XDP_DEVS_MAX)),
     ]);
     // The defaults Rust writes and falls back to are the header's.
     let sizes = switchyard_bpf::nodeport::PacketMapSizes::default();
@@ -112,6 +116,7 @@ fn per_packet_structs_have_no_implicit_padding() {
         ("sy_nat_entry", size_of::<CtKey>(), size_of::<NatEntry>()),
         ("sy_src_range_key", 4 + 4 + 16, size_of::<SrcRangeKey>()),
         ("sy_pkt_config", 16 + 16 + 2 + 2 + 4 + 5 * 4 + 4, size_of::<PktConfig>()),
+        ("sy_xdp_dev", 6 + 2, size_of::<XdpDev>()),
     ];
     for (name, fields, size) in declared {
         assert_eq!(

@@ -558,24 +558,6 @@ fn malformed_and_foreign_packets_pass_or_drop_with_a_reason() {
     assert_eq!(tc.count(PacketReason::Dnat), 0, "nothing was translated");
 }
 
-/// Inode of a network namespace file, to make sure a test never configures the host's.
-fn netns_inode(path: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).unwrap().ino()
-}
-
-/// Runs `ip`/`sysctl`-like commands in this thread's private namespace (children inherit it);
-/// refuses when the thread is still in the process's (the host's) namespace.
-fn sh(cmd: &str) {
-    assert_ne!(
-        netns_inode("/proc/thread-self/ns/net"),
-        netns_inode("/proc/self/ns/net"),
-        "refusing to configure the host's network namespace"
-    );
-    let status = std::process::Command::new("sh").args(["-c", cmd]).status().unwrap();
-    assert!(status.success(), "{cmd}: {status}");
-}
-
 #[test]
 fn a_packet_too_big_for_the_route_is_answered_with_frag_needed_and_others_are_redirected() {
     if !switchyard_lab::require_root(

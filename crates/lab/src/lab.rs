@@ -491,6 +491,13 @@ impl Lab {
         wiring::add_address(&self.netns_of(member)?, link, address)
     }
 
+    /// Attaches an `XDP_PASS` program to `link` in the namespace of `member`: a veth delivers
+    /// frames its peer sends with `XDP_TX` (or redirects to it) only when it runs an XDP program
+    /// itself, as a NIC always does (e.g. the router's side of a node uplink with `--xdp native`).
+    pub fn set_xdp_pass(&self, member: &str, link: &str) -> Result<(), LabError> {
+        wiring::set_xdp_pass(&self.netns_of(member)?, link)
+    }
+
     /// Sets the MTU of `link` in the namespace of a node, pod, client or the router (`fabric`),
     /// e.g. to put a smaller-MTU hop between the router and a node.
     pub fn set_mtu(&self, member: &str, link: &str, mtu: u32) -> Result<(), LabError> {

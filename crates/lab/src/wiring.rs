@@ -562,6 +562,16 @@ pub(crate) fn set_mtu(netns_name: &str, link: &str, mtu: u32) -> Result<(), LabE
     })
 }
 
+/// Attaches an `XDP_PASS` program (native) to `link` in namespace `netns_name`, so the veth
+/// delivers the frames its peer sends with `XDP_TX` or redirects to it (see crate::xdp_pass).
+pub(crate) fn set_xdp_pass(netns_name: &str, link: &str) -> Result<(), LabError> {
+    let program = crate::xdp_pass::load().map_err(LabError::io("loading the XDP pass program"))?;
+    with_netlink(
+        netns_name,
+        move |ns| async move { attach_xdp(&ns, link, program.as_raw_fd()).await },
+    )
+}
+
 /// Adds `address` to `link` in namespace `netns_name` (IPv6 without duplicate address detection).
 pub(crate) fn add_address(netns_name: &str, link: &str, address: Cidr) -> Result<(), LabError> {
     with_netlink(netns_name, move |ns| async move {

@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub destroy_stale_sockets: bool,
     /// Devices that receive traffic from outside the node (the per-packet programs).
     pub devices: Vec<String>,
+    /// The per-packet XDP program in front of TC on `devices` (`--xdp native|generic`); None:
+    /// off, TC alone.
+    pub xdp: Option<switchyard_bpf::director::XdpMode>,
     /// Host-side pod interfaces, by name or prefix (`veth*`), that get the per-packet pod entry
     /// point for traffic the socket hooks cannot see (`--pod-devices`).
     pub pod_devices: Vec<String>,

@@ -138,6 +138,23 @@ fn pod_devices_alone_translate_replies_at_the_pod_interface() {
         assert!(revnat >= 48, "{target}: {revnat} replies translated back on node1");
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
+
+    // A pod interface created after the agent started is attached by the next rescan; its pins
+    // go once it is deleted. (A veth pair inside node1's namespace: nothing leaves it.)
+    let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
+    let pinned = || switchyard_bpf::nodeport::attached_pod_devices(&bpf_dir).unwrap();
+    assert!(pinned().contains(&"veth1".to_string()), "{:?}", pinned());
+    let ip = |args: &[&str]| {
+        let mut command = std::process::Command::new("ip");
+        command.args(args);
+        let out = cluster.lab.output_in("node1", command).unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ip(&["link", "add", "veth90", "type", "veth", "peer", "name", "peer90"]);
+    cluster.eventually("veth90 attached", || pinned().contains(&"veth90".to_string()));
+    assert!(!pinned().contains(&"peer90".to_string()), "peer90 matches no pattern");
+    ip(&["link", "del", "veth90"]);
+    cluster.eventually("veth90's pins removed", || !pinned().contains(&"veth90".to_string()));
 }
 
 #[test]
@@ -152,13 +169,16 @@ fn pod_device_patterns_are_names_or_prefixes_and_an_empty_value_means_none() {
             "{stderr}"
         );
     }
-    // `--pod-devices=` (an empty ConfigMap value) passes the flags; the agent then fails on the
-    // test's nonexistent paths, not on the pattern.
-    let out = agent_refusing(&["--pod-devices="]);
+    // `--pod-devices=` (an empty ConfigMap value) passes the flags: the agent goes on to its
+    // first check (overlapping port ranges, refused before anything is created or loaded).
+    let out = agent_refusing(&[
+        "--pod-devices=",
+        "--devices",
+        "eth0",
+        "--snat-port-range",
+        "32000-40000",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        !stderr.contains("pod device pattern") && !stderr.contains("invalid value"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("pod device pattern") && stderr.contains("overlaps"), "{stderr}");
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,8 +58,7 @@ fn health(cluster: &Cluster, client: &str, target: SocketAddr) -> Option<(u16, s
     Some((a.status?, serde_json::from_str(a.body.as_deref()?).ok()?))
 }
 
-/// Per-packet counters of a node's pinned maps.
-fn counters(cluster: &Cluster, node: &str) -> std::collections::BTreeMap<PacketReason, u64> {
+fn counters(cluster: &Cluster, node: &str) -> BTreeMap<PacketReason, u64> {
     cluster.packet_counters(node)
 }
 

@@ -11,6 +11,7 @@ use switchyard_bpf::{
     abi::*,
     nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
     nodeport_abi::*,
+    nodeport_xdp::XdpDatapath,
 };
 
 use crate::BpfDir;
@@ -19,6 +20,11 @@ use crate::socket_probe::small_sizes;
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
 
 pub const INGRESS: &str = "sy_nodeport_ingress";
 pub const EGRESS: &str = "sy_nodeport_egress";
@@ -68,9 +74,7 @@ impl Tc {
     pub fn with_sizes(test: &str, settings: &PacketSettings, sizes: PacketMapSizes) -> Tc {
         enter_private_netns();
         let bpf = BpfDir::new(test);
-        let mut options = LoadOptions::new(bpf.path());
-        options.sizes = small_sizes();
-        options.maglev_table_size = 251;
+        let options = load_options(bpf.path());
         let mut sock = Datapath::load(&options).unwrap();
         let pkt = PacketDatapath::load(&options, sizes, settings).unwrap();
         for node in [NODE4, NODE6] {
@@ -172,6 +176,72 @@ impl Tc {
 
     pub fn shared_count(&self, reason: Reason) -> u64 {
         self.sock.maps().counters().unwrap()[&reason].packets
+    }
+}
+
+/// Inode of a network namespace file, to make sure a test never configures the host's.
+fn netns_inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Runs `ip`/`sysctl`-like commands in this thread's private namespace (children inherit it);
+/// refuses when the thread is still in the process's (the host's) namespace.
+pub fn sh(cmd: &str) {
+    assert_ne!(
+        netns_inode("/proc/thread-self/ns/net"),
+        netns_inode("/proc/self/ns/net"),
+        "refusing to configure the host's network namespace"
+    );
+    let status = std::process::Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(status.success(), "{cmd}: {status}");
+}
+
+/// What the fixtures load with: small maps, Maglev tables of 251.
+fn load_options(bpf_dir: &std::path::Path) -> LoadOptions {
+    let mut options = LoadOptions::new(bpf_dir);
+    options.sizes = small_sizes();
+    options.maglev_table_size = 251;
+    options
+}
+
+/// [`Tc`] plus the XDP program on the same maps. BPF_PROG_TEST_RUN hands XDP frames to
+/// loopback (ifindex 1): it is declared an XDP device with the test frames' destination MAC.
+pub struct TcXdp {
+    pub tc: Tc,
+    pub xdp: XdpDatapath,
+}
+
+impl std::fmt::Debug for TcXdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcXdp").field("tc", &self.tc).finish_non_exhaustive()
+    }
+}
+
+impl TcXdp {
+    pub fn new(test: &str, settings: &PacketSettings) -> TcXdp {
+        let tc = Tc::new(test, settings);
+        let mut xdp =
+            XdpDatapath::load(&load_options(tc.bpf_dir()), PacketMapSizes::default()).unwrap();
+        xdp.set_device(1, crate::frames::NODE_MAC).unwrap();
+        TcXdp { tc, xdp }
+    }
+
+    /// Runs `frame` through the XDP program: (XDP verdict, the frame as it leaves).
+    pub fn run_xdp(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; 2048];
+        let result = self
+            .xdp
+            .program()
+            .unwrap()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .unwrap();
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
     }
 }
 

@@ -20,14 +20,19 @@ struct route {
 	__u8 dmac[ETH_ALEN];
 };
 
-static __always_inline void route_lookup(struct __sk_buff *skb, const struct pkt *p,
+static __always_inline void route_lookup(struct __ctx_buff *skb, const struct pkt *p,
 					 const struct sy_addr *s, const struct sy_addr *d,
 					 struct route *r)
 {
 	struct bpf_fib_lookup f = {};
 
-	f.ifindex = skb->ingress_ifindex ? skb->ingress_ifindex : skb->ifindex;
+	f.ifindex = ctx_ingress_ifindex(skb);
 	f.l4_protocol = p->t.proto;
+#ifdef SY_CTX_XDP
+	/* XDP has no skb to measure: the MTU check needs the length (TC checks the skb, GSO
+	 * packets included, when tot_len is 0). */
+	f.tot_len = p->ip_len;
+#endif
 	if (p->t.family == SY_AF_INET) {
 		f.family = AF_INET_FIB;
 		f.ipv4_src = s->words[3];
@@ -44,6 +49,7 @@ static __always_inline void route_lookup(struct __sk_buff *skb, const struct pkt
 	__builtin_memcpy(r->dmac, f.dmac, ETH_ALEN);
 }
 
+#ifndef SY_CTX_XDP
 /* After the rewrite: send along the looked-up route, or let the stack route. */
 static __always_inline int forward(struct __sk_buff *skb, const struct route *r)
 {
@@ -57,5 +63,6 @@ static __always_inline int forward(struct __sk_buff *skb, const struct route *r)
 		return bpf_redirect_neigh(r->ifindex, NULL, 0, 0);
 	return TC_ACT_OK;
 }
+#endif /* !SY_CTX_XDP */
 
 #endif /* SY_LIB_FIB_H */

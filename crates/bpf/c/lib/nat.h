@@ -16,7 +16,7 @@ static __always_inline int l4_csum_has_addrs(const struct pkt *p)
 }
 
 /* Replace an address in the IP header (and the pseudo-header part of the L4 checksum). */
-static __always_inline int set_addr(struct __sk_buff *skb, const struct pkt *p, int dst,
+static __always_inline int set_addr(struct __ctx_buff *skb, const struct pkt *p, int dst,
 				    const struct sy_addr *old, const struct sy_addr *new)
 {
 	__u32 csum = l4_csum_off(p);
@@ -27,37 +27,37 @@ static __always_inline int set_addr(struct __sk_buff *skb, const struct pkt *p, 
 		__u32 off = dst ? IP4_DADDR_OFF : IP4_SADDR_OFF;
 
 		if (l4_csum_has_addrs(p) &&
-		    bpf_l4_csum_replace(skb, csum, old->words[3], new->words[3],
+		    ctx_l4_csum_replace(skb, csum, old->words[3], new->words[3],
 					BPF_F_PSEUDO_HDR | 4 | l4_csum_flags(p)))
 			return -1;
-		if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, old->words[3], new->words[3], 4))
+		if (ctx_l3_csum_replace(skb, IP4_CSUM_OFF, old->words[3], new->words[3], 4))
 			return -1;
-		return bpf_skb_store_bytes(skb, off, &new->words[3], 4, 0);
+		return ctx_store_bytes(skb, off, &new->words[3], 4, 0);
 	} else {
 		__u32 off = dst ? IP6_DADDR_OFF : IP6_SADDR_OFF;
 		__s64 diff = bpf_csum_diff((__be32 *)old->words, 16, (__be32 *)new->words, 16, 0);
 
 		if (l4_csum_has_addrs(p) &&
-		    bpf_l4_csum_replace(skb, csum, 0, diff, BPF_F_PSEUDO_HDR | l4_csum_flags(p)))
+		    ctx_l4_csum_replace(skb, csum, 0, diff, BPF_F_PSEUDO_HDR | l4_csum_flags(p)))
 			return -1;
-		return bpf_skb_store_bytes(skb, off, new->words, 16, 0);
+		return ctx_store_bytes(skb, off, new->words, 16, 0);
 	}
 }
 
-static __always_inline int set_port(struct __sk_buff *skb, const struct pkt *p, int dst,
+static __always_inline int set_port(struct __ctx_buff *skb, const struct pkt *p, int dst,
 				    __be16 old, __be16 new)
 {
 	if (old == new)
 		return 0;
 	if (p->t.proto == IPPROTO_SCTP_) /* CRC32c: recomputed by rewrite() */
-		return bpf_skb_store_bytes(skb, p->l4_off + (dst ? 2 : 0), &new, 2, 0);
-	if (bpf_l4_csum_replace(skb, l4_csum_off(p), old, new, 2 | l4_csum_flags(p)))
+		return ctx_store_bytes(skb, p->l4_off + (dst ? 2 : 0), &new, 2, 0);
+	if (ctx_l4_csum_replace(skb, l4_csum_off(p), old, new, 2 | l4_csum_flags(p)))
 		return -1;
-	return bpf_skb_store_bytes(skb, p->l4_off + (dst ? 2 : 0), &new, 2, 0);
+	return ctx_store_bytes(skb, p->l4_off + (dst ? 2 : 0), &new, 2, 0);
 }
 
 /* Rewrite the packet's tuple to s:sp -> d:dp. */
-static __always_inline int rewrite(struct __sk_buff *skb, const struct pkt *p,
+static __always_inline int rewrite(struct __ctx_buff *skb, const struct pkt *p,
 				   const struct sy_addr *s, __be16 sp, const struct sy_addr *d,
 				   __be16 dp)
 {

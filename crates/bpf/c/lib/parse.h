@@ -3,7 +3,7 @@
  * parse.h - what a TC program needs to know about a packet: its tuple (struct sy_ct_key),
  * where the transport header starts (IPv6: after the extension headers), TCP flags, SCTP's
  * first chunk type, fragments, and for an ICMP(v6) error the tuple of the quoted packet. Reads
- * through bpf_skb_load_bytes, so nothing is assumed linear.
+ * through ctx_load_bytes (ctx.h: TC and XDP), so nothing is assumed linear.
  */
 #ifndef SY_LIB_PARSE_H
 #define SY_LIB_PARSE_H
@@ -12,6 +12,7 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include "addr.h"
+#include "ctx.h"
 
 /* ---- wire constants ---- */
 
@@ -97,7 +98,7 @@ static __always_inline int is_icmp_error(__u8 family, __u8 type)
 }
 
 /* Parse the quoted packet of an ICMP error at off (after the 8-byte ICMP header). */
-static __always_inline int parse_inner(struct __sk_buff *skb, struct pkt *p, __u32 off)
+static __always_inline int parse_inner(struct __ctx_buff *skb, struct pkt *p, __u32 off)
 {
 	__be16 ports[2];
 
@@ -106,7 +107,7 @@ static __always_inline int parse_inner(struct __sk_buff *skb, struct pkt *p, __u
 	if (p->t.family == SY_AF_INET) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+		if (ctx_load_bytes(skb, off, &ip, sizeof(ip)))
 			return P_MALFORMED;
 		if (ip.version != 4 || ip.ihl < 5)
 			return P_MALFORMED;
@@ -117,7 +118,7 @@ static __always_inline int parse_inner(struct __sk_buff *skb, struct pkt *p, __u
 	} else {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+		if (ctx_load_bytes(skb, off, &ip6, sizeof(ip6)))
 			return P_MALFORMED;
 		__builtin_memcpy(p->inner.saddr.bytes, &ip6.saddr, 16);
 		__builtin_memcpy(p->inner.daddr.bytes, &ip6.daddr, 16);
@@ -127,7 +128,7 @@ static __always_inline int parse_inner(struct __sk_buff *skb, struct pkt *p, __u
 	if (p->inner.proto != IPPROTO_TCP && p->inner.proto != IPPROTO_UDP &&
 	    p->inner.proto != IPPROTO_SCTP_)
 		return P_PASS;
-	if (bpf_skb_load_bytes(skb, p->inner_l4_off, ports, sizeof(ports)))
+	if (ctx_load_bytes(skb, p->inner_l4_off, ports, sizeof(ports)))
 		return P_MALFORMED;
 	p->inner.sport = ports[0];
 	p->inner.dport = ports[1];
@@ -140,7 +141,7 @@ static __always_inline int parse_inner(struct __sk_buff *skb, struct pkt *p, __u
  * (a fragment header also records the fragment). A routing header with segments left means the
  * destination is not the final one (the transport checksum uses the final one), so the packet is
  * not ours to translate; AH and ESP end the walk (p->t.proto names them: passed untouched). */
-static __always_inline int parse_ipv6_ext(struct __sk_buff *skb, struct pkt *p)
+static __always_inline int parse_ipv6_ext(struct __ctx_buff *skb, struct pkt *p)
 {
 	__u8 nh = p->t.proto;
 	__u32 off = p->l4_off;
@@ -153,7 +154,7 @@ static __always_inline int parse_ipv6_ext(struct __sk_buff *skb, struct pkt *p)
 		if (nh != IPV6_HOPOPTS_ && nh != IPV6_ROUTING_ && nh != IPV6_DSTOPTS_ &&
 		    nh != IPV6_FRAGMENT_)
 			break;
-		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+		if (ctx_load_bytes(skb, off, h, sizeof(h)))
 			return P_MALFORMED;
 		if (nh == IPV6_FRAGMENT_) {
 			__be16 fo;
@@ -185,22 +186,22 @@ static __always_inline int parse_ipv6_ext(struct __sk_buff *skb, struct pkt *p)
 	return P_OK;
 }
 
-static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+static __always_inline int parse(struct __ctx_buff *skb, struct pkt *p)
 {
 	__be16 eth_proto;
 
 	/* A tagged frame belongs to the VLAN's own device (the stack moves the tag into the skb
 	 * before TC ingress; BPF_PROG_TEST_RUN leaves it in the data). */
-	if (skb->vlan_present)
+	if (ctx_vlan_present(skb))
 		return P_VLAN;
-	if (bpf_skb_load_bytes(skb, 12, &eth_proto, sizeof(eth_proto)))
+	if (ctx_load_bytes(skb, 12, &eth_proto, sizeof(eth_proto)))
 		return P_PASS;
 	if (eth_proto == bpf_htons(ETH_P_8021Q_) || eth_proto == bpf_htons(ETH_P_8021AD_))
 		return P_VLAN;
 	if (eth_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, L3_OFF, &ip, sizeof(ip)))
+		if (ctx_load_bytes(skb, L3_OFF, &ip, sizeof(ip)))
 			return P_PASS;
 		if (ip.version != 4 || ip.ihl < 5)
 			return P_PASS;
@@ -225,7 +226,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		struct ipv6hdr ip6;
 		int rc;
 
-		if (bpf_skb_load_bytes(skb, L3_OFF, &ip6, sizeof(ip6)))
+		if (ctx_load_bytes(skb, L3_OFF, &ip6, sizeof(ip6)))
 			return P_PASS;
 		p->t.family = SY_AF_INET6;
 		__builtin_memcpy(p->t.saddr.bytes, &ip6.saddr, 16);
@@ -244,7 +245,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (p->t.proto == IPPROTO_TCP) {
 		__u8 hdr[14];
 
-		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)))
+		if (ctx_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)))
 			return P_MALFORMED;
 		__builtin_memcpy(&p->t.sport, &hdr[0], 2);
 		__builtin_memcpy(&p->t.dport, &hdr[2], 2);
@@ -254,7 +255,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (p->t.proto == IPPROTO_UDP) {
 		__be16 ports[2];
 
-		if (bpf_skb_load_bytes(skb, p->l4_off, ports, sizeof(ports)))
+		if (ctx_load_bytes(skb, p->l4_off, ports, sizeof(ports)))
 			return P_MALFORMED;
 		p->t.sport = ports[0];
 		p->t.dport = ports[1];
@@ -264,7 +265,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		/* common header (ports, verification tag, CRC32c) and the first chunk's type */
 		__u8 hdr[13];
 
-		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)))
+		if (ctx_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)))
 			return P_MALFORMED;
 		__builtin_memcpy(&p->t.sport, &hdr[0], 2);
 		__builtin_memcpy(&p->t.dport, &hdr[2], 2);
@@ -277,7 +278,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	    (p->t.family == SY_AF_INET6 && p->t.proto == IPPROTO_ICMPV6_)) {
 		__u8 type;
 
-		if (bpf_skb_load_bytes(skb, p->l4_off, &type, 1))
+		if (ctx_load_bytes(skb, p->l4_off, &type, 1))
 			return P_MALFORMED;
 		if (!is_icmp_error(p->t.family, type))
 			return P_PASS;

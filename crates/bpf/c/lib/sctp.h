@@ -68,7 +68,7 @@ static const __u32 sy_crc32c_table[256] = {
  * so the verifier sees the same state every iteration and stops early (a growing offset in
  * here would make it walk every iteration). */
 struct crc_ctx {
-	struct __sk_buff *skb;
+	struct __ctx_buff *skb;
 	__u32 start; /* first byte */
 	__u32 end;   /* one past the last byte */
 	__u32 crc;
@@ -92,7 +92,7 @@ static long crc_chunk(__u64 index, void *data)
 		n = SCTP_CRC_CHUNK;
 	/* hide what the compiler knows, so both bounds reach the verifier */
 	asm volatile("" : "+r"(n));
-	if (n < 1 || n > SCTP_CRC_CHUNK || bpf_skb_load_bytes(c->skb, (__u32)off, buf, n)) {
+	if (n < 1 || n > SCTP_CRC_CHUNK || ctx_load_bytes(c->skb, (__u32)off, buf, n)) {
 		c->err = 1;
 		return 1;
 	}
@@ -107,7 +107,7 @@ static long crc_chunk(__u64 index, void *data)
 
 /* Recompute the CRC32c of the SCTP packet of len bytes at off and store it; 0 on success.
  * A global function: the verifier checks it once, not once per path of every caller. */
-__attribute__((noinline)) int sy_sctp_csum(struct __sk_buff *skb, __u32 off, __u32 len)
+__attribute__((noinline)) int sy_sctp_csum(struct __ctx_buff *skb, __u32 off, __u32 len)
 {
 	struct crc_ctx c = {};
 	__u32 zero = 0, sum;
@@ -116,7 +116,7 @@ __attribute__((noinline)) int sy_sctp_csum(struct __sk_buff *skb, __u32 off, __u
 	if (!skb || len < 12 || len > SCTP_CRC_CHUNK * SCTP_CRC_MAX_CHUNKS)
 		return -1;
 	/* the checksum field counts as zero */
-	if (bpf_skb_store_bytes(skb, off + SCTP_CSUM_OFF, &zero, 4, 0))
+	if (ctx_store_bytes(skb, off + SCTP_CSUM_OFF, &zero, 4, 0))
 		return -1;
 	c.skb = skb;
 	c.start = off;
@@ -131,12 +131,12 @@ __attribute__((noinline)) int sy_sctp_csum(struct __sk_buff *skb, __u32 off, __u
 	b[1] = (__u8)(sum >> 8);
 	b[2] = (__u8)(sum >> 16);
 	b[3] = (__u8)(sum >> 24);
-	return bpf_skb_store_bytes(skb, off + SCTP_CSUM_OFF, b, 4, 0) ? -1 : 0;
+	return ctx_store_bytes(skb, off + SCTP_CSUM_OFF, b, 4, 0) ? -1 : 0;
 }
 
 /* The SCTP packet of p (length from the IP header): a fragment cannot be recomputed (the CRC
  * covers every fragment). */
-static __always_inline int sctp_csum_update(struct __sk_buff *skb, const struct pkt *p)
+static __always_inline int sctp_csum_update(struct __ctx_buff *skb, const struct pkt *p)
 {
 	if (p->frag != FRAG_NONE)
 		return -1;

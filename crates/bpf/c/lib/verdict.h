@@ -11,12 +11,14 @@
 #include "counters.h"
 #include "events.h"
 
+#ifndef SY_CTX_XDP
 /* Send the answer now in the packet back where the original came from. */
 static __always_inline int send_back(struct __sk_buff *skb, __u32 reason)
 {
 	sy_count(reason, skb->len);
 	return bpf_redirect(skb->ifindex, 0);
 }
+#endif
 
 /* Tells the monitor (when on and sampled) what happened to p. */
 static SY_NOINLINE void pkt_event(const struct pkt *p, __u32 reason, __u32 frontend_id,
@@ -37,11 +39,11 @@ static SY_NOINLINE void pkt_event(const struct pkt *p, __u32 reason, __u32 front
 	bpf_ringbuf_submit(ev, 0);
 }
 
-static __always_inline int drop(struct __sk_buff *skb, const struct pkt *p, __u32 reason)
+static __always_inline int drop(struct __ctx_buff *skb, const struct pkt *p, __u32 reason)
 {
-	sy_count(reason, skb->len);
-	pkt_event(p, reason, 0, 0, skb->len);
-	return TC_ACT_SHOT;
+	sy_count(reason, ctx_len(skb));
+	pkt_event(p, reason, 0, 0, ctx_len(skb));
+	return CTX_ACT_DROP;
 }
 
 #endif /* SY_LIB_VERDICT_H */

@@ -2,6 +2,7 @@
 /*
  * xlat.h - translating a packet of a tracked flow (forward direction from its conntrack entry,
  * replies from sy_nat) and forwarding it, or answering frag-needed when the route is too small.
+ * The XDP program uses the targets (struct xlat) and forwards on its own (nodeport_xdp.bpf.c).
  */
 #ifndef SY_LIB_XLAT_H
 #define SY_LIB_XLAT_H
@@ -9,7 +10,9 @@
 #include "nat.h"
 #include "conntrack.h"
 #include "fib.h"
+#ifndef SY_CTX_XDP
 #include "icmp.h"
+#endif
 
 /* The new tuple of a translated packet and what to count. */
 struct xlat {
@@ -26,6 +29,7 @@ struct xlat {
  * with frag-needed / packet-too-big (kept out of the callee to bound the BPF stack). */
 #define NF_TOO_BIG 102
 
+#ifndef SY_CTX_XDP
 /* Too big for the route: tell the sender (from the address it used) instead of dropping. */
 static SY_NOINLINE int answer_too_big(struct __sk_buff *skb, const struct pkt *p, __u32 mtu)
 {
@@ -65,26 +69,42 @@ static SY_NOINLINE int translate_and_forward(struct __sk_buff *skb, const struct
 	return forward(skb, &r);
 }
 
+#endif /* !SY_CTX_XDP */
+
 /* ---- replies ---- */
 
-/* A reply of a translated flow (backend -> client / node:port): make it frontend -> client. */
-static __always_inline void reply_xlat(struct xlat *x, struct pkt *p,
-				       const struct sy_nat_entry *n, int ingress, __u64 now,
+/* A reply of the flow n passes: TCP state, per-Service traffic (both directions count). */
+static __always_inline void reply_seen(struct pkt *p, const struct sy_nat_entry *n, __u64 now,
 				       __u32 len)
 {
 	struct sy_ct_entry *e = bpf_map_lookup_elem(&sy_ct, &n->orig);
 
 	if (e) {
 		ct_update(e, p, 1, now);
-		/* Per-Service traffic counts both directions of a translated flow. */
 		sy_count_frontend(e->frontend_id, 0, 1, len);
 	}
+}
+
+/* Where a reply of a translated flow goes (backend -> client / node:port becomes frontend ->
+ * client); no side effects, so the XDP program can look at the route before it commits. */
+static __always_inline void reply_target(struct xlat *x, const struct sy_nat_entry *n,
+					 int ingress)
+{
 	x->s = n->orig.daddr;
 	x->sp = n->orig.dport;
 	x->d = n->orig.saddr;
 	x->dp = n->orig.sport;
 	x->ingress = ingress;
 	x->reason = SY_REASON_PKT_REVNAT;
+}
+
+/* A reply of a translated flow: make it frontend -> client. */
+static __always_inline void reply_xlat(struct xlat *x, struct pkt *p,
+				       const struct sy_nat_entry *n, int ingress, __u64 now,
+				       __u32 len)
+{
+	reply_seen(p, n, now, len);
+	reply_target(x, n, ingress);
 }
 
 /* Forward direction of a flow with conntrack entry e (a map value: copied). */
@@ -98,6 +118,7 @@ static __always_inline void ct_xlat(struct xlat *x, const struct sy_ct_entry *e,
 	x->reason = reason;
 }
 
+#ifndef SY_CTX_XDP
 /* Apply x; answer frag-needed / packet-too-big when the route is too small. */
 static __always_inline int apply(struct __sk_buff *skb, const struct pkt *p, struct xlat *x)
 {
@@ -107,5 +128,6 @@ static __always_inline int apply(struct __sk_buff *skb, const struct pkt *p, str
 		return answer_too_big(skb, p, x->mtu);
 	return rc;
 }
+#endif /* !SY_CTX_XDP */
 
 #endif /* SY_LIB_XLAT_H */

@@ -51,6 +51,8 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), NodeError> {
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     switchyard_bpf::decap::cleanup(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
+    switchyard_bpf::nodeport_xdp::cleanup(bpf_dir)
+        .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?;
     info!(bpf_dir = %bpf_dir.display(), "removed programs, links and maps");
     if switchyard_bpf::loader::unmount_if_ours(bpf_dir)
         .map_err(|source| NodeError::Bpf { what: what(), source: source.into() })?

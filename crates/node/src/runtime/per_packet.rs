@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use switchyard_bpf::decap::DecapDatapath;
+use switchyard_bpf::director::XdpMode;
 use switchyard_bpf::nodeport::{self, PacketDatapath, PacketSettings};
+use switchyard_bpf::nodeport_xdp::{self, XdpDatapath};
 use switchyard_bpf::{LoadOptions, Maps};
 use switchyard_dataplane::packet_settings::{FrontendRanges, PacketError, PacketState};
 
@@ -39,6 +41,8 @@ pub(crate) struct PerPacketPrograms {
     datapath: PacketDatapath,
     /// Decapsulation of director traffic, when directors are named.
     decap: Option<DecapDatapath>,
+    /// The XDP program in front of TC (`--xdp native|generic`), and its mode.
+    xdp: Option<(XdpDatapath, XdpMode)>,
     state: PacketState,
     devices: Vec<String>,
     /// `--pod-devices`: the pod interfaces attached so far.
@@ -70,6 +74,18 @@ impl PerPacketPrograms {
                     source: source.into(),
                 }
             })?;
+        let xdp = match config.xdp {
+            Some(mode) => Some((
+                XdpDatapath::load(options, config.packet_sizes).map_err(|source| {
+                    NodeError::Bpf {
+                        what: "loading the per-packet XDP program".into(),
+                        source: source.into(),
+                    }
+                })?,
+                mode,
+            )),
+            None => None,
+        };
         let state = PacketState::adopt(maps).map_err(NodeError::PacketMaps)?;
         let decap = if directors.addresses.is_empty() {
             None
@@ -86,6 +102,7 @@ impl PerPacketPrograms {
         let mut programs = PerPacketPrograms {
             datapath,
             decap,
+            xdp,
             state,
             devices,
             pods,
@@ -128,8 +145,9 @@ impl PerPacketPrograms {
         }
     }
 
-    /// Attaches to every device (each new link before the old one goes), then detaches devices
-    /// an earlier agent attached that are no longer listed.
+    /// Attaches to every device (each new link before the old one goes; XDP after TC, so TC
+    /// is in place for what XDP passes), then detaches devices an earlier agent attached that
+    /// are no longer listed (XDP from every device without `--xdp`).
     pub(crate) fn attach(&mut self, bpf_dir: &Path) -> Result<(), NodeError> {
         for device in &self.devices {
             self.datapath.attach(device).map_err(|source| NodeError::Bpf {
@@ -144,8 +162,17 @@ impl PerPacketPrograms {
                     source: source.into(),
                 })?;
             }
+            if let Some((xdp, mode)) = &mut self.xdp {
+                xdp.attach(device, *mode).map_err(|source| NodeError::Bpf {
+                    what: format!(
+                        "attaching the per-packet XDP program ({mode:?}) to device {device}"
+                    ),
+                    source: source.into(),
+                })?;
+            }
         }
-        detach_others(bpf_dir, &self.devices)?;
+        let xdp_devices = if self.xdp.is_some() { &self.devices[..] } else { &[] };
+        detach_others(bpf_dir, &self.devices, xdp_devices)?;
         self.pods.sync(&mut self.datapath, bpf_dir);
         Ok(())
     }
@@ -157,8 +184,26 @@ impl PerPacketPrograms {
     }
 }
 
-/// Detaches the per-packet programs from every device not in `keep`.
-pub(crate) fn detach_others(bpf_dir: &Path, keep: &[String]) -> Result<(), NodeError> {
+/// Detaches the per-packet programs from every device not in `keep`, and the XDP program from
+/// every device not in `keep_xdp` (first: XDP passes to TC, never the other way).
+pub(crate) fn detach_others(
+    bpf_dir: &Path,
+    keep: &[String],
+    keep_xdp: &[String],
+) -> Result<(), NodeError> {
+    let attached = nodeport_xdp::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
+        what: "listing devices with the XDP program".into(),
+        source: source.into(),
+    })?;
+    for device in attached {
+        if !keep_xdp.contains(&device) {
+            nodeport_xdp::detach_device(bpf_dir, &device).map_err(|source| NodeError::Bpf {
+                what: format!("detaching the XDP program from device {device}"),
+                source: source.into(),
+            })?;
+            info!(device, "per-packet XDP program detached (--xdp off or device not listed)");
+        }
+    }
     let attached = nodeport::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
         what: "listing attached devices".into(),
         source: source.into(),

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use switchyard_bpf::MapSizes;
+use switchyard_bpf::director::XdpMode;
 use switchyard_bpf::nodeport::PacketMapSizes;
 use switchyard_model::{Cidr, NodePortAddresses, PortRange};
 use switchyard_node::{Directors, NodeConfig, SourceConfig};
@@ -87,6 +88,15 @@ pub(crate) struct AgentArgs {
     /// ignored, so `--devices=` (an empty ConfigMap value) means none.
     #[arg(long, value_name = "DEV[,DEV..]", value_delimiter = ',')]
     devices: Vec<String>,
+
+    /// The per-packet path at XDP in front of TC on --devices, for traffic from outside:
+    /// `native` (in the driver: no skb for what XDP forwards; veth supports it), `generic`
+    /// (after the stack built an skb: any driver, little gain), `off` (TC only). Off by default:
+    /// native XDP takes a driver's XDP slot and changes how it receives, and frames XDP sends
+    /// to a veth are dropped unless its peer runs an XDP program (docs/operations.md
+    /// "XDP on nodes").
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = XdpArg::Off)]
+    xdp: XdpArg,
 
     /// Host-side pod interfaces (names, or a prefix and `*`: `veth*`, `lxc*`, `cali*`) whose
     /// traffic the per-packet pod program translates when the socket hooks did not: processes
@@ -280,6 +290,11 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
         debounce: Duration::from_millis(args.debounce_ms),
         destroy_stale_sockets: !args.keep_stale_sockets,
         devices: args.devices,
+        xdp: match args.xdp {
+            XdpArg::Native => Some(XdpMode::Native),
+            XdpArg::Generic => Some(XdpMode::Generic),
+            XdpArg::Off => None,
+        },
         pod_devices: args.pod_devices,
         snat_port_range: args.snat_port_range,
         node_port_range: args.node_port_range,
@@ -299,4 +314,12 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(switchyard_node::run(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--xdp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum XdpArg {
+    Native,
+    Generic,
+    Off,
 }
