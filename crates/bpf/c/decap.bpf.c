@@ -10,10 +10,11 @@
  *        a decapsulator that accepts anyone is an open relay.
  *     3. read GUE: variant 0 (version 0, data, skip hlen words; proto 4/41) or variant 1
  *        (the inner IP packet directly); IPIP: protocol 4 / 41.
- *     4. second chance: GUE naming the slot's previous node (a TCP packet whose Maglev slot
- *        changed node)? A SYN, a flow this node holds (conntrack entry or local socket) or a
- *        packet re-sent once already is kept; any other goes on to the previous node, outer
- *        destination rewritten, marked re-sent (hops 1), with bpf_redirect.
+ *     4. second chance: GUE naming the slot's previous node (a TCP or UDP packet whose
+ *        Maglev slot changed node)? A TCP SYN, a flow this node holds (conntrack entry or
+ *        local socket) or a TCP packet re-sent once already is kept; any other goes on to the
+ *        previous node (hops 1), with bpf_redirect. The previous node returns a UDP packet
+ *        it does not hold either (hops 2): then it is a new flow of the node that chose it.
  *     5. strip the outer headers with bpf_skb_adjust_room (gso_size fixed: a GRO-merged
  *        packet keeps the segment size of its inner flow) -> next program: the per-packet path
  *        sees the client's packet to the LB IP, and the reply leaves straight to the client.
@@ -122,8 +123,9 @@ static __always_inline int to_node_itself(struct __sk_buff *skb, const struct ou
 	       dst.words[2] == o->dst.words[2] && dst.words[3] == o->dst.words[3];
 }
 
-/* Does this node hold the inner TCP flow `t` (client -> VIP)? Its per-packet path's
- * conntrack entry (still usable by age), or a socket of its own. */
+/* Does this node hold the inner flow `t` (client -> VIP, TCP or UDP)? Its per-packet path's
+ * conntrack entry (still usable by age), or a socket of its own: for TCP any but a listener,
+ * for UDP a connected one (an unconnected socket receives every client: it holds no flow). */
 static __always_inline int sc_owned(struct __sk_buff *skb, const struct sy_ct_key *t)
 {
 	struct sy_ct_entry *e = bpf_map_lookup_elem(&sy_ct, t);
@@ -132,7 +134,7 @@ static __always_inline int sc_owned(struct __sk_buff *skb, const struct sy_ct_ke
 	__u32 len;
 	int owned;
 
-	if (e && !ct_expired(e, IPPROTO_TCP, pkt_config(), bpf_ktime_get_ns()))
+	if (e && !ct_expired(e, t->proto, pkt_config(), bpf_ktime_get_ns()))
 		return 1;
 	if (t->family == SY_AF_INET) {
 		tuple.ipv4.saddr = t->saddr.words[3];
@@ -147,6 +149,15 @@ static __always_inline int sc_owned(struct __sk_buff *skb, const struct sy_ct_ke
 		tuple.ipv6.dport = t->dport;
 		len = sizeof(tuple.ipv6);
 	}
+	if (t->proto == IPPROTO_UDP) {
+		sk = bpf_sk_lookup_udp(skb, &tuple, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		/* A connected UDP socket is in state TCP_ESTABLISHED, an unconnected one TCP_CLOSE. */
+		owned = sk->state == BPF_TCP_ESTABLISHED;
+		bpf_sk_release(sk);
+		return owned;
+	}
 	sk = bpf_skc_lookup_tcp(skb, &tuple, len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;
@@ -156,79 +167,76 @@ static __always_inline int sc_owned(struct __sk_buff *skb, const struct sy_ct_ke
 	return owned;
 }
 
-/* Reads the inner TCP packet at `off` into *t; *syn: it opens a flow (SYN without ACK).
- * 0: not TCP (or a later fragment, or IPv6 extension headers): nothing to decide. */
-static __always_inline int sc_inner_tcp(struct __sk_buff *skb, __u32 off, __u8 family,
-					struct sy_ct_key *t, int *syn)
+/* Reads the inner TCP or UDP packet at `off` into *t; *syn: it opens a TCP flow (SYN without
+ * ACK). 0: neither (or a later fragment, or IPv6 extension headers): nothing to decide. */
+static __always_inline int sc_inner_flow(struct __sk_buff *skb, __u32 off, __u8 family,
+					 struct sy_ct_key *t, int *syn)
 {
-	__u8 flags;
+	__u8 flags, proto;
 	__u32 l4;
 
 	if (family == SY_AF_INET) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.protocol != IPPROTO_TCP ||
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) ||
 		    (ip.frag_off & bpf_htons(0x1fff)) || ip.ihl < 5)
 			return 0;
 		addr_from_ip4(&t->saddr, ip.saddr);
 		addr_from_ip4(&t->daddr, ip.daddr);
+		proto = ip.protocol;
 		l4 = off + ip.ihl * 4;
 	} else {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_TCP)
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
 			return 0;
 		__builtin_memcpy(t->saddr.bytes, &ip6.saddr, 16);
 		__builtin_memcpy(t->daddr.bytes, &ip6.daddr, 16);
+		proto = ip6.nexthdr;
 		l4 = off + sizeof(ip6);
 	}
-	if (bpf_skb_load_bytes(skb, l4, &t->sport, 4) || bpf_skb_load_bytes(skb, l4 + 13, &flags, 1))
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return 0;
-	t->proto = IPPROTO_TCP;
+	if (bpf_skb_load_bytes(skb, l4, &t->sport, 4))
+		return 0;
+	*syn = 0;
+	if (proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l4 + 13, &flags, 1))
+			return 0;
+		*syn = (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+	}
+	t->proto = proto;
 	t->family = family;
-	*syn = (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 	return 1;
 }
 
-/* The second chance for a GUE packet with `opt_len` bytes of private data (then the inner
- * packet): SC_KEEP, or the verdict of re-sending it to the previous node. */
-static SY_NOINLINE int second_chance(struct __sk_buff *skb, const struct outer *o, __u32 opt_len,
-				     __u8 inner_family)
+/* Sends the packet on to the node its option names, swapping addresses: the outer destination
+ * becomes the option's address, the option's address this node's (the old outer destination),
+ * so the receiver can send it back; `hops` is written, `reason` counted. The outer source stays
+ * the director's (nodes accept only directors); UDP checksum 0 as the director sends it. The
+ * verdict, or SC_KEEP when there is no route (counted). */
+static __always_inline int sc_resend(struct __sk_buff *skb, const struct outer *o, __u32 opt_off,
+				     __u8 family, __u8 hops, __u32 reason)
 {
-	__u32 opt_off = L3_OFF + o->ip_len + 8 + sizeof(struct sy_gue_hdr);
-	__u32 inner_off = opt_off + opt_len;
-	struct sy_gue_prev opt;
-	struct sy_ct_key t = {};
-	struct sy_addr prev = {};
+	__u32 addr_off = opt_off + sizeof(struct sy_gue_prev);
 	struct bpf_fib_lookup f = {};
+	struct sy_addr to = {};
 	struct route r = {};
-	__u8 one = 1;
-	int syn = 0, rc;
+	__u16 zero_csum = 0;
+	int rc;
 
-	if (opt_len < sizeof(opt) || bpf_skb_load_bytes(skb, opt_off, &opt, sizeof(opt)) ||
-	    opt.kind != SY_GUE_PREV_KIND)
-		return SC_KEEP; /* someone else's private data */
-	/* The previous node is named in the outer header's family (the re-sent packet keeps it). */
-	if (opt.family != o->src.family ||
-	    opt_len != 4 * (opt.family == SY_AF_INET ? SY_GUE_PREV_HLEN4 : SY_GUE_PREV_HLEN6) ||
-	    opt.hops != 0 || !sc_inner_tcp(skb, inner_off, inner_family, &t, &syn) || syn ||
-	    sc_owned(skb, &t)) {
-		sy_decap_count(SY_DECAP_SC_KEPT, skb->len);
-		return SC_KEEP;
-	}
-	if (opt.family == SY_AF_INET) {
-		if (bpf_skb_load_bytes(skb, opt_off + sizeof(opt), &prev.words[3], 4))
+	if (family == SY_AF_INET) {
+		if (bpf_skb_load_bytes(skb, addr_off, &to.words[3], 4))
 			return SC_KEEP;
-		prev.words[2] = bpf_htonl(0xffff);
 		f.family = AF_INET_FIB;
 		f.ipv4_src = o->src.addr.words[3];
-		f.ipv4_dst = prev.words[3];
+		f.ipv4_dst = to.words[3];
 	} else {
-		if (bpf_skb_load_bytes(skb, opt_off + sizeof(opt), prev.bytes, 16))
+		if (bpf_skb_load_bytes(skb, addr_off, to.bytes, 16))
 			return SC_KEEP;
 		f.family = AF_INET6_FIB;
 		__builtin_memcpy(f.ipv6_src, o->src.addr.words, 16);
-		__builtin_memcpy(f.ipv6_dst, prev.words, 16);
+		__builtin_memcpy(f.ipv6_dst, to.words, 16);
 	}
 	/* Forwarded like the per-packet path's packets (any out device); no tot_len, so the
 	 * kernel checks the packet itself (a GRO-merged one fits by its segments). */
@@ -239,31 +247,66 @@ static SY_NOINLINE int second_chance(struct __sk_buff *skb, const struct outer *
 		sy_decap_count(SY_DECAP_SC_NO_ROUTE, skb->len);
 		return SC_KEEP;
 	}
-	/* Outer destination = the previous node; source stays the director's (the previous node
-	 * accepts only directors); UDP checksum 0 as the director sends it; hops = 1. */
-	if (opt.family == SY_AF_INET) {
-		__be32 old_dst;
-
-		if (bpf_skb_load_bytes(skb, IP4_DADDR_OFF, &old_dst, 4) ||
-		    bpf_l3_csum_replace(skb, IP4_CSUM_OFF, old_dst, prev.words[3], 4) ||
-		    bpf_skb_store_bytes(skb, IP4_DADDR_OFF, &prev.words[3], 4, 0))
+	if (family == SY_AF_INET) {
+		if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, o->dst.words[3], to.words[3], 4) ||
+		    bpf_skb_store_bytes(skb, IP4_DADDR_OFF, &to.words[3], 4, 0) ||
+		    bpf_skb_store_bytes(skb, addr_off, &o->dst.words[3], 4, 0))
 			return decap_drop(skb, SY_DECAP_DROP_ADJUST);
-	} else if (bpf_skb_store_bytes(skb, IP6_DADDR_OFF, prev.bytes, 16, 0)) {
+	} else if (bpf_skb_store_bytes(skb, IP6_DADDR_OFF, to.bytes, 16, 0) ||
+		   bpf_skb_store_bytes(skb, addr_off, o->dst.bytes, 16, 0)) {
 		return decap_drop(skb, SY_DECAP_DROP_ADJUST);
 	}
-	{
-		__u16 zero_csum = 0;
-
-		if (bpf_skb_store_bytes(skb, L3_OFF + o->ip_len + 6, &zero_csum, 2, 0) ||
-		    bpf_skb_store_bytes(skb, opt_off + 1, &one, 1, 0))
-			return decap_drop(skb, SY_DECAP_DROP_ADJUST);
-	}
-	sy_decap_count(SY_DECAP_SC_FORWARDED, skb->len);
+	if (bpf_skb_store_bytes(skb, L3_OFF + o->ip_len + 6, &zero_csum, 2, 0) ||
+	    bpf_skb_store_bytes(skb, opt_off + 1, &hops, 1, 0))
+		return decap_drop(skb, SY_DECAP_DROP_ADJUST);
+	sy_decap_count(reason, skb->len);
 	r.rc = rc;
 	r.ifindex = f.ifindex;
 	__builtin_memcpy(r.smac, f.smac, ETH_ALEN);
 	__builtin_memcpy(r.dmac, f.dmac, ETH_ALEN);
 	return forward(skb, &r);
+}
+
+/* The second chance for a GUE packet with `opt_len` bytes of private data (then the inner
+ * packet): SC_KEEP, or the verdict of re-sending it (switchyard.h, struct sy_gue_prev):
+ *   hops 0: kept if owned here or a TCP SYN, else re-sent to the previous node (hops 1);
+ *   hops 1: TCP kept; UDP kept if owned here, else returned to the chosen node (hops 2);
+ *   hops 2: kept (UDP: a new flow). So a packet travels at most two extra hops, never loops. */
+static SY_NOINLINE int second_chance(struct __sk_buff *skb, const struct outer *o, __u32 opt_len,
+				     __u8 inner_family)
+{
+	__u32 opt_off = L3_OFF + o->ip_len + 8 + sizeof(struct sy_gue_hdr);
+	__u32 inner_off = opt_off + opt_len;
+	struct sy_gue_prev opt;
+	struct sy_ct_key t = {};
+	int syn = 0, udp;
+
+	if (opt_len < sizeof(opt) || bpf_skb_load_bytes(skb, opt_off, &opt, sizeof(opt)) ||
+	    opt.kind != SY_GUE_PREV_KIND)
+		return SC_KEEP; /* someone else's private data */
+	/* The other node is named in the outer header's family (the re-sent packet keeps it). */
+	if (opt.family != o->src.family ||
+	    opt_len != 4 * (opt.family == SY_AF_INET ? SY_GUE_PREV_HLEN4 : SY_GUE_PREV_HLEN6) ||
+	    !sc_inner_flow(skb, inner_off, inner_family, &t, &syn))
+		goto kept;
+	udp = t.proto == IPPROTO_UDP;
+	if (opt.hops == 0) {
+		if (syn || sc_owned(skb, &t))
+			goto kept;
+		return sc_resend(skb, o, opt_off, opt.family, 1, SY_DECAP_SC_FORWARDED);
+	}
+	if (opt.hops == 1 && udp) {
+		if (sc_owned(skb, &t))
+			goto kept;
+		return sc_resend(skb, o, opt_off, opt.family, 2, SY_DECAP_SC_RETURNED);
+	}
+	if (opt.hops == 2 && udp) {
+		sy_decap_count(SY_DECAP_SC_NEW_FLOW, skb->len);
+		return SC_KEEP;
+	}
+kept:
+	sy_decap_count(SY_DECAP_SC_KEPT, skb->len);
+	return SC_KEEP;
 }
 
 SEC("classifier")

@@ -9,8 +9,8 @@
  *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
  *     4. route to the node (next hop cached per CPU for 100 ms): too big once encapsulated ->
  *        ICMP frag-needed / packet-too-big with the inner MTU back to the client (XDP_TX)
- *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect; a TCP
- *        packet whose slot changed node at the latest table change carries the previous node
+ *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect; a TCP or
+ *        UDP packet whose slot changed node at the latest table change carries the previous node
  *        in GUE private data (the second chance: the node re-sends what it does not hold)
  *
  * No state is kept: every director with the same tables sends a flow to the same node.
@@ -285,7 +285,8 @@ int sy_director(struct xdp_md *ctx)
 	if (!node || node->family == 0)
 		return dir_drop(&d, SY_DIR_DROP_NODE_MISSING);
 	d.hash = hash;
-	if (pp->flow.proto == IPPROTO_TCP && !pp->icmp_error && cfg->encap == SY_ENCAP_GUE)
+	if ((pp->flow.proto == IPPROTO_TCP || pp->flow.proto == IPPROTO_UDP) && !pp->icmp_error &&
+	    cfg->encap == SY_ENCAP_GUE)
 		d.prev = dir_prev_node(vip->table_id, slot, node);
 	rc = dir_send(ctx, cfg, node, &d);
 	if (rc != DIR_TOO_BIG)

@@ -38,7 +38,7 @@ char LICENSE[] SEC("license") = "GPL";
  * Most pods connect unbound, so the check above would only drop (a connect() that times out).
  * To refuse at the call instead, the programs learn each pod network namespace's source address
  * per family (sy_netns_src): from every TCP connect and accepted connection in it (sy_sock_ops)
- * and from every checked first packet. A namespace that has shown one source only (a pod: one
+ * and from the first packet of every UDP socket and of every checked socket (sy_sock_egress). A namespace that has shown one source only (a pod: one
  * interface) is then refused at connect()/sendmsg() with ECONNREFUSED when that source is outside
  * the ranges; its first packet is still checked as above. A namespace that has shown two
  * sources of a family (several interfaces, or its address changed) is never refused on a guess,
@@ -47,6 +47,8 @@ char LICENSE[] SEC("license") = "GPL";
 struct sy_sock_src_check {
 	__u32 frontend_id;
 	__u32 pending; /* 1: the next packet's source is checked */
+	__u32 learned; /* 1: this socket's source has been shown to sy_netns_src */
+	__u32 pad;
 };
 
 struct {
@@ -566,7 +568,11 @@ int sy_sock_egress(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 	c = bpf_sk_storage_get(&sy_sock_src_check, sk, 0, 0);
-	if (!c || !c->pending)
+	/* A UDP socket's first datagram (a pod's DNS query, typically its first packet at all)
+	 * shows the namespace's source once per socket; TCP is learned by sy_sock_ops. */
+	if (!c && sk->protocol == IPPROTO_UDP)
+		c = bpf_sk_storage_get(&sy_sock_src_check, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c || (!c->pending && c->learned))
 		return 1;
 	if (skb->protocol == bpf_htons(SY_ETH_P_IP)) {
 		if (bpf_skb_load_bytes(skb, 12, &ip4, sizeof(ip4)))
@@ -578,7 +584,12 @@ int sy_sock_egress(struct __sk_buff *skb)
 	} else {
 		return 1;
 	}
-	learn_netns_source(bpf_get_netns_cookie(skb), &saddr);
+	if (!c->learned) {
+		learn_netns_source(bpf_get_netns_cookie(skb), &saddr);
+		c->learned = 1;
+	}
+	if (!c->pending)
+		return 1;
 	if (source_in_ranges(c->frontend_id, &saddr)) {
 		c->pending = 0;
 		return 1;

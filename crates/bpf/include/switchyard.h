@@ -504,13 +504,19 @@ struct sy_gue_hdr {
 
 /* The second chance (issue 17): GUE private data (flags 0, so all hlen words are private data,
  * draft-ietf-intarea-gue section 3.3) naming the node that held the flow's Maglev slot before
- * the latest table change. Sent only with TCP packets whose slot changed; the receiving node
- * keeps a packet it owns or that starts a flow (SYN), and re-sends any other to `addr` with
- * hops = 1 (never a second time). 4 bytes, then the address: 4 bytes for SY_AF_INET (hlen 2),
- * 16 for SY_AF_INET6 (hlen 5); the family is the outer header's. docs/director.md. */
+ * the latest table change. Sent only with TCP and UDP packets whose slot changed. A node that
+ * re-sends a packet swaps addresses: the outer destination becomes `addr`, and `addr` its own
+ * address (the old outer destination), so the receiver can send it back.
+ *   hops 0 (from a director): kept if the node owns the flow (conntrack entry, local socket)
+ *     or it is a TCP SYN; else re-sent to `addr` (the previous node) with hops 1.
+ *   hops 1: TCP is kept. UDP is kept if this (previous) node owns the flow; else returned to
+ *     `addr` (the director's choice) with hops 2: a UDP flow nobody owns is a new flow there.
+ *   hops 2: kept (a packet is re-sent at most twice).
+ * 4 bytes, then the address: 4 bytes for SY_AF_INET (hlen 2), 16 for SY_AF_INET6 (hlen 5);
+ * the family is the outer header's. docs/director.md. */
 struct sy_gue_prev {
 	__u8 kind;     /* SY_GUE_PREV_KIND: anything else is someone else's private data */
-	__u8 hops;     /* 0 from a director; 1 once a node re-sent it */
+	__u8 hops;     /* 0 from a director; 1 re-sent by the chosen node; 2 returned (UDP) */
 	__u8 family;   /* SY_AF_INET or SY_AF_INET6 */
 	__u8 reserved; /* zero */
 };
@@ -660,15 +666,20 @@ enum sy_decap_reason {
 	SY_DECAP_DROP_MALFORMED = 4,
 	/* bpf_skb_adjust_room or the Ethernet type rewrite failed: dropped. */
 	SY_DECAP_DROP_ADJUST = 5,
-	/* Second chance (a packet naming the slot's previous node): kept here (a SYN, a flow this
-	 * node holds in conntrack or a local socket, or re-sent once already), re-sent to the
-	 * previous node (not held here), or kept because it could not be re-sent (no route). */
+	/* Second chance (a packet naming the slot's previous node): kept here (a TCP SYN, a flow
+	 * this node holds in conntrack or a local socket, or a TCP packet re-sent once already),
+	 * re-sent to the previous node (not held here), or kept because it could not be re-sent
+	 * or returned (no route). */
 	SY_DECAP_SC_KEPT = 6,
 	SY_DECAP_SC_FORWARDED = 7,
 	SY_DECAP_SC_NO_ROUTE = 8,
 	/* Of the decapsulated: a GRO-merged packet (gso_segs > 1), its segments' outer headers
 	 * stripped at once (BPF_F_ADJ_ROOM_FIXED_GSO keeps the inner segment size). */
 	SY_DECAP_GRO_MERGED = 9,
+	/* Second chance, UDP: the previous node does not own the flow either: returned to the
+	 * node the director chose (hops 2), which accepts it as a new flow (counted there). */
+	SY_DECAP_SC_RETURNED = 10,
+	SY_DECAP_SC_NEW_FLOW = 11,
 	SY_DECAP_REASON_MAX = 16,
 };
 

@@ -75,7 +75,7 @@ pub enum DecapReason {
     DropMalformed = 4,
     /// Stripping failed: dropped.
     DropAdjust = 5,
-    /// Second chance: kept here (a SYN, a flow held here, or re-sent once already).
+    /// Second chance: kept here (a TCP SYN, a flow held here, or TCP re-sent once already).
     ScKept = 6,
     /// Second chance: not held here, re-sent to the previous node.
     ScForwarded = 7,
@@ -83,11 +83,16 @@ pub enum DecapReason {
     ScNoRoute = 8,
     /// Of the decapsulated: GRO-merged (`gso_segs` > 1), stripped once for all its segments.
     GroMerged = 9,
+    /// Second chance, UDP, on the previous node: not held here either, returned to the node
+    /// the director chose (hops 2).
+    ScReturned = 10,
+    /// Second chance, UDP: returned by the previous node, so a new flow: accepted here.
+    ScNewFlow = 11,
 }
 
 impl DecapReason {
     /// Every reason, in counter order.
-    pub const ALL: [DecapReason; 10] = [
+    pub const ALL: [DecapReason; 12] = [
         DecapReason::Gue,
         DecapReason::Fou,
         DecapReason::Ipip,
@@ -98,6 +103,8 @@ impl DecapReason {
         DecapReason::ScForwarded,
         DecapReason::ScNoRoute,
         DecapReason::GroMerged,
+        DecapReason::ScReturned,
+        DecapReason::ScNewFlow,
     ];
     /// `SY_DECAP_REASON_MAX`.
     pub const MAX: u32 = 16;
@@ -115,6 +122,8 @@ impl DecapReason {
             DecapReason::ScForwarded => "second_chance_forwarded",
             DecapReason::ScNoRoute => "second_chance_no_route",
             DecapReason::GroMerged => "decap_gro_merged",
+            DecapReason::ScReturned => "second_chance_returned",
+            DecapReason::ScNewFlow => "second_chance_new_flow",
         }
     }
 }

@@ -47,6 +47,14 @@ pub enum Error {
         #[source]
         source: aya::maps::MapError,
     },
+    /// A batch write to a map failed (`BPF_MAP_UPDATE_BATCH`, [`crate::batch`]).
+    #[error("map {name}: batch write")]
+    MapIo {
+        /// Map name.
+        name: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
     /// A map is missing from the object.
     #[error("map {name} is not in the BPF object")]
     MissingMap {

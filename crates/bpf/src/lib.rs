@@ -12,6 +12,7 @@
 //! - [`director`]: the director's XDP program; [`decap`]: decapsulation of its packets on nodes.
 
 pub mod abi;
+pub mod batch;
 pub mod decap;
 pub mod director;
 pub mod director_ids;

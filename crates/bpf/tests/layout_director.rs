@@ -132,6 +132,8 @@ fn every_director_constant_has_the_value_of_the_header() {
         "SY_DECAP_SC_FORWARDED",
         "SY_DECAP_SC_NO_ROUTE",
         "SY_DECAP_GRO_MERGED",
+        "SY_DECAP_SC_RETURNED",
+        "SY_DECAP_SC_NEW_FLOW",
     ];
     for (name, reason) in decap_names.into_iter().zip(DecapReason::ALL) {
         rust.insert(name, reason as u64);

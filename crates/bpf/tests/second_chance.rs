@@ -1,8 +1,9 @@
 //! The second chance (issue 17) under BPF_PROG_TEST_RUN with crafted frames (root): the
-//! director carries the slot's previous node in GUE private data (TCP only, only where the slot
-//! changed node); a node keeps what it holds (conntrack entry, local socket), SYNs and packets
-//! re-sent once already, and re-sends anything else to the previous node; bad options are
-//! dropped or ignored, counted.
+//! director carries the slot's previous node in GUE private data (TCP and UDP, only where the
+//! slot changed node); a node keeps what it holds (conntrack entry, local socket), TCP SYNs and
+//! TCP packets re-sent once already, and re-sends anything else to the previous node, which
+//! returns a UDP packet it does not hold either (a new flow of the chosen node); bad options
+//! are dropped or ignored, counted.
 //!
 //! Each test runs on a thread moved into a fresh network namespace (the director fixture's:
 //! `up0` with permanent neighbours for 10.0.0.1-3 and fd00::1).
@@ -57,7 +58,7 @@ fn outer_dst(frame: &[u8]) -> IpAddr {
 }
 
 #[test]
-fn the_director_names_the_previous_node_of_moved_tcp_slots_only() {
+fn the_director_names_the_previous_node_of_moved_tcp_and_udp_slots_only() {
     let mut d = Director::new("sc-dir", ENCAP_GUE);
     sh("neigh replace fd00::2 lladdr 02:00:00:00:00:0a dev up0 nud permanent");
     d.dp.maps_mut().put_node(6, DirNode::new("fd00::2".parse().unwrap())).unwrap();
@@ -65,7 +66,7 @@ fn the_director_names_the_previous_node_of_moved_tcp_slots_only() {
     // nodes: node 2 where node 1 or 3 is now (as if node 2 had held every slot), node 5 in
     // table 3, and in one slot of table 1 an IPv6 node (another family: not sent).
     let t4 = d.vip(1, VIP4, 80, TCP, &[1, 2, 3]);
-    let _ = d.vip(2, VIP4, 53, UDP, &[1, 2, 3]);
+    let tu = d.vip(2, VIP4, 53, UDP, &[1, 2, 3]);
     let t6 = d.vip(3, VIP6, 80, TCP, &[5, 6]);
     let node_of = |t: &switchyard_maglev::Table, slot: usize| -> u32 {
         t.backend_of_slot(slot).unwrap().identity_text()[1..].parse().unwrap()
@@ -108,9 +109,27 @@ fn the_director_names_the_previous_node_of_moved_tcp_slots_only() {
             assert_eq!((hlen, option.len()), (0, 0), "slot {slot} (previous {})", prev4[slot]);
             kinds.insert(if prev4[slot] == 0 { "kept" } else { "other family" });
         }
-        // UDP to the same table's twin: never (a node cannot tell a new UDP flow).
-        let (_, out) = d.run(&Spec::udp(CLIENT4, sport, VIP4, 53).frame());
-        assert_eq!(gue_parts(&out).0, 0, "UDP carries no previous node");
+        // UDP to the same previous nodes: the same rule (a node that holds no UDP flow asks
+        // the previous node, which returns what it does not hold either).
+        let u = FlowKey { destination_port: 53, protocol: UDP, ..f };
+        let uslot = tu.slot_for_hash(u.hash(&Seed::DEFAULT).unwrap());
+        let frame = Spec::udp(CLIENT4, sport, VIP4, 53).frame();
+        let (rc, out) = d.run(&frame);
+        assert_eq!(rc, XDP_TX);
+        let (hlen, option, inner) = gue_parts(&out);
+        assert_eq!(inner, without_ethernet(&frame), "inner packet untouched");
+        assert_eq!(d.dp.maps().prev_node(2, uslot as u32).unwrap(), prev4[uslot], "Rust mirror");
+        if prev4[uslot] == 2 {
+            assert_eq!(
+                (hlen, option),
+                (GUE_PREV_HLEN4, prev_option("10.0.0.2".parse().unwrap(), 0))
+            );
+            with_option += 1;
+            kinds.insert("udp moved");
+        } else {
+            assert_eq!((hlen, option.len()), (0, 0), "UDP slot {uslot}");
+            kinds.insert(if prev4[uslot] == 0 { "udp kept" } else { "udp other family" });
+        }
     }
     // The mixed-family slot is one of 251: make sure it was hit too.
     let sport = (1..u16::MAX)
@@ -127,7 +146,9 @@ fn the_director_names_the_previous_node_of_moved_tcp_slots_only() {
         .unwrap();
     let (_, out) = d.run(&Spec::tcp(CLIENT4, sport, VIP4, 80, ACK).frame());
     assert_eq!(gue_parts(&out).0, 0, "a previous node of another family is not sent");
-    assert!(kinds.contains("moved") && kinds.contains("kept"), "{kinds:?}");
+    for kind in ["moved", "kept", "udp moved", "udp kept"] {
+        assert!(kinds.contains(kind), "{kind}: {kinds:?}");
+    }
     assert_eq!(d.count(DirReason::SecondChance), with_option);
 
     let mut seen6 = 0;
@@ -180,7 +201,8 @@ fn a_node_keeps_what_it_holds_and_re_sends_the_rest_once() {
     assert_eq!((rc, &out[14..]), (TCX_NEXT, &syn[..]));
     assert_eq!(node.count(DecapReason::ScKept), 2);
 
-    // Not held here: re-sent to the previous node, outer destination rewritten, hops 1,
+    // Not held here: re-sent to the previous node, addresses swapped (outer destination: the
+    // previous node; the option: this node, so a UDP packet could come back), hops 1,
     // everything else as the director sent it.
     let ack = inner_tcp(CLIENT4, 40_002, VIP4, 80, ACK);
     let frame = gue(DIRECTOR4, THIS_NODE, &opt, &ack);
@@ -191,11 +213,12 @@ fn a_node_keeps_what_it_holds_and_re_sends_the_rest_once() {
     assert_eq!(outer_dst(&out), prev);
     assert_eq!(&out[26..30], &[10, 0, 0, 100], "outer source: still the director");
     let (hlen, option, rest) = gue_parts(&out);
-    assert_eq!((hlen, option), (GUE_PREV_HLEN4, prev_option(prev, 1)));
+    let this: IpAddr = THIS_NODE.parse().unwrap();
+    assert_eq!((hlen, option), (GUE_PREV_HLEN4, prev_option(this, 1)));
     assert_eq!(rest, ack);
     assert_eq!(node.count(DecapReason::ScForwarded), 1);
 
-    // Re-sent once already (hops 1): kept even though not held (never bounced twice).
+    // TCP re-sent once already (hops 1): kept even though not held (never bounced twice).
     let (rc, out) = node.run(&gue(DIRECTOR4, THIS_NODE, &prev_option(prev, 1), &ack));
     assert_eq!((rc, &out[14..]), (TCX_NEXT, &ack[..]));
     assert_eq!(node.count(DecapReason::ScKept), 3);
@@ -211,12 +234,122 @@ fn a_node_keeps_what_it_holds_and_re_sends_the_rest_once() {
     let (rc, out) = node.run(&gue(DIRECTOR4, THIS_NODE, &foreign, &ack));
     assert_eq!((rc, &out[14..]), (TCX_NEXT, &ack[..]));
 
-    // UDP is never re-sent (no flow start to tell a new flow by).
-    let udp = without_ethernet(&Spec::udp(CLIENT4, 5000, VIP4, 53).frame());
-    let (rc, _) = node.run(&gue(DIRECTOR4, THIS_NODE, &opt, &udp));
-    assert_eq!(rc, TCX_NEXT);
     assert_eq!(node.count(DecapReason::ScForwarded), 1);
-    assert_eq!(node.count(DecapReason::Gue), 6, "every kept packet was decapsulated");
+    assert_eq!(node.count(DecapReason::Gue), 5, "every kept packet was decapsulated");
+    assert_eq!(node.count(DecapReason::ScReturned) + node.count(DecapReason::ScNewFlow), 0);
+}
+
+fn inner_udp(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+    without_ethernet(&Spec::udp(src, sport, dst, dport).frame())
+}
+
+/// UDP has no flow start: the chosen node (10.0.0.3) keeps a flow it holds and asks the
+/// previous node (10.0.0.2) about any other; the previous node keeps a flow it holds and
+/// returns any other, which the chosen node then takes as a new flow. Both nodes run the same
+/// program here (one conntrack map: "held on the previous node" is an entry added between the
+/// two hops).
+#[test]
+fn a_udp_flow_goes_to_the_previous_node_and_back_when_nobody_holds_it() {
+    let node = DecapNode::new("sc-udp");
+    let this: IpAddr = THIS_NODE.parse().unwrap();
+    let prev: IpAddr = "10.0.0.2".parse().unwrap();
+    let opt = prev_option(prev, 0);
+
+    // Held by the chosen node: kept, decapsulated.
+    node.hold_proto(CLIENT4, 5_000, VIP4, 53, UDP);
+    let held = inner_udp(CLIENT4, 5_000, VIP4, 53);
+    let (rc, out) = node.run(&gue(DIRECTOR4, THIS_NODE, &opt, &held));
+    assert_eq!((rc, &out[14..]), (TCX_NEXT, &held[..]), "held here");
+    assert_eq!(node.count(DecapReason::ScKept), 1);
+
+    // A flow the previous node holds (it moved): re-sent there (hops 1, the option names this
+    // node), and kept there.
+    let moved = inner_udp(CLIENT4, 5_001, VIP4, 53);
+    let frame = gue(DIRECTOR4, THIS_NODE, &opt, &moved);
+    let (rc, hop1) = node.run(&frame);
+    assert_eq!(rc, TC_ACT_REDIRECT, "not held here: asked the previous node");
+    assert_eq!((hop1.len(), outer_dst(&hop1)), (frame.len(), prev));
+    assert_eq!(&hop1[26..30], &[10, 0, 0, 100], "outer source: still the director");
+    assert_eq!(gue_parts(&hop1), (GUE_PREV_HLEN4, prev_option(this, 1), moved.clone()));
+    assert_eq!(node.count(DecapReason::ScForwarded), 1);
+    node.hold_proto(CLIENT4, 5_001, VIP4, 53, UDP); // the previous node's entry
+    let (rc, out) = node.run(&hop1);
+    assert_eq!((rc, &out[14..]), (TCX_NEXT, &moved[..]), "held on the previous node: kept");
+    assert_eq!(node.count(DecapReason::ScKept), 2);
+
+    // A new flow (nobody holds it): chosen node -> previous node -> back, hops 2, then kept
+    // as a new flow; never sent a third time.
+    let new = inner_udp(CLIENT4, 5_002, VIP4, 53);
+    let (rc, hop1) = node.run(&gue(DIRECTOR4, THIS_NODE, &opt, &new));
+    assert_eq!((rc, outer_dst(&hop1)), (TC_ACT_REDIRECT, prev));
+    let (rc, hop2) = node.run(&hop1);
+    assert_eq!(rc, TC_ACT_REDIRECT, "not held on the previous node: returned");
+    assert_eq!(&hop2[..6], &NEIGH_MAC);
+    assert_eq!(outer_dst(&hop2), this, "back to the node the director chose");
+    assert_eq!(&hop2[26..30], &[10, 0, 0, 100], "outer source: still the director");
+    assert_eq!(gue_parts(&hop2), (GUE_PREV_HLEN4, prev_option(prev, 2), new.clone()));
+    assert_eq!(node.count(DecapReason::ScReturned), 1);
+    let (rc, out) = node.run(&hop2);
+    assert_eq!((rc, &out[14..]), (TCX_NEXT, &new[..]), "returned: a new flow here");
+    assert_eq!(node.count(DecapReason::ScNewFlow), 1);
+    assert_eq!(node.count(DecapReason::ScForwarded), 2);
+    assert_eq!(node.count(DecapReason::ScKept), 2);
+
+    // TCP with hops 2 (no node sends that): kept, counted as kept, not as a new UDP flow.
+    let ack = inner_tcp(CLIENT4, 40_000, VIP4, 80, ACK);
+    let (rc, _) = node.run(&gue(DIRECTOR4, THIS_NODE, &prev_option(prev, 2), &ack));
+    assert_eq!(rc, TCX_NEXT);
+    assert_eq!((node.count(DecapReason::ScKept), node.count(DecapReason::ScNewFlow)), (3, 1));
+
+    // No route back: kept on the previous node (it cannot do better), counted.
+    let nowhere = prev_option("192.0.2.99".parse().unwrap(), 1);
+    let stray = inner_udp(CLIENT4, 5_003, VIP4, 53);
+    let (rc, out) = node.run(&gue(DIRECTOR4, THIS_NODE, &nowhere, &stray));
+    assert_eq!((rc, &out[14..]), (TCX_NEXT, &stray[..]));
+    assert_eq!(node.count(DecapReason::ScNoRoute), 1);
+    assert_eq!(node.count(DecapReason::ScReturned), 1);
+}
+
+/// The same over IPv6 outer headers (chosen node fd00::1, previous node fd00::2), and a local
+/// UDP socket: a connected one holds its flow, an unconnected one (it receives every client)
+/// does not.
+#[test]
+fn udp_over_ipv6_and_local_udp_sockets() {
+    let node = DecapNode::new("sc-udp6");
+    sh("neigh replace fd00::2 lladdr 02:00:00:00:00:0a dev up0 nud permanent");
+    let this: IpAddr = "fd00::1".parse().unwrap();
+    let prev: IpAddr = "fd00::2".parse().unwrap();
+    let new = inner_udp(CLIENT6, 5_000, VIP6, 53);
+    let (rc, hop1) = node.run(&gue(DIRECTOR6, "fd00::1", &prev_option(prev, 0), &new));
+    assert_eq!((rc, outer_dst(&hop1)), (TC_ACT_REDIRECT, prev));
+    assert_eq!(gue_parts(&hop1), (GUE_PREV_HLEN6, prev_option(this, 1), new.clone()));
+    let (rc, hop2) = node.run(&hop1);
+    assert_eq!((rc, outer_dst(&hop2)), (TC_ACT_REDIRECT, this));
+    assert_eq!(gue_parts(&hop2), (GUE_PREV_HLEN6, prev_option(prev, 2), new.clone()));
+    let (rc, out) = node.run(&hop2);
+    assert_eq!((rc, &out[14..]), (TCX_NEXT, &new[..]));
+    assert_eq!(
+        [DecapReason::ScForwarded, DecapReason::ScReturned, DecapReason::ScNewFlow]
+            .map(|r| node.count(r)),
+        [1, 1, 1]
+    );
+
+    // Sockets, IPv4 inner (the option keeps the outer family).
+    let opt = prev_option(prev, 0);
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    server.connect(client.local_addr().unwrap()).unwrap();
+    let (sport, dport) = (client.local_addr().unwrap().port(), server.local_addr().unwrap().port());
+    let held = inner_udp("127.0.0.1", sport, "127.0.0.1", dport);
+    let (rc, out) = node.run(&gue(DIRECTOR6, "fd00::1", &opt, &held));
+    assert_eq!((rc, &out[14..]), (TCX_NEXT, &held[..]), "the connected socket holds it");
+    let open = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let oport = open.local_addr().unwrap().port();
+    let stray = inner_udp("127.0.0.1", sport, "127.0.0.1", oport);
+    let (rc, _) = node.run(&gue(DIRECTOR6, "fd00::1", &opt, &stray));
+    assert_eq!(rc, TC_ACT_REDIRECT, "an unconnected socket holds no flow");
+    assert_eq!(node.count(DecapReason::ScKept), 1);
+    assert_eq!(node.count(DecapReason::ScForwarded), 2);
 }
 
 #[test]
@@ -252,7 +385,8 @@ fn ipv6_no_route_and_bad_options() {
     assert_eq!(rc, TC_ACT_REDIRECT);
     assert_eq!(outer_dst(&out), prev6);
     let (hlen, option, rest) = gue_parts(&out);
-    assert_eq!((hlen, option, rest), (GUE_PREV_HLEN6, prev_option(prev6, 1), ack6.clone()));
+    let this6: IpAddr = "fd00::3".parse().unwrap();
+    assert_eq!((hlen, option, rest), (GUE_PREV_HLEN6, prev_option(this6, 1), ack6.clone()));
     // IPv4 inside IPv6 works the same (the option has the outer family).
     let ack4 = inner_tcp(CLIENT4, 40_000, VIP4, 80, ACK);
     let (rc, _) = node.run(&gue(DIRECTOR6, "fd00::3", &prev_option(prev6, 0), &ack4));

@@ -11,9 +11,9 @@ use switchyard_bpf::maps::{MaglevTable, names};
 use switchyard_model::{FrontendKey, Protocol};
 use tracing::warn;
 
-use crate::batch;
 use crate::ops::{BackendId, FrontendId, FrontendValue, MapOps, Op, Snapshot};
 use crate::translate::{FrontendAttrs, MapBackend, MapKey, Scope};
+use switchyard_bpf::batch;
 
 /// `BPF_F_INNER_MAP`: inner arrays of any size fit the `sy_maglev` template.
 const BPF_F_INNER_MAP: u32 = 1 << 12;

@@ -14,7 +14,7 @@ pub mod sockdiag;
 
 pub use ops::{BackendId, FrontendId, FrontendValue, MapOps, Op, Phase, Snapshot};
 pub use planner::{AdoptReport, FrontendSpec, Limits, Plan, PlanError, Planner, TableBuilder};
-mod batch;
+
 pub mod kernel;
 pub mod maglev_tables;
 pub mod translate;

@@ -364,21 +364,24 @@ pub fn targets(set: &VipSet, agent_port: u16) -> BTreeSet<Target> {
         .collect()
 }
 
-/// `set` without the nodes out of service. A VIP that would lose every node keeps them all
-/// (fails open): when every node of a VIP fails at once, the likelier fault is the director's
-/// own probing path, and dropping the VIP's traffic would be worse than trying.
+/// `set` without the nodes out of service; those whose agent says it drains (503) are listed
+/// as draining (alive: a UDP VIP's table still names them as previous nodes). A VIP that would
+/// lose every node keeps them all (fails open): when every node of a VIP fails at once, the
+/// likelier fault is the director's own probing path, and dropping the VIP's traffic would be
+/// worse than trying.
 pub fn serving_set(set: &VipSet, checker: &Checker, agent_port: u16) -> VipSet {
     let mut out = set.clone();
     for vip in out.vips.values_mut() {
         let port = probe_port(vip, agent_port);
-        let serving: Vec<NodeTarget> = vip
-            .nodes
-            .iter()
-            .filter(|n| checker.serving(&Target { node: n.name.clone(), address: n.address, port }))
-            .cloned()
-            .collect();
+        let health = |n: &NodeTarget| {
+            checker.health(&Target { node: n.name.clone(), address: n.address, port })
+        };
+        let (serving, out_of_service): (Vec<NodeTarget>, Vec<NodeTarget>) =
+            vip.nodes.iter().cloned().partition(|n| health(n).is_none_or(|h| h == Health::Up));
         if !serving.is_empty() {
             vip.nodes = serving;
+            vip.draining
+                .extend(out_of_service.into_iter().filter(|n| health(n) == Some(Health::Draining)));
         }
     }
     out

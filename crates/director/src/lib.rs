@@ -22,4 +22,4 @@ pub mod vips;
 
 pub use config::{DEFAULT_PREVIOUS_TTL, DirectorConfig, Encap};
 pub use tables::{Adopted, Choice, Op, Plan, Tables};
-pub use vips::{NodeTarget, Problem, Vip, VipSet, vip_set};
+pub use vips::{NodeTarget, Problem, Vip, VipSet, vip_set, vip_set_at};

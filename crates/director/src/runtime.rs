@@ -18,7 +18,7 @@ use crate::announce::Announcer;
 use crate::config::{DirectorConfig, Encap};
 use crate::health::{self, Checker, Health, HealthConfig, Outcome, Probe, Target, Transition};
 use crate::tables::{Adopted, Op, Plan, Tables};
-use crate::vips::{VipSet, vip_set};
+use crate::vips::{VipSet, vip_set_at};
 
 /// Where and how the director runs.
 #[derive(Debug, Clone)]
@@ -271,7 +271,9 @@ impl Runtime {
             }
             self.state.apply(change);
         }
-        self.set = vip_set(&self.state);
+        // The joining window is the previous-node TTL (how long directors that saw a node join
+        // keep naming previous nodes).
+        self.set = vip_set_at(&self.state, SystemTime::now(), self.tables.config().previous_ttl);
         self.health_changed = false;
         if let Some(h) = &mut self.health {
             let targets = health::targets(&self.set, h.agent_port);

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard_maglev::{Backend, MaglevConfig, Table};
-use switchyard_model::{FrontendKey, ObjectKey, TrafficPolicy};
+use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 
 use crate::config::DirectorConfig;
-use crate::vips::{NodeTarget, Problem, VipSet};
+use crate::vips::{NodeTarget, Problem, Vip, VipSet};
 
 /// One map operation, in the order [`Plan::ops`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub struct Plan {
 struct TableKey {
     nodes: Vec<NodeTarget>,
     previous: Option<Vec<NodeTarget>>,
+    /// Previous nodes left out (slot's previous node 0): for a UDP VIP the ones not known to
+    /// be alive ([`unnamed_for`]); empty for TCP.
+    unnamed: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -246,28 +249,42 @@ impl Tables {
     /// Moves the tables to `set` and returns the operations that do the same to the maps.
     ///
     /// A VIP this director builds for the first time while some of its nodes drain
-    /// ([`crate::Vip::draining`]) is first built *with* them, then without: its table names
-    /// them as previous nodes exactly as on a director that saw the drain happen, so a
-    /// director that starts (or restarts) during a drain keeps the drained nodes' flows on
-    /// them through the second chance too (issue 17 (f)). The two steps' operations are
-    /// one list, each step make-before-break.
+    /// ([`crate::Vip::draining`]) or join ([`crate::Vip::joining`]) is first built as it was
+    /// before — with the draining nodes, without the joining ones — then as it is: its table
+    /// names previous nodes exactly as on a director that saw the change happen, so a director
+    /// that starts (or restarts) during a drain or a node addition keeps the moved flows on
+    /// their nodes through the second chance too (issue 17 (f)). The two steps' operations
+    /// are one list, each step make-before-break.
     pub fn update(&mut self, set: &VipSet) -> Plan {
-        let fresh_draining = set
-            .vips
-            .iter()
-            .any(|(key, vip)| !vip.draining.is_empty() && !self.vips.contains_key(key));
-        if !fresh_draining {
+        let fresh_changing = set.vips.iter().any(|(key, vip)| {
+            !self.vips.contains_key(key) && (!vip.draining.is_empty() || !vip.joining.is_empty())
+        });
+        if !fresh_changing {
             return self.update_once(set);
         }
         let mut before = set.clone();
+        let mut seeded = false;
         for (key, vip) in &mut before.vips {
-            if !vip.draining.is_empty() && !self.vips.contains_key(key) {
-                let mut nodes = vip.nodes.clone();
-                nodes.extend(vip.draining.iter().cloned());
-                nodes.sort();
-                nodes.dedup_by(|a, b| a.name == b.name);
-                vip.nodes = nodes;
+            if self.vips.contains_key(key) || (vip.draining.is_empty() && vip.joining.is_empty()) {
+                continue;
             }
+            let mut nodes: Vec<NodeTarget> = vip
+                .nodes
+                .iter()
+                .filter(|n| !vip.joining.iter().any(|j| j.name == n.name))
+                .cloned()
+                .collect();
+            nodes.extend(vip.draining.iter().cloned());
+            nodes.sort();
+            nodes.dedup_by(|a, b| a.name == b.name);
+            // Every node joined: there was nothing before (and no flow to keep).
+            if !nodes.is_empty() {
+                vip.nodes = nodes;
+                seeded = true;
+            }
+        }
+        if !seeded {
+            return self.update_once(set);
         }
         let first = self.update_once(&before);
         let mut plan = self.update_once(set);
@@ -312,12 +329,12 @@ impl Tables {
             }
             let table = match wanted {
                 Some(nodes) => {
+                    let previous = old.as_ref().and_then(|o| o.table.as_ref());
                     let table_key = TableKey {
+                        unnamed: previous
+                            .map_or_else(Vec::new, |p| unnamed_for(key, vip, &p.nodes)),
                         nodes,
-                        previous: old
-                            .as_ref()
-                            .and_then(|o| o.table.as_ref())
-                            .map(|t| t.nodes.clone()),
+                        previous: previous.map(|t| t.nodes.clone()),
                     };
                     let previous = old.as_ref().and_then(|o| o.table.clone());
                     match self.acquire_table(
@@ -418,7 +435,7 @@ impl Tables {
             .collect();
         let (mut new_nodes, mut new_tables, mut vip_ops) = (Vec::new(), Vec::new(), Vec::new());
         for (key, old) in vips {
-            let fresh = TableKey { nodes: old.nodes.clone(), previous: None };
+            let fresh = TableKey { nodes: old.nodes.clone(), previous: None, unnamed: Vec::new() };
             match self.acquire_table(&fresh, None, &mut new_nodes, &mut new_tables) {
                 Ok(table) => {
                     let vip = self.vips.get_mut(&key).expect("present: listed above");
@@ -535,6 +552,11 @@ impl Tables {
                     .map(|(&index, &now)| {
                         let index = index as usize;
                         let was = old.node_ids[index];
+                        let was = if key.unnamed.contains(&old_key.nodes[index].name) {
+                            now
+                        } else {
+                            was
+                        };
                         if was != now {
                             named.insert(was, old_key.nodes[index].clone());
                         }
@@ -631,4 +653,22 @@ impl Tables {
             self.nodes.values().map(|n| n.id).collect(),
         )
     }
+}
+
+/// The previous nodes a UDP VIP's table leaves out: those of `previous` that are neither
+/// serving nor draining now (deleted, not ready, or down by the health probes: maybe dead).
+/// A node that does not hold a UDP packet sends it to the previous node, which returns what
+/// it does not hold; a dead previous node would return nothing, and every new UDP flow of its
+/// slots would be lost until the previous nodes expire. A TCP VIP names them all (a SYN never
+/// goes there, and a dead node's TCP flows are lost either way).
+fn unnamed_for(key: &FrontendKey, vip: &Vip, previous: &[NodeTarget]) -> Vec<Arc<str>> {
+    if key.protocol != Protocol::Udp {
+        return Vec::new();
+    }
+    let alive = |name: &Arc<str>| vip.nodes.iter().chain(&vip.draining).any(|n| &n.name == name);
+    let mut out: Vec<Arc<str>> =
+        previous.iter().map(|n| n.name.clone()).filter(|name| !alive(name)).collect();
+    out.sort();
+    out.dedup();
+    out
 }

@@ -11,10 +11,14 @@
 //! - A draining node gets weight 0 (no new flows; its flows finish through the second chance):
 //!   annotated [`DRAIN_ANNOTATION`]` = "true"`, or going away (`deletionTimestamp` set, or the
 //!   cluster autoscaler's `ToBeDeletedByClusterAutoscaler` taint: the model's `node_eligible`).
+//! - A node whose `Ready` condition turned True less than the previous-node TTL ago is
+//!   *joining* ([`Vip::joining`]): a director that builds a VIP's first table then leaves it out
+//!   of the previous table it seeds, as if it had seen the node join.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Node;
 use switchyard_model::{
@@ -22,7 +26,10 @@ use switchyard_model::{
     ProxyConfig, TrafficPolicy,
 };
 
-use crate::config::{DIRECTOR_ANNOTATION, DRAIN_ANNOTATION, EXCLUDE_LABEL, NODE_WEIGHT_ANNOTATION};
+use crate::config::{
+    DEFAULT_PREVIOUS_TTL, DIRECTOR_ANNOTATION, DRAIN_ANNOTATION, EXCLUDE_LABEL,
+    NODE_WEIGHT_ANNOTATION,
+};
 
 /// The node name the director's model runs as: not a valid Kubernetes name, so no endpoint is
 /// ever "local" to it and the model hands out every list cluster-wide.
@@ -55,6 +62,10 @@ pub struct Vip {
     /// that builds the VIP's first table while they drain takes them as the previous nodes
     /// (as if it had seen the drain), so their flows keep the second chance on every director.
     pub draining: Vec<NodeTarget>,
+    /// Of `nodes`, those that joined recently (their `Ready` condition turned True less than
+    /// the window of [`vip_set_at`] ago): a director that builds the VIP's first table leaves
+    /// them out of the previous table it seeds, as every director that saw them join did.
+    pub joining: Vec<NodeTarget>,
 }
 
 /// Something in the objects the directors could not use as written. The object is still
@@ -88,6 +99,8 @@ struct EligibleNode {
     name: Arc<str>,
     addresses: PrimaryAddresses,
     weight: u32,
+    /// When its `Ready` condition last turned True (`lastTransitionTime`), if it says.
+    ready_since: Option<SystemTime>,
 }
 
 impl EligibleNode {
@@ -99,8 +112,18 @@ impl EligibleNode {
     }
 }
 
-/// Computes the VIPs and their nodes from a snapshot of the cluster.
+/// Computes the VIPs and their nodes from a snapshot of the cluster, now, with the default
+/// previous-node TTL as the joining window ([`vip_set_at`]).
 pub fn vip_set(state: &ClusterState) -> VipSet {
+    vip_set_at(state, SystemTime::now(), Some(DEFAULT_PREVIOUS_TTL))
+}
+
+/// [`vip_set`] at `now`: a node is joining ([`Vip::joining`]) when its `Ready` condition's
+/// `lastTransitionTime` is less than `window` (the previous-node TTL: as long as the
+/// directors that saw it join keep naming previous nodes; `None`: the default TTL) before
+/// `now`, or after it (another clock).
+pub fn vip_set_at(state: &ClusterState, now: SystemTime, window: Option<Duration>) -> VipSet {
+    let window = window.unwrap_or(DEFAULT_PREVIOUS_TTL);
     let mut problems = Vec::new();
     let (nodes, drained) = eligible_nodes(state, &mut problems);
     let model = NodeModel::from_state(ProxyConfig::new(DIRECTOR_NODE), state);
@@ -154,6 +177,16 @@ pub fn vip_set(state: &ClusterState) -> VipSet {
         };
         let targets = serving(&nodes);
         let draining = serving(&drained);
+        let joining = targets
+            .iter()
+            .filter(|t| {
+                nodes
+                    .get(&t.name)
+                    .and_then(|n| n.ready_since)
+                    .is_some_and(|since| now.duration_since(since).map_or(true, |age| age < window))
+            })
+            .cloned()
+            .collect();
         vips.insert(
             *key,
             Vip {
@@ -162,6 +195,7 @@ pub fn vip_set(state: &ClusterState) -> VipSet {
                 nodes: targets,
                 health_check_node_port: frontend.health_check_node_port,
                 draining,
+                joining,
             },
         );
     }
@@ -217,7 +251,10 @@ fn eligible_nodes(
         }
         let name: Arc<str> = Arc::from(key.name.as_str());
         let into = if is_draining { &mut drained } else { &mut out };
-        into.insert(name.clone(), EligibleNode { name, addresses, weight });
+        into.insert(
+            name.clone(),
+            EligibleNode { name, addresses, weight, ready_since: ready_since(node) },
+        );
     }
     (out, drained)
 }
@@ -277,4 +314,13 @@ fn ready(node: &Node) -> bool {
         .into_iter()
         .flatten()
         .any(|c| c.type_ == "Ready" && matches!(c.status.as_str(), "False" | "Unknown"))
+}
+
+/// When the `Ready` condition last turned True, if it is True and says.
+fn ready_since(node: &Node) -> Option<SystemTime> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    let ready = conditions.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+    let at = ready.last_transition_time.as_ref()?.0;
+    let millis = u64::try_from(at.as_millisecond()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis))
 }

@@ -207,6 +207,7 @@ fn vip(policy: TrafficPolicy, hcnp: Option<u16>, nodes: &[&str]) -> Vip {
             .collect(),
         health_check_node_port: hcnp,
         draining: Vec::new(),
+        joining: Vec::new(),
     }
 }
 
@@ -266,6 +267,32 @@ fn serving_set_drops_down_nodes_probes_local_vips_on_their_health_check_node_por
     // The Cluster VIP loses n2; the Local VIP asks n2's health check node port, which answers.
     assert_eq!(names(80), ["n1", "n3"]);
     assert_eq!(names(81), ["n1", "n2"]);
+    // Down (refused) is not draining: maybe dead, so a UDP VIP names it as no previous node.
+    assert!(serving.vips.values().all(|v| v.draining.is_empty()));
+
+    // n3's agent answers 503 (it drains): out of the Cluster VIP too, listed as draining.
+    let n3_agent = all.iter().find(|t| &*t.node == "n3" && t.port == 10256).unwrap().clone();
+    for _ in 0..=checker.config().unhealthy_threshold {
+        let (probes, _) = checker.poll(now);
+        for p in probes {
+            let outcome = if p.target == n3_agent {
+                Outcome::Unavailable
+            } else if p.target == n2_agent {
+                Outcome::Failed("refused".into())
+            } else {
+                Outcome::Healthy
+            };
+            checker.record(&p.target, p.seq, outcome, now);
+        }
+        now += checker.config().interval;
+    }
+    assert_eq!(checker.health(&n3_agent), Some(Health::Draining));
+    let serving = serving_set(&s, &checker, 10256);
+    let cluster = serving.vips.values().find(|v| v.policy == TrafficPolicy::Cluster).unwrap();
+    let listed =
+        |list: &[NodeTarget]| -> Vec<String> { list.iter().map(|n| n.name.to_string()).collect() };
+    assert_eq!(listed(&cluster.nodes), ["n1"]);
+    assert_eq!(listed(&cluster.draining), ["n3"]);
 }
 
 #[test]

@@ -175,6 +175,7 @@ fn set_of(spec: &[(u8, u16, u8)]) -> VipSet {
                 nodes,
                 health_check_node_port: None,
                 draining: Vec::new(),
+                joining: Vec::new(),
             },
         );
     }
@@ -497,4 +498,127 @@ fn previous_nodes_expire_after_the_ttl() {
     forever.update(&set_of(&[(0, 0b1101, 0)]));
     assert!(forever.expire_previous(t0 + ttl * 1000).ops.is_empty());
     assert!((0..251).any(|h| forever.choose(&vip_key(0), h).unwrap().previous.is_some()));
+}
+
+/// `mask` with the nodes of `joined` listed as joining (still serving), the nodes of `drained`
+/// as draining: what the VIP set says while nodes join and drain.
+fn with_changes(mask: u16, w: u8, drained: u16, joined: u16) -> VipSet {
+    let mut set = with_drained(mask, w, drained);
+    let vip = set.vips.get_mut(&vip_key(0)).unwrap();
+    vip.joining = vip
+        .nodes
+        .iter()
+        .filter(|n| {
+            let i: u16 = n.name.trim_start_matches("node-").parse().unwrap();
+            joined & (1 << (i - 1)) != 0
+        })
+        .cloned()
+        .collect();
+    set
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Issue 17 (f) for a node *addition*: a director that starts while nodes join (and others
+    /// drain) derives from the VIP set alone the previous nodes of a director that saw the
+    /// change: same node and same previous node for 1,000 flows, the maps agreeing, every
+    /// operation make-before-break on fresh maps.
+    #[test]
+    fn a_director_starting_while_nodes_join_names_the_same_previous_nodes(
+        mask in 1u16..1024, w in any::<u8>(), joined in 1u16..1024, drained in 0u16..1024,
+    ) {
+        let joined = joined & mask;
+        let drained = drained & mask & !joined;
+        prop_assume!(joined != 0 && (joined | drained) != mask);
+        // Saw it happen: first the nodes before (the joining ones absent, the draining ones
+        // serving), then the change.
+        let mut old = Tables::new(config());
+        let _ = old.update(&set_of(&[(0, mask & !joined, w)]));
+        let during = with_changes(mask, w, drained, joined);
+        let _ = old.update(&during);
+        // Starts during the change.
+        let mut fresh = Tables::new(config());
+        let mut maps = FakeMaps::default();
+        for op in &fresh.update(&during).ops {
+            maps.apply(op);
+        }
+        let key = vip_key(0);
+        let mut moved = 0;
+        for hash in 0..1_000u64 {
+            let h = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (a, b) = (old.choose(&key, h).unwrap(), fresh.choose(&key, h).unwrap());
+            prop_assert_eq!(&a.node, &b.node);
+            let (pa, pb) = (a.previous.map(|p| p.1), b.previous.clone().map(|p| p.1));
+            prop_assert_eq!(&pa, &pb);
+            prop_assert_eq!(pb.map(|p| p.address), maps.lookup_previous(&key, h));
+            prop_assert_eq!(Some(b.node.address), maps.lookup(&key, h));
+            moved += usize::from(b.previous.is_some());
+        }
+        prop_assert!(moved > 0, "the joined nodes' slots have a previous node");
+    }
+}
+
+/// Without the joining list (what a director knew before), a director that starts while a
+/// node joins names no previous node for the joined node's slots: the seeding is what makes
+/// the two agree.
+#[test]
+fn without_the_joining_list_a_fresh_director_names_no_previous_node() {
+    let mut old = Tables::new(config());
+    let _ = old.update(&set_of(&[(0, 0b011, 0)]));
+    let during = with_changes(0b111, 0, 0, 0b100);
+    let _ = old.update(&during);
+    let mut blind = Tables::new(config());
+    let mut unaware = during.clone();
+    unaware.vips.get_mut(&vip_key(0)).unwrap().joining.clear();
+    let _ = blind.update(&unaware);
+    let key = vip_key(0);
+    let differ = (0..1_000u64)
+        .map(|h| h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .filter(|&h| old.choose(&key, h).unwrap().previous.is_some())
+        .filter(|&h| blind.choose(&key, h).unwrap().previous.is_none())
+        .count();
+    assert!(differ > 0, "the old director names previous nodes the blind one does not");
+}
+
+/// A UDP VIP names as previous nodes only nodes known to be alive (serving or draining): a
+/// node that left otherwise (deleted, not ready, down by health) may be dead, and the UDP
+/// second chance would lose every new flow of its slots there (a TCP SYN never goes there).
+/// The TCP twin names every previous node.
+#[test]
+fn a_udp_vip_names_only_previous_nodes_that_are_alive() {
+    let udp_key = FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp);
+    let with_udp = |set: &VipSet| {
+        let mut set = set.clone();
+        let tcp = set.vips[&vip_key(0)].clone();
+        set.vips.insert(udp_key, tcp);
+        set
+    };
+    let previous_of = |tables: &Tables, key: &FrontendKey| -> BTreeSet<String> {
+        (0..1_000u64)
+            .filter_map(|h| tables.choose(key, h.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .filter_map(|c| c.previous.map(|p| p.1.name.to_string()))
+            .collect()
+    };
+    // node-2 leaves outright (not draining): TCP names it, UDP does not (both may name a node
+    // that stays, for the few slots Maglev moves between the others).
+    let mut tables = Tables::new(config());
+    let mut maps = FakeMaps::default();
+    for set in [with_udp(&set_of(&[(0, 0b111, 0)])), with_udp(&set_of(&[(0, 0b101, 0)]))] {
+        for op in &tables.update(&set).ops {
+            maps.apply(op);
+        }
+    }
+    assert!(previous_of(&tables, &vip_key(0)).contains("node-2"));
+    assert!(!previous_of(&tables, &udp_key).contains("node-2"));
+    let gone = IpAddr::from([10, 0, 0, 2]);
+    assert!((0..1_000u64).any(|h| maps.lookup_previous(&vip_key(0), h) == Some(gone)));
+    assert!((0..1_000u64).all(|h| maps.lookup_previous(&udp_key, h) != Some(gone)));
+    // node-2 drains (alive): both name it.
+    let mut tables = Tables::new(config());
+    let _ = tables.update(&with_udp(&set_of(&[(0, 0b111, 0)])));
+    let _ = tables.update(&with_udp(&with_drained(0b111, 0, 0b010)));
+    for key in [vip_key(0), udp_key] {
+        assert!(previous_of(&tables, &key).contains("node-2"), "{key}");
+    }
 }

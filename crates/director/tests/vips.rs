@@ -6,7 +6,7 @@ mod common;
 use std::net::IpAddr;
 
 use common::*;
-use switchyard_director::vip_set;
+use switchyard_director::{vip_set, vip_set_at};
 use switchyard_model::{FrontendKey, NodeModel, Protocol, ProxyConfig, TrafficPolicy};
 
 fn key(ip: &str, port: u16, protocol: Protocol) -> FrontendKey {
@@ -274,4 +274,50 @@ fn a_drained_node_is_listed_as_draining_with_the_weight_it_had() {
         vip.draining.iter().map(|n| (n.name.to_string(), n.weight)).collect();
     assert_eq!(draining, [("node-b".to_owned(), 2)]);
     assert_eq!(vip.nodes.iter().map(|n| n.name.to_string()).collect::<Vec<_>>(), ["node-a"]);
+}
+
+/// A node whose `Ready` condition turned True less than the window ago is joining (so a
+/// director that starts now seeds previous tables without it); an older one, one without a
+/// transition time and a not-ready one are not. Every director that reads the same objects at
+/// about the same time derives the same list.
+#[test]
+fn a_node_that_turned_ready_within_the_window_is_joining() {
+    use std::time::{Duration, SystemTime};
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let ready_at = |name: &str, ip: &str, status: &str, at: &str| {
+        let mut n = node(name, &[ip]);
+        n["status"]["conditions"] = serde_json::json!([
+            {"type": "Ready", "status": status, "lastTransitionTime": at}
+        ]);
+        n
+    };
+    let nodes = [
+        ready_at("node-a", "10.0.0.1", "True", "2027-01-15T07:59:50Z"), // 10 s before
+        ready_at("node-b", "10.0.0.2", "True", "2027-01-15T07:39:50Z"), // 1,210 s before
+        node("node-c", &["10.0.0.3"]),                                  // no conditions
+        ready_at("node-d", "10.0.0.4", "False", "2027-01-15T07:59:50Z"), // not ready
+        ready_at("node-e", "10.0.0.5", "True", "2027-01-15T08:00:50Z"), // 50 s after (a skewed clock)
+    ];
+    assert_eq!(
+        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap().to_string(),
+        "2027-01-15T08:00:00Z",
+        "the test's times are relative to `now`"
+    );
+    let state = cluster(&[lb_service("web", &["192.0.2.10"], false, Some("true"))], &[], &nodes);
+    let vip_names = |set: &switchyard_director::VipSet, joining: bool| -> Vec<String> {
+        let vip = &set.vips[&key("192.0.2.10", 80, Protocol::Tcp)];
+        let list = if joining { &vip.joining } else { &vip.nodes };
+        list.iter().map(|n| n.name.to_string()).collect()
+    };
+    let set = vip_set_at(&state, now, Some(Duration::from_secs(600)));
+    assert_eq!(vip_names(&set, false), ["node-a", "node-b", "node-c", "node-e"]);
+    assert_eq!(vip_names(&set, true), ["node-a", "node-e"]);
+    // A longer window (the TTL) takes node-b in too; the default (None) is 600 s.
+    let set = vip_set_at(&state, now, Some(Duration::from_secs(1_800)));
+    assert_eq!(vip_names(&set, true), ["node-a", "node-b", "node-e"]);
+    let set = vip_set_at(&state, now, None);
+    assert_eq!(vip_names(&set, true), ["node-a", "node-e"]);
+    // Ten minutes later node-a and node-e have joined for good.
+    let set = vip_set_at(&state, now + Duration::from_secs(700), None);
+    assert!(vip_names(&set, true).is_empty());
 }

@@ -138,6 +138,23 @@ fn pod_devices_alone_translate_replies_at_the_pod_interface() {
         assert!(revnat >= 48, "{target}: {revnat} replies translated back on node1");
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
+
+    // A pod interface created after the agent started is attached by the next rescan; its pins
+    // go once it is deleted. (A veth pair inside node1's namespace: nothing leaves it.)
+    let bpf_dir = cluster.lab.node("node1").unwrap().bpf_dir.clone();
+    let pinned = || switchyard_bpf::nodeport::attached_pod_devices(&bpf_dir).unwrap();
+    assert!(pinned().contains(&"veth1".to_string()), "{:?}", pinned());
+    let ip = |args: &[&str]| {
+        let mut command = std::process::Command::new("ip");
+        command.args(args);
+        let out = cluster.lab.output_in("node1", command).unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ip(&["link", "add", "veth90", "type", "veth", "peer", "name", "peer90"]);
+    cluster.eventually("veth90 attached", || pinned().contains(&"veth90".to_string()));
+    assert!(!pinned().contains(&"peer90".to_string()), "peer90 matches no pattern");
+    ip(&["link", "del", "veth90"]);
+    cluster.eventually("veth90's pins removed", || !pinned().contains(&"veth90".to_string()));
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! directors' node set changes. A node joins (it was drained: `switchyard.io/drain`, then the
 //! annotation goes) and a node is drained; the Maglev slots that change node send their packets
 //! to a node that does not hold the flow, which re-sends them to the previous node (the second
-//! chance). Counted: resets and failed round trips (target 0), connections that changed
-//! backend, packets re-sent. And (f): a director joins while a node is drained. docs/director.md
-//! has the table.
+//! chance; a UDP packet the previous node does not hold either comes back as a new flow).
+//! Counted: resets and failed round trips (target 0), TCP connections and UDP flows that
+//! changed backend (target 0), packets re-sent and returned. And (f): a director joins while a
+//! node is drained, and while a node is added. docs/director.md has the table.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
@@ -67,13 +68,9 @@ fn set_drained(cluster: &Cluster, director: &Director, drained: Option<&str>) {
         .eventually("the director programmed the node change", || director.programmed() > before);
 }
 
-fn forwarded(cluster: &Cluster) -> u64 {
-    NODES
-        .iter()
-        .map(|n| {
-            decap_counters(&cluster.lab, n).get(&DecapReason::ScForwarded).copied().unwrap_or(0)
-        })
-        .sum()
+/// The nodes' second-chance counter `reason`, summed.
+fn second_chance(cluster: &Cluster, reason: DecapReason) -> u64 {
+    NODES.iter().map(|n| decap_counters(&cluster.lab, n).get(&reason).copied().unwrap_or(0)).sum()
 }
 
 /// What one phase counted.
@@ -86,6 +83,10 @@ struct Counts {
     udp_moved: usize,
     udp_answers: usize,
     resent: u64,
+    /// UDP packets the previous node did not hold either and returned (hops 2).
+    returned: u64,
+    /// UDP packets taken as a new flow after the return.
+    new_flows: u64,
     director_second_chance: u64,
 }
 
@@ -98,7 +99,9 @@ fn under_traffic(
     change: impl FnOnce(),
 ) -> Counts {
     let stop = AtomicBool::new(false);
-    let resent_before = forwarded(cluster);
+    let resent_before = second_chance(cluster, DecapReason::ScForwarded);
+    let returned_before = second_chance(cluster, DecapReason::ScReturned);
+    let new_before = second_chance(cluster, DecapReason::ScNewFlow);
     let second_before = director.counters(&cluster.lab)[&DirReason::SecondChance];
     let (tcp, udp): (Vec<HoldReport>, Vec<UdpHoldReport>) = std::thread::scope(|scope| {
         let tcp: Vec<_> = (0..TCP_FLOWS)
@@ -138,7 +141,9 @@ fn under_traffic(
         udp_failed: udp.iter().map(|u| u.errors.values().sum::<usize>()).sum(),
         udp_moved: udp.iter().filter(|u| moved(&u.answers)).count(),
         udp_answers: udp.iter().map(|u| u.answers.len()).sum(),
-        resent: forwarded(cluster) - resent_before,
+        resent: second_chance(cluster, DecapReason::ScForwarded) - resent_before,
+        returned: second_chance(cluster, DecapReason::ScReturned) - returned_before,
+        new_flows: second_chance(cluster, DecapReason::ScNewFlow) - new_before,
         director_second_chance: director.counters(&cluster.lab)[&DirReason::SecondChance]
             - second_before,
     }
@@ -174,7 +179,8 @@ fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
         eprintln!(
             "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
              ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by \
-             nodes, {} sent with a previous node by the director",
+             nodes, {} UDP packets returned ({} taken as new flows), {} sent with a previous \
+             node by the director",
             counts.tcp_pings,
             counts.tcp_reset,
             counts.tcp_moved,
@@ -182,11 +188,14 @@ fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
             counts.udp_failed,
             counts.udp_moved,
             counts.resent,
+            counts.returned,
+            counts.new_flows,
             counts.director_second_chance
         );
         assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
         assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
         assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
+        assert_eq!(counts.udp_moved, 0, "{what}: UDP flows changed backend: {counts:?}");
         assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
         assert!(counts.udp_answers >= UDP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
         // The change moved flows: packets were re-sent to their previous node.
@@ -236,7 +245,7 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_drained() {
     eprintln!(
         "COUNT director joins while a node drains: {TCP_FLOWS} TCP ({} round trips, {} reset, \
          {} moved), {UDP_FLOWS} UDP ({} round trips, {} failed, {} moved node and backend), {} \
-         packets re-sent by nodes; dir2 carried {dir2_carried} packets, {dir2_second} of them \
+         packets re-sent by nodes, {} UDP packets returned; dir2 carried {dir2_carried} packets, {dir2_second} of them \
          with a previous node; dir1 sent {} with a previous node",
         counts.tcp_pings,
         counts.tcp_reset,
@@ -245,6 +254,7 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_drained() {
         counts.udp_failed,
         counts.udp_moved,
         counts.resent,
+        counts.returned,
         counts.director_second_chance
     );
     assert!(dir2_carried > 0, "the router sent nothing through dir2");
@@ -252,6 +262,72 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_drained() {
     assert_eq!(counts.tcp_reset, 0, "TCP connections reset: {counts:?}");
     assert_eq!(counts.tcp_moved, 0, "TCP connections changed backend: {counts:?}");
     assert_eq!(counts.udp_failed, 0, "UDP round trips failed: {counts:?}");
+    assert_eq!(counts.udp_moved, 0, "UDP flows changed backend: {counts:?}");
+    assert!(counts.tcp_pings >= TCP_FLOWS * 10, "too little traffic: {counts:?}");
+    assert!(counts.resent > 0, "no packet needed a second chance: {counts:?}");
+}
+
+/// Issue 17 (f) for a node *addition*: dir1 alone carries the VIP while node3 is not ready;
+/// then, all together, node3 turns ready (its `Ready` condition True, `lastTransitionTime`
+/// now: a node added), dir2 starts (it never saw the cluster without node3) and the router
+/// spreads the VIP over both. The flows ECMP moves to dir2 whose slot is now node3's reach
+/// node3, which does not hold them; dir2 must name their previous node as dir1 does — it
+/// derives it from the transition time (`Vip::joining`) — or they are reset.
+#[test]
+fn long_lived_flows_survive_a_director_joining_while_a_node_is_added() {
+    if !require_root("long_lived_flows_survive_a_director_joining_while_a_node_is_added") {
+        return;
+    }
+    let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
+    let cluster = Cluster::with_topology(
+        &topology(&nodes, &["ext"], &["dir1", "dir2"]),
+        director_lab::agent_args,
+    );
+    let vip = "10.96.80.3";
+    cluster.apply("nodes.yaml", &director_lab::nodes_with_ready(&cluster, "node3", false));
+    cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
+    let dir1 = Director::start(&cluster, "dir1", &[]);
+    let cidr = format!("{vip}/32").parse().unwrap();
+    cluster.lab.route_to_directors(cidr, &["dir1"]).unwrap();
+    let target = at(vip.parse().unwrap(), 80);
+    let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
+    assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
+
+    let mut dir2 = None;
+    let counts = under_traffic(&cluster, &dir1, target, || {
+        let before = dir1.programmed();
+        cluster.apply("nodes.yaml", &director_lab::nodes_with_ready(&cluster, "node3", true));
+        let started = Director::start(&cluster, "dir2", &[]);
+        cluster.lab.route_to_directors(cidr, &["dir1", "dir2"]).unwrap();
+        cluster.eventually("dir1 programmed the addition", || dir1.programmed() > before);
+        dir2 = Some(started);
+    });
+    let dir2 = dir2.unwrap();
+    let dir2_carried = dir2.encapsulated(&cluster.lab);
+    let dir2_second = dir2.counters(&cluster.lab)[&DirReason::SecondChance];
+    eprintln!("zero-reset lab: dir2 joined while node3 was added: {counts:?}");
+    eprintln!(
+        "COUNT director joins while a node is added: {TCP_FLOWS} TCP ({} round trips, {} \
+         reset, {} moved), {UDP_FLOWS} UDP ({} round trips, {} failed, {} moved node and \
+         backend), {} packets re-sent by nodes, {} UDP packets returned; dir2 carried \
+         {dir2_carried} packets, {dir2_second} of them with a previous node; dir1 sent {} with \
+         a previous node",
+        counts.tcp_pings,
+        counts.tcp_reset,
+        counts.tcp_moved,
+        counts.udp_answers,
+        counts.udp_failed,
+        counts.udp_moved,
+        counts.resent,
+        counts.returned,
+        counts.director_second_chance
+    );
+    assert!(dir2_carried > 0, "the router sent nothing through dir2");
+    assert!(dir2_second > 0, "dir2 never named a previous node: {counts:?}");
+    assert_eq!(counts.tcp_reset, 0, "TCP connections reset: {counts:?}");
+    assert_eq!(counts.tcp_moved, 0, "TCP connections changed backend: {counts:?}");
+    assert_eq!(counts.udp_failed, 0, "UDP round trips failed: {counts:?}");
+    assert_eq!(counts.udp_moved, 0, "UDP flows changed backend: {counts:?}");
     assert!(counts.tcp_pings >= TCP_FLOWS * 10, "too little traffic: {counts:?}");
     assert!(counts.resent > 0, "no packet needed a second chance: {counts:?}");
 }

@@ -232,8 +232,13 @@ impl DecapNode {
         self.dp.maps().counters().unwrap()[&reason].packets
     }
 
-    /// Adds a live conntrack entry for the flow, as the per-packet path does.
+    /// Adds a live conntrack entry for the TCP flow, as the per-packet path does.
     pub fn hold(&self, src: &str, sport: u16, dst: &str, dport: u16) {
+        self.hold_proto(src, sport, dst, dport, TCP);
+    }
+
+    /// [`Self::hold`] for a flow of protocol `proto` (TCP, UDP).
+    pub fn hold_proto(&self, src: &str, sport: u16, dst: &str, dport: u16, proto: u8) {
         let data = MapData::from_pin(self.bpf.path().join("sy_ct")).unwrap();
         let mut ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
         // CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
@@ -244,7 +249,7 @@ impl DecapNode {
             last_seen_ns: now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64,
             ..CtEntry::default()
         };
-        let key = CtKey::new(src.parse().unwrap(), sport, dst.parse().unwrap(), dport, TCP);
+        let key = CtKey::new(src.parse().unwrap(), sport, dst.parse().unwrap(), dport, proto);
         ct.insert(key, entry, 0).unwrap();
     }
 }

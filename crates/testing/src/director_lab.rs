@@ -31,6 +31,33 @@ pub fn agent_args(lab: &Lab) -> Vec<String> {
     ]
 }
 
+/// The lab's Node objects (`Cluster::nodes_yaml`) with a `Ready` condition on `node`: status
+/// True or False, turned so at the current time (RFC 3339, whole seconds) — a node that joins
+/// (or is not ready yet) as the API server would say.
+pub fn nodes_with_ready(cluster: &Cluster, node: &str, ready: bool) -> String {
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let at = k8s_openapi::jiff::Timestamp::from_second(now)
+        .map_or_else(|_| String::new(), |t| t.to_string());
+    let status = if ready { "True" } else { "False" };
+    cluster
+        .nodes_yaml()
+        .split_inclusive("---\n")
+        .map(|block| {
+            if block.contains(&format!("  name: {node}\n")) {
+                block.replace(
+                    "status:\n",
+                    &format!(
+                        "status:\n  conditions:\n  - {{type: Ready, status: \"{status}\", \
+                         lastTransitionTime: \"{at}\"}}\n"
+                    ),
+                )
+            } else {
+                block.to_owned()
+            }
+        })
+        .collect()
+}
+
 /// The agents' health port in the lab (kube-proxy's default; the directors' `--health-port`).
 pub const AGENT_HEALTH_PORT: u16 = 10256;
 

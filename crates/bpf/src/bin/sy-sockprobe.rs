@@ -4,7 +4,9 @@
 //! decides whether the cgroup programs run for a socket) is per process.
 //!
 //! `sy-sockprobe CGROUP_DIR OP...`, where OP is one of
-//! - `addr=IP` add IP/32 or IP/128 to `lo` (127.0.0.0/8 and ::1 need nothing),
+//! - `addr=IP` add IP/32 or IP/128 to `lo` (127.0.0.0/8 and ::1 need nothing) and wait until a
+//!   datagram from it to itself comes back; `addr-quiet=IP` the same without sending anything
+//!   (waits until the address is no longer tentative), so the namespace shows no source,
 //! - `tcp-server=IP:PORT=NAME`, `udp-server=IP:PORT=NAME` answer every client with NAME,
 //! - `tcp=IP:PORT` connect, print the peer (getpeername) and the server's NAME,
 //! - `udp-connected=IP:PORT` connect, send, receive: print peer, source and NAME,
@@ -76,7 +78,7 @@ fn run(op: &str) -> Result<(), String> {
     let started = std::time::Instant::now();
     let (verb, arg) = op.split_once('=').ok_or_else(|| format!("bad op {op:?}"))?;
     match verb {
-        "addr" => {
+        "addr" | "addr-quiet" => {
             let prefix = if arg.contains(':') { "128" } else { "32" };
             let mut args = vec!["addr", "add"];
             let cidr = format!("{arg}/{prefix}");
@@ -86,7 +88,7 @@ fn run(op: &str) -> Result<(), String> {
                 args.push("nodad");
             }
             ip(&args)?;
-            wait_routable(arg)
+            if verb == "addr" { wait_routable(arg) } else { wait_not_tentative(arg) }
         }
         "as-node" => {
             let maps = switchyard_bpf::Maps::open_pinned(std::path::Path::new(arg))
@@ -275,6 +277,23 @@ fn run(op: &str) -> Result<(), String> {
 
 /// IPv6 addresses become usable a moment after `ip addr add` (the kernel adds the local route
 /// in a work item, even with nodad): wait until a datagram sent to the address arrives there.
+/// Waits until `ip addr` lists `ip` on `lo` and not as tentative (no packet sent).
+fn wait_not_tentative(ip: &str) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["-o", "addr", "show", "dev", "lo", "to", ip])
+            .output()
+            .map_err(|e| format!("ip addr show: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && !text.trim().is_empty() && !text.contains("tentative") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(format!("{ip} still tentative or absent after {TIMEOUT:?}"))
+}
+
 fn wait_routable(ip: &str) -> Result<(), String> {
     let bind = parse_addr(&format!("[{ip}]:0")).or_else(|_| parse_addr(&format!("{ip}:0")))?;
     let deadline = std::time::Instant::now() + TIMEOUT;

@@ -1,6 +1,7 @@
 //! `BPF_MAP_UPDATE_BATCH` / `BPF_MAP_DELETE_BATCH` (Linux 5.6+): one syscall for thousands of
 //! entries. aya 0.14 has no wrapper; programming 250,000 entries one syscall each costs most of
-//! the one-second budget, in batches a fraction of it.
+//! the one-second budget, in batches a fraction of it. Used by the node's reconciler
+//! (`switchyard-dataplane`) and the director's table writes ([`crate::director`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -12,7 +13,7 @@ const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
 /// Entries per syscall by default: large enough to amortise the call, small enough to stay
 /// responsive.
-pub(crate) const DEFAULT_CHUNK: usize = 16 * 1024;
+pub const DEFAULT_CHUNK: usize = 16 * 1024;
 
 /// The `batch` member of `union bpf_attr`.
 #[repr(C)]
@@ -29,7 +30,7 @@ struct BatchAttr {
 }
 
 /// Reads every entry of a hash map, `chunk` entries per syscall.
-pub(crate) fn lookup_all<K: Copy + Default, V: Copy + Default>(
+pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
     fd: BorrowedFd<'_>,
     chunk: usize,
 ) -> io::Result<Vec<(K, V)>> {
@@ -108,7 +109,7 @@ unsafe fn batch_call(
 
 /// Writes `keys[i] -> values[i]` for all `i`. `K` and `V` must be the map's `#[repr(C)]` key and
 /// value types without implicit padding.
-pub(crate) fn update<K: Copy, V: Copy>(
+pub fn update<K: Copy, V: Copy>(
     fd: BorrowedFd<'_>,
     keys: &[K],
     values: &[V],
@@ -141,7 +142,7 @@ const PARALLEL_MIN: usize = 32 * 1024;
 /// locks hash maps per bucket, so two writers into one map scale, and from-scratch programming
 /// (hundreds of thousands of slots) is bound by the kernel's per-entry work. Entries within one
 /// call are independent (one phase), so their order does not matter.
-pub(crate) fn update_parallel<K: Copy + Sync, V: Copy + Sync>(
+pub fn update_parallel<K: Copy + Sync, V: Copy + Sync>(
     fd: BorrowedFd<'_>,
     keys: &[K],
     values: &[V],
@@ -164,7 +165,7 @@ pub(crate) fn update_parallel<K: Copy + Sync, V: Copy + Sync>(
 }
 
 /// Deletes `keys`; keys that are not in the map are skipped. Returns how many were missing.
-pub(crate) fn delete<K: Copy>(fd: BorrowedFd<'_>, keys: &[K], chunk: usize) -> io::Result<usize> {
+pub fn delete<K: Copy>(fd: BorrowedFd<'_>, keys: &[K], chunk: usize) -> io::Result<usize> {
     let chunk_len = chunk.max(1);
     let mut missing = 0;
     let mut rest = keys;
