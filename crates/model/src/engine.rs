@@ -21,6 +21,7 @@ use crate::desired::{DesiredState, Frontend, FrontendKey, FrontendKind, StateDif
 use crate::frontends::service_frontends;
 use crate::input::{Change, ClusterState, ObjectKey};
 use crate::intern::Interner;
+use crate::keyset::KeySet;
 use crate::ownership::{Refusal, RefusalReason};
 use crate::parse::{
     NodeFacts, ServiceFacts, SliceFacts, node_addresses, node_eligible, node_facts, service_facts,
@@ -41,11 +42,11 @@ pub struct NodeModel {
     slices: FxHashMap<ObjectKey, SliceFacts>,
     /// Service → its EndpointSlices, by the `kubernetes.io/service-name` label. Ordered so that
     /// duplicate endpoints resolve the same way every time.
-    slices_by_service: FxHashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    slices_by_service: FxHashMap<ObjectKey, KeySet<ObjectKey>>,
     /// Service → the frontend keys it claims (owned or contended).
     claims: FxHashMap<ObjectKey, Vec<FrontendKey>>,
     /// Frontend key → Services claiming it that do not own it.
-    contenders: FxHashMap<FrontendKey, BTreeSet<ObjectKey>>,
+    contenders: FxHashMap<FrontendKey, KeySet<ObjectKey>>,
     desired: DesiredState,
     interner: Interner,
     /// Terminating endpoints (address, port) per EndpointSlice that has any.
@@ -53,13 +54,13 @@ pub struct NodeModel {
     /// Whether this node may get traffic from external load balancers ([`node_eligible`]).
     eligible: bool,
     /// Cluster IP → the served Services that have it.
-    cluster_ip_owners: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    cluster_ip_owners: FxHashMap<IpAddr, KeySet<ObjectKey>>,
     /// Node address → the Nodes that have it; and each Node's addresses.
-    node_address_owners: FxHashMap<IpAddr, BTreeSet<String>>,
+    node_address_owners: FxHashMap<IpAddr, KeySet<String>>,
     node_addresses: FxHashMap<String, Vec<IpAddr>>,
     /// externalIP or LoadBalancer IP → the Services that ask for it (to recompute them when a
     /// cluster IP or node address appears or goes).
-    external_claims: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    external_claims: FxHashMap<IpAddr, KeySet<ObjectKey>>,
     /// Service → the frontend addresses it asked for and does not get.
     refusals: FxHashMap<ObjectKey, Vec<Refusal>>,
 }
@@ -546,7 +547,7 @@ impl NodeModel {
 }
 
 /// Removes `key` from the set of `ip`, and the set when it empties.
-fn unindex(index: &mut FxHashMap<IpAddr, BTreeSet<ObjectKey>>, ip: IpAddr, key: &ObjectKey) {
+fn unindex(index: &mut FxHashMap<IpAddr, KeySet<ObjectKey>>, ip: IpAddr, key: &ObjectKey) {
     if let Some(set) = index.get_mut(&ip) {
         set.remove(key);
         if set.is_empty() {

@@ -18,6 +18,7 @@ pub mod engine;
 mod frontends;
 pub mod input;
 mod intern;
+mod keyset;
 pub mod labels;
 pub mod ownership;
 mod parse;

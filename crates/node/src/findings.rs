@@ -39,7 +39,7 @@ impl Findings {
     /// validates again the objects they touch, with those whose findings depend on them.
     pub(crate) fn record(&mut self, changes: &[Change]) {
         self.renewed.extend(changes.iter().map(|c| (c.kind(), c.key().clone())));
-        self.dirty.extend(self.validation.update(changes.iter().cloned()));
+        self.dirty.extend(self.validation.update(changes));
     }
 
     /// Logs each problem not yet logged for its object's version, and each object whose

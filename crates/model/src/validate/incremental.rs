@@ -1,16 +1,21 @@
 //! Validation kept up to date change by change, for the node agent: after an update only the
 //! objects it touched, and those whose findings depend on them, are validated again — a
 //! NodePort, cluster IP or address shared with a changed Service, the Service an EndpointSlice
-//! names, the slices naming a Node. A whole-state [`validate`](super::validate) after every
-//! update costs tens of milliseconds at 10,000 Services; this costs microseconds.
+//! names, the slices naming a Node that came or went. A whole-state
+//! [`validate`](super::validate) after every update costs tens of milliseconds at 10,000
+//! Services; this costs microseconds.
 //!
 //! The findings are those `validate` gives for the same state, in the same order
 //! (`tests/validate_incremental.rs` checks it on random update sequences). The per-object rules
-//! are shared with `validate`; the cross-object rules read indexes kept here instead of a scan.
+//! are shared with `validate` and run once per object version; the cross-object rules read
+//! indexes and the few facts of each object they need, kept here instead of the objects: a
+//! second copy of every Service and EndpointSlice was the agent's largest memory item.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -23,19 +28,29 @@ use super::{
     validate_node, validate_service,
 };
 use crate::input::{Change, ClusterState, ObjectKey, ObjectKind};
+use crate::intern::Interner;
+use crate::keyset::KeySet;
 use crate::parse::SERVICE_NAME_LABEL;
 
 /// One object, as findings name it.
 pub type Object = (ObjectKind, ObjectKey);
 
-/// The objects seen so far, their findings, and the indexes the cross-object rules read.
+/// The facts of the objects seen so far, their findings, and the indexes the cross-object rules
+/// read.
 #[derive(Debug, Default)]
 pub struct IncrementalValidation {
     options: ValidationOptions,
-    /// Every object validation reads (Namespaces and Secrets are not kept: no rule reads them).
-    state: ClusterState,
+    services: BTreeMap<ObjectKey, ServiceFacts>,
+    slices: BTreeMap<ObjectKey, SliceFacts>,
+    nodes: BTreeMap<ObjectKey, NodeFacts>,
+    /// IPPools, BGPPeers and BGPAdvertisements, whole: a handful, and their rules read each
+    /// other. (Namespaces, Secrets and L2Advertisements are not kept: no rule reads them.)
+    load_balancing: ClusterState,
     index: Index,
-    /// Findings of each object that has any, in `validate`'s order.
+    /// Shares port names, protocols and node names between slices.
+    interner: Interner,
+    /// Findings of each object that has any, in `validate`'s order: first its own rules' (kept
+    /// from when its version came), then the cross-object ones.
     findings: BTreeMap<Object, Vec<Finding>>,
 }
 
@@ -46,22 +61,22 @@ struct Index {
     /// of each one's first claim. The smallest key owns it.
     node_ports: FxHashMap<(i32, String), BTreeMap<ObjectKey, String>>,
     /// Cluster IP → Services listing it (the smallest owns it).
-    cluster_ips: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    cluster_ips: FxHashMap<IpAddr, KeySet<ObjectKey>>,
     /// Node address → Nodes that have it (they own it before any Service).
-    node_addresses: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    node_addresses: FxHashMap<IpAddr, KeySet<ObjectKey>>,
     /// Any cluster IP field → Services (owners of the address when no Node has it).
-    service_addresses: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    service_addresses: FxHashMap<IpAddr, KeySet<ObjectKey>>,
     /// externalIP or LoadBalancer ingress IP → Services asking for it.
-    external: FxHashMap<IpAddr, BTreeSet<ObjectKey>>,
+    external: FxHashMap<IpAddr, KeySet<ObjectKey>>,
     /// Service (by the slices' `kubernetes.io/service-name` label) → its EndpointSlices.
-    slices_of_service: FxHashMap<ObjectKey, BTreeSet<ObjectKey>>,
-    /// Node name → EndpointSlices with an endpoint on it.
-    slices_of_node: FxHashMap<String, BTreeSet<ObjectKey>>,
+    slices_of_service: FxHashMap<ObjectKey, KeySet<ObjectKey>>,
 }
 
-/// What one Service claims, as the cross-object rules see it.
+/// What the cross-object rules read of one Service.
 #[derive(Debug, Default)]
 struct ServiceFacts {
+    /// How many of its findings come from its own rules (they lead its findings).
+    own: usize,
     /// First claim of each (port, protocol): field and what it is.
     node_ports: Vec<(i32, String, String, &'static str)>,
     /// `spec.clusterIPs` (or `spec.clusterIP`) with their index, as the collision rule reads it.
@@ -70,13 +85,28 @@ struct ServiceFacts {
     addresses: Vec<IpAddr>,
     /// externalIPs and LoadBalancer ingress IPs with their field.
     external: Vec<(String, IpAddr)>,
+    /// Name and protocol of each port, when its slices' ports are checked against them (not for
+    /// ExternalName or headless Services).
+    ports: Option<Box<[(String, String)]>>,
 }
 
-/// What one EndpointSlice refers to.
+/// What the cross-object rules read of one EndpointSlice.
 #[derive(Debug, Default)]
 struct SliceFacts {
+    own: usize,
+    /// Its Service, from the `kubernetes.io/service-name` label (same namespace).
     service: Option<ObjectKey>,
-    nodes: Vec<String>,
+    /// Name and protocol of each port.
+    ports: Box<[(Arc<str>, Arc<str>)]>,
+    /// The node each endpoint names, by endpoint index.
+    nodes: Box<[Option<Arc<str>>]>,
+}
+
+/// What the cross-object rules read of one Node.
+#[derive(Debug, Default)]
+struct NodeFacts {
+    own: usize,
+    addresses: Vec<IpAddr>,
 }
 
 /// Index entries an update changed; the objects reading them are validated again.
@@ -91,7 +121,7 @@ struct Touched {
     /// Services that came or went (the "does not exist" findings of slices naming them).
     slices_of_service: FxHashSet<ObjectKey>,
     /// Nodes that came or went (the "does not exist" findings of slices naming them).
-    slices_of_node: FxHashSet<String>,
+    nodes: FxHashSet<String>,
     load_balancing: bool,
 }
 
@@ -101,72 +131,87 @@ impl IncrementalValidation {
     }
 
     /// Takes in an update and validates again what it touched. Returns those objects (their
-    /// findings may or may not have changed; objects outside it kept theirs).
-    pub fn update(&mut self, changes: impl IntoIterator<Item = Change>) -> BTreeSet<Object> {
+    /// findings may or may not have changed; objects outside it kept theirs). Nothing of the
+    /// changes is kept but the facts the rules read.
+    pub fn update<C: Borrow<Change>>(
+        &mut self,
+        changes: impl IntoIterator<Item = C>,
+    ) -> BTreeSet<Object> {
         let mut touched = Touched::default();
         let mut affected = BTreeSet::new();
-        let had_no_nodes = self.state.nodes.is_empty();
+        let had_no_nodes = self.nodes.is_empty();
         for change in changes {
-            let (kind, key) = (change.kind(), change.key().clone());
-            match kind {
-                ObjectKind::Service => {
-                    if let Some(old) = self.state.services.get(&key) {
-                        let facts = service_facts(old, &self.options);
-                        self.index.remove_service(&key, &facts);
-                        touched.service(&facts);
+            let change = change.borrow();
+            let (kind, key) = (change.kind(), change.key());
+            match change {
+                Change::Service(_, service) => {
+                    if let Some(old) = self.services.remove(key) {
+                        self.index.remove_service(key, &old);
+                        touched.service(&old);
                     }
-                    self.state.apply(change);
-                    if let Some(new) = self.state.services.get(&key) {
-                        let facts = service_facts(new, &self.options);
-                        self.index.add_service(&key, &facts);
+                    if let Some(service) = service {
+                        let mut own = Vec::new();
+                        validate_service(key, service, &self.options, &mut own);
+                        let facts = service_facts(service, &self.options, own.len());
+                        self.index.add_service(key, &facts);
                         touched.service(&facts);
+                        self.services.insert(key.clone(), facts);
+                        self.set_findings((kind, key.clone()), own);
                     }
                     touched.slices_of_service.insert(key.clone());
                 }
-                ObjectKind::EndpointSlice => {
-                    if let Some(old) = self.state.endpoint_slices.get(&key) {
-                        let facts = slice_facts(&key, old);
-                        self.index.remove_slice(&key, &facts);
-                        touched.services.extend(facts.service);
+                Change::EndpointSlice(_, slice) => {
+                    if let Some(old) = self.slices.remove(key) {
+                        remove_all(&mut self.index.slices_of_service, old.service.as_slice(), key);
+                        touched.services.extend(old.service);
                     }
-                    self.state.apply(change);
-                    if let Some(new) = self.state.endpoint_slices.get(&key) {
-                        let facts = slice_facts(&key, new);
-                        self.index.add_slice(&key, &facts);
-                        touched.services.extend(facts.service);
+                    if let Some(slice) = slice {
+                        let mut own = Vec::new();
+                        validate_endpoint_slice(key, slice, &mut own);
+                        let facts = slice_facts(key, slice, own.len(), &mut self.interner);
+                        add_all(&mut self.index.slices_of_service, facts.service.as_slice(), key);
+                        touched.services.extend(facts.service.clone());
+                        self.slices.insert(key.clone(), facts);
+                        self.set_findings((kind, key.clone()), own);
                     }
                 }
-                ObjectKind::Node => {
-                    if let Some(old) = self.state.nodes.get(&key) {
-                        let addresses = node_addresses(old);
-                        remove_all(&mut self.index.node_addresses, &addresses, &key);
-                        touched.owned.extend(addresses);
+                Change::Node(_, node) => {
+                    let old = self.nodes.remove(key);
+                    if let Some(old) = &old {
+                        remove_all(&mut self.index.node_addresses, &old.addresses, key);
+                        touched.owned.extend(old.addresses.iter().copied());
                     }
-                    self.state.apply(change);
-                    if let Some(new) = self.state.nodes.get(&key) {
-                        let addresses = node_addresses(new);
-                        add_all(&mut self.index.node_addresses, &addresses, &key);
-                        touched.owned.extend(addresses);
+                    if let Some(node) = node {
+                        let mut own = Vec::new();
+                        validate_node(key, node, &mut own);
+                        let facts = NodeFacts { own: own.len(), addresses: node_addresses(node) };
+                        add_all(&mut self.index.node_addresses, &facts.addresses, key);
+                        touched.owned.extend(facts.addresses.iter().copied());
+                        self.nodes.insert(key.clone(), facts);
+                        self.set_findings((kind, key.clone()), own);
                     }
-                    touched.slices_of_node.insert(key.name.clone());
+                    // Slices read only whether a Node exists.
+                    if old.is_some() != node.is_some() {
+                        touched.nodes.insert(key.name.clone());
+                    }
                 }
-                ObjectKind::IPPool | ObjectKind::BGPPeer | ObjectKind::BGPAdvertisement => {
-                    self.state.apply(change);
+                Change::IPPool(..) | Change::BGPPeer(..) | Change::BGPAdvertisement(..) => {
+                    self.load_balancing.apply(change.clone());
                     touched.load_balancing = true;
                 }
                 // No rule reads them.
-                ObjectKind::Namespace | ObjectKind::Secret | ObjectKind::L2Advertisement => {
+                Change::Namespace(..) | Change::Secret(..) | Change::L2Advertisement(..) => {
                     continue;
                 }
             }
-            affected.insert((kind, key));
+            affected.insert((kind, key.clone()));
         }
-        let all_slices = had_no_nodes != self.state.nodes.is_empty();
+        let all_slices = had_no_nodes != self.nodes.is_empty();
         self.collect(&touched, all_slices, &mut affected);
         if touched.load_balancing {
             self.findings.retain(|(kind, _), _| !is_load_balancing(*kind));
             let mut findings = Vec::new();
-            load_balancing::check(&self.state, &mut findings);
+            load_balancing::check(&self.load_balancing, &mut findings);
             for finding in findings {
                 let object = (finding.kind, finding.object.clone());
                 self.findings.entry(object).or_default().push(finding);
@@ -191,6 +236,14 @@ impl IncrementalValidation {
         self.findings.values().flatten()
     }
 
+    fn set_findings(&mut self, object: Object, findings: Vec<Finding>) {
+        if findings.is_empty() {
+            self.findings.remove(&object);
+        } else {
+            self.findings.insert(object, findings);
+        }
+    }
+
     /// The objects reading what `touched` names.
     fn collect(&self, touched: &Touched, all_slices: bool, affected: &mut BTreeSet<Object>) {
         let index = &self.index;
@@ -201,26 +254,29 @@ impl IncrementalValidation {
             .flat_map(BTreeMap::keys)
             .chain(touched.cluster_ips.iter().filter_map(|ip| index.cluster_ips.get(ip)).flatten())
             .chain(touched.owned.iter().filter_map(|ip| index.external.get(ip)).flatten())
-            .chain(touched.services.iter().filter(|key| self.state.services.contains_key(key)));
+            .chain(touched.services.iter().filter(|key| self.services.contains_key(key)));
         affected.extend(services.map(|key| (ObjectKind::Service, key.clone())));
-        let slices: Box<dyn Iterator<Item = &ObjectKey>> = if all_slices {
-            Box::new(self.state.endpoint_slices.keys())
-        } else {
-            Box::new(
-                (touched.slices_of_service.iter())
-                    .filter_map(|service| index.slices_of_service.get(service))
-                    .chain(
-                        (touched.slices_of_node.iter())
-                            .filter_map(|node| index.slices_of_node.get(node)),
-                    )
-                    .flatten(),
-            )
-        };
-        affected.extend(slices.map(|key| (ObjectKind::EndpointSlice, key.clone())));
+        let slice = |key: &ObjectKey| (ObjectKind::EndpointSlice, key.clone());
+        if all_slices {
+            affected.extend(self.slices.keys().map(slice));
+            return;
+        }
+        let of_services = (touched.slices_of_service.iter())
+            .filter_map(|service| index.slices_of_service.get(service))
+            .flatten();
+        affected.extend(of_services.map(slice));
+        // A Node comes or goes rarely: a scan of the slices costs less than an index of them
+        // by node (each slice key once per node it names).
+        if !touched.nodes.is_empty() {
+            let naming = self.slices.iter().filter(|(_, facts)| {
+                facts.nodes.iter().flatten().any(|node| touched.nodes.contains(&**node))
+            });
+            affected.extend(naming.map(|(key, _)| slice(key)));
+        }
     }
 
     fn load_balancing_objects(&self) -> impl Iterator<Item = Object> + '_ {
-        let state = &self.state;
+        let state = &self.load_balancing;
         let pools = state.ip_pools.keys().map(|k| (ObjectKind::IPPool, k.clone()));
         let peers = state.bgp_peers.keys().map(|k| (ObjectKind::BGPPeer, k.clone()));
         let ads =
@@ -228,88 +284,79 @@ impl IncrementalValidation {
         pools.chain(peers).chain(ads)
     }
 
-    /// Validates one Service, EndpointSlice or Node again, its own rules then the cross-object
-    /// ones in `validate`'s order.
+    /// Validates one Service, EndpointSlice or Node again: its own rules' findings stay, the
+    /// cross-object ones are found again in `validate`'s order.
     fn validate_object(&mut self, object: &Object) {
         let (kind, key) = object;
-        let mut findings = Vec::new();
+        let own = match kind {
+            ObjectKind::Service => self.services.get(key).map(|facts| facts.own),
+            ObjectKind::EndpointSlice => self.slices.get(key).map(|facts| facts.own),
+            ObjectKind::Node => self.nodes.get(key).map(|facts| facts.own),
+            _ => None,
+        };
+        let Some(own) = own else {
+            self.findings.remove(object);
+            return;
+        };
+        let mut findings = self.findings.remove(object).unwrap_or_default();
+        findings.truncate(own);
         match kind {
-            ObjectKind::Service => {
-                if let Some(service) = self.state.services.get(key) {
-                    validate_service(key, service, &self.options, &mut findings);
-                    self.service_rules(key, service, &mut findings);
-                }
-            }
-            ObjectKind::EndpointSlice => {
-                if let Some(slice) = self.state.endpoint_slices.get(key) {
-                    validate_endpoint_slice(key, slice, &mut findings);
-                    self.slice_rules(key, slice, &mut findings);
-                }
-            }
-            ObjectKind::Node => {
-                if let Some(node) = self.state.nodes.get(key) {
-                    validate_node(key, node, &mut findings);
-                }
-            }
+            ObjectKind::Service => self.service_rules(key, &mut findings),
+            ObjectKind::EndpointSlice => self.slice_rules(key, &mut findings),
             _ => {}
         }
-        if findings.is_empty() {
-            self.findings.remove(object);
-        } else {
-            self.findings.insert(object.clone(), findings);
-        }
+        self.set_findings(object.clone(), findings);
     }
 
     /// `cluster.rs`'s rules for one Service, read from the indexes.
-    fn service_rules(&self, key: &ObjectKey, service: &Service, findings: &mut Vec<Finding>) {
-        let facts = service_facts(service, &self.options);
+    fn service_rules(&self, key: &ObjectKey, findings: &mut Vec<Finding>) {
+        let Some(facts) = self.services.get(key) else { return };
         let mut report = Report { kind: ObjectKind::Service, object: key, findings };
-        for (port, protocol, field, what) in facts.node_ports {
-            let claims = self.index.node_ports.get(&(port, protocol.clone()));
+        for (port, protocol, field, what) in &facts.node_ports {
+            let claims = self.index.node_ports.get(&(*port, protocol.clone()));
             if let Some((owner, owner_field)) = claims.and_then(BTreeMap::first_key_value)
                 && owner != key
             {
                 let problem = Problem::NodePortCollision {
                     what,
-                    port,
-                    protocol,
+                    port: *port,
+                    protocol: protocol.clone(),
                     other: owner.clone(),
                     other_field: owner_field.clone(),
                 };
-                report.error(field, problem);
+                report.error(field.clone(), problem);
             }
         }
         let mut seen = BTreeSet::new();
-        for (i, ip) in facts.cluster_ips {
+        for &(i, ip) in &facts.cluster_ips {
             let first = seen.insert(ip);
-            if let Some(owner) = self.index.cluster_ips.get(&ip).and_then(BTreeSet::first)
+            if let Some(owner) = self.index.cluster_ips.get(&ip).and_then(KeySet::first)
                 && (owner != key || !first)
             {
                 let problem = Problem::ClusterIpCollision { ip, other: owner.clone() };
                 report.error(format!("spec.clusterIPs[{i}]"), problem);
             }
         }
-        for (field, ip) in facts.external {
-            let owner = match self.index.node_addresses.get(&ip).and_then(BTreeSet::first) {
+        for (field, ip) in &facts.external {
+            let ip = *ip;
+            let owner = match self.index.node_addresses.get(&ip).and_then(KeySet::first) {
                 Some(node) => Some((node, format!("an address of Node {}", node.name))),
-                None => (self.index.service_addresses.get(&ip).and_then(BTreeSet::first))
+                None => (self.index.service_addresses.get(&ip).and_then(KeySet::first))
                     .map(|owner| (owner, format!("the cluster IP of Service {owner}"))),
             };
             if let Some((owner, what)) = owner
                 && owner != key
             {
-                report.error(field, Problem::AddressTaken { ip, owner: what });
+                report.error(field.clone(), Problem::AddressTaken { ip, owner: what });
             }
         }
-        self.service_joins(key, service, report);
+        if let Some(ports) = &facts.ports {
+            self.service_joins(key, ports, report);
+        }
     }
 
     /// The end of `cluster::check_joins` for one Service: slices and their port names.
-    fn service_joins(&self, key: &ObjectKey, service: &Service, mut report: Report<'_>) {
-        let Some(spec) = service.spec.as_ref() else { return };
-        if service_type(spec) == "ExternalName" || is_headless(spec) {
-            return;
-        }
+    fn service_joins(&self, key: &ObjectKey, ports: &[(String, String)], mut report: Report<'_>) {
         let Some(slices) = self.index.slices_of_service.get(key) else {
             report.warning(
                 "spec",
@@ -320,22 +367,17 @@ impl IncrementalValidation {
             );
             return;
         };
-        let offered: BTreeSet<(String, String)> = slices
+        let offered: BTreeSet<(&str, &str)> = slices
             .iter()
-            .filter_map(|slice| self.state.endpoint_slices.get(slice))
-            .flat_map(|slice| slice.ports.iter().flatten())
-            .map(|p| {
-                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
-                (p.name.clone().unwrap_or_default(), protocol)
-            })
+            .filter_map(|slice| self.slices.get(slice))
+            .flat_map(|slice| slice.ports.iter())
+            .map(|(name, protocol)| (&**name, &**protocol))
             .collect();
         if offered.is_empty() {
             return;
         }
-        for (i, port) in spec.ports.iter().flatten().enumerate() {
-            let name = port.name.clone().unwrap_or_default();
-            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
-            if !offered.contains(&(name.clone(), protocol.clone())) {
+        for (i, (name, protocol)) in ports.iter().enumerate() {
+            if !offered.contains(&(name.as_str(), protocol.as_str())) {
                 let offered: Vec<String> =
                     offered.iter().map(|(n, p)| format!("{n:?}/{p}")).collect();
                 report.warning(
@@ -351,23 +393,24 @@ impl IncrementalValidation {
     }
 
     /// The start of `cluster::check_joins` for one EndpointSlice: its Service and its nodes.
-    fn slice_rules(&self, key: &ObjectKey, slice: &EndpointSlice, findings: &mut Vec<Finding>) {
+    fn slice_rules(&self, key: &ObjectKey, findings: &mut Vec<Finding>) {
+        let Some(facts) = self.slices.get(key) else { return };
         let mut report = Report { kind: ObjectKind::EndpointSlice, object: key, findings };
         let label = format!("metadata.labels[{SERVICE_NAME_LABEL}]");
-        match slice_facts(key, slice).service {
+        match &facts.service {
             None => report.warning(
                 label,
                 Problem::Rule("missing: this EndpointSlice belongs to no Service".to_owned()),
             ),
-            Some(service) if !self.state.services.contains_key(&service) => {
+            Some(service) if !self.services.contains_key(service) => {
                 report.warning(label, Problem::Rule(format!("Service {service} does not exist")))
             }
             Some(_) => {}
         }
-        if !self.state.nodes.is_empty() {
-            for (i, endpoint) in slice.endpoints.iter().enumerate() {
-                if let Some(node) = endpoint.node_name.as_deref()
-                    && !self.state.nodes.contains_key(&ObjectKey::cluster(node))
+        if !self.nodes.is_empty() {
+            for (i, node) in facts.nodes.iter().enumerate() {
+                if let Some(node) = node.as_deref()
+                    && !self.nodes.contains_key(&ObjectKey::cluster(node))
                 {
                     report.warning(
                         format!("endpoints[{i}].nodeName"),
@@ -421,20 +464,10 @@ impl Index {
         let external: Vec<IpAddr> = facts.external.iter().map(|(_, ip)| *ip).collect();
         remove_all(&mut self.external, &external, key);
     }
-
-    fn add_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
-        add_all(&mut self.slices_of_service, facts.service.as_slice(), key);
-        add_all(&mut self.slices_of_node, &facts.nodes, key);
-    }
-
-    fn remove_slice(&mut self, key: &ObjectKey, facts: &SliceFacts) {
-        remove_all(&mut self.slices_of_service, facts.service.as_slice(), key);
-        remove_all(&mut self.slices_of_node, &facts.nodes, key);
-    }
 }
 
 fn add_all<K: Hash + Eq + Clone>(
-    index: &mut FxHashMap<K, BTreeSet<ObjectKey>>,
+    index: &mut FxHashMap<K, KeySet<ObjectKey>>,
     entries: &[K],
     key: &ObjectKey,
 ) {
@@ -444,7 +477,7 @@ fn add_all<K: Hash + Eq + Clone>(
 }
 
 fn remove_all<K: Hash + Eq>(
-    index: &mut FxHashMap<K, BTreeSet<ObjectKey>>,
+    index: &mut FxHashMap<K, KeySet<ObjectKey>>,
     entries: &[K],
     key: &ObjectKey,
 ) {
@@ -459,9 +492,16 @@ fn remove_all<K: Hash + Eq>(
 }
 
 /// What `cluster.rs` reads of a Service, in the order it reads it.
-fn service_facts(service: &Service, options: &ValidationOptions) -> ServiceFacts {
-    let mut facts = ServiceFacts::default();
+fn service_facts(service: &Service, options: &ValidationOptions, own: usize) -> ServiceFacts {
+    let mut facts = ServiceFacts { own, ..ServiceFacts::default() };
     let Some(spec) = service.spec.as_ref() else { return facts };
+    if service_type(spec) != "ExternalName" && !is_headless(spec) {
+        let ports = spec.ports.iter().flatten().map(|port| {
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+            (port.name.clone().unwrap_or_default(), protocol)
+        });
+        facts.ports = Some(ports.collect());
+    }
     if matches!(service_type(spec), "NodePort" | "LoadBalancer") {
         let ports = spec.ports.iter().flatten().enumerate().filter_map(|(i, port)| {
             let node_port = port.node_port.filter(|p| in_range(options.node_port_range, *p))?;
@@ -507,13 +547,26 @@ fn service_facts(service: &Service, options: &ValidationOptions) -> ServiceFacts
     facts
 }
 
-fn slice_facts(key: &ObjectKey, slice: &EndpointSlice) -> SliceFacts {
+fn slice_facts(
+    key: &ObjectKey,
+    slice: &EndpointSlice,
+    own: usize,
+    interner: &mut Interner,
+) -> SliceFacts {
     let label = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
     let service = label
         .filter(|name| !name.is_empty())
         .map(|name| ObjectKey::new(key.namespace.clone(), name.clone()));
-    let nodes = slice.endpoints.iter().filter_map(|e| e.node_name.clone()).collect();
-    SliceFacts { service, nodes }
+    let ports = (slice.ports.iter().flatten())
+        .map(|p| {
+            let name = interner.intern(p.name.as_deref().unwrap_or_default());
+            (name, interner.intern(p.protocol.as_deref().unwrap_or("TCP")))
+        })
+        .collect();
+    let nodes = (slice.endpoints.iter())
+        .map(|e| e.node_name.as_deref().map(|node| interner.intern(node)))
+        .collect();
+    SliceFacts { own, service, ports, nodes }
 }
 
 fn node_addresses(node: &Node) -> Vec<IpAddr> {
