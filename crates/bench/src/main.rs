@@ -128,6 +128,7 @@ struct ForwardingOptions {
 enum ForwarderArg {
     Kernel,
     SwitchyardTc,
+    SwitchyardXdp,
     Nftables,
     IptablesNft,
     IptablesLegacy,
@@ -139,6 +140,7 @@ impl From<ForwarderArg> for forwarding::Forwarder {
         match f {
             ForwarderArg::Kernel => Self::KernelForwarding,
             ForwarderArg::SwitchyardTc => Self::SwitchyardTc,
+            ForwarderArg::SwitchyardXdp => Self::SwitchyardXdp,
             ForwarderArg::Nftables => Self::Nftables,
             ForwarderArg::IptablesNft => Self::IptablesNft,
             ForwarderArg::IptablesLegacy => Self::IptablesLegacy,

@@ -127,6 +127,46 @@ pub fn load_packet_path(
     Ok(programmed)
 }
 
+/// The per-packet XDP program (`--xdp native`) on the maps of a [`load_packet_path`] result,
+/// attached natively to `devices` in `netns` (links pinned in the same bpffs: dropping
+/// `programmed` detaches it).
+pub fn attach_xdp(
+    programmed: &Programmed,
+    netns: &str,
+    devices: &[&str],
+) -> Result<switchyard_bpf::nodeport_xdp::XdpDatapath, BenchError> {
+    let err = |what: &str, e: &dyn std::fmt::Display| {
+        BenchError::Switchyard(format!("per-packet XDP: {what}: {e}"))
+    };
+    let mut xdp = switchyard_bpf::nodeport_xdp::XdpDatapath::load(
+        &programmed.options,
+        PacketMapSizes::default(),
+    )
+    .map_err(|e| err("loading", &ErrorChain(&e)))?;
+    let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
+    switchyard_lab::netns::run_in(netns, move || {
+        for device in &devices {
+            xdp.attach(device, switchyard_bpf::director::XdpMode::Native)?;
+        }
+        Ok::<_, switchyard_bpf::Error>(xdp)
+    })
+    .map_err(|e| err(&format!("entering {netns}"), &ErrorChain(&e)))?
+    .map_err(|e| err("attaching", &ErrorChain(&e)))
+}
+
+/// One per-packet counter of a [`load_packet_path`] result (0 without the per-packet maps).
+pub fn packet_count(
+    programmed: &Programmed,
+    reason: switchyard_bpf::nodeport_abi::PacketReason,
+) -> Result<u64, BenchError> {
+    let Some(packet) = programmed.packet.as_ref() else { return Ok(0) };
+    let counters = packet
+        .maps()
+        .counters()
+        .map_err(|e| BenchError::Switchyard(format!("per-packet counters: {}", ErrorChain(&e))))?;
+    Ok(counters.get(&reason).map_or(0, |c| c.packets))
+}
+
 /// The per-packet conntrack (`sy_ct`, `sy_nat`) of a [`load_packet_path`] result, to carry
 /// over into the next one: a node that keeps running keeps its flows while Services change.
 /// Without it every N of the latency series starts with an empty table while the backend

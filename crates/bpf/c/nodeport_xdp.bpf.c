@@ -64,7 +64,7 @@ static __always_inline int l4_csum_partial(struct xdp_md *ctx, const struct pkt 
 
 	if (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP)
 		return 0;
-	if (bpf_xdp_load_bytes(ctx, l4_csum_off(p), &c, 2))
+	if (ctx_load_bytes(ctx, l4_csum_off(p), &c, 2))
 		return 1;
 	if (p->t.family == SY_AF_INET) {
 		ph[0] = p->t.saddr.words[3];
@@ -136,7 +136,7 @@ static __always_inline int for_this_device(struct xdp_md *ctx)
 	struct sy_xdp_dev *dev = bpf_map_lookup_elem(&sy_xdp_devs, &in);
 	__u8 dst[ETH_ALEN];
 
-	if (!dev || bpf_xdp_load_bytes(ctx, 0, dst, ETH_ALEN))
+	if (!dev || ctx_load_bytes(ctx, 0, dst, ETH_ALEN))
 		return 0;
 	return __builtin_memcmp(dst, dev->mac, ETH_ALEN) == 0;
 }

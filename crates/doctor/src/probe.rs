@@ -77,6 +77,7 @@ const MAP_TYPES: &[(MapType, &str)] = &[
     (MapType::PerCpuHash, "per-CPU hash maps"),
     (MapType::PerCpuArray, "per-CPU arrays"),
     (MapType::HashOfMaps, "hash-of-maps"),
+    (MapType::ArrayOfMaps, "array-of-maps"),
     (MapType::LpmTrie, "LPM tries"),
     (MapType::RingBuf, "ring buffers"),
 ];

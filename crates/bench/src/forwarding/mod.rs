@@ -27,6 +27,7 @@ use crate::programming::Peer;
 use crate::state::{DesiredState, NodeConfig};
 use crate::switchyard;
 use generator::Generator;
+use switchyard_bpf::nodeport_abi::PacketReason;
 use topology::{FwdTopology, GEN_IP, NODE_IP, POD_IP, counters, cpu_time, pin};
 
 /// UDP port of the sink behind the NodePort (nothing listens: the sink drops every packet).
@@ -52,6 +53,9 @@ pub enum Forwarder {
     /// Switchyard's per-packet programs at TC on the node's ingress (NodePort, SNAT,
     /// conntrack), forwarding with `bpf_fib_lookup` + `bpf_redirect`.
     SwitchyardTc,
+    /// The same path at XDP (`--xdp native` on the forwarder's veths, issue 20): the program
+    /// translates and redirects the frame to the egress veth before an skb exists.
+    SwitchyardXdp,
     /// kube-proxy nftables mode.
     Nftables,
     /// kube-proxy iptables mode, nf_tables backend.
@@ -64,9 +68,10 @@ pub enum Forwarder {
 }
 
 impl Forwarder {
-    pub const ALL: [Forwarder; 6] = [
+    pub const ALL: [Forwarder; 7] = [
         Forwarder::KernelForwarding,
         Forwarder::SwitchyardTc,
+        Forwarder::SwitchyardXdp,
         Forwarder::Nftables,
         Forwarder::IptablesNft,
         Forwarder::IptablesLegacy,
@@ -77,6 +82,7 @@ impl Forwarder {
         match self {
             Self::KernelForwarding => "kernel forwarding",
             Self::SwitchyardTc => "switchyard TC",
+            Self::SwitchyardXdp => "switchyard XDP",
             Self::Nftables => "nftables",
             Self::IptablesNft => "iptables-nft",
             Self::IptablesLegacy => "iptables-legacy",
@@ -89,7 +95,10 @@ impl Forwarder {
             Self::Nftables => Some(Peer::Nftables),
             Self::IptablesNft => Some(Peer::IptablesNft),
             Self::IptablesLegacy => Some(Peer::IptablesLegacy),
-            Self::KernelForwarding | Self::SwitchyardTc | Self::DirectorXdp => None,
+            Self::KernelForwarding
+            | Self::SwitchyardTc
+            | Self::SwitchyardXdp
+            | Self::DirectorXdp => None,
         }
     }
 }
@@ -290,20 +299,27 @@ fn sample(
     };
     let mut _programmed = None;
     let mut loaded_director = None;
+    let mut loaded_xdp = None;
     let target = match forwarder {
         Forwarder::DirectorXdp => {
             loaded_director = Some(director::Director::load(&topo, generator_cpu)?);
             SocketAddrV4::new(director::VIP, director::VIP_PORT)
         }
         Forwarder::KernelForwarding => SocketAddrV4::new(POD_IP, SERVER_PORT),
-        Forwarder::SwitchyardTc => {
-            _programmed = Some(switchyard::load_packet_path(
+        Forwarder::SwitchyardTc | Forwarder::SwitchyardXdp => {
+            let programmed = switchyard::load_packet_path(
                 state,
                 NODE_IP,
                 topo.fwd.name(),
                 &topo.i,
                 "sybench-fwd",
-            )?);
+            )?;
+            if forwarder == Forwarder::SwitchyardXdp {
+                // On both veths: the program redirects only to devices it runs on.
+                let devices = [topo.i.as_str(), topo.o.as_str()];
+                loaded_xdp = Some(switchyard::attach_xdp(&programmed, topo.fwd.name(), &devices)?);
+            }
+            _programmed = Some(programmed);
             SocketAddrV4::new(NODE_IP, NODE_PORT)
         }
         peer => {
@@ -331,8 +347,17 @@ fn sample(
     send(WARM_UP)?;
     std::thread::sleep(DRAIN);
     // What the forwarder passed on, and of that what the sink did not take: counted on the
-    // egress veth, or for the director by the director itself and the generator veth.
+    // egress veth, or for the director by the director itself and the generator veth, for
+    // Switchyard XDP by the program (`xdp_forwarded`: redirected frames bypass the egress
+    // veth's transmit counters) and the sink veth.
     let passed = || -> Result<(u64, u64, Duration), BenchError> {
+        if let (Some(_), Some(programmed)) = (&loaded_xdp, &_programmed) {
+            return Ok((
+                switchyard::packet_count(programmed, PacketReason::XdpForwarded)?,
+                counters(&topo.sink, &topo.s)?.rx_packets,
+                cpu_time(topo.sink_thread)?,
+            ));
+        }
         match &loaded_director {
             Some(director) => Ok((
                 director.encapsulated()?,

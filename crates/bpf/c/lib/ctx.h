@@ -19,15 +19,36 @@
 #define CTX_ACT_OK XDP_PASS
 #define CTX_ACT_DROP XDP_DROP
 
+/* Frames are at most a page (no multi-buffer): offsets are bounded by this, which also lets the
+ * verifier check direct packet access at a variable offset. */
+#define SY_XDP_MAX_OFF 4095
+
+/* Direct packet access (a copy of len bytes, len a constant at every call site): XDP's frame
+ * is one linear buffer, and a load or store here costs an instruction where the
+ * bpf_xdp_load_bytes / store_bytes helpers cost a call each. */
 static __always_inline int ctx_load_bytes(struct xdp_md *ctx, __u32 off, void *to, __u32 len)
 {
-	return bpf_xdp_load_bytes(ctx, off, to, len);
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+
+	if (!__builtin_constant_p(len)) /* SCTP's CRC chunks */
+		return bpf_xdp_load_bytes(ctx, off, to, len);
+	if (off > SY_XDP_MAX_OFF || data + off + len > end)
+		return -1;
+	__builtin_memcpy(to, data + off, len);
+	return 0;
 }
 
 static __always_inline int ctx_store_bytes(struct xdp_md *ctx, __u32 off, const void *from,
 					   __u32 len, __u64 flags)
 {
-	return bpf_xdp_store_bytes(ctx, off, (void *)from, len);
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+
+	if (!__builtin_constant_p(len))
+		return bpf_xdp_store_bytes(ctx, off, (void *)from, len);
+	if (off > SY_XDP_MAX_OFF || data + off + len > end)
+		return -1;
+	__builtin_memcpy(data + off, from, len);
+	return 0;
 }
 
 /* The frame's length (the program is loaded without multi-buffer support: one linear
@@ -58,7 +79,7 @@ static __always_inline int xdp_csum_add(struct xdp_md *ctx, __u32 off, __u32 dif
 	__u16 c;
 	__u64 s;
 
-	if (bpf_xdp_load_bytes(ctx, off, &c, 2))
+	if (ctx_load_bytes(ctx, off, &c, 2))
 		return -1;
 	if (mangled_0 && c == 0)
 		return 0;
@@ -69,7 +90,7 @@ static __always_inline int xdp_csum_add(struct xdp_md *ctx, __u32 off, __u32 dif
 	c = ~(__u16)s;
 	if (mangled_0 && c == 0)
 		c = 0xffff;
-	return bpf_xdp_store_bytes(ctx, off, &c, 2);
+	return ctx_store_bytes(ctx, off, &c, 2, 0);
 }
 
 /* bpf_l3_csum_replace / bpf_l4_csum_replace for XDP: flags' low 4 bits are the size of the
