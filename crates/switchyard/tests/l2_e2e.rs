@@ -190,6 +190,21 @@ fn the_owner_answers_and_a_dead_owner_fails_over_with_gratuitous_arp() {
     assert_eq!(answered6.as_deref(), Some(pod_of(&owner6)), "through the IPv6 owner {owner6}");
     let before = client_neighbour(&cluster);
     assert!(before.contains(&l2_mac(&cluster, &owner)), "client resolves VIP to {owner}: {before}");
+    // The responders count on each owner's /metrics: answers per family, the announcement made
+    // on gaining the address, the addresses owned.
+    for (node, family) in [(&owner, "ipv4"), (&owner6, "ipv6")] {
+        let text = Agent::metrics(&cluster.lab, node);
+        let sample = |name: &str| Agent::metric(&text, name).unwrap_or(0.0);
+        let answers =
+            format!("switchyard_l2_answers_total{{interface=\"l2\",family=\"{family}\"}}");
+        let owned =
+            format!("switchyard_l2_addresses_owned{{interface=\"l2\",family=\"{family}\"}}");
+        let announced = "switchyard_l2_announcements_total{interface=\"l2\"}";
+        let l2_lines = || text.lines().filter(|l| l.contains("l2_")).collect::<Vec<_>>().join("\n");
+        assert!(sample(&answers) >= 1.0, "{node}: {answers}: {}", l2_lines());
+        assert!(sample(&owned) >= 1.0, "{node}: {owned}: {}", l2_lines());
+        assert!(sample(announced) >= 1.0, "{node}: {announced}: {}", l2_lines());
+    }
 
     // The owner dies: its agent is killed, its link to the segment goes down.
     let index = cluster.agent_index(&owner);

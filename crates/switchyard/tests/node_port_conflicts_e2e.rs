@@ -74,7 +74,7 @@ fn colliding_and_out_of_range_node_ports_are_reported_and_not_served_twice() {
     });
     // Counted: each agent's /metrics (local API socket) has one refused frontend address.
     for agent in &cluster.agents {
-        let text = metrics(&Agent::api_socket(&cluster.lab, &agent.node));
+        let text = Agent::metrics(&cluster.lab, &agent.node);
         assert!(
             text.lines().any(|l| l == "switchyard_frontends_refused 1"),
             "{}: {}",
@@ -97,16 +97,4 @@ fn colliding_and_out_of_range_node_ports_are_reported_and_not_served_twice() {
     cluster.apply_and_wait("others.yaml", &node_port("low", "10.96.172.10", 29999, "b2"));
     assert_eq!(cluster.backends("ext", "tcp", at(node1, 30170), 10), set(&["b1"]));
     cluster.assert_nothing_left_the_lab_since(&baseline);
-}
-
-/// The agent's `/metrics` text, read over its local API socket (HTTP/1.0: the answer ends with
-/// the connection).
-fn metrics(socket: &std::path::Path) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: agent\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
-    answer
 }

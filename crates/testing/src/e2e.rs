@@ -135,6 +135,31 @@ impl Agent {
         std::env::temp_dir().join(format!("{}-{node}-agent.sock", lab.prefix()))
     }
 
+    /// The `/metrics` text of the agent on `node`, read over its local API socket (HTTP/1.0:
+    /// the answer ends with the connection).
+    pub fn metrics(lab: &Lab, node: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::os::unix::net::UnixStream::connect(Self::api_socket(lab, node))
+            .unwrap_or_else(|e| panic!("the agent's API socket on {node}: {e}"));
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: agent\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "{node}: {answer}"
+        );
+        answer
+    }
+
+    /// The value of the sample `name` (with its labels, exactly as the text shows them) in a
+    /// `/metrics` text, if present.
+    pub fn metric(text: &str, name: &str) -> Option<f64> {
+        text.lines().find_map(|line| {
+            let (sample, value) = line.rsplit_once(' ')?;
+            if sample == name { value.parse().ok() } else { None }
+        })
+    }
+
     /// How many updates the agent has logged as applied so far.
     pub fn updates_applied(&self) -> usize {
         self.log.lock().unwrap().iter().filter(|l| l.contains("update applied")).count()
