@@ -14,10 +14,10 @@ use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::director::DirReason;
 use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
-use switchyard_lab::tools::clients::{self, Attempt};
+use switchyard_lab::tools::clients;
 use switchyard_lab::tools::raw;
 use switchyard_testing::director_lab::{
-    self, Director, decap_counters, decapsulated, flow, vip_service,
+    self, Director, carrier, decap_counters, decapsulated, flow, local, route_vips, vip_service,
 };
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, set, topology};
 
@@ -53,38 +53,8 @@ fn gue_port_service(cluster: &Cluster) -> String {
         )
 }
 
-fn route_vips(cluster: &Cluster, vips: [&str; 2], directors: &[&str]) {
-    for vip in vips {
-        let len = if vip.contains(':') { 128 } else { 32 };
-        cluster.lab.route_to_directors(format!("{vip}/{len}").parse().unwrap(), directors).unwrap();
-    }
-}
-
 fn client_ip(cluster: &Cluster, v6: bool) -> IpAddr {
-    let info = cluster.lab.client("ext").unwrap();
-    if v6 { info.ipv6.into() } else { info.ipv4.into() }
-}
-
-fn pod_node(cluster: &Cluster, pod: &str) -> String {
-    cluster.lab.pod(pod).unwrap().node.clone()
-}
-
-/// The node that carried an attempt: the backend's own node when the backend saw the client
-/// (a local backend), else the node whose address the backend saw (SNAT to a remote pod).
-fn carrier(cluster: &Cluster, attempt: &Attempt, client: IpAddr) -> String {
-    let seen: SocketAddr = attempt.seen_as.as_deref().unwrap().parse().unwrap();
-    if seen.ip() == client {
-        pod_node(cluster, attempt.backend.as_deref().unwrap())
-    } else {
-        director_lab::node_named(&cluster.lab, seen.ip())
-            .unwrap_or_else(|| panic!("backend saw {seen}, neither the client nor a node"))
-    }
-}
-
-/// The client's end of an attempt (UDP sockets report their unspecified bind address).
-fn local(attempt: &Attempt, client: IpAddr) -> SocketAddr {
-    let local: SocketAddr = attempt.local.as_deref().unwrap().parse().unwrap();
-    SocketAddr::new(client, local.port())
+    cluster.client_ip("ext", v6)
 }
 
 /// `count` TCP connections and `count` UDP exchanges from `ext` to `target`: every one
