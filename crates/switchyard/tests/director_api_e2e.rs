@@ -6,7 +6,8 @@
 //! and carries real traffic to the nodes its maps name; changes served by the fake reach the
 //! maps (a node added, a node drained, a Service deleted); malformed objects (an opt-in
 //! annotation that is neither "true" nor "false", a node weight that is no number) are
-//! reported by name while everything else is served, and served once fixed.
+//! reported by name while everything else is served, and served once fixed; an object that
+//! cannot be decoded at all does not stop the rest.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
@@ -127,6 +128,15 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     let api = runtime.block_on(FakeApi::start_on(listener));
     api.put_yaml(&web);
     api.put_yaml(&odd_bad);
+    // An object no client can decode (a real API server validates Services, so only a version
+    // skew could serve one): the watch skips it (logged as a watch error, unnamed) and goes on.
+    api.put(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "broken", "namespace": "e2e",
+                     "annotations": {"switchyard.io/director": "true"}},
+        "spec": {"type": "LoadBalancer", "ports": "eighty"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "10.96.73.1"}]}}
+    }));
     // node3 is not there yet; node1's weight annotation is no number (weight 1 is used).
     api.put(node(&cluster, "node1", json!({"switchyard.io/director-weight": "heavy"})));
     api.put(node(&cluster, "node2", json!({})));
@@ -159,7 +169,7 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
         "the Node with a bad weight is not named: {:#?}",
         director.log
     );
-    for vip in ODD {
+    for vip in ODD.into_iter().chain(["10.96.73.1"]) {
         assert_eq!(nodes_in_maps(&cluster, &director, vip), set(&["no VIP"]), "{vip}");
     }
 
