@@ -11,22 +11,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_lab::tools::clients;
 use switchyard_lab::{require_root, wait_until};
-use switchyard_testing::director_lab::{
-    self, Director, carrier, flow, local, route_vips, vip_service,
-};
+use switchyard_testing::director_lab::{self, Director, flow, route_vips, vip_service};
 use switchyard_testing::e2e::{CONVERGE, Cluster, State, at, set, topology};
 use switchyard_testing::fake_api::{FakeApi, Resource, yaml_objects};
 
-const TIMEOUT: Duration = Duration::from_secs(3);
 const TCP: u8 = 6;
-const UDP: u8 = 17;
 const WEB: [&str; 2] = ["10.96.70.1", "fd00:96::70:1"];
 const ODD: [&str; 2] = ["10.96.72.1", "fd00:96::72:1"];
 
@@ -60,37 +54,6 @@ fn wait_for_nodes(cluster: &Cluster, director: &Director, vip: &str, want: &[&st
     );
 }
 
-/// `count` TCP connections and `count` UDP exchanges from `ext` to `vip`:80: every one answered
-/// (UDP from the VIP), each by the node the director's maps name for its flow. Returns flows
-/// per carrying node.
-fn carried(
-    cluster: &Cluster,
-    director: &Director,
-    vip: &str,
-    count: usize,
-) -> BTreeMap<String, usize> {
-    let target = at(vip.parse().unwrap(), 80);
-    let client = cluster.client_ip("ext", target.is_ipv6());
-    let tcp = cluster.lab.run_in("ext", || clients::tcp(target, count, TIMEOUT)).unwrap();
-    let udp = cluster.lab.run_in("ext", || clients::udp(target, count, TIMEOUT)).unwrap();
-    let mut per_node = BTreeMap::new();
-    for (attempt, protocol) in tcp.iter().map(|a| (a, TCP)).chain(udp.iter().map(|a| (a, UDP))) {
-        assert_eq!(attempt.error, None, "{target}: {attempt:?}");
-        if protocol == UDP {
-            assert_eq!(attempt.reply_from, Some(target.to_string()), "reply source: {attempt:?}");
-        }
-        let node = carrier(cluster, attempt, client);
-        let f = flow(local(attempt, client), target, protocol);
-        assert_eq!(
-            director.node_for(&cluster.lab, &f).as_deref(),
-            Some(node.as_str()),
-            "the director sends {f:?} elsewhere than the node that carried it"
-        );
-        *per_node.entry(node).or_default() += 1;
-    }
-    per_node
-}
-
 /// The lab's Node object `name` (as `Cluster::nodes_yaml` writes it) with `annotations`.
 fn node(cluster: &Cluster, name: &str, annotations: Value) -> Value {
     let mut node = yaml_objects(&cluster.nodes_yaml())
@@ -99,6 +62,17 @@ fn node(cluster: &Cluster, name: &str, annotations: Value) -> Value {
         .unwrap();
     node["metadata"]["annotations"] = annotations;
     node
+}
+
+/// [`spread`] through the one director to `vip`:80.
+fn spread(
+    cluster: &Cluster,
+    director: &Director,
+    vip: &str,
+    count: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let target = at(vip.parse().unwrap(), 80);
+    director_lab::spread(cluster, std::slice::from_ref(director), target, count)
 }
 
 fn logged(director: &Director, texts: &[&str]) -> bool {
@@ -155,7 +129,7 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     //    malformed objects reported by name, the bad Service not served, the node serving.
     for vip in WEB {
         wait_for_nodes(&cluster, &director, vip, &["node1", "node2"]);
-        let per_node = carried(&cluster, &director, vip, 20);
+        let per_node = spread(&cluster, &director, vip, 20);
         eprintln!("director api: {vip} with node1, node2: flows per node {per_node:?}");
         assert_eq!(per_node.keys().cloned().collect::<BTreeSet<_>>(), set(&["node1", "node2"]));
     }
@@ -177,7 +151,7 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     api.put(node(&cluster, "node3", json!({})));
     for vip in WEB {
         wait_for_nodes(&cluster, &director, vip, &["node1", "node2", "node3"]);
-        let per_node = carried(&cluster, &director, vip, 30);
+        let per_node = spread(&cluster, &director, vip, 30);
         eprintln!("director api: {vip} after node3 joined: flows per node {per_node:?}");
         assert!(per_node.contains_key("node3"), "{vip}: {per_node:?}");
     }
@@ -186,7 +160,7 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     api.put(node(&cluster, "node2", json!({"switchyard.io/drain": "true"})));
     for vip in WEB {
         wait_for_nodes(&cluster, &director, vip, &["node1", "node3"]);
-        let per_node = carried(&cluster, &director, vip, 20);
+        let per_node = spread(&cluster, &director, vip, 20);
         eprintln!("director api: {vip} with node2 drained: flows per node {per_node:?}");
         assert!(!per_node.contains_key("node2"), "{vip}: {per_node:?}");
     }

@@ -17,14 +17,14 @@ use switchyard_lab::require_root;
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::raw;
 use switchyard_testing::director_lab::{
-    self, Director, carrier, decap_counters, decapsulated, flow, local, route_vips, vip_service,
+    self, Director, carrier, decap_counters, decapsulated, flow, local, route_vips, spread,
+    vip_service,
 };
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, set, topology};
 
 /// `switchyard director` without node health probes.
 const NO_PROBES: &[&str] = &["--health-probe", "off"];
 const TIMEOUT: Duration = Duration::from_secs(3);
-const TCP: u8 = 6;
 const UDP: u8 = 17;
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 /// The GUE port doubles as a NodePort: the node's per-packet path must never see (and
@@ -55,39 +55,6 @@ fn gue_port_service(cluster: &Cluster) -> String {
 
 fn client_ip(cluster: &Cluster, v6: bool) -> IpAddr {
     cluster.client_ip("ext", v6)
-}
-
-/// `count` TCP connections and `count` UDP exchanges from `ext` to `target`: every one
-/// answered, UDP replies from the VIP, and each carried by the node both directors' maps name
-/// for its flow. Returns flows per carrying node.
-fn spread(
-    cluster: &Cluster,
-    directors: &[Director],
-    target: SocketAddr,
-    count: usize,
-) -> BTreeMap<String, usize> {
-    let client = client_ip(cluster, target.is_ipv6());
-    let tcp = cluster.lab.run_in("ext", || clients::tcp(target, count, TIMEOUT)).unwrap();
-    let udp = cluster.lab.run_in("ext", || clients::udp(target, count, TIMEOUT)).unwrap();
-    let mut per_node = BTreeMap::new();
-    for (attempt, protocol) in tcp.iter().map(|a| (a, TCP)).chain(udp.iter().map(|a| (a, UDP))) {
-        assert_eq!(attempt.error, None, "{target}: {attempt:?}");
-        if protocol == UDP {
-            assert_eq!(attempt.reply_from, Some(target.to_string()), "reply source: {attempt:?}");
-        }
-        let node = carrier(cluster, attempt, client);
-        let flow = flow(local(attempt, client), target, protocol);
-        for director in directors {
-            assert_eq!(
-                director.node_for(&cluster.lab, &flow).as_deref(),
-                Some(node.as_str()),
-                "{} sends {flow:?} elsewhere than the node that carried it",
-                director.name
-            );
-        }
-        *per_node.entry(node).or_default() += 1;
-    }
-    per_node
 }
 
 /// Per-packet counters of a node's agent.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use switchyard_bpf::decap::{DecapMaps, DecapReason};
 use switchyard_bpf::director::{DirMaps, DirReason};
 use switchyard_lab::tools::bird::{Bird, Neighbor, ROUTER_ASN};
-use switchyard_lab::tools::clients::Attempt;
+use switchyard_lab::tools::clients::{self, Attempt};
 use switchyard_lab::{Lab, wait_until};
 use switchyard_maglev::FlowKey;
 
@@ -364,4 +364,38 @@ pub fn carrier(cluster: &Cluster, attempt: &Attempt, client: IpAddr) -> String {
 pub fn local(attempt: &Attempt, client: IpAddr) -> SocketAddr {
     let local: SocketAddr = attempt.local.as_deref().unwrap().parse().unwrap();
     SocketAddr::new(client, local.port())
+}
+
+/// `count` TCP connections and `count` UDP exchanges from client `ext` to `target`: every one
+/// answered, UDP replies from the VIP, and each carried by the node every one of `directors`'
+/// maps names for its flow. Returns flows per carrying node.
+pub fn spread(
+    cluster: &Cluster,
+    directors: &[Director],
+    target: SocketAddr,
+    count: usize,
+) -> BTreeMap<String, usize> {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+    let client = cluster.client_ip("ext", target.is_ipv6());
+    let tcp = cluster.lab.run_in("ext", || clients::tcp(target, count, TIMEOUT)).unwrap();
+    let udp = cluster.lab.run_in("ext", || clients::udp(target, count, TIMEOUT)).unwrap();
+    let mut per_node = BTreeMap::new();
+    for (attempt, protocol) in tcp.iter().map(|a| (a, 6)).chain(udp.iter().map(|a| (a, 17))) {
+        assert_eq!(attempt.error, None, "{target}: {attempt:?}");
+        if protocol == 17 {
+            assert_eq!(attempt.reply_from, Some(target.to_string()), "reply source: {attempt:?}");
+        }
+        let node = carrier(cluster, attempt, client);
+        let flow = flow(local(attempt, client), target, protocol);
+        for director in directors {
+            assert_eq!(
+                director.node_for(&cluster.lab, &flow).as_deref(),
+                Some(node.as_str()),
+                "{} sends {flow:?} elsewhere than the node that carried it",
+                director.name
+            );
+        }
+        *per_node.entry(node).or_default() += 1;
+    }
+    per_node
 }
