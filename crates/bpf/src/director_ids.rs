@@ -302,7 +302,7 @@ impl DirMaps {
 
 /// Every entry of the inner array `id` of `outer` (`None`: absent).
 fn read_inner(
-    outer: &aya::maps::ArrayOfMaps<aya::maps::MapData, crate::director::DirTable>,
+    outer: &aya::maps::ArrayOfMaps<MapData, crate::director::DirTable>,
     name: &'static str,
     id: u32,
 ) -> Result<Option<Vec<u32>>, Error> {

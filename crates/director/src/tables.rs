@@ -280,7 +280,7 @@ impl Tables {
     /// their nodes through the second chance too (issue 17 (f)). The two steps' operations
     /// are one list, each step make-before-break.
     pub fn update(&mut self, set: &VipSet) -> Plan {
-        if !self.adopted.tables.is_empty() {
+        if !self.adopted.vips.is_empty() {
             self.take_over_pinned(set);
         }
         let fresh_changing = set.vips.iter().any(|(key, vip)| {
@@ -664,7 +664,7 @@ impl Tables {
             .as_ref()
             .map(|p| p.iter().map(|id| if gone(id) { 0 } else { *id }).collect());
         let previous_nodes: BTreeMap<u32, NodeTarget> =
-            old.previous_nodes.into_iter().filter(|(id, _)| !gone(id)).collect();
+            old.previous_nodes.iter().filter(|(id, _)| !gone(id)).map(|(i, n)| (*i, n.clone())).collect();
         // The same node entries as `old` (all present while it is), less the ones left out.
         let mut held: Vec<(Arc<str>, IpAddr)> = Vec::with_capacity(old.held.len());
         for node in key.nodes.iter().chain(previous_nodes.values()) {
@@ -707,6 +707,21 @@ impl Tables {
     fn take_over_pinned(&mut self, set: &VipSet) {
         let pinned = std::mem::take(&mut self.adopted.vip_tables);
         let tables = std::mem::take(&mut self.adopted.tables);
+        // A pinned VIP without a table is known too: its first table names no previous node.
+        let tableless: Vec<(FrontendKey, u32)> = self
+            .adopted
+            .vips
+            .iter()
+            .filter(|(key, _)| !pinned.contains_key(key) && !self.vips.contains_key(key))
+            .map(|(key, id)| (*key, *id))
+            .collect();
+        for (key, id) in tableless {
+            let Some(vip) = set.vips.get(&key) else { continue };
+            self.adopted.vips.remove(&key);
+            let entry =
+                VipEntry { id, table: None, service: vip.service.clone(), policy: vip.policy };
+            self.vips.insert(key, entry);
+        }
         let known: BTreeMap<IpAddr, NodeTarget> = set
             .vips
             .values()
@@ -771,7 +786,11 @@ impl Tables {
         }
         let mut previous_nodes = BTreeMap::new();
         for &node in pinned.previous.iter().flatten().filter(|&&n| n != 0) {
-            if previous_nodes.contains_key(&node) || node_ids.contains(&node) {
+            if previous_nodes.contains_key(&node) {
+                continue;
+            }
+            if let Some((_, serving)) = nodes.iter().find(|(id, _)| *id == node) {
+                previous_nodes.insert(node, serving.clone());
                 continue;
             }
             let address = *self.adopted.node_addresses.get(&node)?;
@@ -785,7 +804,12 @@ impl Tables {
         let all: Vec<(u32, NodeTarget)> = nodes
             .iter()
             .cloned()
-            .chain(previous_nodes.iter().map(|(id, n)| (*id, n.clone())))
+            .chain(
+                previous_nodes
+                    .iter()
+                    .filter(|(id, _)| !node_ids.contains(id))
+                    .map(|(id, n)| (*id, n.clone())),
+            )
             .collect();
         if all.iter().any(|(id, n)| {
             self.nodes.get(&(n.name.clone(), n.address)).is_some_and(|e| e.id != *id)

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use switchyard_director::{DirectorConfig, NodeTarget, Tables, Vip, VipSet};
+use switchyard_director::{DirectorConfig, NodeTarget, Op, Tables, Vip, VipSet};
 
 mod fake_maps;
 use fake_maps::FakeMaps;
