@@ -314,5 +314,8 @@ fn read_inner(
         }
         Err(source) => return Err(map_err(source)),
     };
-    (0..inner.len()).map(|slot| inner.get(&slot, 0).map_err(map_err)).collect::<Result<_, _>>().map(Some)
+    (0..inner.len())
+        .map(|slot| inner.get(&slot, 0).map_err(map_err))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }

@@ -363,9 +363,11 @@ pub fn targets_with(
     let mut out = targets(set, agent_port);
     for (key, vip) in &set.vips {
         let port = probe_port(vip, agent_port);
-        out.extend(
-            known(key).into_iter().map(|n| Target { node: n.name, address: n.address, port }),
-        );
+        out.extend(known(key).into_iter().map(|n| Target {
+            node: n.name,
+            address: n.address,
+            port,
+        }));
     }
     out
 }
@@ -378,10 +380,11 @@ pub fn targets(set: &VipSet, agent_port: u16) -> BTreeSet<Target> {
         .values()
         .flat_map(|vip| {
             let port = probe_port(vip, agent_port);
-            vip.nodes
-                .iter()
-                .chain(&vip.draining)
-                .map(move |n| Target { node: n.name.clone(), address: n.address, port })
+            vip.nodes.iter().chain(&vip.draining).map(move |n| Target {
+                node: n.name.clone(),
+                address: n.address,
+                port,
+            })
         })
         .collect()
 }

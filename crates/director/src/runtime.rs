@@ -169,7 +169,8 @@ pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
     // with their names and weights, its slots and its previous nodes.
     let mut named: BTreeMap<u32, Vec<(u32, NodeTarget)>> = BTreeMap::new();
     for entry in maps.table_nodes.iter() {
-        let (key, node) = entry.map_err(|source| Error::Map { name: names::TABLE_NODES, source })?;
+        let (key, node) =
+            entry.map_err(|source| Error::Map { name: names::TABLE_NODES, source })?;
         if let Some(&address) = adopted.node_addresses.get(&key.node_id) {
             let target = NodeTarget { name: Arc::from(node.name()), address, weight: node.weight };
             named.entry(key.table_id).or_default().push((key.node_id, target));

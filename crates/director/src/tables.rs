@@ -656,15 +656,18 @@ impl Tables {
             return Some(entry.id);
         }
         let old = self.tables.get(old)?.clone();
-        let gone = |id: &u32| {
-            old.previous_nodes.get(id).is_some_and(|n| key.unnamed.contains(&n.name))
-        };
+        let gone =
+            |id: &u32| old.previous_nodes.get(id).is_some_and(|n| key.unnamed.contains(&n.name));
         let previous: Option<Arc<[u32]>> = old
             .previous
             .as_ref()
             .map(|p| p.iter().map(|id| if gone(id) { 0 } else { *id }).collect());
-        let previous_nodes: BTreeMap<u32, NodeTarget> =
-            old.previous_nodes.iter().filter(|(id, _)| !gone(id)).map(|(i, n)| (*i, n.clone())).collect();
+        let previous_nodes: BTreeMap<u32, NodeTarget> = old
+            .previous_nodes
+            .iter()
+            .filter(|(id, _)| !gone(id))
+            .map(|(i, n)| (*i, n.clone()))
+            .collect();
         // The same node entries as `old` (all present while it is), less the ones left out.
         let mut held: Vec<(Arc<str>, IpAddr)> = Vec::with_capacity(old.held.len());
         for node in key.nodes.iter().chain(previous_nodes.values()) {
@@ -824,8 +827,10 @@ impl Tables {
                 continue;
             }
             self.adopted.nodes.retain(|_, pinned_id| pinned_id != node_id);
-            self.nodes.entry(node_key.clone()).or_insert(NodeEntry { id: *node_id, refs: 0 }).refs +=
-                1;
+            self.nodes
+                .entry(node_key.clone())
+                .or_insert(NodeEntry { id: *node_id, refs: 0 })
+                .refs += 1;
             held.push(node_key);
         }
         let key = TableKey {
@@ -870,7 +875,11 @@ impl Tables {
     /// keep probing them: one that left the objects but answers is still alive).
     pub fn known_nodes(&self, key: &FrontendKey) -> Vec<NodeTarget> {
         let Some(table) = self.vips.get(key).and_then(|v| v.table.as_ref()) else {
-            return Vec::new();
+            // Before the first update of a restart: the table it pinned (taken over then).
+            let pinned =
+                self.adopted.vip_tables.get(key).and_then(|id| self.adopted.tables.get(id));
+            return pinned
+                .map_or_else(Vec::new, |t| t.nodes.iter().map(|(_, n)| n.clone()).collect());
         };
         let mut out = table.nodes.clone();
         if let Some(entry) = self.tables.get(table) {

@@ -37,10 +37,8 @@ fn set(mask: u16, drained: u16, w: u8) -> VipSet {
         address: IpAddr::from([10, 0, 0, i]),
         weight: 1 + u32::from((w >> (i % 4)) & 1),
     };
-    let (draining, nodes): (Vec<NodeTarget>, Vec<NodeTarget>) = (1..=8u8)
-        .filter(|i| mask & (1 << (i - 1)) != 0)
-        .map(target)
-        .partition(|n| {
+    let (draining, nodes): (Vec<NodeTarget>, Vec<NodeTarget>) =
+        (1..=8u8).filter(|i| mask & (1 << (i - 1)) != 0).map(target).partition(|n| {
             let i: u16 = n.name.trim_start_matches("node-").parse().unwrap();
             drained & (1 << (i - 1)) != 0
         });

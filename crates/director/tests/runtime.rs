@@ -142,8 +142,12 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
                 .map(|(k, v)| (k.addr.to_ip(k.family).to_string(), v.id))
                 .collect();
             vips.sort();
-            let mut nodes: Vec<(String, u32)> =
-                maps.node_entries().unwrap().into_iter().map(|(id, n)| (n.ip().to_string(), id)).collect();
+            let mut nodes: Vec<(String, u32)> = maps
+                .node_entries()
+                .unwrap()
+                .into_iter()
+                .map(|(id, n)| (n.ip().to_string(), id))
+                .collect();
             nodes.sort();
             (vips, nodes)
         };
@@ -166,8 +170,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         first.apply(changes(&state)).unwrap();
         let program_before = xdp_program("up0");
         let (ids_before, choices_before) = (ids(&first), choices(&first));
-        let tables_before: Vec<u32> =
-            first.datapath().maps().table_ids().unwrap();
+        let tables_before: Vec<u32> = first.datapath().maps().table_ids().unwrap();
         assert_ne!(program_before, 0, "attached");
         // The process ends: its program, maps and link stay pinned (traffic keeps flowing).
         drop(first);
@@ -180,8 +183,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         assert_ne!(program_after, program_before, "the new program took over the link");
         assert_eq!(ids(&second), ids_before, "VIP and node ids adopted (their counters continue)");
         assert_eq!(choices(&second), choices_before, "every flow keeps its node");
-        let tables_after: Vec<u32> =
-            second.datapath().maps().table_ids().unwrap();
+        let tables_after: Vec<u32> = second.datapath().maps().table_ids().unwrap();
         // Same nodes: the pinned tables are taken over as they are (same ids, not rewritten).
         assert_eq!(tables_after, tables_before, "pinned tables taken over");
         let pins = std::fs::read_dir(bpf.path().join("links")).unwrap().count();
@@ -229,9 +231,13 @@ fn privileged_a_restarted_director_names_the_previous_nodes_it_pinned() {
                     let mut throughout =
                         Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
                     throughout.apply(changes(&all)).unwrap();
-                    throughout.apply(vec![Change::Node(ObjectKey::cluster("node-b"), None)]).unwrap();
+                    throughout
+                        .apply(vec![Change::Node(ObjectKey::cluster("node-b"), None)])
+                        .unwrap();
                     let after_b = named(&throughout);
-                    throughout.apply(vec![Change::Node(ObjectKey::cluster("node-c"), None)]).unwrap();
+                    throughout
+                        .apply(vec![Change::Node(ObjectKey::cluster("node-c"), None)])
+                        .unwrap();
                     (after_b, named(&throughout))
                 })
                 .join()

@@ -315,7 +315,9 @@ fn a_draining_node_that_dies_stops_being_the_udp_previous_node() {
         let started = died.elapsed();
         let ok = cluster
             .lab
-            .run_in("ext", || clients::udp(target, 1, Duration::from_millis(300))[0].error.is_none())
+            .run_in("ext", || {
+                clients::udp(target, 1, Duration::from_millis(300))[0].error.is_none()
+            })
             .unwrap();
         flows.push((started, ok));
         std::thread::sleep(Duration::from_millis(20));

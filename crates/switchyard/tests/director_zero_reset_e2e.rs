@@ -315,10 +315,8 @@ fn nodes_without(cluster: &Cluster, drained: Option<&str>, deleted: &str) -> Str
 /// Drops the health probes of `directors` at `node` (TCP to the agents' health port from
 /// their addresses, after decapsulation): they see the node down while it serves.
 fn block_probes(cluster: &Cluster, node: &str, directors: &[&str]) {
-    let sources: Vec<String> = directors
-        .iter()
-        .map(|d| cluster.lab.director(d).unwrap().ipv4.to_string())
-        .collect();
+    let sources: Vec<String> =
+        directors.iter().map(|d| cluster.lab.director(d).unwrap().ipv4.to_string()).collect();
     nft(cluster, node, "add table inet sy-probes");
     nft(
         cluster,
@@ -385,12 +383,26 @@ fn long_lived_flows_survive_a_director_restarting_while_nodes_change() {
     let mut dir2 = Director::start(&cluster, "dir2", &[]);
     cluster.lab.route_to_directors(cidr(vip), &["dir1", "dir2"]).unwrap();
 
-    restart_during(&cluster, &dir1, &mut dir2, target, "dir2 restarts while a drain is removed", || {
-        cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, None));
-    });
-    restart_during(&cluster, &dir1, &mut dir2, target, "dir2 restarts while a node is deleted", || {
-        cluster.apply("nodes.yaml", &nodes_without(&cluster, None, "node2"));
-    });
+    restart_during(
+        &cluster,
+        &dir1,
+        &mut dir2,
+        target,
+        "dir2 restarts while a drain is removed",
+        || {
+            cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, None));
+        },
+    );
+    restart_during(
+        &cluster,
+        &dir1,
+        &mut dir2,
+        target,
+        "dir2 restarts while a node is deleted",
+        || {
+            cluster.apply("nodes.yaml", &nodes_without(&cluster, None, "node2"));
+        },
+    );
     // node3 out of both directors' tables by its probes (alive, serving nothing new).
     let marks = [&dir1, &dir2].map(|d| d.log.lock().unwrap().len());
     block_probes(&cluster, "node3", &["dir1", "dir2"]);

@@ -216,9 +216,11 @@ impl Director {
         let log = self.log.lock().unwrap();
         let mut last = from;
         for parts in wanted {
-            let found = log.iter().enumerate().skip(from).find(|(_, l)| {
-                parts.iter().all(|p| l.contains(p))
-            })?;
+            let found = log
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| parts.iter().all(|p| l.contains(p)))?;
             last = last.max(found.0);
         }
         let (index, line) = log

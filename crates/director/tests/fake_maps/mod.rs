@@ -148,7 +148,6 @@ impl FakeMaps {
     }
 }
 
-
 impl FakeMaps {
     /// What a restarted director reads back from these maps (`runtime::adopt`).
     pub fn adopted(&self) -> Adopted {
