@@ -24,6 +24,12 @@ use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 use crate::config::DirectorConfig;
 use crate::vips::{NodeTarget, Problem, Vip, VipSet};
 
+mod narrow;
+mod restart;
+
+use narrow::narrowed;
+pub use restart::AdoptedTable;
+
 /// One map operation, in the order [`Plan::ops`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -157,21 +163,6 @@ pub struct Adopted {
     pub vip_tables: BTreeMap<FrontendKey, u32>,
     /// The pinned tables, as read back.
     pub tables: BTreeMap<u32, AdoptedTable>,
-}
-
-/// A table an earlier run pinned: a restarted director takes it over as it is when it still
-/// serves its VIP, so the previous nodes it names (the second chance of a change this director
-/// saw before it stopped) stay named, and a change that happened while no process ran gets
-/// the pinned table's choices as its previous nodes, as if the director had run throughout.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AdoptedTable {
-    /// Its nodes: id, and the name and weight `sy_dir_table_nodes` records with the address
-    /// of the node entry.
-    pub nodes: Vec<(u32, NodeTarget)>,
-    /// The node id of every slot.
-    pub slots: Vec<u32>,
-    /// The previous node id of every slot (0: the same), when it names any.
-    pub previous: Option<Vec<u32>>,
 }
 
 /// Small ids: the program indexes arrays with VIP and node ids (issue 16), so a new entry
@@ -641,217 +632,6 @@ impl Tables {
         Ok(id)
     }
 
-    /// A table of `old`'s nodes and slots whose previous nodes leave out `key.unnamed` (shared
-    /// if one exists, else queued in `new_tables`): a UDP VIP stops naming a previous node
-    /// that died, and no slot changes node. It keeps `old`'s expiry time. `None` when `old` is
-    /// gone.
-    fn acquire_narrowed(
-        &mut self,
-        key: &TableKey,
-        old: &TableKey,
-        new_tables: &mut Vec<Op>,
-    ) -> Option<u32> {
-        if let Some(entry) = self.tables.get_mut(key) {
-            entry.refs += 1;
-            return Some(entry.id);
-        }
-        let old = self.tables.get(old)?.clone();
-        let gone =
-            |id: &u32| old.previous_nodes.get(id).is_some_and(|n| key.unnamed.contains(&n.name));
-        let previous: Option<Arc<[u32]>> = old
-            .previous
-            .as_ref()
-            .map(|p| p.iter().map(|id| if gone(id) { 0 } else { *id }).collect());
-        let previous_nodes: BTreeMap<u32, NodeTarget> = old
-            .previous_nodes
-            .iter()
-            .filter(|(id, _)| !gone(id))
-            .map(|(i, n)| (*i, n.clone()))
-            .collect();
-        // The same node entries as `old` (all present while it is), less the ones left out.
-        let mut held: Vec<(Arc<str>, IpAddr)> = Vec::with_capacity(old.held.len());
-        for node in key.nodes.iter().chain(previous_nodes.values()) {
-            let node_key = (node.name.clone(), node.address);
-            if !held.contains(&node_key)
-                && let Some(entry) = self.nodes.get_mut(&node_key)
-            {
-                entry.refs += 1;
-                held.push(node_key);
-            }
-        }
-        let id = self.table_ids.take();
-        let slots: Arc<[u32]> =
-            old.table.slots().iter().map(|&index| old.node_ids[index as usize]).collect();
-        let named: Arc<[(u32, NodeTarget)]> =
-            old.node_ids.iter().copied().zip(key.nodes.iter().cloned()).collect();
-        new_tables.push(Op::PutTable { id, slots, nodes: named, previous: previous.clone() });
-        self.tables.insert(
-            key.clone(),
-            TableEntry {
-                id,
-                table: old.table,
-                node_ids: old.node_ids,
-                previous,
-                previous_nodes,
-                held,
-                refs: 1,
-                previous_since: old.previous_since,
-            },
-        );
-        Some(id)
-    }
-
-    /// Takes over the pinned table of every VIP of `set` this director does not hold yet,
-    /// as it is (same id, slots and previous nodes: nothing is written), when its nodes
-    /// rebuild exactly its slots (same seed, M, names and weights); the update then starts
-    /// from it as from a table this process built. A previous node's name comes from `set`
-    /// (by address), else from another pinned table, else it is the address (a node gone:
-    /// alive for no UDP VIP).
-    fn take_over_pinned(&mut self, set: &VipSet) {
-        let pinned = std::mem::take(&mut self.adopted.vip_tables);
-        let tables = std::mem::take(&mut self.adopted.tables);
-        // A pinned VIP without a table is known too: its first table names no previous node.
-        let tableless: Vec<(FrontendKey, u32)> = self
-            .adopted
-            .vips
-            .iter()
-            .filter(|(key, _)| !pinned.contains_key(key) && !self.vips.contains_key(key))
-            .map(|(key, id)| (*key, *id))
-            .collect();
-        for (key, id) in tableless {
-            let Some(vip) = set.vips.get(&key) else { continue };
-            self.adopted.vips.remove(&key);
-            let entry =
-                VipEntry { id, table: None, service: vip.service.clone(), policy: vip.policy };
-            self.vips.insert(key, entry);
-        }
-        let known: BTreeMap<IpAddr, NodeTarget> = set
-            .vips
-            .values()
-            .flat_map(|v| v.nodes.iter().chain(&v.draining))
-            .chain(tables.values().flat_map(|t| t.nodes.iter().map(|(_, n)| n)))
-            .map(|n| (n.address, n.clone()))
-            .collect();
-        for (key, table_id) in pinned {
-            let Some(vip) = set.vips.get(&key) else { continue };
-            if self.vips.contains_key(&key) {
-                continue;
-            }
-            let Some(vip_id) = self.adopted.vips.get(&key).copied() else { continue };
-            let shared = self.tables.keys().find(|k| k.adopted == Some(table_id)).cloned();
-            let table_key = match shared {
-                Some(k) => {
-                    if let Some(entry) = self.tables.get_mut(&k) {
-                        entry.refs += 1;
-                    }
-                    k
-                }
-                None => {
-                    let Some(pinned) = tables.get(&table_id) else { continue };
-                    let Some((k, entry)) = self.pinned_entry(table_id, pinned, &known) else {
-                        continue;
-                    };
-                    self.tables.insert(k.clone(), entry);
-                    k
-                }
-            };
-            self.adopted.vips.remove(&key);
-            self.vips.insert(
-                key,
-                VipEntry {
-                    id: vip_id,
-                    table: Some(table_key),
-                    service: vip.service.clone(),
-                    policy: vip.policy,
-                },
-            );
-        }
-    }
-
-    /// The entry of pinned table `id`, its node entries taken over (their pinned ids); `None`
-    /// when its nodes do not rebuild its slots or a node entry is held under another id.
-    fn pinned_entry(
-        &mut self,
-        id: u32,
-        pinned: &AdoptedTable,
-        known: &BTreeMap<IpAddr, NodeTarget>,
-    ) -> Option<(TableKey, TableEntry)> {
-        let mut nodes = pinned.nodes.clone();
-        nodes.sort_by(|a, b| a.1.cmp(&b.1));
-        let backends: Vec<Backend> =
-            nodes.iter().map(|(_, n)| Backend::new(n.name.as_bytes(), n.weight)).collect();
-        let config = MaglevConfig { size: self.config.table_size, seed: self.config.seed };
-        let built = Table::build(&config, &backends).ok()?;
-        let node_ids: Vec<u32> = nodes.iter().map(|(id, _)| *id).collect();
-        let rebuilt = built.table.slots().iter().map(|&index| node_ids[index as usize]);
-        if !rebuilt.eq(pinned.slots.iter().copied()) {
-            return None;
-        }
-        let mut previous_nodes = BTreeMap::new();
-        for &node in pinned.previous.iter().flatten().filter(|&&n| n != 0) {
-            if previous_nodes.contains_key(&node) {
-                continue;
-            }
-            if let Some((_, serving)) = nodes.iter().find(|(id, _)| *id == node) {
-                previous_nodes.insert(node, serving.clone());
-                continue;
-            }
-            let address = *self.adopted.node_addresses.get(&node)?;
-            let target = known.get(&address).cloned().unwrap_or_else(|| NodeTarget {
-                name: Arc::from(address.to_string()),
-                address,
-                weight: 0,
-            });
-            previous_nodes.insert(node, target);
-        }
-        let all: Vec<(u32, NodeTarget)> = nodes
-            .iter()
-            .cloned()
-            .chain(
-                previous_nodes
-                    .iter()
-                    .filter(|(id, _)| !node_ids.contains(id))
-                    .map(|(id, n)| (*id, n.clone())),
-            )
-            .collect();
-        if all.iter().any(|(id, n)| {
-            self.nodes.get(&(n.name.clone(), n.address)).is_some_and(|e| e.id != *id)
-                || self.nodes.iter().any(|(k, e)| e.id == *id && k != &(n.name.clone(), n.address))
-        }) {
-            return None;
-        }
-        let mut held = Vec::with_capacity(all.len());
-        for (node_id, n) in &all {
-            let node_key = (n.name.clone(), n.address);
-            if held.contains(&node_key) {
-                continue;
-            }
-            self.adopted.nodes.retain(|_, pinned_id| pinned_id != node_id);
-            self.nodes
-                .entry(node_key.clone())
-                .or_insert(NodeEntry { id: *node_id, refs: 0 })
-                .refs += 1;
-            held.push(node_key);
-        }
-        let key = TableKey {
-            nodes: nodes.iter().map(|(_, n)| n.clone()).collect(),
-            previous: None,
-            unnamed: Vec::new(),
-            adopted: Some(id),
-        };
-        let entry = TableEntry {
-            id,
-            table: built.table,
-            node_ids,
-            previous: pinned.previous.as_ref().map(|p| p.iter().copied().collect()),
-            previous_nodes,
-            held,
-            refs: 1,
-            previous_since: None,
-        };
-        Some((key, entry))
-    }
-
     fn release_table(&mut self, key: &TableKey) {
         if let Some(entry) = self.tables.get_mut(key) {
             entry.refs = entry.refs.saturating_sub(1);
@@ -925,30 +705,6 @@ impl Tables {
             self.nodes.values().map(|n| n.id).collect(),
         )
     }
-}
-
-/// The key of a table of `old`'s nodes and previous nodes that also leaves out the previous
-/// nodes of a UDP VIP that died since `old` was built (no longer serving nor draining: down by
-/// the health probes, deleted, not ready); `None` when there are none. Never names again a
-/// node it left out.
-fn narrowed(key: &FrontendKey, vip: &Vip, old: &TableKey, entry: &TableEntry) -> Option<TableKey> {
-    let named: Vec<NodeTarget> = entry.previous_nodes.values().cloned().collect();
-    let mut unnamed = old.unnamed.clone();
-    for name in unnamed_for(key, vip, &named) {
-        if !unnamed.contains(&name) {
-            unnamed.push(name);
-        }
-    }
-    if unnamed.len() == old.unnamed.len() {
-        return None;
-    }
-    unnamed.sort();
-    Some(TableKey {
-        nodes: old.nodes.clone(),
-        previous: old.previous.clone(),
-        unnamed,
-        adopted: old.adopted,
-    })
 }
 
 /// The previous nodes a UDP VIP's table leaves out: those of `previous` that are neither
