@@ -452,19 +452,26 @@ fn without_the_joining_list_a_fresh_director_names_no_previous_node() {
     assert!(differ > 0, "the old director names previous nodes the blind one does not");
 }
 
+/// The key of VIP 0's UDP twin ([`with_udp`]).
+fn udp_twin() -> FrontendKey {
+    FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp)
+}
+
+/// `set` with a UDP twin of VIP 0 (same nodes).
+fn with_udp(set: &VipSet) -> VipSet {
+    let mut set = set.clone();
+    let tcp = set.vips[&vip_key(0)].clone();
+    set.vips.insert(udp_twin(), tcp);
+    set
+}
+
 /// A UDP VIP names as previous nodes only nodes known to be alive (serving or draining): a
 /// node that left otherwise (deleted, not ready, down by health) may be dead, and the UDP
 /// second chance would lose every new flow of its slots there (a TCP SYN never goes there).
 /// The TCP twin names every previous node.
 #[test]
 fn a_udp_vip_names_only_previous_nodes_that_are_alive() {
-    let udp_key = FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp);
-    let with_udp = |set: &VipSet| {
-        let mut set = set.clone();
-        let tcp = set.vips[&vip_key(0)].clone();
-        set.vips.insert(udp_key, tcp);
-        set
-    };
+    let udp_key = udp_twin();
     let previous_of = |tables: &Tables, key: &FrontendKey| -> BTreeSet<String> {
         (0..1_000u64)
             .filter_map(|h| tables.choose(key, h.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
@@ -501,13 +508,7 @@ fn a_udp_vip_names_only_previous_nodes_that_are_alive() {
 /// naming it (a TCP flow there is lost either way, and a SYN never goes there).
 #[test]
 fn a_udp_vip_stops_naming_a_draining_node_that_dies() {
-    let udp_key = FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp);
-    let with_udp = |set: &VipSet| {
-        let mut set = set.clone();
-        let tcp = set.vips[&vip_key(0)].clone();
-        set.vips.insert(udp_key, tcp);
-        set
-    };
+    let udp_key = udp_twin();
     let previous_of = |tables: &Tables, key: &FrontendKey| -> BTreeMap<u64, String> {
         (0..2_000u64)
             .map(|h| h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
