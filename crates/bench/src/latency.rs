@@ -131,31 +131,38 @@ pub fn state_with_target(services: usize, server: SocketAddrV4) -> DesiredState 
 }
 
 /// A one-byte echo server: reads one byte, writes it back, closes (so TIME_WAIT stays on the
-/// server side and the client never runs out of ports).
-struct EchoServer {
+/// server side and the client never runs out of ports). `threads` accept on the one listener.
+pub(crate) struct EchoServer {
     stop: Arc<AtomicBool>,
     fd: i32,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+    _listener: Arc<TcpListener>,
 }
 
 impl EchoServer {
-    fn start(listener: TcpListener) -> Self {
+    pub(crate) fn start(listener: TcpListener, threads: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let fd = listener.as_raw_fd();
-        let stopped = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !stopped.load(Ordering::SeqCst) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let mut byte = [0u8; 1];
-                if stream.read_exact(&mut byte).is_ok() {
-                    let _ = stream.write_all(&byte);
-                }
-            }
-        });
-        Self { stop, fd, thread: Some(thread) }
+        let listener = Arc::new(listener);
+        let threads = (0..threads.max(1))
+            .map(|_| {
+                let stopped = Arc::clone(&stop);
+                let listener = Arc::clone(&listener);
+                std::thread::spawn(move || {
+                    while !stopped.load(Ordering::SeqCst) {
+                        let Ok((mut stream, _)) = listener.accept() else {
+                            continue;
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let mut byte = [0u8; 1];
+                        if stream.read_exact(&mut byte).is_ok() {
+                            let _ = stream.write_all(&byte);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, fd, threads, _listener: listener }
     }
 }
 
@@ -167,7 +174,7 @@ impl Drop for EchoServer {
         unsafe {
             libc::shutdown(self.fd, libc::SHUT_RDWR);
         }
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -278,32 +285,58 @@ pub(crate) fn clear(peer: Peer, node: &Netns) -> Result<(), BenchError> {
     }
 }
 
+/// The lab both the latency sweep and the connection rate run in: two nodes (a client pod on
+/// node 1, the echo server's pod on node 2) and an external client behind the router.
+pub(crate) struct NodePortLab {
+    pub(crate) lab: Lab,
+    pub(crate) node: switchyard_lab::NodeInfo,
+    pub(crate) node_ns: Netns,
+    pub(crate) config: NodeConfig,
+    /// The echo server in node 2's pod.
+    pub(crate) server: SocketAddrV4,
+    /// The target NodePort on node 1.
+    pub(crate) node_port: SocketAddr,
+    _echo: EchoServer,
+}
+
+impl NodePortLab {
+    /// Brings the lab up with an echo server of `server_threads` threads.
+    pub(crate) fn up(server_threads: usize) -> Result<Self, BenchError> {
+        let topology = Topology {
+            nodes: vec![
+                NodeSpec { name: "node1".into(), pods: vec![CLIENT_POD.into()] },
+                NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
+            ],
+            clients: vec![EXTERNAL_CLIENT.into()],
+            directors: Vec::new(),
+        };
+        let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
+        let node = lab.node("node1").map_err(lab_error)?.clone();
+        let server_ip = lab.pod(SERVER_POD).map_err(lab_error)?.ipv4;
+        let listener = lab
+            .run_in(SERVER_POD, || {
+                TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT))
+            })
+            .map_err(lab_error)?
+            .map_err(|e| {
+                BenchError::Lab(format!("binding the echo server in {SERVER_POD}: {e}"))
+            })?;
+        let echo = EchoServer::start(listener, server_threads);
+        let node_ns = Netns::existing(node.netns.clone());
+        let config = node_config(node.ipv4);
+        let server = SocketAddrV4::new(server_ip, SERVER_PORT);
+        let node_port = SocketAddr::V4(SocketAddrV4::new(node.ipv4, TARGET_NODE_PORT));
+        Ok(NodePortLab { lab, node, node_ns, config, server, node_port, _echo: echo })
+    }
+}
+
+pub(crate) fn lab_error(e: switchyard_lab::LabError) -> BenchError {
+    BenchError::Lab(e.to_string())
+}
+
 /// Runs the whole latency sweep in a lab of its own (two nodes, one pod each).
 pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyPoint>, BenchError> {
-    let lab_error = |e: switchyard_lab::LabError| BenchError::Lab(e.to_string());
-    let topology = Topology {
-        nodes: vec![
-            NodeSpec { name: "node1".into(), pods: vec![CLIENT_POD.into()] },
-            NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
-        ],
-        clients: vec![EXTERNAL_CLIENT.into()],
-        directors: Vec::new(),
-    };
-    let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
-    let node = lab.node("node1").map_err(lab_error)?.clone();
-    let server_ip = lab.pod(SERVER_POD).map_err(lab_error)?.ipv4;
-    let listener = lab
-        .run_in(SERVER_POD, || {
-            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT))
-        })
-        .map_err(lab_error)?
-        .map_err(|e| BenchError::Lab(format!("binding the echo server in {SERVER_POD}: {e}")))?;
-    let _server = EchoServer::start(listener);
-    let node_ns = Netns::existing(node.netns.clone());
-    let config = node_config(node.ipv4);
-    let server = SocketAddrV4::new(server_ip, SERVER_PORT);
-
-    let node_port = SocketAddr::V4(SocketAddrV4::new(node.ipv4, TARGET_NODE_PORT));
+    let NodePortLab { lab, node, node_ns, config, server, node_port, _echo } = NodePortLab::up(1)?;
 
     let mut points = Vec::new();
     // Switchyard's per-packet conntrack, carried from one N to the next (switchyard::Flows).

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchyard_bench::connection_rate;
 use switchyard_bench::forwarding;
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
@@ -18,7 +19,9 @@ use switchyard_bench::machine::Machine;
 use switchyard_bench::netns::Netns;
 use switchyard_bench::plot;
 use switchyard_bench::programming::{self, Limits, Peer, Step};
-use switchyard_bench::report::{self, LatencyReport, ProgrammingReport, ThroughputReport};
+use switchyard_bench::report::{
+    self, ConnectionReport, LatencyReport, ProgrammingReport, ThroughputReport,
+};
 use switchyard_bench::state::NodeConfig;
 use switchyard_bench::synthetic::{self, Shape};
 use switchyard_bench::throughput::{self, Forwarder, ThroughputPlan};
@@ -124,6 +127,24 @@ struct ForwardingOptions {
     rounds: Option<usize>,
 }
 
+#[derive(Debug, Args)]
+struct ConnectionOptions {
+    #[command(flatten)]
+    run: RunOptions,
+    /// Numbers of Services (default 10000; 1000 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    services: Vec<usize>,
+    /// Only these peers (still Switchyard first, legacy last); default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    peers: Vec<PeerArg>,
+    /// Client threads opening connections at once.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Seconds per point (default 3; 1 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ForwarderArg {
     Kernel,
@@ -196,6 +217,9 @@ enum Command {
     /// Item 3: packets per second per forwarder CPU, from a live-frames generator that outruns
     /// the forwarder (needs root and two CPUs; namespaces of its own).
     Forwarding(ForwardingOptions),
+    /// Item 3b: new connections per second through a NodePort, per peer (needs root; a lab of
+    /// its own).
+    Connections(ConnectionOptions),
     /// Item 4: BPF map memory, agent RSS and the peers' kernel memory at 10,000 Services × 25
     /// endpoints (needs root).
     Memory(MemoryOptions),
@@ -272,6 +296,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Throughput(options) => run_throughput(&options)?,
         Command::Forwarding(options) => run_forwarding(&options)?,
+        Command::Connections(options) => run_connections(&options)?,
         Command::Memory(options) => run_memory(&options)?,
         Command::LatencyClient { target, connections } => {
             let (samples_us, failures) = latency::round_trips(target, connections);
@@ -449,6 +474,38 @@ fn write_programming(out: &Path, report: &ProgrammingReport) -> Result<()> {
         &[Step::ChangePartial, Step::ChangeFullRewrite],
     )
     .context("plotting endpoint change")?;
+    Ok(())
+}
+
+fn run_connections(options: &ConnectionOptions) -> Result<()> {
+    let out = options.run.out_dir();
+    let mut peers = vec![Peer::Switchyard, Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy];
+    if !options.peers.is_empty() {
+        let chosen: Vec<Peer> = options.peers.iter().map(|&p| p.into()).collect();
+        peers.retain(|p| chosen.contains(p));
+    }
+    let quick = options.run.quick;
+    let services = if !options.services.is_empty() {
+        options.services.clone()
+    } else if quick {
+        vec![1000]
+    } else {
+        vec![10_000]
+    };
+    anyhow::ensure!(services.iter().all(|&n| n > 0), "--services: at least 1 Service each");
+    let seconds = options.seconds.unwrap_or(if quick { 1.0 } else { 3.0 });
+    anyhow::ensure!(seconds > 0.0 && seconds.is_finite(), "--seconds: a positive number");
+    let plan = connection_rate::RatePlan { services, peers, clients: options.clients, seconds };
+    let points = connection_rate::run(&plan, &mut |line| eprintln!("{line}"))?;
+    let report = ConnectionReport {
+        machine: Machine::detect(),
+        clients: plan.clients,
+        seconds_per_point: seconds,
+        points,
+    };
+    report::write_json(&out.join("connections.json"), &report)?;
+    report::write_file(&out.join("connections.md"), &report::connection_markdown(&report))?;
+    eprintln!("connection-rate results in {}", out.display());
     Ok(())
 }
 

@@ -237,6 +237,49 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
     out
 }
 
+/// Everything one connection-rate run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionReport {
+    pub machine: Machine,
+    pub clients: usize,
+    pub seconds_per_point: f64,
+    pub points: Vec<crate::connection_rate::RatePoint>,
+}
+
+/// Markdown: new connections per second per peer and size, with Switchyard's rate as a ratio of
+/// each peer's at the same size (same run).
+pub fn connection_markdown(report: &ConnectionReport) -> String {
+    let mut out = format!(
+        "New connections per second through node 1's NodePort (DNAT + SNAT to a pod on node 2), \
+         {} client threads for {:.0} s per point; clients, forwarder and echo server share the \
+         machine's CPUs, so only same-run ratios mean anything. Load average when written: {}.\n\n\
+         | peer | Services | connections/s | failed | retransmitted segments | switchyard / peer |\n\
+         |---|---|---|---|---|---|\n",
+        report.clients, report.seconds_per_point, report.machine.load_average
+    );
+    for point in &report.points {
+        let switchyard = report
+            .points
+            .iter()
+            .find(|p| p.peer == Peer::Switchyard && p.services == point.services)
+            .and_then(|p| p.per_second);
+        let rate = point.per_second.map_or_else(|| "failed".into(), |r| format!("{r:.0}"));
+        let ratio = match (switchyard, point.per_second) {
+            (Some(s), Some(p)) if p > 0.0 => format!("{:.2}×", s / p),
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {rate} | {} | {} | {ratio} |",
+            point.peer.label(),
+            point.services,
+            point.failures,
+            point.retransmitted_segments.map_or_else(|| "—".into(), |r| r.to_string()),
+        );
+    }
+    out
+}
+
 /// Everything one throughput run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThroughputReport {
