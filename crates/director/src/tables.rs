@@ -603,15 +603,7 @@ impl Tables {
             None => (None, BTreeMap::new()),
         };
         // The previous nodes stay in the maps while this table names them.
-        for node in previous_nodes.values() {
-            let node_key = (node.name.clone(), node.address);
-            if !held.contains(&node_key)
-                && let Some(entry) = self.nodes.get_mut(&node_key)
-            {
-                entry.refs += 1;
-                held.push(node_key);
-            }
-        }
+        self.hold(previous_nodes.values(), &mut held);
         let id = self.table_ids.take();
         let named: Arc<[(u32, NodeTarget)]> =
             node_ids.iter().copied().zip(nodes.iter().cloned()).collect();
@@ -630,6 +622,23 @@ impl Tables {
             },
         );
         Ok(id)
+    }
+
+    /// Takes a reference on the entry of each of `nodes` present and not in `held` yet.
+    fn hold<'a>(
+        &mut self,
+        nodes: impl IntoIterator<Item = &'a NodeTarget>,
+        held: &mut Vec<(Arc<str>, IpAddr)>,
+    ) {
+        for node in nodes {
+            let node_key = (node.name.clone(), node.address);
+            if !held.contains(&node_key)
+                && let Some(entry) = self.nodes.get_mut(&node_key)
+            {
+                entry.refs += 1;
+                held.push(node_key);
+            }
+        }
     }
 
     fn release_table(&mut self, key: &TableKey) {

@@ -59,6 +59,17 @@ fn apply(maps: &mut FakeMaps, tables: &mut Tables, set: &VipSet) {
     }
 }
 
+/// A director that saw `s0` then `s1`, and the maps and tables of one that so far saw `s0`.
+fn histories(s0: &VipSet, s1: &VipSet) -> (Tables, FakeMaps, Tables) {
+    let mut throughout = Tables::new(config());
+    let _ = throughout.update(s0);
+    let _ = throughout.update(s1);
+    let mut maps = FakeMaps::default();
+    let mut first = Tables::new(config());
+    apply(&mut maps, &mut first, s0);
+    (throughout, maps, first)
+}
+
 /// (node address, previous node address) of 1,000 flows per VIP.
 fn choices(tables: &Tables) -> BTreeMap<(FrontendKey, u64), (Option<IpAddr>, Option<IpAddr>)> {
     let mut out = BTreeMap::new();
@@ -98,13 +109,7 @@ proptest! {
         drained_after in 0u16..256, w in any::<u8>(), while_down in any::<bool>(),
     ) {
         let (s0, s1) = (set(before, drained_before, w), set(after, drained_after, w));
-        let mut throughout = Tables::new(config());
-        let _ = throughout.update(&s0);
-        let _ = throughout.update(&s1);
-
-        let mut maps = FakeMaps::default();
-        let mut first = Tables::new(config());
-        apply(&mut maps, &mut first, &s0);
+        let (throughout, mut maps, mut first) = histories(&s0, &s1);
         if !while_down {
             apply(&mut maps, &mut first, &s1);
         }
@@ -132,12 +137,7 @@ proptest! {
 #[test]
 fn without_its_pinned_tables_a_restarted_director_forgets_the_previous_nodes() {
     let (s0, s1) = (set(0b111, 0, 0), set(0b101, 0, 0));
-    let mut throughout = Tables::new(config());
-    let _ = throughout.update(&s0);
-    let _ = throughout.update(&s1);
-    let mut maps = FakeMaps::default();
-    let mut first = Tables::new(config());
-    apply(&mut maps, &mut first, &s0);
+    let (throughout, mut maps, _) = histories(&s0, &s1);
     let mut adopted = maps.adopted();
     adopted.tables.clear();
     adopted.vip_tables.clear();
@@ -148,9 +148,7 @@ fn without_its_pinned_tables_a_restarted_director_forgets_the_previous_nodes() {
     assert!(named(&throughout) > 0, "the director that ran throughout names node-2");
     assert_eq!(named(&blind), 0, "the blind restart names nothing");
     // With them, it does (the property above, one example).
-    let mut maps = FakeMaps::default();
-    let mut first = Tables::new(config());
-    apply(&mut maps, &mut first, &s0);
+    let (_, mut maps, _) = histories(&s0, &s1);
     let mut second = Tables::adopting(config(), maps.adopted());
     apply(&mut maps, &mut second, &s1);
     assert_eq!(named(&second), named(&throughout));

@@ -40,15 +40,7 @@ impl Tables {
             .collect();
         // The same node entries as `old` (all present while it is), less the ones left out.
         let mut held: Vec<(Arc<str>, IpAddr)> = Vec::with_capacity(old.held.len());
-        for node in key.nodes.iter().chain(previous_nodes.values()) {
-            let node_key = (node.name.clone(), node.address);
-            if !held.contains(&node_key)
-                && let Some(entry) = self.nodes.get_mut(&node_key)
-            {
-                entry.refs += 1;
-                held.push(node_key);
-            }
-        }
+        self.hold(key.nodes.iter().chain(previous_nodes.values()), &mut held);
         let id = self.table_ids.take();
         let slots: Arc<[u32]> =
             old.table.slots().iter().map(|&index| old.node_ids[index as usize]).collect();
