@@ -24,7 +24,12 @@ use crate::latency::{self, NodePortLab, lab_error};
 use crate::programming::Peer;
 use crate::switchyard;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Long enough for one SYN retransmission (1 s): a dropped packet then shows as a slow
+/// connection and a retransmitted segment, not as a failure.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection this slow waited for a retransmission (the data plane's own work is
+/// microseconds).
+const SLOW: Duration = Duration::from_millis(200);
 /// The pods' names in the latency lab, whose namespaces' counters are read.
 const CLIENT: &str = "lat-ext";
 const SERVER: &str = "lat-server";
@@ -46,6 +51,8 @@ pub struct RatePoint {
     pub services: usize,
     pub connections: u64,
     pub failures: u64,
+    /// Connections that took longer than 200 ms (they waited for a retransmission).
+    pub slow: u64,
     pub seconds: f64,
     pub per_second: Option<f64>,
     /// TCP segments retransmitted in the client's and the server's namespaces meanwhile.
@@ -58,6 +65,7 @@ pub struct RatePoint {
 pub struct Burst {
     pub connections: u64,
     pub failures: u64,
+    pub slow: u64,
     pub seconds: f64,
 }
 
@@ -79,16 +87,21 @@ fn one_connection(target: SocketAddr) -> std::io::Result<()> {
 pub fn burst(target: SocketAddr, clients: usize, duration: Duration) -> Burst {
     let connections = AtomicU64::new(0);
     let failures = AtomicU64::new(0);
+    let slow = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..clients.max(1) {
             scope.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
                     match one_connection(target) {
                         Ok(()) => connections.fetch_add(1, Ordering::Relaxed),
                         Err(_) => failures.fetch_add(1, Ordering::Relaxed),
                     };
+                    if began.elapsed() >= SLOW {
+                        slow.fetch_add(1, Ordering::Relaxed);
+                    }
                     if started.elapsed() >= duration {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -99,6 +112,7 @@ pub fn burst(target: SocketAddr, clients: usize, duration: Duration) -> Burst {
     Burst {
         connections: connections.into_inner(),
         failures: failures.into_inner(),
+        slow: slow.into_inner(),
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -162,6 +176,7 @@ pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>,
                     services,
                     connections: burst.connections,
                     failures: burst.failures,
+                    slow: burst.slow,
                     seconds: burst.seconds,
                     per_second: (burst.connections > 0)
                         .then(|| burst.connections as f64 / burst.seconds),
@@ -174,6 +189,7 @@ pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>,
                     services,
                     connections: 0,
                     failures: 0,
+                    slow: 0,
                     seconds: 0.0,
                     per_second: None,
                     retransmitted_segments: None,
@@ -229,12 +245,13 @@ fn measure(
 fn describe(point: &RatePoint) -> String {
     match (point.per_second, &point.error) {
         (Some(rate), _) => format!(
-            "connections {:<16} {:>6} Services: {rate:.0}/s ({} in {:.1} s, {} failed, {} segments retransmitted)",
+            "connections {:<16} {:>6} Services: {rate:.0}/s ({} in {:.1} s, {} failed, {} slower than 200 ms, {} segments retransmitted)",
             point.peer.label(),
             point.services,
             point.connections,
             point.seconds,
             point.failures,
+            point.slow,
             point.retransmitted_segments.unwrap_or(0),
         ),
         (None, Some(error)) => {

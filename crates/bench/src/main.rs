@@ -87,6 +87,14 @@ struct LatencyOptions {
     /// Only these numbers of Services (e.g. 1,100,1000); default: the whole plan.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// Connections per point (default 1000; 200 with --quick).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Go through all sizes this many times, a share of the connections each time, so noise
+    /// falls on every size alike (for comparing p99 between sizes; reloads each peer's ruleset
+    /// at every visit).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 #[derive(Debug, Args)]
@@ -262,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             run_programming(&programming)?;
             let options = programming.run;
-            run_latency(&options, &[], &[])?;
+            run_latency(&options, &[], &[], 1, None)?;
             run_throughput(&options)?;
             // --quick: a tenth of the Services (the peers' 10,000 × 25 rulesets take minutes).
             let services = if options.quick { 1000 } else { 10_000 };
@@ -285,7 +293,13 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
-        Command::Latency(options) => run_latency(&options.run, &options.peers, &options.sizes)?,
+        Command::Latency(options) => run_latency(
+            &options.run,
+            &options.peers,
+            &options.sizes,
+            options.rounds,
+            options.connections,
+        )?,
         Command::Report(options) => {
             let path = options.out_dir().join("programming.json");
             let text = std::fs::read_to_string(&path)
@@ -509,7 +523,14 @@ fn run_connections(options: &ConnectionOptions) -> Result<()> {
     Ok(())
 }
 
-fn run_latency(options: &RunOptions, only_peers: &[PeerArg], only_sizes: &[usize]) -> Result<()> {
+fn run_latency(
+    options: &RunOptions,
+    only_peers: &[PeerArg],
+    only_sizes: &[usize],
+    rounds: usize,
+    connections: Option<usize>,
+) -> Result<()> {
+    anyhow::ensure!(rounds > 0, "--rounds: at least 1");
     let out = options.out_dir();
     // Switchyard first, in a node namespace no peer has touched yet (a peer's tables can leave
     // netfilter hooks registered there); nftables deletes its table; legacy x_tables last.
@@ -520,15 +541,20 @@ fn run_latency(options: &RunOptions, only_peers: &[PeerArg], only_sizes: &[usize
     }
     let client_exe = std::env::current_exe().context("finding this binary")?;
     let mut plan = if options.quick {
-        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers, client_exe }
+        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, rounds, peers, client_exe }
     } else {
         LatencyPlan {
             sizes: vec![1, 100, 1000, 5000, 10_000, 30_000],
             connections: 1000,
+            rounds,
             peers,
             client_exe,
         }
     };
+    if let Some(connections) = connections {
+        anyhow::ensure!(connections >= rounds, "--connections: at least one per round");
+        plan.connections = connections;
+    }
     if !only_sizes.is_empty() {
         anyhow::ensure!(only_sizes.iter().all(|&n| n > 0), "--sizes: at least 1 Service each");
         plan.sizes = only_sizes.to_vec();
@@ -538,6 +564,7 @@ fn run_latency(options: &RunOptions, only_peers: &[PeerArg], only_sizes: &[usize
         machine: Machine::detect(),
         quick: options.quick,
         connections_per_point: plan.connections,
+        rounds: plan.rounds,
         points,
     };
     report::write_json(&out.join("latency.json"), &report)?;
