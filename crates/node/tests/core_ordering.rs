@@ -40,6 +40,7 @@ impl Node {
             proxy: ProxyConfig::new(NODE),
             limits: limits_for(&MapSizes::default(), TABLE_SIZE),
             per_packet,
+            dsr: false,
             destroy_stale_sockets: true,
         };
         let tables = Arc::new(MaglevTables::new(TABLE_SIZE).unwrap());
