@@ -122,12 +122,14 @@ fn a_one_megabyte_upload_through_dsr_over_a_smaller_mtu_path_completes() {
         "web.yaml",
         &cluster.load_balancer("web", 30091, "", &[], &[("b1", State::Ready)]),
     );
-    // node1's path to node2 has a 1280-byte MTU: with the outer headers, a full-size client
-    // segment does not fit; node1 answers frag-needed / packet-too-big with the inner MTU.
+    // node1's path to node2 has a 1400-byte MTU: with the outer headers, a full-size client
+    // segment does not fit; node1 answers frag-needed / packet-too-big with the inner MTU
+    // (1360 for IPv4, 1328 for IPv6; a 1280-byte path would leave IPv6 1208, below its
+    // minimum MTU, which clients ignore).
     for v6 in [false, true] {
         let node2 = cluster.node_ip("node2", v6);
         let len = if v6 { 128 } else { 32 };
-        cluster.lab.route_with_mtu("node1", format!("{node2}/{len}").parse().unwrap(), 1280).unwrap();
+        cluster.lab.route_with_mtu("node1", format!("{node2}/{len}").parse().unwrap(), 1400).unwrap();
     }
     let before = cluster.packet_counters("node1")[&PacketReason::FragNeeded];
     for v6 in [false, true] {

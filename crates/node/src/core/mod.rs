@@ -14,7 +14,8 @@
 
 mod effect;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use switchyard_dataplane::kernel::KernelSnapshot;
@@ -314,14 +315,14 @@ impl NodeCore {
         if !self.config.per_packet || !self.config.dsr {
             return;
         }
-        let mut sources = std::collections::BTreeSet::new();
-        let mut of_node = std::collections::HashMap::new();
+        let mut sources = BTreeSet::new();
+        let mut of_node = HashMap::new();
         for (name, primary) in self.model.other_node_primaries() {
-            sources.extend(primary.ipv4.map(std::net::IpAddr::from));
-            sources.extend(primary.ipv6.map(std::net::IpAddr::from));
+            sources.extend(primary.ipv4.map(IpAddr::from));
+            sources.extend(primary.ipv6.map(IpAddr::from));
             of_node.insert(name, primary);
         }
-        let mut backends = std::collections::BTreeMap::new();
+        let mut backends = BTreeMap::new();
         for frontend in self.model.desired().frontends.values() {
             let all = frontend.backends.iter().chain(frontend.in_cluster_backends.iter().flatten());
             for backend in all.filter(|b| !b.is_local) {
@@ -330,8 +331,8 @@ impl NodeCore {
                     continue;
                 };
                 let node = match backend.ip {
-                    std::net::IpAddr::V4(_) => primary.ipv4.map(std::net::IpAddr::from),
-                    std::net::IpAddr::V6(_) => primary.ipv6.map(std::net::IpAddr::from),
+                    IpAddr::V4(_) => primary.ipv4.map(IpAddr::from),
+                    IpAddr::V6(_) => primary.ipv6.map(IpAddr::from),
                 };
                 if let Some(node) = node {
                     backends.insert(backend.ip, node);
