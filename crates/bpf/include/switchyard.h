@@ -484,8 +484,9 @@ struct sy_pkt_config {
 #define SY_PKT_F_DSR (1u << 0)
 
 /* sy_dsr_nodes: backend address (struct sy_node_addr_key) -> the address of the node the
- * backend runs on (struct sy_addr, same family), for the backends on other nodes. */
-#define SY_DEFAULT_DSR_NODES 65536
+ * backend runs on (struct sy_addr, same family), for the backends on other nodes. The loader
+ * sizes it like sy_backends (--max-backends). */
+#define SY_DEFAULT_DSR_NODES SY_DEFAULT_BACKENDS
 
 /* Default per-packet map sizes (c/lib/nodeport_maps.h; PacketMapSizes::default in Rust). */
 #define SY_DEFAULT_CT 262144

@@ -323,11 +323,8 @@ impl PacketMaps {
             .filter(|(backend, node)| backend.is_ipv4() == node.is_ipv4())
             .map(|(backend, node)| (NodeAddrKey::new(*backend), Addr::from_ip(*node).0))
             .collect();
-        let present: BTreeMap<NodeAddrKey, Addr> = self
-            .dsr_nodes
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err)?;
+        let present: BTreeMap<NodeAddrKey, Addr> =
+            self.dsr_nodes.iter().collect::<Result<_, _>>().map_err(map_err)?;
         for (key, node) in &wanted {
             if present.get(key) != Some(node) {
                 self.dsr_nodes.insert(key, node, 0).map_err(map_err)?;
@@ -388,7 +385,8 @@ pub(crate) fn packet_loader(opts: &LoadOptions, sizes: PacketMapSizes) -> EbpfLo
         .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
         .map_max_entries(names::CT, sizes.ct)
         .map_max_entries(names::NAT, sizes.nat)
-        .map_max_entries(names::SRC_RANGES, s.src_ranges);
+        .map_max_entries(names::SRC_RANGES, s.src_ranges)
+        .map_max_entries(names::DSR_NODES, s.backends);
     loader
 }
 
@@ -409,7 +407,7 @@ impl PacketDatapath {
                 shared_names::CONFIG
             )));
         }
-        check_pins(&opts.bpf_dir, sizes, opts.sizes.src_ranges)?;
+        check_pins(&opts.bpf_dir, sizes, &opts.sizes)?;
         let mut ebpf = packet_loader(opts, sizes).load(crate::nodeport_object())?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
         let mut maps = PacketMaps {
@@ -683,19 +681,15 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
 pub(crate) fn check_pins(
     bpf_dir: &Path,
     sizes: PacketMapSizes,
-    src_ranges: u32,
+    shared: &crate::MapSizes,
 ) -> Result<(), Error> {
     let expected = [
         (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
         (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),
-        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), src_ranges),
+        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), shared.src_ranges),
         (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), 1),
-        (
-            names::DSR_NODES,
-            size_of::<NodeAddrKey>(),
-            size_of::<Addr>(),
-            crate::nodeport_abi::DEFAULT_DSR_NODES,
-        ),
+        // One entry per remote backend address at most: sized like the backends.
+        (names::DSR_NODES, size_of::<NodeAddrKey>(), size_of::<Addr>(), shared.backends),
     ];
     crate::loader::check_pinned_layouts(bpf_dir, expected)
 }

@@ -32,8 +32,9 @@ pub const GUE_DSR_KIND: u8 = 0x44;
 pub const GUE_DSR_HLEN4: u8 = 2;
 /// GUE hlen (32-bit words) of the DSR option with an IPv6 frontend.
 pub const GUE_DSR_HLEN6: u8 = 5;
-/// `SY_DEFAULT_DSR_NODES`: max_entries of `sy_dsr_nodes`.
-pub const DEFAULT_DSR_NODES: u32 = 65_536;
+/// `SY_DEFAULT_DSR_NODES`: max_entries of `sy_dsr_nodes` in the object (the loader sizes it
+/// like `sy_backends`).
+pub const DEFAULT_DSR_NODES: u32 = 262_144;
 
 /// Random SNAT ports tried per new flow before the drop `DropSnatExhausted`.
 pub const SNAT_PROBES: u32 = 32;

@@ -70,8 +70,14 @@ fn a_remote_backends_flow_is_dnated_and_put_in_gue_to_its_node_with_the_client_k
         tc.frontend(f + 100, None, family, NODE_PORT, UDP, FE_NODEPORT, &[(f, backend, 8080, 0)]);
         tc.dsr_nodes(&[(FAMILIES[0].4, NODE_B4), (FAMILIES[1].4, NODE_B6)]);
         for (spec, dnated) in [
-            (Spec::tcp(client, 51000, node, NODE_PORT, SYN), Spec::tcp(client, 51000, backend, 8080, SYN)),
-            (Spec::tcp(client, 51000, node, NODE_PORT, ACK), Spec::tcp(client, 51000, backend, 8080, ACK)),
+            (
+                Spec::tcp(client, 51000, node, NODE_PORT, SYN),
+                Spec::tcp(client, 51000, backend, 8080, SYN),
+            ),
+            (
+                Spec::tcp(client, 51000, node, NODE_PORT, ACK),
+                Spec::tcp(client, 51000, backend, 8080, ACK),
+            ),
             (Spec::udp(client, 51000, node, NODE_PORT), Spec::udp(client, 51000, backend, 8080)),
         ] {
             let (rc, out) = tc.run(INGRESS, &spec.frame());
@@ -88,7 +94,12 @@ fn a_remote_backends_flow_is_dnated_and_put_in_gue_to_its_node_with_the_client_k
                 NODE_PORT,
                 &without_ethernet(&dnated.frame()),
             );
-            assert_eq!(masked[12..], want[12..], "{family} {:?}: outer headers, option, inner", spec.proto);
+            assert_eq!(
+                masked[12..],
+                want[12..],
+                "{family} {:?}: outer headers, option, inner",
+                spec.proto
+            );
             // The inner packet's checksums hold (parse checks them).
             let inner = parse(&dnated.frame());
             assert_eq!((inner.src, inner.dst), (ip(client), ip(backend)));
@@ -97,9 +108,15 @@ fn a_remote_backends_flow_is_dnated_and_put_in_gue_to_its_node_with_the_client_k
         let e = tc.pkt.maps().conntrack(&key).unwrap().unwrap();
         assert_eq!(e.flags & (CT_F_DSR | CT_F_SNAT), CT_F_DSR, "DSR, not SNAT");
         assert_eq!(e.state, CT_ESTABLISHED, "the client's ACK establishes it (no reply here)");
-        assert_eq!((e.nat_saddr.to_ip(family), e.nat_daddr.to_ip(family)), (ip(client), ip(backend)));
+        assert_eq!(
+            (e.nat_saddr.to_ip(family), e.nat_daddr.to_ip(family)),
+            (ip(client), ip(backend))
+        );
         let reply = CtKey::new(ip(backend), 8080, ip(client), 51000, TCP);
-        assert!(tc.pkt.maps().nat.get(&reply, 0).is_err(), "no reverse entry: replies never come here");
+        assert!(
+            tc.pkt.maps().nat.get(&reply, 0).is_err(),
+            "no reverse entry: replies never come here"
+        );
     }
     assert_eq!(tc.count(PacketReason::DnatDsr), 4, "a TCP and a UDP flow per family");
     assert_eq!(tc.count(PacketReason::CtHit), 2, "the ACKs");
@@ -131,7 +148,9 @@ fn without_dsr_or_without_the_backends_node_a_remote_backend_is_snated() {
 
 #[test]
 fn a_packet_too_big_once_encapsulated_is_answered_with_the_inner_mtu() {
-    if !switchyard_lab::require_root("a_packet_too_big_once_encapsulated_is_answered_with_the_inner_mtu") {
+    if !switchyard_lab::require_root(
+        "a_packet_too_big_once_encapsulated_is_answered_with_the_inner_mtu",
+    ) {
         return;
     }
     let mut tc = Tc::new("dsr-mtu", &dsr_settings());
@@ -158,7 +177,11 @@ fn a_packet_too_big_once_encapsulated_is_answered_with_the_inner_mtu() {
             let want = if family == AF_INET { (3, 4, 1400 - 40) } else { (2, 0, 1400 - 72) };
             assert_eq!(p.icmp(), want, "frag-needed / packet-too-big with the inner MTU");
             let q = p.quoted();
-            assert_eq!((q.src, q.dst, q.dport), (ip(client), ip(node), NODE_PORT), "quoted untranslated");
+            assert_eq!(
+                (q.src, q.dst, q.dport),
+                (ip(client), ip(node), NODE_PORT),
+                "quoted untranslated"
+            );
         }
     }
     assert_eq!(tc.count(PacketReason::FragNeeded), 2);
@@ -213,13 +236,26 @@ fn the_backends_node_writes_the_reverse_translation_and_the_reply_leaves_from_th
     let tc = Tc::new("dsr-decap", &dsr_settings());
     let decap = tc.decap(&[], &[A_NODE4, A_NODE6]);
     for (family, node, client, local, _) in FAMILIES {
-        let (a_node, frontend) = if family == AF_INET { (A_NODE4, "10.0.0.9") } else { (A_NODE6, "fd00::9") };
+        let (a_node, frontend) =
+            if family == AF_INET { (A_NODE4, "10.0.0.9") } else { (A_NODE6, "fd00::9") };
         for (proto, syn, reply) in [
-            (TCP, Spec::tcp(client, 51000, local, 8080, SYN), Spec::tcp(local, 8080, client, 51000, SYN | ACK)),
+            (
+                TCP,
+                Spec::tcp(client, 51000, local, 8080, SYN),
+                Spec::tcp(local, 8080, client, 51000, SYN | ACK),
+            ),
             (UDP, Spec::udp(client, 51000, local, 8080), Spec::udp(local, 8080, client, 51000)),
         ] {
             let inner = syn.frame();
-            let outer = gue_dsr_frame(ip(a_node), ip(node), 0xc123, GUE_PORT, ip(frontend), NODE_PORT, &without_ethernet(&inner));
+            let outer = gue_dsr_frame(
+                ip(a_node),
+                ip(node),
+                0xc123,
+                GUE_PORT,
+                ip(frontend),
+                NODE_PORT,
+                &without_ethernet(&inner),
+            );
             let (rc, out, mark) = run_decap(&decap, &outer);
             assert_eq!(rc, TCX_NEXT, "{family}/{proto}: on to the per-packet path");
             assert_eq!(out, inner, "the client's packet, as the client's node DNATed it");
@@ -234,10 +270,22 @@ fn the_backends_node_writes_the_reverse_translation_and_the_reply_leaves_from_th
             let (rc, out) = tc.run(EGRESS, &reply.frame());
             assert_eq!(rc, TC_ACT_OK);
             let p = parse(&out);
-            assert_eq!((p.src, p.sport, p.dst, p.dport), (ip(frontend), NODE_PORT, ip(client), 51000));
+            assert_eq!(
+                (p.src, p.sport, p.dst, p.dport),
+                (ip(frontend), NODE_PORT, ip(client), 51000)
+            );
             // The client's next packet refreshes the entries (TCP: an ACK).
-            let next = if proto == TCP { Spec::tcp(client, 51000, local, 8080, ACK) } else { syn.clone() };
-            let outer = gue_dsr_frame(ip(a_node), ip(node), 0xc123, GUE_PORT, ip(frontend), NODE_PORT, &without_ethernet(&next.frame()));
+            let next =
+                if proto == TCP { Spec::tcp(client, 51000, local, 8080, ACK) } else { syn.clone() };
+            let outer = gue_dsr_frame(
+                ip(a_node),
+                ip(node),
+                0xc123,
+                GUE_PORT,
+                ip(frontend),
+                NODE_PORT,
+                &without_ethernet(&next.frame()),
+            );
             assert_eq!(run_decap(&decap, &outer).0, TCX_NEXT);
             let e = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
             assert_eq!(e.state, CT_ESTABLISHED, "answered by the backend");
@@ -261,7 +309,9 @@ fn dsr_packets_come_only_from_nodes_and_malformed_ones_are_dropped_and_counted()
     let decap = tc.decap(&[director], &[A_NODE4]);
     let (_, node, client, local, _) = FAMILIES[0];
     let inner = without_ethernet(&Spec::tcp(client, 51000, local, 8080, SYN).frame());
-    let dsr = |src: &str| gue_dsr_frame(ip(src), ip(node), 0xc123, GUE_PORT, ip("10.0.0.9"), NODE_PORT, &inner);
+    let dsr = |src: &str| {
+        gue_dsr_frame(ip(src), ip(node), 0xc123, GUE_PORT, ip("10.0.0.9"), NODE_PORT, &inner)
+    };
     let count = |r: DecapReason| decap.maps().counters().unwrap()[&r].packets;
 
     // Unknown source, a director (no DSR from directors), a node without the option.
@@ -275,7 +325,10 @@ fn dsr_packets_come_only_from_nodes_and_malformed_ones_are_dropped_and_counted()
     plain.extend_from_slice(&((8 + 4 + inner.len()) as u16).to_be_bytes());
     plain.extend_from_slice(&[0, 0, 0, 4, 0, 0]);
     plain.extend_from_slice(&inner);
-    assert_eq!(run_decap(&decap, &ip_frame(ip(A_NODE4), ip(node), UDP, &plain, true)).0, TC_ACT_SHOT);
+    assert_eq!(
+        run_decap(&decap, &ip_frame(ip(A_NODE4), ip(node), UDP, &plain, true)).0,
+        TC_ACT_SHOT
+    );
     assert_eq!(count(DecapReason::DropNotDirector), 2, "a node sends only DSR");
 
     // From a node, malformed: the option's family is not the inner one's; hlen too long;
@@ -295,8 +348,22 @@ fn dsr_packets_come_only_from_nodes_and_malformed_ones_are_dropped_and_counted()
     long[24..26].copy_from_slice(&[0, 0]);
     let c = fold(sum16(&long[14..34], 0));
     long[24..26].copy_from_slice(&c.to_be_bytes());
-    let icmp_inner = without_ethernet(&ip_frame(ip(client), ip(local), ICMP, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0], true));
-    let icmp = gue_dsr_frame(ip(A_NODE4), ip(node), 0xc123, GUE_PORT, ip("10.0.0.9"), NODE_PORT, &icmp_inner);
+    let icmp_inner = without_ethernet(&ip_frame(
+        ip(client),
+        ip(local),
+        ICMP,
+        &[8, 0, 0xf7, 0xff, 0, 0, 0, 0],
+        true,
+    ));
+    let icmp = gue_dsr_frame(
+        ip(A_NODE4),
+        ip(node),
+        0xc123,
+        GUE_PORT,
+        ip("10.0.0.9"),
+        NODE_PORT,
+        &icmp_inner,
+    );
     for (what, frame) in [("family", family), ("hlen", long), ("no ports", icmp)] {
         assert_eq!(run_decap(&decap, &frame).0, TC_ACT_SHOT, "{what}");
     }

@@ -71,7 +71,8 @@ fn dsr_keeps_the_client_address_and_the_remote_backend_answers_the_client_direct
     let mut replies = 0;
     for v6 in [false, true] {
         let client = cluster.client_ip("ext", v6);
-        for target in [at(cluster.node_ip("node1", v6), 30090), at(lb[usize::from(v6)].parse().unwrap(), 80)]
+        for target in
+            [at(cluster.node_ip("node1", v6), 30090), at(lb[usize::from(v6)].parse().unwrap(), 80)]
         {
             let attempts = ok_from(&cluster, target, 10);
             for a in &attempts {
@@ -95,7 +96,8 @@ fn dsr_keeps_the_client_address_and_the_remote_backend_answers_the_client_direct
     let grew = |after: &std::collections::BTreeMap<PacketReason, u64>,
                 before: &std::collections::BTreeMap<PacketReason, u64>,
                 r: PacketReason| after[&r] - before[&r];
-    let encapsulated = grew(&n1, &n1_before, PacketReason::DnatDsr) + grew(&n1, &n1_before, PacketReason::CtHit);
+    let encapsulated =
+        grew(&n1, &n1_before, PacketReason::DnatDsr) + grew(&n1, &n1_before, PacketReason::CtHit);
     assert_eq!(grew(&n1, &n1_before, PacketReason::DnatDsr), 80, "40 TCP + 40 UDP flows");
     assert_eq!(grew(&n1, &n1_before, PacketReason::DnatSnat), 0, "nothing SNATed");
     assert_eq!(grew(&n1, &n1_before, PacketReason::Revnat), 0, "no reply passed node1");
@@ -103,7 +105,10 @@ fn dsr_keeps_the_client_address_and_the_remote_backend_answers_the_client_direct
     let (tx, rx) = (tx - n1_tx, rx - n1_rx);
     // node1 sent the encapsulated client packets and next to nothing else (neighbour
     // discovery): a reply through node1 would add one packet per reply.
-    assert!(tx >= encapsulated && tx <= encapsulated + 10, "node1 sent {tx}, encapsulated {encapsulated}, received {rx}");
+    assert!(
+        tx >= encapsulated && tx <= encapsulated + 10,
+        "node1 sent {tx}, encapsulated {encapsulated}, received {rx}"
+    );
     assert!(grew(&n2, &n2_before, PacketReason::Revnat) >= replies, "node2 answered: {n2:?}");
     let decap = decap_counters(&cluster.lab, "node2");
     assert!(decap[&DecapReason::Dsr] >= encapsulated, "{decap:?}");
@@ -129,7 +134,10 @@ fn a_one_megabyte_upload_through_dsr_over_a_smaller_mtu_path_completes() {
     for v6 in [false, true] {
         let node2 = cluster.node_ip("node2", v6);
         let len = if v6 { 128 } else { 32 };
-        cluster.lab.route_with_mtu("node1", format!("{node2}/{len}").parse().unwrap(), 1400).unwrap();
+        cluster
+            .lab
+            .route_with_mtu("node1", format!("{node2}/{len}").parse().unwrap(), 1400)
+            .unwrap();
     }
     let before = cluster.packet_counters("node1")[&PacketReason::FragNeeded];
     for v6 in [false, true] {
@@ -140,7 +148,10 @@ fn a_one_megabyte_upload_through_dsr_over_a_smaller_mtu_path_completes() {
             .unwrap();
         assert_eq!(up.error, None, "upload to {target}: {up:?}");
         assert_eq!(up.backend.as_deref(), Some("b1"));
-        assert_eq!(up.seen_as.as_deref().unwrap().parse::<SocketAddr>().unwrap().ip(), cluster.client_ip("ext", v6));
+        assert_eq!(
+            up.seen_as.as_deref().unwrap().parse::<SocketAddr>().unwrap().ip(),
+            cluster.client_ip("ext", v6)
+        );
     }
     let n1 = cluster.packet_counters("node1");
     assert!(n1[&PacketReason::FragNeeded] > before, "the client was told the inner MTU: {n1:?}");

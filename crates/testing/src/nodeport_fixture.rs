@@ -324,10 +324,7 @@ impl Tc {
 
 /// Runs `frame` through the decapsulation: (verdict, the frame as it leaves, `cb[0]` of the
 /// `__sk_buff` after it: the mark telling the per-packet path a packet is a director's).
-pub fn run_decap(
-    dp: &switchyard_bpf::decap::DecapDatapath,
-    frame: &[u8],
-) -> (u32, Vec<u8>, u32) {
+pub fn run_decap(dp: &switchyard_bpf::decap::DecapDatapath, frame: &[u8]) -> (u32, Vec<u8>, u32) {
     /// `sizeof(struct __sk_buff)` and the offset of `cb[0]` in it (UAPI).
     const SK_BUFF_LEN: usize = 192;
     const CB0: usize = 48;

@@ -324,8 +324,9 @@ impl NodeCore {
         }
         let mut backends = BTreeMap::new();
         for frontend in self.model.desired().frontends.values() {
-            let all = frontend.backends.iter().chain(frontend.in_cluster_backends.iter().flatten());
-            for backend in all.filter(|b| !b.is_local) {
+            // Only `backends`: an `externalTrafficPolicy: Local` frontend's in-cluster list
+            // serves pods, which are never DSR's clients.
+            for backend in frontend.backends.iter().filter(|b| !b.is_local) {
                 let Some(primary) = backend.node_name.as_deref().and_then(|n| of_node.get(n))
                 else {
                     continue;

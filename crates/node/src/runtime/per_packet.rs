@@ -72,8 +72,7 @@ impl PerPacketPrograms {
         check_port_ranges(snat_ports, node_port_range)?;
         let dsr_port = (config.nodeport_mode == crate::config::NodePortMode::Dsr)
             .then_some(directors.gue_port);
-        let settings =
-            settings(model.primary_addresses(), snat_ports, node_port_range, dsr_port);
+        let settings = settings(model.primary_addresses(), snat_ports, node_port_range, dsr_port);
         // Loading writes the settings: they are computed from the model first, so a restarted
         // agent never has the programs SNAT to a stale or missing address.
         let datapath =
