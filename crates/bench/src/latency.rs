@@ -85,6 +85,9 @@ pub struct LatencyPoint {
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
     pub mean_us: Option<f64>,
+    /// TCP segments retransmitted in the client's and the server's namespaces while this point
+    /// was measured: a p99 made of retransmissions is not the data plane's.
+    pub retransmitted_segments: Option<u64>,
     /// Why there are no samples (the ruleset did not load, or the peer does not exist yet).
     pub error: Option<String>,
 }
@@ -93,7 +96,12 @@ pub struct LatencyPoint {
 #[derive(Debug, Clone)]
 pub struct LatencyPlan {
     pub sizes: Vec<usize>,
+    /// Connections per point, spread over the rounds.
     pub connections: usize,
+    /// Each peer goes through all sizes this many times, `connections / rounds` per visit, so
+    /// the machine's noise falls on every size alike (what a p99 comparison between sizes
+    /// needs). A peer's ruleset is loaded again at every visit.
+    pub rounds: usize,
     pub peers: Vec<Peer>,
     /// The `switchyard-bench` binary, whose hidden [`CLIENT_SUBCOMMAND`] is Switchyard's
     /// socket-level client (a process of its own in the node's cgroup).
@@ -131,31 +139,38 @@ pub fn state_with_target(services: usize, server: SocketAddrV4) -> DesiredState 
 }
 
 /// A one-byte echo server: reads one byte, writes it back, closes (so TIME_WAIT stays on the
-/// server side and the client never runs out of ports).
-struct EchoServer {
+/// server side and the client never runs out of ports). `threads` accept on the one listener.
+pub(crate) struct EchoServer {
     stop: Arc<AtomicBool>,
     fd: i32,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+    _listener: Arc<TcpListener>,
 }
 
 impl EchoServer {
-    fn start(listener: TcpListener) -> Self {
+    pub(crate) fn start(listener: TcpListener, threads: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let fd = listener.as_raw_fd();
-        let stopped = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !stopped.load(Ordering::SeqCst) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let mut byte = [0u8; 1];
-                if stream.read_exact(&mut byte).is_ok() {
-                    let _ = stream.write_all(&byte);
-                }
-            }
-        });
-        Self { stop, fd, thread: Some(thread) }
+        let listener = Arc::new(listener);
+        let threads = (0..threads.max(1))
+            .map(|_| {
+                let stopped = Arc::clone(&stop);
+                let listener = Arc::clone(&listener);
+                std::thread::spawn(move || {
+                    while !stopped.load(Ordering::SeqCst) {
+                        let Ok((mut stream, _)) = listener.accept() else {
+                            continue;
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let mut byte = [0u8; 1];
+                        if stream.read_exact(&mut byte).is_ok() {
+                            let _ = stream.write_all(&byte);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, fd, threads, _listener: listener }
     }
 }
 
@@ -167,7 +182,7 @@ impl Drop for EchoServer {
         unsafe {
             libc::shutdown(self.fd, libc::SHUT_RDWR);
         }
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -278,95 +293,157 @@ pub(crate) fn clear(peer: Peer, node: &Netns) -> Result<(), BenchError> {
     }
 }
 
+/// The lab both the latency sweep and the connection rate run in: two nodes (a client pod on
+/// node 1, the echo server's pod on node 2) and an external client behind the router.
+pub(crate) struct NodePortLab {
+    pub(crate) lab: Lab,
+    pub(crate) node: switchyard_lab::NodeInfo,
+    pub(crate) node_ns: Netns,
+    pub(crate) config: NodeConfig,
+    /// The echo server in node 2's pod.
+    pub(crate) server: SocketAddrV4,
+    /// The target NodePort on node 1.
+    pub(crate) node_port: SocketAddr,
+    _echo: EchoServer,
+}
+
+impl NodePortLab {
+    /// Brings the lab up with an echo server of `server_threads` threads.
+    pub(crate) fn up(server_threads: usize) -> Result<Self, BenchError> {
+        let topology = Topology {
+            nodes: vec![
+                NodeSpec { name: "node1".into(), pods: vec![CLIENT_POD.into()] },
+                NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
+            ],
+            clients: vec![EXTERNAL_CLIENT.into()],
+            directors: Vec::new(),
+        };
+        let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
+        let node = lab.node("node1").map_err(lab_error)?.clone();
+        let server_ip = lab.pod(SERVER_POD).map_err(lab_error)?.ipv4;
+        let listener = lab
+            .run_in(SERVER_POD, || {
+                TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT))
+            })
+            .map_err(lab_error)?
+            .map_err(|e| {
+                BenchError::Lab(format!("binding the echo server in {SERVER_POD}: {e}"))
+            })?;
+        let echo = EchoServer::start(listener, server_threads);
+        let node_ns = Netns::existing(node.netns.clone());
+        let config = node_config(node.ipv4);
+        let server = SocketAddrV4::new(server_ip, SERVER_PORT);
+        let node_port = SocketAddr::V4(SocketAddrV4::new(node.ipv4, TARGET_NODE_PORT));
+        Ok(NodePortLab { lab, node, node_ns, config, server, node_port, _echo: echo })
+    }
+}
+
+pub(crate) fn lab_error(e: switchyard_lab::LabError) -> BenchError {
+    BenchError::Lab(e.to_string())
+}
+
 /// Runs the whole latency sweep in a lab of its own (two nodes, one pod each).
 pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyPoint>, BenchError> {
-    let lab_error = |e: switchyard_lab::LabError| BenchError::Lab(e.to_string());
-    let topology = Topology {
-        nodes: vec![
-            NodeSpec { name: "node1".into(), pods: vec![CLIENT_POD.into()] },
-            NodeSpec { name: "node2".into(), pods: vec![SERVER_POD.into()] },
-        ],
-        clients: vec![EXTERNAL_CLIENT.into()],
-        directors: Vec::new(),
-    };
-    let lab = Lab::up_with(&topology, &LabOptions::default()).map_err(lab_error)?;
-    let node = lab.node("node1").map_err(lab_error)?.clone();
-    let server_ip = lab.pod(SERVER_POD).map_err(lab_error)?.ipv4;
-    let listener = lab
-        .run_in(SERVER_POD, || {
-            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT))
-        })
-        .map_err(lab_error)?
-        .map_err(|e| BenchError::Lab(format!("binding the echo server in {SERVER_POD}: {e}")))?;
-    let _server = EchoServer::start(listener);
-    let node_ns = Netns::existing(node.netns.clone());
-    let config = node_config(node.ipv4);
-    let server = SocketAddrV4::new(server_ip, SERVER_PORT);
+    let NodePortLab { lab, node, node_ns, config, server, node_port, _echo } = NodePortLab::up(1)?;
 
-    let node_port = SocketAddr::V4(SocketAddrV4::new(node.ipv4, TARGET_NODE_PORT));
-
-    let mut points = Vec::new();
+    // Samples per (peer, size, path), gathered over the rounds.
+    let mut gathered: Vec<Gathered> = Vec::new();
     // Switchyard's per-packet conntrack, carried from one N to the next (switchyard::Flows).
     let mut flows = switchyard::Flows::default();
+    let rounds = plan.rounds.max(1);
+    let per_visit = plan.connections.div_ceil(rounds);
     for &peer in &plan.peers {
         let mut unavailable = false;
-        for &services in &plan.sizes {
-            let state = state_with_target(services, server);
-            let cluster_ip = SocketAddr::V4(SocketAddrV4::new(
-                synthetic::cluster_ip(services - 1),
-                synthetic::SERVICE_PORT,
-            ));
-            let loaded = if peer == Peer::Switchyard {
-                Ok(())
-            } else {
-                apply(peer, &node_ns, &config, &state)
-            };
-            for path in LatencyPath::ALL {
-                let measured = match (loaded.as_ref(), peer, path) {
-                    (Err(error), _, _) => Err(BenchError::Lab(error.to_string())),
-                    (Ok(()), Peer::Switchyard, LatencyPath::PodToClusterIp) => {
-                        switchyard::measure_latency(
-                            &lab,
-                            &plan.client_exe,
-                            CLIENT_POD,
-                            node.ipv4,
-                            &state,
-                            cluster_ip,
-                            plan.connections,
-                        )
-                    }
-                    (Ok(()), Peer::Switchyard, LatencyPath::ExternalToNodePort) => {
-                        switchyard::load_packet_path(
-                            &state,
-                            node.ipv4,
-                            &node.netns,
-                            &node.uplink,
-                            "sybench-latpkt",
-                        )
-                        .and_then(|mut programmed| {
-                            flows.restore(&mut programmed)?;
-                            let measured = lab
-                                .run_in(EXTERNAL_CLIENT, || {
-                                    round_trips(node_port, plan.connections)
-                                })
-                                .map_err(lab_error);
-                            flows = switchyard::Flows::of(&programmed)?;
-                            // Detached and unpinned here, before the next size.
-                            drop(programmed);
-                            measured
-                        })
-                    }
-                    (Ok(()), _, LatencyPath::PodToClusterIp) => lab
-                        .run_in(CLIENT_POD, || round_trips(cluster_ip, plan.connections))
-                        .map_err(lab_error),
-                    (Ok(()), _, LatencyPath::ExternalToNodePort) => lab
-                        .run_in(EXTERNAL_CLIENT, || round_trips(node_port, plan.connections))
-                        .map_err(lab_error),
+        for round in 0..rounds {
+            for &services in &plan.sizes {
+                let state = state_with_target(services, server);
+                let cluster_ip = SocketAddr::V4(SocketAddrV4::new(
+                    synthetic::cluster_ip(services - 1),
+                    synthetic::SERVICE_PORT,
+                ));
+                let loaded = if peer == Peer::Switchyard {
+                    Ok(())
+                } else {
+                    apply(peer, &node_ns, &config, &state)
                 };
-                let point = point_of(peer, path, services, measured);
-                log(&describe(&point));
-                unavailable |= peer == Peer::Switchyard && point.error.is_some();
-                points.push(point);
+                for path in LatencyPath::ALL {
+                    let client = match path {
+                        LatencyPath::PodToClusterIp => CLIENT_POD,
+                        LatencyPath::ExternalToNodePort => EXTERNAL_CLIENT,
+                    };
+                    let before = namespace_retransmits(&lab, client);
+                    let measured = match (loaded.as_ref(), peer, path) {
+                        (Err(error), _, _) => Err(BenchError::Lab(error.to_string())),
+                        (Ok(()), Peer::Switchyard, LatencyPath::PodToClusterIp) => {
+                            switchyard::measure_latency(
+                                &lab,
+                                &plan.client_exe,
+                                CLIENT_POD,
+                                node.ipv4,
+                                &state,
+                                cluster_ip,
+                                per_visit,
+                            )
+                        }
+                        (Ok(()), Peer::Switchyard, LatencyPath::ExternalToNodePort) => {
+                            switchyard::load_packet_path(
+                                &state,
+                                node.ipv4,
+                                &node.netns,
+                                &node.uplink,
+                                "sybench-latpkt",
+                            )
+                            .and_then(|mut programmed| {
+                                flows.restore(&mut programmed)?;
+                                let measured = lab
+                                    .run_in(EXTERNAL_CLIENT, || round_trips(node_port, per_visit))
+                                    .map_err(lab_error);
+                                flows = switchyard::Flows::of(&programmed)?;
+                                // Detached and unpinned here, before the next size.
+                                drop(programmed);
+                                measured
+                            })
+                        }
+                        (Ok(()), _, LatencyPath::PodToClusterIp) => lab
+                            .run_in(CLIENT_POD, || round_trips(cluster_ip, per_visit))
+                            .map_err(lab_error),
+                        (Ok(()), _, LatencyPath::ExternalToNodePort) => lab
+                            .run_in(EXTERNAL_CLIENT, || round_trips(node_port, per_visit))
+                            .map_err(lab_error),
+                    };
+                    let retransmits = before.and_then(|before| {
+                        namespace_retransmits(&lab, client)
+                            .map(|after| after.saturating_sub(before))
+                    });
+                    let visit = visit_of(measured);
+                    if rounds > 1 {
+                        log(&format!(
+                            "round {}/{rounds}: {:<16} {:<27} {:>6} Services: {} samples, {} failed",
+                            round + 1,
+                            peer.label(),
+                            path.label(),
+                            services,
+                            visit.samples.len(),
+                            visit.failures
+                        ));
+                    }
+                    unavailable |= peer == Peer::Switchyard && visit.error.is_some();
+                    let slot = match gathered
+                        .iter_mut()
+                        .position(|g| g.peer == peer && g.path == path && g.services == services)
+                    {
+                        Some(i) => &mut gathered[i],
+                        None => {
+                            gathered.push(Gathered { peer, path, services, ..Gathered::default() });
+                            let last = gathered.len() - 1;
+                            &mut gathered[last]
+                        }
+                    };
+                    slot.add(visit, retransmits);
+                }
+                if unavailable {
+                    break;
+                }
             }
             if unavailable {
                 break;
@@ -374,42 +451,94 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
         }
         clear(peer, &node_ns)?;
     }
+    let points: Vec<LatencyPoint> = gathered.into_iter().map(Gathered::point).collect();
+    for point in &points {
+        log(&describe(point));
+    }
     Ok(points)
 }
 
-fn point_of(
+/// Retransmitted segments of `client`'s namespace plus the echo server's (`None` when a count
+/// could not be read: the point then says nothing about retransmissions).
+fn namespace_retransmits(lab: &Lab, client: &str) -> Option<u64> {
+    let mut total = 0;
+    for member in [client, SERVER_POD] {
+        total += lab.run_in(member, crate::connection_rate::retransmitted_segments).ok()?.ok()?;
+    }
+    Some(total)
+}
+
+/// One point's samples over the rounds.
+#[derive(Debug)]
+struct Gathered {
     peer: Peer,
     path: LatencyPath,
     services: usize,
-    measured: Result<(Vec<f64>, usize), BenchError>,
-) -> LatencyPoint {
-    let empty = |failures, error| LatencyPoint {
-        peer,
-        path,
-        services,
-        connections: 0,
-        failures,
-        p50_us: None,
-        p99_us: None,
-        mean_us: None,
-        error: Some(error),
-    };
-    match measured {
-        Ok((samples, failures)) if samples.is_empty() => {
-            empty(failures, format!("no connection got through ({failures} failed)"))
-        }
-        Ok((samples, failures)) => LatencyPoint {
-            peer,
-            path,
-            services,
-            connections: samples.len(),
-            failures,
-            p50_us: percentile(&samples, 0.50),
-            p99_us: percentile(&samples, 0.99),
-            mean_us: Some(samples.iter().sum::<f64>() / samples.len() as f64),
+    samples: Vec<f64>,
+    failures: usize,
+    retransmits: Option<u64>,
+    error: Option<String>,
+}
+
+impl Default for Gathered {
+    fn default() -> Self {
+        Gathered {
+            peer: Peer::Switchyard,
+            path: LatencyPath::PodToClusterIp,
+            services: 0,
+            samples: Vec::new(),
+            failures: 0,
+            retransmits: Some(0),
             error: None,
+        }
+    }
+}
+
+impl Gathered {
+    fn add(&mut self, visit: Visit, retransmits: Option<u64>) {
+        self.samples.extend(visit.samples);
+        self.failures += visit.failures;
+        self.retransmits = self.retransmits.zip(retransmits).map(|(a, b)| a + b);
+        if self.error.is_none() {
+            self.error = visit.error;
+        }
+    }
+
+    fn point(mut self) -> LatencyPoint {
+        self.samples.sort_by(f64::total_cmp);
+        let n = self.samples.len();
+        LatencyPoint {
+            peer: self.peer,
+            path: self.path,
+            services: self.services,
+            connections: n,
+            failures: self.failures,
+            p50_us: percentile(&self.samples, 0.50),
+            p99_us: percentile(&self.samples, 0.99),
+            mean_us: (n > 0).then(|| self.samples.iter().sum::<f64>() / n as f64),
+            retransmitted_segments: self.retransmits,
+            // An error of one visit counts only when no visit got samples.
+            error: if n == 0 { self.error } else { None },
+        }
+    }
+}
+
+/// What one visit of a point measured.
+struct Visit {
+    samples: Vec<f64>,
+    failures: usize,
+    error: Option<String>,
+}
+
+fn visit_of(measured: Result<(Vec<f64>, usize), BenchError>) -> Visit {
+    match measured {
+        Ok((samples, failures)) if samples.is_empty() => Visit {
+            samples,
+            failures,
+            error: Some(format!("no connection got through ({failures} failed)")),
         },
-        Err(error) => empty(0, error.to_string()),
+        Ok((samples, failures)) => Visit { samples, failures, error: None },
+        Err(error) => Visit { samples: Vec::new(), failures: 0, error: Some(error.to_string()) },
     }
 }
 

@@ -3,6 +3,7 @@
 //! The peers' rulesets are generated exactly as kube-proxy writes them ([`kube_proxy`]) from one
 //! [`state::DesiredState`], and applied inside network namespaces of our own.
 
+pub mod connection_rate;
 pub mod error;
 pub mod forwarding;
 pub mod golden;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchyard_bench::connection_rate;
 use switchyard_bench::forwarding;
 use switchyard_bench::golden;
 use switchyard_bench::kube_proxy::{iptables, nftables};
@@ -18,7 +19,9 @@ use switchyard_bench::machine::Machine;
 use switchyard_bench::netns::Netns;
 use switchyard_bench::plot;
 use switchyard_bench::programming::{self, Limits, Peer, Step};
-use switchyard_bench::report::{self, LatencyReport, ProgrammingReport, ThroughputReport};
+use switchyard_bench::report::{
+    self, ConnectionReport, LatencyReport, ProgrammingReport, ThroughputReport,
+};
 use switchyard_bench::state::NodeConfig;
 use switchyard_bench::synthetic::{self, Shape};
 use switchyard_bench::throughput::{self, Forwarder, ThroughputPlan};
@@ -84,6 +87,14 @@ struct LatencyOptions {
     /// Only these numbers of Services (e.g. 1,100,1000); default: the whole plan.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// Connections per point (default 1000; 200 with --quick).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Go through all sizes this many times, a share of the connections each time, so noise
+    /// falls on every size alike (for comparing p99 between sizes; reloads each peer's ruleset
+    /// at every visit).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +133,24 @@ struct ForwardingOptions {
     /// Rounds (default 3; 1 with --quick).
     #[arg(long)]
     rounds: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct ConnectionOptions {
+    #[command(flatten)]
+    run: RunOptions,
+    /// Numbers of Services (default 10000; 1000 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    services: Vec<usize>,
+    /// Only these peers (still Switchyard first, legacy last); default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    peers: Vec<PeerArg>,
+    /// Client threads opening connections at once.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Seconds per point (default 3; 1 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -196,6 +225,9 @@ enum Command {
     /// Item 3: packets per second per forwarder CPU, from a live-frames generator that outruns
     /// the forwarder (needs root and two CPUs; namespaces of its own).
     Forwarding(ForwardingOptions),
+    /// Item 3b: new connections per second through a NodePort, per peer (needs root; a lab of
+    /// its own).
+    Connections(ConnectionOptions),
     /// Item 4: BPF map memory, agent RSS and the peers' kernel memory at 10,000 Services × 25
     /// endpoints (needs root).
     Memory(MemoryOptions),
@@ -238,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             run_programming(&programming)?;
             let options = programming.run;
-            run_latency(&options, &[], &[])?;
+            run_latency(&options, &[], &[], 1, None)?;
             run_throughput(&options)?;
             // --quick: a tenth of the Services (the peers' 10,000 × 25 rulesets take minutes).
             let services = if options.quick { 1000 } else { 10_000 };
@@ -261,7 +293,13 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("all benchmarks done in {:.0} s", started.elapsed().as_secs_f64());
         }
         Command::Programming(options) => run_programming(&options)?,
-        Command::Latency(options) => run_latency(&options.run, &options.peers, &options.sizes)?,
+        Command::Latency(options) => run_latency(
+            &options.run,
+            &options.peers,
+            &options.sizes,
+            options.rounds,
+            options.connections,
+        )?,
         Command::Report(options) => {
             let path = options.out_dir().join("programming.json");
             let text = std::fs::read_to_string(&path)
@@ -272,6 +310,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Throughput(options) => run_throughput(&options)?,
         Command::Forwarding(options) => run_forwarding(&options)?,
+        Command::Connections(options) => run_connections(&options)?,
         Command::Memory(options) => run_memory(&options)?,
         Command::LatencyClient { target, connections } => {
             let (samples_us, failures) = latency::round_trips(target, connections);
@@ -452,7 +491,46 @@ fn write_programming(out: &Path, report: &ProgrammingReport) -> Result<()> {
     Ok(())
 }
 
-fn run_latency(options: &RunOptions, only_peers: &[PeerArg], only_sizes: &[usize]) -> Result<()> {
+fn run_connections(options: &ConnectionOptions) -> Result<()> {
+    let out = options.run.out_dir();
+    let mut peers = vec![Peer::Switchyard, Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy];
+    if !options.peers.is_empty() {
+        let chosen: Vec<Peer> = options.peers.iter().map(|&p| p.into()).collect();
+        peers.retain(|p| chosen.contains(p));
+    }
+    let quick = options.run.quick;
+    let services = if !options.services.is_empty() {
+        options.services.clone()
+    } else if quick {
+        vec![1000]
+    } else {
+        vec![10_000]
+    };
+    anyhow::ensure!(services.iter().all(|&n| n > 0), "--services: at least 1 Service each");
+    let seconds = options.seconds.unwrap_or(if quick { 1.0 } else { 3.0 });
+    anyhow::ensure!(seconds > 0.0 && seconds.is_finite(), "--seconds: a positive number");
+    let plan = connection_rate::RatePlan { services, peers, clients: options.clients, seconds };
+    let points = connection_rate::run(&plan, &mut |line| eprintln!("{line}"))?;
+    let report = ConnectionReport {
+        machine: Machine::detect(),
+        clients: plan.clients,
+        seconds_per_point: seconds,
+        points,
+    };
+    report::write_json(&out.join("connections.json"), &report)?;
+    report::write_file(&out.join("connections.md"), &report::connection_markdown(&report))?;
+    eprintln!("connection-rate results in {}", out.display());
+    Ok(())
+}
+
+fn run_latency(
+    options: &RunOptions,
+    only_peers: &[PeerArg],
+    only_sizes: &[usize],
+    rounds: usize,
+    connections: Option<usize>,
+) -> Result<()> {
+    anyhow::ensure!(rounds > 0, "--rounds: at least 1");
     let out = options.out_dir();
     // Switchyard first, in a node namespace no peer has touched yet (a peer's tables can leave
     // netfilter hooks registered there); nftables deletes its table; legacy x_tables last.
@@ -463,15 +541,20 @@ fn run_latency(options: &RunOptions, only_peers: &[PeerArg], only_sizes: &[usize
     }
     let client_exe = std::env::current_exe().context("finding this binary")?;
     let mut plan = if options.quick {
-        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, peers, client_exe }
+        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, rounds, peers, client_exe }
     } else {
         LatencyPlan {
             sizes: vec![1, 100, 1000, 5000, 10_000, 30_000],
             connections: 1000,
+            rounds,
             peers,
             client_exe,
         }
     };
+    if let Some(connections) = connections {
+        anyhow::ensure!(connections >= rounds, "--connections: at least one per round");
+        plan.connections = connections;
+    }
     if !only_sizes.is_empty() {
         anyhow::ensure!(only_sizes.iter().all(|&n| n > 0), "--sizes: at least 1 Service each");
         plan.sizes = only_sizes.to_vec();
@@ -481,6 +564,7 @@ fn run_latency(options: &RunOptions, only_peers: &[PeerArg], only_sizes: &[usize
         machine: Machine::detect(),
         quick: options.quick,
         connections_per_point: plan.connections,
+        rounds: plan.rounds,
         points,
     };
     report::write_json(&out.join("latency.json"), &report)?;

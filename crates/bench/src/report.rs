@@ -166,6 +166,8 @@ pub struct LatencyReport {
     pub machine: Machine,
     pub quick: bool,
     pub connections_per_point: usize,
+    /// Visits of every size per peer (see [`crate::latency::LatencyPlan::rounds`]).
+    pub rounds: usize,
     pub points: Vec<crate::latency::LatencyPoint>,
 }
 
@@ -192,10 +194,10 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
     };
     let peers = [Peer::IptablesNft, Peer::IptablesLegacy, Peer::Nftables];
     let mut out = format!(
-        "Microseconds, p50 / p99 over all connections at each size ({} per point). Ratios: the \
-         peer's p50 over Switchyard's p50 on the same path, in the same run. Load average when \
-         written: {}.\n",
-        report.connections_per_point, report.machine.load_average
+        "Microseconds, p50 / p99 over all connections at each size ({} per point, in {} \
+         round(s) over all sizes). Ratios: the peer's p50 over Switchyard's p50 on the same \
+         path, in the same run. Load average when written: {}.\n",
+        report.connections_per_point, report.rounds, report.machine.load_average
     );
     for path in LatencyPath::ALL {
         let find = |peer: Peer, services: usize| {
@@ -233,6 +235,75 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
             }
             out.push('\n');
         }
+        // What the p99 column is made of: retransmissions are the network's, not the data
+        // plane's, so they are counted beside it.
+        out.push_str("\nRetransmitted TCP segments (client's and server's namespaces) per size:");
+        for peer in [Peer::Switchyard, Peer::IptablesNft, Peer::IptablesLegacy, Peer::Nftables] {
+            let counts: Vec<String> = sizes
+                .iter()
+                .filter_map(|&n| find(peer, n))
+                .map(|p| p.retransmitted_segments.map_or_else(|| "?".into(), |r| r.to_string()))
+                .collect();
+            if !counts.is_empty() {
+                let _ = write!(out, " {} {};", peer.label(), counts.join("/"));
+            }
+        }
+        out.push('\n');
+        let (Some(&smallest), Some(&largest)) = (sizes.first(), sizes.last()) else { continue };
+        if smallest != largest {
+            let p99 = |n| find(Peer::Switchyard, n).and_then(|p| p.p99_us);
+            if let (Some(small), Some(large)) = (p99(smallest), p99(largest)) {
+                let _ = writeln!(
+                    out,
+                    "\nSwitchyard's p99 at {largest} Services over its p99 at {smallest}: {:.3}×.",
+                    large / small
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Everything one connection-rate run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionReport {
+    pub machine: Machine,
+    pub clients: usize,
+    pub seconds_per_point: f64,
+    pub points: Vec<crate::connection_rate::RatePoint>,
+}
+
+/// Markdown: new connections per second per peer and size, with Switchyard's rate as a ratio of
+/// each peer's at the same size (same run).
+pub fn connection_markdown(report: &ConnectionReport) -> String {
+    let mut out = format!(
+        "New connections per second through node 1's NodePort (DNAT + SNAT to a pod on node 2), \
+         {} client threads for {:.0} s per point; clients, forwarder and echo server share the \
+         machine's CPUs, so only same-run ratios mean anything. Load average when written: {}.\n\n\
+         | peer | Services | connections/s | failed | slower than 200 ms | retransmitted segments | switchyard / peer |\n\
+         |---|---|---|---|---|---|---|\n",
+        report.clients, report.seconds_per_point, report.machine.load_average
+    );
+    for point in &report.points {
+        let switchyard = report
+            .points
+            .iter()
+            .find(|p| p.peer == Peer::Switchyard && p.services == point.services)
+            .and_then(|p| p.per_second);
+        let rate = point.per_second.map_or_else(|| "failed".into(), |r| format!("{r:.0}"));
+        let ratio = match (switchyard, point.per_second) {
+            (Some(s), Some(p)) if p > 0.0 => format!("{:.2}×", s / p),
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {rate} | {} | {} | {} | {ratio} |",
+            point.peer.label(),
+            point.services,
+            point.failures,
+            point.slow,
+            point.retransmitted_segments.map_or_else(|| "—".into(), |r| r.to_string()),
+        );
     }
     out
 }

@@ -17,6 +17,7 @@ fn every_peer_routes_the_pod_and_the_external_client_to_the_last_service() {
     let plan = LatencyPlan {
         sizes: vec![1, 25],
         connections: 20,
+        rounds: 2,
         peers: peers.clone(),
         client_exe: env!("CARGO_BIN_EXE_switchyard-bench").into(),
     };
@@ -27,6 +28,7 @@ fn every_peer_routes_the_pod_and_the_external_client_to_the_last_service() {
         assert_eq!(point.failures, 0, "{point:?}");
         assert_eq!(point.connections, 20, "{point:?}");
         assert!(point.p50_us.is_some_and(|p50| p50 > 0.0), "{point:?}");
+        assert!(point.retransmitted_segments.is_some(), "{point:?}");
     }
     for path in LatencyPath::ALL {
         assert!(points.iter().any(|p| p.peer == Peer::Switchyard && p.path == path), "{path:?}");

@@ -679,18 +679,8 @@ impl DirectorDatapath {
         crate::nodeport::check_device(device)?;
         enable_forwarding(device)?;
         let links_dir = self.bpf_dir.join(LINKS_DIR);
-        std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
-            path: links_dir.clone(),
-            reason: "creating the links directory",
-            source,
-        })?;
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM)
-            .ok_or(Error::MissingProgram { name: PROGRAM })?
-            .try_into()
-            .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let took_over = attach_pinned(program, PROGRAM, device, mode, &links_dir, LINK_PREFIX)?;
+        let took_over =
+            attach_pinned(&mut self.ebpf, PROGRAM, device, mode, &links_dir, LINK_PREFIX)?;
         info!(device, ?mode, took_over, "director attached");
         Ok(())
     }
@@ -702,13 +692,23 @@ impl DirectorDatapath {
 /// meets the device without a program (an XDP device holds one link; a second attach would
 /// fail). Then the device's older pins are removed. Returns whether a link was taken over.
 pub(crate) fn attach_pinned(
-    program: &mut Xdp,
+    ebpf: &mut Ebpf,
     name: &'static str,
     device: &str,
     mode: XdpMode,
     links_dir: &Path,
     prefix: &str,
 ) -> Result<bool, Error> {
+    std::fs::create_dir_all(links_dir).map_err(|source| Error::BpfDir {
+        path: links_dir.to_owned(),
+        reason: "creating the links directory",
+        source,
+    })?;
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(Error::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| Error::Program { name, source })?;
     let generation = generation();
     let prefix = format!("{prefix}{device}-");
     let replaced = match pinned_link(links_dir, &prefix)? {

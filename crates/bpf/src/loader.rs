@@ -373,8 +373,9 @@ pub(crate) fn generation() -> String {
     format!("{}{nanos}", std::process::id())
 }
 
-/// Link pins under `<bpf_dir>/links` (none when the directory is missing).
-fn link_pins(bpf_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+/// Link pins under `<bpf_dir>/links`, sorted (none when the directory is missing). Every kind of
+/// link (socket, TC, XDP) shares the directory; callers pick theirs by name.
+pub(crate) fn link_pins(bpf_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let dir = bpf_dir.join(LINKS_DIR);
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,

@@ -585,28 +585,14 @@ pub(crate) fn check_device_name(device: &str) -> Result<(), Error> {
 /// Link pins of `device` under `<bpf_dir>/links` whose names start with `kind` ([`LINK_PREFIX`]
 /// or [`POD_LINK_PREFIX`]).
 fn device_links(bpf_dir: &Path, kind: &str, device: &str) -> Result<Vec<PathBuf>, Error> {
-    let dir = bpf_dir.join(LINKS_DIR);
     let prefix = format!("{kind}{device}-");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::BpfDir { path: dir, reason: "listing links", source }),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::BpfDir {
-            path: dir.clone(),
-            reason: "listing links",
-            source,
-        })?;
-        let name = entry.file_name();
-        let rest = name.as_bytes().strip_prefix(prefix.as_bytes());
+    let mut out = crate::loader::link_pins(bpf_dir)?;
+    out.retain(|path| {
+        let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+        let rest = name.strip_prefix(prefix.as_bytes());
         // "tc-eth0-" must not match "tc-eth0-x-ingress-..." of device "eth0-x".
-        if rest.is_some_and(|r| r.starts_with(b"ingress-") || r.starts_with(b"egress-")) {
-            out.push(entry.path());
-        }
-    }
-    out.sort();
+        rest.is_some_and(|r| r.starts_with(b"ingress-") || r.starts_with(b"egress-"))
+    });
     Ok(out)
 }
 
@@ -621,20 +607,9 @@ pub fn attached_pod_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
 }
 
 fn attached(bpf_dir: &Path, kind: &str) -> Result<Vec<String>, Error> {
-    let dir = bpf_dir.join(LINKS_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::BpfDir { path: dir, reason: "listing links", source }),
-    };
     let mut devices = std::collections::BTreeSet::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::BpfDir {
-            path: dir.clone(),
-            reason: "listing links",
-            source,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for path in crate::loader::link_pins(bpf_dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         // tc-<device>-<ingress|egress>-<generation>; the device may itself contain '-'.
         let Some(rest) = name.strip_prefix(kind) else { continue };
         let mut parts = rest.rsplitn(3, '-');

@@ -94,21 +94,11 @@ impl XdpDatapath {
     pub fn attach(&mut self, device: &str, mode: XdpMode) -> Result<(), Error> {
         crate::nodeport::check_device(device)?;
         let (ifindex, mac) = device_address(device)?;
-        let links_dir = self.bpf_dir.join(LINKS_DIR);
-        std::fs::create_dir_all(&links_dir).map_err(|source| Error::BpfDir {
-            path: links_dir.clone(),
-            reason: "creating the links directory",
-            source,
-        })?;
         // Before the program runs there: a frame for this device is recognised from the start.
         self.set_device(ifindex, mac)?;
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM)
-            .ok_or(Error::MissingProgram { name: PROGRAM })?
-            .try_into()
-            .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        let took_over = attach_pinned(program, PROGRAM, device, mode, &links_dir, LINK_PREFIX)?;
+        let links_dir = self.bpf_dir.join(LINKS_DIR);
+        let took_over =
+            attach_pinned(&mut self.ebpf, PROGRAM, device, mode, &links_dir, LINK_PREFIX)?;
         info!(device, ?mode, took_over, "per-packet XDP program attached");
         Ok(())
     }
@@ -137,20 +127,9 @@ fn device_address(device: &str) -> Result<(u32, [u8; 6]), Error> {
 
 /// Link pins of the XDP program under `<bpf_dir>/links`, as (device, path).
 fn xdp_links(bpf_dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
-    let dir = bpf_dir.join(LINKS_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::BpfDir { path: dir, reason: "listing links", source }),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::BpfDir {
-            path: dir.clone(),
-            reason: "listing links",
-            source,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for path in crate::loader::link_pins(bpf_dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         // xdp-<device>-<generation>; the device may itself contain '-'.
         let Some((device, generation)) =
             name.strip_prefix(LINK_PREFIX).and_then(|rest| rest.rsplit_once('-'))
@@ -158,7 +137,7 @@ fn xdp_links(bpf_dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
             continue;
         };
         if !generation.is_empty() && generation.bytes().all(|b| b.is_ascii_digit()) {
-            out.push((device.to_owned(), entry.path()));
+            out.push((device.to_owned(), path));
         }
     }
     out.sort();

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -39,6 +40,16 @@ fn tcp_and_udp(cluster: &Cluster, member: &str, target: SocketAddr) -> Vec<Attem
     tcp.into_iter().chain(udp).collect()
 }
 
+/// The backends that answered `attempts`.
+fn answered_by(attempts: &[Attempt]) -> BTreeSet<String> {
+    attempts.iter().filter_map(|a| a.backend.clone()).collect()
+}
+
+/// The client address the backend saw for `attempt`.
+fn seen_as(attempt: &Attempt) -> SocketAddr {
+    attempt.seen_as.as_deref().unwrap().parse().unwrap()
+}
+
 #[test]
 fn clients_the_socket_hooks_cannot_see_reach_cluster_ips_per_packet() {
     if !require_root("clients_the_socket_hooks_cannot_see_reach_cluster_ips_per_packet") {
@@ -64,13 +75,10 @@ fn clients_the_socket_hooks_cannot_see_reach_cluster_ips_per_packet() {
         // uplink); the backend sees the pod's own address.
         let before = new_flows(&cluster, "node1");
         let attempts = tcp_and_udp(&cluster, "a2", target);
-        let answered: std::collections::BTreeSet<String> =
-            attempts.iter().filter_map(|a| a.backend.clone()).collect();
-        assert_eq!(answered, set(&["a1", "b1"]), "{target}: both backends");
+        assert_eq!(answered_by(&attempts), set(&["a1", "b1"]), "{target}: both backends");
         let pod = cluster.pod_ip("a2", v6);
         for a in &attempts {
-            let seen: SocketAddr = a.seen_as.as_deref().unwrap().parse().unwrap();
-            assert_eq!(seen.ip(), pod, "the pod's address is kept: {a:?}");
+            assert_eq!(seen_as(a).ip(), pod, "the pod's address is kept: {a:?}");
         }
         let translated = new_flows(&cluster, "node1") - before;
         assert!(translated >= 25, "{target}: node1 translated {translated} new flows per packet");
@@ -88,11 +96,9 @@ fn clients_the_socket_hooks_cannot_see_reach_cluster_ips_per_packet() {
         let node1 = cluster.node_ip("node1", v6);
         let client = cluster.client_ip("ext", v6);
         let attempts = tcp_and_udp(&cluster, "ext", target);
-        let answered: std::collections::BTreeSet<String> =
-            attempts.iter().filter_map(|a| a.backend.clone()).collect();
-        assert_eq!(answered, set(&["a1", "b1"]), "ext -> {target}: both backends");
+        assert_eq!(answered_by(&attempts), set(&["a1", "b1"]), "ext -> {target}: both backends");
         for a in &attempts {
-            let seen: SocketAddr = a.seen_as.as_deref().unwrap().parse().unwrap();
+            let seen = seen_as(a);
             match a.backend.as_deref() {
                 Some("a1") => assert_eq!(seen.ip(), client, "local backend sees the client: {a:?}"),
                 Some("b1") => {
@@ -126,13 +132,10 @@ fn pod_devices_alone_translate_replies_at_the_pod_interface() {
         let target = at(cluster_ip, 80);
         let before = cluster.packet_counters("node1")[&PacketReason::Revnat];
         let attempts = tcp_and_udp(&cluster, "a2", target);
-        let answered: std::collections::BTreeSet<String> =
-            attempts.iter().filter_map(|a| a.backend.clone()).collect();
-        assert_eq!(answered, set(&["a1", "b1"]), "{target}: both backends");
+        assert_eq!(answered_by(&attempts), set(&["a1", "b1"]), "{target}: both backends");
         let pod = cluster.pod_ip("a2", v6);
         for a in &attempts {
-            let seen: SocketAddr = a.seen_as.as_deref().unwrap().parse().unwrap();
-            assert_eq!(seen.ip(), pod, "the pod's address is kept: {a:?}");
+            assert_eq!(seen_as(a).ip(), pod, "the pod's address is kept: {a:?}");
         }
         let revnat = cluster.packet_counters("node1")[&PacketReason::Revnat] - before;
         assert!(revnat >= 48, "{target}: {revnat} replies translated back on node1");

@@ -14,17 +14,17 @@ use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::director::DirReason;
 use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
-use switchyard_lab::tools::clients::{self, Attempt};
+use switchyard_lab::tools::clients;
 use switchyard_lab::tools::raw;
 use switchyard_testing::director_lab::{
-    self, Director, decap_counters, decapsulated, flow, vip_service,
+    self, Director, carrier, decap_counters, decapsulated, flow, local, route_vips, spread,
+    vip_service,
 };
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, set, topology};
 
 /// `switchyard director` without node health probes.
 const NO_PROBES: &[&str] = &["--health-probe", "off"];
 const TIMEOUT: Duration = Duration::from_secs(3);
-const TCP: u8 = 6;
 const UDP: u8 = 17;
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 /// The GUE port doubles as a NodePort: the node's per-packet path must never see (and
@@ -53,71 +53,8 @@ fn gue_port_service(cluster: &Cluster) -> String {
         )
 }
 
-fn route_vips(cluster: &Cluster, vips: [&str; 2], directors: &[&str]) {
-    for vip in vips {
-        let len = if vip.contains(':') { 128 } else { 32 };
-        cluster.lab.route_to_directors(format!("{vip}/{len}").parse().unwrap(), directors).unwrap();
-    }
-}
-
 fn client_ip(cluster: &Cluster, v6: bool) -> IpAddr {
-    let info = cluster.lab.client("ext").unwrap();
-    if v6 { info.ipv6.into() } else { info.ipv4.into() }
-}
-
-fn pod_node(cluster: &Cluster, pod: &str) -> String {
-    cluster.lab.pod(pod).unwrap().node.clone()
-}
-
-/// The node that carried an attempt: the backend's own node when the backend saw the client
-/// (a local backend), else the node whose address the backend saw (SNAT to a remote pod).
-fn carrier(cluster: &Cluster, attempt: &Attempt, client: IpAddr) -> String {
-    let seen: SocketAddr = attempt.seen_as.as_deref().unwrap().parse().unwrap();
-    if seen.ip() == client {
-        pod_node(cluster, attempt.backend.as_deref().unwrap())
-    } else {
-        director_lab::node_named(&cluster.lab, seen.ip())
-            .unwrap_or_else(|| panic!("backend saw {seen}, neither the client nor a node"))
-    }
-}
-
-/// The client's end of an attempt (UDP sockets report their unspecified bind address).
-fn local(attempt: &Attempt, client: IpAddr) -> SocketAddr {
-    let local: SocketAddr = attempt.local.as_deref().unwrap().parse().unwrap();
-    SocketAddr::new(client, local.port())
-}
-
-/// `count` TCP connections and `count` UDP exchanges from `ext` to `target`: every one
-/// answered, UDP replies from the VIP, and each carried by the node both directors' maps name
-/// for its flow. Returns flows per carrying node.
-fn spread(
-    cluster: &Cluster,
-    directors: &[Director],
-    target: SocketAddr,
-    count: usize,
-) -> BTreeMap<String, usize> {
-    let client = client_ip(cluster, target.is_ipv6());
-    let tcp = cluster.lab.run_in("ext", || clients::tcp(target, count, TIMEOUT)).unwrap();
-    let udp = cluster.lab.run_in("ext", || clients::udp(target, count, TIMEOUT)).unwrap();
-    let mut per_node = BTreeMap::new();
-    for (attempt, protocol) in tcp.iter().map(|a| (a, TCP)).chain(udp.iter().map(|a| (a, UDP))) {
-        assert_eq!(attempt.error, None, "{target}: {attempt:?}");
-        if protocol == UDP {
-            assert_eq!(attempt.reply_from, Some(target.to_string()), "reply source: {attempt:?}");
-        }
-        let node = carrier(cluster, attempt, client);
-        let flow = flow(local(attempt, client), target, protocol);
-        for director in directors {
-            assert_eq!(
-                director.node_for(&cluster.lab, &flow).as_deref(),
-                Some(node.as_str()),
-                "{} sends {flow:?} elsewhere than the node that carried it",
-                director.name
-            );
-        }
-        *per_node.entry(node).or_default() += 1;
-    }
-    per_node
+    cluster.client_ip("ext", v6)
 }
 
 /// Per-packet counters of a node's agent.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use switchyard_bpf::decap::{DecapMaps, DecapReason};
 use switchyard_bpf::director::{DirMaps, DirReason};
 use switchyard_lab::tools::bird::{Bird, Neighbor, ROUTER_ASN};
+use switchyard_lab::tools::clients::{self, Attempt};
 use switchyard_lab::{Lab, wait_until};
 use switchyard_maglev::FlowKey;
 
@@ -143,11 +144,18 @@ impl Director {
     /// addresses, its bpffs directory) with `extra` arguments; waits until its tables are
     /// programmed and its program attached.
     pub fn start(cluster: &Cluster, name: &str, extra: &[&str]) -> Director {
+        let manifests = cluster.manifests.display().to_string();
+        Self::start_from(cluster, name, &["--manifests", &manifests], extra)
+    }
+
+    /// As [`Director::start`], reading its objects from `source` (`--manifests DIR` or
+    /// `--kubeconfig PATH`).
+    pub fn start_from(cluster: &Cluster, name: &str, source: &[&str], extra: &[&str]) -> Director {
         let info = cluster.lab.director(name).unwrap();
         let mut command = Command::new(&*BIN);
         command
-            .args(["director", "--manifests"])
-            .arg(&cluster.manifests)
+            .arg("director")
+            .args(source)
             .args(["--devices", &info.interface, "--address"])
             .arg(format!("{},{}", info.ipv4, info.ipv6))
             .arg("--bpf-dir")
@@ -330,4 +338,64 @@ pub fn vip_service(
         text += &cluster.endpoint_slice(name, v6, ECHO_PORT, endpoints);
     }
     text
+}
+
+/// Routes each VIP (host route) from the lab's router over `directors` (static multipath).
+pub fn route_vips(cluster: &Cluster, vips: [&str; 2], directors: &[&str]) {
+    for vip in vips {
+        let len = if vip.contains(':') { 128 } else { 32 };
+        cluster.lab.route_to_directors(format!("{vip}/{len}").parse().unwrap(), directors).unwrap();
+    }
+}
+
+/// The node that carried a client's attempt: the backend's own node when the backend saw the
+/// client (a local backend), else the node whose address the backend saw (SNAT to a remote pod).
+pub fn carrier(cluster: &Cluster, attempt: &Attempt, client: IpAddr) -> String {
+    let seen: SocketAddr = attempt.seen_as.as_deref().unwrap().parse().unwrap();
+    if seen.ip() == client {
+        cluster.lab.pod(attempt.backend.as_deref().unwrap()).unwrap().node.clone()
+    } else {
+        node_named(&cluster.lab, seen.ip())
+            .unwrap_or_else(|| panic!("backend saw {seen}, neither the client nor a node"))
+    }
+}
+
+/// The client's end of an attempt (UDP sockets report their unspecified bind address).
+pub fn local(attempt: &Attempt, client: IpAddr) -> SocketAddr {
+    let local: SocketAddr = attempt.local.as_deref().unwrap().parse().unwrap();
+    SocketAddr::new(client, local.port())
+}
+
+/// `count` TCP connections and `count` UDP exchanges from client `ext` to `target`: every one
+/// answered, UDP replies from the VIP, and each carried by the node every one of `directors`'
+/// maps names for its flow. Returns flows per carrying node.
+pub fn spread(
+    cluster: &Cluster,
+    directors: &[Director],
+    target: SocketAddr,
+    count: usize,
+) -> BTreeMap<String, usize> {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+    let client = cluster.client_ip("ext", target.is_ipv6());
+    let tcp = cluster.lab.run_in("ext", || clients::tcp(target, count, TIMEOUT)).unwrap();
+    let udp = cluster.lab.run_in("ext", || clients::udp(target, count, TIMEOUT)).unwrap();
+    let mut per_node = BTreeMap::new();
+    for (attempt, protocol) in tcp.iter().map(|a| (a, 6)).chain(udp.iter().map(|a| (a, 17))) {
+        assert_eq!(attempt.error, None, "{target}: {attempt:?}");
+        if protocol == 17 {
+            assert_eq!(attempt.reply_from, Some(target.to_string()), "reply source: {attempt:?}");
+        }
+        let node = carrier(cluster, attempt, client);
+        let flow = flow(local(attempt, client), target, protocol);
+        for director in directors {
+            assert_eq!(
+                director.node_for(&cluster.lab, &flow).as_deref(),
+                Some(node.as_str()),
+                "{} sends {flow:?} elsewhere than the node that carried it",
+                director.name
+            );
+        }
+        *per_node.entry(node).or_default() += 1;
+    }
+    per_node
 }

@@ -166,6 +166,19 @@ fn check_seconds(report: &mut Report<'_>, field: &str, text: &str) -> Option<Dur
     }
 }
 
+/// An advertisement that names a pool which does not exist announces nothing for it: a warning,
+/// since the pool may be created next.
+fn check_pools_exist(report: &mut Report<'_>, pools: &[String], state: &ClusterState) {
+    for (i, pool) in pools.iter().enumerate() {
+        if !state.ip_pools.contains_key(&ObjectKey::cluster(pool.clone())) {
+            report.warning(
+                format!("spec.ipPools[{i}]"),
+                Problem::Rule(format!("IPPool {pool} does not exist")),
+            );
+        }
+    }
+}
+
 fn check_advertisement(
     key: &ObjectKey,
     advertisement: &BGPAdvertisement,
@@ -174,14 +187,7 @@ fn check_advertisement(
 ) {
     let mut report = Report { kind: ObjectKind::BGPAdvertisement, object: key, findings };
     let spec = &advertisement.spec;
-    for (i, pool) in spec.ip_pools.iter().enumerate() {
-        if !state.ip_pools.contains_key(&ObjectKey::cluster(pool.clone())) {
-            report.warning(
-                format!("spec.ipPools[{i}]"),
-                Problem::Rule(format!("IPPool {pool} does not exist")),
-            );
-        }
-    }
+    check_pools_exist(&mut report, &spec.ip_pools, state);
     for (i, peer) in spec.peers.iter().enumerate() {
         if !state.bgp_peers.contains_key(&ObjectKey::cluster(peer.clone())) {
             report.warning(
@@ -214,14 +220,7 @@ fn check_l2_advertisement(
 ) {
     let mut report = Report { kind: ObjectKind::L2Advertisement, object: key, findings };
     let spec = &advertisement.spec;
-    for (i, pool) in spec.ip_pools.iter().enumerate() {
-        if !state.ip_pools.contains_key(&ObjectKey::cluster(pool.clone())) {
-            report.warning(
-                format!("spec.ipPools[{i}]"),
-                Problem::Rule(format!("IPPool {pool} does not exist")),
-            );
-        }
-    }
+    check_pools_exist(&mut report, &spec.ip_pools, state);
     check_selector(&mut report, "spec.serviceSelector", spec.service_selector.as_ref());
     for (i, selector) in spec.node_selectors.iter().enumerate() {
         let field = format!("spec.nodeSelectors[{i}]");

@@ -243,6 +243,13 @@ struct Shared {
 impl FakeApi {
     /// Starts serving on a free port of 127.0.0.1, with no objects.
     pub async fn start() -> Self {
+        Self::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).await
+    }
+
+    /// Starts serving on `listener`, with no objects. The caller binds it, e.g. in a lab
+    /// network namespace, so that a process there (which cannot reach the host's loopback)
+    /// reaches the fake on its own 127.0.0.1.
+    pub async fn start_on(listener: std::net::TcpListener) -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             version: 100,
             objects: BTreeMap::new(),
@@ -262,7 +269,8 @@ impl FakeApi {
         let holds = Arc::new(holds);
         let shared = Shared { inner: inner.clone(), holds: holds.clone() };
         let app = Router::new().fallback(handle).with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -292,6 +300,12 @@ impl FakeApi {
     pub fn put(&self, object: Value) -> u64 {
         let mut inner = self.inner.lock().unwrap();
         inner.put(object)
+    }
+
+    /// Creates or replaces every object of a multi-document YAML text (the lab's manifests);
+    /// returns the version after the last.
+    pub fn put_yaml(&self, text: &str) -> u64 {
+        yaml_objects(text).into_iter().fold(self.version(), |_, object| self.put(object))
     }
 
     /// Deletes an object (which must exist); returns the version of the deletion.
@@ -498,6 +512,15 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code
     })
+}
+
+/// The objects of a multi-document YAML text, as JSON (empty documents skipped).
+pub fn yaml_objects(text: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    serde_norway::Deserializer::from_str(text)
+        .map(|document| Value::deserialize(document).unwrap())
+        .filter(|object| !object.is_null())
+        .collect()
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {

@@ -1,0 +1,285 @@
+//! Item 3b: new connections per second through a NodePort.
+//!
+//! Several client threads in the external client's namespace open connections to node 1's
+//! NodePort as fast as they can for a fixed time: connect, send one byte, read it back, wait for
+//! the server's close. Every connection is new, so each one takes the data plane's first-packet
+//! path (iptables: the linear walk of KUBE-SERVICES and KUBE-NODEPORTS; nftables: one map
+//! lookup; Switchyard: the per-packet program at TC on node 1's uplink) and creates a conntrack
+//! entry on node 1, DNAT plus SNAT to the echo server's pod on node 2.
+//!
+//! On veth, node 1's forwarding runs on the CPU of the thread that sent the packet, so the rate
+//! is a whole-machine figure (clients, forwarder and server share two CPUs): only ratios between
+//! peers measured in the same run mean anything. Retransmitted segments (the client's and the
+//! server's namespaces, `/proc/net/snmp`) are counted, so a rate held down by drops shows.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::BenchError;
+use crate::latency::{self, NodePortLab, lab_error};
+use crate::programming::Peer;
+use crate::switchyard;
+
+/// Long enough for one SYN retransmission (1 s): a dropped packet then shows as a slow
+/// connection and a retransmitted segment, not as a failure.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection this slow waited for a retransmission (the data plane's own work is
+/// microseconds).
+const SLOW: Duration = Duration::from_millis(200);
+/// The pods' names in the latency lab, whose namespaces' counters are read.
+const CLIENT: &str = "lat-ext";
+const SERVER: &str = "lat-server";
+
+/// What one connection-rate run is asked to do.
+#[derive(Debug, Clone)]
+pub struct RatePlan {
+    pub services: Vec<usize>,
+    pub peers: Vec<Peer>,
+    /// Client threads opening connections at once.
+    pub clients: usize,
+    pub seconds: f64,
+}
+
+/// New connections per second for one peer at one number of Services.
+#[derive(Debug, Clone, Serialize)]
+pub struct RatePoint {
+    pub peer: Peer,
+    pub services: usize,
+    pub connections: u64,
+    pub failures: u64,
+    /// Connections that took longer than 200 ms (they waited for a retransmission).
+    pub slow: u64,
+    pub seconds: f64,
+    pub per_second: Option<f64>,
+    /// TCP segments retransmitted in the client's and the server's namespaces meanwhile.
+    pub retransmitted_segments: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Counts of one timed burst of connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Burst {
+    pub connections: u64,
+    pub failures: u64,
+    pub slow: u64,
+    pub seconds: f64,
+}
+
+/// One connection: connect, one byte there and back, then the server's close.
+fn one_connection(target: SocketAddr) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    stream.write_all(&[1])?;
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte)?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest)?;
+    Ok(())
+}
+
+/// `clients` threads (spawned from the calling thread, so in its network namespace) open
+/// connections to `target` until `duration` has passed.
+pub fn burst(target: SocketAddr, clients: usize, duration: Duration) -> Burst {
+    let connections = AtomicU64::new(0);
+    let failures = AtomicU64::new(0);
+    let slow = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..clients.max(1) {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
+                    match one_connection(target) {
+                        Ok(()) => connections.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failures.fetch_add(1, Ordering::Relaxed),
+                    };
+                    if began.elapsed() >= SLOW {
+                        slow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if started.elapsed() >= duration {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    Burst {
+        connections: connections.into_inner(),
+        failures: failures.into_inner(),
+        slow: slow.into_inner(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// `RetransSegs` of the calling thread's network namespace (`/proc/thread-self/net/snmp`: the
+/// thread's namespace, not the process's).
+pub fn retransmitted_segments() -> Result<u64, String> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp")
+        .map_err(|e| format!("reading /proc/thread-self/net/snmp: {e}"))?;
+    retrans_segs(&text).ok_or_else(|| "no Tcp RetransSegs in /proc/net/snmp".into())
+}
+
+/// `RetransSegs` from the text of `/proc/net/snmp` (a `Tcp:` header line, then a `Tcp:` values
+/// line).
+pub fn retrans_segs(snmp: &str) -> Option<u64> {
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let header = tcp.next()?;
+    let values = tcp.next()?;
+    let column = header.split_whitespace().position(|name| name == "RetransSegs")?;
+    values.split_whitespace().nth(column)?.parse().ok()
+}
+
+/// Retransmitted segments of the client and the server namespace together.
+fn lab_retransmits(lab: &NodePortLab) -> Result<u64, BenchError> {
+    let mut total = 0;
+    for member in [CLIENT, SERVER] {
+        total += lab
+            .lab
+            .run_in(member, retransmitted_segments)
+            .map_err(lab_error)?
+            .map_err(BenchError::Lab)?;
+    }
+    Ok(total)
+}
+
+/// Lets the client namespace use every port above 1024, so a peer's rate is never capped by
+/// ephemeral ports (the server closes first, so TIME_WAIT stays on its side).
+fn widen_client_ports(lab: &NodePortLab) -> Result<(), BenchError> {
+    lab.lab
+        .run_in(CLIENT, || {
+            std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535")
+                .map_err(|e| format!("widening the client's port range: {e}"))
+        })
+        .map_err(lab_error)?
+        .map_err(BenchError::Lab)
+}
+
+/// Runs the plan in a lab of its own: every peer at every number of Services.
+pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>, BenchError> {
+    let lab = NodePortLab::up(plan.clients)?;
+    widen_client_ports(&lab)?;
+    let duration = Duration::from_secs_f64(plan.seconds);
+    let mut points = Vec::new();
+    for &peer in &plan.peers {
+        for &services in &plan.services {
+            let state = latency::state_with_target(services, lab.server);
+            let measured = measure(&lab, peer, &state, plan.clients, duration);
+            let point = match measured {
+                Ok((burst, retransmits)) => RatePoint {
+                    peer,
+                    services,
+                    connections: burst.connections,
+                    failures: burst.failures,
+                    slow: burst.slow,
+                    seconds: burst.seconds,
+                    per_second: (burst.connections > 0)
+                        .then(|| burst.connections as f64 / burst.seconds),
+                    retransmitted_segments: Some(retransmits),
+                    error: (burst.connections == 0)
+                        .then(|| format!("no connection got through ({} failed)", burst.failures)),
+                },
+                Err(error) => RatePoint {
+                    peer,
+                    services,
+                    connections: 0,
+                    failures: 0,
+                    slow: 0,
+                    seconds: 0.0,
+                    per_second: None,
+                    retransmitted_segments: None,
+                    error: Some(error.to_string()),
+                },
+            };
+            log(&describe(&point));
+            points.push(point);
+        }
+        latency::clear(peer, &lab.node_ns)?;
+    }
+    Ok(points)
+}
+
+/// One peer at one size: load its ruleset (Switchyard: the per-packet programs), warm up, then
+/// the timed burst.
+fn measure(
+    lab: &NodePortLab,
+    peer: Peer,
+    state: &crate::state::DesiredState,
+    clients: usize,
+    duration: Duration,
+) -> Result<(Burst, u64), BenchError> {
+    let programmed = if peer == Peer::Switchyard {
+        Some(switchyard::load_packet_path(
+            state,
+            lab.node.ipv4,
+            &lab.node.netns,
+            &lab.node.uplink,
+            "sybench-rate",
+        )?)
+    } else {
+        latency::apply(peer, &lab.node_ns, &lab.config, state)?;
+        None
+    };
+    let target = lab.node_port;
+    let warm = lab.lab.run_in(CLIENT, || burst(target, 1, Duration::from_millis(200)));
+    let warm = warm.map_err(lab_error)?;
+    if warm.connections == 0 {
+        return Err(BenchError::Lab(format!(
+            "{target}: no connection got through while warming up ({} failed)",
+            warm.failures
+        )));
+    }
+    let before = lab_retransmits(lab)?;
+    let counted = lab.lab.run_in(CLIENT, || burst(target, clients, duration)).map_err(lab_error)?;
+    let retransmits = lab_retransmits(lab)?.saturating_sub(before);
+    // Switchyard's programs are detached and unpinned here, before the next size or peer.
+    drop(programmed);
+    Ok((counted, retransmits))
+}
+
+fn describe(point: &RatePoint) -> String {
+    match (point.per_second, &point.error) {
+        (Some(rate), _) => format!(
+            "connections {:<16} {:>6} Services: {rate:.0}/s ({} in {:.1} s, {} failed, {} slower than 200 ms, {} segments retransmitted)",
+            point.peer.label(),
+            point.services,
+            point.connections,
+            point.seconds,
+            point.failures,
+            point.slow,
+            point.retransmitted_segments.unwrap_or(0),
+        ),
+        (None, Some(error)) => {
+            format!(
+                "connections {:<16} {:>6} Services: {error}",
+                point.peer.label(),
+                point.services
+            )
+        }
+        (None, None) => format!(
+            "connections {:<16} {:>6} Services: no samples",
+            point.peer.label(),
+            point.services
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmitted_segments_are_read_by_column_name() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Tcp: RtoAlgorithm RtoMin ActiveOpens RetransSegs InErrs\n\
+                    Tcp: 1 200 17 42 0\nUdp: InDatagrams\nUdp: 5\n";
+        assert_eq!(retrans_segs(snmp), Some(42));
+        assert_eq!(retrans_segs("Tcp: RtoAlgorithm\nTcp: 1\n"), None);
+        assert_eq!(retrans_segs(""), None);
+    }
+}
