@@ -17,37 +17,25 @@ use switchyard_testing::{frames::*, nodeport_fixture::*};
 const ROUNDS: usize = 7;
 const RUNS: u32 = 20_000;
 
-fn ns_of(result: aya::programs::TestRunResult) -> f64 {
+/// One BPF_PROG_TEST_RUN of a TC program on a fresh copy of `frame`: its duration.
+fn run_ns(program: &aya::programs::SchedClassifier, frame: &[u8]) -> f64 {
+    let mut out = vec![0u8; 2048];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .unwrap();
     result.duration.as_nanos() as f64
 }
 
 fn run_tc(tc: &Tc, frame: &[u8]) -> f64 {
-    let mut out = vec![0u8; 2048];
-    ns_of(
-        tc.pkt
-            .program(INGRESS)
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .unwrap(),
-    )
+    run_ns(tc.pkt.program(INGRESS).unwrap(), frame)
 }
 
 fn run_decap_ns(dp: &DecapDatapath, frame: &[u8]) -> f64 {
-    let mut out = vec![0u8; 2048];
-    ns_of(
-        dp.program()
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .unwrap(),
-    )
+    run_ns(dp.program().unwrap(), frame)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -34,6 +34,20 @@ fn nodes_link(mtu: u32) {
     ));
 }
 
+/// The client's node with DSR on: a link to node B with `mtu`, NodePort TCP and UDP frontends
+/// of each family whose one backend runs on node B (frontend ids: family, family + 100).
+fn client_node(test: &str, mtu: u32) -> Tc {
+    let mut tc = Tc::new(test, &dsr_settings());
+    nodes_link(mtu);
+    for (family, _, _, backend, _) in cases() {
+        let f = u32::from(family);
+        tc.frontend(f, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(f, backend, 8080, 0)]);
+        tc.frontend(f + 100, None, family, NODE_PORT, UDP, FE_NODEPORT, &[(f, backend, 8080, 0)]);
+    }
+    tc.dsr_nodes(&[(FAMILIES[0].4, NODE_B4), (FAMILIES[1].4, NODE_B6)]);
+    tc
+}
+
 /// (family, this node, client, remote backend, its node)
 fn cases() -> [(u8, &'static str, &'static str, &'static str, &'static str); 2] {
     [
@@ -62,13 +76,8 @@ fn a_remote_backends_flow_is_dnated_and_put_in_gue_to_its_node_with_the_client_k
     ) {
         return;
     }
-    let mut tc = Tc::new("dsr-encap", &dsr_settings());
-    nodes_link(1500);
+    let tc = client_node("dsr-encap", 1500);
     for (family, node, client, backend, node_b) in cases() {
-        let f = u32::from(family);
-        tc.frontend(f, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(f, backend, 8080, 0)]);
-        tc.frontend(f + 100, None, family, NODE_PORT, UDP, FE_NODEPORT, &[(f, backend, 8080, 0)]);
-        tc.dsr_nodes(&[(FAMILIES[0].4, NODE_B4), (FAMILIES[1].4, NODE_B6)]);
         for (spec, dnated) in [
             (
                 Spec::tcp(client, 51000, node, NODE_PORT, SYN),
@@ -153,12 +162,8 @@ fn a_packet_too_big_once_encapsulated_is_answered_with_the_inner_mtu() {
     ) {
         return;
     }
-    let mut tc = Tc::new("dsr-mtu", &dsr_settings());
-    nodes_link(1400);
-    for (family, node, client, backend, _) in cases() {
-        let f = u32::from(family);
-        tc.frontend(f, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(f, backend, 8080, 0)]);
-        tc.dsr_nodes(&[(FAMILIES[0].4, NODE_B4), (FAMILIES[1].4, NODE_B6)]);
+    let tc = client_node("dsr-mtu", 1400);
+    for (family, node, client, _, _) in cases() {
         let (overhead, ip_header) = if family == AF_INET { (40, 20) } else { (72, 40) };
         // Fits with the outer headers: sent. One byte more: answered.
         let fit = 1400 - overhead - ip_header - 20;
@@ -187,7 +192,6 @@ fn a_packet_too_big_once_encapsulated_is_answered_with_the_inner_mtu() {
     assert_eq!(tc.count(PacketReason::FragNeeded), 2);
     // IPv4 without DF: no one to tell, counted.
     let mut nodf = Spec::udp(CLIENT4, 51001, NODE4, NODE_PORT);
-    tc.frontend(9, None, AF_INET, NODE_PORT, UDP, FE_NODEPORT, &[(2, FAMILIES[0].4, 8080, 0)]);
     nodf.payload = vec![0x5a; 1400];
     nodf.df = false;
     let (rc, _) = tc.run(INGRESS, &nodf.frame());

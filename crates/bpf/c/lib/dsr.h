@@ -137,7 +137,6 @@ static SY_NOINLINE int dsr_forward(struct __sk_buff *skb, const struct pkt *p, s
 {
 	struct sy_pkt_config *cfg = pkt_config();
 	struct sy_node_addr_key k = {};
-	struct bpf_fib_lookup f = {};
 	const struct sy_addr *src;
 	struct sy_addr *node;
 	struct route r = {};
@@ -155,31 +154,15 @@ static SY_NOINLINE int dsr_forward(struct __sk_buff *skb, const struct pkt *p, s
 	if (!node)
 		return drop(skb, p, SY_REASON_PKT_DROP_DSR_NO_NODE);
 
-	f.ifindex = ctx_ingress_ifindex(skb);
-	f.l4_protocol = DSR_IPPROTO_UDP;
-	f.tot_len = dsr_wire_len(skb, p);
 	/* A GSO packet's segments shrink by the outer headers (bpf_skb_adjust_room below). */
-	if (skb->gso_segs <= 1)
-		f.tot_len += overhead;
-	if (p->t.family == SY_AF_INET) {
-		f.family = AF_INET_FIB;
-		f.ipv4_src = src->words[3];
-		f.ipv4_dst = node->words[3];
-	} else {
-		f.family = AF_INET6_FIB;
-		__builtin_memcpy(f.ipv6_src, src->words, 16);
-		__builtin_memcpy(f.ipv6_dst, node->words, 16);
-	}
-	r.rc = bpf_fib_lookup(skb, &f, sizeof(f), 0);
+	route_lookup_len(skb, p->t.family, DSR_IPPROTO_UDP, src, node,
+			 dsr_wire_len(skb, p) + (skb->gso_segs <= 1 ? overhead : 0), &r);
 	if (r.rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		if (!p->df)
 			return drop(skb, p, SY_REASON_PKT_DROP_DSR_TOO_BIG);
-		x->mtu = f.mtu_result > overhead ? f.mtu_result - overhead : 0;
+		x->mtu = r.mtu > overhead ? r.mtu - overhead : 0;
 		return NF_TOO_BIG;
 	}
-	r.ifindex = f.ifindex;
-	__builtin_memcpy(r.smac, f.smac, ETH_ALEN);
-	__builtin_memcpy(r.dmac, f.dmac, ETH_ALEN);
 
 	if (rewrite(skb, p, &x->s, x->sp, &x->d, x->dp))
 		return drop(skb, p, SY_REASON_PKT_DROP_REWRITE);
