@@ -7,6 +7,9 @@
 //! lookup; Switchyard: the per-packet program at TC on node 1's uplink) and creates a conntrack
 //! entry on node 1, DNAT plus SNAT to the echo server's pod on node 2.
 //!
+//! The client closes last and abortively (RST), so no TIME_WAIT is left on either side and each
+//! peer starts from the same echo server.
+//!
 //! On veth, node 1's forwarding runs on the CPU of the thread that sent the packet, so the rate
 //! is a whole-machine figure (clients, forwarder and server share two CPUs): only ratios between
 //! peers measured in the same run mean anything. Retransmitted segments (the client's and the
@@ -14,6 +17,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,8 @@ pub struct RatePlan {
     /// Client threads opening connections at once.
     pub clients: usize,
     pub seconds: f64,
+    /// Switchyard's SNAT source ports, when not the default range (`--snat-port-range`).
+    pub snat_ports: Option<std::ops::RangeInclusive<u16>>,
 }
 
 /// New connections per second for one peer at one number of Services.
@@ -57,6 +63,9 @@ pub struct RatePoint {
     pub per_second: Option<f64>,
     /// TCP segments retransmitted in the client's and the server's namespaces meanwhile.
     pub retransmitted_segments: Option<u64>,
+    /// Switchyard only: its per-packet counters that moved during the burst (reason, packets),
+    /// drops included, so a stall can be told apart from the data plane's decisions.
+    pub switchyard_counters: Vec<(String, u64)>,
     pub error: Option<String>,
 }
 
@@ -69,7 +78,11 @@ pub struct Burst {
     pub seconds: f64,
 }
 
-/// One connection: connect, one byte there and back, then the server's close.
+/// One connection: connect, one byte there and back, the server's close, then the client's
+/// abortive close (RST), so neither side keeps the connection in TIME_WAIT: the next peer then
+/// meets an echo server that remembers no earlier peer's tuples (with TIME_WAIT at the server,
+/// a peer run after one that used many ports had its SYNs answered with ACKs of old
+/// connections, and stalled).
 fn one_connection(target: SocketAddr) -> std::io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?;
     stream.set_nodelay(true)?;
@@ -79,7 +92,24 @@ fn one_connection(target: SocketAddr) -> std::io::Result<()> {
     stream.read_exact(&mut byte)?;
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest)?;
-    Ok(())
+    reset_on_close(&stream)
+}
+
+/// SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+fn reset_on_close(stream: &TcpStream) -> std::io::Result<()> {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a descriptor `stream` owns, with a pointer to a live `linger` of the
+    // size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// `clients` threads (spawned from the calling thread, so in its network namespace) open
@@ -169,9 +199,9 @@ pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>,
     for &peer in &plan.peers {
         for &services in &plan.services {
             let state = latency::state_with_target(services, lab.server);
-            let measured = measure(&lab, peer, &state, plan.clients, duration);
+            let measured = measure(&lab, peer, &state, plan, duration);
             let point = match measured {
-                Ok((burst, retransmits)) => RatePoint {
+                Ok(Measured { burst, retransmits, switchyard_counters }) => RatePoint {
                     peer,
                     services,
                     connections: burst.connections,
@@ -181,6 +211,7 @@ pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>,
                     per_second: (burst.connections > 0)
                         .then(|| burst.connections as f64 / burst.seconds),
                     retransmitted_segments: Some(retransmits),
+                    switchyard_counters,
                     error: (burst.connections == 0)
                         .then(|| format!("no connection got through ({} failed)", burst.failures)),
                 },
@@ -193,6 +224,7 @@ pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>,
                     seconds: 0.0,
                     per_second: None,
                     retransmitted_segments: None,
+                    switchyard_counters: Vec::new(),
                     error: Some(error.to_string()),
                 },
             };
@@ -210,16 +242,17 @@ fn measure(
     lab: &NodePortLab,
     peer: Peer,
     state: &crate::state::DesiredState,
-    clients: usize,
+    plan: &RatePlan,
     duration: Duration,
-) -> Result<(Burst, u64), BenchError> {
+) -> Result<Measured, BenchError> {
     let programmed = if peer == Peer::Switchyard {
-        Some(switchyard::load_packet_path(
+        Some(switchyard::load_packet_path_with(
             state,
             lab.node.ipv4,
             &lab.node.netns,
             &lab.node.uplink,
             "sybench-rate",
+            plan.snat_ports.clone(),
         )?)
     } else {
         latency::apply(peer, &lab.node_ns, &lab.config, state)?;
@@ -234,18 +267,47 @@ fn measure(
             warm.failures
         )));
     }
+    let counters_before = packet_counters(programmed.as_ref())?;
     let before = lab_retransmits(lab)?;
-    let counted = lab.lab.run_in(CLIENT, || burst(target, clients, duration)).map_err(lab_error)?;
+    let counted =
+        lab.lab.run_in(CLIENT, || burst(target, plan.clients, duration)).map_err(lab_error)?;
     let retransmits = lab_retransmits(lab)?.saturating_sub(before);
+    let moved = packet_counters(programmed.as_ref())?
+        .into_iter()
+        .filter_map(|(reason, after)| {
+            let before = counters_before.iter().find(|(r, _)| *r == reason).map_or(0, |c| c.1);
+            (after > before).then(|| (reason, after - before))
+        })
+        .collect();
     // Switchyard's programs are detached and unpinned here, before the next size or peer.
     drop(programmed);
-    Ok((counted, retransmits))
+    Ok(Measured { burst: counted, retransmits, switchyard_counters: moved })
+}
+
+/// What [`measure`] found for one peer at one size.
+struct Measured {
+    burst: Burst,
+    retransmits: u64,
+    switchyard_counters: Vec<(String, u64)>,
+}
+
+/// Switchyard's per-packet counters by reason name (none for the other peers).
+fn packet_counters(
+    programmed: Option<&switchyard::Programmed>,
+) -> Result<Vec<(String, u64)>, BenchError> {
+    let Some(packet) = programmed.and_then(|p| p.packet.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let counters = packet.maps().counters().map_err(|e| {
+        BenchError::Switchyard(format!("per-packet counters: {}", switchyard_error::ErrorChain(&e)))
+    })?;
+    Ok(counters.into_iter().map(|(reason, c)| (reason.name().to_owned(), c.packets)).collect())
 }
 
 fn describe(point: &RatePoint) -> String {
     match (point.per_second, &point.error) {
         (Some(rate), _) => format!(
-            "connections {:<16} {:>6} Services: {rate:.0}/s ({} in {:.1} s, {} failed, {} slower than 200 ms, {} segments retransmitted)",
+            "connections {:<16} {:>6} Services: {rate:.0}/s ({} in {:.1} s, {} failed, {} slower than 200 ms, {} segments retransmitted){}",
             point.peer.label(),
             point.services,
             point.connections,
@@ -253,6 +315,11 @@ fn describe(point: &RatePoint) -> String {
             point.failures,
             point.slow,
             point.retransmitted_segments.unwrap_or(0),
+            if point.switchyard_counters.is_empty() {
+                String::new()
+            } else {
+                format!("; counters {:?}", point.switchyard_counters)
+            },
         ),
         (None, Some(error)) => {
             format!(

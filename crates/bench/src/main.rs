@@ -151,6 +151,10 @@ struct ConnectionOptions {
     /// Seconds per point (default 3; 1 with --quick).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Switchyard's SNAT source ports as MIN-MAX (the agent's `--snat-port-range`); default:
+    /// the agent's default range.
+    #[arg(long, value_name = "MIN-MAX")]
+    snat_ports: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -509,7 +513,25 @@ fn run_connections(options: &ConnectionOptions) -> Result<()> {
     anyhow::ensure!(services.iter().all(|&n| n > 0), "--services: at least 1 Service each");
     let seconds = options.seconds.unwrap_or(if quick { 1.0 } else { 3.0 });
     anyhow::ensure!(seconds > 0.0 && seconds.is_finite(), "--seconds: a positive number");
-    let plan = connection_rate::RatePlan { services, peers, clients: options.clients, seconds };
+    let snat_ports = match &options.snat_ports {
+        None => None,
+        Some(text) => {
+            let parsed = text.split_once('-').and_then(|(min, max)| {
+                Some((min.trim().parse::<u16>().ok()?, max.trim().parse::<u16>().ok()?))
+            });
+            let Some((min, max)) = parsed.filter(|(min, max)| 0 < *min && min <= max) else {
+                anyhow::bail!("--snat-ports {text:?}: expected MIN-MAX, 1 <= MIN <= MAX <= 65535");
+            };
+            Some(min..=max)
+        }
+    };
+    let plan = connection_rate::RatePlan {
+        services,
+        peers,
+        clients: options.clients,
+        seconds,
+        snat_ports,
+    };
     let points = connection_rate::run(&plan, &mut |line| eprintln!("{line}"))?;
     let report = ConnectionReport {
         machine: Machine::detect(),

@@ -100,6 +100,19 @@ pub fn load_packet_path(
     device: &str,
     prefix: &str,
 ) -> Result<Programmed, BenchError> {
+    load_packet_path_with(state, node_ip, netns, device, prefix, None)
+}
+
+/// [`load_packet_path`] with SNAT source ports from `snat_ports` instead of the default range
+/// (the agent's `--snat-port-range`).
+pub fn load_packet_path_with(
+    state: &DesiredState,
+    node_ip: std::net::Ipv4Addr,
+    netns: &str,
+    device: &str,
+    prefix: &str,
+    snat_ports: Option<std::ops::RangeInclusive<u16>>,
+) -> Result<Programmed, BenchError> {
     let err =
         |what: &str, e: &dyn std::fmt::Display| BenchError::Switchyard(format!("{what}: {e}"));
     let config = NodeConfig { node_ip, ..NodeConfig::default() };
@@ -108,7 +121,10 @@ pub fn load_packet_path(
         &model_input::cluster_state(&config, state),
     );
     let mut programmed = load(&model, prefix)?;
-    let settings = PacketSettings { snat_ipv4: Some(node_ip), ..PacketSettings::default() };
+    let mut settings = PacketSettings { snat_ipv4: Some(node_ip), ..PacketSettings::default() };
+    if let Some(ports) = snat_ports {
+        settings.snat_ports = ports;
+    }
     let packet = PacketDatapath::load(&programmed.options, PacketMapSizes::default(), &settings)
         .map_err(|e| err("loading the per-packet object", &ErrorChain(&e)))?;
     programmed.packet = Some(packet);

@@ -10,7 +10,13 @@ fn every_peer_carries_new_connections_through_the_node_port() {
         return;
     }
     let peers = vec![Peer::Switchyard, Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy];
-    let plan = RatePlan { services: vec![20], peers: peers.clone(), clients: 2, seconds: 0.3 };
+    let plan = RatePlan {
+        services: vec![20],
+        peers: peers.clone(),
+        clients: 2,
+        seconds: 0.3,
+        snat_ports: None,
+    };
     let points = connection_rate::run(&plan, &mut |line| eprintln!("{line}")).expect("rate run");
     assert_eq!(points.len(), peers.len());
     for (point, peer) in points.iter().zip(&peers) {

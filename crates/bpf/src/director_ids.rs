@@ -218,6 +218,17 @@ impl DirMaps {
         Ok(out)
     }
 
+    /// Every slot of table `id` (`None`: no such table), as a restarted director reads back
+    /// what it pinned.
+    pub fn table_slots(&self, id: u32) -> Result<Option<Vec<u32>>, Error> {
+        read_inner(&self.tables, names::TABLES, id)
+    }
+
+    /// Every slot's previous node of table `id` (`None`: it names none).
+    pub fn prev_slots(&self, id: u32) -> Result<Option<Vec<u32>>, Error> {
+        read_inner(&self.prev_tables, names::PREV_TABLES, id)
+    }
+
     /// The ids of every previous-node table present.
     pub fn prev_table_ids(&self) -> Result<Vec<u32>, Error> {
         let mut out = Vec::new();
@@ -287,4 +298,24 @@ impl DirMaps {
     pub fn zero_node_counters(&mut self, id: u32) -> Result<(), Error> {
         zero(&mut self.node_counters, names::NODE_COUNTERS, id)
     }
+}
+
+/// Every entry of the inner array `id` of `outer` (`None`: absent).
+fn read_inner(
+    outer: &aya::maps::ArrayOfMaps<MapData, crate::director::DirTable>,
+    name: &'static str,
+    id: u32,
+) -> Result<Option<Vec<u32>>, Error> {
+    let map_err = |source| Error::Map { name, source };
+    let inner = match outer.get(&id, 0) {
+        Ok(inner) => inner,
+        Err(aya::maps::MapError::KeyNotFound | aya::maps::MapError::OutOfBounds { .. }) => {
+            return Ok(None);
+        }
+        Err(source) => return Err(map_err(source)),
+    };
+    (0..inner.len())
+        .map(|slot| inner.get(&slot, 0).map_err(map_err))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_model::TrafficPolicy;
+use switchyard_model::{FrontendKey, TrafficPolicy};
 
 use crate::vips::{NodeTarget, Vip, VipSet};
 
@@ -353,29 +353,75 @@ pub fn probe_port(vip: &Vip, agent_port: u16) -> u16 {
     }
 }
 
-/// Every target the VIP set's nodes need probed.
+/// [`targets`] and, per VIP, the nodes `known` lists (what its table holds: see
+/// [`serving_set_with`]).
+pub fn targets_with(
+    set: &VipSet,
+    agent_port: u16,
+    known: impl Fn(&FrontendKey) -> Vec<NodeTarget>,
+) -> BTreeSet<Target> {
+    let mut out = targets(set, agent_port);
+    for (key, vip) in &set.vips {
+        let port = probe_port(vip, agent_port);
+        out.extend(known(key).into_iter().map(|n| Target {
+            node: n.name,
+            address: n.address,
+            port,
+        }));
+    }
+    out
+}
+
+/// Every target the VIP set's nodes need probed: the serving nodes and the draining ones (a
+/// draining node is a UDP VIP's previous node while it is alive; one that dies must stop being
+/// named, or the UDP second chance loses the packets of its old slots until the TTL).
 pub fn targets(set: &VipSet, agent_port: u16) -> BTreeSet<Target> {
     set.vips
         .values()
         .flat_map(|vip| {
             let port = probe_port(vip, agent_port);
-            vip.nodes.iter().map(move |n| Target { node: n.name.clone(), address: n.address, port })
+            vip.nodes.iter().chain(&vip.draining).map(move |n| Target {
+                node: n.name.clone(),
+                address: n.address,
+                port,
+            })
         })
         .collect()
 }
 
 /// `set` without the nodes out of service; those whose agent says it drains (503) are listed
-/// as draining (alive: a UDP VIP's table still names them as previous nodes). A VIP that would
-/// lose every node keeps them all (fails open): when every node of a VIP fails at once, the
-/// likelier fault is the director's own probing path, and dropping the VIP's traffic would be
-/// worse than trying.
+/// as draining (alive: a UDP VIP's table still names them as previous nodes), and draining
+/// nodes whose probes fail are no longer listed (maybe dead: no longer named for UDP). A VIP
+/// that would lose every node keeps them all (fails open): when every node of a VIP fails at
+/// once, the likelier fault is the director's own probing path, and dropping the VIP's
+/// traffic would be worse than trying.
 pub fn serving_set(set: &VipSet, checker: &Checker, agent_port: u16) -> VipSet {
+    serving_set_with(set, checker, agent_port, |_| Vec::new())
+}
+
+/// [`serving_set`], where `known(vip)` lists the nodes the VIP's table holds (serving and
+/// previous): one of them that left the objects (deleted, not ready) but is probed and in
+/// service or draining is listed as draining — alive, so a UDP VIP still names it as the
+/// previous node of its old slots until its probes fail.
+pub fn serving_set_with(
+    set: &VipSet,
+    checker: &Checker,
+    agent_port: u16,
+    known: impl Fn(&FrontendKey) -> Vec<NodeTarget>,
+) -> VipSet {
     let mut out = set.clone();
-    for vip in out.vips.values_mut() {
+    for (key, vip) in &mut out.vips {
         let port = probe_port(vip, agent_port);
         let health = |n: &NodeTarget| {
             checker.health(&Target { node: n.name.clone(), address: n.address, port })
         };
+        vip.draining.retain(|n| health(n) != Some(Health::Down));
+        for node in known(key) {
+            let listed = vip.nodes.iter().chain(&vip.draining).any(|n| n.name == node.name);
+            if !listed && matches!(health(&node), Some(Health::Up | Health::Draining)) {
+                vip.draining.push(node);
+            }
+        }
         let (serving, out_of_service): (Vec<NodeTarget>, Vec<NodeTarget>) =
             vip.nodes.iter().cloned().partition(|n| health(n).is_none_or(|h| h == Health::Up));
         if !serving.is_empty() {

@@ -21,5 +21,5 @@ pub mod tables;
 pub mod vips;
 
 pub use config::{DEFAULT_PREVIOUS_TTL, DirectorConfig, Encap};
-pub use tables::{Adopted, Choice, Op, Plan, Tables};
+pub use tables::{Adopted, AdoptedTable, Choice, Op, Plan, Tables};
 pub use vips::{NodeTarget, Problem, Vip, VipSet, vip_set, vip_set_at};

@@ -2,8 +2,9 @@
 //! order [`Tables::update`] gives, and attaches the program once the first complete state is
 //! programmed. Objects come in as model [`Change`]s from any source.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use switchyard_bpf::abi::FrontendKey as MapKey;
@@ -17,8 +18,8 @@ use tracing::{info, warn};
 use crate::announce::Announcer;
 use crate::config::{DirectorConfig, Encap};
 use crate::health::{self, Checker, Health, HealthConfig, Outcome, Probe, Target, Transition};
-use crate::tables::{Adopted, Op, Plan, Tables};
-use crate::vips::{VipSet, vip_set_at};
+use crate::tables::{Adopted, AdoptedTable, Op, Plan, Tables};
+use crate::vips::{NodeTarget, VipSet, vip_set_at};
 
 /// Where and how the director runs.
 #[derive(Debug, Clone)]
@@ -153,12 +154,35 @@ pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
         adopted.vip_ids.insert(vip.id);
         if let Some(key) = model_key(&key) {
             adopted.vips.insert(key, vip.id);
+            if vip.table_id != 0 {
+                adopted.vip_tables.insert(key, vip.table_id);
+            }
         }
     }
     adopted.table_ids.extend(maps.table_ids()?);
     for (id, node) in maps.node_entries()? {
         adopted.node_ids.insert(id);
+        adopted.node_addresses.insert(id, node.ip());
         adopted.nodes.entry(node.ip()).or_insert(id);
+    }
+    // The tables themselves (what `Tables::update` takes over as they are): each one's nodes
+    // with their names and weights, its slots and its previous nodes.
+    let mut named: BTreeMap<u32, Vec<(u32, NodeTarget)>> = BTreeMap::new();
+    for entry in maps.table_nodes.iter() {
+        let (key, node) =
+            entry.map_err(|source| Error::Map { name: names::TABLE_NODES, source })?;
+        if let Some(&address) = adopted.node_addresses.get(&key.node_id) {
+            let target = NodeTarget { name: Arc::from(node.name()), address, weight: node.weight };
+            named.entry(key.table_id).or_default().push((key.node_id, target));
+        }
+    }
+    let wanted: BTreeSet<u32> = adopted.vip_tables.values().copied().collect();
+    for id in wanted.into_iter().filter(|id| adopted.table_ids.contains(id)) {
+        let (Some(nodes), Some(slots)) = (named.remove(&id), maps.table_slots(id)?) else {
+            continue;
+        };
+        let previous = maps.prev_slots(id)?;
+        adopted.tables.insert(id, AdoptedTable { nodes, slots, previous });
     }
     Ok(adopted)
 }
@@ -276,7 +300,9 @@ impl Runtime {
         self.set = vip_set_at(&self.state, SystemTime::now(), self.tables.config().previous_ttl);
         self.health_changed = false;
         if let Some(h) = &mut self.health {
-            let targets = health::targets(&self.set, h.agent_port);
+            // The nodes the tables hold too: one that left the objects stays probed.
+            let tables = &self.tables;
+            let targets = health::targets_with(&self.set, h.agent_port, |k| tables.known_nodes(k));
             let keys = targets.iter().map(|t| HealthKey::new(t.address, t.port)).collect();
             h.checker.set_targets(targets.iter().cloned(), Instant::now());
             h.map.retain(&keys)?;
@@ -290,7 +316,12 @@ impl Runtime {
     /// Programs the VIP set without the nodes out of service.
     fn program(&mut self) -> Result<Plan, RuntimeError> {
         let set = match &self.health {
-            Some(h) => health::serving_set(&self.set, &h.checker, h.agent_port),
+            Some(h) => {
+                let tables = &self.tables;
+                health::serving_set_with(&self.set, &h.checker, h.agent_port, |k| {
+                    tables.known_nodes(k)
+                })
+            }
             None => self.set.clone(),
         };
         let mut plan = self.tables.update(&set);

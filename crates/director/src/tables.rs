@@ -24,6 +24,12 @@ use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 use crate::config::DirectorConfig;
 use crate::vips::{NodeTarget, Problem, Vip, VipSet};
 
+mod narrow;
+mod restart;
+
+use narrow::narrowed;
+pub use restart::AdoptedTable;
+
 /// One map operation, in the order [`Plan::ops`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -73,6 +79,9 @@ struct TableKey {
     /// Previous nodes left out (slot's previous node 0): for a UDP VIP the ones not known to
     /// be alive ([`unnamed_for`]); empty for TCP.
     unnamed: Vec<Arc<str>>,
+    /// A table an earlier run pinned, taken over as it is (by its id): its previous nodes are
+    /// known per slot, not as the list of a table.
+    adopted: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +157,12 @@ pub struct Adopted {
     pub table_ids: BTreeSet<u32>,
     /// Pinned node ids.
     pub node_ids: BTreeSet<u32>,
+    /// Pinned node entries by id (their addresses).
+    pub node_addresses: BTreeMap<u32, IpAddr>,
+    /// Each pinned VIP's table id (absent: it pointed at none).
+    pub vip_tables: BTreeMap<FrontendKey, u32>,
+    /// The pinned tables, as read back.
+    pub tables: BTreeMap<u32, AdoptedTable>,
 }
 
 /// Small ids: the program indexes arrays with VIP and node ids (issue 16), so a new entry
@@ -256,6 +271,9 @@ impl Tables {
     /// their nodes through the second chance too (issue 17 (f)). The two steps' operations
     /// are one list, each step make-before-break.
     pub fn update(&mut self, set: &VipSet) -> Plan {
+        if !self.adopted.vips.is_empty() {
+            self.take_over_pinned(set);
+        }
         let fresh_changing = set.vips.iter().any(|(key, vip)| {
             !self.vips.contains_key(key) && (!vip.draining.is_empty() || !vip.joining.is_empty())
         });
@@ -325,6 +343,17 @@ impl Tables {
                     entry.service = vip.service.clone();
                     entry.policy = vip.policy;
                 }
+                // Same nodes, but a previous node a UDP VIP names may have died since.
+                if let Some(old_key) = &old.table
+                    && let Some(entry) = self.tables.get(old_key)
+                    && let Some(narrow) = narrowed(key, vip, old_key, entry)
+                    && let Some(table) = self.acquire_narrowed(&narrow, old_key, &mut new_tables)
+                {
+                    let entry = self.vips.get_mut(key).expect("present: looked up above");
+                    entry.table = Some(narrow);
+                    vip_ops.push(Op::PutVip { key: *key, id: old.id, table });
+                    self.release_table(old_key);
+                }
                 continue;
             }
             let table = match wanted {
@@ -335,6 +364,7 @@ impl Tables {
                             .map_or_else(Vec::new, |p| unnamed_for(key, vip, &p.nodes)),
                         nodes,
                         previous: previous.map(|t| t.nodes.clone()),
+                        adopted: None,
                     };
                     let previous = old.as_ref().and_then(|o| o.table.clone());
                     match self.acquire_table(
@@ -418,7 +448,7 @@ impl Tables {
         let Some(ttl) = self.config.previous_ttl else { return plan };
         let mut due = BTreeSet::new();
         for (key, entry) in &mut self.tables {
-            if key.previous.is_some() && entry.refs > 0 {
+            if entry.previous.is_some() && entry.refs > 0 {
                 let since = *entry.previous_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= ttl {
                     due.insert(key.clone());
@@ -435,7 +465,12 @@ impl Tables {
             .collect();
         let (mut new_nodes, mut new_tables, mut vip_ops) = (Vec::new(), Vec::new(), Vec::new());
         for (key, old) in vips {
-            let fresh = TableKey { nodes: old.nodes.clone(), previous: None, unnamed: Vec::new() };
+            let fresh = TableKey {
+                nodes: old.nodes.clone(),
+                previous: None,
+                unnamed: Vec::new(),
+                adopted: None,
+            };
             match self.acquire_table(&fresh, None, &mut new_nodes, &mut new_tables) {
                 Ok(table) => {
                     let vip = self.vips.get_mut(&key).expect("present: listed above");
@@ -463,7 +498,7 @@ impl Tables {
         let ttl = self.config.previous_ttl?;
         self.tables
             .iter()
-            .filter(|(key, entry)| key.previous.is_some() && entry.refs > 0)
+            .filter(|(_, entry)| entry.previous.is_some() && entry.refs > 0)
             .filter_map(|(_, entry)| entry.previous_since)
             .map(|since| since + ttl)
             .min()
@@ -568,15 +603,7 @@ impl Tables {
             None => (None, BTreeMap::new()),
         };
         // The previous nodes stay in the maps while this table names them.
-        for node in previous_nodes.values() {
-            let node_key = (node.name.clone(), node.address);
-            if !held.contains(&node_key)
-                && let Some(entry) = self.nodes.get_mut(&node_key)
-            {
-                entry.refs += 1;
-                held.push(node_key);
-            }
-        }
+        self.hold(previous_nodes.values(), &mut held);
         let id = self.table_ids.take();
         let named: Arc<[(u32, NodeTarget)]> =
             node_ids.iter().copied().zip(nodes.iter().cloned()).collect();
@@ -597,6 +624,23 @@ impl Tables {
         Ok(id)
     }
 
+    /// Takes a reference on the entry of each of `nodes` present and not in `held` yet.
+    fn hold<'a>(
+        &mut self,
+        nodes: impl IntoIterator<Item = &'a NodeTarget>,
+        held: &mut Vec<(Arc<str>, IpAddr)>,
+    ) {
+        for node in nodes {
+            let node_key = (node.name.clone(), node.address);
+            if !held.contains(&node_key)
+                && let Some(entry) = self.nodes.get_mut(&node_key)
+            {
+                entry.refs += 1;
+                held.push(node_key);
+            }
+        }
+    }
+
     fn release_table(&mut self, key: &TableKey) {
         if let Some(entry) = self.tables.get_mut(key) {
             entry.refs = entry.refs.saturating_sub(1);
@@ -614,6 +658,23 @@ impl Tables {
     /// The nodes of a VIP's table (empty when none serves it).
     pub fn nodes_of(&self, key: &FrontendKey) -> &[NodeTarget] {
         self.vips.get(key).and_then(|v| v.table.as_ref()).map_or(&[], |t| t.nodes.as_slice())
+    }
+
+    /// The nodes VIP `key`'s table serves with and names as previous nodes (health checks
+    /// keep probing them: one that left the objects but answers is still alive).
+    pub fn known_nodes(&self, key: &FrontendKey) -> Vec<NodeTarget> {
+        let Some(table) = self.vips.get(key).and_then(|v| v.table.as_ref()) else {
+            // Before the first update of a restart: the table it pinned (taken over then).
+            let pinned =
+                self.adopted.vip_tables.get(key).and_then(|id| self.adopted.tables.get(id));
+            return pinned
+                .map_or_else(Vec::new, |t| t.nodes.iter().map(|(_, n)| n.clone()).collect());
+        };
+        let mut out = table.nodes.clone();
+        if let Some(entry) = self.tables.get(table) {
+            out.extend(entry.previous_nodes.values().cloned());
+        }
+        out
     }
 
     /// Which node a flow with this hash to VIP `key` goes to, and why. `None` when `key` is no

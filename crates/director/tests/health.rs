@@ -309,6 +309,33 @@ fn a_vip_whose_nodes_all_fail_keeps_them_all() {
     assert_eq!(serving, s, "fails open");
 }
 
+/// Draining nodes are probed too, and one whose probes fail is no longer listed as draining
+/// (maybe dead: a UDP VIP must stop naming it as a previous node); a draining node that
+/// answers (200 or 503) stays listed.
+#[test]
+fn draining_nodes_are_probed_and_a_dead_one_is_no_longer_draining() {
+    let mut web = vip(TrafficPolicy::Cluster, None, &["n1", "n2", "n3", "n4"]);
+    let drained: Vec<NodeTarget> = web.nodes.drain(2..).collect();
+    web.draining = drained;
+    let s = set(vec![(80, web)]);
+    let all = targets(&s, 10256);
+    let probed: Vec<&str> = all.iter().map(|t| &*t.node).collect();
+    assert_eq!(probed, ["n1", "n2", "n3", "n4"], "draining n3 and n4 are probed");
+    let t0 = Instant::now();
+    let mut checker = Checker::new(config());
+    checker.set_targets(all.iter().cloned(), t0);
+    let n3 = all.iter().find(|t| &*t.node == "n3").unwrap().clone();
+    let mut now = t0;
+    fail(&mut checker, &mut now, std::slice::from_ref(&n3));
+    assert_eq!(checker.health(&n3), Some(Health::Down));
+    let serving = serving_set(&s, &checker, 10256);
+    let web = serving.vips.values().next().unwrap();
+    let listed =
+        |list: &[NodeTarget]| -> Vec<String> { list.iter().map(|n| n.name.to_string()).collect() };
+    assert_eq!(listed(&web.nodes), ["n1", "n2"]);
+    assert_eq!(listed(&web.draining), ["n4"], "dead n3 is no longer draining");
+}
+
 /// What the checker's state must be after a sequence of settled outcomes (the reference).
 fn reference(config: &HealthConfig, outcomes: &[Outcome]) -> Health {
     let mut health = Health::Up;

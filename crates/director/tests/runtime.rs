@@ -142,8 +142,12 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
                 .map(|(k, v)| (k.addr.to_ip(k.family).to_string(), v.id))
                 .collect();
             vips.sort();
-            let mut nodes: Vec<(String, u32)> =
-                maps.node_entries().unwrap().into_iter().map(|(id, n)| (n.ip().to_string(), id)).collect();
+            let mut nodes: Vec<(String, u32)> = maps
+                .node_entries()
+                .unwrap()
+                .into_iter()
+                .map(|(id, n)| (n.ip().to_string(), id))
+                .collect();
             nodes.sort();
             (vips, nodes)
         };
@@ -166,8 +170,7 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         first.apply(changes(&state)).unwrap();
         let program_before = xdp_program("up0");
         let (ids_before, choices_before) = (ids(&first), choices(&first));
-        let tables_before: Vec<u32> =
-            first.datapath().maps().table_ids().unwrap();
+        let tables_before: Vec<u32> = first.datapath().maps().table_ids().unwrap();
         assert_ne!(program_before, 0, "attached");
         // The process ends: its program, maps and link stay pinned (traffic keeps flowing).
         drop(first);
@@ -180,15 +183,104 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         assert_ne!(program_after, program_before, "the new program took over the link");
         assert_eq!(ids(&second), ids_before, "VIP and node ids adopted (their counters continue)");
         assert_eq!(choices(&second), choices_before, "every flow keeps its node");
-        let tables_after: Vec<u32> =
-            second.datapath().maps().table_ids().unwrap();
-        assert_eq!(tables_after.len(), tables_before.len(), "old tables removed");
-        assert!(
-            tables_after.iter().all(|t| !tables_before.contains(t)),
-            "new tables took fresh ids (no pinned table was rewritten): {tables_before:?} -> {tables_after:?}"
-        );
+        let tables_after: Vec<u32> = second.datapath().maps().table_ids().unwrap();
+        // Same nodes: the pinned tables are taken over as they are (same ids, not rewritten).
+        assert_eq!(tables_after, tables_before, "pinned tables taken over");
         let pins = std::fs::read_dir(bpf.path().join("links")).unwrap().count();
         assert_eq!(pins, 1, "one link pin");
+    })
+    .join()
+    .unwrap();
+}
+
+/// Issue 17 (f): a director that restarts reads back the tables it pinned (`runtime::adopt`:
+/// nodes with names and weights, slots, previous nodes), so it keeps naming the previous nodes
+/// of a change it saw before it stopped, and a change made while no process ran gets the
+/// pinned table's choices as its previous nodes — as a director that ran throughout names them.
+#[test]
+fn privileged_a_restarted_director_names_the_previous_nodes_it_pinned() {
+    if !switchyard_lab::require_root("director restart, previous nodes") {
+        return;
+    }
+    std::thread::spawn(|| {
+        enter_netns_with_uplink();
+        let services = [lb_service("web", &["192.0.2.10"], false, Some("true"))];
+        let all = cluster(&services, &[], &three_nodes());
+        let without = |gone: &[&str]| {
+            let nodes: Vec<_> = three_nodes()
+                .into_iter()
+                .filter(|n| !gone.contains(&n["metadata"]["name"].as_str().unwrap()))
+                .collect();
+            cluster(&services, &[], &nodes)
+        };
+        let key = FrontendKey::new("192.0.2.10".parse().unwrap(), 80, Protocol::Tcp);
+        let named = |runtime: &Runtime| -> Vec<(String, Option<String>)> {
+            (0..2_000u64)
+                .map(|h| runtime.tables().choose(&key, h.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                .map(|c| c.unwrap())
+                .map(|c| (c.node.address.to_string(), c.previous.map(|p| p.1.address.to_string())))
+                .collect()
+        };
+        // Ran throughout (in a namespace of its own: one XDP link per device): all three
+        // nodes, then node-b deleted, then node-c too.
+        let (after_b, after_c) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    enter_netns_with_uplink();
+                    let bpf = switchyard_testing::BpfDir::new("director-restart-prev-a");
+                    let mut throughout =
+                        Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+                    throughout.apply(changes(&all)).unwrap();
+                    throughout
+                        .apply(vec![Change::Node(ObjectKey::cluster("node-b"), None)])
+                        .unwrap();
+                    let after_b = named(&throughout);
+                    throughout
+                        .apply(vec![Change::Node(ObjectKey::cluster("node-c"), None)])
+                        .unwrap();
+                    (after_b, named(&throughout))
+                })
+                .join()
+                .unwrap()
+        });
+        assert!(after_b.iter().any(|(_, p)| p.as_deref() == Some("10.0.0.2")));
+
+        let bpf = switchyard_testing::BpfDir::new("director-restart-prev-b");
+        let mut first = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+        first.apply(changes(&all)).unwrap();
+        first.apply(vec![Change::Node(ObjectKey::cluster("node-b"), None)]).unwrap();
+        let tables = first.datapath().maps().table_ids().unwrap();
+        drop(first);
+        // Restarted after node-b's deletion: the same previous nodes, from the same tables.
+        let mut second = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+        second.apply(changes(&without(&["node-b"]))).unwrap();
+        assert_eq!(named(&second), after_b, "previous nodes kept across the restart");
+        assert_eq!(second.datapath().maps().table_ids().unwrap(), tables);
+        maps_answer_like_the_tables(&second, &key);
+        drop(second);
+        // node-c deleted while no process runs: the restart names what the pinned tables chose.
+        let mut third = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
+        third.apply(changes(&without(&["node-b", "node-c"]))).unwrap();
+        assert_eq!(named(&third), after_c, "previous nodes of a change made while down");
+        assert!(after_c.iter().any(|(_, p)| p.as_deref() == Some("10.0.0.3")));
+        maps_answer_like_the_tables(&third, &key);
+        let prev = |runtime: &Runtime| {
+            let maps = runtime.datapath().maps();
+            (1000..1200u16)
+                .filter(|port| {
+                    let flow = FlowKey {
+                        source: "198.51.100.7".parse().unwrap(),
+                        destination: key.ip,
+                        source_port: *port,
+                        destination_port: 80,
+                        protocol: 6,
+                    };
+                    let found = maps.lookup(&flow).unwrap().unwrap();
+                    maps.prev_node(found.vip.table_id, found.slot.unwrap()).unwrap() != 0
+                })
+                .count()
+        };
+        assert!(prev(&third) > 0, "the maps name previous nodes");
     })
     .join()
     .unwrap();

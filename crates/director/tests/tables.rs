@@ -8,140 +8,11 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use switchyard_director::{DirectorConfig, NodeTarget, Op, Tables, Vip, VipSet};
+
+mod fake_maps;
+use fake_maps::FakeMaps;
 use switchyard_maglev::TableSize;
 use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
-
-/// The maps as the program sees them; every operation is checked against what it needs.
-/// Counters are arrays indexed by id (as in the program): they keep their values when an id is
-/// freed, so a new holder must have them zeroed first.
-#[derive(Default, Debug)]
-struct FakeMaps {
-    nodes: BTreeMap<u32, IpAddr>,
-    tables: BTreeMap<u32, Arc<[u32]>>,
-    previous: BTreeMap<u32, Arc<[u32]>>,
-    vips: BTreeMap<FrontendKey, (u32, u32)>,
-    vip_counters: BTreeMap<u32, u64>,
-    node_counters: BTreeMap<u32, u64>,
-    /// The most entries each map held at once: (VIPs, tables, nodes).
-    peak: (usize, usize, usize),
-}
-
-impl FakeMaps {
-    fn apply(&mut self, op: &Op) {
-        self.apply_op(op);
-        self.peak.0 = self.peak.0.max(self.vips.len());
-        self.peak.1 = self.peak.1.max(self.tables.len());
-        self.peak.2 = self.peak.2.max(self.nodes.len());
-    }
-
-    /// Every VIP and node in use carries traffic (each id's counter goes up).
-    fn traffic(&mut self) {
-        for (id, _) in self.vips.values() {
-            *self.vip_counters.entry(*id).or_default() += 1;
-        }
-        for id in self.nodes.keys() {
-            *self.node_counters.entry(*id).or_default() += 1;
-        }
-    }
-
-    fn apply_op(&mut self, op: &Op) {
-        match op {
-            Op::ZeroVipCounters { id } => {
-                assert!(!self.vips.values().any(|v| v.0 == *id), "VIP id {id} zeroed while live");
-                self.vip_counters.remove(id);
-            }
-            Op::ZeroNodeCounters { id } => {
-                assert!(!self.nodes.contains_key(id), "node id {id} zeroed while live");
-                self.node_counters.remove(id);
-            }
-            Op::PutNode { id, address } => {
-                assert_eq!(
-                    self.node_counters.get(id),
-                    None,
-                    "node {id}: counters of a former node"
-                );
-                assert!(self.nodes.insert(*id, *address).is_none(), "node {id} reused while live");
-            }
-            Op::PutTable { id, slots, nodes, previous } => {
-                for node in previous.iter().flat_map(|p| p.iter()).filter(|&&n| n != 0) {
-                    assert!(self.nodes.contains_key(node), "table {id}: missing previous {node}");
-                }
-                if let Some(previous) = previous {
-                    assert_eq!(previous.len(), slots.len());
-                    self.previous.insert(*id, previous.clone());
-                }
-                for (node, _) in nodes.iter() {
-                    assert!(self.nodes.contains_key(node), "table {id} names missing node {node}");
-                }
-                for node in slots.iter() {
-                    assert!(self.nodes.contains_key(node), "table {id} names missing node {node}");
-                }
-                assert!(
-                    self.tables.insert(*id, slots.clone()).is_none(),
-                    "table {id} rewritten in place"
-                );
-            }
-            Op::PutVip { key, id, table } => {
-                assert!(
-                    *table == 0 || self.tables.contains_key(table),
-                    "VIP {key} -> missing table {table}"
-                );
-                match self.vips.get(key) {
-                    Some((old, _)) => assert_eq!(old, id, "VIP {key} re-pointed with another id"),
-                    None => {
-                        assert!(
-                            !self.vips.values().any(|v| v.0 == *id),
-                            "VIP id {id} reused while live"
-                        );
-                        assert_eq!(
-                            self.vip_counters.get(id),
-                            None,
-                            "VIP {key}: counters of a former VIP"
-                        );
-                    }
-                }
-                self.vips.insert(*key, (*id, *table));
-            }
-            Op::DeleteVip { key } => {
-                assert!(self.vips.remove(key).is_some(), "deleting absent VIP {key}");
-            }
-            Op::DeleteTable { id } => {
-                assert!(
-                    !self.vips.values().any(|(_, t)| t == id),
-                    "table {id} deleted while in use"
-                );
-                assert!(self.tables.remove(id).is_some());
-                self.previous.remove(id);
-            }
-            Op::DeleteNode { id } => {
-                assert!(
-                    !self.tables.values().chain(self.previous.values()).any(|s| s.contains(id)),
-                    "node {id} deleted while in use (as a node or a previous node)"
-                );
-                assert!(self.nodes.remove(id).is_some());
-            }
-        }
-    }
-
-    /// What the program would do with a flow hash.
-    fn lookup(&self, key: &FrontendKey, hash: u64) -> Option<IpAddr> {
-        let (_, table) = self.vips.get(key)?;
-        let slots = self.tables.get(table)?;
-        let node = slots[(hash % slots.len() as u64) as usize];
-        self.nodes.get(&node).copied()
-    }
-
-    /// The previous node the program would send along (the second chance).
-    fn lookup_previous(&self, key: &FrontendKey, hash: u64) -> Option<IpAddr> {
-        let (_, table) = self.vips.get(key)?;
-        let previous = self.previous.get(table)?;
-        let node = previous[(hash % previous.len() as u64) as usize];
-        if node == 0 {
-            return None;
-        }
-        Some(*self.nodes.get(&node).expect("a previous node is in the maps"))
-    }
-}
 
 fn config() -> DirectorConfig {
     DirectorConfig { table_size: TableSize::new(251).unwrap(), ..DirectorConfig::default() }
@@ -581,19 +452,26 @@ fn without_the_joining_list_a_fresh_director_names_no_previous_node() {
     assert!(differ > 0, "the old director names previous nodes the blind one does not");
 }
 
+/// The key of VIP 0's UDP twin ([`with_udp`]).
+fn udp_twin() -> FrontendKey {
+    FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp)
+}
+
+/// `set` with a UDP twin of VIP 0 (same nodes).
+fn with_udp(set: &VipSet) -> VipSet {
+    let mut set = set.clone();
+    let tcp = set.vips[&vip_key(0)].clone();
+    set.vips.insert(udp_twin(), tcp);
+    set
+}
+
 /// A UDP VIP names as previous nodes only nodes known to be alive (serving or draining): a
 /// node that left otherwise (deleted, not ready, down by health) may be dead, and the UDP
 /// second chance would lose every new flow of its slots there (a TCP SYN never goes there).
 /// The TCP twin names every previous node.
 #[test]
 fn a_udp_vip_names_only_previous_nodes_that_are_alive() {
-    let udp_key = FrontendKey::new(IpAddr::from([192, 0, 2, 10]), 53, Protocol::Udp);
-    let with_udp = |set: &VipSet| {
-        let mut set = set.clone();
-        let tcp = set.vips[&vip_key(0)].clone();
-        set.vips.insert(udp_key, tcp);
-        set
-    };
+    let udp_key = udp_twin();
     let previous_of = |tables: &Tables, key: &FrontendKey| -> BTreeSet<String> {
         (0..1_000u64)
             .filter_map(|h| tables.choose(key, h.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
@@ -621,4 +499,68 @@ fn a_udp_vip_names_only_previous_nodes_that_are_alive() {
     for key in [vip_key(0), udp_key] {
         assert!(previous_of(&tables, &key).contains("node-2"), "{key}");
     }
+}
+
+/// A UDP VIP stops naming a draining node as a previous node once that node is no longer
+/// listed as draining (dead by the health probes, or deleted): its table is rebuilt with the
+/// same nodes and slots (no flow changes node), the dead node's slots name no previous node,
+/// the other previous nodes stay, and each operation is make-before-break. The TCP twin keeps
+/// naming it (a TCP flow there is lost either way, and a SYN never goes there).
+#[test]
+fn a_udp_vip_stops_naming_a_draining_node_that_dies() {
+    let udp_key = udp_twin();
+    let previous_of = |tables: &Tables, key: &FrontendKey| -> BTreeMap<u64, String> {
+        (0..2_000u64)
+            .map(|h| h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .filter_map(|h| Some((h, tables.choose(key, h)?.previous?.1.name.to_string())))
+            .collect()
+    };
+    let mut tables = Tables::new(config());
+    let mut maps = FakeMaps::default();
+    // node-2 and node-4 drain, both alive: both VIPs name them.
+    let draining = with_udp(&with_drained(0b1111, 0, 0b1010));
+    for set in [with_udp(&set_of(&[(0, 0b1111, 0)])), draining.clone()] {
+        for op in &tables.update(&set).ops {
+            maps.apply(op);
+        }
+    }
+    let udp_before = previous_of(&tables, &udp_key);
+    assert!(udp_before.values().any(|n| n == "node-2"));
+    assert!(udp_before.values().any(|n| n == "node-4"));
+    let choices = |tables: &Tables, key: &FrontendKey| -> Vec<String> {
+        (0..2_000u64)
+            .map(|h| tables.choose(key, h.wrapping_mul(0x9e37_79b9_7f4a_7c15)).unwrap())
+            .map(|c| c.node.name.to_string())
+            .collect()
+    };
+    let (udp_nodes, tcp_nodes) = (choices(&tables, &udp_key), choices(&tables, &vip_key(0)));
+    // node-2 dies: no longer draining (what `health::serving_set` leaves out).
+    let mut died = draining.clone();
+    for vip in died.vips.values_mut() {
+        vip.draining.retain(|n| &*n.name != "node-2");
+    }
+    let plan = tables.update(&died);
+    for op in &plan.ops {
+        maps.apply(op);
+    }
+    let udp_after = previous_of(&tables, &udp_key);
+    assert!(!udp_after.values().any(|n| n == "node-2"), "UDP still names the dead node");
+    let kept: BTreeMap<u64, String> =
+        udp_before.into_iter().filter(|(_, n)| n != "node-2").collect();
+    assert_eq!(udp_after, kept, "the other previous nodes stay");
+    assert!(previous_of(&tables, &vip_key(0)).values().any(|n| n == "node-2"), "TCP names it");
+    assert_eq!(choices(&tables, &udp_key), udp_nodes, "no UDP flow changes node");
+    assert_eq!(choices(&tables, &vip_key(0)), tcp_nodes, "no TCP flow changes node");
+    let dead = IpAddr::from([10, 0, 0, 2]);
+    assert!((0..2_000u64).all(|h| maps.lookup_previous(&udp_key, h) != Some(dead)));
+    assert!((0..2_000u64).any(|h| maps.lookup_previous(&vip_key(0), h) == Some(dead)));
+    for h in 0..2_000u64 {
+        for key in [udp_key, vip_key(0)] {
+            let choice = tables.choose(&key, h).unwrap();
+            assert_eq!(maps.lookup(&key, h), Some(choice.node.address));
+            assert_eq!(maps.lookup_previous(&key, h), choice.previous.map(|p| p.1.address));
+        }
+    }
+    // Nothing more to do: the same set again changes nothing.
+    assert!(tables.update(&died).ops.is_empty());
 }

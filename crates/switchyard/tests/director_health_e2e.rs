@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_bpf::decap::DecapMaps;
 use switchyard_bpf::director::DirReason;
@@ -254,6 +254,93 @@ fn assert_status_shows_node2_down(cluster: &Cluster) {
     assert!(text.contains(&node2), "{text}");
 }
 
+/// Drops every packet on a node's router link both ways (in the router: the carrier stays up,
+/// as behind a switch).
+fn silence_link(lab: &switchyard_lab::Lab, link: &str) {
+    let nft = |args: &str| {
+        let mut command = Command::new("nft");
+        command.args(args.split(' '));
+        let out = lab.output_in("fabric", command).unwrap();
+        assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    nft("add table inet sy-dead-node");
+    nft(&format!(
+        "add chain inet sy-dead-node from_node {{ type filter hook prerouting priority -300 ; \
+         iifname {link} drop ; }}"
+    ));
+    nft(&format!(
+        "add chain inet sy-dead-node to_node {{ type filter hook postrouting priority 300 ; \
+         oifname {link} drop ; }}"
+    ));
+}
+
+/// Issue 17: draining nodes are probed too. node2 drains (`switchyard.io/drain`), so the UDP
+/// `Local` VIP's table names it as the previous node of its old slots; then node2 dies (agent
+/// SIGKILLed, link silent). A new UDP flow in those slots reaches a node that does not hold
+/// it, which re-sends it to node2, where it is lost — until the director's probes find node2
+/// down and the UDP table stops naming it (same slots, no previous node there). New UDP flows
+/// opened one after another must all be answered again within the health bound, not after
+/// the previous-node TTL (600 s).
+#[test]
+fn a_draining_node_that_dies_stops_being_the_udp_previous_node() {
+    if !require_root("a_draining_node_that_dies_stops_being_the_udp_previous_node") {
+        return;
+    }
+    let mut cluster = cluster();
+    cluster.apply_and_wait("web.yaml", &vip_services(&cluster));
+    let director = Director::start(&cluster, "dir1", &[]);
+    cluster.lab.route_to_directors(format!("{LOCAL_VIP}/32").parse().unwrap(), &["dir1"]).unwrap();
+    let target = at(LOCAL_VIP.parse().unwrap(), 80);
+    let answers = cluster.lab.run_in("ext", || clients::udp(target, 3, TIMEOUT)).unwrap();
+    assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
+    let programmed = director.programmed();
+    let drained = cluster.nodes_yaml().replace(
+        "  name: node2\n",
+        "  name: node2\n  annotations: {switchyard.io/drain: \"true\"}\n",
+    );
+    cluster.apply("nodes.yaml", &drained);
+    cluster.eventually("node2 drained", || director.programmed() > programmed);
+
+    let log_mark = director.log.lock().unwrap().len();
+    let link = cluster.lab.node("node2").unwrap().router_link.clone();
+    silence_link(&cluster.lab, &link);
+    let agent = cluster.agent_index("node2");
+    let died = Instant::now();
+    let died_at = SystemTime::now();
+    cluster.agents[agent].child.kill().unwrap();
+    cluster.agents[agent].child.wait().unwrap();
+    // New UDP flows one after another for 7 s, each one round trip within 300 ms.
+    let mut flows: Vec<(Duration, bool)> = Vec::new();
+    while died.elapsed() < Duration::from_secs(7) {
+        let started = died.elapsed();
+        let ok = cluster
+            .lab
+            .run_in("ext", || {
+                clients::udp(target, 1, Duration::from_millis(300))[0].error.is_none()
+            })
+            .unwrap();
+        flows.push((started, ok));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let failed: Vec<Duration> = flows.iter().filter(|(_, ok)| !ok).map(|(t, _)| *t).collect();
+    let last_failed = failed.iter().max().copied().unwrap_or_default();
+    let late = flows.iter().filter(|(t, _)| *t >= Duration::from_secs(4)).count();
+    let node = "node=\"node2\"";
+    let out = director.programmed_after(log_mark, &[&["node health: out of service", node]]);
+    let out_after = out.map(|(_, at)| at.duration_since(died_at).unwrap_or_default());
+    eprintln!(
+        "COUNT draining node dies: {} new UDP flows, {} failed, the last failed one started {} ms \
+         after the death; node2 out of service (tables programmed) after {:?} ms",
+        flows.len(),
+        failed.len(),
+        last_failed.as_millis(),
+        out_after.map(|d| d.as_millis())
+    );
+    assert!(out_after.is_some_and(|d| d <= REMOVAL_TARGET), "node2 not seen down: {out_after:?}");
+    assert!(last_failed <= REMOVAL_TARGET + Duration::from_millis(500), "{failed:?}");
+    assert!(late >= 20, "too few new flows after 4 s: {late}");
+}
+
 /// What (e) counted.
 #[derive(Debug, Default)]
 struct Dies {
@@ -322,25 +409,7 @@ fn node_dies(cluster: &mut Cluster, director: &Director, target: SocketAddr) -> 
                 out
             });
             std::thread::sleep(Duration::from_millis(1_500)); // every flow established
-            let nft = |args: &str| {
-                let mut command = Command::new("nft");
-                command.args(args.split(' '));
-                let out = lab.output_in("fabric", command).unwrap();
-                assert!(
-                    out.status.success(),
-                    "nft {args}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            nft("add table inet sy-dead-node");
-            nft(&format!(
-                "add chain inet sy-dead-node from_node {{ type filter hook prerouting priority -300 ; \
-                 iifname {link} drop ; }}"
-            ));
-            nft(&format!(
-                "add chain inet sy-dead-node to_node {{ type filter hook postrouting priority 300 ; \
-                 oifname {link} drop ; }}"
-            ));
+            silence_link(lab, &link);
             let at = Instant::now();
             agent_child.kill().unwrap();
             agent_child.wait().unwrap();
@@ -398,7 +467,8 @@ fn node_dies(cluster: &mut Cluster, director: &Director, target: SocketAddr) -> 
 /// director marks its node *draining* and takes it out of every VIP's table while the agent
 /// still runs (before it exits); meanwhile connections to the `Local` VIP all succeed and new
 /// ones no longer reach the node's pod once it is out. The agent then exits successfully after
-/// the grace. Timed.
+/// the grace. Timed by the director's own log (signal → tables programmed without the node,
+/// within the 3 s health target).
 #[test]
 fn a_stopping_agent_is_drained_by_the_director_during_its_grace() {
     if !require_root("a_stopping_agent_is_drained_by_the_director_during_its_grace") {
@@ -425,17 +495,42 @@ fn a_stopping_agent_is_drained_by_the_director_during_its_grace() {
 
     let index = cluster.agent_index("node2");
     let mut agent = cluster.agents.remove(index);
-    let signalled = Instant::now();
+    let log_mark = director.log.lock().unwrap().len();
+    let signalled = SystemTime::now();
     let kill = Command::new("kill").args(["-TERM", &agent.child.id().to_string()]).status();
     assert!(kill.unwrap().success());
-    let rest = names(&["node1", "node3"]);
-    let drained = wait_until(GRACE, || {
-        states_of(&cluster, "node2") == [HEALTH_DRAINING; 4]
-            && table_nodes(&director, &cluster).iter().all(|t| *t == rest)
+    // The director's own time, from its log's timestamps: the test only waits for the lines
+    // (cheap), it does not time its own polling of the maps.
+    let (v4, v6) = (cluster.node_ip("node2", false), cluster.node_ip("node2", true));
+    let lines: Vec<[String; 4]> = [v4, v6]
+        .into_iter()
+        .flat_map(|address| {
+            [AGENT_HEALTH_PORT, HCNP].map(|port| {
+                [
+                    "node health: out of service".to_owned(),
+                    "node=\"node2\"".to_owned(),
+                    format!("address={address} "),
+                    format!("port={port} "),
+                ]
+            })
+        })
+        .collect();
+    let wanted: Vec<Vec<&str>> =
+        lines.iter().map(|l| l.iter().map(String::as_str).collect()).collect();
+    let wanted: Vec<&[&str]> = wanted.iter().map(Vec::as_slice).collect();
+    let mut programmed = None;
+    let logged = wait_until(GRACE, || {
+        programmed = director.programmed_after(log_mark, &wanted);
+        programmed.is_some()
     });
-    let drained_after = signalled.elapsed();
-    assert!(drained, "node2 not drained within the grace: {:?}", health(&cluster));
-    assert!(agent.child.try_wait().unwrap().is_none(), "the agent left before the drain");
+    assert!(logged, "node2 not drained within the grace: {:?}", health(&cluster));
+    let (_, at) = programmed.unwrap();
+    let drained_after = at.duration_since(signalled).unwrap_or_default();
+    // Draining (503), not down: read once the director said so, while the agent still runs.
+    assert_eq!(states_of(&cluster, "node2"), [HEALTH_DRAINING; 4], "{:?}", health(&cluster));
+    let rest = names(&["node1", "node3"]);
+    assert!(table_nodes(&director, &cluster).iter().all(|t| *t == rest));
+    assert!(drained_after <= REMOVAL_TARGET, "drained {drained_after:?} after SIGTERM");
     // Out of the tables while still forwarding: new connections reach node1 and node3 only.
     let answers = cluster.lab.run_in("ext", || clients::tcp(local_target, 20, TIMEOUT)).unwrap();
     assert!(answers.iter().all(|a| a.error.is_none()), "{answers:?}");
@@ -443,9 +538,10 @@ fn a_stopping_agent_is_drained_by_the_director_during_its_grace() {
 
     let exited =
         wait_until(GRACE + Duration::from_secs(5), || agent.child.try_wait().unwrap().is_some());
-    let exit_after = signalled.elapsed();
+    let exit_after = signalled.elapsed().unwrap_or_default();
     assert!(exited, "the agent still runs {exit_after:?} after SIGTERM");
     assert!(agent.child.wait().unwrap().success());
+    // It ran its grace, so the drain above (≤ 3 s) happened while it still forwarded.
     assert!(exit_after >= GRACE, "{exit_after:?}");
     eprintln!(
         "COUNT agent SIGTERM (grace {} s): node2 draining and out of all 4 tables after {} ms, \

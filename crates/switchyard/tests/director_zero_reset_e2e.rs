@@ -17,7 +17,7 @@ use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
-use switchyard_testing::director_lab::{self, Director, decap_counters};
+use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decap_counters};
 use switchyard_testing::e2e::{Cluster, ECHO_PORT, State, at, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -119,7 +119,9 @@ fn under_traffic(
             .map(|_| {
                 scope.spawn(|| {
                     cluster.lab.run_in("ext", || {
-                        clients::udp_hold(target, Duration::from_secs(6), INTERVAL, TIMEOUT)
+                        clients::udp_hold_until(target, INTERVAL, TIMEOUT, || {
+                            stop.load(Ordering::SeqCst)
+                        })
                     })
                 })
             })
@@ -168,38 +170,13 @@ fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
     // (d) a node joins.
     let joined =
         under_traffic(&cluster, &director, target, || set_drained(&cluster, &director, None));
-    eprintln!("zero-reset lab: node3 joined: {joined:?}");
     // (c) a node is drained.
     let drained = under_traffic(&cluster, &director, target, || {
         set_drained(&cluster, &director, Some("node2"))
     });
-    eprintln!("zero-reset lab: node2 drained: {drained:?}");
 
     for (what, counts) in [("node joined", &joined), ("node drained", &drained)] {
-        eprintln!(
-            "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
-             ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by \
-             nodes, {} UDP packets returned ({} taken as new flows), {} sent with a previous \
-             node by the director",
-            counts.tcp_pings,
-            counts.tcp_reset,
-            counts.tcp_moved,
-            counts.udp_answers,
-            counts.udp_failed,
-            counts.udp_moved,
-            counts.resent,
-            counts.returned,
-            counts.new_flows,
-            counts.director_second_chance
-        );
-        assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
-        assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
-        assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
-        assert_eq!(counts.udp_moved, 0, "{what}: UDP flows changed backend: {counts:?}");
-        assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
-        assert!(counts.udp_answers >= UDP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
-        // The change moved flows: packets were re-sent to their previous node.
-        assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
+        check(what, counts, "one director");
         assert!(counts.director_second_chance > 0, "{what}: {counts:?}");
     }
 }
@@ -214,57 +191,12 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_drained() {
     if !require_root("long_lived_flows_survive_a_director_joining_while_a_node_is_drained") {
         return;
     }
-    let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
-    let cluster = Cluster::with_topology(
-        &topology(&nodes, &["ext"], &["dir1", "dir2"]),
-        director_lab::agent_args,
+    director_joins_during(
+        "10.96.80.2",
+        "director joins while a node drains",
+        |cluster| nodes_with_drained(cluster, None),
+        |cluster| nodes_with_drained(cluster, Some("node2")),
     );
-    let vip = "10.96.80.2";
-    cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, None));
-    cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
-    let dir1 = Director::start(&cluster, "dir1", &[]);
-    let cidr = format!("{vip}/32").parse().unwrap();
-    cluster.lab.route_to_directors(cidr, &["dir1"]).unwrap();
-    let target = at(vip.parse().unwrap(), 80);
-    let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
-    assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
-
-    let mut dir2 = None;
-    let counts = under_traffic(&cluster, &dir1, target, || {
-        let before = dir1.programmed();
-        cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, Some("node2")));
-        let started = Director::start(&cluster, "dir2", &[]);
-        cluster.lab.route_to_directors(cidr, &["dir1", "dir2"]).unwrap();
-        cluster.eventually("dir1 programmed the drain", || dir1.programmed() > before);
-        dir2 = Some(started);
-    });
-    let dir2 = dir2.unwrap();
-    let dir2_carried = dir2.encapsulated(&cluster.lab);
-    let dir2_second = dir2.counters(&cluster.lab)[&DirReason::SecondChance];
-    eprintln!("zero-reset lab: dir2 joined while node2 drained: {counts:?}");
-    eprintln!(
-        "COUNT director joins while a node drains: {TCP_FLOWS} TCP ({} round trips, {} reset, \
-         {} moved), {UDP_FLOWS} UDP ({} round trips, {} failed, {} moved node and backend), {} \
-         packets re-sent by nodes, {} UDP packets returned; dir2 carried {dir2_carried} packets, {dir2_second} of them \
-         with a previous node; dir1 sent {} with a previous node",
-        counts.tcp_pings,
-        counts.tcp_reset,
-        counts.tcp_moved,
-        counts.udp_answers,
-        counts.udp_failed,
-        counts.udp_moved,
-        counts.resent,
-        counts.returned,
-        counts.director_second_chance
-    );
-    assert!(dir2_carried > 0, "the router sent nothing through dir2");
-    assert!(dir2_second > 0, "dir2 never named node2 as a previous node: {counts:?}");
-    assert_eq!(counts.tcp_reset, 0, "TCP connections reset: {counts:?}");
-    assert_eq!(counts.tcp_moved, 0, "TCP connections changed backend: {counts:?}");
-    assert_eq!(counts.udp_failed, 0, "UDP round trips failed: {counts:?}");
-    assert_eq!(counts.udp_moved, 0, "UDP flows changed backend: {counts:?}");
-    assert!(counts.tcp_pings >= TCP_FLOWS * 10, "too little traffic: {counts:?}");
-    assert!(counts.resent > 0, "no packet needed a second chance: {counts:?}");
 }
 
 /// Issue 17 (f) for a node *addition*: dir1 alone carries the VIP while node3 is not ready;
@@ -278,40 +210,79 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_added() {
     if !require_root("long_lived_flows_survive_a_director_joining_while_a_node_is_added") {
         return;
     }
-    let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
+    director_joins_during(
+        "10.96.80.3",
+        "director joins while a node is added",
+        |cluster| director_lab::nodes_with_ready(cluster, "node3", false),
+        |cluster| director_lab::nodes_with_ready(cluster, "node3", true),
+    );
+}
+
+/// A lab with two directors and the VIP Service on `vip`, the Node objects `nodes` written,
+/// dir1 started and alone carrying the VIP (checked with three connections).
+fn two_directors(vip: &str, nodes: &dyn Fn(&Cluster) -> String) -> (Cluster, Director, SocketAddr) {
+    let nodes_of: [(&str, &[&str]); 3] =
+        [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
     let cluster = Cluster::with_topology(
-        &topology(&nodes, &["ext"], &["dir1", "dir2"]),
+        &topology(&nodes_of, &["ext"], &["dir1", "dir2"]),
         director_lab::agent_args,
     );
-    let vip = "10.96.80.3";
-    cluster.apply("nodes.yaml", &director_lab::nodes_with_ready(&cluster, "node3", false));
+    cluster.apply("nodes.yaml", &nodes(&cluster));
     cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
     let dir1 = Director::start(&cluster, "dir1", &[]);
-    let cidr = format!("{vip}/32").parse().unwrap();
-    cluster.lab.route_to_directors(cidr, &["dir1"]).unwrap();
+    cluster.lab.route_to_directors(cidr(vip), &["dir1"]).unwrap();
     let target = at(vip.parse().unwrap(), 80);
     let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
     assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
+    (cluster, dir1, target)
+}
 
+fn cidr(vip: &str) -> switchyard_lab::Cidr {
+    format!("{vip}/32").parse().unwrap()
+}
+
+/// Issue 17 (f), a director joining during a node change: dir1 alone carries `vip` with the
+/// Node objects `before`; then, all at once, they become `after`, dir2 starts and the router
+/// spreads the VIP over both. Counts, prints `what`, and checks the target (dir2 carried
+/// packets, some with a previous node).
+fn director_joins_during(
+    vip: &str,
+    what: &str,
+    before: impl Fn(&Cluster) -> String,
+    after: impl Fn(&Cluster) -> String,
+) {
+    let (cluster, dir1, target) = two_directors(vip, &before);
     let mut dir2 = None;
     let counts = under_traffic(&cluster, &dir1, target, || {
-        let before = dir1.programmed();
-        cluster.apply("nodes.yaml", &director_lab::nodes_with_ready(&cluster, "node3", true));
+        let programmed = dir1.programmed();
+        cluster.apply("nodes.yaml", &after(&cluster));
         let started = Director::start(&cluster, "dir2", &[]);
-        cluster.lab.route_to_directors(cidr, &["dir1", "dir2"]).unwrap();
-        cluster.eventually("dir1 programmed the addition", || dir1.programmed() > before);
+        cluster.lab.route_to_directors(cidr(vip), &["dir1", "dir2"]).unwrap();
+        cluster.eventually("dir1 programmed the change", || dir1.programmed() > programmed);
         dir2 = Some(started);
     });
     let dir2 = dir2.unwrap();
     let dir2_carried = dir2.encapsulated(&cluster.lab);
     let dir2_second = dir2.counters(&cluster.lab)[&DirReason::SecondChance];
-    eprintln!("zero-reset lab: dir2 joined while node3 was added: {counts:?}");
+    check(
+        what,
+        &counts,
+        &format!("dir2 carried {dir2_carried} packets, {dir2_second} of them with a previous node"),
+    );
+    assert!(dir2_carried > 0, "the router sent nothing through dir2");
+    assert!(dir2_second > 0, "dir2 never named a previous node: {counts:?}");
+}
+
+/// Prints the COUNT line of a phase and checks the issue's target: no TCP connection reset
+/// or moved, no UDP round trip failed or flow moved, enough traffic, and packets re-sent by
+/// nodes (the change moved flows).
+fn check(what: &str, counts: &Counts, extra: &str) {
+    eprintln!("zero-reset lab: {what}: {counts:?}");
     eprintln!(
-        "COUNT director joins while a node is added: {TCP_FLOWS} TCP ({} round trips, {} \
-         reset, {} moved), {UDP_FLOWS} UDP ({} round trips, {} failed, {} moved node and \
-         backend), {} packets re-sent by nodes, {} UDP packets returned; dir2 carried \
-         {dir2_carried} packets, {dir2_second} of them with a previous node; dir1 sent {} with \
-         a previous node",
+        "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
+         ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by nodes, \
+         {} UDP packets returned ({} taken as new flows), {} sent with a previous node by \
+         dir1; {extra}",
         counts.tcp_pings,
         counts.tcp_reset,
         counts.tcp_moved,
@@ -320,14 +291,183 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_added() {
         counts.udp_moved,
         counts.resent,
         counts.returned,
+        counts.new_flows,
         counts.director_second_chance
     );
-    assert!(dir2_carried > 0, "the router sent nothing through dir2");
-    assert!(dir2_second > 0, "dir2 never named a previous node: {counts:?}");
-    assert_eq!(counts.tcp_reset, 0, "TCP connections reset: {counts:?}");
-    assert_eq!(counts.tcp_moved, 0, "TCP connections changed backend: {counts:?}");
-    assert_eq!(counts.udp_failed, 0, "UDP round trips failed: {counts:?}");
-    assert_eq!(counts.udp_moved, 0, "UDP flows changed backend: {counts:?}");
-    assert!(counts.tcp_pings >= TCP_FLOWS * 10, "too little traffic: {counts:?}");
-    assert!(counts.resent > 0, "no packet needed a second chance: {counts:?}");
+    assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
+    assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
+    assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
+    assert_eq!(counts.udp_moved, 0, "{what}: UDP flows changed backend: {counts:?}");
+    assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+    assert!(counts.udp_answers >= UDP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+    assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
+}
+
+/// The lab's Node objects with `drained` annotated `switchyard.io/drain: "true"` and
+/// `deleted` absent (deleted outright).
+fn nodes_without(cluster: &Cluster, drained: Option<&str>, deleted: &str) -> String {
+    nodes_with_drained(cluster, drained)
+        .split_inclusive("---\n")
+        .filter(|block| !block.contains(&format!("  name: {deleted}\n")))
+        .collect()
+}
+
+/// Drops the health probes of `directors` at `node` (TCP to the agents' health port from
+/// their addresses, after decapsulation): they see the node down while it serves.
+fn block_probes(cluster: &Cluster, node: &str, directors: &[&str]) {
+    let sources: Vec<String> =
+        directors.iter().map(|d| cluster.lab.director(d).unwrap().ipv4.to_string()).collect();
+    nft(cluster, node, "add table inet sy-probes");
+    nft(
+        cluster,
+        node,
+        &format!(
+            "add chain inet sy-probes input {{ type filter hook input priority 0 ; \
+             ip saddr {{ {} }} tcp dport {AGENT_HEALTH_PORT} drop ; }}",
+            sources.join(", ")
+        ),
+    );
+}
+
+fn nft(cluster: &Cluster, member: &str, args: &str) {
+    let mut command = std::process::Command::new("nft");
+    command.args(args.split(' '));
+    let out = cluster.lab.output_in(member, command).unwrap();
+    assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Whether `director` logged `node` out of service after line `from` and then programmed.
+fn out_of_service(director: &Director, node: &str, from: usize) -> bool {
+    let node = format!("node=\"{node}\"");
+    director.programmed_after(from, &[&["node health: out of service", &node]]).is_some()
+}
+
+/// Kills dir2 (its program keeps forwarding with its pinned maps), runs `change` and waits
+/// until dir1 programmed it, starts dir2 again — all under traffic through both directors —
+/// then counts and checks `what`: the restarted dir2 must name previous nodes (it took over
+/// its pinned tables) and nothing may reset or move.
+fn restart_during(
+    cluster: &Cluster,
+    dir1: &Director,
+    dir2: &mut Director,
+    target: SocketAddr,
+    what: &str,
+    change: impl FnOnce(),
+) {
+    let second = |dir2: &Director| dir2.counters(&cluster.lab)[&DirReason::SecondChance];
+    let before = second(dir2);
+    let counts = under_traffic(cluster, dir1, target, || {
+        dir2.kill();
+        let programmed = dir1.programmed();
+        change();
+        cluster.eventually("dir1 programmed the change", || dir1.programmed() > programmed);
+        *dir2 = Director::start(cluster, "dir2", &[]);
+    });
+    let sent = second(dir2).saturating_sub(before);
+    check(what, &counts, &format!("dir2 (restarted) sent {sent} with a previous node"));
+    assert!(sent > 0, "{what}: the restarted dir2 named no previous node: {counts:?}");
+}
+
+/// Issue 17 (f) for the node changes a director that starts cannot read from the objects: a
+/// drain annotation removed, a node deleted outright, a node brought back by the health
+/// probes. dir1 and dir2 carry the VIP; dir2 restarts during each change (it takes over the
+/// tables it pinned, so it names the previous nodes dir1 names). Last, dir2 is removed (its
+/// route withdrawn, SIGTERM) while a node drains.
+#[test]
+fn long_lived_flows_survive_a_director_restarting_while_nodes_change() {
+    if !require_root("long_lived_flows_survive_a_director_restarting_while_nodes_change") {
+        return;
+    }
+    let vip = "10.96.80.4";
+    let (cluster, dir1, target) = two_directors(vip, &|c| nodes_with_drained(c, Some("node3")));
+    let mut dir2 = Director::start(&cluster, "dir2", &[]);
+    cluster.lab.route_to_directors(cidr(vip), &["dir1", "dir2"]).unwrap();
+
+    restart_during(
+        &cluster,
+        &dir1,
+        &mut dir2,
+        target,
+        "dir2 restarts while a drain is removed",
+        || {
+            cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, None));
+        },
+    );
+    restart_during(
+        &cluster,
+        &dir1,
+        &mut dir2,
+        target,
+        "dir2 restarts while a node is deleted",
+        || {
+            cluster.apply("nodes.yaml", &nodes_without(&cluster, None, "node2"));
+        },
+    );
+    // node3 out of both directors' tables by its probes (alive, serving nothing new).
+    let marks = [&dir1, &dir2].map(|d| d.log.lock().unwrap().len());
+    block_probes(&cluster, "node3", &["dir1", "dir2"]);
+    cluster.eventually("both directors took node3 out", || {
+        out_of_service(&dir1, "node3", marks[0]) && out_of_service(&dir2, "node3", marks[1])
+    });
+    restart_during(
+        &cluster,
+        &dir1,
+        &mut dir2,
+        target,
+        "dir2 restarts while health brings a node back",
+        || nft(&cluster, "node3", "delete table inet sy-probes"),
+    );
+
+    // (f) with a director removed: the router stops sending to dir2 (its withdraw), dir2 gets
+    // SIGTERM, node1 drains, all at once.
+    let counts = under_traffic(&cluster, &dir1, target, || {
+        let programmed = dir1.programmed();
+        cluster.lab.route_to_directors(cidr(vip), &["dir1"]).unwrap();
+        dir2.terminate();
+        cluster.apply("nodes.yaml", &nodes_without(&cluster, Some("node1"), "node2"));
+        cluster.eventually("dir1 programmed the drain", || dir1.programmed() > programmed);
+    });
+    check("dir2 removed while a node drains", &counts, "dir2 withdrawn and stopped");
+}
+
+/// Issue 17: directors decide node health each on its own. dir1's probes to node2 are dropped
+/// (node2 serves, dir2's probes are answered): dir1 takes node2 out of its tables — node2
+/// becomes the previous node of its slots there — while dir2 keeps it. Counted under traffic
+/// through both directors; TCP must neither reset nor move, no UDP round trip may fail. A UDP
+/// flow through dir1 in node2's slots moves (dir1 thinks node2 may be dead, and names no
+/// possibly dead previous node for UDP): counted, not asserted.
+#[test]
+fn long_lived_flows_survive_directors_disagreeing_on_a_nodes_health() {
+    if !require_root("long_lived_flows_survive_directors_disagreeing_on_a_nodes_health") {
+        return;
+    }
+    let vip = "10.96.80.5";
+    let (cluster, dir1, target) = two_directors(vip, &|c| nodes_with_drained(c, None));
+    let dir2 = Director::start(&cluster, "dir2", &[]);
+    cluster.lab.route_to_directors(cidr(vip), &["dir1", "dir2"]).unwrap();
+    let marks = [&dir1, &dir2].map(|d| d.log.lock().unwrap().len());
+    let counts = under_traffic(&cluster, &dir1, target, || {
+        block_probes(&cluster, "node2", &["dir1"]);
+        cluster.eventually("dir1 took node2 out", || out_of_service(&dir1, "node2", marks[0]));
+    });
+    assert!(!out_of_service(&dir2, "node2", marks[1]), "dir2 took node2 out too");
+    let what = "directors disagree on node2's health";
+    eprintln!(
+        "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
+         ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by nodes, \
+         {} sent with a previous node by dir1",
+        counts.tcp_pings,
+        counts.tcp_reset,
+        counts.tcp_moved,
+        counts.udp_answers,
+        counts.udp_failed,
+        counts.udp_moved,
+        counts.resent,
+        counts.director_second_chance
+    );
+    assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
+    assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
+    assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
+    assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+    assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
 }

@@ -212,6 +212,33 @@ impl Director {
         response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
     }
 
+    /// When the director logged the first "director tables programmed" after line `from` of
+    /// its log for which every `wanted` line (each a set of substrings) came first, and that
+    /// line's index: the director's own clock ([`logged_at`]), so a test measures the director,
+    /// not its own polling.
+    pub fn programmed_after(
+        &self,
+        from: usize,
+        wanted: &[&[&str]],
+    ) -> Option<(usize, std::time::SystemTime)> {
+        let log = self.log.lock().unwrap();
+        let mut last = from;
+        for parts in wanted {
+            let found = log
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| parts.iter().all(|p| l.contains(p)))?;
+            last = last.max(found.0);
+        }
+        let (index, line) = log
+            .iter()
+            .enumerate()
+            .skip(last)
+            .find(|(_, l)| l.contains("director tables programmed"))?;
+        Some((index, logged_at(line)?))
+    }
+
     /// How many updates the director has programmed so far.
     pub fn programmed(&self) -> usize {
         self.log.lock().unwrap().iter().filter(|l| l.contains("director tables programmed")).count()
@@ -251,6 +278,14 @@ impl Drop for Director {
             let _ = self.child.wait();
         }
     }
+}
+
+/// When a process logged `line`: the timestamp `tracing` writes first (RFC 3339, UTC), taken
+/// by the process itself.
+pub fn logged_at(line: &str) -> Option<std::time::SystemTime> {
+    let stamp: k8s_openapi::jiff::Timestamp = line.split_whitespace().next()?.parse().ok()?;
+    let micros = u64::try_from(stamp.as_microsecond()).ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_micros(micros))
 }
 
 /// The lab node that owns `address`.

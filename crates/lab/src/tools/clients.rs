@@ -434,6 +434,17 @@ pub fn udp_hold(
     interval: Duration,
     timeout: Duration,
 ) -> UdpHoldReport {
+    let started = Instant::now();
+    udp_hold_until(target, interval, timeout, || started.elapsed() >= duration)
+}
+
+/// [`udp_hold`] until `done` says so (checked before each round trip).
+pub fn udp_hold_until(
+    target: SocketAddr,
+    interval: Duration,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> UdpHoldReport {
     let mut report = UdpHoldReport {
         kind: "udp-hold".to_string(),
         target: target.to_string(),
@@ -441,10 +452,9 @@ pub fn udp_hold(
         errors: BTreeMap::new(),
         reconnects: 0,
     };
-    let started = Instant::now();
     let mut socket = None;
     let mut sequence = 0usize;
-    while started.elapsed() < duration {
+    while !done() {
         let outcome = match &socket {
             Some(socket) => udp_round_trip(socket, &format!("ping {sequence}")),
             None => connected_udp(target, timeout).and_then(|fresh| {
@@ -465,7 +475,7 @@ pub fn udp_hold(
                 }
             }
         }
-        std::thread::sleep(interval.min(duration.saturating_sub(started.elapsed())));
+        std::thread::sleep(interval);
     }
     report
 }
