@@ -1,7 +1,7 @@
 //! Long fuzz run of the per-packet programs through BPF_PROG_TEST_RUN (root):
-//! `fuzz_packets [FRAMES] [SEED]` (default 1,000,000 frames, each run through ingress and
-//! egress). Exits 1 when a run failed, a well-formed frame left with a bad length or checksum,
-//! or a drop had no reason. See `switchyard_testing::fuzz_packets`.
+//! `fuzz_packets [FRAMES] [SEED]` (default 1,000,000 frames, each run through XDP, TC ingress
+//! and TC egress). Exits 1 when a run failed, a well-formed frame left with a bad length or
+//! checksum, XDP passed a frame on changed, or a drop had no reason. See `switchyard_testing::fuzz_packets`.
 
 use std::time::Instant;
 
@@ -10,7 +10,14 @@ fn main() {
     let frames = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000u64);
     let seed = args.next().and_then(|a| a.parse().ok()).unwrap_or(0x5eed_9a7c_u64);
     let started = Instant::now();
-    let report = switchyard_testing::fuzz_packets::run(seed, frames);
+    // A thread of its own: it moves into a network namespace of its own, which the fixture
+    // checks by comparing the thread's namespace with the process's (the main thread's).
+    let Ok(report) =
+        std::thread::spawn(move || switchyard_testing::fuzz_packets::run(seed, frames)).join()
+    else {
+        eprintln!("the fuzz thread panicked");
+        std::process::exit(2);
+    };
     let elapsed = started.elapsed();
     println!("frames              {frames}");
     println!("seed                {seed:#x}");
@@ -19,6 +26,10 @@ fn main() {
     println!("  changed frame     {}", report.changed);
     println!("verdicts            {:?}", report.verdicts);
     println!("drops (TC_ACT_SHOT) {}", report.shots());
+    println!("XDP runs            {}", report.xdp_runs);
+    println!("  verdicts          {:?}", report.xdp_verdicts);
+    println!("  forwarded changed {}", report.xdp_changed);
+    println!("drops (XDP_DROP)    {}", report.xdp_drops());
     println!("drops counted       {}", report.drops_counted);
     println!("refused: IP header cut short {}", report.refused_short);
     println!("kernel errors       {}", report.errors);

@@ -1,5 +1,5 @@
 //! A short pass of the per-packet fuzzer (root): 20,000 generated and mutated frames through
-//! `sy_nodeport_ingress` and `sy_nodeport_egress`; the long run is `cargo run -p switchyard-bpf
+//! `sy_nodeport_xdp`, `sy_nodeport_ingress` and `sy_nodeport_egress`; the long run is `cargo run -p switchyard-bpf
 //! --example fuzz_packets -- 1000000`.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
@@ -22,6 +22,9 @@ fn mutated_frames_never_fail_leave_with_bad_checksums_or_drop_without_a_reason()
     assert!(report.well_formed_inputs > 5_000, "{report:#?}");
     assert!(report.changed > 2_000, "frames translated (both ways): {report:#?}");
     assert!(report.shots() > 100, "frames dropped: {report:#?}");
+    // The XDP program forwards (translates) too, not only passes everything to TC.
+    assert!(report.xdp_changed > 1_000, "frames XDP forwarded: {report:#?}");
+    assert!(report.xdp_drops() > 10, "frames XDP dropped: {report:#?}");
 }
 
 /// The checker the fuzzer relies on refuses what it should (a fuzzer whose checker accepts

@@ -381,3 +381,55 @@ fn a_udp_datagram_without_checksum_keeps_none() {
     assert_eq!((p.src, p.dst, p.dport), (ip(NODE4), ip("10.99.0.6"), 8080), "DNAT + SNAT");
     assert_eq!(&p.l4[6..8], &[0, 0], "no checksum stays no checksum");
 }
+
+/// LoadBalancer IPs and external IPs are exact frontends (an address that is not the node's):
+/// XDP serves them with the same lookup as NodePorts, byte for byte as TC, replies included.
+#[test]
+fn load_balancer_and_external_ips_are_served_at_xdp_as_at_tc() {
+    if !switchyard_lab::require_root("load_balancer_and_external_ips_are_served_at_xdp_as_at_tc") {
+        return;
+    }
+    let mut t = lab("xdp-lb");
+    let mut id = 40;
+    for Net { family, node, client, remote, .. } in NETS {
+        // A LoadBalancer ingress IP and an external IP of one Service, TCP and UDP each.
+        let addresses: [&str; 2] = if family == AF_INET {
+            ["203.0.113.10", "198.51.100.20"]
+        } else {
+            ["2001:db8:113::10", "2001:db8:100::20"]
+        };
+        for address in addresses {
+            for proto in [TCP, UDP] {
+                id += 1;
+                t.tc.frontend(id, Some(address), family, 443, proto, 0, &[(id, remote, 8443, 0)]);
+                let what = format!("{address}/{proto}");
+                let sport = 53000 + id as u16;
+                let first = first_packet(proto, client, sport, address, 443).frame();
+                let (rc, out) = t.run_xdp(&first);
+                assert_eq!(rc, XDP_REDIRECT, "{what}: forwarded at XDP");
+                let p = parse(&out);
+                assert_eq!((p.dst, p.dport), (ip(remote), 8443), "{what}: DNAT");
+                assert_eq!(p.src, ip(node), "{what}: SNAT to the node (remote backend)");
+                let (rc, tc_out) = t.tc.run(INGRESS, &first);
+                assert_eq!(
+                    (rc, &tc_out),
+                    (TC_ACT_REDIRECT, &out),
+                    "{what}: TC agrees, byte for byte"
+                );
+
+                let mut reply = first_packet(proto, remote, 8443, node, p.sport);
+                reply.tcp_flags = SYN | ACK;
+                let (rc, back) = t.run_xdp(&reply.frame());
+                assert_eq!(rc, XDP_REDIRECT, "{what}: reply forwarded at XDP");
+                let r = parse(&back);
+                assert_eq!(
+                    (r.src, r.sport),
+                    (ip(address), 443),
+                    "{what}: from the service address"
+                );
+                assert_eq!((r.dst, r.dport), (ip(client), sport), "{what}: to the client");
+            }
+        }
+    }
+    assert_eq!(t.tc.count(PacketReason::XdpToTc), 0, "nothing handed over to TC");
+}

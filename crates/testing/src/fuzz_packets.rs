@@ -2,14 +2,18 @@
 //! reach the NodePort and frontend paths of both families (TCP, UDP, SCTP, ICMP errors, IPv6
 //! extension headers, fragments, VLAN tags), most of them then mutated (bytes flipped, length
 //! fields and flags overwritten, truncated, extended with junk), run through
-//! `sy_nodeport_ingress` and `sy_nodeport_egress` with NodePorts, frontends and SNAT in the maps;
-//! a third of the frames answer a flow the ingress program translated earlier (the backend's
-//! reply, for the reverse translation).
+//! `sy_nodeport_xdp`, `sy_nodeport_ingress` and `sy_nodeport_egress` with NodePorts, frontends
+//! and SNAT in the maps (one set, as on a node); a third of the frames answer a flow the ingress
+//! programs translated earlier (the backend's reply, for the reverse translation). The test's
+//! namespace routes the backends and clients through a device declared to run XDP, with
+//! permanent neighbours, so the XDP program forwards what it can instead of passing it all on.
 //!
 //! What must hold: the kernel accepts every run; a frame that came in with valid lengths and
 //! checksums and was changed leaves with valid lengths and checksums (IPv4 header, TCP, UDP,
 //! ICMP, ICMPv6, SCTP's CRC32c); and every drop has a reason — the `drop_*` counters grow by
-//! exactly the number of `TC_ACT_SHOT` verdicts. A generator of our own (as
+//! exactly the number of `TC_ACT_SHOT` and `XDP_DROP` verdicts; and a frame the XDP program
+//! passes to TC leaves it untouched (it rewrites only right before `XDP_TX`/`XDP_REDIRECT`, so
+//! nothing is translated twice). A generator of our own (as
 //! [`crate::fuzz_model`]): it knows the frames' shape, so most inputs get past the parser.
 //! The suite runs a short pass (`crates/bpf/tests/fuzz_short.rs`); `cargo run -p
 //! switchyard-bpf --example fuzz_packets -- N SEED` runs N frames (docs/datapath.md).
@@ -21,13 +25,21 @@ use switchyard_bpf::abi::{AF_INET, AF_INET6, PROTO_TCP, PROTO_UDP};
 
 use crate::frames::{self, ICMP, ICMPV6, SCTP, Spec, TCP, UDP, fold, sum16};
 use crate::fuzz_model::Rng;
-use crate::nodeport_fixture::{EGRESS, FAMILIES, INGRESS, NODE_PORT, TC_ACT_SHOT, Tc, settings};
+use crate::nodeport_fixture::{
+    EGRESS, FAMILIES, INGRESS, NODE_PORT, TC_ACT_SHOT, TcXdp, XDP_DROP, XDP_PASS, settings, sh,
+};
 
 /// What a fuzz run saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Program runs (two per frame: ingress and egress).
+    /// TC program runs (two per frame: ingress and egress).
     pub runs: u64,
+    /// XDP program runs (one per frame, before TC ingress).
+    pub xdp_runs: u64,
+    /// XDP verdicts and how often.
+    pub xdp_verdicts: BTreeMap<u32, u64>,
+    /// XDP runs that changed the frame (forwarded it translated).
+    pub xdp_changed: u64,
     /// Runs whose input was well formed (valid lengths and checksums).
     pub well_formed_inputs: u64,
     /// Runs that changed the frame (translated, rejected with ICMP, ...).
@@ -41,7 +53,8 @@ pub struct Report {
     pub errors: u64,
     /// `drop_*` counters after the run minus before.
     pub drops_counted: u64,
-    /// Well-formed inputs that left changed with a bad length or checksum.
+    /// Well-formed inputs that left changed with a bad length or checksum, and frames the XDP
+    /// program passed to TC changed.
     pub bad_outputs: u64,
     /// The first failures: input, output, what was wrong (hex).
     pub failures: Vec<String>,
@@ -53,16 +66,25 @@ impl Report {
         self.verdicts.get(&TC_ACT_SHOT).copied().unwrap_or(0)
     }
 
+    /// `XDP_DROP` verdicts.
+    pub fn xdp_drops(&self) -> u64 {
+        self.xdp_verdicts.get(&XDP_DROP).copied().unwrap_or(0)
+    }
+
     /// True when every property held.
     pub fn clean(&self) -> bool {
-        self.errors == 0 && self.bad_outputs == 0 && self.drops_counted == self.shots()
+        self.errors == 0
+            && self.bad_outputs == 0
+            && self.drops_counted == self.shots() + self.xdp_drops()
     }
 }
 
 /// Loads the programs (moving the calling thread into a network namespace of its own), programs
 /// the maps and runs `frames` generated frames from `seed` through both programs.
 pub fn run(seed: u64, count: u64) -> Report {
-    let mut tc = Tc::new("fuzz-packets", &settings());
+    let mut both = TcXdp::new("fuzz-packets", &settings());
+    route_through_an_xdp_device(&mut both);
+    let TcXdp { tc, xdp: _ } = &mut both;
     for (i, &(family, _node, _client, local, remote)) in (0u32..).zip(FAMILIES.iter()) {
         let backends = [(10 + 2 * i, local, 8080, 0), (11 + 2 * i, remote, 8080, 0)];
         for (j, proto) in (0u32..).zip([PROTO_TCP, PROTO_UDP, SCTP]) {
@@ -70,12 +92,12 @@ pub fn run(seed: u64, count: u64) -> Report {
             tc.frontend(5 + 10 * i + j, Some(frontend(family)), family, 80, proto, 0, &backends);
         }
     }
-    let drops = |tc: &Tc| -> u64 {
+    let drops = |tc: &crate::nodeport_fixture::Tc| -> u64 {
         tc.pkt.maps().counters().map_or(0, |counters| {
             counters.iter().filter(|(r, _)| r.is_drop()).map(|(_, c)| c.packets).sum()
         })
     };
-    let before = drops(&tc);
+    let before = drops(tc);
     let mut rng = Rng::new(seed);
     let mut report = Report::default();
     // Translated frames seen, so that replies to them reach the reverse translation.
@@ -91,6 +113,8 @@ pub fn run(seed: u64, count: u64) -> Report {
         };
         let frame = mutate(&mut rng, generated);
         let well_formed = check(&frame).is_ok();
+        xdp_run(&both, &mut report, &frame, well_formed);
+        let tc = &both.tc;
         for program in [INGRESS, EGRESS] {
             report.runs += 1;
             report.well_formed_inputs += u64::from(well_formed);
@@ -122,8 +146,63 @@ pub fn run(seed: u64, count: u64) -> Report {
             }
         }
     }
-    report.drops_counted = drops(&tc) - before;
+    report.drops_counted = drops(&both.tc) - before;
     report
+}
+
+/// The XDP program's run of `frame` and its properties: kernel accepts it, a frame passed to
+/// TC is untouched, a forwarded well-formed frame leaves with valid lengths and checksums.
+fn xdp_run(both: &TcXdp, report: &mut Report, frame: &[u8], well_formed: bool) {
+    report.xdp_runs += 1;
+    let Ok((verdict, out)) = both.try_run_xdp(frame) else {
+        if ip_header_cut_short(frame) {
+            report.refused_short += 1;
+        } else {
+            report.errors += 1;
+            note(report, frame, &[], "XDP: BPF_PROG_TEST_RUN failed");
+        }
+        return;
+    };
+    *report.xdp_verdicts.entry(verdict).or_default() += 1;
+    if verdict == XDP_DROP || out == frame {
+        return;
+    }
+    if verdict == XDP_PASS {
+        report.bad_outputs += 1;
+        note(report, frame, &out, "XDP: passed to TC changed");
+        return;
+    }
+    report.xdp_changed += 1;
+    if well_formed && let Err(why) = check(&out) {
+        report.bad_outputs += 1;
+        note(report, frame, &out, &format!("XDP: {why}"));
+    }
+}
+
+/// Backends and clients routed through `sy-out`, a device declared to run the XDP program, with
+/// permanent neighbours: the XDP program's route lookups succeed, so it forwards new flows and
+/// replies itself (frames enter on loopback under BPF_PROG_TEST_RUN).
+fn route_through_an_xdp_device(both: &mut TcXdp) {
+    let neighbours = FAMILIES
+        .iter()
+        .flat_map(|f| [f.3, f.4])
+        .chain(["10.244.0.254", "fd00:244::fe"])
+        .map(|a| format!("ip neigh add {a} lladdr 02:00:00:00:99:05 dev sy-out nud permanent"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    sh(&format!(
+        "ip link set lo up \
+         && ip link add sy-out type veth peer name sy-out-peer \
+         && ip link set sy-out-peer up && ip link set sy-out up \
+         && ip addr add 10.244.0.1/16 dev sy-out && ip addr add fd00:244::1/32 dev sy-out nodad \
+         && {neighbours} \
+         && ip route add 192.0.2.0/24 via 10.244.0.254 \
+         && ip -6 route add 2001:db8::/64 via fd00:244::fe \
+         && echo 1 > /proc/sys/net/ipv4/conf/all/forwarding \
+         && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"
+    ));
+    let ifindex = nix::net::if_::if_nametoindex("sy-out").expect("sy-out's ifindex");
+    both.xdp.set_device(ifindex, [0x02, 0, 0, 0, 0, 0x0e]).expect("declaring sy-out an XDP device");
 }
 
 fn note(report: &mut Report, input: &[u8], output: &[u8], why: &str) {

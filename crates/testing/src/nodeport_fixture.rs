@@ -229,19 +229,24 @@ impl TcXdp {
 
     /// Runs `frame` through the XDP program: (XDP verdict, the frame as it leaves).
     pub fn run_xdp(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.try_run_xdp(frame).unwrap()
+    }
+
+    /// [`TcXdp::run_xdp`], with the kernel's refusal as an error instead of a panic.
+    pub fn try_run_xdp(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
         let mut out = vec![0u8; 2048];
         let result = self
             .xdp
             .program()
-            .unwrap()
+            .map_err(|e| e.to_string())?
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
                 ..TestRunOptions::default()
             })
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
+        Ok((result.return_value, out))
     }
 }
 
