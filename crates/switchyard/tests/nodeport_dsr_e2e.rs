@@ -120,7 +120,10 @@ fn dsr_keeps_the_client_address_and_the_remote_backend_answers_the_client_direct
                 r: PacketReason| after[&r] - before[&r];
     let encapsulated =
         grew(&n1, &n1_before, PacketReason::DnatDsr) + grew(&n1, &n1_before, PacketReason::CtHit);
-    assert_eq!(grew(&n1, &n1_before, PacketReason::DnatDsr), 80, "40 TCP + 40 UDP flows");
+    // 40 TCP connections and 40 UDP datagrams from new sockets: a new flow each, unless the
+    // client reused a source port whose entry is still live (it then continues as `ct_hit`).
+    let new_flows = grew(&n1, &n1_before, PacketReason::DnatDsr);
+    assert!((70..=80).contains(&new_flows), "DSR flows: {new_flows}");
     assert_eq!(grew(&n1, &n1_before, PacketReason::DnatSnat), 0, "nothing SNATed");
     assert_eq!(grew(&n1, &n1_before, PacketReason::Revnat), 0, "no reply passed node1");
     let (tx, rx) = (tx - n1_tx, rx - n1_rx);
