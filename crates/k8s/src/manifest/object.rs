@@ -45,17 +45,25 @@ impl Object {
 }
 
 /// An object as the directory keeps it between readings: the compact JSON its typed form
-/// serializes to. A k8s-openapi struct is mostly `None` fields laid out inline (an
-/// EndpointSlice endpoint is about 350 bytes as a struct, 90 as JSON), and the directory holds
-/// every object of the cluster for as long as the agent runs: at 10,000 Services × 25
-/// endpoints the typed objects took 110 MB, the JSON 30 MB. The typed form is rebuilt only for
-/// the change that hands the object to the model. Shared (`Arc`) so that unchanged files cost
-/// no copies when the directory state is recomputed.
+/// serializes to, LZ4-compressed. A k8s-openapi struct is mostly `None` fields laid out inline
+/// (an EndpointSlice endpoint is about 350 bytes as a struct, 90 as JSON), and the directory
+/// holds every object of the cluster for as long as the agent runs: at 10,000 Services × 25
+/// endpoints the typed objects took 110 MB, the JSON 30 MB. An EndpointSlice's JSON repeats
+/// the same endpoint shape with other addresses, which LZ4 (against a dictionary of the field
+/// names every object spells) stores in a fraction. The typed form is rebuilt only for the
+/// change that hands the object to the model. Shared (`Arc`) so that unchanged files cost no
+/// copies when the directory state is recomputed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredObject {
     kind: ObjectKind,
-    json: Arc<[u8]>,
+    /// The JSON's length, then its LZ4 block against [`DICTIONARY`]. Compression is
+    /// deterministic: equal JSON is equal bytes here.
+    packed: Arc<[u8]>,
 }
+
+/// Text most stored objects contain, so that even a small object (a Service) finds matches.
+/// Changing it only changes what is kept in memory (nothing stored outlives the process).
+const DICTIONARY: &[u8] = br#"{"metadata":{"name":"","namespace":"default","labels":{"kubernetes.io/service-name":"","app":""},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":""}},"spec":{"clusterIP":"","clusterIPs":[""],"externalTrafficPolicy":"Cluster","internalTrafficPolicy":"Cluster","ipFamilies":["IPv4"],"ipFamilyPolicy":"SingleStack","ports":[{"name":"http","nodePort":30000,"port":80,"protocol":"TCP","targetPort":8080}],"selector":{"app":""},"sessionAffinity":"None","type":"ClusterIP"},"status":{"loadBalancer":{}}}{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":true,"serving":true,"terminating":false},"nodeName":"","targetRef":{"kind":"Pod","name":"","namespace":"","uid":""},"zone":""}],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}"#;
 
 impl StoredObject {
     /// Serializes `object` for keeping.
@@ -71,7 +79,8 @@ impl StoredObject {
             Object::Namespace(o) => serde_json::to_vec(o),
             Object::Secret(o) => serde_json::to_vec(o),
         }?;
-        Ok(Self { kind: object.kind(), json: json.into() })
+        let packed = lz4_flex::block::compress_prepend_size_with_dict(&json, DICTIONARY);
+        Ok(Self { kind: object.kind(), packed: packed.into() })
     }
 
     pub fn kind(&self) -> ObjectKind {
@@ -80,21 +89,29 @@ impl StoredObject {
 
     /// Bytes kept for this object.
     pub fn stored_bytes(&self) -> usize {
-        self.json.len()
+        self.packed.len()
     }
 
     /// Cheap identity check first: objects from files that were not re-read are the same `Arc`.
-    /// Equal typed objects serialize to equal bytes (fields in declaration order, maps sorted).
+    /// Equal typed objects serialize to equal bytes (fields in declaration order, maps sorted),
+    /// and equal bytes compress to equal bytes.
     pub(crate) fn same_as(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.json, &other.json) || self == other
+        Arc::ptr_eq(&self.packed, &other.packed) || self == other
+    }
+
+    /// The JSON again. Our own compression of our own bytes: failing is a bug, reported as a
+    /// JSON error so that callers keep one error path (the fuzz check counts any).
+    fn json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        lz4_flex::block::decompress_size_prepended_with_dict(&self.packed, DICTIONARY)
+            .map_err(|err| serde::de::Error::custom(format!("stored object unpacks: {err}")))
     }
 
     fn typed<T: DeserializeOwned>(&self) -> Result<Arc<T>, serde_json::Error> {
-        serde_json::from_slice(&self.json).map(Arc::new)
+        serde_json::from_slice(&self.json()?).map(Arc::new)
     }
 
     fn boxed<T: DeserializeOwned>(&self) -> Result<Box<T>, serde_json::Error> {
-        serde_json::from_slice(&self.json)
+        serde_json::from_slice(&self.json()?)
     }
 
     /// The typed object again.
@@ -132,7 +149,7 @@ impl fmt::Debug for StoredObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredObject")
             .field("kind", &self.kind)
-            .field("json", &String::from_utf8_lossy(&self.json))
+            .field("json", &self.json().map(|json| String::from_utf8_lossy(&json).into_owned()))
             .finish()
     }
 }
@@ -241,5 +258,20 @@ mod tests {
         let inline = slice.endpoints.len() * size_of::<k8s_openapi::api::discovery::v1::Endpoint>();
         let stored = StoredObject::store(&Object::EndpointSlice(Arc::new(slice))).unwrap();
         assert!(stored.stored_bytes() * 2 < inline, "{} vs {inline}", stored.stored_bytes());
+    }
+
+    /// Issue 20: the directory keeps every object for as long as the agent runs, and a slice's
+    /// JSON repeats one endpoint shape; kept compressed, it costs a fraction of its JSON (and
+    /// reads back equal, which the round-trip test above checks for every kind).
+    #[test]
+    fn a_stored_slice_keeps_a_fraction_of_its_json() {
+        let endpoints = (0..25)
+            .map(|i| objects::endpoint(&format!("10.128.{}.{}", i / 7, i * 9), "node-a", "ready"))
+            .collect();
+        let slice: EndpointSlice = typed(&objects::slice("web-1", "web", endpoints));
+        let json = serde_json::to_vec(&slice).unwrap().len();
+        let stored = StoredObject::store(&Object::EndpointSlice(Arc::new(slice))).unwrap();
+        eprintln!("JSON {json} B, stored {} B", stored.stored_bytes());
+        assert!(stored.stored_bytes() * 3 < json, "{} of {json} B", stored.stored_bytes());
     }
 }
