@@ -215,7 +215,7 @@ fn parse_shape(text: &str) -> Result<Shape> {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Everything below, results and plots under --out (needs root).
+    /// Everything below (items 1–4, 3c included), results and plots under --out (needs root).
     All(RunOptions),
     /// Item 1: programming time of each data plane (needs root; namespaces of its own).
     Programming(ProgrammingOptions),
@@ -276,6 +276,14 @@ fn run(cli: Cli) -> Result<()> {
             let options = programming.run;
             run_latency(&options, &[], &[], 1, None)?;
             run_throughput(&options)?;
+            run_connections(&ConnectionOptions {
+                run: RunOptions { quick: options.quick, out: options.out.clone() },
+                services: Vec::new(),
+                peers: Vec::new(),
+                clients: 4,
+                seconds: None,
+                snat_ports: None,
+            })?;
             // --quick: a tenth of the Services (the peers' 10,000 × 25 rulesets take minutes).
             let services = if options.quick { 1000 } else { 10_000 };
             let forwarding = ForwardingOptions {

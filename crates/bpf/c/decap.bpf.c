@@ -6,11 +6,15 @@
  *   sy_decap
  *     1. GUE / FOU (UDP to the configured port) or IPIP (IP protocol 4 / 41)? If not: next
  *        program (TCX_NEXT), untouched.
- *     2. outer source one of the directors (sy_decap_directors)? If not: dropped, counted —
- *        a decapsulator that accepts anyone is an open relay.
+ *     2. outer source one of the directors or, for DSR, of the cluster's nodes
+ *        (sy_decap_directors)? If not: dropped, counted — a decapsulator that accepts anyone
+ *        is an open relay. A node may send only DSR packets, a director only others.
  *     3. read GUE: variant 0 (version 0, data, skip hlen words; proto 4/41) or variant 1
  *        (the inner IP packet directly); IPIP: protocol 4 / 41.
- *     4. second chance: GUE naming the slot's previous node (a TCP or UDP packet whose
+ *     4. DSR (GUE with a struct sy_gue_dsr option, from a node): the flow's conntrack written
+ *        (lib/dsr_decap.h), then stripped like the rest; the inner packet, addressed to a
+ *        backend here, goes to the stack unmarked.
+ *        second chance: GUE naming the slot's previous node (a TCP or UDP packet whose
  *        Maglev slot changed node)? A TCP SYN, a flow this node holds (conntrack entry or
  *        local socket) or a TCP packet re-sent once already is kept; any other goes on to the
  *        previous node (hops 1), with bpf_redirect. The previous node returns a UDP packet
@@ -28,6 +32,7 @@
 #include "lib/decap_maps.h"
 #include "lib/ct_maps.h"
 #include "lib/fib.h"
+#include "lib/dsr_decap.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -314,8 +319,8 @@ int sy_decap(struct __sk_buff *skb)
 {
 	struct sy_decap_config *cfg;
 	struct outer o = {};
-	__u32 zero = 0, strip, reason, inner_off, opt_len = 0, segs;
-	__u8 inner_family = 0, first;
+	__u32 zero = 0, strip, reason, inner_off, opt_len = 0, segs, *src, kinds;
+	__u8 inner_family = 0, first, dsr = 0;
 	__u16 gue_flags = 0;
 	__be16 eth_proto, new_proto;
 	__u64 flags;
@@ -336,7 +341,8 @@ int sy_decap(struct __sk_buff *skb)
 			return TCX_NEXT_;
 		if (u.dport != cfg->gue_port)
 			return TCX_NEXT_;
-		if (!bpf_map_lookup_elem(&sy_decap_directors, &o.src))
+		src = bpf_map_lookup_elem(&sy_decap_directors, &o.src);
+		if (!src)
 			return decap_drop(skb, SY_DECAP_DROP_NOT_DIRECTOR);
 		if (bpf_skb_load_bytes(skb, L3_OFF + o.ip_len, &u, sizeof(u)))
 			return decap_drop(skb, SY_DECAP_DROP_MALFORMED);
@@ -359,7 +365,8 @@ int sy_decap(struct __sk_buff *skb)
 			return decap_drop(skb, SY_DECAP_DROP_MALFORMED);
 		}
 	} else if (o.proto == IPPROTO_IPIP_ || o.proto == IPPROTO_IPV6_) {
-		if (!bpf_map_lookup_elem(&sy_decap_directors, &o.src))
+		src = bpf_map_lookup_elem(&sy_decap_directors, &o.src);
+		if (!src)
 			return decap_drop(skb, SY_DECAP_DROP_NOT_DIRECTOR);
 		strip = o.ip_len;
 		inner_family = o.proto == IPPROTO_IPIP_ ? SY_AF_INET : SY_AF_INET6;
@@ -376,8 +383,21 @@ int sy_decap(struct __sk_buff *skb)
 	    family_of_version(first) != inner_family)
 		return decap_drop(skb, SY_DECAP_DROP_MALFORMED);
 
-	/* Flags 0: the optional words are private data, maybe the second chance's. */
-	if (opt_len && gue_flags == 0) {
+	/* 0: written by an agent before DSR, a director. */
+	kinds = *src ? *src : SY_DECAP_SRC_DIRECTOR;
+	/* Flags 0: the optional words are private data: DSR's, or maybe the second chance's. */
+	if (opt_len && gue_flags == 0 && dsr_is_option(skb, inner_off - opt_len)) {
+		int rc;
+
+		if (!(kinds & SY_DECAP_SRC_NODE))
+			return decap_drop(skb, SY_DECAP_DROP_NOT_NODE);
+		rc = dsr_accept(skb, inner_off - opt_len, opt_len, inner_family);
+		if (rc != DSR_OK)
+			return rc;
+		dsr = 1;
+	} else if (!(kinds & SY_DECAP_SRC_DIRECTOR)) {
+		return decap_drop(skb, SY_DECAP_DROP_NOT_DIRECTOR);
+	} else if (opt_len && gue_flags == 0) {
 		int rc = second_chance(skb, &o, opt_len, inner_family);
 
 		if (rc != SC_KEEP)
@@ -395,10 +415,11 @@ int sy_decap(struct __sk_buff *skb)
 		return decap_drop(skb, SY_DECAP_DROP_ADJUST);
 	if (new_proto != eth_proto && bpf_skb_store_bytes(skb, 12, &new_proto, 2, 0))
 		return decap_drop(skb, SY_DECAP_DROP_ADJUST);
-	sy_decap_count(reason, skb->len);
+	if (!dsr)
+		sy_decap_count(reason, skb->len);
 	if (segs > 1)
 		sy_decap_count(SY_DECAP_GRO_MERGED, skb->len);
-	if (!to_node_itself(skb, &o, inner_family))
+	if (!dsr && !to_node_itself(skb, &o, inner_family))
 		skb->cb[SY_DECAP_CB] = SY_DECAP_CB_MARK;
 	return TCX_NEXT_;
 }

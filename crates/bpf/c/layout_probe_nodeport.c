@@ -46,6 +46,7 @@ int main(void)
 	SIZE(sy_src_range_key);
 	SIZE(sy_pkt_config);
 	SIZE(sy_xdp_dev);
+	SIZE(sy_gue_dsr);
 	printf("];\n\n/// (struct.field, offset).\npub const C_PKT_OFFSETS: &[(&str, usize)] = &[\n");
 	FIELD(sy_ct_key, saddr);
 	FIELD(sy_ct_key, daddr);
@@ -79,6 +80,11 @@ int main(void)
 	FIELD(sy_pkt_config, timeout_udp_s);
 	FIELD(sy_pkt_config, timeout_other_s);
 	FIELD(sy_pkt_config, timeout_unreplied_s);
+	FIELD(sy_pkt_config, dsr_port);
+	FIELD(sy_pkt_config, pad);
+	FIELD(sy_gue_dsr, kind);
+	FIELD(sy_gue_dsr, family);
+	FIELD(sy_gue_dsr, port);
 	FIELD(sy_xdp_dev, mac);
 	FIELD(sy_xdp_dev, flags);
 	printf("];\n\n/// (constant, value).\npub const C_PKT_CONSTANTS: &[(&str, u64)] = &[\n");
@@ -88,6 +94,12 @@ int main(void)
 	CONST(SY_CT_F_SNAT);
 	CONST(SY_CT_F_REPLY_SEEN);
 	CONST(SY_CT_F_HAIRPIN);
+	CONST(SY_CT_F_DSR);
+	CONST(SY_PKT_F_DSR);
+	CONST(SY_GUE_DSR_KIND);
+	CONST(SY_GUE_DSR_HLEN4);
+	CONST(SY_GUE_DSR_HLEN6);
+	CONST(SY_DEFAULT_DSR_NODES);
 	CONST(SY_SNAT_PROBES);
 	CONST(SY_SNAT_TCP_HOLD_S);
 	CONST(SY_XDP_DEVS_MAX);
@@ -124,6 +136,10 @@ int main(void)
 	CONST(SY_REASON_PKT_PASS_VLAN);
 	CONST(SY_REASON_PKT_PASS_IPV6_EXT);
 	CONST(SY_REASON_PKT_PASS_OTHERHOST);
+	CONST(SY_REASON_PKT_DNAT_DSR);
+	CONST(SY_REASON_PKT_DROP_DSR_NO_NODE);
+	CONST(SY_REASON_PKT_DROP_DSR_ENCAP);
+	CONST(SY_REASON_PKT_DROP_DSR_TOO_BIG);
 	CONST(SY_REASON_PKT_XDP_TO_TC);
 	CONST(SY_REASON_PKT_XDP_FORWARDED);
 	CONST(SY_REASON_PKT_CT_CREATED);

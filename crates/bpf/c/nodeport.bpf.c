@@ -11,6 +11,8 @@
  *     4. frontend (default scope) -> source ranges -> empty? (drop / RST / ICMP) -> pick
  *        (affinity, Maglev over the 5-tuple, random) -> SNAT port for remote backends ->
  *        write sy_ct + sy_nat -> rewrite -> forward.
+ *        With DSR (sy_pkt_config SY_PKT_F_DSR) a remote backend's flow is not SNATed: its
+ *        packets are DNATed and encapsulated to the backend's node (lib/dsr.h).
  *   sy_pod_ingress       (TC ingress of the host side of --pod-devices interfaces)
  *     the same steps for pods: internal scope of a split frontend, the pod's address kept.
  *   sy_nodeport_egress   (TC egress of both kinds of interface)
@@ -50,6 +52,7 @@
 #include "lib/frag.h"
 #include "lib/new_flow.h"
 #include "lib/scratch.h"
+#include "lib/dsr.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -89,10 +92,21 @@ static __always_inline void frag_mark(const struct pkt *p, struct xlat *x)
 		x->reason = SY_REASON_PKT_FRAG_XLAT;
 }
 
-static __always_inline int apply_frag(struct __sk_buff *skb, const struct pkt *p, struct xlat *x)
+static __always_inline int apply_frag(struct __sk_buff *skb, const struct pkt *p, struct xlat *x,
+				      __u8 ct_flags)
 {
 	frag_mark(p, x);
+	if (ct_flags & SY_CT_F_DSR)
+		return dsr_apply(skb, p, x);
 	return apply(skb, p, x);
+}
+
+/* The new-flow reason of a conntrack entry's flags. */
+static __always_inline __u32 new_flow_reason(__u8 ct_flags)
+{
+	if (ct_flags & SY_CT_F_SNAT)
+		return SY_REASON_PKT_DNAT_SNAT;
+	return (ct_flags & SY_CT_F_DSR) ? SY_REASON_PKT_DNAT_DSR : SY_REASON_PKT_DNAT;
 }
 
 /* The ingress decision of both entry points; from_pod is a constant in each. */
@@ -147,7 +161,7 @@ static __always_inline int ingress(struct __sk_buff *skb, int from_pod)
 	n = bpf_map_lookup_elem(&sy_nat, &p->t);
 	if (n) {
 		reply_xlat(x, p, n, 1, now, skb->len);
-		return apply_frag(skb, p, x);
+		return apply_frag(skb, p, x, 0);
 	}
 
 	cfg = pkt_config();
@@ -156,7 +170,7 @@ static __always_inline int ingress(struct __sk_buff *skb, int from_pod)
 		ct_update(e, p, 0, now);
 		sy_count_frontend(e->frontend_id, 0, 1, skb->len);
 		ct_xlat(x, e, SY_REASON_PKT_CT_HIT);
-		return apply_frag(skb, p, x);
+		return apply_frag(skb, p, x, e->flags);
 	}
 	/* A later fragment never starts a flow: it has no ports of its own. */
 	if (p->frag == FRAG_LATER) {
@@ -174,10 +188,9 @@ static __always_inline int ingress(struct __sk_buff *skb, int from_pod)
 	if (!e)
 		return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	sy_count_frontend(e->frontend_id, 1, 1, skb->len);
-	pkt_event(p, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT,
-		  e->frontend_id, e->backend_id, skb->len);
-	ct_xlat(x, e, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT);
-	return apply_frag(skb, p, x);
+	pkt_event(p, new_flow_reason(e->flags), e->frontend_id, e->backend_id, skb->len);
+	ct_xlat(x, e, new_flow_reason(e->flags));
+	return apply_frag(skb, p, x, e->flags);
 }
 
 SEC("classifier")

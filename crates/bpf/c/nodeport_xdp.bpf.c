@@ -18,7 +18,8 @@
  *        TC finds the conntrack entry and translates (redirect_neigh, frag-needed...).
  *
  * A packet is rewritten only right before XDP_TX / XDP_REDIRECT, which TC ingress never sees,
- * and passed untouched otherwise, so nothing is translated twice. Empty frontends with reject
+ * and passed untouched otherwise, so nothing is translated twice. DSR flows (lib/dsr.h) are
+ * decided here but always passed to TC, which encapsulates them. Empty frontends with reject
  * (RST / ICMP answers) pass to TC, which answers.
  */
 #define SY_CTX_XDP 1
@@ -172,6 +173,8 @@ int sy_nodeport_xdp(struct xdp_md *ctx)
 	cfg = pkt_config();
 	e = bpf_map_lookup_elem(&sy_ct, &p->t);
 	if (e && ct_usable(e, p, cfg, now)) {
+		if (e->flags & SY_CT_F_DSR)
+			goto dsr_to_tc;
 		ct_xlat(x, e, SY_REASON_PKT_CT_HIT);
 		return xdp_forward(ctx, s, XF_CT, e, now);
 	}
@@ -185,10 +188,20 @@ int sy_nodeport_xdp(struct xdp_md *ctx)
 	if (!e)
 		return drop(ctx, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	sy_count_frontend(e->frontend_id, 1, 0, 0);
+	if (e->flags & SY_CT_F_DSR) {
+		/* TC encapsulates (lib/dsr.h) from the entry just written (a CT hit there). */
+		sy_count(SY_REASON_PKT_DNAT_DSR, ctx_len(ctx));
+		pkt_event(p, SY_REASON_PKT_DNAT_DSR, e->frontend_id, e->backend_id, ctx_len(ctx));
+		goto dsr_to_tc;
+	}
 	sy_count((e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT,
 		 ctx_len(ctx));
 	pkt_event(p, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT,
 		  e->frontend_id, e->backend_id, ctx_len(ctx));
 	ct_xlat(x, e, (e->flags & SY_CT_F_SNAT) ? SY_REASON_PKT_DNAT_SNAT : SY_REASON_PKT_DNAT);
 	return xdp_forward(ctx, s, XF_NEW, e, now);
+dsr_to_tc:
+	/* DSR flows are encapsulated at TC (bpf_skb_adjust_room, GSO): passed untouched. */
+	sy_count(SY_REASON_PKT_XDP_TO_TC, ctx_len(ctx));
+	return XDP_PASS;
 }

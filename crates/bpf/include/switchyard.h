@@ -356,6 +356,16 @@ enum sy_pkt_reason {
 	 * untouched — the host it was meant for translates it; translating it here too would
 	 * answer one SYN from two nodes (seen in L2 failover, when the old owner's MAC floods). */
 	SY_REASON_PKT_PASS_OTHERHOST = 55,
+	/* New flow DNATed to a backend on another node and encapsulated to that node (DSR:
+	 * the client's address kept, the reply leaves that node straight to the client). */
+	SY_REASON_PKT_DNAT_DSR = 56,
+	/* DSR flow whose backend's node is no longer known (sy_dsr_nodes): dropped. */
+	SY_REASON_PKT_DROP_DSR_NO_NODE = 57,
+	/* DSR: making room for or writing the outer headers failed: dropped. */
+	SY_REASON_PKT_DROP_DSR_ENCAP = 58,
+	/* DSR: an IPv4 packet without DF that the outer headers make larger than the route's MTU
+	 * (with DF, or IPv6, the client gets frag-needed / packet-too-big instead): dropped. */
+	SY_REASON_PKT_DROP_DSR_TOO_BIG = 59,
 	/* XDP (--xdp): a packet of a tracked or newly decided flow handed to TC untranslated,
 	 * which then translates it from the same conntrack entry: its route needs the stack
 	 * (neighbour unknown, larger than the route's MTU, no route), it leaves by a device
@@ -390,6 +400,11 @@ struct sy_xdp_dev {
 #define SY_CT_F_SNAT (1u << 0)       /* source rewritten to this node's address */
 #define SY_CT_F_REPLY_SEEN (1u << 1) /* a reply passed through sy_nat */
 #define SY_CT_F_HAIRPIN (1u << 2)    /* client is the backend: SNAT forced */
+/* DSR (sy_pkt_config.flags SY_PKT_F_DSR): on the node the client reached, a flow to a backend
+ * on another node, encapsulated to that node with the client's address kept (replies never
+ * come back here); on the backend's node, the entry the decapsulation wrote from the packet's
+ * DSR option (its sy_nat entry turns the backend's replies into frontend -> client). */
+#define SY_CT_F_DSR (1u << 3)
 
 /* Number of SNAT ports tried for one new flow before SY_REASON_PKT_DROP_SNAT_EXHAUSTED. */
 #define SY_SNAT_PROBES 32
@@ -450,14 +465,28 @@ struct sy_pkt_config {
 	struct sy_addr snat_addr6;  /* IPv6 source for SNAT, all-zero = none */
 	__u16 snat_port_min;        /* host order, inclusive; disjoint from the NodePort range */
 	__u16 snat_port_max;        /* host order, inclusive */
-	__u32 flags;                /* zero */
+	__u32 flags;                /* SY_PKT_F_* */
 	__u32 timeout_tcp_syn_s;    /* SY_CT_SYN_SENT */
 	__u32 timeout_tcp_established_s;
 	__u32 timeout_tcp_closing_s;
 	__u32 timeout_udp_s;
 	__u32 timeout_other_s;      /* ICMP echo */
 	__u32 timeout_unreplied_s; /* any flow until its first reply (caps the others) */
+	__be16 dsr_port;            /* SY_PKT_F_DSR: GUE destination port, network order */
+	__u16 pad;                  /* zero */
 };
+
+/* sy_pkt_config.flags */
+/* NodePort / LoadBalancer / ExternalIP traffic to a backend on another node is DNATed and
+ * encapsulated (GUE with a struct sy_gue_dsr option) to the backend's node instead of SNATed;
+ * that node's decapsulation writes the conntrack that turns the replies into frontend ->
+ * client, sent straight to the client (docs/datapath.md "DSR"). */
+#define SY_PKT_F_DSR (1u << 0)
+
+/* sy_dsr_nodes: backend address (struct sy_node_addr_key) -> the address of the node the
+ * backend runs on (struct sy_addr, same family), for the backends on other nodes. The loader
+ * sizes it like sy_backends (--max-backends). */
+#define SY_DEFAULT_DSR_NODES SY_DEFAULT_BACKENDS
 
 /* Default per-packet map sizes (c/lib/nodeport_maps.h; PacketMapSizes::default in Rust). */
 #define SY_DEFAULT_CT 262144
@@ -523,6 +552,20 @@ struct sy_gue_prev {
 #define SY_GUE_PREV_KIND 0x53 /* 'S' */
 #define SY_GUE_PREV_HLEN4 2
 #define SY_GUE_PREV_HLEN6 5
+
+/* DSR for NodePort (issue 20): GUE private data a node puts in front of a client's packet it
+ * DNATed to a backend on another node: the frontend the client addressed (the inner family's
+ * address follows: 4 bytes, hlen 2, or 16 bytes, hlen 5). The backend's node writes its
+ * conntrack from it (replies leave as frontend -> client) and delivers the inner packet.
+ * Accepted only from the cluster's nodes (sy_decap_directors value SY_DECAP_SRC_NODE). */
+struct sy_gue_dsr {
+	__u8 kind;    /* SY_GUE_DSR_KIND */
+	__u8 family;  /* the inner packet's: SY_AF_INET or SY_AF_INET6 */
+	__be16 port;  /* the frontend's port */
+};
+#define SY_GUE_DSR_KIND 0x44 /* 'D' */
+#define SY_GUE_DSR_HLEN4 2
+#define SY_GUE_DSR_HLEN6 5
 
 /* Outer UDP source port of GUE/FOU: SY_ENCAP_SPORT_BASE | (flow hash bits), so receivers can
  * spread flows over queues by RSS while one flow keeps one port. */
@@ -650,8 +693,12 @@ struct sy_decap_config {
 	__u32 flags;     /* zero */
 };
 
-/* sy_decap_directors key: struct sy_node_addr_key (an address directors send from).
- * Value: __u32 (zero). Encapsulated packets from any other source are dropped. */
+/* sy_decap_directors key: struct sy_node_addr_key (an address encapsulated packets may come
+ * from). Value: __u32, SY_DECAP_SRC_* bits (0 counts as a director: older agents wrote 0).
+ * Encapsulated packets from any other source are dropped; a node's address (DSR) may send
+ * only packets with the DSR option, a director's only packets without it. */
+#define SY_DECAP_SRC_DIRECTOR (1u << 0)
+#define SY_DECAP_SRC_NODE (1u << 1)
 
 /* Counter indexes of sy_decap_counters (node). */
 enum sy_decap_reason {
@@ -680,6 +727,15 @@ enum sy_decap_reason {
 	 * node the director chose (hops 2), which accepts it as a new flow (counted there). */
 	SY_DECAP_SC_RETURNED = 10,
 	SY_DECAP_SC_NEW_FLOW = 11,
+	/* DSR (a node's GUE packet with the DSR option): conntrack written, decapsulated. */
+	SY_DECAP_DSR = 12,
+	/* DSR option from a source that is no node, or a packet without it from a node that is
+	 * no director: dropped. */
+	SY_DECAP_DROP_NOT_NODE = 13,
+	/* DSR option unreadable (length, family), or the inner packet not TCP/UDP with ports: dropped. */
+	SY_DECAP_DROP_DSR_MALFORMED = 14,
+	/* DSR: the conntrack or reverse-NAT entry could not be written: dropped. */
+	SY_DECAP_DROP_DSR_CT = 15,
 	SY_DECAP_REASON_MAX = 16,
 };
 

@@ -34,7 +34,8 @@ pub const LINK_PREFIX: &str = "decap-";
 
 /// Map names (pin file names beside the node's maps).
 pub mod names {
-    /// `sy_decap_directors`: director address -> 0.
+    /// `sy_decap_directors`: accepted outer source -> `SRC_*` bits (directors, and the nodes
+    /// that send DSR).
     pub const DIRECTORS: &str = "sy_decap_directors";
     /// `sy_decap_config`: 0 -> settings.
     pub const CONFIG: &str = "sy_decap_config";
@@ -88,11 +89,25 @@ pub enum DecapReason {
     ScReturned = 10,
     /// Second chance, UDP: returned by the previous node, so a new flow: accepted here.
     ScNewFlow = 11,
+    /// DSR: a node's GUE packet with the DSR option: conntrack written, decapsulated.
+    Dsr = 12,
+    /// DSR option from a source that is no node (or no option from one that is no director):
+    /// dropped.
+    DropNotNode = 13,
+    /// DSR option unreadable, or the inner packet not TCP/UDP/SCTP: dropped.
+    DropDsrMalformed = 14,
+    /// DSR: the conntrack or reverse-NAT entry could not be written: dropped.
+    DropDsrCt = 15,
 }
+
+/// `SY_DECAP_SRC_DIRECTOR`: the source may send director traffic (no DSR option).
+pub const SRC_DIRECTOR: u32 = 1 << 0;
+/// `SY_DECAP_SRC_NODE`: the source (another node) may send DSR packets.
+pub const SRC_NODE: u32 = 1 << 1;
 
 impl DecapReason {
     /// Every reason, in counter order.
-    pub const ALL: [DecapReason; 12] = [
+    pub const ALL: [DecapReason; 16] = [
         DecapReason::Gue,
         DecapReason::Fou,
         DecapReason::Ipip,
@@ -105,6 +120,10 @@ impl DecapReason {
         DecapReason::GroMerged,
         DecapReason::ScReturned,
         DecapReason::ScNewFlow,
+        DecapReason::Dsr,
+        DecapReason::DropNotNode,
+        DecapReason::DropDsrMalformed,
+        DecapReason::DropDsrCt,
     ];
     /// `SY_DECAP_REASON_MAX`.
     pub const MAX: u32 = 16;
@@ -124,6 +143,10 @@ impl DecapReason {
             DecapReason::GroMerged => "decap_gro_merged",
             DecapReason::ScReturned => "second_chance_returned",
             DecapReason::ScNewFlow => "second_chance_new_flow",
+            DecapReason::Dsr => "decap_dsr",
+            DecapReason::DropNotNode => "drop_not_node",
+            DecapReason::DropDsrMalformed => "drop_dsr_malformed",
+            DecapReason::DropDsrCt => "drop_dsr_ct",
         }
     }
 }
@@ -164,18 +187,33 @@ impl DecapMaps {
         })
     }
 
-    /// Makes `directors` the only accepted sources: adds the new ones first, then removes the
-    /// others (a director in both sets is never refused meanwhile).
+    /// Makes `directors` the only accepted sources (see [`Self::set_sources`]).
     pub fn set_directors(&mut self, directors: &BTreeSet<IpAddr>) -> Result<(), Error> {
+        self.set_sources(directors, &BTreeSet::new())
+    }
+
+    /// Makes `directors` (director traffic) and `nodes` (DSR from the cluster's other nodes)
+    /// the only accepted sources: adds and updates first, then removes the others (a source
+    /// in both old and new sets is never refused meanwhile).
+    pub fn set_sources(
+        &mut self,
+        directors: &BTreeSet<IpAddr>,
+        nodes: &BTreeSet<IpAddr>,
+    ) -> Result<(), Error> {
         let map_err = |source| Error::Map { name: names::DIRECTORS, source };
-        let wanted: BTreeSet<NodeAddrKey> =
-            directors.iter().map(|ip| NodeAddrKey::new(*ip)).collect();
-        for key in &wanted {
-            self.directors.insert(key, 0, 0).map_err(map_err)?;
+        let mut wanted: BTreeMap<NodeAddrKey, u32> = BTreeMap::new();
+        for ip in directors {
+            *wanted.entry(NodeAddrKey::new(*ip)).or_default() |= SRC_DIRECTOR;
+        }
+        for ip in nodes {
+            *wanted.entry(NodeAddrKey::new(*ip)).or_default() |= SRC_NODE;
+        }
+        for (key, kinds) in &wanted {
+            self.directors.insert(key, kinds, 0).map_err(map_err)?;
         }
         let present: Vec<NodeAddrKey> =
             self.directors.keys().collect::<Result<_, _>>().map_err(map_err)?;
-        for key in present.into_iter().filter(|k| !wanted.contains(k)) {
+        for key in present.into_iter().filter(|k| !wanted.contains_key(k)) {
             match self.directors.remove(&key) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(source) => return Err(map_err(source)),

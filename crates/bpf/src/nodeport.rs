@@ -11,7 +11,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::RangeInclusive,
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
@@ -26,10 +26,12 @@ use tracing::{debug, info};
 
 use crate::{
     Error, LoadOptions,
-    abi::{Addr, Counter},
+    abi::{Addr, Counter, NodeAddrKey},
     loader::{LINKS_DIR, error_chain, generation, unpin_link},
     maps::names as shared_names,
-    nodeport_abi::{CtEntry, CtKey, NatEntry, PacketReason, PktConfig, SrcRangeData, SrcRangeKey},
+    nodeport_abi::{
+        CtEntry, CtKey, NatEntry, PKT_F_DSR, PacketReason, PktConfig, SrcRangeData, SrcRangeKey,
+    },
 };
 
 /// The TC programs, by function name in `c/nodeport.bpf.c`, and where they attach.
@@ -63,8 +65,10 @@ pub mod names {
     pub const SRC_RANGES: &str = "sy_src_ranges";
     /// `sy_pkt_config`: 0 -> per-packet settings.
     pub const PKT_CONFIG: &str = "sy_pkt_config";
+    /// `sy_dsr_nodes`: remote backend address -> its node's address (DSR).
+    pub const DSR_NODES: &str = "sy_dsr_nodes";
     /// Every per-packet map.
-    pub const ALL: [&str; 4] = [CT, NAT, SRC_RANGES, PKT_CONFIG];
+    pub const ALL: [&str; 5] = [CT, NAT, SRC_RANGES, PKT_CONFIG, DSR_NODES];
 }
 
 /// max_entries of the per-packet maps.
@@ -131,6 +135,9 @@ pub struct PacketSettings {
     pub node_port_range: RangeInclusive<u16>,
     /// Conntrack timeouts.
     pub timeouts: Timeouts,
+    /// DSR (`--nodeport-mode dsr`): the GUE destination port the backends' nodes decapsulate
+    /// on; None: flows to remote backends are SNATed.
+    pub dsr_port: Option<u16>,
 }
 
 impl Default for PacketSettings {
@@ -144,6 +151,7 @@ impl Default for PacketSettings {
             snat_ports: 61_000..=65_535,
             node_port_range: 30_000..=32_767,
             timeouts: Timeouts::default(),
+            dsr_port: None,
         }
     }
 }
@@ -174,13 +182,15 @@ impl PacketSettings {
             snat_addr6: self.snat_ipv6.map(|a| Addr::from_ip(a.into()).0).unwrap_or_default(),
             snat_port_min: min,
             snat_port_max: max,
-            flags: 0,
+            flags: if self.dsr_port.is_some() { PKT_F_DSR } else { 0 },
             timeout_tcp_syn_s: t.tcp_syn,
             timeout_tcp_established_s: t.tcp_established,
             timeout_tcp_closing_s: t.tcp_closing,
             timeout_udp_s: t.udp,
             timeout_other_s: t.other,
             timeout_unreplied_s: t.unreplied,
+            dsr_port: self.dsr_port.unwrap_or(0).to_be(),
+            pad: 0,
         })
     }
 }
@@ -243,6 +253,8 @@ pub struct PacketMaps {
     pub config: Array<MapData, PktConfig>,
     /// Counters (shared with the socket path).
     pub counters: aya::maps::PerCpuArray<MapData, Counter>,
+    /// DSR: remote backend address -> its node's address (written by the agent).
+    pub dsr_nodes: HashMap<MapData, NodeAddrKey, Addr>,
 }
 
 impl std::fmt::Debug for PacketMaps {
@@ -272,6 +284,7 @@ impl PacketMaps {
             src_ranges: typed(names::SRC_RANGES, open(names::SRC_RANGES)?)?,
             config: typed(names::PKT_CONFIG, open(names::PKT_CONFIG)?)?,
             counters: typed(shared_names::COUNTERS, open(shared_names::COUNTERS)?)?,
+            dsr_nodes: typed(names::DSR_NODES, open(names::DSR_NODES)?)?,
         })
     }
 
@@ -297,6 +310,33 @@ impl PacketMaps {
     /// Removes one allowed prefix (missing is fine).
     pub fn remove_source_range(&mut self, range: SrcRangeKey) -> Result<(), Error> {
         remove_source_range(&mut self.src_ranges, range)
+    }
+
+    /// Makes `nodes` (remote backend address -> the address of its node, same family) the
+    /// only DSR destinations: writes the new and changed ones first, then removes the others
+    /// (a backend in both is never without its node meanwhile). Pairs of mixed families are
+    /// skipped (the outer header has the inner packet's family).
+    pub fn set_dsr_nodes(&mut self, nodes: &BTreeMap<IpAddr, IpAddr>) -> Result<(), Error> {
+        let map_err = |source| Error::Map { name: names::DSR_NODES, source };
+        let wanted: BTreeMap<NodeAddrKey, Addr> = nodes
+            .iter()
+            .filter(|(backend, node)| backend.is_ipv4() == node.is_ipv4())
+            .map(|(backend, node)| (NodeAddrKey::new(*backend), Addr::from_ip(*node).0))
+            .collect();
+        let present: BTreeMap<NodeAddrKey, Addr> =
+            self.dsr_nodes.iter().collect::<Result<_, _>>().map_err(map_err)?;
+        for (key, node) in &wanted {
+            if present.get(key) != Some(node) {
+                self.dsr_nodes.insert(key, node, 0).map_err(map_err)?;
+            }
+        }
+        for key in present.keys().filter(|k| !wanted.contains_key(k)) {
+            match self.dsr_nodes.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(map_err(source)),
+            }
+        }
+        Ok(())
     }
 
     /// The conntrack entry of a client's original tuple, if tracked.
@@ -345,7 +385,8 @@ pub(crate) fn packet_loader(opts: &LoadOptions, sizes: PacketMapSizes) -> EbpfLo
         .map_max_entries(shared_names::FE_COUNTERS, s.frontends)
         .map_max_entries(names::CT, sizes.ct)
         .map_max_entries(names::NAT, sizes.nat)
-        .map_max_entries(names::SRC_RANGES, s.src_ranges);
+        .map_max_entries(names::SRC_RANGES, s.src_ranges)
+        .map_max_entries(names::DSR_NODES, s.backends);
     loader
 }
 
@@ -366,7 +407,7 @@ impl PacketDatapath {
                 shared_names::CONFIG
             )));
         }
-        check_pins(&opts.bpf_dir, sizes, opts.sizes.src_ranges)?;
+        check_pins(&opts.bpf_dir, sizes, &opts.sizes)?;
         let mut ebpf = packet_loader(opts, sizes).load(crate::nodeport_object())?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
         let mut maps = PacketMaps {
@@ -375,6 +416,7 @@ impl PacketDatapath {
             src_ranges: typed(names::SRC_RANGES, take(names::SRC_RANGES)?)?,
             config: typed(names::PKT_CONFIG, take(names::PKT_CONFIG)?)?,
             counters: typed(shared_names::COUNTERS, take(shared_names::COUNTERS)?)?,
+            dsr_nodes: typed(names::DSR_NODES, take(names::DSR_NODES)?)?,
         };
         maps.config
             .set(0, config, 0)
@@ -614,13 +656,15 @@ pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
 pub(crate) fn check_pins(
     bpf_dir: &Path,
     sizes: PacketMapSizes,
-    src_ranges: u32,
+    shared: &crate::MapSizes,
 ) -> Result<(), Error> {
     let expected = [
         (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
         (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),
-        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), src_ranges),
+        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), shared.src_ranges),
         (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), 1),
+        // One entry per remote backend address at most: sized like the backends.
+        (names::DSR_NODES, size_of::<NodeAddrKey>(), size_of::<Addr>(), shared.backends),
     ];
     crate::loader::check_pinned_layouts(bpf_dir, expected)
 }

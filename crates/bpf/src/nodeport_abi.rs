@@ -19,6 +19,22 @@ pub const CT_F_SNAT: u8 = 1 << 0;
 pub const CT_F_REPLY_SEEN: u8 = 1 << 1;
 /// Conntrack flag: the client is the backend (SNAT forced).
 pub const CT_F_HAIRPIN: u8 = 1 << 2;
+/// Conntrack flag: a DSR flow (the client's node: encapsulated to the backend's node; the
+/// backend's node: written by the decapsulation from the DSR option).
+pub const CT_F_DSR: u8 = 1 << 3;
+
+/// `sy_pkt_config.flags`: NodePort traffic to remote backends by DSR (GUE to the backend's
+/// node) instead of SNAT.
+pub const PKT_F_DSR: u32 = 1 << 0;
+/// `struct sy_gue_dsr.kind`.
+pub const GUE_DSR_KIND: u8 = 0x44;
+/// GUE hlen (32-bit words) of the DSR option with an IPv4 frontend.
+pub const GUE_DSR_HLEN4: u8 = 2;
+/// GUE hlen (32-bit words) of the DSR option with an IPv6 frontend.
+pub const GUE_DSR_HLEN6: u8 = 5;
+/// `SY_DEFAULT_DSR_NODES`: max_entries of `sy_dsr_nodes` in the object (the loader sizes it
+/// like `sy_backends`).
+pub const DEFAULT_DSR_NODES: u32 = 262_144;
 
 /// Random SNAT ports tried per new flow before the drop `DropSnatExhausted`.
 pub const SNAT_PROBES: u32 = 32;
@@ -83,6 +99,14 @@ pub enum PacketReason {
     /// A frame for another host's MAC address (a flooded unicast frame, a promiscuous
     /// device): passed untouched, the host it was meant for translates it.
     PassOtherHost = 55,
+    /// New flow DNATed to a backend on another node and encapsulated to it (DSR).
+    DnatDsr = 56,
+    /// DSR flow whose backend's node is no longer known: dropped.
+    DropDsrNoNode = 57,
+    /// DSR: the outer headers could not be added: dropped.
+    DropDsrEncap = 58,
+    /// DSR: IPv4 without DF too big once encapsulated: dropped.
+    DropDsrTooBig = 59,
     /// XDP: a packet of a tracked or new flow handed to TC untranslated (its route needs the
     /// stack, it leaves by a device without XDP, or its checksum is a pseudo-header sum).
     XdpToTc = 61,
@@ -95,7 +119,7 @@ pub enum PacketReason {
 
 impl PacketReason {
     /// Every per-packet reason, in counter-index order.
-    pub const ALL: [PacketReason; 27] = [
+    pub const ALL: [PacketReason; 31] = [
         PacketReason::Dnat,
         PacketReason::DnatSnat,
         PacketReason::CtHit,
@@ -120,6 +144,10 @@ impl PacketReason {
         PacketReason::PassVlan,
         PacketReason::PassIpv6Ext,
         PacketReason::PassOtherHost,
+        PacketReason::DnatDsr,
+        PacketReason::DropDsrNoNode,
+        PacketReason::DropDsrEncap,
+        PacketReason::DropDsrTooBig,
         PacketReason::XdpToTc,
         PacketReason::XdpForwarded,
         PacketReason::CtCreated,
@@ -152,6 +180,10 @@ impl PacketReason {
             PacketReason::PassVlan => "pass_vlan",
             PacketReason::PassIpv6Ext => "pass_ipv6_ext",
             PacketReason::PassOtherHost => "pass_otherhost",
+            PacketReason::DnatDsr => "dnat_dsr",
+            PacketReason::DropDsrNoNode => "drop_dsr_no_node",
+            PacketReason::DropDsrEncap => "drop_dsr_encap",
+            PacketReason::DropDsrTooBig => "drop_dsr_too_big",
             PacketReason::XdpToTc => "xdp_to_tc",
             PacketReason::XdpForwarded => "xdp_forwarded",
             PacketReason::CtCreated => "ct_created",
@@ -359,7 +391,7 @@ pub struct PktConfig {
     pub snat_port_min: u16,
     /// Last SNAT source port (host order, inclusive).
     pub snat_port_max: u16,
-    /// Zero.
+    /// `PKT_F_*`.
     pub flags: u32,
     /// TCP before the backend answered, seconds.
     pub timeout_tcp_syn_s: u32,
@@ -373,6 +405,10 @@ pub struct PktConfig {
     pub timeout_other_s: u32,
     /// Any flow until the backend's first reply, seconds (caps the others).
     pub timeout_unreplied_s: u32,
+    /// `PKT_F_DSR`: the GUE destination port, network order.
+    pub dsr_port: u16,
+    /// Zero.
+    pub pad: u16,
 }
 
 /// `struct sy_xdp_dev`: a device the XDP program runs on (`sy_xdp_devs`, keyed by ifindex).
@@ -383,6 +419,19 @@ pub struct XdpDev {
     pub mac: [u8; 6],
     /// Zero.
     pub flags: u16,
+}
+
+/// `struct sy_gue_dsr`: DSR's GUE private data, the frontend the client addressed (its address
+/// follows: 4 or 16 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct GueDsr {
+    /// `GUE_DSR_KIND`.
+    pub kind: u8,
+    /// The inner packet's family.
+    pub family: u8,
+    /// The frontend's port, network order.
+    pub port: u16,
 }
 
 // SAFETY: #[repr(C)], integers and byte arrays only, no implicit padding (tests/layout_nodeport.rs

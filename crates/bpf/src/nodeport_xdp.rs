@@ -55,7 +55,7 @@ impl XdpDatapath {
                 crate::nodeport::names::CT
             )));
         }
-        check_pins(&opts.bpf_dir, sizes, opts.sizes.src_ranges)?;
+        check_pins(&opts.bpf_dir, sizes, &opts.sizes)?;
         let mut ebpf =
             crate::nodeport::packet_loader(opts, sizes).load(crate::nodeport_xdp_object())?;
         let devs =

@@ -97,6 +97,8 @@ fn every_director_constant_has_the_value_of_the_header() {
         ("SY_GUE_PREV_KIND", u64::from(GUE_PREV_KIND)),
         ("SY_GUE_PREV_HLEN4", u64::from(GUE_PREV_HLEN4)),
         ("SY_GUE_PREV_HLEN6", u64::from(GUE_PREV_HLEN6)),
+        ("SY_DECAP_SRC_DIRECTOR", u64::from(SRC_DIRECTOR)),
+        ("SY_DECAP_SRC_NODE", u64::from(SRC_NODE)),
     ]);
     let dir_names = [
         "SY_DIR_ENCAP_GUE",
@@ -134,6 +136,10 @@ fn every_director_constant_has_the_value_of_the_header() {
         "SY_DECAP_GRO_MERGED",
         "SY_DECAP_SC_RETURNED",
         "SY_DECAP_SC_NEW_FLOW",
+        "SY_DECAP_DSR",
+        "SY_DECAP_DROP_NOT_NODE",
+        "SY_DECAP_DROP_DSR_MALFORMED",
+        "SY_DECAP_DROP_DSR_CT",
     ];
     for (name, reason) in decap_names.into_iter().zip(DecapReason::ALL) {
         rust.insert(name, reason as u64);

@@ -16,6 +16,7 @@ fn every_per_packet_struct_has_the_size_and_alignment_of_the_header() {
         ("sy_src_range_key", (size_of::<SrcRangeKey>(), align_of::<SrcRangeKey>())),
         ("sy_pkt_config", (size_of::<PktConfig>(), align_of::<PktConfig>())),
         ("sy_xdp_dev", (size_of::<XdpDev>(), align_of::<XdpDev>())),
+        ("sy_gue_dsr", (size_of::<GueDsr>(), align_of::<GueDsr>())),
     ]);
     let c: BTreeMap<_, _> = C_PKT_SIZES.iter().map(|&(n, s, a)| (n, (s, a))).collect();
     assert_eq!(rust, c, "(size, align) per struct: left Rust, right C");
@@ -61,6 +62,11 @@ fn every_per_packet_field_has_the_offset_of_the_header() {
         "sy_pkt_config.timeout_udp_s" => PktConfig, timeout_udp_s;
         "sy_pkt_config.timeout_other_s" => PktConfig, timeout_other_s;
         "sy_pkt_config.timeout_unreplied_s" => PktConfig, timeout_unreplied_s;
+        "sy_pkt_config.dsr_port" => PktConfig, dsr_port;
+        "sy_pkt_config.pad" => PktConfig, pad;
+        "sy_gue_dsr.kind" => GueDsr, kind;
+        "sy_gue_dsr.family" => GueDsr, family;
+        "sy_gue_dsr.port" => GueDsr, port;
         "sy_xdp_dev.mac" => XdpDev, mac;
         "sy_xdp_dev.flags" => XdpDev, flags;
     };
@@ -77,6 +83,12 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_CT_F_SNAT", u64::from(CT_F_SNAT)),
         ("SY_CT_F_REPLY_SEEN", u64::from(CT_F_REPLY_SEEN)),
         ("SY_CT_F_HAIRPIN", u64::from(CT_F_HAIRPIN)),
+        ("SY_CT_F_DSR", u64::from(CT_F_DSR)),
+        ("SY_PKT_F_DSR", u64::from(PKT_F_DSR)),
+        ("SY_GUE_DSR_KIND", u64::from(GUE_DSR_KIND)),
+        ("SY_GUE_DSR_HLEN4", u64::from(GUE_DSR_HLEN4)),
+        ("SY_GUE_DSR_HLEN6", u64::from(GUE_DSR_HLEN6)),
+        ("SY_DEFAULT_DSR_NODES", u64::from(DEFAULT_DSR_NODES)),
         ("SY_SNAT_PROBES", u64::from(SNAT_PROBES)),
         ("SY_SNAT_TCP_HOLD_S", u64::from(SNAT_TCP_HOLD_S)),
         ("SY_XDP_DEVS_MAX", u64::from(XDP_DEVS_MAX)),
@@ -115,7 +127,8 @@ fn per_packet_structs_have_no_implicit_padding() {
         ("sy_ct_entry", 16 + 16 + 2 + 2 + 4 + 4 + 1 + 1 + 2 + 8, size_of::<CtEntry>()),
         ("sy_nat_entry", size_of::<CtKey>(), size_of::<NatEntry>()),
         ("sy_src_range_key", 4 + 4 + 16, size_of::<SrcRangeKey>()),
-        ("sy_pkt_config", 16 + 16 + 2 + 2 + 4 + 5 * 4 + 4, size_of::<PktConfig>()),
+        ("sy_pkt_config", 16 + 16 + 2 + 2 + 4 + 5 * 4 + 4 + 2 + 2, size_of::<PktConfig>()),
+        ("sy_gue_dsr", 1 + 1 + 2, size_of::<GueDsr>()),
         ("sy_xdp_dev", 6 + 2, size_of::<XdpDev>()),
     ];
     for (name, fields, size) in declared {

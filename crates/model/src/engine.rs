@@ -58,6 +58,8 @@ pub struct NodeModel {
     /// Node address → the Nodes that have it; and each Node's addresses.
     node_address_owners: FxHashMap<IpAddr, KeySet<String>>,
     node_addresses: FxHashMap<String, Vec<IpAddr>>,
+    /// Each Node's primary address per family (DSR encapsulates to them).
+    node_primaries: FxHashMap<String, crate::desired::PrimaryAddresses>,
     /// externalIP or LoadBalancer IP → the Services that ask for it (to recompute them when a
     /// cluster IP or node address appears or goes).
     external_claims: FxHashMap<IpAddr, KeySet<ObjectKey>>,
@@ -83,6 +85,7 @@ impl NodeModel {
             cluster_ip_owners: FxHashMap::default(),
             node_address_owners: FxHashMap::default(),
             node_addresses: FxHashMap::default(),
+            node_primaries: FxHashMap::default(),
             external_claims: FxHashMap::default(),
             refusals: FxHashMap::default(),
         }
@@ -204,6 +207,14 @@ impl NodeModel {
     /// whose external addresses are among the addresses that came or went.
     fn index_node(&mut self, name: &str, node: Option<&Node>) -> BTreeSet<ObjectKey> {
         let new = node_addresses(node);
+        match node.map(crate::desired::PrimaryAddresses::of_node) {
+            Some(primary) if primary != crate::desired::PrimaryAddresses::default() => {
+                self.node_primaries.insert(name.to_owned(), primary);
+            }
+            _ => {
+                self.node_primaries.remove(name);
+            }
+        }
         let old = self.node_addresses.remove(name).unwrap_or_default();
         let mut moved = Vec::new();
         for ip in old.iter().filter(|ip| new.binary_search(ip).is_err()) {
@@ -365,6 +376,17 @@ impl NodeModel {
     /// SNATed to, so the replies come back through this node.
     pub fn primary_addresses(&self) -> crate::desired::PrimaryAddresses {
         self.node.primary
+    }
+
+    /// The primary addresses (per family) of every Node but this one, by name: where DSR
+    /// sends a remote backend's packets, and the sources this node accepts DSR packets from.
+    pub fn other_node_primaries(
+        &self,
+    ) -> impl Iterator<Item = (&str, crate::desired::PrimaryAddresses)> + '_ {
+        self.node_primaries
+            .iter()
+            .filter(|(name, _)| name.as_str() != self.config.node_name.as_str())
+            .map(|(name, primary)| (name.as_str(), *primary))
     }
 
     /// This node's zone (label `topology.kubernetes.io/zone` of its Node object), if known.

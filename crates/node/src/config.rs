@@ -54,9 +54,23 @@ pub struct NodeConfig {
     pub metrics_bind_address: Option<SocketAddr>,
     /// Directors whose encapsulated VIP traffic `devices` accept (docs/director.md).
     pub directors: Directors,
+    /// How NodePort / LoadBalancer / ExternalIP traffic reaches a backend on another node
+    /// (`--nodeport-mode`).
+    pub nodeport_mode: NodePortMode,
     /// After SIGTERM: how long /healthz (and the health check node ports) answer 503 while the
     /// agent keeps forwarding, so directors and load balancers drain the node first.
     pub shutdown_grace: Duration,
+}
+
+/// How traffic from outside reaches a backend on another node (`--nodeport-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodePortMode {
+    /// SNATed to this node's address: the reply comes back through this node.
+    #[default]
+    Snat,
+    /// DSR: encapsulated (GUE, `directors.gue_port`) to the backend's node with the client's
+    /// address kept; that node answers the client directly (docs/datapath.md "DSR").
+    Dsr,
 }
 
 /// Which directors' encapsulated packets the node accepts (none: no decapsulation).

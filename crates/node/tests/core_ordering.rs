@@ -36,10 +36,15 @@ struct Node {
 
 impl Node {
     fn new(per_packet: bool) -> Self {
+        Self::with_dsr(per_packet, false)
+    }
+
+    fn with_dsr(per_packet: bool, dsr: bool) -> Self {
         let config = CoreConfig {
             proxy: ProxyConfig::new(NODE),
             limits: limits_for(&MapSizes::default(), TABLE_SIZE),
             per_packet,
+            dsr,
             destroy_stale_sockets: true,
         };
         let tables = Arc::new(MaglevTables::new(TABLE_SIZE).unwrap());
@@ -375,4 +380,66 @@ fn announcements_are_decided_again_only_once_the_maps_hold_the_change() {
 
     // Nothing changed: nothing to decide.
     assert!(node.update(Vec::new()).is_empty());
+}
+
+#[test]
+fn with_dsr_the_other_nodes_and_the_nodes_of_remote_backends_are_handed_out() {
+    type Dsr = (BTreeSet<IpAddr>, Vec<(IpAddr, IpAddr)>);
+    let dsr = |effects: &[Effect]| -> Vec<Dsr> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::DsrNodes { sources, backends } => {
+                    Some((sources.clone(), backends.iter().map(|(b, n)| (*b, *n)).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let node_b = switchyard_testing::objects::node(
+        "node-b",
+        "zone-a",
+        &[("InternalIP", "192.168.1.20"), ("InternalIP", "fd00::20")],
+    );
+    let web = service(
+        "web",
+        json!({"type": "NodePort",
+               "ports": [{"name": "http", "port": 80, "protocol": "TCP",
+                          "targetPort": "http", "nodePort": 30080}]}),
+    );
+    let endpoints = |extra: &[(&str, &str)]| {
+        let mut list =
+            vec![endpoint("10.0.1.1", NODE, "ready"), endpoint("10.0.2.1", "node-b", "ready")];
+        list.extend(extra.iter().map(|(ip, node)| endpoint(ip, node, "ready")));
+        slice("web-1", "web", list)
+    };
+    let mut node = Node::with_dsr(true, true);
+    // node-c is not known yet: its backend has no node to go to (SNATed until it is).
+    let effects =
+        node.start(&[this_node(), node_b.clone(), web, endpoints(&[("10.0.3.1", "node-c")])]);
+    let sources = BTreeSet::from([ip("192.168.1.20"), ip("fd00::20")]);
+    assert_eq!(dsr(&effects), vec![(sources.clone(), vec![(ip("10.0.2.1"), ip("192.168.1.20"))])]);
+    // Nothing changed: nothing handed out.
+    assert!(dsr(&node.update(vec![change(&node_b, false)])).is_empty());
+    // node-c appears: a source, and its backend's node.
+    let node_c =
+        switchyard_testing::objects::node("node-c", "zone-a", &[("InternalIP", "192.168.1.30")]);
+    let mut with_c = sources.clone();
+    with_c.insert(ip("192.168.1.30"));
+    assert_eq!(
+        dsr(&node.update(vec![change(&node_c, false)])),
+        vec![(
+            with_c,
+            vec![(ip("10.0.2.1"), ip("192.168.1.20")), (ip("10.0.3.1"), ip("192.168.1.30"))]
+        )]
+    );
+    // node-b goes: no longer a source, its backend without a node.
+    assert_eq!(
+        dsr(&node.update(vec![change(&node_b, true)])),
+        vec![(BTreeSet::from([ip("192.168.1.30")]), vec![(ip("10.0.3.1"), ip("192.168.1.30"))])]
+    );
+    // Without DSR, never.
+    let mut plain = Node::new(true);
+    assert!(dsr(&plain.start(&[this_node(), node_c])).is_empty());
 }

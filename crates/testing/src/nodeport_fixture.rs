@@ -259,3 +259,94 @@ pub const FAMILIES: [(u8, &str, &str, &str, &str); 2] = [
     (AF_INET, NODE4, CLIENT4, "10.244.1.5", "10.244.2.9"),
     (AF_INET6, NODE6, CLIENT6, "fd00:244:1::5", "fd00:244:2::9"),
 ];
+
+/// DSR (issue 20): a client's packet (`inner`, an IP packet without Ethernet) as the client's
+/// node sends it to the backend's node: outer IP `outer_src` -> `outer_dst` (DF, TTL 64), UDP
+/// `sport` -> `gue_port` (checksum 0), GUE variant 0 (hlen 2 or 5, flags 0) with the DSR
+/// option naming `frontend`:`port`. The outer family is the inner one's; IPv6 flow label 0.
+pub fn gue_dsr_frame(
+    outer_src: IpAddr,
+    outer_dst: IpAddr,
+    sport: u16,
+    gue_port: u16,
+    frontend: IpAddr,
+    port: u16,
+    inner: &[u8],
+) -> Vec<u8> {
+    let (family, hlen, proto, addr): (u8, u8, u8, Vec<u8>) = match frontend {
+        IpAddr::V4(a) => (AF_INET, GUE_DSR_HLEN4, 4, a.octets().to_vec()),
+        IpAddr::V6(a) => (AF_INET6, GUE_DSR_HLEN6, 41, a.octets().to_vec()),
+    };
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&gue_port.to_be_bytes());
+    let len = 8 + 4 + 4 + addr.len() + inner.len();
+    udp.extend_from_slice(&(len as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&[hlen, proto, 0, 0]);
+    udp.extend_from_slice(&[GUE_DSR_KIND, family]);
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&addr);
+    udp.extend_from_slice(inner);
+    let mut f = crate::frames::ip_frame(outer_src, outer_dst, crate::frames::UDP, &udp, true);
+    if f[12..14] == [0x08, 0x00] {
+        // ip_frame's identification 0x1234: the encapsulation writes 0.
+        f[18..20].copy_from_slice(&[0, 0]);
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = crate::frames::fold(crate::frames::sum16(&f[14..34], 0));
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
+impl Tc {
+    /// The node's decapsulation on the same maps (loaded after the per-packet object, as the
+    /// agent does), accepting DSR from `nodes` (and director traffic from `directors`).
+    pub fn decap(
+        &self,
+        directors: &[&str],
+        nodes: &[&str],
+    ) -> switchyard_bpf::decap::DecapDatapath {
+        let directors: std::collections::BTreeSet<IpAddr> =
+            directors.iter().map(|a| a.parse().unwrap()).collect();
+        let nodes = nodes.iter().map(|a| a.parse().unwrap()).collect();
+        let mut dp = switchyard_bpf::decap::DecapDatapath::load(
+            self.bpf_dir(),
+            &directors,
+            switchyard_bpf::director::GUE_PORT_DEFAULT,
+        )
+        .unwrap();
+        dp.maps_mut().set_sources(&directors, &nodes).unwrap();
+        dp
+    }
+
+    /// Writes remote backend -> node address pairs into `sy_dsr_nodes`.
+    pub fn dsr_nodes(&mut self, pairs: &[(&str, &str)]) {
+        let map = pairs.iter().map(|(b, n)| (ip(b), ip(n))).collect();
+        self.pkt.maps_mut().set_dsr_nodes(&map).unwrap();
+    }
+}
+
+/// Runs `frame` through the decapsulation: (verdict, the frame as it leaves, `cb[0]` of the
+/// `__sk_buff` after it: the mark telling the per-packet path a packet is a director's).
+pub fn run_decap(dp: &switchyard_bpf::decap::DecapDatapath, frame: &[u8]) -> (u32, Vec<u8>, u32) {
+    /// `sizeof(struct __sk_buff)` and the offset of `cb[0]` in it (UAPI).
+    const SK_BUFF_LEN: usize = 192;
+    const CB0: usize = 48;
+    let mut out = vec![0u8; 4096];
+    let mut ctx_out = [0u8; SK_BUFF_LEN];
+    let result = dp
+        .program()
+        .unwrap()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&[0u8; SK_BUFF_LEN]),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::default()
+        })
+        .unwrap();
+    out.truncate(result.data_size_out as usize);
+    let cb0 = u32::from_ne_bytes(ctx_out[CB0..CB0 + 4].try_into().unwrap());
+    (result.return_value, out, cb0)
+}

@@ -32,6 +32,10 @@ static __always_inline void ct_update(struct sy_ct_entry *e, const struct pkt *p
 		e->state = SY_CT_CLOSING;
 	else if (reply && e->state == SY_CT_SYN_SENT)
 		e->state = SY_CT_ESTABLISHED;
+	/* DSR on the client's node: no reply passes here; the client's first packet without SYN
+	 * acknowledges the backend's answer. */
+	else if ((e->flags & SY_CT_F_DSR) && e->state == SY_CT_SYN_SENT && !(p->tcp_flags & TCP_SYN))
+		e->state = SY_CT_ESTABLISHED;
 }
 
 /* The reply tuple of a translated flow: what the backend sends. */

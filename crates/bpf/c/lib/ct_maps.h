@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * ct_maps.h - the per-packet path's conntrack map (sy_ct) and settings (sy_pkt_config) with the
- * entry timeouts: shared by the per-packet object and the decapsulation, which asks whether
- * this node holds a flow (the second chance). Pinned by name, so both use the same maps (the
- * agent loads the per-packet object, with the configured sizes, first).
+ * ct_maps.h - the per-packet path's conntrack (sy_ct), reverse NAT (sy_nat) and settings
+ * (sy_pkt_config) with the entry timeouts: shared by the per-packet object and the
+ * decapsulation, which asks whether this node holds a flow (the second chance) and writes the
+ * entries of a DSR flow. Pinned by name, so both use the same maps (the agent loads the
+ * per-packet object, with the configured sizes, first).
  */
 #ifndef SY_LIB_CT_MAPS_H
 #define SY_LIB_CT_MAPS_H
@@ -18,6 +19,14 @@ struct {
 	__uint(max_entries, SY_DEFAULT_CT);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_ct_key);
+	__type(value, struct sy_nat_entry);
+	__uint(max_entries, SY_DEFAULT_NAT);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_nat SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

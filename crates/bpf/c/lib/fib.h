@@ -20,20 +20,18 @@ struct route {
 	__u8 dmac[ETH_ALEN];
 };
 
-static __always_inline void route_lookup(struct __ctx_buff *skb, const struct pkt *p,
-					 const struct sy_addr *s, const struct sy_addr *d,
-					 struct route *r)
+/* bpf_fib_lookup from s to d (family, transport protocol l4); tot_len 0: the kernel checks the
+ * skb itself against the MTU (TC), else this length (XDP, encapsulation). */
+static __always_inline void route_lookup_len(struct __ctx_buff *skb, __u8 family, __u8 l4,
+					     const struct sy_addr *s, const struct sy_addr *d,
+					     __u32 tot_len, struct route *r)
 {
 	struct bpf_fib_lookup f = {};
 
 	f.ifindex = ctx_ingress_ifindex(skb);
-	f.l4_protocol = p->t.proto;
-#ifdef SY_CTX_XDP
-	/* XDP has no skb to measure: the MTU check needs the length (TC checks the skb, GSO
-	 * packets included, when tot_len is 0). */
-	f.tot_len = p->ip_len;
-#endif
-	if (p->t.family == SY_AF_INET) {
+	f.l4_protocol = l4;
+	f.tot_len = tot_len;
+	if (family == SY_AF_INET) {
 		f.family = AF_INET_FIB;
 		f.ipv4_src = s->words[3];
 		f.ipv4_dst = d->words[3];
@@ -47,6 +45,19 @@ static __always_inline void route_lookup(struct __ctx_buff *skb, const struct pk
 	r->mtu = f.mtu_result;
 	__builtin_memcpy(r->smac, f.smac, ETH_ALEN);
 	__builtin_memcpy(r->dmac, f.dmac, ETH_ALEN);
+}
+
+static __always_inline void route_lookup(struct __ctx_buff *skb, const struct pkt *p,
+					 const struct sy_addr *s, const struct sy_addr *d,
+					 struct route *r)
+{
+#ifdef SY_CTX_XDP
+	/* XDP has no skb to measure: the MTU check needs the length (TC checks the skb, GSO
+	 * packets included, when tot_len is 0). */
+	route_lookup_len(skb, p->t.family, p->t.proto, s, d, p->ip_len, r);
+#else
+	route_lookup_len(skb, p->t.family, p->t.proto, s, d, 0, r);
+#endif
 }
 
 #ifndef SY_CTX_XDP

@@ -61,6 +61,23 @@ static __always_inline void affinity_store(const struct sy_frontend *fe, const s
 	bpf_map_update_elem(&sy_affinity, &k, &v, BPF_ANY);
 }
 
+/* DSR (SY_PKT_F_DSR): the address of the node a remote backend runs on, or NULL (DSR off, or
+ * the node unknown: the flow is SNATed as without DSR). */
+static __always_inline struct sy_addr *dsr_node_of(const struct sy_pkt_config *pcfg,
+						   const struct sy_backend *be, __u8 proto)
+{
+	struct sy_node_addr_key k = {};
+
+	if (!pcfg || !(pcfg->flags & SY_PKT_F_DSR))
+		return NULL;
+	/* The option's conntrack needs ports (ICMP echo is SNATed). */
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP_)
+		return NULL;
+	k.addr = be->addr;
+	k.family = be->family;
+	return bpf_map_lookup_elem(&sy_dsr_nodes, &k);
+}
+
 /* handle_new_flow() results besides CTX_ACT_*: the caller translates or rejects, so the deep
  * answer builders never stack on top of handle_new_flow (the combined BPF stack is 512 B). */
 #define NF_TRANSLATE 100
@@ -129,6 +146,12 @@ static SY_NOINLINE int handle_new_flow(struct __ctx_buff *skb, struct pkt *p,
 	if (addr_eq(&be->addr, &p->t.saddr)) {
 		snat = 1;
 		e.flags |= SY_CT_F_HAIRPIN;
+	} else if (snat && dsr_node_of(pcfg, be, p->t.proto)) {
+		/* DSR: the client's address kept, the packet encapsulated to the backend's node,
+		 * whose decapsulation writes the reply's translation; no reply passes here, so the
+		 * entry counts as answered (the unreplied timeout would end it mid-flow). */
+		snat = 0;
+		e.flags |= SY_CT_F_DSR | SY_CT_F_REPLY_SEEN;
 	}
 	/* Only a SYN may claim a SNAT port: the middle of a connection (this node lost its entry,
 	 * or the packet is forged) could not continue on a new port anyway. Without SNAT the
@@ -169,7 +192,9 @@ static SY_NOINLINE int handle_new_flow(struct __ctx_buff *skb, struct pkt *p,
 		e.nat_saddr = p->t.saddr;
 		e.nat_sport = p->t.sport;
 		nat_key_of(&reply, &e, &p->t);
-		if (bpf_map_update_elem(&sy_nat, &reply, &nat, BPF_ANY))
+		/* DSR: the replies are translated on the backend's node, never seen here. */
+		if (!(e.flags & SY_CT_F_DSR) &&
+		    bpf_map_update_elem(&sy_nat, &reply, &nat, BPF_ANY))
 			return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	}
 	/* A previous flow on the same tuple that kept no port here leaves its reverse entry

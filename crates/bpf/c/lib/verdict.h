@@ -24,7 +24,8 @@ static __always_inline int send_back(struct __sk_buff *skb, __u32 reason)
 static SY_NOINLINE void pkt_event(const struct pkt *p, __u32 reason, __u32 frontend_id,
 				  __u32 backend_id, __u32 len)
 {
-	int is_drop = reason != SY_REASON_PKT_DNAT && reason != SY_REASON_PKT_DNAT_SNAT;
+	int is_drop = reason != SY_REASON_PKT_DNAT && reason != SY_REASON_PKT_DNAT_SNAT &&
+		      reason != SY_REASON_PKT_DNAT_DSR;
 	struct sy_event *ev = sy_event_start(is_drop, reason, SY_PATH_PKT, frontend_id, backend_id);
 
 	if (!ev)

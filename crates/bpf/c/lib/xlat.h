@@ -81,7 +81,9 @@ static __always_inline void reply_seen(struct pkt *p, const struct sy_nat_entry 
 
 	if (e) {
 		ct_update(e, p, 1, now);
-		sy_count_frontend(e->frontend_id, 0, 1, len);
+		/* 0: a DSR flow's entry on the backend's node (the frontend is another node's). */
+		if (e->frontend_id)
+			sy_count_frontend(e->frontend_id, 0, 1, len);
 	}
 }
 

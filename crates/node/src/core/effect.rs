@@ -1,6 +1,6 @@
 //! What the node core asks its runtime to do, in the order it must be done.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use switchyard_dataplane::kernel::KernelOp;
@@ -23,6 +23,15 @@ pub enum Effect {
         node_port_addresses: Vec<IpAddr>,
         /// The SNAT source address per family.
         primary: PrimaryAddresses,
+    },
+    /// DSR (`--nodeport-mode dsr`): the other nodes' addresses, from which encapsulated DSR
+    /// packets are accepted, and each remote backend's node address (same family), to which
+    /// its flows are encapsulated.
+    DsrNodes {
+        /// Accepted outer sources of DSR packets.
+        sources: BTreeSet<IpAddr>,
+        /// Remote backend address -> its node's address.
+        backends: BTreeMap<IpAddr, IpAddr>,
     },
     /// Start, update or stop (`None`) the health check node port server of `port`.
     HealthCheck {

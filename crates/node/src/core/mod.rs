@@ -14,7 +14,8 @@
 
 mod effect;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use switchyard_dataplane::kernel::KernelSnapshot;
@@ -39,6 +40,8 @@ pub struct CoreConfig {
     /// Whether per-packet programs run (`devices`): only then are node addresses effects
     /// (source ranges are: the socket programs check them too).
     pub per_packet: bool,
+    /// DSR for NodePort to remote backends (`--nodeport-mode dsr`): [`Effect::DsrNodes`].
+    pub dsr: bool,
     /// Destroy sockets connected to removed backends.
     pub destroy_stale_sockets: bool,
 }
@@ -69,6 +72,8 @@ pub struct NodeCore {
     health_checks: HealthCheckIndex,
     /// Node addresses last handed out.
     node_addresses: Option<Effect>,
+    /// DSR destinations and sources last handed out.
+    dsr_nodes: Option<Effect>,
     in_flight: Option<InFlight>,
     attached: bool,
     /// What changed since the last [`Effect::Announcements`].
@@ -114,6 +119,7 @@ impl NodeCore {
             draining: HashSet::new(),
             health_checks: HealthCheckIndex::default(),
             node_addresses: None,
+            dsr_nodes: None,
             in_flight: None,
             attached: false,
             announce: PendingAnnouncements { pending: true, changed: Vec::new(), full: true },
@@ -145,6 +151,7 @@ impl NodeCore {
         }
         let mut effects = Vec::new();
         self.node_addresses_effect(&mut effects);
+        self.dsr_nodes_effect(&mut effects);
         self.hold_terminating();
         self.plan_full(&mut effects, false);
         effects
@@ -162,6 +169,7 @@ impl NodeCore {
         }
         let mut effects = Vec::new();
         self.node_addresses_effect(&mut effects);
+        self.dsr_nodes_effect(&mut effects);
         if self.attached {
             // One effect per port, in its final state: a batch that touches a port twice (a
             // Service and its slice) must not bind, or retry binding, it twice.
@@ -296,6 +304,45 @@ impl NodeCore {
         };
         if self.node_addresses.as_ref() != Some(&now) {
             self.node_addresses = Some(now.clone());
+            effects.push(now);
+        }
+    }
+
+    /// With DSR: the other nodes' primary addresses (accepted DSR sources) and, for every
+    /// backend on another node whose Node is known, that node's address of the backend's
+    /// family. Recomputed from the whole desired state on every change (DSR only).
+    fn dsr_nodes_effect(&mut self, effects: &mut Vec<Effect>) {
+        if !self.config.per_packet || !self.config.dsr {
+            return;
+        }
+        let mut sources = BTreeSet::new();
+        let mut of_node = HashMap::new();
+        for (name, primary) in self.model.other_node_primaries() {
+            sources.extend(primary.ipv4.map(IpAddr::from));
+            sources.extend(primary.ipv6.map(IpAddr::from));
+            of_node.insert(name, primary);
+        }
+        let mut backends = BTreeMap::new();
+        for frontend in self.model.desired().frontends.values() {
+            // Only `backends`: an `externalTrafficPolicy: Local` frontend's in-cluster list
+            // serves pods, which are never DSR's clients.
+            for backend in frontend.backends.iter().filter(|b| !b.is_local) {
+                let Some(primary) = backend.node_name.as_deref().and_then(|n| of_node.get(n))
+                else {
+                    continue;
+                };
+                let node = match backend.ip {
+                    IpAddr::V4(_) => primary.ipv4.map(IpAddr::from),
+                    IpAddr::V6(_) => primary.ipv6.map(IpAddr::from),
+                };
+                if let Some(node) = node {
+                    backends.insert(backend.ip, node);
+                }
+            }
+        }
+        let now = Effect::DsrNodes { sources, backends };
+        if self.dsr_nodes.as_ref() != Some(&now) {
+            self.dsr_nodes = Some(now.clone());
             effects.push(now);
         }
     }

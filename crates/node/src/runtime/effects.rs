@@ -66,6 +66,12 @@ impl Agent {
                     }
                     Vec::new()
                 }
+                Effect::DsrNodes { sources, backends } => {
+                    if let Some(per_packet) = &mut self.per_packet {
+                        per_packet.dsr_changed(&sources, &backends);
+                    }
+                    Vec::new()
+                }
                 Effect::HealthCheck { port, check } => {
                     self.serve_health_check(port, check);
                     Vec::new()

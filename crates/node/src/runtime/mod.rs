@@ -184,6 +184,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         },
         limits: limits_for(&config.sizes, config.maglev_table_size),
         per_packet,
+        dsr: config.nodeport_mode == crate::config::NodePortMode::Dsr,
         destroy_stale_sockets: config.destroy_stale_sockets,
     };
     let source_ranges = PacketState::adopt(datapath.maps()).map_err(NodeError::PacketMaps)?;

@@ -2,6 +2,7 @@
 //! and what they need besides frontends — node addresses, loadBalancerSourceRanges and the SNAT
 //! settings. The model decides all of it; this only carries it out and logs what failed.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -39,8 +40,13 @@ use crate::error::NodeError;
 /// The loaded TC programs, the devices they belong on, and what was written for them.
 pub(crate) struct PerPacketPrograms {
     datapath: PacketDatapath,
-    /// Decapsulation of director traffic, when directors are named.
+    /// Decapsulation of director traffic (when directors are named) and of DSR packets from
+    /// the other nodes (with DSR).
     decap: Option<DecapDatapath>,
+    /// `--director-addresses` (the decapsulation's sources besides DSR's nodes).
+    directors: BTreeSet<IpAddr>,
+    /// `--nodeport-mode dsr`: the GUE port flows to remote backends are encapsulated to.
+    dsr_port: Option<u16>,
     /// The XDP program in front of TC (`--xdp native|generic`), and its mode.
     xdp: Option<(XdpDatapath, XdpMode)>,
     state: PacketState,
@@ -64,7 +70,9 @@ impl PerPacketPrograms {
         let (devices, directors) = (config.devices.clone(), &config.directors);
         let (snat_ports, node_port_range) = (config.snat_port_range, config.node_port_range);
         check_port_ranges(snat_ports, node_port_range)?;
-        let settings = settings(model.primary_addresses(), snat_ports, node_port_range);
+        let dsr_port = (config.nodeport_mode == crate::config::NodePortMode::Dsr)
+            .then_some(directors.gue_port);
+        let settings = settings(model.primary_addresses(), snat_ports, node_port_range, dsr_port);
         // Loading writes the settings: they are computed from the model first, so a restarted
         // agent never has the programs SNAT to a stale or missing address.
         let datapath =
@@ -87,13 +95,14 @@ impl PerPacketPrograms {
             None => None,
         };
         let state = PacketState::adopt(maps).map_err(NodeError::PacketMaps)?;
-        let decap = if directors.addresses.is_empty() {
+        // DSR: every node decapsulates its peers' packets (sources written by dsr_changed).
+        let decap = if directors.addresses.is_empty() && dsr_port.is_none() {
             None
         } else {
             Some(
                 DecapDatapath::load(&options.bpf_dir, &directors.addresses, directors.gue_port)
                     .map_err(|source| NodeError::Bpf {
-                        what: "loading the decapsulation of director traffic".into(),
+                        what: "loading the decapsulation of director and DSR traffic".into(),
                         source: source.into(),
                     })?,
             )
@@ -102,6 +111,8 @@ impl PerPacketPrograms {
         let mut programs = PerPacketPrograms {
             datapath,
             decap,
+            directors: directors.addresses.clone(),
+            dsr_port,
             xdp,
             state,
             devices,
@@ -125,7 +136,7 @@ impl PerPacketPrograms {
             Ok(false) => {}
             Err(err) => error!(err = %ErrorChain(&err), "node addresses not written"),
         }
-        let settings = settings(primary, self.snat_ports, self.node_port_range);
+        let settings = settings(primary, self.snat_ports, self.node_port_range, self.dsr_port);
         match self.state.set_settings(self.datapath.maps_mut(), &settings) {
             Ok(true) => {
                 info!(
@@ -142,6 +153,25 @@ impl PerPacketPrograms {
             }
             Ok(false) => {}
             Err(err) => error!(err = %ErrorChain(&err), "per-packet settings not written"),
+        }
+    }
+
+    /// DSR: `sources` (the other nodes' addresses) may send encapsulated DSR packets here, and
+    /// flows to a remote backend go to its node's address in `backends`.
+    pub(crate) fn dsr_changed(
+        &mut self,
+        sources: &BTreeSet<IpAddr>,
+        backends: &BTreeMap<IpAddr, IpAddr>,
+    ) {
+        if let Some(decap) = &mut self.decap {
+            match decap.maps_mut().set_sources(&self.directors, sources) {
+                Ok(()) => info!(nodes = sources.len(), "DSR sources written"),
+                Err(err) => error!(err = %ErrorChain(&err), "DSR sources not written"),
+            }
+        }
+        match self.datapath.maps_mut().set_dsr_nodes(backends) {
+            Ok(()) => info!(backends = backends.len(), "DSR backend nodes written"),
+            Err(err) => error!(err = %ErrorChain(&err), "DSR backend nodes not written"),
         }
     }
 
@@ -224,12 +254,14 @@ fn settings(
     primary: PrimaryAddresses,
     snat_ports: PortRange,
     node_port_range: PortRange,
+    dsr_port: Option<u16>,
 ) -> PacketSettings {
     PacketSettings {
         snat_ipv4: primary.ipv4,
         snat_ipv6: primary.ipv6,
         snat_ports: snat_ports.first..=snat_ports.last,
         node_port_range: node_port_range.first..=node_port_range.last,
+        dsr_port,
         ..PacketSettings::default()
     }
 }

@@ -132,9 +132,19 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "IP[,IP..]", value_delimiter = ',')]
     director_addresses: Vec<std::net::IpAddr>,
 
-    /// Destination UDP port of the directors' GUE and FOU packets.
+    /// Destination UDP port of the directors' GUE and FOU packets, and of the GUE packets
+    /// nodes send each other with --nodeport-mode dsr.
     #[arg(long, value_name = "PORT", default_value_t = switchyard_bpf::director::GUE_PORT_DEFAULT)]
     gue_port: u16,
+
+    /// How NodePort, LoadBalancer and ExternalIP traffic (externalTrafficPolicy Cluster) from
+    /// outside reaches a backend on another node: `snat` (this node's address as source, the
+    /// reply comes back through this node) or `dsr` (encapsulated in GUE to the backend's
+    /// node, the client's address kept; that node answers the client directly). DSR needs
+    /// the same mode and --gue-port on every node, and a network that lets nodes send with a
+    /// Service's address as source (docs/datapath.md "DSR").
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = NodePortModeArg::Snat)]
+    nodeport_mode: NodePortModeArg,
 
     /// Serve spec.externalIPs only inside these prefixes: `all`, `none`, or a comma-separated
     /// CIDR list. Whatever it says, an externalIP or LoadBalancer IP never takes another
@@ -306,6 +316,10 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
             addresses: args.director_addresses.iter().copied().collect(),
             gue_port: args.gue_port,
         },
+        nodeport_mode: match args.nodeport_mode {
+            NodePortModeArg::Snat => switchyard_node::NodePortMode::Snat,
+            NodePortModeArg::Dsr => switchyard_node::NodePortMode::Dsr,
+        },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -314,6 +328,13 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(switchyard_node::run(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--nodeport-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NodePortModeArg {
+    Snat,
+    Dsr,
 }
 
 /// `--xdp`.
