@@ -268,7 +268,7 @@ impl DecapDatapath {
             .ok_or(Error::MissingProgram { name: PROGRAM })?
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
+        crate::loader::load_retrying(PROGRAM, || program.load())?;
         info!(bpf_dir = %bpf_dir.display(), directors = directors.len(), "decapsulation loaded");
         Ok(DecapDatapath { ebpf, maps, bpf_dir: bpf_dir.to_owned() })
     }

@@ -634,7 +634,7 @@ impl DirectorDatapath {
             .ok_or(Error::MissingProgram { name: PROGRAM })?
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
+        crate::loader::load_retrying(PROGRAM, || program.load())?;
         info!(bpf_dir = %bpf_dir.display(), "director program loaded");
         Ok(DirectorDatapath { ebpf, maps, bpf_dir: bpf_dir.to_owned(), recreated })
     }

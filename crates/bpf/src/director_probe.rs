@@ -34,7 +34,7 @@ impl DirectorDatapath {
         }
         let program = self.probe_program_mut()?;
         if program.fd().is_err() {
-            program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
+            crate::loader::load_retrying(PROGRAM, || program.load())?;
         }
         program
             .attach_with_options(
@@ -60,7 +60,7 @@ impl DirectorDatapath {
     pub fn load_probe(&mut self) -> Result<&SchedClassifier, Error> {
         let program = self.probe_program_mut()?;
         if program.fd().is_err() {
-            program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
+            crate::loader::load_retrying(PROGRAM, || program.load())?;
         }
         Ok(program)
     }

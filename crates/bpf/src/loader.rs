@@ -19,7 +19,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::MapInfo,
     programs::{
-        CgroupAttachMode, CgroupSkbAttachType, Program,
+        CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError,
         links::{FdLink, PinnedLink},
     },
 };
@@ -263,12 +263,11 @@ impl Datapath {
 
         // Verify every program before attaching any: a verifier failure changes nothing.
         for name in ALL_PROGRAMS {
-            let program_err = |source| Error::Program { name, source };
             match self.program(name)? {
-                Program::CgroupSockAddr(p) if p.fd().is_err() => p.load().map_err(program_err)?,
-                Program::CgroupSock(p) if p.fd().is_err() => p.load().map_err(program_err)?,
-                Program::CgroupSkb(p) if p.fd().is_err() => p.load().map_err(program_err)?,
-                Program::SockOps(p) if p.fd().is_err() => p.load().map_err(program_err)?,
+                Program::CgroupSockAddr(p) if p.fd().is_err() => load_retrying(name, || p.load())?,
+                Program::CgroupSock(p) if p.fd().is_err() => load_retrying(name, || p.load())?,
+                Program::CgroupSkb(p) if p.fd().is_err() => load_retrying(name, || p.load())?,
+                Program::SockOps(p) if p.fd().is_err() => load_retrying(name, || p.load())?,
                 _ => {}
             }
         }
@@ -393,6 +392,29 @@ pub(crate) fn link_pins(bpf_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Loads (verifies) a program through `load`, retrying a few times when the kernel answers
+/// EAGAIN: the verifier gives up with EAGAIN whenever a signal is pending for the loading
+/// thread (another thread's child process exiting, say), which says nothing about the program.
+/// libbpf retries the same way.
+pub(crate) fn load_retrying(
+    name: &'static str,
+    mut load: impl FnMut() -> Result<(), ProgramError>,
+) -> Result<(), Error> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < ATTEMPTS =>
+            {
+                debug!(program = name, attempt, "verifier interrupted (EAGAIN), loading again");
+                attempt += 1;
+            }
+            result => return result.map_err(|source| Error::Program { name, source }),
+        }
+    }
 }
 
 /// Removes one pinned link; the attachment goes away with the last reference.
@@ -624,4 +646,46 @@ pub fn own_netns_cookie() -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_error(errno: i32) -> ProgramError {
+        ProgramError::LoadError {
+            io_error: io::Error::from_raw_os_error(errno),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_verification_is_tried_again_a_few_times_and_nothing_else_is() {
+        // EAGAIN twice, then loaded.
+        let mut calls = 0;
+        let loaded = load_retrying("p", || {
+            calls += 1;
+            if calls < 3 { Err(load_error(libc::EAGAIN)) } else { Ok(()) }
+        });
+        assert!(loaded.is_ok());
+        assert_eq!(calls, 3);
+
+        // EAGAIN for ever: five attempts, then the error.
+        let mut calls = 0;
+        let result = load_retrying("p", || {
+            calls += 1;
+            Err(load_error(libc::EAGAIN))
+        });
+        assert!(matches!(result, Err(Error::Program { name: "p", .. })));
+        assert_eq!(calls, 5);
+
+        // A verifier refusal (EACCES) is final.
+        let mut calls = 0;
+        let result = load_retrying("p", || {
+            calls += 1;
+            Err(load_error(libc::EACCES))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
+    }
 }

@@ -451,7 +451,7 @@ impl PacketDatapath {
     fn load_program(&mut self, name: &'static str) -> Result<(), Error> {
         let program = self.classifier_mut(name)?;
         if program.fd().is_err() {
-            program.load().map_err(|source| Error::Program { name, source })?;
+            crate::loader::load_retrying(name, || program.load())?;
         }
         Ok(())
     }

@@ -65,7 +65,7 @@ impl XdpDatapath {
             .ok_or(Error::MissingProgram { name: PROGRAM })?
             .try_into()
             .map_err(|source| Error::Program { name: PROGRAM, source })?;
-        program.load().map_err(|source| Error::Program { name: PROGRAM, source })?;
+        crate::loader::load_retrying(PROGRAM, || program.load())?;
         info!(bpf_dir = %opts.bpf_dir.display(), "per-packet XDP program loaded");
         Ok(XdpDatapath { ebpf, devs, bpf_dir: opts.bpf_dir.clone() })
     }
