@@ -4,46 +4,14 @@
 //! process-wide.
 #![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use switchyard_testing::live_heap::{LiveHeap, live};
 
 use switchyard_model::synthetic::{self, SyntheticCluster};
 use switchyard_model::validate::{IncrementalValidation, ValidationOptions, validate};
 use switchyard_model::{Change, ClusterState};
 
-/// Counts the bytes currently allocated.
-struct Live;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call unchanged to the system allocator.
-unsafe impl GlobalAlloc for Live {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Live = Live;
-
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
+static GLOBAL: LiveHeap = LiveHeap;
 
 fn changes(state: &ClusterState) -> Vec<Change> {
     let services =

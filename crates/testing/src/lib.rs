@@ -29,6 +29,7 @@ pub mod fake_api;
 pub mod frames;
 pub mod fuzz_model;
 pub mod fuzz_packets;
+pub mod live_heap;
 pub mod nodeport_fixture;
 pub mod objects;
 mod process;
