@@ -659,12 +659,12 @@ pub(crate) fn check_pins(
     shared: &crate::MapSizes,
 ) -> Result<(), Error> {
     let expected = [
-        (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
-        (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),
-        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), shared.src_ranges),
-        (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), 1),
+        (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), Some(sizes.ct)),
+        (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), Some(sizes.nat)),
+        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), Some(shared.src_ranges)),
+        (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), Some(1)),
         // One entry per remote backend address at most: sized like the backends.
-        (names::DSR_NODES, size_of::<NodeAddrKey>(), size_of::<Addr>(), shared.backends),
+        (names::DSR_NODES, size_of::<NodeAddrKey>(), size_of::<Addr>(), Some(shared.backends)),
     ];
     crate::loader::check_pinned_layouts(bpf_dir, expected)
 }

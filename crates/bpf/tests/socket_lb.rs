@@ -355,12 +355,15 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     let translated = datapath.maps().counters().unwrap()[&Reason::TranslatedRandom].packets;
     assert_eq!(translated, 300);
 
-    // Another build wanting other sizes refuses the pins instead of misreading them.
+    // A load asking for smaller state maps adopts the larger pins (tests/resize.rs grows them);
+    // a fixed-size map of another size is refused instead of misread.
     let mut other = options.clone();
-    other.sizes.frontends = 2048;
+    other.sizes.frontends = 512;
+    assert_eq!(Datapath::load(&other).unwrap().sizes().frontends, options.sizes.frontends);
+    other.sizes.node_addrs = 32;
     assert!(matches!(
         Datapath::load(&other),
-        Err(Error::IncompatiblePin { name: "sy_frontends", .. })
+        Err(Error::IncompatiblePin { name: "sy_node_addrs", .. })
     ));
 
     // Cleanup: no link, no map pin; the cgroup no longer translates.

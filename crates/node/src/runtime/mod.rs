@@ -22,7 +22,9 @@ use switchyard_bpf::{Datapath, LoadOptions};
 use switchyard_dataplane::kernel::KernelMaps;
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::packet_settings::PacketState;
-use switchyard_dataplane::reconciler::limits_for;
+use switchyard_dataplane::reconciler::{
+    StateNeeds, limits_for, sizes_for_state, state_maps_smaller, state_needs,
+};
 use switchyard_k8s::health::ServiceHealthServers;
 use switchyard_model::ProxyConfig;
 use switchyard_model::validate::ValidationOptions;
@@ -160,12 +162,18 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     let node_name = config.node_name.clone();
     let tables = MaglevTables::new(config.maglev_table_size)
         .map_err(|source| NodeError::MaglevTableSize { size: config.maglev_table_size, source })?;
+    // The configured sizes are upper bounds: the state maps start at their floor (or a pin's
+    // size) and are sized from the first reading before anything is written.
     let options = LoadOptions {
         sizes: config.sizes,
         maglev_table_size: config.maglev_table_size,
         ..LoadOptions::new(&config.bpf_dir)
     };
-    let mut datapath = Datapath::load(&options).map_err(|source| NodeError::Bpf {
+    let floor = LoadOptions {
+        sizes: sizes_for_state(StateNeeds::default(), &config.sizes),
+        ..options.clone()
+    };
+    let mut datapath = Datapath::load(&floor).map_err(|source| NodeError::Bpf {
         what: "loading the BPF maps".into(),
         source: source.into(),
     })?;
@@ -182,7 +190,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             node_port_addresses: config.node_port_addresses.clone(),
             ..ProxyConfig::new(node_name.clone())
         },
-        limits: limits_for(&config.sizes, config.maglev_table_size),
+        limits: limits_for(&datapath.sizes(), config.maglev_table_size),
         per_packet,
         dsr: config.nodeport_mode == crate::config::NodePortMode::Dsr,
         destroy_stale_sockets: config.destroy_stale_sockets,
@@ -221,6 +229,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         observe,
         health_servers: ServiceHealthServers::on(health.runtime(), health.shared()),
         started: false,
+        maps_full: false,
         announcer,
     };
 
@@ -231,7 +240,12 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     findings.record(&first.changes);
     health.queued(&first.changes);
     agent.observe_changes(&first.changes);
-    let effects = agent.core.start(first.changes);
+    agent.core.absorb_first(first.changes);
+    let wanted = sizes_for_state(state_needs(agent.core.model().desired()), &config.sizes);
+    if state_maps_smaller(&agent.datapath.sizes(), &wanted) {
+        agent.resize_maps(&LoadOptions { sizes: wanted, ..options.clone() })?;
+    }
+    let effects = agent.core.begin();
     let plan_time = arrived.elapsed();
     if per_packet {
         agent.per_packet = Some(PerPacketPrograms::load(
@@ -243,6 +257,10 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     }
     if !agent.carry_out(effects, arrived, plan_time)? {
         return Err(NodeError::FirstSync);
+    }
+    let grown = agent.grow_if_full(&options, &config)?;
+    if !grown.is_empty() {
+        agent.carry_out(grown, arrived, plan_time)?;
     }
     findings.report();
     // The first reading and the first plan are the start-up peak; their memory is free now.
@@ -297,7 +315,12 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
                 if effects.iter().any(|e| matches!(e, Effect::Program { .. })) {
                     agent.observe.pending(changes);
                 }
-                if agent.carry_out(effects, arrived, plan_time)? {
+                let mut up_to_date = agent.carry_out(effects, arrived, plan_time)?;
+                let grown = agent.grow_if_full(&options, &config)?;
+                if !grown.is_empty() {
+                    up_to_date = agent.carry_out(grown, arrived, plan_time)?;
+                }
+                if up_to_date {
                     health.updated();
                 }
                 findings.report();
