@@ -50,19 +50,23 @@ pub(crate) struct AgentArgs {
     #[arg(long)]
     cleanup: bool,
 
-    /// Capacity of the frontends map (address, port, protocol, scope).
+    /// Upper bound of the frontends map (address, port, protocol, scope): the agent sizes it at
+    /// twice the state (at least 1,024) and grows it, make-before-break, up to this.
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().frontends)]
     max_frontends: u32,
 
-    /// Capacity of the backends map (distinct endpoints).
+    /// Upper bound of the backends map (distinct endpoints), sized and grown like the frontends
+    /// map (at least 4,096).
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().backends)]
     max_backends: u32,
 
-    /// Capacity of the slots map (backend references summed over all frontends).
+    /// Upper bound of the slots map (backend references summed over all frontends), sized and
+    /// grown like the frontends map (at least 4,096).
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().slots)]
     max_slots: u32,
 
-    /// Number of Maglev tables (frontends using Maglev).
+    /// Upper bound of the Maglev tables (frontends using Maglev), sized and grown like the
+    /// frontends map (at least 64).
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().maglev_tables)]
     max_maglev_tables: u32,
 
