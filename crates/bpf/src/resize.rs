@@ -8,11 +8,11 @@
 //! programs write, are copied again once the new programs are attached
 //! ([`Migrated::catch_up`]): entries the old programs wrote in between are not lost.
 
-use std::{fs, io, path::Path};
+use std::{fs, io, os::fd::AsFd as _, path::Path};
 
 use aya::{
     Pod,
-    maps::{HashMap, HashOfMaps, Map, MapData, MapError, MapInfo, PerCpuHashMap},
+    maps::{HashMap, HashOfMaps, IterableMap as _, Map, MapData, MapError, MapInfo, PerCpuHashMap},
 };
 use tracing::{info, warn};
 
@@ -231,7 +231,9 @@ fn copy_one(name: &'static str, old: &Map, maps: &mut Maps, flags: u64) -> Resul
     }
 }
 
-fn copy_hash<K: Pod, V: Pod>(
+/// A hash map's entries into `new`: batched (`BPF_MAP_*_BATCH`, thousands per syscall) for the
+/// full copy, one at a time for the `BPF_NOEXIST` catch-up.
+fn copy_hash<K: Pod + Default, V: Pod + Default>(
     name: &'static str,
     old: &Map,
     new: &mut HashMap<MapData, K, V>,
@@ -239,6 +241,16 @@ fn copy_hash<K: Pod, V: Pod>(
 ) -> Result<usize, Error> {
     let map_err = |source| Error::Map { name, source };
     let old: HashMap<&MapData, K, V> = HashMap::try_from(old).map_err(map_err)?;
+    if flags == 0 {
+        let batch_err = |source| Error::MapIo { name, source };
+        let entries: Vec<(K, V)> =
+            crate::batch::lookup_all(old.map().fd().as_fd(), crate::batch::DEFAULT_CHUNK)
+                .map_err(batch_err)?;
+        let (keys, values): (Vec<K>, Vec<V>) = entries.into_iter().unzip();
+        crate::batch::update(new.map().fd().as_fd(), &keys, &values, crate::batch::DEFAULT_CHUNK)
+            .map_err(batch_err)?;
+        return Ok(keys.len());
+    }
     let mut copied = 0;
     for entry in old.iter() {
         let (key, value) = entry.map_err(map_err)?;
