@@ -31,15 +31,7 @@ fn larger_sizes_migrate_the_pinned_maps_while_a_client_keeps_connecting() {
     let small = f.datapath.sizes();
 
     let Fixture { datapath: old, cgroup, bpf, .. } = f;
-    let traffic_cgroup = cgroup.path().to_owned();
-    let traffic = std::thread::spawn(move || {
-        let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
-        for _ in 0..300 {
-            ops.push("tcp=10.96.0.10:80".to_owned());
-            ops.push("sleep=4".to_owned());
-        }
-        probe_in(PROBE, &traffic_cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
-    });
+    let traffic = connect_loop(PROBE, cgroup.path(), "10.96.0.10:80", 300);
     std::thread::sleep(std::time::Duration::from_millis(150));
 
     // Migrate: the old programs stay attached (and keep the old maps) until the new ones are.
