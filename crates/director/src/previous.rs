@@ -89,7 +89,11 @@ pub fn fingerprint(nodes: &[NodeTarget]) -> u64 {
 
 /// The generation of a table of `current` (sorted) that names the nodes of `previous` (sorted)
 /// as previous nodes, built at `built`.
-pub fn generation(current: &[NodeTarget], previous: &[NodeTarget], built: SystemTime) -> Generation {
+pub fn generation(
+    current: &[NodeTarget],
+    previous: &[NodeTarget],
+    built: SystemTime,
+) -> Generation {
     let joined = current.iter().filter(|n| !previous.contains(n)).map(|n| n.name.clone()).collect();
     let left = previous.iter().filter(|n| !current.contains(n)).cloned().collect();
     Generation { nodes: fingerprint(current), built_ms: unix_ms(built), joined, left }

@@ -496,7 +496,9 @@ impl Runtime {
             let Some(text) = text else { continue };
             match Record::decode(text) {
                 Ok(record) => out.push(record),
-                Err(err) => warn!(node = %key, %err, "director input: previous-node record ignored"),
+                Err(err) => {
+                    warn!(node = %key, %err, "director input: previous-node record ignored")
+                }
             }
         }
         out

@@ -476,9 +476,9 @@ impl Tables {
         for entry in self.tables.values_mut() {
             if entry.previous.is_some() && entry.refs > 0 && entry.previous_since.is_none() {
                 // Built elsewhere or earlier (a published record, a pin): its time counts.
-                let age = entry.built.map_or(Duration::ZERO, |b| {
-                    wall.duration_since(b).unwrap_or_default()
-                });
+                let age = entry
+                    .built
+                    .map_or(Duration::ZERO, |b| wall.duration_since(b).unwrap_or_default());
                 entry.previous_since = Some(now.checked_sub(age).unwrap_or(now));
                 entry.built.get_or_insert(wall);
             }

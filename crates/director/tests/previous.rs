@@ -20,7 +20,11 @@ use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 const TTL: Duration = Duration::from_secs(600);
 
 fn config() -> DirectorConfig {
-    DirectorConfig { table_size: TableSize::new(251).unwrap(), previous_ttl: Some(TTL), ..DirectorConfig::default() }
+    DirectorConfig {
+        table_size: TableSize::new(251).unwrap(),
+        previous_ttl: Some(TTL),
+        ..DirectorConfig::default()
+    }
 }
 
 fn tcp() -> FrontendKey {
@@ -184,7 +188,8 @@ fn without_the_records_a_first_time_director_names_no_previous_node() {
     let mut a = Tables::new(config());
     step(&mut a, &s0, clock);
     step(&mut a, &s1, clock);
-    let named = |t: &Tables| choices(t).values().filter(|(_, p)| p.as_deref() == Some("node-2")).count();
+    let named =
+        |t: &Tables| choices(t).values().filter(|(_, p)| p.as_deref() == Some("node-2")).count();
     assert!(named(&a) > 0);
     assert_eq!(named(&first_start(Vec::new(), &s1, clock)), 0);
     assert_eq!(named(&first_start(vec![published(&a, clock)], &s1, clock)), named(&a));
@@ -210,12 +215,17 @@ fn every_new_director_chooses_the_same_generation() {
         record(generation(ms(999_900), 4, fp)),
         record(generation(ms(999_950), 6, fp)),
         record(generation(ms(999_950), 5, fp)),
-        record(generation(ms(999_990), 7, fp ^ 1)),    // another node list
-        record(generation(ms(999_000) - 1, 8, fp)),    // expired
+        record(generation(ms(999_990), 7, fp ^ 1)), // another node list
+        record(generation(ms(999_000) - 1, 8, fp)), // expired
     ];
     let mut orders = vec![records.to_vec()];
     orders.push(records.iter().rev().cloned().collect());
-    orders.push(vec![records[2].clone(), records[4].clone(), records[0].clone(), records[1].clone()]);
+    orders.push(vec![
+        records[2].clone(),
+        records[4].clone(),
+        records[0].clone(),
+        records[1].clone(),
+    ]);
     for order in orders {
         let seed = previous::choose(&order, &tcp(), &current, now, Some(TTL)).unwrap();
         let mut want = current.clone();
@@ -243,13 +253,21 @@ fn the_record_is_bounded_and_checked() {
     assert!(left_out > 0);
     let back = Record::decode(&text).unwrap();
     assert_eq!(back.generations.len(), 5_000 - left_out);
-    assert!(back.generations.keys().all(|g| g.built_ms >= u64::try_from(left_out).unwrap()), "the newest are kept");
+    assert!(
+        back.generations.keys().all(|g| g.built_ms >= u64::try_from(left_out).unwrap()),
+        "the newest are kept"
+    );
     // One generation: its size depends on the nodes that changed, not on M.
     let one = Record { generations: back.generations.into_iter().take(1).collect() };
     assert!(one.encode().0.len() < 200, "{}", one.encode().0);
-    for bad in ["", "{}", r#"{"v":2,"generations":[]}"#, r#"{"v":1,"generations":[{"vips":["x"],"nodes":"1","built":1,"joined":[],"left":[]}]}"#,
+    for bad in [
+        "",
+        "{}",
+        r#"{"v":2,"generations":[]}"#,
+        r#"{"v":1,"generations":[{"vips":["x"],"nodes":"1","built":1,"joined":[],"left":[]}]}"#,
         r#"{"v":1,"generations":[{"vips":[],"nodes":"zz","built":1,"joined":[],"left":[]}]}"#,
-        r#"{"v":1,"generations":[{"vips":[],"nodes":"1","built":1,"joined":[],"left":[{"name":"n"}]}]}"#] {
+        r#"{"v":1,"generations":[{"vips":[],"nodes":"1","built":1,"joined":[],"left":[{"name":"n"}]}]}"#,
+    ] {
         assert!(Record::decode(bad).is_err(), "{bad}");
     }
 }

@@ -505,7 +505,11 @@ impl SharedApi {
     fn start(cluster: &Cluster) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let bind = |member: &str| {
-            cluster.lab.run_in(member, || std::net::TcpListener::bind("127.0.0.1:0")).unwrap().unwrap()
+            cluster
+                .lab
+                .run_in(member, || std::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap()
+                .unwrap()
         };
         let api = runtime.block_on(FakeApi::start_on(bind("dir1")));
         let second = {
@@ -539,7 +543,9 @@ impl SharedApi {
     /// Director `name`'s published previous-node record.
     fn record(&self, name: &str) -> Option<String> {
         let node = self.api.get(Resource::Nodes, "", name)?;
-        node["metadata"]["annotations"]["switchyard.io/director-previous"].as_str().map(str::to_owned)
+        node["metadata"]["annotations"]["switchyard.io/director-previous"]
+            .as_str()
+            .map(str::to_owned)
     }
 }
 
@@ -618,9 +624,18 @@ fn long_lived_flows_survive_a_first_time_director_joining_while_nodes_change() {
     let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
     assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
 
-    first_start_during(&cluster, &shared, &dir1, vip, target, "first-time dir2 joins while a drain is removed", 0, || {
-        shared.nodes(&cluster, &nodes_with_drained(&cluster, None), None);
-    });
+    first_start_during(
+        &cluster,
+        &shared,
+        &dir1,
+        vip,
+        target,
+        "first-time dir2 joins while a drain is removed",
+        0,
+        || {
+            shared.nodes(&cluster, &nodes_with_drained(&cluster, None), None);
+        },
+    );
     first_start_during(
         &cluster,
         &shared,
@@ -636,7 +651,16 @@ fn long_lived_flows_survive_a_first_time_director_joining_while_nodes_change() {
     let mark = dir1.log.lock().unwrap().len();
     block_probes(&cluster, "node3", &["dir1"]);
     cluster.eventually("dir1 took node3 out", || out_of_service(&dir1, "node3", mark));
-    first_start_during(&cluster, &shared, &dir1, vip, target, "first-time dir2 joins while health brings a node back", 0, || {
-        nft(&cluster, "node3", "delete table inet sy-probes");
-    });
+    first_start_during(
+        &cluster,
+        &shared,
+        &dir1,
+        vip,
+        target,
+        "first-time dir2 joins while health brings a node back",
+        0,
+        || {
+            nft(&cluster, "node3", "delete table inet sy-probes");
+        },
+    );
 }

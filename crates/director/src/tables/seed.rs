@@ -52,7 +52,10 @@ impl Tables {
     }
 
     /// The seeded VIPs' new tables count their previous nodes from the seed's build time.
-    pub(super) fn stamp_seeded(&mut self, published: &BTreeMap<FrontendKey, (Vec<NodeTarget>, SystemTime)>) {
+    pub(super) fn stamp_seeded(
+        &mut self,
+        published: &BTreeMap<FrontendKey, (Vec<NodeTarget>, SystemTime)>,
+    ) {
         for (key, (_, built)) in published {
             self.seeds.remove(key);
             let Some(table) = self.vips.get(key).and_then(|v| v.table.clone()) else { continue };

@@ -15,6 +15,8 @@ pub async fn annotate_node(
     value: Option<&str>,
 ) -> Result<(), kube::Error> {
     let patch = json!({ "metadata": { "annotations": { key: value } } });
-    Api::<Node>::all(client.clone()).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Api::<Node>::all(client.clone())
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }

@@ -82,7 +82,10 @@ pub(crate) struct DirectorArgs {
 
     /// Name of this director's Node object: BGPPeers whose spec.nodeSelector is set and selects
     /// its labels get a session announcing every VIP with the Node's addresses as next hops.
-    /// Without it the director speaks no BGP (the routers are configured otherwise).
+    /// Without it the director speaks no BGP (the routers are configured otherwise). With the
+    /// API server as the source it also publishes its previous-node record on that Node
+    /// (annotation switchyard.io/director-previous), which directors starting for the first
+    /// time take over.
     #[arg(long, value_name = "NAME", env = "NODE_NAME")]
     node_name: Option<String>,
 
@@ -448,7 +451,8 @@ async fn serve(
 /// (the records a manifest directory's Nodes carry are still read).
 struct Publisher {
     sender: Option<tokio::sync::watch::Sender<Option<String>>>,
-    last: Option<Option<String>>,
+    /// The record handed over last (`None`: none yet).
+    last: Option<switchyard_director::previous::Record>,
 }
 
 impl Publisher {
@@ -473,7 +477,11 @@ impl Publisher {
                     .await;
                     match written {
                         Ok(()) => {
-                            info!(node, bytes = value.map_or(0, |v| v.len()), "previous-node record published");
+                            info!(
+                                node,
+                                bytes = value.map_or(0, |v| v.len()),
+                                "previous-node record published"
+                            );
                             break;
                         }
                         Err(err) => {
@@ -491,6 +499,9 @@ impl Publisher {
     fn publish(&mut self, director: &Runtime) {
         let Some(sender) = &self.sender else { return };
         let record = director.record();
+        if self.last.as_ref() == Some(&record) {
+            return;
+        }
         let value = (!record.generations.is_empty()).then(|| {
             let (text, left_out) = record.encode();
             if left_out > 0 {
@@ -498,10 +509,8 @@ impl Publisher {
             }
             text
         });
-        if self.last.as_ref() != Some(&value) {
-            self.last = Some(value.clone());
-            sender.send_replace(value);
-        }
+        self.last = Some(record);
+        sender.send_replace(value);
     }
 }
 
