@@ -46,11 +46,8 @@ fn decapsulation_leaves_devices_no_longer_listed_at_the_next_start() {
     let directors = "10.99.0.1,fd00:99::1";
 
     // Decapsulation on both devices.
-    let agent = restart(
-        &cluster,
-        agent,
-        &["--devices", "eth0,dx0", "--director-addresses", directors],
-    );
+    let agent =
+        restart(&cluster, agent, &["--devices", "eth0,dx0", "--director-addresses", directors]);
     assert_eq!(decap::attached_devices(&bpf_dir).unwrap(), ["dx0", "eth0"]);
     for device in ["eth0", "dx0"] {
         let listed = tc_programs(&cluster, device);
