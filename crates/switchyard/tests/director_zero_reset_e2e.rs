@@ -32,8 +32,13 @@ const UDP_FLOWS: usize = 50;
 const INTERVAL: Duration = Duration::from_millis(200);
 
 fn cluster() -> Cluster {
+    cluster_with(&["dir1"])
+}
+
+/// Three nodes with one pod each, the client `ext`, and `directors`.
+fn cluster_with(directors: &[&str]) -> Cluster {
     let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
-    Cluster::with_topology(&topology(&nodes, &["ext"], &["dir1"]), director_lab::agent_args)
+    Cluster::with_topology(&topology(&nodes, &["ext"], directors), director_lab::agent_args)
 }
 
 /// The VIP Service (TCP and UDP on port 80, `externalTrafficPolicy: Cluster`), IPv4.
@@ -225,12 +230,7 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_added() {
 /// A lab with two directors and the VIP Service on `vip`, the Node objects `nodes` written,
 /// dir1 started and alone carrying the VIP (checked with three connections).
 fn two_directors(vip: &str, nodes: &dyn Fn(&Cluster) -> String) -> (Cluster, Director, SocketAddr) {
-    let nodes_of: [(&str, &[&str]); 3] =
-        [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
-    let cluster = Cluster::with_topology(
-        &topology(&nodes_of, &["ext"], &["dir1", "dir2"]),
-        director_lab::agent_args,
-    );
+    let cluster = cluster_with(&["dir1", "dir2"]);
     cluster.apply("nodes.yaml", &nodes(&cluster));
     cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
     let dir1 = Director::start(&cluster, "dir1", &[]);
@@ -606,12 +606,7 @@ fn long_lived_flows_survive_a_first_time_director_joining_while_nodes_change() {
         return;
     }
     let vip = "10.96.80.6";
-    let nodes_of: [(&str, &[&str]); 3] =
-        [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
-    let cluster = Cluster::with_topology(
-        &topology(&nodes_of, &["ext"], &["dir1", "dir2"]),
-        director_lab::agent_args,
-    );
+    let cluster = cluster_with(&["dir1", "dir2"]);
     let web = vip_service(&cluster, vip);
     cluster.apply_and_wait("web.yaml", &web);
     let shared = SharedApi::start(&cluster);
