@@ -17,6 +17,7 @@ pub mod decap;
 pub mod director;
 pub mod director_ids;
 pub mod director_probe;
+pub mod director_vips;
 mod director_reason;
 pub mod error;
 pub mod loader;
