@@ -429,8 +429,7 @@ impl DirMaps {
 
     /// Writes the settings (and the slot array's shift, from its size).
     pub fn set_config(&mut self, settings: &DirSettings) -> Result<(), Error> {
-        let config =
-            DirConfig { vip_slot_shift: self.vip_slot_shift(), ..settings.to_config() };
+        let config = DirConfig { vip_slot_shift: self.vip_slot_shift(), ..settings.to_config() };
         self.config.set(0, config, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
     }
 

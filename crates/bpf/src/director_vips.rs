@@ -106,7 +106,13 @@ impl DirMaps {
 
     /// Writes `key` and `vip` into the empty slot `index` (keeping its flags): family 0
     /// first, then the family.
-    fn fill_slot(&mut self, index: u32, key: FrontendKey, vip: DirVip, flags: u32) -> Result<(), Error> {
+    fn fill_slot(
+        &mut self,
+        index: u32,
+        key: FrontendKey,
+        vip: DirVip,
+        flags: u32,
+    ) -> Result<(), Error> {
         let mut slot = VipSlot { key, vip, flags, pad: 0 };
         slot.key.family = 0;
         self.set_slot(index, slot)?;

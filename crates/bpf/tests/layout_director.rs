@@ -5,7 +5,9 @@
 
 use std::{collections::BTreeMap, mem::offset_of};
 
-use switchyard_bpf::{abi::FrontendKey, decap::*, director::*, director_probe::*, director_vips::*};
+use switchyard_bpf::{
+    abi::FrontendKey, decap::*, director::*, director_probe::*, director_vips::*,
+};
 
 include!(concat!(env!("OUT_DIR"), "/c_layout_director.rs"));
 
