@@ -11,6 +11,7 @@ mod backoff;
 mod client;
 mod options;
 mod reflection;
+mod undecodable;
 mod watch;
 
 pub use backoff::JitteredBackoff;
