@@ -344,11 +344,9 @@ where
         let mut absent = false;
         // Names objects the typed decode fails on (Services, EndpointSlices, Nodes: what a
         // version skew could make undecodable; all watched cluster-wide).
-        let mut namer = matches!(
-            K::KIND,
-            ObjectKind::Service | ObjectKind::EndpointSlice | ObjectKind::Node
-        )
-        .then(|| Namer::new(&self.api, &self.config));
+        let mut namer =
+            matches!(K::KIND, ObjectKind::Service | ObjectKind::EndpointSlice | ObjectKind::Node)
+                .then(|| Namer::new(&self.api, &self.config));
         // After a LIST that did not decode: watch through the tolerant type (each object
         // decoded per object, the bad ones named and skipped) instead of failing forever.
         let mut tolerant = false;
@@ -364,7 +362,9 @@ where
             let backoff = JitteredBackoff::new(options.min_backoff, options.max_backoff);
             let mut stream: futures::stream::BoxStream<'static, watcher::Result<Event<K>>> =
                 match namer.as_ref().filter(|_| tolerant) {
-                    Some(namer) => tolerant_watcher::<K>(namer.client(), config).backoff(backoff).boxed(),
+                    Some(namer) => {
+                        tolerant_watcher::<K>(namer.client(), config).backoff(backoff).boxed()
+                    }
                     None => watcher(self.api.clone(), config).backoff(backoff).boxed(),
                 };
             // Deadline for the end marker of a streaming list.
@@ -437,9 +437,7 @@ where
                         log_watch_error(K::KIND, &err);
                         if let Some(namer) = namer.as_mut().filter(|_| is_decode_error(&err)) {
                             namer.name::<K>(K::KIND).await;
-                            if !tolerant
-                                && matches!(err, watcher::Error::InitialListFailed(_))
-                            {
+                            if !tolerant && matches!(err, watcher::Error::InitialListFailed(_)) {
                                 tracing::warn!(kind = %K::KIND, "listing again, skipping the objects that cannot be decoded");
                                 break Restart::Tolerant;
                             }
