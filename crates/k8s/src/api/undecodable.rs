@@ -112,7 +112,7 @@ impl Namer {
 #[derive(Clone, Debug)]
 pub(super) enum Tolerant<K> {
     Good(K),
-    Bad { meta: ObjectMeta, error: String },
+    Bad { meta: Box<ObjectMeta>, error: String },
 }
 
 impl<'de, K: DeserializeOwned> serde::Deserialize<'de> for Tolerant<K> {
@@ -122,7 +122,9 @@ impl<'de, K: DeserializeOwned> serde::Deserialize<'de> for Tolerant<K> {
         match serde_json::from_value::<K>(value) {
             Ok(object) => Ok(Tolerant::Good(object)),
             Err(error) => Ok(Tolerant::Bad {
-                meta: meta.and_then(|m| serde_json::from_value(m).ok()).unwrap_or_default(),
+                meta: Box::new(
+                    meta.and_then(|m| serde_json::from_value(m).ok()).unwrap_or_default(),
+                ),
                 error: error.to_string(),
             }),
         }
@@ -200,7 +202,7 @@ fn keep<K: Watched>(event: Event<Tolerant<K>>) -> Option<Event<K>> {
         Event::Apply(t) => good(t).map(Event::Apply),
         Event::InitApply(t) => good(t).map(Event::InitApply),
         Event::Delete(Tolerant::Good(object)) => Some(Event::Delete(object)),
-        Event::Delete(Tolerant::Bad { meta, .. }) => K::bare(meta).map(Event::Delete),
+        Event::Delete(Tolerant::Bad { meta, .. }) => K::bare(*meta).map(Event::Delete),
         Event::Init => Some(Event::Init),
         Event::InitDone => Some(Event::InitDone),
     }
