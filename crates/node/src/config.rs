@@ -9,7 +9,6 @@ use switchyard_bpf::MapSizes;
 use switchyard_bpf::nodeport::PacketMapSizes;
 use switchyard_model::{Cidr, NodePortAddresses, PortRange};
 
-
 /// Everything `switchyard agent` needs to run (see its `--help` for each setting).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -98,4 +97,24 @@ pub struct SourceConfig {
     pub healthz_bind_address: Option<String>,
     /// /healthz answers 503 once an update has waited this long to be programmed.
     pub health_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_bpf::nodeport::PacketSettings;
+    use switchyard_model::snat_ports::{LINUX_LOCAL_PORTS, choose_snat_ports};
+
+    /// The BPF crate's default (tests, benchmarks) is what the agent chooses on a node with
+    /// Kubernetes' and Linux's defaults, so what they measure is what a node runs.
+    #[test]
+    fn the_datapath_default_snat_ports_are_the_agents_choice_on_a_default_node() {
+        let chosen =
+            choose_snat_ports(None, PortRange::default(), Some(LINUX_LOCAL_PORTS)).unwrap();
+        let settings = PacketSettings::default();
+        let ports = (*settings.snat_ports.start(), *settings.snat_ports.end());
+        assert_eq!((chosen.range.first, chosen.range.last), ports);
+        let node_ports = (*settings.node_port_range.start(), *settings.node_port_range.end());
+        assert_eq!(node_ports, (PortRange::default().first, PortRange::default().last));
+    }
 }

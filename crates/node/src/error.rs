@@ -3,7 +3,6 @@
 use std::net::AddrParseError;
 use std::path::PathBuf;
 
-
 /// An error that stops the node agent (problems with single objects are logged, never this).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
