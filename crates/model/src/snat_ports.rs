@@ -102,7 +102,7 @@ pub fn choose_snat_ports(
 
 impl SnatPorts {
     /// How many ports the range holds.
-    pub fn len(&self) -> u32 {
+    pub fn port_count(&self) -> u32 {
         u32::from(self.range.last) - u32::from(self.range.first) + 1
     }
 
@@ -142,7 +142,7 @@ impl fmt::Display for SnatPorts {
     /// `1024-29999 (28976 ports: the widest gap of 1024-65535 outside ...)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let assumed = if self.local_assumed { " (assumed)" } else { "" };
-        write!(f, "{} ({} ports: ", self.range, self.len())?;
+        write!(f, "{} ({} ports: ", self.range, self.port_count())?;
         match self.source {
             SnatPortsSource::Flag => write!(f, "--snat-port-range)"),
             SnatPortsSource::Gap => write!(
@@ -234,7 +234,7 @@ mod tests {
             );
         }
         let linux = choose_snat_ports(None, NODE_PORTS, Some(LINUX_LOCAL_PORTS)).unwrap();
-        assert_eq!(linux.len(), 28_976);
+        assert_eq!(linux.port_count(), 28_976);
         assert_eq!(
             linux.to_string(),
             "1024-29999 (28976 ports: the widest gap of 1024-65535 outside the NodePort range \
