@@ -109,8 +109,8 @@ mod tests {
     /// Kubernetes' and Linux's defaults, so what they measure is what a node runs.
     #[test]
     fn the_datapath_default_snat_ports_are_the_agents_choice_on_a_default_node() {
-        let chosen =
-            choose_snat_ports(None, PortRange::default(), Some(LINUX_LOCAL_PORTS)).unwrap();
+        let chosen = choose_snat_ports(None, PortRange::default(), Some(LINUX_LOCAL_PORTS))
+            .unwrap_or_else(|e| panic!("{e}"));
         let settings = PacketSettings::default();
         let ports = (*settings.snat_ports.start(), *settings.snat_ports.end());
         assert_eq!((chosen.range.first, chosen.range.last), ports);
