@@ -301,7 +301,7 @@ impl ManifestDirectory {
                     // Everything the file defined before is among what it claimed before.
                     for id in &old_claimed {
                         if !entry.names(id)
-                            && self.applied.get(id).is_some_and(|a| a.location.file == path)
+                            && self.applied.get(id).is_some_and(|a| *a.location.file == *path)
                         {
                             entry.kept.push(id.clone());
                         }
