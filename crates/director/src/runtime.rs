@@ -99,7 +99,6 @@ fn map_key(key: &switchyard_model::FrontendKey) -> MapKey {
 
 /// Writes `ops` in order.
 pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Error> {
-    use switchyard_bpf::Error;
     for op in ops {
         match op {
             Op::ZeroVipCounters { id } => maps.zero_vip_counters(*id)?,
@@ -119,14 +118,10 @@ pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Err
                     warn!(table = id, %err, "node names of a table not recorded");
                 }
             }
-            Op::PutVip { key, id, table } => maps
-                .vips
-                .insert(map_key(key), DirVip { id: *id, table_id: *table }, 0)
-                .map_err(|source| Error::Map { name: names::VIPS, source })?,
-            Op::DeleteVip { key } => match maps.vips.remove(&map_key(key)) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => return Err(Error::Map { name: names::VIPS, source }),
-            },
+            Op::PutVip { key, id, table } => {
+                maps.put_vip(map_key(key), DirVip { id: *id, table_id: *table })?;
+            }
+            Op::DeleteVip { key } => maps.delete_vip(&map_key(key))?,
             Op::DeleteTable { id } => maps.delete_table(*id)?,
             Op::DeleteNode { id } => maps.delete_node(*id)?,
         }
@@ -149,8 +144,7 @@ fn model_key(key: &MapKey) -> Option<switchyard_model::FrontendKey> {
 pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
     use switchyard_bpf::Error;
     let mut adopted = Adopted::default();
-    for entry in maps.vips.iter() {
-        let (key, vip) = entry.map_err(|source| Error::Map { name: names::VIPS, source })?;
+    for (key, vip) in maps.vip_entries()? {
         adopted.vip_ids.insert(vip.id);
         if let Some(key) = model_key(&key) {
             adopted.vips.insert(key, vip.id);
@@ -441,17 +435,12 @@ impl Runtime {
 
     /// Entries of an earlier run that the tables do not hold (VIPs first, then tables, nodes).
     fn remove_leftovers(&mut self) -> Result<(), switchyard_bpf::Error> {
-        use switchyard_bpf::Error;
         let live: HashSet<MapKey> = self.tables.vips().map(|(k, _, _)| map_key(k)).collect();
         let (_, tables, nodes) = self.tables.live_ids();
         let maps = self.datapath.maps_mut();
-        let vips: Vec<MapKey> = maps
-            .vips
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|source| Error::Map { name: names::VIPS, source })?;
+        let vips: Vec<MapKey> = maps.vip_entries()?.into_iter().map(|(k, _)| k).collect();
         for key in vips.into_iter().filter(|k| !live.contains(k)) {
-            let _ = maps.vips.remove(&key);
+            maps.delete_vip(&key)?;
         }
         for id in maps.table_ids()?.into_iter().filter(|id| !tables.contains(id)) {
             maps.delete_table(id)?;

@@ -136,9 +136,9 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         let ids = |runtime: &Runtime| {
             let maps = runtime.datapath().maps();
             let mut vips: Vec<(String, u32)> = maps
-                .vips
-                .iter()
-                .map(|e| e.unwrap())
+                .vip_entries()
+                .unwrap()
+                .into_iter()
                 .map(|(k, v)| (k.addr.to_ip(k.family).to_string(), v.id))
                 .collect();
             vips.sort();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use switchyard_bpf::decap::DecapDatapath;
+use switchyard_bpf::decap::{self, DecapDatapath};
 use switchyard_bpf::director::XdpMode;
 use switchyard_bpf::nodeport::{self, PacketDatapath, PacketSettings};
 use switchyard_bpf::nodeport_xdp::{self, XdpDatapath};
@@ -202,7 +202,8 @@ impl PerPacketPrograms {
             }
         }
         let xdp_devices = if self.xdp.is_some() { &self.devices[..] } else { &[] };
-        detach_others(bpf_dir, &self.devices, xdp_devices)?;
+        let decap_devices = if self.decap.is_some() { &self.devices[..] } else { &[] };
+        detach_others(bpf_dir, &self.devices, xdp_devices, decap_devices)?;
         self.pods.sync(&mut self.datapath, bpf_dir);
         Ok(())
     }
@@ -214,12 +215,15 @@ impl PerPacketPrograms {
     }
 }
 
-/// Detaches the per-packet programs from every device not in `keep`, and the XDP program from
-/// every device not in `keep_xdp` (first: XDP passes to TC, never the other way).
+/// Detaches the per-packet programs from every device not in `keep`, the XDP program from
+/// every device not in `keep_xdp` (first: XDP passes to TC, never the other way), and the
+/// decapsulation from every device not in `keep_decap` (before the per-packet programs: it
+/// hands them the inner packet).
 pub(crate) fn detach_others(
     bpf_dir: &Path,
     keep: &[String],
     keep_xdp: &[String],
+    keep_decap: &[String],
 ) -> Result<(), NodeError> {
     let attached = nodeport_xdp::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
         what: "listing devices with the XDP program".into(),
@@ -233,6 +237,17 @@ pub(crate) fn detach_others(
             })?;
             info!(device, "per-packet XDP program detached (--xdp off or device not listed)");
         }
+    }
+    let attached = decap::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
+        what: "listing devices with the decapsulation program".into(),
+        source: source.into(),
+    })?;
+    for device in attached.into_iter().filter(|d| !keep_decap.contains(d)) {
+        decap::detach_device(bpf_dir, &device).map_err(|source| NodeError::Bpf {
+            what: format!("detaching the decapsulation from device {device}"),
+            source: source.into(),
+        })?;
+        info!(device, "decapsulation detached (no directors or DSR, or device not listed)");
     }
     let attached = nodeport::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
         what: "listing attached devices".into(),
