@@ -531,8 +531,12 @@ impl DirMaps {
         self.table_nodes.get(&TableNodeKey { table_id, node_id }, 0).ok()
     }
 
-    /// A name of node `node_id` (from any table that has it).
+    /// A name of node `node_id` (from any table that has it; id 0 is no node, its entries
+    /// hold a table's build time).
     pub fn node_name(&self, node_id: u32) -> Option<String> {
+        if node_id == 0 {
+            return None;
+        }
         self.table_nodes
             .iter()
             .filter_map(Result::ok)
