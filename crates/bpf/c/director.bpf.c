@@ -5,7 +5,8 @@
  *
  *   sy_director
  *     1. parse: the flow (an ICMP error: the quoted flow turned around, so it follows its flow)
- *     2. VIP (address, port, protocol) -> its table; no VIP: XDP_PASS
+ *     2. VIP (address, port, protocol) -> its table (its home slot in an array, a hash
+ *        lookup only when the slot holds another and says so); no VIP: XDP_PASS
  *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
  *     4. route to the node (next hop cached per CPU for 100 ms): too big once encapsulated ->
  *        ICMP frag-needed / packet-too-big with the inner MTU back to the client (XDP_TX)
@@ -231,11 +232,11 @@ SEC("xdp")
 int sy_director(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct sy_frontend_key key = {};
+	struct sy_frontend_key key __attribute__((aligned(8))) = {};
 	struct sy_dir_config *cfg;
 	struct sy_config hash_key = {};
 	struct sy_dir_node *node;
-	struct sy_dir_vip *vip;
+	const struct sy_dir_vip *vip;
 	struct dir_flow d = {};
 	struct xdp_pkt *pp = &d.p;
 	__u32 zero = 0, slot, *node_id;
@@ -258,13 +259,15 @@ int sy_director(struct xdp_md *ctx)
 	key.port = pp->flow.dport;
 	key.proto = pp->flow.proto;
 	key.family = pp->flow.family;
-	vip = bpf_map_lookup_elem(&sy_dir_vips, &key);
+	cfg = bpf_map_lookup_elem(&sy_dir_config, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	vip = sy_dir_vip_lookup(cfg, &key);
 	if (!vip)
 		return XDP_PASS;
 	d.vip_id = vip->id;
 	d.slot = SY_EVENT_NO_SLOT;
-	cfg = bpf_map_lookup_elem(&sy_dir_config, &zero);
-	if (!cfg || cfg->table_size == 0)
+	if (cfg->table_size == 0)
 		return dir_drop(&d, SY_DIR_DROP_NO_CONFIG);
 	if (vip->table_id == 0)
 		return dir_drop(&d, SY_DIR_DROP_NO_NODE);

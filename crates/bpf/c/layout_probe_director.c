@@ -2,11 +2,29 @@
  * as Rust, for tests/layout_director.rs. */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include "switchyard.h"
 
 #define SIZE(t) printf("    (\"%s\", %zu, %zu),\n", #t, sizeof(struct t), _Alignof(struct t))
 #define FIELD(t, f) printf("    (\"%s.%s\", %zu),\n", #t, #f, offsetof(struct t, f))
 #define CONST(c) printf("    (\"%s\", %llu),\n", #c, (unsigned long long)(c))
+
+/* Prints the home slot of ADDR (the address as text, its bytes) port/proto under `shift`. */
+static void slot_of(const char *text, const unsigned char *bytes, unsigned family,
+		    unsigned port, unsigned proto, unsigned shift)
+{
+	struct sy_frontend_key k;
+	__u32 words[6];
+
+	memset(&k, 0, sizeof(k));
+	memcpy(k.addr.bytes, bytes, 16);
+	k.port = (__be16)((port >> 8) | ((port & 0xff) << 8)); /* network order (host LE) */
+	k.proto = (__u8)proto;
+	k.family = (__u8)family;
+	memcpy(words, &k, sizeof(words)); /* as the program loads them */
+	printf("    (\"%s\", %u, %u, %u, %u),\n", text, port, proto, shift,
+	       sy_dir_vip_slot_of((const struct sy_frontend_key *)words, shift));
+}
 
 int main(void)
 {
@@ -14,6 +32,7 @@ int main(void)
 	SIZE(sy_gue_hdr);
 	SIZE(sy_gue_prev);
 	SIZE(sy_dir_vip);
+	SIZE(sy_dir_vip_slot);
 	SIZE(sy_dir_node);
 	SIZE(sy_dir_config);
 	SIZE(sy_dir_counter);
@@ -32,6 +51,10 @@ int main(void)
 	FIELD(sy_gue_prev, reserved);
 	FIELD(sy_dir_vip, id);
 	FIELD(sy_dir_vip, table_id);
+	FIELD(sy_dir_vip_slot, key);
+	FIELD(sy_dir_vip_slot, vip);
+	FIELD(sy_dir_vip_slot, flags);
+	FIELD(sy_dir_vip_slot, pad);
 	FIELD(sy_dir_node, addr);
 	FIELD(sy_dir_node, family);
 	FIELD(sy_dir_node, pad);
@@ -44,6 +67,8 @@ int main(void)
 	FIELD(sy_dir_config, gue_port);
 	FIELD(sy_dir_config, encap);
 	FIELD(sy_dir_config, pad);
+	FIELD(sy_dir_config, vip_slot_shift);
+	FIELD(sy_dir_config, reserved);
 	FIELD(sy_dir_counter, packets);
 	FIELD(sy_dir_counter, bytes);
 	FIELD(sy_dir_table_node_key, table_id);
@@ -115,6 +140,27 @@ int main(void)
 	CONST(SY_DECAP_SRC_DIRECTOR);
 	CONST(SY_DECAP_SRC_NODE);
 	CONST(SY_DECAP_REASON_MAX);
+	CONST(SY_DIR_SLOT_OVERFLOW);
+	printf("];\n\n/// (address, port, protocol, shift, home slot): sy_dir_vip_slot_of.\n"
+	       "pub const C_DIR_VIP_SLOTS: &[(&str, u16, u8, u32, u32)] = &[\n");
+	{
+		static const unsigned char v4a[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+						      10, 96, 0, 1};
+		static const unsigned char v4b[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+						      198, 51, 100, 7};
+		static const unsigned char v6a[16] = {0xfd, 0, 0, 0x96, 0, 0, 0, 0,
+						      0, 0, 0, 0, 0, 0x70, 0, 1};
+		unsigned shift;
+
+		for (shift = 18; shift <= 31; shift += 13) {
+			slot_of("10.96.0.1", v4a, 2, 80, 6, shift);
+			slot_of("10.96.0.1", v4a, 2, 443, 6, shift);
+			slot_of("10.96.0.1", v4a, 2, 80, 17, shift);
+			slot_of("198.51.100.7", v4b, 2, 53, 17, shift);
+			slot_of("fd00:96::70:1", v6a, 10, 80, 6, shift);
+			slot_of("fd00:96::70:1", v6a, 10, 8443, 132, shift);
+		}
+	}
 	printf("];\n");
 	return 0;
 }

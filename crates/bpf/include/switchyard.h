@@ -572,11 +572,37 @@ struct sy_gue_dsr {
 #define SY_ENCAP_SPORT_BASE 0xc000
 #define SY_ENCAP_SPORT_MASK 0x3fff
 
-/* sy_dir_vips key: struct sy_frontend_key (scope SY_SCOPE_DEFAULT). Value: */
+/* sy_dir_vip_slots value and sy_dir_vips (the overflow hash) value; keys are struct
+ * sy_frontend_key (scope SY_SCOPE_DEFAULT). */
 struct sy_dir_vip {
 	__u32 id;       /* nonzero; key of the per-VIP counters */
 	__u32 table_id; /* sy_dir_tables key; 0: no node serves this VIP (dropped, counted) */
 };
+
+/* sy_dir_vip_slots value (issue 16: a VIP found by an inlined array lookup, not a hash map's
+ * call): an array of 2^k slots, a VIP's home slot is sy_dir_vip_slot_of(key, 32 - k). A slot
+ * holds the VIP whose home it is, or none (key.family 0); a VIP whose home slot holds another
+ * lives in sy_dir_vips, and its home slot then has SY_DIR_SLOT_OVERFLOW. User space writes a
+ * slot so that a reader never matches a half-written key: family 0 first, then the family. */
+struct sy_dir_vip_slot {
+	struct sy_frontend_key key;
+	struct sy_dir_vip vip;
+	__u32 flags; /* SY_DIR_SLOT_OVERFLOW */
+	__u32 pad;   /* zero */
+};
+#define SY_DIR_SLOT_OVERFLOW 1u
+
+/* The home slot of a VIP key among 2^(32 - shift) slots (shift 1..31): the address words,
+ * the port/protocol/family word, two multiplications by the golden ratio, the top bits. Not
+ * keyed: user space places every VIP, a collision costs one hash lookup. */
+static inline __u32 sy_dir_vip_slot_of(const struct sy_frontend_key *k, __u32 shift)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 x = (w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9e3779b1u;
+
+	x = (x ^ w[4]) * 0x9e3779b1u;
+	return x >> (shift & 31);
+}
 
 /* sy_dir_nodes value (an array indexed by the __u32 node id, nonzero): where encapsulated
  * packets go. An unused id is all zero: family 0. */
@@ -597,6 +623,8 @@ struct sy_dir_config {
 	__be16 gue_port;        /* destination UDP port of GUE / FOU, network order */
 	__u8 encap;             /* SY_ENCAP_* */
 	__u8 pad;
+	__u32 vip_slot_shift;   /* sy_dir_vip_slots has 2^(32 - shift) entries */
+	__u32 reserved;         /* zero */
 };
 
 /* Counter indexes of sy_dir_counters (director) and what happened to the packet. */

@@ -340,6 +340,45 @@ impl DecapDatapath {
     }
 }
 
+/// Devices the decapsulation program is attached to (by its link pins
+/// `decap-<device>-<generation>`), sorted: an agent detaches it from devices no longer listed.
+pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
+    let mut devices = BTreeSet::new();
+    for path in crate::loader::link_pins(bpf_dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        // The device name may itself contain '-'; the generation is digits only.
+        if let Some((device, generation)) =
+            name.strip_prefix(LINK_PREFIX).and_then(|rest| rest.rsplit_once('-'))
+            && !device.is_empty()
+            && !generation.is_empty()
+            && generation.bytes().all(|b| b.is_ascii_digit())
+        {
+            devices.insert(device.to_owned());
+        }
+    }
+    Ok(devices.into_iter().collect())
+}
+
+/// Detaches the decapsulation program from `device` (removes its link pins; the link goes with
+/// the last pin). Returns how many pins were removed.
+pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
+    crate::nodeport::check_device_name(device)?;
+    let prefix = format!("{LINK_PREFIX}{device}-");
+    let mut removed = 0;
+    for path in crate::loader::link_pins(bpf_dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        // "decap-eth0-" must not match "decap-eth0-x-<generation>" of device "eth0-x".
+        if name
+            .strip_prefix(&prefix)
+            .is_some_and(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+        {
+            crate::loader::unpin_link(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes the decapsulation map pins (links go with [`crate::loader::cleanup`]).
 pub fn cleanup(bpf_dir: &Path) -> Result<(), Error> {
     crate::loader::remove_map_pins(bpf_dir, &names::ALL)

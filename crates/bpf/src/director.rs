@@ -19,7 +19,7 @@ use aya::{
         xdp::{XdpLink, XdpMode as AyaXdpMode},
     },
 };
-use switchyard_maglev::{FlowKey, Seed};
+use switchyard_maglev::Seed;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -51,7 +51,9 @@ pub const LINK_PREFIX: &str = "xdp-";
 
 /// Map names (pin file names in the director's bpffs directory).
 pub mod names {
-    /// `sy_dir_vips`: VIP key -> VIP.
+    /// `sy_dir_vip_slots`: home slot -> VIP (an array; see [`crate::director_vips`]).
+    pub const VIP_SLOTS: &str = "sy_dir_vip_slots";
+    /// `sy_dir_vips`: VIP key -> VIP, the VIPs whose home slot holds another.
     pub const VIPS: &str = "sy_dir_vips";
     /// `sy_dir_tables`: table id -> Maglev table (array of node ids); an array of maps.
     pub const TABLES: &str = "sy_dir_tables";
@@ -77,7 +79,8 @@ pub mod names {
     /// `sy_events`: the monitor's ring buffer (events with `PATH_DIR`).
     pub const EVENTS: &str = crate::maps::names::EVENTS;
     /// Every map.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
+        VIP_SLOTS,
         VIPS,
         TABLES,
         PREV_TABLES,
@@ -184,6 +187,10 @@ pub struct DirConfig {
     pub encap: u8,
     /// Zero.
     pub pad: u8,
+    /// `sy_dir_vip_slots` has `2^(32 - shift)` entries.
+    pub vip_slot_shift: u32,
+    /// Zero.
+    pub reserved: u32,
 }
 
 /// `struct sy_dir_counter`.
@@ -308,6 +315,8 @@ impl DirSettings {
             gue_port: self.gue_port.to_be(),
             encap: self.encap,
             pad: 0,
+            vip_slot_shift: 0,
+            reserved: 0,
         }
     }
 }
@@ -338,7 +347,10 @@ const BPF_F_INNER_MAP: u32 = 1 << 12;
 
 /// Typed handles on the director's maps.
 pub struct DirMaps {
-    /// VIP key -> VIP.
+    /// Home slot -> VIP ([`DirMaps::put_vip`], [`DirMaps::delete_vip`], [`DirMaps::vip`]).
+    pub vip_slots: Array<MapData, crate::director_vips::VipSlot>,
+    /// VIP key -> VIP: the overflow, VIPs whose home slot holds another (write through
+    /// [`DirMaps::put_vip`]: a VIP only here is not found without its slot's flag).
     pub vips: HashMap<MapData, FrontendKey, DirVip>,
     /// Table id -> table (an array of maps indexed by id; [`DirMaps::table_ids`] lists them).
     pub tables: ArrayOfMaps<MapData, DirTable>,
@@ -386,6 +398,7 @@ impl DirMaps {
     ) -> Result<Self, Error> {
         let (tables, prev_tables) = (take(names::TABLES)?, take(names::PREV_TABLES)?);
         Ok(DirMaps {
+            vip_slots: typed(names::VIP_SLOTS, take(names::VIP_SLOTS)?)?,
             vips: typed(names::VIPS, take(names::VIPS)?)?,
             clear_tables: Slots::of(names::TABLES, &tables)?,
             clear_prev_tables: Slots::of(names::PREV_TABLES, &prev_tables)?,
@@ -414,11 +427,10 @@ impl DirMaps {
         self.config.get(&0, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
     }
 
-    /// Writes the settings.
+    /// Writes the settings (and the slot array's shift, from its size).
     pub fn set_config(&mut self, settings: &DirSettings) -> Result<(), Error> {
-        self.config
-            .set(0, settings.to_config(), 0)
-            .map_err(|source| Error::Map { name: names::CONFIG, source })
+        let config = DirConfig { vip_slot_shift: self.vip_slot_shift(), ..settings.to_config() };
+        self.config.set(0, config, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
     }
 
     /// Creates table `id` (a new inner array filled completely) and inserts it: the program
@@ -519,8 +531,12 @@ impl DirMaps {
         self.table_nodes.get(&TableNodeKey { table_id, node_id }, 0).ok()
     }
 
-    /// A name of node `node_id` (from any table that has it).
+    /// A name of node `node_id` (from any table that has it; id 0 is no node, its entries
+    /// hold a table's build time).
     pub fn node_name(&self, node_id: u32) -> Option<String> {
+        if node_id == 0 {
+            return None;
+        }
         self.table_nodes
             .iter()
             .filter_map(Result::ok)
@@ -535,45 +551,6 @@ impl DirMaps {
             names::COUNTERS,
             DirReason::ALL.iter().map(|&reason| (reason, reason as u32)),
         )
-    }
-
-    /// Repeats the program's lookup for a flow (client -> VIP): the VIP, the SipHash-2-4 of
-    /// the 5-tuple under the configured seed, the slot, the node. `None` when the destination
-    /// is no VIP.
-    pub fn lookup(&self, flow: &FlowKey) -> Result<Option<DirLookup>, Error> {
-        let key = FrontendKey::new(flow.destination, flow.destination_port, flow.protocol, 0);
-        let vip = match self.vips.get(&key, 0) {
-            Ok(vip) => vip,
-            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
-            Err(source) => return Err(Error::Map { name: names::VIPS, source }),
-        };
-        let config = self.config()?;
-        let seed_bytes = {
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&config.hash_k0.to_le_bytes());
-            b[8..].copy_from_slice(&config.hash_k1.to_le_bytes());
-            b
-        };
-        let hash = flow
-            .hash(&Seed::from_bytes(seed_bytes))
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let mut out = DirLookup { vip, hash, slot: None, node: None };
-        if vip.table_id == 0 || config.table_size == 0 {
-            return Ok(Some(out));
-        }
-        let map_err = |source| Error::Map { name: names::TABLES, source };
-        let table: DirTable = match self.tables.get(&vip.table_id, 0) {
-            Ok(table) => table,
-            Err(aya::maps::MapError::KeyNotFound | aya::maps::MapError::OutOfBounds { .. }) => {
-                return Ok(Some(out));
-            }
-            Err(source) => return Err(map_err(source)),
-        };
-        let slot = (hash % u64::from(config.table_size)) as u32;
-        out.slot = Some(slot);
-        let node_id = table.get(&slot, 0).map_err(map_err)?;
-        out.node = self.node(node_id)?.map(|node| (node_id, node));
-        Ok(Some(out))
     }
 }
 
@@ -605,6 +582,7 @@ impl DirectorDatapath {
         let recreated = crate::director_ids::recreate_incompatible_pins(bpf_dir, sizes)?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(bpf_dir)
+            .map_max_entries(names::VIP_SLOTS, crate::director_vips::vip_slots(sizes.vips))
             .map_max_entries(names::VIPS, sizes.vips)
             .map_max_entries(names::TABLES, id_slots(sizes.tables))
             .map_max_entries(names::PREV_TABLES, id_slots(sizes.tables))

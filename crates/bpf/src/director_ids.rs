@@ -39,9 +39,16 @@ const REASON_SLOTS: u32 = 32;
 
 /// Every pinned map whose layout this build fixes: (name, type, key size, value size,
 /// max_entries).
-fn expected(sizes: DirMapSizes) -> [(&'static str, MapType, usize, usize, u32); 9] {
+fn expected(sizes: DirMapSizes) -> [(&'static str, MapType, usize, usize, u32); 10] {
     let id = size_of::<u32>();
     [
+        (
+            names::VIP_SLOTS,
+            MapType::Array,
+            id,
+            size_of::<crate::director_vips::VipSlot>(),
+            crate::director_vips::vip_slots(sizes.vips),
+        ),
         (names::VIPS, MapType::Hash, size_of::<FrontendKey>(), size_of::<DirVip>(), sizes.vips),
         (names::TABLES, MapType::ArrayOfMaps, id, id, id_slots(sizes.tables)),
         (names::PREV_TABLES, MapType::ArrayOfMaps, id, id, id_slots(sizes.tables)),

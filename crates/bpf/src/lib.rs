@@ -18,6 +18,7 @@ pub mod director;
 pub mod director_ids;
 pub mod director_probe;
 mod director_reason;
+pub mod director_vips;
 pub mod error;
 pub mod loader;
 pub mod maps;

@@ -212,7 +212,7 @@ fn a_vip_without_nodes_or_source_drops_and_counts() {
     let mut d =
         Director::with_settings("dir-drops", &DirSettings { source6: None, ..settings(ENCAP_GUE) });
     let key = FrontendKey::new(VIP4.parse().unwrap(), 80, TCP, 0);
-    d.dp.maps_mut().vips.insert(key, DirVip { id: 1, table_id: 0 }, 0).unwrap();
+    d.dp.maps_mut().put_vip(key, DirVip { id: 1, table_id: 0 }).unwrap();
     assert_eq!(d.run(&Spec::tcp(CLIENT4, 1, VIP4, 80, SYN).frame()).0, XDP_DROP);
     assert_eq!(d.count(DirReason::DropNoNode), 1);
     d.vip(2, VIP6, 80, TCP, &[5]);
@@ -232,7 +232,7 @@ fn unused_or_removed_node_and_table_ids_drop_and_count() {
     let beyond = d.dp.maps().nodes.len() + 10;
     d.dp.maps_mut().put_table(3, &vec![beyond; M as usize]).unwrap();
     let key = FrontendKey::new(VIP4.parse().unwrap(), 82, TCP, 0);
-    d.dp.maps_mut().vips.insert(key, DirVip { id: 3, table_id: 3 }, 0).unwrap();
+    d.dp.maps_mut().put_vip(key, DirVip { id: 3, table_id: 3 }).unwrap();
     for (n, port) in [80u16, 81, 82].into_iter().enumerate() {
         let (rc, _) = d.run(&Spec::tcp(CLIENT4, 40_000, VIP4, port, SYN).frame());
         assert_eq!(rc, XDP_DROP, "port {port}");
@@ -250,7 +250,7 @@ fn unused_or_removed_node_and_table_ids_drop_and_count() {
     assert_eq!(d.dp.maps().table_ids().unwrap(), [1, 3], "slot 2 cleared");
     let key = FrontendKey::new(VIP4.parse().unwrap(), 83, TCP, 0);
     let beyond = d.dp.maps().tables.len() + 1;
-    d.dp.maps_mut().vips.insert(key, DirVip { id: 4, table_id: beyond }, 0).unwrap();
+    d.dp.maps_mut().put_vip(key, DirVip { id: 4, table_id: beyond }).unwrap();
     for (n, port) in [81u16, 83].into_iter().enumerate() {
         let (rc, _) = d.run(&Spec::tcp(CLIENT4, 40_000, VIP4, port, SYN).frame());
         assert_eq!(rc, XDP_DROP, "port {port}");

@@ -83,7 +83,7 @@ fn drops_passes_and_too_big_answers_are_reported() {
     let mut d = Director::new("dir-monitor-drops", ENCAP_GUE);
     d.vip(1, VIP4, 80, TCP, &[4]); // node 4: route MTU 1300
     let key = FrontendKey::new(VIP4.parse().unwrap(), 81, TCP, 0);
-    d.dp.maps_mut().vips.insert(key, DirVip { id: 7, table_id: 0 }, 0).unwrap();
+    d.dp.maps_mut().put_vip(key, DirVip { id: 7, table_id: 0 }).unwrap();
     let mut monitor = Monitor::open_pinned(d.bpf_dir()).unwrap();
     // Decisions never sampled in (1 in 2^32), drops always: only drops arrive.
     monitor.enable(u32::MAX, 1).unwrap();

@@ -1,9 +1,13 @@
 //! The director and decapsulation mirrors must lay out exactly like the director section of
 //! `include/switchyard.h` (build.rs runs `c/layout_probe_director.c`). No root needed.
 
+#![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
+
 use std::{collections::BTreeMap, mem::offset_of};
 
-use switchyard_bpf::{decap::*, director::*, director_probe::*};
+use switchyard_bpf::{
+    abi::FrontendKey, decap::*, director::*, director_probe::*, director_vips::*,
+};
 
 include!(concat!(env!("OUT_DIR"), "/c_layout_director.rs"));
 
@@ -13,6 +17,7 @@ fn every_director_struct_has_the_size_and_alignment_of_the_header() {
         ("sy_gue_hdr", (size_of::<GueHdr>(), align_of::<GueHdr>())),
         ("sy_gue_prev", (size_of::<GuePrev>(), align_of::<GuePrev>())),
         ("sy_dir_vip", (size_of::<DirVip>(), align_of::<DirVip>())),
+        ("sy_dir_vip_slot", (size_of::<VipSlot>(), align_of::<VipSlot>())),
         ("sy_dir_node", (size_of::<DirNode>(), align_of::<DirNode>())),
         ("sy_dir_config", (size_of::<DirConfig>(), align_of::<DirConfig>())),
         ("sy_dir_counter", (size_of::<DirCounter>(), align_of::<DirCounter>())),
@@ -43,6 +48,10 @@ fn every_director_field_has_the_offset_of_the_header() {
         "sy_gue_prev.reserved" => GuePrev, reserved;
         "sy_dir_vip.id" => DirVip, id;
         "sy_dir_vip.table_id" => DirVip, table_id;
+        "sy_dir_vip_slot.key" => VipSlot, key;
+        "sy_dir_vip_slot.vip" => VipSlot, vip;
+        "sy_dir_vip_slot.flags" => VipSlot, flags;
+        "sy_dir_vip_slot.pad" => VipSlot, pad;
         "sy_dir_node.addr" => DirNode, addr;
         "sy_dir_node.family" => DirNode, family;
         "sy_dir_node.pad" => DirNode, pad;
@@ -55,6 +64,8 @@ fn every_director_field_has_the_offset_of_the_header() {
         "sy_dir_config.gue_port" => DirConfig, gue_port;
         "sy_dir_config.encap" => DirConfig, encap;
         "sy_dir_config.pad" => DirConfig, pad;
+        "sy_dir_config.vip_slot_shift" => DirConfig, vip_slot_shift;
+        "sy_dir_config.reserved" => DirConfig, reserved;
         "sy_dir_counter.packets" => DirCounter, packets;
         "sy_dir_counter.bytes" => DirCounter, bytes;
         "sy_dir_table_node_key.table_id" => TableNodeKey, table_id;
@@ -99,6 +110,7 @@ fn every_director_constant_has_the_value_of_the_header() {
         ("SY_GUE_PREV_HLEN6", u64::from(GUE_PREV_HLEN6)),
         ("SY_DECAP_SRC_DIRECTOR", u64::from(SRC_DIRECTOR)),
         ("SY_DECAP_SRC_NODE", u64::from(SRC_NODE)),
+        ("SY_DIR_SLOT_OVERFLOW", u64::from(SLOT_OVERFLOW)),
     ]);
     let dir_names = [
         "SY_DIR_ENCAP_GUE",
@@ -146,4 +158,19 @@ fn every_director_constant_has_the_value_of_the_header() {
     }
     let c: BTreeMap<_, _> = C_DIR_CONSTS.iter().copied().collect();
     assert_eq!(rust, c, "value per constant: left Rust, right C");
+}
+
+/// The Rust mirror's home slot of a VIP key is the program's (`sy_dir_vip_slot_of`, compiled
+/// for the host from the same header), so user space places VIPs where the program looks.
+#[test]
+fn the_home_slot_of_a_vip_is_the_headers() {
+    assert!(C_DIR_VIP_SLOTS.len() >= 12);
+    for &(addr, port, proto, shift, slot) in C_DIR_VIP_SLOTS {
+        let key = FrontendKey::new(addr.parse().unwrap(), port, proto, 0);
+        assert_eq!(vip_slot_of(&key, shift), slot, "{addr} {port}/{proto} shift {shift}");
+    }
+    // Sizes: a power of two, at least twice the capacity; the shift matches.
+    assert_eq!((vip_slots(4096), vip_slot_shift(8192)), (8192, 19));
+    assert_eq!((vip_slots(0), vip_slots(1), vip_slots(3)), (2, 2, 8));
+    assert_eq!(vip_slot_shift(2), 31);
 }

@@ -10,11 +10,13 @@
 //! - [`runtime`]: loads the XDP program and carries every update into its maps.
 //! - [`announce`]: announces the VIPs over BGP with the director as next hop.
 //! - [`health`]: node health from probes (sans IO): which nodes stay in the tables.
+//! - [`previous`]: the previous-node records directors publish and a new director takes over.
 //! - [`probe`]: sends the probes through the encapsulated path.
 
 pub mod announce;
 pub mod config;
 pub mod health;
+pub mod previous;
 pub mod probe;
 pub mod runtime;
 pub mod tables;

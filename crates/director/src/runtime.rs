@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use switchyard_bpf::abi::FrontendKey as MapKey;
 use switchyard_bpf::director::{
@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::announce::Announcer;
 use crate::config::{DirectorConfig, Encap};
 use crate::health::{self, Checker, Health, HealthConfig, Outcome, Probe, Target, Transition};
+use crate::previous::{PREVIOUS_ANNOTATION, Record};
 use crate::tables::{Adopted, AdoptedTable, Op, Plan, Tables};
 use crate::vips::{NodeTarget, VipSet, vip_set_at};
 
@@ -76,7 +77,14 @@ pub struct Runtime {
     health: Option<HealthChecking>,
     /// A node went in or out of service since the tables were last programmed.
     health_changed: bool,
+    /// The build time pinned for each table that names previous nodes.
+    pinned_built: BTreeMap<u32, SystemTime>,
 }
+
+/// The node id of a table's `sy_dir_table_nodes` entry that holds its build time (no node has
+/// id 0), and the name it carries before the Unix milliseconds.
+const BUILT_NODE_ID: u32 = 0;
+const BUILT_PREFIX: &str = "switchyard:built-ms=";
 
 /// The health checker and where its findings go.
 #[derive(Debug)]
@@ -99,7 +107,6 @@ fn map_key(key: &switchyard_model::FrontendKey) -> MapKey {
 
 /// Writes `ops` in order.
 pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Error> {
-    use switchyard_bpf::Error;
     for op in ops {
         match op {
             Op::ZeroVipCounters { id } => maps.zero_vip_counters(*id)?,
@@ -119,14 +126,10 @@ pub fn execute(maps: &mut DirMaps, ops: &[Op]) -> Result<(), switchyard_bpf::Err
                     warn!(table = id, %err, "node names of a table not recorded");
                 }
             }
-            Op::PutVip { key, id, table } => maps
-                .vips
-                .insert(map_key(key), DirVip { id: *id, table_id: *table }, 0)
-                .map_err(|source| Error::Map { name: names::VIPS, source })?,
-            Op::DeleteVip { key } => match maps.vips.remove(&map_key(key)) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => return Err(Error::Map { name: names::VIPS, source }),
-            },
+            Op::PutVip { key, id, table } => {
+                maps.put_vip(map_key(key), DirVip { id: *id, table_id: *table })?;
+            }
+            Op::DeleteVip { key } => maps.delete_vip(&map_key(key))?,
             Op::DeleteTable { id } => maps.delete_table(*id)?,
             Op::DeleteNode { id } => maps.delete_node(*id)?,
         }
@@ -149,8 +152,7 @@ fn model_key(key: &MapKey) -> Option<switchyard_model::FrontendKey> {
 pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
     use switchyard_bpf::Error;
     let mut adopted = Adopted::default();
-    for entry in maps.vips.iter() {
-        let (key, vip) = entry.map_err(|source| Error::Map { name: names::VIPS, source })?;
+    for (key, vip) in maps.vip_entries()? {
         adopted.vip_ids.insert(vip.id);
         if let Some(key) = model_key(&key) {
             adopted.vips.insert(key, vip.id);
@@ -168,10 +170,16 @@ pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
     // The tables themselves (what `Tables::update` takes over as they are): each one's nodes
     // with their names and weights, its slots and its previous nodes.
     let mut named: BTreeMap<u32, Vec<(u32, NodeTarget)>> = BTreeMap::new();
+    let mut built: BTreeMap<u32, SystemTime> = BTreeMap::new();
     for entry in maps.table_nodes.iter() {
         let (key, node) =
             entry.map_err(|source| Error::Map { name: names::TABLE_NODES, source })?;
-        if let Some(&address) = adopted.node_addresses.get(&key.node_id) {
+        if key.node_id == BUILT_NODE_ID {
+            let ms = node.name().strip_prefix(BUILT_PREFIX).and_then(|t| t.parse::<u64>().ok());
+            if let Some(ms) = ms {
+                built.insert(key.table_id, UNIX_EPOCH + Duration::from_millis(ms));
+            }
+        } else if let Some(&address) = adopted.node_addresses.get(&key.node_id) {
             let target = NodeTarget { name: Arc::from(node.name()), address, weight: node.weight };
             named.entry(key.table_id).or_default().push((key.node_id, target));
         }
@@ -182,7 +190,8 @@ pub fn adopt(maps: &DirMaps) -> Result<Adopted, switchyard_bpf::Error> {
             continue;
         };
         let previous = maps.prev_slots(id)?;
-        adopted.tables.insert(id, AdoptedTable { nodes, slots, previous });
+        let built = built.get(&id).copied();
+        adopted.tables.insert(id, AdoptedTable { nodes, slots, previous, built });
     }
     Ok(adopted)
 }
@@ -231,6 +240,7 @@ impl Runtime {
             set: VipSet::default(),
             health: None,
             health_changed: false,
+            pinned_built: BTreeMap::new(),
         })
     }
 
@@ -298,6 +308,8 @@ impl Runtime {
         // The joining window is the previous-node TTL (how long directors that saw a node join
         // keep naming previous nodes).
         self.set = vip_set_at(&self.state, SystemTime::now(), self.tables.config().previous_ttl);
+        let records = self.records();
+        self.tables.set_records(records, SystemTime::now(), &self.set);
         self.health_changed = false;
         if let Some(h) = &mut self.health {
             // The nodes the tables hold too: one that left the objects stays probed.
@@ -333,6 +345,7 @@ impl Runtime {
             warn!(%problem, "director input");
         }
         execute(self.datapath.maps_mut(), &plan.ops)?;
+        self.pin_built(&plan.ops);
         if !self.attached {
             self.remove_leftovers()?;
             for device in &self.options.devices {
@@ -361,6 +374,7 @@ impl Runtime {
             warn!(%problem, "director input");
         }
         execute(self.datapath.maps_mut(), &plan.ops)?;
+        self.pin_built(&plan.ops);
         if !plan.ops.is_empty() {
             info!(ops = plan.ops.len(), "previous nodes expired");
         }
@@ -441,17 +455,12 @@ impl Runtime {
 
     /// Entries of an earlier run that the tables do not hold (VIPs first, then tables, nodes).
     fn remove_leftovers(&mut self) -> Result<(), switchyard_bpf::Error> {
-        use switchyard_bpf::Error;
         let live: HashSet<MapKey> = self.tables.vips().map(|(k, _, _)| map_key(k)).collect();
         let (_, tables, nodes) = self.tables.live_ids();
         let maps = self.datapath.maps_mut();
-        let vips: Vec<MapKey> = maps
-            .vips
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|source| Error::Map { name: names::VIPS, source })?;
+        let vips: Vec<MapKey> = maps.vip_entries()?.into_iter().map(|(k, _)| k).collect();
         for key in vips.into_iter().filter(|k| !live.contains(k)) {
-            let _ = maps.vips.remove(&key);
+            maps.delete_vip(&key)?;
         }
         for id in maps.table_ids()?.into_iter().filter(|id| !tables.contains(id)) {
             maps.delete_table(id)?;
@@ -465,6 +474,56 @@ impl Runtime {
         }
         self.tables.leftovers_removed();
         Ok(())
+    }
+
+    /// Every director's previous-node record on the Node objects (this one's too); one that
+    /// cannot be read is logged by the Node's name and left out.
+    fn records(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (key, node) in &self.state.nodes {
+            let text = node.metadata.annotations.as_ref().and_then(|a| a.get(PREVIOUS_ANNOTATION));
+            let Some(text) = text else { continue };
+            match Record::decode(text) {
+                Ok(record) => out.push(record),
+                Err(err) => {
+                    warn!(node = %key, %err, "director input: previous-node record ignored")
+                }
+            }
+        }
+        out
+    }
+
+    /// What this director publishes on its Node object ([`PREVIOUS_ANNOTATION`]): the
+    /// previous nodes its tables name ([`crate::previous`]).
+    pub fn record(&self) -> Record {
+        self.tables.record(SystemTime::now())
+    }
+
+    /// Pins the build time of each table that names previous nodes (with its node names, as a
+    /// `sy_dir_table_nodes` entry of node id 0), so a restarted director expires them when
+    /// the other directors do.
+    fn pin_built(&mut self, ops: &[Op]) {
+        // A table written anew (an id reused) lost its entry with the old one.
+        for op in ops {
+            if let Op::PutTable { id, .. } = op {
+                self.pinned_built.remove(id);
+            }
+        }
+        let built = self.tables.built_times();
+        for (&id, &at) in &built {
+            if self.pinned_built.get(&id) == Some(&at) {
+                continue;
+            }
+            let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let name = format!("{BUILT_PREFIX}{ms}");
+            // As the names: bookkeeping must not stop the data plane.
+            if let Err(err) =
+                self.datapath.maps_mut().put_table_nodes(id, [(BUILT_NODE_ID, name.as_str(), 0)])
+            {
+                warn!(table = id, %err, "build time of a table not pinned");
+            }
+        }
+        self.pinned_built = built;
     }
 
     /// The tables (for `explain` and tests).

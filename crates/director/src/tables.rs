@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_maglev::{Backend, MaglevConfig, Table};
 use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
@@ -26,6 +26,7 @@ use crate::vips::{NodeTarget, Problem, Vip, VipSet};
 
 mod narrow;
 mod restart;
+mod seed;
 
 use narrow::narrowed;
 pub use restart::AdoptedTable;
@@ -99,6 +100,11 @@ struct TableEntry {
     refs: u32,
     /// When [`Tables::expire_previous`] first saw this table name previous nodes.
     previous_since: Option<Instant>,
+    /// The node list whose choices are the previous nodes (what the director publishes:
+    /// [`crate::previous`]); `None` for a pinned table whose list is not known.
+    previous_list: Option<Vec<NodeTarget>>,
+    /// `previous_since` on the wall clock (published, and pinned for a restart).
+    built: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +214,10 @@ pub struct Tables {
     node_ids: Ids,
     /// Ids of the pinned state this run adopts (consumed as entries take them).
     adopted: Adopted,
+    /// Every director's published record and when they were read ([`Tables::set_records`]).
+    records: (Vec<crate::previous::Record>, SystemTime),
+    /// What they say of the VIPs not built yet, for their nodes in the objects.
+    seeds: BTreeMap<FrontendKey, crate::previous::Seed>,
 }
 
 impl Tables {
@@ -222,6 +232,8 @@ impl Tables {
             table_ids: Ids::default(),
             node_ids: Ids::default(),
             adopted: Adopted::default(),
+            records: (Vec::new(), SystemTime::UNIX_EPOCH),
+            seeds: BTreeMap::new(),
         }
     }
 
@@ -274,15 +286,24 @@ impl Tables {
         if !self.adopted.vips.is_empty() {
             self.take_over_pinned(set);
         }
-        let fresh_changing = set.vips.iter().any(|(key, vip)| {
-            !self.vips.contains_key(key) && (!vip.draining.is_empty() || !vip.joining.is_empty())
-        });
+        // The other directors' records first: they know changes the objects do not show.
+        let published = self.published_seeds(set);
+        let fresh_changing = !published.is_empty()
+            || set.vips.iter().any(|(key, vip)| {
+                !self.vips.contains_key(key)
+                    && (!vip.draining.is_empty() || !vip.joining.is_empty())
+            });
         if !fresh_changing {
             return self.update_once(set);
         }
         let mut before = set.clone();
         let mut seeded = false;
         for (key, vip) in &mut before.vips {
+            if let Some((previous, _)) = published.get(key) {
+                vip.nodes = previous.clone();
+                seeded = true;
+                continue;
+            }
             if self.vips.contains_key(key) || (vip.draining.is_empty() && vip.joining.is_empty()) {
                 continue;
             }
@@ -306,6 +327,7 @@ impl Tables {
         }
         let first = self.update_once(&before);
         let mut plan = self.update_once(set);
+        self.stamp_seeded(&published);
         let mut ops = first.ops;
         ops.append(&mut plan.ops);
         plan.ops = ops;
@@ -444,7 +466,23 @@ impl Tables {
     /// chance's packets. A table's time starts at the first call that sees it: the caller
     /// calls this after every [`Tables::update`] and at [`Tables::next_previous_expiry`].
     pub fn expire_previous(&mut self, now: Instant) -> Plan {
+        self.expire_previous_at(now, SystemTime::now())
+    }
+
+    /// [`Tables::expire_previous`], `wall` being `now` on the wall clock (a table's build
+    /// time, published and pinned).
+    pub fn expire_previous_at(&mut self, now: Instant, wall: SystemTime) -> Plan {
         let mut plan = Plan::default();
+        for entry in self.tables.values_mut() {
+            if entry.previous.is_some() && entry.refs > 0 && entry.previous_since.is_none() {
+                // Built elsewhere or earlier (a published record, a pin): its time counts.
+                let age = entry
+                    .built
+                    .map_or(Duration::ZERO, |b| wall.duration_since(b).unwrap_or_default());
+                entry.previous_since = Some(now.checked_sub(age).unwrap_or(now));
+                entry.built.get_or_insert(wall);
+            }
+        }
         let Some(ttl) = self.config.previous_ttl else { return plan };
         let mut due = BTreeSet::new();
         for (key, entry) in &mut self.tables {
@@ -602,6 +640,7 @@ impl Tables {
             }
             None => (None, BTreeMap::new()),
         };
+        let previous_list = previous.is_some().then(|| key.previous.clone()).flatten();
         // The previous nodes stay in the maps while this table names them.
         self.hold(previous_nodes.values(), &mut held);
         let id = self.table_ids.take();
@@ -619,6 +658,8 @@ impl Tables {
                 held,
                 refs: 1,
                 previous_since: None,
+                previous_list,
+                built: None,
             },
         );
         Ok(id)
@@ -664,11 +705,14 @@ impl Tables {
     /// keep probing them: one that left the objects but answers is still alive).
     pub fn known_nodes(&self, key: &FrontendKey) -> Vec<NodeTarget> {
         let Some(table) = self.vips.get(key).and_then(|v| v.table.as_ref()) else {
-            // Before the first update of a restart: the table it pinned (taken over then).
+            // Before the first update of a restart: the table it pinned (taken over then);
+            // before the first build: the previous nodes the others' records name.
             let pinned =
                 self.adopted.vip_tables.get(key).and_then(|id| self.adopted.tables.get(id));
-            return pinned
-                .map_or_else(Vec::new, |t| t.nodes.iter().map(|(_, n)| n.clone()).collect());
+            let mut out: Vec<NodeTarget> =
+                pinned.map_or_else(Vec::new, |t| t.nodes.iter().map(|(_, n)| n.clone()).collect());
+            out.extend(self.seeds.get(key).into_iter().flat_map(|s| s.previous.clone()));
+            return out;
         };
         let mut out = table.nodes.clone();
         if let Some(entry) = self.tables.get(table) {

@@ -153,3 +153,41 @@ fn without_its_pinned_tables_a_restarted_director_forgets_the_previous_nodes() {
     apply(&mut maps, &mut second, &s1);
     assert_eq!(named(&second), named(&throughout));
 }
+
+/// A restarted director's pinned previous nodes expire TTL after the table was built, as on
+/// the directors that ran throughout, not TTL after the restart: the build time is pinned
+/// (`AdoptedTable::built`, read back by `runtime::adopt`).
+#[test]
+fn pinned_previous_nodes_expire_when_they_were_due_not_a_ttl_after_the_restart() {
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+    let ttl = Duration::from_secs(600);
+    let config = DirectorConfig { previous_ttl: Some(ttl), ..config() };
+    let (s0, s1) = (set(0b111, 0, 0), set(0b101, 0, 0));
+    let (now, wall) = (Instant::now(), UNIX_EPOCH + Duration::from_secs(1_765_000_000));
+    let mut maps = FakeMaps::default();
+    let mut first = Tables::new(config);
+    for s in [&s0, &s1] {
+        for op in first.update(s).ops.iter().chain(&first.expire_previous_at(now, wall).ops) {
+            maps.apply(op);
+        }
+    }
+    let built = first.built_times();
+    assert_eq!(first.next_previous_expiry(), Some(now + ttl));
+    // Restarted 300 s later, with the pinned build times.
+    let later = (now + Duration::from_secs(300), wall + Duration::from_secs(300));
+    let restart = |pinned: bool| {
+        let mut adopted = maps.adopted();
+        for (id, table) in &mut adopted.tables {
+            table.built = if pinned { built.get(id).copied() } else { None };
+        }
+        let mut second = Tables::adopting(config, adopted);
+        let _ = second.update(&s1);
+        let _ = second.expire_previous_at(later.0, later.1);
+        second
+    };
+    let second = restart(true);
+    assert_eq!(second.next_previous_expiry(), Some(now + ttl), "due when the first run's were");
+    assert_eq!(second.built_times(), built);
+    // Without the pin: a whole TTL after the restart.
+    assert_eq!(restart(false).next_previous_expiry(), Some(later.0 + ttl));
+}

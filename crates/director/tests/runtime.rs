@@ -136,9 +136,9 @@ fn privileged_a_restarted_director_takes_over_its_pinned_state() {
         let ids = |runtime: &Runtime| {
             let maps = runtime.datapath().maps();
             let mut vips: Vec<(String, u32)> = maps
-                .vips
-                .iter()
-                .map(|e| e.unwrap())
+                .vip_entries()
+                .unwrap()
+                .into_iter()
                 .map(|(k, v)| (k.addr.to_ip(k.family).to_string(), v.id))
                 .collect();
             vips.sort();
@@ -250,11 +250,32 @@ fn privileged_a_restarted_director_names_the_previous_nodes_it_pinned() {
         first.apply(changes(&all)).unwrap();
         first.apply(vec![Change::Node(ObjectKey::cluster("node-b"), None)]).unwrap();
         let tables = first.datapath().maps().table_ids().unwrap();
+        let (built, expiry) = (first.tables().built_times(), first.previous_next_expiry().unwrap());
+        assert!(!built.is_empty());
         drop(first);
-        // Restarted after node-b's deletion: the same previous nodes, from the same tables.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        // Restarted after node-b's deletion: the same previous nodes, from the same tables,
+        // built when the first run built them (pinned): they expire when they would have.
         let mut second = Runtime::load(DirectorConfig::default(), options_in(&bpf)).unwrap();
         second.apply(changes(&without(&["node-b"]))).unwrap();
         assert_eq!(named(&second), after_b, "previous nodes kept across the restart");
+        let ms = |t: &std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+        };
+        let built_ms = |b: &std::collections::BTreeMap<u32, std::time::SystemTime>| {
+            b.iter().map(|(id, t)| (*id, ms(t))).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            built_ms(&second.tables().built_times()),
+            built_ms(&built),
+            "build times pinned"
+        );
+        let again = second.previous_next_expiry().unwrap();
+        let apart = again.max(expiry) - again.min(expiry);
+        assert!(
+            apart < std::time::Duration::from_millis(200),
+            "expiry moved by {apart:?} (restart: 1 s)"
+        );
         assert_eq!(second.datapath().maps().table_ids().unwrap(), tables);
         maps_answer_like_the_tables(&second, &key);
         drop(second);

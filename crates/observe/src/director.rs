@@ -178,9 +178,7 @@ pub fn read_status(maps: &DirMaps, bpf_dir: &Path) -> Result<DirectorStatus, Err
     let config = maps.config()?;
     let mut vips = Vec::new();
     let mut table_shares: BTreeMap<u32, Vec<Share>> = BTreeMap::new();
-    for entry in maps.vips.iter() {
-        let (key, vip) =
-            entry.map_err(|source| switchyard_bpf::Error::Map { name: names::VIPS, source })?;
+    for (key, vip) in maps.vip_entries()? {
         if let std::collections::btree_map::Entry::Vacant(slot) = table_shares.entry(vip.table_id) {
             slot.insert(shares(maps, vip.table_id, config.table_size)?);
         }

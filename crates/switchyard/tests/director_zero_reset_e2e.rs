@@ -5,7 +5,10 @@
 //! chance; a UDP packet the previous node does not hold either comes back as a new flow).
 //! Counted: resets and failed round trips (target 0), TCP connections and UDP flows that
 //! changed backend (target 0), packets re-sent and returned. And (f): a director joins while a
-//! node is drained, and while a node is added. docs/director.md has the table.
+//! node is drained, and while a node is added; a director restarts, or starts for the first
+//! time (from the records the others publish through the fake API server), while a drain is
+//! removed, a node is deleted outright, and health brings a node back. docs/director.md has
+//! the table.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
@@ -18,7 +21,8 @@ use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decap_counters};
-use switchyard_testing::e2e::{Cluster, ECHO_PORT, State, at, topology};
+use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
+use switchyard_testing::fake_api::{FakeApi, Resource};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -28,8 +32,13 @@ const UDP_FLOWS: usize = 50;
 const INTERVAL: Duration = Duration::from_millis(200);
 
 fn cluster() -> Cluster {
+    cluster_with(&["dir1"])
+}
+
+/// Three nodes with one pod each, the client `ext`, and `directors`.
+fn cluster_with(directors: &[&str]) -> Cluster {
     let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
-    Cluster::with_topology(&topology(&nodes, &["ext"], &["dir1"]), director_lab::agent_args)
+    Cluster::with_topology(&topology(&nodes, &["ext"], directors), director_lab::agent_args)
 }
 
 /// The VIP Service (TCP and UDP on port 80, `externalTrafficPolicy: Cluster`), IPv4.
@@ -221,12 +230,7 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_added() {
 /// A lab with two directors and the VIP Service on `vip`, the Node objects `nodes` written,
 /// dir1 started and alone carrying the VIP (checked with three connections).
 fn two_directors(vip: &str, nodes: &dyn Fn(&Cluster) -> String) -> (Cluster, Director, SocketAddr) {
-    let nodes_of: [(&str, &[&str]); 3] =
-        [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
-    let cluster = Cluster::with_topology(
-        &topology(&nodes_of, &["ext"], &["dir1", "dir2"]),
-        director_lab::agent_args,
-    );
+    let cluster = cluster_with(&["dir1", "dir2"]);
     cluster.apply("nodes.yaml", &nodes(&cluster));
     cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
     let dir1 = Director::start(&cluster, "dir1", &[]);
@@ -487,4 +491,171 @@ fn long_lived_flows_survive_directors_disagreeing_on_a_nodes_health() {
     assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
     assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
     assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
+}
+
+/// The fake API server of the first-start test, served in both directors' namespaces (each
+/// reaches it on its own 127.0.0.1), and each director's kubeconfig.
+struct SharedApi {
+    api: FakeApi,
+    kubeconfigs: [String; 2],
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl SharedApi {
+    fn start(cluster: &Cluster) -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let bind = |member: &str| {
+            cluster
+                .lab
+                .run_in(member, || std::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap()
+                .unwrap()
+        };
+        let api = runtime.block_on(FakeApi::start_on(bind("dir1")));
+        let second = {
+            let _entered = runtime.enter();
+            api.serve_also(bind("dir2"))
+        };
+        let kubeconfigs = [("dir1", api.addr), ("dir2", second)].map(|(name, addr)| {
+            let path = cluster.manifests.join(format!("{name}-kubeconfig"));
+            api.write_kubeconfig_for(&path, addr);
+            path.display().to_string()
+        });
+        SharedApi { api, kubeconfigs, _runtime: runtime }
+    }
+
+    /// Director `name` (dir1 or dir2) reading the fake API server and publishing its record on
+    /// its Node object.
+    fn start_director(&self, cluster: &Cluster, name: &str) -> Director {
+        let kubeconfig = &self.kubeconfigs[usize::from(name == "dir2")];
+        Director::start_from(cluster, name, &["--kubeconfig", kubeconfig], &["--node-name", name])
+    }
+
+    /// The Node objects, to the agents (manifests) and the directors (the fake API server).
+    fn nodes(&self, cluster: &Cluster, nodes: &str, deleted: Option<&str>) {
+        cluster.apply("nodes.yaml", nodes);
+        self.api.put_yaml(nodes);
+        if let Some(name) = deleted {
+            self.api.delete(Resource::Nodes, "", name);
+        }
+    }
+
+    /// Director `name`'s published previous-node record.
+    fn record(&self, name: &str) -> Option<String> {
+        let node = self.api.get(Resource::Nodes, "", name)?;
+        node["metadata"]["annotations"]["switchyard.io/director-previous"]
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+/// Removes what a director left pinned, so its next start is a first one.
+fn forget_pins(cluster: &Cluster, name: &str) {
+    let bpf_dir = cluster.lab.director(name).unwrap().bpf_dir.clone();
+    let mut command = std::process::Command::new(&*BIN);
+    command.args(["director", "--cleanup", "--bpf-dir"]).arg(bpf_dir);
+    let out = cluster.lab.output_in(name, command).unwrap();
+    assert!(out.status.success(), "--cleanup: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Under traffic through dir1: `change` happens, dir1 programs it and publishes its record,
+/// then dir2 starts for the first time (no pins) and the router spreads the VIP over both.
+/// dir2 must name previous nodes (from dir1's record) and nothing may reset or move. Then dir2
+/// leaves again (route, SIGKILL, pins removed).
+#[allow(clippy::too_many_arguments, reason = "one phase of the test, spelled out")]
+fn first_start_during(
+    cluster: &Cluster,
+    shared: &SharedApi,
+    dir1: &Director,
+    vip: &str,
+    target: SocketAddr,
+    what: &str,
+    udp_moved_allowed: usize,
+    change: impl FnOnce(),
+) {
+    let before = shared.record("dir1");
+    let mut dir2 = None;
+    let counts = under_traffic(cluster, dir1, target, || {
+        change();
+        cluster.eventually("dir1 published the change's previous nodes", || {
+            shared.record("dir1").is_some_and(|r| Some(&r) != before.as_ref())
+        });
+        dir2 = Some(shared.start_director(cluster, "dir2"));
+        cluster.lab.route_to_directors(cidr(vip), &["dir1", "dir2"]).unwrap();
+    });
+    let mut dir2 = dir2.unwrap();
+    let sent = dir2.counters(&cluster.lab)[&DirReason::SecondChance];
+    let carried = dir2.encapsulated(&cluster.lab);
+    let extra = format!("dir2 (first start) carried {carried}, {sent} with a previous node");
+    cluster.lab.route_to_directors(cidr(vip), &["dir1"]).unwrap();
+    dir2.kill();
+    forget_pins(cluster, "dir2");
+    check_allowing(what, &counts, &extra, udp_moved_allowed);
+    assert!(carried > 0, "{what}: the router sent nothing through dir2");
+    assert!(sent > 0, "{what}: the first-time dir2 named no previous node: {counts:?}");
+}
+
+/// Issue 17 (f) for a director that starts for the first time (no pins) during the changes
+/// the objects do not show: a drain removed, a node deleted outright, health bringing a node
+/// back. Both directors read the fake API server; dir1 runs throughout and publishes its
+/// previous-node record on its Node object (`switchyard.io/director-previous`), a fresh dir2
+/// takes it over.
+#[test]
+fn long_lived_flows_survive_a_first_time_director_joining_while_nodes_change() {
+    if !require_root("long_lived_flows_survive_a_first_time_director_joining_while_nodes_change") {
+        return;
+    }
+    let vip = "10.96.80.6";
+    let cluster = cluster_with(&["dir1", "dir2"]);
+    let web = vip_service(&cluster, vip);
+    cluster.apply_and_wait("web.yaml", &web);
+    let shared = SharedApi::start(&cluster);
+    shared.api.put_yaml(&web);
+    shared.api.put_yaml(&director_lab::director_nodes_yaml(&cluster.lab));
+    shared.nodes(&cluster, &nodes_with_drained(&cluster, Some("node3")), None);
+    let dir1 = shared.start_director(&cluster, "dir1");
+    cluster.lab.route_to_directors(cidr(vip), &["dir1"]).unwrap();
+    let target = at(vip.parse().unwrap(), 80);
+    let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
+    assert!(answers.iter().all(|a| a.error.is_none()), "the VIP answers: {answers:?}");
+
+    first_start_during(
+        &cluster,
+        &shared,
+        &dir1,
+        vip,
+        target,
+        "first-time dir2 joins while a drain is removed",
+        0,
+        || {
+            shared.nodes(&cluster, &nodes_with_drained(&cluster, None), None);
+        },
+    );
+    first_start_during(
+        &cluster,
+        &shared,
+        &dir1,
+        vip,
+        target,
+        "first-time dir2 joins while a node is deleted",
+        // The restart case's known gap (above): a deleted node's agent once returned 1 UDP flow.
+        1,
+        || shared.nodes(&cluster, &nodes_without(&cluster, None, "node2"), Some("node2")),
+    );
+    // node3 out of dir1's tables by its probes (alive, serving nothing new); dir2 is not running.
+    let mark = dir1.log.lock().unwrap().len();
+    block_probes(&cluster, "node3", &["dir1"]);
+    cluster.eventually("dir1 took node3 out", || out_of_service(&dir1, "node3", mark));
+    first_start_during(
+        &cluster,
+        &shared,
+        &dir1,
+        vip,
+        target,
+        "first-time dir2 joins while health brings a node back",
+        0,
+        || {
+            nft(&cluster, "node3", "delete table inet sy-probes");
+        },
+    );
 }

@@ -115,7 +115,7 @@ impl Director {
         let maps = self.dp.maps_mut();
         maps.put_table(id, &slots).unwrap();
         let key = FrontendKey::new(vip.parse().unwrap(), port, proto, 0);
-        maps.vips.insert(key, DirVip { id, table_id: id }, 0).unwrap();
+        maps.put_vip(key, DirVip { id, table_id: id }).unwrap();
         built.table
     }
 

@@ -661,3 +661,14 @@ pub fn at(ip: IpAddr, port: u16) -> SocketAddr {
 pub fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(ToString::to_string).collect()
 }
+
+/// The names of the programs attached at TC ingress (tcx) of `device` in lab member `member`,
+/// as the kernel lists them (`BPF_PROG_QUERY`; this machine's bpftool predates tcx).
+pub fn tc_ingress_programs(lab: &Lab, member: &str, device: &str) -> Vec<String> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let (_, programs) = lab
+        .run_in(member, || SchedClassifier::query_tcx(device, TcAttachType::Ingress))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("tcx programs of {member}/{device}: {e}"));
+    programs.iter().map(|p| p.name_as_str().unwrap_or("?").to_owned()).collect()
+}

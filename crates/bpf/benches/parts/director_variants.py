@@ -26,7 +26,7 @@ elif v == 'no_reason_counter':
 	sy_dir_count(reason, d->p.ip_len);''', '''static __always_inline void dir_decided(const struct dir_flow *d, __u32 reason)
 {''')
 elif v == 'no_vip_lookup':
-    rep('vip = bpf_map_lookup_elem(&sy_dir_vips, &key);', 'struct sy_dir_vip fv = { .id = key.family == SY_AF_INET ? 1 : 2, .table_id = key.family == SY_AF_INET ? 1 : 2 }; vip = &fv;')
+    rep('vip = sy_dir_vip_lookup(cfg, &key);', 'struct sy_dir_vip fv = { .id = key.family == SY_AF_INET ? 1 : 2, .table_id = key.family == SY_AF_INET ? 1 : 2 }; vip = &fv;')
 elif v == 'no_push':
     rep('''	if (encap_push(ctx, &h))
 		return dir_drop(d, SY_DIR_DROP_RESIZE);''', '')
@@ -110,38 +110,6 @@ elif v == 'bytewise_hash':
 		__builtin_memcpy(msg + 34, &pp->flow.dport, 2);
 		msg[36] = pp->flow.proto;
 		hash = sy_siphash24(hash_key.hash_k0, hash_key.hash_k1, msg, 37);
-	}''')
-elif v == 'vip_index_cost':
-    # An estimate of a VIP lookup without a hash map: a multiplicative hash of the key picks
-    # one slot of an array (inlined lookup) holding a key and its VIP, compared word by word.
-    # The bench does not fill that array, so the compare (done in full, branch-free) never
-    # matches and the fixed VIP of no_vip_lookup is used: compare with no_vip_lookup for what
-    # such a lookup would cost, with base for what it would save.
-    rep('SEC("xdp")', '''struct dir_vip_slot {
-	struct sy_frontend_key key;
-	struct sy_dir_vip vip;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct dir_vip_slot);
-	__uint(max_entries, 4096);
-} dir_vip_index SEC(".maps");
-
-SEC("xdp")''')
-    rep('vip = bpf_map_lookup_elem(&sy_dir_vips, &key);', '''struct sy_dir_vip fv = { .id = key.family == SY_AF_INET ? 1 : 2, .table_id = key.family == SY_AF_INET ? 1 : 2 };
-	{
-		const __u32 *kw = (const __u32 *)&key;
-		__u32 idx = ((kw[0] ^ kw[1] ^ kw[2] ^ kw[3] ^ kw[4]) * 0x9e3779b1u) >> 20;
-		struct dir_vip_slot *e = bpf_map_lookup_elem(&dir_vip_index, &idx);
-		const __u32 *ew;
-
-		if (!e)
-			return XDP_PASS;
-		ew = (const __u32 *)&e->key;
-		vip = ((ew[0] ^ kw[0]) | (ew[1] ^ kw[1]) | (ew[2] ^ kw[2]) | (ew[3] ^ kw[3]) |
-		       (ew[4] ^ kw[4]) | (ew[5] ^ kw[5])) == 0 ? &e->vip : &fv;
 	}''')
 else:
     raise SystemExit('unknown part ' + v)

@@ -14,6 +14,17 @@
 #define SY_DIR_DEFAULT_TABLE_SIZE 65537
 #define SY_DIR_DEFAULT_TABLE_NODES 65536
 
+/* VIPs by home slot (struct sy_dir_vip_slot); the loader sets max_entries to a power of two,
+ * at least twice the VIP capacity, and sy_dir_config.vip_slot_shift to match. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sy_dir_vip_slot);
+	__uint(max_entries, 2 * SY_DIR_DEFAULT_VIPS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_dir_vip_slots SEC(".maps");
+
+/* The VIPs whose home slot holds another VIP (the overflow of sy_dir_vip_slots). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct sy_frontend_key);
@@ -149,6 +160,26 @@ struct {
 	__type(value, struct sy_dir_route);
 	__uint(max_entries, SY_DIR_ROUTE_SLOTS);
 } sy_dir_routes SEC(".maps");
+
+/* The VIP of `key` (8-byte aligned): its home slot's, else the overflow hash's when the slot
+ * says some VIP of this home lives there; NULL: no VIP. */
+static __always_inline const struct sy_dir_vip *
+sy_dir_vip_lookup(const struct sy_dir_config *cfg, const struct sy_frontend_key *key)
+{
+	__u32 i = sy_dir_vip_slot_of(key, cfg->vip_slot_shift);
+	const struct sy_dir_vip_slot *s = bpf_map_lookup_elem(&sy_dir_vip_slots, &i);
+	const __u64 *a, *b;
+
+	if (!s)
+		return 0;
+	a = (const __u64 *)&s->key;
+	b = (const __u64 *)key;
+	if (((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2])) == 0)
+		return &s->vip;
+	if (s->flags & SY_DIR_SLOT_OVERFLOW)
+		return bpf_map_lookup_elem(&sy_dir_vips, key);
+	return 0;
+}
 
 static __always_inline void sy_dir_count(__u32 reason, __u64 bytes)
 {

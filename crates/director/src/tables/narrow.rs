@@ -58,6 +58,8 @@ impl Tables {
                 held,
                 refs: 1,
                 previous_since: old.previous_since,
+                previous_list: old.previous_list,
+                built: old.built,
             },
         );
         Some(id)

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use switchyard_maglev::{Backend, MaglevConfig, Table};
 use switchyard_model::FrontendKey;
@@ -25,6 +26,9 @@ pub struct AdoptedTable {
     pub slots: Vec<u32>,
     /// The previous node id of every slot (0: the same), when it names any.
     pub previous: Option<Vec<u32>>,
+    /// When it was built, if pinned: its previous nodes expire TTL after that, not after the
+    /// restart.
+    pub built: Option<SystemTime>,
 }
 
 impl Tables {
@@ -75,9 +79,10 @@ impl Tables {
                 }
                 None => {
                     let Some(pinned) = tables.get(&table_id) else { continue };
-                    let Some((k, entry)) = self.pinned_entry(table_id, pinned, &known) else {
+                    let Some((k, mut entry)) = self.pinned_entry(table_id, pinned, &known) else {
                         continue;
                     };
+                    entry.previous_list = self.published_list(&key, &k, &entry);
                     self.tables.insert(k.clone(), entry);
                     k
                 }
@@ -175,7 +180,28 @@ impl Tables {
             held,
             refs: 1,
             previous_since: None,
+            previous_list: None,
+            built: pinned.built,
         };
         Some((key, entry))
+    }
+
+    /// The previous node list of a pinned table (it pins slots, not the list), from the
+    /// published records ([`Tables::set_records`]: this director's own among them) when the
+    /// chosen one is of the table's nodes and names every node the pins name: then the
+    /// restarted director publishes it again.
+    fn published_list(
+        &self,
+        vip: &FrontendKey,
+        key: &TableKey,
+        entry: &TableEntry,
+    ) -> Option<Vec<NodeTarget>> {
+        entry.previous.as_ref()?;
+        let seed = self.seed_for(vip, &key.nodes)?;
+        let names_all = entry
+            .previous_nodes
+            .values()
+            .all(|n| seed.previous.iter().any(|p| p.name == n.name && p.address == n.address));
+        names_all.then_some(seed.previous)
     }
 }

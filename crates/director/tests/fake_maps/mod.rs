@@ -173,7 +173,7 @@ impl FakeMaps {
                         .map(|(n, t)| (*n, NodeTarget { address: self.nodes[n], ..t.clone() }))
                         .collect();
                     let previous = self.previous.get(id).map(|p| p.to_vec());
-                    (*id, AdoptedTable { nodes, slots: slots.to_vec(), previous })
+                    (*id, AdoptedTable { nodes, slots: slots.to_vec(), previous, built: None })
                 })
                 .collect(),
         }

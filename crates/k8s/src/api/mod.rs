@@ -7,12 +7,15 @@
 //! [`ApiUpdate`]s only after the first complete list of every kind, and a relist after a broken
 //! watch reports the objects deleted in between.
 
+mod annotate;
 mod backoff;
 mod client;
 mod options;
 mod reflection;
+mod undecodable;
 mod watch;
 
+pub use annotate::annotate_node;
 pub use backoff::JitteredBackoff;
 pub use client::{ClientError, ClusterAccess};
 pub use options::{ApiOptions, InitialList, WatchScope};

@@ -180,7 +180,7 @@ impl Agent {
             Some(per_packet) => per_packet.attach(&self.bpf_dir),
             None => {
                 super::pod_devices::detach_all(&self.bpf_dir);
-                per_packet::detach_others(&self.bpf_dir, &[], &[])
+                per_packet::detach_others(&self.bpf_dir, &[], &[], &[])
             }
         }
     }

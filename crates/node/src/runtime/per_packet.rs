@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use switchyard_bpf::decap::DecapDatapath;
+use switchyard_bpf::decap::{self, DecapDatapath};
 use switchyard_bpf::director::XdpMode;
 use switchyard_bpf::nodeport::{self, PacketDatapath, PacketSettings};
 use switchyard_bpf::nodeport_xdp::{self, XdpDatapath};
@@ -34,7 +34,7 @@ use switchyard_model::{NodeModel, PortRange, PrimaryAddresses};
 use tracing::{error, info, warn};
 
 use super::pod_devices::PodDevices;
-use crate::config::{NodeConfig, check_port_ranges};
+use crate::config::NodeConfig;
 use crate::error::NodeError;
 
 /// The loaded TC programs, the devices they belong on, and what was written for them.
@@ -60,16 +60,17 @@ pub(crate) struct PerPacketPrograms {
 impl PerPacketPrograms {
     /// Loads the TC programs against the maps pinned in `options.bpf_dir` (the socket
     /// datapath is loaded already) and writes this node's addresses and SNAT settings as
-    /// `model` knows them. Nothing is attached yet.
+    /// `model` knows them, with `snat_ports` (checked against the NodePort range by
+    /// `choose_snat_ports`). Nothing is attached yet.
     pub(crate) fn load(
         options: &LoadOptions,
         maps: &mut Maps,
         config: &NodeConfig,
+        snat_ports: PortRange,
         model: &NodeModel,
     ) -> Result<Self, NodeError> {
         let (devices, directors) = (config.devices.clone(), &config.directors);
-        let (snat_ports, node_port_range) = (config.snat_port_range, config.node_port_range);
-        check_port_ranges(snat_ports, node_port_range)?;
+        let node_port_range = config.node_port_range;
         let dsr_port = (config.nodeport_mode == crate::config::NodePortMode::Dsr)
             .then_some(directors.gue_port);
         let settings = settings(model.primary_addresses(), snat_ports, node_port_range, dsr_port);
@@ -202,7 +203,8 @@ impl PerPacketPrograms {
             }
         }
         let xdp_devices = if self.xdp.is_some() { &self.devices[..] } else { &[] };
-        detach_others(bpf_dir, &self.devices, xdp_devices)?;
+        let decap_devices = if self.decap.is_some() { &self.devices[..] } else { &[] };
+        detach_others(bpf_dir, &self.devices, xdp_devices, decap_devices)?;
         self.pods.sync(&mut self.datapath, bpf_dir);
         Ok(())
     }
@@ -214,12 +216,15 @@ impl PerPacketPrograms {
     }
 }
 
-/// Detaches the per-packet programs from every device not in `keep`, and the XDP program from
-/// every device not in `keep_xdp` (first: XDP passes to TC, never the other way).
+/// Detaches the per-packet programs from every device not in `keep`, the XDP program from
+/// every device not in `keep_xdp` (first: XDP passes to TC, never the other way), and the
+/// decapsulation from every device not in `keep_decap` (before the per-packet programs: it
+/// hands them the inner packet).
 pub(crate) fn detach_others(
     bpf_dir: &Path,
     keep: &[String],
     keep_xdp: &[String],
+    keep_decap: &[String],
 ) -> Result<(), NodeError> {
     let attached = nodeport_xdp::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
         what: "listing devices with the XDP program".into(),
@@ -233,6 +238,17 @@ pub(crate) fn detach_others(
             })?;
             info!(device, "per-packet XDP program detached (--xdp off or device not listed)");
         }
+    }
+    let attached = decap::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
+        what: "listing devices with the decapsulation program".into(),
+        source: source.into(),
+    })?;
+    for device in attached.into_iter().filter(|d| !keep_decap.contains(d)) {
+        decap::detach_device(bpf_dir, &device).map_err(|source| NodeError::Bpf {
+            what: format!("detaching the decapsulation from device {device}"),
+            source: source.into(),
+        })?;
+        info!(device, "decapsulation detached (no directors or DSR, or device not listed)");
     }
     let attached = nodeport::attached_devices(bpf_dir).map_err(|source| NodeError::Bpf {
         what: "listing attached devices".into(),

@@ -82,7 +82,10 @@ pub(crate) struct DirectorArgs {
 
     /// Name of this director's Node object: BGPPeers whose spec.nodeSelector is set and selects
     /// its labels get a session announcing every VIP with the Node's addresses as next hops.
-    /// Without it the director speaks no BGP (the routers are configured otherwise).
+    /// Without it the director speaks no BGP (the routers are configured otherwise). With the
+    /// API server as the source it also publishes its previous-node record on that Node
+    /// (annotation switchyard.io/director-previous), which directors starting for the first
+    /// time take over.
     #[arg(long, value_name = "NAME", env = "NODE_NAME")]
     node_name: Option<String>,
 
@@ -265,7 +268,8 @@ fn cleanup(bpf_dir: &Path) -> anyhow::Result<()> {
 /// Where the director's objects come from.
 enum Source {
     Manifests(ManifestWatcher),
-    Api(ApiWatcher),
+    /// The watch, and a client for writing the director's own Node annotation.
+    Api(ApiWatcher, kube::Client),
 }
 
 impl Source {
@@ -287,7 +291,7 @@ impl Source {
         };
         let client = access.client().await.context("connecting to the API server")?;
         info!(source = ?access, "director watching the API server (every Node)");
-        Ok(Self::Api(ApiWatcher::start(client, ApiOptions::director())))
+        Ok(Self::Api(ApiWatcher::start(client.clone(), ApiOptions::director()), client))
     }
 
     /// The next batch of changes (the first is the complete state), with manifest problems.
@@ -296,7 +300,9 @@ impl Source {
             Self::Manifests(watcher) => watcher.next().await.map(|update| {
                 (update.changes, update.errors.iter().map(ToString::to_string).collect())
             }),
-            Self::Api(watcher) => watcher.next().await.map(|update| (update.changes, Vec::new())),
+            Self::Api(watcher, _) => {
+                watcher.next().await.map(|update| (update.changes, Vec::new()))
+            }
         }
     }
 }
@@ -370,6 +376,7 @@ async fn serve(
     let _api = serve_api(&bpf_dir, &api, bgp).await?;
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut source = Source::open(manifests, kubeconfig).await?;
+    let mut publisher = Publisher::new(&source, announce.node_name.as_deref());
     info!("director started; nothing is attached before the first complete reading");
     let mut ended = false;
     loop {
@@ -408,6 +415,7 @@ async fn serve(
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }
+        publisher.publish(&director);
     }
     if !ended && director.withdraw_all() {
         // Graceful shutdown: the routers stop sending new packets here while this director
@@ -434,6 +442,76 @@ async fn serve(
     }
     info!("director stopped; its program stays attached (--cleanup removes it)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes the director's previous-node record on its own Node object
+/// (`switchyard.io/director-previous`, docs/director.md) whenever it changes: a task writes the
+/// newest one with a merge patch, retrying every second while the API server refuses. Only
+/// with the API server as the source and `--node-name`; with `--manifests` nothing is written
+/// (the records a manifest directory's Nodes carry are still read).
+struct Publisher {
+    sender: Option<tokio::sync::watch::Sender<Option<String>>>,
+    /// The record handed over last (`None`: none yet).
+    last: Option<switchyard_director::previous::Record>,
+}
+
+impl Publisher {
+    fn new(source: &Source, node_name: Option<&str>) -> Self {
+        let (Source::Api(_, client), Some(node)) = (source, node_name) else {
+            info!("previous-node records are not published (needs the API server and --node-name)");
+            return Publisher { sender: None, last: None };
+        };
+        let (sender, mut receiver) = tokio::sync::watch::channel(None::<String>);
+        let (client, node) = (client.clone(), node.to_owned());
+        tokio::spawn(async move {
+            use switchyard_director::previous::PREVIOUS_ANNOTATION;
+            while receiver.changed().await.is_ok() {
+                loop {
+                    let value = receiver.borrow_and_update().clone();
+                    let written = switchyard_k8s::api::annotate_node(
+                        &client,
+                        &node,
+                        PREVIOUS_ANNOTATION,
+                        value.as_deref(),
+                    )
+                    .await;
+                    match written {
+                        Ok(()) => {
+                            info!(
+                                node,
+                                bytes = value.map_or(0, |v| v.len()),
+                                "previous-node record published"
+                            );
+                            break;
+                        }
+                        Err(err) => {
+                            warn!(node, %err, "previous-node record not published; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        });
+        Publisher { sender: Some(sender), last: None }
+    }
+
+    /// Hands the director's record to the task if it changed (none: the annotation removed).
+    fn publish(&mut self, director: &Runtime) {
+        let Some(sender) = &self.sender else { return };
+        let record = director.record();
+        if self.last.as_ref() == Some(&record) {
+            return;
+        }
+        let value = (!record.generations.is_empty()).then(|| {
+            let (text, left_out) = record.encode();
+            if left_out > 0 {
+                warn!(left_out, "previous-node record too large: the oldest generations left out");
+            }
+            text
+        });
+        self.last = Some(record);
+        sender.send_replace(value);
+    }
 }
 
 /// How long after a probe deadline the director wakes up (see `serve`).

@@ -226,11 +226,16 @@ pub struct FakeApi {
     /// Where it listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// Servers of the same objects on further listeners ([`FakeApi::serve_also`]).
+    also: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for FakeApi {
     fn drop(&mut self) {
         self.task.abort();
+        for task in self.also.lock().unwrap().iter() {
+            task.abort();
+        }
     }
 }
 
@@ -268,24 +273,32 @@ impl FakeApi {
             Resource::ALL.iter().map(|r| (*r, watch::channel(false).0)).collect();
         let holds = Arc::new(holds);
         let shared = Shared { inner: inner.clone(), holds: holds.clone() };
-        let app = Router::new().fallback(handle).with_state(shared);
-        listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self { inner, holds, addr, task }
+        let (addr, task) = serve(shared, listener);
+        Self { inner, holds, addr, task, also: Mutex::new(Vec::new()) }
+    }
+
+    /// Serves the same objects on `listener` too (bound, e.g., in a second lab network
+    /// namespace, so processes in two namespaces share one server); returns its address.
+    pub fn serve_also(&self, listener: std::net::TcpListener) -> SocketAddr {
+        let shared = Shared { inner: self.inner.clone(), holds: self.holds.clone() };
+        let (addr, task) = serve(shared, listener);
+        self.also.lock().unwrap().push(task);
+        addr
     }
 
     /// Writes a kubeconfig naming this server (plain HTTP, no credentials) to `path`, for
     /// binaries run as processes.
     pub fn write_kubeconfig(&self, path: &std::path::Path) {
+        self.write_kubeconfig_for(path, self.addr);
+    }
+
+    /// [`FakeApi::write_kubeconfig`] naming `addr` (one of [`FakeApi::serve_also`]'s).
+    pub fn write_kubeconfig_for(&self, path: &std::path::Path, addr: SocketAddr) {
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
              users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
              current-context: fake\n",
-            self.addr
+            addr
         );
         std::fs::write(path, text).unwrap();
     }
@@ -512,6 +525,21 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code
     })
+}
+
+/// Serves `shared` on `listener`: its address and the task.
+fn serve(
+    shared: Shared,
+    listener: std::net::TcpListener,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let app = Router::new().fallback(handle).with_state(shared);
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, task)
 }
 
 /// The objects of a multi-document YAML text, as JSON (empty documents skipped).

@@ -1,0 +1,97 @@
+//! A director that builds a VIP for the first time takes over the previous nodes the other
+//! directors published ([`crate::previous`]), and every director publishes its own.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use switchyard_model::FrontendKey;
+
+use super::Tables;
+use crate::previous::{Record, Seed, choose, generation};
+use crate::vips::{NodeTarget, VipSet};
+
+impl Tables {
+    /// Every director's published record (this one's too), read at `wall`: a VIP this
+    /// director builds for the first time whose nodes are those of a generation the records
+    /// name ([`crate::previous::choose`]) is first built with that generation's previous node
+    /// list, then as it is (as for a drain, [`Tables::update`]), so its table names the
+    /// previous nodes the others' do, and they expire when the others' do. Before that, its
+    /// previous nodes count as nodes the VIP's table holds ([`Tables::known_nodes`]: probed).
+    pub fn set_records(&mut self, records: Vec<Record>, wall: SystemTime, set: &VipSet) {
+        self.records = (records, wall);
+        self.seeds = set
+            .vips
+            .iter()
+            .filter(|(key, _)| !self.vips.contains_key(key))
+            .filter_map(|(key, vip)| Some((*key, self.seed_for(key, &vip.nodes)?)))
+            .collect();
+    }
+
+    /// The records' seed for VIP `key` with `nodes` (any order).
+    pub(super) fn seed_for(&self, key: &FrontendKey, nodes: &[NodeTarget]) -> Option<Seed> {
+        let mut nodes = nodes.to_vec();
+        nodes.sort();
+        let (records, wall) = &self.records;
+        choose(records, key, &nodes, *wall, self.config.previous_ttl)
+            .filter(|seed| !nodes.is_empty() && seed.previous != nodes)
+    }
+
+    /// The seeds that apply to `set`'s VIPs not built yet: (previous list, built).
+    pub(super) fn published_seeds(
+        &self,
+        set: &VipSet,
+    ) -> BTreeMap<FrontendKey, (Vec<NodeTarget>, SystemTime)> {
+        set.vips
+            .iter()
+            .filter(|(key, _)| !self.vips.contains_key(key))
+            .filter_map(|(key, vip)| {
+                let seed = self.seed_for(key, &vip.nodes)?;
+                Some((*key, (seed.previous, seed.built)))
+            })
+            .collect()
+    }
+
+    /// The seeded VIPs' new tables count their previous nodes from the seed's build time.
+    pub(super) fn stamp_seeded(
+        &mut self,
+        published: &BTreeMap<FrontendKey, (Vec<NodeTarget>, SystemTime)>,
+    ) {
+        for (key, (_, built)) in published {
+            self.seeds.remove(key);
+            let Some(table) = self.vips.get(key).and_then(|v| v.table.clone()) else { continue };
+            if let Some(entry) = self.tables.get_mut(&table)
+                && entry.previous.is_some()
+                && entry.previous_since.is_none()
+            {
+                entry.built = Some(*built);
+            }
+        }
+    }
+
+    /// What this director publishes: each table that names previous nodes (and knows their
+    /// list) as a generation, with its VIPs; `wall` stands for the build time of a table
+    /// [`Tables::expire_previous`] has not seen yet.
+    pub fn record(&self, wall: SystemTime) -> Record {
+        let mut record = Record::default();
+        for (key, vip) in &self.vips {
+            let Some(table_key) = &vip.table else { continue };
+            let Some(entry) = self.tables.get(table_key) else { continue };
+            let (Some(_), Some(previous)) = (&entry.previous, &entry.previous_list) else {
+                continue;
+            };
+            let g = generation(&table_key.nodes, previous, entry.built.unwrap_or(wall));
+            record.generations.entry(g).or_default().insert(*key);
+        }
+        record
+    }
+
+    /// Each table that names previous nodes, by id, with its build time (the runtime pins it,
+    /// so a restarted director expires them when the others do).
+    pub fn built_times(&self) -> BTreeMap<u32, SystemTime> {
+        self.tables
+            .values()
+            .filter(|entry| entry.previous.is_some())
+            .filter_map(|entry| Some((entry.id, entry.built?)))
+            .collect()
+    }
+}
