@@ -205,10 +205,12 @@ impl Agent {
         }
         self.resize_maps(&LoadOptions { sizes: wanted, ..options.clone() })?;
         if self.started {
-            if self.per_packet.is_some() {
+            if let Some(old) = &self.per_packet {
+                let snat_ports = old.snat_ports();
                 let maps = self.datapath.maps_mut();
                 let model = self.core.model();
-                self.per_packet = Some(PerPacketPrograms::load(options, maps, config, model)?);
+                self.per_packet =
+                    Some(PerPacketPrograms::load(options, maps, config, snat_ports, model)?);
             }
             self.attach()?;
         }

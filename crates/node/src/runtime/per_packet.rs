@@ -125,6 +125,11 @@ impl PerPacketPrograms {
         Ok(programs)
     }
 
+    /// The SNAT source ports chosen at start (a reload after the maps grew keeps them).
+    pub(crate) fn snat_ports(&self) -> PortRange {
+        self.snat_ports
+    }
+
     /// This node's addresses or SNAT source may have changed (its Node object).
     pub(crate) fn node_changed(
         &mut self,
