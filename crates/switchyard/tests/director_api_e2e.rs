@@ -7,7 +7,7 @@
 //! maps (a node added, a node drained, a Service deleted); malformed objects (an opt-in
 //! annotation that is neither "true" nor "false", a node weight that is no number) are
 //! reported by name while everything else is served, and served once fixed; an object that
-//! cannot be decoded at all does not stop the rest.
+//! cannot be decoded at all is named and does not stop the rest.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
@@ -103,7 +103,7 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     api.put_yaml(&web);
     api.put_yaml(&odd_bad);
     // An object no client can decode (a real API server validates Services, so only a version
-    // skew could serve one): the watch skips it (logged as a watch error, unnamed) and goes on.
+    // skew could serve one): the watch skips it, names it in the log and goes on.
     api.put(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "broken", "namespace": "e2e",
@@ -141,6 +141,11 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     assert!(
         logged(&director, &["node1", "switchyard.io/director-weight", "\"heavy\""]),
         "the Node with a bad weight is not named: {:#?}",
+        director.log
+    );
+    assert!(
+        logged(&director, &["cannot be decoded", "e2e/broken", "Service", "\"eighty\""]),
+        "the Service that cannot be decoded is not named: {:#?}",
         director.log
     );
     for vip in ODD.into_iter().chain(["10.96.73.1"]) {

@@ -12,6 +12,7 @@ mod backoff;
 mod client;
 mod options;
 mod reflection;
+mod undecodable;
 mod watch;
 
 pub use annotate::annotate_node;

@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 use switchyard_model::crd::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
@@ -27,12 +28,21 @@ pub trait Watched: kube::Resource + Clone + Send + Sync + 'static {
     const KIND: ObjectKind;
     /// The model change that sets (`Some`) or removes (`None`) the object.
     fn change(key: ObjectKey, object: Option<Self>) -> Change;
+    /// An object of this kind with only `meta` (the deletion of one that does not decode),
+    /// for the kinds whose undecodable objects are named and skipped (`None`: not one).
+    fn bare(meta: ObjectMeta) -> Option<Self> {
+        let _ = meta;
+        None
+    }
 }
 
 impl Watched for Service {
     const KIND: ObjectKind = ObjectKind::Service;
     fn change(key: ObjectKey, object: Option<Self>) -> Change {
         Change::Service(key, object.map(Box::new))
+    }
+    fn bare(metadata: ObjectMeta) -> Option<Self> {
+        Some(Service { metadata, ..Default::default() })
     }
 }
 
@@ -41,12 +51,18 @@ impl Watched for EndpointSlice {
     fn change(key: ObjectKey, object: Option<Self>) -> Change {
         Change::EndpointSlice(key, object.map(Box::new))
     }
+    fn bare(metadata: ObjectMeta) -> Option<Self> {
+        Some(EndpointSlice { metadata, ..Default::default() })
+    }
 }
 
 impl Watched for Node {
     const KIND: ObjectKind = ObjectKind::Node;
     fn change(key: ObjectKey, object: Option<Self>) -> Change {
         Change::Node(key, object.map(Box::new))
+    }
+    fn bare(metadata: ObjectMeta) -> Option<Self> {
+        Some(Node { metadata, ..Default::default() })
     }
 }
 

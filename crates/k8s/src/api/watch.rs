@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use tokio::time::Instant;
 use super::backoff::JitteredBackoff;
 use super::options::{ApiOptions, InitialList, WatchScope};
 use super::reflection::{KindEvent, Reflection, Watched};
+use super::undecodable::{Namer, is_decode_error, tolerant_watcher};
 
 /// Model changes from the API server. The first update holds the whole cluster (every kind
 /// completely listed); later ones hold what changed since, each object at most once.
@@ -328,6 +328,8 @@ enum Restart {
     Gone,
     /// Streaming lists are not available: use LIST+WATCH from now on.
     NoStreamingLists,
+    /// A LIST did not decode: watch through the tolerant type from now on.
+    Tolerant,
 }
 
 impl<K> KindWatch<K>
@@ -340,6 +342,14 @@ where
         let mut restarts = JitteredBackoff::new(options.min_backoff, options.max_backoff);
         // True while our CRD is missing and the kind has been handed on as empty.
         let mut absent = false;
+        // Names objects the typed decode fails on (Services, EndpointSlices, Nodes: what a
+        // version skew could make undecodable; all watched cluster-wide).
+        let mut namer =
+            matches!(K::KIND, ObjectKind::Service | ObjectKind::EndpointSlice | ObjectKind::Node)
+                .then(|| Namer::new(&self.api, &self.config));
+        // After a LIST that did not decode: watch through the tolerant type (each object
+        // decoded per object, the bad ones named and skipped) instead of failing forever.
+        let mut tolerant = false;
         loop {
             let mut config = self.config.clone();
             config = match strategy {
@@ -350,7 +360,13 @@ where
                 },
             };
             let backoff = JitteredBackoff::new(options.min_backoff, options.max_backoff);
-            let mut stream = pin!(watcher(self.api.clone(), config).backoff(backoff));
+            let mut stream: futures::stream::BoxStream<'static, watcher::Result<Event<K>>> =
+                match namer.as_ref().filter(|_| tolerant) {
+                    Some(namer) => {
+                        tolerant_watcher::<K>(namer.client(), config).backoff(backoff).boxed()
+                    }
+                    None => watcher(self.api.clone(), config).backoff(backoff).boxed(),
+                };
             // Deadline for the end marker of a streaming list.
             let mut list_deadline = (strategy == InitialList::Streaming)
                 .then(|| Instant::now() + tuning.streaming_list_timeout);
@@ -419,11 +435,20 @@ where
                             break restart;
                         }
                         log_watch_error(K::KIND, &err);
+                        if let Some(namer) = namer.as_mut().filter(|_| is_decode_error(&err)) {
+                            namer.name::<K>(K::KIND).await;
+                            if !tolerant && matches!(err, watcher::Error::InitialListFailed(_)) {
+                                tracing::warn!(kind = %K::KIND, "listing again, skipping the objects that cannot be decoded");
+                                break Restart::Tolerant;
+                            }
+                        }
                     }
                 }
             };
-            if matches!(restart, Restart::NoStreamingLists) {
-                strategy = InitialList::ListWatch;
+            match restart {
+                Restart::NoStreamingLists => strategy = InitialList::ListWatch,
+                Restart::Tolerant => tolerant = true,
+                Restart::Gone => {}
             }
             tokio::time::sleep(restarts.next().unwrap_or(options.min_backoff)).await;
         }
