@@ -309,7 +309,8 @@ fn a_record_that_arrives_after_the_start_is_taken_over_without_moving_a_flow() {
         }
     };
     run(&mut b, vec![early], &mut maps);
-    let named = |t: &Tables| choices(t).values().filter(|(_, p)| p.as_deref() == Some("node-2")).count();
+    let named =
+        |t: &Tables| choices(t).values().filter(|(_, p)| p.as_deref() == Some("node-2")).count();
     assert_eq!(named(&b), 0, "nothing published yet for the deletion");
     let nodes_before: Vec<_> = choices(&b).into_values().map(|c| c.0).collect();
     run(&mut b, vec![published(&a, clock)], &mut maps);

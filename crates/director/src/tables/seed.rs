@@ -89,10 +89,10 @@ impl Tables {
                 previous: Some(seed.previous.clone()),
                 adopted: None,
             };
-            let built = self
-                .acquire_table(&before, None, &mut new_nodes, &mut new_tables)
-                .and_then(|_| {
-                    let id = self.acquire_table(&table, Some(&before), &mut new_nodes, &mut new_tables);
+            let built =
+                self.acquire_table(&before, None, &mut new_nodes, &mut new_tables).and_then(|_| {
+                    let id =
+                        self.acquire_table(&table, Some(&before), &mut new_nodes, &mut new_tables);
                     self.release_table(&before);
                     id
                 });
