@@ -79,8 +79,8 @@ fn duplicate_object_in_two_files_names_both_and_keeps_the_first_by_path() {
     match directory.errors() {
         [ManifestError::Duplicate { kind, key, first, second }] => {
             assert_eq!((*kind, key), (ObjectKind::Service, &ObjectKey::new("shop", "web")));
-            assert_eq!(first.file, dir.path().join("a.yaml"));
-            assert_eq!(second.file, dir.path().join("b.yaml"));
+            assert_eq!(*first.file, *dir.path().join("a.yaml"));
+            assert_eq!(*second.file, *dir.path().join("b.yaml"));
         }
         other => panic!("expected one duplicate error, got {other:?}"),
     }

@@ -20,12 +20,11 @@ use crate::config::ProxyConfig;
 use crate::desired::{DesiredState, Frontend, FrontendKey, FrontendKind, StateDiff};
 use crate::frontends::service_frontends;
 use crate::input::{Change, ClusterState, ObjectKey};
-use crate::intern::Interner;
 use crate::keyset::KeySet;
 use crate::ownership::{Refusal, RefusalReason};
 use crate::parse::{
-    NodeFacts, ServiceFacts, SliceFacts, node_addresses, node_eligible, node_facts, service_facts,
-    slice_facts,
+    Interners, NodeFacts, ServiceFacts, SliceFacts, node_addresses, node_eligible, node_facts,
+    service_facts, slice_facts,
 };
 use rustc_hash::FxHashMap;
 
@@ -48,7 +47,7 @@ pub struct NodeModel {
     /// Frontend key → Services claiming it that do not own it.
     contenders: FxHashMap<FrontendKey, KeySet<ObjectKey>>,
     desired: DesiredState,
-    interner: Interner,
+    interners: Interners,
     /// Terminating endpoints (address, port) per EndpointSlice that has any.
     terminating: FxHashMap<ObjectKey, Vec<(IpAddr, u16)>>,
     /// Whether this node may get traffic from external load balancers ([`node_eligible`]).
@@ -79,7 +78,7 @@ impl NodeModel {
             claims: FxHashMap::default(),
             contenders: FxHashMap::default(),
             desired: DesiredState::default(),
-            interner: Interner::default(),
+            interners: Interners::default(),
             terminating: FxHashMap::default(),
             eligible: node_eligible(None),
             cluster_ip_owners: FxHashMap::default(),
@@ -105,7 +104,7 @@ impl NodeModel {
             model.index_node(&key.name, Some(node));
         }
         for (key, slice) in &state.endpoint_slices {
-            let facts = slice_facts(&model.config, &mut model.interner, key, slice);
+            let facts = slice_facts(&model.config, &mut model.interners, key, slice);
             model.index_terminating(key, Some(&facts));
             if let Some(service) = &facts.service {
                 model.index_slice(key, service);
@@ -310,7 +309,7 @@ impl NodeModel {
                 }
             }
             Change::EndpointSlice(key, slice) => {
-                let facts = slice.map(|s| slice_facts(&self.config, &mut self.interner, &key, &s));
+                let facts = slice.map(|s| slice_facts(&self.config, &mut self.interners, &key, &s));
                 if self.slices.get(&key) == facts.as_ref() {
                     return StateDiff::default();
                 }

@@ -274,23 +274,39 @@ pub(crate) enum NodeHint {
     ForOtherNodes,
 }
 
-/// One endpoint of a slice (its first address, as kube-proxy uses).
+/// One endpoint of a slice (its first address, as kube-proxy uses). 32 bytes: where it is
+/// (node, zone, zone hints) is one shared [`Place`], as the endpoints of one node mostly are in
+/// the same one (issue 20: 80 bytes each, 20 MB at 250,000 endpoints, with the three apart).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EndpointFacts {
     pub(crate) ip: IpAddr,
     pub(crate) ready: bool,
     pub(crate) serving: bool,
     pub(crate) terminating: bool,
+    pub(crate) is_local: bool,
+    pub(crate) node_hint: NodeHint,
+    pub(crate) place: Arc<Place>,
+}
+
+/// Where an endpoint is, interned ([`Interner`]): endpoints on one node in one zone with the
+/// same hints share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Place {
     pub(crate) node_name: Option<Arc<str>>,
     pub(crate) zone: Option<Arc<str>>,
-    pub(crate) is_local: bool,
     pub(crate) zone_hints: ZoneHints,
-    pub(crate) node_hint: NodeHint,
+}
+
+/// The interners a slice's facts are made with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Interners {
+    pub(crate) strings: Interner,
+    pub(crate) places: Interner<Place>,
 }
 
 /// Zones named in an endpoint's `hints.forZones`. One zone is by far the common case and needs
 /// no allocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum ZoneHints {
     Absent,
     One(Arc<str>),
@@ -323,7 +339,7 @@ pub(crate) struct SliceFacts {
 
 pub(crate) fn slice_facts(
     config: &ProxyConfig,
-    interner: &mut Interner,
+    interners: &mut Interners,
     key: &ObjectKey,
     slice: &EndpointSlice,
 ) -> SliceFacts {
@@ -368,6 +384,7 @@ pub(crate) fn slice_facts(
         let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
         let node_name = e.node_name.as_deref().filter(|n| !n.is_empty());
         let hints = e.hints.as_ref();
+        let interner = &mut interners.strings;
         let zone_hints = match hints.and_then(|h| h.for_zones.as_deref()).unwrap_or_default() {
             [] => ZoneHints::Absent,
             [one] => ZoneHints::One(interner.intern(&one.name)),
@@ -381,16 +398,19 @@ pub(crate) fn slice_facts(
             }
             Some(_) => NodeHint::ForOtherNodes,
         };
+        let place = Place {
+            node_name: node_name.map(|n| interner.intern(n)),
+            zone: e.zone.as_deref().filter(|z| !z.is_empty()).map(|z| interner.intern(z)),
+            zone_hints,
+        };
         Some(EndpointFacts {
             ip,
             ready,
             serving,
             terminating,
             is_local: node_name == Some(config.node_name.as_str()),
-            node_name: node_name.map(|n| interner.intern(n)),
-            zone: e.zone.as_deref().filter(|z| !z.is_empty()).map(|z| interner.intern(z)),
-            zone_hints,
             node_hint,
+            place: interners.places.intern_value(place),
         })
     }));
     SliceFacts { service, family: Some(family), ports, endpoints }

@@ -101,8 +101,8 @@ pub(crate) fn select(
     let backend = |c: &Candidate<'_>, state| Backend {
         ip: c.endpoint.ip,
         port: c.port,
-        node_name: c.endpoint.node_name.clone(),
-        zone: c.endpoint.zone.clone(),
+        node_name: c.endpoint.place.node_name.clone(),
+        zone: c.endpoint.place.zone.clone(),
         is_local: c.endpoint.is_local,
         state,
     };
@@ -136,6 +136,10 @@ pub(crate) fn select(
     }
 
     let has_any = !cluster.is_empty() || candidates.iter().any(|c| is_ready(c) || is_fallback(c));
+    // The lists live on in the desired state: a filtered collect leaves up to half its
+    // capacity unused (issue 20: 4 MB at 10,000 Services × 25 endpoints).
+    cluster.shrink_to_fit();
+    local.shrink_to_fit();
     Selection { cluster, local, has_any }
 }
 
@@ -159,13 +163,14 @@ fn topology_filter<'z>(
         return Some(TopologyFilter::ThisNode);
     }
     let zone = node_zone?;
-    (ready().all(|e| !e.zone_hints.is_absent()) && ready().any(|e| e.zone_hints.contains(zone)))
-        .then_some(TopologyFilter::Zone(zone))
+    (ready().all(|e| !e.place.zone_hints.is_absent())
+        && ready().any(|e| e.place.zone_hints.contains(zone)))
+    .then_some(TopologyFilter::Zone(zone))
 }
 
 fn matches_topology(endpoint: &EndpointFacts, filter: TopologyFilter<'_>) -> bool {
     match filter {
         TopologyFilter::ThisNode => endpoint.node_hint == NodeHint::ForThisNode,
-        TopologyFilter::Zone(zone) => endpoint.zone_hints.contains(zone),
+        TopologyFilter::Zone(zone) => endpoint.place.zone_hints.contains(zone),
     }
 }

@@ -167,7 +167,7 @@ impl FieldLines {
         if location.item.is_some() || Format::of(&location.file) != Some(Format::Yaml) {
             return None;
         }
-        let file = self.files.entry(location.file.clone()).or_insert_with(|| {
+        let file = self.files.entry(location.file.to_path_buf()).or_insert_with(|| {
             let text = fs::read_to_string(&location.file).ok()?;
             let starts = std::iter::once(0)
                 .chain(text.match_indices('\n').map(|(position, _)| position + 1))
@@ -273,7 +273,7 @@ kind: Other
         let text = SERVICE.replace("---\nkind: Other\n", "---\n").repeat(documents);
         fs::write(&file, &text).unwrap();
         let location = |document: usize| Location {
-            file: file.clone(),
+            file: file.as_path().into(),
             document: document + 1,
             line: document * 22 + 1,
             item: None,

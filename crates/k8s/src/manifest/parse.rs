@@ -74,11 +74,12 @@ pub(crate) fn parse_file(
 ) -> Vec<Document> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut documents = Vec::new();
+    let file: Arc<Path> = path.into();
     match format {
         Format::Yaml => {
             for (number, chunk) in split_yaml(text).into_iter().enumerate() {
                 let location = Location {
-                    file: path.to_path_buf(),
+                    file: Arc::clone(&file),
                     document: number + 1,
                     line: chunk.first_content_line,
                     item: None,
@@ -115,7 +116,7 @@ pub(crate) fn parse_file(
                 let Some(next) = stream.next() else { break };
                 number += 1;
                 let location =
-                    Location { file: path.to_path_buf(), document: number, line, item: None };
+                    Location { file: Arc::clone(&file), document: number, line, item: None };
                 match next {
                     Ok(value) => {
                         let source = Source { text: None, first_line: line, options };

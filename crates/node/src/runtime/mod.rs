@@ -26,10 +26,10 @@ use switchyard_dataplane::reconciler::limits_for;
 use switchyard_k8s::health::ServiceHealthServers;
 use switchyard_model::ProxyConfig;
 use switchyard_model::validate::ValidationOptions;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::announce::Announcer;
-use crate::config::{NodeConfig, check_port_ranges};
+use crate::config::NodeConfig;
 use crate::core::{CoreConfig, Effect, NodeCore};
 use crate::error::NodeError;
 use crate::findings::{Findings, Refusals};
@@ -150,9 +150,21 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     if config.node_name.is_empty() || config.cgroup.as_os_str().is_empty() {
         return Err(NodeError::MissingIdentity);
     }
-    if per_packet {
-        check_port_ranges(config.snat_port_range, config.node_port_range)?;
-    }
+    // Checked before anything is loaded: a refused range stops the agent at once.
+    let snat_ports = if per_packet {
+        let chosen = switchyard_model::choose_snat_ports(
+            config.snat_port_range,
+            config.node_port_range,
+            local_port_range(),
+        )?;
+        info!(snat_ports = %chosen, "SNAT source ports");
+        if let Some(warning) = chosen.warning() {
+            warn!("{warning}");
+        }
+        Some(chosen.range)
+    } else {
+        None
+    };
     for device in &config.devices {
         switchyard_bpf::nodeport::check_device(device)
             .map_err(|source| NodeError::Device(source.into()))?;
@@ -233,11 +245,12 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     agent.observe_changes(&first.changes);
     let effects = agent.core.start(first.changes);
     let plan_time = arrived.elapsed();
-    if per_packet {
+    if let Some(snat_ports) = snat_ports {
         agent.per_packet = Some(PerPacketPrograms::load(
             &options,
             agent.datapath.maps_mut(),
             &config,
+            snat_ports,
             agent.core.model(),
         )?);
     }
@@ -320,4 +333,12 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         "stopping; programs and maps stay in place (`switchyard agent --cleanup` removes them)"
     );
     Ok(())
+}
+
+/// `net.ipv4.ip_local_port_range` of the agent's network namespace (the node's, hostNetwork):
+/// only read, never written. None when unreadable (Linux's default is then assumed, with a
+/// warning).
+fn local_port_range() -> Option<switchyard_model::PortRange> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    switchyard_model::snat_ports::parse_local_port_range(&text)
 }

@@ -107,9 +107,12 @@ pub(crate) struct AgentArgs {
     pod_devices: Vec<String>,
 
     /// Source ports for flows SNATed to this node's address (to pods on other nodes); must not
-    /// overlap --node-port-range.
-    #[arg(long, value_name = "FIRST-LAST", default_value = "61000-65535")]
-    snat_port_range: PortRange,
+    /// overlap --node-port-range (refused) and should not overlap net.ipv4.ip_local_port_range
+    /// (warned). Default: the widest gap of 1024-65535 outside both (1024-29999 with Linux's
+    /// and Kubernetes' defaults), read at start; `switchyard doctor` shows it. The range bounds
+    /// new connections per second to one backend at about its size / 10 s.
+    #[arg(long, value_name = "FIRST-LAST")]
+    snat_port_range: Option<PortRange>,
 
     /// Capacity of the per-packet conntrack table sy_ct (LRU: when full, the least recently
     /// used flow is evicted; `switchyard_bpf_map_entries{map="sy_ct"}` shows the fill).

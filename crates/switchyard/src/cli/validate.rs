@@ -92,15 +92,17 @@ pub(crate) fn check(
             ManifestError::Syntax { location, .. }
             | ManifestError::Invalid { location, .. }
             | ManifestError::Refused { location, .. } => {
-                Some((location.file.clone(), location.line))
+                Some((location.file.to_path_buf(), location.line))
             }
-            ManifestError::Duplicate { second, .. } => Some((second.file.clone(), second.line)),
+            ManifestError::Duplicate { second, .. } => {
+                Some((second.file.to_path_buf(), second.line))
+            }
         };
         problems.push((key, Problem { severity: "error", message: error.to_string() }));
     }
     for warning in directory.warnings() {
         let ManifestWarning::UnknownField { location, .. } = warning;
-        let key = Some((location.file.clone(), location.line));
+        let key = Some((location.file.to_path_buf(), location.line));
         problems.push((key, Problem { severity: "warning", message: warning.to_string() }));
     }
     let findings = validate(state, options);
@@ -136,7 +138,7 @@ fn format_finding(
             // Point at the field itself when the file lets us find it.
             let line = lines.line_of(location, &finding.field).unwrap_or(location.line);
             let location = Location { line, ..location.clone() };
-            let key = Some((location.file.clone(), location.line));
+            let key = Some((location.file.to_path_buf(), location.line));
             (key, Problem { severity, message: format!("{location}: {finding}") })
         }
         None => (None, Problem { severity, message: finding.to_string() }),

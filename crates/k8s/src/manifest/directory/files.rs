@@ -1,11 +1,12 @@
 //! The files under a manifest root: listing them, noticing changes without reading them
 //! (fingerprints), and reading one into its parsed documents.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use switchyard_model::validate::ValidationOptions;
@@ -42,40 +43,76 @@ impl Fingerprint {
 /// What is known about one file from its last reading.
 #[derive(Debug)]
 pub(super) struct FileEntry {
+    /// Its path, shared with [`ManifestDirectory::claims`](super::ManifestDirectory).
+    pub(super) path: Arc<Path>,
     pub(super) fingerprint: Fingerprint,
     pub(super) contents: Result<Vec<Document>, ManifestError>,
-    /// Indices of the documents that name each object, in document order: re-merging one
-    /// object looks only at its own documents.
-    pub(super) by_id: HashMap<ObjectId, Vec<usize>>,
+    /// Indices of the documents that name an object, ordered by object, then document: re-merging
+    /// one object looks only at its own documents. Indices rather than a map keyed by a copy of
+    /// each object's id (issue 20: a copy per object and a hash table per file, 4 MB at 20,000
+    /// objects).
+    by_id: Box<[usize]>,
     /// Unreadable, or a document that cannot be identified: the file keeps every object it
     /// defined before.
     pub(super) keeps_all: bool,
-    /// The objects this file is registered for in [`ManifestDirectory::claims`]: those its
-    /// documents name plus, when it keeps all, those it defined before.
-    pub(super) claimed: Vec<ObjectId>,
+    /// Objects this file keeps without a document naming them (when it keeps all): with the
+    /// objects its documents name, those it is registered for in
+    /// [`ManifestDirectory::claims`](super::ManifestDirectory).
+    pub(super) kept: Vec<ObjectId>,
+}
+
+/// The object a document names, if it could be read.
+fn document_id(document: &Document) -> Option<&ObjectId> {
+    match &document.outcome {
+        Outcome::Object(id, ..) | Outcome::Broken { id: Some(id), .. } => Some(id),
+        Outcome::Broken { id: None, .. } | Outcome::Ignored(_) => None,
+    }
 }
 
 impl FileEntry {
     pub(super) fn new(
+        path: Arc<Path>,
         fingerprint: Fingerprint,
         contents: Result<Vec<Document>, ManifestError>,
     ) -> Self {
-        let mut by_id: HashMap<ObjectId, Vec<usize>> = HashMap::new();
-        let mut keeps_all = contents.is_err();
-        for (index, document) in contents.iter().flatten().enumerate() {
-            match &document.outcome {
-                Outcome::Object(id, ..) | Outcome::Broken { id: Some(id), .. } => {
-                    by_id.entry(id.clone()).or_default().push(index);
-                }
-                Outcome::Broken { id: None, .. } => keeps_all = true,
-                Outcome::Ignored(_) => {}
-            }
-        }
-        Self { fingerprint, contents, by_id, keeps_all, claimed: Vec::new() }
+        let documents = contents.as_deref().unwrap_or_default();
+        let keeps_all = contents.is_err()
+            || documents.iter().any(|d| matches!(d.outcome, Outcome::Broken { id: None, .. }));
+        let mut by_id: Vec<usize> =
+            (0..documents.len()).filter(|&i| document_id(&documents[i]).is_some()).collect();
+        // Stable: a document's index breaks ties between documents naming the same object.
+        by_id.sort_by(|&a, &b| document_id(&documents[a]).cmp(&document_id(&documents[b])));
+        Self { path, fingerprint, contents, by_id: by_id.into(), keeps_all, kept: Vec::new() }
     }
 
     pub(super) fn documents(&self) -> &[Document] {
         self.contents.as_deref().unwrap_or_default()
+    }
+
+    /// Indices of the documents naming `id`, in document order.
+    pub(super) fn documents_naming<'a>(
+        &'a self,
+        id: &'a ObjectId,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let documents = self.documents();
+        let named = move |index: &usize| document_id(&documents[*index]);
+        let start = self.by_id.partition_point(|i| named(i).is_some_and(|named| named < id));
+        self.by_id[start..].iter().take_while(move |i| named(i) == Some(id)).copied()
+    }
+
+    pub(super) fn names(&self, id: &ObjectId) -> bool {
+        self.documents_naming(id).next().is_some()
+    }
+
+    /// The objects this file is registered for: those its documents name, each once, then
+    /// those it keeps.
+    pub(super) fn claimed(&self) -> impl Iterator<Item = &ObjectId> {
+        let documents = self.documents();
+        let mut previous: Option<&ObjectId> = None;
+        (self.by_id.iter())
+            .filter_map(|&index| document_id(&documents[index]))
+            .filter(move |id| previous.replace(id) != Some(id))
+            .chain(&self.kept)
     }
 }
 
@@ -90,7 +127,7 @@ pub(super) fn read_entry(
         .and_then(|bytes| String::from_utf8(bytes).map_err(|err| format!("not UTF-8: {err}")))
         .map(|text| parse_file(path, format, &text, options))
         .map_err(|reason| ManifestError::Unreadable { file: path.to_path_buf(), reason });
-    FileEntry::new(fingerprint, contents)
+    FileEntry::new(path.into(), fingerprint, contents)
 }
 
 /// The bytes of `path`, refused (naming the limit) above [`MAX_FILE_BYTES`].

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use switchyard_model::validate::ValidationOptions;
 use switchyard_model::{Change, ClusterState, ObjectKey, ObjectKind};
@@ -62,17 +63,17 @@ pub struct ManifestDirectory {
 /// `BTreeSet` would allocate a node with room for eleven (issue 20: 5.6 MB of the agent's
 /// heap at 20,000 objects).
 #[derive(Debug, Default)]
-struct PathSet(Vec<PathBuf>);
+struct PathSet(Vec<Arc<Path>>);
 
 impl PathSet {
-    fn insert(&mut self, path: PathBuf) {
+    fn insert(&mut self, path: Arc<Path>) {
         if let Err(at) = self.0.binary_search(&path) {
             self.0.insert(at, path);
         }
     }
 
     fn remove(&mut self, path: &Path) {
-        if let Ok(at) = self.0.binary_search_by(|p| p.as_path().cmp(path)) {
+        if let Ok(at) = self.0.binary_search_by(|p| (**p).cmp(path)) {
             self.0.remove(at);
         }
     }
@@ -81,14 +82,14 @@ impl PathSet {
         self.0.is_empty()
     }
 
-    fn iter(&self) -> std::slice::Iter<'_, PathBuf> {
+    fn iter(&self) -> std::slice::Iter<'_, Arc<Path>> {
         self.0.iter()
     }
 }
 
 impl<'a> IntoIterator for &'a PathSet {
-    type Item = &'a PathBuf;
-    type IntoIter = std::slice::Iter<'a, PathBuf>;
+    type Item = &'a Arc<Path>;
+    type IntoIter = std::slice::Iter<'a, Arc<Path>>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
@@ -283,7 +284,9 @@ impl ManifestDirectory {
         let mut affected: BTreeSet<ObjectId> = BTreeSet::new();
         let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
         for (path, entry) in updates {
-            let old_claimed = self.files.remove(&path).map(|old| old.claimed).unwrap_or_default();
+            let old_claimed: Vec<ObjectId> = (self.files.remove(&path))
+                .map(|old| old.claimed().cloned().collect())
+                .unwrap_or_default();
             for id in &old_claimed {
                 if let Some(files) = self.claims.get_mut(id) {
                     files.remove(&path);
@@ -294,22 +297,21 @@ impl ManifestDirectory {
             }
             self.ignored_by_file.remove(&path);
             if let Some(mut entry) = entry {
-                let mut claimed: Vec<ObjectId> = entry.by_id.keys().cloned().collect();
                 if entry.keeps_all {
                     // Everything the file defined before is among what it claimed before.
                     for id in &old_claimed {
-                        if !entry.by_id.contains_key(id)
-                            && self.applied.get(id).is_some_and(|a| a.location.file == path)
+                        if !entry.names(id)
+                            && self.applied.get(id).is_some_and(|a| *a.location.file == *path)
                         {
-                            claimed.push(id.clone());
+                            entry.kept.push(id.clone());
                         }
                     }
                 }
-                for id in &claimed {
-                    self.claims.entry(id.clone()).or_default().insert(path.clone());
+                for id in entry.claimed() {
+                    let files = self.claims.entry(id.clone()).or_default();
+                    files.insert(Arc::clone(&entry.path));
+                    affected.insert(id.clone());
                 }
-                affected.extend(claimed.iter().cloned());
-                entry.claimed = claimed;
                 let ignored: Vec<IgnoredDocument> = entry
                     .documents()
                     .iter()
@@ -353,7 +355,7 @@ impl ManifestDirectory {
             }
             // Duplicates and warnings of every file naming the object may have changed.
             if let Some(files) = self.claims.get(id) {
-                dirty.extend(files.iter().cloned());
+                dirty.extend(files.iter().map(|path| path.to_path_buf()));
             }
         }
         changes.append(&mut upserts);
@@ -404,8 +406,8 @@ impl ManifestDirectory {
 
     fn resolve_once(&self, id: &ObjectId, previous: Option<&Applied>) -> Option<Applied> {
         for path in self.claims.get(id)? {
-            let Some(entry) = self.files.get(path) else { continue };
-            for &index in entry.by_id.get(id).into_iter().flatten() {
+            let Some(entry) = self.files.get(&**path) else { continue };
+            for index in entry.documents_naming(id) {
                 let document = &entry.documents()[index];
                 match &document.outcome {
                     Outcome::Object(_, object, _) => {
@@ -427,7 +429,7 @@ impl ManifestDirectory {
             }
             if entry.keeps_all
                 && let Some(previous) = previous
-                && previous.location.file == *path
+                && *previous.location.file == **path
             {
                 return Some(previous.clone());
             }

@@ -20,7 +20,7 @@ fn reference(
     let mut warnings = Vec::new();
     let keep_from = |path: &Path, applied: &mut BTreeMap<ObjectId, Applied>| {
         for (id, old) in previous {
-            if old.location.file == path {
+            if *old.location.file == *path {
                 applied.entry(id.clone()).or_insert_with(|| old.clone());
             }
         }

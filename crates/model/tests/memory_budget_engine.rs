@@ -1,0 +1,69 @@
+//! What the model keeps per endpoint, counted in live heap bytes by a global allocator (issue 20:
+//! agent RSS at 10,000 Services × 25 endpoints, where the model was the largest item). One test
+//! in this binary: the counter is process-wide.
+#![allow(clippy::unwrap_used)]
+
+use switchyard_testing::live_heap::{LiveHeap, live};
+
+use switchyard_model::synthetic::{self, SyntheticCluster};
+use switchyard_model::{Change, ClusterState, NodeModel};
+
+#[global_allocator]
+static GLOBAL: LiveHeap = LiveHeap;
+
+fn changes(state: &ClusterState) -> Vec<Change> {
+    let services =
+        (state.services.iter()).map(|(k, s)| Change::Service(k.clone(), Some(Box::new(s.clone()))));
+    let slices = (state.endpoint_slices.iter())
+        .map(|(k, s)| Change::EndpointSlice(k.clone(), Some(Box::new(s.clone()))));
+    let nodes = state.nodes.iter().map(|(k, n)| Change::Node(k.clone(), Some(Box::new(n.clone()))));
+    nodes.chain(services).chain(slices).collect()
+}
+
+/// The model holds each endpoint twice: its facts (per EndpointSlice) and a backend in every
+/// frontend that uses it. The facts share one interned record of where the endpoint is (node,
+/// zone, zone hints) instead of three references each, and backend lists have no spare
+/// capacity. Both ways in (a whole snapshot, and change by change as the agent feeds it) stay
+/// within the budget: 32 B of facts plus 56 B per backend plus the Services, slices and
+/// frontends themselves (181 B per endpoint here; 243 B before, with 80-byte facts and lists
+/// of spare capacity).
+#[test]
+fn the_model_keeps_compact_endpoint_facts_and_exact_backend_lists() {
+    // One slice per Service, as the benchmark's cluster (and the endpointslice controller at
+    // 25 endpoints) has.
+    let spec = SyntheticCluster {
+        services: 1_000,
+        endpoints_per_slice: 100,
+        ..SyntheticCluster::default()
+    };
+    let state = synthetic::generate(&spec);
+    let endpoints: usize = state.endpoint_slices.values().map(|s| s.endpoints.len()).sum();
+    let backends = |model: &NodeModel| -> usize {
+        model.desired().frontends.values().map(|f| f.backends.len()).sum()
+    };
+
+    let before = live();
+    let bulk = NodeModel::from_state(synthetic::config(), &state);
+    let bulk_kept = live() - before;
+
+    // The changes are consumed as they are applied: count from before they existed.
+    let before = live();
+    let changes = changes(&state);
+    let mut incremental = NodeModel::new(synthetic::config());
+    for change in changes {
+        incremental.apply(change);
+    }
+    let incremental_kept = live() - before;
+    assert_eq!(bulk.desired(), incremental.desired(), "both ways in give the same state");
+    assert!(backends(&bulk) >= endpoints, "every endpoint is a backend somewhere");
+
+    for (how, kept) in [("from_state", bulk_kept), ("apply", incremental_kept)] {
+        let per_endpoint = kept / endpoints;
+        eprintln!(
+            "{how}: {endpoints} endpoints, {} backends: the model keeps {kept} B, {per_endpoint} B \
+             per endpoint",
+            backends(&bulk)
+        );
+        assert!(per_endpoint <= 200, "{how}: {per_endpoint} B per endpoint");
+    }
+}
