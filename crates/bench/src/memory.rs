@@ -561,7 +561,8 @@ pub fn write_cluster_manifests(
 /// Objects per manifest file of the agent run.
 const MANIFEST_OBJECTS_PER_FILE: usize = 2000;
 
-/// Runs `agent_bin agent` on a manifest directory holding `shape` (maps sized as in item 1),
+/// Runs `agent_bin agent` on a manifest directory holding `shape` (default flags: the agent
+/// sizes its maps from the state),
 /// attached to an empty cgroup of our own, pins in a bpffs of our own; once it logs "agent
 /// ready", reads its RSS and the kernel memory the machine gained, stops it (SIGTERM, by pid)
 /// and removes everything. No network: the manifest source serves no health port.
@@ -602,8 +603,6 @@ pub fn measure_agent(
         std::fs::create_dir(&cgroup).map_err(io(&cgroup.display().to_string()))?;
         let state = synthetic::cluster(shape);
         let cluster = model_input::cluster_state(&NodeConfig::default(), &state);
-        let sizes =
-            switchyard::sizes_for(&NodeModel::from_state(model_input::proxy_config(), &cluster));
         let (files, bytes) = write_manifests(&manifests, &cluster, MANIFEST_OBJECTS_PER_FILE)?;
         drop(cluster);
         agent.manifest_files = files;
@@ -623,9 +622,6 @@ pub fn measure_agent(
             .arg(bpf.path())
             .arg("--api-socket")
             .arg(dir.join("agent.sock"))
-            .args(["--max-frontends", &sizes.frontends.to_string()])
-            .args(["--max-backends", &sizes.backends.to_string()])
-            .args(["--max-slots", &sizes.slots.to_string()])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log);

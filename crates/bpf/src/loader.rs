@@ -111,9 +111,11 @@ impl Default for MapSizes {
             slots: 1_048_576,
             backends: 262_144,
             maglev_tables: 4_096,
-            sock_revnat: 262_144,
-            affinity: 65_536,
-            sock_sticky: 65_536,
+            // Connection maps (LRU, preallocated in full): sized for a node's live
+            // translated sockets and ClientIP clients, not a maximum (docs/datapath.md).
+            sock_revnat: 65_536,
+            affinity: 16_384,
+            sock_sticky: 16_384,
             node_addrs: 256,
             src_ranges: 16_384,
         }

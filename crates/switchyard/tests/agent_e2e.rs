@@ -79,6 +79,7 @@ fn start_agent(lab: &Lab, dir: &Path) -> Child {
     command.args(["agent", "--manifests"]).arg(dir);
     command.args(["--node-name", "node1", "--cgroup"]).arg(&node.cgroup);
     command.arg("--bpf-dir").arg(&node.bpf_dir);
+    command.args(["--max-sock-revnat", "4096"]);
     // SIGTERM stops at once (agent_health_e2e counts the grace).
     command.args(["--shutdown-grace-seconds", "0"]);
     command.stdout(Stdio::null()).stderr(Stdio::null());
@@ -153,6 +154,9 @@ fn agent_serves_cluster_ips_follows_changes_survives_restart_and_cleans_up() {
     assert_eq!(max_entries(&node.bpf_dir, "sy_frontends"), 1024);
     assert_eq!(max_entries(&node.bpf_dir, "sy_slots"), 4096);
     assert_eq!(max_entries(&node.bpf_dir, "sy_backends"), 4096);
+    // The connection maps follow their flags (the default for sy_affinity).
+    assert_eq!(max_entries(&node.bpf_dir, "sy_sock_revnat"), 4096);
+    assert_eq!(max_entries(&node.bpf_dir, "sy_affinity"), 16_384);
 
     // An empty Service refuses at once.
     let out = client(&lab, "tcp", "10.96.0.12:80", 3);

@@ -70,6 +70,24 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().maglev_tables)]
     max_maglev_tables: u32,
 
+    /// Capacity of sy_sock_revnat, the reverse translation of translated sockets (one entry
+    /// per live socket that connected or sent to a Service; LRU, preallocated: ~115 B each).
+    /// When full, the least recently used entry goes and that socket's replies and
+    /// getpeername show the backend's address; watch
+    /// `switchyard_bpf_map_entries{map="sy_sock_revnat"}`.
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().sock_revnat)]
+    max_sock_revnat: u32,
+
+    /// Capacity of sy_affinity, the sessionAffinity ClientIP choices (LRU, ~100 B each): when
+    /// full, the least recently used client chooses again.
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().affinity)]
+    max_affinity: u32,
+
+    /// Capacity of sy_sock_sticky, the backend of each unconnected UDP socket per Service (LRU,
+    /// ~100 B each): when full, the least recently used socket may move to another backend.
+    #[arg(long, value_name = "N", default_value_t = MapSizes::default().sock_sticky)]
+    max_sock_sticky: u32,
+
     /// Maglev table size M, a prime; the same on every node.
     #[arg(long, value_name = "M", default_value_t = switchyard_bpf::abi::MAGLEV_DEFAULT_TABLE_SIZE)]
     maglev_table_size: u32,
@@ -297,6 +315,9 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
             backends: args.max_backends,
             slots: args.max_slots,
             maglev_tables: args.max_maglev_tables,
+            sock_revnat: args.max_sock_revnat,
+            affinity: args.max_affinity,
+            sock_sticky: args.max_sock_sticky,
             ..MapSizes::default()
         },
         packet_sizes: PacketMapSizes {
