@@ -152,7 +152,8 @@ struct ConnectionOptions {
     #[arg(long)]
     seconds: Option<f64>,
     /// Switchyard's SNAT source ports as MIN-MAX (the agent's `--snat-port-range`); default:
-    /// the agent's default range.
+    /// what the agent chooses on a node with the default NodePort and ephemeral ranges
+    /// (1024-29999, `PacketSettings::default()`).
     #[arg(long, value_name = "MIN-MAX")]
     snat_ports: Option<String>,
 }

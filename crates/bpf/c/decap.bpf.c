@@ -31,6 +31,7 @@
 #include "lib/parse.h"
 #include "lib/decap_maps.h"
 #include "lib/ct_maps.h"
+#include "lib/sock_lookup.h"
 #include "lib/fib.h"
 #include "lib/dsr_decap.h"
 
@@ -141,19 +142,7 @@ static __always_inline int sc_owned(struct __sk_buff *skb, const struct sy_ct_ke
 
 	if (e && !ct_expired(e, t->proto, pkt_config(), bpf_ktime_get_ns()))
 		return 1;
-	if (t->family == SY_AF_INET) {
-		tuple.ipv4.saddr = t->saddr.words[3];
-		tuple.ipv4.daddr = t->daddr.words[3];
-		tuple.ipv4.sport = t->sport;
-		tuple.ipv4.dport = t->dport;
-		len = sizeof(tuple.ipv4);
-	} else {
-		__builtin_memcpy(tuple.ipv6.saddr, t->saddr.words, 16);
-		__builtin_memcpy(tuple.ipv6.daddr, t->daddr.words, 16);
-		tuple.ipv6.sport = t->sport;
-		tuple.ipv6.dport = t->dport;
-		len = sizeof(tuple.ipv6);
-	}
+	len = sock_tuple_of(t, &tuple);
 	if (t->proto == IPPROTO_UDP) {
 		sk = bpf_sk_lookup_udp(skb, &tuple, len, BPF_F_CURRENT_NETNS, 0);
 		if (!sk)

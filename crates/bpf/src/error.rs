@@ -47,8 +47,8 @@ pub enum Error {
         #[source]
         source: aya::maps::MapError,
     },
-    /// A batch write to a map failed (`BPF_MAP_UPDATE_BATCH`, [`crate::batch`]).
-    #[error("map {name}: batch write")]
+    /// A batch read or write of a map failed (`BPF_MAP_*_BATCH`, [`crate::batch`]).
+    #[error("map {name}: batch read or write")]
     MapIo {
         /// Map name.
         name: &'static str,

@@ -28,6 +28,7 @@ pub mod nodeport;
 pub mod nodeport_abi;
 pub mod nodeport_xdp;
 pub mod private_bpffs;
+mod resize;
 
 pub use error::Error;
 pub use loader::{Datapath, LoadOptions, MapSizes};

@@ -33,6 +33,7 @@ use crate::{
     },
     maps::{Maps, names},
     nodeport_abi::SrcRangeKey,
+    resize,
 };
 
 /// The socket-level programs, by function name in `c/sock.bpf.c`.
@@ -76,7 +77,10 @@ pub const ALL_PROGRAMS: [&str; 11] = [
 /// Subdirectory of the bpffs directory holding the pinned cgroup links.
 pub const LINKS_DIR: &str = "links";
 
-/// max_entries of the maps the reconciler sizes (the rest are fixed by the header).
+/// max_entries of the maps the reconciler sizes (the rest are fixed by the header). The
+/// state maps (`frontends`, `slots`, `backends`, `maglev_tables`) and the connection maps
+/// (`sock_revnat`, `affinity`, `sock_sticky`) may differ from a pin's size: a pin at least as
+/// large is adopted, a smaller one migrated (`crate::resize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapSizes {
     /// `sy_frontends`: frontend entries (one per address, port, protocol and scope).
@@ -121,7 +125,7 @@ impl Default for MapSizes {
 pub struct LoadOptions {
     /// bpffs directory of this agent: maps and links are pinned here.
     pub bpf_dir: PathBuf,
-    /// Map sizes.
+    /// Map sizes wanted by this load ([`Datapath::sizes`] tells what was adopted or created).
     pub sizes: MapSizes,
     /// Maglev table size M (prime, at least the largest backend count).
     pub maglev_table_size: u32,
@@ -144,10 +148,11 @@ impl LoadOptions {
     }
 }
 
-/// What a map must look like: (name, key size, value size, max_entries).
-fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 14] {
+/// What a map must look like: (name, key size, value size, max_entries; `None` for the
+/// resizable maps, whose size any pin may have).
+fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, Option<u32>); 14] {
     let s = &opts.sizes;
-    [
+    let fixed = [
         (names::FRONTENDS, size_of::<FrontendKey>(), size_of::<Frontend>(), s.frontends),
         (names::SLOTS, size_of::<SlotKey>(), size_of::<u32>(), s.slots),
         (names::BACKENDS, size_of::<u32>(), size_of::<Backend>(), s.backends),
@@ -164,7 +169,11 @@ fn expected_maps(opts: &LoadOptions) -> [(&'static str, usize, usize, u32); 14] 
         // A ring buffer has no key or value; max_entries is its size in bytes.
         (names::EVENTS, 0, 0, crate::abi::DEFAULT_EVENTS_BYTES),
         (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), s.src_ranges),
-    ]
+    ];
+    fixed.map(|(name, key, value, max_entries)| {
+        let resizable = resize::RESIZABLE.contains(&name);
+        (name, key, value, (!resizable).then_some(max_entries))
+    })
 }
 
 /// The loaded programs and their maps.
@@ -173,6 +182,10 @@ pub struct Datapath {
     ebpf: Ebpf,
     maps: Maps,
     bpf_dir: PathBuf,
+    /// The sizes adopted or created.
+    sizes: MapSizes,
+    /// Old connection maps of a migration, copied once more after attaching.
+    migrated: resize::Migrated,
 }
 
 impl Datapath {
@@ -185,23 +198,16 @@ impl Datapath {
         }
         prepare_bpf_dir(&opts.bpf_dir, opts.mount_bpffs)?;
         check_pins(opts)?;
-
-        let s = &opts.sizes;
-        let ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&opts.bpf_dir)
-            .map_max_entries(names::FRONTENDS, s.frontends)
-            .map_max_entries(names::SLOTS, s.slots)
-            .map_max_entries(names::BACKENDS, s.backends)
-            .map_max_entries(names::MAGLEV, s.maglev_tables)
-            .map_max_entries(names::SOCK_REVNAT, s.sock_revnat)
-            .map_max_entries(names::AFFINITY, s.affinity)
-            .map_max_entries(names::SOCK_STICKY, s.sock_sticky)
-            .map_max_entries(names::NODE_ADDRS, s.node_addrs)
-            .map_max_entries(names::FE_COUNTERS, s.frontends)
-            .map_max_entries(names::SRC_RANGES, s.src_ranges)
-            .load(crate::sock_object());
-        let mut ebpf = ebpf?;
-        let mut maps = Maps::from_ebpf(&mut ebpf)?;
+        let resizing = resize::prepare(&opts.bpf_dir, &opts.sizes)?;
+        let (ebpf, mut maps) = match load_object(opts, &resizing) {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                resizing.abandon(&opts.bpf_dir);
+                return Err(err);
+            }
+        };
+        let sizes = resizing.map_sizes(&opts.sizes);
+        let migrated = resizing.copy(&mut maps, &opts.bpf_dir)?;
 
         let config_err = |source| Error::Map { name: names::CONFIG, source };
         let previous = maps.config()?;
@@ -228,8 +234,13 @@ impl Datapath {
             node_netns_cookie,
         };
         maps.config.set(0, config, 0).map_err(config_err)?;
-        info!(bpf_dir = %opts.bpf_dir.display(), adopted = previous.maglev_table_size != 0, "BPF maps ready");
-        Ok(Datapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone() })
+        info!(bpf_dir = %opts.bpf_dir.display(), adopted = previous.maglev_table_size != 0, ?sizes, "BPF maps ready");
+        Ok(Datapath { ebpf, maps, bpf_dir: opts.bpf_dir.clone(), sizes, migrated })
+    }
+
+    /// The sizes of the maps as loaded: what was asked, or a larger pin's size.
+    pub fn sizes(&self) -> MapSizes {
+        self.sizes
     }
 
     /// The maps, for the reconciler.
@@ -300,9 +311,28 @@ impl Datapath {
                 debug!(link = %path.display(), "old link removed");
             }
         }
+        // The old programs are gone: what they wrote into migrated connection maps since the
+        // copy goes to the new maps.
+        self.migrated.catch_up(&mut self.maps)?;
         info!(cgroup = %cgroup.display(), "socket programs attached");
         Ok(())
     }
+}
+
+/// Loads the socket object with the sizes `resizing` chose (pins of the other maps adopted).
+fn load_object(opts: &LoadOptions, resizing: &resize::Resizing) -> Result<(Ebpf, Maps), Error> {
+    let s = &opts.sizes;
+    let mut loader = EbpfLoader::new();
+    loader
+        .default_map_pin_directory(&opts.bpf_dir)
+        .map_max_entries(names::NODE_ADDRS, s.node_addrs)
+        .map_max_entries(names::SRC_RANGES, s.src_ranges);
+    for (name, size) in &resizing.sizes {
+        loader.map_max_entries(name, *size);
+    }
+    let mut ebpf = loader.load(crate::sock_object())?;
+    let maps = Maps::from_ebpf(&mut ebpf)?;
+    Ok((ebpf, maps))
 }
 
 impl Datapath {
@@ -592,10 +622,11 @@ fn check_pins(opts: &LoadOptions) -> Result<(), Error> {
 }
 
 /// Compares every pinned map of `expected` (name, key size, value size, max_entries) found in
-/// `bpf_dir` with what this build wants; absent pins are fine (they are created).
+/// `bpf_dir` with what this build wants; absent pins are fine (they are created). A `None`
+/// size accepts any (the resizable maps: `crate::resize`).
 pub(crate) fn check_pinned_layouts(
     bpf_dir: &Path,
-    expected: impl IntoIterator<Item = (&'static str, usize, usize, u32)>,
+    expected: impl IntoIterator<Item = (&'static str, usize, usize, Option<u32>)>,
 ) -> Result<(), Error> {
     for (name, key_size, value_size, max_entries) in expected {
         let path = bpf_dir.join(name);
@@ -604,6 +635,7 @@ pub(crate) fn check_pinned_layouts(
         }
         let info = MapInfo::from_pin(&path).map_err(|source| Error::Map { name, source })?;
         let found = (info.key_size() as usize, info.value_size() as usize, info.max_entries());
+        let max_entries = max_entries.unwrap_or(found.2);
         if found != (key_size, value_size, max_entries) {
             return Err(Error::IncompatiblePin {
                 name,

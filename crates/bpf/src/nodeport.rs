@@ -141,14 +141,15 @@ pub struct PacketSettings {
 }
 
 impl Default for PacketSettings {
-    /// No SNAT address, ports 61000–65535: above both the default NodePort range
-    /// (30000–32767) and Linux's default ephemeral range (32768–60999), so neither a Service
-    /// nor the node's own outgoing connections share a (node address, port) with a SNATed flow.
+    /// No SNAT address, ports 1024–29999: what the agent chooses with the default NodePort
+    /// range (30000–32767) and Linux's default ephemeral range (32768–60999), the widest gap
+    /// outside both (`switchyard_model::choose_snat_ports`), so neither a Service nor the
+    /// node's own outgoing connections share a (node address, port) with a SNATed flow.
     fn default() -> Self {
         PacketSettings {
             snat_ipv4: None,
             snat_ipv6: None,
-            snat_ports: 61_000..=65_535,
+            snat_ports: 1024..=29_999,
             node_port_range: 30_000..=32_767,
             timeouts: Timeouts::default(),
             dsr_port: None,
@@ -659,12 +660,12 @@ pub(crate) fn check_pins(
     shared: &crate::MapSizes,
 ) -> Result<(), Error> {
     let expected = [
-        (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), sizes.ct),
-        (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), sizes.nat),
-        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), shared.src_ranges),
-        (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), 1),
+        (names::CT, size_of::<CtKey>(), size_of::<CtEntry>(), Some(sizes.ct)),
+        (names::NAT, size_of::<CtKey>(), size_of::<NatEntry>(), Some(sizes.nat)),
+        (names::SRC_RANGES, size_of::<SrcRangeKey>(), size_of::<u32>(), Some(shared.src_ranges)),
+        (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), Some(1)),
         // One entry per remote backend address at most: sized like the backends.
-        (names::DSR_NODES, size_of::<NodeAddrKey>(), size_of::<Addr>(), shared.backends),
+        (names::DSR_NODES, size_of::<NodeAddrKey>(), size_of::<Addr>(), Some(shared.backends)),
     ];
     crate::loader::check_pinned_layouts(bpf_dir, expected)
 }

@@ -269,7 +269,8 @@ fn snat_settings_overlapping_the_node_port_range_are_refused() {
         (29_000..=30_000, false, "overlaps the bottom"),
         (0..=100, false, "port 0"),
         (32_768..=60_999, true, "Linux ephemeral range"),
-        (61_000..=65_535, true, "default"),
+        (61_000..=65_535, true, "above both"),
+        (PacketSettings::default().snat_ports, true, "default"),
         (20_000..=29_999, true, "below"),
     ];
     for (range, ok, what) in cases {

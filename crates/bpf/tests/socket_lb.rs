@@ -321,15 +321,7 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     // Traffic keeps flowing through the restart: a client connects every few milliseconds
     // while the old loader goes away and a new one adopts the pins and re-attaches.
     let Fixture { datapath, cgroup, bpf, .. } = f;
-    let traffic_cgroup = cgroup.path().to_owned();
-    let traffic = std::thread::spawn(move || {
-        let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
-        for _ in 0..300 {
-            ops.push("tcp=10.96.0.10:80".to_owned());
-            ops.push("sleep=4".to_owned());
-        }
-        probe_in(PROBE, &traffic_cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
-    });
+    let traffic = connect_loop(PROBE, cgroup.path(), "10.96.0.10:80", 300);
     std::thread::sleep(std::time::Duration::from_millis(150));
 
     // "Restart": drop the old loader, load again from the same directory and attach again.
@@ -355,12 +347,15 @@ fn a_restarted_loader_adopts_the_pins_and_cleanup_removes_everything() {
     let translated = datapath.maps().counters().unwrap()[&Reason::TranslatedRandom].packets;
     assert_eq!(translated, 300);
 
-    // Another build wanting other sizes refuses the pins instead of misreading them.
+    // A load asking for smaller state maps adopts the larger pins (tests/resize.rs grows them);
+    // a fixed-size map of another size is refused instead of misread.
     let mut other = options.clone();
-    other.sizes.frontends = 2048;
+    other.sizes.frontends = 512;
+    assert_eq!(Datapath::load(&other).unwrap().sizes().frontends, options.sizes.frontends);
+    other.sizes.node_addrs = 32;
     assert!(matches!(
         Datapath::load(&other),
-        Err(Error::IncompatiblePin { name: "sy_frontends", .. })
+        Err(Error::IncompatiblePin { name: "sy_node_addrs", .. })
     ));
 
     // Cleanup: no link, no map pin; the cgroup no longer translates.

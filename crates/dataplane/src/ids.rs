@@ -85,6 +85,14 @@ impl IdPool {
         true
     }
 
+    /// Raises the capacity (maps grown larger); ids in use stay. A smaller capacity is ignored.
+    pub(crate) fn grow(&mut self, capacity: u32) {
+        if capacity > self.capacity {
+            self.used.resize((capacity as usize + 1).div_ceil(64), 0);
+            self.capacity = capacity;
+        }
+    }
+
     pub(crate) fn release(&mut self, id: u32) {
         if id != 0 && id <= self.capacity && self.is_used(id) {
             self.set(id, false);
@@ -96,6 +104,21 @@ impl IdPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grown_pool_keeps_its_ids_and_hands_out_the_new_ones() {
+        let mut pool = IdPool::new(3);
+        let taken: Vec<u32> = (0..3).filter_map(|_| pool.allocate()).collect();
+        assert_eq!(taken, [1, 2, 3]);
+        assert_eq!(pool.allocate(), None);
+        pool.grow(130);
+        assert_eq!(pool.free(), 127);
+        assert!(!pool.claim(2), "id 2 is still in use");
+        let more: Vec<u32> = std::iter::from_fn(|| pool.allocate()).collect();
+        assert_eq!(more, (4..=130).collect::<Vec<_>>());
+        pool.grow(10);
+        assert_eq!(pool.free(), 0, "a smaller capacity changes nothing");
+    }
 
     #[test]
     fn released_ids_are_reused_only_after_the_pool_wraps() {

@@ -190,6 +190,24 @@ where
         }
     }
 
+    /// The capacities it plans within.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Raises the capacities (the maps were grown; ids and contents are unchanged). Each
+    /// capacity only grows.
+    pub fn raise_limits(&mut self, limits: Limits) {
+        self.frontend_ids.grow(limits.frontends);
+        self.backend_ids.grow(limits.backends);
+        self.limits = Limits {
+            frontends: self.limits.frontends.max(limits.frontends),
+            backends: self.limits.backends.max(limits.backends),
+            slots: self.limits.slots.max(limits.slots),
+            slots_per_frontend: self.limits.slots_per_frontend.max(limits.slots_per_frontend),
+        };
+    }
+
     pub fn frontend_count(&self) -> usize {
         self.frontends.len()
     }

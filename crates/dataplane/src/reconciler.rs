@@ -55,6 +55,64 @@ pub fn limits_for(sizes: &MapSizes, table_size: u32) -> Limits {
     }
 }
 
+/// What a desired state needs of the state maps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateNeeds {
+    /// Frontend entries.
+    pub frontends: u32,
+    /// Distinct backends (address, port, flags), as the planner gives them ids.
+    pub backends: u32,
+    /// Slots summed over all frontends.
+    pub slots: u32,
+    /// Frontends with a Maglev table.
+    pub maglev_tables: u32,
+}
+
+/// The smallest state maps: a small cluster pays a few hundred KiB of hash buckets for them.
+pub const STATE_FLOOR: StateNeeds =
+    StateNeeds { frontends: 1024, backends: 4096, slots: 4096, maglev_tables: 64 };
+
+/// Counts what `desired` puts into the state maps.
+pub fn state_needs(desired: &DesiredState) -> StateNeeds {
+    let mut backends = HashSet::new();
+    let mut needs = StateNeeds::default();
+    for (_, spec) in translate::desired(desired) {
+        needs.frontends += 1;
+        needs.maglev_tables += u32::from(spec.maglev);
+        let mut own = HashSet::with_capacity(spec.backends.len());
+        for backend in spec.backends {
+            if own.insert(backend) {
+                backends.insert(backend);
+            }
+        }
+        needs.slots = needs.slots.saturating_add(u32::try_from(own.len()).unwrap_or(u32::MAX));
+    }
+    needs.backends = u32::try_from(backends.len()).unwrap_or(u32::MAX);
+    needs
+}
+
+/// Sizes of state maps that hold `needs` twice over (room to grow before the maps must be
+/// migrated), at least [`STATE_FLOOR`], at most `bounds` (the configured maxima); the other
+/// maps as in `bounds`.
+pub fn sizes_for_state(needs: StateNeeds, bounds: &MapSizes) -> MapSizes {
+    let size = |need: u32, floor: u32, bound: u32| need.saturating_mul(2).max(floor).min(bound);
+    MapSizes {
+        frontends: size(needs.frontends, STATE_FLOOR.frontends, bounds.frontends),
+        backends: size(needs.backends, STATE_FLOOR.backends, bounds.backends),
+        slots: size(needs.slots, STATE_FLOOR.slots, bounds.slots),
+        maglev_tables: size(needs.maglev_tables, STATE_FLOOR.maglev_tables, bounds.maglev_tables),
+        ..*bounds
+    }
+}
+
+/// Whether maps of `loaded` sizes hold less than `wanted` in any state map.
+pub fn state_maps_smaller(loaded: &MapSizes, wanted: &MapSizes) -> bool {
+    loaded.frontends < wanted.frontends
+        || loaded.backends < wanted.backends
+        || loaded.slots < wanted.slots
+        || loaded.maglev_tables < wanted.maglev_tables
+}
+
 impl Reconciler {
     /// Reads the pinned maps (empty on a first start) and takes over their ids. Nothing is
     /// written until the first [`Reconciler::apply_full`].

@@ -210,6 +210,48 @@ fn a_frontend_that_does_not_fit_is_refused_and_left_as_it_was() {
     assert!(kernel.frontends.contains_key(&2));
 }
 
+/// Issue 20: the agent grows full maps by copying every entry into larger ones (the kernel's
+/// contents and ids do not change), raises the planner's limits and plans everything again:
+/// what was refused goes in, checked after every single operation, and nothing else moves.
+#[test]
+fn refused_frontends_fit_once_the_limits_are_raised_and_nothing_else_moves() {
+    let limits = Limits { frontends: 2, backends: 3, slots: 4, ..LIMITS };
+    let mut planner = Planner::new(limits, Arc::new(SevenTable));
+    let mut kernel = kernel();
+    apply(&mut kernel, &planner.plan([(1, Some(spec(&[10, 11]))), (2, Some(spec(&[12])))]));
+    let desired = [(1, spec(&[10, 11, 13])), (2, spec(&[12])), (3, spec(&[10]))];
+    let plan = planner.plan_full(desired.clone());
+    assert!(
+        matches!(
+            plan.errors[..],
+            [PlanError::BackendsFull { .. }, PlanError::FrontendsFull { .. }]
+        ),
+        "{:?}",
+        plan.errors
+    );
+    assert!(plan.is_empty());
+    let ids = (planner.frontend_id(&1), planner.frontend_id(&2), planner.backend_id(&12));
+
+    planner.raise_limits(Limits { frontends: 8, backends: 8, slots: 16, ..LIMITS });
+    assert_eq!(planner.limits().frontends, 8);
+    let plan = planner.plan_full(desired);
+    assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+    assert!(
+        !plan.ops.iter().any(|op| matches!(op, Op::DeleteFrontend { .. })),
+        "nothing is removed: {:?}",
+        plan.ops
+    );
+    apply(&mut kernel, &plan);
+    assert_eq!((planner.frontend_id(&1), planner.frontend_id(&2), planner.backend_id(&12)), ids);
+    assert_eq!(kernel.frontends[&1].count, 3);
+    assert!(kernel.frontends.contains_key(&3));
+    // Limits only grow.
+    planner.raise_limits(LIMITS_SMALL);
+    assert_eq!(planner.limits().frontends, 8);
+}
+
+const LIMITS_SMALL: Limits = Limits { frontends: 1, backends: 1, slots: 1, slots_per_frontend: 1 };
+
 #[test]
 fn too_many_backends_for_one_frontend_is_refused() {
     let limits = Limits { slots_per_frontend: 2, ..LIMITS };

@@ -218,6 +218,9 @@ pub struct Tables {
     records: (Vec<crate::previous::Record>, SystemTime),
     /// What they say of the VIPs not built yet, for their nodes in the objects.
     seeds: BTreeMap<FrontendKey, crate::previous::Seed>,
+    /// VIPs whose first table no record seeded, with that table: a record for its nodes that
+    /// arrives later seeds it then ([`Tables::update`]).
+    unseeded: BTreeMap<FrontendKey, TableKey>,
 }
 
 impl Tables {
@@ -234,6 +237,7 @@ impl Tables {
             adopted: Adopted::default(),
             records: (Vec::new(), SystemTime::UNIX_EPOCH),
             seeds: BTreeMap::new(),
+            unseeded: BTreeMap::new(),
         }
     }
 
@@ -282,7 +286,34 @@ impl Tables {
     /// that starts (or restarts) during a drain or a node addition keeps the moved flows on
     /// their nodes through the second chance too (issue 17 (f)). The two steps' operations
     /// are one list, each step make-before-break.
+    ///
+    /// A VIP first built without a published record gets one later, when a record for its
+    /// nodes arrives ([`Tables::set_records`]; the others published after this director
+    /// started): a table of the same slots that names the record's previous nodes.
     pub fn update(&mut self, set: &VipSet) -> Plan {
+        let fresh: Vec<FrontendKey> = set
+            .vips
+            .keys()
+            .filter(|k| !self.vips.contains_key(k) && !self.adopted.vips.contains_key(k))
+            .copied()
+            .collect();
+        let (mut plan, published) = self.update_seeded(set);
+        for key in fresh.iter().filter(|k| !published.contains_key(k)) {
+            if let Some(table) = self.vips.get(key).and_then(|v| v.table.clone()) {
+                self.unseeded.insert(*key, table);
+            }
+        }
+        let late = self.reseed(set);
+        plan.ops.extend(late.ops);
+        plan.problems.extend(late.problems);
+        plan
+    }
+
+    /// [`Tables::update`] but the late records: also the seeds it took.
+    fn update_seeded(
+        &mut self,
+        set: &VipSet,
+    ) -> (Plan, BTreeMap<FrontendKey, (Vec<NodeTarget>, SystemTime)>) {
         if !self.adopted.vips.is_empty() {
             self.take_over_pinned(set);
         }
@@ -294,7 +325,7 @@ impl Tables {
                     && (!vip.draining.is_empty() || !vip.joining.is_empty())
             });
         if !fresh_changing {
-            return self.update_once(set);
+            return (self.update_once(set), published);
         }
         let mut before = set.clone();
         let mut seeded = false;
@@ -323,7 +354,7 @@ impl Tables {
             }
         }
         if !seeded {
-            return self.update_once(set);
+            return (self.update_once(set), published);
         }
         let first = self.update_once(&before);
         let mut plan = self.update_once(set);
@@ -339,7 +370,7 @@ impl Tables {
                 plan.problems.push(problem);
             }
         }
-        plan
+        (plan, published)
     }
 
     /// One step of [`Tables::update`].

@@ -17,6 +17,9 @@ use switchyard_director::{DirectorConfig, NodeTarget, Tables, Vip, VipSet};
 use switchyard_maglev::TableSize;
 use switchyard_model::{FrontendKey, ObjectKey, Protocol, TrafficPolicy};
 
+mod fake_maps;
+use fake_maps::FakeMaps;
+
 const TTL: Duration = Duration::from_secs(600);
 
 fn config() -> DirectorConfig {
@@ -120,7 +123,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// Director `a` sees the whole history; director `b` starts for the first time at step
-    /// `join`, once `a` published that step's record (so it publishes too); director `c` starts at the end from
+    /// `join`, once `a` published that step's record or (`early`) before, getting the record
+    /// later (so it publishes too); director `c` starts at the end from
     /// both records, read in either order. `b` and `c` must name what `a` names, and expire
     /// it when `a` does.
     #[test]
@@ -128,6 +132,7 @@ proptest! {
         history in prop::collection::vec((1u8.., any::<u8>(), any::<u8>(), 0u64..400), 2..6),
         join in any::<prop::sample::Index>(),
         reversed in any::<bool>(),
+        early in any::<bool>(),
     ) {
         let sets: Vec<(VipSet, Duration)> = history
             .iter()
@@ -139,9 +144,19 @@ proptest! {
         let mut b = None;
         for (i, (s, gap)) in sets.iter().enumerate() {
             clock.advance(*gap);
+            // `early`: `b` starts before `a` published the change, and gets the record then.
+            if i == join && early {
+                b = Some(first_start(vec![published(&a, clock)], s, clock));
+            }
             step(&mut a, s, clock);
-            // `b` starts once `a` published the change (the lab waits for it too).
-            if i == join {
+            if i == join && early {
+                let b = b.as_mut().unwrap();
+                let nodes = |t: &Tables| -> Vec<_> { choices(t).into_values().map(|c| c.0).collect() };
+                let before = nodes(b);
+                b.set_records(vec![published(&a, clock)], clock.wall, s);
+                step(b, s, clock);
+                prop_assert_eq!(nodes(b), before, "the late record moved a flow");
+            } else if i == join {
                 b = Some(first_start(vec![published(&a, clock)], s, clock));
             } else if let Some(b) = &mut b {
                 step(b, s, clock);
@@ -270,4 +285,47 @@ fn the_record_is_bounded_and_checked() {
     ] {
         assert!(Record::decode(bad).is_err(), "{bad}");
     }
+}
+
+/// A director that started before the others published a change (a node deleted) names no
+/// previous node for it at first; the record arriving later gives its VIPs tables of the same
+/// slots naming the deleted node, make-before-break on the strict fake maps, and the maps
+/// answer as the director that saw the change.
+#[test]
+fn a_record_that_arrives_after_the_start_is_taken_over_without_moving_a_flow() {
+    let (s0, s1) = (set(0b111, 0, 0), set(0b101, 0, 0));
+    let clock = Clock::start();
+    let mut a = Tables::new(config());
+    step(&mut a, &s0, clock);
+    let early = published(&a, clock);
+    step(&mut a, &s1, clock);
+    let mut maps = FakeMaps::default();
+    let mut b = Tables::new(config());
+    let run = |b: &mut Tables, records: Vec<Record>, maps: &mut FakeMaps| {
+        b.set_records(records, clock.wall, &s1);
+        let plan = b.update(&s1);
+        for op in plan.ops.iter().chain(&b.expire_previous_at(clock.now, clock.wall).ops) {
+            maps.apply(op);
+        }
+    };
+    run(&mut b, vec![early], &mut maps);
+    let named =
+        |t: &Tables| choices(t).values().filter(|(_, p)| p.as_deref() == Some("node-2")).count();
+    assert_eq!(named(&b), 0, "nothing published yet for the deletion");
+    let nodes_before: Vec<_> = choices(&b).into_values().map(|c| c.0).collect();
+    run(&mut b, vec![published(&a, clock)], &mut maps);
+    assert!(named(&a) > 0);
+    assert_eq!(choices(&b), choices(&a), "the late record names what `a` names");
+    assert_eq!(choices(&b).into_values().map(|c| c.0).collect::<Vec<_>>(), nodes_before);
+    for key in [tcp(), udp()] {
+        for hash in 0..1_000u64 {
+            let h = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let choice = b.choose(&key, h).unwrap();
+            assert_eq!(maps.lookup(&key, h), Some(choice.node.address));
+            assert_eq!(maps.lookup_previous(&key, h), choice.previous.map(|p| p.1.address));
+        }
+    }
+    // Taken over once: the same record again changes nothing.
+    b.set_records(vec![published(&a, clock)], clock.wall, &s1);
+    assert!(b.update(&s1).ops.is_empty());
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use switchyard_model::PortRange;
+use switchyard_model::{PortRange, choose_snat_ports};
 
 use crate::facts::{
     AgentFacts, BpfFacts, BpffsState, BtfFacts, DeviceFacts, Facts, KubeProxyFacts, Mount, Probed,
@@ -342,26 +342,32 @@ pub fn cilium(programs: &Probed<Vec<String>>) -> Finding {
     Finding::ok("cilium", "no Cilium programs loaded")
 }
 
-/// NodePorts, SNAT ports and the kernel's local (ephemeral) ports do not collide.
+/// NodePorts, SNAT ports and the kernel's local (ephemeral) ports do not collide. Without
+/// `--snat-port-range` the SNAT ports are the agent's own choice from the same facts
+/// ([`switchyard_model::choose_snat_ports`]), reported with why.
 pub fn ports(
     node_ports: PortRange,
-    snat_ports: PortRange,
+    snat_flag: Option<PortRange>,
     local: &Probed<PortRange>,
     reserved: &Probed<Vec<PortRange>>,
 ) -> Finding {
-    if overlap(node_ports, snat_ports).is_some() {
-        return Finding::fail(
-            "ports",
-            format!("--snat-port-range {snat_ports} overlaps --node-port-range {node_ports}"),
-            "choose a SNAT range outside the NodePort range (the agent refuses to start)",
-        );
-    }
+    let snat = match choose_snat_ports(snat_flag, node_ports, local.as_ref().ok().copied()) {
+        Ok(snat) => snat,
+        Err(error) => {
+            return Finding::fail(
+                "ports",
+                error.to_string(),
+                "choose a SNAT range outside the NodePort range (the agent refuses to start)",
+            );
+        }
+    };
+    let snat_ports = snat.range;
     let local = match local {
         Ok(local) => *local,
         Err(error) => {
             return Finding::warn(
                 "ports",
-                format!("cannot read net.ipv4.ip_local_port_range: {error}"),
+                format!("SNAT ports {snat}; cannot read net.ipv4.ip_local_port_range: {error}"),
                 "check that it overlaps neither the NodePort nor the SNAT range",
             );
         }
@@ -377,7 +383,9 @@ pub fn ports(
         remedies.push(format!("sysctl -w net.ipv4.ip_local_reserved_ports={node_ports}"));
     }
     if let Some(shared) = overlap(local, snat_ports).filter(|r| !covered(*r, reserved)) {
-        clashes.push(format!("SNAT source ports {shared} are also handed to local connections"));
+        clashes.push(format!(
+            "SNAT source ports {shared} are also handed to local connections (SNAT ports {snat})"
+        ));
         remedies.push(format!(
             "move --snat-port-range outside {local}, or narrow net.ipv4.ip_local_port_range"
         ));
@@ -386,8 +394,7 @@ pub fn ports(
         return Finding::ok(
             "ports",
             format!(
-                "NodePorts {node_ports}, SNAT ports {snat_ports} and local ports {local} do not \
-                 collide"
+                "NodePorts {node_ports}, SNAT ports {snat} and local ports {local} do not collide"
             ),
         );
     }
@@ -399,11 +406,7 @@ pub fn ports(
 }
 
 /// The ports two ranges share.
-pub fn overlap(a: PortRange, b: PortRange) -> Option<PortRange> {
-    let first = a.first.max(b.first);
-    let last = a.last.min(b.last);
-    (first <= last).then_some(PortRange { first, last })
-}
+pub use switchyard_model::snat_ports::overlap;
 
 /// Whether every port of `range` is in one of `reserved`.
 pub fn covered(range: PortRange, reserved: &[PortRange]) -> bool {

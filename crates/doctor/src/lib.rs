@@ -94,8 +94,9 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// The agent's `--node-port-range`.
     pub node_port_range: PortRange,
-    /// The agent's `--snat-port-range`.
-    pub snat_port_range: PortRange,
+    /// The agent's `--snat-port-range`; None: the agent's own choice (the widest gap outside
+    /// the NodePort range and `net.ipv4.ip_local_port_range`).
+    pub snat_port_range: Option<PortRange>,
     /// The agent's `--api-socket`.
     pub api_socket: PathBuf,
 }

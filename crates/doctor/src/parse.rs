@@ -90,10 +90,7 @@ pub fn kube_proxy_tables(nft_list_tables: &str) -> Vec<String> {
 
 /// `net.ipv4.ip_local_port_range`: two numbers separated by white space.
 pub fn local_port_range(text: &str) -> Option<PortRange> {
-    let mut words = text.split_whitespace();
-    let first = words.next()?.parse().ok()?;
-    let last = words.next()?.parse().ok()?;
-    (words.next().is_none() && first <= last).then_some(PortRange { first, last })
+    switchyard_model::snat_ports::parse_local_port_range(text)
 }
 
 /// `net.ipv4.ip_local_reserved_ports`: a comma-separated list of ports and `FIRST-LAST`

@@ -22,7 +22,7 @@ fn options() -> Options {
         devices: vec!["eth0".into()],
         kubeconfig: Some("/etc/kubernetes/kubelet.conf".into()),
         node_port_range: range(30000, 32767),
-        snat_port_range: range(61000, 65535),
+        snat_port_range: None,
         api_socket: "/run/switchyard/agent.sock".into(),
     }
 }
@@ -252,21 +252,41 @@ fn cilium_socket_load_balancer_fails_other_programs_warn() {
     assert_eq!(decide::cilium(&Err("EPERM".into())).verdict, Verdict::Warn);
 }
 
-/// (NodePort range, SNAT ports, ip_local_port_range, reserved ports, verdict, text expected).
-type PortCase = (PortRange, PortRange, PortRange, Vec<PortRange>, Verdict, &'static str);
+/// (NodePort range, --snat-port-range, ip_local_port_range, reserved ports, verdict, text).
+type PortCase = (PortRange, Option<PortRange>, PortRange, Vec<PortRange>, Verdict, &'static str);
 
 #[test]
 fn port_ranges() {
     let node = range(30000, 32767);
-    let snat = range(61000, 65535);
+    let snat = Some(range(61000, 65535));
     let reserved_none = Ok(vec![]);
     let cases: &[PortCase] = &[
         (node, snat, range(32768, 60999), vec![], Verdict::Ok, "do not collide"),
-        (node, range(32000, 33000), range(40000, 50000), vec![], Verdict::Fail, "overlaps"),
+        (node, Some(range(32000, 33000)), range(40000, 50000), vec![], Verdict::Fail, "overlaps"),
         (node, snat, range(1024, 65535), vec![], Verdict::Warn, "NodePorts 30000-32767"),
         (node, snat, range(20000, 40000), vec![node], Verdict::Ok, "do not collide"),
         (node, snat, range(20000, 40000), vec![range(30000, 31000)], Verdict::Warn, "NodePorts"),
         (node, snat, range(32768, 62000), vec![], Verdict::Warn, "SNAT source ports 61000-62000"),
+        // Without the flag: the agent's choice, and why.
+        (
+            node,
+            None,
+            range(32768, 60999),
+            vec![],
+            Verdict::Ok,
+            "SNAT ports 1024-29999 (28976 ports: the widest gap of 1024-65535 outside the \
+             NodePort range and net.ipv4.ip_local_port_range 32768-60999)",
+        ),
+        (node, None, range(10000, 60999), vec![node], Verdict::Ok, "SNAT ports 1024-9999"),
+        (
+            node,
+            None,
+            range(1024, 65535),
+            vec![node],
+            Verdict::Warn,
+            "SNAT source ports 32768-65535 are also handed to local connections",
+        ),
+        (range(1024, 65535), None, range(32768, 60999), vec![], Verdict::Fail, "no port"),
     ];
     for (node, snat, local, reserved, want, says) in cases {
         let finding = decide::ports(*node, *snat, &Ok(*local), &Ok(reserved.clone()));
@@ -275,6 +295,9 @@ fn port_ranges() {
     }
     let unreadable = decide::ports(node, snat, &Err("ENOENT".into()), &reserved_none);
     assert_eq!(unreadable.verdict, Verdict::Warn);
+    let unreadable = decide::ports(node, None, &Err("ENOENT".into()), &reserved_none);
+    assert_eq!(unreadable.verdict, Verdict::Warn);
+    assert!(unreadable.detail.contains("1024-29999") && unreadable.detail.contains("(assumed)"));
 }
 
 #[test]

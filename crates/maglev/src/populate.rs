@@ -12,6 +12,7 @@ use alloc::collections::BinaryHeap;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
+use core::hint::select_unpredictable;
 
 use crate::backend::Permutation;
 
@@ -34,7 +35,12 @@ pub(crate) fn populate(m: u32, contenders: &[Contender]) -> Vec<u32> {
     let mut fill = Fill::new(m);
     let mut cursors: Vec<Cursor> = contenders
         .iter()
-        .map(|c| Cursor { position: c.permutation.offset, skip: c.permutation.skip, inverse: 0 })
+        .map(|c| Cursor {
+            position: c.permutation.offset,
+            skip: c.permutation.skip,
+            inverse: 0,
+            owner: c.index,
+        })
         .collect();
 
     // Dividing every weight by their gcd gives the same sequence of turns with fewer idle rounds.
@@ -46,8 +52,8 @@ pub(crate) fn populate(m: u32, contenders: &[Contender]) -> Vec<u32> {
     if heaviest == 1 {
         // Equal weights: everyone takes a turn every round.
         loop {
-            for (cursor, contender) in cursors.iter_mut().zip(contenders) {
-                fill.take_next_free(cursor, contender.index);
+            for cursor in &mut cursors {
+                fill.take_next_free(cursor);
                 if fill.remaining == 0 {
                     return fill.slots;
                 }
@@ -59,7 +65,7 @@ pub(crate) fn populate(m: u32, contenders: &[Contender]) -> Vec<u32> {
     // heaviest weight dwarfs the average, most visits are idle; a heap of next-turn times then
     // yields the same turns at O(log N) each.
     let mut place = |turn: usize| {
-        fill.take_next_free(&mut cursors[turn], contenders[turn].index);
+        fill.take_next_free(&mut cursors[turn]);
         fill.remaining == 0
     };
     let idle_heavy = heaviest * weights.len() as u64 > SKEW_FOR_HEAP * total;
@@ -146,6 +152,8 @@ struct Cursor {
     skip: u32,
     /// `skip⁻¹ mod M`, computed when the cursor first takes a slot in the endgame (0: not yet).
     inverse: u32,
+    /// What its slots hold (the contender's index), kept here so a turn reads one array.
+    owner: u32,
 }
 
 impl Cursor {
@@ -153,11 +161,11 @@ impl Cursor {
     /// `position + j * skip ≡ slot (mod M)`.
     #[inline(always)]
     fn steps_to(&self, slot: u32, modulus: &Modulus) -> u32 {
-        let delta = if slot >= self.position {
-            slot - self.position
-        } else {
-            slot + modulus.m - self.position
-        };
+        // Conditional moves, not branches: the endgame's pass is over slots in increasing
+        // order against a random position, so either way is taken half the time.
+        let delta = slot.wrapping_sub(self.position);
+        let delta =
+            select_unpredictable(slot >= self.position, delta, delta.wrapping_add(modulus.m));
         modulus.reduce(u64::from(delta) * u64::from(self.inverse))
     }
 }
@@ -178,11 +186,12 @@ impl Modulus {
     #[inline(always)]
     fn reduce(&self, x: u64) -> u32 {
         let quotient = ((u128::from(x) * u128::from(self.magic)) >> 64) as u64;
-        // The estimate is at most 2 below the true quotient, so two corrections suffice.
-        let mut rest = x - quotient * u64::from(self.m);
-        while rest >= u64::from(self.m) {
-            rest -= u64::from(self.m);
-        }
+        // The estimate is at most 2 below the true quotient, so two corrections suffice
+        // (conditional moves: whether one is needed depends on x, which is random here).
+        let m = u64::from(self.m);
+        let rest = x - quotient * m;
+        let rest = select_unpredictable(rest >= m, rest.wrapping_sub(m), rest);
+        let rest = select_unpredictable(rest >= m, rest.wrapping_sub(m), rest);
         rest as u32
     }
 
@@ -232,23 +241,28 @@ impl Fill {
     /// a slot are `(slot − position) · skip⁻¹ mod M`, so one pass over the free slots finds the
     /// same slot the walk would (expected M / free probes) in `free` multiplications.
     #[inline(always)]
-    fn take_next_free(&mut self, cursor: &mut Cursor, owner: u32) {
+    fn take_next_free(&mut self, cursor: &mut Cursor) {
         if self.remaining <= self.endgame_at {
-            self.take_in_endgame(cursor, owner);
+            self.take_in_endgame(cursor);
             return;
         }
         let mut position = cursor.position;
+        // `position + skip mod M` is `position − back` when that does not go below 0, else
+        // `position + skip`: both and the comparison depend only on `position`, so the walk's
+        // critical path is one operation and a conditional move (a branch would be taken with
+        // probability skip / M, which no predictor guesses).
+        let back = self.m - cursor.skip;
         loop {
-            // position and skip are below M <= 2^24, so the sum cannot overflow.
-            let mut next = position + cursor.skip;
-            if next >= self.m {
-                next -= self.m;
-            }
+            let next = select_unpredictable(
+                position >= back,
+                position.wrapping_sub(back),
+                position + cursor.skip,
+            );
             let word = &mut self.taken[(position / 64) as usize];
             let bit = 1u64 << (position % 64);
             if *word & bit == 0 {
                 *word |= bit;
-                self.slots[position as usize] = owner;
+                self.slots[position as usize] = cursor.owner;
                 self.remaining -= 1;
                 cursor.position = next;
                 return;
@@ -258,7 +272,7 @@ impl Fill {
     }
 
     #[inline(never)]
-    fn take_in_endgame(&mut self, cursor: &mut Cursor, owner: u32) {
+    fn take_in_endgame(&mut self, cursor: &mut Cursor) {
         if self.free.is_empty() {
             self.free = free_slots(&self.taken, self.m);
         }
@@ -274,7 +288,7 @@ impl Fill {
         }
         let slot = self.free.swap_remove(nearest.1);
         self.taken[(slot / 64) as usize] |= 1u64 << (slot % 64);
-        self.slots[slot as usize] = owner;
+        self.slots[slot as usize] = cursor.owner;
         self.remaining -= 1;
         let next = slot + cursor.skip;
         cursor.position = if next >= self.m { next - self.m } else { next };
@@ -344,10 +358,11 @@ mod tests {
             // Fill most of the table by walking, then finish one fill by walking and a copy of
             // it in the endgame: every slot must go to the same owner.
             let cursors = || -> Vec<Cursor> {
-                skips.iter().map(|&(offset, skip)| Cursor {
+                (0u32..).zip(&skips).map(|(owner, &(offset, skip))| Cursor {
                     position: offset % m,
                     skip: skip % (m - 1) + 1,
                     inverse: 0,
+                    owner,
                 }).collect()
             };
             let mut walked = Fill::new(m);
@@ -357,8 +372,8 @@ mod tests {
             for fill in [&mut walked, &mut jumped] {
                 let mut cursors = cursors();
                 'fill: loop {
-                    for (owner, cursor) in (0u32..).zip(cursors.iter_mut()) {
-                        fill.take_next_free(cursor, owner);
+                    for cursor in &mut cursors {
+                        fill.take_next_free(cursor);
                         if fill.remaining == 0 {
                             break 'fill;
                         }

@@ -122,8 +122,15 @@ impl Table {
                 active_backends: contenders.len(),
             });
         }
-        let counts = table.slot_counts();
-        let starved = contenders.iter().filter(|c| counts[c.index as usize] == 0).count();
+        // With equal weights the first round gives every contender a slot (there are at least
+        // as many slots as contenders), so only unequal weights need the pass over the table.
+        let equal_weights = contenders.iter().all(|c| c.weight == contenders[0].weight);
+        let starved = if equal_weights {
+            0
+        } else {
+            let counts = table.slot_counts();
+            contenders.iter().filter(|c| counts[c.index as usize] == 0).count()
+        };
         if starved > 0 {
             warnings.push(Warning::BackendsWithoutSlots { count: starved });
         }

@@ -23,6 +23,7 @@ pub mod labels;
 pub mod ownership;
 mod parse;
 mod select;
+pub mod snat_ports;
 pub mod special;
 pub mod synthetic;
 pub mod validate;
@@ -40,4 +41,5 @@ pub use parse::{
     HEADLESS_LABEL, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, TO_BE_DELETED_TAINT,
     TOPOLOGY_AWARE_HINTS_ANNOTATION, TOPOLOGY_MODE_ANNOTATION, ZONE_LABEL, node_eligible,
 };
+pub use snat_ports::{SnatPorts, SnatPortsError, SnatPortsSource, choose_snat_ports};
 pub use special::SpecialAddress;

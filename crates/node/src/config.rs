@@ -9,8 +9,6 @@ use switchyard_bpf::MapSizes;
 use switchyard_bpf::nodeport::PacketMapSizes;
 use switchyard_model::{Cidr, NodePortAddresses, PortRange};
 
-use crate::error::NodeError;
-
 /// Everything `switchyard agent` needs to run (see its `--help` for each setting).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -40,8 +38,10 @@ pub struct NodeConfig {
     /// Host-side pod interfaces, by name or prefix (`veth*`), that get the per-packet pod entry
     /// point for traffic the socket hooks cannot see (`--pod-devices`).
     pub pod_devices: Vec<String>,
-    /// Source ports for flows SNATed to this node's address.
-    pub snat_port_range: PortRange,
+    /// Source ports for flows SNATed to this node's address (`--snat-port-range`); None: chosen
+    /// at start from the NodePort range and `net.ipv4.ip_local_port_range`
+    /// ([`switchyard_model::choose_snat_ports`]).
+    pub snat_port_range: Option<PortRange>,
     /// The cluster's NodePort range.
     pub node_port_range: PortRange,
     /// externalIPs are served only inside these prefixes (`--external-ip-cidrs`).
@@ -99,39 +99,22 @@ pub struct SourceConfig {
     pub health_timeout: Duration,
 }
 
-/// Refuses a SNAT port range that overlaps the NodePort range: a SNATed flow on a NodePort
-/// number would catch the replies meant for another Service's clients.
-pub fn check_port_ranges(
-    snat_ports: PortRange,
-    node_port_range: PortRange,
-) -> Result<(), NodeError> {
-    if snat_ports.first <= node_port_range.last && node_port_range.first <= snat_ports.last {
-        return Err(NodeError::PortRangesOverlap { snat_ports, node_port_range });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_bpf::nodeport::PacketSettings;
+    use switchyard_model::snat_ports::{LINUX_LOCAL_PORTS, choose_snat_ports};
 
+    /// The BPF crate's default (tests, benchmarks) is what the agent chooses on a node with
+    /// Kubernetes' and Linux's defaults, so what they measure is what a node runs.
     #[test]
-    fn snat_ports_must_not_overlap_the_node_port_range() {
-        let range = |text: &str| text.parse::<PortRange>().unwrap_or_else(|e| panic!("{e}"));
-        let cases = [
-            ("61000-65535", "30000-32767", true),
-            ("20000-29999", "30000-32767", true),
-            ("32767-40000", "30000-32767", false),
-            ("1000-30000", "30000-32767", false),
-            ("30500-30600", "30000-32767", false),
-            ("61000-65535", "60000-61000", false),
-        ];
-        for (snat, node_ports, ok) in cases {
-            let result = check_port_ranges(range(snat), range(node_ports));
-            assert_eq!(result.is_ok(), ok, "{snat} against {node_ports}: {result:?}");
-            if let Err(err) = result {
-                assert!(err.to_string().contains("--snat-port-range"), "{err}");
-            }
-        }
+    fn the_datapath_default_snat_ports_are_the_agents_choice_on_a_default_node() {
+        let chosen = choose_snat_ports(None, PortRange::default(), Some(LINUX_LOCAL_PORTS))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let settings = PacketSettings::default();
+        let ports = (*settings.snat_ports.start(), *settings.snat_ports.end());
+        assert_eq!((chosen.range.first, chosen.range.last), ports);
+        let node_ports = (*settings.node_port_range.start(), *settings.node_port_range.end());
+        assert_eq!(node_ports, (PortRange::default().first, PortRange::default().last));
     }
 }

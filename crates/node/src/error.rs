@@ -3,26 +3,15 @@
 use std::net::AddrParseError;
 use std::path::PathBuf;
 
-use switchyard_model::PortRange;
-
 /// An error that stops the node agent (problems with single objects are logged, never this).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The configuration lacks the node name or the cgroup (only `--cleanup` runs without them).
     #[error("--node-name and --cgroup are required")]
     MissingIdentity,
-    /// The SNAT port range overlaps the NodePort range: a SNATed flow on a NodePort number would
-    /// catch the replies meant for another Service's clients.
-    #[error(
-        "--snat-port-range {snat_ports} overlaps the NodePort range {node_port_range} \
-         (--node-port-range); choose SNAT ports outside it (default 61000-65535)"
-    )]
-    PortRangesOverlap {
-        /// The SNAT source ports.
-        snat_ports: PortRange,
-        /// The cluster's NodePort range.
-        node_port_range: PortRange,
-    },
+    /// No usable SNAT port range (`--snat-port-range` on the NodePort range, or none left).
+    #[error(transparent)]
+    SnatPorts(#[from] switchyard_model::SnatPortsError),
     /// A device of `--devices` cannot carry the per-packet programs.
     #[error("--devices")]
     Device(#[source] Box<switchyard_bpf::Error>),

@@ -17,6 +17,6 @@ mod findings;
 pub mod kube_proxy_config;
 pub mod runtime;
 
-pub use config::{Directors, NodeConfig, NodePortMode, SourceConfig, check_port_ranges};
+pub use config::{Directors, NodeConfig, NodePortMode, SourceConfig};
 pub use error::NodeError;
 pub use runtime::{cleanup, mount_bpffs, run};

@@ -213,6 +213,18 @@ impl KernelCollector {
         kernel::read(&maps, &self.bpf_dir)
     }
 
+    /// Opens the pinned maps again: the agent migrated some to larger maps, and the handles
+    /// held so far name the old ones.
+    pub fn reopen(&self) -> Result<(), crate::Error> {
+        let fresh = Maps::open_pinned(&self.bpf_dir)?;
+        let mut maps = self.maps.lock().map_err(|_| crate::Error::MapInfo {
+            name: "all",
+            detail: "map handles poisoned by a panic".into(),
+        })?;
+        *maps = fresh;
+        Ok(())
+    }
+
     /// The bpffs directory read.
     pub fn bpf_dir(&self) -> &std::path::Path {
         &self.bpf_dir

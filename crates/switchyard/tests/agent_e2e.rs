@@ -147,6 +147,13 @@ fn agent_serves_cluster_ips_follows_changes_survives_restart_and_cleans_up() {
         }
     }
 
+    // The state maps are sized from the state (issue 20): a handful of Services get the
+    // floor, not the configured maxima (65,536 frontends, 1,048,576 slots).
+    let node = lab.node("node1").unwrap();
+    assert_eq!(max_entries(&node.bpf_dir, "sy_frontends"), 1024);
+    assert_eq!(max_entries(&node.bpf_dir, "sy_slots"), 4096);
+    assert_eq!(max_entries(&node.bpf_dir, "sy_backends"), 4096);
+
     // An empty Service refuses at once.
     let out = client(&lab, "tcp", "10.96.0.12:80", 3);
     assert_eq!(out.summary.errors.get("connection refused"), Some(&3), "{:?}", out.summary);
@@ -177,8 +184,27 @@ fn agent_serves_cluster_ips_follows_changes_survives_restart_and_cleans_up() {
     let mut hold = lab.spawn_in("pod1a", command).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     stop(agent);
+    // The restarted agent finds more Services than the pinned maps hold twice over: it
+    // migrates them to larger ones, under the live connection.
+    write(&dir.join("many.yaml"), &many_services("many", 97, 600));
     let agent = start_agent(&lab, &dir);
-    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        wait_until(Duration::from_secs(20), || frontends_programmed(&node.bpf_dir) > 600),
+        "the 600 Services never reached the maps"
+    );
+    let programmed = u32::try_from(frontends_programmed(&node.bpf_dir)).unwrap();
+    assert_eq!(max_entries(&node.bpf_dir, "sy_frontends"), 2 * programmed);
+    // The running agent outgrows them too: it migrates again and programs what the full
+    // map refused, still under the live connection.
+    write(&dir.join("more.yaml"), &many_services("more", 98, 700));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            frontends_programmed(&node.bpf_dir) == u64::from(programmed) + 700
+        }),
+        "the 700 more Services never reached the maps"
+    );
+    assert_eq!(max_entries(&node.bpf_dir, "sy_frontends"), 2 * (programmed + 700));
+    std::thread::sleep(Duration::from_millis(500));
     let out = client(&lab, "tcp", "10.96.0.10:80", 10);
     assert_eq!(out.summary.successes(), 10, "after restart: {:?}", out.summary);
     hold.stdin.take().unwrap().write_all(b"").unwrap();
@@ -189,7 +215,6 @@ fn agent_serves_cluster_ips_follows_changes_survives_restart_and_cleans_up() {
 
     // --cleanup removes programs and maps: the ClusterIP is no longer translated.
     stop(agent);
-    let node = lab.node("node1").unwrap();
     let mut command = Command::new(BIN);
     command.args(["agent", "--cleanup", "--bpf-dir"]).arg(&node.bpf_dir);
     assert!(command.status().unwrap().success());
@@ -211,6 +236,34 @@ fn agent_serves_cluster_ips_follows_changes_survives_restart_and_cleans_up() {
         let _ = server.kill();
         let _ = server.wait();
     }
+}
+
+/// `count` ClusterIP Services `<name>-<i>` on `10.<octet>.0.0/16`, one TCP port each, no
+/// endpoints (one frontend each).
+fn many_services(name: &str, octet: u8, count: u32) -> String {
+    let mut out = String::new();
+    for i in 0..count {
+        let ip = format!("10.{octet}.{}.{}", i / 200, i % 200 + 1);
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}-{i}, namespace: default}}\n\
+             spec:\n  clusterIP: {ip}\n  clusterIPs: [\"{ip}\"]\n  ports:\n  \
+             - {{name: tcp, port: 80, protocol: TCP}}\n---\n"
+        ));
+    }
+    out
+}
+
+/// max_entries of the map pinned as `name`.
+fn max_entries(bpf_dir: &Path, name: &str) -> u32 {
+    let maps = switchyard_bpf::Maps::open_pinned(bpf_dir).unwrap();
+    let fill = switchyard_observe::kernel::map_fill(&maps, bpf_dir).unwrap();
+    fill.iter().find(|m| m.name == name).unwrap().max_entries
+}
+
+/// Frontend entries in the pinned `sy_frontends`.
+fn frontends_programmed(bpf_dir: &Path) -> u64 {
+    let Ok(maps) = switchyard_bpf::Maps::open_pinned(bpf_dir) else { return 0 };
+    maps.frontends.keys().count() as u64
 }
 
 /// Whether `path` is a mount point (listed in /proc/self/mountinfo).

@@ -577,6 +577,8 @@ fn first_start_during(
     let mut dir2 = None;
     let counts = under_traffic(cluster, dir1, target, || {
         change();
+        // dir2 starts once dir1 published (a director that starts before gets the record
+        // late and resets what it carried meanwhile: docs/director.md, Limits).
         cluster.eventually("dir1 published the change's previous nodes", || {
             shared.record("dir1").is_some_and(|r| Some(&r) != before.as_ref())
         });

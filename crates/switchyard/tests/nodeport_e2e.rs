@@ -96,7 +96,7 @@ fn external_clients_reach_node_ports_load_balancer_and_external_ips_on_every_nod
                     assert_eq!(seen.ip(), client, "local backend sees the client: {a:?}");
                 } else {
                     assert_eq!(seen.ip(), node_ip, "remote backend sees the node: {a:?}");
-                    assert!((61_000..=65_535).contains(&seen.port()), "SNAT port: {a:?}");
+                    assert!((1024..=29_999).contains(&seen.port()), "SNAT port: {a:?}");
                 }
             }
             // UDP through the NodePort: replies come from the address the client sent to.
@@ -269,6 +269,30 @@ fn hold(lab: &switchyard_lab::Lab, target: SocketAddr, stop: &AtomicBool) -> cli
     .unwrap()
 }
 
+/// `count` ClusterIP Services on 10.97.0.0/16, one TCP port each, no endpoints.
+fn many_services(count: u32) -> String {
+    let mut out = String::new();
+    for i in 0..count {
+        let ip = format!("10.97.{}.{}", i / 200, i % 200 + 1);
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: many-{i}, namespace: default}}\n\
+             spec:\n  clusterIP: {ip}\n  clusterIPs: [\"{ip}\"]\n  ports:\n  \
+             - {{name: tcp, port: 80, protocol: TCP}}\n---\n"
+        ));
+    }
+    out
+}
+
+/// Stops the long-lived connections when dropped, also when an assertion fails meanwhile (the
+/// scope would otherwise wait for them for ever).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The two Services of the long-lived test: only a remote backend (SNAT path) and only a
 /// local one (DNAT).
 fn write_hold_services(cluster: &Cluster, remote: &[(&str, State)], local: &[(&str, State)]) {
@@ -299,6 +323,7 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
         let stop = &stop;
         let holds: Vec<_> =
             targets.iter().map(|t| scope.spawn(move || hold(lab, *t, stop))).collect();
+        let _stop_on_panic = StopOnDrop(stop);
         std::thread::sleep(Duration::from_millis(300));
         // More backends; then the original ones terminate: new flows avoid them.
         write_hold_services(
@@ -342,6 +367,20 @@ fn long_lived_connections_survive_backend_changes_and_an_agent_restart() {
             "new generation: {before:?} -> {after:?}"
         );
         assert_eq!(backends(&ok_from(&cluster, "ext", targets[1], 10)), set(&["b2"]));
+        // Issue 20: 1,100 more Services outgrow the state maps (sized at twice the state, at
+        // least 1,024 frontends): the running agents migrate them and attach a new generation
+        // of every program, TC included, under the long-lived connections.
+        let node1 = cluster.agent_index("node1");
+        assert!(!cluster.agents[node1].logged("state maps sized for the state"));
+        cluster.apply_and_wait("many.yaml", &many_services(1100));
+        // Loading (verifying) every program again takes seconds in a debug build on a busy
+        // machine: a longer wait than the cluster's usual one.
+        let grown = switchyard_lab::wait_until(Duration::from_secs(90), || {
+            cluster.agents[node1].logged("state maps sized for the state")
+                && pins(&cluster).iter().all(|p| !after.contains(p))
+        });
+        assert!(grown, "node1's agent did not grow its maps and attach a new generation");
+        assert_eq!(backends(&ok_from(&cluster, "ext", targets[0], 10)), set(&["b2"]));
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::SeqCst);
         holds.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()

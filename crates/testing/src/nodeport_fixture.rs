@@ -350,3 +350,20 @@ pub fn run_decap(dp: &switchyard_bpf::decap::DecapDatapath, frame: &[u8]) -> (u3
     let cb0 = u32::from_ne_bytes(ctx_out[CB0..CB0 + 4].try_into().unwrap());
     (result.return_value, out, cb0)
 }
+
+/// A TCP connection from `local` (address and port chosen) to `remote`, as a process of the
+/// node would open one (`std` cannot bind before connecting).
+pub fn tcp_connect_from(
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> std::net::TcpStream {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let family = if local.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(local)).unwrap();
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(remote)).unwrap();
+    std::net::TcpStream::from(fd)
+}

@@ -101,6 +101,26 @@ pub fn small_sizes() -> MapSizes {
     }
 }
 
+/// Starts a client in `cgroup` (inside a fresh namespace, the [`V4_SERVERS`] running) that
+/// connects to `target` (TCP) `count` times, 4 ms apart, and returns its lines when done: the
+/// traffic a restart or a map migration must not disturb.
+pub fn connect_loop(
+    probe: &'static str,
+    cgroup: &Path,
+    target: &str,
+    count: usize,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let cgroup = cgroup.to_owned();
+    let mut ops: Vec<String> = V4_SERVERS.map(str::to_owned).to_vec();
+    for _ in 0..count {
+        ops.push(format!("tcp={target}"));
+        ops.push("sleep=4".to_owned());
+    }
+    std::thread::spawn(move || {
+        probe_in(probe, &cgroup, &ops.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+}
+
 /// Runs `probe` (the `sy-sockprobe` binary) with `ops` in `cgroup`; returns its output lines.
 pub fn probe_in(probe: &str, cgroup: &Path, ops: &[&str]) -> Vec<String> {
     let mut child = Command::new(probe)

@@ -185,7 +185,7 @@ static SY_NOINLINE int handle_new_flow(struct __ctx_buff *skb, struct pkt *p,
 			e.nat_sport = reply.dport;
 			goto write_ct;
 		}
-		if (snat_claim(&reply, &nat, pcfg, now))
+		if (snat_claim(skb, &reply, &nat, pcfg, now))
 			return drop(skb, p, SY_REASON_PKT_DROP_SNAT_EXHAUSTED);
 		e.nat_sport = reply.dport;
 	} else {

@@ -7,6 +7,7 @@
 #define SY_LIB_SNAT_H
 
 #include "conntrack.h"
+#include "sock_lookup.h"
 
 /* Who owns the SNAT port of the sy_nat entry at key: NAT_FREE (no flow, or its flow has
  * expired and is not a closed TCP flow in its hold), NAT_HELD (a closed TCP flow within
@@ -36,13 +37,43 @@ static __always_inline int nat_entry_owner(const struct sy_ct_key *key,
 	return NAT_FREE;
 }
 
+/* Does a socket of this node hold the reply tuple (backend -> node:port)? Such a port is never
+ * claimed: the backend's replies to the socket would be taken for the SNATed flow's, and a node
+ * service bound to a port of the range (a UDP daemon on 4789, the agent's health port) would be
+ * shadowed. TCP: bpf_skc_lookup_tcp finds a connection on the tuple (established, or request
+ * and TIME_WAIT sockets, which bpf_sk_lookup_tcp hides) or a listener on the port; UDP: a
+ * socket bound to the port (or connected on the tuple). SCTP and ICMP have no lookup helper.
+ * A global function: the verifier checks it once, not on every path of the claim's probe loop
+ * (inlined there, loading took minutes), and its tuple is not on the claim's frame (the
+ * call chain's combined stack is 512 bytes). One call per candidate port of a new flow. */
+__attribute__((noinline)) int sy_snat_port_has_socket(struct __ctx_buff *ctx,
+						      const struct sy_ct_key *reply)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	__u32 len;
+
+	if (!ctx || !reply || (reply->proto != IPPROTO_TCP && reply->proto != IPPROTO_UDP))
+		return 0;
+	len = sock_tuple_of(reply, &tuple);
+	if (reply->proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(ctx, &tuple, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &tuple, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
 /* Claim a source port on the SNAT address for the reply key (backend -> node:port). Probes
  * SY_SNAT_PROBES ports chosen at random (independent probes: with a fraction f of the range
  * in use, all probes fail with probability f^32, where linear probing would fail far earlier
- * on clusters of used ports). A port is free when no flow owns it; a closed TCP flow's port
- * within its SY_SNAT_TCP_HOLD_S hold is taken only when no probed port is free, the one idle
- * longest among those probed. */
-static SY_NOINLINE int snat_claim(struct sy_ct_key *reply, const struct sy_nat_entry *val,
+ * on clusters of used ports). A port is free when no flow owns it and no local socket holds
+ * it (sy_snat_port_has_socket); a closed TCP flow's port within its SY_SNAT_TCP_HOLD_S hold is
+ * taken only when no probed port is free, the one idle longest among those probed. */
+static SY_NOINLINE int snat_claim(struct __ctx_buff *ctx, struct sy_ct_key *reply,
+				      const struct sy_nat_entry *val,
 				      const struct sy_pkt_config *cfg, __u64 now)
 {
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
@@ -61,11 +92,15 @@ static SY_NOINLINE int snat_claim(struct sy_ct_key *reply, const struct sy_nat_e
 		reply->dport = bpf_htons((__u16)(min + bpf_get_prandom_u32() % span));
 		cur = bpf_map_lookup_elem(&sy_nat, reply);
 		if (!cur) {
-			if (bpf_map_update_elem(&sy_nat, reply, val, BPF_NOEXIST) == 0)
+			if (!sy_snat_port_has_socket(ctx, reply) &&
+			    bpf_map_update_elem(&sy_nat, reply, val, BPF_NOEXIST) == 0)
 				return 0;
 			continue;
 		}
 		owner = nat_entry_owner(reply, cur, cfg, now, &idle);
+		/* A socket may have taken the port since its flow claimed it. */
+		if (owner == NAT_LIVE || sy_snat_port_has_socket(ctx, reply))
+			continue;
 		if (owner == NAT_FREE && bpf_map_update_elem(&sy_nat, reply, val, BPF_EXIST) == 0)
 			return 0;
 		if (owner == NAT_HELD && (held == 0 || idle > held_idle)) {

@@ -6,8 +6,9 @@ use std::time::SystemTime;
 
 use switchyard_model::FrontendKey;
 
-use super::Tables;
+use super::{Op, Plan, TableKey, Tables, unnamed_for};
 use crate::previous::{Record, Seed, choose, generation};
+use crate::vips::Problem;
 use crate::vips::{NodeTarget, VipSet};
 
 impl Tables {
@@ -49,6 +50,72 @@ impl Tables {
                 Some((*key, (seed.previous, seed.built)))
             })
             .collect()
+    }
+
+    /// VIPs first built without a record ([`Tables::update`]) whose nodes a record now names:
+    /// each gets a table of the same nodes (so the same slots: no flow changes node) naming
+    /// the record's previous nodes, make-before-break. A VIP whose table changed since (this
+    /// director's own history) is left alone.
+    pub(super) fn reseed(&mut self, set: &VipSet) -> Plan {
+        let mut plan = Plan::default();
+        let mut due = Vec::new();
+        for (key, first) in std::mem::take(&mut self.unseeded) {
+            let Some(vip) = set.vips.get(&key) else { continue };
+            if self.vips.get(&key).and_then(|v| v.table.as_ref()) != Some(&first) {
+                continue;
+            }
+            match self.seed_for(&key, &first.nodes) {
+                Some(seed) => due.push((key, first, seed, vip)),
+                None => {
+                    self.unseeded.insert(key, first);
+                }
+            }
+        }
+        if due.is_empty() {
+            return plan;
+        }
+        let (mut new_nodes, mut new_tables, mut vip_ops) = (Vec::new(), Vec::new(), Vec::new());
+        let mut stamped = BTreeMap::new();
+        for (key, old, seed, vip) in due {
+            let before = TableKey {
+                nodes: seed.previous.clone(),
+                previous: None,
+                unnamed: Vec::new(),
+                adopted: None,
+            };
+            let table = TableKey {
+                unnamed: unnamed_for(&key, vip, &seed.previous),
+                nodes: old.nodes.clone(),
+                previous: Some(seed.previous.clone()),
+                adopted: None,
+            };
+            let built =
+                self.acquire_table(&before, None, &mut new_nodes, &mut new_tables).and_then(|_| {
+                    let id =
+                        self.acquire_table(&table, Some(&before), &mut new_nodes, &mut new_tables);
+                    self.release_table(&before);
+                    id
+                });
+            match built {
+                Ok(id) => {
+                    let entry = self.vips.get_mut(&key).expect("present: checked above");
+                    entry.table = Some(table);
+                    vip_ops.push(Op::PutVip { key, id: entry.id, table: id });
+                    self.release_table(&old);
+                    stamped.insert(key, (seed.previous, seed.built));
+                }
+                Err(reason) => plan.problems.push(Problem {
+                    object: format!("VIP {key}"),
+                    reason: format!("taking over a published previous-node record: {reason}"),
+                }),
+            }
+        }
+        plan.ops.extend(new_nodes);
+        plan.ops.extend(new_tables);
+        plan.ops.extend(vip_ops);
+        self.remove_unused(&mut plan);
+        self.stamp_seeded(&stamped);
+        plan
     }
 
     /// The seeded VIPs' new tables count their previous nodes from the seed's build time.

@@ -146,9 +146,27 @@ impl NodeCore {
     /// Adopted frontends keep their ids and stay in place while their slots are brought up to
     /// date; the programs are attached once this is programmed.
     pub fn start(&mut self, changes: Vec<Change>) -> Vec<Effect> {
+        self.absorb_first(changes);
+        self.begin()
+    }
+
+    /// The first reading into the model alone, nothing planned: the runtime sizes the maps
+    /// from [`NodeCore::model`], then calls [`NodeCore::begin`].
+    pub fn absorb_first(&mut self, changes: Vec<Change>) {
         for change in changes {
             self.model.apply(change);
         }
+    }
+
+    /// The maps were loaded again at these (larger) capacities with every entry copied: plan
+    /// within them from now on. Ids and contents are unchanged.
+    pub fn resized(&mut self, limits: Limits) {
+        self.planner.raise_limits(limits);
+        self.config.limits = self.planner.limits();
+    }
+
+    /// Plans the first reading [`NodeCore::absorb_first`] took in (see [`NodeCore::start`]).
+    pub fn begin(&mut self) -> Vec<Effect> {
         let mut effects = Vec::new();
         self.node_addresses_effect(&mut effects);
         self.dsr_nodes_effect(&mut effects);
@@ -265,6 +283,15 @@ impl NodeCore {
         }
         self.sweep_effect(&mut effects, targets);
         self.announcements_effect(&mut effects);
+        effects
+    }
+
+    /// Plans every frontend again (after the maps grew: what was refused fits now).
+    pub fn replan_full(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if self.in_flight.is_none() {
+            self.plan_full(&mut effects, false);
+        }
         effects
     }
 

@@ -4,9 +4,12 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use switchyard_bpf::Datapath;
+use switchyard_bpf::{Datapath, LoadOptions};
 use switchyard_dataplane::kernel::{KernelMaps, KernelOp};
 use switchyard_dataplane::packet_settings::PacketState;
+use switchyard_dataplane::reconciler::{
+    limits_for, sizes_for_state, state_maps_smaller, state_needs,
+};
 use switchyard_dataplane::sockdiag;
 use switchyard_dataplane::{MapOps, planner::PlanError};
 use switchyard_error::ErrorChain;
@@ -18,6 +21,7 @@ use tracing::{debug, error, info, warn};
 use super::observability::AgentObservability;
 use super::per_packet::{self, PerPacketPrograms};
 use crate::announce::Announcer;
+use crate::config::NodeConfig;
 use crate::core::{Effect, Endpoint, NodeCore};
 use crate::error::NodeError;
 
@@ -37,6 +41,8 @@ pub(super) struct Agent {
     pub(super) health_servers: ServiceHealthServers,
     /// Whether the first reconciliation is done (it is logged as such).
     pub(super) started: bool,
+    /// The last plan refused frontends because a state map was full ([`Agent::grow_if_full`]).
+    pub(super) maps_full: bool,
     /// The BGP speakers of this node ([`crate::announce`]).
     pub(super) announcer: Announcer,
 }
@@ -159,6 +165,58 @@ impl Agent {
         self.observe.note_trigger_times(changes);
     }
 
+    /// Loads the maps again at `options.sizes` where they are smaller (their entries copied
+    /// into larger maps, `switchyard_bpf::loader`), before the programs of this agent are
+    /// attached: the programs attached by an earlier agent keep the old maps until then.
+    pub(super) fn resize_maps(&mut self, options: &LoadOptions) -> Result<(), NodeError> {
+        let before = self.datapath.sizes();
+        let datapath = Datapath::load(options).map_err(|source| NodeError::Bpf {
+            what: "migrating the BPF maps to larger ones".into(),
+            source: source.into(),
+        })?;
+        self.datapath = datapath;
+        self.observe.maps_replaced();
+        let sizes = self.datapath.sizes();
+        let table_size =
+            self.datapath.maps().maglev_table_size().unwrap_or(options.maglev_table_size);
+        self.core.resized(limits_for(&sizes, table_size));
+        info!(?before, after = ?sizes, "state maps sized for the state");
+        Ok(())
+    }
+
+    /// After a plan refused frontends for a full state map: when the configured maxima
+    /// (`options.sizes`) allow, migrates the state maps to ones sized for the state (twice
+    /// over), attaches a new generation of every program against them (as a restart does:
+    /// the old programs keep the old maps until then), and plans everything again within the
+    /// new capacities. Returns the effects of that plan; none when nothing was full or the
+    /// maps are at their maxima (the refusals stay, logged and counted).
+    pub(super) fn grow_if_full(
+        &mut self,
+        options: &LoadOptions,
+        config: &NodeConfig,
+    ) -> Result<Vec<Effect>, NodeError> {
+        if !std::mem::take(&mut self.maps_full) {
+            return Ok(Vec::new());
+        }
+        let wanted = sizes_for_state(state_needs(self.core.model().desired()), &options.sizes);
+        if !state_maps_smaller(&self.datapath.sizes(), &wanted) {
+            warn!(sizes = ?self.datapath.sizes(), "state maps at their configured maxima (--max-*)");
+            return Ok(Vec::new());
+        }
+        self.resize_maps(&LoadOptions { sizes: wanted, ..options.clone() })?;
+        if self.started {
+            if let Some(old) = &self.per_packet {
+                let snat_ports = old.snat_ports();
+                let maps = self.datapath.maps_mut();
+                let model = self.core.model();
+                self.per_packet =
+                    Some(PerPacketPrograms::load(options, maps, config, snat_ports, model)?);
+            }
+            self.attach()?;
+        }
+        Ok(self.core.replan_full())
+    }
+
     /// Writes map operations; a failure is logged here, the core only learns that it failed.
     fn program(&mut self, ops: &[KernelOp]) -> bool {
         let written =
@@ -196,6 +254,12 @@ impl Agent {
     ) {
         for err in errors {
             error!(err = %ErrorChain(err), "frontend not programmed");
+            self.maps_full |= matches!(
+                err,
+                PlanError::FrontendsFull { .. }
+                    | PlanError::BackendsFull { .. }
+                    | PlanError::SlotsFull { .. }
+            );
         }
         let what = match (std::mem::replace(&mut self.started, true), full) {
             (false, _) => "initial reconciliation",

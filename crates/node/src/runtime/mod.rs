@@ -22,14 +22,16 @@ use switchyard_bpf::{Datapath, LoadOptions};
 use switchyard_dataplane::kernel::KernelMaps;
 use switchyard_dataplane::maglev_tables::MaglevTables;
 use switchyard_dataplane::packet_settings::PacketState;
-use switchyard_dataplane::reconciler::limits_for;
+use switchyard_dataplane::reconciler::{
+    StateNeeds, limits_for, sizes_for_state, state_maps_smaller, state_needs,
+};
 use switchyard_k8s::health::ServiceHealthServers;
 use switchyard_model::ProxyConfig;
 use switchyard_model::validate::ValidationOptions;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::announce::Announcer;
-use crate::config::{NodeConfig, check_port_ranges};
+use crate::config::NodeConfig;
 use crate::core::{CoreConfig, Effect, NodeCore};
 use crate::error::NodeError;
 use crate::findings::{Findings, Refusals};
@@ -150,9 +152,21 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     if config.node_name.is_empty() || config.cgroup.as_os_str().is_empty() {
         return Err(NodeError::MissingIdentity);
     }
-    if per_packet {
-        check_port_ranges(config.snat_port_range, config.node_port_range)?;
-    }
+    // Checked before anything is loaded: a refused range stops the agent at once.
+    let snat_ports = if per_packet {
+        let chosen = switchyard_model::choose_snat_ports(
+            config.snat_port_range,
+            config.node_port_range,
+            local_port_range(),
+        )?;
+        info!(snat_ports = %chosen, "SNAT source ports");
+        if let Some(warning) = chosen.warning() {
+            warn!("{warning}");
+        }
+        Some(chosen.range)
+    } else {
+        None
+    };
     for device in &config.devices {
         switchyard_bpf::nodeport::check_device(device)
             .map_err(|source| NodeError::Device(source.into()))?;
@@ -160,12 +174,18 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     let node_name = config.node_name.clone();
     let tables = MaglevTables::new(config.maglev_table_size)
         .map_err(|source| NodeError::MaglevTableSize { size: config.maglev_table_size, source })?;
+    // The configured sizes are upper bounds: the state maps start at their floor (or a pin's
+    // size) and are sized from the first reading before anything is written.
     let options = LoadOptions {
         sizes: config.sizes,
         maglev_table_size: config.maglev_table_size,
         ..LoadOptions::new(&config.bpf_dir)
     };
-    let mut datapath = Datapath::load(&options).map_err(|source| NodeError::Bpf {
+    let floor = LoadOptions {
+        sizes: sizes_for_state(StateNeeds::default(), &config.sizes),
+        ..options.clone()
+    };
+    let mut datapath = Datapath::load(&floor).map_err(|source| NodeError::Bpf {
         what: "loading the BPF maps".into(),
         source: source.into(),
     })?;
@@ -182,7 +202,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
             node_port_addresses: config.node_port_addresses.clone(),
             ..ProxyConfig::new(node_name.clone())
         },
-        limits: limits_for(&config.sizes, config.maglev_table_size),
+        limits: limits_for(&datapath.sizes(), config.maglev_table_size),
         per_packet,
         dsr: config.nodeport_mode == crate::config::NodePortMode::Dsr,
         destroy_stale_sockets: config.destroy_stale_sockets,
@@ -221,6 +241,7 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         observe,
         health_servers: ServiceHealthServers::on(health.runtime(), health.shared()),
         started: false,
+        maps_full: false,
         announcer,
     };
 
@@ -231,18 +252,28 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     findings.record(&first.changes);
     health.queued(&first.changes);
     agent.observe_changes(&first.changes);
-    let effects = agent.core.start(first.changes);
+    agent.core.absorb_first(first.changes);
+    let wanted = sizes_for_state(state_needs(agent.core.model().desired()), &config.sizes);
+    if state_maps_smaller(&agent.datapath.sizes(), &wanted) {
+        agent.resize_maps(&LoadOptions { sizes: wanted, ..options.clone() })?;
+    }
+    let effects = agent.core.begin();
     let plan_time = arrived.elapsed();
-    if per_packet {
+    if let Some(snat_ports) = snat_ports {
         agent.per_packet = Some(PerPacketPrograms::load(
             &options,
             agent.datapath.maps_mut(),
             &config,
+            snat_ports,
             agent.core.model(),
         )?);
     }
     if !agent.carry_out(effects, arrived, plan_time)? {
         return Err(NodeError::FirstSync);
+    }
+    let grown = agent.grow_if_full(&options, &config)?;
+    if !grown.is_empty() {
+        agent.carry_out(grown, arrived, plan_time)?;
     }
     findings.report();
     // The first reading and the first plan are the start-up peak; their memory is free now.
@@ -297,7 +328,12 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
                 if effects.iter().any(|e| matches!(e, Effect::Program { .. })) {
                     agent.observe.pending(changes);
                 }
-                if agent.carry_out(effects, arrived, plan_time)? {
+                let mut up_to_date = agent.carry_out(effects, arrived, plan_time)?;
+                let grown = agent.grow_if_full(&options, &config)?;
+                if !grown.is_empty() {
+                    up_to_date = agent.carry_out(grown, arrived, plan_time)?;
+                }
+                if up_to_date {
                     health.updated();
                 }
                 findings.report();
@@ -320,4 +356,12 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
         "stopping; programs and maps stay in place (`switchyard agent --cleanup` removes them)"
     );
     Ok(())
+}
+
+/// `net.ipv4.ip_local_port_range` of the agent's network namespace (the node's, hostNetwork):
+/// only read, never written. None when unreadable (Linux's default is then assumed, with a
+/// warning).
+fn local_port_range() -> Option<switchyard_model::PortRange> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    switchyard_model::snat_ports::parse_local_port_range(&text)
 }

@@ -23,6 +23,8 @@ use crate::error::NodeError;
 pub(crate) struct AgentObservability {
     sync: SyncMetrics,
     services: Arc<RwLock<ServiceIndex>>,
+    /// Reads the pinned maps for `/metrics` and `/status`.
+    collector: Arc<KernelCollector>,
     /// The local API; dropped (socket file removed) when the agent stops.
     _api: Option<server::UnixServer>,
     /// Trigger times of EndpointSlice changes not yet programmed (kube-proxy's
@@ -55,7 +57,7 @@ impl AgentObservability {
             Arc::new(KernelCollector::new(maps, bpf_dir.to_owned(), Arc::clone(&services)));
         let sync = SyncMetrics::default();
         let (desired, desired_requests) = DesiredSource::channel();
-        let state = ApiState::new(sync.clone(), collector, desired, bgp);
+        let state = ApiState::new(sync.clone(), Arc::clone(&collector), desired, bgp);
         let router = server::router(state.clone());
         // The local API is for inspection; a socket that cannot be served must not keep the
         // data plane from running, so it is an error in the log, not a reason to stop.
@@ -75,11 +77,19 @@ impl AgentObservability {
         let observability = AgentObservability {
             sync,
             services,
+            collector,
             _api: api,
             triggers: Vec::new(),
             started_at: SystemTime::now(),
         };
         Ok((observability, desired_requests))
+    }
+
+    /// Some maps were migrated to larger ones: read the new ones from now on.
+    pub(crate) fn maps_replaced(&self) {
+        if let Err(err) = self.collector.reopen() {
+            error!(err = %ErrorChain(&err), "metrics keep reading the maps opened before");
+        }
     }
 
     /// Changes are waiting to be programmed.

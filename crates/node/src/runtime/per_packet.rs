@@ -34,7 +34,7 @@ use switchyard_model::{NodeModel, PortRange, PrimaryAddresses};
 use tracing::{error, info, warn};
 
 use super::pod_devices::PodDevices;
-use crate::config::{NodeConfig, check_port_ranges};
+use crate::config::NodeConfig;
 use crate::error::NodeError;
 
 /// The loaded TC programs, the devices they belong on, and what was written for them.
@@ -60,16 +60,17 @@ pub(crate) struct PerPacketPrograms {
 impl PerPacketPrograms {
     /// Loads the TC programs against the maps pinned in `options.bpf_dir` (the socket
     /// datapath is loaded already) and writes this node's addresses and SNAT settings as
-    /// `model` knows them. Nothing is attached yet.
+    /// `model` knows them, with `snat_ports` (checked against the NodePort range by
+    /// `choose_snat_ports`). Nothing is attached yet.
     pub(crate) fn load(
         options: &LoadOptions,
         maps: &mut Maps,
         config: &NodeConfig,
+        snat_ports: PortRange,
         model: &NodeModel,
     ) -> Result<Self, NodeError> {
         let (devices, directors) = (config.devices.clone(), &config.directors);
-        let (snat_ports, node_port_range) = (config.snat_port_range, config.node_port_range);
-        check_port_ranges(snat_ports, node_port_range)?;
+        let node_port_range = config.node_port_range;
         let dsr_port = (config.nodeport_mode == crate::config::NodePortMode::Dsr)
             .then_some(directors.gue_port);
         let settings = settings(model.primary_addresses(), snat_ports, node_port_range, dsr_port);
@@ -122,6 +123,11 @@ impl PerPacketPrograms {
         };
         programs.node_changed(maps, model.node_port_addresses(), model.primary_addresses());
         Ok(programs)
+    }
+
+    /// The SNAT source ports chosen at start (a reload after the maps grew keeps them).
+    pub(crate) fn snat_ports(&self) -> PortRange {
+        self.snat_ports
     }
 
     /// This node's addresses or SNAT source may have changed (its Node object).

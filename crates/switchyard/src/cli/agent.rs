@@ -50,19 +50,23 @@ pub(crate) struct AgentArgs {
     #[arg(long)]
     cleanup: bool,
 
-    /// Capacity of the frontends map (address, port, protocol, scope).
+    /// Upper bound of the frontends map (address, port, protocol, scope): the agent sizes it at
+    /// twice the state (at least 1,024) and grows it, make-before-break, up to this.
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().frontends)]
     max_frontends: u32,
 
-    /// Capacity of the backends map (distinct endpoints).
+    /// Upper bound of the backends map (distinct endpoints), sized and grown like the frontends
+    /// map (at least 4,096).
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().backends)]
     max_backends: u32,
 
-    /// Capacity of the slots map (backend references summed over all frontends).
+    /// Upper bound of the slots map (backend references summed over all frontends), sized and
+    /// grown like the frontends map (at least 4,096).
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().slots)]
     max_slots: u32,
 
-    /// Number of Maglev tables (frontends using Maglev).
+    /// Upper bound of the Maglev tables (frontends using Maglev), sized and grown like the
+    /// frontends map (at least 64).
     #[arg(long, value_name = "N", default_value_t = MapSizes::default().maglev_tables)]
     max_maglev_tables: u32,
 
@@ -107,9 +111,12 @@ pub(crate) struct AgentArgs {
     pod_devices: Vec<String>,
 
     /// Source ports for flows SNATed to this node's address (to pods on other nodes); must not
-    /// overlap --node-port-range.
-    #[arg(long, value_name = "FIRST-LAST", default_value = "61000-65535")]
-    snat_port_range: PortRange,
+    /// overlap --node-port-range (refused) and should not overlap net.ipv4.ip_local_port_range
+    /// (warned). Default: the widest gap of 1024-65535 outside both (1024-29999 with Linux's
+    /// and Kubernetes' defaults), read at start; `switchyard doctor` shows it. The range bounds
+    /// new connections per second to one backend at about its size / 10 s.
+    #[arg(long, value_name = "FIRST-LAST")]
+    snat_port_range: Option<PortRange>,
 
     /// Capacity of the per-packet conntrack table sy_ct (LRU: when full, the least recently
     /// used flow is evicted; `switchyard_bpf_map_entries{map="sy_ct"}` shows the fill).

@@ -35,9 +35,11 @@ pub(crate) struct DoctorArgs {
     #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
     node_port_range: PortRange,
 
-    /// The agent's --snat-port-range.
-    #[arg(long, value_name = "FIRST-LAST", default_value = "61000-65535")]
-    snat_port_range: PortRange,
+    /// The agent's --snat-port-range; without it, the range the agent would choose (the
+    /// widest gap of 1024-65535 outside --node-port-range and net.ipv4.ip_local_port_range) is
+    /// reported, with why.
+    #[arg(long, value_name = "FIRST-LAST")]
+    snat_port_range: Option<PortRange>,
 
     /// The agent's --api-socket (an agent answering there counts as running).
     #[arg(long, value_name = "PATH", default_value = "/run/switchyard/agent.sock")]
