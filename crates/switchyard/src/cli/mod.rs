@@ -63,7 +63,7 @@ enum Command {
     /// A live stream of decisions and drops from the programs (sampled; off unless running).
     Monitor(monitor::MonitorArgs),
     /// The node role: socket-level load balancing for a cgroup, per-packet on --devices.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// The agent's BGP sessions and, per peer, each address announced or not and why.
     Bgp(bgp::BgpArgs),
     /// L2 mode: which node answers ARP/NDP for each LoadBalancer IP, and this node's responder.
@@ -111,7 +111,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conntrack(args) => inspect::conntrack(&args),
         Command::Backends(args) => inspect::backends(&args),
         Command::Monitor(args) => monitor::run(&args),
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Bgp(args) => bgp::run(&args),
         Command::L2(args) => l2::run(&args),
         Command::Director(args) => director::run(args),
