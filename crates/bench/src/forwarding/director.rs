@@ -80,7 +80,7 @@ impl Director {
         let slots = vec![1u32; TABLE_SIZE as usize];
         maps.put_table(1, &slots).map_err(|e| err("table", &e))?;
         let key = FrontendKey::new(IpAddr::V4(VIP), VIP_PORT, UDP, 0);
-        maps.vips.insert(key, DirVip { id: 1, table_id: 1 }, 0).map_err(|e| err("VIP", &e))?;
+        maps.put_vip(key, DirVip { id: 1, table_id: 1 }).map_err(|e| err("VIP", &e))?;
         let device = topo.i.clone();
         let datapath = switchyard_lab::netns::run_in(topo.fwd.name(), move || {
             datapath.attach(&device, XdpMode::Native).map(|()| datapath)
