@@ -1,6 +1,6 @@
 //! Table build time at M = 65537 for N = 10 and N = 1000 equal-weight backends, quick enough to
 //! run two builds of the crate side by side: `cargo run --release -p switchyard-maglev --example
-//! build_time -- [BUILDS]` (default 300). Prints the minimum (the least disturbed build), the
+//! table_build_time -- [BUILDS]` (default 300). Prints the minimum (the least disturbed build), the
 //! 10th percentile and the median, and a checksum of the table so two builds can be shown to
 //! fill the same slots.
 
