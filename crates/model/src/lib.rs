@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod address;
+mod backend;
 pub mod announce;
 pub mod cidr;
 pub mod config;
