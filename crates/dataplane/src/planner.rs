@@ -439,7 +439,9 @@ where
         if spec.maglev && n > 0 {
             if set_changed || !state.table_trusted || state.table.is_none() {
                 let mut sorted = desired;
-                sorted.sort_by(|a, b| self.backends.at(*a).backend.cmp(&self.backends.at(*b).backend));
+                sorted.sort_by(|a, b| {
+                    self.backends.at(*a).backend.cmp(&self.backends.at(*b).backend)
+                });
                 let backends: Vec<B> =
                     sorted.iter().map(|pos| self.backends.at(*pos).backend.clone()).collect();
                 let table: Arc<[BackendId]> = self
@@ -653,8 +655,7 @@ where
 
         // Reference counts from what the slots hold; unreferenced backends go in the first plan.
         for state in planner.frontends.values() {
-            let held: HashSet<Pos> =
-                state.slots.iter().copied().filter(|p| *p != NO_POS).collect();
+            let held: HashSet<Pos> = state.slots.iter().copied().filter(|p| *p != NO_POS).collect();
             for pos in held {
                 planner.backends.at_mut(pos).refs += 1;
             }

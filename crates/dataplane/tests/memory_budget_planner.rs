@@ -30,8 +30,11 @@ impl TableBuilder<MapBackend> for NoTables {
 /// are most of the rest.
 #[test]
 fn the_planner_keeps_each_backend_once_and_slots_as_positions() {
-    let spec =
-        SyntheticCluster { services: 1_000, endpoints_per_slice: 100, ..SyntheticCluster::default() };
+    let spec = SyntheticCluster {
+        services: 1_000,
+        endpoints_per_slice: 100,
+        ..SyntheticCluster::default()
+    };
     let model = NodeModel::from_state(synthetic::config(), &synthetic::generate(&spec));
     // The input is consumed by the plan: count from before it existed.
     let before = live();
@@ -39,8 +42,12 @@ fn the_planner_keeps_each_backend_once_and_slots_as_positions() {
     let input = live() - before;
     let slots: usize = desired.iter().map(|(_, s)| s.backends.len()).sum();
     let frontends = desired.len();
-    let limits =
-        Limits { frontends: 1 << 20, backends: 1 << 20, slots: 1 << 24, slots_per_frontend: 1 << 16 };
+    let limits = Limits {
+        frontends: 1 << 20,
+        backends: 1 << 20,
+        slots: 1 << 24,
+        slots_per_frontend: 1 << 16,
+    };
 
     let before = live() - input;
     let mut planner = Planner::new(limits, Arc::new(NoTables));

@@ -127,7 +127,13 @@ struct BackendFields {
 impl From<BackendFields> for Backend {
     fn from(f: BackendFields) -> Self {
         let place = Place { node_name: f.node_name, zone: f.zone, zone_hints: ZoneHints::Absent };
-        Self { ip: f.ip, port: f.port, is_local: f.is_local, state: f.state, place: Arc::new(place) }
+        Self {
+            ip: f.ip,
+            port: f.port,
+            is_local: f.is_local,
+            state: f.state,
+            place: Arc::new(place),
+        }
     }
 }
 

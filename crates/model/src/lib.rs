@@ -8,8 +8,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod address;
-mod backend;
 pub mod announce;
+mod backend;
 pub mod cidr;
 pub mod config;
 pub mod crd;

@@ -174,7 +174,13 @@ impl IncrementalValidation {
                     if let Some(slice) = slice {
                         let mut own = Vec::new();
                         validate_endpoint_slice(key, slice, &mut own);
-                        let facts = slice_facts(key, slice, own.len(), &mut self.interner, &mut self.node_refs);
+                        let facts = slice_facts(
+                            key,
+                            slice,
+                            own.len(),
+                            &mut self.interner,
+                            &mut self.node_refs,
+                        );
                         add_all(&mut self.index.slices_of_service, facts.service.as_slice(), key);
                         touched.services.extend(facts.service.clone());
                         self.slices.insert(key.clone(), facts);
