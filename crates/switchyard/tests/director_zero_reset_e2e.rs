@@ -22,7 +22,7 @@ use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decap_counters};
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
-use switchyard_testing::fake_api::{FakeApi, Resource};
+use switchyard_testing::director_api::SharedApi;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -493,62 +493,6 @@ fn long_lived_flows_survive_directors_disagreeing_on_a_nodes_health() {
     assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
 }
 
-/// The fake API server of the first-start test, served in both directors' namespaces (each
-/// reaches it on its own 127.0.0.1), and each director's kubeconfig.
-struct SharedApi {
-    api: FakeApi,
-    kubeconfigs: [String; 2],
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl SharedApi {
-    fn start(cluster: &Cluster) -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let bind = |member: &str| {
-            cluster
-                .lab
-                .run_in(member, || std::net::TcpListener::bind("127.0.0.1:0"))
-                .unwrap()
-                .unwrap()
-        };
-        let api = runtime.block_on(FakeApi::start_on(bind("dir1")));
-        let second = {
-            let _entered = runtime.enter();
-            api.serve_also(bind("dir2"))
-        };
-        let kubeconfigs = [("dir1", api.addr), ("dir2", second)].map(|(name, addr)| {
-            let path = cluster.manifests.join(format!("{name}-kubeconfig"));
-            api.write_kubeconfig_for(&path, addr);
-            path.display().to_string()
-        });
-        SharedApi { api, kubeconfigs, _runtime: runtime }
-    }
-
-    /// Director `name` (dir1 or dir2) reading the fake API server and publishing its record on
-    /// its Node object.
-    fn start_director(&self, cluster: &Cluster, name: &str) -> Director {
-        let kubeconfig = &self.kubeconfigs[usize::from(name == "dir2")];
-        Director::start_from(cluster, name, &["--kubeconfig", kubeconfig], &["--node-name", name])
-    }
-
-    /// The Node objects, to the agents (manifests) and the directors (the fake API server).
-    fn nodes(&self, cluster: &Cluster, nodes: &str, deleted: Option<&str>) {
-        cluster.apply("nodes.yaml", nodes);
-        self.api.put_yaml(nodes);
-        if let Some(name) = deleted {
-            self.api.delete(Resource::Nodes, "", name);
-        }
-    }
-
-    /// Director `name`'s published previous-node record.
-    fn record(&self, name: &str) -> Option<String> {
-        let node = self.api.get(Resource::Nodes, "", name)?;
-        node["metadata"]["annotations"]["switchyard.io/director-previous"]
-            .as_str()
-            .map(str::to_owned)
-    }
-}
-
 /// Removes what a director left pinned, so its next start is a first one.
 fn forget_pins(cluster: &Cluster, name: &str) {
     let bpf_dir = cluster.lab.director(name).unwrap().bpf_dir.clone();
@@ -582,7 +526,7 @@ fn first_start_during(
         cluster.eventually("dir1 published the change's previous nodes", || {
             shared.record("dir1").is_some_and(|r| Some(&r) != before.as_ref())
         });
-        dir2 = Some(shared.start_director(cluster, "dir2"));
+        dir2 = Some(shared.start_director(cluster, "dir2", &[]));
         cluster.lab.route_to_directors(cidr(vip), &["dir1", "dir2"]).unwrap();
     });
     let mut dir2 = dir2.unwrap();
@@ -611,11 +555,11 @@ fn long_lived_flows_survive_a_first_time_director_joining_while_nodes_change() {
     let cluster = cluster_with(&["dir1", "dir2"]);
     let web = vip_service(&cluster, vip);
     cluster.apply_and_wait("web.yaml", &web);
-    let shared = SharedApi::start(&cluster);
+    let shared = SharedApi::start(&cluster, &["dir1", "dir2"]);
     shared.api.put_yaml(&web);
     shared.api.put_yaml(&director_lab::director_nodes_yaml(&cluster.lab));
     shared.nodes(&cluster, &nodes_with_drained(&cluster, Some("node3")), None);
-    let dir1 = shared.start_director(&cluster, "dir1");
+    let dir1 = shared.start_director(&cluster, "dir1", &[]);
     cluster.lab.route_to_directors(cidr(vip), &["dir1"]).unwrap();
     let target = at(vip.parse().unwrap(), 80);
     let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();
