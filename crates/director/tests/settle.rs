@@ -76,7 +76,9 @@ fn after_the_window_it_waits_for_the_records_and_health_at_most_max_wait() {
         );
     }
     assert_eq!(gate.next_check(end), Some(end + MAX_WAIT));
-    assert!(!gate.check(end + MAX_WAIT - Duration::from_millis(1), &facts(false, true)).announces());
+    assert!(
+        !gate.check(end + MAX_WAIT - Duration::from_millis(1), &facts(false, true)).announces()
+    );
     assert_eq!(
         gate.check(end + MAX_WAIT, &facts(false, true)),
         Verdict::GaveUp(vec![Wait::Health(vec![Arc::from("node-1")])])
@@ -91,9 +93,10 @@ fn a_restarted_director_announces_at_once_and_a_zero_delay_only_waits_for_the_fa
     assert!(restarted.is_open());
     assert_eq!(restarted.check(t0, &facts(true, true)), Verdict::Open);
     let mut zero = Settle::new(SettleConfig { delay: Duration::ZERO, max_wait: MAX_WAIT }, false);
-    assert_eq!(zero.check(t0, &facts(false, true)), Verdict::Waiting(vec![Wait::Health(vec![
-        Arc::from("node-1")
-    ])]));
+    assert_eq!(
+        zero.check(t0, &facts(false, true)),
+        Verdict::Waiting(vec![Wait::Health(vec![Arc::from("node-1")])])
+    );
     assert_eq!(zero.check(t0, &Facts::default()), Verdict::Open);
 }
 
@@ -203,7 +206,7 @@ fn health_is_unsettled_until_probed_and_while_outcomes_point_the_other_way() {
     let names = |c: &Checker| c.unsettled().iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(names(&checker), ["node-1"], "never probed");
     let mut now = t0;
-    let mut probe = |checker: &mut Checker, outcome: Outcome, now: &mut Instant| {
+    let probe = |checker: &mut Checker, outcome: Outcome, now: &mut Instant| {
         let (probes, _) = checker.poll(*now);
         assert_eq!(probes.len(), 1);
         checker.record(&target, probes[0].seq, outcome, *now);

@@ -12,13 +12,13 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::bird::router_next_hops;
-use switchyard_lab::tools::fleet::{FleetReport, fleet};
+use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_testing::director_api::SharedApi;
 use switchyard_testing::director_lab::{
     self, bird_for_directors, director_bgp_yaml, director_nodes_yaml, vip_service,
@@ -29,9 +29,14 @@ use switchyard_testing::fake_api::Resource;
 /// Hold time of the directors' sessions.
 const HOLD_SECONDS: u16 = 9;
 const WEB: [&str; 2] = ["10.96.80.7", "fd00:96::80:7"];
-/// Merge patches of Nodes the fake API server refuses after the change: dir1's record
-/// arrives about this many seconds late (its publisher retries every second).
-const REFUSED: usize = 3;
+/// Merge patches of Nodes the fake API server refuses after the change (dir1's and dir2's
+/// publishers each retry every second): dir1's record arrives about 3 s late.
+const REFUSED: usize = 5;
+/// Long-lived flows, half to each VIP family; one round trip each per [`INTERVAL`].
+const TCP_FLOWS: usize = 200;
+const UDP_FLOWS: usize = 50;
+const INTERVAL: Duration = Duration::from_millis(200);
+const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The lab's Node objects with `node3` drained or not.
 fn nodes(cluster: &Cluster, drained: bool) -> String {
@@ -64,11 +69,24 @@ fn routed_over(cluster: &Cluster, directors: &[&str]) -> bool {
     })
 }
 
+/// What the clients counted.
+#[derive(Debug)]
+struct Counts {
+    tcp_reset: usize,
+    tcp_moved: usize,
+    tcp_pings: usize,
+    udp_failed: usize,
+    udp_moved: usize,
+    udp_answers: usize,
+}
+
 /// What one run counted.
 struct Joined {
-    report: FleetReport,
-    /// From dir2's start until the router routed the VIPs over both directors.
+    counts: Counts,
+    /// From the change (and dir2's start) until the router routed the VIPs over both directors.
     routed_ms: u128,
+    /// From the change until dir1's record of the change was published.
+    record_ms: u128,
     /// Packets dir2 encapsulated, and of them sent with a previous node.
     carried: u64,
     second_chance: u64,
@@ -77,11 +95,11 @@ struct Joined {
 }
 
 /// Three nodes (node3 drained), client `ext`, dir1 and dir2 reading one fake API server, BIRD
-/// on the router. dir1 starts and alone carries the VIPs; then, under the fleet (100 TCP
-/// connections and 25 UDP flows per VIP family), all at once: node3's drain is removed, the
-/// API server refuses the next [`REFUSED`] Node writes (dir1's record is late), dir2 starts
-/// for the first time with `--announce-delay-seconds delay`. The fleet runs until dir2 carried
-/// part of the flows, and on.
+/// on the router. dir1 starts and alone carries the VIPs; then, under [`TCP_FLOWS`] and
+/// [`UDP_FLOWS`] long-lived flows (half per VIP family), all at once: node3's drain is
+/// removed, the API server refuses the next [`REFUSED`] Node writes (dir1's record is late),
+/// dir2 starts for the first time with `--announce-delay-seconds delay`. The flows run until
+/// dir2 carried part of them, and 2 s on.
 fn join_while_a_drain_is_removed(delay: &str) -> Joined {
     let nodes_spec: [(&str, &[&str]); 3] =
         [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
@@ -102,50 +120,85 @@ fn join_while_a_drain_is_removed(delay: &str) -> Joined {
     cluster.eventually("the router routes the VIPs over dir1", || routed_over(&cluster, &["dir1"]));
 
     let targets: Vec<SocketAddr> = WEB.iter().map(|vip| at(vip.parse().unwrap(), 80)).collect();
-    let rounds = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let mut dir2 = None;
     let mut routed_ms = 0;
-    let report = std::thread::scope(|scope| {
-        let running = scope.spawn(|| {
-            cluster
-                .lab
-                .run_in("ext", || {
-                    fleet(&targets, 100, 25, Duration::from_secs(1), Duration::from_millis(50), || {
-                        rounds.fetch_add(1, Ordering::SeqCst);
-                        stop.load(Ordering::SeqCst)
+    let mut record_ms = 0;
+    let before_record = shared.record("dir1");
+    let (tcp, udp): (Vec<HoldReport>, Vec<UdpHoldReport>) = std::thread::scope(|scope| {
+        let (stop, cluster) = (&stop, &cluster);
+        let tcp: Vec<_> = (0..TCP_FLOWS)
+            .map(|i| {
+                let target = targets[i % 2];
+                scope.spawn(move || {
+                    cluster.lab.run_in("ext", || {
+                        clients::hold_until(target, INTERVAL, TIMEOUT, || {
+                            stop.load(Ordering::SeqCst)
+                        })
                     })
                 })
-                .unwrap()
-        });
-        let _stop = StopOnDrop(&stop);
-        cluster.eventually("the fleet runs", || rounds.load(Ordering::SeqCst) >= 3);
+            })
+            .collect();
+        let udp: Vec<_> = (0..UDP_FLOWS)
+            .map(|i| {
+                let target = targets[i % 2];
+                scope.spawn(move || {
+                    cluster.lab.run_in("ext", || {
+                        clients::udp_hold_until(target, INTERVAL, TIMEOUT, || {
+                            stop.load(Ordering::SeqCst)
+                        })
+                    })
+                })
+            })
+            .collect();
+        let _stop = StopOnDrop(stop);
+        std::thread::sleep(Duration::from_millis(1_500)); // every flow established
         let programmed = dir1.programmed();
         let started = Instant::now();
         shared.api.conflict_next_writes(Resource::Nodes, REFUSED);
-        shared.nodes(&cluster, &nodes(&cluster, false), None);
-        let joined = shared.start_director(&cluster, "dir2", &["--announce-delay-seconds", delay]);
+        shared.nodes(cluster, &nodes(cluster, false), None);
+        let joined = shared.start_director(cluster, "dir2", &["--announce-delay-seconds", delay]);
         cluster.eventually("dir1 programmed the change", || dir1.programmed() > programmed);
-        let routed = switchyard_lab::wait_until(Duration::from_secs(30), || {
-            routed_over(&cluster, &["dir1", "dir2"])
+        // Both moments, polled together: dir2 in the router's route, dir1's record published.
+        let (mut routed, mut published) = (None, None);
+        let done = switchyard_lab::wait_until(Duration::from_secs(30), || {
+            if routed.is_none() && routed_over(cluster, &["dir1", "dir2"]) {
+                routed = Some(started.elapsed().as_millis());
+            }
+            if published.is_none() && shared.record("dir1") != before_record {
+                published = Some(started.elapsed().as_millis());
+            }
+            routed.is_some() && published.is_some()
         });
-        assert!(routed, "the router never routed the VIPs over dir2: {:#?}", joined.log);
-        routed_ms = started.elapsed().as_millis();
+        assert!(done, "dir2 routed {routed:?}, dir1 published {published:?}: {:#?}", joined.log);
+        (routed_ms, record_ms) = (routed.unwrap(), published.unwrap());
         let before = joined.encapsulated(&cluster.lab);
         cluster.eventually("dir2 carries part of the flows", || {
             joined.encapsulated(&cluster.lab) >= before + 250
         });
-        let now = rounds.load(Ordering::SeqCst);
-        cluster.eventually("the fleet runs on", || rounds.load(Ordering::SeqCst) >= now + 5);
+        std::thread::sleep(Duration::from_secs(2));
         dir2 = Some(joined);
         stop.store(true, Ordering::SeqCst);
-        running.join().unwrap()
+        (
+            tcp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
+            udp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
+        )
     });
+    let moved = |backends: &[String]| backends.windows(2).any(|w| w[0] != w[1]);
+    let counts = Counts {
+        tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
+        tcp_moved: tcp.iter().filter(|h| h.backends.len() > 1).count(),
+        tcp_pings: tcp.iter().map(|h| h.pings).sum(),
+        udp_failed: udp.iter().map(|u| u.errors.values().sum::<usize>()).sum(),
+        udp_moved: udp.iter().filter(|u| moved(&u.answers)).count(),
+        udp_answers: udp.iter().map(|u| u.answers.len()).sum(),
+    };
     let dir2 = dir2.unwrap();
     let log = dir2.log.lock().unwrap().join("\n");
     Joined {
-        report,
+        counts,
         routed_ms,
+        record_ms,
         carried: dir2.encapsulated(&cluster.lab),
         second_chance: dir2.counters(&cluster.lab)[&DirReason::SecondChance],
         waited: log.contains("waiting to announce"),
@@ -161,19 +214,19 @@ impl Drop for StopOnDrop<'_> {
 }
 
 fn print(what: &str, joined: &Joined) {
-    let r = &joined.report;
+    let c = &joined.counts;
     eprintln!(
-        "COUNT {what}: {} TCP, {} UDP ({} failed to open): {} reset, {} stalled ({} UDP lost), \
-         {} dead, {} moved; dir2 in the router's route {} ms after its start, carried {} \
+        "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
+         ({} round trips, {} failed, {} moved); after the change (and dir2's start): dir1's \
+         record published in {} ms, dir2 in the router's route in {} ms; dir2 carried {} \
          packets, {} with a previous node",
-        r.tcp,
-        r.udp,
-        r.failed_to_open,
-        r.resets,
-        r.stalls,
-        r.udp_lost,
-        r.dead,
-        r.moved,
+        c.tcp_pings,
+        c.tcp_reset,
+        c.tcp_moved,
+        c.udp_answers,
+        c.udp_failed,
+        c.udp_moved,
+        joined.record_ms,
         joined.routed_ms,
         joined.carried,
         joined.second_chance
@@ -193,19 +246,25 @@ fn a_first_time_director_joining_during_a_node_change_announces_once_settled() {
     let eager = join_while_a_drain_is_removed("0");
     print("first-time dir2 joins over BGP while a drain is removed (window 0)", &eager);
 
-    let r = &settled.report;
-    assert_eq!((r.tcp, r.udp, r.failed_to_open), (200, 50, 0), "{r:?}");
-    assert_eq!(r.resets, 0, "connections reset: {r:?}");
-    assert_eq!(r.stalls, 0, "stalls: {r:?}");
-    assert_eq!(r.dead, 0, "{r:?}");
-    assert_eq!(r.moved, 0, "flows moved to another backend: {r:?}");
+    let c = &settled.counts;
+    assert_eq!(c.tcp_reset, 0, "TCP connections reset: {c:?}");
+    assert_eq!(c.tcp_moved, 0, "TCP connections changed backend: {c:?}");
+    assert_eq!(c.udp_failed, 0, "UDP round trips failed: {c:?}");
+    assert_eq!(c.udp_moved, 0, "UDP flows changed backend: {c:?}");
+    assert!(c.tcp_pings >= TCP_FLOWS * 10 && c.udp_answers >= UDP_FLOWS * 10, "traffic: {c:?}");
     assert!(settled.waited, "dir2 never said it waited to announce");
-    assert!(settled.routed_ms >= 5_000, "dir2 announced before its window: {} ms", settled.routed_ms);
+    assert!(
+        settled.routed_ms >= 5_000,
+        "dir2 announced before its window: {} ms",
+        settled.routed_ms
+    );
+    assert!(settled.routed_ms > settled.record_ms, "dir2 announced before dir1's record came");
     assert!(settled.carried > 0 && settled.second_chance > 0, "dir2 named no previous node");
     // The check above can fail: without the window the same join resets connections.
+    assert!(eager.routed_ms < eager.record_ms, "with the window 0 dir2 announced after the record");
     assert!(
-        eager.report.resets > 0,
+        eager.counts.tcp_reset > 0,
         "with the window 0 nothing was reset: the lab did not reproduce the race: {:?}",
-        eager.report
+        eager.counts
     );
 }

@@ -20,9 +20,9 @@ use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
+use switchyard_testing::director_api::SharedApi;
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decap_counters};
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
-use switchyard_testing::director_api::SharedApi;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const NODES: [&str; 3] = ["node1", "node2", "node3"];

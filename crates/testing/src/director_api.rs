@@ -7,6 +7,7 @@ use crate::e2e::Cluster;
 use crate::fake_api::{FakeApi, Resource};
 
 /// The fake API server the directors read, and each director's kubeconfig.
+#[allow(missing_debug_implementations, reason = "holds a tokio runtime and the fake server")]
 pub struct SharedApi {
     pub api: FakeApi,
     kubeconfigs: Vec<(String, String)>,

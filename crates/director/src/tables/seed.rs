@@ -146,7 +146,8 @@ impl Tables {
             let Some(table_key) = &vip.table else { continue };
             let Some(seed) = self.seed_for(key, &table_key.nodes) else { continue };
             let Some(entry) = self.tables.get(table_key) else { continue };
-            let names = entry.previous.is_some() && entry.previous_list.as_ref() == Some(&seed.previous);
+            let names =
+                entry.previous.is_some() && entry.previous_list.as_ref() == Some(&seed.previous);
             let newer = entry.previous.is_some() && entry.built.is_some_and(|b| b > seed.built);
             if !names && !newer {
                 out.push(*key);
