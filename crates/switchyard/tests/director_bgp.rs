@@ -75,6 +75,15 @@ fn routed_over(cluster: &Cluster, directors: &[&str]) -> bool {
     })
 }
 
+/// Waits until the router routes both VIPs over exactly `directors`: directors that start for
+/// the first time announce after their settle window (`--announce-delay-seconds`, default 5 s),
+/// so longer than the harness's usual convergence time is allowed.
+fn announced(cluster: &Cluster, directors: &[&str]) {
+    let routed =
+        switchyard_lab::wait_until(Duration::from_secs(30), || routed_over(cluster, directors));
+    assert!(routed, "the router does not route the VIPs over {directors:?}");
+}
+
 fn targets() -> Vec<SocketAddr> {
     WEB.iter().map(|vip| at(vip.parse().unwrap(), 80)).collect()
 }
@@ -134,9 +143,7 @@ fn directors_announce_their_vips_over_bgp_and_the_router_spreads_flows_over_both
     }
 
     // Both directors' routes, IPv4 and IPv6, as one ECMP route in the router's kernel table.
-    cluster.eventually("the router routes both VIPs over both directors", || {
-        routed_over(&cluster, &["dir1", "dir2"])
-    });
+    announced(&cluster, &["dir1", "dir2"]);
     eprintln!(
         "director bgp: directors started -> ECMP route over both at the router in {} ms",
         started.elapsed().as_millis()
@@ -239,7 +246,7 @@ fn no_flow_resets_or_stalls_while_a_director_joins_or_leaves_gracefully() {
     let cluster = cluster();
     let _bird = bird_for_directors(&cluster.lab, HOLD_SECONDS);
     let dir1 = start(&cluster, "dir1");
-    cluster.eventually("the router routes the VIPs over dir1", || routed_over(&cluster, &["dir1"]));
+    announced(&cluster, &["dir1"]);
 
     // (a) dir2 joins under traffic: the router rehashes part of the flows onto it, and dir2
     //     sends each to the node dir1 did.
@@ -251,9 +258,7 @@ fn no_flow_resets_or_stalls_while_a_director_joins_or_leaves_gracefully() {
         || {
             let started = Instant::now();
             let joined = start(&cluster, "dir2");
-            cluster.eventually("the router routes the VIPs over both directors", || {
-                routed_over(&cluster, &["dir1", "dir2"])
-            });
+            announced(&cluster, &["dir1", "dir2"]);
             joined_ms = started.elapsed().as_millis();
             let before = joined.encapsulated(&cluster.lab);
             cluster.eventually("dir2 carries part of the flows", || {
@@ -332,9 +337,7 @@ fn sudden_death(bfd: bool) -> (u128, FleetReport) {
     let bird = bird_for_directors_with(&cluster.lab, HOLD_SECONDS, bfd);
     let dir1 = start(&cluster, "dir1");
     let mut dir2 = start(&cluster, "dir2");
-    cluster.eventually("the router routes the VIPs over both directors", || {
-        routed_over(&cluster, &["dir1", "dir2"])
-    });
+    announced(&cluster, &["dir1", "dir2"]);
     if bfd {
         for name in ["dir1", "dir2"] {
             cluster.eventually(&format!("{name}'s BFD session is up"), || {
