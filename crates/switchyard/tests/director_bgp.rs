@@ -7,14 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use switchyard_lab::require_root;
-use switchyard_lab::tools::bird::router_next_hops;
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::fleet::{FleetReport, fleet};
 use switchyard_testing::director_lab::{
@@ -55,24 +53,9 @@ fn start(cluster: &Cluster, name: &str) -> Director {
     Director::start(cluster, name, &["--node-name", name, "--shutdown-grace-seconds", &grace])
 }
 
-/// The directors' addresses of `v6`'s family (the next hops they announce).
-fn director_ips(cluster: &Cluster, names: &[&str], v6: bool) -> BTreeSet<IpAddr> {
-    names
-        .iter()
-        .map(|name| {
-            let info = cluster.lab.director(name).unwrap();
-            if v6 { IpAddr::V6(info.ipv6) } else { IpAddr::V4(info.ipv4) }
-        })
-        .collect()
-}
-
 /// True when the router's kernel routes both VIPs (IPv4 and IPv6) over exactly `directors`.
 fn routed_over(cluster: &Cluster, directors: &[&str]) -> bool {
-    WEB.iter().all(|vip| {
-        let v6 = vip.contains(':');
-        let prefix = format!("{vip}/{}", if v6 { 128 } else { 32 });
-        router_next_hops(&cluster.lab, &prefix).unwrap() == director_ips(cluster, directors, v6)
-    })
+    director_lab::routed_over(cluster, &WEB, directors)
 }
 
 /// Waits until the router routes both VIPs over exactly `directors`: directors that start for

@@ -10,18 +10,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
-use switchyard_lab::tools::bird::router_next_hops;
-use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_testing::director_api::SharedApi;
 use switchyard_testing::director_lab::{
-    self, bird_for_directors, director_bgp_yaml, director_nodes_yaml, vip_service,
+    self, bird_for_directors, director_bgp_yaml, director_nodes_yaml, hold_flows, routed_over,
+    vip_service,
 };
 use switchyard_testing::e2e::{Cluster, State, at, topology};
 use switchyard_testing::fake_api::Resource;
@@ -48,25 +45,6 @@ fn nodes(cluster: &Cluster, drained: bool) -> String {
         "  name: node3\n",
         "  name: node3\n  annotations: {switchyard.io/drain: \"true\"}\n",
     )
-}
-
-fn director_ips(cluster: &Cluster, names: &[&str], v6: bool) -> BTreeSet<IpAddr> {
-    names
-        .iter()
-        .map(|name| {
-            let info = cluster.lab.director(name).unwrap();
-            if v6 { IpAddr::V6(info.ipv6) } else { IpAddr::V4(info.ipv4) }
-        })
-        .collect()
-}
-
-/// True when the router's kernel routes both VIPs over exactly `directors`.
-fn routed_over(cluster: &Cluster, directors: &[&str]) -> bool {
-    WEB.iter().all(|vip| {
-        let v6 = vip.contains(':');
-        let prefix = format!("{vip}/{}", if v6 { 128 } else { 32 });
-        router_next_hops(&cluster.lab, &prefix).unwrap() == director_ips(cluster, directors, v6)
-    })
 }
 
 /// What the clients counted.
@@ -117,73 +95,48 @@ fn join_while_a_drain_is_removed(delay: &str) -> Joined {
     shared.nodes(&cluster, &nodes(&cluster, true), None);
     let _bird = bird_for_directors(&cluster.lab, HOLD_SECONDS);
     let dir1 = shared.start_director(&cluster, "dir1", &[]);
-    cluster.eventually("the router routes the VIPs over dir1", || routed_over(&cluster, &["dir1"]));
+    cluster.eventually("the router routes the VIPs over dir1", || {
+        routed_over(&cluster, &WEB, &["dir1"])
+    });
 
     let targets: Vec<SocketAddr> = WEB.iter().map(|vip| at(vip.parse().unwrap(), 80)).collect();
-    let stop = AtomicBool::new(false);
     let mut dir2 = None;
     let mut routed_ms = 0;
     let mut record_ms = 0;
     let before_record = shared.record("dir1");
-    let (tcp, udp): (Vec<HoldReport>, Vec<UdpHoldReport>) = std::thread::scope(|scope| {
-        let (stop, cluster) = (&stop, &cluster);
-        let tcp: Vec<_> = (0..TCP_FLOWS)
-            .map(|i| {
-                let target = targets[i % 2];
-                scope.spawn(move || {
-                    cluster.lab.run_in("ext", || {
-                        clients::hold_until(target, INTERVAL, TIMEOUT, || {
-                            stop.load(Ordering::SeqCst)
-                        })
-                    })
-                })
-            })
-            .collect();
-        let udp: Vec<_> = (0..UDP_FLOWS)
-            .map(|i| {
-                let target = targets[i % 2];
-                scope.spawn(move || {
-                    cluster.lab.run_in("ext", || {
-                        clients::udp_hold_until(target, INTERVAL, TIMEOUT, || {
-                            stop.load(Ordering::SeqCst)
-                        })
-                    })
-                })
-            })
-            .collect();
-        let _stop = StopOnDrop(stop);
-        std::thread::sleep(Duration::from_millis(1_500)); // every flow established
-        let programmed = dir1.programmed();
-        let started = Instant::now();
-        shared.api.conflict_next_writes(Resource::Nodes, REFUSED);
-        shared.nodes(cluster, &nodes(cluster, false), None);
-        let joined = shared.start_director(cluster, "dir2", &["--announce-delay-seconds", delay]);
-        cluster.eventually("dir1 programmed the change", || dir1.programmed() > programmed);
-        // Both moments, polled together: dir2 in the router's route, dir1's record published.
-        let (mut routed, mut published) = (None, None);
-        let done = switchyard_lab::wait_until(Duration::from_secs(30), || {
-            if routed.is_none() && routed_over(cluster, &["dir1", "dir2"]) {
-                routed = Some(started.elapsed().as_millis());
-            }
-            if published.is_none() && shared.record("dir1") != before_record {
-                published = Some(started.elapsed().as_millis());
-            }
-            routed.is_some() && published.is_some()
+    let (tcp, udp) =
+        hold_flows(&cluster, &targets, (TCP_FLOWS, UDP_FLOWS), INTERVAL, TIMEOUT, || {
+            let programmed = dir1.programmed();
+            let started = Instant::now();
+            shared.api.conflict_next_writes(Resource::Nodes, REFUSED);
+            shared.nodes(&cluster, &nodes(&cluster, false), None);
+            let joined =
+                shared.start_director(&cluster, "dir2", &["--announce-delay-seconds", delay]);
+            cluster.eventually("dir1 programmed the change", || dir1.programmed() > programmed);
+            // Both moments, polled together: dir2 in the router's route, dir1's record published.
+            let (mut routed, mut published) = (None, None);
+            let done = switchyard_lab::wait_until(Duration::from_secs(30), || {
+                if routed.is_none() && routed_over(&cluster, &WEB, &["dir1", "dir2"]) {
+                    routed = Some(started.elapsed().as_millis());
+                }
+                if published.is_none() && shared.record("dir1") != before_record {
+                    published = Some(started.elapsed().as_millis());
+                }
+                routed.is_some() && published.is_some()
+            });
+            assert!(
+                done,
+                "dir2 routed {routed:?}, dir1 published {published:?}: {:#?}",
+                joined.log
+            );
+            (routed_ms, record_ms) = (routed.unwrap(), published.unwrap());
+            let before = joined.encapsulated(&cluster.lab);
+            cluster.eventually("dir2 carries part of the flows", || {
+                joined.encapsulated(&cluster.lab) >= before + 250
+            });
+            std::thread::sleep(Duration::from_secs(2));
+            dir2 = Some(joined);
         });
-        assert!(done, "dir2 routed {routed:?}, dir1 published {published:?}: {:#?}", joined.log);
-        (routed_ms, record_ms) = (routed.unwrap(), published.unwrap());
-        let before = joined.encapsulated(&cluster.lab);
-        cluster.eventually("dir2 carries part of the flows", || {
-            joined.encapsulated(&cluster.lab) >= before + 250
-        });
-        std::thread::sleep(Duration::from_secs(2));
-        dir2 = Some(joined);
-        stop.store(true, Ordering::SeqCst);
-        (
-            tcp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
-            udp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
-        )
-    });
     let moved = |backends: &[String]| backends.windows(2).any(|w| w[0] != w[1]);
     let counts = Counts {
         tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
@@ -202,14 +155,6 @@ fn join_while_a_drain_is_removed(delay: &str) -> Joined {
         carried: dir2.encapsulated(&cluster.lab),
         second_chance: dir2.counters(&cluster.lab)[&DirReason::SecondChance],
         waited: log.contains("waiting to announce"),
-    }
-}
-
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
     }
 }
 

@@ -13,13 +13,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
-use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
+use switchyard_lab::tools::clients;
 use switchyard_testing::director_api::SharedApi;
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decap_counters};
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
@@ -107,43 +106,21 @@ fn under_traffic(
     target: SocketAddr,
     change: impl FnOnce(),
 ) -> Counts {
-    let stop = AtomicBool::new(false);
     let resent_before = second_chance(cluster, DecapReason::ScForwarded);
     let returned_before = second_chance(cluster, DecapReason::ScReturned);
     let new_before = second_chance(cluster, DecapReason::ScNewFlow);
     let second_before = director.counters(&cluster.lab)[&DirReason::SecondChance];
-    let (tcp, udp): (Vec<HoldReport>, Vec<UdpHoldReport>) = std::thread::scope(|scope| {
-        let tcp: Vec<_> = (0..TCP_FLOWS)
-            .map(|_| {
-                scope.spawn(|| {
-                    cluster.lab.run_in("ext", || {
-                        clients::hold_until(target, INTERVAL, TIMEOUT, || {
-                            stop.load(Ordering::SeqCst)
-                        })
-                    })
-                })
-            })
-            .collect();
-        let udp: Vec<_> = (0..UDP_FLOWS)
-            .map(|_| {
-                scope.spawn(|| {
-                    cluster.lab.run_in("ext", || {
-                        clients::udp_hold_until(target, INTERVAL, TIMEOUT, || {
-                            stop.load(Ordering::SeqCst)
-                        })
-                    })
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(1_500)); // every flow established
-        change();
-        std::thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::SeqCst);
-        (
-            tcp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
-            udp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
-        )
-    });
+    let (tcp, udp) = director_lab::hold_flows(
+        cluster,
+        &[target],
+        (TCP_FLOWS, UDP_FLOWS),
+        INTERVAL,
+        TIMEOUT,
+        || {
+            change();
+            std::thread::sleep(Duration::from_secs(2));
+        },
+    );
     let moved = |backends: &[String]| backends.windows(2).any(|w| w[0] != w[1]);
     Counts {
         tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
