@@ -256,9 +256,15 @@ impl Cluster {
     /// an update, so the test sends no packet to an address not yet programmed (it would
     /// leave through the router untranslated and fail the containment check).
     pub fn apply_and_wait(&self, file: &str, text: &str) {
+        self.apply_and_wait_within(file, text, CONVERGE);
+    }
+
+    /// As [`Cluster::apply_and_wait`], for a change allowed to take longer than `CONVERGE`
+    /// (one that makes the agents grow their maps and reload every program).
+    pub fn apply_and_wait_within(&self, file: &str, text: &str, within: Duration) {
         let before: Vec<usize> = self.agents.iter().map(Agent::updates_applied).collect();
         self.apply(file, text);
-        self.eventually(&format!("every agent applied {file}"), || {
+        self.eventually_within(&format!("every agent applied {file}"), within, || {
             self.agents.iter().zip(&before).all(|(agent, n)| agent.updates_applied() > *n)
         });
     }
@@ -499,8 +505,13 @@ impl Cluster {
     }
 
     /// Waits until `probe` holds, polling; panics with `what` and the agents' logs otherwise.
-    pub fn eventually(&self, what: &str, mut probe: impl FnMut() -> bool) {
-        if !wait_until(CONVERGE, &mut probe) {
+    pub fn eventually(&self, what: &str, probe: impl FnMut() -> bool) {
+        self.eventually_within(what, CONVERGE, probe);
+    }
+
+    /// As [`Cluster::eventually`], waiting up to `within`.
+    pub fn eventually_within(&self, what: &str, within: Duration, mut probe: impl FnMut() -> bool) {
+        if !wait_until(within, &mut probe) {
             let logs: Vec<String> =
                 self.agents.iter().flat_map(|a| a.log.lock().unwrap().clone()).collect();
             panic!("timed out waiting until {what}; agent logs:\n{}", logs.join("\n"));

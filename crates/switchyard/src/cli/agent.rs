@@ -350,7 +350,11 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The main loop runs on this thread and blocks in kernel work (the verifier, a map
+    // migration, table builds: seconds at scale); the BGP/BFD speakers, API watches and the
+    // metrics server are tasks on a worker thread, so their keepalives never wait for it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
