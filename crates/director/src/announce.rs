@@ -46,7 +46,7 @@ impl Announcer {
         let (sessions, held) = (self.speakers.source(), Arc::clone(&self.held));
         BgpSource::new(move || {
             let mut report = sessions.report();
-            report.announce_held = held.lock().map_or(None, |h| h.clone());
+            report.announce_held = held.lock().ok().and_then(|h| h.clone());
             report
         })
     }
@@ -61,7 +61,7 @@ impl Announcer {
 
     /// Whether the VIPs are held back.
     pub fn held(&self) -> bool {
-        self.held.lock().map_or(false, |h| h.is_some())
+        self.held.lock().is_ok_and(|h| h.is_some())
     }
 
     /// Notes a change (BGP objects, pools, Secrets, the director's own Node).
@@ -94,7 +94,7 @@ impl Announcer {
 
     fn replan(&mut self) {
         let held = self.held();
-        let vips = self.vips.iter().cloned().filter(|_| !held);
+        let vips = self.vips.iter().filter(|_| !held).cloned();
         let candidates = announce::director_candidates(vips, self.shutting_down);
         self.speakers.sync(announce::plan(&self.inputs, &candidates));
     }
