@@ -8,9 +8,11 @@
  *     2. VIP (address, port, protocol) -> its table (its home slot in an array, a hash
  *        lookup only when the slot holds another and says so); no VIP: XDP_PASS
  *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
- *     4. route to the node (next hop cached per CPU for 100 ms): too big once encapsulated ->
- *        ICMP frag-needed / packet-too-big with the inner MTU back to the client (XDP_TX)
- *     5. push Ethernet + outer IP + UDP + GUE (or FOU, or IPIP) -> XDP_TX / redirect; a TCP or
+ *     4. route to the node (next hop and outer header template cached per CPU for 100 ms):
+ *        too big once encapsulated -> ICMP frag-needed / packet-too-big with the inner MTU
+ *        back to the client (XDP_TX)
+ *     5. push Ethernet + outer IP (the template, lengths and checksum patched) + UDP + GUE
+ *        (or FOU, or IPIP) -> XDP_TX / redirect; a TCP or
  *        UDP packet whose slot changed node at the latest table change carries the previous node
  *        in GUE private data (the second chance: the node re-sends what it does not hold)
  *
@@ -81,71 +83,81 @@ static __always_inline int dir_drop(const struct dir_flow *d, __u32 reason)
 	return XDP_DROP;
 }
 
-/* Asks bpf_fib_lookup for the next hop to h->dst (as output of the device the packet came
- * in on) for a packet of tot_len bytes. Returns a BPF_FIB_LKUP_RET_* code: on success *r's
- * next hop is filled, on BPF_FIB_LKUP_RET_FRAG_NEEDED *mtu is the route MTU. */
-static __always_inline int dir_fib_lookup(struct xdp_md *ctx, const struct encap_hdr *h,
-					  __u8 proto, __u32 tot_len, struct sy_dir_route *r,
-					  __u32 *mtu)
+/* What dir_route_refresh() is asked, and answers. */
+struct dir_route_query {
+	__u32 tot_len; /* in: the outer packet's length */
+	__u32 mtu;     /* out: the route MTU, on BPF_FIB_LKUP_RET_FRAG_NEEDED */
+	__u8 proto;    /* in: the outer IP protocol */
+	__u8 v4;       /* in: the outer family is IPv4 */
+	__u8 pad[2];
+};
+
+/* dir_route_refresh(): no director address of the node's family is configured. */
+#define DIR_ROUTE_NO_SOURCE 100
+
+static __always_inline int dir_addr_eq(const struct sy_addr *a, const struct sy_addr *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+
+/* Whether r holds this CPU's fresh next hop to dst from src through the device the packet
+ * came in on, good for a packet of tot_len bytes. */
+static __always_inline int dir_route_hit(const struct xdp_md *ctx, const struct sy_dir_route *r,
+					 const struct sy_addr *src, const struct sy_addr *dst,
+					 __u32 tot_len, __u64 now)
+{
+	return now < r->expires_ns && r->in_ifindex == ctx->ingress_ifindex &&
+	       dir_addr_eq(&r->dst, dst) && dir_addr_eq(&r->src, src) && tot_len <= r->ok_len;
+}
+
+/* The slow path of the next hop (a miss in this CPU's cache entry r): asks bpf_fib_lookup
+ * for the route from src to dst (as output of the device the packet came in on) and rebuilds
+ * r, its outer header template included. Returns a BPF_FIB_LKUP_RET_* code (r is valid only
+ * on success; q->mtu is the route MTU on BPF_FIB_LKUP_RET_FRAG_NEEDED), or
+ * DIR_ROUTE_NO_SOURCE. A call of its own: the fast path stays small. */
+static SY_NOINLINE int dir_route_refresh(struct xdp_md *ctx, struct sy_dir_route *r,
+					 const struct sy_addr *src, const struct sy_addr *dst,
+					 struct dir_route_query *q)
 {
 	struct bpf_fib_lookup f = {};
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u32 ok_len = q->tot_len;
 	int rc;
 
+	if (!(src->words[0] | src->words[1] | src->words[2] | src->words[3]))
+		return DIR_ROUTE_NO_SOURCE;
+	/* Only the length was too much: keep the longest length accepted so far. */
+	if (dir_route_hit(ctx, r, src, dst, 0, now) && r->ok_len > ok_len)
+		ok_len = r->ok_len;
+	r->expires_ns = 0; /* until the lookup below succeeds */
 	f.ifindex = ctx->ingress_ifindex;
-	f.l4_protocol = proto;
-	f.tot_len = tot_len;
-	if (addr_is_v4_mapped(h->dst)) {
+	f.l4_protocol = q->proto;
+	f.tot_len = q->tot_len;
+	if (q->v4) {
 		f.family = AF_INET_FIB;
-		f.ipv4_src = h->src->words[3];
-		f.ipv4_dst = h->dst->words[3];
+		f.ipv4_src = src->words[3];
+		f.ipv4_dst = dst->words[3];
 	} else {
 		f.family = AF_INET6_FIB;
-		__builtin_memcpy(f.ipv6_src, h->src->words, 16);
-		__builtin_memcpy(f.ipv6_dst, h->dst->words, 16);
+		__builtin_memcpy(f.ipv6_src, src->words, 16);
+		__builtin_memcpy(f.ipv6_dst, dst->words, 16);
 	}
 	/* As output: the outer packet is the director's own (no forwarding sysctl needed). */
 	rc = bpf_fib_lookup(ctx, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		*mtu = f.mtu_result;
+		q->mtu = f.mtu_result;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return rc;
+	r->csum = encap_template(r->hdr, q->v4, src, dst, f.dmac, f.smac);
 	r->ifindex = f.ifindex;
-	__builtin_memcpy(r->dmac, f.dmac, ETH_ALEN);
-	__builtin_memcpy(r->smac, f.smac, ETH_ALEN);
+	r->ok_len = ok_len;
+	r->dst = *dst;
+	r->src = *src;
+	r->in_ifindex = ctx->ingress_ifindex;
+	r->expires_ns = now + SY_DIR_ROUTE_TTL_NS;
 	return rc;
-}
-
-/* The next hop to node `node_id` (h->dst) for a packet of tot_len bytes: this CPU's cached
- * answer while it is fresh and a lookup accepted at least that length, else a lookup (cached
- * when it succeeds). Fills h's MACs; returns a BPF_FIB_LKUP_RET_* code, with *ifindex on
- * success and *mtu (the route MTU) on BPF_FIB_LKUP_RET_FRAG_NEEDED. */
-static __always_inline int dir_route(struct xdp_md *ctx, struct encap_hdr *h, __u32 node_id,
-				     __u8 proto, __u32 tot_len, __u32 *ifindex, __u32 *mtu)
-{
-	__u32 slot = node_id & (SY_DIR_ROUTE_SLOTS - 1);
-	__u64 now = bpf_ktime_get_coarse_ns();
-	struct sy_dir_route *r;
-	int rc, valid;
-
-	r = bpf_map_lookup_elem(&sy_dir_routes, &slot);
-	if (!r)
-		return BPF_FIB_LKUP_RET_NOT_FWDED;
-	valid = now < r->expires_ns && r->in_ifindex == ctx->ingress_ifindex &&
-		addr_eq(&r->dst, h->dst);
-	if (!valid || tot_len > r->ok_len) {
-		r->expires_ns = 0; /* until the lookup below succeeds */
-		rc = dir_fib_lookup(ctx, h, proto, tot_len, r, mtu);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-			return rc;
-		r->ok_len = valid && r->ok_len > tot_len ? r->ok_len : tot_len;
-		r->dst = *h->dst;
-		r->in_ifindex = ctx->ingress_ifindex;
-		r->expires_ns = now + SY_DIR_ROUTE_TTL_NS;
-	}
-	*ifindex = r->ifindex;
-	__builtin_memcpy(h->dmac, r->dmac, ETH_ALEN);
-	__builtin_memcpy(h->smac, r->smac, ETH_ALEN);
-	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
 /* The second chance: the node the VIP's previous table had in `slot`, if it differs from
@@ -175,21 +187,23 @@ static __always_inline const struct sy_dir_node *dir_prev_node(__u32 table_id, _
  * the BPF stack of a call chain is 512 bytes). */
 #define DIR_TOO_BIG 100
 
-/* Encapsulate the frame to `node` and send it; or answer too-big; or drop (counted). */
-static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *cfg,
-				const struct sy_dir_node *node, struct dir_flow *d)
+/* Encapsulate the frame to `node` and send it; or answer too-big; or drop (counted). The
+ * next hop and the outer headers come from this CPU's route cache entry of the node
+ * (dir_route_refresh() on a miss). */
+static __always_inline int dir_send(struct xdp_md *ctx, const struct sy_dir_config *cfg,
+				    const struct sy_dir_node *node, struct dir_flow *d)
 {
 	const struct xdp_pkt *p = &d->p;
 	__u64 hash = d->hash;
+	int v4 = node->family == SY_AF_INET;
+	const struct sy_addr *src = v4 ? &cfg->source4 : &cfg->source6;
+	__u32 slot = d->node_id & (SY_DIR_ROUTE_SLOTS - 1), overhead, reason;
+	struct dir_route_query q = {};
 	struct encap_hdr h = {};
-	__u32 overhead, ifindex = 0, mtu = 0, reason;
+	struct sy_dir_route *r;
+	__u8 proto;
 	int rc;
 
-	h.src = node->family == SY_AF_INET ? &cfg->source4 : &cfg->source6;
-	if (h.src->words[0] == 0 && h.src->words[1] == 0 && h.src->words[2] == 0 &&
-	    h.src->words[3] == 0)
-		return dir_drop(d, SY_DIR_DROP_NO_SOURCE);
-	h.dst = &node->addr;
 	if (d->prev && cfg->encap == SY_ENCAP_GUE)
 		h.prev = &d->prev->addr;
 	h.inner_len = p->ip_len;
@@ -199,19 +213,30 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 	h.sport = bpf_htons(SY_ENCAP_SPORT_BASE | ((__u32)(hash >> 32) & SY_ENCAP_SPORT_MASK));
 	h.flow_label = (__u32)(hash >> 40);
 	overhead = encap_overhead(h.encap, node->family, h.prev != 0);
+	proto = encap_outer_proto(h.encap, h.inner_family);
 
-	rc = dir_route(ctx, &h, d->node_id, encap_outer_proto(h.encap, h.inner_family),
-		       p->ip_len + overhead, &ifindex, &mtu);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		/* Never an ICMP error about an ICMP error; IPv4 options are not quoted. */
-		if (p->icmp_error || p->ip4_options || mtu <= overhead)
-			return dir_drop(d, SY_DIR_DROP_NO_ANSWER);
-		d->mtu = mtu - overhead;
-		return DIR_TOO_BIG;
-	}
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+	r = bpf_map_lookup_elem(&sy_dir_routes, &slot);
+	if (!r)
 		return dir_drop(d, SY_DIR_DROP_NO_ROUTE);
-	if (encap_push(ctx, &h))
+	if (!dir_route_hit(ctx, r, src, &node->addr, p->ip_len + overhead,
+			   bpf_ktime_get_coarse_ns())) {
+		q.tot_len = p->ip_len + overhead;
+		q.proto = proto;
+		q.v4 = v4;
+		rc = dir_route_refresh(ctx, r, src, &node->addr, &q);
+		if (rc == DIR_ROUTE_NO_SOURCE)
+			return dir_drop(d, SY_DIR_DROP_NO_SOURCE);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+			/* Never an ICMP error about an ICMP error; IPv4 options are not quoted. */
+			if (p->icmp_error || p->ip4_options || q.mtu <= overhead)
+				return dir_drop(d, SY_DIR_DROP_NO_ANSWER);
+			d->mtu = q.mtu - overhead;
+			return DIR_TOO_BIG;
+		}
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return dir_drop(d, SY_DIR_DROP_NO_ROUTE);
+	}
+	if (encap_push(ctx, r->hdr, r->csum, &h, overhead, v4, proto))
 		return dir_drop(d, SY_DIR_DROP_RESIZE);
 
 	reason = p->icmp_error ? SY_DIR_ICMP_TO_NODE
@@ -223,9 +248,9 @@ static SY_NOINLINE int dir_send(struct xdp_md *ctx, const struct sy_dir_config *
 		sy_dir_count(SY_DIR_SECOND_CHANCE, p->ip_len);
 	sy_dir_count_id(&sy_dir_vip_counters, d->vip_id, p->ip_len);
 	sy_dir_count_id(&sy_dir_node_counters, d->node_id, p->ip_len);
-	if (ifindex == ctx->ingress_ifindex)
+	if (r->ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
-	return bpf_redirect(ifindex, 0);
+	return bpf_redirect(r->ifindex, 0);
 }
 
 SEC("xdp")

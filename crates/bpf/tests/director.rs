@@ -54,7 +54,12 @@ struct Outer {
 }
 
 fn outer(frame: &[u8]) -> Outer {
-    assert_eq!(&frame[..6], &NEIGH_MAC, "destination MAC: the node's neighbour entry");
+    outer_to(frame, &NEIGH_MAC)
+}
+
+/// [`outer`] of a frame whose next hop has the MAC address `mac`.
+fn outer_to(frame: &[u8], mac: &[u8; 6]) -> Outer {
+    assert_eq!(&frame[..6], mac, "destination MAC: the node's neighbour entry");
     let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
     let (src, dst, proto, l4) = match ethertype {
         0x0800 => {
@@ -258,6 +263,52 @@ fn unused_or_removed_node_and_table_ids_drop_and_count() {
         let lookup = d.dp.maps().lookup(&flow(CLIENT4, 40_000, VIP4, port, TCP)).unwrap().unwrap();
         assert_eq!((lookup.slot, lookup.node), (None, None), "the Rust mirror finds no table");
     }
+}
+
+/// The next hop and the outer header template are cached per CPU for 100 ms (c/lib/encap.h):
+/// a new director address or encapsulation applies at once (the address is part of the
+/// cache's tag; lengths, protocol and IPv4 checksum are written per packet), a neighbour's new
+/// MAC address once the entry has expired.
+#[test]
+fn the_cached_outer_header_follows_config_and_neighbour_changes() {
+    fn send(d: &Director, frame: &[u8], mac: &[u8; 6]) -> Outer {
+        let (rc, out) = d.run(frame);
+        assert_eq!(rc, XDP_TX);
+        let o = outer_to(&out, mac);
+        assert_eq!(o.inner, frame[14..], "the inner packet untouched");
+        o
+    }
+    let mut d = Director::new("dir-route-cache", ENCAP_GUE);
+    d.vip(1, VIP4, 80, TCP, &[1]);
+    d.vip(2, VIP6, 80, TCP, &[5]);
+    let v4 = Spec::tcp(CLIENT4, 40_000, VIP4, 80, ACK).frame();
+    let v6 = Spec::tcp(CLIENT6, 40_000, VIP6, 80, ACK).frame();
+    for (frame, src, dst) in [(&v4, DIRECTOR4, "10.0.0.1"), (&v6, DIRECTOR6, "fd00::1")] {
+        let o = send(&d, frame, &NEIGH_MAC);
+        assert_eq!((o.src, o.dst, o.proto), (src.parse().unwrap(), dst.parse().unwrap(), UDP));
+        assert!(o.gue.is_some());
+    }
+    let moved = DirSettings {
+        source4: Some("10.0.0.101".parse().unwrap()),
+        source6: Some("fd00::101".parse().unwrap()),
+        ..settings(ENCAP_IPIP)
+    };
+    d.dp.maps_mut().set_config(&moved).unwrap();
+    for (frame, src, proto) in [(&v4, "10.0.0.101", 4), (&v6, "fd00::101", 41)] {
+        let o = send(&d, frame, &NEIGH_MAC);
+        assert_eq!((o.src, o.proto), (src.parse().unwrap(), proto), "at once, IPIP");
+    }
+    let new_mac = [0x02, 0, 0, 0, 0, 0x0b];
+    for ip in ["10.0.0.1", "fd00::1"] {
+        sh(&format!("neigh replace {ip} lladdr 02:00:00:00:00:0b dev up0 nud permanent"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    for (frame, dst) in [(&v4, "10.0.0.1"), (&v6, "fd00::1")] {
+        let o = send(&d, frame, &new_mac);
+        assert_eq!(o.dst, dst.parse::<IpAddr>().unwrap());
+    }
+    assert_eq!(d.count(DirReason::EncapIpip), 4);
+    assert_eq!(d.count(DirReason::EncapGue), 2);
 }
 
 #[test]

@@ -28,11 +28,13 @@ elif v == 'no_reason_counter':
 elif v == 'no_vip_lookup':
     rep('vip = sy_dir_vip_lookup(cfg, &key);', 'struct sy_dir_vip fv = { .id = key.family == SY_AF_INET ? 1 : 2, .table_id = key.family == SY_AF_INET ? 1 : 2 }; vip = &fv;')
 elif v == 'no_push':
-    rep('''	if (encap_push(ctx, &h))
+    rep('''	if (encap_push(ctx, r->hdr, r->csum, &h, overhead, v4, proto))
 		return dir_drop(d, SY_DIR_DROP_RESIZE);''', '')
 elif v == 'no_route':
-    rep('''	rc = dir_route(ctx, &h, d->node_id, encap_outer_proto(h.encap, h.inner_family),
-		       p->ip_len + overhead, &ifindex, &mtu);''', '''	rc = BPF_FIB_LKUP_RET_SUCCESS; ifindex = ctx->ingress_ifindex; if (d->mtu == 12345) rc = dir_route(ctx, &h, d->node_id, 4, 0, &ifindex, &mtu);''')
+    # The route cache's check (clock read, tags, length) skipped: the entry is looked up (it
+    # holds the outer header template) and filled only while empty.
+    rep('''	if (!dir_route_hit(ctx, r, src, &node->addr, p->ip_len + overhead,
+			   bpf_ktime_get_coarse_ns())) {''', '''	if (r->expires_ns == 0) {''')
 elif v == 'no_node_lookup':
     rep('''	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);''', '''	struct sy_dir_node fnode = {}; fnode.family = pp->flow.family; if (fnode.family == SY_AF_INET) { fnode.addr.words[2] = bpf_htonl(0xffff); fnode.addr.words[3] = bpf_htonl(0x0a000800); } else { fnode.addr.words[0] = bpf_htonl(0xfd000000); fnode.addr.words[3] = bpf_htonl(0x86dd); } node = &fnode;''')
 elif v == 'noinline_hash':

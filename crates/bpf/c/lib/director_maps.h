@@ -132,24 +132,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_dir_health SEC(".maps");
 
-/* The next hop towards a node, as bpf_fib_lookup last said (program-private: user space never
- * reads it). A route lookup costs more than the rest of the director's work together (IPv6
- * most), and a node's next hop changes rarely: each CPU reuses an answer for
- * SY_DIR_ROUTE_TTL_NS, for packets no longer than the longest one a lookup accepted (a longer
- * one is looked up: too big answers frag-needed), so a route, neighbour or MTU change takes
- * effect within that time. Only successful lookups are kept. */
+/* The next hop towards a node, as bpf_fib_lookup last said, kept as the outer headers it
+ * makes (program-private: user space never reads it). A route lookup costs more than the rest
+ * of the director's work together (IPv6 most), and a node's next hop changes rarely: each CPU
+ * reuses an answer for SY_DIR_ROUTE_TTL_NS, for packets no longer than the longest one a
+ * lookup accepted (a longer one is looked up: too big answers frag-needed), so a route,
+ * neighbour or MTU change takes effect within that time. Only successful lookups are kept. */
 #define SY_DIR_ROUTE_TTL_NS (100ull * 1000 * 1000)
 /* Cache slots per CPU (a power of two): node id mod slots; two nodes in one slot take turns. */
 #define SY_DIR_ROUTE_SLOTS 4096
+/* Bytes of sy_dir_route.hdr: Ethernet and the outer IPv6 header (IPv4 uses the first 34). */
+#define SY_DIR_HDR_LEN 56
 
 struct sy_dir_route {
 	struct sy_addr dst; /* the node address it was looked up for (tag: else a miss) */
+	struct sy_addr src; /* the director address it was made with (tag: the config's) */
 	__u64 expires_ns;   /* bpf_ktime_get_coarse_ns() deadline */
 	__u32 in_ifindex;   /* the device the packet came in on (output lookups are per device) */
 	__u32 ifindex;      /* out device */
 	__u32 ok_len;       /* the largest outer length a lookup accepted (route MTU >= it) */
-	__u8 smac[ETH_ALEN];
-	__u8 dmac[ETH_ALEN];
+	/* IPv4: the ones' complement sum of hdr's IP header, whose tot_len, protocol and check
+	 * are zero: a packet's checksum adds its two fields to it and folds. */
+	__u32 csum;
+	/* The template of the frame's first bytes: Ethernet (the next hop's MACs) and the outer
+	 * IP header with everything but the per-packet fields (IPv4: tot_len, protocol, check;
+	 * IPv6: flow label, payload_len, next header), which are zero here. Copied in 8-byte
+	 * words in front of the inner packet: the header is built once per lookup, not per
+	 * packet. */
+	__u8 hdr[SY_DIR_HDR_LEN] __attribute__((aligned(8)));
 };
 
 /* An array (the lookup is inlined, unlike a hash's), per CPU (no locks, no torn entries);

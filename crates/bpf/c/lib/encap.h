@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * encap.h - the director's encapsulation in XDP: room in front of the frame
- * (bpf_xdp_adjust_head), then Ethernet, outer IPv4/IPv6, UDP and the GUE header written with
- * constant offsets. The inner packet is not touched. Wire format: docs/director.md.
+ * (bpf_xdp_adjust_head), then Ethernet and the outer IPv4/IPv6 header copied from a per-node
+ * template (built when the next hop is looked up) with the per-packet fields patched in, then
+ * UDP and the GUE header, all at constant offsets. The inner packet is not touched. Wire
+ * format: docs/director.md.
  */
 #ifndef SY_LIB_ENCAP_H
 #define SY_LIB_ENCAP_H
@@ -10,6 +12,7 @@
 #include <linux/udp.h>
 #include "parse.h"
 #include "csum.h"
+#include "director_maps.h"
 
 #define IPPROTO_IPIP_ 4
 #define IPPROTO_IPV6_ 41
@@ -109,63 +112,100 @@ static __always_inline void encap_udp(struct udphdr *udp, const struct encap_hdr
 	udp->check = 0;
 }
 
-/* Puts the outer headers in front of the frame's IP packet. Returns 0 or -1. */
-static __always_inline int encap_push(struct xdp_md *ctx, const struct encap_hdr *h)
+/* A 16-bit word whose bytes in memory are 0 and `b` (as a field's load reads them): what a
+ * byte at an odd offset adds to a checksum. */
+static __always_inline __u32 csum_odd_byte(__u8 b)
 {
-	__u8 outer_family = addr_is_v4_mapped(h->dst) ? SY_AF_INET : SY_AF_INET6;
-	__u32 overhead = encap_overhead(h->encap, outer_family, h->prev != 0);
-	__u8 proto = encap_outer_proto(h->encap, h->inner_family);
-	struct ethhdr *eth;
+	return bpf_htons(b);
+}
+
+/* Writes the outer header template (struct sy_dir_route.hdr, SY_DIR_HDR_LEN bytes) of a node:
+ * Ethernet with the next hop's MACs and the outer IP header from `src` to `dst`, its per-packet
+ * fields zero. IPv4: returns the ones' complement sum of the IP header that encap_push adds a
+ * packet's length and protocol to; IPv6: 0. */
+static __always_inline __u32 encap_template(__u8 *hdr, int v4, const struct sy_addr *src,
+					    const struct sy_addr *dst, const __u8 *dmac,
+					    const __u8 *smac)
+{
+	struct ethhdr *eth = (void *)hdr;
+
+	__builtin_memset(hdr, 0, SY_DIR_HDR_LEN);
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	if (v4) {
+		struct iphdr *ip = (void *)(hdr + ETH_HLEN);
+
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->frag_off = bpf_htons(0x4000); /* DF: the director answers too-big itself */
+		ip->ttl = 64;
+		ip->saddr = src->words[3];
+		ip->daddr = dst->words[3];
+		return (__u16)~ip4_header_csum(ip);
+	}
+	struct ipv6hdr *ip6 = (void *)(hdr + ETH_HLEN);
+
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	ip6->version = 6;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, src->bytes, 16);
+	__builtin_memcpy(&ip6->daddr, dst->bytes, 16);
+	return 0;
+}
+
+/* Puts the outer headers in front of the frame's IP packet: the template `tpl` (Ethernet and
+ * outer IP header, see encap_template; `csum` its IPv4 sum) copied in 8-byte words, then the
+ * per-packet fields (lengths, protocol, checksum, flow label), UDP and GUE. `overhead` =
+ * encap_overhead(); `v4`: the outer family. Returns 0 or -1. */
+static __always_inline int encap_push(struct xdp_md *ctx, const __u8 *tpl, __u32 csum,
+				      const struct encap_hdr *h, __u32 overhead, int v4,
+				      __u8 proto)
+{
+	const __u64 *t = (const __u64 *)tpl;
 	void *data, *end;
+	__u64 *o;
 
 	if (bpf_xdp_adjust_head(ctx, -(int)overhead))
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	eth = data;
-	if (outer_family == SY_AF_INET) {
+	o = data;
+	if (v4) {
 		struct iphdr *ip = data + ETH_HLEN;
+		__be16 tot_len = bpf_htons(overhead + h->inner_len);
 
 		/* 12: UDP + GUE; 32: and the private data (only with TCP: its 40 bytes or more
 		 * follow). The inner packet is longer than that, so these always hold. */
 		if ((void *)(ip + 1) + 12 > end || (h->prev && (void *)(ip + 1) + 32 > end))
 			return -1;
-		__builtin_memcpy(eth->h_dest, h->dmac, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, h->smac, ETH_ALEN);
-		eth->h_proto = bpf_htons(ETH_P_IP);
-		ip->version = 4;
-		ip->ihl = 5;
-		ip->tos = 0;
-		ip->tot_len = bpf_htons(overhead + h->inner_len);
-		ip->id = 0;
-		ip->frag_off = bpf_htons(0x4000); /* DF: the director answers too-big itself */
-		ip->ttl = 64;
+		o[0] = t[0];
+		o[1] = t[1];
+		o[2] = t[2];
+		o[3] = t[3];
+		*(__u16 *)(data + 32) = *(const __u16 *)(tpl + 32);
+		ip->tot_len = tot_len;
 		ip->protocol = proto;
-		ip->check = 0;
-		ip->saddr = h->src->words[3];
-		ip->daddr = h->dst->words[3];
-		ip->check = ip4_header_csum(ip);
+		ip->check = csum_fold(csum + tot_len + csum_odd_byte(proto));
 		if (h->encap != SY_ENCAP_IPIP)
 			encap_udp((void *)(ip + 1), h, 1);
 	} else {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
-		__u32 fl = h->flow_label & 0xfffff;
 
 		if ((void *)(ip6 + 1) + 12 > end || (h->prev && (void *)(ip6 + 1) + 32 > end))
 			return -1;
-		__builtin_memcpy(eth->h_dest, h->dmac, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, h->smac, ETH_ALEN);
-		eth->h_proto = bpf_htons(ETH_P_IPV6);
-		ip6->version = 6;
-		ip6->priority = 0;
-		ip6->flow_lbl[0] = (__u8)(fl >> 16);
-		ip6->flow_lbl[1] = (__u8)(fl >> 8);
-		ip6->flow_lbl[2] = (__u8)fl;
+		o[0] = t[0];
+		o[1] = t[1];
+		o[2] = t[2];
+		o[3] = t[3];
+		o[4] = t[4];
+		o[5] = t[5];
+		*(__u32 *)(data + 48) = *(const __u32 *)(tpl + 48);
+		*(__u16 *)(data + 52) = *(const __u16 *)(tpl + 52);
+		/* version 6, traffic class 0, the flow label */
+		*(__be32 *)ip6 = bpf_htonl(0x60000000 | (h->flow_label & 0xfffff));
 		ip6->payload_len = bpf_htons(overhead - 40 + h->inner_len);
 		ip6->nexthdr = proto;
-		ip6->hop_limit = 64;
-		__builtin_memcpy(&ip6->saddr, h->src->bytes, 16);
-		__builtin_memcpy(&ip6->daddr, h->dst->bytes, 16);
 		if (h->encap != SY_ENCAP_IPIP)
 			encap_udp((void *)(ip6 + 1), h, 0);
 	}
