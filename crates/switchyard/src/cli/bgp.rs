@@ -31,6 +31,9 @@ pub(crate) fn run(args: &BgpArgs) -> anyhow::Result<ExitCode> {
 /// The report as text: one block per session, then the peers this node does not use.
 pub(crate) fn render(report: &BgpReport) -> String {
     let mut out = String::new();
+    if let Some(why) = &report.announce_held {
+        out.push_str(&format!("waiting to announce: {why}\n"));
+    }
     if report.sessions.is_empty() {
         out.push_str("no BGP sessions (no BGPPeer selects this node)\n");
     }
