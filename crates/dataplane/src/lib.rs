@@ -4,6 +4,7 @@
 //! operations ([`ops::Op`]); an executor ([`ops::MapOps`]) carries them out — the in-memory
 //! [`fake::FakeKernel`] in tests, the BPF maps in production.
 
+mod backend_table;
 pub mod fake;
 mod ids;
 pub mod ops;

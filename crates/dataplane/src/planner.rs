@@ -10,6 +10,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use crate::backend_table::{BackendTable, NO_POS, Pos};
 use crate::ids::IdPool;
 use crate::ops::{BackendId, FrontendId, FrontendValue, Op, Snapshot};
 
@@ -85,23 +86,17 @@ pub struct AdoptReport {
 }
 
 #[derive(Debug, Clone)]
-struct FrontendState<B, A> {
+struct FrontendState<A> {
     id: FrontendId,
-    /// What slots `0..len` hold in the kernel; `None` for missing or unusable entries.
-    slots: Vec<Option<B>>,
+    /// What slots `0..len` hold in the kernel, as positions in the backend table; [`NO_POS`]
+    /// for missing or unusable entries.
+    slots: Vec<Pos>,
     /// The frontend entry as the kernel holds it, if any.
     written: Option<FrontendValue<A>>,
     table: Option<Arc<[BackendId]>>,
     /// False for adopted tables until they have been compared with a freshly built one.
     table_trusted: bool,
     rev_nat: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct BackendState {
-    id: BackendId,
-    /// Number of frontends whose slots hold this backend.
-    refs: u32,
 }
 
 /// Operations sorted into phases as they are produced.
@@ -128,8 +123,8 @@ impl<K, B, A> Buckets<K, B, A> {
 
 /// Turns desired frontends into map operations. See the module documentation.
 pub struct Planner<K, B, A> {
-    frontends: HashMap<K, FrontendState<B, A>>,
-    backends: HashMap<B, BackendState>,
+    frontends: HashMap<K, FrontendState<A>>,
+    backends: BackendTable<B>,
     frontend_ids: IdPool,
     backend_ids: IdPool,
     limits: Limits,
@@ -140,8 +135,9 @@ pub struct Planner<K, B, A> {
     orphan_ops: Vec<Op<K, B, A>>,
     orphan_frontend_ids: Vec<FrontendId>,
     orphan_backend_ids: Vec<BackendId>,
-    /// Adopted backends nothing referred to; deleted by the next plan unless it uses them.
-    pending_zero: Vec<B>,
+    /// Adopted or released backends nothing referred to; deleted by the next plan unless it
+    /// uses them.
+    pending_zero: Vec<Pos>,
     /// Backends kept in the maps without a slot ([`Planner::hold`]); each holds one reference.
     held: HashSet<B>,
 }
@@ -160,7 +156,8 @@ impl<K, B, A> fmt::Debug for Planner<K, B, A> {
 /// Per-batch bookkeeping that is settled once every frontend is planned.
 struct Batch<K, B, A> {
     buckets: Buckets<K, B, A>,
-    zero_refs: Vec<B>,
+    /// Backends whose count dropped to zero (maybe more than once; some in use again).
+    zero_refs: Vec<Pos>,
     released_frontend_ids: Vec<FrontendId>,
     slots_to_free: u64,
     errors: Vec<PlanError>,
@@ -176,7 +173,7 @@ where
     pub fn new(limits: Limits, tables: Arc<dyn TableBuilder<B>>) -> Self {
         Self {
             frontends: HashMap::new(),
-            backends: HashMap::new(),
+            backends: BackendTable::default(),
             frontend_ids: IdPool::new(limits.frontends),
             backend_ids: IdPool::new(limits.backends),
             limits,
@@ -221,7 +218,7 @@ where
     }
 
     pub fn backend_id(&self, backend: &B) -> Option<BackendId> {
-        self.backends.get(backend).map(|b| b.id)
+        self.backends.get(backend).map(|e| e.id)
     }
 
     /// Keeps `backend`'s entry and id in the maps even when no frontend uses it any more:
@@ -231,9 +228,9 @@ where
         if self.held.contains(backend) {
             return true;
         }
-        match self.backends.get_mut(backend) {
-            Some(entry) => {
-                entry.refs += 1;
+        match self.backends.find(backend) {
+            Some(pos) => {
+                self.backends.at_mut(pos).refs += 1;
                 self.held.insert(backend.clone());
                 true
             }
@@ -244,11 +241,12 @@ where
     /// Ends a hold: the entry goes with the next plan unless a frontend uses it.
     pub fn release(&mut self, backend: &B) {
         if self.held.remove(backend)
-            && let Some(entry) = self.backends.get_mut(backend)
+            && let Some(pos) = self.backends.find(backend)
         {
+            let entry = self.backends.at_mut(pos);
             entry.refs = entry.refs.saturating_sub(1);
             if entry.refs == 0 {
-                self.pending_zero.push(backend.clone());
+                self.pending_zero.push(pos);
             }
         }
     }
@@ -310,10 +308,9 @@ where
         spec: FrontendSpec<B, A>,
         batch: &mut Batch<K, B, A>,
     ) -> Result<(), PlanError> {
-        let mut seen = HashSet::with_capacity(spec.backends.len());
-        let desired: Vec<B> =
-            spec.backends.into_iter().filter(|b| seen.insert(b.clone())).collect();
-        let desired_set = seen;
+        let mut seen: HashSet<&B> = HashSet::with_capacity(spec.backends.len());
+        let desired: Vec<&B> = spec.backends.iter().filter(|b| seen.insert(*b)).collect();
+        drop(seen);
         let n = desired.len();
 
         // Check every capacity before touching anything, so a refused frontend changes nothing.
@@ -331,7 +328,7 @@ where
                 capacity: self.limits.frontends,
             });
         }
-        let needed = desired.iter().filter(|b| !self.backends.contains_key(*b)).count();
+        let needed = desired.iter().filter(|b| self.backends.find(b).is_none()).count();
         if needed > self.backend_ids.free() as usize {
             return Err(PlanError::BackendsFull {
                 frontend: key.to_string(),
@@ -370,65 +367,65 @@ where
             state.rev_nat = true;
         }
 
-        // Reference counts: one per frontend that holds a backend in its slots.
-        let old_set: HashSet<&B> = state.slots.iter().flatten().collect();
-        let set_changed =
-            old_set.len() != desired_set.len() || old_set.iter().any(|b| !desired_set.contains(*b));
-        for backend in &desired {
-            if old_set.contains(backend) {
-                continue;
-            }
-            let entry = match self.backends.get_mut(backend) {
-                Some(entry) => entry,
+        // Every desired backend gets an entry (new ones an id and a map write first).
+        let desired: Vec<Pos> = desired
+            .into_iter()
+            .map(|backend| match self.backends.find(backend) {
+                Some(pos) => pos,
                 None => {
                     let Some(id) = self.backend_ids.allocate() else {
                         unreachable!("free backend ids were checked above");
                     };
                     let id = BackendId(id);
                     buckets.push(Op::PutBackend { id, backend: backend.clone() });
-                    self.backends.entry(backend.clone()).or_insert(BackendState { id, refs: 0 })
+                    self.backends.insert(backend.clone(), id)
                 }
-            };
-            entry.refs += 1;
+            })
+            .collect();
+        drop(spec.backends);
+        let desired_set: HashSet<Pos> = desired.iter().copied().collect();
+
+        // Reference counts: one per frontend that holds a backend in its slots.
+        let old_set: HashSet<Pos> = state.slots.iter().copied().filter(|p| *p != NO_POS).collect();
+        let set_changed =
+            old_set.len() != desired_set.len() || old_set.iter().any(|p| !desired_set.contains(p));
+        for &pos in &desired {
+            if !old_set.contains(&pos) {
+                self.backends.at_mut(pos).refs += 1;
+            }
         }
-        for backend in &old_set {
-            if desired_set.contains(*backend) {
+        for &pos in &old_set {
+            if desired_set.contains(&pos) {
                 continue;
             }
-            if let Some(entry) = self.backends.get_mut(*backend) {
-                entry.refs = entry.refs.saturating_sub(1);
-                if entry.refs == 0 {
-                    batch.zero_refs.push((*backend).clone());
-                }
+            let entry = self.backends.at_mut(pos);
+            entry.refs = entry.refs.saturating_sub(1);
+            if entry.refs == 0 {
+                batch.zero_refs.push(pos);
             }
         }
 
         // Slots: a backend that stays keeps its slot if that slot survives; new backends and
         // those displaced from cut-off slots fill the holes. Overwriting a slot in place is safe:
         // a lookup finds the old backend (deleted only at the end) or the new one (written first).
-        let mut new_slots: Vec<Option<B>> = vec![None; n];
-        let mut placed: HashSet<&B> = HashSet::with_capacity(n);
-        for (i, slot) in state.slots.iter().take(n).enumerate() {
-            if let Some(backend) = slot
-                && desired_set.contains(backend)
-                && placed.insert(backend)
-            {
-                new_slots[i] = Some(backend.clone());
+        let mut new_slots: Vec<Pos> = vec![NO_POS; n];
+        let mut placed: HashSet<Pos> = HashSet::with_capacity(n);
+        for (i, &pos) in state.slots.iter().take(n).enumerate() {
+            if pos != NO_POS && desired_set.contains(&pos) && placed.insert(pos) {
+                new_slots[i] = pos;
             }
         }
-        let mut holes = (0..n).filter(|i| new_slots[*i].is_none()).collect::<Vec<_>>().into_iter();
-        for backend in &desired {
-            if !placed.contains(backend)
+        let mut holes = (0..n).filter(|i| new_slots[*i] == NO_POS).collect::<Vec<_>>().into_iter();
+        for &pos in &desired {
+            if !placed.contains(&pos)
                 && let Some(i) = holes.next()
             {
-                new_slots[i] = Some(backend.clone());
+                new_slots[i] = pos;
             }
         }
-        drop(old_set);
-        for (i, slot) in new_slots.iter().enumerate() {
-            let Some(backend) = slot else { continue };
-            if state.slots.get(i).and_then(Option::as_ref) != Some(backend) {
-                let id = self.backends[backend].id;
+        for (i, &pos) in new_slots.iter().enumerate() {
+            if pos != NO_POS && state.slots.get(i) != Some(&pos) {
+                let id = self.backends.at(pos).id;
                 buckets.push(Op::PutSlot { frontend: state.id, slot: i as u32, backend: id });
             }
         }
@@ -441,13 +438,17 @@ where
         // Maglev table: rebuilt only when the backend set changed (or was never checked).
         if spec.maglev && n > 0 {
             if set_changed || !state.table_trusted || state.table.is_none() {
-                let mut sorted = desired.clone();
-                sorted.sort();
+                let mut sorted = desired;
+                sorted.sort_by(|a, b| {
+                    self.backends.at(*a).backend.cmp(&self.backends.at(*b).backend)
+                });
+                let backends: Vec<B> =
+                    sorted.iter().map(|pos| self.backends.at(*pos).backend.clone()).collect();
                 let table: Arc<[BackendId]> = self
                     .tables
-                    .build(&sorted)
+                    .build(&backends)
                     .into_iter()
-                    .map(|i| self.backends[&sorted[(i as usize).min(n - 1)]].id)
+                    .map(|i| self.backends.at(sorted[(i as usize).min(n - 1)]).id)
                     .collect();
                 if state.table.as_deref() != Some(&*table) {
                     buckets.push(Op::PutMaglev { frontend: state.id, table: table.clone() });
@@ -485,13 +486,12 @@ where
         if state.rev_nat {
             buckets.push(Op::DeleteRevNat { id: state.id });
         }
-        let held: HashSet<&B> = state.slots.iter().flatten().collect();
-        for backend in held {
-            if let Some(entry) = self.backends.get_mut(backend) {
-                entry.refs = entry.refs.saturating_sub(1);
-                if entry.refs == 0 {
-                    batch.zero_refs.push(backend.clone());
-                }
+        let held: HashSet<Pos> = state.slots.iter().copied().filter(|p| *p != NO_POS).collect();
+        for pos in held {
+            let entry = self.backends.at_mut(pos);
+            entry.refs = entry.refs.saturating_sub(1);
+            if entry.refs == 0 {
+                batch.zero_refs.push(pos);
             }
         }
         batch.slots_to_free += state.slots.len() as u64;
@@ -499,16 +499,15 @@ where
     }
 
     /// Deletes what nothing refers to any more and frees ids — only now, so no id is reused
-    /// within the batch that released it.
+    /// within the batch that released it (and no backend position within the batch either).
     fn finish(&mut self, mut batch: Batch<K, B, A>) -> Plan<K, B, A> {
         let mut released = Vec::new();
-        for backend in batch.zero_refs {
-            if self.backends.get(&backend).is_some_and(|b| b.refs == 0)
-                && let Some(entry) = self.backends.remove(&backend)
-            {
+        for pos in batch.zero_refs {
+            let unused = self.backends.get_at(pos).is_some_and(|e| e.refs == 0);
+            if unused && let Some(entry) = self.backends.remove(pos) {
                 batch.buckets.push(Op::DeleteBackend { id: entry.id });
                 self.backend_ids.release(entry.id.0);
-                released.push(backend);
+                released.push(entry.backend);
             }
         }
         for id in batch.released_frontend_ids.into_iter().chain(self.orphan_frontend_ids.drain(..))
@@ -534,7 +533,7 @@ where
         let mut report = AdoptReport::default();
 
         // Backends: the first id seen for a backend is kept, later duplicates are debris.
-        let mut by_id: HashMap<BackendId, B> = HashMap::new();
+        let mut by_id: HashMap<BackendId, Pos> = HashMap::new();
         let mut backends = snapshot.backends;
         backends.sort_by_key(|(id, _)| *id);
         for (id, backend) in backends {
@@ -544,14 +543,13 @@ where
                 report.orphans += 1;
                 continue;
             }
-            if planner.backends.contains_key(&backend) {
+            if planner.backends.find(&backend).is_some() {
                 planner.orphan_ops.push(Op::DeleteBackend { id });
                 planner.orphan_backend_ids.push(id);
                 report.orphans += 1;
                 continue;
             }
-            planner.backends.insert(backend.clone(), BackendState { id, refs: 0 });
-            by_id.insert(id, backend);
+            by_id.insert(id, planner.backends.insert(backend, id));
         }
         report.backends = planner.backends.len();
 
@@ -567,7 +565,7 @@ where
                     key,
                     FrontendState {
                         id: value.id,
-                        slots: vec![None; value.count as usize],
+                        slots: vec![NO_POS; value.count as usize],
                         written: Some(value),
                         table: None,
                         table_trusted: false,
@@ -578,15 +576,11 @@ where
                 renumber.push((key, value));
             }
         }
-        let resolve = |id: BackendId, planner: &Self| -> Option<B> {
-            let backend = by_id.get(&id)?;
-            (planner.backends.get(backend)?.id == id).then(|| backend.clone())
-        };
         for (frontend, slot, backend) in snapshot.slots {
             let state = owner.get(&frontend).and_then(|k| planner.frontends.get(k));
             match state {
                 Some(_) if slot < limits.slots_per_frontend => {
-                    let resolved = resolve(backend, &planner);
+                    let resolved = by_id.get(&backend).copied().unwrap_or(NO_POS);
                     let Some(state) =
                         owner.get(&frontend).and_then(|k| planner.frontends.get_mut(k))
                     else {
@@ -594,7 +588,7 @@ where
                     };
                     let i = slot as usize;
                     if state.slots.len() <= i {
-                        state.slots.resize(i + 1, None);
+                        state.slots.resize(i + 1, NO_POS);
                     }
                     state.slots[i] = resolved;
                 }
@@ -660,22 +654,15 @@ where
         }
 
         // Reference counts from what the slots hold; unreferenced backends go in the first plan.
-        let mut zero = Vec::new();
         for state in planner.frontends.values() {
-            let held: HashSet<&B> = state.slots.iter().flatten().collect();
-            for backend in held {
-                if let Some(entry) = planner.backends.get_mut(backend) {
-                    entry.refs += 1;
-                }
+            let held: HashSet<Pos> = state.slots.iter().copied().filter(|p| *p != NO_POS).collect();
+            for pos in held {
+                planner.backends.at_mut(pos).refs += 1;
             }
             planner.slots_in_use += state.slots.len() as u64;
         }
-        for (backend, entry) in &planner.backends {
-            if entry.refs == 0 {
-                zero.push(backend.clone());
-            }
-        }
-        planner.pending_zero = zero;
+        planner.pending_zero =
+            planner.backends.iter().filter(|(_, e)| e.refs == 0).map(|(pos, _)| pos).collect();
         report.frontends = planner.frontends.len();
         (planner, report)
     }

@@ -1,9 +1,12 @@
 //! The director's BGP sessions: every VIP it serves, announced with itself as next hop to the
 //! BGPPeers that select its own Node object (the model decides which: `Role::Director`,
 //! docs/bgp.md), so the routers spread VIP traffic over the directors with ECMP. On a graceful
-//! shutdown every VIP is withdrawn first while the sessions and the data path stay up.
+//! shutdown every VIP is withdrawn first while the sessions and the data path stay up. A
+//! director that starts for the first time holds its VIPs back until its tables are settled
+//! ([`crate::settle`]); the sessions come up meanwhile, announcing nothing.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use switchyard_announce::Speakers;
 use switchyard_model::announce::{self, BgpInputs, Role};
@@ -21,6 +24,8 @@ pub struct Announcer {
     vips: Vec<(IpAddr, ObjectKey)>,
     /// Withdrawing everything before leaving.
     shutting_down: bool,
+    /// Why nothing is announced yet (`None`: the VIPs are announced); shown by `/bgp`.
+    held: Arc<Mutex<Option<String>>>,
 }
 
 impl Announcer {
@@ -32,12 +37,31 @@ impl Announcer {
             speakers: Speakers::new(restarting),
             vips: Vec::new(),
             shutting_down: false,
+            held: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// What `/bgp` and the metrics read.
+    /// What `/bgp` and the metrics read (with why nothing is announced yet, if held).
     pub fn source(&self) -> BgpSource {
-        self.speakers.source()
+        let (sessions, held) = (self.speakers.source(), Arc::clone(&self.held));
+        BgpSource::new(move || {
+            let mut report = sessions.report();
+            report.announce_held = held.lock().ok().and_then(|h| h.clone());
+            report
+        })
+    }
+
+    /// Holds every VIP back (`Some(why)`) or lets them be announced (`None`).
+    pub fn hold(&mut self, why: Option<String>) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = why;
+        }
+        self.replan();
+    }
+
+    /// Whether the VIPs are held back.
+    pub fn held(&self) -> bool {
+        self.held.lock().is_ok_and(|h| h.is_some())
     }
 
     /// Notes a change (BGP objects, pools, Secrets, the director's own Node).
@@ -69,8 +93,9 @@ impl Announcer {
     }
 
     fn replan(&mut self) {
-        let candidates =
-            announce::director_candidates(self.vips.iter().cloned(), self.shutting_down);
+        let held = self.held();
+        let vips = self.vips.iter().filter(|_| !held).cloned();
+        let candidates = announce::director_candidates(vips, self.shutting_down);
         self.speakers.sync(announce::plan(&self.inputs, &candidates));
     }
 }

@@ -321,6 +321,25 @@ impl Checker {
         self.targets.get(target).map(|s| s.health)
     }
 
+    /// Nodes whose health is not settled yet: a target never answered or timed out, or one
+    /// whose last outcomes point the other way than its state (failing while in service,
+    /// answering while out). Sorted, each name once. A director that starts for the first
+    /// time announces only once this is empty ([`crate::settle`]), so it does not send flows
+    /// to a node the others already took out.
+    pub fn unsettled(&self) -> Vec<Arc<str>> {
+        let names: BTreeSet<Arc<str>> = self
+            .targets
+            .iter()
+            .filter(|(_, s)| {
+                s.last.is_none()
+                    || (s.health == Health::Up && s.failures > 0)
+                    || (s.health != Health::Up && s.successes > 0)
+            })
+            .map(|(t, _)| t.node.clone())
+            .collect();
+        names.into_iter().collect()
+    }
+
     /// Every target's state, sorted by target.
     pub fn status(&self) -> Vec<TargetStatus> {
         self.targets.iter().map(|(target, s)| status_of(target, s)).collect()

@@ -12,6 +12,7 @@
 //! - [`health`]: node health from probes (sans IO): which nodes stay in the tables.
 //! - [`previous`]: the previous-node records directors publish and a new director takes over.
 //! - [`probe`]: sends the probes through the encapsulated path.
+//! - [`settle`]: when a director that starts for the first time may announce (sans IO).
 
 pub mod announce;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod health;
 pub mod previous;
 pub mod probe;
 pub mod runtime;
+pub mod settle;
 pub mod tables;
 pub mod vips;
 

@@ -19,6 +19,7 @@ use crate::announce::Announcer;
 use crate::config::{DirectorConfig, Encap};
 use crate::health::{self, Checker, Health, HealthConfig, Outcome, Probe, Target, Transition};
 use crate::previous::{PREVIOUS_ANNOTATION, Record};
+use crate::settle::{self, Facts, Settle, SettleConfig, Verdict};
 use crate::tables::{Adopted, AdoptedTable, Op, Plan, Tables};
 use crate::vips::{NodeTarget, VipSet, vip_set_at};
 
@@ -79,6 +80,10 @@ pub struct Runtime {
     health_changed: bool,
     /// The build time pinned for each table that names previous nodes.
     pinned_built: BTreeMap<u32, SystemTime>,
+    /// When the VIPs may be announced (a first start waits until its tables are settled).
+    settle: Settle,
+    /// The last reason to wait that was logged.
+    waiting: Option<String>,
 }
 
 /// The node id of a table's `sy_dir_table_nodes` entry that holds its build time (no node has
@@ -241,6 +246,8 @@ impl Runtime {
             health: None,
             health_changed: false,
             pinned_built: BTreeMap::new(),
+            settle: Settle::new(SettleConfig::default(), was_running),
+            waiting: None,
         })
     }
 
@@ -266,10 +273,67 @@ impl Runtime {
     }
 
     /// Announces the VIPs over BGP as the director whose Node object is `node_name` (its
-    /// labels select the BGPPeers, its addresses are the next hops). Call before the first
+    /// labels select the BGPPeers, its addresses are the next hops); a first start waits as
+    /// `settle` says before it announces anything ([`crate::settle`]). Call before the first
     /// [`Runtime::apply`], inside a tokio runtime.
-    pub fn announce_as(&mut self, node_name: &str) {
-        self.announcer = Some(Announcer::new(node_name, self.adopted));
+    pub fn announce_as(&mut self, node_name: &str, settle: SettleConfig) {
+        self.settle = Settle::new(settle, self.adopted);
+        let mut announcer = Announcer::new(node_name, self.adopted);
+        if !self.adopted {
+            announcer.hold(Some("no complete reading yet".to_owned()));
+        }
+        self.announcer = Some(announcer);
+    }
+
+    /// Whether the VIPs may be announced (always true for a restarted director).
+    pub fn settled(&self) -> bool {
+        self.settle.is_open()
+    }
+
+    /// When [`Runtime::settle_check`] is due without news (`None`: announcing already).
+    pub fn settle_next_check(&self) -> Option<Instant> {
+        self.announcer.as_ref()?;
+        self.settle.next_check(Instant::now())
+    }
+
+    /// Decides whether the VIPs may be announced now, and lets the announcer know; logs each
+    /// new reason to wait ("waiting to announce: …") and the moment it announces.
+    pub fn settle_check(&mut self, now: Instant) {
+        let Some(announcer) = &mut self.announcer else { return };
+        if self.settle.is_open() && !announcer.held() {
+            return;
+        }
+        if !self.attached {
+            return;
+        }
+        let facts = Facts {
+            disagreeing: self.tables.disagreeing(),
+            unsettled: self.health.as_ref().map_or_else(Vec::new, |h| h.checker.unsettled()),
+        };
+        match self.settle.check(now, &facts) {
+            Verdict::Waiting(waits) => {
+                // The window's countdown alone is not news.
+                let reasons: Vec<_> =
+                    waits.iter().filter(|w| !matches!(w, settle::Wait::Window(_))).collect();
+                let key = format!("{reasons:?}");
+                if self.waiting.as_ref() != Some(&key) {
+                    info!(why = %settle::describe(&waits), "waiting to announce");
+                    self.waiting = Some(key);
+                }
+                announcer.hold(Some(settle::describe(&waits)));
+            }
+            Verdict::GaveUp(waits) => {
+                warn!(
+                    why = %settle::describe(&waits),
+                    "announcing the VIPs: waited the longest allowed though these still hold"
+                );
+                announcer.hold(None);
+            }
+            Verdict::Open => {
+                info!("tables settled: announcing the VIPs");
+                announcer.hold(None);
+            }
+        }
     }
 
     /// The BGP sessions, if the director announces.
@@ -357,6 +421,7 @@ impl Runtime {
         if let Some(announcer) = &mut self.announcer {
             announcer.sync(&set);
         }
+        self.settle_check(Instant::now());
         info!(
             vips = self.tables.vips().count(),
             ops = plan.ops.len(),
@@ -397,6 +462,9 @@ impl Runtime {
         }
         self.transitions(&transitions);
         self.health_flush()?;
+        if !self.settle.is_open() {
+            self.settle_check(now);
+        }
         Ok(probes)
     }
 
@@ -413,6 +481,9 @@ impl Runtime {
         let transition = h.checker.record(&probe.target, probe.seq, outcome, now);
         publish(h, &probe.target, now)?;
         self.transitions(transition.as_slice());
+        if !self.settle.is_open() {
+            self.settle_check(now);
+        }
         Ok(())
     }
 

@@ -145,7 +145,7 @@ pub fn vip_set_at(state: &ClusterState, now: SystemTime, window: Option<Duration
         if frontend.traffic_policy == TrafficPolicy::Local {
             let list = frontend.in_cluster_backends.as_ref().unwrap_or(&frontend.backends);
             for backend in list.iter().filter(|b| b.state == BackendState::Ready) {
-                if let Some(node) = &backend.node_name {
+                if let Some(node) = backend.node_name() {
                     *ready.entry(node).or_default() += 1;
                 }
             }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::backend::Backend;
 use crate::cidr::Cidr;
 use crate::input::ObjectKey;
 
@@ -165,21 +165,6 @@ impl fmt::Display for BackendState {
             Self::Terminating => "Terminating",
         })
     }
-}
-
-/// One endpoint a frontend may send traffic to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Backend {
-    pub ip: IpAddr,
-    pub port: u16,
-    /// `nodeName` of the endpoint, if the EndpointSlice gives one.
-    pub node_name: Option<Arc<str>>,
-    /// `zone` of the endpoint, if the EndpointSlice gives one.
-    pub zone: Option<Arc<str>>,
-    /// True when `node_name` is this proxy's node.
-    pub is_local: bool,
-    pub state: BackendState,
 }
 
 /// Everything the data plane needs to serve one frontend on this node.

@@ -9,6 +9,7 @@
 
 mod address;
 pub mod announce;
+mod backend;
 pub mod cidr;
 pub mod config;
 pub mod crd;

@@ -98,13 +98,8 @@ pub(crate) fn select(
 ) -> Selection {
     let is_ready = |c: &Candidate<'_>| service.publish_not_ready || c.endpoint.ready;
     let is_fallback = |c: &Candidate<'_>| c.endpoint.serving && c.endpoint.terminating;
-    let backend = |c: &Candidate<'_>, state| Backend {
-        ip: c.endpoint.ip,
-        port: c.port,
-        node_name: c.endpoint.place.node_name.clone(),
-        zone: c.endpoint.place.zone.clone(),
-        is_local: c.endpoint.is_local,
-        state,
+    let backend = |c: &Candidate<'_>, state| {
+        Backend::at(c.endpoint.ip, c.port, c.endpoint.place.clone(), c.endpoint.is_local, state)
     };
 
     let topology = topology_filter(service.topology, candidates, &is_ready, node_zone);

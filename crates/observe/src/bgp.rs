@@ -23,6 +23,10 @@ pub struct BgpReport {
     /// L2 mode: who answers ARP / NDP for each address, and this node's responder.
     #[serde(default)]
     pub l2: L2Report,
+    /// A director that holds its VIPs back: why (e.g. `settle window (2000 ms left)`);
+    /// `None`: it announces them (and on agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_held: Option<String>,
 }
 
 /// L2 mode as one agent sees it (`switchyard l2`).
@@ -151,6 +155,24 @@ impl Collector for BgpCollector {
             }
         }
         encode_l2(&report.l2, &mut encoder)
+    }
+}
+
+/// A director's `switchyard_director_announce_held` gauge: 1 while it holds its VIPs back
+/// (a first start, until its tables are settled: docs/director.md), else 0.
+#[derive(Debug)]
+pub struct AnnounceHeldCollector(pub BgpSource);
+
+impl Collector for AnnounceHeldCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let held = i64::from(self.0.report().announce_held.is_some());
+        let family = encoder.encode_descriptor(
+            "switchyard_director_announce_held",
+            "1 while the director holds its VIPs back until its tables are settled, else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(held).encode(family)
     }
 }
 

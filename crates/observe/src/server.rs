@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::bgp::{BgpCollector, BgpSource};
+use crate::bgp::{AnnounceHeldCollector, BgpCollector, BgpSource};
 use crate::kernel::{self, KernelState};
 use crate::metrics::{KernelCollector, SyncMetrics, render};
 
@@ -206,6 +206,7 @@ fn director_api(collector: Arc<crate::director::DirectorCollector>, bgp: BgpSour
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Arc::clone(&collector)));
     registry.register_collector(Box::new(BgpCollector(bgp.clone())));
+    registry.register_collector(Box::new(AnnounceHeldCollector(bgp.clone())));
     DirectorApi { registry: Arc::new(registry), collector, bgp }
 }
 

@@ -220,6 +220,32 @@ fn bgp_sessions_become_state_route_update_and_flap_metrics_per_peer() {
     }
 }
 
+/// A director holding its VIPs back (a first start, until its tables are settled) says so on
+/// `/metrics` (1, then 0 once it announces) and in `/bgp`'s JSON (`announceHeld`).
+#[test]
+fn a_director_holding_its_vips_back_shows_it_in_metrics_and_json() {
+    use switchyard_observe::bgp::{AnnounceHeldCollector, BgpReport, BgpSource};
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Some("settle window".to_owned())));
+    let source = {
+        let held = std::sync::Arc::clone(&held);
+        BgpSource::new(move || BgpReport {
+            announce_held: held.lock().unwrap().clone(),
+            ..BgpReport::default()
+        })
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(AnnounceHeldCollector(source.clone())));
+    let text = render(&registry).unwrap();
+    assert!(text.lines().any(|l| l == "switchyard_director_announce_held 1"), "{text}");
+    let json = serde_json::to_value(source.report()).unwrap();
+    assert_eq!(json["announceHeld"], "settle window", "{json}");
+    *held.lock().unwrap() = None;
+    let text = render(&registry).unwrap();
+    assert!(text.lines().any(|l| l == "switchyard_director_announce_held 0"), "{text}");
+    let json = serde_json::to_value(source.report()).unwrap();
+    assert!(json.get("announceHeld").is_none(), "{json}");
+}
+
 /// L2 mode's responder on the agent's `/metrics`: answers per family, announcements, requests
 /// for addresses not owned, and the addresses owned, per interface.
 #[test]

@@ -7,14 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use switchyard_lab::require_root;
-use switchyard_lab::tools::bird::router_next_hops;
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::fleet::{FleetReport, fleet};
 use switchyard_testing::director_lab::{
@@ -55,24 +53,18 @@ fn start(cluster: &Cluster, name: &str) -> Director {
     Director::start(cluster, name, &["--node-name", name, "--shutdown-grace-seconds", &grace])
 }
 
-/// The directors' addresses of `v6`'s family (the next hops they announce).
-fn director_ips(cluster: &Cluster, names: &[&str], v6: bool) -> BTreeSet<IpAddr> {
-    names
-        .iter()
-        .map(|name| {
-            let info = cluster.lab.director(name).unwrap();
-            if v6 { IpAddr::V6(info.ipv6) } else { IpAddr::V4(info.ipv4) }
-        })
-        .collect()
-}
-
 /// True when the router's kernel routes both VIPs (IPv4 and IPv6) over exactly `directors`.
 fn routed_over(cluster: &Cluster, directors: &[&str]) -> bool {
-    WEB.iter().all(|vip| {
-        let v6 = vip.contains(':');
-        let prefix = format!("{vip}/{}", if v6 { 128 } else { 32 });
-        router_next_hops(&cluster.lab, &prefix).unwrap() == director_ips(cluster, directors, v6)
-    })
+    director_lab::routed_over(cluster, &WEB, directors)
+}
+
+/// Waits until the router routes both VIPs over exactly `directors`: directors that start for
+/// the first time announce after their settle window (`--announce-delay-seconds`, default 5 s),
+/// so longer than the harness's usual convergence time is allowed.
+fn announced(cluster: &Cluster, directors: &[&str]) {
+    let routed =
+        switchyard_lab::wait_until(Duration::from_secs(30), || routed_over(cluster, directors));
+    assert!(routed, "the router does not route the VIPs over {directors:?}");
 }
 
 fn targets() -> Vec<SocketAddr> {
@@ -134,9 +126,7 @@ fn directors_announce_their_vips_over_bgp_and_the_router_spreads_flows_over_both
     }
 
     // Both directors' routes, IPv4 and IPv6, as one ECMP route in the router's kernel table.
-    cluster.eventually("the router routes both VIPs over both directors", || {
-        routed_over(&cluster, &["dir1", "dir2"])
-    });
+    announced(&cluster, &["dir1", "dir2"]);
     eprintln!(
         "director bgp: directors started -> ECMP route over both at the router in {} ms",
         started.elapsed().as_millis()
@@ -239,7 +229,7 @@ fn no_flow_resets_or_stalls_while_a_director_joins_or_leaves_gracefully() {
     let cluster = cluster();
     let _bird = bird_for_directors(&cluster.lab, HOLD_SECONDS);
     let dir1 = start(&cluster, "dir1");
-    cluster.eventually("the router routes the VIPs over dir1", || routed_over(&cluster, &["dir1"]));
+    announced(&cluster, &["dir1"]);
 
     // (a) dir2 joins under traffic: the router rehashes part of the flows onto it, and dir2
     //     sends each to the node dir1 did.
@@ -251,9 +241,7 @@ fn no_flow_resets_or_stalls_while_a_director_joins_or_leaves_gracefully() {
         || {
             let started = Instant::now();
             let joined = start(&cluster, "dir2");
-            cluster.eventually("the router routes the VIPs over both directors", || {
-                routed_over(&cluster, &["dir1", "dir2"])
-            });
+            announced(&cluster, &["dir1", "dir2"]);
             joined_ms = started.elapsed().as_millis();
             let before = joined.encapsulated(&cluster.lab);
             cluster.eventually("dir2 carries part of the flows", || {
@@ -332,9 +320,7 @@ fn sudden_death(bfd: bool) -> (u128, FleetReport) {
     let bird = bird_for_directors_with(&cluster.lab, HOLD_SECONDS, bfd);
     let dir1 = start(&cluster, "dir1");
     let mut dir2 = start(&cluster, "dir2");
-    cluster.eventually("the router routes the VIPs over both directors", || {
-        routed_over(&cluster, &["dir1", "dir2"])
-    });
+    announced(&cluster, &["dir1", "dir2"]);
     if bfd {
         for name in ["dir1", "dir2"] {
             cluster.eventually(&format!("{name}'s BFD session is up"), || {

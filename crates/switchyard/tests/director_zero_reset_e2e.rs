@@ -13,16 +13,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use switchyard_bpf::decap::DecapReason;
 use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
-use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
+use switchyard_lab::tools::clients;
+use switchyard_testing::director_api::SharedApi;
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decap_counters};
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
-use switchyard_testing::fake_api::{FakeApi, Resource};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -107,43 +106,21 @@ fn under_traffic(
     target: SocketAddr,
     change: impl FnOnce(),
 ) -> Counts {
-    let stop = AtomicBool::new(false);
     let resent_before = second_chance(cluster, DecapReason::ScForwarded);
     let returned_before = second_chance(cluster, DecapReason::ScReturned);
     let new_before = second_chance(cluster, DecapReason::ScNewFlow);
     let second_before = director.counters(&cluster.lab)[&DirReason::SecondChance];
-    let (tcp, udp): (Vec<HoldReport>, Vec<UdpHoldReport>) = std::thread::scope(|scope| {
-        let tcp: Vec<_> = (0..TCP_FLOWS)
-            .map(|_| {
-                scope.spawn(|| {
-                    cluster.lab.run_in("ext", || {
-                        clients::hold_until(target, INTERVAL, TIMEOUT, || {
-                            stop.load(Ordering::SeqCst)
-                        })
-                    })
-                })
-            })
-            .collect();
-        let udp: Vec<_> = (0..UDP_FLOWS)
-            .map(|_| {
-                scope.spawn(|| {
-                    cluster.lab.run_in("ext", || {
-                        clients::udp_hold_until(target, INTERVAL, TIMEOUT, || {
-                            stop.load(Ordering::SeqCst)
-                        })
-                    })
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(1_500)); // every flow established
-        change();
-        std::thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::SeqCst);
-        (
-            tcp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
-            udp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
-        )
-    });
+    let (tcp, udp) = director_lab::hold_flows(
+        cluster,
+        &[target],
+        (TCP_FLOWS, UDP_FLOWS),
+        INTERVAL,
+        TIMEOUT,
+        || {
+            change();
+            std::thread::sleep(Duration::from_secs(2));
+        },
+    );
     let moved = |backends: &[String]| backends.windows(2).any(|w| w[0] != w[1]);
     Counts {
         tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
@@ -493,62 +470,6 @@ fn long_lived_flows_survive_directors_disagreeing_on_a_nodes_health() {
     assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
 }
 
-/// The fake API server of the first-start test, served in both directors' namespaces (each
-/// reaches it on its own 127.0.0.1), and each director's kubeconfig.
-struct SharedApi {
-    api: FakeApi,
-    kubeconfigs: [String; 2],
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl SharedApi {
-    fn start(cluster: &Cluster) -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let bind = |member: &str| {
-            cluster
-                .lab
-                .run_in(member, || std::net::TcpListener::bind("127.0.0.1:0"))
-                .unwrap()
-                .unwrap()
-        };
-        let api = runtime.block_on(FakeApi::start_on(bind("dir1")));
-        let second = {
-            let _entered = runtime.enter();
-            api.serve_also(bind("dir2"))
-        };
-        let kubeconfigs = [("dir1", api.addr), ("dir2", second)].map(|(name, addr)| {
-            let path = cluster.manifests.join(format!("{name}-kubeconfig"));
-            api.write_kubeconfig_for(&path, addr);
-            path.display().to_string()
-        });
-        SharedApi { api, kubeconfigs, _runtime: runtime }
-    }
-
-    /// Director `name` (dir1 or dir2) reading the fake API server and publishing its record on
-    /// its Node object.
-    fn start_director(&self, cluster: &Cluster, name: &str) -> Director {
-        let kubeconfig = &self.kubeconfigs[usize::from(name == "dir2")];
-        Director::start_from(cluster, name, &["--kubeconfig", kubeconfig], &["--node-name", name])
-    }
-
-    /// The Node objects, to the agents (manifests) and the directors (the fake API server).
-    fn nodes(&self, cluster: &Cluster, nodes: &str, deleted: Option<&str>) {
-        cluster.apply("nodes.yaml", nodes);
-        self.api.put_yaml(nodes);
-        if let Some(name) = deleted {
-            self.api.delete(Resource::Nodes, "", name);
-        }
-    }
-
-    /// Director `name`'s published previous-node record.
-    fn record(&self, name: &str) -> Option<String> {
-        let node = self.api.get(Resource::Nodes, "", name)?;
-        node["metadata"]["annotations"]["switchyard.io/director-previous"]
-            .as_str()
-            .map(str::to_owned)
-    }
-}
-
 /// Removes what a director left pinned, so its next start is a first one.
 fn forget_pins(cluster: &Cluster, name: &str) {
     let bpf_dir = cluster.lab.director(name).unwrap().bpf_dir.clone();
@@ -582,7 +503,7 @@ fn first_start_during(
         cluster.eventually("dir1 published the change's previous nodes", || {
             shared.record("dir1").is_some_and(|r| Some(&r) != before.as_ref())
         });
-        dir2 = Some(shared.start_director(cluster, "dir2"));
+        dir2 = Some(shared.start_director(cluster, "dir2", &[]));
         cluster.lab.route_to_directors(cidr(vip), &["dir1", "dir2"]).unwrap();
     });
     let mut dir2 = dir2.unwrap();
@@ -611,11 +532,11 @@ fn long_lived_flows_survive_a_first_time_director_joining_while_nodes_change() {
     let cluster = cluster_with(&["dir1", "dir2"]);
     let web = vip_service(&cluster, vip);
     cluster.apply_and_wait("web.yaml", &web);
-    let shared = SharedApi::start(&cluster);
+    let shared = SharedApi::start(&cluster, &["dir1", "dir2"]);
     shared.api.put_yaml(&web);
     shared.api.put_yaml(&director_lab::director_nodes_yaml(&cluster.lab));
     shared.nodes(&cluster, &nodes_with_drained(&cluster, Some("node3")), None);
-    let dir1 = shared.start_director(&cluster, "dir1");
+    let dir1 = shared.start_director(&cluster, "dir1", &[]);
     cluster.lab.route_to_directors(cidr(vip), &["dir1"]).unwrap();
     let target = at(vip.parse().unwrap(), 80);
     let answers = cluster.lab.run_in("ext", || clients::tcp(target, 3, TIMEOUT)).unwrap();

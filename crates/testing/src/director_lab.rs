@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use switchyard_bpf::decap::{DecapMaps, DecapReason};
 use switchyard_bpf::director::{DirMaps, DirReason};
-use switchyard_lab::tools::bird::{Bird, Neighbor, ROUTER_ASN};
-use switchyard_lab::tools::clients::{self, Attempt};
+use switchyard_lab::tools::bird::{Bird, Neighbor, ROUTER_ASN, router_next_hops};
+use switchyard_lab::tools::clients::{self, Attempt, HoldReport, UdpHoldReport};
 use switchyard_lab::{Lab, wait_until};
 use switchyard_maglev::FlowKey;
 
@@ -433,4 +433,79 @@ pub fn spread(
         *per_node.entry(node).or_default() += 1;
     }
     per_node
+}
+
+/// True when the router's kernel routes each of `vips` (host routes, IPv4 or IPv6) over
+/// exactly `directors` (their addresses of the VIP's family: the next hops they announce).
+pub fn routed_over(cluster: &Cluster, vips: &[&str], directors: &[&str]) -> bool {
+    vips.iter().all(|vip| {
+        let v6 = vip.contains(':');
+        let prefix = format!("{vip}/{}", if v6 { 128 } else { 32 });
+        let wanted: std::collections::BTreeSet<IpAddr> = directors
+            .iter()
+            .map(|name| {
+                let info = cluster.lab.director(name).unwrap();
+                if v6 { IpAddr::V6(info.ipv6) } else { IpAddr::V4(info.ipv4) }
+            })
+            .collect();
+        router_next_hops(&cluster.lab, &prefix).unwrap() == wanted
+    })
+}
+
+/// Long-lived flows from client `ext`: `tcp` TCP connections and `udp` connected UDP sockets,
+/// to `targets` in turn, one round trip each per `interval` (`timeout` for an answer). Runs
+/// `during` on this thread once every flow is established (1.5 s after the start), and stops
+/// the flows when it returns (or panics).
+pub fn hold_flows(
+    cluster: &Cluster,
+    targets: &[SocketAddr],
+    (tcp, udp): (usize, usize),
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    during: impl FnOnce(),
+) -> (Vec<HoldReport>, Vec<UdpHoldReport>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let stop = &stop;
+        let tcp: Vec<_> = (0..tcp)
+            .map(|i| {
+                let target = targets[i % targets.len()];
+                scope.spawn(move || {
+                    cluster.lab.run_in("ext", || {
+                        clients::hold_until(target, interval, timeout, || {
+                            stop.load(Ordering::SeqCst)
+                        })
+                    })
+                })
+            })
+            .collect();
+        let udp: Vec<_> = (0..udp)
+            .map(|i| {
+                let target = targets[i % targets.len()];
+                scope.spawn(move || {
+                    cluster.lab.run_in("ext", || {
+                        clients::udp_hold_until(target, interval, timeout, || {
+                            stop.load(Ordering::SeqCst)
+                        })
+                    })
+                })
+            })
+            .collect();
+        {
+            let _stop = StopOnDrop(stop);
+            std::thread::sleep(std::time::Duration::from_millis(1_500)); // every flow established
+            during();
+        }
+        (
+            tcp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
+            udp.into_iter().map(|h| h.join().unwrap().unwrap()).collect(),
+        )
+    })
 }

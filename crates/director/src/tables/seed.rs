@@ -135,6 +135,27 @@ impl Tables {
         }
     }
 
+    /// VIPs whose table does not name the previous nodes that the newest record names for
+    /// its node list, unless their table was built after that record's generation (its own
+    /// history is newer). A director that starts for the first time announces only once
+    /// this is empty ([`crate::settle`]): until then it might send a moved flow where the
+    /// others do not.
+    pub fn disagreeing(&self) -> Vec<FrontendKey> {
+        let mut out = Vec::new();
+        for (key, vip) in &self.vips {
+            let Some(table_key) = &vip.table else { continue };
+            let Some(seed) = self.seed_for(key, &table_key.nodes) else { continue };
+            let Some(entry) = self.tables.get(table_key) else { continue };
+            let names =
+                entry.previous.is_some() && entry.previous_list.as_ref() == Some(&seed.previous);
+            let newer = entry.previous.is_some() && entry.built.is_some_and(|b| b > seed.built);
+            if !names && !newer {
+                out.push(*key);
+            }
+        }
+        out
+    }
+
     /// What this director publishes: each table that names previous nodes (and knows their
     /// list) as a generation, with its VIPs; `wall` stands for the build time of a table
     /// [`Tables::expire_previous`] has not seen yet.

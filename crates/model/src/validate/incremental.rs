@@ -49,6 +49,8 @@ pub struct IncrementalValidation {
     index: Index,
     /// Shares port names, protocols and node names between slices.
     interner: Interner,
+    /// Shares thin references to node names between slices' endpoints.
+    node_refs: Interner<Arc<str>>,
     /// Findings of each object that has any, in `validate`'s order: first its own rules' (kept
     /// from when its version came), then the cross-object ones.
     findings: BTreeMap<Object, Vec<Finding>>,
@@ -99,8 +101,12 @@ struct SliceFacts {
     /// Name and protocol of each port.
     ports: Box<[(Arc<str>, Arc<str>)]>,
     /// The node each endpoint names, by endpoint index.
-    nodes: Box<[Option<Arc<str>>]>,
+    nodes: Box<[Option<NodeRef>]>,
 }
+
+/// An interned node name behind a thin pointer: 8 bytes per endpoint where an `Arc<str>` takes
+/// 16 (issue 20: 2 MB at 10,000 Services × 25 endpoints).
+type NodeRef = Arc<Arc<str>>;
 
 /// What the cross-object rules read of one Node.
 #[derive(Debug, Default)]
@@ -168,7 +174,13 @@ impl IncrementalValidation {
                     if let Some(slice) = slice {
                         let mut own = Vec::new();
                         validate_endpoint_slice(key, slice, &mut own);
-                        let facts = slice_facts(key, slice, own.len(), &mut self.interner);
+                        let facts = slice_facts(
+                            key,
+                            slice,
+                            own.len(),
+                            &mut self.interner,
+                            &mut self.node_refs,
+                        );
                         add_all(&mut self.index.slices_of_service, facts.service.as_slice(), key);
                         touched.services.extend(facts.service.clone());
                         self.slices.insert(key.clone(), facts);
@@ -272,7 +284,7 @@ impl IncrementalValidation {
         // by node (each slice key once per node it names).
         if !touched.nodes.is_empty() {
             let naming = self.slices.iter().filter(|(_, facts)| {
-                facts.nodes.iter().flatten().any(|node| touched.nodes.contains(&**node))
+                facts.nodes.iter().flatten().any(|node| touched.nodes.contains(&***node))
             });
             affected.extend(naming.map(|(key, _)| slice(key)));
         }
@@ -413,7 +425,7 @@ impl IncrementalValidation {
         }
         if !self.nodes.is_empty() {
             for (i, node) in facts.nodes.iter().enumerate() {
-                if let Some(node) = node.as_deref()
+                if let Some(node) = node.as_deref().map(|n| &**n)
                     && !self.nodes.contains_key(&ObjectKey::cluster(node))
                 {
                     report.warning(
@@ -562,6 +574,7 @@ fn slice_facts(
     slice: &EndpointSlice,
     own: usize,
     interner: &mut Interner,
+    node_refs: &mut Interner<Arc<str>>,
 ) -> SliceFacts {
     let label = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
     let service = label
@@ -574,7 +587,7 @@ fn slice_facts(
         })
         .collect();
     let nodes = (slice.endpoints.iter())
-        .map(|e| e.node_name.as_deref().map(|node| interner.intern(node)))
+        .map(|e| e.node_name.as_deref().map(|node| node_refs.intern_value(interner.intern(node))))
         .collect();
     SliceFacts { own, service, ports, nodes }
 }

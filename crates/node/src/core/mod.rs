@@ -354,8 +354,7 @@ impl NodeCore {
             // Only `backends`: an `externalTrafficPolicy: Local` frontend's in-cluster list
             // serves pods, which are never DSR's clients.
             for backend in frontend.backends.iter().filter(|b| !b.is_local) {
-                let Some(primary) = backend.node_name.as_deref().and_then(|n| of_node.get(n))
-                else {
+                let Some(primary) = backend.node_name().and_then(|n| of_node.get(n)) else {
                     continue;
                 };
                 let node = match backend.ip {

@@ -31,6 +31,9 @@ pub(crate) fn run(args: &BgpArgs) -> anyhow::Result<ExitCode> {
 /// The report as text: one block per session, then the peers this node does not use.
 pub(crate) fn render(report: &BgpReport) -> String {
     let mut out = String::new();
+    if let Some(why) = &report.announce_held {
+        out.push_str(&format!("waiting to announce: {why}\n"));
+    }
     if report.sessions.is_empty() {
         out.push_str("no BGP sessions (no BGPPeer selects this node)\n");
     }
@@ -64,4 +67,21 @@ pub(crate) fn render(report: &BgpReport) -> String {
         out.push_str(&format!("peer {peer}: no session: {why}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A director holding its VIPs back says so first, and not once it announces.
+    #[test]
+    fn a_held_director_says_why_it_is_waiting_to_announce() {
+        let held = BgpReport {
+            announce_held: Some("settle window (2000 ms left)".to_owned()),
+            ..BgpReport::default()
+        };
+        let text = render(&held);
+        assert!(text.starts_with("waiting to announce: settle window (2000 ms left)\n"), "{text}");
+        assert!(!render(&BgpReport::default()).contains("waiting to announce"));
+    }
 }

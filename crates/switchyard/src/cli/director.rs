@@ -11,6 +11,7 @@ use switchyard_director::config::DEFAULT_GUE_PORT;
 use switchyard_director::health::{HealthConfig, Outcome, Probe};
 use switchyard_director::probe::{PROBE_MARK, ProbeSettings, Prober};
 use switchyard_director::runtime::{Runtime, RuntimeOptions};
+use switchyard_director::settle::SettleConfig;
 use switchyard_director::{DirectorConfig, Encap};
 use switchyard_k8s::api::{ApiOptions, ApiWatcher, ClusterAccess};
 use switchyard_k8s::manifest::{ManifestWatcher, WatchOptions};
@@ -95,6 +96,15 @@ pub(crate) struct DirectorArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
 
+    /// A director that starts for the first time (no pinned tables) announces its VIPs only
+    /// this many seconds after its first complete reading, and only once its tables name the
+    /// previous nodes the other directors' newest records name and every node's health is
+    /// settled (waiting at most 60 s beyond this for those): the routers send it no flow it
+    /// might send elsewhere than the others. A restarted director announces at once. 0: no
+    /// window.
+    #[arg(long, value_name = "SECONDS", default_value_t = switchyard_director::settle::DEFAULT_ANNOUNCE_DELAY.as_secs())]
+    announce_delay_seconds: u64,
+
     /// After a VIP's nodes change, its table names each slot's previous node (the second
     /// chance) for this many seconds, then the VIP gets a table without them: TCP flows still
     /// on a drained or removed node after that are lost, and a node long gone (whose address
@@ -142,6 +152,7 @@ const DEFAULT_API_SOCKET: &str = "/run/switchyard/director.sock";
 struct Announce {
     node_name: Option<String>,
     grace: std::time::Duration,
+    settle: SettleConfig,
 }
 
 /// Where the director serves `/metrics` and `/status`.
@@ -243,6 +254,10 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<ExitCode> {
     let bgp = Announce {
         node_name: args.node_name,
         grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
+        settle: SettleConfig {
+            delay: std::time::Duration::from_secs(args.announce_delay_seconds),
+            ..SettleConfig::default()
+        },
     };
     runtime.block_on(serve(args.manifests, args.kubeconfig, config, options, api, bgp, health))
 }
@@ -372,7 +387,7 @@ async fn serve(
         );
     }
     match &announce.node_name {
-        Some(name) => director.announce_as(name),
+        Some(name) => director.announce_as(name, announce.settle),
         None => info!("no --node-name: the director announces nothing over BGP"),
     }
     let bgp =
@@ -392,6 +407,9 @@ async fn serve(
             update = source.next() => {
                 let Some((changes, errors)) = update else { ended = true; break };
                 apply(&mut director, changes, &errors)?;
+            }
+            () = sleep_until(director.settle_next_check()) => {
+                director.settle_check(std::time::Instant::now());
             }
             () = sleep_until(director.previous_next_expiry()) => {
                 director

@@ -330,11 +330,11 @@ fn backend_nodes(frontend: &Frontend) -> String {
     if frontend.backends.is_empty() {
         return "-".to_owned();
     }
-    let name = |value: &Option<std::sync::Arc<str>>| value.as_deref().unwrap_or("?").to_owned();
+    let name = |value: Option<&str>| value.unwrap_or("?").to_owned();
     let nodes: Vec<String> = frontend
         .backends
         .iter()
-        .map(|b| format!("{}/{}", name(&b.node_name), name(&b.zone)))
+        .map(|b| format!("{}/{}", name(b.node_name()), name(b.zone())))
         .collect();
     nodes.join(", ")
 }
