@@ -68,3 +68,20 @@ pub(crate) fn render(report: &BgpReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A director holding its VIPs back says so first, and not once it announces.
+    #[test]
+    fn a_held_director_says_why_it_is_waiting_to_announce() {
+        let held = BgpReport {
+            announce_held: Some("settle window (2000 ms left)".to_owned()),
+            ..BgpReport::default()
+        };
+        let text = render(&held);
+        assert!(text.starts_with("waiting to announce: settle window (2000 ms left)\n"), "{text}");
+        assert!(!render(&BgpReport::default()).contains("waiting to announce"));
+    }
+}
