@@ -9,21 +9,8 @@ use switchyard_bpf::director::{DirMapSizes, XdpMode};
 use switchyard_director::runtime::{Runtime, RuntimeOptions};
 use switchyard_director::{DirectorConfig, Encap};
 use switchyard_maglev::FlowKey;
+use switchyard_model::synthetic::changes;
 use switchyard_model::{Change, FrontendKey, ObjectKey, Protocol};
-
-fn changes(state: &switchyard_model::ClusterState) -> Vec<Change> {
-    let mut out = Vec::new();
-    for (k, n) in &state.nodes {
-        out.push(Change::Node(k.clone(), Some(Box::new(n.clone()))));
-    }
-    for (k, s) in &state.services {
-        out.push(Change::Service(k.clone(), Some(Box::new(s.clone()))));
-    }
-    for (k, s) in &state.endpoint_slices {
-        out.push(Change::EndpointSlice(k.clone(), Some(Box::new(s.clone()))));
-    }
-    out
-}
 
 /// A private network namespace with the uplink `up0` (call on a thread of its own).
 fn enter_netns_with_uplink() {

@@ -72,6 +72,17 @@ pub fn config() -> ProxyConfig {
     ProxyConfig::new(node_name(0))
 }
 
+/// The cluster as the changes a source sends for it on its first complete reading: Nodes, then
+/// Services, then EndpointSlices.
+pub fn changes(state: &ClusterState) -> Vec<Change> {
+    let nodes = state.nodes.iter().map(|(k, n)| Change::Node(k.clone(), Some(Box::new(n.clone()))));
+    let services =
+        state.services.iter().map(|(k, s)| Change::Service(k.clone(), Some(Box::new(s.clone()))));
+    let slices = (state.endpoint_slices.iter())
+        .map(|(k, s)| Change::EndpointSlice(k.clone(), Some(Box::new(s.clone()))));
+    nodes.chain(services).chain(slices).collect()
+}
+
 /// Builds the cluster.
 pub fn generate(spec: &SyntheticCluster) -> ClusterState {
     let mut state = ClusterState::default();

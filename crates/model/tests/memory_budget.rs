@@ -6,21 +6,11 @@
 
 use switchyard_testing::live_heap::{LiveHeap, live};
 
-use switchyard_model::synthetic::{self, SyntheticCluster};
+use switchyard_model::synthetic::{self, SyntheticCluster, changes};
 use switchyard_model::validate::{IncrementalValidation, ValidationOptions, validate};
-use switchyard_model::{Change, ClusterState};
 
 #[global_allocator]
 static GLOBAL: LiveHeap = LiveHeap;
-
-fn changes(state: &ClusterState) -> Vec<Change> {
-    let services =
-        (state.services.iter()).map(|(k, s)| Change::Service(k.clone(), Some(Box::new(s.clone()))));
-    let slices = (state.endpoint_slices.iter())
-        .map(|(k, s)| Change::EndpointSlice(k.clone(), Some(Box::new(s.clone()))));
-    let nodes = state.nodes.iter().map(|(k, n)| Change::Node(k.clone(), Some(Box::new(n.clone()))));
-    nodes.chain(services).chain(slices).collect()
-}
 
 /// The agent's validation keeps the facts its cross-object rules read, not a second copy of
 /// every object: at 1,000 Services × 25 endpoints it holds a small fraction of what the objects

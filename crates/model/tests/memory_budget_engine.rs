@@ -5,20 +5,11 @@
 
 use switchyard_testing::live_heap::{LiveHeap, live};
 
-use switchyard_model::synthetic::{self, SyntheticCluster};
-use switchyard_model::{Change, ClusterState, NodeModel};
+use switchyard_model::NodeModel;
+use switchyard_model::synthetic::{self, SyntheticCluster, changes};
 
 #[global_allocator]
 static GLOBAL: LiveHeap = LiveHeap;
-
-fn changes(state: &ClusterState) -> Vec<Change> {
-    let services =
-        (state.services.iter()).map(|(k, s)| Change::Service(k.clone(), Some(Box::new(s.clone()))));
-    let slices = (state.endpoint_slices.iter())
-        .map(|(k, s)| Change::EndpointSlice(k.clone(), Some(Box::new(s.clone()))));
-    let nodes = state.nodes.iter().map(|(k, n)| Change::Node(k.clone(), Some(Box::new(n.clone()))));
-    nodes.chain(services).chain(slices).collect()
-}
 
 /// The model holds each endpoint twice: its facts (per EndpointSlice) and a backend in every
 /// frontend that uses it. The facts share one interned record of where the endpoint is (node,
