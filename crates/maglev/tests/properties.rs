@@ -70,6 +70,28 @@ proptest! {
         prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
     }
 
+    /// Equal weights (drained backends aside) take the builder's round-robin loop, which the
+    /// random weights above seldom reach.
+    #[test]
+    fn fast_builder_matches_the_naive_reference_with_equal_weights(
+        n in 1usize..=250,
+        drained in 0usize..=3,
+        weight in 1u32..=1000,
+        m in select(&SMALL_PRIMES[..]),
+        seed in seeds(),
+    ) {
+        let mut set = backends(n + drained, weight);
+        for backend in &mut set[n..] {
+            *backend = Backend::new(backend.identity().to_vec(), 0);
+        }
+        let table = Table::build(&config(m, seed), &set).expect("buildable").table;
+        let fast: Vec<&[u8]> = (0..m as usize)
+            .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
+            .collect();
+        let reference = reference_table(&seed, m, &set);
+        prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+
     #[test]
     fn every_slot_belongs_to_an_active_backend(
         set in backend_sets(60, 0..=3),
