@@ -150,43 +150,29 @@ struct Cursor {
     owner: u32,
 }
 
-impl Cursor {
-    /// How many steps along this cursor's list `slot` lies: the j with
-    /// `position + j * skip ≡ slot (mod M)`.
-    #[inline(always)]
-    fn steps_to(&self, slot: u32, modulus: &Modulus) -> u32 {
-        // Conditional moves, not branches: the endgame's pass is over slots in increasing
-        // order against a random position, so either way is taken half the time.
-        let delta = slot.wrapping_sub(self.position);
-        let delta =
-            select_unpredictable(slot >= self.position, delta, delta.wrapping_add(modulus.m));
-        modulus.reduce(u64::from(delta) * u64::from(self.inverse))
-    }
-}
-
-/// Reduction modulo M (< 2^24) by multiplication (Barrett), for products of two values below M.
+/// Arithmetic modulo M (prime, < 2^24) for the endgame.
 struct Modulus {
     m: u32,
-    /// ⌊(2^64 − 1) / M⌋.
-    magic: u64,
+    /// `⌊2^64 / M⌋` and `2^64 mod M`.
+    quotient: u64,
+    remainder: u64,
 }
 
 impl Modulus {
     fn new(m: u32) -> Modulus {
-        Modulus { m, magic: u64::MAX / u64::from(m) }
+        let wide = u64::from(m);
+        // M is odd, so it does not divide 2^64: ⌊(2^64 − 1) / M⌋ = ⌊2^64 / M⌋.
+        let quotient = u64::MAX / wide;
+        Modulus { m, quotient, remainder: (u64::MAX - quotient * wide) + 1 }
     }
 
-    /// `x mod M` for x < 2^48.
-    #[inline(always)]
-    fn reduce(&self, x: u64) -> u32 {
-        let quotient = ((u128::from(x) * u128::from(self.magic)) >> 64) as u64;
-        // The estimate is at most 2 below the true quotient, so two corrections suffice
-        // (conditional moves: whether one is needed depends on x, which is random here).
-        let m = u64::from(self.m);
-        let rest = x - quotient * m;
-        let rest = select_unpredictable(rest >= m, rest.wrapping_sub(m), rest);
-        let rest = select_unpredictable(rest >= m, rest.wrapping_sub(m), rest);
-        rest as u32
+    /// `⌈w · 2^64 / M⌉` for 0 < w < M (see [`Fill::take_in_endgame`] for its use).
+    fn scale(&self, w: u32) -> u64 {
+        // w · 2^64 = w · quotient · M + w · remainder, with w · quotient < 2^64 and
+        // w · remainder < M² < 2^48; M (prime, above w) does not divide it, so the ceiling is
+        // the floor plus one.
+        let w = u64::from(w);
+        w * self.quotient + w * self.remainder / u64::from(self.m) + 1
     }
 
     /// `a⁻¹ mod M` for 0 < a < M, M prime (extended Euclid).
@@ -276,20 +262,36 @@ impl Fill {
         if cursor.inverse == 0 {
             cursor.inverse = self.modulus.inverse(cursor.skip);
         }
-        let mut nearest = (u32::MAX, 0);
-        for (index, &slot) in self.free.iter().enumerate() {
-            let steps = cursor.steps_to(slot, &self.modulus);
-            if steps < nearest.0 {
-                nearest = (steps, index);
-            }
-        }
-        let slot = self.free.swap_remove(nearest.1);
+        let nearest = nearest_free(&self.free, cursor, &self.modulus);
+        let slot = self.free.swap_remove(nearest);
         self.taken[(slot / 64) as usize] |= 1u64 << (slot % 64);
         self.slots[slot as usize] = cursor.owner;
         self.remaining -= 1;
         let next = slot + cursor.skip;
         cursor.position = if next >= self.m { next - self.m } else { next };
     }
+}
+
+/// The index in `free` of the slot `cursor`'s walk would reach first.
+///
+/// Along the cursor's list, slot s lies `j = (s − position) · skip⁻¹ mod M` steps ahead. With
+/// `scale = ⌈skip⁻¹ · 2^64 / M⌉ = skip⁻¹ · 2^64 / M + e` (0 < e < 1) and
+/// `x = s + M − position` (0 < x < 2M ≤ 2^25), `x · scale` is `j · 2^64 / M + x · e` plus a
+/// multiple of 2^64. Modulo 2^64 it therefore lies less than 2^25 above `j · 2^64 / M`, and
+/// consecutive j are `2^64 / M ≥ 2^40` apart: the wrapping product orders the slots exactly as
+/// the walk reaches them, for one multiplication per slot (a reduction modulo M took three).
+#[inline(always)]
+fn nearest_free(free: &[u32], cursor: &Cursor, modulus: &Modulus) -> usize {
+    let scale = modulus.scale(cursor.inverse);
+    let offset = u64::from(modulus.m - cursor.position).wrapping_mul(scale);
+    let mut nearest = (u64::MAX, 0);
+    for (index, &slot) in free.iter().enumerate() {
+        let key = u64::from(slot).wrapping_mul(scale).wrapping_add(offset);
+        if key < nearest.0 {
+            nearest = (key, index);
+        }
+    }
+    nearest.1
 }
 
 /// The slots below `m` whose bit in `taken` is clear, in increasing order.
@@ -378,22 +380,44 @@ mod tests {
     extern crate std;
 
     use super::*;
+    use alloc::collections::BTreeSet;
     use proptest::prelude::*;
 
     proptest! {
         #[test]
-        fn barrett_reduction_and_inverse_agree_with_plain_arithmetic(
+        fn scale_and_inverse_agree_with_plain_arithmetic(
             m in prop::sample::select(vec![251u32, 16_381, 65_537, 1_000_003, 16_777_213]),
             a in 1u32..16_777_213,
-            x in 0u64..(1u64 << 48),
         ) {
             let modulus = Modulus::new(m);
-            prop_assert_eq!(u64::from(modulus.reduce(x)), x % u64::from(m));
             let a = a % m;
             prop_assume!(a != 0);
             let inverse = modulus.inverse(a);
             prop_assert!(inverse < m);
             prop_assert_eq!(u64::from(a) * u64::from(inverse) % u64::from(m), 1);
+            let exact = (u128::from(a) << 64).div_ceil(u128::from(m));
+            prop_assert_eq!(u128::from(modulus.scale(a)), exact);
+        }
+
+        #[test]
+        fn the_nearest_free_slot_is_the_one_with_the_fewest_steps(
+            m in prop::sample::select(vec![251u32, 16_381, 65_537, 1_000_003, 16_777_213]),
+            position in 0u32..16_777_213,
+            skip in 1u32..16_777_213,
+            free in prop::collection::btree_set(0u32..16_777_213, 1..300),
+        ) {
+            let (position, skip) = (position % m, skip % (m - 1) + 1);
+            let free: Vec<u32> = free.into_iter().map(|s| s % m).collect::<BTreeSet<_>>()
+                .into_iter().collect();
+            let modulus = Modulus::new(m);
+            let inverse = modulus.inverse(skip);
+            let cursor = Cursor { position, skip, inverse, owner: 0 };
+            let m64 = u64::from(m);
+            let steps = |slot: u32| {
+                (u64::from(slot) + m64 - u64::from(position)) * u64::from(inverse) % m64
+            };
+            let fewest = (0..free.len()).min_by_key(|&i| steps(free[i]));
+            prop_assert_eq!(Some(nearest_free(&free, &cursor, &modulus)), fewest);
         }
 
         #[test]
