@@ -217,6 +217,30 @@ proptest! {
 }
 
 #[test]
+fn backends_are_kept_in_byte_order_of_their_identities() {
+    // Ties and near-ties in the first 8 bytes, which the builder compares as one number first.
+    let identities: [&[u8]; 12] = [
+        b"abcdefgh\x00",
+        b"ab",
+        b"\xff",
+        b"abcdefg",
+        b"ab\x00",
+        b"abcdefgh",
+        b"",
+        b"abcdefghi",
+        b"ab\x01",
+        b"abcdefgg\xff",
+        b"b",
+        b"abcdefgh\x00\x00",
+    ];
+    let set: Vec<Backend> = identities.iter().map(|id| Backend::new(id.to_vec(), 1)).collect();
+    let table = build(251, &set);
+    let mut expected: Vec<&[u8]> = identities.to_vec();
+    expected.sort();
+    assert_eq!(table.backends().iter().map(Backend::identity).collect::<Vec<_>>(), expected);
+}
+
+#[test]
 fn tables_of_different_sizes_cannot_be_compared() {
     let set = backends(3, 1);
     let (small, large) = (build(251, &set), build(257, &set));
