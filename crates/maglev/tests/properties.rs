@@ -35,6 +35,17 @@ fn backend_sets(
         })
 }
 
+/// The builder's table, slot by slot as identities, equals the naive reference's.
+fn matches_the_reference(m: u32, seed: Seed, set: &[Backend]) -> Result<(), TestCaseError> {
+    let table = Table::build(&config(m, seed), set).expect("buildable").table;
+    let fast: Vec<&[u8]> = (0..m as usize)
+        .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
+        .collect();
+    let reference = reference_table(&seed, m, set);
+    prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -44,12 +55,7 @@ proptest! {
         m in select(&SMALL_PRIMES[..4]),
         seed in seeds(),
     ) {
-        let table = Table::build(&config(m, seed), &set).expect("buildable").table;
-        let fast: Vec<&[u8]> = (0..m as usize)
-            .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
-            .collect();
-        let reference = reference_table(&seed, m, &set);
-        prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        matches_the_reference(m, seed, &set)?;
     }
 
     /// One heavy backend among light ones: mostly idle rounds, the builder's heap schedule.
@@ -62,12 +68,7 @@ proptest! {
         let mut set = set;
         let identity = set[0].identity().to_vec();
         set[0] = Backend::new(identity, heavy);
-        let table = build(m, &set);
-        let fast: Vec<&[u8]> = (0..m as usize)
-            .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
-            .collect();
-        let reference = reference_table(&Seed::DEFAULT, m, &set);
-        prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        matches_the_reference(m, Seed::DEFAULT, &set)?;
     }
 
     /// Equal weights (drained backends aside) take the builder's round-robin loop, which the
@@ -84,12 +85,7 @@ proptest! {
         for backend in &mut set[n..] {
             *backend = Backend::new(backend.identity().to_vec(), 0);
         }
-        let table = Table::build(&config(m, seed), &set).expect("buildable").table;
-        let fast: Vec<&[u8]> = (0..m as usize)
-            .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
-            .collect();
-        let reference = reference_table(&seed, m, &set);
-        prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        matches_the_reference(m, seed, &set)?;
     }
 
     #[test]
