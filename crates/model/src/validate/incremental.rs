@@ -76,6 +76,9 @@ struct Index {
     slices_of_service: FxHashMap<Key, KeySet<Key>>,
 }
 
+/// A port's name and protocol, interned.
+type Port = (Arc<str>, Arc<str>);
+
 /// A Service's or EndpointSlice's key, one allocation shared by every map and index entry
 /// naming the object (issue 20: each entry held its own copy, two `String`s, about 2 MB at
 /// 10,000 Services).
@@ -134,7 +137,7 @@ struct ServiceFacts {
     external: Vec<(String, IpAddr)>,
     /// Name and protocol of each port, when its slices' ports are checked against them (not for
     /// ExternalName or headless Services). Interned, as the slices' ports.
-    ports: Option<Box<[(Arc<str>, Arc<str>)]>>,
+    ports: Option<Box<[Port]>>,
 }
 
 /// What the cross-object rules read of one EndpointSlice.
@@ -144,7 +147,7 @@ struct SliceFacts {
     /// Its Service, from the `kubernetes.io/service-name` label (same namespace).
     service: Option<Key>,
     /// Name and protocol of each port.
-    ports: Box<[(Arc<str>, Arc<str>)]>,
+    ports: Box<[Port]>,
     /// The node each endpoint names, by endpoint index.
     nodes: Box<[Option<NodeRef>]>,
 }
@@ -425,12 +428,7 @@ impl IncrementalValidation {
     }
 
     /// The end of `cluster::check_joins` for one Service: slices and their port names.
-    fn service_joins(
-        &self,
-        key: &ObjectKey,
-        ports: &[(Arc<str>, Arc<str>)],
-        mut report: Report<'_>,
-    ) {
+    fn service_joins(&self, key: &ObjectKey, ports: &[Port], mut report: Report<'_>) {
         let Some(slices) = self.index.slices_of_service.get(key) else {
             report.warning(
                 "spec",
