@@ -269,6 +269,32 @@ impl Director {
         let (_, node) = lookup.node?;
         node_named(lab, node.ip())
     }
+
+    /// Where this director's maps send `flow` now, for a failure message: the slot, the
+    /// node and the slot's previous node (the second chance's), by name.
+    pub fn describe(&self, lab: &Lab, flow: &FlowKey) -> String {
+        let maps = self.maps(lab);
+        let Ok(Some(lookup)) = maps.lookup(flow) else {
+            return format!("{}: no VIP", self.name);
+        };
+        let Some(slot) = lookup.slot else {
+            return format!("{}: no table", self.name);
+        };
+        let name = |id: u32| match maps.node(id) {
+            Ok(Some(node)) => node_named(lab, node.ip()).unwrap_or_else(|| format!("id {id}")),
+            _ => format!("id {id} (gone)"),
+        };
+        let node = lookup.node.map_or_else(|| "none".to_string(), |(id, _)| name(id));
+        let previous = match maps.prev_node(lookup.vip.table_id, slot) {
+            Ok(0) => "none".to_string(),
+            Ok(id) => name(id),
+            Err(err) => format!("unreadable ({err})"),
+        };
+        format!(
+            "{}: table {} slot {slot} node {node} previous {previous}",
+            self.name, lookup.vip.table_id
+        )
+    }
 }
 
 impl Drop for Director {
@@ -452,10 +478,24 @@ pub fn routed_over(cluster: &Cluster, vips: &[&str], directors: &[&str]) -> bool
     })
 }
 
+/// A UDP source port no earlier flow of this process had (below the kernel's ephemeral range,
+/// 32768 up, so no socket of the kernel's choosing takes it; wraps after 12,768 flows). Flows
+/// held one phase after another would otherwise now and then reuse a port: the same 5-tuple,
+/// which the node that carried the earlier flow still holds (its conntrack entry), so it is
+/// answered there — by the network's rules the same flow, but counted as moved.
+fn next_udp_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    20_000 + NEXT.fetch_add(1, Ordering::Relaxed) % 12_768
+}
+
 /// Long-lived flows from client `ext`: `tcp` TCP connections and `udp` connected UDP sockets,
 /// to `targets` in turn, one round trip each per `interval` (`timeout` for an answer). Runs
-/// `during` on this thread once every flow is established (1.5 s after the start), and stops
-/// the flows when it returns (or panics).
+/// `during` on this thread once every flow had its first round trip (or ended; at most
+/// [`CONVERGE`]), 1 s later, and stops the flows when it returns (or panics). Not after
+/// a fixed time: under load a connect can still be in its handshake then, and a SYN
+/// retransmitted across a change opens the flow on a second node (not what a long-lived flow
+/// meets).
 pub fn hold_flows(
     cluster: &Cluster,
     targets: &[SocketAddr],
@@ -464,7 +504,7 @@ pub fn hold_flows(
     timeout: std::time::Duration,
     during: impl FnOnce(),
 ) -> (Vec<HoldReport>, Vec<UdpHoldReport>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     struct StopOnDrop<'a>(&'a AtomicBool);
     impl Drop for StopOnDrop<'_> {
         fn drop(&mut self) {
@@ -472,14 +512,21 @@ pub fn hold_flows(
         }
     }
     let stop = AtomicBool::new(false);
+    // Flows past their first round trip (TCP: `done` is asked after each answer; UDP: before
+    // each round trip, so its second asking follows the first).
+    let started = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let stop = &stop;
+        let (stop, started) = (&stop, &started);
         let tcp: Vec<_> = (0..tcp)
             .map(|i| {
                 let target = targets[i % targets.len()];
                 scope.spawn(move || {
+                    let mut first = true;
                     cluster.lab.run_in("ext", || {
                         clients::hold_until(target, interval, timeout, || {
+                            if std::mem::take(&mut first) {
+                                started.fetch_add(1, Ordering::SeqCst);
+                            }
                             stop.load(Ordering::SeqCst)
                         })
                     })
@@ -489,9 +536,15 @@ pub fn hold_flows(
         let udp: Vec<_> = (0..udp)
             .map(|i| {
                 let target = targets[i % targets.len()];
+                let port = next_udp_port();
                 scope.spawn(move || {
+                    let mut asked = 0;
                     cluster.lab.run_in("ext", || {
-                        clients::udp_hold_until(target, interval, timeout, || {
+                        clients::udp_hold_from_until(port, target, interval, timeout, || {
+                            asked += 1;
+                            if asked == 2 {
+                                started.fetch_add(1, Ordering::SeqCst);
+                            }
                             stop.load(Ordering::SeqCst)
                         })
                     })
@@ -500,7 +553,13 @@ pub fn hold_flows(
             .collect();
         {
             let _stop = StopOnDrop(stop);
-            std::thread::sleep(std::time::Duration::from_millis(1_500)); // every flow established
+            let flows = tcp.len() + udp.len();
+            wait_until(CONVERGE, || {
+                let ended = tcp.iter().filter(|h| h.is_finished()).count()
+                    + udp.iter().filter(|h| h.is_finished()).count();
+                started.load(Ordering::SeqCst) + ended >= flows
+            });
+            std::thread::sleep(std::time::Duration::from_secs(1));
             during();
         }
         (
