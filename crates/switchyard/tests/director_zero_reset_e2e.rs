@@ -22,7 +22,9 @@ use switchyard_director::previous::Record;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients;
 use switchyard_testing::director_api::SharedApi;
-use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decap_counters};
+use switchyard_testing::director_lab::{
+    self, AGENT_HEALTH_PORT, Director, FlowCounts, decap_counters,
+};
 use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -94,12 +96,7 @@ fn all_decap_counters(cluster: &Cluster) -> BTreeMap<(&'static str, DecapReason)
 /// What one phase counted.
 #[derive(Debug)]
 struct Counts {
-    tcp_reset: usize,
-    tcp_moved: usize,
-    tcp_pings: usize,
-    udp_failed: usize,
-    udp_moved: usize,
-    udp_answers: usize,
+    flows: FlowCounts,
     resent: u64,
     /// UDP packets the previous node did not hold either and returned (hops 2).
     returned: u64,
@@ -110,9 +107,10 @@ struct Counts {
     /// (ms after it connected; the change comes ≈ 1,500 ms in), backends, and where the
     /// director sends its flow after the phase.
     tcp_failures: Vec<String>,
-    /// Each UDP flow that changed backend: its client address, the backends in order (a run
-    /// of one as `name×count`), and where the director sends it after the phase.
-    udp_moves: Vec<String>,
+    /// Each UDP flow that changed backend or lost a round trip: its client address, the
+    /// backends in order (a run of one as `name×count`), its errors, and where the director
+    /// sends it after the phase.
+    udp_troubles: Vec<String>,
     /// The phase's decapsulation counters by node and reason (those that moved).
     decap: BTreeMap<(&'static str, DecapReason), u64>,
 }
@@ -141,28 +139,43 @@ fn under_traffic(
             std::thread::sleep(Duration::from_secs(2));
         },
     );
-    let moved = |backends: &[String]| backends.windows(2).any(|w| w[0] != w[1]);
     let tcp_failures = tcp
         .iter()
         .filter(|h| h.reset || h.error.is_some())
         .map(|h| {
             let place = h.local.parse().map_or_else(
                 |_| "never connected".to_string(),
-                |local| director.describe(&cluster.lab, &director_lab::flow(local, target, 6)),
+                |local| {
+                    let flow = director_lab::flow(local, target, 6);
+                    format!(
+                        "{}; {}",
+                        director.describe(&cluster.lab, &flow),
+                        director_lab::conntrack_of(&cluster.lab, &flow)
+                    )
+                },
             );
+            let ended = director_lab::unix_ms_text(h.ended_unix_ms);
             format!(
-                "{} {:?} after {} round trips at {} ms, backends {:?}; {place}",
+                "{} {:?} after {} round trips, {} ms after connecting (at {ended}), backends \
+                 {:?}; {place}",
                 h.local, h.error, h.pings, h.held_ms, h.backends
             )
         })
         .collect();
-    let udp_moves = udp
+    let udp_troubles = udp
         .iter()
-        .filter(|u| moved(&u.answers))
+        .filter(|u| director_lab::udp_moved(u) || !u.errors.is_empty())
         .map(|u| {
             let place = u.local.parse().map_or_else(
                 |_| "no socket".to_string(),
-                |local| director.describe(&cluster.lab, &director_lab::flow(local, target, 17)),
+                |local| {
+                    let flow = director_lab::flow(local, target, 17);
+                    format!(
+                        "{}; {}",
+                        director.describe(&cluster.lab, &flow),
+                        director_lab::conntrack_of(&cluster.lab, &flow)
+                    )
+                },
             );
             let mut runs: Vec<(String, usize)> = Vec::new();
             for answer in &u.answers {
@@ -176,19 +189,14 @@ fn under_traffic(
         })
         .collect();
     Counts {
-        tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
-        tcp_moved: tcp.iter().filter(|h| h.backends.len() > 1).count(),
-        tcp_pings: tcp.iter().map(|h| h.pings).sum(),
-        udp_failed: udp.iter().map(|u| u.errors.values().sum::<usize>()).sum(),
-        udp_moved: udp.iter().filter(|u| moved(&u.answers)).count(),
-        udp_answers: udp.iter().map(|u| u.answers.len()).sum(),
+        flows: FlowCounts::of(&tcp, &udp),
         resent: second_chance(cluster, DecapReason::ScForwarded) - resent_before,
         returned: second_chance(cluster, DecapReason::ScReturned) - returned_before,
         new_flows: second_chance(cluster, DecapReason::ScNewFlow) - new_before,
         director_second_chance: director.counters(&cluster.lab)[&DirReason::SecondChance]
             - second_before,
         tcp_failures,
-        udp_moves,
+        udp_troubles,
         decap: all_decap_counters(cluster)
             .into_iter()
             .map(|(key, after)| (key, after - decap_before.get(&key).copied().unwrap_or(0)))
@@ -322,8 +330,8 @@ fn check(what: &str, counts: &Counts, extra: &str) {
     for failure in &counts.tcp_failures {
         eprintln!("zero-reset lab: {what}: failed connection {failure}");
     }
-    for moved in &counts.udp_moves {
-        eprintln!("zero-reset lab: {what}: moved UDP flow {moved}");
+    for trouble in &counts.udp_troubles {
+        eprintln!("zero-reset lab: {what}: moved or failed UDP flow {trouble}");
     }
     eprintln!("zero-reset lab: {what}: node decapsulation counters {:?}", counts.decap);
     eprintln!(
@@ -331,23 +339,23 @@ fn check(what: &str, counts: &Counts, extra: &str) {
          ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by nodes, \
          {} UDP packets returned ({} taken as new flows), {} sent with a previous node by \
          dir1; {extra}",
-        counts.tcp_pings,
-        counts.tcp_reset,
-        counts.tcp_moved,
-        counts.udp_answers,
-        counts.udp_failed,
-        counts.udp_moved,
+        counts.flows.tcp_pings,
+        counts.flows.tcp_reset,
+        counts.flows.tcp_moved,
+        counts.flows.udp_answers,
+        counts.flows.udp_failed,
+        counts.flows.udp_moved,
         counts.resent,
         counts.returned,
         counts.new_flows,
         counts.director_second_chance
     );
-    assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
-    assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
-    assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
-    assert_eq!(counts.udp_moved, 0, "{what}: UDP flows changed backend: {counts:?}");
-    assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
-    assert!(counts.udp_answers >= UDP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+    assert_eq!(counts.flows.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
+    assert_eq!(counts.flows.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
+    assert_eq!(counts.flows.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
+    assert_eq!(counts.flows.udp_moved, 0, "{what}: UDP flows changed backend: {counts:?}");
+    assert!(counts.flows.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+    assert!(counts.flows.udp_answers >= UDP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
     assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
 }
 
@@ -505,19 +513,19 @@ fn long_lived_flows_survive_directors_disagreeing_on_a_nodes_health() {
         "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
          ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by nodes, \
          {} sent with a previous node by dir1",
-        counts.tcp_pings,
-        counts.tcp_reset,
-        counts.tcp_moved,
-        counts.udp_answers,
-        counts.udp_failed,
-        counts.udp_moved,
+        counts.flows.tcp_pings,
+        counts.flows.tcp_reset,
+        counts.flows.tcp_moved,
+        counts.flows.udp_answers,
+        counts.flows.udp_failed,
+        counts.flows.udp_moved,
         counts.resent,
         counts.director_second_chance
     );
-    assert_eq!(counts.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
-    assert_eq!(counts.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
-    assert_eq!(counts.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
-    assert!(counts.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
+    assert_eq!(counts.flows.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
+    assert_eq!(counts.flows.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
+    assert_eq!(counts.flows.udp_failed, 0, "{what}: UDP round trips failed: {counts:?}");
+    assert!(counts.flows.tcp_pings >= TCP_FLOWS * 10, "{what}: too little traffic: {counts:?}");
     assert!(counts.resent > 0, "{what}: no packet needed a second chance: {counts:?}");
 }
 

@@ -314,6 +314,14 @@ pub fn logged_at(line: &str) -> Option<std::time::SystemTime> {
     std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_micros(micros))
 }
 
+/// Unix milliseconds as the logs write times (RFC 3339, UTC), to set an event against them.
+pub fn unix_ms_text(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| k8s_openapi::jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| format!("{ms} ms"), |t| t.to_string())
+}
+
 /// The lab node that owns `address`.
 pub fn node_named(lab: &Lab, address: IpAddr) -> Option<String> {
     lab.nodes()
@@ -326,6 +334,34 @@ pub fn node_named(lab: &Lab, address: IpAddr) -> Option<String> {
 pub fn decap_counters(lab: &Lab, node: &str) -> BTreeMap<DecapReason, u64> {
     let maps = DecapMaps::open_pinned(&lab.node(node).unwrap().bpf_dir).unwrap();
     maps.counters().unwrap().into_iter().map(|(r, c)| (r, c.packets)).collect()
+}
+
+/// Which lab nodes' conntrack holds `flow` (client → VIP), and to which backend address and
+/// state, for a failure message.
+pub fn conntrack_of(lab: &Lab, flow: &FlowKey) -> String {
+    let key = switchyard_bpf::nodeport_abi::CtKey::new(
+        flow.source,
+        flow.source_port,
+        flow.destination,
+        flow.destination_port,
+        flow.protocol,
+    );
+    let held: Vec<String> = lab
+        .nodes()
+        .iter()
+        .filter_map(|node| {
+            let maps = switchyard_bpf::nodeport::PacketMaps::open_pinned(&node.bpf_dir).ok()?;
+            let entry = maps.conntrack(&key).ok()??;
+            Some(format!(
+                "{} → {} (state {}, flags {:#x})",
+                node.name,
+                entry.nat_daddr.to_ip(key.family),
+                entry.state,
+                entry.flags
+            ))
+        })
+        .collect();
+    if held.is_empty() { "no node's conntrack".to_string() } else { held.join(", ") }
 }
 
 /// Packets a node decapsulated (GUE, FOU and IPIP).
@@ -476,6 +512,42 @@ pub fn routed_over(cluster: &Cluster, vips: &[&str], directors: &[&str]) -> bool
             .collect();
         router_next_hops(&cluster.lab, &prefix).unwrap() == wanted
     })
+}
+
+/// What [`hold_flows`]' long-lived flows counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowCounts {
+    /// TCP connections reset, closed by the far end, or failed.
+    pub tcp_reset: usize,
+    /// TCP connections answered by more than one backend.
+    pub tcp_moved: usize,
+    /// TCP round trips answered.
+    pub tcp_pings: usize,
+    /// UDP round trips unanswered (or failed).
+    pub udp_failed: usize,
+    /// UDP flows whose answering backend changed.
+    pub udp_moved: usize,
+    /// UDP round trips answered.
+    pub udp_answers: usize,
+}
+
+impl FlowCounts {
+    /// The counts of [`hold_flows`]' reports.
+    pub fn of(tcp: &[HoldReport], udp: &[UdpHoldReport]) -> FlowCounts {
+        FlowCounts {
+            tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
+            tcp_moved: tcp.iter().filter(|h| h.backends.len() > 1).count(),
+            tcp_pings: tcp.iter().map(|h| h.pings).sum(),
+            udp_failed: udp.iter().map(|u| u.errors.values().sum::<usize>()).sum(),
+            udp_moved: udp.iter().filter(|u| udp_moved(u)).count(),
+            udp_answers: udp.iter().map(|u| u.answers.len()).sum(),
+        }
+    }
+}
+
+/// Whether a UDP flow's answering backend changed.
+pub fn udp_moved(flow: &UdpHoldReport) -> bool {
+    flow.answers.windows(2).any(|w| w[0] != w[1])
 }
 
 /// A UDP source port no earlier flow of this process had (below the kernel's ephemeral range,

@@ -581,6 +581,9 @@ pub struct HoldReport {
     /// when it never connected.
     #[serde(default)]
     pub local: String,
+    /// When it ended (Unix milliseconds), to set a failure against logs.
+    #[serde(default)]
+    pub ended_unix_ms: u64,
 }
 
 /// Holds one TCP connection for `duration`, sending a request every `interval`, and reports
@@ -612,12 +615,14 @@ pub fn hold_until(
         error: None,
         held_ms: 0,
         local: String::new(),
+        ended_unix_ms: 0,
     };
     let started = Instant::now();
     let (stream, _) = match connect(target, timeout) {
         Ok(connected) => connected,
         Err(err) => {
             report.error = Some(format!("connect: {}", error_name(&err)));
+            report.ended_unix_ms = unix_ms();
             return report;
         }
     };
@@ -663,7 +668,15 @@ pub fn hold_until(
         std::thread::sleep(interval);
     }
     report.held_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.ended_unix_ms = unix_ms();
     report
+}
+
+/// Now as Unix milliseconds (0 before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Connect-time statistics over many connections, in microseconds.
