@@ -76,6 +76,26 @@ pub enum BuildError {
     TooManyBackends { active: usize, size: u32 },
 }
 
+/// A copy of `backends` sorted by identity bytes.
+///
+/// Most identities already differ in their first 8 bytes, so those are compared first as one
+/// big-endian number (zero-padded, which keeps the byte order: a shorter identity pads with
+/// zeros where a longer one has a byte, equal or greater); only ties compare the whole slices.
+fn sorted_by_identity(backends: &[Backend]) -> Vec<Backend> {
+    let prefix = |identity: &[u8]| {
+        let mut bytes = [0u8; 8];
+        let len = identity.len().min(8);
+        bytes[..len].copy_from_slice(&identity[..len]);
+        u64::from_be_bytes(bytes)
+    };
+    let mut order: Vec<(u64, usize)> =
+        backends.iter().enumerate().map(|(i, b)| (prefix(b.identity()), i)).collect();
+    order.sort_unstable_by(|(prefix_a, a), (prefix_b, b)| {
+        prefix_a.cmp(prefix_b).then_with(|| backends[*a].identity().cmp(backends[*b].identity()))
+    });
+    order.into_iter().map(|(_, i)| backends[i].clone()).collect()
+}
+
 /// Two tables of different sizes cannot be compared slot by slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("cannot compare Maglev tables of sizes {left} and {right}")]
@@ -88,8 +108,7 @@ impl Table {
     /// Builds the table for `backends` (in any order). Identities must be unique; at least one
     /// backend needs a weight above 0.
     pub fn build(config: &MaglevConfig, backends: &[Backend]) -> Result<Built, BuildError> {
-        let mut sorted = backends.to_vec();
-        sorted.sort_unstable_by(|a, b| a.identity().cmp(b.identity()));
+        let sorted = sorted_by_identity(backends);
         if let Some(pair) = sorted.windows(2).find(|pair| pair[0].identity() == pair[1].identity())
         {
             return Err(BuildError::DuplicateBackend { identity: pair[0].identity_text().into() });

@@ -35,6 +35,17 @@ fn backend_sets(
         })
 }
 
+/// The builder's table, slot by slot as identities, equals the naive reference's.
+fn matches_the_reference(m: u32, seed: Seed, set: &[Backend]) -> Result<(), TestCaseError> {
+    let table = Table::build(&config(m, seed), set).expect("buildable").table;
+    let fast: Vec<&[u8]> = (0..m as usize)
+        .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
+        .collect();
+    let reference = reference_table(&seed, m, set);
+    prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -44,12 +55,7 @@ proptest! {
         m in select(&SMALL_PRIMES[..4]),
         seed in seeds(),
     ) {
-        let table = Table::build(&config(m, seed), &set).expect("buildable").table;
-        let fast: Vec<&[u8]> = (0..m as usize)
-            .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
-            .collect();
-        let reference = reference_table(&seed, m, &set);
-        prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        matches_the_reference(m, seed, &set)?;
     }
 
     /// One heavy backend among light ones: mostly idle rounds, the builder's heap schedule.
@@ -62,12 +68,24 @@ proptest! {
         let mut set = set;
         let identity = set[0].identity().to_vec();
         set[0] = Backend::new(identity, heavy);
-        let table = build(m, &set);
-        let fast: Vec<&[u8]> = (0..m as usize)
-            .map(|s| table.backend_of_slot(s).expect("slot exists").identity())
-            .collect();
-        let reference = reference_table(&Seed::DEFAULT, m, &set);
-        prop_assert_eq!(fast, reference.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        matches_the_reference(m, Seed::DEFAULT, &set)?;
+    }
+
+    /// Equal weights (drained backends aside) take the builder's round-robin loop, which the
+    /// random weights above seldom reach.
+    #[test]
+    fn fast_builder_matches_the_naive_reference_with_equal_weights(
+        n in 1usize..=250,
+        drained in 0usize..=3,
+        weight in 1u32..=1000,
+        m in select(&SMALL_PRIMES[..]),
+        seed in seeds(),
+    ) {
+        let mut set = backends(n + drained, weight);
+        for backend in &mut set[n..] {
+            *backend = Backend::new(backend.identity().to_vec(), 0);
+        }
+        matches_the_reference(m, seed, &set)?;
     }
 
     #[test]
@@ -192,6 +210,30 @@ proptest! {
         prop_assert_eq!(differing, expected);
         prop_assert_eq!(Table::diff_count(&a, &a), Ok(0));
     }
+}
+
+#[test]
+fn backends_are_kept_in_byte_order_of_their_identities() {
+    // Ties and near-ties in the first 8 bytes, which the builder compares as one number first.
+    let identities: [&[u8]; 12] = [
+        b"abcdefgh\x00",
+        b"ab",
+        b"\xff",
+        b"abcdefg",
+        b"ab\x00",
+        b"abcdefgh",
+        b"",
+        b"abcdefghi",
+        b"ab\x01",
+        b"abcdefgg\xff",
+        b"b",
+        b"abcdefgh\x00\x00",
+    ];
+    let set: Vec<Backend> = identities.iter().map(|id| Backend::new(id.to_vec(), 1)).collect();
+    let table = build(251, &set);
+    let mut expected: Vec<&[u8]> = identities.to_vec();
+    expected.sort();
+    assert_eq!(table.backends().iter().map(Backend::identity).collect::<Vec<_>>(), expected);
 }
 
 #[test]
