@@ -211,6 +211,11 @@ fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
         return;
     }
     let cluster = cluster();
+    // The agents decapsulate: their SNAT ports keep the GUE port (6080) out, or a UDP flow
+    // SNATed to it loses its answers (docs/datapath.md, SNAT).
+    for agent in &cluster.agents {
+        assert!(agent.logged("snat_ports=6081-29999"), "SNAT ports hold the GUE port");
+    }
     let vip = "10.96.80.1";
     // node3 starts drained: its joining is the first change.
     cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, Some("node3")));
