@@ -115,6 +115,26 @@ struct Counts {
     decap: BTreeMap<(&'static str, DecapReason), u64>,
 }
 
+/// Where the flow from client address `local` (empty: none) to `target` goes now: the
+/// director's slot, node and previous node, and the nodes whose conntrack holds it.
+fn place(
+    cluster: &Cluster,
+    director: &Director,
+    local: &str,
+    target: SocketAddr,
+    protocol: u8,
+) -> String {
+    let Ok(local) = local.parse() else {
+        return "never connected".to_string();
+    };
+    let flow = director_lab::flow(local, target, protocol);
+    format!(
+        "{}; {}",
+        director.describe(&cluster.lab, &flow),
+        director_lab::conntrack_of(&cluster.lab, &flow)
+    )
+}
+
 /// Holds TCP_FLOWS connections and UDP_FLOWS connected UDP sockets to `target`, runs `change`
 /// once they all answered, keeps them 2 s longer and counts.
 fn under_traffic(
@@ -143,17 +163,7 @@ fn under_traffic(
         .iter()
         .filter(|h| h.reset || h.error.is_some())
         .map(|h| {
-            let place = h.local.parse().map_or_else(
-                |_| "never connected".to_string(),
-                |local| {
-                    let flow = director_lab::flow(local, target, 6);
-                    format!(
-                        "{}; {}",
-                        director.describe(&cluster.lab, &flow),
-                        director_lab::conntrack_of(&cluster.lab, &flow)
-                    )
-                },
-            );
+            let place = place(cluster, director, &h.local, target, 6);
             let ended = director_lab::unix_ms_text(h.ended_unix_ms);
             format!(
                 "{} {:?} after {} round trips, {} ms after connecting (at {ended}), backends \
@@ -166,17 +176,7 @@ fn under_traffic(
         .iter()
         .filter(|u| director_lab::udp_moved(u) || !u.errors.is_empty())
         .map(|u| {
-            let place = u.local.parse().map_or_else(
-                |_| "no socket".to_string(),
-                |local| {
-                    let flow = director_lab::flow(local, target, 17);
-                    format!(
-                        "{}; {}",
-                        director.describe(&cluster.lab, &flow),
-                        director_lab::conntrack_of(&cluster.lab, &flow)
-                    )
-                },
-            );
+            let place = place(cluster, director, &u.local, target, 17);
             let mut runs: Vec<(String, usize)> = Vec::new();
             for answer in &u.answers {
                 match runs.last_mut() {
@@ -340,16 +340,9 @@ fn check(what: &str, counts: &Counts, extra: &str) {
     }
     eprintln!("zero-reset lab: {what}: node decapsulation counters {:?}", counts.decap);
     eprintln!(
-        "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
-         ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by nodes, \
-         {} UDP packets returned ({} taken as new flows), {} sent with a previous node by \
-         dir1; {extra}",
-        counts.flows.tcp_pings,
-        counts.flows.tcp_reset,
-        counts.flows.tcp_moved,
-        counts.flows.udp_answers,
-        counts.flows.udp_failed,
-        counts.flows.udp_moved,
+        "COUNT {what}: {}, {} packets re-sent by nodes, {} UDP packets returned ({} taken as \
+         new flows), {} sent with a previous node by dir1; {extra}",
+        counts.flows,
         counts.resent,
         counts.returned,
         counts.new_flows,
@@ -515,17 +508,8 @@ fn long_lived_flows_survive_directors_disagreeing_on_a_nodes_health() {
     assert!(!out_of_service(&dir2, "node2", marks[1]), "dir2 took node2 out too");
     let what = "directors disagree on node2's health";
     eprintln!(
-        "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
-         ({} round trips, {} failed, {} moved node and backend), {} packets re-sent by nodes, \
-         {} sent with a previous node by dir1",
-        counts.flows.tcp_pings,
-        counts.flows.tcp_reset,
-        counts.flows.tcp_moved,
-        counts.flows.udp_answers,
-        counts.flows.udp_failed,
-        counts.flows.udp_moved,
-        counts.resent,
-        counts.director_second_chance
+        "COUNT {what}: {}, {} packets re-sent by nodes, {} sent with a previous node by dir1",
+        counts.flows, counts.resent, counts.director_second_chance
     );
     assert_eq!(counts.flows.tcp_reset, 0, "{what}: TCP connections reset: {counts:?}");
     assert_eq!(counts.flows.tcp_moved, 0, "{what}: TCP connections changed backend: {counts:?}");
