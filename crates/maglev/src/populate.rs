@@ -224,7 +224,7 @@ impl Fill {
         if self.remaining <= self.endgame_at {
             self.take_in_endgame(cursor);
         } else {
-            walk(&mut self.taken, &mut self.slots, self.m, cursor);
+            walk::<1>(&mut self.taken, &mut self.slots, self.m, cursor);
             self.remaining -= 1;
         }
     }
@@ -237,16 +237,13 @@ impl Fill {
     fn round_robin(&mut self, cursors: &mut [Cursor]) {
         let walking = self.remaining.saturating_sub(self.endgame_at);
         let (rounds, rest) = (walking as usize / cursors.len(), walking as usize % cursors.len());
-        let (taken, slots) = (&mut self.taken[..], &mut self.slots[..]);
+        let (taken, slots, m) = (&mut self.taken[..], &mut self.slots[..], self.m);
         for _ in 0..rounds {
-            for cursor in cursors.iter_mut() {
-                walk(taken, slots, self.m, cursor);
-            }
+            walk_each(taken, slots, m, self.remaining, cursors);
+            self.remaining -= cursors.len() as u32;
         }
-        for cursor in &mut cursors[..rest] {
-            walk(taken, slots, self.m, cursor);
-        }
-        self.remaining -= walking;
+        walk_each(taken, slots, m, self.remaining, &mut cursors[..rest]);
+        self.remaining -= rest as u32;
         let mut next = rest;
         while self.remaining > 0 {
             self.take_next_free(&mut cursors[next]);
@@ -319,40 +316,95 @@ fn endgame_threshold(m: u32) -> u32 {
 
 const ENDGAME_FACTOR: f64 = 1.0;
 
+/// Gives each of `cursors` in turn its next free slot by walking (`remaining` slots are free
+/// before the first turn, more than in the endgame).
+///
+/// Before its first branch a turn tests as many preferences as [`block_size`] says: a branch
+/// on one preference is taken at random when about half the slots are free and then costs a
+/// misprediction in every other turn, while a branch on "all of the first k are taken" is
+/// mostly not taken while k is below about one over the free share. The block size depends
+/// only on that share, so it is chosen once for the whole batch.
+#[inline(always)]
+fn walk_each(taken: &mut [u64], slots: &mut [u32], m: u32, remaining: u32, cursors: &mut [Cursor]) {
+    match block_size(remaining, m) {
+        1 => cursors.iter_mut().for_each(|c| walk::<1>(taken, slots, m, c)),
+        2 => cursors.iter_mut().for_each(|c| walk::<2>(taken, slots, m, c)),
+        3 => cursors.iter_mut().for_each(|c| walk::<3>(taken, slots, m, c)),
+        4 => cursors.iter_mut().for_each(|c| walk::<4>(taken, slots, m, c)),
+        _ => cursors.iter_mut().for_each(|c| walk::<6>(taken, slots, m, c)),
+    }
+}
+
+/// How many preferences a turn tests with its first branch, by the share of free slots
+/// (measured at M = 65537, N = 10 and 1000, see docs/maglev.md). Once fewer than 3/16 of the
+/// slots are free the walks are long and one exit misprediction per turn is paid anyway.
+fn block_size(remaining: u32, m: u32) -> usize {
+    const BY_SIXTEENTHS_FREE: [usize; 17] = [1, 1, 1, 6, 4, 4, 3, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1];
+    BY_SIXTEENTHS_FREE[(u64::from(remaining) * 16 / u64::from(m)) as usize]
+}
+
 /// Walks `cursor` to its next free slot, gives it to the cursor's owner, and steps past it.
 /// Only called while a slot is free, so the walk ends within M steps.
 ///
-/// The first preference is tested on its own: about half of all turns end there, and they skip
-/// the loop's setup. The loop then walks the even and the odd preferences as two chains, each
-/// stepping `2 · skip`: a step `position + skip mod M` is a compare, a conditional move and an
-/// add (the compiler folds the two candidate sums into one add after the move), three cycles on
-/// the loop-carried path, which two chains share. Unrolled four ways it measured slower.
+/// The first `BLOCK` (at most 6) preferences are tested with one branch: their taken bits are
+/// and-ed as integers (combined as booleans, the compiler split them into a branch each again) and
+/// the first free one is chosen with conditional moves. Then the walk goes on in [`chase`].
 #[inline(always)]
-fn walk(taken: &mut [u64], slots: &mut [u32], m: u32, cursor: &mut Cursor) {
-    let first = cursor.position;
-    let (slot, next) = if is_free(taken, first) {
-        (first, add_mod(first, cursor.skip, m))
-    } else {
-        let double = add_mod(cursor.skip, cursor.skip, m);
-        let mut even = add_mod(first, cursor.skip, m);
-        let mut odd = add_mod(first, double, m);
-        loop {
-            let even_next = add_mod(even, double, m);
-            if is_free(taken, even) {
-                break (even, odd);
-            }
-            let odd_next = add_mod(odd, double, m);
-            if is_free(taken, odd) {
-                break (odd, even_next);
-            }
-            (even, odd) = (even_next, odd_next);
+fn walk<const BLOCK: usize>(taken: &mut [u64], slots: &mut [u32], m: u32, cursor: &mut Cursor) {
+    let skip = cursor.skip;
+    let mut preferences = [cursor.position; 7];
+    for k in 1..=BLOCK {
+        preferences[k] = add_mod(preferences[k - 1], skip, m);
+    }
+    let mut bits = [0u64; 6];
+    let mut all_taken = 1u64;
+    for k in 0..BLOCK {
+        let slot = preferences[k];
+        bits[k] = taken[(slot / 64) as usize] >> (slot % 64);
+        all_taken &= bits[k];
+    }
+    let (slot, next) = if all_taken & 1 == 0 {
+        let mut found = (preferences[BLOCK - 1], preferences[BLOCK]);
+        for k in (0..BLOCK - 1).rev() {
+            let free = bits[k] & 1 == 0;
+            found = (
+                select_unpredictable(free, preferences[k], found.0),
+                select_unpredictable(free, preferences[k + 1], found.1),
+            );
         }
+        found
+    } else {
+        chase(taken, m, skip, preferences[BLOCK])
     };
     // `rotate_left` rather than `1 << (slot % 64)`: with the same expression as the test the
     // compiler computed the mask in every probe of the loop.
     taken[(slot / 64) as usize] |= 1u64.rotate_left(slot);
     slots[slot as usize] = cursor.owner;
     cursor.position = next;
+}
+
+/// The first free slot along a list from `position` on, and the preference after it.
+///
+/// The even and the odd preferences are walked as two chains, each stepping `2 · skip`: a step
+/// `position + skip mod M` is a compare, a conditional move and an add (the compiler folds the
+/// two candidate sums into one add after the move), three cycles on the loop-carried path,
+/// which two chains share. Unrolled four ways it measured slower.
+#[inline(always)]
+fn chase(taken: &[u64], m: u32, skip: u32, position: u32) -> (u32, u32) {
+    let double = add_mod(skip, skip, m);
+    let mut even = position;
+    let mut odd = add_mod(position, skip, m);
+    loop {
+        let even_next = add_mod(even, double, m);
+        if is_free(taken, even) {
+            return (even, odd);
+        }
+        let odd_next = add_mod(odd, double, m);
+        if is_free(taken, odd) {
+            return (odd, even_next);
+        }
+        (even, odd) = (even_next, odd_next);
+    }
 }
 
 #[inline(always)]
