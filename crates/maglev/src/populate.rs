@@ -345,14 +345,37 @@ fn block_size(remaining: u32, m: u32) -> usize {
 
 /// Walks `cursor` to its next free slot, gives it to the cursor's owner, and steps past it.
 /// Only called while a slot is free, so the walk ends within M steps.
-///
-/// The first `BLOCK` (at most 6) preferences are tested with one branch: their taken bits are
-/// and-ed as integers (combined as booleans, the compiler split them into a branch each again) and
-/// the first free one is chosen with conditional moves. Then the walk goes on in [`chase`].
 #[inline(always)]
 fn walk<const BLOCK: usize>(taken: &mut [u64], slots: &mut [u32], m: u32, cursor: &mut Cursor) {
-    let skip = cursor.skip;
-    let mut preferences = [cursor.position; 7];
+    let (first, skip) = (cursor.position, cursor.skip);
+    let (slot, next) = if BLOCK == 1 {
+        if is_free(taken, first) {
+            (first, add_mod(first, skip, m))
+        } else {
+            chase(taken, m, skip, add_mod(first, skip, m))
+        }
+    } else {
+        first_free_from_block::<BLOCK>(taken, m, skip, first)
+    };
+    // `rotate_left` rather than `1 << (slot % 64)`: with the same expression as the test the
+    // compiler computed the mask in every probe of the loop.
+    taken[(slot / 64) as usize] |= 1u64.rotate_left(slot);
+    slots[slot as usize] = cursor.owner;
+    cursor.position = next;
+}
+
+/// The first free slot along a list from `position` on, and the preference after it, testing
+/// the first `BLOCK` (2 to 6) preferences with one branch: their taken bits are and-ed as
+/// integers (combined as booleans, the compiler split them into a branch each again) and the
+/// first free one is chosen with conditional moves. If all are taken, [`chase`] goes on.
+#[inline(always)]
+fn first_free_from_block<const BLOCK: usize>(
+    taken: &[u64],
+    m: u32,
+    skip: u32,
+    position: u32,
+) -> (u32, u32) {
+    let mut preferences = [position; 7];
     for k in 1..=BLOCK {
         preferences[k] = add_mod(preferences[k - 1], skip, m);
     }
@@ -363,24 +386,18 @@ fn walk<const BLOCK: usize>(taken: &mut [u64], slots: &mut [u32], m: u32, cursor
         bits[k] = taken[(slot / 64) as usize] >> (slot % 64);
         all_taken &= bits[k];
     }
-    let (slot, next) = if all_taken & 1 == 0 {
-        let mut found = (preferences[BLOCK - 1], preferences[BLOCK]);
-        for k in (0..BLOCK - 1).rev() {
-            let free = bits[k] & 1 == 0;
-            found = (
-                select_unpredictable(free, preferences[k], found.0),
-                select_unpredictable(free, preferences[k + 1], found.1),
-            );
-        }
-        found
-    } else {
-        chase(taken, m, skip, preferences[BLOCK])
-    };
-    // `rotate_left` rather than `1 << (slot % 64)`: with the same expression as the test the
-    // compiler computed the mask in every probe of the loop.
-    taken[(slot / 64) as usize] |= 1u64.rotate_left(slot);
-    slots[slot as usize] = cursor.owner;
-    cursor.position = next;
+    if all_taken & 1 != 0 {
+        return chase(taken, m, skip, preferences[BLOCK]);
+    }
+    let mut found = (preferences[BLOCK - 1], preferences[BLOCK]);
+    for k in (0..BLOCK - 1).rev() {
+        let free = bits[k] & 1 == 0;
+        found = (
+            select_unpredictable(free, preferences[k], found.0),
+            select_unpredictable(free, preferences[k + 1], found.1),
+        );
+    }
+    found
 }
 
 /// The first free slot along a list from `position` on, and the preference after it.
@@ -470,6 +487,47 @@ mod tests {
             };
             let fewest = (0..free.len()).min_by_key(|&i| steps(free[i]));
             prop_assert_eq!(Some(nearest_free(&free, &cursor, &modulus)), fewest);
+        }
+
+        #[test]
+        fn walks_with_every_block_size_take_the_first_free_preference(
+            m in prop::sample::select(vec![251u32, 257, 1021, 4099]),
+            position in 0u32..4099,
+            skip in 0u32..4099,
+            taken_per_cent in 0u8..=100,
+            draws in prop::collection::vec(0u8..100, 4099),
+            free_one in 0u32..4099,
+        ) {
+            let (position, skip, free_one) = (position % m, skip % (m - 1) + 1, free_one % m);
+            let mut taken = vec![0u64; (m as usize).div_ceil(64)];
+            for slot in (0..m).filter(|&s| s != free_one && draws[s as usize] < taken_per_cent) {
+                taken[(slot / 64) as usize] |= 1 << (slot % 64);
+            }
+            let preference = |j: u32| ((u64::from(position) + u64::from(j) * u64::from(skip))
+                % u64::from(m)) as u32;
+            let free = |slot: u32| taken[(slot / 64) as usize] & (1 << (slot % 64)) == 0;
+            let j = (0..m).find(|&j| free(preference(j))).expect("one slot is free");
+            let expected_slot = preference(j);
+            let mut expected_taken = taken.clone();
+            expected_taken[(expected_slot / 64) as usize] |= 1 << (expected_slot % 64);
+
+            for block in [1, 2, 3, 4, 6] {
+                let mut walked = taken.clone();
+                let mut slots = vec![u32::MAX; m as usize];
+                let mut cursor = Cursor { position, skip, inverse: 0, owner: 7 };
+                let cursors = core::slice::from_mut(&mut cursor);
+                match block {
+                    1 => cursors.iter_mut().for_each(|c| walk::<1>(&mut walked, &mut slots, m, c)),
+                    2 => cursors.iter_mut().for_each(|c| walk::<2>(&mut walked, &mut slots, m, c)),
+                    3 => cursors.iter_mut().for_each(|c| walk::<3>(&mut walked, &mut slots, m, c)),
+                    4 => cursors.iter_mut().for_each(|c| walk::<4>(&mut walked, &mut slots, m, c)),
+                    _ => cursors.iter_mut().for_each(|c| walk::<6>(&mut walked, &mut slots, m, c)),
+                }
+                prop_assert_eq!(cursor.position, preference(j + 1), "block {}", block);
+                prop_assert_eq!(&walked, &expected_taken, "block {}", block);
+                let owned: Vec<usize> = (0..m as usize).filter(|&s| slots[s] == 7).collect();
+                prop_assert_eq!(owned, vec![expected_slot as usize], "block {}", block);
+            }
         }
 
         #[test]
