@@ -219,6 +219,9 @@ impl Fill {
     /// free slot along the cursor's list is the free slot the fewest steps away, and the steps to
     /// a slot are `(slot − position) · skip⁻¹ mod M`, so one pass over the free slots finds the
     /// same slot the walk would (expected M / free probes) in `free` multiplications.
+    ///
+    /// The weighted schedules walk one preference per branch: choosing a block size per turn
+    /// (see [`walk_each`]) made them slower, inlined in their loops or not.
     #[inline(always)]
     fn take_next_free(&mut self, cursor: &mut Cursor) {
         if self.remaining <= self.endgame_at {
