@@ -355,7 +355,7 @@ fn walk<const BLOCK: usize>(taken: &mut [u64], slots: &mut [u32], m: u32, cursor
         if is_free(taken, first) {
             (first, add_mod(first, skip, m))
         } else {
-            chase(taken, m, skip, add_mod(first, skip, m))
+            chase(taken, m, skip, first)
         }
     } else {
         first_free_from_block::<BLOCK>(taken, m, skip, first)
@@ -390,7 +390,7 @@ fn first_free_from_block<const BLOCK: usize>(
         all_taken &= bits[k];
     }
     if all_taken & 1 != 0 {
-        return chase(taken, m, skip, preferences[BLOCK]);
+        return chase(taken, m, skip, preferences[BLOCK - 1]);
     }
     let mut found = (preferences[BLOCK - 1], preferences[BLOCK]);
     for k in (0..BLOCK - 1).rev() {
@@ -403,7 +403,7 @@ fn first_free_from_block<const BLOCK: usize>(
     found
 }
 
-/// The first free slot along a list from `position` on, and the preference after it.
+/// The first free slot along a list after `position` (taken), and the preference after it.
 ///
 /// The even and the odd preferences are walked as two chains, each stepping `2 · skip`: a step
 /// `position + skip mod M` is a compare, a conditional move and an add (the compiler folds the
@@ -412,8 +412,8 @@ fn first_free_from_block<const BLOCK: usize>(
 #[inline(always)]
 fn chase(taken: &[u64], m: u32, skip: u32, position: u32) -> (u32, u32) {
     let double = add_mod(skip, skip, m);
-    let mut even = position;
-    let mut odd = add_mod(position, skip, m);
+    let mut even = add_mod(position, skip, m);
+    let mut odd = add_mod(position, double, m);
     loop {
         let even_next = add_mod(even, double, m);
         if is_free(taken, even) {
