@@ -207,12 +207,15 @@ fn rest_markdown(report: &MemoryReport) -> String {
             }
             None => out.push_str(&format!(
                 "\nRunning agent (`{} agent --manifests`, {} JSON files, {:.1} MiB): ready after \
-                 {:.1} s; RSS {:.1} MiB (peak {:.1} MiB during start-up).\n",
+                 {:.1} s; RSS {:.1} MiB (anonymous {:.1}, file pages {:.1}; peak {:.1} MiB \
+                 during start-up).\n",
                 agent.binary,
                 agent.manifest_files,
                 mib(agent.manifest_bytes),
                 agent.ready_seconds,
                 mib(agent.rss_bytes),
+                mib(agent.rss_anon_bytes),
+                mib(agent.rss_file_bytes),
                 mib(agent.peak_rss_bytes)
             )),
         }
@@ -425,6 +428,10 @@ pub struct AgentMemory {
     pub rss_bytes: u64,
     /// `VmHWM`: the peak resident set during start-up.
     pub peak_rss_bytes: u64,
+    /// `RssAnon` and `RssFile` at the same reading: the heap (and stacks) apart from the
+    /// binary's and libraries' own pages, which no cut in the agent's data changes.
+    pub rss_anon_bytes: u64,
+    pub rss_file_bytes: u64,
     pub error: Option<String>,
 }
 
@@ -578,6 +585,8 @@ pub fn measure_agent(
         ready_seconds: 0.0,
         rss_bytes: 0,
         peak_rss_bytes: 0,
+        rss_anon_bytes: 0,
+        rss_file_bytes: 0,
         error: None,
     };
     let mut kernel = KernelMemory::failed("switchyard agent", String::new());
@@ -675,6 +684,8 @@ pub fn measure_agent(
         std::thread::sleep(Duration::from_secs(1));
         agent.rss_bytes = status_field(pid, "VmRSS:").unwrap_or(0);
         agent.peak_rss_bytes = status_field(pid, "VmHWM:").unwrap_or(0);
+        agent.rss_anon_bytes = status_field(pid, "RssAnon:").unwrap_or(0);
+        agent.rss_file_bytes = status_field(pid, "RssFile:").unwrap_or(0);
         let memcg = run.memcg.as_ref().ok_or_else(|| BenchError::Switchyard("no cgroup".into()))?;
         kernel.kernel_bytes = Some(memcg.kernel_bytes()?);
         kernel.usage_bytes = Some(memcg.usage_bytes()?);

@@ -40,8 +40,8 @@ pub type Object = (ObjectKind, ObjectKey);
 #[derive(Debug, Default)]
 pub struct IncrementalValidation {
     options: ValidationOptions,
-    services: BTreeMap<ObjectKey, ServiceFacts>,
-    slices: BTreeMap<ObjectKey, SliceFacts>,
+    services: BTreeMap<Key, ServiceFacts>,
+    slices: BTreeMap<Key, SliceFacts>,
     nodes: BTreeMap<ObjectKey, NodeFacts>,
     /// IPPools, BGPPeers, BGPAdvertisements and L2Advertisements, whole: a handful, and their
     /// rules read each other. (Namespaces and Secrets are not kept: no rule reads them.)
@@ -51,6 +51,8 @@ pub struct IncrementalValidation {
     interner: Interner,
     /// Shares thin references to node names between slices' endpoints.
     node_refs: Interner<Arc<str>>,
+    /// Shares the keys of Services and EndpointSlices between the maps and indexes naming them.
+    keys: Interner<ObjectKey>,
     /// Findings of each object that has any, in `validate`'s order: first its own rules' (kept
     /// from when its version came), then the cross-object ones.
     findings: BTreeMap<Object, Vec<Finding>>,
@@ -61,17 +63,63 @@ pub struct IncrementalValidation {
 struct Index {
     /// NodePort (or health check node port) and protocol → Services claiming it, with the field
     /// of each one's first claim. The smallest key owns it.
-    node_ports: FxHashMap<(i32, String), BTreeMap<ObjectKey, String>>,
+    node_ports: FxHashMap<(i32, String), Claims>,
     /// Cluster IP → Services listing it (the smallest owns it).
-    cluster_ips: FxHashMap<IpAddr, KeySet<ObjectKey>>,
+    cluster_ips: FxHashMap<IpAddr, KeySet<Key>>,
     /// Node address → Nodes that have it (they own it before any Service).
     node_addresses: FxHashMap<IpAddr, KeySet<ObjectKey>>,
     /// Any cluster IP field → Services (owners of the address when no Node has it).
-    service_addresses: FxHashMap<IpAddr, KeySet<ObjectKey>>,
+    service_addresses: FxHashMap<IpAddr, KeySet<Key>>,
     /// externalIP or LoadBalancer ingress IP → Services asking for it.
-    external: FxHashMap<IpAddr, KeySet<ObjectKey>>,
+    external: FxHashMap<IpAddr, KeySet<Key>>,
     /// Service (by the slices' `kubernetes.io/service-name` label) → its EndpointSlices.
-    slices_of_service: FxHashMap<ObjectKey, KeySet<ObjectKey>>,
+    slices_of_service: FxHashMap<Key, KeySet<Key>>,
+}
+
+/// A port's name and protocol, interned.
+type Port = (Arc<str>, Arc<str>);
+
+/// A Service's or EndpointSlice's key, one allocation shared by every map and index entry
+/// naming the object (issue 20: each entry held its own copy, two `String`s, about 2 MB at
+/// 10,000 Services).
+type Key = Arc<ObjectKey>;
+
+/// The Services claiming one NodePort and the field of each one's first claim, sorted by key:
+/// nearly always one, where a `BTreeMap` allocates a node with room for eleven (issue 20).
+#[derive(Debug, Default)]
+struct Claims(Vec<(Key, String)>);
+
+impl Claims {
+    fn insert(&mut self, key: Key, field: String) {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(at) => self.0[at].1 = field,
+            Err(at) => {
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(at, (key, field));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        if let Ok(at) = self.0.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            self.0.remove(at);
+        }
+    }
+
+    /// The owner (smallest key) and its field.
+    fn first(&self) -> Option<(&Key, &String)> {
+        self.0.first().map(|(key, field)| (key, field))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.0.iter().map(|(key, _)| key)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// What the cross-object rules read of one Service.
@@ -88,8 +136,8 @@ struct ServiceFacts {
     /// externalIPs and LoadBalancer ingress IPs with their field.
     external: Vec<(String, IpAddr)>,
     /// Name and protocol of each port, when its slices' ports are checked against them (not for
-    /// ExternalName or headless Services).
-    ports: Option<Box<[(String, String)]>>,
+    /// ExternalName or headless Services). Interned, as the slices' ports.
+    ports: Option<Box<[Port]>>,
 }
 
 /// What the cross-object rules read of one EndpointSlice.
@@ -97,9 +145,9 @@ struct ServiceFacts {
 struct SliceFacts {
     own: usize,
     /// Its Service, from the `kubernetes.io/service-name` label (same namespace).
-    service: Option<ObjectKey>,
+    service: Option<Key>,
     /// Name and protocol of each port.
-    ports: Box<[(Arc<str>, Arc<str>)]>,
+    ports: Box<[Port]>,
     /// The node each endpoint names, by endpoint index.
     nodes: Box<[Option<NodeRef>]>,
 }
@@ -123,7 +171,7 @@ struct Touched {
     /// Addresses whose owner may have changed.
     owned: FxHashSet<IpAddr>,
     /// Services whose slices changed (their port and "no EndpointSlice" findings).
-    services: FxHashSet<ObjectKey>,
+    services: FxHashSet<Key>,
     /// Services that came or went (the "does not exist" findings of slices naming them).
     slices_of_service: FxHashSet<ObjectKey>,
     /// Nodes that came or went (the "does not exist" findings of slices naming them).
@@ -158,10 +206,12 @@ impl IncrementalValidation {
                     if let Some(service) = service {
                         let mut own = Vec::new();
                         validate_service(key, service, &self.options, &mut own);
-                        let facts = service_facts(service, &self.options, own.len());
-                        self.index.add_service(key, &facts);
+                        let facts =
+                            service_facts(service, &self.options, own.len(), &mut self.interner);
+                        let shared = self.keys.intern_value(key.clone());
+                        self.index.add_service(&shared, &facts);
                         touched.service(&facts);
-                        self.services.insert(key.clone(), facts);
+                        self.services.insert(shared, facts);
                         self.set_findings((kind, key.clone()), own);
                     }
                     touched.slices_of_service.insert(key.clone());
@@ -180,10 +230,16 @@ impl IncrementalValidation {
                             own.len(),
                             &mut self.interner,
                             &mut self.node_refs,
+                            &mut self.keys,
                         );
-                        add_all(&mut self.index.slices_of_service, facts.service.as_slice(), key);
+                        let shared = self.keys.intern_value(key.clone());
+                        add_all(
+                            &mut self.index.slices_of_service,
+                            facts.service.as_slice(),
+                            &shared,
+                        );
                         touched.services.extend(facts.service.clone());
-                        self.slices.insert(key.clone(), facts);
+                        self.slices.insert(shared, facts);
                         self.set_findings((kind, key.clone()), own);
                     }
                 }
@@ -266,12 +322,12 @@ impl IncrementalValidation {
             .node_ports
             .iter()
             .filter_map(|claim| index.node_ports.get(claim))
-            .flat_map(BTreeMap::keys)
+            .flat_map(Claims::keys)
             .chain(touched.cluster_ips.iter().filter_map(|ip| index.cluster_ips.get(ip)).flatten())
             .chain(touched.owned.iter().filter_map(|ip| index.external.get(ip)).flatten())
-            .chain(touched.services.iter().filter(|key| self.services.contains_key(key)));
-        affected.extend(services.map(|key| (ObjectKind::Service, key.clone())));
-        let slice = |key: &ObjectKey| (ObjectKind::EndpointSlice, key.clone());
+            .chain(touched.services.iter().filter(|key| self.services.contains_key(&***key)));
+        affected.extend(services.map(|key| (ObjectKind::Service, ObjectKey::clone(key))));
+        let slice = |key: &Key| (ObjectKind::EndpointSlice, ObjectKey::clone(key));
         if all_slices {
             affected.extend(self.slices.keys().map(slice));
             return;
@@ -330,14 +386,14 @@ impl IncrementalValidation {
         let mut report = Report { kind: ObjectKind::Service, object: key, findings };
         for (port, protocol, field, what) in &facts.node_ports {
             let claims = self.index.node_ports.get(&(*port, protocol.clone()));
-            if let Some((owner, owner_field)) = claims.and_then(BTreeMap::first_key_value)
-                && owner != key
+            if let Some((owner, owner_field)) = claims.and_then(Claims::first)
+                && **owner != *key
             {
                 let problem = Problem::NodePortCollision {
                     what,
                     port: *port,
                     protocol: protocol.clone(),
-                    other: owner.clone(),
+                    other: ObjectKey::clone(owner),
                     other_field: owner_field.clone(),
                 };
                 report.error(field.clone(), problem);
@@ -347,9 +403,9 @@ impl IncrementalValidation {
         for &(i, ip) in &facts.cluster_ips {
             let first = seen.insert(ip);
             if let Some(owner) = self.index.cluster_ips.get(&ip).and_then(KeySet::first)
-                && (owner != key || !first)
+                && (**owner != *key || !first)
             {
-                let problem = Problem::ClusterIpCollision { ip, other: owner.clone() };
+                let problem = Problem::ClusterIpCollision { ip, other: ObjectKey::clone(owner) };
                 report.error(format!("spec.clusterIPs[{i}]"), problem);
             }
         }
@@ -358,7 +414,7 @@ impl IncrementalValidation {
             let owner = match self.index.node_addresses.get(&ip).and_then(KeySet::first) {
                 Some(node) => Some((node, format!("an address of Node {}", node.name))),
                 None => (self.index.service_addresses.get(&ip).and_then(KeySet::first))
-                    .map(|owner| (owner, format!("the cluster IP of Service {owner}"))),
+                    .map(|owner| (&**owner, format!("the cluster IP of Service {owner}"))),
             };
             if let Some((owner, what)) = owner
                 && owner != key
@@ -372,7 +428,7 @@ impl IncrementalValidation {
     }
 
     /// The end of `cluster::check_joins` for one Service: slices and their port names.
-    fn service_joins(&self, key: &ObjectKey, ports: &[(String, String)], mut report: Report<'_>) {
+    fn service_joins(&self, key: &ObjectKey, ports: &[Port], mut report: Report<'_>) {
         let Some(slices) = self.index.slices_of_service.get(key) else {
             report.warning(
                 "spec",
@@ -393,7 +449,7 @@ impl IncrementalValidation {
             return;
         }
         for (i, (name, protocol)) in ports.iter().enumerate() {
-            if !offered.contains(&(name.as_str(), protocol.as_str())) {
+            if !offered.contains(&(&**name, &**protocol)) {
                 let offered: Vec<String> =
                     offered.iter().map(|(n, p)| format!("{n:?}/{p}")).collect();
                 report.warning(
@@ -458,10 +514,10 @@ impl Touched {
 }
 
 impl Index {
-    fn add_service(&mut self, key: &ObjectKey, facts: &ServiceFacts) {
+    fn add_service(&mut self, key: &Key, facts: &ServiceFacts) {
         for (port, protocol, field, _) in &facts.node_ports {
             let claims = self.node_ports.entry((*port, protocol.clone())).or_default();
-            claims.insert(key.clone(), field.clone());
+            claims.insert(Arc::clone(key), field.clone());
         }
         let cluster_ips: Vec<IpAddr> = facts.cluster_ips.iter().map(|(_, ip)| *ip).collect();
         add_all(&mut self.cluster_ips, &cluster_ips, key);
@@ -488,18 +544,18 @@ impl Index {
     }
 }
 
-fn add_all<K: Hash + Eq + Clone>(
-    index: &mut FxHashMap<K, KeySet<ObjectKey>>,
+fn add_all<K: Hash + Eq + Clone, V: Ord + Clone>(
+    index: &mut FxHashMap<K, KeySet<V>>,
     entries: &[K],
-    key: &ObjectKey,
+    key: &V,
 ) {
     for entry in entries {
         index.entry(entry.clone()).or_default().insert(key.clone());
     }
 }
 
-fn remove_all<K: Hash + Eq>(
-    index: &mut FxHashMap<K, KeySet<ObjectKey>>,
+fn remove_all<K: Hash + Eq, V: Ord + Borrow<ObjectKey>>(
+    index: &mut FxHashMap<K, KeySet<V>>,
     entries: &[K],
     key: &ObjectKey,
 ) {
@@ -514,13 +570,18 @@ fn remove_all<K: Hash + Eq>(
 }
 
 /// What `cluster.rs` reads of a Service, in the order it reads it.
-fn service_facts(service: &Service, options: &ValidationOptions, own: usize) -> ServiceFacts {
+fn service_facts(
+    service: &Service,
+    options: &ValidationOptions,
+    own: usize,
+    interner: &mut Interner,
+) -> ServiceFacts {
     let mut facts = ServiceFacts { own, ..ServiceFacts::default() };
     let Some(spec) = service.spec.as_ref() else { return facts };
     if service_type(spec) != "ExternalName" && !is_headless(spec) {
         let ports = spec.ports.iter().flatten().map(|port| {
-            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
-            (port.name.clone().unwrap_or_default(), protocol)
+            let protocol = interner.intern(port.protocol.as_deref().unwrap_or("TCP"));
+            (interner.intern(port.name.as_deref().unwrap_or_default()), protocol)
         });
         facts.ports = Some(ports.collect());
     }
@@ -575,11 +636,12 @@ fn slice_facts(
     own: usize,
     interner: &mut Interner,
     node_refs: &mut Interner<Arc<str>>,
+    keys: &mut Interner<ObjectKey>,
 ) -> SliceFacts {
     let label = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
     let service = label
         .filter(|name| !name.is_empty())
-        .map(|name| ObjectKey::new(key.namespace.clone(), name.clone()));
+        .map(|name| keys.intern_value(ObjectKey::new(key.namespace.clone(), name.clone())));
     let ports = (slice.ports.iter().flatten())
         .map(|p| {
             let name = interner.intern(p.name.as_deref().unwrap_or_default());
