@@ -351,7 +351,9 @@ pub fn ports(
     local: &Probed<PortRange>,
     reserved: &Probed<Vec<PortRange>>,
 ) -> Finding {
-    let snat = match choose_snat_ports(snat_flag, node_ports, local.as_ref().ok().copied()) {
+    // As on a node without decapsulation: an agent with --director-addresses (or DSR) also
+    // keeps its --gue-port out of the range (one port; the doctor is not given those flags).
+    let snat = match choose_snat_ports(snat_flag, node_ports, local.as_ref().ok().copied(), None) {
         Ok(snat) => snat,
         Err(error) => {
             return Finding::fail(

@@ -219,12 +219,15 @@ impl Fill {
     /// free slot along the cursor's list is the free slot the fewest steps away, and the steps to
     /// a slot are `(slot − position) · skip⁻¹ mod M`, so one pass over the free slots finds the
     /// same slot the walk would (expected M / free probes) in `free` multiplications.
+    ///
+    /// The weighted schedules walk one preference per branch: choosing a block size per turn
+    /// (see [`walk_each`]) made them slower, inlined in their loops or not.
     #[inline(always)]
     fn take_next_free(&mut self, cursor: &mut Cursor) {
         if self.remaining <= self.endgame_at {
             self.take_in_endgame(cursor);
         } else {
-            walk(&mut self.taken, &mut self.slots, self.m, cursor);
+            walk::<1>(&mut self.taken, &mut self.slots, self.m, cursor);
             self.remaining -= 1;
         }
     }
@@ -237,16 +240,13 @@ impl Fill {
     fn round_robin(&mut self, cursors: &mut [Cursor]) {
         let walking = self.remaining.saturating_sub(self.endgame_at);
         let (rounds, rest) = (walking as usize / cursors.len(), walking as usize % cursors.len());
-        let (taken, slots) = (&mut self.taken[..], &mut self.slots[..]);
+        let (taken, slots, m) = (&mut self.taken[..], &mut self.slots[..], self.m);
         for _ in 0..rounds {
-            for cursor in cursors.iter_mut() {
-                walk(taken, slots, self.m, cursor);
-            }
+            walk_each(taken, slots, m, self.remaining, cursors);
+            self.remaining -= cursors.len() as u32;
         }
-        for cursor in &mut cursors[..rest] {
-            walk(taken, slots, self.m, cursor);
-        }
-        self.remaining -= walking;
+        walk_each(taken, slots, m, self.remaining, &mut cursors[..rest]);
+        self.remaining -= rest as u32;
         let mut next = rest;
         while self.remaining > 0 {
             self.take_next_free(&mut cursors[next]);
@@ -319,40 +319,112 @@ fn endgame_threshold(m: u32) -> u32 {
 
 const ENDGAME_FACTOR: f64 = 1.0;
 
+/// Gives each of `cursors` in turn its next free slot by walking (`remaining` slots are free
+/// before the first turn, more than in the endgame).
+///
+/// Before its first branch a turn tests as many preferences as [`block_size`] says: a branch
+/// on one preference is taken at random when about half the slots are free and then costs a
+/// misprediction in every other turn, while a branch on "all of the first k are taken" is
+/// mostly not taken while k is below about one over the free share. The block size depends
+/// only on that share, so it is chosen once for the whole batch.
+#[inline(always)]
+fn walk_each(taken: &mut [u64], slots: &mut [u32], m: u32, remaining: u32, cursors: &mut [Cursor]) {
+    match block_size(remaining, m) {
+        1 => cursors.iter_mut().for_each(|c| walk::<1>(taken, slots, m, c)),
+        2 => cursors.iter_mut().for_each(|c| walk::<2>(taken, slots, m, c)),
+        3 => cursors.iter_mut().for_each(|c| walk::<3>(taken, slots, m, c)),
+        4 => cursors.iter_mut().for_each(|c| walk::<4>(taken, slots, m, c)),
+        _ => cursors.iter_mut().for_each(|c| walk::<6>(taken, slots, m, c)),
+    }
+}
+
+/// How many preferences a turn tests with its first branch, by the share of free slots
+/// (measured at M = 65537, N = 10 and 1000, see docs/maglev.md). Once fewer than 3/16 of the
+/// slots are free the walks are long and one exit misprediction per turn is paid anyway.
+fn block_size(remaining: u32, m: u32) -> usize {
+    const BY_SIXTEENTHS_FREE: [usize; 17] = [1, 1, 1, 6, 4, 4, 3, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1];
+    BY_SIXTEENTHS_FREE[(u64::from(remaining) * 16 / u64::from(m)) as usize]
+}
+
 /// Walks `cursor` to its next free slot, gives it to the cursor's owner, and steps past it.
 /// Only called while a slot is free, so the walk ends within M steps.
-///
-/// The first preference is tested on its own: about half of all turns end there, and they skip
-/// the loop's setup. The loop then walks the even and the odd preferences as two chains, each
-/// stepping `2 · skip`: a step `position + skip mod M` is a compare, a conditional move and an
-/// add (the compiler folds the two candidate sums into one add after the move), three cycles on
-/// the loop-carried path, which two chains share. Unrolled four ways it measured slower.
 #[inline(always)]
-fn walk(taken: &mut [u64], slots: &mut [u32], m: u32, cursor: &mut Cursor) {
-    let first = cursor.position;
-    let (slot, next) = if is_free(taken, first) {
-        (first, add_mod(first, cursor.skip, m))
-    } else {
-        let double = add_mod(cursor.skip, cursor.skip, m);
-        let mut even = add_mod(first, cursor.skip, m);
-        let mut odd = add_mod(first, double, m);
-        loop {
-            let even_next = add_mod(even, double, m);
-            if is_free(taken, even) {
-                break (even, odd);
-            }
-            let odd_next = add_mod(odd, double, m);
-            if is_free(taken, odd) {
-                break (odd, even_next);
-            }
-            (even, odd) = (even_next, odd_next);
+fn walk<const BLOCK: usize>(taken: &mut [u64], slots: &mut [u32], m: u32, cursor: &mut Cursor) {
+    let (first, skip) = (cursor.position, cursor.skip);
+    let (slot, next) = if BLOCK == 1 {
+        if is_free(taken, first) {
+            (first, add_mod(first, skip, m))
+        } else {
+            chase(taken, m, skip, first)
         }
+    } else {
+        first_free_from_block::<BLOCK>(taken, m, skip, first)
     };
     // `rotate_left` rather than `1 << (slot % 64)`: with the same expression as the test the
     // compiler computed the mask in every probe of the loop.
     taken[(slot / 64) as usize] |= 1u64.rotate_left(slot);
     slots[slot as usize] = cursor.owner;
     cursor.position = next;
+}
+
+/// The first free slot along a list from `position` on, and the preference after it, testing
+/// the first `BLOCK` (2 to 6) preferences with one branch: their taken bits are and-ed as
+/// integers (combined as booleans, the compiler split them into a branch each again) and the
+/// first free one is chosen with conditional moves. If all are taken, [`chase`] goes on.
+#[inline(always)]
+fn first_free_from_block<const BLOCK: usize>(
+    taken: &[u64],
+    m: u32,
+    skip: u32,
+    position: u32,
+) -> (u32, u32) {
+    let mut preferences = [position; 7];
+    for k in 1..=BLOCK {
+        preferences[k] = add_mod(preferences[k - 1], skip, m);
+    }
+    let mut bits = [0u64; 6];
+    let mut all_taken = 1u64;
+    for k in 0..BLOCK {
+        let slot = preferences[k];
+        bits[k] = taken[(slot / 64) as usize] >> (slot % 64);
+        all_taken &= bits[k];
+    }
+    if all_taken & 1 != 0 {
+        return chase(taken, m, skip, preferences[BLOCK - 1]);
+    }
+    let mut found = (preferences[BLOCK - 1], preferences[BLOCK]);
+    for k in (0..BLOCK - 1).rev() {
+        let free = bits[k] & 1 == 0;
+        found = (
+            select_unpredictable(free, preferences[k], found.0),
+            select_unpredictable(free, preferences[k + 1], found.1),
+        );
+    }
+    found
+}
+
+/// The first free slot along a list after `position` (taken), and the preference after it.
+///
+/// The even and the odd preferences are walked as two chains, each stepping `2 · skip`: a step
+/// `position + skip mod M` is a compare, a conditional move and an add (the compiler folds the
+/// two candidate sums into one add after the move), three cycles on the loop-carried path,
+/// which two chains share. Unrolled four ways it measured slower.
+#[inline(always)]
+fn chase(taken: &[u64], m: u32, skip: u32, position: u32) -> (u32, u32) {
+    let double = add_mod(skip, skip, m);
+    let mut even = add_mod(position, skip, m);
+    let mut odd = add_mod(position, double, m);
+    loop {
+        let even_next = add_mod(even, double, m);
+        if is_free(taken, even) {
+            return (even, odd);
+        }
+        let odd_next = add_mod(odd, double, m);
+        if is_free(taken, odd) {
+            return (odd, even_next);
+        }
+        (even, odd) = (even_next, odd_next);
+    }
 }
 
 #[inline(always)]
@@ -418,6 +490,47 @@ mod tests {
             };
             let fewest = (0..free.len()).min_by_key(|&i| steps(free[i]));
             prop_assert_eq!(Some(nearest_free(&free, &cursor, &modulus)), fewest);
+        }
+
+        #[test]
+        fn walks_with_every_block_size_take_the_first_free_preference(
+            m in prop::sample::select(vec![251u32, 257, 1021, 4099]),
+            position in 0u32..4099,
+            skip in 0u32..4099,
+            taken_per_cent in 0u8..=100,
+            draws in prop::collection::vec(0u8..100, 4099),
+            free_one in 0u32..4099,
+        ) {
+            let (position, skip, free_one) = (position % m, skip % (m - 1) + 1, free_one % m);
+            let mut taken = vec![0u64; (m as usize).div_ceil(64)];
+            for slot in (0..m).filter(|&s| s != free_one && draws[s as usize] < taken_per_cent) {
+                taken[(slot / 64) as usize] |= 1 << (slot % 64);
+            }
+            let preference = |j: u32| ((u64::from(position) + u64::from(j) * u64::from(skip))
+                % u64::from(m)) as u32;
+            let free = |slot: u32| taken[(slot / 64) as usize] & (1 << (slot % 64)) == 0;
+            let j = (0..m).find(|&j| free(preference(j))).expect("one slot is free");
+            let expected_slot = preference(j);
+            let mut expected_taken = taken.clone();
+            expected_taken[(expected_slot / 64) as usize] |= 1 << (expected_slot % 64);
+
+            for block in [1, 2, 3, 4, 6] {
+                let mut walked = taken.clone();
+                let mut slots = vec![u32::MAX; m as usize];
+                let mut cursor = Cursor { position, skip, inverse: 0, owner: 7 };
+                let cursors = core::slice::from_mut(&mut cursor);
+                match block {
+                    1 => cursors.iter_mut().for_each(|c| walk::<1>(&mut walked, &mut slots, m, c)),
+                    2 => cursors.iter_mut().for_each(|c| walk::<2>(&mut walked, &mut slots, m, c)),
+                    3 => cursors.iter_mut().for_each(|c| walk::<3>(&mut walked, &mut slots, m, c)),
+                    4 => cursors.iter_mut().for_each(|c| walk::<4>(&mut walked, &mut slots, m, c)),
+                    _ => cursors.iter_mut().for_each(|c| walk::<6>(&mut walked, &mut slots, m, c)),
+                }
+                prop_assert_eq!(cursor.position, preference(j + 1), "block {}", block);
+                prop_assert_eq!(&walked, &expected_taken, "block {}", block);
+                let owned: Vec<usize> = (0..m as usize).filter(|&s| slots[s] == 7).collect();
+                prop_assert_eq!(owned, vec![expected_slot as usize], "block {}", block);
+            }
         }
 
         #[test]

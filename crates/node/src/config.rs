@@ -109,7 +109,7 @@ mod tests {
     /// Kubernetes' and Linux's defaults, so what they measure is what a node runs.
     #[test]
     fn the_datapath_default_snat_ports_are_the_agents_choice_on_a_default_node() {
-        let chosen = choose_snat_ports(None, PortRange::default(), Some(LINUX_LOCAL_PORTS))
+        let chosen = choose_snat_ports(None, PortRange::default(), Some(LINUX_LOCAL_PORTS), None)
             .unwrap_or_else(|e| panic!("{e}"));
         let settings = PacketSettings::default();
         let ports = (*settings.snat_ports.start(), *settings.snat_ports.end());

@@ -17,8 +17,8 @@ use switchyard_bpf::director::DirReason;
 use switchyard_lab::require_root;
 use switchyard_testing::director_api::SharedApi;
 use switchyard_testing::director_lab::{
-    self, bird_for_directors, director_bgp_yaml, director_nodes_yaml, hold_flows, routed_over,
-    vip_service,
+    self, FlowCounts, bird_for_directors, director_bgp_yaml, director_nodes_yaml, hold_flows,
+    routed_over, vip_service,
 };
 use switchyard_testing::e2e::{Cluster, State, at, topology};
 use switchyard_testing::fake_api::Resource;
@@ -47,20 +47,9 @@ fn nodes(cluster: &Cluster, drained: bool) -> String {
     )
 }
 
-/// What the clients counted.
-#[derive(Debug)]
-struct Counts {
-    tcp_reset: usize,
-    tcp_moved: usize,
-    tcp_pings: usize,
-    udp_failed: usize,
-    udp_moved: usize,
-    udp_answers: usize,
-}
-
 /// What one run counted.
 struct Joined {
-    counts: Counts,
+    counts: FlowCounts,
     /// From the change (and dir2's start) until the router routed the VIPs over both directors.
     routed_ms: u128,
     /// From the change until dir1's record of the change was published.
@@ -137,15 +126,7 @@ fn join_while_a_drain_is_removed(delay: &str) -> Joined {
             std::thread::sleep(Duration::from_secs(2));
             dir2 = Some(joined);
         });
-    let moved = |backends: &[String]| backends.windows(2).any(|w| w[0] != w[1]);
-    let counts = Counts {
-        tcp_reset: tcp.iter().filter(|h| h.reset || h.error.is_some()).count(),
-        tcp_moved: tcp.iter().filter(|h| h.backends.len() > 1).count(),
-        tcp_pings: tcp.iter().map(|h| h.pings).sum(),
-        udp_failed: udp.iter().map(|u| u.errors.values().sum::<usize>()).sum(),
-        udp_moved: udp.iter().filter(|u| moved(&u.answers)).count(),
-        udp_answers: udp.iter().map(|u| u.answers.len()).sum(),
-    };
+    let counts = FlowCounts::of(&tcp, &udp);
     let dir2 = dir2.unwrap();
     let log = dir2.log.lock().unwrap().join("\n");
     Joined {
@@ -159,22 +140,11 @@ fn join_while_a_drain_is_removed(delay: &str) -> Joined {
 }
 
 fn print(what: &str, joined: &Joined) {
-    let c = &joined.counts;
     eprintln!(
-        "COUNT {what}: {TCP_FLOWS} TCP ({} round trips, {} reset, {} moved), {UDP_FLOWS} UDP \
-         ({} round trips, {} failed, {} moved); after the change (and dir2's start): dir1's \
-         record published in {} ms, dir2 in the router's route in {} ms; dir2 carried {} \
-         packets, {} with a previous node",
-        c.tcp_pings,
-        c.tcp_reset,
-        c.tcp_moved,
-        c.udp_answers,
-        c.udp_failed,
-        c.udp_moved,
-        joined.record_ms,
-        joined.routed_ms,
-        joined.carried,
-        joined.second_chance
+        "COUNT {what}: {}; after the change (and dir2's start): dir1's record published in {} \
+         ms, dir2 in the router's route in {} ms; dir2 carried {} packets, {} with a previous \
+         node",
+        joined.counts, joined.record_ms, joined.routed_ms, joined.carried, joined.second_chance
     );
 }
 

@@ -394,9 +394,14 @@ pub fn udp_connected(target: SocketAddr, count: usize, timeout: Duration) -> Vec
 }
 
 pub(crate) fn connected_udp(target: SocketAddr, timeout: Duration) -> io::Result<UdpSocket> {
+    connected_udp_from(0, target, timeout)
+}
+
+/// [`connected_udp`] from source port `port` (0: the kernel's choice).
+fn connected_udp_from(port: u16, target: SocketAddr, timeout: Duration) -> io::Result<UdpSocket> {
     let bind: SocketAddr = match target {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, port).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, port).into(),
     };
     let socket = UdpSocket::bind(bind)?;
     socket.set_read_timeout(Some(timeout))?;
@@ -423,6 +428,10 @@ pub struct UdpHoldReport {
     pub errors: BTreeMap<String, usize>,
     /// Times the socket was re-created and re-connected after a socket error.
     pub reconnects: usize,
+    /// The client's address of the first socket (its flow, for diagnosing a move); empty
+    /// when none was made.
+    #[serde(default)]
+    pub local: String,
 }
 
 /// Keeps one connected UDP socket for `duration`, one round trip every `interval`. After a
@@ -443,6 +452,19 @@ pub fn udp_hold_until(
     target: SocketAddr,
     interval: Duration,
     timeout: Duration,
+    done: impl FnMut() -> bool,
+) -> UdpHoldReport {
+    udp_hold_from_until(0, target, interval, timeout, done)
+}
+
+/// [`udp_hold_until`] from source port `port` (0: the kernel's choice; a re-created socket
+/// takes the same port). A test that holds flows one after another picks distinct ports: a
+/// reused port is the same 5-tuple, and a node may still hold it from the earlier flow.
+pub fn udp_hold_from_until(
+    port: u16,
+    target: SocketAddr,
+    interval: Duration,
+    timeout: Duration,
     mut done: impl FnMut() -> bool,
 ) -> UdpHoldReport {
     let mut report = UdpHoldReport {
@@ -451,13 +473,17 @@ pub fn udp_hold_until(
         answers: Vec::new(),
         errors: BTreeMap::new(),
         reconnects: 0,
+        local: String::new(),
     };
     let mut socket = None;
     let mut sequence = 0usize;
     while !done() {
         let outcome = match &socket {
             Some(socket) => udp_round_trip(socket, &format!("ping {sequence}")),
-            None => connected_udp(target, timeout).and_then(|fresh| {
+            None => connected_udp_from(port, target, timeout).and_then(|fresh| {
+                if report.local.is_empty() {
+                    report.local = fresh.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                }
                 let reply = udp_round_trip(&fresh, &format!("ping {sequence}"));
                 socket = Some(fresh);
                 reply
@@ -551,6 +577,13 @@ pub struct HoldReport {
     pub reset: bool,
     pub error: Option<String>,
     pub held_ms: u64,
+    /// The client's address of the connection (its flow, for diagnosing a reset); empty
+    /// when it never connected.
+    #[serde(default)]
+    pub local: String,
+    /// When it ended (Unix milliseconds), to set a failure against logs.
+    #[serde(default)]
+    pub ended_unix_ms: u64,
 }
 
 /// Holds one TCP connection for `duration`, sending a request every `interval`, and reports
@@ -581,15 +614,19 @@ pub fn hold_until(
         reset: false,
         error: None,
         held_ms: 0,
+        local: String::new(),
+        ended_unix_ms: 0,
     };
     let started = Instant::now();
     let (stream, _) = match connect(target, timeout) {
         Ok(connected) => connected,
         Err(err) => {
             report.error = Some(format!("connect: {}", error_name(&err)));
+            report.ended_unix_ms = unix_ms();
             return report;
         }
     };
+    report.local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut writer = match stream.try_clone() {
         Ok(writer) => writer,
         Err(err) => {
@@ -631,7 +668,15 @@ pub fn hold_until(
         std::thread::sleep(interval);
     }
     report.held_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.ended_unix_ms = unix_ms();
     report
+}
+
+/// Now as Unix milliseconds (0 before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Connect-time statistics over many connections, in microseconds.

@@ -131,8 +131,10 @@ pub(crate) struct AgentArgs {
     /// Source ports for flows SNATed to this node's address (to pods on other nodes); must not
     /// overlap --node-port-range (refused) and should not overlap net.ipv4.ip_local_port_range
     /// (warned). Default: the widest gap of 1024-65535 outside both (1024-29999 with Linux's
-    /// and Kubernetes' defaults), read at start; `switchyard doctor` shows it. The range bounds
-    /// new connections per second to one backend at about its size / 10 s.
+    /// and Kubernetes' defaults), read at start; `switchyard doctor` shows it. A node that
+    /// decapsulates (--director-addresses, or DSR) also keeps --gue-port out (6081-29999; a
+    /// range holding it is refused). The range bounds new connections per second to one
+    /// backend at about its size / 10 s.
     #[arg(long, value_name = "FIRST-LAST")]
     snat_port_range: Option<PortRange>,
 
