@@ -31,6 +31,7 @@ pub fn all(facts: &Facts, options: &Options) -> Vec<Finding> {
     findings.push(ports(
         options.node_port_range,
         options.snat_port_range,
+        options.decap_port,
         &facts.local_port_range,
         &facts.reserved_ports,
     ));
@@ -348,18 +349,19 @@ pub fn cilium(programs: &Probed<Vec<String>>) -> Finding {
 pub fn ports(
     node_ports: PortRange,
     snat_flag: Option<PortRange>,
+    decap_port: Option<u16>,
     local: &Probed<PortRange>,
     reserved: &Probed<Vec<PortRange>>,
 ) -> Finding {
-    // As on a node without decapsulation: an agent with --director-addresses (or DSR) also
-    // keeps its --gue-port out of the range (one port; the doctor is not given those flags).
-    let snat = match choose_snat_ports(snat_flag, node_ports, local.as_ref().ok().copied(), None) {
+    let local_read = local.as_ref().ok().copied();
+    let snat = match choose_snat_ports(snat_flag, node_ports, local_read, decap_port) {
         Ok(snat) => snat,
         Err(error) => {
             return Finding::fail(
                 "ports",
                 error.to_string(),
-                "choose a SNAT range outside the NodePort range (the agent refuses to start)",
+                "choose a SNAT range outside the NodePort range and without the decapsulation port \
+                 (the agent refuses to start)",
             );
         }
     };

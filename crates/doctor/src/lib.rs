@@ -97,6 +97,10 @@ pub struct Options {
     /// The agent's `--snat-port-range`; None: the agent's own choice (the widest gap outside
     /// the NodePort range and `net.ipv4.ip_local_port_range`).
     pub snat_port_range: Option<PortRange>,
+    /// The UDP port the node decapsulates on (the agent's `--gue-port` when it has
+    /// `--director-addresses` or `--nodeport-mode dsr`; None: it decapsulates nothing): kept out
+    /// of the SNAT ports.
+    pub decap_port: Option<u16>,
     /// The agent's `--api-socket`.
     pub api_socket: PathBuf,
 }

@@ -23,6 +23,7 @@ fn options() -> Options {
         kubeconfig: Some("/etc/kubernetes/kubelet.conf".into()),
         node_port_range: range(30000, 32767),
         snat_port_range: None,
+        decap_port: None,
         api_socket: "/run/switchyard/agent.sock".into(),
     }
 }
@@ -289,15 +290,31 @@ fn port_ranges() {
         (range(1024, 65535), None, range(32768, 60999), vec![], Verdict::Fail, "no port"),
     ];
     for (node, snat, local, reserved, want, says) in cases {
-        let finding = decide::ports(*node, *snat, &Ok(*local), &Ok(reserved.clone()));
+        let finding = decide::ports(*node, *snat, None, &Ok(*local), &Ok(reserved.clone()));
         assert_eq!(finding.verdict, *want, "{local} {reserved:?}: {finding:?}");
         assert!(finding.detail.contains(says), "{says:?} in {}", finding.detail);
     }
-    let unreadable = decide::ports(node, snat, &Err("ENOENT".into()), &reserved_none);
+    let unreadable = decide::ports(node, snat, None, &Err("ENOENT".into()), &reserved_none);
     assert_eq!(unreadable.verdict, Verdict::Warn);
-    let unreadable = decide::ports(node, None, &Err("ENOENT".into()), &reserved_none);
+    let unreadable = decide::ports(node, None, None, &Err("ENOENT".into()), &reserved_none);
     assert_eq!(unreadable.verdict, Verdict::Warn);
     assert!(unreadable.detail.contains("1024-29999") && unreadable.detail.contains("(assumed)"));
+}
+
+/// A node that decapsulates (the agent's --director-addresses or DSR): the range the doctor
+/// reports keeps the GUE port out, as the agent's does, and a flag holding it fails.
+#[test]
+fn port_ranges_of_a_node_that_decapsulates() {
+    let node = range(30000, 32767);
+    let local = Ok(range(32768, 60999));
+    let reserved = Ok(vec![]);
+    let chosen = decide::ports(node, None, Some(6080), &local, &reserved);
+    assert_eq!(chosen.verdict, Verdict::Ok, "{chosen:?}");
+    assert!(chosen.detail.contains("SNAT ports 6081-29999"), "{}", chosen.detail);
+    assert!(chosen.detail.contains("the decapsulation port 6080"), "{}", chosen.detail);
+    let held = decide::ports(node, Some(range(6000, 7000)), Some(6080), &local, &reserved);
+    assert_eq!(held.verdict, Verdict::Fail, "{held:?}");
+    assert!(held.detail.contains("holds the decapsulation port 6080"), "{}", held.detail);
 }
 
 #[test]

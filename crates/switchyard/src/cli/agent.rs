@@ -366,7 +366,7 @@ pub(crate) fn run(mut args: AgentArgs) -> anyhow::Result<ExitCode> {
 
 /// `--nodeport-mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum NodePortModeArg {
+pub(crate) enum NodePortModeArg {
     Snat,
     Dsr,
 }

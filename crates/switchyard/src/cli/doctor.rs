@@ -41,6 +41,19 @@ pub(crate) struct DoctorArgs {
     #[arg(long, value_name = "FIRST-LAST")]
     snat_port_range: Option<PortRange>,
 
+    /// The agent's --director-addresses: a node that decapsulates keeps --gue-port out of the
+    /// SNAT ports it reports.
+    #[arg(long, value_name = "IP[,IP..]", value_delimiter = ',')]
+    director_addresses: Vec<std::net::IpAddr>,
+
+    /// The agent's --gue-port.
+    #[arg(long, value_name = "PORT", default_value_t = switchyard_bpf::director::GUE_PORT_DEFAULT)]
+    gue_port: u16,
+
+    /// The agent's --nodeport-mode (dsr: the node decapsulates its peers' GUE).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = super::agent::NodePortModeArg::Snat)]
+    nodeport_mode: super::agent::NodePortModeArg,
+
     /// The agent's --api-socket (an agent answering there counts as running).
     #[arg(long, value_name = "PATH", default_value = "/run/switchyard/agent.sock")]
     api_socket: PathBuf,
@@ -59,6 +72,9 @@ pub(crate) fn run(mut args: DoctorArgs) -> anyhow::Result<ExitCode> {
         kubeconfig: args.kubeconfig,
         node_port_range: args.node_port_range,
         snat_port_range: args.snat_port_range,
+        decap_port: (!args.director_addresses.is_empty()
+            || args.nodeport_mode == super::agent::NodePortModeArg::Dsr)
+            .then_some(args.gue_port),
         api_socket: args.api_socket,
     });
     args.output.print(&report, |_| table(&report))?;
