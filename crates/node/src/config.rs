@@ -62,6 +62,15 @@ pub struct NodeConfig {
     pub shutdown_grace: Duration,
 }
 
+impl NodeConfig {
+    /// The UDP port this node decapsulates on: `--gue-port` when directors send to it or
+    /// NodePort DSR has its peers send to it; `None`: no decapsulation is loaded.
+    pub fn decap_port(&self) -> Option<u16> {
+        (!self.directors.addresses.is_empty() || self.nodeport_mode == NodePortMode::Dsr)
+            .then_some(self.directors.gue_port)
+    }
+}
+
 /// How traffic from outside reaches a backend on another node (`--nodeport-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NodePortMode {

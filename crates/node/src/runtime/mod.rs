@@ -154,14 +154,11 @@ pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     }
     // Checked before anything is loaded: a refused range stops the agent at once.
     let snat_ports = if per_packet {
-        // The node decapsulates directors' (or, with DSR, its peers') GUE on this UDP port.
-        let decapsulates = !config.directors.addresses.is_empty()
-            || config.nodeport_mode == crate::config::NodePortMode::Dsr;
         let chosen = switchyard_model::choose_snat_ports(
             config.snat_port_range,
             config.node_port_range,
             local_port_range(),
-            decapsulates.then_some(config.directors.gue_port),
+            config.decap_port(),
         )?;
         info!(snat_ports = %chosen, "SNAT source ports");
         if let Some(warning) = chosen.warning() {

@@ -97,7 +97,7 @@ impl PerPacketPrograms {
         };
         let state = PacketState::adopt(maps).map_err(NodeError::PacketMaps)?;
         // DSR: every node decapsulates its peers' packets (sources written by dsr_changed).
-        let decap = if directors.addresses.is_empty() && dsr_port.is_none() {
+        let decap = if config.decap_port().is_none() {
             None
         } else {
             Some(
