@@ -48,6 +48,12 @@ impl XdpDatapath {
     /// datapath and the TC programs ([`crate::nodeport::PacketDatapath::load`]) with the same
     /// options and sizes first (they create the maps and write the settings).
     pub fn load(opts: &LoadOptions, sizes: PacketMapSizes) -> Result<Self, Error> {
+        Self::load_object(opts, sizes, crate::nodeport_xdp_object())
+    }
+
+    /// [`XdpDatapath::load`] with the object's bytes given: the per-packet bench compares
+    /// another build of `c/nodeport_xdp.bpf.c` (`scripts/nodeport-ab`) on the same maps.
+    pub fn load_object(opts: &LoadOptions, sizes: PacketMapSizes, object: &[u8]) -> Result<Self, Error> {
         if !opts.bpf_dir.join(crate::nodeport::names::CT).exists() {
             return Err(Error::InvalidArgument(format!(
                 "{}: no pinned {}; load the per-packet TC programs first",
@@ -56,8 +62,7 @@ impl XdpDatapath {
             )));
         }
         check_pins(&opts.bpf_dir, sizes, &opts.sizes)?;
-        let mut ebpf =
-            crate::nodeport::packet_loader(opts, sizes).load(crate::nodeport_xdp_object())?;
+        let mut ebpf = crate::nodeport::packet_loader(opts, sizes).load(object)?;
         let devs =
             typed(DEVS_MAP, ebpf.take_map(DEVS_MAP).ok_or(Error::MissingMap { name: DEVS_MAP })?)?;
         let program: &mut Xdp = ebpf
