@@ -97,7 +97,12 @@ fn main() {
     if !switchyard_lab::require_root("bench nodeport") {
         return;
     }
-    // A private network namespace: routes of the bench's own, never the host's.
+    // On a thread of its own, moved into a private network namespace: routes of the bench's
+    // own, never the host's (sh() refuses to run in the process's namespace).
+    std::thread::spawn(bench).join().unwrap();
+}
+
+fn bench() {
     switchyard_testing::nodeport_fixture::enter_private_netns();
     // Backends (10.244.0.0/16) and, via a gateway, the clients (192.0.2.0/24) behind sy-out,
     // every neighbour permanent: route lookups succeed and the programs forward.
@@ -179,21 +184,24 @@ fn main() {
         ("XDP: established (ct hit + DNAT)", Prog::Xdp, established, Some(XDP_REDIRECT)),
         ("XDP: established, SNAT (ct hit)", Prog::Xdp, snat_established, Some(XDP_REDIRECT)),
     ];
+    let start_flows = |build: &Build| {
+        build.run(Prog::Ingress, &established_syn, 1);
+        let mut out = vec![0u8; 2048];
+        build
+            .tc("sy_nodeport_ingress")
+            .test_run(TestRunOptions {
+                data_in: Some(&snat_syn),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .unwrap();
+        let snat_port = u16::from_be_bytes([out[34], out[35]]);
+        Spec::tcp("10.244.2.9", 8080, "10.0.0.1", snat_port, ACK).frame()
+    };
     // The flows the established cases continue; the SNATed flow's reply (its SNAT port from
-    // the translated SYN) is an XDP case too.
-    let first = &builds[0].1;
-    first.run(Prog::Ingress, &established_syn, 1);
-    let mut out = vec![0u8; 2048];
-    first
-        .tc("sy_nodeport_ingress")
-        .test_run(TestRunOptions {
-            data_in: Some(&snat_syn),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })
-        .unwrap();
-    let snat_port = u16::from_be_bytes([out[34], out[35]]);
-    let snat_reply = Spec::tcp("10.244.2.9", 8080, "10.0.0.1", snat_port, ACK).frame();
+    // the translated SYN) is a case too.
+    let snat_reply = start_flows(&builds[0].1);
+    let reply_case = cases.len();
     cases.push(("XDP: reply, SNAT (nat hit)", Prog::Xdp, snat_reply, Some(XDP_REDIRECT)));
     for (name, build) in &builds {
         for (case, prog, frame, verdict) in &cases {
@@ -211,10 +219,13 @@ fn main() {
     let mut results = vec![vec![Vec::new(); names.len()]; builds.len()];
     for round in 0..ROUNDS {
         let mut sums = vec![vec![0f64; names.len()]; builds.len()];
-        for _ in 0..RUNS {
+        // Which build runs first alternates run by run (the second finds caches warmer).
+        let n = builds.len();
+        let order = move |i: u32| (0..n).map(move |b| (b + i as usize) % n);
+        for i in 0..RUNS {
             for (c, (_, prog, frame, _)) in cases.iter().enumerate() {
-                for (b, (_, build)) in builds.iter().enumerate() {
-                    sums[b][c] += build.run(*prog, frame, 1).0;
+                for b in order(i) {
+                    sums[b][c] += builds[b].1.run(*prog, frame, 1).0;
                 }
             }
         }
@@ -222,17 +233,17 @@ fn main() {
         // (RUNS per case over all builds: the SNAT range holds 28,232 ports).
         let per_build = RUNS / builds.len() as u32;
         for (i, dport) in [30080u16, 30081].into_iter().enumerate() {
-            for _ in 0..per_build {
-                for (b, (_, build)) in builds.iter().enumerate() {
-                    sums[b][cases.len() + i] += build.run(Prog::Ingress, &fresh(dport), 1).0;
+            for j in 0..per_build {
+                for b in order(j) {
+                    sums[b][cases.len() + i] +=
+                        builds[b].1.run(Prog::Ingress, &fresh(dport), 1).0;
                 }
             }
         }
         // Untimed: forget this round's flows (the established ones start again), so every
         // round allocates SNAT ports from an equally empty range.
         clear_flows(&mut builds[0].1.pkt);
-        builds[0].1.run(Prog::Ingress, &established_syn, 1);
-        builds[0].1.run(Prog::Ingress, &snat_syn, 1);
+        cases[reply_case].2 = start_flows(&builds[0].1);
         for (b, (name, _)) in builds.iter().enumerate() {
             let per: Vec<f64> = sums[b]
                 .iter()

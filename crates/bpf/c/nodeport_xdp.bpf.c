@@ -36,6 +36,7 @@
 #include "lib/xlat.h"
 #include "lib/new_flow.h"
 #include "lib/scratch.h"
+#include "lib/xdp_nat.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -58,28 +59,13 @@ struct {
  * take the TC path, still correct). */
 static __always_inline int l4_csum_partial(struct xdp_md *ctx, const struct pkt *p)
 {
-	__u32 len = p->ip_len - (p->l4_off - L3_OFF);
-	__be32 ph[10];
 	__u16 c;
-	__s64 sum;
 
 	if (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP)
 		return 0;
 	if (ctx_load_bytes(ctx, l4_csum_off(p), &c, 2))
 		return 1;
-	if (p->t.family == SY_AF_INET) {
-		ph[0] = p->t.saddr.words[3];
-		ph[1] = p->t.daddr.words[3];
-		ph[2] = bpf_htonl(((__u32)p->t.proto << 16) | (len & 0xffff));
-		sum = bpf_csum_diff(NULL, 0, ph, 12, 0);
-	} else {
-		__builtin_memcpy(&ph[0], p->t.saddr.words, 16);
-		__builtin_memcpy(&ph[4], p->t.daddr.words, 16);
-		ph[8] = bpf_htonl(len);
-		ph[9] = bpf_htonl(p->t.proto);
-		sum = bpf_csum_diff(NULL, 0, ph, 40, 0);
-	}
-	return c == (__u16)~csum_fold(sum);
+	return c == pseudo_hdr_sum(p);
 }
 
 /* What forwarding a packet commits besides the rewrite. */
@@ -115,9 +101,7 @@ static SY_NOINLINE int xdp_forward(struct xdp_md *ctx, struct scratch *s, int ki
 			ct_update(e, p, 0, now);
 		sy_count_frontend(e->frontend_id, 0, 1, len);
 	}
-	if (rewrite(ctx, p, &x->s, x->sp, &x->d, x->dp) ||
-	    ctx_store_bytes(ctx, 0, r.dmac, ETH_ALEN, 0) ||
-	    ctx_store_bytes(ctx, ETH_ALEN, r.smac, ETH_ALEN, 0))
+	if (xdp_nat_rewrite(ctx, p, &x->s, x->sp, &x->d, x->dp, r.dmac, r.smac))
 		return drop(ctx, p, SY_REASON_PKT_DROP_REWRITE);
 	if (kind != XF_NEW)
 		sy_count(x->reason, len);
