@@ -178,7 +178,12 @@ fn bench() {
     // (case, program, frame, verdict the first run must return)
     let mut cases: Vec<(&str, Prog, Vec<u8>, Option<u32>)> = vec![
         ("TC: not a Service (peer)", Prog::Ingress, not_service.clone(), None),
-        ("TC: established (ct hit + DNAT)", Prog::Ingress, established.clone(), Some(TC_ACT_REDIRECT)),
+        (
+            "TC: established (ct hit + DNAT)",
+            Prog::Ingress,
+            established.clone(),
+            Some(TC_ACT_REDIRECT),
+        ),
         ("TC: reply (egress revnat)", Prog::Egress, reply, None),
         ("XDP: not a Service", Prog::Xdp, not_service, Some(XDP_PASS)),
         ("XDP: established (ct hit + DNAT)", Prog::Xdp, established, Some(XDP_REDIRECT)),
@@ -213,8 +218,7 @@ fn bench() {
     }
 
     let new_flow_cases = ["TC: new flow, local backend", "TC: new flow, remote backend (SNAT)"];
-    let names: Vec<&str> =
-        cases.iter().map(|c| c.0).chain(new_flow_cases).collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.0).chain(new_flow_cases).collect();
     // results[build][case] = per-round means
     let mut results = vec![vec![Vec::new(); names.len()]; builds.len()];
     for round in 0..ROUNDS {
@@ -235,8 +239,7 @@ fn bench() {
         for (i, dport) in [30080u16, 30081].into_iter().enumerate() {
             for j in 0..per_build {
                 for b in order(j) {
-                    sums[b][cases.len() + i] +=
-                        builds[b].1.run(Prog::Ingress, &fresh(dport), 1).0;
+                    sums[b][cases.len() + i] += builds[b].1.run(Prog::Ingress, &fresh(dport), 1).0;
                 }
             }
         }
@@ -266,7 +269,8 @@ fn bench() {
         let peer = median(results[b][0].clone());
         for (c, case) in names.iter().enumerate() {
             let m = median(results[b][c].clone());
-            let mut line = format!("  {name:<4} {case:<38} {m:>7.0} ns   x{:.2} of the peer", m / peer);
+            let mut line =
+                format!("  {name:<4} {case:<38} {m:>7.0} ns   x{:.2} of the peer", m / peer);
             if b > 0 {
                 let base = median(results[0][c].clone());
                 line += &format!("   new/base x{:.3}", m / base);

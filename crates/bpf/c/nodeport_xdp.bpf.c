@@ -13,9 +13,11 @@
  *        known flow (sy_ct hit, usable) -> its translation;
  *        new flow -> handle_new_flow() (lib/new_flow.h, the TC program's decision);
  *     3. forward at XDP only when the route is complete (bpf_fib_lookup success: neighbour
- *        known, within the MTU) and leaves by a device with this program (sy_xdp_devs):
- *        rewrite, MACs, XDP_TX (same device) or bpf_redirect. Otherwise XDP_PASS untouched:
- *        TC finds the conntrack entry and translates (redirect_neigh, frag-needed...).
+ *        known, within the MTU) and leaves by a device with this program (sy_xdp_devs), as
+ *        this CPU's next-hop cache says (lib/route_cache.h: a lookup is reused for up to
+ *        SY_NP_ROUTE_TTL_MS): rewrite (lib/xdp_nat.h), MACs, XDP_TX (same device) or
+ *        bpf_redirect. Otherwise XDP_PASS untouched: TC finds the conntrack entry and
+ *        translates (redirect_neigh, frag-needed...).
  *
  * A packet is rewritten only right before XDP_TX / XDP_REDIRECT, which TC ingress never sees,
  * and passed untouched otherwise, so nothing is translated twice. DSR flows (lib/dsr.h) are
@@ -36,6 +38,7 @@
 #include "lib/xlat.h"
 #include "lib/new_flow.h"
 #include "lib/scratch.h"
+#include "lib/route_cache.h"
 #include "lib/xdp_nat.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -68,6 +71,28 @@ static __always_inline int l4_csum_partial(struct xdp_md *ctx, const struct pkt 
 	return c == pseudo_hdr_sum(p);
 }
 
+/* The next hop of a packet from s to d (this CPU's cache entry, looked up on a miss): NULL
+ * when the route is not complete (no route, neighbour unknown, too big for the MTU...). */
+static SY_NOINLINE struct sy_np_route *xdp_route(struct xdp_md *ctx, const struct pkt *p,
+						 const struct sy_addr *s, const struct sy_addr *d,
+						 __u64 now)
+{
+	__u32 in = ctx->ingress_ifindex;
+	struct sy_np_route *c = np_route_slot(s, d);
+	struct route r = {};
+
+	if (!c)
+		return 0;
+	if (np_route_hit(c, s, d, p->t.proto, in, p->ip_len, now))
+		return c;
+	route_lookup(ctx, p, s, d, &r);
+	if (r.rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return 0;
+	np_route_keep(c, &r, s, d, p->t.proto, in, p->ip_len,
+		      r.ifindex == in || bpf_map_lookup_elem(&sy_xdp_devs, &r.ifindex), now);
+	return c;
+}
+
 /* What forwarding a packet commits besides the rewrite. */
 #define XF_REPLY 0 /* a reply: n's flow saw a reply */
 #define XF_CT 1    /* a known flow's packet: e's state */
@@ -79,17 +104,15 @@ static __always_inline int l4_csum_partial(struct xdp_md *ctx, const struct pkt 
 static SY_NOINLINE int xdp_forward(struct xdp_md *ctx, struct scratch *s, int kind, void *entry,
 				   __u64 now)
 {
-	__u32 len = ctx_len(ctx), in = ctx->ingress_ifindex;
+	__u32 len = ctx_len(ctx), in = ctx->ingress_ifindex, out;
 	struct pkt *p = &s->p;
 	struct xlat *x = &s->x;
-	struct route r = {};
+	struct sy_np_route *r;
 
 	if (l4_csum_partial(ctx, p))
 		goto to_tc;
-	route_lookup(ctx, p, &x->s, &x->d, &r);
-	if (r.rc != BPF_FIB_LKUP_RET_SUCCESS)
-		goto to_tc;
-	if (r.ifindex != in && !bpf_map_lookup_elem(&sy_xdp_devs, &r.ifindex))
+	r = xdp_route(ctx, p, &x->s, &x->d, now);
+	if (!r || !r->xdp_out)
 		goto to_tc;
 
 	if (kind == XF_REPLY) {
@@ -101,14 +124,15 @@ static SY_NOINLINE int xdp_forward(struct xdp_md *ctx, struct scratch *s, int ki
 			ct_update(e, p, 0, now);
 		sy_count_frontend(e->frontend_id, 0, 1, len);
 	}
-	if (xdp_nat_rewrite(ctx, p, &x->s, x->sp, &x->d, x->dp, r.dmac, r.smac))
+	out = r->ifindex;
+	if (xdp_nat_rewrite(ctx, p, &x->s, x->sp, &x->d, x->dp, r->dmac, r->smac))
 		return drop(ctx, p, SY_REASON_PKT_DROP_REWRITE);
 	if (kind != XF_NEW)
 		sy_count(x->reason, len);
 	sy_count(SY_REASON_PKT_XDP_FORWARDED, len);
-	if (r.ifindex == in)
+	if (out == in)
 		return XDP_TX;
-	return bpf_redirect(r.ifindex, 0);
+	return bpf_redirect(out, 0);
 to_tc:
 	sy_count(SY_REASON_PKT_XDP_TO_TC, len);
 	return XDP_PASS;
