@@ -115,6 +115,11 @@ struct MemoryOptions {
     /// comparing two agent builds in one run.
     #[arg(long)]
     agent_only: bool,
+    /// Several shapes in one run, as SERVICESxENDPOINTS (e.g. 1000x25,10000x25,30000x10):
+    /// each measured as one shape is (files memory-SxE.{md,json}), then one table of them all
+    /// (memory-shapes.{md,json}). Replaces --services and --endpoints.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["services", "endpoints", "write_manifests"])]
+    shapes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +305,7 @@ fn run(cli: Cli) -> Result<()> {
                 endpoints: 25,
                 write_manifests: None,
                 agent_only: false,
+                shapes: Vec::new(),
             })?;
             // Last: it fails the run when the generator check fails, after writing its report.
             run_forwarding(&forwarding)?;
@@ -625,18 +631,48 @@ fn agent_binary() -> PathBuf {
     })
 }
 
-/// Item 4 at the given size (10,000 × 25 in the full set, 1,000 × 25 with `all --quick`).
+/// Item 4 at the given size (10,000 × 25 in the full set, 1,000 × 25 with `all --quick`), or
+/// at several (`--shapes`) in one run.
 fn run_memory(options: &MemoryOptions) -> Result<()> {
     let out = options.run.out_dir();
+    if !options.shapes.is_empty() {
+        let shapes = options.shapes.iter().map(|s| parse_shape(s)).collect::<Result<Vec<_>>>()?;
+        let mut reports = Vec::new();
+        for shape in shapes {
+            let report = measure_memory(shape, options.agent_only);
+            let name = format!("memory-{}x{}", shape.services, shape.endpoints_per_service);
+            report::write_json(&out.join(format!("{name}.json")), &report)?;
+            report::write_file(
+                &out.join(format!("{name}.md")),
+                &switchyard_bench::memory::markdown(&report),
+            )?;
+            reports.push(report);
+        }
+        let text = switchyard_bench::memory::shapes_markdown(&reports);
+        eprint!("{text}");
+        report::write_json(&out.join("memory-shapes.json"), &reports)?;
+        report::write_file(&out.join("memory-shapes.md"), &text)?;
+        return Ok(());
+    }
     let shape = Shape { services: options.services, endpoints_per_service: options.endpoints };
     if let Some(dir) = &options.write_manifests {
         let (files, bytes) = switchyard_bench::memory::write_cluster_manifests(shape, dir)?;
         eprintln!("memory: wrote {files} files ({bytes} bytes) to {}", dir.display());
         return Ok(());
     }
+    let report = measure_memory(shape, options.agent_only);
+    let text = switchyard_bench::memory::markdown(&report);
+    eprint!("{text}");
+    report::write_json(&out.join("memory.json"), &report)?;
+    report::write_file(&out.join("memory.md"), &text)?;
+    Ok(())
+}
+
+/// One shape: in process (unless `agent_only`), the running agent, then the peers' rulesets.
+fn measure_memory(shape: Shape, agent_only: bool) -> switchyard_bench::memory::MemoryReport {
     // A failure here (say, ENOMEM creating a large map on a busy machine) leaves the agent and
     // the peers to be measured all the same.
-    let mut report = if options.agent_only {
+    let mut report = if agent_only {
         switchyard_bench::memory::MemoryReport::in_process_failed(
             shape,
             "not run (--agent-only)".into(),
@@ -659,7 +695,7 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
     report.agent = Some(agent);
     report.kernel.push(agent_kernel);
     let state = synthetic::cluster(shape);
-    let peers = if options.agent_only {
+    let peers = if agent_only {
         Vec::new()
     } else {
         vec![Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy]
@@ -673,11 +709,7 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
         );
         report.kernel.push(switchyard_bench::memory::peer_kernel_memory(peer, &state));
     }
-    let text = switchyard_bench::memory::markdown(&report);
-    eprint!("{text}");
-    report::write_json(&out.join("memory.json"), &report)?;
-    report::write_file(&out.join("memory.md"), &text)?;
-    Ok(())
+    report
 }
 
 fn run_forwarding(options: &ForwardingOptions) -> Result<()> {
