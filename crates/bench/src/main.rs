@@ -95,6 +95,10 @@ struct LatencyOptions {
     /// at every visit).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Run the clients and the echo server under SCHED_FIFO (priority 10): on a machine busy
+    /// with other work, what a p99 then measures is the path, not the wait for a CPU.
+    #[arg(long)]
+    realtime: bool,
 }
 
 #[derive(Debug, Args)]
@@ -244,7 +248,13 @@ enum Command {
     /// Internal: the latency client as a process of its own (started by `latency` inside a pod
     /// and its node's cgroup); prints samples as JSON.
     #[command(name = "latency-client", hide = true)]
-    LatencyClient { target: std::net::SocketAddr, connections: usize },
+    LatencyClient {
+        target: std::net::SocketAddr,
+        connections: usize,
+        /// Under SCHED_FIFO (latency --realtime).
+        #[arg(long)]
+        realtime: bool,
+    },
     /// Print the ruleset kube-proxy would write (the small golden cluster, or a synthetic one).
     Ruleset {
         #[arg(value_enum)]
@@ -280,7 +290,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             run_programming(&programming)?;
             let options = programming.run;
-            run_latency(&options, &[], &[], 1, None)?;
+            run_latency(&options, &[], &[], 1, None, false)?;
             run_throughput(&options)?;
             run_connections(&ConnectionOptions {
                 run: RunOptions { quick: options.quick, out: options.out.clone() },
@@ -318,6 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             &options.sizes,
             options.rounds,
             options.connections,
+            options.realtime,
         )?,
         Command::Report(options) => {
             let path = options.out_dir().join("programming.json");
@@ -331,8 +342,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forwarding(options) => run_forwarding(&options)?,
         Command::Connections(options) => run_connections(&options)?,
         Command::Memory(options) => run_memory(&options)?,
-        Command::LatencyClient { target, connections } => {
-            let (samples_us, failures) = latency::round_trips(target, connections);
+        Command::LatencyClient { target, connections, realtime } => {
+            let (samples_us, failures) = latency::round_trips_with(target, connections, realtime)?;
             let result = latency::ClientResult { samples_us, failures };
             println!("{}", serde_json::to_string(&result).context("encoding client samples")?);
         }
@@ -566,6 +577,7 @@ fn run_latency(
     only_sizes: &[usize],
     rounds: usize,
     connections: Option<usize>,
+    realtime: bool,
 ) -> Result<()> {
     anyhow::ensure!(rounds > 0, "--rounds: at least 1");
     let out = options.out_dir();
@@ -578,7 +590,14 @@ fn run_latency(
     }
     let client_exe = std::env::current_exe().context("finding this binary")?;
     let mut plan = if options.quick {
-        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, rounds, peers, client_exe }
+        LatencyPlan {
+            sizes: vec![1, 100, 1000],
+            connections: 200,
+            rounds,
+            peers,
+            client_exe,
+            realtime,
+        }
     } else {
         LatencyPlan {
             sizes: vec![1, 100, 1000, 5000, 10_000, 30_000],
@@ -586,6 +605,7 @@ fn run_latency(
             rounds,
             peers,
             client_exe,
+            realtime,
         }
     };
     if let Some(connections) = connections {
@@ -602,6 +622,7 @@ fn run_latency(
         quick: options.quick,
         connections_per_point: plan.connections,
         rounds: plan.rounds,
+        realtime: plan.realtime,
         points,
     };
     report::write_json(&out.join("latency.json"), &report)?;

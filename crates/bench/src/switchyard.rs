@@ -320,6 +320,7 @@ pub fn measure_latency(
     state: &DesiredState,
     target: std::net::SocketAddr,
     connections: usize,
+    realtime: bool,
 ) -> Result<(Vec<f64>, usize), BenchError> {
     let lab_error = |e: switchyard_lab::LabError| BenchError::Lab(e.to_string());
     let config = NodeConfig { node_ip, ..NodeConfig::default() };
@@ -341,6 +342,9 @@ pub fn measure_latency(
         .arg(crate::latency::CLIENT_SUBCOMMAND)
         .arg(target.to_string())
         .arg(connections.to_string());
+    if realtime {
+        command.arg("--realtime");
+    }
     let output = lab.output_in(client_pod, command).map_err(lab_error)?;
     if !output.status.success() {
         return Err(BenchError::Switchyard(format!(
