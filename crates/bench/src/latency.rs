@@ -415,15 +415,13 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
                     let measured = match (loaded.as_ref(), peer, path) {
                         (Err(error), _, _) => Err(BenchError::Lab(error.to_string())),
                         (Ok(()), Peer::Switchyard, LatencyPath::PodToClusterIp) => {
+                            let client = switchyard::SocketClient {
+                                exe: &plan.client_exe,
+                                pod: CLIENT_POD,
+                                realtime: plan.realtime,
+                            };
                             switchyard::measure_latency(
-                                &lab,
-                                &plan.client_exe,
-                                CLIENT_POD,
-                                node.ipv4,
-                                &state,
-                                cluster_ip,
-                                per_visit,
-                                plan.realtime,
+                                &lab, &client, node.ipv4, &state, cluster_ip, per_visit,
                             )
                         }
                         (Ok(()), Peer::Switchyard, LatencyPath::ExternalToNodePort) => {
