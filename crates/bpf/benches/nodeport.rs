@@ -187,7 +187,13 @@ fn bench() {
         ("TC: reply (egress revnat)", Prog::Egress, reply, None),
         ("XDP: not a Service", Prog::Xdp, not_service, Some(XDP_PASS)),
         ("XDP: established (ct hit + DNAT)", Prog::Xdp, established, Some(XDP_REDIRECT)),
-        ("XDP: established, SNAT (ct hit)", Prog::Xdp, snat_established, Some(XDP_REDIRECT)),
+        (
+            "XDP: established, SNAT (ct hit)",
+            Prog::Xdp,
+            snat_established.clone(),
+            Some(XDP_REDIRECT),
+        ),
+        ("TC: established, SNAT (ct hit)", Prog::Ingress, snat_established, Some(TC_ACT_REDIRECT)),
     ];
     let start_flows = |build: &Build| {
         build.run(Prog::Ingress, &established_syn, 1);
@@ -206,8 +212,9 @@ fn bench() {
     // The flows the established cases continue; the SNATed flow's reply (its SNAT port from
     // the translated SYN) is a case too.
     let snat_reply = start_flows(&builds[0].1);
-    let reply_case = cases.len();
-    cases.push(("XDP: reply, SNAT (nat hit)", Prog::Xdp, snat_reply, Some(XDP_REDIRECT)));
+    let reply_cases = [cases.len(), cases.len() + 1];
+    cases.push(("XDP: reply, SNAT (nat hit)", Prog::Xdp, snat_reply.clone(), Some(XDP_REDIRECT)));
+    cases.push(("TC: reply, SNAT (nat hit)", Prog::Ingress, snat_reply, Some(TC_ACT_REDIRECT)));
     for (name, build) in &builds {
         for (case, prog, frame, verdict) in &cases {
             if let Some(v) = verdict {
@@ -246,7 +253,10 @@ fn bench() {
         // Untimed: forget this round's flows (the established ones start again), so every
         // round allocates SNAT ports from an equally empty range.
         clear_flows(&mut builds[0].1.pkt);
-        cases[reply_case].2 = start_flows(&builds[0].1);
+        let snat_reply = start_flows(&builds[0].1);
+        for c in reply_cases {
+            cases[c].2 = snat_reply.clone();
+        }
         for (b, (name, _)) in builds.iter().enumerate() {
             let per: Vec<f64> = sums[b]
                 .iter()

@@ -434,9 +434,9 @@ fn load_balancer_and_external_ips_are_served_at_xdp_as_at_tc() {
     assert_eq!(t.tc.count(PacketReason::XdpToTc), 0, "nothing handed over to TC");
 }
 
-/// The next hop is kept per CPU for at most 100 ms (lib/route_cache.h): a neighbour whose
-/// address changed, a route moved to a device without XDP, or an XDP device removed takes
-/// effect once that time has passed.
+/// The next hop is kept per CPU for at most 100 ms (lib/route_cache.h), at XDP and at TC: a
+/// neighbour whose address changed, a route moved to a device without XDP, or an XDP device
+/// removed takes effect once that time has passed.
 #[test]
 fn a_next_hop_change_takes_effect_within_the_cache_time() {
     if !switchyard_lab::require_root("a_next_hop_change_takes_effect_within_the_cache_time") {
@@ -461,14 +461,21 @@ fn a_next_hop_change_takes_effect_within_the_cache_time() {
             let (rc, out) = t.run_xdp(&frame);
             (rc, if rc == XDP_REDIRECT { Some(parse(&out).dst_mac) } else { None })
         };
+        let run_tc = |t: &TcXdp| {
+            let (rc, out) = t.tc.run(INGRESS, &frame);
+            (rc, parse(&out).dst_mac)
+        };
         assert_eq!(run(&t), (XDP_REDIRECT, Some(NEIGH_MAC)), "{family}: forwarded");
         assert_eq!(run(&t), (XDP_REDIRECT, Some(NEIGH_MAC)), "{family}: from the cache");
+        assert_eq!(run_tc(&t), (TC_ACT_REDIRECT, NEIGH_MAC), "{family}: TC forwards");
+        assert_eq!(run_tc(&t), (TC_ACT_REDIRECT, NEIGH_MAC), "{family}: TC from its cache");
 
         // The neighbour's address changes: the next hop follows within the cache time.
         let moved = [0x02, 0, 0, 0, 0x99, 0x06];
         sh(&format!("ip neigh replace {local} lladdr 02:00:00:00:99:06 dev sy-out nud permanent"));
         std::thread::sleep(AFTER_TTL);
         assert_eq!(run(&t), (XDP_REDIRECT, Some(moved)), "{family}: the new neighbour address");
+        assert_eq!(run_tc(&t), (TC_ACT_REDIRECT, moved), "{family}: TC: the new address");
 
         // The route moves to a device without XDP: handed to TC from then on.
         sh(&format!(

@@ -22,14 +22,14 @@
 struct sy_np_route {
 	struct sy_addr dst; /* tag: the addresses the lookup was made for */
 	struct sy_addr src;
-	__u64 expires_ns;   /* bpf_ktime_get_ns() deadline */
+	__u64 expires_ns;   /* deadline (XDP: bpf_ktime_get_ns(), TC: bpf_ktime_get_coarse_ns()) */
 	__u32 in_ifindex;   /* tag: the device the packet came in on (the lookup's input) */
 	__u32 ifindex;      /* out device */
 	__u32 ok_len;       /* the largest IP length a lookup accepted (route MTU >= it) */
 	__u8 smac[ETH_ALEN];
 	__u8 dmac[ETH_ALEN];
 	__u8 proto;         /* tag: the lookup's transport protocol */
-	__u8 xdp_out;       /* the out device runs the XDP program (nodeport_xdp.bpf.c only) */
+	__u8 xdp_out;       /* the out device runs the XDP program (nodeport_xdp.bpf.c; TC: 0) */
 	__u8 pad[2];
 };
 
@@ -86,5 +86,37 @@ static __always_inline void np_route_keep(struct sy_np_route *c, const struct ro
 	__builtin_memcpy(c->dmac, r->dmac, ETH_ALEN);
 	c->expires_ns = now + SY_NP_ROUTE_TTL_NS;
 }
+
+#ifndef SY_CTX_XDP
+/* The route of a translated packet at TC (fib.h's route_lookup): this CPU's cache entry for a
+ * packet within the length a lookup accepted, else bpf_fib_lookup, kept when it succeeds. A GSO
+ * packet is always looked up (the kernel checks its segments against the MTU). Only the
+ * fields forward() reads are filled on a hit (rc, ifindex, MACs). */
+static __always_inline void tc_route(struct __sk_buff *skb, const struct pkt *p,
+				     const struct sy_addr *s, const struct sy_addr *d,
+				     struct route *r)
+{
+	__u32 in = ctx_ingress_ifindex(skb);
+	struct sy_np_route *c;
+	__u64 now;
+
+	if (skb->gso_segs > 1) {
+		route_lookup(skb, p, s, d, r);
+		return;
+	}
+	c = np_route_slot(s, d);
+	now = bpf_ktime_get_coarse_ns();
+	if (c && np_route_hit(c, s, d, p->t.proto, in, p->ip_len, now)) {
+		r->rc = BPF_FIB_LKUP_RET_SUCCESS;
+		r->ifindex = c->ifindex;
+		__builtin_memcpy(r->dmac, c->dmac, ETH_ALEN);
+		__builtin_memcpy(r->smac, c->smac, ETH_ALEN);
+		return;
+	}
+	route_lookup(skb, p, s, d, r);
+	if (c && r->rc == BPF_FIB_LKUP_RET_SUCCESS)
+		np_route_keep(c, r, s, d, p->t.proto, in, p->ip_len, 0, now);
+}
+#endif /* !SY_CTX_XDP */
 
 #endif /* SY_LIB_ROUTE_CACHE_H */
