@@ -35,6 +35,8 @@ use switchyard_testing::socket_probe::small_sizes;
 
 const ROUNDS: usize = 7;
 const RUNS: u32 = 20_000;
+/// Runs per repeated measurement.
+const REPEAT: u32 = 200_000;
 
 /// One build's programs.
 struct Build {
@@ -111,6 +113,7 @@ fn bench() {
         && ip link set sy-out-peer up && ip link set sy-out up \
         && ip addr add 10.244.0.1/16 dev sy-out \
         && for a in 10.244.1.5 10.244.2.9 10.244.0.254; do ip neigh add $a lladdr 02:00:00:00:99:05 dev sy-out nud permanent; done \
+        && ip neigh add 10.244.3.3 lladdr 02:00:00:00:00:01 dev sy-out nud permanent \
         && ip route add 192.0.2.0/24 via 10.244.0.254 \
         && echo 1 > /proc/sys/net/ipv4/conf/all/forwarding");
     let bpf = BpfDir::new("bench-nodeport");
@@ -160,6 +163,16 @@ fn bench() {
         let fe = Frontend { id: fid, flags: FE_NODEPORT, backend_count: 1, affinity_timeout_s: 0 };
         maps.frontends.insert(key, fe, 0).unwrap();
     }
+    // The repeated cases' flow: a frontend that is its own backend (10.244.3.3:8080, a
+    // neighbour with the frames' own destination MAC), so its translation leaves the frame as
+    // it was and every run of a repeat on one buffer is the same conntrack hit.
+    maps.backends
+        .insert(3, Backend::new("10.244.3.3".parse().unwrap(), 8080, BE_LOCAL), 0)
+        .unwrap();
+    maps.slots.insert(SlotKey { frontend_id: 3, slot: 0 }, 3, 0).unwrap();
+    let key = FrontendKey::new("10.244.3.3".parse().unwrap(), 8080, PROTO_TCP, SCOPE_DEFAULT);
+    let fe = Frontend { id: 3, flags: 0, backend_count: 1, affinity_timeout_s: 0 };
+    maps.frontends.insert(key, fe, 0).unwrap();
 
     let client = "192.0.2.7";
     let not_service = Spec::tcp(client, 40000, "198.51.100.99", 443, ACK).frame();
@@ -288,14 +301,38 @@ fn bench() {
             println!("{line}");
         }
     }
-    for (name, build) in &builds {
-        let repeated: Vec<f64> =
-            (0..ROUNDS).map(|_| build.run(Prog::Ingress, &cases[0].2, 1_000_000).0).collect();
-        println!(
-            "  {name:<4} {:<38} {:>7.1} ns   (repeat = 1,000,000 on one buffer: timer overhead spread out)",
-            "TC: not a Service, repeated",
-            median(repeated)
-        );
+    // Repeat on one buffer: the timer overhead of single runs spread out. The identity flow
+    // (above) is a conntrack hit in every run: its whole forwarding path, with a rewrite that
+    // computes its checksum updates but finds nothing changed.
+    let identity_syn = Spec::tcp(client, 40002, "10.244.3.3", 8080, SYN).frame();
+    let identity = Spec::tcp(client, 40002, "10.244.3.3", 8080, ACK).frame();
+    builds[0].1.run(Prog::Ingress, &identity_syn, 1);
+    let repeated = [
+        ("TC: not a Service", Prog::Ingress, &cases[0].2, None),
+        ("TC: ct hit, identity translation", Prog::Ingress, &identity, Some(TC_ACT_REDIRECT)),
+        ("XDP: not a Service", Prog::Xdp, &cases[0].2, Some(XDP_PASS)),
+        ("XDP: ct hit, identity translation", Prog::Xdp, &identity, Some(XDP_REDIRECT)),
+    ];
+    println!("repeat = {REPEAT} on one buffer (timer overhead spread out), median of {ROUNDS}:");
+    for (case, prog, frame, verdict) in repeated {
+        let mut ns = vec![Vec::new(); builds.len()];
+        for round in 0..ROUNDS {
+            for b in (0..builds.len()).map(|b| (b + round) % builds.len()) {
+                let (t, rc) = builds[b].1.run(prog, frame, REPEAT);
+                if let Some(v) = verdict {
+                    assert_eq!(rc, v, "{case}: verdict");
+                }
+                ns[b].push(t);
+            }
+        }
+        let m: Vec<f64> = ns.into_iter().map(median).collect();
+        for (b, (name, _)) in builds.iter().enumerate() {
+            let mut line = format!("  {name:<4} {case:<38} {:>7.1} ns", m[b]);
+            if b > 0 {
+                line += &format!("   new/base x{:.3}", m[b] / m[0]);
+            }
+            println!("{line}");
+        }
     }
     let counters = builds[0].1.pkt.maps().counters().unwrap();
     let drops: u64 = counters.iter().filter(|(r, _)| r.is_drop()).map(|(_, c)| c.packets).sum();
