@@ -192,7 +192,7 @@ fn widen_client_ports(lab: &NodePortLab) -> Result<(), BenchError> {
 
 /// Runs the plan in a lab of its own: every peer at every number of Services.
 pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>, BenchError> {
-    let lab = NodePortLab::up(plan.clients)?;
+    let lab = NodePortLab::up(plan.clients, false)?;
     widen_client_ports(&lab)?;
     let duration = Duration::from_secs_f64(plan.seconds);
     let mut points = Vec::new();

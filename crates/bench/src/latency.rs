@@ -106,6 +106,39 @@ pub struct LatencyPlan {
     /// The `switchyard-bench` binary, whose hidden [`CLIENT_SUBCOMMAND`] is Switchyard's
     /// socket-level client (a process of its own in the node's cgroup).
     pub client_exe: std::path::PathBuf,
+    /// Clients and the echo server run under `SCHED_FIFO` ([`raise_to_realtime`]): on a machine
+    /// shared with builds, a p99 otherwise measures how long they waited for a CPU.
+    pub realtime: bool,
+}
+
+/// `SCHED_FIFO` priority of the measuring threads with [`LatencyPlan::realtime`]: above every
+/// normal task (builds, other tests), below the kernel's own real-time threads (50 and up).
+pub const REALTIME_PRIORITY: i32 = 10;
+
+/// Puts the calling thread under `SCHED_FIFO` at [`REALTIME_PRIORITY`], so it runs as soon as
+/// its packet arrives instead of queueing behind other work; the packets' softirq work runs in
+/// its context too (veth delivers in the sender's). Only threads that block on the network
+/// between round trips use it (the kernel's real-time throttling keeps 5 % of each CPU for
+/// everything else in any case).
+pub fn raise_to_realtime() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: REALTIME_PRIORITY };
+    // SAFETY: sched_setscheduler reads `param` only; pid 0 is the calling thread.
+    let status = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if status == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// [`round_trips`] from a thread raised to real time first when `realtime` (failing to raise it
+/// is an error: the figures would not be what the report says).
+pub fn round_trips_with(
+    target: SocketAddr,
+    count: usize,
+    realtime: bool,
+) -> Result<(Vec<f64>, usize), BenchError> {
+    if realtime {
+        raise_to_realtime()
+            .map_err(|e| BenchError::Lab(format!("SCHED_FIFO for the latency client: {e}")))?;
+    }
+    Ok(round_trips(target, count))
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -148,7 +181,9 @@ pub(crate) struct EchoServer {
 }
 
 impl EchoServer {
-    pub(crate) fn start(listener: TcpListener, threads: usize) -> Self {
+    /// `realtime`: every thread under `SCHED_FIFO` ([`raise_to_realtime`]; a thread that cannot
+    /// be raised says so on stderr and serves all the same).
+    pub(crate) fn start(listener: TcpListener, threads: usize, realtime: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let fd = listener.as_raw_fd();
         let listener = Arc::new(listener);
@@ -157,6 +192,9 @@ impl EchoServer {
                 let stopped = Arc::clone(&stop);
                 let listener = Arc::clone(&listener);
                 std::thread::spawn(move || {
+                    if realtime && let Err(e) = raise_to_realtime() {
+                        eprintln!("echo server: SCHED_FIFO not set: {e}");
+                    }
                     while !stopped.load(Ordering::SeqCst) {
                         let Ok((mut stream, _)) = listener.accept() else {
                             continue;
@@ -308,8 +346,9 @@ pub(crate) struct NodePortLab {
 }
 
 impl NodePortLab {
-    /// Brings the lab up with an echo server of `server_threads` threads.
-    pub(crate) fn up(server_threads: usize) -> Result<Self, BenchError> {
+    /// Brings the lab up with an echo server of `server_threads` threads (under `SCHED_FIFO`
+    /// with `realtime`).
+    pub(crate) fn up(server_threads: usize, realtime: bool) -> Result<Self, BenchError> {
         let topology = Topology {
             nodes: vec![
                 NodeSpec { name: "node1".into(), pods: vec![CLIENT_POD.into()] },
@@ -329,7 +368,7 @@ impl NodePortLab {
             .map_err(|e| {
                 BenchError::Lab(format!("binding the echo server in {SERVER_POD}: {e}"))
             })?;
-        let echo = EchoServer::start(listener, server_threads);
+        let echo = EchoServer::start(listener, server_threads, realtime);
         let node_ns = Netns::existing(node.netns.clone());
         let config = node_config(node.ipv4);
         let server = SocketAddrV4::new(server_ip, SERVER_PORT);
@@ -344,7 +383,8 @@ pub(crate) fn lab_error(e: switchyard_lab::LabError) -> BenchError {
 
 /// Runs the whole latency sweep in a lab of its own (two nodes, one pod each).
 pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyPoint>, BenchError> {
-    let NodePortLab { lab, node, node_ns, config, server, node_port, _echo } = NodePortLab::up(1)?;
+    let NodePortLab { lab, node, node_ns, config, server, node_port, _echo } =
+        NodePortLab::up(1, plan.realtime)?;
 
     // Samples per (peer, size, path), gathered over the rounds.
     let mut gathered: Vec<Gathered> = Vec::new();
@@ -375,14 +415,13 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
                     let measured = match (loaded.as_ref(), peer, path) {
                         (Err(error), _, _) => Err(BenchError::Lab(error.to_string())),
                         (Ok(()), Peer::Switchyard, LatencyPath::PodToClusterIp) => {
+                            let client = switchyard::SocketClient {
+                                exe: &plan.client_exe,
+                                pod: CLIENT_POD,
+                                realtime: plan.realtime,
+                            };
                             switchyard::measure_latency(
-                                &lab,
-                                &plan.client_exe,
-                                CLIENT_POD,
-                                node.ipv4,
-                                &state,
-                                cluster_ip,
-                                per_visit,
+                                &lab, &client, node.ipv4, &state, cluster_ip, per_visit,
                             )
                         }
                         (Ok(()), Peer::Switchyard, LatencyPath::ExternalToNodePort) => {
@@ -396,8 +435,11 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
                             .and_then(|mut programmed| {
                                 flows.restore(&mut programmed)?;
                                 let measured = lab
-                                    .run_in(EXTERNAL_CLIENT, || round_trips(node_port, per_visit))
-                                    .map_err(lab_error);
+                                    .run_in(EXTERNAL_CLIENT, || {
+                                        round_trips_with(node_port, per_visit, plan.realtime)
+                                    })
+                                    .map_err(lab_error)
+                                    .and_then(|measured| measured);
                                 flows = switchyard::Flows::of(&programmed)?;
                                 // Detached and unpinned here, before the next size.
                                 drop(programmed);
@@ -405,11 +447,17 @@ pub fn run(plan: &LatencyPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<LatencyP
                             })
                         }
                         (Ok(()), _, LatencyPath::PodToClusterIp) => lab
-                            .run_in(CLIENT_POD, || round_trips(cluster_ip, per_visit))
-                            .map_err(lab_error),
+                            .run_in(CLIENT_POD, || {
+                                round_trips_with(cluster_ip, per_visit, plan.realtime)
+                            })
+                            .map_err(lab_error)
+                            .and_then(|measured| measured),
                         (Ok(()), _, LatencyPath::ExternalToNodePort) => lab
-                            .run_in(EXTERNAL_CLIENT, || round_trips(node_port, per_visit))
-                            .map_err(lab_error),
+                            .run_in(EXTERNAL_CLIENT, || {
+                                round_trips_with(node_port, per_visit, plan.realtime)
+                            })
+                            .map_err(lab_error)
+                            .and_then(|measured| measured),
                     };
                     let retransmits = before.and_then(|before| {
                         namespace_retransmits(&lab, client)

@@ -95,6 +95,10 @@ struct LatencyOptions {
     /// at every visit).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Run the clients and the echo server under SCHED_FIFO (priority 10): on a machine busy
+    /// with other work, what a p99 then measures is the path, not the wait for a CPU.
+    #[arg(long)]
+    realtime: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +119,11 @@ struct MemoryOptions {
     /// comparing two agent builds in one run.
     #[arg(long)]
     agent_only: bool,
+    /// Several shapes in one run, as SERVICESxENDPOINTS (e.g. 1000x25,10000x25,30000x10):
+    /// each measured as one shape is (files memory-SxE.{md,json}), then one table of them all
+    /// (memory-shapes.{md,json}). Replaces --services and --endpoints.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["services", "endpoints", "write_manifests"])]
+    shapes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -239,7 +248,13 @@ enum Command {
     /// Internal: the latency client as a process of its own (started by `latency` inside a pod
     /// and its node's cgroup); prints samples as JSON.
     #[command(name = "latency-client", hide = true)]
-    LatencyClient { target: std::net::SocketAddr, connections: usize },
+    LatencyClient {
+        target: std::net::SocketAddr,
+        connections: usize,
+        /// Under SCHED_FIFO (latency --realtime).
+        #[arg(long)]
+        realtime: bool,
+    },
     /// Print the ruleset kube-proxy would write (the small golden cluster, or a synthetic one).
     Ruleset {
         #[arg(value_enum)]
@@ -275,7 +290,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             run_programming(&programming)?;
             let options = programming.run;
-            run_latency(&options, &[], &[], 1, None)?;
+            run_latency(&options, &[], &[], 1, None, false)?;
             run_throughput(&options)?;
             run_connections(&ConnectionOptions {
                 run: RunOptions { quick: options.quick, out: options.out.clone() },
@@ -300,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
                 endpoints: 25,
                 write_manifests: None,
                 agent_only: false,
+                shapes: Vec::new(),
             })?;
             // Last: it fails the run when the generator check fails, after writing its report.
             run_forwarding(&forwarding)?;
@@ -312,6 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             &options.sizes,
             options.rounds,
             options.connections,
+            options.realtime,
         )?,
         Command::Report(options) => {
             let path = options.out_dir().join("programming.json");
@@ -325,8 +342,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forwarding(options) => run_forwarding(&options)?,
         Command::Connections(options) => run_connections(&options)?,
         Command::Memory(options) => run_memory(&options)?,
-        Command::LatencyClient { target, connections } => {
-            let (samples_us, failures) = latency::round_trips(target, connections);
+        Command::LatencyClient { target, connections, realtime } => {
+            let (samples_us, failures) = latency::round_trips_with(target, connections, realtime)?;
             let result = latency::ClientResult { samples_us, failures };
             println!("{}", serde_json::to_string(&result).context("encoding client samples")?);
         }
@@ -560,6 +577,7 @@ fn run_latency(
     only_sizes: &[usize],
     rounds: usize,
     connections: Option<usize>,
+    realtime: bool,
 ) -> Result<()> {
     anyhow::ensure!(rounds > 0, "--rounds: at least 1");
     let out = options.out_dir();
@@ -572,7 +590,14 @@ fn run_latency(
     }
     let client_exe = std::env::current_exe().context("finding this binary")?;
     let mut plan = if options.quick {
-        LatencyPlan { sizes: vec![1, 100, 1000], connections: 200, rounds, peers, client_exe }
+        LatencyPlan {
+            sizes: vec![1, 100, 1000],
+            connections: 200,
+            rounds,
+            peers,
+            client_exe,
+            realtime,
+        }
     } else {
         LatencyPlan {
             sizes: vec![1, 100, 1000, 5000, 10_000, 30_000],
@@ -580,6 +605,7 @@ fn run_latency(
             rounds,
             peers,
             client_exe,
+            realtime,
         }
     };
     if let Some(connections) = connections {
@@ -596,6 +622,7 @@ fn run_latency(
         quick: options.quick,
         connections_per_point: plan.connections,
         rounds: plan.rounds,
+        realtime: plan.realtime,
         points,
     };
     report::write_json(&out.join("latency.json"), &report)?;
@@ -625,18 +652,48 @@ fn agent_binary() -> PathBuf {
     })
 }
 
-/// Item 4 at the given size (10,000 × 25 in the full set, 1,000 × 25 with `all --quick`).
+/// Item 4 at the given size (10,000 × 25 in the full set, 1,000 × 25 with `all --quick`), or
+/// at several (`--shapes`) in one run.
 fn run_memory(options: &MemoryOptions) -> Result<()> {
     let out = options.run.out_dir();
+    if !options.shapes.is_empty() {
+        let shapes = options.shapes.iter().map(|s| parse_shape(s)).collect::<Result<Vec<_>>>()?;
+        let mut reports = Vec::new();
+        for shape in shapes {
+            let report = measure_memory(shape, options.agent_only);
+            let name = format!("memory-{}x{}", shape.services, shape.endpoints_per_service);
+            report::write_json(&out.join(format!("{name}.json")), &report)?;
+            report::write_file(
+                &out.join(format!("{name}.md")),
+                &switchyard_bench::memory::markdown(&report),
+            )?;
+            reports.push(report);
+        }
+        let text = switchyard_bench::memory::shapes_markdown(&reports);
+        eprint!("{text}");
+        report::write_json(&out.join("memory-shapes.json"), &reports)?;
+        report::write_file(&out.join("memory-shapes.md"), &text)?;
+        return Ok(());
+    }
     let shape = Shape { services: options.services, endpoints_per_service: options.endpoints };
     if let Some(dir) = &options.write_manifests {
         let (files, bytes) = switchyard_bench::memory::write_cluster_manifests(shape, dir)?;
         eprintln!("memory: wrote {files} files ({bytes} bytes) to {}", dir.display());
         return Ok(());
     }
+    let report = measure_memory(shape, options.agent_only);
+    let text = switchyard_bench::memory::markdown(&report);
+    eprint!("{text}");
+    report::write_json(&out.join("memory.json"), &report)?;
+    report::write_file(&out.join("memory.md"), &text)?;
+    Ok(())
+}
+
+/// One shape: in process (unless `agent_only`), the running agent, then the peers' rulesets.
+fn measure_memory(shape: Shape, agent_only: bool) -> switchyard_bench::memory::MemoryReport {
     // A failure here (say, ENOMEM creating a large map on a busy machine) leaves the agent and
     // the peers to be measured all the same.
-    let mut report = if options.agent_only {
+    let mut report = if agent_only {
         switchyard_bench::memory::MemoryReport::in_process_failed(
             shape,
             "not run (--agent-only)".into(),
@@ -659,7 +716,7 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
     report.agent = Some(agent);
     report.kernel.push(agent_kernel);
     let state = synthetic::cluster(shape);
-    let peers = if options.agent_only {
+    let peers = if agent_only {
         Vec::new()
     } else {
         vec![Peer::Nftables, Peer::IptablesNft, Peer::IptablesLegacy]
@@ -673,11 +730,7 @@ fn run_memory(options: &MemoryOptions) -> Result<()> {
         );
         report.kernel.push(switchyard_bench::memory::peer_kernel_memory(peer, &state));
     }
-    let text = switchyard_bench::memory::markdown(&report);
-    eprint!("{text}");
-    report::write_json(&out.join("memory.json"), &report)?;
-    report::write_file(&out.join("memory.md"), &text)?;
-    Ok(())
+    report
 }
 
 fn run_forwarding(options: &ForwardingOptions) -> Result<()> {

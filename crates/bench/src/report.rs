@@ -168,6 +168,9 @@ pub struct LatencyReport {
     pub connections_per_point: usize,
     /// Visits of every size per peer (see [`crate::latency::LatencyPlan::rounds`]).
     pub rounds: usize,
+    /// Clients and echo server under `SCHED_FIFO` ([`crate::latency::LatencyPlan::realtime`]).
+    #[serde(default)]
+    pub realtime: bool,
     pub points: Vec<crate::latency::LatencyPoint>,
 }
 
@@ -196,8 +199,15 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
     let mut out = format!(
         "Microseconds, p50 / p99 over all connections at each size ({} per point, in {} \
          round(s) over all sizes). Ratios: the peer's p50 over Switchyard's p50 on the same \
-         path, in the same run. Load average when written: {}.\n",
-        report.connections_per_point, report.rounds, report.machine.load_average
+         path, in the same run.{} Load average when written: {}.\n",
+        report.connections_per_point,
+        report.rounds,
+        if report.realtime {
+            " Clients and echo server under SCHED_FIFO (--realtime)."
+        } else {
+            ""
+        },
+        report.machine.load_average
     );
     for path in LatencyPath::ALL {
         let find = |peer: Peer, services: usize| {

@@ -306,6 +306,15 @@ pub fn measure_programming(
     Some(vec![full, partial])
 }
 
+/// The socket-level latency client: this binary (its hidden `latency-client` subcommand), run in
+/// pod `pod`, under `SCHED_FIFO` when `realtime`.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketClient<'a> {
+    pub exe: &'a std::path::Path,
+    pub pod: &'a str,
+    pub realtime: bool,
+}
+
 /// Latency through Switchyard's socket-level load balancer: `state` goes through the model and
 /// the reconciler into maps of our own, the socket programs are attached to node 1's cgroup (the
 /// lab's, created for this run), and the client runs as a process of its own in the client pod
@@ -314,13 +323,13 @@ pub fn measure_programming(
 /// this returns.
 pub fn measure_latency(
     lab: &switchyard_lab::Lab,
-    client_exe: &std::path::Path,
-    client_pod: &str,
+    client: &SocketClient<'_>,
     node_ip: std::net::Ipv4Addr,
     state: &DesiredState,
     target: std::net::SocketAddr,
     connections: usize,
 ) -> Result<(Vec<f64>, usize), BenchError> {
+    let SocketClient { exe: client_exe, pod: client_pod, realtime } = *client;
     let lab_error = |e: switchyard_lab::LabError| BenchError::Lab(e.to_string());
     let config = NodeConfig { node_ip, ..NodeConfig::default() };
     let model = NodeModel::from_state(
@@ -341,6 +350,9 @@ pub fn measure_latency(
         .arg(crate::latency::CLIENT_SUBCOMMAND)
         .arg(target.to_string())
         .arg(connections.to_string());
+    if realtime {
+        command.arg("--realtime");
+    }
     let output = lab.output_in(client_pod, command).map_err(lab_error)?;
     if !output.status.success() {
         return Err(BenchError::Switchyard(format!(

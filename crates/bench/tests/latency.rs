@@ -20,6 +20,9 @@ fn every_peer_routes_the_pod_and_the_external_client_to_the_last_service() {
         rounds: 2,
         peers: peers.clone(),
         client_exe: env!("CARGO_BIN_EXE_switchyard-bench").into(),
+        // The clients and the echo server under SCHED_FIFO (a failure to raise one is a
+        // point's error, asserted below).
+        realtime: true,
     };
     let points = latency::run(&plan, &mut |line| eprintln!("{line}")).expect("latency run");
     assert_eq!(points.len(), peers.len() * 2 * LatencyPath::ALL.len());

@@ -13,9 +13,11 @@
  *        known flow (sy_ct hit, usable) -> its translation;
  *        new flow -> handle_new_flow() (lib/new_flow.h, the TC program's decision);
  *     3. forward at XDP only when the route is complete (bpf_fib_lookup success: neighbour
- *        known, within the MTU) and leaves by a device with this program (sy_xdp_devs):
- *        rewrite, MACs, XDP_TX (same device) or bpf_redirect. Otherwise XDP_PASS untouched:
- *        TC finds the conntrack entry and translates (redirect_neigh, frag-needed...).
+ *        known, within the MTU) and leaves by a device with this program (sy_xdp_devs), as
+ *        this CPU's next-hop cache says (lib/route_cache.h: a lookup is reused for up to
+ *        SY_NP_ROUTE_TTL_MS): rewrite (lib/xdp_nat.h), MACs, XDP_TX (same device) or
+ *        bpf_redirect. Otherwise XDP_PASS untouched: TC finds the conntrack entry and
+ *        translates (redirect_neigh, frag-needed...).
  *
  * A packet is rewritten only right before XDP_TX / XDP_REDIRECT, which TC ingress never sees,
  * and passed untouched otherwise, so nothing is translated twice. DSR flows (lib/dsr.h) are
@@ -36,6 +38,8 @@
 #include "lib/xlat.h"
 #include "lib/new_flow.h"
 #include "lib/scratch.h"
+#include "lib/route_cache.h"
+#include "lib/xdp_nat.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -58,28 +62,35 @@ struct {
  * take the TC path, still correct). */
 static __always_inline int l4_csum_partial(struct xdp_md *ctx, const struct pkt *p)
 {
-	__u32 len = p->ip_len - (p->l4_off - L3_OFF);
-	__be32 ph[10];
 	__u16 c;
-	__s64 sum;
 
 	if (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP)
 		return 0;
 	if (ctx_load_bytes(ctx, l4_csum_off(p), &c, 2))
 		return 1;
-	if (p->t.family == SY_AF_INET) {
-		ph[0] = p->t.saddr.words[3];
-		ph[1] = p->t.daddr.words[3];
-		ph[2] = bpf_htonl(((__u32)p->t.proto << 16) | (len & 0xffff));
-		sum = bpf_csum_diff(NULL, 0, ph, 12, 0);
-	} else {
-		__builtin_memcpy(&ph[0], p->t.saddr.words, 16);
-		__builtin_memcpy(&ph[4], p->t.daddr.words, 16);
-		ph[8] = bpf_htonl(len);
-		ph[9] = bpf_htonl(p->t.proto);
-		sum = bpf_csum_diff(NULL, 0, ph, 40, 0);
-	}
-	return c == (__u16)~csum_fold(sum);
+	return c == pseudo_hdr_sum(p);
+}
+
+/* The next hop of a packet from s to d (this CPU's cache entry, looked up on a miss): NULL
+ * when the route is not complete (no route, neighbour unknown, too big for the MTU...). */
+static SY_NOINLINE struct sy_np_route *xdp_route(struct xdp_md *ctx, const struct pkt *p,
+						 const struct sy_addr *s, const struct sy_addr *d,
+						 __u64 now)
+{
+	__u32 in = ctx->ingress_ifindex;
+	struct sy_np_route *c = np_route_slot(s, d);
+	struct route r = {};
+
+	if (!c)
+		return 0;
+	if (np_route_hit(c, s, d, p->t.proto, in, p->ip_len, now))
+		return c;
+	route_lookup(ctx, p, s, d, &r);
+	if (r.rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return 0;
+	np_route_keep(c, &r, s, d, p->t.proto, in, p->ip_len,
+		      r.ifindex == in || bpf_map_lookup_elem(&sy_xdp_devs, &r.ifindex), now);
+	return c;
 }
 
 /* What forwarding a packet commits besides the rewrite. */
@@ -93,17 +104,15 @@ static __always_inline int l4_csum_partial(struct xdp_md *ctx, const struct pkt 
 static SY_NOINLINE int xdp_forward(struct xdp_md *ctx, struct scratch *s, int kind, void *entry,
 				   __u64 now)
 {
-	__u32 len = ctx_len(ctx), in = ctx->ingress_ifindex;
+	__u32 len = ctx_len(ctx), in = ctx->ingress_ifindex, out;
 	struct pkt *p = &s->p;
 	struct xlat *x = &s->x;
-	struct route r = {};
+	struct sy_np_route *r;
 
 	if (l4_csum_partial(ctx, p))
 		goto to_tc;
-	route_lookup(ctx, p, &x->s, &x->d, &r);
-	if (r.rc != BPF_FIB_LKUP_RET_SUCCESS)
-		goto to_tc;
-	if (r.ifindex != in && !bpf_map_lookup_elem(&sy_xdp_devs, &r.ifindex))
+	r = xdp_route(ctx, p, &x->s, &x->d, now);
+	if (!r || !r->xdp_out)
 		goto to_tc;
 
 	if (kind == XF_REPLY) {
@@ -115,16 +124,15 @@ static SY_NOINLINE int xdp_forward(struct xdp_md *ctx, struct scratch *s, int ki
 			ct_update(e, p, 0, now);
 		sy_count_frontend(e->frontend_id, 0, 1, len);
 	}
-	if (rewrite(ctx, p, &x->s, x->sp, &x->d, x->dp) ||
-	    ctx_store_bytes(ctx, 0, r.dmac, ETH_ALEN, 0) ||
-	    ctx_store_bytes(ctx, ETH_ALEN, r.smac, ETH_ALEN, 0))
+	out = r->ifindex;
+	if (xdp_nat_rewrite(ctx, p, &x->s, x->sp, &x->d, x->dp, r->dmac, r->smac))
 		return drop(ctx, p, SY_REASON_PKT_DROP_REWRITE);
 	if (kind != XF_NEW)
 		sy_count(x->reason, len);
 	sy_count(SY_REASON_PKT_XDP_FORWARDED, len);
-	if (r.ifindex == in)
+	if (out == in)
 		return XDP_TX;
-	return bpf_redirect(r.ifindex, 0);
+	return bpf_redirect(out, 0);
 to_tc:
 	sy_count(SY_REASON_PKT_XDP_TO_TC, len);
 	return XDP_PASS;

@@ -391,6 +391,11 @@ struct sy_xdp_dev {
 /* max_entries of sy_xdp_devs: devices with the XDP program, the only ones it redirects to. */
 #define SY_XDP_DEVS_MAX 64
 
+/* How long the per-packet XDP program reuses a next hop on a CPU (lib/route_cache.h): a
+ * route, neighbour or MTU change, and a device leaving sy_xdp_devs, take effect within this
+ * time (so a detach waits this long between removing the device and removing its program). */
+#define SY_NP_ROUTE_TTL_MS 100
+
 /* Conntrack states (struct sy_ct_entry.state). */
 #define SY_CT_SYN_SENT 1    /* TCP: client SYN seen, no reply yet */
 #define SY_CT_ESTABLISHED 2 /* TCP: the backend answered; UDP/other: any packet */

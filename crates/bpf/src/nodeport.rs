@@ -400,6 +400,17 @@ impl PacketDatapath {
         sizes: PacketMapSizes,
         settings: &PacketSettings,
     ) -> Result<Self, Error> {
+        Self::load_object(opts, sizes, settings, crate::nodeport_object())
+    }
+
+    /// [`PacketDatapath::load`] with the object's bytes given: the per-packet bench compares
+    /// another build of `c/nodeport.bpf.c` (`scripts/nodeport-ab`) on the same pinned maps.
+    pub fn load_object(
+        opts: &LoadOptions,
+        sizes: PacketMapSizes,
+        settings: &PacketSettings,
+        object: &[u8],
+    ) -> Result<Self, Error> {
         let config = settings.to_config()?;
         if !opts.bpf_dir.join(shared_names::CONFIG).exists() {
             return Err(Error::InvalidArgument(format!(
@@ -409,7 +420,7 @@ impl PacketDatapath {
             )));
         }
         check_pins(&opts.bpf_dir, sizes, &opts.sizes)?;
-        let mut ebpf = packet_loader(opts, sizes).load(crate::nodeport_object())?;
+        let mut ebpf = packet_loader(opts, sizes).load(object)?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap { name });
         let mut maps = PacketMaps {
             ct: typed(names::CT, take(names::CT)?)?,

@@ -44,6 +44,9 @@ pub const SNAT_PROBES: u32 = 32;
 pub const SNAT_TCP_HOLD_S: u32 = 120;
 /// `SY_XDP_DEVS_MAX`: devices the XDP program can be attached to (and redirect between).
 pub const XDP_DEVS_MAX: u32 = 64;
+/// `SY_NP_ROUTE_TTL_MS`: how long the XDP program reuses a next hop on a CPU, so how long a
+/// device removed from `sy_xdp_devs` may still receive redirected frames.
+pub const NP_ROUTE_TTL_MS: u64 = 100;
 
 /// Counter indexes of the per-packet path (`enum sy_pkt_reason`, 32..63 of `sy_counters`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,7 +23,7 @@ use crate::{
     loader::{LINKS_DIR, unpin_link},
     maps::typed,
     nodeport::{PacketMapSizes, check_device_name, check_pins},
-    nodeport_abi::XdpDev,
+    nodeport_abi::{NP_ROUTE_TTL_MS, XdpDev},
 };
 
 /// The program's function name in `c/nodeport_xdp.bpf.c`.
@@ -48,6 +48,16 @@ impl XdpDatapath {
     /// datapath and the TC programs ([`crate::nodeport::PacketDatapath::load`]) with the same
     /// options and sizes first (they create the maps and write the settings).
     pub fn load(opts: &LoadOptions, sizes: PacketMapSizes) -> Result<Self, Error> {
+        Self::load_object(opts, sizes, crate::nodeport_xdp_object())
+    }
+
+    /// [`XdpDatapath::load`] with the object's bytes given: the per-packet bench compares
+    /// another build of `c/nodeport_xdp.bpf.c` (`scripts/nodeport-ab`) on the same maps.
+    pub fn load_object(
+        opts: &LoadOptions,
+        sizes: PacketMapSizes,
+        object: &[u8],
+    ) -> Result<Self, Error> {
         if !opts.bpf_dir.join(crate::nodeport::names::CT).exists() {
             return Err(Error::InvalidArgument(format!(
                 "{}: no pinned {}; load the per-packet TC programs first",
@@ -56,8 +66,7 @@ impl XdpDatapath {
             )));
         }
         check_pins(&opts.bpf_dir, sizes, &opts.sizes)?;
-        let mut ebpf =
-            crate::nodeport::packet_loader(opts, sizes).load(crate::nodeport_xdp_object())?;
+        let mut ebpf = crate::nodeport::packet_loader(opts, sizes).load(object)?;
         let devs =
             typed(DEVS_MAP, ebpf.take_map(DEVS_MAP).ok_or(Error::MissingMap { name: DEVS_MAP })?)?;
         let program: &mut Xdp = ebpf
@@ -85,6 +94,15 @@ impl XdpDatapath {
         self.devs
             .insert(ifindex, XdpDev { mac, flags: 0 }, 0)
             .map_err(|source| Error::Map { name: DEVS_MAP, source })
+    }
+
+    /// Removes `ifindex` from the devices the program runs on and redirects to (what
+    /// [`detach_device`] does for the agent).
+    pub fn remove_device(&mut self, ifindex: u32) -> Result<(), Error> {
+        match self.devs.remove(&ifindex) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(Error::Map { name: DEVS_MAP, source }),
+        }
     }
 
     /// Attaches the program to `device` (in the caller's network namespace) in `mode` and pins
@@ -151,16 +169,17 @@ pub fn attached_devices(bpf_dir: &Path) -> Result<Vec<String>, Error> {
     Ok(devices)
 }
 
-/// Detaches the XDP program from `device` (removes its link pins, and its `sy_xdp_devs` entry
-/// when the device still exists). Returns how many links were removed.
+/// Detaches the XDP program from `device`: removes its `sy_xdp_devs` entry (when the device
+/// still exists), then its link pins. Returns how many links were removed. The program on
+/// other devices redirects to this one until its per-CPU next hops expire
+/// ([`NP_ROUTE_TTL_MS`]), so when an entry was removed and links remain, the links go only
+/// after that time: frames redirected meanwhile still find the program.
 pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
     check_device_name(device)?;
     let pins: Vec<PathBuf> =
         xdp_links(bpf_dir)?.into_iter().filter(|(d, _)| d == device).map(|(_, p)| p).collect();
-    for path in &pins {
-        unpin_link(path)?;
-    }
     let map_pin = bpf_dir.join(DEVS_MAP);
+    let mut removed = false;
     if let Ok(ifindex) = nix::net::if_::if_nametoindex(device)
         && map_pin.exists()
     {
@@ -170,9 +189,16 @@ pub fn detach_device(bpf_dir: &Path, device: &str) -> Result<usize, Error> {
             .map_err(|source| Error::Map { name: DEVS_MAP, source })?;
         let mut devs: HashMap<MapData, u32, XdpDev> = typed(DEVS_MAP, map)?;
         match devs.remove(&ifindex) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Ok(()) => removed = true,
+            Err(aya::maps::MapError::KeyNotFound) => {}
             Err(source) => return Err(Error::Map { name: DEVS_MAP, source }),
         }
+    }
+    if removed && !pins.is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(NP_ROUTE_TTL_MS + 10));
+    }
+    for path in &pins {
+        unpin_link(path)?;
     }
     Ok(pins.len())
 }

@@ -433,3 +433,68 @@ fn load_balancer_and_external_ips_are_served_at_xdp_as_at_tc() {
     }
     assert_eq!(t.tc.count(PacketReason::XdpToTc), 0, "nothing handed over to TC");
 }
+
+/// The next hop is kept per CPU for at most 100 ms (lib/route_cache.h), at XDP and at TC: a
+/// neighbour whose address changed, a route moved to a device without XDP, or an XDP device
+/// removed takes effect once that time has passed.
+#[test]
+fn a_next_hop_change_takes_effect_within_the_cache_time() {
+    if !switchyard_lab::require_root("a_next_hop_change_takes_effect_within_the_cache_time") {
+        return;
+    }
+    /// SY_NP_ROUTE_TTL_NS, with a margin.
+    const AFTER_TTL: std::time::Duration = std::time::Duration::from_millis(150);
+    let mut t = lab("xdp-route-cache");
+    for Net { family, node, client, local, .. } in NETS {
+        let f = u32::from(family) * 100;
+        t.tc.frontend(
+            f + 1,
+            None,
+            family,
+            NODE_PORT,
+            UDP,
+            FE_NODEPORT,
+            &[(f + 1, local, 8080, BE_LOCAL)],
+        );
+        let frame = Spec::udp(client, 51000, node, NODE_PORT).frame();
+        let run = |t: &TcXdp| {
+            let (rc, out) = t.run_xdp(&frame);
+            (rc, if rc == XDP_REDIRECT { Some(parse(&out).dst_mac) } else { None })
+        };
+        let run_tc = |t: &TcXdp| {
+            let (rc, out) = t.tc.run(INGRESS, &frame);
+            (rc, parse(&out).dst_mac)
+        };
+        assert_eq!(run(&t), (XDP_REDIRECT, Some(NEIGH_MAC)), "{family}: forwarded");
+        assert_eq!(run(&t), (XDP_REDIRECT, Some(NEIGH_MAC)), "{family}: from the cache");
+        assert_eq!(run_tc(&t), (TC_ACT_REDIRECT, NEIGH_MAC), "{family}: TC forwards");
+        assert_eq!(run_tc(&t), (TC_ACT_REDIRECT, NEIGH_MAC), "{family}: TC from its cache");
+
+        // The neighbour's address changes: the next hop follows within the cache time.
+        let moved = [0x02, 0, 0, 0, 0x99, 0x06];
+        sh(&format!("ip neigh replace {local} lladdr 02:00:00:00:99:06 dev sy-out nud permanent"));
+        std::thread::sleep(AFTER_TTL);
+        assert_eq!(run(&t), (XDP_REDIRECT, Some(moved)), "{family}: the new neighbour address");
+        assert_eq!(run_tc(&t), (TC_ACT_REDIRECT, moved), "{family}: TC: the new address");
+
+        // The route moves to a device without XDP: handed to TC from then on.
+        sh(&format!(
+            "ip neigh add {local} lladdr 02:00:00:00:99:05 dev sy-plain nud permanent \
+             && ip route add {local} dev sy-plain"
+        ));
+        std::thread::sleep(AFTER_TTL);
+        let to_tc = t.tc.count(PacketReason::XdpToTc);
+        assert_eq!(run(&t), (XDP_PASS, None), "{family}: to TC");
+        assert_eq!(t.tc.count(PacketReason::XdpToTc), to_tc + 1);
+
+        // Back on sy-out, then sy-out stops being an XDP device: to TC as well.
+        sh(&format!("ip route del {local} dev sy-plain"));
+        std::thread::sleep(AFTER_TTL);
+        assert_eq!(run(&t), (XDP_REDIRECT, Some(moved)), "{family}: the route is back");
+        let out = nix::net::if_::if_nametoindex("sy-out").unwrap();
+        t.xdp.remove_device(out).unwrap();
+        std::thread::sleep(AFTER_TTL);
+        assert_eq!(run(&t), (XDP_PASS, None), "{family}: sy-out has no XDP program any more");
+        t.xdp.set_device(out, [0x02, 0, 0, 0, 0, 0x0e]).unwrap();
+    }
+}

@@ -121,17 +121,17 @@ fn load() -> Deploy {
 #[test]
 fn every_manifest_parses_into_its_typed_object() {
     let deploy = load();
-    assert_eq!(deploy.daemon_sets.len(), 1);
-    assert_eq!(deploy.service_accounts.len(), 2, "agent and controller");
-    assert_eq!(deploy.cluster_roles.len(), 2);
-    assert_eq!(deploy.bindings.len(), 2);
+    assert_eq!(deploy.daemon_sets.len(), 2, "agent and director");
+    assert_eq!(deploy.service_accounts.len(), 3, "agent, controller and director");
+    assert_eq!(deploy.cluster_roles.len(), 3);
+    assert_eq!(deploy.bindings.len(), 3);
     assert_eq!(deploy.deployments.len(), 1, "the controller");
     assert_eq!(
         (deploy.roles.len(), deploy.role_bindings.len()),
-        (2, 2),
-        "the controller's Lease, the agent's BGP passwords"
+        (2, 3),
+        "the controller's Lease, the BGP passwords (bound to the agent and the director)"
     );
-    assert_eq!(deploy.config_maps.len(), 1);
+    assert_eq!(deploy.config_maps.len(), 2, "the agent's and the director's settings");
     assert_eq!(deploy.crds.len(), 4, "IPPool, BGPPeer, BGPAdvertisement, L2Advertisement");
 }
 
@@ -185,15 +185,16 @@ fn binding_ties_the_role_to_the_daemonsets_service_account() {
     assert_eq!(subjects[0].kind, "ServiceAccount");
     assert_eq!(Some(&subjects[0].name), account.name.as_ref());
     assert_eq!(subjects[0].namespace, account.namespace);
-    let pod = deploy.daemon_sets[0].spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let agent = named(&deploy.daemon_sets, "switchyard");
+    let pod = agent.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.service_account_name, account.name);
-    assert_eq!(deploy.daemon_sets[0].metadata.namespace, account.namespace);
+    assert_eq!(agent.metadata.namespace, account.namespace);
 }
 
 #[test]
 fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
     let deploy = load();
-    let daemon_set = &deploy.daemon_sets[0];
+    let daemon_set = named(&deploy.daemon_sets, "switchyard");
     let pod = daemon_set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.host_network, Some(true));
     // The stale-socket sweep finds pods' namespaces through the host's /proc.
@@ -257,7 +258,7 @@ fn daemonset_has_host_network_and_only_the_capabilities_and_mounts_it_needs() {
     let node_name = env.iter().find(|e| e.name == "NODE_NAME").expect("NODE_NAME");
     let field = node_name.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).unwrap();
     assert_eq!(field.field_path, "spec.nodeName");
-    let config_map = &deploy.config_maps[0];
+    let config_map = named(&deploy.config_maps, "switchyard");
     let data = config_map.data.as_ref().unwrap();
     for source in container.env_from.iter().flatten() {
         let reference = source.config_map_ref.as_ref().unwrap();
@@ -447,4 +448,109 @@ fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
     assert!(capabilities.add.is_none());
     let env: BTreeSet<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
     assert!(env.contains("POD_NAME") && env.contains("POD_NAMESPACE"), "{env:?}");
+}
+
+#[test]
+fn the_director_may_read_what_it_serves_and_patch_nodes_and_needs_three_capabilities() {
+    let deploy = load();
+    let owned = |t: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
+        t.iter().map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned())).collect()
+    };
+    let role = named(&deploy.cluster_roles, "switchyard-director");
+    assert_eq!(
+        grants(role.rules.as_deref().unwrap_or_default()),
+        owned(&[
+            ("", "services", "list"),
+            ("", "services", "watch"),
+            ("", "nodes", "list"),
+            ("", "nodes", "watch"),
+            // Its previous-node record, an annotation of its own Node.
+            ("", "nodes", "patch"),
+            ("discovery.k8s.io", "endpointslices", "list"),
+            ("discovery.k8s.io", "endpointslices", "watch"),
+            ("switchyard.io", "ippools", "list"),
+            ("switchyard.io", "ippools", "watch"),
+            ("switchyard.io", "bgppeers", "list"),
+            ("switchyard.io", "bgppeers", "watch"),
+            ("switchyard.io", "bgpadvertisements", "list"),
+            ("switchyard.io", "bgpadvertisements", "watch"),
+        ])
+    );
+    let account = &named(&deploy.service_accounts, "switchyard-director").metadata;
+    let binding = named(&deploy.bindings, "switchyard-director");
+    assert_eq!(binding.role_ref.name, "switchyard-director");
+    let subjects = binding.subjects.as_deref().unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+    assert_eq!(subjects[0].namespace, account.namespace);
+    // The BGP passwords: the agent's Role, bound to the director's account too.
+    let passwords = named(&deploy.role_bindings, "switchyard-director-bgp-passwords");
+    assert_eq!(
+        (passwords.role_ref.kind.as_str(), passwords.role_ref.name.as_str()),
+        ("Role", "switchyard-bgp-passwords")
+    );
+    let subjects = passwords.subjects.as_deref().unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+
+    let daemon_set = named(&deploy.daemon_sets, "switchyard-director");
+    assert_eq!(daemon_set.metadata.namespace, account.namespace);
+    let pod = daemon_set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name, account.name);
+    assert_eq!(pod.host_network, Some(true));
+    assert_ne!(pod.host_pid, Some(true));
+    // Only on the machines labelled as directors (the lab's label, crates/testing director_lab).
+    let selector = pod.node_selector.as_ref().unwrap();
+    assert_eq!(selector.get("switchyard.io/role").map(String::as_str), Some("director"));
+    // Longer than the shutdown grace: withdraw, keep forwarding, then exit.
+    let container = &pod.containers[0];
+    let args: Vec<&str> = container.args.iter().flatten().map(String::as_str).collect();
+    assert_eq!(args.first(), Some(&"director"));
+    let grace: i64 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--shutdown-grace-seconds="))
+        .expect("--shutdown-grace-seconds")
+        .parse()
+        .unwrap();
+    assert!(pod.termination_grace_period_seconds.unwrap_or(30) > grace);
+    let security = container.security_context.as_ref().unwrap();
+    assert_ne!(security.privileged, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    let capabilities = security.capabilities.as_ref().unwrap();
+    assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+    let added: BTreeSet<&str> = capabilities.add.iter().flatten().map(String::as_str).collect();
+    // crates/switchyard/tests/director_api_e2e.rs runs the director with exactly these.
+    assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN", "SYS_ADMIN"]));
+
+    // Every $(VAR) is defined: the downward API, the seed's Secret, or one of the ConfigMaps.
+    let env = container.env.as_deref().unwrap_or_default();
+    let mut defined: BTreeSet<String> = env.iter().map(|e| e.name.clone()).collect();
+    for source in container.env_from.iter().flatten() {
+        let reference = source.config_map_ref.as_ref().expect("ConfigMaps only");
+        let config_map = named(&deploy.config_maps, &reference.name);
+        defined.extend(config_map.data.iter().flatten().map(|(k, _)| k.clone()));
+    }
+    for arg in &args {
+        if let Some(start) = arg.find("$(") {
+            let name = &arg[start + 2..arg[start..].find(')').unwrap() + start];
+            assert!(defined.contains(name), "{arg}: {name} undefined");
+        }
+    }
+    let seed = env.iter().find(|e| e.name == "SEED").expect("SEED");
+    let secret = seed.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).unwrap();
+    assert_eq!(secret.name, "switchyard-director-seed");
+    assert_ne!(secret.optional, Some(true), "no director runs on a seed clients know");
+    let host_ips = env.iter().find(|e| e.name == "HOST_IPS").expect("HOST_IPS");
+    let field = host_ips.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).unwrap();
+    assert_eq!(field.field_path, "status.hostIPs");
+    // The API server's real address comes from the agent's ConfigMap, as the agent's does.
+    let agent_settings = named(&deploy.config_maps, "switchyard");
+    assert!(agent_settings.data.as_ref().unwrap().contains_key("KUBERNETES_SERVICE_HOST"));
+    // Its pins on the host's bpffs (mounted by the same init container as the agent's).
+    let inits = pod.init_containers.as_deref().unwrap_or_default();
+    let init = inits.iter().find(|c| c.name == "mount-bpffs").expect("mount-bpffs");
+    let init_args: Vec<&str> = init.args.iter().flatten().map(String::as_str).collect();
+    assert_eq!(init_args, ["agent", "--mount-bpffs=/sys/fs/bpf"]);
+    assert!(args.contains(&"--bpf-dir=/sys/fs/bpf/switchyard-director"), "{args:?}");
 }

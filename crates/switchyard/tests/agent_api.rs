@@ -19,9 +19,6 @@ use switchyard_testing::fake_api::{FakeApi, Resource, node, service, slice};
 use switchyard_testing::{BpfDir, Cgroup, KillOnDrop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The capabilities deploy/daemonset.yaml adds (after dropping all), in setpriv's syntax.
-const DAEMONSET_CAPABILITIES: &str = "+bpf,+net_admin,+sys_admin,+sys_ptrace";
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -104,7 +101,14 @@ async fn agent_programs_only_after_the_first_list_and_drops_slices_deleted_durin
     let _agent = KillOnDrop(
         // Only the capabilities deploy/daemonset.yaml grants, to show they suffice.
         Command::new("setpriv")
-            .arg(format!("--bounding-set=-all,{}", DAEMONSET_CAPABILITIES))
+            .arg(format!(
+                "--bounding-set=-all,{}",
+                switchyard_testing::deploy::daemon_set_capabilities(
+                    "daemonset.yaml",
+                    "switchyard",
+                    "agent"
+                )
+            ))
             .arg(env!("CARGO_BIN_EXE_switchyard"))
             .args(["agent", "--max-maglev-tables", "4"])
             .arg("--config")

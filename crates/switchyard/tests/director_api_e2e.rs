@@ -7,7 +7,9 @@
 //! maps (a node added, a node drained, a Service deleted); malformed objects (an opt-in
 //! annotation that is neither "true" nor "false", a node weight that is no number) are
 //! reported by name while everything else is served, and served once fixed; an object that
-//! cannot be decoded at all is named and does not stop the rest.
+//! cannot be decoded at all is named and does not stop the rest. The director runs as
+//! deploy/director.yaml runs it: with only its DaemonSet's capabilities (its health probes then
+//! work) and its Node's name (its previous-node record is written there).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may panic on bad fixtures")]
 
@@ -15,7 +17,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
+use switchyard_director::previous::PREVIOUS_ANNOTATION;
 use switchyard_lab::{require_root, wait_until};
+use switchyard_testing::deploy::daemon_set_capabilities;
 use switchyard_testing::director_lab::{self, Director, flow, route_vips, vip_service};
 use switchyard_testing::e2e::{CONVERGE, Cluster, State, at, set, topology};
 use switchyard_testing::fake_api::{FakeApi, Resource, yaml_objects};
@@ -75,6 +79,21 @@ fn spread(
     director_lab::spread(cluster, std::slice::from_ref(director), target, count)
 }
 
+/// The states (`up`, `down`, ...) of the director's health targets, as `switchyard status`
+/// reports them.
+fn health_states(cluster: &Cluster) -> BTreeSet<String> {
+    let dir = &cluster.lab.director("dir1").unwrap().bpf_dir;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["status", "-o", "json", "--bpf-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let targets = status["health"].as_array().cloned().unwrap_or_default();
+    targets.iter().map(|t| t["state"].as_str().unwrap_or("?").to_owned()).collect()
+}
+
 fn logged(director: &Director, texts: &[&str]) -> bool {
     director.log.lock().unwrap().iter().any(|line| texts.iter().all(|t| line.contains(t)))
 }
@@ -114,14 +133,21 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     // node3 is not there yet; node1's weight annotation is no number (weight 1 is used).
     api.put(node(&cluster, "node1", json!({"switchyard.io/director-weight": "heavy"})));
     api.put(node(&cluster, "node2", json!({})));
+    // The director's own Node (excluded from the VIPs' nodes by its label), where it
+    // publishes its previous-node record.
+    api.put_yaml(&director_lab::director_nodes_yaml(&cluster.lab));
     let kubeconfig = cluster.manifests.join("dir1-kubeconfig");
     api.write_kubeconfig(&kubeconfig);
 
-    let director = Director::start_from(
+    // As deploy/director.yaml runs it: only the capabilities its DaemonSet adds, its Node's
+    // name, health probes through the encapsulation (their socket mark needs NET_ADMIN).
+    let capabilities = daemon_set_capabilities("director.yaml", "switchyard-director", "director");
+    let director = Director::start_with_capabilities(
         &cluster,
         "dir1",
+        &capabilities,
         &["--kubeconfig", &kubeconfig.display().to_string()],
-        &["--health-probe", "off"],
+        &["--node-name", "dir1"],
     );
     route_vips(&cluster, WEB, &["dir1"]);
 
@@ -151,6 +177,9 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
     for vip in ODD.into_iter().chain(["10.96.73.1"]) {
         assert_eq!(nodes_in_maps(&cluster, &director, vip), set(&["no VIP"]), "{vip}");
     }
+    // With those capabilities the probes work: every node up.
+    let healthy = wait_until(CONVERGE, || health_states(&cluster) == set(&["up"]));
+    assert!(healthy, "node health with {capabilities}: {:?}", health_states(&cluster));
 
     // 2. A node added in the API server reaches the tables and carries traffic.
     api.put(node(&cluster, "node3", json!({})));
@@ -160,6 +189,12 @@ fn a_director_reading_the_api_server_programs_vips_follows_changes_and_names_bad
         eprintln!("director api: {vip} after node3 joined: flows per node {per_node:?}");
         assert!(per_node.contains_key("node3"), "{vip}: {per_node:?}");
     }
+    // Slots moved to node3 name their previous nodes: the record is written on Node dir1.
+    let published = wait_until(CONVERGE, || {
+        let node = api.get(Resource::Nodes, "", "dir1");
+        node.is_some_and(|n| n["metadata"]["annotations"][PREVIOUS_ANNOTATION].is_string())
+    });
+    assert!(published, "no previous-node record on Node dir1: {:#?}", director.log);
 
     // 3. A node drained in the API server leaves the tables; new flows avoid it.
     api.put(node(&cluster, "node2", json!({"switchyard.io/drain": "true"})));

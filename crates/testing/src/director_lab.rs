@@ -151,8 +151,32 @@ impl Director {
     /// As [`Director::start`], reading its objects from `source` (`--manifests DIR` or
     /// `--kubeconfig PATH`).
     pub fn start_from(cluster: &Cluster, name: &str, source: &[&str], extra: &[&str]) -> Director {
+        Self::start_command(cluster, name, Command::new(&*BIN), source, extra)
+    }
+
+    /// As [`Director::start_from`], with only `capabilities` (setpriv's syntax: `+bpf,+net_admin`)
+    /// in the process's bounding set: what a DaemonSet that drops all and adds those grants.
+    pub fn start_with_capabilities(
+        cluster: &Cluster,
+        name: &str,
+        capabilities: &str,
+        source: &[&str],
+        extra: &[&str],
+    ) -> Director {
+        let mut setpriv = Command::new("setpriv");
+        setpriv.arg(format!("--bounding-set=-all,{capabilities}")).arg(&*BIN);
+        Self::start_command(cluster, name, setpriv, source, extra)
+    }
+
+    /// Starts `program` (the binary, or a wrapper naming it) as director `name`.
+    fn start_command(
+        cluster: &Cluster,
+        name: &str,
+        mut command: Command,
+        source: &[&str],
+        extra: &[&str],
+    ) -> Director {
         let info = cluster.lab.director(name).unwrap();
-        let mut command = Command::new(&*BIN);
         command
             .arg("director")
             .args(source)

@@ -10,6 +10,7 @@
 //! - [`director_fixture`]: the director's XDP program in a namespace of its own (tests, benches).
 //! - [`director_lab`]: directors in that lab (`switchyard director`), their maps and counters.
 //! - [`director_api`]: one fake API server for the lab's directors (their records).
+//! - [`deploy`]: the capabilities deploy/'s DaemonSets grant, read from the manifests.
 //! - [`cpu_time`]: a criterion measurement of the benchmark thread's CPU time.
 //! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
 //! - [`fuzz_model`]: random change sequences for the model's incremental apply (fuzzing).
@@ -23,6 +24,7 @@
 mod bpffs;
 mod cgroup;
 pub mod cpu_time;
+pub mod deploy;
 pub mod director_api;
 pub mod director_fixture;
 pub mod director_lab;

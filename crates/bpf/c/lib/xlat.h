@@ -10,6 +10,7 @@
 #include "nat.h"
 #include "conntrack.h"
 #include "fib.h"
+#include "route_cache.h"
 #ifndef SY_CTX_XDP
 #include "icmp.h"
 #endif
@@ -55,7 +56,7 @@ static SY_NOINLINE int translate_and_forward(struct __sk_buff *skb, const struct
 	int ingress = x->ingress;
 
 	if (ingress) {
-		route_lookup(skb, p, s, d, &r);
+		tc_route(skb, p, s, d, &r);
 		if (r.rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && p->df) {
 			x->mtu = r.mtu;
 			return NF_TOO_BIG;
