@@ -289,6 +289,15 @@ impl NodeModel {
         all
     }
 
+    /// Rebuilds the desired state's map in one pass; for after a bulk load (the first reading,
+    /// a large update). Entries inserted one by one in key order leave a B-tree's nodes a
+    /// little over half full (a full node splits into 6 and 5 entries, and the left one gets no
+    /// more); built from a sorted sequence, its nodes are full (issue 20: 11,000 frontends took
+    /// 3.7 MB inserted one by one). Contents, order and differences are unchanged.
+    pub fn compact(&mut self) {
+        self.desired.frontends = std::mem::take(&mut self.desired.frontends).into_iter().collect();
+    }
+
     /// Feeds one change; returns how the desired state changed.
     pub fn apply(&mut self, change: Change) -> StateDiff {
         let mut touched = Touched::new();

@@ -266,9 +266,9 @@ fn frontend_labels(
         None => "*".to_owned(),
     };
     vec![
-        ("namespace", service.map(|s| s.namespace.clone()).unwrap_or_default()),
-        ("service", service.map(|s| s.name.clone()).unwrap_or_default()),
-        ("port_name", service.map(|s| s.port_name.clone()).unwrap_or_default()),
+        ("namespace", service.as_ref().map(|s| s.namespace.clone()).unwrap_or_default()),
+        ("service", service.as_ref().map(|s| s.name.clone()).unwrap_or_default()),
+        ("port_name", service.map(|s| s.port_name).unwrap_or_default()),
         ("frontend", format!("{address}:{}", frontend.port)),
         ("protocol", frontend.protocol.clone()),
         ("scope", frontend.scope.to_owned()),

@@ -14,6 +14,12 @@
 //! writes into the page it received (NAT, TTL) before the page comes back to the pool. So the
 //! program writes the whole frame each time (one store per 4 bytes, the frame as immediates)
 //! before returning `XDP_TX`.
+//!
+//! Some kernels refuse live frames (`EPERM`: seen on a Firecracker guest's 6.18 kernel, whose
+//! root lacks `CAP_SYS_RESOURCE`). There [`Generator::sender`] falls back to a packet socket
+//! (`AF_PACKET` with `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames a call): slower, so the
+//! generator check (offered at least twice the best forwarded rate) decides whether a run's
+//! figures stand, and every sample names the method ([`Method`]).
 
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
@@ -204,6 +210,165 @@ impl Generator {
         }
         Ok(())
     }
+}
+
+/// How a sample's frames were sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// `BPF_PROG_TEST_RUN` with live frames.
+    LiveFrames,
+    /// A packet socket (`AF_PACKET`, qdisc bypassed), where live frames are refused.
+    PacketSocket,
+}
+
+impl Method {
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::LiveFrames => "live frames",
+            Method::PacketSocket => "packet socket",
+        }
+    }
+}
+
+/// Sends the generator's frame out of one device, by the fastest method the kernel allows.
+#[derive(Debug)]
+pub enum Sender<'a> {
+    Live { generator: &'a Generator, ifindex: u32 },
+    Packet { socket: OwnedFd, frame: &'a [u8] },
+}
+
+/// `PACKET_QDISC_BYPASS` (linux/if_packet.h): the socket hands frames to the driver directly.
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+
+impl Generator {
+    /// A sender out of `ifindex`, a device in the calling thread's network namespace: live frames
+    /// when the kernel runs them (one frame is sent to find out), else a packet socket.
+    pub fn sender(&self, ifindex: u32) -> io::Result<Sender<'_>> {
+        match self.send(ifindex, 1) {
+            Ok(()) => Ok(Sender::Live { generator: self, ifindex }),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                Ok(Sender::Packet { socket: packet_socket(ifindex)?, frame: &self.frame })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Sender<'_> {
+    pub fn method(&self) -> Method {
+        match self {
+            Sender::Live { .. } => Method::LiveFrames,
+            Sender::Packet { .. } => Method::PacketSocket,
+        }
+    }
+
+    /// Sends up to `count` frames; returns how many the kernel took (a packet socket whose
+    /// buffer is full takes fewer: those were not offered).
+    pub fn send(&self, count: u32) -> io::Result<u32> {
+        match self {
+            Sender::Live { generator, ifindex } => generator.send(*ifindex, count).map(|()| count),
+            Sender::Packet { socket, frame } => send_packets(socket, frame, count),
+        }
+    }
+}
+
+/// Send buffer of the packet socket: a frame's buffer is charged to the socket until the sink
+/// frees it, so the default (about 200 KiB, a few hundred frames) would stall the sender behind
+/// every frame in flight.
+const SEND_BUFFER: libc::c_int = 64 << 20;
+
+/// A raw packet socket bound to `ifindex`, bypassing the qdisc, blocking (a full buffer waits
+/// for frames in flight to be freed).
+fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `one` (an int) only.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: setsockopt reads `SEND_BUFFER` (an int) only. FORCE: above wmem_max (root).
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            (&SEND_BUFFER as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sockaddr_ll is plain data; bind reads it.
+    let rc = unsafe {
+        let mut address: libc::sockaddr_ll = std::mem::zeroed();
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
+        libc::bind(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// `count` copies of `frame` through `socket`, [`BATCH`] per `sendmmsg`.
+fn send_packets(socket: &OwnedFd, frame: &[u8], count: u32) -> io::Result<u32> {
+    let mut iov =
+        libc::iovec { iov_base: frame.as_ptr() as *mut libc::c_void, iov_len: frame.len() };
+    // SAFETY: msghdr is plain data; every message points at the one iovec, which points at
+    // `frame`; the kernel only reads them.
+    let mut messages: Vec<libc::mmsghdr> = (0..BATCH)
+        .map(|_| unsafe {
+            let mut message: libc::mmsghdr = std::mem::zeroed();
+            message.msg_hdr.msg_iov = &mut iov;
+            message.msg_hdr.msg_iovlen = 1;
+            message
+        })
+        .collect();
+    let mut sent = 0;
+    while sent < count {
+        let batch = (count - sent).min(BATCH);
+        // SAFETY: `messages` holds at least `batch` initialised headers that outlive the call.
+        let rc = unsafe { libc::sendmmsg(socket.as_raw_fd(), messages.as_mut_ptr(), batch, 0) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                // The veth dropped the frame at the forwarder's full ring: offered, as a live
+                // frame the ring cannot take is.
+                Some(libc::ENOBUFS) => {
+                    sent += 1;
+                    continue;
+                }
+                _ => return Err(error),
+            }
+        }
+        sent += rc.unsigned_abs();
+        if rc.unsigned_abs() < batch {
+            break;
+        }
+    }
+    Ok(sent)
 }
 
 /// The internet checksum of `bytes`.

@@ -127,6 +127,9 @@ pub struct FwdPoint {
     pub generator_cpu: usize,
     /// `/proc/loadavg`'s 1-minute figure right after the sample.
     pub load_1m: f64,
+    /// How the generator sent (live frames, or the packet socket where those are refused).
+    #[serde(default)]
+    pub generator: Option<generator::Method>,
     pub error: Option<String>,
 }
 
@@ -162,6 +165,7 @@ impl FwdPoint {
             forwarder_cpu: 0,
             generator_cpu: 0,
             load_1m: load_1m(),
+            generator: None,
             error: Some(error),
         }
     }
@@ -271,16 +275,17 @@ fn blast(
     ifindex: u32,
     cpu: usize,
     duration: Duration,
-) -> std::io::Result<(u64, Duration, Duration)> {
+) -> std::io::Result<(u64, Duration, Duration, generator::Method)> {
     pin(0, cpu)?;
+    let sender = generator.sender(ifindex)?;
     let cpu_before = switchyard::thread_cpu_time();
     let started = Instant::now();
     let mut offered = 0u64;
     while started.elapsed() < duration {
-        generator.send(ifindex, CHUNK)?;
-        offered += u64::from(CHUNK);
+        offered += u64::from(sender.send(CHUNK)?);
     }
-    Ok((offered, started.elapsed(), switchyard::thread_cpu_time().saturating_sub(cpu_before)))
+    let cpu = switchyard::thread_cpu_time().saturating_sub(cpu_before);
+    Ok((offered, started.elapsed(), cpu, sender.method()))
 }
 
 /// One sample in fresh namespaces.
@@ -372,7 +377,7 @@ fn sample(
     };
     let (forwarded_before, delivered_before, sink_before) = passed()?;
     let fwd_before = cpu_time(topo.fwd_thread)?;
-    let (offered, elapsed, generator_cpu_time) = send(duration)?;
+    let (offered, elapsed, generator_cpu_time, method) = send(duration)?;
     std::thread::sleep(DRAIN);
     let (forwarded_after, delivered_after, sink_after) = passed()?;
     let fwd_after = cpu_time(topo.fwd_thread)?;
@@ -399,6 +404,7 @@ fn sample(
         forwarder_cpu,
         generator_cpu,
         load_1m: load_1m(),
+        generator: Some(method),
         error,
     })
 }
@@ -415,10 +421,26 @@ pub fn run(plan: &FwdPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<FwdPoint>, B
         let state = state_for(services)?;
         for round in 0..plan.rounds {
             for &forwarder in &plan.forwarders {
-                let point =
+                let attempt = || {
                     sample(forwarder, &state, round, plan.duration).unwrap_or_else(|error| {
                         FwdPoint::failed(forwarder, services, round, error.to_string())
-                    });
+                    })
+                };
+                let mut point = attempt();
+                // With the packet socket (live frames refused), the forwarder's NAPI thread now
+                // and then never runs in a sample: the frames fill its ring and are dropped
+                // there, nothing is forwarded (seen in 1 of 4 test runs, any forwarder, the
+                // kernel's own forwarding too). Such a sample is taken again in fresh
+                // namespaces, at most twice, and the log says so.
+                for _ in 0..2 {
+                    if !(point.generator == Some(generator::Method::PacketSocket)
+                        && point.forwarded == 0)
+                    {
+                        break;
+                    }
+                    log(&format!("{} (taken again: the forwarder never ran)", describe(&point)));
+                    point = attempt();
+                }
                 log(&describe(&point));
                 points.push(point);
             }

@@ -10,7 +10,8 @@
 //! `ndo_xdp_xmit`, or sent by a device with TSO off); otherwise the receive path runs on the
 //! sending CPU. `i` and `s` have GRO on and threaded NAPI: each has a kernel thread of its own
 //! (`napi/<dev>-<id>`) that does its receive work, pinned by us. `o` has TSO off so the
-//! forwarded frames go to `s`'s thread. So:
+//! forwarded frames go to `s`'s thread, and `g` has TSO off so a packet socket's frames (the
+//! generator's fallback where live frames are refused) go to `i`'s thread as well. So:
 //! - the generator thread (live frames, `ndo_xdp_xmit` into `i`'s ring) runs on CPU 0,
 //! - `i`'s thread runs everything the forwarder does, from building the skb to handing the
 //!   forwarded frame to `s` (TC, netfilter, routing, XDP...), alone on the forwarder CPU,
@@ -273,6 +274,10 @@ impl FwdTopology {
             switchyard_lab::offload::set_tso(&o2, false)
         })?;
         in_ns(&sink, "GRO on", move || switchyard_lab::offload::set_gro(&s2, true))?;
+        // `g` with TSO off too: where live frames are refused, the generator's packet socket
+        // sends through `g` like any device, and only then do its frames go to `i`'s thread.
+        let g3 = g.clone();
+        in_ns(&sender, "TSO off", move || switchyard_lab::offload::set_tso(&g3, false))?;
         let fwd_thread = napi_thread(&fwd, &i, fwd_cpu)?;
         let sink_thread = napi_thread(&sink, &s, gen_cpu)?;
         let g_mac = mac_of(&sender, &g)?;

@@ -30,6 +30,10 @@ use switchyard_model::{
 
 pub use effect::{Effect, Endpoint};
 
+/// An update of at least this many changes is a bulk load: the model's maps are rebuilt in
+/// one pass afterwards ([`NodeModel::compact`]), as after the first reading.
+const COMPACT_AFTER_CHANGES: usize = 1000;
+
 /// What the core is told once.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -156,6 +160,7 @@ impl NodeCore {
         for change in changes {
             self.model.apply(change);
         }
+        self.model.compact();
     }
 
     /// The maps were loaded again at these (larger) capacities with every entry copied: plan
@@ -178,12 +183,16 @@ impl NodeCore {
     /// A later update of the source.
     pub fn update(&mut self, changes: Vec<Change>) -> Vec<Effect> {
         self.announce.pending |= !changes.is_empty();
+        let bulk = changes.len() >= COMPACT_AFTER_CHANGES;
         let mut diffs: Vec<StateDiff> = Vec::with_capacity(changes.len());
         for change in changes {
             let diff = self.model.apply(change);
             if !diff.is_empty() {
                 diffs.push(diff);
             }
+        }
+        if bulk {
+            self.model.compact();
         }
         let mut effects = Vec::new();
         self.node_addresses_effect(&mut effects);

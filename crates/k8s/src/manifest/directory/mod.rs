@@ -20,6 +20,10 @@ use super::status::{STATUS_FILE, StatusFile};
 
 mod files;
 
+/// A reading that re-merged at least this many objects was a bulk load: the applied map is
+/// rebuilt in one pass afterwards.
+const COMPACT_AFTER_OBJECTS: usize = 1000;
+
 use files::{FileEntry, Fingerprint, list_manifest_files, read_entry};
 
 /// An object that currently applies, and the document it comes from.
@@ -359,6 +363,12 @@ impl ManifestDirectory {
             }
         }
         changes.append(&mut upserts);
+        if affected.len() >= COMPACT_AFTER_OBJECTS {
+            // Inserted one by one in key order, a B-tree's nodes stay a little over half full
+            // (a full node splits into 6 and 5 entries and the left one gets no more); built
+            // from a sorted sequence they are full (issue 20: 2 MB at 20,000 objects).
+            self.applied = std::mem::take(&mut self.applied).into_iter().collect();
+        }
 
         for path in dirty {
             let problems = self
