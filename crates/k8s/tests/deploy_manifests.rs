@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 /// Every object in deploy/, typed.
@@ -27,13 +30,7 @@ struct Deploy {
 }
 
 /// The agent's objects are named `switchyard`, the controller's `switchyard-controller`.
-fn named<
-    'a,
-    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
->(
-    objects: &'a [T],
-    name: &str,
-) -> &'a T {
+fn named<'a, T: k8s_openapi::Metadata<Ty = ObjectMeta>>(objects: &'a [T], name: &str) -> &'a T {
     objects
         .iter()
         .find(|o| o.metadata().name.as_deref() == Some(name))
@@ -55,6 +52,20 @@ fn grants(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
         }
     }
     grants
+}
+
+/// `(group, resource, verb)` triples, as [`grants`] returns them.
+fn owned(triples: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
+    triples.iter().map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned())).collect()
+}
+
+/// A binding's subjects are exactly the ServiceAccount `account`.
+fn binds_only(subjects: Option<&[Subject]>, account: &ObjectMeta) {
+    let subjects = subjects.unwrap_or_default();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert_eq!(subjects[0].kind, "ServiceAccount");
+    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+    assert_eq!(subjects[0].namespace, account.namespace);
 }
 
 fn deploy_dir() -> PathBuf {
@@ -380,9 +391,6 @@ fn the_agent_may_watch_only_the_named_bgp_password_secret() {
 #[test]
 fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
     let deploy = load();
-    let owned = |t: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
-        t.iter().map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned())).collect()
-    };
     let cluster_role = named(&deploy.cluster_roles, "switchyard-controller");
     assert_eq!(
         grants(cluster_role.rules.as_deref().unwrap_or_default()),
@@ -414,18 +422,13 @@ fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
     let account = &named(&deploy.service_accounts, "switchyard-controller").metadata;
     let binding = named(&deploy.bindings, "switchyard-controller");
     assert_eq!(binding.role_ref.name, "switchyard-controller");
-    let subjects = binding.subjects.as_deref().unwrap_or_default();
-    assert_eq!(subjects.len(), 1);
-    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+    binds_only(binding.subjects.as_deref(), account);
     let role_binding = named(&deploy.role_bindings, "switchyard-controller");
     assert_eq!(
         (role_binding.role_ref.kind.as_str(), role_binding.role_ref.name.as_str()),
         ("Role", "switchyard-controller")
     );
-    assert_eq!(
-        role_binding.subjects.as_deref().unwrap_or_default()[0].name,
-        "switchyard-controller"
-    );
+    binds_only(role_binding.subjects.as_deref(), account);
 
     // Two replicas, the controller subcommand, no host access, no capabilities.
     let deployment = &deploy.deployments[0];
@@ -453,9 +456,6 @@ fn the_controller_may_write_status_events_and_its_lease_and_nothing_else() {
 #[test]
 fn the_director_may_read_what_it_serves_and_patch_nodes_and_needs_three_capabilities() {
     let deploy = load();
-    let owned = |t: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
-        t.iter().map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned())).collect()
-    };
     let role = named(&deploy.cluster_roles, "switchyard-director");
     assert_eq!(
         grants(role.rules.as_deref().unwrap_or_default()),
@@ -479,19 +479,14 @@ fn the_director_may_read_what_it_serves_and_patch_nodes_and_needs_three_capabili
     let account = &named(&deploy.service_accounts, "switchyard-director").metadata;
     let binding = named(&deploy.bindings, "switchyard-director");
     assert_eq!(binding.role_ref.name, "switchyard-director");
-    let subjects = binding.subjects.as_deref().unwrap_or_default();
-    assert_eq!(subjects.len(), 1);
-    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
-    assert_eq!(subjects[0].namespace, account.namespace);
+    binds_only(binding.subjects.as_deref(), account);
     // The BGP passwords: the agent's Role, bound to the director's account too.
     let passwords = named(&deploy.role_bindings, "switchyard-director-bgp-passwords");
     assert_eq!(
         (passwords.role_ref.kind.as_str(), passwords.role_ref.name.as_str()),
         ("Role", "switchyard-bgp-passwords")
     );
-    let subjects = passwords.subjects.as_deref().unwrap_or_default();
-    assert_eq!(subjects.len(), 1);
-    assert_eq!(Some(&subjects[0].name), account.name.as_ref());
+    binds_only(passwords.subjects.as_deref(), account);
 
     let daemon_set = named(&deploy.daemon_sets, "switchyard-director");
     assert_eq!(daemon_set.metadata.namespace, account.namespace);
