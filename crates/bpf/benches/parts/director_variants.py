@@ -35,6 +35,13 @@ elif v == 'no_route':
     # holds the outer header template) and filled only while empty.
     rep('''	if (!dir_route_hit(ctx, r, src, &node->addr, p->ip_len + overhead,
 			   bpf_ktime_get_coarse_ns())) {''', '''	if (r->expires_ns == 0) {''')
+elif v == 'jiffies_clock':
+    # The route cache's clock read as bpf_jiffies64() (inlined by the verifier: one load)
+    # instead of the bpf_ktime_get_coarse_ns() helper call; the deadline is wrong (jiffies
+    # against ns: always fresh), the cost is what a jiffies deadline would have.
+    rep('''	if (!dir_route_hit(ctx, r, src, &node->addr, p->ip_len + overhead,
+			   bpf_ktime_get_coarse_ns())) {''', '''	if (!dir_route_hit(ctx, r, src, &node->addr, p->ip_len + overhead,
+			   bpf_jiffies64())) {''')
 elif v == 'no_node_lookup':
     rep('''	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);''', '''	struct sy_dir_node fnode = {}; fnode.family = pp->flow.family; if (fnode.family == SY_AF_INET) { fnode.addr.words[2] = bpf_htonl(0xffff); fnode.addr.words[3] = bpf_htonl(0x0a000800); } else { fnode.addr.words[0] = bpf_htonl(0xfd000000); fnode.addr.words[3] = bpf_htonl(0x86dd); } node = &fnode;''')
 elif v == 'noinline_hash':
