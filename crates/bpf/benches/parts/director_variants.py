@@ -35,10 +35,12 @@ elif v == 'no_route':
     # holds the outer header template) and filled only while empty.
     rep('''	if (!dir_route_for(ctx, r, src, &node->addr, p->ip_len + overhead) ||
 	    !dir_route_fresh(r)) {''', '''	if (r->expires_ns == 0) {''')
+    rep('static __always_inline int dir_route_fresh', 'static SY_NOINLINE int dir_route_fresh')
 elif v == 'coarse_clock':
     # The route cache's deadline checked with the coarse clock on every packet (a helper
     # call), as before session 25, instead of once per jiffies tick.
     rep('''	    !dir_route_fresh(r)) {''', '''	    bpf_ktime_get_coarse_ns() >= r->expires_ns) {''')
+    rep('static __always_inline int dir_route_fresh', 'static SY_NOINLINE int dir_route_fresh')
 elif v == 'no_node_lookup':
     rep('''	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);''', '''	struct sy_dir_node fnode = {}; fnode.family = pp->flow.family; if (fnode.family == SY_AF_INET) { fnode.addr.words[2] = bpf_htonl(0xffff); fnode.addr.words[3] = bpf_htonl(0x0a000800); } else { fnode.addr.words[0] = bpf_htonl(0xfd000000); fnode.addr.words[3] = bpf_htonl(0x86dd); } node = &fnode;''')
 elif v == 'noinline_hash':
