@@ -22,10 +22,12 @@
 //!   only returns `XDP_TX`. Nothing is transmitted (a plain run only returns the verdict), so
 //!   the peer is cheaper than the live one; the difference to it is still the program's own work.
 //!   The last run's output frame is checked against a single run of the director on the frame.
+//!   This method also measures GUE (the default encapsulation), which live frames cannot: its
+//!   header ends with its flags (0) over the client's Ethernet type.
 //!
 //! Where live frames work both methods run, and the director's cost over each method's peer is
-//! printed side by side. Cases that leave the frame alone (a packet for no VIP; the node's TC
-//! program) also run with a plain `repeat` on the program itself. `repeat` is large, so the
+//! printed side by side; the live method's packet for no VIP (it leaves the frame alone) and the
+//! node's TC program run with a plain `repeat` on the program itself. `repeat` is large, so the
 //! per-call syscall, copy and timer reads vanish from the figure (single runs, `repeat = 1`,
 //! measured mostly those: the 723 ns of docs/director.md).
 //!
@@ -48,7 +50,7 @@ use director_fixture::*;
 use frames::*;
 use switchyard_bpf::{
     Datapath, LoadOptions,
-    director::{DirNode, DirReason, ENCAP_IPIP},
+    director::{DirNode, DirReason, ENCAP_GUE, ENCAP_IPIP},
     nodeport::{PacketDatapath, PacketMapSizes, PacketSettings},
 };
 
@@ -213,11 +215,16 @@ struct Case {
     /// The verdict every plain run must return.
     retval: Option<u32>,
     /// A VIP packet: counted as encapsulated, output checked against a single run.
-    encap: bool,
+    vip: bool,
+    /// The encapsulation configured for the run (`ENCAP_*`).
+    encap: u8,
 }
 
 /// The programs and the restore wrapper's state.
 struct Bench {
+    d: Director,
+    /// The encapsulation `d` is configured with now.
+    encap: u8,
     director: RawFd,
     director_prog: ProgramFd,
     /// The live peer (two instructions, `switchyard_lab::xdp_pass`).
@@ -231,8 +238,18 @@ struct Bench {
 }
 
 impl Bench {
+    /// Configures the director with `encap` (the cached route entries stay: they hold no
+    /// encapsulation).
+    fn configure(&mut self, encap: u8) {
+        if self.encap != encap {
+            self.d.dp.maps_mut().set_config(&settings(encap)).unwrap();
+            self.encap = encap;
+        }
+    }
+
     /// One call of `case` on flow `port`: ns per packet. Restore runs return the last output.
     fn run(&mut self, case: &Case, port: u16) -> Run {
+        self.configure(case.encap);
         let frame = with_port(&case.frame, case.port_at, port);
         let run = match (case.method, case.target) {
             (Method::Live, Target::Director) => {
@@ -336,29 +353,41 @@ fn main() {
     }
     methods.push(Method::Restore);
 
-    // Per method: the two VIP cases, the peer, a packet for no VIP; then the node's TC program.
+    // Per method: the two VIP cases, the peer, a packet for no VIP; with the restore method
+    // also GUE (live frames cannot: GUE's header ends over the client's Ethernet type with
+    // its flags, 0); then the node's TC program.
     let mut cases = Vec::new();
     for &m in &methods {
         // With live frames the packet for no VIP runs a plain repeat (it leaves the frame
         // alone); the verdicts of live runs are not reported.
         let (tx, not_vip_method) =
             if m == Method::Live { (None, Method::Plain) } else { (Some(XDP_TX), m) };
-        for (name, target, method, frame, port_at, retval, encap) in [
-            ("director: TCP/IPv4 to a VIP, IPIP", Target::Director, m, &v4, 34, tx, true),
-            ("director: TCP/IPv6 to a VIP, IPIP", Target::Director, m, &v6, 54, tx, true),
-            ("peer: XDP_TX only, same IPv4 frame", Target::Tx, m, &v4, 34, tx, false),
+        let (d4, d6, p, nv) = (Target::Director, Target::Director, Target::Tx, Target::Director);
+        let mut list = vec![
+            ("director: TCP/IPv4 to a VIP, IPIP", d4, m, &v4, 34, tx, true, ENCAP_IPIP),
+            ("director: TCP/IPv6 to a VIP, IPIP", d6, m, &v6, 54, tx, true, ENCAP_IPIP),
+            ("peer: XDP_TX only, same IPv4 frame", p, m, &v4, 34, tx, false, ENCAP_IPIP),
             (
                 "director: not a VIP, XDP_PASS",
-                Target::Director,
+                nv,
                 not_vip_method,
                 &not_vip,
                 34,
                 Some(XDP_PASS),
                 false,
+                ENCAP_IPIP,
             ),
-        ] {
+        ];
+        if m == Method::Restore {
+            list.extend([
+                ("director: TCP/IPv4 to a VIP, GUE", d4, m, &v4, 34, tx, true, ENCAP_GUE),
+                ("director: TCP/IPv6 to a VIP, GUE", d6, m, &v6, 54, tx, true, ENCAP_GUE),
+            ]);
+        }
+        for (name, target, method, frame, port_at, retval, vip, encap) in list {
             let name = format!("{name} ({})", method.tag());
-            cases.push(Case { name, target, method, frame: frame.clone(), port_at, retval, encap });
+            let frame = frame.clone();
+            cases.push(Case { name, target, method, frame, port_at, retval, vip, encap });
         }
     }
     cases.push(Case {
@@ -368,10 +397,13 @@ fn main() {
         frame: not_vip.clone(),
         port_at: 34,
         retval: None,
-        encap: false,
+        vip: false,
+        encap: ENCAP_IPIP,
     });
 
     let mut bench = Bench {
+        d,
+        encap: ENCAP_IPIP,
         director,
         director_prog,
         tx_live: tx_only.as_raw_fd(),
@@ -388,15 +420,20 @@ fn main() {
     let expected: Vec<Vec<Vec<u8>>> = cases
         .iter()
         .map(|c| {
+            bench.configure(c.encap);
             (0..FLOWS)
                 .map(|i| {
                     let frame = with_port(&c.frame, c.port_at, port(i));
-                    if c.encap { d.run(&frame).1 } else { frame }
+                    if c.vip { bench.d.run(&frame).1 } else { frame }
                 })
                 .collect()
         })
         .collect();
-    let before = d.dp.maps().counters().unwrap()[&DirReason::EncapIpip].packets;
+    let encapsulated = |bench: &Bench| {
+        let counters = bench.d.dp.maps().counters().unwrap();
+        (counters[&DirReason::EncapIpip].packets, counters[&DirReason::EncapGue].packets)
+    };
+    let before = encapsulated(&bench);
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..ROUNDS {
         let mut line = Vec::new();
@@ -449,7 +486,7 @@ fn main() {
             let (c, m) = cases
                 .iter()
                 .zip(&medians)
-                .filter(|(c, _)| c.method == method && c.encap)
+                .filter(|(c, _)| c.method == method && c.vip && c.encap == ENCAP_IPIP)
                 .nth(at)
                 .unwrap();
             (c.name.as_str(), m - peer_of(method).unwrap())
@@ -463,13 +500,15 @@ fn main() {
             );
         }
     }
-    let sent = d.dp.maps().counters().unwrap()[&DirReason::EncapIpip].packets - before;
-    let encap_cases = cases.iter().filter(|c| c.encap).count() as u64;
-    let expected = u64::from(REPEAT) * u64::from(FLOWS) * encap_cases * ROUNDS as u64;
+    let after = encapsulated(&bench);
+    let runs = |encap| {
+        let n = cases.iter().filter(|c| c.vip && c.encap == encap).count() as u64;
+        u64::from(REPEAT) * u64::from(FLOWS) * n * ROUNDS as u64
+    };
     assert_eq!(
-        sent,
-        expected,
-        "every VIP packet was encapsulated: {:?}",
-        d.dp.maps().counters().unwrap()
+        (after.0 - before.0, after.1 - before.1),
+        (runs(ENCAP_IPIP), runs(ENCAP_GUE)),
+        "every VIP packet was encapsulated (IPIP, GUE): {:?}",
+        bench.d.dp.maps().counters().unwrap()
     );
 }
