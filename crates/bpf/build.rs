@@ -10,6 +10,9 @@ use std::{
 /// The BPF objects to build: `c/<name>.bpf.c` becomes `$OUT_DIR/<name>.bpf.o`.
 const BPF_OBJECTS: &[&str] = &["sock", "nodeport", "nodeport_xdp", "director", "decap"];
 
+/// Objects only the benches load (not embedded in the library, not in the build id).
+const BENCH_OBJECTS: &[&str] = &["bench_restore"];
+
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -22,7 +25,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", c_dir.display());
     println!("cargo:rerun-if-env-changed=SWITCHYARD_CLANG");
 
-    for name in BPF_OBJECTS {
+    for name in BPF_OBJECTS.iter().chain(BENCH_OBJECTS) {
         let source = c_dir.join(format!("{name}.bpf.c"));
         let object = out_dir.join(format!("{name}.bpf.o"));
         run(

@@ -84,6 +84,13 @@ pub struct LatencyPoint {
     pub failures: usize,
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
+    /// Where the true p99 lies with 97.5 % confidence ([`percentile_interval`]): two sizes'
+    /// p99s differ by less than their intervals' overlap says nothing.
+    pub p99_interval_us: Option<[f64; 2]>,
+    /// Each round's visit's own p99 (`None`: the visit got no samples), in round order: the
+    /// visits of one round are minutes apart at most, so comparing sizes round by round keeps
+    /// the machine's drifting load out of the comparison ([`P99Ratio`]).
+    pub p99_per_round_us: Vec<Option<f64>>,
     pub mean_us: Option<f64>,
     /// TCP segments retransmitted in the client's and the server's namespaces while this point
     /// was measured: a p99 made of retransmissions is not the data plane's.
@@ -149,6 +156,81 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
+
+/// Normal quantile for a 95 % two-sided [`percentile_interval`].
+pub const QUANTILE_Z: f64 = 1.96;
+
+/// Distribution-free confidence interval of the `q` quantile of sorted samples: the order
+/// statistics whose ranks lie `z` binomial standard deviations either side of `n·q` (the count
+/// of samples below the true quantile is Binomial(n, q), whatever the samples' distribution).
+/// `None` without samples; the ends are clamped to the smallest and largest sample.
+pub fn percentile_interval(sorted: &[f64], q: f64, z: f64) -> Option<[f64; 2]> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let centre = n as f64 * q;
+    let spread = z * (n as f64 * q * (1.0 - q)).sqrt();
+    // 1-based ranks, as in `percentile`.
+    let low = ((centre - spread).floor() as usize).clamp(1, n);
+    let high = ((centre + spread).ceil() as usize + 1).clamp(1, n);
+    Some([sorted[low - 1], sorted[high - 1]])
+}
+
+/// How `large`'s p99 compares with `small`'s. The pooled ratio is the two points' p99s; the
+/// verdict comes from the rounds: each round's ratio of the two visits' p99s, whose median has a
+/// distribution-free 95 % interval ([`percentile_interval`] at q = 0.5). On a shared machine the
+/// samples of one point are not independent (the load drifts over minutes), so an interval from
+/// the pooled samples alone is too narrow: two runs measured 1.12× and 0.99× with pooled
+/// intervals that excluded each other.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct P99Ratio {
+    pub pooled: f64,
+    pub rounds: usize,
+    pub round_median: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl P99Ratio {
+    pub fn of(large: &LatencyPoint, small: &LatencyPoint) -> Option<Self> {
+        let (large_p99, small_p99) = (large.p99_us?, small.p99_us?);
+        let mut per_round: Vec<f64> = large
+            .p99_per_round_us
+            .iter()
+            .zip(&small.p99_per_round_us)
+            .filter_map(|pair| match pair {
+                (Some(large), Some(small)) if *small > 0.0 => Some(large / small),
+                _ => None,
+            })
+            .collect();
+        per_round.sort_by(f64::total_cmp);
+        let [low, high] = percentile_interval(&per_round, 0.5, MEDIAN_Z)?;
+        (small_p99 > 0.0).then(|| P99Ratio {
+            pooled: large_p99 / small_p99,
+            rounds: per_round.len(),
+            round_median: percentile(&per_round, 0.5).unwrap_or(f64::NAN),
+            low,
+            high,
+        })
+    }
+
+    /// Whether the ratio lies within `tolerance` of 1 (`Some(true)`: the whole interval does;
+    /// `Some(false)`: none of it does; `None`: the rounds cannot tell).
+    pub fn within(&self, tolerance: f64) -> Option<bool> {
+        let (lowest, highest) = (1.0 - tolerance, 1.0 + tolerance);
+        if self.low >= lowest && self.high <= highest {
+            Some(true)
+        } else if self.high < lowest || self.low > highest {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// Normal quantile for a 95 % two-sided interval of the rounds' median ratio.
+const MEDIAN_Z: f64 = 1.96;
 
 /// The node settings matching the lab's addressing (pods in 10.244.0.0/16).
 fn node_config(node_ip: Ipv4Addr) -> NodeConfig {
@@ -523,6 +605,8 @@ struct Gathered {
     path: LatencyPath,
     services: usize,
     samples: Vec<f64>,
+    /// Each visit's p99, in round order.
+    round_p99s: Vec<Option<f64>>,
     failures: usize,
     retransmits: Option<u64>,
     error: Option<String>,
@@ -535,6 +619,7 @@ impl Default for Gathered {
             path: LatencyPath::PodToClusterIp,
             services: 0,
             samples: Vec::new(),
+            round_p99s: Vec::new(),
             failures: 0,
             retransmits: Some(0),
             error: None,
@@ -544,6 +629,8 @@ impl Default for Gathered {
 
 impl Gathered {
     fn add(&mut self, visit: Visit, retransmits: Option<u64>) {
+        // A visit's samples arrive sorted (`round_trips`).
+        self.round_p99s.push(percentile(&visit.samples, 0.99));
         self.samples.extend(visit.samples);
         self.failures += visit.failures;
         self.retransmits = self.retransmits.zip(retransmits).map(|(a, b)| a + b);
@@ -563,6 +650,8 @@ impl Gathered {
             failures: self.failures,
             p50_us: percentile(&self.samples, 0.50),
             p99_us: percentile(&self.samples, 0.99),
+            p99_interval_us: percentile_interval(&self.samples, 0.99, QUANTILE_Z),
+            p99_per_round_us: self.round_p99s,
             mean_us: (n > 0).then(|| self.samples.iter().sum::<f64>() / n as f64),
             retransmitted_segments: self.retransmits,
             // An error of one visit counts only when no visit got samples.
@@ -593,10 +682,13 @@ fn visit_of(measured: Result<(Vec<f64>, usize), BenchError>) -> Visit {
 fn describe(point: &LatencyPoint) -> String {
     match (point.p50_us, point.p99_us, &point.error) {
         (Some(p50), Some(p99), _) => format!(
-            "latency {:<16} {:<27} {:>6} Services: p50 {p50:.0} µs, p99 {p99:.0} µs ({} connections, {} failed)",
+            "latency {:<16} {:<27} {:>6} Services: p50 {p50:.0} µs, p99 {p99:.0} µs ({}) ({} connections, {} failed)",
             point.peer.label(),
             point.path.label(),
             point.services,
+            point
+                .p99_interval_us
+                .map_or_else(String::new, |[low, high]| format!("{low:.0}–{high:.0}")),
             point.connections,
             point.failures
         ),
@@ -613,11 +705,11 @@ fn describe(point: &LatencyPoint) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests: a failure should panic")]
 mod tests {
     use super::*;
 
     #[test]
-    #[allow(clippy::unwrap_used, reason = "a test: a failure should panic")]
     fn client_results_survive_the_trip_through_json() {
         let cases = [
             ClientResult { samples_us: vec![], failures: 20 },
@@ -639,28 +731,59 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_service_points_at_the_real_server() {
-        let server = SocketAddrV4::new(Ipv4Addr::new(10, 244, 2, 2), SERVER_PORT);
-        let state = state_with_target(50, server);
-        assert_eq!(state.services.len(), 50);
-        let hits: Vec<usize> = state
-            .services
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.endpoints.iter().any(|e| e.ip == *server.ip()))
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(hits, vec![49]);
-        assert_eq!(state.services[49].cluster_ip, synthetic::cluster_ip(49));
-        let with_port: Vec<usize> = state
-            .services
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.node_port == Some(TARGET_NODE_PORT))
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(with_port, vec![49], "the NodePort moved to the last Service");
-        let one = state_with_target(1, server);
-        assert_eq!(one.services[0].node_port, Some(TARGET_NODE_PORT));
+    fn a_percentile_interval_holds_the_percentile_and_narrows_with_more_samples() {
+        let ranks = |n: usize| (1..=n).map(|i| i as f64).collect::<Vec<_>>();
+        let [low, high] = percentile_interval(&ranks(10_000), 0.99, QUANTILE_Z).unwrap();
+        // n·q = 9,900, spread 1.96 · √99 ≈ 19.5.
+        assert_eq!((low, high), (9880.0, 9921.0));
+        let [wide_low, wide_high] = percentile_interval(&ranks(1_000), 0.99, QUANTILE_Z).unwrap();
+        assert!(wide_low <= 990.0 && 990.0 <= wide_high);
+        assert!((wide_high - wide_low) / 1_000.0 > (high - low) / 10_000.0);
+        // Too few samples for a tail: the interval reaches the largest sample.
+        assert_eq!(percentile_interval(&ranks(10), 0.99, QUANTILE_Z), Some([9.0, 10.0]));
+        assert_eq!(percentile_interval(&[], 0.99, QUANTILE_Z), None);
+    }
+
+    fn point_with(p99: f64, per_round: &[f64]) -> LatencyPoint {
+        LatencyPoint {
+            peer: Peer::Switchyard,
+            path: LatencyPath::PodToClusterIp,
+            services: 1,
+            connections: 1,
+            failures: 0,
+            p50_us: Some(p99 / 2.0),
+            p99_us: Some(p99),
+            p99_interval_us: Some([p99, p99]),
+            p99_per_round_us: per_round.iter().copied().map(Some).collect(),
+            mean_us: None,
+            retransmitted_segments: Some(0),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_p99_ratio_is_within_a_tolerance_only_when_its_rounds_say_so() {
+        let small = point_with(100.0, &[100.0; 20]);
+        // Round by round 1.00–1.03: the median's interval is inside 0.95–1.05.
+        let steady: Vec<f64> = (0..20).map(|i| 100.0 + f64::from(i % 4)).collect();
+        let close = P99Ratio::of(&point_with(102.0, &steady), &small).unwrap();
+        assert_eq!((close.rounds, close.within(0.05)), (20, Some(true)));
+        assert!((close.pooled - 1.02).abs() < 1e-12);
+        let slow: Vec<f64> = (0..20).map(|i| 115.0 + f64::from(i % 5)).collect();
+        let far = P99Ratio::of(&point_with(117.0, &slow), &small).unwrap();
+        assert_eq!(far.within(0.05), Some(false));
+        // Rounds that scatter 0.90–1.19: no claim either way.
+        let scattered: Vec<f64> = (0..20).map(|i| 90.0 + 1.5 * f64::from(i * 7 % 20)).collect();
+        let unsure = P99Ratio::of(&point_with(104.0, &scattered), &small).unwrap();
+        assert_eq!(unsure.within(0.05), None);
+        assert!(unsure.low <= unsure.round_median && unsure.round_median <= unsure.high);
+    }
+
+    #[test]
+    fn a_round_without_samples_is_left_out_of_the_ratio() {
+        let mut large = point_with(100.0, &[100.0, 100.0, 100.0]);
+        large.p99_per_round_us[1] = None;
+        let ratio = P99Ratio::of(&large, &point_with(100.0, &[100.0, 50.0, 100.0])).unwrap();
+        assert_eq!((ratio.rounds, ratio.low, ratio.high), (2, 1.0, 1.0));
     }
 }

@@ -261,12 +261,21 @@ pub fn latency_markdown(report: &LatencyReport) -> String {
         out.push('\n');
         let (Some(&smallest), Some(&largest)) = (sizes.first(), sizes.last()) else { continue };
         if smallest != largest {
-            let p99 = |n| find(Peer::Switchyard, n).and_then(|p| p.p99_us);
-            if let (Some(small), Some(large)) = (p99(smallest), p99(largest)) {
+            let point = |n| find(Peer::Switchyard, n);
+            if let (Some(small), Some(large)) = (point(smallest), point(largest))
+                && let Some(ratio) = crate::latency::P99Ratio::of(large, small)
+            {
+                let verdict = match ratio.within(0.05) {
+                    Some(true) => "within 5 %",
+                    Some(false) => "not within 5 %",
+                    None => "the rounds cannot tell whether within 5 %: more rounds or connections",
+                };
                 let _ = writeln!(
                     out,
-                    "\nSwitchyard's p99 at {largest} Services over its p99 at {smallest}: {:.3}×.",
-                    large / small
+                    "\nSwitchyard's p99 at {largest} Services over its p99 at {smallest}: {:.3}× \
+                     pooled; round by round (each round's two visits, minutes apart at most) \
+                     median {:.3}×, 95 % interval {:.3}–{:.3}× over {} rounds: {verdict}.",
+                    ratio.pooled, ratio.round_median, ratio.low, ratio.high, ratio.rounds
                 );
             }
         }

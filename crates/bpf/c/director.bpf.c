@@ -102,14 +102,30 @@ static __always_inline int dir_addr_eq(const struct sy_addr *a, const struct sy_
 	return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
 }
 
-/* Whether r holds this CPU's fresh next hop to dst from src through the device the packet
- * came in on, good for a packet of tot_len bytes. */
-static __always_inline int dir_route_hit(const struct xdp_md *ctx, const struct sy_dir_route *r,
+/* Whether r holds this CPU's next hop to dst from src through the device the packet came in
+ * on, good for a packet of tot_len bytes (fresh or not: dir_route_fresh). */
+static __always_inline int dir_route_for(const struct xdp_md *ctx, const struct sy_dir_route *r,
 					 const struct sy_addr *src, const struct sy_addr *dst,
-					 __u32 tot_len, __u64 now)
+					 __u32 tot_len)
 {
-	return now < r->expires_ns && r->in_ifindex == ctx->ingress_ifindex &&
-	       dir_addr_eq(&r->dst, dst) && dir_addr_eq(&r->src, src) && tot_len <= r->ok_len;
+	return r->in_ifindex == ctx->ingress_ifindex && dir_addr_eq(&r->dst, dst) &&
+	       dir_addr_eq(&r->src, src) && tot_len <= r->ok_len;
+}
+
+/* Whether r's deadline is still ahead. The coarse clock is a helper call; it moves with the
+ * timer tick, and jiffies64 is one load (the verifier inlines bpf_jiffies64): so the clock is
+ * read once per tick for r, and r is fresh for the rest of a tick in which its deadline was
+ * ahead. An entry lives at most one tick (1-10 ms) longer. */
+static __always_inline int dir_route_fresh(struct sy_dir_route *r)
+{
+	__u64 tick = bpf_jiffies64();
+
+	if (tick == r->fresh_jiffies)
+		return 1;
+	if (bpf_ktime_get_coarse_ns() >= r->expires_ns)
+		return 0;
+	r->fresh_jiffies = tick;
+	return 1;
 }
 
 /* The slow path of the next hop (a miss in this CPU's cache entry r): asks bpf_fib_lookup
@@ -129,9 +145,10 @@ static SY_NOINLINE int dir_route_refresh(struct xdp_md *ctx, struct sy_dir_route
 	if (!(src->words[0] | src->words[1] | src->words[2] | src->words[3]))
 		return DIR_ROUTE_NO_SOURCE;
 	/* Only the length was too much: keep the longest length accepted so far. */
-	if (dir_route_hit(ctx, r, src, dst, 0, now) && r->ok_len > ok_len)
+	if (now < r->expires_ns && dir_route_for(ctx, r, src, dst, 0) && r->ok_len > ok_len)
 		ok_len = r->ok_len;
 	r->expires_ns = 0; /* until the lookup below succeeds */
+	r->fresh_jiffies = 0;
 	f.ifindex = ctx->ingress_ifindex;
 	f.l4_protocol = q->proto;
 	f.tot_len = q->tot_len;
@@ -218,8 +235,8 @@ static __always_inline int dir_send(struct xdp_md *ctx, const struct sy_dir_conf
 	r = bpf_map_lookup_elem(&sy_dir_routes, &slot);
 	if (!r)
 		return dir_drop(d, SY_DIR_DROP_NO_ROUTE);
-	if (!dir_route_hit(ctx, r, src, &node->addr, p->ip_len + overhead,
-			   bpf_ktime_get_coarse_ns())) {
+	if (!dir_route_for(ctx, r, src, &node->addr, p->ip_len + overhead) ||
+	    !dir_route_fresh(r)) {
 		q.tot_len = p->ip_len + overhead;
 		q.proto = proto;
 		q.v4 = v4;

@@ -31,10 +31,16 @@ elif v == 'no_push':
     rep('''	if (encap_push(ctx, r->hdr, r->csum, &h, overhead, v4, proto))
 		return dir_drop(d, SY_DIR_DROP_RESIZE);''', '')
 elif v == 'no_route':
-    # The route cache's check (clock read, tags, length) skipped: the entry is looked up (it
+    # The route cache's check (tags, length, deadline) skipped: the entry is looked up (it
     # holds the outer header template) and filled only while empty.
-    rep('''	if (!dir_route_hit(ctx, r, src, &node->addr, p->ip_len + overhead,
-			   bpf_ktime_get_coarse_ns())) {''', '''	if (r->expires_ns == 0) {''')
+    rep('''	if (!dir_route_for(ctx, r, src, &node->addr, p->ip_len + overhead) ||
+	    !dir_route_fresh(r)) {''', '''	if (r->expires_ns == 0) {''')
+    rep('static __always_inline int dir_route_fresh', 'static SY_NOINLINE int dir_route_fresh')
+elif v == 'coarse_clock':
+    # The route cache's deadline checked with the coarse clock on every packet (a helper
+    # call), as before session 25, instead of once per jiffies tick.
+    rep('''	    !dir_route_fresh(r)) {''', '''	    bpf_ktime_get_coarse_ns() >= r->expires_ns) {''')
+    rep('static __always_inline int dir_route_fresh', 'static SY_NOINLINE int dir_route_fresh')
 elif v == 'no_node_lookup':
     rep('''	node = bpf_map_lookup_elem(&sy_dir_nodes, node_id);''', '''	struct sy_dir_node fnode = {}; fnode.family = pp->flow.family; if (fnode.family == SY_AF_INET) { fnode.addr.words[2] = bpf_htonl(0xffff); fnode.addr.words[3] = bpf_htonl(0x0a000800); } else { fnode.addr.words[0] = bpf_htonl(0xfd000000); fnode.addr.words[3] = bpf_htonl(0x86dd); } node = &fnode;''')
 elif v == 'noinline_hash':

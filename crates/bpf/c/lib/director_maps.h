@@ -147,7 +147,10 @@ struct {
 struct sy_dir_route {
 	struct sy_addr dst; /* the node address it was looked up for (tag: else a miss) */
 	struct sy_addr src; /* the director address it was made with (tag: the config's) */
-	__u64 expires_ns;   /* bpf_ktime_get_coarse_ns() deadline */
+	__u64 expires_ns;   /* bpf_ktime_get_coarse_ns() deadline; 0: invalid */
+	/* The jiffies64 tick in which expires_ns was last found ahead; 0: none. The coarse clock
+	 * moves only with the tick, so within that tick the entry is fresh without reading it. */
+	__u64 fresh_jiffies;
 	__u32 in_ifindex;   /* the device the packet came in on (output lookups are per device) */
 	__u32 ifindex;      /* out device */
 	__u32 ok_len;       /* the largest outer length a lookup accepted (route MTU >= it) */
