@@ -14,6 +14,13 @@
 //! is a whole-machine figure (clients, forwarder and server share two CPUs): only ratios between
 //! peers measured in the same run mean anything. Retransmitted segments (the client's and the
 //! server's namespaces, `/proc/net/snmp`) are counted, so a rate held down by drops shows.
+//!
+//! On a machine shared with other work the share of CPU a point gets drifts from one point to
+//! the next, so two more things keep that out of the comparison: `rounds` (every peer measured
+//! once per round, the ratios taken round by round, between points seconds apart), and the
+//! process's own CPU time during each burst (clients and echo server are this process's
+//! threads, and veth forwards in the sending thread's context, charged to it), which gives
+//! connections per CPU second of the whole path, data plane included.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -48,6 +55,8 @@ pub struct RatePlan {
     pub seconds: f64,
     /// Switchyard's SNAT source ports, when not the default range (`--snat-port-range`).
     pub snat_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// Times every peer is measured at every size, peer after peer within a round.
+    pub rounds: usize,
 }
 
 /// New connections per second for one peer at one number of Services.
@@ -55,12 +64,19 @@ pub struct RatePlan {
 pub struct RatePoint {
     pub peer: Peer,
     pub services: usize,
+    /// Which round (from 0) measured this point.
+    pub round: usize,
     pub connections: u64,
     pub failures: u64,
     /// Connections that took longer than 200 ms (they waited for a retransmission).
     pub slow: u64,
     pub seconds: f64,
     pub per_second: Option<f64>,
+    /// CPU time (user + system) this process spent during the burst: clients, echo server and
+    /// the forwarding their packets caused.
+    pub cpu_seconds: Option<f64>,
+    /// Connections per CPU second of [`RatePoint::cpu_seconds`].
+    pub per_cpu_second: Option<f64>,
     /// TCP segments retransmitted in the client's and the server's namespaces meanwhile.
     pub retransmitted_segments: Option<u64>,
     /// Switchyard only: its per-packet counters that moved during the burst (reason, packets),
@@ -76,6 +92,8 @@ pub struct Burst {
     pub failures: u64,
     pub slow: u64,
     pub seconds: f64,
+    /// This process's CPU time over the burst (`getrusage(RUSAGE_SELF)`), `None` if unreadable.
+    pub cpu_seconds: Option<f64>,
 }
 
 /// One connection: connect, one byte there and back, the server's close, then the client's
@@ -119,6 +137,7 @@ pub fn burst(target: SocketAddr, clients: usize, duration: Duration) -> Burst {
     let failures = AtomicU64::new(0);
     let slow = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..clients.max(1) {
@@ -144,7 +163,17 @@ pub fn burst(target: SocketAddr, clients: usize, duration: Duration) -> Burst {
         failures: failures.into_inner(),
         slow: slow.into_inner(),
         seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: process_cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| (after - before).max(0.0)),
     }
+}
+
+/// User plus system CPU time of this process, all threads, in seconds.
+fn process_cpu_seconds() -> Option<f64> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
+    Some(seconds(usage.user_time()) + seconds(usage.system_time()))
 }
 
 /// `RetransSegs` of the calling thread's network namespace (`/proc/thread-self/net/snmp`: the
@@ -196,44 +225,63 @@ pub fn run(plan: &RatePlan, log: &mut dyn FnMut(&str)) -> Result<Vec<RatePoint>,
     widen_client_ports(&lab)?;
     let duration = Duration::from_secs_f64(plan.seconds);
     let mut points = Vec::new();
-    for &peer in &plan.peers {
-        for &services in &plan.services {
-            let state = latency::state_with_target(services, lab.server);
-            let measured = measure(&lab, peer, &state, plan, duration);
-            let point = match measured {
-                Ok(Measured { burst, retransmits, switchyard_counters }) => RatePoint {
-                    peer,
-                    services,
-                    connections: burst.connections,
-                    failures: burst.failures,
-                    slow: burst.slow,
-                    seconds: burst.seconds,
-                    per_second: (burst.connections > 0)
-                        .then(|| burst.connections as f64 / burst.seconds),
-                    retransmitted_segments: Some(retransmits),
-                    switchyard_counters,
-                    error: (burst.connections == 0)
-                        .then(|| format!("no connection got through ({} failed)", burst.failures)),
-                },
-                Err(error) => RatePoint {
-                    peer,
-                    services,
-                    connections: 0,
-                    failures: 0,
-                    slow: 0,
-                    seconds: 0.0,
-                    per_second: None,
-                    retransmitted_segments: None,
-                    switchyard_counters: Vec::new(),
-                    error: Some(error.to_string()),
-                },
-            };
-            log(&describe(&point));
-            points.push(point);
+    for round in 0..plan.rounds.max(1) {
+        for &peer in &plan.peers {
+            for &services in &plan.services {
+                let state = latency::state_with_target(services, lab.server);
+                let point =
+                    point_of(peer, services, round, measure(&lab, peer, &state, plan, duration));
+                log(&describe(&point));
+                points.push(point);
+            }
+            latency::clear(peer, &lab.node_ns)?;
         }
-        latency::clear(peer, &lab.node_ns)?;
     }
     Ok(points)
+}
+
+fn point_of(
+    peer: Peer,
+    services: usize,
+    round: usize,
+    measured: Result<Measured, BenchError>,
+) -> RatePoint {
+    match measured {
+        Ok(Measured { burst, retransmits, switchyard_counters }) => RatePoint {
+            peer,
+            services,
+            round,
+            connections: burst.connections,
+            failures: burst.failures,
+            slow: burst.slow,
+            seconds: burst.seconds,
+            per_second: (burst.connections > 0).then(|| burst.connections as f64 / burst.seconds),
+            cpu_seconds: burst.cpu_seconds,
+            per_cpu_second: burst
+                .cpu_seconds
+                .filter(|&cpu| cpu > 0.0 && burst.connections > 0)
+                .map(|cpu| burst.connections as f64 / cpu),
+            retransmitted_segments: Some(retransmits),
+            switchyard_counters,
+            error: (burst.connections == 0)
+                .then(|| format!("no connection got through ({} failed)", burst.failures)),
+        },
+        Err(error) => RatePoint {
+            peer,
+            services,
+            round,
+            connections: 0,
+            failures: 0,
+            slow: 0,
+            seconds: 0.0,
+            per_second: None,
+            cpu_seconds: None,
+            per_cpu_second: None,
+            retransmitted_segments: None,
+            switchyard_counters: Vec::new(),
+            error: Some(error.to_string()),
+        },
+    }
 }
 
 /// One peer at one size: load its ruleset (Switchyard: the per-packet programs), warm up, then
@@ -307,9 +355,11 @@ fn packet_counters(
 fn describe(point: &RatePoint) -> String {
     match (point.per_second, &point.error) {
         (Some(rate), _) => format!(
-            "connections {:<16} {:>6} Services: {rate:.0}/s ({} in {:.1} s, {} failed, {} slower than 200 ms, {} segments retransmitted){}",
+            "connections round {} {:<16} {:>6} Services: {rate:.0}/s, {} per CPU s ({} in {:.1} s, {} failed, {} slower than 200 ms, {} segments retransmitted){}",
+            point.round + 1,
             point.peer.label(),
             point.services,
+            point.per_cpu_second.map_or_else(|| "?".into(), |r| format!("{r:.0}")),
             point.connections,
             point.seconds,
             point.failures,

@@ -165,6 +165,11 @@ struct ConnectionOptions {
     /// (1024-29999, `PacketSettings::default()`).
     #[arg(long, value_name = "MIN-MAX")]
     snat_ports: Option<String>,
+    /// Measure every peer this many times, peer after peer in each round: the ratios are taken
+    /// round by round, so a drifting load on a shared machine falls on every peer alike
+    /// (default 5; 1 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -299,6 +304,7 @@ fn run(cli: Cli) -> Result<()> {
                 clients: 4,
                 seconds: None,
                 snat_ports: None,
+                rounds: None,
             })?;
             // --quick: a tenth of the Services (the peers' 10,000 × 25 rulesets take minutes).
             let services = if options.quick { 1000 } else { 10_000 };
@@ -557,12 +563,14 @@ fn run_connections(options: &ConnectionOptions) -> Result<()> {
         clients: options.clients,
         seconds,
         snat_ports,
+        rounds: options.rounds.unwrap_or(if options.run.quick { 1 } else { 5 }),
     };
     let points = connection_rate::run(&plan, &mut |line| eprintln!("{line}"))?;
     let report = ConnectionReport {
         machine: Machine::detect(),
         clients: plan.clients,
         seconds_per_point: seconds,
+        rounds: plan.rounds,
         points,
     };
     report::write_json(&out.join("connections.json"), &report)?;

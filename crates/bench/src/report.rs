@@ -289,39 +289,125 @@ pub struct ConnectionReport {
     pub machine: Machine,
     pub clients: usize,
     pub seconds_per_point: f64,
+    pub rounds: usize,
+    /// Every point of every round, in the order measured.
     pub points: Vec<crate::connection_rate::RatePoint>,
 }
 
-/// Markdown: new connections per second per peer and size, with Switchyard's rate as a ratio of
-/// each peer's at the same size (same run).
+/// One peer at one size over the rounds: medians, and Switchyard's rate over the peer's round
+/// by round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateSummary {
+    pub peer: Peer,
+    pub services: usize,
+    pub rounds: usize,
+    pub failed: u64,
+    pub slow: u64,
+    pub retransmitted: u64,
+    pub median_per_second: Option<f64>,
+    pub median_per_cpu_second: Option<f64>,
+    /// Switchyard / peer per round (rounds where both got through): median and its
+    /// distribution-free 95 % interval, per wall-clock second and per CPU second.
+    pub ratio: Option<RoundRatio>,
+    pub ratio_per_cpu: Option<RoundRatio>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundRatio {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl RoundRatio {
+    fn of(mut ratios: Vec<f64>) -> Option<Self> {
+        ratios.sort_by(f64::total_cmp);
+        let median = crate::latency::percentile(&ratios, 0.5)?;
+        let [low, high] = crate::latency::percentile_interval(&ratios, 0.5, 1.96)?;
+        Some(RoundRatio { median, low, high })
+    }
+}
+
+/// The points of a run summarised per peer and size, in the order first measured.
+pub fn rate_summaries(points: &[crate::connection_rate::RatePoint]) -> Vec<RateSummary> {
+    use crate::connection_rate::RatePoint;
+    let mut keys: Vec<(Peer, usize)> = Vec::new();
+    for p in points {
+        if !keys.contains(&(p.peer, p.services)) {
+            keys.push((p.peer, p.services));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        crate::latency::percentile(&v, 0.5)
+    };
+    let paired = |peer: Peer, services: usize, pick: fn(&RatePoint) -> Option<f64>| {
+        let ratios: Vec<f64> = points
+            .iter()
+            .filter(|p| p.peer == peer && p.services == services)
+            .filter_map(|p| {
+                let ours = points.iter().find(|s| {
+                    s.peer == Peer::Switchyard && s.services == services && s.round == p.round
+                })?;
+                Some(pick(ours)? / pick(p).filter(|&r| r > 0.0)?)
+            })
+            .collect();
+        RoundRatio::of(ratios)
+    };
+    keys.into_iter()
+        .map(|(peer, services)| {
+            let mine: Vec<&RatePoint> =
+                points.iter().filter(|p| p.peer == peer && p.services == services).collect();
+            RateSummary {
+                peer,
+                services,
+                rounds: mine.len(),
+                failed: mine.iter().map(|p| p.failures).sum(),
+                slow: mine.iter().map(|p| p.slow).sum(),
+                retransmitted: mine.iter().filter_map(|p| p.retransmitted_segments).sum(),
+                median_per_second: median(mine.iter().filter_map(|p| p.per_second).collect()),
+                median_per_cpu_second: median(
+                    mine.iter().filter_map(|p| p.per_cpu_second).collect(),
+                ),
+                ratio: paired(peer, services, |p| p.per_second),
+                ratio_per_cpu: paired(peer, services, |p| p.per_cpu_second),
+            }
+        })
+        .collect()
+}
+
+/// Markdown: new connections per second per peer and size (medians over the rounds), with
+/// Switchyard's rate as a ratio of each peer's, taken round by round (same run).
 pub fn connection_markdown(report: &ConnectionReport) -> String {
     let mut out = format!(
         "New connections per second through node 1's NodePort (DNAT + SNAT to a pod on node 2), \
-         {} client threads for {:.0} s per point; clients, forwarder and echo server share the \
-         machine's CPUs, so only same-run ratios mean anything. Load average when written: {}.\n\n\
-         | peer | Services | connections/s | failed | slower than 200 ms | retransmitted segments | switchyard / peer |\n\
-         |---|---|---|---|---|---|---|\n",
-        report.clients, report.seconds_per_point, report.machine.load_average
+         {} client threads for {:.0} s per point, {} round(s): every peer once per round, the \
+         ratios taken round by round (median, and in brackets the distribution-free 95 % \
+         interval of the median). Clients, forwarder and echo server share the machine's CPUs, \
+         so only same-run ratios mean anything; per CPU second divides by the CPU time the \
+         clients, the echo server and the forwarding they cause took. Load average when \
+         written: {}.\n\n\
+         | peer | Services | connections/s (median) | per CPU second (median) | failed | slower than 200 ms | retransmitted segments | switchyard / peer | per CPU second: switchyard / peer |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        report.clients, report.seconds_per_point, report.rounds, report.machine.load_average
     );
-    for point in &report.points {
-        let switchyard = report
-            .points
-            .iter()
-            .find(|p| p.peer == Peer::Switchyard && p.services == point.services)
-            .and_then(|p| p.per_second);
-        let rate = point.per_second.map_or_else(|| "failed".into(), |r| format!("{r:.0}"));
-        let ratio = match (switchyard, point.per_second) {
-            (Some(s), Some(p)) if p > 0.0 => format!("{:.2}×", s / p),
-            _ => "—".into(),
-        };
+    let number = |v: Option<f64>| v.map_or_else(|| "failed".into(), |r| format!("{r:.0}"));
+    let ratio = |r: Option<RoundRatio>| {
+        r.map_or_else(|| "—".into(), |r| format!("{:.2}× ({:.2}–{:.2})", r.median, r.low, r.high))
+    };
+    for s in rate_summaries(&report.points) {
         let _ = writeln!(
             out,
-            "| {} | {} | {rate} | {} | {} | {} | {ratio} |",
-            point.peer.label(),
-            point.services,
-            point.failures,
-            point.slow,
-            point.retransmitted_segments.map_or_else(|| "—".into(), |r| r.to_string()),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.peer.label(),
+            s.services,
+            number(s.median_per_second),
+            number(s.median_per_cpu_second),
+            s.failed,
+            s.slow,
+            s.retransmitted,
+            ratio(s.ratio),
+            ratio(s.ratio_per_cpu),
         );
     }
     out
@@ -413,8 +499,61 @@ pub fn throughput_markdown(report: &ThroughputReport) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests: a failure should panic")]
 mod tests {
-    use super::seconds;
+    use super::{Peer, rate_summaries, seconds};
+    use crate::connection_rate::RatePoint;
+
+    fn rate(peer: Peer, round: usize, per_second: Option<f64>, cpu_seconds: f64) -> RatePoint {
+        let connections = per_second.map_or(0, |r| r as u64);
+        RatePoint {
+            peer,
+            services: 10,
+            round,
+            connections,
+            failures: u64::from(per_second.is_none()),
+            slow: 1,
+            seconds: 1.0,
+            per_second,
+            cpu_seconds: Some(cpu_seconds),
+            per_cpu_second: per_second.map(|r| r / cpu_seconds),
+            retransmitted_segments: Some(2),
+            switchyard_counters: Vec::new(),
+            error: per_second.is_none().then(|| "no connection got through".into()),
+        }
+    }
+
+    #[test]
+    fn connection_ratios_are_taken_round_by_round() {
+        // nftables gets the busy second in round 0 and the quiet one in round 1: per round
+        // Switchyard is 2× and 1.5×; pooled medians would say 1.2×.
+        let points = vec![
+            rate(Peer::Switchyard, 0, Some(6000.0), 1.0),
+            rate(Peer::Nftables, 0, Some(3000.0), 0.5),
+            rate(Peer::Switchyard, 1, Some(7500.0), 1.25),
+            rate(Peer::Nftables, 1, Some(5000.0), 1.0),
+            rate(Peer::Switchyard, 2, Some(6600.0), 1.1),
+            rate(Peer::Nftables, 2, None, 1.0),
+        ];
+        let summaries = rate_summaries(&points);
+        assert_eq!(summaries.len(), 2);
+        let nft = &summaries[1];
+        assert_eq!(
+            (nft.peer, nft.rounds, nft.failed, nft.slow, nft.retransmitted),
+            (Peer::Nftables, 3, 1, 3, 6)
+        );
+        // Nearest rank: the lower of two.
+        assert_eq!(nft.median_per_second, Some(3000.0));
+        let ratio = nft.ratio.unwrap();
+        // Two rounds got through on both sides: 2.0 and 1.5; nearest-rank median 1.5.
+        assert_eq!((ratio.median, ratio.low, ratio.high), (1.5, 1.5, 2.0));
+        // Per CPU second: 6000 / 6000 and 6000 / 5000.
+        let per_cpu = nft.ratio_per_cpu.unwrap();
+        assert_eq!((per_cpu.median, per_cpu.high), (1.0, 1.2));
+        let ours = &summaries[0];
+        assert_eq!(ours.ratio.unwrap().median, 1.0);
+        assert_eq!(ours.median_per_cpu_second, Some(6000.0));
+    }
 
     #[test]
     fn seconds_keep_two_significant_digits_below_ten_milliseconds() {

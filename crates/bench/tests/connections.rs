@@ -16,6 +16,7 @@ fn every_peer_carries_new_connections_through_the_node_port() {
         clients: 2,
         seconds: 0.3,
         snat_ports: None,
+        rounds: 1,
     };
     let points = connection_rate::run(&plan, &mut |line| eprintln!("{line}")).expect("rate run");
     assert_eq!(points.len(), peers.len());
@@ -24,6 +25,7 @@ fn every_peer_carries_new_connections_through_the_node_port() {
         assert_eq!(point.error, None, "{point:?}");
         assert!(point.connections >= 10, "{point:?}");
         assert!(point.per_second.is_some_and(|r| r > 0.0), "{point:?}");
+        assert!(point.per_cpu_second.is_some_and(|r| r > 0.0), "{point:?}");
         assert!(point.retransmitted_segments.is_some(), "{point:?}");
     }
 }
