@@ -36,9 +36,11 @@ type Touched = BTreeMap<FrontendKey, Option<Frontend>>;
 pub struct NodeModel {
     config: ProxyConfig,
     node: NodeFacts,
-    /// Services this proxy serves (others are not kept).
-    services: FxHashMap<ObjectKey, ServiceFacts>,
-    slices: FxHashMap<ObjectKey, SliceFacts>,
+    /// Services this proxy serves (others are not kept). The facts are boxed: a hash table has
+    /// up to twice as many buckets as entries, and a bucket holding the facts themselves took
+    /// 200 bytes (issue 20: 6 MB for these two maps at 10,000 Services, 4 boxed).
+    services: FxHashMap<ObjectKey, Box<ServiceFacts>>,
+    slices: FxHashMap<ObjectKey, Box<SliceFacts>>,
     /// Service → its EndpointSlices, by the `kubernetes.io/service-name` label. Ordered so that
     /// duplicate endpoints resolve the same way every time.
     slices_by_service: FxHashMap<ObjectKey, KeySet<ObjectKey>>,
@@ -109,7 +111,7 @@ impl NodeModel {
             if let Some(service) = &facts.service {
                 model.index_slice(key, service);
             }
-            model.slices.insert(key.clone(), facts);
+            model.slices.insert(key.clone(), Box::new(facts));
         }
         let facts: Vec<(&ObjectKey, ServiceFacts)> = state
             .services
@@ -137,7 +139,7 @@ impl NodeModel {
                     }
                 }
             }
-            model.services.insert(key.clone(), facts);
+            model.services.insert(key.clone(), Box::new(facts));
         }
         model
     }
@@ -178,7 +180,7 @@ impl NodeModel {
             .get(key)
             .into_iter()
             .flatten()
-            .filter_map(|slice_key| self.slices.get(slice_key))
+            .filter_map(|slice_key| self.slices.get(slice_key).map(Box::as_ref))
             .collect();
         (service_frontends(key, service, &slices, &self.node, &refused), refusals)
     }
@@ -304,12 +306,12 @@ impl NodeModel {
         match change {
             Change::Service(key, service) => {
                 let facts = service.and_then(|s| service_facts(&self.config, &s));
-                let old = self.services.get(&key);
+                let old = self.services.get(&key).map(Box::as_ref);
                 if old != facts.as_ref() {
                     let old = old.cloned();
                     let affected = self.index_addresses(&key, old.as_ref(), facts.as_ref());
                     match facts {
-                        Some(facts) => self.services.insert(key.clone(), facts),
+                        Some(facts) => self.services.insert(key.clone(), Box::new(facts)),
                         None => self.services.remove(&key),
                     };
                     self.recompute(&key, Some(&mut touched));
@@ -319,13 +321,13 @@ impl NodeModel {
             }
             Change::EndpointSlice(key, slice) => {
                 let facts = slice.map(|s| slice_facts(&self.config, &mut self.interners, &key, &s));
-                if self.slices.get(&key) == facts.as_ref() {
+                if self.slices.get(&key).map(Box::as_ref) == facts.as_ref() {
                     return StateDiff::default();
                 }
                 self.index_terminating(&key, facts.as_ref());
                 let new_service = facts.as_ref().and_then(|f| f.service.clone());
                 let old = match facts {
-                    Some(facts) => self.slices.insert(key.clone(), facts),
+                    Some(facts) => self.slices.insert(key.clone(), Box::new(facts)),
                     None => self.slices.remove(&key),
                 };
                 let old_service = old.and_then(|o| o.service);

@@ -16,10 +16,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read before `main` (a C `const char *`, hence a pointer to the first
 /// byte): freed pages go back to the kernel within half a second instead of ten, pages it
-/// would only mark as reusable are returned at once, and two arenas serve the few threads
-/// that allocate (as glibc's arenas were limited to two).
+/// would only mark as reusable are returned at once, and one arena serves the few threads
+/// that allocate: objects the manifest watcher and the agent's loop keep then share slabs
+/// instead of each arena keeping its own part-used ones (issue 20: two arenas before).
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: Option<&u8> = Some(&b"dirty_decay_ms:500,muzzy_decay_ms:0,narenas:2\0"[0]);
+static MALLOC_CONF: Option<&u8> = Some(&b"dirty_decay_ms:500,muzzy_decay_ms:0,narenas:1\0"[0]);
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
@@ -61,7 +62,7 @@ mod tests {
     /// which would show the allocations themselves, are not built in.)
     #[test]
     fn the_binary_allocates_with_jemalloc_and_its_options() {
-        assert_eq!(read::<libc::c_uint>(c"opt.narenas"), 2);
+        assert_eq!(read::<libc::c_uint>(c"opt.narenas"), 1);
         assert_eq!(read::<isize>(c"opt.dirty_decay_ms"), 500);
         assert_eq!(read::<isize>(c"opt.muzzy_decay_ms"), 0);
     }
