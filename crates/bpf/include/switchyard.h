@@ -410,12 +410,17 @@ struct sy_xdp_dev {
  * come back here); on the backend's node, the entry the decapsulation wrote from the packet's
  * DSR option (its sy_nat entry turns the backend's replies into frontend -> client). */
 #define SY_CT_F_DSR (1u << 3)
+/* TCP: the last packet seen was an RST. Neither end then keeps the connection (no TIME_WAIT on
+ * the backend), so the flow's SNAT port is held, not live, for the rest of its closing timeout
+ * (snat.h). Cleared by any later packet that is not an RST: the reset did not end the flow. */
+#define SY_CT_F_RESET (1u << 4)
 
 /* Number of SNAT ports tried for one new flow before SY_REASON_PKT_DROP_SNAT_EXHAUSTED. */
 #define SY_SNAT_PROBES 32
 
 /* A closed TCP flow's SNAT port is not given to a new flow for this long after the flow's last
- * packet (at least the closing timeout), while a free port is found: the backend keeps the
+ * packet (at least the closing timeout; from the reset itself for a flow an RST ended, whose
+ * port is otherwise live until the closing timeout), while a free port is found: the backend keeps the
  * closed connection in TIME_WAIT (Linux 60 s; nf_conntrack holds TIME_WAIT 120 s) and answers
  * a SYN from another client's connection on that tuple with an ACK of the old one, unless the
  * SYN's sequence number or timestamp happen to be newer (the client's are random per

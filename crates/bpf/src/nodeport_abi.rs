@@ -22,6 +22,8 @@ pub const CT_F_HAIRPIN: u8 = 1 << 2;
 /// Conntrack flag: a DSR flow (the client's node: encapsulated to the backend's node; the
 /// backend's node: written by the decapsulation from the DSR option).
 pub const CT_F_DSR: u8 = 1 << 3;
+/// Conntrack flag: TCP, the last packet seen was an RST (its SNAT port is held, not live).
+pub const CT_F_RESET: u8 = 1 << 4;
 
 /// `sy_pkt_config.flags`: NodePort traffic to remote backends by DSR (GUE to the backend's
 /// node) instead of SNAT.

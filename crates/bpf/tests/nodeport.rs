@@ -237,6 +237,48 @@ fn a_closed_flows_snat_port_is_reused_only_when_no_other_is_free() {
 }
 
 #[test]
+fn a_reset_flows_snat_port_is_reused_at_once_only_when_no_other_is_free() {
+    if !switchyard_lab::require_root(
+        "a_reset_flows_snat_port_is_reused_at_once_only_when_no_other_is_free",
+    ) {
+        return;
+    }
+    let mut settings = settings();
+    settings.snat_ports = 40_000..=40_001;
+    let mut tc = Tc::new("snat-reset", &settings);
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(9, "10.244.2.9", 8080, 0)]);
+    let open = |tc: &Tc, client_port| {
+        let (rc, out) =
+            tc.run(INGRESS, &Spec::tcp(CLIENT4, client_port, NODE4, NODE_PORT, SYN).frame());
+        (rc, (rc == TC_ACT_OK).then(|| parse(&out).sport))
+    };
+    // Two flows take both ports; the first is reset by its client, the second by a stray RST
+    // after which its data goes on.
+    let (_, reset) = open(&tc, 51000);
+    let (_, going_on) = open(&tc, 51001);
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, RST | ACK).frame());
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51001, NODE4, NODE_PORT, RST).frame());
+    tc.run(INGRESS, &Spec::tcp(CLIENT4, 51001, NODE4, NODE_PORT, ACK).frame());
+    let orig = CtKey::new(ip(CLIENT4), 51000, ip(NODE4), NODE_PORT, TCP);
+    let ct = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
+    assert_eq!((ct.state, ct.flags & CT_F_RESET), (CT_CLOSING, CT_F_RESET));
+    // Well within the closing timeout: the reset flow's port goes to a new flow rather than
+    // the SYN being dropped; the flow whose data went on after the RST keeps its own.
+    let (rc, third) = open(&tc, 51002);
+    assert_eq!(rc, TC_ACT_OK, "the reset flow's port is reused");
+    assert_eq!(third, reset);
+    assert_ne!(third, going_on);
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 0);
+    // The port now belongs to the new flow: its reply reaches the new client.
+    let (_, out) =
+        tc.run(INGRESS, &Spec::tcp("10.244.2.9", 8080, NODE4, third.unwrap(), SYN | ACK).frame());
+    assert_eq!(parse(&out).dport, 51002);
+    let (rc, _) = open(&tc, 51003);
+    assert_eq!(rc, TC_ACT_SHOT, "both ports owned by flows that are not reset");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
+}
+
+#[test]
 fn a_client_reusing_its_port_after_close_keeps_the_snat_port() {
     if !switchyard_lab::require_root("a_client_reusing_its_port_after_close_keeps_the_snat_port") {
         return;

@@ -28,6 +28,10 @@ static __always_inline void ct_update(struct sy_ct_entry *e, const struct pkt *p
 		e->state = SY_CT_ESTABLISHED;
 		return;
 	}
+	if (p->tcp_flags & TCP_RST)
+		e->flags |= SY_CT_F_RESET;
+	else
+		e->flags &= ~SY_CT_F_RESET;
 	if (p->tcp_flags & (TCP_FIN | TCP_RST))
 		e->state = SY_CT_CLOSING;
 	else if (reply && e->state == SY_CT_SYN_SENT)

@@ -11,7 +11,10 @@
 
 /* Who owns the SNAT port of the sy_nat entry at key: NAT_FREE (no flow, or its flow has
  * expired and is not a closed TCP flow in its hold), NAT_HELD (a closed TCP flow within
- * SY_SNAT_TCP_HOLD_S of its last packet; *idle_ns set to how long ago that was) or NAT_LIVE. */
+ * SY_SNAT_TCP_HOLD_S of its last packet, or a TCP flow an RST ended, before its closing timeout
+ * too: neither end keeps that connection; *idle_ns set to how long ago the last packet was) or
+ * NAT_LIVE. Without the reset case a node at thousands of new connections per second to one
+ * backend ran out of ports within the 10 s closing timeout of flows that had ended. */
 #define NAT_FREE 0
 #define NAT_HELD 1
 #define NAT_LIVE 2
@@ -26,9 +29,15 @@ static __always_inline int nat_entry_owner(const struct sy_ct_key *key,
 	if (!e || e->nat_sport != key->dport || !addr_eq(&e->nat_saddr, &key->daddr) ||
 	    e->nat_dport != key->sport || !addr_eq(&e->nat_daddr, &key->saddr))
 		return NAT_FREE;
-	if (!ct_expired(e, key->proto, cfg, now))
-		return NAT_LIVE;
 	idle = now - e->last_seen_ns;
+	if (!ct_expired(e, key->proto, cfg, now)) {
+		if (key->proto == IPPROTO_TCP && e->state == SY_CT_CLOSING &&
+		    (e->flags & SY_CT_F_RESET)) {
+			*idle_ns = idle;
+			return NAT_HELD;
+		}
+		return NAT_LIVE;
+	}
 	if (key->proto == IPPROTO_TCP && e->state == SY_CT_CLOSING &&
 	    idle <= (__u64)SY_SNAT_TCP_HOLD_S * NSEC_PER_SEC) {
 		*idle_ns = idle;
