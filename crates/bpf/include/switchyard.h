@@ -415,6 +415,12 @@ struct sy_xdp_dev {
  * (snat.h). Cleared by any later packet that is not an RST: the reset did not end the flow. */
 #define SY_CT_F_RESET (1u << 4)
 
+/* How long a flow an RST ended must stay quiet before its SNAT port is held rather than live:
+ * an RST of an earlier connection on the same client tuple, delayed behind the new one's SYN
+ * (another CPU's backlog), marks the new flow; its own next packet, milliseconds later, clears
+ * the mark long before this, so its port is never given away. */
+#define SY_SNAT_RESET_QUIET_MS 1000
+
 /* Number of SNAT ports tried for one new flow before SY_REASON_PKT_DROP_SNAT_EXHAUSTED. */
 #define SY_SNAT_PROBES 32
 

@@ -24,6 +24,9 @@ pub const CT_F_HAIRPIN: u8 = 1 << 2;
 pub const CT_F_DSR: u8 = 1 << 3;
 /// Conntrack flag: TCP, the last packet seen was an RST (its SNAT port is held, not live).
 pub const CT_F_RESET: u8 = 1 << 4;
+/// `SY_SNAT_RESET_QUIET_MS`: a flow an RST ended holds its SNAT port (rather than keeping it
+/// live) once quiet this long.
+pub const SNAT_RESET_QUIET_MS: u64 = 1000;
 
 /// `sy_pkt_config.flags`: NodePort traffic to remote backends by DSR (GUE to the backend's
 /// node) instead of SNAT.

@@ -85,6 +85,7 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_CT_F_HAIRPIN", u64::from(CT_F_HAIRPIN)),
         ("SY_CT_F_DSR", u64::from(CT_F_DSR)),
         ("SY_CT_F_RESET", u64::from(CT_F_RESET)),
+        ("SY_SNAT_RESET_QUIET_MS", SNAT_RESET_QUIET_MS),
         ("SY_PKT_F_DSR", u64::from(PKT_F_DSR)),
         ("SY_GUE_DSR_KIND", u64::from(GUE_DSR_KIND)),
         ("SY_GUE_DSR_HLEN4", u64::from(GUE_DSR_HLEN4)),

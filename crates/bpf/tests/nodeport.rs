@@ -237,9 +237,9 @@ fn a_closed_flows_snat_port_is_reused_only_when_no_other_is_free() {
 }
 
 #[test]
-fn a_reset_flows_snat_port_is_reused_at_once_only_when_no_other_is_free() {
+fn a_reset_flows_snat_port_is_reused_after_a_quiet_second_only_when_no_other_is_free() {
     if !switchyard_lab::require_root(
-        "a_reset_flows_snat_port_is_reused_at_once_only_when_no_other_is_free",
+        "a_reset_flows_snat_port_is_reused_after_a_quiet_second_only_when_no_other_is_free",
     ) {
         return;
     }
@@ -262,20 +262,26 @@ fn a_reset_flows_snat_port_is_reused_at_once_only_when_no_other_is_free() {
     let orig = CtKey::new(ip(CLIENT4), 51000, ip(NODE4), NODE_PORT, TCP);
     let ct = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
     assert_eq!((ct.state, ct.flags & CT_F_RESET), (CT_CLOSING, CT_F_RESET));
-    // Well within the closing timeout: the reset flow's port goes to a new flow rather than
-    // the SYN being dropped; the flow whose data went on after the RST keeps its own.
+    // Right after the reset the port is still live (a delayed RST of an earlier connection on
+    // the tuple must not give a new flow's port away before its next packet clears the mark).
+    let (rc, _) = open(&tc, 51004);
+    assert_eq!(rc, TC_ACT_SHOT, "no port is free or held yet");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
+    std::thread::sleep(std::time::Duration::from_millis(SNAT_RESET_QUIET_MS + 200));
+    // Quiet since, well within the 10 s closing timeout: the reset flow's port goes to a new
+    // flow rather than the SYN being dropped; the flow whose data went on keeps its own.
     let (rc, third) = open(&tc, 51002);
     assert_eq!(rc, TC_ACT_OK, "the reset flow's port is reused");
     assert_eq!(third, reset);
     assert_ne!(third, going_on);
-    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 0);
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
     // The port now belongs to the new flow: its reply reaches the new client.
     let (_, out) =
         tc.run(INGRESS, &Spec::tcp("10.244.2.9", 8080, NODE4, third.unwrap(), SYN | ACK).frame());
     assert_eq!(parse(&out).dport, 51002);
     let (rc, _) = open(&tc, 51003);
     assert_eq!(rc, TC_ACT_SHOT, "both ports owned by flows that are not reset");
-    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 2);
 }
 
 #[test]

@@ -11,8 +11,9 @@
 
 /* Who owns the SNAT port of the sy_nat entry at key: NAT_FREE (no flow, or its flow has
  * expired and is not a closed TCP flow in its hold), NAT_HELD (a closed TCP flow within
- * SY_SNAT_TCP_HOLD_S of its last packet, or a TCP flow an RST ended, before its closing timeout
- * too: neither end keeps that connection; *idle_ns set to how long ago the last packet was) or
+ * SY_SNAT_TCP_HOLD_S of its last packet, or a TCP flow an RST ended and quiet since for
+ * SY_SNAT_RESET_QUIET_MS, before its closing timeout too: neither end keeps that connection;
+ * *idle_ns set to how long ago the last packet was) or
  * NAT_LIVE. Without the reset case a node at thousands of new connections per second to one
  * backend ran out of ports within the 10 s closing timeout of flows that had ended. */
 #define NAT_FREE 0
@@ -32,7 +33,8 @@ static __always_inline int nat_entry_owner(const struct sy_ct_key *key,
 	idle = now - e->last_seen_ns;
 	if (!ct_expired(e, key->proto, cfg, now)) {
 		if (key->proto == IPPROTO_TCP && e->state == SY_CT_CLOSING &&
-		    (e->flags & SY_CT_F_RESET)) {
+		    (e->flags & SY_CT_F_RESET) &&
+		    idle >= (__u64)SY_SNAT_RESET_QUIET_MS * 1000 * 1000) {
 			*idle_ns = idle;
 			return NAT_HELD;
 		}
