@@ -195,7 +195,7 @@ pub struct P99Ratio {
 impl P99Ratio {
     pub fn of(large: &LatencyPoint, small: &LatencyPoint) -> Option<Self> {
         let (large_p99, small_p99) = (large.p99_us?, small.p99_us?);
-        let mut per_round: Vec<f64> = large
+        let per_round: Vec<f64> = large
             .p99_per_round_us
             .iter()
             .zip(&small.p99_per_round_us)
@@ -204,12 +204,12 @@ impl P99Ratio {
                 _ => None,
             })
             .collect();
-        per_round.sort_by(f64::total_cmp);
-        let [low, high] = percentile_interval(&per_round, 0.5, MEDIAN_Z)?;
+        let rounds = per_round.len();
+        let RoundRatio { median, low, high } = RoundRatio::of(per_round)?;
         (small_p99 > 0.0).then(|| P99Ratio {
             pooled: large_p99 / small_p99,
-            rounds: per_round.len(),
-            round_median: percentile(&per_round, 0.5).unwrap_or(f64::NAN),
+            rounds,
+            round_median: median,
             low,
             high,
         })
@@ -229,8 +229,25 @@ impl P99Ratio {
     }
 }
 
-/// Normal quantile for a 95 % two-sided interval of the rounds' median ratio.
-const MEDIAN_Z: f64 = 1.96;
+/// The median of ratios taken round by round, with its distribution-free 95 % interval
+/// ([`percentile_interval`] at q = 0.5): what a comparison between two points of one run
+/// rests on when the machine's load drifts between rounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundRatio {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl RoundRatio {
+    /// `None` without ratios.
+    pub fn of(mut ratios: Vec<f64>) -> Option<Self> {
+        ratios.sort_by(f64::total_cmp);
+        let median = percentile(&ratios, 0.5)?;
+        let [low, high] = percentile_interval(&ratios, 0.5, QUANTILE_Z)?;
+        Some(RoundRatio { median, low, high })
+    }
+}
 
 /// The node settings matching the lab's addressing (pods in 10.244.0.0/16).
 fn node_config(node_ip: Ipv4Addr) -> NodeConfig {

@@ -312,21 +312,7 @@ pub struct RateSummary {
     pub ratio_per_cpu: Option<RoundRatio>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RoundRatio {
-    pub median: f64,
-    pub low: f64,
-    pub high: f64,
-}
-
-impl RoundRatio {
-    fn of(mut ratios: Vec<f64>) -> Option<Self> {
-        ratios.sort_by(f64::total_cmp);
-        let median = crate::latency::percentile(&ratios, 0.5)?;
-        let [low, high] = crate::latency::percentile_interval(&ratios, 0.5, 1.96)?;
-        Some(RoundRatio { median, low, high })
-    }
-}
+pub use crate::latency::RoundRatio;
 
 /// The points of a run summarised per peer and size, in the order first measured.
 pub fn rate_summaries(points: &[crate::connection_rate::RatePoint]) -> Vec<RateSummary> {
