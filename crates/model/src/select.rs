@@ -56,13 +56,11 @@ pub(crate) fn candidates<'a>(
         else {
             continue;
         };
-        found.extend(
-            slice.endpoints.iter().map(|endpoint| Candidate {
-                endpoint,
-                place: slice.place(endpoint),
-                port: slice_port.port,
-            }),
-        );
+        found.extend(slice.endpoints.iter().map(|endpoint| Candidate {
+            endpoint,
+            place: slice.place(endpoint),
+            port: slice_port.port,
+        }));
     }
     // Stable: among equal keys the best rank comes first, then the earliest slice. Integer keys
     // keep the comparisons cheap; already sorted input (the common case) costs one pass.
