@@ -351,6 +351,7 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
                 director.encapsulated(&cluster.lab) >= start + by
             });
         };
+        let _stop = StopOnDrop(&stop);
         grow(&directors[0], 20);
         route_vips(&cluster, web, &["dir2"]);
         grow(&directors[1], 20);
@@ -387,6 +388,7 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
             }
             attempts
         });
+        let _stop = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(300));
         let old = &mut directors[0];
         old.child.kill().unwrap();
@@ -653,4 +655,14 @@ fn large_transfers_through_a_smaller_mtu_and_uploads_with_gro_on_lose_nothing() 
         assert_eq!(dropped, 0, "{} dropped: {counters:?}", director.name);
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
+}
+
+/// Stops the scope's clients when dropped, also when an assertion fails meanwhile (a director
+/// that did not start in time under load): the scope would otherwise wait for them for ever.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }

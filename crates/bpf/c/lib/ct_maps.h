@@ -83,7 +83,7 @@ static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 pro
 static __always_inline int ct_expired(const struct sy_ct_entry *e, __u8 proto,
 				      const struct sy_pkt_config *cfg, __u64 now)
 {
-	return now - e->last_seen_ns > ct_timeout_ns(e, proto, cfg);
+	return sy_age_ns(now, e->last_seen_ns) > ct_timeout_ns(e, proto, cfg);
 }
 
 #endif /* SY_LIB_CT_MAPS_H */
