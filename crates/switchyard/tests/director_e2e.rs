@@ -16,6 +16,7 @@ use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::raw;
+use switchyard_testing::StopOnDrop;
 use switchyard_testing::director_lab::{
     self, Director, carrier, decap_counters, decapsulated, flow, local, route_vips, spread,
     vip_service,
@@ -655,14 +656,4 @@ fn large_transfers_through_a_smaller_mtu_and_uploads_with_gro_on_lose_nothing() 
         assert_eq!(dropped, 0, "{} dropped: {counters:?}", director.name);
     }
     cluster.assert_nothing_left_the_lab_since(&baseline);
-}
-
-/// Stops the scope's clients when dropped, also when an assertion fails meanwhile (a director
-/// that did not start in time under load): the scope would otherwise wait for them for ever.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
