@@ -317,7 +317,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int is_v6, int i
 		akey.frontend_id = fe->id;
 		akey.family = SY_AF_NETNS_COOKIE;
 		a = bpf_map_lookup_elem(&sy_affinity, &akey);
-		if (a && now - a->last_used_ns <= (__u64)fe->affinity_timeout_s * NSEC_PER_SEC &&
+		if (a && sy_age_ns(now, a->last_used_ns) <= fe->affinity_timeout_s * NSEC_PER_SEC &&
 		    choice_still_valid(fe, a)) {
 			pick.backend_id = a->backend_id;
 			pick.slot = a->slot;

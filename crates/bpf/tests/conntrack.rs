@@ -1,5 +1,6 @@
 //! Conntrack under attack, with BPF_PROG_TEST_RUN (root): a TCP flow that starts without a SYN
-//! never claims a SNAT port, and a flow nobody answers expires after the unreplied timeout.
+//! never claims a SNAT port, a flow nobody answers expires after the unreplied timeout, and a
+//! packet whose clock read precedes its flow's last packet (two CPUs at once) keeps the flow.
 
 #![allow(clippy::unwrap_used, reason = "tests may panic on bad fixtures")]
 
@@ -90,5 +91,73 @@ fn a_flow_nobody_answers_expires_after_the_unreplied_timeout() {
         let started_over = tc.count(PacketReason::DnatSnat) > new_before;
         assert_eq!(started_over, !answered, "answered: {answered}");
         tc.pkt.maps_mut().ct.remove(&orig).unwrap();
+    }
+}
+
+/// Two packets of one flow on two CPUs at once (a client's handshake ACK and its first data,
+/// say): each reads the clock, then the entry; the later one can write `last_seen_ns` between
+/// the other's two reads, so that one sees its flow's last packet *after* its own "now". An
+/// entry seen so is fresh, not expired: before the fix `now - last_seen_ns` wrapped around, the
+/// entry counted as expired and the packet was taken for a new flow — here, as in the director
+/// lab (issue 17, the reset at a flow's first round trip), sent to a local backend that resets
+/// it, while the flow's reverse entry went too. Simulated by an entry whose last packet is 1 s
+/// ahead of the program's clock.
+#[test]
+fn a_flow_whose_last_packet_is_ahead_of_the_packets_clock_keeps_its_backend() {
+    if !switchyard_lab::require_root(
+        "a_flow_whose_last_packet_is_ahead_of_the_packets_clock_keeps_its_backend",
+    ) {
+        return;
+    }
+    for (family, node, client, local, remote) in FAMILIES {
+        for proto in [TCP, UDP] {
+            let mut tc = Tc::new("clock-ahead", &settings());
+            tc.frontend(1, None, family, NODE_PORT, proto, FE_NODEPORT, &[(9, remote, 8080, 0)]);
+            let spec = |flags| match proto {
+                TCP => Spec::tcp(client, 50_000, node, NODE_PORT, flags),
+                _ => Spec::udp(client, 50_000, node, NODE_PORT),
+            };
+            let (rc, out) = tc.run(INGRESS, &spec(SYN).frame());
+            assert_eq!(rc, TC_ACT_OK, "{family}/{proto}: the first packet");
+            let first = parse(&out);
+            assert_eq!((first.src, first.dst), (ip(node), ip(remote)), "{family}/{proto}");
+
+            // From now on a new flow would go to the local backend only.
+            let local_backend = Backend::new(ip(local), 8080, BE_LOCAL);
+            tc.sock.maps_mut().backends.insert(7, local_backend, 0).unwrap();
+            let key = FrontendKey::node_port(family, NODE_PORT, proto, SCOPE_DEFAULT);
+            tc.set_slots(1, key, FE_NODEPORT, &[7]);
+
+            // The other CPU's packet, 1 s ahead of this one's clock read.
+            let orig = CtKey::new(ip(client), 50_000, ip(node), NODE_PORT, proto);
+            let mut entry = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
+            entry.last_seen_ns += 1_000_000_000;
+            tc.pkt.maps_mut().ct.insert(orig, entry, 0).unwrap();
+
+            let hits = tc.count(PacketReason::CtHit);
+            let (rc, out) = tc.run(INGRESS, &spec(ACK).frame());
+            assert_eq!(rc, TC_ACT_OK, "{family}/{proto}: the next packet");
+            let next = parse(&out);
+            assert_eq!(
+                (next.src, next.sport, next.dst),
+                (first.src, first.sport, first.dst),
+                "{family}/{proto}: the next packet keeps the flow's backend and SNAT port"
+            );
+            assert_eq!(tc.count(PacketReason::CtHit), hits + 1, "{family}/{proto}");
+
+            // The backend's answer still finds its way back to the client.
+            let answer = match proto {
+                TCP => Spec::tcp(remote, 8080, node, first.sport, SYN | ACK),
+                _ => Spec::udp(remote, 8080, node, first.sport),
+            };
+            let (rc, out) = tc.run(INGRESS, &answer.frame());
+            assert_eq!(rc, TC_ACT_OK, "{family}/{proto}: the answer");
+            let back = parse(&out);
+            assert_eq!(
+                (back.src, back.sport, back.dst, back.dport),
+                (ip(node), NODE_PORT, ip(client), 50_000),
+                "{family}/{proto}: the answer translated back"
+            );
+        }
     }
 }

@@ -794,4 +794,18 @@ fn client_ip_affinity_keeps_new_flows_of_one_client_on_one_backend() {
         assert_eq!(seen.len(), 1, "{client}: 20 new flows, one backend: {seen:?}");
     }
     assert_eq!(tc.count(PacketReason::Affinity), 3 * 19, "every flow after the first reused");
+
+    // A choice another CPU stored after this packet read the clock (the client's connections
+    // start at once) still holds: before the fix its age wrapped around and it counted as
+    // expired, so the flow got a backend of its own.
+    let client = "192.0.2.10";
+    let (addr, family) = Addr::from_ip(ip(client));
+    let key = AffinityKey { client: addr, frontend_id: 1, family, pad: [0; 3] };
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+    let ahead = Affinity { backend_id: 3, slot: 2, last_used_ns: now_ns + 1_000_000_000 };
+    tc.sock.maps_mut().affinity.insert(key, ahead, 0).unwrap();
+    let (_, out) = tc.run(INGRESS, &Spec::tcp(client, 50_000, lb, 80, SYN).frame());
+    assert_eq!(parse(&out).dst, ip("10.244.1.3"), "the stored choice");
+    assert_eq!(tc.count(PacketReason::Affinity), 3 * 19 + 1);
 }

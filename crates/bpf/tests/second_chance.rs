@@ -239,6 +239,26 @@ fn a_node_keeps_what_it_holds_and_re_sends_the_rest_once() {
     assert_eq!(node.count(DecapReason::ScReturned) + node.count(DecapReason::ScNewFlow), 0);
 }
 
+/// A flow whose last packet, stored by another CPU, is after this packet's clock read (two
+/// packets of the flow at once) is held here: kept. Before the fix its age wrapped around, the
+/// entry counted as expired and the packet went to the previous node, which reset it.
+#[test]
+fn a_flow_whose_last_packet_is_ahead_of_the_packets_clock_is_held() {
+    let node = DecapNode::new("sc-ahead");
+    let opt = prev_option("10.0.0.2".parse().unwrap(), 0);
+    for (proto, sport) in [(TCP, 40_010), (UDP, 40_011)] {
+        node.hold_ahead(CLIENT4, sport, VIP4, 80, proto, 1_000_000_000);
+        let inner = match proto {
+            TCP => inner_tcp(CLIENT4, sport, VIP4, 80, ACK),
+            _ => inner_udp(CLIENT4, sport, VIP4, 80),
+        };
+        let (rc, out) = node.run(&gue(DIRECTOR4, THIS_NODE, &opt, &inner));
+        assert_eq!((rc, &out[14..]), (TCX_NEXT, &inner[..]), "proto {proto}: kept here");
+    }
+    assert_eq!(node.count(DecapReason::ScKept), 2);
+    assert_eq!(node.count(DecapReason::ScForwarded), 0);
+}
+
 fn inner_udp(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
     without_ethernet(&Spec::udp(src, sport, dst, dport).frame())
 }

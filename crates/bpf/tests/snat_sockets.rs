@@ -92,9 +92,12 @@ fn the_port_of_the_nodes_own_connection_to_the_backend_is_never_claimed_even_in_
         let mut tc = Tc::new("snat-own-conn", &two_ports());
         tc.frontend(1, None, family, NODE_PORT, TCP, FE_NODEPORT, &[(9, remote, 8080, 0)]);
         // Both ends on loopback in the test's namespace: the node's address and the backend's.
-        let plen = if family == AF_INET { 32 } else { 128 };
+        // IPv6 ones `nodad`: a new address is tentative until the kernel's address worker runs
+        // (late on a loaded machine), and bind() refuses a tentative address.
+        let (plen, flags) = if family == AF_INET { (32, "") } else { (128, " nodad") };
         sh(&format!(
-            "ip link set lo up && ip addr add {node}/{plen} dev lo && ip addr add {remote}/{plen} dev lo"
+            "ip link set lo up && ip addr add {node}/{plen} dev lo{flags} \
+             && ip addr add {remote}/{plen} dev lo{flags}"
         ));
         let backend = SocketAddr::new(ip(remote), 8080);
         let listener = TcpListener::bind(backend).unwrap();

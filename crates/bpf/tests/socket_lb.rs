@@ -208,6 +208,51 @@ fn client_ip_affinity_holds_and_expires() {
     assert_eq!(f.counter(Reason::TranslatedAffinity), 19);
 }
 
+/// A client's choice that another CPU stored after this connect read the clock (the client's
+/// connections start at once) still holds. Simulated by moving the stored time 10 s ahead
+/// while the client sleeps between two connections: before the fix its age wrapped around and
+/// the second connection picked again.
+#[test]
+fn a_client_ip_choice_stored_ahead_of_the_clock_still_holds() {
+    if !switchyard_lab::require_root("a_client_ip_choice_stored_ahead_of_the_clock_still_holds") {
+        return;
+    }
+    let mut f = Fixture::new("affinity-ahead", PROBE);
+    f.frontend(7, "10.96.0.10", 80, PROTO_TCP, FE_AFFINITY, &V4_BACKENDS);
+    let key = FrontendKey::new("10.96.0.10".parse().unwrap(), 80, PROTO_TCP, SCOPE_DEFAULT);
+    let mut frontend = f.maps().frontends.get(&key, 0).unwrap();
+    frontend.affinity_timeout_s = 1;
+    f.maps().frontends.insert(key, frontend, 0).unwrap();
+    let pin = f.bpf.path().join(names::AFFINITY);
+    let mut ops: Vec<String> = ops(&V4_SERVERS, "tcp=10.96.0.10:80", 1);
+    ops.push("sleep=1500".into());
+    ops.push("tcp=10.96.0.10:80".into());
+    let lines = std::thread::scope(|scope| {
+        let client = scope.spawn(|| run_ops(&f, &ops));
+        let data = aya::maps::MapData::from_pin(&pin).unwrap();
+        let mut choices: aya::maps::HashMap<_, AffinityKey, Affinity> =
+            aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(data)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (client_key, mut choice) = loop {
+            if let Some(Ok(entry)) = choices.iter().next() {
+                break entry;
+            }
+            assert!(std::time::Instant::now() < deadline, "no choice stored");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        choice.last_used_ns += 10_000_000_000;
+        choices.insert(client_key, choice, 0).unwrap();
+        client.join().unwrap()
+    });
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(replies(&lines).len(), 1, "one backend: {lines:?}");
+    assert_eq!(
+        (f.counter(Reason::TranslatedRandom), f.counter(Reason::TranslatedAffinity)),
+        (1, 1),
+        "the second connection took the stored choice"
+    );
+}
+
 #[test]
 fn a_maglev_frontend_selects_through_its_table() {
     if !switchyard_lab::require_root("a_maglev_frontend_selects_through_its_table") {

@@ -19,6 +19,7 @@ use switchyard_lab::tools::bird::{Bird, BirdOptions, Neighbor, ROUTER_ASN, route
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::gobgp::GoBgp;
 use switchyard_lab::{require_root, wait_until};
+use switchyard_testing::StopOnDrop;
 use switchyard_testing::e2e::{Agent, BIN, Cluster, State, at};
 
 const NODE_ASN: u32 = 64512;
@@ -229,6 +230,7 @@ fn bird_learns_lb_ips_from_the_agents_and_keeps_them_across_a_graceful_restart()
             }
             always
         });
+        let _stop = StopOnDrop(stop);
         for node in ["node1", "node2"] {
             let index = cluster.agent_index(node);
             let mut agent = cluster.agents.remove(index);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::fleet::{FleetReport, fleet};
+use switchyard_testing::StopOnDrop;
 use switchyard_testing::director_lab::{
     self, Director, bird_for_directors, bird_for_directors_with, director_bgp_yaml_with,
     director_nodes_yaml, vip_service,
@@ -202,14 +203,6 @@ fn with_fleet(cluster: &Cluster, during: impl FnOnce(), after: usize) -> FleetRe
         stop.store(true, Ordering::SeqCst);
         running.join().unwrap()
     })
-}
-
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 fn assert_untouched(what: &str, report: &FleetReport) {

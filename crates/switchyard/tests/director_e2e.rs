@@ -16,6 +16,7 @@ use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients;
 use switchyard_lab::tools::raw;
+use switchyard_testing::StopOnDrop;
 use switchyard_testing::director_lab::{
     self, Director, carrier, decap_counters, decapsulated, flow, local, route_vips, spread,
     vip_service,
@@ -351,6 +352,7 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
                 director.encapsulated(&cluster.lab) >= start + by
             });
         };
+        let _stop = StopOnDrop(&stop);
         grow(&directors[0], 20);
         route_vips(&cluster, web, &["dir2"]);
         grow(&directors[1], 20);
@@ -387,6 +389,7 @@ fn vips_spread_as_maglev_says_replies_bypass_directors_and_flows_survive_a_direc
             }
             attempts
         });
+        let _stop = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(300));
         let old = &mut directors[0];
         old.child.kill().unwrap();

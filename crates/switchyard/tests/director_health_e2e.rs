@@ -18,6 +18,7 @@ use switchyard_bpf::director::DirReason;
 use switchyard_bpf::director_probe::{HEALTH_DOWN, HEALTH_DRAINING, HEALTH_UP, HealthMap};
 use switchyard_lab::tools::clients::{self, HoldReport, UdpHoldReport};
 use switchyard_lab::{require_root, wait_until};
+use switchyard_testing::StopOnDrop;
 use switchyard_testing::director_lab::{self, AGENT_HEALTH_PORT, Director, decapsulated};
 use switchyard_testing::e2e::{BIN, Cluster, State, at, topology};
 
@@ -408,6 +409,7 @@ fn node_dies(cluster: &mut Cluster, director: &Director, target: SocketAddr) -> 
                 }
                 out
             });
+            let _stop = StopOnDrop(&stop);
             std::thread::sleep(Duration::from_millis(1_500)); // every flow established
             silence_link(lab, &link);
             let at = Instant::now();

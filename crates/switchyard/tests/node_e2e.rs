@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use switchyard_bpf::{Maps, abi};
 use switchyard_lab::tools::clients::{HoldReport, UdpHoldReport};
 use switchyard_lab::{require_root, wait_until};
+use switchyard_testing::StopOnDrop;
 use switchyard_testing::e2e::*;
 
 #[test]
@@ -385,11 +386,11 @@ fn agent_restart_keeps_services_and_a_long_lived_connection() {
         assert_eq!(cluster.backends("a1", "tcp", at(ip, 80), 20).len(), 3, "{ip} without an agent");
     }
     // A new agent adopts the pinned state; Services answer throughout (probed while it starts).
-    let probing = std::sync::atomic::AtomicBool::new(true);
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let failures = std::thread::scope(|scope| {
         let prober = scope.spawn(|| {
             let mut failures = Vec::new();
-            while probing.load(std::sync::atomic::Ordering::SeqCst) {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let out = cluster.client("a1", "udp", at(ips[0], 80), 5);
                 if !out.summary.errors.is_empty() {
                     failures.push(out.summary);
@@ -397,9 +398,10 @@ fn agent_restart_keeps_services_and_a_long_lived_connection() {
             }
             failures
         });
+        let _stop = StopOnDrop(&stop);
         let agent = Agent::start(&cluster.lab, &cluster.manifests, "node1");
         std::thread::sleep(Duration::from_millis(300));
-        probing.store(false, std::sync::atomic::Ordering::SeqCst);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
         (agent, prober.join().unwrap())
     });
     let (agent, failures) = failures;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use switchyard_bpf::nodeport_abi::PacketReason;
 use switchyard_lab::require_root;
 use switchyard_lab::tools::clients::{self, Attempt};
+use switchyard_testing::StopOnDrop;
 use switchyard_testing::e2e::{BIN, Cluster, State, agent_refusing, at, set, topology, v4};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -281,16 +282,6 @@ fn many_services(count: u32) -> String {
         ));
     }
     out
-}
-
-/// Stops the long-lived connections when dropped, also when an assertion fails meanwhile (the
-/// scope would otherwise wait for them for ever).
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 /// The two Services of the long-lived test: only a remote backend (SNAT path) and only a

@@ -239,6 +239,20 @@ impl DecapNode {
 
     /// [`Self::hold`] for a flow of protocol `proto` (TCP, UDP).
     pub fn hold_proto(&self, src: &str, sport: u16, dst: &str, dport: u16, proto: u8) {
+        self.hold_ahead(src, sport, dst, dport, proto, 0);
+    }
+
+    /// [`Self::hold_proto`] with the flow's last packet `ahead_ns` after now, as a packet of
+    /// the flow on another CPU can store it between this packet's clock read and its lookup.
+    pub fn hold_ahead(
+        &self,
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        proto: u8,
+        ahead_ns: u64,
+    ) {
         let data = MapData::from_pin(self.bpf.path().join("sy_ct")).unwrap();
         let mut ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(Map::LruHashMap(data)).unwrap();
         // CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
@@ -246,7 +260,7 @@ impl DecapNode {
         let entry = CtEntry {
             state: CT_ESTABLISHED,
             flags: CT_F_REPLY_SEEN,
-            last_seen_ns: now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64,
+            last_seen_ns: now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64 + ahead_ns,
             ..CtEntry::default()
         };
         let key = CtKey::new(src.parse().unwrap(), sport, dst.parse().unwrap(), dport, proto);

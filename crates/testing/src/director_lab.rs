@@ -627,12 +627,6 @@ pub fn hold_flows(
     during: impl FnOnce(),
 ) -> (Vec<HoldReport>, Vec<UdpHoldReport>) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    struct StopOnDrop<'a>(&'a AtomicBool);
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let stop = AtomicBool::new(false);
     // Flows past their first round trip (TCP: `done` is asked after each answer; UDP: before
     // each round trip, so its second asking follows the first).
@@ -674,7 +668,7 @@ pub fn hold_flows(
             })
             .collect();
         {
-            let _stop = StopOnDrop(stop);
+            let _stop = crate::StopOnDrop(stop);
             let flows = tcp.len() + udp.len();
             wait_until(CONVERGE, || {
                 let ended = tcp.iter().filter(|h| h.is_finished()).count()

@@ -13,6 +13,7 @@
 //! - [`deploy`]: the capabilities deploy/'s DaemonSets grant, read from the manifests.
 //! - [`cpu_time`]: a criterion measurement of the benchmark thread's CPU time.
 //! - [`KillOnDrop`]: a process the test started, killed by its pid on drop.
+//! - [`StopOnDrop`]: a scope's clients told to stop on drop, also when an assertion fails.
 //! - [`fuzz_model`]: random change sequences for the model's incremental apply (fuzzing).
 
 #![allow(
@@ -40,7 +41,7 @@ mod process;
 pub mod sctp;
 pub mod socket_probe;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 pub use bpffs::BpfDir;
 pub use cgroup::Cgroup;
@@ -62,4 +63,16 @@ pub fn cargo_bin(name: &str) -> std::path::PathBuf {
 pub fn unique(test: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("sy-test-{}-{}-{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Sets its flag when dropped: the clients a `std::thread::scope` runs until the flag is set
+/// stop also when an assertion fails meanwhile — else the scope waits for them for ever and
+/// the test hangs instead of failing.
+#[derive(Debug)]
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }

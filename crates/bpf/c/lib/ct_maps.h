@@ -80,16 +80,10 @@ static __always_inline __u64 ct_timeout_ns(const struct sy_ct_entry *e, __u8 pro
 	return (__u64)s * NSEC_PER_SEC;
 }
 
-/* now was read before the entry: another CPU may have stamped it with a later time since (the
- * flow's other direction), which is not an expired entry. Without the first test the
- * difference wrapped around: a live flow's packet took the new-flow path (dropped as
- * drop_not_syn without a SYN) and a port just claimed by another CPU looked free. */
 static __always_inline int ct_expired(const struct sy_ct_entry *e, __u8 proto,
 				      const struct sy_pkt_config *cfg, __u64 now)
 {
-	__u64 seen = e->last_seen_ns;
-
-	return now > seen && now - seen > ct_timeout_ns(e, proto, cfg);
+	return sy_age_ns(now, e->last_seen_ns) > ct_timeout_ns(e, proto, cfg);
 }
 
 #endif /* SY_LIB_CT_MAPS_H */

@@ -38,7 +38,7 @@ static __always_inline void affinity_lookup(const struct sy_frontend *fe, const 
 	k.frontend_id = fe->id;
 	k.family = p->t.family;
 	a = bpf_map_lookup_elem(&sy_affinity, &k);
-	if (a && now - a->last_used_ns <= (__u64)fe->affinity_timeout_s * NSEC_PER_SEC &&
+	if (a && sy_age_ns(now, a->last_used_ns) <= (__u64)fe->affinity_timeout_s * NSEC_PER_SEC &&
 	    choice_still_valid(fe, a)) {
 		pick->backend_id = a->backend_id;
 		pick->slot = a->slot;

@@ -87,8 +87,7 @@ static __always_inline int nat_entry_owner(const struct sy_ct_key *key,
 	if (!e || e->nat_sport != key->dport || !addr_eq(&e->nat_saddr, &key->daddr) ||
 	    e->nat_dport != key->sport || !addr_eq(&e->nat_daddr, &key->saddr))
 		return NAT_FREE;
-	/* Stamped after now was read (another CPU): idle 0, live. */
-	idle = now > e->last_seen_ns ? now - e->last_seen_ns : 0;
+	idle = sy_age_ns(now, e->last_seen_ns);
 	if (!ct_expired(e, key->proto, cfg, now)) {
 		if (key->proto == IPPROTO_TCP && e->state == SY_CT_CLOSING &&
 		    (e->flags & SY_CT_F_RESET) &&

@@ -62,7 +62,9 @@ impl Attempt {
 fn error_name(err: &io::Error) -> String {
     match err.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+        // An RST from the peer; the clients' own "closed by peer" (a FIN where a reply was
+        // due) keeps its text, so a failure says which of the two ended the connection.
+        io::ErrorKind::ConnectionReset if err.get_ref().is_none() => "connection reset".to_string(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".to_string(),
         _ => err.to_string(),
     }
@@ -186,15 +188,18 @@ fn tcp_once(
     sequence: usize,
     timeout: Duration,
 ) -> Attempt {
-    let attempt = Attempt::new("tcp", target);
-    let result = (|| -> io::Result<Attempt> {
-        let connected = match source {
-            Some(source) => connect_from(source, target, timeout)?,
-            None => connect(target, timeout)?,
-        };
-        tcp_exchange(connected, sequence, &attempt)
-    })();
-    result.unwrap_or_else(|err| attempt.fail(&err))
+    let mut attempt = Attempt::new("tcp", target);
+    let connected = match source {
+        Some(source) => connect_from(source, target, timeout),
+        None => connect(target, timeout),
+    };
+    let connected = match connected {
+        Ok(connected) => connected,
+        Err(err) => return attempt.fail(&err),
+    };
+    // Known from here on, so a request that fails names its connection too.
+    attempt.local = connected.0.local_addr().ok().map(|a| canonical(a).to_string());
+    tcp_exchange(connected, sequence, &attempt).unwrap_or_else(|err| attempt.fail(&err))
 }
 
 /// One request and its reply line over a connected stream: `attempt` filled in.
