@@ -126,7 +126,7 @@ impl World {
         self.record(&effects);
         for status in &effects.services {
             let name = if status.service.namespace == "default" {
-                status.service.name.clone()
+                status.service.name.to_string()
             } else {
                 status.service.to_string()
             };

@@ -47,7 +47,7 @@ fn slices_by_service(state: &ClusterState) -> SlicesByService {
         let owner =
             slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
         if let Some(owner) = owner {
-            owners.entry((key.namespace.clone(), owner.clone())).or_default().push(key.clone());
+            owners.entry((key.namespace.to_string(), owner.clone())).or_default().push(key.clone());
         }
     }
     owners
@@ -96,8 +96,9 @@ fn service_file(
     let key = synthetic::service_key(spec, index);
     let first_slice = synthetic::slice_key(spec, index, 0);
     let mut items = vec![serde_json::to_value(&state.services[&key]).unwrap()];
-    let slices =
-        owners.get(&(key.namespace.clone(), key.name.clone())).map_or(&[][..], Vec::as_slice);
+    let slices = owners
+        .get(&(key.namespace.to_string(), key.name.to_string()))
+        .map_or(&[][..], Vec::as_slice);
     for slice_key in slices {
         let slice = match replacement {
             Some(new) if *slice_key == first_slice => new,

@@ -47,7 +47,8 @@ fn reads_yaml_yml_and_json_recursively_and_skips_hidden_and_other_files() {
     write(dir.path(), "notes.txt", "kind: Service");
     let directory = ManifestDirectory::load(dir.path());
     assert_eq!(directory.errors(), &[] as &[ManifestError]);
-    let names: Vec<String> = directory.state().services.keys().map(|k| k.name.clone()).collect();
+    let names: Vec<String> =
+        directory.state().services.keys().map(|k| k.name.to_string()).collect();
     assert_eq!(names, vec!["a", "b", "c"]);
     assert_eq!(directory.file_count(), 3);
 }

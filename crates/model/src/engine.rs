@@ -429,7 +429,7 @@ impl NodeModel {
                 slice
                     .endpoints
                     .iter()
-                    .filter(|e| e.terminating)
+                    .filter(|e| e.terminating())
                     .flat_map(|e| slice.ports.iter().map(move |port| (e.ip, port.port)))
             })
             .collect();

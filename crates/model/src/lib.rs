@@ -21,6 +21,7 @@ pub mod input;
 mod intern;
 mod keyset;
 pub mod labels;
+mod name;
 pub mod ownership;
 mod parse;
 mod select;
@@ -36,7 +37,7 @@ pub use desired::{
     HealthCheck, HealthCheckIndex, PrimaryAddresses, Protocol, StateDiff, TrafficPolicy, WhenEmpty,
 };
 pub use engine::NodeModel;
-pub use input::{Change, ClusterState, ObjectKey, ObjectKind};
+pub use input::{Change, ClusterState, Name, ObjectKey, ObjectKind};
 pub use ownership::{Refusal, RefusalReason};
 pub use parse::{
     HEADLESS_LABEL, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL, TO_BE_DELETED_TAINT,

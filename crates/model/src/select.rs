@@ -3,16 +3,20 @@
 //! `publishNotReadyAddresses`, topology hints, deduplication across slices.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::desired::{Backend, BackendState};
 use crate::parse::{
-    EndpointFacts, Family, NodeHint, ServiceFacts, ServicePortFacts, SliceFacts, TopologyMode,
+    EndpointFacts, Family, NodeHint, Place, ServiceFacts, ServicePortFacts, SliceFacts,
+    TopologyMode,
 };
 
 /// An endpoint with the port it serves a given Service port on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Candidate<'a> {
     pub(crate) endpoint: &'a EndpointFacts,
+    /// Where the endpoint is (from its slice's table).
+    pub(crate) place: &'a Arc<Place>,
     pub(crate) port: u16,
 }
 
@@ -24,9 +28,9 @@ impl Candidate<'_> {
     /// How useful the endpoint is, to pick among duplicates: ready > serving+terminating > other.
     fn rank(&self) -> u8 {
         let e = self.endpoint;
-        if e.ready {
+        if e.ready() {
             2
-        } else if e.serving && e.terminating {
+        } else if e.serving() && e.terminating() {
             1
         } else {
             0
@@ -52,9 +56,11 @@ pub(crate) fn candidates<'a>(
         else {
             continue;
         };
-        found.extend(
-            slice.endpoints.iter().map(|endpoint| Candidate { endpoint, port: slice_port.port }),
-        );
+        found.extend(slice.endpoints.iter().map(|endpoint| Candidate {
+            endpoint,
+            place: slice.place(endpoint),
+            port: slice_port.port,
+        }));
     }
     // Stable: among equal keys the best rank comes first, then the earliest slice. Integer keys
     // keep the comparisons cheap; already sorted input (the common case) costs one pass.
@@ -96,16 +102,16 @@ pub(crate) fn select(
     node_zone: Option<&str>,
     needs_local: bool,
 ) -> Selection {
-    let is_ready = |c: &Candidate<'_>| service.publish_not_ready || c.endpoint.ready;
-    let is_fallback = |c: &Candidate<'_>| c.endpoint.serving && c.endpoint.terminating;
+    let is_ready = |c: &Candidate<'_>| service.publish_not_ready || c.endpoint.ready();
+    let is_fallback = |c: &Candidate<'_>| c.endpoint.serving() && c.endpoint.terminating();
     let backend = |c: &Candidate<'_>, state| {
-        Backend::at(c.endpoint.ip, c.port, c.endpoint.place.clone(), c.endpoint.is_local, state)
+        Backend::at(c.endpoint.ip, c.port, Arc::clone(c.place), c.endpoint.is_local(), state)
     };
 
     let topology = topology_filter(service.topology, candidates, &is_ready, node_zone);
     let mut cluster: Vec<Backend> = candidates
         .iter()
-        .filter(|c| is_ready(c) && topology.is_none_or(|t| matches_topology(c.endpoint, t)))
+        .filter(|c| is_ready(c) && topology.is_none_or(|t| matches_topology(c, t)))
         .map(|c| backend(c, BackendState::Ready))
         .collect();
     if cluster.is_empty() {
@@ -116,7 +122,7 @@ pub(crate) fn select(
             .collect();
     }
 
-    let local_candidates = || candidates.iter().filter(|c| c.endpoint.is_local);
+    let local_candidates = || candidates.iter().filter(|c| c.endpoint.is_local());
     let mut local: Vec<Backend> = Vec::new();
     if needs_local {
         local.extend(
@@ -150,22 +156,22 @@ fn topology_filter<'z>(
     if mode == TopologyMode::None {
         return None;
     }
-    let ready = || candidates.iter().filter(|c| is_ready(c)).map(|c| c.endpoint);
+    let ready = || candidates.iter().filter(|c| is_ready(c));
     if mode == TopologyMode::NodeThenZone
-        && ready().all(|e| e.node_hint != NodeHint::Absent)
-        && ready().any(|e| e.node_hint == NodeHint::ForThisNode)
+        && ready().all(|c| c.endpoint.node_hint() != NodeHint::Absent)
+        && ready().any(|c| c.endpoint.node_hint() == NodeHint::ForThisNode)
     {
         return Some(TopologyFilter::ThisNode);
     }
     let zone = node_zone?;
-    (ready().all(|e| !e.place.zone_hints.is_absent())
-        && ready().any(|e| e.place.zone_hints.contains(zone)))
+    (ready().all(|c| !c.place.zone_hints.is_absent())
+        && ready().any(|c| c.place.zone_hints.contains(zone)))
     .then_some(TopologyFilter::Zone(zone))
 }
 
-fn matches_topology(endpoint: &EndpointFacts, filter: TopologyFilter<'_>) -> bool {
+fn matches_topology(candidate: &Candidate<'_>, filter: TopologyFilter<'_>) -> bool {
     match filter {
-        TopologyFilter::ThisNode => endpoint.node_hint == NodeHint::ForThisNode,
-        TopologyFilter::Zone(zone) => endpoint.place.zone_hints.contains(zone),
+        TopologyFilter::ThisNode => candidate.endpoint.node_hint() == NodeHint::ForThisNode,
+        TopologyFilter::Zone(zone) => candidate.place.zone_hints.contains(zone),
     }
 }

@@ -275,7 +275,7 @@ fn endpoint_slice(
 ) -> EndpointSlice {
     let family = if ipv6 { "v6" } else { "v4" };
     let name = format!("{}-{family}-{slice}", service.name);
-    let labels = BTreeMap::from([(SERVICE_NAME_LABEL.to_owned(), service.name.clone())]);
+    let labels = BTreeMap::from([(SERVICE_NAME_LABEL.to_owned(), service.name.to_string())]);
     let nodes = spec.nodes.max(1);
     let zones = spec.zones.max(1);
     let endpoints = endpoints

@@ -216,7 +216,7 @@ fn special_addresses_are_never_frontends_nor_endpoints() {
             .refusals()
             .iter()
             .filter(|r| matches!(r.reason, RefusalReason::Special(_)))
-            .map(|r| (r.service.name.clone(), r.kind))
+            .map(|r| (r.service.name.to_string(), r.kind))
             .collect();
         assert_eq!(
             reasons,

@@ -39,8 +39,8 @@ fn the_service_index_keeps_shared_labels_in_sorted_vectors() {
                 label.kind.clone()
             ),
             (
-                frontend.service.namespace.clone(),
-                frontend.service.name.clone(),
+                frontend.service.namespace.to_string(),
+                frontend.service.name.to_string(),
                 frontend.port_name.clone(),
                 frontend.kind.to_string()
             ),

@@ -101,8 +101,8 @@ impl Allocator {
             }
             Change::IPPool(key, pool) => {
                 match pool {
-                    Some(pool) => self.pool_objects.insert(key.name.clone(), (**pool).clone()),
-                    None => self.pool_objects.remove(&key.name),
+                    Some(pool) => self.pool_objects.insert(key.name.to_string(), (**pool).clone()),
+                    None => self.pool_objects.remove(key.name.as_str()),
                 };
                 self.pools_changed = true;
             }
@@ -311,7 +311,7 @@ impl Allocator {
 
     fn namespace_labels(&self, key: &ObjectKey) -> &BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-        self.namespaces.get(&key.namespace).unwrap_or(&EMPTY)
+        self.namespaces.get(key.namespace.as_str()).unwrap_or(&EMPTY)
     }
 
     /// Gives a Service of ours the addresses it lacks, and sets its outcome.

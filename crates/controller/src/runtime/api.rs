@@ -190,11 +190,11 @@ impl Controller {
                     self.pending_services.remove(key);
                 }
                 Change::IPPool(key, Some(pool)) => {
-                    self.pools.insert(key.name.clone(), (**pool).clone());
+                    self.pools.insert(key.name.to_string(), (**pool).clone());
                 }
                 Change::IPPool(key, None) => {
-                    self.pools.remove(&key.name);
-                    self.pending_pools.remove(&key.name);
+                    self.pools.remove(key.name.as_str());
+                    self.pending_pools.remove(key.name.as_str());
                 }
                 _ => {}
             }
@@ -340,12 +340,12 @@ impl Controller {
             Subject::Service(key) => {
                 let uid = self.services.get(key).and_then(|s| s.metadata.uid.clone());
                 (
-                    key.namespace.clone(),
+                    key.namespace.to_string(),
                     ObjectReference {
                         api_version: Some("v1".to_owned()),
                         kind: Some("Service".to_owned()),
-                        namespace: Some(key.namespace.clone()),
-                        name: Some(key.name.clone()),
+                        namespace: Some(key.namespace.to_string()),
+                        name: Some(key.name.to_string()),
                         uid,
                         ..ObjectReference::default()
                     },

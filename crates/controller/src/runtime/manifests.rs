@@ -75,11 +75,11 @@ impl Standalone {
                     file.services.remove(&service_key(key));
                 }
                 Change::IPPool(key, Some(pool)) => {
-                    self.pools.insert(key.name.clone(), (**pool).clone());
+                    self.pools.insert(key.name.to_string(), (**pool).clone());
                 }
                 Change::IPPool(key, None) => {
-                    self.pools.remove(&key.name);
-                    file.ip_pools.remove(&key.name);
+                    self.pools.remove(key.name.as_str());
+                    file.ip_pools.remove(key.name.as_str());
                 }
                 Change::Namespace(..) => {}
                 _ => continue,

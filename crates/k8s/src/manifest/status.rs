@@ -90,7 +90,7 @@ impl StatusFile {
                 Change::Service(key, Some(service))
             }
             Change::IPPool(key, Some(mut pool)) => {
-                if let Some(status) = self.ip_pools.get(&key.name) {
+                if let Some(status) = self.ip_pools.get(key.name.as_str()) {
                     pool.status = Some(status.clone());
                 }
                 Change::IPPool(key, Some(pool))

@@ -114,7 +114,8 @@ impl BgpInputs {
         inputs.peers = state.bgp_peers.iter().map(|(k, p)| (k.clone(), p.spec.clone())).collect();
         inputs.advertisements =
             state.bgp_advertisements.iter().map(|(k, a)| (k.clone(), a.spec.clone())).collect();
-        inputs.pools = state.ip_pools.iter().map(|(k, p)| (k.name.clone(), ranges(p))).collect();
+        inputs.pools =
+            state.ip_pools.iter().map(|(k, p)| (k.name.to_string(), ranges(p))).collect();
         inputs.secrets = state.secrets.iter().map(|(k, s)| (k.clone(), secret_data(s))).collect();
         for (key, service) in &state.services {
             if reached_through_directors(service) {
@@ -150,7 +151,7 @@ impl BgpInputs {
             }
             Change::IPPool(key, pool) => {
                 let ranges = pool.as_deref().map(ranges);
-                replace(&mut self.pools, key.name.clone(), ranges)
+                replace(&mut self.pools, key.name.to_string(), ranges)
             }
             Change::BGPPeer(key, peer) => {
                 replace(&mut self.peers, key.clone(), peer.as_ref().map(|p| p.spec.clone()))

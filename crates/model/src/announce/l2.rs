@@ -243,7 +243,7 @@ fn decide(address: IpAddr, candidate: &Candidate, inputs: &L2Inputs) -> L2Decisi
         match select(spec, address, candidate, inputs) {
             Ok(()) => selecting.push((&key.name, spec)),
             Err(why) => {
-                mismatches.insert(key.name.clone(), why);
+                mismatches.insert(key.name.to_string(), why);
             }
         }
     }

@@ -223,10 +223,10 @@ impl L2Inputs {
             }
             Change::Node(key, node) => {
                 let view = node.as_deref().map(L2Node::of);
-                replace(&mut self.nodes, key.name.clone(), view)
+                replace(&mut self.nodes, key.name.to_string(), view)
             }
             Change::IPPool(key, pool) => {
-                replace(&mut self.pools, key.name.clone(), pool.as_deref().map(ranges))
+                replace(&mut self.pools, key.name.to_string(), pool.as_deref().map(ranges))
             }
             Change::L2Advertisement(key, advertisement) => replace(
                 &mut self.advertisements,

@@ -211,7 +211,7 @@ impl<'a> Advertisement<'a> {
                 }
                 Ok(RouteAttributes { communities, local_pref: spec.local_pref })
             });
-        Advertisement { name: key.name.clone(), spec, parsed }
+        Advertisement { name: key.name.to_string(), spec, parsed }
     }
 
     /// The route of `address` and its attributes, or why this advertisement does not select it.
@@ -270,7 +270,7 @@ pub fn plan(inputs: &BgpInputs, candidates: &BTreeMap<IpAddr, Candidate>) -> Pla
         let settings = match peer_settings(spec, inputs) {
             Ok(settings) => settings,
             Err(why) => {
-                out.not_peering.insert(key.name.clone(), why);
+                out.not_peering.insert(key.name.to_string(), why);
                 continue;
             }
         };
@@ -280,7 +280,7 @@ pub fn plan(inputs: &BgpInputs, candidates: &BTreeMap<IpAddr, Candidate>) -> Pla
                 decide(&mut peer, &key.name, address, candidate, &advertisements, inputs);
             peer.addresses.insert(address, decision);
         }
-        out.peers.insert(key.name.clone(), peer);
+        out.peers.insert(key.name.to_string(), peer);
     }
     out
 }

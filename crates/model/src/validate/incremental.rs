@@ -268,7 +268,7 @@ impl IncrementalValidation {
                     }
                     // Slices read only whether a Node exists.
                     if old.is_some() != node.is_some() {
-                        touched.nodes.insert(key.name.clone());
+                        touched.nodes.insert(key.name.to_string());
                     }
                 }
                 Change::IPPool(..)

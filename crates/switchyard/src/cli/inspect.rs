@@ -53,7 +53,7 @@ pub(crate) fn desired_from_dir(dir: &Path, node: Option<&str>) -> anyhow::Result
             );
         }
         Some(node) => node.to_owned(),
-        None => state.nodes.keys().next().map(|k| k.name.clone()).unwrap_or_default(),
+        None => state.nodes.keys().next().map(|k| k.name.to_string()).unwrap_or_default(),
     };
     Ok(NodeModel::from_state(ProxyConfig::new(&node), &state).desired().clone())
 }

@@ -576,8 +576,8 @@ fn identity_of((kind, key): &ObjectId) -> Identity {
     Identity {
         api_version: None,
         kind: Some(kind.to_string()),
-        namespace: (!key.namespace.is_empty()).then(|| key.namespace.clone()),
-        name: Some(key.name.clone()),
+        namespace: (!key.namespace.is_empty()).then(|| key.namespace.to_string()),
+        name: Some(key.name.to_string()),
     }
 }
 
