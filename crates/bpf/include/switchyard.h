@@ -424,6 +424,11 @@ struct sy_xdp_dev {
 /* Number of SNAT ports tried for one new flow before SY_REASON_PKT_DROP_SNAT_EXHAUSTED. */
 #define SY_SNAT_PROBES 32
 
+/* max_entries of sy_snat_claims (snat.h): one claim word per reply tuple whose SNAT port was
+ * claimed lately. A word only has to outlive one claim (microseconds), so 16,384 entries are
+ * plenty at any rate of new flows (an LRU evicts the ones not used longest). */
+#define SY_SNAT_CLAIMS 16384
+
 /* A closed TCP flow's SNAT port is not given to a new flow for this long after the flow's last
  * packet (at least the closing timeout; from the reset itself for a flow an RST ended, whose
  * port is otherwise live until the closing timeout), while a free port is found: the backend keeps the

@@ -30,7 +30,8 @@ use crate::{
     loader::{LINKS_DIR, error_chain, generation, unpin_link},
     maps::names as shared_names,
     nodeport_abi::{
-        CtEntry, CtKey, NatEntry, PKT_F_DSR, PacketReason, PktConfig, SrcRangeData, SrcRangeKey,
+        CtEntry, CtKey, NatEntry, PKT_F_DSR, PacketReason, PktConfig, SNAT_CLAIMS, SrcRangeData,
+        SrcRangeKey,
     },
 };
 
@@ -67,8 +68,10 @@ pub mod names {
     pub const PKT_CONFIG: &str = "sy_pkt_config";
     /// `sy_dsr_nodes`: remote backend address -> its node's address (DSR).
     pub const DSR_NODES: &str = "sy_dsr_nodes";
+    /// `sy_snat_claims`: reply tuple -> claim word of its SNAT port (written by the programs).
+    pub const SNAT_CLAIMS: &str = "sy_snat_claims";
     /// Every per-packet map.
-    pub const ALL: [&str; 5] = [CT, NAT, SRC_RANGES, PKT_CONFIG, DSR_NODES];
+    pub const ALL: [&str; 6] = [CT, NAT, SRC_RANGES, PKT_CONFIG, DSR_NODES, SNAT_CLAIMS];
 }
 
 /// max_entries of the per-packet maps.
@@ -677,6 +680,7 @@ pub(crate) fn check_pins(
         (names::PKT_CONFIG, size_of::<u32>(), size_of::<PktConfig>(), Some(1)),
         // One entry per remote backend address at most: sized like the backends.
         (names::DSR_NODES, size_of::<NodeAddrKey>(), size_of::<Addr>(), Some(shared.backends)),
+        (names::SNAT_CLAIMS, size_of::<CtKey>(), size_of::<u64>(), Some(SNAT_CLAIMS)),
     ];
     crate::loader::check_pinned_layouts(bpf_dir, expected)
 }

@@ -43,6 +43,9 @@ pub const DEFAULT_DSR_NODES: u32 = 262_144;
 
 /// Random SNAT ports tried per new flow before the drop `DropSnatExhausted`.
 pub const SNAT_PROBES: u32 = 32;
+/// `SY_SNAT_CLAIMS`: max_entries of `sy_snat_claims` (one claim word per SNAT port claimed
+/// lately; a fixed size, not configured).
+pub const SNAT_CLAIMS: u32 = 16_384;
 
 /// Seconds after its last packet during which a closed TCP flow's SNAT port goes to a new flow
 /// only if no probed port is free (the backend may hold the connection in TIME_WAIT).

@@ -92,6 +92,7 @@ fn every_per_packet_constant_has_the_value_of_the_header() {
         ("SY_GUE_DSR_HLEN6", u64::from(GUE_DSR_HLEN6)),
         ("SY_DEFAULT_DSR_NODES", u64::from(DEFAULT_DSR_NODES)),
         ("SY_SNAT_PROBES", u64::from(SNAT_PROBES)),
+        ("SY_SNAT_CLAIMS", u64::from(SNAT_CLAIMS)),
         ("SY_SNAT_TCP_HOLD_S", u64::from(SNAT_TCP_HOLD_S)),
         ("SY_XDP_DEVS_MAX", u64::from(XDP_DEVS_MAX)),
         ("SY_NP_ROUTE_TTL_MS", NP_ROUTE_TTL_MS),

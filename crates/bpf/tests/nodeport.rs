@@ -284,6 +284,114 @@ fn a_reset_flows_snat_port_is_reused_after_a_quiet_second_only_when_no_other_is_
     assert_eq!(tc.count(PacketReason::DropSnatExhausted), 2);
 }
 
+/// A conntrack entry another CPU stamped after this one read its clock (the flow's other
+/// direction, processed at the same moment) is live, not expired: `now - last_seen` wrapped
+/// around, so the client's packet took the new-flow path and was dropped as `drop_not_syn`
+/// (0-17 per 8 s point at 10,000 new connections per second, issue 20), and a port claimed by
+/// another CPU an instant ago looked free to the next claim.
+#[test]
+fn an_entry_stamped_by_another_cpu_after_this_one_read_its_clock_is_live() {
+    if !switchyard_lab::require_root(
+        "an_entry_stamped_by_another_cpu_after_this_one_read_its_clock_is_live",
+    ) {
+        return;
+    }
+    let mut settings = settings();
+    settings.snat_ports = 40_000..=40_000;
+    let mut tc = Tc::new("ct-future", &settings);
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(9, "10.244.2.9", 8080, 0)]);
+    let (rc, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, SYN).frame());
+    assert_eq!(rc, TC_ACT_OK);
+    let port = parse(&out).sport;
+    tc.run(INGRESS, &Spec::tcp("10.244.2.9", 8080, NODE4, port, SYN | ACK).frame());
+    // The entry's last packet is stamped later than any clock this program reads now.
+    let orig = CtKey::new(ip(CLIENT4), 51000, ip(NODE4), NODE_PORT, TCP);
+    let mut entry = tc.pkt.maps().conntrack(&orig).unwrap().unwrap();
+    entry.last_seen_ns += 1_000_000_000;
+    tc.pkt.maps_mut().ct.insert(orig, entry, 0).unwrap();
+    let (rc, out) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51000, NODE4, NODE_PORT, ACK).frame());
+    assert_eq!(rc, TC_ACT_OK, "the flow's ACK goes on");
+    assert_eq!(parse(&out).sport, port);
+    assert_eq!(tc.count(PacketReason::DropNotSyn), 0);
+    // Its port is live: a new flow finds none free.
+    let (rc, _) = tc.run(INGRESS, &Spec::tcp(CLIENT4, 51001, NODE4, NODE_PORT, SYN).frame());
+    assert_eq!(rc, TC_ACT_SHOT, "the only port belongs to a live flow");
+    assert_eq!(tc.count(PacketReason::DropSnatExhausted), 1);
+}
+
+/// Two CPUs opening flows at the same moment never get the same SNAT port. Each round gives
+/// both ports of a two-port range to closed flows whose ports are held (an RST ended them
+/// seconds ago, one longer ago than the other), then two threads send a SYN each at once: both
+/// probe both ports and prefer the same one, the idlest. Before the claims were serialised
+/// (`sy_snat_claims`), both could find it takeable and both overwrite its `sy_nat` entry; in
+/// the connection benchmark the second SYN then met the first connection on the backend and
+/// the exchange that followed reset it (issue 20).
+#[test]
+fn flows_opened_at_once_on_two_cpus_never_share_a_snat_port() {
+    if !switchyard_lab::require_root("flows_opened_at_once_on_two_cpus_never_share_a_snat_port") {
+        return;
+    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const ROUNDS: u16 = 1000;
+    let mut settings = settings();
+    settings.snat_ports = 40_000..=40_001;
+    let mut tc = Tc::new("snat-race", &settings);
+    tc.frontend(1, None, AF_INET, NODE_PORT, TCP, FE_NODEPORT, &[(9, "10.244.2.9", 8080, 0)]);
+    let now_ns = || {
+        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    };
+    let mut shared = 0;
+    for round in 0..ROUNDS {
+        // Both ports held by reset flows quiet for 3 s and 2 s: 40000 is the idlest.
+        for (snat_port, client_port, idle_s) in [(40_000u16, 1_000u16, 3), (40_001, 1_001, 2)] {
+            let orig = CtKey::new(ip(CLIENT4), client_port, ip(NODE4), NODE_PORT, TCP);
+            let entry = CtEntry {
+                nat_saddr: Addr::from_ip(ip(SNAT4)).0,
+                nat_daddr: Addr::from_ip(ip("10.244.2.9")).0,
+                nat_sport: snat_port.to_be(),
+                nat_dport: 8080u16.to_be(),
+                backend_id: 9,
+                frontend_id: 1,
+                state: CT_CLOSING,
+                flags: CT_F_SNAT | CT_F_REPLY_SEEN | CT_F_RESET,
+                pad: [0; 2],
+                last_seen_ns: now_ns() - idle_s * 1_000_000_000,
+            };
+            let reply = CtKey::new(ip("10.244.2.9"), 8080, ip(SNAT4), snat_port, TCP);
+            let maps = tc.pkt.maps_mut();
+            maps.ct.insert(orig, entry, 0).unwrap();
+            maps.nat.insert(reply, NatEntry { orig }, 0).unwrap();
+        }
+        let ready = AtomicUsize::new(0);
+        let ports: Vec<Option<u16>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..2u16)
+                .map(|t| {
+                    let (tc, ready) = (&tc, &ready);
+                    let syn =
+                        Spec::tcp(CLIENT4, 20_000 + 2 * round + t, NODE4, NODE_PORT, SYN).frame();
+                    scope.spawn(move || {
+                        // Both SYNs leave together (a spin, not a sleep: microseconds count).
+                        ready.fetch_add(1, Ordering::SeqCst);
+                        while ready.load(Ordering::SeqCst) < 2 {
+                            std::hint::spin_loop();
+                        }
+                        let (rc, out) = tc.run(INGRESS, &syn);
+                        (rc == TC_ACT_OK).then(|| parse(&out).sport)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        if let [Some(a), Some(b)] = ports[..]
+            && a == b
+        {
+            shared += 1;
+        }
+    }
+    assert_eq!(shared, 0, "rounds in which both new flows got the same SNAT port");
+}
+
 #[test]
 fn a_client_reusing_its_port_after_close_keeps_the_snat_port() {
     if !switchyard_lab::require_root("a_client_reusing_its_port_after_close_keeps_the_snat_port") {

@@ -201,18 +201,21 @@ static SY_NOINLINE int handle_new_flow(struct __ctx_buff *skb, struct pkt *p,
 	 * behind: remove it (if it still maps to this tuple). */
 	if (old) {
 		struct sy_ct_key prev = {};
-		struct sy_nat_entry *cur;
 
 		nat_key_of(&prev, old, &p->t);
-		cur = bpf_map_lookup_elem(&sy_nat, &prev);
-		if (cur && ct_key_eq(&cur->orig, &p->t) && !ct_key_eq(&prev, &reply))
-			bpf_map_delete_elem(&sy_nat, &prev);
+		if (!ct_key_eq(&prev, &reply))
+			snat_forget(&prev, &p->t);
 	}
 write_ct:
 	if (bpf_map_update_elem(&sy_ct, &p->t, &e, BPF_ANY)) {
 		bpf_map_delete_elem(&sy_nat, &reply);
+		if (snat)
+			snat_claim_end(&reply);
 		return drop(skb, p, SY_REASON_PKT_DROP_CT_UPDATE);
 	}
+	/* sy_nat and sy_ct now both name this flow as the port's owner: other claims may look. */
+	if (snat)
+		snat_claim_end(&reply);
 	sy_count(pick.reason, 0);
 	if (!old)
 		sy_count(SY_REASON_PKT_CT_CREATED, 0);
