@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_lab::require_root;
 use switchyard_testing::director_lab::{self, Director};
-use switchyard_testing::e2e::{Cluster, ECHO_PORT, State, at, topology};
+use switchyard_testing::e2e::{Cluster, at, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECTIONS: usize = 200;
@@ -36,22 +36,6 @@ const TELLING: [&str; 8] =
 fn cluster() -> Cluster {
     let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
     Cluster::with_topology(&topology(&nodes, &["ext"], &["dir1"]), director_lab::agent_args)
-}
-
-/// The VIP Service (TCP port 80, `externalTrafficPolicy: Cluster`: a node forwards most flows
-/// to another node's pod, SNATed, and some to its own pod).
-fn vip_service(cluster: &Cluster, vip: &str) -> String {
-    let mut text = format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: e2e\n\
-         \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: \"10.96.7.80\"\n\
-         \x20 ports:\n\
-         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
-         status:\n  loadBalancer:\n    ingress: [{{ip: \"{vip}\"}}]\n"
-    );
-    let all: Vec<(&str, State)> = ["a1", "b1", "c1"].map(|p| (p, State::Ready)).to_vec();
-    text += &cluster.endpoint_slice("web", false, ECHO_PORT, &all);
-    text
 }
 
 /// The kernel's SNMP counters of `member`'s namespace (absolute, nstat's history untouched).
@@ -143,7 +127,7 @@ fn new_connections_through_a_director_survive_their_first_round_trip() {
     let cluster = cluster();
     let vip = "10.96.80.1";
     cluster.apply("nodes.yaml", &cluster.nodes_yaml());
-    cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
+    cluster.apply_and_wait("web.yaml", &director_lab::vip_service_v4(&cluster, vip, &["TCP"]));
     let director = Director::start(&cluster, "dir1", &[]);
     cluster.lab.route_to_directors(format!("{vip}/32").parse().unwrap(), &["dir1"]).unwrap();
     let target = at(vip.parse().unwrap(), 80);

@@ -25,7 +25,7 @@ use switchyard_testing::director_api::SharedApi;
 use switchyard_testing::director_lab::{
     self, AGENT_HEALTH_PORT, Director, FlowCounts, decap_counters,
 };
-use switchyard_testing::e2e::{BIN, Cluster, ECHO_PORT, State, at, topology};
+use switchyard_testing::e2e::{BIN, Cluster, at, topology};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -42,22 +42,6 @@ fn cluster() -> Cluster {
 fn cluster_with(directors: &[&str]) -> Cluster {
     let nodes: [(&str, &[&str]); 3] = [("node1", &["a1"]), ("node2", &["b1"]), ("node3", &["c1"])];
     Cluster::with_topology(&topology(&nodes, &["ext"], directors), director_lab::agent_args)
-}
-
-/// The VIP Service (TCP and UDP on port 80, `externalTrafficPolicy: Cluster`), IPv4.
-fn vip_service(cluster: &Cluster, vip: &str) -> String {
-    let mut text = format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: e2e\n\
-         \x20 annotations: {{switchyard.io/director: \"true\"}}\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: \"10.96.7.80\"\n\
-         \x20 ports:\n\
-         \x20 - {{name: tcp, port: 80, protocol: TCP, targetPort: {ECHO_PORT}}}\n\
-         \x20 - {{name: udp, port: 80, protocol: UDP, targetPort: {ECHO_PORT}}}\n\
-         status:\n  loadBalancer:\n    ingress: [{{ip: \"{vip}\"}}]\n"
-    );
-    let all: Vec<(&str, State)> = ["a1", "b1", "c1"].map(|p| (p, State::Ready)).to_vec();
-    text += &cluster.endpoint_slice("web", false, ECHO_PORT, &all);
-    text
 }
 
 /// The lab's Node objects with `drained` annotated `switchyard.io/drain: "true"`.
@@ -219,7 +203,8 @@ fn long_lived_flows_survive_a_node_joining_and_a_node_drained() {
     let vip = "10.96.80.1";
     // node3 starts drained: its joining is the first change.
     cluster.apply("nodes.yaml", &nodes_with_drained(&cluster, Some("node3")));
-    cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
+    cluster
+        .apply_and_wait("web.yaml", &director_lab::vip_service_v4(&cluster, vip, &["TCP", "UDP"]));
     let director = Director::start(&cluster, "dir1", &[]);
     cluster.lab.route_to_directors(format!("{vip}/32").parse().unwrap(), &["dir1"]).unwrap();
     let target = at(vip.parse().unwrap(), 80);
@@ -282,7 +267,8 @@ fn long_lived_flows_survive_a_director_joining_while_a_node_is_added() {
 fn two_directors(vip: &str, nodes: &dyn Fn(&Cluster) -> String) -> (Cluster, Director, SocketAddr) {
     let cluster = cluster_with(&["dir1", "dir2"]);
     cluster.apply("nodes.yaml", &nodes(&cluster));
-    cluster.apply_and_wait("web.yaml", &vip_service(&cluster, vip));
+    cluster
+        .apply_and_wait("web.yaml", &director_lab::vip_service_v4(&cluster, vip, &["TCP", "UDP"]));
     let dir1 = Director::start(&cluster, "dir1", &[]);
     cluster.lab.route_to_directors(cidr(vip), &["dir1"]).unwrap();
     let target = at(vip.parse().unwrap(), 80);
@@ -586,7 +572,7 @@ fn long_lived_flows_survive_a_first_time_director_joining_while_nodes_change() {
     }
     let vip = "10.96.80.6";
     let cluster = cluster_with(&["dir1", "dir2"]);
-    let web = vip_service(&cluster, vip);
+    let web = director_lab::vip_service_v4(&cluster, vip, &["TCP", "UDP"]);
     cluster.apply_and_wait("web.yaml", &web);
     let shared = SharedApi::start(&cluster, &["dir1", "dir2"]);
     shared.api.put_yaml(&web);

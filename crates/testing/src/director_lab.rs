@@ -32,6 +32,28 @@ pub fn agent_args(lab: &Lab) -> Vec<String> {
     ]
 }
 
+/// An IPv4 `Cluster` LoadBalancer Service `e2e/web` that directors carry ([`vip_service`] is
+/// the dual-stack one): port 80 for each of `protocols` ("TCP", "UDP") to the echo port, `vip`
+/// as its address, the pods a1, b1 and c1 ready as its endpoints.
+pub fn vip_service_v4(cluster: &Cluster, vip: &str, protocols: &[&str]) -> String {
+    let mut text = String::from(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: e2e\n\
+         \x20 annotations: {switchyard.io/director: \"true\"}\n\
+         spec:\n  type: LoadBalancer\n  clusterIP: \"10.96.7.80\"\n\
+         \x20 ports:\n",
+    );
+    for protocol in protocols {
+        let name = protocol.to_lowercase();
+        text += &format!(
+            "  - {{name: {name}, port: 80, protocol: {protocol}, targetPort: {ECHO_PORT}}}\n"
+        );
+    }
+    text += &format!("status:\n  loadBalancer:\n    ingress: [{{ip: \"{vip}\"}}]\n");
+    let all: Vec<(&str, State)> = ["a1", "b1", "c1"].map(|p| (p, State::Ready)).to_vec();
+    text += &cluster.endpoint_slice("web", false, ECHO_PORT, &all);
+    text
+}
+
 /// The lab's Node objects (`Cluster::nodes_yaml`) with a `Ready` condition on `node`: status
 /// True or False, turned so at the current time (RFC 3339, whole seconds) — a node that joins
 /// (or is not ready yet) as the API server would say.
