@@ -7,7 +7,8 @@
  *     1. parse: the flow (an ICMP error: the quoted flow turned around, so it follows its flow)
  *     2. VIP (address, port, protocol) -> its table (its home slot in an array, a hash
  *        lookup only when the slot holds another and says so); no VIP: XDP_PASS
- *     3. SipHash-2-4 of the 5-tuple (the node programs' hash) mod M -> slot -> node
+ *     3. the flow hash of the 5-tuple (the node programs' hash; from the VIP's precomputed
+ *        state, so only the source's words per packet) mod M -> slot -> node
  *     4. route to the node (next hop and outer header template cached per CPU for 100 ms):
  *        too big once encapsulated -> ICMP frag-needed / packet-too-big with the inner MTU
  *        back to the client (XDP_TX)
@@ -276,7 +277,6 @@ int sy_director(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct sy_frontend_key key __attribute__((aligned(8))) = {};
 	struct sy_dir_config *cfg;
-	struct sy_config hash_key = {};
 	struct sy_dir_node *node;
 	const struct sy_dir_vip *vip;
 	struct dir_flow d = {};
@@ -317,9 +317,7 @@ int sy_director(struct xdp_md *ctx)
 	if (!table)
 		return dir_drop(&d, SY_DIR_DROP_TABLE_MISSING);
 
-	hash_key.hash_k0 = cfg->hash_k0;
-	hash_key.hash_k1 = cfg->hash_k1;
-	hash = sy_flow_hash_inline(&hash_key, &pp->flow);
+	hash = sy_flow_hash_prefixed(cfg->hash_k0, cfg->hash_k1, &vip->hash, &pp->flow);
 	slot = (__u32)(hash % cfg->table_size);
 	d.slot = slot;
 	node_id = bpf_map_lookup_elem(table, &slot);

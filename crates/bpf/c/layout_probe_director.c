@@ -31,6 +31,7 @@ int main(void)
 	printf("/// (struct, size, align).\npub const C_DIR_SIZES: &[(&str, usize, usize)] = &[\n");
 	SIZE(sy_gue_hdr);
 	SIZE(sy_gue_prev);
+	SIZE(sy_flow_prefix);
 	SIZE(sy_dir_vip);
 	SIZE(sy_dir_vip_slot);
 	SIZE(sy_dir_node);
@@ -51,6 +52,10 @@ int main(void)
 	FIELD(sy_gue_prev, reserved);
 	FIELD(sy_dir_vip, id);
 	FIELD(sy_dir_vip, table_id);
+	FIELD(sy_dir_vip, hash);
+	FIELD(sy_flow_prefix, k0);
+	FIELD(sy_flow_prefix, k1);
+	FIELD(sy_flow_prefix, v);
 	FIELD(sy_dir_vip_slot, key);
 	FIELD(sy_dir_vip_slot, vip);
 	FIELD(sy_dir_vip_slot, flags);

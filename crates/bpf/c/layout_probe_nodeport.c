@@ -9,10 +9,13 @@
 #include "switchyard.h"
 #include "lib/siphash.h"
 
-/* Prints one (saddr, daddr, sport, dport, proto, family, sy_flow_hash) row, ports in host order. */
+/* Prints one (saddr, daddr, sport, dport, proto, family, sy_flow_hash, the VIP's prefix
+ * state v0..v3 as sy_flow_prefix_of makes it, the hash from that prefix) row, ports in host
+ * order. */
 static void flow_row(const struct sy_config *cfg, const __u8 *s, const __u8 *d, __u16 sport,
 		     __u16 dport, __u8 proto, __u8 family)
 {
+	struct sy_flow_prefix p, stale;
 	struct sy_ct_key t;
 	int i;
 
@@ -23,14 +26,22 @@ static void flow_row(const struct sy_config *cfg, const __u8 *s, const __u8 *d, 
 	t.dport = htons(dport);
 	t.proto = proto;
 	t.family = family;
+	sy_flow_prefix_of(cfg->hash_k0, cfg->hash_k1, &t, &p);
+	/* A prefix made under another key: the hash must not use it. */
+	sy_flow_prefix_of(cfg->hash_k0 ^ 1, cfg->hash_k1, &t, &stale);
 	printf("    ([");
 	for (i = 0; i < 16; i++)
 		printf("%u, ", s[i]);
 	printf("], [");
 	for (i = 0; i < 16; i++)
 		printf("%u, ", d[i]);
-	printf("], %u, %u, %u, %u, 0x%016llx),\n", sport, dport, proto, family,
+	printf("], %u, %u, %u, %u, 0x%016llx, [", sport, dport, proto, family,
 	       (unsigned long long)sy_flow_hash(cfg, &t));
+	for (i = 0; i < 4; i++)
+		printf("0x%016llx, ", (unsigned long long)p.v[i]);
+	printf("], 0x%016llx, 0x%016llx),\n",
+	       (unsigned long long)sy_flow_hash_prefixed(cfg->hash_k0, cfg->hash_k1, &p, &t),
+	       (unsigned long long)sy_flow_hash_prefixed(cfg->hash_k0, cfg->hash_k1, &stale, &t));
 }
 
 #define SIZE(t) printf("    (\"%s\", %zu, %zu),\n", #t, sizeof(struct t), _Alignof(struct t))
@@ -155,15 +166,29 @@ int main(void)
 	const __u8 v4b[16] = { [10] = 0xff, [11] = 0xff, 10, 96, 0, 10 };
 	const __u8 v6a[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
 	const __u8 v6b[16] = { 0xfd, 0x00, [7] = 0x96, [15] = 0x10 };
-	printf("/// (saddr, daddr, sport, dport, proto, family, sy_flow_hash) under key bytes 0..16.\n");
-	printf("pub type CFlowHash = ([u8; 16], [u8; 16], u16, u16, u8, u8, u64);\n");
-	printf("/// Flows hashed by the C `sy_flow_hash`, to check the Rust mirror against.\n");
+	printf("/// (saddr, daddr, sport, dport, proto, family, sy_flow_hash, the VIP's prefix state,\n");
+	printf("/// sy_flow_hash_prefixed from it, sy_flow_hash_prefixed from a prefix of another key).\n");
+	printf("pub type CFlowHash = ([u8; 16], [u8; 16], u16, u16, u8, u8, u64, [u64; 4], u64, u64);\n");
+	printf("/// Flows hashed by the C `sy_flow_hash`, to check the Rust mirror against (key bytes 0..16).\n");
 	printf("pub const C_FLOW_HASH: &[CFlowHash] = &[\n");
 	flow_row(&cfg, v4a, v4b, 40000, 80, 6, SY_AF_INET);
 	flow_row(&cfg, v4b, v4a, 53, 1, 17, SY_AF_INET);
 	flow_row(&cfg, v4a, v4b, 0, 65535, 6, SY_AF_INET);
 	flow_row(&cfg, v6a, v6b, 40000, 443, 6, SY_AF_INET6);
 	flow_row(&cfg, v6b, v6a, 65535, 0, 17, SY_AF_INET6);
+	printf("];\n");
+
+	/* docs/maglev.md's golden flows under the default seed ("switchyard:seed0"); crates/maglev
+	 * tests/golden.rs lists the same values. */
+	struct sy_config dflt = { .hash_k0 = 0x6179686374697773ull, .hash_k1 = 0x30646565733a6472ull };
+	const __u8 g4s[16] = { [10] = 0xff, [11] = 0xff, 192, 0, 2, 10 };
+	const __u8 g4d[16] = { [10] = 0xff, [11] = 0xff, 198, 51, 100, 1 };
+	const __u8 g6s[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 0x10 };
+	const __u8 g6d[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+	printf("/// docs/maglev.md's golden flows under the default seed, hashed by the C `sy_flow_hash`.\n");
+	printf("pub const C_GOLDEN_FLOW_HASH: &[CFlowHash] = &[\n");
+	flow_row(&dflt, g4s, g4d, 40000, 443, 6, SY_AF_INET);
+	flow_row(&dflt, g6s, g6d, 40000, 53, 17, SY_AF_INET6);
 	printf("];\n");
 	return 0;
 }

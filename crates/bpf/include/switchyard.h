@@ -593,11 +593,24 @@ struct sy_gue_dsr {
 #define SY_ENCAP_SPORT_BASE 0xc000
 #define SY_ENCAP_SPORT_MASK 0x3fff
 
+/* The flow hash's SipHash state v0..v3 after a VIP's words (destination address, port,
+ * protocol, padding: c/lib/siphash.h, docs/maglev.md) under the key (k0, k1): per packet the
+ * director hashes only the source's words from it. Used only while (k0, k1) equals
+ * sy_dir_config's key; otherwise the program hashes from scratch, so a prefix left from
+ * another seed costs time, never a wrong node. Written by user space (crates/maglev
+ * FlowPrefix) with every VIP entry, and again for every VIP when the seed changes. */
+struct sy_flow_prefix {
+	__u64 k0;
+	__u64 k1;
+	__u64 v[4];
+};
+
 /* sy_dir_vip_slots value and sy_dir_vips (the overflow hash) value; keys are struct
  * sy_frontend_key (scope SY_SCOPE_DEFAULT). */
 struct sy_dir_vip {
 	__u32 id;       /* nonzero; key of the per-VIP counters */
 	__u32 table_id; /* sy_dir_tables key; 0: no node serves this VIP (dropped, counted) */
+	struct sy_flow_prefix hash; /* the flow hash's state after this VIP's words */
 };
 
 /* sy_dir_vip_slots value (issue 16: a VIP found by an inlined array lookup, not a hash map's

@@ -130,14 +130,73 @@ pub const GUE_PREV_HLEN4: u8 = 2;
 /// `SY_GUE_PREV_HLEN6`: the same for an IPv6 node.
 pub const GUE_PREV_HLEN6: u8 = 5;
 
-/// `struct sy_dir_vip`.
+/// A VIP's entry as user space gives it ([`DirMaps::put_vip`]); the map holds it as
+/// [`DirVipEntry`], with the flow hash's state after the VIP's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
 pub struct DirVip {
     /// Nonzero; key of the per-VIP counters.
     pub id: u32,
     /// Table id; 0 when no node serves the VIP.
     pub table_id: u32,
+}
+
+/// `struct sy_flow_prefix`: the flow hash's state after a VIP's words under the key
+/// `(k0, k1)`. The program uses it only while that key is `sy_dir_config`'s, else it hashes
+/// from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FlowPrefixEntry {
+    /// The key it was made under (seed bytes 0..8, little-endian).
+    pub k0: u64,
+    /// Seed bytes 8..16, little-endian.
+    pub k1: u64,
+    /// SipHash's `v0..v3` after the VIP's words.
+    pub v: [u64; 4],
+}
+
+impl FlowPrefixEntry {
+    /// The state for flows to the VIP `key` under `seed` (crates/maglev [`FlowPrefix`]).
+    ///
+    /// [`FlowPrefix`]: switchyard_maglev::FlowPrefix
+    pub fn new(seed: &Seed, key: &FrontendKey) -> Self {
+        let prefix = switchyard_maglev::FlowPrefix::new(
+            seed,
+            key.addr.to_ip(key.family),
+            key.port(),
+            key.proto,
+        );
+        let (k0, k1) = seed.words();
+        FlowPrefixEntry { k0, k1, v: prefix.state.v }
+    }
+
+    /// Whether it was made under the key of `config`.
+    pub fn made_under(&self, config: &DirConfig) -> bool {
+        (self.k0, self.k1) == (config.hash_k0, config.hash_k1)
+    }
+}
+
+/// `struct sy_dir_vip`: a VIP's map value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct DirVipEntry {
+    /// Nonzero; key of the per-VIP counters.
+    pub id: u32,
+    /// Table id; 0 when no node serves the VIP.
+    pub table_id: u32,
+    /// The flow hash's state after the VIP's words.
+    pub hash: FlowPrefixEntry,
+}
+
+impl DirVipEntry {
+    /// The entry of VIP `key` under `seed`.
+    pub fn new(vip: DirVip, seed: &Seed, key: &FrontendKey) -> Self {
+        DirVipEntry { id: vip.id, table_id: vip.table_id, hash: FlowPrefixEntry::new(seed, key) }
+    }
+
+    /// The id and table.
+    pub fn vip(&self) -> DirVip {
+        DirVip { id: self.id, table_id: self.table_id }
+    }
 }
 
 /// `struct sy_dir_node`.
@@ -256,7 +315,9 @@ unsafe impl aya::Pod for TableNode {}
 // SAFETY: plain `#[repr(C)]` data without padding holes (checked by tests/layout_director.rs).
 unsafe impl aya::Pod for GueHdr {}
 // SAFETY: as above.
-unsafe impl aya::Pod for DirVip {}
+unsafe impl aya::Pod for DirVipEntry {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowPrefixEntry {}
 // SAFETY: as above.
 unsafe impl aya::Pod for DirNode {}
 // SAFETY: as above.
@@ -351,7 +412,7 @@ pub struct DirMaps {
     pub vip_slots: Array<MapData, crate::director_vips::VipSlot>,
     /// VIP key -> VIP: the overflow, VIPs whose home slot holds another (write through
     /// [`DirMaps::put_vip`]: a VIP only here is not found without its slot's flag).
-    pub vips: HashMap<MapData, FrontendKey, DirVip>,
+    pub vips: HashMap<MapData, FrontendKey, DirVipEntry>,
     /// Table id -> table (an array of maps indexed by id; [`DirMaps::table_ids`] lists them).
     pub tables: ArrayOfMaps<MapData, DirTable>,
     /// Table id -> the previous node per slot (0: the same node), for the second chance.
@@ -384,7 +445,7 @@ impl std::fmt::Debug for DirMaps {
 pub struct DirLookup {
     /// The VIP entry.
     pub vip: DirVip,
-    /// The flow hash (SipHash-2-4 of the 5-tuple under the configured seed).
+    /// The flow hash (of the 5-tuple under the configured seed, `FlowKey::hash`).
     pub hash: u64,
     /// `hash mod M`; `None` when the VIP has no table.
     pub slot: Option<u32>,
@@ -427,10 +488,14 @@ impl DirMaps {
         self.config.get(&0, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
     }
 
-    /// Writes the settings (and the slot array's shift, from its size).
+    /// Writes the settings (and the slot array's shift, from its size), then makes every VIP's
+    /// flow hash prefix follow the seed ([`DirMaps::refresh_flow_prefixes`]).
     pub fn set_config(&mut self, settings: &DirSettings) -> Result<(), Error> {
         let config = DirConfig { vip_slot_shift: self.vip_slot_shift(), ..settings.to_config() };
-        self.config.set(0, config, 0).map_err(|source| Error::Map { name: names::CONFIG, source })
+        self.config
+            .set(0, config, 0)
+            .map_err(|source| Error::Map { name: names::CONFIG, source })?;
+        self.refresh_flow_prefixes().map(drop)
     }
 
     /// Creates table `id` (a new inner array filled completely) and inserts it: the program

@@ -24,7 +24,7 @@ use crate::{
     Error,
     abi::{Counter, FrontendKey},
     director::{
-        DirConfig, DirCounter, DirMapSizes, DirMaps, DirNode, DirVip, TableNode, TableNodeKey,
+        DirConfig, DirCounter, DirMapSizes, DirMaps, DirNode, DirVipEntry, TableNode, TableNodeKey,
         names,
     },
 };
@@ -49,7 +49,13 @@ fn expected(sizes: DirMapSizes) -> [(&'static str, MapType, usize, usize, u32); 
             size_of::<crate::director_vips::VipSlot>(),
             crate::director_vips::vip_slots(sizes.vips),
         ),
-        (names::VIPS, MapType::Hash, size_of::<FrontendKey>(), size_of::<DirVip>(), sizes.vips),
+        (
+            names::VIPS,
+            MapType::Hash,
+            size_of::<FrontendKey>(),
+            size_of::<DirVipEntry>(),
+            sizes.vips,
+        ),
         (names::TABLES, MapType::ArrayOfMaps, id, id, id_slots(sizes.tables)),
         (names::PREV_TABLES, MapType::ArrayOfMaps, id, id, id_slots(sizes.tables)),
         (names::NODES, MapType::Array, id, size_of::<DirNode>(), id_slots(sizes.nodes)),

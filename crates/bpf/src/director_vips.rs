@@ -16,7 +16,7 @@ use aya::maps::MapError;
 use crate::{
     Error,
     abi::FrontendKey,
-    director::{DirLookup, DirMaps, DirTable, DirVip, names},
+    director::{DirConfig, DirLookup, DirMaps, DirTable, DirVip, DirVipEntry, names},
 };
 
 /// `SY_DIR_SLOT_OVERFLOW`: some VIP of this home slot lives in the overflow hash.
@@ -29,7 +29,7 @@ pub struct VipSlot {
     /// The VIP whose home this is; family 0: none.
     pub key: FrontendKey,
     /// Its entry.
-    pub vip: DirVip,
+    pub vip: DirVipEntry,
     /// [`SLOT_OVERFLOW`].
     pub flags: u32,
     /// Zero.
@@ -64,7 +64,7 @@ pub fn vip_slot_of(key: &FrontendKey, shift: u32) -> u32 {
 
 /// Removes `key` from the overflow; a key that is not there is fine (the kernel says ENOENT).
 fn remove_overflow(
-    vips: &mut aya::maps::HashMap<aya::maps::MapData, FrontendKey, DirVip>,
+    vips: &mut aya::maps::HashMap<aya::maps::MapData, FrontendKey, DirVipEntry>,
     key: &FrontendKey,
 ) -> Result<bool, Error> {
     match vips.remove(key) {
@@ -75,6 +75,14 @@ fn remove_overflow(
         }
         Err(source) => Err(overflow_err(source)),
     }
+}
+
+/// The cluster seed `config` holds.
+fn seed_of(config: &DirConfig) -> switchyard_maglev::Seed {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&config.hash_k0.to_le_bytes());
+    bytes[8..].copy_from_slice(&config.hash_k1.to_le_bytes());
+    switchyard_maglev::Seed::from_bytes(bytes)
 }
 
 fn slots_err(source: MapError) -> Error {
@@ -110,7 +118,7 @@ impl DirMaps {
         &mut self,
         index: u32,
         key: FrontendKey,
-        vip: DirVip,
+        vip: DirVipEntry,
         flags: u32,
     ) -> Result<(), Error> {
         let mut slot = VipSlot { key, vip, flags, pad: 0 };
@@ -121,7 +129,7 @@ impl DirMaps {
     }
 
     /// The overflow VIPs whose home is `index`.
-    fn overflow_homed(&self, index: u32) -> Result<Vec<(FrontendKey, DirVip)>, Error> {
+    fn overflow_homed(&self, index: u32) -> Result<Vec<(FrontendKey, DirVipEntry)>, Error> {
         let shift = self.vip_slot_shift();
         let mut out = Vec::new();
         for entry in self.vips.iter() {
@@ -134,16 +142,21 @@ impl DirMaps {
     }
 
     /// Creates VIP `key` or re-points it (`vip.table_id`; one aligned word changes, so the
-    /// swap of its table is atomic for the program).
+    /// swap of its table is atomic for the program). The entry gets the flow hash's state
+    /// after the VIP's words under the configured seed (the same bytes again on a re-point).
     pub fn put_vip(&mut self, key: FrontendKey, vip: DirVip) -> Result<(), Error> {
         if key.family == 0 {
             return Err(Error::InvalidArgument("director VIP key without a family".into()));
         }
+        let vip = DirVipEntry::new(vip, &seed_of(&self.config()?), &key);
+        self.put_vip_entry(key, vip)
+    }
+
+    fn put_vip_entry(&mut self, key: FrontendKey, vip: DirVipEntry) -> Result<(), Error> {
         let index = self.home_slot(&key);
         let mut slot = self.slot(index)?;
         if slot.key == key {
-            slot.vip = vip;
-            return self.set_slot(index, slot);
+            return self.set_slot_vip(index, slot, vip);
         }
         match self.vips.get(&key, 0) {
             Ok(_) => return self.vips.insert(key, vip, 0).map_err(overflow_err),
@@ -198,6 +211,11 @@ impl DirMaps {
 
     /// The program's VIP lookup: the home slot's VIP, else the overflow's when the slot says.
     pub fn vip(&self, key: &FrontendKey) -> Result<Option<DirVip>, Error> {
+        Ok(self.vip_entry(key)?.map(|entry| entry.vip()))
+    }
+
+    /// [`DirMaps::vip`] with the flow hash prefix as stored.
+    pub fn vip_entry(&self, key: &FrontendKey) -> Result<Option<DirVipEntry>, Error> {
         let slot = self.slot(self.home_slot(key))?;
         if slot.key == *key && key.family != 0 {
             return Ok(Some(slot.vip));
@@ -214,6 +232,11 @@ impl DirMaps {
 
     /// Every VIP, in the slots and in the overflow (a restarted director adopts them).
     pub fn vip_entries(&self) -> Result<Vec<(FrontendKey, DirVip)>, Error> {
+        Ok(self.vip_map_entries()?.into_iter().map(|(key, entry)| (key, entry.vip())).collect())
+    }
+
+    /// Every VIP's map value, in the slots and in the overflow.
+    pub fn vip_map_entries(&self) -> Result<Vec<(FrontendKey, DirVipEntry)>, Error> {
         let mut out = Vec::new();
         for index in 0..self.vip_slots.len() {
             let slot = self.slot(index)?;
@@ -227,27 +250,68 @@ impl DirMaps {
         Ok(out)
     }
 
+    /// Rewrites the flow hash prefix of every VIP whose prefix was made under another key
+    /// than the configured one (a changed seed; VIPs written before the config; a restart
+    /// with another seed adopting the pinned VIPs). Until then the program hashes those VIPs'
+    /// flows from scratch (correct, only slower).
+    pub fn refresh_flow_prefixes(&mut self) -> Result<usize, Error> {
+        let config = self.config()?;
+        let seed = seed_of(&config);
+        let mut rewritten = 0;
+        for (key, entry) in self.vip_map_entries()? {
+            if entry.hash.made_under(&config) {
+                continue;
+            }
+            self.rewrite_vip_entry(&key, DirVipEntry::new(entry.vip(), &seed, &key))?;
+            rewritten += 1;
+        }
+        Ok(rewritten)
+    }
+
+    /// Writes the value of VIP `key` where it lives (its home slot or the overflow).
+    fn rewrite_vip_entry(&mut self, key: &FrontendKey, entry: DirVipEntry) -> Result<(), Error> {
+        let index = self.home_slot(key);
+        let slot = self.slot(index)?;
+        if slot.key == *key {
+            return self.set_slot_vip(index, slot, entry);
+        }
+        self.vips.insert(*key, entry, 0).map_err(overflow_err)
+    }
+
+    /// Gives the VIP in slot `index` the value `vip`. An array value is copied in place, not
+    /// swapped, so a reader could see part of a new flow hash prefix: when the prefix changes
+    /// (another seed), it is written first with both key words flipped (a key the program
+    /// never uses, so it hashes from scratch meanwhile), then with its key.
+    fn set_slot_vip(
+        &mut self,
+        index: u32,
+        mut slot: VipSlot,
+        vip: DirVipEntry,
+    ) -> Result<(), Error> {
+        if slot.vip.hash != vip.hash {
+            slot.vip = vip;
+            slot.vip.hash.k0 = !vip.hash.k0;
+            slot.vip.hash.k1 = !vip.hash.k1;
+            self.set_slot(index, slot)?;
+        }
+        slot.vip = vip;
+        self.set_slot(index, slot)
+    }
+
     /// How many VIPs live in the overflow hash (tests, status).
     pub fn overflow_vips(&self) -> usize {
         self.vips.keys().count()
     }
 
-    /// Repeats the program's lookup for a flow (client -> VIP): the VIP, the SipHash-2-4 of
-    /// the 5-tuple under the configured seed, the slot, the node. `None` when the destination
-    /// is no VIP.
+    /// Repeats the program's lookup for a flow (client -> VIP): the VIP, the flow hash of the
+    /// 5-tuple under the configured seed (from scratch: the program's prefix gives the same
+    /// value, or is not used), the slot, the node. `None` when the destination is no VIP.
     pub fn lookup(&self, flow: &switchyard_maglev::FlowKey) -> Result<Option<DirLookup>, Error> {
         let key = FrontendKey::new(flow.destination, flow.destination_port, flow.protocol, 0);
         let Some(vip) = self.vip(&key)? else { return Ok(None) };
         let config = self.config()?;
-        let seed_bytes = {
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&config.hash_k0.to_le_bytes());
-            b[8..].copy_from_slice(&config.hash_k1.to_le_bytes());
-            b
-        };
-        let hash = flow
-            .hash(&switchyard_maglev::Seed::from_bytes(seed_bytes))
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let hash =
+            flow.hash(&seed_of(&config)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let mut out = DirLookup { vip, hash, slot: None, node: None };
         if vip.table_id == 0 || config.table_size == 0 {
             return Ok(Some(out));

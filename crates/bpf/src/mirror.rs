@@ -256,7 +256,7 @@ pub fn seed(cfg: &Config) -> Seed {
     Seed::from_bytes(bytes)
 }
 
-/// SipHash-2-4 of the 5-tuple, as crates/maglev `FlowKey::to_bytes` lays it out: C
+/// The flow hash of the 5-tuple (crates/maglev `FlowKey::hash`, VIP's part first): C
 /// `sy_flow_hash()` in `lib/siphash.h`.
 pub fn flow_hash(cfg: &Config, tuple: &CtKey) -> u64 {
     let key = FlowKey {

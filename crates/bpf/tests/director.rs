@@ -585,3 +585,69 @@ mod decap {
         assert_eq!((p.src, p.sport), (CLIENT4.parse().unwrap(), 40_000), "client kept (DSR)");
     }
 }
+
+/// The flow hash's state the program keeps per VIP (`struct sy_flow_prefix`) follows the
+/// seed: `set_config` with a new seed rewrites every VIP's prefix, and a prefix left from
+/// another seed (config written behind `DirMaps`'s back) is not used: the program hashes from
+/// scratch and still picks the node `explain`'s mirror picks, until the prefixes are refreshed.
+/// Checked through the hash bits the outer headers carry (GUE source port: bits 32..46;
+/// IPv6 flow label: bits 40..60) and, for IPv4, the node over three.
+#[test]
+fn the_vips_flow_hash_prefix_follows_the_seed() {
+    fn check(d: &Director, seed: &Seed, what: &str) {
+        for sport in 40_000..40_032u16 {
+            for (client, vip) in [(CLIENT4, VIP4), (CLIENT6, VIP6)] {
+                let frame = Spec::tcp(client, sport, vip, 80, ACK).frame();
+                let (rc, out) = d.run(&frame);
+                assert_eq!(rc, XDP_TX, "{what}");
+                let o = outer(&out);
+                let f = flow(client, sport, vip, 80, TCP);
+                let hash = f.hash(seed).unwrap();
+                assert_eq!(o.sport, 0xc000 | ((hash >> 32) as u16 & 0x3fff), "{what}: {f:?}");
+                let lookup = d.dp.maps().lookup(&f).unwrap().unwrap();
+                assert_eq!(lookup.hash, hash, "{what}: the mirror hashes under the config's seed");
+                assert_eq!(lookup.node.unwrap().1.ip(), o.dst, "{what}: the mirror agrees");
+                if o.dst.is_ipv6() {
+                    let label = u32::from_be_bytes([0, out[15] & 0xf, out[16], out[17]]);
+                    assert_eq!(label, (hash >> 40) as u32 & 0xfffff, "{what}: {f:?}");
+                }
+            }
+        }
+    }
+    fn prefixes_made_under(d: &Director, seed: &Seed) -> usize {
+        let entries = d.dp.maps().vip_map_entries().unwrap();
+        assert_eq!(entries.len(), 2);
+        for (key, entry) in &entries {
+            if entry.hash == FlowPrefixEntry::new(seed, key) {
+                continue;
+            }
+            return 0;
+        }
+        entries.len()
+    }
+    let mut d = Director::new("dir-prefix-seed", ENCAP_GUE);
+    d.vip(1, VIP4, 80, TCP, &[1, 2, 3]);
+    d.vip(2, VIP6, 80, TCP, &[5]);
+    assert_eq!(prefixes_made_under(&d, &Seed::DEFAULT), 2);
+    check(&d, &Seed::DEFAULT, "default seed");
+
+    let second = Seed::from_bytes(*b"another seed 123");
+    d.dp.maps_mut().set_config(&DirSettings { seed: second, ..settings(ENCAP_GUE) }).unwrap();
+    assert_eq!(prefixes_made_under(&d, &second), 2, "set_config rewrote both prefixes");
+    check(&d, &second, "a seed set through set_config");
+
+    // Behind DirMaps's back: the config has a third seed, the VIPs still the second's prefix.
+    let third = Seed::from_bytes(*b"a third seed 456");
+    let config = DirConfig {
+        vip_slot_shift: d.dp.maps().vip_slot_shift(),
+        ..DirSettings { seed: third, ..settings(ENCAP_GUE) }.to_config()
+    };
+    d.dp.maps_mut().config.set(0, config, 0).unwrap();
+    assert_eq!(prefixes_made_under(&d, &second), 2, "the prefixes are stale");
+    check(&d, &third, "stale prefixes (hashed from scratch)");
+    assert_eq!(d.dp.maps_mut().refresh_flow_prefixes().unwrap(), 2);
+    assert_eq!(prefixes_made_under(&d, &third), 2, "refreshed");
+    assert_eq!(d.dp.maps_mut().refresh_flow_prefixes().unwrap(), 0, "nothing left to refresh");
+    check(&d, &third, "refreshed prefixes");
+    assert_eq!(d.count(DirReason::EncapGue), 4 * 64);
+}

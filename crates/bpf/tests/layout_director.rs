@@ -16,7 +16,8 @@ fn every_director_struct_has_the_size_and_alignment_of_the_header() {
     let rust = BTreeMap::from([
         ("sy_gue_hdr", (size_of::<GueHdr>(), align_of::<GueHdr>())),
         ("sy_gue_prev", (size_of::<GuePrev>(), align_of::<GuePrev>())),
-        ("sy_dir_vip", (size_of::<DirVip>(), align_of::<DirVip>())),
+        ("sy_flow_prefix", (size_of::<FlowPrefixEntry>(), align_of::<FlowPrefixEntry>())),
+        ("sy_dir_vip", (size_of::<DirVipEntry>(), align_of::<DirVipEntry>())),
         ("sy_dir_vip_slot", (size_of::<VipSlot>(), align_of::<VipSlot>())),
         ("sy_dir_node", (size_of::<DirNode>(), align_of::<DirNode>())),
         ("sy_dir_config", (size_of::<DirConfig>(), align_of::<DirConfig>())),
@@ -46,8 +47,12 @@ fn every_director_field_has_the_offset_of_the_header() {
         "sy_gue_prev.hops" => GuePrev, hops;
         "sy_gue_prev.family" => GuePrev, family;
         "sy_gue_prev.reserved" => GuePrev, reserved;
-        "sy_dir_vip.id" => DirVip, id;
-        "sy_dir_vip.table_id" => DirVip, table_id;
+        "sy_dir_vip.id" => DirVipEntry, id;
+        "sy_dir_vip.table_id" => DirVipEntry, table_id;
+        "sy_dir_vip.hash" => DirVipEntry, hash;
+        "sy_flow_prefix.k0" => FlowPrefixEntry, k0;
+        "sy_flow_prefix.k1" => FlowPrefixEntry, k1;
+        "sy_flow_prefix.v" => FlowPrefixEntry, v;
         "sy_dir_vip_slot.key" => VipSlot, key;
         "sy_dir_vip_slot.vip" => VipSlot, vip;
         "sy_dir_vip_slot.flags" => VipSlot, flags;

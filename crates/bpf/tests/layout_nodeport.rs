@@ -153,11 +153,12 @@ fn per_packet_reasons_fit_the_counter_map_and_are_unique() {
     }
 }
 
-#[test]
-fn the_c_flow_hash_matches_crates_maglev_flow_key_hash() {
-    let seed = switchyard_maglev::Seed::from_bytes(std::array::from_fn(|i| i as u8));
-    assert!(C_FLOW_HASH.len() >= 4, "probe printed the golden flows");
-    for &(saddr, daddr, sport, dport, proto, family, c_hash) in C_FLOW_HASH {
+/// Checks rows of the probe (C) against crates/maglev under `seed`: the hash from scratch
+/// (`FlowKey::hash`), the VIP's prefix state (`FlowPrefix`), the hash from that prefix, and
+/// that a prefix made under another key is not used (the hash from scratch again).
+fn check_flow_rows(seed: &switchyard_maglev::Seed, rows: &[CFlowHash]) {
+    for &(saddr, daddr, sport, dport, proto, family, c_hash, c_prefix, c_prefixed, c_stale) in rows
+    {
         let source = switchyard_bpf::abi::Addr(saddr).to_ip(family);
         let destination = switchyard_bpf::abi::Addr(daddr).to_ip(family);
         let key = switchyard_maglev::FlowKey {
@@ -167,7 +168,25 @@ fn the_c_flow_hash_matches_crates_maglev_flow_key_hash() {
             destination_port: dport,
             protocol: proto,
         };
-        let rust_hash = key.hash(&seed).expect("one family");
+        let rust_hash = key.hash(seed).expect("one family");
         assert_eq!(c_hash, rust_hash, "flow hash of {key:?}: C {c_hash:#x}, Rust {rust_hash:#x}");
+        let prefix = switchyard_maglev::FlowPrefix::new(seed, destination, dport, proto);
+        assert_eq!(c_prefix, prefix.state.v, "prefix state of {key:?}: left C, right Rust");
+        assert_eq!(prefix.hash(source, sport), Some(rust_hash), "Rust, from the prefix: {key:?}");
+        assert_eq!(c_prefixed, rust_hash, "C, from the prefix: {key:?}");
+        assert_eq!(c_stale, rust_hash, "C, from a prefix of another key: {key:?}");
     }
+}
+
+#[test]
+fn the_c_flow_hash_matches_crates_maglev_flow_key_hash() {
+    let seed = switchyard_maglev::Seed::from_bytes(std::array::from_fn(|i| i as u8));
+    assert!(C_FLOW_HASH.len() >= 4, "probe printed the golden flows");
+    check_flow_rows(&seed, C_FLOW_HASH);
+}
+
+#[test]
+fn the_c_flow_hash_of_the_documented_golden_flows_matches_crates_maglev() {
+    assert_eq!(C_GOLDEN_FLOW_HASH.len(), 2, "probe printed docs/maglev.md's two flows");
+    check_flow_rows(&switchyard_maglev::Seed::DEFAULT, C_GOLDEN_FLOW_HASH);
 }

@@ -31,8 +31,10 @@ mod table;
 
 pub use backend::{Backend, Permutation, canonical_identity, canonical_socket_addr};
 pub use backend_list::{BackendListError, LineError, parse_backend_list};
-pub use flow::{FlowKey, MixedFamilies};
+pub use flow::{
+    FLOW_HASH_C_ROUNDS, FLOW_HASH_D_ROUNDS, FLOW_HASH_NAME, FlowKey, FlowPrefix, MixedFamilies,
+};
 pub use seed::{Seed, SeedError};
-pub use siphash::siphash24;
+pub use siphash::{SipState, siphash24};
 pub use size::{TableSize, TableSizeError};
 pub use table::{BuildError, Built, MaglevConfig, SizeMismatch, Table, Warning};

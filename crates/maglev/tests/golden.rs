@@ -7,7 +7,8 @@ mod common;
 use common::{backends, std_siphash24};
 use proptest::prelude::*;
 use switchyard_maglev::{
-    Backend, FlowKey, MaglevConfig, MixedFamilies, Permutation, Seed, Table, TableSize, siphash24,
+    Backend, FlowKey, FlowPrefix, MaglevConfig, MixedFamilies, Permutation, Seed, Table, TableSize,
+    siphash24,
 };
 
 /// The key of the SipHash reference vectors: bytes 00 01 .. 0f.
@@ -95,13 +96,15 @@ fn flow_hashes_match_the_golden_vectors() {
         destination_port: 53,
         protocol: 17,
     };
-    // (flow, hashed bytes in hex, SipHash-2-4 under the default seed)
+    // (flow, hashed bytes in hex, flow hash under the default seed). The hashes are the C
+    // header's (crates/bpf's layout probe prints them: C_GOLDEN_FLOW_HASH, checked against this
+    // crate in crates/bpf/tests/layout_nodeport.rs).
     let cases = [
-        (tcp4, "c000020ac63364019c4001bb06", 0x5ff7_2eb2_100c_2988_u64),
+        (tcp4, "c633640101bb0600c000020a9c40", 0x3566_68f2_bdbd_9415_u64),
         (
             udp6,
-            "20010db800000000000000000000001020010db80000000000000000000000019c40003511",
-            0x2310_47b4_e9b9_eec9,
+            "20010db8000000000000000000000001003511000000000020010db80000000000000000000000109c40",
+            0x9f43_bea5_3091_f9b8,
         ),
     ];
     for (flow, bytes_hex, hash) in cases {
@@ -109,6 +112,9 @@ fn flow_hashes_match_the_golden_vectors() {
         let hex: String = bytes[..len].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, bytes_hex, "{flow:?}");
         assert_eq!(flow.hash(&Seed::DEFAULT), Ok(hash), "{flow:?}");
+        let prefix =
+            FlowPrefix::new(&Seed::DEFAULT, flow.destination, flow.destination_port, flow.protocol);
+        assert_eq!(prefix.hash(flow.source, flow.source_port), Some(hash), "{flow:?} by prefix");
     }
 }
 
@@ -164,5 +170,54 @@ fn director_sized_tables_match_the_golden_fingerprints() {
     for (name, set, expected) in cases {
         let table = Table::build(&config, &set).expect("buildable").table;
         assert_eq!(fingerprint(&table), expected, "{name}");
+    }
+}
+
+/// Any flow of one family: addresses, ports and protocol.
+fn any_flow() -> impl Strategy<Value = FlowKey> {
+    let v4 = (any::<[u8; 4]>(), any::<[u8; 4]>())
+        .prop_map(|(s, d)| (core::net::IpAddr::from(s), core::net::IpAddr::from(d)));
+    let v6 = (any::<[u8; 16]>(), any::<[u8; 16]>())
+        .prop_map(|(s, d)| (core::net::IpAddr::from(s), core::net::IpAddr::from(d)));
+    (prop_oneof![v4, v6], any::<u16>(), any::<u16>(), any::<u8>()).prop_map(
+        |((source, destination), source_port, destination_port, protocol)| FlowKey {
+            source,
+            destination,
+            source_port,
+            destination_port,
+            protocol,
+        },
+    )
+}
+
+proptest! {
+    /// The director's path (the VIP's state kept, the source's words per packet) gives the
+    /// hash from scratch, for any flow of either family and any key.
+    #[test]
+    fn the_vip_prefix_gives_the_hash_from_scratch(key in any::<[u8; 16]>(), flow in any_flow()) {
+        let seed = Seed::from_bytes(key);
+        let prefix = FlowPrefix::new(&seed, flow.destination, flow.destination_port, flow.protocol);
+        prop_assert_eq!(prefix.hash(flow.source, flow.source_port), flow.hash(&seed).ok());
+    }
+
+    /// A prefix hashes only sources of its own family.
+    #[test]
+    fn a_prefix_refuses_a_source_of_the_other_family(key in any::<[u8; 16]>(), flow in any_flow()) {
+        let seed = Seed::from_bytes(key);
+        let prefix = FlowPrefix::new(&seed, flow.destination, flow.destination_port, flow.protocol);
+        let other: core::net::IpAddr = match flow.source {
+            core::net::IpAddr::V4(a) => a.to_ipv6_mapped().into(),
+            core::net::IpAddr::V6(_) => core::net::Ipv4Addr::LOCALHOST.into(),
+        };
+        prop_assert_eq!(prefix.hash(other, flow.source_port), None);
+    }
+
+    /// The flow hash is SipHash-2-4 of the documented bytes (the standard library's, an
+    /// independent implementation).
+    #[test]
+    fn the_flow_hash_is_siphash_of_its_bytes(key in any::<[u8; 16]>(), flow in any_flow()) {
+        let seed = Seed::from_bytes(key);
+        let (bytes, len) = flow.to_bytes().expect("one family");
+        prop_assert_eq!(flow.hash(&seed), Ok(std_siphash24(&seed, &bytes[..len])));
     }
 }

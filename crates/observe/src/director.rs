@@ -102,7 +102,7 @@ pub struct FlowExplanation {
     /// The VIP (with its table's shares), or `None`: not a VIP, the packet goes to the stack.
     pub vip: Option<VipStatus>,
     pub settings: Settings,
-    /// SipHash-2-4 of the 5-tuple under the seed, hex.
+    /// The flow hash of the 5-tuple under the seed (`FlowKey::hash`), hex.
     pub hash: Option<String>,
     /// `hash mod M`.
     pub slot: Option<u32>,

@@ -87,7 +87,7 @@ pub struct Candidate {
 pub struct MaglevPick {
     /// What was hashed (`5-tuple` on the per-packet path).
     pub hashed: String,
-    /// SipHash-2-4 value (hex).
+    /// The hash (hex): the flow hash (`FlowKey::hash`) or the cookie's SipHash-2-4.
     pub hash: String,
     /// Table size M.
     pub table_size: u32,

@@ -30,7 +30,9 @@ pub(super) fn policy(fe: &Frontend, path: Path) -> Vec<String> {
     if f & abi::FE_MAGLEV != 0 {
         out.push(match path {
             Path::Socket => "Maglev: table slot SipHash-2-4(socket cookie) % M".into(),
-            Path::Packet => "Maglev: table slot SipHash-2-4(5-tuple) % M".into(),
+            Path::Packet => {
+                format!("Maglev: table slot {}(5-tuple) % M", switchyard_maglev::FLOW_HASH_NAME)
+            }
         });
     } else {
         out.push("random slot per connection (bpf_get_prandom_u32)".into());

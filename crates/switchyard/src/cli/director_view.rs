@@ -236,7 +236,12 @@ fn explain_text(bpf_dir: &Path, e: &director::FlowExplanation) -> String {
         }
     }
     if let (Some(hash), Some(slot)) = (&e.hash, e.slot) {
-        say!(out, "hash: SipHash-2-4 of the 5-tuple under seed {} = {hash}", e.settings.seed);
+        say!(
+            out,
+            "hash: {} of the 5-tuple (VIP first) under seed {} = {hash}",
+            switchyard_maglev::FLOW_HASH_NAME,
+            e.settings.seed
+        );
         say!(out, "slot: hash mod {m} = {slot}");
     }
     if let Some(node) = &e.node {
