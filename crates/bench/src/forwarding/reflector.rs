@@ -25,11 +25,10 @@ use super::generator::{Insn, insn, load_xdp};
 
 /// Copies of each forwarded frame sent back into the forwarder: the offer is this many times
 /// what the reflector got back, which overflows the forwarder's ring whenever it forwards.
-/// Each copy costs the reflector a page and a copy, freed again when the ring is full; a copy
-/// cost ~0.27 µs of the reflector's CPU at 4 copies a frame, ~0.19 µs at 8, ~0.15 µs at 16
-/// (the program's own work is spread over more copies), against a forwarder's 0.25 µs (the
-/// director) to 2 µs (iptables) a frame. (2026-12-07, this machine, both threads at nice -20:
-/// Switchyard XDP was offered 1.9× what it forwarded at 4 copies, 2.4× at 8, 2.6× at 16.)
+/// Each copy costs the reflector a page and a copy, freed again when the ring is full:
+/// 0.19–0.33 µs of the reflector's CPU per copy at 16 (2026-12-07, a Firecracker guest), against
+/// a forwarder's 0.27–0.52 µs (the director) to 2 µs (iptables) a frame; Switchyard XDP was
+/// offered 1.9× what it forwarded at 4 copies, 2.4× at 8, 2.6× at 16 (docs/benchmarks.md, 3b).
 pub const REFLECTION: u32 = 16;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
