@@ -40,6 +40,9 @@ const EXTERNAL_CLIENT: &str = "lat-ext";
 pub const TARGET_NODE_PORT: u16 = 30000;
 const SERVER_PORT: u16 = 8080;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the echo server waits for a connected client's byte: longer than any client waits
+/// (so it never decides a round trip), short enough that a vanished client frees its thread.
+const ECHO_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections made before measuring at each size (caches, ARP, conntrack warm-up).
 const WARM_UP: usize = 20;
 
@@ -299,6 +302,9 @@ impl EchoServer {
                             continue;
                         };
                         let _ = stream.set_nodelay(true);
+                        // A client that vanishes after connecting (its connection failed on the
+                        // way) must not hold this thread, nor the join in `drop`, for ever.
+                        let _ = stream.set_read_timeout(Some(ECHO_READ_TIMEOUT));
                         let mut byte = [0u8; 1];
                         if stream.read_exact(&mut byte).is_ok() {
                             let _ = stream.write_all(&byte);

@@ -142,6 +142,10 @@ struct ForwardingOptions {
     /// Rounds (default 3; 1 with --quick).
     #[arg(long)]
     rounds: Option<usize>,
+    /// Nice value of the forwarder's and the generator's threads while a sample runs (default
+    /// -20: each nearly alone on its CPU; 0 shares the CPUs with everything else).
+    #[arg(long, allow_hyphen_values = true)]
+    nice: Option<i32>,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +318,7 @@ fn run(cli: Cli) -> Result<()> {
                 forwarders: Vec::new(),
                 seconds: None,
                 rounds: None,
+                nice: None,
             };
             run_memory(&MemoryOptions {
                 run: options,
@@ -759,6 +764,7 @@ fn run_forwarding(options: &ForwardingOptions) -> Result<()> {
         },
         duration: Duration::from_secs_f64(options.seconds.unwrap_or(if quick { 1.0 } else { 5.0 })),
         rounds: options.rounds.unwrap_or(if quick { 1 } else { 3 }),
+        nice: options.nice.unwrap_or(forwarding::DEFAULT_NICE),
     };
     let points = forwarding::run(&plan, &mut |line| eprintln!("{line}"))?;
     let report = forwarding::FwdReport {
@@ -766,6 +772,7 @@ fn run_forwarding(options: &ForwardingOptions) -> Result<()> {
         quick,
         seconds_per_sample: plan.duration.as_secs_f64(),
         rounds: plan.rounds,
+        nice: plan.nice,
         check: forwarding::check(&points),
         summary: forwarding::summarize(&points),
         points,
@@ -777,6 +784,13 @@ fn run_forwarding(options: &ForwardingOptions) -> Result<()> {
     eprintln!("forwarding results in {}", out.display());
     match &report.check {
         Some(check) if check.ok => Ok(()),
+        Some(check) if check.closed_loop => anyhow::bail!(
+            "the generator offered only {:.1}× what {} forwarded (needs ≥ {}×): \
+             the figures may measure the generator, not the forwarders",
+            check.lowest_sample_ratio,
+            check.lowest_sample,
+            forwarding::REQUIRED_HEADROOM
+        ),
         Some(check) => anyhow::bail!(
             "the generator offered only {:.1}× what the best forwarder forwarded (needs ≥ {}×): \
              the figures may measure the generator, not the forwarders",

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use switchyard_bench::forwarding::generator::Method;
 use switchyard_bench::forwarding::{self, Forwarder, FwdPlan};
 
 #[test]
@@ -18,6 +19,7 @@ fn every_forwarder_forwards_the_generators_frames_on_its_own_cpu() {
         services: vec![3],
         duration: Duration::from_millis(200),
         rounds: 1,
+        nice: forwarding::DEFAULT_NICE,
     };
     let points = forwarding::run(&plan, &mut |line| eprintln!("{line}")).expect("forwarding run");
     assert_eq!(points.len(), Forwarder::ALL.len());
@@ -26,6 +28,13 @@ fn every_forwarder_forwards_the_generators_frames_on_its_own_cpu() {
         assert!(point.forwarded > 0 && point.forwarded <= point.offered, "{point:?}");
         assert!(point.forwarder_cpu_seconds > 0.0, "{point:?}");
         assert_ne!(point.forwarder_cpu, point.generator_cpu, "{point:?}");
+        if point.generator == Some(Method::Reflector) {
+            // Every frame offered was forwarded or dropped at the forwarder's full ring (up to
+            // the seeder's frames refused in the middle of a batch, not counted as offered).
+            assert!(point.reflected > 0, "{point:?}");
+            let accounted = point.forwarded + point.ring_dropped;
+            assert!(accounted.abs_diff(point.offered) <= point.offered / 50, "{point:?}");
+        }
     }
     let summary = forwarding::summarize(&points);
     assert!(summary.iter().all(|s| s.samples == 1 && s.services == 3), "{summary:?}");

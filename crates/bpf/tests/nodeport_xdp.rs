@@ -498,3 +498,74 @@ fn a_next_hop_change_takes_effect_within_the_cache_time() {
         t.xdp.set_device(out, [0x02, 0, 0, 0, 0, 0x0e]).unwrap();
     }
 }
+
+/// A SYN on a SNATed flow's tuple uses the flow's conntrack entry only while the flow's port
+/// still maps back to it. When `sy_nat` lost the port's entry (an LRU map evicts when full)
+/// and another flow claimed the port since, the client's SYN again (its retransmission, or a
+/// new connection on the same tuple) claims a port of its own, at TC and at XDP alike; before,
+/// it kept the lost port and the backend's answers reached the other flow.
+#[test]
+fn a_syn_on_a_flow_whose_snat_port_went_to_another_flow_claims_a_new_port() {
+    if !switchyard_lab::require_root(
+        "a_syn_on_a_flow_whose_snat_port_went_to_another_flow_claims_a_new_port",
+    ) {
+        return;
+    }
+    let mut t = lab("xdp-lost-port");
+    for at_xdp in [false, true] {
+        for Net { family, node, client, local, remote, .. } in NETS {
+            let what = format!("{} {family}", if at_xdp { "XDP" } else { "TC" });
+            let [_, (proto, port, backend, snat), ..] = services(&mut t, family, local, remote);
+            assert!(proto == TCP && snat, "the second Service is TCP to a remote backend");
+            let run = |t: &TcXdp, frame: &[u8]| {
+                let (rc, out) = if at_xdp { t.run_xdp(frame) } else { t.tc.run(INGRESS, frame) };
+                assert_eq!(rc, if at_xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT }, "{what}");
+                parse(&out)
+            };
+            let set_range = |t: &mut TcXdp, ports| {
+                let mut s = settings();
+                s.snat_ports = ports;
+                t.tc.pkt.maps_mut().set_settings(&s).unwrap();
+            };
+            let (a, b) = (53_000, 53_001);
+            let syn = |sport| Spec::tcp(client, sport, node, port, SYN).frame();
+            let reply_key = |snat_port| CtKey::new(ip(&backend), 8080, ip(node), snat_port, TCP);
+
+            // One SNAT port: flow A takes it; A's SYN again keeps it (a conntrack hit).
+            set_range(&mut t, 41_000..=41_000);
+            assert_eq!(run(&t, &syn(a)).sport, 41_000, "{what}: A's port");
+            let hits = t.tc.count(PacketReason::CtHit);
+            assert_eq!(run(&t, &syn(a)).sport, 41_000, "{what}: A's SYN again, same port");
+            assert_eq!(t.tc.count(PacketReason::CtHit), hits + 1, "{what}");
+
+            // sy_nat loses A's entry, and flow B claims the port.
+            t.tc.pkt.maps_mut().nat.remove(&reply_key(41_000)).unwrap();
+            assert_eq!(run(&t, &syn(b)).sport, 41_000, "{what}: B takes the free port");
+
+            // A's SYN again, with a second port in the range: A gets that one.
+            set_range(&mut t, 41_000..=41_001);
+            assert_eq!(run(&t, &syn(a)).sport, 41_001, "{what}: A claims a port of its own");
+            let b_orig = CtKey::new(ip(client), b, ip(node), port, TCP);
+            let owner = t.tc.pkt.maps().nat.get(&reply_key(41_000), 0).unwrap();
+            assert_eq!(owner.orig, b_orig, "{what}: B keeps its port");
+
+            // The backend's answers reach each client on its own port.
+            for (snat_port, client_port) in [(41_000, b), (41_001, a)] {
+                let answer = Spec::tcp(&backend, 8080, node, snat_port, SYN | ACK).frame();
+                let back = run(&t, &answer);
+                assert_eq!(
+                    (back.src, back.sport, back.dst, back.dport),
+                    (ip(node), port, ip(client), client_port),
+                    "{what}: the answer to port {snat_port}"
+                );
+            }
+            for sport in [a, b] {
+                let orig = CtKey::new(ip(client), sport, ip(node), port, TCP);
+                t.tc.pkt.maps_mut().ct.remove(&orig).unwrap();
+            }
+            for snat_port in [41_000, 41_001] {
+                t.tc.pkt.maps_mut().nat.remove(&reply_key(snat_port)).unwrap();
+            }
+        }
+    }
+}

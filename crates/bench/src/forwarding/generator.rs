@@ -16,10 +16,10 @@
 //! before returning `XDP_TX`.
 //!
 //! Some kernels refuse live frames (`EPERM`: seen on a Firecracker guest's 6.18 kernel, whose
-//! root lacks `CAP_SYS_RESOURCE`). There [`Generator::sender`] falls back to a packet socket
-//! (`AF_PACKET` with `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames a call): slower, so the
-//! generator check (offered at least twice the best forwarded rate) decides whether a run's
-//! figures stand, and every sample names the method ([`Method`]).
+//! root lacks `CAP_SYS_RESOURCE`). A packet socket alone (`AF_PACKET` with
+//! `PACKET_QDISC_BYPASS`, `sendmmsg` of 64 frames a call) offers only 0.55–0.87 million
+//! frames/s from one CPU there, less than a forwarder takes, so the benchmark then uses the
+//! [`super::reflector`] seeded by that socket; every sample names its method ([`Method`]).
 
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
@@ -41,14 +41,14 @@ const XDP_ABORTED: i32 = 0;
 /// One eBPF instruction.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Insn {
-    code: u8,
-    registers: u8,
-    offset: i16,
-    imm: i32,
+pub(super) struct Insn {
+    pub(super) code: u8,
+    pub(super) registers: u8,
+    pub(super) offset: i16,
+    pub(super) imm: i32,
 }
 
-const fn insn(code: u8, dst: u8, src: u8, offset: i16, imm: i32) -> Insn {
+pub(super) const fn insn(code: u8, dst: u8, src: u8, offset: i16, imm: i32) -> Insn {
     Insn { code, registers: (src << 4) | dst, offset, imm }
 }
 
@@ -90,10 +90,8 @@ struct TestRun {
     pad: u32,
 }
 
-/// The instructions that write `frame` over the packet and return `XDP_TX` (`XDP_ABORTED` if
-/// the packet is shorter than the frame, which the kernel never hands it).
-fn program(frame: &[u8]) -> Vec<Insn> {
-    let len = i32::try_from(frame.len()).unwrap_or(i32::MAX);
+/// Stores that write `frame` at `r2` (the packet's start): one per 4 bytes, the rest by byte.
+pub(super) fn stores(frame: &[u8]) -> Vec<Insn> {
     let mut stores = Vec::new();
     let mut chunks = frame.chunks_exact(4);
     let mut offset: i16 = 0;
@@ -108,6 +106,14 @@ fn program(frame: &[u8]) -> Vec<Insn> {
         stores.push(insn(0x72, 2, 0, offset, i32::from(byte)));
         offset += 1;
     }
+    stores
+}
+
+/// The instructions that write `frame` over the packet and return `XDP_TX` (`XDP_ABORTED` if
+/// the packet is shorter than the frame, which the kernel never hands it).
+fn program(frame: &[u8]) -> Vec<Insn> {
+    let len = i32::try_from(frame.len()).unwrap_or(i32::MAX);
+    let stores = stores(frame);
     let skip = i16::try_from(stores.len() + 2).unwrap_or(i16::MAX);
     let mut insns = vec![
         insn(0x61, 2, 1, 0, 0),    // r2 = ctx->data
@@ -126,6 +132,53 @@ fn program(frame: &[u8]) -> Vec<Insn> {
     insns
 }
 
+/// Loads `insns` as an XDP program named `name`; if the kernel refuses it, loads it again with
+/// the verifier's log and returns the log's end in the error.
+pub(super) fn load_xdp(insns: &[Insn], name: [u8; 16]) -> io::Result<OwnedFd> {
+    let license = c"GPL";
+    let mut log = vec![0u8; 1 << 16];
+    let mut load = |log_level: u32| {
+        let attr = ProgLoad {
+            prog_type: BPF_PROG_TYPE_XDP,
+            insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level,
+            log_size: if log_level > 0 { u32::try_from(log.len()).unwrap_or(0) } else { 0 },
+            log_buf: if log_level > 0 { log.as_mut_ptr() as u64 } else { 0 },
+            kern_version: 0,
+            prog_flags: 0,
+            prog_name: name,
+            rest: [0; 64],
+        };
+        // SAFETY: BPF_PROG_LOAD with an attr whose pointers (instructions, license, log)
+        // outlive the call; the kernel reads at most `size_of::<ProgLoad>()` bytes and writes
+        // at most `log_size` bytes of log.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &attr as *const ProgLoad,
+                size_of::<ProgLoad>(),
+            )
+        };
+        if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(fd) }
+    };
+    let fd = match load(0) {
+        Ok(fd) => fd,
+        Err(error) => {
+            let _ = load(1);
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0');
+            let tail: String = text.lines().rev().take(8).collect::<Vec<_>>().join(" | ");
+            return Err(io::Error::new(error.kind(), format!("{error}; verifier: {tail}")));
+        }
+    };
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("bpf returned a bad descriptor"))?;
+    // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// A loaded generator program for one frame.
 #[derive(Debug)]
 pub struct Generator {
@@ -136,41 +189,15 @@ pub struct Generator {
 impl Generator {
     /// Loads the program that sends `frame`.
     pub fn load(frame: &[u8]) -> io::Result<Self> {
-        let insns = program(frame);
-        let license = c"GPL";
         let mut name = [0u8; 16];
         name[..8].copy_from_slice(b"sy_trgen");
-        let attr = ProgLoad {
-            prog_type: BPF_PROG_TYPE_XDP,
-            insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            log_level: 0,
-            log_size: 0,
-            log_buf: 0,
-            kern_version: 0,
-            prog_flags: 0,
-            prog_name: name,
-            rest: [0; 64],
-        };
-        // SAFETY: BPF_PROG_LOAD with an attr whose pointers (instructions, license) outlive the
-        // call; the kernel reads at most `size_of::<ProgLoad>()` bytes.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_LOAD,
-                &attr as *const ProgLoad,
-                size_of::<ProgLoad>(),
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd =
-            i32::try_from(fd).map_err(|_| io::Error::other("bpf returned a bad descriptor"))?;
-        // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
-        let prog = unsafe { OwnedFd::from_raw_fd(fd) };
+        let prog = load_xdp(&program(frame), name)?;
         Ok(Self { prog, frame: frame.to_vec() })
+    }
+
+    /// The frame the program sends.
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
     }
 
     /// Transmits the frame `repeat` times out of `ifindex`, a device in the calling thread's
@@ -220,6 +247,10 @@ pub enum Method {
     LiveFrames,
     /// A packet socket (`AF_PACKET`, qdisc bypassed), where live frames are refused.
     PacketSocket,
+    /// Where live frames are refused: a packet socket seeds a loop in which an XDP reflector
+    /// sends every forwarded frame back into the forwarder [`super::reflector::REFLECTION`]
+    /// times ([`super::reflector`]).
+    Reflector,
 }
 
 impl Method {
@@ -227,7 +258,14 @@ impl Method {
         match self {
             Method::LiveFrames => "live frames",
             Method::PacketSocket => "packet socket",
+            Method::Reflector => "XDP reflector seeded by a packet socket",
         }
+    }
+
+    /// Whether what it offers follows what the forwarder forwards (a loop), rather than being
+    /// the sender's own rate.
+    pub fn closed_loop(self) -> bool {
+        self == Method::Reflector
     }
 }
 
@@ -242,16 +280,30 @@ pub enum Sender<'a> {
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 
 impl Generator {
-    /// A sender out of `ifindex`, a device in the calling thread's network namespace: live frames
-    /// when the kernel runs them (one frame is sent to find out), else a packet socket.
-    pub fn sender(&self, ifindex: u32) -> io::Result<Sender<'_>> {
+    /// Whether the kernel runs live frames out of `ifindex`, a device in the calling thread's
+    /// network namespace (one frame is sent to find out): `Ok(false)` when it refuses them
+    /// with `EPERM`.
+    pub fn live(&self, ifindex: u32) -> io::Result<bool> {
         match self.send(ifindex, 1) {
-            Ok(()) => Ok(Sender::Live { generator: self, ifindex }),
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                Ok(Sender::Packet { socket: packet_socket(ifindex)?, frame: &self.frame })
-            }
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// A sender out of `ifindex`, a device in the calling thread's network namespace: live frames
+    /// when the kernel runs them, else a packet socket.
+    pub fn sender(&self, ifindex: u32) -> io::Result<Sender<'_>> {
+        if self.live(ifindex)? {
+            Ok(Sender::Live { generator: self, ifindex })
+        } else {
+            self.packet_sender(ifindex)
+        }
+    }
+
+    /// A packet socket sender out of `ifindex` (the seeder of a reflector).
+    pub fn packet_sender(&self, ifindex: u32) -> io::Result<Sender<'_>> {
+        Ok(Sender::Packet { socket: packet_socket(ifindex)?, frame: &self.frame })
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Every sample gets fresh namespaces ([`topology`]): what one forwarder leaves registered
 //! (x_tables hooks stay after their rules are gone) cannot slow down the next. The generator
-//! ([`generator`]) sends one UDP flow of 64-byte frames for the sample's duration; the
+//! ([`generator`], or where live frames are refused the [`reflector`]) sends one UDP flow of
+//! 64-byte frames for the sample's duration; the
 //! forwarder's NAPI thread does all of the forwarder's work; what it forwarded is counted on its
 //! egress veth (sent to the sink, or dropped there because the sink was slower: the forwarder's
 //! work was done either way). A NodePort packet the forwarder did not translate is delivered to
@@ -13,6 +14,7 @@
 
 pub mod director;
 pub mod generator;
+pub mod reflector;
 pub mod topology;
 
 use std::fmt::Write as _;
@@ -26,9 +28,10 @@ use crate::latency::{apply, percentile};
 use crate::programming::Peer;
 use crate::state::{DesiredState, NodeConfig};
 use crate::switchyard;
-use generator::Generator;
+use generator::{Generator, Method};
+use reflector::{REFLECTION, Reflector};
 use switchyard_bpf::nodeport_abi::PacketReason;
-use topology::{FwdTopology, GEN_IP, NODE_IP, POD_IP, counters, cpu_time, pin};
+use topology::{FwdTopology, GEN_IP, NODE_IP, NiceGuard, POD_IP, counters, cpu_time, pin};
 
 /// UDP port of the sink behind the NodePort (nothing listens: the sink drops every packet).
 pub const SERVER_PORT: u16 = 9000;
@@ -37,12 +40,23 @@ pub const NODE_PORT: u16 = 32000;
 const SOURCE_PORT: u16 = 40000;
 /// Frames per `BPF_PROG_TEST_RUN` call: a few milliseconds of sending.
 const CHUNK: u32 = 1 << 15;
+/// With a reflector, the seeder tops the loop up with this many frames every [`TOP_UP_EVERY`]
+/// (the loop grows by itself; the seeder only starts it and replaces frames a forwarder did
+/// not forward, and leaves the generator's CPU to the reflector).
+const TOP_UP: u32 = 64;
+const TOP_UP_EVERY: Duration = Duration::from_millis(1);
 /// Sending before the sample starts (conntrack entries, caches, the threads awake).
 const WARM_UP: Duration = Duration::from_millis(200);
 /// Time for the rings to drain after the generator stops.
 const DRAIN: Duration = Duration::from_millis(100);
 /// The generator must offer at least this many times what the best forwarder forwarded.
 pub const REQUIRED_HEADROOM: f64 = 2.0;
+/// Nice value of the NAPI threads (the forwarder's, the sink's or reflector's) and of the
+/// generator's threads while a sample runs: on a machine shared with builds, at 0 the forwarder
+/// got 20–40 % of its CPU and the reflector as little of the other (the loop then stalls and
+/// the forwarder's batches shrink); at -20 each gets its CPU nearly alone for the sample's
+/// seconds, as a forwarding core on a node would.
+pub const DEFAULT_NICE: i32 = -20;
 
 /// What forwards the packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,9 +141,20 @@ pub struct FwdPoint {
     pub generator_cpu: usize,
     /// `/proc/loadavg`'s 1-minute figure right after the sample.
     pub load_1m: f64,
-    /// How the generator sent (live frames, or the packet socket where those are refused).
+    /// How the generator sent (live frames, or where those are refused the reflector).
     #[serde(default)]
-    pub generator: Option<generator::Method>,
+    pub generator: Option<Method>,
+    /// Of `offered`, frames the forwarder's ring had no room for (the generator veth's
+    /// `tx_dropped`): nonzero means the forwarder had frames waiting all along.
+    #[serde(default)]
+    pub ring_dropped: u64,
+    /// With a reflector: the frames it reflected (each offered [`REFLECTION`] times).
+    #[serde(default)]
+    pub reflected: u64,
+    /// How often the forwarder's NAPI thread went to sleep during the sample: it sleeps only
+    /// when its ring is empty, so 0 means it never waited for the generator.
+    #[serde(default)]
+    pub forwarder_sleeps: u64,
     pub error: Option<String>,
 }
 
@@ -149,6 +174,14 @@ impl FwdPoint {
     pub fn forwarder_busy(&self) -> f64 {
         self.forwarder_cpu_seconds / self.seconds.max(1e-9)
     }
+    /// Share of the sample the sink's thread (the reflector's, where there is one) was on a CPU.
+    pub fn sink_busy(&self) -> f64 {
+        self.sink_cpu_seconds / self.seconds.max(1e-9)
+    }
+    /// Offered over forwarded, in this sample.
+    pub fn headroom(&self) -> f64 {
+        self.offered as f64 / (self.forwarded as f64).max(1.0)
+    }
 
     fn failed(forwarder: Forwarder, services: usize, round: usize, error: String) -> Self {
         Self {
@@ -166,6 +199,9 @@ impl FwdPoint {
             generator_cpu: 0,
             load_1m: load_1m(),
             generator: None,
+            ring_dropped: 0,
+            reflected: 0,
+            forwarder_sleeps: 0,
             error: Some(error),
         }
     }
@@ -182,17 +218,33 @@ pub struct FwdSummary {
     pub max_forwarded_per_second: Option<f64>,
     pub median_per_forwarder_cpu_second: Option<f64>,
     pub median_forwarder_busy: Option<f64>,
+    /// The sink's thread, which runs the reflector where there is one.
+    #[serde(default)]
+    pub median_sink_busy: Option<f64>,
     pub median_offered_per_second: Option<f64>,
 }
 
-/// The generator check: the lowest offered rate of any successful sample against the best
-/// forwarded rate of any.
+/// The generator check. An open-loop generator (live frames) sends at its own rate: the lowest
+/// offered rate of any successful sample must be at least [`REQUIRED_HEADROOM`] times the best
+/// forwarded rate of any. A reflector's offer follows the forwarder it feeds (it sends back what
+/// was forwarded, [`REFLECTION`] times), so there each sample's offer must be at least
+/// [`REQUIRED_HEADROOM`] times what that sample forwarded: the forwarder's ring was offered
+/// more than it took, all sample long.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GeneratorCheck {
     pub lowest_offered_per_second: f64,
     pub best_forwarded_per_second: f64,
     pub best_forwarder: String,
+    /// Lowest offered / best forwarded, over samples.
     pub ratio: f64,
+    /// Lowest offered / forwarded of one sample, and which.
+    #[serde(default)]
+    pub lowest_sample_ratio: f64,
+    #[serde(default)]
+    pub lowest_sample: String,
+    /// Whether any sample was sent by a closed loop (then `lowest_sample_ratio` decides).
+    #[serde(default)]
+    pub closed_loop: bool,
     pub ok: bool,
 }
 
@@ -203,6 +255,8 @@ pub struct FwdPlan {
     pub services: Vec<usize>,
     pub duration: Duration,
     pub rounds: usize,
+    /// Nice value of the sample's threads ([`DEFAULT_NICE`]).
+    pub nice: i32,
 }
 
 /// Everything one run measured.
@@ -212,6 +266,8 @@ pub struct FwdReport {
     pub quick: bool,
     pub seconds_per_sample: f64,
     pub rounds: usize,
+    /// Nice value of the sample's threads.
+    pub nice: i32,
     pub check: Option<GeneratorCheck>,
     pub summary: Vec<FwdSummary>,
     pub points: Vec<FwdPoint>,
@@ -269,23 +325,31 @@ pub fn state_for(services: usize) -> Result<DesiredState, BenchError> {
 }
 
 /// Sends for `duration` from the calling thread (pinned to `cpu`, in the generator's
-/// namespace); returns frames offered, the time it took and the thread's CPU time.
+/// namespace); returns frames offered, the time it took and the thread's CPU time. With `seed`
+/// (a reflector does the sending) a packet socket tops the loop up now and then.
 fn blast(
     generator: &Generator,
     ifindex: u32,
     cpu: usize,
     duration: Duration,
-) -> std::io::Result<(u64, Duration, Duration, generator::Method)> {
+    seed: bool,
+) -> std::io::Result<(u64, Duration, Duration)> {
     pin(0, cpu)?;
-    let sender = generator.sender(ifindex)?;
+    let sender =
+        if seed { generator.packet_sender(ifindex)? } else { generator.sender(ifindex)? };
     let cpu_before = switchyard::thread_cpu_time();
     let started = Instant::now();
     let mut offered = 0u64;
     while started.elapsed() < duration {
-        offered += u64::from(sender.send(CHUNK)?);
+        if seed {
+            offered += u64::from(sender.send(TOP_UP)?);
+            std::thread::sleep(TOP_UP_EVERY);
+        } else {
+            offered += u64::from(sender.send(CHUNK)?);
+        }
     }
     let cpu = switchyard::thread_cpu_time().saturating_sub(cpu_before);
-    Ok((offered, started.elapsed(), cpu, sender.method()))
+    Ok((offered, started.elapsed(), cpu))
 }
 
 /// One sample in fresh namespaces.
@@ -294,6 +358,7 @@ fn sample(
     state: &DesiredState,
     round: usize,
     duration: Duration,
+    nice: i32,
 ) -> Result<FwdPoint, BenchError> {
     let (generator_cpu, forwarder_cpu) = cpus()?;
     let topo = FwdTopology::up(forwarder_cpu, generator_cpu)?;
@@ -342,13 +407,62 @@ fn sample(
     let generator = Generator::load(&frame)
         .map_err(|e| BenchError::Lab(format!("loading the generator program: {e}")))?;
     let ifindex = topo.gen_ifindex;
-    let send = |duration: Duration| {
-        switchyard_lab::netns::run_in(topo.sender.name(), || {
-            blast(&generator, ifindex, generator_cpu, duration)
-        })
+    let live = switchyard_lab::netns::run_in(topo.sender.name(), || generator.live(ifindex))
         .map_err(|e| BenchError::Lab(e.to_string()))?
-        .map_err(|e| BenchError::Lab(format!("generator: {e}")))
+        .map_err(|e| BenchError::Lab(format!("generator: {e}")))?;
+    // Where live frames are refused, the reflector: on the sink's veth, or for the director
+    // (which sends back out of its ingress) on the generator's own.
+    let reflector = if live {
+        None
+    } else {
+        let (ns, at) = match forwarder {
+            Forwarder::DirectorXdp => (&topo.sender, topo.gen_ifindex),
+            _ => (&topo.sink, topo.sink_ifindex),
+        };
+        let reflector = Reflector::attach(&frame, topo.sender.name(), ifindex, ns.name(), at)
+            .map_err(|e| {
+                BenchError::Lab(format!("attaching the reflector in {}: {e}", ns.name()))
+            })?;
+        Some(reflector)
     };
+    let method = if live { Method::LiveFrames } else { Method::Reflector };
+    let switch = |on: bool| -> Result<(), BenchError> {
+        match &reflector {
+            Some(r) => r.switch(on).map_err(|e| BenchError::Lab(format!("reflector: {e}"))),
+            None => Ok(()),
+        }
+    };
+    let reflected = || -> Result<u64, BenchError> {
+        match &reflector {
+            Some(r) => r.reflected().map_err(|e| BenchError::Lab(format!("reflector: {e}"))),
+            None => Ok(0),
+        }
+    };
+    // Sends for `duration`; returns frames sent, the wall-clock time from switching the
+    // reflector on to switching it off (the loop runs that long), the generator's CPU time.
+    let send = |duration: Duration| {
+        let started = Instant::now();
+        switch(true)?;
+        let sent = switchyard_lab::netns::run_in(topo.sender.name(), || {
+            blast(&generator, ifindex, generator_cpu, duration, reflector.is_some())
+        });
+        // Stopped whatever happened: the loop dies out in the drain.
+        switch(false)?;
+        let wall = started.elapsed();
+        let (sent, _, cpu) = sent
+            .map_err(|e| BenchError::Lab(e.to_string()))?
+            .map_err(|e| BenchError::Lab(format!("generator: {e}")))?;
+        Ok::<_, BenchError>((sent, wall, cpu))
+    };
+    // The NAPI threads and this thread (and so the generator's, which it spawns) at `nice`
+    // while the sample runs.
+    let sink_thread = loaded_director.as_ref().map_or(topo.sink_thread, |d| d.sink_thread);
+    for tid in [topo.fwd_thread, sink_thread] {
+        topology::set_nice(tid, nice)
+            .map_err(|e| BenchError::Lab(format!("nice {nice} for thread {tid}: {e}")))?;
+    }
+    let _nice = NiceGuard::set(nice)
+        .map_err(|e| BenchError::Lab(format!("nice {nice} for the generator: {e}")))?;
     send(WARM_UP)?;
     std::thread::sleep(DRAIN);
     // What the forwarder passed on, and of that what the sink did not take: counted on the
@@ -377,10 +491,17 @@ fn sample(
     };
     let (forwarded_before, delivered_before, sink_before) = passed()?;
     let fwd_before = cpu_time(topo.fwd_thread)?;
-    let (offered, elapsed, generator_cpu_time, method) = send(duration)?;
+    let sleeps_before = topology::sleeps(topo.fwd_thread)?;
+    let ring_before = counters(&topo.sender, &topo.g)?.tx_dropped;
+    let reflected_before = reflected()?;
+    let (seeded, elapsed, generator_cpu_time) = send(duration)?;
     std::thread::sleep(DRAIN);
     let (forwarded_after, delivered_after, sink_after) = passed()?;
     let fwd_after = cpu_time(topo.fwd_thread)?;
+    let forwarder_sleeps = topology::sleeps(topo.fwd_thread)?.saturating_sub(sleeps_before);
+    let ring_dropped = counters(&topo.sender, &topo.g)?.tx_dropped.saturating_sub(ring_before);
+    let reflected = reflected()?.saturating_sub(reflected_before);
+    let offered = seeded + reflected * u64::from(REFLECTION);
     let forwarded = forwarded_after.saturating_sub(forwarded_before);
     let sink_dropped = forwarded.saturating_sub(delivered_after.saturating_sub(delivered_before));
     let error = (forwarded == 0).then(|| {
@@ -405,6 +526,9 @@ fn sample(
         generator_cpu,
         load_1m: load_1m(),
         generator: Some(method),
+        ring_dropped,
+        reflected,
+        forwarder_sleeps,
         error,
     })
 }
@@ -422,18 +546,18 @@ pub fn run(plan: &FwdPlan, log: &mut dyn FnMut(&str)) -> Result<Vec<FwdPoint>, B
         for round in 0..plan.rounds {
             for &forwarder in &plan.forwarders {
                 let attempt = || {
-                    sample(forwarder, &state, round, plan.duration).unwrap_or_else(|error| {
-                        FwdPoint::failed(forwarder, services, round, error.to_string())
-                    })
+                    sample(forwarder, &state, round, plan.duration, plan.nice).unwrap_or_else(
+                        |error| FwdPoint::failed(forwarder, services, round, error.to_string()),
+                    )
                 };
                 let mut point = attempt();
-                // With the packet socket (live frames refused), the forwarder's NAPI thread now
+                // Without live frames (the reflector's seeder, a packet socket), the forwarder's NAPI thread now
                 // and then never runs in a sample: the frames fill its ring and are dropped
                 // there, nothing is forwarded (seen in 1 of 4 test runs, any forwarder, the
                 // kernel's own forwarding too). Such a sample is taken again in fresh
                 // namespaces, at most twice, and the log says so.
                 for _ in 0..2 {
-                    if !(point.generator == Some(generator::Method::PacketSocket)
+                    if !(point.generator.is_some_and(|m| m != Method::LiveFrames)
                         && point.forwarded == 0)
                     {
                         break;
@@ -458,7 +582,7 @@ fn describe(p: &FwdPoint) -> String {
             p.services
         ),
         None => format!(
-            "forwarding round {} {:<17} {:>5} Services: {:>9.0} pps forwarded, {:>9.0} per forwarder CPU s (busy {:.0} %), offered {:.0} pps, sink dropped {}, load {:.1}",
+            "forwarding round {} {:<17} {:>5} Services: {:>9.0} pps forwarded, {:>9.0} per forwarder CPU s (busy {:.0} %), offered {:.0} pps ({:.1}×, {} dropped at the ring), forwarder slept {} times, sink busy {:.0} %, sink dropped {}, load {:.1}",
             p.round,
             p.forwarder.label(),
             p.services,
@@ -466,6 +590,10 @@ fn describe(p: &FwdPoint) -> String {
             p.per_forwarder_cpu_second(),
             p.forwarder_busy() * 100.0,
             p.offered_per_second(),
+            p.headroom(),
+            p.ring_dropped,
+            p.forwarder_sleeps,
+            p.sink_busy() * 100.0,
             p.sink_dropped,
             p.load_1m
         ),
@@ -506,6 +634,7 @@ pub fn summarize(points: &[FwdPoint]) -> Vec<FwdSummary> {
                     0.5,
                 ),
                 median_forwarder_busy: percentile(&sorted(&FwdPoint::forwarder_busy), 0.5),
+                median_sink_busy: percentile(&sorted(&FwdPoint::sink_busy), 0.5),
                 median_offered_per_second: percentile(&sorted(&FwdPoint::offered_per_second), 0.5),
             });
         }
@@ -513,7 +642,7 @@ pub fn summarize(points: &[FwdPoint]) -> Vec<FwdSummary> {
     out
 }
 
-/// The lowest offered rate against the best forwarded rate, over the successful samples.
+/// The generator check over the successful samples ([`GeneratorCheck`]).
 pub fn check(points: &[FwdPoint]) -> Option<GeneratorCheck> {
     let ok: Vec<&FwdPoint> = points.iter().filter(|p| p.error.is_none()).collect();
     let lowest = ok.iter().map(|p| p.offered_per_second()).min_by(f64::total_cmp)?;
@@ -521,17 +650,24 @@ pub fn check(points: &[FwdPoint]) -> Option<GeneratorCheck> {
         ok.iter().max_by(|a, b| a.forwarded_per_second().total_cmp(&b.forwarded_per_second()))?;
     let best_pps = best.forwarded_per_second();
     let ratio = lowest / best_pps.max(1e-9);
+    let tightest = ok.iter().min_by(|a, b| a.headroom().total_cmp(&b.headroom()))?;
+    let closed_loop = ok.iter().any(|p| p.generator.is_some_and(Method::closed_loop));
+    let name = |p: &FwdPoint| {
+        format!("{} at {} Services, round {}", p.forwarder.label(), p.services, p.round)
+    };
     Some(GeneratorCheck {
         lowest_offered_per_second: lowest,
         best_forwarded_per_second: best_pps,
-        best_forwarder: format!(
-            "{} at {} Services, round {}",
-            best.forwarder.label(),
-            best.services,
-            best.round
-        ),
+        best_forwarder: name(best),
         ratio,
-        ok: ratio >= REQUIRED_HEADROOM,
+        lowest_sample_ratio: tightest.headroom(),
+        lowest_sample: name(tightest),
+        closed_loop,
+        ok: if closed_loop {
+            tightest.headroom() >= REQUIRED_HEADROOM
+        } else {
+            ratio >= REQUIRED_HEADROOM
+        },
     })
 }
 
@@ -545,14 +681,34 @@ pub fn markdown(report: &FwdReport) -> String {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "—".into(),
     };
+    let methods: Vec<Method> = {
+        let mut m: Vec<Method> = report.points.iter().filter_map(|p| p.generator).collect();
+        m.sort_by_key(|m| m.label());
+        m.dedup();
+        m
+    };
+    let generator = if methods == [Method::Reflector] {
+        format!(
+            "an XDP reflector: a packet socket seeds the loop, and an XDP program on the device \
+             that receives what the forwarder forwarded writes the generator's frame over it and \
+             broadcasts it {REFLECTION} times back into the forwarder's veth (this kernel \
+             refuses BPF_PROG_TEST_RUN live frames); the reflector runs in the sink's NAPI \
+             thread"
+        )
+    } else {
+        let labels: Vec<&str> = methods.iter().map(|m| m.label()).collect();
+        format!("a generator ({})", labels.join(", "))
+    };
     let mut out = format!(
-        "Packets per second per forwarder CPU: one UDP flow of 64-byte frames from a \
-         BPF_PROG_TEST_RUN live-frames generator (CPU {gen}) into the forwarder's veth; the \
-         forwarder's work runs in that veth's NAPI thread alone on CPU {fwd}; forwarded = frames \
-         it sent towards the pod. Per forwarder CPU second = forwarded / the NAPI thread's CPU \
-         time. {rounds} round(s) of {secs:.1} s per forwarder, fresh namespaces per sample; \
-         medians over rounds (min–max of packets/s in brackets); ratios of the per-CPU-second \
-         figure against peers measured in this run. Load average when written: {load}.\n\n",
+        "Packets per second per forwarder CPU: one UDP flow of 64-byte frames from {generator} \
+         (CPU {gen}) into the forwarder's veth; the forwarder's work runs in that veth's NAPI \
+         thread alone on CPU {fwd}; forwarded = frames it sent towards the pod. Per forwarder \
+         CPU second = forwarded / the NAPI thread's CPU time. {rounds} round(s) of {secs:.1} s \
+         per forwarder, fresh namespaces per sample; medians over rounds (min–max of packets/s \
+         in brackets); ratios of the per-CPU-second figure against peers measured in this run. \
+         The NAPI threads and the generator's ran at nice {nice} during the samples. Load \
+         average when written: {load}.\n\n",
+        nice = report.nice,
         gen = report.points.iter().find(|p| p.error.is_none()).map_or(0, |p| p.generator_cpu),
         fwd = report.points.iter().find(|p| p.error.is_none()).map_or(1, |p| p.forwarder_cpu),
         rounds = report.rounds,
@@ -565,17 +721,17 @@ pub fn markdown(report: &FwdReport) -> String {
         let per_cpu = |f: Forwarder| find(f, n).and_then(|s| s.median_per_forwarder_cpu_second);
         let _ = write!(
             out,
-            "**{n} Services**\n\n| forwarder | samples | packets/s forwarded | per forwarder CPU second | forwarder CPU busy | / kernel forwarding | / iptables-legacy | / iptables-nft | / nftables |\n|---|---|---|---|---|---|---|---|---|\n"
+            "**{n} Services**\n\n| forwarder | samples | packets/s forwarded | per forwarder CPU second | forwarder CPU busy | sink (reflector) CPU busy | / kernel forwarding | / iptables-legacy | / iptables-nft | / nftables |\n|---|---|---|---|---|---|---|---|---|---|\n"
         );
         for s in report.summary.iter().filter(|s| s.services == n) {
             let Some(pps) = s.median_forwarded_per_second else {
-                let _ = writeln!(out, "| {} | 0 | failed | | | | | | |", s.forwarder.label());
+                let _ = writeln!(out, "| {} | 0 | failed | | | | | | | |", s.forwarder.label());
                 continue;
             };
             let mine = s.median_per_forwarder_cpu_second;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} | {:.0} % | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} | {:.0} % | {:.0} % | {} | {} | {} | {} |",
                 s.forwarder.label(),
                 s.samples,
                 pps,
@@ -583,6 +739,7 @@ pub fn markdown(report: &FwdReport) -> String {
                 s.max_forwarded_per_second.unwrap_or(pps),
                 mine.unwrap_or(0.0),
                 s.median_forwarder_busy.unwrap_or(0.0) * 100.0,
+                s.median_sink_busy.unwrap_or(0.0) * 100.0,
                 ratio(mine, per_cpu(Forwarder::KernelForwarding)),
                 ratio(mine, per_cpu(Forwarder::IptablesLegacy)),
                 ratio(mine, per_cpu(Forwarder::IptablesNft)),
@@ -592,6 +749,21 @@ pub fn markdown(report: &FwdReport) -> String {
         out.push('\n');
     }
     match &report.check {
+        Some(c) if c.closed_loop => {
+            let _ = writeln!(
+                out,
+                "Generator check (a closed loop: each sample's offer against what it forwarded): \
+                 lowest {:.1}× ({}) — {} (required ≥ {REQUIRED_HEADROOM}×). Across samples: \
+                 lowest offered {:.0} packets/s, best forwarded {:.0} packets/s ({}), {:.1}×.\n",
+                c.lowest_sample_ratio,
+                c.lowest_sample,
+                if c.ok { "ok" } else { "FAILED: the generator may have been the bottleneck" },
+                c.lowest_offered_per_second,
+                c.best_forwarded_per_second,
+                c.best_forwarder,
+                c.ratio,
+            );
+        }
         Some(c) => {
             let _ = writeln!(
                 out,
@@ -607,13 +779,13 @@ pub fn markdown(report: &FwdReport) -> String {
         None => out.push_str("Generator check: no successful sample.\n\n"),
     }
     out.push_str(
-        "Samples:\n\n| Services | round | forwarder | forwarded | offered | seconds | forwarder CPU s | generator CPU s | sink CPU s | sink dropped | load 1 min |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "Samples:\n\n| Services | round | forwarder | forwarded | offered | dropped at the forwarder's ring | reflected | forwarder sleeps | seconds | forwarder CPU s | generator CPU s | sink CPU s | sink dropped | load 1 min |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in &report.points {
         if let Some(error) = &p.error {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {error} | | | | | | | |",
+                "| {} | {} | {} | {error} | | | | | | | | | | |",
                 p.services,
                 p.round,
                 p.forwarder.label()
@@ -622,12 +794,15 @@ pub fn markdown(report: &FwdReport) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
             p.services,
             p.round,
             p.forwarder.label(),
             p.forwarded,
             p.offered,
+            p.ring_dropped,
+            p.reflected,
+            p.forwarder_sleeps,
             p.seconds,
             p.forwarder_cpu_seconds,
             p.generator_cpu_seconds,

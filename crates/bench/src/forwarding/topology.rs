@@ -15,7 +15,9 @@
 //! - the generator thread (live frames, `ndo_xdp_xmit` into `i`'s ring) runs on CPU 0,
 //! - `i`'s thread runs everything the forwarder does, from building the skb to handing the
 //!   forwarded frame to `s` (TC, netfilter, routing, XDP...), alone on the forwarder CPU,
-//! - `s`'s thread (the sink: no address, no forwarding, the stack drops the frame) on CPU 0.
+//! - `s`'s thread (the sink: no address, no forwarding, the stack drops the frame) on CPU 0;
+//!   where live frames are refused, the reflector's XDP program runs there instead and sends
+//!   the frames back into `g` ([`super::reflector`]).
 //!
 //! The forwarder's CPU time is its thread's (`CLOCK_PROCESS_CPUTIME_ID` of the thread), to the
 //! nanosecond; without `CONFIG_IRQ_TIME_ACCOUNTING` (this kernel) interrupts that hit it are
@@ -56,6 +58,8 @@ pub struct FwdTopology {
     pub g_mac: [u8; 6],
     pub i_mac: [u8; 6],
     pub gen_ifindex: u32,
+    /// The sink's veth (where the reflector runs, if there is one).
+    pub sink_ifindex: u32,
     /// Thread ids of the NAPI threads of `i` (the forwarder) and `s` (the sink).
     pub fwd_thread: i32,
     pub sink_thread: i32,
@@ -143,6 +147,57 @@ pub fn pin(tid: i32, cpu: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sets the nice value of thread `tid` (0: the calling thread).
+pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {
+    let tid = u32::try_from(tid).map_err(std::io::Error::other)?;
+    // SAFETY: setpriority with plain integers; on Linux PRIO_PROCESS names one thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The calling thread's nice value, put back when dropped.
+#[derive(Debug)]
+pub struct NiceGuard {
+    previous: i32,
+}
+
+impl NiceGuard {
+    /// Sets the calling thread's nice value to `nice` (threads it spawns inherit it).
+    pub fn set(nice: i32) -> std::io::Result<Self> {
+        // SAFETY: getpriority with plain integers; -1 is a valid answer, errno tells.
+        let previous = unsafe {
+            *libc::__errno_location() = 0;
+            libc::getpriority(libc::PRIO_PROCESS, 0)
+        };
+        if previous == -1 && std::io::Error::last_os_error().raw_os_error() != Some(0) {
+            return Err(std::io::Error::last_os_error());
+        }
+        set_nice(0, nice)?;
+        Ok(Self { previous })
+    }
+}
+
+impl Drop for NiceGuard {
+    fn drop(&mut self) {
+        // Raising a nice value back is always allowed; nothing to do if it fails.
+        let _ = set_nice(0, self.previous);
+    }
+}
+
+/// How often thread `tid` went to sleep (`voluntary_ctxt_switches`): a NAPI thread sleeps only
+/// when its ring is empty.
+pub fn sleeps(tid: i32) -> Result<u64, BenchError> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .map_err(|e| BenchError::Lab(format!("/proc/{tid}/status: {e}")))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| BenchError::Lab(format!("no voluntary_ctxt_switches for thread {tid}")))
+}
+
 /// CPU time of thread `tid` (of any process, kernel threads included): the CPU clock of the
 /// task as a process (`MAKE_PROCESS_CPUCLOCK(tid, CPUCLOCK_SCHED)`), which for a kernel thread
 /// is the thread itself.
@@ -185,6 +240,18 @@ pub(super) fn napi_thread(ns: &Netns, dev: &str, cpu: usize) -> Result<i32, Benc
     };
     pin(tid, cpu).map_err(|e| BenchError::Lab(format!("pinning {prefix}* to CPU {cpu}: {e}")))?;
     Ok(tid)
+}
+
+/// The index of `dev` in `ns`.
+fn ifindex(ns: &Netns, dev: &str) -> Result<u32, BenchError> {
+    let name = std::ffi::CString::new(dev).map_err(|e| BenchError::Lab(e.to_string()))?;
+    in_ns(ns, "ifindex", move || {
+        // SAFETY: a NUL-terminated name that outlives the call.
+        match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+            0 => Err(std::io::Error::last_os_error()),
+            index => Ok(index),
+        }
+    })
 }
 
 impl FwdTopology {
@@ -282,15 +349,8 @@ impl FwdTopology {
         let sink_thread = napi_thread(&sink, &s, gen_cpu)?;
         let g_mac = mac_of(&sender, &g)?;
         let i_mac = mac_of(&fwd, &i)?;
-        let g2 = g.clone();
-        let gen_ifindex = in_ns(&sender, "ifindex", move || {
-            let name = std::ffi::CString::new(g2).map_err(std::io::Error::other)?;
-            // SAFETY: a NUL-terminated name that outlives the call.
-            match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-                0 => Err(std::io::Error::last_os_error()),
-                index => Ok(index),
-            }
-        })?;
+        let gen_ifindex = ifindex(&sender, &g)?;
+        let sink_ifindex = ifindex(&sink, &s)?;
         Ok(Self {
             sender,
             fwd,
@@ -302,6 +362,7 @@ impl FwdTopology {
             g_mac,
             i_mac,
             gen_ifindex,
+            sink_ifindex,
             fwd_thread,
             sink_thread,
         })

@@ -63,8 +63,26 @@ static __always_inline int ct_key_eq(const struct sy_ct_key *a, const struct sy_
 	       a->family == b->family;
 }
 
+/* Does the SNAT port of a SNATed flow still map back to it (sy_nat under its reply tuple names
+ * the flow)? Not when sy_nat lost the entry (an LRU map evicts when full) and the port went to
+ * another flow since: the flow's replies would reach that one. A function of its own: asked
+ * only of a SYN on a SNATed flow, and its key would otherwise sit on the frame of the longest
+ * call chain (the new flow's SNAT claim), over the verifier's 512 bytes at XDP. */
+static SY_NOINLINE int ct_snat_maps_back(const struct sy_ct_entry *e,
+					     const struct sy_ct_key *orig)
+{
+	struct sy_ct_key reply = {};
+	struct sy_nat_entry *n;
+
+	nat_key_of(&reply, e, orig);
+	n = bpf_map_lookup_elem(&sy_nat, &reply);
+	return n && ct_key_eq(&n->orig, orig);
+}
+
 /* Is the conntrack entry usable for this packet? Expired entries, a new SYN on a closing
- * flow and entries whose backend is gone (removed, or its id reused elsewhere) start over. */
+ * flow, a SYN on a SNATed flow whose port no longer maps back to it (a new flow claims a port
+ * of its own; only a SYN can: the middle of a connection could not move to a new port anyway)
+ * and entries whose backend is gone (removed, or its id reused elsewhere) start over. */
 static __always_inline int ct_usable(const struct sy_ct_entry *e, const struct pkt *p,
 				     const struct sy_pkt_config *cfg, __u64 now)
 {
@@ -72,8 +90,9 @@ static __always_inline int ct_usable(const struct sy_ct_entry *e, const struct p
 
 	if (ct_expired(e, p->t.proto, cfg, now))
 		return 0;
-	if (p->t.proto == IPPROTO_TCP && e->state == SY_CT_CLOSING &&
-	    (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+	if (p->t.proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+	    (e->state == SY_CT_CLOSING ||
+	     ((e->flags & SY_CT_F_SNAT) && !ct_snat_maps_back(e, &p->t))))
 		return 0;
 	be = bpf_map_lookup_elem(&sy_backends, &e->backend_id);
 	return be && addr_eq(&be->addr, &e->nat_daddr) && be->port == e->nat_dport;
