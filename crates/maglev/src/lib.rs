@@ -35,6 +35,6 @@ pub use flow::{
     FLOW_HASH_C_ROUNDS, FLOW_HASH_D_ROUNDS, FLOW_HASH_NAME, FlowKey, FlowPrefix, MixedFamilies,
 };
 pub use seed::{Seed, SeedError};
-pub use siphash::{SipState, siphash24};
+pub use siphash::{SipState, siphash13, siphash24};
 pub use size::{TableSize, TableSizeError};
 pub use table::{BuildError, Built, MaglevConfig, SizeMismatch, Table, Warning};

@@ -7,8 +7,8 @@
 //! cluster-wide secret key also keeps clients from crafting flows that pile onto one backend.
 //! Nothing here depends on the platform's endianness or on the Rust version.
 //!
-//! Tables and socket cookies use SipHash-2-4 ([`siphash24`]); the per-packet flow hash has its
-//! own rounds ([`crate::FlowKey::hash`], docs/maglev.md) and is computed through [`SipState`],
+//! Tables and socket cookies use SipHash-2-4 ([`siphash24`]); the per-packet flow hash uses
+//! SipHash-1-3 ([`siphash13`], [`crate::FlowKey::hash`], docs/maglev.md) and is computed through [`SipState`],
 //! which can stop after whole words: the director keeps the state after a VIP's words per VIP.
 
 use crate::seed::Seed;
@@ -20,6 +20,12 @@ use crate::seed::Seed;
 #[must_use]
 pub fn siphash24(seed: &Seed, message: &[u8]) -> u64 {
     siphash::<2, 4>(seed, message)
+}
+
+/// SipHash-1-3 of `message` under `seed` (the flow hash's function, [`crate::FlowKey::hash`]).
+#[must_use]
+pub fn siphash13(seed: &Seed, message: &[u8]) -> u64 {
+    siphash::<1, 3>(seed, message)
 }
 
 /// SipHash-C-D of `message`: C rounds per message word, D to finish.

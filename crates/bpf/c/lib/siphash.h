@@ -20,8 +20,8 @@
  * FLOW_HASH_C_ROUNDS / FLOW_HASH_D_ROUNDS). len must be a compile-time constant in BPF
  * programs so the loops unroll. */
 #ifndef SY_FLOW_C_ROUNDS /* defined before only by the cost variants of the benches */
-#define SY_FLOW_C_ROUNDS 2
-#define SY_FLOW_D_ROUNDS 4
+#define SY_FLOW_C_ROUNDS 1
+#define SY_FLOW_D_ROUNDS 3
 #endif
 
 static __always_inline __u64 sy_rotl64(__u64 x, int b)
