@@ -132,13 +132,22 @@ fn program(frame: &[u8]) -> Vec<Insn> {
     insns
 }
 
+/// The `bpf()` system call with one of the `union bpf_attr` heads of this module or
+/// [`super::reflector`]; its return value (a descriptor, or 0), or the errno.
+pub(super) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a `union bpf_attr` head whose pointers (if any) the caller keeps alive
+    // for the call; the kernel reads and writes at most `size_of::<T>()` bytes of it.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
 /// Loads `insns` as an XDP program named `name`; if the kernel refuses it, loads it again with
 /// the verifier's log and returns the log's end in the error.
 pub(super) fn load_xdp(insns: &[Insn], name: [u8; 16]) -> io::Result<OwnedFd> {
     let license = c"GPL";
     let mut log = vec![0u8; 1 << 16];
     let mut load = |log_level: u32| {
-        let attr = ProgLoad {
+        let mut attr = ProgLoad {
             prog_type: BPF_PROG_TYPE_XDP,
             insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
             insns: insns.as_ptr() as u64,
@@ -151,18 +160,9 @@ pub(super) fn load_xdp(insns: &[Insn], name: [u8; 16]) -> io::Result<OwnedFd> {
             prog_name: name,
             rest: [0; 64],
         };
-        // SAFETY: BPF_PROG_LOAD with an attr whose pointers (instructions, license, log)
-        // outlive the call; the kernel reads at most `size_of::<ProgLoad>()` bytes and writes
-        // at most `log_size` bytes of log.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_LOAD,
-                &attr as *const ProgLoad,
-                size_of::<ProgLoad>(),
-            )
-        };
-        if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(fd) }
+        // The attr's pointers (instructions, license, log) outlive the call; the kernel
+        // writes at most `log_size` bytes of log.
+        bpf(BPF_PROG_LOAD, &mut attr)
     };
     let fd = match load(0) {
         Ok(fd) => fd,
@@ -219,19 +219,8 @@ impl Generator {
             batch_size: BATCH,
             ..TestRun::default()
         };
-        // SAFETY: BPF_PROG_TEST_RUN with pointers (frame, context) that outlive the call; no
-        // output buffers.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRun,
-                size_of::<TestRun>(),
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // The attr's pointers (frame, context) outlive the call; no output buffers.
+        bpf(BPF_PROG_TEST_RUN, &mut attr)?;
         if attr.retval != 0 {
             return Err(io::Error::other(format!("test run returned {}", attr.retval)));
         }

@@ -21,7 +21,7 @@
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 
-use super::generator::{Insn, insn, load_xdp};
+use super::generator::{Insn, bpf, insn, load_xdp};
 
 /// Copies of each forwarded frame sent back into the forwarder: the offer is this many times
 /// what the reflector got back, which overflows the forwarder's ring whenever it forwards.
@@ -84,13 +84,6 @@ struct LinkCreate {
     attach_type: u32,
     flags: u32,
     rest: [u8; 48],
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is one of the `union bpf_attr` heads above, whose pointers (if any) the
-    // caller keeps alive for the call; the kernel reads and writes at most `size_of::<T>()`.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
 }
 
 fn fd(rc: libc::c_long) -> io::Result<OwnedFd> {
